@@ -1,0 +1,131 @@
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+
+from chatapp.teams.models import Membership, Role, Team
+from chatapp.teams.services import current_team, ensure_personal_team
+from tests.conftest import PASSWORD
+
+User = get_user_model()
+GOOD = {"username": "ada", "email": "ada@example.com", "password1": PASSWORD, "password2": PASSWORD}
+
+
+def test_signup_page_renders(client, db):
+    response = client.get("/accounts/signup/")
+    assert response.status_code == 200
+    assert b'name="password1"' in response.content
+
+
+def test_signup_creates_account_logs_in_and_redirects(client, db):
+    response = client.post("/accounts/signup/", GOOD)
+    assert response.status_code == 302
+    assert response["Location"] == "/"
+    user = User.objects.get(username="ada")
+    assert user.check_password(PASSWORD)
+    assert client.get("/").status_code == 200
+
+
+def test_signup_follows_a_safe_next_only(client, db):
+    response = client.post("/accounts/signup/?next=/settings/", GOOD)
+    assert response["Location"] == "/settings/"
+    client.logout()
+    other = dict(GOOD, username="bob", email="bob@example.com")
+    response = client.post("/accounts/signup/?next=https://evil.example/", other)
+    assert response["Location"] == "/"
+
+
+@pytest.mark.parametrize(
+    ("changes", "error"),
+    [
+        ({"password2": "something-else-entirely"}, b"didn\xe2\x80\x99t match"),
+        ({"password1": "123", "password2": "123"}, b"too short"),
+        ({"password1": "password", "password2": "password"}, b"too common"),
+        ({"username": ""}, b"This field is required"),
+        ({"email": "not-an-email"}, b"valid email"),
+    ],
+)
+def test_signup_rejects_bad_input_and_creates_nothing(client, db, changes, error):
+    response = client.post("/accounts/signup/", dict(GOOD, **changes))
+    assert response.status_code == 200
+    assert error in response.content
+    assert not User.objects.exists()
+
+
+def test_signup_rejects_a_taken_username_or_email(client, make_user):
+    make_user("ada")
+    response = client.post("/accounts/signup/", dict(GOOD, email="new@example.com"))
+    assert b"already exists" in response.content
+    response = client.post("/accounts/signup/", dict(GOOD, username="other"))
+    assert b"already exists" in response.content
+    assert User.objects.count() == 1
+
+
+def test_first_account_becomes_site_admin_and_later_ones_do_not(client, db):
+    client.post("/accounts/signup/", GOOD)
+    client.logout()
+    client.post("/accounts/signup/", dict(GOOD, username="bob", email="bob@example.com"))
+    first, second = User.objects.order_by("pk")
+    assert first.is_superuser and first.is_staff
+    assert not second.is_superuser and not second.is_staff
+
+
+def test_createsuperuser_still_works_after_the_first_account(make_user):
+    make_user("first")
+    call_command("createsuperuser", username="root", email="root@example.com", interactive=False)
+    assert User.objects.get(username="root").is_superuser
+
+
+def test_login_with_good_credentials_redirects_to_next(client, make_user):
+    make_user("ada")
+    response = client.post(
+        "/accounts/login/?next=/settings/",
+        {"username": "ada", "password": PASSWORD, "next": "/settings/"},
+    )
+    assert response.status_code == 302
+    assert response["Location"] == "/settings/"
+
+
+def test_login_with_a_wrong_password_says_so(client, make_user):
+    make_user("ada")
+    response = client.post("/accounts/login/", {"username": "ada", "password": "wrong"})
+    assert response.status_code == 200
+    assert b"Please enter a correct username and password" in response.content
+    assert "_auth_user_id" not in client.session
+
+
+def test_logout_needs_post_and_ends_the_session(client, make_user):
+    client.force_login(make_user("ada"))
+    assert client.get("/accounts/logout/").status_code == 405
+    client.post("/accounts/logout/")
+    assert client.get("/").status_code == 302
+
+
+def test_anonymous_home_redirects_to_login(client, db):
+    response = client.get("/")
+    assert response.status_code == 302
+    assert response["Location"].startswith("/accounts/login/?next=/")
+
+
+def test_personal_team_is_created_once_with_the_user_as_owner(make_user):
+    user = make_user("ada")
+    assert not Team.objects.exists()
+    team = ensure_personal_team(user)
+    assert ensure_personal_team(user) == team
+    assert team.is_personal
+    assert Membership.objects.get(team=team, user=user).role == Role.OWNER
+
+
+def test_current_team_prefers_an_existing_team_over_a_personal_one(rf, member, team):
+    request = rf.get("/")
+    request.user = member
+    request.session = {}
+    assert current_team(request) == team
+    assert request.session["current_team_id"] == team.pk
+    assert not Team.objects.filter(personal_owner=member).exists()
+
+
+def test_current_team_ignores_a_team_the_user_left(rf, member, team, make_user):
+    request = rf.get("/")
+    request.user = member
+    request.session = {"current_team_id": 999_999}
+    assert current_team(request) == team

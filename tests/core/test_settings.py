@@ -1,0 +1,94 @@
+"""Settings come from the environment; bad values stop start-up with a message naming the variable."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PROBE = (
+    "import json, django; from django.conf import settings; django.setup(); "
+    "print(json.dumps({'debug': settings.DEBUG, 'engine': settings.DATABASES['default']['ENGINE'], "
+    "'layer': settings.CHANNEL_LAYERS['default']['BACKEND'], 'hosts': settings.ALLOWED_HOSTS, "
+    "'protocol': settings.LLAMA_API_PROTOCOL, 'base': settings.LLAMA_API_BASE_URL, "
+    "'model': settings.LLAMA_DEFAULT_MODEL, 'cookie_secure': settings.SESSION_COOKIE_SECURE}))"
+)
+VARIABLES = (
+    "SECRET_KEY DEBUG ALLOWED_HOSTS DATABASE_URL REDIS_URL LLAMA_API_KEY LLAMA_API_BASE_URL "
+    "LLAMA_API_PROTOCOL LLAMA_DEFAULT_MODEL"
+).split()
+
+
+def load_settings(**overrides):
+    env = {k: v for k, v in os.environ.items() if k not in VARIABLES}
+    env["DJANGO_SETTINGS_MODULE"] = "chatapp.settings"
+    env.update(overrides)
+    return subprocess.run(
+        [sys.executable, "-c", PROBE], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+
+
+def loaded(**overrides) -> dict:
+    import json
+
+    result = load_settings(**overrides)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_defaults_are_zero_setup():
+    values = loaded(SECRET_KEY="x" * 50)
+    assert values["debug"] is False
+    assert values["engine"] == "django.db.backends.sqlite3"
+    assert values["layer"] == "channels.layers.InMemoryChannelLayer"
+    assert values["hosts"] == ["127.0.0.1", "localhost"]
+    assert values["protocol"] == "llama"
+    assert values["base"] == "https://api.llama.com/v1"
+    assert values["model"] == "Llama-4-Maverick-17B-128E-Instruct-FP8"
+    assert values["cookie_secure"] is True
+
+
+def test_postgres_and_redis_urls_switch_backends():
+    values = loaded(
+        SECRET_KEY="x" * 50,
+        DATABASE_URL="postgres://postgres@127.0.0.1:5432/chat",
+        REDIS_URL="redis://127.0.0.1:6379/0",
+    )
+    assert values["engine"] == "django.db.backends.postgresql"
+    assert values["layer"] == "channels_redis.core.RedisChannelLayer"
+
+
+def test_debug_generates_a_dev_secret_key_and_relaxes_cookie_security():
+    values = loaded(DEBUG="1")
+    assert values["debug"] is True
+    assert values["cookie_secure"] is False
+
+
+def test_allowed_hosts_and_protocol_are_read():
+    values = loaded(
+        SECRET_KEY="x" * 50, ALLOWED_HOSTS="chat.example.com, 10.0.0.5", LLAMA_API_PROTOCOL="openai"
+    )
+    assert values["hosts"] == ["chat.example.com", "10.0.0.5"]
+    assert values["protocol"] == "openai"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [
+        ({}, "SECRET_KEY"),
+        ({"SECRET_KEY": "x" * 50, "DEBUG": "ture"}, "DEBUG"),
+        ({"SECRET_KEY": "x" * 50, "DATABASE_URL": "mysql://root@localhost/chat"}, "DATABASE_URL"),
+        ({"SECRET_KEY": "x" * 50, "DATABASE_URL": "not a url"}, "DATABASE_URL"),
+        ({"SECRET_KEY": "x" * 50, "REDIS_URL": "http://127.0.0.1:6379"}, "REDIS_URL"),
+        ({"SECRET_KEY": "x" * 50, "LLAMA_API_PROTOCOL": "grpc"}, "LLAMA_API_PROTOCOL"),
+        ({"SECRET_KEY": "x" * 50, "LLAMA_API_BASE_URL": "api.llama.com/v1"}, "LLAMA_API_BASE_URL"),
+        ({"SECRET_KEY": "x" * 50, "ALLOWED_HOSTS": ","}, "ALLOWED_HOSTS"),
+    ],
+)
+def test_bad_values_fail_naming_the_variable(overrides, named):
+    result = load_settings(**overrides)
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert named in result.stderr.strip().splitlines()[-1]
