@@ -78,15 +78,16 @@ def effective_settings(user, team, requested: dict | None = None) -> dict:
     return validate_settings(team, values)
 
 
-def provider_config(team):
-    """The connection the team's requests use: the site's base URL, protocol and key."""
-    from chatapp.llm import ProviderConfig
+def llama_client(team):
+    """A client for the provider the team's requests go to: the site's base URL, protocol and key."""
+    from chatapp.llm import LlamaClient, ProviderConfig
 
-    return ProviderConfig(
+    config = ProviderConfig(
         base_url=django_settings.LLAMA_API_BASE_URL,
         api_key=django_settings.LLAMA_API_KEY,
         protocol=django_settings.LLAMA_API_PROTOCOL,
     )
+    return LlamaClient(config)
 
 
 def check_quota(user, team) -> None:
