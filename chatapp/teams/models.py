@@ -165,3 +165,6 @@ class SystemPromptVersion(models.Model):
                 fields=["prompt", "version"], name="system_prompt_version_unique"
             ),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.name} v{self.version}"

@@ -1,4 +1,4 @@
-"""Settings come from the environment; bad values stop start-up with a message naming the variable."""
+"""Settings come from the environment; a bad value stops start-up naming the variable."""
 
 import os
 import subprocess
