@@ -1,0 +1,45 @@
+"""Llama API access: a streaming client for the native and OpenAI-compatible protocols.
+
+Plain async Python with no Django models, so the chat app and tests can use it anywhere.
+"""
+
+from .client import LlamaClient, shared_http_client
+from .limits import (
+    KNOWN_MODELS,
+    MODEL_CONTEXT_LIMITS,
+    MODEL_MAX_OUTPUT,
+    count_message_tokens,
+    count_tokens_estimate,
+)
+from .types import (
+    ChatParams,
+    Finish,
+    LlmError,
+    LlmValidationError,
+    ProviderConfig,
+    Retrying,
+    StreamError,
+    StreamEvent,
+    TextDelta,
+    Usage,
+)
+
+__all__ = [
+    "KNOWN_MODELS",
+    "MODEL_CONTEXT_LIMITS",
+    "MODEL_MAX_OUTPUT",
+    "ChatParams",
+    "Finish",
+    "LlamaClient",
+    "LlmError",
+    "LlmValidationError",
+    "ProviderConfig",
+    "Retrying",
+    "StreamError",
+    "StreamEvent",
+    "TextDelta",
+    "Usage",
+    "count_message_tokens",
+    "count_tokens_estimate",
+    "shared_http_client",
+]

@@ -1,0 +1,318 @@
+"""One client for the native Llama API and OpenAI-compatible servers: streaming, retries, errors.
+
+Consume `stream_chat` with `contextlib.aclosing(...)` (or inside the task you cancel) so that
+stopping early closes the upstream response at once instead of when the generator is collected.
+"""
+
+import asyncio
+import hashlib
+import json
+import random
+import time
+import weakref
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import aclosing
+from typing import TypeVar
+
+import httpx
+
+from .errors import (
+    error_from_exception,
+    error_from_response,
+    error_from_stream_chunk,
+    interrupted,
+    rate_limits_from,
+    request_id_from,
+)
+from .protocols import PROTOCOL_ADAPTERS, ReplyState
+from .sse import sse_events
+from .types import (
+    ChatParams,
+    Finish,
+    LlmError,
+    ProviderConfig,
+    Retrying,
+    StreamError,
+    StreamEvent,
+    TextDelta,
+)
+from .validation import validate_chat, validate_messages
+
+MODELS_CACHE_SECONDS = 300.0
+BACKOFF_BASE, BACKOFF_MAX, BACKOFF_JITTER = 0.5, 8.0, 0.25  # the same curve as Meta's SDKs
+USER_AGENT = "llama-team-chat"
+
+T = TypeVar("T")
+
+_shared_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+    weakref.WeakKeyDictionary()
+)
+_models_cache: dict[tuple[str, str], tuple[float, list[str]]] = {}
+
+
+def shared_http_client() -> httpx.AsyncClient:
+    """The process-wide pooled client for the running event loop."""
+    loop = asyncio.get_running_loop()
+    client = _shared_clients.get(loop)
+    if client is None or client.is_closed:
+        # No connection cap: every streaming answer holds one connection for its whole length.
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=200)
+        client = httpx.AsyncClient(limits=limits, headers={"User-Agent": USER_AGENT})
+        _shared_clients[loop] = client
+    return client
+
+
+class LlamaClient:
+    def __init__(self, config: ProviderConfig, http: httpx.AsyncClient | None = None):
+        self.config = config
+        self._own_http = http
+        self._protocol = PROTOCOL_ADAPTERS[config.protocol]
+        self._timeout = httpx.Timeout(
+            connect=config.connect_timeout,
+            read=None,  # reads are bounded by our first-token, idle and total deadlines
+            write=config.connect_timeout,
+            pool=config.connect_timeout,
+        )
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        return self._own_http or shared_http_client()
+
+    def stream_chat(self, messages: list[dict], params: ChatParams) -> AsyncIterator[StreamEvent]:
+        """Validate now; stream TextDelta/Retrying events ending in one Finish or StreamError."""
+        validate_chat(messages, params, self.config.protocol)
+        body = self._protocol.chat_body(messages, params, stream=True)
+        return self._run(body, params.model, stream=True)
+
+    async def complete_chat(self, messages: list[dict], params: ChatParams) -> tuple[str, Finish]:
+        """The whole answer at once; raises LlmError when it cannot be had."""
+        validate_chat(messages, params, self.config.protocol)
+        body = self._protocol.chat_body(messages, params, stream=False)
+        parts: list[str] = []
+        async with aclosing(self._run(body, params.model, stream=False)) as events:
+            async for event in events:
+                if isinstance(event, TextDelta):
+                    parts.append(event.text)
+                elif isinstance(event, Finish):
+                    return "".join(parts), event
+                elif isinstance(event, StreamError):
+                    raise LlmError(
+                        event.code,
+                        event.message,
+                        retryable=event.retryable,
+                        status=event.status,
+                        request_id=event.request_id,
+                    )
+        raise AssertionError("the event stream always ends with Finish or StreamError")
+
+    async def list_models(self) -> list[str]:
+        """Model ids the provider offers, cached for a few minutes per base URL and key."""
+        key_hash = hashlib.sha256(self.config.api_key.encode()).hexdigest()
+        cache_key = (self.config.base_url, key_hash)
+        cached = _models_cache.get(cache_key)
+        if cached and cached[0] > time.monotonic():
+            return list(cached[1])
+        data = await self._call_json("GET", "/models")
+        ids = [
+            item["id"] for item in data.get("data") or [] if isinstance(item, dict) and "id" in item
+        ]
+        _models_cache[cache_key] = (time.monotonic() + MODELS_CACHE_SECONDS, ids)
+        return list(ids)
+
+    async def moderate(self, messages: list[dict], model: str | None = None) -> dict:
+        """Llama Guard verdict: {"model", "results": [{"flagged", "flagged_categories"}]}."""
+        validate_messages(messages)
+        body: dict = {"messages": messages}
+        if model:
+            body["model"] = model
+        return await self._call_json("POST", "/moderations", body)
+
+    async def _run(self, body: dict, model: str, stream: bool) -> AsyncIterator[StreamEvent]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.total_timeout
+        attempt = 1
+        while True:
+            text_sent = False
+            try:
+                attempt_events = self._attempt(body, model, stream, deadline)
+                async with aclosing(attempt_events) as events:
+                    async for event in events:
+                        text_sent = text_sent or isinstance(event, TextDelta)
+                        yield event
+                return
+            except LlmError as error:
+                failure = error
+            delay = (
+                None if text_sent else self._retry_delay(failure, attempt, deadline - loop.time())
+            )
+            if delay is None:
+                yield failure.as_event()
+                return
+            attempt += 1
+            yield Retrying(attempt=attempt, delay=delay, code=failure.code)
+            await asyncio.sleep(delay)
+
+    def _retry_delay(self, failure: LlmError, attempt: int, remaining: float) -> float | None:
+        """Seconds to wait before the next attempt, or None when we must give up."""
+        if not failure.retryable or attempt >= self.config.max_attempts:
+            return None
+        delay = failure.retry_after
+        if delay is None:
+            delay = min(BACKOFF_BASE * 2 ** (attempt - 1), BACKOFF_MAX)
+            delay *= 1 - BACKOFF_JITTER * random.random()
+        return delay if delay < remaining else None
+
+    async def _attempt(
+        self, body: dict, model: str, stream: bool, deadline: float
+    ) -> AsyncIterator[TextDelta | Finish]:
+        loop = asyncio.get_running_loop()
+        first_deadline = min(loop.time() + self.config.first_token_timeout, deadline)
+        request = self._request("POST", "/chat/completions", body, stream)
+        response = await self._open(request, first_deadline, model)
+        try:
+            if stream:
+                reply = self._read_stream(response, first_deadline, deadline)
+            else:
+                reply = self._read_reply(response, first_deadline)
+            async with aclosing(reply) as events:
+                async for event in events:
+                    yield event
+        finally:
+            await response.aclose()
+
+    async def _read_stream(
+        self, response: httpx.Response, first_deadline: float, deadline: float
+    ) -> AsyncIterator[TextDelta | Finish]:
+        loop = asyncio.get_running_loop()
+        state = ReplyState()
+        events = sse_events(response.aiter_lines())
+        read_deadline, text_sent = first_deadline, False
+        try:
+            while item := await _within(read_deadline, anext(events, None)):
+                if item[1] == "[DONE]":
+                    break
+                if text := self._read_chunk(item, state):
+                    text_sent = True
+                    yield TextDelta(text)
+                if text_sent:
+                    read_deadline = min(loop.time() + self.config.idle_timeout, deadline)
+        except (TimeoutError, httpx.HTTPError, LlmError) as exc:
+            # A connection lost after the last event of a finished answer loses nothing.
+            if state.finish_reason is None or not isinstance(exc, httpx.HTTPError):
+                failure = self._stream_failure(exc, text_sent, read_deadline >= deadline, response)
+                raise failure from None
+        if state.finish_reason is None:
+            raise self._stream_failure(None, text_sent, False, response)
+        yield self._finish(response, state)
+
+    async def _read_reply(
+        self, response: httpx.Response, deadline: float
+    ) -> AsyncIterator[TextDelta | Finish]:
+        text, state = self._protocol.read_reply(await self._read_json(response, deadline))
+        yield TextDelta(text)
+        yield self._finish(response, state)
+
+    def _read_chunk(self, item: tuple[str, str], state: ReplyState) -> str:
+        name, data = item
+        chunk = _parse_json(data.encode())
+        if name == "error" or "error" in chunk:
+            raise error_from_stream_chunk(chunk, self.config)
+        return self._protocol.read_chunk(chunk, state)
+
+    def _stream_failure(
+        self, exc: BaseException | None, text_sent: bool, hit_total: bool, response: httpx.Response
+    ) -> LlmError:
+        """Before any text: a (retryable) error; after text: an interruption, never retried."""
+        request_id = request_id_from(response.headers)
+        if not text_sent:
+            if isinstance(exc, LlmError):
+                return exc
+            if exc is None:
+                message = "The Llama API ended the reply before answering: try again."
+                return LlmError(
+                    "upstream_unavailable", message, retryable=True, request_id=request_id
+                )
+            error = error_from_exception(exc, self.config)
+            error.request_id = request_id
+            return error
+        if isinstance(exc, TimeoutError) and hit_total:
+            reason = f"it took longer than the {self.config.total_timeout:g} s limit"
+        elif isinstance(exc, TimeoutError):
+            reason = f"the Llama API sent nothing for {self.config.idle_timeout:g} s"
+        elif isinstance(exc, LlmError):
+            reason = "the Llama API reported an error mid-answer"
+        elif exc is None:
+            reason = "the Llama API ended the stream without finishing"
+        else:
+            reason = "the connection to the Llama API dropped"
+        return interrupted(reason, request_id)
+
+    def _finish(self, response: httpx.Response, state: ReplyState) -> Finish:
+        return Finish(
+            finish_reason=state.finish_reason,
+            usage=state.usage,
+            request_id=request_id_from(response.headers) or state.response_id,
+            rate_limits=rate_limits_from(response.headers),
+        )
+
+    def _request(self, method: str, path: str, body: dict | None, stream: bool) -> httpx.Request:
+        headers = {
+            "Authorization": f"Bearer {self.config.api_key}",
+            "Accept": "text/event-stream" if stream else "application/json",
+        }
+        url = self.config.base_url + path
+        return self.http.build_request(
+            method, url, json=body, headers=headers, timeout=self._timeout
+        )
+
+    async def _open(
+        self, request: httpx.Request, deadline: float, model: str | None
+    ) -> httpx.Response:
+        """Send the request; a non-2xx status becomes an LlmError with the upstream details."""
+        try:
+            response = await _within(deadline, self.http.send(request, stream=True))
+        except (TimeoutError, httpx.HTTPError) as exc:
+            raise error_from_exception(exc, self.config) from None
+        if response.is_success:
+            return response
+        try:
+            raw = await _within(deadline, response.aread())
+        except (TimeoutError, httpx.HTTPError):
+            raw = b""  # the status alone still says what went wrong
+        finally:
+            await response.aclose()
+        raise error_from_response(response, raw, self.config, model)
+
+    async def _read_json(self, response: httpx.Response, deadline: float) -> dict:
+        try:
+            raw = await _within(deadline, response.aread())
+        except (TimeoutError, httpx.HTTPError) as exc:
+            raise error_from_exception(exc, self.config) from None
+        return _parse_json(raw)
+
+    async def _call_json(self, method: str, path: str, body: dict | None = None) -> dict:
+        """One plain JSON request (no retries), bounded by the first-token timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + min(self.config.first_token_timeout, self.config.total_timeout)
+        response = await self._open(self._request(method, path, body, False), deadline, None)
+        try:
+            return await self._read_json(response, deadline)
+        finally:
+            await response.aclose()
+
+
+async def _within(deadline: float, awaitable: Awaitable[T]) -> T:
+    # A fresh timeout per read: never held across a yield, so it cannot fire in the consumer.
+    async with asyncio.timeout_at(deadline):
+        return await awaitable
+
+
+def _parse_json(raw: bytes) -> dict:
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        message = "The Llama API sent a reply that is not valid JSON: try again."
+        raise LlmError("upstream_unavailable", message, retryable=True)
+    return data

@@ -1,0 +1,150 @@
+"""Upstream failures mapped to stable codes with messages a user can act on."""
+
+import email.utils
+import json
+import time
+
+import httpx
+
+from .types import LlmError, ProviderConfig
+
+RETRY_AFTER_CAP = 60.0  # like Meta's SDKs: longer hints fall back to our own backoff
+DETAIL_LIMIT = 300
+CONTEXT_HINTS = ("context", "too long", "too many tokens", "maximum length", "max_model_len")
+MISSING_MODEL_HINTS = ("not found", "does not exist", "unknown model", "invalid model", "no model")
+
+
+def error_from_response(
+    response: httpx.Response, body: bytes, config: ProviderConfig, model: str | None = None
+) -> LlmError:
+    status = response.status_code
+    detail = _redact(_detail_from_body(body), config.api_key)
+    code, message = _classify(status, detail, model)
+    return LlmError(
+        code,
+        message,
+        retryable=status in (408, 409, 429) or status >= 500,
+        status=status,
+        request_id=request_id_from(response.headers),
+        retry_after=retry_after_from(response.headers),
+    )
+
+
+def error_from_exception(exc: BaseException, config: ProviderConfig) -> LlmError:
+    host = httpx.URL(config.base_url).host
+    if isinstance(exc, httpx.ConnectTimeout):
+        message = (
+            f"Could not connect to the Llama API at {host} within {config.connect_timeout:g} s:"
+            " check LLAMA_API_BASE_URL and the network."
+        )
+        return LlmError("timeout", message, retryable=True)
+    if isinstance(exc, TimeoutError | httpx.TimeoutException):
+        message = (
+            f"The Llama API did not start answering within {config.first_token_timeout:g} s:"
+            " try again in a moment."
+        )
+        return LlmError("timeout", message, retryable=True)
+    if isinstance(exc, httpx.ConnectError):
+        message = (
+            f"Could not reach the Llama API at {host}: check LLAMA_API_BASE_URL and the network."
+        )
+        return LlmError("upstream_unavailable", message, retryable=True)
+    message = "The connection to the Llama API dropped before the answer started: try again."
+    return LlmError("upstream_unavailable", message, retryable=True)
+
+
+def error_from_stream_chunk(chunk: dict, config: ProviderConfig) -> LlmError:
+    """An error object sent inside an otherwise successful stream."""
+    detail = _redact(_detail_from_json(chunk), config.api_key)
+    message = f"The Llama API reported an error while answering: {detail}"
+    return LlmError("upstream_unavailable", message, retryable=True)
+
+
+def interrupted(reason: str, request_id: str | None) -> LlmError:
+    message = f"The answer was cut off: {reason}. Regenerate to try again."
+    return LlmError("interrupted", message, retryable=True, request_id=request_id)
+
+
+def request_id_from(headers: httpx.Headers) -> str | None:
+    return headers.get("x-request-id") or headers.get("request-id")
+
+
+def rate_limits_from(headers: httpx.Headers) -> dict[str, str]:
+    return {name: value for name, value in headers.items() if name.startswith("x-ratelimit-")}
+
+
+def retry_after_from(headers: httpx.Headers) -> float | None:
+    """Seconds the server asked us to wait (retry-after-ms, retry-after seconds or date)."""
+    if milliseconds := headers.get("retry-after-ms"):
+        try:
+            return _capped(float(milliseconds) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return _capped(float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_tz(value)
+        return _capped(email.utils.mktime_tz(parsed) - time.time()) if parsed else None
+
+
+def _capped(seconds: float) -> float | None:
+    return seconds if 0 <= seconds <= RETRY_AFTER_CAP else None
+
+
+def _classify(status: int, detail: str, model: str | None) -> tuple[str, str]:
+    lowered = detail.lower()
+    if status in (401, 403):
+        return "auth_failed", (
+            f"The Llama API rejected the key (HTTP {status}):"
+            " check LLAMA_API_KEY or the team's provider key."
+        )
+    if status == 413 or (status in (400, 422) and any(h in lowered for h in CONTEXT_HINTS)):
+        return "context_too_long", (
+            "The conversation is too long for the model's context window:"
+            " start a new conversation or lower max tokens."
+        )
+    names_model = "model" in lowered and any(h in lowered for h in MISSING_MODEL_HINTS)
+    if (status == 404 and "model" in lowered) or (status in (400, 422) and names_model):
+        return "model_not_found", (
+            f"The Llama API does not offer the model '{model or '?'}': pick another model."
+        )
+    if status == 404:
+        return (
+            "bad_request",
+            "The Llama API has no such endpoint (HTTP 404): check LLAMA_API_BASE_URL.",
+        )
+    if status == 429:
+        return "rate_limited", "The Llama API rate limit was reached: wait a moment and try again."
+    if status == 408:
+        return "timeout", "The Llama API timed out handling the request: try again."
+    if status == 409 or status >= 500:
+        return "upstream_unavailable", (
+            f"The Llama API is unavailable right now (HTTP {status}): try again in a moment."
+        )
+    return "bad_request", f"The Llama API refused the request (HTTP {status}): {detail}"
+
+
+def _detail_from_body(body: bytes) -> str:
+    text = body.decode("utf-8", "replace")
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return text.strip()[:DETAIL_LIMIT] or "no details given"
+    return _detail_from_json(data) if isinstance(data, dict) else text[:DETAIL_LIMIT]
+
+
+def _detail_from_json(data: dict) -> str:
+    """Problem details (title/detail) or an OpenAI-style {"error": {"message"}} object."""
+    error = data.get("error")
+    if isinstance(error, dict):
+        detail = error.get("message") or error.get("code")
+    else:
+        detail = error or data.get("detail") or data.get("title") or data.get("message")
+    return str(detail or "no details given")[:DETAIL_LIMIT]
+
+
+def _redact(text: str, api_key: str) -> str:
+    return text.replace(api_key, "[redacted key]") if api_key else text

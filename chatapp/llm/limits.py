@@ -1,0 +1,37 @@
+"""What the known Llama API models accept, and a cheap token estimate for trimming history."""
+
+KNOWN_MODELS = (
+    "Llama-4-Maverick-17B-128E-Instruct-FP8",
+    "Llama-4-Scout-17B-16E-Instruct-FP8",
+    "Llama-3.3-70B-Instruct",
+    "Llama-3.3-8B-Instruct",
+)
+
+# The Llama API serves every hosted model with a 128K-token window.
+MODEL_CONTEXT_LIMITS: dict[str, int] = dict.fromkeys(KNOWN_MODELS, 128_000)
+
+# Upper bound we accept for max_tokens; the API itself defaults to 4096.
+MODEL_MAX_OUTPUT: dict[str, int] = dict.fromkeys(KNOWN_MODELS, 16_384)
+
+# Chat templates add a few tokens of role markers around every message.
+MESSAGE_OVERHEAD_TOKENS = 4
+
+
+def count_tokens_estimate(text: str) -> int:
+    """About four characters per token, rounded up: close enough for Llama's tokenizer."""
+    return (len(text) + 3) // 4
+
+
+def message_text(message: dict) -> str:
+    """The text of a message whose content is a string or a list of text parts."""
+    content = message.get("content") or ""
+    if isinstance(content, str):
+        return content
+    return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+
+
+def count_message_tokens(messages: list[dict]) -> int:
+    return sum(
+        count_tokens_estimate(message_text(message)) + MESSAGE_OVERHEAD_TOKENS
+        for message in messages
+    )

@@ -1,0 +1,72 @@
+"""Deterministic answers: the same conversation always gets the same markdown reply."""
+
+import re
+
+TOKEN = re.compile(r"\s*\S+|\s+")
+QUESTION_LIMIT = 200
+LONG_LINE = "{n}. The simulator keeps streaming so you can test scrolling, stopping and speed."
+
+
+def tokenize(text: str) -> list[str]:
+    """Split into word-sized tokens that join back into exactly the same text."""
+    return TOKEN.findall(text)
+
+
+def compose_answer(question: str, messages: list[dict], body: dict) -> str:
+    """Restate the question, then a short list and a code block, like a helpful model would."""
+    one_line = " ".join(question.split()) or "(an empty message)"
+    if len(one_line) > QUESTION_LIMIT:
+        one_line = one_line[:QUESTION_LIMIT] + "…"
+    turn = sum(1 for message in messages if message.get("role") == "user")
+    system = next((m for m in messages if m.get("role") == "system"), None)
+    system_note = " with a system prompt" if system else ""
+    literal = repr(one_line[:80]).replace("`", "'")  # a backtick could close the code fence
+    return "\n".join(
+        [
+            f"You asked: *{one_line}*",
+            "",
+            "Here is a short answer from the simulator:",
+            "",
+            f"- Your message has {_count(len(question.split()), 'word')}"
+            f" and {_count(len(question), 'character')}.",
+            f"- This is turn {turn} of the conversation{system_note}.",
+            f"- Settings received: {_settings(body)}.",
+            "",
+            "```python",
+            f"question = {literal}",
+            'print(len(question.split()), "words")',
+            "```",
+            "",
+            "This reply comes from the built-in Llama API simulator;"
+            " set LLAMA_API_KEY to talk to the real Llama API.",
+        ]
+    )
+
+
+def long_answer(question: str, messages: list[dict], body: dict, tokens: int) -> list[str]:
+    """The usual answer followed by numbered lines, exactly `tokens` tokens long."""
+    parts = tokenize(compose_answer(question, messages, body))
+    line = 1
+    while len(parts) < tokens:
+        parts.extend(tokenize("\n" + LONG_LINE.format(n=line)))
+        line += 1
+    return parts[:tokens]
+
+
+def _settings(body: dict) -> str:
+    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+    values = [
+        f"model `{body.get('model')}`",
+        f"temperature {_or_default(body.get('temperature'))}",
+        f"top_p {_or_default(body.get('top_p'))}",
+        f"max tokens {_or_default(max_tokens)}",
+    ]
+    return ", ".join(values)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
+def _or_default(value: object) -> str:
+    return "default" if value is None else str(value)

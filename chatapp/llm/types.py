@@ -1,0 +1,115 @@
+"""The values that go into and come out of the Llama API client."""
+
+from dataclasses import dataclass, field
+
+PROTOCOLS = ("llama", "openai")
+MAX_ATTEMPTS_LIMIT = 5
+
+
+class LlmValidationError(ValueError):
+    """A request parameter is out of range; raised before anything is sent."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    base_url: str
+    api_key: str = field(repr=False)
+    protocol: str = "llama"
+    connect_timeout: float = 10.0
+    first_token_timeout: float = 60.0
+    idle_timeout: float = 30.0
+    total_timeout: float = 600.0
+    max_attempts: int = 3
+
+    def __post_init__(self) -> None:
+        if not self.base_url.startswith(("http://", "https://")):
+            raise LlmValidationError("base_url", "base_url must start with http:// or https://")
+        if self.protocol not in PROTOCOLS:
+            raise LlmValidationError("protocol", f"protocol must be one of {', '.join(PROTOCOLS)}")
+        if not 1 <= self.max_attempts <= MAX_ATTEMPTS_LIMIT:
+            raise LlmValidationError(
+                "max_attempts", f"max_attempts must be between 1 and {MAX_ATTEMPTS_LIMIT}"
+            )
+        for name in ("connect_timeout", "first_token_timeout", "idle_timeout", "total_timeout"):
+            if not getattr(self, name) > 0:
+                raise LlmValidationError(name, f"{name} must be a positive number of seconds")
+        # Frozen dataclass: normalise through object.__setattr__ so URL joins stay simple.
+        object.__setattr__(self, "base_url", self.base_url.rstrip("/"))
+
+
+@dataclass(frozen=True)
+class ChatParams:
+    model: str
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True)
+class Retrying:
+    """Emitted before sleeping; `attempt` is the number of the attempt about to start."""
+
+    attempt: int
+    delay: float
+    code: str
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass(frozen=True)
+class Finish:
+    finish_reason: str | None
+    usage: Usage | None
+    request_id: str | None
+    rate_limits: dict[str, str]
+
+
+@dataclass(frozen=True)
+class StreamError:
+    code: str
+    message: str
+    retryable: bool
+    request_id: str | None = None
+    status: int | None = None
+
+
+StreamEvent = TextDelta | Retrying | Finish | StreamError
+
+
+class LlmError(Exception):
+    """An upstream failure with a stable code; raised by the non-streaming calls."""
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        retryable: bool,
+        status: int | None = None,
+        request_id: str | None = None,
+        retry_after: float | None = None,
+    ):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+        self.status = status
+        self.request_id = request_id
+        self.retry_after = retry_after
+
+    def as_event(self) -> StreamError:
+        return StreamError(self.code, self.message, self.retryable, self.request_id, self.status)
