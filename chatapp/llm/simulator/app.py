@@ -44,6 +44,11 @@ class Simulator:
         self._watchers: set[asyncio.Future] = set()
         self._minute = (0, 0, 0)  # (minute, requests, tokens) for the rate-limit headers
 
+    def reset(self) -> None:
+        """Forget recorded requests and `times=` counters."""
+        self.requests.clear()
+        self._attempts.clear()
+
     def close(self) -> None:
         """End every open stream and stall (call on the server's loop)."""
         for watcher in list(self._watchers):
@@ -66,8 +71,7 @@ class Simulator:
         if path == "/_sim/requests" and method == "GET":
             return await exchange.json(200, list(self.requests))
         if path == "/_sim/requests" and method == "DELETE":
-            self.requests.clear()
-            self._attempts.clear()
+            self.reset()
             return await exchange.json(200, {"cleared": True})
         if path == "/_sim/stats" and method == "GET":
             return await exchange.json(200, {"active_streams": self.active_streams})

@@ -58,8 +58,9 @@ class RunningSimulator:
     def active_streams(self) -> int:
         return self.app.active_streams
 
-    def clear(self) -> None:
-        self.app.requests.clear()
+    def reset(self) -> None:
+        """Forget recorded requests and `times=` counters."""
+        self.app.reset()
 
 
 @contextlib.contextmanager

@@ -1,0 +1,391 @@
+import asyncio
+import socket
+from contextlib import aclosing
+
+import pytest
+
+from chatapp.llm import (
+    MODEL_MAX_OUTPUT,
+    ChatParams,
+    Finish,
+    LlamaClient,
+    LlmError,
+    LlmValidationError,
+    ProviderConfig,
+    Retrying,
+    StreamError,
+    TextDelta,
+    count_tokens_estimate,
+    shared_http_client,
+)
+from chatapp.llm.simulator.answers import tokenize
+
+from .conftest import KEY, MODEL, user
+
+
+async def collect(client: LlamaClient, text: str, **params) -> list:
+    return [event async for event in client.stream_chat(user(text), ChatParams(MODEL, **params))]
+
+
+def text_of(events: list) -> str:
+    return "".join(event.text for event in events if isinstance(event, TextDelta))
+
+
+async def wait_for(condition) -> None:
+    """Poll a condition the simulator thread will make true; fail if it never does."""
+    for _ in range(500):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition never became true")
+
+
+async def test_stream_yields_text_then_one_finish_with_usage(make_client, sim):
+    events = await collect(make_client(), "What is a websocket?")
+
+    assert isinstance(events[-1], Finish)
+    assert all(isinstance(event, TextDelta) for event in events[:-1])
+    assert "What is a websocket?" in text_of(events)
+    finish = events[-1]
+    assert finish.finish_reason == "stop"
+    assert finish.usage.prompt_tokens > 0
+    assert finish.usage.completion_tokens == len(tokenize(text_of(events)))
+    assert finish.request_id.startswith("req-")
+    assert finish.rate_limits["x-ratelimit-limit-requests"] == "3000"
+
+
+async def test_parameters_arrive_under_each_protocols_names(make_client, sim, protocol):
+    await collect(make_client(), "hello", temperature=0.7, top_p=0.8, max_tokens=300)
+
+    body = sim.requests[-1]
+    assert body["model"] == MODEL
+    assert body["temperature"] == 0.7
+    assert body["top_p"] == 0.8
+    assert body["stream"] is True
+    if protocol == "llama":
+        assert body["max_completion_tokens"] == 300
+        assert "max_tokens" not in body
+    else:
+        assert body["max_tokens"] == 300
+        assert body["stream_options"] == {"include_usage": True}
+
+
+async def test_max_tokens_ends_with_length(make_client, sim):
+    events = await collect(make_client(), "hello", max_tokens=5)
+
+    assert events[-1].finish_reason == "length"
+    assert events[-1].usage.completion_tokens == 5
+
+
+async def test_complete_chat_returns_whole_text_and_finish(make_client, sim):
+    text, finish = await make_client().complete_chat(user("Explain SSE"), ChatParams(MODEL))
+
+    assert "Explain SSE" in text
+    assert finish.finish_reason == "stop"
+    assert finish.usage.completion_tokens > 0
+    assert "stream" not in sim.requests[-1]
+
+
+async def test_openai_protocol_accepts_temperature_above_one(make_client, sim, protocol):
+    if protocol == "llama":
+        with pytest.raises(LlmValidationError):
+            make_client().stream_chat(user("hi"), ChatParams(MODEL, temperature=1.5))
+    else:
+        events = await collect(make_client(), "hi", temperature=1.5)
+        assert isinstance(events[-1], Finish)
+
+
+@pytest.mark.parametrize(
+    "params, field",
+    [
+        (ChatParams(MODEL, temperature=-0.1), "temperature"),
+        (ChatParams(MODEL, temperature=2.5), "temperature"),
+        (ChatParams(MODEL, temperature=float("nan")), "temperature"),
+        (ChatParams(MODEL, top_p=1.1), "top_p"),
+        (ChatParams(MODEL, top_p="0.5"), "top_p"),
+        (ChatParams(MODEL, max_tokens=0), "max_tokens"),
+        (ChatParams(MODEL, max_tokens=2.5), "max_tokens"),
+        (ChatParams(MODEL, max_tokens=True), "max_tokens"),
+        (ChatParams(MODEL, max_tokens=MODEL_MAX_OUTPUT[MODEL] + 1), "max_tokens"),
+        (ChatParams(""), "model"),
+    ],
+)
+async def test_bad_parameters_raise_and_send_nothing(make_client, sim, params, field):
+    client = make_client()
+
+    with pytest.raises(LlmValidationError) as raised:
+        client.stream_chat(user("hi"), params)
+    with pytest.raises(LlmValidationError):
+        await client.complete_chat(user("hi"), params)
+
+    assert raised.value.field == field
+    assert sim.requests == []
+
+
+@pytest.mark.parametrize(
+    "messages", [[], [{"role": "robot", "content": "hi"}], [{"role": "user", "content": None}]]
+)
+async def test_bad_messages_raise_and_send_nothing(make_client, sim, messages):
+    with pytest.raises(LlmValidationError) as raised:
+        make_client().stream_chat(messages, ChatParams(MODEL))
+
+    assert raised.value.field == "messages"
+    assert sim.requests == []
+
+
+def test_provider_config_rejects_bad_settings_and_hides_the_key():
+    with pytest.raises(LlmValidationError):
+        ProviderConfig("http://x/v1", KEY, max_attempts=6)
+    with pytest.raises(LlmValidationError):
+        ProviderConfig("http://x/v1", KEY, protocol="grpc")
+    with pytest.raises(LlmValidationError):
+        ProviderConfig("x/v1", KEY)
+
+    config = ProviderConfig("http://x/v1/", KEY)
+    assert KEY not in repr(config) and KEY not in str(config)
+    assert config.base_url == "http://x/v1"
+
+
+async def test_wrong_key_is_auth_failed_without_retry_or_leak(make_client, sim):
+    wrong_key = "wrong-secret-5678"
+    events = await collect(make_client(api_key=wrong_key), "hi")
+
+    assert len(events) == 1
+    error = events[0]
+    assert (error.code, error.status, error.retryable) == ("auth_failed", 401, False)
+    assert "LLAMA_API_KEY" in error.message
+    assert wrong_key not in error.message and KEY not in error.message
+    assert error.request_id.startswith("req-")
+    assert len(sim.requests) == 1
+
+
+@pytest.mark.parametrize(
+    "directive, code",
+    [
+        ("fault=403", "auth_failed"),
+        ("fault=400", "bad_request"),
+        ("fault=422", "bad_request"),
+        ("fault=404", "model_not_found"),
+        ("fault=context_too_long", "context_too_long"),
+    ],
+)
+async def test_client_errors_map_to_codes_and_are_not_retried(make_client, sim, directive, code):
+    events = await collect(make_client(), f"hi [sim:{directive}]")
+
+    assert [type(event) for event in events] == [StreamError]
+    assert events[0].code == code
+    assert events[0].retryable is False
+    assert len(sim.requests) == 1
+
+
+async def test_unknown_model_is_model_not_found(make_client, sim):
+    client = make_client()
+    events = [e async for e in client.stream_chat(user("hi"), ChatParams("Llama-9-Imaginary"))]
+
+    assert events[0].code == "model_not_found"
+    assert "Llama-9-Imaginary" in events[0].message
+
+
+async def test_conversation_beyond_the_context_window_is_context_too_long(make_client, sim):
+    huge = "word " * 110_000
+    events = await collect(make_client(), huge, max_tokens=MODEL_MAX_OUTPUT[MODEL])
+
+    assert events[0].code == "context_too_long"
+
+
+async def test_429_honours_retry_after_then_succeeds(make_client, sim):
+    events = await collect(make_client(), "hi [sim:fault=429 retry_after=0.05 times=1]")
+
+    assert events[0] == Retrying(attempt=2, delay=0.05, code="rate_limited")
+    assert isinstance(events[-1], Finish)
+    assert "hi" in text_of(events)
+    assert len(sim.requests) == 2
+
+
+async def test_retry_after_ms_is_preferred(make_client, sim):
+    events = await collect(
+        make_client(), "hi [sim:fault=429 retry_after=9 retry_after_ms=20 times=1]"
+    )
+
+    assert events[0] == Retrying(attempt=2, delay=0.02, code="rate_limited")
+
+
+async def test_rate_limit_that_persists_gives_up_after_max_attempts(make_client, sim):
+    events = await collect(make_client(max_attempts=3), "hi [sim:fault=429 retry_after=0]")
+
+    assert [type(event) for event in events] == [Retrying, Retrying, StreamError]
+    assert [event.attempt for event in events[:2]] == [2, 3]
+    error = events[-1]
+    assert (error.code, error.status, error.retryable) == ("rate_limited", 429, True)
+    assert error.request_id.startswith("req-")
+    assert len(sim.requests) == 3
+
+
+@pytest.mark.parametrize("status", [408, 409, 500, 502, 503])
+async def test_transient_statuses_are_retried(make_client, sim, status):
+    events = await collect(make_client(), f"hi [sim:fault={status} retry_after=0 times=1]")
+
+    assert isinstance(events[0], Retrying)
+    assert isinstance(events[-1], Finish)
+
+
+async def test_5xx_without_retry_after_backs_off_with_jitter(make_client, sim):
+    events = await collect(make_client(max_attempts=2), "hi [sim:fault=503]")
+
+    retrying, error = events
+    assert 0.375 <= retrying.delay <= 0.5  # 0.5 s less up to 25% jitter
+    assert (error.code, error.status) == ("upstream_unavailable", 503)
+
+
+async def test_single_attempt_config_never_retries(make_client, sim):
+    events = await collect(make_client(max_attempts=1), "hi [sim:fault=500 retry_after=0]")
+
+    assert [event.code for event in events] == ["upstream_unavailable"]
+    assert len(sim.requests) == 1
+
+
+async def test_connection_cut_mid_answer_is_interrupted_not_retried(make_client, sim):
+    events = await collect(make_client(), "hi [sim:fault=cut after=5]")
+
+    assert all(isinstance(event, TextDelta) for event in events[:-1])
+    assert text_of(events) == "You asked: *hi*\n\nHere is"
+    error = events[-1]
+    assert (error.code, error.retryable) == ("interrupted", True)
+    assert "cut off" in error.message
+    assert len(sim.requests) == 1
+
+
+async def test_connection_cut_before_any_text_is_retried(make_client, sim):
+    events = await collect(make_client(), "hi [sim:fault=cut after=0 times=1]")
+
+    assert events[0].code == "upstream_unavailable"
+    assert isinstance(events[0], Retrying)
+    assert isinstance(events[-1], Finish)
+
+
+async def test_stall_before_first_token_is_timeout(make_client, sim):
+    client = make_client(first_token_timeout=0.2, max_attempts=1)
+    events = await collect(client, "hi [sim:fault=stall]")
+
+    assert [type(event) for event in events] == [StreamError]
+    assert (events[0].code, events[0].retryable) == ("timeout", True)
+
+
+async def test_stall_is_retried_until_attempts_run_out(make_client, sim):
+    client = make_client(first_token_timeout=0.1, max_attempts=2)
+    events = await collect(client, "hi [sim:fault=stall times=1]")
+
+    assert events[0] == Retrying(attempt=2, delay=events[0].delay, code="timeout")
+    assert isinstance(events[-1], Finish)
+
+
+async def test_silence_mid_answer_is_interrupted(make_client, sim):
+    client = make_client(idle_timeout=0.2)
+    events = await collect(client, "hi [sim:fault=stall_after after=3]")
+
+    assert text_of(events) == "You asked: *hi*"
+    assert events[-1].code == "interrupted"
+    assert "sent nothing for 0.2 s" in events[-1].message
+    assert len(sim.requests) == 1
+
+
+async def test_total_deadline_interrupts_a_slow_answer(make_client, sim):
+    client = make_client(total_timeout=0.3)
+    events = await collect(client, "hi [sim:pace tps=20 ttft=0]")
+
+    assert isinstance(events[0], TextDelta)
+    assert events[-1].code == "interrupted"
+    assert "0.3 s limit" in events[-1].message
+
+
+async def test_unreachable_server_is_upstream_unavailable(http):
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    config = ProviderConfig(f"http://127.0.0.1:{port}/v1", KEY, max_attempts=1)
+    events = [e async for e in LlamaClient(config, http).stream_chat(user("hi"), ChatParams(MODEL))]
+
+    assert [event.code for event in events] == ["upstream_unavailable"]
+    assert "LLAMA_API_BASE_URL" in events[0].message
+
+
+async def test_cancelling_the_consumer_closes_the_upstream_stream(make_client, sim):
+    started = asyncio.Event()
+
+    async def consume():
+        async for event in make_client().stream_chat(user("[sim:pace tps=5]"), ChatParams(MODEL)):
+            if isinstance(event, TextDelta):
+                started.set()
+
+    task = asyncio.create_task(consume())
+    await started.wait()
+    assert sim.active_streams == 1
+
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await wait_for(lambda: sim.active_streams == 0)
+
+
+async def test_closing_the_stream_early_closes_the_upstream(make_client, sim):
+    stream = make_client().stream_chat(user("[sim:pace tps=5]"), ChatParams(MODEL))
+    async with aclosing(stream) as events:
+        async for event in events:
+            assert isinstance(event, TextDelta)
+            assert sim.active_streams == 1
+            break
+
+    await wait_for(lambda: sim.active_streams == 0)
+
+
+async def test_complete_chat_raises_llm_error_with_code(make_client, sim):
+    with pytest.raises(LlmError) as raised:
+        await make_client().complete_chat(user("hi [sim:fault=401]"), ChatParams(MODEL))
+
+    assert raised.value.code == "auth_failed"
+
+
+async def test_complete_chat_stall_times_out(make_client, sim):
+    client = make_client(first_token_timeout=0.2, max_attempts=1)
+    with pytest.raises(LlmError) as raised:
+        await client.complete_chat(user("hi [sim:fault=stall]"), ChatParams(MODEL))
+
+    assert raised.value.code == "timeout"
+
+
+async def test_list_models_is_cached(make_client, sim):
+    sim.app.api_key = "models-cache-key"
+    models = await make_client(api_key="models-cache-key").list_models()
+    sim.app.api_key = "a-different-key"  # an uncached call would now fail with 401
+
+    assert await make_client(api_key="models-cache-key").list_models() == models
+    assert MODEL in models
+
+
+async def test_list_models_with_a_wrong_key_raises_auth_failed(make_client, sim):
+    with pytest.raises(LlmError) as raised:
+        await make_client(api_key="not-the-key").list_models()
+
+    assert raised.value.code == "auth_failed"
+
+
+async def test_moderate_reports_llama_guard_verdict(make_client, sim):
+    client = make_client()
+
+    safe = await client.moderate(user("hello"))
+    flagged = await client.moderate(user("[sim:flag categories=S1,S10]"))
+
+    assert safe["results"][0]["flagged"] is False
+    assert flagged["results"][0] == {"flagged": True, "flagged_categories": ["S1", "S10"]}
+
+
+async def test_shared_http_client_is_one_per_event_loop():
+    assert shared_http_client() is shared_http_client()
+    await shared_http_client().aclose()
+
+
+def test_count_tokens_estimate_is_about_four_characters_a_token():
+    assert count_tokens_estimate("") == 0
+    assert count_tokens_estimate("abcd") == 1
+    assert count_tokens_estimate("abcde") == 2
+    assert count_tokens_estimate("x" * 4000) == 1000
