@@ -169,6 +169,20 @@ LLAMA_DEFAULT_MODEL = env.str(
 # Set by `make run` when it starts the built-in simulator; the UI shows an "offline demo" banner.
 LLAMA_OFFLINE_DEMO = env_bool("LLAMA_OFFLINE_DEMO", False)
 
+# Teams. Team-entered provider URLs may reach private addresses (and plain http) only when on.
+LLAMA_ALLOW_PRIVATE_PROVIDER_URLS = env_bool("LLAMA_ALLOW_PRIVATE_PROVIDER_URLS", False)
+# Encrypts team provider keys at rest; unset: a key derived from SECRET_KEY.
+FIELD_ENCRYPTION_KEY = env.str("FIELD_ENCRYPTION_KEY", default="")
+# Unset: invitations are shared as links; set (smtp+tls://user:pass@host:587): also emailed.
+EMAIL_URL = env.str("EMAIL_URL", default="")
+if EMAIL_URL:
+    try:
+        vars().update(env.email_url("EMAIL_URL"))
+    except Exception as exc:  # django-environ raises several types for a malformed URL
+        raise ImproperlyConfigured(f"EMAIL_URL is not a valid email URL: {exc}") from None
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="llama-team-chat@localhost")
+
+
 # Chat limits.
 CHAT_MAX_CONTENT_BYTES = env_number("CHAT_MAX_CONTENT_BYTES", 32 * 1024, minimum=1)
 

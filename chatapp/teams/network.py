@@ -1,0 +1,160 @@
+"""Connections to team-entered provider URLs: https to public addresses only, no redirects.
+
+Every new connection resolves the host itself, refuses it when any address is private,
+loopback, link-local, multicast, reserved or unspecified, and then connects to the address it
+checked (so a DNS answer that changes between check and connect cannot slip through).
+LLAMA_ALLOW_PRIVATE_PROVIDER_URLS lets a site admin allow private addresses and plain http,
+for self-hosted servers. The site's own LLAMA_API_BASE_URL is trusted and never goes through here.
+"""
+
+import asyncio
+import ipaddress
+import socket
+import typing
+import weakref
+
+import anyio
+import httpcore
+import httpx
+from django.conf import settings
+
+from chatapp.llm import LlamaClient
+from chatapp.llm.client import USER_AGENT
+
+ALLOW_SETTING = "LLAMA_ALLOW_PRIVATE_PROVIDER_URLS"
+
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+class BlockedAddressError(httpcore.ConnectError):
+    """The provider host is not a public address; nothing was sent."""
+
+
+def private_allowed() -> bool:
+    return bool(getattr(settings, ALLOW_SETTING, False))
+
+
+def is_public_address(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is loopback, whatever its notation
+    if ip.is_multicast or ip.is_reserved or ip.is_unspecified or ip.is_link_local:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local:
+        return False
+    return ip.is_global
+
+
+def refusal(host: str, address: str) -> str:
+    return (
+        f"The provider address {host} resolves to {address}, which is not a public address:"
+        f" team provider URLs must reach the internet (a site admin can allow private"
+        f" addresses with {ALLOW_SETTING})."
+    )
+
+
+def blocked_address(host: str, addresses: typing.Iterable[str]) -> str | None:
+    """The first address that may not be reached, or None when all are fine."""
+    if private_allowed():
+        return None
+    return next((a for a in addresses if not is_public_address(a)), None)
+
+
+def resolve(host: str, port: int) -> list[str]:
+    """Blocking resolution, for checking a URL when a form is saved."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(info[4][0] for info in infos))
+
+
+def check_url_host(host: str, port: int) -> str | None:
+    """A message saying why the host may not be used, or None when it may."""
+    try:
+        addresses = resolve(host, port)
+    except (OSError, UnicodeError):
+        return f"The host {host} could not be resolved: check the address."
+    bad = blocked_address(host, addresses)
+    return refusal(host, bad) if bad else None
+
+
+class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
+    def __init__(self) -> None:
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: typing.Iterable[typing.Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        addresses = await self._resolve(host, port, timeout)
+        if bad := blocked_address(host, addresses):
+            raise BlockedAddressError(refusal(host, bad))
+        error: Exception = httpcore.ConnectError(f"No address found for {host}")
+        for address in addresses:  # connect to exactly the addresses that were checked
+            try:
+                return await self._inner.connect_tcp(
+                    address, port, timeout, local_address, socket_options
+                )
+            except httpcore.ConnectError as exc:
+                error = exc
+        raise error
+
+    async def connect_unix_socket(self, path, timeout=None, socket_options=None):
+        raise BlockedAddressError("Team providers cannot use unix sockets.")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+    async def _resolve(self, host: str, port: int, timeout: float | None) -> list[str]:
+        try:
+            with anyio.fail_after(timeout):
+                infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except TimeoutError:
+            raise httpcore.ConnectTimeout(f"Resolving {host} timed out") from None
+        except (OSError, UnicodeError) as exc:
+            raise httpcore.ConnectError(f"Could not resolve {host}: {exc}") from None
+        return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+class GuardedTransport(httpx.AsyncHTTPTransport):
+    def __init__(self) -> None:
+        super().__init__(trust_env=False)  # a proxy would connect for us, unchecked
+        # httpx has no public hook for the network backend: give it a pool that uses ours.
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=httpx.create_ssl_context(trust_env=False),
+            max_connections=None,
+            max_keepalive_connections=50,
+            network_backend=GuardedNetworkBackend(),
+        )
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.scheme != "https" and not private_allowed():
+            raise httpx.ConnectError("Team provider URLs must use https.", request=request)
+        return await super().handle_async_request(request)
+
+
+def guarded_http_client() -> httpx.AsyncClient:
+    """The pooled client for team-entered URLs, one per event loop; never follows redirects."""
+    loop = asyncio.get_running_loop()
+    client = _clients.get(loop)
+    if client is None or client.is_closed:
+        client = httpx.AsyncClient(
+            transport=GuardedTransport(),
+            follow_redirects=False,
+            trust_env=False,
+            headers={"User-Agent": USER_AGENT},
+        )
+        _clients[loop] = client
+    return client
+
+
+class GuardedLlamaClient(LlamaClient):
+    """A LlamaClient whose connections always go through the network guard."""
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        return guarded_http_client()
