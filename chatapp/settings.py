@@ -182,7 +182,6 @@ if EMAIL_URL:
         raise ImproperlyConfigured(f"EMAIL_URL is not a valid email URL: {exc}") from None
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="llama-team-chat@localhost")
 
-
 # Chat limits.
 CHAT_MAX_CONTENT_BYTES = env_number("CHAT_MAX_CONTENT_BYTES", 32 * 1024, minimum=1)
 
