@@ -1,11 +1,24 @@
 """Team membership lookups and the personal team every user gets when first needed."""
 
+from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 from django.http import Http404
 
 from chatapp.teams.models import Membership, Role, Team
 
 SESSION_TEAM_KEY = "current_team_id"
+
+MANAGERS = frozenset({Role.OWNER, Role.ADMIN})
+# Who may do what in a team; every team page and API endpoint checks one of these.
+PERMISSIONS: dict[str, frozenset[str]] = {
+    "view": frozenset(Role.values),
+    "manage_members": MANAGERS,
+    "manage_prompts": MANAGERS,
+    "manage_policy": MANAGERS,
+    "view_usage": MANAGERS,
+    "manage_provider": frozenset({Role.OWNER}),
+    "view_audit": frozenset({Role.OWNER}),
+}
 
 
 def ensure_personal_team(user) -> Team:
@@ -46,3 +59,27 @@ def get_membership(user, team_id) -> Membership:
     if membership is None:
         raise Http404("No such team")
     return membership
+
+
+def can(membership: Membership, permission: str) -> bool:
+    return membership.role in PERMISSIONS[permission]
+
+
+def require(membership: Membership, permission: str) -> Membership:
+    """The membership, or 403 when its role does not allow the permission."""
+    if not can(membership, permission):
+        raise PermissionDenied("Your role in this team does not allow this.")
+    return membership
+
+
+def get_team_access(user, team_id, permission: str = "view") -> Membership:
+    """404 for anyone not in the team, 403 for members whose role lacks the permission."""
+    return require(get_membership(user, team_id), permission)
+
+
+def switch_team(request, team: Team) -> None:
+    request.session[SESSION_TEAM_KEY] = team.pk
+
+
+def permissions_of(membership: Membership) -> set[str]:
+    return {name for name, roles in PERMISSIONS.items() if membership.role in roles}
