@@ -1,11 +1,14 @@
 """Settings for Llama team chat, read from the environment (or a .env file) via django-environ."""
 
+import ipaddress
 import secrets
 import warnings
 from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+
+from chatapp.core.logs import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -56,6 +59,14 @@ def env_url(name: str, default: str, schemes: tuple[str, ...]) -> str:
     return value
 
 
+def env_networks(name: str) -> list:
+    """A comma-separated list of networks such as 10.0.0.0/8,127.0.0.1."""
+    try:
+        return [ipaddress.ip_network(n.strip()) for n in env.list(name, default=[]) if n.strip()]
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must list networks like 10.0.0.0/8 ({exc})") from None
+
+
 def dev_secret_key() -> str:
     """A key generated once per checkout, so dev sessions survive restarts."""
     path = BASE_DIR / ".dev_secret_key"
@@ -75,6 +86,8 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = [h.strip() for h in env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])]
 if not ALLOWED_HOSTS or any(not h for h in ALLOWED_HOSTS):
     raise ImproperlyConfigured("ALLOWED_HOSTS must be a comma-separated list of host names")
+if "*" in ALLOWED_HOSTS and not DEBUG:  # it would also let any site open websockets to this one
+    raise ImproperlyConfigured("ALLOWED_HOSTS must list host names, not '*', when DEBUG is off")
 
 INSTALLED_APPS = [
     "daphne",
@@ -93,6 +106,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "chatapp.core.middleware.RequestIdMiddleware",
+    "chatapp.core.middleware.ProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -144,6 +159,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env_number("DB_CONN_MAX_AGE", 60, minimum=0)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # A database that does not answer fails requests and /healthz instead of hanging them.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="")
@@ -210,8 +227,23 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
+# HTTPS. Plain-HTTP requests are redirected unless SECURE_SSL_REDIRECT=0 (the TLS proxy in front
+# redirects instead); probes and metrics are answered before the redirect, see ProbeMiddleware.
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+SECURE_HSTS_SECONDS = env_number("SECURE_HSTS_SECONDS", 0 if DEBUG else 31_536_000, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
+# Only behind a proxy that overwrites X-Forwarded-Proto; otherwise a client could claim HTTPS.
+if env_bool("TRUST_X_FORWARDED_PROTO", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# Prometheus /metrics: off (404) until a bearer token and/or client networks are set.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_ALLOWED_NETWORKS = env_networks("METRICS_ALLOWED_NETWORKS")
+
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
 # Hashed, compressed names in production (collectstatic at build time); plain files while
 # developing and testing, served straight from static/ by WhiteNoise's finders.
 STATIC_MANIFEST = env_bool("STATIC_MANIFEST", not DEBUG)
@@ -227,9 +259,8 @@ STORAGES = {
     },
 }
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-}
+# JSON lines with request ids on stdout in production; LOG_FORMAT=text for humans.
+LOGGING = logging_config(
+    level=env_choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")),
+    fmt=env_choice("LOG_FORMAT", "text" if DEBUG else "json", ("json", "text")),
+)

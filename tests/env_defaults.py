@@ -4,4 +4,6 @@ import os
 
 os.environ.setdefault("SECRET_KEY", "insecure-key-for-the-test-suite-only")
 os.environ["STATIC_MANIFEST"] = "0"
+# The test client speaks plain HTTP; tests/core/test_deploy_settings.py covers the redirect.
+os.environ["SECURE_SSL_REDIRECT"] = "0"
 os.environ.pop("DEBUG", None)

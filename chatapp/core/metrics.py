@@ -15,5 +15,7 @@ STREAM_DURATION = Histogram(
     buckets=(0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600),
 )
 TOKENS_RELAYED = Counter("chat_tokens_relayed_total", "Completion tokens relayed to browsers")
-UPSTREAM_ERRORS = Counter("chat_upstream_errors_total", "Failed generations by error code", ["code"])
+UPSTREAM_ERRORS = Counter(
+    "chat_upstream_errors_total", "Failed generations by error code", ["code"]
+)
 UPSTREAM_RETRIES = Counter("chat_upstream_retries_total", "Retries of upstream requests")

@@ -1,3 +1,14 @@
+import logging
+import time
+
+from asgiref.sync import async_to_sync, iscoroutinefunction, markcoroutinefunction
+
+from chatapp.core import views
+from chatapp.core.logs import new_request_id, request_id_var
+
+access_log = logging.getLogger("chatapp.access")
+PROBES = {"/healthz": views.healthz, "/readyz": views.readyz, "/metrics": views.metrics}
+
 # Scripts and styles only from our own origin: no inline script, no remote images.
 CONTENT_SECURITY_POLICY = "; ".join(
     [
@@ -23,3 +34,82 @@ class ContentSecurityPolicyMiddleware:
         response = self.get_response(request)
         response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
         return response
+
+
+class RequestIdMiddleware:
+    """Gives each request an id (the proxy's X-Request-ID or a new one) for logs and the response.
+
+    Also writes one access-log line per response: method, path without query, status, duration.
+    """
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request):
+        if self.is_async:
+            return self._acall(request)
+        token, started = self._begin(request)
+        try:
+            response = self.get_response(request)
+            return self._finish(request, response, started)
+        finally:
+            request_id_var.reset(token)
+
+    async def _acall(self, request):
+        token, started = self._begin(request)
+        try:
+            response = await self.get_response(request)
+            return self._finish(request, response, started)
+        finally:
+            request_id_var.reset(token)
+
+    def _begin(self, request):
+        request.request_id = new_request_id(request.headers.get("X-Request-ID"))
+        return request_id_var.set(request.request_id), time.perf_counter()
+
+    def _finish(self, request, response, started: float):
+        response["X-Request-ID"] = request.request_id
+        level = logging.DEBUG if request.path_info in PROBES else logging.INFO
+        access_log.log(
+            level,
+            "%s %s %s",
+            request.method,
+            request.path,
+            response.status_code,
+            extra={
+                "method": request.method,
+                "path": request.path,
+                "status": response.status_code,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+            },
+        )
+        return response
+
+
+class ProbeMiddleware:
+    """Answers /healthz, /readyz and /metrics before host checks and the HTTPS redirect.
+
+    Container health checks and Prometheus reach each replica by its internal address over plain
+    HTTP; these responses build no URLs, so the Host header does not matter to them.
+    """
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request):
+        view = PROBES.get(request.path_info)
+        if self.is_async:
+            return view(request) if view else self.get_response(request)
+        return async_to_sync(view)(request) if view else self.get_response(request)

@@ -1,21 +1,89 @@
+"""Operational endpoints: /healthz (liveness), /readyz (readiness), /metrics (Prometheus).
+
+ProbeMiddleware serves them ahead of host validation and the HTTPS redirect.
+"""
+
+import hmac
+import ipaddress
+
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.db import connection
-from django.http import JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+from chatapp.core import metrics as _metrics  # noqa: F401  (registers the chat metrics)
+from chatapp.core.health import OK, check_channel_layer, check_database, upstream_models
 
 
 @require_GET
 @never_cache
-def healthz(request):
-    """Liveness plus a database round trip; used by the Docker HEALTHCHECK."""
+async def healthz(request: HttpRequest) -> JsonResponse:
+    """This process can serve: the database and the channel layer answer."""
+    checks = {"database": await check_database(), "channel_layer": await check_channel_layer()}
+    return _report(checks)
+
+
+@require_GET
+@never_cache
+async def readyz(request: HttpRequest) -> JsonResponse:
+    """Ready for users: as /healthz, and the configured Llama API lists its models."""
+    checks = {"database": await check_database(), "channel_layer": await check_channel_layer()}
+    checks["upstream"], model_ids = await upstream_models()
+    extra = {}
+    if checks["upstream"] == OK:
+        # Informational: a missing default model breaks new chats, not the whole site.
+        offered = settings.LLAMA_DEFAULT_MODEL in model_ids
+        extra["default_model"] = OK if offered else "not offered by the upstream"
+    return _report(checks, **extra)
+
+
+def _report(checks: dict[str, str], **extra: str) -> JsonResponse:
+    healthy = all(value == OK for value in checks.values())
+    body = {"status": OK if healthy else "error", **checks, **extra}
+    return JsonResponse(body, status=200 if healthy else 503)
+
+
+@require_GET
+@never_cache
+async def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus text format, for a scraper holding METRICS_TOKEN or on an allowed network."""
+    refusal = metrics_refusal(request)
+    if refusal is not None:
+        return refusal
+    return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)
+
+
+def metrics_refusal(request: HttpRequest) -> HttpResponse | None:
+    """None when the request may read metrics; every configured guard must pass."""
+    token, networks = settings.METRICS_TOKEN, settings.METRICS_ALLOWED_NETWORKS
+    if not token and not networks:
+        # Off unless an operator chose who may read them.
+        return HttpResponse("Not found\n", status=404)
+    if networks and not _client_in(networks, request.META.get("REMOTE_ADDR", "")):
+        return HttpResponse("This address may not read metrics.\n", status=403)
+    if token and not _bearer_matches(request, token):
+        response = HttpResponse("A valid bearer token is required.\n", status=401)
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+    return None
+
+
+def _client_in(networks: list, address: str) -> bool:
     try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-    except Exception:
-        return JsonResponse({"status": "error", "database": "unreachable"}, status=503)
-    return JsonResponse({"status": "ok", "database": "ok"})
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    ip = getattr(ip, "ipv4_mapped", None) or ip  # ::ffff:10.0.0.5 is 10.0.0.5
+    return any(ip in network for network in networks)
+
+
+def _bearer_matches(request: HttpRequest, token: str) -> bool:
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    given = given.strip().encode()
+    return scheme.lower() == "bearer" and hmac.compare_digest(given, token.encode())
 
 
 @login_required

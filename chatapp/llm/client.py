@@ -10,7 +10,7 @@ import json
 import random
 import time
 import weakref
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from contextlib import aclosing
 from typing import TypeVar
 
@@ -78,7 +78,9 @@ class LlamaClient:
     def http(self) -> httpx.AsyncClient:
         return self._own_http or shared_http_client()
 
-    def stream_chat(self, messages: list[dict], params: ChatParams) -> AsyncIterator[StreamEvent]:
+    def stream_chat(
+        self, messages: list[dict], params: ChatParams
+    ) -> AsyncGenerator[StreamEvent, None]:
         """Validate now; stream TextDelta/Retrying events ending in one Finish or StreamError."""
         validate_chat(messages, params, self.config.protocol)
         body = self._protocol.chat_body(messages, params, stream=True)
@@ -127,7 +129,7 @@ class LlamaClient:
             body["model"] = model
         return await self._call_json("POST", "/moderations", body)
 
-    async def _run(self, body: dict, model: str, stream: bool) -> AsyncIterator[StreamEvent]:
+    async def _run(self, body: dict, model: str, stream: bool) -> AsyncGenerator[StreamEvent, None]:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.total_timeout
         attempt = 1

@@ -13,13 +13,6 @@ def test_migrations_match_the_models(db):
     assert "No changes detected" in out.getvalue()
 
 
-def test_healthz_reports_the_database(client, db):
-    response = client.get("/healthz")
-    assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": "ok"}
-    assert client.post("/healthz").status_code == 405
-
-
 def test_pages_carry_a_strict_content_security_policy(client, db):
     policy = client.get("/accounts/login/")["Content-Security-Policy"]
     assert "script-src 'self'" in policy

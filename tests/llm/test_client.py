@@ -263,6 +263,22 @@ async def test_connection_cut_before_any_text_is_retried(make_client, sim):
     assert isinstance(events[-1], Finish)
 
 
+async def test_error_event_mid_answer_is_interrupted(make_client, sim):
+    events = await collect(make_client(), "hi [sim:fault=error_after after=3]")
+
+    assert text_of(events) == "You asked: *hi*"
+    assert events[-1].code == "interrupted"
+    assert "reported an error" in events[-1].message
+    assert len(sim.requests) == 1
+
+
+async def test_error_event_before_any_text_is_retried(make_client, sim):
+    events = await collect(make_client(), "hi [sim:fault=error_after times=1]")
+
+    assert events[0].code == "upstream_unavailable"
+    assert isinstance(events[-1], Finish)
+
+
 async def test_stall_before_first_token_is_timeout(make_client, sim):
     client = make_client(first_token_timeout=0.2, max_attempts=1)
     events = await collect(client, "hi [sim:fault=stall]")

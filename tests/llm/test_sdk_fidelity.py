@@ -137,3 +137,12 @@ def test_openai_sdk_stream_cut_raises(compat):
 
     with pytest.raises(openai.APIConnectionError):
         list(stream)
+
+
+def test_sdks_raise_on_an_error_event_mid_stream(llama, compat):
+    messages = user("[sim:fault=error_after after=2]")
+
+    with pytest.raises(llama_api_client.APIError):
+        list(llama.chat.completions.create(model=MODEL, messages=messages, stream=True))
+    with pytest.raises(openai.APIError):
+        list(compat.chat.completions.create(model=MODEL, messages=messages, stream=True))

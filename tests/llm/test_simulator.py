@@ -1,4 +1,5 @@
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -222,7 +223,10 @@ def test_management_command_serves_both_protocols():
     command = [sys.executable, "manage.py", "llama_simulator", "--port", str(port)]
     command += ["--tokens-per-second", "1000", "--first-token-delay", "0"]
     root = Path(__file__).resolve().parents[2]
-    process = subprocess.Popen(command, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    env = {"SECRET_KEY": "simulator-test-only", **os.environ}  # settings insist when DEBUG is off
+    process = subprocess.Popen(
+        command, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     try:
         base = f"http://127.0.0.1:{port}"
         _wait_until_listening(port, process)

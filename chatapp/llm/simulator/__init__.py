@@ -27,10 +27,13 @@ the answer) or, with the same text, in an `X-Sim-Fault` header (several joined w
     [sim:fault=stall]                 200 and stream headers, then silence until the client leaves
     [sim:fault=stall_after after=3]   3 tokens, then silence
     [sim:fault=cut after=5]           5 tokens, then the connection drops (no final event)
+    [sim:fault=error_after after=2]   2 tokens, then an error event ends the stream (500 if not
+                                      streaming)
     [sim:long tokens=5000]            an answer exactly 5000 tokens long (2000 without tokens=)
     [sim:pace tps=450 ttft=0.01]      this request's tokens per second and first-token delay
     [sim:flag categories=S1,S10]      moderations: flag the conversation (S1 without categories)
 
+`stall` and `stall_after` are the same fault (`after` defaults to 0 for every stream fault).
 `times=N` works with every fault: identical requests (same path, header and body) are counted,
 so a client's retries of one request see N failures and then a normal answer.
 

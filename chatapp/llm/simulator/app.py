@@ -9,7 +9,7 @@ from collections import deque
 
 from ..limits import KNOWN_MODELS, MODEL_CONTEXT_LIMITS, count_message_tokens, message_text
 from .answers import compose_answer, long_answer, tokenize
-from .plan import DirectiveError, Plan, plan_from, strip_directives
+from .plan import STREAM_FAULTS, DirectiveError, Plan, plan_from, strip_directives
 from .wire import NativeWire, OpenAIWire, usage_numbers
 
 ROUTES = (("/compat/v1", OpenAIWire()), ("/v1", NativeWire()))
@@ -235,11 +235,8 @@ class Call:
         if plan is None or await self.injected_status(plan, body):
             return
         prompt_tokens = count_message_tokens(messages)
-        max_tokens = body.get(self.wire.max_tokens_field)
-        if (
-            plan.fault == "context_too_long"
-            or prompt_tokens + (max_tokens or 0) > MODEL_CONTEXT_LIMITS[body["model"]]
-        ):
+        requested = prompt_tokens + (body.get(self.wire.max_tokens_field) or 0)
+        if plan.fault == "context_too_long" or requested > MODEL_CONTEXT_LIMITS[body["model"]]:
             detail = "The prompt exceeds the model's maximum context length."
             return await self.error(400, detail, "context_length_exceeded")
         await Reply(self, body, plan, prompt_tokens).send()
@@ -255,11 +252,8 @@ class Call:
         return True
 
     async def plan(self, body: dict, messages: list) -> Plan | None:
-        last_user = next(
-            (m for m in reversed(messages) if isinstance(m, dict) and m.get("role") == "user"), {}
-        )
         try:
-            return plan_from(self.exchange.headers.get("x-sim-fault"), message_text(last_user))
+            return plan_from(self.exchange.headers.get("x-sim-fault"), _last_user_text(messages))
         except DirectiveError as exc:
             await self.error(400, f"Bad simulator directive: {exc}", "invalid_request")
             return None
@@ -288,8 +282,7 @@ class Reply:
         self.call, self.body, self.plan = call, body, plan
         self.exchange, self.sim = call.exchange, call.sim
         messages = body["messages"]
-        last_user = next((m for m in reversed(messages) if m.get("role") == "user"), {})
-        question = strip_directives(message_text(last_user))
+        question = strip_directives(_last_user_text(messages))
         if plan.long_tokens is not None:
             tokens = long_answer(question, messages, body, plan.long_tokens)
         else:
@@ -298,7 +291,7 @@ class Reply:
         self.stop = "length" if max_tokens is not None and len(tokens) > max_tokens else "stop"
         self.tokens = tokens[:max_tokens] if max_tokens is not None else tokens
         self.usage = usage_numbers(prompt_tokens, len(self.tokens))
-        self.fault = plan.fault if plan.fault in ("cut", "stall", "stall_after") else None
+        self.fault = plan.fault if plan.fault in STREAM_FAULTS else None
         if self.fault and not self.sim.should_fail(plan, _fingerprint(self.exchange, body)):
             self.fault = None
         self.reply_id = self.exchange.request_id
@@ -317,8 +310,10 @@ class Reply:
 
     async def whole(self, disconnected: asyncio.Future) -> None:
         await self.wait(self.ttft, disconnected)
-        if self.fault == "stall" or self.fault == "stall_after":
+        if self.fault in ("stall", "stall_after"):
             await self.wait(None, disconnected)
+        if self.fault == "error_after":
+            return await self.call.error(500, "Simulated failure.", "simulated_error")
         text = "".join(self.tokens)
         reply = self.call.wire.reply(self.reply_id, self.body["model"], text, self.stop, self.usage)
         if self.fault == "cut":
@@ -341,13 +336,13 @@ class Reply:
         try:
             stream = self.call.wire.stream(self.reply_id, self.body["model"])
             tokens = self.tokens if self.fault is None else self.tokens[: self.plan.after]
-            if self.fault == "stall":
-                tokens = []
             await self.pace(stream, tokens, disconnected)
             if self.fault in ("stall", "stall_after"):
                 await self.wait(None, disconnected)
             if self.fault == "cut":
                 raise ClientGone
+            if self.fault == "error_after":
+                return await self.exchange.end(stream.error("Simulated failure mid-answer."))
             include_usage = bool((self.body.get("stream_options") or {}).get("include_usage"))
             await self.exchange.end(stream.end(self.stop, self.usage, include_usage))
         finally:
@@ -400,6 +395,14 @@ def _chat_problem(body: dict, wire) -> str | None:
     if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
         return f"{wire.max_tokens_field}: must be a positive integer."
     return None
+
+
+def _last_user_text(messages: list) -> str:
+    """Directives and the restated question come from the newest user message."""
+    for message in reversed(messages):
+        if isinstance(message, dict) and message.get("role") == "user":
+            return message_text(message)
+    return ""
 
 
 def _injected_detail(status: int, model: str | None) -> tuple[str, str]:

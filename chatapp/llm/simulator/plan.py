@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 
 DIRECTIVE = re.compile(r"\[sim:([^\]]*)\]")
-STREAM_FAULTS = ("cut", "stall", "stall_after")
+STREAM_FAULTS = ("cut", "stall", "stall_after", "error_after")
 OTHER_FAULTS = ("context_too_long",)
 NUMBER_OPTIONS = {
     "after": int,
@@ -31,7 +31,7 @@ class DirectiveError(ValueError):
 @dataclass(frozen=True)
 class Plan:
     fault: str | None = None  # an HTTP status ("429"), a stream fault, or "context_too_long"
-    after: int = 0  # tokens sent before a cut or stall_after
+    after: int = 0  # tokens sent before a cut, stall_after or error_after
     times: int | None = None  # the fault applies to the first N identical requests only
     retry_after: float | None = None
     retry_after_ms: float | None = None

@@ -69,6 +69,10 @@ class NativeStream:
         )
         return complete + metrics  # native streams always report usage and never send [DONE]
 
+    def error(self, detail: str) -> bytes:
+        problem = {"title": "Internal Server Error", "detail": detail, "status": 500}
+        return b"event: error\ndata: %s\n\n" % _dumps(problem)
+
 
 class OpenAIWire:
     """api.llama.com/compat/v1 shapes: the standard OpenAI chat.completions API."""
@@ -121,6 +125,15 @@ class OpenAIStream:
         if include_usage:
             ending += self._head + b',"choices":[],"usage":%s}\n\n' % _dumps(usage)
         return ending + b"data: [DONE]\n\n"
+
+    def error(self, detail: str) -> bytes:
+        error = {
+            "message": detail,
+            "type": "server_error",
+            "param": None,
+            "code": "simulated_error",
+        }
+        return b"data: %s\n\n" % _dumps({"error": error})
 
     def _chunk(self, delta: dict, finish_reason: str | None) -> bytes:
         choice = {"index": 0, "delta": delta, "finish_reason": finish_reason}

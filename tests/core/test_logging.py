@@ -1,0 +1,109 @@
+"""JSON log lines with request ids; ids from the proxy reused only when well formed; no secrets."""
+
+import io
+import json
+import logging
+
+import pytest
+from django.test import override_settings
+
+from chatapp.core.logs import logging_config, request_id_var
+
+
+@pytest.fixture
+def log_lines():
+    """The root logger's output through the production JSON handler, as parsed lines."""
+    config = logging_config("INFO", "json")
+    options = {k: v for k, v in config["formatters"]["json"].items() if k != "()"}
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(config["formatters"]["json"]["()"](**options))
+    handler.addFilter(config["filters"]["request_id"]["()"]())
+    root = logging.getLogger()
+    previous_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(previous_level)
+
+
+def test_a_line_is_one_json_object_with_the_request_id(log_lines):
+    token = request_id_var.set("req-abc")
+    try:
+        logging.getLogger("chatapp.test").info("generation finished", extra={"tokens": 12})
+    finally:
+        request_id_var.reset(token)
+    logging.getLogger("chatapp.test").warning("outside any request")
+    inside, outside = log_lines()
+    assert inside["message"] == "generation finished"
+    assert inside["level"] == "INFO"
+    assert inside["logger"] == "chatapp.test"
+    assert inside["request_id"] == "req-abc"
+    assert inside["tokens"] == 12
+    assert inside["time"].endswith("+00:00")
+    assert outside["request_id"] is None
+
+
+def test_exceptions_stay_on_one_line(log_lines):
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        logging.getLogger("chatapp.test").exception("it failed")
+    (line,) = log_lines()
+    assert "ValueError: boom" in line["exc_info"]
+
+
+@override_settings(LLAMA_API_KEY="llm-live-key-0123456789", METRICS_TOKEN="scrape-token-99887766")
+def test_configured_secrets_never_reach_a_line(log_lines):
+    log = logging.getLogger("chatapp.test")
+    log.error("upstream said: bad key llm-live-key-0123456789")
+    log.info("token", extra={"header": "Bearer scrape-token-99887766"})
+    text = json.dumps(log_lines())
+    assert "llm-live-key-0123456789" not in text
+    assert "scrape-token-99887766" not in text
+    assert text.count("[redacted]") == 2
+
+
+def test_every_response_carries_a_request_id_and_an_access_line(client, db, log_lines):
+    response = client.get("/accounts/login/?next=/secret-search")
+    request_id = response["X-Request-ID"]
+    assert len(request_id) == 32
+    access = [line for line in log_lines() if line["logger"] == "chatapp.access"]
+    assert access == [
+        {
+            **access[0],
+            "level": "INFO",
+            "request_id": request_id,
+            "method": "GET",
+            "path": "/accounts/login/",
+            "status": 200,
+        }
+    ]
+    assert "secret-search" not in json.dumps(access)
+
+
+def test_a_well_formed_proxy_request_id_is_kept(client, db, log_lines):
+    response = client.get("/accounts/login/", HTTP_X_REQUEST_ID="edge-7f3a.42")
+    assert response["X-Request-ID"] == "edge-7f3a.42"
+    assert {line["request_id"] for line in log_lines()} == {"edge-7f3a.42"}
+
+
+@pytest.mark.parametrize("bad", ["two\nlines", "x" * 129, 'quote"d', ""])
+def test_a_malformed_proxy_request_id_is_replaced(client, db, bad):
+    response = client.get("/accounts/login/", HTTP_X_REQUEST_ID=bad)
+    assert response["X-Request-ID"] != bad
+    assert len(response["X-Request-ID"]) == 32
+
+
+def test_requests_get_different_ids(client, db):
+    first = client.get("/healthz")["X-Request-ID"]
+    second = client.get("/healthz")["X-Request-ID"]
+    assert first != second
+
+
+def test_probes_log_below_info(client, db, log_lines):
+    client.get("/healthz")
+    assert not [line for line in log_lines() if line["logger"] == "chatapp.access"]
