@@ -201,6 +201,12 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="llama-team-chat@loca
 
 # Chat limits.
 CHAT_MAX_CONTENT_BYTES = env_number("CHAT_MAX_CONTENT_BYTES", 32 * 1024, minimum=1)
+CHAT_MAX_CONCURRENT_GENERATIONS = env_number("CHAT_MAX_CONCURRENT_GENERATIONS", 3, minimum=1)
+CHAT_WS_MESSAGES_PER_MINUTE = env_number("CHAT_WS_MESSAGES_PER_MINUTE", 60, minimum=1)
+# A streaming answer whose heartbeat is older than this belongs to a process that died.
+CHAT_STALE_GENERATION_SECONDS = env_number("CHAT_STALE_GENERATION_SECONDS", 60, minimum=15)
+# How often each server process looks for such answers; 0 turns the periodic check off.
+CHAT_REAPER_INTERVAL_SECONDS = env_number("CHAT_REAPER_INTERVAL_SECONDS", 60, minimum=0)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

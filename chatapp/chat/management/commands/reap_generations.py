@@ -1,0 +1,27 @@
+from asgiref.sync import async_to_sync
+from django.core.management.base import BaseCommand, CommandError
+
+from chatapp.chat import reaper
+
+
+class Command(BaseCommand):
+    help = "Mark answers left streaming by a server process that died as interrupted."
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--max-age",
+            type=float,
+            default=None,
+            help="Seconds without a heartbeat before an answer counts as abandoned "
+            "(default: CHAT_STALE_GENERATION_SECONDS).",
+        )
+
+    def handle(self, *args, max_age=None, **options):
+        if max_age is not None and max_age <= 0:
+            raise CommandError("--max-age must be a positive number of seconds.")
+        counts = reaper.reap_stale_generations(max_age)
+        async_to_sync(reaper.announce)(counts["messages"])
+        self.stdout.write(
+            f"Checked {counts['checked']} stale streaming answers;"
+            f" marked {counts['interrupted']} interrupted."
+        )
