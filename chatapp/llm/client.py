@@ -10,7 +10,7 @@ import json
 import random
 import time
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
+from collections.abc import AsyncGenerator, Awaitable
 from contextlib import aclosing
 from typing import TypeVar
 
@@ -166,7 +166,7 @@ class LlamaClient:
 
     async def _attempt(
         self, body: dict, model: str, stream: bool, deadline: float
-    ) -> AsyncIterator[TextDelta | Finish]:
+    ) -> AsyncGenerator[TextDelta | Finish, None]:
         loop = asyncio.get_running_loop()
         first_deadline = min(loop.time() + self.config.first_token_timeout, deadline)
         request = self._request("POST", "/chat/completions", body, stream)
@@ -184,7 +184,7 @@ class LlamaClient:
 
     async def _read_stream(
         self, response: httpx.Response, first_deadline: float, deadline: float
-    ) -> AsyncIterator[TextDelta | Finish]:
+    ) -> AsyncGenerator[TextDelta | Finish, None]:
         loop = asyncio.get_running_loop()
         state = ReplyState()
         events = sse_events(response.aiter_lines())
@@ -199,8 +199,8 @@ class LlamaClient:
                 if text_sent:
                     read_deadline = min(loop.time() + self.config.idle_timeout, deadline)
         except (TimeoutError, httpx.HTTPError, LlmError) as exc:
-            # A connection lost after the last event of a finished answer loses nothing.
-            if state.finish_reason is None or not isinstance(exc, httpx.HTTPError):
+            # Trouble after the finish reason arrived costs at most the trailing usage.
+            if state.finish_reason is None:
                 failure = self._stream_failure(exc, text_sent, read_deadline >= deadline, response)
                 raise failure from None
         if state.finish_reason is None:
@@ -209,14 +209,14 @@ class LlamaClient:
 
     async def _read_reply(
         self, response: httpx.Response, deadline: float
-    ) -> AsyncIterator[TextDelta | Finish]:
+    ) -> AsyncGenerator[TextDelta | Finish, None]:
         text, state = self._protocol.read_reply(await self._read_json(response, deadline))
         yield TextDelta(text)
         yield self._finish(response, state)
 
     def _read_chunk(self, item: tuple[str, str], state: ReplyState) -> str:
         name, data = item
-        chunk = _parse_json(data.encode())
+        chunk = _parse_json(data)
         if name == "error" or "error" in chunk:
             raise error_from_stream_chunk(chunk, self.config)
         return self._protocol.read_chunk(chunk, state)
@@ -309,7 +309,7 @@ async def _within(deadline: float, awaitable: Awaitable[T]) -> T:
         return await awaitable
 
 
-def _parse_json(raw: bytes) -> dict:
+def _parse_json(raw: str | bytes) -> dict:
     try:
         data = json.loads(raw)
     except ValueError:

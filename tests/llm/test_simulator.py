@@ -239,7 +239,7 @@ def test_management_command_serves_both_protocols():
         compat = httpx.get(base + "/compat/v1/models", headers=headers)
     finally:
         process.terminate()
-        process.wait(timeout=10)
+        process.communicate(timeout=10)
     assert native.status_code == 200
     assert "hi" in native.json()["completion_message"]["content"]["text"]
     assert compat.status_code == 200
