@@ -1,6 +1,7 @@
 #!/bin/sh
 # Refresh the browser libraries in static/vendor/ from pinned npm versions.
-# Only the ES module builds, their source maps, the highlight themes and the licences are kept.
+# Only the ES module builds, their source maps and the licences are kept (the code colours
+# live in static/css/chat.css as theme variables, after highlight.js's GitHub themes).
 # Usage: scripts/vendor.sh   (needs npm; bump a version below, run, review the diff, commit)
 set -eu
 
@@ -35,10 +36,8 @@ cp "$WORK/dompurify/dist/purify.es.mjs" "$DEST/dompurify/purify.es.js"
 cp "$WORK/dompurify/dist/purify.es.mjs.map" "$WORK/dompurify/LICENSE" \
     "$WORK/dompurify/LICENSE-MPL" "$DEST/dompurify/"
 
-# The "common languages" build as one ES module, plus a light and a dark theme.
+# The "common languages" build as one ES module.
 cp "$WORK/highlight/es/highlight.min.js" "$WORK/highlight/LICENSE" "$DEST/highlight/"
-cp "$WORK/highlight/styles/github.min.css" "$DEST/highlight/github.min.css"
-cp "$WORK/highlight/styles/github-dark.min.css" "$DEST/highlight/github-dark.min.css"
 
 cat >"$DEST/VERSIONS" <<EOF
 marked $MARKED

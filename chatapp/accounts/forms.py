@@ -2,6 +2,8 @@ from django import forms
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import UserCreationForm
 
+from chatapp.teams import policy
+
 
 class SignupForm(UserCreationForm):
     email = forms.EmailField(required=False, help_text="Optional; used for team invitations.")
@@ -15,3 +17,79 @@ class SignupForm(UserCreationForm):
         if email and get_user_model().objects.filter(email__iexact=email).exists():
             raise forms.ValidationError("An account with this email already exists.")
         return email
+
+
+class ChatSettingsForm(forms.Form):
+    """The user's own defaults; a blank field falls back to the team's (then the site's)."""
+
+    model = forms.ChoiceField(required=False)
+    temperature = forms.FloatField(
+        required=False, widget=forms.NumberInput(attrs={"step": "0.05", "inputmode": "decimal"})
+    )
+    max_tokens = forms.IntegerField(
+        required=False, label="Max tokens", widget=forms.NumberInput(attrs={"step": "1"})
+    )
+    top_p = forms.FloatField(
+        required=False,
+        label="Top p",
+        widget=forms.NumberInput(attrs={"step": "0.05", "inputmode": "decimal"}),
+    )
+
+    def __init__(self, *args, team, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.team = team
+        self.models = policy.allowed_models(team)
+        self.fallback = team_fallback(team, self.models)
+        limits = policy.setting_limits(team)
+        self.fields["model"].choices = [
+            ("", f"Team default ({self.fallback['model']})"),
+            *[(name, name) for name in self.models],
+        ]
+        max_tokens = limits.max_tokens_for(self.fallback["model"])
+        help_texts = {
+            "model": "Only the models your team allows are listed.",
+            "temperature": f"Randomness, from 0 (focused) to {limits.temperature:g} (creative).",
+            "max_tokens": f"The longest answer, in tokens: 1 to {max_tokens} in this team.",
+            "top_p": "Nucleus sampling, from 0 to 1.",
+        }
+        for name, text in help_texts.items():
+            self.fields[name].help_text = text
+            if name != "model":
+                self.fields[name].widget.attrs["placeholder"] = f"Default: {self.fallback[name]}"
+
+    def clean(self):
+        cleaned = super().clean()
+        chosen = self.chosen()
+        model = chosen.get("model", self.fallback["model"])
+        # Each value is checked on its own against the team's policy, so every bad field is named.
+        for name, value in chosen.items():
+            values = {name: value}
+            if name == "max_tokens" and model in self.models:
+                values["model"] = model  # the ceiling depends on the model
+            try:
+                policy.validate_settings(self.team, values)
+            except policy.PolicyError as exc:
+                self.add_error(name, exc.message)
+        return cleaned
+
+    def chosen(self) -> dict:
+        """The fields the user filled in."""
+        data = getattr(self, "cleaned_data", {})
+        return {k: v for k, v in data.items() if k in policy.SETTING_NAMES and v not in (None, "")}
+
+    def stored_values(self) -> dict:
+        """Every setting, blank ones as empty/None, in the shape UserSettings stores."""
+        chosen = self.chosen()
+        return {
+            "model": chosen.get("model", ""),
+            **{name: chosen.get(name) for name in ("temperature", "max_tokens", "top_p")},
+        }
+
+
+def team_fallback(team, models: list[str]) -> dict:
+    """What a blank field means: the team's default, else the site's (within the team's models)."""
+    values = policy.site_defaults()
+    if values["model"] not in models:
+        values["model"] = models[0]
+    values.update(policy.team_defaults(team))
+    return values

@@ -1,8 +1,15 @@
+from django.contrib import messages
 from django.contrib.auth import login
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_http_methods
 
-from chatapp.accounts.forms import SignupForm
+from chatapp.accounts.forms import ChatSettingsForm, SignupForm
+from chatapp.accounts.models import UserSettings
+from chatapp.teams.policy import SETTING_NAMES
+from chatapp.teams.services import current_team
 
 
 def safe_next(request, default: str = "/") -> str:
@@ -25,3 +32,19 @@ def signup(request):
     return render(
         request, "registration/signup.html", {"form": form, "next": safe_next(request, "")}
     )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def settings_page(request: HttpRequest) -> HttpResponse:
+    """Model, temperature, max tokens and top_p: only what the current team's policy allows."""
+    team = current_team(request)
+    stored = UserSettings.objects.filter(user=request.user).first()
+    initial = {name: getattr(stored, name) for name in SETTING_NAMES} if stored else {}
+    form = ChatSettingsForm(request.POST or None, team=team, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        UserSettings.objects.update_or_create(user=request.user, defaults=form.stored_values())
+        messages.success(request, "Settings saved.")
+        return redirect("settings")
+    context = {"form": form, "current_team": team, "fallback": form.fallback}
+    return render(request, "accounts/settings.html", context)

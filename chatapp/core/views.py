@@ -7,9 +7,7 @@ import hmac
 import ipaddress
 
 from django.conf import settings
-from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
@@ -84,8 +82,3 @@ def _bearer_matches(request: HttpRequest, token: str) -> bool:
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     given = given.strip().encode()
     return scheme.lower() == "bearer" and hmac.compare_digest(given, token.encode())
-
-
-@login_required
-def home(request):
-    return render(request, "chat/index.html")

@@ -1,0 +1,53 @@
+// The JSON API (`/api/...`): session cookie auth, CSRF header on writes, errors as ApiError.
+
+export class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+function csrfToken() {
+  const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
+  if (match) return decodeURIComponent(match[1]);
+  const input = document.querySelector("input[name=csrfmiddlewaretoken]");
+  return input ? input.value : "";
+}
+
+function errorMessage(status, data) {
+  const detail = data && (data.error?.message || data.detail || data.message);
+  if (detail) return String(detail);
+  if (status === 404) return "Not found: it may have been deleted.";
+  if (status === 403) return "Your session expired: reload the page and sign in again.";
+  return `The server answered ${status}: try again in a moment.`;
+}
+
+/** Call the API; resolves to the parsed JSON body (null for an empty reply). */
+export async function api(path, { method = "GET", body } = {}) {
+  const headers = { Accept: "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (method !== "GET") headers["X-CSRFToken"] = csrfToken();
+  let response;
+  try {
+    response = await fetch(path, {
+      method,
+      headers,
+      credentials: "same-origin",
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch {
+    throw new ApiError(0, "The server could not be reached: check your connection.");
+  }
+  if (response.redirected && new URL(response.url).pathname.startsWith("/accounts/login/")) {
+    throw new ApiError(401, "Your session ended: sign in again.");
+  }
+  const text = await response.text();
+  let data = null;
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch {
+    data = null;
+  }
+  if (!response.ok) throw new ApiError(response.status, errorMessage(response.status, data));
+  return data;
+}

@@ -1,0 +1,86 @@
+// Model output to safe DOM: marked renders, highlight.js colours code, DOMPurify sanitizes.
+//
+// The model's text is untrusted. Raw HTML in it is shown as text, images are never loaded,
+// links keep only http(s)/mailto targets and open in a new tab without a referrer, and SVG,
+// MathML, forms, styles and event handlers never reach the page.
+
+import DOMPurify from "../../vendor/dompurify/purify.es.js";
+import hljs from "../../vendor/highlight/highlight.min.js";
+import { Marked } from "../../vendor/marked/marked.esm.js";
+
+const SAFE_LINK = /^(?:https?:|mailto:)/i;
+// Auto-detecting a language is costly; beyond this size code is shown uncoloured.
+const AUTO_DETECT_LIMIT = 20000;
+
+export function escapeHtml(text) {
+  return String(text)
+    .replaceAll("&", "&amp;")
+    .replaceAll("<", "&lt;")
+    .replaceAll(">", "&gt;")
+    .replaceAll('"', "&quot;")
+    .replaceAll("'", "&#39;");
+}
+
+function highlight(code, language) {
+  if (language && hljs.getLanguage(language)) {
+    return hljs.highlight(code, { language, ignoreIllegals: true }).value;
+  }
+  if (code.length > AUTO_DETECT_LIMIT) return escapeHtml(code);
+  return hljs.highlightAuto(code).value;
+}
+
+const marked = new Marked({
+  gfm: true,
+  breaks: false,
+  renderer: {
+    // Raw HTML from the model (block or inline) is shown as the text it is.
+    html({ text }) {
+      return escapeHtml(text);
+    },
+    // No images from model output, ever: show the alt text instead.
+    image({ text }) {
+      return escapeHtml(text);
+    },
+    checkbox({ checked }) {
+      return checked ? "☑ " : "☐ ";
+    },
+    code({ text, lang }) {
+      const language = (lang || "").trim().split(/\s+/)[0].toLowerCase();
+      const label = language ? ` data-language="${escapeHtml(language)}"` : "";
+      return `<pre${label}><code class="hljs">${highlight(text, language)}</code></pre>\n`;
+    },
+  },
+});
+
+const PURIFY_CONFIG = {
+  USE_PROFILES: { html: true },
+  FORBID_TAGS: [
+    "img", "picture", "source", "video", "audio", "track", "iframe", "object", "embed",
+    "form", "input", "button", "select", "option", "textarea", "style", "link", "meta", "base",
+    "svg", "math", "template", "dialog",
+  ],
+  FORBID_ATTR: ["style", "id", "name", "src", "srcset", "action", "formaction", "background"],
+  ALLOWED_URI_REGEXP: SAFE_LINK,
+  ADD_DATA_URI_TAGS: [],
+  ALLOW_DATA_ATTR: false,
+  ADD_ATTR: ["data-language"],
+  RETURN_DOM_FRAGMENT: true,
+};
+
+DOMPurify.addHook("afterSanitizeAttributes", (node) => {
+  if (node.nodeName !== "A") return;
+  const href = node.getAttribute("href");
+  if (href && SAFE_LINK.test(href.trim())) {
+    node.setAttribute("target", "_blank");
+    node.setAttribute("rel", "noopener noreferrer");
+  } else {
+    node.removeAttribute("href");
+    node.removeAttribute("target");
+  }
+});
+
+/** Markdown text to a sanitized DocumentFragment, ready to insert. */
+export function renderMarkdown(text) {
+  const html = marked.parse(String(text ?? ""), { async: false });
+  return DOMPurify.sanitize(html, PURIFY_CONFIG);
+}

@@ -1,0 +1,94 @@
+// The chat websocket: JSON frames in and out, reconnecting with exponential backoff and jitter.
+//
+// Events: "open" (connected; re-subscribe here), "frame" (detail: a parsed server frame),
+// "status" (detail: {state, delay}) and "unauthorized" (closed with 4401: the session ended).
+
+const UNAUTHORIZED = 4401;
+
+export class ChatSocket extends EventTarget {
+  constructor(path, { baseDelay = 500, maxDelay = 15000 } = {}) {
+    super();
+    this.path = path;
+    this.baseDelay = baseDelay;
+    this.maxDelay = maxDelay;
+    this.attempt = 0;
+    this.ws = null;
+    this.timer = null;
+    this.stopped = false;
+    window.addEventListener("online", () => this.reconnectNow());
+  }
+
+  get isOpen() {
+    return this.ws !== null && this.ws.readyState === WebSocket.OPEN;
+  }
+
+  connect() {
+    clearTimeout(this.timer);
+    this.timer = null;
+    const scheme = window.location.protocol === "https:" ? "wss" : "ws";
+    const ws = new WebSocket(`${scheme}://${window.location.host}${this.path}`);
+    this.ws = ws;
+    this.setStatus("connecting");
+    ws.addEventListener("open", () => {
+      this.attempt = 0;
+      this.setStatus("open");
+      this.dispatchEvent(new Event("open"));
+    });
+    ws.addEventListener("message", (event) => this.receive(event.data));
+    ws.addEventListener("close", (event) => {
+      if (this.ws !== ws) return;
+      this.ws = null;
+      if (event.code === UNAUTHORIZED) {
+        this.stopped = true;
+        this.setStatus("closed");
+        this.dispatchEvent(new Event("unauthorized"));
+        return;
+      }
+      this.scheduleReconnect();
+    });
+  }
+
+  /** Send a frame; false when the socket is not open (the caller tells the user). */
+  send(frame) {
+    if (!this.isOpen) return false;
+    this.ws.send(JSON.stringify(frame));
+    return true;
+  }
+
+  /** The next delay: doubling from baseDelay up to maxDelay, then a random 50-100% of it. */
+  nextDelay() {
+    const ceiling = Math.min(this.maxDelay, this.baseDelay * 2 ** this.attempt);
+    this.attempt += 1;
+    return Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
+  }
+
+  scheduleReconnect() {
+    if (this.stopped || this.timer !== null) return;
+    const delay = this.nextDelay();
+    this.setStatus("reconnecting", delay);
+    this.timer = setTimeout(() => this.connect(), delay);
+  }
+
+  reconnectNow() {
+    if (this.stopped || this.isOpen || this.ws !== null) return;
+    this.connect();
+  }
+
+  receive(data) {
+    let frame;
+    try {
+      frame = JSON.parse(data);
+    } catch {
+      return; // Not ours to interpret: the server only sends JSON.
+    }
+    if (frame && typeof frame.type === "string") {
+      this.dispatchEvent(new CustomEvent("frame", { detail: frame }));
+    }
+  }
+
+  setStatus(state, delay = 0) {
+    this.state = state;
+    document.documentElement.dataset.socket = state;
+    this.dispatchEvent(new CustomEvent("status", { detail: { state, delay } }));
+  }
+}

@@ -1,0 +1,36 @@
+// Behaviour shared by every page: the light/dark theme toggle, remembered in localStorage.
+
+const STORAGE_KEY = "theme";
+const systemDark = window.matchMedia("(prefers-color-scheme: dark)");
+
+/** The theme in effect: the stored choice, else the system's. */
+export function currentTheme() {
+  const chosen = document.documentElement.getAttribute("data-theme");
+  if (chosen === "light" || chosen === "dark") return chosen;
+  return systemDark.matches ? "dark" : "light";
+}
+
+function applyTheme(theme) {
+  document.documentElement.setAttribute("data-theme", theme);
+  try {
+    window.localStorage.setItem(STORAGE_KEY, theme);
+  } catch {
+    // Not remembered, but still applied for this page.
+  }
+  syncToggles();
+}
+
+function syncToggles() {
+  const dark = currentTheme() === "dark";
+  for (const button of document.querySelectorAll("[data-theme-toggle]")) {
+    button.setAttribute("aria-pressed", String(dark));
+    button.setAttribute("title", dark ? "Switch to light theme" : "Switch to dark theme");
+  }
+}
+
+document.addEventListener("click", (event) => {
+  const button = event.target.closest("[data-theme-toggle]");
+  if (button) applyTheme(currentTheme() === "dark" ? "light" : "dark");
+});
+systemDark.addEventListener("change", syncToggles);
+syncToggles();

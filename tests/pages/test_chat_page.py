@@ -1,0 +1,108 @@
+"""The chat page: `/` and `/c/<id>/`."""
+
+import json
+
+import pytest
+
+from chatapp.chat.models import Conversation
+from chatapp.core.middleware import CONTENT_SECURITY_POLICY
+from chatapp.teams.models import SystemPrompt
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def conversation(member, team):
+    return Conversation.objects.create(
+        team=team, owner=member, title="Quarterly plan", model="Llama-3.3-70B-Instruct"
+    )
+
+
+def chat_config(response) -> dict:
+    html = response.content.decode()
+    start = html.index('<script id="chat-config" type="application/json">')
+    body = html[html.index(">", start) + 1 : html.index("</script>", start)]
+    return json.loads(body)
+
+
+@pytest.mark.parametrize("path", ["/", "/c/1/"])
+def test_anonymous_is_sent_to_login(client, path):
+    response = client.get(path)
+    assert response.status_code == 302
+    assert response["Location"] == f"/accounts/login/?next={path}"
+
+
+def test_home_renders_a_new_chat(member_client, team):
+    response = member_client.get("/")
+    assert response.status_code == 200
+    assert chat_config(response)["conversationId"] is None
+    assert b'id="composer-input"' in response.content
+    assert team.name.encode() in response.content
+
+
+def test_conversation_page_names_the_conversation(member_client, conversation):
+    response = member_client.get(f"/c/{conversation.pk}/")
+    assert response.status_code == 200
+    assert chat_config(response)["conversationId"] == conversation.pk
+    assert b"<title>Quarterly plan" in response.content
+    assert b"Llama-3.3-70B-Instruct" in response.content
+
+
+def test_outsider_gets_404_for_someone_elses_conversation(outsider_client, conversation):
+    assert outsider_client.get(f"/c/{conversation.pk}/").status_code == 404
+
+
+def test_missing_conversation_is_404(member_client):
+    assert member_client.get("/c/999999/").status_code == 404
+
+
+def test_chat_page_refuses_post(member_client, conversation):
+    assert member_client.post("/").status_code == 405
+    assert member_client.post(f"/c/{conversation.pk}/").status_code == 405
+
+
+def test_team_prompts_are_offered_with_the_default_selected(member_client, team):
+    SystemPrompt.objects.create(team=team, name="Reviewer", content="Review code.")
+    default = SystemPrompt.objects.create(
+        team=team, name="Helper", content="Be helpful.", is_default=True
+    )
+    response = member_client.get("/")
+    prompts = chat_config(response)["systemPrompts"]
+    assert [p["name"] for p in prompts] == ["Reviewer", "Helper"]
+    assert "content" not in prompts[0]  # the picker needs names only
+    assert f'<option value="{default.pk}" selected>Helper</option>'.encode() in response.content
+
+
+def test_other_teams_prompts_are_not_offered(outsider_client, team):
+    SystemPrompt.objects.create(team=team, name="Acme secret", content="x")
+    response = outsider_client.get("/")
+    assert chat_config(response)["systemPrompts"] == []
+    assert b"Acme secret" not in response.content
+
+
+def test_page_carries_csrf_token_and_logout_form(member_client):
+    response = member_client.get("/")
+    assert b'name="csrfmiddlewaretoken"' in response.content
+    assert b'action="/accounts/logout/"' in response.content
+    assert "csrftoken" in response.cookies
+
+
+def test_page_has_strict_csp_and_no_inline_script_or_style(member_client, conversation):
+    response = member_client.get(f"/c/{conversation.pk}/")
+    assert response["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
+    html = response.content.decode()
+    assert "style=" not in html
+    assert " onclick=" not in html and " onload=" not in html
+    # Every script either loads a file or is inert JSON data.
+    for chunk in html.split("<script")[1:]:
+        tag = chunk[: chunk.index(">")]
+        assert "src=" in tag or 'type="application/json"' in tag
+
+
+def test_conversation_title_is_escaped(member_client, member, team):
+    conversation = Conversation.objects.create(
+        team=team, owner=member, title="<img src=x onerror=alert(1)>", model="m"
+    )
+    response = member_client.get(f"/c/{conversation.pk}/")
+    assert b"<img src=x" not in response.content
+    assert b"&lt;img src=x onerror=alert(1)&gt;" in response.content

@@ -1,0 +1,114 @@
+"""The settings page: model, temperature, max tokens and top_p within the team's policy."""
+
+import pytest
+from django.test import Client
+
+from chatapp.accounts.models import UserSettings
+from chatapp.teams import policy
+from chatapp.teams.models import TeamPolicy
+
+pytestmark = pytest.mark.django_db
+
+VALID = {
+    "model": "Llama-3.3-70B-Instruct",
+    "temperature": "0.3",
+    "max_tokens": "1024",
+    "top_p": "0.8",
+}
+
+
+def test_anonymous_is_sent_to_login(client):
+    response = client.get("/settings/")
+    assert response.status_code == 302
+    assert response["Location"] == "/accounts/login/?next=/settings/"
+
+
+def test_get_shows_the_team_models_and_csrf(member_client, team):
+    response = member_client.get("/settings/")
+    assert response.status_code == 200
+    for model in policy.allowed_models(team):
+        assert f'<option value="{model}"'.encode() in response.content
+    assert b'name="csrfmiddlewaretoken"' in response.content
+
+
+def test_valid_post_saves_and_redirects(member_client, member):
+    response = member_client.post("/settings/", VALID)
+    assert response.status_code == 302
+    assert response["Location"] == "/settings/"
+    stored = UserSettings.objects.get(user=member)
+    assert (stored.model, stored.temperature, stored.max_tokens, stored.top_p) == (
+        "Llama-3.3-70B-Instruct",
+        0.3,
+        1024,
+        0.8,
+    )
+    page = member_client.get("/settings/")
+    assert b"Settings saved." in page.content
+    assert b'value="0.3"' in page.content
+
+
+def test_blank_fields_fall_back_to_the_team_default(member_client, member):
+    UserSettings.objects.create(user=member, model="Llama-3.3-70B-Instruct", temperature=0.2)
+    response = member_client.post("/settings/", {"model": "", "temperature": ""})
+    assert response.status_code == 302
+    stored = UserSettings.objects.get(user=member)
+    assert (stored.model, stored.temperature, stored.max_tokens) == ("", None, None)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("model", "gpt-4", "Select a valid choice"),
+        ("temperature", "7", "temperature must be a number from 0 to"),
+        ("temperature", "warm", "Enter a number."),
+        ("temperature", "nan", "Enter a number."),
+        ("max_tokens", "0", "max_tokens must be a whole number between 1 and"),
+        ("max_tokens", "1.5", "Enter a whole number."),
+        ("top_p", "1.5", "top_p must be a number from 0 to 1"),
+        ("top_p", "-0.1", "top_p must be a number from 0 to 1"),
+    ],
+)
+def test_bad_value_is_refused_with_a_clear_error_and_nothing_saved(
+    member_client, member, field, value, message
+):
+    response = member_client.post("/settings/", {**VALID, field: value})
+    assert response.status_code == 200
+    assert message.encode() in response.content
+    assert b'class="field has-error"' in response.content
+    assert not UserSettings.objects.filter(user=member).exists()
+
+
+def test_every_bad_field_is_named(member_client):
+    response = member_client.post("/settings/", {"temperature": "9", "top_p": "2"})
+    assert response.content.count(b'class="field has-error"') == 2
+
+
+def test_only_models_the_team_allows_are_offered_and_accepted(member_client, member, team):
+    TeamPolicy.objects.update_or_create(
+        team=team, defaults={"allowed_models": ["Llama-3.3-8B-Instruct"]}
+    )
+    page = member_client.get("/settings/")
+    assert b'<option value="Llama-3.3-8B-Instruct"' in page.content
+    assert b'<option value="Llama-3.3-70B-Instruct"' not in page.content
+    response = member_client.post("/settings/", {"model": "Llama-3.3-70B-Instruct"})
+    assert response.status_code == 200
+    assert not UserSettings.objects.filter(user=member).exists()
+
+
+def test_team_token_ceiling_is_enforced(member_client, member, team):
+    TeamPolicy.objects.update_or_create(team=team, defaults={"max_tokens_limit": 500})
+    response = member_client.post("/settings/", {"max_tokens": "501"})
+    assert b"between 1 and 500" in response.content
+    assert member_client.post("/settings/", {"max_tokens": "500"}).status_code == 302
+    assert UserSettings.objects.get(user=member).max_tokens == 500
+
+
+def test_post_without_csrf_token_is_refused(client, member):
+    strict = Client(enforce_csrf_checks=True)
+    strict.force_login(member)
+    assert strict.post("/settings/", VALID).status_code == 403
+    assert not UserSettings.objects.filter(user=member).exists()
+
+
+def test_wrong_method_is_refused(member_client):
+    assert member_client.put("/settings/").status_code == 405
