@@ -4,6 +4,8 @@ Callers check that the actor may act in the team at all (chatapp.teams.services)
 that depend on the target (owners, the last owner) are checked here and raise ActionError.
 """
 
+from datetime import timedelta
+
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.db.models import Max
@@ -65,7 +67,9 @@ def create_team(user, name: str) -> Team:
     return team
 
 
-def invite(actor, team: Team, *, email: str = "", role: str = Role.MEMBER) -> Invitation:
+def invite(
+    actor, team: Team, *, email: str = "", role: str = Role.MEMBER, days: int = 7
+) -> Invitation:
     """An invitation for one email address, or a shareable link when email is blank."""
     email = email.strip().lower()
     if role not in (Role.MEMBER, Role.ADMIN):
@@ -73,7 +77,13 @@ def invite(actor, team: Team, *, email: str = "", role: str = Role.MEMBER) -> In
     if email and Membership.objects.filter(team=team, user__email__iexact=email).exists():
         raise ActionError(f"{email} is already a member of this team.")
     with transaction.atomic():
-        invitation = Invitation.objects.create(team=team, email=email, role=role, invited_by=actor)
+        invitation = Invitation.objects.create(
+            team=team,
+            email=email,
+            role=role,
+            invited_by=actor,
+            expires_at=timezone.now() + timedelta(days=days),
+        )
         target = email or "a shareable link"
         audit(
             team,
@@ -113,7 +123,9 @@ def revoke_invitation(actor, invitation: Invitation) -> None:
 
 
 class InvitationError(ActionError):
-    pass
+    def __init__(self, message: str, status: int):
+        super().__init__(message, forbidden=status == 403)
+        self.status = status
 
 
 def accept_invitation(user, token: str) -> tuple[Membership, bool]:
@@ -123,11 +135,11 @@ def accept_invitation(user, token: str) -> tuple[Membership, bool]:
             Invitation.objects.select_for_update().select_related("team").filter(token=token)
         ).first()
         if invitation is None:
-            raise InvitationError("This invitation link is not valid: ask for a new one.")
+            raise InvitationError("This invitation link is not valid: ask for a new one.", 404)
         existing = Membership.objects.filter(team=invitation.team, user=user).first()
         if existing is not None:
             return existing, False
-        _check_usable(invitation, user)
+        check_usable(invitation, user)
         membership = Membership.objects.create(
             team=invitation.team, user=user, role=invitation.role
         )
@@ -144,15 +156,16 @@ def accept_invitation(user, token: str) -> tuple[Membership, bool]:
     return membership, True
 
 
-def _check_usable(invitation: Invitation, user) -> None:
+def check_usable(invitation: Invitation, user) -> None:
     if invitation.accepted_at is not None:
-        raise InvitationError("This invitation has already been used: ask for a new one.")
+        raise InvitationError("This invitation has already been used: ask for a new one.", 410)
     if invitation.expires_at <= timezone.now():
-        raise InvitationError("This invitation has expired: ask for a new one.")
+        raise InvitationError("This invitation has expired: ask for a new one.", 410)
     if invitation.email and invitation.email.lower() != (user.email or "").strip().lower():
         raise InvitationError(
             "This invitation was sent to a different email address:"
-            " log in with the account that uses that address, or ask for a new invitation."
+            " log in with the account that uses that address, or ask for a new invitation.",
+            403,
         )
 
 
@@ -362,12 +375,8 @@ def set_provider(
     server address needs the key entered again (so a stored key never goes to a new server)."""
     with transaction.atomic():
         provider, _ = TeamProvider.objects.select_for_update().get_or_create(team=team)
-        url_changed = base_url != provider.base_url
-        keeps_old_key = provider.has_key and not api_key and not clear_key
-        if url_changed and keeps_old_key:
-            raise ActionError("Enter the API key again when you change the server address.")
-        if base_url and not api_key and (clear_key or not provider.has_key):
-            raise ActionError("Enter the API key for this server: a team's server needs its key.")
+        if problem := provider_change_problem(provider, base_url, api_key, clear_key):
+            raise ActionError(problem)
         old_url, old_protocol = provider.base_url, provider.protocol
         provider.base_url, provider.protocol = base_url, protocol
         if api_key:
@@ -377,6 +386,19 @@ def set_provider(
         provider.save()
         _audit_provider(actor, team, provider, old_url, old_protocol, api_key, clear_key)
     return provider
+
+
+def provider_change_problem(
+    provider: TeamProvider | None, base_url: str, api_key: str, clear_key: bool
+) -> str | None:
+    """Why a provider change is refused, or None: a stored key never goes to a new server."""
+    has_key = provider is not None and provider.has_key
+    old_url = provider.base_url if provider is not None else ""
+    if base_url != old_url and has_key and not api_key and not clear_key:
+        return "Enter the API key again when you change the server address."
+    if base_url and not api_key and (clear_key or not has_key):
+        return "Enter the API key for this server: a team's server needs its key."
+    return None
 
 
 def _audit_provider(actor, team, provider, old_url, old_protocol, api_key, clear_key) -> None:

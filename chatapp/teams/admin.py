@@ -1,6 +1,19 @@
+from django import forms
 from django.contrib import admin
 
-from chatapp.teams.models import Invitation, Membership, SystemPrompt, SystemPromptVersion, Team
+from chatapp.teams import actions
+from chatapp.teams.forms import ProviderForm, clean_provider_url
+from chatapp.teams.models import (
+    AuditEvent,
+    Invitation,
+    Membership,
+    SystemPrompt,
+    SystemPromptVersion,
+    Team,
+    TeamPolicy,
+    TeamProvider,
+    TeamUsage,
+)
 
 
 class MembershipInline(admin.TabularInline):
@@ -39,9 +52,14 @@ class SystemPromptVersionInline(admin.TabularInline):
     readonly_fields = ["version", "name", "content", "edited_by", "created_at"]
     can_delete = False
 
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
 
 @admin.register(SystemPrompt)
 class SystemPromptAdmin(admin.ModelAdmin):
+    """Saves go through actions.save_prompt, so admin edits keep versions and are audited."""
+
     list_display = ["name", "team", "is_default", "locked", "position", "version", "updated_at"]
     list_filter = ["is_default", "locked"]
     list_select_related = ["team"]
@@ -49,3 +67,96 @@ class SystemPromptAdmin(admin.ModelAdmin):
     raw_id_fields = ["team"]
     readonly_fields = ["version"]
     inlines = [SystemPromptVersionInline]
+
+    def save_model(self, request, obj, form, change):
+        stored = SystemPrompt.objects.get(pk=obj.pk) if change else None
+        fields = {f: getattr(obj, f) for f in ("name", "content", "is_default", "locked")}
+        try:
+            saved = actions.save_prompt(request.user, obj.team, stored, **fields)
+        except actions.ActionError as error:
+            raise forms.ValidationError(error.message) from None
+        if saved.position != obj.position:
+            SystemPrompt.objects.filter(pk=saved.pk).update(position=obj.position)
+        obj.pk, obj.version = saved.pk, saved.version
+
+    def delete_model(self, request, obj):
+        actions.delete_prompt(request.user, obj)
+
+
+@admin.register(TeamPolicy)
+class TeamPolicyAdmin(admin.ModelAdmin):
+    list_display = ["team", "default_model", "monthly_token_budget", "rate_limit_per_minute"]
+    list_select_related = ["team"]
+    raw_id_fields = ["team"]
+
+
+class ProviderAdminForm(forms.ModelForm):
+    """The key is write-only here too: an empty field keeps the stored key."""
+
+    api_key = ProviderForm.base_fields["api_key"]
+    clear_key = forms.BooleanField(required=False, label="Remove the stored key")
+
+    class Meta:
+        model = TeamProvider
+        fields = ["team", "base_url", "protocol"]
+
+    def clean_base_url(self) -> str:
+        return clean_provider_url(self.cleaned_data["base_url"])
+
+    def clean(self) -> dict:
+        data = super().clean()
+        stored = TeamProvider.objects.filter(pk=self.instance.pk).first()
+        args = (data.get("base_url", ""), data.get("api_key", ""), data.get("clear_key", False))
+        if problem := actions.provider_change_problem(stored, *args):
+            raise forms.ValidationError(problem)
+        return data
+
+
+@admin.register(TeamProvider)
+class TeamProviderAdmin(admin.ModelAdmin):
+    form = ProviderAdminForm
+    list_display = ["team", "base_url", "protocol", "has_key", "updated_at"]
+    list_select_related = ["team"]
+    raw_id_fields = ["team"]
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        try:
+            actions.set_provider(
+                request.user,
+                obj.team,
+                base_url=data["base_url"],
+                protocol=data["protocol"],
+                api_key=data["api_key"],
+                clear_key=data["clear_key"],
+            )
+        except actions.ActionError as error:
+            raise forms.ValidationError(error.message) from None
+
+
+@admin.register(TeamUsage)
+class TeamUsageAdmin(admin.ModelAdmin):
+    list_display = ["day", "team", "user", "model", "prompt_tokens", "completion_tokens"]
+    list_filter = ["day"]
+    list_select_related = ["team", "user"]
+    date_hierarchy = "day"
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "team", "actor", "action", "summary"]
+    list_filter = ["action"]
+    list_select_related = ["team", "actor"]
+    search_fields = ["summary"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
