@@ -130,7 +130,6 @@ def plan_regenerate(user, message_id: int) -> ReplyPlan:
 
 def _plan(user, conversation: Conversation, turns: list[dict]) -> ReplyPlan:
     team = conversation.team
-    _check_limits(user, team)
     params = ChatParams(
         model=conversation.model,
         temperature=conversation.temperature,
@@ -140,18 +139,16 @@ def _plan(user, conversation: Conversation, turns: list[dict]) -> ReplyPlan:
     messages = build_history(
         conversation.system_prompt_text, turns, params.model, params.max_tokens
     )
+    _check_concurrency(user)
     try:
         client = policy.llama_client(team)
+        policy.check_quota(user, team)  # last: an admitted request counts against the quota
     except policy.PolicyError as error:
         raise ChatError(error.code, error.message, error.field) from None
     return ReplyPlan(user, team, conversation, messages, params, client)
 
 
-def _check_limits(user, team) -> None:
-    try:
-        policy.check_quota(user, team)
-    except policy.PolicyError as error:
-        raise ChatError(error.code, error.message, error.field) from None
+def _check_concurrency(user) -> None:
     streaming = Message.objects.filter(
         conversation__owner=user, role=MessageRole.ASSISTANT, status=MessageStatus.STREAMING
     ).count()
@@ -469,3 +466,24 @@ def stored_messages(message_ids: list[int]) -> dict[int, dict]:
         "id", "role", "status", "content", "seq"
     )
     return {row["id"]: row for row in rows}
+
+
+# --- conversation edits (the JSON API) ------------------------------------------------------
+
+
+def rename_conversation(conversation: Conversation, title: str) -> None:
+    # A rename is not activity: the conversation keeps its place in the list.
+    Conversation.objects.filter(pk=conversation.pk).update(title=title)
+    conversation.title = title
+
+
+def delete_conversation(conversation: Conversation) -> list[int]:
+    """Delete it with its messages; returns the answers that were streaming, to stop them."""
+    with transaction.atomic():
+        streaming = list(
+            conversation.messages.filter(status=MessageStatus.STREAMING).values_list(
+                "id", flat=True
+            )
+        )
+        conversation.delete()
+    return streaming

@@ -104,8 +104,10 @@ class ChatSocket:
         frame = {"type": "chat.send", "request_id": "r1", "conversation_id": None, **fields}
         await self.send({**frame, "content": content})
         frames = await self.receive_until(
-            lambda f: f["type"] == "error"
-            or (f["type"] == "message.created" and f["message"]["role"] == "assistant")
+            lambda f: (
+                f["type"] == "error"
+                or (f["type"] == "message.created" and f["message"]["role"] == "assistant")
+            )
         )
         assert frames[-1]["type"] == "message.created", frames
         created = [f for f in frames if f["type"] == "message.created"]

@@ -1,0 +1,192 @@
+import json
+
+import pytest
+from django.test import Client
+
+from chatapp.chat.models import Conversation, Message
+from tests.conftest import client_for
+
+URL = "/api/conversations/"
+
+
+def detail_url(conversation) -> str:
+    return f"{URL}{conversation.pk}/"
+
+
+def test_list_is_newest_first_and_only_mine(member_client, member, outsider, make_conversation):
+    older = make_conversation(member, "Older")
+    newer = make_conversation(member, "Newer")
+    make_conversation(outsider, "Not mine")
+    data = member_client.get(URL).json()
+    assert [c["title"] for c in data["results"]] == ["Newer", "Older"]
+    assert [c["id"] for c in data["results"]] == [newer.pk, older.pk]
+    assert set(data["results"][0]) == {"id", "title", "created_at", "updated_at"}
+    assert data["next"] is None
+
+
+def test_list_paginates_with_a_constant_query_count(
+    member_client, member, make_conversation, django_assert_max_num_queries
+):
+    for n in range(45):
+        make_conversation(member, f"Chat {n}", messages=[("user", f"question {n}")])
+    with django_assert_max_num_queries(3):  # session, user, one page
+        first = member_client.get(URL).json()
+    assert len(first["results"]) == 20
+    assert first["results"][0]["title"] == "Chat 44"
+    with django_assert_max_num_queries(3):
+        third = member_client.get(first["next"].replace("page=2", "page=3")).json()
+    assert [c["title"] for c in third["results"]] == [f"Chat {n}" for n in range(4, -1, -1)]
+    assert third["next"] is None
+    second = member_client.get(first["next"]).json()
+    assert second["results"][0]["title"] == "Chat 24"
+    assert "page=3" in second["next"]
+
+
+def test_search_matches_titles_and_message_text(member_client, member, make_conversation):
+    make_conversation(member, "Holiday plans", messages=[("user", "Where to go?")])
+    make_conversation(member, "Cooking", messages=[("assistant", "Boil the PASTA first")])
+    make_conversation(member, "Other", messages=[("user", "nothing here")])
+    by_title = member_client.get(URL, {"q": "holiday"}).json()["results"]
+    by_content = member_client.get(URL, {"q": "pasta"}).json()["results"]
+    assert [c["title"] for c in by_title] == ["Holiday plans"]
+    assert [c["title"] for c in by_content] == ["Cooking"]
+
+
+def test_search_does_not_find_other_peoples_messages(member_client, outsider, make_conversation):
+    make_conversation(outsider, "Secret", messages=[("user", "pasta recipe")])
+    assert member_client.get(URL, {"q": "pasta"}).json()["results"] == []
+
+
+@pytest.mark.parametrize("page", ["0", "-1", "two", "1.5"])
+def test_bad_page_is_400(member_client, page):
+    response = member_client.get(URL, {"page": page})
+    assert response.status_code == 400
+    assert response.json()["error"]["field"] == "page"
+
+
+def test_page_past_the_end_is_empty(member_client, chat):
+    assert member_client.get(URL, {"page": 9}).json() == {"results": [], "next": None}
+
+
+def test_detail_has_settings_and_messages(member_client, chat):
+    data = member_client.get(detail_url(chat)).json()
+    assert data["id"] == chat.pk
+    assert data["title"] == "Tax questions"
+    assert data["settings"]["model"] == "Llama-3.3-70B-Instruct"
+    assert data["system_prompt"]["content"] == "Be brief."
+    assert [(m["role"], m["content"]) for m in data["messages"]] == [
+        ("user", "How do I file taxes?"),
+        ("assistant", "Start with **form A**."),
+    ]
+    assert {"id", "role", "content", "status", "model", "usage", "created_at"} <= set(
+        data["messages"][0]
+    )
+
+
+def test_outsider_gets_404_everywhere(outsider_client, chat):
+    assert outsider_client.get(detail_url(chat)).status_code == 404
+    assert outsider_client.delete(detail_url(chat)).status_code == 404
+    response = outsider_client.patch(
+        detail_url(chat), json.dumps({"title": "Mine now"}), content_type="application/json"
+    )
+    assert response.status_code == 404
+    assert outsider_client.get(detail_url(chat) + "export?format=json").status_code == 404
+    chat.refresh_from_db()
+    assert chat.title == "Tax questions"
+
+
+def test_missing_conversation_is_404(member_client, chat):
+    assert member_client.get(f"{URL}{chat.pk + 1000}/").status_code == 404
+
+
+def test_rename(member_client, chat):
+    response = member_client.patch(
+        detail_url(chat), json.dumps({"title": "  Taxes   2026 "}), content_type="application/json"
+    )
+    assert response.status_code == 200
+    assert response.json()["title"] == "Taxes 2026"
+    chat.refresh_from_db()
+    assert chat.title == "Taxes 2026"
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ('{"title": ""}', "title"),
+        ('{"title": 42}', "title"),
+        ('{"title": "' + "x" * 201 + '"}', "title"),
+        ('{"title": "ok", "owner": 1}', "owner"),
+        ("{}", "title"),
+        ("not json", None),
+        ("[1, 2]", None),
+    ],
+)
+def test_bad_rename_bodies_are_400_and_change_nothing(member_client, chat, body, field):
+    response = member_client.patch(detail_url(chat), body, content_type="application/json")
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["message"]
+    assert error.get("field") == field
+    chat.refresh_from_db()
+    assert chat.title == "Tax questions"
+
+
+def test_delete_removes_the_conversation_and_its_messages(member_client, chat):
+    assert member_client.delete(detail_url(chat)).status_code == 204
+    assert not Conversation.objects.filter(pk=chat.pk).exists()
+    assert not Message.objects.filter(conversation_id=chat.pk).exists()
+
+
+@pytest.mark.parametrize("method", ["post", "put"])
+def test_wrong_methods_are_405(member_client, chat, method):
+    response = getattr(member_client, method)(detail_url(chat))
+    assert response.status_code == 405
+    assert "PATCH" in response["Allow"]
+    assert member_client.post(URL).status_code == 405
+    assert member_client.delete(detail_url(chat) + "export").status_code == 405
+
+
+def test_anonymous_gets_401(client, chat):
+    assert client.get(URL).status_code == 401
+    assert client.get(detail_url(chat)).status_code == 401
+
+
+def test_writes_need_the_csrf_token(member, chat):
+    client = client_for(Client(enforce_csrf_checks=True), member)
+    body = json.dumps({"title": "Renamed"})
+    assert client.patch(detail_url(chat), body, content_type="application/json").status_code == 403
+    assert client.delete(detail_url(chat)).status_code == 403
+    chat.refresh_from_db()
+    assert chat.title == "Tax questions"
+    client.get("/")  # the page sets the csrftoken cookie
+    token = client.cookies["csrftoken"].value
+    response = client.patch(
+        detail_url(chat), body, content_type="application/json", headers={"X-CSRFToken": token}
+    )
+    assert response.status_code == 200
+
+
+def test_export_markdown(member_client, chat):
+    response = member_client.get(detail_url(chat) + "export", {"format": "md"})
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/markdown")
+    assert 'filename="tax-questions-' in response["Content-Disposition"]
+    text = response.content.decode()
+    assert text.startswith("# Tax questions")
+    assert "Be brief." in text
+    assert text.index("How do I file taxes?") < text.index("Start with **form A**.")
+
+
+def test_export_json(member_client, chat):
+    response = member_client.get(detail_url(chat) + "export", {"format": "json"})
+    assert response.status_code == 200
+    assert "attachment" in response["Content-Disposition"]
+    data = json.loads(response.content)
+    assert data["title"] == "Tax questions"
+    assert [m["content"] for m in data["messages"]][-1] == "Start with **form A**."
+
+
+def test_export_unknown_format_is_400(member_client, chat):
+    response = member_client.get(detail_url(chat) + "export", {"format": "pdf"})
+    assert response.status_code == 400
+    assert response.json()["error"]["field"] == "format"
