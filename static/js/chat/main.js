@@ -182,8 +182,10 @@ class ChatPage {
     const text = frame.error?.message || "The server refused the request.";
     const replacing = this.messages.views.find((v) => v.replacing);
     if (this.isMine(frame)) this.failPending(text);
-    else if (replacing) replacing.fail({ message: text, retryable: true });
-    else this.showNotice(text);
+    else if (replacing) {
+      replacing.restore();
+      this.showNotice(text);
+    } else this.showNotice(text);
     this.messages.refresh();
     this.updateComposer();
   }

@@ -21,12 +21,14 @@ export function escapeHtml(text) {
     .replaceAll("'", "&#39;");
 }
 
+/** Highlighted HTML and the language used (named by the fence, else detected). */
 function highlight(code, language) {
   if (language && hljs.getLanguage(language)) {
-    return hljs.highlight(code, { language, ignoreIllegals: true }).value;
+    return { html: hljs.highlight(code, { language, ignoreIllegals: true }).value, language };
   }
-  if (code.length > AUTO_DETECT_LIMIT) return escapeHtml(code);
-  return hljs.highlightAuto(code).value;
+  if (code.length > AUTO_DETECT_LIMIT) return { html: escapeHtml(code), language };
+  const detected = hljs.highlightAuto(code);
+  return { html: detected.value, language: language || detected.language || "" };
 }
 
 const marked = new Marked({
@@ -45,9 +47,12 @@ const marked = new Marked({
       return checked ? "☑ " : "☐ ";
     },
     code({ text, lang }) {
-      const language = (lang || "").trim().split(/\s+/)[0].toLowerCase();
-      const label = language ? ` data-language="${escapeHtml(language)}"` : "";
-      return `<pre${label}><code class="hljs">${highlight(text, language)}</code></pre>\n`;
+      const named = (lang || "").trim().split(/\s+/)[0].toLowerCase();
+      const { html, language } = highlight(text, named);
+      // The language travels as a class (sanitizing keeps classes, not data attributes).
+      const safe = language.replace(/[^a-z0-9_+#.-]/g, "");
+      const label = safe ? ` language-${safe}` : "";
+      return `<pre><code class="hljs${label}">${html}</code></pre>\n`;
     },
   },
 });
@@ -63,7 +68,6 @@ const PURIFY_CONFIG = {
   ALLOWED_URI_REGEXP: SAFE_LINK,
   ADD_DATA_URI_TAGS: [],
   ALLOW_DATA_ATTR: false,
-  ADD_ATTR: ["data-language"],
   RETURN_DOM_FRAGMENT: true,
 };
 

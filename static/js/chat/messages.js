@@ -4,6 +4,8 @@ import { copyWithFeedback } from "./clipboard.js";
 import { h, iconButton } from "./dom.js";
 import { renderMarkdown } from "./markdown.js";
 
+const AVATAR_URL = document.querySelector("[data-avatar]")?.dataset.avatar || "";
+
 const STATUS_LABELS = {
   stopped: "Stopped",
   interrupted: "Interrupted: the answer was cut off",
@@ -21,13 +23,14 @@ function formatUsage(usage) {
 function decorateCodeBlocks(root) {
   for (const pre of root.querySelectorAll("pre")) {
     const code = pre.querySelector("code");
+    const language = code?.className.match(/\blanguage-(\S+)/)?.[1] || "text";
     const copy = iconButton("copy", "Copy", { className: "icon-text-button code-copy" });
     copy.setAttribute("aria-label", "Copy code");
     copy.addEventListener("click", () => copyWithFeedback(copy, code ? code.textContent : ""));
     const header = h(
       "div",
       { className: "code-header" },
-      h("span", { className: "code-language", text: pre.dataset.language || "code" }),
+      h("span", { className: "code-language", text: language }),
       copy,
     );
     const block = h("div", { className: "code-block" });
@@ -88,7 +91,7 @@ export class MessageView {
       this.retryButton,
     );
     const footer = h("footer", { className: "message-footer" }, this.meta, actions);
-    const avatar = h("div", { className: "avatar", "aria-hidden": "true", text: "🦙" });
+    const avatar = h("img", { className: "avatar", alt: "", src: AVATAR_URL });
     const column = h("div", { className: "message-column" }, this.typing, this.body);
     column.append(this.notice, footer);
     return h(
@@ -148,11 +151,20 @@ export class MessageView {
 
   /** Forget the old text: a regenerated answer streams again from seq 1. */
   restart() {
+    const { content, status, seq, usage, error } = this;
+    this.previous = { content, status, seq, usage, error };
     this.content = "";
     this.seq = 0;
     this.status = "pending";
     this.usage = null;
     this.error = null;
+    this.update();
+  }
+
+  /** The regenerate was refused: show the old answer again. */
+  restore() {
+    Object.assign(this, this.previous || {});
+    this.replacing = false;
     this.update();
   }
 
