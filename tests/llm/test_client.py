@@ -1,7 +1,10 @@
 import asyncio
+import email.utils
 import socket
+import time
 from contextlib import aclosing
 
+import httpx
 import pytest
 
 from chatapp.llm import (
@@ -18,7 +21,9 @@ from chatapp.llm import (
     count_tokens_estimate,
     shared_http_client,
 )
+from chatapp.llm.errors import retry_after_from
 from chatapp.llm.simulator.answers import tokenize
+from chatapp.llm.sse import sse_events
 
 from .conftest import KEY, MODEL, user
 
@@ -405,3 +410,34 @@ def test_count_tokens_estimate_is_about_four_characters_a_token():
     assert count_tokens_estimate("abcd") == 1
     assert count_tokens_estimate("abcde") == 2
     assert count_tokens_estimate("x" * 4000) == 1000
+
+
+@pytest.mark.parametrize(
+    "headers, seconds",
+    [
+        ({"retry-after": "2"}, 2.0),
+        ({"retry-after": "0.5", "retry-after-ms": "1500"}, 1.5),
+        ({"retry-after": "3600"}, None),  # beyond the cap: fall back to our own backoff
+        ({"retry-after": "soon"}, None),
+        ({}, None),
+    ],
+)
+def test_retry_after_parsing(headers, seconds):
+    assert retry_after_from(httpx.Headers(headers)) == seconds
+
+
+def test_retry_after_accepts_an_http_date():
+    in_ten_seconds = email.utils.formatdate(time.time() + 10, usegmt=True)
+
+    assert 5 < retry_after_from(httpx.Headers({"retry-after": in_ten_seconds})) <= 10
+
+
+async def test_sse_parser_joins_multiline_data_and_keeps_event_names():
+    async def lines():
+        for line in [": comment", "data: one", "data:two", "", "event: error", "data: {}", ""]:
+            yield line
+
+    assert [event async for event in sse_events(lines())] == [
+        ("message", "one\ntwo"),
+        ("error", "{}"),
+    ]
