@@ -366,6 +366,15 @@ async def test_complete_chat_raises_llm_error_with_code(make_client, sim):
     assert raised.value.code == "auth_failed"
 
 
+async def test_complete_chat_retries_a_reply_cut_short(make_client, sim):
+    text, finish = await make_client().complete_chat(
+        user("hi [sim:fault=cut times=1]"), ChatParams(MODEL)
+    )
+
+    assert "hi" in text and finish.finish_reason == "stop"
+    assert len(sim.requests) == 2
+
+
 async def test_complete_chat_stall_times_out(make_client, sim):
     client = make_client(first_token_timeout=0.2, max_attempts=1)
     with pytest.raises(LlmError) as raised:
