@@ -1,0 +1,53 @@
+import time
+
+import pytest
+from django.test import Client
+
+from chatapp.llm.simulator import run_simulator
+from chatapp.teams import actions
+from chatapp.teams.models import TeamProvider
+
+TEAM_KEY = "team-secret-key-7Q2vX9"
+SITE_KEY = "site-secret-key-R4m8Kp"
+
+
+@pytest.fixture(scope="session")
+def sim_server():
+    with run_simulator(tokens_per_second=5000, first_token_delay=0, api_key=TEAM_KEY) as sim:
+        yield sim
+
+
+@pytest.fixture
+def sim(sim_server):
+    """The shared simulator with no recorded requests from other tests; accepts TEAM_KEY."""
+    deadline = time.monotonic() + 5
+    while sim_server.active_streams and time.monotonic() < deadline:
+        time.sleep(0.01)
+    sim_server.reset()
+    sim_server.app.api_key = TEAM_KEY
+    return sim_server
+
+
+@pytest.fixture
+def admin_client(admin_member):
+    client = Client()
+    client.force_login(admin_member)
+    return client
+
+
+@pytest.fixture
+def csrf_client(owner):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(owner)
+    return client
+
+
+@pytest.fixture
+def team_server(team, owner, settings):
+    """The team uses its own server (a placeholder public https URL) with its own key."""
+    settings.LLAMA_ALLOW_PRIVATE_PROVIDER_URLS = False
+    TeamProvider.objects.create(team=team, base_url="https://llm.example.com/v1")
+    provider = TeamProvider.objects.get(team=team)
+    provider.api_key_encrypted = actions.crypto.encrypt(TEAM_KEY)
+    provider.save()
+    return provider

@@ -1,0 +1,173 @@
+"""Inviting by email or shareable link; accepting: log in first, expiry, single use, email match."""
+
+from datetime import timedelta
+
+import pytest
+from django.core import mail
+from django.urls import reverse
+from django.utils import timezone
+
+from chatapp.teams.models import AuditEvent, Invitation, Membership, Role
+from chatapp.teams.services import SESSION_TEAM_KEY
+from tests.conftest import PASSWORD
+
+
+def invite(client, team, **data):
+    return client.post(reverse("teams:invite", args=[team.pk]), {"role": "member", **data})
+
+
+def accept_url(invitation) -> str:
+    return f"/invite/{invitation.token}/"
+
+
+@pytest.fixture
+def link(team, owner):
+    return Invitation.objects.create(team=team, invited_by=owner)
+
+
+def test_owner_creates_a_shareable_link_shown_on_the_members_page(owner_client, team, owner):
+    response = invite(owner_client, team, email="", days="3")
+    invitation = Invitation.objects.get(team=team)
+    assert response.status_code == 302
+    assert invitation.email == "" and invitation.role == Role.MEMBER
+    assert timedelta(days=2, hours=23) < invitation.expires_at - timezone.now() <= timedelta(days=3)
+    page = owner_client.get(reverse("teams:members", args=[team.pk]))
+    assert f"/invite/{invitation.token}/".encode() in page.content
+    assert AuditEvent.objects.get(action="invitation.create").details["role"] == "member"
+
+
+def test_admin_invites_by_email(admin_client, team, owner, admin_member):
+    invite(admin_client, team, email="New.Person@Example.com", role="admin")
+    invitation = Invitation.objects.get(team=team)
+    assert (invitation.email, invitation.role) == ("new.person@example.com", Role.ADMIN)
+
+
+def test_invitation_is_emailed_when_email_is_configured(owner_client, team, owner, settings):
+    settings.EMAIL_URL = "smtp://mail.example.com"
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    invite(owner_client, team, email="new@example.com")
+    invitation = Invitation.objects.get(team=team)
+    assert len(mail.outbox) == 1
+    assert mail.outbox[0].to == ["new@example.com"]
+    assert f"/invite/{invitation.token}/" in mail.outbox[0].body
+
+
+def test_no_email_is_sent_without_email_configured(owner_client, team, owner, settings):
+    settings.EMAIL_URL = ""
+    invite(owner_client, team, email="new@example.com")
+    assert mail.outbox == []
+
+
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        ({"email": "not-an-email"}, b"Enter a valid email address"),
+        ({"role": "owner"}, b"Select a valid choice"),
+        ({"days": "0"}, b"greater than or equal to 1"),
+        ({"email": "max@example.com"}, b"already a member"),
+    ],
+)
+def test_bad_invitations_are_refused(owner_client, team, owner, member, data, error):
+    response = invite(owner_client, team, **data)
+    assert response.status_code == 400
+    assert error in response.content
+    assert not Invitation.objects.exists()
+
+
+def test_anonymous_visitor_is_sent_to_log_in_and_back(client, link):
+    response = client.get(accept_url(link))
+    assert response.status_code == 302
+    assert response["Location"] == f"/accounts/login/?next=/invite/{link.token}/"
+    login = client.get(response["Location"])
+    assert f"/accounts/signup/?next=/invite/{link.token}/".encode() in login.content.replace(
+        b"%2F", b"/"
+    )
+
+
+def test_signing_up_from_an_invitation_comes_back_to_it(client, link):
+    data = {"username": "nina", "email": "", "password1": PASSWORD, "password2": PASSWORD}
+    response = client.post(f"/accounts/signup/?next=/invite/{link.token}/", data)
+    assert response["Location"] == f"/invite/{link.token}/"
+    page = client.get(response["Location"])
+    assert page.status_code == 200 and b"Accept and join" in page.content
+
+
+def test_accepting_a_link_joins_the_team_and_makes_it_current(outsider_client, outsider, link):
+    assert outsider_client.get(accept_url(link)).status_code == 200
+    assert not Membership.objects.filter(user=outsider, team=link.team).exists()
+    response = outsider_client.post(accept_url(link))
+    assert response.status_code == 302 and response["Location"] == f"/teams/{link.team_id}/"
+    assert Membership.objects.get(user=outsider, team=link.team).role == Role.MEMBER
+    assert outsider_client.session[SESSION_TEAM_KEY] == link.team_id
+    link.refresh_from_db()
+    assert link.accepted_by == outsider and link.accepted_at is not None
+    assert AuditEvent.objects.get(action="invitation.accept").actor == outsider
+
+
+def test_a_link_works_only_once(outsider_client, link, make_user, client):
+    outsider_client.post(accept_url(link))
+    client.force_login(make_user("late"))
+    response = client.post(accept_url(link))
+    assert response.status_code == 410
+    assert b"already been used" in response.content
+    assert link.team.memberships.count() == 2  # the owner and the first to accept
+
+
+def test_an_expired_invitation_is_refused(outsider_client, outsider, link):
+    Invitation.objects.filter(pk=link.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    page = outsider_client.get(accept_url(link))
+    assert page.status_code == 410 and b"expired" in page.content
+    assert b"Accept and join" not in page.content
+    assert outsider_client.post(accept_url(link)).status_code == 410
+    assert not Membership.objects.filter(user=outsider).exists()
+
+
+def test_an_email_invitation_needs_the_matching_account(team, owner, make_user, client):
+    invitation = Invitation.objects.create(team=team, email="nina@example.com", role=Role.ADMIN)
+    client.force_login(make_user("eve"))  # eve@example.com
+    response = client.post(accept_url(invitation))
+    assert response.status_code == 403
+    assert b"different email address" in response.content
+    assert Invitation.objects.get(pk=invitation.pk).accepted_at is None
+    client.force_login(make_user("nina"))  # nina@example.com
+    assert client.post(accept_url(invitation)).status_code == 302
+    assert Membership.objects.get(team=team, user__username="nina").role == Role.ADMIN
+
+
+def test_email_match_ignores_case(team, owner, make_user, client):
+    invitation = Invitation.objects.create(team=team, email="nina@example.com")
+    user = make_user("nina")
+    user.email = "Nina@Example.COM"
+    user.save()
+    client.force_login(user)
+    assert client.post(accept_url(invitation)).status_code == 302
+
+
+def test_a_member_following_a_link_does_not_use_it_up(member_client, member, link):
+    response = member_client.post(accept_url(link))
+    assert response.status_code == 302
+    assert Invitation.objects.get(pk=link.pk).accepted_at is None
+
+
+def test_an_unknown_token_is_404(outsider_client):
+    assert outsider_client.get("/invite/not-a-token/").status_code == 404
+    assert outsider_client.post("/invite/not-a-token/").status_code == 404
+
+
+def test_accept_refuses_other_methods(outsider_client, link):
+    assert outsider_client.delete(accept_url(link)).status_code == 405
+
+
+def test_revoking_an_invitation_deletes_it(owner_client, team, owner, link):
+    url = reverse("teams:invitation_revoke", args=[team.pk, link.pk])
+    assert owner_client.post(url).status_code == 302
+    assert not Invitation.objects.filter(pk=link.pk).exists()
+    assert AuditEvent.objects.filter(action="invitation.revoke").exists()
+
+
+def test_invitations_of_another_team_cannot_be_revoked(owner_client, team, owner, make_user):
+    other = team.__class__.objects.create(name="Other")
+    theirs = Invitation.objects.create(team=other)
+    url = reverse("teams:invitation_revoke", args=[team.pk, theirs.pk])
+    assert owner_client.post(url).status_code == 404
+    assert Invitation.objects.filter(pk=theirs.pk).exists()

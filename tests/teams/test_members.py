@@ -1,0 +1,174 @@
+"""Creating and switching teams; roles, removing members, leaving; the last-owner rules."""
+
+import pytest
+from django.urls import reverse
+
+from chatapp.teams import actions
+from chatapp.teams.models import AuditEvent, Membership, Role, Team
+from chatapp.teams.services import SESSION_TEAM_KEY
+
+
+def role_url(team, user) -> str:
+    return reverse("teams:member_role", args=[team.pk, Membership.objects.get(user=user).pk])
+
+
+def remove_url(team, user) -> str:
+    return reverse("teams:member_remove", args=[team.pk, Membership.objects.get(user=user).pk])
+
+
+def role_of(team, user) -> str | None:
+    membership = Membership.objects.filter(team=team, user=user).first()
+    return membership.role if membership else None
+
+
+def test_creating_a_team_makes_you_its_owner_and_current(owner_client, owner):
+    response = owner_client.post("/teams/", {"name": "  Research  "})
+    team = Team.objects.get(name="Research")
+    assert response.status_code == 302
+    assert response["Location"] == f"/teams/{team.pk}/"
+    assert role_of(team, owner) == Role.OWNER
+    assert owner_client.session[SESSION_TEAM_KEY] == team.pk
+    assert AuditEvent.objects.get(team=team).action == "team.create"
+
+
+def test_creating_a_team_without_a_name_is_a_form_error(owner_client, owner):
+    before = Team.objects.count()
+    response = owner_client.post("/teams/", {"name": "   "})
+    assert response.status_code == 400
+    assert b"This field is required" in response.content
+    assert Team.objects.count() == before
+
+
+def test_team_list_shows_every_team_of_the_user_and_the_current_one(
+    owner_client, owner, team, django_assert_max_num_queries
+):
+    other = Team.objects.create(name="Second")
+    Membership.objects.create(team=other, user=owner, role=Role.MEMBER)
+    owner_client.post(reverse("teams:switch", args=[other.pk]))
+    with django_assert_max_num_queries(8):
+        response = owner_client.get("/teams/")
+    assert response.status_code == 200
+    assert b"Acme" in response.content and b"Second" in response.content
+    assert response.context["current"] == other
+
+
+def test_switching_keeps_the_team_in_the_session(member_client, member, team):
+    response = member_client.post(reverse("teams:switch", args=[team.pk]), {"next": "/"})
+    assert response.status_code == 302 and response["Location"] == "/"
+    assert member_client.session[SESSION_TEAM_KEY] == team.pk
+
+
+def test_switching_ignores_an_unsafe_next(member_client, team, member):
+    response = member_client.post(
+        reverse("teams:switch", args=[team.pk]), {"next": "https://evil.example/"}
+    )
+    assert response["Location"] == "/teams/"
+
+
+def test_owner_changes_a_role_and_it_is_audited(owner_client, team, owner, member):
+    response = owner_client.post(role_url(team, member), {"role": "admin"})
+    assert response.status_code == 302
+    assert role_of(team, member) == Role.ADMIN
+    event = AuditEvent.objects.get(action="member.role")
+    assert event.actor == owner
+    assert event.details == {"user": "max", "old": "member", "new": "admin"}
+
+
+def test_an_invalid_role_is_refused(owner_client, team, owner, member):
+    response = owner_client.post(role_url(team, member), {"role": "king"})
+    assert response.status_code == 400
+    assert role_of(team, member) == Role.MEMBER
+
+
+def test_admin_can_promote_a_member_to_admin(admin_client, team, owner, admin_member, member):
+    assert admin_client.post(role_url(team, member), {"role": "admin"}).status_code == 302
+    assert role_of(team, member) == Role.ADMIN
+
+
+def test_admin_cannot_make_owners_or_touch_owners(admin_client, team, owner, admin_member, member):
+    assert admin_client.post(role_url(team, member), {"role": "owner"}).status_code == 403
+    assert admin_client.post(role_url(team, owner), {"role": "member"}).status_code == 403
+    assert admin_client.post(remove_url(team, owner)).status_code == 403
+    assert role_of(team, member) == Role.MEMBER
+    assert role_of(team, owner) == Role.OWNER
+
+
+def test_the_last_owner_cannot_be_demoted(owner_client, team, owner):
+    response = owner_client.post(role_url(team, owner), {"role": "admin"})
+    assert response.status_code == 400
+    assert b"A team needs an owner" in response.content
+    assert role_of(team, owner) == Role.OWNER
+    assert not AuditEvent.objects.exists()
+
+
+def test_an_owner_may_step_down_when_another_owner_remains(owner_client, team, owner, member):
+    Membership.objects.filter(user=member).update(role=Role.OWNER)
+    assert owner_client.post(role_url(team, owner), {"role": "member"}).status_code == 302
+    assert role_of(team, owner) == Role.MEMBER
+
+
+def test_the_action_refuses_to_demote_the_last_owner(team, owner):
+    membership = Membership.objects.get(user=owner)
+    with pytest.raises(actions.ActionError, match="needs an owner"):
+        actions.change_role(membership, membership, Role.MEMBER)
+    assert role_of(team, owner) == Role.OWNER
+
+
+def test_an_owner_removes_another_owner(owner_client, team, owner, member):
+    Membership.objects.filter(user=member).update(role=Role.OWNER)
+    assert owner_client.post(remove_url(team, member)).status_code == 302
+    assert role_of(team, member) is None
+
+
+def test_owner_removes_a_member(owner_client, team, owner, member):
+    assert owner_client.post(remove_url(team, member)).status_code == 302
+    assert role_of(team, member) is None
+    assert AuditEvent.objects.get(action="member.remove").details["user"] == "max"
+
+
+def test_removing_yourself_is_refused_with_a_hint(owner_client, team, owner, member):
+    response = owner_client.post(remove_url(team, owner))
+    assert response.status_code == 400
+    assert b"Leave team" in response.content
+    assert role_of(team, owner) == Role.OWNER
+
+
+def test_a_member_leaves(member_client, team, owner, member):
+    member_client.post(reverse("teams:switch", args=[team.pk]))
+    response = member_client.post(reverse("teams:leave", args=[team.pk]))
+    assert response.status_code == 302
+    assert role_of(team, member) is None
+    assert AuditEvent.objects.get(action="member.leave").actor == member
+    # The session's current team falls back to a team the user is still in.
+    assert member_client.get("/teams/").context["current"] != team
+
+
+def test_the_last_owner_cannot_leave(owner_client, team, owner, member):
+    response = owner_client.post(reverse("teams:leave", args=[team.pk]))
+    assert response.status_code == 400
+    assert b"last owner" in response.content
+    assert role_of(team, owner) == Role.OWNER
+    assert not AuditEvent.objects.exists()
+
+
+def test_an_owner_may_leave_when_another_owner_remains(owner_client, team, owner, member):
+    Membership.objects.filter(user=member).update(role=Role.OWNER)
+    assert owner_client.post(reverse("teams:leave", args=[team.pk])).status_code == 302
+    assert role_of(team, owner) is None
+
+
+def test_members_page_shows_people_without_n_plus_one(
+    owner_client, team, owner, make_user, django_assert_max_num_queries
+):
+    for n in range(15):
+        Membership.objects.create(team=team, user=make_user(f"user{n}"))
+    with django_assert_max_num_queries(10):
+        response = owner_client.get(reverse("teams:members", args=[team.pk]))
+    assert response.content.count(b"teams/%d/members/" % team.pk) >= 15
+
+
+def test_members_see_no_emails_or_controls(member_client, team, owner, member):
+    response = member_client.get(reverse("teams:members", args=[team.pk]))
+    assert b"olivia" in response.content
+    assert b"olivia@example.com" not in response.content
+    assert b"Create invitation" not in response.content
