@@ -1,0 +1,179 @@
+"""Model policy: what effective_settings, validate_settings and allowed_models enforce, and the
+policy page that sets it."""
+
+import pytest
+from django.urls import reverse
+
+from chatapp.accounts.models import UserSettings
+from chatapp.teams import policy
+from chatapp.teams.models import AuditEvent, TeamPolicy
+from chatapp.teams.policy import PolicyError, allowed_models, effective_settings, validate_settings
+
+MAVERICK = "Llama-4-Maverick-17B-128E-Instruct-FP8"
+SCOUT = "Llama-4-Scout-17B-16E-Instruct-FP8"
+SMALL = "Llama-3.3-8B-Instruct"
+
+
+@pytest.fixture
+def restricted(team):
+    return TeamPolicy.objects.create(
+        team=team,
+        allowed_models=[SCOUT, SMALL],
+        default_model=SMALL,
+        default_temperature=0.3,
+        max_tokens_limit=1000,
+    )
+
+
+def test_without_a_policy_every_site_model_and_the_site_defaults(team, member, settings):
+    settings.LLAMA_DEFAULT_MODEL = MAVERICK
+    assert allowed_models(team)[0] == MAVERICK and SMALL in allowed_models(team)
+    assert effective_settings(member, team) == {
+        "model": MAVERICK,
+        "temperature": 0.6,
+        "top_p": 0.9,
+        "max_tokens": 2048,
+    }
+
+
+def test_team_defaults_and_ceilings_apply(team, member, restricted):
+    assert allowed_models(team) == [SCOUT, SMALL]
+    assert effective_settings(member, team) == {
+        "model": SMALL,
+        "temperature": 0.3,
+        "top_p": 0.9,
+        "max_tokens": 1000,  # the site default 2048 is over the team's ceiling
+    }
+
+
+def test_user_defaults_override_team_defaults(team, member, restricted):
+    UserSettings.objects.create(user=member, model=SCOUT, temperature=0.8, top_p=0.5)
+    values = effective_settings(member, team)
+    assert (values["model"], values["temperature"], values["top_p"]) == (SCOUT, 0.8, 0.5)
+
+
+def test_saved_defaults_the_team_does_not_allow_are_skipped(team, member, restricted):
+    UserSettings.objects.create(user=member, model=MAVERICK, max_tokens=5000)
+    values = effective_settings(member, team)
+    assert values["model"] == SMALL and values["max_tokens"] == 1000
+
+
+def test_requests_override_everything_within_the_policy(team, member, restricted):
+    requested = {"model": SCOUT, "temperature": 0.0, "max_tokens": 1000, "top_p": 1}
+    assert effective_settings(member, team, requested) == requested
+
+
+@pytest.mark.parametrize(
+    ("requested", "code", "field"),
+    [
+        ({"model": MAVERICK}, "model_not_allowed", "model"),
+        ({"model": "gpt-4"}, "model_not_allowed", "model"),
+        ({"model": 7}, "model_not_allowed", "model"),
+        ({"max_tokens": 1001}, "invalid_setting", "max_tokens"),
+        ({"max_tokens": 0}, "invalid_setting", "max_tokens"),
+        ({"max_tokens": 10.5}, "invalid_setting", "max_tokens"),
+        ({"max_tokens": True}, "invalid_setting", "max_tokens"),
+        ({"temperature": 1.5}, "invalid_setting", "temperature"),  # the native API: 0..1
+        ({"temperature": -0.1}, "invalid_setting", "temperature"),
+        ({"temperature": float("nan")}, "invalid_setting", "temperature"),
+        ({"temperature": "hot"}, "invalid_setting", "temperature"),
+        ({"top_p": 1.01}, "invalid_setting", "top_p"),
+    ],
+)
+def test_requests_outside_the_policy_are_refused(team, member, restricted, requested, code, field):
+    with pytest.raises(PolicyError) as caught:
+        effective_settings(member, team, requested)
+    assert (caught.value.code, caught.value.field) == (code, field)
+    assert caught.value.message and str(caught.value) == caught.value.message
+
+
+def test_the_openai_protocol_allows_temperature_up_to_2(team, member, settings):
+    settings.LLAMA_API_PROTOCOL = "openai"
+    assert effective_settings(member, team, {"temperature": 1.7})["temperature"] == 1.7
+    settings.LLAMA_API_PROTOCOL = "llama"
+    with pytest.raises(PolicyError):
+        effective_settings(member, team, {"temperature": 1.7})
+
+
+def test_max_tokens_also_stays_under_the_models_own_limit(team, member):
+    with pytest.raises(PolicyError, match="16384"):
+        effective_settings(member, team, {"model": SMALL, "max_tokens": 20_000})
+
+
+def test_validate_settings_checks_only_what_is_given(team, restricted):
+    assert validate_settings(team, {"model": None, "temperature": 0.2}) == {
+        "model": None,
+        "temperature": 0.2,
+    }
+    with pytest.raises(PolicyError) as caught:
+        validate_settings(team, {"model": MAVERICK})
+    assert caught.value.field == "model"
+
+
+def test_allow_list_entries_the_site_does_not_offer_are_ignored(team):
+    TeamPolicy.objects.create(team=team, allowed_models=["made-up-model"])
+    assert allowed_models(team) == policy.site_models()
+
+
+def test_team_and_user_default_helpers(team, member, restricted):
+    assert policy.team_defaults(team) == {"model": SMALL, "temperature": 0.3}
+    assert policy.user_defaults(member) == {}
+    assert policy.site_defaults()["max_tokens"] == 2048
+
+
+# The policy page.
+
+
+def policy_url(team) -> str:
+    return reverse("teams:policy", args=[team.pk])
+
+
+def test_owner_sets_the_policy_and_it_is_audited(owner_client, team, owner):
+    data = {
+        "allowed_models": [SCOUT, SMALL],
+        "default_model": SCOUT,
+        "default_temperature": "0.4",
+        "default_max_tokens": "800",
+        "max_tokens_limit": "1200",
+        "monthly_token_budget": "100000",
+        "rate_limit_per_minute": "5",
+    }
+    response = owner_client.post(policy_url(team), data)
+    assert response.status_code == 302
+    stored = TeamPolicy.objects.get(team=team)
+    assert stored.allowed_models == [SCOUT, SMALL] and stored.default_model == SCOUT
+    assert (stored.max_tokens_limit, stored.monthly_token_budget) == (1200, 100_000)
+    assert stored.rate_limit_per_minute == 5 and stored.default_top_p is None
+    event = AuditEvent.objects.get(action="policy.update")
+    assert event.details["changes"]["max_tokens_limit"] == [None, 1200]
+    page = owner_client.get(policy_url(team))
+    assert b'value="1200"' in page.content
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"allowed_models": ["gpt-4"]}, "allowed_models"),
+        ({"allowed_models": [SMALL], "default_model": SCOUT}, "default_model"),
+        ({"default_temperature": "1.5"}, "default_temperature"),
+        ({"default_top_p": "2"}, "default_top_p"),
+        ({"default_max_tokens": "900", "max_tokens_limit": "500"}, "default_max_tokens"),
+        ({"max_tokens_limit": "0"}, "max_tokens_limit"),
+        ({"monthly_token_budget": "-5"}, "monthly_token_budget"),
+        ({"rate_limit_per_minute": "lots"}, "rate_limit_per_minute"),
+    ],
+)
+def test_bad_policies_are_form_errors_and_change_nothing(
+    admin_client, team, admin_member, data, field
+):
+    response = admin_client.post(policy_url(team), data)
+    assert response.status_code == 400
+    assert field in response.context["form"].errors
+    assert not TeamPolicy.objects.filter(team=team).exists()
+    assert not AuditEvent.objects.exists()
+
+
+def test_saving_an_unchanged_policy_writes_no_audit_event(owner_client, team, owner):
+    owner_client.post(policy_url(team), {"rate_limit_per_minute": "3"})
+    owner_client.post(policy_url(team), {"rate_limit_per_minute": "3"})
+    assert AuditEvent.objects.filter(action="policy.update").count() == 1

@@ -1,0 +1,174 @@
+"""System prompt pages: create, edit (versions kept), default, lock, order, delete; the admin."""
+
+import pytest
+from django.urls import reverse
+
+from chatapp.chat.models import Conversation
+from chatapp.teams.models import AuditEvent, SystemPrompt, SystemPromptVersion
+
+GOOD = {"name": "Reviewer", "content": "Review code carefully."}
+
+
+def prompts_url(team) -> str:
+    return reverse("teams:prompts", args=[team.pk])
+
+
+def edit_url(prompt) -> str:
+    return reverse("teams:prompt_edit", args=[prompt.team_id, prompt.pk])
+
+
+@pytest.fixture
+def prompt(team):
+    return SystemPrompt.objects.create(team=team, name="Helper", content="Be helpful.")
+
+
+def test_owner_adds_a_prompt_at_the_end(owner_client, team, owner, prompt):
+    response = owner_client.post(prompts_url(team), {**GOOD, "locked": "on"})
+    assert response.status_code == 302
+    new = SystemPrompt.objects.get(name="Reviewer")
+    assert (new.content, new.locked, new.is_default, new.version) == (
+        GOOD["content"],
+        True,
+        False,
+        1,
+    )
+    assert new.position > prompt.position
+    assert AuditEvent.objects.get(action="prompt.create").details["name"] == "Reviewer"
+
+
+def test_admin_adds_a_prompt(admin_client, team, admin_member):
+    assert admin_client.post(prompts_url(team), GOOD).status_code == 302
+    assert SystemPrompt.objects.filter(team=team, name="Reviewer").exists()
+
+
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        ({"name": "", "content": "x"}, b"This field is required"),
+        ({"name": "x", "content": ""}, b"This field is required"),
+        ({"name": "x" * 101, "content": "x"}, b"at most 100 characters"),
+        ({"name": "x", "content": "x" * 20_001}, b"at most 20000 characters"),
+        ({"name": "Helper", "content": "x"}, b"already exists"),
+    ],
+)
+def test_bad_prompts_are_form_errors(owner_client, team, owner, prompt, data, error):
+    response = owner_client.post(prompts_url(team), data)
+    assert response.status_code == 400
+    assert error in response.content
+    assert SystemPrompt.objects.count() == 1
+    assert not AuditEvent.objects.exists()
+
+
+def test_members_see_prompts_but_no_controls(member_client, team, member, prompt):
+    response = member_client.get(prompts_url(team))
+    assert b"Be helpful." in response.content
+    assert b"Add prompt" not in response.content and b"Delete" not in response.content
+    assert member_client.get(edit_url(prompt)).status_code == 403
+
+
+def test_editing_keeps_the_previous_text_and_bumps_the_version(owner_client, owner, prompt):
+    data = {"name": "Helper", "content": "Be very helpful."}
+    assert owner_client.post(edit_url(prompt), data).status_code == 302
+    assert owner_client.post(edit_url(prompt), {**data, "content": "Be terse."}).status_code == 302
+    prompt.refresh_from_db()
+    assert (prompt.content, prompt.version) == ("Be terse.", 3)
+    versions = list(prompt.versions.values_list("version", "content", "edited_by"))
+    assert versions == [(2, "Be very helpful.", owner.pk), (1, "Be helpful.", owner.pk)]
+    page = owner_client.get(edit_url(prompt))
+    assert b"Be very helpful." in page.content and b"Version 1" in page.content
+
+
+def test_changing_only_flags_keeps_the_version(owner_client, prompt):
+    owner_client.post(
+        edit_url(prompt), {"name": "Helper", "content": "Be helpful.", "locked": "on"}
+    )
+    prompt.refresh_from_db()
+    assert prompt.locked and prompt.version == 1
+    assert not SystemPromptVersion.objects.exists()
+
+
+def test_a_bad_edit_changes_nothing(owner_client, prompt):
+    response = owner_client.post(edit_url(prompt), {"name": "Helper", "content": ""})
+    assert response.status_code == 400
+    prompt.refresh_from_db()
+    assert (prompt.content, prompt.version) == ("Be helpful.", 1)
+    assert not SystemPromptVersion.objects.exists()
+
+
+def test_a_conversation_keeps_the_text_it_started_with(owner_client, team, owner, prompt):
+    convo = Conversation.objects.create(
+        team=team,
+        owner=owner,
+        model="Llama-3.3-8B-Instruct",
+        system_prompt=prompt,
+        system_prompt_text=prompt.content,
+        system_prompt_locked=prompt.locked,
+    )
+    owner_client.post(edit_url(prompt), {"name": "Helper", "content": "Something else."})
+    convo.refresh_from_db()
+    assert convo.system_prompt_text == "Be helpful."
+
+
+def test_one_default_at_a_time(owner_client, team, prompt):
+    owner_client.post(
+        edit_url(prompt), {"name": "Helper", "content": "Be helpful.", "is_default": "on"}
+    )
+    owner_client.post(prompts_url(team), {**GOOD, "is_default": "on"})
+    defaults = list(SystemPrompt.objects.filter(is_default=True).values_list("name", flat=True))
+    assert defaults == ["Reviewer"]
+
+
+def test_prompts_are_reordered(owner_client, team, prompt):
+    second = SystemPrompt.objects.create(team=team, name="Second", content="2", position=1)
+    move = reverse("teams:prompt_move", args=[team.pk, second.pk])
+    assert owner_client.post(move, {"direction": "up"}).status_code == 302
+    assert list(SystemPrompt.objects.for_team(team).values_list("name", flat=True)) == [
+        "Second",
+        "Helper",
+    ]
+    assert owner_client.post(move, {"direction": "sideways"}).status_code == 400
+    assert list(SystemPrompt.objects.for_team(team))[0] == second
+
+
+def test_deleting_a_prompt(owner_client, team, prompt):
+    url = reverse("teams:prompt_delete", args=[team.pk, prompt.pk])
+    assert owner_client.post(url).status_code == 302
+    assert not SystemPrompt.objects.exists()
+    assert AuditEvent.objects.get(action="prompt.delete").details["name"] == "Helper"
+
+
+def test_site_admin_edits_in_the_admin_keep_versions(client, site_admin, team, prompt):
+    client.force_login(site_admin)
+    url = f"/admin/teams/systemprompt/{prompt.pk}/change/"
+    assert client.get(url).status_code == 200
+    data = {
+        "team": team.pk,
+        "name": "Helper",
+        "content": "Admin text.",
+        "position": 0,
+        "versions-TOTAL_FORMS": 0,
+        "versions-INITIAL_FORMS": 0,
+    }
+    response = client.post(url, data)
+    assert response.status_code == 302, response.content[:2000]
+    prompt.refresh_from_db()
+    assert (prompt.content, prompt.version) == ("Admin text.", 2)
+    assert prompt.versions.get().content == "Be helpful."
+    assert AuditEvent.objects.get(action="prompt.update").actor == site_admin
+
+
+def test_site_admin_adds_a_prompt_in_the_admin(client, site_admin, team):
+    client.force_login(site_admin)
+    data = {
+        "team": team.pk,
+        "name": "From admin",
+        "content": "Hi.",
+        "position": 3,
+        "is_default": "on",
+        "versions-TOTAL_FORMS": 0,
+        "versions-INITIAL_FORMS": 0,
+    }
+    response = client.post("/admin/teams/systemprompt/add/", data)
+    assert response.status_code == 302, response.content[:2000]
+    prompt = SystemPrompt.objects.get(name="From admin")
+    assert prompt.is_default and prompt.position == 3
