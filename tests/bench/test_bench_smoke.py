@@ -1,0 +1,27 @@
+"""The relay benchmark's harness works end to end: short answers arrive whole, both ways.
+
+Starts the simulator and daphne as real processes, logs in through the login form, and streams
+two short answers straight from the simulator and through the websocket. Nothing is timed.
+"""
+
+import pytest
+
+from bench import relay
+from bench.harness import Stack, StackOptions, run
+
+pytestmark = pytest.mark.bench
+
+TOKENS = 30
+
+
+def test_relay_harness_delivers_every_token_with_the_same_text():
+    with Stack(StackOptions(tokens_per_second=1000, first_token_delay=0)) as stack:
+        result = run(relay.measure(stack, pairs=2, tokens=TOKENS, tps=1000, ttft=0))
+
+    summary, pairs = result["summary"], result["pairs"]
+    assert summary["failed"] == 0, [pair["error"] for pair in pairs]
+    assert len(pairs) == 2
+    assert summary["all_text_equal"]
+    assert summary["all_tokens_delivered"]
+    assert [pair["app_tokens"] for pair in pairs] == [TOKENS, TOKENS]
+    assert [pair["usage_tokens"] for pair in pairs] == [TOKENS, TOKENS]
