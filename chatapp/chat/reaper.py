@@ -6,6 +6,7 @@ so a streaming message with an old heartbeat has nobody writing it any more.
 
 import asyncio
 import logging
+from contextlib import suppress
 from datetime import timedelta
 
 from channels.db import database_sync_to_async
@@ -86,3 +87,13 @@ def ensure_running() -> None:
     if _task is not None and not _task.done() and _task.get_loop() is loop:
         return
     _task = loop.create_task(_run_periodically(interval))
+
+
+async def stop() -> None:
+    """End this process's periodic check (tests, shutdown)."""
+    global _task
+    if _task is not None:
+        _task.cancel()
+        with suppress(asyncio.CancelledError):
+            await _task
+        _task = None

@@ -1,8 +1,11 @@
 """Stop, subscribe mid-stream, two tabs, upstream failures."""
 
 import pytest
+from channels.db import database_sync_to_async
+from django.test import Client
+from django.utils import timezone
 
-from chatapp.chat.models import Message
+from chatapp.chat.models import Conversation, Message
 
 from .conftest import joined_text
 
@@ -60,3 +63,88 @@ async def test_subscribe_mid_stream_has_no_gap_and_no_duplicate(connect, member,
     assert streaming["content"] + joined_text(rest, message_id) == message.content
     await first.until_type("message.done", message_id)
     assert joined_text(first.received, message_id) == message.content
+
+
+async def test_two_tabs_see_the_same_stream(connect, member, sim):
+    first = await connect(member)
+    ids = await first.send_message("Start")
+    await first.until_type("message.done", ids["message_id"])
+    second = await connect(member)
+    await second.send({"type": "chat.subscribe", "conversation_id": ids["conversation_id"]})
+    state = await second.receive()
+    assert [m["status"] for m in state["messages"]] == ["complete", "complete"]
+
+    await first.send(
+        {
+            "type": "chat.send",
+            "request_id": "r2",
+            "conversation_id": ids["conversation_id"],
+            "content": f"More {SLOW}",
+        }
+    )
+    created = await second.until_type("message.created")
+    created += await second.until_type("message.created")
+    assert [f["message"]["role"] for f in created if f["type"] == "message.created"] == [
+        "user",
+        "assistant",
+    ]
+    message_id = created[-1]["message"]["id"]
+    theirs = await second.until_type("message.done", message_id)
+    mine = await first.until_type("message.done", message_id)
+    stored = await Message.objects.aget(pk=message_id)
+    assert joined_text(theirs, message_id) == joined_text(mine, message_id) == stored.content
+
+
+async def test_subscribe_uses_the_stored_row_when_no_process_runs_the_answer(connect, member, team):
+    conversation = await Conversation.objects.acreate(team=team, owner=member, model="m")
+    await Message.objects.acreate(conversation=conversation, role="user", content="Q")
+    orphan = await Message.objects.acreate(
+        conversation=conversation,
+        role="assistant",
+        content="Half an ans",
+        seq=3,
+        status="streaming",
+        heartbeat_at=timezone.now(),
+    )
+    socket = await connect(member)
+    await socket.send({"type": "chat.subscribe", "conversation_id": conversation.pk})
+    state = await socket.receive()
+    assert state["type"] == "conversation.state"
+    assert state["messages"][-1] == {
+        "id": orphan.pk,
+        "role": "assistant",
+        "status": "streaming",
+        "content": "Half an ans",
+        "seq": 3,
+    }
+
+
+async def test_checkpoints_are_about_once_a_second_not_per_token(connect, member, sim, orm_queries):
+    socket = await connect(member)
+    ids = await socket.send_message("[sim:long tokens=250] [sim:pace tps=100]")
+    frames = await socket.until_type("message.done", ids["message_id"])
+    message = await Message.objects.aget(pk=ids["message_id"])
+    assert message.completion_tokens == 250
+    writes = orm_queries.updates_of("chat_message")
+    seconds = message.duration_ms / 1000
+    assert seconds > 2  # the simulator paces 250 tokens at 100 a second
+    assert 2 <= len(writes) <= seconds + 2  # checkpoints, then the final write
+    assert len([f for f in frames if f["type"] == "message.delta"]) > len(writes)
+    assert not [s for s in orm_queries.statements if s.startswith('INSERT INTO "chat_message"')][2:]
+
+
+async def test_deleting_a_conversation_stops_its_answer(connect, member, sim):
+    socket = await connect(member)
+    ids = await socket.send_message(f"Doomed {SLOW}")
+    await socket.until_type("message.delta", ids["message_id"])
+
+    def delete() -> int:
+        client = Client()
+        client.force_login(member)
+        return client.delete(f"/api/conversations/{ids['conversation_id']}/").status_code
+
+    assert await database_sync_to_async(delete)() == 204
+    done = await socket.until_type("message.done", ids["message_id"])
+    assert done[-1]["status"] == "stopped"
+    assert not await Message.objects.filter(pk=ids["message_id"]).aexists()
+    assert await _streams_end(sim)

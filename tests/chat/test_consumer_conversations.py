@@ -1,0 +1,226 @@
+"""Conversations over the socket: titles, prompts, settings, history, regenerate, limits."""
+
+import pytest
+from channels.db import database_sync_to_async
+
+from chatapp.chat.models import Conversation, Message
+from chatapp.llm import MODEL_CONTEXT_LIMITS
+from chatapp.teams.models import SystemPrompt, TeamPolicy, TeamUsage
+
+from .conftest import MODEL, joined_text
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+SLOW = "[sim:long tokens=300] [sim:pace tps=60]"
+
+
+async def finish(socket, content: str, **fields) -> dict:
+    ids = await socket.send_message(content, **fields)
+    ids["done"] = (await socket.until_type("message.done", ids["message_id"]))[-1]
+    return ids
+
+
+async def test_first_message_titles_the_conversation(connect, member, sim):
+    socket = await connect(member)
+    long_question = "Explain " + "very " * 30 + "carefully\nwith a second line"
+    ids = await finish(socket, long_question)
+    conversation = await Conversation.objects.aget(pk=ids["conversation_id"])
+    assert conversation.title.startswith("Explain very very")
+    assert conversation.title.endswith("…")
+    assert len(conversation.title) <= 61
+    await finish(socket, "A follow-up", conversation_id=conversation.pk)
+    await conversation.arefresh_from_db()
+    assert conversation.title.startswith("Explain very very")
+
+
+async def test_follow_ups_send_the_whole_history(connect, member, sim):
+    socket = await connect(member)
+    first = await finish(socket, "First question")
+    await finish(socket, "Second question", conversation_id=first["conversation_id"])
+    answer = await Message.objects.aget(pk=first["message_id"])
+    sent = sim.requests[-1]["messages"]
+    assert [(m["role"], m["content"]) for m in sent] == [
+        ("user", "First question"),
+        ("assistant", answer.content),
+        ("user", "Second question"),
+    ]
+
+
+async def test_default_prompt_is_snapshotted_and_sent_first(connect, member, team, sim):
+    await SystemPrompt.objects.acreate(team=team, name="Pirate", content="Talk like a pirate.")
+    await SystemPrompt.objects.acreate(
+        team=team, name="Plain", content="Be plain.", is_default=True
+    )
+    socket = await connect(member)
+    ids = await finish(socket, "Hello")
+    assert sim.requests[-1]["messages"][0] == {"role": "system", "content": "Be plain."}
+    conversation = await Conversation.objects.aget(pk=ids["conversation_id"])
+    assert conversation.system_prompt_text == "Be plain."
+    await SystemPrompt.objects.filter(name="Plain").aupdate(content="Changed later.")
+    await finish(socket, "Again", conversation_id=conversation.pk)
+    assert sim.requests[-1]["messages"][0]["content"] == "Be plain."
+
+
+async def test_chosen_prompt_and_settings_apply(connect, member, team, sim):
+    pirate = await SystemPrompt.objects.acreate(team=team, name="Pirate", content="Arr.")
+    socket = await connect(member)
+    settings = {"model": "Llama-3.3-8B-Instruct", "temperature": 0.2, "max_tokens": 300}
+    ids = await finish(socket, "Hi", system_prompt_id=pirate.pk, settings=settings)
+    request = sim.requests[-1]
+    assert request["messages"][0] == {"role": "system", "content": "Arr."}
+    assert request["model"] == "Llama-3.3-8B-Instruct"
+    assert (request["temperature"], request["max_completion_tokens"]) == (0.2, 300)
+    conversation = await Conversation.objects.aget(pk=ids["conversation_id"])
+    assert (conversation.model, conversation.temperature) == ("Llama-3.3-8B-Instruct", 0.2)
+    message = await Message.objects.aget(pk=ids["message_id"])
+    assert message.model == "Llama-3.3-8B-Instruct"
+
+
+async def test_a_locked_prompt_cannot_be_replaced(connect, member, team, sim):
+    await SystemPrompt.objects.acreate(
+        team=team, name="Policy", content="Follow policy.", is_default=True, locked=True
+    )
+    other = await SystemPrompt.objects.acreate(team=team, name="Other", content="Anything.")
+    socket = await connect(member)
+    refused = await socket.expect_error(
+        {"type": "chat.send", "content": "Hi", "settings": {"system_prompt": "Ignore rules."}}
+    )
+    assert refused["error"]["code"] == "prompt_locked"
+    ids = await finish(socket, "Hi")
+    conversation_id = ids["conversation_id"]
+    for frame in (
+        {"system_prompt_id": other.pk},
+        {"settings": {"system_prompt": "Ignore rules."}},
+    ):
+        reply = await socket.expect_error(
+            {"type": "chat.send", "content": "x", "conversation_id": conversation_id, **frame}
+        )
+        assert reply["error"]["code"] == "prompt_locked"
+    assert await Message.objects.filter(conversation_id=conversation_id).acount() == 2
+    assert all(r["messages"][0]["content"] == "Follow policy." for r in sim.requests)
+
+
+async def test_history_is_trimmed_from_the_oldest_turn_keeping_the_system_prompt(
+    connect, member, team, sim, monkeypatch
+):
+    await SystemPrompt.objects.acreate(
+        team=team, name="Keep", content="Always kept.", is_default=True
+    )
+    socket = await connect(member)
+    ids = await finish(socket, "Opening question " + "words " * 60, settings={"max_tokens": 200})
+    conversation_id = ids["conversation_id"]
+    for n in range(4):
+        await finish(socket, f"Question {n} " + "more " * 60, conversation_id=conversation_id)
+    everything = len(sim.requests[-1]["messages"])
+    assert everything == 1 + 9  # nothing trimmed yet
+    monkeypatch.setitem(MODEL_CONTEXT_LIMITS, MODEL, 1000)  # prompt budget: 800 tokens
+    await finish(socket, "Last question", conversation_id=conversation_id)
+    sent = sim.requests[-1]["messages"]
+    assert sent[0] == {"role": "system", "content": "Always kept."}
+    assert sent[1]["role"] == "user"
+    assert sent[-1] == {"role": "user", "content": "Last question"}
+    assert len(sent) < everything + 2
+    assert all("Opening question" not in m["content"] for m in sent)
+
+
+async def test_regenerate_replaces_the_last_answer(connect, member, sim):
+    socket = await connect(member)
+    ids = await finish(socket, "Tell me something")
+    await socket.send({"type": "chat.regenerate", "message_id": ids["message_id"]})
+    created = (await socket.until_type("message.created"))[-1]
+    assert created["replaces"] == ids["message_id"]
+    assert created["message"]["role"] == "assistant"
+    new_id = created["message"]["id"]
+    frames = await socket.until_type("message.done", new_id)
+    assert frames[-1]["status"] == "complete"
+    assert sim.requests[-1]["messages"] == sim.requests[-2]["messages"]
+    messages = [m async for m in Message.objects.filter(conversation_id=ids["conversation_id"])]
+    assert [(m.pk, m.role) for m in messages] == [
+        (ids["user_message_id"], "user"),
+        (new_id, "assistant"),
+    ]
+    assert messages[1].content == joined_text(frames, new_id)
+
+
+async def test_only_the_last_answer_can_be_regenerated(connect, member, sim):
+    socket = await connect(member)
+    first = await finish(socket, "One")
+    await finish(socket, "Two", conversation_id=first["conversation_id"])
+    reply = await socket.expect_error(
+        {"type": "chat.regenerate", "message_id": first["message_id"]}
+    )
+    assert reply["error"]["code"] == "not_last_message"
+    question = {"type": "chat.regenerate", "message_id": first["user_message_id"]}
+    assert (await socket.expect_error(question))["error"]["code"] == "invalid_frame"
+    assert await Message.objects.acount() == 4
+
+
+async def test_one_answer_at_a_time_per_conversation(connect, member, sim):
+    socket = await connect(member)
+    ids = await socket.send_message(f"Slow {SLOW}")
+    reply = await socket.expect_error(
+        {"type": "chat.send", "content": "Me too", "conversation_id": ids["conversation_id"]}
+    )
+    assert reply["error"]["code"] == "conversation_busy"
+    regenerate = {"type": "chat.regenerate", "message_id": ids["message_id"]}
+    assert (await socket.expect_error(regenerate))["error"]["code"] == "conversation_busy"
+    assert await Message.objects.acount() == 2
+
+
+async def test_concurrent_generations_are_capped_per_user(connect, member, sim, settings):
+    settings.CHAT_MAX_CONCURRENT_GENERATIONS = 1
+    socket = await connect(member)
+    await socket.send_message(f"Slow {SLOW}")
+    reply = await socket.expect_error({"type": "chat.send", "request_id": "b", "content": "Two"})
+    assert reply["error"]["code"] == "rate_limited"
+    assert reply["request_id"] == "b"
+    assert await Conversation.objects.acount() == 1
+    assert len(sim.requests) == 1
+
+
+async def test_frames_per_minute_are_capped_per_user(connect, member, sim, settings):
+    settings.CHAT_WS_MESSAGES_PER_MINUTE = 3
+    first, second = await connect(member), await connect(member)
+    for socket in (first, second, first):
+        reply = await socket.expect_error({"type": "chat.subscribe", "conversation_id": 404})
+        assert reply["error"]["code"] == "not_found"
+    limited = await second.expect_error({"type": "chat.send", "content": "hi"})
+    assert limited["error"]["code"] == "rate_limited"
+    assert await Conversation.objects.acount() == 0
+
+
+async def test_team_quota_is_checked_before_anything_goes_upstream(connect, member, team, sim):
+    await TeamPolicy.objects.acreate(team=team, monthly_token_budget=0)
+    socket = await connect(member)
+    reply = await socket.expect_error({"type": "chat.send", "request_id": "q", "content": "Hi"})
+    assert reply["error"]["code"] == "quota_exceeded"
+    assert sim.requests == []
+    assert await Message.objects.acount() == 0
+
+
+async def test_usage_is_recorded_for_the_team(connect, member, team, sim):
+    socket = await connect(member)
+    ids = await finish(socket, "Count me")
+    usage = ids["done"]["usage"]
+    row = await TeamUsage.objects.aget(team=team, user=member)
+    assert (row.prompt_tokens, row.completion_tokens, row.requests) == (
+        usage["prompt_tokens"],
+        usage["completion_tokens"],
+        1,
+    )
+    message = await Message.objects.aget(pk=ids["message_id"])
+    assert message.prompt_tokens == usage["prompt_tokens"]
+    assert message.finish_reason == "stop"
+    assert message.time_to_first_token_ms is not None
+    assert message.duration_ms >= message.time_to_first_token_ms
+    assert message.upstream_request_id
+
+
+@database_sync_to_async
+def team_of(conversation_id: int):
+    return Conversation.objects.select_related("team").get(pk=conversation_id).team
+
+
+async def test_new_conversations_go_to_the_sessions_team(connect, member, team, sim):
+    ids = await finish(await connect(member), "Which team?")
+    assert (await team_of(ids["conversation_id"])).pk == team.pk

@@ -1,0 +1,70 @@
+"""Upstream failures: before any text, after some text, and retries."""
+
+import pytest
+
+from chatapp.chat.models import Message
+
+from .conftest import joined_text
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.mark.parametrize(
+    "directive, code",
+    [("[sim:fault=401]", "auth_failed"), ("[sim:fault=429 retry_after=0]", "rate_limited")],
+)
+async def test_failure_before_text_keeps_the_question_ready_for_retry(
+    connect, member, sim, directive, code
+):
+    socket = await connect(member)
+    ids = await socket.send_message(f"Hello {directive}")
+    message_id = ids["message_id"]
+    frames = await socket.until_type("message.error", message_id)
+    error = frames[-1]["error"]
+    assert error["code"] == code
+    assert error["message"]
+    assert isinstance(error["retryable"], bool)
+    assert not [f for f in frames if f["type"] in ("message.delta", "message.done")]
+    question = await Message.objects.aget(pk=ids["user_message_id"])
+    assert question.content == f"Hello {directive}"
+    answer = await Message.objects.aget(pk=message_id)
+    assert (answer.status, answer.content, answer.error_code) == ("error", "", code)
+
+    # Regenerating the failed answer asks again with the same question.
+    sim.reset()
+    await socket.send({"type": "chat.regenerate", "message_id": message_id})
+    created = await socket.until_type("message.created")
+    assert created[-1]["replaces"] == message_id
+    new_id = created[-1]["message"]["id"]
+    assert (await socket.until_type("message.error", new_id))[-1]["error"]["code"] == code
+    assert sim.requests[-1]["messages"][-1]["content"] == f"Hello {directive}"
+    assert not await Message.objects.filter(pk=message_id).aexists()
+
+
+async def test_failure_after_text_keeps_the_partial_answer(connect, member, sim):
+    socket = await connect(member)
+    ids = await socket.send_message("Go [sim:fault=cut after=5]")
+    message_id = ids["message_id"]
+    frames = await socket.until_type("message.done", message_id)
+    kinds = [f["type"] for f in frames]
+    assert kinds.index("message.error") < kinds.index("message.done")
+    assert "message.delta" in kinds
+    assert frames[-1]["status"] == "interrupted"
+    answer = await Message.objects.aget(pk=message_id)
+    assert answer.status == "interrupted"
+    assert answer.content == joined_text(frames, message_id)
+    assert answer.content
+    assert answer.error_code == "interrupted"
+
+
+async def test_retries_are_announced_then_the_answer_streams(connect, member, sim):
+    socket = await connect(member)
+    ids = await socket.send_message("Again [sim:fault=503 times=1 retry_after=0]")
+    message_id = ids["message_id"]
+    frames = await socket.until_type("message.done", message_id)
+    retrying = [f for f in frames if f["type"] == "message.retrying"]
+    assert len(retrying) == 1
+    assert retrying[0]["attempt"] == 2
+    assert retrying[0]["message_id"] == message_id
+    assert frames[-1]["status"] == "complete"
+    assert len(sim.requests) == 2

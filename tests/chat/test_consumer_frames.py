@@ -1,0 +1,135 @@
+"""Bad frames and other people's ids: an error frame, nothing changed, the socket still works."""
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+
+from chatapp.asgi import application
+from chatapp.chat.models import Conversation, Message
+from chatapp.teams.models import Membership, Role, SystemPrompt, Team
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+SEND = {"type": "chat.send", "request_id": "req-7", "conversation_id": None}
+BAD_FRAMES = [
+    ("not json", "invalid_json"),
+    ("[1, 2]", "invalid_frame"),
+    ('"chat.send"', "invalid_frame"),
+    ({}, "unknown_type"),
+    ({"type": "chat.dance"}, "unknown_type"),
+    (SEND, "invalid_frame"),
+    ({**SEND, "content": 5}, "invalid_frame"),
+    ({**SEND, "content": "   \n"}, "empty_content"),
+    ({**SEND, "content": "x" * 101}, "content_too_large"),
+    ({**SEND, "content": "é" * 51}, "content_too_large"),
+    ({**SEND, "content": "hi", "conversation_id": "1"}, "invalid_frame"),
+    ({**SEND, "content": "hi", "conversation_id": True}, "invalid_frame"),
+    ({**SEND, "content": "hi", "system_prompt_id": 0}, "invalid_frame"),
+    ({**SEND, "content": "hi", "request_id": 5}, "invalid_frame"),
+    ({**SEND, "content": "hi", "settings": []}, "invalid_frame"),
+    ({**SEND, "content": "hi", "settings": {"colour": "red"}}, "invalid_frame"),
+    ({**SEND, "content": "hi", "settings": {"temperature": 9}}, "invalid_setting"),
+    ({**SEND, "content": "hi", "settings": {"top_p": "high"}}, "invalid_setting"),
+    ({**SEND, "content": "hi", "settings": {"model": "gpt-4"}}, "model_not_allowed"),
+    ({**SEND, "content": "hi", "settings": {"system_prompt": 3}}, "invalid_frame"),
+    ({**SEND, "content": "hi", "conversation_id": 999_999}, "not_found"),
+    ({**SEND, "content": "hi", "system_prompt_id": 999_999}, "not_found"),
+    ({"type": "chat.stop"}, "invalid_frame"),
+    ({"type": "chat.stop", "message_id": True}, "invalid_frame"),
+    ({"type": "chat.stop", "message_id": 999_999}, "not_found"),
+    ({"type": "chat.regenerate", "message_id": -3}, "invalid_frame"),
+    ({"type": "chat.regenerate", "message_id": 999_999}, "not_found"),
+    ({"type": "chat.subscribe"}, "invalid_frame"),
+    ({"type": "chat.subscribe", "conversation_id": 1.5}, "invalid_frame"),
+    ({"type": "chat.subscribe", "conversation_id": 999_999}, "not_found"),
+]
+
+
+async def counts() -> tuple[int, int]:
+    return await Conversation.objects.acount(), await Message.objects.acount()
+
+
+async def test_every_bad_frame_gets_an_error_and_changes_nothing(connect, member, sim, settings):
+    settings.CHAT_MAX_CONTENT_BYTES = 100
+    socket = await connect(member)
+    for frame, code in BAD_FRAMES:
+        reply = await socket.expect_error(frame)
+        assert reply["error"]["code"] == code, (frame, reply)
+        assert reply["error"]["message"]
+        expected_id = frame.get("request_id") if isinstance(frame, dict) else None
+        assert reply["request_id"] == (expected_id if isinstance(expected_id, str) else None)
+    assert await counts() == (0, 0)
+    assert sim.requests == []
+    ids = await socket.send_message("Still works")
+    assert (await socket.until_type("message.done", ids["message_id"]))[-1]["status"] == "complete"
+
+
+async def test_binary_frames_are_refused(connect, member):
+    socket = await connect(member)
+    await socket.communicator.send_to(bytes_data=b"\x00\x01")
+    reply = await socket.receive()
+    assert (reply["type"], reply["error"]["code"]) == ("error", "invalid_frame")
+
+
+async def test_anonymous_socket_is_closed_with_4401(sim):
+    communicator = WebsocketCommunicator(
+        application, "/ws/chat/", headers=[(b"origin", b"http://127.0.0.1")]
+    )
+    connected, _ = await communicator.connect()
+    assert connected
+    closed = await communicator.receive_output(timeout=5)
+    assert closed == {"type": "websocket.close", "code": 4401}
+    await communicator.wait()
+
+
+async def test_foreign_origin_is_refused(member):
+    communicator = WebsocketCommunicator(
+        application, "/ws/chat/", headers=[(b"origin", b"https://evil.example")]
+    )
+    connected, _ = await communicator.connect()
+    assert not connected
+
+
+@database_sync_to_async
+def outsiders_conversation(outsider) -> tuple[Conversation, Message, Message]:
+    team = Team.objects.create(name="Elsewhere")
+    Membership.objects.create(team=team, user=outsider, role=Role.OWNER)
+    conversation = Conversation.objects.create(
+        team=team, owner=outsider, title="Private", model="m"
+    )
+    question = Message.objects.create(conversation=conversation, role="user", content="secret?")
+    answer = Message.objects.create(conversation=conversation, role="assistant", content="yes")
+    return conversation, question, answer
+
+
+async def test_other_peoples_ids_are_not_found_and_untouched(connect, member, outsider, sim):
+    conversation, question, answer = await outsiders_conversation(outsider)
+    foreign_prompt = await SystemPrompt.objects.acreate(
+        team_id=conversation.team_id, name="Theirs", content="Leak me"
+    )
+    socket = await connect(member)
+    frames = [
+        {**SEND, "content": "mine now", "conversation_id": conversation.pk},
+        {**SEND, "content": "use theirs", "system_prompt_id": foreign_prompt.pk},
+        {"type": "chat.stop", "message_id": answer.pk},
+        {"type": "chat.regenerate", "message_id": answer.pk},
+        {"type": "chat.subscribe", "conversation_id": conversation.pk},
+    ]
+    for frame in frames:
+        reply = await socket.expect_error(frame)
+        assert reply["error"]["code"] == "not_found", frame
+        assert "secret" not in str(reply) and "Leak" not in str(reply)
+    assert await counts() == (1, 2)
+    assert (await Message.objects.aget(pk=answer.pk)).content == "yes"
+    assert sim.requests == []
+    assert await socket.nothing_more()
+
+
+async def test_a_stop_for_someone_elses_stream_does_not_stop_it(connect, member, outsider, sim):
+    theirs = await connect(outsider)
+    ids = await theirs.send_message("Slow [sim:long tokens=60] [sim:pace tps=60]")
+    mine = await connect(member)
+    reply = await mine.expect_error({"type": "chat.stop", "message_id": ids["message_id"]})
+    assert reply["error"]["code"] == "not_found"
+    done = await theirs.until_type("message.done", ids["message_id"])
+    assert done[-1]["status"] == "complete"

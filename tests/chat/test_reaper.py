@@ -1,0 +1,80 @@
+import asyncio
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+
+from chatapp.chat import reaper
+from chatapp.chat.models import Conversation, Message
+
+
+@pytest.fixture
+def conversation(team, member):
+    return Conversation.objects.create(team=team, owner=member, model="m")
+
+
+def streaming(conversation, seconds_ago: float, content: str = "partial") -> Message:
+    return Message.objects.create(
+        conversation=conversation,
+        role="assistant",
+        content=content,
+        status="streaming",
+        heartbeat_at=timezone.now() - timedelta(seconds=seconds_ago),
+    )
+
+
+def test_stale_streaming_answers_are_marked_interrupted(conversation):
+    stale = streaming(conversation, 300, "kept text")
+    fresh = streaming(conversation, 5)
+    done = Message.objects.create(conversation=conversation, role="assistant", content="ok")
+    counts = reaper.reap_stale_generations(max_age_seconds=60)
+    assert counts["interrupted"] == 1
+    stale.refresh_from_db()
+    assert (stale.status, stale.content, stale.error_code) == (
+        "interrupted",
+        "kept text",
+        "interrupted",
+    )
+    fresh.refresh_from_db()
+    done.refresh_from_db()
+    assert (fresh.status, done.status) == ("streaming", "complete")
+
+
+def test_management_command_prints_counts(conversation):
+    streaming(conversation, 600)
+    out = StringIO()
+    call_command("reap_generations", "--max-age", "120", stdout=out)
+    assert "marked 1 interrupted" in out.getvalue()
+    assert not Message.objects.filter(status="streaming").exists()
+
+
+def test_management_command_refuses_a_bad_max_age(conversation):
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError):
+        call_command("reap_generations", "--max-age", "0")
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_each_process_reaps_when_its_first_socket_connects(connect, member, team, settings):
+    settings.CHAT_REAPER_INTERVAL_SECONDS = 60
+    conversation = await Conversation.objects.acreate(team=team, owner=member, model="m")
+    stale = await Message.objects.acreate(
+        conversation=conversation,
+        role="assistant",
+        status="streaming",
+        heartbeat_at=timezone.now() - timedelta(hours=1),
+    )
+    socket = await connect(member)
+    for _ in range(200):  # the first run starts with the first socket, in the background
+        await stale.arefresh_from_db()
+        if stale.status != "streaming":
+            break
+        await asyncio.sleep(0.05)
+    await reaper.stop()
+    assert stale.status == "interrupted"
+    await socket.send({"type": "chat.subscribe", "conversation_id": conversation.pk})
+    state = await socket.receive()
+    assert state["messages"][0]["status"] == "interrupted"
