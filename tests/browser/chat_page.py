@@ -1,0 +1,82 @@
+"""Driving the chat page from browser tests: sign in, send, watch answers (a page object)."""
+
+import json
+from dataclasses import dataclass
+
+PASSWORD = "browser-test-password-42"
+
+
+@dataclass(frozen=True)
+class BrowserUser:
+    username: str
+    password: str = PASSWORD
+
+
+def log_in(page, user: BrowserUser) -> None:
+    """Sign in through the login form and wait for the chat page's websocket to open."""
+    page.goto("/accounts/login/")
+    page.get_by_label("Username").fill(user.username)
+    page.get_by_label("Password").fill(user.password)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url("**/")
+    page.wait_for_selector("html[data-socket=open]")
+
+
+def json_from(output: str):
+    """The last line a app_server.run_python snippet printed, parsed as JSON."""
+    return json.loads(output.strip().splitlines()[-1])
+
+
+class ChatPage:
+    """The chat page's parts, by role and label where the page offers them."""
+
+    def __init__(self, page):
+        self.page = page
+        self.input = page.get_by_label("Message", exact=True)
+        self.send_button = page.get_by_role("button", name="Send message")
+        self.stop_button = page.get_by_role("button", name="Stop generating")
+        self.answers = page.locator(".message-assistant")
+        self.questions = page.locator(".message-user")
+        self.sidebar_items = page.locator(".conversation-item")
+
+    def send(self, text: str) -> None:
+        """Type a message and press Enter (the keyboard path users take)."""
+        self.input.fill(text)
+        self.input.press("Enter")
+
+    def last_answer(self):
+        return self.answers.last
+
+    def wait_for_status(self, status: str, answer=None) -> None:
+        """Wait until the answer (default: the last) has this status (complete, stopped...)."""
+        (answer or self.last_answer()).and_(self.page.locator(f"[data-status={status}]")).wait_for()
+
+    def wait_for_text_longer_than(self, length: int) -> int:
+        """Wait until the last answer's raw text is longer than `length`; return its length."""
+        handle = self.page.wait_for_function(
+            """(length) => {
+                const answers = document.querySelectorAll('.message-assistant');
+                const last = answers[answers.length - 1];
+                const view = last && window.chatPage.messages.views.find(v => v.element === last);
+                return view && view.content.length > length ? view.content.length : false;
+            }""",
+            arg=length,
+        )
+        return handle.json_value()
+
+    def answer_content(self, answer=None) -> str:
+        """The raw markdown the page holds for an answer (what the server streamed)."""
+        element = (answer or self.last_answer()).element_handle()
+        return self.page.evaluate(
+            "(el) => window.chatPage.messages.views.find(v => v.element === el).content", element
+        )
+
+    def conversation_id(self) -> int:
+        return self.page.evaluate("window.chatPage.conversationId")
+
+    def api(self, path: str):
+        """GET a JSON API path with the page's session."""
+        return self.page.evaluate(
+            "async (path) => (await fetch(path, {headers: {Accept: 'application/json'}})).json()",
+            path,
+        )

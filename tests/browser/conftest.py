@@ -1,0 +1,297 @@
+"""Browser tests: real Chromium (Playwright) against a real daphne serving the app.
+
+What the fixtures give you (all documented below, reuse them for end-to-end suites):
+
+- `simulator` (session): the project's Llama API simulator on a loopback port; `sim` (per test)
+  is the same one with its recorded requests cleared. Slow an answer down from the question
+  itself: "[sim:pace tps=5] ..." or "[sim:long tokens=300 ] ..." (see chatapp.llm.simulator).
+- `app_server` (session): a daphne subprocess serving chatapp.asgi:application on a free
+  loopback port (bound by this process and handed over as a file descriptor: no port race),
+  against its own migrated database: a file SQLite DB by default, or a fresh
+  `<name>_browser` PostgreSQL database when DATABASE_URL is postgres (REDIS_URL is passed
+  through, so the channel layer matches the run). DEBUG is off, as in production.
+  `app_server.url`, `app_server.run_python(code)` (Django shell code against that DB,
+  returns stdout), `app_server.create_user(username)`, `app_server.log_tail()`.
+- `browser` (module): Chromium from /usr/bin/chromium (or $CHROMIUM), headless.
+- `context` / `page` (per test): a fresh browser context (desktop viewport, base_url set), and
+  a page whose console errors, page errors and off-site requests are recorded in
+  `page_watch`. A failing test leaves a screenshot in the screenshot directory.
+- `user` (per test): a new account (unique name, password PASSWORD) in the live server's DB;
+  every test gets its own user, so tests never see each other's conversations.
+- `logged_in_page` (per test): `page`, signed in as `user` through the login form, on `/` with
+  the chat websocket open.
+- `screenshot(page, name)`: save a PNG into $BROWSER_SCREENSHOTS (default: a pytest temp dir)
+  and return its path.
+
+Helpers for driving the chat page (log_in, ChatPage) live in tests/browser/chat_page.py.
+Mark each browser test module `pytestmark = pytest.mark.browser`. Browser tests never use
+pytest-django's `db` (the server has its own database): seed data with app_server.run_python.
+Run: `.venv/bin/python -m pytest -m browser` (or `tests/browser`); `-m "not browser"` skips them.
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+from chatapp.llm import KNOWN_MODELS
+from chatapp.llm.simulator import run_simulator
+from tests.browser.chat_page import PASSWORD, BrowserUser, log_in
+
+ROOT = Path(__file__).resolve().parents[2]
+PYTHON = sys.executable
+SIM_KEY = "sim-browser-key-1234"
+MODEL = KNOWN_MODELS[0]
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+# Answers stream slowly enough to watch them grow; a test can ask for its own pace.
+SIM_TOKENS_PER_SECOND = 60
+# An upper bound for anything the page waits on; never an expectation of speed.
+WAIT_MS = 20_000
+REPORT_KEY = pytest.StashKey[dict]()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the item, so fixtures can tell a failed test at teardown."""
+    report = yield
+    item.stash.setdefault(REPORT_KEY, {})[report.when] = report
+    return report
+
+
+# ---- the upstream and the server ----------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def simulator():
+    with run_simulator(
+        tokens_per_second=SIM_TOKENS_PER_SECOND, first_token_delay=0, api_key=SIM_KEY
+    ) as sim:
+        yield sim
+
+
+@pytest.fixture
+def sim(simulator):
+    simulator.reset()
+    return simulator
+
+
+@dataclass
+class LiveServer:
+    url: str
+    env: dict[str, str]
+    log_path: Path
+    process: subprocess.Popen | None = field(default=None, repr=False)
+
+    def run_python(self, code: str) -> str:
+        """Run Python with Django set up against the live server's database; return stdout."""
+        result = subprocess.run(
+            [PYTHON, "manage.py", "shell", "-v", "0", "-c", code],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"manage.py shell failed:\n{result.stderr}")
+        return result.stdout
+
+    def create_user(self, username: str, password: str = PASSWORD) -> None:
+        self.run_python(
+            "from django.contrib.auth import get_user_model\n"
+            f"get_user_model().objects.create_user({username!r}, password={password!r})"
+        )
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def database_url_for_app_server(tmp_dir: Path) -> tuple[str, callable]:
+    """A database of the live server's own, and how to drop it afterwards."""
+    configured = os.environ.get("DATABASE_URL", "")
+    if not configured.startswith(("postgres://", "postgresql://")):
+        return f"sqlite:///{tmp_dir / 'browser.sqlite3'}", lambda: None
+    import psycopg
+
+    parsed = urlparse(configured)
+    name = f"{parsed.path.lstrip('/') or 'postgres'}_browser"
+    admin_url = parsed._replace(path="/postgres").geturl()
+
+    def run(sql: str) -> None:
+        with psycopg.connect(admin_url, autocommit=True) as connection:
+            connection.execute(sql)
+
+    run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    run(f'CREATE DATABASE "{name}"')
+    return parsed._replace(path=f"/{name}").geturl(), lambda: run(
+        f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
+    )
+
+
+def wait_until_serving(server: LiveServer) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"daphne exited early:\n{server.log_tail()}")
+        try:
+            with urllib.request.urlopen(server.url + "/healthz", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"daphne did not answer /healthz:\n{server.log_tail()}")
+
+
+@pytest.fixture(scope="session")
+def app_server(simulator, tmp_path_factory):
+    tmp_dir = tmp_path_factory.mktemp("app_server")
+    database_url, drop_database = database_url_for_app_server(tmp_dir)
+    env = {
+        **os.environ,
+        "DEBUG": "0",
+        "DATABASE_URL": database_url,
+        "LLAMA_API_KEY": SIM_KEY,
+        "LLAMA_API_BASE_URL": simulator.native_url,
+        "LLAMA_API_PROTOCOL": "llama",
+        "LLAMA_DEFAULT_MODEL": MODEL,
+        "LLAMA_OFFLINE_DEMO": "0",
+        "STATIC_MANIFEST": "0",
+        "PYTHONUNBUFFERED": "1",
+    }
+    subprocess.run(
+        [PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True
+    )
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    log_path = tmp_dir / "daphne.log"
+    server = LiveServer(url=f"http://127.0.0.1:{port}", env=env, log_path=log_path)
+    with log_path.open("w") as log:
+        server.process = subprocess.Popen(
+            [PYTHON, "-m", "daphne", "--fd", str(listener.fileno()), "chatapp.asgi:application"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            pass_fds=[listener.fileno()],
+        )
+    listener.close()  # daphne holds its own copy of the socket
+    try:
+        wait_until_serving(server)
+        yield server
+    finally:
+        server.process.terminate()
+        try:
+            server.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait()
+        drop_database()
+
+
+# ---- the browser --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    path = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+    if not shutil.which(path):
+        pytest.skip(f"no Chromium at {path} (set CHROMIUM to its path)")
+    return path
+
+
+# Module scope on purpose: while Playwright's sync API is alive, an event loop runs in this
+# thread and Django refuses synchronous database work, so it must stop before other modules'
+# tests (which use pytest-django's database) run.
+@pytest.fixture(scope="module")
+def browser(chromium_path):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="session")
+def screenshot_dir(tmp_path_factory) -> Path:
+    configured = os.environ.get("BROWSER_SCREENSHOTS")
+    path = Path(configured) if configured else tmp_path_factory.mktemp("screenshots")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture
+def screenshot(screenshot_dir):
+    def take(page, name: str, *, full_page: bool = False) -> Path:
+        path = screenshot_dir / f"{name}.png"
+        page.screenshot(path=str(path), full_page=full_page)
+        return path
+
+    return take
+
+
+@pytest.fixture
+def context(browser, app_server):
+    ctx = browser.new_context(base_url=app_server.url, viewport=DESKTOP)
+    ctx.set_default_timeout(WAIT_MS)
+    yield ctx
+    ctx.close()
+
+
+@dataclass
+class PageWatch:
+    """What a page did that a test may want to forbid: errors and requests to other origins."""
+
+    origin: str
+    console_errors: list[str] = field(default_factory=list)
+    page_errors: list[str] = field(default_factory=list)
+    offsite_requests: list[str] = field(default_factory=list)
+
+    def on_request(self, request) -> None:
+        if not request.url.startswith((self.origin, "data:", "blob:")):
+            self.offsite_requests.append(request.url)
+
+
+@pytest.fixture
+def page_watch(app_server) -> PageWatch:
+    return PageWatch(origin=app_server.url)
+
+
+@pytest.fixture
+def page(context, page_watch, request, screenshot):
+    pg = context.new_page()
+    pg.on(
+        "console",
+        lambda message: message.type == "error" and page_watch.console_errors.append(message.text),
+    )
+    pg.on("pageerror", lambda error: page_watch.page_errors.append(str(error)))
+    pg.on("request", page_watch.on_request)
+    yield pg
+    report = request.node.stash.get(REPORT_KEY, {}).get("call")
+    if report is not None and report.failed and not pg.is_closed():
+        path = screenshot(pg, f"FAILED-{request.node.name}")
+        print(f"screenshot of the failure: {path}")
+
+
+@pytest.fixture
+def user(app_server) -> BrowserUser:
+    username = f"user_{uuid.uuid4().hex[:10]}"
+    app_server.create_user(username)
+    return BrowserUser(username)
+
+
+@pytest.fixture
+def logged_in_page(page, user, sim):
+    log_in(page, user)
+    return page

@@ -1,0 +1,82 @@
+"""Rendering answers: markdown, highlighted code, copy buttons, and nothing unsafe."""
+
+import pytest
+
+from tests.browser.chat_page import ChatPage
+
+pytestmark = pytest.mark.browser
+
+# The simulator restates each question (up to 200 characters) inside its answer, so these
+# payloads come back as model output.
+PAYLOADS = [
+    '<img src="http://127.0.0.2:9/x.png" onerror="window.pwned=1">'
+    '<script>window.pwned=2</script><svg onload="window.pwned=3"></svg>',
+    "[click me](javascript:window.pwned=4) ![pic](http://127.0.0.2:9/y.png) "
+    '<iframe src="http://127.0.0.2:9/"></iframe>',
+    '<a href="http://127.0.0.2:9/" onmouseover="window.pwned=5">hover</a> '
+    "<style>body{display:none}</style> [data](data:text/html,hi) [ok](https://example.com/)",
+]
+
+
+def test_markdown_renders_with_highlighted_code(logged_in_page):
+    chat = ChatPage(logged_in_page)
+    chat.send("Show me some **code**")
+    chat.wait_for_status("complete")
+    answer = chat.last_answer()
+    assert answer.locator(".markdown em").first.inner_text() == "Show me some code"
+    assert answer.locator(".markdown em strong").inner_text() == "code"
+    assert answer.locator(".markdown ul > li").count() == 3
+    block = answer.locator(".code-block")
+    assert block.locator(".code-language").inner_text() == "python"
+    assert block.locator("code.hljs .hljs-built_in").count() >= 1  # print, len: coloured
+    assert block.get_by_role("button", name="Copy code").is_visible()
+    assert answer.get_by_role("button", name="Copy answer").is_visible()
+
+
+def test_copy_buttons_copy_the_code_and_the_whole_answer(logged_in_page, context, app_server):
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=app_server.url)
+    page = logged_in_page
+    chat = ChatPage(page)
+    chat.send("Copy this please")
+    chat.wait_for_status("complete")
+    answer = chat.last_answer()
+    answer.get_by_role("button", name="Copy code").click()
+    code = answer.locator(".code-block code").inner_text()
+    assert page.evaluate("navigator.clipboard.readText()") == code
+    assert code.startswith("question = 'Copy this please'")
+    answer.get_by_role("button", name="Copy answer").click()
+    assert page.evaluate("navigator.clipboard.readText()") == chat.answer_content()
+    assert "```python" in chat.answer_content()
+
+
+def test_unsafe_answer_runs_nothing_and_loads_nothing(logged_in_page, page_watch):
+    page = logged_in_page
+    chat = ChatPage(page)
+    for index, payload in enumerate(PAYLOADS):
+        chat.send(payload)
+        chat.wait_for_status("complete", chat.answers.nth(index))
+    markdown = page.locator(".message-assistant .markdown")
+    assert "<img src=" in markdown.nth(0).inner_text()  # raw HTML is shown as text
+    # Model text never becomes these elements (the page's own copy-button icons aside).
+    dangerous = page.evaluate(
+        """[...document.querySelectorAll('.markdown, .bubble')].flatMap(root =>
+            [...root.querySelectorAll('img, script, svg, iframe, style, math, object, embed,'
+                + ' form, input, [style], [onerror], [onload], [onmouseover]')]
+            .filter(el => !el.closest('.code-header')).map(el => el.outerHTML))"""
+    )
+    assert dangerous == []
+    for link in markdown.locator("a").all():
+        href = link.get_attribute("href")
+        assert href is None or href.startswith(("https:", "http:", "mailto:"))
+        if href:
+            assert link.get_attribute("rel") == "noopener noreferrer"
+            assert link.get_attribute("target") == "_blank"
+    markdown.nth(1).get_by_text("click me", exact=True).click()
+    markdown.nth(2).hover()
+    assert page.evaluate("window.pwned") is None
+    assert markdown.nth(2).get_by_role("link", name="ok").get_attribute("href") == (
+        "https://example.com/"
+    )
+    assert page_watch.offsite_requests == []
+    assert page_watch.console_errors == []  # a CSP violation would be reported here
+    assert page_watch.page_errors == []

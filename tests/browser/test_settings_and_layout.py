@@ -1,0 +1,110 @@
+"""The settings page, the dark theme toggle and the phone-width drawer, in a real browser."""
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.chat_page import ChatPage, log_in
+from tests.browser.conftest import PHONE
+
+pytestmark = pytest.mark.browser
+
+
+def test_settings_save_and_apply_to_the_next_chat(logged_in_page):
+    page = logged_in_page
+    page.get_by_role("link", name="Settings").click()
+    page.wait_for_url("**/settings/")
+    page.get_by_label("Model").select_option("Llama-3.3-70B-Instruct")
+    page.get_by_label("Temperature").fill("0.4")
+    page.get_by_label("Max tokens").fill("900")
+    page.get_by_role("button", name="Save settings").click()
+    expect(page.get_by_text("Settings saved.")).to_be_visible()
+    expect(page.get_by_label("Model")).to_have_value("Llama-3.3-70B-Instruct")
+    expect(page.get_by_label("Temperature")).to_have_value("0.4")
+    page.get_by_role("link", name="Chat", exact=True).click()
+    page.wait_for_selector("html[data-socket=open]")
+    chat = ChatPage(page)
+    chat.send("Which settings did you get?")
+    chat.wait_for_status("complete")
+    assert "temperature 0.4" in chat.answer_content()
+    assert "max tokens 900" in chat.answer_content()
+    assert "Llama-3.3-70B-Instruct" in chat.last_answer().locator(".message-meta").inner_text()
+
+
+def test_settings_reject_bad_values_clearly_and_keep_the_old_ones(logged_in_page):
+    page = logged_in_page
+    page.goto("/settings/")
+    page.get_by_label("Top p").fill("0.5")
+    page.get_by_role("button", name="Save settings").click()
+    expect(page.get_by_text("Settings saved.")).to_be_visible()
+    page.get_by_label("Top p").fill("3")
+    page.get_by_label("Max tokens").fill("0")
+    page.get_by_role("button", name="Save settings").click()
+    expect(page.get_by_text("top_p must be a number from 0 to 1")).to_be_visible()
+    expect(page.get_by_text("max_tokens must be a whole number between 1 and")).to_be_visible()
+    expect(page.get_by_label("Top p")).to_have_attribute("aria-invalid", "true")
+    page.goto("/settings/")
+    expect(page.get_by_label("Top p")).to_have_value("0.5")
+    expect(page.get_by_label("Max tokens")).to_have_value("")
+
+
+def test_theme_toggle_is_remembered(logged_in_page):
+    page = logged_in_page
+    toggle = page.get_by_role("button", name="Dark theme")
+    before = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    toggle.click()
+    expect(page.locator("html")).to_have_attribute("data-theme", "dark")
+    expect(toggle).to_have_attribute("aria-pressed", "true")
+    assert page.evaluate("getComputedStyle(document.body).backgroundColor") != before
+    page.reload()
+    expect(page.locator("html")).to_have_attribute("data-theme", "dark")
+    page.goto("/settings/")
+    expect(page.locator("html")).to_have_attribute("data-theme", "dark")
+    page.get_by_role("button", name="Dark theme").click()
+    expect(page.locator("html")).to_have_attribute("data-theme", "light")
+
+
+def test_system_dark_preference_applies_without_a_choice(browser, app_server, user, sim):
+    context = browser.new_context(base_url=app_server.url, color_scheme="dark")
+    try:
+        page = context.new_page()
+        log_in(page, user)
+        expect(page.get_by_role("button", name="Dark theme")).to_have_attribute(
+            "aria-pressed", "true"
+        )
+        assert page.evaluate("document.documentElement.dataset.theme") is None
+    finally:
+        context.close()
+
+
+def test_phone_width_sidebar_is_a_drawer(browser, app_server, user, sim):
+    context = browser.new_context(base_url=app_server.url, viewport=PHONE)
+    try:
+        page = context.new_page()
+        log_in(page, user)
+        sidebar = page.get_by_role("complementary", name="Conversations")
+        expect(sidebar).to_be_hidden()
+        opener = page.get_by_role("button", name="Open conversations")
+        opener.click()
+        expect(sidebar).to_be_visible()
+        expect(opener).to_have_attribute("aria-expanded", "true")
+        expect(page.get_by_role("button", name="New chat")).to_be_focused()
+        page.keyboard.press("Escape")
+        expect(sidebar).to_be_hidden()
+        expect(opener).to_be_focused()
+        chat = ChatPage(page)
+        chat.send("Hello from a phone")
+        chat.wait_for_status("complete")
+        opener.click()
+        expect(sidebar.get_by_role("link", name="Hello from a phone")).to_be_visible()
+    finally:
+        context.close()
+
+
+def test_header_links_and_logout(logged_in_page, user):
+    page = logged_in_page
+    expect(page.get_by_role("link", name="Teams")).to_have_attribute("href", "/teams/")
+    expect(page.locator(".team-chip")).to_have_text(f"{user.username}'s team")
+    page.get_by_role("button", name="Log out").click()
+    page.wait_for_url("**/accounts/login/")
+    page.goto("/")
+    page.wait_for_url("**/accounts/login/?next=/")

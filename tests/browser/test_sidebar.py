@@ -1,0 +1,162 @@
+"""The conversation sidebar: newest first, paged, searchable, rename and delete."""
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.chat_page import ChatPage, json_from
+
+pytestmark = pytest.mark.browser
+
+FILLERS = 25  # more than one page of the list (20)
+
+
+@pytest.fixture
+def conversations(app_server, user) -> dict[str, int]:
+    """Fillers (oldest) then Gamma, Beta, Alpha (newest); Alpha's messages mention a zebra."""
+    code = f"""
+import json
+from django.contrib.auth import get_user_model
+from chatapp.chat.models import Conversation, Message
+from chatapp.teams.services import ensure_personal_team
+owner = get_user_model().objects.get(username={user.username!r})
+team = ensure_personal_team(owner)
+ids = {{}}
+fillers = [f"Filler {{n:02d}}" for n in range({FILLERS})]
+titles = fillers + ["Gamma ideas", "Beta notes", "Alpha plan"]
+for title in titles:
+    conversation = Conversation.objects.create(team=team, owner=owner, title=title, model="m")
+    Message.objects.create(conversation=conversation, role="user", content=f"About {{title}}")
+    ids[title] = conversation.pk
+Message.objects.create(conversation_id=ids["Alpha plan"], role="assistant", content="A zebra.")
+print(json.dumps(ids))
+"""
+    return json_from(app_server.run_python(code))
+
+
+@pytest.fixture
+def sidebar_page(logged_in_page, conversations):
+    logged_in_page.reload()  # the fixtures were added after the page first loaded
+    logged_in_page.locator(".conversation-item").first.wait_for()
+    return logged_in_page
+
+
+def titles(page) -> list[str]:
+    return page.locator(".conversation-link").all_inner_texts()
+
+
+def test_newest_first_and_more_load_on_scroll(sidebar_page):
+    page = sidebar_page
+    assert titles(page)[:3] == ["Alpha plan", "Beta notes", "Gamma ideas"]
+    assert len(titles(page)) == 20
+    page.locator(".conversation-scroll").evaluate("(el) => el.scrollTo(0, el.scrollHeight)")
+    page.get_by_role("link", name="Filler 00").wait_for()
+    assert len(titles(page)) == FILLERS + 3
+
+
+def test_search_matches_titles_and_message_content(sidebar_page):
+    page = sidebar_page
+    search = page.get_by_label("Search conversations")
+    search.fill("zebra")
+    expect(page.locator(".conversation-item")).to_have_count(1)
+    assert titles(page) == ["Alpha plan"]
+    search.fill("beta")
+    page.get_by_role("link", name="Beta notes").wait_for()
+    expect(page.locator(".conversation-item")).to_have_count(1)
+    search.fill("nothing like this")
+    page.get_by_text("No conversations match").wait_for()
+    search.fill("")
+    page.get_by_role("link", name="Filler 20").wait_for()
+
+
+def test_opening_a_conversation_shows_it_and_names_it_in_the_url(sidebar_page, conversations):
+    page = sidebar_page
+    page.get_by_role("link", name="Alpha plan").click()
+    page.wait_for_url(f"**/c/{conversations['Alpha plan']}/")
+    chat = ChatPage(page)
+    chat.answers.first.get_by_text("A zebra.").wait_for()
+    assert chat.questions.first.inner_text() == "About Alpha plan"
+    assert page.locator("#conversation-title").inner_text() == "Alpha plan"
+    assert page.get_by_role("link", name="Alpha plan").get_attribute("aria-current") == "page"
+
+
+def test_rename_with_the_keyboard_is_saved(sidebar_page, conversations):
+    page = sidebar_page
+    page.get_by_role("button", name="Rename “Gamma ideas”").focus()
+    page.keyboard.press("Enter")
+    title_box = page.get_by_label("New title")
+    title_box.press("Control+a")
+    title_box.type("Delta ideas")
+    title_box.press("Enter")
+    page.get_by_role("link", name="Delta ideas").wait_for()
+    page.reload()
+    page.get_by_role("link", name="Delta ideas").wait_for()
+    stored = ChatPage(page).api(f"/api/conversations/{conversations['Gamma ideas']}/")
+    assert stored["title"] == "Delta ideas"
+
+
+def test_escape_cancels_a_rename(sidebar_page):
+    page = sidebar_page
+    page.get_by_role("button", name="Rename “Beta notes”").click()
+    page.get_by_label("New title").fill("Should not stick")
+    page.get_by_label("New title").press("Escape")
+    assert page.get_by_role("link", name="Beta notes").is_visible()
+    page.reload()
+    assert "Should not stick" not in titles(page)
+
+
+def test_delete_asks_first_then_deletes(sidebar_page, conversations):
+    page = sidebar_page
+    dialog = page.get_by_role("dialog")
+    page.get_by_role("button", name="Delete “Beta notes”").click()
+    assert dialog.get_by_role("heading").inner_text() == "Delete “Beta notes”?"
+    dialog.get_by_role("button", name="Cancel").click()
+    assert dialog.is_hidden()
+    assert "Beta notes" in titles(page)
+    page.get_by_role("button", name="Delete “Beta notes”").click()
+    dialog.get_by_role("button", name="Delete").click()
+    page.get_by_role("link", name="Beta notes").wait_for(state="detached")
+    page.reload()
+    page.get_by_role("link", name="Alpha plan").wait_for()
+    assert "Beta notes" not in titles(page)
+    gone = page.evaluate(
+        "async (id) => (await fetch(`/api/conversations/${id}/`)).status",
+        conversations["Beta notes"],
+    )
+    assert gone == 404
+
+
+def test_deleting_the_open_conversation_starts_a_new_chat(sidebar_page, conversations):
+    page = sidebar_page
+    page.get_by_role("link", name="Alpha plan").click()
+    page.wait_for_url(f"**/c/{conversations['Alpha plan']}/")
+    page.get_by_role("button", name="Delete “Alpha plan”").click()
+    page.get_by_role("dialog").get_by_role("button", name="Delete").click()
+    page.wait_for_url(lambda url: url.endswith("/") and "/c/" not in url)
+    assert page.locator("#conversation-title").inner_text() == "New chat"
+    assert page.locator(".message").count() == 0
+
+
+def test_new_chat_button_offers_the_team_prompts(logged_in_page, app_server, user):
+    code = f"""
+from django.contrib.auth import get_user_model
+from chatapp.teams.models import SystemPrompt
+from chatapp.teams.services import ensure_personal_team
+owner = get_user_model().objects.get(username={user.username!r})
+team = ensure_personal_team(owner)
+SystemPrompt.objects.create(team=team, name="Pirate", content="Talk like a pirate.")
+"""
+    app_server.run_python(code)
+    page = logged_in_page
+    page.reload()
+    picker = page.get_by_label("System prompt")
+    assert picker.locator("option").all_inner_texts() == ["None", "Pirate"]
+    picker.select_option(label="Pirate")
+    chat = ChatPage(page)
+    chat.send("Ahoy")
+    chat.wait_for_status("complete")
+    assert "with a system prompt" in chat.answer_content()
+    assert picker.is_hidden()  # the prompt is fixed once the conversation exists
+    page.get_by_role("button", name="New chat").click()
+    page.wait_for_url(lambda url: "/c/" not in url)
+    assert picker.is_visible()
+    expect(chat.answers).to_have_count(0)
