@@ -9,6 +9,7 @@ from chatapp.teams.models import TeamProvider
 
 TEAM_KEY = "team-secret-key-7Q2vX9"
 SITE_KEY = "site-secret-key-R4m8Kp"
+TEAM_SERVER = "https://9.9.9.8/v1"  # a public address literal; tests never connect to it
 
 
 @pytest.fixture(scope="session")
@@ -46,7 +47,7 @@ def csrf_client(owner):
 def team_server(team, owner, settings):
     """The team uses its own server (a placeholder public https URL) with its own key."""
     settings.LLAMA_ALLOW_PRIVATE_PROVIDER_URLS = False
-    TeamProvider.objects.create(team=team, base_url="https://llm.example.com/v1")
+    TeamProvider.objects.create(team=team, base_url=TEAM_SERVER)
     provider = TeamProvider.objects.get(team=team)
     provider.api_key_encrypted = actions.crypto.encrypt(TEAM_KEY)
     provider.save()
