@@ -96,5 +96,8 @@ def logging_config(level: str, fmt: str) -> dict:
         "loggers": {
             # The access log already records every response; keep Django's 4xx warnings out.
             "django.request": {"level": "ERROR" if level in ("INFO", "DEBUG") else level},
+            # A line per upstream call would repeat the access log; failures are logged by us.
+            "httpx": {"level": "WARNING"},
+            "httpcore": {"level": "WARNING"},
         },
     }

@@ -113,3 +113,42 @@ class ProbeMiddleware:
         if self.is_async:
             return view(request) if view else self.get_response(request)
         return async_to_sync(view)(request) if view else self.get_response(request)
+
+
+class WebsocketRequestIdMiddleware:
+    """ASGI middleware: each websocket connection gets a request id for everything it logs
+    (scope["request_id"] too), and access-log lines when it opens and closes."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "websocket":
+            return await self.app(scope, receive, send)
+        incoming = dict(scope.get("headers") or []).get(b"x-request-id", b"")
+        request_id = new_request_id(incoming.decode("latin-1"))
+        token = request_id_var.set(request_id)
+        started, path, closed = time.perf_counter(), scope.get("path", ""), {"code": None}
+
+        async def watched_send(message):
+            if message["type"] == "websocket.accept":
+                access_log.info("WS %s open", path, extra={"method": "WS", "path": path})
+            elif message["type"] == "websocket.close":
+                closed["code"] = message.get("code", 1000)
+            await send(message)
+
+        async def watched_receive():
+            message = await receive()
+            if message["type"] == "websocket.disconnect" and closed["code"] is None:
+                closed["code"] = message.get("code", 1005)
+            return message
+
+        try:
+            await self.app(dict(scope, request_id=request_id), watched_receive, watched_send)
+        finally:
+            duration_ms = round((time.perf_counter() - started) * 1000, 1)
+            extra = {"method": "WS", "path": path, "status": closed["code"]}
+            access_log.info(
+                "WS %s closed %s", path, closed["code"], extra={**extra, "duration_ms": duration_ms}
+            )
+            request_id_var.reset(token)

@@ -1,0 +1,213 @@
+"""docker-compose.yml, the nginx, Prometheus and Grafana files: parse, agree, and fit the app."""
+
+import ipaddress
+import json
+import re
+import shutil
+import subprocess
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+from chatapp.core import metrics
+from tests.deploy.files import (
+    ROOT,
+    clean_env,
+    compose,
+    interpolate,
+    load_settings,
+    readme_variables,
+)
+
+CORE = ("app", "proxy", "db", "redis")
+OPERATOR_ENV = {
+    "SECRET_KEY": "k" * 50,
+    "ALLOWED_HOSTS": "chat.example.com",
+    "LLAMA_API_KEY": "operator-key-0123456789",
+}
+
+
+def app_env(**operator) -> dict[str, str]:
+    raw = compose()["services"]["app"]["environment"]
+    return {
+        name: interpolate(str(value), {**OPERATOR_ENV, **operator}) for name, value in raw.items()
+    }
+
+
+def test_the_core_services_have_health_checks_and_restart():
+    services = compose()["services"]
+    for name in CORE:
+        assert services[name]["healthcheck"]["test"][0] == "CMD", name
+        assert services[name]["restart"] == "unless-stopped", name
+    for name in ("prometheus", "grafana"):
+        assert services[name]["profiles"] == ["monitoring"]
+
+
+def test_two_daphne_replicas_start_after_the_database_and_redis():
+    app = compose()["services"]["app"]
+    assert app["deploy"]["replicas"] == 2
+    assert "ports" not in app, "replicas are reached through the proxy"
+    assert app["expose"] == ["8000"]
+    assert app["build"] == "."
+    assert app["command"] == ["serve"]
+    assert app["depends_on"] == {
+        "db": {"condition": "service_healthy"},
+        "redis": {"condition": "service_healthy"},
+    }
+    probe = " ".join(app["healthcheck"]["test"])
+    assert "http://127.0.0.1:8000/healthz" in probe
+
+
+def test_the_app_reaches_the_database_and_redis_it_is_given():
+    services = compose()["services"]
+    env = app_env()
+    database = urlsplit(env["DATABASE_URL"])
+    db = services["db"]["environment"]
+    assert (database.hostname, database.port) == ("db", 5432)
+    assert database.username == db["POSTGRES_USER"]
+    assert database.path == "/" + db["POSTGRES_DB"]
+    assert "POSTGRES_PASSWORD" in str(services["app"]["environment"]["DATABASE_URL"])
+    redis = urlsplit(env["REDIS_URL"])
+    assert (redis.hostname, redis.port) == ("redis", 6379)
+    assert "pgdata:/var/lib/postgresql/data" in services["db"]["volumes"]
+    assert set(compose()["volumes"]) >= {"pgdata"}
+
+
+def test_secret_key_and_allowed_hosts_are_required():
+    with pytest.raises(KeyError, match="SECRET_KEY"):
+        app_env(SECRET_KEY="")
+    with pytest.raises(KeyError, match="ALLOWED_HOSTS"):
+        app_env(ALLOWED_HOSTS="")
+
+
+def test_the_app_environment_loads_as_production_settings():
+    names = (
+        "DEBUG",
+        "DATABASES",
+        "CHANNEL_LAYERS",
+        "SECURE_SSL_REDIRECT",
+        "SECURE_PROXY_SSL_HEADER",
+        "METRICS_ALLOWED_NETWORKS",
+    )
+    result = load_settings(clean_env(**app_env()), *names)
+    assert result.returncode == 0, result.stderr
+    debug, databases, layers, redirect, proxy_header, networks = result.stdout.splitlines()
+    assert debug == "False"
+    assert "django.db.backends.postgresql" in databases
+    assert "channels_redis.core.RedisChannelLayer" in layers
+    assert redirect == "True"
+    assert proxy_header == "('HTTP_X_FORWARDED_PROTO', 'https')"
+    subnet = compose()["networks"]["default"]["ipam"]["config"][0]["subnet"]
+    assert interpolate(subnet, {}) in networks
+
+
+def test_every_variable_the_stack_sets_is_documented():
+    documented = readme_variables()
+    for name in app_env():
+        assert name in documented, f"{name} is missing from the README configuration table"
+    used = re.findall(r"\$\{(\w+)", (ROOT / "docker-compose.yml").read_text())
+    for name in set(used):
+        assert name in documented, f"{name} is missing from the README"
+
+
+def test_images_are_pinned_and_mounted_files_exist():
+    for name, service in compose()["services"].items():
+        if "build" in service:
+            continue
+        assert re.search(r":v?\d+\.\d+", service["image"]), f"{name}: {service['image']}"
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("./"):
+                assert (ROOT / source).exists(), source
+
+
+def test_the_proxy_publishes_nginx_which_forwards_to_the_replicas():
+    proxy = compose()["services"]["proxy"]
+    (published,) = proxy["ports"]
+    assert published.endswith(":80")
+    conf = (ROOT / "deploy/nginx.conf").read_text()
+    assert "listen 80;" in conf
+    assert "set $app http://app:8000;" in conf
+    assert re.search(r"location = /metrics \{\s*return 404;", conf)
+
+
+def test_nginx_upgrades_websockets_and_forwards_the_client():
+    conf = (ROOT / "deploy/nginx.conf").read_text()
+    blocks = dict(re.findall(r"location (\S+) \{(.*?)\n    \}", conf, re.S))
+    websocket, pages = blocks["/ws/"], blocks["/"]
+    assert "proxy_set_header Upgrade $http_upgrade;" in websocket
+    assert "proxy_set_header Connection $connection_upgrade;" in websocket
+    assert "proxy_read_timeout 1h;" in websocket
+    for block in (websocket, pages):
+        # A location's own proxy_set_header drops the server's: each must carry all of them.
+        for header in ("Host $host", "X-Forwarded-For", "X-Forwarded-Proto", "X-Request-ID"):
+            assert f"proxy_set_header {header}" in block
+
+
+@pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed")
+def test_nginx_accepts_the_configuration(tmp_path):
+    main = tmp_path / "nginx.conf"
+    main.write_text(
+        f"pid {tmp_path}/nginx.pid; error_log {tmp_path}/error.log;\n"
+        f"events {{}}\nhttp {{ access_log off; include {ROOT}/deploy/nginx.conf; }}\n"
+    )
+    result = subprocess.run(
+        ["nginx", "-t", "-c", str(main), "-p", str(tmp_path)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_prometheus_scrapes_every_replica():
+    config = yaml.safe_load((ROOT / "deploy/prometheus.yml").read_text())
+    (job,) = config["scrape_configs"]
+    assert job["metrics_path"] == "/metrics"
+    assert job["dns_sd_configs"] == [
+        {"names": ["app"], "type": "A", "port": 8000, "refresh_interval": "30s"}
+    ]
+    assert job["job_name"] == "llama-team-chat"
+
+
+def dashboard() -> dict:
+    return json.loads((ROOT / "deploy/grafana/dashboards/llama-team-chat.json").read_text())
+
+
+def expressions() -> list[str]:
+    return [t["expr"] for panel in dashboard()["panels"] for t in panel["targets"]]
+
+
+def test_the_dashboard_shows_every_chat_metric_and_only_real_ones():
+    defined = {
+        m._name for m in vars(metrics).values() if hasattr(m, "_name") and hasattr(m, "_type")
+    }
+    used = set()
+    for expr in expressions():
+        for name in re.findall(r"\b(chat_[a-z_]+)", expr):
+            used.add(re.sub(r"_(bucket|total|sum|count)$", "", name))
+    assert used == defined
+    ids = [panel["id"] for panel in dashboard()["panels"]]
+    assert len(ids) == len(set(ids))
+
+
+def test_the_dashboard_is_provisioned_with_its_data_source():
+    board = dashboard()
+    assert board["uid"] == "llama-team-chat"
+    variables = {v["name"]: v for v in board["templating"]["list"]}
+    assert variables["job"]["current"]["value"] == "llama-team-chat"
+    for expr in expressions():
+        assert 'job="$job"' in expr
+    provider = yaml.safe_load(
+        (ROOT / "deploy/grafana/provisioning/dashboards/llama-team-chat.yml").read_text()
+    )
+    path = provider["providers"][0]["options"]["path"]
+    mounts = compose()["services"]["grafana"]["volumes"]
+    assert f"./deploy/grafana/dashboards:{path}:ro" in mounts
+    source = yaml.safe_load(
+        (ROOT / "deploy/grafana/provisioning/datasources/prometheus.yml").read_text()
+    )
+    assert source["datasources"][0]["url"] == "http://prometheus:9090"
+
+
+def test_the_compose_subnet_is_a_network():
+    subnet = compose()["networks"]["default"]["ipam"]["config"][0]["subnet"]
+    assert ipaddress.ip_network(interpolate(subnet, {})).is_private

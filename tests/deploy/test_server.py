@@ -1,0 +1,244 @@
+"""The container's own command, run here for real: deploy/docker-entrypoint.sh starting daphne
+with production settings, then probed over HTTP as the proxy, Prometheus and Docker would."""
+
+import json
+import re
+import secrets
+import signal
+import socket
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from chatapp.llm import KNOWN_MODELS
+from chatapp.llm.simulator import run_simulator
+from tests.deploy.files import ROOT, clean_env
+
+PORTS = range(8240, 8250)  # this suite's share of the machine's ports
+HOST = "chat.example.com"
+TOKEN = "scrape-token-for-the-deploy-test"
+SIM_KEY = "sim-key-for-the-deploy-test"
+ENTRYPOINT = str(ROOT / "deploy/docker-entrypoint.sh")
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def free_port() -> int:
+    for port in PORTS:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) != 0:
+                return port
+    raise RuntimeError("no free port in 8240-8249")
+
+
+class Server:
+    def __init__(self, tmp: Path, **env: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.stdout_path = tmp / "stdout.log"
+        self.stderr_path = tmp / "stderr.log"
+        base = {
+            "SECRET_KEY": secrets.token_urlsafe(50),
+            "ALLOWED_HOSTS": HOST,
+            "PORT": str(self.port),
+            "METRICS_TOKEN": TOKEN,
+        }
+        with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
+            self.process = subprocess.Popen(
+                [ENTRYPOINT, "serve"],
+                cwd=ROOT,
+                env=clean_env(**base, **env),
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
+            )
+        self._wait_until_listening()
+
+    def _wait_until_listening(self) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the server exited:\n{self.stderr_path.read_text()}")
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("the server did not open its port")
+
+    def get(self, path: str, **headers: str) -> httpx.Response:
+        return httpx.get(self.url + path, headers=headers, timeout=10)
+
+    def log_lines(self) -> list[str]:
+        return self.stdout_path.read_text().splitlines()
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def static_root(tmp_path_factory) -> Path:
+    """Static files collected with hashed names, as the image build does."""
+    root = tmp_path_factory.mktemp("static")
+    env = clean_env(SECRET_KEY="collectstatic-only", STATIC_MANIFEST="1", STATIC_ROOT=str(root))
+    subprocess.run(
+        ["python", "manage.py", "collectstatic", "--noinput", "--verbosity", "0"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+    )
+    return root
+
+
+@pytest.fixture(scope="module")
+def simulator():
+    with run_simulator(api_key=SIM_KEY) as sim:
+        yield sim
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, static_root, simulator):
+    tmp = tmp_path_factory.mktemp("server")
+    server = Server(
+        tmp,
+        DATABASE_URL=f"sqlite:///{tmp}/db.sqlite3",
+        STATIC_ROOT=str(static_root),
+        MIGRATE_ON_START="1",
+        LLAMA_API_BASE_URL=simulator.native_url,
+        LLAMA_API_KEY=SIM_KEY,
+        LLAMA_DEFAULT_MODEL=KNOWN_MODELS[0],
+        **redis_from_the_suite(),
+    )
+    server.db = tmp / "db.sqlite3"
+    yield server
+    server.stop()
+
+
+def redis_from_the_suite() -> dict[str, str]:
+    """On the PostgreSQL + Redis run, the server's channel layer is Redis too."""
+    from django.conf import settings
+
+    return {"REDIS_URL": settings.REDIS_URL} if settings.REDIS_URL else {}
+
+
+def with_proxy_headers(**extra: str) -> dict[str, str]:
+    """What nginx adds in front of daphne, as in deploy/nginx.conf."""
+    return {
+        "Host": HOST,
+        "X-Forwarded-For": "203.0.113.9",
+        "X-Forwarded-Proto": "https",
+        **extra,
+    }
+
+
+def test_it_migrates_on_start_and_reports_healthy(server):
+    response = server.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "database": "ok", "channel_layer": "ok"}
+    with sqlite3.connect(server.db) as db:
+        applied = {app for (app,) in db.execute("SELECT app FROM django_migrations")}
+    assert {"chat", "teams", "accounts"} <= applied
+
+
+def test_it_is_ready_when_the_upstream_lists_models(server):
+    response = server.get("/readyz")
+    assert response.status_code == 200
+    assert response.json()["upstream"] == "ok"
+
+
+def test_plain_http_is_redirected_unless_the_proxy_says_https(server):
+    redirect = server.get("/accounts/login/", Host=HOST)
+    assert redirect.status_code == 301
+    assert redirect.headers["location"] == f"https://{HOST}/accounts/login/"
+    page = server.get("/accounts/login/", **with_proxy_headers())
+    assert page.status_code == 200
+    assert page.headers["strict-transport-security"].startswith("max-age=31536000")
+    assert "Secure" in page.headers["set-cookie"]
+
+
+def test_static_files_have_hashed_names_and_cache_forever(server):
+    page = server.get("/accounts/login/", **with_proxy_headers()).text
+    hashed = re.findall(r"/static/[\w/.-]+\.[0-9a-f]{12}\.(?:css|js)", page)
+    assert hashed, "pages link static files by hashed names"
+    asset = server.get(hashed[0], **with_proxy_headers())
+    assert asset.status_code == 200
+    assert "immutable" in asset.headers["cache-control"]
+
+
+def test_metrics_need_the_token(server):
+    assert server.get("/metrics").status_code == 401
+    scraped = server.get("/metrics", Authorization=f"Bearer {TOKEN}")
+    assert scraped.status_code == 200
+    assert "chat_active_streams" in scraped.text
+    assert "chat_time_to_first_token_seconds_bucket" in scraped.text
+
+
+def test_logs_are_json_lines_carrying_the_proxy_request_id(server):
+    response = server.get("/accounts/login/", **with_proxy_headers(**{"X-Request-ID": "edge-42"}))
+    assert response.headers["x-request-id"] == "edge-42"
+    lines = [json.loads(line) for line in server.log_lines()]
+    (access,) = [line for line in lines if line.get("request_id") == "edge-42"]
+    assert access["logger"] == "chatapp.access"
+    assert access["path"] == "/accounts/login/"
+    assert access["status"] == 200
+    assert all(line["level"] in ("DEBUG", "INFO", "WARNING", "ERROR") for line in lines)
+    assert SIM_KEY not in server.stdout_path.read_text()
+
+
+def test_the_database_down_fails_health_but_not_the_process(tmp_path):
+    closed = closed_port()
+    server = Server(
+        tmp_path,
+        DATABASE_URL=f"postgres://chat@127.0.0.1:{closed}/chat",
+        LLAMA_API_BASE_URL=f"http://127.0.0.1:{closed}/v1",
+    )
+    try:
+        health = server.get("/healthz")
+        assert health.status_code == 503
+        assert health.json() == {
+            "status": "error",
+            "database": "unreachable",
+            "channel_layer": "ok",
+        }
+        ready = server.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["upstream"] == "unreachable"
+        assert server.process.poll() is None
+        warnings = [json.loads(line) for line in server.log_lines()]
+        assert any(w.get("component") == "database" for w in warnings)
+    finally:
+        assert server.stop() in (0, -signal.SIGTERM)
+
+
+def test_a_bad_switch_stops_the_container_with_a_clear_message():
+    result = subprocess.run(
+        [ENTRYPOINT, "serve"],
+        cwd=ROOT,
+        env=clean_env(MIGRATE_ON_START="maybe"),
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 64
+    assert "MIGRATE_ON_START must be one of" in result.stderr
+
+
+def test_other_commands_run_as_given():
+    result = subprocess.run(
+        [ENTRYPOINT, "python", "-c", "print('as given')"],
+        cwd=ROOT,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0
+    assert result.stdout == "as given\n"
