@@ -6,6 +6,12 @@ from chatapp.teams.models import Membership, Role, Team
 PASSWORD = "correct-horse-battery-staple"
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    """The suite creates hundreds of users; production's slow hasher is not what it tests."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def make_user(db):
     def make(username: str, **extra):
