@@ -77,10 +77,8 @@ def _chart(month: date, by_day: dict) -> tuple[list[Bar], int]:
     bars = []
     for number in range(1, days + 1):
         day = month.replace(day=number)
-        row = by_day.get(day, {"prompt_tokens": 0, "completion_tokens": 0})
-        bar = Bar(
-            day, row["prompt_tokens"], row["completion_tokens"], (number - 1) * slot, slot * 0.8
-        )
+        row = by_day.get(day, {"prompt": 0, "completion": 0})
+        bar = Bar(day, row["prompt"], row["completion"], (number - 1) * slot, slot * 0.8)
         if peak:
             bar.prompt_height = CHART_HEIGHT * bar.prompt_tokens / peak
             bar.completion_height = CHART_HEIGHT * bar.completion_tokens / peak

@@ -1,0 +1,46 @@
+"""The audit trail: what admin actions write, and the owners' audit page."""
+
+from django.urls import reverse
+
+from chatapp.teams import actions
+from chatapp.teams.models import AuditEvent, Membership
+
+
+def test_admin_actions_are_recorded_with_their_actor(team, owner, admin_member, member):
+    acting = Membership.objects.get(user=admin_member)
+    prompt = actions.save_prompt(admin_member, team, name="P", content="one")
+    actions.save_prompt(admin_member, team, prompt, name="P", content="two")
+    actions.change_role(acting, Membership.objects.get(user=member), "admin")
+    actions.set_policy(admin_member, team, {"rate_limit_per_minute": 4})
+    actions.set_provider(owner, team, base_url="", protocol="llama", api_key="k-123456")
+    events = list(AuditEvent.objects.order_by("id").values_list("action", "actor__username"))
+    assert events == [
+        ("prompt.create", "adam"),
+        ("prompt.update", "adam"),
+        ("member.role", "adam"),
+        ("policy.update", "adam"),
+        ("provider.key_set", "olivia"),
+    ]
+    assert "k-123456" not in str(list(AuditEvent.objects.values("summary", "details")))
+
+
+def test_owners_see_the_trail_newest_first_in_pages(
+    owner_client, team, owner, django_assert_max_num_queries
+):
+    for n in range(60):
+        actions.save_prompt(owner, team, name=f"Prompt {n}", content="x")
+    with django_assert_max_num_queries(8):
+        response = owner_client.get(reverse("teams:audit", args=[team.pk]))
+    assert response.status_code == 200
+    rows = response.context["page"].object_list
+    assert len(rows) == 50 and rows[0].summary == "olivia created the prompt Prompt 59"
+    older = owner_client.get(reverse("teams:audit", args=[team.pk]) + "?page=2")
+    assert len(older.context["page"].object_list) == 10
+
+
+def test_the_trail_is_per_team(owner_client, team, owner, make_user):
+    zed = make_user("zed")
+    other = actions.create_team(zed, "Other")
+    actions.save_prompt(zed, other, name="Theirs", content="z")
+    response = owner_client.get(reverse("teams:audit", args=[team.pk]))
+    assert b"Theirs" not in response.content

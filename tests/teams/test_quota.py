@@ -1,0 +1,96 @@
+"""Monthly token budgets and per-user rate limits, checked before anything goes upstream."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from chatapp.teams.models import RecentRequest, Team, TeamPolicy, TeamUsage
+from chatapp.teams.policy import PolicyError, check_quota, record_usage
+
+
+def used(team, user, tokens: int, day=None) -> None:
+    TeamUsage.objects.create(
+        team=team,
+        user=user,
+        model="m",
+        day=day or timezone.now().date(),
+        prompt_tokens=tokens // 2,
+        completion_tokens=tokens - tokens // 2,
+        requests=1,
+    )
+
+
+def test_no_policy_means_no_limits(team, member):
+    used(team, member, 10**9)
+    for _ in range(50):
+        check_quota(member, team)
+    assert not RecentRequest.objects.exists()
+
+
+def test_under_budget_passes_and_at_budget_is_refused(team, member, owner):
+    TeamPolicy.objects.create(team=team, monthly_token_budget=1000)
+    used(team, member, 999)
+    check_quota(member, team)
+    used(team, owner, 1)
+    with pytest.raises(PolicyError) as caught:
+        check_quota(member, team)
+    assert caught.value.code == "quota_exceeded"
+    assert "monthly budget of 1,000 tokens (1,000 used)" in caught.value.message
+    assert "resets on" in caught.value.message
+
+
+def test_last_months_usage_does_not_count(team, member):
+    TeamPolicy.objects.create(team=team, monthly_token_budget=1000)
+    first_of_month = timezone.now().date().replace(day=1)
+    used(team, member, 5000, day=first_of_month - timedelta(days=1))
+    check_quota(member, team)
+
+
+def test_other_teams_usage_does_not_count(team, member):
+    TeamPolicy.objects.create(team=team, monthly_token_budget=1000)
+    used(Team.objects.create(name="Other"), member, 5000)
+    check_quota(member, team)
+
+
+def test_recorded_usage_counts_against_the_budget(team, member):
+    TeamPolicy.objects.create(team=team, monthly_token_budget=100)
+    record_usage(team, member, "m", 60, 40)
+    with pytest.raises(PolicyError, match="monthly budget"):
+        check_quota(member, team)
+
+
+def test_rate_limit_admits_n_requests_a_minute(team, member):
+    TeamPolicy.objects.create(team=team, rate_limit_per_minute=2)
+    check_quota(member, team)
+    check_quota(member, team)
+    with pytest.raises(PolicyError) as caught:
+        check_quota(member, team)
+    assert caught.value.code == "rate_limited"
+    assert "2 messages a minute" in caught.value.message
+    assert RecentRequest.objects.count() == 2  # a refused request is not counted
+
+
+def test_rate_limit_is_per_user_and_per_team(team, member, owner):
+    TeamPolicy.objects.create(team=team, rate_limit_per_minute=1)
+    check_quota(member, team)
+    check_quota(owner, team)
+    check_quota(member, Team.objects.create(name="Unlimited"))
+    with pytest.raises(PolicyError):
+        check_quota(member, team)
+
+
+def test_the_window_moves_on(team, member):
+    TeamPolicy.objects.create(team=team, rate_limit_per_minute=1)
+    check_quota(member, team)
+    RecentRequest.objects.update(created_at=timezone.now() - timedelta(seconds=61))
+    check_quota(member, team)
+    assert RecentRequest.objects.count() == 1  # the old one was pruned
+
+
+def test_the_budget_is_checked_before_the_rate_limit_counts(team, member):
+    TeamPolicy.objects.create(team=team, monthly_token_budget=10, rate_limit_per_minute=5)
+    used(team, member, 10)
+    with pytest.raises(PolicyError, match="monthly budget"):
+        check_quota(member, team)
+    assert not RecentRequest.objects.exists()

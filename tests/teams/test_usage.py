@@ -1,0 +1,144 @@
+"""Token usage per team, user, model and day, and the usage page."""
+
+import threading
+from datetime import date, timedelta
+
+import pytest
+from django.db import connection
+from django.urls import reverse
+from django.utils import timezone
+
+from chatapp.teams.models import TeamPolicy, TeamUsage
+from chatapp.teams.policy import record_usage
+from chatapp.teams.usage import parse_month
+
+SMALL, BIG = "Llama-3.3-8B-Instruct", "Llama-3.3-70B-Instruct"
+
+
+def usage_url(team, month: str | None = None) -> str:
+    url = reverse("teams:usage", args=[team.pk])
+    return f"{url}?month={month}" if month else url
+
+
+def test_record_usage_adds_up_per_user_model_and_day(team, owner, member):
+    record_usage(team, member, SMALL, 10, 20)
+    record_usage(team, member, SMALL, 1, 2)
+    record_usage(team, member, BIG, 5, 5)
+    record_usage(team, owner, SMALL, 7, 0)
+    rows = TeamUsage.objects.order_by("user__username", "model").values_list(
+        "user__username", "model", "prompt_tokens", "completion_tokens", "requests"
+    )
+    assert list(rows) == [
+        ("max", BIG, 5, 5, 1),
+        ("max", SMALL, 11, 22, 2),
+        ("olivia", SMALL, 7, 0, 1),
+    ]
+    assert set(TeamUsage.objects.values_list("day", flat=True)) == {timezone.now().date()}
+
+
+def test_record_usage_ignores_missing_or_negative_counts(team, member):
+    record_usage(team, member, SMALL, None, -4)
+    row = TeamUsage.objects.get()
+    assert (row.prompt_tokens, row.completion_tokens, row.requests) == (0, 0, 1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_answers_are_all_counted(team, member):
+    if connection.vendor == "sqlite":
+        pytest.skip("SQLite's shared in-memory test database locks whole tables across threads")
+
+    def answer():
+        try:
+            for _ in range(5):
+                record_usage(team, member, SMALL, 1, 2)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=answer) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    row = TeamUsage.objects.get()
+    assert (row.prompt_tokens, row.completion_tokens, row.requests) == (30, 60, 30)
+
+
+@pytest.fixture
+def november(team, owner, member):
+    """Usage in November 2026 and one row in October."""
+    rows = [
+        (member, SMALL, date(2026, 11, 3), 100, 50, 2),
+        (member, BIG, date(2026, 11, 4), 1000, 500, 1),
+        (owner, SMALL, date(2026, 11, 4), 10, 5, 1),
+        (owner, SMALL, date(2026, 10, 30), 7777, 1, 1),
+    ]
+    for user, model, day, prompt, completion, requests in rows:
+        TeamUsage.objects.create(
+            team=team,
+            user=user,
+            model=model,
+            day=day,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            requests=requests,
+        )
+
+
+def test_usage_page_totals_by_user_and_by_model(owner_client, team, november):
+    response = owner_client.get(usage_url(team, "2026-11"))
+    assert response.status_code == 200
+    report = response.context["report"]
+    assert report.totals == {"answers": 4, "prompt": 1110, "completion": 555, "total": 1665}
+    by_user = [(r["user__username"], r["answers"], r["total"]) for r in report.by_user]
+    assert by_user == [("max", 3, 1650), ("olivia", 1, 15)]
+    by_model = [(r["model"], r["prompt"], r["completion"]) for r in report.by_model]
+    assert by_model == [(BIG, 1000, 500), (SMALL, 110, 55)]
+    assert len(report.bars) == 30 and report.peak == 1515
+    assert b"<svg" in response.content and b"style=" not in response.content
+    assert b">1665<" in response.content and b">1650<" in response.content
+
+
+def test_past_months_are_listed_and_shown(owner_client, team, november):
+    response = owner_client.get(usage_url(team, "2026-10"))
+    assert response.context["report"].totals["total"] == 7778
+    months = response.context["months"]
+    assert date(2026, 10, 1) in months and date(2026, 11, 1) in months
+
+
+def test_usage_page_query_count_does_not_grow(
+    owner_client, team, make_user, django_assert_max_num_queries
+):
+    today = timezone.now().date().replace(day=1)
+    for n in range(30):
+        user = make_user(f"user{n}")
+        for model in (SMALL, BIG):
+            TeamUsage.objects.create(
+                team=team, user=user, model=model, day=today + timedelta(days=n % 28), requests=1
+            )
+    with django_assert_max_num_queries(12):
+        response = owner_client.get(usage_url(team))
+    assert len(response.context["report"].by_user) == 30
+
+
+def test_a_deleted_users_usage_still_counts(owner_client, team, member, november):
+    member.delete()
+    response = owner_client.get(usage_url(team, "2026-11"))
+    assert response.context["report"].totals["total"] == 1665
+    assert b"(deleted user)" in response.content
+
+
+def test_the_budget_is_shown_against_this_months_usage(owner_client, team, member):
+    TeamPolicy.objects.create(team=team, monthly_token_budget=500)
+    record_usage(team, member, SMALL, 100, 25)
+    response = owner_client.get(usage_url(team))
+    assert response.context["used_this_month"] == 125
+    assert b'<meter min="0" max="500" value="125"' in response.content
+
+
+@pytest.mark.parametrize("value", [None, "", "2026", "2026-13", "abc-def", "2026-11-05"])
+def test_a_bad_month_shows_the_current_one(value):
+    assert parse_month(value, date(2026, 11, 21)) == date(2026, 11, 1)
+
+
+def test_usage_page_with_a_bad_month_is_fine(owner_client, team):
+    assert owner_client.get(usage_url(team, "nonsense")).status_code == 200
