@@ -1,0 +1,139 @@
+"""Team rules seen through the real chat websocket and the simulator on loopback."""
+
+import json
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.conf import settings as django_settings
+from django.test import Client
+
+from chatapp.asgi import application
+from chatapp.chat.models import Message
+from chatapp.teams import crypto
+from chatapp.teams.models import TeamPolicy, TeamProvider, TeamUsage
+
+from .conftest import TEAM_KEY
+
+pytestmark = pytest.mark.django_db(transaction=True)
+MODEL = "Llama-3.3-8B-Instruct"
+TIMEOUT = 10
+
+
+class Socket:
+    def __init__(self, communicator: WebsocketCommunicator):
+        self.communicator = communicator
+        self.raw: list[str] = []
+
+    async def send(self, content: str) -> None:
+        frame = {
+            "type": "chat.send",
+            "request_id": "r",
+            "conversation_id": None,
+            "content": content,
+        }
+        await self.communicator.send_to(text_data=json.dumps(frame))
+
+    async def until(self, *types: str) -> dict:
+        while True:
+            text = await self.communicator.receive_from(TIMEOUT)
+            self.raw.append(text)
+            frame = json.loads(text)
+            if frame["type"] in types:
+                return frame
+
+
+@pytest.fixture
+async def connect():
+    opened = []
+
+    async def open_for(user) -> Socket:
+        client = Client()
+        await database_sync_to_async(client.force_login)(user)
+        cookie = client.cookies[django_settings.SESSION_COOKIE_NAME].value
+        headers = [
+            (b"origin", b"http://127.0.0.1"),
+            (b"cookie", f"{django_settings.SESSION_COOKIE_NAME}={cookie}".encode()),
+        ]
+        communicator = WebsocketCommunicator(application, "/ws/chat/", headers=headers)
+        connected, _ = await communicator.connect(timeout=TIMEOUT)
+        assert connected
+        opened.append(communicator)
+        return Socket(communicator)
+
+    yield open_for
+    for communicator in opened:
+        await communicator.disconnect()
+
+
+@pytest.fixture
+def site_is_sim(sim, settings):
+    settings.LLAMA_API_BASE_URL = sim.native_url
+    settings.LLAMA_API_KEY = TEAM_KEY  # the only key this simulator accepts
+    settings.LLAMA_API_PROTOCOL = "llama"
+    settings.LLAMA_DEFAULT_MODEL = MODEL
+    settings.CHAT_REAPER_INTERVAL_SECONDS = 0
+    return sim
+
+
+@pytest.fixture
+def team_server_is_sim(sim, settings, team):
+    """The site's server is unreachable; the team's own server is the simulator."""
+    settings.LLAMA_API_BASE_URL = "http://127.0.0.1:9/v1"
+    settings.LLAMA_API_KEY = "site-key-never-used"
+    settings.LLAMA_DEFAULT_MODEL = MODEL
+    settings.CHAT_REAPER_INTERVAL_SECONDS = 0
+    TeamProvider.objects.create(
+        team=team, base_url=sim.native_url, api_key_encrypted=crypto.encrypt(TEAM_KEY)
+    )
+    return sim
+
+
+async def test_rate_limited_before_anything_goes_upstream(connect, member, team, site_is_sim):
+    await TeamPolicy.objects.acreate(team=team, rate_limit_per_minute=1)
+    socket = await connect(member)
+    await socket.send("First")
+    assert (await socket.until("message.done"))["status"] == "complete"
+    await socket.send("Second")
+    error = await socket.until("error", "message.error")
+    assert error["error"]["code"] == "rate_limited"
+    assert "1 message a minute" in error["error"]["message"]
+    assert len(site_is_sim.requests) == 1
+    assert await Message.objects.acount() == 2
+
+
+async def test_over_budget_nothing_goes_upstream(connect, member, team, site_is_sim):
+    await TeamPolicy.objects.acreate(team=team, monthly_token_budget=1)
+    socket = await connect(member)
+    await socket.send("First")
+    await socket.until("message.done")  # the budget is not used up yet: 0 < 1
+    await socket.send("Second")
+    error = await socket.until("error", "message.error")
+    assert error["error"]["code"] == "quota_exceeded"
+    assert len(site_is_sim.requests) == 1
+
+
+async def test_a_team_server_answers_and_its_key_never_reaches_the_browser(
+    connect, member, team, team_server_is_sim, settings
+):
+    settings.LLAMA_ALLOW_PRIVATE_PROVIDER_URLS = True
+    socket = await connect(member)
+    await socket.send("Hello team server")
+    done = await socket.until("message.done")
+    assert done["status"] == "complete"
+    assert len(team_server_is_sim.requests) == 1
+    assert TEAM_KEY not in "".join(socket.raw)
+    row = await TeamUsage.objects.aget(team=team, user=member)
+    assert row.completion_tokens == done["usage"]["completion_tokens"] > 0
+
+
+async def test_a_team_server_on_a_private_address_is_refused(
+    connect, member, team, team_server_is_sim, settings
+):
+    settings.LLAMA_ALLOW_PRIVATE_PROVIDER_URLS = False
+    socket = await connect(member)
+    await socket.send("Hello?")
+    error = await socket.until("message.error", "error")
+    assert error["error"]["code"] == "upstream_unavailable"
+    assert team_server_is_sim.requests == []
+    assert TEAM_KEY not in "".join(socket.raw)
