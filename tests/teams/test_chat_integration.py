@@ -1,14 +1,18 @@
 """Team rules seen through the real chat websocket and the simulator on loopback."""
 
+import asyncio
 import json
 
 import pytest
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.conf import settings as django_settings
+from django.db import connections
 from django.test import Client
 
 from chatapp.asgi import application
+from chatapp.chat.generation import RUNNING
 from chatapp.chat.models import Message
 from chatapp.teams import crypto
 from chatapp.teams.models import TeamPolicy, TeamProvider, TeamUsage
@@ -41,6 +45,17 @@ class Socket:
             frame = json.loads(text)
             if frame["type"] in types:
                 return frame
+
+
+@pytest.fixture(autouse=True)
+async def settle():
+    """Answers a test started have finished, and the ORM thread's connection is closed."""
+    yield
+    for generation in list(RUNNING.values()):
+        generation.stop()
+        await asyncio.wait_for(generation.wait(), TIMEOUT)
+    await get_channel_layer().flush()
+    await database_sync_to_async(connections.close_all)()
 
 
 @pytest.fixture
