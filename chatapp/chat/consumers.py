@@ -14,6 +14,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from chatapp.accounts import sockets as account_sockets
 from chatapp.chat import actions, frames, reaper
 from chatapp.chat.actions import ChatError
 from chatapp.chat.generation import start_generation
@@ -48,12 +49,21 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         WEBSOCKET_CONNECTIONS.inc()
         self.counted = True
+        session = self.scope.get("session")
+        session_key = session.session_key if session is not None else None
+        self.session_fingerprint = account_sockets.session_fingerprint(session_key)
+        await self.channel_layer.group_add(
+            account_sockets.user_group(self.user.pk), self.channel_name
+        )
         reaper.ensure_running()
 
     async def disconnect(self, code: int) -> None:
         if self.counted:
             WEBSOCKET_CONNECTIONS.dec()
             self.counted = False
+            await self.channel_layer.group_discard(
+                account_sockets.user_group(self.user.pk), self.channel_name
+            )
         if self.subscription is not None:
             self.subscription.cancel()
         if getattr(self, "following", None) is not None:
@@ -155,6 +165,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.follow(conversation_id)
         self.resolving[conversation_id] = []  # hold its events until the state is sent
         self.subscription = asyncio.create_task(self.send_state(conversation_id))
+
+    async def user_sessions_ended(self, event: dict) -> None:
+        """Logout or deactivation ended this socket's session: close it, read nothing more."""
+        if account_sockets.ends_session(event, self.session_fingerprint):
+            await self.close(code=UNAUTHENTICATED)
+            await self.websocket_disconnect({"code": UNAUTHENTICATED})
 
     # --- following a conversation ----------------------------------------------------------
 

@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 
 COALESCE_SECONDS = 0.005  # deltas arriving this close together travel in one frame
 CHECKPOINT_SECONDS = 1.0
-HEARTBEAT_SECONDS = 10.0  # a checkpoint even when the model is silent, so the reaper waits
+HEARTBEAT_SECONDS = 10.0
+LISTENER_EXIT_SECONDS = 5.0  # a checkpoint even when the model is silent, so the reaper waits
 _END = object()  # the pump has finished: upstream ended, failed or was cancelled
 
 # The generations this process is running, by assistant message id.
@@ -130,16 +131,29 @@ class Generation:
             self._observe(result)
         finally:
             ACTIVE_STREAMS.dec()
-            listener.cancel()
             self._pump_task.cancel()
             RUNNING.pop(self.message_id, None)
-            with suppress(Exception):
-                await self._layer.group_discard(actions.generation_group(self.message_id), channel)
+            await self._stop_listening(listener, channel)
+
+    async def _stop_listening(self, listener: asyncio.Task, channel: str) -> None:
+        """End the listener by a message, not by cancelling it.
+
+        With channels-redis, all channels of a process share one blocking pop; cancelling the
+        task that is in it can drop a message it was handed for another channel (such as the
+        message.done just broadcast to the sockets).
+        """
+        with suppress(Exception):
+            await self._layer.group_discard(actions.generation_group(self.message_id), channel)
+            await self._layer.send(channel, {"type": "generation.exit"})
+            await asyncio.wait_for(asyncio.shield(listener), LISTENER_EXIT_SECONDS)
+        listener.cancel()
 
     async def _listen(self, channel: str) -> None:
         while True:
             event = await self._layer.receive(channel)
             kind = event.get("type")
+            if kind == "generation.exit":
+                return
             if kind == "generation.stop":
                 self.stop()
             elif kind == "generation.snapshot_request":

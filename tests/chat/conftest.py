@@ -6,7 +6,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.conf import settings as django_settings
-from django.db import connection
+from django.db import connection, connections
 from django.test import Client
 
 from chatapp.asgi import application
@@ -51,6 +51,8 @@ async def clean_layer():
         generation.stop()
         await asyncio.wait_for(generation.wait(), FRAME_TIMEOUT)
     await get_channel_layer().flush()
+    # The ORM thread keeps its connection (CONN_MAX_AGE); close it so the test database can go.
+    await database_sync_to_async(connections.close_all)()
 
 
 def session_cookie(user) -> str:
@@ -91,10 +93,11 @@ class ChatSocket:
         return await self.receive_until(matches)
 
     async def expect_error(self, frame: dict | str) -> dict:
+        """Send a frame the server must refuse; answers streaming meanwhile are skipped."""
         await self.send(frame)
-        reply = await self.receive()
-        assert reply["type"] == "error", reply
-        return reply
+        frames = await self.receive_until(lambda f: not f["type"].startswith("message."))
+        assert frames[-1]["type"] == "error", frames[-1]
+        return frames[-1]
 
     async def nothing_more(self) -> bool:
         return await self.communicator.receive_nothing(timeout=0.2)

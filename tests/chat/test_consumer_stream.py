@@ -2,6 +2,7 @@
 
 import pytest
 from channels.db import database_sync_to_async
+from django.conf import settings as django_settings
 from django.test import Client
 from django.utils import timezone
 
@@ -148,3 +149,12 @@ async def test_deleting_a_conversation_stops_its_answer(connect, member, sim):
     assert done[-1]["status"] == "stopped"
     assert not await Message.objects.filter(pk=ids["message_id"]).aexists()
     assert await _streams_end(sim)
+
+
+@pytest.mark.skipif(not django_settings.REDIS_URL, reason="about the Redis channel layer")
+async def test_an_idle_socket_outlives_the_redis_read_timeout(connect, member, sim):
+    socket = await connect(member)
+    assert await socket.communicator.receive_nothing(timeout=6)  # redis-py 8 default: 5 s
+    ids = await socket.send_message("Still there?")
+    done = await socket.until_type("message.done", ids["message_id"])
+    assert done[-1]["status"] == "complete"
