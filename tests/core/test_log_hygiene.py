@@ -9,6 +9,7 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.conf import settings as django_settings
+from django.db import connections
 from django.test import Client
 from pythonjsonlogger.json import JsonFormatter
 
@@ -38,6 +39,13 @@ def upstream(simulator, settings):
     settings.LLAMA_DEFAULT_MODEL = KNOWN_MODELS[0]
     settings.CHAT_REAPER_INTERVAL_SECONDS = 0
     return simulator
+
+
+@pytest.fixture(autouse=True)
+async def close_orm_thread_connections():
+    yield
+    # The ORM thread keeps its connection (CONN_MAX_AGE); close it so the test database can go.
+    await database_sync_to_async(connections.close_all)()
 
 
 @pytest.fixture
