@@ -10,8 +10,9 @@ What the fixtures give you (all documented below, reuse them for end-to-end suit
   against its own migrated database: a file SQLite DB by default, or a fresh
   `<name>_browser` PostgreSQL database when DATABASE_URL is postgres (REDIS_URL is passed
   through, so the channel layer matches the run). DEBUG is off, as in production.
-  `app_server.url`, `app_server.run_python(code)` (Django shell code against that DB,
-  returns stdout), `app_server.create_user(username)`, `app_server.log_tail()`.
+  `app_server.url`, `app_server.run_python(code)` (Django code run in a long-lived shell
+  process against that DB, returns what it printed), `app_server.create_user(username)`,
+  `app_server.log_tail()`.
 - `browser` (module): Chromium from /usr/bin/chromium (or $CHROMIUM), headless.
 - `context` / `page` (per test): a fresh browser context (desktop viewport, base_url set), and
   a page whose console errors, page errors and off-site requests are recorded in
@@ -29,6 +30,7 @@ pytest-django's `db` (the server has its own database): seed data with app_serve
 Run: `.venv/bin/python -m pytest -m browser` (or `tests/browser`); `-m "not browser"` skips them.
 """
 
+import json
 import os
 import shutil
 import socket
@@ -86,31 +88,62 @@ def sim(simulator):
     return simulator
 
 
+class DjangoShell:
+    """A long-lived Django process against the live server's database (django_worker.py)."""
+
+    def __init__(self, env: dict[str, str]):
+        self.process = subprocess.Popen(
+            [PYTHON, "-m", "tests.browser.django_worker"],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def run(self, code: str) -> str:
+        self.process.stdin.write(json.dumps({"code": code}) + "\n")
+        self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError("the Django shell of the browser tests exited")
+        reply = json.loads(line)
+        if not reply["ok"]:
+            raise RuntimeError(f"Django code failed:\n{reply['error']}")
+        return reply["stdout"]
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait(timeout=10)
+
+
 @dataclass
 class LiveServer:
     url: str
     env: dict[str, str]
     log_path: Path
     process: subprocess.Popen | None = field(default=None, repr=False)
+    shell: DjangoShell | None = field(default=None, repr=False)
+    password_hashes: dict[str, str] = field(default_factory=dict, repr=False)
 
     def run_python(self, code: str) -> str:
         """Run Python with Django set up against the live server's database; return stdout."""
-        result = subprocess.run(
-            [PYTHON, "manage.py", "shell", "-v", "0", "-c", code],
-            cwd=ROOT,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        if result.returncode != 0:
-            raise RuntimeError(f"manage.py shell failed:\n{result.stderr}")
-        return result.stdout
+        if self.shell is None:
+            self.shell = DjangoShell(self.env)
+        return self.shell.run(code)
 
     def create_user(self, username: str, password: str = PASSWORD) -> None:
+        # Hash each password once per session: hashing is deliberately slow.
+        if password not in self.password_hashes:
+            code = (
+                "from django.contrib.auth.hashers import make_password\n"
+                f"print(make_password({password!r}))"
+            )
+            self.password_hashes[password] = self.run_python(code).strip()
         self.run_python(
             "from django.contrib.auth import get_user_model\n"
-            f"get_user_model().objects.create_user({username!r}, password={password!r})"
+            f"get_user_model().objects.create(username={username!r}, "
+            f"password={self.password_hashes[password]!r})"
         )
 
     def log_tail(self, lines: int = 40) -> str:
@@ -190,6 +223,8 @@ def app_server(simulator, tmp_path_factory):
         wait_until_serving(server)
         yield server
     finally:
+        if server.shell is not None:
+            server.shell.close()
         server.process.terminate()
         try:
             server.process.wait(timeout=10)

@@ -149,7 +149,7 @@ SystemPrompt.objects.create(team=team, name="Pirate", content="Talk like a pirat
     page = logged_in_page
     page.reload()
     picker = page.get_by_label("System prompt")
-    assert picker.locator("option").all_inner_texts() == ["None", "Pirate"]
+    assert picker.locator("option").all_inner_texts() == ["No system prompt", "Pirate"]
     picker.select_option(label="Pirate")
     chat = ChatPage(page)
     chat.send("Ahoy")

@@ -132,8 +132,11 @@ class ChatPage {
       view.setId(message.id);
     }
     if (!view && message.role === "assistant") {
-      // A regenerated answer arrives as a new message: it takes the old one's place.
-      const replaced = this.messages.views.find((v) => v.replacing);
+      // A regenerated answer arrives as a new message: it takes the old one's place
+      // (named by `replaces`; the flag covers a server that does not name it).
+      const replaced =
+        this.messages.get(message.replaces ?? null) ||
+        this.messages.views.find((v) => v.replacing);
       if (replaced) this.messages.remove(replaced);
     }
     if (view) view.applyState({ status: message.status, content: message.content || view.content });
@@ -242,6 +245,7 @@ class ChatPage {
     this.loaded = false;
     this.pending = null;
     this.messages.clear();
+    this.showSystemPrompt(null);
     this.hideNotice();
     this.setTitle("Loading…");
     this.sidebar.setActive(id);
@@ -268,6 +272,7 @@ class ChatPage {
 
   renderConversation(data) {
     this.setTitle(data.title);
+    this.showSystemPrompt(data.system_prompt);
     if (data.settings?.model) this.modelBadge.textContent = data.settings.model;
     this.messages.clear();
     for (const message of data.messages || []) {
@@ -297,8 +302,19 @@ class ChatPage {
     }
   }
 
+  /** The prompt the conversation started with, folded away above the messages. */
+  showSystemPrompt(prompt) {
+    const details = $("system-prompt");
+    const content = prompt?.content || "";
+    $("system-prompt-text").textContent = content;
+    $("system-prompt-locked").hidden = !prompt?.locked;
+    details.hidden = content === "";
+    details.open = false;
+  }
+
   startNew({ push }) {
     this.conversationId = null;
+    this.showSystemPrompt(null);
     this.loaded = true;
     this.pending = null;
     this.messages.clear();
@@ -412,8 +428,12 @@ class ChatPage {
     this.stopButton.hidden = !streaming;
     this.stopButton.disabled = !this.messages.streaming || this.messages.streaming.id === null;
     this.sendButton.disabled = !this.socket.isOpen || !this.loaded;
-    const pickerRow = $("prompt-row");
-    if (pickerRow) pickerRow.hidden = this.conversationId !== null;
+    $("prompt-row").hidden = this.conversationId !== null;
+    const exportLink = $("export-link");
+    exportLink.hidden = this.conversationId === null;
+    if (this.conversationId !== null) {
+      exportLink.href = `/api/conversations/${this.conversationId}/export?format=md`;
+    }
   }
 
   autosize() {

@@ -215,6 +215,9 @@ export class MessageView {
     if (this.status === "error") {
       text = this.error?.message || "The answer failed.";
       kind = "error";
+    } else if (this.status === "interrupted" && this.error?.message) {
+      text = `The answer was cut off: ${this.error.message}`;
+      kind = "error";
     } else if (this.retrying && this.isStreaming) {
       const seconds = Math.max(1, Math.round(this.retrying.delay || 0));
       text = `Retrying… (attempt ${this.retrying.attempt}, in ${seconds}s)`;
