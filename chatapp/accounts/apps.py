@@ -6,4 +6,4 @@ class AccountsConfig(AppConfig):
     label = "accounts"
 
     def ready(self):
-        from chatapp.accounts import signals  # noqa: F401
+        from chatapp.accounts import signals, sockets  # noqa: F401

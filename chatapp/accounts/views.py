@@ -1,6 +1,9 @@
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import AuthenticationForm
+from django.forms.utils import ErrorDict
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -32,6 +35,19 @@ def signup(request):
     return render(
         request, "registration/signup.html", {"form": form, "next": safe_next(request, "")}
     )
+
+
+def login_locked_out(request: HttpRequest, response=None, credentials=None) -> HttpResponse:
+    """The login page again, saying why the login was refused (django-axes' lockout hook)."""
+    minutes = int(settings.AXES_COOLOFF_TIME.total_seconds() // 60)
+    message = (
+        "Too many failed logins for this account from your address:"
+        f" wait {minutes} minutes and try again, or ask an admin to reset your password."
+    )
+    form = AuthenticationForm(request, initial={"username": request.POST.get("username", "")})
+    form._errors = ErrorDict({"__all__": form.error_class([message], error_class="nonfield")})
+    context = {"form": form, "next": safe_next(request, "")}
+    return render(request, "registration/login.html", context, status=429)
 
 
 @login_required
