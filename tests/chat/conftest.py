@@ -44,9 +44,11 @@ def chat_settings(settings):
 
 
 @pytest.fixture(autouse=True)
-async def clean_layer():
+async def clean_layer(request):
     """Every generation a test started has finished, and the layer holds nothing, at the end."""
     yield
+    if request.node.get_closest_marker("django_db") is None:
+        return
     for generation in list(RUNNING.values()):
         generation.stop()
         await asyncio.wait_for(generation.wait(), FRAME_TIMEOUT)

@@ -158,3 +158,24 @@ async def test_an_idle_socket_outlives_the_redis_read_timeout(connect, member, s
     ids = await socket.send_message("Still there?")
     done = await socket.until_type("message.done", ids["message_id"])
     assert done[-1]["status"] == "complete"
+
+
+async def test_closing_the_tab_does_not_stop_the_answer(connect, member, sim):
+    first = await connect(member)
+    ids = await first.send_message("[sim:long tokens=120] [sim:pace tps=80]")
+    message_id = ids["message_id"]
+    await first.until_type("message.delta", message_id)
+    await first.communicator.disconnect()
+
+    reloaded = await connect(member)
+    await reloaded.send({"type": "chat.subscribe", "conversation_id": ids["conversation_id"]})
+    state = await reloaded.receive()
+    answer = state["messages"][-1]
+    rest = await reloaded.until_type("message.done", message_id)
+    assert rest[-1]["status"] == "complete"
+    stored = await Message.objects.aget(pk=message_id)
+    assert stored.completion_tokens == 120
+    if answer["status"] == "streaming":
+        assert answer["content"] + joined_text(rest, message_id) == stored.content
+    else:  # it finished before the subscribe arrived
+        assert answer["content"] == stored.content
