@@ -4,6 +4,7 @@ with production settings, then probed over HTTP as the proxy, Prometheus and Doc
 import json
 import re
 import secrets
+import shutil
 import signal
 import socket
 import sqlite3
@@ -242,3 +243,60 @@ def test_other_commands_run_as_given():
     )
     assert result.returncode == 0
     assert result.stdout == "as given\n"
+
+
+@pytest.fixture(scope="module")
+def nginx(server, tmp_path_factory):
+    """deploy/nginx.conf for real, in front of the server (the compose names swapped for ours)."""
+    if shutil.which("nginx") is None:
+        pytest.skip("nginx is not installed")
+    tmp = tmp_path_factory.mktemp("nginx")
+    port = free_port()
+    conf = (ROOT / "deploy/nginx.conf").read_text()
+    conf = conf.replace("listen 80;", f"listen 127.0.0.1:{port};")
+    conf = re.sub(r"\n\s*resolver [^\n]+\n", "\n", conf)
+    conf = conf.replace("http://app:8000", f"http://127.0.0.1:{server.port}")
+    (tmp / "site.conf").write_text(conf)
+    temp_paths = " ".join(
+        f"{name}_temp_path {tmp}/{name};"
+        for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    (tmp / "nginx.conf").write_text(
+        f"pid {tmp}/nginx.pid; error_log {tmp}/error.log; daemon off;\n"
+        f"events {{}}\nhttp {{ access_log off; {temp_paths} include {tmp}/site.conf; }}\n"
+    )
+    process = subprocess.Popen(["nginx", "-c", str(tmp / "nginx.conf"), "-p", str(tmp)])
+    deadline = time.monotonic() + 30
+    while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
+        assert process.poll() is None and time.monotonic() < deadline, "nginx did not start"
+        time.sleep(0.05)
+    yield f"127.0.0.1:{port}"
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def test_nginx_forwards_pages_with_its_request_id_and_hides_metrics(nginx, server):
+    page = httpx.get(
+        f"http://{nginx}/accounts/login/",
+        headers={"Host": HOST, "X-Forwarded-Proto": "https", "X-Request-ID": "from-a-client"},
+    )
+    assert page.status_code == 200
+    assert re.fullmatch(r"[0-9a-f]{32}", page.headers["x-request-id"])
+    assert httpx.get(f"http://{nginx}/metrics", headers={"Host": HOST}).status_code == 404
+    redirect = httpx.get(f"http://{nginx}/accounts/login/", headers={"Host": HOST})
+    assert redirect.headers["location"] == f"https://{HOST}/accounts/login/"
+
+
+async def test_nginx_upgrades_the_chat_websocket(nginx):
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
+
+    address, port = nginx.split(":")
+    # The URL names the site (so Host is right); the connection goes to nginx's address.
+    async with connect(
+        f"ws://{HOST}:{port}/ws/chat/", host=address, port=int(port), origin=f"https://{HOST}"
+    ) as socket_:
+        with pytest.raises(ConnectionClosed) as closed:
+            await socket_.recv()
+    # Anonymous: the app itself closed it, so the upgrade went through nginx to daphne.
+    assert closed.value.rcvd.code == 4401
