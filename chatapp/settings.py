@@ -266,13 +266,13 @@ if env_bool("TRUST_X_FORWARDED_PROTO", False):
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 METRICS_ALLOWED_NETWORKS = env_networks("METRICS_ALLOWED_NETWORKS")
 
-STATICFILES_DIRS = [BASE_DIR / "static"]
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
 # Hashed, compressed names in production (collectstatic at build time); plain files while
 # developing and testing, served straight from static/ by WhiteNoise's finders.
