@@ -3,6 +3,7 @@
 import re
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.browser.chat_page import ChatPage
 from tests.browser.conftest import MODEL
@@ -18,8 +19,8 @@ def test_answer_streams_then_shows_usage_and_model(logged_in_page, page_watch):
     chat.wait_for_text_longer_than(first)  # the same answer grew while streaming
     chat.wait_for_status("complete")
     meta = chat.last_answer().locator(".message-meta")
-    assert MODEL in meta.inner_text()
-    assert re.search(r"\d+ in · \d+ out tokens", meta.inner_text())
+    expect(meta).to_contain_text(MODEL)
+    expect(meta).to_contain_text(re.compile(r"\d+ in · \d+ out tokens"))
     assert chat.send_button.is_visible() and chat.stop_button.is_hidden()
     assert page_watch.page_errors == [] and page_watch.console_errors == []
 

@@ -27,7 +27,7 @@ def test_settings_save_and_apply_to_the_next_chat(logged_in_page):
     chat.wait_for_status("complete")
     assert "temperature 0.4" in chat.answer_content()
     assert "max tokens 900" in chat.answer_content()
-    assert "Llama-3.3-70B-Instruct" in chat.last_answer().locator(".message-meta").inner_text()
+    expect(chat.last_answer().locator(".message-meta")).to_contain_text("Llama-3.3-70B-Instruct")
 
 
 def test_settings_reject_bad_values_clearly_and_keep_the_old_ones(logged_in_page):

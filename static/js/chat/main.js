@@ -141,6 +141,8 @@ class ChatPage {
     }
     if (view) view.applyState({ status: message.status, content: message.content || view.content });
     else view = this.messages.add(message);
+    // The conversation's model until the stored row says otherwise (after the answer ends).
+    if (message.role === "assistant" && !view.model) view.model = this.modelBadge.textContent;
     if (message.role === "assistant" && this.isMine(frame)) this.pending = null;
     this.messages.refresh();
     this.updateComposer();
@@ -294,6 +296,7 @@ class ChatPage {
     if (this.conversationId !== id) return;
     this.setTitle(data.title);
     this.sidebar.upsert({ id, title: data.title });
+    if (data.settings?.model) this.modelBadge.textContent = data.settings.model;
     for (const message of data.messages || []) {
       const view = this.messages.get(message.id);
       if (view && !view.isStreaming) {
