@@ -85,9 +85,15 @@ class SystemPromptAdmin(admin.ModelAdmin):
 
 @admin.register(TeamPolicy)
 class TeamPolicyAdmin(admin.ModelAdmin):
+    """Saves go through actions.set_policy, so admin changes are audited."""
+
     list_display = ["team", "default_model", "monthly_token_budget", "rate_limit_per_minute"]
     list_select_related = ["team"]
     raw_id_fields = ["team"]
+
+    def save_model(self, request, obj, form, change):
+        values = {name: getattr(obj, name) for name in actions.POLICY_FIELDS}
+        actions.set_policy(request.user, obj.team, values)
 
 
 class ProviderAdminForm(forms.ModelForm):

@@ -5,7 +5,7 @@ from django import forms
 from chatapp.llm import MODEL_MAX_OUTPUT
 from chatapp.teams import network
 from chatapp.teams.models import Protocol, Role, SystemPrompt
-from chatapp.teams.policy import MAX_TEMPERATURE, MAX_TOKENS_CAP, site_models
+from chatapp.teams.policy import MAX_TEMPERATURE, MAX_TOKENS_CAP, SITE_DEFAULTS, site_models
 
 
 class TeamForm(forms.Form):
@@ -65,9 +65,25 @@ class PolicyForm(forms.Form):
     """The team's model policy; which models it lists depends on the team's provider."""
 
     default_model = forms.CharField(max_length=200, required=False)
-    default_temperature = forms.FloatField(min_value=0, max_value=2, required=False)
-    default_top_p = forms.FloatField(min_value=0, max_value=1, required=False)
-    default_max_tokens = forms.IntegerField(min_value=1, max_value=MAX_TOKENS_CAP, required=False)
+    default_temperature = forms.FloatField(
+        min_value=0,
+        max_value=2,
+        required=False,
+        help_text="0 to 1 (to 2 with an OpenAI-compatible server)."
+        f" Site default: {SITE_DEFAULTS['temperature']}.",
+    )
+    default_top_p = forms.FloatField(
+        min_value=0,
+        max_value=1,
+        required=False,
+        help_text=f"0 to 1. Site default: {SITE_DEFAULTS['top_p']}.",
+    )
+    default_max_tokens = forms.IntegerField(
+        min_value=1,
+        max_value=MAX_TOKENS_CAP,
+        required=False,
+        help_text=f"Site default: {SITE_DEFAULTS['max_tokens']}.",
+    )
     max_tokens_limit = forms.IntegerField(
         min_value=1,
         max_value=MAX_TOKENS_CAP,
@@ -104,6 +120,10 @@ class PolicyForm(forms.Form):
                 required=False,
                 widget=forms.CheckboxSelectMultiple,
                 help_text="None ticked: every model the site offers.",
+            )
+            self.fields["default_model"] = forms.ChoiceField(
+                choices=[("", "The site's default")] + [(m, m) for m in site_models()],
+                required=False,
             )
         self.order_fields(["allowed_models"])
 

@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from chatapp.accounts.views import safe_next
 from chatapp.teams import actions, services
 from chatapp.teams.forms import (
     InviteForm,
@@ -73,13 +74,7 @@ def switch(request, team_id: int):
     membership = services.get_team_access(request.user, team_id)
     services.switch_team(request, membership.team)
     messages.success(request, f"Your current team is now {membership.team.name}.")
-    return redirect(_safe_next(request) or reverse("teams:list"))
-
-
-def _safe_next(request) -> str:
-    from chatapp.accounts.views import safe_next
-
-    return safe_next(request, "")
+    return redirect(safe_next(request, reverse("teams:list")))
 
 
 @login_required

@@ -95,7 +95,7 @@ def test_usage_page_totals_by_user_and_by_model(owner_client, team, november):
     assert by_model == [(BIG, 1000, 500), (SMALL, 110, 55)]
     assert len(report.bars) == 30 and report.peak == 1515
     assert b"<svg" in response.content and b"style=" not in response.content
-    assert b">1665<" in response.content and b">1650<" in response.content
+    assert b">1,665<" in response.content and b">1,650<" in response.content
 
 
 def test_past_months_are_listed_and_shown(owner_client, team, november):
