@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 COALESCE_SECONDS = 0.005  # deltas arriving this close together travel in one frame
 CHECKPOINT_SECONDS = 1.0
 HEARTBEAT_SECONDS = 10.0
+LAYER_RETRY_SECONDS = 0.5  # between tries to read from a channel layer that failed
 LISTENER_EXIT_SECONDS = 5.0  # a checkpoint even when the model is silent, so the reaper waits
 _END = object()  # the pump has finished: upstream ended, failed or was cancelled
 
@@ -56,6 +57,7 @@ class Generation:
         self._announced = asyncio.Event()
         self._last_checkpoint = self.started
         self._checkpoint_task: asyncio.Task | None = None
+        self._broadcast_failing = False
         self._layer = get_channel_layer()
         self._pump_task = asyncio.create_task(self._pump())
         self._task: asyncio.Task | None = None
@@ -72,10 +74,17 @@ class Generation:
         """The rows exist: listen for stop and snapshot requests; relay once announced."""
         self.message_id = exchange.assistant_message["id"]
         self.conversation_id = exchange.conversation_id
-        channel = await self._layer.new_channel()
+        channel = self._channel = await self._layer.new_channel()
         await self._layer.group_add(actions.generation_group(self.message_id), channel)
         RUNNING[self.message_id] = self
         self._task = asyncio.create_task(self._run(channel))
+
+    async def rejoin(self) -> None:
+        """Join the generation's group again, after the channel layer forgot it (Redis restart)."""
+        try:
+            await self._layer.group_add(actions.generation_group(self.message_id), self._channel)
+        except Exception:
+            log.exception("Rejoining the group of answer %s failed", self.message_id)
 
     def announced(self) -> None:
         """message.created has gone out, so deltas may follow."""
@@ -150,14 +159,19 @@ class Generation:
 
     async def _listen(self, channel: str) -> None:
         while True:
-            event = await self._layer.receive(channel)
+            try:
+                event = await self._layer.receive(channel)
+            except Exception:  # the channel layer is down: the answer goes on, retry later
+                await asyncio.sleep(LAYER_RETRY_SECONDS)
+                continue
             kind = event.get("type")
             if kind == "generation.exit":
                 return
             if kind == "generation.stop":
                 self.stop()
             elif kind == "generation.snapshot_request":
-                await self._layer.send(event["reply_channel"], self._snapshot())
+                with suppress(Exception):  # the asking socket falls back to the stored row
+                    await self._layer.send(event["reply_channel"], self._snapshot())
 
     def _snapshot(self) -> dict:
         """The text relayed so far: deltas 1..seq joined."""
@@ -217,7 +231,7 @@ class Generation:
             "seq": self.seq,
             "text": text,
         }
-        await self._layer.group_send(actions.conversation_group(self.conversation_id), delta)
+        await self._broadcast(delta)
         if time.monotonic() - self._last_checkpoint >= CHECKPOINT_SECONDS:
             self._checkpoint()
 
@@ -231,7 +245,24 @@ class Generation:
             "delay": round(event.delay, 2),
             "code": event.code,
         }
-        await self._layer.group_send(actions.conversation_group(self.conversation_id), retrying)
+        await self._broadcast(retrying)
+
+    async def _broadcast(self, event: dict) -> None:
+        """Send to the conversation's sockets; a channel layer failure does not end the answer.
+
+        The text stays in memory and in checkpoints; sockets that missed frames are closed by
+        `layer_watch` once the layer is back, and resubscribe.
+        """
+        try:
+            await self._layer.group_send(actions.conversation_group(self.conversation_id), event)
+        except Exception:
+            if not self._broadcast_failing:  # once per outage, not once per token
+                log.warning(
+                    "Answer %s cannot reach its sockets: channel layer down", self.message_id
+                )
+            self._broadcast_failing = True
+        else:
+            self._broadcast_failing = False
 
     def _checkpoint(self) -> None:
         """Write the text so far in the background; skipped while the previous write runs."""

@@ -1,0 +1,343 @@
+"""Real processes for the fault tests: daphne servers, a private redis-server, their database.
+
+Everything here waits by polling for a condition (never for a fixed time) and is stopped by
+its owner in a `finally`, so a failing test leaves no process behind.
+"""
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+import websockets
+
+from chatapp.llm import KNOWN_MODELS
+
+ROOT = Path(__file__).resolve().parents[2]
+PYTHON = sys.executable
+READY_SECONDS = 60  # an upper bound for a process to come up, never an expectation
+FRAME_SECONDS = 30
+# Private redis-servers take the first free port here (this project's port range).
+REDIS_PORTS = range(8290, 8300)
+REDIS_SERVER = "/usr/bin/redis-server"
+SIM_KEY = "sim-resilience-key-4321"
+ASGI_APPLICATION = "chatapp.asgi:application"
+MODEL = KNOWN_MODELS[0]
+
+
+def uses_postgres() -> bool:
+    return os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://"))
+
+
+def wait_for(condition: Callable[[], object], what: str, seconds: float = READY_SECONDS):
+    """Poll until condition() returns something truthy; return it."""
+    deadline = time.monotonic() + seconds
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gave up waiting for {what}")
+        time.sleep(0.05)
+
+
+async def await_for(condition: Callable, what: str, seconds: float = READY_SECONDS):
+    """The async form of wait_for: condition is a coroutine function."""
+    deadline = time.monotonic() + seconds
+    while True:
+        result = await condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gave up waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+# ---- the database the servers share ---------------------------------------------------------
+
+
+@dataclass
+class ServerDatabase:
+    """A database of the servers' own: a SQLite file, or `<name>_<suffix>` on PostgreSQL."""
+
+    url: str
+    drop: Callable[[], None]
+
+
+def create_database(suffix: str, tmp_dir: Path) -> ServerDatabase:
+    configured = os.environ.get("DATABASE_URL", "")
+    if not uses_postgres():
+        return ServerDatabase(f"sqlite:///{tmp_dir / f'{suffix}.sqlite3'}", lambda: None)
+    import psycopg
+
+    parsed = urlparse(configured)
+    name = f"{parsed.path.lstrip('/') or 'postgres'}_{suffix}"
+    admin_url = parsed._replace(path="/postgres").geturl()
+
+    def run(sql: str) -> None:
+        with psycopg.connect(admin_url, autocommit=True) as connection:
+            connection.execute(sql)
+
+    run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    run(f'CREATE DATABASE "{name}"')
+    return ServerDatabase(
+        parsed._replace(path=f"/{name}").geturl(),
+        lambda: run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'),
+    )
+
+
+def manage(env: dict[str, str], *args: str) -> str:
+    """Run manage.py with the servers' environment; return its stdout."""
+    result = subprocess.run(
+        [PYTHON, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"manage.py {args[0]} failed:\n{result.stderr[-3000:]}")
+    return result.stdout
+
+
+def new_user_session(env: dict[str, str], username: str) -> str:
+    """Create a user in the servers' database and return a session cookie value for them."""
+    code = (
+        "from django.contrib.auth import get_user_model\n"
+        "from django.test import Client\n"
+        f"user = get_user_model().objects.create_user({username!r}, password='pw-{username}')\n"
+        "client = Client()\n"
+        "client.force_login(user)\n"
+        "from django.conf import settings\n"
+        "print(client.cookies[settings.SESSION_COOKIE_NAME].value)\n"
+    )
+    return manage(env, "shell", "-v", "0", "-c", code).strip().splitlines()[-1]
+
+
+# ---- daphne ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Daphne:
+    """One daphne process serving the app on a loopback port it was handed (no port race)."""
+
+    name: str
+    env: dict[str, str]
+    log_path: Path
+    port: int = 0
+    process: subprocess.Popen | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "Daphne":
+        listener = socket.create_server(("127.0.0.1", 0))
+        self.port = listener.getsockname()[1]
+        with self.log_path.open("a") as log:
+            self.process = subprocess.Popen(
+                [PYTHON, "-m", "daphne", "--fd", str(listener.fileno()), ASGI_APPLICATION],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                pass_fds=[listener.fileno()],
+            )
+        listener.close()  # daphne holds its own copy
+        wait_for(self._serving, f"{self.name} to answer /healthz:\n{self.log_tail()}")
+        return self
+
+    def _serving(self) -> bool:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"{self.name} exited early:\n{self.log_tail()}")
+        try:
+            with urllib.request.urlopen(self.url + "/healthz", timeout=2) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs, as when a machine or container dies."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=READY_SECONDS)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def log_tail(self, lines: int = 60) -> str:
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def get_json(self, path: str, session: str):
+        headers = {"Cookie": f"sessionid={session}", "Accept": "application/json"}
+        request = urllib.request.Request(self.url + path, headers=headers)
+        with urllib.request.urlopen(request, timeout=FRAME_SECONDS) as response:
+            return json.loads(response.read())
+
+
+def server_env(database_url: str, simulator, **overrides: str) -> dict[str, str]:
+    """The environment of a production-like server against the simulator."""
+    env = {
+        **os.environ,
+        "DEBUG": "0",
+        "DATABASE_URL": database_url,
+        "LLAMA_API_KEY": SIM_KEY,
+        "LLAMA_API_BASE_URL": simulator.native_url,
+        "LLAMA_API_PROTOCOL": "llama",
+        "LLAMA_DEFAULT_MODEL": MODEL,
+        "LLAMA_OFFLINE_DEMO": "0",
+        "STATIC_MANIFEST": "0",
+        "SECURE_SSL_REDIRECT": "0",
+        "LOG_FORMAT": "text",
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.pop("REDIS_URL", None)
+    env.update(overrides)
+    return env
+
+
+# ---- redis-server ---------------------------------------------------------------------------
+
+
+@dataclass
+class RedisServer:
+    """A redis-server of the test's own, without persistence: a restart forgets everything."""
+
+    log_path: Path
+    port: int = 0
+    process: subprocess.Popen | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> "RedisServer":
+        if not self.port:
+            self.port = _free_port(REDIS_PORTS)
+        args = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1"]
+        args += ["--save", "", "--appendonly", "no", "--protected-mode", "yes"]
+        with self.log_path.open("a") as log:
+            self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        wait_for(self._answers, f"redis-server on port {self.port}")
+        return self
+
+    def _answers(self) -> bool:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"redis-server exited: {self.log_path.read_text()[-2000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as conn:
+                conn.sendall(b"PING\r\n")
+                return conn.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=READY_SECONDS)
+
+    def restart(self) -> None:
+        """Kill it and start a new, empty one on the same port."""
+        self.stop()
+        self.start()
+
+
+def _free_port(ports: range) -> int:
+    for port in ports:
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {ports.start}-{ports.stop - 1}")
+
+
+# ---- a websocket client speaking the chat protocol ------------------------------------------
+
+
+class ChatClient:
+    """A browser's chat socket, without the browser: JSON frames over a real websocket."""
+
+    def __init__(self, server: Daphne, session: str):
+        self.server, self.session = server, session
+        self.ws = None
+        self.received: list[dict] = []
+
+    async def connect(self) -> "ChatClient":
+        self.ws = await websockets.connect(
+            f"ws://127.0.0.1:{self.server.port}/ws/chat/",
+            origin=f"http://127.0.0.1:{self.server.port}",
+            additional_headers={"Cookie": f"sessionid={self.session}"},
+            max_size=None,
+            open_timeout=FRAME_SECONDS,
+        )
+        return self
+
+    async def send(self, frame: dict | str) -> None:
+        await self.ws.send(frame if isinstance(frame, str) else json.dumps(frame))
+
+    async def receive(self) -> dict:
+        frame = json.loads(await asyncio.wait_for(self.ws.recv(), FRAME_SECONDS))
+        self.received.append(frame)
+        return frame
+
+    async def until(self, predicate: Callable[[dict], bool]) -> list[dict]:
+        frames = []
+        while True:
+            frames.append(await self.receive())
+            if predicate(frames[-1]):
+                return frames
+
+    async def until_type(self, kind: str, message_id: int | None = None) -> list[dict]:
+        return await self.until(
+            lambda f: f["type"] == kind and message_id in (None, f.get("message_id"))
+        )
+
+    async def send_message(self, content: str) -> dict:
+        """chat.send in a new conversation; returns the assistant message.created frame."""
+        await self.send(
+            {"type": "chat.send", "request_id": "r", "conversation_id": None, "content": content}
+        )
+        frames = await self.until(
+            lambda f: (
+                f["type"] == "error"
+                or (f["type"] == "message.created" and f["message"]["role"] == "assistant")
+            )
+        )
+        assert frames[-1]["type"] == "message.created", frames
+        return frames[-1]["message"]
+
+    async def close(self) -> None:
+        if self.ws is not None:
+            await self.ws.close()
+
+
+def text_of(frames: list[dict], message_id: int, after_seq: int = 0) -> str:
+    """The text of an answer's deltas, in seq order, checking that none is missing or repeated."""
+    deltas = [
+        f
+        for f in frames
+        if f["type"] == "message.delta" and f["message_id"] == message_id and f["seq"] > after_seq
+    ]
+    seqs = [f["seq"] for f in deltas]
+    assert seqs == list(range(after_seq + 1, after_seq + 1 + len(seqs))), seqs
+    return "".join(f["text"] for f in deltas)
