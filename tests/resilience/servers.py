@@ -5,6 +5,7 @@ its owner in a `finally`, so a failing test leaves no process behind.
 """
 
 import asyncio
+import inspect
 import json
 import os
 import signal
@@ -51,10 +52,12 @@ def wait_for(condition: Callable[[], object], what: str, seconds: float = READY_
 
 
 async def await_for(condition: Callable, what: str, seconds: float = READY_SECONDS):
-    """The async form of wait_for: condition is a coroutine function."""
+    """The async form of wait_for: condition may be a coroutine function."""
     deadline = time.monotonic() + seconds
     while True:
-        result = await condition()
+        result = condition()
+        if inspect.isawaitable(result):
+            result = await result
         if result:
             return result
         if time.monotonic() > deadline:
