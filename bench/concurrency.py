@@ -2,10 +2,12 @@
 
 fast: 50 simultaneous answers at about 450 tokens/s, through the app and straight from the
       simulator in alternate rounds; the figure is the ratio of the median total times.
-chat: 50, 200 and 500 simultaneous answers at a chat pace (30 tokens/s, starts spread over one
-      second as users' would be): every token delivered, the gap between tokens against the
-      simulator's pace, daphne's CPU per 1,000 tokens and its memory per open socket, with the
-      simulator's and the load generator's own CPU beside it. Each level gets a fresh stack.
+chat: 50, 200 and 500 simultaneous answers at a chat pace (30 tokens/s, 20 s long), started
+      at 50 new answers a second so that all of them stream at once: every token delivered, the
+      gap between tokens against the simulator's pace (over the whole run, and while every
+      answer streams), time to first token, daphne's CPU per 1,000 tokens and its memory per
+      open socket, with the simulator's and the load generator's own CPU beside it. Each level
+      gets a fresh stack.
 
     python -m bench.concurrency [--quick] [--only fast|chat]
 """
@@ -41,6 +43,7 @@ from chatapp.llm.simulator.answers import tokenize  # noqa: E402
 TARGET_FAST_RATIO = 1.3
 TARGET_GAP_P99 = 2.0
 MIB = 2**20
+STARTS_PER_SECOND = 50  # how fast new answers arrive at the chat-pace levels
 
 
 async def open_sockets(stack: Stack, count: int, parallel: int = 50) -> list:
@@ -97,7 +100,8 @@ async def fast(stack: Stack, streams: int, tokens: int, tps: float, rounds: int)
             await app_batch(sockets, contents)  # warm-up; also records the upstream bodies
             bodies = bodies_by_content(await stack.upstream_requests(http), contents)
             await direct_batch(http, stack, bodies)
-            measured = {"app": [], "direct": [], "app_cpu": 0.0, "client_cpu": {}}
+            measured = {"app": [], "direct": [], "app_cpu": 0.0, "app_waiting": 0.0}
+            measured["client_cpu"] = {}
             for index in range(rounds):
                 order = ("direct", "app") if index % 2 == 0 else ("app", "direct")
                 for side in order:
@@ -110,8 +114,10 @@ async def fast(stack: Stack, streams: int, tokens: int, tps: float, rounds: int)
 async def fast_round(stack, http, sockets, contents, bodies, side: str, measured: dict) -> None:
     cpu_before, client_before = stack.app.cpu_seconds(), own_cpu_seconds()
     if side == "app":
+        waited_before = stack.app.run_queue_seconds()
         results = await app_batch(sockets, contents)
         measured["app_cpu"] += stack.app.cpu_seconds() - cpu_before
+        measured["app_waiting"] += stack.app.run_queue_seconds() - waited_before
     else:
         results = await direct_batch(http, stack, bodies)
     spent = own_cpu_seconds() - client_before
@@ -158,6 +164,7 @@ def fast_figures(measured: dict, tokens: int, tps: float) -> dict:
         "tokens_per_frame": app_tokens / max(1, sum(len(s.frames) for s in good_app)),
         "app_cpu_seconds_per_1000_tokens": measured["app_cpu"] / max(1, app_tokens) * 1000,
         "client_cpu_seconds": measured["client_cpu"],
+        "daphne_run_queue_seconds": measured["app_waiting"],
     }
     figures["total_p50_ratio"] = figures["total_p50_app_ms"] / figures["total_p50_direct_ms"]
     figures["total_p99_ratio"] = figures["total_p99_app_ms"] / figures["total_p99_direct_ms"]
@@ -194,21 +201,24 @@ async def paced_batch(stack: Stack, sockets: list, contents: list[str]) -> tuple
     """Start every answer within one second (as users would), and follow them all to the end."""
     services = {"daphne": stack.app, "simulator": stack.simulator}
     before = {name: service.cpu_seconds() for name, service in services.items()}
+    waited_before = stack.app.run_queue_seconds()
     client_before, started = own_cpu_seconds(), time.perf_counter()
     sampler = asyncio.create_task(peak_rss(stack.app))
-    spread = random.Random(7)
+    spread = len(sockets) / STARTS_PER_SECOND
+    delays = sorted(random.Random(7).uniform(0, spread) for _ in sockets)
 
-    async def one(ws, content: str) -> Stream:
-        await asyncio.sleep(spread.random())
+    async def one(ws, content: str, delay: float) -> Stream:
+        await asyncio.sleep(delay)
         return await app_stream(ws, content)
 
     try:
-        pairs = zip(sockets, contents, strict=True)
-        results = await asyncio.gather(*(one(ws, content) for ws, content in pairs))
+        starts = zip(sockets, contents, delays, strict=True)
+        results = await asyncio.gather(*(one(ws, content, delay) for ws, content, delay in starts))
     finally:
         sampler.cancel()
     usage = {name: service.cpu_seconds() - before[name] for name, service in services.items()}
     usage["client"] = own_cpu_seconds() - client_before
+    usage["daphne_waiting"] = stack.app.run_queue_seconds() - waited_before
     usage["wall"] = time.perf_counter() - started
     usage["rss_peak"] = await sampler_peak(sampler)
     return results, usage
@@ -244,6 +254,7 @@ def chat_figures(
     pace_ms = 1000 / tps
     good = [s for s in results if s.ok]
     gaps = [g * 1e3 for s in good for g in s.token_gaps()]
+    steady = steady_gaps(good)
     delivered = sum(len(tokenize(s.text)) for s in results)
     ttfts = [s.ttft * 1e3 for s in good]
     figures = {
@@ -259,6 +270,8 @@ def chat_figures(
         "gap_p50_ms": median(gaps),
         "gap_p99_ms": percentile(gaps, 99),
         "gap_max_ms": max(gaps, default=float("nan")),
+        "steady_gap_p99_ms": percentile(steady, 99),
+        "steady_tokens": len(steady),
         "ttft_p50_ms": median(ttfts),
         "ttft_p99_ms": percentile(ttfts, 99),
         "tokens_per_frame": delivered / max(1, sum(len(s.frames) for s in results)),
@@ -267,12 +280,15 @@ def chat_figures(
         "daphne_cpu_seconds_per_1000_tokens": cpu["daphne"] / max(1, delivered) * 1000,
         "simulator_cpu_seconds_per_1000_tokens": cpu["simulator"] / max(1, delivered) * 1000,
         "daphne_core_share": cpu["daphne"] / cpu["wall"],
+        # Seconds daphne's threads were ready to run but had no core: other work on the machine.
+        "daphne_run_queue_seconds": cpu["daphne_waiting"],
         "rss_mib": {name: value / MIB for name, value in memory.items()},
         "kib_per_open_socket": (memory["open"] - memory["before"]) / streams / 1024,
         "kib_per_streaming_socket": (memory["peak"] - memory["before"]) / streams / 1024,
     }
     figures["gap_p50_vs_pace"] = figures["gap_p50_ms"] / pace_ms
     figures["gap_p99_vs_pace"] = figures["gap_p99_ms"] / pace_ms
+    figures["steady_gap_p99_vs_pace"] = figures["steady_gap_p99_ms"] / pace_ms
     figures["all_tokens_delivered"] = (
         figures["tokens_delivered"] == figures["tokens_expected"] and figures["all_text_equal"]
     )
@@ -280,6 +296,21 @@ def chat_figures(
         figures["all_tokens_delivered"] and figures["gap_p99_vs_pace"] < TARGET_GAP_P99
     )
     return figures
+
+
+def steady_gaps(streams: list[Stream]) -> list[float]:
+    """Gaps (ms) of tokens that arrived while every answer was streaming."""
+    if not streams:
+        return []
+    times = [s.token_times() for s in streams]
+    opened = max(t[0] for t in times if t)
+    closed = min(t[-1] for t in times if t)
+    return [
+        (later - earlier) * 1e3
+        for t in times
+        for earlier, later in zip(t, t[1:], strict=False)
+        if opened <= later <= closed
+    ]
 
 
 # --- entry point ----------------------------------------------------------------------------
@@ -311,7 +342,7 @@ def run_fast(quick: bool) -> dict:
 
 
 def run_chat_level(streams: int, quick: bool) -> dict:
-    tokens, tps, ttft = (45 if quick else 300), 30.0, 0.3
+    tokens, tps, ttft = (45 if quick else 600), 30.0, 0.3
     with Stack(StackOptions(tokens_per_second=tps, first_token_delay=ttft)) as stack:
         figures = run(chat_level(stack, streams, tokens, tps, ttft))
     print_chat(figures)
@@ -333,11 +364,14 @@ def print_chat(f: dict) -> None:
         f"concurrency chat: {f['streams']} streams at {f['pace_tps']:g}/s:"
         f" tokens {f['tokens_delivered']}/{f['tokens_expected']}, text equal"
         f" {f['all_text_equal']}, gap p50 x{f['gap_p50_vs_pace']:.2f} p99"
-        f" x{f['gap_p99_vs_pace']:.2f} of pace, daphne"
+        f" x{f['gap_p99_vs_pace']:.2f} of pace (x{f['steady_gap_p99_vs_pace']:.2f} while all"
+        f" stream), first token p50 {f['ttft_p50_ms']:.0f} ms p99 {f['ttft_p99_ms']:.0f} ms, daphne"
         f" {f['daphne_cpu_seconds_per_1000_tokens']:.3f} CPU s/1k tokens"
         f" ({f['daphne_core_share']:.0%} of a core), simulator"
         f" {f['simulator_cpu_seconds_per_1000_tokens']:.3f}, client"
-        f" {f['cpu_seconds']['client']:.1f} s, {f['kib_per_open_socket']:.0f} KiB/socket"
+        f" {f['cpu_seconds']['client']:.1f} s, daphne waited"
+        f" {f['daphne_run_queue_seconds']:.1f} s for a core,"
+        f" {f['kib_per_open_socket']:.0f} KiB/socket"
         f" open, {f['kib_per_streaming_socket']:.0f} KiB streaming"
     )
 

@@ -51,6 +51,17 @@ def rss_bytes(pid: int) -> int:
     return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE_SIZE
 
 
+def run_queue_seconds(pid: int) -> float:
+    """Time the process's threads waited for a free core (/proc/<pid>/task/*/schedstat)."""
+    waited = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            waited += int((task / "schedstat").read_text().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # a thread that ended meanwhile
+    return waited / 1e9
+
+
 def own_cpu_seconds() -> float:
     times = os.times()
     return times.user + times.system
@@ -94,6 +105,9 @@ class Service:
 
     def rss_bytes(self) -> int:
         return rss_bytes(self.pid)
+
+    def run_queue_seconds(self) -> float:
+        return run_queue_seconds(self.pid)
 
     def wait_for_port(self, port: int, seconds: float = 30) -> None:
         deadline = time.monotonic() + seconds
@@ -153,6 +167,7 @@ class StackOptions:
     tokens_per_second: float = 30.0
     first_token_delay: float = 0.05
     database_url: str | None = None  # None: a fresh SQLite file
+    redis_url: str | None = None  # None: the in-memory channel layer
     asgi: str = "chatapp.asgi:application"
     extra_env: dict = field(default_factory=dict)
 
@@ -233,6 +248,8 @@ class Stack:
             BENCH_PASSWORD=PASSWORD,
             PYTHONUNBUFFERED="1",
         )
+        if self.options.redis_url:
+            env["REDIS_URL"] = self.options.redis_url
         env.update(self.options.extra_env)
         return env
 
@@ -467,7 +484,12 @@ def machine() -> dict:
         if line.startswith("model name"):
             model = line.split(":", 1)[1].strip()
             break
-    return {"cpus": os.cpu_count(), "cpu_model": model, "python": platform.python_version()}
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "python": platform.python_version(),
+        "load_average": os.getloadavg(),  # other work on the machine skews the figures
+    }
 
 
 def write_result(name: str, result: dict) -> Path:

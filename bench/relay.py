@@ -46,7 +46,7 @@ async def measure(stack: Stack, pairs: int, tokens: int, tps: float, ttft: float
         ws = await stack.open_socket()
         try:
             bodies = await warm_up(stack, http, ws, contents)
-            cpu_before = stack.app.cpu_seconds()
+            cpu_before, waited_before = stack.app.cpu_seconds(), stack.app.run_queue_seconds()
             compared = []
             for index, (content, body) in enumerate(zip(contents, bodies, strict=True)):
                 if index % 2:
@@ -57,9 +57,12 @@ async def measure(stack: Stack, pairs: int, tokens: int, tps: float, ttft: float
                     app = await app_stream(ws, content)
                 compared.append(compare(direct, app))
             app_cpu = stack.app.cpu_seconds() - cpu_before
+            waited = stack.app.run_queue_seconds() - waited_before
         finally:
             await ws.close()
-    return summarize(compared, app_cpu, tokens, tps, ttft)
+    result = summarize(compared, app_cpu, tokens, tps, ttft)
+    result["summary"]["daphne_run_queue_seconds"] = waited
+    return result
 
 
 async def warm_up(stack: Stack, http, ws, contents: list[str]) -> list[dict]:
@@ -157,15 +160,22 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--tps", type=float, default=450.0, help="simulator tokens per second")
     parser.add_argument("--ttft", type=float, default=0.01, help="simulator first-token delay")
     parser.add_argument("--database-url", help="postgres://... (default: a fresh SQLite file)")
+    parser.add_argument("--redis-url", help="redis://... (default: the in-memory channel layer)")
+    parser.add_argument("--name", default="relay", help="results file name")
     args = parser.parse_args(argv)
     pairs = args.pairs or (4 if args.quick else 20)
     tokens = min(args.tokens, 100) if args.quick else args.tokens
     options = StackOptions(
-        tokens_per_second=args.tps, first_token_delay=args.ttft, database_url=args.database_url
+        tokens_per_second=args.tps,
+        first_token_delay=args.ttft,
+        database_url=args.database_url,
+        redis_url=args.redis_url,
     )
     with Stack(options) as stack:
         result = run(measure(stack, pairs, tokens, args.tps, args.ttft))
-    path = write_result("relay", {"benchmark": "relay", "quick": args.quick, **result})
+    setup = {"database": args.database_url or "sqlite", "channel_layer": args.redis_url or "memory"}
+    result = {"benchmark": "relay", "quick": args.quick, "setup": setup, **result}
+    path = write_result(args.name, result)
     print_summary(result["summary"], path)
     return result
 

@@ -8,6 +8,7 @@ mean little) draws bench/results/performance-quick.png instead.
 """
 
 import argparse
+import os
 import subprocess
 import sys
 import time
@@ -29,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help="comma-separated: " + ",".join(BENCHMARKS))
     args = parser.parse_args(argv)
     chosen = args.only.split(",") if args.only else list(BENCHMARKS)
+    warn_if_busy()
     failed = []
     for name in chosen:
         started = time.monotonic()
@@ -44,6 +46,18 @@ def main(argv: list[str] | None = None) -> int:
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def warn_if_busy() -> None:
+    """Wall-clock figures need the cores to themselves: say so when something else runs."""
+    load = os.getloadavg()[0]
+    cores = os.cpu_count() or 1
+    if load > cores / 2:
+        print(
+            f"warning: load average {load:.1f} on {cores} cores before starting; other work on"
+            " the machine inflates the times (CPU seconds per token are less affected)",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":
