@@ -315,11 +315,10 @@ class ChatClient:
             lambda f: f["type"] == kind and message_id in (None, f.get("message_id"))
         )
 
-    async def send_message(self, content: str) -> dict:
-        """chat.send in a new conversation; returns the assistant message.created frame."""
-        await self.send(
-            {"type": "chat.send", "request_id": "r", "conversation_id": None, "content": content}
-        )
+    async def send_message(self, content: str, conversation_id: int | None = None) -> dict:
+        """chat.send (a new conversation by default); returns the assistant message.created."""
+        frame = {"type": "chat.send", "request_id": "r", "conversation_id": conversation_id}
+        await self.send({**frame, "content": content})
         frames = await self.until(
             lambda f: (
                 f["type"] == "error"
