@@ -40,6 +40,12 @@ def sidebar_page(logged_in_page, conversations):
     return logged_in_page
 
 
+def click_row_action(page, title: str, action: str) -> None:
+    """Point at a conversation (its actions show on hover), then click Rename or Delete."""
+    page.locator(".conversation-item", has=page.get_by_role("link", name=title)).hover()
+    page.get_by_role("button", name=f"{action} “{title}”").click()
+
+
 def titles(page) -> list[str]:
     return page.locator(".conversation-link").all_inner_texts()
 
@@ -81,7 +87,9 @@ def test_opening_a_conversation_shows_it_and_names_it_in_the_url(sidebar_page, c
 
 def test_rename_with_the_keyboard_is_saved(sidebar_page, conversations):
     page = sidebar_page
-    page.get_by_role("button", name="Rename “Gamma ideas”").focus()
+    page.get_by_role("link", name="Gamma ideas").focus()
+    page.keyboard.press("Tab")  # the row's actions appear once it holds focus
+    expect(page.get_by_role("button", name="Rename “Gamma ideas”")).to_be_focused()
     page.keyboard.press("Enter")
     title_box = page.get_by_label("New title")
     title_box.press("Control+a")
@@ -96,7 +104,7 @@ def test_rename_with_the_keyboard_is_saved(sidebar_page, conversations):
 
 def test_escape_cancels_a_rename(sidebar_page):
     page = sidebar_page
-    page.get_by_role("button", name="Rename “Beta notes”").click()
+    click_row_action(page, "Beta notes", "Rename")
     page.get_by_label("New title").fill("Should not stick")
     page.get_by_label("New title").press("Escape")
     assert page.get_by_role("link", name="Beta notes").is_visible()
@@ -107,12 +115,13 @@ def test_escape_cancels_a_rename(sidebar_page):
 def test_delete_asks_first_then_deletes(sidebar_page, conversations):
     page = sidebar_page
     dialog = page.get_by_role("dialog")
-    page.get_by_role("button", name="Delete “Beta notes”").click()
+    click_row_action(page, "Beta notes", "Delete")
     assert dialog.get_by_role("heading").inner_text() == "Delete “Beta notes”?"
     dialog.get_by_role("button", name="Cancel").click()
     assert dialog.is_hidden()
+    expect(page.get_by_role("button", name="Delete “Beta notes”")).to_be_focused()
     assert "Beta notes" in titles(page)
-    page.get_by_role("button", name="Delete “Beta notes”").click()
+    click_row_action(page, "Beta notes", "Delete")
     dialog.get_by_role("button", name="Delete").click()
     page.get_by_role("link", name="Beta notes").wait_for(state="detached")
     page.reload()
@@ -129,7 +138,7 @@ def test_deleting_the_open_conversation_starts_a_new_chat(sidebar_page, conversa
     page = sidebar_page
     page.get_by_role("link", name="Alpha plan").click()
     page.wait_for_url(f"**/c/{conversations['Alpha plan']}/")
-    page.get_by_role("button", name="Delete “Alpha plan”").click()
+    click_row_action(page, "Alpha plan", "Delete")
     page.get_by_role("dialog").get_by_role("button", name="Delete").click()
     page.wait_for_url(lambda url: url.endswith("/") and "/c/" not in url)
     assert page.locator("#conversation-title").inner_text() == "New chat"

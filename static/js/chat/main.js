@@ -295,6 +295,7 @@ class ChatPage {
     }
     if (this.conversationId !== id) return;
     this.setTitle(data.title);
+    if ($("system-prompt").hidden) this.showSystemPrompt(data.system_prompt);
     this.sidebar.upsert({ id, title: data.title });
     if (data.settings?.model) this.modelBadge.textContent = data.settings.model;
     for (const message of data.messages || []) {

@@ -214,6 +214,8 @@ export class Sidebar {
       "close",
       async () => {
         if (dialog.returnValue !== "delete") {
+          // Focus inside the row first: its actions only show while it holds focus.
+          li.querySelector(".conversation-link").focus();
           li.querySelector(".delete").focus();
           return;
         }
