@@ -32,9 +32,9 @@ log = logging.getLogger(__name__)
 
 COALESCE_SECONDS = 0.005  # deltas arriving this close together travel in one frame
 CHECKPOINT_SECONDS = 1.0
-HEARTBEAT_SECONDS = 10.0
+HEARTBEAT_SECONDS = 10.0  # a checkpoint even when the model is silent, so the reaper waits
 LAYER_RETRY_SECONDS = 0.5  # between tries to read from a channel layer that failed
-LISTENER_EXIT_SECONDS = 5.0  # a checkpoint even when the model is silent, so the reaper waits
+LISTENER_EXIT_SECONDS = 5.0  # how long a finished answer waits for its listener to stop
 _END = object()  # the pump has finished: upstream ended, failed or was cancelled
 
 # The generations this process is running, by assistant message id.
