@@ -162,8 +162,16 @@ def validate_settings(team, values: dict) -> dict:
     Missing or None values are not checked: they fall back to the layer below.
     """
     rules = team_rules(team)
-    _checked(rules, values, rules.models[0])
+    _checked(rules, values, _default_model(rules))
     return values
+
+
+def _default_model(rules: TeamRules) -> str:
+    """The model a blank choice means: the team's default, else the site's, if allowed."""
+    for model in (rules.policy.default_model, django_settings.LLAMA_DEFAULT_MODEL):
+        if model in rules.models:
+            return model
+    return rules.models[0]
 
 
 def effective_settings(user, team, requested: dict | None = None) -> dict:

@@ -44,3 +44,13 @@ def test_the_trail_is_per_team(owner_client, team, owner, make_user):
     actions.save_prompt(zed, other, name="Theirs", content="z")
     response = owner_client.get(reverse("teams:audit", args=[team.pk]))
     assert b"Theirs" not in response.content
+
+
+def test_policy_edits_in_the_admin_are_audited(client, site_admin, team):
+    client.force_login(site_admin)
+    data = {"team": team.pk, "allowed_models": "[]", "rate_limit_per_minute": "7"}
+    response = client.post("/admin/teams/teampolicy/add/", data)
+    assert response.status_code == 302, response.content[:2000]
+    event = AuditEvent.objects.get(action="policy.update")
+    assert event.actor == site_admin
+    assert event.details["changes"]["rate_limit_per_minute"] == [None, 7]
