@@ -92,3 +92,63 @@ def test_dropped_socket_reconnects_and_resumes_the_answer(logged_in_page):
     chat.wait_for_status("complete")
     stored = chat.api(f"/api/conversations/{chat.conversation_id()}/")["messages"][-1]
     assert chat.answer_content() == stored["content"]
+
+
+def test_regenerate_replaces_the_last_answer(logged_in_page):
+    chat = ChatPage(logged_in_page)
+    chat.send("Say something twice")
+    chat.wait_for_status("complete")
+    first_id = chat.last_answer().get_attribute("data-message-id")
+    expect(chat.answers.first.get_by_role("button", name="Regenerate")).to_be_visible()
+    chat.last_answer().get_by_role("button", name="Regenerate").click()
+    expect(chat.last_answer()).not_to_have_attribute("data-message-id", first_id)
+    chat.wait_for_status("complete")
+    expect(chat.answers).to_have_count(1)
+    stored = chat.api(f"/api/conversations/{chat.conversation_id()}/")["messages"]
+    assert [m["role"] for m in stored] == ["user", "assistant"]
+    assert str(stored[-1]["id"]) == chat.last_answer().get_attribute("data-message-id")
+    assert stored[-1]["content"] == chat.answer_content()
+
+
+def test_only_the_last_answer_offers_regenerate(logged_in_page):
+    chat = ChatPage(logged_in_page)
+    chat.send("First question")
+    chat.wait_for_status("complete")
+    chat.send("Second question")
+    chat.wait_for_status("complete", chat.answers.nth(1))
+    expect(chat.answers.nth(0).get_by_role("button", name="Regenerate")).to_be_hidden()
+    expect(chat.answers.nth(1).get_by_role("button", name="Regenerate")).to_be_visible()
+
+
+def test_upstream_failure_shows_retrying_then_an_error_with_retry(logged_in_page):
+    chat = ChatPage(logged_in_page)
+    # Three 500s: the first try and both of the server's retries fail; the fourth succeeds.
+    chat.send("[sim:fault=500 times=3] Are you there?")
+    expect(chat.last_answer().get_by_text("Retrying…")).to_be_visible()
+    chat.wait_for_status("error")
+    answer = chat.last_answer()
+    expect(answer.get_by_role("alert")).to_be_visible()
+    answer.get_by_role("button", name="Retry").click()
+    chat.wait_for_status("complete")
+    expect(chat.answers).to_have_count(1)
+    assert "You asked: *Are you there?*" in chat.answer_content()
+
+
+def test_replayed_deltas_are_dropped_by_seq(logged_in_page):
+    page = logged_in_page
+    chat = ChatPage(page)
+    chat.send("[sim:pace tps=4] [sim:long tokens=200] Go slowly")
+    chat.wait_for_text_longer_than(0)
+    # A frame the page already holds (same or older seq) must not add its text again.
+    page.evaluate(
+        """() => {
+            const view = window.chatPage.messages.streaming;
+            for (const seq of [view.seq, view.seq - 1, 0]) {
+                window.chatPage.handleFrame(
+                    {type: "message.delta", message_id: view.id, seq, text: " REPLAYED"});
+            }
+        }"""
+    )
+    assert "REPLAYED" not in chat.answer_content()
+    chat.stop_button.click()
+    chat.wait_for_status("stopped")
