@@ -1,14 +1,18 @@
-"""Fixtures for tests that run the app as real processes: see tests/resilience/servers.py."""
+"""Fixtures for the fault tests.
+
+In-process tests use the chat suite's fixtures (connect, sim, ...); tests that run the app as
+real processes use launch, session_for and private_redis (see tests/resilience/servers.py),
+against the same simulator.
+"""
 
 import shutil
 import uuid
 
 import pytest
 
-from chatapp.llm.simulator import run_simulator
+from tests.chat import conftest as chat
 from tests.resilience.servers import (
     REDIS_SERVER,
-    SIM_KEY,
     Daphne,
     RedisServer,
     create_database,
@@ -17,25 +21,17 @@ from tests.resilience.servers import (
     server_env,
 )
 
-
-@pytest.fixture(scope="session")
-def simulator():
-    with run_simulator(tokens_per_second=50, first_token_delay=0, api_key=SIM_KEY) as sim:
-        yield sim
-
-
-@pytest.fixture
-def sim(simulator):
-    simulator.reset()
-    return simulator
+# The chat suite's fixtures, reused: its simulator and settings, and `connect` for sockets.
+sim_server, sim, connect = chat.sim_server, chat.sim, chat.connect
+chat_settings, clean_layer = chat.chat_settings, chat.clean_layer
 
 
 @pytest.fixture(scope="session")
-def server_database(tmp_path_factory, simulator):
+def server_database(tmp_path_factory, sim_server):
     """One migrated database for every server these tests start (dropped at the end)."""
     database = create_database("resilience", tmp_path_factory.mktemp("resilience_db"))
     try:
-        manage(server_env(database.url, simulator), "migrate", "--noinput", "-v", "0")
+        manage(server_env(database.url, sim_server), "migrate", "--noinput", "-v", "0")
         yield database
     finally:
         database.drop()

@@ -22,6 +22,7 @@ from urllib.parse import urlparse
 import websockets
 
 from chatapp.llm import KNOWN_MODELS
+from tests.chat.conftest import SIM_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -30,7 +31,6 @@ FRAME_SECONDS = 30
 # Private redis-servers take the first free port here (this project's port range).
 REDIS_PORTS = range(8290, 8300)
 REDIS_SERVER = "/usr/bin/redis-server"
-SIM_KEY = "sim-resilience-key-4321"
 ASGI_APPLICATION = "chatapp.asgi:application"
 MODEL = KNOWN_MODELS[0]
 
