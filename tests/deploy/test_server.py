@@ -19,38 +19,28 @@ from chatapp.llm import KNOWN_MODELS
 from chatapp.llm.simulator import run_simulator
 from tests.deploy.files import ROOT, clean_env
 
-PORTS = range(8240, 8250)  # this suite's share of the machine's ports
+LISTENING = re.compile(r"Listening on TCP address [\d.]+:(\d+)")
 HOST = "chat.example.com"
 TOKEN = "scrape-token-for-the-deploy-test"
 SIM_KEY = "sim-key-for-the-deploy-test"
 ENTRYPOINT = str(ROOT / "deploy/docker-entrypoint.sh")
 
 
-def closed_port() -> int:
-    """A loopback port nothing listens on."""
+def unused_port() -> int:
+    """A loopback port nothing listens on (the system's pick, so parallel runs never share)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
-def free_port() -> int:
-    for port in PORTS:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) != 0:
-                return port
-    raise RuntimeError("no free port in 8240-8249")
-
-
 class Server:
     def __init__(self, tmp: Path, **env: str):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         self.stdout_path = tmp / "stdout.log"
         self.stderr_path = tmp / "stderr.log"
         base = {
             "SECRET_KEY": secrets.token_urlsafe(50),
             "ALLOWED_HOSTS": HOST,
-            "PORT": str(self.port),
+            "PORT": "0",  # daphne binds a free port and logs which
             "METRICS_TOKEN": TOKEN,
         }
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
@@ -69,14 +59,18 @@ class Server:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"the server exited:\n{self.stderr_path.read_text()}")
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
+            listening = LISTENING.search(self.stdout_path.read_text())
+            if listening:
+                self.port = int(listening.group(1))
+                self.url = f"http://127.0.0.1:{self.port}"
+                return
             time.sleep(0.1)
         self.stop()
-        raise RuntimeError("the server did not open its port")
+        raise RuntimeError("the server did not start listening")
 
     def get(self, path: str, **headers: str) -> httpx.Response:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"the server exited:\n{self.stderr_path.read_text()[-3000:]}")
         return httpx.get(self.url + path, headers=headers, timeout=10)
 
     def log_lines(self) -> list[str]:
@@ -197,7 +191,7 @@ def test_logs_are_json_lines_carrying_the_proxy_request_id(server):
 
 
 def test_the_database_down_fails_health_but_not_the_process(tmp_path):
-    closed = closed_port()
+    closed = unused_port()
     server = Server(
         tmp_path,
         DATABASE_URL=f"postgres://chat@127.0.0.1:{closed}/chat",
@@ -251,7 +245,7 @@ def nginx(server, tmp_path_factory):
     if shutil.which("nginx") is None:
         pytest.skip("nginx is not installed")
     tmp = tmp_path_factory.mktemp("nginx")
-    port = free_port()
+    port = unused_port()
     conf = (ROOT / "deploy/nginx.conf").read_text()
     conf = conf.replace("listen 80;", f"listen 127.0.0.1:{port};")
     conf = re.sub(r"\n\s*resolver [^\n]+\n", "\n", conf)
