@@ -1,16 +1,19 @@
-"""A whole chat over the websocket: logged with the connection's request id, and at INFO the
-logs never hold what was asked, what was answered, or the API key."""
+"""A whole chat over the websocket, as operators see it: logged with the connection's request
+id, counted in /metrics, and at INFO the logs never hold what was asked or answered, nor the key.
+"""
 
 import io
 import json
 import logging
 
 import pytest
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.conf import settings as django_settings
 from django.db import connections
-from django.test import Client
+from django.test import Client, override_settings
+from prometheus_client.parser import text_string_to_metric_families
 from pythonjsonlogger.json import JsonFormatter
 
 from chatapp.asgi import application
@@ -135,3 +138,43 @@ async def test_an_anonymous_socket_is_logged_with_its_close_code(db, raw_lines):
     assert closed["status"] == 4401
     assert opened["request_id"] == closed["request_id"]
     assert len(closed["request_id"]) == 32
+
+
+def scrape() -> dict[tuple[str, tuple], float]:
+    """Every sample /metrics serves, keyed by name and labels."""
+    with override_settings(METRICS_TOKEN="observability-token", METRICS_ALLOWED_NETWORKS=[]):
+        response = Client().get("/metrics", HTTP_AUTHORIZATION="Bearer observability-token")
+    assert response.status_code == 200
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(response.content.decode())
+        for s in family.samples
+    }
+
+
+def change(before: dict, after: dict, name: str, **labels) -> float:
+    key = (name, tuple(sorted(labels.items())))
+    return after.get(key, 0.0) - before.get(key, 0.0)
+
+
+async def test_a_chat_is_counted_in_metrics(upstream, member, settings):
+    before = await sync_to_async(scrape)()
+    communicator = await open_socket(member, "ws-metrics-1")
+    opened = await sync_to_async(scrape)()
+    done = await ask(communicator, "Count this one")
+    await communicator.disconnect()
+    settings.LLAMA_API_KEY = "wrong-key-for-the-error-count"
+    communicator = await open_socket(member, "ws-metrics-2")
+    await ask(communicator, "And fail this one")
+    await communicator.disconnect()
+    after = await sync_to_async(scrape)()
+
+    assert change(before, opened, "chat_websocket_connections") == 1
+    assert change(before, after, "chat_websocket_connections") == 0
+    assert change(before, after, "chat_active_streams") == 0
+    ttft = "chat_time_to_first_token_seconds_count"
+    assert change(before, after, ttft) == 1
+    assert change(before, after, "chat_stream_duration_seconds_count") >= 1
+    tokens = done["usage"]["completion_tokens"]
+    assert change(before, after, "chat_tokens_relayed_total") == tokens > 0
+    assert change(before, after, "chat_upstream_errors_total", code="auth_failed") == 1
