@@ -296,7 +296,9 @@ class ChatClient:
         return self
 
     async def send(self, frame: dict | str) -> None:
-        await self.ws.send(frame if isinstance(frame, str) else json.dumps(frame))
+        # As browsers do: JSON.stringify leaves non-ASCII text unescaped.
+        text = frame if isinstance(frame, str) else json.dumps(frame, ensure_ascii=False)
+        await self.ws.send(text)
 
     async def receive(self) -> dict:
         frame = json.loads(await asyncio.wait_for(self.ws.recv(), FRAME_SECONDS))
