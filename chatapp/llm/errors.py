@@ -4,6 +4,7 @@ import email.utils
 import json
 import time
 
+import httpcore
 import httpx
 
 from .types import LlmError, ProviderConfig
@@ -30,8 +31,14 @@ def error_from_response(
     )
 
 
+class DestinationRefused(httpcore.ConnectError):
+    """A network policy refused the destination before connecting; retrying cannot help."""
+
+
 def error_from_exception(exc: BaseException, config: ProviderConfig) -> LlmError:
     host = httpx.URL(config.base_url).host
+    if isinstance(exc.__cause__, DestinationRefused):
+        return LlmError("provider_refused", str(exc.__cause__), retryable=False)
     if isinstance(exc, httpx.ConnectTimeout):
         message = (
             f"Could not connect to the Llama API at {host} within {config.connect_timeout:g} s:"

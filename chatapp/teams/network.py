@@ -20,6 +20,7 @@ from django.conf import settings
 
 from chatapp.llm import LlamaClient
 from chatapp.llm.client import USER_AGENT
+from chatapp.llm.errors import DestinationRefused
 
 ALLOW_SETTING = "LLAMA_ALLOW_PRIVATE_PROVIDER_URLS"
 
@@ -28,7 +29,7 @@ _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient
 )
 
 
-class BlockedAddressError(httpcore.ConnectError):
+class BlockedAddressError(DestinationRefused):
     """The provider host is not a public address; nothing was sent."""
 
 
@@ -133,7 +134,8 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if request.url.scheme != "https" and not private_allowed():
-            raise httpx.ConnectError("Team provider URLs must use https.", request=request)
+            refused = DestinationRefused("Team provider URLs must use https.")
+            raise httpx.ConnectError(str(refused), request=request) from refused
         return await super().handle_async_request(request)
 
 

@@ -149,6 +149,7 @@ async def test_a_team_server_on_a_private_address_is_refused(
     socket = await connect(member)
     await socket.send("Hello?")
     error = await socket.until("message.error", "error")
-    assert error["error"]["code"] == "upstream_unavailable"
+    assert error["error"]["code"] == "provider_refused"
+    assert "https" in error["error"]["message"]
     assert team_server_is_sim.requests == []
     assert TEAM_KEY not in "".join(socket.raw)

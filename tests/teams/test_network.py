@@ -88,13 +88,16 @@ def test_the_guard_refuses_private_addresses_before_connecting(guard_on, sim, ho
     port = sim.base_url.rsplit(":", 1)[1]
     url = f"https://{host}:{port}/v1"
     assert refusal(url + "/chat/completions") == "not a public address"
-    assert failure(ask(guarded(url))).code == "upstream_unavailable"
+    error = failure(ask(guarded(url)))
+    assert (error.code, error.retryable) == ("provider_refused", False)
+    assert "not a public address" in error.message
     assert sim.requests == []
 
 
 def test_the_guard_refuses_plain_http(guard_on, sim):
     assert refusal(sim.native_url + "/chat/completions") == "must use https"
-    assert failure(ask(guarded(sim.native_url))).code == "upstream_unavailable"
+    error = failure(ask(guarded(sim.native_url)))
+    assert (error.code, error.message) == ("provider_refused", "Team provider URLs must use https.")
     assert sim.requests == []
 
 
