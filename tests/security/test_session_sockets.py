@@ -7,11 +7,14 @@ from django.conf import settings as django_settings
 from django.test import Client
 
 from chatapp.asgi import application
-from tests.chat.conftest import FRAME_TIMEOUT, chat_settings, clean_layer  # noqa: F401
+from tests.chat import conftest as chat
+from tests.chat.conftest import FRAME_TIMEOUT
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 CLOSED = {"type": "websocket.close", "code": 4401}
+
+chat_settings, clean_layer = chat.chat_settings, chat.clean_layer
 
 
 class Session:

@@ -1,0 +1,134 @@
+"""Other people's ids, in every endpoint and with every method: 404, nothing leaked, nothing
+changed. The victims are another team (and everything in it) and a teammate's conversation;
+the attacker owns a team of their own, so their own ids are valid everywhere.
+
+The websocket frames are swept in tests/chat/test_consumer_frames.py (another team's ids) and
+below (a teammate's).
+"""
+
+import itertools
+import json
+
+import pytest
+from django.apps import apps
+from django.test import Client
+
+from chatapp.chat.models import Conversation, Message
+from chatapp.teams.models import Invitation, Membership, Role, SystemPrompt, Team
+from tests.chat import conftest as chat
+from tests.security.routes import project_routes
+
+SECRET = "SECRET-7c1e"
+# Parameters that are not ids: the invitation token is itself the credential.
+NOT_IDS = {"token"}
+METHODS = ("get", "post", "put", "patch", "delete")
+FORM = {"role": "admin", "direction": "up", "name": "x", "content": "y", "title": "mine now"}
+APPS = ("accounts", "teams", "chat")
+
+connect, chat_settings, clean_layer = chat.connect, chat.chat_settings, chat.clean_layer
+
+
+def conversation_of(user, team, title: str) -> Conversation:
+    conversation = Conversation.objects.create(team=team, owner=user, title=title, model="m")
+    Message.objects.create(conversation=conversation, role="user", content=f"{SECRET} question")
+    Message.objects.create(conversation=conversation, role="assistant", content=f"{SECRET} answer")
+    return conversation
+
+
+@pytest.fixture
+def ids(owner, member, outsider, team) -> dict[str, dict[str, list[int]]]:
+    """For each id parameter: the attacker's own values, and other people's."""
+    theirs = Team.objects.create(name=f"{SECRET} team")
+    their_membership = Membership.objects.create(team=theirs, user=outsider, role=Role.OWNER)
+    their_prompt = SystemPrompt.objects.create(team=theirs, name="p", content=f"{SECRET} prompt")
+    their_invitation = Invitation.objects.create(
+        team=theirs, email="secret@example.com", invited_by=outsider
+    )
+    mine = {
+        "team_id": team.pk,
+        "membership_id": Membership.objects.get(team=team, user=member).pk,
+        "prompt_id": SystemPrompt.objects.create(team=team, name="own", content="own").pk,
+        "invitation_id": Invitation.objects.create(team=team, invited_by=owner).pk,
+        "conversation_id": conversation_of(owner, team, "own").pk,
+    }
+    foreign = {
+        "team_id": [theirs.pk],
+        "membership_id": [their_membership.pk],
+        "prompt_id": [their_prompt.pk],
+        "invitation_id": [their_invitation.pk],
+        "conversation_id": [
+            conversation_of(outsider, theirs, f"{SECRET} theirs").pk,
+            conversation_of(member, team, f"{SECRET} teammate's").pk,  # same team, not theirs
+        ],
+    }
+    return {name: {"mine": [mine[name]], "foreign": foreign[name]} for name in mine}
+
+
+def foreign_urls(ids) -> list[str]:
+    """Every route with id parameters, once per mix of own and foreign ids (not all own)."""
+    urls = []
+    for route in project_routes():
+        names = [n for n in route.parameters if n not in NOT_IDS]
+        if not names or len(names) != len(route.parameters):
+            continue
+        unknown = [n for n in names if n not in ids]
+        assert not unknown, f"{route.template}: add foreign values for {unknown}"
+        choices = [[(v, k == "foreign") for k in ids[n] for v in ids[n][k]] for n in names]
+        for combination in itertools.product(*choices):
+            if any(foreign for _, foreign in combination):
+                urls.append(
+                    route.url(**{n: v for n, (v, _) in zip(names, combination, strict=True)})
+                )
+    return urls
+
+
+def snapshot() -> dict:
+    return {
+        model._meta.label: list(model.objects.order_by("pk").values())
+        for app in APPS
+        for model in apps.get_app_config(app).get_models()
+    }
+
+
+def request(client: Client, method: str, url: str):
+    if method in ("put", "patch"):
+        return getattr(client, method)(url, json.dumps(FORM), content_type="application/json")
+    if method == "post":
+        return client.post(url, FORM)
+    return getattr(client, method)(url)
+
+
+def test_other_peoples_ids_are_404_everywhere_and_change_nothing(owner_client, ids):
+    urls = foreign_urls(ids)
+    assert len(urls) >= 30  # conversations, the API, and every team page and action
+    before = snapshot()
+    for url in urls:
+        statuses = {}
+        for method in METHODS:
+            response = request(owner_client, method, url)
+            statuses[method] = response.status_code
+            assert SECRET.encode() not in response.content, (method, url)
+            assert b"secret@example.com" not in response.content, (method, url)
+        assert set(statuses.values()) <= {404, 405}, (url, statuses)
+        assert 404 in statuses.values(), (url, statuses)
+    assert snapshot() == before
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_teammates_conversation_is_not_found_over_the_socket(connect, owner, member, team):
+    from channels.db import database_sync_to_async
+
+    conversation = await database_sync_to_async(conversation_of)(member, team, "teammate's")
+    answer = await conversation.messages.filter(role="assistant").afirst()
+    socket = await connect(owner)
+    frames = [
+        {"type": "chat.send", "conversation_id": conversation.pk, "content": "mine now"},
+        {"type": "chat.subscribe", "conversation_id": conversation.pk},
+        {"type": "chat.stop", "message_id": answer.pk},
+        {"type": "chat.regenerate", "message_id": answer.pk},
+    ]
+    for frame in frames:
+        reply = await socket.expect_error(frame)
+        assert reply["error"]["code"] == "not_found", frame
+        assert SECRET not in json.dumps(reply)
+    assert await Message.objects.filter(conversation=conversation).acount() == 2
