@@ -21,9 +21,8 @@ from tests.resilience.servers import (
     server_env,
 )
 
-# The chat suite's fixtures, reused: its simulator and settings, and `connect` for sockets.
+# The chat suite's simulator (one for every test here) and `connect` for in-process sockets.
 sim_server, sim, connect = chat.sim_server, chat.sim, chat.connect
-chat_settings, clean_layer = chat.chat_settings, chat.clean_layer
 
 
 @pytest.fixture(scope="session")

@@ -14,11 +14,15 @@ import pytest
 from chatapp.chat.models import Message
 from chatapp.llm import ProviderConfig
 from chatapp.teams import policy
+from tests.chat import conftest as chat
 from tests.chat.conftest import SIM_KEY, joined_text
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 MAX_ATTEMPTS = ProviderConfig("http://x", "k").max_attempts
+
+# The chat suite's per-test clean-up: limits reset, generations stopped, layer flushed.
+chat_settings, clean_layer = chat.chat_settings, chat.clean_layer
 
 
 @pytest.fixture
