@@ -170,6 +170,13 @@ def test_static_files_have_hashed_names_and_cache_forever(server):
     assert "immutable" in asset.headers["cache-control"]
 
 
+def test_es_module_imports_name_the_hashed_files(static_root):
+    main = next((static_root / "js" / "chat").glob("main.*.js"))
+    imports = re.findall(r'from "([^"]+)"', main.read_text())
+    assert imports
+    assert all(re.search(r"\.[0-9a-f]{12}\.js$", name) for name in imports), imports
+
+
 def test_metrics_need_the_token(server):
     assert server.get("/metrics").status_code == 401
     scraped = server.get("/metrics", Authorization=f"Bearer {TOKEN}")
