@@ -1,5 +1,13 @@
 from django.conf import settings
+from django.utils.functional import SimpleLazyObject
 
 
 def site(request):
-    return {"offline_demo": settings.LLAMA_OFFLINE_DEMO}
+    context = {"offline_demo": settings.LLAMA_OFFLINE_DEMO}
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated:
+        from chatapp.teams.services import current_team
+
+        # Lazy: only pages that show the team chip pay for the lookup.
+        context["current_team"] = SimpleLazyObject(lambda: current_team(request))
+    return context

@@ -172,3 +172,8 @@ def test_members_see_no_emails_or_controls(member_client, team, owner, member):
     assert b"olivia" in response.content
     assert b"olivia@example.com" not in response.content
     assert b"Create invitation" not in response.content
+
+
+def test_team_pages_show_the_current_team_in_the_header(owner_client, team):
+    page = owner_client.get(f"/teams/{team.pk}/").content.decode()
+    assert f'class="team-chip" href="/teams/" title="Your current team">{team.name}<' in page
