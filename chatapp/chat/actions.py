@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from importlib import import_module
 from types import SimpleNamespace
 
+from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import transaction
@@ -318,10 +319,20 @@ def message_frame(message: Message) -> dict:
     }
 
 
+async def broadcast(conversation_id: int, event: dict) -> None:
+    """Send an event to the conversation's sockets; the database stays the source of truth.
+
+    A channel layer that is down loses the event (logged): sockets that resubscribe get the
+    stored state.
+    """
+    try:
+        await get_channel_layer().group_send(conversation_group(conversation_id), event)
+    except Exception:
+        log.warning("Could not broadcast %s to conversation %s", event["type"], conversation_id)
+
+
 async def announce_reply(exchange: Exchange, request_id: str | None) -> None:
     """Tell every tab on the conversation about the new messages, before any delta."""
-    layer = get_channel_layer()
-    group = conversation_group(exchange.conversation_id)
     created = [exchange.user_message, exchange.assistant_message]
     for message in filter(None, created):
         event = {
@@ -332,7 +343,7 @@ async def announce_reply(exchange: Exchange, request_id: str | None) -> None:
         }
         if exchange.replaces and message is exchange.assistant_message:
             event["replaces"] = exchange.replaces
-        await layer.group_send(group, event)
+        await broadcast(exchange.conversation_id, event)
 
 
 def checkpoint_reply(message_id: int, content: str, seq: int) -> None:
@@ -388,11 +399,7 @@ def save_reply(result: ReplyResult, team, user) -> bool:
 
 async def finish_reply(result: ReplyResult, team, user) -> None:
     """Write the answer's end, then broadcast it (message.error and/or message.done)."""
-    from channels.db import database_sync_to_async
-
     await database_sync_to_async(save_reply)(result, team, user)
-    layer = get_channel_layer()
-    group = conversation_group(result.conversation_id)
     base = {"message_id": result.message_id, "conversation_id": result.conversation_id}
     if result.error is not None:
         error = {
@@ -400,7 +407,7 @@ async def finish_reply(result: ReplyResult, team, user) -> None:
             "message": result.error.message,
             "retryable": result.error.retryable,
         }
-        await layer.group_send(group, {"type": "message.error", **base, "error": error})
+        await broadcast(result.conversation_id, {"type": "message.error", **base, "error": error})
     if result.status == MessageStatus.ERROR:
         return  # nothing was shown: the error frame is the whole story
     usage = result.usage
@@ -416,7 +423,7 @@ async def finish_reply(result: ReplyResult, team, user) -> None:
         if usage
         else None,
     }
-    await layer.group_send(group, done)
+    await broadcast(result.conversation_id, done)
 
 
 # --- stop and subscribe --------------------------------------------------------------------

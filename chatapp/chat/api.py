@@ -5,6 +5,7 @@ Errors are `{"error": {"code", "message", "field"?}}` with a 4xx status.
 """
 
 import json
+import logging
 import re
 from functools import wraps
 from urllib.parse import urlencode
@@ -23,6 +24,8 @@ from chatapp.chat.models import (
 )
 from chatapp.teams import policy
 from chatapp.teams.services import current_team
+
+log = logging.getLogger(__name__)
 
 PAGE_SIZE = 20
 MAX_QUERY_LENGTH = 200
@@ -133,7 +136,10 @@ def conversation_detail(request: HttpRequest, conversation_id: int) -> HttpRespo
     if request.method == "DELETE":
         streaming = actions.delete_conversation(conversation)
         for message_id in streaming:  # the answers stop upstream too, wherever they run
-            async_to_sync(actions.request_stop)(message_id)
+            try:
+                async_to_sync(actions.request_stop)(message_id)
+            except Exception:  # channel layer down: the answer ends on its own, unsaved
+                log.warning("Could not stop answer %s of a deleted conversation", message_id)
         return HttpResponse(status=204)
     return JsonResponse(conversation_data(conversation))
 

@@ -136,7 +136,10 @@ class Generation:
                 message = "Something went wrong while answering: regenerate to try again."
                 result = self._result(StreamError("internal_error", message, retryable=True))
             await self._finish_checkpoint()
-            await actions.finish_reply(result, self.team, self.user)
+            try:
+                await actions.finish_reply(result, self.team, self.user)
+            except Exception:  # the reaper marks it interrupted once the heartbeat is stale
+                log.exception("Saving the end of answer %s failed", self.message_id)
             self._observe(result)
         finally:
             ACTIVE_STREAMS.dec()

@@ -10,12 +10,11 @@ from contextlib import suppress
 from datetime import timedelta
 
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from chatapp.chat.actions import conversation_group
+from chatapp.chat.actions import broadcast
 from chatapp.chat.models import Message, MessageStatus
 
 log = logging.getLogger(__name__)
@@ -52,14 +51,12 @@ def reap_stale_generations(max_age_seconds: float | None = None) -> dict:
 
 async def announce(messages: list[tuple[int, int]]) -> None:
     """Tell the tabs watching those conversations that the answers ended."""
-    layer = get_channel_layer()
     for message_id, conversation_id in messages:
         base = {"message_id": message_id, "conversation_id": conversation_id}
         error = {"code": ERROR_CODE, "message": ERROR_MESSAGE, "retryable": True}
-        group = conversation_group(conversation_id)
-        await layer.group_send(group, {"type": "message.error", **base, "error": error})
+        await broadcast(conversation_id, {"type": "message.error", **base, "error": error})
         done = {"type": "message.done", **base, "status": MessageStatus.INTERRUPTED}
-        await layer.group_send(group, {**done, "finish_reason": None, "usage": None})
+        await broadcast(conversation_id, {**done, "finish_reason": None, "usage": None})
 
 
 async def reap_and_announce() -> dict:
