@@ -1,6 +1,7 @@
 import pytest
 
 from chatapp.chat.models import Conversation, Message
+from chatapp.core.metrics import TIME_TO_FIRST_TOKEN, TOKENS_RELAYED, WEBSOCKET_CONNECTIONS
 
 from .conftest import joined_text
 
@@ -37,3 +38,19 @@ async def test_send_streams_the_answer_and_stores_it(connect, member, sim):
     assert message.seq == len(deltas)
     conversation = await Conversation.objects.aget(pk=created["conversation"]["id"])
     assert conversation.title == "Hi there"
+
+
+def sample(metric, suffix: str = "") -> float:
+    name = metric._name + suffix
+    return sum(s.value for m in metric.collect() for s in m.samples if s.name == name)
+
+
+async def test_streams_are_measured(connect, member, sim):
+    started = sample(TIME_TO_FIRST_TOKEN, "_count")
+    relayed = sample(TOKENS_RELAYED, "_total")
+    socket = await connect(member)
+    assert sample(WEBSOCKET_CONNECTIONS) >= 1
+    ids = await socket.send_message("Measure me")
+    done = (await socket.until_type("message.done", ids["message_id"]))[-1]
+    assert sample(TIME_TO_FIRST_TOKEN, "_count") == started + 1
+    assert sample(TOKENS_RELAYED, "_total") == relayed + done["usage"]["completion_tokens"]
