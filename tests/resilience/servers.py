@@ -345,3 +345,32 @@ def text_of(frames: list[dict], message_id: int, after_seq: int = 0) -> str:
     seqs = [f["seq"] for f in deltas]
     assert seqs == list(range(after_seq + 1, after_seq + 1 + len(seqs))), seqs
     return "".join(f["text"] for f in deltas)
+
+
+# ---- a real browser on one of these servers -------------------------------------------------
+
+
+@dataclass
+class PageWatch:
+    """Everything a page asked the network for, and the errors it logged."""
+
+    requests: list[str] = field(default_factory=list)
+    console_errors: list[str] = field(default_factory=list)
+    page_errors: list[str] = field(default_factory=list)
+
+
+def open_chat_page(browser, server: Daphne, session: str, path: str = "/"):
+    """A fresh browser context signed in with the session cookie, on a chat page whose socket
+    is open; returns (page, watch). The caller closes page.context."""
+    context = browser.new_context(base_url=server.url, viewport={"width": 1280, "height": 800})
+    context.set_default_timeout(FRAME_SECONDS * 1000)
+    cookie = {"name": "sessionid", "value": session, "url": server.url, "httpOnly": True}
+    context.add_cookies([cookie])
+    watch = PageWatch()
+    context.on("request", lambda request: watch.requests.append(request.url))
+    page = context.new_page()
+    page.on("console", lambda m: m.type == "error" and watch.console_errors.append(m.text))
+    page.on("pageerror", lambda error: watch.page_errors.append(str(error)))
+    page.goto(path)
+    page.wait_for_selector("html[data-socket=open]", state="attached")
+    return page, watch

@@ -129,7 +129,8 @@ export class MessageView {
     if (seq !== undefined && seq !== null) this.seq = seq;
     if (model) this.model = model;
     if (usage !== undefined) this.usage = usage;
-    if (this.status !== "error") this.error = null;
+    // A failed or cut-off answer keeps saying why, whatever state arrives later.
+    if (this.status !== "error" && this.status !== "interrupted") this.error = null;
     this.update();
   }
 
@@ -216,7 +217,7 @@ export class MessageView {
       text = this.error?.message || "The answer failed.";
       kind = "error";
     } else if (this.status === "interrupted" && this.error?.message) {
-      text = `The answer was cut off: ${this.error.message}`;
+      text = this.error.message; // the server's words already say it was cut off, and why
       kind = "error";
     } else if (this.retrying && this.isStreaming) {
       const seconds = Math.max(1, Math.round(this.retrying.delay || 0));
