@@ -12,7 +12,8 @@ What the fixtures give you (all documented below, reuse them for end-to-end suit
   through, so the channel layer matches the run). DEBUG is off, as in production.
   `app_server.url`, `app_server.run_python(code)` (Django code run in a long-lived shell
   process against that DB, returns what it printed), `app_server.create_user(username)`,
-  `app_server.log_tail()`.
+  `app_server.log_tail()`. `serve_app(simulator, tmp_dir)` starts another such server on a
+  database of its own, for a test that needs an empty site (no accounts yet).
 - `browser` (module): Chromium from /usr/bin/chromium (or $CHROMIUM), headless.
 - `context` / `page` (per test): a fresh browser context (desktop viewport, base_url set), and
   a page whose console errors, page errors and off-site requests are recorded in
@@ -39,6 +40,8 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
@@ -158,7 +161,8 @@ def database_url_for_app_server(tmp_dir: Path) -> tuple[str, callable]:
     import psycopg
 
     parsed = urlparse(configured)
-    name = f"{parsed.path.lstrip('/') or 'postgres'}_browser"
+    # One database per server (tmp_dir names are unique in a run): suites may run several.
+    name = f"{parsed.path.lstrip('/') or 'postgres'}_browser_{tmp_dir.name}"
     admin_url = parsed._replace(path="/postgres").geturl()
 
     def run(sql: str) -> None:
@@ -186,9 +190,9 @@ def wait_until_serving(server: LiveServer) -> None:
     raise RuntimeError(f"daphne did not answer /healthz:\n{server.log_tail()}")
 
 
-@pytest.fixture(scope="session")
-def app_server(simulator, tmp_path_factory):
-    tmp_dir = tmp_path_factory.mktemp("app_server")
+@contextmanager
+def serve_app(simulator, tmp_dir: Path) -> Iterator[LiveServer]:
+    """A daphne serving the app on a freshly migrated database of its own (see app_server)."""
     database_url, drop_database = database_url_for_app_server(tmp_dir)
     env = {
         **os.environ,
@@ -232,6 +236,12 @@ def app_server(simulator, tmp_path_factory):
             server.process.kill()
             server.process.wait()
         drop_database()
+
+
+@pytest.fixture(scope="session")
+def app_server(simulator, tmp_path_factory):
+    with serve_app(simulator, tmp_path_factory.mktemp("app_server")) as server:
+        yield server
 
 
 # ---- the browser --------------------------------------------------------------------------
