@@ -1,0 +1,28 @@
+"""End-to-end journeys in real Chromium: the browser suite's fixtures, plus an empty site.
+
+Everything in tests/browser/conftest.py is available here (a live daphne with its own
+database, the Llama API simulator, Chromium, `user`, `logged_in_page`, `screenshot`...).
+`fresh_server` adds a second live server whose database has no accounts at all, for the
+journey that starts with the site's very first signup.
+"""
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.conftest import *  # noqa: F403
+from tests.browser.conftest import WAIT_MS, serve_app
+
+
+@pytest.fixture(autouse=True)
+def generous_expect_timeout():
+    """`expect` waits as long as every other wait here: a busy CI machine is not a failure."""
+    expect.set_options(timeout=WAIT_MS)
+    yield
+    expect.set_options(timeout=5_000)  # Playwright's default, for the other suites
+
+
+@pytest.fixture
+def fresh_server(simulator, tmp_path_factory):
+    """A live server on a newly migrated, empty database: the next signup is the first one."""
+    with serve_app(simulator, tmp_path_factory.mktemp("fresh_server")) as server:
+        yield server
