@@ -9,7 +9,6 @@ urlpatterns = [
     path("healthz", core_views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("accounts/", include("chatapp.accounts.urls")),
-    path("", include("chatapp.teams.urls")),
     path("api/", include("chatapp.chat.api_urls")),
     path("", include("chatapp.teams.urls")),
     path("settings/", accounts_views.settings_page, name="settings"),
