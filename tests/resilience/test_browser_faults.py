@@ -11,6 +11,8 @@ from tests.resilience.servers import open_chat_page
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 browser, chromium_path = browser_fixtures.browser, browser_fixtures.chromium_path
+RECORD_SOCKET_STATES = """window.socketStates = [];
+    window.chatPage.socket.addEventListener('status', (e) => socketStates.push(e.detail.state));"""
 
 
 def stored_answer(chat: ChatPage) -> dict:
@@ -51,9 +53,11 @@ def test_the_page_rides_out_a_redis_restart(browser, launch, session_for, privat
         chat = ChatPage(page)
         chat.send("[sim:pace tps=20] [sim:long tokens=160] Tell me a long story")
         before = chat.wait_for_text_longer_than(20)
+        page.evaluate(RECORD_SOCKET_STATES)
         private_redis.restart()  # every group is forgotten; the server closes the socket
-        page.wait_for_selector("html[data-socket=reconnecting]", state="attached")
-        page.wait_for_selector("html[data-socket=open]", state="attached")
+        page.wait_for_function(
+            "() => window.socketStates.includes('reconnecting') && window.chatPage.socket.isOpen"
+        )
         chat.wait_for_text_longer_than(before)
         chat.wait_for_status("complete")
         stored = stored_answer(chat)
