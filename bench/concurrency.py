@@ -270,7 +270,7 @@ def chat_figures(
         "gap_p50_ms": median(gaps),
         "gap_p99_ms": percentile(gaps, 99),
         "gap_max_ms": max(gaps, default=float("nan")),
-        "steady_gap_p99_ms": percentile(steady, 99),
+        "steady_gap_p99_ms": percentile(steady, 99) if steady else None,
         "steady_tokens": len(steady),
         "ttft_p50_ms": median(ttfts),
         "ttft_p99_ms": percentile(ttfts, 99),
@@ -288,7 +288,8 @@ def chat_figures(
     }
     figures["gap_p50_vs_pace"] = figures["gap_p50_ms"] / pace_ms
     figures["gap_p99_vs_pace"] = figures["gap_p99_ms"] / pace_ms
-    figures["steady_gap_p99_vs_pace"] = figures["steady_gap_p99_ms"] / pace_ms
+    steady_p99 = figures["steady_gap_p99_ms"]  # None: the first answers ended before the last began
+    figures["steady_gap_p99_vs_pace"] = steady_p99 / pace_ms if steady_p99 else None
     figures["all_tokens_delivered"] = (
         figures["tokens_delivered"] == figures["tokens_expected"] and figures["all_text_equal"]
     )
@@ -311,6 +312,10 @@ def steady_gaps(streams: list[Stream]) -> list[float]:
         for earlier, later in zip(t, t[1:], strict=False)
         if opened <= later <= closed
     ]
+
+
+def fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
 
 
 # --- entry point ----------------------------------------------------------------------------
@@ -364,7 +369,7 @@ def print_chat(f: dict) -> None:
         f"concurrency chat: {f['streams']} streams at {f['pace_tps']:g}/s:"
         f" tokens {f['tokens_delivered']}/{f['tokens_expected']}, text equal"
         f" {f['all_text_equal']}, gap p50 x{f['gap_p50_vs_pace']:.2f} p99"
-        f" x{f['gap_p99_vs_pace']:.2f} of pace (x{f['steady_gap_p99_vs_pace']:.2f} while all"
+        f" x{f['gap_p99_vs_pace']:.2f} of pace (x{fmt(f['steady_gap_p99_vs_pace'])} while all"
         f" stream), first token p50 {f['ttft_p50_ms']:.0f} ms p99 {f['ttft_p99_ms']:.0f} ms, daphne"
         f" {f['daphne_cpu_seconds_per_1000_tokens']:.3f} CPU s/1k tokens"
         f" ({f['daphne_core_share']:.0%} of a core), simulator"

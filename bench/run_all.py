@@ -4,15 +4,17 @@ Each benchmark runs in its own process and writes bench/results/<name>.json. A f
 redraws docs/bench/performance.png; a `--quick` run (a smoke test of the harness, its figures
 mean little) draws bench/results/performance-quick.png instead.
 
-    python bench/run_all.py [--quick] [--only relay,concurrency,database]
+    python bench/run_all.py [--quick] [--only relay,relay-redis,concurrency,database]
 """
 
 import argparse
 import os
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 if __package__ in (None, ""):  # run as `python bench/run_all.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -21,7 +23,8 @@ from bench import plot  # noqa: E402
 from bench.harness import PYTHON, RESULTS_DIR, ROOT  # noqa: E402
 from bench.summary import write_summary  # noqa: E402
 
-BENCHMARKS = ("relay", "concurrency", "database")
+BENCHMARKS = ("relay", "relay-redis", "concurrency", "database")
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/5"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,9 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     warn_if_busy()
     failed = []
     for name in chosen:
+        command = benchmark_command(name, args.quick)
+        if command is None:
+            continue
         started = time.monotonic()
         print(f"== {name}", flush=True)
-        command = [PYTHON, "-m", f"bench.{name}"] + (["--quick"] if args.quick else [])
         if subprocess.run(command, cwd=ROOT).returncode:
             failed.append(name)
         print(f"== {name}: {time.monotonic() - started:.0f} s", flush=True)
@@ -46,6 +51,28 @@ def main(argv: list[str] | None = None) -> int:
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def benchmark_command(name: str, quick: bool) -> list[str] | None:
+    flags = ["--quick"] if quick else []
+    if name != "relay-redis":
+        return [PYTHON, "-m", f"bench.{name}", *flags]
+    # The relay again through the Redis channel layer, as several processes would share it.
+    redis_url = os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS_URL)
+    if not redis_reachable(redis_url):
+        print(f"== relay-redis: no Redis at {redis_url}, skipped", flush=True)
+        return None
+    pairs = [] if quick else ["--pairs", "10"]
+    return [PYTHON, "-m", "bench.relay", "--redis-url", redis_url, "--name", name, *pairs, *flags]
+
+
+def redis_reachable(url: str) -> bool:
+    parts = urlsplit(url)
+    try:
+        socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379), 2).close()
+    except OSError:
+        return False
+    return True
 
 
 def warn_if_busy() -> None:

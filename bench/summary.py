@@ -15,8 +15,9 @@ def fmt(value, pattern: str = "{:.3f}") -> str:
     return "n/a" if value is None else pattern.format(value)
 
 
-def relay_rows(relay: dict, concurrency: dict) -> list[str]:
+def relay_rows(relay: dict, concurrency: dict, redis: dict) -> list[str]:
     s = relay.get("summary", {})
+    r = redis.get("summary", {})
     fast = concurrency.get("fast", {})
     tokens, pace = s.get("tokens_per_answer", "?"), s.get("pace_tps", 450)
     answer = f"{tokens}-token answer at {pace:g} tokens/s"
@@ -29,6 +30,8 @@ def relay_rows(relay: dict, concurrency: dict) -> list[str]:
         f" ({fmt(s.get('ttft_direct_ms'), '{:.1f}')} → {fmt(s.get('ttft_app_ms'), '{:.1f}')} ms)"
         " | < 5 ms | +20–25 ms |",
         f"| mean gap between tokens, app / direct | {fmt(s.get('gap_mean_ratio'))} | | |",
+        f"| the same through the Redis channel layer: total time / extra first token |"
+        f" {fmt(r.get('total_ratio'))} / {fmt(r.get('ttft_extra_ms'), '+{:.1f} ms')} | | |",
         f"| tokens per websocket frame | {fmt(s.get('tokens_per_frame'), '{:.1f}')} | | |",
         f"| 50 simultaneous fast answers: p50 total time, app / direct |"
         f" {fmt(fast.get('total_p50_ratio'))} | < 1.3 | 2.1 |",
@@ -47,7 +50,7 @@ def chat_rows(concurrency: dict) -> list[str]:
             f"| {lv['streams']} | {lv['tokens_delivered']:,} / {lv['tokens_expected']:,}"
             f"{'' if lv['all_text_equal'] else ' (text differs)'}"
             f" | {lv['gap_p50_vs_pace']:.2f} | {lv['gap_p99_vs_pace']:.2f}"
-            f" ({lv['steady_gap_p99_vs_pace']:.2f})"
+            f" ({fmt(lv['steady_gap_p99_vs_pace'], '{:.2f}')})"
             f" | {lv['ttft_p50_ms'] / 1e3:.2f} / {lv['ttft_p99_ms'] / 1e3:.2f} s"
             f" | {lv['daphne_cpu_seconds_per_1000_tokens']:.3f} ({lv['daphne_core_share']:.0%})"
             f" | {lv['simulator_cpu_seconds_per_1000_tokens']:.3f}"
@@ -90,7 +93,7 @@ def reads_rows(database: dict) -> list[str]:
 def write_summary(path: Path) -> Path:
     relay, concurrency, database = load("relay"), load("concurrency"), load("database")
     sections = [
-        relay_rows(relay, concurrency),
+        relay_rows(relay, concurrency, load("relay-redis")),
         chat_rows(concurrency),
         writes_rows(database),
         reads_rows(database),
