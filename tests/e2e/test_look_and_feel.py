@@ -7,6 +7,7 @@ from playwright.sync_api import expect
 
 from tests.browser.chat_page import ChatPage, log_in
 from tests.browser.conftest import PHONE
+from tests.e2e.contrast import contrast_of, unreadable_text
 from tests.e2e.journeys import (
     assert_clean,
     expect_socket_open,
@@ -37,40 +38,6 @@ TOKENS = ["keyword", "title", "attr", "string", "built_in", "comment", "name", "
 TOKENS += ["section", "addition", "deletion"]
 READABLE |= {f"code {token}": f".code-block [data-sample={token}]" for token in TOKENS}
 
-CONTRAST = """(selector) => {
-    const parse = (css) => {
-        const parts = css.match(/[\\d.]+/g).map(Number);
-        return {r: parts[0], g: parts[1], b: parts[2], a: parts.length > 3 ? parts[3] : 1};
-    };
-    const over = (top, bottom) => ({
-        r: top.r * top.a + bottom.r * (1 - top.a),
-        g: top.g * top.a + bottom.g * (1 - top.a),
-        b: top.b * top.a + bottom.b * (1 - top.a),
-        a: 1,
-    });
-    // What is painted behind an element: its ancestors' backgrounds, composited.
-    const behind = (element) => {
-        const layers = [];
-        for (let e = element; e; e = e.parentElement) {
-            const colour = parse(getComputedStyle(e).backgroundColor);
-            if (colour.a > 0) layers.push(colour);
-            if (colour.a === 1) break;
-        }
-        return layers.reverse().reduce((base, layer) => over(layer, base),
-                                       {r: 255, g: 255, b: 255, a: 1});
-    };
-    const luminance = ({r, g, b}) => {
-        const linear = (v) => (v /= 255) <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
-        return 0.2126 * linear(r) + 0.7152 * linear(g) + 0.0722 * linear(b);
-    };
-    const element = document.querySelector(selector);
-    if (!element) return null;
-    const background = behind(element);
-    const text = over(parse(getComputedStyle(element).color), background);
-    const [light, dark] = [luminance(text), luminance(background)].sort((x, y) => y - x);
-    return {ratio: (light + 0.05) / (dark + 0.05), background: luminance(background)};
-}"""
-
 
 def add_token_samples(page) -> None:
     page.evaluate(
@@ -86,10 +53,6 @@ def add_token_samples(page) -> None:
         }""",
         TOKENS,
     )
-
-
-def contrast_report(page) -> dict[str, dict]:
-    return {name: page.evaluate(CONTRAST, selector) for name, selector in READABLE.items()}
 
 
 def overflows_horizontally(page) -> bool:
@@ -149,16 +112,16 @@ def test_keyboard_only_from_login_to_answers(page, user, sim):
     expect(page.locator("html")).to_have_attribute("data-theme", "dark")
 
 
-def test_dark_theme_keeps_every_text_readable(logged_in_page):
+def test_dark_theme_darkens_the_chat_and_keeps_its_text_and_code_readable(logged_in_page):
     page = logged_in_page
     chat = ChatPage(page)
     chat.send("Show me **code** in the dark")
     chat.wait_for_status("complete")
     add_token_samples(page)
-    light = contrast_report(page)
+    light = contrast_of(page, READABLE)
     page.get_by_role("button", name="Dark theme").click()
     expect(page.locator("html")).to_have_attribute("data-theme", "dark")
-    dark = contrast_report(page)
+    dark = contrast_of(page, READABLE)
     for name in READABLE:
         assert light[name]["background"] > 0.5, f"{name}: the light theme is light"
         assert dark[name]["background"] < 0.1, f"{name}: the dark theme is dark"
@@ -169,6 +132,88 @@ def test_dark_theme_keeps_every_text_readable(logged_in_page):
         if report[name]["ratio"] < 4.5
     }
     assert too_faint == {}
+
+
+def team_with_everything(page) -> str:
+    """A new team with a default, locked prompt and an open invitation; returns its URL."""
+    page.goto("/teams/")
+    page.get_by_label("Name").fill("Readable team")
+    page.get_by_role("button", name="Create team").click()
+    page.wait_for_url(re.compile(r"/teams/\d+/$"))
+    team_url = page.url
+    page.goto(team_url + "prompts/")
+    page.get_by_label("Name").fill("Reviewer")
+    page.get_by_label("Content").fill("Review code carefully.")
+    page.get_by_label("Default for new chats").check()
+    page.get_by_label("Locked").check()
+    page.get_by_role("button", name="Add prompt").click()
+    expect(page.locator(".prompt-item")).to_have_count(1)
+    page.goto(team_url + "members/")
+    page.get_by_role("button", name="Create invitation").click()
+    expect(page.get_by_label("Invitation link")).to_be_visible()
+    return team_url
+
+
+def audit_in_both_themes(page, visits: list) -> dict[str, list[str]]:
+    """Run each visit (a path, or a function that brings the page to a state) in both themes."""
+    found = {}
+    for theme in ["light", "dark"]:
+        page.evaluate(f"localStorage.setItem('theme', {theme!r})")
+        for visit in visits:
+            label = visit if isinstance(visit, str) else visit.__doc__
+            if isinstance(visit, str):
+                page.goto(visit)
+            else:
+                visit()
+            expect(page.locator("html")).to_have_attribute("data-theme", theme)
+            if problems := unreadable_text(page):
+                found[f"{theme}: {label}"] = problems
+    return found
+
+
+def test_every_page_keeps_its_text_readable_in_both_themes(logged_in_page, sim):
+    page = logged_in_page
+    chat = ChatPage(page)
+    chat.send("A question with **bold** words")
+    chat.wait_for_status("complete")
+    answered = page.url
+    page.get_by_role("button", name="New chat").click()
+    chat.send("[sim:fault=401] This one fails")
+    chat.wait_for_status("error")
+    failed = page.url
+    team_url = team_with_everything(page)
+
+    def answered_chat():
+        """the chat with an answer"""
+        page.goto(answered)
+        chat.wait_for_status("complete")
+
+    def failed_chat():
+        """the chat with a failed answer"""
+        page.goto(failed)
+        chat.wait_for_status("error")
+
+    def settings_with_errors():
+        """the settings page with errors"""
+        page.goto("/settings/")
+        page.get_by_label("Top p").fill("3")
+        page.get_by_role("button", name="Save settings").click()
+        expect(page.get_by_text("top_p must be a number from 0 to 1")).to_be_visible()
+
+    sections = ["", "members/", "prompts/", "policy/", "provider/", "usage/", "audit/"]
+    visits = [answered_chat, failed_chat, "/settings/", settings_with_errors, "/teams/"]
+    found = audit_in_both_themes(page, visits + [team_url + section for section in sections])
+
+    def signup_with_errors():
+        """the signup page with errors"""
+        page.goto("/accounts/signup/")
+        page.get_by_role("button", name="Sign up").click()
+        expect(page.locator(".field-error").first).to_be_visible()
+
+    page.get_by_role("button", name="Log out").click()
+    page.wait_for_url("**/accounts/login/")
+    found |= audit_in_both_themes(page, ["/accounts/login/", signup_with_errors])
+    assert found == {}
 
 
 def test_phone_width_chat_with_the_drawer(browser, app_server, user, sim):

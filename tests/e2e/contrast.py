@@ -1,0 +1,75 @@
+"""Text contrast as the browser paints it (WCAG 2 ratios), measured in the live page."""
+
+# Colours as Chromium computes them; the background is every ancestor's, composited.
+HELPERS = """
+    const parse = (css) => {
+        const parts = css.match(/[\\d.]+/g).map(Number);
+        return {r: parts[0], g: parts[1], b: parts[2], a: parts.length > 3 ? parts[3] : 1};
+    };
+    const over = (top, bottom) => ({
+        r: top.r * top.a + bottom.r * (1 - top.a),
+        g: top.g * top.a + bottom.g * (1 - top.a),
+        b: top.b * top.a + bottom.b * (1 - top.a),
+        a: 1,
+    });
+    const behind = (element) => {
+        const layers = [];
+        for (let e = element; e; e = e.parentElement) {
+            const colour = parse(getComputedStyle(e).backgroundColor);
+            if (colour.a > 0) layers.push(colour);
+            if (colour.a === 1) break;
+        }
+        return layers.reverse().reduce((base, layer) => over(layer, base),
+                                       {r: 255, g: 255, b: 255, a: 1});
+    };
+    const luminance = ({r, g, b}) => {
+        const linear = (v) => (v /= 255) <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
+        return 0.2126 * linear(r) + 0.7152 * linear(g) + 0.0722 * linear(b);
+    };
+    const contrast = (element) => {
+        const background = behind(element);
+        const text = over(parse(getComputedStyle(element).color), background);
+        const [light, dark] = [luminance(text), luminance(background)].sort((x, y) => y - x);
+        return {ratio: (light + 0.05) / (dark + 0.05), background: luminance(background)};
+    };
+"""
+
+CONTRAST = f"""(selector) => {{
+    {HELPERS}
+    const element = document.querySelector(selector);
+    return element ? contrast(element) : null;
+}}"""
+
+# Every element on the page that shows text of its own; large text needs 3:1, the rest 4.5:1.
+AUDIT = f"""() => {{
+    {HELPERS}
+    const failures = [];
+    for (const element of document.querySelectorAll('body *')) {{
+        const ownText = [...element.childNodes].some(
+            (node) => node.nodeType === Node.TEXT_NODE && node.textContent.trim());
+        const box = element.getBoundingClientRect();
+        if (!ownText || !box.width || !box.height || element.closest('.visually-hidden')) continue;
+        if (!element.checkVisibility({{visibilityProperty: true}})) continue;
+        const style = getComputedStyle(element);
+        const size = parseFloat(style.fontSize);
+        const large = size >= 24 || (size >= 18.66 && parseInt(style.fontWeight) >= 700);
+        const {{ratio}} = contrast(element);
+        if (ratio < (large ? 3 : 4.5)) {{
+            const name = element.tagName.toLowerCase() + (element.className
+                ? '.' + String(element.className).trim().split(/\\s+/).join('.') : '');
+            failures.push(`${{name}} “${{element.textContent.trim().slice(0, 30)}}”: `
+                          + ratio.toFixed(2));
+        }}
+    }}
+    return failures;
+}}"""
+
+
+def contrast_of(page, selectors: dict[str, str]) -> dict[str, dict | None]:
+    """{name: {"ratio", "background" (its luminance)}} for the first match of each selector."""
+    return {name: page.evaluate(CONTRAST, selector) for name, selector in selectors.items()}
+
+
+def unreadable_text(page) -> list[str]:
+    """The page's visible text whose contrast falls under WCAG AA, described."""
+    return page.evaluate(AUDIT)
