@@ -35,8 +35,8 @@ def ensure_personal_team(user) -> Team:
     return team
 
 
-def current_team(request) -> Team:
-    """The team chosen in this session, else the user's first team, else a new personal team."""
+def find_current_team(request) -> Team | None:
+    """The team chosen in this session, else the user's first team; None if in no team."""
     user = request.user
     team_id = request.session.get(SESSION_TEAM_KEY)
     team = None
@@ -44,8 +44,12 @@ def current_team(request) -> Team:
         team = Team.objects.for_user(user).filter(pk=team_id).first()
     if team is None:
         team = Team.objects.for_user(user).order_by("created_at", "id").first()
-    if team is None:
-        team = ensure_personal_team(user)
+    return team
+
+
+def current_team(request) -> Team:
+    """The session's team (see find_current_team), else a new personal team."""
+    team = find_current_team(request) or ensure_personal_team(request.user)
     if request.session.get(SESSION_TEAM_KEY) != team.pk:
         request.session[SESSION_TEAM_KEY] = team.pk
     return team
