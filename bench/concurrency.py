@@ -24,6 +24,7 @@ if __package__ in (None, ""):  # run as `python bench/concurrency.py`
 
 from bench.harness import (  # noqa: E402
     API_KEY,
+    MODEL,
     Service,
     Stack,
     StackOptions,
@@ -188,17 +189,42 @@ async def chat_level(stack: Stack, streams: int, tokens: int, tps: float, ttft: 
             await asyncio.sleep(1)  # let the handshakes' garbage settle before reading memory
             rss_open = stack.app.rss_bytes()
             await stack.forget_upstream_requests(http)
-            results, usage = await paced_batch(stack, sockets, contents)
+            controls = control_bodies(max(5, streams // 10), tokens, tps, ttft)
+            results, usage = await paced_batch(stack, http, sockets, contents, controls)
         finally:
             await close_sockets(sockets)
         bodies = bodies_by_content(await stack.upstream_requests(http), contents)
         expected = await expected_texts(http, stack.sim_url, bodies)
     memory = {"before": rss_before, "open": rss_open, "peak": usage.pop("rss_peak")}
-    return chat_figures(results, expected, streams, tokens, tps, ttft, usage, memory)
+    control = usage.pop("control")
+    figures = chat_figures(results, expected, streams, tokens, tps, ttft, usage, memory)
+    control_gaps = [g * 1e3 for s in control if s.ok for g in s.token_gaps()]
+    figures["control_streams"] = len(control)
+    figures["control_gap_p99_vs_pace"] = percentile(control_gaps, 99) * tps / 1000
+    return figures
 
 
-async def paced_batch(stack: Stack, sockets: list, contents: list[str]) -> tuple[list, dict]:
-    """Start every answer within one second (as users would), and follow them all to the end."""
+def control_bodies(count: int, tokens: int, tps: float, ttft: float) -> list[dict]:
+    """Streams straight from the simulator during the run: what the machine alone allows."""
+    return [
+        {
+            "model": MODEL,
+            "messages": [
+                {
+                    "role": "user",
+                    "content": f"Control stream {i}. [sim:long tokens={tokens}]"
+                    f" [sim:pace tps={tps:g} ttft={ttft:g}]",
+                }
+            ],
+        }
+        for i in range(count)
+    ]
+
+
+async def paced_batch(
+    stack: Stack, http, sockets: list, contents: list[str], controls: list[dict]
+) -> tuple[list, dict]:
+    """Start the answers at STARTS_PER_SECOND, with a few direct control streams among them."""
     services = {"daphne": stack.app, "simulator": stack.simulator}
     before = {name: service.cpu_seconds() for name, service in services.items()}
     waited_before = stack.app.run_queue_seconds()
@@ -211,9 +237,17 @@ async def paced_batch(stack: Stack, sockets: list, contents: list[str]) -> tuple
         await asyncio.sleep(delay)
         return await app_stream(ws, content)
 
+    async def control(body: dict, delay: float) -> Stream:
+        await asyncio.sleep(delay)
+        return await direct_stream(http, stack.sim_url, body)
+
     try:
         starts = zip(sockets, contents, delays, strict=True)
-        results = await asyncio.gather(*(one(ws, content, delay) for ws, content, delay in starts))
+        answers = asyncio.gather(*(one(ws, content, delay) for ws, content, delay in starts))
+        control_delays = [i * spread / len(controls) for i in range(len(controls))]
+        paired = zip(controls, control_delays, strict=True)
+        direct = asyncio.gather(*(control(body, delay) for body, delay in paired))
+        results, control_streams = await asyncio.gather(answers, direct)
     finally:
         sampler.cancel()
     usage = {name: service.cpu_seconds() - before[name] for name, service in services.items()}
@@ -221,6 +255,7 @@ async def paced_batch(stack: Stack, sockets: list, contents: list[str]) -> tuple
     usage["daphne_waiting"] = stack.app.run_queue_seconds() - waited_before
     usage["wall"] = time.perf_counter() - started
     usage["rss_peak"] = await sampler_peak(sampler)
+    usage["control"] = control_streams
     return results, usage
 
 
@@ -370,7 +405,8 @@ def print_chat(f: dict) -> None:
         f" tokens {f['tokens_delivered']}/{f['tokens_expected']}, text equal"
         f" {f['all_text_equal']}, gap p50 x{f['gap_p50_vs_pace']:.2f} p99"
         f" x{f['gap_p99_vs_pace']:.2f} of pace (x{fmt(f['steady_gap_p99_vs_pace'])} while all"
-        f" stream), first token p50 {f['ttft_p50_ms']:.0f} ms p99 {f['ttft_p99_ms']:.0f} ms, daphne"
+        f" stream; direct control x{f['control_gap_p99_vs_pace']:.2f}), first token p50"
+        f" {f['ttft_p50_ms']:.0f} ms p99 {f['ttft_p99_ms']:.0f} ms, daphne"
         f" {f['daphne_cpu_seconds_per_1000_tokens']:.3f} CPU s/1k tokens"
         f" ({f['daphne_core_share']:.0%} of a core), simulator"
         f" {f['simulator_cpu_seconds_per_1000_tokens']:.3f}, client"

@@ -32,6 +32,7 @@ PYTHON = sys.executable
 USERNAME = "bench"
 PASSWORD = "bench-password-for-local-runs"
 API_KEY = "bench-key"
+MODEL = "Llama-4-Maverick-17B-128E-Instruct-FP8"
 DEFAULT_POSTGRES_URL = "postgres://postgres@127.0.0.1:5432/ltc_bench"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")

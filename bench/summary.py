@@ -41,9 +41,10 @@ def relay_rows(relay: dict, concurrency: dict, redis: dict) -> list[str]:
 def chat_rows(concurrency: dict) -> list[str]:
     rows = [
         "| streams at 30 tokens/s | tokens delivered | gap p50 / pace | gap p99 / pace"
-        " (while all stream) | first token p50 / p99 | daphne CPU s per 1k tokens (share of a"
-        " core) | simulator CPU s per 1k tokens | memory per open socket |",
-        "|---|---|---|---|---|---|---|---|",
+        " (while all stream) | direct control: gap p99 / pace | first token p50 / p99"
+        " | daphne CPU s per 1k tokens (share of a core) | simulator CPU s per 1k tokens"
+        " | memory per open socket |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for lv in concurrency.get("chat", []):
         rows.append(
@@ -51,6 +52,7 @@ def chat_rows(concurrency: dict) -> list[str]:
             f"{'' if lv['all_text_equal'] else ' (text differs)'}"
             f" | {lv['gap_p50_vs_pace']:.2f} | {lv['gap_p99_vs_pace']:.2f}"
             f" ({fmt(lv['steady_gap_p99_vs_pace'], '{:.2f}')})"
+            f" | {fmt(lv.get('control_gap_p99_vs_pace'), '{:.2f}')}"
             f" | {lv['ttft_p50_ms'] / 1e3:.2f} / {lv['ttft_p99_ms'] / 1e3:.2f} s"
             f" | {lv['daphne_cpu_seconds_per_1000_tokens']:.3f} ({lv['daphne_core_share']:.0%})"
             f" | {lv['simulator_cpu_seconds_per_1000_tokens']:.3f}"
