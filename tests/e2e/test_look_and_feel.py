@@ -74,7 +74,8 @@ def focus_is_visible(page) -> bool:
 
 def test_keyboard_only_from_login_to_answers(page, user, sim):
     page.goto("/accounts/login/")
-    page.keyboard.type(user.username)  # the username field has the focus
+    expect(page.get_by_label("Username")).to_be_focused()
+    page.keyboard.type(user.username)
     page.keyboard.press("Tab")
     page.keyboard.type(user.password)
     page.keyboard.press("Enter")
