@@ -196,6 +196,14 @@ LLAMA_DEFAULT_MODEL = env.str(
 )
 # Set by `make run` when it starts the built-in simulator; the UI shows an "offline demo" banner.
 LLAMA_OFFLINE_DEMO = env_bool("LLAMA_OFFLINE_DEMO", False)
+# Upstream timeouts (seconds) and attempts before the first token, for every provider.
+LLAMA_TIMEOUTS = {
+    "connect_timeout": env_number("LLAMA_CONNECT_TIMEOUT", 10.0, float, 0.1, 300),
+    "first_token_timeout": env_number("LLAMA_FIRST_TOKEN_TIMEOUT", 60.0, float, 0.1, 3600),
+    "idle_timeout": env_number("LLAMA_IDLE_TIMEOUT", 30.0, float, 0.1, 3600),
+    "total_timeout": env_number("LLAMA_TOTAL_TIMEOUT", 600.0, float, 1, 7200),
+}
+LLAMA_MAX_ATTEMPTS = env_number("LLAMA_MAX_ATTEMPTS", 3, int, 1, 5)
 
 # Teams. Team-entered provider URLs may reach private addresses (and plain http) only when on.
 LLAMA_ALLOW_PRIVATE_PROVIDER_URLS = env_bool("LLAMA_ALLOW_PRIVATE_PROVIDER_URLS", False)

@@ -6,12 +6,14 @@ from chatapp.chat.actions import SETTING_NAMES, ChatError, SendRequest
 
 REQUEST_ID_LENGTH = 100
 FRAME_OVERHEAD_BYTES = 16_384  # room for the fields around the content
+JSON_ESCAPE_FACTOR = 6  # any character may arrive as a six-character \\uXXXX escape
 
 
 def decode(text_data: str | None, max_content_bytes: int) -> dict:
     if text_data is None:
         raise ChatError("invalid_frame", "Send JSON text frames, not binary ones.")
-    if len(text_data) > max_content_bytes + FRAME_OVERHEAD_BYTES:
+    # A cheap outer bound before parsing; the content itself is measured once decoded.
+    if len(text_data) > JSON_ESCAPE_FACTOR * max_content_bytes + FRAME_OVERHEAD_BYTES:
         raise _too_large(max_content_bytes)
     try:
         frame = json.loads(text_data)

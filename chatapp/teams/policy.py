@@ -204,14 +204,24 @@ def llama_client(team) -> LlamaClient:
     site_url = django_settings.LLAMA_API_BASE_URL
     site_protocol = django_settings.LLAMA_API_PROTOCOL
     if provider is None or not provider.has_key:
-        return LlamaClient(ProviderConfig(site_url, django_settings.LLAMA_API_KEY, site_protocol))
+        return LlamaClient(_config(site_url, django_settings.LLAMA_API_KEY, site_protocol))
     try:
         key = crypto.decrypt(provider.api_key_encrypted)
     except crypto.KeyUnreadable as exc:
         raise PolicyError("provider_key_unreadable", str(exc)) from None
     if provider.base_url:
-        return GuardedLlamaClient(ProviderConfig(provider.base_url, key, provider.protocol))
-    return LlamaClient(ProviderConfig(site_url, key, site_protocol))
+        return GuardedLlamaClient(_config(provider.base_url, key, provider.protocol))
+    return LlamaClient(_config(site_url, key, site_protocol))
+
+
+def _config(base_url: str, api_key: str, protocol: str) -> ProviderConfig:
+    return ProviderConfig(
+        base_url,
+        api_key,
+        protocol,
+        max_attempts=django_settings.LLAMA_MAX_ATTEMPTS,
+        **django_settings.LLAMA_TIMEOUTS,
+    )
 
 
 def month_start(day: date) -> date:

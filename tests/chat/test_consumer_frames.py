@@ -1,5 +1,7 @@
 """Bad frames and other people's ids: an error frame, nothing changed, the socket still works."""
 
+import json
+
 import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
@@ -133,3 +135,15 @@ async def test_a_stop_for_someone_elses_stream_does_not_stop_it(connect, member,
     assert reply["error"]["code"] == "not_found"
     done = await theirs.until_type("message.done", ids["message_id"])
     assert done[-1]["status"] == "complete"
+
+
+async def test_content_at_the_limit_is_accepted_however_the_client_escapes_it(
+    connect, member, sim, settings
+):
+    settings.CHAT_MAX_CONTENT_BYTES = 20_000
+    socket = await connect(member)
+    frame = {**SEND, "content": "é" * 10_000}  # 20,000 bytes of UTF-8; 60,000 characters escaped
+    await socket.communicator.send_to(text_data=json.dumps(frame, ensure_ascii=True))
+    frames = await socket.until_type("message.done")
+    assert frames[-1]["status"] == "complete"
+    assert (await Message.objects.aget(role="user")).content == "é" * 10_000

@@ -85,6 +85,8 @@ def test_allowed_hosts_and_protocol_are_read():
         ({"SECRET_KEY": "x" * 50, "LLAMA_API_PROTOCOL": "grpc"}, "LLAMA_API_PROTOCOL"),
         ({"SECRET_KEY": "x" * 50, "LLAMA_API_BASE_URL": "api.llama.com/v1"}, "LLAMA_API_BASE_URL"),
         ({"SECRET_KEY": "x" * 50, "ALLOWED_HOSTS": ","}, "ALLOWED_HOSTS"),
+        ({"SECRET_KEY": "x" * 50, "LLAMA_IDLE_TIMEOUT": "soon"}, "LLAMA_IDLE_TIMEOUT"),
+        ({"SECRET_KEY": "x" * 50, "LLAMA_MAX_ATTEMPTS": "9"}, "LLAMA_MAX_ATTEMPTS"),
     ],
 )
 def test_bad_values_fail_naming_the_variable(overrides, named):

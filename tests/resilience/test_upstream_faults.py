@@ -7,13 +7,11 @@ retry that succeeds. The upstream is the simulator; only its timeouts are shorte
 """
 
 import asyncio
-from functools import partial
 
 import pytest
 
 from chatapp.chat.models import Message
 from chatapp.llm import ProviderConfig
-from chatapp.teams import policy
 from tests.chat import conftest as chat
 from tests.chat.conftest import SIM_KEY, joined_text
 
@@ -26,10 +24,13 @@ chat_settings, clean_layer = chat.chat_settings, chat.clean_layer
 
 
 @pytest.fixture
-def short_timeouts(monkeypatch):
+def short_timeouts(settings):
     """The site client gives up on silence after half a second instead of a minute."""
-    config = partial(ProviderConfig, first_token_timeout=0.5, idle_timeout=0.5)
-    monkeypatch.setattr(policy, "ProviderConfig", config)
+    settings.LLAMA_TIMEOUTS = {
+        **settings.LLAMA_TIMEOUTS,
+        "first_token_timeout": 0.5,
+        "idle_timeout": 0.5,
+    }
 
 
 async def upstream_closed(sim) -> bool:

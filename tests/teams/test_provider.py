@@ -222,3 +222,16 @@ def test_an_unreadable_key_is_a_clear_error(team, settings):
         llama_client(team)
     assert caught.value.code == "provider_key_unreadable"
     assert "enter it again" in caught.value.message
+
+
+def test_operator_timeouts_and_attempts_reach_every_client(team, site, settings):
+    settings.LLAMA_TIMEOUTS = {
+        "connect_timeout": 2.0,
+        "first_token_timeout": 15.0,
+        "idle_timeout": 7.0,
+        "total_timeout": 90.0,
+    }
+    settings.LLAMA_MAX_ATTEMPTS = 5
+    config = llama_client(team).config
+    assert (config.connect_timeout, config.first_token_timeout) == (2.0, 15.0)
+    assert (config.idle_timeout, config.total_timeout, config.max_attempts) == (7.0, 90.0, 5)
