@@ -11,10 +11,25 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from chatapp.chat import reaper  # noqa: E402
 from chatapp.core.middleware import WebsocketRequestIdMiddleware  # noqa: E402
 from chatapp.routing import websocket_urlpatterns  # noqa: E402
 
-application = ProtocolTypeRouter(
+
+class StartReaper:
+    """From a process's first request on (health checks included), it looks for answers
+    a dead process left streaming, without waiting for a websocket."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] in ("http", "websocket"):
+            reaper.ensure_running()
+        return await self.app(scope, receive, send)
+
+
+router = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         # Outermost: the connection's request id is set before anything else logs.
@@ -23,3 +38,4 @@ application = ProtocolTypeRouter(
         ),
     }
 )
+application = StartReaper(router)

@@ -15,7 +15,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from chatapp.accounts import sockets as account_sockets
-from chatapp.chat import actions, frames, layer_watch, reaper
+from chatapp.chat import actions, frames, layer_watch
 from chatapp.chat.actions import ChatError
 from chatapp.chat.generation import start_generation
 from chatapp.chat.models import MessageStatus
@@ -55,7 +55,6 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.channel_layer.group_add(
             account_sockets.user_group(self.user.pk), self.channel_name
         )
-        reaper.ensure_running()
         layer_watch.follow(self)  # closed if Redis forgets this socket's groups
         layer_watch.ensure_running()
 

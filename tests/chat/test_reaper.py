@@ -3,9 +3,11 @@ from datetime import timedelta
 from io import StringIO
 
 import pytest
+from channels.testing import HttpCommunicator
 from django.core.management import call_command
 from django.utils import timezone
 
+from chatapp.asgi import application
 from chatapp.chat import reaper
 from chatapp.chat.models import Conversation, Message
 
@@ -78,3 +80,24 @@ async def test_each_process_reaps_when_its_first_socket_connects(connect, member
     await socket.send({"type": "chat.subscribe", "conversation_id": conversation.pk})
     state = await socket.receive()
     assert state["messages"][0]["status"] == "interrupted"
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_process_reaps_from_its_first_http_request(team, member, settings):
+    settings.CHAT_REAPER_INTERVAL_SECONDS = 60
+    conversation = await Conversation.objects.acreate(team=team, owner=member, model="m")
+    stale = await Message.objects.acreate(
+        conversation=conversation,
+        role="assistant",
+        status="streaming",
+        heartbeat_at=timezone.now() - timedelta(hours=1),
+    )
+    health = HttpCommunicator(application, "GET", "/healthz")
+    assert (await health.get_response(timeout=10))["status"] == 200
+    for _ in range(200):  # the first run starts in the background
+        await stale.arefresh_from_db()
+        if stale.status != "streaming":
+            break
+        await asyncio.sleep(0.05)
+    await reaper.stop()
+    assert stale.status == "interrupted"
