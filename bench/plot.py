@@ -58,6 +58,8 @@ def gap_panel(ax, concurrency: dict) -> None:
     x = range(len(levels))
     ax.plot(x, [lv["gap_p50_vs_pace"] for lv in levels], "o-", color=DIRECT, label="p50")
     ax.plot(x, [lv["gap_p99_vs_pace"] for lv in levels], "o-", color=APP, label="p99")
+    controls = [lv.get("control_gap_p99_vs_pace") for lv in levels]
+    ax.plot(x, controls, "s--", color=DIRECT, label="p99 straight from the simulator")
     ax.axhline(2.0, color=TARGET, linestyle="--", label="target p99")
     ax.set_xlabel("simultaneous streams (30 tokens/s each)")
     ax.set_ylabel("gap between tokens / pace")
