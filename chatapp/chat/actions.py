@@ -12,6 +12,7 @@ from types import SimpleNamespace
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.http import Http404
 from django.utils import timezone
@@ -276,6 +277,9 @@ def start_reply(plan: ReplyPlan) -> Exchange:
     conversation = plan.conversation
     created = conversation.pk is None
     with transaction.atomic():
+        # Sends racing on other sockets or processes queue here, so the cap holds for them too.
+        get_user_model().objects.select_for_update().only("pk").get(pk=plan.user.pk)
+        _check_concurrency(plan.user)
         if created:
             conversation.save()
         else:

@@ -224,3 +224,19 @@ def team_of(conversation_id: int):
 async def test_new_conversations_go_to_the_sessions_team(connect, member, team, sim):
     ids = await finish(await connect(member), "Which team?")
     assert (await team_of(ids["conversation_id"])).pk == team.pk
+
+
+async def test_the_cap_holds_for_sends_at_the_same_moment(connect, member, sim, settings):
+    settings.CHAT_MAX_CONCURRENT_GENERATIONS = 1
+    sockets = [await connect(member) for _ in range(3)]
+    for number, socket in enumerate(sockets):
+        await socket.send({"type": "chat.send", "request_id": f"r{number}", "content": SLOW})
+    replies = [
+        await socket.receive_until(lambda f: f["type"] in ("message.created", "error"))
+        for socket in sockets
+    ]
+    refused = [r[-1] for r in replies if r[-1]["type"] == "error"]
+    assert len(refused) == 2
+    assert {r["error"]["code"] for r in refused} == {"rate_limited"}
+    streaming = Message.objects.filter(role="assistant", status="streaming")
+    assert await streaming.acount() == 1
