@@ -7,6 +7,7 @@ from chatapp.core import views as core_views
 
 urlpatterns = [
     path("healthz", core_views.healthz, name="healthz"),
+    path("favicon.ico", core_views.favicon, name="favicon"),
     path("admin/", admin.site.urls),
     path("accounts/", include("chatapp.accounts.urls")),
     path("api/", include("chatapp.chat.api_urls")),

@@ -1,19 +1,27 @@
-"""Operational endpoints: /healthz (liveness), /readyz (readiness), /metrics (Prometheus).
+"""Operational endpoints: /healthz (liveness), /readyz (readiness), /metrics (Prometheus),
+and /favicon.ico.
 
-ProbeMiddleware serves them ahead of host validation and the HTTPS redirect.
+ProbeMiddleware serves the first three ahead of host validation and the HTTPS redirect.
 """
 
 import hmac
 import ipaddress
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.contrib.staticfiles.storage import staticfiles_storage
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from chatapp.core import metrics as _metrics  # noqa: F401  (registers the chat metrics)
 from chatapp.core.health import OK, check_channel_layer, check_database, upstream_models
+
+
+@require_GET
+def favicon(request: HttpRequest) -> HttpResponseRedirect:
+    """Pages without our icon link (the admin) get the logo rather than a 404."""
+    return HttpResponseRedirect(staticfiles_storage.url("img/logo.svg"))
 
 
 @require_GET

@@ -17,3 +17,10 @@ def test_pages_carry_a_strict_content_security_policy(client, db):
     policy = client.get("/accounts/login/")["Content-Security-Policy"]
     assert "script-src 'self'" in policy
     assert "unsafe-inline" not in policy.split("script-src")[1].split(";")[0]
+
+
+def test_favicon_points_at_the_logo(client, db):
+    response = client.get("/favicon.ico")
+    assert response.status_code == 302
+    assert response["Location"] == "/static/img/logo.svg"
+    assert client.get(response["Location"]).status_code == 200
