@@ -59,45 +59,40 @@ def test_management_command_refuses_a_bad_max_age(conversation):
         call_command("reap_generations", "--max-age", "0")
 
 
-@pytest.mark.django_db(transaction=True)
-async def test_each_process_reaps_when_its_first_socket_connects(connect, member, team, settings):
+@pytest.fixture
+async def abandoned(team, member, settings):
+    """An answer left streaming an hour ago by a process that died."""
     settings.CHAT_REAPER_INTERVAL_SECONDS = 60
     conversation = await Conversation.objects.acreate(team=team, owner=member, model="m")
-    stale = await Message.objects.acreate(
+    return await Message.objects.acreate(
         conversation=conversation,
         role="assistant",
         status="streaming",
         heartbeat_at=timezone.now() - timedelta(hours=1),
     )
-    socket = await connect(member)
-    for _ in range(200):  # the first run starts with the first socket, in the background
-        await stale.arefresh_from_db()
-        if stale.status != "streaming":
+
+
+async def reaped(message: Message) -> bool:
+    for _ in range(200):  # the reaper's first run starts in the background
+        await message.arefresh_from_db()
+        if message.status != "streaming":
             break
         await asyncio.sleep(0.05)
     await reaper.stop()
-    assert stale.status == "interrupted"
-    await socket.send({"type": "chat.subscribe", "conversation_id": conversation.pk})
+    return message.status == "interrupted"
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_each_process_reaps_when_its_first_socket_connects(connect, member, abandoned):
+    socket = await connect(member)
+    assert await reaped(abandoned)
+    await socket.send({"type": "chat.subscribe", "conversation_id": abandoned.conversation_id})
     state = await socket.receive()
     assert state["messages"][0]["status"] == "interrupted"
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_a_process_reaps_from_its_first_http_request(team, member, settings):
-    settings.CHAT_REAPER_INTERVAL_SECONDS = 60
-    conversation = await Conversation.objects.acreate(team=team, owner=member, model="m")
-    stale = await Message.objects.acreate(
-        conversation=conversation,
-        role="assistant",
-        status="streaming",
-        heartbeat_at=timezone.now() - timedelta(hours=1),
-    )
+async def test_a_process_reaps_from_its_first_http_request(abandoned):
     health = HttpCommunicator(application, "GET", "/healthz")
     assert (await health.get_response(timeout=10))["status"] == 200
-    for _ in range(200):  # the first run starts in the background
-        await stale.arefresh_from_db()
-        if stale.status != "streaming":
-            break
-        await asyncio.sleep(0.05)
-    await reaper.stop()
-    assert stale.status == "interrupted"
+    assert await reaped(abandoned)
