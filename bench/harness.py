@@ -7,10 +7,12 @@ database named by a postgres:// URL, which is dropped and created anew for the r
 """
 
 import asyncio
+import ctypes
 import json
 import os
 import platform
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -36,6 +38,7 @@ MODEL = "Llama-4-Maverick-17B-128E-Instruct-FP8"
 DEFAULT_POSTGRES_URL = "postgres://postgres@127.0.0.1:5432/ltc_bench"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+PR_SET_PDEATHSIG = 1
 CSRF_FIELD = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 
 
@@ -86,6 +89,11 @@ def free_port(range_variable: str) -> int:
     raise RuntimeError(f"no free port in {range_variable}={spec}")
 
 
+def _end_with_parent() -> None:
+    """In the child: get SIGTERM when the benchmark dies, so no server outlives it."""
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 class Service:
     """A child process with its output in a log file, and its CPU and memory readings."""
 
@@ -94,7 +102,12 @@ class Service:
         self.log_path = log_dir / f"{name}.log"
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            args, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT
+            args,
+            cwd=ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_end_with_parent,
         )
 
     @property
