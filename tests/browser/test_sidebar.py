@@ -134,6 +134,19 @@ def test_delete_asks_first_then_deletes(sidebar_page, conversations):
     assert gone == 404
 
 
+def test_delete_removes_the_row_even_if_the_list_was_redrawn_meanwhile(
+    sidebar_page, conversations
+):
+    page = sidebar_page
+    click_row_action(page, "Beta notes", "Delete")
+    # A search result landing while the dialog is open draws the list anew.
+    page.evaluate("() => window.chatPage.sidebar.reload()")
+    page.get_by_role("link", name="Beta notes").wait_for()
+    page.get_by_role("dialog").get_by_role("button", name="Delete").click()
+    page.get_by_role("link", name="Beta notes").wait_for(state="detached")
+    assert "Alpha plan" in titles(page)
+
+
 def test_deleting_the_open_conversation_starts_a_new_chat(sidebar_page, conversations):
     page = sidebar_page
     page.get_by_role("link", name="Alpha plan").click()

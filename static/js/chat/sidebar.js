@@ -221,8 +221,10 @@ export class Sidebar {
         }
         try {
           await api(`/api/conversations/${id}/`, { method: "DELETE" });
-          const neighbour = li.nextElementSibling || li.previousElementSibling;
-          li.remove();
+          // The list may have been redrawn (a search landing) while the dialog was open.
+          const row = this.item(id) || li;
+          const neighbour = row.nextElementSibling || row.previousElementSibling;
+          row.remove();
           this.setStatus(this.emptyMessage());
           (neighbour?.querySelector(".conversation-link") || this.search).focus();
           this.handlers.deleted(id);
