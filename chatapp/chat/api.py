@@ -21,6 +21,7 @@ from chatapp.chat.models import (
     Message,
     MessageStatus,
     get_conversation_for_user,
+    usage_dict,
 )
 from chatapp.teams import policy
 from chatapp.teams.services import current_team
@@ -166,8 +167,24 @@ def conversation_summary(conversation: Conversation) -> dict:
     }
 
 
+MESSAGE_FIELDS = (
+    "id",
+    "role",
+    "content",
+    "status",
+    "model",
+    "prompt_tokens",
+    "completion_tokens",
+    "finish_reason",
+    "error_code",
+    "error_message",
+    "created_at",
+)
+
+
 def conversation_data(conversation: Conversation) -> dict:
-    messages = conversation.messages.all()
+    # Plain rows, not model instances: a long conversation is thousands of messages.
+    rows = conversation.messages.values(*MESSAGE_FIELDS)
     return {
         **conversation_summary(conversation),
         "settings": conversation.settings,
@@ -176,24 +193,24 @@ def conversation_data(conversation: Conversation) -> dict:
             "content": conversation.system_prompt_text,
             "locked": conversation.system_prompt_locked,
         },
-        "messages": [message_data(message) for message in messages],
+        "messages": [message_data(row) for row in rows],
     }
 
 
-def message_data(message: Message) -> dict:
+def message_data(row: dict) -> dict:
     error = None
-    if message.error_code:
-        error = {"code": message.error_code, "message": message.error_message}
+    if row["error_code"]:
+        error = {"code": row["error_code"], "message": row["error_message"]}
     return {
-        "id": message.pk,
-        "role": message.role,
-        "content": message.content,
-        "status": message.status,
-        "model": message.model,
-        "usage": message.usage,
-        "finish_reason": message.finish_reason or None,
+        "id": row["id"],
+        "role": row["role"],
+        "content": row["content"],
+        "status": row["status"],
+        "model": row["model"],
+        "usage": usage_dict(row["prompt_tokens"], row["completion_tokens"]),
+        "finish_reason": row["finish_reason"] or None,
         "error": error,
-        "created_at": message.created_at,
+        "created_at": row["created_at"],
     }
 
 

@@ -145,12 +145,13 @@ class Message(models.Model):
 
     @property
     def usage(self) -> dict | None:
-        if self.prompt_tokens is None and self.completion_tokens is None:
-            return None
-        return {
-            "prompt_tokens": self.prompt_tokens or 0,
-            "completion_tokens": self.completion_tokens or 0,
-        }
+        return usage_dict(self.prompt_tokens, self.completion_tokens)
+
+
+def usage_dict(prompt_tokens: int | None, completion_tokens: int | None) -> dict | None:
+    if prompt_tokens is None and completion_tokens is None:
+        return None
+    return {"prompt_tokens": prompt_tokens or 0, "completion_tokens": completion_tokens or 0}
 
 
 def get_message_for_user(user, message_id) -> Message:
