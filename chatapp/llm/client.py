@@ -10,7 +10,7 @@ import json
 import random
 import time
 import weakref
-from collections.abc import AsyncGenerator, Awaitable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from typing import TypeVar
 
@@ -63,8 +63,15 @@ def shared_http_client() -> httpx.AsyncClient:
 
 
 class LlamaClient:
-    def __init__(self, config: ProviderConfig, http: httpx.AsyncClient | None = None):
+    def __init__(
+        self,
+        config: ProviderConfig,
+        http: httpx.AsyncClient | None = None,
+        *,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    ):
         self.config = config
+        self._sleep = sleep  # the backoff clock: tests pass a recorder instead of waiting
         self._own_http = http
         self._protocol = PROTOCOL_ADAPTERS[config.protocol]
         self._timeout = httpx.Timeout(
@@ -152,7 +159,7 @@ class LlamaClient:
                 return
             attempt += 1
             yield Retrying(attempt=attempt, delay=delay, code=failure.code)
-            await asyncio.sleep(delay)
+            await self._sleep(delay)
 
     def _retry_delay(self, failure: LlmError, attempt: int, remaining: float) -> float | None:
         """Seconds to wait before the next attempt, or None when we must give up."""

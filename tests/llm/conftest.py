@@ -39,11 +39,20 @@ def protocol(request):
 
 
 @pytest.fixture
-def make_client(sim, http, protocol):
+def sleeps() -> list[float]:
+    """The backoff delays the client asked for, in order (see make_client)."""
+    return []
+
+
+@pytest.fixture
+def make_client(sim, http, protocol, sleeps):
+    async def record_sleep(delay: float) -> None:
+        sleeps.append(delay)  # the backoff clock: record the wait instead of waiting
+
     def make(**options) -> LlamaClient:
         base_url = sim.native_url if protocol == "llama" else sim.openai_url
         options = {"base_url": base_url, "api_key": KEY, "protocol": protocol, **options}
-        return LlamaClient(ProviderConfig(**options), http=http)
+        return LlamaClient(ProviderConfig(**options), http=http, sleep=record_sleep)
 
     return make
 

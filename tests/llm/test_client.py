@@ -21,7 +21,8 @@ from chatapp.llm import (
     count_tokens_estimate,
     shared_http_client,
 )
-from chatapp.llm.errors import retry_after_from
+from chatapp.llm.client import BACKOFF_BASE, BACKOFF_JITTER
+from chatapp.llm.errors import RETRY_AFTER_CAP, retry_after_from
 from chatapp.llm.simulator.answers import tokenize
 from chatapp.llm.sse import sse_events
 
@@ -198,28 +199,54 @@ async def test_conversation_beyond_the_context_window_is_context_too_long(make_c
     assert events[0].code == "context_too_long"
 
 
-async def test_429_honours_retry_after_then_succeeds(make_client, sim):
-    events = await collect(make_client(), "hi [sim:fault=429 retry_after=0.05 times=1]")
+async def test_429_honours_retry_after_then_succeeds(make_client, sim, sleeps):
+    events = await collect(make_client(), "hi [sim:fault=429 retry_after=7 times=1]")
 
-    assert events[0] == Retrying(attempt=2, delay=0.05, code="rate_limited")
+    assert events[0] == Retrying(attempt=2, delay=7.0, code="rate_limited")
+    assert sleeps == [7.0]
     assert isinstance(events[-1], Finish)
     assert "hi" in text_of(events)
     assert len(sim.requests) == 2
 
 
-async def test_retry_after_ms_is_preferred(make_client, sim):
+async def test_retry_after_ms_is_preferred(make_client, sim, sleeps):
     events = await collect(
-        make_client(), "hi [sim:fault=429 retry_after=9 retry_after_ms=20 times=1]"
+        make_client(), "hi [sim:fault=429 retry_after=9 retry_after_ms=1500 times=1]"
     )
 
-    assert events[0] == Retrying(attempt=2, delay=0.02, code="rate_limited")
+    assert events[0] == Retrying(attempt=2, delay=1.5, code="rate_limited")
+    assert sleeps == [1.5]
 
 
-async def test_rate_limit_that_persists_gives_up_after_max_attempts(make_client, sim):
+async def test_retry_after_up_to_the_cap_is_honoured(make_client, sim, sleeps):
+    await collect(make_client(), f"hi [sim:fault=429 retry_after={RETRY_AFTER_CAP:g} times=1]")
+
+    assert sleeps == [RETRY_AFTER_CAP]
+
+
+async def test_retry_after_beyond_the_cap_falls_back_to_backoff(make_client, sim, sleeps):
+    events = await collect(make_client(), "hi [sim:fault=429 retry_after=3600 times=1]")
+
+    assert len(sleeps) == 1
+    assert BACKOFF_BASE * (1 - BACKOFF_JITTER) <= sleeps[0] <= BACKOFF_BASE
+    assert isinstance(events[-1], Finish)
+
+
+async def test_retry_after_longer_than_the_time_left_gives_up(make_client, sim, sleeps):
+    events = await collect(make_client(total_timeout=5), "hi [sim:fault=429 retry_after=30]")
+
+    assert [event.code for event in events] == ["rate_limited"]
+    assert isinstance(events[0], StreamError)
+    assert sleeps == []
+    assert len(sim.requests) == 1
+
+
+async def test_rate_limit_that_persists_gives_up_after_max_attempts(make_client, sim, sleeps):
     events = await collect(make_client(max_attempts=3), "hi [sim:fault=429 retry_after=0]")
 
     assert [type(event) for event in events] == [Retrying, Retrying, StreamError]
     assert [event.attempt for event in events[:2]] == [2, 3]
+    assert sleeps == [0.0, 0.0]
     error = events[-1]
     assert (error.code, error.status, error.retryable) == ("rate_limited", 429, True)
     assert error.request_id.startswith("req-")
@@ -234,12 +261,17 @@ async def test_transient_statuses_are_retried(make_client, sim, status):
     assert isinstance(events[-1], Finish)
 
 
-async def test_5xx_without_retry_after_backs_off_with_jitter(make_client, sim):
-    events = await collect(make_client(max_attempts=2), "hi [sim:fault=503]")
+async def test_5xx_without_retry_after_backs_off_exponentially_with_jitter(
+    make_client, sim, sleeps
+):
+    events = await collect(make_client(max_attempts=5), "hi [sim:fault=503]")
 
-    retrying, error = events
-    assert 0.375 <= retrying.delay <= 0.5  # 0.5 s less up to 25% jitter
-    assert (error.code, error.status) == ("upstream_unavailable", 503)
+    assert [event.delay for event in events[:-1]] == sleeps
+    for attempt, delay in enumerate(sleeps, start=1):
+        full = BACKOFF_BASE * 2 ** (attempt - 1)  # 0.5, 1, 2, 4 s, less up to 25% jitter
+        assert full * (1 - BACKOFF_JITTER) <= delay <= full
+    assert len(sleeps) == 4
+    assert (events[-1].code, events[-1].status) == ("upstream_unavailable", 503)
 
 
 async def test_single_attempt_config_never_retries(make_client, sim):
