@@ -55,6 +55,8 @@ def login_locked_out(request: HttpRequest, response=None, credentials=None) -> H
 def settings_page(request: HttpRequest) -> HttpResponse:
     """Model, temperature, max tokens and top_p: only what the current team's policy allows."""
     team = current_team(request)
+    if request.method == "POST" and "reset" in request.POST:
+        return reset_settings(request)
     stored = UserSettings.objects.filter(user=request.user).first()
     initial = {name: getattr(stored, name) for name in SETTING_NAMES} if stored else {}
     form = ChatSettingsForm(request.POST or None, team=team, initial=initial)
@@ -64,3 +66,11 @@ def settings_page(request: HttpRequest) -> HttpResponse:
         return redirect("settings")
     context = {"form": form, "current_team": team, "fallback": form.fallback}
     return render(request, "accounts/settings.html", context)
+
+
+def reset_settings(request: HttpRequest) -> HttpResponse:
+    """Clear the user's own defaults, so the team's defaults apply again."""
+    blank = {"model": "", **{name: None for name in SETTING_NAMES if name != "model"}}
+    UserSettings.objects.filter(user=request.user).update(**blank)
+    messages.success(request, "Your settings were reset to the team defaults.")
+    return redirect("settings")

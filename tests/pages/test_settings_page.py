@@ -112,3 +112,30 @@ def test_post_without_csrf_token_is_refused(client, member):
 
 def test_wrong_method_is_refused(member_client):
     assert member_client.put("/settings/").status_code == 405
+
+
+def test_reset_clears_own_defaults_so_the_team_defaults_apply(member_client, member):
+    UserSettings.objects.create(
+        user=member, model="Llama-3.3-70B-Instruct", temperature=0.2, max_tokens=99, top_p=0.5
+    )
+    page = member_client.get("/settings/")
+    assert b'name="reset"' in page.content
+    response = member_client.post("/settings/", {"reset": "1", "temperature": "0.9"})
+    assert response.status_code == 302
+    assert response["Location"] == "/settings/"
+    stored = UserSettings.objects.get(user=member)
+    assert (stored.model, stored.temperature, stored.max_tokens, stored.top_p) == (
+        "",
+        None,
+        None,
+        None,
+    )
+    assert b"reset to the team defaults" in member_client.get("/settings/").content
+
+
+def test_reset_without_csrf_token_is_refused(member):
+    UserSettings.objects.create(user=member, temperature=0.2)
+    strict = Client(enforce_csrf_checks=True)
+    strict.force_login(member)
+    assert strict.post("/settings/", {"reset": "1"}).status_code == 403
+    assert UserSettings.objects.get(user=member).temperature == 0.2
