@@ -163,6 +163,8 @@ class ChatPage {
     const view = this.messages.get(frame.message_id);
     if (!view) return;
     view.finish({ status: frame.status, usage: frame.usage });
+    const said = { complete: "Answer complete", stopped: "Stopped" }[frame.status];
+    this.announce(said || "The answer ended early");
     this.messages.refresh();
     this.updateComposer();
     this.refreshConversation();
@@ -170,6 +172,7 @@ class ChatPage {
 
   onMessageError(frame) {
     const view = frame.message_id === null ? null : this.messages.get(frame.message_id);
+    this.announce(`Error: ${frame.error?.message || "the answer failed."}`);
     if (view) {
       view.fail(frame.error);
     } else {
@@ -180,11 +183,13 @@ class ChatPage {
   }
 
   onRetrying(frame) {
+    this.announce("Retrying…");
     this.messages.get(frame.message_id)?.setRetrying(frame.attempt, frame.delay);
   }
 
   onError(frame) {
     const text = frame.error?.message || "The server refused the request.";
+    this.announce(`Error: ${text}`);
     const replacing = this.messages.views.find((v) => v.replacing);
     if (this.isMine(frame)) this.failPending(text);
     else if (replacing) {
@@ -389,6 +394,7 @@ class ChatPage {
     const user = this.messages.add({ id: null, role: "user", content: text, status: "complete" });
     const assistant = this.messages.add({ id: null, role: "assistant", status: "pending" });
     this.pending = { requestId, content: text, user, assistant };
+    this.announce("Answering…");
     this.messages.scrollToBottom();
     if (content === this.input.value) this.input.value = "";
     this.autosize();
@@ -414,6 +420,7 @@ class ChatPage {
     }
     view.restart();
     view.replacing = true;
+    this.announce("Answering…");
     this.messages.refresh();
     this.updateComposer();
   }
@@ -446,6 +453,11 @@ class ChatPage {
   }
 
   // ---- notices and connection -------------------------------------------------------------
+
+  /** Milestones for screen readers (a polite live region; never every token). */
+  announce(text) {
+    $("chat-announcer").textContent = text;
+  }
 
   showNotice(text, { retry = false } = {}) {
     $("chat-notice-text").textContent = text;

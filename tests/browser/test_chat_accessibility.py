@@ -1,0 +1,51 @@
+"""The chat page for screen readers and long messages: live announcements, a growing composer."""
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.chat_page import ChatPage
+
+pytestmark = pytest.mark.browser
+
+
+def announcer(page):
+    return page.locator("#chat-announcer")
+
+
+def test_live_region_announces_milestones_not_tokens(logged_in_page):
+    chat = ChatPage(logged_in_page)
+    region = announcer(logged_in_page)
+    expect(region).to_have_attribute("aria-live", "polite")
+    chat.send("[sim:pace tps=8] [sim:long tokens=400] Count slowly")
+    chat.wait_for_text_longer_than(0)
+    expect(region).to_have_text("Answering…")
+    chat.stop_button.click()
+    chat.wait_for_status("stopped")
+    expect(region).to_have_text("Stopped")
+    chat.send("Hello again")
+    chat.wait_for_status("complete")
+    expect(region).to_have_text("Answer complete")
+    assert region.bounding_box()["height"] <= 1  # visually hidden, still read out
+
+
+def test_live_region_announces_an_error(logged_in_page):
+    chat = ChatPage(logged_in_page)
+    chat.send("[sim:fault=401] Hello")
+    chat.wait_for_status("error")
+    expect(announcer(logged_in_page)).to_contain_text("Error:")
+
+
+def test_composer_grows_with_its_text_then_scrolls(logged_in_page):
+    chat = ChatPage(logged_in_page)
+    one_line = chat.input.bounding_box()["height"]
+    chat.input.fill("\n".join(f"line {n}" for n in range(4)))
+    grown = chat.input.bounding_box()["height"]
+    assert grown > one_line * 2
+    chat.input.fill("\n".join(f"line {n}" for n in range(60)))
+    shown, full, cap = chat.input.evaluate(
+        "(el) => [el.clientHeight, el.scrollHeight, parseFloat(getComputedStyle(el).maxHeight)]"
+    )
+    assert shown < full  # at its cap the box scrolls instead of growing
+    assert chat.input.bounding_box()["height"] <= cap + 1
+    chat.input.fill("")
+    assert abs(chat.input.bounding_box()["height"] - one_line) < 1  # back to one line
