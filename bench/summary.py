@@ -92,6 +92,22 @@ def reads_rows(database: dict) -> list[str]:
     return rows
 
 
+def client_rows(client: dict) -> list[str]:
+    rows = [
+        "| pace | protocol | reader | tokens per event | events per second"
+        " | events per CPU second | CPU ms per 1,000 tokens |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in client.get("rows", []):
+        pace = f"{r['pace_tps']:g} tokens/s" if r["pace_tps"] else "none"
+        rows.append(
+            f"| {pace} | {r['protocol']} | {r['reader']} | {r['tokens_per_event']:.1f}"
+            f" | {r['events_per_second']:,.0f}"
+            f" | {r['events_per_cpu_second']:,.0f} | {r['cpu_seconds_per_1000_tokens'] * 1e3:.1f} |"
+        )
+    return rows
+
+
 def write_summary(path: Path) -> Path:
     relay, concurrency, database = load("relay"), load("concurrency"), load("database")
     sections = [
@@ -99,6 +115,7 @@ def write_summary(path: Path) -> Path:
         chat_rows(concurrency),
         writes_rows(database),
         reads_rows(database),
+        client_rows(load("client")),
     ]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n\n".join("\n".join(rows) for rows in sections) + "\n")
