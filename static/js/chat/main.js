@@ -1,6 +1,7 @@
 // The chat page: wires the websocket, the message pane, the sidebar and the composer.
 
 import { api } from "./api.js";
+import { ConversationSettings } from "./conversation-settings.js";
 import { MessageList } from "./messages.js";
 import { Sidebar } from "./sidebar.js";
 import { ChatSocket } from "./socket.js";
@@ -31,6 +32,11 @@ class ChatPage {
     this.title = $("conversation-title");
     this.modelBadge = $("model-badge");
     this.notice = $("chat-notice");
+    this.settings = new ConversationSettings({
+      toggle: $("settings-toggle"),
+      panel: $("settings-panel"),
+      error: $("settings-panel-error"),
+    });
     this.messages = new MessageList($("messages"), $("empty-state"), {
       regenerate: (view) => this.regenerate(view),
       retry: (view) => this.retry(view),
@@ -139,6 +145,7 @@ class ChatPage {
         this.messages.views.find((v) => v.replacing);
       if (replaced) this.messages.remove(replaced);
     }
+    if (message.role === "user" && this.isMine(frame)) this.settings.commit(this.pending.settings);
     if (view) view.applyState({ status: message.status, content: message.content || view.content });
     else view = this.messages.add(message);
     // The conversation's model until the stored row says otherwise (after the answer ends).
@@ -190,6 +197,10 @@ class ChatPage {
   onError(frame) {
     const text = frame.error?.message || "The server refused the request.";
     this.announce(`Error: ${text}`);
+    if (this.isMine(frame) && frame.error?.field) {
+      this.settings.showError(frame.error.field, text);
+      this.modelBadge.textContent = this.settings.base?.model ?? this.modelBadge.textContent;
+    }
     const replacing = this.messages.views.find((v) => v.replacing);
     if (this.isMine(frame)) this.failPending(text);
     else if (replacing) {
@@ -281,6 +292,7 @@ class ChatPage {
     this.setTitle(data.title);
     this.showSystemPrompt(data.system_prompt);
     if (data.settings?.model) this.modelBadge.textContent = data.settings.model;
+    this.settings.show(data.settings ?? null);
     this.messages.clear();
     for (const message of data.messages || []) {
       if (message.role !== "system") this.messages.add(message);
@@ -303,6 +315,7 @@ class ChatPage {
     if ($("system-prompt").hidden) this.showSystemPrompt(data.system_prompt);
     this.sidebar.upsert({ id, title: data.title });
     if (data.settings?.model) this.modelBadge.textContent = data.settings.model;
+    this.settings.refresh(data.settings);
     for (const message of data.messages || []) {
       const view = this.messages.get(message.id);
       if (view && !view.isStreaming) {
@@ -330,6 +343,7 @@ class ChatPage {
     this.hideNotice();
     this.setTitle("");
     this.modelBadge.textContent = config.defaultModel;
+    this.settings.show(null);
     this.sidebar.setActive(null);
     this.closeDrawer();
     if (push && window.location.pathname !== "/") window.history.pushState({}, "", "/");
@@ -385,6 +399,8 @@ class ChatPage {
     };
     const promptId = this.promptPicker?.value;
     if (this.conversationId === null && promptId) frame.system_prompt_id = Number(promptId);
+    const settings = this.settings.changes();
+    if (Object.keys(settings).length) frame.settings = settings;
     if (!this.socket.send(frame)) {
       this.showNotice("Not connected to the server yet; your message was not sent.");
       return;
@@ -393,7 +409,8 @@ class ChatPage {
     this.lastSent = text;
     const user = this.messages.add({ id: null, role: "user", content: text, status: "complete" });
     const assistant = this.messages.add({ id: null, role: "assistant", status: "pending" });
-    this.pending = { requestId, content: text, user, assistant };
+    this.pending = { requestId, content: text, user, assistant, settings };
+    if (settings.model) this.modelBadge.textContent = settings.model;
     this.announce("Answering…");
     this.messages.scrollToBottom();
     if (content === this.input.value) this.input.value = "";
