@@ -134,9 +134,7 @@ def test_delete_asks_first_then_deletes(sidebar_page, conversations):
     assert gone == 404
 
 
-def test_delete_removes_the_row_even_if_the_list_was_redrawn_meanwhile(
-    sidebar_page, conversations
-):
+def test_delete_removes_the_row_even_if_the_list_was_redrawn_meanwhile(sidebar_page, conversations):
     page = sidebar_page
     click_row_action(page, "Beta notes", "Delete")
     # A search result landing while the dialog is open draws the list anew.
