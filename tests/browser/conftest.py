@@ -44,13 +44,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlparse
 
 import pytest
 
 from chatapp.llm import KNOWN_MODELS
 from chatapp.llm.simulator import run_simulator
 from tests.browser.chat_page import PASSWORD, BrowserUser, log_in
+from tests.databases import create_database
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -153,29 +153,6 @@ class LiveServer:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
-def database_url_for_app_server(tmp_dir: Path) -> tuple[str, callable]:
-    """A database of the live server's own, and how to drop it afterwards."""
-    configured = os.environ.get("DATABASE_URL", "")
-    if not configured.startswith(("postgres://", "postgresql://")):
-        return f"sqlite:///{tmp_dir / 'browser.sqlite3'}", lambda: None
-    import psycopg
-
-    parsed = urlparse(configured)
-    # One database per server (tmp_dir names are unique in a run): suites may run several.
-    name = f"{parsed.path.lstrip('/') or 'postgres'}_browser_{tmp_dir.name}"
-    admin_url = parsed._replace(path="/postgres").geturl()
-
-    def run(sql: str) -> None:
-        with psycopg.connect(admin_url, autocommit=True) as connection:
-            connection.execute(sql)
-
-    run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    run(f'CREATE DATABASE "{name}"')
-    return parsed._replace(path=f"/{name}").geturl(), lambda: run(
-        f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
-    )
-
-
 def wait_until_serving(server: LiveServer) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -193,11 +170,12 @@ def wait_until_serving(server: LiveServer) -> None:
 @contextmanager
 def serve_app(simulator, tmp_dir: Path) -> Iterator[LiveServer]:
     """A daphne serving the app on a freshly migrated database of its own (see app_server)."""
-    database_url, drop_database = database_url_for_app_server(tmp_dir)
+    # One database per server (tmp_dir names are unique in a run): suites may run several.
+    database = create_database(f"browser_{tmp_dir.name}", tmp_dir)
     env = {
         **os.environ,
         "DEBUG": "0",
-        "DATABASE_URL": database_url,
+        "DATABASE_URL": database.url,
         "LLAMA_API_KEY": SIM_KEY,
         "LLAMA_API_BASE_URL": simulator.native_url,
         "LLAMA_API_PROTOCOL": "llama",
@@ -235,7 +213,7 @@ def serve_app(simulator, tmp_dir: Path) -> Iterator[LiveServer]:
         except subprocess.TimeoutExpired:
             server.process.kill()
             server.process.wait()
-        drop_database()
+        database.drop()
 
 
 @pytest.fixture(scope="session")

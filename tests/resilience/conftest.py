@@ -11,11 +11,11 @@ import uuid
 import pytest
 
 from tests.chat import conftest as chat
+from tests.databases import create_database
 from tests.resilience.servers import (
     REDIS_SERVER,
     Daphne,
     RedisServer,
-    create_database,
     manage,
     new_user_session,
     server_env,

@@ -17,7 +17,6 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlparse
 
 import websockets
 
@@ -33,10 +32,6 @@ REDIS_PORTS = range(8290, 8300)
 REDIS_SERVER = "/usr/bin/redis-server"
 ASGI_APPLICATION = "chatapp.asgi:application"
 MODEL = KNOWN_MODELS[0]
-
-
-def uses_postgres() -> bool:
-    return os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://"))
 
 
 def wait_for(condition: Callable[[], object], what: str, seconds: float = READY_SECONDS):
@@ -63,39 +58,6 @@ async def await_for(condition: Callable, what: str, seconds: float = READY_SECON
         if time.monotonic() > deadline:
             raise TimeoutError(f"gave up waiting for {what}")
         await asyncio.sleep(0.05)
-
-
-# ---- the database the servers share ---------------------------------------------------------
-
-
-@dataclass
-class ServerDatabase:
-    """A database of the servers' own: a SQLite file, or `<name>_<suffix>` on PostgreSQL."""
-
-    url: str
-    drop: Callable[[], None]
-
-
-def create_database(suffix: str, tmp_dir: Path) -> ServerDatabase:
-    configured = os.environ.get("DATABASE_URL", "")
-    if not uses_postgres():
-        return ServerDatabase(f"sqlite:///{tmp_dir / f'{suffix}.sqlite3'}", lambda: None)
-    import psycopg
-
-    parsed = urlparse(configured)
-    name = f"{parsed.path.lstrip('/') or 'postgres'}_{suffix}"
-    admin_url = parsed._replace(path="/postgres").geturl()
-
-    def run(sql: str) -> None:
-        with psycopg.connect(admin_url, autocommit=True) as connection:
-            connection.execute(sql)
-
-    run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    run(f'CREATE DATABASE "{name}"')
-    return ServerDatabase(
-        parsed._replace(path=f"/{name}").geturl(),
-        lambda: run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'),
-    )
 
 
 def manage(env: dict[str, str], *args: str) -> str:

@@ -8,7 +8,8 @@ import os
 
 import pytest
 
-from tests.resilience.servers import ChatClient, text_of, uses_postgres
+from tests.databases import uses_postgres
+from tests.resilience.servers import ChatClient, text_of
 
 pytestmark = [
     pytest.mark.slow,

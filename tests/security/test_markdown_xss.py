@@ -13,9 +13,9 @@ import pytest
 
 from tests.browser import conftest as browser_fixtures
 from tests.chat import conftest as chat
+from tests.databases import create_database
 from tests.resilience.servers import (
     Daphne,
-    create_database,
     manage,
     open_chat_page,
     server_env,
