@@ -150,6 +150,13 @@ def _member_target(membership: Membership, membership_id: int) -> Membership:
     )
 
 
+def _member_change_refused(request, membership, error: actions.ActionError):
+    """403 when the role may not make the change; otherwise the members page saying why."""
+    if error.forbidden:
+        raise PermissionDenied(error.message)
+    return _members(request, membership, error=error.message, status=400)
+
+
 @login_required
 @require_POST
 def member_role(request, team_id: int, membership_id: int):
@@ -161,9 +168,7 @@ def member_role(request, team_id: int, membership_id: int):
     try:
         actions.change_role(membership, target, form.cleaned_data["role"])
     except actions.ActionError as error:
-        if error.forbidden:
-            raise PermissionDenied(error.message) from None
-        return _members(request, membership, error=error.message, status=400)
+        return _member_change_refused(request, membership, error)
     messages.success(request, f"{target.user.get_username()} is now {form.cleaned_data['role']}.")
     return redirect("teams:members", team_id)
 
@@ -176,9 +181,7 @@ def member_remove(request, team_id: int, membership_id: int):
     try:
         actions.remove_member(membership, target)
     except actions.ActionError as error:
-        if error.forbidden:
-            raise PermissionDenied(error.message) from None
-        return _members(request, membership, error=error.message, status=400)
+        return _member_change_refused(request, membership, error)
     messages.success(request, f"Removed {target.user.get_username()} from the team.")
     return redirect("teams:members", team_id)
 
