@@ -6,7 +6,6 @@ from chatapp.chat import views as chat_views
 from chatapp.core import views as core_views
 
 urlpatterns = [
-    path("healthz", core_views.healthz, name="healthz"),
     path("favicon.ico", core_views.favicon, name="favicon"),
     path("admin/", admin.site.urls),
     path("accounts/", include("chatapp.accounts.urls")),
