@@ -104,9 +104,10 @@ def plan_send(user, session_key: str | None, request: SendRequest) -> ReplyPlan:
         conversation = _conversation_for_reply(user, request.conversation_id)
         _change_prompt(conversation, request)
         turns = _turns(conversation)
-    fields = _apply_settings(user, conversation, request.settings)
+    rules = policy.team_rules(conversation.team)  # read once for settings, provider and quota
+    fields = _apply_settings(user, conversation, request.settings, rules)
     turns.append({"role": MessageRole.USER, "content": request.content})
-    plan = _plan(user, conversation, turns)
+    plan = _plan(user, conversation, turns, rules)
     plan.user_content = request.content
     plan.conversation_fields = fields
     return plan
@@ -123,14 +124,17 @@ def plan_regenerate(user, message_id: int) -> ReplyPlan:
     turns = _turns(conversation, before_id=message.pk)
     if not turns or turns[-1]["role"] != MessageRole.USER:
         raise ChatError("invalid_frame", "There is no question to answer again.", "message_id")
-    fields = _apply_settings(user, conversation, {})
-    plan = _plan(user, conversation, turns)
+    rules = policy.team_rules(conversation.team)
+    fields = _apply_settings(user, conversation, {}, rules)
+    plan = _plan(user, conversation, turns, rules)
     plan.replaces = message
     plan.conversation_fields = fields
     return plan
 
 
-def _plan(user, conversation: Conversation, turns: list[dict]) -> ReplyPlan:
+def _plan(
+    user, conversation: Conversation, turns: list[dict], rules: policy.TeamRules
+) -> ReplyPlan:
     team = conversation.team
     params = ChatParams(
         model=conversation.model,
@@ -143,8 +147,8 @@ def _plan(user, conversation: Conversation, turns: list[dict]) -> ReplyPlan:
     )
     _check_concurrency(user)
     try:
-        client = policy.llama_client(team)
-        policy.check_quota(user, team)  # last: an admitted request counts against the quota
+        client = policy.llama_client(team, rules)
+        policy.check_quota(user, team, rules)  # last: an admitted request counts against the quota
     except policy.PolicyError as error:
         raise ChatError(error.code, error.message, error.field) from None
     return ReplyPlan(user, team, conversation, messages, params, client)
@@ -253,12 +257,14 @@ def _turns(conversation: Conversation, before_id: int | None = None) -> list[dic
     ]
 
 
-def _apply_settings(user, conversation: Conversation, requested: dict) -> list[str]:
+def _apply_settings(
+    user, conversation: Conversation, requested: dict, rules: policy.TeamRules
+) -> list[str]:
     """Resolve the settings through the team's policy; returns the fields that changed."""
     current = conversation.settings if conversation.pk else {}
     merged = {**current, **{k: v for k, v in requested.items() if v is not None}}
     try:
-        resolved = policy.effective_settings(user, conversation.team, merged)
+        resolved = policy.effective_settings(user, conversation.team, merged, rules)
     except policy.PolicyError as error:
         raise ChatError(error.code, error.message, error.field) from None
     changed = []

@@ -80,6 +80,7 @@ class TeamRules:
     """A team's policy and provider, read once, with the models and ceilings they imply."""
 
     policy: TeamPolicy
+    provider: TeamProvider | None
     models: list[str]
     limits: Limits
 
@@ -94,7 +95,7 @@ def team_rules(team) -> TeamRules:
     else:
         models = [m for m in chosen if m in site_models()] or site_models()
     limits = Limits(MAX_TEMPERATURE[protocol], policy.max_tokens_limit or MAX_TOKENS_CAP)
-    return TeamRules(policy, models, limits)
+    return TeamRules(policy, provider, models, limits)
 
 
 def allowed_models(team) -> list[str]:
@@ -174,9 +175,11 @@ def _default_model(rules: TeamRules) -> str:
     return rules.models[0]
 
 
-def effective_settings(user, team, requested: dict | None = None) -> dict:
+def effective_settings(
+    user, team, requested: dict | None = None, rules: TeamRules | None = None
+) -> dict:
     """Merge the layers; skip saved defaults the policy refuses, refuse a bad request."""
-    rules = team_rules(team)
+    rules = rules or team_rules(team)
     values = site_defaults()
     if values["model"] not in rules.models:
         values["model"] = rules.models[0]
@@ -193,14 +196,14 @@ def effective_settings(user, team, requested: dict | None = None) -> dict:
     return values
 
 
-def llama_client(team) -> LlamaClient:
+def llama_client(team, rules: TeamRules | None = None) -> LlamaClient:
     """A client for the provider the team's requests go to.
 
     A team URL is only ever used with the team's own key, through the network guard; a team
     key without a URL goes to the site's URL; otherwise the site's URL and key. The site's key
     is never sent anywhere but the site's URL.
     """
-    provider = team_provider(team)
+    provider = rules.provider if rules else team_provider(team)
     site_url = django_settings.LLAMA_API_BASE_URL
     site_protocol = django_settings.LLAMA_API_PROTOCOL
     if provider is None or not provider.has_key:
@@ -239,13 +242,13 @@ def tokens_used(team, since: date) -> int:
     return (totals["prompt"] or 0) + (totals["completion"] or 0)
 
 
-def check_quota(user, team) -> None:
+def check_quota(user, team, rules: TeamRules | None = None) -> None:
     """Admit one request upstream, or raise PolicyError(quota_exceeded | rate_limited).
 
     Call once per request about to be sent (a new message or a regenerate), before sending:
     an admitted call counts against the per-minute limit.
     """
-    policy = team_policy(team)
+    policy = rules.policy if rules else team_policy(team)
     if policy.monthly_token_budget is not None:
         _check_budget(team, policy.monthly_token_budget)
     if policy.rate_limit_per_minute:
