@@ -27,7 +27,14 @@ def wait_for_port(port: int, process: subprocess.Popen, seconds: float = 20) -> 
     sys.exit(f"The Llama API simulator did not open port {port}.")
 
 
+def stop(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main() -> None:
+    # Ctrl+C, and a plain `kill`, stop everything even when started with SIGINT ignored.
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
     env = dict(os.environ)
     env.setdefault("DEBUG", "1")
     port = int(env.get("PORT", "8000"))
