@@ -23,9 +23,10 @@ from pathlib import Path
 
 import httpx
 
-from bench.harness import API_KEY, MODEL, PYTHON, Service, free_port, write_result
+from bench.harness import API_KEY, MODEL, PYTHON, Service, write_result
 from chatapp.llm import ChatParams, Finish, LlamaClient, ProviderConfig, TextDelta
 from chatapp.llm.protocols import PROTOCOL_ADAPTERS
+from tests.support.ports import free_port, ports_from_env
 
 MAX_TOKENS = 16_384  # the model's output limit: room for the longest answer
 PATHS = {"llama": "/v1", "openai": "/compat/v1"}
@@ -125,7 +126,7 @@ def print_row(row: dict) -> None:
 
 
 def start_simulator(log_dir: Path) -> tuple[Service, str]:
-    port = free_port("BENCH_SIM_PORTS")
+    port = free_port(ports_from_env("BENCH_SIM_PORTS"))
     args = ["manage.py", "llama_simulator", "--port", str(port), "--api-key", API_KEY]
     env = {**os.environ, "SECRET_KEY": "bench-" + uuid.uuid4().hex, "DEBUG": "0"}
     env.update(LOG_LEVEL="WARNING", PYTHONUNBUFFERED="1")

@@ -14,6 +14,7 @@ chat: 50, 200 and 500 simultaneous answers at a chat pace (30 tokens/s, 20 s lon
 
 import argparse
 import asyncio
+import os
 import random
 import sys
 import time
@@ -39,12 +40,13 @@ from bench.harness import (  # noqa: E402
     write_result,
 )
 from chatapp.llm.limits import message_text  # noqa: E402
-from chatapp.llm.simulator.answers import tokenize  # noqa: E402
+from llama_simulator.answers import tokenize  # noqa: E402
 
 TARGET_FAST_RATIO = 1.3
 TARGET_GAP_P99 = 2.0
 MIB = 2**20
 STARTS_PER_SECOND = 50  # how fast new answers arrive at the chat-pace levels
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/5"  # BENCH_REDIS_URL, for --processes
 
 
 async def open_sockets(stack: Stack, count: int, parallel: int = 50) -> list:
@@ -179,7 +181,7 @@ def fast_figures(measured: dict, tokens: int, tps: float) -> dict:
 async def chat_level(stack: Stack, streams: int, tokens: int, tps: float, ttft: float) -> dict:
     contents = [
         f"Chat-pace stream {i} of {streams}. [sim:long tokens={tokens}]"
-        f" [sim:pace tps={tps:g} ttft={ttft:g}]"
+        f" [sim:pace tps={tps:g} ttft={ttft:g}] [sim:stamp]"
         for i in range(streams)
     ]
     async with direct_client() as http:
@@ -200,6 +202,8 @@ async def chat_level(stack: Stack, streams: int, tokens: int, tps: float, ttft: 
     figures = chat_figures(results, expected, streams, tokens, tps, ttft, usage, memory)
     control_gaps = [g * 1e3 for s in control if s.ok for g in s.token_gaps()]
     figures["control_streams"] = len(control)
+    control_lags = [lag * 1e3 for s in control if s.ok for lag in s.lags]
+    figures["control_lag_p99_ms"] = percentile(control_lags, 99)
     figures["control_gap_p99_vs_pace"] = percentile(control_gaps, 99) * tps / 1000
     return figures
 
@@ -213,7 +217,7 @@ def control_bodies(count: int, tokens: int, tps: float, ttft: float) -> list[dic
                 {
                     "role": "user",
                     "content": f"Control stream {i}. [sim:long tokens={tokens}]"
-                    f" [sim:pace tps={tps:g} ttft={ttft:g}]",
+                    f" [sim:pace tps={tps:g} ttft={ttft:g}] [sim:stamp]",
                 }
             ],
         }
@@ -292,6 +296,7 @@ def chat_figures(
     steady = steady_gaps(good)
     delivered = sum(len(tokenize(s.text)) for s in results)
     ttfts = [s.ttft * 1e3 for s in good]
+    lags = [lag * 1e3 for s in good for lag in s.lags]
     figures = {
         "streams": streams,
         "tokens_per_answer": tokens,
@@ -307,6 +312,10 @@ def chat_figures(
         "gap_max_ms": max(gaps, default=float("nan")),
         "steady_gap_p99_ms": percentile(steady, 99) if steady else None,
         "steady_tokens": len(steady),
+        # Arrival minus the simulator's send stamp, per chunk it sent (one token at chat pace).
+        "lag_p50_ms": median(lags),
+        "lag_p99_ms": percentile(lags, 99),
+        "lag_max_ms": max(lags, default=float("nan")),
         "ttft_p50_ms": median(ttfts),
         "ttft_p99_ms": percentile(ttfts, 99),
         "tokens_per_frame": delivered / max(1, sum(len(s.frames) for s in results)),
@@ -361,6 +370,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--quick", action="store_true", help="small counts, short answers")
     parser.add_argument("--only", choices=("fast", "chat"))
     parser.add_argument("--levels", help="comma-separated stream counts at chat pace")
+    parser.add_argument(
+        "--pin", action="store_true", help="server on core 0; simulator and client on core 1"
+    )
+    parser.add_argument(
+        "--processes", type=int, default=1, help="server processes (more than 1 needs Redis)"
+    )
+    parser.add_argument(
+        "--profile", help="run the one server process under cProfile into this file"
+    )
     args = parser.parse_args(argv)
     result: dict = {"benchmark": "concurrency", "quick": args.quick}
     if args.only in (None, "fast"):
@@ -369,7 +387,10 @@ def main(argv: list[str] | None = None) -> dict:
     if args.only in (None, "chat"):
         default_levels = "10" if args.quick else "50,200,500"
         levels = [int(n) for n in (args.levels or default_levels).split(",")]
-        result["chat"] = [run_chat_level(n, args.quick) for n in levels]
+        options = {"pin": args.pin, "processes": args.processes, "profile": args.profile}
+        if args.processes > 1:
+            options["redis_url"] = os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS_URL)
+        result["chat"] = [run_chat_level(n, args.quick, options) for n in levels]
     path = write_result("concurrency", result)
     print(f"  -> {path}")
     return result
@@ -381,9 +402,10 @@ def run_fast(quick: bool) -> dict:
         return run(fast(stack, streams, tokens, 450.0, rounds))
 
 
-def run_chat_level(streams: int, quick: bool) -> dict:
+def run_chat_level(streams: int, quick: bool, options: dict | None = None) -> dict:
     tokens, tps, ttft = (45 if quick else 600), 30.0, 0.3
-    with Stack(StackOptions(tokens_per_second=tps, first_token_delay=ttft)) as stack:
+    stack_options = StackOptions(tokens_per_second=tps, first_token_delay=ttft, **(options or {}))
+    with Stack(stack_options) as stack:
         figures = run(chat_level(stack, streams, tokens, tps, ttft))
     print_chat(figures)
     return figures
@@ -406,7 +428,9 @@ def print_chat(f: dict) -> None:
         f" {f['all_text_equal']}, gap p50 x{f['gap_p50_vs_pace']:.2f} p99"
         f" x{f['gap_p99_vs_pace']:.2f} of pace (x{fmt(f['steady_gap_p99_vs_pace'])} while all"
         f" stream; direct control x{f['control_gap_p99_vs_pace']:.2f}), first token p50"
-        f" {f['ttft_p50_ms']:.0f} ms p99 {f['ttft_p99_ms']:.0f} ms, daphne"
+        f" {f['ttft_p50_ms']:.0f} ms p99 {f['ttft_p99_ms']:.0f} ms, lag p50"
+        f" {f['lag_p50_ms']:.1f} ms p99 {f['lag_p99_ms']:.1f} ms (direct control p99"
+        f" {f['control_lag_p99_ms']:.1f} ms), daphne"
         f" {f['daphne_cpu_seconds_per_1000_tokens']:.3f} CPU s/1k tokens"
         f" ({f['daphne_core_share']:.0%} of a core), simulator"
         f" {f['simulator_cpu_seconds_per_1000_tokens']:.3f}, client"

@@ -13,7 +13,6 @@ import os
 import platform
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,7 +25,9 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
 
-from chatapp.llm.simulator.answers import tokenize
+from llama_simulator.answers import tokenize
+from llama_simulator.plan import STAMP_CLOSE, STAMP_OPEN
+from tests.support.ports import children_of, free_port, ports_from_env, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "bench" / "results"
@@ -39,6 +40,8 @@ DEFAULT_POSTGRES_URL = "postgres://postgres@127.0.0.1:5432/ltc_bench"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 PR_SET_PDEATHSIG = 1
+SERVER_CPUS, CLIENT_CPUS = {0}, {1}  # --pin
+STAMP = re.compile(f"{STAMP_OPEN}([0-9.]+){STAMP_CLOSE}")
 CSRF_FIELD = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 
 
@@ -71,68 +74,60 @@ def own_cpu_seconds() -> float:
     return times.user + times.system
 
 
-def free_port(range_variable: str) -> int:
-    """A free loopback port: from the range in the environment variable, or any."""
-    spec = os.environ.get(range_variable, "")
-    if spec:
-        low, _, high = spec.partition("-")
-        candidates = list(range(int(low), int(high or low) + 1))
-    else:
-        candidates = [0]
-    for port in candidates:
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return sock.getsockname()[1]
-    raise RuntimeError(f"no free port in {range_variable}={spec}")
-
-
 def _end_with_parent() -> None:
     """In the child: get SIGTERM when the benchmark dies, so no server outlives it."""
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class Service:
-    """A child process with its output in a log file, and its CPU and memory readings."""
+    """A child process with its output in a log file, and its CPU and memory readings.
 
-    def __init__(self, name: str, args: list[str], env: dict, log_dir: Path):
+    cpus pins it (and what it starts) to those cores; the readings add up its child processes
+    (the server processes `manage.py serve` starts).
+    """
+
+    def __init__(
+        self, name: str, args: list[str], env: dict, log_dir: Path, cpus: set[int] | None = None
+    ):
         self.name = name
         self.log_path = log_dir / f"{name}.log"
         self._log = self.log_path.open("wb")
+
+        def prepare() -> None:
+            _end_with_parent()
+            if cpus:
+                os.sched_setaffinity(0, cpus)
+
         self.process = subprocess.Popen(
             args,
             cwd=ROOT,
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            preexec_fn=_end_with_parent,
+            preexec_fn=prepare,
         )
 
     @property
     def pid(self) -> int:
         return self.process.pid
 
+    def pids(self) -> list[int]:
+        return [self.pid, *children_of(self.pid)]
+
     def cpu_seconds(self) -> float:
-        return cpu_seconds(self.pid)
+        return sum(cpu_seconds(pid) for pid in self.pids())
 
     def rss_bytes(self) -> int:
-        return rss_bytes(self.pid)
+        return sum(rss_bytes(pid) for pid in self.pids())
 
     def run_queue_seconds(self) -> float:
-        return run_queue_seconds(self.pid)
+        return sum(run_queue_seconds(pid) for pid in self.pids())
 
     def wait_for_port(self, port: int, seconds: float = 30) -> None:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited: see {self.log_path}\n{self.log_tail()}")
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    return
-            time.sleep(0.05)
-        raise RuntimeError(f"{self.name} did not open port {port}: see {self.log_path}")
+        try:
+            wait_for_port(port, self.process, self.name, seconds)
+        except (RuntimeError, TimeoutError) as exc:
+            raise RuntimeError(f"{exc}: see {self.log_path}\n{self.log_tail()}") from None
 
     def log_tail(self, lines: int = 20) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
@@ -184,6 +179,10 @@ class StackOptions:
     redis_url: str | None = None  # None: the in-memory channel layer
     asgi: str = "chatapp.asgi:application"
     extra_env: dict = field(default_factory=dict)
+    # Pinned as the peer comparison was: the server on core 0, simulator and client on core 1.
+    pin: bool = False
+    processes: int = 1  # more: `manage.py serve` with WEB_CONCURRENCY (needs redis_url)
+    profile: str | None = None  # a path: one server process runs under cProfile, written there
 
 
 class Stack:
@@ -207,8 +206,8 @@ class Stack:
         self.stop()
 
     def start(self) -> None:
-        self.sim_port = free_port("BENCH_SIM_PORTS")
-        self.app_port = free_port("BENCH_APP_PORTS")
+        self.sim_port = free_port(ports_from_env("BENCH_SIM_PORTS"))
+        self.app_port = free_port(ports_from_env("BENCH_APP_PORTS"))
         self.sim_url = f"http://127.0.0.1:{self.sim_port}"
         self.app_url = f"http://127.0.0.1:{self.app_port}"
         self.ws_url = f"ws://127.0.0.1:{self.app_port}/ws/chat/"
@@ -223,11 +222,18 @@ class Stack:
             ["manage.py", "llama_simulator", "--port", str(self.sim_port)]
             + ["--tokens-per-second", str(o.tokens_per_second)]
             + ["--first-token-delay", str(o.first_token_delay), "--api-key", API_KEY],
+            CLIENT_CPUS if o.pin else None,
         )
-        self.app = self._service(
-            "daphne",
-            ["-m", "daphne", "-b", "127.0.0.1", "-p", str(self.app_port), o.asgi],
-        )
+        if o.pin:
+            os.sched_setaffinity(0, CLIENT_CPUS)
+        if o.processes > 1:
+            args = ["manage.py", "serve", "--port", str(self.app_port)]
+            args += ["--processes", str(o.processes), "--verbosity-daphne", "0"]
+        else:
+            args = ["-m", "daphne", "-b", "127.0.0.1", "-p", str(self.app_port), o.asgi]
+            if o.profile:
+                args = ["-m", "cProfile", "-o", o.profile, *args]
+        self.app = self._service("daphne", args, SERVER_CPUS if o.pin else None)
         self.simulator.wait_for_port(self.sim_port)
         self.app.wait_for_port(self.app_port)
         self.session_id = login(self.app_url)
@@ -267,8 +273,8 @@ class Stack:
         env.update(self.options.extra_env)
         return env
 
-    def _service(self, name: str, args: list[str]) -> Service:
-        service = Service(name, [PYTHON, *args], self.env, self.dir)
+    def _service(self, name: str, args: list[str], cpus: set[int] | None = None) -> Service:
+        service = Service(name, [PYTHON, *args], self.env, self.dir, cpus)
         self.services.append(service)
         return service
 
@@ -350,6 +356,16 @@ class Stream:
     conversation_id: int | None = None
     seq_gaps: int = 0  # delta frames whose seq did not follow the previous one
     milestones: dict[str, float] = field(default_factory=dict)
+    # [sim:stamp] answers: arrival minus the simulator's send time, per chunk it sent (s).
+    lags: list[float] = field(default_factory=list)
+
+    def add(self, arrival: float, text: str) -> None:
+        """A piece of text arrived at perf_counter() `arrival`: keep it, less its stamps."""
+        if STAMP_OPEN in text:
+            now = time.time() - (time.perf_counter() - arrival)
+            self.lags += [now - float(sent) for sent in STAMP.findall(text)]
+            text = STAMP.sub("", text)
+        self.frames.append((arrival, text))
 
     @property
     def text(self) -> str:
@@ -416,7 +432,7 @@ async def _follow(ws: ClientConnection, stream: Stream, request_id: str) -> None
         if kind == "message.delta" and event["message_id"] == answer_id:
             stream.seq_gaps += event["seq"] != next_seq
             next_seq = event["seq"] + 1
-            stream.frames.append((now, event["text"]))
+            stream.add(now, event["text"])
         elif kind == "message.done" and event["message_id"] == answer_id:
             stream.finished, stream.status = now, event["status"]
             stream.usage = event.get("usage")
@@ -461,7 +477,7 @@ def _read_chunk(stream: Stream, chunk: dict) -> None:
     event = chunk.get("event") or {}
     text = (event.get("delta") or {}).get("text")
     if text:
-        stream.frames.append((time.perf_counter(), text))
+        stream.add(time.perf_counter(), text)
     if event.get("event_type") == "complete":
         stream.status = event.get("stop_reason")
     for metric in event.get("metrics") or []:

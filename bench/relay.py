@@ -4,29 +4,37 @@ Each pair streams one answer with a plain httpx client straight from the simulat
 request through daphne's websocket (the order alternates). The direct request is byte-for-byte
 the body the app sent upstream for that prompt, so both see the same tokens on the same pace.
 
-    python -m bench.relay [--quick]
+    python -m bench.relay [--quick] [--safety]
+
+With --safety the bench user's team screens questions and answers with Llama Guard (`block`):
+the extra time to first token then holds the moderation call, measured on its own as well
+(straight from the simulator), and the gap between tokens shows what output screening adds.
 """
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as `python bench/relay.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.harness import (  # noqa: E402
+    API_KEY,
+    USERNAME,
     Stack,
     StackOptions,
     Stream,
     app_stream,
     direct_client,
     direct_stream,
+    manage,
     median,
     percentile,
     run,
     write_result,
 )
-from chatapp.llm.simulator.answers import tokenize  # noqa: E402
+from llama_simulator.answers import tokenize  # noqa: E402
 
 TARGET_TOTAL_RATIO = 1.02
 TARGET_TTFT_EXTRA_MS = 5.0
@@ -39,9 +47,37 @@ def question(index: int, tokens: int, tps: float, ttft: float) -> str:
     )
 
 
-async def measure(stack: Stack, pairs: int, tokens: int, tps: float, ttft: float) -> dict:
+SCREEN_EVERYTHING = """
+from django.contrib.auth import get_user_model
+from chatapp.teams.actions import ensure_personal_team
+from chatapp.teams.models import TeamPolicy
+team = ensure_personal_team(get_user_model().objects.get(username="{username}"))
+TeamPolicy.objects.update_or_create(
+    team=team, defaults={{"safety_input": "block", "safety_output": "block"}}
+)
+"""
+
+
+async def moderation_ms(stack: Stack, http, content: str, calls: int = 20) -> float:
+    """The median time of one moderation call straight to the simulator."""
+    times = []
+    body = {"messages": [{"role": "user", "content": content}]}
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    for _ in range(calls):
+        started = time.perf_counter()
+        response = await http.post(f"{stack.sim_url}/v1/moderations", json=body, headers=headers)
+        response.raise_for_status()
+        times.append((time.perf_counter() - started) * 1e3)
+    return median(times)
+
+
+async def measure(
+    stack: Stack, pairs: int, tokens: int, tps: float, ttft: float, safety: bool = False
+) -> dict:
     """Stream `pairs` answers both ways; per-pair figures and their medians."""
     contents = [question(i, tokens, tps, ttft) for i in range(pairs)]
+    if safety:
+        manage(stack.env, "shell", "-v", "0", "-c", SCREEN_EVERYTHING.format(username=USERNAME))
     async with direct_client() as http:
         ws = await stack.open_socket()
         try:
@@ -62,6 +98,17 @@ async def measure(stack: Stack, pairs: int, tokens: int, tps: float, ttft: float
             await ws.close()
     result = summarize(compared, app_cpu, tokens, tps, ttft)
     result["summary"]["daphne_run_queue_seconds"] = waited
+    if safety and "ttft_extra_ms" in result["summary"]:
+        async with direct_client() as http:
+            moderation = await moderation_ms(stack, http, contents[0])
+        summary = result["summary"]
+        summary["safety"] = "input and output screening, block"
+        summary["moderation_ms"] = moderation
+        summary["ttft_extra_beyond_moderation_ms"] = summary["ttft_extra_ms"] - moderation
+        summary["meets_targets"] = (
+            summary["total_ratio"] <= TARGET_TOTAL_RATIO
+            and summary["ttft_extra_beyond_moderation_ms"] < TARGET_TTFT_EXTRA_MS
+        )
     return result
 
 
@@ -161,7 +208,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--ttft", type=float, default=0.01, help="simulator first-token delay")
     parser.add_argument("--database-url", help="postgres://... (default: a fresh SQLite file)")
     parser.add_argument("--redis-url", help="redis://... (default: the in-memory channel layer)")
-    parser.add_argument("--name", default="relay", help="results file name")
+    parser.add_argument("--name", help="results file name (relay, or relay-safety)")
+    parser.add_argument(
+        "--safety", action="store_true", help="screen questions and answers with Llama Guard"
+    )
     args = parser.parse_args(argv)
     pairs = args.pairs or (4 if args.quick else 20)
     tokens = min(args.tokens, 100) if args.quick else args.tokens
@@ -172,10 +222,10 @@ def main(argv: list[str] | None = None) -> dict:
         redis_url=args.redis_url,
     )
     with Stack(options) as stack:
-        result = run(measure(stack, pairs, tokens, args.tps, args.ttft))
+        result = run(measure(stack, pairs, tokens, args.tps, args.ttft, args.safety))
     setup = {"database": args.database_url or "sqlite", "channel_layer": args.redis_url or "memory"}
     result = {"benchmark": "relay", "quick": args.quick, "setup": setup, **result}
-    path = write_result(args.name, result)
+    path = write_result(args.name or ("relay-safety" if args.safety else "relay"), result)
     print_summary(result["summary"], path)
     return result
 
@@ -190,6 +240,11 @@ def print_summary(summary: dict, path: Path) -> None:
             f" ({summary['ttft_direct_ms']:.1f} -> {summary['ttft_app_ms']:.1f} ms);"
             f" mean gap x{summary['gap_mean_ratio']:.3f};"
             f" {summary['tokens_per_frame']:.1f} tokens/frame"
+        )
+    if "moderation_ms" in summary:
+        print(
+            f"  with Llama Guard on both sides: one moderation call {summary['moderation_ms']:.1f}"
+            f" ms; first token +{summary['ttft_extra_beyond_moderation_ms']:.1f} ms beyond it"
         )
     print(
         f"  failed {summary['failed']}, text equal {summary['all_text_equal']},"

@@ -4,7 +4,7 @@ Each benchmark runs in its own process and writes bench/results/<name>.json. A f
 redraws docs/bench/performance.png; a `--quick` run (a smoke test of the harness, its figures
 mean little) draws bench/results/performance-quick.png instead.
 
-    python bench/run_all.py [--quick] [--only relay,relay-redis,concurrency,database,client]
+    python bench/run_all.py [--quick] [--only relay,relay-redis,concurrency,database,search,client]
 """
 
 import argparse
@@ -23,7 +23,7 @@ from bench import plot  # noqa: E402
 from bench.harness import PYTHON, RESULTS_DIR, ROOT  # noqa: E402
 from bench.summary import write_summary  # noqa: E402
 
-BENCHMARKS = ("relay", "relay-redis", "concurrency", "database", "client")
+BENCHMARKS = ("relay", "relay-redis", "concurrency", "database", "search", "client")
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/5"
 
 

@@ -1,4 +1,4 @@
-"""The results as markdown tables (bench/results/summary.md), in the shape the README shows."""
+"""The results as markdown tables (bench/results/summary.md), in the shape bench/README.md shows."""
 
 import json
 from pathlib import Path
@@ -92,6 +92,21 @@ def reads_rows(database: dict) -> list[str]:
     return rows
 
 
+def search_rows(search: dict) -> list[str]:
+    rows = [
+        "| backend | messages | search p50 / p95 (target < 100 ms) | worst cases | load / index |",
+        "|---|---|---|---|---|",
+    ]
+    for backend, f in search.get("backends", {}).items():
+        s, seed = f["summary"], f["seed"]
+        worst = ", ".join(f"{label}: {ms:.0f} ms" for label, ms in s["worst_ms"].items())
+        rows.append(
+            f"| {backend} | {seed['messages']:,} | {s['p50_ms']:.1f} / {s['p95_ms']:.1f} ms"
+            f" | {worst} | {seed['load_seconds']:.0f} / {seed['index_seconds']:.0f} s |"
+        )
+    return rows
+
+
 def client_rows(client: dict) -> list[str]:
     rows = [
         "| pace | protocol | reader | tokens per event | events per second"
@@ -115,6 +130,7 @@ def write_summary(path: Path) -> Path:
         chat_rows(concurrency),
         writes_rows(database),
         reads_rows(database),
+        search_rows(load("search")),
         client_rows(load("client")),
     ]
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -9,10 +9,10 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from chatapp.chat import reaper  # noqa: E402
 from chatapp.core.middleware import WebsocketRequestIdMiddleware  # noqa: E402
+from chatapp.core.origin import SiteOriginValidator  # noqa: E402
 from chatapp.routing import websocket_urlpatterns  # noqa: E402
 
 
@@ -32,9 +32,12 @@ class StartReaper:
 router = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        # Outermost: the connection's request id is set before anything else logs.
+        # Outermost: the connection's request id is set before anything else logs. In place of
+        # AllowedHostsOriginValidator, which compares host names only: scheme and port count too.
         "websocket": WebsocketRequestIdMiddleware(
-            AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
+            SiteOriginValidator(
+                AuthMiddlewareStack(URLRouter(websocket_urlpatterns))  # type: ignore[arg-type]
+            )
         ),
     }
 )

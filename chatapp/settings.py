@@ -1,5 +1,6 @@
 """Settings for Llama team chat, read from the environment (or a .env file) via django-environ."""
 
+import importlib.util
 import ipaddress
 import secrets
 import warnings
@@ -10,6 +11,7 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from chatapp.core.logs import logging_config
+from chatapp.identity.group_map import parse_group_map
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -91,6 +93,16 @@ if not ALLOWED_HOSTS or any(not h for h in ALLOWED_HOSTS):
 if "*" in ALLOWED_HOSTS and not DEBUG:  # it would also let any site open websockets to this one
     raise ImproperlyConfigured("ALLOWED_HOSTS must list host names, not '*', when DEBUG is off")
 
+# Other origins whose pages may post forms and open the chat websocket (scheme://host[:port],
+# `https://*.example.com` for subdomains); the site's own origin never needs listing.
+CSRF_TRUSTED_ORIGINS = [o.strip() for o in env.list("CSRF_TRUSTED_ORIGINS", default=[])]
+for _origin in CSRF_TRUSTED_ORIGINS:
+    if not _origin.startswith(("http://", "https://")) or _origin.count("/") != 2:
+        raise ImproperlyConfigured(
+            "CSRF_TRUSTED_ORIGINS must list origins like https://chat.example.com"
+            f" (got {_origin!r})"
+        )
+
 INSTALLED_APPS = [
     "daphne",
     "django.contrib.admin",
@@ -104,9 +116,18 @@ INSTALLED_APPS = [
     "chatapp.core",
     "chatapp.accounts",
     "chatapp.teams",
+    "chatapp.uploads",
+    "chatapp.tools",
     "chatapp.chat",
+    "chatapp.identity",
     "chatapp.llm",
 ]
+# The Llama API simulator is a development tool outside the product; where it is installed
+# (a checkout with the `demo` extra) its app brings the `llama_simulator` command.
+if all(importlib.util.find_spec(name) for name in ("llama_simulator", "uvicorn")):
+    INSTALLED_APPS.append("llama_simulator")
+if DEBUG:
+    INSTALLED_APPS.append("ninja")  # the assets of the API's docs page, /api/docs (DEBUG only)
 
 MIDDLEWARE = [
     "chatapp.core.middleware.RequestIdMiddleware",
@@ -117,6 +138,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "chatapp.accounts.sockets.CurrentSessionMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "chatapp.core.middleware.ContentSecurityPolicyMiddleware",
@@ -138,6 +160,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "chatapp.core.context_processors.site",
+                "chatapp.teams.context_processors.current_team",
             ],
         },
     },
@@ -178,7 +201,10 @@ if REDIS_URL:
             "CONFIG": {
                 # redis-py 8 times reads out after 5 s by default, which kills the layer's
                 # blocking receive on an idle socket; the server-side timeout bounds it.
-                "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
+                # And its pools refuse a 101st connection at once (MaxConnectionsError) where
+                # older releases had no cap: hundreds of answers starting together each need
+                # one for a moment, and a refusal there loses the answer's frames.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": None, "max_connections": 2000}],
                 "capacity": 1500,
                 "expiry": 30,
             },
@@ -186,6 +212,13 @@ if REDIS_URL:
     }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+# Server processes `manage.py serve` starts on one port; more than one needs REDIS_URL. Empty
+# is unset (compose passes it on either way; the image then picks one per core).
+WEB_CONCURRENCY = (
+    env_number("WEB_CONCURRENCY", 1, minimum=1, maximum=256)
+    if env.str("WEB_CONCURRENCY", default="")
+    else 1
+)
 
 LLAMA_API_KEY = env.str("LLAMA_API_KEY", default="")
 LLAMA_API_BASE_URL = env_url(
@@ -195,8 +228,14 @@ LLAMA_API_PROTOCOL = env_choice("LLAMA_API_PROTOCOL", "llama", ("llama", "openai
 LLAMA_DEFAULT_MODEL = env.str(
     "LLAMA_DEFAULT_MODEL", default="Llama-4-Maverick-17B-128E-Instruct-FP8"
 )
+# Llama Guard (docs/safety.md): the Guard model an OpenAI-compatible provider serves, and how
+# long one screening attempt may take (attempts follow LLAMA_MAX_ATTEMPTS).
+LLAMA_GUARD_MODEL = env.str("LLAMA_GUARD_MODEL", default="Llama-Guard-4-12B").strip()
+LLAMA_GUARD_TIMEOUT = env_number("LLAMA_GUARD_TIMEOUT", 5.0, float, 0.1, 120)
 # Set by `make run` when it starts the built-in simulator; the UI shows an "offline demo" banner.
 LLAMA_OFFLINE_DEMO = env_bool("LLAMA_OFFLINE_DEMO", False)
+# After a new conversation's first answer, ask the model for its title (chatapp.chat.titles).
+LLAMA_GENERATE_TITLES = env_bool("LLAMA_GENERATE_TITLES", True)
 # Upstream timeouts (seconds) and attempts before the first token, for every provider.
 LLAMA_TIMEOUTS = {
     "connect_timeout": env_number("LLAMA_CONNECT_TIMEOUT", 10.0, float, 0.1, 300),
@@ -223,10 +262,42 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="llama-team-chat@loca
 CHAT_MAX_CONTENT_BYTES = env_number("CHAT_MAX_CONTENT_BYTES", 32 * 1024, minimum=1)
 CHAT_MAX_CONCURRENT_GENERATIONS = env_number("CHAT_MAX_CONCURRENT_GENERATIONS", 3, minimum=1)
 CHAT_WS_MESSAGES_PER_MINUTE = env_number("CHAT_WS_MESSAGES_PER_MINUTE", 60, minimum=1)
-# A streaming answer whose heartbeat is older than this belongs to a process that died.
-CHAT_STALE_GENERATION_SECONDS = env_number("CHAT_STALE_GENERATION_SECONDS", 60, minimum=15)
+# A streaming answer whose heartbeat is older than this belongs to a process that died. It must
+# outlast the quietest stretch of a live answer that is retrying: a first-token wait, then the
+# longest retry wait the client honours (a retry notice refreshes the heartbeat).
+LLAMA_RETRY_WAIT_CAP_SECONDS = 60  # chatapp.llm.errors.RETRY_AFTER_CAP
+_quiet = LLAMA_TIMEOUTS["first_token_timeout"]
+if LLAMA_MAX_ATTEMPTS > 1:
+    _quiet += LLAMA_RETRY_WAIT_CAP_SECONDS
+CHAT_STALE_GENERATION_SECONDS = env_number(
+    "CHAT_STALE_GENERATION_SECONDS", max(60, int(_quiet) + 30), minimum=15
+)
+if CHAT_STALE_GENERATION_SECONDS <= _quiet:
+    raise ImproperlyConfigured(
+        f"CHAT_STALE_GENERATION_SECONDS must be more than {_quiet:g} (LLAMA_FIRST_TOKEN_TIMEOUT"
+        " plus the longest retry wait when LLAMA_MAX_ATTEMPTS > 1), or retrying answers would"
+        f" be marked interrupted (got {CHAT_STALE_GENERATION_SECONDS})"
+    )
 # How often each server process looks for such answers; 0 turns the periodic check off.
 CHAT_REAPER_INTERVAL_SECONDS = env_number("CHAT_REAPER_INTERVAL_SECONDS", 60, minimum=0)
+
+# Who may create an account; the very first account can always be created.
+SIGNUP_POLICY = env_choice(
+    "SIGNUP_POLICY", "open" if DEBUG else "invite_only", ("open", "invite_only", "domain")
+)
+SIGNUP_ALLOWED_DOMAINS = [
+    d.strip().lower().lstrip("@") for d in env.list("SIGNUP_ALLOWED_DOMAINS", default=[])
+]
+if SIGNUP_POLICY == "domain" and not all(SIGNUP_ALLOWED_DOMAINS or [""]):
+    raise ImproperlyConfigured(
+        "SIGNUP_ALLOWED_DOMAINS must list e-mail domains (example.com,example.org)"
+        " when SIGNUP_POLICY is domain"
+    )
+# Monthly token budget a new personal team starts with (its owner may change it); unset: none.
+_budget = env.str("PERSONAL_TEAM_MONTHLY_TOKEN_BUDGET", default="").strip()
+PERSONAL_TEAM_MONTHLY_TOKEN_BUDGET = (
+    env_number("PERSONAL_TEAM_MONTHLY_TOKEN_BUDGET", 0, minimum=0) if _budget else None
+)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -251,6 +322,42 @@ AXES_RESET_ON_SUCCESS = True
 AXES_DISABLE_ACCESS_LOG = True  # failures are what matter; successes would only pile up
 AXES_LOCKOUT_CALLABLE = "chatapp.accounts.views.login_locked_out"
 AXES_VERBOSE = False  # no start-up banner; failures and lockouts are still logged
+
+# Sign-in with an OpenID Connect provider (mozilla-django-oidc; see docs/identity.md).
+# Local passwords off: no signup and no password login; createsuperuser still works, and the
+# account it makes is linked at its first sign-in through the provider's verified e-mail.
+LOCAL_PASSWORDS = env_bool("LOCAL_PASSWORDS", True)
+OIDC_ISSUER_URL = env.str("OIDC_ISSUER_URL", default="").strip().rstrip("/")
+OIDC_ENABLED = bool(OIDC_ISSUER_URL)
+if OIDC_ENABLED:
+    env_url("OIDC_ISSUER_URL", OIDC_ISSUER_URL, ("http", "https"))
+OIDC_RP_CLIENT_ID = env.str("OIDC_CLIENT_ID", default="")
+OIDC_RP_CLIENT_SECRET = env.str("OIDC_CLIENT_SECRET", default="")
+if OIDC_ENABLED and not (OIDC_RP_CLIENT_ID and OIDC_RP_CLIENT_SECRET):
+    raise ImproperlyConfigured("OIDC_ISSUER_URL is set: set OIDC_CLIENT_ID and OIDC_CLIENT_SECRET")
+if not LOCAL_PASSWORDS and not OIDC_ENABLED:
+    raise ImproperlyConfigured("LOCAL_PASSWORDS is off: set OIDC_ISSUER_URL so people can sign in")
+OIDC_RP_SCOPES = env.str("OIDC_SCOPES", default="openid email profile").strip()
+if "openid" not in OIDC_RP_SCOPES.split():
+    raise ImproperlyConfigured("OIDC_SCOPES must include openid")
+OIDC_RP_SIGN_ALGO = env_choice(
+    "OIDC_SIGN_ALGO", "RS256", ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512")
+)
+OIDC_BUTTON_LABEL = env.str("OIDC_BUTTON_LABEL", default="Sign in with single sign-on")
+OIDC_GROUPS_CLAIM = env.str("OIDC_GROUPS_CLAIM", default="groups")
+OIDC_GROUP_MAP = env.str("OIDC_GROUP_MAP", default="")
+try:
+    parse_group_map(OIDC_GROUP_MAP)
+except ValueError as exc:
+    raise ImproperlyConfigured(str(exc)) from None
+OIDC_USE_PKCE = True
+OIDC_USE_NONCE = True
+OIDC_TIMEOUT = env_number("OIDC_TIMEOUT", 10.0, float, 0.5, 120)
+OIDC_OP_LOGOUT_URL_METHOD = "chatapp.identity.oidc.end_session_url"
+if OIDC_ENABLED:
+    AUTHENTICATION_BACKENDS.append("chatapp.identity.backends.OIDCBackend")
+if not LOCAL_PASSWORDS:
+    AUTHENTICATION_BACKENDS = ["chatapp.identity.backends.OIDCBackend"]
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
@@ -288,10 +395,71 @@ STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(BASE_DIR / "staticfiles"))
 # developing and testing, served straight from static/ by WhiteNoise's finders.
 STATIC_MANIFEST = env_bool("STATIC_MANIFEST", not DEBUG)
 WHITENOISE_USE_FINDERS = not STATIC_MANIFEST
+if not STATIC_MANIFEST:
+    # Collected files come compressed (the manifest storage); files served from static/ are
+    # compressed on the way out. Before WhiteNoise, so it wraps WhiteNoise's responses.
+    MIDDLEWARE.insert(
+        MIDDLEWARE.index("whitenoise.middleware.WhiteNoiseMiddleware"),
+        "chatapp.core.middleware.StaticGZipMiddleware",
+    )
 if not STATIC_MANIFEST:  # nothing is collected into STATIC_ROOT in that mode
     warnings.filterwarnings("ignore", message="No directory at", module="whitenoise.base")
+
+# Uploaded images and documents. Never served from a public URL: only through the
+# access-checked /api/uploads/<id>/, so there is no MEDIA_URL.
+MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(BASE_DIR / "media")))
+UPLOADS_S3_BUCKET = env.str("UPLOADS_S3_BUCKET", default="")
+if UPLOADS_S3_BUCKET:
+    # S3 or any S3-compatible store (MinIO, R2...): needs the `s3` extra (django-storages).
+    if importlib.util.find_spec("storages") is None:
+        raise ImproperlyConfigured(
+            "UPLOADS_S3_BUCKET needs django-storages: pip install 'llama-team-chat[s3]'"
+        )
+    UPLOADS_STORAGE = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": UPLOADS_S3_BUCKET,
+            "endpoint_url": env.str("UPLOADS_S3_ENDPOINT_URL", default="") or None,
+            "region_name": env.str("UPLOADS_S3_REGION", default="") or None,
+            "access_key": env.str("UPLOADS_S3_ACCESS_KEY_ID", default="") or None,
+            "secret_key": env.str("UPLOADS_S3_SECRET_ACCESS_KEY", default="") or None,
+            "location": env.str("UPLOADS_S3_PREFIX", default=""),
+            "default_acl": "private",
+            "querystring_auth": True,
+            "file_overwrite": False,
+        },
+    }
+else:
+    UPLOADS_STORAGE = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(MEDIA_ROOT), "file_permissions_mode": 0o600},
+    }
+UPLOAD_MAX_FILE_BYTES = env_number("UPLOAD_MAX_FILE_BYTES", 10 * 1024 * 1024, minimum=1)
+UPLOAD_MAX_FILES_PER_MESSAGE = env_number("UPLOAD_MAX_FILES_PER_MESSAGE", 5, minimum=1)
+UPLOAD_MAX_MESSAGE_BYTES = env_number("UPLOAD_MAX_MESSAGE_BYTES", 30 * 1024 * 1024, minimum=1)
+# Decoding an image with more pixels than this is refused (decompression bombs).
+UPLOAD_MAX_IMAGE_PIXELS = env_number("UPLOAD_MAX_IMAGE_PIXELS", 40_000_000, minimum=1)
+# Larger images are scaled down so their longer side is at most this many pixels.
+UPLOAD_IMAGE_MAX_SIDE = env_number("UPLOAD_IMAGE_MAX_SIDE", 2048, minimum=64)
+# Images of earlier turns sent again with a question, newest first, at most this many.
+UPLOAD_CONTEXT_MAX_IMAGES = env_number("UPLOAD_CONTEXT_MAX_IMAGES", 8, minimum=1)
+# Uploads never attached to a message are deleted after this many hours.
+UPLOAD_UNATTACHED_HOURS = env_number("UPLOAD_UNATTACHED_HOURS", 24, float, minimum=0.01)
+# Bytes of uploads a team may keep; 0 means no limit.
+UPLOAD_TEAM_QUOTA_BYTES = env_number("UPLOAD_TEAM_QUOTA_BYTES", 1024**3, minimum=0)
+# Models that understand images; the model list does not say, so the site keeps the list.
+LLAMA_IMAGE_MODELS = [
+    name.strip()
+    for name in env.list(
+        "LLAMA_IMAGE_MODELS",
+        default=["Llama-4-Maverick-17B-128E-Instruct-FP8", "Llama-4-Scout-17B-16E-Instruct-FP8"],
+    )
+    if name.strip()
+]
+
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "uploads": UPLOADS_STORAGE,
     "staticfiles": {
         "BACKEND": "chatapp.core.storage.StaticStorage"
         if STATIC_MANIFEST

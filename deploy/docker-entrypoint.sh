@@ -1,5 +1,6 @@
 #!/bin/sh
-# The image's entry point. `serve` (the default) starts daphne on $PORT, first applying
+# The image's entry point. `serve` (the default) starts daphne on $PORT (WEB_CONCURRENCY
+# processes; one per core by default with Redis), first applying
 # migrations when MIGRATE_ON_START is on; any other command runs as given, for example
 # `python manage.py export_conversations --all`.
 set -eu
@@ -21,11 +22,21 @@ if is_on MIGRATE_ON_START "${MIGRATE_ON_START:-0}"; then
   python manage.py migrate_locked >&2
 fi
 
+# WEB_CONCURRENCY daphne processes share the port (manage.py serve supervises them). Unset, the
+# image runs one per core when Redis carries the channel layer, else one.
+set --
+if [ -z "${WEB_CONCURRENCY:-}" ]; then
+  unset WEB_CONCURRENCY
+  if [ -n "${REDIS_URL:-}" ]; then
+    set -- --processes auto
+  fi
+fi
 # Verbosity 0: no plain-text access log; the app writes JSON access lines with request ids.
-set -- daphne --bind 0.0.0.0 --port "${PORT:-8000}" --verbosity 0
+# stdout carries only JSON log lines; the supervisor's own lines go to stderr.
+set -- python manage.py serve --bind 0.0.0.0 --port "${PORT:-8000}" --verbosity-daphne 0 "$@"
 # Client address and scheme from the reverse proxy's X-Forwarded-* headers; turn off when
 # clients reach daphne directly, or they could claim any address.
 if is_on PROXY_HEADERS "${PROXY_HEADERS:-1}"; then
   set -- "$@" --proxy-headers
 fi
-exec "$@" chatapp.asgi:application
+exec "$@"

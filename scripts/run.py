@@ -1,6 +1,9 @@
-"""`make run`: migrate, start the Llama API simulator when no key is set, then serve with daphne.
+"""`make run`: migrate, start the Llama API simulator when no key is set, then serve with daphne
+(`manage.py serve`: WEB_CONCURRENCY processes, one unless set).
 
-Ctrl+C stops every process this script started.
+Ctrl+C stops every process this script started. The children run in sessions of their own,
+so the terminal's Ctrl+C reaches this script alone, and each child gets one SIGTERM from it:
+they stop cleanly, without a KeyboardInterrupt traceback.
 """
 
 import os
@@ -15,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 
 
-def wait_for_port(port: int, process: subprocess.Popen, seconds: float = 20) -> None:
+def wait_for_port(port: int, process: subprocess.Popen, seconds: float = 60) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -35,18 +38,41 @@ def main() -> None:
     # Ctrl+C, and a plain `kill`, stop everything even when started with SIGINT ignored.
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    children: list[subprocess.Popen] = []
+    try:
+        serve(children)
+    except (KeyboardInterrupt, subprocess.CalledProcessError):
+        pass
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+        for child in children:
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+
+def start(command: list[str], env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [PYTHON, "manage.py", *command], cwd=ROOT, env=env, start_new_session=True
+    )
+
+
+def serve(children: list[subprocess.Popen]) -> None:
     env = dict(os.environ)
     env.setdefault("DEBUG", "1")
     port = int(env.get("PORT", "8000"))
-    children: list[subprocess.Popen] = []
-
     if not env.get("LLAMA_API_KEY"):
         sim_port = int(env.get("SIMULATOR_PORT", "8100"))
-        simulator = subprocess.Popen(
-            [PYTHON, "manage.py", "llama_simulator", "--port", str(sim_port)], cwd=ROOT, env=env
-        )
+        simulator = start(["llama_simulator", "--port", str(sim_port)], env)
         children.append(simulator)
-        wait_for_port(sim_port, simulator)
+        try:
+            wait_for_port(sim_port, simulator)
+        except SystemExit:
+            simulator.kill()  # not left behind on the port
+            raise
         env.update(
             LLAMA_API_KEY="offline-demo",
             LLAMA_API_BASE_URL=f"http://127.0.0.1:{sim_port}/v1",
@@ -55,36 +81,15 @@ def main() -> None:
         )
         print(f"No LLAMA_API_KEY set: offline demo with the simulator on port {sim_port}.")
 
-    try:
-        subprocess.run([PYTHON, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=env, check=True)
-        print(f"Llama team chat on http://127.0.0.1:{port}/ (Ctrl+C to stop)", flush=True)
-        server = subprocess.Popen(
-            [
-                PYTHON,
-                "-m",
-                "daphne",
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "chatapp.asgi:application",
-            ],
-            cwd=ROOT,
-            env=env,
-        )
-        children.append(server)
-        server.wait()
-    except (KeyboardInterrupt, subprocess.CalledProcessError):
-        pass
-    finally:
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGINT)
-        for child in children:
-            try:
-                child.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                child.kill()
+    migrate = start(["migrate", "--noinput"], env)
+    children.append(migrate)
+    if migrate.wait() != 0:
+        sys.exit(f"manage.py migrate failed (code {migrate.returncode}).")
+    print(f"Llama team chat on http://127.0.0.1:{port}/ (Ctrl+C to stop)", flush=True)
+    # WEB_CONCURRENCY server processes on the port (one unless set; more need REDIS_URL).
+    server = start(["serve", "--bind", "127.0.0.1", "--port", str(port)], env)
+    children.append(server)
+    server.wait()
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ set -eu
 MARKED=18.2.1
 DOMPURIFY=3.4.18
 HIGHLIGHT=11.12.0
+ESBUILD=0.28.2  # minifies DOMPurify, which ships no minified ES module
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DEST="$ROOT/static/vendor"
@@ -31,10 +32,11 @@ mkdir -p "$DEST/marked" "$DEST/dompurify" "$DEST/highlight"
 cp "$WORK/marked/lib/marked.esm.js" "$WORK/marked/lib/marked.esm.js.map" \
     "$WORK/marked/LICENSE" "$DEST/marked/"
 
-# .js rather than .mjs so every static server sends a JavaScript MIME type.
-cp "$WORK/dompurify/dist/purify.es.mjs" "$DEST/dompurify/purify.es.js"
-cp "$WORK/dompurify/dist/purify.es.mjs.map" "$WORK/dompurify/LICENSE" \
-    "$WORK/dompurify/LICENSE-MPL" "$DEST/dompurify/"
+# Minified, keeping its licence comment; .js rather than .mjs so every static server sends a
+# JavaScript MIME type.
+(cd "$WORK" && npx --yes "esbuild@$ESBUILD" dompurify/dist/purify.es.mjs --minify --format=esm \
+    --legal-comments=inline --log-level=warning --outfile="$DEST/dompurify/purify.es.min.js")
+cp "$WORK/dompurify/LICENSE" "$WORK/dompurify/LICENSE-MPL" "$DEST/dompurify/"
 
 # The "common languages" build as one ES module.
 cp "$WORK/highlight/es/highlight.min.js" "$WORK/highlight/LICENSE" "$DEST/highlight/"

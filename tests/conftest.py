@@ -1,15 +1,58 @@
+import contextlib
+from collections.abc import Iterator
+
 import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import channel_layers
 from django.contrib.auth import get_user_model
+from django.core.files.storage import FileSystemStorage
 
 from chatapp.teams.models import Membership, Role, Team
+from chatapp.tools.actions import fetch_listing, store_listing
+from chatapp.tools.models import ToolServer
+from chatapp.uploads.models import Upload
+from llama_simulator import RunningSimulator
+from tests.support.mcp_server import RunningToolServer, run_tool_server
+from tests.support.polling import wait_for
+from tests.support.simulator import MODEL, SimulatorOptions, SimulatorPool
+
+pytest_plugins = ["tests.event_checks"]
 
 PASSWORD = "correct-horse-battery-staple"
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--docker",
+        action="store_true",
+        help="run the tests marked docker: the built image and the compose stack (tests/docker)",
+    )
+
+
+@pytest.fixture(autouse=True)
+def fresh_channel_layer():
+    """Each test gets its own channel layer object, as each gets its own event loop.
+
+    The Redis layer binds its receive lock to the loop that receives first; a receive left
+    pending when a test's loop closed would otherwise break every later test's sockets.
+    """
+    yield
+    channel_layers.backends.clear()
 
 
 @pytest.fixture(autouse=True)
 def fast_password_hashing(settings):
     """The suite creates hundreds of users; production's slow hasher is not what it tests."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def uploads_dir(monkeypatch, tmp_path):
+    """Uploaded files land in the test's own directory, never in the checkout's media/."""
+    location = tmp_path / "media"
+    field = Upload._meta.get_field("file")
+    monkeypatch.setattr(field, "storage", FileSystemStorage(location=location))
+    return location
 
 
 @pytest.fixture
@@ -77,3 +120,63 @@ def member_client(client, member):
 @pytest.fixture
 def outsider_client(client, outsider):
     return client_for(client, outsider)
+
+
+# ---- the Llama API simulator (tests/support/simulator.py) -----------------------------------
+
+
+@pytest.fixture(scope="session")
+def simulators() -> Iterator[SimulatorPool]:
+    pool = SimulatorPool()
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
+@pytest.fixture(scope="session")
+def simulator_options() -> SimulatorOptions:
+    """The simulator a test gets: override in a folder's conftest (or a module) to change it."""
+    return SimulatorOptions()
+
+
+@pytest.fixture
+def sim(request, simulators, simulator_options) -> RunningSimulator:
+    """The simulator for these options, with no requests or `times=` counters from other tests."""
+    server = simulators.get(simulator_options)
+    if simulator_options.wait_for_idle:
+        # A stream an earlier test closed ends at its next token; one that stays open longer
+        # (a stall the client never left) is that test's leftover, not a reason to fail here.
+        with contextlib.suppress(TimeoutError):
+            wait_for(lambda: not server.active_streams, "earlier streams to end", seconds=5)
+    server.reset()
+    server.app.api_key = simulator_options.api_key
+    if simulator_options.site_provider:
+        settings = request.getfixturevalue("settings")
+        settings.LLAMA_API_BASE_URL = server.native_url
+        settings.LLAMA_API_KEY = simulator_options.api_key
+        settings.LLAMA_API_PROTOCOL = "llama"
+        settings.LLAMA_DEFAULT_MODEL = MODEL
+    return server
+
+
+# ---- a real MCP tool server (tests/support/mcp_server.py) ----------------------------------
+
+
+@pytest.fixture
+def mcp_server() -> Iterator[RunningToolServer]:
+    """A fresh MCP server on a loopback port: `.url`, `.calls`, `.stop()`."""
+    with run_tool_server() as server:
+        yield server
+
+
+@pytest.fixture
+def team_tool_server(settings, team, owner, mcp_server):
+    """mcp_server added to `team` as a tool server (loopback allowed), its tools listed."""
+    settings.LLAMA_ALLOW_PRIVATE_PROVIDER_URLS = True
+    server = ToolServer.objects.create(
+        team=team, name="helpdesk", url=mcp_server.url, created_by=owner
+    )
+    store_listing(server, async_to_sync(fetch_listing)(mcp_server.url, "", server.timeout))
+    assert server.is_up, server.last_error
+    return server

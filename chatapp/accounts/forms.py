@@ -2,6 +2,8 @@ from django import forms
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import UserCreationForm
 
+from chatapp.accounts import keys
+from chatapp.accounts.signup import signup_refusal
 from chatapp.teams import policy
 
 
@@ -10,13 +12,26 @@ class SignupForm(UserCreationForm):
 
     class Meta(UserCreationForm.Meta):
         model = get_user_model()
-        fields = ["username", "email"]
+        fields = ("username", "email")
+
+    def __init__(self, *args, invitation=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.invitation = invitation
+        self.refused = False  # the signup policy, not the input, said no
 
     def clean_email(self):
         email = self.cleaned_data.get("email", "").strip().lower()
         if email and get_user_model().objects.filter(email__iexact=email).exists():
             raise forms.ValidationError("An account with this email already exists.")
         return email
+
+    def clean(self):
+        cleaned = super().clean()
+        refusal = signup_refusal(cleaned.get("email", ""), self.invitation)
+        if refusal:
+            self.refused = True
+            raise forms.ValidationError(refusal)
+        return cleaned
 
 
 class ChatSettingsForm(forms.Form):
@@ -93,3 +108,37 @@ def team_fallback(team, models: list[str]) -> dict:
         values["model"] = models[0]
     values.update(policy.team_defaults(team))
     return values
+
+
+class ApiKeyForm(forms.Form):
+    """A new personal API key: a name and, optionally, the last day it works."""
+
+    name = forms.CharField(
+        max_length=100,
+        help_text="What the key is for, such as the script that will use it.",
+    )
+    expires = forms.DateField(
+        required=False,
+        label="Works until",
+        widget=forms.DateInput(attrs={"type": "date"}),
+        help_text="Optional: the last day the key works. Empty: it does not expire.",
+    )
+
+    def __init__(self, *args, user=None, **kwargs):
+        super().__init__(*args, prefix="key", **kwargs)
+        self.user = user
+
+    def clean_expires(self):
+        day = self.cleaned_data.get("expires")
+        try:
+            return keys.parse_expiry(day.isoformat() if day else None)
+        except keys.KeyProblem as problem:
+            raise forms.ValidationError(str(problem)) from None
+
+    def clean(self):
+        cleaned = super().clean()
+        try:
+            keys.check_room(self.user)
+        except keys.KeyProblem as problem:
+            raise forms.ValidationError(str(problem)) from None
+        return cleaned

@@ -1,24 +1,30 @@
-"""A user's open chat sockets close when their session ends: logout, deactivation, deletion.
+"""A user's open chat sockets close when their session ends: logout, deactivation, deletion,
+a password change.
 
 Every chat socket joins its user's group (`chat.user.<id>`); an ended session is announced
 there and the sockets it authenticated close with code 4401, which the page shows as
-"your session ended". Logout ends one session; deactivation and deletion end them all.
+"your session ended". Logout ends one session; deactivation and deletion end them all; a new
+password ends all but the session that set it (the user's own change keeps their tab).
 """
 
 import hashlib
 import logging
+from contextvars import ContextVar
 
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.contrib.auth import get_user_model
 from django.contrib.auth.signals import user_logged_out
 from django.db import transaction
-from django.db.models.signals import post_delete, post_save
+from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
+
+from chatapp.core.layers import channel_layer
 
 log = logging.getLogger(__name__)
 
 SESSIONS_ENDED = "user.sessions_ended"
+# The session of the HTTP request being handled (set by CurrentSessionMiddleware).
+current_session_key: ContextVar[str | None] = ContextVar("current_session_key", default=None)
 
 
 def user_group(user_id: int) -> str:
@@ -34,16 +40,25 @@ def session_fingerprint(session_key: str | None) -> str | None:
 
 def ends_session(event: dict, fingerprint: str | None) -> bool:
     """Whether a sessions-ended event covers the socket whose session has this fingerprint."""
+    if fingerprint is not None and event.get("kept") == fingerprint:
+        return False
     return event.get("session") is None or event["session"] == fingerprint
 
 
-def close_user_sockets(user_id: int, session_key: str | None = None) -> None:
-    """Once the current transaction commits, close the user's sockets (one session's if given)."""
-    event = {"type": SESSIONS_ENDED, "session": session_fingerprint(session_key)}
+def close_user_sockets(
+    user_id: int, session_key: str | None = None, *, keep_session: str | None = None
+) -> None:
+    """Once the current transaction commits, close the user's sockets: one session's if given,
+    else all of them but keep_session's."""
+    event = {
+        "type": SESSIONS_ENDED,
+        "session": session_fingerprint(session_key),
+        "kept": session_fingerprint(keep_session),
+    }
 
     def send() -> None:
         try:
-            async_to_sync(get_channel_layer().group_send)(user_group(user_id), event)
+            async_to_sync(channel_layer().group_send)(user_group(user_id), event)
         except Exception:  # the logout or the save has happened; a socket may outlive it
             log.exception("Could not close the chat sockets of user %s", user_id)
 
@@ -65,3 +80,34 @@ def close_sockets_on_deactivation(sender, instance, created, **kwargs) -> None:
 @receiver(post_delete, sender=get_user_model())
 def close_sockets_on_deletion(sender, instance, **kwargs) -> None:
     close_user_sockets(instance.pk)
+
+
+class CurrentSessionMiddleware:
+    """Remembers the request's session, so a password it changes keeps that session's sockets."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        # The key before the view runs: a password change cycles it, sockets know the old one.
+        token = current_session_key.set(request.session.session_key)
+        try:
+            return self.get_response(request)
+        finally:
+            current_session_key.reset(token)
+
+
+@receiver(pre_save, sender=get_user_model())
+def note_password_change(sender, instance, update_fields=None, **kwargs) -> None:
+    instance._password_changed = False
+    if instance.pk is None or (update_fields is not None and "password" not in update_fields):
+        return
+    stored = sender.objects.filter(pk=instance.pk).values_list("password", flat=True).first()
+    instance._password_changed = stored is not None and stored != instance.password
+
+
+@receiver(post_save, sender=get_user_model())
+def close_sockets_on_password_change(sender, instance, created, **kwargs) -> None:
+    """Set by the user, an admin (/admin/, SetPasswordForm) or `changepassword`."""
+    if not created and getattr(instance, "_password_changed", False):
+        close_user_sockets(instance.pk, keep_session=current_session_key.get())

@@ -1,40 +1,77 @@
 from django.conf import settings
-from django.contrib import messages
+from django.contrib import admin, messages
 from django.contrib.auth import login
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import AuthenticationForm
+from django.contrib.auth.views import redirect_to_login
 from django.forms.utils import ErrorDict
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
-from django.utils.http import url_has_allowed_host_and_scheme
-from django.views.decorators.http import require_http_methods
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
 
-from chatapp.accounts.forms import ChatSettingsForm, SignupForm
+from chatapp.accounts import actions
+from chatapp.accounts.forms import ApiKeyForm, ChatSettingsForm, SignupForm
 from chatapp.accounts.models import UserSettings
+from chatapp.accounts.signup import FIRST_ACCOUNT_NOTICE, invitation_in, signup_notice
+from chatapp.core.permissions import is_site_admin
+from chatapp.core.redirects import safe_next
+from chatapp.core.requests import AuthenticatedHttpRequest
+from chatapp.teams import actions as team_actions
+from chatapp.teams import api_keys, budgets
 from chatapp.teams.policy import SETTING_NAMES
 from chatapp.teams.services import current_team
 
 
-def safe_next(request, default: str = "/") -> str:
-    target = request.POST.get("next") or request.GET.get("next") or ""
-    if url_has_allowed_host_and_scheme(
-        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-    ):
-        return target
-    return default
+def sign_in_options() -> dict:
+    """What the login page offers: the password form, the provider's button, or both."""
+    return {
+        "local_passwords": settings.LOCAL_PASSWORDS,
+        "sso_label": settings.OIDC_BUTTON_LABEL if settings.OIDC_ENABLED else "",
+    }
+
+
+class LoginView(auth_views.LoginView):
+    redirect_authenticated_user = True
+
+    def get_context_data(self, **kwargs):
+        return {**super().get_context_data(**kwargs), **sign_in_options()}
+
+    def post(self, request, *args, **kwargs):
+        if not settings.LOCAL_PASSWORDS:
+            form = self.get_form_class()(request)
+            message = f"Password sign-in is turned off here: use {settings.OIDC_BUTTON_LABEL}."
+            form._errors = ErrorDict({"__all__": form.error_class([message])})
+            return self.render_to_response(self.get_context_data(form=form), status=403)
+        return super().post(request, *args, **kwargs)
+
+
+def admin_login(request):
+    """/admin/login/: Django's own form while passwords are on, else our sign-in page."""
+    if settings.LOCAL_PASSWORDS:
+        return admin.site.login(request)
+    return redirect_to_login(safe_next(request, "/admin/"))
 
 
 def signup(request):
+    if not settings.LOCAL_PASSWORDS:
+        raise Http404("Sign-up is turned off: people sign in through the identity provider")
     if request.user.is_authenticated:
         return redirect(safe_next(request))
-    form = SignupForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        user = form.save()
-        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-        return redirect(safe_next(request))
-    return render(
-        request, "registration/signup.html", {"form": form, "next": safe_next(request, "")}
-    )
+    next_url = safe_next(request, "")
+    invitation = invitation_in(next_url)
+    form = SignupForm(request.POST or None, invitation=invitation)
+    status = 200
+    if request.method == "POST":
+        if form.is_valid():
+            user = form.save()
+            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+            if is_site_admin(user):
+                messages.info(request, FIRST_ACCOUNT_NOTICE)
+            return redirect(safe_next(request))
+        status = 403 if form.refused else 200
+    context = {"form": form, "next": next_url, "notice": signup_notice(invitation)}
+    return render(request, "registration/signup.html", context, status=status)
 
 
 def login_locked_out(request: HttpRequest, response=None, credentials=None) -> HttpResponse:
@@ -45,32 +82,74 @@ def login_locked_out(request: HttpRequest, response=None, credentials=None) -> H
         f" wait {minutes} minutes and try again, or ask an admin to reset your password."
     )
     form = AuthenticationForm(request, initial={"username": request.POST.get("username", "")})
-    form._errors = ErrorDict({"__all__": form.error_class([message], error_class="nonfield")})
-    context = {"form": form, "next": safe_next(request, "")}
+    errors = ErrorDict({"__all__": form.error_class([message], error_class="nonfield")})
+    form._errors = errors  # type: ignore[attr-defined]  # set as Django's own clean() does
+    context = {"form": form, "next": safe_next(request, ""), **sign_in_options()}
     return render(request, "registration/login.html", context, status=429)
 
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def settings_page(request: HttpRequest) -> HttpResponse:
+def settings_page(request: AuthenticatedHttpRequest) -> HttpResponse:
     """Model, temperature, max tokens and top_p: only what the current team's policy allows."""
     team = current_team(request)
     if request.method == "POST" and "reset" in request.POST:
         return reset_settings(request)
-    stored = UserSettings.objects.filter(user=request.user).first()
-    initial = {name: getattr(stored, name) for name in SETTING_NAMES} if stored else {}
-    form = ChatSettingsForm(request.POST or None, team=team, initial=initial)
+    form = ChatSettingsForm(request.POST or None, team=team, initial=_saved_defaults(request.user))
     if request.method == "POST" and form.is_valid():
-        UserSettings.objects.update_or_create(user=request.user, defaults=form.stored_values())
+        actions.save_defaults(request.user, form.stored_values())
         messages.success(request, "Settings saved.")
         return redirect("settings")
-    context = {"form": form, "current_team": team, "fallback": form.fallback}
-    return render(request, "accounts/settings.html", context)
+    return _settings(request, form, team)
 
 
-def reset_settings(request: HttpRequest) -> HttpResponse:
+def _settings(request, form, team, key_form=None, new_key: str = "", status: int = 200):
+    context = {
+        "form": form,
+        "current_team": team,
+        "fallback": form.fallback,
+        "keys": api_keys.keys_of(request.user),
+        "key_form": key_form or ApiKeyForm(user=request.user),
+        "new_key": new_key,
+        "meters": budgets.meters(team, request.user),
+        "budget_notices": budgets.notices_for_owner(request.user, team),
+    }
+    return render(request, "accounts/settings.html", context, status=status)
+
+
+@login_required
+@require_POST
+def key_create(request: AuthenticatedHttpRequest) -> HttpResponse:
+    """Make a key and show it on this one page: it is never shown again."""
+    team = current_team(request)
+    key_form = ApiKeyForm(request.POST, user=request.user)
+    form = ChatSettingsForm(None, team=team, initial=_saved_defaults(request.user))
+    if not key_form.is_valid():
+        return _settings(request, form, team, key_form=key_form, status=400)
+    _, secret = team_actions.create_api_key(
+        request.user, team, key_form.cleaned_data["name"], key_form.cleaned_data["expires"]
+    )
+    response = _settings(request, form, team, new_key=secret, status=201)
+    response["Cache-Control"] = "no-store"  # the key must not stay in any cache
+    return response
+
+
+@login_required
+@require_POST
+def key_revoke(request: AuthenticatedHttpRequest, key_id: int) -> HttpResponse:
+    key = get_object_or_404(api_keys.keys_of(request.user), pk=key_id)
+    team_actions.revoke_api_key(request.user, key)
+    messages.success(request, f"The key {key.name} ({key.prefix}…) was revoked.")
+    return redirect("settings")
+
+
+def _saved_defaults(user) -> dict:
+    stored = UserSettings.objects.filter(user=user).first()
+    return {name: getattr(stored, name) for name in SETTING_NAMES} if stored else {}
+
+
+def reset_settings(request: AuthenticatedHttpRequest) -> HttpResponse:
     """Clear the user's own defaults, so the team's defaults apply again."""
-    blank = {"model": "", **{name: None for name in SETTING_NAMES if name != "model"}}
-    UserSettings.objects.filter(user=request.user).update(**blank)
+    actions.reset_defaults(request.user)
     messages.success(request, "Your settings were reset to the team defaults.")
     return redirect("settings")

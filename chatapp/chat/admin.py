@@ -1,29 +1,42 @@
+"""Conversations in /admin/ show who, where and when, never what was said: a site admin who
+must read one records a reason at /site/conversations/<id>/access/ (chatapp.chat.admin_access)."""
+
 from django.contrib import admin
+from django.urls import reverse
+from django.utils.html import format_html
 
-from chatapp.chat.models import Conversation, Message
+from chatapp.chat.models import AdminAccessGrant, Conversation
 
-
-class MessageInline(admin.TabularInline):
-    model = Message
-    extra = 0
-    fields = ["role", "status", "content", "model", "prompt_tokens", "completion_tokens"]
-    readonly_fields = fields
-    can_delete = False
-    show_change_link = True
+METADATA = ("id", "owner", "team", "model", "created_at", "updated_at")
 
 
 @admin.register(Conversation)
 class ConversationAdmin(admin.ModelAdmin):
-    list_display = ["title", "owner", "team", "model", "updated_at"]
+    list_display = (*METADATA, "read_access")
     list_select_related = ["owner", "team"]
-    search_fields = ["title"]
-    raw_id_fields = ["owner", "team", "system_prompt"]
-    inlines = [MessageInline]
+    search_fields = ["owner__username"]
+    fields = readonly_fields = (*METADATA, "read_access")
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description="Read access")
+    def read_access(self, obj: Conversation) -> str:
+        url = reverse("admin_access_request", args=[obj.pk])
+        return format_html('<a href="{}">Request read access (reason required)</a>', url)
 
 
-@admin.register(Message)
-class MessageAdmin(admin.ModelAdmin):
-    list_display = ["id", "conversation", "role", "status", "model", "created_at"]
-    list_filter = ["role", "status"]
-    list_select_related = ["conversation"]
-    raw_id_fields = ["conversation"]
+@admin.register(AdminAccessGrant)
+class AdminAccessGrantAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "admin", "conversation_id", "expires_at", "reason"]
+    list_select_related = ["admin"]
+    fields = readonly_fields = ("conversation_id", "admin", "reason", "created_at", "expires_at")
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False

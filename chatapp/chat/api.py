@@ -1,159 +1,290 @@
 """The chat's JSON API: conversations (list, search, read, rename, delete, export) and models.
 
-Session auth; Django's CSRF middleware guards the writes (JSON clients send X-CSRFToken).
-Errors are `{"error": {"code", "message", "field"?}}` with a 4xx status.
+The conventions (errors, auth, CSRF, 404s) are chatapp.core.api's.
 """
 
 import json
 import logging
 import re
-from functools import wraps
+from datetime import datetime
+from typing import Annotated, Literal
 from urllib.parse import urlencode
 
 from asgiref.sync import async_to_sync
-from django.db.models import Exists, OuterRef, Q
-from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.views.decorators.cache import never_cache
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from ninja import Field, Path, Query, Router, Schema
 
-from chatapp.chat import actions
+from chatapp.accounts import preferences
+from chatapp.chat import json_output, search, tree
+from chatapp.chat.actions import conversations, replies
+from chatapp.chat.lookups import ended_calls, withheld
 from chatapp.chat.models import (
     Conversation,
     Message,
+    MessageRole,
     MessageStatus,
     get_conversation_for_user,
     usage_dict,
 )
+from chatapp.core.api import (
+    MAX_ID,
+    ApiError,
+    RequestBody,
+    Text,
+    documented_body,
+    read_body,
+    responses,
+)
 from chatapp.teams import policy
 from chatapp.teams.services import current_team
+from chatapp.uploads.api import UploadOut
+from chatapp.uploads.context import sees_images
+from chatapp.uploads.models import Upload
 
 log = logging.getLogger(__name__)
+router = Router(tags=["conversations"])
 
 PAGE_SIZE = 20
-MAX_QUERY_LENGTH = 200
-TITLE_MAX_LENGTH = Conversation._meta.get_field("title").max_length
-EXPORT_FORMATS = ("md", "json")
+# Far past any real list, and small enough that the row offset fits the databases' integers.
+MAX_PAGE = 10**9
+MAX_QUERY_LENGTH = 1000
+TITLE_MAX_LENGTH = Conversation._meta.get_field("title").max_length or 200
+
+SEARCH = Query(
+    "",
+    max_length=MAX_QUERY_LENGTH,
+    description='Words in titles or messages, best matches first: "a phrase", -excluded, OR',
+)
+PAGE = Query(1, ge=1, le=MAX_PAGE)
+TEAM = Query(None, ge=1, le=MAX_ID, description="Only the conversations started in this team")
+EXPORT_FORMAT = Query("md")
+ConversationId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, field: str | None = None):
-        super().__init__(message)
-        self.status, self.code, self.message, self.field = status, code, message, field
+class ConversationSummary(Schema):
+    id: int
+    title: str
+    pinned: bool = Field(description="Shown on top of the list (the list gives these first).")
+    created_at: datetime
+    updated_at: datetime
 
 
-def error_response(status: int, code: str, message: str, field: str | None = None):
-    error = {"code": code, "message": message}
-    if field:
-        error["field"] = field
-    return JsonResponse({"error": error}, status=status)
-
-
-def api_view(*methods: str):
-    """JSON endpoint: 401 when logged out, 405 (with Allow) for other methods, ApiError -> 4xx."""
-
-    def decorate(view):
-        @never_cache
-        @wraps(view)
-        def wrapper(request: HttpRequest, *args, **kwargs):
-            if not request.user.is_authenticated:
-                return error_response(401, "not_authenticated", "Log in to use the API.")
-            if request.method not in methods:
-                allowed = ", ".join(methods)
-                response = error_response(
-                    405, "method_not_allowed", f"Use {allowed} on this address."
-                )
-                response["Allow"] = allowed
-                return response
-            try:
-                return view(request, *args, **kwargs)
-            except ApiError as error:
-                return error_response(error.status, error.code, error.message, error.field)
-
-        return wrapper
-
-    return decorate
-
-
-def json_body(request: HttpRequest) -> dict:
-    try:
-        body = json.loads(request.body or b"null")
-    except ValueError:
-        raise ApiError(400, "invalid_json", "The request body is not valid JSON.") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "invalid_body", "Send a JSON object.")
-    return body
-
-
-def only_fields(body: dict, allowed: tuple[str, ...]) -> None:
-    unknown = sorted(set(body) - set(allowed))
-    if unknown:
-        names = ", ".join(unknown)
-        raise ApiError(
-            400, "invalid_body", f"Unknown fields: {names}. Send {', '.join(allowed)}.", unknown[0]
-        )
-
-
-# --- conversations -----------------------------------------------------------------------
-
-
-@api_view("GET")
-def conversation_list(request: HttpRequest) -> JsonResponse:
-    query = request.GET.get("q", "").strip()
-    page = _page_number(request.GET.get("page"))
-    if len(query) > MAX_QUERY_LENGTH:
-        raise ApiError(400, "invalid_query", f"Search at most {MAX_QUERY_LENGTH} characters.", "q")
-    conversations = Conversation.objects.for_user(request.user)
-    if query:
-        in_messages = Message.objects.filter(conversation=OuterRef("pk"), content__icontains=query)
-        conversations = conversations.filter(Q(title__icontains=query) | Exists(in_messages))
-    start = (page - 1) * PAGE_SIZE
-    # One query per page: fetch one row more than shown to know whether a next page exists.
-    rows = list(
-        conversations.values("id", "title", "created_at", "updated_at")[
-            start : start + PAGE_SIZE + 1
-        ]
+class SearchResult(ConversationSummary):
+    message_id: int | None = Field(
+        None, description="With `q`: the message that matches best (null: only the title matches)."
     )
+    snippet: str | None = Field(None, description="With `q`: that message's text around them.")
+
+
+class ConversationPage(Schema):
+    results: list[SearchResult]
+    next: str | None = Field(description="The address of the next page, or null.")
+
+
+class ChatSettings(Schema):
+    model: str
+    temperature: float | None
+    max_tokens: int | None
+    top_p: float | None
+    tools: bool = Field(
+        True, description="Whether the team's tools are offered here (chat.send settings.tools)."
+    )
+
+
+class ToolCallOut(Schema):
+    id: str
+    name: str
+    arguments: str = Field(description="The JSON object text the model wrote.")
+    status: str
+    content: str | None = Field(description="The result: untrusted text, never HTML.")
+    is_error: bool
+    elapsed: float | None = Field(description="Seconds the call took.")
+    round: int
+    offset: int = Field(description="Characters of the answer's text before the call's turn.")
+
+
+class SystemPromptUsed(Schema):
+    id: int | None
+    content: str
+    locked: bool
+
+
+class Usage(Schema):
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class MessageError(Schema):
+    code: str
+    message: str
+
+
+class SafetyOut(Schema):
+    flagged: bool
+    categories: list[str]
+    stages: list[str]
+    unscreened: list[str]
+
+
+class FormatOut(Schema):
+    type: str = Field(description="json_object or json_schema")
+    valid: bool | None = Field(
+        None, description="Whether the answer kept to it (absent while streaming)."
+    )
+    error: str | None = Field(None, description="Why not: not JSON, or where it breaks the schema.")
+    name: str | None = None
+    schema_id: int | None = None
+
+
+class ResponseFormatOut(Schema):
+    type: str = Field(description="text, json_object or json_schema")
+    schema_id: int | None
+    name: str | None
+
+
+class RedactionOut(Schema):
+    placeholder: str
+    label: str
+
+
+class MessageOut(Schema):
+    id: int
+    parent_id: int | None = Field(description="The message this one follows (null: a first one).")
+    sibling_ids: list[int] = Field(
+        description="The versions beside it (edited questions, regenerated answers), itself"
+        " included, oldest first."
+    )
+    role: str
+    content: str
+    status: str
+    model: str
+    usage: Usage | None
+    finish_reason: str | None
+    error: MessageError | None
+    created_at: datetime
+    safety: SafetyOut | None = Field(
+        None, description="Llama Guard's findings on an answer the team screened (else null)."
+    )
+    redactions: list[RedactionOut] | None = Field(
+        None, description="What the team's data filter replaced upstream in a question."
+    )
+    format: FormatOut | None = Field(
+        None, description="JSON output: the format an answer was asked for and the check's outcome."
+    )
+    attachments: list[UploadOut] | None = Field(
+        None, description="The files sent with a user message (absent on answers)."
+    )
+    tool_calls: list[ToolCallOut] | None = Field(
+        None, description="An answer's tool calls and their results, in order (else absent)."
+    )
+
+
+class ConversationOut(ConversationSummary):
+    temporary: bool = Field(
+        description="Not saved in history: absent from lists, search and exports, deleted"
+        " when it ends or after 24 hours."
+    )
+    settings: ChatSettings
+    system_prompt: SystemPromptUsed
+    response_format: ResponseFormatOut
+    messages: list[MessageOut]
+
+
+class ConversationExport(ConversationOut):
+    tree: list[MessageOut] = Field(
+        description="Every message of every branch, oldest first (`messages` is the one shown)."
+    )
+
+
+class ConversationEdit(RequestBody):
+    title: Text | None = None
+    pinned: bool | None = None
+
+
+class ModelChoice(Schema):
+    id: str
+    images: bool = Field(description="Whether the model understands images (LLAMA_IMAGE_MODELS).")
+
+
+class ModelList(Schema):
+    models: list[ModelChoice]
+    default: str
+
+
+# --- conversations -------------------------------------------------------------------------
+
+
+@router.get("/conversations/", response=responses({200: ConversationPage}))
+def conversation_list(
+    request: HttpRequest,
+    q: Text = SEARCH,
+    page: int = PAGE,
+    team: int | None = TEAM,
+):
+    query = q.strip()
+    start = (page - 1) * PAGE_SIZE
+    # One row more than shown tells whether a next page exists.
+    if query:
+        rows = search.search_conversations(request.user, query, start, PAGE_SIZE + 1, team=team)
+    else:
+        conversations = Conversation.objects.for_user(request.user).saved().pinned_first()
+        if team is not None:
+            conversations = conversations.filter(team_id=team)
+        fields = ["id", "title", "pinned", "created_at", "updated_at"]
+        rows = list(conversations.values(*fields)[start : start + PAGE_SIZE + 1])
     next_url = None
     if len(rows) > PAGE_SIZE:
         rows = rows[:PAGE_SIZE]
-        next_url = request.path + "?" + urlencode({"q": query, "page": page + 1})
-    return JsonResponse({"results": rows, "next": next_url})
+        following = {"q": query, "page": page + 1}
+        if team is not None:
+            following["team"] = team
+        next_url = request.path + "?" + urlencode(following)
+    return {"results": rows, "next": next_url}
 
 
-def _page_number(raw: str | None) -> int:
-    if raw in (None, ""):
-        return 1
-    if not raw.isdigit() or int(raw) < 1:
-        raise ApiError(400, "invalid_page", "page must be a whole number from 1.", "page")
-    return int(raw)
+@router.get("/conversations/{int:conversation_id}/", response=responses({200: ConversationOut}))
+def conversation_detail(request: HttpRequest, conversation_id: ConversationId):
+    return conversation_data(get_conversation_for_user(request.user, conversation_id))
 
 
-@api_view("GET", "PATCH", "DELETE")
-def conversation_detail(request: HttpRequest, conversation_id: int) -> HttpResponse:
+@router.patch(
+    "/conversations/{int:conversation_id}/",
+    response=responses({200: ConversationSummary}),
+    openapi_extra=documented_body(ConversationEdit),
+)
+def conversation_edit(request: HttpRequest, conversation_id: ConversationId):
+    """Rename (`title`) and/or pin or unpin (`pinned`) the conversation."""
     conversation = get_conversation_for_user(request.user, conversation_id)
-    if request.method == "PATCH":
-        title = _title_from_body(json_body(request))
-        actions.rename_conversation(conversation, title)
-        return JsonResponse(conversation_summary(conversation))
-    if request.method == "DELETE":
-        streaming = actions.delete_conversation(conversation)
-        for message_id in streaming:  # the answers stop upstream too, wherever they run
-            try:
-                async_to_sync(actions.request_stop)(message_id)
-            except Exception:  # channel layer down: the answer ends on its own, unsaved
-                log.warning("Could not stop answer %s of a deleted conversation", message_id)
-        return HttpResponse(status=204)
-    return JsonResponse(conversation_data(conversation))
+    edit = read_body(request, ConversationEdit)
+    if edit.title is None and edit.pinned is None:
+        raise ApiError(400, "invalid", "Give the conversation a title, or pinned.", "title")
+    title = None if edit.title is None else _clean_title(edit.title)
+    if title is not None:
+        conversations.rename_conversation(conversation, title)
+    if edit.pinned is not None:
+        conversations.pin_conversation(conversation, edit.pinned)
+    return conversation_summary(conversation)
 
 
-def _title_from_body(body: dict) -> str:
-    only_fields(body, ("title",))
-    title = body.get("title")
-    if not isinstance(title, str) or not title.strip():
-        raise ApiError(400, "invalid_title", "Give the conversation a title.", "title")
+@router.delete("/conversations/{int:conversation_id}/", response=responses({204: None}))
+def conversation_delete(request: HttpRequest, conversation_id: ConversationId):
+    conversation = get_conversation_for_user(request.user, conversation_id)
+    streaming = conversations.delete_conversation(conversation)
+    for message_id in streaming:  # the answers stop upstream too, wherever they run
+        try:
+            async_to_sync(replies.request_stop)(message_id)
+        except Exception:  # channel layer down: the answer ends on its own, unsaved
+            log.warning("Could not stop answer %s of a deleted conversation", message_id)
+    return HttpResponse(status=204)
+
+
+def _clean_title(title: str) -> str:
     title = " ".join(title.split())
+    if not title:
+        raise ApiError(400, "invalid", "Give the conversation a title.", "title")
     if len(title) > TITLE_MAX_LENGTH:
         raise ApiError(
-            400, "invalid_title", f"A title has at most {TITLE_MAX_LENGTH} characters.", "title"
+            400, "invalid", f"A title has at most {TITLE_MAX_LENGTH} characters.", "title"
         )
     return title
 
@@ -162,6 +293,7 @@ def conversation_summary(conversation: Conversation) -> dict:
     return {
         "id": conversation.pk,
         "title": conversation.title,
+        "pinned": conversation.pinned,
         "created_at": conversation.created_at,
         "updated_at": conversation.updated_at,
     }
@@ -169,6 +301,7 @@ def conversation_summary(conversation: Conversation) -> dict:
 
 MESSAGE_FIELDS = (
     "id",
+    "parent_id",
     "role",
     "content",
     "status",
@@ -179,50 +312,98 @@ MESSAGE_FIELDS = (
     "error_code",
     "error_message",
     "created_at",
+    "safety",
+    "redactions",
+    "tool_calls",
+    "format",
 )
 
 
-def conversation_data(conversation: Conversation) -> dict:
+def conversation_data(conversation: Conversation, *, whole_tree: bool = False) -> dict:
+    """The conversation with its shown branch, root to leaf (and every message: whole_tree)."""
+    branch = tree.conversation_branch(conversation.pk, conversation.active_leaf_id)
     # Plain rows, not model instances: a long conversation is thousands of messages.
-    rows = conversation.messages.values(*MESSAGE_FIELDS)
-    return {
+    messages = Message.objects.filter(conversation=conversation)
+    if not whole_tree:
+        messages = messages.filter(pk__in=branch.path)
+    rows = list(messages.values(*MESSAGE_FIELDS))
+    files = Upload.objects.filter(message__in=[row["id"] for row in rows]).by_message()
+    listed = [
+        message_data(row, files.get(row["id"], []), branch.siblings(row["id"])) for row in rows
+    ]
+    shown = set(branch.path)
+    data = {
         **conversation_summary(conversation),
-        "settings": conversation.settings,
+        "temporary": conversation.temporary,
+        "settings": {**conversation.settings, "tools": conversation.tools_enabled},
         "system_prompt": {
             "id": conversation.system_prompt_id,
             "content": conversation.system_prompt_text,
             "locked": conversation.system_prompt_locked,
         },
-        "messages": [message_data(row) for row in rows],
+        "response_format": json_output.format_summary(conversation),
+        "messages": [message for message in listed if message["id"] in shown],
     }
+    if whole_tree:
+        data["tree"] = listed
+    return data
 
 
-def message_data(row: dict) -> dict:
+def message_data(row: dict, uploads: list[Upload], sibling_ids: list[int]) -> dict:
     error = None
     if row["error_code"]:
         error = {"code": row["error_code"], "message": row["error_message"]}
-    return {
+    data = {
         "id": row["id"],
+        "parent_id": row["parent_id"],
+        "sibling_ids": sibling_ids,
         "role": row["role"],
-        "content": row["content"],
+        "content": withheld(row),
         "status": row["status"],
         "model": row["model"],
         "usage": usage_dict(row["prompt_tokens"], row["completion_tokens"]),
         "finish_reason": row["finish_reason"] or None,
         "error": error,
         "created_at": row["created_at"],
+        "safety": row["safety"],
+        "format": json_output.shown_format(row["format"]),
     }
+    if row["role"] == MessageRole.USER:
+        data["attachments"] = [upload.summary() for upload in uploads]
+        data["redactions"] = row["redactions"]
+    if row["tool_calls"]:
+        data["tool_calls"] = ended_calls(row)
+    return data
 
 
-@api_view("GET")
-def conversation_export(request: HttpRequest, conversation_id: int) -> HttpResponse:
+EXPORTED = {
+    200: {
+        "description": "The conversation as a file to download",
+        "content": {
+            "text/markdown": {"schema": {"type": "string"}},
+            "application/json": {"schema": {"$ref": "#/components/schemas/ConversationExport"}},
+        },
+    }
+}
+
+
+@router.get(
+    "/conversations/{int:conversation_id}/export",
+    response=responses({200: ConversationExport}),
+    openapi_extra={"responses": EXPORTED},
+)
+def conversation_export(
+    request: HttpRequest,
+    conversation_id: ConversationId,
+    format: Literal["md", "json"] = EXPORT_FORMAT,
+):
     conversation = get_conversation_for_user(request.user, conversation_id)
-    chosen = request.GET.get("format", "md")
-    if chosen not in EXPORT_FORMATS:
-        raise ApiError(400, "invalid_format", "format must be md or json.", "format")
-    filename = f"{_slug(conversation.title) or 'conversation'}-{conversation.pk}.{chosen}"
-    data = conversation_data(conversation)
-    if chosen == "json":
+    if conversation.temporary:
+        raise Http404("A temporary chat is not exported")
+    filename = f"{_slug(conversation.title) or 'conversation'}-{conversation.pk}.{format}"
+    data = conversation_data(conversation, whole_tree=format == "json")
+    response: HttpResponse
+    if format == "json":
         response = JsonResponse(data, json_dumps_params={"indent": 2, "ensure_ascii": False})
     else:
         response = HttpResponse(markdown_export(data), content_type="text/markdown; charset=utf-8")
@@ -240,8 +421,40 @@ def markdown_export(data: dict) -> str:
         heading = {"user": "You", "assistant": "Assistant"}.get(message["role"], "System")
         if message["status"] not in (MessageStatus.COMPLETE, MessageStatus.STREAMING):
             heading += f" ({message['status']})"
-        lines += [f"## {heading}", "", message["content"], ""]
+        lines += [f"## {heading}", ""]
+        for call in message.get("tool_calls") or []:
+            lines += _markdown_call(call)
+        lines += [message["content"], ""]
     return "\n".join(lines)
+
+
+def _markdown_call(call: dict) -> list[str]:
+    """A tool call and its result as fenced blocks (the result is text, never markup)."""
+    outcome = "error" if call.get("is_error") else "result"
+    content = call.get("content") or ""
+    longest = max((len(run) for run in re.findall(r"~+", content + call["arguments"])), default=0)
+    fence = "~" * max(4, longest + 1)  # longer than any in the text, so it cannot close early
+    return [
+        f"**Tool call** `{call['name']}`",
+        "",
+        f"{fence}json",
+        _pretty(call["arguments"]),
+        fence,
+        "",
+        f"**Tool {outcome}**",
+        "",
+        fence,
+        content,
+        fence,
+        "",
+    ]
+
+
+def _pretty(arguments: str) -> str:
+    try:
+        return json.dumps(json.loads(arguments), indent=2, ensure_ascii=False)
+    except ValueError:
+        return arguments
 
 
 def _slug(title: str) -> str:
@@ -251,12 +464,13 @@ def _slug(title: str) -> str:
 # --- models --------------------------------------------------------------------------------
 
 
-@api_view("GET")
-def model_list(request: HttpRequest) -> JsonResponse:
+@router.get("/models/", response=responses({200: ModelList}), tags=["settings"])
+def model_list(request: HttpRequest):
     team = current_team(request)
     models = policy.allowed_models(team)
     try:
-        default = policy.effective_settings(request.user, team)["model"]
+        default = preferences.effective_settings(request.user, team)["model"]
     except policy.PolicyError:
         default = models[0]
-    return JsonResponse({"models": [{"id": model} for model in models], "default": default})
+    listed = [{"id": model, "images": sees_images(model)} for model in models]
+    return {"models": listed, "default": default}

@@ -1,6 +1,18 @@
 from django.apps import AppConfig
+from django.db import connections
+from django.db.models.signals import post_migrate
+
+from chatapp.chat.search_index import repair_sqlite_index
+
+
+def repair_search_index(using: str = "default", **kwargs) -> None:
+    repair_sqlite_index(connections[using])
 
 
 class ChatConfig(AppConfig):
     name = "chatapp.chat"
     label = "chat"
+
+    def ready(self) -> None:
+        # A migration that alters a table on SQLite rebuilds it without the search triggers.
+        post_migrate.connect(repair_search_index, sender=self)

@@ -1,66 +1,178 @@
 """Generations: one asyncio task per streaming answer, detached from the socket that asked for it.
 
 A generation reads the upstream stream into a queue as fast as it arrives (the pump), and
-relays it to the conversation's channel-layer group in small coalesced frames numbered by
-`seq`. Its text lives in memory and reaches the database at most about once a second, then
-completely at the end. It listens on a channel of its own (group `chat.generation.<id>`) for
-`generation.stop` and for snapshot requests from sockets that join mid-stream.
+relays it to the conversation's sockets (`fanout`: this process's directly, others' through
+the channel layer) in coalesced frames numbered by `seq`; the busier the event loop, the more
+tokens a frame carries. Its text lives in memory and reaches the database with this process's
+other answers about once a second (`checkpoints`), then completely at the end. It listens on a
+channel of its own (group `chat.generation.<id>`) for `generation.stop` and for snapshot
+requests from sockets that join mid-stream.
+
+When the model asks for tools, the pump runs them (one turn's calls in parallel, those that
+need the user's approval once it is given) and streams the model's next turn with their
+results, up to `tooling.MAX_TOOL_ROUNDS` turns; the relay tells the sockets about each call
+and result (`message.tool_call`, `message.tool_result`) between the text frames.
 """
 
 import asyncio
 import logging
 import time
+from collections import Counter
+from collections.abc import AsyncGenerator
 from contextlib import aclosing, suppress
+from dataclasses import dataclass, replace
+from typing import Any
 
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
+from django.conf import settings
 
-from chatapp.chat import actions
-from chatapp.chat.actions import Exchange, ReplyPlan, ReplyResult
+from chatapp.chat import events, fanout, titles, tooling
+from chatapp.chat.actions import replies
+from chatapp.chat.actions.replies import Checkpoint, Exchange, ReplyResult
+from chatapp.chat.checkpoints import CHECKPOINT_SECONDS, checkpoints
+from chatapp.chat.event_schema import ConversationEvent, SafetyFields
+from chatapp.chat.groups import generation_group
 from chatapp.chat.models import MessageStatus
+from chatapp.chat.planning import ReplyPlan, concurrency_refusal
+from chatapp.core.layers import channel_layer
 from chatapp.core.metrics import (
     ACTIVE_STREAMS,
     STREAM_DURATION,
     TIME_TO_FIRST_TOKEN,
     TOKENS_RELAYED,
+    TOOL_CALLS,
     UPSTREAM_ERRORS,
     UPSTREAM_RETRIES,
 )
-from chatapp.llm import Finish, Retrying, StreamError, TextDelta
+from chatapp.llm import (
+    Finish,
+    Retrying,
+    StreamError,
+    StreamEvent,
+    TextDelta,
+    ToolCall,
+    ToolCalls,
+    Usage,
+)
+from chatapp.teams import safety
+from chatapp.teams.safety import Screening, Stage
 
 log = logging.getLogger(__name__)
 
 COALESCE_SECONDS = 0.005  # deltas arriving this close together travel in one frame
-CHECKPOINT_SECONDS = 1.0
+MAX_COALESCE_SECONDS = 0.05  # ... and up to this close while the event loop lags
+LAG_WEIGHT = 0.1  # of each new reading in the loop's lag average
 HEARTBEAT_SECONDS = 10.0  # a checkpoint even when the model is silent, so the reaper waits
 LAYER_RETRY_SECONDS = 0.5  # between tries to read from a channel layer that failed
 LISTENER_EXIT_SECONDS = 5.0  # how long a finished answer waits for its listener to stop
 _END = object()  # the pump has finished: upstream ended, failed or was cancelled
 
+
+@dataclass(frozen=True)
+class ToolUpdate:
+    """A call was made, approved or answered: the relay records it and tells the sockets."""
+
+    call: dict[str, Any]  # the call as stored (see Message.tool_calls)
+    result: bool = False  # the call's result is in
+
+
 # The generations this process is running, by assistant message id.
 RUNNING: dict[int, "Generation"] = {}
+# Generations this process has started per user, from before their rows exist until they end.
+LIVE_PER_USER: Counter[int] = Counter()
+
+
+def admit(plan: ReplyPlan) -> None:
+    """Count the answer against the user's cap before its upstream request may start.
+
+    Sends that arrive together are all planned before any of them is written; counting them
+    here (no await between check and count) refuses the extra ones before they go upstream.
+    Answers streaming in other processes count through the rows seen when planning; the
+    locked check in start_reply still holds the cap across processes.
+    """
+    user_id = plan.user.pk
+    elsewhere = sum(1 for message_id in plan.streaming_ids if message_id not in RUNNING)
+    if LIVE_PER_USER[user_id] + elsewhere >= settings.CHAT_MAX_CONCURRENT_GENERATIONS:
+        raise concurrency_refusal(LIVE_PER_USER[user_id] + elsewhere)
+    LIVE_PER_USER[user_id] += 1
+
+
+class Coalescing:
+    """How long a generation gathers deltas into one frame.
+
+    Normally COALESCE_SECONDS. When the event loop lags (its sleeps overrun because every
+    answer wants it), each frame costs the loop the same whatever it carries: gather for
+    about twice the lag, at most MAX_COALESCE_SECONDS, so a busy process sends fewer, larger
+    frames instead of falling further behind.
+    """
+
+    def __init__(self) -> None:
+        self.lag = 0.0  # a moving average of how far sleeps overran (s)
+
+    def window(self) -> float:
+        return min(MAX_COALESCE_SECONDS, max(COALESCE_SECONDS, 2 * self.lag))
+
+    def observe(self, asked: float, slept: float) -> None:
+        self.lag += (max(0.0, slept - asked) - self.lag) * LAG_WEIGHT
+
+
+COALESCING = Coalescing()  # one event loop per server process
+
+
+def release(user_id: int) -> None:
+    """An answer counted by `admit` has ended."""
+    LIVE_PER_USER[user_id] -= 1
+    if LIVE_PER_USER[user_id] <= 0:
+        del LIVE_PER_USER[user_id]
 
 
 class Generation:
-    def __init__(self, plan: ReplyPlan):
+    def __init__(self, plan: ReplyPlan, tools: list[tooling.OfferedTool] | None = None):
+        self._tools = {tool.name: tool for tool in tools or []}
+        self._tool_specs = [tool.spec() for tool in tools or []] or None
         # stream_chat validates the parameters now, before anything is written or sent.
-        self._events = plan.client.stream_chat(plan.messages, plan.params)
+        self._events = plan.client.stream_chat(plan.messages, plan.params, self._tool_specs)
+        admit(plan)  # last check before the upstream request starts
+        self._messages = list(plan.messages)  # grows by each tool round
+        self._params = plan.params
+        self.tool_calls: list[dict[str, Any]] = []  # as relayed: the sockets know these
+        self._decisions: dict[str, asyncio.Future[bool]] = {}  # calls awaiting approval
+        self._pumped_chars = 0  # of text read from upstream so far, all rounds
+        self._tool_usage = Usage(0, 0)  # the tokens of the turns that called tools
+        self._released = False
         self.team, self.user, self.model = plan.team, plan.user, plan.params.model
-        self.message_id: int | None = None
-        self.conversation_id: int | None = None
+        self.message_id = 0  # both set by attach, once the rows exist
+        self.conversation_id = 0
         self.frames: list[str] = []
         self.stop_requested = False
         self.started = time.monotonic()
         self.first_token_at: float | None = None
         self.token_count = 0
-        self._queue: asyncio.Queue = asyncio.Queue()
+        self._queue: asyncio.Queue[StreamEvent | object] = asyncio.Queue()
         self._announced = asyncio.Event()
-        self._last_checkpoint = self.started
-        self._checkpoint_task: asyncio.Task | None = None
+        self._checkpointed_seq = 0
+        self._checkpointed_at = self.started
+        self._heartbeat_due = False
         self._broadcast_failing = False
-        self._layer = get_channel_layer()
+        self._layer = channel_layer()
+        self._client = plan.client
+        self._safety = safety.SafetyRules.of(plan.rules.policy)
+        self._question = _question(plan.messages)
+        # A new saved conversation is named by the model once its first answer is complete.
+        self._names_conversation = (
+            plan.conversation.pk is None
+            and not plan.conversation.temporary
+            and settings.LLAMA_GENERATE_TITLES
+        )
+        self._first_words = plan.conversation.title
+        self.input_screening: Screening | None = None
+        self.output_screening: Screening | None = None  # the latest verdict on the answer
+        self.blocked = False  # the answer was stopped by the output screening
+        self._screen_task: asyncio.Task[None] | None = None
+        self._screens_output = self._safety.screens("output")
+        self._screened_at = self.started
         self._pump_task = asyncio.create_task(self._pump())
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
 
     @property
     def seq(self) -> int:
@@ -72,17 +184,18 @@ class Generation:
 
     async def attach(self, exchange: Exchange) -> None:
         """The rows exist: listen for stop and snapshot requests; relay once announced."""
-        self.message_id = exchange.assistant_message["id"]
+        self.message_id = exchange.assistant_id
         self.conversation_id = exchange.conversation_id
         channel = self._channel = await self._layer.new_channel()
-        await self._layer.group_add(actions.generation_group(self.message_id), channel)
+        await self._layer.group_add(generation_group(self.message_id), channel)
         RUNNING[self.message_id] = self
+        checkpoints().add(self)
         self._task = asyncio.create_task(self._run(channel))
 
     async def rejoin(self) -> None:
         """Join the generation's group again, after the channel layer forgot it (Redis restart)."""
         try:
-            await self._layer.group_add(actions.generation_group(self.message_id), self._channel)
+            await self._layer.group_add(generation_group(self.message_id), self._channel)
         except Exception:
             log.exception("Rejoining the group of answer %s failed", self.message_id)
 
@@ -93,10 +206,22 @@ class Generation:
     def abandon(self) -> None:
         """The rows could not be written: drop the upstream request."""
         self._pump_task.cancel()
+        self._release()
+
+    def _release(self) -> None:
+        if not self._released:
+            self._released = True
+            release(self.user.pk)
 
     def stop(self) -> None:
         self.stop_requested = True
-        self._pump_task.cancel()  # closes the upstream response at once
+        self._pump_task.cancel()  # closes the upstream response and cancels running tools
+
+    def decide(self, call_id: str, approve: bool) -> None:
+        """The user approved or denied a call waiting for them (from any process)."""
+        waiter = self._decisions.get(call_id)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(approve)
 
     async def wait(self) -> None:
         if self._task is not None:
@@ -104,11 +229,23 @@ class Generation:
 
     async def _pump(self) -> None:
         try:
-            async with aclosing(self._events) as events:
-                async for event in events:
-                    if isinstance(event, TextDelta):
-                        self._count_token()
-                    self._queue.put_nowait(event)
+            if self._safety.screens("input"):
+                # Before anything goes upstream: a blocked question costs no chat tokens.
+                self.input_screening = await safety.screen(
+                    self._client, [self._question], self._safety, "input"
+                )
+                if self.input_screening.blocked:
+                    await self._events.aclose()
+                    return
+            deadline = time.monotonic() + tooling.TOOL_LOOP_SECONDS
+            events, offered, rounds = self._events, self._tool_specs, 0
+            while (calls := await self._pump_turn(events, offered is not None)) is not None:
+                rounds += 1
+                await self._run_tools(calls, rounds, deadline)
+                more = rounds < tooling.MAX_TOOL_ROUNDS and time.monotonic() < deadline
+                # Past the cap or the time budget the model gets no tools: it must answer.
+                offered = self._tool_specs if more else None
+                events = self._client.stream_chat(self._messages, self._params, offered)
         except asyncio.CancelledError:
             pass  # stopped or abandoned; aclosing has closed the upstream response
         except Exception:
@@ -117,6 +254,104 @@ class Generation:
             self._queue.put_nowait(StreamError("internal_error", message, retryable=True))
         finally:
             self._queue.put_nowait(_END)
+
+    async def _pump_turn(
+        self, stream: AsyncGenerator[StreamEvent, None], offering: bool
+    ) -> tuple[ToolCall, ...] | None:
+        """Queue one model turn; returns its tool calls if it asked for some (and ended well).
+
+        Calls of a turn that was offered no tools are dropped: nothing may run unoffered."""
+        calls: tuple[ToolCall, ...] = ()
+        text: list[str] = []
+        async with aclosing(stream) as turn:
+            async for event in turn:
+                if isinstance(event, TextDelta):
+                    self._count_token()
+                    text.append(event.text)
+                    self._pumped_chars += len(event.text)
+                elif isinstance(event, ToolCalls):
+                    calls = event.calls if offering else ()
+                    continue
+                elif isinstance(event, Finish):
+                    if calls:
+                        self._tool_usage = _added(self._tool_usage, event.usage)
+                        self._messages.append(_calls_message("".join(text), calls))
+                        return calls
+                    if self._tool_usage.prompt_tokens or self._tool_usage.completion_tokens:
+                        event = replace(event, usage=_added(self._tool_usage, event.usage))
+                self._queue.put_nowait(event)
+        return None
+
+    async def _run_tools(self, calls: tuple[ToolCall, ...], round_: int, deadline: float) -> None:
+        """Run one turn's calls together; their results go upstream in the calls' order."""
+        records: list[dict[str, Any]] = [
+            {
+                "id": call.id,
+                "name": call.name,
+                "arguments": call.arguments,
+                "status": "running",
+                "content": None,
+                "is_error": False,
+                "elapsed": None,
+                "round": round_,
+                "offset": self._pumped_chars,
+            }
+            for call in calls
+        ]
+        outcomes = await asyncio.gather(*(self._call(record, deadline) for record in records))
+        for call, outcome in zip(calls, outcomes, strict=True):
+            self._messages.append(tooling.result_message(call.id, outcome.content))
+
+    async def _call(self, record: dict[str, Any], deadline: float) -> tooling.Outcome:
+        started = time.monotonic()
+        tool = self._tools.get(record["name"])
+        arguments = tooling.parse_arguments(record["arguments"])
+        if tool is not None and tool.needs_approval and arguments is not None:
+            waiter = self._decisions[record["id"]] = asyncio.get_running_loop().create_future()
+            self._queue.put_nowait(ToolUpdate({**record, "status": "awaiting_approval"}))
+            try:
+                approved = await asyncio.wait_for(waiter, tooling.APPROVAL_SECONDS)
+            except TimeoutError:
+                approved = False
+            finally:
+                self._decisions.pop(record["id"], None)
+            started = time.monotonic()
+            if not approved:
+                outcome = tooling.Outcome(tooling.DECLINED, True, 0.0)
+                return self._answered(record, outcome)
+        self._queue.put_nowait(ToolUpdate(dict(record)))
+        if tool is None:
+            message = f"There is no tool named {record['name']!r}: use one of the tools offered."
+            return self._answered(record, tooling.Outcome(message, True, 0.0))
+        if arguments is None:
+            message = "The arguments are not a JSON object: call the tool again with one."
+            return self._answered(record, tooling.Outcome(message, True, 0.0))
+        remaining = max(0.0, deadline - time.monotonic())
+        try:
+            async with asyncio.timeout(min(remaining, tool.timeout)):
+                result = await tooling.TOOLBOX.call_tool(tool, arguments)
+            outcome = tooling.Outcome(result.content, result.is_error, result.elapsed)
+        except TimeoutError:
+            message = f"The tool did not answer within {min(remaining, tool.timeout):g} s."
+            outcome = tooling.Outcome(message, True, time.monotonic() - started)
+        except Exception:
+            log.exception("Calling tool %s failed", record["name"])
+            outcome = tooling.Outcome("The tool failed.", True, time.monotonic() - started)
+        return self._answered(record, outcome)
+
+    def _answered(self, record: dict[str, Any], outcome: tooling.Outcome) -> tooling.Outcome:
+        declined = outcome.is_error and outcome.content == tooling.DECLINED
+        TOOL_CALLS.labels("declined" if declined else "error" if outcome.is_error else "ok").inc()
+        content = tooling.capped(outcome.content)
+        done = {
+            **record,
+            "status": "done",
+            "content": content,
+            "is_error": outcome.is_error,
+            "elapsed": round(outcome.elapsed, 3),
+        }
+        self._queue.put_nowait(ToolUpdate(done, result=True))
+        return tooling.Outcome(content, outcome.is_error, outcome.elapsed)
 
     def _count_token(self) -> None:
         self.token_count += 1
@@ -127,27 +362,70 @@ class Generation:
     async def _run(self, channel: str) -> None:
         listener = asyncio.create_task(self._listen(channel))
         ACTIVE_STREAMS.inc()
+        result: ReplyResult | None = None
+        tracked = False  # by fanout.elsewhere, for whether deltas go on the layer
         try:
             await self._announced.wait()
+            if fanout.spans_processes():
+                tracked = True
+                await fanout.elsewhere().start(self.conversation_id)
             try:
                 result = await self._relay()
+                result = await self._screen_end(result)
             except Exception:
                 log.exception("Relaying answer %s failed", self.message_id)
                 message = "Something went wrong while answering: regenerate to try again."
                 result = self._result(StreamError("internal_error", message, retryable=True))
-            await self._finish_checkpoint()
+            await checkpoints().remove(self)  # no checkpoint may land after the final write
+            await self._end_unfinished_calls(result)
+            self._observe(result)  # counted before message.done reaches this process's sockets
             try:
-                await actions.finish_reply(result, self.team, self.user)
+                await replies.finish_reply(result, self.team, self.user)
             except Exception:  # the reaper marks it interrupted once the heartbeat is stale
                 log.exception("Saving the end of answer %s failed", self.message_id)
-            self._observe(result)
         finally:
             ACTIVE_STREAMS.dec()
+            if tracked:
+                fanout.elsewhere().end(self.conversation_id)
+            checkpoints().discard(self)
             self._pump_task.cancel()
+            if self._screen_task is not None:
+                self._screen_task.cancel()
             RUNNING.pop(self.message_id, None)
+            self._release()
             await self._stop_listening(listener, channel)
+        if result is not None and result.status == MessageStatus.COMPLETE:
+            await self._name_conversation(result)
 
-    async def _stop_listening(self, listener: asyncio.Task, channel: str) -> None:
+    async def _name_conversation(self, result: ReplyResult) -> None:
+        """After the answer has ended and released its slot: it no longer counts as streaming."""
+        if not self._names_conversation:
+            return
+        job = titles.TitleJob(
+            conversation_id=self.conversation_id,
+            first_words=self._first_words,
+            question=titles.question_text(self._question),
+            answer=result.content,
+            client=self._client,
+            model=result.model or self.model,
+            team=self.team,
+            user=self.user,
+        )
+        try:
+            await titles.name_conversation(job)
+        except Exception:
+            log.exception("Naming conversation %s failed", self.conversation_id)
+
+    async def _end_unfinished_calls(self, result: ReplyResult) -> None:
+        """Calls the end of the answer cut short get their (error) result on the page."""
+        for call in result.tool_calls:
+            if call not in self.tool_calls:
+                TOOL_CALLS.labels("stopped").inc()
+                await self._broadcast(
+                    events.message_tool_result(self.conversation_id, self.message_id, call)
+                )
+
+    async def _stop_listening(self, listener: asyncio.Task[None], channel: str) -> None:
         """End the listener by a message, not by cancelling it.
 
         With channels-redis, all channels of a process share one blocking pop; cancelling the
@@ -155,7 +433,7 @@ class Generation:
         message.done just broadcast to the sockets).
         """
         with suppress(Exception):
-            await self._layer.group_discard(actions.generation_group(self.message_id), channel)
+            await self._layer.group_discard(generation_group(self.message_id), channel)
             await self._layer.send(channel, {"type": "generation.exit"})
             await asyncio.wait_for(asyncio.shield(listener), LISTENER_EXIT_SECONDS)
         listener.cancel()
@@ -172,22 +450,27 @@ class Generation:
                 return
             if kind == "generation.stop":
                 self.stop()
+            elif kind == "generation.tool_decision":
+                self.decide(str(event.get("call_id")), event.get("approve") is True)
             elif kind == "generation.snapshot_request":
                 with suppress(Exception):  # the asking socket falls back to the stored row
-                    await self._layer.send(event["reply_channel"], self._snapshot())
+                    reply_channel = event["reply_channel"]
+                    fanout.elsewhere().follower_arrived(self.conversation_id, reply_channel)
+                    await self._layer.send(reply_channel, self._snapshot())
 
-    def _snapshot(self) -> dict:
+    def _snapshot(self) -> dict[str, Any]:
         """The text relayed so far: deltas 1..seq joined."""
         return {
             "type": "generation.snapshot",
             "message_id": self.message_id,
             "conversation_id": self.conversation_id,
-            "content": self.content,
+            "content": "" if self.blocked else self.content,  # withheld once blocked
             "seq": self.seq,
+            "tool_calls": list(self.tool_calls),
         }
 
     async def _relay(self) -> ReplyResult:
-        event = None
+        event: StreamEvent | object | None = None
         while True:
             if event is None:
                 event = await self._next_event()
@@ -196,24 +479,47 @@ class Generation:
             elif isinstance(event, Retrying):
                 await self._announce_retry(event)
                 event = None
+            elif isinstance(event, ToolUpdate):
+                await self._relay_tool(event)
+                event = None
             else:
                 return self._result(event)
 
-    async def _next_event(self):
+    async def _relay_tool(self, update: ToolUpdate) -> None:
+        """Record the call, save the answer's calls (once per call, not per token), tell."""
+        call = update.call
+        index = next((i for i, c in enumerate(self.tool_calls) if c["id"] == call["id"]), None)
+        if index is None:
+            self.tool_calls.append(call)
+        else:
+            self.tool_calls[index] = call
+        self._heartbeat_due = True  # a tool may take long: keep the reapers off meanwhile
+        try:
+            await replies.save_tool_calls(self.message_id, list(self.tool_calls))
+        except Exception:  # the final write saves them again
+            log.exception("Saving the tool calls of answer %s failed", self.message_id)
+        if update.result:
+            event: ConversationEvent = events.message_tool_result(
+                self.conversation_id, self.message_id, call
+            )
+        else:
+            event = events.message_tool_call(self.conversation_id, self.message_id, call)
+        await self._broadcast(event)
+
+    async def _next_event(self) -> StreamEvent | object:
         if not self._queue.empty():
             return self._queue.get_nowait()
-        while True:
-            try:
-                return await asyncio.wait_for(self._queue.get(), HEARTBEAT_SECONDS)
-            except TimeoutError:
-                self._checkpoint()
+        return await self._queue.get()
 
-    async def _relay_text(self, text: str):
+    async def _relay_text(self, text: str) -> StreamEvent | object | None:
         """Send one frame with this delta and those close behind it; return what ended it."""
         parts = [text]
         if self.frames:  # the first token goes out at once; later ones are coalesced
-            await asyncio.sleep(COALESCE_SECONDS)
-        following = None
+            window = COALESCING.window()
+            before = time.monotonic()
+            await asyncio.sleep(window)
+            COALESCING.observe(window, time.monotonic() - before)
+        following: StreamEvent | object | None = None
         while following is None and not self._queue.empty():
             event = self._queue.get_nowait()
             if isinstance(event, TextDelta):
@@ -226,98 +532,185 @@ class Generation:
         return following
 
     async def _emit(self, text: str) -> None:
+        if self.blocked:
+            return  # tokens queued before the block stopped the stream are never shown
         self.frames.append(text)
-        delta = {
-            "type": "message.delta",
-            "conversation_id": self.conversation_id,
-            "message_id": self.message_id,
-            "seq": self.seq,
-            "text": text,
+        await self._broadcast(
+            events.message_delta(self.conversation_id, self.message_id, self.seq, text)
+        )
+        if self._screens_output and time.monotonic() - self._screened_at >= CHECKPOINT_SECONDS:
+            self._screened_at = time.monotonic()
+            self._screen_so_far()
+
+    # --- output screening ------------------------------------------------------------------
+
+    def _screen_so_far(self) -> None:
+        """Screen the answer so far in the background; tokens keep flowing meanwhile."""
+        if not self._safety.screens("output") or self.blocked:
+            return
+        if self._screen_task is not None and not self._screen_task.done():
+            return  # the previous check still runs: the next one takes the newer text
+        self._screen_task = asyncio.create_task(self._screen_answer(self.content))
+
+    async def _screen_answer(self, text: str) -> None:
+        screening = await self._screen_output(text)
+        if screening.unscreened:
+            return  # a check mid-answer that failed: the check at the end decides
+        self.output_screening = screening
+        if screening.blocked:
+            self.blocked = True
+            self._pump_task.cancel()  # closes the upstream response at once
+
+    async def _screen_output(self, text: str) -> Screening:
+        answer = {"role": "assistant", "content": text}
+        return await safety.screen(self._client, [self._question, answer], self._safety, "output")
+
+    async def _screen_end(self, result: ReplyResult) -> ReplyResult:
+        """The last word on the whole text shown, then the answer's status and safety."""
+        if self._safety.screens("output") and result.content and not self.blocked:
+            if self._screen_task is not None:
+                self._screen_task.cancel()
+            self.output_screening = await self._screen_output(result.content)
+            self.blocked = self.output_screening.blocked
+        if not self._safety.active:
+            return result
+        changes: dict[str, Any] = {"safety": self._summary(), "findings": self._findings()}
+        if self.blocked:
+            changes.update(status=MessageStatus.BLOCKED, error=None)
+        return replace(result, **changes)
+
+    def _screenings(self) -> list[tuple[Stage, Screening]]:
+        screened: list[tuple[Stage, Screening | None]] = [
+            ("input", self.input_screening),
+            ("output", self.output_screening),
+        ]
+        return [(stage, s) for stage, s in screened if s is not None]
+
+    def _findings(self) -> tuple[safety.Finding, ...]:
+        return tuple(
+            safety.Finding(stage, s.categories, s.blocked)
+            for stage, s in self._screenings()
+            if s.flagged
+        )
+
+    def _summary(self) -> SafetyFields:
+        flagged = [(stage, s) for stage, s in self._screenings() if s.flagged]
+        categories = {c for _, s in flagged for c in s.categories}
+        return {
+            "flagged": bool(flagged),
+            "categories": sorted(categories, key=_category_order),
+            "stages": [stage for stage, _ in flagged],
+            "unscreened": [stage for stage, s in self._screenings() if s.unscreened],
         }
-        await self._broadcast(delta)
-        if time.monotonic() - self._last_checkpoint >= CHECKPOINT_SECONDS:
-            self._checkpoint()
 
     async def _announce_retry(self, event: Retrying) -> None:
         UPSTREAM_RETRIES.inc()
-        retrying = {
-            "type": "message.retrying",
-            "conversation_id": self.conversation_id,
-            "message_id": self.message_id,
-            "attempt": event.attempt,
-            "delay": round(event.delay, 2),
-            "code": event.code,
-        }
-        await self._broadcast(retrying)
+        self._heartbeat_due = True  # alive, though quiet: keep other processes' reapers off it
+        await self._broadcast(
+            events.message_retrying(
+                self.conversation_id, self.message_id, event.attempt, event.delay, event.code
+            )
+        )
 
-    async def _broadcast(self, event: dict) -> None:
+    async def _broadcast(self, event: ConversationEvent) -> None:
         """Send to the conversation's sockets; a channel layer failure does not end the answer.
 
         The text stays in memory and in checkpoints; sockets that missed frames are closed by
         `layer_watch` once the layer is back, and resubscribe.
         """
-        try:
-            await self._layer.group_send(actions.conversation_group(self.conversation_id), event)
-        except Exception:
-            if not self._broadcast_failing:  # once per outage, not once per token
-                log.warning(
-                    "Answer %s cannot reach its sockets: channel layer down", self.message_id
-                )
-            self._broadcast_failing = True
-        else:
-            self._broadcast_failing = False
+        delivered = await replies.broadcast(event, quiet=True)
+        if not delivered and not self._broadcast_failing:  # once per outage, not per token
+            log.warning("Answer %s cannot reach its sockets: channel layer down", self.message_id)
+        self._broadcast_failing = not delivered
 
-    def _checkpoint(self) -> None:
-        """Write the text so far in the background; skipped while the previous write runs."""
-        if self._checkpoint_task is not None and not self._checkpoint_task.done():
-            return
-        self._last_checkpoint = time.monotonic()
-        self._checkpoint_task = asyncio.create_task(self._write_checkpoint())
+    def checkpoint_due(self, now: float) -> Checkpoint | None:
+        """The checkpoint to write now, if the text moved on or the heartbeat is due."""
+        moved = self.seq != self._checkpointed_seq
+        stale = now - self._checkpointed_at >= HEARTBEAT_SECONDS - CHECKPOINT_SECONDS
+        if not (moved or stale or self._heartbeat_due):
+            return None
+        self._checkpointed_seq, self._checkpointed_at = self.seq, now
+        self._heartbeat_due = False
+        return Checkpoint(self.message_id, self.content, self.seq)
 
-    async def _write_checkpoint(self) -> None:
-        try:
-            await database_sync_to_async(actions.checkpoint_reply)(
-                self.message_id, self.content, self.seq
+    def _result(self, event: object) -> ReplyResult:
+        ended: dict[str, Any] = {"status": MessageStatus.COMPLETE}
+        if self.input_screening is not None and self.input_screening.blocked:
+            ended.update(status=MessageStatus.ERROR, error=_refusal(self.input_screening))
+        elif self.blocked:
+            usage = Usage(prompt_tokens=0, completion_tokens=self.token_count)
+            ended.update(status=MessageStatus.BLOCKED, usage=usage)
+        elif isinstance(event, Finish):
+            ended.update(
+                finish_reason=event.finish_reason,
+                usage=event.usage,
+                upstream_request_id=event.request_id,
             )
-        except Exception:
-            log.exception("Checkpointing answer %s failed", self.message_id)
-
-    async def _finish_checkpoint(self) -> None:
-        # An older checkpoint landing after the final write would undo it.
-        if self._checkpoint_task is not None:
-            await self._checkpoint_task
-
-    def _result(self, event) -> ReplyResult:
-        ended = time.monotonic()
-        result = ReplyResult(
+        elif event is _END and self.stop_requested:
+            # A cut stream reports no usage: count the tokens it sent (prompt tokens unknown).
+            usage = _added(self._tool_usage, Usage(0, self.token_count))
+            ended.update(status=MessageStatus.STOPPED, usage=usage)
+        else:
+            error = event if isinstance(event, StreamError) else _ended_early()
+            status = MessageStatus.INTERRUPTED if self.frames else MessageStatus.ERROR
+            ended.update(error=error, upstream_request_id=error.request_id, status=status)
+        first_token_ms = None
+        if self.first_token_at is not None:
+            first_token_ms = int((self.first_token_at - self.started) * 1000)
+        return ReplyResult(
             message_id=self.message_id,
             conversation_id=self.conversation_id,
-            status=MessageStatus.COMPLETE,
+            tool_calls=tuple(tooling.unfinished(call) for call in self.tool_calls),
             content=self.content,
             seq=self.seq,
             model=self.model,
-            duration_ms=int((ended - self.started) * 1000),
+            duration_ms=int((time.monotonic() - self.started) * 1000),
+            time_to_first_token_ms=first_token_ms,
+            **ended,
         )
-        if self.first_token_at is not None:
-            result.time_to_first_token_ms = int((self.first_token_at - self.started) * 1000)
-        if isinstance(event, Finish):
-            result.finish_reason = event.finish_reason
-            result.usage = event.usage
-            result.upstream_request_id = event.request_id
-        elif event is _END and self.stop_requested:
-            result.status = MessageStatus.STOPPED
-        else:
-            error = event if isinstance(event, StreamError) else _ended_early()
-            result.error = error
-            result.upstream_request_id = error.request_id
-            result.status = MessageStatus.INTERRUPTED if self.frames else MessageStatus.ERROR
-        return result
 
     def _observe(self, result: ReplyResult) -> None:
+        for stage, screening in (
+            ("input", self.input_screening),
+            ("output", self.output_screening),
+        ):
+            if screening is not None:
+                safety.count(stage, screening, self._safety)  # type: ignore[arg-type]
         STREAM_DURATION.observe(time.monotonic() - self.started)
         TOKENS_RELAYED.inc(result.usage.completion_tokens if result.usage else self.token_count)
         if result.error is not None:
             UPSTREAM_ERRORS.labels(result.error.code).inc()
+
+
+def _question(messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """The newest question, the message input screening judges (and output screening's context)."""
+    return next((m for m in reversed(messages) if m["role"] == "user"), messages[-1])
+
+
+def _added(total: Usage, more: Usage | None) -> Usage:
+    if more is None:
+        return total
+    return Usage(
+        total.prompt_tokens + more.prompt_tokens, total.completion_tokens + more.completion_tokens
+    )
+
+
+def _calls_message(text: str, calls: tuple[ToolCall, ...]) -> dict[str, Any]:
+    """The model's turn that asked for tools, as it goes back upstream."""
+    specs = [tooling.call_spec(call.id, call.name, call.arguments) for call in calls]
+    return {"role": "assistant", "content": text, "tool_calls": specs}
+
+
+def _category_order(code: str) -> int:
+    return int(code[1:]) if code[1:].isdigit() else 0  # S2 before S10
+
+
+def _refusal(screening: Screening) -> StreamError:
+    """The error a question the input screening stopped ends with."""
+    if screening.unscreened:
+        return StreamError("safety_unavailable", safety.UNSCREENED_QUESTION, retryable=True)
+    message = safety.blocked_question_message(screening.categories)
+    return StreamError("safety_blocked", message, retryable=False)
 
 
 def _ended_early() -> StreamError:
@@ -325,23 +718,22 @@ def _ended_early() -> StreamError:
     return StreamError("interrupted", message, retryable=True)
 
 
-async def start_generation(plan: ReplyPlan, before_announce=None) -> tuple[Generation, Exchange]:
-    """Start the upstream request, write the rows meanwhile, announce them, then relay.
+async def start_generation(plan: ReplyPlan) -> tuple[Generation, Exchange]:
+    """Start the upstream request, then write the rows meanwhile; returns both.
 
-    `before_announce(exchange)` runs once the rows exist and before message.created goes out
-    (the consumer joins the new conversation's group there).
+    The generation relays nothing until `announced()`: the caller announces the rows
+    (`replies.announce_reply`) first, so every tab hears of a message before its deltas.
     """
-    generation = Generation(plan)
     try:
-        exchange = await database_sync_to_async(actions.start_reply)(plan)
+        tools = await tooling.tools_for(plan.team.pk, plan.conversation.tools_enabled)
+    except Exception:  # the tools are a help, never a reason the answer fails
+        log.exception("Listing the tools of team %s failed", plan.team.pk)
+        tools = []
+    generation = Generation(plan, tools)
+    try:
+        exchange = await database_sync_to_async(replies.start_reply)(plan)
         await generation.attach(exchange)
     except BaseException:
         generation.abandon()
         raise
-    try:
-        if before_announce is not None:
-            await before_announce(exchange)
-        await actions.announce_reply(exchange, plan.request_id)
-    finally:
-        generation.announced()
     return generation, exchange

@@ -1,5 +1,7 @@
 """What goes upstream: the system prompt plus as many recent turns as the model's context holds."""
 
+from typing import Any
+
 from chatapp.llm import MODEL_CONTEXT_LIMITS, count_message_tokens
 
 # Models we know nothing about (vLLM, Ollama...) get a window most local servers offer.
@@ -16,8 +18,8 @@ def context_budget(model: str, max_tokens: int | None) -> int:
 
 
 def build_history(
-    system_prompt: str, turns: list[dict], model: str, max_tokens: int | None
-) -> list[dict]:
+    system_prompt: str, turns: list[dict[str, Any]], model: str, max_tokens: int | None
+) -> list[dict[str, Any]]:
     """Drop the oldest turns until the prompt fits; the system prompt and last turn always stay."""
     system = [{"role": "system", "content": system_prompt}] if system_prompt.strip() else []
     budget = context_budget(model, max_tokens) - count_message_tokens(system)

@@ -1,15 +1,43 @@
+import secrets
+from datetime import datetime, timedelta
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.http import Http404
+from django.utils import timezone
 
-from chatapp.teams.models import SystemPrompt, Team
+from chatapp.teams.models import JsonSchema, SystemPrompt, Team
+
+# How long a temporary chat outlives its start when nobody ends it (see purge_temporary).
+TEMPORARY_LIFETIME = timedelta(hours=24)
 
 
 class ConversationQuerySet(models.QuerySet):
+    """Conversation lookups. Which helper a caller wants:
+
+    - `for_user(user)`: everything the user may open, temporary chats included (reading,
+      renaming, deleting one conversation by id).
+    - `.saved()`: leaves out temporary chats; every list, search result, export, backup and
+      data download goes through it (`for_user(user).saved()`).
+    - `.pinned_first()`: the sidebar's order, pinned conversations before the rest.
+    - `.temporary_expired(now)`: the temporary chats `purge_temporary` deletes.
+    """
+
     def for_user(self, user):
         """Conversations are private to their owner, whatever team they were started in."""
         return self.filter(owner=user)
+
+    def saved(self):
+        """Conversations kept in history: not temporary chats."""
+        return self.filter(temporary=False)
+
+    def pinned_first(self):
+        return self.order_by("-pinned", "-updated_at", "-id")
+
+    def temporary_expired(self, now: datetime) -> "ConversationQuerySet":
+        return self.filter(temporary=True, created_at__lte=now - TEMPORARY_LIFETIME)
 
 
 class Conversation(models.Model):
@@ -28,6 +56,22 @@ class Conversation(models.Model):
     temperature = models.FloatField(null=True, blank=True)
     max_tokens = models.PositiveIntegerField(null=True, blank=True)
     top_p = models.FloatField(null=True, blank=True)
+    # Off: the team's tools are not offered to the model in this conversation.
+    tools_enabled = models.BooleanField(default=True)
+    # The answer format asked for ("text", "json_object", "json_schema"); blank: the prompt's.
+    response_format = models.CharField(max_length=12, blank=True)
+    json_schema = models.ForeignKey(
+        JsonSchema, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # The message the shown branch runs through (see chatapp.chat.tree); null: the newest.
+    active_leaf = models.ForeignKey(
+        "Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Shown on top of the sidebar; retention never deletes a pinned conversation.
+    pinned = models.BooleanField(default=False)
+    # Not saved in history: absent from lists, search and exports, deleted when it ends or
+    # after TEMPORARY_LIFETIME (chatapp.chat.actions.conversations.purge_temporary).
+    temporary = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -38,6 +82,11 @@ class Conversation(models.Model):
         indexes = [
             models.Index(fields=["owner", "-updated_at", "-id"], name="conversation_owner_recent"),
             models.Index(fields=["team", "owner", "-updated_at"], name="conversation_team_recent"),
+            models.Index(
+                fields=["created_at"],
+                condition=Q(temporary=True),
+                name="conversation_temporary_age",
+            ),
         ]
         constraints = [
             models.CheckConstraint(
@@ -55,7 +104,8 @@ class Conversation(models.Model):
         ]
 
     def __str__(self) -> str:
-        return self.title or f"Conversation {self.pk}"
+        # Not the title: it is the member's own words, shown wherever Django names the object.
+        return f"Conversation {self.pk}"
 
     @property
     def settings(self) -> dict:
@@ -87,6 +137,7 @@ class MessageStatus(models.TextChoices):
     STOPPED = "stopped", "Stopped"
     INTERRUPTED = "interrupted", "Interrupted"
     ERROR = "error", "Error"
+    BLOCKED = "blocked", "Blocked"  # an answer the team's safety policy stopped
 
 
 class MessageQuerySet(models.QuerySet):
@@ -97,6 +148,11 @@ class MessageQuerySet(models.QuerySet):
 class Message(models.Model):
     conversation = models.ForeignKey(
         Conversation, on_delete=models.CASCADE, related_name="messages"
+    )
+    # The message this one follows; siblings share a parent (an edited question, another
+    # answer). Null for the conversation's first messages.
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children"
     )
     role = models.CharField(max_length=10, choices=MessageRole.choices)
     content = models.TextField(blank=True)
@@ -114,6 +170,17 @@ class Message(models.Model):
     upstream_request_id = models.CharField(max_length=200, blank=True)
     error_code = models.CharField(max_length=40, blank=True)
     error_message = models.CharField(max_length=500, blank=True)
+    # Llama Guard's findings, as message.done carries them: {"flagged", "categories", ...}.
+    safety = models.JSONField(null=True, blank=True)
+    # What the team's data filter replaced upstream in a question: [{"placeholder", "label"}].
+    redactions = models.JSONField(default=list, blank=True)
+    # An answer's tool calls and their results, in the order the model made them:
+    # [{"id", "name", "arguments", "status", "content", "is_error", "elapsed", "round", "offset"}]
+    # (offset: how much of the answer's text came before the call's round).
+    tool_calls = models.JSONField(default=list, blank=True)
+    # JSON output: while streaming, the format asked for (with the schema to check against);
+    # once ended, the outcome message.done carries: {"type", "valid", "error"?, "name"?}.
+    format = models.JSONField(null=True, blank=True)
     # Refreshed by the process generating the answer; a stale one means that process died.
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -143,6 +210,21 @@ class Message(models.Model):
     def __str__(self) -> str:
         return f"{self.role} message {self.pk}"
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # A message written without a parent continues the conversation's newest message,
+        # so a plain sequence of writes stays one straight branch. Writers that place a
+        # message in the tree themselves (null: a new first question) set `explicit_parent`.
+        if self._state.adding and self.parent_id is None and not self.explicit_parent:
+            self.parent_id = (
+                Message.objects.filter(conversation_id=self.conversation_id)
+                .order_by("-id")
+                .values_list("id", flat=True)
+                .first()
+            )
+        super().save(*args, **kwargs)
+
+    explicit_parent = False
+
     @property
     def usage(self) -> dict | None:
         return usage_dict(self.prompt_tokens, self.completion_tokens)
@@ -159,3 +241,100 @@ def get_message_for_user(user, message_id) -> Message:
         return Message.objects.for_user(user).select_related("conversation").get(pk=message_id)
     except (Message.DoesNotExist, ValueError, TypeError):
         raise Http404("No such message") from None
+
+
+class AdminAccessGrantQuerySet(models.QuerySet):
+    def active(self):
+        return self.filter(expires_at__gt=timezone.now())
+
+
+class AdminAccessGrant(models.Model):
+    """A site admin's time-limited read access to one conversation, with the reason given.
+
+    Conversations are private to their owner; this is the only way anyone else reads one, and
+    its owner sees every grant on their settings page."""
+
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="admin_access_grants"
+    )
+    admin = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    reason = models.TextField(max_length=1000)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+
+    objects = AdminAccessGrantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(
+                fields=["conversation", "admin", "expires_at"], name="admin_access_lookup"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Read access to conversation {self.conversation_id} until {self.expires_at}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.expires_at > timezone.now()
+
+
+def new_share_token() -> str:
+    return secrets.token_urlsafe(18)
+
+
+class ShareAudience(models.TextChoices):
+    TEAM = "team", "The whole team"
+    MEMBERS = "members", "Chosen members"
+
+
+class ShareQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        """Shares the user may read: their own, and those of a team they are still in that
+        name the whole team or them."""
+        in_team = Q(team__memberships__user=user) & (
+            Q(audience=ShareAudience.TEAM) | Q(members=user)
+        )
+        matching = self.filter(Q(owner=user) | in_team).values("pk")
+        return self.filter(pk__in=matching)
+
+
+class Share(models.Model):
+    """A read-only snapshot of a conversation's shown branch, taken when it was shared.
+
+    Later edits of the conversation do not change it; deleting the conversation (or revoking
+    the share) deletes it. `messages` holds [{"role", "content", "status", "created_at",
+    "files"}], the text of answers withheld by the safety policy left out."""
+
+    token = models.CharField(max_length=40, unique=True, default=new_share_token)
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="shares")
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="shares")
+    audience = models.CharField(max_length=10, choices=ShareAudience.choices)
+    members = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="+")
+    title = models.CharField(max_length=200, blank=True)
+    model = models.CharField(max_length=200, blank=True)
+    messages = models.JSONField(default=list)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = ShareQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(audience__in=ShareAudience.values), name="share_audience_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Share {self.pk} of conversation {self.conversation_id}"
+
+
+def get_share_for_viewer(user, token) -> Share:
+    """A share the user may read, or 404 for an unknown token and for everyone else."""
+    share = Share.objects.visible_to(user).filter(token=str(token)).first()
+    if share is None:
+        raise Http404("No such share")
+    return share

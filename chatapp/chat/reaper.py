@@ -1,67 +1,47 @@
 """Answers left streaming by a process that died: marked interrupted, their text kept.
 
 A generation refreshes its message's heartbeat with every checkpoint (at least every ~10 s),
-so a streaming message with an old heartbeat has nobody writing it any more.
+so a streaming message with an old heartbeat has nobody writing it any more. The same periodic
+check deletes uploads that were never sent (see chatapp.uploads.actions.sweep_unattached) and
+temporary chats past their lifetime (chatapp.chat.actions.conversations.purge_temporary).
 """
 
 import asyncio
 import logging
 from contextlib import suppress
 from datetime import timedelta
+from typing import Any
 
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.db.models import Q
 from django.utils import timezone
 
-from chatapp.chat.actions import broadcast
-from chatapp.chat.models import Message, MessageStatus
+from chatapp.chat.actions import conversations, replies
+from chatapp.chat.generation import RUNNING
+from chatapp.uploads.actions import sweep_unattached
 
 log = logging.getLogger(__name__)
 
-ERROR_CODE = "interrupted"
-ERROR_MESSAGE = "The server stopped while answering: regenerate to try again."
-
-_task: asyncio.Task | None = None
+_task: asyncio.Task[None] | None = None
 
 
-def reap_stale_generations(max_age_seconds: float | None = None) -> dict:
+def reap_stale_generations(max_age_seconds: float | None = None) -> dict[str, Any]:
     """Mark streaming messages with a stale heartbeat interrupted; returns counts and ids."""
-    from chatapp.chat.generation import RUNNING
-
     if max_age_seconds is None:
         max_age_seconds = settings.CHAT_STALE_GENERATION_SECONDS
     cutoff = timezone.now() - timedelta(seconds=max_age_seconds)
-    stale = Message.objects.filter(status=MessageStatus.STREAMING).filter(
-        Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, created_at__lt=cutoff)
-    )
-    stale = stale.exclude(pk__in=list(RUNNING))  # alive in this very process
-    found = list(stale.values_list("id", "conversation_id"))
-    ids = [message_id for message_id, _ in found]
-    updated = Message.objects.filter(pk__in=ids, status=MessageStatus.STREAMING).update(
-        status=MessageStatus.INTERRUPTED,
-        error_code=ERROR_CODE,
-        error_message=ERROR_MESSAGE,
-        updated_at=timezone.now(),
-    )
-    if updated:
-        log.warning("Marked %d abandoned streaming answers interrupted", updated)
-    return {"checked": len(found), "interrupted": updated, "messages": found}
+    abandoned, interrupted = replies.interrupt_stale_replies(cutoff, alive=list(RUNNING))
+    return {
+        "checked": len(abandoned),
+        "interrupted": interrupted,
+        "messages": [(answer.message_id, answer.conversation_id) for answer in abandoned],
+        "abandoned": abandoned,
+    }
 
 
-async def announce(messages: list[tuple[int, int]]) -> None:
-    """Tell the tabs watching those conversations that the answers ended."""
-    for message_id, conversation_id in messages:
-        base = {"message_id": message_id, "conversation_id": conversation_id}
-        error = {"code": ERROR_CODE, "message": ERROR_MESSAGE, "retryable": True}
-        await broadcast(conversation_id, {"type": "message.error", **base, "error": error})
-        done = {"type": "message.done", **base, "status": MessageStatus.INTERRUPTED}
-        await broadcast(conversation_id, {**done, "finish_reason": None, "usage": None})
-
-
-async def reap_and_announce() -> dict:
+async def reap_and_announce() -> dict[str, Any]:
     counts = await database_sync_to_async(reap_stale_generations)()
-    await announce(counts["messages"])
+    await replies.announce_interrupted(counts["abandoned"])
     return counts
 
 
@@ -71,6 +51,14 @@ async def _run_periodically(interval: float) -> None:
             await reap_and_announce()
         except Exception:
             log.exception("Looking for abandoned answers failed")
+        try:
+            await database_sync_to_async(sweep_unattached)()
+        except Exception:
+            log.exception("Deleting uploads that were never sent failed")
+        try:
+            await database_sync_to_async(conversations.purge_temporary)(timezone.now())
+        except Exception:
+            log.exception("Deleting expired temporary chats failed")
         await asyncio.sleep(interval)
 
 

@@ -1,21 +1,44 @@
 """The chat page: `/` for a new conversation, `/c/<id>/` for one of the user's own."""
 
-from django.conf import settings
-from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from datetime import timedelta
 
-from chatapp.chat.models import get_conversation_for_user
-from chatapp.teams import policy
-from chatapp.teams.models import SystemPrompt
+from django import forms
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from chatapp.accounts import preferences
+from chatapp.chat import admin_access
+from chatapp.chat.actions import sharing
+from chatapp.chat.actions.admin_access import grant_read_access
+from chatapp.chat.errors import ChatError
+from chatapp.chat.models import (
+    Message,
+    Share,
+    ShareAudience,
+    get_conversation_for_user,
+    get_share_for_viewer,
+)
+from chatapp.core.requests import AuthenticatedHttpRequest
+from chatapp.teams import budgets, policy
+from chatapp.teams.models import MANAGER_ROLES, JsonSchema, SystemPrompt, Team
 from chatapp.teams.services import current_team
+from chatapp.uploads.validation import accepted_suffixes
+
+# How long team admins are shown that the provider refused the team's key.
+KEY_WARNING_WINDOW = timedelta(days=1)
 
 
 def default_model(user, team) -> str:
     """The model a new conversation will use; a stale stored choice falls back to the site's."""
     try:
-        return policy.effective_settings(user, team)["model"]
+        return preferences.effective_settings(user, team)["model"]
     except policy.PolicyError:
         return policy.site_defaults()["model"]
 
@@ -28,6 +51,41 @@ def system_prompt_choices(team) -> list[dict]:
     ]
 
 
+def setting_limits(rules: policy.TeamRules) -> dict:
+    """The ranges the settings panel checks before sending (the server checks them again)."""
+    return {
+        "models": [
+            {"id": model, "maxTokens": rules.limits.max_tokens_for(model)} for model in rules.models
+        ],
+        "temperature": {"min": 0, "max": rules.limits.temperature},
+        "topP": {"min": 0, "max": 1},
+    }
+
+
+def upload_limits() -> dict:
+    """What the composer checks before uploading (the server checks it all again)."""
+    return {
+        "maxFiles": settings.UPLOAD_MAX_FILES_PER_MESSAGE,
+        "maxFileBytes": settings.UPLOAD_MAX_FILE_BYTES,
+        "maxMessageBytes": settings.UPLOAD_MAX_MESSAGE_BYTES,
+        # The site's capability map: the model list does not say which models see images.
+        "imageModels": list(settings.LLAMA_IMAGE_MODELS),
+        "accept": ",".join(accepted_suffixes()),
+    }
+
+
+def key_refused_recently(team) -> bool:
+    """Whether an answer in the team failed on a refused key since the key last changed."""
+    provider = policy.team_provider(team)
+    since = timezone.now() - KEY_WARNING_WINDOW
+    if provider is not None and provider.updated_at > since:
+        since = provider.updated_at
+    failed = Message.objects.filter(
+        conversation__team=team, error_code="auth_failed", updated_at__gte=since
+    )
+    return failed.exists()
+
+
 @require_GET
 @login_required
 def chat(request: HttpRequest, conversation_id: int | None = None) -> HttpResponse:
@@ -35,12 +93,181 @@ def chat(request: HttpRequest, conversation_id: int | None = None) -> HttpRespon
     if conversation_id is not None:
         conversation = get_conversation_for_user(request.user, conversation_id)
     team = current_team(request)
+    rules = policy.team_rules(team)
+    prompts = system_prompt_choices(team)
+    is_team_admin = team.memberships.filter(user=request.user.pk, role__in=MANAGER_ROLES).exists()
     config = {
         "conversationId": conversation.pk if conversation else None,
+        "currentTeamId": team.pk,  # the sidebar lists this team's conversations
         "socketPath": "/ws/chat/",
         "defaultModel": default_model(request.user, team),
         "maxContentBytes": settings.CHAT_MAX_CONTENT_BYTES,
-        "systemPrompts": system_prompt_choices(team),
+        "systemPrompts": prompts,
+        "limits": setting_limits(rules),
+        "starters": rules.policy.starter_suggestions or [],
+        "uploads": upload_limits(),
     }
-    context = {"conversation": conversation, "current_team": team, "chat_config": config}
+    context = {
+        "meters": budgets.meters(team, request.user, rules.policy),
+        "budget_notices": budgets.notices_for_owner(request.user, team),
+        "conversation": conversation,
+        "current_team": team,
+        "teams": Team.objects.for_user(request.user).order_by("name", "id"),
+        "chat_config": config,
+        "json_schemas": JsonSchema.objects.filter(team=team).only("pk", "name"),
+        "is_team_admin": is_team_admin,
+        # A locked default prompt applies to every new chat: there is nothing to choose.
+        "locked_prompt": next((p for p in prompts if p["is_default"] and p["locked"]), None),
+        "key_refused": is_team_admin and key_refused_recently(team),
+        "admin_access_grants": admin_access.grants_on_conversations_of(request.user).filter(
+            conversation=conversation
+        )[:5]
+        if conversation
+        else [],
+    }
     return render(request, "chat/index.html", context)
+
+
+# Break-glass reading by site admins (chatapp.chat.admin_access); 404 for everyone else.
+
+
+class AdminAccessForm(forms.Form):
+    reason = forms.CharField(
+        min_length=admin_access.REASON_MIN_LENGTH,
+        max_length=1000,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Why you must read this conversation (abuse report, legal request...)."
+        " Its owner sees this, and the audit trail keeps it.",
+    )
+    minutes = forms.TypedChoiceField(
+        coerce=int,
+        choices=[(m, f"{m} minutes") for m in admin_access.DURATIONS],
+        label="Access for",
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def admin_access_request(request: HttpRequest, conversation_id: int) -> HttpResponse:
+    conversation = admin_access.conversation_for_site_admin(request.user, conversation_id)
+    form = AdminAccessForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        grant_read_access(
+            request.user, conversation, form.cleaned_data["reason"], form.cleaned_data["minutes"]
+        )
+        return redirect("admin_access_read", conversation.pk)
+    context = {
+        "conversation": conversation,
+        "form": form,
+        "grant": admin_access.active_grant(request.user, conversation),
+    }
+    return render(
+        request, "chat/admin_access_request.html", context, status=400 if form.errors else 200
+    )
+
+
+@login_required
+@require_GET
+def admin_access_read(request: HttpRequest, conversation_id: int) -> HttpResponse:
+    conversation = admin_access.conversation_for_site_admin(request.user, conversation_id)
+    grant = admin_access.active_grant(request.user, conversation)
+    if grant is None:
+        return redirect("admin_access_request", conversation.pk)
+    messages = conversation.messages.order_by("id").only("role", "content", "status", "created_at")
+    context = {"conversation": conversation, "grant": grant, "messages": messages}
+    return render(request, "chat/admin_access_read.html", context)
+
+
+@login_required
+@require_GET
+def admin_access_log(request: HttpRequest) -> HttpResponse:
+    """The owner's view: every time a site admin was given read access to their conversations."""
+    grants = admin_access.grants_on_conversations_of(request.user)[:100]
+    return render(request, "chat/admin_access_log.html", {"grants": grants})
+
+
+# Sharing inside the team (chatapp.chat.actions.sharing): a snapshot at /s/<token>/ for the
+# people it names, 404 for everyone else; anonymous visitors are sent to log in first.
+
+
+class ShareForm(forms.Form):
+    audience = forms.ChoiceField(
+        choices=ShareAudience.choices, widget=forms.RadioSelect, initial=ShareAudience.TEAM
+    )
+    members = forms.TypedMultipleChoiceField(
+        coerce=int,
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="With \u201cChosen members\u201d: who may read it.",
+    )
+
+    def __init__(self, *args, teammates, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["members"].choices = [(u.pk, u.get_username()) for u in teammates]
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def share_create(request: AuthenticatedHttpRequest, conversation_id: int) -> HttpResponse:
+    conversation = get_conversation_for_user(request.user, conversation_id)
+    teammates = (
+        get_user_model()
+        .objects.filter(memberships__team=conversation.team)
+        .exclude(pk=request.user.pk)
+        .order_by("username")
+    )
+    form = ShareForm(request.POST or None, teammates=teammates)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            share = sharing.share_conversation(
+                request.user, conversation, data["audience"], data["members"]
+            )
+        except ChatError as error:
+            form.add_error("members" if error.field else None, error.message)
+        else:
+            messages.success(request, "Shared: the link below shows the conversation as it is now.")
+            return redirect(f"{reverse('shares')}#share-{share.pk}")
+    context = {"conversation": conversation, "form": form}
+    return render(request, "chat/share_create.html", context, status=400 if form.errors else 200)
+
+
+@login_required
+@require_GET
+def shares(request: AuthenticatedHttpRequest) -> HttpResponse:
+    """The owner's shares, newest first, each with its link and a revoke button."""
+    listed = Share.objects.filter(owner=request.user).select_related("team")
+    listed = listed.prefetch_related("members").defer("messages")
+    return render(request, "chat/shares.html", {"shares": listed})
+
+
+@login_required
+@require_POST
+def share_revoke(request: AuthenticatedHttpRequest, share_id: int) -> HttpResponse:
+    share = Share.objects.filter(owner=request.user, pk=share_id).first()
+    if share is None:
+        raise Http404("No such share")
+    sharing.revoke_share(request.user, share)
+    messages.success(request, "Revoked: the link no longer opens for anyone.")
+    return redirect("shares")
+
+
+@login_required
+@require_GET
+def shared(request: AuthenticatedHttpRequest, share_token: str) -> HttpResponse:
+    share = get_share_for_viewer(request.user, share_token)
+    context = {
+        "share": share,
+        "entries": share.messages,
+        "is_owner": share.owner_id == request.user.pk,
+    }
+    return render(request, "chat/shared.html", context)
+
+
+@login_required
+@require_POST
+def shared_fork(request: AuthenticatedHttpRequest, share_token: str) -> HttpResponse:
+    """Continue in my chats: the snapshot becomes the viewer's own conversation."""
+    share = get_share_for_viewer(request.user, share_token)
+    conversation = sharing.fork_share(request.user, share, current_team(request))
+    return redirect("conversation", conversation.pk)

@@ -1,13 +1,11 @@
 from django.conf import settings
-from django.utils.functional import SimpleLazyObject
+
+from chatapp.core.permissions import is_site_admin
 
 
 def site(request):
-    context = {"offline_demo": settings.LLAMA_OFFLINE_DEMO}
     user = getattr(request, "user", None)
-    if user is not None and user.is_authenticated:
-        from chatapp.teams.services import find_current_team
-
-        # Lazy, and never creates a team: only pages that show the team chip pay for it.
-        context["current_team"] = SimpleLazyObject(lambda: find_current_team(request))
-    return context
+    return {
+        "offline_demo": settings.LLAMA_OFFLINE_DEMO,
+        "is_site_admin": user is not None and is_site_admin(user),
+    }

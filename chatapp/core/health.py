@@ -1,20 +1,35 @@
 """Checks behind /healthz and /readyz: each returns "ok" or a short reason, never raises."""
 
 import asyncio
+import hashlib
 import logging
+import time
+from dataclasses import dataclass
 
 import httpx
 from asgiref.sync import sync_to_async
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import connection
 
+from chatapp.core.layers import channel_layer
 from chatapp.llm import shared_http_client
 
 logger = logging.getLogger(__name__)
 
 CHECK_TIMEOUT_SECONDS = 3.0
+# One upstream probe per process per this many seconds, however often /readyz is asked.
+UPSTREAM_CACHE_SECONDS = 30.0
 OK = "ok"
+
+
+@dataclass
+class _Probe:
+    loop: asyncio.AbstractEventLoop
+    task: asyncio.Task
+    expires_at: float
+
+
+_probes: dict[tuple[str, str], _Probe] = {}
 
 
 async def check_database() -> str:
@@ -44,12 +59,31 @@ async def check_channel_layer() -> str:
 
 
 async def _layer_round_trip() -> None:
-    layer = get_channel_layer()
-    channel = await layer.new_channel("health.")
+    layer = channel_layer()
+    channel = await layer.new_channel("health.")  # type: ignore[call-arg]  # layers take a prefix
     await layer.send(channel, {"type": "health.ping"})
     message = await layer.receive(channel)
     if message.get("type") != "health.ping":
         raise RuntimeError("the channel layer returned another message")
+
+
+async def cached_upstream_models() -> tuple[str, list[str]]:
+    """upstream_models(), shared by every caller for UPSTREAM_CACHE_SECONDS."""
+    key_digest = hashlib.sha256(settings.LLAMA_API_KEY.encode()).hexdigest()
+    cache_key = (settings.LLAMA_API_BASE_URL, key_digest)
+    probe = _probes.get(cache_key)
+    if probe is not None and probe.task.done() and probe.expires_at > time.monotonic():
+        return probe.task.result()
+    loop = asyncio.get_running_loop()
+    if probe is None or probe.task.done() or probe.loop is not loop:
+        task = loop.create_task(upstream_models())
+        probe = _probes[cache_key] = _Probe(loop, task, time.monotonic() + UPSTREAM_CACHE_SECONDS)
+    # Shielded: a caller that goes away does not cancel the probe the others wait on.
+    return await asyncio.shield(probe.task)
+
+
+def forget_upstream_probes() -> None:
+    _probes.clear()
 
 
 async def upstream_models() -> tuple[str, list[str]]:

@@ -2,6 +2,8 @@ import logging
 import time
 
 from asgiref.sync import async_to_sync, iscoroutinefunction, markcoroutinefunction
+from django.conf import settings
+from django.middleware.gzip import GZipMiddleware
 
 from chatapp.core import views
 from chatapp.core.logs import new_request_id, request_id_var
@@ -152,3 +154,13 @@ class WebsocketRequestIdMiddleware:
                 "WS %s closed %s", path, closed["code"], extra={**extra, "duration_ms": duration_ms}
             )
             request_id_var.reset(token)
+
+
+class StaticGZipMiddleware(GZipMiddleware):
+    """Gzip the static files WhiteNoise serves straight from static/ (no collectstatic, so no
+    compressed copies beside them). Static files only: pages carry CSRF tokens (BREACH)."""
+
+    def process_response(self, request, response):
+        if not request.path.startswith("/" + settings.STATIC_URL.lstrip("/")):
+            return response
+        return super().process_response(request, response)

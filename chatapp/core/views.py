@@ -6,16 +6,23 @@ ProbeMiddleware serves the first three ahead of host validation and the HTTPS re
 
 import hmac
 import ipaddress
+import os
 
 from django.conf import settings
 from django.contrib.staticfiles.storage import staticfiles_storage
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from chatapp.core import metrics as _metrics  # noqa: F401  (registers the chat metrics)
-from chatapp.core.health import OK, check_channel_layer, check_database, upstream_models
+from chatapp.core.health import (
+    OK,
+    cached_upstream_models,
+    check_channel_layer,
+    check_database,
+)
 
 
 @require_GET
@@ -35,9 +42,16 @@ async def healthz(request: HttpRequest) -> JsonResponse:
 @require_GET
 @never_cache
 async def readyz(request: HttpRequest) -> JsonResponse:
-    """Ready for users: as /healthz, and the configured Llama API lists its models."""
+    """Ready for users: as /healthz, and the configured Llama API lists its models.
+
+    The upstream part is only for callers that may read /metrics: anyone else would make the
+    site spend its key (and learn about its provider) by asking. It is probed at most every
+    UPSTREAM_CACHE_SECONDS per process.
+    """
     checks = {"database": await check_database(), "channel_layer": await check_channel_layer()}
-    checks["upstream"], model_ids = await upstream_models()
+    if metrics_refusal(request) is not None:
+        return _report(checks)
+    checks["upstream"], model_ids = await cached_upstream_models()
     extra = {}
     if checks["upstream"] == OK:
         # Informational: a missing default model breaks new chats, not the whole site.
@@ -59,7 +73,16 @@ async def metrics(request: HttpRequest) -> HttpResponse:
     refusal = metrics_refusal(request)
     if refusal is not None:
         return refusal
-    return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)
+    return HttpResponse(generate_latest(_registry()), content_type=CONTENT_TYPE_LATEST)
+
+
+def _registry() -> CollectorRegistry:
+    """This process's metrics, or the sum over every server process when several share a port."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return REGISTRY
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)
+    return registry
 
 
 def metrics_refusal(request: HttpRequest) -> HttpResponse | None:
@@ -88,5 +111,6 @@ def _client_in(networks: list, address: str) -> bool:
 
 def _bearer_matches(request: HttpRequest, token: str) -> bool:
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    given = given.strip().encode()
-    return scheme.lower() == "bearer" and hmac.compare_digest(given, token.encode())
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        given.strip().encode(), token.encode()
+    )

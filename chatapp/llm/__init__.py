@@ -11,6 +11,7 @@ from .limits import (
     count_message_tokens,
     count_tokens_estimate,
 )
+from .moderation import GUARD_CATEGORIES, Verdict
 from .types import (
     ChatParams,
     Finish,
@@ -21,10 +22,14 @@ from .types import (
     StreamError,
     StreamEvent,
     TextDelta,
+    ToolCall,
+    ToolCalls,
     Usage,
+    url_problem,
 )
 
 __all__ = [
+    "GUARD_CATEGORIES",
     "KNOWN_MODELS",
     "MODEL_CONTEXT_LIMITS",
     "MODEL_MAX_OUTPUT",
@@ -38,8 +43,12 @@ __all__ = [
     "StreamError",
     "StreamEvent",
     "TextDelta",
+    "ToolCall",
+    "ToolCalls",
     "Usage",
+    "Verdict",
     "count_message_tokens",
     "count_tokens_estimate",
     "shared_http_client",
+    "url_problem",
 ]

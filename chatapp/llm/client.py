@@ -12,7 +12,8 @@ import time
 import weakref
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
-from typing import TypeVar
+from dataclasses import replace
+from typing import Any, TypeVar
 
 import httpx
 
@@ -24,8 +25,9 @@ from .errors import (
     rate_limits_from,
     request_id_from,
 )
+from .moderation import Verdict, guard_prompt, read_guard_reply, read_moderation
 from .protocols import PROTOCOL_ADAPTERS, ReplyState
-from .sse import sse_events
+from .sse import sse_stream
 from .types import (
     ChatParams,
     Finish,
@@ -35,6 +37,7 @@ from .types import (
     StreamError,
     StreamEvent,
     TextDelta,
+    ToolCalls,
 )
 from .validation import validate_chat, validate_messages
 
@@ -86,14 +89,23 @@ class LlamaClient:
         return self._own_http or shared_http_client()
 
     def stream_chat(
-        self, messages: list[dict], params: ChatParams
+        self,
+        messages: list[dict[str, Any]],
+        params: ChatParams,
+        tools: list[dict[str, Any]] | None = None,
     ) -> AsyncGenerator[StreamEvent, None]:
-        """Validate now; stream TextDelta/Retrying events ending in one Finish or StreamError."""
+        """Validate now; stream TextDelta/Retrying events ending in one Finish or StreamError.
+
+        With `tools` (function specs) offered, a turn in which the model calls some yields
+        one ToolCalls just before its Finish.
+        """
         validate_chat(messages, params, self.config.protocol)
-        body = self._protocol.chat_body(messages, params, stream=True)
+        body = self._protocol.chat_body(messages, params, stream=True, tools=tools)
         return self._run(body, params.model, stream=True)
 
-    async def complete_chat(self, messages: list[dict], params: ChatParams) -> tuple[str, Finish]:
+    async def complete_chat(
+        self, messages: list[dict[str, Any]], params: ChatParams
+    ) -> tuple[str, Finish]:
         """The whole answer at once; raises LlmError when it cannot be had."""
         validate_chat(messages, params, self.config.protocol)
         body = self._protocol.chat_body(messages, params, stream=False)
@@ -128,15 +140,68 @@ class LlamaClient:
         _models_cache[cache_key] = (time.monotonic() + MODELS_CACHE_SECONDS, ids)
         return list(ids)
 
-    async def moderate(self, messages: list[dict], model: str | None = None) -> dict:
+    async def moderate(
+        self, messages: list[dict[str, Any]], model: str | None = None
+    ) -> dict[str, Any]:
         """Llama Guard verdict: {"model", "results": [{"flagged", "flagged_categories"}]}."""
         validate_messages(messages)
-        body: dict = {"messages": messages}
+        body: dict[str, Any] = {"messages": messages}
         if model:
             body["model"] = model
         return await self._call_json("POST", "/moderations", body)
 
-    async def _run(self, body: dict, model: str, stream: bool) -> AsyncGenerator[StreamEvent, None]:
+    async def screen(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        categories: list[str],
+        guard_model: str,
+        timeout: float,
+    ) -> Verdict:
+        """Llama Guard's verdict on the last message, retried like a chat request.
+
+        Native: `POST /moderations`. OpenAI-compatible: `guard_model` through chat completions
+        with Llama Guard's prompt listing `categories`. Each attempt gets `timeout` seconds;
+        raises LlmError when no verdict can be had.
+        """
+        validate_messages(messages)
+        screener = self._limited_to(timeout)
+        if self.config.protocol == "openai":
+            prompt = [{"role": "user", "content": guard_prompt(messages, categories)}]
+            params = ChatParams(model=guard_model, temperature=0.0, max_tokens=20)
+            text, _ = await screener.complete_chat(prompt, params)
+            return read_guard_reply(text)
+        return read_moderation(await screener._retried(lambda: screener.moderate(messages)))
+
+    def _limited_to(self, timeout: float) -> "LlamaClient":
+        """This client with every attempt bounded by `timeout` and room for the retries."""
+        config = replace(
+            self.config,
+            connect_timeout=min(self.config.connect_timeout, timeout),
+            first_token_timeout=timeout,
+            idle_timeout=timeout,
+            total_timeout=timeout * self.config.max_attempts + BACKOFF_MAX,
+        )
+        return type(self)(config, self._own_http, sleep=self._sleep)
+
+    async def _retried(self, call: Callable[[], Awaitable[T]]) -> T:
+        """A plain request with the chat stream's retry rules (before any text: always)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.total_timeout
+        attempt = 1
+        while True:
+            try:
+                return await call()
+            except LlmError as failure:
+                delay = self._retry_delay(failure, attempt, deadline - loop.time())
+                if delay is None:
+                    raise
+            attempt += 1
+            await self._sleep(delay)
+
+    async def _run(
+        self, body: dict[str, Any], model: str, stream: bool
+    ) -> AsyncGenerator[StreamEvent, None]:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.total_timeout
         attempt = 1
@@ -172,8 +237,8 @@ class LlamaClient:
         return delay if delay < remaining else None
 
     async def _attempt(
-        self, body: dict, model: str, stream: bool, deadline: float
-    ) -> AsyncGenerator[TextDelta | Finish, None]:
+        self, body: dict[str, Any], model: str, stream: bool, deadline: float
+    ) -> AsyncGenerator[TextDelta | ToolCalls | Finish, None]:
         loop = asyncio.get_running_loop()
         first_deadline = min(loop.time() + self.config.first_token_timeout, deadline)
         request = self._request("POST", "/chat/completions", body, stream)
@@ -191,10 +256,10 @@ class LlamaClient:
 
     async def _read_stream(
         self, response: httpx.Response, first_deadline: float, deadline: float
-    ) -> AsyncGenerator[TextDelta | Finish, None]:
+    ) -> AsyncGenerator[TextDelta | ToolCalls | Finish, None]:
         loop = asyncio.get_running_loop()
         state = ReplyState()
-        events = sse_events(response.aiter_lines())
+        events = sse_stream(response)
         read_deadline, text_sent = first_deadline, False
         try:
             while item := await _within(read_deadline, anext(events, None)):
@@ -203,7 +268,7 @@ class LlamaClient:
                 if text := self._read_chunk(item, state):
                     text_sent = True
                     yield TextDelta(text)
-                if text_sent:
+                if text_sent or state.calls:
                     read_deadline = min(loop.time() + self.config.idle_timeout, deadline)
         except (TimeoutError, httpx.HTTPError, LlmError) as exc:
             # Trouble after the finish reason arrived costs at most the trailing usage.
@@ -212,13 +277,17 @@ class LlamaClient:
                 raise failure from None
         if state.finish_reason is None:
             raise self._stream_failure(None, text_sent, False, response)
+        if calls := state.tool_calls():
+            yield ToolCalls(calls)
         yield self._finish(response, state)
 
     async def _read_reply(
         self, response: httpx.Response, deadline: float
-    ) -> AsyncGenerator[TextDelta | Finish, None]:
+    ) -> AsyncGenerator[TextDelta | ToolCalls | Finish, None]:
         text, state = self._protocol.read_reply(await self._read_json(response, deadline))
         yield TextDelta(text)
+        if calls := state.tool_calls():
+            yield ToolCalls(calls)
         yield self._finish(response, state)
 
     def _read_chunk(self, item: tuple[str, str], state: ReplyState) -> str:
@@ -264,7 +333,9 @@ class LlamaClient:
             rate_limits=rate_limits_from(response.headers),
         )
 
-    def _request(self, method: str, path: str, body: dict | None, stream: bool) -> httpx.Request:
+    def _request(
+        self, method: str, path: str, body: dict[str, Any] | None, stream: bool
+    ) -> httpx.Request:
         headers = {
             "Authorization": f"Bearer {self.config.api_key}",
             "Accept": "text/event-stream" if stream else "application/json",
@@ -292,14 +363,16 @@ class LlamaClient:
             await response.aclose()
         raise error_from_response(response, raw, self.config, model)
 
-    async def _read_json(self, response: httpx.Response, deadline: float) -> dict:
+    async def _read_json(self, response: httpx.Response, deadline: float) -> dict[str, Any]:
         try:
             raw = await _within(deadline, response.aread())
         except (TimeoutError, httpx.HTTPError) as exc:
             raise error_from_exception(exc, self.config) from None
         return _parse_json(raw)
 
-    async def _call_json(self, method: str, path: str, body: dict | None = None) -> dict:
+    async def _call_json(
+        self, method: str, path: str, body: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         """One plain JSON request (no retries), bounded by the first-token timeout."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + min(self.config.first_token_timeout, self.config.total_timeout)
@@ -316,7 +389,7 @@ async def _within(deadline: float, awaitable: Awaitable[T]) -> T:
         return await awaitable
 
 
-def _parse_json(raw: str | bytes) -> dict:
+def _parse_json(raw: str | bytes) -> dict[str, Any]:
     try:
         data = json.loads(raw)
     except ValueError:

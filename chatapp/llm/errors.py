@@ -2,7 +2,9 @@
 
 import email.utils
 import json
+import re
 import time
+from typing import Any
 
 import httpcore
 import httpx
@@ -13,13 +15,35 @@ RETRY_AFTER_CAP = 60.0  # like Meta's SDKs: longer hints fall back to our own ba
 DETAIL_LIMIT = 300
 CONTEXT_HINTS = ("context", "too long", "too many tokens", "maximum length", "max_model_len")
 MISSING_MODEL_HINTS = ("not found", "does not exist", "unknown model", "invalid model", "no model")
+# Upstream text is redacted whole before it is cut to DETAIL_LIMIT; only an absurdly long body
+# is first cut here, and a secret split at this point lies far past DETAIL_LIMIT anyway.
+SCAN_LIMIT = 65_536
+REDACTED = "[redacted]"
+# Anything that looks like a credential, whoever's it is: bearer tokens, prefixed API keys
+# (sk-..., LLM|...), and long unbroken runs mixing letters and digits such as raw tokens
+# (model names such as Llama-4-Maverick-17B-128E-Instruct-FP8 are short pieces, and stay).
+SECRET_PATTERN = re.compile(
+    r"(?P<bearer>(?i:bearer)\s+[^\s\"',;]+)"
+    r"|(?P<llama>LLM\|[^\s\"',;]+)"
+    r"|(?P<prefixed>\b(?:sk|pk|rk|ak|hf|gsk|xai|key|api|tok|token|secret)[-_][\w.~+/=-]{8,})"
+    r"|(?P<run>[A-Za-z0-9]{20,})"
+)
+
+
+def _hide(match: re.Match[str]) -> str:
+    found = match.group()
+    if match.lastgroup == "run" and not (
+        any(c.isdigit() for c in found) and any(c.isalpha() for c in found)
+    ):
+        return found  # a long word or number, not a token
+    return REDACTED
 
 
 def error_from_response(
     response: httpx.Response, body: bytes, config: ProviderConfig, model: str | None = None
 ) -> LlmError:
     status = response.status_code
-    detail = _redact(_detail_from_body(body), config.api_key)
+    detail = _detail_from_body(body, config.api_key)
     code, message = _classify(status, detail, model)
     return LlmError(
         code,
@@ -60,9 +84,9 @@ def error_from_exception(exc: BaseException, config: ProviderConfig) -> LlmError
     return LlmError("upstream_unavailable", message, retryable=True)
 
 
-def error_from_stream_chunk(chunk: dict, config: ProviderConfig) -> LlmError:
+def error_from_stream_chunk(chunk: dict[str, Any], config: ProviderConfig) -> LlmError:
     """An error object sent inside an otherwise successful stream."""
-    detail = _redact(_detail_from_json(chunk), config.api_key)
+    detail = _detail_from_json(chunk, config.api_key)
     message = f"The Llama API reported an error while answering: {detail}"
     return LlmError("upstream_unavailable", message, retryable=True)
 
@@ -73,7 +97,8 @@ def interrupted(reason: str, request_id: str | None) -> LlmError:
 
 
 def request_id_from(headers: httpx.Headers) -> str | None:
-    return headers.get("x-request-id") or headers.get("request-id")
+    value: str | None = headers.get("x-request-id") or headers.get("request-id")
+    return value
 
 
 def rate_limits_from(headers: httpx.Headers) -> dict[str, str]:
@@ -134,24 +159,32 @@ def _classify(status: int, detail: str, model: str | None) -> tuple[str, str]:
     return "bad_request", f"The Llama API refused the request (HTTP {status}): {detail}"
 
 
-def _detail_from_body(body: bytes) -> str:
-    text = body.decode("utf-8", "replace")
+def _detail_from_body(body: bytes, api_key: str) -> str:
+    text = body[:SCAN_LIMIT].decode("utf-8", "replace")
     try:
         data = json.loads(text)
     except ValueError:
-        return text.strip()[:DETAIL_LIMIT] or "no details given"
-    return _detail_from_json(data) if isinstance(data, dict) else text[:DETAIL_LIMIT]
+        return _shown(text.strip(), api_key) or "no details given"
+    return _detail_from_json(data, api_key) if isinstance(data, dict) else _shown(text, api_key)
 
 
-def _detail_from_json(data: dict) -> str:
+def _detail_from_json(data: dict[str, Any], api_key: str) -> str:
     """Problem details (title/detail) or an OpenAI-style {"error": {"message"}} object."""
     error = data.get("error")
     if isinstance(error, dict):
         detail = error.get("message") or error.get("code")
     else:
         detail = error or data.get("detail") or data.get("title") or data.get("message")
-    return str(detail or "no details given")[:DETAIL_LIMIT]
+    return _shown(str(detail or "no details given")[:SCAN_LIMIT], api_key)
 
 
-def _redact(text: str, api_key: str) -> str:
-    return text.replace(api_key, "[redacted key]") if api_key else text
+def _shown(text: str, api_key: str) -> str:
+    """Upstream text fit to show a user: every secret redacted first, then cut to length."""
+    return redact(text, api_key)[:DETAIL_LIMIT]
+
+
+def redact(text: str, api_key: str = "") -> str:
+    """The text with the given key and anything shaped like a credential replaced."""
+    if api_key:
+        text = text.replace(api_key, REDACTED)
+    return SECRET_PATTERN.sub(_hide, text)

@@ -1,5 +1,7 @@
 """What the known Llama API models accept, and a cheap token estimate for trimming history."""
 
+from typing import Any
+
 KNOWN_MODELS = (
     "Llama-4-Maverick-17B-128E-Instruct-FP8",
     "Llama-4-Scout-17B-16E-Instruct-FP8",
@@ -15,6 +17,8 @@ MODEL_MAX_OUTPUT: dict[str, int] = dict.fromkeys(KNOWN_MODELS, 16_384)
 
 # Chat templates add a few tokens of role markers around every message.
 MESSAGE_OVERHEAD_TOKENS = 4
+# What one image costs a Llama 4 model: a few hundred tokens per tile, several tiles at most.
+IMAGE_TOKENS_ESTIMATE = 1500
 
 
 def count_tokens_estimate(text: str) -> int:
@@ -22,7 +26,7 @@ def count_tokens_estimate(text: str) -> int:
     return (len(text) + 3) // 4
 
 
-def message_text(message: dict) -> str:
+def message_text(message: dict[str, Any]) -> str:
     """The text of a message whose content is a string or a list of text parts."""
     content = message.get("content") or ""
     if isinstance(content, str):
@@ -30,8 +34,17 @@ def message_text(message: dict) -> str:
     return "".join(part.get("text", "") for part in content if isinstance(part, dict))
 
 
-def count_message_tokens(messages: list[dict]) -> int:
+def image_count(message: dict[str, Any]) -> int:
+    content = message.get("content")
+    if not isinstance(content, list):
+        return 0
+    return sum(1 for part in content if isinstance(part, dict) and part.get("type") == "image_url")
+
+
+def count_message_tokens(messages: list[dict[str, Any]]) -> int:
     return sum(
-        count_tokens_estimate(message_text(message)) + MESSAGE_OVERHEAD_TOKENS
+        count_tokens_estimate(message_text(message))
+        + IMAGE_TOKENS_ESTIMATE * image_count(message)
+        + MESSAGE_OVERHEAD_TOKENS
         for message in messages
     )

@@ -1,9 +1,27 @@
 """The values that go into and come out of the Llama API client."""
 
 from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
 
 PROTOCOLS = ("llama", "openai")
 MAX_ATTEMPTS_LIMIT = 5
+
+
+def url_problem(url: str) -> str | None:
+    """Why a server URL cannot be used (said after "the URL ..."), or None when it can."""
+    if any(not c.isprintable() or c.isspace() for c in url):
+        return "contains spaces or control characters"
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL:
+        return "is not a valid URL"
+    if parsed.scheme not in ("http", "https"):
+        return "must start with http:// or https://"
+    if not parsed.host:
+        return "has no host name"
+    return None
 
 
 class LlmValidationError(ValueError):
@@ -27,8 +45,12 @@ class ProviderConfig:
     max_attempts: int = 3
 
     def __post_init__(self) -> None:
-        if not self.base_url.startswith(("http://", "https://")):
-            raise LlmValidationError("base_url", "base_url must start with http:// or https://")
+        if problem := url_problem(self.base_url):
+            raise LlmValidationError("base_url", f"base_url {problem}")
+        if any(not c.isprintable() or c.isspace() for c in self.api_key):
+            raise LlmValidationError(
+                "api_key", "api_key cannot contain spaces or control characters"
+            )
         if self.protocol not in PROTOCOLS:
             raise LlmValidationError("protocol", f"protocol must be one of {', '.join(PROTOCOLS)}")
         if not 1 <= self.max_attempts <= MAX_ATTEMPTS_LIMIT:
@@ -48,11 +70,29 @@ class ChatParams:
     temperature: float | None = None
     top_p: float | None = None
     max_tokens: int | None = None
+    # OpenAI's shape: {"type": "json_object"} or {"type": "json_schema", "json_schema": {...}}
+    response_format: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
 class TextDelta:
     text: str
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A function the model asks for; `arguments` is the JSON object text it wrote."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
+class ToolCalls:
+    """The model's turn ended asking for these tools; the Finish follows."""
+
+    calls: tuple[ToolCall, ...]
 
 
 @dataclass(frozen=True)
@@ -87,7 +127,7 @@ class StreamError:
     status: int | None = None
 
 
-StreamEvent = TextDelta | Retrying | Finish | StreamError
+StreamEvent = TextDelta | ToolCalls | Retrying | Finish | StreamError
 
 
 class LlmError(Exception):

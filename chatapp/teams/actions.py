@@ -1,29 +1,50 @@
-"""Every change to a team goes through one of these functions, which also writes its audit event.
+"""Every change to a team goes through one of these functions.
+
+Changes a person makes (members, prompts, policy, provider) also write their audit event;
+the bookkeeping of answers (admission against the rate limit, token usage) does not.
 
 Callers check that the actor may act in the team at all (chatapp.teams.services); the rules
 that depend on the target (owners, the last owner) are checked here and raise ActionError.
 """
 
+import logging
 from datetime import timedelta
+from functools import partial
 
+from django.conf import settings
+from django.core import signing
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
-from django.db.models import Max
+from django.db.models import F, Max
 from django.utils import timezone
 
-from chatapp.teams import crypto
+from chatapp.core.metrics import SAFETY_REVIEWS
+from chatapp.teams import api_keys, budgets, crypto, json_schemas
 from chatapp.teams.models import (
+    ApiKey,
     AuditAction,
     AuditEvent,
+    BudgetNotice,
     Invitation,
+    JsonSchema,
     Membership,
+    RecentRequest,
+    ResponseFormat,
     Role,
+    SafetyDecision,
+    SafetyFlag,
     SystemPrompt,
     SystemPromptVersion,
     Team,
     TeamPolicy,
     TeamProvider,
+    TeamUsage,
 )
+from chatapp.teams.policy import PolicyError
+from chatapp.teams.quota import RATE_WINDOW
+from chatapp.teams.safety import Finding
+
+log = logging.getLogger(__name__)
 
 POLICY_FIELDS = (
     "allowed_models",
@@ -33,7 +54,21 @@ POLICY_FIELDS = (
     "default_max_tokens",
     "max_tokens_limit",
     "monthly_token_budget",
+    "member_monthly_token_budget",
     "rate_limit_per_minute",
+    "safety_input",
+    "safety_output",
+    "safety_categories",
+    "safety_on_error",
+    "data_card",
+    "data_iban",
+    "data_email",
+    "data_phone",
+    "data_api_key",
+    "data_private_key",
+    "data_patterns",
+    "retention_days",
+    "legal_hold",
 )
 
 
@@ -128,8 +163,21 @@ class InvitationError(ActionError):
         self.status = status
 
 
-def accept_invitation(user, token: str) -> tuple[Membership, bool]:
-    """Join the invitation's team; (membership, False) when the user already belongs to it."""
+class AddressUnverified(InvitationError):
+    """An address-bound invitation, and nothing yet proves the account owns that address."""
+
+    def __init__(self):
+        super().__init__("Confirm your email address to join.", 403)
+
+
+def accept_invitation(
+    user, token: str, *, address_verified: bool = False
+) -> tuple[Membership, bool]:
+    """Join the invitation's team; (membership, False) when the user already belongs to it.
+
+    An invitation for an email address also needs proof that the account owns the address:
+    a confirmation link mailed to it, or a team admin confirming the account.
+    """
     with transaction.atomic():
         invitation = (
             Invitation.objects.select_for_update().select_related("team").filter(token=token)
@@ -140,6 +188,8 @@ def accept_invitation(user, token: str) -> tuple[Membership, bool]:
         if existing is not None:
             return existing, False
         check_usable(invitation, user)
+        if invitation.email and not address_verified:
+            raise AddressUnverified()
         membership = Membership.objects.create(
             team=invitation.team, user=user, role=invitation.role
         )
@@ -156,6 +206,71 @@ def accept_invitation(user, token: str) -> tuple[Membership, bool]:
     return membership, True
 
 
+ADDRESS_SALT = "chatapp.teams.invitation-address"
+ADDRESS_LINK_MAX_AGE = timedelta(days=3)
+
+
+def address_signature(invitation: Invitation, user) -> str:
+    """Proof, for a link mailed to the invitation's address, that its reader got the mail."""
+    value = {"t": invitation.token, "u": user.pk, "e": invitation.email.lower()}
+    return signing.dumps(value, salt=ADDRESS_SALT, compress=True)
+
+
+def address_verified(invitation: Invitation, user, signature: str) -> bool:
+    try:
+        value = signing.loads(signature, salt=ADDRESS_SALT, max_age=ADDRESS_LINK_MAX_AGE)
+    except signing.BadSignature:
+        return False
+    expected = {"t": invitation.token, "u": user.pk, "e": invitation.email.lower()}
+    return value == expected and (user.email or "").strip().lower() == expected["e"]
+
+
+def email_address_confirmation(invitation: Invitation, user, link: str) -> None:
+    """Mail the confirmation link to the invitation's address; OSError when the server fails."""
+    send_mail(
+        f"Confirm your email to join {invitation.team.name} on Llama team chat",
+        f"{user.get_username()} asked to join {invitation.team.name} with the invitation sent"
+        f" to this address. Open this link while signed in as {user.get_username()} to"
+        f" confirm the address and join (valid for 3 days):\n{link}\n\n"
+        "If that was not you, ignore this email.",
+        None,
+        [invitation.email],
+    )
+
+
+def claim_invitation(user, invitation: Invitation) -> None:
+    """Without email, the account asks to join; a team admin confirms it (confirm_claim)."""
+    with transaction.atomic():
+        check_usable(invitation, user)
+        Invitation.objects.filter(pk=invitation.pk).update(
+            claimed_by=user, claimed_at=timezone.now()
+        )
+        audit(
+            invitation.team,
+            user,
+            AuditAction.INVITE_CLAIM,
+            f"{_name(user)} asked to join with the invitation for {invitation.email}",
+            invitation_id=invitation.pk,
+        )
+
+
+def confirm_claim(actor, invitation: Invitation) -> Membership:
+    """A team admin vouches that the claiming account owns the invitation's address."""
+    if invitation.claimed_by is None:
+        raise InvitationError("Nobody has asked to join with this invitation yet.", 400)
+    membership, _ = accept_invitation(
+        invitation.claimed_by, invitation.token, address_verified=True
+    )
+    audit(
+        invitation.team,
+        actor,
+        AuditAction.INVITE_CONFIRM,
+        f"{_name(actor)} confirmed {_name(invitation.claimed_by)} for {invitation.email}",
+        invitation_id=invitation.pk,
+    )
+    return membership
+
+
 def check_usable(invitation: Invitation, user) -> None:
     if invitation.accepted_at is not None:
         raise InvitationError("This invitation has already been used: ask for a new one.", 410)
@@ -169,7 +284,7 @@ def check_usable(invitation: Invitation, user) -> None:
         )
 
 
-def _owner_count(team: Team) -> int:
+def _owner_count(team: Team | int) -> int:
     # Locks the owners' rows so two concurrent changes cannot both remove "another" owner.
     return len(
         Membership.objects.select_for_update().filter(team=team, role=Role.OWNER).values("pk")
@@ -245,6 +360,16 @@ def leave_team(membership: Membership) -> None:
 # System prompts.
 
 
+def save_starters(actor, team: Team, suggestions: list[str]) -> None:
+    """The questions an empty chat in the team offers."""
+    with transaction.atomic():
+        stored, _ = TeamPolicy.objects.get_or_create(team=team)
+        stored.starter_suggestions = suggestions
+        stored.save(update_fields=["starter_suggestions", "updated_at"])
+        summary = f"{_name(actor)} changed the starter suggestions"
+        audit(team, actor, AuditAction.PROMPT_UPDATE, summary, starter_suggestions=suggestions)
+
+
 def save_prompt(
     actor,
     team: Team,
@@ -254,8 +379,14 @@ def save_prompt(
     content: str,
     is_default: bool = False,
     locked: bool = False,
+    position: int | None = None,
+    response_format: str = ResponseFormat.TEXT,
+    json_schema: JsonSchema | None = None,
 ) -> SystemPrompt:
-    """Create a prompt, or edit one keeping its previous text as a SystemPromptVersion."""
+    """Create a prompt, or edit one keeping its previous text as a SystemPromptVersion.
+
+    `position` places it in the team's list (the admin site sets it; pages use move_prompt).
+    """
     try:
         with transaction.atomic():
             prompt, summary = _apply_prompt(actor, team, prompt, name, content)
@@ -264,6 +395,11 @@ def save_prompt(
                     is_default=False
                 )
             prompt.is_default, prompt.locked = is_default, locked
+            if json_schema is not None and json_schema.team_id != team.pk:
+                raise ActionError("That JSON schema belongs to another team.")
+            prompt.response_format, prompt.json_schema = response_format, json_schema
+            if position is not None:
+                prompt.position = position
             prompt.save()
             audit(
                 team,
@@ -275,6 +411,8 @@ def save_prompt(
                 version=prompt.version,
                 is_default=is_default,
                 locked=locked,
+                response_format=response_format,
+                json_schema_id=json_schema.pk if json_schema else None,
             )
     except IntegrityError:
         raise ActionError(f"A prompt named {name!r} already exists in this team.") from None
@@ -417,3 +555,364 @@ def _audit_provider(actor, team, provider, old_url, old_protocol, api_key, clear
         audit(team, actor, AuditAction.KEY_SET, f"{who} set a new API key")
     elif clear_key:
         audit(team, actor, AuditAction.KEY_CLEAR, f"{who} removed the team's API key")
+
+
+def ensure_personal_team(user) -> Team:
+    """The user's personal team, created (with the user as owner) the first time it is needed."""
+    team = Team.objects.filter(personal_owner=user).first()
+    if team:
+        return team
+    try:
+        with transaction.atomic():
+            team = Team.objects.create(name=f"{user.get_username()}'s team", personal_owner=user)
+            Membership.objects.create(team=team, user=user, role=Role.OWNER)
+            budget = settings.PERSONAL_TEAM_MONTHLY_TOKEN_BUDGET
+            if budget is not None:  # so an open signup cannot spend the site's key unbounded
+                TeamPolicy.objects.create(team=team, monthly_token_budget=budget)
+    except IntegrityError:  # created concurrently by another request
+        team = Team.objects.get(personal_owner=user)
+    return team
+
+
+# --- answers' bookkeeping --------------------------------------------------------------------
+
+
+def admit_request(user, team: Team, policy: TeamPolicy) -> None:
+    """Count one request about to go upstream against the team's per-minute limit.
+
+    Raises PolicyError(rate_limited) and counts nothing when the user is at the limit.
+    """
+    per_minute = policy.rate_limit_per_minute
+    if not per_minute:
+        return
+    now = timezone.now()
+    window = RecentRequest.objects.filter(user=user, team=team)
+    with transaction.atomic():
+        # Locking the membership row serialises one user's requests across processes.
+        Membership.objects.select_for_update().filter(user=user, team=team).first()
+        window.filter(created_at__lte=now - RATE_WINDOW).delete()
+        if window.count() >= per_minute:
+            message = (
+                f"You can send {per_minute} message{'s' if per_minute != 1 else ''} a minute"
+                " in this team: wait a few seconds and try again."
+            )
+            raise PolicyError("rate_limited", message)
+        RecentRequest.objects.create(user=user, team=team, created_at=now)
+
+
+def record_usage(
+    team: Team,
+    user,
+    model: str,
+    prompt_tokens: int,
+    completion_tokens: int,
+    api_key: ApiKey | None = None,
+) -> None:
+    """Add an answer's token counts to the team's usage for today (an atomic upsert).
+
+    Answers through the OpenAI-compatible API are counted per key as well."""
+    key = {
+        "team": team,
+        "user": user,
+        "model": model,
+        "day": timezone.now().date(),
+        "api_key_ref": api_key.pk if api_key is not None else 0,
+    }
+    increments = {
+        "prompt_tokens": F("prompt_tokens") + max(0, int(prompt_tokens or 0)),
+        "completion_tokens": F("completion_tokens") + max(0, int(completion_tokens or 0)),
+        "requests": F("requests") + 1,
+    }
+    with transaction.atomic():
+        if not TeamUsage.objects.filter(**key).update(**increments):
+            try:
+                with transaction.atomic():  # a savepoint: another process may insert first
+                    TeamUsage.objects.create(
+                        **key,
+                        prompt_tokens=max(0, int(prompt_tokens or 0)),
+                        completion_tokens=max(0, int(completion_tokens or 0)),
+                        requests=1,
+                    )
+            except IntegrityError:
+                TeamUsage.objects.filter(**key).update(**increments)
+    note_budget_thresholds(team)
+
+
+def note_budget_thresholds(team: Team) -> list[BudgetNotice]:
+    """Tell the owners, once a month per threshold, that the team crossed 80% or 100% of its
+    monthly budget: a notice on their pages, an audit event, and an e-mail when e-mail is set."""
+    policy = TeamPolicy.objects.filter(team=team).first()
+    if policy is None or not policy.monthly_token_budget:
+        return []
+    today = timezone.now().date()
+    used, budget, percents = budgets.crossed(team, policy, today)
+    made = []
+    for percent in percents:
+        try:
+            with transaction.atomic():
+                notice = BudgetNotice.objects.create(
+                    team=team, month=today.replace(day=1), percent=percent, budget=budget, used=used
+                )
+                audit(
+                    team,
+                    None,
+                    AuditAction.BUDGET_THRESHOLD,
+                    f"{team.name} reached {percent}% of its monthly budget"
+                    f" ({used:,} of {budget:,} tokens)",
+                    percent=percent,
+                    used=used,
+                    budget=budget,
+                )
+        except IntegrityError:  # another process noted it first
+            continue
+        made.append(notice)
+        transaction.on_commit(partial(email_budget_notice, notice))
+    return made
+
+
+def email_budget_notice(notice: BudgetNotice) -> None:
+    """E-mail the team's owners about a crossed threshold, when the site sends e-mail."""
+    if not settings.EMAIL_URL:
+        return
+    owners = Membership.objects.filter(team=notice.team, role=Role.OWNER).select_related("user")
+    addresses = [m.user.email for m in owners if m.user.email]
+    if not addresses:
+        return
+    state = "has used its whole" if notice.percent >= 100 else f"has used {notice.percent}% of its"
+    try:
+        send_mail(
+            f"{notice.team.name} {state} monthly token budget",
+            f"{notice.team.name} {state} monthly token budget on Llama team chat:"
+            f" {notice.used:,} of {notice.budget:,} tokens."
+            + (
+                " New messages are refused until the month ends or the budget is raised on the"
+                " team's policy page."
+                if notice.percent >= 100
+                else ""
+            ),
+            None,
+            addresses,
+        )
+    except Exception:  # the notice on the page stands; a mail server's failure is only logged
+        log.warning("Could not e-mail the budget notice of team %s", notice.team_id)
+
+
+# Safety: what Llama Guard flagged, and the reviewers' decisions.
+
+
+def flag_message(team: Team, author, message_id: int, finding: Finding) -> SafetyFlag:
+    """Put a flagged question or answer on the team's review queue."""
+    return SafetyFlag.objects.create(
+        team=team,
+        author=author,
+        message_id=message_id,
+        stage=finding.stage,
+        blocked=finding.blocked,
+        categories=list(finding.categories),
+    )
+
+
+def review_flag(actor, flag: SafetyFlag, decision: str) -> SafetyFlag:
+    """Record a reviewer's decision (reviewed, false positive) on the flag and in the audit."""
+    if decision not in (SafetyDecision.REVIEWED, SafetyDecision.FALSE_POSITIVE):
+        raise ActionError("Choose reviewed or false positive.")
+    with transaction.atomic():
+        flag.decision, flag.decided_by, flag.decided_at = decision, actor, timezone.now()
+        flag.save(update_fields=["decision", "decided_by", "decided_at"])
+        label = SafetyDecision(decision).label.lower()
+        audit(
+            flag.team,
+            actor,
+            AuditAction.SAFETY_REVIEW,
+            f"{_name(actor)} marked a flagged {flag.get_stage_display().lower()} {label}",
+            flag=flag.pk,
+            message=flag.message_id,
+            decision=decision,
+        )
+    SAFETY_REVIEWS.labels(decision).inc()
+    return flag
+
+
+# Personal API keys (chatapp.teams.api_keys).
+
+
+def create_api_key(user, team: Team | None, name: str, expires_at=None) -> tuple[ApiKey, str]:
+    """A new key for `user`; returns it with the whole key, which is never stored or shown again."""
+    secret, prefix = api_keys.new_secret()
+    with transaction.atomic():
+        key = ApiKey.objects.create(
+            user=user,
+            team=team,
+            name=name,
+            prefix=prefix,
+            secret_hash=api_keys.hash_key(secret),
+            expires_at=expires_at,
+        )
+        summary = f"{_name(user)} created the API key {name!r} ({prefix})"
+        if team is not None:
+            audit(team, user, AuditAction.API_KEY_CREATE, summary, key=key.pk, prefix=prefix)
+    return key, secret
+
+
+def revoke_api_key(actor, key: ApiKey, team: Team | None = None) -> None:
+    """Revoke a key (its owner's choice, or an admin's of `team`); it stops working at once."""
+    with transaction.atomic():
+        updated = ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(
+            revoked_at=timezone.now(), revoked_by=actor
+        )
+        audit_team = team or key.team
+        if updated and audit_team is not None:
+            summary = (
+                f"{_name(actor)} revoked {_name(key.user)}'s API key {key.name!r} ({key.prefix})"
+            )
+            audit(
+                audit_team,
+                actor,
+                AuditAction.API_KEY_REVOKE,
+                summary,
+                key=key.pk,
+                prefix=key.prefix,
+                owner=key.user_id,
+            )
+
+
+def touch_api_key(key: ApiKey) -> None:
+    """The key was just used: one UPDATE of its last-used time."""
+    key.last_used_at = timezone.now()
+    ApiKey.objects.filter(pk=key.pk).update(last_used_at=key.last_used_at)
+
+
+# Memberships from the identity provider's groups (chatapp.identity), at every sign-in.
+
+
+def apply_group_roles(user, roles: dict[str, str], managed: set[str]) -> None:
+    """Make the user's memberships of the managed teams match `roles` ({team name: role}).
+
+    A team named in the map but missing is created when someone must join it. The last-owner
+    rule holds: a last owner is kept (and the refusal audited) rather than removed or demoted."""
+    who = _name(user)
+    for name in sorted(managed):
+        role = roles.get(name)
+        with transaction.atomic():
+            team = _team_named(name, create=role is not None, user=user)
+            if team is None:
+                continue
+            membership = Membership.objects.select_for_update().filter(team=team, user=user).first()
+            if membership is None and role is not None:
+                Membership.objects.create(team=team, user=user, role=role)
+                audit(
+                    team,
+                    user,
+                    AuditAction.MEMBER_ADD,
+                    f"Sign-in added {who} as {role}",
+                    user=who,
+                    role=role,
+                    source="oidc",
+                )
+            elif membership is not None and membership.role != role:
+                _sync_change(team, user, membership, role)
+
+
+def _team_named(name: str, *, create: bool, user) -> Team | None:
+    team = Team.objects.filter(name=name, personal_owner=None).order_by("pk").first()
+    if team is None and create:
+        team = Team.objects.create(name=name)
+        audit(
+            team,
+            user,
+            AuditAction.TEAM_CREATE,
+            f"Sign-in created the team {name} for {_name(user)}",
+            source="oidc",
+        )
+    return team
+
+
+def _sync_change(team: Team, user, membership: Membership, role: str | None) -> None:
+    who, old = _name(user), membership.role
+    if old == Role.OWNER and _owner_count(team) <= 1:
+        audit(
+            team,
+            user,
+            AuditAction.ROLE_CHANGE,
+            f"Sign-in kept {who} as owner: a team needs an owner (groups asked for"
+            f" {role or 'no membership'})",
+            user=who,
+            old=old,
+            new=old,
+            refused=role or "remove",
+            source="oidc",
+        )
+        return
+    if role is None:
+        membership.delete()
+        audit(
+            team,
+            user,
+            AuditAction.MEMBER_REMOVE,
+            f"Sign-in removed {who} ({old})",
+            user=who,
+            role=old,
+            source="oidc",
+        )
+        return
+    membership.role = role
+    membership.save(update_fields=["role"])
+    audit(
+        team,
+        user,
+        AuditAction.ROLE_CHANGE,
+        f"Sign-in changed {who} from {old} to {role}",
+        user=who,
+        old=old,
+        new=role,
+        source="oidc",
+    )
+
+
+# Saved JSON schemas (response_format).
+
+
+def save_json_schema(
+    actor, team: Team, saved: JsonSchema | None = None, *, name: str, schema: dict
+) -> JsonSchema:
+    """Create or change a team's JSON schema; ActionError for a bad name, schema or a clash."""
+    problem = json_schemas.name_problem(name) or json_schemas.schema_problem(schema)
+    if problem:
+        raise ActionError(problem)
+    if saved is None and team.json_schemas.count() >= json_schemas.MAX_SCHEMAS_PER_TEAM:
+        raise ActionError(
+            f"A team keeps at most {json_schemas.MAX_SCHEMAS_PER_TEAM} schemas: delete one first."
+        )
+    try:
+        with transaction.atomic():
+            created = saved is None
+            target = saved or JsonSchema(team=team)
+            target.name, target.schema = name, schema
+            target.save()
+            action = AuditAction.SCHEMA_CREATE if created else AuditAction.SCHEMA_UPDATE
+            verb = "created" if created else "edited"
+            audit(
+                team,
+                actor,
+                action,
+                f"{_name(actor)} {verb} the JSON schema {name}",
+                schema_id=target.pk,
+                name=name,
+            )
+    except IntegrityError:
+        raise ActionError(f"A schema named {name!r} already exists in this team.") from None
+    return target
+
+
+def delete_json_schema(actor, saved: JsonSchema) -> None:
+    """Delete a schema; conversations and prompts that asked for it fall back to json_object."""
+    with transaction.atomic():
+        audit(
+            saved.team,
+            actor,
+            AuditAction.SCHEMA_DELETE,
+            f"{_name(actor)} deleted the JSON schema {saved.name}",
+            schema_id=saved.pk,
+            name=saved.name,
+        )
+        saved.delete()

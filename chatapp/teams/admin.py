@@ -66,17 +66,18 @@ class SystemPromptAdmin(admin.ModelAdmin):
     search_fields = ["name", "content"]
     raw_id_fields = ["team"]
     readonly_fields = ["version"]
+    exclude = ["response_format", "json_schema"]  # the team's Prompts page sets the format
     inlines = [SystemPromptVersionInline]
 
     def save_model(self, request, obj, form, change):
         stored = SystemPrompt.objects.get(pk=obj.pk) if change else None
-        fields = {f: getattr(obj, f) for f in ("name", "content", "is_default", "locked")}
+        names = ("name", "content", "is_default", "locked", "position")
+        names += ("response_format", "json_schema")  # kept as they are: not on this form
+        fields = {name: getattr(obj, name) for name in names}
         try:
             saved = actions.save_prompt(request.user, obj.team, stored, **fields)
         except actions.ActionError as error:
             raise forms.ValidationError(error.message) from None
-        if saved.position != obj.position:
-            SystemPrompt.objects.filter(pk=saved.pk).update(position=obj.position)
         obj.pk, obj.version = saved.pk, saved.version
 
     def delete_model(self, request, obj):
@@ -110,7 +111,7 @@ class ProviderAdminForm(forms.ModelForm):
         return clean_provider_url(self.cleaned_data["base_url"])
 
     def clean(self) -> dict:
-        data = super().clean()
+        data = super().clean() or {}
         stored = TeamProvider.objects.filter(pk=self.instance.pk).first()
         args = (data.get("base_url", ""), data.get("api_key", ""), data.get("clear_key", False))
         if problem := actions.provider_change_problem(stored, *args):
@@ -156,9 +157,8 @@ class TeamUsageAdmin(admin.ModelAdmin):
 
 @admin.register(AuditEvent)
 class AuditEventAdmin(admin.ModelAdmin):
-    list_display = ["created_at", "team", "actor", "action", "summary"]
+    list_display = ["created_at", "team_name", "actor_name", "action", "summary"]
     list_filter = ["action"]
-    list_select_related = ["team", "actor"]
     search_fields = ["summary"]
 
     def has_add_permission(self, request) -> bool:

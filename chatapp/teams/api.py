@@ -1,32 +1,84 @@
-"""JSON API for the current team's system prompts (DESIGN.md: /api/system-prompts/).
+"""The teams' JSON API: the current team's system prompts, and a team's model policy.
 
-Reads for every member; writes for owners and admins (403 for members); a prompt outside the
-user's current team is a 404. Session auth, CSRF enforced on writes by Django's middleware.
+Prompts: reads for every member, writes for owners and admins (403 for members); a prompt
+outside the user's current team is a 404. Policy: owners and admins of the team; members 403;
+everyone else 404. The conventions (errors, auth, CSRF) are chatapp.core.api's.
 """
 
-import json
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
-from django.http import HttpResponse, JsonResponse
-from django.views.decorators.http import require_http_methods
+from annotated_types import Len
+from django.http import HttpRequest, HttpResponse
+from ninja import Path, Router, Schema, Status
+from pydantic import AfterValidator, Field, StringConstraints, create_model
+from pydantic.fields import FieldInfo
 
-from chatapp.teams import actions, services
-from chatapp.teams.models import SystemPrompt
+from chatapp.core.api import (
+    MAX_ID,
+    ApiError,
+    RequestBody,
+    Storable,
+    documented_body,
+    read_body,
+    responses,
+)
+from chatapp.llm import GUARD_CATEGORIES
+from chatapp.teams import actions, json_schemas, services
+from chatapp.teams.datafilter import MAX_PATTERNS
+from chatapp.teams.forms import PolicyForm, patterns_text, policy_form_options
+from chatapp.teams.models import JsonSchema, Role, SystemPrompt
+from chatapp.teams.policy import team_policy
 
-FIELDS = {"name": str, "content": str, "is_default": bool, "locked": bool}
-MAX_LENGTH = {"name": 100, "content": 20_000}
+router = Router(tags=["teams"])
+
+PromptId = Annotated[int, Path(ge=1, le=MAX_ID)]
+SchemaId = Annotated[int, Path(ge=1, le=MAX_ID)]
+TeamId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
-class BadInput(Exception):
-    def __init__(self, message: str, field: str | None = None):
-        super().__init__(message)
-        self.message, self.field = message, field
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("cannot be empty")
+    return value
 
 
-def error(status: int, code: str, message: str, field: str | None = None) -> JsonResponse:
-    body = {"code": code, "message": message}
-    if field:
-        body["field"] = field
-    return JsonResponse({"error": body}, status=status)
+PromptName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), Storable
+]
+PromptContent = Annotated[
+    str, StringConstraints(max_length=20_000), Storable, AfterValidator(_not_blank)
+]
+
+
+class PromptOut(Schema):
+    id: int
+    name: str
+    content: str
+    is_default: bool
+    locked: bool
+    version: int
+
+
+class PromptList(Schema):
+    results: list[PromptOut]
+    can_manage: bool
+
+
+class PromptCreate(RequestBody):
+    name: PromptName
+    content: PromptContent
+    is_default: bool = False
+    locked: bool = False
+
+
+class PromptChange(RequestBody):
+    """The fields to change; a field left out keeps its value."""
+
+    name: PromptName = None  # type: ignore[assignment]  # may be left out, not null
+    content: PromptContent = None  # type: ignore[assignment]
+    is_default: bool = None  # type: ignore[assignment]
+    locked: bool = None  # type: ignore[assignment]
 
 
 def prompt_json(prompt: SystemPrompt) -> dict:
@@ -40,92 +92,313 @@ def prompt_json(prompt: SystemPrompt) -> dict:
     }
 
 
-def _parse(request, required: bool) -> dict:
-    """The request's JSON object, each field type- and length-checked."""
-    try:
-        data = json.loads(request.body or b"null")
-    except (ValueError, UnicodeDecodeError):
-        raise BadInput("The body must be a JSON object.") from None
-    if not isinstance(data, dict):
-        raise BadInput("The body must be a JSON object.")
-    if unknown := sorted(set(data) - set(FIELDS)):
-        raise BadInput(f"Unknown field: {unknown[0]}.", unknown[0])
-    for name, kind in FIELDS.items():
-        if name not in data:
-            if required and kind is str:
-                raise BadInput(f"{name} is required.", name)
-            continue
-        value = data[name]
-        if not isinstance(value, kind):
-            raise BadInput(f"{name} must be a {'string' if kind is str else 'boolean'}.", name)
-        if kind is str:
-            data[name] = value = value.strip() if name == "name" else value
-            if not value.strip():
-                raise BadInput(f"{name} cannot be empty.", name)
-            if len(value) > MAX_LENGTH[name]:
-                raise BadInput(f"{name} must be at most {MAX_LENGTH[name]} characters.", name)
-    return data
-
-
-def _login_required(view):
-    def wrapped(request, *args, **kwargs):
-        if not request.user.is_authenticated:
-            return error(401, "not_authenticated", "Log in first.")
-        return view(request, *args, **kwargs)
-
-    return wrapped
-
-
-def _forbidden() -> JsonResponse:
-    return error(403, "forbidden", "Only the team's owners and admins can change its prompts.")
-
-
-def _write(request, membership, prompt: SystemPrompt | None, status: int):
+def _manager_of_current_team(request: HttpRequest):
+    membership = services.get_membership(request.user, services.current_team(request).pk)
     if not services.can(membership, "manage_prompts"):
-        return _forbidden()
-    try:
-        data = _parse(request, required=prompt is None)
-    except BadInput as exc:
-        return error(400, "invalid", exc.message, exc.field)
-    fields = {
-        "name": data.get("name", prompt.name if prompt else ""),
-        "content": data.get("content", prompt.content if prompt else ""),
-        "is_default": data.get("is_default", prompt.is_default if prompt else False),
-        "locked": data.get("locked", prompt.locked if prompt else False),
-    }
-    try:
-        saved = actions.save_prompt(request.user, membership.team, prompt, **fields)
-    except actions.ActionError as exc:
-        return error(400, "invalid", exc.message, "name")
-    return JsonResponse(prompt_json(saved), status=status)
+        raise ApiError(
+            403, "forbidden", "Only the team's owners and admins can change its prompts."
+        )
+    return membership
 
 
-@_login_required
-@require_http_methods(["GET", "POST"])
-def prompt_list(request):
+def _current_team_prompt(request: HttpRequest, prompt_id: int) -> SystemPrompt:
     team = services.current_team(request)
-    membership = services.get_membership(request.user, team.pk)
-    if request.method == "POST":
-        return _write(request, membership, None, 201)
-    results = [prompt_json(p) for p in SystemPrompt.objects.for_team(team)]
-    return JsonResponse(
-        {"results": results, "can_manage": services.can(membership, "manage_prompts")}
-    )
-
-
-@_login_required
-@require_http_methods(["GET", "PATCH", "DELETE"])
-def prompt_detail(request, prompt_id: int):
-    team = services.current_team(request)
-    membership = services.get_membership(request.user, team.pk)
     prompt = SystemPrompt.objects.filter(pk=prompt_id, team=team).first()
     if prompt is None:
-        return error(404, "not_found", "No such prompt in your current team.")
-    if request.method == "GET":
-        return JsonResponse(prompt_json(prompt))
-    if request.method == "PATCH":
-        return _write(request, membership, prompt, 200)
-    if not services.can(membership, "manage_prompts"):
-        return _forbidden()
+        raise ApiError(404, "not_found", "No such prompt in your current team.")
+    return prompt
+
+
+def _save_prompt(request: HttpRequest, team, prompt: SystemPrompt | None, fields: dict):
+    try:
+        return actions.save_prompt(request.user, team, prompt, **fields)
+    except actions.ActionError as error:
+        raise ApiError(400, "invalid", error.message, "name") from None
+
+
+@router.get("/system-prompts/", response=responses({200: PromptList}))
+def prompt_list(request: HttpRequest):
+    team = services.current_team(request)
+    membership = services.get_membership(request.user, team.pk)
+    results = [prompt_json(p) for p in SystemPrompt.objects.for_team(team)]
+    return {"results": results, "can_manage": services.can(membership, "manage_prompts")}
+
+
+@router.post(
+    "/system-prompts/",
+    response=responses({201: PromptOut}),
+    openapi_extra=documented_body(PromptCreate),
+)
+def prompt_create(request: HttpRequest):
+    membership = _manager_of_current_team(request)
+    body = read_body(request, PromptCreate)
+    saved = _save_prompt(request, membership.team, None, body.model_dump())
+    return Status(201, prompt_json(saved))
+
+
+@router.get("/system-prompts/{int:prompt_id}/", response=responses({200: PromptOut}))
+def prompt_read(request: HttpRequest, prompt_id: PromptId):
+    return prompt_json(_current_team_prompt(request, prompt_id))
+
+
+@router.patch(
+    "/system-prompts/{int:prompt_id}/",
+    response=responses({200: PromptOut}),
+    openapi_extra=documented_body(PromptChange),
+)
+def prompt_change(request: HttpRequest, prompt_id: PromptId):
+    prompt = _current_team_prompt(request, prompt_id)
+    membership = _manager_of_current_team(request)
+    changes = read_body(request, PromptChange).model_dump(exclude_unset=True)
+    fields = {name: changes.get(name, getattr(prompt, name)) for name in PromptChange.model_fields}
+    return prompt_json(_save_prompt(request, membership.team, prompt, fields))
+
+
+@router.delete("/system-prompts/{int:prompt_id}/", response=responses({204: None}))
+def prompt_delete(request: HttpRequest, prompt_id: PromptId):
+    prompt = _current_team_prompt(request, prompt_id)
+    _manager_of_current_team(request)
     actions.delete_prompt(request.user, prompt)
+    return HttpResponse(status=204)
+
+
+# --- model policy --------------------------------------------------------------------------
+
+ModelId = Annotated[str, StringConstraints(min_length=1, max_length=200), Storable]
+CategoryCode = Annotated[str, StringConstraints(min_length=2, max_length=3), Storable]
+
+
+DataActionName = Literal["off", "redact", "block"]
+
+
+class DataPattern(Schema):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=20), Storable]
+    pattern: Annotated[str, StringConstraints(min_length=1, max_length=300), Storable]
+    action: Literal["redact", "block"]
+
+
+class PolicyFields(Schema):
+    """A team's model policy: null means the site's choice (every model, for the list).
+
+    The one list of the policy's fields in the API: PolicyChange is derived from it, so a new
+    field (with its form field on the policy page, which validates it) is added here only.
+    """
+
+    allowed_models: Annotated[list[ModelId], Len(max_length=200)]
+    default_model: ModelId | None
+    default_temperature: float | None
+    default_top_p: float | None
+    default_max_tokens: int | None
+    max_tokens_limit: int | None
+    monthly_token_budget: int | None
+    member_monthly_token_budget: int | None
+    rate_limit_per_minute: int | None
+    safety_input: Literal["off", "flag", "block"]
+    safety_output: Literal["off", "flag", "block"]
+    safety_categories: Annotated[list[CategoryCode], Len(max_length=len(GUARD_CATEGORIES))]
+    safety_on_error: Literal["fail_open", "fail_closed"]
+    data_card: DataActionName
+    data_iban: DataActionName
+    data_email: DataActionName
+    data_phone: DataActionName
+    data_api_key: DataActionName
+    data_private_key: DataActionName
+    data_patterns: Annotated[list[DataPattern], Len(max_length=MAX_PATTERNS)]
+    retention_days: int | None
+    legal_hold: bool
+
+
+def _optional(field: FieldInfo) -> Any:
+    annotation: Any = field.annotation
+    if field.metadata:  # constraints such as the list's length live here, not in annotation
+        annotation = Annotated[annotation, *field.metadata]
+    return (annotation | None, None)
+
+
+PolicyChange = create_model(
+    "PolicyChange",
+    __base__=RequestBody,
+    __doc__="The fields to change (null clears one); a field left out keeps its value.",
+    **{name: _optional(field) for name, field in PolicyFields.model_fields.items()},
+)
+
+
+def policy_json(team) -> dict:
+    stored = team_policy(team)
+    values = {name: getattr(stored, name) for name in PolicyFields.model_fields}
+    values["allowed_models"] = values["allowed_models"] or []
+    values["default_model"] = values["default_model"] or None
+    values["safety_categories"] = values["safety_categories"] or []
+    return values
+
+
+def _policy_form(team, values: dict) -> PolicyForm:
+    """The policy page's form, bound to the policy's JSON values."""
+    options = policy_form_options(team)
+    data = {name: value for name, value in values.items() if value is not None}
+    if options["own_server"]:  # a text area there: one model id per line
+        data["allowed_models"] = "\n".join(values["allowed_models"])
+    data["data_patterns"] = patterns_text(values.get("data_patterns") or [])
+    return PolicyForm(data, **options)
+
+
+@router.get("/teams/{int:team_id}/policy/", response=responses({200: PolicyFields}))
+def policy_read(request: HttpRequest, team_id: TeamId):
+    membership = services.get_team_access(request.user, team_id, "manage_policy")
+    return policy_json(membership.team)
+
+
+@router.patch(
+    "/teams/{int:team_id}/policy/",
+    response=responses({200: PolicyFields}),
+    openapi_extra=documented_body(PolicyChange),
+)
+def policy_change(request: HttpRequest, team_id: TeamId):
+    """Checked by the policy page's form, saved and audited as the page saves it."""
+    membership = services.get_team_access(request.user, team_id, "manage_policy")
+    team = membership.team
+    changes = read_body(request, PolicyChange).model_dump(exclude_unset=True)
+    held = team_policy(team).legal_hold
+    if bool(changes.get("legal_hold", held)) != held and membership.role != Role.OWNER:
+        raise ApiError(403, "forbidden", "Only the team's owners can set a legal hold.")
+    form = _policy_form(team, {**policy_json(team), **changes})
+    if not form.is_valid():
+        field, errors = next(iter(form.errors.items()))
+        field_name = None if field == "__all__" else field
+        raise ApiError(400, "invalid", str(errors[0]), field_name)
+    actions.set_policy(request.user, team, form.policy_values())
+    return policy_json(team)
+
+
+# --- saved JSON schemas (response_format) --------------------------------------------------
+
+SchemaName = Annotated[str, StringConstraints(min_length=1, max_length=64), Storable]
+
+
+class JsonSchemaOut(Schema):
+    id: int
+    name: str
+    schema_: dict[str, Any] = Field(alias="schema")
+    created_at: datetime
+    updated_at: datetime
+
+
+class JsonSchemaList(Schema):
+    results: list[JsonSchemaOut]
+    can_manage: bool
+
+
+class JsonSchemaCreate(RequestBody):
+    name: SchemaName
+    schema_: dict[str, Any] = Field(alias="schema")
+
+
+class JsonSchemaChange(RequestBody):
+    """The fields to change; a field left out keeps its value."""
+
+    name: SchemaName = None  # type: ignore[assignment]  # may be left out, not null
+    schema_: dict[str, Any] = Field(None, alias="schema")  # type: ignore[arg-type]
+
+
+def json_schema_json(saved: JsonSchema) -> dict:
+    return {
+        "id": saved.pk,
+        "name": saved.name,
+        "schema": saved.schema,
+        "created_at": saved.created_at,
+        "updated_at": saved.updated_at,
+    }
+
+
+def _team_schema(membership, schema_id: int) -> JsonSchema:
+    saved = JsonSchema.objects.filter(pk=schema_id, team=membership.team).first()
+    if saved is None:
+        raise ApiError(404, "not_found", "No such schema in this team.")
+    return saved
+
+
+def _schema_manager(request: HttpRequest, team_id: int):
+    membership = services.get_membership(request.user, team_id)
+    if not services.can(membership, "manage_prompts"):
+        raise ApiError(
+            403, "forbidden", "Only the team's owners and admins can change its JSON schemas."
+        )
+    return membership
+
+
+def _save_schema(request: HttpRequest, membership, saved: JsonSchema | None, name, schema):
+    for checked, problem in (
+        ("name", json_schemas.name_problem(name)),
+        ("schema", json_schemas.schema_problem(schema)),
+    ):
+        if problem:
+            raise ApiError(400, "invalid", problem, checked)
+    try:
+        return actions.save_json_schema(
+            request.user, membership.team, saved, name=name, schema=schema
+        )
+    except actions.ActionError as error:
+        field: str | None = "name" if "already exists" in error.message else None
+        raise ApiError(400, "invalid", error.message, field) from None
+
+
+@router.get(
+    "/teams/{int:team_id}/json-schemas/", response=responses({200: JsonSchemaList}), by_alias=True
+)
+def json_schema_list(request: HttpRequest, team_id: TeamId):
+    membership = services.get_membership(request.user, team_id)
+    saved = JsonSchema.objects.filter(team=membership.team)
+    return {
+        "results": [json_schema_json(item) for item in saved],
+        "can_manage": services.can(membership, "manage_prompts"),
+    }
+
+
+@router.post(
+    "/teams/{int:team_id}/json-schemas/",
+    response=responses({201: JsonSchemaOut}),
+    by_alias=True,
+    openapi_extra=documented_body(JsonSchemaCreate),
+)
+def json_schema_create(request: HttpRequest, team_id: TeamId):
+    membership = _schema_manager(request, team_id)
+    body = read_body(request, JsonSchemaCreate)
+    saved = _save_schema(request, membership, None, body.name, body.schema_)
+    return Status(201, json_schema_json(saved))
+
+
+@router.get(
+    "/teams/{int:team_id}/json-schemas/{int:schema_id}/",
+    response=responses({200: JsonSchemaOut}),
+    by_alias=True,
+)
+def json_schema_read(request: HttpRequest, team_id: TeamId, schema_id: SchemaId):
+    membership = services.get_membership(request.user, team_id)
+    return json_schema_json(_team_schema(membership, schema_id))
+
+
+@router.patch(
+    "/teams/{int:team_id}/json-schemas/{int:schema_id}/",
+    response=responses({200: JsonSchemaOut}),
+    by_alias=True,
+    openapi_extra=documented_body(JsonSchemaChange),
+)
+def json_schema_change(request: HttpRequest, team_id: TeamId, schema_id: SchemaId):
+    membership = services.get_membership(request.user, team_id)
+    saved = _team_schema(membership, schema_id)
+    _schema_manager(request, team_id)
+    changes = read_body(request, JsonSchemaChange).model_dump(exclude_unset=True)
+    name = changes.get("name", saved.name)
+    schema = changes.get("schema_", saved.schema)
+    return json_schema_json(_save_schema(request, membership, saved, name, schema))
+
+
+@router.delete(
+    "/teams/{int:team_id}/json-schemas/{int:schema_id}/", response=responses({204: None})
+)
+def json_schema_delete(request: HttpRequest, team_id: TeamId, schema_id: SchemaId):
+    membership = services.get_membership(request.user, team_id)
+    saved = _team_schema(membership, schema_id)
+    _schema_manager(request, team_id)
+    actions.delete_json_schema(request.user, saved)
     return HttpResponse(status=204)

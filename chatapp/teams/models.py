@@ -1,10 +1,14 @@
+import hashlib
+import json
 import secrets
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import models
+from django.db import connection, models, transaction
 from django.db.models import Q
 from django.utils import timezone
+
+from chatapp.llm import GUARD_CATEGORIES
 
 
 class Role(models.TextChoices):
@@ -98,6 +102,16 @@ class Invitation(models.Model):
         on_delete=models.SET_NULL,
         related_name="+",
     )
+    # An address-bound invitation claimed by an account whose address nobody has verified
+    # (no email configured): it waits for a team admin to confirm that account.
+    claimed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    claimed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -112,8 +126,33 @@ class Invitation(models.Model):
         return self.accepted_at is None and self.expires_at > timezone.now()
 
 
-class SystemPromptQuerySet(models.QuerySet):
-    def for_team(self, team):
+class ResponseFormat(models.TextChoices):
+    TEXT = "text", "Text"
+    JSON_OBJECT = "json_object", "JSON object"
+    JSON_SCHEMA = "json_schema", "JSON matching a saved schema"
+
+
+class JsonSchema(models.Model):
+    """A named JSON Schema a team's answers can be asked to follow (response_format)."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="json_schemas")
+    name = models.CharField(max_length=64)
+    schema = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["team", "name"], name="json_schema_unique_name"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class SystemPromptQuerySet(models.QuerySet["SystemPrompt"]):
+    def for_team(self, team: "Team") -> "SystemPromptQuerySet":
         return self.filter(team=team).order_by("position", "id")
 
 
@@ -124,6 +163,13 @@ class SystemPrompt(models.Model):
     is_default = models.BooleanField(default=False)
     # Conversations started from a locked prompt keep its text; members cannot replace it.
     locked = models.BooleanField(default=False)
+    # The answer format a conversation started from this prompt asks for (its own choice wins).
+    response_format = models.CharField(
+        max_length=12, choices=ResponseFormat.choices, default=ResponseFormat.TEXT
+    )
+    json_schema = models.ForeignKey(
+        "JsonSchema", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     position = models.PositiveIntegerField(default=0)
     version = models.PositiveIntegerField(default=1)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -175,6 +221,23 @@ class Protocol(models.TextChoices):
     OPENAI = "openai", "OpenAI-compatible"
 
 
+class SafetyMode(models.TextChoices):
+    OFF = "off", "Off: nothing is sent to Llama Guard"
+    FLAG = "flag", "Flag: mark flagged messages for review, block nothing"
+    BLOCK = "block", "Block: stop flagged messages and mark them for review"
+
+
+class SafetyOnError(models.TextChoices):
+    FAIL_OPEN = "fail_open", "Let the message through, with a note saying it was not screened"
+    FAIL_CLOSED = "fail_closed", "Refuse the message until Llama Guard answers again"
+
+
+class DataAction(models.TextChoices):
+    OFF = "off", "Off"
+    REDACT = "redact", "Redact: send a placeholder instead"
+    BLOCK = "block", "Block: refuse the question"
+
+
 class TeamPolicy(models.Model):
     """What a team's people may ask of the model; blank fields mean "the site's choice"."""
 
@@ -189,7 +252,33 @@ class TeamPolicy(models.Model):
     default_max_tokens = models.PositiveIntegerField(null=True, blank=True)
     max_tokens_limit = models.PositiveIntegerField(null=True, blank=True)
     monthly_token_budget = models.PositiveBigIntegerField(null=True, blank=True)
+    # What one person may use of it per month; empty: no limit of their own.
+    member_monthly_token_budget = models.PositiveBigIntegerField(null=True, blank=True)
     rate_limit_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    # Llama Guard screening of questions (before they go upstream) and answers (as they stream).
+    safety_input = models.CharField(max_length=5, choices=SafetyMode.choices, default="off")
+    safety_output = models.CharField(max_length=5, choices=SafetyMode.choices, default="off")
+    # The Llama Guard categories that count (S1..S14); empty: all of them.
+    safety_categories = models.JSONField(default=list, blank=True)
+    safety_on_error = models.CharField(
+        max_length=11, choices=SafetyOnError.choices, default="fail_open"
+    )
+    # Data that never leaves (chatapp/teams/datafilter.py): built-in detectors and own patterns.
+    data_card = models.CharField(max_length=6, choices=DataAction.choices, default="off")
+    data_iban = models.CharField(max_length=6, choices=DataAction.choices, default="off")
+    data_email = models.CharField(max_length=6, choices=DataAction.choices, default="off")
+    data_phone = models.CharField(max_length=6, choices=DataAction.choices, default="off")
+    data_api_key = models.CharField(max_length=6, choices=DataAction.choices, default="off")
+    data_private_key = models.CharField(max_length=6, choices=DataAction.choices, default="off")
+    # [{"name": "PROJECT", "pattern": "PRJ-\\d{4}", "action": "redact"}], checked when saved.
+    data_patterns = models.JSONField(default=list, blank=True)
+    # One-click questions an empty chat offers (set with the team's prompts).
+    starter_suggestions = models.JSONField(default=list, blank=True)
+    # Retention (chatapp/chat/retention.py): conversations untouched this many days are deleted
+    # by `manage.py purge_expired`; empty keeps them forever. A legal hold (set by owners only)
+    # deletes nothing, whatever the number of days.
+    retention_days = models.PositiveIntegerField(null=True, blank=True)
+    legal_hold = models.BooleanField(default=False)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -264,18 +353,90 @@ class TeamUsage(models.Model):
     prompt_tokens = models.PositiveBigIntegerField(default=0)
     completion_tokens = models.PositiveBigIntegerField(default=0)
     requests = models.PositiveIntegerField(default=0)
+    # The ApiKey the tokens were used through, 0 for the chat page. A number rather than a
+    # link, so that the row and the month's totals outlive the key.
+    api_key_ref = models.PositiveBigIntegerField(default=0)
 
     class Meta:
         verbose_name_plural = "team usage"
         constraints = [
             models.UniqueConstraint(
-                fields=["team", "user", "model", "day"], name="team_usage_unique_day"
+                fields=["team", "user", "model", "day", "api_key_ref"],
+                name="team_usage_unique_day_key",
             ),
         ]
         indexes = [models.Index(fields=["team", "day"], name="team_usage_team_day")]
 
     def __str__(self) -> str:
         return f"{self.team} / {self.user} / {self.model} on {self.day}"
+
+
+class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
+    def active(self) -> "ApiKeyQuerySet":
+        """Not revoked and not expired: the keys the OpenAI-compatible API accepts."""
+        now = timezone.now()
+        return self.filter(revoked_at__isnull=True).filter(
+            Q(expires_at__isnull=True) | Q(expires_at__gt=now)
+        )
+
+
+class ApiKey(models.Model):
+    """A person's key for the OpenAI-compatible API (/v1/). Only a hash of the secret is kept;
+    `prefix`, the key's first characters, is what pages show to tell keys apart."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys"
+    )
+    # The team a request goes to when it names none (the session's team at creation).
+    team = models.ForeignKey(
+        Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="api_keys"
+    )
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=20, unique=True)
+    secret_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    objects = ApiKeyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["user", "revoked_at"], name="api_key_user_live")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= timezone.now()
+
+
+class BudgetNotice(models.Model):
+    """The team crossed `percent` (80 or 100) of its monthly token budget in `month`; at most
+    one per team, month and threshold, so owners hear of each crossing once."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="budget_notices")
+    month = models.DateField()  # the first day of the month
+    percent = models.PositiveSmallIntegerField()
+    budget = models.PositiveBigIntegerField()
+    used = models.PositiveBigIntegerField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["team", "month", "percent"], name="budget_notice_once_a_month"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.team} reached {self.percent}% of its budget in {self.month:%Y-%m}"
 
 
 class RecentRequest(models.Model):
@@ -299,6 +460,8 @@ class AuditAction(models.TextChoices):
     INVITE = "invitation.create", "Invitation created"
     INVITE_REVOKE = "invitation.revoke", "Invitation revoked"
     INVITE_ACCEPT = "invitation.accept", "Invitation accepted"
+    INVITE_CLAIM = "invitation.claim", "Invitation awaiting confirmation"
+    INVITE_CONFIRM = "invitation.confirm", "Invitation confirmed"
     ROLE_CHANGE = "member.role", "Role changed"
     MEMBER_REMOVE = "member.remove", "Member removed"
     MEMBER_LEAVE = "member.leave", "Member left"
@@ -310,23 +473,155 @@ class AuditAction(models.TextChoices):
     PROVIDER_UPDATE = "provider.update", "Provider changed"
     KEY_SET = "provider.key_set", "Provider key set"
     KEY_CLEAR = "provider.key_clear", "Provider key removed"
+    MEMBER_ADD = "member.add", "Member added by sign-in"
+    ADMIN_ACCESS = "conversation.admin_access", "Admin read access to a conversation"
+    AUDIT_EXPORT = "audit.export", "Audit trail exported"
+    SAFETY_REVIEW = "safety.review", "Flagged message reviewed"
+    API_KEY_CREATE = "api_key.create", "API key created"
+    API_KEY_REVOKE = "api_key.revoke", "API key revoked"
+    BUDGET_THRESHOLD = "budget.threshold", "Monthly budget threshold crossed"
+    TOOL_SERVER_ADD = "tool_server.add", "Tool server added"
+    TOOL_SERVER_UPDATE = "tool_server.update", "Tool server changed"
+    TOOL_SERVER_REFRESH = "tool_server.refresh", "Tool server's tools refreshed"
+    TOOL_SERVER_REMOVE = "tool_server.remove", "Tool server removed"
+    TOOL_UPDATE = "tool.update", "Tool settings changed"
+    SHARE_CREATE = "conversation.share", "Conversation shared"
+    SHARE_REVOKE = "conversation.share_revoke", "Conversation share revoked"
+    RETENTION_PURGE = "retention.purge", "Old conversations deleted by the retention policy"
+    SCHEMA_CREATE = "json_schema.create", "JSON schema created"
+    SCHEMA_UPDATE = "json_schema.update", "JSON schema edited"
+    SCHEMA_DELETE = "json_schema.delete", "JSON schema deleted"
+
+
+# Any constant: the advisory lock that serialises audit writes on PostgreSQL.
+AUDIT_CHAIN_LOCK = 7_300_118
+
+
+def lock_audit_chain() -> None:
+    """Hold the chain's write lock until the current transaction ends.
+
+    On PostgreSQL two writers would otherwise both read the same last row and fork the chain;
+    SQLite's IMMEDIATE transactions already allow one writer at a time."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [AUDIT_CHAIN_LOCK])
 
 
 class AuditEvent(models.Model):
-    """An admin action in a team; details never hold a secret."""
+    """An admin action in a team (or on the site when team is empty); details never hold a secret.
 
-    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="audit_events")
+    Each event carries the hash of the one before it, so an edited, inserted or deleted row
+    breaks the chain (`manage.py audit_verify`). Deleting a team or a user empties the links
+    below, not the names kept beside them, which are what the hash covers."""
+
+    team = models.ForeignKey(
+        Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit_events"
+    )
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    team_name = models.CharField(max_length=100, blank=True)
+    actor_name = models.CharField(max_length=150, blank=True)
     action = models.CharField(max_length=40, choices=AuditAction.choices)
     summary = models.CharField(max_length=300)
     details = models.JSONField(default=dict, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    prev_hash = models.CharField(max_length=64, blank=True)
+    hash = models.CharField(max_length=64, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["team", "-created_at"], name="audit_event_team_recent")]
 
     def __str__(self) -> str:
-        return f"{self.get_action_display()} in {self.team}: {self.summary}"
+        return f"{self.get_action_display()} in {self.team_name or 'the site'}: {self.summary}"
+
+    def save(self, *args, **kwargs) -> None:
+        if not self._state.adding:
+            raise ValueError("Audit events are written once and never changed.")
+        if self.team is not None and not self.team_name:
+            self.team_name = self.team.name[:100]
+        if self.actor is not None and not self.actor_name:
+            self.actor_name = self.actor.get_username()[:150]
+        with transaction.atomic():
+            lock_audit_chain()
+            last = AuditEvent.objects.order_by("-id").values_list("hash", flat=True).first()
+            self.prev_hash = last or ""
+            self.hash = self.compute_hash()
+            super().save(*args, **kwargs)
+
+    def compute_hash(self) -> str:
+        return chain_hash(
+            self.prev_hash,
+            {
+                "created_at": self.created_at.isoformat(),
+                "team": self.team_name,
+                "actor": self.actor_name,
+                "action": self.action,
+                "summary": self.summary,
+                "details": self.details,
+            },
+        )
+
+
+def chain_hash(prev_hash: str, content: dict) -> str:
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(f"{prev_hash}\n{canonical}".encode()).hexdigest()
+
+
+def describe_categories(categories: tuple[str, ...] | list[str]) -> str:
+    """Llama Guard categories in words: "S1 Violent Crimes and S10 Hate"."""
+    named = [f"{c} {GUARD_CATEGORIES[c]}" if c in GUARD_CATEGORIES else c for c in categories]
+    if not named:
+        return "unsafe"
+    return named[0] if len(named) == 1 else ", ".join(named[:-1]) + " and " + named[-1]
+
+
+class SafetyStage(models.TextChoices):
+    INPUT = "input", "Question"
+    OUTPUT = "output", "Answer"
+
+
+class SafetyDecision(models.TextChoices):
+    PENDING = "", "Not reviewed"
+    REVIEWED = "reviewed", "Reviewed"
+    FALSE_POSITIVE = "false_positive", "False positive"
+
+
+class SafetyFlag(models.Model):
+    """A question or answer Llama Guard flagged, for the team's reviewers."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="safety_flags")
+    # Named as a string: chat sits above teams, so no import runs up (docs/architecture.md).
+    message = models.ForeignKey(
+        "chat.Message", on_delete=models.CASCADE, related_name="safety_flags"
+    )
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    stage = models.CharField(max_length=6, choices=SafetyStage.choices)
+    blocked = models.BooleanField(default=False)
+    categories = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    decision = models.CharField(
+        max_length=14, choices=SafetyDecision.choices, default="", blank=True
+    )
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["team", "decision"], name="safety_flag_team_decision")]
+
+    def __str__(self) -> str:
+        return f"{self.stage} flag on message {self.message_id}"
+
+    @property
+    def category_names(self) -> str:
+        return describe_categories(self.categories)

@@ -1,7 +1,8 @@
 """Connections to team-entered provider URLs: https to public addresses only, no redirects.
 
 Every new connection resolves the host itself, refuses it when any address is private,
-loopback, link-local, multicast, reserved or unspecified, and then connects to the address it
+loopback, link-local, multicast, reserved or unspecified (also when wrapped in IPv6: mapped,
+6to4, NAT64, Teredo), and then connects to the address it
 checked (so a DNS answer that changes between check and connect cannot slip through).
 LLAMA_ALLOW_PRIVATE_PROVIDER_URLS lets a site admin allow private addresses and plain http,
 for self-hosted servers. The site's own LLAMA_API_BASE_URL is trusted and never goes through here.
@@ -37,10 +38,23 @@ def private_allowed() -> bool:
     return bool(getattr(settings, ALLOW_SETTING, False))
 
 
+# IPv6 forms that carry an IPv4 address inside: refused outright (6to4, IPv4-compatible,
+# local-use NAT64, Teredo), whatever they wrap, as a relay or gateway would unwrap them.
+WRAPPING_NETWORKS = [
+    ipaddress.ip_network(n) for n in ("2002::/16", "::/96", "64:ff9b:1::/48", "2001::/32")
+]
+# Forms judged by the IPv4 address they carry: IPv4-mapped and well-known-prefix NAT64.
+EMBEDDING_NETWORKS = [ipaddress.ip_network(n) for n in ("::ffff:0:0/96", "64:ff9b::/96")]
+
+
 def is_public_address(address: str) -> bool:
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is loopback, whatever its notation
+    if isinstance(ip, ipaddress.IPv6Address):
+        if any(ip in network for network in WRAPPING_NETWORKS):
+            return False
+        if any(ip in network for network in EMBEDDING_NETWORKS):
+            # ::ffff:127.0.0.1 and 64:ff9b::7f00:1 are loopback, whatever their notation.
+            ip = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
     if ip.is_multicast or ip.is_reserved or ip.is_unspecified or ip.is_link_local:
         return False
     if isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local:
@@ -66,7 +80,7 @@ def blocked_address(host: str, addresses: typing.Iterable[str]) -> str | None:
 def resolve(host: str, port: int) -> list[str]:
     """Blocking resolution, for checking a URL when a form is saved."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return list(dict.fromkeys(info[4][0] for info in infos))
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
 def check_url_host(host: str, port: int) -> str | None:

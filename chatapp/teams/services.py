@@ -1,9 +1,9 @@
-"""Team membership lookups and the personal team every user gets when first needed."""
+"""Team membership lookups, and the session's current team."""
 
 from django.core.exceptions import PermissionDenied
-from django.db import IntegrityError, transaction
 from django.http import Http404
 
+from chatapp.teams.actions import ensure_personal_team
 from chatapp.teams.models import Membership, Role, Team
 
 SESSION_TEAM_KEY = "current_team_id"
@@ -15,24 +15,12 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "manage_members": MANAGERS,
     "manage_prompts": MANAGERS,
     "manage_policy": MANAGERS,
+    "manage_tools": MANAGERS,
     "view_usage": MANAGERS,
+    "review_safety": MANAGERS,
     "manage_provider": frozenset({Role.OWNER}),
     "view_audit": frozenset({Role.OWNER}),
 }
-
-
-def ensure_personal_team(user) -> Team:
-    """The user's personal team, created (with the user as owner) the first time it is needed."""
-    team = Team.objects.filter(personal_owner=user).first()
-    if team:
-        return team
-    try:
-        with transaction.atomic():
-            team = Team.objects.create(name=f"{user.get_username()}'s team", personal_owner=user)
-            Membership.objects.create(team=team, user=user, role=Role.OWNER)
-    except IntegrityError:  # created concurrently by another request
-        team = Team.objects.get(personal_owner=user)
-    return team
 
 
 def find_current_team(request) -> Team | None:
@@ -48,7 +36,7 @@ def find_current_team(request) -> Team | None:
 
 
 def current_team(request) -> Team:
-    """The session's team (see find_current_team), else a new personal team."""
+    """The session's team (see find_current_team), else a new personal team (a write)."""
     team = find_current_team(request) or ensure_personal_team(request.user)
     if request.session.get(SESSION_TEAM_KEY) != team.pk:
         request.session[SESSION_TEAM_KEY] = team.pk

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from chatapp.teams import api, views
+from chatapp.teams import views
 
 app_name = "teams"
 
@@ -14,21 +14,42 @@ urlpatterns = [
     path(team + "members/", views.members, name="members"),
     path(team + "members/<int:membership_id>/role/", views.member_role, name="member_role"),
     path(team + "members/<int:membership_id>/remove/", views.member_remove, name="member_remove"),
+    path(team + "keys/<int:key_id>/revoke/", views.member_key_revoke, name="member_key_revoke"),
     path(team + "invitations/", views.invite, name="invite"),
     path(
         team + "invitations/<int:invitation_id>/revoke/",
         views.invitation_revoke,
         name="invitation_revoke",
     ),
+    path(
+        team + "invitations/<int:invitation_id>/confirm/",
+        views.invitation_confirm,
+        name="invitation_confirm",
+    ),
     path(team + "prompts/", views.prompts, name="prompts"),
+    path(team + "prompts/starters/", views.starters, name="starters"),
     path(team + "prompts/<int:prompt_id>/", views.prompt_edit, name="prompt_edit"),
     path(team + "prompts/<int:prompt_id>/delete/", views.prompt_delete, name="prompt_delete"),
     path(team + "prompts/<int:prompt_id>/move/", views.prompt_move, name="prompt_move"),
+    path(team + "json-schemas/", views.json_schemas, name="json_schemas"),
+    path(team + "json-schemas/<int:schema_id>/", views.json_schema_edit, name="json_schema_edit"),
+    path(
+        team + "json-schemas/<int:schema_id>/delete/",
+        views.json_schema_delete,
+        name="json_schema_delete",
+    ),
     path(team + "policy/", views.policy, name="policy"),
     path(team + "provider/", views.provider, name="provider"),
     path(team + "usage/", views.usage, name="usage"),
+    path(team + "usage/chargeback.csv", views.usage_csv, name="usage_csv"),
+    path(team + "safety/", views.safety_queue, name="safety"),
+    path(team + "safety/<int:flag_id>/review/", views.safety_review, name="safety_review"),
     path(team + "audit/", views.audit, name="audit"),
+    path("site/audit/", views.site_audit, name="site_audit"),
     path("invite/<str:token>/", views.accept_invitation, name="accept"),
-    path("api/system-prompts/", api.prompt_list, name="api_prompts"),
-    path("api/system-prompts/<int:prompt_id>/", api.prompt_detail, name="api_prompt"),
+    path(
+        "invite/<str:token>/confirm/<str:signature>/",
+        views.accept_confirmed,
+        name="accept_confirmed",
+    ),
 ]

@@ -1,13 +1,16 @@
-"""A team's token usage for one month: totals by user, by model and by day, and a bar chart."""
+"""A team's token usage for one month (totals by user, by model and by day, and a bar chart),
+and the room its uploaded files take."""
 
 import calendar
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
 
-from django.db.models import F, Sum
+from django.conf import settings
+from django.db.models import Count, F, Sum
 
-from chatapp.teams.models import TeamUsage
-from chatapp.teams.policy import month_start, next_month
+from chatapp.core.dates import month_start, next_month
+from chatapp.teams.models import ApiKey, SafetyFlag, TeamUsage
 
 CHART_WIDTH, CHART_HEIGHT = 720, 180
 # Named apart from the model's fields, which they sum.
@@ -42,13 +45,27 @@ class MonthReport:
     totals: dict = field(default_factory=dict)
 
 
+@dataclass
+class StorageUse:
+    used: int  # bytes
+    files: int
+    quota: int  # bytes; 0 means no limit
+
+
+def storage_use(team) -> StorageUse:
+    totals = team.uploads.aggregate(used=Sum("size"), files=Count("id"))
+    return StorageUse(totals["used"] or 0, totals["files"], settings.UPLOAD_TEAM_QUOTA_BYTES)
+
+
 def parse_month(value: str | None, today: date) -> date:
     """'2026-11' -> date(2026, 11, 1); anything else: the current month."""
     try:
         year, month = (int(part) for part in (value or "").split("-"))
-        return date(year, month, 1)
-    except ValueError:
+        chosen = date(year, month, 1)
+        next_month(chosen)  # the report reads up to the next month: 9999-12 has none
+    except (ValueError, OverflowError):
         return month_start(today)
+    return chosen
 
 
 def months_with_usage(team, today: date) -> list[date]:
@@ -58,7 +75,8 @@ def months_with_usage(team, today: date) -> list[date]:
 
 
 def month_report(team, month: date) -> MonthReport:
-    rows = TeamUsage.objects.filter(team=team, day__gte=month, day__lt=next_month(month))
+    # Any: the sums are annotated from SUMS, which django-stubs cannot follow.
+    rows: Any = TeamUsage.objects.filter(team=team, day__gte=month, day__lt=next_month(month))
     by_user = list(
         rows.values("user__username").annotate(**SUMS).order_by("-total", "user__username")
     )
@@ -86,3 +104,90 @@ def _chart(month: date, by_day: dict) -> tuple[list[Bar], int]:
         bar.completion_y = bar.prompt_y - bar.completion_height
         bars.append(bar)
     return bars, peak
+
+
+@dataclass
+class SafetyCounts:
+    """What Llama Guard flagged in a team in one month, and what reviewers made of it."""
+
+    flagged_questions: int = 0
+    blocked_questions: int = 0
+    flagged_answers: int = 0
+    blocked_answers: int = 0
+    false_positives: int = 0
+    pending: int = 0
+
+    @property
+    def total(self) -> int:
+        return (
+            self.flagged_questions
+            + self.blocked_questions
+            + self.flagged_answers
+            + self.blocked_answers
+        )
+
+
+def safety_counts(team, month: date) -> SafetyCounts:
+    flags = SafetyFlag.objects.filter(
+        team=team, created_at__date__gte=month, created_at__date__lt=next_month(month)
+    )
+    counts = SafetyCounts()
+    for row in flags.values("stage", "blocked", "decision").annotate(n=Count("id")):
+        noun = "questions" if row["stage"] == "input" else "answers"
+        name = f"{'blocked' if row['blocked'] else 'flagged'}_{noun}"
+        setattr(counts, name, getattr(counts, name) + row["n"])
+        if row["decision"] == "false_positive":
+            counts.false_positives += row["n"]
+        elif not row["decision"]:
+            counts.pending += row["n"]
+    return counts
+
+
+CHARGEBACK_FIELDS = (
+    "month",
+    "team",
+    "person",
+    "model",
+    "key",
+    "key_prefix",
+    "requests",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+)
+CHAT_PAGE = "chat page"
+
+
+def chargeback_rows(team, month: date) -> list[dict]:
+    """A month's usage by person, model and API key (the chat page counts as no key)."""
+    rows: Any = TeamUsage.objects.filter(team=team, day__gte=month, day__lt=next_month(month))
+    grouped = list(
+        rows.values("user__username", "model", "api_key_ref")
+        .annotate(**SUMS)
+        .order_by("user__username", "model", "api_key_ref")
+    )
+    refs = {row["api_key_ref"] for row in grouped if row["api_key_ref"]}
+    keys = {key.pk: key for key in ApiKey.objects.filter(pk__in=refs)}
+    result = []
+    for row in grouped:
+        key = keys.get(row["api_key_ref"])
+        if not row["api_key_ref"]:
+            name, prefix = CHAT_PAGE, ""
+        else:
+            name = key.name if key else f"deleted key {row['api_key_ref']}"
+            prefix = key.prefix if key else ""
+        result.append(
+            {
+                "month": f"{month:%Y-%m}",
+                "team": team.name,
+                "person": row["user__username"] or "a deleted user",
+                "model": row["model"],
+                "key": name,
+                "key_prefix": prefix,
+                "requests": row["answers"],
+                "prompt_tokens": row["prompt"],
+                "completion_tokens": row["completion"],
+                "total_tokens": row["total"],
+            }
+        )
+    return result

@@ -1,6 +1,10 @@
 """Team pages: list, create and switch teams; members and invitations; prompts; model policy;
-provider; usage; audit. Every team id goes through services.get_team_access (404 / 403)."""
+provider; usage; the safety review queue; audit. Every team id goes through
+services.get_team_access (404 / 403)."""
 
+import csv
+import io
+import json
 import logging
 
 from django.conf import settings
@@ -10,25 +14,50 @@ from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Count
-from django.http import HttpResponseBadRequest
+from django.http import Http404, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from chatapp.accounts.views import safe_next
-from chatapp.teams import actions, services
+from chatapp.core.permissions import require_site_admin
+from chatapp.core.redirects import safe_next
+from chatapp.teams import actions, api_keys, audit_trail, services
 from chatapp.teams.forms import (
     InviteForm,
+    JsonSchemaForm,
     PolicyForm,
     PromptForm,
     ProviderForm,
     RoleForm,
+    StartersForm,
     TeamForm,
+    answer_format_value,
+    patterns_text,
+    policy_form_options,
 )
-from chatapp.teams.models import AuditEvent, Invitation, Membership, Role, SystemPrompt
-from chatapp.teams.policy import site_models, team_policy, team_provider, team_rules, tokens_used
-from chatapp.teams.usage import month_report, months_with_usage, parse_month
+from chatapp.teams.models import (
+    AuditAction,
+    AuditEvent,
+    Invitation,
+    JsonSchema,
+    Membership,
+    Role,
+    SafetyDecision,
+    SafetyFlag,
+    SystemPrompt,
+)
+from chatapp.teams.policy import site_models, team_policy, team_provider, team_rules
+from chatapp.teams.quota import tokens_used
+from chatapp.teams.usage import (
+    CHARGEBACK_FIELDS,
+    chargeback_rows,
+    month_report,
+    months_with_usage,
+    parse_month,
+    safety_counts,
+    storage_use,
+)
 
 log = logging.getLogger(__name__)
 
@@ -134,13 +163,14 @@ def _members(request, membership, invite_form=None, error: str = "", status: int
         "members": people,
         "invitations": [],
         "invite_form": invite_form or InviteForm(),
-        "roles": RoleForm.base_fields["role"].choices,
+        "roles": Role.choices,
         "error": error,
     }
     if manages:
+        context["member_keys"] = api_keys.member_keys(team)
         context["invitations"] = team.invitations.filter(
             accepted_at__isnull=True, expires_at__gt=timezone.now()
-        ).select_related("invited_by")
+        ).select_related("invited_by", "claimed_by")
     return _render(request, "teams/members.html", membership, "members", status, **context)
 
 
@@ -183,6 +213,19 @@ def member_remove(request, team_id: int, membership_id: int):
     except actions.ActionError as error:
         return _member_change_refused(request, membership, error)
     messages.success(request, f"Removed {target.user.get_username()} from the team.")
+    return redirect("teams:members", team_id)
+
+
+@login_required
+@require_POST
+def member_key_revoke(request, team_id: int, key_id: int):
+    """An owner or admin revokes a member's personal API key (never seeing its secret)."""
+    membership = services.get_team_access(request.user, team_id, "manage_members")
+    key = api_keys.member_key(membership.team, key_id)
+    if key is None:
+        raise Http404("No such key among this team's members")
+    actions.revoke_api_key(request.user, key, membership.team)
+    messages.success(request, f"Revoked {key.user.get_username()}'s key {key.name}.")
     return redirect("teams:members", team_id)
 
 
@@ -242,8 +285,36 @@ def accept_invitation(request, token: str):
         return _invitation_page(request, invitation)
     try:
         membership, joined = actions.accept_invitation(request.user, token)
+    except actions.AddressUnverified:
+        return _verify_address(request, invitation)
     except actions.InvitationError as error:
         return _invitation_page(request, invitation, error)
+    return _joined(request, membership, joined)
+
+
+@require_http_methods(GET_POST)
+def accept_confirmed(request, token: str, signature: str):
+    """The link mailed to an invitation's address: proves the account reads that mail."""
+    if not request.user.is_authenticated:
+        return redirect_to_login(request.get_full_path())
+    invitation = get_object_or_404(Invitation.objects.select_related("team"), token=token)
+    if not actions.address_verified(invitation, request.user, signature):
+        error = actions.InvitationError(
+            "This confirmation link is not valid for this account (or has expired): open it"
+            " signed in as the account that asked to join, or accept the invitation again.",
+            403,
+        )
+        return _invitation_page(request, invitation, error)
+    if request.method == "GET":
+        return _invitation_page(request, invitation, confirm_url=request.path)
+    try:
+        membership, joined = actions.accept_invitation(request.user, token, address_verified=True)
+    except actions.InvitationError as error:
+        return _invitation_page(request, invitation, error)
+    return _joined(request, membership, joined)
+
+
+def _joined(request, membership: Membership, joined: bool):
     services.switch_team(request, membership.team)
     if joined:
         messages.success(request, f"Welcome to {membership.team.name}.")
@@ -252,7 +323,48 @@ def accept_invitation(request, token: str):
     return redirect("teams:detail", membership.team_id)
 
 
-def _invitation_page(request, invitation: Invitation, error=None):
+def _verify_address(request, invitation: Invitation):
+    """Mail a confirmation link to the invitation's address; without email, ask an admin."""
+    if not settings.EMAIL_URL:
+        actions.claim_invitation(request.user, invitation)
+        return _invitation_page(request, invitation, pending="claimed")
+    signature = actions.address_signature(invitation, request.user)
+    path = reverse("teams:accept_confirmed", args=[invitation.token, signature])
+    try:
+        actions.email_address_confirmation(
+            invitation, request.user, request.build_absolute_uri(path)
+        )
+    except OSError as exc:  # smtplib errors are OSErrors too
+        log.warning(
+            "Could not email an address confirmation for team %s: %s", invitation.team_id, exc
+        )
+        error = actions.InvitationError("The email could not be sent: try again later.", 503)
+        return _invitation_page(request, invitation, error)
+    return _invitation_page(request, invitation, pending="mailed")
+
+
+@login_required
+@require_POST
+def invitation_confirm(request, team_id: int, invitation_id: int):
+    """A team admin confirms the account that asked to join with an address-bound invitation."""
+    membership = services.get_team_access(request.user, team_id, "manage_members")
+    invitation = get_object_or_404(
+        Invitation.objects.select_related("team", "claimed_by"),
+        pk=invitation_id,
+        team=membership.team,
+        accepted_at__isnull=True,
+    )
+    try:
+        joined = actions.confirm_claim(request.user, invitation)
+    except actions.InvitationError as error:
+        return _members(request, membership, error=error.message, status=error.status)
+    messages.success(request, f"{joined.user.get_username()} joined the team.")
+    return redirect("teams:members", team_id)
+
+
+def _invitation_page(
+    request, invitation: Invitation, error=None, pending: str = "", confirm_url: str = ""
+):
     member = Membership.objects.filter(team=invitation.team, user=request.user).exists()
     if error is None and not member:
         try:
@@ -263,6 +375,9 @@ def _invitation_page(request, invitation: Invitation, error=None):
         "invitation": invitation,
         "error": error.message if error else "",
         "already_member": member,
+        "pending": pending,
+        "confirm_url": confirm_url,
+        "claimed_by_me": invitation.claimed_by_id == request.user.pk,
     }
     return render(request, "teams/accept.html", context, status=error.status if error else 200)
 
@@ -286,9 +401,35 @@ def prompts(request, team_id: int):
             else:
                 messages.success(request, f"Added the prompt {form.cleaned_data['name']}.")
                 return redirect("teams:prompts", team_id)
-    context = {"prompts": SystemPrompt.objects.for_team(team), "form": form}
-    status = 400 if form.errors else 200
+    return _prompts_page(request, membership, form, _starters_form(team))
+
+
+def _starters_form(team, data=None) -> StartersForm:
+    initial = {"suggestions": "\n".join(team_policy(team).starter_suggestions or [])}
+    return StartersForm(data, initial=initial)
+
+
+def _prompts_page(request, membership: Membership, form, starters_form):
+    context = {
+        "prompts": SystemPrompt.objects.for_team(membership.team).select_related("json_schema"),
+        "form": form,
+        "starters_form": starters_form,
+    }
+    status = 400 if form.errors or starters_form.errors else 200
     return _render(request, "teams/prompts.html", membership, "prompts", status, **context)
+
+
+@login_required
+@require_POST
+def starters(request, team_id: int):
+    membership = services.get_team_access(request.user, team_id, "manage_prompts")
+    team = membership.team
+    form = _starters_form(team, request.POST)
+    if not form.is_valid():
+        return _prompts_page(request, membership, PromptForm(team=team), form)
+    actions.save_starters(request.user, team, form.cleaned_data["suggestions"])
+    messages.success(request, "Saved the starter suggestions.")
+    return redirect("teams:prompts", team_id)
 
 
 def _prompt_target(membership: Membership, prompt_id: int) -> SystemPrompt:
@@ -301,6 +442,7 @@ def prompt_edit(request, team_id: int, prompt_id: int):
     membership = services.get_team_access(request.user, team_id, "manage_prompts")
     prompt = _prompt_target(membership, prompt_id)
     initial = {f: getattr(prompt, f) for f in ("name", "content", "is_default", "locked")}
+    initial["answer_format"] = answer_format_value(prompt.response_format, prompt.json_schema_id)
     form = PromptForm(request.POST or None, initial=initial, team=membership.team, prompt=prompt)
     if request.method == "POST" and form.is_valid():
         try:
@@ -349,23 +491,20 @@ def prompt_move(request, team_id: int, prompt_id: int):
 def policy(request, team_id: int):
     membership = services.get_team_access(request.user, team_id, "manage_policy")
     team = membership.team
-    stored, provider = team_policy(team), team_provider(team)
-    own_server = provider is not None and provider.uses_own_server
-    protocol = provider.protocol if own_server else settings.LLAMA_API_PROTOCOL
+    stored, options = team_policy(team), policy_form_options(team)
     initial = {name: getattr(stored, name) for name in actions.POLICY_FIELDS}
-    if own_server:
+    if options["own_server"]:
         initial["allowed_models"] = "\n".join(stored.allowed_models or [])
-    form = PolicyForm(
-        request.POST or None, initial=initial, own_server=own_server, protocol=protocol
-    )
+    initial["data_patterns"] = patterns_text(stored.data_patterns or [])
+    is_owner = membership.role == Role.OWNER
+    form = PolicyForm(request.POST or None, initial=initial, is_owner=is_owner, **options)
     if request.method == "POST" and form.is_valid():
-        values = dict(form.cleaned_data, default_model=form.cleaned_data["default_model"] or "")
-        actions.set_policy(request.user, team, values)
+        actions.set_policy(request.user, team, form.policy_values())
         messages.success(request, "Saved the model policy.")
         return redirect("teams:policy", team_id)
     context = {
         "form": form,
-        "own_server": own_server,
+        "own_server": options["own_server"],
         "site_models": site_models(),
         "rules": team_rules(team),
     }
@@ -415,14 +554,171 @@ def usage(request, team_id: int):
         "months": months_with_usage(team, today),
         "budget": budget,
         "used_this_month": tokens_used(team, today.replace(day=1)) if budget else None,
+        "storage": storage_use(team),
+        "safety": safety_counts(team, month),
     }
     return _render(request, "teams/usage.html", membership, "usage", **context)
 
 
 @login_required
 @require_GET
+def usage_csv(request, team_id: int):
+    """The month's usage by person, model and API key, as CSV for chargeback."""
+    membership = services.get_team_access(request.user, team_id, "view_usage")
+    team = membership.team
+    month = parse_month(request.GET.get("month"), timezone.now().date())
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    filename = f"usage-team{team.pk}-{month:%Y-%m}.csv"
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    writer = csv.DictWriter(response, fieldnames=CHARGEBACK_FIELDS)
+    writer.writeheader()
+    for row in chargeback_rows(team, month):
+        writer.writerow({k: audit_trail.spreadsheet_safe(v) for k, v in row.items()})
+    return response
+
+
+# The safety review queue: what Llama Guard flagged, for owners and admins.
+
+REVIEW_FILTERS = {"pending": {"decision": ""}, "all": {}}
+
+
+@login_required
+@require_GET
+def safety_queue(request, team_id: int):
+    membership = services.get_team_access(request.user, team_id, "review_safety")
+    show = request.GET.get("show") if request.GET.get("show") in REVIEW_FILTERS else "pending"
+    flags = (
+        SafetyFlag.objects.filter(team=membership.team, **REVIEW_FILTERS[show])
+        .select_related("author", "decided_by", "message")
+        .order_by("-id")
+    )
+    page = Paginator(flags, 50).get_page(request.GET.get("page"))
+    context = {"page": page, "show": show, "decisions": SafetyDecision}
+    return _render(request, "teams/safety.html", membership, "safety", **context)
+
+
+@login_required
+@require_POST
+def safety_review(request, team_id: int, flag_id: int):
+    membership = services.get_team_access(request.user, team_id, "review_safety")
+    flag = get_object_or_404(SafetyFlag, pk=flag_id, team=membership.team)
+    try:
+        actions.review_flag(request.user, flag, request.POST.get("decision", ""))
+    except actions.ActionError as error:
+        return HttpResponseBadRequest(error.message)
+    messages.success(request, f"Marked as {SafetyDecision(flag.decision).label.lower()}.")
+    return redirect(f"{reverse('teams:safety', args=[team_id])}?show={_show(request)}")
+
+
+def _show(request) -> str:
+    show = request.POST.get("show", "")
+    return show if show in REVIEW_FILTERS else "pending"
+
+
+@login_required
+@require_GET
 def audit(request, team_id: int):
     membership = services.get_team_access(request.user, team_id, "view_audit")
-    events = AuditEvent.objects.filter(team=membership.team).select_related("actor")
+    events = AuditEvent.objects.filter(team=membership.team)
     page = Paginator(events, 50).get_page(request.GET.get("page"))
     return _render(request, "teams/audit.html", membership, "audit", page=page)
+
+
+# The whole site's audit trail, for site admins (404 for everyone else).
+
+
+@login_required
+@require_http_methods(GET_POST)
+def site_audit(request):
+    require_site_admin(request.user)
+    if request.method == "POST":
+        return _export_audit(request)
+    checked, problem = audit_trail.verify_chain()
+    events = AuditEvent.objects.order_by("-id")
+    page = Paginator(events, 50).get_page(request.GET.get("page"))
+    context = {
+        "page": page,
+        "checked": checked,
+        "problem": problem,
+        "formats": audit_trail.EXPORTERS,
+    }
+    return render(request, "teams/site_audit.html", context)
+
+
+def _export_audit(request):
+    format = request.POST.get("format", "")
+    if format not in audit_trail.EXPORTERS:
+        return HttpResponseBadRequest("Choose an export format: csv or json.")
+    actions.audit(
+        None,
+        request.user,
+        AuditAction.AUDIT_EXPORT,
+        f"{request.user.get_username()} exported the audit trail as {format}",
+        format=format,
+    )
+    buffer = io.StringIO()
+    audit_trail.EXPORTERS[format](buffer)
+    content_type = "text/csv" if format == "csv" else "application/json"
+    response = HttpResponse(buffer.getvalue(), content_type=f"{content_type}; charset=utf-8")
+    stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+    response["Content-Disposition"] = f'attachment; filename="audit-{stamp}.{format}"'
+    return response
+
+
+# Saved JSON schemas (answer formats).
+
+
+@login_required
+@require_http_methods(GET_POST)
+def json_schemas(request, team_id: int):
+    membership = services.get_team_access(request.user, team_id)
+    team = membership.team
+    form = JsonSchemaForm(request.POST or None, team=team)
+    if request.method == "POST":
+        services.require(membership, "manage_prompts")
+        if form.is_valid():
+            try:
+                actions.save_json_schema(request.user, team, **form.cleaned_data)
+            except actions.ActionError as error:
+                form.add_error(None, error.message)
+            else:
+                messages.success(request, f"Added the schema {form.cleaned_data['name']}.")
+                return redirect("teams:json_schemas", team_id)
+    context = {
+        "schemas": [
+            (saved, json.dumps(saved.schema, indent=2)) for saved in team.json_schemas.all()
+        ],
+        "form": form,
+    }
+    status = 400 if form.errors else 200
+    return _render(request, "teams/json_schemas.html", membership, "schemas", status, **context)
+
+
+@login_required
+@require_http_methods(GET_POST)
+def json_schema_edit(request, team_id: int, schema_id: int):
+    membership = services.get_team_access(request.user, team_id, "manage_prompts")
+    saved = get_object_or_404(JsonSchema, pk=schema_id, team=membership.team)
+    initial = {"name": saved.name, "schema": json.dumps(saved.schema, indent=2)}
+    form = JsonSchemaForm(request.POST or None, initial=initial, team=saved.team, saved=saved)
+    if request.method == "POST" and form.is_valid():
+        try:
+            actions.save_json_schema(request.user, saved.team, saved, **form.cleaned_data)
+        except actions.ActionError as error:
+            form.add_error(None, error.message)
+        else:
+            messages.success(request, f"Saved the schema {form.cleaned_data['name']}.")
+            return redirect("teams:json_schemas", team_id)
+    status = 400 if form.errors else 200
+    context = {"saved": saved, "form": form}
+    return _render(request, "teams/json_schema_edit.html", membership, "schemas", status, **context)
+
+
+@login_required
+@require_POST
+def json_schema_delete(request, team_id: int, schema_id: int):
+    membership = services.get_team_access(request.user, team_id, "manage_prompts")
+    saved = get_object_or_404(JsonSchema, pk=schema_id, team=membership.team)
+    actions.delete_json_schema(request.user, saved)
+    messages.success(request, f"Deleted the schema {saved.name}.")
+    return redirect("teams:json_schemas", team_id)

@@ -1,10 +1,10 @@
 // Applies the remembered colour theme before the first paint, so a dark page never flashes white.
 // A classic (blocking) script on purpose; with nothing stored the CSS follows the system setting.
-(function () {
+(() => {
   var stored = null;
   try {
     stored = window.localStorage.getItem("theme");
-  } catch (e) {
+  } catch {
     // Storage may be disabled; the system theme still applies.
   }
   if (stored === "light" || stored === "dark") {

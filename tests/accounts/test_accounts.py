@@ -2,12 +2,19 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
+from chatapp.teams.actions import ensure_personal_team
 from chatapp.teams.models import Membership, Role, Team
-from chatapp.teams.services import current_team, ensure_personal_team
+from chatapp.teams.services import current_team
 from tests.conftest import PASSWORD
 
 User = get_user_model()
 GOOD = {"username": "ada", "email": "ada@example.com", "password1": PASSWORD, "password2": PASSWORD}
+
+
+@pytest.fixture(autouse=True)
+def open_signup(settings):
+    """The signup form itself; tests/accounts/test_signup_policy.py covers who may use it."""
+    settings.SIGNUP_POLICY = "open"
 
 
 def test_signup_page_renders(client, db):
@@ -129,3 +136,30 @@ def test_current_team_ignores_a_team_the_user_left(rf, member, team, make_user):
     request.user = member
     request.session = {"current_team_id": 999_999}
     assert current_team(request) == team
+
+
+def test_the_password_change_page_is_linked_from_settings_and_works(member_client, member):
+    assert b'href="/accounts/password/"' in member_client.get("/settings/").content
+    assert member_client.get("/accounts/password/").status_code == 200
+    new = "a-brand-new-passphrase-42"
+    data = {"old_password": PASSWORD, "new_password1": new, "new_password2": new}
+    response = member_client.post("/accounts/password/", data)
+    assert response.status_code == 302
+    assert member_client.get(response["Location"]).status_code == 200
+    member.refresh_from_db()
+    assert member.check_password(new)
+
+
+def test_a_bad_password_change_says_why_and_keeps_the_old_password(member_client, member):
+    data = {"old_password": PASSWORD, "new_password1": "short", "new_password2": "other"}
+    response = member_client.post("/accounts/password/", data)
+    assert response.status_code == 200
+    assert b"field-error" in response.content
+    member.refresh_from_db()
+    assert member.check_password(PASSWORD)
+
+
+def test_the_password_change_page_needs_a_login(client, db):
+    response = client.get("/accounts/password/")
+    assert response.status_code == 302
+    assert response["Location"].startswith("/accounts/login/")

@@ -20,7 +20,16 @@ def test_list_is_newest_first_and_only_mine(member_client, member, outsider, mak
     data = member_client.get(URL).json()
     assert [c["title"] for c in data["results"]] == ["Newer", "Older"]
     assert [c["id"] for c in data["results"]] == [newer.pk, older.pk]
-    assert set(data["results"][0]) == {"id", "title", "created_at", "updated_at"}
+    assert set(data["results"][0]) == {
+        "id",
+        "title",
+        "pinned",
+        "created_at",
+        "updated_at",
+        "message_id",
+        "snippet",
+    }
+    assert data["results"][0]["message_id"] is None
     assert data["next"] is None
 
 
@@ -50,6 +59,25 @@ def test_search_matches_titles_and_message_text(member_client, member, make_conv
     by_content = member_client.get(URL, {"q": "pasta"}).json()["results"]
     assert [c["title"] for c in by_title] == ["Holiday plans"]
     assert [c["title"] for c in by_content] == ["Cooking"]
+
+
+def test_search_names_the_message_and_the_words_around_the_match(
+    member_client, member, make_conversation
+):
+    match = "Then boil the PASTA for ten minutes. "
+    long_answer = "Start here. " + "filler " * 30 + match + "x " * 60
+    chat = make_conversation(
+        member, "Cooking", messages=[("user", "How?"), ("assistant", long_answer), ("user", "ok")]
+    )
+    make_conversation(member, "Pasta night", messages=[("user", "nothing")])
+    results = {r["title"]: r for r in member_client.get(URL, {"q": "pasta"}).json()["results"]}
+    found = results["Cooking"]
+    assert found["message_id"] == chat.messages.get(role="assistant").pk
+    assert "boil the PASTA for ten minutes" in found["snippet"]
+    assert found["snippet"].startswith("…") and found["snippet"].endswith("…")
+    assert len(found["snippet"]) < 160
+    assert results["Pasta night"]["message_id"] is None
+    assert results["Pasta night"]["snippet"] is None
 
 
 def test_search_does_not_find_other_peoples_messages(member_client, outsider, make_conversation):

@@ -9,7 +9,7 @@ import pytest
 from bench import relay
 from bench.harness import Stack, StackOptions, run
 
-pytestmark = pytest.mark.bench
+pytestmark = [pytest.mark.bench, pytest.mark.slow]
 
 TOKENS = 30
 

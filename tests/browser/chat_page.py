@@ -55,10 +55,9 @@ class ChatPage:
         """Wait until the last answer's raw text is longer than `length`; return its length."""
         handle = self.page.wait_for_function(
             """(length) => {
-                const answers = document.querySelectorAll('.message-assistant');
+                const answers = window.chatPage.state.messages.filter(m => m.role === 'assistant');
                 const last = answers[answers.length - 1];
-                const view = last && window.chatPage.messages.views.find(v => v.element === last);
-                return view && view.content.length > length ? view.content.length : false;
+                return last && last.content.length > length ? last.content.length : false;
             }""",
             arg=length,
         )
@@ -68,7 +67,11 @@ class ChatPage:
         """The raw markdown the page holds for an answer (what the server streamed)."""
         element = (answer or self.last_answer()).element_handle()
         return self.page.evaluate(
-            "(el) => window.chatPage.messages.views.find(v => v.element === el).content", element
+            """(el) => {
+                const page = window.chatPage;
+                return page.state.messages.find((m) => page.messages.elementOf(m) === el).content;
+            }""",
+            element,
         )
 
     def conversation_id(self) -> int:

@@ -2,9 +2,10 @@
 
 What the fixtures give you (all documented below, reuse them for end-to-end suites):
 
-- `simulator` (session): the project's Llama API simulator on a loopback port; `sim` (per test)
-  is the same one with its recorded requests cleared. Slow an answer down from the question
-  itself: "[sim:pace tps=5] ..." or "[sim:long tokens=300 ] ..." (see chatapp.llm.simulator).
+- `sim` (per test): the Llama API simulator the live servers use (`SIMULATOR`, from the
+  `simulators` of tests/conftest.py), its recorded requests cleared. Slow an answer down from
+  the question itself: "[sim:pace tps=5] ..." or "[sim:long tokens=300 ] ..." (see
+  llama_simulator/README.md).
 - `app_server` (session): a daphne subprocess serving chatapp.asgi:application on a free
   loopback port (bound by this process and handed over as a file descriptor: no port race),
   against its own migrated database: a file SQLite DB by default, or a fresh
@@ -12,7 +13,7 @@ What the fixtures give you (all documented below, reuse them for end-to-end suit
   through, so the channel layer matches the run). DEBUG is off, as in production.
   `app_server.url`, `app_server.run_python(code)` (Django code run in a long-lived shell
   process against that DB, returns what it printed), `app_server.create_user(username)`,
-  `app_server.log_tail()`. `serve_app(simulator, tmp_dir)` starts another such server on a
+  `app_server.log_tail()`. `serve_app(upstream, tmp_dir)` starts another such server on a
   database of its own, for a test that needs an empty site (no accounts yet).
 - `browser` (module): Chromium from /usr/bin/chromium (or $CHROMIUM), headless.
 - `context` / `page` (per test): a fresh browser context (desktop viewport, base_url set), and
@@ -34,11 +35,8 @@ Run: `.venv/bin/python -m pytest -m browser` (or `tests/browser`); `-m "not brow
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -48,9 +46,11 @@ from pathlib import Path
 import pytest
 
 from chatapp.llm import KNOWN_MODELS
-from chatapp.llm.simulator import run_simulator
+from llama_simulator import RunningSimulator
 from tests.browser.chat_page import PASSWORD, BrowserUser, log_in
 from tests.databases import create_database
+from tests.support.ports import listening_socket, wait_for_http
+from tests.support.simulator import SimulatorOptions
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -59,8 +59,9 @@ MODEL = KNOWN_MODELS[0]
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-# Answers stream slowly enough to watch them grow; a test can ask for its own pace.
-SIM_TOKENS_PER_SECOND = 60
+# Answers stream slowly enough to watch them grow; a test can ask for its own pace. Answers go
+# on after the page that asked has gone, so `sim` does not wait for earlier streams to end.
+SIMULATOR = SimulatorOptions(tokens_per_second=60, api_key=SIM_KEY, wait_for_idle=False)
 # An upper bound for anything the page waits on; never an expectation of speed.
 WAIT_MS = 20_000
 REPORT_KEY = pytest.StashKey[dict]()
@@ -78,17 +79,8 @@ def pytest_runtest_makereport(item, call):
 
 
 @pytest.fixture(scope="session")
-def simulator():
-    with run_simulator(
-        tokens_per_second=SIM_TOKENS_PER_SECOND, first_token_delay=0, api_key=SIM_KEY
-    ) as sim:
-        yield sim
-
-
-@pytest.fixture
-def sim(simulator):
-    simulator.reset()
-    return simulator
+def simulator_options() -> SimulatorOptions:
+    return SIMULATOR
 
 
 class DjangoShell:
@@ -154,46 +146,48 @@ class LiveServer:
 
 
 def wait_until_serving(server: LiveServer) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise RuntimeError(f"daphne exited early:\n{server.log_tail()}")
-        try:
-            with urllib.request.urlopen(server.url + "/healthz", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"daphne did not answer /healthz:\n{server.log_tail()}")
+    try:
+        wait_for_http(server.url + "/healthz", server.process, "daphne")
+    except (RuntimeError, TimeoutError) as exc:
+        raise RuntimeError(f"{exc}:\n{server.log_tail()}") from None
 
 
 @contextmanager
-def serve_app(simulator, tmp_dir: Path) -> Iterator[LiveServer]:
-    """A daphne serving the app on a freshly migrated database of its own (see app_server)."""
+def serve_app(
+    upstream: RunningSimulator,
+    tmp_dir: Path,
+    application: str = "chatapp.asgi:application",
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[LiveServer]:
+    """A daphne serving the app on a freshly migrated database of its own (see app_server);
+    `application` names another ASGI app to serve (one set up for a suite, as a module path),
+    `extra_env` adds settings."""
     # One database per server (tmp_dir names are unique in a run): suites may run several.
     database = create_database(f"browser_{tmp_dir.name}", tmp_dir)
     env = {
         **os.environ,
         "DEBUG": "0",
         "DATABASE_URL": database.url,
+        "MEDIA_ROOT": str(tmp_dir / "media"),
         "LLAMA_API_KEY": SIM_KEY,
-        "LLAMA_API_BASE_URL": simulator.native_url,
+        "LLAMA_API_BASE_URL": upstream.native_url,
         "LLAMA_API_PROTOCOL": "llama",
         "LLAMA_DEFAULT_MODEL": MODEL,
         "LLAMA_OFFLINE_DEMO": "0",
         "STATIC_MANIFEST": "0",
         "PYTHONUNBUFFERED": "1",
+        **(extra_env or {}),
     }
     subprocess.run(
         [PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True
     )
-    listener = socket.create_server(("127.0.0.1", 0))
+    listener = listening_socket()
     port = listener.getsockname()[1]
     log_path = tmp_dir / "daphne.log"
     server = LiveServer(url=f"http://127.0.0.1:{port}", env=env, log_path=log_path)
     with log_path.open("w") as log:
         server.process = subprocess.Popen(
-            [PYTHON, "-m", "daphne", "--fd", str(listener.fileno()), "chatapp.asgi:application"],
+            [PYTHON, "-m", "daphne", "--fd", str(listener.fileno()), application],
             cwd=ROOT,
             env=env,
             stdout=log,
@@ -217,8 +211,8 @@ def serve_app(simulator, tmp_dir: Path) -> Iterator[LiveServer]:
 
 
 @pytest.fixture(scope="session")
-def app_server(simulator, tmp_path_factory):
-    with serve_app(simulator, tmp_path_factory.mktemp("app_server")) as server:
+def app_server(simulators, tmp_path_factory):
+    with serve_app(simulators.get(SIMULATOR), tmp_path_factory.mktemp("app_server")) as server:
         yield server
 
 

@@ -35,7 +35,7 @@ def test_conversation_url_names_it_and_reload_shows_it(logged_in_page):
     content = chat.answer_content()
     page.reload()
     chat.wait_for_status("complete")
-    assert chat.questions.first.inner_text() == "Remember the word pineapple"
+    assert chat.questions.first.locator(".bubble").inner_text() == "Remember the word pineapple"
     assert chat.answer_content() == content
 
 
@@ -48,7 +48,7 @@ def test_enter_sends_and_shift_enter_adds_a_line(logged_in_page):
     assert chat.questions.count() == 0
     logged_in_page.keyboard.press("Enter")
     chat.wait_for_status("complete")
-    assert chat.questions.first.inner_text() == "first line\nsecond line"
+    assert chat.questions.first.locator(".bubble").inner_text() == "first line\nsecond line"
     assert chat.input.input_value() == ""
 
 
@@ -142,7 +142,7 @@ def test_replayed_deltas_are_dropped_by_seq(logged_in_page):
     # A frame the page already holds (same or older seq) must not add its text again.
     page.evaluate(
         """() => {
-            const view = window.chatPage.messages.streaming;
+            const view = window.chatPage.state.streaming;
             for (const seq of [view.seq, view.seq - 1, 0]) {
                 window.chatPage.handleFrame(
                     {type: "message.delta", message_id: view.id, seq, text: " REPLAYED"});

@@ -15,9 +15,9 @@ def native_params(request: dict) -> dict:
 class SettingsPanel:
     def __init__(self, page):
         self.page = page
-        self.toggle = page.get_by_role("button", name="Settings", exact=True)
-        self.dialog = page.get_by_role("dialog", name="This conversation")
-        self.model = self.dialog.get_by_label("Model")
+        self.toggle = page.get_by_role("button", name="This chat settings")
+        self.dialog = page.get_by_role("dialog", name="This chat")
+        self.model = page.get_by_label("Model", exact=True)  # the picker in the header
         self.temperature = self.dialog.get_by_label("Temperature")
         self.max_tokens = self.dialog.get_by_label("Max tokens")
         self.top_p = self.dialog.get_by_label("Top p")
@@ -57,7 +57,7 @@ def test_changed_settings_go_with_the_next_message_and_a_new_chat_uses_defaults(
         "max_completion_tokens": 321,
         "top_p": 0.5,
     }
-    expect(page.locator("#model-badge")).to_have_text(other)
+    expect(panel.model).to_have_value(other)
     stored = chat.api(f"/api/conversations/{chat.conversation_id()}/")["settings"]
     assert (stored["model"], stored["temperature"], stored["max_tokens"]) == (other, 0.25, 321)
 
@@ -75,20 +75,65 @@ def test_changed_settings_go_with_the_next_message_and_a_new_chat_uses_defaults(
     assert sent["model"] == defaults["model"]
     assert sent["temperature"] == defaults["temperature"]
     assert sent["max_completion_tokens"] == defaults["max_tokens"]
-    expect(page.locator("#model-badge")).to_have_text(defaults["model"])
+    expect(panel.model).to_have_value(defaults["model"])
 
 
-def test_a_refused_setting_is_shown_on_its_field_and_nothing_is_sent(logged_in_page, sim):
+def test_an_out_of_range_setting_keeps_the_panel_open_with_the_error_inline(logged_in_page, sim):
     page = logged_in_page
     chat = ChatPage(page)
     panel = SettingsPanel(page)
     panel.open()
     expect(panel.temperature).not_to_have_value("")
-    panel.temperature.fill("9")
-    panel.toggle.click()
-    chat.send("Too hot")
+    panel.temperature.fill("1.1")
+    panel.toggle.click()  # closing is refused while a value is out of range
     expect(panel.dialog).to_be_visible()
-    expect(panel.dialog.get_by_role("alert")).to_contain_text("temperature must be a number")
+    error = page.locator("#setting-temperature-error")
+    expect(error).to_have_text("Temperature must be a number from 0 to 1.")
     expect(panel.temperature).to_have_attribute("aria-invalid", "true")
+    expect(panel.temperature).to_be_focused()
+    panel.temperature.press("Escape")
+    expect(panel.dialog).to_be_visible()
+    panel.max_tokens.fill("2.5")
+    panel.dialog.get_by_role("button", name="Done").click()
+    expect(page.locator("#setting-max_tokens-error")).to_contain_text(
+        "Max tokens must be a whole number between 1 and"
+    )
+
+    chat.send("Too hot")
     assert sim.requests == []
     assert chat.input.input_value() == "Too hot"
+    expect(page.locator("#chat-notice")).to_be_hidden()  # no banner, no Retry
+
+    panel.temperature.fill("0.5")
+    expect(error).to_be_hidden()
+    panel.max_tokens.fill("300")
+    panel.dialog.get_by_role("button", name="Done").click()
+    expect(panel.dialog).to_be_hidden()
+    chat.input.press("Enter")
+    chat.wait_for_status("complete")
+    assert native_params(sim.requests[-1])["temperature"] == 0.5
+
+
+def test_a_setting_the_server_refuses_shows_on_its_field_without_retry(
+    logged_in_page, sim, app_server, user
+):
+    page = logged_in_page
+    chat = ChatPage(page)
+    panel = SettingsPanel(page)
+    models = [m["id"] for m in chat.api("/api/models/")["models"]]
+    panel.model.select_option(models[1])
+    # Meanwhile the team's admins allow only the first model.
+    app_server.run_python(
+        "from chatapp.teams.models import Membership, TeamPolicy\n"
+        f"team = Membership.objects.get(user__username={user.username!r}).team\n"
+        f"allowed = {{'allowed_models': [{models[0]!r}]}}\n"
+        "TeamPolicy.objects.update_or_create(team=team, defaults=allowed)"
+    )
+    chat.send("Use the other model")
+    error = page.locator("#model-picker-error")
+    expect(error).to_contain_text("is not available in this team")
+    expect(panel.model).to_have_attribute("aria-invalid", "true")
+    expect(panel.model).to_have_value(models[0])  # back to the conversation's model
+    expect(page.locator("#notice-retry")).to_be_hidden()
+    assert chat.input.input_value() == "Use the other model"
+    assert sim.requests == []

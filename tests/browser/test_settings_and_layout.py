@@ -11,7 +11,7 @@ pytestmark = pytest.mark.browser
 
 def test_settings_save_and_apply_to_the_next_chat(logged_in_page):
     page = logged_in_page
-    page.get_by_role("link", name="Settings").click()
+    page.get_by_role("link", name="Default settings").click()
     page.wait_for_url("**/settings/")
     page.get_by_label("Model").select_option("Llama-3.3-70B-Instruct")
     page.get_by_label("Temperature").fill("0.4")
@@ -39,8 +39,8 @@ def test_settings_reject_bad_values_clearly_and_keep_the_old_ones(logged_in_page
     page.get_by_label("Top p").fill("3")
     page.get_by_label("Max tokens").fill("0")
     page.get_by_role("button", name="Save settings").click()
-    expect(page.get_by_text("top_p must be a number from 0 to 1")).to_be_visible()
-    expect(page.get_by_text("max_tokens must be a whole number between 1 and")).to_be_visible()
+    expect(page.get_by_text("Top p must be a number from 0 to 1")).to_be_visible()
+    expect(page.get_by_text("Max tokens must be a whole number between 1 and")).to_be_visible()
     expect(page.get_by_label("Top p")).to_have_attribute("aria-invalid", "true")
     page.goto("/settings/")
     expect(page.get_by_label("Top p")).to_have_value("0.5")

@@ -123,36 +123,44 @@ async def test_history_is_trimmed_from_the_oldest_turn_keeping_the_system_prompt
     assert all("Opening question" not in m["content"] for m in sent)
 
 
-async def test_regenerate_replaces_the_last_answer(connect, member, sim):
+async def test_regenerate_keeps_the_earlier_answer_beside_the_new_one(connect, member, sim):
     socket = await connect(member)
     ids = await finish(socket, "Tell me something")
     await socket.send({"type": "chat.regenerate", "message_id": ids["message_id"]})
     created = (await socket.until_type("message.created"))[-1]
     assert created["replaces"] == ids["message_id"]
     assert created["message"]["role"] == "assistant"
+    assert created["message"]["parent_id"] == ids["user_message_id"]
     new_id = created["message"]["id"]
+    assert created["message"]["sibling_ids"] == [ids["message_id"], new_id]
     frames = await socket.until_type("message.done", new_id)
     assert frames[-1]["status"] == "complete"
     assert sim.requests[-1]["messages"] == sim.requests[-2]["messages"]
     messages = [m async for m in Message.objects.filter(conversation_id=ids["conversation_id"])]
-    assert [(m.pk, m.role) for m in messages] == [
-        (ids["user_message_id"], "user"),
-        (new_id, "assistant"),
+    assert [(m.pk, m.role, m.parent_id) for m in messages] == [
+        (ids["user_message_id"], "user", None),
+        (ids["message_id"], "assistant", ids["user_message_id"]),
+        (new_id, "assistant", ids["user_message_id"]),
     ]
-    assert messages[1].content == joined_text(frames, new_id)
+    assert messages[2].content == joined_text(frames, new_id)
 
 
-async def test_only_the_last_answer_can_be_regenerated(connect, member, sim):
+async def test_an_earlier_answer_regenerates_on_a_branch_of_its_own(connect, member, sim):
     socket = await connect(member)
     first = await finish(socket, "One")
     await finish(socket, "Two", conversation_id=first["conversation_id"])
-    reply = await socket.expect_error(
-        {"type": "chat.regenerate", "message_id": first["message_id"]}
-    )
-    assert reply["error"]["code"] == "not_last_message"
+    await socket.send({"type": "chat.regenerate", "message_id": first["message_id"]})
+    created = (await socket.until_type("message.created"))[-1]
+    new_id = created["message"]["id"]
+    await socket.until_type("message.done", new_id)
+    assert sim.requests[-1]["messages"] == [{"role": "user", "content": "One"}]
+    await socket.send({"type": "chat.subscribe", "conversation_id": first["conversation_id"]})
+    state = (await socket.until_type("conversation.state"))[-1]
+    assert [m["id"] for m in state["messages"]] == [first["user_message_id"], new_id]
+    assert state["messages"][1]["sibling_ids"] == [first["message_id"], new_id]
     question = {"type": "chat.regenerate", "message_id": first["user_message_id"]}
     assert (await socket.expect_error(question))["error"]["code"] == "invalid_frame"
-    assert await Message.objects.acount() == 4
+    assert await Message.objects.acount() == 5
 
 
 async def test_one_answer_at_a_time_per_conversation(connect, member, sim):
@@ -240,3 +248,23 @@ async def test_the_cap_holds_for_sends_at_the_same_moment(connect, member, sim, 
     assert {r["error"]["code"] for r in refused} == {"rate_limited"}
     streaming = Message.objects.filter(role="assistant", status="streaming")
     assert await streaming.acount() == 1
+
+
+async def test_sends_refused_by_the_cap_never_reach_upstream(connect, member, sim, settings):
+    settings.CHAT_MAX_CONCURRENT_GENERATIONS = 3
+    sockets = [await connect(member) for _ in range(12)]
+    for number, socket in enumerate(sockets):
+        await socket.send({"type": "chat.send", "request_id": f"r{number}", "content": SLOW})
+    replies = [
+        (await socket.receive_until(lambda f: f["type"] in ("message.created", "error")))[-1]
+        for socket in sockets
+    ]
+    refused = [r for r in replies if r["type"] == "error"]
+    assert len(refused) == 9
+    assert {r["error"]["code"] for r in refused} == {"rate_limited"}
+    streaming = Message.objects.filter(role="assistant", status="streaming")
+    assert await streaming.acount() == 3
+    accepted = [s for s, r in zip(sockets, replies, strict=True) if r["type"] != "error"]
+    for socket in accepted:  # each accepted answer is under way upstream
+        await socket.until_type("message.delta")
+    assert len(sim.requests) == 3

@@ -1,7 +1,10 @@
 """Upstream failures: before any text, after some text, and retries."""
 
+import asyncio
+
 import pytest
 
+from chatapp.chat import generation
 from chatapp.chat.models import Message
 
 from .conftest import joined_text
@@ -68,3 +71,28 @@ async def test_retries_are_announced_then_the_answer_streams(connect, member, si
     assert retrying[0]["message_id"] == message_id
     assert frames[-1]["status"] == "complete"
     assert len(sim.requests) == 2
+
+
+async def test_a_retry_notice_refreshes_the_heartbeat(connect, member, sim, monkeypatch):
+    """While the client waits to retry, another process's reaper must see the answer alive."""
+    monkeypatch.setattr(generation, "HEARTBEAT_SECONDS", 3600)  # no periodic heartbeat here
+    socket = await connect(member)
+    ids = await socket.send_message("Later [sim:fault=503 times=1 retry_after=30]")
+    message_id = ids["message_id"]
+    await socket.until_type("message.retrying", message_id)
+
+    async def refreshed():
+        # The row's first heartbeat is taken just before it is created; a later one is a refresh.
+        message = await Message.objects.aget(pk=message_id)
+        return message.heartbeat_at > message.created_at
+
+    for _ in range(100):  # the checkpoint is written in the background
+        if await refreshed():
+            break
+        await asyncio.sleep(0.05)
+    assert await refreshed()
+    await socket.send({"type": "chat.stop", "message_id": message_id})
+    assert (await socket.until_type("message.done", message_id))[-1]["status"] in (
+        "stopped",
+        "error",
+    )

@@ -34,6 +34,12 @@ BAD_FRAMES = [
     ({**SEND, "content": "hi", "settings": {"top_p": "high"}}, "invalid_setting"),
     ({**SEND, "content": "hi", "settings": {"model": "gpt-4"}}, "model_not_allowed"),
     ({**SEND, "content": "hi", "settings": {"system_prompt": 3}}, "invalid_frame"),
+    # Text no database or upstream takes: lone surrogates, NUL (PostgreSQL refuses it).
+    ({**SEND, "content": "hi \ud800 there"}, "invalid_text"),
+    ({**SEND, "content": "\udfff"}, "invalid_text"),
+    ({**SEND, "content": "hi\x00"}, "invalid_text"),
+    ({**SEND, "content": "hi", "settings": {"system_prompt": "Be \ud83d brief"}}, "invalid_text"),
+    ({**SEND, "content": "hi", "settings": {"system_prompt": "Be\x00brief"}}, "invalid_text"),
     ({**SEND, "content": "hi", "conversation_id": 999_999}, "not_found"),
     ({**SEND, "content": "hi", "system_prompt_id": 999_999}, "not_found"),
     ({"type": "chat.stop"}, "invalid_frame"),
@@ -75,7 +81,9 @@ async def test_binary_frames_are_refused(connect, member):
 
 async def test_anonymous_socket_is_closed_with_4401(sim):
     communicator = WebsocketCommunicator(
-        application, "/ws/chat/", headers=[(b"origin", b"http://127.0.0.1")]
+        application,
+        "/ws/chat/",
+        headers=[(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1")],
     )
     connected, _ = await communicator.connect()
     assert connected
@@ -90,6 +98,74 @@ async def test_foreign_origin_is_refused(member):
     )
     connected, _ = await communicator.connect()
     assert not connected
+
+
+async def handshake(host: str, origin: str | None, **scope) -> bool:
+    headers = [(b"host", host.encode())]
+    if origin is not None:
+        headers.append((b"origin", origin.encode()))
+    communicator = WebsocketCommunicator(application, "/ws/chat/", headers=headers)
+    communicator.scope.update(scope)
+    connected, _ = await communicator.connect()
+    await communicator.disconnect()
+    return connected
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "https://chat.example.com:8443",  # another port
+        "http://chat.example.com:8080",
+        "http://chat.example.com",  # plain http for an https site
+        "https://chat.example.com.evil.example",
+        "https://evil.example",
+        "null",
+        "",
+        None,
+    ],
+)
+async def test_only_the_sites_own_origin_opens_a_socket(settings, origin):
+    settings.ALLOWED_HOSTS = ["chat.example.com"]
+    settings.SECURE_SSL_REDIRECT = True  # an https site
+    assert await handshake("chat.example.com", "https://chat.example.com")
+    assert await handshake("chat.example.com:443", "https://chat.example.com")
+    assert not await handshake("chat.example.com", origin)
+
+
+async def test_the_origin_follows_the_sites_scheme_and_port(settings):
+    settings.ALLOWED_HOSTS = ["chat.example.com"]
+    assert await handshake("chat.example.com:8000", "http://chat.example.com:8000")
+    assert not await handshake("chat.example.com:8000", "http://chat.example.com")
+    assert not await handshake("chat.example.com:8000", "https://chat.example.com:8000")
+    # TLS seen by the server itself, or by a trusted proxy that says so.
+    assert await handshake("chat.example.com", "https://chat.example.com", scheme="wss")
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    proxied = WebsocketCommunicator(
+        application,
+        "/ws/chat/",
+        headers=[
+            (b"host", b"chat.example.com"),
+            (b"origin", b"https://chat.example.com"),
+            (b"x-forwarded-proto", b"https"),
+        ],
+    )
+    assert (await proxied.connect())[0]
+    await proxied.disconnect()
+
+
+async def test_a_host_outside_allowed_hosts_is_refused_even_from_its_own_origin(settings):
+    settings.ALLOWED_HOSTS = ["chat.example.com"]
+    assert not await handshake("evil.example", "http://evil.example")
+
+
+async def test_trusted_origins_may_open_sockets(settings):
+    settings.ALLOWED_HOSTS = ["chat.example.com"]
+    settings.CSRF_TRUSTED_ORIGINS = ["https://portal.example.com", "https://*.corp.example"]
+    assert await handshake("chat.example.com", "https://portal.example.com")
+    assert await handshake("chat.example.com", "https://eu.corp.example")
+    assert not await handshake("chat.example.com", "http://portal.example.com")
+    assert not await handshake("chat.example.com", "https://portal.example.com:8443")
+    assert not await handshake("chat.example.com", "https://corp.example.evil.example")
 
 
 @database_sync_to_async
@@ -147,3 +223,31 @@ async def test_content_at_the_limit_is_accepted_however_the_client_escapes_it(
     frames = await socket.until_type("message.done")
     assert frames[-1]["status"] == "complete"
     assert (await Message.objects.aget(role="user")).content == "é" * 10_000
+
+
+async def test_a_custom_system_prompt_may_be_as_long_as_a_team_prompt(connect, member, sim):
+    socket = await connect(member)
+    too_long = {**SEND, "content": "hi", "settings": {"system_prompt": "x" * 20_001}}
+    reply = await socket.expect_error(too_long)
+    assert (reply["error"]["code"], reply["error"]["field"]) == (
+        "content_too_large",
+        "system_prompt",
+    )
+    assert await counts() == (0, 0)
+    assert sim.requests == []
+    prompt = "Answer briefly. " * 1250  # 20,000 characters
+    ids = await socket.send_message("Hi", settings={"system_prompt": prompt})
+    assert (await socket.until_type("message.done", ids["message_id"]))[-1]["status"] == "complete"
+    assert sim.requests[-1]["messages"][0] == {"role": "system", "content": prompt}
+
+
+async def test_frames_that_are_not_json_count_against_the_rate_limit(connect, member, settings):
+    settings.CHAT_WS_MESSAGES_PER_MINUTE = 3
+    socket = await connect(member)
+    for _ in range(3):
+        assert (await socket.expect_error("not json"))["error"]["code"] == "invalid_json"
+    assert (await socket.expect_error("not json"))["error"]["code"] == "rate_limited"
+    await socket.communicator.send_to(bytes_data=b"\x00")
+    assert (await socket.receive())["error"]["code"] == "rate_limited"
+    limited = await socket.expect_error({"type": "chat.subscribe", "conversation_id": 1})
+    assert limited["error"]["code"] == "rate_limited"

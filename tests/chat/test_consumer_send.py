@@ -3,7 +3,7 @@ import pytest
 from chatapp.chat.models import Conversation, Message
 from chatapp.core.metrics import TIME_TO_FIRST_TOKEN, TOKENS_RELAYED, WEBSOCKET_CONNECTIONS
 
-from .conftest import joined_text
+from .conftest import MODEL, joined_text
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -33,8 +33,10 @@ async def test_send_streams_the_answer_and_stores_it(connect, member, sim):
     assert done["usage"]["completion_tokens"] > 0
 
     message = await Message.objects.aget(pk=message_id)
+    assert done["model"] == message.model != ""  # the page needs no reload to show it
     assert message.content == joined_text(frames, message_id)
     assert message.status == "complete"
+    assert done["model"] == message.model == MODEL  # the page needs no reload to show it
     assert message.seq == len(deltas)
     conversation = await Conversation.objects.aget(pk=created["conversation"]["id"])
     assert conversation.title == "Hi there"

@@ -3,6 +3,7 @@ from datetime import timedelta
 from io import StringIO
 
 import pytest
+from channels.db import database_sync_to_async
 from channels.testing import HttpCommunicator
 from django.core.management import call_command
 from django.utils import timezone
@@ -10,6 +11,9 @@ from django.utils import timezone
 from chatapp.asgi import application
 from chatapp.chat import reaper
 from chatapp.chat.models import Conversation, Message
+from chatapp.uploads.actions import create_upload
+from chatapp.uploads.models import Upload
+from tests.support.polling import await_for
 
 
 @pytest.fixture
@@ -73,12 +77,14 @@ async def abandoned(team, member, settings):
 
 
 async def reaped(message: Message) -> bool:
-    for _ in range(200):  # the reaper's first run starts in the background
+    async def settled() -> bool:
         await message.arefresh_from_db()
-        if message.status != "streaming":
-            break
-        await asyncio.sleep(0.05)
-    await reaper.stop()
+        return message.status != "streaming"
+
+    try:
+        await await_for(settled, "the reaper's first run")  # it starts in the background
+    finally:
+        await reaper.stop()
     return message.status == "interrupted"
 
 
@@ -96,3 +102,63 @@ async def test_a_process_reaps_from_its_first_http_request(abandoned):
     health = HttpCommunicator(application, "GET", "/healthz")
     assert (await health.get_response(timeout=10))["status"] == 200
     assert await reaped(abandoned)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_tab_watching_the_answer_hears_it_was_interrupted(connect, member, team):
+    conversation = await Conversation.objects.acreate(team=team, owner=member, model="m")
+    message = await Message.objects.acreate(
+        conversation=conversation,
+        role="assistant",
+        content="partial",
+        status="streaming",
+        model="m",
+        seq=3,
+        heartbeat_at=timezone.now() - timedelta(hours=1),
+    )
+    socket = await connect(member)
+    await socket.send({"type": "chat.subscribe", "conversation_id": conversation.pk})
+    assert (await socket.receive())["type"] == "conversation.state"
+    await reaper.reap_and_announce()
+    error, done = await socket.receive(), await socket.receive()
+    assert (error["type"], error["message_id"]) == ("message.error", message.pk)
+    assert error["error"] == {
+        "code": "interrupted",
+        "message": "The server stopped while answering: regenerate to try again.",
+        "retryable": True,
+    }
+    assert (done["type"], done["status"], done["model"]) == ("message.done", "interrupted", "m")
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_periodic_check_also_deletes_uploads_never_sent(team, member, settings):
+    settings.CHAT_REAPER_INTERVAL_SECONDS = 60
+    old = await database_sync_to_async(create_upload)(member, team, "old.md", b"# old")
+    fresh = await database_sync_to_async(create_upload)(member, team, "new.md", b"# new")
+    await Upload.objects.filter(pk=old.pk).aupdate(created_at=timezone.now() - timedelta(days=2))
+    health = HttpCommunicator(application, "GET", "/healthz")
+    assert (await health.get_response(timeout=10))["status"] == 200
+    for _ in range(200):  # the first run starts in the background
+        if not await Upload.objects.filter(pk=old.pk).aexists():
+            break
+        await asyncio.sleep(0.05)
+    await reaper.stop()
+    assert [u.pk async for u in Upload.objects.all()] == [fresh.pk]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_periodic_check_also_deletes_expired_temporary_chats(team, member, settings):
+    settings.CHAT_REAPER_INTERVAL_SECONDS = 60
+    old = await Conversation.objects.acreate(team=team, owner=member, model="m", temporary=True)
+    young = await Conversation.objects.acreate(team=team, owner=member, model="m", temporary=True)
+    kept = await Conversation.objects.acreate(team=team, owner=member, model="m")
+    two_days_ago = timezone.now() - timedelta(days=2)
+    await Conversation.objects.filter(pk__in=[old.pk, kept.pk]).aupdate(created_at=two_days_ago)
+    health = HttpCommunicator(application, "GET", "/healthz")
+    assert (await health.get_response(timeout=10))["status"] == 200
+    for _ in range(200):  # the first run starts in the background
+        if not await Conversation.objects.filter(pk=old.pk).aexists():
+            break
+        await asyncio.sleep(0.05)
+    await reaper.stop()
+    assert {c.pk async for c in Conversation.objects.all()} == {young.pk, kept.pk}

@@ -18,8 +18,7 @@ from pythonjsonlogger.json import JsonFormatter
 
 from chatapp.asgi import application
 from chatapp.core.logs import RequestIdFilter, logging_config
-from chatapp.llm import KNOWN_MODELS
-from chatapp.llm.simulator import run_simulator
+from tests.support.simulator import SimulatorOptions
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -29,19 +28,14 @@ TIMEOUT = 10
 
 
 @pytest.fixture(scope="module")
-def simulator():
-    with run_simulator(tokens_per_second=2000, api_key=KEY) as sim:
-        yield sim
+def simulator_options() -> SimulatorOptions:
+    return SimulatorOptions(api_key=KEY, site_provider=True)
 
 
 @pytest.fixture
-def upstream(simulator, settings):
-    settings.LLAMA_API_BASE_URL = simulator.native_url
-    settings.LLAMA_API_KEY = KEY
-    settings.LLAMA_API_PROTOCOL = "llama"
-    settings.LLAMA_DEFAULT_MODEL = KNOWN_MODELS[0]
+def upstream(sim, settings):
     settings.CHAT_REAPER_INTERVAL_SECONDS = 0
-    return simulator
+    return sim
 
 
 @pytest.fixture(autouse=True)
@@ -81,6 +75,7 @@ async def open_socket(user, request_id: str) -> WebsocketCommunicator:
     cookie = await database_sync_to_async(session_cookie)(user)
     headers = [
         (b"origin", b"http://127.0.0.1"),
+        (b"host", b"127.0.0.1"),
         (b"cookie", f"{django_settings.SESSION_COOKIE_NAME}={cookie}".encode()),
         (b"x-request-id", request_id.encode()),
     ]
@@ -128,7 +123,9 @@ async def test_a_rejected_key_is_not_logged_either(upstream, member, raw_lines, 
 
 async def test_an_anonymous_socket_is_logged_with_its_close_code(db, raw_lines):
     communicator = WebsocketCommunicator(
-        application, "/ws/chat/", headers=[(b"origin", b"http://127.0.0.1")]
+        application,
+        "/ws/chat/",
+        headers=[(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1")],
     )
     await communicator.connect(timeout=TIMEOUT)
     assert await communicator.receive_output(TIMEOUT) == {"type": "websocket.close", "code": 4401}

@@ -8,6 +8,7 @@ from django.contrib.auth import get_user_model
 
 from chatapp.accounts.models import UserSettings
 from chatapp.chat.models import Conversation, Message
+from chatapp.teams.actions import ensure_personal_team
 from chatapp.teams.models import (
     AuditEvent,
     Invitation,
@@ -18,7 +19,6 @@ from chatapp.teams.models import (
     Team,
     TeamUsage,
 )
-from chatapp.teams.services import ensure_personal_team
 
 PROJECT_APPS = ("accounts", "teams", "chat", "core", "llm")
 

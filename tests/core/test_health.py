@@ -1,37 +1,33 @@
 """/healthz (liveness) and /readyz (readiness), served in-process; tests/deploy/test_server.py
 drives a real daphne with the database down."""
 
-import socket
+import asyncio
 
 import pytest
 from django.test import override_settings
 
-from chatapp.llm import KNOWN_MODELS
-from chatapp.llm.simulator import run_simulator
+from chatapp.core.health import forget_upstream_probes
+from tests.support.ports import free_port
+from tests.support.simulator import SimulatorOptions
 
 KEY = "sim-key-for-readiness"
+METRICS_TOKEN = "metrics-token-for-readiness"
+GUARDED = {"HTTP_AUTHORIZATION": f"Bearer {METRICS_TOKEN}"}
+
+
+@pytest.fixture(autouse=True)
+def fresh_probes(settings):
+    """Each test probes the upstream afresh; the readiness guard is the metrics token."""
+    settings.METRICS_TOKEN = METRICS_TOKEN
+    forget_upstream_probes()
+    yield
+    forget_upstream_probes()
 
 
 @pytest.fixture(scope="module")
-def simulator():
-    with run_simulator(api_key=KEY) as sim:
-        yield sim
-
-
-@pytest.fixture
-def upstream(simulator):
-    with override_settings(
-        LLAMA_API_BASE_URL=simulator.native_url,
-        LLAMA_API_KEY=KEY,
-        LLAMA_DEFAULT_MODEL=KNOWN_MODELS[0],
-    ):
-        yield simulator
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def simulator_options() -> SimulatorOptions:
+    """The site's Llama API is the simulator, accepting KEY only."""
+    return SimulatorOptions(api_key=KEY, site_provider=True)
 
 
 def test_healthz_reports_the_database_and_the_channel_layer(client, db):
@@ -49,7 +45,7 @@ def test_probes_refuse_writes(client, db):
 def test_healthz_fails_when_the_channel_layer_is_unreachable(client, db):
     layer = {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [f"redis://127.0.0.1:{closed_port()}/0"]},
+        "CONFIG": {"hosts": [f"redis://127.0.0.1:{free_port()}/0"]},
     }
     with override_settings(CHANNEL_LAYERS={"default": layer}):
         response = client.get("/healthz")
@@ -75,8 +71,8 @@ def test_probes_are_not_redirected_to_https(client, db):
     assert redirect["Location"].startswith("https://")
 
 
-def test_readyz_checks_the_upstream_models(client, db, upstream):
-    response = client.get("/readyz")
+def test_readyz_checks_the_upstream_models(client, db, sim):
+    response = client.get("/readyz", **GUARDED)
     assert response.status_code == 200
     assert response.json() == {
         "status": "ok",
@@ -87,9 +83,9 @@ def test_readyz_checks_the_upstream_models(client, db, upstream):
     }
 
 
-def test_readyz_fails_when_the_upstream_rejects_the_key(client, db, upstream):
+def test_readyz_fails_when_the_upstream_rejects_the_key(client, db, sim):
     with override_settings(LLAMA_API_KEY="wrong-key-123456"):
-        response = client.get("/readyz")
+        response = client.get("/readyz", **GUARDED)
     assert response.status_code == 503
     assert response.json()["upstream"] == "HTTP 401"
     assert response.json()["status"] == "error"
@@ -97,20 +93,50 @@ def test_readyz_fails_when_the_upstream_rejects_the_key(client, db, upstream):
 
 
 def test_readyz_fails_when_the_upstream_is_unreachable(client, db):
-    with override_settings(LLAMA_API_BASE_URL=f"http://127.0.0.1:{closed_port()}/v1"):
-        response = client.get("/readyz")
+    with override_settings(LLAMA_API_BASE_URL=f"http://127.0.0.1:{free_port()}/v1"):
+        response = client.get("/readyz", **GUARDED)
     assert response.status_code == 503
     assert response.json()["upstream"] == "unreachable"
     assert "default_model" not in response.json()
 
 
-def test_readyz_points_out_a_default_model_the_upstream_lacks(client, db, upstream):
+def test_readyz_points_out_a_default_model_the_upstream_lacks(client, db, sim):
     with override_settings(LLAMA_DEFAULT_MODEL="Llama-9-Imaginary"):
-        response = client.get("/readyz")
+        response = client.get("/readyz", **GUARDED)
     assert response.status_code == 200
     assert response.json()["default_model"] == "not offered by the upstream"
 
 
 def test_liveness_does_not_depend_on_the_upstream(client, db):
-    with override_settings(LLAMA_API_BASE_URL=f"http://127.0.0.1:{closed_port()}/v1"):
+    with override_settings(LLAMA_API_BASE_URL=f"http://127.0.0.1:{free_port()}/v1"):
         assert client.get("/healthz").status_code == 200
+
+
+def test_readyz_leaves_the_upstream_out_for_anyone_the_metrics_guard_refuses(
+    client, db, sim, settings
+):
+    for headers in ({}, {"HTTP_AUTHORIZATION": "Bearer wrong-token"}):
+        for _ in range(5):
+            response = client.get("/readyz", **headers)
+            assert response.status_code == 200
+            assert response.json() == {"status": "ok", "database": "ok", "channel_layer": "ok"}
+    settings.METRICS_TOKEN = ""  # metrics off: nobody gets the upstream part
+    assert "upstream" not in client.get("/readyz", **GUARDED).json()
+    assert sim.calls.get("GET /models", 0) == 0
+
+
+def test_readyz_probes_the_upstream_once_per_interval(client, db, sim):
+    for _ in range(40):
+        assert client.get("/readyz", **GUARDED).json()["upstream"] == "ok"
+    assert sim.calls["GET /models"] == 1
+    forget_upstream_probes()  # the interval has passed
+    client.get("/readyz", **GUARDED)
+    assert sim.calls["GET /models"] == 2
+
+
+async def test_readyz_callers_at_the_same_moment_share_one_probe(async_client, db, sim):
+    auth = {"Authorization": GUARDED["HTTP_AUTHORIZATION"]}
+    requests = [async_client.get("/readyz", headers=auth) for _ in range(20)]
+    responses = await asyncio.gather(*requests)
+    assert {r.json()["upstream"] for r in responses} == {"ok"}
+    assert sim.calls["GET /models"] == 1

@@ -1,4 +1,4 @@
-"""The operator commands the README documents, as documented."""
+"""The operator commands docs/operations.md documents, as documented."""
 
 import io
 from datetime import timedelta

@@ -17,7 +17,9 @@ PROBE = (
 )
 VARIABLES = (
     "SECRET_KEY DEBUG ALLOWED_HOSTS DATABASE_URL REDIS_URL LLAMA_API_KEY LLAMA_API_BASE_URL "
-    "LLAMA_API_PROTOCOL LLAMA_DEFAULT_MODEL"
+    "LLAMA_API_PROTOCOL LLAMA_DEFAULT_MODEL CSRF_TRUSTED_ORIGINS SIGNUP_POLICY "
+    "SIGNUP_ALLOWED_DOMAINS PERSONAL_TEAM_MONTHLY_TOKEN_BUDGET CHAT_STALE_GENERATION_SECONDS "
+    "LLAMA_FIRST_TOKEN_TIMEOUT LLAMA_MAX_ATTEMPTS"
 ).split()
 
 
@@ -28,6 +30,23 @@ def load_settings(**overrides):
     return subprocess.run(
         [sys.executable, "-c", PROBE], cwd=ROOT, env=env, capture_output=True, text=True
     )
+
+
+def loaded_setting(name: str, **overrides):
+    """One setting's value as the project loads it from this environment."""
+    import json
+
+    probe = (
+        "import json, django; from django.conf import settings; django.setup(); "
+        f"print(json.dumps(settings.{name}))"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in VARIABLES}
+    env.update(DJANGO_SETTINGS_MODULE="chatapp.settings", **overrides)
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
 
 
 def loaded(**overrides) -> dict:
@@ -87,6 +106,23 @@ def test_allowed_hosts_and_protocol_are_read():
         ({"SECRET_KEY": "x" * 50, "ALLOWED_HOSTS": ","}, "ALLOWED_HOSTS"),
         ({"SECRET_KEY": "x" * 50, "LLAMA_IDLE_TIMEOUT": "soon"}, "LLAMA_IDLE_TIMEOUT"),
         ({"SECRET_KEY": "x" * 50, "LLAMA_MAX_ATTEMPTS": "9"}, "LLAMA_MAX_ATTEMPTS"),
+        ({"SECRET_KEY": "x" * 50, "CSRF_TRUSTED_ORIGINS": "chat.example.com"}, "CSRF_TRUSTED"),
+        ({"SECRET_KEY": "x" * 50, "SIGNUP_POLICY": "closed"}, "SIGNUP_POLICY"),
+        ({"SECRET_KEY": "x" * 50, "CHAT_STALE_GENERATION_SECONDS": "60"}, "CHAT_STALE_GENERATION"),
+        (
+            {
+                "SECRET_KEY": "x" * 50,
+                "CHAT_STALE_GENERATION_SECONDS": "80",
+                "LLAMA_FIRST_TOKEN_TIMEOUT": "90",
+                "LLAMA_MAX_ATTEMPTS": "1",
+            },
+            "CHAT_STALE_GENERATION",
+        ),
+        ({"SECRET_KEY": "x" * 50, "SIGNUP_POLICY": "domain"}, "SIGNUP_ALLOWED_DOMAINS"),
+        (
+            {"SECRET_KEY": "x" * 50, "PERSONAL_TEAM_MONTHLY_TOKEN_BUDGET": "lots"},
+            "PERSONAL_TEAM_MONTHLY_TOKEN_BUDGET",
+        ),
     ],
 )
 def test_bad_values_fail_naming_the_variable(overrides, named):
@@ -94,3 +130,19 @@ def test_bad_values_fail_naming_the_variable(overrides, named):
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr
     assert named in result.stderr.strip().splitlines()[-1]
+
+
+def test_the_stale_window_outlasts_a_retrying_answers_quietest_stretch():
+    from chatapp.llm.errors import RETRY_AFTER_CAP
+
+    # First-token wait (60) plus the longest retry wait the client honours, and a margin.
+    assert loaded_setting("LLAMA_RETRY_WAIT_CAP_SECONDS", SECRET_KEY="x" * 50) == RETRY_AFTER_CAP
+    assert loaded_setting("CHAT_STALE_GENERATION_SECONDS", SECRET_KEY="x" * 50) == 150
+    one_attempt = {
+        "SECRET_KEY": "x" * 50,
+        "LLAMA_MAX_ATTEMPTS": "1",
+        "LLAMA_FIRST_TOKEN_TIMEOUT": "10",
+    }
+    assert loaded_setting("CHAT_STALE_GENERATION_SECONDS", **one_attempt) == 60
+    custom = {**one_attempt, "CHAT_STALE_GENERATION_SECONDS": "15"}
+    assert loaded_setting("CHAT_STALE_GENERATION_SECONDS", **custom) == 15

@@ -25,12 +25,27 @@ def dockerfile() -> list[tuple[str, str]]:
     return instructions
 
 
+def build_args() -> dict[str, str]:
+    """The ARGs declared before the first FROM, with their defaults."""
+    args = {}
+    for keyword, rest in dockerfile():
+        if keyword == "FROM":
+            break
+        name, _, default = rest.partition("=")
+        args[name] = default
+    return args
+
+
 def stages() -> list[list[tuple[str, str]]]:
+    """Each stage's instructions, its FROM first with the global ARG defaults filled in."""
     result: list[list[tuple[str, str]]] = []
     for keyword, rest in dockerfile():
         if keyword == "FROM":
+            for name, default in build_args().items():
+                rest = rest.replace(f"${{{name}}}", default)
             result.append([])
-        result[-1].append((keyword, rest))
+        if result:
+            result[-1].append((keyword, rest))
     return result
 
 
@@ -52,9 +67,11 @@ def interpolate(value: str, env: dict[str, str]) -> str:
     return re.sub(r"\$\{(\w+)(?:(:-|:\?)([^}]*))?\}", one, value)
 
 
-def readme_variables() -> set[str]:
-    """Variable names in the README's configuration tables."""
-    return set(re.findall(r"^\| `([A-Z][A-Z0-9_]+)` \|", (ROOT / "README.md").read_text(), re.M))
+def documented_variables() -> set[str]:
+    """Variable names in the first column of the tables in docs/configuration.md."""
+    text = (ROOT / "docs/configuration.md").read_text()
+    first_cells = re.findall(r"^\| ([^|]+) \|", text, re.M)
+    return {name for cell in first_cells for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", cell)}
 
 
 def clean_env(**values: str) -> dict[str, str]:

@@ -13,11 +13,12 @@ import yaml
 from chatapp.core import metrics
 from tests.deploy.files import (
     ROOT,
+    build_args,
     clean_env,
     compose,
+    documented_variables,
     interpolate,
     load_settings,
-    readme_variables,
 )
 
 CORE = ("app", "proxy", "db", "redis")
@@ -49,7 +50,8 @@ def test_two_daphne_replicas_start_after_the_database_and_redis():
     assert app["deploy"]["replicas"] == 2
     assert "ports" not in app, "replicas are reached through the proxy"
     assert app["expose"] == ["8000"]
-    assert app["build"] == "."
+    assert app["build"]["context"] == "."
+    assert interpolate(app["build"]["args"]["BASE_IMAGE"], {}) == build_args()["BASE_IMAGE"]
     assert app["command"] == ["serve"]
     assert app["depends_on"] == {
         "db": {"condition": "service_healthy"},
@@ -103,19 +105,21 @@ def test_the_app_environment_loads_as_production_settings():
 
 
 def test_every_variable_the_stack_sets_is_documented():
-    documented = readme_variables()
+    documented = documented_variables()
     for name in app_env():
-        assert name in documented, f"{name} is missing from the README configuration table"
+        assert name in documented, f"{name} is missing from docs/configuration.md"
     used = re.findall(r"\$\{(\w+)", (ROOT / "docker-compose.yml").read_text())
     for name in set(used):
-        assert name in documented, f"{name} is missing from the README"
+        assert name in documented, f"{name} is missing from docs/configuration.md"
 
 
 def test_images_are_pinned_and_mounted_files_exist():
+    app_image = compose()["services"]["app"]["image"]
     for name, service in compose()["services"].items():
-        if "build" in service:
+        if "build" in service or service["image"] == app_image:  # built here
             continue
-        assert re.search(r":v?\d+\.\d+", service["image"]), f"{name}: {service['image']}"
+        image = interpolate(service["image"], {})
+        assert re.search(r":v?\d+\.\d+", image), f"{name}: {image}"
         for volume in service.get("volumes", []):
             source = volume.split(":")[0]
             if source.startswith("./"):
@@ -130,6 +134,7 @@ def test_the_proxy_publishes_nginx_which_forwards_to_the_replicas():
     assert "listen 80;" in conf
     assert "set $app http://app:8000;" in conf
     assert re.search(r"location = /metrics \{\s*return 404;", conf)
+    assert re.search(r"location = /readyz \{\s*return 404;", conf)
 
 
 def test_nginx_upgrades_websockets_and_forwards_the_client():
@@ -141,7 +146,7 @@ def test_nginx_upgrades_websockets_and_forwards_the_client():
     assert "proxy_read_timeout 1h;" in websocket
     for block in (websocket, pages):
         # A location's own proxy_set_header drops the server's: each must carry all of them.
-        for header in ("Host $host", "X-Forwarded-For", "X-Forwarded-Proto", "X-Request-ID"):
+        for header in ("Host $http_host", "X-Forwarded-For", "X-Forwarded-Proto", "X-Request-ID"):
             assert f"proxy_set_header {header}" in block
 
 
@@ -208,6 +213,57 @@ def test_the_dashboard_is_provisioned_with_its_data_source():
     assert source["datasources"][0]["url"] == "http://prometheus:9090"
 
 
+def test_it_works_with_compose_v1_and_v2():
+    """No top-level `name:` (v2 only); the project name comes from -p or the folder."""
+    assert set(compose()) <= {"services", "networks", "volumes"}
+    if shutil.which("docker-compose"):
+        env = clean_env(**OPERATOR_ENV, PATH="/usr/bin:/bin")
+        result = subprocess.run(
+            ["docker-compose", "-p", "check", "--profile", "demo", "config", "--services"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 0, result.stderr
+        assert set(result.stdout.split()) >= {*CORE, "simulator"}
+
+
+def test_the_demo_profile_runs_the_simulator_from_its_own_image():
+    simulator = compose()["services"]["simulator"]
+    assert simulator["profiles"] == ["demo"]
+    assert simulator["build"]["dockerfile"] == "deploy/simulator.Dockerfile"
+    assert "simulator" not in str(compose()["services"]["app"]["depends_on"])
+    dockerfile = (ROOT / "deploy/simulator.Dockerfile").read_text()
+    assert "-r requirements/demo.txt" in dockerfile
+    assert "COPY llama_simulator " in dockerfile
+
+
 def test_the_compose_subnet_is_a_network():
     subnet = compose()["networks"]["default"]["ipam"]["config"][0]["subnet"]
     assert ipaddress.ip_network(interpolate(subnet, {})).is_private
+
+
+def test_replicas_share_the_uploads_volume_and_nginx_lets_attachments_through():
+    app = compose()["services"]["app"]
+    assert "media:/data/media" in app["volumes"]
+    assert "media" in compose()["volumes"]
+    conf = (ROOT / "deploy/nginx.conf").read_text()
+    uploads = conf.split("location = /api/uploads/ {", 1)[1].split("}", 1)[0]
+    assert "client_max_body_size 12m;" in uploads
+    assert "proxy_pass $app;" in uploads
+
+
+def test_the_purge_runs_every_hour_from_the_app_image_with_its_settings_and_files():
+    services = compose()["services"]
+    purge, app = services["purge"], services["app"]
+    assert purge["image"] == app["image"] and "build" not in purge
+    loop = purge["command"][-1]
+    assert purge["command"][:2] == ["sh", "-c"]
+    assert "while :" in loop and "python manage.py purge_expired" in loop and "sleep 3600" in loop
+    assert purge["environment"] == app["environment"]  # the same database and storage
+    assert "media:/data/media" in purge["volumes"]  # deleting a conversation deletes its files
+    assert purge["restart"] == "unless-stopped"
+    assert purge["healthcheck"] == {"disable": True}  # no web server to probe here
+    assert purge["depends_on"] == {"app": {"condition": "service_healthy"}}  # migrated first
+    assert "ports" not in purge and "profiles" not in purge

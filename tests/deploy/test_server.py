@@ -6,31 +6,26 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from chatapp.llm import KNOWN_MODELS
-from chatapp.llm.simulator import run_simulator
 from tests.deploy.files import ROOT, clean_env
+from tests.support.polling import wait_for
+from tests.support.ports import free_port, wait_for_port
+from tests.support.simulator import SimulatorOptions
+
+pytestmark = pytest.mark.slow
 
 LISTENING = re.compile(r"Listening on TCP address [\d.]+:(\d+)")
 HOST = "chat.example.com"
 TOKEN = "scrape-token-for-the-deploy-test"
 SIM_KEY = "sim-key-for-the-deploy-test"
 ENTRYPOINT = str(ROOT / "deploy/docker-entrypoint.sh")
-
-
-def unused_port() -> int:
-    """A loopback port nothing listens on (the system's pick, so parallel runs never share)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Server:
@@ -55,18 +50,18 @@ class Server:
         self._wait_until_listening()
 
     def _wait_until_listening(self) -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the server exited:\n{self.stderr_path.read_text()}")
-            listening = LISTENING.search(self.stdout_path.read_text())
-            if listening:
-                self.port = int(listening.group(1))
-                self.url = f"http://127.0.0.1:{self.port}"
-                return
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("the server did not start listening")
+        try:
+            self.port = wait_for(self._listening_port, "the server to start listening")
+        except TimeoutError:
+            self.stop()
+            raise
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def _listening_port(self) -> int | None:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"the server exited:\n{self.stderr_path.read_text()}")
+        listening = LISTENING.search(self.stdout_path.read_text())
+        return int(listening.group(1)) if listening else None
 
     def get(self, path: str, **headers: str) -> httpx.Response:
         if self.process.poll() is not None:
@@ -96,14 +91,9 @@ def static_root(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def simulator():
-    with run_simulator(api_key=SIM_KEY) as sim:
-        yield sim
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, static_root, simulator):
+def server(tmp_path_factory, static_root, simulators):
     tmp = tmp_path_factory.mktemp("server")
+    simulator = simulators.get(SimulatorOptions(api_key=SIM_KEY))
     server = Server(
         tmp,
         DATABASE_URL=f"sqlite:///{tmp}/db.sqlite3",
@@ -146,9 +136,10 @@ def test_it_migrates_on_start_and_reports_healthy(server):
 
 
 def test_it_is_ready_when_the_upstream_lists_models(server):
-    response = server.get("/readyz")
+    response = server.get("/readyz", Authorization=f"Bearer {TOKEN}")
     assert response.status_code == 200
     assert response.json()["upstream"] == "ok"
+    assert "upstream" not in server.get("/readyz").json()
 
 
 def test_plain_http_is_redirected_unless_the_proxy_says_https(server):
@@ -168,6 +159,17 @@ def test_static_files_have_hashed_names_and_cache_forever(server):
     asset = server.get(hashed[0], **with_proxy_headers())
     assert asset.status_code == 200
     assert "immutable" in asset.headers["cache-control"]
+
+
+def test_collected_static_files_are_served_compressed(server):
+    page = server.get("/accounts/login/", **with_proxy_headers()).text
+    script = re.search(r"/static/js/site\.[0-9a-f]{12}\.js", page).group(0)
+    asset = server.get(script, **with_proxy_headers(**{"Accept-Encoding": "gzip"}))
+    assert asset.status_code == 200
+    assert asset.headers["content-encoding"] == "gzip"
+    assert "export function currentTheme" in asset.text  # httpx unpacks it
+    plain = server.get(script, **with_proxy_headers(**{"Accept-Encoding": "identity"}))
+    assert "content-encoding" not in plain.headers
 
 
 def test_es_module_imports_name_the_hashed_files(static_root):
@@ -198,7 +200,7 @@ def test_logs_are_json_lines_carrying_the_proxy_request_id(server):
 
 
 def test_the_database_down_fails_health_but_not_the_process(tmp_path):
-    closed = unused_port()
+    closed = free_port()
     server = Server(
         tmp_path,
         DATABASE_URL=f"postgres://chat@127.0.0.1:{closed}/chat",
@@ -212,7 +214,7 @@ def test_the_database_down_fails_health_but_not_the_process(tmp_path):
             "database": "unreachable",
             "channel_layer": "ok",
         }
-        ready = server.get("/readyz")
+        ready = server.get("/readyz", Authorization=f"Bearer {TOKEN}")
         assert ready.status_code == 503
         assert ready.json()["upstream"] == "unreachable"
         assert server.process.poll() is None
@@ -252,7 +254,7 @@ def nginx(server, tmp_path_factory):
     if shutil.which("nginx") is None:
         pytest.skip("nginx is not installed")
     tmp = tmp_path_factory.mktemp("nginx")
-    port = unused_port()
+    port = free_port()
     conf = (ROOT / "deploy/nginx.conf").read_text()
     conf = conf.replace("listen 80;", f"listen 127.0.0.1:{port};")
     conf = re.sub(r"\n\s*resolver [^\n]+\n", "\n", conf)
@@ -267,10 +269,7 @@ def nginx(server, tmp_path_factory):
         f"events {{}}\nhttp {{ access_log off; {temp_paths} include {tmp}/site.conf; }}\n"
     )
     process = subprocess.Popen(["nginx", "-c", str(tmp / "nginx.conf"), "-p", str(tmp)])
-    deadline = time.monotonic() + 30
-    while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
-        assert process.poll() is None and time.monotonic() < deadline, "nginx did not start"
-        time.sleep(0.05)
+    wait_for_port(port, process, "nginx")
     yield f"127.0.0.1:{port}"
     process.terminate()
     process.wait(timeout=10)
@@ -293,9 +292,11 @@ async def test_nginx_upgrades_the_chat_websocket(nginx):
     from websockets.exceptions import ConnectionClosed
 
     address, port = nginx.split(":")
-    # The URL names the site (so Host is right); the connection goes to nginx's address.
+    # The URL names the site (so Host is right); the connection goes to nginx's address. The
+    # page's origin is the site's: https (the app redirects to it), this host and port.
+    origin = f"https://{HOST}:{port}"
     async with connect(
-        f"ws://{HOST}:{port}/ws/chat/", host=address, port=int(port), origin=f"https://{HOST}"
+        f"ws://{HOST}:{port}/ws/chat/", host=address, port=int(port), origin=origin
     ) as socket_:
         with pytest.raises(ConnectionClosed) as closed:
             await socket_.recv()

@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser.conftest import *  # noqa: F403
-from tests.browser.conftest import WAIT_MS, serve_app
+from tests.browser.conftest import SIMULATOR, WAIT_MS, serve_app
 
 
 @pytest.fixture(autouse=True)
@@ -22,7 +22,8 @@ def generous_expect_timeout():
 
 
 @pytest.fixture
-def fresh_server(simulator, tmp_path_factory):
+def fresh_server(simulators, tmp_path_factory):
     """A live server on a newly migrated, empty database: the next signup is the first one."""
-    with serve_app(simulator, tmp_path_factory.mktemp("fresh_server")) as server:
+    upstream = simulators.get(SIMULATOR)
+    with serve_app(upstream, tmp_path_factory.mktemp("fresh_server")) as server:
         yield server

@@ -1,6 +1,5 @@
 """Steps the journeys share: signing up, watching a page, reaching things with the keyboard."""
 
-import time
 from dataclasses import dataclass, field
 
 from tests.browser.chat_page import PASSWORD
@@ -64,15 +63,6 @@ def tab_to(page, target, *, limit: int = 60, key: str = "Tab") -> None:
         if page.evaluate("(el) => document.activeElement === el", handle):
             return
     raise AssertionError(f"{limit} presses of {key} never reached {target}")
-
-
-def wait_until(predicate, what: str, timeout_ms: int = WAIT_MS) -> None:
-    """Poll a condition outside the page (the simulator, the database) until it holds."""
-    deadline = time.monotonic() + timeout_ms / 1000
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        time.sleep(0.05)
 
 
 def expect_socket_open(page) -> None:

@@ -19,18 +19,21 @@ def start_chat(page, chat: ChatPage, question: str) -> None:
 
 
 def titles(page) -> list[str]:
-    return page.locator(".conversation-link").all_inner_texts()
+    return page.locator(".conversation-name").all_inner_texts()
 
 
 def search_for(page, text: str, expected: list[str]) -> None:
-    page.get_by_label("Search conversations").fill(text)
-    expect(page.locator(".conversation-link")).to_have_text(expected)
+    # Wait for the list's own request: the rows it shows before may already match.
+    with page.expect_response(lambda response: "/api/conversations/?q=" in response.url):
+        page.get_by_label("Search conversations").fill(text)
+    expect(page.locator(".conversation-name")).to_have_text(expected)
 
 
 def row_action(page, title: str, action: str) -> None:
-    """Point at a conversation in the sidebar (its actions show on hover) and use one."""
+    """Point at a conversation in the sidebar, open its menu and pick one of its actions."""
     page.locator(".conversation-item", has=page.get_by_role("link", name=title)).hover()
-    page.get_by_role("button", name=f"{action} “{title}”").click()
+    page.get_by_role("button", name=f"Actions for “{title}”").click()
+    page.get_by_role("menuitem", name=action).click()
 
 
 def test_search_rename_export_and_delete(logged_in_page):

@@ -102,7 +102,7 @@ def test_keyboard_only_from_login_to_answers(page, user, sim):
     assert focus_is_visible(page)
     page.keyboard.press("Enter")
     page.wait_for_url(first_url)
-    expect(chat.questions).to_have_text(["Typed without a mouse"])
+    expect(chat.questions.locator(".bubble")).to_have_text(["Typed without a mouse"])
 
     # The answer's own buttons and the theme toggle are reachable too.
     tab_to(page, chat.last_answer().get_by_role("button", name="Regenerate"))
@@ -199,7 +199,7 @@ def test_every_page_keeps_its_text_readable_in_both_themes(logged_in_page, sim):
         page.goto("/settings/")
         page.get_by_label("Top p").fill("3")
         page.get_by_role("button", name="Save settings").click()
-        expect(page.get_by_text("top_p must be a number from 0 to 1")).to_be_visible()
+        expect(page.get_by_text("Top p must be a number from 0 to 1")).to_be_visible()
 
     sections = ["", "members/", "prompts/", "policy/", "provider/", "usage/", "audit/"]
     visits = [answered_chat, failed_chat, "/settings/", settings_with_errors, "/teams/"]
@@ -243,7 +243,7 @@ def test_phone_width_chat_with_the_drawer(browser, app_server, user, sim):
         expect(sidebar.locator(".conversation-link")).to_have_count(2)
         first.tap()
         expect(sidebar).to_be_hidden()
-        expect(chat.questions).to_have_text(
+        expect(chat.questions.locator(".bubble")).to_have_text(
             ["A question from the bus, with a long code line please"]
         )
 

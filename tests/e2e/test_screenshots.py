@@ -147,6 +147,9 @@ def test_screenshots_of_the_main_screens(browser, app_server, team_site, sim, sh
         mobile.get_by_role("button", name="Open conversations").click()
         expect(mobile.get_by_role("complementary", name="Conversations")).to_be_in_viewport()
         taken.append(snap(mobile, shots_dir, "phone-drawer"))
+        mobile.goto(team_url + "members/")
+        expect(mobile.get_by_role("row").filter(has_text="grace")).to_have_count(1)
+        taken.append(snap(mobile, shots_dir, "phone-members"))
         assert_clean(mobile_watch)
     finally:
         desktop.close()

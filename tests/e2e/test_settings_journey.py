@@ -25,12 +25,15 @@ def arrived(sim) -> dict:
 
 
 def ask(chat: ChatPage, question: str) -> None:
+    asked = chat.questions.count()
     chat.send(question)
-    chat.wait_for_status("complete", chat.answers.nth(chat.questions.count() - 1))
+    # The page draws the question on its next animation frame: wait for it, then its answer.
+    expect(chat.questions).to_have_count(asked + 1)
+    chat.wait_for_status("complete", chat.answers.nth(asked))
 
 
 def save_settings(page, values: dict) -> None:
-    page.get_by_role("link", name="Settings", exact=True).click()
+    page.get_by_role("link", name="Default settings").click()
     page.wait_for_url("**/settings/")
     page.get_by_label("Model").select_option(values["model"])
     for label, name in [("Temperature", "temperature"), ("Max tokens", "max_tokens")]:
@@ -59,7 +62,7 @@ def test_saved_settings_reach_the_model_for_new_chats_only(logged_in_page, sim):
     expect(page.get_by_label("Top p")).to_have_value("0.75")
 
     chat = back_to_chat(page)
-    expect(page.locator("#model-badge")).to_have_text(CHOSEN["model"])
+    expect(page.locator("#model-picker")).to_have_value(CHOSEN["model"])
     ask(chat, "With my settings")
     assert arrived(sim) == CHOSEN
     expect(chat.last_answer().locator(".message-meta")).to_contain_text(CHOSEN["model"])
@@ -68,12 +71,12 @@ def test_saved_settings_reach_the_model_for_new_chats_only(logged_in_page, sim):
     # A conversation keeps the settings it started with.
     page.goto(first_chat)
     expect_socket_open(page)
-    expect(page.locator("#model-badge")).to_have_text(MODEL)
+    expect(page.locator("#model-picker")).to_have_value(MODEL)
     ask(chat, "And here?")
     assert arrived(sim) == SITE
 
     # Blank fields fall back to the team's (here the site's) defaults again.
-    page.get_by_role("link", name="Settings", exact=True).click()
+    page.get_by_role("link", name="Default settings").click()
     page.get_by_label("Model").select_option("")
     for label in ["Temperature", "Max tokens", "Top p"]:
         page.get_by_label(label).fill("")

@@ -7,7 +7,8 @@ from playwright.sync_api import expect
 
 from tests.browser.chat_page import ChatPage
 from tests.browser.conftest import MODEL
-from tests.e2e.journeys import expect_socket_open, wait_until
+from tests.e2e.journeys import expect_socket_open
+from tests.support.polling import wait_for
 
 pytestmark = pytest.mark.browser
 
@@ -46,7 +47,7 @@ def test_watch_stop_regenerate_reload_and_follow_in_a_second_tab(logged_in_page,
     chat.wait_for_text_longer_than(0)
     chat.stop_button.click()
     chat.wait_for_status("stopped")
-    wait_until(lambda: sim.active_streams == 0, "the simulator's stream is closed")
+    wait_for(lambda: sim.active_streams == 0, "the simulator's stream to close")
     stopped = stored_messages(chat)[-1]
     assert stopped["status"] == "stopped"
     assert stopped["content"] == chat.answer_content()

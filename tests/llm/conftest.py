@@ -1,30 +1,16 @@
-import time
-
 import httpx
 import pytest
 
 from chatapp.llm import KNOWN_MODELS, LlamaClient, ProviderConfig
-from chatapp.llm.simulator import run_simulator
+from tests.support.simulator import SimulatorOptions
 
 MODEL = KNOWN_MODELS[0]
 KEY = "sim-secret-key-1234"
 
 
 @pytest.fixture(scope="session")
-def sim_server():
-    with run_simulator(tokens_per_second=2000, first_token_delay=0, api_key=KEY) as sim:
-        yield sim
-
-
-@pytest.fixture
-def sim(sim_server):
-    """The shared simulator, with no requests, fault counters or open streams from other tests."""
-    deadline = time.monotonic() + 5
-    while sim_server.active_streams and time.monotonic() < deadline:
-        time.sleep(0.01)  # streams a previous test closed end at their next token
-    sim_server.reset()
-    sim_server.app.api_key = KEY
-    return sim_server
+def simulator_options() -> SimulatorOptions:
+    return SimulatorOptions(tokens_per_second=2000, api_key=KEY)
 
 
 @pytest.fixture

@@ -1,6 +1,5 @@
 import asyncio
 import email.utils
-import socket
 import time
 from contextlib import aclosing
 
@@ -23,8 +22,10 @@ from chatapp.llm import (
 )
 from chatapp.llm.client import BACKOFF_BASE, BACKOFF_JITTER
 from chatapp.llm.errors import RETRY_AFTER_CAP, retry_after_from
-from chatapp.llm.simulator.answers import tokenize
 from chatapp.llm.sse import sse_events
+from llama_simulator.answers import tokenize
+from tests.support.polling import await_for
+from tests.support.ports import free_port
 
 from .conftest import KEY, MODEL, user
 
@@ -35,15 +36,6 @@ async def collect(client: LlamaClient, text: str, **params) -> list:
 
 def text_of(events: list) -> str:
     return "".join(event.text for event in events if isinstance(event, TextDelta))
-
-
-async def wait_for(condition) -> None:
-    """Poll a condition the simulator thread will make true; fail if it never does."""
-    for _ in range(500):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition never became true")
 
 
 async def test_stream_yields_text_then_one_finish_with_usage(make_client, sim):
@@ -325,7 +317,8 @@ async def test_stall_before_first_token_is_timeout(make_client, sim):
 
 
 async def test_stall_is_retried_until_attempts_run_out(make_client, sim):
-    client = make_client(first_token_timeout=0.1, max_attempts=2)
+    # The retry must reach its first token within the timeout: generous for a busy machine.
+    client = make_client(first_token_timeout=2, max_attempts=2)
     events = await collect(client, "hi [sim:fault=stall times=1]")
 
     assert events[0] == Retrying(attempt=2, delay=events[0].delay, code="timeout")
@@ -333,29 +326,28 @@ async def test_stall_is_retried_until_attempts_run_out(make_client, sim):
 
 
 async def test_silence_mid_answer_is_interrupted(make_client, sim):
-    client = make_client(idle_timeout=0.2)
+    # Long enough that a busy machine's pause between the first tokens is not mistaken for it.
+    client = make_client(idle_timeout=2)
     events = await collect(client, "hi [sim:fault=stall_after after=3]")
 
     assert text_of(events) == "You asked: *hi*"
     assert events[-1].code == "interrupted"
-    assert "sent nothing for 0.2 s" in events[-1].message
+    assert "sent nothing for 2 s" in events[-1].message
     assert len(sim.requests) == 1
 
 
 async def test_total_deadline_interrupts_a_slow_answer(make_client, sim):
-    client = make_client(total_timeout=0.3)
-    events = await collect(client, "hi [sim:pace tps=20 ttft=0]")
+    # The answer takes 10 s or more at this pace, far past the limit; text comes well before it.
+    client = make_client(total_timeout=2)
+    events = await collect(client, "hi [sim:long tokens=50] [sim:pace tps=5 ttft=0]")
 
     assert isinstance(events[0], TextDelta)
     assert events[-1].code == "interrupted"
-    assert "0.3 s limit" in events[-1].message
+    assert "2 s limit" in events[-1].message
 
 
 async def test_unreachable_server_is_upstream_unavailable(http):
-    with socket.socket() as closed:
-        closed.bind(("127.0.0.1", 0))
-        port = closed.getsockname()[1]
-    config = ProviderConfig(f"http://127.0.0.1:{port}/v1", KEY, max_attempts=1)
+    config = ProviderConfig(f"http://127.0.0.1:{free_port()}/v1", KEY, max_attempts=1)
     events = [e async for e in LlamaClient(config, http).stream_chat(user("hi"), ChatParams(MODEL))]
 
     assert [event.code for event in events] == ["upstream_unavailable"]
@@ -377,7 +369,7 @@ async def test_cancelling_the_consumer_closes_the_upstream_stream(make_client, s
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    await wait_for(lambda: sim.active_streams == 0)
+    await await_for(lambda: sim.active_streams == 0, "the upstream stream to close")
 
 
 async def test_closing_the_stream_early_closes_the_upstream(make_client, sim):
@@ -388,7 +380,7 @@ async def test_closing_the_stream_early_closes_the_upstream(make_client, sim):
             assert sim.active_streams == 1
             break
 
-    await wait_for(lambda: sim.active_streams == 0)
+    await await_for(lambda: sim.active_streams == 0, "the upstream stream to close")
 
 
 async def test_complete_chat_raises_llm_error_with_code(make_client, sim):

@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -9,7 +10,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from chatapp.llm.simulator import run_simulator
+from chatapp.llm.limits import KNOWN_MODELS, count_message_tokens
+from llama_simulator import run_simulator
+from llama_simulator.models import MODELS, count_prompt_tokens
+from tests.support.ports import free_port, wait_for_port
 
 from .conftest import KEY, MODEL, user
 
@@ -98,6 +102,20 @@ def test_streamed_text_equals_the_whole_reply(api):
     whole = chat(api, text="same question").json()["completion_message"]["content"]["text"]
 
     assert streamed == whole
+
+
+def test_stamp_starts_every_streamed_chunk_with_its_send_time(api):
+    before = time.time()
+    response = chat(api, text="Stamped [sim:stamp] [sim:long tokens=5]", stream=True)
+    events = [json.loads(data)["event"] for data in sse_data(response)]
+    texts = [e["delta"]["text"] for e in events if e["event_type"] == "progress"]
+    stamps = [re.match(r"\u27e6([0-9.]+)\u27e7", text) for text in texts]
+    assert texts and all(stamps)
+    sent = [float(stamp.group(1)) for stamp in stamps]
+    assert before <= sent[0] and sent == sorted(sent) and sent[-1] <= time.time()
+    unstamped = "".join(text[stamp.end() :] for text, stamp in zip(texts, stamps, strict=True))
+    whole = chat(api, text="Stamped [sim:stamp] [sim:long tokens=5]").json()
+    assert unstamped == whole["completion_message"]["content"]["text"]
 
 
 def test_every_reply_has_a_request_id_and_rate_limit_headers(api):
@@ -216,11 +234,14 @@ def test_run_simulator_serves_on_its_own_port_and_stops():
         assert probe.connect_ex(("127.0.0.1", port)) != 0
 
 
-def test_management_command_serves_both_protocols():
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        port = free.getsockname()[1]
-    command = [sys.executable, "manage.py", "llama_simulator", "--port", str(port)]
+@pytest.mark.parametrize(
+    "launcher",
+    [["manage.py", "llama_simulator"], ["-m", "llama_simulator"]],
+    ids=["manage.py", "python -m"],
+)
+def test_command_line_serves_both_protocols(launcher):
+    port = free_port()
+    command = [sys.executable, *launcher, "--port", str(port)]
     command += ["--tokens-per-second", "1000", "--first-token-delay", "0"]
     root = Path(__file__).resolve().parents[2]
     env = {"SECRET_KEY": "simulator-test-only", **os.environ}  # settings insist when DEBUG is off
@@ -246,11 +267,16 @@ def test_management_command_serves_both_protocols():
 
 
 def _wait_until_listening(port: int, process: subprocess.Popen) -> None:
-    for _ in range(300):
-        if process.poll() is not None:
-            raise AssertionError(process.stderr.read().decode())
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise AssertionError("the simulator command did not start listening")
+    try:
+        wait_for_port(port, process, "the simulator command")
+    except RuntimeError:
+        raise AssertionError(process.stderr.read().decode()) from None
+
+
+def test_serves_the_models_the_client_knows_and_counts_prompts_alike():
+    assert MODELS == KNOWN_MODELS
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": [{"type": "text", "text": "hello there, simulator"}]},
+    ]
+    assert count_prompt_tokens(messages) == count_message_tokens(messages) > 0

@@ -6,7 +6,7 @@ import pytest
 
 from chatapp.chat.models import Conversation
 from chatapp.core.middleware import CONTENT_SECURITY_POLICY
-from chatapp.teams.models import SystemPrompt
+from chatapp.teams.models import SystemPrompt, TeamPolicy
 
 pytestmark = pytest.mark.django_db
 
@@ -106,3 +106,48 @@ def test_conversation_title_is_escaped(member_client, member, team):
     response = member_client.get(f"/c/{conversation.pk}/")
     assert b"<img src=x" not in response.content
     assert b"&lt;img src=x onerror=alert(1)&gt;" in response.content
+
+
+def test_page_carries_the_teams_setting_ranges(member_client, team):
+    TeamPolicy.objects.create(team=team, max_tokens_limit=500)
+    limits = chat_config(member_client.get("/"))["limits"]
+    assert limits["temperature"] == {"min": 0, "max": 1.0}
+    assert limits["topP"] == {"min": 0, "max": 1}
+    assert {m["maxTokens"] for m in limits["models"]} == {500}
+
+
+def test_page_carries_the_upload_caps_and_which_models_see_images(member_client, settings):
+    settings.UPLOAD_MAX_FILES_PER_MESSAGE = 3
+    settings.UPLOAD_MAX_FILE_BYTES = 1000
+    settings.UPLOAD_MAX_MESSAGE_BYTES = 2500
+    settings.LLAMA_IMAGE_MODELS = ["Llama-4-Scout-17B-16E-Instruct-FP8"]
+    uploads = chat_config(member_client.get("/"))["uploads"]
+    assert uploads["maxFiles"] == 3
+    assert uploads["maxFileBytes"] == 1000
+    assert uploads["maxMessageBytes"] == 2500
+    assert uploads["imageModels"] == ["Llama-4-Scout-17B-16E-Instruct-FP8"]
+    assert {".png", ".pdf", ".md", ".csv", ".py"} <= set(uploads["accept"].split(","))
+
+
+def test_a_locked_default_prompt_replaces_the_no_prompt_choice(member_client, team):
+    SystemPrompt.objects.create(
+        team=team, name="House rules", content="Be kind.", is_default=True, locked=True
+    )
+    html = member_client.get("/").content.decode()
+    assert "No system prompt" not in html
+    assert "Your team's prompt “House rules” applies" in html
+
+
+def refused_answer(team, owner) -> None:
+    conversation = Conversation.objects.create(team=team, owner=owner, title="t", model="m")
+    conversation.messages.create(role="assistant", status="error", error_code="auth_failed")
+
+
+def test_team_admins_are_told_about_a_refused_key(owner_client, owner, team):
+    refused_answer(team, owner)
+    assert "refused this team's key" in owner_client.get("/").content.decode()
+
+
+def test_members_are_not_shown_the_key_warning(member_client, member, team):
+    refused_answer(team, member)
+    assert "refused this team" not in member_client.get("/").content.decode()

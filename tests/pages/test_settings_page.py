@@ -59,13 +59,13 @@ def test_blank_fields_fall_back_to_the_team_default(member_client, member):
     ("field", "value", "message"),
     [
         ("model", "gpt-4", "Select a valid choice"),
-        ("temperature", "7", "temperature must be a number from 0 to"),
+        ("temperature", "7", "Temperature must be a number from 0 to"),
         ("temperature", "warm", "Enter a number."),
         ("temperature", "nan", "Enter a number."),
-        ("max_tokens", "0", "max_tokens must be a whole number between 1 and"),
+        ("max_tokens", "0", "Max tokens must be a whole number between 1 and"),
         ("max_tokens", "1.5", "Enter a whole number."),
-        ("top_p", "1.5", "top_p must be a number from 0 to 1"),
-        ("top_p", "-0.1", "top_p must be a number from 0 to 1"),
+        ("top_p", "1.5", "Top p must be a number from 0 to 1"),
+        ("top_p", "-0.1", "Top p must be a number from 0 to 1"),
     ],
 )
 def test_bad_value_is_refused_with_a_clear_error_and_nothing_saved(

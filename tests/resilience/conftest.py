@@ -22,15 +22,16 @@ from tests.resilience.servers import (
 )
 
 # The chat suite's simulator (one for every test here) and `connect` for in-process sockets.
-sim_server, sim, connect = chat.sim_server, chat.sim, chat.connect
+simulator_options, connect = chat.simulator_options, chat.connect
 
 
 @pytest.fixture(scope="session")
-def server_database(tmp_path_factory, sim_server):
+def server_database(tmp_path_factory, simulators):
     """One migrated database for every server these tests start (dropped at the end)."""
     database = create_database("resilience", tmp_path_factory.mktemp("resilience_db"))
     try:
-        manage(server_env(database.url, sim_server), "migrate", "--noinput", "-v", "0")
+        upstream = simulators.get(chat.SIMULATOR)
+        manage(server_env(database.url, upstream), "migrate", "--noinput", "-v", "0")
         yield database
     finally:
         database.drop()

@@ -5,16 +5,15 @@ its owner in a `finally`, so a failing test leaves no process behind.
 """
 
 import asyncio
-import inspect
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +21,8 @@ import websockets
 
 from chatapp.llm import KNOWN_MODELS
 from tests.chat.conftest import SIM_KEY
+from tests.support.polling import wait_for
+from tests.support.ports import children_of, free_port, listening_socket, wait_for_http
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -32,32 +33,6 @@ REDIS_PORTS = range(8290, 8300)
 REDIS_SERVER = "/usr/bin/redis-server"
 ASGI_APPLICATION = "chatapp.asgi:application"
 MODEL = KNOWN_MODELS[0]
-
-
-def wait_for(condition: Callable[[], object], what: str, seconds: float = READY_SECONDS):
-    """Poll until condition() returns something truthy; return it."""
-    deadline = time.monotonic() + seconds
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"gave up waiting for {what}")
-        time.sleep(0.05)
-
-
-async def await_for(condition: Callable, what: str, seconds: float = READY_SECONDS):
-    """The async form of wait_for: condition may be a coroutine function."""
-    deadline = time.monotonic() + seconds
-    while True:
-        result = condition()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"gave up waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 def manage(env: dict[str, str], *args: str) -> str:
@@ -107,7 +82,7 @@ class Daphne:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> "Daphne":
-        listener = socket.create_server(("127.0.0.1", 0))
+        listener = listening_socket()
         self.port = listener.getsockname()[1]
         with self.log_path.open("a") as log:
             self.process = subprocess.Popen(
@@ -119,17 +94,11 @@ class Daphne:
                 pass_fds=[listener.fileno()],
             )
         listener.close()  # daphne holds its own copy
-        wait_for(self._serving, f"{self.name} to answer /healthz:\n{self.log_tail()}")
-        return self
-
-    def _serving(self) -> bool:
-        if self.process.poll() is not None:
-            raise RuntimeError(f"{self.name} exited early:\n{self.log_tail()}")
         try:
-            with urllib.request.urlopen(self.url + "/healthz", timeout=2) as response:
-                return response.status == 200
-        except OSError:
-            return False
+            wait_for_http(self.url + "/healthz", self.process, self.name, READY_SECONDS)
+        except (RuntimeError, TimeoutError) as exc:
+            raise RuntimeError(f"{exc}:\n{self.log_tail()}") from None
+        return self
 
     def kill(self) -> None:
         """SIGKILL: no shutdown code runs, as when a machine or container dies."""
@@ -156,6 +125,108 @@ class Daphne:
         request = urllib.request.Request(self.url + path, headers=headers)
         with urllib.request.urlopen(request, timeout=FRAME_SECONDS) as response:
             return json.loads(response.read())
+
+
+@dataclass
+class Supervised:
+    """`manage.py serve`: WEB_CONCURRENCY daphne processes on a socket it is handed."""
+
+    env: dict[str, str]
+    log_path: Path
+    port: int = 0
+    process: subprocess.Popen | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, ready: int) -> "Supervised":
+        """Start it and wait until `ready` server processes have logged that they listen."""
+        listener = listening_socket()
+        self.port = listener.getsockname()[1]
+        with self.log_path.open("a") as log:
+            self.process = subprocess.Popen(
+                [PYTHON, "manage.py", "serve", "--fd", str(listener.fileno())],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                pass_fds=[listener.fileno()],
+            )
+        listener.close()
+        self.wait_listening(ready)
+        return self
+
+    def wait_listening(self, count: int) -> None:
+        """Until `count` server processes in all have logged that they serve the socket."""
+        wait_for(lambda: self.listening() >= count, f"{count} server processes to listen")
+
+    def listening(self) -> int:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"the supervisor exited:\n{self.log_tail()}")
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return text.count("Listening on TCP address")
+
+    def children(self) -> list[int]:
+        """The supervisor's running child processes."""
+        return children_of(self.process.pid)
+
+    def get_json(self, path: str, session: str):
+        headers = {"Cookie": f"sessionid={session}", "Accept": "application/json"}
+        request = urllib.request.Request(self.url + path, headers=headers)
+        with urllib.request.urlopen(request, timeout=FRAME_SECONDS) as response:
+            return json.loads(response.read())
+
+    def stop(self) -> int | None:
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else None
+        self.process.terminate()
+        try:
+            return self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+    def log_tail(self, lines: int = 60) -> str:
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    inodes = set()
+    try:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with suppress(OSError):
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+    except OSError:
+        pass
+    return inodes
+
+
+def _tcp_rows() -> list[list[str]]:
+    rows = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with suppress(OSError), open(table) as lines:
+            rows += [line.split() for line in list(lines)[1:]]
+    return rows
+
+
+def _port_of(address: str) -> int:
+    return int(address.rsplit(":", 1)[1], 16)
+
+
+def serving_pid(pids: list[int], server_port: int, client_port: int) -> int | None:
+    """Which of these processes holds the server side of the connection from client_port."""
+    inodes = {
+        r[9] for r in _tcp_rows() if _port_of(r[1]) == server_port and _port_of(r[2]) == client_port
+    }
+    for pid in pids:
+        if inodes & _socket_inodes(pid):
+            return pid
+    return None
 
 
 def server_env(database_url: str, simulator, **overrides: str) -> dict[str, str]:
@@ -196,7 +267,7 @@ class RedisServer:
 
     def start(self) -> "RedisServer":
         if not self.port:
-            self.port = _free_port(REDIS_PORTS)
+            self.port = free_port(REDIS_PORTS)
         args = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1"]
         args += ["--save", "", "--appendonly", "no", "--protected-mode", "yes"]
         with self.log_path.open("a") as log:
@@ -223,17 +294,6 @@ class RedisServer:
         """Kill it and start a new, empty one on the same port."""
         self.stop()
         self.start()
-
-
-def _free_port(ports: range) -> int:
-    for port in ports:
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in {ports.start}-{ports.stop - 1}")
 
 
 # ---- a websocket client speaking the chat protocol ------------------------------------------

@@ -9,12 +9,19 @@ import asyncio
 
 import pytest
 
-from tests.resilience.servers import ChatClient, await_for
+from tests.resilience.servers import ChatClient
+from tests.support.polling import await_for
 
 pytestmark = pytest.mark.slow
 
-# The shortest staleness the settings allow; the reaper looks every second.
-REAPER = {"CHAT_STALE_GENERATION_SECONDS": "15", "CHAT_REAPER_INTERVAL_SECONDS": "1"}
+# The shortest staleness the settings allow (with one attempt and a short first-token wait);
+# the reaper looks every second.
+REAPER = {
+    "CHAT_STALE_GENERATION_SECONDS": "15",
+    "CHAT_REAPER_INTERVAL_SECONDS": "1",
+    "LLAMA_FIRST_TOKEN_TIMEOUT": "10",
+    "LLAMA_MAX_ATTEMPTS": "1",
+}
 
 
 async def test_a_killed_servers_answer_is_marked_interrupted_with_its_text(

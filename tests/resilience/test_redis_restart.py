@@ -10,7 +10,8 @@ import asyncio
 import pytest
 import websockets
 
-from tests.resilience.servers import ChatClient, await_for, text_of
+from tests.resilience.servers import ChatClient, text_of
+from tests.support.polling import await_for
 
 pytestmark = pytest.mark.slow
 
@@ -71,9 +72,10 @@ async def test_an_answer_survives_a_redis_restart(launch, session_for, private_r
     assert (await await_for(grew_or_ended, "the answer to grow"))["status"] == "streaming"
     private_redis.start()  # empty: every group membership is gone
 
-    with pytest.raises(websockets.ConnectionClosed):  # Redis forgot it: the server closes it
+    with pytest.raises(websockets.ConnectionClosed) as closed:  # the server closes it
         while True:
             await watcher.receive()
+    assert closed.value.rcvd.code == 4012  # "service restart", as documented: not 1011
     # The page resubscribes, sees the text so far and the rest live, and stop still reaches
     # the generation (it rejoined its group).
     shown, done = await resubscribe_and_stop(server, session, conversation_id, message_id)

@@ -6,14 +6,13 @@ stalls, the client's retry rules to the last attempt, a 401 that must not be ret
 retry that succeeds. The upstream is the simulator; only its timeouts are shortened.
 """
 
-import asyncio
-
 import pytest
 
 from chatapp.chat.models import Message
 from chatapp.llm import ProviderConfig
 from tests.chat import conftest as chat
 from tests.chat.conftest import SIM_KEY, joined_text
+from tests.support.polling import await_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -34,11 +33,7 @@ def short_timeouts(settings):
 
 
 async def upstream_closed(sim) -> bool:
-    for _ in range(200):
-        if sim.active_streams == 0:
-            return True
-        await asyncio.sleep(0.05)
-    return False
+    return await await_for(lambda: sim.active_streams == 0, "the upstream streams to close")
 
 
 async def test_a_cut_answer_keeps_its_text_says_why_and_a_retry_completes_it(connect, member, sim):
@@ -136,8 +131,8 @@ async def test_retry_after_is_honoured_and_the_answer_then_streams(connect, memb
     assert len(sim.requests) == 3
 
 
-async def test_a_rejected_key_is_not_retried_and_tells_an_admin_what_to_fix(connect, member, sim):
-    socket = await connect(member)
+async def test_a_rejected_key_is_not_retried_and_tells_an_admin_what_to_fix(connect, owner, sim):
+    socket = await connect(owner)
     ids = await socket.send_message("Hello [sim:fault=401]")
     message_id = ids["message_id"]
     frames = await socket.until_type("message.error", message_id)

@@ -9,26 +9,43 @@ from django.apps import apps
 from django.conf import settings
 from django.test import Client
 
-from chatapp.chat.models import Conversation
-from chatapp.teams.models import Invitation, Membership, SystemPrompt
+from chatapp.chat.actions.sharing import share_conversation
+from chatapp.chat.models import Conversation, Message
+from chatapp.teams.actions import create_api_key
+from chatapp.teams.models import Invitation, JsonSchema, Membership, SafetyFlag, SystemPrompt
+from chatapp.tools.models import ToolServer
+from chatapp.uploads.actions import create_upload
 from tests.conftest import PASSWORD
 from tests.security.routes import project_routes
 
 WRITES = ("post", "put", "patch", "delete")
 PROBES = {"/healthz"}  # answered before the CSRF check, and they refuse every write (405)
-APPS = ("accounts", "teams", "chat")
+# The OpenAI-compatible API reads no cookie: a session without a bearer key gets 401 (or 405).
+BEARER_ONLY = {"/v1/models", "/v1/chat/completions"}
+APPS = ("accounts", "teams", "chat", "uploads", "tools")
 
 
 @pytest.fixture
 def own_ids(owner, member, team) -> dict:
     """A real value for every route parameter, all belonging to the owner."""
+    conversation = Conversation.objects.create(team=team, owner=owner, model="m")
+    question = Message.objects.create(conversation=conversation, role="user", content="q")
+    shared = share_conversation(owner, conversation, "team")
     return {
         "team_id": team.pk,
         "membership_id": Membership.objects.get(team=team, user=member).pk,
         "prompt_id": SystemPrompt.objects.create(team=team, name="p", content="c").pk,
         "invitation_id": Invitation.objects.create(team=team, invited_by=owner).pk,
-        "conversation_id": Conversation.objects.create(team=team, owner=owner, model="m").pk,
+        "conversation_id": conversation.pk,
+        "key_id": create_api_key(owner, team, "script")[0].pk,
+        "flag_id": SafetyFlag.objects.create(team=team, message=question, stage="input").pk,
         "token": Invitation.objects.create(team=team, invited_by=owner).token,
+        "signature": "not-a-valid-signature",  # an address confirmation link's
+        "upload_id": create_upload(owner, team, "notes.txt", b"notes").pk,
+        "share_id": shared.pk,
+        "share_token": shared.token,
+        "server_id": ToolServer.objects.create(team=team, name="t", url="https://9.9.9.9/").pk,
+        "schema_id": JsonSchema.objects.create(team=team, name="s", schema={"type": "object"}).pk,
     }
 
 
@@ -62,6 +79,8 @@ def test_every_write_without_the_csrf_token_is_refused(owner, own_ids):
             response = getattr(client, method)(url, body, content_type="application/json")
             if url in PROBES:
                 assert response.status_code == 405, (method, url)
+            elif url in BEARER_ONLY:
+                assert response.status_code in (401, 405), (method, url, response.status_code)
             else:
                 assert response.status_code == 403, (method, url, response.status_code)
                 assert b"CSRF verification failed" in response.content, (method, url)

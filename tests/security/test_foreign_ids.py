@@ -13,17 +13,30 @@ import pytest
 from django.apps import apps
 from django.test import Client
 
+from chatapp.chat.actions.sharing import share_conversation
 from chatapp.chat.models import Conversation, Message
-from chatapp.teams.models import Invitation, Membership, Role, SystemPrompt, Team
+from chatapp.teams.actions import create_api_key
+from chatapp.teams.models import (
+    Invitation,
+    JsonSchema,
+    Membership,
+    Role,
+    SafetyFlag,
+    SystemPrompt,
+    Team,
+)
+from chatapp.tools.models import ToolServer
+from chatapp.uploads.actions import create_upload
 from tests.chat import conftest as chat
 from tests.security.routes import project_routes
 
 SECRET = "SECRET-7c1e"
-# Parameters that are not ids: the invitation token is itself the credential.
-NOT_IDS = {"token"}
+# Parameters that are not ids: the invitation token (and its signed confirmation) is itself
+# the credential.
+NOT_IDS = {"token", "signature"}
 METHODS = ("get", "post", "put", "patch", "delete")
 FORM = {"role": "admin", "direction": "up", "name": "x", "content": "y", "title": "mine now"}
-APPS = ("accounts", "teams", "chat")
+APPS = ("accounts", "teams", "chat", "uploads", "tools")
 
 connect, chat_settings, clean_layer = chat.connect, chat.chat_settings, chat.clean_layer
 
@@ -35,8 +48,13 @@ def conversation_of(user, team, title: str) -> Conversation:
     return conversation
 
 
+def flag_on(team: Team, conversation: Conversation) -> SafetyFlag:
+    question = conversation.messages.filter(role="user").first()
+    return SafetyFlag.objects.create(team=team, message=question, stage="input")
+
+
 @pytest.fixture
-def ids(owner, member, outsider, team) -> dict[str, dict[str, list[int]]]:
+def ids(owner, member, admin_member, outsider, team) -> dict[str, dict[str, list]]:
     """For each id parameter: the attacker's own values, and other people's."""
     theirs = Team.objects.create(name=f"{SECRET} team")
     their_membership = Membership.objects.create(team=theirs, user=outsider, role=Role.OWNER)
@@ -44,21 +62,51 @@ def ids(owner, member, outsider, team) -> dict[str, dict[str, list[int]]]:
     their_invitation = Invitation.objects.create(
         team=theirs, email="secret@example.com", invited_by=outsider
     )
+    own_conversation = conversation_of(owner, team, "own")
+    their_conversation = conversation_of(outsider, theirs, f"{SECRET} theirs")
     mine = {
         "team_id": team.pk,
         "membership_id": Membership.objects.get(team=team, user=member).pk,
         "prompt_id": SystemPrompt.objects.create(team=team, name="own", content="own").pk,
         "invitation_id": Invitation.objects.create(team=team, invited_by=owner).pk,
-        "conversation_id": conversation_of(owner, team, "own").pk,
+        "conversation_id": own_conversation.pk,
+        "upload_id": create_upload(owner, team, "own.txt", b"own notes").pk,
+        "key_id": create_api_key(owner, team, "own script")[0].pk,
+        "flag_id": flag_on(team, own_conversation).pk,
+        "share_id": share_conversation(owner, own_conversation, "team").pk,
+        "share_token": share_conversation(owner, own_conversation, "team").token,
+        "server_id": ToolServer.objects.create(team=team, name="own", url="https://9.9.9.9/").pk,
+        "schema_id": JsonSchema.objects.create(team=team, name="own", schema={}).pk,
     }
+    # A teammate's share for chosen members (not the attacker, the team's owner) and another
+    # team's share: not found, whatever the attacker's role.
+    teammates = share_conversation(
+        member, conversation_of(member, team, f"{SECRET} shared"), "members", [admin_member.pk]
+    )
+    theirs_shared = share_conversation(outsider, their_conversation, "team")
     foreign = {
         "team_id": [theirs.pk],
         "membership_id": [their_membership.pk],
         "prompt_id": [their_prompt.pk],
         "invitation_id": [their_invitation.pk],
         "conversation_id": [
-            conversation_of(outsider, theirs, f"{SECRET} theirs").pk,
+            their_conversation.pk,
             conversation_of(member, team, f"{SECRET} teammate's").pk,  # same team, not theirs
+        ],
+        "upload_id": [
+            create_upload(outsider, theirs, "theirs.txt", f"{SECRET} notes".encode()).pk,
+            create_upload(member, team, "teammate.txt", f"{SECRET} notes".encode()).pk,
+        ],
+        # A teammate's key is not foreign to the team's owner, who may revoke it.
+        "key_id": [create_api_key(outsider, theirs, f"{SECRET} key")[0].pk],
+        "flag_id": [flag_on(theirs, their_conversation).pk],
+        "share_id": [teammates.pk, theirs_shared.pk],
+        "share_token": [teammates.token, theirs_shared.token],
+        "server_id": [
+            ToolServer.objects.create(team=theirs, name=SECRET, url="https://9.9.9.9/").pk
+        ],
+        "schema_id": [
+            JsonSchema.objects.create(team=theirs, name="theirs", schema={"title": SECRET}).pk
         ],
     }
     return {name: {"mine": [mine[name]], "foreign": foreign[name]} for name in mine}
@@ -120,12 +168,21 @@ async def test_a_teammates_conversation_is_not_found_over_the_socket(connect, ow
 
     conversation = await database_sync_to_async(conversation_of)(member, team, "teammate's")
     answer = await conversation.messages.filter(role="assistant").afirst()
+    question = await conversation.messages.filter(role="user").afirst()
     socket = await connect(owner)
     frames = [
         {"type": "chat.send", "conversation_id": conversation.pk, "content": "mine now"},
         {"type": "chat.subscribe", "conversation_id": conversation.pk},
         {"type": "chat.stop", "message_id": answer.pk},
         {"type": "chat.regenerate", "message_id": answer.pk},
+        {"type": "chat.edit", "message_id": question.pk, "content": "mine now"},
+        {"type": "chat.switch", "message_id": question.pk},
+        {
+            "type": "chat.tool_decision",
+            "message_id": answer.pk,
+            "call_id": "call_1",
+            "approve": True,
+        },
     ]
     for frame in frames:
         reply = await socket.expect_error(frame)

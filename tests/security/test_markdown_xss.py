@@ -24,7 +24,6 @@ from tests.resilience.servers import (
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 browser, chromium_path = browser_fixtures.browser, browser_fixtures.chromium_path
-sim_server = chat.sim_server
 
 TRAP = "http://127.0.0.2:9"  # a loopback address nothing listens on: any request is recorded
 MODEL_OUTPUT = f"""# Heading <img src="{TRAP}/h.png" onerror="window.pwned='heading'">
@@ -67,7 +66,7 @@ import json
 from django.contrib.auth import get_user_model
 from django.test import Client
 from chatapp.chat.models import Conversation, Message
-from chatapp.teams.services import ensure_personal_team
+from chatapp.teams.actions import ensure_personal_team
 
 data = json.loads({data!r})
 user = get_user_model().objects.create_user({username!r}, password="unused-password-1")
@@ -90,11 +89,12 @@ print(json.dumps({{"session": client.cookies["sessionid"].value, "id": conversat
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory, sim_server):
+def live(tmp_path_factory, simulators):
     """A daphne of this module's own, with its own database."""
     tmp = tmp_path_factory.mktemp("xss")
     database = create_database("security", tmp)
-    server = Daphne("xss", server_env(database.url, sim_server), tmp / "daphne.log")
+    upstream = simulators.get(chat.SIMULATOR)
+    server = Daphne("xss", server_env(database.url, upstream), tmp / "daphne.log")
     try:
         manage(server.env, "migrate", "--noinput", "-v", "0")
         yield server.start()

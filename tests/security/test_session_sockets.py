@@ -9,6 +9,7 @@ from django.test import Client
 from chatapp.asgi import application
 from tests.chat import conftest as chat
 from tests.chat.conftest import FRAME_TIMEOUT
+from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -29,6 +30,7 @@ class Session:
     async def open_socket(self) -> WebsocketCommunicator:
         headers = [
             (b"origin", b"http://127.0.0.1"),
+            (b"host", b"127.0.0.1"),
             (b"cookie", f"{django_settings.SESSION_COOKIE_NAME}={self.cookie}".encode()),
         ]
         socket = WebsocketCommunicator(application, "/ws/chat/", headers=headers)
@@ -114,3 +116,66 @@ async def test_other_saves_of_an_active_user_close_nothing(sessions, member):
     member.first_name = "Max"
     await member.asave(update_fields=["first_name"])
     assert await still_works(socket)
+
+
+NEW_PASSWORD = "a-brand-new-passphrase-42"
+
+
+async def test_changing_ones_password_closes_every_other_sessions_sockets(
+    sessions, member, outsider
+):
+    laptop, phone = await sessions(member), await sessions(member)
+    laptop_socket, phone_socket = await laptop.open_socket(), await phone.open_socket()
+    someone_else = await (await sessions(outsider)).open_socket()
+
+    data = {
+        "old_password": PASSWORD,
+        "new_password1": NEW_PASSWORD,
+        "new_password2": NEW_PASSWORD,
+    }
+    response = await database_sync_to_async(laptop.client.post)("/accounts/password/", data)
+    assert response.status_code == 302
+    assert response["Location"] == "/accounts/password/done/"
+
+    assert await is_closed_as_logged_out(phone_socket)
+    assert await is_closed_as_logged_out(await phone.open_socket())  # its session is invalid
+    assert await still_works(laptop_socket)  # the session that changed it carries on
+    assert await still_works(someone_else)
+    # The changing browser keeps working over HTTP too (its session moved to the new hash).
+    page = await database_sync_to_async(laptop.client.get)("/settings/")
+    assert page.status_code == 200
+
+
+async def test_a_wrong_old_password_changes_nothing_and_closes_nothing(sessions, member):
+    laptop, phone = await sessions(member), await sessions(member)
+    phone_socket = await phone.open_socket()
+    data = {"old_password": "wrong", "new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD}
+    response = await database_sync_to_async(laptop.client.post)("/accounts/password/", data)
+    assert response.status_code == 200
+    assert await still_works(phone_socket)
+
+
+async def test_an_admin_resetting_a_password_closes_all_of_that_users_sockets(
+    sessions, member, site_admin
+):
+    laptop_socket = await (await sessions(member)).open_socket()
+    admin = await sessions(site_admin)
+    admin_socket = await admin.open_socket()
+    url = f"/admin/auth/user/{member.pk}/password/"
+    data = {"password1": NEW_PASSWORD, "password2": NEW_PASSWORD, "usable_password": "true"}
+    response = await database_sync_to_async(admin.client.post)(url, data)
+    assert response.status_code == 302
+    assert await is_closed_as_logged_out(laptop_socket)
+    assert await still_works(admin_socket)
+
+
+async def test_set_password_and_changepassword_close_all_of_the_users_sockets(sessions, member):
+    socket = await (await sessions(member)).open_socket()
+    member.set_password(NEW_PASSWORD)
+    await member.asave()
+    assert await is_closed_as_logged_out(socket)
+
+    socket = await (await sessions(member)).open_socket()
+    member.set_password(NEW_PASSWORD + "-again")
+    await member.asave(update_fields=["password"])
+    assert await is_closed_as_logged_out(socket)

@@ -1,11 +1,9 @@
-import time
-
 import pytest
 from django.test import Client
 
-from chatapp.llm.simulator import run_simulator
 from chatapp.teams import actions
 from chatapp.teams.models import TeamProvider
+from tests.support.simulator import SimulatorOptions
 
 TEAM_KEY = "team-secret-key-7Q2vX9"
 SITE_KEY = "site-secret-key-R4m8Kp"
@@ -13,20 +11,9 @@ TEAM_SERVER = "https://9.9.9.8/v1"  # a public address literal; tests never conn
 
 
 @pytest.fixture(scope="session")
-def sim_server():
-    with run_simulator(tokens_per_second=5000, first_token_delay=0, api_key=TEAM_KEY) as sim:
-        yield sim
-
-
-@pytest.fixture
-def sim(sim_server):
-    """The shared simulator with no recorded requests from other tests; accepts TEAM_KEY."""
-    deadline = time.monotonic() + 5
-    while sim_server.active_streams and time.monotonic() < deadline:
-        time.sleep(0.01)
-    sim_server.reset()
-    sim_server.app.api_key = TEAM_KEY
-    return sim_server
+def simulator_options() -> SimulatorOptions:
+    """A fast simulator that accepts TEAM_KEY only."""
+    return SimulatorOptions(tokens_per_second=5000, api_key=TEAM_KEY)
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ PAGES = [
     ("teams:prompts", VIEW),
     ("teams:policy", MANAGE),
     ("teams:usage", MANAGE),
+    ("teams:safety", MANAGE),
     ("teams:provider", OWN),
     ("teams:audit", OWN),
 ]

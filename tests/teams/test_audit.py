@@ -49,6 +49,10 @@ def test_the_trail_is_per_team(owner_client, team, owner, make_user):
 def test_policy_edits_in_the_admin_are_audited(client, site_admin, team):
     client.force_login(site_admin)
     data = {"team": team.pk, "allowed_models": "[]", "rate_limit_per_minute": "7"}
+    data |= {"safety_input": "off", "safety_output": "off", "safety_categories": "[]"}
+    data |= {"safety_on_error": "fail_open", "data_patterns": "[]"}
+    data |= {f"data_{kind}": "off" for kind in ("card", "iban", "email", "phone", "api_key")}
+    data |= {"data_private_key": "off"}
     response = client.post("/admin/teams/teampolicy/add/", data)
     assert response.status_code == 302, response.content[:2000]
     event = AuditEvent.objects.get(action="policy.update")

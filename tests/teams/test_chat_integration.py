@@ -68,6 +68,7 @@ async def connect():
         cookie = client.cookies[django_settings.SESSION_COOKIE_NAME].value
         headers = [
             (b"origin", b"http://127.0.0.1"),
+            (b"host", b"127.0.0.1"),
             (b"cookie", f"{django_settings.SESSION_COOKIE_NAME}={cookie}".encode()),
         ]
         communicator = WebsocketCommunicator(application, "/ws/chat/", headers=headers)
@@ -153,3 +154,23 @@ async def test_a_team_server_on_a_private_address_is_refused(
     assert "https" in error["error"]["message"]
     assert team_server_is_sim.requests == []
     assert TEAM_KEY not in "".join(socket.raw)
+
+
+@pytest.mark.parametrize("bad_url", ["{url}\r\nX-Injected: 1", "{url}/\tv1", "{url} /v1"])
+async def test_a_stored_provider_url_with_control_characters_is_a_clear_error(
+    connect, member, team, site_is_sim, settings, bad_url
+):
+    """Saved before URLs were checked for them: every chat says what to fix, not internal_error."""
+    settings.LLAMA_ALLOW_PRIVATE_PROVIDER_URLS = True
+    await TeamProvider.objects.acreate(
+        team=team,
+        base_url=bad_url.format(url=site_is_sim.native_url),
+        api_key_encrypted=crypto.encrypt(TEAM_KEY),
+    )
+    socket = await connect(member)
+    await socket.send("Hello")
+    error = await socket.until("error", "message.error")
+    assert error["error"]["code"] == "provider_invalid"
+    assert "Provider page" in error["error"]["message"]
+    assert site_is_sim.requests == []
+    assert await Message.objects.acount() == 0

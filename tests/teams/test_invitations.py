@@ -1,9 +1,11 @@
 """Inviting by email or shareable link; accepting: log in first, expiry, single use, email match."""
 
+import re
 from datetime import timedelta
 
 import pytest
 from django.core import mail
+from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
@@ -122,25 +124,113 @@ def test_an_expired_invitation_is_refused(outsider_client, outsider, link):
     assert not Membership.objects.filter(user=outsider).exists()
 
 
-def test_an_email_invitation_needs_the_matching_account(team, owner, make_user, client):
+@pytest.fixture
+def no_email(settings):
+    settings.EMAIL_URL = ""
+
+
+@pytest.fixture
+def with_email(settings):
+    settings.EMAIL_URL = "smtp://mail.example.com"
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+
+
+def test_an_email_invitation_needs_the_matching_account(team, owner, make_user, client, no_email):
     invitation = Invitation.objects.create(team=team, email="nina@example.com", role=Role.ADMIN)
     client.force_login(make_user("eve"))  # eve@example.com
     response = client.post(accept_url(invitation))
     assert response.status_code == 403
     assert b"different email address" in response.content
-    assert Invitation.objects.get(pk=invitation.pk).accepted_at is None
-    client.force_login(make_user("nina"))  # nina@example.com
-    assert client.post(accept_url(invitation)).status_code == 302
+    assert Invitation.objects.get(pk=invitation.pk).claimed_by is None
+
+
+def test_an_unverified_address_is_not_enough_to_join(team, owner, make_user, client, no_email):
+    """Anyone can sign up with someone else's address: the address must be proven first."""
+    invitation = Invitation.objects.create(team=team, email="nina@example.com", role=Role.ADMIN)
+    nina = make_user("nina")  # nina@example.com, never verified
+    client.force_login(nina)
+    response = client.post(accept_url(invitation))
+    assert response.status_code == 200
+    assert b"has to confirm that this account" in response.content
+    assert not Membership.objects.filter(team=team, user=nina).exists()
+    invitation.refresh_from_db()
+    assert (invitation.claimed_by, invitation.accepted_at) == (nina, None)
+    assert b"has to confirm" in client.get(accept_url(invitation)).content
+
+
+def test_without_email_a_team_admin_confirms_the_account(
+    team, owner, owner_client, make_user, no_email
+):
+    invitation = Invitation.objects.create(team=team, email="nina@example.com", role=Role.ADMIN)
+    nina = Client()
+    nina.force_login(make_user("nina"))
+    nina.post(accept_url(invitation))
+    page = owner_client.get(reverse("teams:members", args=[team.pk]))
+    assert b"nina asks to join with it" in page.content
+    confirm = reverse("teams:invitation_confirm", args=[team.pk, invitation.pk])
+    assert owner_client.post(confirm).status_code == 302
     assert Membership.objects.get(team=team, user__username="nina").role == Role.ADMIN
+    assert AuditEvent.objects.get(action="invitation.confirm").actor == owner
+    assert Invitation.objects.get(pk=invitation.pk).accepted_at is not None
 
 
-def test_email_match_ignores_case(team, owner, make_user, client):
+def test_only_the_teams_admins_confirm_an_account(
+    team, owner, member, outsider, make_user, no_email
+):
     invitation = Invitation.objects.create(team=team, email="nina@example.com")
-    user = make_user("nina")
-    user.email = "Nina@Example.COM"
-    user.save()
-    client.force_login(user)
-    assert client.post(accept_url(invitation)).status_code == 302
+    nina = Client()
+    nina.force_login(make_user("nina"))
+    nina.post(accept_url(invitation))
+    confirm = reverse("teams:invitation_confirm", args=[team.pk, invitation.pk])
+    for user, status in ((member, 403), (outsider, 404)):
+        browser = Client()
+        browser.force_login(user)
+        assert browser.post(confirm).status_code == status
+    assert not Membership.objects.filter(team=team, user__username="nina").exists()
+
+
+def test_confirming_before_anyone_asked_changes_nothing(owner_client, team, owner, no_email):
+    invitation = Invitation.objects.create(team=team, email="nina@example.com")
+    confirm = reverse("teams:invitation_confirm", args=[team.pk, invitation.pk])
+    assert owner_client.post(confirm).status_code == 400
+    assert Invitation.objects.get(pk=invitation.pk).accepted_at is None
+
+
+def confirmation_link() -> str:
+    (message,) = mail.outbox
+    return re.search(r"https?://\S+(/invite/\S+/confirm/\S+/)", message.body)[1]
+
+
+def test_with_email_a_link_to_the_address_confirms_it(team, owner, make_user, client, with_email):
+    invitation = Invitation.objects.create(team=team, email="nina@example.com", role=Role.ADMIN)
+    nina = make_user("nina")
+    nina.email = "Nina@Example.COM"  # the address matches whatever its case
+    nina.save()
+    client.force_login(nina)
+    response = client.post(accept_url(invitation))
+    assert response.status_code == 200
+    assert b"We sent a confirmation link to" in response.content
+    assert mail.outbox[0].to == ["nina@example.com"]
+    assert not Membership.objects.filter(team=team, user=nina).exists()
+    link = confirmation_link()
+    assert b"Confirm and join" in client.get(link).content
+    assert client.post(link).status_code == 302
+    assert Membership.objects.get(team=team, user=nina).role == Role.ADMIN
+
+
+def test_a_confirmation_link_works_only_for_its_account(team, owner, make_user, client, with_email):
+    invitation = Invitation.objects.create(team=team, email="nina@example.com")
+    client.force_login(make_user("nina"))
+    client.post(accept_url(invitation))
+    link = confirmation_link()
+    tampered = link.replace("/confirm/", "/confirm/x")
+    assert client.post(tampered).status_code == 403
+    someone = make_user("sam")
+    someone.email = "nina@example.com"  # the same address, another account: not the reader
+    someone.save()
+    client.force_login(someone)
+    assert client.post(link).status_code == 403
+    assert not Membership.objects.filter(team=team).exclude(user=owner).exists()
 
 
 def test_a_member_following_a_link_does_not_use_it_up(member_client, member, link):

@@ -59,13 +59,23 @@ def private_allowed(settings):
         "ff02::1",
         "::ffff:127.0.0.1",
         "::ffff:10.0.0.1",
+        "::127.0.0.1",  # IPv4-compatible
+        "2002:7f00:1::1",  # 6to4 around 127.0.0.1
+        "2002:a00:1::1",  # 6to4 around 10.0.0.1
+        "2002:808:808::1",  # 6to4 at all
+        "64:ff9b::7f00:1",  # NAT64 around 127.0.0.1
+        "64:ff9b::a9fe:a9fe",  # NAT64 around 169.254.169.254
+        "64:ff9b:1::a00:1",  # local-use NAT64
+        "2001:0:4136:e378:8000:63bf:80ff:fffe",  # Teredo around 127.0.0.1
     ],
 )
 def test_private_and_special_addresses_are_not_public(address):
     assert not is_public_address(address)
 
 
-@pytest.mark.parametrize("address", ["9.9.9.9", "1.1.1.1", "2606:4700:4700::1111"])
+@pytest.mark.parametrize(
+    "address", ["9.9.9.9", "1.1.1.1", "2606:4700:4700::1111", "64:ff9b::808:808"]
+)
 def test_public_addresses_are_public(address):
     assert is_public_address(address)
 

@@ -5,9 +5,10 @@ import pytest
 from django.urls import reverse
 
 from chatapp.accounts.models import UserSettings
+from chatapp.accounts.preferences import effective_settings, user_defaults
 from chatapp.teams import policy
 from chatapp.teams.models import AuditEvent, TeamPolicy
-from chatapp.teams.policy import PolicyError, allowed_models, effective_settings, validate_settings
+from chatapp.teams.policy import PolicyError, allowed_models, validate_settings
 
 MAVERICK = "Llama-4-Maverick-17B-128E-Instruct-FP8"
 SCOUT = "Llama-4-Scout-17B-16E-Instruct-FP8"
@@ -117,7 +118,7 @@ def test_allow_list_entries_the_site_does_not_offer_are_ignored(team):
 
 def test_team_and_user_default_helpers(team, member, restricted):
     assert policy.team_defaults(team) == {"model": SMALL, "temperature": 0.3}
-    assert policy.user_defaults(member) == {}
+    assert user_defaults(member) == {}
     assert policy.site_defaults()["max_tokens"] == 2048
 
 

@@ -8,7 +8,8 @@ from django.urls import reverse
 from chatapp.teams import crypto
 from chatapp.teams.models import AuditEvent, TeamProvider
 from chatapp.teams.network import GuardedLlamaClient
-from chatapp.teams.policy import PolicyError, llama_client
+from chatapp.teams.policy import PolicyError
+from chatapp.teams.providers import llama_client
 
 from .conftest import SITE_KEY, TEAM_KEY, TEAM_SERVER
 from .helpers import ask, failure, finished
@@ -149,6 +150,12 @@ def test_back_to_the_site_server(owner_client, team, team_server):
         ("https://169.254.169.254/latest", b"not a public address"),
         ("https://[::1]/v1", b"not a public address"),
         ("https://no-such-host.invalid/v1", b"could not be resolved"),
+        ("https://9.9.9.9/v1\r\nX-Injected: 1", b"control characters"),
+        ("https://9.9.9.9/v1\nfoo", b"control characters"),
+        ("https://9.9.9.9/\tv1", b"control characters"),
+        ("https://9.9.9.9 /v1", b"control characters"),
+        ("https://9.9.9.9/v1\x00", b"Null characters"),
+        ("https:///v1", b"https://"),
     ],
 )
 def test_bad_server_addresses_are_refused(owner_client, team, owner, settings, url, error):
@@ -222,6 +229,25 @@ def test_an_unreadable_key_is_a_clear_error(team, settings):
         llama_client(team)
     assert caught.value.code == "provider_key_unreadable"
     assert "enter it again" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    "url", ["https://9.9.9.9/v1\r\nX-Injected: 1", "https://9.9.9.9/\tv1", "https:///v1"]
+)
+def test_a_stored_url_that_cannot_be_used_is_a_provider_error(team, site, url):
+    TeamProvider.objects.create(team=team, base_url=url, api_key_encrypted=crypto.encrypt(TEAM_KEY))
+    with pytest.raises(PolicyError) as caught:
+        llama_client(team)
+    assert caught.value.code == "provider_invalid"
+    assert "Provider page" in caught.value.message
+
+
+def test_a_bad_site_url_is_a_provider_error_naming_the_setting(team, site):
+    site.LLAMA_API_BASE_URL = "https://site.example.com/v1\r\n"
+    with pytest.raises(PolicyError) as caught:
+        llama_client(team)
+    assert caught.value.code == "provider_invalid"
+    assert "LLAMA_API_BASE_URL" in caught.value.message
 
 
 def test_operator_timeouts_and_attempts_reach_every_client(team, site, settings):

@@ -5,8 +5,17 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from chatapp.teams.actions import admit_request, record_usage
 from chatapp.teams.models import RecentRequest, Team, TeamPolicy, TeamUsage
-from chatapp.teams.policy import PolicyError, check_quota, record_usage
+from chatapp.teams.policy import PolicyError, team_policy
+from chatapp.teams.quota import check_budget
+
+
+def check_quota(user, team) -> None:
+    """What the chat does before a request goes upstream: the budget (a read), then admission."""
+    policy = team_policy(team)
+    check_budget(team, policy)
+    admit_request(user, team, policy)
 
 
 def used(team, user, tokens: int, day=None) -> None:

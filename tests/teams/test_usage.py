@@ -8,8 +8,8 @@ from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
+from chatapp.teams.actions import record_usage
 from chatapp.teams.models import TeamPolicy, TeamUsage
-from chatapp.teams.policy import record_usage
 from chatapp.teams.usage import parse_month
 
 SMALL, BIG = "Llama-3.3-8B-Instruct", "Llama-3.3-70B-Instruct"

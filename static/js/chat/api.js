@@ -23,7 +23,7 @@ function errorMessage(status, data) {
 }
 
 /** Call the API; resolves to the parsed JSON body (null for an empty reply). */
-export async function api(path, { method = "GET", body } = {}) {
+export async function api(path, { method = "GET", body, keepalive = false } = {}) {
   const headers = { Accept: "application/json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (method !== "GET") headers["X-CSRFToken"] = csrfToken();
@@ -33,6 +33,7 @@ export async function api(path, { method = "GET", body } = {}) {
       method,
       headers,
       credentials: "same-origin",
+      keepalive, // a request that must outlive the page (one sent as it is left)
       body: body === undefined ? undefined : JSON.stringify(body),
     });
   } catch {
@@ -50,4 +51,43 @@ export async function api(path, { method = "GET", body } = {}) {
   }
   if (!response.ok) throw new ApiError(response.status, errorMessage(response.status, data));
   return data;
+}
+
+/**
+ * Upload one file to `POST /api/uploads/` (multipart field `file`), reporting progress.
+ * Returns {promise, abort}: the promise resolves to the upload's summary or rejects with an
+ * ApiError carrying the server's words (an aborted upload rejects with `aborted` set).
+ */
+export function uploadFile(file, onProgress) {
+  const request = new XMLHttpRequest();
+  const promise = new Promise((resolve, reject) => {
+    request.open("POST", "/api/uploads/");
+    request.setRequestHeader("Accept", "application/json");
+    request.setRequestHeader("X-CSRFToken", csrfToken());
+    request.upload.addEventListener("progress", (event) => {
+      if (event.lengthComputable && event.total > 0) onProgress(event.loaded / event.total);
+    });
+    request.addEventListener("load", () => {
+      let data = null;
+      try {
+        data = request.responseText ? JSON.parse(request.responseText) : null;
+      } catch {
+        data = null;
+      }
+      if (request.status === 201 && data) resolve(data);
+      else reject(new ApiError(request.status, errorMessage(request.status, data)));
+    });
+    request.addEventListener("error", () => {
+      reject(new ApiError(0, "The upload failed: check your connection and try again."));
+    });
+    request.addEventListener("abort", () => {
+      const error = new ApiError(0, "The upload was cancelled.");
+      error.aborted = true;
+      reject(error);
+    });
+    const form = new FormData();
+    form.append("file", file, file.name || "pasted-image.png");
+    request.send(form);
+  });
+  return { promise, abort: () => request.abort() };
 }

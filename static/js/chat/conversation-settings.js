@@ -1,17 +1,47 @@
-// The chat pane's settings popover: model, temperature, max tokens and top_p for one conversation.
+// One conversation's settings: the model picker in the header, and the "This chat" popover
+// for temperature, max tokens, top_p, whether the team's tools are offered, and the answer
+// format (text or JSON).
+//
+// Values are checked against the team's ranges (sent with the page, the same the server
+// applies) before the popover closes; a refusal from the server lands on the same field.
 
 import { api } from "./api.js";
 
 const NAMES = ["model", "temperature", "max_tokens", "top_p"];
+const FIELDS = [...NAMES, "response_format"];
+
+/** The answer-format select's value for {type, schema_id}: "", "text", "json_schema:3"... */
+function formatChoice(format) {
+  if (!format?.type) return "";
+  return format.type === "json_schema" ? `json_schema:${format.schema_id}` : format.type;
+}
+
+/** The select's value as `settings.response_format` of a chat.send frame. */
+function formatSetting(choice) {
+  const [type, id] = choice.split(":");
+  return id ? { type, schema_id: Number(id) } : { type };
+}
 
 export class ConversationSettings {
-  constructor({ toggle, panel, error }) {
+  constructor({ toggle, panel, modelPicker, limits, onModel }) {
     this.toggle = toggle;
     this.panel = panel;
-    this.error = error;
-    this.fields = Object.fromEntries(NAMES.map((name) => [name, panel.elements[name]]));
+    this.limits = limits;
+    this.fields = {
+      model: modelPicker,
+      temperature: panel.elements.temperature,
+      max_tokens: panel.elements.max_tokens,
+      top_p: panel.elements.top_p,
+      response_format: panel.elements.response_format,
+    };
+    this.tools = panel.elements.tools; // a checkbox, not one of the numbers
     this.base = null; // the conversation's (or, for a new chat, the user's) settings
     this.generation = 0; // a newer load wins over a slower older one
+    modelPicker.replaceChildren(...limits.models.map((model) => new Option(model.id, model.id)));
+    modelPicker.addEventListener("change", () => {
+      this.clearError("model");
+      onModel(modelPicker.value);
+    });
     toggle.addEventListener("click", () => (this.isOpen ? this.close() : this.open()));
     panel.addEventListener("submit", (event) => {
       event.preventDefault();
@@ -19,11 +49,12 @@ export class ConversationSettings {
     });
     panel.addEventListener("keydown", (event) => {
       if (event.key === "Escape") {
+        event.preventDefault();
         event.stopPropagation();
         this.close();
       }
     });
-    panel.addEventListener("input", () => this.clearError());
+    panel.addEventListener("input", (event) => this.clearError(event.target.name));
   }
 
   get isOpen() {
@@ -33,49 +64,43 @@ export class ConversationSettings {
   open() {
     this.panel.hidden = false;
     this.toggle.setAttribute("aria-expanded", "true");
-    this.fields.model.focus();
+    this.fields.temperature.focus();
   }
 
+  /** Close when every value is in range; otherwise stay open with the errors shown. */
   close() {
-    if (!this.isOpen) return;
+    if (!this.isOpen || !this.validate()) return false;
     this.panel.hidden = true;
     this.toggle.setAttribute("aria-expanded", "false");
     this.toggle.focus();
-  }
-
-  /** The team's models for the picker (once per page). */
-  async loadModels() {
-    const data = await api("/api/models/");
-    const select = this.fields.model;
-    select.replaceChildren(...data.models.map((model) => new Option(model.id, model.id)));
+    return true;
   }
 
   /** Prefill from a conversation's settings, or (null) from the user's effective defaults. */
   async show(settings) {
     const generation = ++this.generation;
     this.base = null;
-    this.clearError();
+    this.clearErrors();
     try {
-      await (this.models ??= this.loadModels());
       const values = settings ?? (await api("/api/settings/")).effective;
       if (generation !== this.generation || !values) return;
       this.fill(values);
     } catch {
-      this.models = null; // try again on the next load; sending works without changes
+      // Sending works without changes; the next load tries again.
     }
   }
 
   fill(values) {
-    this.base = { ...values };
+    this.base = { ...values, formatChoice: formatChoice(values.response_format) };
     for (const name of NAMES) {
       const value = values[name];
       this.fields[name].value = value === null || value === undefined ? "" : String(value);
     }
-  }
-
-  /** After an answer: the server's settings, unless the user is mid-change. */
-  refresh(settings) {
-    if (settings && Object.keys(this.changes()).length === 0) this.fill(settings);
+    this.tools.checked = values.tools !== false;
+    const format = this.fields.response_format;
+    // A schema deleted since, or not listed: the prompt's choice applies.
+    format.value = this.base.formatChoice;
+    if (format.value !== this.base.formatChoice) format.value = "";
   }
 
   /** The fields the user changed, as the `settings` object of a chat.send frame. */
@@ -88,28 +113,87 @@ export class ConversationSettings {
       const value = name === "model" ? raw : Number(raw);
       if (value !== this.base[name]) changed[name] = value;
     }
+    if (this.tools.checked !== (this.base.tools !== false)) changed.tools = this.tools.checked;
+    const format = this.fields.response_format.value;
+    if (format !== "" && format !== this.base.formatChoice) {
+      changed.response_format = formatSetting(format);
+    }
     return changed;
   }
 
   /** The server applied what was sent: it is now the conversation's. */
   commit(sent) {
-    if (this.base !== null) this.base = { ...this.base, ...sent };
+    if (this.base === null) return;
+    this.base = { ...this.base, ...sent };
+    if (sent.response_format) this.base.formatChoice = formatChoice(sent.response_format);
   }
 
-  /** An invalid_setting / model_not_allowed error: name the field and show the panel. */
-  showError(field, message) {
-    this.clearError();
-    this.error.textContent = message;
-    this.error.hidden = false;
-    const input = this.fields[field];
-    if (input) input.setAttribute("aria-invalid", "true");
-    if (!this.isOpen) this.open();
-    (input || this.fields.model).focus();
+  /** Give the model picker back the conversation's model (after a refused send). */
+  resetModel() {
+    if (this.base?.model) this.fields.model.value = this.base.model;
   }
 
-  clearError() {
-    this.error.hidden = true;
-    this.error.textContent = "";
-    for (const input of Object.values(this.fields)) input.removeAttribute("aria-invalid");
+  // ---- checking ---------------------------------------------------------------------------
+
+  /** What is wrong with each field, in the server's words; {} when all is well. */
+  problems() {
+    const found = {};
+    const number = (name) => {
+      const raw = this.fields[name].value.trim();
+      return raw === "" ? null : Number(raw);
+    };
+    const outside = (value, low, high) =>
+      value !== null && (!Number.isFinite(value) || value < low || value > high);
+    const { temperature, topP } = this.limits;
+    if (outside(number("temperature"), temperature.min, temperature.max)) {
+      found.temperature = `Temperature must be a number from 0 to ${temperature.max}.`;
+    }
+    if (outside(number("top_p"), topP.min, topP.max)) {
+      found.top_p = `Top p must be a number from 0 to ${topP.max}.`;
+    }
+    const maxTokens = number("max_tokens");
+    const model = this.limits.models.find((m) => m.id === this.fields.model.value);
+    const high = model?.maxTokens ?? Number.MAX_SAFE_INTEGER;
+    if (maxTokens !== null && (!Number.isInteger(maxTokens) || outside(maxTokens, 1, high))) {
+      found.max_tokens = `Max tokens must be a whole number between 1 and ${high} in this team.`;
+    }
+    return found;
+  }
+
+  /** Show every problem on its field; true when there are none. */
+  validate() {
+    const found = this.problems();
+    for (const name of FIELDS) this.setError(name, found[name] || "");
+    const first = NAMES.find((name) => found[name]);
+    if (first) this.fields[first].focus();
+    return first === undefined;
+  }
+
+  /** A refusal from the server (invalid_setting, model_not_allowed): shown on its field. */
+  showError(name, message) {
+    if (!(name in this.fields)) return;
+    if (name !== "model" && !this.isOpen) {
+      this.panel.hidden = false;
+      this.toggle.setAttribute("aria-expanded", "true");
+    }
+    this.setError(name, message);
+    this.fields[name].focus();
+  }
+
+  setError(name, message) {
+    const input = this.fields[name];
+    const error = document.getElementById(`${input.id}-error`);
+    error.textContent = message;
+    error.hidden = message === "";
+    if (message) input.setAttribute("aria-invalid", "true");
+    else input.removeAttribute("aria-invalid");
+  }
+
+  clearError(name) {
+    if (name in this.fields) this.setError(name, "");
+  }
+
+  clearErrors() {
+    for (const name of FIELDS) this.setError(name, "");
   }
 }

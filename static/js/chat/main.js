@@ -1,13 +1,23 @@
-// The chat page: wires the websocket, the message pane, the sidebar and the composer.
+// The chat page: frames and clicks change the conversation state, `render` draws it.
 
-import { api } from "./api.js";
+import { api, uploadFile } from "./api.js";
+import { checkFiles, DraftTray, guessKind, ImageViewer, imageRefusal } from "./attachments.js";
+import { BudgetMeters } from "./budget.js";
 import { ConversationSettings } from "./conversation-settings.js";
 import { MessageList } from "./messages.js";
 import { Sidebar } from "./sidebar.js";
 import { ChatSocket } from "./socket.js";
+import { ConversationState } from "./state.js";
 
 const config = JSON.parse(document.getElementById("chat-config").textContent);
 const $ = (id) => document.getElementById(id);
+const phoneWidth = window.matchMedia("(max-width: 768px)");
+// Whether the team has a default prompt: "No system prompt" must then say so explicitly.
+const hasDefaultPrompt = config.systemPrompts.some((prompt) => prompt.is_default);
+
+function isTyping(target) {
+  return target.closest?.("input, textarea, select, [contenteditable]") != null;
+}
 
 function newRequestId() {
   if (window.crypto?.randomUUID) return window.crypto.randomUUID();
@@ -18,349 +28,337 @@ function byteLength(text) {
   return new TextEncoder().encode(text).length;
 }
 
+const CONNECTION_TEXT = {
+  connecting: () => "Connecting…",
+  reconnecting: (delay) => `Reconnecting in ${Math.ceil(delay / 1000)}s…`,
+  closed: () => "Disconnected",
+};
+
 class ChatPage {
   constructor() {
-    this.conversationId = config.conversationId;
-    this.loaded = this.conversationId === null; // a new chat has nothing to fetch
-    this.pending = null; // {requestId, content, user, assistant} for the message in flight
-    this.lastSent = null;
+    this.state = new ConversationState({
+      conversationId: config.conversationId,
+      defaultModel: config.defaultModel,
+    });
+    this.renderQueued = false;
+    this.switching = null; // {target, step}: a chat.switch from the version arrows, until drawn
+    this.shownPrompt = undefined; // the system prompt last drawn (redrawing would fold it)
     this.composer = $("composer");
     this.input = $("composer-input");
     this.sendButton = $("send-button");
     this.stopButton = $("stop-button");
     this.promptPicker = $("prompt-picker");
-    this.title = $("conversation-title");
-    this.modelBadge = $("model-badge");
-    this.notice = $("chat-notice");
+    this.modelPicker = $("model-picker");
+    this.attachInput = $("attach-input");
+    this.attachButton = $("attach-button");
+    this.uploads = new Map(); // draft key -> {abort} of an upload in flight
+    this.tray = new DraftTray({ list: $("draft-tray"), onRemove: (key) => this.removeDraft(key) });
+    this.viewer = new ImageViewer($("image-viewer"));
     this.settings = new ConversationSettings({
       toggle: $("settings-toggle"),
       panel: $("settings-panel"),
-      error: $("settings-panel-error"),
+      modelPicker: this.modelPicker,
+      limits: config.limits,
+      onModel: (model) => this.update(() => (this.state.model = model)),
     });
-    this.messages = new MessageList($("messages"), $("empty-state"), {
-      regenerate: (view) => this.regenerate(view),
-      retry: (view) => this.retry(view),
+    this.messages = new MessageList({
+      container: $("messages"),
+      emptyState: $("empty-state"),
+      jumpButton: $("jump-latest"),
+      handlers: {
+        regenerate: (message) => this.regenerate(message),
+        edit: (message) => this.update(() => this.state.startEditing(message)),
+        cancelEdit: () => this.cancelEdit(),
+        saveEdit: (message, text) => this.saveEdit(message, text),
+        switchVersion: (message, step) => this.switchVersion(message, step),
+        jumped: () => this.input.focus(),
+        viewImage: (attachment, opener) => this.viewer.open(attachment, opener),
+        decideTool: (message, callId, approve) => this.decideTool(message, callId, approve),
+      },
     });
+    this.budget = new BudgetMeters($("budget-meters"));
     this.sidebar = new Sidebar({
       list: $("conversation-list"),
       search: $("conversation-search"),
       sentinel: $("conversation-sentinel"),
       status: $("conversation-status"),
       dialog: $("confirm-dialog"),
+      team: config.currentTeamId,
       handlers: {
-        open: (id) => this.open(id, { push: true }),
-        deleted: (id) => id === this.conversationId && this.startNew({ push: true }),
-        renamed: (id, title) => id === this.conversationId && this.setTitle(title),
-        notify: (text) => this.showNotice(text),
+        open: (id, messageId) => this.open(id, { push: true, messageId }),
+        deleted: (id) => id === this.state.conversationId && this.startNew({ push: true }),
+        renamed: (id, title) => {
+          if (id === this.state.conversationId) this.update(() => (this.state.title = title));
+        },
+        notify: (text) => this.update(() => (this.state.notice = { text, retry: false })),
+        announce: (text) => this.update(() => (this.state.announcement = text)),
       },
     });
     this.socket = new ChatSocket(config.socketPath);
     this.bindSocket();
     this.bindComposer();
+    this.bindAttachments();
     this.bindDrawer();
+    this.bindKeys();
+    this.bindTemporary();
+    this.bindTeamPicker();
     window.addEventListener("popstate", () => this.followLocation());
     // For tests and debugging: the page's live objects.
     window.chatPage = this;
   }
 
+  get conversationId() {
+    return this.state.conversationId;
+  }
+
   start() {
-    this.sidebar.setActive(this.conversationId);
+    this.sidebar.setActive(this.state.conversationId);
     this.sidebar.reload();
     this.socket.connect();
-    if (this.conversationId !== null) this.open(this.conversationId, { push: false });
+    if (this.state.conversationId !== null) this.open(this.state.conversationId, { push: false });
     else this.startNew({ push: false });
+  }
+
+  /** Change the state, then draw it (once per animation frame, however many changes). */
+  update(change) {
+    change?.();
+    if (this.renderQueued) return;
+    this.renderQueued = true;
+    requestAnimationFrame(() => {
+      this.renderQueued = false;
+      this.render();
+    });
   }
 
   // ---- websocket -------------------------------------------------------------------------
 
   bindSocket() {
     this.socket.addEventListener("open", () => {
-      if (this.pending && this.conversationId === null) {
+      if (this.state.pending && this.state.conversationId === null) {
         // The connection dropped before the server confirmed the new conversation.
-        this.failPending("The connection dropped while sending: check the list, then resend.");
+        this.givenBack(
+          this.state.failPending(
+            "The connection dropped while sending: check the list, then resend.",
+            { retry: true },
+          ),
+        );
         this.sidebar.reload();
       }
       this.subscribe();
-      this.updateComposer();
+      this.update();
     });
-    this.socket.addEventListener("status", (event) => this.showConnection(event.detail));
+    this.socket.addEventListener("status", (event) => {
+      this.update(() => {
+        this.state.connection = event.detail;
+        this.state.socketOpen = event.detail.state === "open";
+      });
+    });
     this.socket.addEventListener("unauthorized", () => {
-      this.showNotice("Your session ended. Reload the page to sign in again.");
-      this.updateComposer();
+      this.update(() => {
+        this.state.notice = {
+          text: "Your session ended. Reload the page to sign in again.",
+          retry: false,
+        };
+      });
     });
     this.socket.addEventListener("frame", (event) => this.handleFrame(event.detail));
   }
 
   subscribe() {
-    if (this.conversationId !== null && this.loaded) {
-      this.socket.send({ type: "chat.subscribe", conversation_id: this.conversationId });
+    const { conversationId, loaded } = this.state;
+    if (conversationId !== null && loaded) {
+      this.socket.send({ type: "chat.subscribe", conversation_id: conversationId });
     }
   }
 
   handleFrame(frame) {
     const handler = {
       "conversation.created": () => this.onConversationCreated(frame),
+      "conversation.updated": () => this.onConversationUpdated(frame),
       "conversation.state": () => this.onConversationState(frame),
       "message.created": () => this.onMessageCreated(frame),
       "message.delta": () => this.onDelta(frame),
-      "message.done": () => this.onDone(frame),
-      "message.error": () => this.onMessageError(frame),
-      "message.retrying": () => this.onRetrying(frame),
+      "message.done": () => {
+        this.budget.refreshSoon();
+        return this.state.done(frame);
+      },
+      "message.error": () => this.givenBack(this.state.messageError(frame)),
+      "message.retrying": () => this.state.retrying(frame),
+      "message.tool_call": () => this.state.toolCall(frame),
+      "message.tool_result": () => this.state.toolCall(frame),
+      "conversation.switched": () => this.onSwitched(frame),
       error: () => this.onError(frame),
     }[frame.type];
-    if (handler) handler();
-  }
-
-  isMine(frame) {
-    return this.pending !== null && frame.request_id === this.pending.requestId;
+    if (handler) this.update(handler);
   }
 
   onConversationCreated(frame) {
-    if (!this.isMine(frame)) {
-      this.sidebar.upsert(frame.conversation);
+    const mine = this.state.isMine(frame);
+    // A temporary chat stays out of the list, and out of the address: a reload starts anew.
+    if (mine && this.state.temporary) {
+      this.state.conversationCreated(frame);
       return;
     }
-    this.conversationId = frame.conversation.id;
-    this.loaded = true;
-    window.history.pushState({}, "", `/c/${this.conversationId}/`);
-    this.setTitle(frame.conversation.title);
     this.sidebar.upsert(frame.conversation);
-    this.sidebar.setActive(this.conversationId);
-    this.updateComposer();
+    if (!mine) return;
+    this.state.conversationCreated(frame);
+    window.history.pushState({}, "", `/c/${frame.conversation.id}/`);
+    this.sidebar.setActive(frame.conversation.id);
+    this.loadSystemPrompt(frame.conversation.id);
   }
 
-  onMessageCreated(frame) {
-    const message = frame.message;
-    if (message.conversation_id !== this.conversationId) return;
-    let view = this.messages.get(message.id);
-    if (!view && this.isMine(frame)) {
-      view = message.role === "user" ? this.pending.user : this.pending.assistant;
-      view.setId(message.id);
-    }
-    if (!view && message.role === "assistant") {
-      // A regenerated answer arrives as a new message: it takes the old one's place
-      // (named by `replaces`; the flag covers a server that does not name it).
-      const replaced =
-        this.messages.get(message.replaces ?? null) ||
-        this.messages.views.find((v) => v.replacing);
-      if (replaced) this.messages.remove(replaced);
-    }
-    if (message.role === "user" && this.isMine(frame)) this.settings.commit(this.pending.settings);
-    if (view) view.applyState({ status: message.status, content: message.content || view.content });
-    else view = this.messages.add(message);
-    // The conversation's model until the stored row says otherwise (after the answer ends).
-    if (message.role === "assistant" && !view.model) view.model = this.modelBadge.textContent;
-    if (message.role === "assistant" && this.isMine(frame)) this.pending = null;
-    this.messages.refresh();
-    this.updateComposer();
-  }
-
-  onDelta(frame) {
-    const view = this.messages.get(frame.message_id);
-    if (!view) return;
-    const wasStreaming = view.isStreaming;
-    view.appendDelta(frame.text, frame.seq);
-    if (!wasStreaming) {
-      this.messages.refresh();
-      this.updateComposer();
-    }
-  }
-
-  onDone(frame) {
-    const view = this.messages.get(frame.message_id);
-    if (!view) return;
-    view.finish({ status: frame.status, usage: frame.usage });
-    const said = { complete: "Answer complete", stopped: "Stopped" }[frame.status];
-    this.announce(said || "The answer ended early");
-    this.messages.refresh();
-    this.updateComposer();
-    this.refreshConversation();
-  }
-
-  onMessageError(frame) {
-    const view = frame.message_id === null ? null : this.messages.get(frame.message_id);
-    this.announce(`Error: ${frame.error?.message || "the answer failed."}`);
-    if (view) {
-      view.fail(frame.error);
-    } else {
-      this.failPending(frame.error?.message || "The message could not be sent.");
-    }
-    this.messages.refresh();
-    this.updateComposer();
-  }
-
-  onRetrying(frame) {
-    this.announce("Retrying…");
-    this.messages.get(frame.message_id)?.setRetrying(frame.attempt, frame.delay);
-  }
-
-  onError(frame) {
-    const text = frame.error?.message || "The server refused the request.";
-    this.announce(`Error: ${text}`);
-    if (this.isMine(frame) && frame.error?.field) {
-      this.settings.showError(frame.error.field, text);
-      this.modelBadge.textContent = this.settings.base?.model ?? this.modelBadge.textContent;
-    }
-    const replacing = this.messages.views.find((v) => v.replacing);
-    if (this.isMine(frame)) this.failPending(text);
-    else if (replacing) {
-      replacing.restore();
-      this.showNotice(text);
-    } else this.showNotice(text);
-    this.messages.refresh();
-    this.updateComposer();
-  }
-
-  /** The send failed before an answer existed: drop the placeholder, give the text back. */
-  failPending(text) {
-    if (this.pending) {
-      const { user, assistant, content } = this.pending;
-      if (user.id === null) this.messages.remove(user);
-      if (assistant.id === null) this.messages.remove(assistant);
-      if (!this.input.value) this.input.value = content;
-      this.pending = null;
-      this.autosize();
-    }
-    this.showNotice(text, { retry: this.lastSent !== null });
+  /** The model named a conversation (or another tab's rename): the list and header follow. */
+  onConversationUpdated(frame) {
+    const { id, title } = frame.conversation;
+    this.sidebar.retitle(id, title);
+    if (id === this.state.conversationId) this.state.title = title;
   }
 
   onConversationState(frame) {
-    if (frame.conversation_id !== this.conversationId) return;
-    if (this.pending) {
-      // The server's list already holds whatever the connection drop left unconfirmed.
-      this.messages.remove(this.pending.user);
-      this.messages.remove(this.pending.assistant);
-      this.pending = null;
-    }
-    const seen = new Set();
-    for (const message of frame.messages) {
-      if (message.role === "system") continue;
-      seen.add(message.id);
-      const view = this.messages.get(message.id);
-      if (view) view.applyState(message);
-      else this.messages.add(message);
-    }
-    for (const view of [...this.messages.views]) {
-      if (view.id !== null && !seen.has(view.id)) this.messages.remove(view);
-    }
-    this.sortViews();
-    this.messages.refresh();
-    this.updateComposer();
+    if (frame.conversation_id === this.state.conversationId) this.state.snapshot(frame);
   }
 
-  sortViews() {
-    const ordered = [...this.messages.views].sort(
-      (a, b) => (a.id ?? Number.MAX_SAFE_INTEGER) - (b.id ?? Number.MAX_SAFE_INTEGER),
-    );
-    this.messages.views = ordered;
-    for (const view of ordered) this.messages.container.append(view.element);
+  onMessageCreated(frame) {
+    if (frame.message.conversation_id !== this.state.conversationId) return;
+    if (frame.message.role === "user" && this.state.isMine(frame)) {
+      this.settings.commit(this.state.pending.settings);
+    }
+    // A message on a branch this page does not show: the state brings the branch.
+    if (this.state.messageCreated(frame) === null) this.subscribe();
+  }
+
+  /** Another tab (or this one) chose a branch: fetch it unless it is the one shown. */
+  onSwitched(frame) {
+    if (frame.conversation_id !== this.state.conversationId) return;
+    if (this.state.messages.at(-1)?.id !== frame.leaf_id) this.subscribe();
+  }
+
+  onDelta(frame) {
+    // A frame went missing (a layer restart, a dropped relay): the snapshot fills the gap.
+    if (this.state.delta(frame) === "gap") this.subscribe();
+  }
+
+  onError(frame) {
+    const error = frame.error || {};
+    this.switching = null; // a refused switch leaves the keyboard where it is
+    if (this.state.isMine(frame) && error.field) {
+      if (error.field === "model") this.settings.resetModel();
+      this.settings.showError(error.field, error.message || "");
+      this.state.model = this.settings.base?.model ?? this.state.model;
+    }
+    this.givenBack(this.state.refused(frame));
+  }
+
+  /** A send the server never took: its text goes back into an empty composer. */
+  givenBack(content) {
+    if (content && !this.input.value) {
+      this.input.value = content;
+      this.autosize();
+    }
   }
 
   // ---- conversations ----------------------------------------------------------------------
 
-  async open(id, { push }) {
-    this.conversationId = id;
-    this.loaded = false;
-    this.pending = null;
-    this.messages.clear();
-    this.showSystemPrompt(null);
-    this.hideNotice();
-    this.setTitle("Loading…");
+  async open(id, { push, messageId = null }) {
+    if (id !== this.state.conversationId) this.leaveTemporary();
+    this.state.opening(id);
+    this.state.landing = messageId;
+    this.messages.stickToBottom = true;
     this.sidebar.setActive(id);
     this.closeDrawer();
     if (push) window.history.pushState({}, "", `/c/${id}/`);
-    this.updateComposer();
+    this.update();
     let data;
     try {
       data = await api(`/api/conversations/${id}/`);
     } catch (error) {
-      if (this.conversationId === id) {
-        this.setTitle("Conversation unavailable");
-        this.showNotice(error.message);
-      }
+      if (this.state.conversationId === id)
+        this.update(() => this.state.unavailable(error.message));
       return;
     }
-    if (this.conversationId !== id) return; // the user moved on meanwhile
-    this.renderConversation(data);
-    this.loaded = true;
+    if (this.state.conversationId !== id) return; // the user moved on meanwhile
+    this.state.opened(data);
+    const format = { response_format: data.response_format };
+    this.settings.show(data.settings ? { ...data.settings, ...format } : null);
+    this.messages.stickToBottom = this.state.landing === null;
+    this.update();
     this.subscribe();
-    this.updateComposer();
+    const landing = this.state.landing;
+    // A search hit in another version: show the branch it is on (conversation.state follows).
+    if (landing !== null && !this.state.message(landing)) {
+      this.socket.send({ type: "chat.switch", message_id: landing });
+    }
     this.input.focus();
   }
 
-  renderConversation(data) {
-    this.setTitle(data.title);
-    this.showSystemPrompt(data.system_prompt);
-    if (data.settings?.model) this.modelBadge.textContent = data.settings.model;
-    this.settings.show(data.settings ?? null);
-    this.messages.clear();
-    for (const message of data.messages || []) {
-      if (message.role !== "system") this.messages.add(message);
-    }
-    this.messages.scrollToBottom();
-  }
-
-  /** After an answer ends: the server's model, usage and (possibly new) title. */
-  async refreshConversation() {
-    const id = this.conversationId;
-    if (id === null) return;
-    let data;
+  /** The prompt a new conversation started with (sent once, when it was created). */
+  async loadSystemPrompt(id) {
     try {
-      data = await api(`/api/conversations/${id}/`);
+      const data = await api(`/api/conversations/${id}/`);
+      if (this.state.conversationId !== id || !data.system_prompt?.content) return;
+      this.update(() => (this.state.systemPrompt = data.system_prompt));
     } catch {
-      return; // the live view is still right; this only adds details
+      // Only a detail: the prompt shows when the conversation is next opened.
     }
-    if (this.conversationId !== id) return;
-    this.setTitle(data.title);
-    if ($("system-prompt").hidden) this.showSystemPrompt(data.system_prompt);
-    this.sidebar.upsert({ id, title: data.title });
-    if (data.settings?.model) this.modelBadge.textContent = data.settings.model;
-    this.settings.refresh(data.settings);
-    for (const message of data.messages || []) {
-      const view = this.messages.get(message.id);
-      if (view && !view.isStreaming) {
-        view.applyState({ model: message.model, usage: message.usage, status: message.status });
-      }
-    }
-  }
-
-  /** The prompt the conversation started with, folded away above the messages. */
-  showSystemPrompt(prompt) {
-    const details = $("system-prompt");
-    const content = prompt?.content || "";
-    $("system-prompt-text").textContent = content;
-    $("system-prompt-locked").hidden = !prompt?.locked;
-    details.hidden = content === "";
-    details.open = false;
   }
 
   startNew({ push }) {
-    this.conversationId = null;
-    this.showSystemPrompt(null);
-    this.loaded = true;
-    this.pending = null;
-    this.messages.clear();
-    this.hideNotice();
-    this.setTitle("");
-    this.modelBadge.textContent = config.defaultModel;
+    this.leaveTemporary();
+    this.state.startNew();
+    this.messages.stickToBottom = true;
     this.settings.show(null);
     this.sidebar.setActive(null);
     this.closeDrawer();
     if (push && window.location.pathname !== "/") window.history.pushState({}, "", "/");
-    this.updateComposer();
+    this.update();
     this.input.focus();
+  }
+
+  // ---- temporary chats --------------------------------------------------------------------
+
+  bindTemporary() {
+    $("temporary-toggle").addEventListener("click", () => {
+      if (this.state.conversationId !== null) return; // only a new chat can become one
+      this.update(() => (this.state.temporary = !this.state.temporary));
+      this.input.focus();
+    });
+    // Leaving the page ends a temporary chat too (the request outlives the page).
+    window.addEventListener("pagehide", () => this.leaveTemporary({ keepalive: true }));
+  }
+
+  /** A temporary chat ends when the user leaves it: delete it (the server sweeps any left). */
+  leaveTemporary({ keepalive = false } = {}) {
+    const id = this.state.conversationId;
+    if (!this.state.temporary || id === null) return;
+    this.state.temporary = false;
+    api(`/api/conversations/${id}/`, { method: "DELETE", keepalive }).catch(() => {
+      // Left behind, it is deleted 24 hours after it started.
+    });
+  }
+
+  // ---- teams ------------------------------------------------------------------------------
+
+  bindTeamPicker() {
+    const picker = $("team-picker");
+    if (!picker) return;
+    picker.addEventListener("change", async () => {
+      const team = Number(picker.value);
+      try {
+        await api("/api/me/", { method: "PATCH", body: { current_team: team } });
+      } catch (error) {
+        picker.value = String(config.currentTeamId);
+        this.update(() => (this.state.notice = { text: error.message, retry: false }));
+        return;
+      }
+      // The team's prompts, models, budget and conversations: a new chat in the new team.
+      window.location.assign("/");
+    });
   }
 
   followLocation() {
     const match = window.location.pathname.match(/^\/c\/(\d+)\/$/);
     if (match) this.open(Number(match[1]), { push: false });
     else this.startNew({ push: false });
-  }
-
-  setTitle(title) {
-    const text = title || "New chat";
-    this.title.textContent = text;
-    document.title = `${text} · Llama team chat`;
   }
 
   // ---- sending ----------------------------------------------------------------------------
@@ -374,94 +372,276 @@ class ChatPage {
       if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
         event.preventDefault();
         this.send();
+      } else if (event.key === "ArrowUp" && !event.shiftKey && this.input.value === "") {
+        // As in other chats: Up in an empty box edits the last question.
+        const last = this.state.lastQuestion;
+        if (last && !this.state.busy) {
+          event.preventDefault();
+          this.update(() => this.state.startEditing(last));
+        }
       }
     });
-    this.input.addEventListener("input", () => this.autosize());
+    this.input.addEventListener("input", () => {
+      this.autosize();
+      this.update();
+    });
     this.stopButton.addEventListener("click", () => this.stop());
     $("new-chat").addEventListener("click", () => this.startNew({ push: true }));
     $("notice-retry").addEventListener("click", () => this.resend());
-    $("notice-close").addEventListener("click", () => this.hideNotice());
+    $("notice-close").addEventListener("click", () =>
+      this.update(() => (this.state.notice = null)),
+    );
+    for (const starter of document.querySelectorAll("[data-starter]")) {
+      starter.addEventListener("click", () => this.send(starter.textContent));
+    }
   }
 
-  send(content = this.input.value) {
+  /** Send `content` with `attachments` (upload summaries; default: the composer's files). */
+  send(content = this.input.value, attachments = null) {
     const text = content.trim();
-    if (!text || this.busy) return;
-    if (byteLength(text) > config.maxContentBytes) {
-      this.showNotice(`That message is too long (the limit is ${config.maxContentBytes} bytes).`);
+    const fromComposer = attachments === null;
+    const files = fromComposer ? this.state.readyUploads : attachments;
+    if ((!text && files.length === 0) || this.state.busy) return;
+    const waiting = fromComposer ? this.draftsWaiting() : "";
+    if (waiting) {
+      this.update(() => (this.state.notice = { text: waiting, retry: false }));
       return;
     }
+    if (this.refusedAsTooLong(text)) return;
     const requestId = newRequestId();
     const frame = {
       type: "chat.send",
       request_id: requestId,
-      conversation_id: this.conversationId,
+      conversation_id: this.state.conversationId,
       content: text,
     };
-    const promptId = this.promptPicker?.value;
-    if (this.conversationId === null && promptId) frame.system_prompt_id = Number(promptId);
-    const settings = this.settings.changes();
-    if (Object.keys(settings).length) frame.settings = settings;
-    if (!this.socket.send(frame)) {
-      this.showNotice("Not connected to the server yet; your message was not sent.");
+    if (files.length) frame.attachments = files.map((upload) => upload.id);
+    if (!this.settings.validate()) {
+      this.settings.open(); // a value out of range stays with its field, and nothing is sent
+      this.settings.validate();
       return;
     }
-    this.hideNotice();
-    this.lastSent = text;
-    const user = this.messages.add({ id: null, role: "user", content: text, status: "complete" });
-    const assistant = this.messages.add({ id: null, role: "assistant", status: "pending" });
-    this.pending = { requestId, content: text, user, assistant, settings };
-    if (settings.model) this.modelBadge.textContent = settings.model;
-    this.announce("Answering…");
-    this.messages.scrollToBottom();
+    const settings = this.settings.changes();
+    if (Object.keys(settings).length) frame.settings = settings;
+    const promptId = this.promptPicker?.value;
+    if (this.state.conversationId === null && this.state.temporary) frame.temporary = true;
+    if (this.state.conversationId === null && promptId) frame.system_prompt_id = Number(promptId);
+    else if (this.state.conversationId === null && hasDefaultPrompt && this.promptPicker) {
+      frame.settings = { ...frame.settings, system_prompt: "" }; // not the team's default
+    }
+    if (!this.socket.send(frame)) {
+      const notice = "Not connected to the server yet; your message was not sent.";
+      this.update(() => (this.state.notice = { text: notice, retry: false }));
+      return;
+    }
+    this.update(() =>
+      this.state.sending({ requestId, content: text, settings, attachments: files }),
+    );
+    this.messages.stickToBottom = true;
     if (content === this.input.value) this.input.value = "";
     this.autosize();
-    this.updateComposer();
   }
 
   resend() {
-    if (this.lastSent) this.send(this.lastSent);
+    const last = this.state.lastSent;
+    if (last) this.send(last.content, last.attachments);
+  }
+
+  // ---- files ------------------------------------------------------------------------------
+
+  bindAttachments() {
+    this.attachButton.addEventListener("click", () => this.attachInput.click());
+    this.attachInput.addEventListener("change", () => {
+      this.addFiles([...this.attachInput.files]);
+      this.attachInput.value = ""; // choosing the same file again fires change again
+    });
+    this.input.addEventListener("paste", (event) => {
+      const files = [...(event.clipboardData?.files || [])];
+      // Text pastes as usual, even when the clipboard also holds a picture of it (cells
+      // copied from a spreadsheet, a paragraph from a word processor).
+      if (files.length === 0 || event.clipboardData.getData("text/plain") !== "") return;
+      event.preventDefault();
+      this.addFiles(files);
+    });
+    // The whole page takes drops: a file dropped beside the chat would otherwise replace the
+    // page with the file.
+    const zone = document;
+    const carriesFiles = (event) => [...(event.dataTransfer?.types || [])].includes("Files");
+    let depth = 0; // dragenter/dragleave fire for every child crossed
+    zone.addEventListener("dragenter", (event) => {
+      if (!carriesFiles(event)) return;
+      event.preventDefault();
+      depth += 1;
+      this.composer.classList.add("is-drop-target");
+    });
+    zone.addEventListener("dragover", (event) => {
+      if (!carriesFiles(event)) return;
+      event.preventDefault();
+      event.dataTransfer.dropEffect = "copy";
+    });
+    zone.addEventListener("dragleave", () => {
+      depth = Math.max(0, depth - 1);
+      if (depth === 0) this.composer.classList.remove("is-drop-target");
+    });
+    zone.addEventListener("drop", (event) => {
+      if (!carriesFiles(event)) return;
+      event.preventDefault();
+      depth = 0;
+      this.composer.classList.remove("is-drop-target");
+      this.addFiles([...event.dataTransfer.files]);
+      this.input.focus();
+    });
+  }
+
+  /** Check files against the caps and the model, then upload those that pass. */
+  addFiles(files) {
+    if (files.length === 0) return;
+    const { accepted, refusals } = checkFiles(files, {
+      drafts: this.state.drafts,
+      limits: config.uploads,
+      model: this.state.model,
+    });
+    this.update(() => {
+      if (refusals.length) this.state.notice = { text: refusals.join(" "), retry: false };
+      for (const file of accepted) this.startUpload(file);
+    });
+  }
+
+  startUpload(file) {
+    const draft = this.state.addDraft({
+      name: file.name || "pasted-image.png",
+      kind: guessKind(file),
+      bytes: file.size,
+    });
+    const upload = uploadFile(file, (progress) =>
+      this.update(() => this.state.draftProgress(draft.key, progress)),
+    );
+    this.uploads.set(draft.key, upload);
+    upload.promise
+      .then((data) => this.update(() => this.state.draftUploaded(draft.key, data)))
+      .catch((error) => {
+        if (!error.aborted) this.update(() => this.state.draftFailed(draft.key, error.message));
+      })
+      .finally(() => this.uploads.delete(draft.key));
+  }
+
+  /** Take a file out of the composer; a stored one is deleted (it was never sent). */
+  removeDraft(key) {
+    const draft = this.state.draft(key);
+    if (!draft) return;
+    this.uploads.get(key)?.abort();
+    if (draft.status === "ready") {
+      api(`/api/uploads/${draft.upload.id}/`, { method: "DELETE" }).catch(() => {
+        // Left behind, an unsent upload is swept after a day.
+      });
+    }
+    this.update(() => {
+      this.state.removeDraft(key);
+      this.state.announcement = `${draft.name} removed`;
+    });
+    this.input.focus();
+  }
+
+  /** Why the composer's files cannot go yet, or "". */
+  draftsWaiting() {
+    const drafts = this.state.drafts;
+    if (drafts.some((d) => d.status === "uploading"))
+      return "Wait for the files to finish uploading.";
+    if (drafts.some((d) => d.status === "failed")) {
+      return "Remove the files that could not be attached before sending.";
+    }
+    if (drafts.some((d) => d.kind === "image"))
+      return imageRefusal(this.state.model, config.uploads);
+    return "";
   }
 
   stop() {
-    const view = this.messages.streaming;
-    if (view?.id !== null && view?.id !== undefined) {
-      this.socket.send({ type: "chat.stop", message_id: view.id });
+    const streaming = this.state.streaming;
+    if (streaming?.id !== null && streaming?.id !== undefined) {
+      this.socket.send({ type: "chat.stop", message_id: streaming.id });
     }
+    this.input.focus(); // the Stop button is about to go away; typing goes on here
   }
 
-  regenerate(view) {
-    if (this.busy || view.id === null) return;
-    if (!this.socket.send({ type: "chat.regenerate", message_id: view.id })) {
-      this.showNotice("Not connected to the server yet; try again in a moment.");
+  /** Approve or deny a tool call the answer waits on. */
+  decideTool(message, callId, approve) {
+    if (message.id === null) return;
+    const frame = {
+      type: "chat.tool_decision",
+      conversation_id: this.state.conversationId,
+      message_id: message.id,
+      call_id: callId,
+      approve,
+    };
+    if (!this.socket.send(frame)) {
+      const notice = "Not connected to the server yet; try again in a moment.";
+      this.update(() => (this.state.notice = { text: notice, retry: false }));
       return;
     }
-    view.restart();
-    view.replacing = true;
-    this.announce("Answering…");
-    this.messages.refresh();
-    this.updateComposer();
+    this.update(() => this.state.deciding(message, callId));
   }
 
-  retry(view) {
-    this.regenerate(view);
-  }
-
-  get busy() {
-    return this.pending !== null || this.messages.streaming !== null;
-  }
-
-  updateComposer() {
-    const streaming = this.busy;
-    this.sendButton.hidden = streaming;
-    this.stopButton.hidden = !streaming;
-    this.stopButton.disabled = !this.messages.streaming || this.messages.streaming.id === null;
-    this.sendButton.disabled = !this.socket.isOpen || !this.loaded;
-    $("prompt-row").hidden = this.conversationId !== null;
-    const exportLink = $("export-link");
-    exportLink.hidden = this.conversationId === null;
-    if (this.conversationId !== null) {
-      exportLink.href = `/api/conversations/${this.conversationId}/export?format=md`;
+  regenerate(message) {
+    if (this.state.busy || message.id === null) return;
+    if (!this.socket.send({ type: "chat.regenerate", message_id: message.id })) {
+      const notice = "Not connected to the server yet; try again in a moment.";
+      this.update(() => (this.state.notice = { text: notice, retry: false }));
+      return;
     }
+    this.update(() => this.state.regenerating(message));
+  }
+
+  /** Send a new version of a question: it goes beside the old one, with a new answer. */
+  /** Says so and answers true when text is over the server's limit for one message. */
+  refusedAsTooLong(text) {
+    if (byteLength(text) <= config.maxContentBytes) return false;
+    const notice = `That message is too long (the limit is ${config.maxContentBytes} bytes).`;
+    this.update(() => (this.state.notice = { text: notice, retry: false }));
+    return true;
+  }
+
+  saveEdit(message, content) {
+    const text = content.trim();
+    if (!text || this.state.busy || message.id === null) return;
+    if (text === message.content) {
+      this.cancelEdit();
+      return;
+    }
+    if (this.refusedAsTooLong(text)) return;
+    const requestId = newRequestId();
+    const frame = {
+      type: "chat.edit",
+      request_id: requestId,
+      message_id: message.id,
+      content: text,
+    };
+    if (!this.socket.send(frame)) {
+      const notice = "Not connected to the server yet; your edit was not sent.";
+      this.update(() => (this.state.notice = { text: notice, retry: false }));
+      return;
+    }
+    this.update(() =>
+      this.state.sending({ requestId, content: text, settings: {}, edits: message }),
+    );
+    this.messages.stickToBottom = true;
+    this.input.focus();
+  }
+
+  cancelEdit() {
+    this.update(() => this.state.stopEditing());
+    this.input.focus();
+  }
+
+  /** Show the previous (-1) or next (+1) version of a message, and the branch below it. */
+  switchVersion(message, step) {
+    const target = this.state.siblingStep(message, step);
+    if (target === null || this.state.busy) return;
+    if (!this.socket.send({ type: "chat.switch", message_id: target })) {
+      const notice = "Not connected to the server yet; try again in a moment.";
+      this.update(() => (this.state.notice = { text: notice, retry: false }));
+      return;
+    }
+    this.switching = { target, step }; // the keyboard stays on the switcher once it is drawn
   }
 
   autosize() {
@@ -469,46 +649,178 @@ class ChatPage {
     this.input.style.height = `${Math.min(this.input.scrollHeight, 240)}px`;
   }
 
-  // ---- notices and connection -------------------------------------------------------------
+  // ---- keyboard ---------------------------------------------------------------------------
 
-  /** Milestones for screen readers (a polite live region; never every token). */
-  announce(text) {
-    $("chat-announcer").textContent = text;
+  bindKeys() {
+    document.addEventListener("keydown", (event) => {
+      if (event.defaultPrevented || event.isComposing) return;
+      const command = (event.ctrlKey || event.metaKey) && event.shiftKey && !event.altKey;
+      const key = event.key.toLowerCase();
+      if (command && key === "o") {
+        event.preventDefault();
+        this.startNew({ push: true });
+      } else if (command && key === "s") {
+        event.preventDefault();
+        this.toggleSidebar();
+      } else if (event.key === "Escape" && event.shiftKey) {
+        event.preventDefault();
+        this.input.focus();
+      } else if (document.querySelector("dialog[open]")) {
+        // A dialog handles its own keys (Escape closes it).
+      } else if (event.key === "Escape") {
+        if (document.body.classList.contains("drawer-open")) this.closeDrawer();
+        else if (this.state.streaming) this.stop();
+      } else if (event.key === "?" && !isTyping(event.target)) {
+        event.preventDefault();
+        $("shortcuts-dialog").showModal();
+      }
+    });
+    $("shortcuts-button").addEventListener("click", () => $("shortcuts-dialog").showModal());
   }
 
-  showNotice(text, { retry = false } = {}) {
-    $("chat-notice-text").textContent = text;
-    $("notice-retry").hidden = !retry;
-    this.notice.hidden = false;
-  }
+  // ---- drawing ----------------------------------------------------------------------------
 
-  hideNotice() {
-    this.notice.hidden = true;
-  }
-
-  showConnection({ state, delay }) {
+  render() {
+    const state = this.state;
+    const title = state.title || "New chat";
+    $("conversation-title").textContent = title;
+    document.title = `${title} · Llama team chat`;
+    this.renderModel(state.model);
+    this.renderSystemPrompt(state.systemPrompt);
+    this.messages.render(state.messages, { busy: state.busy, editing: state.editing });
+    this.land();
+    const switched = this.switching && state.message(this.switching.target);
+    if (switched && this.messages.focusSwitcher(switched, this.switching.step)) {
+      this.switching = null;
+    }
+    this.renderComposer();
+    this.renderNotice(state.notice);
+    $("chat-announcer").textContent = state.announcement;
+    const connection = CONNECTION_TEXT[state.connection.state];
     const status = $("connection-status");
-    const text = {
-      connecting: "Connecting…",
-      reconnecting: `Reconnecting in ${Math.ceil(delay / 1000)}s…`,
-      closed: "Disconnected",
-    }[state];
-    status.textContent = text || "";
-    status.hidden = !text;
-    this.updateComposer();
+    status.textContent = connection ? connection(state.connection.delay) : "";
+    status.hidden = !connection;
+    $("prompt-row").hidden = state.conversationId !== null;
+    this.renderTemporary(state);
+    const exportLink = $("export-link");
+    exportLink.hidden = state.conversationId === null || state.temporary; // never exported
+    const shareLink = $("share-link");
+    shareLink.hidden = state.conversationId === null || state.temporary;
+    if (state.conversationId !== null) {
+      exportLink.href = `/api/conversations/${state.conversationId}/export?format=md`;
+      shareLink.href = `/c/${state.conversationId}/share/`;
+    }
+  }
+
+  /** The toggle on a new chat, and the notice while the chat is temporary. */
+  renderTemporary(state) {
+    const toggle = $("temporary-toggle");
+    toggle.hidden = state.conversationId !== null;
+    toggle.setAttribute("aria-pressed", String(state.temporary));
+    $("temporary-notice").hidden = !state.temporary;
+    document.body.classList.toggle("is-temporary", state.temporary);
+  }
+
+  /** Scroll to the message a search result named, once it is shown, and mark it. */
+  land() {
+    const message = this.state.message(this.state.landing);
+    const element = message && this.messages.elementOf(message);
+    if (!element) return;
+    this.state.landing = null;
+    this.messages.stickToBottom = false;
+    for (const old of document.querySelectorAll(".message.is-landed")) {
+      old.classList.remove("is-landed");
+    }
+    element.classList.add("is-landed");
+    element.scrollIntoView({ block: "center" });
+  }
+
+  /** The header's picker shows the model the next answer uses, even one no longer offered. */
+  renderModel(model) {
+    if (!model) return;
+    if (![...this.modelPicker.options].some((option) => option.value === model)) {
+      this.modelPicker.append(new Option(model, model));
+    }
+    this.modelPicker.value = model;
+  }
+
+  renderComposer() {
+    const state = this.state;
+    const busy = state.busy;
+    const focused = document.activeElement;
+    // A button that disappears under the keyboard's focus hands it to the message box.
+    if ((busy && focused === this.sendButton) || (!busy && focused === this.stopButton)) {
+      this.input.focus();
+    }
+    this.sendButton.hidden = busy;
+    this.stopButton.hidden = !busy;
+    this.stopButton.disabled = state.streaming === null || state.streaming.id === null;
+    const empty = this.input.value.trim() === "" && state.readyUploads.length === 0;
+    this.sendButton.disabled =
+      !state.socketOpen || !state.loaded || empty || this.draftsWaiting() !== "";
+    this.renderAttaching(state);
+  }
+
+  /** The tray of files, and whether this model takes images (the site's capability map). */
+  renderAttaching(state) {
+    const refusal = imageRefusal(state.model, config.uploads);
+    this.tray.render(state.drafts, { imagesRefused: refusal !== "" });
+    const blocking = refusal !== "" && state.drafts.some((d) => d.kind === "image");
+    const note = $("attach-note");
+    note.textContent = blocking
+      ? "This model does not see images: remove them or choose another model."
+      : refusal
+        ? "This model does not see images: documents only."
+        : "";
+    note.title = refusal;
+    note.hidden = !refusal;
+    note.classList.toggle("is-blocking", blocking);
+    this.attachButton.setAttribute(
+      "aria-label",
+      refusal ? "Attach documents (this model does not see images)" : "Attach files",
+    );
+    const accept = config.uploads.accept.split(",");
+    const documents = accept.filter((suffix) => !/^\.(png|jpe?g|jpe|webp|gif)$/.test(suffix));
+    this.attachInput.accept = (refusal ? documents : accept).join(",");
+  }
+
+  /** The prompt the conversation started with, folded away above the messages. */
+  renderSystemPrompt(prompt) {
+    if (prompt === this.shownPrompt) return;
+    this.shownPrompt = prompt;
+    const details = $("system-prompt");
+    $("system-prompt-text").textContent = prompt?.content || "";
+    $("system-prompt-locked").hidden = !prompt?.locked;
+    details.hidden = !prompt?.content;
+    details.open = false;
+  }
+
+  renderNotice(notice) {
+    $("chat-notice").hidden = notice === null;
+    if (notice === null) return;
+    $("chat-notice-text").textContent = notice.text;
+    $("notice-retry").hidden = !notice.retry;
   }
 
   // ---- phone-width drawer -----------------------------------------------------------------
 
   bindDrawer() {
-    $("open-sidebar").addEventListener("click", () => this.openDrawer());
+    $("open-sidebar").addEventListener("click", () => this.toggleSidebar());
     $("close-sidebar").addEventListener("click", () => this.closeDrawer());
     $("drawer-backdrop").addEventListener("click", () => this.closeDrawer());
-    document.addEventListener("keydown", (event) => {
-      if (event.key === "Escape" && document.body.classList.contains("drawer-open")) {
-        this.closeDrawer();
-      }
-    });
+  }
+
+  /** The conversations: a drawer at phone width, a column that folds away on wider screens. */
+  toggleSidebar() {
+    if (phoneWidth.matches) {
+      if (document.body.classList.contains("drawer-open")) this.closeDrawer();
+      else this.openDrawer();
+      return;
+    }
+    const collapsed = document.body.classList.toggle("sidebar-collapsed");
+    $("open-sidebar").setAttribute("aria-expanded", String(!collapsed));
+    if (collapsed && $("sidebar").contains(document.activeElement)) this.input.focus();
+    if (!collapsed) $("new-chat").focus();
   }
 
   openDrawer() {

@@ -1,22 +1,91 @@
-// The message pane: one MessageView per message, streaming text rendered as it arrives.
+// The message pane: one MessageView per message of the page's state, rendered from it.
 
+import { attachmentList } from "./attachments.js";
 import { copyWithFeedback } from "./clipboard.js";
 import { h, iconButton } from "./dom.js";
 import { renderMarkdown } from "./markdown.js";
+import { isStreaming } from "./state.js";
 
 const AVATAR_URL = document.querySelector("[data-avatar]")?.dataset.avatar || "";
+// Within this many pixels of the bottom the pane follows a growing answer.
+const FOLLOW_GAP_PX = 80;
 
 const STATUS_LABELS = {
   stopped: "Stopped",
   interrupted: "Interrupted: the answer was cut off",
   error: "Failed",
+  blocked: "Blocked",
 };
 
-function formatUsage(usage) {
+// Llama Guard's categories (docs/safety.md), to name them in plain words.
+const GUARD_CATEGORIES = {
+  S1: "Violent Crimes",
+  S2: "Non-Violent Crimes",
+  S3: "Sex-Related Crimes",
+  S4: "Child Sexual Exploitation",
+  S5: "Defamation",
+  S6: "Specialized Advice",
+  S7: "Privacy",
+  S8: "Intellectual Property",
+  S9: "Indiscriminate Weapons",
+  S10: "Hate",
+  S11: "Suicide & Self-Harm",
+  S12: "Sexual Content",
+  S13: "Elections",
+  S14: "Code Interpreter Abuse",
+};
+
+function categoryNames(codes) {
+  const named = (codes || []).map((c) => (GUARD_CATEGORIES[c] ? `${c} ${GUARD_CATEGORIES[c]}` : c));
+  return named.length ? named.join(", ") : "unsafe";
+}
+
+/** What the page says about an answer's safety screening: [text, kind], or ["", ""]. */
+function safetyNotice(message) {
+  const safety = message.safety;
+  if (message.status === "blocked") {
+    if (!safety?.flagged) {
+      return [
+        "This answer is withheld: your team's safety policy holds answers until Llama Guard" +
+          " has checked them, and Llama Guard could not be reached.",
+        "blocked",
+      ];
+    }
+    return [
+      "This answer was blocked by your team's safety policy: Llama Guard flagged it as" +
+        ` ${categoryNames(safety.categories)}. Your team's admins can review it.`,
+      "blocked",
+    ];
+  }
+  if (message.status === "error" && safety?.flagged && safety.stages.includes("input")) {
+    return [
+      "Your team's safety policy blocked this question: Llama Guard flagged it as" +
+        ` ${categoryNames(safety.categories)}. It was not sent to the model.`,
+      "blocked",
+    ];
+  }
+  if (message.status === "error" || !safety) return ["", ""];
+  if (safety.flagged) {
+    const what = safety.stages.includes("output") ? "answer" : "question";
+    return [
+      `Llama Guard flagged this ${what} as ${categoryNames(safety.categories)};` +
+        " your team's admins can review it.",
+      "flagged",
+    ];
+  }
+  if (safety.unscreened?.length) {
+    return ["Not screened for safety: Llama Guard could not be reached.", "unscreened"];
+  }
+  return ["", ""];
+}
+
+function formatUsage(usage, status) {
   if (!usage) return "";
-  const prompt = usage.prompt_tokens ?? 0;
-  const completion = usage.completion_tokens ?? 0;
-  return `${prompt.toLocaleString()} in · ${completion.toLocaleString()} out tokens`;
+  const completion = (usage.completion_tokens ?? 0).toLocaleString();
+  // A stopped answer's count comes from its stream; the prompt's is not reported.
+  if (status === "stopped" || (status === "blocked" && !usage.prompt_tokens))
+    return `${completion} out tokens`;
+  return `${(usage.prompt_tokens ?? 0).toLocaleString()} in · ${completion} out tokens`;
 }
 
 /** Wrap each rendered code block with a header: its language and a copy button. */
@@ -34,36 +103,288 @@ function decorateCodeBlocks(root) {
       copy,
     );
     const block = h("div", { className: "code-block" });
+    // Long lines scroll sideways inside the block: keyboards reach it, screen readers name it.
+    pre.tabIndex = 0;
+    pre.setAttribute("role", "group");
+    pre.setAttribute("aria-label", `Code (${language})`);
     pre.replaceWith(block);
     block.append(header, pre);
   }
 }
 
+/**
+ * An answer asked for JSON: the text as JSON, pretty-printed, in a code block (as text,
+ * never as HTML or markdown); an answer that does not parse is shown exactly as it came.
+ */
+function jsonFragment(content) {
+  let text = content;
+  try {
+    text = JSON.stringify(JSON.parse(content), null, 2);
+  } catch {
+    // Not JSON: the note under the answer says so; the text is shown as it came.
+  }
+  const fragment = document.createDocumentFragment();
+  fragment.append(
+    h("pre", { className: "json-answer" }, h("code", { className: "language-json", text })),
+  );
+  return fragment;
+}
+
+/** The note under a JSON answer that does not parse or breaks its schema, or "". */
+function formatNotice(message) {
+  const format = message.format;
+  if (format?.valid !== false) return "";
+  const expected = format.type === "json_schema" && format.name ? ` (schema ${format.name})` : "";
+  return `This answer is not the JSON that was asked for${expected}: ${format.error || "it does not parse."}`;
+}
+
+/** Tables scroll sideways in a box of their own (focusable, so keyboards can scroll it). */
+function wrapTables(root) {
+  for (const table of root.querySelectorAll("table")) {
+    const box = h("div", { className: "table-scroll", tabindex: "0", role: "region" });
+    box.setAttribute("aria-label", "Table");
+    table.replaceWith(box);
+    box.append(table);
+  }
+}
+
+function isBlank(node) {
+  return node.nodeType === Node.TEXT_NODE && node.textContent.trim() === "";
+}
+
+/** The streaming caret goes after the last word, inside the innermost last element. */
+function appendCaret(root) {
+  let parent = root;
+  for (;;) {
+    let last = parent.lastChild;
+    while (last && isBlank(last)) last = last.previousSibling;
+    if (!last || last.nodeType !== Node.ELEMENT_NODE || last.tagName === "A") break;
+    if (last.classList.contains("code-block")) {
+      parent = last.querySelector("code") || last;
+      break;
+    }
+    parent = last;
+  }
+  parent.append(h("span", { className: "caret", "aria-hidden": "true" }));
+}
+
+const TOOL_STATUS = {
+  awaiting_approval: "waits for your approval",
+  running: "running…",
+};
+
+/** The model's argument text, indented when it is JSON (shown as text either way). */
+function formattedArguments(text) {
+  try {
+    return JSON.stringify(JSON.parse(text || "{}"), null, 2);
+  } catch {
+    return text;
+  }
+}
+
+/**
+ * One tool call: a collapsible block with its name, arguments, result (plain text: a tool's
+ * output is untrusted) and time taken; while it waits for approval, Approve and Deny.
+ */
+class ToolCallView {
+  constructor(call, onDecide) {
+    this.id = call.id;
+    this.summary = h("summary", { className: "tool-call-summary" });
+    this.name = h("code", { className: "tool-call-name" });
+    this.state = h("span", { className: "tool-call-state" });
+    this.summary.append(h("span", { text: "Tool " }), this.name, " ", this.state);
+    this.arguments = h("pre", { className: "tool-call-arguments", tabindex: "0" });
+    this.arguments.setAttribute("aria-label", "Arguments");
+    this.result = h("pre", { className: "tool-call-result", tabindex: "0" });
+    this.resultLabel = h("p", { className: "tool-call-label" });
+    this.approve = h("button", { type: "button", className: "primary", text: "Approve" });
+    this.deny = h("button", { type: "button", text: "Deny" });
+    this.approve.addEventListener("click", () => onDecide(this.id, true));
+    this.deny.addEventListener("click", () => onDecide(this.id, false));
+    this.question = h(
+      "div",
+      { className: "tool-call-approval", role: "group" },
+      h("p", { text: "This tool can change things. Run it with these arguments?" }),
+      h("div", { className: "tool-call-buttons" }, this.deny, this.approve),
+    );
+    this.element = h(
+      "details",
+      { className: "tool-call" },
+      this.summary,
+      h("p", { className: "tool-call-label", text: "Arguments" }),
+      this.arguments,
+      this.question,
+      this.resultLabel,
+      this.result,
+    );
+    this.shown = null;
+  }
+
+  render(call, deciding) {
+    const stamp = `${call.status}:${call.content}:${deciding}`;
+    if (this.shown === stamp) return;
+    const waiting = call.status === "awaiting_approval";
+    const done = call.status === "done";
+    if (waiting && this.shown === null) this.element.open = true; // the user must see it
+    this.shown = stamp;
+    this.element.dataset.status = call.status;
+    this.element.classList.toggle("is-error", done && call.is_error);
+    this.name.textContent = call.name;
+    let state = TOOL_STATUS[call.status] || "";
+    if (done) {
+      const seconds = call.elapsed === null ? "" : ` in ${Number(call.elapsed).toFixed(1)} s`;
+      state = `${call.is_error ? "failed" : "done"}${seconds}`;
+    }
+    this.state.textContent = state;
+    this.arguments.textContent = formattedArguments(call.arguments);
+    this.question.hidden = !waiting;
+    this.approve.disabled = deciding;
+    this.deny.disabled = deciding;
+    this.resultLabel.textContent = call.is_error ? "Error" : "Result";
+    this.resultLabel.hidden = !done;
+    this.result.hidden = !done;
+    this.result.textContent = done ? call.content || "" : "";
+  }
+}
+
+/** `‹ 2/3 ›`: the versions of a message (edited questions, regenerated answers). */
+class VersionSwitcher {
+  constructor(onStep) {
+    this.previous = h("button", { type: "button", className: "version-step", text: "‹" });
+    this.next = h("button", { type: "button", className: "version-step", text: "›" });
+    this.previous.setAttribute("aria-label", "Previous version");
+    this.next.setAttribute("aria-label", "Next version");
+    this.position = h("span", { className: "version-position" });
+    this.previous.addEventListener("click", () => onStep(-1));
+    this.next.addEventListener("click", () => onStep(1));
+    this.element = h(
+      "div",
+      { className: "version-switcher", role: "group" },
+      this.previous,
+      this.position,
+      this.next,
+    );
+  }
+
+  /** Keep the keyboard on the switcher: the arrow just used, or the other at an end. */
+  focus(step) {
+    const [used, other] = step < 0 ? [this.previous, this.next] : [this.next, this.previous];
+    (used.disabled ? other : used).focus();
+  }
+
+  render(message, busy) {
+    const count = message.siblingIds.length;
+    const index = message.siblingIds.indexOf(message.id);
+    this.element.hidden = count < 2 || index < 0;
+    if (this.element.hidden) return;
+    this.position.textContent = `${index + 1}/${count}`;
+    this.element.setAttribute("aria-label", `Version ${index + 1} of ${count}`);
+    this.previous.disabled = busy || index === 0;
+    this.next.disabled = busy || index === count - 1;
+  }
+}
+
 export class MessageView {
-  constructor(data, list) {
-    this.list = list;
-    this.id = data.id ?? null;
-    this.role = data.role;
-    this.content = data.content ?? "";
-    this.status = data.status ?? "complete";
-    this.seq = data.seq ?? 0;
-    this.model = data.model ?? "";
-    this.usage = data.usage ?? null;
-    this.error = data.error ?? null;
-    this.retrying = null;
-    this.replacing = false; // a regenerate was asked for; a new message may take this one's place
-    this.isLast = false;
-    this.renderPending = false;
-    this.element = this.role === "user" ? this.buildUser() : this.buildAssistant();
-    this.update();
+  constructor(message, handlers) {
+    this.key = message.key;
+    this.role = message.role;
+    this.handlers = handlers;
+    this.rendered = null; // the rev and place last drawn
+    this.element = this.role === "user" ? this.buildUser() : this.buildAssistant(message);
   }
 
   buildUser() {
     this.body = h("div", { className: "bubble" });
-    return h("article", { className: "message message-user", "aria-label": "You said" }, this.body);
+    this.files = h("div", { className: "message-files" });
+    this.shownFiles = null; // the attachments last drawn
+    this.redacted = h("p", { className: "message-redactions" });
+    this.editButton = iconButton("edit", "Edit", { className: "icon-text-button edit" });
+    this.editButton.setAttribute("aria-label", "Edit this question");
+    this.editButton.addEventListener("click", () => this.handlers.edit(this.message));
+    this.switcher = new VersionSwitcher((step) => this.handlers.switchVersion(this.message, step));
+    const actions = h("div", { className: "message-actions" }, this.editButton);
+    this.footer = h(
+      "footer",
+      { className: "message-footer user-footer" },
+      this.switcher.element,
+      actions,
+    );
+    this.editor = this.buildEditor();
+    return h(
+      "article",
+      { className: "message message-user", "aria-label": "You said" },
+      this.files,
+      this.body,
+      this.editor,
+      this.redacted,
+      this.footer,
+    );
   }
 
-  buildAssistant() {
+  /** The question, editable in place: Enter (or Send) sends the new version, Escape cancels. */
+  buildEditor() {
+    this.editInput = h("textarea", { className: "edit-input", rows: "3" });
+    this.editInput.setAttribute("aria-label", "Edit your question");
+    const send = h("button", { type: "submit", className: "primary", text: "Send" });
+    const cancel = h("button", { type: "button", text: "Cancel" });
+    cancel.addEventListener("click", () => this.handlers.cancelEdit());
+    this.editInput.addEventListener("keydown", (event) => {
+      if (event.key === "Escape") {
+        event.preventDefault();
+        event.stopPropagation();
+        this.handlers.cancelEdit();
+      } else if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+        event.preventDefault();
+        this.handlers.saveEdit(this.message, this.editInput.value);
+      }
+    });
+    const form = h(
+      "form",
+      { className: "message-editor" },
+      this.editInput,
+      h("div", { className: "editor-buttons" }, cancel, send),
+    );
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      this.handlers.saveEdit(this.message, this.editInput.value);
+    });
+    return form;
+  }
+
+  renderUser(message, { busy, editing }) {
+    const wasEditing = !this.editor.hidden;
+    this.editor.hidden = !editing;
+    this.body.hidden = editing;
+    this.footer.hidden = editing;
+    if (editing && !wasEditing) {
+      this.editInput.value = message.content;
+      this.editInput.focus();
+      this.editInput.setSelectionRange(message.content.length, message.content.length);
+    }
+    this.editButton.hidden = message.id === null;
+    this.editButton.disabled = busy;
+    this.switcher.render(message, busy);
+    if (editing) return;
+    this.body.textContent = message.content;
+    const redactions = message.redactions || [];
+    this.redacted.textContent = redactions.length
+      ? `Sent to the model with ${redactions
+          .map((r) => `${r.placeholder} in place of the ${r.label}`)
+          .join(", ")} (your team's data policy).`
+      : "";
+    this.redacted.hidden = redactions.length === 0;
+    this.body.hidden = message.content === "" && message.attachments.length > 0;
+    this.footer.hidden = message.id === null;
+    if (message.attachments === this.shownFiles) return;
+    this.shownFiles = message.attachments;
+    const files = message.attachments.length
+      ? [attachmentList(message.attachments, { onView: this.handlers.viewImage })]
+      : [];
+    this.files.replaceChildren(...files);
+    this.files.hidden = files.length === 0;
+  }
+
+  buildAssistant(message) {
     this.body = h("div", { className: "markdown" });
     this.typing = h(
       "div",
@@ -76,13 +397,16 @@ export class MessageView {
     this.meta = h("span", { className: "message-meta" });
     this.copyButton = iconButton("copy", "Copy", { className: "icon-text-button answer-copy" });
     this.copyButton.setAttribute("aria-label", "Copy answer");
-    this.copyButton.addEventListener("click", () => copyWithFeedback(this.copyButton, this.content));
+    this.copyButton.addEventListener("click", () =>
+      copyWithFeedback(this.copyButton, this.message.content),
+    );
     this.regenerateButton = iconButton("retry", "Regenerate", {
       className: "icon-text-button regenerate",
     });
-    this.regenerateButton.addEventListener("click", () => this.list.handlers.regenerate(this));
+    this.regenerateButton.addEventListener("click", () => this.handlers.regenerate(this.message));
     this.retryButton = iconButton("retry", "Retry", { className: "icon-text-button retry" });
-    this.retryButton.addEventListener("click", () => this.list.handlers.retry(this));
+    this.retryButton.addEventListener("click", () => this.handlers.regenerate(this.message));
+    this.switcher = new VersionSwitcher((step) => this.handlers.switchVersion(this.message, step));
     const actions = h(
       "div",
       { className: "message-actions" },
@@ -90,10 +414,19 @@ export class MessageView {
       this.regenerateButton,
       this.retryButton,
     );
-    const footer = h("footer", { className: "message-footer" }, this.meta, actions);
+    const footer = h(
+      "footer",
+      { className: "message-footer" },
+      this.switcher.element,
+      this.meta,
+      actions,
+    );
     const avatar = h("img", { className: "avatar", alt: "", src: AVATAR_URL });
-    const column = h("div", { className: "message-column" }, this.typing, this.body);
+    this.tools = h("div", { className: "tool-calls" });
+    this.toolViews = new Map(); // call id -> ToolCallView
+    const column = h("div", { className: "message-column" }, this.tools, this.typing, this.body);
     column.append(this.notice, footer);
+    this.message = message;
     return h(
       "article",
       { className: "message message-assistant", "aria-label": "Llama answered" },
@@ -102,205 +435,184 @@ export class MessageView {
     );
   }
 
-  get isStreaming() {
-    return this.status === "streaming" || this.status === "pending";
-  }
-
-  setId(id) {
-    this.id = id;
-    this.update();
-  }
-
-  /** A live delta; duplicates and replays (seq at or below what we hold) are dropped. */
-  appendDelta(text, seq) {
-    if (seq <= this.seq) return;
-    this.seq = seq;
-    this.replacing = false;
-    this.content += text;
-    if (!this.isStreaming) this.status = "streaming";
-    this.retrying = null;
-    this.scheduleRender();
-  }
-
-  /** Server truth (subscribe or reload): replaces what we had. */
-  applyState({ content, status, seq, model, usage }) {
-    this.content = content ?? this.content;
-    this.status = status ?? this.status;
-    if (seq !== undefined && seq !== null) this.seq = seq;
-    if (model) this.model = model;
-    if (usage !== undefined) this.usage = usage;
-    // A failed or cut-off answer keeps saying why, whatever state arrives later.
-    if (this.status !== "error" && this.status !== "interrupted") this.error = null;
-    this.update();
-  }
-
-  finish({ status, usage }) {
-    this.replacing = false;
-    this.status = status || "complete";
-    if (usage) this.usage = usage;
-    this.retrying = null;
-    this.update();
-  }
-
-  fail(error) {
-    this.replacing = false;
-    this.status = "error";
-    this.error = error;
-    this.retrying = null;
-    this.update();
-  }
-
-  /** Forget the old text: a regenerated answer streams again from seq 1. */
-  restart() {
-    const { content, status, seq, usage, error } = this;
-    this.previous = { content, status, seq, usage, error };
-    this.content = "";
-    this.seq = 0;
-    this.status = "pending";
-    this.usage = null;
-    this.error = null;
-    this.update();
-  }
-
-  /** The regenerate was refused: show the old answer again. */
-  restore() {
-    Object.assign(this, this.previous || {});
-    this.replacing = false;
-    this.update();
-  }
-
-  setRetrying(attempt, delay) {
-    this.retrying = { attempt, delay };
-    this.update();
-  }
-
-  scheduleRender() {
-    if (this.renderPending) return;
-    this.renderPending = true;
-    requestAnimationFrame(() => {
-      this.renderPending = false;
-      this.update();
-    });
-  }
-
-  update() {
+  /** Draw the message; a no-op when neither it nor its place changed since the last draw. */
+  render(message, { isLast, busy, editing = false }) {
+    const stamp = `${message.rev}:${isLast}:${busy}:${message.id}:${editing}`;
+    if (this.rendered === stamp) return;
+    this.rendered = stamp;
+    this.message = message;
     const el = this.element;
-    if (this.id !== null) el.dataset.messageId = this.id;
-    el.dataset.status = this.status;
-    el.classList.toggle("is-streaming", this.isStreaming);
-    if (this.role === "user") {
-      this.body.textContent = this.content;
-    } else {
-      this.renderAssistant();
-    }
-    this.list.afterRender();
+    if (message.id !== null) el.dataset.messageId = message.id;
+    el.dataset.status = message.status;
+    el.classList.toggle("is-streaming", isStreaming(message));
+    if (this.role === "user") this.renderUser(message, { busy, editing });
+    else this.renderAssistant(message, { isLast, busy });
   }
 
-  renderAssistant() {
-    const fragment = renderMarkdown(this.content);
+  renderAssistant(message, { isLast, busy }) {
+    const streaming = isStreaming(message);
+    const asJson = message.format && !streaming && message.content !== "";
+    const fragment = asJson ? jsonFragment(message.content) : renderMarkdown(message.content);
     decorateCodeBlocks(fragment);
+    wrapTables(fragment);
+    if (streaming && message.content !== "") appendCaret(fragment);
     this.body.replaceChildren(fragment);
-    this.typing.hidden = !(this.isStreaming && this.content === "");
-    this.renderNotice();
-    this.meta.textContent = [this.model, formatUsage(this.usage), STATUS_LABELS[this.status]]
+    this.renderTools(message);
+    const waiting = message.toolCalls.some((c) => c.status !== "done");
+    this.typing.hidden = !(streaming && message.content === "" && !waiting);
+    this.renderNotice(message, streaming);
+    this.meta.textContent = [
+      message.model,
+      formatUsage(message.usage, message.status),
+      STATUS_LABELS[message.status],
+    ]
       .filter(Boolean)
       .join(" · ");
-    this.copyButton.hidden = this.content === "";
-    this.regenerateButton.hidden = !this.isLast || this.isStreaming || this.status === "error";
-    this.retryButton.hidden = this.status !== "error";
+    this.copyButton.hidden = message.content === "";
+    this.regenerateButton.hidden = !isLast || busy || message.status === "error";
+    this.switcher.render(message, busy);
+    // An error that cannot succeed on a second try (a refused key, a bad setting) has no Retry.
+    this.retryButton.hidden = message.status !== "error" || message.error?.retryable === false;
   }
 
-  renderNotice() {
+  renderTools(message) {
+    const ids = new Set(message.toolCalls.map((c) => c.id));
+    for (const [id, view] of this.toolViews) {
+      if (!ids.has(id)) {
+        view.element.remove();
+        this.toolViews.delete(id);
+      }
+    }
+    const decide = (callId, approve) => this.handlers.decideTool(this.message, callId, approve);
+    for (const call of message.toolCalls) {
+      let view = this.toolViews.get(call.id);
+      if (!view) {
+        view = new ToolCallView(call, decide);
+        this.toolViews.set(call.id, view);
+      }
+      view.render(call, message.deciding.has(call.id));
+      this.tools.append(view.element); // in the calls' order
+    }
+    this.tools.hidden = message.toolCalls.length === 0;
+  }
+
+  renderNotice(message, streaming) {
     let text = "";
     let kind = "";
-    if (this.status === "error") {
-      text = this.error?.message || "The answer failed.";
+    const [safetyText, safetyKind] = streaming ? ["", ""] : safetyNotice(message);
+    if (message.status === "error" && message.error?.message) {
+      text = message.error.message; // a blocked question's words name the policy already
+      kind = message.error.code === "safety_blocked" ? "blocked" : "error";
+    } else if (safetyText) {
+      [text, kind] = [safetyText, safetyKind];
+    } else if (message.status === "error") {
+      text = "The answer failed.";
       kind = "error";
-    } else if (this.status === "interrupted" && this.error?.message) {
-      text = this.error.message; // the server's words already say it was cut off, and why
+    } else if (message.status === "interrupted" && message.error?.message) {
+      text = message.error.message; // the server's words already say it was cut off, and why
       kind = "error";
-    } else if (this.retrying && this.isStreaming) {
-      const seconds = Math.max(1, Math.round(this.retrying.delay || 0));
-      text = `Retrying… (attempt ${this.retrying.attempt}, in ${seconds}s)`;
+    } else if (!streaming && formatNotice(message)) {
+      text = formatNotice(message);
+      kind = "format";
+    } else if (message.retrying && streaming) {
+      const seconds = Math.max(1, Math.round(message.retrying.delay || 0));
+      text = `Retrying… (attempt ${message.retrying.attempt}, in ${seconds}s)`;
       kind = "retrying";
     }
-    this.notice.textContent = text;
+    this.notice.replaceChildren(text);
+    if (kind === "error" && message.error?.help_url?.startsWith("/")) {
+      const link = h("a", { href: message.error.help_url, text: "Open the provider settings" });
+      this.notice.append(" ", link);
+    }
     this.notice.hidden = text === "";
     this.notice.className = `message-notice ${kind}`;
-    this.notice.setAttribute("role", kind === "error" ? "alert" : "status");
+    this.notice.setAttribute("role", kind === "error" || kind === "blocked" ? "alert" : "status");
   }
 }
 
+/** The scrolling pane of messages: follows a growing answer unless the reader scrolled up. */
 export class MessageList {
-  constructor(container, emptyState, handlers) {
+  constructor({ container, emptyState, jumpButton, handlers }) {
     this.container = container;
     this.emptyState = emptyState;
+    this.jumpButton = jumpButton;
     this.handlers = handlers;
-    this.views = [];
+    this.views = new Map(); // message key -> MessageView
     this.stickToBottom = true;
+    this.busy = false;
     container.addEventListener("scroll", () => {
       const gap = container.scrollHeight - container.scrollTop - container.clientHeight;
-      this.stickToBottom = gap < 80;
+      this.stickToBottom = gap < FOLLOW_GAP_PX;
+      this.showJump();
+    });
+    jumpButton.addEventListener("click", () => {
+      this.scrollToBottom();
+      this.handlers.jumped();
     });
   }
 
-  clear() {
-    this.views = [];
-    for (const el of this.container.querySelectorAll(".message")) el.remove();
-    this.stickToBottom = true;
-    this.refresh();
-  }
-
-  add(data) {
-    const view = new MessageView(data, this);
-    this.views.push(view);
-    this.container.append(view.element);
-    this.refresh();
-    return view;
-  }
-
-  get(id) {
-    return this.views.find((view) => view.id === id) || null;
-  }
-
-  remove(view) {
-    this.views = this.views.filter((other) => other !== view);
-    view.element.remove();
-    this.refresh();
-  }
-
-  get streaming() {
-    return this.views.find((view) => view.role !== "user" && view.isStreaming) || null;
-  }
-
-  get lastAssistant() {
-    for (let i = this.views.length - 1; i >= 0; i -= 1) {
-      if (this.views[i].role === "assistant") return this.views[i];
-    }
-    return null;
-  }
-
-  /** Re-derive list-wide state: which answer may be regenerated, whether to show the greeting. */
-  refresh() {
-    const last = this.lastAssistant;
-    for (const view of this.views) {
-      const isLast = view === last && this.views.at(-1) === view;
-      if (view.isLast !== isLast) {
-        view.isLast = isLast;
-        if (view.role === "assistant") view.update();
+  /** Make the pane show exactly these messages, in this order. */
+  render(messages, { busy, editing = null }) {
+    this.busy = busy;
+    const keys = new Set(messages.map((m) => m.key));
+    for (const [key, view] of this.views) {
+      if (!keys.has(key)) {
+        view.element.remove();
+        this.views.delete(key);
       }
     }
-    this.emptyState.hidden = this.views.length > 0;
-    this.container.setAttribute("aria-busy", String(this.streaming !== null));
-    this.afterRender();
+    const last = messages.at(-1);
+    let previous = null;
+    for (const message of messages) {
+      let view = this.views.get(message.key);
+      if (!view) {
+        view = new MessageView(message, this.handlers);
+        this.views.set(message.key, view);
+      }
+      view.render(message, {
+        isLast: message === last && message.role === "assistant",
+        busy,
+        editing: message.key === editing,
+      });
+      // Keep DOM order equal to state order, moving only what is out of place.
+      const expected = previous ? previous.element.nextElementSibling : this.firstSlot();
+      if (view.element !== expected) {
+        if (previous) previous.element.after(view.element);
+        else if (expected) expected.before(view.element);
+        else this.container.append(view.element);
+      }
+      previous = view;
+    }
+    this.emptyState.hidden = messages.length > 0;
+    this.container.setAttribute("aria-busy", String(busy));
+    if (this.stickToBottom) this.container.scrollTop = this.container.scrollHeight;
+    this.showJump();
   }
 
-  afterRender() {
-    if (this.stickToBottom) this.container.scrollTop = this.container.scrollHeight;
+  firstSlot() {
+    return this.container.querySelector(".message");
+  }
+
+  /** "Jump to latest" while an answer grows below the part the reader scrolled up to. */
+  showJump() {
+    this.jumpButton.hidden = this.stickToBottom || !this.busy;
+  }
+
+  /** Focus the version switcher of a message just switched to (its view is a new one). */
+  focusSwitcher(message, step) {
+    const view = this.views.get(message.key);
+    if (!view?.switcher || view.switcher.element.hidden) return false;
+    view.switcher.focus(step);
+    return true;
+  }
+
+  elementOf(message) {
+    return this.views.get(message.key)?.element ?? null;
   }
 
   scrollToBottom() {
     this.stickToBottom = true;
-    this.afterRender();
+    this.container.scrollTop = this.container.scrollHeight;
+    this.showJump();
   }
 }

@@ -1,10 +1,42 @@
-// The conversation list: newest first, loaded page by page as it scrolls, searchable,
-// with rename and delete (after a confirm dialog).
+// The conversation list of the current team: pinned ones first, then the rest by when they
+// were last active, under date headings (in the browser's time zone); loaded page by page as
+// it scrolls, searchable, with pin, rename and delete (after a confirm dialog).
 
 import { api } from "./api.js";
 import { h, icon } from "./dom.js";
 
 const SEARCH_DELAY_MS = 250;
+const DAY_MS = 24 * 60 * 60 * 1000;
+const MONTH = new Intl.DateTimeFormat("en", { month: "long", year: "numeric" });
+
+function startOfDay(date) {
+  return new Date(date.getFullYear(), date.getMonth(), date.getDate());
+}
+
+/** The heading a conversation is listed under: {key, label}. */
+export function groupOf(conversation, now = new Date()) {
+  if (conversation.pinned) return { key: "pinned", label: "Pinned" };
+  const updated = new Date(conversation.updated_at);
+  // Whole calendar days in local time (rounded: a day with a DST change is not 24 hours).
+  const days = Math.round((startOfDay(now) - startOfDay(updated)) / DAY_MS);
+  if (days <= 0) return { key: "today", label: "Today" };
+  if (days === 1) return { key: "yesterday", label: "Yesterday" };
+  if (days <= 7) return { key: "week", label: "Previous 7 days" };
+  if (days <= 30) return { key: "month", label: "Previous 30 days" };
+  return {
+    key: `${updated.getFullYear()}-${updated.getMonth()}`,
+    label: MONTH.format(updated),
+  };
+}
+
+const RESULTS = { key: "results", label: "Search results" };
+
+/** The list's order, as the API gives it: pinned first, then the most recently active. */
+function listOrder(a, b) {
+  if (a.pinned !== b.pinned) return a.pinned ? -1 : 1;
+  const byTime = Date.parse(b.updated_at) - Date.parse(a.updated_at);
+  return byTime || b.id - a.id;
+}
 
 function conversationUrl(id) {
   return `/c/${id}/`;
@@ -21,13 +53,17 @@ function nextPath(next, query) {
 }
 
 export class Sidebar {
-  constructor({ list, search, sentinel, status, dialog, handlers }) {
-    this.list = list;
+  constructor({ list, search, sentinel, status, dialog, team, handlers }) {
+    this.list = list; // holds one section per heading, each with its own <ul>
+    this.team = team; // the team whose conversations are listed
     this.search = search;
     this.sentinel = sentinel;
     this.status = status;
     this.dialog = dialog;
     this.handlers = handlers; // {open(id), deleted(id), renamed(id, title)}
+    this.entries = new Map(); // id -> {data: the API's summary, li}
+    this.order = []; // ids, in the order shown
+    this.sections = new Map(); // heading key -> {section, heading, ul}
     this.query = "";
     this.next = null;
     this.loading = false;
@@ -42,16 +78,23 @@ export class Sidebar {
       clearTimeout(this.searchTimer);
       this.reload();
     });
-    new IntersectionObserver((entries) => {
-      if (entries.some((entry) => entry.isIntersecting)) this.loadMore();
-    }, { root: list.closest(".conversation-scroll") }).observe(sentinel);
+    new IntersectionObserver(
+      (entries) => {
+        if (entries.some((entry) => entry.isIntersecting)) this.loadMore();
+      },
+      { root: list.closest(".conversation-scroll") },
+    ).observe(sentinel);
   }
 
   reload() {
     this.query = this.search.value.trim();
     this.generation += 1;
     this.list.replaceChildren();
-    this.next = `/api/conversations/?q=${encodeURIComponent(this.query)}&page=1`;
+    this.entries.clear();
+    this.sections.clear();
+    this.order = [];
+    const team = this.team ? `&team=${this.team}` : "";
+    this.next = `/api/conversations/?q=${encodeURIComponent(this.query)}&page=1${team}`;
     this.loading = false;
     return this.loadMore();
   }
@@ -64,7 +107,8 @@ export class Sidebar {
     try {
       const data = await api(this.next);
       if (generation !== this.generation) return; // a newer search replaced this one
-      for (const conversation of data.results || []) this.upsert(conversation, { atTop: false });
+      for (const conversation of data.results || []) this.add(conversation);
+      this.render();
       this.next = nextPath(data.next, this.query);
       this.setStatus(this.emptyMessage());
     } catch (error) {
@@ -83,7 +127,7 @@ export class Sidebar {
   }
 
   emptyMessage() {
-    if (this.list.children.length > 0) return "";
+    if (this.order.length > 0) return "";
     return this.query ? `No conversations match “${this.query}”.` : "No conversations yet.";
   }
 
@@ -93,22 +137,102 @@ export class Sidebar {
   }
 
   item(id) {
-    return this.list.querySelector(`li[data-conversation-id="${Number(id)}"]`);
+    return this.entries.get(Number(id))?.li ?? null;
   }
 
-  /** Add or update a conversation; atTop moves it first (it was just used). */
+  /** A conversation from a page of the list, after those already listed. */
+  add(conversation) {
+    if (this.entries.has(conversation.id)) return;
+    const data = { pinned: false, ...conversation };
+    this.entries.set(data.id, { data, li: this.buildItem(data) });
+    this.order.push(data.id);
+  }
+
+  /** Add or update a conversation; atTop: it was just used (it moves to Today). */
   upsert(conversation, { atTop = true } = {}) {
-    let li = this.item(conversation.id);
-    if (!li) {
+    const entry = this.entries.get(conversation.id);
+    if (!entry) {
       if (this.query && atTop) return; // not known to match the current search
-      li = this.buildItem(conversation);
+      const now = new Date().toISOString();
+      this.add({ created_at: now, updated_at: now, ...conversation });
     } else {
-      this.setTitle(li, conversation.title);
+      Object.assign(entry.data, conversation);
+      this.setTitle(entry.li, entry.data.title);
     }
-    if (atTop) this.list.prepend(li);
-    else if (!li.parentNode) this.list.append(li);
+    if (atTop) {
+      this.entries.get(conversation.id).data.updated_at = new Date().toISOString();
+      const others = this.order.filter((id) => id !== conversation.id);
+      if (this.query) this.order = [conversation.id, ...others]; // results keep their order
+    }
+    this.render();
+  }
+
+  /** A new title from elsewhere (the model named it, another tab renamed it). */
+  retitle(id, title) {
+    const entry = this.entries.get(id);
+    if (!entry) return;
+    entry.data.title = title;
+    this.setTitle(entry.li, title);
+  }
+
+  remove(id) {
+    const entry = this.entries.get(id);
+    if (!entry) return;
+    entry.li.remove();
+    this.entries.delete(id);
+    this.order = this.order.filter((other) => other !== id);
+    this.render();
+  }
+
+  /** Draw the list: rows under their headings, in order. Rows already in place stay put, so
+   * the keyboard's focus stays on them. */
+  render() {
+    if (!this.query) {
+      this.order.sort((a, b) => listOrder(this.entries.get(a).data, this.entries.get(b).data));
+    }
+    const now = new Date();
+    const groups = [];
+    for (const id of this.order) {
+      const group = this.query ? RESULTS : groupOf(this.entries.get(id).data, now);
+      if (groups.at(-1)?.key !== group.key) groups.push({ ...group, ids: [] });
+      groups.at(-1).ids.push(id);
+    }
+    const used = new Set();
+    groups.forEach((group, index) => {
+      const place = this.section(group);
+      used.add(group.key);
+      if (this.list.children[index] !== place.section) {
+        this.list.insertBefore(place.section, this.list.children[index] || null);
+      }
+      group.ids.forEach((id, at) => {
+        const li = this.entries.get(id).li;
+        if (place.ul.children[at] !== li) place.ul.insertBefore(li, place.ul.children[at] || null);
+      });
+      while (place.ul.children.length > group.ids.length) place.ul.lastElementChild.remove();
+    });
+    for (const [key, place] of this.sections) {
+      if (!used.has(key)) {
+        place.section.remove();
+        this.sections.delete(key);
+      }
+    }
     this.setStatus(this.emptyMessage());
     this.markActive();
+  }
+
+  /** The section under one heading (made the first time it is needed). */
+  section(group) {
+    let place = this.sections.get(group.key);
+    if (!place) {
+      const id = `conversation-group-${group.key}`;
+      const heading = h("h2", { className: "conversation-group-heading", id, text: group.label });
+      const ul = h("ul", { className: "conversation-list", "aria-labelledby": id });
+      const section = h("section", { className: "conversation-group" }, heading, ul);
+      place = { section, heading, ul };
+      this.sections.set(group.key, place);
+    }
+    place.heading.textContent = group.label;
+    return place;
   }
 
   buildItem(conversation) {
@@ -118,28 +242,118 @@ export class Sidebar {
         return; // let the browser open a new tab or window
       }
       event.preventDefault();
-      this.handlers.open(conversation.id);
+      // A search result found through a message lands on that message.
+      this.handlers.open(conversation.id, Number(li.dataset.messageId) || null);
     });
-    const rename = h("button", { type: "button", className: "item-action rename" }, icon("edit"));
-    const remove = h("button", { type: "button", className: "item-action delete" }, icon("trash"));
+    // One Tab stop per row: the link. Its menu opens with the arrow key or the pointer.
+    const more = h(
+      "button",
+      {
+        type: "button",
+        className: "item-menu-button",
+        tabindex: "-1",
+        "aria-haspopup": "menu",
+        "aria-expanded": "false",
+      },
+      icon("more"),
+    );
     const li = h(
       "li",
       { className: "conversation-item", dataset: { conversationId: conversation.id } },
       link,
-      h("div", { className: "item-actions" }, rename, remove),
+      more,
     );
-    rename.addEventListener("click", () => this.startRename(li));
-    remove.addEventListener("click", () => this.confirmDelete(li));
+    link.addEventListener("keydown", (event) => {
+      if (
+        event.key === "ArrowRight" ||
+        event.key === "ContextMenu" ||
+        (event.shiftKey && event.key === "F10")
+      ) {
+        event.preventDefault();
+        this.openMenu(li);
+      }
+    });
+    more.addEventListener("click", () => this.openMenu(li));
+    link.append(h("span", { className: "conversation-name" }));
+    if (conversation.snippet && conversation.message_id) {
+      li.dataset.messageId = conversation.message_id;
+      link.append(h("span", { className: "conversation-snippet", text: conversation.snippet }));
+    }
     this.setTitle(li, conversation.title);
     return li;
+  }
+
+  /** The row menu (Rename, Delete): one element, moved into the row it serves. */
+  buildMenu() {
+    const item = (label, action) => {
+      const button = h("button", { type: "button", role: "menuitem", tabindex: "-1", text: label });
+      button.addEventListener("click", () => {
+        const li = this.menu.closest("li");
+        this.closeMenu({ focus: false });
+        action(li);
+      });
+      return button;
+    };
+    const menu = h(
+      "div",
+      { className: "row-menu", role: "menu" },
+      item("Rename", (li) => this.startRename(li)),
+      item("Pin", (li) => this.togglePin(li)),
+      item("Delete", (li) => this.confirmDelete(li)),
+    );
+    menu.hidden = true;
+    menu.addEventListener("keydown", (event) => {
+      const items = [...menu.querySelectorAll("[role=menuitem]")];
+      const index = items.indexOf(document.activeElement);
+      const moves = { ArrowDown: 1, ArrowUp: -1 };
+      if (event.key in moves) {
+        event.preventDefault();
+        items[(index + moves[event.key] + items.length) % items.length].focus();
+      } else if (event.key === "Escape" || event.key === "ArrowLeft") {
+        event.preventDefault();
+        event.stopPropagation();
+        this.closeMenu({ focus: true });
+      } else if (event.key === "Tab") {
+        this.closeMenu({ focus: false });
+      }
+    });
+    menu.addEventListener("focusout", (event) => {
+      if (!menu.contains(event.relatedTarget)) this.closeMenu({ focus: false });
+    });
+    return menu;
+  }
+
+  openMenu(li) {
+    this.menu ??= this.buildMenu();
+    if (!this.menu.hidden && this.menu.closest("li") === li) {
+      this.closeMenu({ focus: true });
+      return;
+    }
+    this.closeMenu({ focus: false });
+    this.menu.setAttribute("aria-label", `Actions for “${li.dataset.title}”`);
+    const pinned = this.entries.get(Number(li.dataset.conversationId))?.data.pinned;
+    this.menu.querySelector("[role=menuitem]:nth-child(2)").textContent = pinned ? "Unpin" : "Pin";
+    li.append(this.menu);
+    li.classList.add("menu-open");
+    li.querySelector(".item-menu-button").setAttribute("aria-expanded", "true");
+    this.menu.hidden = false;
+    this.menu.querySelector("[role=menuitem]").focus();
+  }
+
+  closeMenu({ focus }) {
+    const li = this.menu?.closest("li");
+    if (!li || this.menu.hidden) return;
+    this.menu.hidden = true;
+    li.classList.remove("menu-open");
+    li.querySelector(".item-menu-button").setAttribute("aria-expanded", "false");
+    if (focus) li.querySelector(".conversation-link").focus();
   }
 
   setTitle(li, title) {
     const text = title || "New chat";
     li.dataset.title = text;
-    li.querySelector(".conversation-link").textContent = text;
-    li.querySelector(".rename").setAttribute("aria-label", `Rename “${text}”`);
-    li.querySelector(".delete").setAttribute("aria-label", `Delete “${text}”`);
+    li.querySelector(".conversation-name").textContent = text;
+    li.querySelector(".item-menu-button").setAttribute("aria-label", `Actions for “${text}”`);
   }
 
   setActive(id) {
@@ -148,13 +362,32 @@ export class Sidebar {
   }
 
   markActive() {
-    for (const li of this.list.children) {
+    for (const { li } of this.entries.values()) {
       const link = li.querySelector(".conversation-link");
       if (Number(li.dataset.conversationId) === this.activeId) {
         link.setAttribute("aria-current", "page");
       } else {
         link.removeAttribute("aria-current");
       }
+    }
+  }
+
+  async togglePin(li) {
+    const id = Number(li.dataset.conversationId);
+    const pinned = !this.entries.get(id)?.data.pinned;
+    try {
+      const updated = await api(`/api/conversations/${id}/`, {
+        method: "PATCH",
+        body: { pinned },
+      });
+      const entry = this.entries.get(id);
+      if (!entry) return; // the list was redrawn meanwhile (a search landing)
+      entry.data.pinned = updated?.pinned ?? pinned;
+      this.render();
+      entry.li.querySelector(".conversation-link").focus();
+      this.handlers.announce?.(`${pinned ? "Pinned" : "Unpinned"} “${li.dataset.title}”`);
+    } catch (error) {
+      this.handlers.notify(`Could not ${pinned ? "pin" : "unpin"}: ${error.message}`);
     }
   }
 
@@ -183,7 +416,8 @@ export class Sidebar {
           method: "PATCH",
           body: { title },
         });
-        this.setTitle(li, updated?.title ?? title);
+        // The list may have been redrawn (a search landing) while the title was typed.
+        this.setTitle(this.item(id) || li, updated?.title ?? title);
         this.handlers.renamed(id, updated?.title ?? title);
       } catch (error) {
         this.handlers.notify(`Could not rename: ${error.message}`);
@@ -214,18 +448,17 @@ export class Sidebar {
       "close",
       async () => {
         if (dialog.returnValue !== "delete") {
-          // Focus inside the row first: its actions only show while it holds focus.
-          li.querySelector(".conversation-link").focus();
-          li.querySelector(".delete").focus();
+          li.querySelector(".conversation-link").focus(); // back to the row it was asked on
           return;
         }
         try {
           await api(`/api/conversations/${id}/`, { method: "DELETE" });
           // The list may have been redrawn (a search landing) while the dialog was open.
-          const row = this.item(id) || li;
-          const neighbour = row.nextElementSibling || row.previousElementSibling;
-          row.remove();
-          this.setStatus(this.emptyMessage());
+          const at = this.order.indexOf(id);
+          const neighbourId = this.order[at + 1] ?? this.order[at - 1];
+          if (at < 0) li.remove();
+          this.remove(id);
+          const neighbour = neighbourId === undefined ? null : this.item(neighbourId);
           (neighbour?.querySelector(".conversation-link") || this.search).focus();
           this.handlers.deleted(id);
         } catch (error) {

@@ -60,3 +60,86 @@ def test_invite_accept_and_remove_with_confirmation(page, context, browser, app_
     page.wait_for_load_state()
     assert page.get_by_text(f"Removed {guest.username} from the team.").is_visible()
     assert page.get_by_role("row").filter(has_text=guest.username).count() == 0
+
+
+REFUSE_CLIPBOARD = """
+navigator.clipboard.writeText = () => Promise.reject(new DOMException("denied", "NotAllowedError"));
+document.execCommand = () => false;
+"""
+
+
+def test_invitation_links_copy_with_a_button_or_say_how(page, context, app_server, user, sim):
+    from playwright.sync_api import expect
+
+    log_in(page, user)
+    team_url = create_team(page, "Copy team")
+    page.goto(team_url + "members/")
+    page.get_by_role("button", name="Create invitation").click()
+    link = page.get_by_label("Invitation link").input_value()
+    assert "/invite/" in link
+
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=app_server.url)
+    page.get_by_role("button", name="Copy link").click()
+    expect(page.get_by_role("status").filter(has_text="Link copied.")).to_be_visible()
+    assert page.evaluate("navigator.clipboard.readText()") == link
+
+    # A browser that refuses both ways of copying: the link is selected, and the page says so.
+    page.add_init_script(REFUSE_CLIPBOARD)
+    page.reload()
+    page.get_by_role("button", name="Copy link").click()
+    expect(page.get_by_role("status").filter(has_text="press Ctrl+C")).to_be_visible()
+    field = page.get_by_label("Invitation link")
+    expect(field).to_be_focused()
+    selected = field.evaluate("(el) => el.value.slice(el.selectionStart, el.selectionEnd)")
+    assert selected == link
+
+
+USAGE_SEED = """
+from django.utils import timezone
+from chatapp.teams.models import Team, TeamUsage
+from django.contrib.auth import get_user_model
+team = Team.objects.get(pk={team})
+user = get_user_model().objects.get(username={username!r})
+TeamUsage.objects.create(team=team, user=user, model="m", day=timezone.now().date(),
+                         prompt_tokens=4000, completion_tokens=6000, requests=3)
+"""
+
+
+def rgb(css_colour: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", css_colour)[:3])
+
+
+def test_usage_chart_bars_differ_and_its_labels_stay_readable_on_a_phone(
+    browser, app_server, user, sim, screenshot
+):
+    from tests.browser.conftest import PHONE
+
+    context = browser.new_context(base_url=app_server.url, viewport=PHONE)
+    try:
+        page = context.new_page()
+        log_in(page, user)
+        team_url = create_team(page, "Usage team")
+        team = int(re.search(r"/teams/(\d+)/", team_url).group(1))
+        app_server.run_python(USAGE_SEED.format(team=team, username=user.username))
+        for theme in ["light", "dark"]:
+            page.evaluate(f"localStorage.setItem('theme', {theme!r})")
+            page.goto(team_url + "usage/")
+            prompt, completion = (
+                rgb(
+                    page.locator(f".bar-{part}").first.evaluate("(el) => getComputedStyle(el).fill")
+                )
+                for part in ["prompt", "completion"]
+            )
+            distance = sum((a - b) ** 2 for a, b in zip(prompt, completion, strict=True)) ** 0.5
+            assert distance > 120, (theme, prompt, completion)
+            labels = page.locator(".usage-chart .chart-label")
+            assert labels.count() > 5
+            sizes = labels.evaluate_all(
+                "(els) => els.map((el) => parseFloat(getComputedStyle(el).fontSize))"
+            )
+            assert min(sizes) >= 11, (theme, sizes)
+            day_one = page.locator(".chart-days li").first.bounding_box()
+            assert day_one["height"] >= 11
+            screenshot(page, f"usage-phone-{theme}", full_page=True)
+    finally:
+        context.close()

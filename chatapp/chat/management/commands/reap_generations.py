@@ -2,6 +2,7 @@ from asgiref.sync import async_to_sync
 from django.core.management.base import BaseCommand, CommandError
 
 from chatapp.chat import reaper
+from chatapp.chat.actions import replies
 
 
 class Command(BaseCommand):
@@ -20,7 +21,7 @@ class Command(BaseCommand):
         if max_age is not None and max_age <= 0:
             raise CommandError("--max-age must be a positive number of seconds.")
         counts = reaper.reap_stale_generations(max_age)
-        async_to_sync(reaper.announce)(counts["messages"])
+        async_to_sync(replies.announce_interrupted)(counts["abandoned"])
         self.stdout.write(
             f"Checked {counts['checked']} stale streaming answers;"
             f" marked {counts['interrupted']} interrupted."

@@ -1,0 +1,21 @@
+"""A user's own defaults for new conversations, and the settings they resolve to in a team."""
+
+from chatapp.accounts.models import UserSettings
+from chatapp.teams.models import Team
+from chatapp.teams.policy import SETTING_NAMES, TeamRules, resolve_settings
+
+
+def user_defaults(user) -> dict:
+    """The settings the user saved; blank ones are left out (they mean "the team's")."""
+    stored = UserSettings.objects.filter(user=user).first()
+    if stored is None:
+        return {}
+    values = {name: getattr(stored, name) for name in SETTING_NAMES}
+    return {k: v for k, v in values.items() if v not in (None, "")}
+
+
+def effective_settings(
+    user, team: Team, requested: dict | None = None, rules: TeamRules | None = None
+) -> dict:
+    """Site -> team -> user defaults -> request, under the team's policy (PolicyError if not)."""
+    return resolve_settings(team, user_defaults(user), requested, rules)

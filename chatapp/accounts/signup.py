@@ -1,0 +1,60 @@
+"""Who may create an account (SIGNUP_POLICY): anyone, people holding an invitation, or people
+with an address at one of SIGNUP_ALLOWED_DOMAINS. The very first account can always sign up.
+"""
+
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.urls import Resolver404, resolve
+
+from chatapp.teams.models import Invitation
+
+FIRST_ACCOUNT_NOTICE = (
+    "You are this site's admin: the first account administers the site. "
+    "The Site admin link opens the admin site (people, teams, the audit trail)."
+)
+
+
+def invitation_in(next_url: str) -> Invitation | None:
+    """The usable invitation a signup's `next` leads to (/invite/<token>/), if any."""
+    try:
+        match = resolve(urlsplit(next_url).path)
+    except Resolver404:
+        return None
+    if match.view_name != "teams:accept":
+        return None
+    invitation = Invitation.objects.filter(token=match.kwargs.get("token", "")).first()
+    return invitation if invitation is not None and invitation.is_usable else None
+
+
+def signup_refusal(email: str, invitation: Invitation | None) -> str | None:
+    """Why this signup may not go ahead, or None when it may."""
+    if not get_user_model().objects.exists():
+        return None  # the first account: the site needs its admin
+    if invitation is not None:
+        if invitation.email and invitation.email.lower() != email.lower():
+            return f"This invitation is for {invitation.email}: sign up with that address."
+        return None
+    policy = settings.SIGNUP_POLICY
+    if policy == "open":
+        return None
+    if policy == "domain":
+        domains = settings.SIGNUP_ALLOWED_DOMAINS
+        if email.rpartition("@")[2].lower() in domains:
+            return None
+        listed = ", ".join(domains)
+        return f"Sign up with an email address at {listed}, or ask a team admin for an invitation."
+    return "Signing up is by invitation only: ask a team admin for an invitation link."
+
+
+def signup_notice(invitation: Invitation | None) -> str:
+    """What the signup page says up front about who may sign up."""
+    if invitation is not None or settings.SIGNUP_POLICY == "open":
+        return ""
+    if not get_user_model().objects.exists():
+        return ""
+    if settings.SIGNUP_POLICY == "domain":
+        listed = ", ".join(settings.SIGNUP_ALLOWED_DOMAINS)
+        return f"Accounts are for email addresses at {listed}, or by invitation."
+    return "Accounts are by invitation only: open the invitation link a team admin sent you."

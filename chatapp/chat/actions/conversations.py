@@ -1,0 +1,88 @@
+"""Conversation edits made through the JSON API, and the branch a conversation shows."""
+
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+
+from chatapp.chat import tree
+from chatapp.chat.errors import ChatError
+from chatapp.chat.lookups import owned_message
+from chatapp.chat.models import Conversation, MessageStatus
+from chatapp.teams import actions as team_actions
+from chatapp.teams.models import Team
+
+
+def rename_conversation(conversation: Conversation, title: str) -> None:
+    # A rename is not activity: the conversation keeps its place in the list.
+    Conversation.objects.filter(pk=conversation.pk).update(title=title)
+    conversation.title = title
+
+
+def keep_generated_title(
+    conversation_id: int,
+    first_words: str,
+    title: str,
+    *,
+    usage: tuple[int, int] | None,
+    team: Team,
+    user: Any,
+    model: str,
+) -> bool:
+    """Count the title request's tokens, and replace the conversation's first-words title with
+    the model's unless someone renamed it meanwhile. Returns whether the title changed."""
+    if usage is not None:
+        team_actions.record_usage(team, user, model, *usage)
+    if not title or title == first_words:
+        return False
+    # Like a rename, a title is not activity: the conversation keeps its place in the list.
+    renamed = Conversation.objects.filter(pk=conversation_id, title=first_words)
+    return renamed.update(title=title) == 1
+
+
+def pin_conversation(conversation: Conversation, pinned: bool) -> None:
+    # Pinning is not activity either.
+    Conversation.objects.filter(pk=conversation.pk).update(pinned=pinned)
+    conversation.pinned = pinned
+
+
+def delete_conversation(conversation: Conversation) -> list[int]:
+    """Delete it with its messages; returns the answers that were streaming, to stop them."""
+    with transaction.atomic():
+        streaming = list(
+            conversation.messages.filter(status=MessageStatus.STREAMING).values_list(
+                "id", flat=True
+            )
+        )
+        conversation.delete()
+    return streaming
+
+
+def purge_temporary(now: datetime) -> int:
+    """Delete the temporary chats older than TEMPORARY_LIFETIME at `now`; returns how many.
+
+    Run by the reaper's sweep and by the retention command; a chat whose owner left it is
+    deleted through the API at once, this catches the ones nobody closed."""
+    expired = list(
+        Conversation.objects.temporary_expired(now)
+        .exclude(messages__status=MessageStatus.STREAMING)
+        .values_list("pk", flat=True)
+    )
+    if expired:  # an empty delete would still open a write transaction
+        Conversation.objects.filter(pk__in=expired).delete()
+    return len(expired)
+
+
+def switch_branch(user: Any, message_id: int) -> tuple[int, int]:
+    """Show the branch through this message of the user's; returns (conversation, leaf)."""
+    message = owned_message(user, message_id)
+    conversation = message.conversation
+    if conversation.messages.filter(status=MessageStatus.STREAMING).exists():
+        raise ChatError(
+            "conversation_busy", "An answer is still streaming here: wait for it or stop it."
+        )
+    leaf = tree.conversation_branch(conversation.pk, message.pk).leaf
+    assert leaf is not None  # the branch runs through the message
+    # Choosing a branch is not activity: the conversation keeps its place in the list.
+    Conversation.objects.filter(pk=conversation.pk).update(active_leaf_id=leaf)
+    return conversation.pk, leaf

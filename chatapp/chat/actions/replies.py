@@ -1,0 +1,530 @@
+"""An answer's writes and broadcasts: admission, its rows, checkpoints, its end, interruption.
+
+The sync functions run in a worker thread (`database_sync_to_async`) and return once their
+transaction has committed; the async ones call them and only then `broadcast`, so a socket
+never hears of a row it cannot read yet.
+"""
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from importlib import import_module
+from types import SimpleNamespace
+from typing import Any, cast
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.db.models import Case, IntegerField, Q, TextField, Value, When
+from django.urls import reverse
+from django.utils import timezone
+
+from chatapp.chat import events, fanout, json_output, planning
+from chatapp.chat.errors import ChatError
+from chatapp.chat.event_schema import ConversationEvent, CreatedMessage, SafetyFields
+from chatapp.chat.groups import generation_group
+from chatapp.chat.lookups import attachment_list
+from chatapp.chat.models import Conversation, Message, MessageRole, MessageStatus
+from chatapp.chat.planning import ReplyPlan
+from chatapp.chat.requests import SendRequest
+from chatapp.core.layers import channel_layer
+from chatapp.llm import StreamError, Usage
+from chatapp.teams import actions as team_actions
+from chatapp.teams.models import MANAGER_ROLES, Membership, Team
+from chatapp.teams.policy import PolicyError
+from chatapp.teams.safety import Finding
+from chatapp.teams.services import current_team
+from chatapp.uploads import actions as upload_actions
+from chatapp.uploads.models import Upload
+from chatapp.uploads.validation import UploadRefused
+
+log = logging.getLogger(__name__)
+
+INTERRUPTED_CODE = "interrupted"
+INTERRUPTED_MESSAGE = "The server stopped while answering: regenerate to try again."
+KEY_REFUSED_FOR_MEMBERS = "The team's Llama API key was refused; your team admins have been told."
+
+
+# --- admission ---------------------------------------------------------------------------
+
+
+def session_team(user: Any, session_key: str | None) -> Team:
+    """The session's current team, read fresh so a team switch in another tab counts.
+
+    A user in no team gets a personal team here (the one write).
+    """
+    store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+    return current_team(SimpleNamespace(user=user, session=store))
+
+
+def admit_send(
+    user: Any, session_key: str | None, request: SendRequest, request_id: str | None
+) -> ReplyPlan:
+    """Plan a chat.send and admit it upstream; the plan is ready for `start_reply`."""
+    team = session_team(user, session_key) if request.conversation_id is None else None
+    plan = planning.plan_send(user, request, team=team, request_id=request_id)
+    admit(plan)
+    return plan
+
+
+def admit_edit(
+    user: Any, message_id: int, request: SendRequest, request_id: str | None
+) -> ReplyPlan:
+    plan = planning.plan_edit(user, message_id, request, request_id)
+    admit(plan)
+    return plan
+
+
+def admit_regenerate(user: Any, message_id: int, request_id: str | None) -> ReplyPlan:
+    plan = planning.plan_regenerate(user, message_id, request_id)
+    admit(plan)
+    return plan
+
+
+def admit(plan: ReplyPlan) -> None:
+    """Count the request against the team's rate limit, last, once everything else passed."""
+    try:
+        team_actions.admit_request(plan.user, plan.team, plan.rules.policy)
+    except PolicyError as error:
+        raise ChatError(error.code, error.message, error.field) from None
+
+
+# --- the rows ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """The rows start_reply wrote: the (maybe new) conversation and its new messages."""
+
+    conversation_id: int
+    title: str
+    created: bool
+    user_message: CreatedMessage | None
+    assistant_message: CreatedMessage
+    replaces: int | None = None
+
+    @property
+    def assistant_id(self) -> int:
+        return self.assistant_message["id"]
+
+
+def start_reply(plan: ReplyPlan) -> Exchange:
+    """Save the question (unless regenerating) and the answer to stream, on the plan's branch,
+    and make that branch the one shown."""
+    conversation = plan.conversation
+    created = conversation.pk is None
+    with transaction.atomic():
+        # Sends racing on other sockets or processes queue here, so the cap holds for them too.
+        get_user_model().objects.select_for_update().only("pk").get(pk=plan.user.pk)
+        planning.check_concurrency(plan.user)
+        if created:
+            conversation.save()
+        else:
+            prompt_fields = ["system_prompt", "system_prompt_text", "system_prompt_locked"]
+            conversation.save(
+                update_fields=[*plan.conversation_fields, *prompt_fields, "updated_at"]
+            )
+        parent_id = plan.parent_id
+        replaces = plan.replaces.pk if plan.replaces is not None else None
+        failed = plan.replaces
+        if failed is not None and failed.status == MessageStatus.ERROR and not failed.content:
+            failed.delete()  # a retry of an answer that failed before any text: no version
+        user_message = None
+        if plan.user_content is not None:
+            user_message = _placed(
+                Message(
+                    conversation=conversation,
+                    parent_id=parent_id,
+                    role=MessageRole.USER,
+                    content=plan.user_content,
+                    redactions=list(plan.redactions),
+                )
+            )
+            _attach(plan, user_message)
+            parent_id = user_message.pk
+        assistant = _placed(
+            Message(
+                conversation=conversation,
+                parent_id=parent_id,
+                role=MessageRole.ASSISTANT,
+                status=MessageStatus.STREAMING,
+                model=plan.params.model,
+                heartbeat_at=timezone.now(),
+                format=plan.answer_format.requested() if plan.answer_format else None,
+            )
+        )
+        Conversation.objects.filter(pk=conversation.pk).update(active_leaf=assistant)
+        conversation.active_leaf = assistant
+    return Exchange(
+        conversation_id=conversation.pk,
+        title=conversation.title,
+        created=created,
+        user_message=created_message(user_message, plan.attachments) if user_message else None,
+        assistant_message=created_message(assistant),
+        replaces=replaces,
+    )
+
+
+def _placed(message: Message) -> Message:
+    """Save a message at the place in the tree its parent_id names (null: a first message)."""
+    message.explicit_parent = True
+    message.save()
+    return message
+
+
+def _attach(plan: ReplyPlan, message: Message) -> None:
+    if not plan.attachments:
+        return
+    try:
+        upload_actions.attach(list(plan.attachments), message)
+    except UploadRefused as refused:  # deleted or sent from another tab since the plan
+        raise ChatError(refused.code, refused.message, "attachments") from None
+
+
+def created_message(message: Message, uploads: Iterable[Upload] = ()) -> CreatedMessage:
+    # parent_id None filters on IS NULL: the first messages are siblings too.
+    siblings = Message.objects.filter(
+        conversation_id=message.conversation_id, parent_id=message.parent_id
+    )
+    created: CreatedMessage = {
+        "id": message.pk,
+        "conversation_id": message.conversation_id,
+        "parent_id": message.parent_id,
+        "sibling_ids": list(siblings.order_by("id").values_list("id", flat=True)),
+        "role": message.role,  # type: ignore[typeddict-item]  # a MessageRole value
+        "content": message.content,
+        "status": message.status,  # type: ignore[typeddict-item]  # a MessageStatus value
+    }
+    if message.role == MessageRole.USER:
+        created["attachments"] = attachment_list(uploads)
+        created["redactions"] = message.redactions
+    return created
+
+
+async def announce_reply(exchange: Exchange, request_id: str | None) -> None:
+    """Tell every tab on the conversation about the new messages, before any delta."""
+    if exchange.user_message is not None:
+        await broadcast(events.message_created(request_id, exchange.user_message))
+    answer = events.message_created(request_id, exchange.assistant_message, exchange.replaces)
+    await broadcast(answer)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    message_id: int
+    content: str
+    seq: int
+
+
+def checkpoint_replies(checkpoints: list[Checkpoint]) -> None:
+    """Save the text so far of streaming answers and prove their process is alive.
+
+    One UPDATE for all of them (a CASE per column), so a process streaming hundreds of
+    answers writes once a second, not once per answer. Answers that ended meanwhile are left
+    as their final write made them.
+    """
+    if not checkpoints:
+        return
+    content = Case(
+        *(When(pk=c.message_id, then=Value(c.content)) for c in checkpoints),
+        output_field=TextField(),
+    )
+    seq = Case(
+        *(When(pk=c.message_id, then=Value(c.seq)) for c in checkpoints),
+        output_field=IntegerField(),
+    )
+    ids = [c.message_id for c in checkpoints]
+    Message.objects.filter(pk__in=ids, status=MessageStatus.STREAMING).update(
+        content=content, seq=seq, heartbeat_at=timezone.now()
+    )
+
+
+def store_tool_calls(message_id: int, calls: list[dict[str, Any]]) -> None:
+    """An answer's tool calls so far, while it streams (a reload shows them)."""
+    Message.objects.filter(pk=message_id, status=MessageStatus.STREAMING).update(tool_calls=calls)
+
+
+async def save_tool_calls(message_id: int, calls: list[dict[str, Any]]) -> None:
+    await database_sync_to_async(store_tool_calls)(message_id, calls)
+
+
+async def request_tool_decision(message_id: int, call_id: str, approve: bool) -> None:
+    """Tell the generation of this answer, in whichever process, the user's decision."""
+    await channel_layer().group_send(
+        generation_group(message_id),
+        {"type": "generation.tool_decision", "call_id": call_id, "approve": approve},
+    )
+
+
+# --- the end of an answer ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReplyResult:
+    """How an answer ended, as the generation saw it."""
+
+    message_id: int
+    conversation_id: int
+    status: str
+    content: str
+    seq: int
+    model: str
+    finish_reason: str | None = None
+    usage: Usage | None = None
+    time_to_first_token_ms: int | None = None
+    duration_ms: int | None = None
+    upstream_request_id: str | None = None
+    error: StreamError | None = None
+    safety: SafetyFields | None = None  # set when the team screens questions or answers
+    findings: tuple[Finding, ...] = ()  # what Llama Guard flagged, for the review queue
+    tool_calls: tuple[dict[str, Any], ...] = ()  # the calls the answer made, with results
+
+
+@dataclass(frozen=True)
+class AnswerFailure:
+    """What the owner of a failed answer is told, in words they can act on."""
+
+    code: str
+    message: str
+    retryable: bool
+    help_url: str | None = None
+
+
+def answer_failure(error: StreamError, team: Team, user: Any) -> AnswerFailure:
+    """A refused key is the team admins' to fix: members are told so; admins get the
+    technical message and the page where they change the key."""
+    if error.code != "auth_failed":
+        return AnswerFailure(error.code, error.message, error.retryable)
+    if Membership.objects.filter(team=team, user=user, role__in=MANAGER_ROLES).exists():
+        help_url = reverse("teams:provider", args=[team.pk])
+        return AnswerFailure(error.code, error.message, False, help_url)
+    return AnswerFailure(error.code, KEY_REFUSED_FOR_MEMBERS, False)
+
+
+def save_reply(
+    result: ReplyResult, team: Team, user: Any
+) -> tuple[AnswerFailure | None, dict[str, Any] | None]:
+    """The final write of an answer, and its usage; returns what to say if it failed, and
+    the outcome of the JSON check when the answer was asked for JSON."""
+    error = answer_failure(result.error, team, user) if result.error else None
+    requested = (
+        Message.objects.filter(pk=result.message_id).values_list("format", flat=True).first()
+    )
+    checked = json_output.check_answer(requested, result.content, result.status)
+    values = {
+        "status": result.status,
+        "content": result.content,
+        "seq": result.seq,
+        "model": result.model,
+        "finish_reason": result.finish_reason or "",
+        "prompt_tokens": result.usage.prompt_tokens if result.usage else None,
+        "completion_tokens": result.usage.completion_tokens if result.usage else None,
+        "time_to_first_token_ms": result.time_to_first_token_ms,
+        "duration_ms": result.duration_ms,
+        "upstream_request_id": (result.upstream_request_id or "")[:200],
+        "error_code": error.code[:40] if error else "",
+        "error_message": error.message[:500] if error else "",
+        "heartbeat_at": timezone.now(),
+        "updated_at": timezone.now(),
+        "safety": result.safety,
+        "tool_calls": list(result.tool_calls),
+        "format": checked,
+    }
+    with transaction.atomic():
+        saved = Message.objects.filter(pk=result.message_id).update(**values) == 1
+        if saved and result.findings:
+            _record_findings(result, team, user)
+    if saved and result.usage:
+        usage = result.usage
+        team_actions.record_usage(
+            team, user, result.model, usage.prompt_tokens, usage.completion_tokens
+        )
+    return error, checked
+
+
+def _record_findings(result: ReplyResult, team: Team, user: Any) -> None:
+    """Flag the question (input) or the answer (output) for the team's reviewers."""
+    question = (
+        Message.objects.filter(children=result.message_id, role=MessageRole.USER)
+        .values_list("pk", flat=True)
+        .first()
+    )
+    for finding in result.findings:
+        message_id = question if finding.stage == "input" else result.message_id
+        if message_id is not None:
+            team_actions.flag_message(team, user, message_id, finding)
+
+
+async def finish_reply(result: ReplyResult, team: Team, user: Any) -> None:
+    """Write the answer's end, then broadcast it (message.error and/or message.done)."""
+    error, checked = await database_sync_to_async(save_reply)(result, team, user)
+    conversation_id, message_id = result.conversation_id, result.message_id
+    if error is not None:
+        await broadcast(
+            events.message_error(
+                conversation_id,
+                message_id,
+                error.code,
+                error.message,
+                retryable=error.retryable,
+                help_url=error.help_url,
+                categories=_blocked_categories(result, error),
+            )
+        )
+    if result.status == MessageStatus.ERROR:
+        return  # nothing was shown: the error frame is the whole story
+    done = events.message_done(
+        conversation_id,
+        message_id,
+        status=result.status,  # type: ignore[arg-type]  # a MessageStatus value
+        model=result.model,
+        finish_reason=result.finish_reason,
+        usage=result.usage,
+        safety=result.safety,
+        answer_format=checked,
+    )
+    await broadcast(done)
+
+
+def _blocked_categories(result: ReplyResult, error: AnswerFailure) -> list[str] | None:
+    if error.code != "safety_blocked" or result.safety is None:
+        return None
+    return result.safety["categories"]
+
+
+# --- answers through the OpenAI-compatible API ---------------------------------------------
+
+
+def record_completion(plan: ReplyPlan, result: ReplyResult, api_key: Any, save: bool) -> int | None:
+    """Count an API answer's tokens against the team, the person and the key; when `save`,
+    keep it as a new conversation too. Returns the conversation's id, if saved."""
+    conversation_id = None
+    with transaction.atomic():
+        if save and result.status != MessageStatus.ERROR:  # a refusal before any text
+            conversation_id = _save_completion(plan, result)
+        if result.usage:
+            team_actions.record_usage(
+                plan.team,
+                plan.user,
+                result.model,
+                result.usage.prompt_tokens,
+                result.usage.completion_tokens,
+                api_key=api_key,
+            )
+    return conversation_id
+
+
+def _save_completion(plan: ReplyPlan, result: ReplyResult) -> int:
+    conversation = plan.conversation
+    conversation.save()
+    turns = [*plan.earlier_turns, (MessageRole.USER, plan.user_content or "")]
+    rows = [Message(conversation=conversation, role=role, content=text) for role, text in turns]
+    usage = result.usage
+    rows.append(
+        Message(
+            conversation=conversation,
+            role=MessageRole.ASSISTANT,
+            status=result.status,
+            content=result.content,
+            model=result.model,
+            finish_reason=result.finish_reason or "",
+            prompt_tokens=usage.prompt_tokens if usage else None,
+            completion_tokens=usage.completion_tokens if usage else None,
+            time_to_first_token_ms=result.time_to_first_token_ms,
+            duration_ms=result.duration_ms,
+            upstream_request_id=(result.upstream_request_id or "")[:200],
+            error_code=result.error.code[:40] if result.error else "",
+            error_message=result.error.message[:500] if result.error else "",
+        )
+    )
+    rows[-1].safety = result.safety
+    parent_id = None
+    for row in rows:  # one straight branch, in order
+        row.parent_id = parent_id
+        parent_id = _placed(row).pk
+    conversation.active_leaf_id = parent_id
+    conversation.save(update_fields=["active_leaf"])
+    if result.findings:
+        saved = replace(result, message_id=rows[-1].pk, conversation_id=conversation.pk)
+        _record_findings(saved, plan.team, plan.user)
+    return conversation.pk
+
+
+# --- answers nobody is writing any more ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Abandoned:
+    message_id: int
+    conversation_id: int
+    model: str
+
+
+def interrupt_stale_replies(cutoff: datetime, alive: list[int]) -> tuple[list[Abandoned], int]:
+    """Mark interrupted the streaming answers whose heartbeat is older than cutoff.
+
+    `alive` are answers this very process is running; they are left alone. Returns the
+    answers found and how many of them this call marked (another process may race it).
+    """
+    stale = Message.objects.filter(status=MessageStatus.STREAMING).filter(
+        Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, created_at__lt=cutoff)
+    )
+    found = list(stale.exclude(pk__in=alive).values_list("id", "conversation_id", "model"))
+    ids = [message_id for message_id, _, _ in found]
+    updated = Message.objects.filter(pk__in=ids, status=MessageStatus.STREAMING).update(
+        status=MessageStatus.INTERRUPTED,
+        error_code=INTERRUPTED_CODE,
+        error_message=INTERRUPTED_MESSAGE,
+        updated_at=timezone.now(),
+    )
+    if updated:
+        log.warning("Marked %d abandoned streaming answers interrupted", updated)
+    return [Abandoned(*row) for row in found], updated
+
+
+async def announce_interrupted(abandoned: list[Abandoned]) -> None:
+    """Tell the tabs watching those conversations that the answers ended."""
+    for answer in abandoned:
+        ids = (answer.conversation_id, answer.message_id)
+        await broadcast(
+            events.message_error(*ids, INTERRUPTED_CODE, INTERRUPTED_MESSAGE, retryable=True)
+        )
+        await broadcast(
+            events.message_done(*ids, status=MessageStatus.INTERRUPTED, model=answer.model)  # type: ignore[arg-type]
+        )
+
+
+# --- sending -------------------------------------------------------------------------------
+
+
+async def broadcast(event: ConversationEvent, *, quiet: bool = False) -> bool:
+    """Send an event to its conversation's sockets; the database stays the source of truth.
+
+    Call it once the write the event reports has committed. This process's sockets get it
+    directly (`fanout`); a channel layer that is down loses it for other processes' (logged
+    unless quiet) and returns False: sockets that resubscribe get the stored state.
+    """
+    delivered = await fanout.publish(cast(dict[str, Any], event))
+    if not delivered and not quiet:
+        conversation_id = event["conversation_id"]
+        log.warning("Could not broadcast %s to conversation %s", event["type"], conversation_id)
+    return delivered
+
+
+async def request_stop(message_id: int) -> None:
+    await channel_layer().group_send(
+        generation_group(message_id), {"type": "generation.stop", "message_id": message_id}
+    )
+
+
+async def request_snapshot(message_id: int, reply_channel: str) -> None:
+    await channel_layer().group_send(
+        generation_group(message_id),
+        {
+            "type": "generation.snapshot_request",
+            "message_id": message_id,
+            "reply_channel": reply_channel,
+        },
+    )

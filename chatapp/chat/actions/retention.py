@@ -1,0 +1,68 @@
+"""Deleting what the teams' retention policies say (chatapp.chat.retention plans it), with
+the conversations' messages, shares and uploaded files, and a receipt per team in its audit
+trail: how many conversations, which window; never a title or a word of content."""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import transaction
+
+from chatapp.chat import retention
+from chatapp.chat.actions.conversations import purge_temporary
+from chatapp.chat.models import Conversation
+from chatapp.teams.actions import audit
+from chatapp.teams.models import AuditAction
+
+BATCH = 500  # conversations deleted per transaction: memory stays bounded
+
+
+@dataclass(frozen=True)
+class TeamPurge:
+    team_id: int
+    team_name: str
+    days: int
+    cutoff: datetime
+    conversations: int
+
+
+def purge_expired(now: datetime, *, dry_run: bool = False) -> tuple[list[TeamPurge], int]:
+    """Apply every team's retention window at `now`; returns what each team lost and how many
+    temporary chats went. A dry run counts and deletes nothing. Running it twice at the same
+    `now` deletes nothing the second time (and writes no second receipt)."""
+    results = []
+    for window in retention.windows(now):
+        count = _count(window) if dry_run else _delete(window, now)
+        if count:
+            results.append(
+                TeamPurge(window.team.pk, window.team.name, window.days, window.cutoff, count)
+            )
+    if dry_run:
+        temporary = Conversation.objects.temporary_expired(now).count()
+    else:
+        temporary = purge_temporary(now)
+    return results, temporary
+
+
+def _count(window: retention.TeamWindow) -> int:
+    return retention.expired(window).count()
+
+
+def _delete(window: retention.TeamWindow, now: datetime) -> int:
+    deleted = 0
+    while batch := list(retention.expired(window).values_list("pk", flat=True)[:BATCH]):
+        with transaction.atomic():
+            Conversation.objects.filter(pk__in=batch).delete()
+        deleted += len(batch)
+    if deleted:
+        audit(
+            window.team,
+            None,
+            AuditAction.RETENTION_PURGE,
+            f"Retention deleted {deleted} conversation(s) untouched for {window.days} days"
+            f" (since before {window.cutoff:%Y-%m-%d %H:%M} UTC)",
+            conversations=deleted,
+            retention_days=window.days,
+            cutoff=window.cutoff.isoformat(),
+            run_at=now.isoformat(),
+        )
+    return deleted

@@ -1,0 +1,141 @@
+"""Sharing a conversation inside its team: a read-only snapshot of the shown branch, revoked
+by deleting it, and "Continue in my chats", which copies a snapshot into the viewer's own
+conversation. Sharing and revoking are audited in the conversation's team (never its text)."""
+
+from collections.abc import Iterable
+from typing import Any
+
+from django.db import transaction
+
+from chatapp.accounts import preferences
+from chatapp.chat import tree
+from chatapp.chat.errors import ChatError
+from chatapp.chat.models import (
+    Conversation,
+    Message,
+    MessageRole,
+    MessageStatus,
+    Share,
+    ShareAudience,
+)
+from chatapp.teams import policy
+from chatapp.teams.actions import audit
+from chatapp.teams.models import AuditAction, Membership, SystemPrompt, Team
+from chatapp.uploads.models import Upload
+
+# Roles a snapshot keeps: the conversation's turns (tool traffic, if any, stays private).
+SHARED_ROLES = (MessageRole.USER, MessageRole.ASSISTANT)
+
+
+def snapshot(conversation: Conversation) -> list[dict[str, Any]]:
+    """The shown branch as a share keeps it; a blocked answer's withheld text is left out."""
+    branch = tree.conversation_branch(conversation.pk, conversation.active_leaf_id)
+    rows = Message.objects.filter(pk__in=branch.path, role__in=SHARED_ROLES).values(
+        "id", "role", "content", "status", "created_at"
+    )
+    files = Upload.objects.filter(message__in=branch.path).by_message()
+    return [
+        {
+            "role": row["role"],
+            "content": "" if row["status"] == MessageStatus.BLOCKED else row["content"],
+            "status": row["status"],
+            "created_at": row["created_at"].isoformat(),
+            "files": [upload.name for upload in files.get(row["id"], [])],
+        }
+        for row in rows
+    ]
+
+
+def share_conversation(
+    actor: Any, conversation: Conversation, audience: str, member_ids: Iterable[int] = ()
+) -> Share:
+    """Share the owner's conversation with its team or with chosen members of that team."""
+    team = conversation.team
+    if conversation.temporary:
+        raise ChatError("temporary_chat", "A temporary chat is not kept, so it cannot be shared.")
+    if not Membership.objects.filter(team=team, user=actor).exists():
+        raise ChatError("forbidden", "You are no longer in this conversation's team.")
+    members: list[int] = []
+    if audience == ShareAudience.MEMBERS:
+        members = sorted(set(member_ids) - {actor.pk})
+        if not members:
+            raise ChatError("invalid", "Choose at least one other member of the team.", "members")
+        found = Membership.objects.filter(team=team, user_id__in=members).count()
+        if found != len(members):
+            raise ChatError(
+                "invalid", "Choose people who are members of this conversation's team.", "members"
+            )
+    with transaction.atomic():
+        share = Share.objects.create(
+            conversation=conversation,
+            owner=actor,
+            team=team,
+            audience=audience,
+            title=conversation.title,
+            model=conversation.model,
+            messages=snapshot(conversation),
+        )
+        share.members.set(members)
+        who = "the team" if audience == ShareAudience.TEAM else f"{len(members)} member(s)"
+        audit(
+            team,
+            actor,
+            AuditAction.SHARE_CREATE,
+            f"{actor.get_username()} shared conversation {conversation.pk} with {who}",
+            share_id=share.pk,
+            conversation_id=conversation.pk,
+            audience=audience,
+            members=members,
+            messages=len(share.messages),
+        )
+    return share
+
+
+def revoke_share(actor: Any, share: Share) -> None:
+    with transaction.atomic():
+        audit(
+            share.team,
+            actor,
+            AuditAction.SHARE_REVOKE,
+            f"{actor.get_username()} revoked share {share.pk} of conversation"
+            f" {share.conversation_id}",
+            share_id=share.pk,
+            conversation_id=share.conversation_id,
+        )
+        share.delete()
+
+
+def fork_share(viewer: Any, share: Share, team: Team) -> Conversation:
+    """A new conversation of the viewer's, in their current team, holding the snapshot as
+    one straight branch. It starts as a new chat there would: the team's default prompt and
+    the viewer's default model."""
+    prompt = SystemPrompt.objects.for_team(team).filter(is_default=True).first()
+    try:
+        model = preferences.effective_settings(viewer, team)["model"]
+    except policy.PolicyError:
+        model = policy.site_defaults()["model"]
+    with transaction.atomic():
+        conversation = Conversation.objects.create(
+            team=team,
+            owner=viewer,
+            title=share.title,
+            model=model,
+            system_prompt=prompt,
+            system_prompt_text=prompt.content if prompt else "",
+            system_prompt_locked=bool(prompt and prompt.locked),
+        )
+        parent: Message | None = None
+        for entry in share.messages:
+            status = entry["status"]
+            if status == MessageStatus.STREAMING:  # copied mid-answer: it ends here
+                status = MessageStatus.INTERRUPTED
+            parent = Message(
+                conversation=conversation,
+                parent=parent,
+                role=entry["role"],
+                content=entry["content"],
+                status=status,
+            )
+            parent.explicit_parent = True
+            parent.save()
+    return conversation

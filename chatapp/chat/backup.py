@@ -1,0 +1,392 @@
+"""Conversations to and from a JSON document, for backups and moving between installations.
+
+Users are referenced by username and teams by name (a personal team by its owner), so a file
+can be restored into another installation. Every stored field of a conversation and of its
+messages is carried, and the files sent with the messages (base64); passwords and provider
+keys never are. Imported files are checked again as if uploaded.
+"""
+
+import base64
+import binascii
+from dataclasses import dataclass, field
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, models, transaction
+from django.utils import timezone
+
+from chatapp.chat.models import Conversation, Message
+from chatapp.teams.actions import ensure_personal_team
+from chatapp.teams.models import JsonSchema, Membership, Role, SystemPrompt, Team
+from chatapp.uploads import actions as upload_actions
+from chatapp.uploads.models import Upload
+from chatapp.uploads.validation import UploadRefused
+
+FORMAT = "llama-team-chat/conversations"
+VERSION = 1
+# Relations written by reference instead of by value.
+# A message's parent and a conversation's active_leaf are written as the message's position in
+# the conversation's list (older files without them hold one straight branch).
+CONVERSATION_LINKS = ("id", "team", "owner", "system_prompt", "json_schema", "active_leaf")
+MESSAGE_LINKS = ("id", "conversation", "parent")
+USER_FIELDS = ("username", "email", "first_name", "last_name")
+
+
+class BackupError(Exception):
+    """A file or a request that cannot be used; the message says what to do."""
+
+
+def data_fields(model: type[models.Model], links: tuple[str, ...]) -> list[models.Field]:
+    """Every stored field that is carried by value."""
+    return [f for f in model._meta.concrete_fields if f.name not in links]
+
+
+# ---------------------------------------------------------------------------------- export
+
+
+def export_conversations(*, user=None, team=None) -> dict:
+    """One user's conversations (in any team), one team's (of any owner), or all of them."""
+    conversations = Conversation.objects.saved().select_related(
+        "team", "owner", "system_prompt", "json_schema"
+    )
+    if user is not None:
+        conversations = conversations.filter(owner=user)
+        scope = {"user": user.get_username()}
+    elif team is not None:
+        conversations = conversations.filter(team=team)
+        scope = {"team": team.name}
+    else:
+        scope = {"all": True}
+    chosen = list(
+        conversations.order_by("created_at", "id").prefetch_related("messages__attachments")
+    )
+    teams = {c.team_id: c.team for c in chosen}
+    if team is not None:
+        teams[team.pk] = team
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "exported_at": timezone.now().isoformat(),
+        "scope": scope,
+        "users": [_user_entry(u) for u in _users_of(chosen, teams.values())],
+        "teams": [_team_entry(t) for t in sorted(teams.values(), key=lambda t: t.pk)],
+        "conversations": [_conversation_entry(c) for c in chosen],
+    }
+
+
+def _users_of(conversations, teams) -> list:
+    users = {c.owner_id: c.owner for c in conversations}
+    memberships = Membership.objects.filter(team__in=list(teams)).select_related("user")
+    users.update({m.user_id: m.user for m in memberships})
+    return sorted(users.values(), key=lambda u: u.get_username())
+
+
+def _user_entry(user) -> dict:
+    return {name: getattr(user, name, "") for name in USER_FIELDS}
+
+
+def _team_entry(team: Team) -> dict:
+    memberships = team.memberships.select_related("user").order_by("user__username")
+    return {
+        "key": team.pk,
+        "name": team.name,
+        "personal_owner": team.personal_owner.get_username() if team.personal_owner else None,
+        "members": [{"username": m.user.get_username(), "role": m.role} for m in memberships],
+    }
+
+
+def _conversation_entry(conversation: Conversation) -> dict:
+    entry = _values(conversation, data_fields(Conversation, CONVERSATION_LINKS))
+    prompt = conversation.system_prompt
+    messages = list(conversation.messages.all())
+    position: dict[int | None, int] = {m.pk: index for index, m in enumerate(messages)}
+    entry.update(
+        team=conversation.team_id,
+        owner=conversation.owner.get_username(),
+        system_prompt=prompt.name if prompt else None,
+        json_schema=conversation.json_schema.name if conversation.json_schema else None,
+        active_leaf=position.get(conversation.active_leaf_id),
+        messages=[_message_entry(m, position) for m in messages],
+    )
+    return entry
+
+
+def _message_entry(message: Message, position: dict[int | None, int]) -> dict:
+    entry = _values(message, data_fields(Message, MESSAGE_LINKS))
+    entry["parent"] = position.get(message.parent_id)
+    entry["attachments"] = [_attachment_entry(u) for u in message.attachments.all()]
+    return entry
+
+
+def _attachment_entry(upload: Upload) -> dict:
+    with upload.file.open("rb") as file:
+        data = base64.b64encode(file.read()).decode("ascii")
+    return {"name": upload.name, "content_type": upload.content_type, "data": data}
+
+
+def _values(obj: models.Model, fields: list[models.Field]) -> dict:
+    return {f.name: _json_value(f.value_from_object(obj)) for f in fields}
+
+
+def _json_value(value):
+    return value.isoformat() if hasattr(value, "isoformat") else value
+
+
+# ---------------------------------------------------------------------------------- import
+
+
+@dataclass
+class ImportResult:
+    conversations: int = 0
+    messages: int = 0
+    skipped: int = 0
+    created_users: list[str] = field(default_factory=list)
+    created_teams: list[str] = field(default_factory=list)
+    files: list[Upload] = field(default_factory=list, repr=False)
+
+    def summary(self) -> str:
+        lines = [
+            f"Imported {self.conversations} conversations ({self.messages} messages,"
+            f" {len(self.files)} files); skipped {self.skipped} already present."
+        ]
+        if self.created_users:
+            lines.append(f"Created users (no password yet): {', '.join(self.created_users)}")
+        if self.created_teams:
+            lines.append(f"Created teams: {', '.join(self.created_teams)}")
+        return "\n".join(lines)
+
+
+def import_conversations(
+    data, *, create_missing: bool = False, into_team: Team | None = None, dry_run: bool = False
+) -> ImportResult:
+    """Restore a document from export_conversations, all or nothing.
+
+    A conversation already present (same owner and creation time) is skipped, so importing a
+    file twice changes nothing. Missing users and teams are an error unless create_missing.
+    """
+    _check_header(data)
+    result = ImportResult()
+    try:
+        with transaction.atomic():
+            users = _map_users(data["users"], create_missing, result)
+            teams = _map_teams(data["teams"], users, create_missing, into_team, result)
+            for index, entry in enumerate(data["conversations"]):
+                _import_conversation(index, entry, users, teams, result)
+            if dry_run:
+                transaction.set_rollback(True)
+    except BaseException:
+        _remove_files(result.files)
+        raise
+    if dry_run:
+        _remove_files(result.files)
+    return result
+
+
+def _remove_files(uploads: list[Upload]) -> None:
+    """Files stored for rows that were rolled back: the storage has no transactions."""
+    for upload in uploads:
+        upload.file.delete(save=False)
+
+
+def _check_header(data) -> None:
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise BackupError(f"This is not a conversations export (expected format {FORMAT!r}).")
+    if data.get("version") != VERSION:
+        raise BackupError(
+            f"Export version {data.get('version')!r} is not supported (this one reads {VERSION})."
+        )
+    for key in ("users", "teams", "conversations"):
+        if not isinstance(data.get(key), list):
+            raise BackupError(f"The export has no {key!r} list.")
+
+
+def _map_users(entries: list, create_missing: bool, result: ImportResult) -> dict:
+    user_model = get_user_model()
+    names = [_required(e, "username", "users") for e in entries]
+    users = {u.get_username(): u for u in user_model.objects.filter(username__in=names)}
+    missing = [e for e in entries if e["username"] not in users]
+    if missing and not create_missing:
+        listed = ", ".join(e["username"] for e in missing)
+        raise BackupError(f"No such users here: {listed}. Create them, or pass --create-missing.")
+    if missing and not user_model.objects.exists():
+        # The first account becomes the site admin; an imported one must not.
+        raise BackupError("Create the site admin first (manage.py createsuperuser).")
+    for entry in missing:
+        extra = {k: entry.get(k) or "" for k in USER_FIELDS if k != "username"}
+        user = user_model.objects.create_user(username=entry["username"], password=None, **extra)
+        users[user.get_username()] = user
+        result.created_users.append(user.get_username())
+    return users
+
+
+def _map_teams(entries, users, create_missing, into_team, result) -> dict:
+    """Exported team key -> local team."""
+    shared = [e for e in entries if isinstance(e, dict) and not e.get("personal_owner")]
+    if into_team is not None and len(shared) > 1:
+        raise BackupError("The export holds several teams; --team can only stand for one.")
+    teams = {}
+    for entry in entries:
+        name = _required(entry, "name", "teams")
+        owner = entry.get("personal_owner")
+        if owner:
+            teams[entry.get("key")] = _personal_team(_user(owner, users, f"team {name!r}"))
+        elif into_team is not None:
+            teams[entry.get("key")] = into_team
+        else:
+            teams[entry.get("key")] = _shared_team(entry, users, create_missing, result)
+    return teams
+
+
+def _personal_team(user) -> Team:
+    return ensure_personal_team(user)
+
+
+def _shared_team(entry, users, create_missing, result) -> Team:
+    name = entry["name"]
+    matches = list(Team.objects.filter(name=name, personal_owner__isnull=True)[:2])
+    if len(matches) > 1:
+        raise BackupError(f"Several teams are named {name!r}: pass --team ID to choose one.")
+    if matches:
+        return matches[0]
+    if not create_missing:
+        raise BackupError(f"No team named {name!r} here. Pass --team ID, or --create-missing.")
+    team = Team.objects.create(name=name)
+    for member in _list(entry.get("members", []), f"team {name!r}", "members"):
+        role = member.get("role") if isinstance(member, dict) else None
+        if role not in Role.values:
+            raise BackupError(f"Team {name!r}: unknown role {role!r}.")
+        user = _user(member.get("username"), users, f"team {name!r}")
+        Membership.objects.create(team=team, user=user, role=role)
+    result.created_teams.append(name)
+    return team
+
+
+def _import_conversation(index, entry, users, teams, result) -> None:
+    where = f"conversation {index + 1}"
+    if not isinstance(entry, dict):
+        raise BackupError(f"{where} is not an object.")
+    owner = _user(entry.get("owner"), users, where)
+    if entry.get("team") not in teams:
+        raise BackupError(f"{where}: its team is not in the export's team list.")
+    team = teams[entry["team"]]
+    values = _clean(Conversation, CONVERSATION_LINKS, entry, where)
+    if Conversation.objects.filter(owner=owner, created_at=values["created_at"]).exists():
+        result.skipped += 1
+        return
+    prompt = _prompt(team, entry.get("system_prompt"))
+    schema_name = entry.get("json_schema")  # the team's schema of that name, if it has one
+    schema = (
+        JsonSchema.objects.filter(team=team, name=schema_name).first()
+        if isinstance(schema_name, str)
+        else None
+    )
+    conversation = Conversation(
+        owner=owner, team=team, system_prompt=prompt, json_schema=schema, **values
+    )
+    _insert(Conversation, [conversation], [values], where)
+    message_values = [
+        _clean(Message, MESSAGE_LINKS, m, f"{where}, message {i + 1}")
+        for i, m in enumerate(_list(entry.get("messages"), where, "messages"))
+    ]
+    messages = [Message(conversation=conversation, **v) for v in message_values]
+    _insert(Message, messages, message_values, where)
+    _link_tree(conversation, messages, entry, where)
+    for i, (message, message_entry) in enumerate(zip(messages, entry["messages"], strict=True)):
+        files = message_entry.get("attachments", [])
+        for file_entry in _list(files, f"{where}, message {i + 1}", "attachments"):
+            _import_file(file_entry, message, conversation, f"{where}, message {i + 1}", result)
+    result.conversations += 1
+    result.messages += len(messages)
+
+
+def _link_tree(conversation: Conversation, messages: list[Message], entry: dict, where) -> None:
+    """Parents and the shown branch, from positions in the list; none given: a straight line."""
+    for index, (message, message_entry) in enumerate(zip(messages, entry["messages"], strict=True)):
+        parent = message_entry.get("parent", index - 1 if index else None)
+        if parent is not None and not (
+            isinstance(parent, int) and not isinstance(parent, bool) and 0 <= parent < index
+        ):
+            raise BackupError(f"{where}, message {index + 1}: parent must be an earlier message.")
+        message.parent_id = messages[parent].pk if parent is not None else None
+    Message.objects.bulk_update(messages, ["parent"])
+    leaf = entry.get("active_leaf")
+    if leaf is not None:
+        if isinstance(leaf, bool) or not isinstance(leaf, int) or not 0 <= leaf < len(messages):
+            raise BackupError(f"{where}: active_leaf must be one of its messages.")
+        conversation.active_leaf_id = messages[leaf].pk
+        conversation.save(update_fields=["active_leaf"])
+
+
+def _import_file(entry, message: Message, conversation: Conversation, where: str, result) -> None:
+    name = _required(entry, "name", f"{where}'s attachments")
+    try:
+        data = base64.b64decode(entry.get("data") or "", validate=True)
+    except (binascii.Error, TypeError):
+        raise BackupError(f"{where}: the file {name!r} is not valid base64.") from None
+    try:
+        upload = upload_actions.create_upload(conversation.owner, conversation.team, name, data)
+        result.files.append(upload)
+        upload_actions.attach([upload], message)
+    except UploadRefused as refused:
+        raise BackupError(f"{where}: the file {name!r} was refused: {refused.message}") from None
+
+
+def _prompt(team: Team, name):
+    if not name:
+        return None
+    return SystemPrompt.objects.filter(team=team, name=name).first()
+
+
+def _clean(model, links, entry, where) -> dict:
+    if not isinstance(entry, dict):
+        raise BackupError(f"{where} is not an object.")
+    values = {}
+    for f in data_fields(model, links):
+        if f.name not in entry:
+            if f.has_default() or f.null:
+                continue
+            raise BackupError(f"{where}: {f.name} is missing.")
+        try:
+            values[f.name] = f.clean(entry[f.name], None)
+        except ValidationError as exc:
+            raise BackupError(f"{where}: {f.name}: {' '.join(exc.messages)}") from None
+    return values
+
+
+def _insert(model, objects: list, values: list[dict], where: str) -> None:
+    """Insert, then write back the timestamps that saving stamps with the time of import."""
+    try:
+        with transaction.atomic():
+            model.objects.bulk_create(objects)
+    except IntegrityError as exc:
+        raise BackupError(f"{where} breaks a database rule: {exc}") from None
+    auto = [
+        f.name
+        for f in model._meta.concrete_fields
+        if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False)
+    ]
+    for obj, given in zip(objects, values, strict=True):
+        for name in auto:
+            if name in given:
+                setattr(obj, name, given[name])
+    if auto and objects:
+        model.objects.bulk_update(objects, auto)
+
+
+def _required(entry, key: str, where: str) -> str:
+    value = entry.get(key) if isinstance(entry, dict) else None
+    if not isinstance(value, str) or not value:
+        raise BackupError(f"An entry in {where!r} has no {key}.")
+    return value
+
+
+def _user(username, users: dict, where: str):
+    if username not in users:
+        raise BackupError(f"{where} names the user {username!r}, who is not in the export.")
+    return users[username]
+
+
+def _list(value, where: str, what: str) -> list:
+    if not isinstance(value, list):
+        raise BackupError(f"{where}: {what} must be a list.")
+    return value

@@ -1,0 +1,126 @@
+"""Download all my data: one ZIP archive of everything a person keeps here, built in a
+temporary file one conversation and one file at a time, so memory stays bounded.
+
+- `conversations/<id>-<title>.json`: each conversation the user owns, as its JSON export
+  (the shown branch and the whole tree); `.md` beside it: the Markdown export.
+- `files/<id>-<name>`: every file the user uploaded, as stored.
+- `account.json`: the account, its teams and roles, chat settings, API key names (never key
+  material), and the user's shares.
+
+Temporary chats, and the files sent in them, are left out. Nothing of anyone else is read.
+"""
+
+import json
+import re
+import tempfile
+import zipfile
+from pathlib import PurePath
+from typing import IO, Any
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.utils import timezone
+
+from chatapp.accounts.models import UserSettings
+from chatapp.chat.api import conversation_data, markdown_export
+from chatapp.chat.models import Conversation, Share
+from chatapp.teams.models import ApiKey, Membership
+from chatapp.uploads.models import Upload
+
+COPY_CHUNK = 1024 * 1024
+SETTING_FIELDS = ("model", "temperature", "max_tokens", "top_p")
+
+
+def build_archive(user: Any) -> IO[bytes]:
+    """The user's archive in a temporary file, rewound; the caller closes it."""
+    archive = tempfile.TemporaryFile()
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for conversation in Conversation.objects.for_user(user).saved().order_by("pk").iterator():
+            data = conversation_data(conversation, whole_tree=True)
+            name = f"conversations/{conversation.pk}-{_slug(conversation.title) or 'conversation'}"
+            zf.writestr(f"{name}.json", _json(data))
+            zf.writestr(f"{name}.md", markdown_export(data))
+        for upload in _own_files(user):
+            _copy_file(zf, upload)
+        zf.writestr("account.json", _json(account_data(user)))
+    archive.seek(0)
+    return archive
+
+
+def archive_name(user: Any) -> str:
+    return f"llama-team-chat-{_slug(user.get_username()) or 'data'}-{timezone.now():%Y%m%d}.zip"
+
+
+def _own_files(user: Any):
+    files = Upload.objects.filter(owner=user).exclude(message__conversation__temporary=True)
+    return files.order_by("pk").iterator()
+
+
+def _copy_file(zf: zipfile.ZipFile, upload: Upload) -> None:
+    safe = re.sub(r"[^\w.-]+", "_", PurePath(upload.name).name)[:100] or "file"
+    try:
+        source = upload.file.open("rb")
+    except OSError:  # the stored file is missing: say so rather than fail the whole archive
+        zf.writestr(f"files/{upload.pk}-{safe}.missing.txt", "This file was not found in storage.")
+        return
+    with source, zf.open(f"files/{upload.pk}-{safe}", "w") as target:
+        while chunk := source.read(COPY_CHUNK):
+            target.write(chunk)
+
+
+def account_data(user: Any) -> dict:
+    stored = UserSettings.objects.filter(user=user).first()
+    memberships = Membership.objects.filter(user=user).select_related("team").order_by("team_id")
+    keys = ApiKey.objects.filter(user=user).order_by("created_at")
+    shares = Share.objects.filter(owner=user).prefetch_related("members").defer("messages")
+    return {
+        "exported_at": timezone.now(),
+        "account": {
+            "id": user.pk,
+            "username": user.get_username(),
+            "email": user.email,
+            "first_name": user.first_name,
+            "last_name": user.last_name,
+            "date_joined": user.date_joined,
+        },
+        "teams": [
+            {"id": m.team_id, "name": m.team.name, "role": m.role, "joined_at": m.created_at}
+            for m in memberships
+        ],
+        "settings": {name: _setting(stored, name) for name in SETTING_FIELDS},
+        # Names and dates only: a key's secret is never stored, and its prefix is left out too.
+        "api_keys": [
+            {
+                "name": key.name,
+                "team_id": key.team_id,
+                "created_at": key.created_at,
+                "expires_at": key.expires_at,
+                "last_used_at": key.last_used_at,
+                "revoked_at": key.revoked_at,
+            }
+            for key in keys
+        ],
+        "shares": [
+            {
+                "id": share.pk,
+                "conversation_id": share.conversation_id,
+                "team_id": share.team_id,
+                "audience": share.audience,
+                "members": sorted(member.pk for member in share.members.all()),
+                "created_at": share.created_at,
+            }
+            for share in shares
+        ],
+    }
+
+
+def _setting(stored: UserSettings | None, name: str) -> Any:
+    value = getattr(stored, name) if stored is not None else None
+    return None if value == "" else value  # blank: the team's default
+
+
+def _json(data: dict) -> str:
+    return json.dumps(data, cls=DjangoJSONEncoder, indent=2, ensure_ascii=False)
+
+
+def _slug(title: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:50]

@@ -1,0 +1,183 @@
+"""JSON output: the answer format a conversation asks for, and whether an answer kept to it.
+
+A conversation's own choice (`response_format`, `json_schema`) wins; left blank, the format of
+the team prompt it was started from applies. Upstream the format goes in OpenAI's shape
+(`chatapp.llm` turns it into the native API's); the answer is checked once it has ended.
+"""
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
+
+from chatapp.chat.errors import ChatError
+from chatapp.chat.models import Conversation, MessageStatus
+from chatapp.teams.models import JsonSchema, ResponseFormat, SystemPrompt
+
+FORMATS = tuple(ResponseFormat.values)
+# An answer longer than this is not checked against a schema (reported as not checked).
+MAX_CHECKED_CHARS = 1_000_000
+ERROR_LENGTH = 300
+
+
+@dataclass(frozen=True)
+class AnswerFormat:
+    """A JSON format asked of the model (text answers have none)."""
+
+    type: str  # "json_object" or "json_schema"
+    name: str | None = None
+    schema_id: int | None = None
+    schema: dict[str, Any] | None = None
+
+    def upstream(self) -> dict[str, Any]:
+        if self.type == ResponseFormat.JSON_SCHEMA:
+            return {
+                "type": "json_schema",
+                "json_schema": {"name": self.name, "schema": self.schema},
+            }
+        return {"type": "json_object"}
+
+    def requested(self) -> dict[str, Any]:
+        """What the streaming answer keeps, to be checked against when it ends."""
+        stored: dict[str, Any] = {"type": self.type}
+        if self.type == ResponseFormat.JSON_SCHEMA:
+            stored.update(name=self.name, schema_id=self.schema_id, schema=self.schema)
+        return stored
+
+
+def requested_format(value: Any) -> tuple[str, int | None] | None:
+    """A frame's `settings.response_format`: ("text" | "json_object", None) or
+    ("json_schema", schema id); None when left out. ChatError for anything else."""
+    if value is None:
+        return None
+    kind = value.get("type") if isinstance(value, dict) else None
+    unknown = set(value) - {"type", "schema_id"} if isinstance(value, dict) else set()
+    if kind not in FORMATS or unknown:
+        raise ChatError(
+            "invalid_frame",
+            'settings.response_format is {"type": "text"}, {"type": "json_object"} or'
+            ' {"type": "json_schema", "schema_id": <id of a team schema>}.',
+            "response_format",
+        )
+    schema_id = value.get("schema_id")
+    if kind != ResponseFormat.JSON_SCHEMA:
+        if schema_id is not None:
+            raise ChatError(
+                "invalid_frame", "schema_id goes with the json_schema format.", "response_format"
+            )
+        return kind, None
+    if isinstance(schema_id, bool) or not isinstance(schema_id, int) or schema_id < 1:
+        raise ChatError(
+            "invalid_frame", "The json_schema format needs a schema_id.", "response_format"
+        )
+    return kind, schema_id
+
+
+def choose_format(conversation: Conversation, choice: tuple[str, int | None]) -> tuple[str, ...]:
+    """Set the conversation's own format (read-only check of the schema's team); returns the
+    fields that changed. A schema of another team, or none, is refused: nothing changes."""
+    kind, schema_id = choice
+    schema = None
+    if schema_id is not None:
+        schema = JsonSchema.objects.filter(pk=schema_id, team_id=conversation.team_id).first()
+        if schema is None:
+            raise ChatError(
+                "not_found",
+                "No such JSON schema in this conversation's team: pick one of the team's"
+                " saved schemas.",
+                "response_format",
+            )
+    changed = []
+    if conversation.response_format != kind:
+        conversation.response_format = kind
+        changed.append("response_format")
+    if conversation.json_schema_id != schema_id:
+        conversation.json_schema = schema
+        changed.append("json_schema")
+    return tuple(changed)
+
+
+def conversation_format(conversation: Conversation) -> AnswerFormat | None:
+    """The JSON format the conversation's answers are asked for, or None for text."""
+    kind, schema_id = conversation.response_format, conversation.json_schema_id
+    if not kind:
+        kind, schema_id = _prompt_format(conversation.system_prompt_id)
+    if kind == ResponseFormat.JSON_SCHEMA:
+        schema = JsonSchema.objects.filter(pk=schema_id).first() if schema_id else None
+        if schema is None:  # the schema was deleted: the answer is still asked to be JSON
+            return AnswerFormat(ResponseFormat.JSON_OBJECT)
+        return AnswerFormat(kind, schema.name, schema.pk, schema.schema)
+    if kind == ResponseFormat.JSON_OBJECT:
+        return AnswerFormat(kind)
+    return None
+
+
+def format_summary(conversation: Conversation) -> dict[str, Any]:
+    """The conversation's answer format as the API shows it: {"type", "schema_id", "name"}."""
+    answer_format = conversation_format(conversation)
+    if answer_format is None:
+        return {"type": "text", "schema_id": None, "name": None}
+    return {
+        "type": answer_format.type,
+        "schema_id": answer_format.schema_id,
+        "name": answer_format.name,
+    }
+
+
+def shown_format(stored: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A message's `format` as clients see it: the schema itself stays on the server."""
+    if not stored:
+        return None
+    return {key: value for key, value in stored.items() if key != "schema"}
+
+
+def _prompt_format(prompt_id: int | None) -> tuple[str, int | None]:
+    if prompt_id is None:
+        return ResponseFormat.TEXT, None
+    row = SystemPrompt.objects.filter(pk=prompt_id).values_list("response_format", "json_schema_id")
+    return row.first() or (ResponseFormat.TEXT, None)
+
+
+def check_answer(requested: dict[str, Any] | None, text: str, status: str) -> dict[str, Any] | None:
+    """The outcome message.done carries: {"type", "valid", "error"?, "name"?, "schema_id"?}.
+
+    None for a text answer, and for one that ended with nothing to check (failed, blocked)."""
+    if not requested or status not in _CHECKED_STATUSES:
+        return None
+    outcome: dict[str, Any] = {"type": requested["type"]}
+    if requested["type"] == ResponseFormat.JSON_SCHEMA:
+        outcome.update(name=requested.get("name"), schema_id=requested.get("schema_id"))
+    error = _problem(requested, text)
+    outcome["valid"] = error is None
+    if error is not None:
+        outcome["error"] = error[:ERROR_LENGTH]
+    return outcome
+
+
+_CHECKED_STATUSES = (MessageStatus.COMPLETE, MessageStatus.STOPPED, MessageStatus.INTERRUPTED)
+
+
+def _problem(requested: dict[str, Any], text: str) -> str | None:
+    if len(text) > MAX_CHECKED_CHARS:
+        return f"The answer is longer than {MAX_CHECKED_CHARS:,} characters: not checked."
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        return "The answer is nested too deeply to read."
+    except json.JSONDecodeError as error:
+        if not text.strip():
+            return "The answer is empty, not JSON."
+        return f"The answer is not JSON: {error.msg} (line {error.lineno}, column {error.colno})."
+    schema = requested.get("schema")
+    if requested["type"] != ResponseFormat.JSON_SCHEMA or not isinstance(schema, dict):
+        return None if isinstance(value, dict) else "The answer is JSON but not an object."
+    try:
+        found = best_match(Draft202012Validator(schema).iter_errors(value))
+    except Exception as error:  # an unresolvable $ref, a nesting too deep for the validator
+        return f"The answer could not be checked against the schema: {type(error).__name__}."
+    if found is None:
+        return None
+    where = "/".join(str(part) for part in found.absolute_path)
+    return f"The answer breaks the schema at {where or 'the top level'}: {found.message}"

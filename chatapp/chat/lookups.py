@@ -1,0 +1,131 @@
+"""Reads the websocket needs, each checked against the user (not_found for anyone else's)."""
+
+from collections.abc import Iterable
+from typing import Any, cast
+
+from django.http import Http404
+
+from chatapp.chat import json_output, tooling, tree
+from chatapp.chat.errors import ChatError
+from chatapp.chat.event_schema import Attachment, StateMessage
+from chatapp.chat.models import (
+    Conversation,
+    Message,
+    MessageRole,
+    MessageStatus,
+    get_conversation_for_user,
+    get_message_for_user,
+)
+from chatapp.uploads.models import Upload
+
+STATE_FIELDS = (
+    "id",
+    "parent_id",
+    "role",
+    "status",
+    "content",
+    "seq",
+    "safety",
+    "redactions",
+    "tool_calls",
+    "format",
+)
+
+
+def owned_message(user: Any, message_id: int) -> Message:
+    try:
+        return get_message_for_user(user, message_id)
+    except Http404:
+        raise ChatError("not_found", "No such message.", "message_id") from None
+
+
+def owned_conversation(user: Any, conversation_id: int) -> Conversation:
+    try:
+        return get_conversation_for_user(user, conversation_id)
+    except Http404:
+        raise ChatError("not_found", "No such conversation.", "conversation_id") from None
+
+
+def check_conversation(user: Any, conversation_id: int) -> None:
+    owned_conversation(user, conversation_id)
+
+
+def message_is_streaming(user: Any, message_id: int) -> bool:
+    """Whether the user's message is still streaming; not_found for anyone else's."""
+    return owned_message(user, message_id).status == MessageStatus.STREAMING
+
+
+def check_awaiting_approval(
+    user: Any, conversation_id: int | None, message_id: int, call_id: str
+) -> None:
+    """The user's streaming answer (in that conversation, if named) has this call waiting for
+    approval; not_found otherwise."""
+    message = owned_message(user, message_id)
+    if conversation_id is not None and message.conversation_id != conversation_id:
+        raise ChatError("not_found", "No such message in this conversation.", "message_id")
+    waiting = message.status == MessageStatus.STREAMING and any(
+        call.get("id") == call_id and call.get("status") == "awaiting_approval"
+        for call in message.tool_calls
+    )
+    if not waiting:
+        raise ChatError("not_found", "No call of this answer is waiting for you.", "call_id")
+
+
+def conversation_messages(user: Any, conversation_id: int) -> list[StateMessage]:
+    """The shown branch of the user's conversation, as conversation.state lists it."""
+    conversation = owned_conversation(user, conversation_id)
+    branch = tree.conversation_branch(conversation_id, conversation.active_leaf_id)
+    rows = Message.objects.filter(pk__in=branch.path).values(*STATE_FIELDS)
+    files = Upload.objects.filter(message__in=branch.path).by_message()
+    messages = []
+    for row in rows:
+        message = _state_message(row, branch.siblings(row["id"]))
+        if row["role"] == MessageRole.USER:
+            message["attachments"] = attachment_list(files.get(row["id"], ()))
+            message["redactions"] = row["redactions"]
+        messages.append(message)
+    return messages
+
+
+def attachment_list(uploads: Iterable[Upload]) -> list[Attachment]:
+    """A user message's files as its events list them."""
+    return cast(list[Attachment], [upload.summary() for upload in uploads])
+
+
+def stored_messages(message_ids: list[int]) -> dict[int, dict[str, Any]]:
+    """Where these answers stand in the database: their text, seq and status."""
+    rows = Message.objects.filter(pk__in=message_ids).values(
+        "id", "status", "content", "seq", "tool_calls"
+    )
+    return {row["id"]: {**row, "content": withheld(dict(row))} for row in rows}
+
+
+def _state_message(row: dict[str, Any], sibling_ids: list[int]) -> StateMessage:
+    message: StateMessage = {
+        "id": row["id"],
+        "parent_id": row["parent_id"],
+        "sibling_ids": sibling_ids,
+        "role": row["role"],
+        "status": row["status"],
+        "content": withheld(row),
+        "seq": row["seq"],
+    }
+    if row["safety"] is not None:
+        message["safety"] = row["safety"]
+    if row["tool_calls"]:
+        message["tool_calls"] = ended_calls(row)
+    if row["format"]:
+        message["format"] = json_output.shown_format(row["format"])  # type: ignore[typeddict-item]
+    return message
+
+
+def ended_calls(row: dict[str, Any]) -> list[Any]:
+    """An answer's calls; once it ended (a dead process's too), none is left running."""
+    if row["status"] == MessageStatus.STREAMING:
+        return list(row["tool_calls"])
+    return [tooling.unfinished(call) for call in row["tool_calls"]]
+
+
+def withheld(row: dict[str, Any]) -> str:
+    """A message's text as its author may read it: a blocked answer's is kept for reviewers."""
+    return "" if row["status"] == MessageStatus.BLOCKED else row["content"]

@@ -1,0 +1,63 @@
+"""`manage.py import_conversations [FILE] [--create-missing] [--team ID] [--dry-run]`."""
+
+import json
+import sys
+
+from django.core.management.base import BaseCommand, CommandError
+
+from chatapp.chat.backup import BackupError, import_conversations
+from chatapp.teams.models import Team
+
+
+class Command(BaseCommand):
+    help = (
+        "Restore conversations written by export_conversations, all or nothing. Conversations "
+        "already present are skipped, so running it twice is safe."
+    )
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("path", nargs="?", default="-", help="the export (default stdin)")
+        parser.add_argument(
+            "--create-missing",
+            action="store_true",
+            help="create users (without a password) and teams the export names but this site lacks",
+        )
+        parser.add_argument(
+            "--team",
+            metavar="ID",
+            type=int,
+            help="put the export's shared team's conversations here",
+        )
+        parser.add_argument(
+            "--dry-run", action="store_true", help="check and count, change nothing"
+        )
+
+    def handle(self, *args, path="-", team=None, **options) -> None:
+        data = self._read(path)
+        into_team = None
+        if team is not None:
+            into_team = Team.objects.filter(pk=team, personal_owner__isnull=True).first()
+            if into_team is None:
+                raise CommandError(f"No shared team with id {team}.")
+        try:
+            result = import_conversations(
+                data,
+                create_missing=options["create_missing"],
+                into_team=into_team,
+                dry_run=options["dry_run"],
+            )
+        except BackupError as exc:
+            raise CommandError(f"{exc} Nothing was imported.") from None
+        prefix = "Dry run, nothing saved. " if options["dry_run"] else ""
+        self.stdout.write(prefix + result.summary())
+
+    def _read(self, path: str):
+        try:
+            if path == "-":
+                return json.load(sys.stdin)
+            with open(path, encoding="utf-8") as file:
+                return json.load(file)
+        except OSError as exc:
+            raise CommandError(f"Cannot read {path}: {exc.strerror}.") from None
+        except json.JSONDecodeError as exc:
+            raise CommandError(f"{path} is not JSON: {exc}.") from None

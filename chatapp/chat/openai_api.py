@@ -1,0 +1,467 @@
+"""The OpenAI-compatible API at /v1/: `GET /v1/models` and `POST /v1/chat/completions`,
+for scripts holding a personal API key (`Authorization: Bearer <key>`).
+
+An answer goes through the chat's own planning (`planning.plan_completion`: the team's
+prompt, models, ceilings and budget), its admission (the per-minute limit and the per-person
+cap on answers at once) and the team's Llama API client; usage is counted per person, model
+and key. It is saved as a conversation only when the request says `X-Save-Conversation: 1`.
+The wire format (OpenAI's shapes) is `chatapp.chat.completions`.
+"""
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
+from dataclasses import dataclass
+from datetime import datetime
+from functools import wraps
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+
+from chatapp.chat import generation, planning
+
+# Database work runs through asgiref's sync_to_async, as in any Django view: Django closes the
+# connections when the request ends. (channels' database_sync_to_async closes them around each
+# call, which suits a long-lived consumer, not a view inside a request's transaction.)
+from chatapp.chat.actions import replies
+from chatapp.chat.actions.replies import KEY_REFUSED_FOR_MEMBERS, ReplyResult
+from chatapp.chat.completions import (
+    DONE,
+    Completion,
+    OpenAIError,
+    from_chat_error,
+    invalid,
+    parse_body,
+    read_request,
+)
+from chatapp.chat.completions import event as sse_event
+from chatapp.chat.errors import ChatError
+from chatapp.chat.event_schema import SafetyFields
+from chatapp.chat.models import MessageStatus
+from chatapp.chat.planning import ReplyPlan
+from chatapp.core.dates import next_month
+from chatapp.llm import (
+    Finish,
+    LlmValidationError,
+    Retrying,
+    StreamError,
+    StreamEvent,
+    TextDelta,
+    Usage,
+    count_message_tokens,
+)
+from chatapp.teams import actions as team_actions
+from chatapp.teams import api_keys, policy, quota, safety
+from chatapp.teams.models import ApiKey, Membership, SafetyMode, Team
+
+log = logging.getLogger(__name__)
+
+TEAM_HEADER = "X-Team-Id"
+SAVE_HEADER = "X-Save-Conversation"
+STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+@dataclass(frozen=True)
+class Caller:
+    key: ApiKey
+    team: Team
+
+
+def openai_errors(view: Callable[..., Awaitable[HttpResponseBase]]) -> Callable[..., Any]:
+    """Answer OpenAIError in OpenAI's shape, with retry-after on a 429; never a session."""
+
+    @csrf_exempt  # no cookie is read: the bearer key is the only credential
+    @wraps(view)
+    async def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        try:
+            return await view(request, *args, **kwargs)
+        except OpenAIError as error:
+            return error_response(error)
+
+    return guarded
+
+
+def error_response(error: OpenAIError) -> JsonResponse:
+    response = JsonResponse(error.body(), status=error.status)
+    if error.retry_after is not None:
+        response["Retry-After"] = str(error.retry_after)
+    if error.status == 401:
+        response["WWW-Authenticate"] = 'Bearer realm="api"'
+    return response
+
+
+def only(method: str, request: HttpRequest) -> None:
+    if request.method != method:
+        raise OpenAIError(405, f"Use {method} on this address.", code="method_not_allowed")
+
+
+# --- who is asking -----------------------------------------------------------------------
+
+
+def authenticate(authorization: str, team_header: str | None) -> Caller:
+    """The caller's key (its use recorded) and the team the request is for."""
+    scheme, _, presented = authorization.partition(" ")
+    key = api_keys.key_for(presented.strip()) if scheme.lower() == "bearer" else None
+    if key is None:
+        raise OpenAIError(
+            401,
+            "Invalid API key: send a current personal key from your settings page as"
+            " 'Authorization: Bearer <key>'.",
+            code="invalid_api_key",
+        )
+    team_actions.touch_api_key(key)
+    return Caller(key, team_for(key, team_header))
+
+
+def team_for(key: ApiKey, team_header: str | None) -> Team:
+    """The team named by X-Team-Id, else the key's team, else the person's first team."""
+    teams = Team.objects.for_user(key.user)
+    if team_header is not None:
+        if not team_header.strip().isdigit():
+            raise invalid(f"{TEAM_HEADER} must be a team id.", TEAM_HEADER)
+        team = teams.filter(pk=int(team_header)).first()
+        if team is None:
+            raise OpenAIError(
+                404,
+                f"No team {team_header} among yours: see the team ids on your teams page.",
+                code="team_not_found",
+                param=TEAM_HEADER,
+            )
+        return team
+    if (
+        key.team_id is not None
+        and Membership.objects.filter(team_id=key.team_id, user=key.user).exists()
+    ):
+        return key.team  # type: ignore[return-value]  # team_id is set
+    team = teams.order_by("created_at", "id").first()
+    return team or team_actions.ensure_personal_team(key.user)
+
+
+async def caller_of(request: HttpRequest) -> Caller:
+    return await sync_to_async(authenticate)(
+        request.headers.get("Authorization", ""), request.headers.get(TEAM_HEADER)
+    )
+
+
+# --- GET /v1/models ------------------------------------------------------------------------
+
+
+@openai_errors
+async def models(request: HttpRequest) -> HttpResponse:
+    only("GET", request)
+    caller = await caller_of(request)
+    names = await sync_to_async(policy.allowed_models)(caller.team)
+    data = [{"id": name, "object": "model", "created": 0, "owned_by": "llama"} for name in names]
+    return JsonResponse({"object": "list", "data": data})
+
+
+# --- POST /v1/chat/completions -------------------------------------------------------------
+
+
+@openai_errors
+async def chat_completions(request: HttpRequest) -> HttpResponseBase:
+    only("POST", request)
+    caller = await caller_of(request)
+    try:
+        body = parse_body(request.body)
+    except RequestDataTooBig:
+        raise OpenAIError(413, "The request body is too large.", code="request_too_large") from None
+    completion_request, stream, include_usage = read_request(body)
+    save = request.headers.get(SAVE_HEADER, "").strip().lower() in ("1", "true", "yes")
+    plan = await sync_to_async(admit)(caller, completion_request)
+    try:
+        events = plan.client.stream_chat(plan.messages, plan.params)  # sent on the first read
+    except LlmValidationError as error:
+        raise invalid(error.message, error.field) from None
+    rules = safety.SafetyRules.of(plan.rules.policy)
+    try:
+        question = await screen_question(plan, rules)
+        generation.admit(plan)  # the cap on answers at once, shared with the chat page
+    except ChatError as error:
+        await events.aclose()
+        raise from_chat_error(error, retry_after=1) from None
+    except OpenAIError:
+        await events.aclose()
+        raise
+    answer = Answer(plan, caller.key, save, events, rules, question)
+    try:
+        first = await answer.first_event()
+        if stream and rules.mode("output") == SafetyMode.BLOCK:
+            first = await answer.held_until_screened(first)
+    except BaseException:
+        await answer.close()
+        raise
+    if stream:
+        return StreamingHttpResponse(
+            answer.chunks(first, include_usage),
+            content_type="text/event-stream",
+            headers=STREAM_HEADERS,
+        )
+    return await answer.whole(first)
+
+
+def admit(caller: Caller, completion_request: Any) -> ReplyPlan:
+    """Plan the answer under the team's rules and count it against the per-minute limit."""
+    key, team = caller.key, caller.team
+    try:
+        plan = planning.plan_completion(key.user, team, completion_request)
+        replies.admit(plan)
+    except ChatError as error:
+        raise from_chat_error(error, retry_after=_retry_after(error, key, team)) from None
+    return plan
+
+
+def _retry_after(error: ChatError, key: ApiKey, team: Team) -> int | None:
+    if error.code == "rate_limited":
+        return quota.seconds_until_admitted(key.user, team)
+    if error.code == "quota_exceeded":
+        resets = timezone.make_aware(
+            datetime.combine(next_month(timezone.localdate()), datetime.min.time())
+        )
+        return max(1, int((resets - timezone.now()).total_seconds()))
+    return None
+
+
+async def screen_question(plan: ReplyPlan, rules: safety.SafetyRules) -> safety.Screening | None:
+    """Llama Guard on the question before it goes upstream, as on the chat page."""
+    if not rules.screens("input"):
+        return None
+    screening = await safety.screen(plan.client, [newest_question(plan)], rules, "input")
+    safety.count("input", screening, rules)
+    if screening.blocked and screening.unscreened:
+        raise OpenAIError(
+            503, safety.UNSCREENED_QUESTION, kind="api_error", code="safety_unavailable"
+        )
+    if screening.blocked:
+        message = safety.blocked_question_message(screening.categories)
+        raise OpenAIError(400, message, code="safety_blocked", param="messages")
+    return screening
+
+
+def newest_question(plan: ReplyPlan) -> dict[str, Any]:
+    return next(m for m in reversed(plan.messages) if m["role"] == "user")
+
+
+class Answer:
+    """One answer read from upstream, relayed whole or as chunks, then counted (and saved)."""
+
+    def __init__(
+        self,
+        plan: ReplyPlan,
+        key: ApiKey,
+        save: bool,
+        events: Any,
+        rules: safety.SafetyRules,
+        question: safety.Screening | None,
+    ):
+        self.plan, self.key, self.save = plan, key, save
+        self.events: AsyncIterator[StreamEvent] = events
+        self.rules, self.input_screening = rules, question
+        self.output_screening: safety.Screening | None = None
+        self.held: list[StreamEvent] = []  # a held answer's events, relayed once screened
+        self.completion = Completion(plan.params.model)
+        self.parts: list[str] = []
+        self.started = time.monotonic()
+        self.first_token_at: float | None = None
+        self.conversation_id: int | None = None
+        self._closed = False
+
+    async def first_event(self) -> StreamEvent:
+        """The first text (or the end): a failure before any text is an error response."""
+        event = await self._next()
+        if isinstance(event, StreamError):
+            await self.finish(event)
+            raise upstream_error(event)
+        return event
+
+    async def held_until_screened(self, first: StreamEvent) -> StreamEvent:
+        """Read the whole answer before relaying any of it: the team blocks flagged answers,
+        and text a client has received cannot be taken back."""
+        event, held = first, [first]
+        while isinstance(event, TextDelta):
+            event = await self._read()
+            held.append(event)
+        if isinstance(event, Finish):
+            await self.screen_answer()
+        self.held = held[1:]
+        return first
+
+    async def screen_answer(self) -> None:
+        if self.rules.screens("output") and self.output_screening is None and self.parts:
+            answer = {"role": "assistant", "content": "".join(self.parts)}
+            self.output_screening = await safety.screen(
+                self.plan.client, [newest_question(self.plan), answer], self.rules, "output"
+            )
+            safety.count("output", self.output_screening, self.rules)
+
+    @property
+    def blocked(self) -> bool:
+        return self.output_screening is not None and self.output_screening.blocked
+
+    async def _next(self) -> StreamEvent:
+        return self.held.pop(0) if self.held else await self._read()
+
+    async def _read(self) -> StreamEvent:
+        async for event in self.events:
+            if isinstance(event, Retrying):
+                continue
+            if isinstance(event, TextDelta):
+                self.parts.append(event.text)
+                if self.first_token_at is None:
+                    self.first_token_at = time.monotonic()
+            return event
+        return StreamError("interrupted", "The answer stopped before it finished.", True)
+
+    async def whole(self, first: StreamEvent) -> HttpResponse:
+        event = first
+        while isinstance(event, TextDelta):
+            event = await self._next()
+        if isinstance(event, Finish):
+            await self.screen_answer()
+        usage = await self.finish(event)
+        if isinstance(event, StreamError):
+            raise upstream_error(event)
+        assert isinstance(event, Finish)
+        text, reason = "".join(self.parts), event.finish_reason
+        if self.blocked:
+            text, reason = "", "content_filter"
+        body = self.completion.whole(text, reason, usage, self.extra())
+        return JsonResponse(body)
+
+    async def chunks(self, first: StreamEvent, include_usage: bool) -> AsyncIterator[bytes]:
+        ended = False
+        try:
+            yield self.completion.chunk(
+                {"role": "assistant", "content": ""}, with_usage=include_usage
+            )
+            event = first
+            while isinstance(event, TextDelta):
+                if not self.blocked:
+                    yield self.completion.chunk({"content": event.text}, with_usage=include_usage)
+                event = await self._next()
+            ended = True
+            if isinstance(event, Finish):
+                await self.screen_answer()  # held answers were screened before any chunk
+            usage = await self.finish(event)
+            if isinstance(event, StreamError):
+                yield sse_event(upstream_error(event).body())
+                return
+            assert isinstance(event, Finish)
+            reason = "content_filter" if self.blocked else event.finish_reason or "stop"
+            yield self.completion.chunk({}, reason, with_usage=include_usage, extra=self.extra())
+            if include_usage:
+                yield self.completion.usage_chunk(usage)
+            yield DONE
+        finally:
+            if not ended:  # the client went away: count what it was sent
+                await self.finish(None)
+
+    def extra(self) -> dict[str, Any]:
+        return {"conversation_id": self.conversation_id} if self.conversation_id else {}
+
+    async def finish(self, event: StreamEvent | None) -> Usage:
+        """Close upstream, then count the answer (and save it when asked); returns its usage."""
+        await self.close()
+        result = self.result(event)
+        usage = result.usage or Usage(0, 0)
+        try:
+            self.conversation_id = await sync_to_async(replies.record_completion)(
+                self.plan, result, self.key, self.save
+            )
+        except Exception:
+            log.exception("Recording an API answer's usage failed")
+        return usage
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            generation.release(self.plan.user.pk)
+            async with aclosing(self.events):  # type: ignore[type-var]
+                pass
+
+    def result(self, event: StreamEvent | None) -> ReplyResult:
+        text = "".join(self.parts)
+        ended: dict[str, Any] = {"status": MessageStatus.COMPLETE}
+        if isinstance(event, Finish):
+            usage = event.usage or self.estimate(text)
+            ended.update(
+                finish_reason=event.finish_reason,
+                usage=usage,
+                upstream_request_id=event.request_id,
+            )
+        elif event is None:
+            ended.update(status=MessageStatus.STOPPED, usage=self.estimate(text))
+        else:
+            assert isinstance(event, StreamError)
+            status = MessageStatus.INTERRUPTED if text else MessageStatus.ERROR
+            ended.update(status=status, error=event, usage=self.estimate(text) if text else None)
+        if self.blocked:
+            ended.update(status=MessageStatus.BLOCKED, error=None)
+        if self.rules.active:
+            ended.update(safety=self.summary(), findings=self.findings())
+        first_token_ms = None
+        if self.first_token_at is not None:
+            first_token_ms = int((self.first_token_at - self.started) * 1000)
+        return ReplyResult(
+            message_id=0,
+            conversation_id=0,
+            content=text,
+            seq=len(self.parts),
+            model=self.plan.params.model,
+            duration_ms=int((time.monotonic() - self.started) * 1000),
+            time_to_first_token_ms=first_token_ms,
+            **ended,
+        )
+
+    def screenings(self) -> list[tuple[safety.Stage, safety.Screening]]:
+        found: list[tuple[safety.Stage, safety.Screening | None]] = [
+            ("input", self.input_screening),
+            ("output", self.output_screening),
+        ]
+        return [(stage, screening) for stage, screening in found if screening is not None]
+
+    def findings(self) -> tuple[safety.Finding, ...]:
+        return tuple(
+            safety.Finding(stage, s.categories, s.blocked)
+            for stage, s in self.screenings()
+            if s.flagged
+        )
+
+    def summary(self) -> SafetyFields:
+        """The answer's safety, in the chat's own words (stored with a saved answer)."""
+        flagged = [(stage, s) for stage, s in self.screenings() if s.flagged]
+        return {
+            "flagged": bool(flagged),
+            "categories": sorted(
+                {c for _, s in flagged for c in s.categories}, key=_category_order
+            ),
+            "stages": [stage for stage, _ in flagged],
+            "unscreened": [stage for stage, s in self.screenings() if s.unscreened],
+        }
+
+    def estimate(self, text: str) -> Usage:
+        """An answer cut short reports no usage: count it by the estimate the history uses."""
+        prompt = count_message_tokens(self.plan.messages)
+        answer = count_message_tokens([{"role": "assistant", "content": text}]) if text else 0
+        return Usage(prompt_tokens=prompt, completion_tokens=answer)
+
+
+def _category_order(code: str) -> int:
+    return int(code[1:]) if code[1:].isdigit() else 0  # S2 before S10
+
+
+def upstream_error(error: StreamError) -> OpenAIError:
+    """The Llama API's failure, told as the chat page tells a member."""
+    if error.code == "rate_limited":
+        return OpenAIError(
+            429, error.message, kind="rate_limit_error", code="upstream_rate_limited", retry_after=5
+        )
+    message = KEY_REFUSED_FOR_MEMBERS if error.code == "auth_failed" else error.message
+    status = 504 if error.code == "timeout" else 502
+    return OpenAIError(status, message, kind="api_error", code=error.code)

@@ -1,0 +1,404 @@
+"""Planning a reply: everything needed to ask the model for an answer, worked out by reads only.
+
+The writes that follow (admission against the team's rate limit, the rows) are in
+`chatapp.chat.actions.replies`.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+
+from chatapp.accounts import preferences
+from chatapp.chat import json_output, tooling, tree
+from chatapp.chat.errors import ChatError
+from chatapp.chat.history import build_history, context_budget, title_from
+from chatapp.chat.lookups import owned_conversation, owned_message
+from chatapp.chat.models import Conversation, Message, MessageRole, MessageStatus
+from chatapp.chat.requests import CompletionRequest, SendRequest
+from chatapp.llm import ChatParams, LlamaClient, count_message_tokens
+from chatapp.teams import datafilter, policy, providers, quota
+from chatapp.teams.models import Membership, SafetyFlag, SystemPrompt, Team
+from chatapp.uploads import context as attachments
+from chatapp.uploads.models import Upload
+from chatapp.uploads.validation import UploadRefused
+
+
+@dataclass(frozen=True)
+class ReplyPlan:
+    """What to send upstream and what to write, decided before any write."""
+
+    user: Any
+    team: Team
+    conversation: Conversation  # unsaved for a new conversation; changed fields not yet saved
+    messages: list[dict[str, Any]]
+    params: ChatParams
+    client: LlamaClient
+    rules: policy.TeamRules
+    request_id: str | None = None
+    user_content: str | None = None  # the question to save; None for a regenerate
+    replaces: Message | None = None  # the answer a regenerate puts another one beside
+    # The message the new question (or, for a regenerate, the new answer) follows.
+    parent_id: int | None = None
+    conversation_fields: tuple[str, ...] = ()  # the settings that changed
+    streaming_ids: tuple[int, ...] = ()  # the user's answers streaming when this was planned
+    attachments: tuple[Upload, ...] = ()  # the uploads the question carries
+    redactions: tuple[dict[str, str], ...] = ()  # what the data filter replaced in the question
+    # (role, text) before the question, for an API answer saved as a new conversation
+    earlier_turns: tuple[tuple[str, str], ...] = ()
+    answer_format: json_output.AnswerFormat | None = None  # JSON output asked for; None: text
+
+
+@dataclass(frozen=True)
+class Turn:
+    """A stored or new message of the conversation, before it becomes an upstream message."""
+
+    role: str
+    content: str
+    uploads: tuple[Upload, ...] = ()
+    tool_calls: tuple[dict[str, Any], ...] = ()  # an answer's calls, with their results
+
+
+def plan_send(
+    user: Any, request: SendRequest, *, team: Team | None, request_id: str | None = None
+) -> ReplyPlan:
+    """Plan a chat.send; `team` is where a new conversation starts (the session's team)."""
+    if request.conversation_id is None:
+        if team is None:
+            raise ValueError("A new conversation needs a team.")
+        conversation = _new_conversation(user, team, request)
+        turns: list[Turn] = []
+        path: tuple[int, ...] = ()
+    else:
+        conversation = _conversation_for_reply(user, request.conversation_id)
+        _change_prompt(conversation, request)
+        path = tree.conversation_branch(conversation.pk, conversation.active_leaf_id).path
+        turns = _turns(conversation, path)
+    parent_id = path[-1] if path else None
+    return _plan_question(user, conversation, turns, request, request_id, parent_id)
+
+
+def plan_edit(
+    user: Any, message_id: int, request: SendRequest, request_id: str | None = None
+) -> ReplyPlan:
+    """Plan a chat.edit: a new version of a question, beside it, and an answer to it."""
+    edited = owned_message(user, message_id)
+    if edited.role != MessageRole.USER:
+        raise ChatError("invalid_frame", "Only a question can be edited.", "message_id")
+    conversation = _conversation_for_reply(user, edited.conversation_id)
+    path = tree.conversation_branch(conversation.pk, edited.parent_id).up_to(edited.parent_id)
+    turns = _turns(conversation, path)
+    return _plan_question(user, conversation, turns, request, request_id, edited.parent_id)
+
+
+def _plan_question(
+    user: Any,
+    conversation: Conversation,
+    turns: list[Turn],
+    request: SendRequest,
+    request_id: str | None,
+    parent_id: int | None,
+) -> ReplyPlan:
+    rules = policy.team_rules(conversation.team)  # read once for settings, provider and quota
+    fields = _apply_settings(user, conversation, request.settings, rules)
+    if request.tools is not None and request.tools != conversation.tools_enabled:
+        conversation.tools_enabled = request.tools
+        fields = (*fields, "tools_enabled")
+    if request.response_format is not None:
+        fields += json_output.choose_format(conversation, request.response_format)
+    uploads = _uploads_to_send(user, request, conversation)
+    turns.append(Turn(MessageRole.USER, request.content, uploads))
+    return _plan(
+        user,
+        conversation,
+        turns,
+        rules,
+        request_id=request_id,
+        user_content=request.content,
+        conversation_fields=fields,
+        attachments=uploads,
+        parent_id=parent_id,
+        answer_format=json_output.conversation_format(conversation),
+    )
+
+
+def plan_completion(user: Any, team: Team, request: CompletionRequest) -> ReplyPlan:
+    """Plan an answer for the OpenAI-compatible API: a new, unsaved conversation in `team`
+    holding the client's turns, under the same rules as a chat.send that starts one."""
+    if not Membership.objects.filter(team=team, user=user).exists():
+        raise ChatError("forbidden", "You are not a member of this team.")
+    *earlier, (_, question) = request.turns
+    send = SendRequest(content=question, system_prompt_text=request.system_prompt_text)
+    conversation = _new_conversation(user, team, send)
+    rules = policy.team_rules(team)
+    fields = _apply_settings(user, conversation, request.settings, rules)
+    turns = [Turn(role, text) for role, text in request.turns]
+    return _plan(
+        user,
+        conversation,
+        turns,
+        rules,
+        user_content=question,
+        conversation_fields=fields,
+        earlier_turns=tuple(earlier),
+        answer_format=request.answer_format,
+    )
+
+
+def plan_regenerate(user: Any, message_id: int, request_id: str | None = None) -> ReplyPlan:
+    """Plan another answer to the question this answer follows; the answer stays beside it."""
+    message = owned_message(user, message_id)
+    if message.role != MessageRole.ASSISTANT:
+        raise ChatError("invalid_frame", "Only an answer can be regenerated.", "message_id")
+    conversation = _conversation_for_reply(user, message.conversation_id)
+    path = tree.conversation_branch(conversation.pk, message.parent_id).up_to(message.parent_id)
+    turns = _turns(conversation, path)
+    if not turns or turns[-1].role != MessageRole.USER or path[-1] != message.parent_id:
+        raise ChatError("invalid_frame", "There is no question to answer again.", "message_id")
+    rules = policy.team_rules(conversation.team)
+    fields = _apply_settings(user, conversation, {}, rules)
+    return _plan(
+        user,
+        conversation,
+        turns,
+        rules,
+        request_id=request_id,
+        replaces=message,
+        conversation_fields=fields,
+        parent_id=message.parent_id,
+        answer_format=json_output.conversation_format(conversation),
+    )
+
+
+def check_concurrency(user: Any) -> tuple[int, ...]:
+    """The user's streaming answers; refused when they are already the most that may stream."""
+    streaming = tuple(
+        Message.objects.filter(
+            conversation__owner=user, role=MessageRole.ASSISTANT, status=MessageStatus.STREAMING
+        ).values_list("id", flat=True)
+    )
+    if len(streaming) >= settings.CHAT_MAX_CONCURRENT_GENERATIONS:
+        raise concurrency_refusal(len(streaming))
+    return streaming
+
+
+def concurrency_refusal(streaming: int) -> ChatError:
+    cap = settings.CHAT_MAX_CONCURRENT_GENERATIONS
+    return ChatError(
+        "rate_limited",
+        f"You already have {streaming} answers streaming (the limit is {cap}):"
+        " wait for one to finish or stop it.",
+    )
+
+
+def _plan(
+    user: Any,
+    conversation: Conversation,
+    turns: list[Turn],
+    rules: policy.TeamRules,
+    **details: Any,
+) -> ReplyPlan:
+    team = conversation.team
+    answer_format = details.get("answer_format")
+    params = ChatParams(
+        model=conversation.model,
+        temperature=conversation.temperature,
+        top_p=conversation.top_p,
+        max_tokens=conversation.max_tokens,
+        response_format=answer_format.upstream() if answer_format else None,
+    )
+    messages = build_history(
+        conversation.system_prompt_text,
+        _upstream(turns, params.model),
+        params.model,
+        params.max_tokens,
+    )
+    _check_documents_fit(messages, turns[-1], params)
+    messages, redactions = _filter_data(messages, rules)
+    streaming = check_concurrency(user)
+    try:
+        client = providers.llama_client(team, rules)
+        quota.check_budget(team, rules.policy, user)
+    except policy.PolicyError as error:
+        raise ChatError(error.code, error.message, error.field) from None
+    return ReplyPlan(
+        user,
+        team,
+        conversation,
+        messages,
+        params,
+        client,
+        rules,
+        streaming_ids=streaming,
+        redactions=redactions,
+        **details,
+    )
+
+
+def _filter_data(
+    messages: list[dict[str, Any]], rules: policy.TeamRules
+) -> tuple[list[dict[str, Any]], tuple[dict[str, str], ...]]:
+    """The team's data filter over every question sent: refuse, or replace with placeholders."""
+    filtered = datafilter.apply(messages, datafilter.DataRules.of(rules.policy))
+    if filtered.blocked:
+        found = " and ".join(filtered.blocked)
+        raise ChatError(
+            "data_blocked",
+            f"Your team's data policy blocks questions holding {found}: nothing was sent."
+            " Remove it and send again.",
+            "content",
+        )
+    redactions = tuple(
+        {"placeholder": r.placeholder, "label": r.label} for r in filtered.redactions
+    )
+    return filtered.messages, redactions
+
+
+def _new_conversation(user: Any, team: Team, request: SendRequest) -> Conversation:
+    prompt = _prompt_for(team, request.system_prompt_id)
+    conversation = Conversation(
+        team=team, owner=user, title=title_from(request.content), temporary=request.temporary
+    )
+    conversation.system_prompt = prompt
+    conversation.system_prompt_text = prompt.content if prompt else ""
+    conversation.system_prompt_locked = bool(prompt and prompt.locked)
+    if request.system_prompt_text is not None:
+        _refuse_if_locked(conversation)
+        conversation.system_prompt_text = request.system_prompt_text
+    return conversation
+
+
+def _prompt_for(team: Team, prompt_id: int | None) -> SystemPrompt | None:
+    prompts = SystemPrompt.objects.for_team(team)
+    if prompt_id is None:
+        return prompts.filter(is_default=True).first()
+    prompt = prompts.filter(pk=prompt_id).first()
+    if prompt is None:
+        raise ChatError("not_found", "No such system prompt in your team.", "system_prompt_id")
+    return prompt
+
+
+def _change_prompt(conversation: Conversation, request: SendRequest) -> None:
+    """A later send may pick another prompt, unless the conversation's prompt is locked."""
+    wants_other = (
+        request.system_prompt_id is not None
+        and request.system_prompt_id != conversation.system_prompt_id
+    )
+    if not wants_other and request.system_prompt_text is None:
+        return
+    _refuse_if_locked(conversation)
+    if wants_other:
+        prompt = _prompt_for(conversation.team, request.system_prompt_id)
+        assert prompt is not None  # _prompt_for raises for an id it cannot find
+        conversation.system_prompt = prompt
+        conversation.system_prompt_text = prompt.content
+        conversation.system_prompt_locked = prompt.locked
+    if request.system_prompt_text is not None:
+        conversation.system_prompt_text = request.system_prompt_text
+
+
+def _refuse_if_locked(conversation: Conversation) -> None:
+    if conversation.system_prompt_locked:
+        raise ChatError(
+            "prompt_locked",
+            "This conversation's system prompt is locked by your team's admins.",
+            "system_prompt",
+        )
+
+
+def _conversation_for_reply(user: Any, conversation_id: int) -> Conversation:
+    conversation = owned_conversation(user, conversation_id)
+    if not Membership.objects.filter(team=conversation.team, user=user).exists():
+        raise ChatError(
+            "forbidden", "You are no longer in this conversation's team: start a new one."
+        )
+    if conversation.messages.filter(status=MessageStatus.STREAMING).exists():
+        raise ChatError(
+            "conversation_busy", "An answer is still streaming here: wait for it or stop it."
+        )
+    return conversation
+
+
+def _turns(conversation: Conversation, path: tuple[int, ...]) -> list[Turn]:
+    """The branch `path` with its files; failed or empty answers are left out."""
+    if not path:
+        return []
+    rows = conversation.messages.filter(
+        pk__in=path, role__in=[MessageRole.USER, MessageRole.ASSISTANT]
+    )
+    rows = rows.exclude(status__in=[MessageStatus.ERROR, MessageStatus.BLOCKED]).exclude(
+        role=MessageRole.ASSISTANT, content="", tool_calls=[]
+    )
+    # Questions the safety policy blocked never go upstream, later turns included.
+    rows = rows.exclude(
+        pk__in=SafetyFlag.objects.filter(blocked=True, stage="input").values("message")
+    )
+    files = Upload.objects.filter(message__in=path).by_message()
+    return [
+        Turn(role, content, tuple(files.get(message_id, ())), tuple(calls or ()))
+        for message_id, role, content, calls in rows.values_list(
+            "id", "role", "content", "tool_calls"
+        )
+    ]
+
+
+def _uploads_to_send(
+    user: Any, request: SendRequest, conversation: Conversation
+) -> tuple[Upload, ...]:
+    if not request.attachments:
+        return ()
+    try:
+        uploads = attachments.uploads_to_send(user, request.attachments, conversation.model)
+    except UploadRefused as refused:
+        raise ChatError(refused.code, refused.message, "attachments") from None
+    if conversation.pk is None and not request.content.strip():
+        conversation.title = title_from(uploads[0].name)  # a question with files and no words
+    return tuple(uploads)
+
+
+def _upstream(turns: list[Turn], model: str) -> list[dict[str, Any]]:
+    """The turns as upstream messages: files become content parts, newest images only."""
+    shown = attachments.shown_images([turn.uploads for turn in turns], model)
+    messages: list[dict[str, Any]] = []
+    for turn in turns:
+        if turn.tool_calls:  # the calls and results, then the text, as the model saw them
+            messages.extend(tooling.upstream_messages(turn.content, list(turn.tool_calls)))
+            continue
+        content = attachments.message_content(turn.content, turn.uploads, shown)
+        messages.append({"role": turn.role, "content": content})
+    return messages
+
+
+def _check_documents_fit(messages: list[dict[str, Any]], last: Turn, params: ChatParams) -> None:
+    """History makes room by dropping old turns; documents too long for the window say so."""
+    documents = [upload.name for upload in last.uploads if not upload.is_image]
+    budget = context_budget(params.model, params.max_tokens)
+    needed = count_message_tokens(messages)
+    if documents and needed > budget:
+        raise ChatError(
+            "document_too_large",
+            f"{', '.join(documents)} and your question come to about {needed:,} tokens;"
+            f" {params.model} reads {budget:,} with room for its answer: attach a shorter part.",
+            "attachments",
+        )
+
+
+def _apply_settings(
+    user: Any, conversation: Conversation, requested: dict[str, Any], rules: policy.TeamRules
+) -> tuple[str, ...]:
+    """Resolve the settings through the team's policy onto the (unsaved) conversation.
+
+    Returns the fields that changed, for the write that saves them.
+    """
+    current = conversation.settings if conversation.pk else {}
+    merged = {**current, **{k: v for k, v in requested.items() if v is not None}}
+    try:
+        resolved = preferences.effective_settings(user, conversation.team, merged, rules)
+    except policy.PolicyError as error:
+        raise ChatError(error.code, error.message, error.field) from None
+    changed = []
+    for name in policy.SETTING_NAMES:
+        if getattr(conversation, name) != resolved.get(name):
+            setattr(conversation, name, resolved.get(name))
+            changed.append(name)
+    return tuple(changed)

@@ -1,0 +1,52 @@
+"""What each team's retention policy says must go: the plan `manage.py purge_expired` carries
+out (chatapp.chat.actions.retention). Planning reads only.
+
+A team keeps its conversations forever unless its policy sets `retention_days`; then a
+conversation nobody wrote in for that many days (neither the conversation nor any of its
+messages changed since) expires. Pinned conversations never expire, nor does anything of a
+team under legal hold. Temporary chats have their own, shorter life (purge_temporary).
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db.models import Exists, OuterRef, QuerySet
+
+from chatapp.chat.models import Conversation, Message, MessageStatus
+from chatapp.teams.models import Team, TeamPolicy
+
+
+@dataclass(frozen=True)
+class TeamWindow:
+    team: Team
+    days: int
+    cutoff: datetime  # conversations untouched since before this expire
+
+
+def windows(now: datetime) -> list[TeamWindow]:
+    """Each team whose policy deletes old conversations, and the moment before which they go."""
+    policies = (
+        TeamPolicy.objects.filter(retention_days__isnull=False, legal_hold=False)
+        .select_related("team")
+        .order_by("team_id")
+    )
+    return [
+        TeamWindow(p.team, p.retention_days, now - timedelta(days=p.retention_days))
+        for p in policies
+        if p.retention_days
+    ]
+
+
+def expired(window: TeamWindow) -> QuerySet[Conversation]:
+    """The team's conversations the window deletes: untouched since the cutoff, not pinned,
+    not temporary (those go by purge_temporary), no answer still streaming."""
+    recent = Message.objects.filter(conversation=OuterRef("pk"), updated_at__gte=window.cutoff)
+    streaming = Message.objects.filter(conversation=OuterRef("pk"), status=MessageStatus.STREAMING)
+    return (
+        Conversation.objects.filter(
+            team=window.team, updated_at__lt=window.cutoff, pinned=False, temporary=False
+        )
+        .exclude(Exists(recent))
+        .exclude(Exists(streaming))
+        .order_by("pk")
+    )

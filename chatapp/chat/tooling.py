@@ -1,0 +1,121 @@
+"""The tools an answer may call, and how one call's result goes back to the model.
+
+A generation asks the toolbox for the team's tools when it starts and calls them through it;
+the toolbox is the team's MCP servers (`chatapp.tools`), and tests may put another in.
+A tool's result is untrusted text: it is cut to a size and only ever goes upstream as a
+`tool` message, never into the system prompt.
+"""
+
+import json
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from chatapp.tools import registry
+
+MAX_TOOL_ROUNDS = 8  # model turns that may call tools in one answer; the next must answer
+TOOL_LOOP_SECONDS = 600.0  # one answer's tool calls all finish within this
+APPROVAL_SECONDS = 600.0  # an unanswered approval counts as denied after this
+RESULT_MAX_CHARS = 16_000  # of one tool result, kept and sent back to the model
+DECLINED = "The user declined this call."
+STOPPED = "The call was stopped before it finished."
+
+
+class OfferedTool(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def needs_approval(self) -> bool: ...
+    @property
+    def timeout(self) -> float: ...
+    def spec(self) -> dict[str, Any]: ...
+
+
+class CallOutcome(Protocol):
+    @property
+    def content(self) -> str: ...
+    @property
+    def is_error(self) -> bool: ...
+    @property
+    def elapsed(self) -> float: ...
+
+
+class Toolbox(Protocol):
+    async def tools_for_team(self, team_id: int) -> list[Any]: ...
+    async def call_tool(self, tool: Any, arguments: dict[str, Any]) -> CallOutcome: ...
+
+
+TOOLBOX: Toolbox = registry  # the team's MCP servers
+
+
+def use_toolbox(toolbox: Toolbox) -> Toolbox:
+    """Put another toolbox in (tests); returns the one it replaced."""
+    global TOOLBOX
+    previous, TOOLBOX = TOOLBOX, toolbox
+    return previous
+
+
+async def tools_for(team_id: int, enabled: bool) -> list[OfferedTool]:
+    """The tools to offer in a conversation: none when it turned them off."""
+    return list(await TOOLBOX.tools_for_team(team_id)) if enabled else []
+
+
+@dataclass(frozen=True)
+class Outcome:
+    content: str
+    is_error: bool
+    elapsed: float
+
+
+def capped(content: str) -> str:
+    if len(content) <= RESULT_MAX_CHARS:
+        return content
+    cut = len(content) - RESULT_MAX_CHARS
+    return content[:RESULT_MAX_CHARS] + f"\n[… {cut} more characters cut]"
+
+
+def parse_arguments(text: str) -> dict[str, Any] | None:
+    """The model's argument text as an object, or None when it is not one."""
+    try:
+        value = json.loads(text or "{}")
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def unfinished(call: dict[str, Any]) -> dict[str, Any]:
+    """A call an answer's end left without a result (stopped, or its server went away)."""
+    if call.get("status") == "done":
+        return call
+    return {**call, "status": "done", "content": STOPPED, "is_error": True}
+
+
+def upstream_messages(content: str, calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A stored answer with tool calls as the model saw it: per round, the assistant message
+    holding the calls and one `tool` message per call; then the text after the last round."""
+    messages: list[dict[str, Any]] = []
+    rounds: dict[int, list[dict[str, Any]]] = {}
+    for call in calls:
+        rounds.setdefault(int(call.get("round", 0)), []).append(unfinished(call))
+    start = 0
+    for _, round_calls in sorted(rounds.items()):
+        offset = min(max(start, int(round_calls[0].get("offset", start))), len(content))
+        messages.append(
+            {
+                "role": "assistant",
+                "content": content[start:offset],
+                "tool_calls": [call_spec(c["id"], c["name"], c["arguments"]) for c in round_calls],
+            }
+        )
+        messages.extend(result_message(c["id"], c.get("content") or "") for c in round_calls)
+        start = offset
+    if content[start:] or not messages:
+        messages.append({"role": "assistant", "content": content[start:]})
+    return messages
+
+
+def call_spec(call_id: str, name: str, arguments: str) -> dict[str, Any]:
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+def result_message(call_id: str, content: str) -> dict[str, Any]:
+    return {"role": "tool", "tool_call_id": call_id, "content": content}

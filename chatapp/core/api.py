@@ -1,0 +1,226 @@
+"""The JSON API's conventions, shared by every app's endpoints (built on django-ninja).
+
+- Errors are `{"error": {"code", "message", "field"?}}` with a 4xx status: 400 for bad input
+  (code `invalid` unless a rule names its own), 401 when logged out, 403 for a role that may
+  not, 404 for anything that is not the user's, 405 (with Allow) for another method.
+- Every answer is never_cache; every write must carry the CSRF token (X-CSRFToken), checked
+  before anything else, so a write without it is refused whatever its address or method.
+- Bodies are read inside the view, after the access check: another person's object is a 404
+  whatever the body holds. Their schemas are documented in the OpenAPI document all the same.
+- Text fields refuse NUL characters and lone surrogates, which no database stores as text.
+
+Imports no app of the project: each app's api module builds on this one.
+"""
+
+import json
+from collections.abc import Callable, Iterable, Mapping
+from functools import wraps
+from typing import Annotated, Any, TypeVar
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonResponse
+from django.urls import URLPattern, URLResolver
+from django.utils.cache import add_never_cache_headers
+from ninja import NinjaAPI, Router, Schema
+from ninja.errors import AuthenticationError
+from ninja.errors import ValidationError as NinjaValidationError
+from ninja.security import SessionAuth
+from ninja.utils import check_csrf
+from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic import ValidationError as PydanticValidationError
+
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS", "TRACE")
+# Largest id a path may name: the databases' bigint.
+MAX_ID = 2**63 - 1
+ERROR_STATUSES = frozenset({400, 401, 403, 404, 405})
+
+
+class ApiError(Exception):
+    """A request the API refuses; `code` is stable, `message` tells the user what to do."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.field = status, code, message, field
+
+
+def error_response(status: int, code: str, message: str, field: str | None = None) -> JsonResponse:
+    error = {"code": code, "message": message}
+    if field:
+        error["field"] = field
+    return JsonResponse({"error": error}, status=status)
+
+
+# --- schemas -------------------------------------------------------------------------------
+
+
+def _storable_text(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text (it holds a lone surrogate)") from None
+    return value
+
+
+# For every string a client sends: the databases cannot store NUL or lone surrogates as text.
+# Put it after any StringConstraints: Annotated[str, StringConstraints(...), Storable].
+Storable = AfterValidator(_storable_text)
+Text = Annotated[str, Storable]
+
+
+class RequestBody(BaseModel):
+    """A JSON body: exact types (no "1" for 1, no 1 for true) and no unknown fields."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class ErrorDetail(Schema):
+    code: str
+    message: str
+    field: str | None = None
+
+
+class ErrorOut(Schema):
+    error: ErrorDetail
+
+
+def responses(ok: dict[int, Any]) -> dict:
+    """An operation's documented answers: its own, and the envelope for every refusal."""
+    return {**ok, ERROR_STATUSES: ErrorOut}
+
+
+Body = TypeVar("Body", bound=RequestBody)
+
+
+def read_body(request: HttpRequest, schema: type[Body]) -> Body:
+    try:
+        data = json.loads(request.body or b"null")
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "invalid", "The body must be a JSON object.") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid", "The body must be a JSON object.")
+    try:
+        return schema.model_validate(data)
+    except PydanticValidationError as error:
+        raise _invalid(error.errors()) from None
+
+
+def documented_body(schema: type[RequestBody]) -> dict:
+    """openapi_extra for an operation that reads `schema` with read_body."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": schema.model_json_schema()}},
+        }
+    }
+
+
+def _invalid(errors: Iterable[Mapping[str, Any]]) -> ApiError:
+    """The first schema error as an ApiError naming the field (location words dropped)."""
+    first = next(iter(errors))
+    location = [str(part) for part in first["loc"] if part not in ("body", "query", "path")]
+    field = location[-1] if location else None
+    if first["type"] == "extra_forbidden":
+        return ApiError(400, "invalid", f"Unknown field: {field}.", field)
+    if first["type"] == "missing":
+        return ApiError(400, "invalid", f"{field} is required.", field)
+    message = first["msg"].removeprefix("Value error, ")
+    return ApiError(400, "invalid", f"{field}: {message}." if field else f"{message}.", field)
+
+
+# --- the API -------------------------------------------------------------------------------
+
+
+class SessionUser(SessionAuth):
+    """The logged-in user of the session. CSRF is checked before this, for every write."""
+
+    def __init__(self) -> None:
+        super().__init__(csrf=False)
+
+
+def new_api(routers: Iterable[Router]) -> NinjaAPI:
+    api = NinjaAPI(
+        title="Llama team chat",
+        version="1",
+        description="The JSON API of the chat. Session auth; writes need the X-CSRFToken header.",
+        auth=SessionUser(),
+        urls_namespace="api",
+        docs_url="/docs" if settings.DEBUG else None,
+    )
+    for router in routers:
+        api.add_router("", router)
+    api.add_exception_handler(ApiError, _refused)
+    api.add_exception_handler(NinjaValidationError, _invalid_params)
+    api.add_exception_handler(AuthenticationError, _not_authenticated)
+    api.add_exception_handler(Http404, _not_found)
+    api.add_exception_handler(PermissionDenied, _forbidden)
+    return api
+
+
+# ninja hands each handler the exception it was registered for; typed `object` as ninja asks.
+def _refused(request: HttpRequest, error: object) -> HttpResponse:
+    assert isinstance(error, ApiError)
+    return error_response(error.status, error.code, error.message, error.field)
+
+
+def _invalid_params(request: HttpRequest, error: object) -> HttpResponse:
+    assert isinstance(error, NinjaValidationError)
+    return _refused(request, _invalid(error.errors))
+
+
+def _not_authenticated(request: HttpRequest, error: object) -> HttpResponse:
+    return error_response(401, "not_authenticated", "Log in to use the API.")
+
+
+def _not_found(request: HttpRequest, error: object) -> HttpResponse:
+    return error_response(404, "not_found", "Not found: it does not exist or is not yours.")
+
+
+def _forbidden(request: HttpRequest, error: object) -> HttpResponse:
+    message = str(error) or "Your role does not allow this."
+    return error_response(403, "forbidden", message)
+
+
+def api_urls(api: NinjaAPI) -> list:
+    """The API's URL patterns, each view behind the conventions in this module's docstring."""
+    patterns, _, _ = api.urls
+    return [_guard_pattern(pattern) for pattern in patterns]
+
+
+def _guard_pattern(pattern: URLPattern | URLResolver):
+    if isinstance(pattern, URLResolver):
+        return URLResolver(
+            pattern.pattern,
+            [_guard_pattern(p) for p in pattern.url_patterns],
+            pattern.default_kwargs,
+            pattern.app_name,
+            pattern.namespace,
+        )
+    return URLPattern(
+        pattern.pattern, _guarded(pattern.callback), pattern.default_args, pattern.name
+    )
+
+
+def _guarded(view: Callable) -> Callable:
+    @wraps(view)
+    def guarded(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if request.method not in SAFE_METHODS and check_csrf(request) is not None:
+            response = error_response(
+                403,
+                "csrf_failed",
+                "CSRF verification failed: send the csrftoken cookie's value in the"
+                " X-CSRFToken header (reload the page if it is missing).",
+            )
+        else:
+            response = view(request, *args, **kwargs)
+        if isinstance(response, HttpResponseNotAllowed):
+            allowed = response["Allow"]
+            response = error_response(405, "method_not_allowed", f"Use {allowed} on this address.")
+            response["Allow"] = allowed
+        add_never_cache_headers(response)
+        return response
+
+    guarded.csrf_exempt = True  # type: ignore[attr-defined]  # checked above, before the method
+    return guarded

@@ -1,0 +1,59 @@
+"""`manage.py serve`: WEB_CONCURRENCY daphne processes on one port (chatapp.core.supervisor)."""
+
+import socket
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from chatapp.core.supervisor import ServeError, Supervisor, check_processes, cpu_count, listen
+
+
+class Command(BaseCommand):
+    help = "Serve the app with WEB_CONCURRENCY daphne processes sharing one listening socket."
+    requires_system_checks: list[str] = []  # each server process runs them as it starts
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--bind", default="127.0.0.1", help="address to listen on")
+        parser.add_argument("--port", type=int, default=8000, help="port (0: any free one)")
+        parser.add_argument(
+            "--fd", type=int, help="serve a socket that is already listening (instead of bind)"
+        )
+        parser.add_argument(
+            "--processes",
+            help="how many server processes: a number, or 'auto' for one per core"
+            " (default: WEB_CONCURRENCY)",
+        )
+        parser.add_argument(
+            "--proxy-headers", action="store_true", help="believe X-Forwarded-* (daphne's option)"
+        )
+        parser.add_argument("--verbosity-daphne", type=int, default=1, dest="daphne_verbosity")
+
+    def handle(self, *args, **options) -> None:
+        processes = self._processes(options["processes"])
+        try:
+            check_processes(processes, settings.REDIS_URL)
+            if options["fd"] is not None:
+                listener = socket.socket(fileno=options["fd"])
+            else:
+                listener = listen(options["bind"], options["port"])
+        except (ServeError, OSError) as error:
+            raise CommandError(str(error)) from None
+        host, port = listener.getsockname()[:2]
+        layer = "Redis" if settings.REDIS_URL else "in-memory"
+        noun = "process" if processes == 1 else "processes"
+        self.stderr.write(
+            f"Serving on {host}:{port} with {processes} server {noun} ({layer} channel layer)."
+        )
+        daphne_args = ["--verbosity", str(options["daphne_verbosity"])]
+        if options["proxy_headers"]:
+            daphne_args.append("--proxy-headers")
+        Supervisor(listener, processes, daphne_args, say=self.stderr.write).run()
+
+    def _processes(self, value: str | None) -> int:
+        if value is None:
+            return int(settings.WEB_CONCURRENCY)
+        if value == "auto":
+            return cpu_count()
+        if not value.isdigit() or int(value) < 1:
+            raise CommandError(f"--processes must be a positive number or 'auto' (got {value!r})")
+        return int(value)

@@ -1,0 +1,177 @@
+"""Several daphne processes on one port: `manage.py serve` (docs/operations.md#scaling).
+
+The supervisor opens the listening socket once and starts `WEB_CONCURRENCY` daphne processes
+that all accept from it (`daphne --fd N`): the kernel hands each new connection to whichever
+process is free to accept it first. A process that dies is started again (after a pause that
+grows while it keeps dying young); SIGTERM or SIGINT stops them all, each finishing its open
+requests as daphne does on its own.
+"""
+
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from prometheus_client import multiprocess
+
+ASGI_APPLICATION = "chatapp.asgi:application"
+POLL_SECONDS = 0.2  # how often the supervisor looks at its processes and signals
+STOP_SECONDS = 15.0  # daphne's own close timeout is 10 s; then SIGKILL
+YOUNG_SECONDS = 10.0  # a process that dies younger than this is in trouble: restart slower
+RESTART_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+PR_SET_PDEATHSIG = 1
+
+
+class ServeError(Exception):
+    """A setting or an address the supervisor cannot serve with; the message says what to do."""
+
+
+def cpu_count() -> int:
+    """The cores this process may use: its CPU affinity, capped by a cgroup v2 CPU quota."""
+    cores = len(os.sched_getaffinity(0))
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as limit:
+            quota, period = limit.read().split()
+        if quota != "max":
+            cores = min(cores, max(1, int(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)
+
+
+def check_processes(processes: int, redis_url: str) -> None:
+    """More than one process needs the Redis channel layer to stop, watch and resume answers."""
+    if processes > 1 and not redis_url:
+        raise ServeError(
+            f"WEB_CONCURRENCY={processes} needs REDIS_URL: processes share answers (stop,"
+            " subscribe, resume) through the Redis channel layer. Set REDIS_URL=redis://host:6379/0,"
+            " or WEB_CONCURRENCY=1."
+        )
+
+
+def listen(host: str, port: int, backlog: int = 2048) -> socket.socket:
+    """The one listening socket every server process accepts from."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as error:
+        raise ServeError(f"Cannot listen on {host}:{port}: {error.strerror or error}") from None
+    sock.listen(backlog)
+    return sock
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the supervisor dies, even by SIGKILL (Linux)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
+@dataclass
+class Worker:
+    index: int
+    process: subprocess.Popen[bytes] | None = None
+    started: float = 0.0
+    young_deaths: int = 0  # deaths in a row, each soon after its start
+    restart_at: float | None = None
+
+
+@dataclass
+class Supervisor:
+    """Starts, restarts and stops the server processes sharing `listener`."""
+
+    listener: socket.socket
+    processes: int
+    daphne_args: Sequence[str] = ()
+    say: Callable[[str], None] = field(default=lambda line: print(line, file=sys.stderr))
+    stopping: bool = False
+    # Where the processes' Prometheus values meet (prometheus_client's multiprocess mode).
+    metrics_dir: str | None = None
+
+    def command(self) -> list[str]:
+        fd = str(self.listener.fileno())
+        return [sys.executable, "-m", "daphne", "--fd", fd, *self.daphne_args, ASGI_APPLICATION]
+
+    def run(self) -> int:
+        """Serve until SIGTERM or SIGINT; returns the exit code."""
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._stop_requested)
+        workers = [Worker(index) for index in range(self.processes)]
+        own_metrics_dir = self.processes > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if own_metrics_dir:
+            self.metrics_dir = tempfile.mkdtemp(prefix="llama-team-chat-metrics-")
+        try:
+            for worker in workers:
+                self._start(worker)
+            while not self.stopping:
+                for worker in workers:
+                    self._look_after(worker)
+                time.sleep(POLL_SECONDS)
+            self._stop_all(workers)
+        finally:
+            if own_metrics_dir and self.metrics_dir:
+                shutil.rmtree(self.metrics_dir, ignore_errors=True)
+        return 0
+
+    def _stop_requested(self, signum: int, frame: object) -> None:
+        self.stopping = True
+
+    def _start(self, worker: Worker) -> None:
+        env = dict(os.environ)
+        if self.metrics_dir:
+            env["PROMETHEUS_MULTIPROC_DIR"] = self.metrics_dir
+        worker.process = subprocess.Popen(
+            self.command(),
+            env=env,
+            pass_fds=[self.listener.fileno()],
+            stdin=subprocess.DEVNULL,
+            # Its own process group: Ctrl+C reaches the supervisor, which stops each once.
+            process_group=0,
+            preexec_fn=_die_with_parent,
+        )
+        worker.started = time.monotonic()
+        worker.restart_at = None
+
+    def _look_after(self, worker: Worker) -> None:
+        process = worker.process
+        if worker.restart_at is not None:
+            if time.monotonic() >= worker.restart_at:
+                self._start(worker)
+            return
+        if process is None or process.poll() is None:
+            return
+        if self.metrics_dir:  # its live gauges leave the sums; its counters stay in them
+            multiprocess.mark_process_dead(process.pid, self.metrics_dir)
+        lived = time.monotonic() - worker.started
+        worker.young_deaths = worker.young_deaths + 1 if lived < YOUNG_SECONDS else 0
+        delay = RESTART_DELAYS[min(worker.young_deaths, len(RESTART_DELAYS) - 1)]
+        self.say(
+            f"Server process {worker.index + 1} (pid {process.pid}) exited with code"
+            f" {process.returncode} after {lived:.1f} s: starting it again in {delay:g} s."
+        )
+        worker.restart_at = time.monotonic() + delay
+
+    def _stop_all(self, workers: list[Worker]) -> None:
+        running = [w.process for w in workers if w.process and w.process.poll() is None]
+        for process in running:
+            process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_SECONDS
+        for process in running:
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.listener.close()

@@ -1,0 +1,150 @@
+"""Sign-in through an OpenID Connect provider, on mozilla-django-oidc's authorization code flow.
+
+The library sends state, nonce and a PKCE challenge and checks them on the way back; this
+backend adds what the project needs: endpoints from discovery, the ID token's issuer and
+audience checked, accounts found by (issuer, sub) and else by a *verified* e-mail only, and
+the groups claim applied to team memberships at every sign-in."""
+
+import logging
+import re
+
+import requests
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import get_user_model
+from django.core.exceptions import SuspiciousOperation
+from django.db import transaction
+from django.utils import timezone
+from mozilla_django_oidc.auth import OIDCAuthenticationBackend
+
+from chatapp.accounts.signup import FIRST_ACCOUNT_NOTICE
+from chatapp.core.permissions import is_site_admin
+from chatapp.identity.group_map import managed_teams, parse_group_map, roles_for
+from chatapp.identity.models import OIDCIdentity
+from chatapp.identity.oidc import ProviderUnavailable, provider_metadata
+from chatapp.teams.actions import apply_group_roles
+
+log = logging.getLogger(__name__)
+
+
+def verified_email(claims: dict) -> str:
+    """The e-mail address, only when the provider says it verified it; else ""."""
+    email = claims.get("email")
+    if isinstance(email, str) and email and claims.get("email_verified") is True:
+        return email.strip().lower()
+    return ""
+
+
+def claimed_groups(claims: dict) -> list[str]:
+    groups = claims.get(settings.OIDC_GROUPS_CLAIM) or []
+    if isinstance(groups, str):
+        groups = [groups]
+    return [g for g in groups if isinstance(g, str)]
+
+
+class OIDCBackend(OIDCAuthenticationBackend):
+    def __init__(self, *args, **kwargs):
+        # The library reads the endpoints here; they come from discovery, when a sign-in needs
+        # them, not each time Django loads the backend to find a session's user.
+        self.UserModel = get_user_model()
+        self.OIDC_RP_CLIENT_ID = settings.OIDC_RP_CLIENT_ID
+        self.OIDC_RP_CLIENT_SECRET = settings.OIDC_RP_CLIENT_SECRET
+        self.OIDC_RP_SIGN_ALGO = settings.OIDC_RP_SIGN_ALGO
+        self.OIDC_RP_IDP_SIGN_KEY = None
+
+    @property
+    def OIDC_OP_TOKEN_ENDPOINT(self) -> str:  # noqa: N802 (the library's name)
+        return provider_metadata()["token_endpoint"]
+
+    @property
+    def OIDC_OP_USER_ENDPOINT(self) -> str:  # noqa: N802
+        return provider_metadata()["userinfo_endpoint"]
+
+    @property
+    def OIDC_OP_JWKS_ENDPOINT(self) -> str:  # noqa: N802
+        return provider_metadata()["jwks_uri"]
+
+    def authenticate(self, request, **kwargs):
+        if not settings.OIDC_ENABLED or request is None or "nonce" not in kwargs:
+            return None  # a password login, or sign-in turned off
+        try:
+            return super().authenticate(request, **kwargs)
+        except (requests.RequestException, ProviderUnavailable) as exc:
+            # A refused code (used twice, expired) or an unreachable provider.
+            log.warning("OpenID Connect sign-in failed: %s", type(exc).__name__)
+            return None
+
+    def verify_token(self, token, **kwargs):
+        payload = super().verify_token(token, **kwargs)
+        audience = payload.get("aud")
+        audiences = audience if isinstance(audience, list) else [audience]
+        if payload.get("iss") != provider_metadata()["issuer"]:
+            raise SuspiciousOperation("The ID token comes from another issuer.")
+        if self.OIDC_RP_CLIENT_ID not in audiences:
+            raise SuspiciousOperation("The ID token was issued to another client.")
+        return payload
+
+    def get_userinfo(self, access_token, id_token, payload):
+        userinfo = super().get_userinfo(access_token, id_token, payload)
+        if userinfo.get("sub") != payload.get("sub"):
+            raise SuspiciousOperation("The userinfo answer is about another subject.")
+        return {**payload, **userinfo}
+
+    def verify_claims(self, claims) -> bool:
+        return isinstance(claims.get("sub"), str) and bool(claims["sub"])
+
+    def filter_users_by_claims(self, claims):
+        issuer = provider_metadata()["issuer"]
+        identity = (
+            OIDCIdentity.objects.select_related("user")
+            .filter(issuer=issuer, subject=claims["sub"])
+            .first()
+        )
+        if identity is not None:
+            return [identity.user]
+        email = verified_email(claims)
+        if not email:
+            return []  # never matched through an address the provider did not verify
+        # An account already linked to another subject of this provider is not taken over.
+        return list(
+            self.UserModel.objects.filter(email__iexact=email)
+            .exclude(oidc_identities__issuer=issuer)
+            .order_by("pk")[:2]
+        )
+
+    def get_or_create_user(self, access_token, id_token, payload):
+        with transaction.atomic():
+            return super().get_or_create_user(access_token, id_token, payload)
+
+    def create_user(self, claims):
+        user = self.UserModel(username=self._free_username(claims), email=verified_email(claims))
+        user.set_unusable_password()
+        user.save()
+        if is_site_admin(user) and getattr(self, "request", None) is not None:
+            messages.info(self.request, FIRST_ACCOUNT_NOTICE)
+        return self.update_user(user, claims)
+
+    def update_user(self, user, claims):
+        issuer = provider_metadata()["issuer"]
+        OIDCIdentity.objects.update_or_create(
+            issuer=issuer,
+            subject=claims["sub"],
+            defaults={"user": user, "last_sign_in_at": timezone.now()},
+        )
+        email = verified_email(claims)
+        if email and user.email.lower() != email:
+            user.email = email
+            user.save(update_fields=["email"])
+        rules = parse_group_map(settings.OIDC_GROUP_MAP)
+        if rules:
+            apply_group_roles(user, roles_for(rules, claimed_groups(claims)), managed_teams(rules))
+        return user
+
+    def _free_username(self, claims: dict) -> str:
+        base = claims.get("preferred_username") or verified_email(claims).split("@")[0] or "user"
+        base = re.sub(r"[^\w.@+-]", "", str(base))[:140] or "user"
+        name, n = base, 1
+        while self.UserModel.objects.filter(username__iexact=name).exists():
+            n += 1
+            name = f"{base}{n}"
+        return name

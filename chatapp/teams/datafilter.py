@@ -1,0 +1,223 @@
+"""Data that never leaves: a team's filter over what is sent upstream.
+
+Built-in detectors (payment card numbers passing the Luhn check, IBANs passing the mod-97
+check, e-mail addresses, phone numbers, API-key and private-key shapes) and the team's own
+regular expressions, each set to `redact` (replaced upstream by a typed placeholder such as
+`[EMAIL_1]`; the stored message keeps the original) or `block` (the question is refused before
+anything is written or sent). Only user messages are filtered: answers came from upstream.
+"""
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+from chatapp.teams.models import DataAction, TeamPolicy
+
+MAX_PATTERNS = 20
+MAX_PATTERN_LENGTH = 300
+PATTERN_NAME = re.compile(r"[A-Z][A-Z0-9_]{0,19}")
+
+
+def _luhn(digits: str) -> bool:
+    total = 0
+    for i, d in enumerate(reversed(digits)):
+        n = int(d) * (2 if i % 2 else 1)
+        total += n - 9 if n > 9 else n
+    return total % 10 == 0
+
+
+def _card(text: str) -> bool:
+    digits = re.sub(r"\D", "", text)
+    return 13 <= len(digits) <= 19 and _luhn(digits)
+
+
+def _iban(text: str) -> bool:
+    compact = text.replace(" ", "").upper()
+    moved = compact[4:] + compact[:4]
+    number = "".join(str(int(c, 36)) for c in moved)
+    return 15 <= len(compact) <= 34 and int(number) % 97 == 1
+
+
+def _phone(text: str) -> bool:
+    return 8 <= len(re.sub(r"\D", "", text)) <= 15
+
+
+@dataclass(frozen=True)
+class Detector:
+    kind: str  # the placeholder's name: [EMAIL_1]
+    label: str  # in words, for the user
+    pattern: re.Pattern[str]
+    check: Callable[[str], bool] = lambda _: True
+
+
+# In this order: a card number is not also reported as a phone number.
+DETECTORS: dict[str, Detector] = {
+    "private_key": Detector(
+        "PRIVATE_KEY",
+        "private key",
+        re.compile(
+            r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----.*?"
+            r"-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----",
+            re.S,
+        ),
+    ),
+    "api_key": Detector(
+        "API_KEY",
+        "API key",
+        re.compile(
+            r"\b(?:sk-(?:proj-)?[A-Za-z0-9_-]{20,}|AKIA[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{36,}"
+            r"|github_pat_[A-Za-z0-9_]{22,}|xox[abprs]-[A-Za-z0-9-]{10,}|AIza[0-9A-Za-z_-]{35}"
+            r"|LLM\|[A-Za-z0-9|_-]{20,})"
+        ),
+    ),
+    "email": Detector(
+        "EMAIL", "e-mail address", re.compile(r"[\w.%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+    ),
+    "card": Detector(
+        "CARD", "card number", re.compile(r"(?<!\d)\d(?:[ -]?\d){12,18}(?!\d)"), _card
+    ),
+    "iban": Detector("IBAN", "IBAN", re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b"), _iban),
+    "phone": Detector(
+        "PHONE",
+        "phone number",
+        re.compile(r"(?<![\w+])\+?\(?\d[\d ().-]{6,18}\d(?![\w])"),
+        _phone,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class DataRules:
+    """The team's filter: an action per built-in detector, and its own patterns."""
+
+    actions: dict[str, str] = field(default_factory=dict)  # detector -> redact | block
+    patterns: tuple[tuple[str, re.Pattern[str], str], ...] = ()  # (name, regex, action)
+
+    @classmethod
+    def of(cls, policy: TeamPolicy) -> "DataRules":
+        actions = {
+            name: getattr(policy, f"data_{name}")
+            for name in DETECTORS
+            if getattr(policy, f"data_{name}") != DataAction.OFF
+        }
+        patterns = tuple(
+            (p["name"], re.compile(p["pattern"]), p["action"]) for p in policy.data_patterns or []
+        )
+        return cls(actions, patterns)
+
+    @property
+    def active(self) -> bool:
+        return bool(self.actions or self.patterns)
+
+
+@dataclass(frozen=True)
+class Redaction:
+    placeholder: str  # [EMAIL_1]
+    label: str  # e-mail address
+
+
+@dataclass
+class Filtered:
+    messages: list[dict[str, Any]]
+    redactions: list[Redaction]  # in the newest question, for the user to see
+    blocked: list[str]  # labels of what a `block` rule found in the newest question
+
+
+class _Redactor:
+    """Replaces findings with numbered placeholders; one value keeps one placeholder."""
+
+    def __init__(self, rules: DataRules):
+        self.rules = rules
+        self.seen: dict[tuple[str, str], str] = {}
+        self.counts: dict[str, int] = {}
+        self.found: list[Redaction] = []
+        self.blocked: list[str] = []
+        self.newest = False  # earlier questions are redacted even where a rule says block
+
+    def rules_in_order(self) -> list[tuple[str, str, re.Pattern[str], Callable[[str], bool], str]]:
+        built_in = [
+            (d.kind, d.label, d.pattern, d.check, self.rules.actions[name])
+            for name, d in DETECTORS.items()
+            if name in self.rules.actions
+        ]
+        own = [
+            (name, name.lower(), regex, _always, action)
+            for name, regex, action in self.rules.patterns
+        ]
+        return built_in + own
+
+    def text(self, text: str) -> str:
+        self.found, self.blocked = [], []
+        for kind, label, pattern, check, action in self.rules_in_order():
+            replace = partial(self._replace, kind=kind, label=label, check=check, action=action)
+            text = pattern.sub(replace, text)
+        return text
+
+    def _replace(self, match: re.Match[str], kind: str, label: str, check, action: str) -> str:
+        value = match.group(0)
+        if not value or not check(value):
+            return value
+        if action == DataAction.BLOCK and self.newest:
+            if label not in self.blocked:
+                self.blocked.append(label)
+            return value
+        key = (kind, value)
+        if key not in self.seen:
+            self.counts[kind] = self.counts.get(kind, 0) + 1
+            self.seen[key] = f"[{kind}_{self.counts[kind]}]"
+        placeholder = self.seen[key]
+        if all(r.placeholder != placeholder for r in self.found):
+            self.found.append(Redaction(placeholder, label))
+        return placeholder
+
+
+def _always(_: str) -> bool:
+    return True
+
+
+def apply(messages: list[dict[str, Any]], rules: DataRules) -> Filtered:
+    """The messages as they may go upstream, and what the newest question had redacted."""
+    if not rules.active:
+        return Filtered(messages, [], [])
+    redactor = _Redactor(rules)
+    last_user = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=-1)
+    filtered, redactions, blocked = [], [], []
+    for i, message in enumerate(messages):
+        if message["role"] != "user":
+            filtered.append(message)
+            continue
+        redactor.newest = i == last_user
+        filtered.append({**message, "content": _content(message["content"], redactor)})
+        if i == last_user:
+            redactions, blocked = list(redactor.found), list(redactor.blocked)
+    return Filtered(filtered, redactions, blocked)
+
+
+def _content(content: Any, redactor: _Redactor) -> Any:
+    if isinstance(content, str):
+        return redactor.text(content)
+    parts, found, blocked = [], [], []
+    for part in content:
+        if isinstance(part, dict) and part.get("type") == "text":
+            part = {**part, "text": redactor.text(part.get("text") or "")}
+            found += redactor.found
+            blocked += redactor.blocked
+        parts.append(part)
+    redactor.found = list(dict.fromkeys(found))
+    redactor.blocked = list(dict.fromkeys(blocked))
+    return parts
+
+
+def pattern_problem(pattern: str) -> str | None:
+    """Why a team's regular expression cannot be used, or None."""
+    if not pattern or len(pattern) > MAX_PATTERN_LENGTH:
+        return f"a pattern is 1 to {MAX_PATTERN_LENGTH} characters"
+    try:
+        compiled = re.compile(pattern)
+    except re.error as exc:
+        return f"not a valid regular expression ({exc})"
+    if compiled.search(""):
+        return "it matches empty text: it would match everywhere"
+    return None

@@ -1,0 +1,49 @@
+"""Checks on a team's saved JSON schemas: a JSON Schema (Draft 2020-12) of bounded size."""
+
+import json
+import re
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
+MAX_SCHEMA_BYTES = 16_384
+MAX_SCHEMAS_PER_TEAM = 100
+# OpenAI's rule for response_format.json_schema.name, which the schema's name becomes.
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+NAME_RULE = "1 to 64 letters, digits, _ or -"
+
+
+def name_problem(name: str) -> str | None:
+    if not NAME_PATTERN.match(name):
+        return f"A schema name is {NAME_RULE} (it is sent to the model as the format's name)."
+    return None
+
+
+def schema_problem(schema: Any) -> str | None:
+    """Why `schema` cannot be saved (a sentence), or None when it is a usable JSON Schema."""
+    if not isinstance(schema, dict):
+        return 'A schema is a JSON object, such as {"type": "object", "properties": {...}}.'
+    try:
+        size = len(json.dumps(schema, ensure_ascii=False).encode())
+    except UnicodeEncodeError:
+        return "The schema holds an unpaired surrogate (\\ud800-\\udfff), which is not text."
+    if "\\u0000" in json.dumps(schema):
+        return "The schema holds a NUL character: remove it."
+    if size > MAX_SCHEMA_BYTES:
+        return f"The schema is {size:,} bytes; the limit is {MAX_SCHEMA_BYTES:,}: shorten it."
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as error:
+        where = "/".join(str(part) for part in error.path) or "the top level"
+        return f"Not a valid JSON Schema at {where}: {error.message[:200]}"
+    return None
+
+
+def parse_schema_text(text: str) -> tuple[Any, str | None]:
+    """A schema typed into the team page: (the value, None) or (None, why it is refused)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        return None, f"This is not JSON: {error.msg} (line {error.lineno}, column {error.colno})."
+    return value, schema_problem(value)

@@ -1,0 +1,20 @@
+from django.core.management.base import BaseCommand
+
+from chatapp.teams.audit_trail import EXPORTERS
+
+
+class Command(BaseCommand):
+    help = "Write the whole audit trail, oldest first, as CSV or JSON (with each event's hashes)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--format", choices=sorted(EXPORTERS), default="json")
+        parser.add_argument("--output", help="a file to write; standard output when omitted")
+
+    def handle(self, *args, format: str, output: str | None, **options):
+        if output is None:
+            self.stdout.ending = ""  # the exporters write whole lines themselves
+            count = EXPORTERS[format](self.stdout)
+        else:
+            with open(output, "w", encoding="utf-8", newline="") as stream:
+                count = EXPORTERS[format](stream)
+        self.stderr.write(f"Exported {count} audit events as {format}.")

@@ -1,0 +1,16 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from chatapp.teams.audit_trail import verify_chain
+
+
+class Command(BaseCommand):
+    help = "Check the audit trail's hash chain; fails naming the first event that does not match."
+
+    def handle(self, *args, **options):
+        checked, problem = verify_chain()
+        if problem is not None:
+            raise CommandError(
+                f"The audit trail is broken at event {problem.event_id}: {problem.reason}."
+                f" The {checked} events before it are intact."
+            )
+        self.stdout.write(f"The audit trail is intact: {checked} events checked.")

@@ -1,0 +1,117 @@
+"""Llama Guard screening under a team's safety policy: what counts, and what a verdict means.
+
+The policy (`TeamPolicy.safety_*`) says, for questions and for answers, whether to screen
+(`off`), only mark what Llama Guard flags (`flag`) or stop it (`block`), which categories count,
+and what to do when no verdict can be had (`fail_open`: go on and say so; `fail_closed`: stop).
+Nothing here logs a message's text or its categories.
+"""
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from django.conf import settings
+
+from chatapp.core.metrics import SAFETY_FAILURES, SAFETY_VERDICTS
+from chatapp.llm import GUARD_CATEGORIES, LlamaClient
+from chatapp.llm.moderation import text_of
+from chatapp.teams.models import SafetyMode, SafetyOnError, TeamPolicy, describe_categories
+
+log = logging.getLogger(__name__)
+
+Stage = Literal["input", "output"]
+
+BLOCKED_QUESTION = (
+    "Your team's safety policy blocks questions Llama Guard flags as {categories}:"
+    " this one was not sent to the model. Your team's admins can review it."
+)
+UNSCREENED_QUESTION = (
+    "Your team's safety policy holds questions until Llama Guard has checked them, and"
+    " Llama Guard could not be reached: try again in a moment."
+)
+
+
+@dataclass(frozen=True)
+class SafetyRules:
+    """A team's safety policy, read once per answer."""
+
+    input: str = SafetyMode.OFF
+    output: str = SafetyMode.OFF
+    categories: tuple[str, ...] = tuple(GUARD_CATEGORIES)
+    fail_closed: bool = False
+
+    @classmethod
+    def of(cls, policy: TeamPolicy) -> "SafetyRules":
+        chosen = tuple(c for c in GUARD_CATEGORIES if c in (policy.safety_categories or []))
+        return cls(
+            input=policy.safety_input,
+            output=policy.safety_output,
+            categories=chosen or tuple(GUARD_CATEGORIES),
+            fail_closed=policy.safety_on_error == SafetyOnError.FAIL_CLOSED,
+        )
+
+    def mode(self, stage: Stage) -> str:
+        return self.input if stage == "input" else self.output
+
+    def screens(self, stage: Stage) -> bool:
+        return self.mode(stage) != SafetyMode.OFF
+
+    @property
+    def active(self) -> bool:
+        return self.screens("input") or self.screens("output")
+
+
+@dataclass(frozen=True)
+class Screening:
+    """What screening one message found under the team's rules."""
+
+    flagged: bool = False
+    categories: tuple[str, ...] = ()
+    blocked: bool = False
+    unscreened: bool = False  # no verdict could be had (blocked too when failing closed)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A flagged question or answer, for the review queue."""
+
+    stage: Stage
+    categories: tuple[str, ...]
+    blocked: bool
+
+
+async def screen(
+    client: LlamaClient, messages: list[dict[str, Any]], rules: SafetyRules, stage: Stage
+) -> Screening:
+    """Ask Llama Guard about the last message; failures follow the team's fail_open/closed."""
+    try:
+        verdict = await client.screen(
+            [{"role": m["role"], "content": text_of(m)} for m in messages],
+            categories=list(rules.categories),
+            guard_model=settings.LLAMA_GUARD_MODEL,
+            timeout=settings.LLAMA_GUARD_TIMEOUT,
+        )
+    except Exception as exc:  # LlmError mostly; whatever it was, the policy decides
+        code = getattr(exc, "code", type(exc).__name__)
+        log.warning("Safety screening of a %s got no verdict (%s)", stage, code)
+        return Screening(unscreened=True, blocked=rules.fail_closed)
+    counted = tuple(c for c in verdict.categories if c in rules.categories)
+    # A verdict naming no category at all still counts; one naming only others does not.
+    if not verdict.flagged or (verdict.categories and not counted):
+        return Screening()
+    return Screening(True, counted, blocked=rules.mode(stage) == SafetyMode.BLOCK)
+
+
+def count(stage: Stage, screening: Screening, rules: SafetyRules) -> None:
+    """Prometheus counters for one message's final screening."""
+    if screening.unscreened:
+        outcome = "fail_closed" if rules.fail_closed else "fail_open"
+        SAFETY_FAILURES.labels(stage, outcome).inc()
+    if screening.flagged:
+        decision = "block" if screening.blocked else "flag"
+        for category in screening.categories or ("unnamed",):
+            SAFETY_VERDICTS.labels(stage, category, decision).inc()
+
+
+def blocked_question_message(categories: tuple[str, ...]) -> str:
+    return BLOCKED_QUESTION.format(categories=describe_categories(categories))

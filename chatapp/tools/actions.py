@@ -1,0 +1,316 @@
+"""Every change to a team's tool servers goes through here, audited (never with the token).
+
+Connecting to a server (to list its tools) is async network work; the database writes run
+through sync_to_async. Callers check that the actor manages the team (chatapp.teams.services).
+"""
+
+import re
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from asgiref.sync import sync_to_async
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from chatapp.teams import crypto
+from chatapp.teams.actions import audit
+from chatapp.teams.models import AuditAction, Team
+from chatapp.teams.network import blocked_address, private_allowed, resolve
+from chatapp.tools import mcp_client
+from chatapp.tools.models import MAX_TIMEOUT, MIN_TIMEOUT, ServerStatus, Tool, ToolServer
+from chatapp.tools.network import refusal
+
+MAX_TOOL_NAME = 128  # Tool.name's max_length
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,39}$")
+
+
+class ToolActionError(Exception):
+    """A change refused; message says why and what to do, field which input it is about."""
+
+    def __init__(self, code: str, message: str, field: str | None = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field = field
+
+
+@dataclass(frozen=True)
+class Listing:
+    tools: list[mcp_client.ListedTool]
+    error: str  # empty when the server answered
+
+
+def _who(user) -> str:
+    return user.get_username() if user is not None else "a deleted user"
+
+
+def check_name(name: str) -> str:
+    name = name.strip()
+    if not NAME_PATTERN.match(name):
+        raise ToolActionError(
+            "invalid",
+            "Name the server with 1 to 40 letters, digits, spaces, dots, dashes or underscores.",
+            "name",
+        )
+    return name
+
+
+def check_timeout(timeout: int) -> int:
+    if not MIN_TIMEOUT <= timeout <= MAX_TIMEOUT:
+        raise ToolActionError(
+            "invalid", f"The timeout must be {MIN_TIMEOUT} to {MAX_TIMEOUT} seconds.", "timeout"
+        )
+    return timeout
+
+
+def url_form_problem(url: str) -> str | None:
+    """Why the URL's form is refused (before any lookup), or None."""
+    if not url or any(not c.isprintable() or c.isspace() for c in url):
+        return "Enter the server's URL, without spaces."
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return "The URL is not valid: check the host and port."
+    schemes = ("https", "http") if private_allowed() else ("https",)
+    if parts.scheme not in schemes or not parts.hostname:
+        return "Enter an https:// URL, such as https://tools.example.com/mcp."
+    if parts.username is not None or parts.password is not None:
+        return "Enter the URL without a user name or password: put a token in the token field."
+    if parts.query or parts.fragment:
+        return "Enter the URL without a query or fragment: put a token in the token field."
+    if port == 0:
+        return "The port in this URL is not valid."
+    return None
+
+
+def check_url(url: str) -> str:
+    """The URL, or ToolActionError: its form, then where its host resolves (blocking)."""
+    url = url.strip()
+    if problem := url_form_problem(url):
+        raise ToolActionError("invalid", problem, "url")
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        addresses = resolve(host, port)
+    except (OSError, UnicodeError):
+        raise ToolActionError(
+            "invalid", f"The host {host} could not be resolved: check the address.", "url"
+        ) from None
+    if bad := blocked_address(host, addresses):
+        raise ToolActionError("url_refused", refusal(host, bad), "url")
+    return url
+
+
+async def fetch_listing(url: str, token: str, timeout: float) -> Listing:
+    try:
+        return Listing(await mcp_client.list_tools(url, token, timeout), "")
+    except mcp_client.ToolServerError as exc:
+        return Listing([], exc.message)
+
+
+def store_listing(server: ToolServer, listing: Listing) -> None:
+    """Save a refresh's outcome; the admins' choices (enabled, ask first) stay as they were."""
+    server.refreshed_at = timezone.now()
+    if listing.error:
+        server.status, server.last_error = ServerStatus.DOWN, listing.error[:500]
+        server.save(update_fields=["status", "last_error", "refreshed_at"])
+        return  # the last known list stays, for the page; a down server offers nothing
+    server.status, server.last_error = ServerStatus.UP, ""
+    server.save(update_fields=["status", "last_error", "refreshed_at"])
+    known = {tool.name: tool for tool in server.tools.all()}
+    seen: set[str] = set()
+    for listed in listing.tools:
+        if listed.name in seen or len(listed.name) > MAX_TOOL_NAME:
+            continue  # a server's list with a name twice, or too long to be a name
+        seen.add(listed.name)
+        tool = known.pop(listed.name, None) or Tool(server=server, name=listed.name)
+        tool.description = listed.description
+        tool.input_schema = listed.input_schema
+        tool.read_only = listed.read_only
+        tool.save()
+    Tool.objects.filter(pk__in=[tool.pk for tool in known.values()]).delete()
+
+
+async def add_server(
+    actor, team: Team, *, name: str, url: str, token: str = "", timeout: int
+) -> ToolServer:
+    """Check, connect and store a server; one that cannot be reached is stored as down."""
+    name, timeout = check_name(name), check_timeout(timeout)
+    url = await sync_to_async(check_url, thread_sensitive=False)(url)
+    listing = await fetch_listing(url, token, timeout)
+    return await sync_to_async(_create)(actor, team, name, url, token, timeout, listing)
+
+
+def _create(actor, team, name, url, token, timeout, listing: Listing) -> ToolServer:
+    try:
+        with transaction.atomic():
+            server = ToolServer.objects.create(
+                team=team,
+                name=name,
+                url=url,
+                token_encrypted=crypto.encrypt(token) if token else "",
+                timeout=timeout,
+                created_by=actor,
+            )
+            store_listing(server, listing)
+            audit(
+                team,
+                actor,
+                AuditAction.TOOL_SERVER_ADD,
+                f"{_who(actor)} added the tool server {name} ({url})",
+                server=name,
+                url=url,
+                has_token=bool(token),
+                status=server.status,
+                tools=[tool.name for tool in server.tools.all()],
+            )
+    except IntegrityError:
+        raise ToolActionError(
+            "name_taken", f"The team already has a server named {name}.", "name"
+        ) from None
+    return server
+
+
+async def refresh_server(actor, server: ToolServer) -> ToolServer:
+    token = await sync_to_async(_token)(server)
+    listing = await fetch_listing(server.url, token, server.timeout)
+    await sync_to_async(_refresh)(actor, server, listing)
+    return server
+
+
+def _token(server: ToolServer) -> str:
+    if not server.token_encrypted:
+        return ""
+    try:
+        return crypto.decrypt(server.token_encrypted)
+    except crypto.KeyUnreadable:
+        raise ToolActionError(
+            "token_unreadable",
+            "The server's token can no longer be read (the site's secret changed): enter it again.",
+            "token",
+        ) from None
+
+
+def _refresh(actor, server: ToolServer, listing: Listing) -> None:
+    with transaction.atomic():
+        store_listing(server, listing)
+        audit(
+            server.team,
+            actor,
+            AuditAction.TOOL_SERVER_REFRESH,
+            f"{_who(actor)} refreshed the tools of {server.name}: {server.status}",
+            server=server.name,
+            status=server.status,
+            error=server.last_error,
+            tools=[tool.name for tool in server.tools.all()],
+        )
+
+
+async def change_server(
+    actor,
+    server: ToolServer,
+    *,
+    name: str | None = None,
+    url: str | None = None,
+    token: str | None = None,
+    timeout: int | None = None,
+) -> ToolServer:
+    """Change the server's settings; a new URL or token connects again to list the tools.
+
+    token: None keeps the stored one, "" removes it. A new URL needs the token entered again
+    (or removed), so a stored token never goes to a server it was not entered for."""
+    new_name = check_name(name) if name is not None else server.name
+    new_timeout = check_timeout(timeout) if timeout is not None else server.timeout
+    new_url = server.url
+    if url is not None and url.strip() != server.url:
+        new_url = await sync_to_async(check_url, thread_sensitive=False)(url)
+        if token is None and server.has_token:
+            raise ToolActionError(
+                "token_required",
+                "Enter the token again (or an empty one) when you change the server's URL.",
+                "token",
+            )
+    listing = None
+    if new_url != server.url or token is not None:
+        plain = token if token is not None else await sync_to_async(_token)(server)
+        listing = await fetch_listing(new_url, plain, new_timeout)
+    return await sync_to_async(_change)(
+        actor, server, new_name, new_url, token, new_timeout, listing
+    )
+
+
+def _change(actor, server, name, url, token, timeout, listing: Listing | None) -> ToolServer:
+    changes: dict[str, object] = {}
+    for field, value in (("name", name), ("url", url), ("timeout", timeout)):
+        if getattr(server, field) != value:
+            changes[field] = [getattr(server, field), value]
+            setattr(server, field, value)
+    if token is not None:
+        server.token_encrypted = crypto.encrypt(token) if token else ""
+        changes["token"] = "set" if token else "removed"  # never the token itself
+    try:
+        with transaction.atomic():
+            server.save(update_fields=["name", "url", "timeout", "token_encrypted"])
+            if listing is not None:
+                store_listing(server, listing)
+            if changes:
+                audit(
+                    server.team,
+                    actor,
+                    AuditAction.TOOL_SERVER_UPDATE,
+                    f"{_who(actor)} changed the tool server {server.name}"
+                    f" ({', '.join(sorted(changes))})",
+                    server=server.name,
+                    **changes,
+                )
+    except IntegrityError:
+        raise ToolActionError(
+            "name_taken", f"The team already has a server named {name}.", "name"
+        ) from None
+    return server
+
+
+def check_tool_names(server: ToolServer, names) -> None:
+    unknown = sorted(set(names) - set(server.tools.values_list("name", flat=True)))
+    if unknown:
+        raise ToolActionError("invalid", f"The server has no tool named {unknown[0]}.", "tools")
+
+
+def set_tool_choices(actor, server: ToolServer, choices: dict[str, dict[str, bool]]) -> None:
+    """choices: tool name -> {"enabled"?, "ask_first"?}; every name must be the server's."""
+    check_tool_names(server, choices)
+    tools = {tool.name: tool for tool in server.tools.all()}
+    changed = {}
+    with transaction.atomic():
+        for name, settings in choices.items():
+            tool = tools[name]
+            before = (tool.enabled, tool.ask_first)
+            tool.enabled = settings.get("enabled", tool.enabled)
+            tool.ask_first = settings.get("ask_first", tool.ask_first)
+            if (tool.enabled, tool.ask_first) != before:
+                tool.save(update_fields=["enabled", "ask_first"])
+                changed[name] = {"enabled": tool.enabled, "ask_first": tool.ask_first}
+        if changed:
+            audit(
+                server.team,
+                actor,
+                AuditAction.TOOL_UPDATE,
+                f"{_who(actor)} changed tools of {server.name}: {', '.join(sorted(changed))}"[:300],
+                server=server.name,
+                tools=changed,
+            )
+
+
+def delete_server(actor, server: ToolServer) -> None:
+    with transaction.atomic():
+        audit(
+            server.team,
+            actor,
+            AuditAction.TOOL_SERVER_REMOVE,
+            f"{_who(actor)} removed the tool server {server.name}",
+            server=server.name,
+            url=server.url,
+        )
+        server.delete()

@@ -1,0 +1,119 @@
+"""Connections to team tool servers, under the same guard as team provider URLs.
+
+The MCP SDK speaks HTTP through httpx2 (its own fork of httpx), so the provider's guarded
+transport (chatapp.teams.network, on httpx) cannot be handed to it; this is the same guard
+on httpx2's connection pool: every connection resolves the host itself, refuses private,
+loopback, link-local and other non-public addresses (unless LLAMA_ALLOW_PRIVATE_PROVIDER_URLS)
+and connects to exactly the addresses it checked; plain http only when private addresses are
+allowed; no proxies from the environment; no redirects (the SDK follows none off the origin).
+"""
+
+import socket
+import typing
+
+import anyio
+import httpcore2
+import httpx2
+
+from chatapp.llm.client import USER_AGENT
+from chatapp.teams.network import ALLOW_SETTING, blocked_address, private_allowed
+
+
+class ToolServerRefused(Exception):
+    """The tool server's address may not be reached from this site; nothing was sent."""
+
+
+def refusal(host: str, address: str) -> str:
+    return (
+        f"The tool server {host} resolves to {address}, which is not a public address:"
+        f" tool servers must be reachable on the internet (a site admin can allow private"
+        f" addresses with {ALLOW_SETTING})."
+    )
+
+
+class GuardedNetworkBackend(httpcore2.AsyncNetworkBackend):
+    def __init__(self) -> None:
+        self._inner = httpcore2.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: typing.Iterable[typing.Any] | None = None,
+    ) -> httpcore2.AsyncNetworkStream:
+        addresses = await self._resolve(host, port, timeout)
+        if bad := blocked_address(host, addresses):
+            raise ToolServerRefused(refusal(host, bad))
+        error: Exception = httpcore2.ConnectError(f"No address found for {host}")
+        for address in addresses:  # connect to exactly the addresses that were checked
+            try:
+                return await self._inner.connect_tcp(
+                    address, port, timeout, local_address, socket_options
+                )
+            except httpcore2.ConnectError as exc:
+                error = exc
+        raise error
+
+    async def connect_unix_socket(self, path, timeout=None, socket_options=None):
+        raise ToolServerRefused("Tool servers cannot use unix sockets.")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+    async def _resolve(self, host: str, port: int, timeout: float | None) -> list[str]:
+        try:
+            with anyio.fail_after(timeout):
+                infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except TimeoutError:
+            raise httpcore2.ConnectTimeout(f"Resolving {host} timed out") from None
+        except (OSError, UnicodeError) as exc:
+            raise httpcore2.ConnectError(f"Could not resolve {host}: {exc}") from None
+        return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+class Trouble:
+    """What went wrong on one connection: the MCP SDK reports HTTP failures only vaguely."""
+
+    def __init__(self) -> None:
+        self.error: Exception | None = None
+        self.status: int | None = None
+
+
+class GuardedTransport(httpx2.AsyncHTTPTransport):
+    def __init__(self, trouble: Trouble) -> None:
+        super().__init__(trust_env=False)  # a proxy would connect for us, unchecked
+        self.trouble = trouble
+        # httpx2 has no public hook for the network backend: give it a pool that uses ours.
+        self._pool = httpcore2.AsyncConnectionPool(
+            ssl_context=httpx2.create_ssl_context(trust_env=False),
+            max_connections=10,
+            network_backend=GuardedNetworkBackend(),
+        )
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        try:
+            if request.url.scheme != "https" and not private_allowed():
+                raise ToolServerRefused("Tool server URLs must use https.")
+            response = await super().handle_async_request(request)
+        except Exception as exc:
+            self.trouble.error = exc
+            raise
+        if response.status_code >= 400:
+            self.trouble.status = response.status_code
+        return response
+
+
+def guarded_client(token: str, timeout: float, trouble: Trouble) -> httpx2.AsyncClient:
+    """A client for one tool server connection; the caller closes it."""
+    headers = {"User-Agent": USER_AGENT}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return httpx2.AsyncClient(
+        transport=GuardedTransport(trouble),
+        headers=headers,
+        timeout=httpx2.Timeout(timeout),
+        follow_redirects=False,
+        trust_env=False,
+    )

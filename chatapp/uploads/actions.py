@@ -1,0 +1,106 @@
+"""The uploads' write path: store a checked file, delete one, sweep the never-sent ones."""
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.db import transaction
+from django.utils import timezone
+
+from chatapp.llm import MODEL_CONTEXT_LIMITS
+from chatapp.teams.usage import storage_use
+from chatapp.uploads.models import Upload
+from chatapp.uploads.validation import CheckedFile, Limits, UploadRefused, check_file
+
+log = logging.getLogger(__name__)
+
+# About four characters per token: no document longer than the largest window can be read.
+CHARS_PER_TOKEN = 4
+
+
+def limits() -> Limits:
+    return Limits(
+        max_bytes=settings.UPLOAD_MAX_FILE_BYTES,
+        max_pixels=settings.UPLOAD_MAX_IMAGE_PIXELS,
+        max_side=settings.UPLOAD_IMAGE_MAX_SIDE,
+        max_text_chars=CHARS_PER_TOKEN * max(MODEL_CONTEXT_LIMITS.values()),
+    )
+
+
+def read_limited(file, max_bytes: int) -> bytes:
+    """At most one byte more than allowed, so an oversized file is known without reading it all."""
+    file.seek(0)
+    return file.read(max_bytes + 1)
+
+
+def create_upload(user, team, name: str, data: bytes) -> Upload:
+    """Check the file and store it for the user in the team; UploadRefused changes nothing."""
+    checked = check_file(name, data, limits())
+    with transaction.atomic():
+        _check_quota(team, checked)
+        upload = Upload(
+            owner=user,
+            team=team,
+            kind=checked.kind,
+            name=checked.name,
+            content_type=checked.content_type,
+            size=len(checked.data),
+            width=checked.width,
+            height=checked.height,
+            pages=checked.pages,
+            text=checked.text,
+        )
+        upload.file.save(checked.name, ContentFile(checked.data), save=False)
+        try:
+            upload.save()
+        except Exception:  # a failed insert leaves no file behind
+            upload.file.delete(save=False)
+            raise
+    return upload
+
+
+def _check_quota(team, checked: CheckedFile) -> None:
+    if not settings.UPLOAD_TEAM_QUOTA_BYTES:
+        return
+    # Uploads of one team queue here, so two at once cannot both squeeze under the quota.
+    type(team).objects.select_for_update().only("pk").get(pk=team.pk)
+    use = storage_use(team)
+    used, quota = use.used, use.quota
+    if used + len(checked.data) > quota:
+        raise UploadRefused(
+            "storage_quota_exceeded",
+            f"Your team has used {used / 1024**2:.1f} MB of its {quota / 1024**2:.0f} MB for"
+            " files: delete old conversations with attachments, or ask an admin for more.",
+        )
+
+
+def delete_upload(upload: Upload) -> None:
+    upload.delete()  # the file follows once committed (signals.py)
+
+
+def sweep_unattached(max_age_hours: float | None = None) -> int:
+    """Delete uploads never sent with a message; returns how many went."""
+    if max_age_hours is None:
+        max_age_hours = settings.UPLOAD_UNATTACHED_HOURS
+    cutoff = timezone.now() - timedelta(hours=max_age_hours)
+    stale = Upload.objects.unattached().filter(created_at__lt=cutoff)
+    count = 0
+    for upload in list(stale):  # one by one, so each file goes with its row
+        upload.delete()
+        count += 1
+    if count:
+        log.info("Deleted %d uploads that were never sent", count)
+    return count
+
+
+def attach(uploads: list[Upload], message) -> None:
+    """Give the uploads to the message being saved; call inside its transaction."""
+    ids = [upload.pk for upload in uploads]
+    attached = Upload.objects.filter(pk__in=ids, message__isnull=True).update(message=message)
+    if attached != len(ids):  # deleted or sent from another tab since the plan was made
+        raise UploadRefused(
+            "attachment_used", "An attached file was deleted or sent meanwhile: attach it again."
+        )
+    for upload in uploads:
+        upload.message = message

@@ -1,0 +1,76 @@
+"""`POST /api/uploads/` stores a checked file; `GET|DELETE /api/uploads/<id>/` serve and remove it.
+
+Files are never served from a public URL: every read goes through readable_by (404 otherwise).
+The conventions (errors, auth, CSRF) are chatapp.core.api's.
+"""
+
+from typing import Annotated, Literal
+
+from django.http import FileResponse, HttpRequest, HttpResponse
+from ninja import Field, File, Path, Router, Schema, Status, UploadedFile
+
+from chatapp.core.api import MAX_ID, ApiError, responses
+from chatapp.teams.services import current_team
+from chatapp.uploads import actions
+from chatapp.uploads.models import get_upload_for_user
+from chatapp.uploads.validation import UploadRefused
+
+router = Router(tags=["uploads"])
+FILE_FIELD = File(None, description="The image or document")
+UploadId = Annotated[int, Path(ge=1, le=MAX_ID)]
+FILE_ANSWER = {
+    200: {
+        "description": "The file itself: an image inline, a document as a download",
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+
+
+class UploadOut(Schema):
+    id: int
+    kind: Literal["image", "document"]
+    name: str
+    content_type: str
+    bytes: int
+    width: int | None
+    height: int | None
+    pages: int | None = Field(description="A PDF's page count")
+
+
+@router.post("/uploads/", response=responses({201: UploadOut}))
+def upload_create(request: HttpRequest, file: UploadedFile | None = FILE_FIELD):
+    if file is None:
+        raise ApiError(
+            400, "missing_file", "Send the file as multipart form data in the field 'file'.", "file"
+        )
+    try:
+        data = actions.read_limited(file, actions.limits().max_bytes)
+        upload = actions.create_upload(request.user, current_team(request), file.name or "", data)
+    except UploadRefused as refused:
+        raise ApiError(400, refused.code, refused.message, "file") from None
+    return Status(201, upload.summary())
+
+
+@router.get(
+    "/uploads/{int:upload_id}/",
+    response=responses({200: None}),
+    openapi_extra={"responses": FILE_ANSWER},
+)
+def upload_file(request: HttpRequest, upload_id: UploadId):
+    upload = get_upload_for_user(request.user, upload_id)
+    # Images show in the page; documents always download, so no file is ever rendered as HTML.
+    return FileResponse(
+        upload.file.open("rb"),
+        as_attachment=not upload.is_image,
+        filename=upload.name,
+        content_type=upload.content_type,
+    )
+
+
+@router.delete("/uploads/{int:upload_id}/", response=responses({204: None}))
+def upload_delete(request: HttpRequest, upload_id: UploadId):
+    upload = get_upload_for_user(request.user, upload_id)
+    if upload.owner_id != request.user.pk:
+        raise ApiError(403, "forbidden", "Only the person who uploaded a file can delete it.")
+    actions.delete_upload(upload)
+    return HttpResponse(status=204)

@@ -1,0 +1,96 @@
+"""Attachments as the model reads them: documents as named context blocks, images as data URLs.
+
+A user message with attachments goes upstream with a list as its content: one text part per
+document, the question's text part, then one image_url part per image (the same shape in the
+native Llama API and the OpenAI-compatible one).
+"""
+
+import base64
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from django.conf import settings
+
+from chatapp.uploads.models import Upload
+from chatapp.uploads.validation import UploadRefused
+
+
+def sees_images(model: str) -> bool:
+    """Whether the model understands images; the model list does not say, the site does."""
+    return model in settings.LLAMA_IMAGE_MODELS
+
+
+def document_block(upload: Upload) -> str:
+    """A document's text framed with its name (and its page count for PDFs)."""
+    pages = f' pages="{upload.pages}"' if upload.pages else ""
+    return f'<document name="{upload.name}"{pages}>\n{upload.text}\n</document>'
+
+
+def image_part(upload: Upload) -> dict[str, Any]:
+    with upload.file.open("rb") as file:
+        encoded = base64.b64encode(file.read()).decode("ascii")
+    url = f"data:{upload.content_type};base64,{encoded}"
+    return {"type": "image_url", "image_url": {"url": url}}
+
+
+def message_content(
+    text: str, uploads: Iterable[Upload], show_images: Iterable[int] = ()
+) -> str | list[dict[str, Any]]:
+    """The content of a user message: its text alone, or its parts when it has attachments.
+
+    `show_images` holds the ids of the images the model gets; the others are named in a line of
+    text, so the model knows an image was there.
+    """
+    uploads = list(uploads)
+    if not uploads:
+        return text
+    shown = set(show_images)
+    parts = [{"type": "text", "text": document_block(u)} for u in uploads if not u.is_image]
+    hidden = [u.name for u in uploads if u.is_image and u.pk not in shown]
+    if hidden:
+        names = ", ".join(hidden)
+        parts.append({"type": "text", "text": f"[Images no longer shown to you: {names}]"})
+    if text.strip():
+        parts.append({"type": "text", "text": text})
+    parts += [image_part(u) for u in uploads if u.is_image and u.pk in shown]
+    return parts
+
+
+def uploads_to_send(user: Any, upload_ids: Sequence[int], model: str) -> list[Upload]:
+    """The user's unsent uploads for a new message, in the order given; UploadRefused else."""
+    cap = settings.UPLOAD_MAX_FILES_PER_MESSAGE
+    if len(upload_ids) > cap:
+        raise UploadRefused("too_many_files", f"Attach at most {cap} files to one message.")
+    found = {u.pk: u for u in Upload.objects.filter(owner=user, pk__in=upload_ids)}
+    if len(found) != len(set(upload_ids)):
+        raise UploadRefused(
+            "not_found", "An attached file was deleted or is not yours: attach it again."
+        )
+    uploads = [found[upload_id] for upload_id in dict.fromkeys(upload_ids)]
+    sent = next((u for u in uploads if u.message_id is not None), None)
+    if sent is not None:
+        raise UploadRefused(
+            "attachment_used", f"{sent.name} was already sent with a message: attach it again."
+        )
+    total, most = sum(u.size for u in uploads), settings.UPLOAD_MAX_MESSAGE_BYTES
+    if total > most:
+        raise UploadRefused(
+            "attachments_too_large",
+            f"The files come to {total / 1024**2:.1f} MB; one message may carry"
+            f" {most / 1024**2:.0f} MB: send some of them with another message.",
+        )
+    if any(u.is_image for u in uploads) and not sees_images(model):
+        raise UploadRefused(
+            "model_cannot_see_images",
+            f"{model} does not understand images: choose a model that does (Llama 4), or"
+            " remove the images.",
+        )
+    return uploads
+
+
+def shown_images(uploads_by_turn: Iterable[Iterable[Upload]], model: str) -> set[int]:
+    """The images the model gets: the newest ones of the conversation, up to the cap."""
+    if not sees_images(model):
+        return set()
+    images = [u.pk for uploads in uploads_by_turn for u in uploads if u.is_image]
+    return set(images[-settings.UPLOAD_CONTEXT_MAX_IMAGES :])

@@ -1,0 +1,255 @@
+"""What an uploaded file really is, decided by its bytes: a clean image, a document's text, or
+a refusal with a stable code and a message the user can act on.
+
+Images are decoded and encoded again, so nothing but pixels survives: no EXIF or GPS, no
+comments, nothing appended after the image. Documents keep their bytes (for download) and give
+their text to the model.
+"""
+
+import io
+import re
+import warnings
+import zipfile
+from dataclasses import dataclass
+from pathlib import PurePath
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+from pypdf import PdfReader
+
+IMAGE_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jpe", ".webp", ".gif"}
+PDF_TYPE = "application/pdf"
+TEXT_TYPES = {".md": "text/markdown", ".markdown": "text/markdown", ".csv": "text/csv"}
+TEXT_SUFFIXES = {
+    *TEXT_TYPES,
+    *(
+        ".txt .text .log .tsv .json .jsonl .yaml .yml .toml .ini .cfg .conf .xml .html .htm .css"
+        " .py .pyi .js .mjs .ts .tsx .jsx .java .kt .scala .c .h .cc .cpp .hpp .cs .go .rs .rb"
+        " .php .swift .m .r .jl .lua .pl .sh .bash .zsh .ps1 .sql .proto .graphql .tex .rst"
+        " .env.example .dockerfile .gitignore .vue .svelte .dart .ex .exs .erl .hs .clj .el"
+    ).split(),
+}
+TEXT_NAMES = {"dockerfile", "makefile", "readme", "license", "changelog"}
+# What a file of another kind that also passes as an image carries (a polyglot): a PDF header
+# where readers look for one, markup a browser would run, an archive directory.
+PDF_HEADER_WINDOW = 1024
+MARKUP = re.compile(rb"<\s*(?:script|html|svg|iframe|object|embed|body)[\s/>]|<\?php", re.I)
+NAME_LENGTH = 200
+UNSAFE_NAME_CHARACTERS = re.compile(r"[\x00-\x1f\x7f/\\\"<>]")
+IMAGE_KINDS = "a PNG, JPEG, WebP or GIF image"
+DOCUMENT_KINDS = "a text, Markdown, CSV, source code or PDF file"
+
+
+def accepted_suffixes() -> list[str]:
+    """The file name endings a file picker offers (files are still judged by their bytes)."""
+    return sorted({*IMAGE_SUFFIXES, ".pdf", *TEXT_SUFFIXES})
+
+
+class UploadRefused(Exception):
+    """A file the chat does not take; `code` is stable, `message` says what to do instead."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_bytes: int
+    max_pixels: int
+    max_side: int
+    max_text_chars: int
+
+
+@dataclass(frozen=True)
+class CheckedFile:
+    kind: str  # "image" or "document"
+    name: str
+    content_type: str
+    data: bytes  # what is stored: the re-encoded image, or the document as uploaded
+    width: int | None = None
+    height: int | None = None
+    pages: int | None = None
+    text: str = ""  # a document's text, with page markers for PDFs
+
+
+def check_file(name: str, data: bytes, limits: Limits) -> CheckedFile:
+    name = clean_name(name)
+    if not data:
+        raise UploadRefused("empty_file", f"{name} is empty: choose a file with something in it.")
+    if len(data) > limits.max_bytes:
+        raise UploadRefused(
+            "file_too_large",
+            f"{name} is {_size(len(data))}; files may be at most {_size(limits.max_bytes)}.",
+        )
+    image = _open_image(name, data, limits)
+    if image is not None:
+        return _clean_image(name, data, image, limits)
+    suffix = PurePath(name).suffix.lower()
+    if data.startswith(b"%PDF-"):
+        return _pdf(name, data, limits)
+    if suffix in IMAGE_SUFFIXES:
+        raise UploadRefused(
+            "invalid_image", f"{name} is named like an image but its bytes are not {IMAGE_KINDS}."
+        )
+    if suffix in TEXT_SUFFIXES or PurePath(name).stem.lower() in TEXT_NAMES:
+        return _text(name, data, limits)
+    raise UploadRefused(
+        "unsupported_type", f"{name} cannot be attached: attach {IMAGE_KINDS}, or {DOCUMENT_KINDS}."
+    )
+
+
+def clean_name(name: str) -> str:
+    """The base name, without path or control characters, short enough to show."""
+    base = PurePath((name or "").replace("\\", "/")).name
+    base = UNSAFE_NAME_CHARACTERS.sub("", base).strip() or "file"
+    if len(base) > NAME_LENGTH:
+        suffix = PurePath(base).suffix[:20]
+        base = base[: NAME_LENGTH - len(suffix)] + suffix
+    return base
+
+
+# --- images ----------------------------------------------------------------------------
+
+
+def _open_image(name: str, data: bytes, limits: Limits) -> Image.Image | None:
+    """The image the bytes hold (header read only, nothing decoded yet), or None."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise _too_many_pixels(name, limits) from None
+    except UnidentifiedImageError:
+        return None
+    except (OSError, ValueError, SyntaxError):  # Pillow's plugins raise these for broken headers
+        raise _damaged(name) from None
+    if image.format not in IMAGE_TYPES:
+        raise UploadRefused(
+            "unsupported_type",
+            f"{name} is a {image.format} image: save it as PNG or JPEG and attach that.",
+        )
+    if image.width * image.height > limits.max_pixels:
+        raise _too_many_pixels(name, limits)
+    return image
+
+
+def _clean_image(name: str, data: bytes, image: Image.Image, limits: Limits) -> CheckedFile:
+    _refuse_polyglot(name, data)
+    image_format = str(image.format)  # one of IMAGE_TYPES: _open_image checked it
+    try:
+        image.load()  # decodes every byte: a truncated or corrupt image fails here
+        image = ImageOps.exif_transpose(image)  # keep the photo upright once EXIF is gone
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        raise _damaged(name) from None
+    if max(image.size) > limits.max_side:
+        image.thumbnail((limits.max_side, limits.max_side), Image.Resampling.LANCZOS)
+    output = io.BytesIO()
+    if image_format == "JPEG":
+        if image.mode != "RGB":
+            image = image.convert("RGB")
+        image.save(output, "JPEG", quality=90, optimize=True)
+    elif image_format == "WEBP":
+        image.save(output, "WEBP", quality=90)
+    elif image_format == "GIF":
+        image.save(output, "GIF")  # the first frame: the model reads one picture
+    else:
+        if image.mode not in ("1", "L", "LA", "P", "RGB", "RGBA", "I", "I;16"):
+            image = image.convert("RGBA")
+        image.save(output, "PNG", optimize=True)
+    return CheckedFile(
+        kind="image",
+        name=name,
+        content_type=IMAGE_TYPES[image_format],
+        data=output.getvalue(),
+        width=image.width,
+        height=image.height,
+    )
+
+
+def _refuse_polyglot(name: str, data: bytes) -> None:
+    is_pdf = b"%PDF-" in data[:PDF_HEADER_WINDOW]
+    if is_pdf or MARKUP.search(data) or zipfile.is_zipfile(io.BytesIO(data)):
+        raise UploadRefused(
+            "polyglot_file",
+            f"{name} is an image with another kind of file (a PDF, an archive or web page)"
+            " inside it: save the picture again as a plain image and attach that.",
+        )
+
+
+def _too_many_pixels(name: str, limits: Limits) -> UploadRefused:
+    return UploadRefused(
+        "image_too_large",
+        f"{name} declares more than {limits.max_pixels:,} pixels: scale it down and retry.",
+    )
+
+
+def _damaged(name: str) -> UploadRefused:
+    return UploadRefused(
+        "invalid_image",
+        f"{name} is damaged or cut short and cannot be read: save it again and retry.",
+    )
+
+
+# --- documents -------------------------------------------------------------------------
+
+
+def _text(name: str, data: bytes, limits: Limits) -> CheckedFile:
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = None
+    if text is None or "\x00" in text:
+        raise UploadRefused(
+            "unsupported_type",
+            f"{name} is not UTF-8 text: attach {DOCUMENT_KINDS} saved as UTF-8.",
+        )
+    if not text.strip():
+        raise UploadRefused("empty_file", f"{name} has no text in it.")
+    _check_length(name, text, limits)
+    content_type = TEXT_TYPES.get(PurePath(name).suffix.lower(), "text/plain")
+    return CheckedFile(kind="document", name=name, content_type=content_type, data=data, text=text)
+
+
+def _pdf(name: str, data: bytes, limits: Limits) -> CheckedFile:
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise UploadRefused(
+                "pdf_encrypted",
+                f"{name} is protected by a password: save an unprotected copy and attach that.",
+            )
+        pages = [(page.extract_text() or "").strip() for page in reader.pages]
+    except UploadRefused:
+        raise
+    except Exception:  # pypdf raises many types for a broken file; all mean the same here
+        raise UploadRefused(
+            "invalid_pdf", f"{name} is not a readable PDF: save it again and retry."
+        ) from None
+    if not any(pages):
+        raise UploadRefused(
+            "pdf_has_no_text",
+            f"{name} has no text layer (it looks like a scan): run it through OCR, or attach"
+            " the pages as images.",
+        )
+    text = "\n\n".join(f"[Page {number}]\n{page}" for number, page in enumerate(pages, 1))
+    _check_length(name, text, limits)
+    return CheckedFile(
+        kind="document", name=name, content_type=PDF_TYPE, data=data, pages=len(pages), text=text
+    )
+
+
+def _check_length(name: str, text: str, limits: Limits) -> None:
+    if len(text) > limits.max_text_chars:
+        raise UploadRefused(
+            "document_too_large",
+            f"{name} holds {len(text):,} characters of text, more than any model here can read"
+            f" at once ({limits.max_text_chars:,}): attach the part you need.",
+        )
+
+
+def _size(count: int) -> str:
+    if count >= 1024 * 1024:
+        return f"{count / (1024 * 1024):.1f} MB"
+    return f"{max(1, count // 1024)} KB"

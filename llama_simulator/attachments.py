@@ -1,0 +1,90 @@
+"""What a chat request carries besides text: images (data URLs) and documents (context blocks).
+
+The simulator reads them as the real API would (an image that does not decode is a 400) and
+says what it received in its answer, so a test can tell the bytes arrived.
+"""
+
+import base64
+import binascii
+import io
+import re
+from dataclasses import dataclass, field
+
+from PIL import Image, UnidentifiedImageError
+
+DATA_URL = re.compile(r"data:(image/[\w.+-]+);base64,(.*)", re.S)
+DOCUMENT = re.compile(r'<document name="([^"]*)"(?: pages="(\d+)")?>')
+
+
+class ContentError(ValueError):
+    """A content part the API would refuse."""
+
+
+@dataclass
+class Received:
+    images: list[tuple[int, int]] = field(default_factory=list)  # (width, height)
+    documents: list[str] = field(default_factory=list)  # "name (1 page)", "name (N pages)"
+
+    def summary(self) -> str | None:
+        if not self.images and not self.documents:
+            return None
+        said = []
+        if self.images:
+            sizes = ", ".join(f"{w}×{h}" for w, h in self.images)
+            said.append(f"{_count(len(self.images), 'image')} ({sizes})")
+        if self.documents:
+            said.append(f"{_count(len(self.documents), 'document')}: {', '.join(self.documents)}")
+        return "Received " + " and ".join(said)
+
+
+def received(messages: list[dict]) -> Received:
+    """Every image and document block in the request; ContentError for a broken image."""
+    found = Received()
+    for message in messages:
+        content = message.get("content")
+        if not isinstance(content, list):
+            continue
+        for part in content:
+            if not isinstance(part, dict):
+                raise ContentError("Each content part must be an object with a type.")
+            if part.get("type") == "image_url":
+                found.images.append(_image_size(part))
+            elif part.get("type") == "text":
+                for name, pages in DOCUMENT.findall(part.get("text") or ""):
+                    unit = "page" if pages == "1" else "pages"
+                    found.documents.append(f"{name} ({pages} {unit})" if pages else name)
+            else:
+                raise ContentError(f"Unsupported content part type {part.get('type')!r}.")
+    return found
+
+
+def question_text(message: dict) -> str:
+    """A user message's own words: its text parts that are not document blocks."""
+    content = message.get("content") or ""
+    if isinstance(content, str):
+        return content
+    texts = [
+        p.get("text") or "" for p in content if isinstance(p, dict) and p.get("type") == "text"
+    ]
+    return "\n".join(t for t in texts if not DOCUMENT.match(t))
+
+
+def _image_size(part: dict) -> tuple[int, int]:
+    url = (
+        (part.get("image_url") or {}).get("url")
+        if isinstance(part.get("image_url"), dict)
+        else None
+    )
+    match = DATA_URL.fullmatch(url or "")
+    if match is None:
+        raise ContentError("image_url.url must be a data:image/...;base64 URL.")
+    try:
+        data = base64.b64decode(match.group(2), validate=True)
+        with Image.open(io.BytesIO(data)) as image:
+            return image.size
+    except (binascii.Error, UnidentifiedImageError, OSError):
+        raise ContentError("image_url: the data is not a readable image.") from None
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"

@@ -1,0 +1,39 @@
+"""The simulator's command line, shared by `python -m llama_simulator` and the Django command."""
+
+import argparse
+
+from .app import Simulator
+from .server import serve
+
+DESCRIPTION = (
+    "Run the Llama API simulator: the native API under /v1 and the OpenAI-compatible API "
+    "under /compat/v1 (see llama_simulator/README.md for fault-injection directives)."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8100)
+    parser.add_argument("--tokens-per-second", type=float, default=40.0)
+    parser.add_argument("--first-token-delay", type=float, default=0.3, help="seconds")
+    parser.add_argument(
+        "--api-key",
+        default=None,
+        help='accept only this Bearer key (default: any key except "bad-key")',
+    )
+
+
+def run(
+    *, host: str, port: int, tokens_per_second: float, first_token_delay: float, api_key: str | None
+) -> None:
+    app = Simulator(
+        tokens_per_second=tokens_per_second, first_token_delay=first_token_delay, api_key=api_key
+    )
+    print(f"Llama API simulator on http://{host}:{port}/v1 and /compat/v1", flush=True)
+    serve(host, port, app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m llama_simulator", description=DESCRIPTION)
+    add_arguments(parser)
+    run(**vars(parser.parse_args(argv)))

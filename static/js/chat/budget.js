@@ -1,0 +1,46 @@
+// The composer's budget meters: drawn by the server at page load, redrawn from /api/budget/
+// after each answer, so a person sees the team's budget and their own limit fill up.
+
+import { api } from "./api.js";
+
+const REFRESH_DELAY_MS = 500; // answers ending close together cause one fetch
+
+export class BudgetMeters {
+  constructor(container) {
+    this.container = container;
+    this.timer = null;
+  }
+
+  /** Ask for the numbers again a moment after an answer ended. */
+  refreshSoon() {
+    if (!this.container) return;
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.refresh(), REFRESH_DELAY_MS);
+  }
+
+  async refresh() {
+    let data;
+    try {
+      data = await api("/api/budget/");
+    } catch {
+      return; // the meters keep their last numbers; the next answer tries again
+    }
+    this.render(data.meters);
+  }
+
+  render(meters) {
+    for (const meter of meters) {
+      const row = this.container.querySelector(`.budget-meter[data-kind="${meter.kind}"]`);
+      if (!row) continue; // a limit set since the page loaded shows on the next load
+      row.className = `budget-meter budget-${meter.level}`;
+      const bar = row.querySelector("meter");
+      bar.value = Math.min(meter.used, meter.limit);
+      bar.textContent = `${meter.percent}%`;
+      bar.setAttribute("aria-label", `${meter.label}: ${meter.percent}% used`);
+      const text = row.querySelector(".budget-text");
+      text.textContent = meter.message;
+      if (meter.level === "ok") text.removeAttribute("role");
+      else text.setAttribute("role", "status");
+    }
+  }
+}

@@ -1,0 +1,11 @@
+// A shared conversation's page: each message's text, sent as plain text, is shown as Markdown
+// through the chat's own renderer (marked, then DOMPurify). Without scripts the plain text stays.
+
+import { renderMarkdown } from "./markdown.js";
+
+for (const item of document.querySelectorAll(".shared-message")) {
+  const target = item.querySelector("[data-markdown]");
+  const source = item.querySelector("template.shared-source");
+  if (!target || !source) continue;
+  target.replaceChildren(renderMarkdown(source.content.textContent));
+}

@@ -1,0 +1,19 @@
+// "Copy link" beside each invitation link. When the browser refuses to copy, the link is
+// selected instead and the person is told to copy it themselves.
+import { copyText } from "../chat/clipboard.js";
+
+document.addEventListener("click", async (event) => {
+  const button = event.target.closest("[data-copy-target]");
+  if (!button) return;
+  const field = document.getElementById(button.dataset.copyTarget);
+  const status = document.getElementById(button.dataset.copyStatus);
+  if (!field || !status) return;
+  if (await copyText(field.value)) {
+    status.textContent = "Link copied.";
+    return;
+  }
+  field.focus();
+  field.select();
+  status.textContent =
+    "Your browser did not let the page copy: the link is selected, press Ctrl+C (⌘C on a Mac) to copy it.";
+});

@@ -1,0 +1,92 @@
+"""SIGNUP_POLICY: who may create an account, and the budget a new personal team starts with."""
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from chatapp.teams.actions import ensure_personal_team
+from chatapp.teams.models import Invitation, TeamPolicy
+from tests.conftest import PASSWORD
+
+User = get_user_model()
+
+
+def signup(client, username: str, email: str = "", next_url: str = ""):
+    data = {"username": username, "email": email, "password1": PASSWORD, "password2": PASSWORD}
+    query = f"?next={next_url}" if next_url else ""
+    return client.post(f"/accounts/signup/{query}", data)
+
+
+@pytest.fixture
+def invite_only(settings):
+    settings.SIGNUP_POLICY = "invite_only"
+    return settings
+
+
+def test_invite_only_is_the_default_when_debug_is_off(settings):
+    from tests.core.test_settings import loaded_setting
+
+    assert loaded_setting("SIGNUP_POLICY", SECRET_KEY="x" * 50) == "invite_only"
+    assert loaded_setting("SIGNUP_POLICY", SECRET_KEY="x" * 50, DEBUG="1") == "open"
+
+
+def test_the_first_account_can_always_sign_up(client, db, invite_only):
+    assert signup(client, "founder").status_code == 302
+    assert User.objects.get().is_superuser
+
+
+def test_invite_only_refuses_a_stranger_and_says_why(client, site_admin, invite_only):
+    page = client.get("/accounts/signup/")
+    assert b"by invitation only" in page.content
+    response = signup(client, "stranger", "stranger@example.com")
+    assert response.status_code == 403
+    assert b"ask a team admin for an invitation" in response.content
+    assert not User.objects.filter(username="stranger").exists()
+
+
+def test_invite_only_admits_whoever_holds_a_usable_link(client, team, owner, invite_only):
+    link = Invitation.objects.create(team=team, invited_by=owner)
+    response = signup(client, "nina", next_url=f"/invite/{link.token}/")
+    assert response.status_code == 302
+    assert User.objects.filter(username="nina").exists()
+
+
+def test_a_used_or_address_bound_invitation_admits_only_its_own_use(
+    client, team, owner, member, invite_only
+):
+    used = Invitation.objects.create(team=team, invited_by=owner, accepted_by=member)
+    used.accepted_at = used.created_at
+    used.save()
+    assert signup(client, "late", next_url=f"/invite/{used.token}/").status_code == 403
+    bound = Invitation.objects.create(team=team, invited_by=owner, email="bob@example.com")
+    response = signup(client, "eve", "eve@example.com", next_url=f"/invite/{bound.token}/")
+    assert response.status_code == 403
+    assert b"sign up with that address" in response.content
+    response = signup(client, "bob", "bob@example.com", next_url=f"/invite/{bound.token}/")
+    assert response.status_code == 302
+    assert not User.objects.filter(username__in=["late", "eve"]).exists()
+
+
+def test_domain_policy_admits_only_listed_domains(client, site_admin, settings):
+    settings.SIGNUP_POLICY = "domain"
+    settings.SIGNUP_ALLOWED_DOMAINS = ["example.com"]
+    assert b"example.com" in client.get("/accounts/signup/").content
+    for email in ("eve@evil.example", "eve@example.com.evil.example", ""):
+        assert signup(client, "eve", email).status_code == 403
+    assert signup(client, "ada", "Ada@Example.com").status_code == 302
+    assert list(User.objects.exclude(pk=site_admin.pk).values_list("username", flat=True)) == [
+        "ada"
+    ]
+
+
+def test_open_signup_admits_anyone(client, site_admin, settings):
+    settings.SIGNUP_POLICY = "open"
+    assert signup(client, "anyone").status_code == 302
+
+
+def test_a_new_personal_team_starts_with_the_site_budget(make_user, settings):
+    settings.PERSONAL_TEAM_MONTHLY_TOKEN_BUDGET = 50_000
+    team = ensure_personal_team(make_user("pat"))
+    assert TeamPolicy.objects.get(team=team).monthly_token_budget == 50_000
+    settings.PERSONAL_TEAM_MONTHLY_TOKEN_BUDGET = None
+    other = ensure_personal_team(make_user("quinn"))
+    assert not TeamPolicy.objects.filter(team=other).exists()

@@ -1,0 +1,201 @@
+"""`GET /api/me/` and `GET|PATCH /api/teams/<id>/policy/`."""
+
+import json
+
+import pytest
+from django.test import Client
+
+from chatapp.teams import actions
+from chatapp.teams.models import AuditEvent, Membership, Role, Team, TeamPolicy
+from chatapp.teams.services import SESSION_TEAM_KEY
+from tests.conftest import client_for
+
+SCOUT = "Llama-4-Scout-17B-16E-Instruct-FP8"
+SMALL = "Llama-3.3-8B-Instruct"
+
+
+def policy_url(team) -> str:
+    return f"/api/teams/{team.pk}/policy/"
+
+
+def patch(client, url: str, body) -> object:
+    data = body if isinstance(body, str) else json.dumps(body)
+    return client.patch(url, data, content_type="application/json")
+
+
+# --- /api/me/ ------------------------------------------------------------------------------
+
+
+def test_me_names_the_user_the_current_team_and_every_team(owner_client, owner, team):
+    other = Team.objects.create(name="Beta")
+    Membership.objects.create(team=other, user=owner, role=Role.MEMBER)
+    session = owner_client.session
+    session[SESSION_TEAM_KEY] = other.pk
+    session.save()
+    assert owner_client.get("/api/me/").json() == {
+        "id": owner.pk,
+        "username": "olivia",
+        "is_site_admin": False,
+        "current_team": {"id": other.pk, "name": "Beta", "role": "member"},
+        "teams": [
+            {"id": team.pk, "name": "Acme", "role": "owner"},
+            {"id": other.pk, "name": "Beta", "role": "member"},
+        ],
+    }
+
+
+def test_me_for_the_site_admin_without_a_team_gives_a_personal_team(site_admin):
+    data = client_for(Client(), site_admin).get("/api/me/").json()
+    assert data["is_site_admin"] is True
+    personal = Team.objects.get(personal_owner=site_admin)
+    assert data["current_team"] == {"id": personal.pk, "name": personal.name, "role": "owner"}
+    assert data["teams"] == [data["current_team"]]
+
+
+def test_me_is_401_for_anonymous_and_405_for_writes(member_client):
+    response = Client().get("/api/me/")
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "not_authenticated"
+    assert member_client.post("/api/me/").status_code == 405
+
+
+# --- /api/teams/<id>/policy/ ---------------------------------------------------------------
+
+
+def test_owner_reads_the_policy(owner_client, team):
+    TeamPolicy.objects.create(
+        team=team, allowed_models=[SCOUT, SMALL], default_model=SMALL, monthly_token_budget=900
+    )
+    assert owner_client.get(policy_url(team)).json() == {
+        "allowed_models": [SCOUT, SMALL],
+        "default_model": SMALL,
+        "default_temperature": None,
+        "default_top_p": None,
+        "default_max_tokens": None,
+        "max_tokens_limit": None,
+        "monthly_token_budget": 900,
+        "member_monthly_token_budget": None,
+        "rate_limit_per_minute": None,
+        "safety_input": "off",
+        "safety_output": "off",
+        "safety_categories": [],
+        "safety_on_error": "fail_open",
+        "data_card": "off",
+        "data_iban": "off",
+        "data_email": "off",
+        "data_phone": "off",
+        "data_api_key": "off",
+        "data_private_key": "off",
+        "data_patterns": [],
+        "retention_days": None,
+        "legal_hold": False,
+    }
+
+
+def test_a_team_without_a_policy_reads_as_the_sites_choice(owner_client, team):
+    data = owner_client.get(policy_url(team)).json()
+    assert data["allowed_models"] == [] and data["default_model"] is None
+
+
+@pytest.fixture
+def admin_client(admin_member):
+    return client_for(Client(), admin_member)
+
+
+def test_admin_patches_the_policy_and_it_is_audited_like_the_page(admin_client, team):
+    TeamPolicy.objects.create(team=team, rate_limit_per_minute=5)
+    body = {"allowed_models": [SMALL], "default_model": SMALL, "default_temperature": 0.2}
+    response = patch(admin_client, policy_url(team), body)
+    assert response.status_code == 200
+    data = response.json()
+    assert (data["allowed_models"], data["default_model"]) == ([SMALL], SMALL)
+    assert data["rate_limit_per_minute"] == 5  # left out: kept
+    stored = TeamPolicy.objects.get(team=team)
+    assert (stored.default_temperature, stored.rate_limit_per_minute) == (0.2, 5)
+    event = AuditEvent.objects.get(action="policy.update")
+    assert set(event.details["changes"]) == {
+        "allowed_models",
+        "default_model",
+        "default_temperature",
+    }
+
+
+def test_null_clears_a_field(owner_client, team):
+    TeamPolicy.objects.create(team=team, default_model=SMALL, monthly_token_budget=10)
+    response = patch(owner_client, policy_url(team), {"default_model": None})
+    assert response.json()["default_model"] is None
+    stored = TeamPolicy.objects.get(team=team)
+    assert (stored.default_model, stored.monthly_token_budget) == ("", 10)
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"default_temperature": 1.5}, "default_temperature"),  # the native API: 0 to 1
+        ({"default_temperature": -1}, "default_temperature"),
+        ({"default_top_p": 2}, "default_top_p"),
+        ({"default_max_tokens": 0}, "default_max_tokens"),
+        ({"default_max_tokens": 600, "max_tokens_limit": 500}, "default_max_tokens"),
+        ({"allowed_models": ["gpt-4"]}, "allowed_models"),
+        ({"allowed_models": [SMALL], "default_model": SCOUT}, "default_model"),
+        ({"monthly_token_budget": 0}, "monthly_token_budget"),
+        ({"rate_limit_per_minute": "3"}, "rate_limit_per_minute"),
+        ({"rate_limit_per_minute": 2.5}, "rate_limit_per_minute"),
+        ({"allowed_models": SMALL}, "allowed_models"),
+        ({"safety": "off"}, "safety"),
+        ("[]", None),
+        ("{oops", None),
+    ],
+)
+def test_bad_policies_are_400_and_change_nothing(owner_client, team, body, field):
+    TeamPolicy.objects.create(team=team, default_temperature=0.4)
+    response = patch(owner_client, policy_url(team), body)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "invalid" and error["message"]
+    assert error.get("field") == field
+    stored = TeamPolicy.objects.get(team=team)
+    assert (stored.default_temperature, stored.allowed_models) == (0.4, [])
+    assert not AuditEvent.objects.filter(action="policy.update").exists()
+
+
+def test_a_team_server_may_name_its_own_models(owner_client, owner, team):
+    actions.set_provider(
+        owner, team, base_url="https://9.9.9.8/v1", protocol="openai", api_key="k-123"
+    )
+    body = {"allowed_models": ["qwen-7b", "mistral"], "default_temperature": 1.5}
+    response = patch(owner_client, policy_url(team), body)
+    assert response.status_code == 200
+    assert TeamPolicy.objects.get(team=team).allowed_models == ["qwen-7b", "mistral"]
+
+
+def test_members_get_403_and_change_nothing(member_client, team):
+    assert member_client.get(policy_url(team)).status_code == 403
+    response = patch(member_client, policy_url(team), {"monthly_token_budget": 1})
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "forbidden"
+    assert not TeamPolicy.objects.filter(team=team).exists()
+
+
+def test_outsiders_get_404_whatever_the_body(outsider_client, team):
+    assert outsider_client.get(policy_url(team)).status_code == 404
+    for body in ({"monthly_token_budget": 1}, {"nonsense": True}, "not json"):
+        assert patch(outsider_client, policy_url(team), body).status_code == 404
+    assert not TeamPolicy.objects.filter(team=team).exists()
+
+
+def test_policy_writes_need_the_csrf_token(owner, team):
+    client = client_for(Client(enforce_csrf_checks=True), owner)
+    response = patch(client, policy_url(team), {"monthly_token_budget": 1})
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "csrf_failed"
+    client.get("/")
+    token = client.cookies["csrftoken"].value
+    response = client.patch(
+        policy_url(team),
+        json.dumps({"monthly_token_budget": 1}),
+        content_type="application/json",
+        HTTP_X_CSRFTOKEN=token,
+    )
+    assert response.status_code == 200
+    assert TeamPolicy.objects.get(team=team).monthly_token_budget == 1

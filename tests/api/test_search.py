@@ -1,0 +1,343 @@
+"""GET /api/conversations/?q=: ranked full-text search, on SQLite (FTS5) and PostgreSQL
+(DATABASE_URL=postgres://...: tsvector and a GIN index)."""
+
+import pytest
+from django.db import connection
+
+from chatapp.chat import search as search_module
+from chatapp.chat.models import Message, MessageStatus
+from chatapp.chat.search import Alternative, fts5_match, parse
+from chatapp.chat.search_index import repair_sqlite_index
+
+URL = "/api/conversations/"
+
+
+def search(client, q: str, page: int = 1) -> dict:
+    response = client.get(URL, {"q": q, "page": page})
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def titles(client, q: str) -> list[str]:
+    return [r["title"] for r in search(client, q)["results"]]
+
+
+def test_denser_matches_rank_first_whatever_their_age(member_client, member, make_conversation):
+    make_conversation(member, "Dense", messages=[("user", "alpaca wool: alpaca fleece, alpaca")])
+    make_conversation(member, "Unrelated", messages=[("user", "llamas carry loads")])
+    filler = " ".join(f"word{n}" for n in range(80))
+    make_conversation(member, "Passing", messages=[("assistant", f"{filler} one alpaca {filler}")])
+    assert titles(member_client, "alpaca") == ["Dense", "Passing"]
+
+
+def test_a_title_match_counts_beside_the_text(member_client, member, make_conversation):
+    make_conversation(member, "Alpaca care", messages=[("user", "how often to shear?")])
+    make_conversation(member, "Alpaca diet", messages=[("user", "do alpacas eat hay? alpaca")])
+    make_conversation(member, "Farm notes", messages=[("user", "the alpaca needs hay")])
+    results = search(member_client, "alpaca")["results"]
+    assert [r["title"] for r in results] == ["Alpaca diet", "Alpaca care", "Farm notes"]
+    assert results[1]["message_id"] is None and results[1]["snippet"] is None
+    assert results[0]["pinned"] is False
+    assert "alpaca needs hay" in results[2]["snippet"]
+
+
+def test_equal_matches_are_newest_first(member_client, member, make_conversation):
+    for name in ("First", "Second", "Third"):
+        make_conversation(member, name, messages=[("user", "the same question about yaks")])
+    assert titles(member_client, "yaks") == ["Third", "Second", "First"]
+
+
+def test_every_word_must_match_in_one_message(member_client, member, make_conversation):
+    make_conversation(member, "Both", messages=[("user", "Shearing season for alpacas")])
+    make_conversation(member, "Split", messages=[("user", "shearing"), ("assistant", "alpacas")])
+    assert titles(member_client, "alpacas shearing") == ["Both"]
+
+
+def test_quoted_phrases_match_words_in_order(member_client, member, make_conversation):
+    make_conversation(member, "In order", messages=[("user", "we need a red wool blanket")])
+    make_conversation(member, "Apart", messages=[("user", "wool, and a red blanket")])
+    assert titles(member_client, '"red wool"') == ["In order"]
+    assert titles(member_client, '"red wool') == ["In order"]  # an unclosed quote
+    assert sorted(titles(member_client, "red wool")) == ["Apart", "In order"]
+
+
+def test_a_minus_excludes_a_word_or_a_phrase(member_client, member, make_conversation):
+    make_conversation(member, "Sweater", messages=[("user", "knit a wool sweater")])
+    make_conversation(member, "Blanket", messages=[("user", "weave a wool blanket")])
+    assert titles(member_client, "wool -sweater") == ["Blanket"]
+    assert titles(member_client, 'wool -"wool blanket"') == ["Sweater"]
+    assert titles(member_client, "-sweater") == []  # nothing left to look for
+
+
+def test_or_joins_alternatives(member_client, member, make_conversation):
+    make_conversation(member, "Llamas", messages=[("user", "llama trekking in Peru")])
+    make_conversation(member, "Alpacas", messages=[("user", "alpaca farms in Chile")])
+    make_conversation(member, "Camels", messages=[("user", "camel rides in Egypt")])
+    assert sorted(titles(member_client, "llama OR alpaca")) == ["Alpacas", "Llamas"]
+    assert sorted(titles(member_client, "llama peru or camel")) == ["Camels", "Llamas"]
+    assert titles(member_client, "llama OR") == ["Llamas"]  # a dangling OR is a word no more
+
+
+def test_words_match_whole_words_in_any_case_and_script(member_client, member, make_conversation):
+    make_conversation(member, "Café", messages=[("user", "Ein Kaffee im CAFÉ? 東京 🦙 naïve")])
+    assert titles(member_client, "café") == ["Café"]
+    assert titles(member_client, "kaffee") == ["Café"]
+    assert titles(member_client, "naïve") == ["Café"]
+    assert titles(member_client, "Kaff") == []  # whole words, not parts of them
+
+
+def test_hyphenated_words_and_addresses_are_found_as_typed(
+    member_client, member, make_conversation
+):
+    make_conversation(
+        member, "Setup", messages=[("assistant", "the built-in simulator, ask ops@example.com")]
+    )
+    assert titles(member_client, "built-in simulator") == ["Setup"]
+    assert titles(member_client, "ops@example.com") == ["Setup"]
+
+
+ODD_QUERIES = [
+    '"',
+    '""',
+    "'",
+    "*",
+    "wool*",
+    "^wool",
+    "NEAR(wool blanket)",
+    "NEAR",
+    "wool NEAR/2 blanket",
+    "(wool",
+    "wool)",
+    "()",
+    "AND",
+    "NOT wool",
+    "OR",
+    "or or or",
+    "- -- ---",
+    "content:wool",
+    "{content}: wool",
+    "wool + blanket",
+    "a & b | !c <-> d",
+    ":*",
+    "\\",
+    "%",
+    "_",
+    "';DROP TABLE chat_message;--",
+    "\u200b",
+    "🦙",
+    "東京",
+    "ü" * 300,
+    ("wool " * 200).strip(),
+    "x" * 1000,
+    '"wool" -"blanket" OR "" -',
+]
+
+
+@pytest.mark.parametrize("q", ODD_QUERIES)
+def test_odd_queries_never_fail(member_client, member, make_conversation, q):
+    make_conversation(member, "Blanket", messages=[("user", "a wool blanket")])
+    data = search(member_client, q)
+    assert isinstance(data["results"], list)
+
+
+def test_operators_inside_a_query_are_searched_as_words(member_client, member, make_conversation):
+    make_conversation(member, "Near", messages=[("user", "sit near the fire")])
+    make_conversation(member, "Wool", messages=[("user", "a wool blanket")])
+    assert titles(member_client, "NEAR") == ["Near"]
+    assert titles(member_client, "wool*") == ["Wool"]
+    assert titles(member_client, "(wool)") == ["Wool"]
+
+
+def test_a_query_over_the_length_limit_is_400(member_client):
+    assert member_client.get(URL, {"q": "x" * 1000}).status_code == 200
+    response = member_client.get(URL, {"q": "x" * 1001})
+    assert response.status_code == 400
+    assert response.json()["error"]["field"] == "q"
+
+
+def test_other_peoples_text_and_titles_are_never_found(
+    member_client, member, outsider, make_conversation
+):
+    make_conversation(outsider, "Secret yak plans", messages=[("user", "the yak treasure map")])
+    make_conversation(member, "Mine", messages=[("user", "something else")])
+    for q in ("yak", "treasure", '"treasure map"', "yak OR unrelated", "plans"):
+        assert search(member_client, q)["results"] == [], q
+
+
+def test_temporary_chats_are_never_found(member_client, member, make_conversation):
+    make_conversation(member, "Fleeting", messages=[("user", "quokka")], temporary=True)
+    make_conversation(member, "Quokka", temporary=True)
+    assert search(member_client, "quokka")["results"] == []
+
+
+def test_withheld_answers_are_never_searched_or_shown(member_client, member, make_conversation):
+    chat = make_conversation(member, "Screened", messages=[("user", "tell me something")])
+    Message.objects.create(
+        conversation=chat,
+        role="assistant",
+        content="the forbidden recipe, and something",
+        status=MessageStatus.BLOCKED,
+    )
+    assert search(member_client, "forbidden")["results"] == []
+    found = search(member_client, "something")["results"]
+    assert [r["message_id"] for r in found] == [chat.messages.get(role="user").pk]
+    assert "forbidden" not in found[0]["snippet"]
+
+
+def test_only_questions_and_answers_are_searched(member_client, member, make_conversation):
+    make_conversation(
+        member,
+        "Tools",
+        messages=[("system", "you are a secretive assistant"), ("user", "what is the weather")],
+    )
+    assert search(member_client, "secretive")["results"] == []
+    assert titles(member_client, "weather") == ["Tools"]
+
+
+def test_the_snippet_holds_the_match_and_the_message_id_names_it(
+    member_client, member, make_conversation
+):
+    long_text = " ".join(f"filler{n}" for n in range(200))
+    chat = make_conversation(
+        member,
+        "Long",
+        messages=[
+            ("user", "a question"),
+            ("assistant", f"{long_text} then card the vicuña fibre gently {long_text}"),
+        ],
+    )
+    [found] = search(member_client, "vicuña")["results"]
+    assert found["message_id"] == chat.messages.get(role="assistant").pk
+    assert "card the vicuña fibre" in found["snippet"]
+    assert found["snippet"].startswith("…") and found["snippet"].endswith("…")
+    assert len(found["snippet"]) < 300
+    assert "\n" not in found["snippet"]
+
+
+def test_a_short_message_is_its_own_snippet(member_client, member, make_conversation):
+    make_conversation(member, "Short", messages=[("user", "Shear\nthe  alpaca")])
+    [found] = search(member_client, "alpaca")["results"]
+    assert found["snippet"] == "Shear the alpaca"
+
+
+def test_edited_and_deleted_text_is_found_as_it_now_is(member_client, member, make_conversation):
+    chat = make_conversation(member, "Draft", messages=[("user", "first draft about llamas")])
+    message = chat.messages.get()
+    message.content = "second draft about guanacos"
+    message.save(update_fields=["content"])
+    assert titles(member_client, "llamas") == []
+    assert titles(member_client, "guanacos") == ["Draft"]
+    chat.title = "Renamed"
+    chat.save()
+    assert titles(member_client, "renamed") == ["Renamed"]
+    assert titles(member_client, "draft") == ["Renamed"]
+    chat.delete()
+    assert titles(member_client, "guanacos") == []
+
+
+def test_results_paginate_in_rank_order(member_client, member, make_conversation):
+    for n in range(45):
+        make_conversation(member, f"Chat {n}", messages=[("user", f"about yaks {n}")])
+    first = search(member_client, "yaks")
+    assert len(first["results"]) == 20
+    assert first["next"].endswith("q=yaks&page=2")
+    third = search(member_client, "yaks", page=3)
+    assert len(third["results"]) == 5 and third["next"] is None
+    seen = [r["title"] for p in (1, 2, 3) for r in search(member_client, "yaks", p)["results"]]
+    assert sorted(seen) == sorted(f"Chat {n}" for n in range(45))
+
+
+def test_search_takes_the_same_queries_however_many_results(
+    member_client, member, make_conversation, django_assert_max_num_queries
+):
+    make_conversation(member, "One", messages=[("user", "yak")])
+    with django_assert_max_num_queries(4) as few:  # session, user, search, snippets
+        search(member_client, "yak")
+    for n in range(30):
+        make_conversation(member, f"Yak {n}", messages=[("user", "yak"), ("assistant", "a yak")])
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        assert len(search(member_client, "yak")["results"]) == 20
+
+
+def test_only_the_users_newest_matches_are_ranked(
+    member_client, member, outsider, make_conversation, monkeypatch
+):
+    monkeypatch.setattr(search_module, "RANKED_MATCHES", 3)
+    filler = " ".join(f"word{n}" for n in range(40))
+    old = make_conversation(member, "Oldest", messages=[("user", "yak yak yak, all about yaks")])
+    make_conversation(member, "Yak herding", messages=[("user", "yak yak yak yak")])
+    newer = [
+        make_conversation(member, f"Newer {n}", messages=[("user", f"{filler} a yak {filler}")])
+        for n in range(3)
+    ]
+    # Newer still, and not counted against the bound: others' text, withheld text, temporary chats.
+    make_conversation(outsider, "Theirs", messages=[("user", "yak")] * 3)
+    Message.objects.create(conversation=old, role="assistant", content="yak", status="blocked")
+    make_conversation(member, "Fleeting", messages=[("user", "yak")] * 3, temporary=True)
+
+    results = search(member_client, "yak")["results"]
+    # The three newest matches are ranked (the denser ones are older); a title still matches.
+    assert [r["title"] for r in results] == ["Yak herding", "Newer 2", "Newer 1", "Newer 0"]
+    assert results[0]["message_id"] is None and results[0]["snippet"] is None
+    assert [r["message_id"] for r in results[1:]] == [
+        chat.messages.get().pk for chat in reversed(newer)
+    ]
+    assert all("a yak" in r["snippet"] for r in results[1:])
+
+    monkeypatch.setattr(search_module, "RANKED_MATCHES", 5)
+    assert titles(member_client, "yak") == [
+        "Yak herding",
+        "Oldest",
+        "Newer 2",
+        "Newer 1",
+        "Newer 0",
+    ]
+
+
+# --- the query language, read once for both databases ----------------------------------------
+
+
+def test_parse_reads_words_phrases_exclusions_and_alternatives():
+    assert parse('wool "red blanket" -moth OR -"x y" llama') == [
+        Alternative(("wool", "red blanket"), ("moth",)),
+        Alternative(("llama",), ("x y",)),
+    ]
+    assert parse("-only -exclusions") == []
+    assert parse("  ") == []
+    assert parse("* ( ) -") == []
+
+
+def test_fts5_match_quotes_every_item():
+    assert fts5_match(parse('say "hi" NEAR(x) a"b')) == (
+        '(("say" AND "hi" AND "NEAR(x)" AND "a" AND "b"))'
+    )
+    assert fts5_match(parse("a -b OR c")) == '(("a") NOT "b") OR (("c"))'
+
+
+# --- the index itself on SQLite ----------------------------------------------------------------
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's FTS5 triggers")
+def test_triggers_a_table_rebuild_dropped_are_recreated(member_client, member, make_conversation):
+    make_conversation(member, "Before", messages=[("user", "vicuna")])
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TRIGGER message_fts_insert")  # as a rebuilt table loses them
+    make_conversation(member, "During", messages=[("user", "vicuna")])
+    assert repair_sqlite_index(connection) is True
+    assert repair_sqlite_index(connection) is False  # nothing missing any more
+    make_conversation(member, "After", messages=[("user", "vicuna")])
+    assert sorted(titles(member_client, "vicuna")) == ["After", "Before", "During"]
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's GIN index")
+def test_postgresql_answers_from_the_gin_index(member, make_conversation):
+    make_conversation(member, "Indexed", messages=[("user", "vicuna")])
+    with connection.cursor() as cursor:
+        cursor.execute("SET enable_seqscan = off")
+        cursor.execute(
+            "EXPLAIN SELECT id FROM chat_message"
+            " WHERE search_vector @@ websearch_to_tsquery('simple', 'vicuna')"
+        )
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+        cursor.execute("SET enable_seqscan = on")
+    assert "message_search_vector" in plan

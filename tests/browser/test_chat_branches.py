@@ -1,0 +1,140 @@
+"""Editing a question, the versions of questions and answers (`‹ 2/3 ›`) and switching."""
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.chat_page import ChatPage
+
+pytestmark = pytest.mark.browser
+
+
+def answered(chat: ChatPage, text: str, count: int) -> None:
+    chat.send(text)
+    expect(chat.answers).to_have_count(count)
+    chat.wait_for_status("complete")
+
+
+def test_edit_a_question_see_the_new_answer_and_switch_back(logged_in_page, page_watch):
+    page = logged_in_page
+    chat = ChatPage(page)
+    answered(chat, "What is a llama?", 1)
+    answered(chat, "How tall are they?", 2)
+    original = chat.answer_content()
+
+    second = chat.questions.nth(1)
+    second.hover()
+    second.get_by_role("button", name="Edit this question").click()
+    editor = second.get_by_label("Edit your question")
+    expect(editor).to_be_focused()
+    expect(editor).to_have_value("How tall are they?")
+    editor.fill("How heavy are they?")
+    editor.press("Enter")
+
+    expect(chat.questions.nth(1).locator(".bubble")).to_have_text("How heavy are they?")
+    expect(chat.answers).to_have_count(2)
+    chat.wait_for_status("complete")
+    switcher = chat.questions.nth(1).get_by_role("group", name="Version 2 of 2")
+    expect(switcher).to_contain_text("2/2")
+    edited_answer = chat.answer_content()
+
+    switcher.get_by_role("button", name="Previous version").click()
+    expect(chat.questions.nth(1).locator(".bubble")).to_have_text("How tall are they?")
+    expect(chat.questions.nth(1).get_by_role("group", name="Version 1 of 2")).to_be_visible()
+    chat.wait_for_status("complete")
+    assert chat.answer_content() == original
+
+    page.reload()  # the branch chosen is remembered
+    expect(chat.questions.nth(1).locator(".bubble")).to_have_text("How tall are they?")
+    chat.wait_for_status("complete")
+    first_version = chat.questions.nth(1).get_by_role("group", name="Version 1 of 2")
+    first_version.get_by_role("button", name="Next version").focus()
+    page.keyboard.press("Enter")  # the switcher works from the keyboard
+    expect(chat.questions.nth(1).locator(".bubble")).to_have_text("How heavy are they?")
+    # The keyboard stays on the switcher of the version shown (the next arrow is at its end).
+    expect(chat.questions.nth(1).get_by_role("button", name="Previous version")).to_be_focused()
+    chat.wait_for_status("complete")
+    assert chat.answer_content() == edited_answer
+    assert page_watch.page_errors == [] and page_watch.console_errors == []
+
+
+def test_up_arrow_in_an_empty_composer_edits_the_last_question(logged_in_page):
+    chat = ChatPage(logged_in_page)
+    answered(chat, "First", 1)
+    answered(chat, "Second", 2)
+    chat.input.focus()
+    chat.input.press("ArrowUp")
+    editor = chat.questions.nth(1).get_by_label("Edit your question")
+    expect(editor).to_be_focused()
+    expect(editor).to_have_value("Second")
+    editor.press("Escape")
+    expect(editor).to_be_hidden()
+    expect(chat.input).to_be_focused()
+    expect(chat.questions.nth(1).locator(".bubble")).to_have_text("Second")
+
+
+def test_regenerate_keeps_the_earlier_answer_as_a_version(logged_in_page):
+    chat = ChatPage(logged_in_page)
+    answered(chat, "Say something", 1)
+    first = chat.answer_content()
+    first_id = chat.last_answer().get_attribute("data-message-id")
+    chat.last_answer().get_by_role("button", name="Regenerate").click()
+    expect(chat.last_answer()).not_to_have_attribute("data-message-id", first_id)
+    chat.wait_for_status("complete")
+    versions = chat.last_answer().get_by_role("group", name="Version 2 of 2")
+    versions.get_by_role("button", name="Previous version").click()
+    expect(chat.last_answer()).to_have_attribute("data-message-id", first_id)
+    assert chat.answer_content() == first
+    expect(chat.answers).to_have_count(1)
+
+
+def test_a_search_result_lands_on_the_message_in_its_version(logged_in_page):
+    page = logged_in_page
+    chat = ChatPage(page)
+    answered(chat, "Tell me about alpacas", 1)
+    answered(chat, "And their wool?", 2)
+    second = chat.questions.nth(1)
+    second.hover()
+    second.get_by_role("button", name="Edit this question").click()
+    second.get_by_label("Edit your question").fill("And their teeth?")
+    second.get_by_label("Edit your question").press("Enter")
+    expect(chat.questions.nth(1).locator(".bubble")).to_have_text("And their teeth?")
+    chat.wait_for_status("complete")
+    tree = chat.api(f"/api/conversations/{chat.conversation_id()}/export?format=json")["tree"]
+    hidden = {m["id"] for m in tree if "wool" in m["content"]}  # the version not shown
+    found = chat.api("/api/conversations/?q=wool")["results"][0]["message_id"]
+    assert found in hidden
+
+    page.get_by_role("button", name="New chat").click()
+    page.get_by_label("Search conversations").fill("wool")
+    result = page.locator(".conversation-item").first
+    expect(result.locator(".conversation-snippet")).to_contain_text("wool")
+    result.locator(".conversation-link").click()
+    landed = page.locator(".message.is-landed")
+    expect(landed).to_have_attribute("data-message-id", str(found))
+    expect(landed).to_be_in_viewport()
+    expect(chat.questions.nth(1).locator(".bubble")).to_have_text("And their wool?")
+
+
+def test_a_question_or_an_edit_over_the_size_limit_is_refused_before_sending(logged_in_page):
+    page = logged_in_page
+    chat = ChatPage(page)
+    answered(chat, "What is a llama?", 1)
+    too_long = "é" * (16 * 1024 + 1)  # 32 KiB + 2 bytes in UTF-8: over CHAT_MAX_CONTENT_BYTES
+    notice = page.locator("#chat-notice-text")
+
+    chat.input.fill(too_long)
+    chat.input.press("Enter")
+    expect(notice).to_have_text("That message is too long (the limit is 32768 bytes).")
+    expect(chat.input).to_have_value(too_long)  # kept, to be shortened
+
+    question = chat.questions.first
+    question.hover()
+    question.get_by_role("button", name="Edit this question").click()
+    question.get_by_label("Edit your question").fill(too_long)
+    page.locator("#notice-close").click()
+    question.get_by_label("Edit your question").press("Enter")
+    expect(notice).to_have_text("That message is too long (the limit is 32768 bytes).")
+    expect(chat.questions).to_have_count(1)
+    expect(chat.answers).to_have_count(1)
+    stored = chat.api(f"/api/conversations/{chat.conversation_id()}/")["messages"]
+    assert [m["content"] for m in stored if m["role"] == "user"] == ["What is a llama?"]

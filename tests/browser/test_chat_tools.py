@@ -1,0 +1,127 @@
+"""Tool calls on the chat page: blocks per call, approval granted and denied, after a reload.
+
+The team's tools come from a real MCP server on loopback (tests/support/mcp_server.py), added as
+the team's tool server; the live site is told that private addresses are allowed."""
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.chat_page import ChatPage
+from tests.browser.conftest import SIMULATOR, WAIT_MS, serve_app
+from tests.support.mcp_server import run_tool_server
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def tool_server():
+    """get_weather, create_ticket (changes things: asks first), slow_lookup, broken."""
+    with run_tool_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def app_server(simulators, tmp_path_factory):
+    upstream = simulators.get(SIMULATOR)
+    tmp_dir = tmp_path_factory.mktemp("tool_app")
+    allow = {"LLAMA_ALLOW_PRIVATE_PROVIDER_URLS": "1"}
+    with serve_app(upstream, tmp_dir, extra_env=allow) as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def team_tools(app_server, user, tool_server):
+    """The user's team has the MCP server as its tool server, its tools listed."""
+    app_server.run_python(
+        "import logging\n"
+        "logging.disable(logging.CRITICAL)\n"  # the worker answers on stdout, where the site logs
+        "from asgiref.sync import async_to_sync\n"
+        "from django.contrib.auth import get_user_model\n"
+        "from chatapp.teams.actions import ensure_personal_team\n"
+        "from chatapp.tools.actions import fetch_listing, store_listing\n"
+        "from chatapp.tools.models import ToolServer\n"
+        f"owner = get_user_model().objects.get(username={user.username!r})\n"
+        "team = ensure_personal_team(owner)\n"
+        f"server = ToolServer.objects.create(team=team, name='helpdesk', url={tool_server.url!r})\n"
+        "store_listing(server, async_to_sync(fetch_listing)(server.url, '', 30))\n"
+        "assert server.is_up, server.last_error\n"
+        "logging.disable(logging.NOTSET)\n"
+    )
+
+
+def test_a_call_and_its_result_show_as_a_block_that_survives_a_reload(
+    logged_in_page, page_watch, screenshot
+):
+    chat = ChatPage(logged_in_page)
+    chat.send("Weather? [sim:call=get_weather+broken args=city:Paris]")
+    chat.wait_for_status("complete")
+
+    answer = chat.last_answer()
+    calls = answer.locator(".tool-call")
+    expect(calls).to_have_count(2)
+    weather, broken = calls.nth(0), calls.nth(1)
+    expect(weather.locator(".tool-call-name")).to_have_text("get_weather")
+    expect(weather.locator(".tool-call-state")).to_contain_text("done in")
+    expect(broken).to_have_class("tool-call is-error")
+    weather.locator("summary").click()
+    expect(weather.locator(".tool-call-arguments")).to_have_text('{\n  "city": "Paris"\n}')
+    expect(weather.locator(".tool-call-result")).to_have_text("Sunny in Paris, 21 °C")
+    expect(answer.locator(".markdown")).to_contain_text("Sunny in Paris, 21 °C")
+    screenshot(logged_in_page, "tool-calls")
+
+    logged_in_page.reload()
+    chat.wait_for_status("complete")
+    calls = chat.last_answer().locator(".tool-call")
+    expect(calls).to_have_count(2)
+    expect(calls.nth(1).locator(".tool-call-state")).to_contain_text("failed")
+    assert page_watch.page_errors == [] and page_watch.console_errors == []
+
+
+def test_approval_granted_runs_the_call(logged_in_page, page_watch, screenshot, tool_server):
+    chat = ChatPage(logged_in_page)
+    chat.send("File it [sim:call=create_ticket args=title:<b>Printer</b>]")
+    call = chat.last_answer().locator(".tool-call")
+    expect(call).to_have_attribute("data-status", "awaiting_approval", timeout=WAIT_MS)
+    expect(call).to_have_attribute("open", "")
+    expect(call.locator(".tool-call-arguments")).to_contain_text('"title": "<b>Printer</b>"')
+    screenshot(logged_in_page, "tool-call-approval")
+
+    # A reload while it waits shows the question again.
+    logged_in_page.reload()
+    call = chat.last_answer().locator(".tool-call")
+    expect(call).to_have_attribute("data-status", "awaiting_approval", timeout=WAIT_MS)
+    call.get_by_role("button", name="Approve").click()
+    chat.wait_for_status("complete")
+    created = re.compile(r"Created ticket #\d+: <b>Printer</b>")
+    expect(call.locator(".tool-call-result")).to_have_text(created)
+    expect(call.locator(".tool-call-approval")).to_be_hidden()
+    expect(chat.last_answer().locator(".markdown")).to_contain_text(created)
+    assert ("create_ticket", {"title": "<b>Printer</b>"}) in tool_server.calls
+    assert page_watch.page_errors == [] and page_watch.console_errors == []
+
+
+def test_approval_denied_tells_the_model(logged_in_page, page_watch, tool_server):
+    chat = ChatPage(logged_in_page)
+    chat.send("File it [sim:call=create_ticket args=title:Denied_printer]")
+    call = chat.last_answer().locator(".tool-call")
+    expect(call).to_have_attribute("data-status", "awaiting_approval", timeout=WAIT_MS)
+    call.get_by_role("button", name="Deny").click()
+    chat.wait_for_status("complete")
+    expect(call).to_have_class("tool-call is-error")
+    expect(call.locator(".tool-call-result")).to_have_text("The user declined this call.")
+    expect(chat.last_answer().locator(".markdown")).to_contain_text("declined")
+    assert ("create_ticket", {"title": "Denied_printer"}) not in tool_server.calls
+    assert page_watch.page_errors == [] and page_watch.console_errors == []
+
+
+def test_tools_can_be_turned_off_for_a_conversation(logged_in_page):
+    chat = ChatPage(logged_in_page)
+    logged_in_page.locator("#settings-toggle").click()
+    logged_in_page.get_by_label("Use the team's tools").uncheck()
+    logged_in_page.locator("#settings-panel").get_by_role("button", name="Done").click()
+    chat.send("Weather? [sim:call=get_weather]")
+    chat.wait_for_status("complete")
+    expect(chat.last_answer().locator(".tool-call")).to_have_count(0)
+    assert chat.api(f"/api/conversations/{chat.conversation_id()}/")["settings"]["tools"] is False

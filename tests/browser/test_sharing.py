@@ -1,0 +1,104 @@
+"""Sharing in a real browser: the owner shares a conversation with a chosen teammate from the
+chat's header, the teammate reads the snapshot (Markdown rendered) and continues it in their
+own chats; someone from outside the team gets "not found"."""
+
+import uuid
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.chat_page import BrowserUser, ChatPage, json_from, log_in
+from tests.browser.conftest import DESKTOP, WAIT_MS
+
+pytestmark = pytest.mark.browser
+
+
+def new_user(app_server) -> BrowserUser:
+    username = f"user_{uuid.uuid4().hex[:10]}"
+    app_server.create_user(username)
+    return BrowserUser(username)
+
+
+def join_team_of(app_server, owner: BrowserUser, teammate: BrowserUser) -> None:
+    app_server.run_python(
+        "from django.contrib.auth import get_user_model\n"
+        "from chatapp.chat.models import Conversation\n"
+        "from chatapp.teams.models import Membership\n"
+        "User = get_user_model()\n"
+        f"team = Conversation.objects.filter(owner__username='{owner.username}').first().team\n"
+        f"member = User.objects.get(username='{teammate.username}')\n"
+        "Membership.objects.create(team=team, user=member)\n"
+        "print('{}')\n"
+    )
+
+
+def page_for(browser, app_server, user: BrowserUser):
+    context = browser.new_context(base_url=app_server.url, viewport=DESKTOP)
+    context.set_default_timeout(WAIT_MS)
+    page = context.new_page()
+    log_in(page, user)
+    return context, page
+
+
+def test_share_with_a_teammate_who_continues_it(
+    logged_in_page, user, browser, app_server, screenshot, page_watch
+):
+    page = logged_in_page
+    chat = ChatPage(page)
+    chat.send("Explain **bold** words and `code`")
+    chat.wait_for_status("complete")
+    assert "short answer from the simulator" in chat.answer_content()
+    answer = "short answer from the simulator"
+    teammate, stranger = new_user(app_server), new_user(app_server)
+    join_team_of(app_server, user, teammate)
+
+    page.get_by_role("link", name="Share in the team").click()
+    page.wait_for_url("**/share/")
+    page.get_by_label("Chosen members").check()
+    page.get_by_label(teammate.username).check()
+    page.get_by_role("button", name="Share", exact=True).click()
+    page.wait_for_url("**/settings/shares/**")
+    link = page.locator(".share-link").first
+    expect(link).to_contain_text("/s/")
+    share_path = link.get_attribute("href")
+    screenshot(page, "shares-list", full_page=True)
+
+    # The owner keeps writing: the share does not change.
+    page.goto("/")
+    page.wait_for_selector("html[data-socket=open]")
+
+    context, reader = page_for(browser, app_server, teammate)
+    try:
+        reader.goto(share_path)
+        expect(reader.get_by_role("heading", level=1)).to_contain_text("Explain")
+        question = reader.locator(".shared-user .shared-text")
+        expect(question.locator("strong")).to_have_text("bold")  # rendered Markdown
+        expect(question.locator("code")).to_have_text("code")
+        expect(reader.locator(".shared-assistant .shared-text")).to_contain_text(answer)
+        screenshot(reader, "shared-conversation", full_page=True)
+        reader.get_by_role("button", name="Continue in my chats").click()
+        reader.wait_for_url("**/c/*/")
+        reader.wait_for_selector("html[data-socket=open]")
+        copy = ChatPage(reader)
+        expect(copy.last_answer()).to_contain_text(answer)
+        expect(reader.locator(".message").first).to_contain_text("bold")
+        screenshot(reader, "forked-conversation")
+        owned = json_from(
+            app_server.run_python(
+                "import json\n"
+                "from chatapp.chat.models import Conversation\n"
+                f"print(json.dumps(list(Conversation.objects.filter(owner__username="
+                f"'{teammate.username}').values_list('title', flat=True))))\n"
+            )
+        )
+        assert len(owned) == 1 and owned[0].startswith("Explain")
+    finally:
+        context.close()
+
+    context, outsider = page_for(browser, app_server, stranger)
+    try:
+        response = outsider.goto(share_path)
+        assert response is not None and response.status == 404
+    finally:
+        context.close()
+    assert page_watch.page_errors == [] and page_watch.offsite_requests == []

@@ -1,0 +1,61 @@
+"""What the owner of a failed answer is told: a refused key in members' and admins' terms."""
+
+import pytest
+from django.urls import reverse
+
+from chatapp.chat.actions.replies import KEY_REFUSED_FOR_MEMBERS
+from chatapp.chat.models import Message
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def test_a_refused_key_tells_a_member_the_admins_were_told_and_offers_no_retry(
+    connect, member, sim
+):
+    socket = await connect(member)
+    ids = await socket.send_message("Hello [sim:fault=401]")
+    error = (await socket.until_type("message.error", ids["message_id"]))[-1]["error"]
+    assert error == {"code": "auth_failed", "message": KEY_REFUSED_FOR_MEMBERS, "retryable": False}
+    answer = await Message.objects.aget(pk=ids["message_id"])
+    assert answer.error_message == KEY_REFUSED_FOR_MEMBERS  # what a reload shows too
+
+
+async def test_a_refused_key_gives_an_admin_the_reason_and_the_provider_page(
+    connect, owner, team, sim
+):
+    socket = await connect(owner)
+    ids = await socket.send_message("Hello [sim:fault=401]")
+    error = (await socket.until_type("message.error", ids["message_id"]))[-1]["error"]
+    assert error["code"] == "auth_failed"
+    assert "LLAMA_API_KEY" in error["message"]
+    assert error["retryable"] is False
+    assert error["help_url"] == reverse("teams:provider", args=[team.pk])
+
+
+async def test_a_stopped_answer_reports_the_tokens_it_streamed(connect, member, sim):
+    socket = await connect(member)
+    ids = await socket.send_message("Count [sim:long tokens=400] [sim:pace tps=40]")
+    await socket.until_type("message.delta", ids["message_id"])
+    await socket.send({"type": "chat.stop", "message_id": ids["message_id"]})
+    done = (await socket.until_type("message.done", ids["message_id"]))[-1]
+    assert done["status"] == "stopped"
+    assert 0 < done["usage"]["completion_tokens"] < 400
+    answer = await Message.objects.aget(pk=ids["message_id"])
+    assert answer.completion_tokens == done["usage"]["completion_tokens"]
+
+
+async def test_a_refused_setting_is_not_offered_for_retry(connect, member, sim):
+    socket = await connect(member)
+    await socket.send(
+        {
+            "type": "chat.send",
+            "request_id": "r1",
+            "conversation_id": None,
+            "content": "Too hot",
+            "settings": {"temperature": 7},
+        }
+    )
+    error = (await socket.until_type("error"))[-1]["error"]
+    assert error["field"] == "temperature"
+    assert error["message"] == "Temperature must be a number from 0 to 1."
+    assert error["retryable"] is False

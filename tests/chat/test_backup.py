@@ -1,0 +1,368 @@
+"""export_conversations / import_conversations: lossless, idempotent, all-or-nothing."""
+
+import io
+import json
+import os
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import CommandError, call_command
+
+from chatapp.chat import tree
+from chatapp.chat.backup import CONVERSATION_LINKS, MESSAGE_LINKS, data_fields
+from chatapp.chat.models import Conversation, Message
+from chatapp.teams.actions import ensure_personal_team
+from chatapp.teams.models import Membership, Role, SystemPrompt, Team
+
+T0 = datetime(2025, 3, 4, 5, 6, 7, 123456, tzinfo=UTC)
+
+
+def make_conversation(team, owner, title: str, start: datetime, prompt=None) -> Conversation:
+    """A conversation whose every stored field holds a distinctive value."""
+    convo = Conversation.objects.create(
+        team=team,
+        owner=owner,
+        title=title,
+        system_prompt=prompt,
+        system_prompt_text="You are terse. — «ünïcødé» 🦙",
+        system_prompt_locked=True,
+        model="Llama-3.3-70B-Instruct",
+        temperature=0.35,
+        max_tokens=777,
+        top_p=0.85,
+        tools_enabled=False,
+    )
+    Message.objects.create(conversation=convo, role="system", content="You are terse.")
+    Message.objects.create(conversation=convo, role="user", content=f"{title}: what is 2+2?")
+    Message.objects.create(
+        conversation=convo,
+        role="assistant",
+        content="**4**\n\n```py\nprint(2 + 2)\n```",
+        status="complete",
+        seq=9,
+        model="Llama-3.3-70B-Instruct",
+        finish_reason="stop",
+        prompt_tokens=31,
+        completion_tokens=9,
+        time_to_first_token_ms=180,
+        duration_ms=950,
+        upstream_request_id="req-upstream-1",
+        tool_calls=[
+            {
+                "id": "call_1",
+                "name": "get_weather",
+                "arguments": '{"city": "Zürich"}',
+                "status": "done",
+                "content": "Sunny <b>not html</b>",
+                "is_error": False,
+                "elapsed": 0.25,
+                "round": 1,
+                "offset": 0,
+            }
+        ],
+    )
+    Message.objects.create(
+        conversation=convo,
+        role="assistant",
+        content="partial answ",
+        status="error",
+        seq=2,
+        model="Llama-3.3-70B-Instruct",
+        error_code="rate_limited",
+        error_message="The Llama API rate limit was reached.",
+        heartbeat_at=start + timedelta(seconds=3),
+    )
+    # Creation stamps "now"; spread the timestamps so ordering and precision are exercised.
+    for offset, message in enumerate(convo.messages.all()):
+        Message.objects.filter(pk=message.pk).update(
+            created_at=start + timedelta(seconds=offset, microseconds=offset),
+            updated_at=start + timedelta(seconds=offset + 1, microseconds=7),
+        )
+    Conversation.objects.filter(pk=convo.pk).update(
+        created_at=start, updated_at=start + timedelta(minutes=5)
+    )
+    return convo
+
+
+def snapshot(conversations) -> list[dict]:
+    """Every stored field of the conversations and their messages, by value and reference."""
+    rows = []
+    for convo in conversations.order_by("created_at").prefetch_related("messages"):
+        fields = data_fields(Conversation, CONVERSATION_LINKS)
+        row = {f.name: f.value_from_object(convo) for f in fields}
+        messages = list(convo.messages.all())
+        # The tree by position in the list: ids differ after an import.
+        position = {m.pk: index for index, m in enumerate(messages)}
+        row.update(
+            team=(convo.team.name, convo.team.personal_owner_id is not None),
+            owner=convo.owner.username,
+            system_prompt=convo.system_prompt_id,
+            active_leaf=position.get(convo.active_leaf_id),
+            messages=[
+                {
+                    **{f.name: f.value_from_object(m) for f in data_fields(Message, MESSAGE_LINKS)},
+                    "parent": position.get(m.parent_id),
+                }
+                for m in messages
+            ],
+        )
+        rows.append(row)
+    return rows
+
+
+def export(*args) -> dict:
+    out = io.StringIO()
+    call_command("export_conversations", *args, stdout=out, stderr=io.StringIO())
+    return json.loads(out.getvalue())
+
+
+def import_file(tmp_path, data, *args) -> str:
+    path = tmp_path / "import.json"
+    path.write_text(json.dumps(data))
+    out = io.StringIO()
+    call_command("import_conversations", str(path), *args, stdout=out)
+    return out.getvalue()
+
+
+@pytest.fixture
+def prompt(team):
+    return SystemPrompt.objects.create(team=team, name="Terse", content="You are terse.")
+
+
+@pytest.fixture
+def history(team, owner, member, prompt):
+    """Olivia: two conversations in Acme and one in her personal team; Max: one in Acme."""
+    personal = ensure_personal_team(owner)
+    return {
+        "olivia_acme_1": make_conversation(team, owner, "first", T0, prompt),
+        "olivia_acme_2": make_conversation(team, owner, "second", T0 + timedelta(hours=1)),
+        "olivia_personal": make_conversation(personal, owner, "mine", T0 + timedelta(hours=2)),
+        "max_acme": make_conversation(team, member, "max's", T0 + timedelta(hours=3)),
+    }
+
+
+def without_export_time(data: dict) -> dict:
+    return {k: v for k, v in data.items() if k != "exported_at"}
+
+
+def test_the_export_carries_every_stored_field():
+    """A field added to the models later is exported by value or fails here until handled."""
+    for model, links in ((Conversation, CONVERSATION_LINKS), (Message, MESSAGE_LINKS)):
+        for f in data_fields(model, links):
+            assert not f.is_relation, f"{model.__name__}.{f.name} needs a reference in the export"
+        assert {f.name for f in model._meta.concrete_fields} <= {
+            *(f.name for f in data_fields(model, links)),
+            *links,
+        }
+
+
+def test_a_user_round_trip_restores_every_field(tmp_path, history, owner):
+    mine = Conversation.objects.filter(owner=owner)
+    before = snapshot(mine)
+    data = export("--user", "olivia")
+    assert len(data["conversations"]) == 3
+    mine.delete()
+
+    output = import_file(tmp_path, data)
+
+    assert "Imported 3 conversations (12 messages, 0 files); skipped 0" in output
+    assert snapshot(Conversation.objects.filter(owner=owner)) == before
+    assert without_export_time(export("--user", "olivia")) == without_export_time(data)
+
+
+def add_version(convo: Conversation, of: Message, content: str) -> Message:
+    """Another version of a message, beside it, answered."""
+    version = Message(conversation=convo, parent_id=of.parent_id, role=of.role, content=content)
+    version.explicit_parent = True
+    version.save()
+    Message.objects.create(conversation=convo, role="assistant", content=f"On {content}")
+    return version
+
+
+def test_a_round_trip_keeps_the_tree_and_the_branch_shown(tmp_path, history, owner):
+    convo = history["olivia_acme_1"]
+    question = convo.messages.get(role="user")
+    add_version(convo, question, "what is 3+3?")
+    add_version(convo, question, "what is 4+4?")
+    first_answer = convo.messages.filter(parent=question).first()
+    Conversation.objects.filter(pk=convo.pk).update(active_leaf=first_answer)
+    mine = Conversation.objects.filter(owner=owner)
+    before = snapshot(mine)
+    assert before[0]["active_leaf"] == 2
+    assert [m["parent"] for m in before[0]["messages"]] == [None, 0, 1, 2, 0, 4, 0, 6]
+    data = export("--user", "olivia")
+    mine.delete()
+
+    import_file(tmp_path, data)
+
+    assert snapshot(Conversation.objects.filter(owner=owner)) == before
+    restored = Conversation.objects.get(owner=owner, title="first")
+    shown = tree.conversation_branch(restored.pk, restored.active_leaf_id).path
+    contents = list(Message.objects.filter(pk__in=shown).values_list("content", flat=True))
+    assert contents[1] == "first: what is 2+2?"
+    assert without_export_time(export("--user", "olivia")) == without_export_time(data)
+
+
+def test_an_older_file_without_the_tree_imports_as_straight_branches(tmp_path, history, owner):
+    data = export("--user", "olivia")
+    for conversation in data["conversations"]:
+        conversation.pop("active_leaf")
+        for message in conversation["messages"]:
+            message.pop("parent")
+    before = snapshot(Conversation.objects.filter(owner=owner))
+    Conversation.objects.filter(owner=owner).delete()
+
+    import_file(tmp_path, data)
+
+    assert snapshot(Conversation.objects.filter(owner=owner)) == before
+
+
+def test_a_team_round_trip_into_an_installation_without_the_team(tmp_path, history, team):
+    before = snapshot(Conversation.objects.filter(team=team))
+    data = export("--team", str(team.pk))
+    assert {c["title"] for c in data["conversations"]} == {"first", "second", "max's"}
+    team.delete()
+    get_user_model().objects.filter(username="max").delete()
+
+    with pytest.raises(CommandError, match="max"):
+        import_file(tmp_path, data)
+    output = import_file(tmp_path, data, "--create-missing")
+
+    assert "Created users (no password yet): max" in output
+    assert "Created teams: Acme" in output
+    restored = Team.objects.get(name="Acme")
+    roles = dict(restored.memberships.values_list("user__username", "role"))
+    assert roles == {"olivia": Role.OWNER, "max": Role.MEMBER}
+    assert not get_user_model().objects.get(username="max").has_usable_password()
+    after = snapshot(Conversation.objects.filter(team=restored))
+    # The prompt was deleted with the team: the conversation keeps its snapshot, not the link.
+    for row in before:
+        row["system_prompt"] = None
+    assert after == before
+
+
+def test_importing_twice_changes_nothing(tmp_path, history):
+    data = export("--all")
+    counts = (Conversation.objects.count(), Message.objects.count())
+
+    output = import_file(tmp_path, data)
+
+    assert "Imported 0 conversations (0 messages, 0 files); skipped 4 already present." in output
+    assert (Conversation.objects.count(), Message.objects.count()) == counts
+
+
+def test_missing_users_are_refused_and_nothing_changes(tmp_path, history, owner):
+    data = export("--all")
+    Conversation.objects.filter(owner=owner).delete()
+    data["users"].append({"username": "ghost", "email": ""})
+    data["conversations"][0]["owner"] = "ghost"
+    counts = (Conversation.objects.count(), Message.objects.count())
+
+    with pytest.raises(CommandError, match="No such users here: ghost.*--create-missing"):
+        import_file(tmp_path, data)
+    assert (Conversation.objects.count(), Message.objects.count()) == counts
+    assert not get_user_model().objects.filter(username="ghost").exists()
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda d: d.update(format="something-else"), "not a conversations export"),
+        (lambda d: d.update(version=99), "version 99 is not supported"),
+        (lambda d: d.update(conversations={}), "no 'conversations' list"),
+        (lambda d: d["conversations"][-1]["messages"][1].update(role="robot"), "message 2: role"),
+        (lambda d: d["conversations"][-1].update(temperature="hot"), "temperature"),
+        (lambda d: d["conversations"][-1].pop("created_at"), "created_at is missing"),
+        (lambda d: d["conversations"][-1].update(team=12345), "team is not in the export"),
+        (lambda d: d["conversations"][-1].update(owner="nobody"), "user 'nobody'"),
+        (lambda d: d["conversations"][-1].update(messages="hi"), "messages must be a list"),
+        (lambda d: d["conversations"][-1]["messages"][1].update(parent=1), "an earlier message"),
+        (lambda d: d["conversations"][-1]["messages"][1].update(parent="0"), "an earlier message"),
+        (lambda d: d["conversations"][-1].update(active_leaf=99), "active_leaf must be one"),
+    ],
+)
+def test_a_damaged_file_is_refused_whole(tmp_path, history, damage, message):
+    data = export("--all")
+    Conversation.objects.all().delete()
+    damage(data)
+
+    with pytest.raises(CommandError, match=message):
+        import_file(tmp_path, data)
+    assert not Conversation.objects.exists()
+    assert not Message.objects.exists()
+
+
+def test_stdout_and_stdin(history, owner, monkeypatch):
+    out = io.StringIO()
+    call_command("export_conversations", "--user", "olivia", stdout=out, stderr=io.StringIO())
+    Conversation.objects.filter(owner=owner).delete()
+    monkeypatch.setattr("sys.stdin", io.StringIO(out.getvalue()))
+    result = io.StringIO()
+    call_command("import_conversations", stdout=result)
+    assert "Imported 3 conversations" in result.getvalue()
+
+
+def test_the_output_file_is_private(tmp_path, history):
+    path = tmp_path / "backup.json"
+    call_command("export_conversations", "--all", "--output", str(path), stderr=io.StringIO())
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    assert len(json.loads(path.read_text())["conversations"]) == 4
+
+
+def test_scopes(history, owner, member, team):
+    by_user = export("--user", "max")
+    assert [c["title"] for c in by_user["conversations"]] == ["max's"]
+    by_team = export("--team", str(ensure_personal_team(owner).pk))
+    assert [c["title"] for c in by_team["conversations"]] == ["mine"]
+    with pytest.raises(CommandError, match="No user named 'nobody'"):
+        export("--user", "nobody")
+    with pytest.raises(CommandError, match="No team with id 999999"):
+        export("--team", "999999")
+    with pytest.raises(CommandError):
+        export()
+
+
+def test_no_passwords_in_the_export(history):
+    text = json.dumps(export("--all"))
+    assert "password" not in text
+    for user in get_user_model().objects.all():
+        assert user.password.split("$")[-1] not in text
+
+
+def test_dry_run_counts_and_changes_nothing(tmp_path, history, owner):
+    data = export("--user", "olivia")
+    Conversation.objects.filter(owner=owner).delete()
+    output = import_file(tmp_path, data, "--dry-run")
+    assert "Dry run, nothing saved. Imported 3 conversations" in output
+    assert not Conversation.objects.filter(owner=owner).exists()
+
+
+def test_team_option_maps_the_shared_team(tmp_path, history, team, owner):
+    other = Team.objects.create(name="Renamed")
+    Membership.objects.create(team=other, user=owner, role=Role.OWNER)
+    data = export("--team", str(team.pk))
+    Conversation.objects.filter(team=team).delete()
+
+    import_file(tmp_path, data, "--team", str(other.pk))
+
+    assert Conversation.objects.filter(team=other).count() == 3
+    with pytest.raises(CommandError, match="No shared team with id"):
+        import_file(tmp_path, data, "--team", str(ensure_personal_team(owner).pk))
+
+
+def test_the_first_account_is_never_an_imported_one(tmp_path, history):
+    data = export("--all")
+    get_user_model().objects.all().delete()
+    with pytest.raises(CommandError, match="createsuperuser"):
+        import_file(tmp_path, data, "--create-missing")
+    assert not get_user_model().objects.exists()
+
+
+def test_unreadable_input(tmp_path, db):
+    with pytest.raises(CommandError, match="Cannot read"):
+        call_command("import_conversations", str(tmp_path / "missing.json"))
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(CommandError, match="is not JSON"):
+        call_command("import_conversations", str(bad))

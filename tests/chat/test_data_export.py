@@ -1,0 +1,113 @@
+"""Download all my data: `GET /api/me/export/` answers one ZIP archive of the user's own
+conversations (JSON with the whole tree, and Markdown), files, settings and API key names."""
+
+import io
+import json
+import zipfile
+
+from django.test import Client
+
+from chatapp.accounts.models import UserSettings
+from chatapp.chat.actions.sharing import share_conversation
+from chatapp.chat.models import Conversation, Message
+from chatapp.teams.actions import create_api_key
+from chatapp.uploads.actions import create_upload
+from tests.conftest import client_for
+
+SECRET = "SECRET-5be0"
+
+
+def conversation(owner, team, title: str, content: str, **fields) -> Conversation:
+    chat = Conversation.objects.create(team=team, owner=owner, title=title, model="m", **fields)
+    Message.objects.create(conversation=chat, role="user", content=content)
+    Message.objects.create(conversation=chat, role="assistant", content=f"answer to {content}")
+    return chat
+
+
+def download(user) -> zipfile.ZipFile:
+    response = client_for(Client(), user).get("/api/me/export/")
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/zip"
+    assert response["Content-Disposition"].startswith("attachment; filename=")
+    return zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))
+
+
+def test_the_archive_holds_the_users_conversations_files_and_settings(member, owner, team):
+    mine = conversation(member, team, "Taxes", "How do I **file**?")
+    regenerated = Message(
+        conversation=mine, parent=mine.messages.first(), role="assistant", content="second"
+    )
+    regenerated.explicit_parent = True
+    regenerated.save()
+    upload = create_upload(member, team, "notes.txt", b"my notes")
+    upload.message = mine.messages.get(role="user")
+    upload.save()
+    UserSettings.objects.create(user=member, model="", temperature=0.0)
+    _, secret = create_api_key(member, team, "laptop script")
+    share_conversation(member, mine, "team")
+    archive = download(member)
+    names = archive.namelist()
+    stem = f"conversations/{mine.pk}-taxes"
+    assert {f"{stem}.json", f"{stem}.md", "account.json", f"files/{upload.pk}-notes.txt"} <= set(
+        names
+    )
+    data = json.loads(archive.read(f"{stem}.json"))
+    exported = client_for(Client(), member).get(f"/api/conversations/{mine.pk}/export?format=json")
+    assert data == exported.json()  # the same as the conversation's JSON export
+    assert len(data["tree"]) == 3  # every version
+    assert "How do I **file**?" in archive.read(f"{stem}.md").decode()
+    assert archive.read(f"files/{upload.pk}-notes.txt") == b"my notes"
+    account = json.loads(archive.read("account.json"))
+    assert account["account"]["username"] == "max"
+    assert account["teams"] == [
+        {
+            "id": team.pk,
+            "name": "Acme",
+            "role": "member",
+            "joined_at": account["teams"][0]["joined_at"],
+        }
+    ]
+    assert account["settings"] == {
+        "model": None,
+        "temperature": 0.0,
+        "max_tokens": None,
+        "top_p": None,
+    }
+    assert [key["name"] for key in account["api_keys"]] == ["laptop script"]
+    assert account["shares"][0]["conversation_id"] == mine.pk
+    everything = b"".join(archive.read(name) for name in names)
+    assert secret.encode() not in everything and secret[:12].encode() not in everything
+
+
+def test_nobody_elses_data_and_no_temporary_chat_is_in_it(member, owner, outsider, team):
+    conversation(member, team, "Mine", "my question")
+    conversation(owner, team, f"{SECRET} owner's", f"{SECRET} the owner's question")
+    conversation(outsider, team, f"{SECRET} outsider's", f"{SECRET} theirs")
+    temporary = conversation(member, team, f"{SECRET} temporary", f"{SECRET} temp", temporary=True)
+    kept_out = create_upload(member, team, "temp.txt", f"{SECRET} temp file".encode())
+    kept_out.message = temporary.messages.get(role="user")
+    kept_out.save()
+    create_upload(owner, team, "owner.txt", f"{SECRET} owner's file".encode())
+    create_api_key(owner, team, f"{SECRET} key")
+    archive = download(member)
+    everything = b"".join(archive.read(name) for name in archive.namelist())
+    assert SECRET.encode() not in everything
+    assert b"my question" in everything
+    assert [n for n in archive.namelist() if n.startswith("conversations/")] == [
+        n for n in archive.namelist() if "-mine." in n
+    ]
+
+
+def test_an_empty_account_gets_an_archive_too(outsider):
+    archive = download(outsider)
+    assert archive.namelist() == ["account.json"]
+
+
+def test_anonymous_gets_401_and_writes_405(member):
+    assert Client().get("/api/me/export/").status_code == 401
+    assert client_for(Client(), member).post("/api/me/export/").status_code == 405
+
+
+def test_the_settings_page_offers_the_download(member):
+    page = client_for(Client(), member).get("/settings/")
+    assert b'href="/api/me/export/"' in page.content and b"Download all my data" in page.content

@@ -1,0 +1,262 @@
+"""JSON output in the chat: the format asked for goes upstream in each protocol's shape, the
+answer is checked when it ends, and message.done, conversation.state and the API say so."""
+
+import json
+
+import pytest
+from channels.db import database_sync_to_async
+from django.test import Client
+
+from chatapp.chat.models import Conversation, Message
+from chatapp.teams.models import JsonSchema, SystemPrompt, Team
+
+from .conftest import joined_text
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+RECIPE = {
+    "type": "object",
+    "properties": {
+        "title": {"type": "string", "minLength": 3},
+        "servings": {"type": "integer", "minimum": 2},
+        "diet": {"enum": ["vegan", "any"]},
+        "steps": {"type": "array", "items": {"$ref": "#/$defs/step"}, "minItems": 2},
+        "source": {"type": "object", "properties": {"url": {"type": "string", "format": "uri"}}},
+    },
+    "required": ["title", "servings", "diet", "steps"],
+    "additionalProperties": False,
+    "$defs": {
+        "step": {
+            "type": "object",
+            "properties": {"n": {"type": "integer"}, "text": {"type": "string"}},
+            "required": ["n", "text"],
+        }
+    },
+}
+
+
+@pytest.fixture(params=["llama", "openai"])
+def protocol(request, settings, sim):
+    if request.param == "openai":
+        settings.LLAMA_API_PROTOCOL = "openai"
+        settings.LLAMA_API_BASE_URL = sim.openai_url
+    return request.param
+
+
+@pytest.fixture
+def recipe(team) -> JsonSchema:
+    return JsonSchema.objects.create(team=team, name="recipe", schema=RECIPE)
+
+
+async def finished(socket, ids: dict) -> tuple[dict, str]:
+    frames = await socket.until_type("message.done", ids["message_id"])
+    return frames[-1], joined_text(frames, ids["message_id"])
+
+
+async def test_json_object_goes_upstream_and_the_answer_is_checked(connect, member, sim, protocol):
+    socket = await connect(member)
+    ids = await socket.send_message(
+        "List three fruits", settings={"response_format": {"type": "json_object"}}
+    )
+    done, text = await finished(socket, ids)
+
+    sent = sim.requests[-1]["response_format"]
+    if protocol == "llama":  # the native API knows text and json_schema formats only
+        assert sent == {
+            "type": "json_schema",
+            "json_schema": {"name": "json_object", "schema": {"type": "object"}},
+        }
+    else:
+        assert sent == {"type": "json_object"}
+    assert isinstance(json.loads(text), dict)
+    assert done["format"] == {"type": "json_object", "valid": True}
+    stored = await Message.objects.aget(pk=ids["message_id"])
+    assert stored.format == done["format"]
+
+
+async def test_a_saved_schema_goes_upstream_and_a_valid_answer_is_marked_valid(
+    connect, member, sim, recipe, protocol
+):
+    socket = await connect(member)
+    ids = await socket.send_message(
+        "A soup", settings={"response_format": {"type": "json_schema", "schema_id": recipe.pk}}
+    )
+    done, text = await finished(socket, ids)
+
+    assert sim.requests[-1]["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "recipe", "schema": RECIPE},
+    }
+    assert json.loads(text)["steps"][0].keys() == {"n", "text"}
+    assert done["format"] == {
+        "type": "json_schema",
+        "name": "recipe",
+        "schema_id": recipe.pk,
+        "valid": True,
+    }
+
+
+@pytest.mark.parametrize(
+    ("directive", "error_start"),
+    [
+        ("[sim:off_schema]", "The answer breaks the schema at the top level: "),
+        ("[sim:bad_json]", "The answer is not JSON: "),
+    ],
+)
+async def test_an_answer_that_breaks_the_schema_or_does_not_parse_is_marked_invalid(
+    connect, member, sim, recipe, directive, error_start
+):
+    socket = await connect(member)
+    ids = await socket.send_message(
+        f"A soup {directive}",
+        settings={"response_format": {"type": "json_schema", "schema_id": recipe.pk}},
+    )
+    done, _ = await finished(socket, ids)
+
+    assert done["status"] == "complete"
+    assert done["format"]["valid"] is False
+    assert done["format"]["error"].startswith(error_start)
+    await socket.send({"type": "chat.subscribe", "conversation_id": ids["conversation_id"]})
+    state = (await socket.until_type("conversation.state"))[-1]
+    assert state["messages"][-1]["format"] == done["format"]
+
+
+async def test_a_text_answer_has_no_format_and_sends_none_upstream(connect, member, sim):
+    socket = await connect(member)
+    ids = await socket.send_message("Plain words please")
+    done, _ = await finished(socket, ids)
+
+    assert "response_format" not in sim.requests[-1]
+    assert "format" not in done
+
+
+async def test_the_team_prompt_asks_for_json_and_the_conversation_choice_wins(
+    connect, member, sim, team, recipe
+):
+    await SystemPrompt.objects.acreate(
+        team=team,
+        name="Data",
+        content="Answer in JSON.",
+        is_default=True,
+        response_format="json_schema",
+        json_schema=recipe,
+    )
+    socket = await connect(member)
+    ids = await socket.send_message("A stew")
+    done, _ = await finished(socket, ids)
+    assert sim.requests[-1]["response_format"]["json_schema"]["name"] == "recipe"
+    assert done["format"]["valid"] is True
+
+    await socket.send(
+        {
+            "type": "chat.send",
+            "conversation_id": ids["conversation_id"],
+            "content": "Now in words",
+            "settings": {"response_format": {"type": "text"}},
+        }
+    )
+    frames = await socket.receive_until(lambda f: f["type"] == "message.done")
+    assert "format" not in frames[-1]
+    assert "response_format" not in sim.requests[-1]
+    conversation = await Conversation.objects.aget(pk=ids["conversation_id"])
+    assert conversation.response_format == "text"
+
+
+@pytest.mark.parametrize(
+    "response_format",
+    [
+        {"type": "xml"},
+        "json_object",
+        {"type": "json_schema"},
+        {"type": "json_schema", "schema_id": "1"},
+        {"type": "json_object", "schema_id": 1},
+        {"type": "text", "extra": True},
+    ],
+)
+async def test_a_malformed_format_is_refused(connect, member, sim, response_format):
+    socket = await connect(member)
+    error = await socket.expect_error(
+        {
+            "type": "chat.send",
+            "conversation_id": None,
+            "content": "hi",
+            "settings": {"response_format": response_format},
+        }
+    )
+    assert error["error"]["code"] == "invalid_frame"
+    assert error["error"]["field"] == "response_format"
+    assert not sim.requests
+    assert await Conversation.objects.acount() == 0
+
+
+async def test_another_teams_schema_or_a_missing_one_is_refused_and_nothing_changes(
+    connect, member, sim, recipe
+):
+    socket = await connect(member)
+    ids = await socket.send_message("First")
+    await finished(socket, ids)
+    other = await Team.objects.acreate(name="Other")
+    foreign = await JsonSchema.objects.acreate(team=other, name="secret", schema={"type": "object"})
+    requests_before = len(sim.requests)
+
+    for schema_id in (foreign.pk, foreign.pk + 1000):
+        error = await socket.expect_error(
+            {
+                "type": "chat.send",
+                "conversation_id": ids["conversation_id"],
+                "content": "Second",
+                "settings": {"response_format": {"type": "json_schema", "schema_id": schema_id}},
+            }
+        )
+        assert error["error"]["code"] == "not_found"
+        assert error["error"]["field"] == "response_format"
+        assert "team" in error["error"]["message"]
+
+    assert len(sim.requests) == requests_before
+    conversation = await Conversation.objects.aget(pk=ids["conversation_id"])
+    assert (conversation.response_format, conversation.json_schema_id) == ("", None)
+    assert await Message.objects.filter(conversation=conversation).acount() == 2
+
+
+async def test_the_conversation_api_carries_the_format_and_the_outcome(
+    connect, member, sim, recipe
+):
+    socket = await connect(member)
+    ids = await socket.send_message(
+        "A salad [sim:off_schema]",
+        settings={"response_format": {"type": "json_schema", "schema_id": recipe.pk}},
+    )
+    done, _ = await finished(socket, ids)
+
+    def read():
+        client = Client()
+        client.force_login(member)
+        return client.get(f"/api/conversations/{ids['conversation_id']}/").json()
+
+    data = await database_sync_to_async(read)()
+    assert data["response_format"] == {
+        "type": "json_schema",
+        "schema_id": recipe.pk,
+        "name": "recipe",
+    }
+    answer = data["messages"][-1]
+    assert answer["format"]["valid"] is False
+    assert answer["format"]["error"] == done["format"]["error"]
+    assert data["messages"][0]["format"] is None
+    assert "schema" not in answer["format"]  # the schema itself stays on the server
+
+
+async def test_a_deleted_schema_still_asks_for_json(connect, member, sim, recipe):
+    socket = await connect(member)
+    ids = await socket.send_message(
+        "One", settings={"response_format": {"type": "json_schema", "schema_id": recipe.pk}}
+    )
+    await finished(socket, ids)
+    await recipe.adelete()
+
+    await socket.send(
+        {"type": "chat.send", "conversation_id": ids["conversation_id"], "content": "Two"}
+    )
+    frames = await socket.receive_until(lambda f: f["type"] == "message.done")
+    assert sim.requests[-1]["response_format"]["json_schema"]["schema"] == {"type": "object"}
+    assert frames[-1]["format"] == {"type": "json_object", "valid": True}

@@ -1,0 +1,187 @@
+"""Retention: the team policy's window and legal hold (page and JSON API), and
+`manage.py purge_expired`: what it deletes and keeps, its receipts, dry runs, idempotence."""
+
+import io
+import json
+from datetime import timedelta
+
+import pytest
+from django.core.management import call_command
+from django.test import Client
+from django.utils import timezone
+
+from chatapp.chat.actions.sharing import share_conversation
+from chatapp.chat.models import Conversation, Message, Share
+from chatapp.teams.models import AuditEvent, Membership, Role, Team, TeamPolicy
+from chatapp.uploads.actions import create_upload
+from chatapp.uploads.models import Upload
+from tests.conftest import client_for
+
+SECRET = "SECRET-9a7e"
+
+
+def policy_url(team) -> str:
+    return f"/api/teams/{team.pk}/policy/"
+
+
+def patch(client: Client, team, body: dict):
+    return client.patch(policy_url(team), json.dumps(body), content_type="application/json")
+
+
+def aged(owner, team, days: float, title: str = f"{SECRET} title", **fields) -> Conversation:
+    """A conversation nobody touched for `days` days."""
+    chat = Conversation.objects.create(team=team, owner=owner, title=title, model="m", **fields)
+    Message.objects.create(conversation=chat, role="user", content=f"{SECRET} question")
+    then = timezone.now() - timedelta(days=days)
+    Message.objects.filter(conversation=chat).update(updated_at=then, created_at=then)
+    Conversation.objects.filter(pk=chat.pk).update(updated_at=then, created_at=then)
+    return chat
+
+
+def purge(*args: str) -> str:
+    out = io.StringIO()
+    call_command("purge_expired", *args, stdout=out)
+    return out.getvalue()
+
+
+@pytest.fixture
+def keep_30_days(team):
+    return TeamPolicy.objects.create(team=team, retention_days=30)
+
+
+def test_old_conversations_go_and_the_rest_stay(member, owner, team, keep_30_days, make_user):
+    old = aged(member, team, 31)
+    recent = aged(member, team, 29)
+    pinned = aged(member, team, 400, pinned=True)
+    # An old conversation with a message written yesterday was touched.
+    touched = aged(owner, team, 90)
+    Message.objects.filter(conversation=touched).update(
+        updated_at=timezone.now() - timedelta(days=1)
+    )
+    elsewhere = Team.objects.create(name="Forever")
+    stranger = make_user("stan")
+    Membership.objects.create(team=elsewhere, user=stranger, role=Role.OWNER)
+    forever = aged(stranger, elsewhere, 4000)
+    output = purge()
+    assert "Deleted 1 conversation(s) of team" in output
+    left = set(Conversation.objects.values_list("pk", flat=True))
+    assert left == {recent.pk, pinned.pk, touched.pk, forever.pk}
+    assert old.pk not in left and not Message.objects.filter(conversation_id=old.pk).exists()
+
+
+def test_a_legal_hold_deletes_nothing(member, team, keep_30_days):
+    keep_30_days.legal_hold = True
+    keep_30_days.save()
+    chat = aged(member, team, 1000)
+    assert "Deleted 0 conversation(s) in 0 team(s)" in purge()
+    assert Conversation.objects.filter(pk=chat.pk).exists()
+    assert not AuditEvent.objects.filter(action="retention.purge").exists()
+
+
+def test_the_receipt_counts_and_names_the_window_without_content(member, team, keep_30_days):
+    aged(member, team, 40)
+    aged(member, team, 50)
+    purge()
+    receipt = AuditEvent.objects.get(action="retention.purge")
+    assert receipt.team == team and receipt.actor is None
+    assert receipt.details["conversations"] == 2 and receipt.details["retention_days"] == 30
+    assert receipt.details["cutoff"] and receipt.details["run_at"]
+    assert "2 conversation(s) untouched for 30 days" in receipt.summary
+    assert SECRET not in receipt.summary + json.dumps(receipt.details)
+
+
+def test_purging_again_deletes_nothing_and_writes_no_second_receipt(member, team, keep_30_days):
+    aged(member, team, 40)
+    purge()
+    assert "Deleted 0 conversation(s)" in purge()
+    assert AuditEvent.objects.filter(action="retention.purge").count() == 1
+
+
+def test_a_dry_run_only_counts(member, team, keep_30_days):
+    chat = aged(member, team, 40)
+    output = purge("--dry-run")
+    assert "Would delete 1 conversation(s) of team" in output
+    assert Conversation.objects.filter(pk=chat.pk).exists()
+    assert not AuditEvent.objects.filter(action="retention.purge").exists()
+
+
+def test_files_and_shares_go_with_the_conversation(
+    member, team, keep_30_days, uploads_dir, django_capture_on_commit_callbacks
+):
+    chat = aged(member, team, 40)
+    upload = create_upload(member, team, "notes.txt", f"{SECRET} notes".encode())
+    upload.message = chat.messages.get()
+    upload.save()
+    stored = uploads_dir / upload.file.name
+    assert stored.exists()
+    share_conversation(member, chat, "team")
+    Conversation.objects.filter(pk=chat.pk).update(updated_at=timezone.now() - timedelta(days=40))
+    with django_capture_on_commit_callbacks(execute=True):
+        purge()
+    assert not Upload.objects.exists() and not Share.objects.exists()
+    assert not stored.exists()
+
+
+def test_expired_temporary_chats_go_too(member, team):
+    chat = aged(member, team, 2, temporary=True)
+    assert "and 1 expired temporary chat(s)" in purge("--dry-run")
+    assert Conversation.objects.filter(pk=chat.pk).exists()
+    assert "and 1 expired temporary chat(s)" in purge()
+    assert not Conversation.objects.filter(pk=chat.pk).exists()
+
+
+# --- the policy -------------------------------------------------------------------------------
+
+
+def test_owners_and_admins_set_the_window_within_bounds(owner, admin_member, team):
+    admin = client_for(Client(), admin_member)
+    assert patch(admin, team, {"retention_days": 90}).json()["retention_days"] == 90
+    for bad in (0, -1, 36_501, "30", 1.5, True):
+        response = patch(admin, team, {"retention_days": bad})
+        assert response.status_code == 400, bad
+        assert response.json()["error"]["field"] == "retention_days", bad
+    assert TeamPolicy.objects.get(team=team).retention_days == 90
+    assert patch(admin, team, {"retention_days": None}).json()["retention_days"] is None
+    event = AuditEvent.objects.filter(action="policy.update").first()
+    assert "retention_days" in event.details["changes"]
+
+
+def test_only_owners_set_or_lift_a_legal_hold(owner, admin_member, member, team):
+    admin = client_for(Client(), admin_member)
+    assert patch(admin, team, {"legal_hold": True}).status_code == 403
+    assert patch(client_for(Client(), member), team, {"legal_hold": True}).status_code == 403
+    assert not TeamPolicy.objects.filter(team=team, legal_hold=True).exists()
+    assert patch(client_for(Client(), owner), team, {"legal_hold": True}).json()["legal_hold"]
+    # An admin may change other fields, which leaves the hold as it is, but not lift it.
+    assert patch(admin, team, {"retention_days": 10}).json()["legal_hold"] is True
+    assert patch(admin, team, {"legal_hold": False}).status_code == 403
+    assert patch(admin, team, {"legal_hold": None}).status_code == 403
+    assert TeamPolicy.objects.get(team=team).legal_hold is True
+
+
+def test_the_policy_page_sets_the_window_and_admins_cannot_touch_the_hold(
+    owner, admin_member, team
+):
+    url = f"/teams/{team.pk}/policy/"
+    admin = client_for(Client(), admin_member)
+    page = admin.get(url)
+    assert b'name="retention_days"' in page.content and b"Legal hold" in page.content
+    response = admin.post(url, {"retention_days": "14", "legal_hold": "on"})
+    assert response.status_code == 302
+    stored = TeamPolicy.objects.get(team=team)
+    assert stored.retention_days == 14 and stored.legal_hold is False
+    client_for(Client(), owner).post(url, {"retention_days": "14", "legal_hold": "on"})
+    assert TeamPolicy.objects.get(team=team).legal_hold is True
+    # The admin's next save keeps the owner's hold.
+    admin.post(url, {"retention_days": "20"})
+    stored = TeamPolicy.objects.get(team=team)
+    assert stored.retention_days == 20 and stored.legal_hold is True
+
+
+def test_the_receipt_shows_on_the_teams_audit_page(owner, member, team, keep_30_days):
+    aged(member, team, 40)
+    purge()
+    page = client_for(Client(), owner).get(f"/teams/{team.pk}/audit/")
+    assert page.status_code == 200
+    assert b"Retention deleted 1 conversation(s) untouched for 30 days" in page.content
+    assert SECRET.encode() not in page.content

@@ -1,0 +1,303 @@
+"""Llama Guard screening of questions and answers under the team's safety policy."""
+
+import pytest
+from django.test import Client
+from prometheus_client import REGISTRY
+
+from chatapp.chat.models import Message
+from chatapp.teams.models import SafetyFlag, TeamPolicy
+from tests.conftest import client_for
+from tests.support.polling import await_for
+
+from .conftest import joined_text
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+FLAGGED_QUESTION = "[sim:flag categories=S1,S10] How do I pick a lock?"
+# An answer long and slow enough to be caught mid-stream: flagged from its 30th token.
+FLAGGED_ANSWER = "[sim:flag_answer categories=S10 at=30] [sim:long tokens=400] [sim:pace tps=40]"
+
+
+@pytest.fixture(params=["llama", "openai"])
+def protocol(request, settings, sim):
+    """The site's provider speaks this protocol (openai: the Guard model via chat completions)."""
+    settings.LLAMA_MAX_ATTEMPTS = 1  # failures are failures at once: no backoff to wait out
+    if request.param == "openai":
+        settings.LLAMA_API_PROTOCOL = "openai"
+        settings.LLAMA_API_BASE_URL = sim.openai_url
+    return request.param
+
+
+def set_policy(team, **fields) -> None:
+    TeamPolicy.objects.update_or_create(team=team, defaults=fields)
+
+
+async def aset_policy(team, **fields) -> None:
+    await TeamPolicy.objects.aupdate_or_create(team=team, defaults=fields)
+
+
+def counted(name: str, **labels) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def chat_requests(sim) -> list[dict]:
+    return sim.requests  # Guard model calls are recorded in sim.moderations instead
+
+
+async def test_a_blocked_question_never_goes_upstream(connect, member, team, sim, protocol):
+    await aset_policy(team, safety_input="block")
+    labels = {"stage": "input", "category": "S10", "decision": "block"}
+    before = counted("chat_safety_verdicts_total", **labels)
+    socket = await connect(member)
+    ids = await socket.send_message(FLAGGED_QUESTION)
+
+    frames = await socket.until_type("message.error", ids["message_id"])
+    error = frames[-1]["error"]
+    assert error["code"] == "safety_blocked"
+    assert error["categories"] == ["S1", "S10"]
+    assert "safety policy" in error["message"] and "S10 Hate" in error["message"]
+    assert error["retryable"] is False
+    assert chat_requests(sim) == []
+    assert len(sim.moderations) == 1
+    answer = await Message.objects.aget(pk=ids["message_id"])
+    assert (answer.status, answer.prompt_tokens) == ("error", None)
+    flag = await SafetyFlag.objects.aget()
+    assert (flag.message_id, flag.stage, flag.blocked) == (ids["user_message_id"], "input", True)
+    assert flag.categories == ["S1", "S10"]
+    await await_for(
+        lambda: counted("chat_safety_verdicts_total", **labels) == before + 1,
+        "the Prometheus counter",
+    )
+
+
+async def test_a_flagged_question_is_answered_and_marked(connect, member, team, sim, protocol):
+    await aset_policy(team, safety_input="flag")
+    socket = await connect(member)
+    ids = await socket.send_message(FLAGGED_QUESTION)
+
+    done = (await socket.until_type("message.done", ids["message_id"]))[-1]
+    assert done["status"] == "complete"
+    assert done["safety"] == {
+        "flagged": True,
+        "categories": ["S1", "S10"],
+        "stages": ["input"],
+        "unscreened": [],
+    }
+    assert len(chat_requests(sim)) == 1
+    flag = await SafetyFlag.objects.aget()
+    assert (flag.message_id, flag.blocked) == (ids["user_message_id"], False)
+
+
+async def test_categories_the_team_left_out_do_not_count(connect, member, team, sim, protocol):
+    await aset_policy(team, safety_input="block", safety_categories=["S2", "S3"])
+    socket = await connect(member)
+    ids = await socket.send_message(FLAGGED_QUESTION)
+
+    done = (await socket.until_type("message.done", ids["message_id"]))[-1]
+    assert done["status"] == "complete"
+    assert done["safety"]["flagged"] is False
+    assert not await SafetyFlag.objects.aexists()
+
+
+async def test_off_sends_nothing_to_moderation(connect, member, team, sim, protocol):
+    socket = await connect(member)
+    ids = await socket.send_message(FLAGGED_QUESTION)
+
+    done = (await socket.until_type("message.done", ids["message_id"]))[-1]
+    assert done["status"] == "complete"
+    assert "safety" not in done
+    assert sim.moderations == []
+
+
+async def test_a_blocked_answer_stops_mid_stream_and_is_withheld(
+    connect, member, team, sim, protocol
+):
+    await aset_policy(team, safety_output="block")
+    socket = await connect(member)
+    ids = await socket.send_message(f"Tell me a story {FLAGGED_ANSWER}")
+    message_id = ids["message_id"]
+
+    done = (await socket.until_type("message.done", message_id))[-1]
+    assert done["status"] == "blocked"
+    assert done["safety"] == {
+        "flagged": True,
+        "categories": ["S10"],
+        "stages": ["output"],
+        "unscreened": [],
+    }
+    shown = joined_text(socket.received, message_id)
+    await await_for(lambda: sim.active_streams == 0, "the upstream stream to close")
+    answer = await Message.objects.aget(pk=message_id)
+    assert answer.status == "blocked"
+    assert answer.content == shown  # kept for the team's reviewers
+    assert 30 <= len(answer.content.split()) < 300  # stopped long before the 400th token
+    flag = await SafetyFlag.objects.aget()
+    assert (flag.message_id, flag.stage, flag.blocked) == (message_id, "output", True)
+
+    reloaded = await connect(member)
+    await reloaded.send({"type": "chat.subscribe", "conversation_id": ids["conversation_id"]})
+    state = await reloaded.receive()
+    withheld = [m for m in state["messages"] if m["id"] == message_id][0]
+    assert (withheld["status"], withheld["content"]) == ("blocked", "")
+    assert withheld["safety"]["categories"] == ["S10"]
+
+
+def test_the_api_withholds_a_blocked_answer_and_does_not_search_it(member, team):
+    from chatapp.chat.models import Conversation
+
+    conversation = Conversation.objects.create(team=team, owner=member, title="Story")
+    Message.objects.create(conversation=conversation, role="user", content="Tell me a story")
+    Message.objects.create(
+        conversation=conversation, role="assistant", content="Once upon a zebra", status="blocked"
+    )
+    client = client_for(Client(), member)
+
+    data = client.get(f"/api/conversations/{conversation.pk}/").json()
+    assert [m["content"] for m in data["messages"]] == ["Tell me a story", ""]
+    assert data["messages"][1]["status"] == "blocked"
+    assert client.get("/api/conversations/?q=zebra").json()["results"] == []
+    export = client.get(f"/api/conversations/{conversation.pk}/export?format=md")
+    assert b"zebra" not in export.content
+
+
+async def test_a_flagged_answer_is_shown_and_marked(connect, member, team, sim, protocol):
+    await aset_policy(team, safety_output="flag")
+    socket = await connect(member)
+    ids = await socket.send_message("[sim:flag_answer categories=S6] Which pills?")
+
+    done = (await socket.until_type("message.done", ids["message_id"]))[-1]
+    assert done["status"] == "complete"
+    assert done["safety"]["stages"] == ["output"]
+    answer = await Message.objects.aget(pk=ids["message_id"])
+    assert "Which pills?" in joined_text(socket.received, ids["message_id"])
+    assert answer.content == joined_text(socket.received, ids["message_id"])
+
+
+async def test_fail_open_answers_and_says_it_was_not_screened(connect, member, team, sim, protocol):
+    await aset_policy(team, safety_input="block", safety_output="block")
+    socket = await connect(member)
+    before = counted("chat_safety_failures_total", stage="input", outcome="fail_open")
+    ids = await socket.send_message("[sim:guard_fault=503] Hello")
+
+    done = (await socket.until_type("message.done", ids["message_id"]))[-1]
+    assert done["status"] == "complete"
+    assert done["safety"] == {
+        "flagged": False,
+        "categories": [],
+        "stages": [],
+        "unscreened": ["input", "output"],
+    }
+    assert len(chat_requests(sim)) == 1
+    await await_for(
+        lambda: (
+            counted("chat_safety_failures_total", stage="input", outcome="fail_open") == before + 1
+        ),
+        "the Prometheus counter",
+    )
+
+
+async def test_fail_closed_refuses_an_unscreened_question(connect, member, team, sim, protocol):
+    await aset_policy(team, safety_input="flag", safety_on_error="fail_closed")
+    socket = await connect(member)
+    ids = await socket.send_message("[sim:guard_fault=500] Hello")
+
+    error = (await socket.until_type("message.error", ids["message_id"]))[-1]["error"]
+    assert error["code"] == "safety_unavailable"
+    assert error["retryable"] is True
+    assert chat_requests(sim) == []
+
+
+async def test_fail_closed_withholds_an_answer_that_could_not_be_screened(
+    connect, member, team, sim, protocol
+):
+    await aset_policy(team, safety_output="flag", safety_on_error="fail_closed")
+    socket = await connect(member)
+    ids = await socket.send_message("[sim:guard_fault=502] Hello")
+
+    done = (await socket.until_type("message.done", ids["message_id"]))[-1]
+    assert done["status"] == "blocked"
+    assert done["safety"]["unscreened"] == ["output"]
+    assert done["safety"]["flagged"] is False
+
+
+async def test_a_blocked_question_stays_out_of_later_requests(connect, member, team, sim):
+    await aset_policy(team, safety_input="block")
+    socket = await connect(member)
+    ids = await socket.send_message(FLAGGED_QUESTION)
+    await socket.until_type("message.error", ids["message_id"])
+
+    await socket.send(
+        {
+            "type": "chat.send",
+            "request_id": "r2",
+            "conversation_id": ids["conversation_id"],
+            "content": "Something else",
+        }
+    )
+    frames = await socket.receive_until(lambda f: f["type"] == "message.done")
+    assert frames[-1]["status"] == "complete"
+    sent = [m["content"] for m in sim.requests[-1]["messages"]]
+    assert sent == ["Something else"]
+
+
+async def test_redacted_data_never_reaches_the_simulator(connect, member, team, sim, protocol):
+    await aset_policy(team, data_email="redact", data_card="redact", safety_input="flag")
+    socket = await connect(member)
+    text = "Email ann@example.com about card 4111 1111 1111 1111, and ann@example.com again"
+    ids = await socket.send_message(text)
+
+    created = [f for f in ids["frames"] if f["type"] == "message.created"][0]["message"]
+    assert created["content"] == text  # the author's own message keeps the original
+    assert created["redactions"] == [
+        {"placeholder": "[EMAIL_1]", "label": "e-mail address"},
+        {"placeholder": "[CARD_1]", "label": "card number"},
+    ]
+    await socket.until_type("message.done", ids["message_id"])
+    sent = sim.requests[-1]["messages"][-1]["content"]
+    assert sent == "Email [EMAIL_1] about card [CARD_1], and [EMAIL_1] again"
+    assert "ann@example.com" not in str(sim.moderations)  # Llama Guard gets the redacted text
+    question = await Message.objects.aget(pk=ids["user_message_id"])
+    assert question.content == text
+
+
+async def test_a_blocked_data_kind_refuses_the_question_before_anything(connect, member, team, sim):
+    await aset_policy(team, data_private_key="block")
+    socket = await connect(member)
+    pem = "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----"
+
+    error = await socket.expect_error(
+        {"type": "chat.send", "request_id": "r1", "conversation_id": None, "content": pem}
+    )
+    assert error["error"]["code"] == "data_blocked"
+    assert "private key" in error["error"]["message"]
+    assert sim.requests == [] and sim.moderations == []
+    assert not await Message.objects.aexists()
+
+
+async def test_a_pending_moderation_call_does_not_hold_the_tokens(
+    connect, member, team, sim, settings
+):
+    """The first check mid-answer never answers (it gives up after LLAMA_GUARD_TIMEOUT), and
+    frames keep coming meanwhile. Were they held, the stream would pause until that check gave
+    up, and the frame after the pause would start a second check."""
+    settings.LLAMA_MAX_ATTEMPTS = 1
+    settings.LLAMA_GUARD_TIMEOUT = 8
+    await aset_policy(team, safety_output="block")
+    socket = await connect(member)
+    ids = await socket.send_message("[sim:guard_delay=60] [sim:long tokens=400] [sim:pace tps=40]")
+    message_id = ids["message_id"]
+
+    after_check: list[dict] = []
+
+    def ten_frames_after_the_first_check(frame: dict) -> bool:
+        if frame["type"] == "message.delta" and frame["message_id"] == message_id:
+            if after_check or sim.moderations:
+                after_check.append(frame)
+        return len(after_check) >= 10
+
+    await socket.receive_until(ten_frames_after_the_first_check)
+    assert len(sim.moderations) == 1  # the first check, still waiting for its verdict
+    await socket.send({"type": "chat.stop", "message_id": message_id})
+    done = (await socket.until_type("message.done", message_id))[-1]
+    assert done["status"] == "stopped"
+    assert done["safety"]["unscreened"] == ["output"]  # fail_open: shown, marked unscreened

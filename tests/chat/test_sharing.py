@@ -1,0 +1,263 @@
+"""Sharing a conversation inside its team: the JSON API, the share's page for every role and
+outsider, revoking, the snapshot, "Continue in my chats", and the audit trail."""
+
+import json
+
+import pytest
+from django.test import Client
+
+from chatapp.chat.models import Conversation, Message, Share
+from chatapp.teams.models import AuditEvent, Membership, Role, SystemPrompt, Team
+from chatapp.uploads.actions import create_upload
+from tests.conftest import client_for
+
+SECRET = "SECRET-41d3"
+
+
+@pytest.fixture
+def conversation(member, team):
+    """Max's conversation in Acme, on a branch: an earlier answer was regenerated."""
+    chat = Conversation.objects.create(team=team, owner=member, title="Taxes", model="m")
+    question = Message.objects.create(conversation=chat, role="user", content="How do I **file**?")
+    old = Message.objects.create(conversation=chat, role="assistant", content="old answer")
+    new = Message(conversation=chat, parent=question, role="assistant", content=f"{SECRET} form A")
+    new.explicit_parent = True
+    new.save()
+    Conversation.objects.filter(pk=chat.pk).update(active_leaf=new)
+    assert old.pk < new.pk
+    chat.refresh_from_db()
+    return chat
+
+
+@pytest.fixture
+def teammate(make_user, team):
+    user = make_user("tina")
+    Membership.objects.create(team=team, user=user, role=Role.MEMBER)
+    return user
+
+
+@pytest.fixture
+def other_team_user(make_user):
+    user = make_user("otto")
+    Membership.objects.create(team=Team.objects.create(name="Other"), user=user, role=Role.OWNER)
+    return user
+
+
+def post_json(client: Client, url: str, body) -> object:
+    return client.post(url, json.dumps(body), content_type="application/json")
+
+
+def share(client: Client, conversation, **body):
+    url = f"/api/conversations/{conversation.pk}/shares/"
+    return post_json(client, url, {"audience": "team", **body})
+
+
+def test_the_owner_shares_with_the_team_and_everyone_in_it_reads_it(
+    member, owner, teammate, conversation, client
+):
+    response = share(client_for(Client(), member), conversation)
+    assert response.status_code == 201, response.content
+    data = response.json()
+    assert data["audience"] == "team" and data["messages"] == 2
+    assert data["conversation_id"] == conversation.pk and data["url"].startswith("/s/")
+    for reader in (member, owner, teammate):
+        page = client_for(Client(), reader).get(data["url"])
+        assert page.status_code == 200
+        assert b"How do I **file**?" in page.content
+        assert f"{SECRET} form A".encode() in page.content  # the branch shown...
+        assert b"old answer" not in page.content  # ...not the other version
+
+
+def test_chosen_members_only(member, owner, teammate, conversation):
+    data = share(
+        client_for(Client(), member), conversation, audience="members", members=[teammate.pk]
+    ).json()
+    assert data["members"] == [teammate.pk]
+    assert client_for(Client(), teammate).get(data["url"]).status_code == 200
+    assert client_for(Client(), member).get(data["url"]).status_code == 200
+    # The team's owner is not among the chosen: not found, whatever their role.
+    response = client_for(Client(), owner).get(data["url"])
+    assert response.status_code == 404 and SECRET.encode() not in response.content
+
+
+def test_other_teams_and_anonymous_visitors_never_see_it(member, other_team_user, conversation):
+    url = share(client_for(Client(), member), conversation).json()["url"]
+    response = client_for(Client(), other_team_user).get(url)
+    assert response.status_code == 404 and SECRET.encode() not in response.content
+    assert client_for(Client(), other_team_user).post(url + "fork/").status_code == 404
+    anonymous = Client().get(url)
+    assert anonymous.status_code == 302 and anonymous["Location"].startswith("/accounts/login/")
+    assert Client().get("/s/not-a-token/").status_code == 302
+    assert client_for(Client(), member).get("/s/not-a-token/").status_code == 404
+
+
+def test_a_member_who_leaves_the_team_loses_the_share(member, teammate, conversation):
+    url = share(
+        client_for(Client(), member), conversation, audience="members", members=[teammate.pk]
+    ).json()["url"]
+    Membership.objects.filter(user=teammate).delete()
+    assert client_for(Client(), teammate).get(url).status_code == 404
+
+
+def test_bad_shares_are_refused_and_change_nothing(member, other_team_user, conversation, owner):
+    client = client_for(Client(), member)
+    cases = [
+        ({"audience": "everyone"}, "audience"),
+        ({"audience": "members", "members": []}, "members"),
+        ({"audience": "members", "members": [member.pk]}, "members"),  # only yourself
+        ({"audience": "members", "members": [other_team_user.pk]}, "members"),
+        ({"audience": "members", "members": [2**40]}, "members"),
+        ({"audience": "members", "members": ["1"]}, "0"),  # the list's first item
+        ({"audience": "team", "extra": 1}, "extra"),
+    ]
+    for body, field in cases:
+        response = post_json(client, f"/api/conversations/{conversation.pk}/shares/", body)
+        assert response.status_code == 400, body
+        assert response.json()["error"]["field"] == field, body
+    # Somebody else's conversation, even the team owner's view of a member's: not found.
+    assert share(client_for(Client(), owner), conversation).status_code == 404
+    assert not Share.objects.exists()
+    assert not AuditEvent.objects.filter(action="conversation.share").exists()
+
+
+def test_revoke_makes_it_404_for_everyone_and_only_the_owner_may(member, teammate, conversation):
+    owner_client = client_for(Client(), member)
+    data = share(owner_client, conversation).json()
+    reader = client_for(Client(), teammate)
+    assert reader.delete(f"/api/shares/{data['id']}/").status_code == 404
+    assert owner_client.get("/api/shares/").json()["results"][0]["id"] == data["id"]
+    assert reader.get("/api/shares/").json()["results"] == []
+    assert owner_client.delete(f"/api/shares/{data['id']}/").status_code == 204
+    assert reader.get(data["url"]).status_code == 404
+    assert owner_client.get(data["url"]).status_code == 404
+    assert owner_client.delete(f"/api/shares/{data['id']}/").status_code == 404
+    assert owner_client.get("/api/shares/").json()["results"] == []
+
+
+def test_the_snapshot_ignores_later_edits(member, teammate, conversation):
+    url = share(client_for(Client(), member), conversation).json()["url"]
+    Message.objects.filter(conversation=conversation).update(content="edited later")
+    Message.objects.create(conversation=conversation, role="user", content="a later question")
+    Conversation.objects.filter(pk=conversation.pk).update(title="Renamed")
+    page = client_for(Client(), teammate).get(url)
+    assert f"{SECRET} form A".encode() in page.content
+    assert b"edited later" not in page.content and b"a later question" not in page.content
+    assert b"Taxes" in page.content
+
+
+def test_withheld_text_is_not_shared(member, teammate, conversation):
+    Message.objects.filter(content__startswith=SECRET).update(status="blocked")
+    url = share(client_for(Client(), member), conversation).json()["url"]
+    page = client_for(Client(), teammate).get(url)
+    assert SECRET.encode() not in page.content
+    assert SECRET not in json.dumps(Share.objects.get().messages)
+    assert b"Withheld by the team" in page.content
+
+
+def test_file_names_are_listed_not_shared(member, teammate, team, conversation):
+    upload = create_upload(member, team, "notes.txt", b"private notes")
+    Message.objects.filter(role="user").update()
+    upload.message = conversation.messages.get(role="user")
+    upload.save()
+    url = share(client_for(Client(), member), conversation).json()["url"]
+    page = client_for(Client(), teammate).get(url)
+    assert b"notes.txt" in page.content and b"private notes" not in page.content
+    # The share does not open the file to the reader.
+    assert client_for(Client(), teammate).get(f"/api/uploads/{upload.pk}/").status_code == 404
+
+
+def test_continue_in_my_chats_copies_the_snapshot_into_the_viewers_own_conversation(
+    member, teammate, team, conversation
+):
+    SystemPrompt.objects.create(team=team, name="House", content="Be kind.", is_default=True)
+    url = share(client_for(Client(), member), conversation).json()["url"]
+    reader = client_for(Client(), teammate)
+    response = reader.post(url + "fork/")
+    assert response.status_code == 302
+    copy = Conversation.objects.get(owner=teammate)
+    assert response["Location"] == f"/c/{copy.pk}/"
+    assert copy.team == team and copy.title == "Taxes"
+    assert copy.system_prompt_text == "Be kind."
+    rows = list(copy.messages.order_by("id").values("role", "content", "parent_id", "id"))
+    assert [(r["role"], r["content"]) for r in rows] == [
+        ("user", "How do I **file**?"),
+        ("assistant", f"{SECRET} form A"),
+    ]
+    assert rows[0]["parent_id"] is None and rows[1]["parent_id"] == rows[0]["id"]
+    # Theirs to read over the API; the original is untouched and still not theirs.
+    assert reader.get(f"/api/conversations/{copy.pk}/").status_code == 200
+    assert reader.get(f"/api/conversations/{conversation.pk}/").status_code == 404
+    assert conversation.messages.count() == 3
+    assert reader.get(url + "fork/").status_code == 405
+
+
+def test_share_and_revoke_are_audited_without_content(member, conversation):
+    client = client_for(Client(), member)
+    data = share(client, conversation).json()
+    client.delete(f"/api/shares/{data['id']}/")
+    events = AuditEvent.objects.filter(team=conversation.team).order_by("id")
+    assert [e.action for e in events] == ["conversation.share", "conversation.share_revoke"]
+    for event in events:
+        text = event.summary + json.dumps(event.details)
+        assert "Taxes" not in text and SECRET not in text and "file" not in text
+        assert event.details["conversation_id"] == conversation.pk
+
+
+def test_deleting_the_conversation_deletes_its_shares(member, teammate, conversation):
+    client = client_for(Client(), member)
+    url = share(client, conversation).json()["url"]
+    assert client.delete(f"/api/conversations/{conversation.pk}/").status_code == 204
+    assert client_for(Client(), teammate).get(url).status_code == 404
+    assert not Share.objects.exists()
+
+
+def test_the_share_pages_for_the_owner(member, teammate, conversation):
+    client = client_for(Client(), member)
+    form = client.get(f"/c/{conversation.pk}/share/")
+    assert form.status_code == 200 and b"tina" in form.content
+    response = client.post(
+        f"/c/{conversation.pk}/share/", {"audience": "members", "members": [teammate.pk]}
+    )
+    assert response.status_code == 302
+    created = Share.objects.get()
+    listing = client.get("/settings/shares/")
+    assert created.token.encode() in listing.content and b"tina" in listing.content
+    assert client.post(f"/c/{conversation.pk}/share/", {"audience": "members"}).status_code == 400
+    other = client_for(Client(), teammate)
+    assert other.get(f"/c/{conversation.pk}/share/").status_code == 404
+    assert other.post(f"/settings/shares/{created.pk}/revoke/").status_code == 404
+    assert client.post(f"/settings/shares/{created.pk}/revoke/").status_code == 302
+    assert not Share.objects.exists()
+
+
+def test_a_temporary_chat_cannot_be_shared(member, conversation):
+    Conversation.objects.filter(pk=conversation.pk).update(temporary=True)
+    response = share(client_for(Client(), member), conversation)
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "temporary_chat"
+    assert not Share.objects.exists()
+
+
+@pytest.mark.parametrize("audience", ["team", "members"])
+def test_every_role_and_outsider(
+    audience, member, owner, admin_member, teammate, make_user, other_team_user, conversation
+):
+    """Max shares with the team, or with Tina only: who reads it (200) and who gets 404."""
+    bystander = make_user("bea")  # a plain member of the team, not chosen
+    Membership.objects.create(team=conversation.team, user=bystander, role=Role.MEMBER)
+    body = {"audience": audience, "members": [teammate.pk]}
+    url = share(client_for(Client(), member), conversation, **body).json()["url"]
+    everyone_in_team = audience == "team"
+    expected = {
+        member: 200,  # the conversation's owner
+        teammate: 200,  # chosen
+        owner: 200 if everyone_in_team else 404,  # the team's owner
+        admin_member: 200 if everyone_in_team else 404,
+        bystander: 200 if everyone_in_team else 404,
+        other_team_user: 404,
+    }
+    for user, status in expected.items():
+        response = client_for(Client(), user).get(url)
+        assert response.status_code == status, (audience, user.username)
+        assert (SECRET.encode() in response.content) == (status == 200)
+    assert Client().get(url).status_code == 302  # anonymous: log in first

@@ -1,0 +1,134 @@
+"""Titles the model writes after a new conversation's first answer (chatapp.chat.titles)."""
+
+import pytest
+
+from chatapp.chat import titles
+from chatapp.chat.generation import RUNNING
+from chatapp.chat.models import Conversation
+from chatapp.teams.models import TeamUsage
+
+from .conftest import MODEL
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+QUESTION = "How do I file taxes in Spain?"
+SLOW = "[sim:pace tps=40]"
+
+
+@pytest.fixture(autouse=True)
+def titles_on(settings):
+    settings.LLAMA_GENERATE_TITLES = True
+
+
+async def answer_and_settle(socket, content: str, **fields) -> dict:
+    """Send, then wait until the answer and whatever follows it (the title) are finished."""
+    ids = await socket.send_message(content, **fields)
+    generation = RUNNING.get(ids["message_id"])
+    await socket.until_type("message.done", ids["message_id"])
+    if generation is not None:
+        await generation.wait()
+    return ids
+
+
+def title_requests(sim) -> list[dict]:
+    return [r for r in sim.requests if r["messages"][0]["content"] == titles.TITLE_INSTRUCTION]
+
+
+async def test_model_names_the_conversation_and_every_tab_hears_it(connect, member, team, sim):
+    socket = await connect(member)
+    other_tab = await connect(member)  # follows no conversation
+    ids = await socket.send_message(QUESTION)
+    updated = await socket.until_type("conversation.updated")
+    assert updated[-1]["conversation"] == {
+        "id": ids["conversation_id"],
+        "title": "File Taxes Spain",
+    }
+    heard = await other_tab.until_type("conversation.updated")
+    assert heard[-1]["conversation"]["title"] == "File Taxes Spain"
+    conversation = await Conversation.objects.aget(pk=ids["conversation_id"])
+    assert conversation.title == "File Taxes Spain"
+    [request] = title_requests(sim)
+    assert not request.get("stream")
+    assert request["model"] == MODEL
+    assert request["max_completion_tokens"] == titles.TITLE_MAX_TOKENS
+    assert QUESTION in request["messages"][1]["content"]
+    answer = [m for m in socket.received if m["type"] == "message.done"][-1]
+    assert "You asked" in request["messages"][1]["content"]
+    # The title's tokens count as the team's usage, beside the answer's.
+    row = await TeamUsage.objects.aget(team=team, user=member)
+    assert row.requests == 2
+    assert row.completion_tokens > answer["usage"]["completion_tokens"]
+
+
+async def test_only_the_first_answer_names_it(connect, member, sim):
+    socket = await connect(member)
+    ids = await answer_and_settle(socket, QUESTION)
+    await answer_and_settle(socket, "And in France?", conversation_id=ids["conversation_id"])
+    assert len(title_requests(sim)) == 1
+    conversation = await Conversation.objects.aget(pk=ids["conversation_id"])
+    assert conversation.title == "File Taxes Spain"
+
+
+async def test_upstream_failure_keeps_the_first_words_silently(connect, member, team, sim):
+    socket = await connect(member)
+    ids = await answer_and_settle(socket, "[sim:title_fault=400] Which bread rises best?")
+    assert len(title_requests(sim)) == 1
+    conversation = await Conversation.objects.aget(pk=ids["conversation_id"])
+    assert conversation.title == "[sim:title_fault=400] Which bread rises best?"
+    assert not [f for f in socket.received if f["type"] in ("conversation.updated", "error")]
+    assert await socket.nothing_more()
+    assert (await TeamUsage.objects.aget(team=team, user=member)).requests == 1
+
+
+async def test_a_rename_is_never_overwritten(connect, member, sim):
+    socket = await connect(member)
+    ids = await socket.send_message(f"{SLOW} {QUESTION}")
+    generation = RUNNING[ids["message_id"]]
+    await Conversation.objects.filter(pk=ids["conversation_id"]).aupdate(title="My taxes")
+    await generation.wait()
+    assert len(title_requests(sim)) == 1  # asked, and its tokens counted, but not kept
+    conversation = await Conversation.objects.aget(pk=ids["conversation_id"])
+    assert conversation.title == "My taxes"
+    assert not [f for f in socket.received if f["type"] == "conversation.updated"]
+
+
+async def test_setting_off_sends_no_title_request(connect, member, sim, settings):
+    settings.LLAMA_GENERATE_TITLES = False
+    socket = await connect(member)
+    ids = await answer_and_settle(socket, QUESTION)
+    assert title_requests(sim) == []
+    conversation = await Conversation.objects.aget(pk=ids["conversation_id"])
+    assert conversation.title == QUESTION
+
+
+async def test_temporary_chats_are_not_named(connect, member, sim):
+    socket = await connect(member)
+    ids = await answer_and_settle(socket, QUESTION, temporary=True)
+    assert title_requests(sim) == []
+    conversation = await Conversation.objects.aget(pk=ids["conversation_id"])
+    assert (conversation.title, conversation.temporary) == (QUESTION, True)
+
+
+@pytest.mark.parametrize(
+    "reply, title",
+    [
+        ("File Taxes Spain", "File Taxes Spain"),
+        ('Title: "Spanish tax filing."\nMore words', "Spanish tax filing"),
+        ("**Bread rising**", "Bread rising"),
+        ("\n\n  ", ""),
+        ("word " * 40, ("word " * 16).strip()),
+    ],
+)
+def test_clean_title(reply, title):
+    assert titles.clean_title(reply) == title
+
+
+def test_question_text_reads_text_parts_only():
+    message = {
+        "role": "user",
+        "content": [
+            {"type": "text", "text": "What is in this picture?"},
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+        ],
+    }
+    assert titles.question_text(message) == "What is in this picture?"

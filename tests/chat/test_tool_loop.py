@@ -1,0 +1,381 @@
+"""The tool loop over the websocket: calls, results, rounds, approvals, stop, reload, context."""
+
+import json
+
+import pytest
+from prometheus_client import REGISTRY
+
+from chatapp.chat import tooling
+from chatapp.chat.models import Conversation, Message
+from chatapp.teams.models import TeamUsage
+from llama_simulator.models import count_prompt_tokens
+from tests.support.polling import await_for
+
+from .conftest import joined_text
+from .toolbox import Toolbox
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def toolbox():
+    box = Toolbox()
+    previous = tooling.use_toolbox(box)
+    yield box
+    tooling.use_toolbox(previous)
+
+
+@pytest.fixture(params=["llama", "openai"])
+def protocol(request, settings, sim):
+    if request.param == "openai":
+        settings.LLAMA_API_PROTOCOL = "openai"
+        settings.LLAMA_API_BASE_URL = sim.openai_url
+    return request.param
+
+
+def of_type(frames: list[dict], kind: str) -> list[dict]:
+    return [frame for frame in frames if frame["type"] == kind]
+
+
+async def test_a_tool_call_runs_and_the_model_answers_from_its_result(
+    connect, member, sim, toolbox, protocol
+):
+    socket = await connect(member)
+    ids = await socket.send_message("Weather? [sim:call=get_weather args=city:Paris]")
+    frames = await socket.until_type("message.done", ids["message_id"])
+
+    (call,) = of_type(frames, "message.tool_call")
+    assert call["call"]["name"] == "get_weather"
+    assert json.loads(call["call"]["arguments"]) == {"city": "Paris"}
+    assert call["call"]["status"] == "running"
+    (result,) = of_type(frames, "message.tool_result")
+    assert result["call_id"] == call["call"]["id"]
+    assert result["content"] == "Sunny in Paris" and result["is_error"] is False
+    assert toolbox.calls == [("get_weather", {"city": "Paris"})]
+    answer = joined_text(frames, ids["message_id"])
+    assert answer == "The tool answered: Sunny in Paris"
+    assert frames[-1]["status"] == "complete" and frames[-1]["finish_reason"] == "stop"
+
+    # Upstream: the tools offered, then the calls and their result sent back.
+    first, second = sim.requests[-2:]
+    assert [tool["function"]["name"] for tool in first["tools"]][:2] == [
+        "get_weather",
+        "create_ticket",
+    ]
+    called, returned = second["messages"][-2:]
+    assert called["role"] == "assistant" and called["tool_calls"][0]["id"] == result["call_id"]
+    assert returned == {
+        "role": "tool",
+        "tool_call_id": result["call_id"],
+        "content": "Sunny in Paris",
+    }
+
+    message = await Message.objects.aget(pk=ids["message_id"])
+    assert message.content == answer
+    (stored,) = message.tool_calls
+    assert stored["status"] == "done" and stored["content"] == "Sunny in Paris"
+    assert stored["elapsed"] is not None and stored["round"] == 1
+
+
+async def test_every_rounds_tokens_count(connect, member, team, sim, toolbox):
+    socket = await connect(member)
+    ids = await socket.send_message("Weather? [sim:call=get_weather args=city:Oslo]")
+    done = (await socket.until_type("message.done", ids["message_id"]))[-1]
+    first, second = sim.requests[-2:]
+    both = count_prompt_tokens(first["messages"]) + count_prompt_tokens(second["messages"])
+    assert done["usage"]["prompt_tokens"] == both
+    usage = await TeamUsage.objects.aget(team=team, user=member)
+    assert usage.prompt_tokens == both
+    assert usage.completion_tokens == done["usage"]["completion_tokens"]
+
+
+async def test_one_turns_calls_run_together(connect, member, sim, toolbox):
+    socket = await connect(member)
+    ids = await socket.send_message("Both [sim:call=slow_lookup+get_weather args=city:Rome]")
+    await toolbox.slow_started.wait()
+    # The quick call finished while the slow one still runs: they run at the same time.
+    frames = await socket.until_type("message.tool_result", ids["message_id"])
+    assert frames[-1]["content"] == "Sunny in Rome"
+    assert toolbox.running == 1
+    await socket.send({"type": "chat.stop", "message_id": ids["message_id"]})
+    frames = await socket.until_type("message.done", ids["message_id"])
+    assert frames[-1]["status"] == "stopped"
+    (stopped,) = of_type(frames, "message.tool_result")
+    assert stopped["is_error"] and stopped["content"] == tooling.STOPPED
+    assert toolbox.cancelled == 1 and toolbox.running == 0
+    message = await Message.objects.aget(pk=ids["message_id"])
+    assert [call["status"] for call in message.tool_calls] == ["done", "done"]
+    await await_for(lambda: sim.active_streams == 0, "the upstream stream to close")
+
+
+async def test_the_rounds_are_capped_and_the_last_turn_gets_no_tools(
+    connect, member, sim, toolbox, monkeypatch
+):
+    monkeypatch.setattr(tooling, "MAX_TOOL_ROUNDS", 3)
+    socket = await connect(member)
+    ids = await socket.send_message("Forever [sim:call=get_weather rounds=50 args=city:Bern]")
+    frames = await socket.until_type("message.done", ids["message_id"])
+    assert len(of_type(frames, "message.tool_result")) == 3
+    assert [call["call"]["round"] for call in of_type(frames, "message.tool_call")] == [1, 2, 3]
+    assert "tools" not in sim.requests[-1] and "tools" in sim.requests[-2]
+    assert frames[-1]["status"] == "complete"
+    assert joined_text(frames, ids["message_id"]).startswith("The tool answered")
+
+
+async def test_calls_in_a_turn_offered_no_tools_never_run(
+    connect, member, sim, toolbox, monkeypatch
+):
+    monkeypatch.setattr(tooling, "MAX_TOOL_ROUNDS", 1)
+    socket = await connect(member)
+    ids = await socket.send_message("Again [sim:call=get_weather rounds=9 anyway args=city:Nice]")
+    frames = await socket.until_type("message.done", ids["message_id"])
+    assert "tools" not in sim.requests[-1]  # the model called anyway: nothing ran
+    assert len(of_type(frames, "message.tool_call")) == 1
+    assert toolbox.calls == [("get_weather", {"city": "Nice"})]
+    assert frames[-1]["status"] == "complete"
+
+
+async def test_errors_and_unknown_tools_go_back_to_the_model(connect, member, sim, toolbox):
+    errors_before = tool_calls_counted("error")
+    socket = await connect(member)
+    ids = await socket.send_message("Oops [sim:call=broken+no_such_tool]")
+    frames = await socket.until_type("message.done", ids["message_id"])
+    results = {f["call"]["name"]: f for f in of_type(frames, "message.tool_result")}
+    assert results["broken"]["is_error"] and "boom" in results["broken"]["content"]
+    assert results["no_such_tool"]["is_error"]
+    assert "no tool named 'no_such_tool'" in results["no_such_tool"]["content"]
+    sent = [m for m in sim.requests[-1]["messages"] if m["role"] == "tool"]
+    assert [m["content"] for m in sent] == [
+        results["broken"]["content"],
+        results["no_such_tool"]["content"],
+    ]
+    assert frames[-1]["status"] == "complete"
+    assert tool_calls_counted("error") == errors_before + 2
+
+
+async def test_a_slow_tool_times_out_as_a_tool_error(connect, member, sim, toolbox, monkeypatch):
+    monkeypatch.setattr(tooling, "TOOL_LOOP_SECONDS", 0.5)  # the whole budget, not a pace
+    socket = await connect(member)
+    ids = await socket.send_message("Slow [sim:call=slow_lookup]")
+    frames = await socket.until_type("message.done", ids["message_id"])
+    (result,) = of_type(frames, "message.tool_result")
+    assert result["is_error"] and "did not answer within" in result["content"]
+    assert toolbox.cancelled == 1
+    assert "tools" not in sim.requests[-1]  # the budget is spent: the model must answer
+    assert frames[-1]["status"] == "complete"
+
+
+async def test_a_huge_result_is_cut_and_kept_as_text(connect, member, sim, toolbox):
+    socket = await connect(member)
+    ids = await socket.send_message("Big [sim:call=huge]")
+    frames = await socket.until_type("message.done", ids["message_id"])
+    (result,) = of_type(frames, "message.tool_result")
+    assert len(result["content"]) < tooling.RESULT_MAX_CHARS + 100
+    assert result["content"].startswith("<b>x</b>")  # as text: the page never renders it
+    system = [m for m in sim.requests[-1]["messages"] if m["role"] == "system"]
+    assert all("<b>x</b>" not in m["content"] for m in system)
+
+
+async def test_approval_granted_runs_the_call(connect, member, sim, toolbox):
+    socket = await connect(member)
+    ids = await socket.send_message("File it [sim:call=create_ticket args=title:Printer]")
+    frames = await socket.until_type("message.tool_call", ids["message_id"])
+    call = frames[-1]["call"]
+    assert call["status"] == "awaiting_approval" and toolbox.calls == []
+    await await_for(awaiting(ids["message_id"]), "the call to be saved")
+
+    decision = {
+        "type": "chat.tool_decision",
+        "message_id": ids["message_id"],
+        "call_id": call["id"],
+        "approve": True,
+    }
+    await socket.send(decision)
+    frames = await socket.until_type("message.done", ids["message_id"])
+    assert of_type(frames, "message.tool_call")[0]["call"]["status"] == "running"
+    (result,) = of_type(frames, "message.tool_result")
+    assert result["content"] == "Ticket T-1 created" and not result["is_error"]
+    assert toolbox.calls == [("create_ticket", {"title": "Printer"})]
+    # Decided already: the call waits no more, so a second decision is refused.
+    refused = await socket.expect_error(decision)
+    assert refused["error"]["code"] == "not_found"
+
+
+async def test_approval_denied_tells_the_model(connect, member, sim, toolbox):
+    socket = await connect(member)
+    ids = await socket.send_message("File it [sim:call=create_ticket]")
+    call = (await socket.until_type("message.tool_call", ids["message_id"]))[-1]["call"]
+    await await_for(awaiting(ids["message_id"]), "the call to be saved")
+    await socket.send(
+        {
+            "type": "chat.tool_decision",
+            "message_id": ids["message_id"],
+            "call_id": call["id"],
+            "approve": False,
+        }
+    )
+    frames = await socket.until_type("message.done", ids["message_id"])
+    (result,) = of_type(frames, "message.tool_result")
+    assert result["is_error"] and result["content"] == tooling.DECLINED
+    assert toolbox.calls == []
+    assert tooling.DECLINED in joined_text(frames, ids["message_id"])
+
+
+async def test_an_unanswered_approval_counts_as_denied(connect, member, sim, toolbox, monkeypatch):
+    monkeypatch.setattr(tooling, "APPROVAL_SECONDS", 0.2)
+    socket = await connect(member)
+    ids = await socket.send_message("File it [sim:call=create_ticket]")
+    frames = await socket.until_type("message.done", ids["message_id"])
+    (result,) = of_type(frames, "message.tool_result")
+    assert result["content"] == tooling.DECLINED and toolbox.calls == []
+
+
+async def test_decisions_on_calls_not_yours_or_not_waiting_are_refused(
+    connect, member, outsider, sim, toolbox
+):
+    socket = await connect(member)
+    ids = await socket.send_message("File it [sim:call=create_ticket]")
+    call = (await socket.until_type("message.tool_call", ids["message_id"]))[-1]["call"]
+    await await_for(awaiting(ids["message_id"]), "the call to be saved")
+    decision = {
+        "type": "chat.tool_decision",
+        "message_id": ids["message_id"],
+        "call_id": call["id"],
+        "approve": True,
+    }
+    stranger = await connect(outsider)
+    assert (await stranger.expect_error(decision))["error"]["code"] == "not_found"
+    wrong_call = {**decision, "call_id": "call_nope"}
+    assert (await socket.expect_error(wrong_call))["error"]["code"] == "not_found"
+    for bad in ({"approve": "yes"}, {"call_id": 7}, {"call_id": ""}, {"message_id": "x"}):
+        error = await socket.expect_error({**decision, **bad})
+        assert error["error"]["code"] == "invalid_frame"
+    assert toolbox.calls == []
+    await socket.send({"type": "chat.stop", "message_id": ids["message_id"]})
+    frames = await socket.until_type("message.done", ids["message_id"])
+    assert frames[-1]["status"] == "stopped"  # stop ends the wait too
+    (result,) = of_type(frames, "message.tool_result")
+    assert result["is_error"] and toolbox.calls == []
+
+
+async def test_reload_mid_loop_shows_the_calls_so_far(connect, member, sim, toolbox):
+    first = await connect(member)
+    ids = await first.send_message("Both [sim:call=get_weather+slow_lookup args=city:Riga]")
+    await first.until_type("message.tool_result", ids["message_id"])
+
+    second = await connect(member)
+    await second.send({"type": "chat.subscribe", "conversation_id": ids["conversation_id"]})
+    state = await second.receive()
+    answer = next(m for m in state["messages"] if m["id"] == ids["message_id"])
+    assert answer["status"] == "streaming"
+    calls = {call["name"]: call for call in answer["tool_calls"]}
+    assert calls["get_weather"]["status"] == "done"
+    assert calls["get_weather"]["content"] == "Sunny in Riga"
+    assert calls["slow_lookup"]["status"] == "running"
+
+    await first.send({"type": "chat.stop", "message_id": ids["message_id"]})
+    rest = await second.until_type("message.done", ids["message_id"])
+    assert of_type(rest, "message.tool_result")[0]["call"]["name"] == "slow_lookup"
+
+
+async def test_later_turns_send_the_calls_and_results_upstream(connect, member, sim, toolbox):
+    socket = await connect(member)
+    ids = await socket.send_message("Weather? [sim:call=get_weather args=city:Lima]")
+    frames = await socket.until_type("message.done", ids["message_id"])
+    call_id = of_type(frames, "message.tool_result")[0]["call_id"]
+    await socket.send(
+        {
+            "type": "chat.send",
+            "request_id": "r2",
+            "conversation_id": ids["conversation_id"],
+            "content": "Thanks",
+        }
+    )
+    await socket.until_type("message.done")
+
+    sent = sim.requests[-1]["messages"]
+    roles = [m["role"] for m in sent]
+    assert roles[-5:] == ["user", "assistant", "tool", "assistant", "user"]
+    called, result, answer = sent[-4:-1]
+    assert called["tool_calls"][0]["id"] == call_id
+    assert called["tool_calls"][0]["function"]["name"] == "get_weather"
+    assert result == {"role": "tool", "tool_call_id": call_id, "content": "Sunny in Lima"}
+    assert answer["content"] == "The tool answered: Sunny in Lima"
+
+
+async def test_regenerate_runs_the_loop_again(connect, member, sim, toolbox):
+    socket = await connect(member)
+    ids = await socket.send_message("Weather? [sim:call=get_weather args=city:Kyiv]")
+    await socket.until_type("message.done", ids["message_id"])
+    await socket.send(
+        {"type": "chat.regenerate", "request_id": "r2", "message_id": ids["message_id"]}
+    )
+    frames = await socket.until_type("message.done")
+    again = frames[-1]["message_id"]
+    assert again != ids["message_id"]
+    assert of_type(frames, "message.tool_result")[0]["content"] == "Sunny in Kyiv"
+    assert len(toolbox.calls) == 2
+    regenerated = await Message.objects.aget(pk=again)
+    assert regenerated.tool_calls[0]["name"] == "get_weather"
+
+
+async def test_a_conversation_with_tools_off_offers_none(connect, member, sim, toolbox):
+    socket = await connect(member)
+    ids = await socket.send_message("Hello")
+    await socket.until_type("message.done", ids["message_id"])
+    assert "tools" in sim.requests[-1]
+    await Conversation.objects.filter(pk=ids["conversation_id"]).aupdate(tools_enabled=False)
+    await socket.send(
+        {
+            "type": "chat.send",
+            "request_id": "r2",
+            "conversation_id": ids["conversation_id"],
+            "content": "Weather? [sim:call=get_weather]",
+        }
+    )
+    frames = await socket.until_type("message.done")
+    assert "tools" not in sim.requests[-1]
+    assert not of_type(frames, "message.tool_call") and toolbox.calls == []
+
+
+async def test_a_team_without_tools_offers_none(connect, member, sim):
+    socket = await connect(member)
+    ids = await socket.send_message("Weather? [sim:call=get_weather]")
+    frames = await socket.until_type("message.done", ids["message_id"])
+    assert "tools" not in sim.requests[-1]
+    assert not of_type(frames, "message.tool_call")
+
+
+def tool_calls_counted(outcome: str) -> float:
+    return REGISTRY.get_sample_value("chat_tool_calls_total", {"outcome": outcome}) or 0.0
+
+
+def awaiting(message_id: int):
+    async def check() -> bool:
+        calls = (await Message.objects.aget(pk=message_id)).tool_calls
+        return bool(calls) and calls[0]["status"] == "awaiting_approval"
+
+    return check
+
+
+async def test_tools_off_from_the_settings_of_a_send_is_kept(connect, member, sim, toolbox):
+    socket = await connect(member)
+    ids = await socket.send_message("Hi [sim:call=get_weather]", settings={"tools": False})
+    frames = await socket.until_type("message.done", ids["message_id"])
+    assert not of_type(frames, "message.tool_call") and "tools" not in sim.requests[-1]
+    conversation = await Conversation.objects.aget(pk=ids["conversation_id"])
+    assert conversation.tools_enabled is False
+    await socket.send(
+        {
+            "type": "chat.send",
+            "request_id": "r2",
+            "conversation_id": ids["conversation_id"],
+            "content": "Again",
+        }
+    )
+    await socket.until_type("message.done")
+    assert "tools" not in sim.requests[-1]  # kept for later sends
+    error = await socket.expect_error(
+        {"type": "chat.send", "conversation_id": None, "content": "x", "settings": {"tools": 1}}
+    )
+    assert error["error"]["field"] == "tools"

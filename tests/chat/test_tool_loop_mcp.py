@@ -1,0 +1,119 @@
+"""The tool loop against a real MCP server added to the team (tests/support/mcp_server.py)."""
+
+import pytest
+
+from chatapp.chat.models import Message
+from tests.support.polling import await_for
+
+from .conftest import joined_text
+from .test_tool_loop import awaiting, of_type
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(params=["llama", "openai"])
+def protocol(request, settings, sim):
+    if request.param == "openai":
+        settings.LLAMA_API_PROTOCOL = "openai"
+        settings.LLAMA_API_BASE_URL = sim.openai_url
+    return request.param
+
+
+async def test_a_read_only_tool_runs_on_the_teams_server(
+    connect, member, sim, team_tool_server, mcp_server, protocol
+):
+    socket = await connect(member)
+    ids = await socket.send_message("Weather? [sim:call=get_weather args=city:Paris]")
+    frames = await socket.until_type("message.done", ids["message_id"])
+
+    assert of_type(frames, "message.tool_call")[0]["call"]["status"] == "running"
+    (result,) = of_type(frames, "message.tool_result")
+    assert result["content"] == "Sunny in Paris, 21 °C" and not result["is_error"]
+    assert mcp_server.calls == [("get_weather", {"city": "Paris"})]
+    offered = {tool["function"]["name"] for tool in sim.requests[-2]["tools"]}
+    assert offered == {"get_weather", "create_ticket", "slow_lookup", "broken"}
+    assert joined_text(frames, ids["message_id"]) == "The tool answered: Sunny in Paris, 21 °C"
+    assert frames[-1]["status"] == "complete"
+
+
+async def test_a_tool_that_changes_things_waits_for_approval(
+    connect, member, sim, team_tool_server, mcp_server
+):
+    socket = await connect(member)
+    ids = await socket.send_message("File it [sim:call=create_ticket args=title:Printer]")
+    call = (await socket.until_type("message.tool_call", ids["message_id"]))[-1]["call"]
+    assert call["status"] == "awaiting_approval"
+    await await_for(awaiting(ids["message_id"]), "the call to be saved")
+    assert mcp_server.calls == []
+    await socket.send(
+        {
+            "type": "chat.tool_decision",
+            "conversation_id": ids["conversation_id"],
+            "message_id": ids["message_id"],
+            "call_id": call["id"],
+            "approve": True,
+        }
+    )
+    frames = await socket.until_type("message.done", ids["message_id"])
+    (result,) = of_type(frames, "message.tool_result")
+    assert result["content"] == "Created ticket #1: Printer"
+    assert mcp_server.record.tickets == ["Printer"]
+
+
+async def test_denied_the_server_never_hears_of_it(
+    connect, member, sim, team_tool_server, mcp_server
+):
+    socket = await connect(member)
+    ids = await socket.send_message("File it [sim:call=create_ticket args=title:Printer]")
+    call = (await socket.until_type("message.tool_call", ids["message_id"]))[-1]["call"]
+    await await_for(awaiting(ids["message_id"]), "the call to be saved")
+    await socket.send(
+        {
+            "type": "chat.tool_decision",
+            "message_id": ids["message_id"],
+            "call_id": call["id"],
+            "approve": False,
+        }
+    )
+    frames = await socket.until_type("message.done", ids["message_id"])
+    assert of_type(frames, "message.tool_result")[0]["content"] == "The user declined this call."
+    assert mcp_server.calls == [] and mcp_server.record.tickets == []
+
+
+async def test_stop_cancels_a_running_call(connect, member, sim, team_tool_server, mcp_server):
+    socket = await connect(member)
+    ids = await socket.send_message("Slowly [sim:call=slow_lookup args=seconds:30]")
+    await socket.until_type("message.tool_call", ids["message_id"])
+    await await_for(lambda: mcp_server.calls, "the server to run the call")
+    await socket.send({"type": "chat.stop", "message_id": ids["message_id"]})
+    frames = await socket.until_type("message.done", ids["message_id"])
+    assert frames[-1]["status"] == "stopped"
+    assert of_type(frames, "message.tool_result")[0]["is_error"]
+    assert mcp_server.record.finished_lookups == 0
+    message = await Message.objects.aget(pk=ids["message_id"])
+    assert message.status == "stopped" and message.tool_calls[0]["status"] == "done"
+
+
+async def test_failures_of_the_tool_and_of_its_server_go_back_to_the_model(
+    connect, member, sim, team_tool_server, mcp_server
+):
+    socket = await connect(member)
+    ids = await socket.send_message("Try [sim:call=broken]")
+    frames = await socket.until_type("message.done", ids["message_id"])
+    (failed,) = of_type(frames, "message.tool_result")
+    assert failed["is_error"] and frames[-1]["status"] == "complete"
+
+    mcp_server.stop()  # the server goes away after its tools were listed
+    await socket.send(
+        {
+            "type": "chat.send",
+            "request_id": "r2",
+            "conversation_id": ids["conversation_id"],
+            "content": "Weather? [sim:call=get_weather args=city:Oslo]",
+        }
+    )
+    frames = await socket.until_type("message.done")
+    (gone,) = of_type(frames, "message.tool_result")
+    assert gone["is_error"] and gone["content"]
+    assert frames[-1]["status"] == "complete"
+    assert gone["content"] in joined_text(frames, frames[-1]["message_id"])

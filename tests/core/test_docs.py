@@ -1,0 +1,37 @@
+"""The documentation stays true to the code: every setting documented, every link alive."""
+
+import re
+from pathlib import Path
+
+from tests.deploy.files import documented_variables
+
+ROOT = Path(__file__).resolve().parents[2]
+# A variable read through django-environ or one of the settings module's env_* helpers.
+READ_FROM_ENV = re.compile(r"\benv(?:_\w+|\.\w+)\(\s*\"([A-Z][A-Z0-9_]+)\"")
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def markdown_files() -> list[Path]:
+    files = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    return files + [ROOT / d / "README.md" for d in ("bench", "tests", "llama_simulator")]
+
+
+def test_every_variable_the_settings_read_is_in_the_configuration_doc():
+    read = set(READ_FROM_ENV.findall((ROOT / "chatapp/settings.py").read_text()))
+    assert {"SECRET_KEY", "DATABASE_URL", "LLAMA_API_KEY"} <= read  # the pattern finds them
+    assert sorted(read - documented_variables()) == []
+
+
+def test_relative_links_in_the_docs_point_at_files_that_exist():
+    broken = []
+    for page in markdown_files():
+        for target in LINK.findall(page.read_text()):
+            path = target.split("#")[0]
+            if path and "://" not in path and not path.startswith("mailto:"):
+                if not (page.parent / path).exists():
+                    broken.append(f"{page.relative_to(ROOT)} -> {target}")
+    assert broken == []
+
+
+def test_the_readme_is_a_front_door():
+    assert len((ROOT / "README.md").read_text().splitlines()) <= 150

@@ -1,0 +1,51 @@
+"""`make run` (scripts/run.py) stops on Ctrl+C quietly: every process it started, no traceback."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from tests.deploy.files import ROOT, clean_env
+from tests.support.ports import free_port, wait_for_http
+
+pytestmark = pytest.mark.slow
+
+
+def test_ctrl_c_stops_make_run_and_its_simulator_without_a_traceback(tmp_path):
+    port, sim_port = free_port(), free_port()
+    env = clean_env(
+        PORT=str(port),
+        SIMULATOR_PORT=str(sim_port),
+        DATABASE_URL=f"sqlite:///{tmp_path / 'run.sqlite3'}",
+        MEDIA_ROOT=str(tmp_path / "media"),
+        SECRET_KEY="make-run-test-only",
+        PYTHONUNBUFFERED="1",
+    )
+    stderr = tmp_path / "stderr.txt"
+    with stderr.open("w") as errors:
+        # Its own process group, as a shell gives a foreground job: Ctrl+C signals the group.
+        run = subprocess.Popen(
+            [sys.executable, "scripts/run.py"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=errors,
+            start_new_session=True,
+        )
+        try:
+            # A ceiling for a busy machine: migrating a new database comes first.
+            wait_for_http(f"http://127.0.0.1:{port}/healthz", run, "make run", seconds=240)
+            os.killpg(run.pid, signal.SIGINT)
+            assert run.wait(timeout=60) == 0
+        finally:
+            if run.poll() is None:
+                os.killpg(run.pid, signal.SIGKILL)
+    output = stderr.read_text()
+    assert "Traceback" not in output, output
+    assert "KeyboardInterrupt" not in output, output
+    for listening in (port, sim_port):  # nothing it started is still serving
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", listening), timeout=1).close()

@@ -1,0 +1,132 @@
+"""Every server-rendered page fits a phone: nothing scrolls sideways at 390x844."""
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.chat_page import ChatPage, json_from, log_in
+from tests.browser.conftest import MODEL, PHONE
+from tests.e2e.journeys import assert_clean, new_context, tab_to, watched_page
+from tests.support.polling import wait_for
+
+pytestmark = pytest.mark.browser
+
+# A team as crowded as real ones get: long names and addresses, every role, open invitations
+# (one claimed), usage, a conversation a site admin was given read access to.
+SEED = """
+import json
+from datetime import date
+from django.contrib.auth import get_user_model
+from chatapp.chat.actions.admin_access import grant_read_access
+from chatapp.chat.models import Conversation, Message
+from chatapp.teams import actions
+from chatapp.teams.models import Membership, Role, TeamUsage
+
+User = get_user_model()
+me = User.objects.get(username=USERNAME)
+User.objects.filter(pk=me.pk).update(is_superuser=True, is_staff=True)
+me.refresh_from_db()
+team = actions.create_team(me, "Platform engineering and developer experience")
+for name, role in [("margaret_hamilton_longname", Role.ADMIN), ("katherine_johnson", Role.MEMBER),
+                   ("grace_brewster_murray_hopper", Role.MEMBER)]:
+    person = User.objects.create(username=USERNAME + name, email=f"{name}@engineering.example.com")
+    Membership.objects.create(team=team, user=person, role=role)
+actions.invite(me, team, email="dorothy.vaughan@engineering.example.com", role=Role.ADMIN)
+actions.invite(me, team)
+for name, content in [("Code reviewer", "Review code: bugs first, then style."),
+                      ("Release notes writer", "Write release notes from commit messages.")]:
+    actions.save_prompt(me, team, name=name, content=content, is_default=False, locked=False)
+for model in ["Llama-4-Maverick-17B-128E-Instruct-FP8", "Llama-3.3-70B-Instruct"]:
+    TeamUsage.objects.create(team=team, user=me, model=model, day=date.today(),
+                             prompt_tokens=123456, completion_tokens=654321, requests=42)
+conversation = Conversation.objects.create(team=team, owner=me, title="Quarterly planning notes",
+                                           model=MODEL)
+Message.objects.create(conversation=conversation, role="user", content="Hello")
+grant_read_access(me, conversation, "An abuse report names this conversation", 15)
+print(json.dumps({"team": team.pk, "conversation": conversation.pk}))
+"""
+
+
+def overflow(page) -> tuple[int, list[str]]:
+    """How far the document reaches past the viewport's right edge, in CSS pixels, and the
+    innermost elements that stick out (to name them when the test fails)."""
+    return page.evaluate(
+        """() => {
+            const edge = document.documentElement.clientWidth + 0.5;
+            const sticksOut = (el) => el.getBoundingClientRect().right > edge;
+            const outside = [...document.body.querySelectorAll("*")].filter(
+                (el) => sticksOut(el) && ![...el.children].some(sticksOut)
+            );
+            const name = (el) => `${el.tagName.toLowerCase()}.${el.className}`;
+            const root = document.documentElement;
+            return [root.scrollWidth - root.clientWidth, outside.slice(0, 5).map(name)];
+        }"""
+    )
+
+
+THEMES = ["light", "dark"]
+
+
+def test_every_server_rendered_page_fits_a_phone(browser, app_server, user, sim, screenshot):
+    seeded = json_from(
+        app_server.run_python(f"USERNAME = {user.username!r}\nMODEL = {MODEL!r}\n" + SEED)
+    )
+    team = f"/teams/{seeded['team']}/"
+    conversation = seeded["conversation"]
+    paths = [
+        "/settings/",
+        "/accounts/password/",
+        "/teams/",
+        *(team + section for section in ["", "members/", "prompts/", "policy/", "provider/"]),
+        team + "usage/",
+        team + "audit/",
+        "/site/audit/",
+        "/settings/admin-access/",
+        f"/site/conversations/{conversation}/access/",
+        f"/site/conversations/{conversation}/",
+    ]
+    context = new_context(browser, app_server.url, viewport=PHONE, has_touch=True)
+    try:
+        page, watch = watched_page(context, app_server.url)
+        log_in(page, user)
+        too_wide = {}
+        for theme in THEMES:
+            page.evaluate(f"localStorage.setItem('theme', {theme!r})")
+            for path in paths:
+                page.goto(path)
+                expect(page.locator("html")).to_have_attribute("data-theme", theme)
+                extra, culprits = overflow(page)
+                if extra > 0:
+                    too_wide[f"{theme} {path}"] = (extra, culprits)
+        assert too_wide == {}
+
+        # The member list fits as it is: names, roles and their buttons, no sideways scrolling.
+        page.goto(team + "members/")
+        members = page.get_by_role("region", name="Members")
+        assert members.evaluate("(box) => box.scrollWidth <= box.clientWidth")
+        for button in members.get_by_role("button").all():
+            assert button.bounding_box()["x"] + button.bounding_box()["width"] <= PHONE["width"]
+        screenshot(page, "phone-members", full_page=True)
+        page.goto(team + "policy/")
+        screenshot(page, "phone-policy", full_page=True)
+        assert_clean(watch)
+    finally:
+        context.close()
+
+
+def test_a_wide_code_block_on_a_phone_is_a_named_tab_stop(browser, app_server, user, sim):
+    context = new_context(browser, app_server.url, viewport=PHONE, has_touch=True)
+    try:
+        page, watch = watched_page(context, app_server.url)
+        log_in(page, user)
+        chat = ChatPage(page)
+        chat.send("A question with a long code line please")
+        chat.wait_for_status("complete")
+        code = chat.last_answer().get_by_role("group", name="Code (python)")
+        assert code.evaluate("(pre) => pre.scrollWidth > pre.clientWidth")  # it scrolls
+        tab_to(page, code)
+        expect(code).to_be_focused()
+        page.keyboard.press("ArrowRight")
+        wait_for(lambda: code.evaluate("(pre) => pre.scrollLeft") > 0, "the arrow key scrolling it")
+        assert_clean(watch)
+    finally:
+        context.close()

@@ -1,0 +1,374 @@
+"""Sign-in through a real OpenID Connect provider (django-oauth-toolkit in a subprocess, see
+provider_process.py): the code flow with state, nonce and PKCE, account matching, group
+mapping, turning local passwords off, and signing out."""
+
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.test import Client
+
+from chatapp.accounts.signup import FIRST_ACCOUNT_NOTICE
+from chatapp.accounts.sockets import SESSIONS_ENDED, user_group
+from chatapp.identity.models import OIDCIdentity
+from chatapp.teams.models import AuditEvent, Membership, Role, Team
+from tests.conftest import PASSWORD
+from tests.identity.provider_process import CLIENT_ID
+
+FAILED = "did not complete, so you are not signed in"
+
+
+def start(client: Client, next_url: str = "/") -> str:
+    """The app's redirect to the provider's authorization endpoint."""
+    response = client.get("/oidc/authenticate/", {"next": next_url})
+    assert response.status_code == 302, response.content[:500]
+    return response["Location"]
+
+
+def come_back(client: Client, provider, username: str, authorize_url: str) -> tuple[str, object]:
+    """The person signs in at the provider; returns (the callback path, the app's answer)."""
+    back = provider.authorize(provider.browser_session(username), authorize_url)
+    path = back.removeprefix("http://testserver")
+    return path, client.get(path)
+
+
+def sign_in(client: Client, provider, username: str, next_url: str = "/"):
+    return come_back(client, provider, username, start(client, next_url))[1]
+
+
+def signed_in_user(client: Client):
+    user_id = client.session.get("_auth_user_id")
+    return get_user_model().objects.get(pk=user_id) if user_id else None
+
+
+def messages_of(response) -> str:
+    return " ".join(str(m) for m in response.wsgi_request._messages)
+
+
+def roles(user) -> dict[str, str]:
+    return dict(Membership.objects.filter(user=user).values_list("team__name", "role"))
+
+
+# ---- the flow -----------------------------------------------------------------------------
+
+
+def test_the_authorization_request_carries_state_nonce_and_a_pkce_challenge(client, sso):
+    query = parse_qs(urlsplit(start(client)).query)
+    assert query["response_type"] == ["code"] and query["client_id"] == [CLIENT_ID]
+    assert query["code_challenge_method"] == ["S256"] and len(query["code_challenge"][0]) >= 43
+    assert len(query["state"][0]) >= 32 and len(query["nonce"][0]) >= 32
+    assert query["scope"] == ["openid email profile groups"]
+    assert query["redirect_uri"] == ["http://testserver/oidc/callback/"]
+
+
+def test_first_sign_in_creates_the_account_and_goes_to_next(client, sso, person):
+    name = person()
+    response = sign_in(client, sso, name, "/settings/")
+    assert response.status_code == 302 and response["Location"] == "/settings/"
+    user = signed_in_user(client)
+    assert user.username == name and user.email == f"{name}@corp.example"
+    assert not user.has_usable_password()
+    identity = OIDCIdentity.objects.get(user=user)
+    assert identity.issuer == sso.issuer and identity.subject
+    assert client.get("/settings/").status_code == 200
+
+
+def test_the_first_account_is_told_it_is_the_site_admin_and_later_ones_are_not(client, sso, person):
+    get_user_model().objects.all().delete()
+    first = sign_in(client, sso, person())
+    assert signed_in_user(client).is_superuser
+    assert FIRST_ACCOUNT_NOTICE in messages_of(first)
+    later = sign_in(Client(), sso, person())
+    assert FIRST_ACCOUNT_NOTICE not in messages_of(later)
+
+
+def test_the_next_sign_in_finds_the_account_by_sub_even_with_a_new_email(client, sso, person):
+    name = person()
+    sign_in(client, sso, name)
+    first = signed_in_user(client)
+    client.logout()
+    sso.set_claims(name, email="renamed@corp.example", email_verified=True, groups=[])
+    sign_in(client, sso, name)
+    assert signed_in_user(client) == first
+    first.refresh_from_db()
+    assert first.email == "renamed@corp.example"
+    assert get_user_model().objects.filter(username__startswith=name).count() == 1
+
+
+def test_a_verified_email_links_an_existing_account(client, sso, person, make_user):
+    existing = make_user("carol")
+    name = person(email="CAROL@example.com")  # make_user gave carol carol@example.com
+    sign_in(client, sso, name)
+    assert signed_in_user(client) == existing
+    assert OIDCIdentity.objects.get(user=existing).issuer == sso.issuer
+
+
+def test_an_unverified_email_never_matches_an_account(client, sso, person, make_user):
+    existing = make_user("dave")
+    name = person(email="dave@example.com", email_verified=False)
+    response = sign_in(client, sso, name)
+    assert response.status_code == 302
+    user = signed_in_user(client)
+    assert user != existing and user.username == name
+    assert user.email == ""  # an address the provider did not verify is not kept either
+    assert not OIDCIdentity.objects.filter(user=existing).exists()
+
+
+def test_a_local_username_is_never_taken_over(client, sso, person, make_user):
+    name = person(email_verified=False)
+    local = make_user(name)
+    sign_in(client, sso, name)
+    user = signed_in_user(client)
+    assert user != local and user.username == f"{name}2"
+
+
+# ---- refused callbacks --------------------------------------------------------------------
+
+
+def test_a_wrong_state_signs_nobody_in(client, sso, person):
+    name = person()
+    authorize_url = start(client)
+    back = sso.authorize(sso.browser_session(name), authorize_url)
+    query = parse_qs(urlsplit(back).query)
+    response = client.get("/oidc/callback/", {"code": query["code"][0], "state": "forged" * 6})
+    assert response.status_code == 302 and response["Location"] == "/accounts/login/"
+    assert FAILED in messages_of(response)
+    assert signed_in_user(client) is None
+    assert not OIDCIdentity.objects.exists()
+
+
+def test_a_callback_with_no_flow_started_signs_nobody_in(client, sso):
+    response = client.get("/oidc/callback/", {"code": "abc", "state": "def"})
+    assert response.status_code == 302 and signed_in_user(client) is None
+
+
+def test_a_replayed_callback_is_refused(client, sso, person):
+    name = person()
+    path, response = come_back(client, sso, name, start(client))
+    assert signed_in_user(client) is not None
+    client.logout()
+    again = client.get(path)  # the same code and state a second time
+    assert again.status_code == 302 and again["Location"] == "/accounts/login/"
+    assert signed_in_user(client) is None
+
+
+def test_a_used_code_is_refused_by_the_provider_even_with_a_fresh_state(client, sso, person):
+    name = person()
+    path, _ = come_back(client, sso, name, start(client))
+    used_code = parse_qs(urlsplit(path).query)["code"][0]
+    other = Client()
+    fresh_state = parse_qs(urlsplit(start(other)).query)["state"][0]
+    response = other.get("/oidc/callback/", {"code": used_code, "state": fresh_state})
+    assert response.status_code == 302 and response["Location"] == "/accounts/login/"
+    assert FAILED in messages_of(response)
+    assert signed_in_user(other) is None
+
+
+def test_a_nonce_that_does_not_match_the_id_token_is_refused(client, sso, person):
+    name = person()
+    authorize_url = start(client)
+    state = parse_qs(urlsplit(authorize_url).query)["state"][0]
+    session = client.session
+    session["oidc_states"][state]["nonce"] = "x" * 32
+    session.save()
+    _, response = come_back(client, sso, name, authorize_url)
+    assert response["Location"] == "/accounts/login/" and FAILED in messages_of(response)
+    assert signed_in_user(client) is None
+
+
+def test_an_unreachable_provider_is_a_message_not_an_error(client, settings, db):
+    from tests.identity.conftest import sso_settings
+
+    sso_settings(settings, "http://127.0.0.1:9/nothing-here")
+    response = client.get("/oidc/authenticate/")
+    assert response.status_code == 302 and response["Location"] == "/accounts/login/"
+    assert "could not be reached" in messages_of(response)
+
+
+# ---- group mapping ------------------------------------------------------------------------
+
+
+def test_groups_add_change_and_remove_memberships_at_each_sign_in(client, sso, person):
+    name = person(groups=["engineering", "unmapped"])
+    sign_in(client, sso, name)
+    user = signed_in_user(client)
+    assert roles(user) == {"Engineering": "member"}
+    client.logout()
+
+    sso.set_claims(
+        name,
+        email=f"{name}@corp.example",
+        email_verified=True,
+        groups=["engineering", "eng-leads", "design"],
+    )
+    sign_in(client, sso, name)
+    assert roles(user) == {"Engineering": "admin", "Design": "member"}
+    client.logout()
+
+    sso.set_claims(name, email=f"{name}@corp.example", email_verified=True, groups=["design"])
+    sign_in(client, sso, name)
+    assert roles(user) == {"Design": "member"}
+
+    events = list(
+        AuditEvent.objects.filter(actor=user)
+        .order_by("id")
+        .values_list("team_name", "action", "summary")
+    )
+    assert events == [
+        ("Engineering", "team.create", f"Sign-in created the team Engineering for {name}"),
+        ("Engineering", "member.add", f"Sign-in added {name} as member"),
+        ("Design", "team.create", f"Sign-in created the team Design for {name}"),
+        ("Design", "member.add", f"Sign-in added {name} as member"),
+        ("Engineering", "member.role", f"Sign-in changed {name} from member to admin"),
+        ("Engineering", "member.remove", f"Sign-in removed {name} (admin)"),
+    ]
+
+
+def test_teams_outside_the_map_are_left_alone(client, sso, person, team):
+    name = person(groups=[])
+    sign_in(client, sso, name)
+    user = signed_in_user(client)
+    Membership.objects.create(team=team, user=user, role=Role.MEMBER)
+    client.logout()
+    sign_in(client, sso, name)
+    assert roles(user) == {"Acme": "member"}
+
+
+def test_an_existing_team_is_joined_not_duplicated(client, sso, person, make_user):
+    engineering = Team.objects.create(name="Engineering")
+    Membership.objects.create(team=engineering, user=make_user("boss"), role=Role.OWNER)
+    name = person(groups=["engineering"])
+    sign_in(client, sso, name)
+    assert Team.objects.filter(name="Engineering").count() == 1
+    assert engineering.memberships.count() == 2
+
+
+def test_the_last_owner_is_kept_and_the_refusal_audited(client, sso, person):
+    name = person(groups=["eng-owners"])
+    sign_in(client, sso, name)
+    user = signed_in_user(client)
+    assert roles(user) == {"Engineering": "owner"}
+    client.logout()
+    sso.set_claims(name, email=f"{name}@corp.example", email_verified=True, groups=[])
+    sign_in(client, sso, name)
+    assert signed_in_user(client) == user  # the sign-in itself goes on
+    assert roles(user) == {"Engineering": "owner"}
+    kept = AuditEvent.objects.filter(actor=user).latest("id")
+    assert kept.summary.startswith(f"Sign-in kept {name} as owner: a team needs an owner")
+    assert kept.details["refused"] == "remove"
+
+
+# ---- local passwords off ------------------------------------------------------------------
+
+
+@pytest.fixture
+def sso_only(settings, sso):
+    settings.LOCAL_PASSWORDS = False
+    settings.AUTHENTICATION_BACKENDS = ["chatapp.identity.backends.OIDCBackend"]
+    return sso
+
+
+def test_without_local_passwords_the_login_page_offers_only_the_provider(client, sso_only):
+    page = client.get("/accounts/login/?next=/settings/").content.decode()
+    assert "Sign in with Acme SSO" in page and "/oidc/authenticate/?next=/settings/" in page
+    assert 'name="password"' not in page and "/accounts/signup/" not in page
+
+
+def test_without_local_passwords_password_login_and_signup_are_gone(client, sso_only, member):
+    response = client.post("/accounts/login/", {"username": member.username, "password": PASSWORD})
+    assert (
+        response.status_code == 403
+        and "Password sign-in is turned off" in response.content.decode()
+    )
+    assert signed_in_user(client) is None
+    assert client.get("/accounts/signup/").status_code == 404
+    data = {"username": "newbie", "password1": PASSWORD, "password2": PASSWORD}
+    assert client.post("/accounts/signup/", data).status_code == 404
+    assert not get_user_model().objects.filter(username="newbie").exists()
+    admin_login = client.get("/admin/login/?next=/admin/")
+    assert admin_login.status_code == 302
+    assert admin_login["Location"].startswith("/accounts/login/?next=/admin/")
+
+
+def test_createsuperuser_still_works_and_is_linked_at_sign_in(
+    client, sso_only, person, monkeypatch
+):
+    monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", PASSWORD)
+    call_command(
+        "createsuperuser",
+        interactive=False,
+        username="root",
+        email="root@corp.example",
+        verbosity=0,
+    )
+    root = get_user_model().objects.get(username="root")
+    name = person(email="root@corp.example")
+    sign_in(client, sso_only, name)
+    assert signed_in_user(client) == root
+    assert client.get("/admin/").status_code == 200
+
+
+def test_with_local_passwords_the_login_form_keeps_working(client, sso, member):
+    page = client.get("/accounts/login/").content.decode()
+    assert "Sign in with Acme SSO" in page and 'name="password"' in page
+    response = client.post(
+        "/accounts/login/?next=/settings/", {"username": member.username, "password": PASSWORD}
+    )
+    assert response.status_code == 302 and response["Location"] == "/settings/"
+    assert signed_in_user(client) == member
+
+
+# ---- signing out --------------------------------------------------------------------------
+
+
+def test_signing_out_ends_the_session_closes_sockets_and_offers_the_provider(
+    client, sso, person, django_capture_on_commit_callbacks
+):
+    name = person()
+    sign_in(client, sso, name)
+    user = signed_in_user(client)
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(user_group(user.pk), channel)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post("/accounts/logout/")
+    assert response.status_code == 200
+    page = response.content.decode()
+    end_session = f"{sso.issuer}/logout/?client_id={CLIENT_ID}"
+    assert end_session in page and "post_logout_redirect_uri=" in page
+    assert "id_token" not in page
+    assert signed_in_user(client) is None
+    assert client.get("/settings/").status_code == 302
+    event = async_to_sync(layer.receive)(channel)
+    assert event["type"] == SESSIONS_ENDED and event["session"] is not None
+
+
+def test_a_password_user_signs_out_as_before(client, sso, member):
+    client.force_login(member)
+    response = client.post("/accounts/logout/")
+    assert response.status_code == 302 and response["Location"] == "/accounts/login/"
+
+
+# ---- the views themselves -----------------------------------------------------------------
+
+
+def test_without_a_provider_the_sign_in_urls_are_404(client, db):
+    assert client.get("/oidc/authenticate/").status_code == 404
+    assert client.get("/oidc/callback/", {"code": "a", "state": "b"}).status_code == 404
+    assert "oidc" not in client.get("/accounts/login/").content.decode()
+
+
+def test_wrong_methods_are_405(client, sso):
+    assert client.post("/oidc/authenticate/").status_code == 405
+    assert client.post("/oidc/callback/").status_code == 405
+    assert client.get("/accounts/logout/").status_code == 405
+
+
+def test_signing_out_needs_the_csrf_token(sso, member):
+    csrf_client = Client(enforce_csrf_checks=True)
+    csrf_client.force_login(member)
+    assert csrf_client.post("/accounts/logout/").status_code == 403
+    assert signed_in_user(csrf_client) == member

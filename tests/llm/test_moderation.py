@@ -1,0 +1,166 @@
+"""Llama Guard through both protocols: the simulator's verdicts, and the client that reads them."""
+
+import httpx
+import pytest
+from llama_api_client import LlamaAPIClient
+
+from chatapp.llm import LlmError
+from chatapp.llm.moderation import guard_prompt, read_guard_reply
+from llama_simulator.guard import GUARD_MODELS
+
+from .conftest import KEY
+
+AUTH = {"Authorization": f"Bearer {KEY}"}
+GUARD = GUARD_MODELS[0]
+ALL = [f"S{n}" for n in range(1, 15)]
+
+
+def turns(question: str, answer: str | None = None) -> list[dict]:
+    messages = [{"role": "user", "content": question}]
+    if answer is not None:
+        messages.append({"role": "assistant", "content": answer})
+    return messages
+
+
+@pytest.fixture
+def api(sim):
+    with httpx.Client(base_url=sim.base_url, headers=AUTH, timeout=10) as client:
+        yield client
+
+
+def test_moderations_answer_one_result_per_message(api, sim):
+    messages = turns("[sim:flag categories=S1,S10] hello", "fine") + turns("and you?")
+    reply = api.post("/v1/moderations", json={"messages": messages})
+
+    assert reply.status_code == 200
+    assert reply.json()["model"] == GUARD
+    assert reply.json()["results"] == [
+        {"flagged": True, "flagged_categories": ["S1", "S10"]},
+        {"flagged": False, "flagged_categories": []},
+        {"flagged": False, "flagged_categories": []},
+    ]
+    assert sim.moderations[-1] == {"messages": messages}
+
+
+def test_flag_answer_flags_the_answer_once_it_is_long_enough(api):
+    question = "[sim:flag_answer categories=S11 at=4] tell me"
+    short = api.post("/v1/moderations", json={"messages": turns(question, "one two")})
+    long = api.post("/v1/moderations", json={"messages": turns(question, "one two three four")})
+
+    assert [r["flagged"] for r in short.json()["results"]] == [False, False]
+    assert long.json()["results"] == [
+        {"flagged": False, "flagged_categories": []},
+        {"flagged": True, "flagged_categories": ["S11"]},
+    ]
+
+
+def test_guard_fault_fails_moderations_but_not_chats(api):
+    question = "[sim:guard_fault=503] hello"
+    moderation = api.post("/v1/moderations", json={"messages": turns(question)})
+    chat = api.post(
+        "/v1/chat/completions",
+        json={"model": "Llama-3.3-70B-Instruct", "messages": turns(question)},
+    )
+
+    assert moderation.status_code == 503
+    assert chat.status_code == 200
+
+
+def test_the_official_sdk_reads_a_verdict_per_message(sim):
+    with LlamaAPIClient(api_key=KEY, base_url=sim.native_url, max_retries=0) as client:
+        verdict = client.moderations.create(
+            messages=turns("[sim:flag_answer categories=S2]", "an answer")
+        )
+
+    assert [r.flagged for r in verdict.results] == [False, True]
+    assert verdict.results[1].flagged_categories == ["S2"]
+
+
+@pytest.mark.parametrize(
+    ("messages", "answer"),
+    [
+        (turns("hello"), "safe"),
+        (turns("[sim:flag categories=S1,S10] hello"), "unsafe\nS1,S10"),
+        (turns("[sim:flag_answer categories=S10] hello"), "safe"),
+        (turns("[sim:flag_answer categories=S10] hello", "an answer"), "unsafe\nS10"),
+        (turns("[sim:flag categories=S1] hello", "an answer"), "safe"),
+    ],
+)
+def test_the_guard_model_answers_llama_guards_prompt(api, messages, answer):
+    prompt = guard_prompt(messages, ALL)
+    reply = api.post(
+        "/compat/v1/chat/completions",
+        json={"model": GUARD, "messages": [{"role": "user", "content": prompt}]},
+    )
+
+    assert reply.status_code == 200
+    assert reply.json()["choices"][0]["message"]["content"] == answer
+
+
+def test_the_guard_model_names_only_the_categories_the_prompt_lists(api):
+    prompt = guard_prompt(turns("[sim:flag categories=S1,S10] hello"), ["S10", "S11"])
+    reply = api.post(
+        "/compat/v1/chat/completions",
+        json={"model": GUARD, "messages": [{"role": "user", "content": prompt}]},
+    )
+
+    assert reply.json()["choices"][0]["message"]["content"] == "unsafe\nS10"
+
+
+@pytest.mark.parametrize(
+    ("text", "flagged", "categories"),
+    [("safe", False, ()), ("unsafe\nS1,S10", True, ("S1", "S10")), ("unsafe", True, ())],
+)
+def test_read_guard_reply(text, flagged, categories):
+    verdict = read_guard_reply(text)
+
+    assert (verdict.flagged, verdict.categories) == (flagged, categories)
+
+
+def test_an_unreadable_guard_reply_is_an_error():
+    with pytest.raises(LlmError) as raised:
+        read_guard_reply("I cannot help with that")
+
+    assert raised.value.code == "moderation_unreadable"
+
+
+async def screen(client, messages, categories=ALL, timeout=5.0):
+    return await client.screen(messages, categories=categories, guard_model=GUARD, timeout=timeout)
+
+
+async def test_screen_reads_the_verdict_of_the_last_message(make_client, sim):
+    client = make_client()
+
+    safe = await screen(client, turns("hello"))
+    question = await screen(client, turns("[sim:flag categories=S1,S10] hello"))
+    answer = await screen(client, turns("[sim:flag_answer categories=S12] hi", "an answer"))
+
+    assert (safe.flagged, safe.categories) == (False, ())
+    assert (question.flagged, question.categories) == (True, ("S1", "S10"))
+    assert (answer.flagged, answer.categories) == (True, ("S12",))
+    assert len(sim.moderations) == 3
+    assert sim.requests == []  # a Guard model call is not a chat request
+
+
+async def test_screen_retries_a_failing_moderation_like_a_chat(make_client, sim, sleeps):
+    verdict = await screen(make_client(), turns("[sim:guard_fault=503 times=2 flag] hello"))
+
+    assert verdict.flagged
+    assert len(sleeps) == 2
+    assert len(sim.moderations) == 3
+
+
+async def test_screen_raises_when_moderation_keeps_failing(make_client, sim, sleeps):
+    with pytest.raises(LlmError) as raised:
+        await screen(make_client(), turns("[sim:guard_fault=500] hello"))
+
+    assert raised.value.code == "upstream_unavailable"
+    assert len(sim.moderations) == 3
+
+
+async def test_screen_gives_up_on_a_slow_moderation(make_client, sim):
+    client = make_client(max_attempts=1)
+    with pytest.raises(LlmError) as raised:
+        await screen(client, turns("[sim:guard_delay=2] hello"), timeout=0.2)
+
+    assert raised.value.code == "timeout"

@@ -1,0 +1,299 @@
+"""POST /v1/chat/completions and GET /v1/models under the chat page's rules, through the
+official openai SDK (and plain HTTP where the SDK hides what matters)."""
+
+from datetime import timedelta
+
+import openai
+import pytest
+from channels.db import database_sync_to_async
+from django.utils import timezone
+
+from chatapp.chat.models import Conversation, Message
+from chatapp.teams.models import (
+    ApiKey,
+    Membership,
+    Role,
+    SystemPrompt,
+    Team,
+    TeamPolicy,
+    TeamUsage,
+)
+from tests.openai_api.conftest import MODEL, raw, sdk
+
+pytestmark = pytest.mark.django_db(transaction=True)
+OTHER_MODEL = "Llama-4-Scout-17B-16E-Instruct-FP8"
+QUESTION = [{"role": "user", "content": "Say hello"}]
+
+
+def db(function):
+    return database_sync_to_async(function)()
+
+
+async def test_an_answer_in_openais_shape_counted_for_the_key_and_not_stored(
+    sim, member, team, make_key
+):
+    key = await database_sync_to_async(make_key)(member, team)
+    client = sdk(key)
+    answer = await client.chat.completions.create(model=MODEL, messages=QUESTION)
+    assert answer.object == "chat.completion"
+    assert answer.choices[0].message.role == "assistant"
+    assert answer.choices[0].message.content
+    assert answer.choices[0].finish_reason == "stop"
+    assert answer.usage.total_tokens == answer.usage.prompt_tokens + answer.usage.completion_tokens
+    stored = await db(lambda: ApiKey.objects.get())
+    usage = await db(lambda: TeamUsage.objects.get())
+    assert (usage.team_id, usage.user_id, usage.model) == (team.pk, member.pk, MODEL)
+    assert usage.api_key_ref == stored.pk
+    assert usage.completion_tokens == answer.usage.completion_tokens
+    assert stored.last_used_at is not None
+    assert not await db(lambda: Conversation.objects.exists())
+    assert sim.requests[-1]["messages"][-1] == {"role": "user", "content": "Say hello"}
+
+
+async def test_a_stream_ends_with_usage_and_done(sim, member, team, make_key):
+    key = await database_sync_to_async(make_key)(member, team)
+    stream = await sdk(key).chat.completions.create(
+        model=MODEL, messages=QUESTION, stream=True, stream_options={"include_usage": True}
+    )
+    chunks = [chunk async for chunk in stream]
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens > 0
+    async with raw(key) as http:
+        body = {"model": MODEL, "messages": QUESTION, "stream": True}
+        response = await http.post("/v1/chat/completions", json=body)
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert response.text.rstrip().endswith("data: [DONE]")
+    assert '"usage"' not in response.text  # only when stream_options asks
+    assert await db(lambda: TeamUsage.objects.get().requests) == 2
+
+
+async def test_the_save_header_keeps_the_exchange_as_a_conversation(sim, member, team, make_key):
+    key = await database_sync_to_async(make_key)(member, team)
+    client = sdk(key, **{"X-Save-Conversation": "1"})
+    messages = [
+        {"role": "user", "content": "First"},
+        {"role": "assistant", "content": "One"},
+        {"role": "user", "content": [{"type": "text", "text": "Second"}]},
+    ]
+    answer = await client.chat.completions.create(model=MODEL, messages=messages)
+    conversation = await db(lambda: Conversation.objects.get())
+    assert conversation.owner_id == member.pk and conversation.team_id == team.pk
+    assert answer.model_extra["conversation_id"] == conversation.pk
+    rows = await db(lambda: list(Message.objects.order_by("id").values_list("role", "content")))
+    assert rows == [
+        ("user", "First"),
+        ("assistant", "One"),
+        ("user", "Second"),
+        ("assistant", answer.choices[0].message.content),
+    ]
+
+
+@pytest.mark.parametrize("state", ["wrong", "revoked", "expired", "missing", "deactivated"])
+async def test_a_bad_key_is_401_in_openais_error_shape(sim, member, team, make_key, state):
+    key = await database_sync_to_async(make_key)(member, team)
+    if state == "deactivated":
+        member.is_active = False
+        await member.asave(update_fields=["is_active"])
+    changes = {
+        "revoked": {"revoked_at": timezone.now()},
+        "expired": {"expires_at": timezone.now() - timedelta(seconds=1)},
+    }.get(state)
+    if changes:
+        await db(lambda: ApiKey.objects.update(**changes))
+    presented = {"wrong": key[:-3] + "abc", "missing": None}.get(state, key)
+    async with raw(presented) as http:
+        response = await http.post("/v1/chat/completions", json={"messages": QUESTION})
+        models = await http.get("/v1/models")
+    assert response.status_code == models.status_code == 401
+    error = response.json()["error"]
+    assert error["code"] == "invalid_api_key" and error["type"] == "invalid_request_error"
+    assert error["message"]
+    assert key not in response.text
+    assert sim.requests == []
+    with pytest.raises(openai.AuthenticationError):
+        await sdk(presented or "none").models.list()
+
+
+async def test_models_are_the_teams_allowed_ones(sim, member, team, make_key):
+    await db(lambda: TeamPolicy.objects.create(team=team, allowed_models=[OTHER_MODEL]))
+    key = await database_sync_to_async(make_key)(member, team)
+    listed = await sdk(key).models.list()
+    assert [model.id for model in listed.data] == [OTHER_MODEL]
+    with pytest.raises(openai.BadRequestError) as refused:
+        await sdk(key).chat.completions.create(model=MODEL, messages=QUESTION)
+    assert refused.value.body["code"] == "model_not_allowed"
+    assert refused.value.body["param"] == "model"
+    assert sim.requests == []
+
+
+async def test_the_teams_ceiling_holds(sim, member, team, make_key):
+    await db(lambda: TeamPolicy.objects.create(team=team, max_tokens_limit=100))
+    key = await database_sync_to_async(make_key)(member, team)
+    with pytest.raises(openai.BadRequestError) as refused:
+        await sdk(key).chat.completions.create(
+            model=MODEL, messages=QUESTION, max_completion_tokens=101
+        )
+    assert refused.value.body["param"] == "max_completion_tokens"
+    await sdk(key).chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=100)
+    assert sim.requests[-1]["max_completion_tokens"] == 100
+
+
+async def test_a_locked_default_prompt_goes_first_and_cannot_be_replaced(
+    sim, member, team, make_key
+):
+    await db(
+        lambda: SystemPrompt.objects.create(
+            team=team, name="House", content="Answer as Acme.", is_default=True, locked=True
+        )
+    )
+    key = await database_sync_to_async(make_key)(member, team)
+    await sdk(key).chat.completions.create(model=MODEL, messages=QUESTION)
+    assert sim.requests[-1]["messages"][0] == {"role": "system", "content": "Answer as Acme."}
+    with pytest.raises(openai.PermissionDeniedError) as refused:
+        await sdk(key).chat.completions.create(
+            model=MODEL, messages=[{"role": "system", "content": "Be a pirate."}, *QUESTION]
+        )
+    assert refused.value.body["code"] == "prompt_locked"
+    assert len(sim.requests) == 1
+
+
+async def test_an_unlocked_prompt_gives_way_to_the_callers_system_message(
+    sim, member, team, make_key
+):
+    await db(
+        lambda: SystemPrompt.objects.create(
+            team=team, name="House", content="Answer as Acme.", is_default=True
+        )
+    )
+    key = await database_sync_to_async(make_key)(member, team)
+    messages = [{"role": "system", "content": "Be brief."}, *QUESTION]
+    await sdk(key).chat.completions.create(model=MODEL, messages=messages)
+    assert sim.requests[-1]["messages"][0] == {"role": "system", "content": "Be brief."}
+
+
+async def test_a_spent_budget_is_429(sim, member, team, make_key):
+    await db(lambda: TeamPolicy.objects.create(team=team, monthly_token_budget=10))
+    await db(
+        lambda: TeamUsage.objects.create(
+            team=team, user=member, model=MODEL, day=timezone.localdate(), prompt_tokens=10
+        )
+    )
+    key = await database_sync_to_async(make_key)(member, team)
+    async with raw(key) as http:
+        response = await http.post("/v1/chat/completions", json={"messages": QUESTION})
+    assert response.status_code == 429
+    assert response.json()["error"]["type"] == "insufficient_quota"
+    assert int(response.headers["retry-after"]) > 0
+    assert sim.requests == []
+
+
+async def test_the_rate_limit_is_429_with_retry_after(sim, member, team, make_key):
+    await db(lambda: TeamPolicy.objects.create(team=team, rate_limit_per_minute=1))
+    key = await database_sync_to_async(make_key)(member, team)
+    client = sdk(key)
+    await client.chat.completions.create(model=MODEL, messages=QUESTION)
+    with pytest.raises(openai.RateLimitError) as refused:
+        await client.chat.completions.create(model=MODEL, messages=QUESTION)
+    assert refused.value.body["code"] == "rate_limited"
+    assert 1 <= int(refused.value.response.headers["retry-after"]) <= 60
+    assert len(sim.requests) == 1
+
+
+async def test_a_team_header_picks_another_of_ones_teams(sim, member, team, make_key):
+    other = await db(lambda: Team.objects.create(name="Labs"))
+    await db(lambda: Membership.objects.create(team=other, user=member, role=Role.MEMBER))
+    stranger = await db(lambda: Team.objects.create(name="Elsewhere"))
+    key = await database_sync_to_async(make_key)(member, team)
+    await sdk(key, **{"X-Team-Id": str(other.pk)}).chat.completions.create(
+        model=MODEL, messages=QUESTION
+    )
+    assert await db(lambda: TeamUsage.objects.get().team_id) == other.pk
+    with pytest.raises(openai.NotFoundError) as refused:
+        await sdk(key, **{"X-Team-Id": str(stranger.pk)}).models.list()
+    assert refused.value.body["code"] == "team_not_found"
+
+
+async def test_a_key_whose_owner_left_its_team_falls_back_to_their_other_team(
+    sim, member, team, make_key
+):
+    key = await database_sync_to_async(make_key)(member, team)
+    await db(lambda: Membership.objects.filter(team=team, user=member).delete())
+    await sdk(key).chat.completions.create(model=MODEL, messages=QUESTION)
+    usage = await db(lambda: TeamUsage.objects.select_related("team").get())
+    assert usage.team_id != team.pk and usage.team.personal_owner_id == member.pk
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({}, "messages"),
+        ({"messages": []}, "messages"),
+        ({"messages": [{"role": "assistant", "content": "hi"}]}, "messages"),
+        ({"messages": [{"role": "tool", "content": "x"}]}, "messages[0].role"),
+        ({"messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "image_url"}]}]},
+            "messages[0].content",
+        ),
+        ({"messages": QUESTION, "tools": [{"type": "function"}]}, "tools"),
+        ({"messages": QUESTION, "n": 2}, "n"),
+        ({"messages": QUESTION, "stream": "yes"}, "stream"),
+        ({"messages": QUESTION, "temperature": "hot"}, "temperature"),
+        ({"messages": QUESTION, "temperature": 7}, "temperature"),
+        ({"messages": QUESTION, "bogus": 1}, "bogus"),
+        ({"messages": [{"role": "user", "content": "a\x00b"}]}, "messages[0].content"),
+    ],
+)
+async def test_bad_bodies_are_400_and_nothing_goes_upstream(
+    sim, member, team, make_key, body, param
+):
+    key = await database_sync_to_async(make_key)(member, team)
+    async with raw(key) as http:
+        response = await http.post("/v1/chat/completions", json=body)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == param
+    assert sim.requests == []
+    assert not await db(lambda: TeamUsage.objects.exists())
+
+
+async def test_not_json_and_wrong_methods(sim, member, team, make_key):
+    key = await database_sync_to_async(make_key)(member, team)
+    async with raw(key) as http:
+        broken = await http.post(
+            "/v1/chat/completions", content=b"{", headers={"content-type": "application/json"}
+        )
+        wrong = await http.get("/v1/chat/completions")
+        wrong_models = await http.post("/v1/models")
+    assert broken.status_code == 400 and broken.json()["error"]["type"]
+    assert wrong.status_code == wrong_models.status_code == 405
+
+
+async def test_an_upstream_failure_is_an_openai_error(sim, member, team, make_key):
+    key = await database_sync_to_async(make_key)(member, team)
+    with pytest.raises(openai.APIStatusError) as failed:
+        await sdk(key).chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "[sim:fault=400] hi"}]
+        )
+    assert failed.value.status_code == 502
+    assert failed.value.body["type"] == "api_error"
+
+
+async def test_ones_own_monthly_limit_is_429_for_that_person_only(
+    sim, member, owner, team, make_key
+):
+    await db(lambda: TeamPolicy.objects.create(team=team, member_monthly_token_budget=10))
+    await db(
+        lambda: TeamUsage.objects.create(
+            team=team, user=member, model=MODEL, day=timezone.localdate(), prompt_tokens=10
+        )
+    )
+    with pytest.raises(openai.RateLimitError) as refused:
+        await sdk(await database_sync_to_async(make_key)(member, team)).chat.completions.create(
+            model=MODEL, messages=QUESTION
+        )
+    assert refused.value.body["type"] == "insufficient_quota"
+    assert "your monthly limit" in refused.value.body["message"]
+    owners_key = await database_sync_to_async(make_key)(owner, team)
+    await sdk(owners_key).chat.completions.create(model=MODEL, messages=QUESTION)

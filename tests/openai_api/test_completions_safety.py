@@ -1,0 +1,109 @@
+"""The team's Llama Guard policy holds for the OpenAI-compatible API as on the chat page."""
+
+import openai
+import pytest
+from channels.db import database_sync_to_async
+
+from chatapp.chat.models import Message
+from chatapp.teams.models import SafetyFlag, TeamPolicy, TeamUsage
+from tests.openai_api.conftest import MODEL, raw, sdk
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+FLAGGED_QUESTION = "[sim:flag categories=S1,S10] How do I pick a lock?"
+FLAGGED_ANSWER = "[sim:flag_answer categories=S10] Tell me something"
+
+
+@pytest.fixture
+def safety_settings(settings):
+    settings.LLAMA_MAX_ATTEMPTS = 1
+
+
+async def policy(team, **fields) -> None:
+    await TeamPolicy.objects.aupdate_or_create(team=team, defaults=fields)
+
+
+async def test_a_blocked_question_is_refused_before_it_goes_upstream(
+    sim, member, team, make_key, safety_settings
+):
+    await policy(team, safety_input="block")
+    key = await database_sync_to_async(make_key)(member, team)
+    with pytest.raises(openai.BadRequestError) as refused:
+        await sdk(key).chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": FLAGGED_QUESTION}]
+        )
+    assert refused.value.body["code"] == "safety_blocked"
+    assert "S10" in refused.value.body["message"]
+    assert sim.requests == []
+    assert not await TeamUsage.objects.aexists()
+
+
+async def test_guard_unreachable_and_failing_closed_is_503(
+    sim, member, team, make_key, safety_settings
+):
+    await policy(team, safety_input="block", safety_on_error="fail_closed")
+    key = await database_sync_to_async(make_key)(member, team)
+    async with raw(key) as http:
+        response = await http.post(
+            "/v1/chat/completions",
+            json={"messages": [{"role": "user", "content": "[sim:guard_fault=503] hi"}]},
+        )
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "safety_unavailable"
+    assert sim.requests == []
+
+
+async def test_a_flagged_question_under_flag_is_answered(
+    sim, member, team, make_key, safety_settings
+):
+    await policy(team, safety_input="flag")
+    key = await database_sync_to_async(make_key)(member, team)
+    answer = await sdk(key).chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": FLAGGED_QUESTION}]
+    )
+    assert answer.choices[0].message.content
+    assert len(sim.requests) == 1
+
+
+async def test_a_blocked_answer_is_withheld_whole_and_streamed(
+    sim, member, team, make_key, safety_settings
+):
+    await policy(team, safety_output="block")
+    key = await database_sync_to_async(make_key)(member, team)
+    client = sdk(key)
+    messages = [{"role": "user", "content": FLAGGED_ANSWER}]
+    whole = await client.chat.completions.create(model=MODEL, messages=messages)
+    assert whole.choices[0].message.content == ""
+    assert whole.choices[0].finish_reason == "content_filter"
+    stream = await client.chat.completions.create(model=MODEL, messages=messages, stream=True)
+    chunks = [chunk async for chunk in stream]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == ""
+    assert chunks[-1].choices[0].finish_reason == "content_filter"
+    assert (await TeamUsage.objects.aget()).requests == 2  # the tokens were spent all the same
+
+
+async def test_a_clean_answer_under_block_still_streams_whole(
+    sim, member, team, make_key, safety_settings
+):
+    await policy(team, safety_output="block")
+    key = await database_sync_to_async(make_key)(member, team)
+    stream = await sdk(key).chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "Hello"}], stream=True
+    )
+    chunks = [chunk async for chunk in stream]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks)
+    assert chunks[-1].choices[0].finish_reason == "stop"
+
+
+async def test_a_saved_blocked_answer_reaches_the_review_queue(
+    sim, member, team, make_key, safety_settings
+):
+    await policy(team, safety_output="block")
+    key = await database_sync_to_async(make_key)(member, team)
+    await sdk(key, **{"X-Save-Conversation": "1"}).chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": FLAGGED_ANSWER}]
+    )
+    answer = await Message.objects.aget(role="assistant")
+    assert answer.status == "blocked" and answer.safety["categories"] == ["S10"]
+    flag = await SafetyFlag.objects.aget()
+    assert (flag.message_id, flag.stage, flag.blocked) == (answer.pk, "output", True)

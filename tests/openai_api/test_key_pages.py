@@ -1,0 +1,94 @@
+"""The settings page's API keys, and the team admins' view of their members' keys."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from chatapp.teams.actions import create_team
+from chatapp.teams.models import ApiKey, AuditAction, AuditEvent
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_key_made_on_the_settings_page_is_shown_once(member_client, member):
+    response = member_client.post("/settings/keys/", {"key-name": "laptop"})
+    assert response.status_code == 201
+    key = ApiKey.objects.get(user=member)
+    page = response.content.decode()
+    secret = response.context["new_key"]
+    assert secret.startswith(key.prefix) and secret in page
+    assert "no-store" in response["Cache-Control"]
+    later = member_client.get("/settings/").content.decode()
+    assert key.prefix in later and "laptop" in later
+    assert secret not in later
+
+
+def test_a_past_expiry_or_blank_name_is_refused(member_client):
+    yesterday = (timezone.localdate() - timedelta(days=1)).isoformat()
+    response = member_client.post("/settings/keys/", {"key-name": "x", "key-expires": yesterday})
+    assert response.status_code == 400
+    assert "must be in the future" in response.content.decode()
+    assert member_client.post("/settings/keys/", {"key-name": " "}).status_code == 400
+    assert not ApiKey.objects.exists()
+
+
+def test_revoking_on_the_settings_page(member_client, member, make_key):
+    make_key(member)
+    key = ApiKey.objects.get()
+    response = member_client.post(f"/settings/keys/{key.pk}/revoke/")
+    assert response.status_code == 302
+    key.refresh_from_db()
+    assert key.revoked_at is not None and key.revoked_by == member
+
+
+def test_someone_elses_key_cannot_be_revoked_from_the_settings_page(
+    outsider_client, member, make_key
+):
+    make_key(member)
+    key = ApiKey.objects.get()
+    assert outsider_client.post(f"/settings/keys/{key.pk}/revoke/").status_code == 404
+    assert outsider_client.get(f"/settings/keys/{key.pk}/revoke/").status_code == 405
+    key.refresh_from_db()
+    assert key.revoked_at is None
+
+
+def test_team_admins_see_members_keys_without_secrets_and_revoke_them(
+    client, admin_member, member, team, make_key
+):
+    secret = make_key(member, team, name="cron job")
+    key = ApiKey.objects.get()
+    client.force_login(admin_member)
+    page = client.get(f"/teams/{team.pk}/members/").content.decode()
+    assert "cron job" in page and key.prefix in page
+    assert secret not in page
+    response = client.post(f"/teams/{team.pk}/keys/{key.pk}/revoke/")
+    assert response.status_code == 302
+    key.refresh_from_db()
+    assert key.revoked_by == admin_member
+    event = AuditEvent.objects.get(action=AuditAction.API_KEY_REVOKE)
+    assert event.team == team and event.actor == admin_member
+
+
+def test_members_neither_see_nor_revoke_each_others_keys(
+    client, member, admin_member, team, make_key
+):
+    make_key(admin_member, team, name="admin's script")
+    key = ApiKey.objects.get()
+    client.force_login(member)
+    assert "admin's script" not in client.get(f"/teams/{team.pk}/members/").content.decode()
+    assert client.post(f"/teams/{team.pk}/keys/{key.pk}/revoke/").status_code == 403
+    key.refresh_from_db()
+    assert key.revoked_at is None
+
+
+def test_an_admin_of_another_team_gets_404(client, make_user, member, team, make_key):
+    stranger = make_user("sam")
+    elsewhere = create_team(stranger, "Elsewhere")
+    make_key(member, team)
+    key = ApiKey.objects.get()
+    client.force_login(stranger)
+    assert client.post(f"/teams/{elsewhere.pk}/keys/{key.pk}/revoke/").status_code == 404
+    assert client.post(f"/teams/{team.pk}/keys/{key.pk}/revoke/").status_code == 404
+    key.refresh_from_db()
+    assert key.revoked_at is None

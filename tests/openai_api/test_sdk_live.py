@@ -1,0 +1,107 @@
+"""The official openai SDK against a live daphne serving the app, the Llama API simulator
+upstream: what a script holding a personal key sees, streaming included."""
+
+import json
+
+import openai
+import pytest
+
+from tests.browser.conftest import SIMULATOR, serve_app
+from tests.openai_api.conftest import MODEL
+from tests.support.polling import wait_for
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def live(simulators, tmp_path_factory):
+    with serve_app(simulators.get(SIMULATOR), tmp_path_factory.mktemp("openai_live")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def key(live) -> str:
+    code = (
+        "from django.contrib.auth import get_user_model\n"
+        "from chatapp.teams import actions\n"
+        "user = get_user_model().objects.create(username='scripter')\n"
+        "team = actions.ensure_personal_team(user)\n"
+        "_, secret = actions.create_api_key(user, team, 'live')\n"
+        "print(secret)"
+    )
+    return live.run_python(code).strip()
+
+
+def client(live, key: str) -> openai.OpenAI:
+    return openai.OpenAI(api_key=key, base_url=live.url + "/v1", max_retries=0)
+
+
+def usage_rows(live) -> list:
+    code = (
+        "import json\n"
+        "from chatapp.teams.models import TeamUsage\n"
+        "rows = TeamUsage.objects.values('api_key_ref', 'requests', 'completion_tokens')\n"
+        "print(json.dumps(list(rows)))"
+    )
+    return json.loads(live.run_python(code))
+
+
+def test_models_and_a_whole_answer(live, key):
+    sdk = client(live, key)
+    assert MODEL in [model.id for model in sdk.models.list().data]
+    answer = sdk.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "Hello there"}]
+    )
+    assert answer.choices[0].message.content
+    assert answer.usage.completion_tokens > 0
+
+
+def test_a_streamed_answer_arrives_in_pieces_with_usage(live, key):
+    before = sum(row["requests"] for row in usage_rows(live))
+    stream = client(live, key).chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "[sim:long tokens=40] Tell me more"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    pieces = [
+        c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content
+    ]
+    assert len(pieces) > 1
+    assert chunks[-1].usage.completion_tokens == 40
+    rows = usage_rows(live)
+    assert sum(row["requests"] for row in rows) == before + 1
+    assert all(row["api_key_ref"] > 0 for row in rows)
+
+
+def test_a_wrong_key_is_refused(live, key):
+    with pytest.raises(openai.AuthenticationError) as refused:
+        client(live, key + "x").chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "hi"}]
+        )
+    assert refused.value.body["code"] == "invalid_api_key"
+
+
+def test_pieces_arrive_while_the_answer_is_written_and_a_closed_stream_is_counted(live, key):
+    """A slow answer (2 tokens a second, 200 tokens): its first pieces reach the client long
+    before its end, and the usage of an answer the client stops reading is still counted."""
+    before = sum(row["requests"] for row in usage_rows(live))
+    sdk = openai.OpenAI(api_key=key, base_url=live.url + "/v1", max_retries=0, timeout=60)
+    stream = sdk.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "[sim:pace tps=2] [sim:long tokens=200] Go slowly"}],
+        stream=True,
+    )
+    pieces = []
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            pieces.append(chunk.choices[0].delta.content)
+        if len(pieces) == 3:
+            break  # about 1.5 s in; the whole answer would take 100 s
+    stream.close()
+    assert len(pieces) == 3
+    wait_for(
+        lambda: sum(row["requests"] for row in usage_rows(live)) == before + 1,
+        "the stopped answer's usage",
+    )

@@ -1,0 +1,140 @@
+"""A real MCP tool server for the tests: the official SDK's MCPServer over Streamable HTTP,
+served by uvicorn in a background thread on a loopback port.
+
+Its tools: get_weather(city) (read-only), create_ticket(title) (changes things: needs approval),
+slow_lookup(seconds) (sleeps: for timeouts and cancellation) and broken() (raises). It records
+the calls it ran and the Authorization headers it received; with `token` set it answers 401 to
+any request without that bearer token. `stop()` takes it away (connections are then refused).
+"""
+
+import asyncio
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import uvicorn
+from mcp.server.mcpserver import MCPServer
+from mcp.types import ToolAnnotations
+from starlette.responses import PlainTextResponse
+
+from .polling import wait_for
+
+
+@dataclass
+class ToolServerRecord:
+    calls: list[tuple[str, dict]] = field(default_factory=list)
+    authorizations: list[str] = field(default_factory=list)
+    tickets: list[str] = field(default_factory=list)
+    finished_lookups: int = 0
+
+
+def build_server(record: ToolServerRecord) -> MCPServer:
+    server = MCPServer("test-tools", log_level="WARNING")
+
+    @server.tool(annotations=ToolAnnotations(read_only_hint=True))
+    def get_weather(city: str) -> str:
+        """Today's weather in a city."""
+        record.calls.append(("get_weather", {"city": city}))
+        return f"Sunny in {city}, 21 °C"
+
+    @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False))
+    def create_ticket(title: str) -> str:
+        """Open a ticket in the team's tracker."""
+        record.calls.append(("create_ticket", {"title": title}))
+        record.tickets.append(title)
+        return f"Created ticket #{len(record.tickets)}: {title}"
+
+    @server.tool(annotations=ToolAnnotations(read_only_hint=True))
+    async def slow_lookup(seconds: float) -> str:
+        """Look something up slowly (it takes the given number of seconds)."""
+        record.calls.append(("slow_lookup", {"seconds": seconds}))
+        await asyncio.sleep(seconds)
+        record.finished_lookups += 1
+        return f"Looked it up in {seconds:g} s"
+
+    @server.tool(annotations=ToolAnnotations(read_only_hint=True))
+    def broken() -> str:
+        """A tool that always fails."""
+        record.calls.append(("broken", {}))
+        raise RuntimeError("the lookup table is missing")
+
+    return server
+
+
+class _Gate:
+    """ASGI middleware: records each request's Authorization header and checks the token."""
+
+    def __init__(self, app, record: ToolServerRecord, token: str | None):
+        self.app, self.record, self.token = app, record, token
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            headers = dict(scope["headers"])
+            authorization = headers.get(b"authorization", b"").decode()
+            self.record.authorizations.append(authorization)
+            if self.token is not None and authorization != f"Bearer {self.token}":
+                await PlainTextResponse("unauthorised", status_code=401)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class RunningToolServer:
+    def __init__(self, token: str | None = None):
+        self.record = ToolServerRecord()
+        app = build_server(self.record).streamable_http_app()
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self.port = self._sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}/mcp"
+        config = uvicorn.Config(
+            _Gate(app, self.record, token),
+            log_level="warning",
+            lifespan="on",
+            timeout_graceful_shutdown=1,
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run,
+            kwargs={"sockets": [self._sock]},
+            name="mcp-tool-server",
+            daemon=True,
+        )
+        self._thread.start()
+        wait_for(lambda: self._server.started or not self._thread.is_alive(), "the MCP server")
+        if not self._server.started:
+            raise RuntimeError("the MCP tool server did not start")
+        self.stopped = False
+
+    @property
+    def calls(self) -> list[tuple[str, dict]]:
+        return list(self.record.calls)
+
+    def stop(self) -> None:
+        """Take the server away: later connections to its port are refused."""
+        if self.stopped:
+            return
+        self.stopped = True
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+        with contextlib.suppress(OSError):
+            self._sock.close()
+        # Nothing listens any more: a connection is refused rather than left waiting.
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", self.port)) != 0:
+                    return
+            time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def run_tool_server(token: str | None = None) -> Iterator[RunningToolServer]:
+    server = RunningToolServer(token)
+    try:
+        yield server
+    finally:
+        server.stop()

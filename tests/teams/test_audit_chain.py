@@ -1,0 +1,184 @@
+"""The audit trail's hash chain, its check (`audit_verify`) and its export (command and page)."""
+
+import csv
+import io
+import json
+import threading
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connection
+from django.test import Client
+from django.urls import reverse
+
+from chatapp.teams import actions
+from chatapp.teams.audit_trail import verify_chain
+from chatapp.teams.models import AuditEvent, Team
+from tests.databases import uses_postgres
+
+EXPORT_URL = "/site/audit/"
+
+
+@pytest.fixture
+def trail(team, owner, member):
+    actions.save_prompt(owner, team, name="P", content="one")
+    actions.set_policy(owner, team, {"rate_limit_per_minute": 4})
+    actions.invite(owner, team, email="new@example.com")
+    return list(AuditEvent.objects.order_by("id"))
+
+
+def verify() -> str:
+    out = io.StringIO()
+    call_command("audit_verify", stdout=out)
+    return out.getvalue()
+
+
+def test_each_event_carries_the_hash_of_the_one_before(trail):
+    assert trail[0].prev_hash == ""
+    for before, event in zip(trail, trail[1:], strict=False):
+        assert event.prev_hash == before.hash and len(event.hash) == 64
+    assert len({e.hash for e in trail}) == len(trail)
+
+
+def test_verify_passes_on_an_untouched_trail(trail):
+    assert verify() == f"The audit trail is intact: {len(trail)} events checked.\n"
+
+
+def test_verify_fails_naming_the_first_edited_row(trail):
+    AuditEvent.objects.filter(pk=trail[1].pk).update(summary="nothing happened")
+    with pytest.raises(CommandError, match=f"broken at event {trail[1].pk}: its content"):
+        verify()
+
+
+def test_verify_fails_when_a_row_is_removed(trail):
+    AuditEvent.objects.filter(pk=trail[1].pk).delete()
+    with pytest.raises(CommandError, match=f"broken at event {trail[2].pk}: its previous-hash"):
+        verify()
+
+
+def test_verify_fails_when_details_are_edited_even_with_a_rehashed_row(trail):
+    # Rewriting a row's hash to match its new content still breaks the link to the next row.
+    event = trail[0]
+    event.details = {"forged": True}
+    AuditEvent.objects.filter(pk=event.pk).update(details=event.details, hash=event.compute_hash())
+    with pytest.raises(CommandError, match=f"broken at event {trail[1].pk}"):
+        verify()
+
+
+def test_deleting_a_team_or_a_user_keeps_the_chain_intact(trail, team, owner):
+    owner.delete()
+    Team.objects.filter(pk=team.pk).delete()
+    assert verify_chain() == (len(trail), None)
+    kept = AuditEvent.objects.get(pk=trail[0].pk)
+    assert (kept.team, kept.actor) == (None, None)
+    assert (kept.team_name, kept.actor_name) == ("Acme", "olivia")
+
+
+def test_an_event_cannot_be_saved_again(trail):
+    with pytest.raises(ValueError, match="never changed"):
+        trail[0].save()
+
+
+def test_export_command_writes_json_and_csv(trail, tmp_path):
+    out = io.StringIO()
+    call_command("audit_export", "--format", "json", stdout=out, stderr=io.StringIO())
+    rows = json.loads(out.getvalue())
+    assert [r["id"] for r in rows] == [e.pk for e in trail]
+    assert rows[1]["prev_hash"] == rows[0]["hash"] and rows[0]["team_name"] == "Acme"
+    target = tmp_path / "audit.csv"
+    call_command("audit_export", "--format", "csv", "--output", str(target), stderr=io.StringIO())
+    with target.open(newline="") as stream:
+        table = list(csv.DictReader(stream))
+    assert [int(r["id"]) for r in table] == [e.pk for e in trail]
+    assert json.loads(table[1]["details"]) == trail[1].details
+
+
+def test_csv_cells_never_start_a_spreadsheet_formula(team, make_user, client, site_admin):
+    evil = make_user("=cmd|calc")
+    actions.create_team(evil, "+SUM(A1)")
+    client.force_login(site_admin)
+    response = client.post(EXPORT_URL, {"format": "csv"})
+    table = list(csv.DictReader(io.StringIO(response.content.decode())))
+    assert table[0]["actor_name"] == "'=cmd|calc" and table[0]["team_name"] == "'+SUM(A1)"
+
+
+# ---- the site admins' page ----------------------------------------------------------------
+
+
+def test_site_admin_sees_the_chain_status_and_the_trail(client, site_admin, trail):
+    client.force_login(site_admin)
+    response = client.get(EXPORT_URL)
+    assert response.status_code == 200
+    assert f"The hash chain is intact: {len(trail)} events checked." in response.content.decode()
+    AuditEvent.objects.filter(pk=trail[0].pk).update(summary="x")
+    assert f"broken at event {trail[0].pk}" in client.get(EXPORT_URL).content.decode()
+
+
+def test_site_admin_downloads_json_and_the_export_is_audited(client, site_admin, trail):
+    client.force_login(site_admin)
+    response = client.post(EXPORT_URL, {"format": "json"})
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("application/json")
+    assert "attachment" in response["Content-Disposition"]
+    rows = json.loads(response.content)
+    assert rows[-1]["action"] == "audit.export" and rows[-1]["actor_name"] == "siteadmin"
+    assert verify_chain() == (len(trail) + 1, None)
+
+
+def test_a_bad_format_is_a_clear_400_and_writes_nothing(client, site_admin, trail):
+    client.force_login(site_admin)
+    response = client.post(EXPORT_URL, {"format": "xml"})
+    assert response.status_code == 400 and b"csv or json" in response.content
+    assert AuditEvent.objects.count() == len(trail)
+
+
+@pytest.mark.parametrize("who", ["owner", "member", "outsider"])
+def test_everyone_but_site_admins_gets_404(client, who, request, trail):
+    client.force_login(request.getfixturevalue(who))
+    assert client.get(EXPORT_URL).status_code == 404
+    assert client.post(EXPORT_URL, {"format": "json"}).status_code == 404
+    assert AuditEvent.objects.count() == len(trail)
+
+
+def test_anonymous_is_sent_to_login(client):
+    response = client.get(EXPORT_URL)
+    assert response.status_code == 302 and response["Location"].startswith(reverse("login"))
+
+
+def test_wrong_method_and_missing_csrf_are_refused(site_admin, trail):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(site_admin)
+    assert client.put(EXPORT_URL).status_code == 403  # CSRF first, like every write
+    assert client.post(EXPORT_URL, {"format": "json"}).status_code == 403
+    relaxed = Client()
+    relaxed.force_login(site_admin)
+    assert relaxed.delete(EXPORT_URL).status_code == 405
+    assert AuditEvent.objects.count() == len(trail)
+
+
+# ---- concurrent writers -------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not uses_postgres(), reason="the advisory lock is PostgreSQL's")
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_writers_never_fork_the_chain(make_user):
+    teams = [Team.objects.create(name=f"T{n}") for n in range(4)]
+    user = make_user("writer")
+    barrier = threading.Barrier(len(teams))
+
+    def write(team):
+        try:
+            barrier.wait()
+            for n in range(10):
+                actions.audit(team, user, "policy.update", f"change {n}")
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=write, args=(t,)) for t in teams]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    prev_hashes = list(AuditEvent.objects.values_list("prev_hash", flat=True))
+    assert len(prev_hashes) == 40 and len(set(prev_hashes)) == 40
+    assert verify_chain() == (40, None)

@@ -1,0 +1,100 @@
+"""Budgets people can see: the meters (settings page, composer, /api/budget/), the per-person
+monthly limit, and the owners' notices when the team crosses 80% and 100%."""
+
+import pytest
+from django.core import mail
+from django.utils import timezone
+
+from chatapp.teams import actions
+from chatapp.teams.models import AuditAction, AuditEvent, BudgetNotice, TeamPolicy
+from chatapp.teams.policy import PolicyError
+from chatapp.teams.quota import check_budget
+
+pytestmark = pytest.mark.django_db
+MODEL = "Llama-3.3-70B-Instruct"
+
+
+def use(team, user, tokens: int) -> None:
+    actions.record_usage(team, user, MODEL, tokens, 0)
+
+
+def test_no_budget_no_meter(member_client):
+    assert member_client.get("/api/budget/").json()["meters"] == []
+    page = member_client.get("/settings/").content.decode()
+    assert 'class="budget-meter ' not in page
+
+
+def test_the_meters_show_the_team_budget_and_ones_own_limit(member_client, member, owner, team):
+    TeamPolicy.objects.create(team=team, monthly_token_budget=1000, member_monthly_token_budget=100)
+    use(team, owner, 500)
+    use(team, member, 50)
+    team_meter, own = member_client.get("/api/budget/").json()["meters"]
+    assert (team_meter["kind"], team_meter["used"], team_meter["percent"]) == ("team", 550, 55)
+    assert team_meter["level"] == "ok"
+    assert (own["kind"], own["used"], own["limit"], own["level"]) == ("person", 50, 100, "ok")
+    for url in ("/settings/", "/"):
+        page = member_client.get(url).content.decode()
+        assert "Team budget this month" in page and "Your limit this month" in page
+
+
+def test_a_warning_at_80_percent_and_a_clear_message_at_100(member_client, member, team):
+    TeamPolicy.objects.create(team=team, monthly_token_budget=100)
+    use(team, member, 85)
+    (meter,) = member_client.get("/api/budget/").json()["meters"]
+    assert meter["level"] == "warn" and "85%" in meter["message"]
+    use(team, member, 20)
+    (meter,) = member_client.get("/api/budget/").json()["meters"]
+    assert meter["level"] == "full" and "refused" in meter["message"]
+    assert "budget-full" in member_client.get("/").content.decode()
+
+
+def test_ones_own_limit_refuses_only_that_person(member, owner, team):
+    policy = TeamPolicy.objects.create(team=team, member_monthly_token_budget=100)
+    use(team, member, 100)
+    with pytest.raises(PolicyError) as refused:
+        check_budget(team, policy, member)
+    assert refused.value.code == "quota_exceeded" and "your monthly limit" in refused.value.message
+    check_budget(team, policy, owner)  # the others go on
+
+
+def test_owners_are_told_once_per_threshold_a_month(
+    owner, member, team, settings, django_capture_on_commit_callbacks
+):
+    settings.EMAIL_URL = "locmem://"
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    TeamPolicy.objects.create(team=team, monthly_token_budget=100)
+    use(team, member, 50)
+    assert not BudgetNotice.objects.exists()
+    with django_capture_on_commit_callbacks(execute=True):
+        use(team, member, 30)
+        use(team, member, 5)
+    assert list(BudgetNotice.objects.values_list("percent", flat=True)) == [80]
+    assert [m.to for m in mail.outbox] == [[owner.email]]
+    assert "80%" in mail.outbox[0].subject
+    with django_capture_on_commit_callbacks(execute=True):
+        use(team, member, 20)
+        use(team, member, 20)
+    assert sorted(BudgetNotice.objects.values_list("percent", flat=True)) == [80, 100]
+    assert len(mail.outbox) == 2 and "whole" in mail.outbox[1].subject
+    assert AuditEvent.objects.filter(action=AuditAction.BUDGET_THRESHOLD).count() == 2
+
+
+def test_the_notice_shows_to_owners_only(client, owner, member, team):
+    TeamPolicy.objects.create(team=team, monthly_token_budget=100)
+    use(team, member, 90)
+    client.force_login(owner)
+    assert "passed 80% of its monthly token budget" in client.get("/settings/").content.decode()
+    client.force_login(member)
+    assert "passed 80%" not in client.get("/settings/").content.decode()
+
+
+def test_without_email_the_notice_is_still_made(
+    owner, member, team, settings, django_capture_on_commit_callbacks
+):
+    settings.EMAIL_URL = ""
+    TeamPolicy.objects.create(team=team, monthly_token_budget=10)
+    with django_capture_on_commit_callbacks(execute=True):
+        use(team, member, 10)
+    assert BudgetNotice.objects.count() == 2
+    assert mail.outbox == []
+    assert BudgetNotice.objects.filter(month=timezone.now().date().replace(day=1)).count() == 2

@@ -1,0 +1,203 @@
+"""A team's saved JSON schemas: the JSON API for every role, the team page, the audit trail."""
+
+import json
+
+import pytest
+
+from chatapp.teams.json_schemas import MAX_SCHEMA_BYTES
+from chatapp.teams.models import AuditEvent, JsonSchema, SystemPrompt, Team
+
+pytestmark = pytest.mark.django_db
+
+SCHEMA = {"type": "object", "properties": {"title": {"type": "string"}}, "required": ["title"]}
+
+
+def listing(team) -> str:
+    return f"/api/teams/{team.pk}/json-schemas/"
+
+
+def detail(saved) -> str:
+    return f"/api/teams/{saved.team_id}/json-schemas/{saved.pk}/"
+
+
+def send(client, method: str, url: str, body) -> object:
+    data = body if isinstance(body, str | bytes) else json.dumps(body)
+    return getattr(client, method)(url, data, content_type="application/json")
+
+
+@pytest.fixture
+def saved(team) -> JsonSchema:
+    return JsonSchema.objects.create(team=team, name="ticket", schema=SCHEMA)
+
+
+@pytest.fixture(params=["owner", "admin_member"])
+def manager_client(request, client):
+    client.force_login(request.getfixturevalue(request.param))
+    return client
+
+
+def test_members_read_the_teams_schemas(member_client, team, saved):
+    response = member_client.get(listing(team))
+    assert response.status_code == 200
+    data = response.json()
+    assert data["can_manage"] is False
+    assert [(s["id"], s["name"], s["schema"]) for s in data["results"]] == [
+        (saved.pk, "ticket", SCHEMA)
+    ]
+    assert member_client.get(detail(saved)).json()["schema"] == SCHEMA
+
+
+def test_owners_and_admins_create_change_and_delete_and_each_is_audited(manager_client, team):
+    created = send(manager_client, "post", listing(team), {"name": "invoice", "schema": SCHEMA})
+    assert created.status_code == 201, created.content
+    schema_id = created.json()["id"]
+    stored = JsonSchema.objects.get(pk=schema_id, team=team)
+    assert stored.schema == SCHEMA
+
+    changed = send(manager_client, "patch", detail(stored), {"schema": {"type": "array"}})
+    assert changed.status_code == 200
+    assert changed.json()["name"] == "invoice"
+    stored.refresh_from_db()
+    assert stored.schema == {"type": "array"}
+
+    assert manager_client.delete(detail(stored)).status_code == 204
+    assert not JsonSchema.objects.filter(pk=schema_id).exists()
+    actions = list(
+        AuditEvent.objects.filter(team=team).order_by("id").values_list("action", flat=True)
+    )
+    assert actions[-3:] == ["json_schema.create", "json_schema.update", "json_schema.delete"]
+
+
+def test_members_may_not_write(member_client, team, saved):
+    for method, url, body in [
+        ("post", listing(team), {"name": "x", "schema": SCHEMA}),
+        ("patch", detail(saved), {"name": "y"}),
+        ("delete", detail(saved), ""),
+    ]:
+        response = send(member_client, method, url, body)
+        assert response.status_code == 403
+        assert response.json()["error"]["code"] == "forbidden"
+    saved.refresh_from_db()
+    assert saved.name == "ticket"
+    assert JsonSchema.objects.count() == 1
+
+
+def test_outsiders_get_404_for_everything(outsider_client, team, saved):
+    for method, url, body in [
+        ("get", listing(team), None),
+        ("post", listing(team), {"name": "x", "schema": SCHEMA}),
+        ("get", detail(saved), None),
+        ("patch", detail(saved), {"name": "y"}),
+        ("delete", detail(saved), ""),
+    ]:
+        response = (
+            outsider_client.get(url) if body is None else send(outsider_client, method, url, body)
+        )
+        assert response.status_code == 404, (method, url)
+    assert JsonSchema.objects.get().name == "ticket"
+
+
+def test_another_teams_schema_is_404_even_to_an_owner(owner_client, team):
+    other = Team.objects.create(name="Other")
+    foreign = JsonSchema.objects.create(team=other, name="secret", schema=SCHEMA)
+    url = f"/api/teams/{team.pk}/json-schemas/{foreign.pk}/"
+    assert owner_client.get(url).status_code == 404
+    assert send(owner_client, "delete", url, "").status_code == 404
+    assert JsonSchema.objects.filter(pk=foreign.pk).exists()
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"name": "has space", "schema": SCHEMA}, "name"),
+        ({"name": "bad", "schema": {"type": "no-such-type"}}, "schema"),
+        ({"name": "bad", "schema": {"properties": {"a": {"minLength": -1}}}}, "schema"),
+        ({"name": "bad", "schema": {"pattern": "("}}, "schema"),
+        ({"name": "big", "schema": {"description": "x" * MAX_SCHEMA_BYTES}}, "schema"),
+        ({"name": "nul", "schema": {"description": "a\u0000b"}}, "schema"),
+        ({"name": "list", "schema": [1, 2]}, "schema"),
+        ({"name": "ticket", "schema": SCHEMA}, "name"),  # the name is taken
+        ({"name": "extra", "schema": SCHEMA, "owner": 1}, "owner"),
+    ],
+)
+def test_bad_schemas_are_refused_with_a_field_and_change_nothing(
+    owner_client, team, saved, body, field
+):
+    response = send(owner_client, "post", listing(team), body)
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert error["code"] == "invalid"
+    assert error.get("field") == field
+    assert JsonSchema.objects.count() == 1
+    assert not AuditEvent.objects.filter(action="json_schema.create").exists()
+
+
+def test_the_team_page_lists_adds_edits_and_deletes(owner_client, team, saved):
+    page = owner_client.get(f"/teams/{team.pk}/json-schemas/")
+    assert page.status_code == 200
+    assert b"ticket" in page.content and b"Add a schema" in page.content
+
+    refused = owner_client.post(
+        f"/teams/{team.pk}/json-schemas/", {"name": "broken", "schema": "{not json"}
+    )
+    assert refused.status_code == 400
+    assert b"This is not JSON" in refused.content
+    added = owner_client.post(
+        f"/teams/{team.pk}/json-schemas/", {"name": "order", "schema": json.dumps(SCHEMA)}
+    )
+    assert added.status_code == 302
+    order = JsonSchema.objects.get(name="order")
+
+    edited = owner_client.post(
+        f"/teams/{team.pk}/json-schemas/{order.pk}/",
+        {"name": "order2", "schema": '{"type": "object"}'},
+    )
+    assert edited.status_code == 302
+    order.refresh_from_db()
+    assert (order.name, order.schema) == ("order2", {"type": "object"})
+
+    deleted = owner_client.post(f"/teams/{team.pk}/json-schemas/{order.pk}/delete/")
+    assert deleted.status_code == 302
+    assert list(JsonSchema.objects.values_list("name", flat=True)) == ["ticket"]
+
+
+def test_members_see_the_page_without_forms_and_cannot_post(member_client, team, saved):
+    page = member_client.get(f"/teams/{team.pk}/json-schemas/")
+    assert page.status_code == 200
+    assert b"Add a schema" not in page.content
+    response = member_client.post(
+        f"/teams/{team.pk}/json-schemas/", {"name": "x", "schema": json.dumps(SCHEMA)}
+    )
+    assert response.status_code == 403
+    assert (
+        member_client.post(f"/teams/{team.pk}/json-schemas/{saved.pk}/delete/").status_code == 403
+    )
+    assert JsonSchema.objects.count() == 1
+
+
+def test_a_prompt_takes_a_saved_schema_as_its_answer_format(owner_client, team, saved):
+    response = owner_client.post(
+        f"/teams/{team.pk}/prompts/",
+        {"name": "Tickets", "content": "File tickets.", "answer_format": f"json_schema:{saved.pk}"},
+    )
+    assert response.status_code == 302
+    prompt = SystemPrompt.objects.get(name="Tickets")
+    assert (prompt.response_format, prompt.json_schema) == ("json_schema", saved)
+    edit = owner_client.get(f"/teams/{team.pk}/prompts/{prompt.pk}/")
+    assert f'value="json_schema:{saved.pk}" selected'.encode() in edit.content
+
+
+def test_a_prompt_cannot_take_another_teams_schema(owner_client, team):
+    foreign = JsonSchema.objects.create(
+        team=Team.objects.create(name="Other"), name="x", schema=SCHEMA
+    )
+    response = owner_client.post(
+        f"/teams/{team.pk}/prompts/",
+        {
+            "name": "Tickets",
+            "content": "File tickets.",
+            "answer_format": f"json_schema:{foreign.pk}",
+        },
+    )
+    assert response.status_code == 400
+    assert not SystemPrompt.objects.filter(name="Tickets").exists()

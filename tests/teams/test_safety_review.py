@@ -1,0 +1,118 @@
+"""The safety review queue: who may see flagged text, decisions, the audit trail, usage counts."""
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+from prometheus_client import REGISTRY
+
+from chatapp.chat.models import Conversation, Message
+from chatapp.teams import actions
+from chatapp.teams.models import AuditEvent, SafetyFlag, Team
+from chatapp.teams.safety import Finding
+from tests.conftest import client_for
+
+ANSWER = "A withheld answer about zebras"
+
+
+@pytest.fixture
+def flagged(team, member) -> SafetyFlag:
+    conversation = Conversation.objects.create(team=team, owner=member, title="Zebras")
+    Message.objects.create(conversation=conversation, role="user", content="Tell me")
+    answer = Message.objects.create(
+        conversation=conversation, role="assistant", content=ANSWER, status="blocked"
+    )
+    return actions.flag_message(team, member, answer.pk, Finding("output", ("S10",), True))
+
+
+def queue_url(team, show: str = "") -> str:
+    return reverse("teams:safety", args=[team.pk]) + (f"?show={show}" if show else "")
+
+
+def review_url(flag) -> str:
+    return reverse("teams:safety_review", args=[flag.team_id, flag.pk])
+
+
+@pytest.mark.parametrize("role", ["owner", "admin_member"])
+def test_owners_and_admins_see_the_flagged_text(request, role, team, flagged):
+    client = client_for(Client(), request.getfixturevalue(role))
+    response = client.get(queue_url(team))
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert ANSWER in page
+    assert "Blocked answer" in page and "by max" in page and "S10 Hate" in page
+
+
+def test_members_get_403_and_never_see_the_text(member_client, team, flagged):
+    response = member_client.get(queue_url(team))
+
+    assert response.status_code == 403
+    assert ANSWER.encode() not in response.content
+    assert member_client.post(review_url(flagged), {"decision": "reviewed"}).status_code == 403
+    flagged.refresh_from_db()
+    assert flagged.decision == ""
+
+
+def test_outsiders_get_404(outsider_client, team, flagged):
+    assert outsider_client.get(queue_url(team)).status_code == 404
+    assert outsider_client.post(review_url(flagged), {"decision": "reviewed"}).status_code == 404
+
+
+def test_anonymous_visitors_are_sent_to_log_in(client, team):
+    response = client.get(queue_url(team))
+    assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+
+
+def test_a_flag_of_another_team_is_404(owner_client, owner, flagged):
+    other = actions.create_team(owner, "Other")
+    url = reverse("teams:safety_review", args=[other.pk, flagged.pk])
+
+    assert owner_client.post(url, {"decision": "reviewed"}).status_code == 404
+
+
+@pytest.mark.parametrize("decision", ["reviewed", "false_positive"])
+def test_a_decision_is_recorded_and_audited(owner_client, owner, team, flagged, decision):
+    before = REGISTRY.get_sample_value("chat_safety_reviews_total", {"decision": decision}) or 0
+    response = owner_client.post(review_url(flagged), {"decision": decision, "show": "pending"})
+
+    assert response.status_code == 302
+    flagged.refresh_from_db()
+    assert (flagged.decision, flagged.decided_by) == (decision, owner)
+    event = AuditEvent.objects.get(action="safety.review")
+    assert event.details == {
+        "flag": flagged.pk,
+        "message": flagged.message_id,
+        "decision": decision,
+    }
+    assert ANSWER not in event.summary and "S10" not in event.summary
+    assert REGISTRY.get_sample_value("chat_safety_reviews_total", {"decision": decision}) == (
+        before + 1
+    )
+    assert ANSWER.encode() not in owner_client.get(queue_url(team)).content  # left the queue
+    assert ANSWER.encode() in owner_client.get(queue_url(team, "all")).content
+
+
+def test_a_bad_decision_is_400_and_changes_nothing(owner_client, flagged):
+    assert owner_client.post(review_url(flagged), {"decision": "delete"}).status_code == 400
+    assert owner_client.get(review_url(flagged)).status_code == 405
+    flagged.refresh_from_db()
+    assert flagged.decision == ""
+    assert not AuditEvent.objects.filter(action="safety.review").exists()
+
+
+def test_the_queue_is_per_team(owner_client, owner, make_user, flagged):
+    zed = make_user("zed")
+    theirs = Team.objects.get(pk=actions.create_team(zed, "Theirs").pk)
+    conversation = Conversation.objects.create(team=theirs, owner=zed, title="x")
+    message = Message.objects.create(conversation=conversation, role="user", content="Secret")
+    actions.flag_message(theirs, zed, message.pk, Finding("input", ("S1",), False))
+
+    page = owner_client.get(queue_url(flagged.team, "all")).content
+    assert ANSWER.encode() in page and b"Secret" not in page
+
+
+def test_the_usage_page_counts_flags(owner_client, team, flagged):
+    page = owner_client.get(reverse("teams:usage", args=[team.pk])).content.decode()
+
+    assert "Llama Guard flagged 1 message" in page
+    assert "1 answer blocked" in page

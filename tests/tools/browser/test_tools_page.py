@@ -1,0 +1,89 @@
+"""The team's Tools page in real Chromium against a live daphne and a real MCP server."""
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.chat_page import log_in
+
+pytestmark = pytest.mark.browser
+
+
+def add_server_in_the_database(app_server, team_id: int, url: str) -> None:
+    """The live server refuses loopback URLs (as a real site does): the test's MCP server, on
+    loopback, is added through the server's own actions with private addresses allowed.
+    Logging is off meanwhile: the worker answers on stdout, where the site logs."""
+    app_server.run_python(
+        "import logging\n"
+        "logging.disable(logging.CRITICAL)\n"
+        "from asgiref.sync import async_to_sync\n"
+        "from django.conf import settings\n"
+        "from chatapp.tools.actions import fetch_listing, store_listing\n"
+        "from chatapp.tools.models import ToolServer\n"
+        "settings.LLAMA_ALLOW_PRIVATE_PROVIDER_URLS = True\n"
+        f"server = ToolServer.objects.create(team_id={team_id}, name='helpdesk', url={url!r})\n"
+        "store_listing(server, async_to_sync(fetch_listing)(server.url, '', 30))\n"
+        "settings.LLAMA_ALLOW_PRIVATE_PROVIDER_URLS = False\n"
+        "logging.disable(logging.NOTSET)\n"
+    )
+
+
+def test_tools_page_lists_toggles_refuses_refreshes_and_removes(
+    page, page_watch, app_server, user, sim, mcp_server, screenshot
+):
+    log_in(page, user)
+    page.goto("/teams/")
+    page.get_by_label("Name").fill("Tools team")
+    page.get_by_role("button", name="Create team").click()
+    page.wait_for_url(re.compile(r"/teams/\d+/$"))
+    team_id = int(page.url.rstrip("/").rsplit("/", 1)[1])
+    add_server_in_the_database(app_server, team_id, mcp_server.url)
+
+    page.get_by_role("navigation", name="Team sections").get_by_role("link", name="Tools").click()
+    server = page.get_by_role("region", name="helpdesk")
+    expect(server.locator(".status-up")).to_have_text("Up")
+    weather = server.get_by_role("row").filter(has_text="get_weather")
+    expect(weather).to_contain_text("Today's weather in a city.")
+    expect(weather).to_contain_text("read-only")
+    ticket = server.get_by_role("row").filter(has_text="create_ticket")
+    expect(ticket).to_contain_text("changes things: always asks")
+    expect(ticket.get_by_label("create_ticket always asks before each call")).to_be_checked()
+    expect(ticket.get_by_label("create_ticket always asks before each call")).to_be_disabled()
+    weather.get_by_text("Input schema").click()
+    expect(weather.locator("pre")).to_contain_text('"city"')
+
+    # Turn broken off and ask before get_weather.
+    server.get_by_role("row").filter(has_text="broken").get_by_label("broken enabled").uncheck()
+    weather.get_by_label("Ask before each call of get_weather").check()
+    server.get_by_role("button", name="Save tools").click()
+    expect(page.get_by_text("Saved the tools of helpdesk.")).to_be_visible()
+    expect(page.get_by_label("broken enabled")).not_to_be_checked()
+    expect(page.get_by_label("Ask before each call of get_weather")).to_be_checked()
+    screenshot(page, "tools-page", full_page=True)
+
+    # The live site refuses a loopback address, and says why.
+    add = page.get_by_role("region", name="Add a tool server")
+    add.get_by_label("Name").fill("local")
+    add.get_by_label("URL").fill("https://127.0.0.1:9/mcp")
+    add.get_by_role("button", name="Add server").click()
+    expect(page.get_by_text("127.0.0.1, which is not a public address")).to_be_visible()
+    expect(page.get_by_role("region", name="local")).to_have_count(0)
+
+    # A refresh under the guard (plain http is refused here) shows the server as down.
+    page.get_by_role("region", name="helpdesk").get_by_role("button", name="Refresh tools").click()
+    expect(page.get_by_text("Refreshed helpdesk, but it is down")).to_be_visible()
+    server = page.get_by_role("region", name="helpdesk")
+    expect(server.locator(".status-down")).to_have_text("Down")
+    expect(server.locator(".tool-server-error")).to_have_text("Tool server URLs must use https.")
+    screenshot(page, "tools-page-down", full_page=True)
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    server.get_by_role("button", name="Remove").click()
+    expect(page.get_by_text("Removed helpdesk.")).to_be_visible()
+    expect(page.get_by_text("This team has no tool servers yet.")).to_be_visible()
+    # The one error the console reports is the refused form's answer, a 400 by design.
+    assert page_watch.console_errors == [
+        "Failed to load resource: the server responded with a status of 400 (Bad Request)"
+    ]
+    assert page_watch.page_errors == []

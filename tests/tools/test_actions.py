@@ -1,0 +1,119 @@
+"""Adding, refreshing and changing tool servers: what is stored, kept and audited."""
+
+import pytest
+from asgiref.sync import async_to_sync
+
+from chatapp.teams.models import AuditEvent
+from chatapp.tools import actions
+from chatapp.tools.models import ServerStatus, Tool, ToolServer
+from tests.support.mcp_server import run_tool_server
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+TOKEN = "mcp-token-Zq81-never-shown"
+
+
+@pytest.fixture(autouse=True)
+def private_allowed(settings):
+    settings.LLAMA_ALLOW_PRIVATE_PROVIDER_URLS = True
+
+
+def add(owner, team, url, **fields):
+    fields.setdefault("timeout", 10)
+    return async_to_sync(actions.add_server)(owner, team, name="helpdesk", url=url, **fields)
+
+
+def test_adding_a_server_lists_and_stores_its_tools(owner, team, mcp_server):
+    server = add(owner, team, mcp_server.url)
+    assert server.status == ServerStatus.UP
+    assert server.refreshed_at is not None
+    tools = {tool.name: tool for tool in server.tools.all()}
+    assert set(tools) == {"get_weather", "create_ticket", "slow_lookup", "broken"}
+    assert tools["get_weather"].read_only is True
+    assert tools["create_ticket"].read_only is False
+    assert all(tool.enabled and not tool.ask_first for tool in tools.values())
+    assert tools["get_weather"].input_schema["required"] == ["city"]
+    event = AuditEvent.objects.get(action="tool_server.add")
+    assert event.details["url"] == mcp_server.url
+    assert event.team == team and event.actor == owner
+
+
+def test_the_token_is_sent_encrypted_at_rest_and_never_audited(owner, team):
+    with run_tool_server(token=TOKEN) as protected:
+        server = add(owner, team, protected.url, token=TOKEN)
+        assert server.status == ServerStatus.UP
+        assert f"Bearer {TOKEN}" in protected.record.authorizations
+    stored = ToolServer.objects.get(pk=server.pk)
+    assert stored.has_token and TOKEN not in stored.token_encrypted
+    for event in AuditEvent.objects.all():
+        assert TOKEN not in f"{event.summary} {event.details}"
+
+
+def test_a_wrong_token_marks_the_server_down_with_the_reason(owner, team):
+    with run_tool_server(token=TOKEN) as protected:
+        server = add(owner, team, protected.url, token="wrong")
+    assert server.status == ServerStatus.DOWN
+    assert "refused the request (HTTP 401): check the server's token" in server.last_error
+    assert not server.tools.exists()
+
+
+def test_an_unreachable_server_is_stored_down(owner, team, mcp_server):
+    mcp_server.stop()
+    server = add(owner, team, mcp_server.url)
+    assert server.status == ServerStatus.DOWN
+    assert server.last_error.startswith("Could not connect to the tool server at 127.0.0.1")
+
+
+def test_refresh_keeps_the_admins_choices_and_marks_a_server_down(owner, team, mcp_server):
+    server = add(owner, team, mcp_server.url)
+    actions.set_tool_choices(
+        owner, server, {"get_weather": {"ask_first": True}, "broken": {"enabled": False}}
+    )
+    Tool.objects.create(server=server, name="retired_tool")
+    async_to_sync(actions.refresh_server)(owner, server)
+    tools = {tool.name: tool for tool in server.tools.all()}
+    assert "retired_tool" not in tools
+    assert tools["get_weather"].ask_first is True
+    assert tools["broken"].enabled is False
+
+    mcp_server.stop()
+    async_to_sync(actions.refresh_server)(owner, server)
+    server.refresh_from_db()
+    assert server.status == ServerStatus.DOWN
+    assert server.tools.count() == 4  # the last known list stays for the page
+    assert AuditEvent.objects.filter(action="tool_server.refresh").count() == 2
+
+
+def test_a_new_url_needs_the_token_again(owner, team, mcp_server):
+    with run_tool_server(token=TOKEN) as protected:
+        server = add(owner, team, protected.url, token=TOKEN)
+    with pytest.raises(actions.ToolActionError) as refused:
+        async_to_sync(actions.change_server)(owner, server, url=mcp_server.url)
+    assert refused.value.code == "token_required"
+    changed = async_to_sync(actions.change_server)(owner, server, url=mcp_server.url, token="")
+    assert changed.url == mcp_server.url and not changed.has_token
+    assert changed.status == ServerStatus.UP
+    event = AuditEvent.objects.get(action="tool_server.update")
+    assert event.details["token"] == "removed"
+
+
+def test_names_are_unique_in_a_team(owner, team, mcp_server):
+    add(owner, team, mcp_server.url)
+    with pytest.raises(actions.ToolActionError) as refused:
+        add(owner, team, mcp_server.url)
+    assert refused.value.code == "name_taken"
+    assert ToolServer.objects.count() == 1
+
+
+def test_unknown_tool_names_change_nothing(owner, team, mcp_server):
+    server = add(owner, team, mcp_server.url)
+    with pytest.raises(actions.ToolActionError):
+        actions.set_tool_choices(owner, server, {"get_weather": {"enabled": False}, "nope": {}})
+    assert server.tools.get(name="get_weather").enabled is True
+
+
+def test_removing_a_server_is_audited(owner, team, mcp_server):
+    server = add(owner, team, mcp_server.url)
+    actions.delete_server(owner, server)
+    assert not ToolServer.objects.exists() and not Tool.objects.exists()
+    assert AuditEvent.objects.get(action="tool_server.remove").details["server"] == "helpdesk"

@@ -1,0 +1,256 @@
+"""The tool servers' JSON API: who may do what, what it answers, and what bad input does."""
+
+import json
+import logging
+
+import pytest
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+
+from chatapp.teams.models import AuditEvent
+from chatapp.tools.models import ServerStatus, Tool, ToolServer
+from tests.support.mcp_server import run_tool_server
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+TOKEN = "mcp-token-Xk93-never-shown"
+
+
+@pytest.fixture(autouse=True)
+def private_allowed(settings):
+    settings.LLAMA_ALLOW_PRIVATE_PROVIDER_URLS = True
+
+
+def logged_in(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def clients(owner, admin_member, member, outsider):
+    return {
+        "owner": logged_in(owner),
+        "admin": logged_in(admin_member),
+        "member": logged_in(member),
+        "outsider": logged_in(outsider),
+        "anonymous": Client(),
+    }
+
+
+def base(team) -> str:
+    return f"/api/teams/{team.pk}/tool-servers/"
+
+
+def send(client: Client, method: str, url: str, body: dict | None = None):
+    if body is None:
+        return getattr(client, method)(url)
+    return getattr(client, method)(url, json.dumps(body), content_type="application/json")
+
+
+def test_owner_adds_a_server_and_gets_its_tools(clients, team, mcp_server):
+    response = send(
+        clients["owner"], "post", base(team), {"name": "helpdesk", "url": mcp_server.url}
+    )
+    assert response.status_code == 201
+    body = response.json()
+    assert body["name"] == "helpdesk" and body["url"] == mcp_server.url
+    assert body["status"] == "up" and body["last_error"] == "" and body["has_token"] is False
+    assert body["timeout"] == 30
+    tools = {tool["name"]: tool for tool in body["tools"]}
+    assert set(tools) == {"get_weather", "create_ticket", "slow_lookup", "broken"}
+    assert tools["get_weather"]["description"] == "Today's weather in a city."
+    assert tools["get_weather"]["enabled"] is True
+    assert tools["get_weather"]["needs_approval"] is False
+    assert tools["create_ticket"]["needs_approval"] is True
+    assert tools["get_weather"]["input_schema"]["properties"]["city"]["type"] == "string"
+    assert ToolServer.objects.get(pk=body["id"]).team == team
+
+
+@pytest.mark.parametrize("who", ["owner", "admin"])
+def test_managers_change_refresh_and_remove(clients, who, team, team_tool_server):
+    client, url = clients[who], f"{base(team)}{team_tool_server.pk}/"
+    changed = send(
+        client,
+        "patch",
+        url,
+        {"timeout": 5, "tools": {"get_weather": {"ask_first": True}, "broken": {"enabled": False}}},
+    )
+    assert changed.status_code == 200, changed.content
+    tools = {tool["name"]: tool for tool in changed.json()["tools"]}
+    assert changed.json()["timeout"] == 5
+    assert tools["get_weather"]["ask_first"] is True and tools["get_weather"]["needs_approval"]
+    assert tools["broken"]["enabled"] is False
+    refreshed = send(client, "post", url + "refresh/")
+    assert refreshed.status_code == 200
+    assert {t["name"]: t for t in refreshed.json()["tools"]}["broken"]["enabled"] is False
+    assert send(client, "delete", url).status_code == 204
+    assert not ToolServer.objects.exists()
+    actions = set(AuditEvent.objects.values_list("action", flat=True))
+    assert {"tool.update", "tool_server.update", "tool_server.refresh"} <= actions
+    assert "tool_server.remove" in actions
+
+
+def test_members_read_but_may_not_change(clients, team, team_tool_server, mcp_server):
+    member, url = clients["member"], f"{base(team)}{team_tool_server.pk}/"
+    listed = send(member, "get", base(team))
+    assert listed.status_code == 200
+    assert listed.json()["can_manage"] is False
+    assert [s["name"] for s in listed.json()["results"]] == ["helpdesk"]
+    assert send(member, "get", url).status_code == 200
+    before = list(Tool.objects.values())
+    for method, target, body in [
+        ("post", base(team), {"name": "mine", "url": mcp_server.url}),
+        ("patch", url, {"tools": {"get_weather": {"enabled": False}}}),
+        ("delete", url, None),
+        ("post", url + "refresh/", None),
+    ]:
+        response = send(member, method, target, body)
+        assert response.status_code == 403, (method, target)
+        assert response.json()["error"]["code"] == "forbidden"
+    assert list(Tool.objects.values()) == before
+    assert ToolServer.objects.count() == 1
+
+
+def test_managers_see_can_manage(clients, team, team_tool_server):
+    assert send(clients["admin"], "get", base(team)).json()["can_manage"] is True
+
+
+def test_outsiders_get_404_and_anonymous_401(clients, team, team_tool_server, mcp_server):
+    url = f"{base(team)}{team_tool_server.pk}/"
+    calls = [
+        ("get", base(team), None),
+        ("post", base(team), {"name": "x", "url": mcp_server.url}),
+        ("get", url, None),
+        ("patch", url, {"timeout": 5}),
+        ("delete", url, None),
+        ("post", url + "refresh/", None),
+    ]
+    for method, target, body in calls:
+        assert send(clients["outsider"], method, target, body).status_code == 404
+        assert send(clients["anonymous"], method, target, body).status_code == 401
+    assert ToolServer.objects.count() == 1 and mcp_server.record.calls == []
+
+
+def test_a_server_of_another_team_is_404(clients, owner, team, team_tool_server, make_user):
+    other = type(team).objects.create(name="Other")
+    theirs = ToolServer.objects.create(team=other, name="theirs", url="https://9.9.9.9/mcp")
+    url = f"{base(team)}{theirs.pk}/"
+    for method in ("get", "patch", "delete"):
+        assert (
+            send(clients["owner"], method, url, {} if method == "patch" else None).status_code
+            == 404
+        )
+    assert send(clients["owner"], "post", url + "refresh/").status_code == 404
+    assert ToolServer.objects.filter(pk=theirs.pk).exists()
+
+
+def test_wrong_methods_are_405(clients, team, team_tool_server):
+    assert send(clients["owner"], "put", base(team), {}).status_code == 405
+    assert (
+        send(clients["owner"], "get", f"{base(team)}{team_tool_server.pk}/refresh/").status_code
+        == 405
+    )
+
+
+def test_a_refused_address_is_400_and_stores_nothing(clients, team, settings):
+    settings.LLAMA_ALLOW_PRIVATE_PROVIDER_URLS = False
+    for url in ["https://127.0.0.1/mcp", "https://169.254.169.254/", "https://[::1]/mcp"]:
+        response = send(clients["owner"], "post", base(team), {"name": "x", "url": url})
+        assert response.status_code == 400
+        assert response.json()["error"]["code"] == "url_refused"
+        assert response.json()["error"]["field"] == "url"
+    for url in ["http://9.9.9.9/mcp", "file:///etc/passwd", "https://u:p@9.9.9.9/mcp"]:
+        response = send(clients["owner"], "post", base(team), {"name": "x", "url": url})
+        assert response.status_code == 400
+        assert response.json()["error"]["code"] == "invalid"
+    assert not ToolServer.objects.exists()
+    assert not AuditEvent.objects.filter(action__startswith="tool").exists()
+
+
+def test_a_server_that_is_down_is_stored_down(clients, team, mcp_server):
+    mcp_server.stop()
+    response = send(clients["owner"], "post", base(team), {"name": "gone", "url": mcp_server.url})
+    assert response.status_code == 201
+    assert response.json()["status"] == ServerStatus.DOWN
+    assert response.json()["last_error"].startswith("Could not connect to the tool server")
+    assert response.json()["tools"] == []
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"url": "https://9.9.9.9/mcp"}, "name"),
+        ({"name": "x"}, "url"),
+        ({"name": "", "url": "https://9.9.9.9/mcp"}, "name"),
+        ({"name": "x" * 41, "url": "https://9.9.9.9/mcp"}, "name"),
+        ({"name": "x", "url": "https://9.9.9.9/mcp", "timeout": 0}, "timeout"),
+        ({"name": "x", "url": "https://9.9.9.9/mcp", "timeout": 301}, "timeout"),
+        ({"name": "x", "url": "https://9.9.9.9/mcp", "timeout": "5"}, "timeout"),
+        ({"name": "x", "url": "https://9.9.9.9/mcp", "token": 5}, "token"),
+        ({"name": "x", "url": "https://9.9.9.9/mcp", "extra": 1}, "extra"),
+        ({"name": "x\x00", "url": "https://9.9.9.9/mcp"}, "name"),
+    ],
+)
+def test_bad_bodies_are_400(clients, team, body, field):
+    response = send(clients["owner"], "post", base(team), body)
+    assert response.status_code == 400
+    assert response.json()["error"]["field"] == field
+    assert not ToolServer.objects.exists()
+
+
+def test_a_bad_change_changes_nothing(clients, team, team_tool_server):
+    url = f"{base(team)}{team_tool_server.pk}/"
+    before = (list(ToolServer.objects.values()), list(Tool.objects.values()))
+    for body in [
+        {"tools": {"get_weather": {"enabled": False}, "no_such_tool": {"enabled": False}}},
+        {"tools": {"get_weather": {"enabled": "no"}}},
+        {"tools": {"get_weather": {"enabled": False}}, "timeout": 9999},
+        {"tools": {"get_weather": {"enabled": False}}, "url": "file:///etc/passwd"},
+        {"name": "bad/name!"},
+    ]:
+        assert send(clients["owner"], "patch", url, body).status_code == 400, body
+    assert (list(ToolServer.objects.values()), list(Tool.objects.values())) == before
+
+
+def test_the_token_is_never_answered_audited_or_logged(clients, team, caplog):
+    caplog.set_level(logging.DEBUG)
+    with run_tool_server(token=TOKEN) as protected:
+        created = send(
+            clients["owner"],
+            "post",
+            base(team),
+            {"name": "private", "url": protected.url, "token": TOKEN},
+        )
+        assert created.status_code == 201
+        assert created.json()["status"] == "up" and created.json()["has_token"] is True
+        url = f"{base(team)}{created.json()['id']}/"
+        answers = [
+            created,
+            send(clients["owner"], "get", base(team)),
+            send(clients["owner"], "get", url),
+            send(clients["owner"], "post", url + "refresh/"),
+            send(clients["owner"], "patch", url, {"token": TOKEN}),
+            send(clients["member"], "get", base(team)),
+            clients["owner"].get(f"/teams/{team.pk}/tools/"),
+        ]
+    for answer in answers:
+        assert answer.status_code == 200 or answer.status_code == 201
+        assert TOKEN.encode() not in answer.content
+    for event in AuditEvent.objects.all():
+        assert TOKEN not in f"{event.summary} {event.details}"
+    assert TOKEN not in caplog.text
+
+
+def test_the_list_takes_the_same_queries_whatever_the_servers(clients, team, team_tool_server):
+    def count() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            assert send(clients["owner"], "get", base(team)).status_code == 200
+        return len(queries)
+
+    one = count()
+    for n in range(3):
+        extra = ToolServer.objects.create(team=team, name=f"more{n}", url="https://9.9.9.9/")
+        Tool.objects.create(server=extra, name="lookup", input_schema={"type": "object"})
+    assert count() == one

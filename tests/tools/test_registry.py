@@ -1,0 +1,163 @@
+"""The tool loop's interface: the team's available tools, and calls against a real MCP server."""
+
+import asyncio
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.db import connections
+from mcp.types import CallToolResult, ImageContent, TextContent
+
+from chatapp.tools import registry
+from chatapp.tools.models import ServerStatus, Tool, ToolServer
+from chatapp.tools.registry import NAME_PATTERN, AvailableTool, call_tool, tools_for_team
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+async def close_orm_thread_connections():
+    """The ORM thread of async tests keeps its connection; close it so the test database can go."""
+    yield
+    await sync_to_async(connections.close_all)()
+
+
+def by_name(tools: list[AvailableTool]) -> dict[str, AvailableTool]:
+    return {tool.name: tool for tool in tools}
+
+
+async def test_tools_for_team_lists_the_enabled_tools_with_approval_from_annotations(
+    team, team_tool_server
+):
+    tools = by_name(await tools_for_team(team.pk))
+    assert set(tools) == {"get_weather", "create_ticket", "slow_lookup", "broken"}
+    assert tools["get_weather"].needs_approval is False
+    assert tools["create_ticket"].needs_approval is True
+    assert tools["get_weather"].timeout == 30.0
+    spec = tools["get_weather"].spec()
+    assert spec["type"] == "function"
+    assert spec["function"]["name"] == "get_weather"
+    assert spec["function"]["description"] == "Today's weather in a city."
+    assert spec["function"]["parameters"]["properties"]["city"]["type"] == "string"
+    assert spec["function"]["parameters"]["required"] == ["city"]
+
+
+async def test_ask_first_and_disabled_tools(team, team_tool_server):
+    await Tool.objects.filter(name="get_weather").aupdate(ask_first=True)
+    await Tool.objects.filter(name="broken").aupdate(enabled=False)
+    tools = by_name(await tools_for_team(team.pk))
+    assert "broken" not in tools
+    assert tools["get_weather"].needs_approval is True
+
+
+async def test_a_down_server_offers_no_tools(team, team_tool_server):
+    await ToolServer.objects.filter(pk=team_tool_server.pk).aupdate(status=ServerStatus.DOWN)
+    assert await tools_for_team(team.pk) == []
+
+
+async def test_other_teams_tools_are_not_listed(team, team_tool_server, make_user):
+    other = await sync_to_async(type(team).objects.create)(name="Other")
+    assert await tools_for_team(other.pk) == []
+
+
+def test_names_clash_only_then_get_the_server_prefix(team, team_tool_server, mcp_server):
+    second = ToolServer.objects.create(team=team, name="weather.io", url=mcp_server.url)
+    Tool.objects.create(server=second, name="get_weather", read_only=True)
+    Tool.objects.create(server=second, name="odd name/with.dots", read_only=True)
+    tools = by_name(registry.available_tools(team.pk))
+    assert "helpdesk__get_weather" in tools
+    assert "weather_io__get_weather" in tools
+    assert "create_ticket" in tools  # no clash, no prefix
+    assert "odd_name_with_dots" in tools
+    assert all(NAME_PATTERN.match(name) for name in tools)
+    assert len({tool.tool_id for tool in tools.values()}) == len(tools)
+
+
+async def test_call_tool_returns_the_text(team, team_tool_server, mcp_server):
+    tool = by_name(await tools_for_team(team.pk))["get_weather"]
+    result = await call_tool(tool, {"city": "Lyon"})
+    assert result.content == "Sunny in Lyon, 21 °C"
+    assert result.is_error is False
+    assert result.elapsed > 0
+    assert mcp_server.calls == [("get_weather", {"city": "Lyon"})]
+
+
+async def test_a_failing_tool_is_an_error_result(team, team_tool_server):
+    tool = by_name(await tools_for_team(team.pk))["broken"]
+    result = await call_tool(tool, {})
+    assert result.is_error is True
+    assert "broken" in result.content
+
+
+async def test_bad_arguments_are_an_error_result(team, team_tool_server):
+    tool = by_name(await tools_for_team(team.pk))["get_weather"]
+    result = await call_tool(tool, {"town": "Lyon"})
+    assert result.is_error is True
+    assert result.content
+
+
+async def test_a_slow_tool_times_out(team, team_tool_server, mcp_server):
+    await ToolServer.objects.filter(pk=team_tool_server.pk).aupdate(timeout=1)
+    tool = by_name(await tools_for_team(team.pk))["slow_lookup"]
+    assert tool.timeout == 1.0
+    result = await call_tool(tool, {"seconds": 20})
+    assert result.is_error is True
+    assert result.content == "The tool server did not answer within 1 seconds."
+    assert mcp_server.record.finished_lookups == 0
+
+
+async def test_a_server_that_went_away_is_an_error_result(team, team_tool_server, mcp_server):
+    tool = by_name(await tools_for_team(team.pk))["get_weather"]
+    await sync_to_async(mcp_server.stop)()
+    result = await call_tool(tool, {"city": "Lyon"})
+    assert result.is_error is True
+    assert result.content.startswith("Could not connect to the tool server at 127.0.0.1")
+
+
+async def test_cancelling_a_call_propagates(team, team_tool_server, mcp_server):
+    tool = by_name(await tools_for_team(team.pk))["slow_lookup"]
+    task = asyncio.create_task(call_tool(tool, {"seconds": 20}))
+    while not mcp_server.calls:
+        await asyncio.sleep(0.02)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert mcp_server.record.finished_lookups == 0
+
+
+async def test_a_tool_disabled_since_the_list_was_read_is_not_called(
+    team, team_tool_server, mcp_server
+):
+    tool = by_name(await tools_for_team(team.pk))["create_ticket"]
+    await Tool.objects.filter(name="create_ticket").aupdate(enabled=False)
+    result = await call_tool(tool, {"title": "Printer"})
+    assert result.is_error is True
+    assert result.content == "The tool create_ticket is no longer available."
+    assert mcp_server.record.tickets == []
+
+
+async def test_calls_go_through_the_network_guard(team, team_tool_server, settings, mcp_server):
+    tool = by_name(await tools_for_team(team.pk))["get_weather"]
+    settings.LLAMA_ALLOW_PRIVATE_PROVIDER_URLS = False
+    result = await call_tool(tool, {"city": "Lyon"})
+    assert result.is_error is True
+    assert "must use https" in result.content
+    assert mcp_server.calls == []
+
+
+def test_long_results_are_cut_with_a_note():
+    text = registry._capped("x" * 20_000)
+    assert text.startswith("x" * registry.MAX_RESULT_CHARS)
+    assert text.endswith("[The tool's result was cut: 4,000 more characters]")
+    assert registry._capped("short") == "short"
+
+
+def test_result_text_joins_text_and_uses_structured_content_only_without_text():
+    both = CallToolResult(
+        content=[TextContent(type="text", text="a"), TextContent(type="text", text="b")],
+        structured_content={"result": "ab"},
+    )
+    assert registry.result_text(both) == "a\nb"
+    structured = CallToolResult(content=[], structured_content={"temp": 21, "city": "Lyon"})
+    assert registry.result_text(structured) == '{"temp": 21, "city": "Lyon"}'
+    image = CallToolResult(content=[ImageContent(type="image", data="AAAA", mime_type="image/png")])
+    assert registry.result_text(image) == "[image content left out]"

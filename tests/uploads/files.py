@@ -1,0 +1,83 @@
+"""Files the upload tests send, built here: images by Pillow, PDFs written object by object."""
+
+import io
+import struct
+import zipfile
+import zlib
+
+from PIL import Image
+
+
+def image_bytes(width=64, height=48, fmt="PNG", color=(200, 30, 30), **save) -> bytes:
+    output = io.BytesIO()
+    mode = "RGB" if fmt == "JPEG" else "RGBA"
+    Image.new(mode, (width, height), color).save(output, fmt, **save)
+    return output.getvalue()
+
+
+def jpeg_with_gps(width=40, height=30) -> bytes:
+    """A photo whose EXIF holds a camera make and a GPS position."""
+    exif = Image.Exif()
+    exif[0x010F] = "SecretCam"  # Make
+    exif[0x8825] = {1: "N", 2: (48.0, 51.0, 24.0), 3: "E", 4: (2.0, 21.0, 3.0)}  # GPSInfo
+    return image_bytes(width, height, "JPEG", exif=exif)
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    """A PNG header that claims a huge canvas, followed by a tiny image stream."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    pixels = zlib.compress(b"\x00" * 16)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    )
+
+
+def zip_bytes() -> bytes:
+    output = io.BytesIO()
+    with zipfile.ZipFile(output, "w") as archive:
+        archive.writestr("payload.txt", "hidden")
+    return output.getvalue()
+
+
+def pdf_with_text(*pages: str) -> bytes:
+    """A PDF with one line of Helvetica text per page, which pypdf can read back."""
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>"]
+    kids = " ".join(f"{4 + 2 * i} 0 R" for i in range(len(pages)))
+    objects.append(f"<< /Type /Pages /Kids [{kids}] /Count {len(pages)} >>".encode())
+    objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
+    for index, text in enumerate(pages):
+        escaped = text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
+        stream = f"BT /F1 18 Tf 72 720 Td ({escaped}) Tj ET".encode("latin-1")
+        objects.append(
+            (
+                "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792]"
+                f" /Resources << /Font << /F1 3 0 R >> >> /Contents {5 + 2 * index} 0 R >>"
+            ).encode()
+        )
+        objects.append(b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream")
+    output = io.BytesIO()
+    output.write(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, 1):
+        offsets.append(output.tell())
+        output.write(b"%d 0 obj\n" % number + body + b"\nendobj\n")
+    xref = output.tell()
+    output.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1))
+    for offset in offsets:
+        output.write(b"%010d 00000 n \n" % offset)
+    output.write(
+        b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    )
+    return output.getvalue()
+
+
+def scanned_pdf() -> bytes:
+    """A PDF whose page is only a picture, as a scanner makes them."""
+    output = io.BytesIO()
+    Image.new("RGB", (200, 100), (255, 255, 255)).save(output, "PDF")
+    return output.getvalue()

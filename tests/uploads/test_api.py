@@ -1,0 +1,179 @@
+"""POST /api/uploads/ and GET|DELETE /api/uploads/<id>/: what is stored, who may read it."""
+
+import io
+
+import pytest
+from PIL import Image
+
+from chatapp.chat.models import Conversation, Message
+from chatapp.uploads.models import Upload
+from tests.uploads import files
+from tests.uploads.conftest import stored_files
+
+pytestmark = pytest.mark.django_db
+
+
+def test_image_upload_answers_201_with_its_size(member_client, member, post_upload):
+    response = post_upload(member_client, "shot.png", files.image_bytes(120, 80))
+    assert response.status_code == 201
+    body = response.json()
+    assert body == {
+        "id": body["id"],
+        "kind": "image",
+        "name": "shot.png",
+        "content_type": "image/png",
+        "bytes": Upload.objects.get().size,
+        "width": 120,
+        "height": 80,
+        "pages": None,
+    }
+    assert Upload.objects.get().owner == member
+
+
+def test_upload_counts_against_the_current_team(member_client, member, team, post_upload):
+    post_upload(member_client)
+    assert Upload.objects.get().team == team
+
+
+def test_document_upload_answers_with_its_pages(member_client, post_upload):
+    pdf = files.pdf_with_text("One", "Two", "Three")
+    response = post_upload(member_client, "deck.pdf", pdf, "application/pdf")
+    assert response.status_code == 201
+    assert response.json()["kind"] == "document"
+    assert response.json()["pages"] == 3
+
+
+def test_header_content_type_is_not_trusted(member_client, post_upload):
+    response = post_upload(member_client, "cat.png", b"plain text", content_type="image/png")
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_image"
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "code"),
+    [
+        ("empty.png", b"", "empty_file"),
+        ("cat.png", b"not an image at all", "invalid_image"),
+        ("cut.png", files.image_bytes(200, 200)[:300], "invalid_image"),
+        ("bomb.png", files.png_declaring(60_000, 60_000), "image_too_large"),
+        ("poly.png", files.image_bytes() + b"<script>alert(1)</script>", "polyglot_file"),
+        ("scan.pdf", files.scanned_pdf(), "pdf_has_no_text"),
+        ("tool.exe", b"MZ\x90\x00", "unsupported_type"),
+    ],
+)
+def test_bad_files_are_refused_and_nothing_is_stored(
+    member_client, post_upload, uploads_dir, name, data, code
+):
+    response = post_upload(member_client, name, data)
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == code
+    assert response.json()["error"]["field"] == "file"
+    assert not Upload.objects.exists()
+    assert stored_files(uploads_dir) == []
+
+
+def test_file_over_the_size_cap_is_refused(member_client, post_upload, settings, uploads_dir):
+    settings.UPLOAD_MAX_FILE_BYTES = 1000
+    response = post_upload(member_client, "notes.txt", b"x" * 1001)
+    assert response.json()["error"]["code"] == "file_too_large"
+    assert not Upload.objects.exists()
+
+
+def test_missing_file_field_is_refused(member_client):
+    response = member_client.post("/api/uploads/", {"other": "x"})
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "missing_file"
+
+
+def test_team_quota_refuses_an_upload_that_would_pass_it(
+    member_client, post_upload, settings, uploads_dir
+):
+    first = post_upload(member_client, "a.png", files.image_bytes(64, 64))
+    settings.UPLOAD_TEAM_QUOTA_BYTES = first.json()["bytes"] + 10
+    response = post_upload(member_client, "b.png", files.image_bytes(64, 64))
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "storage_quota_exceeded"
+    assert Upload.objects.count() == 1
+    assert len(stored_files(uploads_dir)) == 1
+
+
+def test_anonymous_gets_401(client, post_upload):
+    assert post_upload(client).status_code == 401
+    assert client.get("/api/uploads/1/").status_code == 401
+
+
+def test_wrong_methods_get_405(member_client, member, make_upload):
+    upload = make_upload(member)
+    assert member_client.get("/api/uploads/").status_code == 405
+    assert member_client.put(f"/api/uploads/{upload.pk}/").status_code == 405
+
+
+def test_uploader_gets_the_cleaned_image(member_client, member, make_upload):
+    upload = make_upload(member, "photo.jpg", files.jpeg_with_gps())
+    response = member_client.get(f"/api/uploads/{upload.pk}/")
+    assert response.status_code == 200
+    assert response["Content-Type"] == "image/jpeg"
+    assert response["Content-Disposition"].startswith("inline")
+    data = b"".join(response.streaming_content)
+    assert b"SecretCam" not in data
+    assert Image.open(io.BytesIO(data)).size == (40, 30)
+
+
+def test_document_always_downloads(member_client, member, make_upload):
+    upload = make_upload(member, "page.html", b"<script>alert(1)</script>")
+    response = member_client.get(f"/api/uploads/{upload.pk}/")
+    assert response.status_code == 200
+    assert response["Content-Disposition"].startswith("attachment")
+    assert response["X-Content-Type-Options"] == "nosniff"
+
+
+def attach(upload, owner, team):
+    conversation = Conversation.objects.create(team=team, owner=owner, model="m")
+    message = Message.objects.create(conversation=conversation, role="user", content="see")
+    Upload.objects.filter(pk=upload.pk).update(message=message)
+    return conversation
+
+
+@pytest.mark.parametrize("reader", ["owner", "admin_member", "outsider", "site_admin"])
+def test_others_get_404_for_an_unsent_upload(client, member, make_upload, request, reader):
+    upload = make_upload(member)
+    client.force_login(request.getfixturevalue(reader))
+    assert client.get(f"/api/uploads/{upload.pk}/").status_code == 404
+    assert client.delete(f"/api/uploads/{upload.pk}/").status_code == 404
+    assert Upload.objects.filter(pk=upload.pk).exists()
+
+
+@pytest.mark.parametrize("reader", ["owner", "admin_member", "outsider"])
+def test_others_get_404_for_an_upload_in_a_conversation_they_cannot_read(
+    client, member, team, make_upload, request, reader
+):
+    upload = make_upload(member)
+    attach(upload, member, team)
+    client.force_login(request.getfixturevalue(reader))
+    assert client.get(f"/api/uploads/{upload.pk}/").status_code == 404
+
+
+def test_conversation_reader_gets_the_upload(client, member, owner, team, make_upload):
+    """The conversation's reader is its owner, even when someone else uploaded the file."""
+    upload = make_upload(member)
+    attach(upload, owner, team)
+    client.force_login(owner)
+    assert client.get(f"/api/uploads/{upload.pk}/").status_code == 200
+    assert client.delete(f"/api/uploads/{upload.pk}/").status_code == 403
+
+
+def test_missing_id_gets_404(member_client):
+    assert member_client.get("/api/uploads/999999/").status_code == 404
+
+
+def test_uploader_deletes_the_upload_and_its_file(
+    member_client, member, make_upload, uploads_dir, django_capture_on_commit_callbacks
+):
+    upload = make_upload(member)
+    assert len(stored_files(uploads_dir)) == 1
+    with django_capture_on_commit_callbacks(execute=True):
+        response = member_client.delete(f"/api/uploads/{upload.pk}/")
+    assert response.status_code == 204
+    assert not Upload.objects.exists()
+    assert stored_files(uploads_dir) == []
+    assert member_client.get(f"/api/uploads/{upload.pk}/").status_code == 404

@@ -1,0 +1,26 @@
+"""The team's usage page shows how much room its files take, against the quota."""
+
+import pytest
+from django.urls import reverse
+
+from chatapp.teams.models import Team
+
+pytestmark = pytest.mark.django_db
+
+
+def test_usage_page_shows_the_teams_files_against_the_quota(
+    owner_client, owner, member, team, make_upload, settings
+):
+    settings.UPLOAD_TEAM_QUOTA_BYTES = 5 * 1024 * 1024
+    uploads = [make_upload(member), make_upload(member), make_upload(owner, "a.md", b"# a\n")]
+    response = owner_client.get(reverse("teams:usage", args=[team.pk]))
+    storage = response.context["storage"]
+    assert (storage.files, storage.used) == (3, sum(u.size for u in uploads))
+    assert b"3 files attached in this team take" in response.content
+    assert b"of its 5.0\xc2\xa0MB" in response.content
+
+
+def test_other_teams_files_do_not_count(owner_client, owner, team, make_upload):
+    make_upload(owner, in_team=Team.objects.create(name="Elsewhere"))
+    response = owner_client.get(reverse("teams:usage", args=[team.pk]))
+    assert (response.context["storage"].files, response.context["storage"].used) == (0, 0)

@@ -1,0 +1,168 @@
+"""What check_file makes of each kind of file: the bytes decide, and every refusal has a code."""
+
+import io
+
+import pytest
+from PIL import Image, PngImagePlugin
+from pypdf import PdfReader, PdfWriter
+
+from chatapp.uploads.validation import Limits, UploadRefused, check_file, clean_name
+from tests.uploads import files
+
+LIMITS = Limits(max_bytes=2_000_000, max_pixels=10_000_000, max_side=1024, max_text_chars=5_000)
+
+
+def refused(name: str, data: bytes, limits: Limits = LIMITS) -> str:
+    with pytest.raises(UploadRefused) as caught:
+        check_file(name, data, limits)
+    assert caught.value.message  # every refusal says what to do
+    return caught.value.code
+
+
+@pytest.mark.parametrize(
+    ("fmt", "content_type"),
+    [("PNG", "image/png"), ("JPEG", "image/jpeg"), ("WEBP", "image/webp"), ("GIF", "image/gif")],
+)
+def test_each_image_format_is_accepted_and_re_encoded(fmt, content_type):
+    checked = check_file("picture", files.image_bytes(64, 48, fmt), LIMITS)
+    assert (checked.kind, checked.content_type) == ("image", content_type)
+    assert (checked.width, checked.height) == (64, 48)
+    assert Image.open(io.BytesIO(checked.data)).format == fmt
+
+
+def test_the_bytes_decide_not_the_name():
+    checked = check_file("notes.txt", files.image_bytes(fmt="PNG"), LIMITS)
+    assert checked.kind == "image"
+    assert checked.content_type == "image/png"
+
+
+def test_exif_and_gps_are_stripped():
+    original = files.jpeg_with_gps()
+    assert b"SecretCam" in original and Image.open(io.BytesIO(original)).getexif()
+    checked = check_file("photo.jpg", original, LIMITS)
+    assert b"SecretCam" not in checked.data
+    assert not Image.open(io.BytesIO(checked.data)).getexif()
+
+
+def test_png_text_chunks_are_stripped():
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Author", "Jane Private")
+    checked = check_file("a.png", files.image_bytes(pnginfo=info), LIMITS)
+    assert b"Jane Private" not in checked.data
+
+
+def test_plain_bytes_appended_to_an_image_are_dropped():
+    checked = check_file("a.png", files.image_bytes() + b"trailing secret bytes", LIMITS)
+    assert b"trailing secret bytes" not in checked.data
+
+
+def test_oversized_image_is_scaled_down_to_the_longest_side():
+    checked = check_file("wide.png", files.image_bytes(3000, 1000), LIMITS)
+    assert (checked.width, checked.height) == (1024, 341)
+    assert Image.open(io.BytesIO(checked.data)).size == (1024, 341)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [b"<html><script>alert(1)</script></html>", files.zip_bytes()],
+    ids=["html", "zip"],
+)
+def test_image_carrying_another_file_is_refused(extra):
+    assert refused("a.png", files.image_bytes() + extra) == "polyglot_file"
+
+
+def test_image_that_is_also_a_pdf_is_refused():
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", "%PDF-1.4 1 0 obj << >> endobj")
+    assert refused("a.png", files.image_bytes(pnginfo=info)) == "polyglot_file"
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_truncated_image_is_refused(fmt):
+    data = files.image_bytes(300, 300, fmt, color=(10, 200, 90))
+    assert refused(f"cut.{fmt.lower()}", data[: len(data) // 2]) == "invalid_image"
+
+
+def test_png_declaring_a_huge_canvas_is_refused_before_decoding():
+    assert refused("bomb.png", files.png_declaring(100_000, 100_000)) == "image_too_large"
+
+
+def test_image_over_the_pixel_cap_is_refused():
+    small = Limits(max_bytes=2_000_000, max_pixels=1000, max_side=1024, max_text_chars=100)
+    assert refused("big.png", files.image_bytes(50, 50), small) == "image_too_large"
+
+
+def test_text_renamed_to_png_is_refused():
+    assert refused("cat.png", b"just some text, not a picture") == "invalid_image"
+
+
+def test_empty_file_is_refused():
+    assert refused("empty.png", b"") == "empty_file"
+
+
+def test_file_over_the_size_cap_is_refused():
+    small = Limits(max_bytes=100, max_pixels=10_000, max_side=64, max_text_chars=100)
+    assert refused("notes.txt", b"x" * 101, small) == "file_too_large"
+
+
+def test_other_image_formats_are_refused():
+    assert refused("old.bmp", files.image_bytes(fmt="BMP")) == "unsupported_type"
+
+
+def test_unknown_kind_of_file_is_refused():
+    assert refused("tool.exe", b"MZ\x90\x00 binary") == "unsupported_type"
+
+
+@pytest.mark.parametrize(
+    ("name", "content_type"),
+    [("notes.md", "text/markdown"), ("data.csv", "text/csv"), ("app.py", "text/plain")],
+)
+def test_text_documents_keep_their_text(name, content_type):
+    data = b"# Title\nfirst,second\nprint('ok')\n"
+    checked = check_file(name, data, LIMITS)
+    assert (checked.kind, checked.content_type) == ("document", content_type)
+    assert checked.text == data.decode()
+    assert checked.data == data
+
+
+def test_binary_named_as_text_is_refused():
+    assert refused("notes.txt", b"\x00\x01\x02binary\xff\xfe") == "unsupported_type"
+
+
+def test_pdf_text_is_extracted_with_page_numbers():
+    checked = check_file("report.pdf", files.pdf_with_text("Revenue grew", "Costs fell"), LIMITS)
+    assert (checked.kind, checked.content_type, checked.pages) == (
+        "document",
+        "application/pdf",
+        2,
+    )
+    assert checked.text == "[Page 1]\nRevenue grew\n\n[Page 2]\nCosts fell"
+
+
+def test_scanned_pdf_is_refused_clearly():
+    code = refused("scan.pdf", files.scanned_pdf())
+    assert code == "pdf_has_no_text"
+
+
+def test_broken_pdf_is_refused():
+    assert refused("broken.pdf", b"%PDF-1.4\nnot really a pdf") == "invalid_pdf"
+
+
+def test_password_protected_pdf_is_refused():
+    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(files.pdf_with_text("Secret"))))
+    writer.encrypt("hunter2")
+    output = io.BytesIO()
+    writer.write(output)
+    assert refused("locked.pdf", output.getvalue()) == "pdf_encrypted"
+
+
+def test_document_longer_than_any_context_is_refused():
+    assert refused("huge.txt", b"word " * 2000) == "document_too_large"
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"),
+    [("../../etc/notes.txt", "notes.txt"), ('C:\\Users\\me\\a"<b>.md', "ab.md"), ("", "file")],
+)
+def test_names_lose_paths_and_markup(given, kept):
+    assert clean_name(given) == kept
