@@ -379,8 +379,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--profile", help="run the one server process under cProfile into this file"
     )
+    parser.add_argument(
+        "--loop",
+        choices=("uvloop", "asyncio"),
+        default="uvloop",
+        help="the one server process's event loop (asyncio: plain daphne, for comparison)",
+    )
     args = parser.parse_args(argv)
-    result: dict = {"benchmark": "concurrency", "quick": args.quick}
+    result: dict = {"benchmark": "concurrency", "quick": args.quick, "loop": args.loop}
     if args.only in (None, "fast"):
         result["fast"] = run_fast(args.quick)
         print_fast(result["fast"])
@@ -388,6 +394,7 @@ def main(argv: list[str] | None = None) -> dict:
         default_levels = "10" if args.quick else "50,200,500"
         levels = [int(n) for n in (args.levels or default_levels).split(",")]
         options = {"pin": args.pin, "processes": args.processes, "profile": args.profile}
+        options["loop"] = args.loop
         if args.processes > 1:
             options["redis_url"] = os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS_URL)
         result["chat"] = [run_chat_level(n, args.quick, options) for n in levels]

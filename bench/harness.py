@@ -183,6 +183,9 @@ class StackOptions:
     pin: bool = False
     processes: int = 1  # more: `manage.py serve` with WEB_CONCURRENCY (needs redis_url)
     profile: str | None = None  # a path: one server process runs under cProfile, written there
+    # "uvloop": the server as `make run` and the image start it (chatapp.core.server);
+    # "asyncio": plain `daphne` on asyncio's own loop, for before-and-after figures.
+    loop: str = "uvloop"
 
 
 class Stack:
@@ -230,7 +233,8 @@ class Stack:
             args = ["manage.py", "serve", "--port", str(self.app_port)]
             args += ["--processes", str(o.processes), "--verbosity-daphne", "0"]
         else:
-            args = ["-m", "daphne", "-b", "127.0.0.1", "-p", str(self.app_port), o.asgi]
+            module = "chatapp.core.server" if o.loop == "uvloop" else "daphne"
+            args = ["-m", module, "-b", "127.0.0.1", "-p", str(self.app_port), o.asgi]
             if o.profile:
                 args = ["-m", "cProfile", "-o", o.profile, *args]
         self.app = self._service("daphne", args, SERVER_CPUS if o.pin else None)

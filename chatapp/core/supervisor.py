@@ -102,7 +102,8 @@ class Supervisor:
 
     def command(self) -> list[str]:
         fd = str(self.listener.fileno())
-        return [sys.executable, "-m", "daphne", "--fd", fd, *self.daphne_args, ASGI_APPLICATION]
+        server = "chatapp.core.server"  # daphne on uvloop
+        return [sys.executable, "-m", server, "--fd", fd, *self.daphne_args, ASGI_APPLICATION]
 
     def run(self) -> int:
         """Serve until SIGTERM or SIGINT; returns the exit code."""

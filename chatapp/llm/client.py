@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+from .deadline import ReadDeadline
 from .errors import (
     error_from_exception,
     error_from_response,
@@ -26,6 +27,7 @@ from .errors import (
     request_id_from,
 )
 from .moderation import Verdict, guard_prompt, read_guard_reply, read_moderation
+from .network import AsyncioTransport
 from .protocols import PROTOCOL_ADAPTERS, ReplyState
 from .sse import sse_stream
 from .types import (
@@ -42,6 +44,7 @@ from .types import (
 from .validation import validate_chat, validate_messages
 
 MODELS_CACHE_SECONDS = 300.0
+KEEPALIVE_CONNECTIONS = 32
 BACKOFF_BASE, BACKOFF_MAX, BACKOFF_JITTER = 0.5, 8.0, 0.25  # the same curve as Meta's SDKs
 USER_AGENT = "llama-team-chat"
 
@@ -58,9 +61,11 @@ def shared_http_client() -> httpx.AsyncClient:
     loop = asyncio.get_running_loop()
     client = _shared_clients.get(loop)
     if client is None or client.is_closed:
-        # No connection cap: every streaming answer holds one connection for its whole length.
-        limits = httpx.Limits(max_connections=None, max_keepalive_connections=200)
-        client = httpx.AsyncClient(limits=limits, headers={"User-Agent": USER_AGENT})
+        # Few idle connections kept: httpcore's pool scans its idle connections against all
+        # the others at every request (quadratic), which at hundreds of idle connections costs
+        # more than opening a new one.
+        transport = AsyncioTransport(max_keepalive_connections=KEEPALIVE_CONNECTIONS)
+        client = httpx.AsyncClient(transport=transport, headers={"User-Agent": USER_AGENT})
         _shared_clients[loop] = client
     return client
 
@@ -260,21 +265,23 @@ class LlamaClient:
         loop = asyncio.get_running_loop()
         state = ReplyState()
         events = sse_stream(response)
-        read_deadline, text_sent = first_deadline, False
+        read_deadline, text_sent = ReadDeadline(first_deadline), False
         try:
-            while item := await _within(read_deadline, anext(events, None)):
+            while item := await read_deadline.read(anext(events, None)):
                 if item[1] == "[DONE]":
                     break
                 if text := self._read_chunk(item, state):
                     text_sent = True
                     yield TextDelta(text)
                 if text_sent or state.calls:
-                    read_deadline = min(loop.time() + self.config.idle_timeout, deadline)
+                    read_deadline.move(min(loop.time() + self.config.idle_timeout, deadline))
         except (TimeoutError, httpx.HTTPError, LlmError) as exc:
             # Trouble after the finish reason arrived costs at most the trailing usage.
             if state.finish_reason is None:
-                failure = self._stream_failure(exc, text_sent, read_deadline >= deadline, response)
-                raise failure from None
+                hit_total = read_deadline.when >= deadline
+                raise self._stream_failure(exc, text_sent, hit_total, response) from None
+        finally:
+            read_deadline.close()
         if state.finish_reason is None:
             raise self._stream_failure(None, text_sent, False, response)
         if calls := state.tool_calls():

@@ -22,6 +22,7 @@ from django.conf import settings
 from chatapp.llm import LlamaClient
 from chatapp.llm.client import USER_AGENT
 from chatapp.llm.errors import DestinationRefused
+from chatapp.llm.network import AsyncioBackend, AsyncioTransport
 
 ALLOW_SETTING = "LLAMA_ALLOW_PRIVATE_PROVIDER_URLS"
 
@@ -95,7 +96,7 @@ def check_url_host(host: str, port: int) -> str | None:
 
 class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
     def __init__(self) -> None:
-        self._inner = httpcore.AnyIOBackend()
+        self._inner = AsyncioBackend()
 
     async def connect_tcp(
         self,
@@ -135,15 +136,11 @@ class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
         return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
-class GuardedTransport(httpx.AsyncHTTPTransport):
+class GuardedTransport(AsyncioTransport):
     def __init__(self) -> None:
-        super().__init__(trust_env=False)  # a proxy would connect for us, unchecked
-        # httpx has no public hook for the network backend: give it a pool that uses ours.
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(trust_env=False),
-            max_connections=None,
-            max_keepalive_connections=50,
-            network_backend=GuardedNetworkBackend(),
+        # No proxies: a proxy would connect for us, unchecked.
+        super().__init__(
+            max_keepalive_connections=50, backend=GuardedNetworkBackend(), trust_env=False
         )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:

@@ -187,7 +187,7 @@ def serve_app(
     server = LiveServer(url=f"http://127.0.0.1:{port}", env=env, log_path=log_path)
     with log_path.open("w") as log:
         server.process = subprocess.Popen(
-            [PYTHON, "-m", "daphne", "--fd", str(listener.fileno()), application],
+            [PYTHON, "-m", "chatapp.core.server", "--fd", str(listener.fileno()), application],
             cwd=ROOT,
             env=env,
             stdout=log,

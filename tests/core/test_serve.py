@@ -1,11 +1,12 @@
 """`manage.py serve`: the settings it refuses, before any server process starts."""
 
+import socket
 import subprocess
 import sys
 
 import pytest
 
-from chatapp.core.supervisor import ServeError, check_processes, cpu_count
+from chatapp.core.supervisor import ServeError, Supervisor, check_processes, cpu_count
 from tests.deploy.files import ROOT, clean_env
 
 
@@ -45,3 +46,22 @@ def test_one_per_core_counts_at_least_one_and_no_more_than_the_affinity():
     import os
 
     assert 1 <= cpu_count() <= len(os.sched_getaffinity(0))
+
+
+def test_the_server_processes_run_daphne_on_uvloop():
+    """The policy is set before daphne.server makes its Twisted reactor's loop."""
+    check = (
+        "from chatapp.core.server import use_uvloop; assert use_uvloop();"
+        "import daphne.server; from twisted.internet import reactor;"
+        "print(type(reactor._asyncioEventloop).__module__)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", check], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.stdout.strip() == "uvloop", result.stderr
+
+
+def test_the_supervisor_starts_the_uvloop_server_on_the_shared_socket():
+    with socket.socket() as listener:
+        command = Supervisor(listener, processes=1).command()
+        assert command[1:5] == ["-m", "chatapp.core.server", "--fd", str(listener.fileno())]

@@ -86,7 +86,14 @@ class Daphne:
         self.port = listener.getsockname()[1]
         with self.log_path.open("a") as log:
             self.process = subprocess.Popen(
-                [PYTHON, "-m", "daphne", "--fd", str(listener.fileno()), ASGI_APPLICATION],
+                [
+                    PYTHON,
+                    "-m",
+                    "chatapp.core.server",
+                    "--fd",
+                    str(listener.fileno()),
+                    ASGI_APPLICATION,
+                ],
                 cwd=ROOT,
                 env=self.env,
                 stdout=log,

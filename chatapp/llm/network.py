@@ -1,0 +1,206 @@
+"""httpcore's connections on asyncio's own transports, for the streams the server relays.
+
+httpcore's default backend goes through anyio, which around every read enters a cancel scope
+and resumes then pauses the transport's reading (two `epoll_ctl` calls); at chat pace a read
+is one token, so that is paid per token per answer. Here a protocol buffers what arrives and a
+read waits on one future only when the buffer is empty; reading pauses only when a reader
+falls 256 KiB behind. bench/README.md has the figures.
+
+Plain asyncio transports, so uvloop's (chatapp.core.server) when the server runs on it.
+"""
+
+import asyncio
+import ssl
+import typing
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpcore
+import httpx
+
+HIGH_WATER = 256 * 1024  # buffered bytes at which the socket's reading pauses
+
+
+@contextmanager
+def _mapped(timeout_error: type[Exception], os_error: type[Exception]) -> Iterator[None]:
+    try:
+        yield
+    except TimeoutError as exc:
+        raise timeout_error(str(exc) or "timed out") from exc
+    except (OSError, ssl.SSLError, EOFError) as exc:
+        raise os_error(str(exc) or type(exc).__name__) from exc
+
+
+class _Protocol(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.eof = False
+        self.error: Exception | None = None
+        self.reader: asyncio.Future[None] | None = None  # set while a read waits for data
+        self.writable: asyncio.Future[None] | None = None  # set while writing is paused
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = typing.cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if len(self.buffer) > HIGH_WATER and self.transport is not None:
+            self.transport.pause_reading()
+        self._wake_reader()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self._wake_reader()
+        return False  # close the transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.eof = True
+        self.error = exc
+        self._wake_reader()
+        self.resume_writing()
+
+    def pause_writing(self) -> None:
+        if self.writable is None:
+            self.writable = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        if self.writable is not None:
+            if not self.writable.done():
+                self.writable.set_result(None)
+            self.writable = None
+
+    def _wake_reader(self) -> None:
+        if self.reader is not None and not self.reader.done():
+            self.reader.set_result(None)
+
+
+class AsyncioStream(httpcore.AsyncNetworkStream):
+    def __init__(self, transport: asyncio.Transport, protocol: _Protocol) -> None:
+        self._transport = transport
+        self._protocol = protocol
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        protocol = self._protocol
+        if not protocol.buffer and not protocol.eof:
+            protocol.reader = asyncio.get_running_loop().create_future()
+            try:
+                with _mapped(httpcore.ReadTimeout, httpcore.ReadError):
+                    if timeout is None:
+                        await protocol.reader
+                    else:
+                        async with asyncio.timeout(timeout):
+                            await protocol.reader
+            finally:
+                protocol.reader = None
+        if not protocol.buffer:
+            if protocol.error is not None:
+                raise httpcore.ReadError(str(protocol.error) or type(protocol.error).__name__)
+            return b""
+        data = bytes(protocol.buffer[:max_bytes])
+        del protocol.buffer[:max_bytes]
+        if len(protocol.buffer) <= HIGH_WATER // 4 and not self._transport.is_closing():
+            self._transport.resume_reading()  # a no-op unless reading was paused
+        return data
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        if not buffer:
+            return
+        if self._transport.is_closing():
+            raise httpcore.WriteError("The connection is closed.")
+        self._transport.write(buffer)
+        if (writable := self._protocol.writable) is not None:
+            with _mapped(httpcore.WriteTimeout, httpcore.WriteError):
+                async with asyncio.timeout(timeout):
+                    await writable
+
+    async def aclose(self) -> None:
+        self._transport.close()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        loop = asyncio.get_running_loop()
+        try:
+            with _mapped(httpcore.ConnectTimeout, httpcore.ConnectError):
+                async with asyncio.timeout(timeout):
+                    transport = await loop.start_tls(
+                        self._transport,
+                        self._protocol,
+                        ssl_context,
+                        server_hostname=server_hostname,
+                    )
+        except BaseException:
+            self._transport.abort()
+            raise
+        if transport is None:
+            raise httpcore.ConnectError("The connection closed before TLS started.")
+        return AsyncioStream(transport, self._protocol)
+
+    def get_extra_info(self, info: str) -> typing.Any:
+        if info == "is_readable":  # httpcore's test of an idle pooled connection
+            return bool(self._protocol.buffer) or self._protocol.eof
+        key = {"client_addr": "sockname", "server_addr": "peername"}.get(info, info)
+        if key in ("ssl_object", "sockname", "peername", "socket"):
+            return self._transport.get_extra_info(key)
+        return None
+
+
+class AsyncioBackend(httpcore.AsyncNetworkBackend):
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: typing.Iterable[typing.Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        loop = asyncio.get_running_loop()
+        local_addr = None if local_address is None else (local_address, 0)
+        with _mapped(httpcore.ConnectTimeout, httpcore.ConnectError):
+            async with asyncio.timeout(timeout):
+                transport, protocol = await loop.create_connection(
+                    _Protocol, host, port, local_addr=local_addr
+                )
+        for option in socket_options or ():
+            transport.get_extra_info("socket").setsockopt(*option)
+        return AsyncioStream(transport, protocol)
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: typing.Iterable[typing.Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        loop = asyncio.get_running_loop()
+        with _mapped(httpcore.ConnectTimeout, httpcore.ConnectError):
+            async with asyncio.timeout(timeout):
+                transport, protocol = await loop.create_unix_connection(_Protocol, path)
+        return AsyncioStream(transport, protocol)
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+class AsyncioTransport(httpx.AsyncHTTPTransport):
+    """httpx's HTTP/1.1 transport with its connection pool on `backend` (AsyncioBackend unless
+    given): httpx has no public hook for the network backend, so the pool is replaced."""
+
+    def __init__(
+        self,
+        *,
+        max_keepalive_connections: int,
+        backend: httpcore.AsyncNetworkBackend | None = None,
+        trust_env: bool = True,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        super().__init__(trust_env=trust_env)
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=ssl_context or httpx.create_ssl_context(trust_env=trust_env),
+            max_connections=None,  # every streaming answer holds one connection for its length
+            max_keepalive_connections=max_keepalive_connections,
+            network_backend=backend or AsyncioBackend(),
+        )

@@ -1,0 +1,155 @@
+"""AsyncioBackend: httpx over asyncio's own transports, against real local servers."""
+
+import asyncio
+import datetime
+import ssl
+
+import httpx
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from chatapp.llm.network import HIGH_WATER, AsyncioTransport
+from tests.support.ports import free_port
+
+BIG = bytes(range(256)) * (HIGH_WATER // 64)  # four times the buffer at which reading pauses
+
+
+def client(**transport_options) -> httpx.AsyncClient:
+    transport = AsyncioTransport(max_keepalive_connections=4, **transport_options)
+    return httpx.AsyncClient(transport=transport, timeout=10)
+
+
+async def serve(handler, ssl_context=None):
+    """A one-route HTTP/1.1 server: `handler(reader, writer)` answers each request."""
+
+    async def connection(reader, writer):
+        try:
+            while await reader.readuntil(b"\r\n\r\n"):
+                if not await handler(reader, writer):
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        writer.close()
+
+    port = free_port()
+    server = await asyncio.start_server(connection, "127.0.0.1", port, ssl=ssl_context)
+    return server, port
+
+
+async def chunked_events(reader, writer) -> bool:
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n")
+    writer.write(b"Transfer-Encoding: chunked\r\n\r\n")
+    for n in range(20):
+        event = f"data: {n}\n\n".encode()
+        writer.write(b"%x\r\n%s\r\n" % (len(event), event))
+        await writer.drain()
+        await asyncio.sleep(0)
+    writer.write(b"0\r\n\r\n")
+    await writer.drain()
+    return True  # keep the connection for the next request
+
+
+async def big_body(reader, writer) -> bool:
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(BIG))
+    writer.write(BIG)
+    await writer.drain()
+    return True
+
+
+async def cut_short(reader, writer) -> bool:
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\npartial")
+    await writer.drain()
+    return False  # close with 993 bytes owed
+
+
+async def test_a_chunked_stream_arrives_whole_and_the_connection_is_reused():
+    server, port = await serve(chunked_events)
+    async with server, client() as http:
+        for _ in range(2):
+            async with http.stream("GET", f"http://127.0.0.1:{port}/") as response:
+                body = b"".join([chunk async for chunk in response.aiter_raw()])
+            assert body == b"".join(f"data: {n}\n\n".encode() for n in range(20))
+        pool = http._transport._pool
+        assert len(pool.connections) == 1  # the second request reused the first connection
+
+
+async def test_a_body_larger_than_the_buffer_arrives_whole_when_read_slowly():
+    server, port = await serve(big_body)
+    async with server, client() as http:
+        async with http.stream("GET", f"http://127.0.0.1:{port}/") as response:
+            parts = []
+            async for chunk in response.aiter_raw():
+                parts.append(chunk)
+                await asyncio.sleep(0.001)  # the server fills the buffer: reading pauses
+        assert b"".join(parts) == BIG
+
+
+async def test_a_connection_closed_mid_body_is_a_read_error():
+    server, port = await serve(cut_short)
+    async with server, client() as http:
+        with pytest.raises(httpx.RemoteProtocolError):
+            await http.get(f"http://127.0.0.1:{port}/")
+
+
+async def test_a_server_that_closed_an_idle_connection_gets_a_new_one():
+    async def once(reader, writer) -> bool:
+        await chunked_events(reader, writer)
+        return False  # closes after each answer, without saying so
+
+    server, port = await serve(once)
+    async with server, client() as http:
+        for _ in range(3):
+            assert (await http.get(f"http://127.0.0.1:{port}/")).status_code == 200
+            await asyncio.sleep(0.05)  # the close arrives while the connection is idle
+
+
+async def test_a_refused_connection_is_a_connect_error():
+    async with client() as http:
+        with pytest.raises(httpx.ConnectError):
+            await http.get(f"http://127.0.0.1:{free_port()}/")
+
+
+def self_signed(tmp_path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A server context for "localhost" and a client context that trusts only it."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_pem = certificate.public_bytes(serialization.Encoding.PEM)
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    (tmp_path / "cert.pem").write_bytes(cert_pem)
+    (tmp_path / "key.pem").write_bytes(key_pem)
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    trusting = ssl.create_default_context(cafile=str(tmp_path / "cert.pem"))
+    return server, trusting
+
+
+async def test_tls_streams_and_checks_the_certificate(tmp_path):
+    server_context, trusting = self_signed(tmp_path)
+    server, port = await serve(chunked_events, ssl_context=server_context)
+    async with server:
+        async with client(ssl_context=trusting) as http:
+            response = await http.get(f"https://localhost:{port}/")
+            assert response.text.startswith("data: 0\n\n")
+        async with client(ssl_context=ssl.create_default_context()) as http:
+            with pytest.raises(httpx.ConnectError):  # not trusted by the system's CAs
+                await http.get(f"https://localhost:{port}/")
