@@ -62,6 +62,7 @@ log = logging.getLogger(__name__)
 COALESCE_SECONDS = 0.005  # deltas arriving this close together travel in one frame
 MAX_COALESCE_SECONDS = 0.05  # ... and up to this close while the event loop lags
 LAG_WEIGHT = 0.1  # of each new reading in the loop's lag average
+LAG_PROBE_SECONDS = 0.01  # the probe's sleep, whose overrun is the loop's lag
 HEARTBEAT_SECONDS = 10.0  # a checkpoint even when the model is silent, so the reaper waits
 LAYER_RETRY_SECONDS = 0.5  # between tries to read from a channel layer that failed
 LISTENER_EXIT_SECONDS = 5.0  # how long a finished answer waits for its listener to stop
@@ -98,22 +99,38 @@ def admit(plan: ReplyPlan) -> None:
 
 
 class Coalescing:
-    """How long a generation gathers deltas into one frame.
+    """How often a generation sends a frame: at most once a window, so deltas that arrive
+    within a window of the last frame travel together in the next one, and a delta that comes
+    later than that goes out at once.
 
-    Normally COALESCE_SECONDS. When the event loop lags (its sleeps overrun because every
-    answer wants it), each frame costs the loop the same whatever it carries: gather for
+    The window is normally COALESCE_SECONDS. When the event loop lags (because every answer
+    wants it), each frame costs the loop the same whatever it carries: the window grows to
     about twice the lag, at most MAX_COALESCE_SECONDS, so a busy process sends fewer, larger
-    frames instead of falling further behind.
+    frames instead of falling further behind. One probe per process measures the lag while
+    answers run (how far a short sleep overruns), rather than a sleep per frame.
     """
 
     def __init__(self) -> None:
         self.lag = 0.0  # a moving average of how far sleeps overran (s)
+        self._probe: asyncio.Task[None] | None = None
 
     def window(self) -> float:
         return min(MAX_COALESCE_SECONDS, max(COALESCE_SECONDS, 2 * self.lag))
 
     def observe(self, asked: float, slept: float) -> None:
         self.lag += (max(0.0, slept - asked) - self.lag) * LAG_WEIGHT
+
+    def measure(self) -> None:
+        """Keep the lag probe running on this event loop while answers run here."""
+        loop = asyncio.get_running_loop()
+        if self._probe is None or self._probe.done() or self._probe.get_loop() is not loop:
+            self._probe = loop.create_task(self._measure())
+
+    async def _measure(self) -> None:
+        while RUNNING:
+            before = time.monotonic()
+            await asyncio.sleep(LAG_PROBE_SECONDS)
+            self.observe(LAG_PROBE_SECONDS, time.monotonic() - before)
 
 
 COALESCING = Coalescing()  # one event loop per server process
@@ -144,6 +161,7 @@ class Generation:
         self.message_id = 0  # both set by attach, once the rows exist
         self.conversation_id = 0
         self.frames: list[str] = []
+        self._framed_at = 0.0  # when the last frame went out (time.monotonic)
         self.stop_requested = False
         self.started = time.monotonic()
         self.first_token_at: float | None = None
@@ -189,6 +207,7 @@ class Generation:
         channel = self._channel = await self._layer.new_channel()
         await self._layer.group_add(generation_group(self.message_id), channel)
         RUNNING[self.message_id] = self
+        COALESCING.measure()
         checkpoints().add(self)
         self._task = asyncio.create_task(self._run(channel))
 
@@ -514,11 +533,10 @@ class Generation:
     async def _relay_text(self, text: str) -> StreamEvent | object | None:
         """Send one frame with this delta and those close behind it; return what ended it."""
         parts = [text]
-        if self.frames:  # the first token goes out at once; later ones are coalesced
-            window = COALESCING.window()
-            before = time.monotonic()
-            await asyncio.sleep(window)
-            COALESCING.observe(window, time.monotonic() - before)
+        if self.frames:  # the first token goes out at once; then one frame a window at most
+            wait = self._framed_at + COALESCING.window() - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
         following: StreamEvent | object | None = None
         while following is None and not self._queue.empty():
             event = self._queue.get_nowait()
@@ -529,6 +547,7 @@ class Generation:
         frame = "".join(parts)
         if frame:
             await self._emit(frame)
+            self._framed_at = time.monotonic()
         return following
 
     async def _emit(self, text: str) -> None:

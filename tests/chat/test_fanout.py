@@ -1,12 +1,13 @@
 """Fanout: this process's sockets get an answer's frames directly, others' through the layer."""
 
 import asyncio
+import time
 
 import pytest
 from channels.layers import get_channel_layer
 
 from chatapp.chat import fanout
-from chatapp.chat.generation import COALESCE_SECONDS, MAX_COALESCE_SECONDS, Coalescing
+from chatapp.chat.generation import COALESCE_SECONDS, MAX_COALESCE_SECONDS, RUNNING, Coalescing
 from chatapp.chat.groups import conversation_group
 
 SLOW = "[sim:long tokens=60] [sim:pace tps=60]"
@@ -79,6 +80,21 @@ def test_frames_gather_longer_while_the_loop_lags_and_never_past_the_bound():
     for _ in range(100):  # and back once the loop keeps up again
         coalescing.observe(COALESCE_SECONDS, COALESCE_SECONDS)
     assert coalescing.window() == COALESCE_SECONDS
+
+
+async def test_one_probe_measures_the_loop_lag_while_answers_run_and_stops_after(monkeypatch):
+    coalescing = Coalescing()
+    monkeypatch.setitem(RUNNING, -1, object())  # an answer runs in this process
+    coalescing.measure()
+    probe = coalescing._probe
+    coalescing.measure()
+    assert coalescing._probe is probe  # one per event loop
+    await asyncio.sleep(0.02)
+    time.sleep(0.2)  # something holds the loop: the probe's sleep overruns
+    await asyncio.sleep(0.03)
+    assert coalescing.lag > 0.005
+    RUNNING.pop(-1)
+    await asyncio.wait_for(probe, 5)  # no answer left: the probe ends
 
 
 async def test_deltas_go_on_the_layer_only_while_another_process_follows(monkeypatch):
