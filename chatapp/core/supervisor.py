@@ -1,10 +1,10 @@
 """Several daphne processes on one port: `manage.py serve` (docs/operations.md#scaling).
 
 The supervisor opens the listening socket once and starts `WEB_CONCURRENCY` daphne processes
-that all accept from it (`daphne --fd N`): the kernel hands each new connection to whichever
-process is free to accept it first. A process that dies is started again (after a pause that
-grows while it keeps dying young); SIGTERM or SIGINT stops them all, each finishing its open
-requests as daphne does on its own.
+(on uvloop: `python -m chatapp.core.server --fd N`) that all accept from it: the kernel hands
+each new connection to whichever process is free to accept it first. A process that dies is
+started again (after a pause that grows while it keeps dying young); SIGTERM or SIGINT stops
+them all, each finishing its open requests as daphne does on its own.
 """
 
 import ctypes
