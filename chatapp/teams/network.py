@@ -31,6 +31,9 @@ _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient
 )
 
 
+T = typing.TypeVar("T")
+
+
 class BlockedAddressError(DestinationRefused):
     """The provider host is not a public address; nothing was sent."""
 
@@ -94,6 +97,38 @@ def check_url_host(host: str, port: int) -> str | None:
     return refusal(host, bad) if bad else None
 
 
+async def connect_checked(
+    host: str,
+    port: int,
+    timeout: float | None,
+    connect: typing.Callable[[str], typing.Awaitable[T]],
+    refuse: typing.Callable[[str, str], Exception],
+    errors: typing.Any,
+) -> T:
+    """Resolve `host`, refuse it when any address may not be reached (`refuse(host, address)`
+    is raised), then `connect(address)` to exactly the addresses that were checked, in order.
+
+    `errors` is the httpcore module of the caller's HTTP stack (httpcore, or the MCP SDK's
+    httpcore2): resolution failures become its ConnectTimeout / ConnectError."""
+    try:
+        with anyio.fail_after(timeout):
+            infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except TimeoutError:
+        raise errors.ConnectTimeout(f"Resolving {host} timed out") from None
+    except (OSError, UnicodeError) as exc:
+        raise errors.ConnectError(f"Could not resolve {host}: {exc}") from None
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+    if bad := blocked_address(host, addresses):
+        raise refuse(host, bad)
+    error: Exception = errors.ConnectError(f"No address found for {host}")
+    for address in addresses:
+        try:
+            return await connect(address)
+        except errors.ConnectError as exc:
+            error = exc
+    raise error
+
+
 class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
     def __init__(self) -> None:
         self._inner = AsyncioBackend()
@@ -106,34 +141,19 @@ class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: typing.Iterable[typing.Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        addresses = await self._resolve(host, port, timeout)
-        if bad := blocked_address(host, addresses):
-            raise BlockedAddressError(refusal(host, bad))
-        error: Exception = httpcore.ConnectError(f"No address found for {host}")
-        for address in addresses:  # connect to exactly the addresses that were checked
-            try:
-                return await self._inner.connect_tcp(
-                    address, port, timeout, local_address, socket_options
-                )
-            except httpcore.ConnectError as exc:
-                error = exc
-        raise error
+        def connect(address: str) -> typing.Awaitable[httpcore.AsyncNetworkStream]:
+            return self._inner.connect_tcp(address, port, timeout, local_address, socket_options)
+
+        def refuse(host: str, address: str) -> Exception:
+            return BlockedAddressError(refusal(host, address))
+
+        return await connect_checked(host, port, timeout, connect, refuse, httpcore)
 
     async def connect_unix_socket(self, path, timeout=None, socket_options=None):
         raise BlockedAddressError("Team providers cannot use unix sockets.")
 
     async def sleep(self, seconds: float) -> None:
         await self._inner.sleep(seconds)
-
-    async def _resolve(self, host: str, port: int, timeout: float | None) -> list[str]:
-        try:
-            with anyio.fail_after(timeout):
-                infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except TimeoutError:
-            raise httpcore.ConnectTimeout(f"Resolving {host} timed out") from None
-        except (OSError, UnicodeError) as exc:
-            raise httpcore.ConnectError(f"Could not resolve {host}: {exc}") from None
-        return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
 class GuardedTransport(AsyncioTransport):

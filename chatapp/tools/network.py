@@ -8,15 +8,13 @@ and connects to exactly the addresses it checked; plain http only when private a
 allowed; no proxies from the environment; no redirects (the SDK follows none off the origin).
 """
 
-import socket
 import typing
 
-import anyio
 import httpcore2
 import httpx2
 
 from chatapp.llm.client import USER_AGENT
-from chatapp.teams.network import ALLOW_SETTING, blocked_address, private_allowed
+from chatapp.teams.network import ALLOW_SETTING, connect_checked, private_allowed
 
 
 class ToolServerRefused(Exception):
@@ -43,34 +41,19 @@ class GuardedNetworkBackend(httpcore2.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: typing.Iterable[typing.Any] | None = None,
     ) -> httpcore2.AsyncNetworkStream:
-        addresses = await self._resolve(host, port, timeout)
-        if bad := blocked_address(host, addresses):
-            raise ToolServerRefused(refusal(host, bad))
-        error: Exception = httpcore2.ConnectError(f"No address found for {host}")
-        for address in addresses:  # connect to exactly the addresses that were checked
-            try:
-                return await self._inner.connect_tcp(
-                    address, port, timeout, local_address, socket_options
-                )
-            except httpcore2.ConnectError as exc:
-                error = exc
-        raise error
+        def connect(address: str) -> typing.Awaitable[httpcore2.AsyncNetworkStream]:
+            return self._inner.connect_tcp(address, port, timeout, local_address, socket_options)
+
+        def refuse(host: str, address: str) -> Exception:
+            return ToolServerRefused(refusal(host, address))
+
+        return await connect_checked(host, port, timeout, connect, refuse, httpcore2)
 
     async def connect_unix_socket(self, path, timeout=None, socket_options=None):
         raise ToolServerRefused("Tool servers cannot use unix sockets.")
 
     async def sleep(self, seconds: float) -> None:
         await self._inner.sleep(seconds)
-
-    async def _resolve(self, host: str, port: int, timeout: float | None) -> list[str]:
-        try:
-            with anyio.fail_after(timeout):
-                infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except TimeoutError:
-            raise httpcore2.ConnectTimeout(f"Resolving {host} timed out") from None
-        except (OSError, UnicodeError) as exc:
-            raise httpcore2.ConnectError(f"Could not resolve {host}: {exc}") from None
-        return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
 class Trouble:
