@@ -243,8 +243,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def subscribe(self, conversation_id: int) -> None:
         """Follow the conversation and send its state (the events held meanwhile after it)."""
         await self.cancel_subscription()
-        await self.follow(conversation_id)
+        # Hold first: this process's answers reach the socket as soon as it follows, which
+        # is before the layer has added it to the group (an await on Redis).
         self.feed.hold(conversation_id)  # its events wait until the state is sent
+        await self.follow(conversation_id)
         self.subscription = asyncio.create_task(self.send_state(conversation_id))
 
     async def conversation_updated(self, event: dict[str, Any]) -> None:

@@ -57,6 +57,37 @@ async def test_sockets_here_get_each_frame_once_and_other_processes_get_it_by_th
     assert deltas and mine[-1]["status"] == theirs[-1]["status"] == "complete"
 
 
+@pytest.mark.django_db(transaction=True)
+async def test_a_subscribe_sends_the_state_first_while_the_layer_is_slow_to_add_it(
+    connect, member, sim, monkeypatch
+):
+    """Frames of an answer in this process arrive as soon as the socket follows; joining the
+    layer's group takes an await (Redis): they wait behind the state all the same."""
+    first, second = await connect(member), await connect(member)
+    ids = await first.send_message(f"Slow join {SLOW}")
+    message_id = ids["message_id"]
+    await first.receive_until(lambda f: f["type"] == "message.delta" and f["seq"] >= 3)
+    layer = get_channel_layer()
+    group_add = layer.group_add
+
+    async def slow_group_add(group: str, channel: str) -> None:
+        await asyncio.sleep(0.3)  # several deltas at 60 tokens/s
+        await group_add(group, channel)
+
+    monkeypatch.setattr(fanout, "spans_processes", lambda: True)
+    monkeypatch.setattr(layer, "group_add", slow_group_add)
+    await second.send({"type": "chat.subscribe", "conversation_id": ids["conversation_id"]})
+    state = await second.receive()
+    assert state["type"] == "conversation.state", state
+    seen = next(m for m in state["messages"] if m["id"] == message_id)
+    rest = await second.until_type("message.done", message_id)
+    mine = await first.until_type("message.done", message_id)
+    assert seen["content"] + text_after(rest, message_id, seen["seq"]) == text_after(
+        first.received, message_id
+    )
+    assert mine[-1]["status"] == rest[-1]["status"] == "complete"
+
+
 def test_a_layer_message_from_this_process_is_dropped_and_one_from_elsewhere_relayed():
     event = {"type": "message.done", "conversation_id": 1, "message_id": 2}
     ours = {"type": fanout.WRAPPED, "origin": fanout.ORIGIN, "event": event}
