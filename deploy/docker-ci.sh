@@ -2,6 +2,9 @@
 # CI's Docker part (.ci/run calls it): start a Docker engine if none runs, get the base images
 # (official or stand-ins, deploy/base-images.sh), build the app and simulator images, then run
 # tests/docker against them: the image on its own and the whole compose stack.
+#   deploy/docker-ci.sh         build, then test
+#   deploy/docker-ci.sh build   the images only (.ci/run builds them while the suites run)
+#   deploy/docker-ci.sh test    the tests only, against images already built
 # Skips, saying why, only where no Docker engine can be started at all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,20 +47,38 @@ timed() {
   echo "   $label: $((SECONDS - start)) s" >&2
 }
 
+export APP_IMAGE=llama-team-chat:ci SIMULATOR_IMAGE=llama-team-chat-simulator:ci
+# The base images the build chose, for the tests' compose stack.
+CHOSEN=${TMPDIR:-/tmp}/llama-team-chat-ci-base-images
+
+build() {
+  echo "== base images"
+  local images
+  images=$(deploy/base-images.sh)
+  echo "$images" | sed 's/^/   /'
+  echo "$images" >"$CHOSEN"
+  export $images
+
+  echo "== building $APP_IMAGE and $SIMULATOR_IMAGE"
+  timed "app image" docker build -q --build-arg BASE_IMAGE="$PYTHON_IMAGE" -t "$APP_IMAGE" . \
+    >/dev/null
+  timed "simulator image" docker build -q --build-arg BASE_IMAGE="$PYTHON_IMAGE" \
+    -f deploy/simulator.Dockerfile -t "$SIMULATOR_IMAGE" . >/dev/null
+}
+
+run_tests() {
+  [ -f "$CHOSEN" ] || { echo "no images built: run $0 build first" >&2 && exit 1; }
+  export $(cat "$CHOSEN")
+  echo "== the image and the compose stack"
+  timed "tests/docker" .venv/bin/python -m pytest --docker -m docker tests/docker \
+    -p no:cacheprovider
+}
+
 ensure_packages
 ensure_engine
-
-echo "== base images"
-images=$(deploy/base-images.sh)
-echo "$images" | sed 's/^/   /'
-export $images
-
-export APP_IMAGE=llama-team-chat:ci SIMULATOR_IMAGE=llama-team-chat-simulator:ci
-echo "== building $APP_IMAGE and $SIMULATOR_IMAGE"
-timed "app image" docker build -q --build-arg BASE_IMAGE="$PYTHON_IMAGE" -t "$APP_IMAGE" . \
-  >/dev/null
-timed "simulator image" docker build -q --build-arg BASE_IMAGE="$PYTHON_IMAGE" \
-  -f deploy/simulator.Dockerfile -t "$SIMULATOR_IMAGE" . >/dev/null
-
-echo "== the image and the compose stack"
-timed "tests/docker" .venv/bin/python -m pytest --docker -m docker tests/docker -p no:cacheprovider
+case "${1:-all}" in
+  build) build ;;
+  test) run_tests ;;
+  all) build && run_tests ;;
+  *) echo "usage: $0 [build|test]" >&2 && exit 2 ;;
+esac
