@@ -300,6 +300,12 @@ def test_a_replica_killed_mid_answer_is_reaped_by_the_other_which_answers_anew(
     assert stack.gauge(stack.address(doomed), "chat_active_streams") == 1
     assert stack.gauge(stack.address(survivor), "chat_active_streams") == 0
 
+    def checkpointed() -> str:
+        stored = member.request("GET", f"/api/conversations/{conversation_id}/").json()
+        return next(m for m in stored["messages"] if m["id"] == answer_id)["content"]
+
+    # What the reaper keeps is the last checkpoint (about once a second): let one be written.
+    wait_for(checkpointed, 30, "a checkpoint of the answer")
     docker("kill", doomed)
     ws_a.close()
     after = read_until(ws_b, finished(answer_id), timeout=90)
