@@ -36,6 +36,8 @@ from bench.harness import (  # noqa: E402
 )
 from llama_simulator.answers import tokenize  # noqa: E402
 
+# One answer at a time is what is measured: no title request beside the next answer.
+RELAY_ENV = {"LLAMA_GENERATE_TITLES": "0"}
 TARGET_TOTAL_RATIO = 1.02
 TARGET_TTFT_EXTRA_MS = 5.0
 
@@ -220,6 +222,7 @@ def main(argv: list[str] | None = None) -> dict:
         first_token_delay=args.ttft,
         database_url=args.database_url,
         redis_url=args.redis_url,
+        extra_env=RELAY_ENV,
     )
     with Stack(options) as stack:
         result = run(measure(stack, pairs, tokens, args.tps, args.ttft, args.safety))

@@ -15,7 +15,8 @@ TOKENS = 30
 
 
 def test_relay_harness_delivers_every_token_with_the_same_text():
-    with Stack(StackOptions(tokens_per_second=1000, first_token_delay=0)) as stack:
+    options = StackOptions(tokens_per_second=1000, first_token_delay=0, extra_env=relay.RELAY_ENV)
+    with Stack(options) as stack:
         result = run(relay.measure(stack, pairs=2, tokens=TOKENS, tps=1000, ttft=0))
 
     summary, pairs = result["summary"], result["pairs"]
