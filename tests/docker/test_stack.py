@@ -243,6 +243,13 @@ def test_sockets_resubscribe_after_redis_restarts(stack, replicas, member):
             60,
             "the replica's layer watch to notice the restart",
         )
+        # Each of the replica's processes (one per core) has its own watch, and one may notice
+        # a moment after another: a socket opened in between would be closed by the late one.
+        wait_for(
+            lambda c=container: unchanged_for(lambda: stack.layer_recoveries(c), 4),
+            60,
+            "every process of the replica to notice the restart",
+        )
     ws_a = rejoin(stack, member, first, replicas, conversation_id)
     ws_b = rejoin(stack, member, second, replicas, conversation_id)
     with ws_a, ws_b:
@@ -259,6 +266,13 @@ def test_sockets_resubscribe_after_redis_restarts(stack, replicas, member):
         answer_id = on_a[-1]["message_id"]
         on_b = read_until(ws_b, finished(answer_id))
         assert deltas(on_b, answer_id) == deltas(on_a, answer_id) != []
+
+
+def unchanged_for(count, seconds: float) -> bool:
+    """Whether count() gives the same number at the start and the end of `seconds`."""
+    before = count()
+    time.sleep(seconds)
+    return count() == before
 
 
 def rejoin(stack, member, replica, replicas, conversation_id):
