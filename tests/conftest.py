@@ -51,8 +51,8 @@ def emptying_tables_by_delete():
             return truncate(
                 self, style, tables, reset_sequences=reset_sequences, allow_cascade=allow_cascade
             )
-        kept = KEPT_BETWEEN_TESTS
-        return [f"DELETE FROM {self.quote_name(t)};" for t in tables if t not in kept]
+        emptied = [table for table in tables if table not in KEPT_BETWEEN_TESTS]
+        return [f"DELETE FROM {self.quote_name(table)};" for table in emptied]
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(DatabaseOperations, "sql_flush", sql_flush)
