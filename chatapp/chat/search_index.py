@@ -9,14 +9,22 @@ SQLite: FTS5 tables whose content stays in the messages and conversations tables
 content, stored once), kept in step by triggers. Django rebuilds a table to alter it on
 SQLite, which drops its triggers: `repair_sqlite_index` (after every migrate) puts them back
 and re-reads the tables.
+
+An answer is indexed when it stops streaming, on both databases: while it streams its text is
+rewritten about once a second (the checkpoints), and indexing every version of it cost more
+than the rest of the checkpoint (bench/README.md). Search never finds a half-written answer.
 """
 
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.utils import CursorWrapper
+
+STREAMING = "'streaming'"  # MessageStatus.STREAMING, as SQL
 
 POSTGRESQL_UP = [
     # Stored, so ranking and matching read the words instead of parsing the text each time.
     "ALTER TABLE chat_message ADD COLUMN IF NOT EXISTS search_vector tsvector"
-    " GENERATED ALWAYS AS (to_tsvector('simple'::regconfig, content)) STORED",
+    f" GENERATED ALWAYS AS (CASE WHEN status = {STREAMING} THEN NULL"
+    " ELSE to_tsvector('simple'::regconfig, content) END) STORED",
     "CREATE INDEX IF NOT EXISTS message_search_vector ON chat_message USING gin (search_vector)",
     "CREATE INDEX IF NOT EXISTS conversation_title_search ON chat_conversation"
     " USING gin (to_tsvector('simple'::regconfig, title))",
@@ -27,45 +35,65 @@ POSTGRESQL_DOWN = [
     "DROP INDEX IF EXISTS conversation_title_search",
 ]
 
-# FTS5 table -> (the table it indexes, the column).
+# FTS5 table -> (the table it indexes, the column, which of its rows: SQL over a row).
 SQLITE_TABLES = {
-    "message_fts": ("chat_message", "content"),
-    "conversation_fts": ("chat_conversation", "title"),
+    "message_fts": ("chat_message", "content", f"{{row}}.status <> {STREAMING}"),
+    "conversation_fts": ("chat_conversation", "title", "1"),
 }
 
 
 def sqlite_triggers(name: str) -> dict[str, str]:
     """Trigger name -> its CREATE statement, keeping `name` in step with its table."""
-    table, column = SQLITE_TABLES[name]
-    new = f"INSERT INTO {name}(rowid, {column}) VALUES (new.id, new.{column})"
-    old = f"INSERT INTO {name}({name}, rowid, {column}) VALUES ('delete', old.id, old.{column})"
+    table, column, indexed = SQLITE_TABLES[name]
+    new, old = indexed.format(row="new"), indexed.format(row="old")
+    add = f"INSERT INTO {name}(rowid, {column}) SELECT new.id, new.{column} WHERE {new}"
+    # FTS5 removes a row by the text it indexed: only a row that is in the index.
+    remove = (
+        f"INSERT INTO {name}({name}, rowid, {column})"
+        f" SELECT 'delete', old.id, old.{column} WHERE {old}"
+    )
+    watched = column if indexed == "1" else f"{column}, status"
     return {
-        f"{name}_insert": f"AFTER INSERT ON {table} BEGIN {new}; END",
-        f"{name}_delete": f"AFTER DELETE ON {table} BEGIN {old}; END",
-        f"{name}_update": f"AFTER UPDATE OF {column} ON {table} BEGIN {old}; {new}; END",
+        f"{name}_insert": f"AFTER INSERT ON {table} BEGIN {add}; END",
+        f"{name}_delete": f"AFTER DELETE ON {table} BEGIN {remove}; END",
+        f"{name}_update": f"AFTER UPDATE OF {watched} ON {table} BEGIN {remove}; {add}; END",
     }
 
 
-def sqlite_up() -> list[str]:
-    statements = []
-    for name, (table, column) in SQLITE_TABLES.items():
-        statements.append(
+def reindex_sqlite(cursor: CursorWrapper, name: str) -> None:
+    """Read the FTS5 table's rows again from its table: 'rebuild' reads every row, so the
+    ones the triggers leave out are taken out again."""
+    table, column, indexed = SQLITE_TABLES[name]
+    cursor.execute(f"INSERT INTO {name}({name}) VALUES ('rebuild')")
+    if indexed != "1":
+        cursor.execute(
+            f"INSERT INTO {name}({name}, rowid, {column}) SELECT 'delete', id, {column}"
+            f" FROM {table} WHERE NOT ({indexed.format(row=table)})"
+        )
+
+
+def sqlite_up(cursor: CursorWrapper) -> None:
+    """The FTS5 tables and their triggers, and the rows already there indexed."""
+    for name, (table, column, _) in SQLITE_TABLES.items():
+        cursor.execute(
             f"CREATE VIRTUAL TABLE IF NOT EXISTS {name} USING fts5({column},"
             f" content='{table}', content_rowid='id', tokenize='unicode61')"
         )
-        statements += [
-            f"CREATE TRIGGER IF NOT EXISTS {trigger} {body}"
-            for trigger, body in sqlite_triggers(name).items()
-        ]
-        statements.append(f"INSERT INTO {name}({name}) VALUES ('rebuild')")  # rows already there
-    return statements
+        create_sqlite_triggers(cursor, name)
+        reindex_sqlite(cursor, name)
 
 
-def sqlite_down() -> list[str]:
-    statements = [
-        f"DROP TRIGGER IF EXISTS {t}" for name in SQLITE_TABLES for t in sqlite_triggers(name)
-    ]
-    return statements + [f"DROP TABLE IF EXISTS {name}" for name in SQLITE_TABLES]
+def create_sqlite_triggers(cursor: CursorWrapper, name: str) -> None:
+    for trigger, body in sqlite_triggers(name).items():
+        cursor.execute(f"DROP TRIGGER IF EXISTS {trigger}")
+        cursor.execute(f"CREATE TRIGGER {trigger} {body}")
+
+
+def sqlite_down(cursor: CursorWrapper) -> None:
+    for name in SQLITE_TABLES:
+        for trigger in sqlite_triggers(name):
+            cursor.execute(f"DROP TRIGGER IF EXISTS {trigger}")
+        cursor.execute(f"DROP TABLE IF EXISTS {name}")
 
 
 def repair_sqlite_index(connection: BaseDatabaseWrapper) -> bool:
@@ -82,7 +110,6 @@ def repair_sqlite_index(connection: BaseDatabaseWrapper) -> bool:
             if name in present and not set(sqlite_triggers(name)) <= present
         ]
         for name in missing:
-            for trigger, body in sqlite_triggers(name).items():
-                cursor.execute(f"CREATE TRIGGER IF NOT EXISTS {trigger} {body}")
-            cursor.execute(f"INSERT INTO {name}({name}) VALUES ('rebuild')")
+            create_sqlite_triggers(cursor, name)
+            reindex_sqlite(cursor, name)
     return bool(missing)

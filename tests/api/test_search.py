@@ -1,10 +1,14 @@
 """GET /api/conversations/?q=: ranked full-text search, on SQLite (FTS5) and PostgreSQL
 (DATABASE_URL=postgres://...: tsvector and a GIN index)."""
 
+from datetime import timedelta
+
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from chatapp.chat import search as search_module
+from chatapp.chat.actions.replies import Checkpoint, checkpoint_replies, interrupt_stale_replies
 from chatapp.chat.models import Message, MessageStatus
 from chatapp.chat.search import Alternative, fts5_match, parse
 from chatapp.chat.search_index import repair_sqlite_index
@@ -314,6 +318,51 @@ def test_fts5_match_quotes_every_item():
     assert fts5_match(parse("a -b OR c")) == '(("a") NOT "b") OR (("c"))'
 
 
+# --- answers enter the index when they stop streaming --------------------------------------
+
+
+def streaming_answer(member, make_conversation, text: str) -> Message:
+    conversation = make_conversation(member, "Streaming", messages=[("user", "tell me")])
+    return Message.objects.create(
+        conversation=conversation, role="assistant", content=text, status=MessageStatus.STREAMING
+    )
+
+
+def test_an_answer_is_found_once_it_has_finished(member_client, member, make_conversation):
+    answer = streaming_answer(member, make_conversation, "the vicuna")
+    assert titles(member_client, "vicuna") == []
+    checkpoint_replies([Checkpoint(answer.pk, "the vicuna and the guanaco", seq=2)])
+    assert titles(member_client, "guanaco") == []  # a checkpoint leaves the index alone
+    Message.objects.filter(pk=answer.pk).update(
+        content="the vicuna and the guanaco graze", status=MessageStatus.COMPLETE
+    )
+    (result,) = search(member_client, "guanaco")["results"]
+    assert result["message_id"] == answer.pk
+    assert result["snippet"] == "the vicuna and the guanaco graze"
+    answer.conversation.delete()  # out of the index again, which stays whole
+    assert titles(member_client, "guanaco") == []
+    make_conversation(member, "Later", messages=[("user", "guanaco")])
+    assert titles(member_client, "guanaco") == ["Later"]
+
+
+def test_an_answer_its_process_left_is_found_with_the_text_it_kept(
+    member_client, member, make_conversation
+):
+    answer = streaming_answer(member, make_conversation, "a llama")
+    checkpoint_replies([Checkpoint(answer.pk, "a llama, then an alpaca", seq=2)])
+    _, marked = interrupt_stale_replies(timezone.now() + timedelta(seconds=1), alive=[])
+    assert marked == 1
+    assert [r["message_id"] for r in search(member_client, "alpaca")["results"]] == [answer.pk]
+
+
+def test_a_streaming_answer_deleted_leaves_the_index_whole(
+    member_client, member, make_conversation
+):
+    streaming_answer(member, make_conversation, "an unfinished vicuna").conversation.delete()
+    make_conversation(member, "Kept", messages=[("assistant", "a finished vicuna")])
+    assert titles(member_client, "vicuna") == ["Kept"]
+
+
 # --- the index itself on SQLite ----------------------------------------------------------------
 
 
@@ -327,6 +376,21 @@ def test_triggers_a_table_rebuild_dropped_are_recreated(member_client, member, m
     assert repair_sqlite_index(connection) is False  # nothing missing any more
     make_conversation(member, "After", messages=[("user", "vicuna")])
     assert sorted(titles(member_client, "vicuna")) == ["After", "Before", "During"]
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's FTS5 triggers")
+def test_reading_the_table_again_leaves_streaming_answers_out(
+    member_client, member, make_conversation
+):
+    answer = streaming_answer(member, make_conversation, "a vicuna so far")
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TRIGGER message_fts_update")
+    assert repair_sqlite_index(connection) is True  # 'rebuild' read the streaming row too
+    assert titles(member_client, "vicuna") == []
+    Message.objects.filter(pk=answer.pk).update(status=MessageStatus.COMPLETE)
+    assert titles(member_client, "vicuna") == ["Streaming"]
+    answer.delete()
+    assert titles(member_client, "vicuna") == []
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's GIN index")

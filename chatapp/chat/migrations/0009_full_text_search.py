@@ -6,12 +6,24 @@ from django.db import migrations
 from chatapp.chat import search_index
 
 
-def run_for_vendor(statements):
-    def run(apps, schema_editor):
-        for statement in statements.get(schema_editor.connection.vendor, []):
+def create(apps, schema_editor):
+    connection = schema_editor.connection
+    if connection.vendor == "postgresql":
+        for statement in search_index.POSTGRESQL_UP:
             schema_editor.execute(statement)
+    elif connection.vendor == "sqlite":
+        with connection.cursor() as cursor:
+            search_index.sqlite_up(cursor)
 
-    return run
+
+def drop(apps, schema_editor):
+    connection = schema_editor.connection
+    if connection.vendor == "postgresql":
+        for statement in search_index.POSTGRESQL_DOWN:
+            schema_editor.execute(statement)
+    elif connection.vendor == "sqlite":
+        with connection.cursor() as cursor:
+            search_index.sqlite_down(cursor)
 
 
 class Migration(migrations.Migration):
@@ -20,12 +32,5 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.RunPython(
-            run_for_vendor(
-                {"postgresql": search_index.POSTGRESQL_UP, "sqlite": search_index.sqlite_up()}
-            ),
-            run_for_vendor(
-                {"postgresql": search_index.POSTGRESQL_DOWN, "sqlite": search_index.sqlite_down()}
-            ),
-        ),
+        migrations.RunPython(create, drop),
     ]
