@@ -147,13 +147,22 @@ class QueryLog:
 
     def __init__(self):
         self.statements: list[str] = []
+        self.rows: list[int | None] = []  # an executemany's count of parameter rows
 
     def __call__(self, execute, sql, params, many, context):
         self.statements.append(sql)
+        if many:
+            params = list(params)
+        self.rows.append(len(params) if many else None)
         return execute(sql, params, many, context)
 
-    def updates_of(self, table: str) -> list[str]:
-        return [s for s in self.statements if s.startswith(f'UPDATE "{table}"')]
+    def updates_of(self, table: str) -> list[tuple[str, int | None]]:
+        """(statement, rows of an executemany or None) of each UPDATE of the table."""
+        return [
+            (sql, rows)
+            for sql, rows in zip(self.statements, self.rows, strict=True)
+            if sql.startswith(f'UPDATE "{table}"')
+        ]
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ from typing import Any, cast
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import transaction
-from django.db.models import Case, IntegerField, Q, TextField, Value, When
+from django.db import connection, transaction
+from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
@@ -221,24 +221,27 @@ class Checkpoint:
 def checkpoint_replies(checkpoints: list[Checkpoint]) -> None:
     """Save the text so far of streaming answers and prove their process is alive.
 
-    One UPDATE for all of them (a CASE per column), so a process streaming hundreds of
-    answers writes once a second, not once per answer. Answers that ended meanwhile are left
-    as their final write made them.
+    One statement for all of them, run once per answer in one call (`executemany`: one
+    prepared statement on SQLite, one pipelined round trip on PostgreSQL), so a process
+    streaming hundreds of answers writes once a second, not once per answer. Plain SQL: the
+    ORM's version, an UPDATE with a CASE branch per answer, cost 30 ms of the server's CPU a
+    second at 50 answers to build (bench/README.md). Answers that ended meanwhile are left as
+    their final write made them.
     """
     if not checkpoints:
         return
-    content = Case(
-        *(When(pk=c.message_id, then=Value(c.content)) for c in checkpoints),
-        output_field=TextField(),
+    table, quote = Message._meta.db_table, connection.ops.quote_name
+    content, seq, heartbeat, status = (
+        quote(Message._meta.get_field(name).column)
+        for name in ("content", "seq", "heartbeat_at", "status")
     )
-    seq = Case(
-        *(When(pk=c.message_id, then=Value(c.seq)) for c in checkpoints),
-        output_field=IntegerField(),
-    )
-    ids = [c.message_id for c in checkpoints]
-    Message.objects.filter(pk__in=ids, status=MessageStatus.STREAMING).update(
-        content=content, seq=seq, heartbeat_at=timezone.now()
-    )
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            f"UPDATE {quote(table)} SET {content} = %s, {seq} = %s, {heartbeat} = %s"
+            f" WHERE {quote('id')} = %s AND {status} = %s",
+            [(c.content, c.seq, now, c.message_id, MessageStatus.STREAMING) for c in checkpoints],
+        )
 
 
 def store_tool_calls(message_id: int, calls: list[dict[str, Any]]) -> None:
