@@ -230,16 +230,12 @@ def checkpoint_replies(checkpoints: list[Checkpoint]) -> None:
     """
     if not checkpoints:
         return
-    table, quote = Message._meta.db_table, connection.ops.quote_name
-    content, seq, heartbeat, status = (
-        quote(Message._meta.get_field(name).column)
-        for name in ("content", "seq", "heartbeat_at", "status")
-    )
     now = connection.ops.adapt_datetimefield_value(timezone.now())
     with connection.cursor() as cursor:
         cursor.executemany(
-            f"UPDATE {quote(table)} SET {content} = %s, {seq} = %s, {heartbeat} = %s"
-            f" WHERE {quote('id')} = %s AND {status} = %s",
+            f"UPDATE {connection.ops.quote_name(Message._meta.db_table)}"
+            ' SET "content" = %s, "seq" = %s, "heartbeat_at" = %s'
+            ' WHERE "id" = %s AND "status" = %s',
             [(c.content, c.seq, now, c.message_id, MessageStatus.STREAMING) for c in checkpoints],
         )
 
