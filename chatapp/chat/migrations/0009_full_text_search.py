@@ -6,24 +6,19 @@ from django.db import migrations
 from chatapp.chat import search_index
 
 
-def create(apps, schema_editor):
-    connection = schema_editor.connection
-    if connection.vendor == "postgresql":
-        for statement in search_index.POSTGRESQL_UP:
-            schema_editor.execute(statement)
-    elif connection.vendor == "sqlite":
-        with connection.cursor() as cursor:
-            search_index.sqlite_up(cursor)
+def for_vendor(postgresql, sqlite):
+    """An operation running the PostgreSQL statements, or the SQLite function on a cursor."""
 
+    def run(apps, schema_editor):
+        connection = schema_editor.connection
+        if connection.vendor == "postgresql":
+            for statement in postgresql:
+                schema_editor.execute(statement)
+        elif connection.vendor == "sqlite":
+            with connection.cursor() as cursor:
+                sqlite(cursor)
 
-def drop(apps, schema_editor):
-    connection = schema_editor.connection
-    if connection.vendor == "postgresql":
-        for statement in search_index.POSTGRESQL_DOWN:
-            schema_editor.execute(statement)
-    elif connection.vendor == "sqlite":
-        with connection.cursor() as cursor:
-            search_index.sqlite_down(cursor)
+    return run
 
 
 class Migration(migrations.Migration):
@@ -32,5 +27,8 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.RunPython(create, drop),
+        migrations.RunPython(
+            for_vendor(search_index.POSTGRESQL_UP, search_index.sqlite_up),
+            for_vendor(search_index.POSTGRESQL_DOWN, search_index.sqlite_down),
+        ),
     ]
