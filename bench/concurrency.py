@@ -45,7 +45,7 @@ from llama_simulator.answers import tokenize  # noqa: E402
 TARGET_FAST_RATIO = 1.3
 TARGET_GAP_P99 = 2.0
 MIB = 2**20
-STARTS_PER_SECOND = 50  # how fast new answers arrive at the chat-pace levels
+STARTS_PER_SECOND = 50  # how fast new answers arrive at the chat-pace levels (--arrivals)
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/5"  # BENCH_REDIS_URL, for --processes
 
 
@@ -178,7 +178,9 @@ def fast_figures(measured: dict, tokens: int, tps: float) -> dict:
 # --- chat pace: 50 / 200 / 500 answers at 30 tokens/s -----------------------------------------
 
 
-async def chat_level(stack: Stack, streams: int, tokens: int, tps: float, ttft: float) -> dict:
+async def chat_level(
+    stack: Stack, streams: int, tokens: int, tps: float, ttft: float, arrivals: float
+) -> dict:
     contents = [
         f"Chat-pace stream {i} of {streams}. [sim:long tokens={tokens}]"
         f" [sim:pace tps={tps:g} ttft={ttft:g}] [sim:stamp]"
@@ -192,7 +194,7 @@ async def chat_level(stack: Stack, streams: int, tokens: int, tps: float, ttft: 
             rss_open = stack.app.rss_bytes()
             await stack.forget_upstream_requests(http)
             controls = control_bodies(max(5, streams // 10), tokens, tps, ttft)
-            results, usage = await paced_batch(stack, http, sockets, contents, controls)
+            results, usage = await paced_batch(stack, http, sockets, contents, controls, arrivals)
         finally:
             await close_sockets(sockets)
         bodies = bodies_by_content(await stack.upstream_requests(http), contents)
@@ -201,6 +203,7 @@ async def chat_level(stack: Stack, streams: int, tokens: int, tps: float, ttft: 
     control = usage.pop("control")
     figures = chat_figures(results, expected, streams, tokens, tps, ttft, usage, memory)
     control_gaps = [g * 1e3 for s in control if s.ok for g in s.token_gaps()]
+    figures["arrivals_per_second"] = arrivals
     figures["control_streams"] = len(control)
     control_lags = [lag * 1e3 for s in control if s.ok for lag in s.lags]
     figures["control_lag_p99_ms"] = percentile(control_lags, 99)
@@ -226,15 +229,15 @@ def control_bodies(count: int, tokens: int, tps: float, ttft: float) -> list[dic
 
 
 async def paced_batch(
-    stack: Stack, http, sockets: list, contents: list[str], controls: list[dict]
+    stack: Stack, http, sockets: list, contents: list[str], controls: list[dict], arrivals: float
 ) -> tuple[list, dict]:
-    """Start the answers at STARTS_PER_SECOND, with a few direct control streams among them."""
+    """Start the answers, `arrivals` a second, with a few direct control streams among them."""
     services = {"daphne": stack.app, "simulator": stack.simulator}
     before = {name: service.cpu_seconds() for name, service in services.items()}
     waited_before = stack.app.run_queue_seconds()
     client_before, started = own_cpu_seconds(), time.perf_counter()
     sampler = asyncio.create_task(peak_rss(stack.app))
-    spread = len(sockets) / STARTS_PER_SECOND
+    spread = len(sockets) / arrivals
     delays = sorted(random.Random(7).uniform(0, spread) for _ in sockets)
 
     async def one(ws, content: str, delay: float) -> Stream:
@@ -385,6 +388,13 @@ def main(argv: list[str] | None = None) -> dict:
         default="uvloop",
         help="the one server process's event loop (asyncio: plain daphne, for comparison)",
     )
+    parser.add_argument("--tokens", type=int, help="tokens per chat-pace answer (default 600)")
+    parser.add_argument(
+        "--arrivals",
+        type=float,
+        default=STARTS_PER_SECOND,
+        help=f"new chat-pace answers a second (default {STARTS_PER_SECOND})",
+    )
     args = parser.parse_args(argv)
     result: dict = {"benchmark": "concurrency", "quick": args.quick, "loop": args.loop}
     if args.only in (None, "fast"):
@@ -397,7 +407,9 @@ def main(argv: list[str] | None = None) -> dict:
         options["loop"] = args.loop
         if args.processes > 1:
             options["redis_url"] = os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS_URL)
-        result["chat"] = [run_chat_level(n, args.quick, options) for n in levels]
+        result["chat"] = [
+            run_chat_level(n, args.quick, options, args.tokens, args.arrivals) for n in levels
+        ]
     path = write_result("concurrency", result)
     print(f"  -> {path}")
     return result
@@ -409,11 +421,17 @@ def run_fast(quick: bool) -> dict:
         return run(fast(stack, streams, tokens, 450.0, rounds))
 
 
-def run_chat_level(streams: int, quick: bool, options: dict | None = None) -> dict:
-    tokens, tps, ttft = (45 if quick else 600), 30.0, 0.3
+def run_chat_level(
+    streams: int,
+    quick: bool,
+    options: dict | None = None,
+    tokens: int | None = None,
+    arrivals: float = STARTS_PER_SECOND,
+) -> dict:
+    tokens, tps, ttft = tokens or (45 if quick else 600), 30.0, 0.3
     stack_options = StackOptions(tokens_per_second=tps, first_token_delay=ttft, **(options or {}))
     with Stack(stack_options) as stack:
-        figures = run(chat_level(stack, streams, tokens, tps, ttft))
+        figures = run(chat_level(stack, streams, tokens, tps, ttft, arrivals))
     print_chat(figures)
     return figures
 
@@ -430,7 +448,8 @@ def print_fast(f: dict) -> None:
 
 def print_chat(f: dict) -> None:
     print(
-        f"concurrency chat: {f['streams']} streams at {f['pace_tps']:g}/s:"
+        f"concurrency chat: {f['streams']} streams of {f['tokens_per_answer']} tokens at"
+        f" {f['pace_tps']:g}/s, {f['arrivals_per_second']:g} starting a second:"
         f" tokens {f['tokens_delivered']}/{f['tokens_expected']}, text equal"
         f" {f['all_text_equal']}, gap p50 x{f['gap_p50_vs_pace']:.2f} p99"
         f" x{f['gap_p99_vs_pace']:.2f} of pace (x{fmt(f['steady_gap_p99_vs_pace'])} while all"
