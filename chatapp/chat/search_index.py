@@ -15,6 +15,8 @@ rewritten about once a second (the checkpoints), and indexing every version of i
 than the rest of the checkpoint (bench/README.md). Search never finds a half-written answer.
 """
 
+from dataclasses import dataclass
+
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
 
@@ -35,49 +37,72 @@ POSTGRESQL_DOWN = [
     "DROP INDEX IF EXISTS conversation_title_search",
 ]
 
-# FTS5 table -> (the table it indexes, the column, which of its rows: SQL over a row).
+
+@dataclass(frozen=True)
+class FtsTable:
+    """What an FTS5 table indexes: a column of a table, all rows or only finished answers."""
+
+    table: str
+    column: str
+    finished_only: bool = False  # leave out rows whose status is streaming
+
+    def indexed(self, row: str) -> str:
+        """SQL: whether `row` (new, old or the table) is in the index."""
+        return f"{row}.status <> {STREAMING}" if self.finished_only else "1"
+
+    @property
+    def watched(self) -> str:
+        """The columns whose update changes what is indexed."""
+        return f"{self.column}, status" if self.finished_only else self.column
+
+
 SQLITE_TABLES = {
-    "message_fts": ("chat_message", "content", f"{{row}}.status <> {STREAMING}"),
-    "conversation_fts": ("chat_conversation", "title", "1"),
+    "message_fts": FtsTable("chat_message", "content", finished_only=True),
+    "conversation_fts": FtsTable("chat_conversation", "title"),
 }
 
 
 def sqlite_triggers(name: str) -> dict[str, str]:
     """Trigger name -> its CREATE statement, keeping `name` in step with its table."""
-    table, column, indexed = SQLITE_TABLES[name]
-    new, old = indexed.format(row="new"), indexed.format(row="old")
-    add = f"INSERT INTO {name}(rowid, {column}) SELECT new.id, new.{column} WHERE {new}"
+    fts = SQLITE_TABLES[name]
+    column = fts.column
+    add = (
+        f"INSERT INTO {name}(rowid, {column})"
+        f" SELECT new.id, new.{column} WHERE {fts.indexed('new')}"
+    )
     # FTS5 removes a row by the text it indexed: only a row that is in the index.
     remove = (
         f"INSERT INTO {name}({name}, rowid, {column})"
-        f" SELECT 'delete', old.id, old.{column} WHERE {old}"
+        f" SELECT 'delete', old.id, old.{column} WHERE {fts.indexed('old')}"
     )
-    watched = column if indexed == "1" else f"{column}, status"
     return {
-        f"{name}_insert": f"AFTER INSERT ON {table} BEGIN {add}; END",
-        f"{name}_delete": f"AFTER DELETE ON {table} BEGIN {remove}; END",
-        f"{name}_update": f"AFTER UPDATE OF {watched} ON {table} BEGIN {remove}; {add}; END",
+        f"{name}_insert": f"AFTER INSERT ON {fts.table} BEGIN {add}; END",
+        f"{name}_delete": f"AFTER DELETE ON {fts.table} BEGIN {remove}; END",
+        f"{name}_update": (
+            f"AFTER UPDATE OF {fts.watched} ON {fts.table} BEGIN {remove}; {add}; END"
+        ),
     }
 
 
 def reindex_sqlite(cursor: CursorWrapper, name: str) -> None:
     """Read the FTS5 table's rows again from its table: 'rebuild' reads every row, so the
     ones the triggers leave out are taken out again."""
-    table, column, indexed = SQLITE_TABLES[name]
+    fts = SQLITE_TABLES[name]
     cursor.execute(f"INSERT INTO {name}({name}) VALUES ('rebuild')")
-    if indexed != "1":
+    if fts.finished_only:
         cursor.execute(
-            f"INSERT INTO {name}({name}, rowid, {column}) SELECT 'delete', id, {column}"
-            f" FROM {table} WHERE NOT ({indexed.format(row=table)})"
+            f"INSERT INTO {name}({name}, rowid, {fts.column})"
+            f" SELECT 'delete', id, {fts.column} FROM {fts.table}"
+            f" WHERE NOT ({fts.indexed(fts.table)})"
         )
 
 
 def sqlite_up(cursor: CursorWrapper) -> None:
     """The FTS5 tables and their triggers, and the rows already there indexed."""
-    for name, (table, column, _) in SQLITE_TABLES.items():
+    for name, fts in SQLITE_TABLES.items():
         cursor.execute(
-            f"CREATE VIRTUAL TABLE IF NOT EXISTS {name} USING fts5({column},"
-            f" content='{table}', content_rowid='id', tokenize='unicode61')"
+            f"CREATE VIRTUAL TABLE IF NOT EXISTS {name} USING fts5({fts.column},"
+            f" content='{fts.table}', content_rowid='id', tokenize='unicode61')"
         )
         create_sqlite_triggers(cursor, name)
         reindex_sqlite(cursor, name)
