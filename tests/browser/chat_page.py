@@ -40,7 +40,9 @@ class ChatPage:
         self.sidebar_items = page.locator(".conversation-item")
 
     def send(self, text: str) -> None:
-        """Type a message and press Enter (the keyboard path users take)."""
+        """Type a message and press Enter (the keyboard path users take), once the page is
+        connected: sent before that, the page keeps the text and says it was not sent."""
+        self.page.wait_for_selector("html[data-socket=open]", state="attached")
         self.input.fill(text)
         self.input.press("Enter")
 
