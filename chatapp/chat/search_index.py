@@ -15,6 +15,7 @@ rewritten about once a second (the checkpoints), and indexing every version of i
 than the rest of the checkpoint (bench/README.md). Search never finds a half-written answer.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -31,11 +32,27 @@ POSTGRESQL_UP = [
     "CREATE INDEX IF NOT EXISTS conversation_title_search ON chat_conversation"
     " USING gin (to_tsvector('simple'::regconfig, title))",
 ]
-POSTGRESQL_DOWN = [
+POSTGRESQL_MESSAGE_DOWN = [
     "DROP INDEX IF EXISTS message_search_vector",
     "ALTER TABLE chat_message DROP COLUMN IF EXISTS search_vector",
-    "DROP INDEX IF EXISTS conversation_title_search",
 ]
+POSTGRESQL_DOWN = [*POSTGRESQL_MESSAGE_DOWN, "DROP INDEX IF EXISTS conversation_title_search"]
+
+
+def for_vendor(postgresql: list[str], sqlite: Callable[[CursorWrapper], None]) -> Callable:
+    """A migration's RunPython function: the PostgreSQL statements, or the SQLite function
+    on a cursor; nothing on other databases."""
+
+    def run(apps, schema_editor) -> None:
+        connection = schema_editor.connection
+        if connection.vendor == "postgresql":
+            for statement in postgresql:
+                schema_editor.execute(statement)
+        elif connection.vendor == "sqlite":
+            with connection.cursor() as cursor:
+                sqlite(cursor)
+
+    return run
 
 
 @dataclass(frozen=True)

@@ -7,18 +7,15 @@ from django.db import migrations
 from chatapp.chat import search_index
 
 
-def index_answers_when_done(apps, schema_editor):
-    connection = schema_editor.connection
-    if connection.vendor == "postgresql":
-        # A generated column's expression cannot be altered: it is made again (a table rewrite).
-        schema_editor.execute("DROP INDEX IF EXISTS message_search_vector")
-        schema_editor.execute("ALTER TABLE chat_message DROP COLUMN IF EXISTS search_vector")
-        for statement in search_index.POSTGRESQL_UP:
-            schema_editor.execute(statement)
-    elif connection.vendor == "sqlite":
-        with connection.cursor() as cursor:
-            search_index.create_sqlite_triggers(cursor, "message_fts")
-            search_index.reindex_sqlite(cursor, "message_fts")
+def reindex_messages(cursor):
+    search_index.create_sqlite_triggers(cursor, "message_fts")
+    search_index.reindex_sqlite(cursor, "message_fts")
+
+
+# A generated column's expression cannot be altered: the column is made again (a table rewrite).
+index_answers_when_done = search_index.for_vendor(
+    [*search_index.POSTGRESQL_MESSAGE_DOWN, *search_index.POSTGRESQL_UP], reindex_messages
+)
 
 
 class Migration(migrations.Migration):
