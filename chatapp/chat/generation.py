@@ -158,6 +158,8 @@ class Generation:
         self._tool_usage = Usage(0, 0)  # the tokens of the turns that called tools
         self._released = False
         self.team, self.user, self.model = plan.team, plan.user, plan.params.model
+        self._policy = plan.rules.policy  # as planned: for the budget check at the end
+        self._requested_format = plan.requested_format
         self.message_id = 0  # both set by attach, once the rows exist
         self.conversation_id = 0
         self.frames: list[str] = []
@@ -399,7 +401,7 @@ class Generation:
             await self._end_unfinished_calls(result)
             self._observe(result)  # counted before message.done reaches this process's sockets
             try:
-                await replies.finish_reply(result, self.team, self.user)
+                await replies.finish_reply(result, self.team, self.user, self._policy)
             except Exception:  # the reaper marks it interrupted once the heartbeat is stale
                 log.exception("Saving the end of answer %s failed", self.message_id)
         finally:
@@ -429,6 +431,7 @@ class Generation:
             model=result.model or self.model,
             team=self.team,
             user=self.user,
+            policy=self._policy,
         )
         try:
             await titles.name_conversation(job)
@@ -685,6 +688,7 @@ class Generation:
             model=self.model,
             duration_ms=int((time.monotonic() - self.started) * 1000),
             time_to_first_token_ms=first_token_ms,
+            requested_format=self._requested_format,
             **ended,
         )
 

@@ -48,6 +48,11 @@ class ReplyPlan:
     earlier_turns: tuple[tuple[str, str], ...] = ()
     answer_format: json_output.AnswerFormat | None = None  # JSON output asked for; None: text
 
+    @property
+    def requested_format(self) -> dict[str, Any] | None:
+        """The format the answer's row keeps, to be checked against when it ends."""
+        return self.answer_format.requested() if self.answer_format else None
+
 
 @dataclass(frozen=True)
 class Turn:

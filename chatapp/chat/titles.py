@@ -19,7 +19,7 @@ from chatapp.chat import events
 from chatapp.chat.actions import conversations
 from chatapp.core.layers import channel_layer
 from chatapp.llm import ChatParams, LlamaClient, LlmError
-from chatapp.teams.models import Team
+from chatapp.teams.models import Team, TeamPolicy
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,7 @@ class TitleJob:
     model: str
     team: Team
     user: Any
+    policy: TeamPolicy | None = None  # the team's, as the answer was planned
 
 
 def title_messages(question: str, answer: str) -> list[dict[str, str]]:
@@ -101,6 +102,7 @@ async def name_conversation(job: TitleJob) -> str | None:
         team=job.team,
         user=job.user,
         model=job.model,
+        policy=job.policy,
     )
     if not kept:
         return None

@@ -197,9 +197,11 @@ class AsyncioTransport(httpx.AsyncHTTPTransport):
         trust_env: bool = True,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        super().__init__(trust_env=trust_env)
+        # One TLS context (loading the CA bundle takes some 30 ms), for httpx's pool and ours.
+        ssl_context = ssl_context or httpx.create_ssl_context(trust_env=trust_env)
+        super().__init__(verify=ssl_context, trust_env=trust_env)
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=ssl_context or httpx.create_ssl_context(trust_env=trust_env),
+            ssl_context=ssl_context,
             max_connections=None,  # every streaming answer holds one connection for its length
             max_keepalive_connections=max_keepalive_connections,
             network_backend=backend or AsyncioBackend(),

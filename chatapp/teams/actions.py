@@ -607,10 +607,13 @@ def record_usage(
     prompt_tokens: int,
     completion_tokens: int,
     api_key: ApiKey | None = None,
+    policy: TeamPolicy | None = None,
 ) -> None:
     """Add an answer's token counts to the team's usage for today (an atomic upsert).
 
-    Answers through the OpenAI-compatible API are counted per key as well."""
+    Answers through the OpenAI-compatible API are counted per key as well. `policy` is the
+    team's, when the caller read it already (the budget check reads it otherwise). Inside a
+    caller's transaction this adds to it rather than opening a savepoint."""
     key = {
         "team": team,
         "user": user,
@@ -623,7 +626,7 @@ def record_usage(
         "completion_tokens": F("completion_tokens") + max(0, int(completion_tokens or 0)),
         "requests": F("requests") + 1,
     }
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         if not TeamUsage.objects.filter(**key).update(**increments):
             try:
                 with transaction.atomic():  # a savepoint: another process may insert first
@@ -635,13 +638,14 @@ def record_usage(
                     )
             except IntegrityError:
                 TeamUsage.objects.filter(**key).update(**increments)
-    note_budget_thresholds(team)
+    note_budget_thresholds(team, policy)
 
 
-def note_budget_thresholds(team: Team) -> list[BudgetNotice]:
+def note_budget_thresholds(team: Team, policy: TeamPolicy | None = None) -> list[BudgetNotice]:
     """Tell the owners, once a month per threshold, that the team crossed 80% or 100% of its
     monthly budget: a notice on their pages, an audit event, and an e-mail when e-mail is set."""
-    policy = TeamPolicy.objects.filter(team=team).first()
+    if policy is None:
+        policy = TeamPolicy.objects.filter(team=team).first()
     if policy is None or not policy.monthly_token_budget:
         return []
     today = timezone.now().date()

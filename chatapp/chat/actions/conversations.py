@@ -10,7 +10,7 @@ from chatapp.chat.errors import ChatError
 from chatapp.chat.lookups import owned_message
 from chatapp.chat.models import Conversation, MessageStatus
 from chatapp.teams import actions as team_actions
-from chatapp.teams.models import Team
+from chatapp.teams.models import Team, TeamPolicy
 
 
 def rename_conversation(conversation: Conversation, title: str) -> None:
@@ -28,16 +28,19 @@ def keep_generated_title(
     team: Team,
     user: Any,
     model: str,
+    policy: TeamPolicy | None = None,
 ) -> bool:
     """Count the title request's tokens, and replace the conversation's first-words title with
-    the model's unless someone renamed it meanwhile. Returns whether the title changed."""
-    if usage is not None:
-        team_actions.record_usage(team, user, model, *usage)
-    if not title or title == first_words:
-        return False
-    # Like a rename, a title is not activity: the conversation keeps its place in the list.
-    renamed = Conversation.objects.filter(pk=conversation_id, title=first_words)
-    return renamed.update(title=title) == 1
+    the model's unless someone renamed it meanwhile, in one transaction. Returns whether the
+    title changed."""
+    with transaction.atomic():
+        if usage is not None:
+            team_actions.record_usage(team, user, model, *usage, policy=policy)
+        if not title or title == first_words:
+            return False
+        # Like a rename, a title is not activity: the conversation keeps its place in the list.
+        renamed = Conversation.objects.filter(pk=conversation_id, title=first_words)
+        return renamed.update(title=title) == 1
 
 
 def pin_conversation(conversation: Conversation, pinned: bool) -> None:

@@ -32,7 +32,7 @@ from chatapp.chat.requests import SendRequest
 from chatapp.core.layers import channel_layer
 from chatapp.llm import StreamError, Usage
 from chatapp.teams import actions as team_actions
-from chatapp.teams.models import MANAGER_ROLES, Membership, Team
+from chatapp.teams.models import MANAGER_ROLES, Membership, Team, TeamPolicy
 from chatapp.teams.policy import PolicyError
 from chatapp.teams.safety import Finding
 from chatapp.teams.services import current_team
@@ -117,7 +117,9 @@ def start_reply(plan: ReplyPlan) -> Exchange:
     created = conversation.pk is None
     with transaction.atomic():
         # Sends racing on other sockets or processes queue here, so the cap holds for them too.
-        get_user_model().objects.select_for_update().only("pk").get(pk=plan.user.pk)
+        # (SQLite's transactions begin IMMEDIATE, which already queues every writer.)
+        if connection.features.has_select_for_update:
+            get_user_model().objects.select_for_update().only("pk").get(pk=plan.user.pk)
         planning.check_concurrency(plan.user)
         if created:
             conversation.save()
@@ -152,7 +154,7 @@ def start_reply(plan: ReplyPlan) -> Exchange:
                 status=MessageStatus.STREAMING,
                 model=plan.params.model,
                 heartbeat_at=timezone.now(),
-                format=plan.answer_format.requested() if plan.answer_format else None,
+                format=plan.requested_format,
             )
         )
         Conversation.objects.filter(pk=conversation.pk).update(active_leaf=assistant)
@@ -161,8 +163,11 @@ def start_reply(plan: ReplyPlan) -> Exchange:
         conversation_id=conversation.pk,
         title=conversation.title,
         created=created,
-        user_message=created_message(user_message, plan.attachments) if user_message else None,
-        assistant_message=created_message(assistant),
+        user_message=(
+            created_message(user_message, plan.attachments, first=created) if user_message else None
+        ),
+        # An answer to the question just saved is that question's only child.
+        assistant_message=created_message(assistant, first=user_message is not None),
         replaces=replaces,
     )
 
@@ -183,16 +188,24 @@ def _attach(plan: ReplyPlan, message: Message) -> None:
         raise ChatError(refused.code, refused.message, "attachments") from None
 
 
-def created_message(message: Message, uploads: Iterable[Upload] = ()) -> CreatedMessage:
-    # parent_id None filters on IS NULL: the first messages are siblings too.
-    siblings = Message.objects.filter(
-        conversation_id=message.conversation_id, parent_id=message.parent_id
-    )
+def created_message(
+    message: Message, uploads: Iterable[Upload] = (), *, first: bool = False
+) -> CreatedMessage:
+    """The message.created payload; `first`: the message is its parent's only child (it was
+    saved in the same transaction as its parent, or starts a new conversation)."""
+    if first:
+        sibling_ids = [message.pk]
+    else:
+        # parent_id None filters on IS NULL: the first messages are siblings too.
+        siblings = Message.objects.filter(
+            conversation_id=message.conversation_id, parent_id=message.parent_id
+        )
+        sibling_ids = list(siblings.order_by("id").values_list("id", flat=True))
     created: CreatedMessage = {
         "id": message.pk,
         "conversation_id": message.conversation_id,
         "parent_id": message.parent_id,
-        "sibling_ids": list(siblings.order_by("id").values_list("id", flat=True)),
+        "sibling_ids": sibling_ids,
         "role": message.role,  # type: ignore[typeddict-item]  # a MessageRole value
         "content": message.content,
         "status": message.status,  # type: ignore[typeddict-item]  # a MessageStatus value
@@ -279,6 +292,7 @@ class ReplyResult:
     safety: SafetyFields | None = None  # set when the team screens questions or answers
     findings: tuple[Finding, ...] = ()  # what Llama Guard flagged, for the review queue
     tool_calls: tuple[dict[str, Any], ...] = ()  # the calls the answer made, with results
+    requested_format: dict[str, Any] | None = None  # the plan's, as start_reply stored it
 
 
 @dataclass(frozen=True)
@@ -303,15 +317,14 @@ def answer_failure(error: StreamError, team: Team, user: Any) -> AnswerFailure:
 
 
 def save_reply(
-    result: ReplyResult, team: Team, user: Any
+    result: ReplyResult, team: Team, user: Any, policy: TeamPolicy | None = None
 ) -> tuple[AnswerFailure | None, dict[str, Any] | None]:
-    """The final write of an answer, and its usage; returns what to say if it failed, and
-    the outcome of the JSON check when the answer was asked for JSON."""
+    """The final write of an answer, and its usage, in one transaction; returns what to say if
+    it failed, and the outcome of the JSON check when the answer was asked for JSON.
+
+    `policy` is the team's as the answer was planned (for the budget thresholds)."""
     error = answer_failure(result.error, team, user) if result.error else None
-    requested = (
-        Message.objects.filter(pk=result.message_id).values_list("format", flat=True).first()
-    )
-    checked = json_output.check_answer(requested, result.content, result.status)
+    checked = json_output.check_answer(result.requested_format, result.content, result.status)
     values = {
         "status": result.status,
         "content": result.content,
@@ -335,12 +348,10 @@ def save_reply(
         saved = Message.objects.filter(pk=result.message_id).update(**values) == 1
         if saved and result.findings:
             _record_findings(result, team, user)
-    if saved and result.usage:
-        usage = result.usage
-        team_actions.record_usage(
-            team, user, result.model, usage.prompt_tokens, usage.completion_tokens
-        )
-    return error, checked
+        if saved and result.usage:
+            tokens = (result.usage.prompt_tokens, result.usage.completion_tokens)
+            team_actions.record_usage(team, user, result.model, *tokens, policy=policy)
+    return error, checked if saved else None
 
 
 def _record_findings(result: ReplyResult, team: Team, user: Any) -> None:
@@ -356,9 +367,11 @@ def _record_findings(result: ReplyResult, team: Team, user: Any) -> None:
             team_actions.flag_message(team, user, message_id, finding)
 
 
-async def finish_reply(result: ReplyResult, team: Team, user: Any) -> None:
+async def finish_reply(
+    result: ReplyResult, team: Team, user: Any, policy: TeamPolicy | None = None
+) -> None:
     """Write the answer's end, then broadcast it (message.error and/or message.done)."""
-    error, checked = await database_sync_to_async(save_reply)(result, team, user)
+    error, checked = await database_sync_to_async(save_reply)(result, team, user, policy)
     conversation_id, message_id = result.conversation_id, result.message_id
     if error is not None:
         await broadcast(

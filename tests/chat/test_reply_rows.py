@@ -1,0 +1,129 @@
+"""An answer's own rows: what starting and ending one writes, and what it need not read again."""
+
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from chatapp.chat.actions import conversations, replies
+from chatapp.chat.models import Conversation, Message, MessageStatus
+from chatapp.chat.requests import SendRequest
+from chatapp.llm import Usage
+from chatapp.teams.models import BudgetNotice, TeamPolicy, TeamUsage
+
+
+def started(user, content="Hello", conversation_id=None):
+    request = SendRequest(content=content, conversation_id=conversation_id)
+    plan = replies.admit_send(user, None, request, "r1")
+    return plan, replies.start_reply(plan)
+
+
+def ended(plan, exchange, **fields) -> replies.ReplyResult:
+    values = {
+        "message_id": exchange.assistant_id,
+        "conversation_id": exchange.conversation_id,
+        "status": MessageStatus.COMPLETE,
+        "content": "An answer.",
+        "seq": 1,
+        "model": plan.params.model,
+        "usage": Usage(30, 20),
+        "requested_format": plan.requested_format,
+    }
+    return replies.ReplyResult(**{**values, **fields})
+
+
+def todays_usage_row(plan) -> TeamUsage:
+    """The row an earlier answer of the day made: later ones add to it."""
+    day = timezone.now().date()
+    return TeamUsage.objects.create(
+        team=plan.team, user=plan.user, model=plan.params.model, day=day
+    )
+
+
+def sibling_reads(queries) -> list[str]:
+    siblings = 'SELECT "chat_message"."id" AS "id" FROM "chat_message" WHERE'
+    return [q["sql"] for q in queries.captured_queries if q["sql"].startswith(siblings)]
+
+
+def test_a_new_conversation_s_first_messages_are_only_children_without_a_read(member, team):
+    with CaptureQueriesContext(connection) as queries:
+        _, exchange = started(member)
+    assert exchange.created
+    assert exchange.user_message is not None
+    assert exchange.user_message["sibling_ids"] == [exchange.user_message["id"]]
+    assert exchange.assistant_message["sibling_ids"] == [exchange.assistant_id]
+    assert sibling_reads(queries) == []
+
+
+def test_a_later_question_s_siblings_are_read(member, team):
+    _, first = started(member)
+    Message.objects.filter(pk=first.assistant_id).update(status=MessageStatus.COMPLETE)
+    with CaptureQueriesContext(connection) as queries:
+        _, later = started(member, "And then?", conversation_id=first.conversation_id)
+    assert later.user_message is not None
+    assert later.user_message["sibling_ids"] == [later.user_message["id"]]
+    assert later.assistant_message["sibling_ids"] == [later.assistant_id]
+    assert len(sibling_reads(queries)) == 1  # the question's; its answer is its only child
+
+
+def test_the_end_of_an_answer_and_its_usage_are_one_transaction(member, team):
+    plan, exchange = started(member)
+    todays_usage_row(plan)
+    with CaptureQueriesContext(connection) as queries:
+        error, checked = replies.save_reply(ended(plan, exchange), team, member, plan.rules.policy)
+    assert (error, checked) == (None, None)
+    statements = [q["sql"] for q in queries.captured_queries]
+    # The test runs in a transaction, so the answer's own is one savepoint.
+    assert sum(s.startswith("SAVEPOINT") for s in statements) == 1
+    assert not [s for s in statements if s.startswith("SELECT")]  # nothing read again
+    answer = Message.objects.get(pk=exchange.assistant_id)
+    assert (answer.status, answer.content, answer.completion_tokens) == (
+        "complete",
+        "An answer.",
+        20,
+    )
+    usage = TeamUsage.objects.get(team=team, user=member)
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.requests) == (30, 20, 1)
+
+
+def test_the_first_usage_of_the_day_is_written_inside_the_answer_s_transaction(member, team):
+    plan, exchange = started(member)
+    replies.save_reply(ended(plan, exchange), team, member, plan.rules.policy)
+    usage = TeamUsage.objects.get(team=team, user=member)
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.requests) == (30, 20, 1)
+
+
+def test_the_budget_is_checked_against_the_policy_the_answer_was_planned_with(member, team):
+    TeamPolicy.objects.create(team=team, monthly_token_budget=60)
+    plan, exchange = started(member)
+    replies.save_reply(ended(plan, exchange), team, member, plan.rules.policy)
+    assert list(BudgetNotice.objects.values_list("percent", flat=True)) == [80]
+
+
+def test_an_answer_deleted_while_streaming_is_not_checked_or_counted(member, team):
+    plan, exchange = started(member)
+    Conversation.objects.filter(pk=exchange.conversation_id).delete()
+    result = ended(plan, exchange, requested_format={"type": "json_object"}, content="{}")
+    assert replies.save_reply(result, team, member, plan.rules.policy) == (None, None)
+    assert not TeamUsage.objects.exists()
+
+
+def test_a_title_and_its_tokens_are_one_transaction(member, team):
+    plan, exchange = started(member, "How do I file taxes?")
+    todays_usage_row(plan)
+    with CaptureQueriesContext(connection) as queries:
+        kept = conversations.keep_generated_title(
+            exchange.conversation_id,
+            exchange.title,
+            "Filing Taxes",
+            usage=(50, 4),
+            team=team,
+            user=member,
+            model=plan.params.model,
+            policy=plan.rules.policy,
+        )
+    assert kept
+    statements = [q["sql"] for q in queries.captured_queries]
+    assert sum(s.startswith("SAVEPOINT") for s in statements) == 1
+    assert not [s for s in statements if s.startswith("SELECT")]
+    assert Conversation.objects.get(pk=exchange.conversation_id).title == "Filing Taxes"
+    assert TeamUsage.objects.get(team=team, user=member).completion_tokens == 4
