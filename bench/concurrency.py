@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
+
 if __package__ in (None, ""):  # run as `python bench/concurrency.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -52,11 +54,11 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/5"  # BENCH_REDIS_URL, for --process
 async def open_sockets(stack: Stack, count: int, parallel: int = 50) -> list:
     gate = asyncio.Semaphore(parallel)
 
-    async def one():
+    async def one(user: int):
         async with gate:
-            return await stack.open_socket()
+            return await stack.open_socket(user)
 
-    return await asyncio.gather(*(one() for _ in range(count)))
+    return await asyncio.gather(*(one(i) for i in range(count)))
 
 
 async def close_sockets(sockets: list) -> None:
@@ -78,10 +80,12 @@ async def expected_texts(http, sim_url: str, bodies: list[dict]) -> list[str]:
     headers = {"Authorization": f"Bearer {API_KEY}"}
 
     async def one(body: dict) -> str:
+        url, request = f"{sim_url}/v1/chat/completions", {**body, "stream": False}
         async with gate:
-            response = await http.post(
-                f"{sim_url}/v1/chat/completions", json={**body, "stream": False}, headers=headers
-            )
+            try:
+                response = await http.post(url, json=request, headers=headers)
+            except httpx.TransportError:  # the same request gives the same text: ask again
+                response = await http.post(url, json=request, headers=headers)
         response.raise_for_status()
         return response.json()["completion_message"]["content"]["text"]
 
@@ -198,12 +202,20 @@ async def chat_level(
         finally:
             await close_sockets(sockets)
         bodies = bodies_by_content(await stack.upstream_requests(http), contents)
-        expected = await expected_texts(http, stack.sim_url, bodies)
+    # New connections: the simulator may close those idle since the control streams ended
+    # just as a request reuses them.
+    async with direct_client() as http:
+        try:
+            expected = await expected_texts(http, stack.sim_url, bodies)
+        except httpx.HTTPError:
+            print(stack.simulator.log_tail(40))
+            raise
     memory = {"before": rss_before, "open": rss_open, "peak": usage.pop("rss_peak")}
     control = usage.pop("control")
     figures = chat_figures(results, expected, streams, tokens, tps, ttft, usage, memory)
     control_gaps = [g * 1e3 for s in control if s.ok for g in s.token_gaps()]
     figures["arrivals_per_second"] = arrivals
+    figures["users"] = stack.options.users
     figures["control_streams"] = len(control)
     control_lags = [lag * 1e3 for s in control if s.ok for lag in s.lags]
     figures["control_lag_p99_ms"] = percentile(control_lags, 99)
@@ -395,6 +407,12 @@ def main(argv: list[str] | None = None) -> dict:
         default=STARTS_PER_SECOND,
         help=f"new chat-pace answers a second (default {STARTS_PER_SECOND})",
     )
+    parser.add_argument(
+        "--users",
+        type=int,
+        default=1,
+        help="people of one team the chat-pace sockets belong to, in turn (default 1)",
+    )
     args = parser.parse_args(argv)
     result: dict = {"benchmark": "concurrency", "quick": args.quick, "loop": args.loop}
     if args.only in (None, "fast"):
@@ -405,6 +423,7 @@ def main(argv: list[str] | None = None) -> dict:
         levels = [int(n) for n in (args.levels or default_levels).split(",")]
         options = {"pin": args.pin, "processes": args.processes, "profile": args.profile}
         options["loop"] = args.loop
+        options["users"] = args.users
         if args.processes > 1:
             options["redis_url"] = os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS_URL)
         result["chat"] = [
@@ -449,7 +468,8 @@ def print_fast(f: dict) -> None:
 def print_chat(f: dict) -> None:
     print(
         f"concurrency chat: {f['streams']} streams of {f['tokens_per_answer']} tokens at"
-        f" {f['pace_tps']:g}/s, {f['arrivals_per_second']:g} starting a second:"
+        f" {f['pace_tps']:g}/s, {f['arrivals_per_second']:g} starting a second,"
+        f" {f.get('users', 1)} user{'s' if f.get('users', 1) != 1 else ''}:"
         f" tokens {f['tokens_delivered']}/{f['tokens_expected']}, text equal"
         f" {f['all_text_equal']}, gap p50 x{f['gap_p50_vs_pace']:.2f} p99"
         f" x{f['gap_p99_vs_pace']:.2f} of pace (x{fmt(f['steady_gap_p99_vs_pace'])} while all"

@@ -186,6 +186,8 @@ class StackOptions:
     # "uvloop": the server as `make run` and the image start it (chatapp.core.server);
     # "asyncio": plain `daphne` on asyncio's own loop, for before-and-after figures.
     loop: str = "uvloop"
+    # More than 1: that many people of one team, each signed in; sockets take turns among them.
+    users: int = 1
 
 
 class Stack:
@@ -241,6 +243,9 @@ class Stack:
         self.simulator.wait_for_port(self.sim_port)
         self.app.wait_for_port(self.app_port)
         self.session_id = login(self.app_url)
+        self.session_ids = [self.session_id]
+        if o.users > 1:
+            self.session_ids += json.loads(manage(self.env, "shell", "-v", "0", "-c", TEAMMATES))
 
     def stop(self) -> None:
         for service in reversed(self.services):
@@ -270,6 +275,7 @@ class Stack:
             CHAT_WS_MESSAGES_PER_MINUTE="1000000",
             BENCH_USERNAME=USERNAME,
             BENCH_PASSWORD=PASSWORD,
+            BENCH_USERS=str(self.options.users),
             PYTHONUNBUFFERED="1",
         )
         if self.options.redis_url:
@@ -283,13 +289,15 @@ class Stack:
         return service
 
     # The websocket as a browser opens it: session cookie, and an Origin the app allows.
-    def ws_headers(self) -> dict:
-        return {"Cookie": f"sessionid={self.session_id}", "Origin": self.app_url}
+    def ws_headers(self, user: int = 0) -> dict:
+        session_id = self.session_ids[user % len(self.session_ids)]
+        return {"Cookie": f"sessionid={session_id}", "Origin": self.app_url}
 
-    async def open_socket(self) -> ClientConnection:
+    async def open_socket(self, user: int = 0) -> ClientConnection:
+        """A socket of the first user, or of the user'th of StackOptions.users (modulo)."""
         return await connect(
             self.ws_url,
-            additional_headers=self.ws_headers(),
+            additional_headers=self.ws_headers(user),
             compression=None,
             max_size=None,
             ping_interval=None,  # a late pong under load must not close the socket
@@ -316,12 +324,46 @@ get_user_model().objects.create_user(
 """
 
 
-def manage(env: dict, *args: str) -> None:
+# The other users of StackOptions.users: one team with the first, each with a session made
+# here (a login through the form each would cost the server a password hash apiece).
+TEAMMATES = """
+import json, os
+from importlib import import_module
+from django.conf import settings
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+from django.contrib.auth import get_user_model
+from chatapp.teams.models import Membership, Role, Team
+User = get_user_model()
+first = User.objects.get(username=os.environ["BENCH_USERNAME"])
+count = int(os.environ["BENCH_USERS"])
+others = User.objects.bulk_create(
+    [User(username=f"{first.username}-{i}", password=first.password) for i in range(1, count)]
+)
+team = Team.objects.create(name="Bench")
+Membership.objects.bulk_create(
+    [Membership(team=team, user=user, role=Role.MEMBER) for user in [first, *others]]
+)
+store = import_module(settings.SESSION_ENGINE).SessionStore
+keys = []
+for user in others:
+    session = store()
+    session[SESSION_KEY] = str(user.pk)
+    session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    session.create()
+    keys.append(session.session_key)
+print(json.dumps(keys))
+"""
+
+
+def manage(env: dict, *args: str) -> str:
+    """Run a management command; returns what it printed."""
     done = subprocess.run(
         [PYTHON, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True
     )
     if done.returncode:
         raise RuntimeError(f"manage.py {args[0]} failed:\n{done.stdout}{done.stderr}")
+    return done.stdout
 
 
 def login(app_url: str, username: str = USERNAME, password: str = PASSWORD) -> str:
