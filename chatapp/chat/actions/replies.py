@@ -424,6 +424,7 @@ def record_completion(plan: ReplyPlan, result: ReplyResult, api_key: Any, save: 
                 result.usage.prompt_tokens,
                 result.usage.completion_tokens,
                 api_key=api_key,
+                policy=plan.rules.policy,
             )
     return conversation_id
 
