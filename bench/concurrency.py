@@ -202,9 +202,6 @@ async def chat_level(
         finally:
             await close_sockets(sockets)
         bodies = bodies_by_content(await stack.upstream_requests(http), contents)
-    # New connections: the simulator may close those idle since the control streams ended
-    # just as a request reuses them.
-    async with direct_client() as http:
         try:
             expected = await expected_texts(http, stack.sim_url, bodies)
         except httpx.HTTPError:
