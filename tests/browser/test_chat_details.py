@@ -211,6 +211,7 @@ def test_an_empty_chat_offers_the_teams_starter_suggestions(logged_in_page, app_
     page = logged_in_page
     seed_team(app_server, user, role="member", starters=["Plan a trip to Cusco", "Draft a memo"])
     page.reload()
+    page.wait_for_selector("html[data-socket=open]", state="attached")
     chat = ChatPage(page)
     starters = page.get_by_role("list", name="Suggestions to start with")
     expect(starters.get_by_role("button")).to_have_text(["Plan a trip to Cusco", "Draft a memo"])
@@ -218,6 +219,20 @@ def test_an_empty_chat_offers_the_teams_starter_suggestions(logged_in_page, app_
     chat.wait_for_status("complete")
     assert chat.questions.first.locator(".bubble").inner_text() == "Plan a trip to Cusco"
     expect(starters).to_be_hidden()
+
+
+def test_a_starter_clicked_before_the_socket_opens_waits_in_the_message_box(
+    logged_in_page, app_server, user
+):
+    page = logged_in_page
+    seed_team(app_server, user, role="member", starters=["Plan a trip to Cusco"])
+    page.route_web_socket("**/ws/**", lambda socket: socket.close())  # the server is unreachable
+    page.reload()
+    page.get_by_role("button", name="Plan a trip to Cusco").click()
+    notice = "Not connected to the server yet; your message was not sent."
+    expect(page.get_by_text(notice)).to_be_visible()
+    expect(page.get_by_label("Message", exact=True)).to_have_value("Plan a trip to Cusco")
+    expect(page.locator(".message-user")).to_have_count(0)
 
 
 def test_a_locked_team_prompt_is_named_not_offered_away(logged_in_page, app_server, user, sim):

@@ -431,6 +431,7 @@ class ChatPage {
     }
     if (!this.socket.send(frame)) {
       const notice = "Not connected to the server yet; your message was not sent.";
+      if (!this.input.value.trim()) this.input.value = text; // a starter's text waits in the box
       this.update(() => (this.state.notice = { text: notice, retry: false }));
       return;
     }
