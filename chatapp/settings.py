@@ -9,6 +9,8 @@ from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from chatapp.core.logs import logging_config
 from chatapp.identity.group_map import parse_group_map
@@ -192,6 +194,20 @@ else:
 DATABASES["default"]["CONN_MAX_AGE"] = env_number("DB_CONN_MAX_AGE", 60, minimum=0)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# How the channel layer talks to Redis (redis-py connection options).
+REDIS_LAYER_OPTIONS = {
+    # redis-py 8 times reads out after 5 s by default, which kills the layer's blocking
+    # receive on an idle socket; the server-side timeout bounds it.
+    "socket_timeout": None,
+    # Its pools refuse a 101st connection at once (MaxConnectionsError) where older releases
+    # had no cap: hundreds of answers starting together each need one for a moment, and a
+    # refusal there loses the answer's frames.
+    "max_connections": 2000,
+    # After Redis restarts, the pool's connections are dead but look idle: the next command on
+    # one fails. Without a retry on a fresh connection, that command (a delta's group_send)
+    # is lost for every socket in other processes.
+    "retry": Retry(NoBackoff(), 1),
+}
 REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
     env_url("REDIS_URL", REDIS_URL, ("redis", "rediss", "unix"))
@@ -199,12 +215,7 @@ if REDIS_URL:
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                # redis-py 8 times reads out after 5 s by default, which kills the layer's
-                # blocking receive on an idle socket; the server-side timeout bounds it.
-                # And its pools refuse a 101st connection at once (MaxConnectionsError) where
-                # older releases had no cap: hundreds of answers starting together each need
-                # one for a moment, and a refusal there loses the answer's frames.
-                "hosts": [{"address": REDIS_URL, "socket_timeout": None, "max_connections": 2000}],
+                "hosts": [{"address": REDIS_URL, **REDIS_LAYER_OPTIONS}],
                 "capacity": 1500,
                 "expiry": 30,
             },

@@ -9,6 +9,8 @@ import asyncio
 
 import pytest
 import websockets
+from channels_redis.core import RedisChannelLayer
+from django.conf import settings
 
 from tests.resilience.servers import ChatClient, text_of
 from tests.support.polling import await_for
@@ -85,3 +87,24 @@ async def test_an_answer_survives_a_redis_restart(launch, session_for, private_r
     assert shown == answer["content"]
     assert len(answer["content"]) > down_at
     assert answer["usage"] is None or answer["usage"]["completion_tokens"] < LONG_ANSWER
+
+
+async def test_the_layers_first_commands_after_a_restart_go_through(private_redis):
+    """The pool's connections died with the old server; the next command retries on a new one.
+
+    Without that, the first command after a restart fails: a delta's group_send then reaches
+    no socket of another process.
+    """
+    layer = RedisChannelLayer(
+        hosts=[{"address": private_redis.url, **settings.REDIS_LAYER_OPTIONS}]
+    )
+    try:
+        channel = await layer.new_channel()
+        await asyncio.gather(*(layer.send(channel, {"type": "before", "n": n}) for n in range(20)))
+        assert {(await layer.receive(channel))["n"] for _ in range(20)} == set(range(20))
+        private_redis.restart()  # the pooled connections now lead nowhere
+        await layer.group_add("answers", channel)
+        await layer.group_send("answers", {"type": "after"})
+        assert (await layer.receive(channel))["type"] == "after"
+    finally:
+        await layer.close_pools()
