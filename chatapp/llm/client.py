@@ -61,9 +61,8 @@ def shared_http_client() -> httpx.AsyncClient:
     loop = asyncio.get_running_loop()
     client = _shared_clients.get(loop)
     if client is None or client.is_closed:
-        # Few idle connections kept: httpcore's pool scans its idle connections against all
-        # the others at every request (quadratic), which at hundreds of idle connections costs
-        # more than opening a new one.
+        # Up to 32 idle connections wait for the next answers (LinearPool keeps them while
+        # hundreds stream); beyond that a burst's connections would only idle at the upstream.
         transport = AsyncioTransport(max_keepalive_connections=KEEPALIVE_CONNECTIONS)
         client = httpx.AsyncClient(transport=transport, headers={"User-Agent": USER_AGENT})
         _shared_clients[loop] = client

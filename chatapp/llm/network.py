@@ -7,6 +7,10 @@ read waits on one future only when the buffer is empty; reading pauses only when
 falls 256 KiB behind. bench/README.md has the figures.
 
 Plain asyncio transports, so uvloop's (chatapp.core.server) when the server runs on it.
+
+`LinearPool` is httpcore's connection pool with its bookkeeping done in one pass: the server
+holds one connection per streaming answer, hundreds at a time, and httpcore 1.0 walks them
+all once per idle connection at every request and every response's end.
 """
 
 import asyncio
@@ -185,6 +189,61 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         await asyncio.sleep(seconds)
 
 
+class LinearPool(httpcore.AsyncConnectionPool):
+    """httpcore's pool for HTTP/1.1 with `_assign_requests_to_connections` in linear time.
+
+    httpcore 1.0.9 (its last release) counts connections once per idle connection, so a pass
+    is quadratic, and it counts every connection as idle, so above the keep-alive limit in all
+    every idle connection closes and each new request connects again (encode/httpcore#1035;
+    httpx2's httpcore2 has the same fix). Here a pass walks the connections and the requests
+    once. A connection assigned to a request that has not started on it yet is spoken for:
+    it is neither closed as surplus nor handed to a second request.
+    """
+
+    def _assign_requests_to_connections(self) -> list[httpcore.AsyncConnectionInterface]:
+        spoken_for = {id(request.connection) for request in self._requests if request.connection}
+        closing: list[httpcore.AsyncConnectionInterface] = []
+        kept: list[httpcore.AsyncConnectionInterface] = []
+        free: list[httpcore.AsyncConnectionInterface] = []  # idle and not spoken for, oldest first
+        for connection in self._connections:
+            if connection.is_closed():
+                continue
+            if id(connection) not in spoken_for and connection.has_expired():
+                closing.append(connection)
+                continue
+            kept.append(connection)
+            if connection.is_idle() and id(connection) not in spoken_for:
+                free.append(connection)
+        surplus = len(free) - self._max_keepalive_connections
+        if surplus > 0:
+            closing += free[:surplus]
+            free = free[surplus:]
+            surplus_ids = {id(connection) for connection in closing}
+            kept = [connection for connection in kept if id(connection) not in surplus_ids]
+        self._connections = kept
+
+        for request in self._requests:
+            if not request.is_queued():
+                continue
+            origin = request.request.url.origin
+            reusable = next((c for c in free if c.can_handle_request(origin)), None)
+            if reusable is not None:
+                free.remove(reusable)
+                connection = reusable
+            elif len(self._connections) < self._max_connections:
+                connection = self.create_connection(origin)
+                self._connections.append(connection)
+            elif free:  # at the limit: an idle connection to another origin makes room
+                closing.append(victim := free.pop(0))
+                self._connections.remove(victim)
+                connection = self.create_connection(origin)
+                self._connections.append(connection)
+            else:
+                continue  # waits for a connection to come free
+            request.assign_to_connection(connection)
+        return closing
+
+
 class AsyncioTransport(httpx.AsyncHTTPTransport):
     """httpx's HTTP/1.1 transport with its connection pool on `backend` (AsyncioBackend unless
     given): httpx has no public hook for the network backend, so the pool is replaced."""
@@ -200,7 +259,7 @@ class AsyncioTransport(httpx.AsyncHTTPTransport):
         # One TLS context (loading the CA bundle takes some 30 ms), for httpx's pool and ours.
         ssl_context = ssl_context or httpx.create_ssl_context(trust_env=trust_env)
         super().__init__(verify=ssl_context, trust_env=trust_env)
-        self._pool = httpcore.AsyncConnectionPool(
+        self._pool = LinearPool(
             ssl_context=ssl_context,
             max_connections=None,  # every streaming answer holds one connection for its length
             max_keepalive_connections=max_keepalive_connections,

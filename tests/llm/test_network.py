@@ -3,15 +3,18 @@
 import asyncio
 import datetime
 import ssl
+from contextlib import AsyncExitStack
 
+import httpcore
 import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from httpcore._async.connection_pool import AsyncPoolRequest
 
-from chatapp.llm.network import HIGH_WATER, AsyncioTransport
+from chatapp.llm.network import HIGH_WATER, AsyncioTransport, LinearPool
 from tests.support.ports import free_port
 
 BIG = bytes(range(256)) * (HIGH_WATER // 64)  # four times the buffer at which reading pauses
@@ -104,6 +107,64 @@ async def test_a_server_that_closed_an_idle_connection_gets_a_new_one():
         for _ in range(3):
             assert (await http.get(f"http://127.0.0.1:{port}/")).status_code == 200
             await asyncio.sleep(0.05)  # the close arrives while the connection is idle
+
+
+async def test_idle_connections_up_to_the_limit_are_kept_while_others_stream():
+    peers = set()
+
+    async def counted(reader, writer) -> bool:
+        peers.add(writer.get_extra_info("peername"))
+        return await chunked_events(reader, writer)
+
+    server, port = await serve(counted)
+    url = f"http://127.0.0.1:{port}/"
+    async with server, client() as http, AsyncExitStack() as still_streaming:
+        responses = [
+            await still_streaming.enter_async_context(http.stream("GET", url)) for _ in range(10)
+        ]
+        for response in responses[:6]:
+            await response.aread()
+            await response.aclose()  # six idle connections, four still streaming
+        pool = http._transport._pool
+        assert len(pool.connections) == 8  # the limit is 4 idle, not 4 in all
+        for _ in range(4):
+            assert (await http.get(url)).status_code == 200
+        assert len(peers) == 10  # each later request went on a kept connection
+
+
+async def test_a_connection_given_to_a_request_that_has_not_started_is_spoken_for():
+    class Idle:
+        def __init__(self, origin):
+            self.origin = origin
+
+        def is_closed(self):
+            return False
+
+        def has_expired(self):
+            return False
+
+        def is_idle(self):
+            return True
+
+        def can_handle_request(self, origin):
+            return origin == self.origin
+
+    def queued(url):
+        return AsyncPoolRequest(httpcore.Request("GET", url))
+
+    pool = LinearPool(max_keepalive_connections=1)
+    first, second = queued("http://a.test/"), queued("http://a.test/")
+    idle = Idle(first.request.url.origin)
+    pool._connections, pool._requests = [idle], [first, second]
+    assert pool._assign_requests_to_connections() == []
+    assert first.connection is idle
+    assert second.connection is not idle  # a new connection, not the one taken
+    assert pool._connections == [idle, second.connection]
+    # Not started yet, so still idle, but not surplus even to a keep-alive limit of none.
+    pool._max_keepalive_connections = 0
+    assert pool._assign_requests_to_connections() == []
+    pool._requests = [second]  # the first request gave up before it started
+    assert pool._assign_requests_to_connections() == [idle]
 
 
 async def test_a_refused_connection_is_a_connect_error():
