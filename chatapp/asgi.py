@@ -7,11 +7,10 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatapp.settings")
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from chatapp.chat import reaper  # noqa: E402
-from chatapp.core.middleware import WebsocketRequestIdMiddleware  # noqa: E402
+from chatapp.core.middleware import WebsocketRequestIdMiddleware, websocket_auth_stack  # noqa: E402
 from chatapp.core.origin import SiteOriginValidator  # noqa: E402
 from chatapp.routing import websocket_urlpatterns  # noqa: E402
 
@@ -36,7 +35,7 @@ router = ProtocolTypeRouter(
         # AllowedHostsOriginValidator, which compares host names only: scheme and port count too.
         "websocket": WebsocketRequestIdMiddleware(
             SiteOriginValidator(
-                AuthMiddlewareStack(URLRouter(websocket_urlpatterns))  # type: ignore[arg-type]
+                websocket_auth_stack(URLRouter(websocket_urlpatterns))  # type: ignore[arg-type]
             )
         ),
     }

@@ -81,13 +81,15 @@ def spans_processes() -> bool:
     return not isinstance(channel_layer(), InMemoryChannelLayer)
 
 
-async def publish(event: dict[str, Any]) -> bool:
+async def publish(event: dict[str, Any], registry: Followers | None = None) -> bool:
     """Deliver to this process's followers, then to other processes; False if the layer failed.
 
-    Call it once the write the event reports has committed.
+    Call it once the write the event reports has committed. `registry`: this loop's
+    `followers()`, when the caller holds it (a generation, for each of its deltas: finding it
+    takes `get_running_loop()`, a getpid() system call on Python 3.11).
     """
     conversation_id = event["conversation_id"]
-    local = followers().of(conversation_id)
+    local = (registry or followers()).of(conversation_id)
     if local:
         text = json.dumps(event)
         for socket in local:

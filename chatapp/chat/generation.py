@@ -175,6 +175,7 @@ class Generation:
         self._heartbeat_due = False
         self._broadcast_failing = False
         self._layer = channel_layer()
+        self._followers = fanout.followers()
         self._client = plan.client
         self._safety = safety.SafetyRules.of(plan.rules.policy)
         self._question = _question(plan.messages)
@@ -640,7 +641,7 @@ class Generation:
         The text stays in memory and in checkpoints; sockets that missed frames are closed by
         `layer_watch` once the layer is back, and resubscribe.
         """
-        delivered = await replies.broadcast(event, quiet=True)
+        delivered = await replies.broadcast(event, quiet=True, followers=self._followers)
         if not delivered and not self._broadcast_failing:  # once per outage, not per token
             log.warning("Answer %s cannot reach its sockets: channel layer down", self.message_id)
         self._broadcast_failing = not delivered

@@ -2,6 +2,8 @@ import logging
 import time
 
 from asgiref.sync import async_to_sync, iscoroutinefunction, markcoroutinefunction
+from channels.auth import AuthMiddleware
+from channels.sessions import CookieMiddleware, InstanceSessionWrapper, SessionMiddleware
 from django.conf import settings
 from django.middleware.gzip import GZipMiddleware
 
@@ -154,6 +156,27 @@ class WebsocketRequestIdMiddleware:
                 "WS %s closed %s", path, closed["code"], extra={**extra, "duration_ms": duration_ms}
             )
             request_id_var.reset(token)
+
+
+class WebsocketSessionMiddleware(SessionMiddleware):
+    """Channels' SessionMiddleware for websockets, without its wrapper around `send`.
+
+    The wrapper saves a changed session and sets its cookie on `http.response.start`, which a
+    websocket never sends; on each of its other messages it only reads the session's state,
+    and at a frame per token that was 6% of a streaming server's CPU (bench/README.md). A
+    consumer that changes the session saves it itself (Channels' `login()` says so); ours only
+    read it.
+    """
+
+    async def __call__(self, scope, receive, send):
+        wrapper = InstanceSessionWrapper(scope, send)
+        await wrapper.resolve_session()
+        return await self.inner(wrapper.scope, receive, send)
+
+
+def websocket_auth_stack(inner):
+    """Channels' AuthMiddlewareStack, with the session middleware above."""
+    return CookieMiddleware(WebsocketSessionMiddleware(AuthMiddleware(inner)))
 
 
 class StaticGZipMiddleware(GZipMiddleware):

@@ -35,7 +35,7 @@ class ReadDeadline:
             if close is not None:  # a coroutine that will never run
                 close()
             raise TimeoutError
-        task = asyncio.current_task()
+        task = asyncio.current_task(self._loop)  # no get_running_loop(): a getpid() on 3.11
         assert task is not None
         cancelling = task.cancelling()
         if self._timer is None:

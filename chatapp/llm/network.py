@@ -37,6 +37,9 @@ def _mapped(timeout_error: type[Exception], os_error: type[Exception]) -> Iterat
 
 class _Protocol(asyncio.Protocol):
     def __init__(self) -> None:
+        # Made by the loop's create_connection; kept, since on Python 3.11 each
+        # get_running_loop() is a getpid() system call, and a read is one per token.
+        self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
         self.eof = False
@@ -66,7 +69,7 @@ class _Protocol(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         if self.writable is None:
-            self.writable = asyncio.get_running_loop().create_future()
+            self.writable = self.loop.create_future()
 
     def resume_writing(self) -> None:
         if self.writable is not None:
@@ -87,7 +90,7 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         protocol = self._protocol
         if not protocol.buffer and not protocol.eof:
-            protocol.reader = asyncio.get_running_loop().create_future()
+            protocol.reader = protocol.loop.create_future()
             try:
                 with _mapped(httpcore.ReadTimeout, httpcore.ReadError):
                     if timeout is None:

@@ -512,14 +512,17 @@ async def announce_interrupted(abandoned: list[Abandoned]) -> None:
 # --- sending -------------------------------------------------------------------------------
 
 
-async def broadcast(event: ConversationEvent, *, quiet: bool = False) -> bool:
+async def broadcast(
+    event: ConversationEvent, *, quiet: bool = False, followers: fanout.Followers | None = None
+) -> bool:
     """Send an event to its conversation's sockets; the database stays the source of truth.
 
     Call it once the write the event reports has committed. This process's sockets get it
     directly (`fanout`); a channel layer that is down loses it for other processes' (logged
     unless quiet) and returns False: sockets that resubscribe get the stored state.
+    `followers`: this loop's `fanout.followers()`, when the caller holds it.
     """
-    delivered = await fanout.publish(cast(dict[str, Any], event))
+    delivered = await fanout.publish(cast(dict[str, Any], event), followers)
     if not delivered and not quiet:
         conversation_id = event["conversation_id"]
         log.warning("Could not broadcast %s to conversation %s", event["type"], conversation_id)
