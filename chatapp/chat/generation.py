@@ -17,7 +17,7 @@ and result (`message.tool_call`, `message.tool_result`) between the text frames.
 import asyncio
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import AsyncGenerator
 from contextlib import aclosing, suppress
 from dataclasses import dataclass, replace
@@ -168,7 +168,7 @@ class Generation:
         self.started = time.monotonic()
         self.first_token_at: float | None = None
         self.token_count = 0
-        self._queue: asyncio.Queue[StreamEvent | object] = asyncio.Queue()
+        self._queue = _Inbox()
         self._announced = asyncio.Event()
         self._checkpointed_seq = 0
         self._checkpointed_at = self.started
@@ -530,8 +530,6 @@ class Generation:
         await self._broadcast(event)
 
     async def _next_event(self) -> StreamEvent | object:
-        if not self._queue.empty():
-            return self._queue.get_nowait()
         return await self._queue.get()
 
     async def _relay_text(self, text: str) -> StreamEvent | object | None:
@@ -740,6 +738,39 @@ def _refusal(screening: Screening) -> StreamError:
 def _ended_early() -> StreamError:
     message = "The answer stopped before it finished: regenerate to try again."
     return StreamError("interrupted", message, retryable=True)
+
+
+class _Inbox:
+    """What the pump hands the relay, in order: the part of asyncio.Queue they use.
+
+    It keeps its loop: asyncio.Queue looks it up whenever a get waits, which at chat pace is
+    every token, and on Python 3.11 each lookup is a getpid() system call. One reader.
+    """
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._items: deque[StreamEvent | object] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def put_nowait(self, item: StreamEvent | object) -> None:
+        self._items.append(item)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def get_nowait(self) -> StreamEvent | object:
+        return self._items.popleft()
+
+    async def get(self) -> StreamEvent | object:
+        while not self._items:
+            self._waiter = self._loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._items.popleft()
 
 
 async def start_generation(plan: ReplyPlan) -> tuple[Generation, Exchange]:

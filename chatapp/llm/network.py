@@ -92,10 +92,10 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         if not protocol.buffer and not protocol.eof:
             protocol.reader = protocol.loop.create_future()
             try:
-                with _mapped(httpcore.ReadTimeout, httpcore.ReadError):
-                    if timeout is None:
-                        await protocol.reader
-                    else:
+                if timeout is None:  # the Llama client's reads: its own deadlines bound them
+                    await protocol.reader  # only ever given a result: nothing to map
+                else:
+                    with _mapped(httpcore.ReadTimeout, httpcore.ReadError):
                         async with asyncio.timeout(timeout):
                             await protocol.reader
             finally:
