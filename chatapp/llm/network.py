@@ -204,19 +204,23 @@ class LinearPool(httpcore.AsyncConnectionPool):
     """
 
     def _assign_requests_to_connections(self) -> list[httpcore.AsyncConnectionInterface]:
-        spoken_for = {id(request.connection) for request in self._requests if request.connection}
+        requests = self._requests
+        # Most connections carry a streaming answer: a set lookup passes them, no state asked.
+        spoken_for = {id(r.connection) for r in requests if r.connection is not None}
         closing: list[httpcore.AsyncConnectionInterface] = []
         kept: list[httpcore.AsyncConnectionInterface] = []
         free: list[httpcore.AsyncConnectionInterface] = []  # idle and not spoken for, oldest first
         for connection in self._connections:
-            if connection.is_closed():
+            if id(connection) in spoken_for:
+                kept.append(connection)
+            elif connection.is_closed():
                 continue
-            if id(connection) not in spoken_for and connection.has_expired():
+            elif connection.has_expired():
                 closing.append(connection)
-                continue
-            kept.append(connection)
-            if connection.is_idle() and id(connection) not in spoken_for:
-                free.append(connection)
+            else:
+                kept.append(connection)
+                if connection.is_idle():
+                    free.append(connection)
         surplus = len(free) - self._max_keepalive_connections
         if surplus > 0:
             closing += free[:surplus]
@@ -225,8 +229,8 @@ class LinearPool(httpcore.AsyncConnectionPool):
             kept = [connection for connection in kept if id(connection) not in surplus_ids]
         self._connections = kept
 
-        for request in self._requests:
-            if not request.is_queued():
+        for request in requests:
+            if request.connection is not None:  # not queued
                 continue
             origin = request.request.url.origin
             reusable = next((c for c in free if c.can_handle_request(origin)), None)
