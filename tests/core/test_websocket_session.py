@@ -1,21 +1,28 @@
 """The websocket route's session middleware: the user's session in the scope, send untouched."""
 
 import pytest
+from channels.db import database_sync_to_async
 from django.conf import settings
+from django.db import connections
+from django.test import Client
 
 from chatapp.core.middleware import websocket_auth_stack
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-async def test_a_socket_gets_its_users_session_and_sends_straight_to_the_server(
-    async_client, django_user_model
-):
-    user = await django_user_model.objects.acreate(username="ada")
-    await async_client.aforce_login(user)
-    cookie = (
-        f"{settings.SESSION_COOKIE_NAME}={async_client.cookies[settings.SESSION_COOKIE_NAME].value}"
-    )
+@pytest.fixture
+def signed_in(django_user_model) -> tuple[int, str]:
+    """A user's id and the key of their session."""
+    user = django_user_model.objects.create(username="ada")
+    client = Client()
+    client.force_login(user)
+    return user.pk, client.cookies[settings.SESSION_COOKIE_NAME].value
+
+
+async def test_a_socket_gets_its_users_session_and_sends_straight_to_the_server(signed_in):
+    user_id, session_key = signed_in
+    cookie = f"{settings.SESSION_COOKIE_NAME}={session_key}".encode()
     seen = {}
 
     async def consumer(scope, receive, send):
@@ -26,10 +33,13 @@ async def test_a_socket_gets_its_users_session_and_sends_straight_to_the_server(
     async def server_send(message):
         pass
 
-    scope = {"type": "websocket", "path": "/ws/chat/", "headers": [(b"cookie", cookie.encode())]}
-    await websocket_auth_stack(consumer)(scope, None, server_send)
+    scope = {"type": "websocket", "path": "/ws/chat/", "headers": [(b"cookie", cookie)]}
+    try:
+        await websocket_auth_stack(consumer)(scope, None, server_send)
+    finally:  # the ORM thread keeps its connection: close it so the test database can go
+        await database_sync_to_async(connections.close_all)()
 
-    assert seen["user_id"] == user.pk
-    assert seen["session_key"] == async_client.cookies[settings.SESSION_COOKIE_NAME].value
+    assert seen["user_id"] == user_id
+    assert seen["session_key"] == session_key
     # No wrapper around send: a websocket never sends the message a session save rides on.
     assert seen["send"] is server_send
