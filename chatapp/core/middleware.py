@@ -175,7 +175,7 @@ class WebsocketSessionMiddleware(SessionMiddleware):
 
 
 def websocket_auth_stack(inner):
-    """Channels' AuthMiddlewareStack, with the session middleware above."""
+    """Channels' AuthMiddlewareStack, with WebsocketSessionMiddleware for its SessionMiddleware."""
     return CookieMiddleware(WebsocketSessionMiddleware(AuthMiddleware(inner)))
 
 
