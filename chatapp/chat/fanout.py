@@ -42,10 +42,12 @@ class Follower(Protocol):
 
 
 class Followers:
-    """The sockets of one event loop (this process's server loop) by conversation."""
+    """The sockets of one event loop (this process's server loop) by conversation, and
+    (`elsewhere`) which conversations it streams are followed in other processes."""
 
     def __init__(self) -> None:
         self._by_conversation: dict[int, weakref.WeakSet[Any]] = {}
+        self.elsewhere = Elsewhere()
 
     def follow(self, socket: Follower, conversation_id: int) -> None:
         self._by_conversation.setdefault(conversation_id, weakref.WeakSet()).add(socket)
@@ -89,7 +91,8 @@ async def publish(event: dict[str, Any], registry: Followers | None = None) -> b
     takes `get_running_loop()`, a getpid() system call on Python 3.11).
     """
     conversation_id = event["conversation_id"]
-    local = (registry or followers()).of(conversation_id)
+    registry = registry or followers()
+    local = registry.of(conversation_id)
     if local:
         text = json.dumps(event)
         for socket in local:
@@ -99,7 +102,7 @@ async def publish(event: dict[str, Any], registry: Followers | None = None) -> b
                 log.exception("Relaying %s to a socket failed", event["type"])
     if not spans_processes():
         return True
-    if event["type"] in SKIPPABLE and not elsewhere().followed(conversation_id):
+    if event["type"] in SKIPPABLE and not registry.elsewhere.followed(conversation_id):
         return True
     wrapped = {"type": WRAPPED, "origin": ORIGIN, "event": event}
     try:
@@ -176,20 +179,6 @@ class Elsewhere:
             await asyncio.sleep(RECHECK_SECONDS)
             conversations = list(self._streaming)
             await asyncio.gather(*(self._check(c) for c in conversations))
-
-
-_elsewhere: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Elsewhere]" = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def elsewhere() -> Elsewhere:
-    """This event loop's view of followers in other processes."""
-    loop = asyncio.get_running_loop()
-    registry = _elsewhere.get(loop)
-    if registry is None:
-        registry = _elsewhere[loop] = Elsewhere()
-    return registry
 
 
 def _own_prefix() -> str | None:

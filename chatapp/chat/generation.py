@@ -385,12 +385,12 @@ class Generation:
         listener = asyncio.create_task(self._listen(channel))
         ACTIVE_STREAMS.inc()
         result: ReplyResult | None = None
-        tracked = False  # by fanout.elsewhere, for whether deltas go on the layer
+        tracked = False  # by the followers' `elsewhere`, for whether deltas go on the layer
         try:
             await self._announced.wait()
             if fanout.spans_processes():
                 tracked = True
-                await fanout.elsewhere().start(self.conversation_id)
+                await self._followers.elsewhere.start(self.conversation_id)
             try:
                 result = await self._relay()
                 result = await self._screen_end(result)
@@ -408,7 +408,7 @@ class Generation:
         finally:
             ACTIVE_STREAMS.dec()
             if tracked:
-                fanout.elsewhere().end(self.conversation_id)
+                self._followers.elsewhere.end(self.conversation_id)
             checkpoints().discard(self)
             self._pump_task.cancel()
             if self._screen_task is not None:
@@ -478,7 +478,7 @@ class Generation:
             elif kind == "generation.snapshot_request":
                 with suppress(Exception):  # the asking socket falls back to the stored row
                     reply_channel = event["reply_channel"]
-                    fanout.elsewhere().follower_arrived(self.conversation_id, reply_channel)
+                    self._followers.elsewhere.follower_arrived(self.conversation_id, reply_channel)
                     await self._layer.send(reply_channel, self._snapshot())
 
     def _snapshot(self) -> dict[str, Any]:
