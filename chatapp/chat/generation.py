@@ -496,7 +496,7 @@ class Generation:
         event: StreamEvent | object | None = None
         while True:
             if event is None:
-                event = await self._next_event()
+                event = await self._queue.get()
             if isinstance(event, TextDelta):
                 event = await self._relay_text(event.text)
             elif isinstance(event, Retrying):
@@ -528,9 +528,6 @@ class Generation:
         else:
             event = events.message_tool_call(self.conversation_id, self.message_id, call)
         await self._broadcast(event)
-
-    async def _next_event(self) -> StreamEvent | object:
-        return await self._queue.get()
 
     async def _relay_text(self, text: str) -> StreamEvent | object | None:
         """Send one frame with this delta and those close behind it; return what ended it."""
