@@ -5,9 +5,52 @@ uvloop's loop costs about half of asyncio's own per wake-up: bench/README.md has
 daphne creates its Twisted reactor's loop when `daphne.server` is first imported, so the
 policy is set before that import. Where uvloop is not installed (it has no Windows build),
 daphne runs on asyncio's loop as before.
+
+Twisted buffers every write and sends it on the loop's next turn, registering the socket for
+writing and unregistering it again each time: two `epoll_ctl` calls and a turn of the loop
+for each websocket frame. `EagerWrite` sends at once when nothing is waiting to go before it.
 """
 
 import asyncio
+
+from twisted.internet import tcp, unix
+
+
+class EagerTCPServer(tcp.Server):
+    """A connection that writes straight to its socket when nothing is queued before the data.
+
+    What the socket does not take at once (a full send buffer, an error) is queued as before,
+    and the reactor's turn for writing sends it or finds the connection lost, as it always did:
+    no protocol callback runs from inside `write`. TLS writes go through TLS as before.
+    """
+
+    def write(self, data: bytes) -> None:
+        if (
+            data
+            and not self.TLS
+            and self.connected
+            and not self.disconnecting
+            and not self._writeDisconnected
+            and not self._tempDataLen
+            and self.offset == len(self.dataBuffer)
+        ):
+            sent = self.writeSomeData(data)
+            if isinstance(sent, int) and sent == len(data):
+                return
+            if isinstance(sent, int) and sent > 0:
+                data = data[sent:]
+            # else nothing went: it is all queued, and the reactor's write finds out why
+        super().write(data)
+
+
+class EagerUNIXServer(EagerTCPServer, unix.Server):
+    pass
+
+
+def use_eager_writes() -> None:
+    """Make connections accepted from now on write at once (daphne's TCP, fd and UNIX ports)."""
+    tcp.Port.transport = EagerTCPServer
+    unix.Port.transport = EagerUNIXServer
 
 
 def use_uvloop() -> bool:
@@ -22,6 +65,7 @@ def use_uvloop() -> bool:
 
 def main() -> None:
     use_uvloop()
+    use_eager_writes()
     from daphne.cli import CommandLineInterface  # imports daphne.server: after the policy
 
     CommandLineInterface.entrypoint()

@@ -1,0 +1,90 @@
+"""The server's connections write at once when nothing is queued, and queue the rest in order."""
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from twisted.internet import main
+from twisted.internet.protocol import Protocol
+from twisted.internet.testing import MemoryReactor
+
+from chatapp.core.server import EagerTCPServer
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def pair():
+    """A connected loopback TCP pair: the server's end and the peer's."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        peer = socket.create_connection(listener.getsockname())
+        own, _ = listener.accept()
+    yield own, peer
+    own.close()
+    peer.close()
+
+
+def connection(sock: socket.socket) -> tuple[EagerTCPServer, MemoryReactor]:
+    reactor = MemoryReactor()
+    return EagerTCPServer(sock, Protocol(), ("127.0.0.1", 1), None, 1, reactor), reactor
+
+
+def received(peer: socket.socket, size: int) -> bytes:
+    peer.settimeout(5)
+    data = b""
+    while len(data) < size:
+        data += peer.recv(size - len(data))
+    return data
+
+
+def test_a_write_goes_to_the_socket_without_waiting_for_the_reactor(pair):
+    own, peer = pair
+    transport, reactor = connection(own)
+    transport.write(b"first frame")
+    transport.write(b"second frame")
+    assert reactor.getWriters() == []
+    assert received(peer, 23) == b"first framesecond frame"
+
+
+def test_what_the_socket_does_not_take_is_queued_and_later_writes_keep_their_order(pair):
+    own, peer = pair
+    own.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    transport, reactor = connection(own)
+    big = bytes(range(256)) * 4096  # 1 MiB: more than the socket takes at once
+    transport.write(big)
+    assert reactor.getWriters() == [transport]
+    transport.write(b"after")  # queued behind the rest, not sent ahead of it
+    expected = big + b"after"
+    data = b""
+    peer.settimeout(5)
+    while len(data) < len(expected):
+        data += peer.recv(65536)
+        assert transport.doWrite() is None
+    assert data == expected
+    assert reactor.getWriters() == []
+
+
+def test_a_write_to_a_lost_connection_is_left_for_the_reactor_to_find(pair):
+    own, peer = pair
+    peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    peer.close()  # a reset: the next send fails
+    transport, reactor = connection(own)
+    transport.write(b"x" * 100)  # may go into the buffer before the reset is seen
+    transport.write(b"into a reset connection")
+    assert reactor.getWriters() == [transport]
+    assert transport.doWrite() is main.CONNECTION_LOST
+
+
+def test_the_server_accepts_connections_as_eager_ones():
+    check = (
+        "from chatapp.core import server; server.use_uvloop(); server.use_eager_writes();"
+        "import daphne.server; from twisted.internet import tcp, unix;"
+        "print(tcp.Port.transport.__name__, unix.Port.transport.__name__)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", check], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.stdout.split() == ["EagerTCPServer", "EagerUNIXServer"], result.stderr
