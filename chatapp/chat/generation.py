@@ -144,9 +144,9 @@ def release(user_id: int) -> None:
 
 
 class Generation:
-    def __init__(self, plan: ReplyPlan, tools: list[tooling.OfferedTool] | None = None):
-        self._tools = {tool.name: tool for tool in tools or []}
-        self._tool_specs = [tool.spec() for tool in tools or []] or None
+    def __init__(self, plan: ReplyPlan):
+        self._tools = {tool.name: tool for tool in plan.tools}
+        self._tool_specs = [tool.spec() for tool in plan.tools] or None
         # stream_chat validates the parameters now, before anything is written or sent.
         self._events = plan.client.stream_chat(plan.messages, plan.params, self._tool_specs)
         admit(plan)  # last check before the upstream request starts
@@ -776,12 +776,7 @@ async def start_generation(plan: ReplyPlan) -> tuple[Generation, Exchange]:
     The generation relays nothing until `announced()`: the caller announces the rows
     (`replies.announce_reply`) first, so every tab hears of a message before its deltas.
     """
-    try:
-        tools = await tooling.tools_for(plan.team.pk, plan.conversation.tools_enabled)
-    except Exception:  # the tools are a help, never a reason the answer fails
-        log.exception("Listing the tools of team %s failed", plan.team.pk)
-        tools = []
-    generation = Generation(plan, tools)
+    generation = Generation(plan)
     try:
         exchange = await database_sync_to_async(replies.start_reply)(plan)
         await generation.attach(exchange)

@@ -47,6 +47,7 @@ class ReplyPlan:
     # (role, text) before the question, for an API answer saved as a new conversation
     earlier_turns: tuple[tuple[str, str], ...] = ()
     answer_format: json_output.AnswerFormat | None = None  # JSON output asked for; None: text
+    tools: tuple[tooling.OfferedTool, ...] = ()  # the team's tools offered, listed at admission
 
     @property
     def requested_format(self) -> dict[str, Any] | None:

@@ -1,6 +1,7 @@
 """The tools an answer may call, and how one call's result goes back to the model.
 
-A generation asks the toolbox for the team's tools when it starts and calls them through it;
+An answer lists the team's tools when it is admitted (`replies.admit_send`, in the database
+thread) and the generation calls them through the toolbox;
 the toolbox is the team's MCP servers (`chatapp.tools`), and tests may put another in.
 A tool's result is untrusted text: it is cut to a size and only ever goes upstream as a
 `tool` message, never into the system prompt.
@@ -40,7 +41,7 @@ class CallOutcome(Protocol):
 
 
 class Toolbox(Protocol):
-    async def tools_for_team(self, team_id: int) -> list[Any]: ...
+    def available_tools(self, team_id: int) -> list[Any]: ...  # in the database thread
     async def call_tool(self, tool: Any, arguments: dict[str, Any]) -> CallOutcome: ...
 
 
@@ -54,9 +55,9 @@ def use_toolbox(toolbox: Toolbox) -> Toolbox:
     return previous
 
 
-async def tools_for(team_id: int, enabled: bool) -> list[OfferedTool]:
-    """The tools to offer in a conversation: none when it turned them off."""
-    return list(await TOOLBOX.tools_for_team(team_id)) if enabled else []
+def tools_for(team_id: int, enabled: bool) -> list[OfferedTool]:
+    """The tools to offer in a conversation: none when it turned them off. Reads the database."""
+    return list(TOOLBOX.available_tools(team_id)) if enabled else []
 
 
 @dataclass(frozen=True)

@@ -90,10 +90,6 @@ def available_tools(team_id: int) -> list[AvailableTool]:
     return _available(list(tools))
 
 
-async def tools_for_team(team_id: int) -> list[AvailableTool]:
-    return await sync_to_async(available_tools)(team_id)
-
-
 def _server_of(tool: AvailableTool) -> tuple[str, str, str] | None:
     """(url, token, the tool's own name) for a tool still enabled on its server, else None."""
     found = (

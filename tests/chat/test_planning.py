@@ -1,14 +1,17 @@
 """Planning a reply: the reads in front of the upstream request."""
 
+import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from chatapp.chat import planning
+from chatapp.chat import planning, tooling
 from chatapp.chat.actions import replies
 from chatapp.chat.models import Conversation
 from chatapp.chat.requests import SendRequest
 from chatapp.llm import KNOWN_MODELS
 from chatapp.teams.models import RecentRequest, TeamPolicy
+
+from .toolbox import Toolbox
 
 
 def test_the_team_policy_and_provider_are_read_once_per_send(member, team):
@@ -38,3 +41,43 @@ def test_planning_writes_nothing(member, team):
         assert plan.request_id == "r1"
     assert Conversation.objects.count() == 1
     assert not RecentRequest.objects.exists()
+
+
+class FailingToolbox:
+    def available_tools(self, team_id: int) -> list:
+        raise RuntimeError("the tool list cannot be read")
+
+    async def call_tool(self, tool, arguments: dict):
+        raise AssertionError("nothing is called")
+
+
+@pytest.fixture
+def toolbox():
+    box = Toolbox()
+    previous = tooling.use_toolbox(box)
+    yield box
+    tooling.use_toolbox(previous)
+
+
+def test_admission_lists_the_team_s_tools_in_the_same_trip(member, team, toolbox):
+    plan = replies.admit_send(member, None, SendRequest(content="Hello"), "r1")
+    assert [tool.name for tool in plan.tools] == [tool.name for tool in toolbox.tools]
+    assert toolbox.teams_asked == [team.pk]
+
+
+def test_a_conversation_without_tools_does_not_list_them(member, team, toolbox):
+    request = SendRequest(content="Hello", tools=False)
+    plan = replies.admit_send(member, None, request, "r1")
+    assert plan.tools == ()
+    assert toolbox.teams_asked == []
+
+
+def test_an_answer_is_admitted_without_tools_when_they_cannot_be_listed(member, team, caplog):
+    previous = tooling.use_toolbox(FailingToolbox())
+    try:
+        plan = replies.admit_send(member, None, SendRequest(content="Hello"), "r1")
+    finally:
+        tooling.use_toolbox(previous)
+    assert plan.tools == ()
+    assert plan.user_content == "Hello"
+    assert f"Listing the tools of team {team.pk} failed" in caplog.text

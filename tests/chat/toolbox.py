@@ -53,7 +53,7 @@ class Toolbox:
     slow_started: asyncio.Event = field(default_factory=asyncio.Event)
     teams_asked: list[int] = field(default_factory=list)
 
-    async def tools_for_team(self, team_id: int) -> list[FakeTool]:
+    def available_tools(self, team_id: int) -> list[FakeTool]:
         self.teams_asked.append(team_id)
         return list(self.tools)
 

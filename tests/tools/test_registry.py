@@ -9,7 +9,7 @@ from mcp.types import CallToolResult, ImageContent, TextContent
 
 from chatapp.tools import registry
 from chatapp.tools.models import ServerStatus, Tool, ToolServer
-from chatapp.tools.registry import NAME_PATTERN, AvailableTool, call_tool, tools_for_team
+from chatapp.tools.registry import NAME_PATTERN, AvailableTool, available_tools, call_tool
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -23,6 +23,10 @@ async def close_orm_thread_connections():
 
 def by_name(tools: list[AvailableTool]) -> dict[str, AvailableTool]:
     return {tool.name: tool for tool in tools}
+
+
+async def tools_for_team(team_id: int) -> list[AvailableTool]:
+    return await sync_to_async(available_tools)(team_id)
 
 
 async def test_tools_for_team_lists_the_enabled_tools_with_approval_from_annotations(

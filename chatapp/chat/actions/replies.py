@@ -21,7 +21,7 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
-from chatapp.chat import events, fanout, json_output, planning
+from chatapp.chat import events, fanout, json_output, planning, tooling
 from chatapp.chat.errors import ChatError
 from chatapp.chat.event_schema import ConversationEvent, CreatedMessage, SafetyFields
 from chatapp.chat.groups import generation_group
@@ -66,7 +66,7 @@ def admit_send(
     team = session_team(user, session_key) if request.conversation_id is None else None
     plan = planning.plan_send(user, request, team=team, request_id=request_id)
     admit(plan)
-    return plan
+    return with_tools(plan)
 
 
 def admit_edit(
@@ -74,13 +74,13 @@ def admit_edit(
 ) -> ReplyPlan:
     plan = planning.plan_edit(user, message_id, request, request_id)
     admit(plan)
-    return plan
+    return with_tools(plan)
 
 
 def admit_regenerate(user: Any, message_id: int, request_id: str | None) -> ReplyPlan:
     plan = planning.plan_regenerate(user, message_id, request_id)
     admit(plan)
-    return plan
+    return with_tools(plan)
 
 
 def admit(plan: ReplyPlan) -> None:
@@ -89,6 +89,17 @@ def admit(plan: ReplyPlan) -> None:
         team_actions.admit_request(plan.user, plan.team, plan.rules.policy)
     except PolicyError as error:
         raise ChatError(error.code, error.message, error.field) from None
+
+
+def with_tools(plan: ReplyPlan) -> ReplyPlan:
+    """The plan with the team's tools to offer, read in the same trip to the database thread:
+    each trip waits behind everything queued there, and the upstream request waits for this."""
+    try:
+        tools = tooling.tools_for(plan.team.pk, plan.conversation.tools_enabled)
+    except Exception:  # the tools are a help, never a reason the answer fails
+        log.exception("Listing the tools of team %s failed", plan.team.pk)
+        tools = []
+    return replace(plan, tools=tuple(tools))
 
 
 # --- the rows ------------------------------------------------------------------------------
