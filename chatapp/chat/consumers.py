@@ -10,7 +10,9 @@ closing the socket never stops them.
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from contextlib import suppress
+from functools import partial
 from typing import Any
 
 from asgiref.typing import WebSocketDisconnectEvent
@@ -170,26 +172,19 @@ class ChatConsumer(AsyncWebsocketConsumer):
         session = self.scope.get("session")
         session_key = session.session_key if session is not None else None
         request_id = frames.request_id_of(frame)
-        plan = await database_sync_to_async(replies.admit_send)(
-            self.user, session_key, request, request_id
-        )
-        await self.generate(plan)
+        admission = partial(replies.admit_send, self.user, session_key, request, request_id)
+        await self.generate(admission)
 
     async def chat_regenerate(self, frame: dict[str, Any]) -> None:
         frames.check_request_id(frame)
         message_id = frames.object_id(frame, "message_id")
         request_id = frames.request_id_of(frame)
-        plan = await database_sync_to_async(replies.admit_regenerate)(
-            self.user, message_id, request_id
-        )
-        await self.generate(plan)
+        await self.generate(partial(replies.admit_regenerate, self.user, message_id, request_id))
 
     async def chat_edit(self, frame: dict[str, Any]) -> None:
         message_id, request = frames.edit_request(frame, settings.CHAT_MAX_CONTENT_BYTES)
-        plan = await database_sync_to_async(replies.admit_edit)(
-            self.user, message_id, request, frames.request_id_of(frame)
-        )
-        await self.generate(plan)
+        request_id = frames.request_id_of(frame)
+        await self.generate(partial(replies.admit_edit, self.user, message_id, request, request_id))
 
     async def chat_switch(self, frame: dict[str, Any]) -> None:
         """Show another branch: this socket gets its state, the conversation's other tabs
@@ -202,14 +197,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.subscribe(conversation_id)
         await replies.broadcast(events.conversation_switched(conversation_id, leaf_id))
 
-    async def generate(self, plan: ReplyPlan) -> None:
-        """Start the answer, join a new conversation's group, announce, then let it relay."""
-        if plan.conversation.pk is not None:
-            await self.follow(plan.conversation.pk)
-        generation, exchange = await start_generation(plan)
+    async def generate(self, admission: Callable[[], ReplyPlan]) -> None:
+        """Start the answer, follow its conversation, announce, then let it relay."""
+        plan, generation, exchange = await start_generation(admission)
         try:
+            await self.follow(exchange.conversation_id)
             if exchange.created:
-                await self.follow(exchange.conversation_id)
                 await self.send_event(
                     events.conversation_created(
                         plan.request_id, exchange.conversation_id, exchange.title

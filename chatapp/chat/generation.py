@@ -16,9 +16,10 @@ and result (`message.tool_call`, `message.tool_result`) between the text frames.
 
 import asyncio
 import logging
+import threading
 import time
 from collections import Counter, deque
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing, suppress
 from dataclasses import dataclass, replace
 from typing import Any
@@ -79,23 +80,24 @@ class ToolUpdate:
 
 # The generations this process is running, by assistant message id.
 RUNNING: dict[int, "Generation"] = {}
-# Generations this process has started per user, from before their rows exist until they end.
+# Answers this process has counted per user (the chat page's and the API's), until they end.
 LIVE_PER_USER: Counter[int] = Counter()
+_COUNTING = threading.Lock()  # answers are counted in the database thread and the event loop
 
 
 def admit(plan: ReplyPlan) -> None:
     """Count the answer against the user's cap before its upstream request may start.
 
-    Sends that arrive together are all planned before any of them is written; counting them
-    here (no await between check and count) refuses the extra ones before they go upstream.
-    Answers streaming in other processes count through the rows seen when planning; the
-    locked check in start_reply still holds the cap across processes.
+    API answers that are not saved have no rows: they count only here. Answers streaming in
+    other processes count through the rows seen when planning; the locked check in
+    start_reply still holds the cap across processes.
     """
     user_id = plan.user.pk
-    elsewhere = sum(1 for message_id in plan.streaming_ids if message_id not in RUNNING)
-    if LIVE_PER_USER[user_id] + elsewhere >= settings.CHAT_MAX_CONCURRENT_GENERATIONS:
-        raise concurrency_refusal(LIVE_PER_USER[user_id] + elsewhere)
-    LIVE_PER_USER[user_id] += 1
+    with _COUNTING:
+        elsewhere = sum(1 for message_id in plan.streaming_ids if message_id not in RUNNING)
+        if LIVE_PER_USER[user_id] + elsewhere >= settings.CHAT_MAX_CONCURRENT_GENERATIONS:
+            raise concurrency_refusal(LIVE_PER_USER[user_id] + elsewhere)
+        LIVE_PER_USER[user_id] += 1
 
 
 class Coalescing:
@@ -138,18 +140,18 @@ COALESCING = Coalescing()  # one event loop per server process
 
 def release(user_id: int) -> None:
     """An answer counted by `admit` has ended."""
-    LIVE_PER_USER[user_id] -= 1
-    if LIVE_PER_USER[user_id] <= 0:
-        del LIVE_PER_USER[user_id]
+    with _COUNTING:
+        LIVE_PER_USER[user_id] -= 1
+        if LIVE_PER_USER[user_id] <= 0:
+            del LIVE_PER_USER[user_id]
 
 
 class Generation:
     def __init__(self, plan: ReplyPlan):
         self._tools = {tool.name: tool for tool in plan.tools}
         self._tool_specs = [tool.spec() for tool in plan.tools] or None
-        # stream_chat validates the parameters now, before anything is written or sent.
+        # Checked by `begin_reply` before the rows were written, so this does not fail.
         self._events = plan.client.stream_chat(plan.messages, plan.params, self._tool_specs)
-        admit(plan)  # last check before the upstream request starts
         self._messages = list(plan.messages)  # grows by each tool round
         self._params = plan.params
         self.tool_calls: list[dict[str, Any]] = []  # as relayed: the sockets know these
@@ -179,12 +181,8 @@ class Generation:
         self._client = plan.client
         self._safety = safety.SafetyRules.of(plan.rules.policy)
         self._question = _question(plan.messages)
-        # A new saved conversation is named by the model once its first answer is complete.
-        self._names_conversation = (
-            plan.conversation.pk is None
-            and not plan.conversation.temporary
-            and settings.LLAMA_GENERATE_TITLES
-        )
+        self._names_conversation = False  # set by attach
+        self._temporary = plan.conversation.temporary
         self._first_words = plan.conversation.title
         self.input_screening: Screening | None = None
         self.output_screening: Screening | None = None  # the latest verdict on the answer
@@ -207,6 +205,10 @@ class Generation:
         """The rows exist: listen for stop and snapshot requests; relay once announced."""
         self.message_id = exchange.assistant_id
         self.conversation_id = exchange.conversation_id
+        # A new saved conversation is named by the model once its first answer is complete.
+        self._names_conversation = (
+            exchange.created and not self._temporary and settings.LLAMA_GENERATE_TITLES
+        )
         channel = self._channel = await self._layer.new_channel()
         await self._layer.group_add(generation_group(self.message_id), channel)
         RUNNING[self.message_id] = self
@@ -226,7 +228,7 @@ class Generation:
         self._announced.set()
 
     def abandon(self) -> None:
-        """The rows could not be written: drop the upstream request."""
+        """The answer could not start after all: drop the upstream request."""
         self._pump_task.cancel()
         self._release()
 
@@ -770,17 +772,54 @@ class _Inbox:
         return self._items.popleft()
 
 
-async def start_generation(plan: ReplyPlan) -> tuple[Generation, Exchange]:
-    """Start the upstream request, then write the rows meanwhile; returns both.
+def begin_reply(admission: Callable[[], ReplyPlan]) -> tuple[ReplyPlan, Exchange]:
+    """In the database thread: plan and admit the answer, count it, write its rows.
+
+    One trip: every trip to the one database thread waits behind everything queued there, and
+    under load a second trip for the rows made the answer's first tokens wait for seconds
+    after the upstream had sent them (bench/README.md). Nothing that could refuse the answer
+    comes after its rows.
+    """
+    plan = admission()
+    plan.client.check_chat(plan.messages, plan.params)
+    admit(plan)
+    try:
+        return plan, replies.start_reply(plan)
+    except BaseException:
+        release(plan.user.pk)
+        raise
+
+
+async def start_generation(
+    admission: Callable[[], ReplyPlan],
+) -> tuple[ReplyPlan, Generation, Exchange]:
+    """Admit the answer and write its rows (`begin_reply`), then start the upstream request.
 
     The generation relays nothing until `announced()`: the caller announces the rows
     (`replies.announce_reply`) first, so every tab hears of a message before its deltas.
     """
-    generation = Generation(plan)
+    trip = asyncio.ensure_future(database_sync_to_async(begin_reply)(admission))
     try:
-        exchange = await database_sync_to_async(replies.start_reply)(plan)
+        plan, exchange = await asyncio.shield(trip)
+    except asyncio.CancelledError:
+        trip.add_done_callback(_release_unstarted)
+        raise
+    generation: Generation | None = None
+    try:
+        generation = Generation(plan)
         await generation.attach(exchange)
     except BaseException:
-        generation.abandon()
+        if generation is None:
+            release(plan.user.pk)
+        else:
+            generation.abandon()
         raise
-    return generation, exchange
+    return plan, generation, exchange
+
+
+def _release_unstarted(trip: "asyncio.Future[tuple[ReplyPlan, Exchange]]") -> None:
+    """The caller went away while its rows were written: give its count back. The rows stay
+    streaming until the reaper marks them interrupted, as for a server that stopped."""
+    if not trip.cancelled() and trip.exception() is None:
+        plan, _ = trip.result()
+        release(plan.user.pk)

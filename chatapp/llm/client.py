@@ -92,6 +92,10 @@ class LlamaClient:
     def http(self) -> httpx.AsyncClient:
         return self._own_http or shared_http_client()
 
+    def check_chat(self, messages: list[dict[str, Any]], params: ChatParams) -> None:
+        """Raise LlmValidationError for what stream_chat would refuse; nothing is sent."""
+        validate_chat(messages, params, self.config.protocol)
+
     def stream_chat(
         self,
         messages: list[dict[str, Any]],

@@ -1,0 +1,57 @@
+"""An answer's start: admitted, counted and written in one trip to the database thread, and
+only then sent upstream."""
+
+import asyncio
+import threading
+
+import pytest
+
+from chatapp.chat import generation
+from chatapp.chat.actions import replies
+from chatapp.chat.models import Message, MessageStatus
+from chatapp.chat.requests import SendRequest
+from tests.support.polling import await_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def test_a_refusal_after_planning_writes_nothing_and_sends_nothing(
+    connect, member, sim, settings
+):
+    """An unsaved API answer counts only in the process: the chat page's send is refused by
+    that count, before any row is written or anything goes upstream."""
+    settings.CHAT_MAX_CONCURRENT_GENERATIONS = 1
+    generation.LIVE_PER_USER[member.pk] += 1  # as /v1/chat/completions counts one
+    try:
+        socket = await connect(member)
+        reply = await socket.expect_error({"type": "chat.send", "content": "Hello"})
+    finally:
+        generation.release(member.pk)
+    assert reply["error"]["code"] == "rate_limited"
+    assert await Message.objects.acount() == 0
+    assert sim.requests == []
+    assert member.pk not in generation.LIVE_PER_USER
+
+
+async def test_a_start_abandoned_during_its_trip_gives_its_count_back(member, team, sim):
+    """The socket went away while the rows were being written: the count comes back, and the
+    rows stay streaming for the reaper, as after a server that stopped."""
+    entered, go_on = threading.Event(), threading.Event()
+
+    def admission():
+        entered.set()
+        assert go_on.wait(60)
+        return replies.admit_send(member, None, SendRequest(content="Hello"), "r1")
+
+    start = asyncio.create_task(generation.start_generation(admission))
+    assert await asyncio.to_thread(entered.wait, 60)
+    start.cancel()
+    go_on.set()
+    with pytest.raises(asyncio.CancelledError):
+        await start
+    answer = await await_for(
+        lambda: Message.objects.filter(role="assistant").afirst(), "the trip's rows"
+    )
+    assert answer.status == MessageStatus.STREAMING
+    await await_for(lambda: member.pk not in generation.LIVE_PER_USER, "the count given back")
+    assert sim.requests == []
