@@ -772,54 +772,89 @@ class _Inbox:
         return self._items.popleft()
 
 
-def begin_reply(admission: Callable[[], ReplyPlan]) -> tuple[ReplyPlan, Exchange]:
-    """In the database thread: plan and admit the answer, count it, write its rows.
+def begin_reply(
+    admission: Callable[[], ReplyPlan], handover: Callable[[ReplyPlan], None]
+) -> Exchange:
+    """In the database thread: plan and admit the answer, count it, hand the plan over (the
+    upstream request starts), then write its rows.
 
-    One trip: every trip to the one database thread waits behind everything queued there, and
-    under load a second trip for the rows made the answer's first tokens wait for seconds
-    after the upstream had sent them (bench/README.md). Nothing that could refuse the answer
-    comes after its rows.
+    One trip: every trip to the one database thread waits behind everything queued there.
+    Under load a second trip for the rows made the answer's first tokens wait for seconds
+    after the upstream had sent them (bench/README.md). Whatever refuses the answer comes
+    before the handover, so a refused answer sends nothing and writes nothing.
     """
     plan = admission()
     plan.client.check_chat(plan.messages, plan.params)
     admit(plan)
     try:
-        return plan, replies.start_reply(plan)
+        handover(plan)
     except BaseException:
         release(plan.user.pk)
         raise
+    return replies.start_reply(plan)  # from here the event loop's side holds the count
+
+
+class _Handover:
+    """The admitted plan, from the database thread to the event loop. Its count goes with it:
+    if the caller has gone when it arrives, or goes after, the count is given back."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self._loop = loop
+        self.plan: asyncio.Future[ReplyPlan] = loop.create_future()
+        self._gone = False
+
+    def __call__(self, plan: ReplyPlan) -> None:  # in the database thread
+        self._loop.call_soon_threadsafe(self._arrive, plan)
+
+    def _arrive(self, plan: ReplyPlan) -> None:
+        if self._gone:
+            release(plan.user.pk)
+        else:
+            self.plan.set_result(plan)
+
+    def abandon(self) -> None:
+        self._gone = True
+        if self.plan.done():
+            release(self.plan.result().user.pk)
 
 
 async def start_generation(
     admission: Callable[[], ReplyPlan],
 ) -> tuple[ReplyPlan, Generation, Exchange]:
-    """Admit the answer and write its rows (`begin_reply`), then start the upstream request.
+    """Admit the answer, start its upstream request, and write its rows meanwhile.
 
     The generation relays nothing until `announced()`: the caller announces the rows
     (`replies.announce_reply`) first, so every tab hears of a message before its deltas.
+    If the rows cannot be written the request is dropped; if the caller goes away after
+    they are, they stay streaming until the reaper marks them interrupted.
     """
-    trip = asyncio.ensure_future(database_sync_to_async(begin_reply)(admission))
+    handover = _Handover(asyncio.get_running_loop())
+    trip = asyncio.ensure_future(database_sync_to_async(begin_reply)(admission, handover))
+    trip.add_done_callback(_retrieved)
     try:
-        plan, exchange = await asyncio.shield(trip)
+        await asyncio.wait((handover.plan, trip), return_when=asyncio.FIRST_COMPLETED)
     except asyncio.CancelledError:
-        trip.add_done_callback(_release_unstarted)
+        handover.abandon()
         raise
-    generation: Generation | None = None
+    if not handover.plan.done():  # refused before the handover
+        handover.abandon()
+        await trip
+    plan = handover.plan.result()
     try:
         generation = Generation(plan)
+    except BaseException:
+        release(plan.user.pk)
+        raise
+    try:
+        exchange = await trip
         await generation.attach(exchange)
     except BaseException:
-        if generation is None:
-            release(plan.user.pk)
-        else:
-            generation.abandon()
+        generation.abandon()
         raise
     return plan, generation, exchange
 
 
-def _release_unstarted(trip: "asyncio.Future[tuple[ReplyPlan, Exchange]]") -> None:
-    """The caller went away while its rows were written: give its count back. The rows stay
-    streaming until the reaper marks them interrupted, as for a server that stopped."""
-    if not trip.cancelled() and trip.exception() is None:
-        plan, _ = trip.result()
-        release(plan.user.pk)
+def _retrieved(trip: "asyncio.Future[Exchange]") -> None:
+    """A trip's error goes to its caller; one whose caller has gone has no one left to tell."""
+    if not trip.cancelled():
+        trip.exception()

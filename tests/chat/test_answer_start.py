@@ -3,8 +3,10 @@ only then sent upstream."""
 
 import asyncio
 import threading
+from functools import partial
 
 import pytest
+from django.db import DatabaseError
 
 from chatapp.chat import generation
 from chatapp.chat.actions import replies
@@ -55,3 +57,18 @@ async def test_a_start_abandoned_during_its_trip_gives_its_count_back(member, te
     assert answer.status == MessageStatus.STREAMING
     await await_for(lambda: member.pk not in generation.LIVE_PER_USER, "the count given back")
     assert sim.requests == []
+
+
+async def test_rows_that_cannot_be_written_drop_the_answer_and_give_the_count_back(
+    member, team, sim, monkeypatch
+):
+    def disk_full(plan):
+        raise DatabaseError("database or disk is full")
+
+    monkeypatch.setattr(replies, "start_reply", disk_full)
+    admission = partial(replies.admit_send, member, None, SendRequest(content="Hello"), "r1")
+    with pytest.raises(DatabaseError):
+        await generation.start_generation(admission)
+    assert member.pk not in generation.LIVE_PER_USER
+    assert generation.RUNNING == {}
+    assert await Message.objects.acount() == 0
