@@ -10,10 +10,13 @@ from django.db import connection, connections
 from django.test import Client
 
 from chatapp.asgi import application
+from chatapp.chat import tooling
 from chatapp.chat.generation import RUNNING
 from chatapp.chat.ratelimit import frame_limiter
 from chatapp.llm import KNOWN_MODELS
 from tests.support.simulator import SimulatorOptions
+
+from .toolbox import Toolbox
 
 SIM_KEY = "sim-chat-key-5678"
 MODEL = KNOWN_MODELS[0]
@@ -178,3 +181,12 @@ async def orm_queries():
     await database_sync_to_async(install)()
     yield log
     await database_sync_to_async(uninstall)()
+
+
+@pytest.fixture
+def toolbox():
+    """Fake tools in place of the team's MCP servers."""
+    box = Toolbox()
+    previous = tooling.use_toolbox(box)
+    yield box
+    tooling.use_toolbox(previous)

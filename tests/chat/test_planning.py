@@ -1,6 +1,5 @@
 """Planning a reply: the reads in front of the upstream request."""
 
-import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
@@ -10,8 +9,6 @@ from chatapp.chat.models import Conversation
 from chatapp.chat.requests import SendRequest
 from chatapp.llm import KNOWN_MODELS
 from chatapp.teams.models import RecentRequest, TeamPolicy
-
-from .toolbox import Toolbox
 
 
 def test_the_team_policy_and_provider_are_read_once_per_send(member, team):
@@ -49,14 +46,6 @@ class FailingToolbox:
 
     async def call_tool(self, tool, arguments: dict):
         raise AssertionError("nothing is called")
-
-
-@pytest.fixture
-def toolbox():
-    box = Toolbox()
-    previous = tooling.use_toolbox(box)
-    yield box
-    tooling.use_toolbox(previous)
 
 
 def test_admission_lists_the_team_s_tools_in_the_same_trip(member, team, toolbox):

@@ -12,17 +12,8 @@ from llama_simulator.models import count_prompt_tokens
 from tests.support.polling import await_for
 
 from .conftest import joined_text
-from .toolbox import Toolbox
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def toolbox():
-    box = Toolbox()
-    previous = tooling.use_toolbox(box)
-    yield box
-    tooling.use_toolbox(previous)
 
 
 @pytest.fixture(params=["llama", "openai"])
