@@ -3,6 +3,8 @@
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from chatapp.teams.actions import admit_request, record_usage
@@ -103,3 +105,17 @@ def test_the_budget_is_checked_before_the_rate_limit_counts(team, member):
     with pytest.raises(PolicyError, match="monthly budget"):
         check_quota(member, team)
     assert not RecentRequest.objects.exists()
+
+
+def test_admission_locks_the_membership_only_where_the_database_has_row_locks(team, member):
+    """PostgreSQL serialises one user's admissions on the membership row; SQLite's
+    transactions already queue every writer, and there the lock would be a plain read."""
+    policy = TeamPolicy.objects.create(team=team, rate_limit_per_minute=5)
+    with CaptureQueriesContext(connection) as queries:
+        admit_request(member, team, policy)
+    locks = [q["sql"] for q in queries.captured_queries if 'FROM "teams_membership"' in q["sql"]]
+    if connection.features.has_select_for_update:
+        assert len(locks) == 1 and "FOR UPDATE" in locks[0]
+    else:
+        assert locks == []
+    assert RecentRequest.objects.count() == 1
