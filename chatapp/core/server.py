@@ -8,7 +8,8 @@ daphne runs on asyncio's loop as before.
 
 Twisted buffers every write and sends it on the loop's next turn, registering the socket for
 writing and unregistering it again each time: two `epoll_ctl` calls and a turn of the loop
-for each websocket frame. `EagerWrite` sends at once when nothing is waiting to go before it.
+for each websocket frame. `EagerTCPServer` sends at once when nothing is waiting to go before
+it.
 """
 
 import asyncio

@@ -14,10 +14,11 @@ from functools import partial
 from django.conf import settings
 from django.core import signing
 from django.core.mail import send_mail
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F, Max
 from django.utils import timezone
 
+from chatapp.core.locking import lock_rows
 from chatapp.core.metrics import SAFETY_REVIEWS
 from chatapp.teams import api_keys, budgets, crypto, json_schemas
 from chatapp.teams.models import (
@@ -588,11 +589,8 @@ def admit_request(user, team: Team, policy: TeamPolicy) -> None:
     now = timezone.now()
     window = RecentRequest.objects.filter(user=user, team=team)
     with transaction.atomic():
-        # Locking the membership row serialises one user's requests across processes. SQLite
-        # has no row locks (the statement would only read), and its transactions here begin
-        # IMMEDIATE, which already queues every writer.
-        if connection.features.has_select_for_update:
-            Membership.objects.select_for_update().filter(user=user, team=team).first()
+        # Locking the membership row serialises one user's requests across processes.
+        lock_rows(Membership.objects.filter(user=user, team=team))
         window.filter(created_at__lte=now - RATE_WINDOW).delete()
         if window.count() >= per_minute:
             message = (

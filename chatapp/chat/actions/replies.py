@@ -30,6 +30,7 @@ from chatapp.chat.models import Conversation, Message, MessageRole, MessageStatu
 from chatapp.chat.planning import ReplyPlan
 from chatapp.chat.requests import SendRequest
 from chatapp.core.layers import channel_layer
+from chatapp.core.locking import lock_rows
 from chatapp.llm import StreamError, Usage
 from chatapp.teams import actions as team_actions
 from chatapp.teams.models import MANAGER_ROLES, Membership, Team, TeamPolicy
@@ -128,9 +129,7 @@ def start_reply(plan: ReplyPlan) -> Exchange:
     created = conversation.pk is None
     with transaction.atomic():
         # Sends racing on other sockets or processes queue here, so the cap holds for them too.
-        # (SQLite's transactions begin IMMEDIATE, which already queues every writer.)
-        if connection.features.has_select_for_update:
-            get_user_model().objects.select_for_update().only("pk").get(pk=plan.user.pk)
+        lock_rows(get_user_model().objects.filter(pk=plan.user.pk))
         planning.check_concurrency(plan.user)
         if created:
             conversation.save()
