@@ -22,6 +22,7 @@ from collections import Counter, deque
 from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing, suppress
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -89,8 +90,8 @@ def admit(plan: ReplyPlan) -> None:
     """Count the answer against the user's cap before its upstream request may start.
 
     API answers that are not saved have no rows: they count only here. Answers streaming in
-    other processes count through the rows seen when planning; the locked check in
-    start_reply still holds the cap across processes.
+    other processes count through their rows (`plan.streaming_ids`): a chat.send's are read
+    under start_reply's lock, so the cap holds across processes.
     """
     user_id = plan.user.pk
     with _COUNTING:
@@ -785,13 +786,17 @@ def begin_reply(
     """
     plan = admission()
     plan.client.check_chat(plan.messages, plan.params)
+    return replies.start_reply(plan, partial(_hand_over, handover))
+
+
+def _hand_over(handover: Callable[[ReplyPlan], None], plan: ReplyPlan) -> None:
+    """Count the admitted answer and hand it over: from here the event loop holds the count."""
     admit(plan)
     try:
         handover(plan)
     except BaseException:
         release(plan.user.pk)
         raise
-    return replies.start_reply(plan)  # from here the event loop's side holds the count
 
 
 class _Handover:

@@ -39,9 +39,11 @@ def owned_message(user: Any, message_id: int) -> Message:
         raise ChatError("not_found", "No such message.", "message_id") from None
 
 
-def owned_conversation(user: Any, conversation_id: int) -> Conversation:
+def owned_conversation(
+    user: Any, conversation_id: int, related: Iterable[str] = ()
+) -> Conversation:
     try:
-        return get_conversation_for_user(user, conversation_id)
+        return get_conversation_for_user(user, conversation_id, related)
     except Http404:
         raise ChatError("not_found", "No such conversation.", "conversation_id") from None
 

@@ -1,4 +1,5 @@
 import secrets
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -117,10 +118,11 @@ class Conversation(models.Model):
         }
 
 
-def get_conversation_for_user(user, conversation_id) -> Conversation:
-    """The user's conversation, or 404 for a missing id or anyone else's."""
+def get_conversation_for_user(user, conversation_id, related: Iterable[str] = ()) -> Conversation:
+    """The user's conversation, or 404 for a missing id or anyone else's; `related`: relations
+    to read along with it (`select_related`)."""
     try:
-        return Conversation.objects.for_user(user).get(pk=conversation_id)
+        return Conversation.objects.for_user(user).select_related(*related).get(pk=conversation_id)
     except (Conversation.DoesNotExist, ValueError, TypeError):
         raise Http404("No such conversation") from None
 

@@ -148,6 +148,7 @@ def plan_completion(user: Any, team: Team, request: CompletionRequest) -> ReplyP
         conversation_fields=fields,
         earlier_turns=tuple(earlier),
         answer_format=request.answer_format,
+        streaming_ids=check_concurrency(user),  # a chat.send checks them as it writes its rows
     )
 
 
@@ -181,7 +182,9 @@ def check_concurrency(user: Any) -> tuple[int, ...]:
     streaming = tuple(
         Message.objects.filter(
             conversation__owner=user, role=MessageRole.ASSISTANT, status=MessageStatus.STREAMING
-        ).values_list("id", flat=True)
+        )
+        .order_by()
+        .values_list("id", flat=True)
     )
     if len(streaming) >= settings.CHAT_MAX_CONCURRENT_GENERATIONS:
         raise concurrency_refusal(len(streaming))
@@ -221,7 +224,6 @@ def _plan(
     )
     _check_documents_fit(messages, turns[-1], params)
     messages, redactions = _filter_data(messages, rules)
-    streaming = check_concurrency(user)
     try:
         client = providers.llama_client(team, rules)
         quota.check_budget(team, rules.policy, user)
@@ -235,7 +237,6 @@ def _plan(
         params,
         client,
         rules,
-        streaming_ids=streaming,
         redactions=redactions,
         **details,
     )
@@ -313,7 +314,9 @@ def _refuse_if_locked(conversation: Conversation) -> None:
 
 
 def _conversation_for_reply(user: Any, conversation_id: int) -> Conversation:
-    conversation = owned_conversation(user, conversation_id)
+    # With its team's policy and provider: the plan reads them next (team_rules).
+    related = [f"team__{name}" for name in policy.RULES_RELATED]
+    conversation = owned_conversation(user, conversation_id, related)
     if not Membership.objects.filter(team=conversation.team, user=user).exists():
         raise ChatError(
             "forbidden", "You are no longer in this conversation's team: start a new one."

@@ -12,7 +12,7 @@ from django.conf import settings as django_settings
 
 from chatapp.llm import KNOWN_MODELS as LLM_KNOWN_MODELS
 from chatapp.llm import MODEL_MAX_OUTPUT
-from chatapp.teams.models import TeamPolicy, TeamProvider
+from chatapp.teams.models import Team, TeamPolicy, TeamProvider
 
 KNOWN_MODELS = list(LLM_KNOWN_MODELS)
 SITE_DEFAULTS = {"temperature": 0.6, "top_p": 0.9, "max_tokens": 2048}
@@ -26,6 +26,8 @@ SETTING_LABELS = {
 }
 MAX_TEMPERATURE = {"llama": 1.0, "openai": 2.0}  # the native API accepts 0..1 only
 MAX_TOKENS_CAP = 131_072  # for models we know nothing about (a team's own server)
+# A team loaded with these (`select_related`) brings its rules along: team_rules reads no row.
+RULES_RELATED = ("policy", "provider")
 
 
 @dataclass
@@ -80,7 +82,7 @@ class TeamRules:
 
 
 def team_rules(team) -> TeamRules:
-    policy, provider = team_policy(team), team_provider(team)
+    policy, provider = _policy_and_provider(team)
     chosen = [m for m in policy.allowed_models or [] if isinstance(m, str) and m]
     protocol = django_settings.LLAMA_API_PROTOCOL
     if provider is not None and provider.uses_own_server:
@@ -90,6 +92,21 @@ def team_rules(team) -> TeamRules:
         models = [m for m in chosen if m in site_models()] or site_models()
     limits = Limits(MAX_TEMPERATURE[protocol], policy.max_tokens_limit or MAX_TOKENS_CAP)
     return TeamRules(policy, provider, models, limits)
+
+
+def _policy_and_provider(team) -> tuple[TeamPolicy, TeamProvider | None]:
+    """Both in one read, or none when the team came with them (RULES_RELATED)."""
+    if not all(getattr(Team, name).is_cached(team) for name in RULES_RELATED):
+        team = Team.objects.select_related(*RULES_RELATED).filter(pk=team.pk).first() or team
+    try:
+        policy = team.policy
+    except TeamPolicy.DoesNotExist:
+        policy = TeamPolicy(team=team)
+    try:
+        provider = team.provider
+    except TeamProvider.DoesNotExist:
+        provider = None
+    return policy, provider
 
 
 def allowed_models(team) -> list[str]:

@@ -23,21 +23,24 @@ PERMISSIONS: dict[str, frozenset[str]] = {
 }
 
 
-def find_current_team(request) -> Team | None:
-    """The team chosen in this session, else the user's first team; None if in no team."""
-    user = request.user
+def find_current_team(request, related: tuple[str, ...] = ()) -> Team | None:
+    """The team chosen in this session, else the user's first team; None if in no team.
+
+    `related`: relations to read along with it (`select_related`).
+    """
+    teams = Team.objects.for_user(request.user).select_related(*related)
     team_id = request.session.get(SESSION_TEAM_KEY)
     team = None
     if team_id:
-        team = Team.objects.for_user(user).filter(pk=team_id).first()
+        team = teams.filter(pk=team_id).first()
     if team is None:
-        team = Team.objects.for_user(user).order_by("created_at", "id").first()
+        team = teams.order_by("created_at", "id").first()
     return team
 
 
-def current_team(request) -> Team:
+def current_team(request, related: tuple[str, ...] = ()) -> Team:
     """The session's team (see find_current_team), else a new personal team (a write)."""
-    team = find_current_team(request) or ensure_personal_team(request.user)
+    team = find_current_team(request, related) or ensure_personal_team(request.user)
     if request.session.get(SESSION_TEAM_KEY) != team.pk:
         request.session[SESSION_TEAM_KEY] = team.pk
     return team

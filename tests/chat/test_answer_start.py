@@ -62,10 +62,10 @@ async def test_a_start_abandoned_during_its_trip_gives_its_count_back(member, te
 async def test_rows_that_cannot_be_written_drop_the_answer_and_give_the_count_back(
     member, team, sim, monkeypatch
 ):
-    def disk_full(plan):
+    def disk_full(*args, **kwargs):
         raise DatabaseError("database or disk is full")
 
-    monkeypatch.setattr(replies, "start_reply", disk_full)
+    monkeypatch.setattr(Message, "save", disk_full)
     admission = partial(replies.admit_send, member, None, SendRequest(content="Hello"), "r1")
     with pytest.raises(DatabaseError):
         await generation.start_generation(admission)

@@ -5,22 +5,39 @@ from django.test.utils import CaptureQueriesContext
 
 from chatapp.chat import planning, tooling
 from chatapp.chat.actions import replies
-from chatapp.chat.models import Conversation
+from chatapp.chat.models import Conversation, Message, MessageStatus
 from chatapp.chat.requests import SendRequest
 from chatapp.llm import KNOWN_MODELS
 from chatapp.teams.models import RecentRequest, TeamPolicy
 
 
-def test_the_team_policy_and_provider_are_read_once_per_send(member, team):
+def statements_reading(table: str, queries: CaptureQueriesContext) -> int:
+    return sum(
+        q["sql"].startswith("SELECT") and f'"{table}"' in q["sql"]
+        for q in queries.captured_queries
+    )
+
+
+def test_a_send_reads_its_team_s_rules_and_its_streaming_answers_once(member, team):
+    """The policy and provider come along with the team (or the conversation and its team),
+    and the answers streaming are read once, under the lock that writes the rows."""
     TeamPolicy.objects.create(team=team, rate_limit_per_minute=10)
     conversation = Conversation.objects.create(team=team, owner=member, model=KNOWN_MODELS[0])
-    request = SendRequest(content="Hello", conversation_id=conversation.pk)
-    with CaptureQueriesContext(connection) as queries:
-        plan = replies.admit_send(member, None, request, "r1")
-    assert plan.conversation == conversation
-    sql = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT")]
-    assert sum('FROM "teams_teampolicy"' in s for s in sql) == 1
-    assert sum('FROM "teams_teamprovider"' in s for s in sql) == 1
+    for request in [
+        SendRequest(content="Hello", conversation_id=conversation.pk),
+        SendRequest(content="Hello"),
+    ]:
+        with CaptureQueriesContext(connection) as queries:
+            plan = replies.admit_send(member, None, request, "r1")
+            exchange = replies.start_reply(plan)
+        Message.objects.filter(pk=exchange.assistant_id).update(status=MessageStatus.COMPLETE)
+        assert statements_reading("teams_teampolicy", queries) == 1
+        assert statements_reading("teams_teamprovider", queries) == 1
+        assert statements_reading("teams_team", queries) == 1
+        streaming_checks = [
+            q for q in queries.captured_queries if "'streaming'" in q["sql"] and "SELECT" in q["sql"]
+        ]
+        assert len(streaming_checks) == 2 if request.conversation_id else 1  # + conversation busy
 
 
 def test_planning_writes_nothing(member, team):

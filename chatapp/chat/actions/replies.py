@@ -6,7 +6,7 @@ never hears of a row it cannot read yet.
 """
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from importlib import import_module
@@ -34,7 +34,7 @@ from chatapp.core.locking import lock_rows
 from chatapp.llm import StreamError, Usage
 from chatapp.teams import actions as team_actions
 from chatapp.teams.models import MANAGER_ROLES, Membership, Team, TeamPolicy
-from chatapp.teams.policy import PolicyError
+from chatapp.teams.policy import RULES_RELATED, PolicyError
 from chatapp.teams.safety import Finding
 from chatapp.teams.services import current_team
 from chatapp.uploads import actions as upload_actions
@@ -57,31 +57,27 @@ def session_team(user: Any, session_key: str | None) -> Team:
     A user in no team gets a personal team here (the one write).
     """
     store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
-    return current_team(SimpleNamespace(user=user, session=store))
+    # With its policy and provider: planning reads them next (team_rules).
+    return current_team(SimpleNamespace(user=user, session=store), RULES_RELATED)
 
 
 def admit_send(
     user: Any, session_key: str | None, request: SendRequest, request_id: str | None
 ) -> ReplyPlan:
-    """Plan a chat.send and admit it upstream; the plan is ready for `start_reply`."""
+    """Plan a chat.send; `start_reply` admits it (the caps) and writes its rows."""
     team = session_team(user, session_key) if request.conversation_id is None else None
     plan = planning.plan_send(user, request, team=team, request_id=request_id)
-    admit(plan)
     return with_tools(plan)
 
 
 def admit_edit(
     user: Any, message_id: int, request: SendRequest, request_id: str | None
 ) -> ReplyPlan:
-    plan = planning.plan_edit(user, message_id, request, request_id)
-    admit(plan)
-    return with_tools(plan)
+    return with_tools(planning.plan_edit(user, message_id, request, request_id))
 
 
 def admit_regenerate(user: Any, message_id: int, request_id: str | None) -> ReplyPlan:
-    plan = planning.plan_regenerate(user, message_id, request_id)
-    admit(plan)
-    return with_tools(plan)
+    return with_tools(planning.plan_regenerate(user, message_id, request_id))
 
 
 def admit(plan: ReplyPlan) -> None:
@@ -122,53 +118,63 @@ class Exchange:
         return self.assistant_message["id"]
 
 
-def start_reply(plan: ReplyPlan) -> Exchange:
-    """Save the question (unless regenerating) and the answer to stream, on the plan's branch,
-    and make that branch the one shown."""
-    conversation = plan.conversation
-    created = conversation.pk is None
+def start_reply(plan: ReplyPlan, admitted: Callable[[ReplyPlan], None] | None = None) -> Exchange:
+    """Admit the answer, then save the question (unless regenerating) and the answer to stream,
+    on the plan's branch, and make that branch the one shown.
+
+    Admission checks the user's answers streaming and counts the request against the team's
+    rate limit; `admitted` gets the plan with those answers (`streaming_ids`) before any row is
+    written, and may still refuse it. A refusal writes nothing and counts nothing.
+    """
     with transaction.atomic():
         # Sends racing on other sockets or processes queue here, so the cap holds for them too.
         lock_rows(get_user_model().objects.filter(pk=plan.user.pk))
-        planning.check_concurrency(plan.user)
-        if created:
-            conversation.save()
-        else:
-            prompt_fields = ["system_prompt", "system_prompt_text", "system_prompt_locked"]
-            conversation.save(
-                update_fields=[*plan.conversation_fields, *prompt_fields, "updated_at"]
-            )
-        parent_id = plan.parent_id
-        replaces = plan.replaces.pk if plan.replaces is not None else None
-        failed = plan.replaces
-        if failed is not None and failed.status == MessageStatus.ERROR and not failed.content:
-            failed.delete()  # a retry of an answer that failed before any text: no version
-        user_message = None
-        if plan.user_content is not None:
-            user_message = _placed(
-                Message(
-                    conversation=conversation,
-                    parent_id=parent_id,
-                    role=MessageRole.USER,
-                    content=plan.user_content,
-                    redactions=list(plan.redactions),
-                )
-            )
-            _attach(plan, user_message)
-            parent_id = user_message.pk
-        assistant = _placed(
+        plan = replace(plan, streaming_ids=planning.check_concurrency(plan.user))
+        admit(plan)
+        if admitted is not None:
+            admitted(plan)
+        return _write_reply(plan)
+
+
+def _write_reply(plan: ReplyPlan) -> Exchange:
+    conversation = plan.conversation
+    created = conversation.pk is None
+    if created:
+        conversation.save()
+    else:
+        prompt_fields = ["system_prompt", "system_prompt_text", "system_prompt_locked"]
+        conversation.save(update_fields=[*plan.conversation_fields, *prompt_fields, "updated_at"])
+    parent_id = plan.parent_id
+    replaces = plan.replaces.pk if plan.replaces is not None else None
+    failed = plan.replaces
+    if failed is not None and failed.status == MessageStatus.ERROR and not failed.content:
+        failed.delete()  # a retry of an answer that failed before any text: no version
+    user_message = None
+    if plan.user_content is not None:
+        user_message = _placed(
             Message(
                 conversation=conversation,
                 parent_id=parent_id,
-                role=MessageRole.ASSISTANT,
-                status=MessageStatus.STREAMING,
-                model=plan.params.model,
-                heartbeat_at=timezone.now(),
-                format=plan.requested_format,
+                role=MessageRole.USER,
+                content=plan.user_content,
+                redactions=list(plan.redactions),
             )
         )
-        Conversation.objects.filter(pk=conversation.pk).update(active_leaf=assistant)
-        conversation.active_leaf = assistant
+        _attach(plan, user_message)
+        parent_id = user_message.pk
+    assistant = _placed(
+        Message(
+            conversation=conversation,
+            parent_id=parent_id,
+            role=MessageRole.ASSISTANT,
+            status=MessageStatus.STREAMING,
+            model=plan.params.model,
+            heartbeat_at=timezone.now(),
+            format=plan.requested_format,
+        )
+    )
+    Conversation.objects.filter(pk=conversation.pk).update(active_leaf=assistant)
+    conversation.active_leaf = assistant
     return Exchange(
         conversation_id=conversation.pk,
         title=conversation.title,
