@@ -410,6 +410,11 @@ def main(argv: list[str] | None = None) -> dict:
         default=1,
         help="people of one team the chat-pace sockets belong to, in turn (default 1)",
     )
+    parser.add_argument(
+        "--database-url",
+        help="the servers' database, emptied first (default: a fresh SQLite file); the image"
+        " and compose run several processes on PostgreSQL",
+    )
     args = parser.parse_args(argv)
     result: dict = {"benchmark": "concurrency", "quick": args.quick, "loop": args.loop}
     if args.only in (None, "fast"):
@@ -421,6 +426,7 @@ def main(argv: list[str] | None = None) -> dict:
         options = {"pin": args.pin, "processes": args.processes, "profile": args.profile}
         options["loop"] = args.loop
         options["users"] = args.users
+        options["database_url"] = args.database_url
         if args.processes > 1:
             options["redis_url"] = os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS_URL)
         result["chat"] = [

@@ -10,8 +10,9 @@ from django.db import DatabaseError
 
 from chatapp.chat import generation
 from chatapp.chat.actions import replies
-from chatapp.chat.models import Message, MessageStatus
+from chatapp.chat.models import Conversation, Message, MessageStatus
 from chatapp.chat.requests import SendRequest
+from chatapp.teams.models import RecentRequest, TeamPolicy
 from tests.support.polling import await_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -72,3 +73,24 @@ async def test_rows_that_cannot_be_written_drop_the_answer_and_give_the_count_ba
     assert member.pk not in generation.LIVE_PER_USER
     assert generation.RUNNING == {}
     assert await Message.objects.acount() == 0
+
+
+async def test_a_send_refused_by_the_per_person_cap_counts_nothing_against_the_rate_limit(
+    connect, member, team, sim, settings
+):
+    """The answers streaming are read under the rows' lock, before the team's rate limit counts
+    the request: an answer streaming in another process refuses this one, which is not counted."""
+    settings.CHAT_MAX_CONCURRENT_GENERATIONS = 1
+    await TeamPolicy.objects.acreate(team=team, rate_limit_per_minute=5)
+    elsewhere = await Conversation.objects.acreate(team=team, owner=member)
+    await Message.objects.acreate(
+        conversation=elsewhere, role="assistant", status=MessageStatus.STREAMING
+    )
+    socket = await connect(member)
+    reply = await socket.expect_error({"type": "chat.send", "content": "Hello"})
+    assert reply["error"]["code"] == "rate_limited"
+    assert "1 answers streaming" in reply["error"]["message"]
+    assert not await RecentRequest.objects.aexists()
+    assert await Message.objects.acount() == 1
+    assert sim.requests == []
+    assert member.pk not in generation.LIVE_PER_USER

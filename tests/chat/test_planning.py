@@ -13,8 +13,7 @@ from chatapp.teams.models import RecentRequest, TeamPolicy
 
 def statements_reading(table: str, queries: CaptureQueriesContext) -> int:
     return sum(
-        q["sql"].startswith("SELECT") and f'"{table}"' in q["sql"]
-        for q in queries.captured_queries
+        q["sql"].startswith("SELECT") and f'"{table}"' in q["sql"] for q in queries.captured_queries
     )
 
 
@@ -35,7 +34,9 @@ def test_a_send_reads_its_team_s_rules_and_its_streaming_answers_once(member, te
         assert statements_reading("teams_teamprovider", queries) == 1
         assert statements_reading("teams_team", queries) == 1
         streaming_checks = [
-            q for q in queries.captured_queries if "'streaming'" in q["sql"] and "SELECT" in q["sql"]
+            q
+            for q in queries.captured_queries
+            if "'streaming'" in q["sql"] and "SELECT" in q["sql"]
         ]
         assert len(streaming_checks) == 2 if request.conversation_id else 1  # + conversation busy
 
