@@ -38,7 +38,8 @@ def test_a_send_reads_its_team_s_rules_and_its_streaming_answers_once(member, te
             for q in queries.captured_queries
             if "'streaming'" in q["sql"] and "SELECT" in q["sql"]
         ]
-        assert len(streaming_checks) == 2 if request.conversation_id else 1  # + conversation busy
+        # A reply also asks whether its conversation is busy.
+        assert len(streaming_checks) == (2 if request.conversation_id else 1)
 
 
 def test_planning_writes_nothing(member, team):
