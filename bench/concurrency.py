@@ -247,7 +247,8 @@ async def paced_batch(
     client_before, started = own_cpu_seconds(), time.perf_counter()
     sampler = asyncio.create_task(peak_rss(stack.app))
     spread = len(sockets) / arrivals
-    delays = sorted(random.Random(7).uniform(0, spread) for _ in sockets)
+    draws = random.Random(7)  # one generator for all: the same seed each would give one time
+    delays = sorted(draws.uniform(0, spread) for _ in sockets)
 
     async def one(ws, content: str, delay: float) -> Stream:
         await asyncio.sleep(delay)

@@ -222,7 +222,7 @@ if REDIS_URL:
         }
     }
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CHANNEL_LAYERS = {"default": {"BACKEND": "chatapp.core.layers.InMemoryChannelLayer"}}
 # Server processes `manage.py serve` starts on one port; more than one needs REDIS_URL. Empty
 # is unset (compose passes it on either way; the image then picks one per core).
 WEB_CONCURRENCY = (

@@ -16,6 +16,7 @@ from functools import partial
 from typing import Any
 
 from asgiref.typing import WebSocketDisconnectEvent
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -125,7 +126,21 @@ class ChatConsumer(AsyncWebsocketConsumer):
         elif kind == "generation.snapshot":
             self.feed.snapshot_arrived(message)
         else:
-            await super().dispatch(message)
+            await self.handle_message(message)
+
+    async def handle_message(self, message: dict[str, Any]) -> None:
+        """`AsyncConsumer.dispatch` without its first trip to the database thread.
+
+        Channels closes stale database connections there before every message, in the one
+        thread that runs every ORM call: each frame from the client waited behind all the work
+        queued there before its handler ran, and a `chat.send` then waited again to be
+        planned (bench/README.md). Every ORM call of this consumer goes through
+        `database_sync_to_async`, which closes them itself, in the same trip as the query.
+        """
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if not self.counted:

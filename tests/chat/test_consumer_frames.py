@@ -1,6 +1,8 @@
 """Bad frames and other people's ids: an error frame, nothing changed, the socket still works."""
 
+import asyncio
 import json
+import threading
 
 import pytest
 from channels.db import database_sync_to_async
@@ -251,3 +253,18 @@ async def test_frames_that_are_not_json_count_against_the_rate_limit(connect, me
     assert (await socket.receive())["error"]["code"] == "rate_limited"
     limited = await socket.expect_error({"type": "chat.subscribe", "conversation_id": 1})
     assert limited["error"]["code"] == "rate_limited"
+
+
+async def test_a_frame_is_handled_while_the_database_thread_is_busy(connect, member):
+    """A frame waits for the database only when its handler needs it: nothing in front of
+    the handler queues behind the thread that runs every ORM call."""
+    socket = await connect(member)
+    release = threading.Event()
+    busy = asyncio.ensure_future(database_sync_to_async(release.wait)(10))
+    try:
+        reply = await socket.expect_error({"type": "chat.dance"})
+        assert reply["error"]["code"] == "unknown_type"
+        assert not busy.done()
+    finally:
+        release.set()
+        await busy

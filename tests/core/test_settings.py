@@ -61,7 +61,7 @@ def test_defaults_are_zero_setup():
     values = loaded(SECRET_KEY="x" * 50)
     assert values["debug"] is False
     assert values["engine"] == "django.db.backends.sqlite3"
-    assert values["layer"] == "channels.layers.InMemoryChannelLayer"
+    assert values["layer"] == "chatapp.core.layers.InMemoryChannelLayer"
     assert values["hosts"] == ["127.0.0.1", "localhost"]
     assert values["protocol"] == "llama"
     assert values["base"] == "https://api.llama.com/v1"
