@@ -32,4 +32,4 @@ class InMemoryChannelLayer(layers.InMemoryChannelLayer):
         now = time.monotonic()
         if now - self._cleaned_at >= self.CLEAN_EVERY_SECONDS:
             self._cleaned_at = now
-            super()._clean_expired()
+            super()._clean_expired()  # type: ignore[misc]  # private in the stubs
