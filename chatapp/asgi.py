@@ -1,5 +1,6 @@
 """ASGI entry point: HTTP through Django, websockets through Channels (in the documented order)."""
 
+import gc
 import os
 
 from django.core.asgi import get_asgi_application
@@ -41,3 +42,8 @@ router = ProtocolTypeRouter(
     }
 )
 application = StartReaper(router)
+
+# What is loaded by now (Django, the apps, their modules) lives as long as the process. Kept
+# out of the collector's full passes, which otherwise walk all of it while every stream of
+# the process waits: 148 ms in one pass at 200 answers, 42 ms with it frozen (bench/README.md).
+gc.freeze()
