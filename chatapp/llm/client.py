@@ -27,7 +27,7 @@ from .errors import (
     request_id_from,
 )
 from .moderation import Verdict, guard_prompt, read_guard_reply, read_moderation
-from .network import AsyncioTransport
+from .network import AiohttpTransport
 from .protocols import PROTOCOL_ADAPTERS, ReplyState
 from .sse import sse_stream
 from .types import (
@@ -44,7 +44,6 @@ from .types import (
 from .validation import validate_chat, validate_messages
 
 MODELS_CACHE_SECONDS = 300.0
-KEEPALIVE_CONNECTIONS = 32
 BACKOFF_BASE, BACKOFF_MAX, BACKOFF_JITTER = 0.5, 8.0, 0.25  # the same curve as Meta's SDKs
 USER_AGENT = "llama-team-chat"
 
@@ -61,9 +60,7 @@ def shared_http_client() -> httpx.AsyncClient:
     loop = asyncio.get_running_loop()
     client = _shared_clients.get(loop)
     if client is None or client.is_closed:
-        # Up to 32 idle connections wait for the next answers (LinearPool keeps them while
-        # hundreds stream); beyond that a burst's connections would only idle at the upstream.
-        transport = AsyncioTransport(max_keepalive_connections=KEEPALIVE_CONNECTIONS)
+        transport = AiohttpTransport()
         client = httpx.AsyncClient(transport=transport, headers={"User-Agent": USER_AGENT})
         _shared_clients[loop] = client
     return client

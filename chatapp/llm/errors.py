@@ -6,7 +6,6 @@ import re
 import time
 from typing import Any
 
-import httpcore
 import httpx
 
 from .types import LlmError, ProviderConfig
@@ -55,7 +54,7 @@ def error_from_response(
     )
 
 
-class DestinationRefused(httpcore.ConnectError):
+class DestinationRefused(Exception):
     """A network policy refused the destination before connecting; retrying cannot help."""
 
 

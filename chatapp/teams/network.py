@@ -14,15 +14,16 @@ import socket
 import typing
 import weakref
 
+import aiohttp
 import anyio
-import httpcore
 import httpx
+from aiohttp.abc import ResolveResult
 from django.conf import settings
 
 from chatapp.llm import LlamaClient
 from chatapp.llm.client import USER_AGENT
 from chatapp.llm.errors import DestinationRefused
-from chatapp.llm.network import AsyncioBackend, AsyncioTransport
+from chatapp.llm.network import AiohttpTransport
 
 ALLOW_SETTING = "LLAMA_ALLOW_PRIVATE_PROVIDER_URLS"
 
@@ -108,8 +109,8 @@ async def connect_checked(
     """Resolve `host`, refuse it when any address may not be reached (`refuse(host, address)`
     is raised), then `connect(address)` to exactly the addresses that were checked, in order.
 
-    `errors` is the httpcore module of the caller's HTTP stack (httpcore, or the MCP SDK's
-    httpcore2): resolution failures become its ConnectTimeout / ConnectError."""
+    `errors` is the httpcore module of the caller's HTTP stack (the MCP SDK's httpcore2):
+    resolution failures become its ConnectTimeout / ConnectError."""
     try:
         with anyio.fail_after(timeout):
             infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -129,43 +130,57 @@ async def connect_checked(
     raise error
 
 
-class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
-    def __init__(self) -> None:
-        self._inner = AsyncioBackend()
+class GuardedResolver(aiohttp.abc.AbstractResolver):
+    """Resolves a provider's host and refuses it when any address may not be reached; the
+    connection then goes to exactly the addresses returned here, as checked."""
 
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: typing.Iterable[typing.Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        def connect(address: str) -> typing.Awaitable[httpcore.AsyncNetworkStream]:
-            return self._inner.connect_tcp(address, port, timeout, local_address, socket_options)
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await loop.getaddrinfo(host, port, family=family, type=socket.SOCK_STREAM)
+        except UnicodeError as exc:
+            raise OSError(f"Could not resolve {host}: {exc}") from None
+        if bad := blocked_address(host, [str(info[4][0]) for info in infos]):
+            raise BlockedAddressError(refusal(host, bad))
+        return [
+            ResolveResult(
+                hostname=host,
+                host=str(address[0]),
+                port=port,
+                family=address_family,
+                proto=proto,
+                flags=socket.AI_NUMERICHOST | socket.AI_NUMERICSERV,
+            )
+            for address_family, _, proto, _, address in infos
+        ]
 
-        def refuse(host: str, address: str) -> Exception:
-            return BlockedAddressError(refusal(host, address))
-
-        return await connect_checked(host, port, timeout, connect, refuse, httpcore)
-
-    async def connect_unix_socket(self, path, timeout=None, socket_options=None):
-        raise BlockedAddressError("Team providers cannot use unix sockets.")
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
+    async def close(self) -> None:
+        pass
 
 
-class GuardedTransport(AsyncioTransport):
+def _literal_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
+
+
+class GuardedTransport(AiohttpTransport):
     def __init__(self) -> None:
         # No proxies: a proxy would connect for us, unchecked.
-        super().__init__(
-            max_keepalive_connections=50, backend=GuardedNetworkBackend(), trust_env=False
-        )
+        super().__init__(resolver=GuardedResolver(), trust_env=False)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        host = request.url.host
+        refused: DestinationRefused | None = None
         if request.url.scheme != "https" and not private_allowed():
             refused = DestinationRefused("Team provider URLs must use https.")
+        elif _literal_address(host) and (bad := blocked_address(host, [host])):
+            refused = BlockedAddressError(refusal(host, bad))  # no lookup: nothing to resolve
+        if refused is not None:
             raise httpx.ConnectError(str(refused), request=request) from refused
         return await super().handle_async_request(request)
 

@@ -1,34 +1,33 @@
-"""AsyncioBackend: httpx over asyncio's own transports, against real local servers."""
+"""AiohttpTransport: httpx's requests over aiohttp's connections, against real local servers."""
 
 import asyncio
 import datetime
 import ssl
-from contextlib import AsyncExitStack
 
-import httpcore
 import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from httpcore._async.connection_pool import AsyncPoolRequest
 
-from chatapp.llm.network import HIGH_WATER, AsyncioTransport, LinearPool
+from chatapp.llm.network import AiohttpTransport
 from tests.support.ports import free_port
 
-BIG = bytes(range(256)) * (HIGH_WATER // 64)  # four times the buffer at which reading pauses
+BIG = bytes(range(256)) * 4096  # 1 MiB: many times the buffer at which reading pauses
 
 
 def client(**transport_options) -> httpx.AsyncClient:
-    transport = AsyncioTransport(max_keepalive_connections=4, **transport_options)
-    return httpx.AsyncClient(transport=transport, timeout=10)
+    return httpx.AsyncClient(transport=AiohttpTransport(**transport_options), timeout=10)
 
 
-async def serve(handler, ssl_context=None):
-    """A one-route HTTP/1.1 server: `handler(reader, writer)` answers each request."""
+async def serve(handler, ssl_context=None, peers=None):
+    """A one-route HTTP/1.1 server: `handler(reader, writer)` answers each request;
+    `peers` collects each connection's client address."""
 
     async def connection(reader, writer):
+        if peers is not None:
+            peers.append(writer.get_extra_info("peername"))
         try:
             while await reader.readuntil(b"\r\n\r\n"):
                 if not await handler(reader, writer):
@@ -69,14 +68,53 @@ async def cut_short(reader, writer) -> bool:
 
 
 async def test_a_chunked_stream_arrives_whole_and_the_connection_is_reused():
-    server, port = await serve(chunked_events)
+    peers: list = []
+    server, port = await serve(chunked_events, peers=peers)
     async with server, client() as http:
         for _ in range(2):
             async with http.stream("GET", f"http://127.0.0.1:{port}/") as response:
                 body = b"".join([chunk async for chunk in response.aiter_raw()])
             assert body == b"".join(f"data: {n}\n\n".encode() for n in range(20))
-        pool = http._transport._pool
-        assert len(pool.connections) == 1  # the second request reused the first connection
+    assert len(peers) == 1  # the second request reused the first connection
+
+
+async def test_a_body_left_half_read_does_not_leave_its_connection_for_the_next():
+    peers: list = []
+    server, port = await serve(big_body, peers=peers)
+    async with server, client() as http:
+        async with http.stream("GET", f"http://127.0.0.1:{port}/") as response:
+            async for _ in response.aiter_raw():
+                break
+        assert (await http.get(f"http://127.0.0.1:{port}/")).content == BIG
+    assert len(peers) == 2
+
+
+async def test_a_post_body_and_the_headers_arrive_as_sent():
+    seen: dict = {}
+
+    async def echo(reader, writer) -> bool:
+        seen["body"] = await reader.readexactly(11)
+        writer.write(b"HTTP/1.1 201 Created\r\nX-Request-Id: r-1\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        return True
+
+    async def connection_head(reader, writer):
+        head = await reader.readuntil(b"\r\n\r\n")
+        seen["head"] = head.decode("latin-1").lower()
+        await echo(reader, writer)
+        writer.close()
+
+    port = free_port()
+    server = await asyncio.start_server(connection_head, "127.0.0.1", port)
+    async with server, client() as http:
+        response = await http.post(
+            f"http://127.0.0.1:{port}/v1", content=b"hello there", headers={"X-Key": "k"}
+        )
+    assert (response.status_code, response.reason_phrase, response.text) == (201, "Created", "ok")
+    assert response.headers["x-request-id"] == "r-1"
+    assert seen["body"] == b"hello there"
+    assert "post /v1 http/1.1" in seen["head"] and "x-key: k" in seen["head"]
+    assert "content-length: 11" in seen["head"]
 
 
 async def test_a_body_larger_than_the_buffer_arrives_whole_when_read_slowly():
@@ -107,64 +145,6 @@ async def test_a_server_that_closed_an_idle_connection_gets_a_new_one():
         for _ in range(3):
             assert (await http.get(f"http://127.0.0.1:{port}/")).status_code == 200
             await asyncio.sleep(0.05)  # the close arrives while the connection is idle
-
-
-async def test_idle_connections_up_to_the_limit_are_kept_while_others_stream():
-    peers = set()
-
-    async def counted(reader, writer) -> bool:
-        peers.add(writer.get_extra_info("peername"))
-        return await chunked_events(reader, writer)
-
-    server, port = await serve(counted)
-    url = f"http://127.0.0.1:{port}/"
-    async with server, client() as http, AsyncExitStack() as still_streaming:
-        responses = [
-            await still_streaming.enter_async_context(http.stream("GET", url)) for _ in range(10)
-        ]
-        for response in responses[:6]:
-            await response.aread()
-            await response.aclose()  # six idle connections, four still streaming
-        pool = http._transport._pool
-        assert len(pool.connections) == 8  # the limit is 4 idle, not 4 in all
-        for _ in range(4):
-            assert (await http.get(url)).status_code == 200
-        assert len(peers) == 10  # each later request went on a kept connection
-
-
-async def test_a_connection_given_to_a_request_that_has_not_started_is_spoken_for():
-    class Idle:
-        def __init__(self, origin):
-            self.origin = origin
-
-        def is_closed(self):
-            return False
-
-        def has_expired(self):
-            return False
-
-        def is_idle(self):
-            return True
-
-        def can_handle_request(self, origin):
-            return origin == self.origin
-
-    def queued(url):
-        return AsyncPoolRequest(httpcore.Request("GET", url))
-
-    pool = LinearPool(max_keepalive_connections=1)
-    first, second = queued("http://a.test/"), queued("http://a.test/")
-    idle = Idle(first.request.url.origin)
-    pool._connections, pool._requests = [idle], [first, second]
-    assert pool._assign_requests_to_connections() == []
-    assert first.connection is idle
-    assert second.connection is not idle  # a new connection, not the one taken
-    assert pool._connections == [idle, second.connection]
-    # Not started yet, so still idle, but not surplus even to a keep-alive limit of none.
-    pool._max_keepalive_connections = 0
-    assert pool._assign_requests_to_connections() == []
-    pool._requests = [second]  # the first request gave up before it started
-    assert pool._assign_requests_to_connections() == [idle]
 
 
 async def test_a_refused_connection_is_a_connect_error():
@@ -214,3 +194,16 @@ async def test_tls_streams_and_checks_the_certificate(tmp_path):
         async with client(ssl_context=ssl.create_default_context()) as http:
             with pytest.raises(httpx.ConnectError):  # not trusted by the system's CAs
                 await http.get(f"https://localhost:{port}/")
+
+
+async def test_a_read_timeout_is_httpx_s():
+    async def silent(reader, writer) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(1)
+        return False
+
+    server, port = await serve(silent)
+    async with server, client() as http:
+        with pytest.raises(httpx.ReadTimeout):
+            await http.get(f"http://127.0.0.1:{port}/", timeout=httpx.Timeout(5, read=0.1))
