@@ -83,6 +83,11 @@ class ToolUpdate:
 RUNNING: dict[int, "Generation"] = {}
 # Answers this process has counted per user (the chat page's and the API's), until they end.
 LIVE_PER_USER: Counter[int] = Counter()
+# Answers whose rows this process's database thread has written and whose generation has not
+# joined RUNNING yet (the event loop attaches it once the trip is back, while the next start
+# may already be in the thread): LIVE_PER_USER counts them, so `admit` must not count their
+# rows again as answers streaming elsewhere.
+ATTACHING: set[int] = set()
 _COUNTING = threading.Lock()  # answers are counted in the database thread and the event loop
 
 
@@ -95,7 +100,7 @@ def admit(plan: ReplyPlan) -> None:
     """
     user_id = plan.user.pk
     with _COUNTING:
-        elsewhere = sum(1 for message_id in plan.streaming_ids if message_id not in RUNNING)
+        elsewhere = sum(1 for i in plan.streaming_ids if i not in RUNNING and i not in ATTACHING)
         if LIVE_PER_USER[user_id] + elsewhere >= settings.CHAT_MAX_CONCURRENT_GENERATIONS:
             raise concurrency_refusal(LIVE_PER_USER[user_id] + elsewhere)
         LIVE_PER_USER[user_id] += 1
@@ -213,6 +218,8 @@ class Generation:
         channel = self._channel = await self._layer.new_channel()
         await self._layer.group_add(generation_group(self.message_id), channel)
         RUNNING[self.message_id] = self
+        with _COUNTING:
+            ATTACHING.discard(self.message_id)
         COALESCING.measure()
         checkpoints().add(self)
         self._task = asyncio.create_task(self._run(channel))
@@ -786,7 +793,10 @@ def begin_reply(
     """
     plan = admission()
     plan.client.check_chat(plan.messages, plan.params)
-    return replies.start_reply(plan, partial(_hand_over, handover))
+    exchange = replies.start_reply(plan, partial(_hand_over, handover))
+    with _COUNTING:  # before the next trip in this thread can count the user's answers
+        ATTACHING.add(exchange.assistant_id)
+    return exchange
 
 
 def _hand_over(handover: Callable[[ReplyPlan], None], plan: ReplyPlan) -> None:
@@ -840,6 +850,7 @@ async def start_generation(
         await asyncio.wait((handover.plan, trip), return_when=asyncio.FIRST_COMPLETED)
     except asyncio.CancelledError:
         handover.abandon()
+        trip.add_done_callback(_never_attached)
         raise
     if not handover.plan.done():  # refused before the handover
         handover.abandon()
@@ -855,8 +866,16 @@ async def start_generation(
         await generation.attach(exchange)
     except BaseException:
         generation.abandon()
+        trip.add_done_callback(_never_attached)
         raise
     return plan, generation, exchange
+
+
+def _never_attached(trip: "asyncio.Future[Exchange]") -> None:
+    """The rows a trip wrote will have no generation here (the reaper ends them)."""
+    if not trip.cancelled() and trip.exception() is None:
+        with _COUNTING:
+            ATTACHING.discard(trip.result().assistant_id)
 
 
 def _retrieved(trip: "asyncio.Future[Exchange]") -> None:

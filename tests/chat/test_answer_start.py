@@ -6,10 +6,12 @@ import threading
 from functools import partial
 
 import pytest
+from channels.db import database_sync_to_async
 from django.db import DatabaseError
 
 from chatapp.chat import generation
 from chatapp.chat.actions import replies
+from chatapp.chat.errors import ChatError
 from chatapp.chat.models import Conversation, Message, MessageStatus
 from chatapp.chat.requests import SendRequest
 from chatapp.teams.models import RecentRequest, TeamPolicy
@@ -94,3 +96,28 @@ async def test_a_send_refused_by_the_per_person_cap_counts_nothing_against_the_r
     assert await Message.objects.acount() == 1
     assert sim.requests == []
     assert member.pk not in generation.LIVE_PER_USER
+
+
+async def test_an_answer_counts_once_while_its_generation_is_being_attached(member, team, settings):
+    """The next start can run in the database thread before the event loop has attached the
+    answer before it: that answer is counted once, in this process, not again by its row."""
+    settings.CHAT_MAX_CONCURRENT_GENERATIONS = 2
+    handed: list = []
+
+    @database_sync_to_async
+    def start(number: int):
+        request = SendRequest(content=f"Hello {number}")
+        admission = partial(replies.admit_send, member, None, request, f"r{number}")
+        return generation.begin_reply(admission, handed.append)
+
+    exchanges = []
+    try:
+        exchanges.append(await start(1))
+        exchanges.append(await start(2))  # the first is not attached: still one answer
+        with pytest.raises(ChatError, match="2 answers streaming"):
+            await start(3)
+    finally:
+        for plan in handed:
+            generation.release(plan.user.pk)
+        generation.ATTACHING.difference_update(e.assistant_id for e in exchanges)
+    assert len(handed) == 2
