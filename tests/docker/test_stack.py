@@ -346,8 +346,13 @@ def test_a_replica_killed_mid_answer_is_reaped_by_the_other_which_answers_anew(
         stored = member.request("GET", f"/api/conversations/{conversation_id}/").json()
         return next(m for m in stored["messages"] if m["id"] == answer_id)
 
-    # What the reaper keeps is the last checkpoint (about once a second): let one be written.
-    wait_for(lambda: stored_answer()["content"], 30, "a checkpoint of the answer")
+    # What the reaper keeps is the last checkpoint (about once a second): let one be written
+    # with the question restated (an early one may hold only its first words).
+    wait_for(
+        lambda: stored_answer()["content"].startswith("You asked: *Tell me everything*"),
+        30,
+        "a checkpoint of the answer's opening",
+    )
     docker("kill", doomed)
     ws_a.close()
     after = read_until(ws_b, finished(answer_id), timeout=90)
