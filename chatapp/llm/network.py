@@ -45,7 +45,7 @@ def _mapped(reading: bool) -> Iterator[None]:
         yield
     except DestinationRefused as exc:  # a network policy said no before connecting
         raise httpx.ConnectError(str(exc)) from exc
-    except (aiohttp.ClientError, OSError, TimeoutError, ssl.SSLError) as exc:
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:  # ssl.SSLError is an OSError
         raise _failure(exc, reading) from exc
 
 
