@@ -8,14 +8,13 @@ closing the socket never stops them.
 """
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable
 from contextlib import suppress
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
-from asgiref.typing import WebSocketDisconnectEvent
+from asgiref.typing import WebSocketDisconnectEvent, WebSocketSendEvent
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -355,16 +354,20 @@ class ChatConsumer(AsyncWebsocketConsumer):
         """A conversation event for this socket; text: its JSON, when already encoded."""
         passed = self.feed.receive(event)
         if passed is not None:
-            await self.send(text_data=text if text is not None else json.dumps(passed))
+            frame = text if text is not None else frames.encode(passed)
+            # Straight to the server's send, past Channels' two wrappers: this is per token.
+            # ASGI: exactly one of text and bytes (asgiref's type asks for both keys).
+            send = cast(WebSocketSendEvent, {"type": "websocket.send", "text": frame})
+            await self.base_send(send)
 
     # --- output ----------------------------------------------------------------------------
 
     async def send_event(self, event: ServerEvent) -> None:
-        await self.send(text_data=json.dumps(event))
+        await self.send(text_data=frames.encode(event))
 
     async def send_json(self, content: dict[str, Any]) -> None:
         """A conversation event relayed as it came (built by `events` where it was sent)."""
-        await self.send(text_data=json.dumps(content))
+        await self.send(text_data=frames.encode(content))
 
     async def send_error(
         self, request_id: str | None, code: str, message: str, field: str | None = None

@@ -14,7 +14,6 @@ snapshot is taken, so every delta after it reaches that socket.
 """
 
 import asyncio
-import json
 import logging
 import time
 import uuid
@@ -24,6 +23,7 @@ from typing import Any, Protocol
 
 from channels.layers import InMemoryChannelLayer
 
+from chatapp.chat.frames import encode
 from chatapp.chat.groups import conversation_group
 from chatapp.core.layers import channel_layer
 
@@ -94,7 +94,7 @@ async def publish(event: dict[str, Any], registry: Followers | None = None) -> b
     registry = registry or followers()
     local = registry.of(conversation_id)
     if local:
-        text = json.dumps(event)
+        text = encode(event)
         for socket in local:
             try:
                 await socket.relay(event, text)

@@ -1,7 +1,10 @@
 """Client frames of the chat websocket, checked before anything acts on them."""
 
 import json
+from collections.abc import Mapping
 from typing import Any
+
+import orjson
 
 from chatapp.chat import json_output
 from chatapp.chat.errors import ChatError
@@ -14,6 +17,16 @@ REQUEST_ID_LENGTH = 100
 SYSTEM_PROMPT_MAX_LENGTH: int = SystemPrompt._meta.get_field("content").max_length or 20_000
 FRAME_OVERHEAD_BYTES = 16_384  # room for the fields around the content
 JSON_ESCAPE_FACTOR = 6  # any character may arrive as a six-character \\uXXXX escape
+
+
+def encode(event: Mapping[str, Any]) -> str:
+    """A server frame's JSON text. orjson writes it in about a tenth of the time `json.dumps`
+    takes, and frames go out at token rate; what it refuses (a lone surrogate, which
+    `json.dumps` escapes) goes the slow way."""
+    try:
+        return orjson.dumps(event, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:  # orjson.JSONEncodeError
+        return json.dumps(event)
 
 
 def decode(text_data: str | None, max_content_bytes: int) -> dict[str, Any]:

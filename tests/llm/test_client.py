@@ -474,3 +474,47 @@ async def test_sse_parser_joins_multiline_data_and_keeps_event_names():
         ("message", "one\ntwo"),
         ("error", "{}"),
     ]
+
+
+def sse_response(body: str) -> httpx.Response:
+    async def stream():
+        yield body.encode()
+
+    return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=stream())
+
+
+async def test_chunks_orjson_refuses_are_read_as_pythons_json_reads_them():
+    """A NaN, an integer past 64 bits, half a surrogate pair: valid to Python's JSON, refused by
+    orjson, which reads the chunks first. The text arrives as before."""
+    chunks = [
+        '{"choices":[{"index":0,"delta":{"content":"Hi"},"logprob":NaN}]}',
+        '{"created":18446744073709551616,"choices":[{"index":0,"delta":{"content":" there"}}]}',
+        '{"choices":[{"index":0,"delta":{"content":"\\ud83d"},"finish_reason":"stop"}]}',
+    ]
+    body = "".join(f"data: {chunk}\n\n" for chunk in chunks) + "data: [DONE]\n\n"
+
+    def upstream(request: httpx.Request) -> httpx.Response:
+        return sse_response(body)
+
+    config = ProviderConfig("http://upstream.test/v1", KEY, protocol="openai")
+    async with httpx.AsyncClient(transport=httpx.MockTransport(upstream)) as http:
+        events = await collect(LlamaClient(config, http=http), "hi")
+
+    assert text_of(events) == "Hi there\ud83d"
+    assert isinstance(events[-1], Finish)
+    assert events[-1].finish_reason == "stop"
+
+
+async def test_a_chunk_that_is_not_json_is_upstream_unavailable():
+    body = "data: {not json\n\n"
+
+    def upstream(request: httpx.Request) -> httpx.Response:
+        return sse_response(body)
+
+    config = ProviderConfig("http://upstream.test/v1", KEY, protocol="openai", max_attempts=1)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(upstream)) as http:
+        events = await collect(LlamaClient(config, http=http), "hi")
+
+    assert [(type(event), event.code) for event in events] == [
+        (StreamError, "upstream_unavailable")
+    ]
