@@ -71,3 +71,26 @@ def test_a_write_to_a_lost_connection_is_left_for_the_reactor_to_find(pair):
     transport.write(b"into a reset connection")
     assert reactor.getWriters() == [transport]
     assert transport.doWrite() is main.CONNECTION_LOST
+
+
+def test_autobahn_passes_its_debug_log_values_on_without_coloring_them(monkeypatch):
+    """Sending a frame formats its debug line's arguments whether the line is logged or not."""
+    import click
+    from autobahn.twisted import websocket
+    from autobahn.websocket import protocol
+
+    from chatapp.core.server import plain_debug_values
+
+    def styled(*args, **kwargs):
+        raise AssertionError("click.style ran")
+
+    for module in (protocol, websocket):  # put back after the test
+        monkeypatch.setattr(module, "hltype", module.hltype)
+        monkeypatch.setattr(module, "hlval", module.hlval)
+    monkeypatch.setattr(click, "style", styled)
+    plain_debug_values()
+
+    method = protocol.WebSocketProtocol.sendData
+    assert protocol.hltype(method) is method
+    assert protocol.hlval(1234) == 1234
+    assert websocket.hlval("peer") == "peer"
