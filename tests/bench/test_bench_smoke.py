@@ -6,7 +6,7 @@ two short answers straight from the simulator and through the websocket. Nothing
 
 import pytest
 
-from bench import relay
+from bench import floor, relay
 from bench.harness import Stack, StackOptions, run
 
 pytestmark = [pytest.mark.bench, pytest.mark.slow]
@@ -26,3 +26,12 @@ def test_relay_harness_delivers_every_token_with_the_same_text():
     assert summary["all_tokens_delivered"]
     assert [pair["app_tokens"] for pair in pairs] == [TOKENS, TOKENS]
     assert [pair["usage_tokens"] for pair in pairs] == [TOKENS, TOKENS]
+
+
+@pytest.mark.parametrize("server", floor.SERVERS)
+def test_the_bare_relay_delivers_every_token_with_the_same_text(server):
+    result = floor.measure(streams=3, tokens=10, arrivals=100, pin=False, server=server)
+
+    assert result["failed"] == 0
+    assert result["tokens_delivered"] == 30
+    assert result["all_text_equal"]
