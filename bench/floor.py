@@ -368,8 +368,9 @@ def print_floor(f: dict) -> None:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--streams", type=int, default=200, help="answers (default 200)")
-    parser.add_argument("--tokens", type=int, default=300, help="tokens each (default 300)")
+    parser.add_argument("--quick", action="store_true", help="20 answers of 60 tokens")
+    parser.add_argument("--streams", type=int, help="answers (default 200)")
+    parser.add_argument("--tokens", type=int, help="tokens each (default 300)")
     parser.add_argument(
         "--arrivals", type=float, default=100, help="new answers a second (default 100)"
     )
@@ -391,7 +392,9 @@ def main(argv: list[str] | None = None) -> dict:
 
         uvloop.run(relay(args.port, args.upstream))
         return {}
-    result = measure(args.streams, args.tokens, args.arrivals, args.pin, args.server)
+    streams = args.streams or (20 if args.quick else 200)
+    tokens = args.tokens or (60 if args.quick else 300)
+    result = measure(streams, tokens, args.arrivals, args.pin, args.server)
     print_floor(result)
     name = "floor" if args.server == "websockets" else f"floor-{args.server}"
     document = {"benchmark": "floor", "server": args.server, "pin": args.pin, "chat": result}

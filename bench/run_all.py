@@ -4,7 +4,8 @@ Each benchmark runs in its own process and writes bench/results/<name>.json. A f
 redraws docs/bench/performance.png; a `--quick` run (a smoke test of the harness, its figures
 mean little) draws bench/results/performance-quick.png instead.
 
-    python bench/run_all.py [--quick] [--only relay,relay-redis,concurrency,database,search,client]
+    python bench/run_all.py [--quick]
+        [--only relay,relay-redis,concurrency,floor,database,search,client]
 """
 
 import argparse
@@ -23,7 +24,7 @@ from bench import plot  # noqa: E402
 from bench.harness import PYTHON, RESULTS_DIR, ROOT  # noqa: E402
 from bench.summary import write_summary  # noqa: E402
 
-BENCHMARKS = ("relay", "relay-redis", "concurrency", "database", "search", "client")
+BENCHMARKS = ("relay", "relay-redis", "concurrency", "floor", "database", "search", "client")
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/5"
 
 
@@ -55,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def benchmark_command(name: str, quick: bool) -> list[str] | None:
     flags = ["--quick"] if quick else []
+    if name == "floor":  # pinned, as the chat-pace level it is put beside
+        return [PYTHON, "-m", "bench.floor", "--pin", *flags]
     if name != "relay-redis":
         return [PYTHON, "-m", f"bench.{name}", *flags]
     # The relay again through the Redis channel layer, as several processes would share it.

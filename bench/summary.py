@@ -123,16 +123,34 @@ def client_rows(client: dict) -> list[str]:
     return rows
 
 
+def floor_rows(floor: dict) -> list[str]:
+    """The bare relay (bench/floor.py): the least a Python relay costs per token here."""
+    f = floor.get("chat")
+    if not f:
+        return []
+    return [
+        "| bare relay, streams at 30 tokens/s | tokens delivered | lag p50 / p99"
+        " | first token p50 / p99 | relay CPU s per 1k tokens (share of a core) |",
+        "|---|---|---|---|---|",
+        f"| {f['streams']} on {floor.get('server', 'websockets')}"
+        f" | {f['tokens_delivered']:,} / {f['tokens_expected']:,}"
+        f" | {f['lag_p50_ms']:.1f} / {f['lag_p99_ms']:.1f} ms"
+        f" | {f['ttft_p50_ms']:.0f} / {f['ttft_p99_ms']:.0f} ms"
+        f" | {f['relay_cpu_seconds_per_1000_tokens']:.3f} ({f['relay_core_share']:.0%}) |",
+    ]
+
+
 def write_summary(path: Path) -> Path:
     relay, concurrency, database = load("relay"), load("concurrency"), load("database")
     sections = [
         relay_rows(relay, concurrency, load("relay-redis")),
         chat_rows(concurrency),
+        floor_rows(load("floor")),
         writes_rows(database),
         reads_rows(database),
         search_rows(load("search")),
         client_rows(load("client")),
     ]
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n\n".join("\n".join(rows) for rows in sections) + "\n")
+    path.write_text("\n\n".join("\n".join(rows) for rows in sections if rows) + "\n")
     return path
