@@ -94,3 +94,18 @@ def test_autobahn_passes_its_debug_log_values_on_without_coloring_them(monkeypat
     assert protocol.hltype(method) is method
     assert protocol.hlval(1234) == 1234
     assert websocket.hlval("peer") == "peer"
+
+
+def test_the_server_runs_the_collectors_passes_less_often():
+    import gc
+
+    from chatapp.core.server import GC_THRESHOLDS, collect_less_often
+
+    before = gc.get_threshold()
+    try:
+        collect_less_often()
+        young, middle, old = gc.get_threshold()
+        assert (young, middle, old) == GC_THRESHOLDS
+        assert young > 700 and old > 10  # Python's own: a young pass every 700, a full every 10
+    finally:
+        gc.set_threshold(*before)
