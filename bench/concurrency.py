@@ -15,7 +15,6 @@ chat: 50, 200 and 500 simultaneous answers at a chat pace (30 tokens/s, 20 s lon
 import argparse
 import asyncio
 import os
-import random
 import sys
 import time
 from pathlib import Path
@@ -33,6 +32,8 @@ from bench.harness import (  # noqa: E402
     StackOptions,
     Stream,
     app_stream,
+    arrival_delays,
+    chat_pace_prompts,
     direct_client,
     direct_stream,
     median,
@@ -185,11 +186,7 @@ def fast_figures(measured: dict, tokens: int, tps: float) -> dict:
 async def chat_level(
     stack: Stack, streams: int, tokens: int, tps: float, ttft: float, arrivals: float
 ) -> dict:
-    contents = [
-        f"Chat-pace stream {i} of {streams}. [sim:long tokens={tokens}]"
-        f" [sim:pace tps={tps:g} ttft={ttft:g}] [sim:stamp]"
-        for i in range(streams)
-    ]
+    contents = chat_pace_prompts(streams, tokens, tps, ttft)
     async with direct_client() as http:
         rss_before = stack.app.rss_bytes()
         sockets = await open_sockets(stack, streams)
@@ -247,8 +244,7 @@ async def paced_batch(
     client_before, started = own_cpu_seconds(), time.perf_counter()
     sampler = asyncio.create_task(peak_rss(stack.app))
     spread = len(sockets) / arrivals
-    draws = random.Random(7)  # one generator for all: the same seed each would give one time
-    delays = sorted(draws.uniform(0, spread) for _ in sockets)
+    delays = arrival_delays(len(sockets), arrivals)
 
     async def one(ws, content: str, delay: float) -> Stream:
         await asyncio.sleep(delay)

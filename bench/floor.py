@@ -20,8 +20,8 @@ time per socket. `--server` picks what serves the sockets:
 
 The workload is the chat-pace level of bench/concurrency.py: N answers of T tokens at 30 tokens/s
 (first token after 0.3 s) from `manage.py llama_simulator`, stamped ([sim:stamp]), starting at
-A a second at times drawn from one random.Random(7) as paced_batch draws them (no direct control
-streams here). With --pin the relay runs on core 0, the simulator and this client on core 1.
+A a second at the times paced_batch draws (`harness.arrival_delays`); no direct control
+streams here. With --pin the relay runs on core 0, the simulator and this client on core 1.
 
 Figures: tokens delivered and the text against the simulator's non-streamed answer to the same
 request, the relay's CPU per 1,000 tokens over the run and its wait for a core, the lag of each
@@ -35,11 +35,9 @@ import argparse
 import asyncio
 import json
 import os
-import random
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -58,11 +56,14 @@ from bench.harness import (  # noqa: E402
     SERVER_CPUS,
     Service,
     Stream,
+    arrival_delays,
+    chat_pace_prompts,
     direct_client,
     median,
     own_cpu_seconds,
     percentile,
     run,
+    service_env,
     write_result,
 )
 from llama_simulator.answers import tokenize  # noqa: E402
@@ -163,15 +164,6 @@ async def application(scope: dict, receive, send) -> None:
 # --- the client (this process) --------------------------------------------------------------
 
 
-def contents(streams: int, tokens: int) -> list[str]:
-    """The prompts of bench/concurrency.py's chat-pace level."""
-    return [
-        f"Chat-pace stream {i} of {streams}. [sim:long tokens={tokens}]"
-        f" [sim:pace tps={TPS:g} ttft={TTFT:g}] [sim:stamp]"
-        for i in range(streams)
-    ]
-
-
 async def follow(ws: ClientConnection, content: str, timeout: float = 300) -> Stream:
     """Ask for one answer on an open socket and follow it to message.done."""
     stream = Stream(started=time.perf_counter())
@@ -230,12 +222,10 @@ async def paced(
     tokens: int,
     arrivals: float,
 ) -> dict:
-    prompts = contents(streams, tokens)
+    prompts = chat_pace_prompts(streams, tokens, TPS, TTFT)
     sockets = await open_sockets(url, streams)
     await asyncio.sleep(1)  # the handshakes are not part of the run
-    spread = streams / arrivals
-    draws = random.Random(7)  # one generator for all, as bench/concurrency.py's paced_batch
-    delays = sorted(draws.uniform(0, spread) for _ in sockets)
+    delays = arrival_delays(streams, arrivals)
 
     async def one(ws: ClientConnection, content: str, delay: float) -> Stream:
         await asyncio.sleep(delay)
@@ -300,29 +290,13 @@ def figures(
     }
 
 
-def simulator_env(directory: Path) -> dict:
-    """What `manage.py` needs to start (bench/harness.py's Stack sets the same)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
-    env.update(
-        SECRET_KEY="bench-" + uuid.uuid4().hex,
-        DEBUG="0",
-        STATIC_MANIFEST="0",
-        DATABASE_URL=f"sqlite:///{directory / 'unused.sqlite3'}",
-        ALLOWED_HOSTS="127.0.0.1",
-        LOG_LEVEL="WARNING",
-        SECURE_SSL_REDIRECT="0",
-        PYTHONUNBUFFERED="1",
-    )
-    return env
-
-
 def measure(streams: int, tokens: int, arrivals: float, pin: bool, server: str) -> dict:
     sim_port = free_port(ports_from_env("BENCH_SIM_PORTS"))
     relay_port = free_port(ports_from_env("BENCH_APP_PORTS"))
     sim_url = f"http://127.0.0.1:{sim_port}"
     with tempfile.TemporaryDirectory(prefix="ltc-floor-") as name:
         directory = Path(name)
-        env = simulator_env(directory)
+        env = service_env(f"sqlite:///{directory / 'unused.sqlite3'}")
         args = [PYTHON, "manage.py", "llama_simulator", "--port", str(sim_port)]
         args += ["--tokens-per-second", f"{TPS:g}", "--first-token-delay", f"{TTFT:g}"]
         args += ["--api-key", API_KEY]

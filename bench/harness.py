@@ -11,6 +11,7 @@ import ctypes
 import json
 import os
 import platform
+import random
 import re
 import signal
 import subprocess
@@ -258,25 +259,17 @@ class Stack:
         return self.options.database_url or f"sqlite:///{self.dir / 'bench.sqlite3'}"
 
     def _env(self) -> dict:
-        env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
+        env = service_env(self.database_url)
         env.update(
-            SECRET_KEY="bench-" + uuid.uuid4().hex,
-            DEBUG="0",
-            STATIC_MANIFEST="0",
-            DATABASE_URL=self.database_url,
-            ALLOWED_HOSTS="127.0.0.1",
             LLAMA_API_KEY=API_KEY,
             LLAMA_API_BASE_URL=f"{self.sim_url}/v1",
             LLAMA_API_PROTOCOL="llama",
-            LOG_LEVEL="WARNING",
-            SECURE_SSL_REDIRECT="0",  # plain HTTP on loopback, no TLS proxy in front
             # One user drives every stream here; the per-user limits would refuse the load.
             CHAT_MAX_CONCURRENT_GENERATIONS="100000",
             CHAT_WS_MESSAGES_PER_MINUTE="1000000",
             BENCH_USERNAME=USERNAME,
             BENCH_PASSWORD=PASSWORD,
             BENCH_USERS=str(self.options.users),
-            PYTHONUNBUFFERED="1",
         )
         if self.options.redis_url:
             env["REDIS_URL"] = self.options.redis_url
@@ -354,6 +347,38 @@ for user in others:
     keys.append(session.session_key)
 print(json.dumps(keys))
 """
+
+
+def service_env(database_url: str) -> dict:
+    """What a process of this project (`manage.py`, the server) needs to start here."""
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
+    env.update(
+        SECRET_KEY="bench-" + uuid.uuid4().hex,
+        DEBUG="0",
+        STATIC_MANIFEST="0",
+        DATABASE_URL=database_url,
+        ALLOWED_HOSTS="127.0.0.1",
+        LOG_LEVEL="WARNING",
+        SECURE_SSL_REDIRECT="0",  # plain HTTP on loopback, no TLS proxy in front
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def chat_pace_prompts(streams: int, tokens: int, tps: float, ttft: float) -> list[str]:
+    """One question a stream: a long answer at the simulator's chat pace, each chunk stamped."""
+    return [
+        f"Chat-pace stream {i} of {streams}. [sim:long tokens={tokens}]"
+        f" [sim:pace tps={tps:g} ttft={ttft:g}] [sim:stamp]"
+        for i in range(streams)
+    ]
+
+
+def arrival_delays(count: int, arrivals: float) -> list[float]:
+    """When each of `count` answers starts, `arrivals` a second on average, in order. One
+    generator draws them all: a generator seeded anew for each would give one time to all."""
+    draws = random.Random(7)
+    return sorted(draws.uniform(0, count / arrivals) for _ in range(count))
 
 
 def manage(env: dict, *args: str) -> str:
