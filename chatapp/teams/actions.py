@@ -14,8 +14,8 @@ from functools import partial
 from django.conf import settings
 from django.core import signing
 from django.core.mail import send_mail
-from django.db import IntegrityError, transaction
-from django.db.models import F, Max
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Max
 from django.utils import timezone
 
 from chatapp.core.locking import lock_rows
@@ -39,7 +39,6 @@ from chatapp.teams.models import (
     Team,
     TeamPolicy,
     TeamProvider,
-    TeamUsage,
 )
 from chatapp.teams.policy import PolicyError
 from chatapp.teams.quota import RATE_WINDOW
@@ -601,6 +600,18 @@ def admit_request(user, team: Team, policy: TeamPolicy) -> None:
         RecentRequest.objects.create(user=user, team=team, created_at=now)
 
 
+# TeamUsage's row for the day (its unique key, team_usage_unique_day_key), made or added to.
+USAGE_UPSERT = """
+INSERT INTO teams_teamusage
+    (team_id, user_id, model, day, api_key_ref, prompt_tokens, completion_tokens, requests)
+VALUES (%s, %s, %s, %s, %s, %s, %s, 1)
+ON CONFLICT (team_id, user_id, model, day, api_key_ref) DO UPDATE SET
+    prompt_tokens = teams_teamusage.prompt_tokens + excluded.prompt_tokens,
+    completion_tokens = teams_teamusage.completion_tokens + excluded.completion_tokens,
+    requests = teams_teamusage.requests + 1
+"""
+
+
 def record_usage(
     team: Team,
     user,
@@ -610,35 +621,20 @@ def record_usage(
     api_key: ApiKey | None = None,
     policy: TeamPolicy | None = None,
 ) -> None:
-    """Add an answer's token counts to the team's usage for today (an atomic upsert).
+    """Add an answer's token counts to the team's usage for today.
 
+    One statement whichever process writes first: an insert that adds to the day's row when
+    it is there already (`INSERT ... ON CONFLICT DO UPDATE`, in SQLite and PostgreSQL alike).
     Answers through the OpenAI-compatible API are counted per key as well. `policy` is the
-    team's, when the caller read it already (the budget check reads it otherwise). Inside a
-    caller's transaction this adds to it rather than opening a savepoint."""
-    key = {
-        "team": team,
-        "user": user,
-        "model": model,
-        "day": timezone.now().date(),
-        "api_key_ref": api_key.pk if api_key is not None else 0,
-    }
-    increments = {
-        "prompt_tokens": F("prompt_tokens") + max(0, int(prompt_tokens or 0)),
-        "completion_tokens": F("completion_tokens") + max(0, int(completion_tokens or 0)),
-        "requests": F("requests") + 1,
-    }
-    with transaction.atomic(savepoint=False):
-        if not TeamUsage.objects.filter(**key).update(**increments):
-            try:
-                with transaction.atomic():  # a savepoint: another process may insert first
-                    TeamUsage.objects.create(
-                        **key,
-                        prompt_tokens=max(0, int(prompt_tokens or 0)),
-                        completion_tokens=max(0, int(completion_tokens or 0)),
-                        requests=1,
-                    )
-            except IntegrityError:
-                TeamUsage.objects.filter(**key).update(**increments)
+    team's, when the caller read it already (the budget check reads it otherwise)."""
+    prompt_tokens = max(0, int(prompt_tokens or 0))
+    completion_tokens = max(0, int(completion_tokens or 0))
+    day = connection.ops.adapt_datefield_value(timezone.now().date())
+    key_ref = api_key.pk if api_key is not None else 0
+    with connection.cursor() as cursor:
+        cursor.execute(
+            USAGE_UPSERT, [team.pk, user.pk, model, day, key_ref, prompt_tokens, completion_tokens]
+        )
     note_budget_thresholds(team, policy)
 
 
