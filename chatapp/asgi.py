@@ -2,6 +2,7 @@
 
 import gc
 import os
+from importlib import import_module
 
 from django.core.asgi import get_asgi_application
 
@@ -9,6 +10,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatapp.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
 
 from chatapp.chat import reaper  # noqa: E402
 from chatapp.core.middleware import WebsocketRequestIdMiddleware, websocket_auth_stack  # noqa: E402
@@ -42,6 +44,10 @@ router = ProtocolTypeRouter(
     }
 )
 application = StartReaper(router)
+
+# The URLconf (every view, the JSON API and its schemas) is imported now, not by the first
+# request of the process, which waited half a second for it (bench/README.md).
+import_module(settings.ROOT_URLCONF)
 
 # What is loaded by now (Django, the apps, their modules) lives as long as the process. Kept
 # out of the collector's full passes, which otherwise walk all of it while every stream of
