@@ -15,6 +15,7 @@ from django.conf import settings  # noqa: E402
 from chatapp.chat import reaper  # noqa: E402
 from chatapp.core.middleware import WebsocketRequestIdMiddleware, websocket_auth_stack  # noqa: E402
 from chatapp.core.origin import SiteOriginValidator  # noqa: E402
+from chatapp.llm.network import tls_context  # noqa: E402
 from chatapp.routing import websocket_urlpatterns  # noqa: E402
 
 
@@ -45,9 +46,12 @@ router = ProtocolTypeRouter(
 )
 application = StartReaper(router)
 
-# The URLconf (every view, the JSON API and its schemas) is imported now, not by the first
-# request of the process, which waited half a second for it (bench/README.md).
+# Made now rather than by the process's first request: the URLconf (every view, the JSON API
+# and its schemas), which the first request waited half a second for, and the TLS context of
+# the upstream connections, whose CA bundle held up the first answer and every stream of the
+# process for 60 ms (bench/README.md).
 import_module(settings.ROOT_URLCONF)
+tls_context()
 
 # What is loaded by now (Django, the apps, their modules) lives as long as the process. Kept
 # out of the collector's full passes, which otherwise walk all of it while every stream of

@@ -14,6 +14,7 @@ Plain asyncio transports, so uvloop's (chatapp.core.server) when the server runs
 import ssl
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from contextlib import contextmanager
+from functools import cache
 
 import aiohttp
 import httpx
@@ -77,6 +78,22 @@ async def _closed_with_the_loop(session: aiohttp.ClientSession) -> AsyncGenerato
         await session.close()
 
 
+def tls_context(trust_env: bool = True) -> ssl.SSLContext:
+    """The process's TLS context for upstream connections, shared by every transport.
+
+    Loading the CA bundle takes 30-60 ms of CPU. Made by the first transport, on the event
+    loop, it held up every stream of the process along with the first answer; the server makes
+    it at start instead (chatapp/asgi.py). With trust_env, httpx reads SSL_CERT_FILE and
+    SSL_CERT_DIR, as they were when it was made.
+    """
+    return _tls_context(bool(trust_env))
+
+
+@cache
+def _tls_context(trust_env: bool) -> ssl.SSLContext:
+    return httpx.create_ssl_context(trust_env=trust_env)
+
+
 class AiohttpTransport(httpx.AsyncBaseTransport):
     """An httpx transport on one aiohttp session, made on the event loop of its first request
     and closed with `aclose()` or with that loop.
@@ -94,9 +111,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         trust_env: bool = True,
         resolver: aiohttp.abc.AbstractResolver | None = None,
     ) -> None:
-        # One TLS context (loading the CA bundle takes some 30 ms); httpx's own reads
-        # SSL_CERT_FILE and SSL_CERT_DIR when trust_env.
-        self._ssl_context = ssl_context or httpx.create_ssl_context(trust_env=trust_env)
+        self._ssl_context = ssl_context or tls_context(trust_env)
         self._resolver = resolver
         self._session: aiohttp.ClientSession | None = None
         self._closer: AsyncGenerator[None, None] | None = None

@@ -8,6 +8,8 @@ and connects to exactly the addresses it checked; plain http only when private a
 allowed; no proxies from the environment; no redirects (the SDK follows none off the origin).
 """
 
+import functools
+import ssl
 import typing
 
 import httpcore2
@@ -64,13 +66,21 @@ class Trouble:
         self.status: int | None = None
 
 
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """One TLS context for every tool server connection of the process: loading the CA bundle
+    takes 30-60 ms of CPU on the event loop, and a connection made two."""
+    return httpx2.create_ssl_context(trust_env=False)
+
+
 class GuardedTransport(httpx2.AsyncHTTPTransport):
     def __init__(self, trouble: Trouble) -> None:
-        super().__init__(trust_env=False)  # a proxy would connect for us, unchecked
+        # No proxy: a proxy would connect for us, unchecked.
+        super().__init__(verify=tls_context(), trust_env=False)
         self.trouble = trouble
         # httpx2 has no public hook for the network backend: give it a pool that uses ours.
         self._pool = httpcore2.AsyncConnectionPool(
-            ssl_context=httpx2.create_ssl_context(trust_env=False),
+            ssl_context=tls_context(),
             max_connections=10,
             network_backend=GuardedNetworkBackend(),
         )

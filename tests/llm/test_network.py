@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from chatapp.llm.network import AiohttpTransport
+from chatapp.llm.network import AiohttpTransport, tls_context
 from tests.support.ports import free_port
 
 BIG = bytes(range(256)) * 4096  # 1 MiB: many times the buffer at which reading pauses
@@ -194,6 +194,15 @@ async def test_tls_streams_and_checks_the_certificate(tmp_path):
         async with client(ssl_context=ssl.create_default_context()) as http:
             with pytest.raises(httpx.ConnectError):  # not trusted by the system's CAs
                 await http.get(f"https://localhost:{port}/")
+
+
+def test_every_transport_shares_the_process_s_tls_context():
+    """Loading the CA bundle is tens of milliseconds on the event loop: once per process."""
+    first, second = AiohttpTransport(), AiohttpTransport()
+    assert first._ssl_context is second._ssl_context is tls_context()
+    assert first._ssl_context.verify_mode == ssl.CERT_REQUIRED
+    assert AiohttpTransport(trust_env=False)._ssl_context is tls_context(False)
+    assert AiohttpTransport(ssl_context=(own := ssl.create_default_context()))._ssl_context is own
 
 
 async def test_a_read_timeout_is_httpx_s():

@@ -1,8 +1,10 @@
 """Tool server URLs go through the provider's network guard: when saved and at every connection."""
 
+import ssl
+
 import pytest
 
-from chatapp.tools import mcp_client
+from chatapp.tools import mcp_client, network
 from chatapp.tools.actions import ToolActionError, check_url
 
 
@@ -82,3 +84,10 @@ async def test_plain_http_is_refused_at_connect_time(mcp_server):
         await mcp_client.list_tools(mcp_server.url, "a-token", 5)
     assert refused.value.message == "Tool server URLs must use https."
     assert mcp_server.record.authorizations == []
+
+
+def test_tool_server_connections_share_one_tls_context():
+    """Each connection made two before, of tens of milliseconds each on the event loop."""
+    first, second = (network.GuardedTransport(network.Trouble()) for _ in range(2))
+    assert first._pool._ssl_context is second._pool._ssl_context is network.tls_context()
+    assert network.tls_context().verify_mode == ssl.CERT_REQUIRED
