@@ -46,10 +46,10 @@ router = ProtocolTypeRouter(
 )
 application = StartReaper(router)
 
-# Made now rather than by the process's first request: the URLconf (every view, the JSON API
-# and its schemas), which the first request waited half a second for, and the TLS context of
-# the upstream connections, whose CA bundle held up the first answer and every stream of the
-# process for 60 ms (bench/README.md).
+# Made now rather than on first use: the URLconf (every view, the JSON API and its schemas),
+# which would keep the process's first request waiting half a second, and the TLS context of
+# the upstream connections, whose CA bundle would hold up the first answer and every stream
+# of the process for 60 ms (bench/README.md).
 import_module(settings.ROOT_URLCONF)
 tls_context()
 

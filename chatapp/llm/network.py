@@ -81,10 +81,10 @@ async def _closed_with_the_loop(session: aiohttp.ClientSession) -> AsyncGenerato
 def tls_context(trust_env: bool = True) -> ssl.SSLContext:
     """The process's TLS context for upstream connections, shared by every transport.
 
-    Loading the CA bundle takes 30-60 ms of CPU. Made by the first transport, on the event
-    loop, it held up every stream of the process along with the first answer; the server makes
-    it at start instead (chatapp/asgi.py). With trust_env, httpx reads SSL_CERT_FILE and
-    SSL_CERT_DIR, as they were when it was made.
+    Loading the CA bundle takes 30-60 ms of CPU: made on the event loop, it would hold up the
+    first answer and every stream of the process, so the server makes it at start
+    (chatapp/asgi.py). With trust_env, httpx reads SSL_CERT_FILE and SSL_CERT_DIR, as they
+    are when it is made.
     """
     return _tls_context(bool(trust_env))
 

@@ -68,8 +68,8 @@ class Trouble:
 
 @functools.cache
 def tls_context() -> ssl.SSLContext:
-    """One TLS context for every tool server connection of the process: loading the CA bundle
-    takes 30-60 ms of CPU on the event loop, and a connection made two."""
+    """One TLS context for every tool server connection of the process, made by the first:
+    loading the CA bundle takes 30-60 ms of CPU on the event loop."""
     return httpx2.create_ssl_context(trust_env=False)
 
 
