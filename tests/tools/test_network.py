@@ -87,7 +87,8 @@ async def test_plain_http_is_refused_at_connect_time(mcp_server):
 
 
 def test_tool_server_connections_share_one_tls_context():
-    """Each connection made two before, of tens of milliseconds each on the event loop."""
+    """A context of their own would load the CA bundle, tens of milliseconds on the event loop,
+    for every connection."""
     first, second = (network.GuardedTransport(network.Trouble()) for _ in range(2))
     assert first._pool._ssl_context is second._pool._ssl_context is network.tls_context()
     assert network.tls_context().verify_mode == ssl.CERT_REQUIRED
