@@ -370,6 +370,8 @@ if OIDC_ENABLED:
 if not LOCAL_PASSWORDS:
     AUTHENTICATION_BACKENDS = ["chatapp.identity.backends.OIDCBackend"]
 
+# Database sessions, read with one plain statement instead of an ORM query per request.
+SESSION_ENGINE = "chatapp.core.sessions"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_SECURE = not DEBUG

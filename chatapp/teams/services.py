@@ -3,8 +3,10 @@
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 
+from chatapp.teams import reads
 from chatapp.teams.actions import ensure_personal_team
 from chatapp.teams.models import Membership, Role, Team
+from chatapp.teams.policy import RULES_RELATED
 
 SESSION_TEAM_KEY = "current_team_id"
 
@@ -28,8 +30,10 @@ def find_current_team(request, related: tuple[str, ...] = ()) -> Team | None:
 
     `related`: relations to read along with it (`select_related`).
     """
-    teams = Team.objects.for_user(request.user).select_related(*related)
     team_id = request.session.get(SESSION_TEAM_KEY)
+    if tuple(related) == RULES_RELATED:  # every answer's start: one plain statement
+        return reads.team_with_rules(request.user, team_id)
+    teams = Team.objects.for_user(request.user).select_related(*related)
     team = None
     if team_id:
         team = teams.filter(pk=team_id).first()
