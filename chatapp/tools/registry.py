@@ -13,6 +13,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
+from django.db import connection
 from mcp.types import CallToolResult, EmbeddedResource, TextContent, TextResourceContents
 
 from chatapp.teams import crypto
@@ -83,10 +84,14 @@ def _available(tools: list[Tool]) -> list[AvailableTool]:
 
 def available_tools(team_id: int) -> list[AvailableTool]:
     """The team's enabled tools on its servers that are up. Every answer's start asks, and
-    most teams have no tool server: for them this is one short read (a quarter of the join's
-    CPU), not the join."""
-    servers = ToolServer.objects.filter(team_id=team_id, status=ServerStatus.UP)
-    server_ids = list(servers.values_list("id", flat=True))
+    most teams have no tool server: for them this is one short plain statement (the ORM's
+    version cost several times as much to build as to run), not the join."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id FROM {ToolServer._meta.db_table} WHERE team_id = %s AND status = %s",
+            [team_id, ServerStatus.UP.value],
+        )
+        server_ids = [row[0] for row in cursor.fetchall()]
     if not server_ids:
         return []
     tools = (
