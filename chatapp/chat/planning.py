@@ -14,11 +14,11 @@ from chatapp.accounts import preferences
 from chatapp.chat import json_output, tooling, tree
 from chatapp.chat.errors import ChatError
 from chatapp.chat.history import build_history, context_budget, title_from
-from chatapp.chat.lookups import owned_conversation, owned_message
+from chatapp.chat.lookups import owned_message
 from chatapp.chat.models import Conversation, Message, MessageRole, MessageStatus
 from chatapp.chat.requests import CompletionRequest, SendRequest
 from chatapp.llm import ChatParams, LlamaClient, count_message_tokens
-from chatapp.teams import datafilter, policy, providers, quota
+from chatapp.teams import datafilter, policy, providers, quota, reads
 from chatapp.teams.models import Membership, SafetyFlag, SystemPrompt, Team
 from chatapp.uploads import context as attachments
 from chatapp.uploads.models import Upload
@@ -325,13 +325,17 @@ def _refuse_if_locked(conversation: Conversation) -> None:
 
 
 def _conversation_for_reply(user: Any, conversation_id: int) -> Conversation:
-    # With its team's policy and provider: the plan reads them next (team_rules).
-    related = [f"team__{name}" for name in policy.RULES_RELATED]
-    conversation = owned_conversation(user, conversation_id, related)
-    if not Membership.objects.filter(team=conversation.team, user=user).exists():
+    conversation = Conversation.objects.filter(owner=user, pk=conversation_id).first()
+    if conversation is None:
+        raise ChatError("not_found", "No such conversation.", "conversation_id")
+    # Its team, with the policy and provider the plan reads next (team_rules), in one plain
+    # statement that also says whether the user is still in the team (`teams.reads`).
+    team = reads.team_with_rules(user, conversation.team_id)
+    if team is None:
         raise ChatError(
             "forbidden", "You are no longer in this conversation's team: start a new one."
         )
+    conversation.team = team
     if conversation.messages.filter(status=MessageStatus.STREAMING).exists():
         raise ChatError(
             "conversation_busy", "An answer is still streaming here: wait for it or stop it."

@@ -1,6 +1,7 @@
 """A user's team with its policy and provider, read with one plain statement.
 
-Every answer a socket starts reads the session's team with both (`policy.RULES_RELATED`).
+Every answer a socket starts reads its team with both (`policy.RULES_RELATED`): the
+session's for a new conversation, the conversation's for the next question in one.
 The ORM's `select_related` query over the three tables took Django about ten times as long
 to build as the database took to run it (bench/README.md), so the statement is built once a
 process from the models' fields, and each row becomes the same instances, with the same
@@ -28,15 +29,16 @@ class _Part:
     start: int  # its first column in the row
 
 
-def team_with_rules(user: Any, team_id: int | None) -> Team | None:
-    """The user's team `team_id`, else (no id, or not theirs) their oldest team; None if
-    they are in none. Its `policy` and `provider` are read with it, as
-    `select_related("policy", "provider")` would."""
-    row = None
-    if team_id:
-        row = _fetch("AND t.id = %s", [user.pk, team_id])
-    if row is None:
-        row = _fetch("ORDER BY t.created_at, t.id LIMIT 1", [user.pk])
+def team_with_rules(user: Any, team_id: int) -> Team | None:
+    """The team `team_id` if the user is in it, else None. Its `policy` and `provider` are
+    read with it, as `select_related("policy", "provider")` would."""
+    row = _fetch("AND t.id = %s", [user.pk, team_id])
+    return None if row is None else _team(row)
+
+
+def first_team_with_rules(user: Any) -> Team | None:
+    """The user's oldest team, with its policy and provider; None if they are in none."""
+    row = _fetch("ORDER BY t.created_at, t.id LIMIT 1", [user.pk])
     return None if row is None else _team(row)
 
 
@@ -100,9 +102,10 @@ def _team(row: tuple[Any, ...]) -> Team:
     team_part, *related_parts = _parts()
     team = _instance(team_part, row)
     for part in related_parts:
-        related = _instance(part, row) if row[part.start] is not None else None
-        # As select_related leaves them: team.policy is this row (or raises DoesNotExist).
         field = _team_field(part.model)
+        joined = row[part.start + part.names.index(field.attname)] is not None  # LEFT JOIN
+        related = _instance(part, row) if joined else None
+        # As select_related leaves them: team.policy is this row (or raises DoesNotExist).
         field.remote_field.set_cached_value(team, related)
         if related is not None:
             field.set_cached_value(related, team)

@@ -31,8 +31,9 @@ def find_current_team(request, related: tuple[str, ...] = ()) -> Team | None:
     `related`: relations to read along with it (`select_related`).
     """
     team_id = request.session.get(SESSION_TEAM_KEY)
-    if tuple(related) == RULES_RELATED:  # every answer's start: one plain statement
-        return reads.team_with_rules(request.user, team_id)
+    if tuple(related) == RULES_RELATED:  # every new conversation's start: plain statements
+        chosen = reads.team_with_rules(request.user, team_id) if team_id else None
+        return chosen or reads.first_team_with_rules(request.user)
     teams = Team.objects.for_user(request.user).select_related(*related)
     team = None
     if team_id:

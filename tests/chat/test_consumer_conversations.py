@@ -5,7 +5,7 @@ from channels.db import database_sync_to_async
 
 from chatapp.chat.models import Conversation, Message
 from chatapp.llm import MODEL_CONTEXT_LIMITS
-from chatapp.teams.models import SystemPrompt, TeamPolicy, TeamUsage
+from chatapp.teams.models import Membership, SystemPrompt, TeamPolicy, TeamUsage
 
 from .conftest import MODEL, joined_text
 
@@ -172,6 +172,22 @@ async def test_one_answer_at_a_time_per_conversation(connect, member, sim):
     assert reply["error"]["code"] == "conversation_busy"
     regenerate = {"type": "chat.regenerate", "message_id": ids["message_id"]}
     assert (await socket.expect_error(regenerate))["error"]["code"] == "conversation_busy"
+    assert await Message.objects.acount() == 2
+
+
+async def test_a_conversation_of_a_team_one_has_left_takes_no_more_questions(
+    connect, member, team, sim
+):
+    socket = await connect(member)
+    first = await finish(socket, "Before leaving")
+    await database_sync_to_async(Membership.objects.filter(team=team, user=member).delete)()
+    sent = len(sim.requests)
+    frame = {"type": "chat.send", "content": "After", "conversation_id": first["conversation_id"]}
+    reply = await socket.expect_error(frame)
+    assert reply["error"]["code"] == "forbidden"
+    regenerate = {"type": "chat.regenerate", "message_id": first["message_id"]}
+    assert (await socket.expect_error(regenerate))["error"]["code"] == "forbidden"
+    assert len(sim.requests) == sent
     assert await Message.objects.acount() == 2
 
 
