@@ -1,8 +1,7 @@
 """A user's team with its policy and provider, read with one plain statement.
 
 Every answer a socket starts reads its team with both (`policy.RULES_RELATED`): the
-session's current team for a new conversation (`services.find_current_team`, which every page
-uses too), the conversation's for the next question in one.
+session's for a new conversation, the conversation's for the next question in one.
 The ORM's `select_related` query over the three tables took Django about ten times as long
 to build as the database took to run it (bench/README.md), so the statement is built once a
 process from the models' fields, and each row becomes the same instances, with the same

@@ -6,6 +6,7 @@ from django.http import Http404
 from chatapp.teams import reads
 from chatapp.teams.actions import ensure_personal_team
 from chatapp.teams.models import Membership, Role, Team
+from chatapp.teams.policy import RULES_RELATED
 
 SESSION_TEAM_KEY = "current_team_id"
 
@@ -24,20 +25,27 @@ PERMISSIONS: dict[str, frozenset[str]] = {
 }
 
 
-def find_current_team(request) -> Team | None:
+def find_current_team(request, related: tuple[str, ...] = ()) -> Team | None:
     """The team chosen in this session, else the user's first team; None if in no team.
 
-    With its policy and provider, in one plain statement (`teams.reads`): an answer's plan
-    reads them next, and the statement costs less than the ORM's query for the team alone.
+    `related`: relations to read along with it (`select_related`).
     """
     team_id = request.session.get(SESSION_TEAM_KEY)
-    chosen = reads.team_with_rules(request.user, team_id) if team_id else None
-    return chosen or reads.first_team_with_rules(request.user)
+    if tuple(related) == RULES_RELATED:  # every new conversation's start: plain statements
+        chosen = reads.team_with_rules(request.user, team_id) if team_id else None
+        return chosen or reads.first_team_with_rules(request.user)
+    teams = Team.objects.for_user(request.user).select_related(*related)
+    team = None
+    if team_id:
+        team = teams.filter(pk=team_id).first()
+    if team is None:
+        team = teams.order_by("created_at", "id").first()
+    return team
 
 
-def current_team(request) -> Team:
+def current_team(request, related: tuple[str, ...] = ()) -> Team:
     """The session's team (see find_current_team), else a new personal team (a write)."""
-    team = find_current_team(request) or ensure_personal_team(request.user)
+    team = find_current_team(request, related) or ensure_personal_team(request.user)
     if request.session.get(SESSION_TEAM_KEY) != team.pk:
         request.session[SESSION_TEAM_KEY] = team.pk
     return team

@@ -34,7 +34,7 @@ from chatapp.core.locking import lock_rows
 from chatapp.llm import StreamError, Usage
 from chatapp.teams import actions as team_actions
 from chatapp.teams.models import MANAGER_ROLES, Membership, Team, TeamPolicy
-from chatapp.teams.policy import PolicyError
+from chatapp.teams.policy import RULES_RELATED, PolicyError
 from chatapp.teams.safety import Finding
 from chatapp.teams.services import current_team
 from chatapp.uploads import actions as upload_actions
@@ -57,8 +57,8 @@ def session_team(user: Any, session_key: str | None) -> Team:
     A user in no team gets a personal team here (the one write).
     """
     store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
-    # With its policy and provider, which planning reads next (team_rules).
-    return current_team(SimpleNamespace(user=user, session=store))
+    # With its policy and provider: planning reads them next (team_rules).
+    return current_team(SimpleNamespace(user=user, session=store), RULES_RELATED)
 
 
 def admit_send(
