@@ -4,6 +4,7 @@ import time
 
 import pytest
 from channels.db import database_sync_to_async
+from django.db import connection
 
 from chatapp.chat.actions.replies import Checkpoint, checkpoint_replies
 from chatapp.chat.checkpoints import CHECKPOINT_SECONDS
@@ -54,3 +55,22 @@ async def test_a_checkpoint_leaves_answers_that_ended_as_their_final_write_made_
         ("streaming", "Half an answer", 4),
         ("complete", "The whole answer.", 1),
     ]
+
+
+async def test_a_checkpoint_of_several_answers_is_one_transaction(member, team):
+    """In autocommit every row of an executemany commits on its own: one commit for all."""
+    seen: list[bool] = []
+
+    def watch(execute, sql, params, many, context):
+        if many:
+            seen.append(connection.in_atomic_block)
+        return execute(sql, params, many, context)
+
+    def write() -> None:
+        conversation = Conversation.objects.create(team=team, owner=member, model="m")
+        answers = [make_answer(conversation, "streaming", "") for _ in range(3)]
+        with connection.execute_wrapper(watch):
+            checkpoint_replies([Checkpoint(a.pk, "So far", 2) for a in answers])
+
+    await database_sync_to_async(write)()
+    assert seen == [True]
