@@ -1,8 +1,8 @@
 """One checkpoint statement a second for all the answers this process is streaming.
 
 Each streaming answer's text lives in memory (`generation.Generation`); about once a second
-the answers that moved on, or whose heartbeat is due, are written together in one UPDATE
-(`replies.checkpoint_replies`). An answer that ends leaves first and waits for a write in
+the answers that moved on, or whose heartbeat is due, are written together in one UPDATE and
+one commit (`replies.checkpoint_replies`). An answer that ends leaves first and waits for a write in
 flight, so no checkpoint can land after its final write.
 """
 
