@@ -258,7 +258,7 @@ def checkpoint_replies(checkpoints: list[Checkpoint]) -> None:
     a CASE branch per answer, cost 30 ms of the server's CPU a second at 50 answers to build.
     Answers that ended meanwhile are left as their final write made them. Rows go in id order:
     another transaction updating several of them by id (the reaper's) locks them in that order
-    too when it scans the primary key, so the two cannot deadlock on PostgreSQL.
+    too when it scans the primary key, so the two take the rows they share in one order.
     """
     if not checkpoints:
         return
