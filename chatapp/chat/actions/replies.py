@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from importlib import import_module
+from operator import attrgetter
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -263,13 +264,13 @@ def checkpoint_replies(checkpoints: list[Checkpoint]) -> None:
     if not checkpoints:
         return
     now = connection.ops.adapt_datetimefield_value(timezone.now())
-    rows = sorted((c.message_id, c.content, c.seq) for c in checkpoints)
+    in_id_order = sorted(checkpoints, key=attrgetter("message_id"))
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.executemany(
             f"UPDATE {connection.ops.quote_name(Message._meta.db_table)}"
             ' SET "content" = %s, "seq" = %s, "heartbeat_at" = %s'
             ' WHERE "id" = %s AND "status" = %s',
-            [(content, seq, now, pk, MessageStatus.STREAMING) for pk, content, seq in rows],
+            [(c.content, c.seq, now, c.message_id, MessageStatus.STREAMING) for c in in_id_order],
         )
 
 
