@@ -2,8 +2,8 @@
 
 Each streaming answer's text lives in memory (`generation.Generation`); about once a second
 the answers that moved on, or whose heartbeat is due, are written together in one UPDATE and
-one commit (`replies.checkpoint_replies`). An answer that ends leaves first and waits for a write in
-flight, so no checkpoint can land after its final write.
+one commit (`replies.checkpoint_replies`). An answer that ends leaves first and waits for a
+write in flight, so no checkpoint can land after its final write.
 """
 
 import asyncio
