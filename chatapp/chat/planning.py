@@ -325,6 +325,7 @@ def _refuse_if_locked(conversation: Conversation) -> None:
 
 
 def _conversation_for_reply(user: Any, conversation_id: int) -> Conversation:
+    # Not `owned_conversation`: with no relations named, its `select_related()` joins them all.
     conversation = Conversation.objects.filter(owner=user, pk=conversation_id).first()
     if conversation is None:
         raise ChatError("not_found", "No such conversation.", "conversation_id")
