@@ -121,8 +121,11 @@ class Conversation(models.Model):
 def get_conversation_for_user(user, conversation_id, related: Iterable[str] = ()) -> Conversation:
     """The user's conversation, or 404 for a missing id or anyone else's; `related`: relations
     to read along with it (`select_related`)."""
+    conversations = Conversation.objects.for_user(user)
+    if related:  # select_related() with no names would join every relation
+        conversations = conversations.select_related(*related)
     try:
-        return Conversation.objects.for_user(user).select_related(*related).get(pk=conversation_id)
+        return conversations.get(pk=conversation_id)
     except (Conversation.DoesNotExist, ValueError, TypeError):
         raise Http404("No such conversation") from None
 

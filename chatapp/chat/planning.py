@@ -14,7 +14,7 @@ from chatapp.accounts import preferences
 from chatapp.chat import json_output, tooling, tree
 from chatapp.chat.errors import ChatError
 from chatapp.chat.history import build_history, context_budget, title_from
-from chatapp.chat.lookups import owned_message
+from chatapp.chat.lookups import owned_conversation, owned_message
 from chatapp.chat.models import Conversation, Message, MessageRole, MessageStatus
 from chatapp.chat.requests import CompletionRequest, SendRequest
 from chatapp.llm import ChatParams, LlamaClient, count_message_tokens
@@ -325,10 +325,7 @@ def _refuse_if_locked(conversation: Conversation) -> None:
 
 
 def _conversation_for_reply(user: Any, conversation_id: int) -> Conversation:
-    # Not `owned_conversation`: with no relations named, its `select_related()` joins them all.
-    conversation = Conversation.objects.filter(owner=user, pk=conversation_id).first()
-    if conversation is None:
-        raise ChatError("not_found", "No such conversation.", "conversation_id")
+    conversation = owned_conversation(user, conversation_id)
     # Its team, with the policy and provider the plan reads next (team_rules), in one plain
     # statement that also says whether the user is still in the team (`teams.reads`).
     team = reads.team_with_rules(user, conversation.team_id)

@@ -72,7 +72,7 @@ def own_share(user, share_id: int) -> Share:
     openapi_extra=documented_body(ShareCreate),
 )
 def share_create(request: HttpRequest, conversation_id: ConversationId):
-    conversation = get_conversation_for_user(request.user, conversation_id)
+    conversation = get_conversation_for_user(request.user, conversation_id, ["team"])
     body = read_body(request, ShareCreate)
     try:
         share = sharing.share_conversation(request.user, conversation, body.audience, body.members)

@@ -209,7 +209,7 @@ class ShareForm(forms.Form):
 @login_required
 @require_http_methods(["GET", "POST"])
 def share_create(request: AuthenticatedHttpRequest, conversation_id: int) -> HttpResponse:
-    conversation = get_conversation_for_user(request.user, conversation_id)
+    conversation = get_conversation_for_user(request.user, conversation_id, ["team"])
     teammates = (
         get_user_model()
         .objects.filter(memberships__team=conversation.team)

@@ -1,5 +1,6 @@
 import pytest
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.test.utils import CaptureQueriesContext
 
 from chatapp.chat.models import Conversation, Message, get_conversation_for_user
 from chatapp.teams.models import Invitation, Membership, Role, SystemPrompt
@@ -75,3 +76,17 @@ def test_messages_come_back_in_order(team, owner):
         for r in ("system", "user", "assistant")
     ]
     assert list(convo.messages.values_list("pk", flat=True)) == ids
+
+
+def test_a_conversation_by_id_joins_only_the_relations_named(team, owner):
+    convo = conversation(team, owner)
+    with CaptureQueriesContext(connection) as queries:
+        found = get_conversation_for_user(owner, convo.pk)
+    assert found == convo
+    assert [" JOIN " in q["sql"] for q in queries.captured_queries] == [False]
+
+    with CaptureQueriesContext(connection) as queries:
+        found = get_conversation_for_user(owner, convo.pk, ["team"])
+        assert found.team == team  # read along, no second statement
+    [statement] = [q["sql"] for q in queries.captured_queries]
+    assert statement.count(" JOIN ") == 1 and '"teams_team"' in statement
