@@ -19,6 +19,7 @@ import time
 import uuid
 import weakref
 from collections import Counter
+from functools import partial
 from typing import Any, Protocol
 
 from channels.layers import InMemoryChannelLayer
@@ -43,25 +44,38 @@ class Follower(Protocol):
 
 class Followers:
     """The sockets of one event loop (this process's server loop) by conversation, and
-    (`elsewhere`) which conversations it streams are followed in other processes."""
+    (`elsewhere`) which conversations it streams are followed in other processes.
+
+    Sockets are held by weak reference, so one that goes without leaving is dropped when it is
+    collected. Not in a WeakSet: `of` runs for every delta, and listing a WeakSet of one socket
+    takes 1.6 µs against 0.3 µs for these references.
+    """
 
     def __init__(self) -> None:
-        self._by_conversation: dict[int, weakref.WeakSet[Any]] = {}
+        # conversation -> {id(socket): reference}
+        self._by_conversation: dict[int, dict[int, weakref.ref[Any]]] = {}
         self.elsewhere = Elsewhere()
 
     def follow(self, socket: Follower, conversation_id: int) -> None:
-        self._by_conversation.setdefault(conversation_id, weakref.WeakSet()).add(socket)
+        key = id(socket)
+        collected = partial(self._forget, conversation_id, key)
+        self._by_conversation.setdefault(conversation_id, {})[key] = weakref.ref(socket, collected)
 
     def leave(self, socket: Follower, conversation_id: int) -> None:
+        self._forget(conversation_id, id(socket))
+
+    def _forget(self, conversation_id: int, key: int, _: object = None) -> None:
         sockets = self._by_conversation.get(conversation_id)
         if sockets is not None:
-            sockets.discard(socket)
+            sockets.pop(key, None)
             if not sockets:
                 del self._by_conversation[conversation_id]
 
     def of(self, conversation_id: int) -> list[Follower]:
         sockets = self._by_conversation.get(conversation_id)
-        return list(sockets) if sockets else []
+        if not sockets:
+            return []
+        return [socket for ref in list(sockets.values()) if (socket := ref()) is not None]
 
 
 _followers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Followers]" = (

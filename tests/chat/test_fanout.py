@@ -1,6 +1,7 @@
 """Fanout: this process's sockets get an answer's frames directly, others' through the layer."""
 
 import asyncio
+import gc
 import time
 
 import pytest
@@ -94,6 +95,31 @@ def test_a_layer_message_from_this_process_is_dropped_and_one_from_elsewhere_rel
     theirs = {"type": fanout.WRAPPED, "origin": "another-process", "event": event}
     assert fanout.from_elsewhere(ours) is None
     assert fanout.from_elsewhere(theirs) == event
+
+
+class Socket:
+    async def relay(self, event: dict, text: str | None = None) -> None:
+        pass
+
+
+def test_the_registry_lists_a_conversation_s_sockets_until_they_leave_or_are_collected():
+    registry = fanout.Followers()
+    first, second, elsewhere = Socket(), Socket(), Socket()
+    registry.follow(first, 1)
+    registry.follow(second, 1)
+    registry.follow(elsewhere, 2)
+    assert registry.of(1) == [first, second] and registry.of(2) == [elsewhere]
+
+    registry.leave(first, 1)
+    registry.follow(second, 1)  # once, however often it follows
+    assert registry.of(1) == [second]
+
+    del second  # gone without leaving: the last reference to it
+    gc.collect()
+    assert registry.of(1) == [] and registry.of(2) == [elsewhere]
+    assert registry.of(3) == []
+    registry.leave(elsewhere, 2)
+    assert registry.of(2) == [] and not registry._by_conversation
 
 
 def test_frames_gather_longer_while_the_loop_lags_and_never_past_the_bound():
