@@ -40,6 +40,7 @@ from bench.harness import (  # noqa: E402
     own_cpu_seconds,
     percentile,
     run,
+    twice,
     write_result,
 )
 from chatapp.llm.limits import message_text  # noqa: E402
@@ -82,11 +83,8 @@ async def expected_texts(http, sim_url: str, bodies: list[dict]) -> list[str]:
 
     async def one(body: dict) -> str:
         url, request = f"{sim_url}/v1/chat/completions", {**body, "stream": False}
-        async with gate:
-            try:
-                response = await http.post(url, json=request, headers=headers)
-            except httpx.TransportError:  # the same request gives the same text: ask again
-                response = await http.post(url, json=request, headers=headers)
+        async with gate:  # the same request gives the same text: it may go out twice
+            response = await twice(http.post, url, json=request, headers=headers)
         response.raise_for_status()
         return response.json()["completion_message"]["content"]["text"]
 

@@ -64,6 +64,7 @@ from bench.harness import (  # noqa: E402
     percentile,
     run,
     service_env,
+    twice,
     write_result,
 )
 from llama_simulator.answers import tokenize  # noqa: E402
@@ -204,8 +205,10 @@ async def expected_texts(sim_url: str, prompts: list[str]) -> list[str]:
     headers = {"Authorization": f"Bearer {API_KEY}"}
 
     async def one(http: httpx.AsyncClient, content: str) -> str:
-        async with gate:
-            response = await http.post(url, json=upstream_body(content, False), headers=headers)
+        async with gate:  # the same request gives the same text: it may go out twice
+            response = await twice(
+                http.post, url, json=upstream_body(content, False), headers=headers
+            )
         response.raise_for_status()
         return response.json()["choices"][0]["message"]["content"]
 

@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -300,12 +301,23 @@ class Stack:
 
     async def upstream_requests(self, http: httpx.AsyncClient) -> list[dict]:
         """The chat request bodies the simulator received, oldest first (the last 1000)."""
-        response = await http.get(f"{self.sim_url}/_sim/requests")
+        response = await twice(http.get, f"{self.sim_url}/_sim/requests")
         response.raise_for_status()
         return response.json()
 
     async def forget_upstream_requests(self, http: httpx.AsyncClient) -> None:
-        (await http.delete(f"{self.sim_url}/_sim/requests")).raise_for_status()
+        (await twice(http.delete, f"{self.sim_url}/_sim/requests")).raise_for_status()
+
+
+async def twice(send: Callable[..., Awaitable[httpx.Response]], *args, **kwargs) -> httpx.Response:
+    """A request to the simulator that may go out twice (it changes nothing, or nothing more the
+    second time): asked again once if the connection fails under it. uvicorn closes a kept-alive
+    connection after 5 s idle, and a request that sets out on it as it closes comes back as
+    "Server disconnected without sending a response"."""
+    try:
+        return await send(*args, **kwargs)
+    except httpx.TransportError:
+        return await send(*args, **kwargs)
 
 
 CREATE_USER = """
