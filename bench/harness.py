@@ -300,7 +300,7 @@ class Stack:
         )
 
     async def upstream_requests(self, http: httpx.AsyncClient) -> list[dict]:
-        """The chat request bodies the simulator received, oldest first (the last 1000)."""
+        """The chat request bodies the simulator received, oldest first (its last 5,000)."""
         response = await twice(http.get, f"{self.sim_url}/_sim/requests")
         response.raise_for_status()
         return response.json()
