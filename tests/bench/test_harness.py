@@ -1,11 +1,14 @@
-"""The harness's requests to the simulator: a request that may go out twice does, once."""
+"""The harness's requests to the simulator: none sets out on a connection the simulator is
+closing, and a request that may go out twice does, once."""
 
 import asyncio
 
 import httpx
 import pytest
 
-from bench.harness import twice
+from bench.harness import KEEP_IDLE_SECONDS, direct_client, twice
+from llama_simulator.app import Simulator
+from llama_simulator.server import _config
 
 URL = "http://simulator.test/_sim/requests"
 
@@ -54,3 +57,10 @@ def test_an_answer_is_never_asked_again_even_an_error():
 
     assert response.status_code == 500
     assert len(sent) == 1
+
+
+def test_the_benchmark_lets_an_idle_connection_go_before_the_simulator_closes_it():
+    served = _config(Simulator(), "warning")
+
+    assert direct_client()._transport._pool._keepalive_expiry == KEEP_IDLE_SECONDS
+    assert KEEP_IDLE_SECONDS < served.timeout_keep_alive
