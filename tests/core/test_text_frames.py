@@ -1,10 +1,8 @@
 """The server process writes a websocket text message's frame itself, byte for byte as autobahn
 would, and leaves every other message to daphne."""
 
-import socket
 import subprocess
 import sys
-import time
 from types import SimpleNamespace
 
 import pytest
@@ -16,10 +14,12 @@ from websockets.sync.client import connect
 from chatapp.core.server import sends_as_text_frame, text_frame, wrote_text_at_once
 from tests.core.text_frames_app import message_of
 from tests.deploy.files import ROOT
+from tests.support.ports import listening_socket
 
 # Sizes on each side of the frame header's three length forms (125 / 126-65535 / 65536 and up).
 SIZES = (1, 125, 126, 127, 65535, 65536, 100_000)
 DAPHNE_MESSAGE_LIMIT = 2**20  # daphne's --websocket_max_message_size default
+STARTING_SECONDS = 60  # a server process imports daphne, Twisted and uvloop first
 
 
 def open_socket(**options) -> tuple[WebSocketServerProtocol, StringTransport]:
@@ -120,42 +120,27 @@ def test_masked_fragmented_and_oversized_messages_are_left_to_daphne():
 
 @pytest.fixture(scope="module")
 def server_url():
-    """`python -m chatapp.core.server` serving tests/core/text_frames_app.py on a loopback port."""
-    with socket.create_server(("127.0.0.1", 0)) as listener:
-        port = listener.getsockname()[1]
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "chatapp.core.server",
-                "--fd",
-                str(listener.fileno()),
-                "tests.core.text_frames_app:application",
-            ],
-            cwd=ROOT,
-            pass_fds=[listener.fileno()],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-    url = f"ws://127.0.0.1:{port}/"
+    """`python -m chatapp.core.server` serving tests/core/text_frames_app.py on a loopback port.
+
+    The port listens before the server starts: a client's handshake waits in its backlog."""
+    listener = listening_socket()
+    command = ["-m", "chatapp.core.server", "--fd", str(listener.fileno())]
+    process = subprocess.Popen(
+        [sys.executable, *command, "tests.core.text_frames_app:application"],
+        cwd=ROOT,
+        pass_fds=[listener.fileno()],
+    )
+    url = f"ws://127.0.0.1:{listener.getsockname()[1]}/"
+    listener.close()  # the server holds its own copy
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with connect(url, open_timeout=5):
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(
-                        process.stderr.read().decode()
-                        if process.poll() is not None
-                        else "no server"
-                    ) from None
-                time.sleep(0.1)
         yield url
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def client(url: str, **options):
+    return connect(url, open_timeout=STARTING_SECONDS, **options)
 
 
 def test_the_server_process_sends_daphnes_text_frames_itself():
@@ -170,19 +155,19 @@ def test_the_server_process_sends_daphnes_text_frames_itself():
 
 
 def test_a_client_reads_every_text_and_binary_message_the_server_sends(server_url):
-    with connect(server_url, max_size=None) as client:
+    with client(server_url, max_size=None) as websocket:
         for size in SIZES:
-            client.send(f"text {size}")
-            assert client.recv(timeout=10) == message_of(size)
-            client.send(f"bytes {size}")
-            assert client.recv(timeout=10) == message_of(size).encode()
+            websocket.send(f"text {size}")
+            assert websocket.recv(timeout=10) == message_of(size)
+            websocket.send(f"bytes {size}")
+            assert websocket.recv(timeout=10) == message_of(size).encode()
 
 
 def test_a_close_from_the_app_still_reaches_the_client(server_url):
-    with connect(server_url) as client:
-        client.send("text 5")
-        assert client.recv(timeout=10) == message_of(5)
-        client.send("close")
+    with client(server_url) as websocket:
+        websocket.send("text 5")
+        assert websocket.recv(timeout=10) == message_of(5)
+        websocket.send("close")
         with pytest.raises(ConnectionClosed) as closed:
-            client.recv(timeout=10)
+            websocket.recv(timeout=10)
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 4321
