@@ -194,7 +194,10 @@ async def test_a_conversation_of_a_team_one_has_left_takes_no_more_questions(
 async def test_concurrent_generations_are_capped_per_user(connect, member, sim, settings):
     settings.CHAT_MAX_CONCURRENT_GENERATIONS = 1
     socket = await connect(member)
-    await socket.send_message(f"Slow {SLOW}")
+    first = await socket.send_message(f"Slow {SLOW}")
+    # Its first token: the simulator has logged the first request (message.created may come
+    # before the request reaches it).
+    await socket.until_type("message.delta", first["message_id"])
     reply = await socket.expect_error({"type": "chat.send", "request_id": "b", "content": "Two"})
     assert reply["error"]["code"] == "rate_limited"
     assert reply["request_id"] == "b"
