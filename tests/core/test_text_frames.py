@@ -16,7 +16,8 @@ from tests.core.text_frames_app import message_of
 from tests.deploy.files import ROOT
 from tests.support.ports import listening_socket
 
-# Sizes on each side of the frame header's three length forms (125 / 126-65535 / 65536 and up).
+# Sizes in bytes on each side of the frame header's three length forms (up to 125, 126-65535,
+# 65536 and up).
 SIZES = (1, 125, 126, 127, 65535, 65536, 100_000)
 DAPHNE_MESSAGE_LIMIT = 2**20  # daphne's --websocket_max_message_size default
 STARTING_SECONDS = 60  # a server process imports daphne, Twisted and uvloop first
@@ -45,6 +46,7 @@ def server_with(protocol, **connection) -> SimpleNamespace:
 def test_a_text_frame_is_what_autobahn_sends_for_the_same_text(size):
     protocol, transport = open_socket()
     payload = message_of(size).encode()
+    assert len(payload) == size
     protocol.sendMessage(payload)
     assert text_frame(payload) == transport.value()
 

@@ -3,8 +3,10 @@ to send back, `text <size>` or `bytes <size>`; `close` closes the socket."""
 
 
 def message_of(size: int) -> str:
-    """`size` characters, some of them two or three bytes in UTF-8."""
-    return ("tok é € " * (size // 8 + 1))[:size]
+    """Text of exactly `size` bytes in UTF-8, some of its characters two or three bytes long."""
+    pattern = "tok é € ".encode()
+    text = (pattern * (size // len(pattern) + 1))[:size].decode(errors="ignore")  # no cut char
+    return text + "." * (size - len(text.encode()))
 
 
 async def application(scope, receive, send):
