@@ -48,18 +48,21 @@ def test_one_per_core_counts_at_least_one_and_no_more_than_the_affinity():
     assert 1 <= cpu_count() <= len(os.sched_getaffinity(0))
 
 
-def test_the_server_processes_run_daphne_on_uvloop_with_connections_that_write_at_once():
+def test_the_server_processes_run_daphne_on_uvloop_with_writes_and_text_frames_of_their_own():
     """The policy is set before daphne.server makes its Twisted reactor's loop."""
     check = (
         "from chatapp.core import server; assert server.use_uvloop(); server.use_eager_writes();"
+        "server.send_text_at_once();"
         "import daphne.server; from twisted.internet import reactor, tcp, unix;"
         "print(type(reactor._asyncioEventloop).__module__);"
-        "print(tcp.Port.transport.__name__, unix.Port.transport.__name__)"
+        "print(tcp.Port.transport.__name__, unix.Port.transport.__name__);"
+        "print(daphne.server.Server.handle_reply.__module__)"
     )
     result = subprocess.run(
         [sys.executable, "-c", check], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
-    assert result.stdout.split() == ["uvloop", "EagerTCPServer", "EagerUNIXServer"], result.stderr
+    expected = ["uvloop", "EagerTCPServer", "EagerUNIXServer", "chatapp.core.server"]
+    assert result.stdout.split() == expected, result.stderr
 
 
 def test_the_supervisor_starts_the_uvloop_server_on_the_shared_socket():

@@ -145,17 +145,6 @@ def client(url: str, **options):
     return connect(url, open_timeout=STARTING_SECONDS, **options)
 
 
-def test_the_server_process_sends_daphnes_text_frames_itself():
-    check = (
-        "from chatapp.core import server; server.use_uvloop(); server.send_text_at_once();"
-        "import daphne.server; print(daphne.server.Server.handle_reply.__module__)"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", check], cwd=ROOT, capture_output=True, text=True, timeout=60
-    )
-    assert result.stdout.split() == ["chatapp.core.server"], result.stderr
-
-
 def test_a_client_reads_every_text_and_binary_message_the_server_sends(server_url):
     with client(server_url, max_size=None) as websocket:
         for size in SIZES:
