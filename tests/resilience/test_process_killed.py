@@ -48,7 +48,10 @@ async def test_a_killed_servers_answer_is_marked_interrupted_with_its_text(
 
     second = launch("second", **REAPER)
     orphan = await stored(second)
-    assert orphan["status"] == "streaming"  # nobody has said otherwise yet
+    # Usually nobody has said otherwise yet. The reaper's first run is at the health check
+    # that ends start-up, so a start-up slower than the staleness window finds it already
+    # interrupted; either way the checkpointed text is there.
+    assert orphan["status"] in ("streaming", "interrupted")
     assert orphan["content"]
     watcher = await ChatClient(second, session).connect()
     await watcher.send({"type": "chat.subscribe", "conversation_id": conversation_id})
@@ -60,7 +63,7 @@ async def test_a_killed_servers_answer_is_marked_interrupted_with_its_text(
         error = next(f for f in frames if f["type"] == "message.error")["error"]
         assert error["code"] == "interrupted" and error["retryable"] is True
         assert frames[-1]["status"] == "interrupted"
-    else:  # a slow start-up: the reaper's first run at the first socket found it stale
+    else:  # a slow start-up: the reaper's first run found it stale
         assert shown["status"] == "interrupted"
     reaped = await stored(second)
     assert reaped["status"] == "interrupted"
