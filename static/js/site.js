@@ -1,4 +1,5 @@
-// Behaviour shared by every page: the light/dark theme toggle, remembered in localStorage.
+// Behaviour shared by every page: the light/dark theme toggle, remembered in localStorage,
+// and the dismiss button of a flashed message.
 
 const STORAGE_KEY = "theme";
 const systemDark = window.matchMedia("(prefers-color-scheme: dark)");
@@ -34,3 +35,23 @@ document.addEventListener("click", (event) => {
 });
 systemDark.addEventListener("change", syncToggles);
 syncToggles();
+
+/** Removes a flashed message; focus goes to the next one, else to the messages or the page's main. */
+function dismissFlash(button) {
+  const item = button.closest("li");
+  const list = item.parentElement;
+  const sibling = item.nextElementSibling || item.previousElementSibling;
+  item.remove();
+  if (sibling) {
+    sibling.querySelector("[data-flash-dismiss]").focus();
+    return;
+  }
+  list.remove();
+  const landing = document.getElementById("messages") || document.getElementById("main");
+  landing?.focus({ preventScroll: true });
+}
+
+document.addEventListener("click", (event) => {
+  const button = event.target.closest("[data-flash-dismiss]");
+  if (button) dismissFlash(button);
+});

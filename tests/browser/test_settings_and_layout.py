@@ -47,6 +47,42 @@ def test_settings_reject_bad_values_clearly_and_keep_the_old_ones(logged_in_page
     expect(page.get_by_label("Max tokens")).to_have_value("")
 
 
+def test_a_flashed_message_can_be_dismissed(logged_in_page):
+    page = logged_in_page
+    page.goto("/settings/")
+    page.get_by_role("button", name="Save settings").click()
+    notice = page.get_by_role("status").filter(has_text="Settings saved.")
+    expect(notice).to_be_visible()
+    notice.get_by_role("button", name="Dismiss this message").click()
+    expect(notice).to_have_count(0)
+    expect(page.locator("ul.flash")).to_have_count(0)
+    expect(page.locator("main")).to_be_focused()
+    page.reload()
+    expect(page.get_by_text("Settings saved.")).to_have_count(0)
+
+
+def test_a_message_flashed_for_the_chat_page_can_be_dismissed_there(logged_in_page):
+    page = logged_in_page
+    # Reset the settings without following the redirect, so the chat page shows the message.
+    status = page.evaluate(
+        """async () => {
+            const token = document.cookie.match(/csrftoken=([^;]+)/)[1];
+            const response = await fetch("/settings/", {
+                method: "POST", redirect: "manual", body: new URLSearchParams({reset: "1"}),
+                headers: {"X-CSRFToken": token},
+            });
+            return response.type;
+        }"""
+    )
+    assert status == "opaqueredirect"
+    page.goto("/")
+    notice = page.locator(".chat-flash").get_by_role("status")
+    expect(notice).to_have_text("Your settings were reset to the team defaults.")
+    notice.get_by_role("button", name="Dismiss this message").click()
+    expect(page.locator(".chat-flash")).to_have_count(0)
+    expect(page.locator("#messages")).to_be_focused()
+
+
 def test_theme_toggle_is_remembered(logged_in_page):
     page = logged_in_page
     toggle = page.get_by_role("button", name="Dark theme")
