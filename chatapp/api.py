@@ -1,11 +1,20 @@
 """The one JSON API of the project, served under /api/: every app's endpoints, one convention
-(chatapp.core.api), and the OpenAPI document at /api/openapi.json."""
+(chatapp.core.api), and the OpenAPI document at /api/openapi.json.
+
+Also the answers Django gives itself, before or around a view (an unknown URL, a body it cannot
+parse, an unexpected error): JSON in the API's envelope under /api/, in OpenAI's under /v1/,
+and Django's own pages everywhere else."""
+
+from django.http import HttpRequest, HttpResponse
+from django.views import defaults
 
 from chatapp.accounts.api import router as accounts_router
+from chatapp.chat import openai_api
 from chatapp.chat.api import router as chat_router
+from chatapp.chat.completions import OpenAIError
 from chatapp.chat.export_api import router as export_router
 from chatapp.chat.share_api import router as share_router
-from chatapp.core.api import new_api
+from chatapp.core.api import error_response, new_api
 from chatapp.teams.api import router as teams_router
 from chatapp.tools.api import router as tools_router
 from chatapp.uploads.api import router as uploads_router
@@ -21,3 +30,34 @@ api = new_api(
         tools_router,
     ]
 )
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """A body Django could not parse (a multipart form without its boundary, a part's headers
+    over its limit) or one over DATA_UPLOAD_MAX_MEMORY_SIZE."""
+    message = "The request's body could not be read: send it well-formed and within the limits."
+    if request.path.startswith("/api/"):
+        return error_response(400, "invalid", message)
+    if request.path.startswith("/v1/"):
+        return openai_api.error_response(OpenAIError(400, message, code="invalid_request"))
+    return defaults.bad_request(request, exception)
+
+
+def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if request.path.startswith("/api/"):
+        return error_response(404, "not_found", "Not found: it does not exist or is not yours.")
+    if request.path.startswith("/v1/"):
+        message = f"Invalid URL ({request.method} {request.path}): this API has /v1/models and"
+        message += " /v1/chat/completions."
+        return openai_api.error_response(OpenAIError(404, message, code="unknown_url"))
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    message = "Something went wrong on the server: try again."
+    if request.path.startswith("/api/"):
+        return error_response(500, "internal_error", message)
+    if request.path.startswith("/v1/"):
+        error = OpenAIError(500, message, kind="server_error", code="internal_error")
+        return openai_api.error_response(error)
+    return defaults.server_error(request)

@@ -44,3 +44,8 @@ urlpatterns = [
     path("s/<str:share_token>/fork/", chat_views.shared_fork, name="shared_fork"),
     path("", chat_views.chat, name="home"),
 ]
+
+# JSON under /api/ and /v1/, Django's pages elsewhere.
+handler400 = "chatapp.api.bad_request"
+handler404 = "chatapp.api.page_not_found"
+handler500 = "chatapp.api.server_error"

@@ -110,7 +110,7 @@ def from_chat_error(error: ChatError, retry_after: int | None = None) -> OpenAIE
 def parse_body(raw: bytes) -> dict[str, Any]:
     try:
         data = json.loads(raw or b"null")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise invalid("The body must be a JSON object.") from None
     if not isinstance(data, dict):
         raise invalid("The body must be a JSON object.")
@@ -221,6 +221,10 @@ def _messages(messages: Any) -> tuple[str | None, list[tuple[str, str]]]:
             )
     if not turns or turns[-1][0] != "user":
         raise invalid("The last message (after any system ones) must be the user's.", "messages")
+    if not turns[-1][1].strip():  # as on the chat page
+        raise invalid(
+            "The last user message is empty: write a question.", "messages", "empty_content"
+        )
     return ("\n\n".join(system) if system else None), turns
 
 

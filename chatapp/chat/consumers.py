@@ -177,6 +177,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if handler is None:
             kinds = ", ".join(handlers)
             raise ChatError("unknown_type", f"Unknown frame type: use one of {kinds}.", "type")
+        frames.check_request_id(frame)
         await handler(frame)
 
     # --- client frames -------------------------------------------------------------------
@@ -190,7 +191,6 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.generate(admission)
 
     async def chat_regenerate(self, frame: dict[str, Any]) -> None:
-        frames.check_request_id(frame)
         message_id = frames.object_id(frame, "message_id")
         request_id = frames.request_id_of(frame)
         await self.generate(partial(replies.admit_regenerate, self.user, message_id, request_id))
@@ -203,7 +203,6 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def chat_switch(self, frame: dict[str, Any]) -> None:
         """Show another branch: this socket gets its state, the conversation's other tabs
         hear that it changed."""
-        frames.check_request_id(frame)
         message_id = frames.object_id(frame, "message_id")
         conversation_id, leaf_id = await database_sync_to_async(conversations.switch_branch)(
             self.user, message_id

@@ -9,6 +9,7 @@ import orjson
 from chatapp.chat import json_output
 from chatapp.chat.errors import ChatError
 from chatapp.chat.requests import SendRequest
+from chatapp.core.api import MAX_ID
 from chatapp.teams.models import SystemPrompt
 from chatapp.teams.policy import SETTING_NAMES
 
@@ -37,7 +38,7 @@ def decode(text_data: str | None, max_content_bytes: int) -> dict[str, Any]:
         raise _too_large(max_content_bytes)
     try:
         frame = json.loads(text_data)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise ChatError("invalid_json", "The frame is not valid JSON.") from None
     if not isinstance(frame, dict):
         raise ChatError("invalid_frame", "A frame must be a JSON object with a type.")
@@ -77,7 +78,6 @@ def optional_object_id(frame: dict[str, Any], name: str) -> int | None:
 
 
 def send_request(frame: dict[str, Any], max_content_bytes: int) -> SendRequest:
-    check_request_id(frame)
     content = frame.get("content")
     if not isinstance(content, str):
         raise ChatError(
@@ -139,7 +139,8 @@ def _attachments(value: object) -> tuple[int, ...]:
     if value is None:
         return ()
     if not isinstance(value, list) or not all(
-        isinstance(item, int) and not isinstance(item, bool) and item > 0 for item in value
+        isinstance(item, int) and not isinstance(item, bool) and 0 < item <= MAX_ID
+        for item in value
     ):
         raise ChatError("invalid_frame", "attachments must be a list of upload ids.", "attachments")
     if len(set(value)) != len(value):
@@ -202,7 +203,6 @@ CALL_ID_LENGTH = 200
 def tool_decision(frame: dict[str, Any]) -> tuple[int | None, int, str, bool]:
     """A chat.tool_decision: the conversation (optional), the answer, the call waiting on the
     user, and their decision."""
-    check_request_id(frame)
     conversation_id = optional_object_id(frame, "conversation_id")
     message_id = object_id(frame, "message_id")
     call_id = frame.get("call_id")

@@ -9,6 +9,7 @@ The wire format (OpenAI's shapes) is `chatapp.chat.completions`.
 """
 
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
@@ -63,6 +64,7 @@ from chatapp.teams.models import ApiKey, Membership, SafetyMode, Team
 log = logging.getLogger(__name__)
 
 TEAM_HEADER = "X-Team-Id"
+TEAM_ID = re.compile(r"[0-9]{1,19}")  # ASCII digits: "²".isdigit(), and int() refuses it
 SAVE_HEADER = "X-Save-Conversation"
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -123,9 +125,10 @@ def team_for(key: ApiKey, team_header: str | None) -> Team:
     """The team named by X-Team-Id, else the key's team, else the person's first team."""
     teams = Team.objects.for_user(key.user)
     if team_header is not None:
-        if not team_header.strip().isdigit():
+        wanted = TEAM_ID.fullmatch(team_header.strip())
+        if wanted is None:
             raise invalid(f"{TEAM_HEADER} must be a team id.", TEAM_HEADER)
-        team = teams.filter(pk=int(team_header)).first()
+        team = teams.filter(pk=int(wanted[0])).first()
         if team is None:
             raise OpenAIError(
                 404,

@@ -78,7 +78,7 @@ def parse_arguments(text: str) -> dict[str, Any] | None:
     """The model's argument text as an object, or None when it is not one."""
     try:
         value = json.loads(text or "{}")
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
 

@@ -97,7 +97,7 @@ Body = TypeVar("Body", bound=RequestBody)
 def read_body(request: HttpRequest, schema: type[Body]) -> Body:
     try:
         data = json.loads(request.body or b"null")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise ApiError(400, "invalid", "The body must be a JSON object.") from None
     if not isinstance(data, dict):
         raise ApiError(400, "invalid", "The body must be a JSON object.")

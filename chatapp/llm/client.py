@@ -406,7 +406,7 @@ def _parse_json(raw: str | bytes) -> dict[str, Any]:
     except ValueError:  # orjson.JSONDecodeError
         try:
             data = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             data = None
     if not isinstance(data, dict):
         message = "The Llama API sent a reply that is not valid JSON: try again."

@@ -162,7 +162,7 @@ def _detail_from_body(body: bytes, api_key: str) -> str:
     text = body[:SCAN_LIMIT].decode("utf-8", "replace")
     try:
         data = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return _shown(text.strip(), api_key) or "no details given"
     return _detail_from_json(data, api_key) if isinstance(data, dict) else _shown(text, api_key)
 

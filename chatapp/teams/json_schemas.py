@@ -22,6 +22,13 @@ def name_problem(name: str) -> str | None:
 
 def schema_problem(schema: Any) -> str | None:
     """Why `schema` cannot be saved (a sentence), or None when it is a usable JSON Schema."""
+    try:
+        return _problem(schema)
+    except RecursionError:  # the checks walk the schema; a few hundred levels of JSON stop them
+        return "The schema is nested too deeply to check."
+
+
+def _problem(schema: Any) -> str | None:
     if not isinstance(schema, dict):
         return 'A schema is a JSON object, such as {"type": "object", "properties": {...}}.'
     try:
@@ -44,6 +51,8 @@ def parse_schema_text(text: str) -> tuple[Any, str | None]:
     """A schema typed into the team page: (the value, None) or (None, why it is refused)."""
     try:
         value = json.loads(text)
+    except RecursionError:
+        return None, "The schema is nested too deeply to read."
     except json.JSONDecodeError as error:
         return None, f"This is not JSON: {error.msg} (line {error.lineno}, column {error.colno})."
     return value, schema_problem(value)

@@ -67,6 +67,16 @@ def test_the_markdown_export_fences_arguments_and_results(member_client, answere
     assert text.index("get_weather") < text.index("Start with **form A**.")
 
 
+def test_arguments_nested_past_the_json_parser_export_as_written(member_client, chat):
+    """A model's arguments are its own text: kept, and exported as they came."""
+    deep = "[" * 5000 + "]" * 5000
+    answer = chat.messages.get(role="assistant")
+    Message.objects.filter(pk=answer.pk).update(tool_calls=[{**CALLS[0], "arguments": deep}])
+    response = member_client.get(url(chat) + "export", {"format": "md"})
+    assert response.status_code == 200
+    assert f"~~~~~json\n{deep}\n~~~~~" in response.content.decode()
+
+
 def test_the_json_export_carries_the_calls(member_client, answered):
     data = json.loads(member_client.get(url(answered) + "export", {"format": "json"}).content)
     assert data["messages"][-1]["tool_calls"] == CALLS

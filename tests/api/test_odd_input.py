@@ -9,6 +9,7 @@ import json
 import pytest
 from django.utils import timezone
 
+from chatapp.api import server_error
 from chatapp.chat.api import MAX_PAGE
 from chatapp.teams.models import SystemPrompt
 from chatapp.teams.services import SESSION_TEAM_KEY
@@ -85,3 +86,53 @@ def test_the_usage_page_for_a_month_past_the_calendar_shows_this_month(owner_cli
     response = owner_client.get(f"/teams/{team.pk}/usage/", {"month": "9999-12"})
     assert response.status_code == 200
     assert response.context["report"].month == timezone.now().date().replace(day=1)
+
+
+DEEP = "[" * 100_000 + "]" * 100_000  # json.loads gives up with a RecursionError
+
+
+def test_json_nested_past_the_parser_is_400_and_changes_nothing(member_client, chat):
+    response = member_client.patch(f"/api/conversations/{chat.pk}/", DEEP, "application/json")
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid"
+    chat.refresh_from_db()
+    assert chat.title == "Tax questions"
+
+
+def test_bodies_django_cannot_parse_are_400_in_the_envelope(member_client, chat, settings):
+    no_boundary = member_client.post("/api/uploads/", b"x", content_type="multipart/form-data")
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    too_big = send(member_client, "patch", f"/api/conversations/{chat.pk}/", {"title": "x" * 2000})
+    for response in (no_boundary, too_big):
+        assert response.status_code == 400
+        assert response["Content-Type"] == "application/json"
+        assert response.json()["error"]["code"] == "invalid"
+    chat.refresh_from_db()
+    assert chat.title == "Tax questions"
+
+
+@pytest.mark.parametrize("path", ["/api/no-such-thing/", "/api/uploads/abc/"])
+def test_unknown_api_urls_are_404_in_the_envelope(member_client, path):
+    response = member_client.get(path)
+    assert response.status_code == 404
+    assert response.json() == {
+        "error": {"code": "not_found", "message": "Not found: it does not exist or is not yours."}
+    }
+
+
+def test_unknown_pages_are_still_the_html_404(member_client):
+    response = member_client.get("/no-such-page/")
+    assert response.status_code == 404
+    assert response["Content-Type"].startswith("text/html")
+    page = response.content.decode()
+    assert "<h1>Not found</h1>" in page and 'href="/">Back to your chats' in page
+
+
+def test_an_unexpected_error_is_json_under_the_api_and_a_page_elsewhere(rf):
+    api = server_error(rf.get("/api/conversations/"))
+    assert api.status_code == 500
+    assert json.loads(api.content)["error"]["code"] == "internal_error"
+    openai = server_error(rf.post("/v1/chat/completions"))
+    assert json.loads(openai.content)["error"]["type"] == "server_error"
+    page = server_error(rf.get("/c/1/"))
+    assert page.status_code == 500 and b"Something went wrong" in page.content

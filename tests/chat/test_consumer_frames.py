@@ -17,6 +17,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 SEND = {"type": "chat.send", "request_id": "req-7", "conversation_id": None}
 BAD_FRAMES = [
     ("not json", "invalid_json"),
+    ("[" * 8000 + "]" * 8000, "invalid_json"),  # deeper than the JSON parser goes
     ("[1, 2]", "invalid_frame"),
     ('"chat.send"', "invalid_frame"),
     ({}, "unknown_type"),
@@ -30,6 +31,8 @@ BAD_FRAMES = [
     ({**SEND, "content": "hi", "conversation_id": True}, "invalid_frame"),
     ({**SEND, "content": "hi", "system_prompt_id": 0}, "invalid_frame"),
     ({**SEND, "content": "hi", "request_id": 5}, "invalid_frame"),
+    ({**SEND, "content": "hi", "attachments": [2**63]}, "invalid_frame"),
+    ({**SEND, "content": "hi", "attachments": [10**30]}, "invalid_frame"),
     ({**SEND, "content": "hi", "settings": []}, "invalid_frame"),
     ({**SEND, "content": "hi", "settings": {"colour": "red"}}, "invalid_frame"),
     ({**SEND, "content": "hi", "settings": {"temperature": 9}}, "invalid_setting"),
@@ -47,11 +50,14 @@ BAD_FRAMES = [
     ({"type": "chat.stop"}, "invalid_frame"),
     ({"type": "chat.stop", "message_id": True}, "invalid_frame"),
     ({"type": "chat.stop", "message_id": 999_999}, "not_found"),
+    ({"type": "chat.stop", "message_id": 999_999, "request_id": 123}, "invalid_frame"),
     ({"type": "chat.regenerate", "message_id": -3}, "invalid_frame"),
     ({"type": "chat.regenerate", "message_id": 999_999}, "not_found"),
     ({"type": "chat.subscribe"}, "invalid_frame"),
     ({"type": "chat.subscribe", "conversation_id": 1.5}, "invalid_frame"),
     ({"type": "chat.subscribe", "conversation_id": 999_999}, "not_found"),
+    ({"type": "chat.subscribe", "conversation_id": 1, "request_id": {"x": 1}}, "invalid_frame"),
+    ({"type": "chat.switch", "message_id": 1, "request_id": ["r"]}, "invalid_frame"),
 ]
 
 

@@ -144,6 +144,10 @@ async def test_errors_and_unknown_tools_go_back_to_the_model(connect, member, si
     assert tool_calls_counted("error") == errors_before + 2
 
 
+def test_arguments_nested_past_the_json_parser_are_not_an_object():
+    assert tooling.parse_arguments("[" * 100_000 + "]" * 100_000) is None
+
+
 async def test_a_slow_tool_times_out_as_a_tool_error(connect, member, sim, toolbox, monkeypatch):
     monkeypatch.setattr(tooling, "TOOL_LOOP_SECONDS", 0.5)  # the whole budget, not a pace
     socket = await connect(member)

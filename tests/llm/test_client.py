@@ -505,8 +505,9 @@ async def test_chunks_orjson_refuses_are_read_as_pythons_json_reads_them():
     assert events[-1].finish_reason == "stop"
 
 
-async def test_a_chunk_that_is_not_json_is_upstream_unavailable():
-    body = "data: {not json\n\n"
+@pytest.mark.parametrize("chunk", ["{not json", "[" * 100_000 + "]" * 100_000])
+async def test_a_chunk_that_is_not_json_is_upstream_unavailable(chunk):
+    body = f"data: {chunk}\n\n"
 
     def upstream(request: httpx.Request) -> httpx.Response:
         return sse_response(body)
@@ -518,3 +519,14 @@ async def test_a_chunk_that_is_not_json_is_upstream_unavailable():
     assert [(type(event), event.code) for event in events] == [
         (StreamError, "upstream_unavailable")
     ]
+
+
+async def test_an_error_body_nested_past_the_json_parser_is_still_an_error():
+    def upstream(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(400, content=b"[" * 100_000 + b"]" * 100_000)
+
+    config = ProviderConfig("http://upstream.test/v1", KEY, protocol="openai", max_attempts=1)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(upstream)) as http:
+        events = await collect(LlamaClient(config, http=http), "hi")
+
+    assert [(type(event), event.code) for event in events] == [(StreamError, "bad_request")]

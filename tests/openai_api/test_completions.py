@@ -244,6 +244,13 @@ async def test_a_key_whose_owner_left_its_team_falls_back_to_their_other_team(
         ({"messages": QUESTION, "temperature": 7}, "temperature"),
         ({"messages": QUESTION, "bogus": 1}, "bogus"),
         ({"messages": [{"role": "user", "content": "a\x00b"}]}, "messages[0].content"),
+        # Blank questions, as on the chat page.
+        ({"messages": [{"role": "user", "content": ""}]}, "messages"),
+        ({"messages": [{"role": "user", "content": None}]}, "messages"),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "text", "text": " \n"}]}]},
+            "messages",
+        ),
     ],
 )
 async def test_bad_bodies_are_400_and_nothing_goes_upstream(
@@ -266,8 +273,28 @@ async def test_not_json_and_wrong_methods(sim, member, team, make_key):
         )
         wrong = await http.get("/v1/chat/completions")
         wrong_models = await http.post("/v1/models")
-    assert broken.status_code == 400 and broken.json()["error"]["type"]
+        deep = await http.post(
+            "/v1/chat/completions",
+            content=b"[" * 100_000 + b"]" * 100_000,  # past the JSON parser's depth
+            headers={"content-type": "application/json"},
+        )
+        unknown = await http.post("/v1/embeddings", json={"input": "hi"})
+    assert broken.status_code == deep.status_code == 400
+    assert broken.json()["error"]["type"] == deep.json()["error"]["type"] == "invalid_request_error"
     assert wrong.status_code == wrong_models.status_code == 405
+    assert unknown.status_code == 404
+    assert unknown.json()["error"]["type"] == "invalid_request_error"
+    assert "/v1/embeddings" in unknown.json()["error"]["message"]
+    assert sim.requests == []
+
+
+@pytest.mark.parametrize("value", ["²".encode("latin-1"), b"1.5", b"-2", b"9" * 5000])
+async def test_a_team_header_that_is_not_an_id_is_400(sim, member, team, make_key, value):
+    key = await database_sync_to_async(make_key)(member, team)
+    async with raw(key) as http:
+        response = await http.get("/v1/models", headers={"X-Team-Id": value})
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "X-Team-Id"
 
 
 async def test_an_upstream_failure_is_an_openai_error(sim, member, team, make_key):

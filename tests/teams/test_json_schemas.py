@@ -12,6 +12,14 @@ pytestmark = pytest.mark.django_db
 SCHEMA = {"type": "object", "properties": {"title": {"type": "string"}}, "required": ["title"]}
 
 
+def nested(levels: int) -> dict:
+    """A schema of arrays of arrays ...: JSON that reads, nested past what the checks can walk."""
+    schema: dict = {"type": "string"}
+    for _ in range(levels):
+        schema = {"type": "array", "items": schema}
+    return schema
+
+
 def listing(team) -> str:
     return f"/api/teams/{team.pk}/json-schemas/"
 
@@ -116,6 +124,7 @@ def test_another_teams_schema_is_404_even_to_an_owner(owner_client, team):
         ({"name": "big", "schema": {"description": "x" * MAX_SCHEMA_BYTES}}, "schema"),
         ({"name": "nul", "schema": {"description": "a\u0000b"}}, "schema"),
         ({"name": "list", "schema": [1, 2]}, "schema"),
+        ({"name": "deep", "schema": nested(300)}, "schema"),
         ({"name": "ticket", "schema": SCHEMA}, "name"),  # the name is taken
         ({"name": "extra", "schema": SCHEMA, "owner": 1}, "owner"),
     ],
@@ -142,6 +151,15 @@ def test_the_team_page_lists_adds_edits_and_deletes(owner_client, team, saved):
     )
     assert refused.status_code == 400
     assert b"This is not JSON" in refused.content
+    for text, problem in [
+        ("[" * 5000 + "]" * 5000, b"nested too deeply to read"),
+        (json.dumps(nested(300)), b"nested too deeply to check"),
+    ]:
+        refused = owner_client.post(
+            f"/teams/{team.pk}/json-schemas/", {"name": "deep", "schema": text}
+        )
+        assert refused.status_code == 400
+        assert problem in refused.content
     added = owner_client.post(
         f"/teams/{team.pk}/json-schemas/", {"name": "order", "schema": json.dumps(SCHEMA)}
     )
