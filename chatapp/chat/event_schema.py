@@ -94,6 +94,20 @@ class ToolCallFields(TypedDict):
 
 
 @with_config(STRICT)
+class UsageFields(TypedDict):
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@with_config(STRICT)
+class StoredError(TypedDict):
+    """Why an answer failed, as kept with it (a live message.error says more)."""
+
+    code: str
+    message: str
+
+
+@with_config(STRICT)
 class StateMessage(TypedDict):
     id: int
     parent_id: int | None
@@ -107,12 +121,10 @@ class StateMessage(TypedDict):
     safety: NotRequired[SafetyFields]  # answers screened under the team's safety policy
     tool_calls: NotRequired[list[ToolCallFields]]  # answers that called tools
     format: NotRequired[FormatFields]  # answers asked for JSON
-
-
-@with_config(STRICT)
-class UsageFields(TypedDict):
-    prompt_tokens: int
-    completion_tokens: int
+    model: NotRequired[str]  # answers: the model that answered
+    usage: NotRequired[UsageFields]  # answers that ended with a count
+    finish_reason: NotRequired[str]  # answers: the upstream's (stop, length, ...)
+    error: NotRequired[StoredError]  # answers that failed or were cut off
 
 
 @with_config(STRICT)

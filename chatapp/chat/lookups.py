@@ -7,7 +7,7 @@ from django.http import Http404
 
 from chatapp.chat import json_output, tooling, tree
 from chatapp.chat.errors import ChatError
-from chatapp.chat.event_schema import Attachment, StateMessage
+from chatapp.chat.event_schema import Attachment, StateMessage, UsageFields
 from chatapp.chat.models import (
     Conversation,
     Message,
@@ -15,6 +15,7 @@ from chatapp.chat.models import (
     MessageStatus,
     get_conversation_for_user,
     get_message_for_user,
+    usage_dict,
 )
 from chatapp.uploads.models import Upload
 
@@ -29,6 +30,12 @@ STATE_FIELDS = (
     "redactions",
     "tool_calls",
     "format",
+    "model",
+    "prompt_tokens",
+    "completion_tokens",
+    "finish_reason",
+    "error_code",
+    "error_message",
 )
 
 
@@ -118,6 +125,16 @@ def _state_message(row: dict[str, Any], sibling_ids: list[int]) -> StateMessage:
         message["tool_calls"] = ended_calls(row)
     if row["format"]:
         message["format"] = json_output.shown_format(row["format"])  # type: ignore[typeddict-item]
+    if row["role"] == MessageRole.ASSISTANT:
+        # What the page shows under a finished answer, as it first loaded it (the JSON API).
+        if row["model"]:
+            message["model"] = row["model"]
+        if (usage := usage_dict(row["prompt_tokens"], row["completion_tokens"])) is not None:
+            message["usage"] = cast(UsageFields, usage)
+        if row["finish_reason"]:
+            message["finish_reason"] = row["finish_reason"]
+        if row["error_code"]:
+            message["error"] = {"code": row["error_code"], "message": row["error_message"]}
     return message
 
 

@@ -70,16 +70,19 @@ def clean_title(text: str) -> str:
 
 
 def question_text(message: dict[str, Any]) -> str:
-    """The text of an upstream user message (a string, or a list of parts with images)."""
+    """The text of an upstream user message (a string, or a list of parts with images). With
+    attachments the question's own words come last upstream, after the documents
+    (chatapp.uploads.context); here they come first, so the quote of the question holds them."""
     content = message.get("content")
     if isinstance(content, str):
         return content
     parts = content if isinstance(content, list) else []
-    return "\n".join(
+    texts = [
         str(part.get("text") or "")
         for part in parts
         if isinstance(part, dict) and part.get("type") == "text"
-    )
+    ]
+    return "\n".join(reversed(texts))
 
 
 async def name_conversation(job: TitleJob) -> str | None:

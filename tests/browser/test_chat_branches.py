@@ -42,6 +42,9 @@ def test_edit_a_question_see_the_new_answer_and_switch_back(logged_in_page, page
     expect(chat.questions.nth(1).get_by_role("group", name="Version 1 of 2")).to_be_visible()
     chat.wait_for_status("complete")
     assert chat.answer_content() == original
+    # Each answer shown keeps its model and token counts, as when the page loaded.
+    for index in (0, 1):
+        expect(chat.answers.nth(index).locator(".message-meta")).to_contain_text("out tokens")
 
     page.reload()  # the branch chosen is remembered
     expect(chat.questions.nth(1).locator(".bubble")).to_have_text("How tall are they?")

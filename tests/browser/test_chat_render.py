@@ -80,3 +80,33 @@ def test_unsafe_answer_runs_nothing_and_loads_nothing(logged_in_page, page_watch
     assert page_watch.offsite_requests == []
     assert page_watch.console_errors == []  # a CSP violation would be reported here
     assert page_watch.page_errors == []
+
+
+# Markdown the simulator does not write (it restates a question on one line): stored as the
+# answer's text, then read back as the page loads it.
+TABLE_ANSWER = (
+    "| Option | Notes |\n|---|---|\n"
+    "| Express | https://example.com/a/very/long/path/that/keeps/going/and/going |\n"
+    "| Pickup | none |\n\n"
+    "```\nselect the plain words from the list\n```\n"
+)
+
+
+def test_long_links_break_in_their_cell_and_unnamed_code_stays_plain(logged_in_page, app_server):
+    page = logged_in_page
+    chat = ChatPage(page)
+    chat.send("A table, please")
+    chat.wait_for_status("complete")
+    answer_id = int(chat.last_answer().get_attribute("data-message-id"))
+    app_server.run_python(
+        "from chatapp.chat.models import Message\n"
+        f"Message.objects.filter(pk={answer_id}).update(content={TABLE_ANSWER!r})\n"
+    )
+    page.reload()
+    chat.wait_for_status("complete")
+    cells = chat.last_answer().locator(".markdown td")
+    assert cells.nth(1).get_attribute("class") == "cell-breaks"  # the URL may break
+    assert cells.nth(0).get_attribute("class") is None  # words stay whole
+    block = chat.last_answer().locator(".code-block")
+    assert block.locator(".code-language").inner_text() == "text"  # no guessed language
+    assert block.locator("code [class^='hljs-']").count() == 0

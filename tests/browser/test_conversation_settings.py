@@ -137,3 +137,27 @@ def test_a_setting_the_server_refuses_shows_on_its_field_without_retry(
     expect(page.locator("#notice-retry")).to_be_hidden()
     assert chat.input.input_value() == "Use the other model"
     assert sim.requests == []
+
+
+def test_an_answer_cut_at_max_tokens_says_so_and_keeps_saying_it(logged_in_page):
+    page = logged_in_page
+    chat = ChatPage(page)
+    panel = SettingsPanel(page)
+    panel.open()
+    panel.max_tokens.fill("5")
+    panel.max_tokens.press("Escape")
+    chat.send("Tell me everything about llamas")
+    chat.wait_for_status("complete")
+    notice = chat.last_answer().locator(".message-notice")
+    expect(notice).to_contain_text("reached its length limit")
+    page.reload()  # from the conversation API
+    chat.wait_for_status("complete")
+    expect(notice).to_contain_text("reached its length limit")
+    panel.open()
+    panel.max_tokens.fill("2000")
+    panel.max_tokens.press("Escape")
+    chat.send("Now all of it")
+    expect(chat.answers).to_have_count(2)
+    chat.wait_for_status("complete")
+    expect(notice).to_be_hidden()
+    expect(chat.answers.first.locator(".message-notice")).to_contain_text("length limit")

@@ -130,10 +130,26 @@ def test_phone_width_sidebar_is_a_drawer(browser, app_server, user, sim):
         chat = ChatPage(page)
         chat.send("Hello from a phone")
         chat.wait_for_status("complete")
+        # The title has the first row to itself, beside the menu; the chat's controls wrap.
+        title = page.locator("#conversation-title").bounding_box()
+        assert title is not None and title["width"] > 0.6 * PHONE["width"]
         opener.click()
         expect(sidebar.get_by_role("link", name="Hello from a phone")).to_be_visible()
     finally:
         context.close()
+
+
+def test_a_new_api_key_is_shown_whole_with_a_copy_button(logged_in_page, context, app_server):
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=app_server.url)
+    page = logged_in_page
+    page.goto("/settings/")
+    page.get_by_label("Name").fill("laptop")
+    page.get_by_role("button", name="Create key").click()
+    secret = page.get_by_label("The new API key").input_value()
+    assert secret.startswith("ltc_")
+    page.get_by_role("button", name="Copy key").click()
+    expect(page.locator("#new-key-status")).to_have_text("Key copied.")
+    assert page.evaluate("navigator.clipboard.readText()") == secret
 
 
 def test_header_links_and_logout(logged_in_page, user):

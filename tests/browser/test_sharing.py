@@ -1,6 +1,6 @@
 """Sharing in a real browser: the owner shares a conversation with a chosen teammate from the
-chat's header, the teammate reads the snapshot (Markdown rendered) and continues it in their
-own chats; someone from outside the team gets "not found"."""
+chat's header, the teammate reads the snapshot (answers in Markdown, questions as typed) and
+continues it in their own chats; someone from outside the team gets "not found"."""
 
 import uuid
 
@@ -72,9 +72,12 @@ def test_share_with_a_teammate_who_continues_it(
         reader.goto(share_path)
         expect(reader.get_by_role("heading", level=1)).to_contain_text("Explain")
         question = reader.locator(".shared-user .shared-text")
-        expect(question.locator("strong")).to_have_text("bold")  # rendered Markdown
-        expect(question.locator("code")).to_have_text("code")
-        expect(reader.locator(".shared-assistant .shared-text")).to_contain_text(answer)
+        expect(question).to_have_text("Explain **bold** words and `code`")  # as typed
+        expect(question.locator("strong")).to_have_count(0)
+        shared_answer = reader.locator(".shared-assistant .shared-text")
+        expect(shared_answer).to_contain_text(answer)
+        expect(shared_answer.locator("li").first).to_contain_text("Your message has")  # Markdown
+        expect(shared_answer.locator("pre code")).to_contain_text("question =")
         screenshot(reader, "shared-conversation", full_page=True)
         reader.get_by_role("button", name="Continue in my chats").click()
         reader.wait_for_url("**/c/*/")

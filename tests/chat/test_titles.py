@@ -132,3 +132,18 @@ def test_question_text_reads_text_parts_only():
         ],
     }
     assert titles.question_text(message) == "What is in this picture?"
+
+
+def test_the_question_comes_before_its_documents_in_the_title_request():
+    document = (
+        '<document name="report.pdf" pages="40">\n' + "Revenue grew. " * 500 + "\n</document>"
+    )
+    message = {
+        "role": "user",
+        "content": [
+            {"type": "text", "text": document},
+            {"type": "text", "text": "Which quarter was best?"},
+        ],
+    }
+    [_, quoted] = titles.title_messages(titles.question_text(message), "The third.")
+    assert quoted["content"].startswith("Question:\nWhich quarter was best?\n<document")

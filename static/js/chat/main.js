@@ -719,6 +719,7 @@ class ChatPage {
     toggle.hidden = state.conversationId !== null;
     toggle.setAttribute("aria-pressed", String(state.temporary));
     $("temporary-notice").hidden = !state.temporary;
+    $("empty-state-saved").hidden = state.temporary; // a temporary chat is not saved
     document.body.classList.toggle("is-temporary", state.temporary);
   }
 

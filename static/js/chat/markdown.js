@@ -9,8 +9,6 @@ import hljs from "../../vendor/highlight/highlight.min.js";
 import { Marked } from "../../vendor/marked/marked.esm.js";
 
 const SAFE_LINK = /^(?:https?:|mailto:)/i;
-// Auto-detecting a language is costly; beyond this size code is shown uncoloured.
-const AUTO_DETECT_LIMIT = 20000;
 
 export function escapeHtml(text) {
   return String(text)
@@ -21,14 +19,15 @@ export function escapeHtml(text) {
     .replaceAll("'", "&#39;");
 }
 
-/** Highlighted HTML and the language used (named by the fence, else detected). */
+/**
+ * Highlighted HTML and the language, as the fence names it. A block that names none is shown
+ * as plain text: guessing from a few lines colours prose as SQL and Python as CSS.
+ */
 function highlight(code, language) {
   if (language && hljs.getLanguage(language)) {
     return { html: hljs.highlight(code, { language, ignoreIllegals: true }).value, language };
   }
-  if (code.length > AUTO_DETECT_LIMIT) return { html: escapeHtml(code), language };
-  const detected = hljs.highlightAuto(code);
-  return { html: detected.value, language: language || detected.language || "" };
+  return { html: escapeHtml(code), language };
 }
 
 const marked = new Marked({

@@ -138,13 +138,22 @@ function formatNotice(message) {
   return `This answer is not the JSON that was asked for${expected}: ${format.error || "it does not parse."}`;
 }
 
-/** Tables scroll sideways in a box of their own (focusable, so keyboards can scroll it). */
+// A run of characters this long without a space (a URL, an identifier) may break anywhere.
+const LONG_TOKEN = /\S{30,}/;
+
+/**
+ * Tables scroll sideways in a box of their own (focusable, so keyboards can scroll it). A cell
+ * with a long unbroken run may break it, so one URL does not squeeze every other column.
+ */
 function wrapTables(root) {
   for (const table of root.querySelectorAll("table")) {
     const box = h("div", { className: "table-scroll", tabindex: "0", role: "region" });
     box.setAttribute("aria-label", "Table");
     table.replaceWith(box);
     box.append(table);
+    for (const cell of table.querySelectorAll("th, td")) {
+      if (LONG_TOKEN.test(cell.textContent)) cell.classList.add("cell-breaks");
+    }
   }
 }
 
@@ -511,6 +520,11 @@ export class MessageView {
     } else if (message.status === "interrupted" && message.error?.message) {
       text = message.error.message; // the server's words already say it was cut off, and why
       kind = "error";
+    } else if (!streaming && message.status === "complete" && message.finishReason === "length") {
+      text =
+        "The answer reached its length limit (Max tokens) and stops here: ask it to go on, or" +
+        " raise Max tokens in this chat's settings for your next message.";
+      kind = "format";
     } else if (!streaming && formatNotice(message)) {
       text = formatNotice(message);
       kind = "format";

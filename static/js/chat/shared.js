@@ -1,5 +1,6 @@
-// A shared conversation's page: each message's text, sent as plain text, is shown as Markdown
+// A shared conversation's page: each answer's text, sent as plain text, is shown as Markdown
 // through the chat's own renderer (marked, then DOMPurify). Without scripts the plain text stays.
+// Questions stay as they were typed, as in the chat.
 
 import { renderMarkdown } from "./markdown.js";
 

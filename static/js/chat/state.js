@@ -19,6 +19,7 @@ function record(data) {
     seq: data.seq ?? 0,
     model: data.model ?? "",
     usage: data.usage ?? null,
+    finishReason: data.finish_reason ?? null, // the upstream's: "length" means it was cut off
     error: data.error ?? null,
     safety: data.safety ?? null, // what Llama Guard found, when the team screens
     format: data.format ?? null, // JSON output: the format asked for and whether it was kept
@@ -224,14 +225,15 @@ export class ConversationState {
   }
 
   regenerating(message) {
-    const { content, status, seq, usage, error, toolCalls } = message;
+    const { content, status, seq, usage, finishReason, error, toolCalls } = message;
     touch(message, {
-      previous: { content, status, seq, usage, error, toolCalls },
+      previous: { content, status, seq, usage, finishReason, error, toolCalls },
       toolCalls: [],
       content: "",
       seq: 0,
       status: "pending",
       usage: null,
+      finishReason: null,
       error: null,
       replacing: true,
     });
@@ -356,6 +358,7 @@ export class ConversationState {
       status: frame.status || "complete",
       usage: frame.usage ?? message.usage,
       model: frame.model || message.model,
+      finishReason: frame.finish_reason ?? null,
       safety: frame.safety ?? message.safety,
       format: frame.format ?? message.format,
       // A blocked answer's text is withheld: the notice takes its place.
@@ -449,6 +452,9 @@ export class ConversationState {
       if (data.seq !== undefined && data.seq !== null) changes.seq = data.seq;
       if (data.model) changes.model = data.model;
       if (data.usage !== undefined) changes.usage = data.usage;
+      if (data.role === "assistant") changes.finishReason = data.finish_reason ?? null;
+      // A live message.error says more (whether to retry, where to fix it) than the stored one.
+      if (data.error && !message.error) changes.error = data.error;
       if (data.attachments) changes.attachments = data.attachments;
       if (data.safety !== undefined) changes.safety = data.safety;
       if (data.format !== undefined) changes.format = data.format;

@@ -1,6 +1,6 @@
-// "Copy link" beside each invitation link. When the browser refuses to copy, the link is
-// selected instead and the person is told to copy it themselves.
-import { copyText } from "../chat/clipboard.js";
+// A Copy button beside a read-only field: an invitation link, a new API key. When the browser
+// refuses to copy, the text is selected instead and the person is told to copy it themselves.
+import { copyText } from "./chat/clipboard.js";
 
 document.addEventListener("click", async (event) => {
   const button = event.target.closest("[data-copy-target]");
@@ -9,11 +9,11 @@ document.addEventListener("click", async (event) => {
   const status = document.getElementById(button.dataset.copyStatus);
   if (!field || !status) return;
   if (await copyText(field.value)) {
-    status.textContent = "Link copied.";
+    status.textContent = button.dataset.copied || "Copied.";
     return;
   }
   field.focus();
   field.select();
   status.textContent =
-    "Your browser did not let the page copy: the link is selected, press Ctrl+C (⌘C on a Mac) to copy it.";
+    "Your browser did not let the page copy: the text is selected, press Ctrl+C (⌘C on a Mac) to copy it.";
 });
