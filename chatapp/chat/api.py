@@ -17,7 +17,7 @@ from ninja import Field, Path, Query, Router, Schema
 from chatapp.accounts import preferences
 from chatapp.chat import json_output, search, tree
 from chatapp.chat.actions import conversations, replies
-from chatapp.chat.lookups import ended_calls, withheld
+from chatapp.chat.lookups import ENDING_FIELDS, ended_calls, stored_error, withheld
 from chatapp.chat.models import (
     Conversation,
     Message,
@@ -305,12 +305,7 @@ MESSAGE_FIELDS = (
     "role",
     "content",
     "status",
-    "model",
-    "prompt_tokens",
-    "completion_tokens",
-    "finish_reason",
-    "error_code",
-    "error_message",
+    *ENDING_FIELDS,
     "created_at",
     "safety",
     "redactions",
@@ -350,9 +345,6 @@ def conversation_data(conversation: Conversation, *, whole_tree: bool = False) -
 
 
 def message_data(row: dict, uploads: list[Upload], sibling_ids: list[int]) -> dict:
-    error = None
-    if row["error_code"]:
-        error = {"code": row["error_code"], "message": row["error_message"]}
     data = {
         "id": row["id"],
         "parent_id": row["parent_id"],
@@ -363,7 +355,7 @@ def message_data(row: dict, uploads: list[Upload], sibling_ids: list[int]) -> di
         "model": row["model"],
         "usage": usage_dict(row["prompt_tokens"], row["completion_tokens"]),
         "finish_reason": row["finish_reason"] or None,
-        "error": error,
+        "error": stored_error(row),
         "created_at": row["created_at"],
         "safety": row["safety"],
         "format": json_output.shown_format(row["format"]),

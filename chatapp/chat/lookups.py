@@ -7,7 +7,7 @@ from django.http import Http404
 
 from chatapp.chat import json_output, tooling, tree
 from chatapp.chat.errors import ChatError
-from chatapp.chat.event_schema import Attachment, StateMessage, UsageFields
+from chatapp.chat.event_schema import Attachment, StateMessage, StoredError, UsageFields
 from chatapp.chat.models import (
     Conversation,
     Message,
@@ -19,6 +19,15 @@ from chatapp.chat.models import (
 )
 from chatapp.uploads.models import Upload
 
+# How an answer ended, shown under it: read for the state and for the conversation API.
+ENDING_FIELDS = (
+    "model",
+    "prompt_tokens",
+    "completion_tokens",
+    "finish_reason",
+    "error_code",
+    "error_message",
+)
 STATE_FIELDS = (
     "id",
     "parent_id",
@@ -30,12 +39,7 @@ STATE_FIELDS = (
     "redactions",
     "tool_calls",
     "format",
-    "model",
-    "prompt_tokens",
-    "completion_tokens",
-    "finish_reason",
-    "error_code",
-    "error_message",
+    *ENDING_FIELDS,
 )
 
 
@@ -133,9 +137,16 @@ def _state_message(row: dict[str, Any], sibling_ids: list[int]) -> StateMessage:
             message["usage"] = cast(UsageFields, usage)
         if row["finish_reason"]:
             message["finish_reason"] = row["finish_reason"]
-        if row["error_code"]:
-            message["error"] = {"code": row["error_code"], "message": row["error_message"]}
+        if (error := stored_error(row)) is not None:
+            message["error"] = error
     return message
+
+
+def stored_error(row: dict[str, Any]) -> StoredError | None:
+    """Why an answer failed or was cut off, as kept with it; None for one that did not."""
+    if not row["error_code"]:
+        return None
+    return {"code": row["error_code"], "message": row["error_message"]}
 
 
 def ended_calls(row: dict[str, Any]) -> list[Any]:

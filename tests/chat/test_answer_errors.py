@@ -18,6 +18,10 @@ async def test_a_refused_key_tells_a_member_the_admins_were_told_and_offers_no_r
     assert error == {"code": "auth_failed", "message": KEY_REFUSED_FOR_MEMBERS, "retryable": False}
     answer = await Message.objects.aget(pk=ids["message_id"])
     assert answer.error_message == KEY_REFUSED_FOR_MEMBERS  # what a reload shows too
+    await socket.send({"type": "chat.subscribe", "conversation_id": ids["conversation_id"]})
+    state = (await socket.until_type("conversation.state"))[-1]["messages"]
+    assert state[-1]["status"] == "error"
+    assert state[-1]["error"] == {"code": "auth_failed", "message": KEY_REFUSED_FOR_MEMBERS}
 
 
 async def test_a_refused_key_gives_an_admin_the_reason_and_the_provider_page(

@@ -2,7 +2,9 @@
 upstream, and streaming, resume and second tabs on any branch."""
 
 import pytest
+from channels.db import database_sync_to_async
 
+from chatapp.chat.api import conversation_data
 from chatapp.chat.models import Conversation, Message
 
 from .conftest import joined_text
@@ -113,6 +115,17 @@ async def test_switch_shows_the_branch_remembers_it_and_sends_continue_it(connec
         second["user_message_id"],
         made["question"]["id"],
     ]
+    # Each answer says how it ended, as the conversation API does: the page shows it.
+    api = await database_sync_to_async(conversation_data)(
+        await Conversation.objects.aget(pk=first["conversation_id"])
+    )
+    for listed, shown in zip(api["messages"], state["messages"], strict=True):
+        if shown["role"] == "assistant":
+            assert shown["usage"] == listed["usage"] and shown["usage"]["completion_tokens"] > 0
+            assert (shown["model"], shown["finish_reason"]) == (listed["model"], "stop")
+            assert "error" not in shown
+        else:
+            assert "usage" not in shown and "model" not in shown
     conversation = await Conversation.objects.aget(pk=first["conversation_id"])
     assert conversation.active_leaf_id == second["message_id"]
 
