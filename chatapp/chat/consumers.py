@@ -191,9 +191,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.generate(admission)
 
     async def chat_regenerate(self, frame: dict[str, Any]) -> None:
-        message_id = frames.object_id(frame, "message_id")
+        request = frames.regenerate_request(frame)
         request_id = frames.request_id_of(frame)
-        await self.generate(partial(replies.admit_regenerate, self.user, message_id, request_id))
+        await self.generate(partial(replies.admit_regenerate, self.user, request, request_id))
 
     async def chat_edit(self, frame: dict[str, Any]) -> None:
         message_id, request = frames.edit_request(frame, settings.CHAT_MAX_CONTENT_BYTES)

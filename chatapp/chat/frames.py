@@ -8,7 +8,7 @@ import orjson
 
 from chatapp.chat import json_output
 from chatapp.chat.errors import ChatError
-from chatapp.chat.requests import SendRequest
+from chatapp.chat.requests import RegenerateRequest, SendRequest
 from chatapp.core.api import MAX_ID
 from chatapp.teams.models import SystemPrompt
 from chatapp.teams.policy import SETTING_NAMES
@@ -90,9 +90,7 @@ def send_request(frame: dict[str, Any], max_content_bytes: int) -> SendRequest:
     if not content.strip() and not attachments:
         raise ChatError("empty_content", "Write a message first.", "content")
     settings, prompt_text = _settings(frame.get("settings"))
-    tools = (frame.get("settings") or {}).get("tools")
-    if tools is not None and not isinstance(tools, bool):
-        raise ChatError("invalid_frame", "settings.tools must be true or false.", "tools")
+    tools, response_format = _tools_and_format(frame)
     conversation_id = optional_object_id(frame, "conversation_id")
     temporary = frame.get("temporary", False)
     if not isinstance(temporary, bool):
@@ -103,9 +101,6 @@ def send_request(frame: dict[str, Any], max_content_bytes: int) -> SendRequest:
             "Only a new conversation can be made temporary (conversation_id null).",
             "temporary",
         )
-    response_format = json_output.requested_format(
-        (frame.get("settings") or {}).get("response_format")
-    )
     return SendRequest(
         tools=tools,
         content=content,
@@ -132,6 +127,27 @@ def edit_request(frame: dict[str, Any], max_content_bytes: int) -> tuple[int, Se
             "invalid_frame", "An edit keeps the conversation's system prompt.", "system_prompt"
         )
     return message_id, request
+
+
+def regenerate_request(frame: dict[str, Any]) -> RegenerateRequest:
+    """A chat.regenerate: the answer written again, with the settings changed meanwhile."""
+    message_id = object_id(frame, "message_id")
+    settings, prompt_text = _settings(frame.get("settings"))
+    if prompt_text is not None:
+        raise ChatError(
+            "invalid_frame", "A new answer keeps the conversation's system prompt.", "system_prompt"
+        )
+    tools, response_format = _tools_and_format(frame)
+    return RegenerateRequest(message_id, settings, tools, response_format)
+
+
+def _tools_and_format(frame: dict[str, Any]) -> tuple[bool | None, tuple[str, int | None] | None]:
+    """settings.tools and settings.response_format (None where left out)."""
+    settings = frame.get("settings") or {}
+    tools = settings.get("tools")
+    if tools is not None and not isinstance(tools, bool):
+        raise ChatError("invalid_frame", "settings.tools must be true or false.", "tools")
+    return tools, json_output.requested_format(settings.get("response_format"))
 
 
 def _attachments(value: object) -> tuple[int, ...]:

@@ -16,7 +16,7 @@ from chatapp.chat.errors import ChatError
 from chatapp.chat.history import build_history, context_budget, title_from
 from chatapp.chat.lookups import owned_conversation, owned_message
 from chatapp.chat.models import Conversation, Message, MessageRole, MessageStatus
-from chatapp.chat.requests import CompletionRequest, SendRequest
+from chatapp.chat.requests import CompletionRequest, RegenerateRequest, SendRequest
 from chatapp.llm import ChatParams, LlamaClient, count_message_tokens
 from chatapp.teams import datafilter, policy, providers, quota, reads
 from chatapp.teams.models import Membership, SafetyFlag, SystemPrompt, Team
@@ -107,12 +107,7 @@ def _plan_question(
     parent_id: int | None,
 ) -> ReplyPlan:
     rules = policy.team_rules(conversation.team)  # read once for settings, provider and quota
-    fields = _apply_settings(user, conversation, request.settings, rules)
-    if request.tools is not None and request.tools != conversation.tools_enabled:
-        conversation.tools_enabled = request.tools
-        fields = (*fields, "tools_enabled")
-    if request.response_format is not None:
-        fields += json_output.choose_format(conversation, request.response_format)
+    fields = _apply_choices(user, conversation, request, rules)
     uploads = _uploads_to_send(user, request, conversation)
     turns.append(Turn(MessageRole.USER, request.content, uploads))
     return _plan(
@@ -153,9 +148,11 @@ def plan_completion(user: Any, team: Team, request: CompletionRequest) -> ReplyP
     )
 
 
-def plan_regenerate(user: Any, message_id: int, request_id: str | None = None) -> ReplyPlan:
+def plan_regenerate(
+    user: Any, request: RegenerateRequest, request_id: str | None = None
+) -> ReplyPlan:
     """Plan another answer to the question this answer follows; the answer stays beside it."""
-    message = owned_message(user, message_id)
+    message = owned_message(user, request.message_id)
     if message.role != MessageRole.ASSISTANT:
         raise ChatError("invalid_frame", "Only an answer can be regenerated.", "message_id")
     conversation = _conversation_for_reply(user, message.conversation_id)
@@ -164,7 +161,7 @@ def plan_regenerate(user: Any, message_id: int, request_id: str | None = None) -
     if not turns or turns[-1].role != MessageRole.USER or path[-1] != message.parent_id:
         raise ChatError("invalid_frame", "There is no question to answer again.", "message_id")
     rules = policy.team_rules(conversation.team)
-    fields = _apply_settings(user, conversation, {}, rules)
+    fields = _apply_choices(user, conversation, request, rules)
     return _plan(
         user,
         conversation,
@@ -403,6 +400,23 @@ def _check_documents_fit(messages: list[dict[str, Any]], last: Turn, params: Cha
             f" {params.model} reads {budget:,} with room for its answer: attach a shorter part.",
             "attachments",
         )
+
+
+def _apply_choices(
+    user: Any,
+    conversation: Conversation,
+    request: SendRequest | RegenerateRequest,
+    rules: policy.TeamRules,
+) -> tuple[str, ...]:
+    """The model settings, tools and answer format a frame asks for, onto the (unsaved)
+    conversation; returns the fields that changed."""
+    fields = _apply_settings(user, conversation, request.settings, rules)
+    if request.tools is not None and request.tools != conversation.tools_enabled:
+        conversation.tools_enabled = request.tools
+        fields = (*fields, "tools_enabled")
+    if request.response_format is not None:
+        fields += json_output.choose_format(conversation, request.response_format)
+    return fields
 
 
 def _apply_settings(

@@ -23,6 +23,17 @@ class SendRequest:
 
 
 @dataclass(frozen=True)
+class RegenerateRequest:
+    """A validated chat.regenerate frame: the answer to write again, and what the chat's
+    settings panel changed meanwhile (the same settings as a send, without a system prompt)."""
+
+    message_id: int
+    settings: dict[str, Any] = field(default_factory=dict)
+    tools: bool | None = None
+    response_format: tuple[str, int | None] | None = None
+
+
+@dataclass(frozen=True)
 class CompletionRequest:
     """A validated POST /v1/chat/completions body: the client brings the whole history."""
 

@@ -139,7 +139,7 @@ def test_a_setting_the_server_refuses_shows_on_its_field_without_retry(
     assert sim.requests == []
 
 
-def test_an_answer_cut_at_max_tokens_says_so_and_keeps_saying_it(logged_in_page):
+def test_an_answer_cut_at_max_tokens_says_so_and_keeps_saying_it(logged_in_page, sim):
     page = logged_in_page
     chat = ChatPage(page)
     panel = SettingsPanel(page)
@@ -156,8 +156,13 @@ def test_an_answer_cut_at_max_tokens_says_so_and_keeps_saying_it(logged_in_page)
     panel.open()
     panel.max_tokens.fill("2000")
     panel.max_tokens.press("Escape")
-    chat.send("Now all of it")
-    expect(chat.answers).to_have_count(2)
+    # The notice's advice: more tokens, then Regenerate (which takes the panel's settings).
+    chat.last_answer().get_by_role("button", name="Regenerate").click()
     chat.wait_for_status("complete")
+    expect(chat.answers).to_have_count(1)
     expect(notice).to_be_hidden()
-    expect(chat.answers.first.locator(".message-notice")).to_contain_text("length limit")
+    assert sim.requests[-1]["max_completion_tokens"] == 2000
+    chat.last_answer().get_by_role("group", name="Version 2 of 2").get_by_role(
+        "button", name="Previous version"
+    ).click()
+    expect(notice).to_contain_text("length limit")  # the first version keeps its notice

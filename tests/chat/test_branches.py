@@ -6,8 +6,9 @@ from channels.db import database_sync_to_async
 
 from chatapp.chat.api import conversation_data
 from chatapp.chat.models import Conversation, Message
+from chatapp.llm import KNOWN_MODELS
 
-from .conftest import joined_text
+from .conftest import MODEL, joined_text
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -155,6 +156,47 @@ async def test_switching_to_an_earlier_message_follows_the_newest_answers_below_
     await socket.send({"type": "chat.switch", "message_id": first["user_message_id"]})
     state = (await socket.until_type("conversation.state"))[-1]
     assert state["messages"][-1]["id"] == created["id"]
+
+
+async def test_a_regenerate_takes_the_settings_changed_meanwhile(connect, member, sim):
+    socket = await connect(member)
+    first = await finish(socket, "Tell me about llamas")
+    other = next(model for model in KNOWN_MODELS if model != MODEL)
+    changed = {"model": other, "max_tokens": 7, "temperature": 0.3}
+    frame = {"type": "chat.regenerate", "request_id": "r1", "message_id": first["message_id"]}
+    await socket.send({**frame, "settings": changed})
+    created = (await socket.until_type("message.created"))[-1]
+    assert created["request_id"] == "r1"
+    done = (await socket.until_type("message.done", created["message"]["id"]))[-1]
+    assert (done["model"], done["finish_reason"]) == (other, "length")
+    sent = sim.requests[-1]
+    assert (sent["model"], sent["max_completion_tokens"], sent["temperature"]) == (other, 7, 0.3)
+    conversation = await Conversation.objects.aget(pk=first["conversation_id"])
+    assert (conversation.model, conversation.max_tokens) == (other, 7)  # as a send's settings
+
+
+@pytest.mark.parametrize(
+    ("changed", "code", "field"),
+    [
+        ({"system_prompt": "Be terse."}, "invalid_frame", "system_prompt"),
+        ({"temperature": 9}, "invalid_setting", "temperature"),
+        ({"model": "gpt-4"}, "model_not_allowed", "model"),
+        ({"tools": "yes"}, "invalid_frame", "tools"),
+    ],
+)
+async def test_a_regenerate_with_refused_settings_changes_nothing(
+    connect, member, sim, changed, code, field
+):
+    socket = await connect(member)
+    first = await finish(socket, "Tell me about llamas")
+    asked = len(sim.requests)
+    frame = {"type": "chat.regenerate", "message_id": first["message_id"], "settings": changed}
+    error = (await socket.expect_error(frame))["error"]
+    assert (error["code"], error["field"]) == (code, field)
+    assert len(sim.requests) == asked
+    conversation = await Conversation.objects.aget(pk=first["conversation_id"])
+    assert conversation.model == MODEL
+    assert await Message.objects.filter(conversation=conversation).acount() == 2
 
 
 async def test_another_tab_hears_the_switch(connect, member, sim):

@@ -29,7 +29,7 @@ from chatapp.chat.groups import generation_group
 from chatapp.chat.lookups import attachment_list
 from chatapp.chat.models import Conversation, Message, MessageRole, MessageStatus
 from chatapp.chat.planning import ReplyPlan
-from chatapp.chat.requests import SendRequest
+from chatapp.chat.requests import RegenerateRequest, SendRequest
 from chatapp.core.layers import channel_layer
 from chatapp.core.locking import lock_rows
 from chatapp.llm import StreamError, Usage
@@ -77,8 +77,8 @@ def admit_edit(
     return with_tools(planning.plan_edit(user, message_id, request, request_id))
 
 
-def admit_regenerate(user: Any, message_id: int, request_id: str | None) -> ReplyPlan:
-    return with_tools(planning.plan_regenerate(user, message_id, request_id))
+def admit_regenerate(user: Any, request: RegenerateRequest, request_id: str | None) -> ReplyPlan:
+    return with_tools(planning.plan_regenerate(user, request, request_id))
 
 
 def admit(plan: ReplyPlan) -> None:

@@ -42,6 +42,7 @@ class ChatPage {
     });
     this.renderQueued = false;
     this.switching = null; // {target, step}: a chat.switch from the version arrows, until drawn
+    this.regenerated = null; // {requestId, settings}: a chat.regenerate until its answer starts
     this.shownPrompt = undefined; // the system prompt last drawn (redrawing would fold it)
     this.composer = $("composer");
     this.input = $("composer-input");
@@ -222,6 +223,9 @@ class ChatPage {
     if (frame.message.conversation_id !== this.state.conversationId) return;
     if (frame.message.role === "user" && this.state.isMine(frame)) {
       this.settings.commit(this.state.pending.settings);
+    } else if (frame.request_id && frame.request_id === this.regenerated?.requestId) {
+      this.settings.commit(this.regenerated.settings);
+      this.regenerated = null;
     }
     // A message on a branch this page does not show: the state brings the branch.
     if (this.state.messageCreated(frame) === null) this.subscribe();
@@ -241,7 +245,9 @@ class ChatPage {
   onError(frame) {
     const error = frame.error || {};
     this.switching = null; // a refused switch leaves the keyboard where it is
-    if (this.state.isMine(frame) && error.field) {
+    const regenerate = frame.request_id && frame.request_id === this.regenerated?.requestId;
+    if (regenerate) this.regenerated = null;
+    if ((this.state.isMine(frame) || regenerate) && error.field) {
       if (error.field === "model") this.settings.resetModel();
       this.settings.showError(error.field, error.message || "");
       this.state.model = this.settings.base?.model ?? this.state.model;
@@ -582,13 +588,24 @@ class ChatPage {
     this.update(() => this.state.deciding(message, callId));
   }
 
+  /** A new answer to the same question, with whatever the settings panel changed meanwhile. */
   regenerate(message) {
     if (this.state.busy || message.id === null) return;
-    if (!this.socket.send({ type: "chat.regenerate", message_id: message.id })) {
+    if (!this.settings.validate()) {
+      this.settings.open(); // as for a send: a value out of range keeps it from going
+      this.settings.validate();
+      return;
+    }
+    const requestId = newRequestId();
+    const frame = { type: "chat.regenerate", request_id: requestId, message_id: message.id };
+    const settings = this.settings.changes();
+    if (Object.keys(settings).length) frame.settings = settings;
+    if (!this.socket.send(frame)) {
       const notice = "Not connected to the server yet; try again in a moment.";
       this.update(() => (this.state.notice = { text: notice, retry: false }));
       return;
     }
+    this.regenerated = { requestId, settings }; // the settings hold once its answer starts
     this.update(() => this.state.regenerating(message));
   }
 

@@ -523,7 +523,7 @@ export class MessageView {
     } else if (!streaming && message.status === "complete" && message.finishReason === "length") {
       text =
         "The answer reached its length limit (Max tokens) and stops here: ask it to go on, or" +
-        " raise Max tokens in this chat's settings for your next message.";
+        " raise Max tokens in this chat's settings and regenerate it.";
       kind = "format";
     } else if (!streaming && formatNotice(message)) {
       text = formatNotice(message);
