@@ -87,7 +87,7 @@ def test_unsafe_answer_runs_nothing_and_loads_nothing(logged_in_page, page_watch
 TABLE_ANSWER = (
     "| Option | Notes |\n|---|---|\n"
     "| Express | https://example.com/a/very/long/path/that/keeps/going/and/going |\n"
-    "| Pickup | none |\n\n"
+    "| Pickup | Pneumonoultramicroscopicsilicovolcanoconiosis |\n\n"
     "```\nselect the plain words from the list\n```\n"
 )
 
@@ -107,6 +107,7 @@ def test_long_links_break_in_their_cell_and_unnamed_code_stays_plain(logged_in_p
     cells = chat.last_answer().locator(".markdown td")
     assert cells.nth(1).get_attribute("class") == "cell-breaks"  # the URL may break
     assert cells.nth(0).get_attribute("class") is None  # words stay whole
+    assert cells.nth(3).get_attribute("class") is None  # however long
     block = chat.last_answer().locator(".code-block")
     assert block.locator(".code-language").inner_text() == "text"  # no guessed language
     assert block.locator("code [class^='hljs-']").count() == 0

@@ -138,12 +138,15 @@ function formatNotice(message) {
   return `This answer is not the JSON that was asked for${expected}: ${format.error || "it does not parse."}`;
 }
 
-// A run of characters this long without a space (a URL, an identifier) may break anywhere.
-const LONG_TOKEN = /\S{30,}/;
+/** A URL, path or identifier: a long run without spaces that is not just letters. */
+function hasLongToken(text) {
+  return text.split(/\s+/).some((run) => run.length >= 30 && /[^\p{L}]/u.test(run));
+}
 
 /**
  * Tables scroll sideways in a box of their own (focusable, so keyboards can scroll it). A cell
- * with a long unbroken run may break it, so one URL does not squeeze every other column.
+ * holding a long URL or identifier may break it, so one link does not squeeze every other
+ * column; words, however long, stay whole.
  */
 function wrapTables(root) {
   for (const table of root.querySelectorAll("table")) {
@@ -152,7 +155,7 @@ function wrapTables(root) {
     table.replaceWith(box);
     box.append(table);
     for (const cell of table.querySelectorAll("th, td")) {
-      if (LONG_TOKEN.test(cell.textContent)) cell.classList.add("cell-breaks");
+      if (hasLongToken(cell.textContent)) cell.classList.add("cell-breaks");
     }
   }
 }
