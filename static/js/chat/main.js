@@ -422,12 +422,8 @@ class ChatPage {
       content: text,
     };
     if (files.length) frame.attachments = files.map((upload) => upload.id);
-    if (!this.settings.validate()) {
-      this.settings.open(); // a value out of range stays with its field, and nothing is sent
-      this.settings.validate();
-      return;
-    }
-    const settings = this.settings.changes();
+    const settings = this.panelSettings();
+    if (settings === null) return;
     if (Object.keys(settings).length) frame.settings = settings;
     const promptId = this.promptPicker?.value;
     if (this.state.conversationId === null && this.state.temporary) frame.temporary = true;
@@ -588,17 +584,24 @@ class ChatPage {
     this.update(() => this.state.deciding(message, callId));
   }
 
+  /** What the settings panel changed, for a send or a regenerate; null (the panel open) when a
+   * value is out of range: it stays with its field, and nothing is sent. */
+  panelSettings() {
+    if (!this.settings.validate()) {
+      this.settings.open();
+      this.settings.validate();
+      return null;
+    }
+    return this.settings.changes();
+  }
+
   /** A new answer to the same question, with whatever the settings panel changed meanwhile. */
   regenerate(message) {
     if (this.state.busy || message.id === null) return;
-    if (!this.settings.validate()) {
-      this.settings.open(); // as for a send: a value out of range keeps it from going
-      this.settings.validate();
-      return;
-    }
+    const settings = this.panelSettings();
+    if (settings === null) return;
     const requestId = newRequestId();
     const frame = { type: "chat.regenerate", request_id: requestId, message_id: message.id };
-    const settings = this.settings.changes();
     if (Object.keys(settings).length) frame.settings = settings;
     if (!this.socket.send(frame)) {
       const notice = "Not connected to the server yet; try again in a moment.";
