@@ -1,3 +1,5 @@
+import secrets
+
 from django import forms
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import UserCreationForm
@@ -123,10 +125,15 @@ class ApiKeyForm(forms.Form):
         widget=forms.DateInput(attrs={"type": "date"}),
         help_text="Optional: the last day the key works. Empty: it does not expire.",
     )
+    # Names this rendering of the form, so that sending it again (a reload of the page that
+    # shows the new key) is told apart from asking for a second key.
+    once = forms.CharField(required=False, max_length=64, widget=forms.HiddenInput)
 
     def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, prefix="key", **kwargs)
         self.user = user
+        if not self.is_bound:
+            self.initial["once"] = secrets.token_urlsafe(16)
 
     def clean_expires(self):
         day = self.cleaned_data.get("expires")

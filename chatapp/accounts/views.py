@@ -22,6 +22,10 @@ from chatapp.teams import api_keys, budgets
 from chatapp.teams.policy import SETTING_NAMES
 from chatapp.teams.services import current_team
 
+# The key forms (their `once` field) that made a key in this session, and the key each made.
+KEY_FORMS_SESSION_KEY = "api_key_forms"
+KEY_FORMS_KEPT = 20
+
 
 def sign_in_options() -> dict:
     """What the login page offers: the password form, the provider's button, or both."""
@@ -122,16 +126,37 @@ def _settings(request, form, team, key_form=None, new_key: str = "", status: int
 def key_create(request: AuthenticatedHttpRequest) -> HttpResponse:
     """Make a key and show it on this one page: it is never shown again."""
     team = current_team(request)
+    made = request.session.get(KEY_FORMS_SESSION_KEY, {})
+    once = request.POST.get("key-once", "")
+    if once and once in made:
+        return _key_already_made(request, made[once])
     key_form = ApiKeyForm(request.POST, user=request.user)
     form = ChatSettingsForm(None, team=team, initial=_saved_defaults(request.user))
     if not key_form.is_valid():
         return _settings(request, form, team, key_form=key_form, status=400)
-    _, secret = team_actions.create_api_key(
+    key, secret = team_actions.create_api_key(
         request.user, team, key_form.cleaned_data["name"], key_form.cleaned_data["expires"]
     )
+    if once:
+        made[once] = key.pk
+        request.session[KEY_FORMS_SESSION_KEY] = dict(list(made.items())[-KEY_FORMS_KEPT:])
     response = _settings(request, form, team, new_key=secret, status=201)
     response["Cache-Control"] = "no-store"  # the key must not stay in any cache
     return response
+
+
+def _key_already_made(request, key_id: int) -> HttpResponse:
+    """The form that made a key, sent again: point at that key rather than make a second."""
+    key = api_keys.keys_of(request.user).filter(pk=key_id).first()
+    if key is None:  # revoked since
+        messages.info(request, "This form already made a key, since revoked: fill it in again.")
+    else:
+        messages.info(
+            request,
+            f"This form already made the key {key.name} ({key.prefix}…), and a key is shown"
+            " only once. If you did not copy it, revoke it and create another.",
+        )
+    return redirect("settings")
 
 
 @login_required

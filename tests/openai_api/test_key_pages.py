@@ -1,8 +1,10 @@
 """The settings page's API keys, and the team admins' view of their members' keys."""
 
+import re
 from datetime import timedelta
 
 import pytest
+from django.test import Client
 from django.utils import timezone
 
 from chatapp.teams.actions import create_team
@@ -92,3 +94,53 @@ def test_an_admin_of_another_team_gets_404(client, make_user, member, team, make
     assert client.post(f"/teams/{team.pk}/keys/{key.pk}/revoke/").status_code == 404
     key.refresh_from_db()
     assert key.revoked_at is None
+
+
+def form_once(client) -> str:
+    """The `once` value of the key form as the settings page renders it."""
+    page = client.get("/settings/").content.decode()
+    found = re.search(r'name="key-once" value="([^"]+)"', page)
+    assert found, "the key form carries no once field"
+    return found.group(1)
+
+
+def test_sending_the_key_form_again_makes_no_second_key(member_client, member):
+    once = form_once(member_client)
+    assert once != form_once(member_client)  # each rendering names itself
+    blank = member_client.post("/settings/keys/", {"key-name": " ", "key-once": once})
+    assert blank.status_code == 400 and f'value="{once}"' in blank.content.decode()
+    made = member_client.post("/settings/keys/", {"key-name": "laptop", "key-once": once})
+    assert made.status_code == 201
+    key = ApiKey.objects.get(user=member)
+
+    again = member_client.post(
+        "/settings/keys/", {"key-name": "laptop", "key-once": once}, follow=True
+    )
+    assert again.redirect_chain == [("/settings/", 302)]
+    page = again.content.decode()
+    assert f"This form already made the key laptop ({key.prefix}…)" in page
+    assert made.context["new_key"] not in page
+    assert ApiKey.objects.filter(user=member).count() == 1
+
+    other = member_client.post(
+        "/settings/keys/", {"key-name": "phone", "key-once": form_once(member_client)}
+    )
+    assert other.status_code == 201
+    assert ApiKey.objects.filter(user=member).count() == 2
+
+    member_client.post(f"/settings/keys/{key.pk}/revoke/")
+    revoked = member_client.post(
+        "/settings/keys/", {"key-name": "laptop", "key-once": once}, follow=True
+    )
+    assert "This form already made a key, since revoked" in revoked.content.decode()
+    assert ApiKey.objects.filter(user=member).count() == 2
+
+
+def test_another_persons_once_value_is_just_a_new_form(member_client, outsider):
+    once = form_once(member_client)
+    made = member_client.post("/settings/keys/", {"key-name": "a", "key-once": once})
+    assert made.status_code == 201
+    other = Client()
+    other.force_login(outsider)
+    assert other.post("/settings/keys/", {"key-name": "b", "key-once": once}).status_code == 201
+    assert ApiKey.objects.filter(user=outsider).count() == 1
