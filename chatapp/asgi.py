@@ -4,15 +4,16 @@ import gc
 import os
 from importlib import import_module
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatapp.settings")
-django_asgi_app = get_asgi_application()
+django.setup(set_prefix=False)  # as django.core.asgi.get_asgi_application does
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from chatapp.chat import reaper  # noqa: E402
+from chatapp.core.http import HttpHandler  # noqa: E402
 from chatapp.core.middleware import WebsocketRequestIdMiddleware, websocket_auth_stack  # noqa: E402
 from chatapp.core.origin import SiteOriginValidator  # noqa: E402
 from chatapp.llm.network import tls_context  # noqa: E402
@@ -34,7 +35,7 @@ class StartReaper:
 
 router = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": HttpHandler(),
         # Outermost: the connection's request id is set before anything else logs. In place of
         # AllowedHostsOriginValidator, which compares host names only: scheme and port count too.
         "websocket": WebsocketRequestIdMiddleware(

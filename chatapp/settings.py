@@ -190,7 +190,8 @@ else:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     # A database that does not answer fails requests and /healthz instead of hanging them.
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
-# Kept open on both engines: opening a connection per query sat in front of the first token.
+# Kept open on both engines by the websockets' database thread: opening a connection per query
+# sat in front of the first token. HTTP requests close theirs as they end (chatapp.core.http).
 DATABASES["default"]["CONN_MAX_AGE"] = env_number("DB_CONN_MAX_AGE", 60, minimum=0)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

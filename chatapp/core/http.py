@@ -1,0 +1,28 @@
+"""Django's ASGI handler, closing a request's database connections as the request ends.
+
+Django runs each request's synchronous code (middleware, views, the ORM calls of async views)
+in a thread made for that request alone (asgiref's `ThreadSensitiveContext`), gone when the
+request ends. A connection kept open there for `CONN_MAX_AGE` can never serve another request;
+it stayed open until a full pass of the garbage collector found the dead thread's connection
+wrapper, which the server's collector thresholds make rare (`chatapp.core.server`): a
+PostgreSQL session, or a SQLite file, for every request served until then. So `HttpHandler`
+closes them as the request finishes, in the request's own thread. The websockets' database
+thread lives as long as the process and keeps its connection for `DB_CONN_MAX_AGE` seconds.
+"""
+
+from django.core.handlers.asgi import ASGIHandler
+from django.core.signals import request_finished
+from django.db import connections
+
+
+class HttpHandler(ASGIHandler):
+    """Sends `request_finished` with itself as the sender, which `close_request_connections`
+    listens for; Django's other handlers (the test client's) keep Django's behaviour."""
+
+
+def close_request_connections(**kwargs) -> None:
+    for connection in connections.all(initialized_only=True):
+        connection.close()
+
+
+request_finished.connect(close_request_connections, sender=HttpHandler)
