@@ -247,7 +247,16 @@ def _filter_data(
     messages: list[dict[str, Any]], rules: policy.TeamRules
 ) -> tuple[list[dict[str, Any]], tuple[dict[str, str], ...]]:
     """The team's data filter over every question sent: refuse, or replace with placeholders."""
-    filtered = datafilter.apply(messages, datafilter.DataRules.of(rules.policy))
+    try:
+        data_rules = datafilter.DataRules.of(rules.policy)
+    except datafilter.UnusablePattern as unusable:
+        raise ChatError(
+            "data_blocked",
+            f"Your team's data policy has a pattern ({unusable.name}) that can no longer be"
+            " used: nothing was sent. Ask a team admin to correct it.",
+            "content",
+        ) from None
+    filtered = datafilter.apply(messages, data_rules)
     if filtered.blocked:
         found = " and ".join(filtered.blocked)
         raise ChatError(

@@ -5,6 +5,11 @@ check, e-mail addresses, phone numbers, API-key and private-key shapes) and the 
 regular expressions, each set to `redact` (replaced upstream by a typed placeholder such as
 `[EMAIL_1]`; the stored message keeps the original) or `block` (the question is refused before
 anything is written or sent). Only user messages are filtered: answers came from upstream.
+
+A team's own patterns are matched by RE2 (google-re2), in time linear in the text: Python's
+`re` backtracks, and a pattern such as `(a+)+$` takes seconds, then minutes, as a question
+grows, holding the whole process. RE2 has Python's syntax without lookaround and
+backreferences; the built-in detectors, written here, stay on `re`.
 """
 
 import re
@@ -13,11 +18,28 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+import re2
+
 from chatapp.teams.models import DataAction, TeamPolicy
 
 MAX_PATTERNS = 20
 MAX_PATTERN_LENGTH = 300
 PATTERN_NAME = re.compile(r"[A-Z][A-Z0-9_]{0,19}")
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # a refused pattern is the caller's answer, not a log line
+
+
+class UnusablePattern(ValueError):
+    """A stored pattern RE2 refuses (saved before the filter used RE2); nothing may be sent."""
+
+    def __init__(self, name: str):
+        super().__init__(name)
+        self.name = name
+
+
+def compile_pattern(pattern: str) -> Any:
+    """A team's pattern compiled for linear-time matching; raises re2.error."""
+    return re2.compile(pattern, options=_RE2_OPTIONS)
 
 
 def _luhn(digits: str) -> bool:
@@ -93,7 +115,7 @@ class DataRules:
     """The team's filter: an action per built-in detector, and its own patterns."""
 
     actions: dict[str, str] = field(default_factory=dict)  # detector -> redact | block
-    patterns: tuple[tuple[str, re.Pattern[str], str], ...] = ()  # (name, regex, action)
+    patterns: tuple[tuple[str, Any, str], ...] = ()  # (name, compiled RE2 pattern, action)
 
     @classmethod
     def of(cls, policy: TeamPolicy) -> "DataRules":
@@ -102,10 +124,13 @@ class DataRules:
             for name in DETECTORS
             if getattr(policy, f"data_{name}") != DataAction.OFF
         }
-        patterns = tuple(
-            (p["name"], re.compile(p["pattern"]), p["action"]) for p in policy.data_patterns or []
-        )
-        return cls(actions, patterns)
+        patterns = []
+        for p in policy.data_patterns or []:
+            try:
+                patterns.append((p["name"], compile_pattern(p["pattern"]), p["action"]))
+            except re2.error:
+                raise UnusablePattern(p["name"]) from None
+        return cls(actions, tuple(patterns))
 
     @property
     def active(self) -> bool:
@@ -136,7 +161,7 @@ class _Redactor:
         self.blocked: list[str] = []
         self.newest = False  # earlier questions are redacted even where a rule says block
 
-    def rules_in_order(self) -> list[tuple[str, str, re.Pattern[str], Callable[[str], bool], str]]:
+    def rules_in_order(self) -> list[tuple[str, str, Any, Callable[[str], bool], str]]:
         built_in = [
             (d.kind, d.label, d.pattern, d.check, self.rules.actions[name])
             for name, d in DETECTORS.items()
@@ -155,7 +180,7 @@ class _Redactor:
             text = pattern.sub(replace, text)
         return text
 
-    def _replace(self, match: re.Match[str], kind: str, label: str, check, action: str) -> str:
+    def _replace(self, match: Any, kind: str, label: str, check, action: str) -> str:
         value = match.group(0)
         if not value or not check(value):
             return value
@@ -215,9 +240,14 @@ def pattern_problem(pattern: str) -> str | None:
     if not pattern or len(pattern) > MAX_PATTERN_LENGTH:
         return f"a pattern is 1 to {MAX_PATTERN_LENGTH} characters"
     try:
-        compiled = re.compile(pattern)
-    except re.error as exc:
-        return f"not a valid regular expression ({exc})"
+        compiled = compile_pattern(pattern)
+    except re2.error as exc:
+        reason = exc.args[0] if exc.args else "refused"
+        if isinstance(reason, bytes):
+            reason = reason.decode(errors="replace")
+        if reason.startswith(("invalid perl operator", "invalid escape sequence")):
+            reason += "; lookaround and backreferences are not supported"
+        return f"not a valid regular expression ({reason})"
     if compiled.search(""):
         return "it matches empty text: it would match everywhere"
     return None

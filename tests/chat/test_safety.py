@@ -274,6 +274,33 @@ async def test_a_blocked_data_kind_refuses_the_question_before_anything(connect,
     assert not await Message.objects.aexists()
 
 
+async def test_a_team_pattern_matches_in_linear_time_and_an_unusable_one_refuses(
+    connect, member, team, sim
+):
+    """`(a+)+$` backtracks exponentially in Python's `re`: this question alone would hold the
+    process for hours. A stored pattern RE2 refuses (lookbehind) refuses the question."""
+    evil = {"name": "RUN", "pattern": "(a+)+$", "action": "block"}
+    await aset_policy(team, data_patterns=[evil])
+    socket = await connect(member)
+    question = "a" * 60 + "!"
+    ids = await socket.send_message(question)
+    await socket.until_type("message.done", ids["message_id"])
+    assert sim.requests[-1]["messages"][-1]["content"] == question
+    error = await socket.expect_error(
+        {"type": "chat.send", "request_id": "r2", "conversation_id": None, "content": "a" * 60}
+    )
+    assert error["error"]["code"] == "data_blocked" and "run" in error["error"]["message"]
+
+    behind = {"name": "OLD", "pattern": "(?<=id:)\\d+", "action": "redact"}
+    await aset_policy(team, data_patterns=[behind])
+    error = await socket.expect_error(
+        {"type": "chat.send", "request_id": "r3", "conversation_id": None, "content": "id:42"}
+    )
+    assert error["error"]["code"] == "data_blocked"
+    assert "(OLD) that can no longer be used" in error["error"]["message"]
+    assert len(sim.requests) == 1 and await Message.objects.acount() == 2
+
+
 async def test_a_pending_moderation_call_does_not_hold_the_tokens(
     connect, member, team, sim, settings
 ):

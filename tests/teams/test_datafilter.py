@@ -1,10 +1,8 @@
 """The data filter's detectors, placeholders and the team's own patterns."""
 
-import re
-
 import pytest
 
-from chatapp.teams.datafilter import DataRules, apply, pattern_problem
+from chatapp.teams.datafilter import DataRules, apply, compile_pattern, pattern_problem
 
 CARD = "4111 1111 1111 1111"  # passes Luhn
 NOT_A_CARD = "4111 1111 1111 1112"
@@ -67,7 +65,7 @@ def test_block_reports_the_newest_question_and_redacts_older_ones():
 
 
 def test_own_patterns_and_content_parts():
-    rules = DataRules({}, (("PROJECT", re.compile(r"PRJ-\d{4}"), "redact"),))
+    rules = DataRules({}, (("PROJECT", compile_pattern(r"PRJ-\d{4}"), "redact"),))
     messages = [{"role": "user", "content": [{"type": "text", "text": "see PRJ-1234"}]}]
     filtered = apply(messages, rules)
 
@@ -75,6 +73,24 @@ def test_own_patterns_and_content_parts():
     assert [(r.placeholder, r.label) for r in filtered.redactions] == [("[PROJECT_1]", "project")]
 
 
-@pytest.mark.parametrize(("pattern", "bad"), [("PRJ-\\d+", False), ("(", True), ("a*", True)])
+@pytest.mark.parametrize(
+    ("pattern", "bad"),
+    [("PRJ-\\d+", False), ("(?i)secret", False), ("(", True), ("a*", True), ("(a)\\1", True)],
+)
 def test_pattern_problems(pattern, bad):
     assert (pattern_problem(pattern) is not None) == bad
+
+
+def test_lookaround_is_refused_with_the_reason():
+    problem = pattern_problem("(?<!\\d)\\d{6}")
+    assert problem is not None and "lookaround and backreferences are not supported" in problem
+
+
+def test_a_pattern_that_backtracks_in_re_matches_in_linear_time():
+    """With Python's `re`, `(a+)+$` on this text takes some 2**40 steps: hours."""
+    rules = DataRules({}, (("RUN", compile_pattern("(a+)+$"), "redact"),))
+    text = "a" * 40 + "!"
+    filtered = apply([{"role": "user", "content": text}], rules)
+    assert filtered.messages[0]["content"] == text
+    done = apply([{"role": "user", "content": "x aaaa"}], rules)
+    assert done.messages[0]["content"] == "x [RUN_1]"
