@@ -8,15 +8,20 @@ their text to the model.
 
 import io
 import re
+import time
 import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import PurePath
 
 from PIL import Image, ImageOps, UnidentifiedImageError
-from pypdf import PdfReader
+from pypdf import PdfReader, apply_configuration
+from pypdf.errors import LimitReachedError
 
 IMAGE_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
+# Pillow's name for a JPEG that carries more pictures after the first (MPF), as many phone
+# cameras write their photos: taken as a JPEG of its first picture.
+IMAGE_ALIASES = {"MPO": "JPEG"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jpe", ".webp", ".gif"}
 PDF_TYPE = "application/pdf"
 TEXT_TYPES = {".md": "text/markdown", ".markdown": "text/markdown", ".csv": "text/csv"}
@@ -36,6 +41,12 @@ PDF_HEADER_WINDOW = 1024
 MARKUP = re.compile(rb"<\s*(?:script|html|svg|iframe|object|embed|body)[\s/>]|<\?php", re.I)
 NAME_LENGTH = 200
 UNSAFE_NAME_CHARACTERS = re.compile(r"[\x00-\x1f\x7f/\\\"<>]")
+# What reading a PDF's text may cost, so that a small file cannot hold a server thread for
+# minutes: operands and operators in one page's content (pypdf's parsing budget; some 5,000
+# for a dense page of text, about a second of work at the limit), and CPU seconds for the
+# whole document, checked between pages.
+PDF_PAGE_OPERATIONS = 400_000
+PDF_CPU_SECONDS = 5.0
 IMAGE_KINDS = "a PNG, JPEG, WebP or GIF image"
 DOCUMENT_KINDS = "a text, Markdown, CSV, source code or PDF file"
 
@@ -81,7 +92,7 @@ def check_file(name: str, data: bytes, limits: Limits) -> CheckedFile:
     if len(data) > limits.max_bytes:
         raise UploadRefused(
             "file_too_large",
-            f"{name} is {_size(len(data))}; files may be at most {_size(limits.max_bytes)}.",
+            f"{name} is {_sizes(len(data), limits.max_bytes)}.",
         )
     image = _open_image(name, data, limits)
     if image is not None:
@@ -125,7 +136,7 @@ def _open_image(name: str, data: bytes, limits: Limits) -> Image.Image | None:
         return None
     except (OSError, ValueError, SyntaxError):  # Pillow's plugins raise these for broken headers
         raise _damaged(name) from None
-    if image.format not in IMAGE_TYPES:
+    if _format(image) not in IMAGE_TYPES:
         raise UploadRefused(
             "unsupported_type",
             f"{name} is a {image.format} image: save it as PNG or JPEG and attach that.",
@@ -135,9 +146,13 @@ def _open_image(name: str, data: bytes, limits: Limits) -> Image.Image | None:
     return image
 
 
+def _format(image: Image.Image) -> str:
+    return IMAGE_ALIASES.get(str(image.format), str(image.format))
+
+
 def _clean_image(name: str, data: bytes, image: Image.Image, limits: Limits) -> CheckedFile:
     _refuse_polyglot(name, data)
-    image_format = str(image.format)  # one of IMAGE_TYPES: _open_image checked it
+    image_format = _format(image)  # one of IMAGE_TYPES: _open_image checked it
     try:
         image.load()  # decodes every byte: a truncated or corrupt image fails here
         image = ImageOps.exif_transpose(image)  # keep the photo upright once EXIF is gone
@@ -220,9 +235,11 @@ def _pdf(name: str, data: bytes, limits: Limits) -> CheckedFile:
                 "pdf_encrypted",
                 f"{name} is protected by a password: save an unprotected copy and attach that.",
             )
-        pages = [(page.extract_text() or "").strip() for page in reader.pages]
+        pages = _pdf_pages(name, reader, limits)
     except UploadRefused:
         raise
+    except LimitReachedError:
+        raise _too_complex(name) from None
     except Exception:  # pypdf raises many types for a broken file; all mean the same here
         raise UploadRefused(
             "invalid_pdf", f"{name} is not a readable PDF: save it again and retry."
@@ -240,6 +257,35 @@ def _pdf(name: str, data: bytes, limits: Limits) -> CheckedFile:
     )
 
 
+def _pdf_pages(name: str, reader: PdfReader, limits: Limits) -> list[str]:
+    """Each page's text, read within the budgets above; stops once it is more than any model
+    takes."""
+    started = time.thread_time()
+    pages: list[str] = []
+    length = 0
+    with apply_configuration(stream_parsing_work_maximum_count=PDF_PAGE_OPERATIONS):
+        for page in reader.pages:
+            if time.thread_time() - started > PDF_CPU_SECONDS:
+                raise _too_complex(name)
+            pages.append((page.extract_text() or "").strip())
+            length += len(pages[-1])
+            if length > limits.max_text_chars:
+                raise UploadRefused(
+                    "document_too_large",
+                    f"{name} holds more than {limits.max_text_chars:,} characters of text, more"
+                    " than any model here can read at once: attach the part you need.",
+                )
+    return pages
+
+
+def _too_complex(name: str) -> UploadRefused:
+    return UploadRefused(
+        "document_too_large",
+        f"{name} is too complex to read here: its pages hold more drawing and text operations"
+        " than the chat reads. Attach the part you need, or save its text as a .txt file.",
+    )
+
+
 def _check_length(name: str, text: str, limits: Limits) -> None:
     if len(text) > limits.max_text_chars:
         raise UploadRefused(
@@ -247,6 +293,14 @@ def _check_length(name: str, text: str, limits: Limits) -> None:
             f"{name} holds {len(text):,} characters of text, more than any model here can read"
             f" at once ({limits.max_text_chars:,}): attach the part you need.",
         )
+
+
+def _sizes(size: int, limit: int) -> str:
+    """ "12.5 MB; files may be at most 10.0 MB", in bytes where the rounded sizes would read
+    the same."""
+    if _size(size) == _size(limit):
+        return f"{size:,} bytes; files may be at most {limit:,} bytes"
+    return f"{_size(size)}; files may be at most {_size(limit)}"
 
 
 def _size(count: int) -> str:

@@ -46,20 +46,33 @@ def zip_bytes() -> bytes:
 
 def pdf_with_text(*pages: str) -> bytes:
     """A PDF with one line of Helvetica text per page, which pypdf can read back."""
-    objects = [b"<< /Type /Catalog /Pages 2 0 R >>"]
-    kids = " ".join(f"{4 + 2 * i} 0 R" for i in range(len(pages)))
-    objects.append(f"<< /Type /Pages /Kids [{kids}] /Count {len(pages)} >>".encode())
-    objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
-    for index, text in enumerate(pages):
+    streams = []
+    for text in pages:
         escaped = text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
-        stream = f"BT /F1 18 Tf 72 720 Td ({escaped}) Tj ET".encode("latin-1")
+        streams.append(f"BT /F1 18 Tf 72 720 Td ({escaped}) Tj ET".encode("latin-1"))
+    return pdf_with_contents(*streams)
+
+
+def pdf_with_contents(*streams: bytes) -> bytes:
+    """A PDF whose pages draw with these content streams (font F1 is Helvetica), each
+    Flate-compressed as most PDFs' are."""
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>"]
+    kids = " ".join(f"{4 + 2 * i} 0 R" for i in range(len(streams)))
+    objects.append(f"<< /Type /Pages /Kids [{kids}] /Count {len(streams)} >>".encode())
+    objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
+    for index, content in enumerate(streams):
+        stream = zlib.compress(content)
         objects.append(
             (
                 "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792]"
                 f" /Resources << /Font << /F1 3 0 R >> >> /Contents {5 + 2 * index} 0 R >>"
             ).encode()
         )
-        objects.append(b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream")
+        objects.append(
+            b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(stream)
+            + stream
+            + b"\nendstream"
+        )
     output = io.BytesIO()
     output.write(b"%PDF-1.4\n")
     offsets = []
@@ -80,4 +93,13 @@ def scanned_pdf() -> bytes:
     """A PDF whose page is only a picture, as a scanner makes them."""
     output = io.BytesIO()
     Image.new("RGB", (200, 100), (255, 255, 255)).save(output, "PDF")
+    return output.getvalue()
+
+
+def multi_picture_jpeg(width=40, height=30) -> bytes:
+    """A JPEG with a second picture after the first (MPF), as phone cameras write them."""
+    first = Image.new("RGB", (width, height), (200, 30, 30))
+    second = Image.new("RGB", (width, height), (30, 200, 30))
+    output = io.BytesIO()
+    first.save(output, "MPO", save_all=True, append_images=[second])
     return output.getvalue()

@@ -6,6 +6,7 @@ import pytest
 from PIL import Image, PngImagePlugin
 from pypdf import PdfReader, PdfWriter
 
+from chatapp.uploads import validation
 from chatapp.uploads.validation import Limits, UploadRefused, check_file, clean_name
 from tests.uploads import files
 
@@ -105,6 +106,20 @@ def test_file_over_the_size_cap_is_refused():
     assert refused("notes.txt", b"x" * 101, small) == "file_too_large"
 
 
+@pytest.mark.parametrize(
+    ("size", "said"),
+    [
+        (10 * 2**20 + 5, "10,485,765 bytes; files may be at most 10,485,760 bytes"),
+        (12 * 2**20, "12.0 MB; files may be at most 10.0 MB"),
+    ],
+)
+def test_a_size_refusal_never_reads_as_the_limit_itself(size, said):
+    limits = Limits(max_bytes=10 * 2**20, max_pixels=10_000, max_side=64, max_text_chars=100)
+    with pytest.raises(UploadRefused) as caught:
+        check_file("big.txt", b"x" * size, limits)
+    assert caught.value.message == f"big.txt is {said}."
+
+
 def test_other_image_formats_are_refused():
     assert refused("old.bmp", files.image_bytes(fmt="BMP")) == "unsupported_type"
 
@@ -154,6 +169,38 @@ def test_password_protected_pdf_is_refused():
     output = io.BytesIO()
     writer.write(output)
     assert refused("locked.pdf", output.getvalue()) == "pdf_encrypted"
+
+
+def test_a_page_with_too_many_operations_is_refused_without_reading_it_all():
+    """Four million operators compress to a few kilobytes; reading them all took minutes."""
+    bomb = b"BT /F1 12 Tf 10 10 Td " + b"(a) Tj " * 2_000_000 + b"ET"
+    data = files.pdf_with_contents(*[bomb] * 20)
+    assert len(data) < 500_000
+    with pytest.raises(UploadRefused) as caught:
+        check_file("bomb.pdf", data, LIMITS)
+    assert caught.value.code == "document_too_large"
+    assert "too complex to read here" in caught.value.message
+
+
+def test_a_pdf_stops_being_read_once_its_text_is_too_long():
+    pages = ["x" * 900] * 30
+    with pytest.raises(UploadRefused) as caught:
+        check_file("long.pdf", files.pdf_with_text(*pages), LIMITS)
+    assert caught.value.code == "document_too_large"
+    assert "holds more than 5,000 characters" in caught.value.message
+
+
+def test_a_pdf_past_its_cpu_budget_is_refused(monkeypatch):
+    monkeypatch.setattr(validation, "PDF_CPU_SECONDS", -1.0)
+    assert refused("report.pdf", files.pdf_with_text("Revenue grew")) == "document_too_large"
+
+
+def test_a_phone_jpeg_with_more_pictures_is_taken_as_its_first():
+    checked = check_file("photo.jpg", files.multi_picture_jpeg(40, 30), LIMITS)
+    assert (checked.kind, checked.content_type) == ("image", "image/jpeg")
+    picture = Image.open(io.BytesIO(checked.data))
+    assert picture.format == "JPEG" and picture.size == (40, 30)
+    assert picture.getpixel((20, 15))[0] > 150  # the first picture, red
 
 
 def test_document_longer_than_any_context_is_refused():
