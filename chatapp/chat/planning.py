@@ -376,7 +376,9 @@ def _uploads_to_send(
     if not request.attachments:
         return ()
     try:
-        uploads = attachments.uploads_to_send(user, request.attachments, conversation.model)
+        uploads = attachments.uploads_to_send(
+            user, request.attachments, conversation.model, conversation.team_id
+        )
     except UploadRefused as refused:
         raise ChatError(refused.code, refused.message, "attachments") from None
     if conversation.pk is None and not request.content.strip():

@@ -56,8 +56,9 @@ def message_content(
     return parts
 
 
-def uploads_to_send(user: Any, upload_ids: Sequence[int], model: str) -> list[Upload]:
-    """The user's unsent uploads for a new message, in the order given; UploadRefused else."""
+def uploads_to_send(user: Any, upload_ids: Sequence[int], model: str, team_id: int) -> list[Upload]:
+    """The user's unsent uploads for a new message in a conversation of the team (whose
+    storage they count against), in the order given; UploadRefused else."""
     cap = settings.UPLOAD_MAX_FILES_PER_MESSAGE
     if len(upload_ids) > cap:
         raise UploadRefused("too_many_files", f"Attach at most {cap} files to one message.")
@@ -67,6 +68,11 @@ def uploads_to_send(user: Any, upload_ids: Sequence[int], model: str) -> list[Up
             "not_found", "An attached file was deleted or is not yours: attach it again."
         )
     uploads = [found[upload_id] for upload_id in dict.fromkeys(upload_ids)]
+    elsewhere = next((u for u in uploads if u.team_id != team_id), None)
+    if elsewhere is not None:
+        raise UploadRefused(
+            "not_found", f"{elsewhere.name} was attached in another team: attach it again here."
+        )
     sent = next((u for u in uploads if u.message_id is not None), None)
     if sent is not None:
         raise UploadRefused(

@@ -9,6 +9,7 @@ from channels.db import database_sync_to_async
 from PIL import Image
 
 from chatapp.chat.models import Conversation, Message
+from chatapp.teams.actions import create_team
 from chatapp.uploads.actions import create_upload
 from chatapp.uploads.models import Upload
 from tests.uploads.files import image_bytes, pdf_with_text
@@ -198,6 +199,17 @@ async def test_someone_elses_upload_is_not_found(connect, member, owner, sim, up
     error = await refused(socket, send([theirs.pk]), sim)
     assert (error["code"], error["field"]) == ("not_found", "attachments")
     assert (await Upload.objects.aget(pk=theirs.pk)).message_id is None
+
+
+async def test_an_upload_of_another_team_is_refused(connect, member, sim):
+    """It counts against that team's storage, whose admins could not see or delete it."""
+    elsewhere = await database_sync_to_async(create_team)(member, "Side project")
+    shot = await database_sync_to_async(create_upload)(member, elsewhere, "shot.png", image_bytes())
+    socket = await connect(member)
+    error = await refused(socket, send([shot.pk]), sim)
+    assert (error["code"], error["field"]) == ("not_found", "attachments")
+    assert error["message"] == "shot.png was attached in another team: attach it again here."
+    assert (await Upload.objects.aget(pk=shot.pk)).message_id is None
 
 
 async def test_a_deleted_upload_is_not_found(connect, member, sim, upload):
