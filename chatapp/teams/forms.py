@@ -413,9 +413,12 @@ def clean_provider_url(value: str) -> str:
     # urlsplit silently drops tabs and newlines, which would then break every request.
     if any(not c.isprintable() or c.isspace() for c in url):
         raise forms.ValidationError("The URL cannot contain spaces or control characters.")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # an unclosed IPv6 bracket, say
+        parts = None
     schemes = ("https", "http") if network.private_allowed() else ("https",)
-    if parts.scheme not in schemes or not parts.hostname:
+    if parts is None or parts.scheme not in schemes or not parts.hostname:
         raise forms.ValidationError("Enter an https:// URL, such as https://llm.example.com/v1.")
     if parts.username or parts.password or parts.query or parts.fragment:
         raise forms.ValidationError(

@@ -156,6 +156,8 @@ def test_back_to_the_site_server(owner_client, team, team_server):
         ("https://9.9.9.9 /v1", b"control characters"),
         ("https://9.9.9.9/v1\x00", b"Null characters"),
         ("https:///v1", b"https://"),
+        ("https://[::1", b"https://"),
+        ("https://[9.9.9.9]/v1", b"https://"),
     ],
 )
 def test_bad_server_addresses_are_refused(owner_client, team, owner, settings, url, error):
