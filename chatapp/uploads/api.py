@@ -43,6 +43,10 @@ def upload_create(request: HttpRequest, file: UploadedFile | None = FILE_FIELD):
         raise ApiError(
             400, "missing_file", "Send the file as multipart form data in the field 'file'.", "file"
         )
+    if len(request.FILES.getlist("file")) > 1:
+        raise ApiError(
+            400, "invalid", "Send one file per request: each upload gets its own id.", "file"
+        )
     try:
         data = actions.read_limited(file, actions.limits().max_bytes)
         upload = actions.create_upload(request.user, current_team(request), file.name or "", data)

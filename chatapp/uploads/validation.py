@@ -19,6 +19,8 @@ from pypdf import PdfReader, apply_configuration
 from pypdf.errors import LimitReachedError
 
 IMAGE_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
+# How the bytes of a PNG, a JPEG and a GIF start, however little of them arrived.
+IMAGE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a")
 # Pillow's name for a JPEG that carries more pictures after the first (MPF), as many phone
 # cameras write their photos: taken as a JPEG of its first picture.
 IMAGE_ALIASES = {"MPO": "JPEG"}
@@ -100,6 +102,8 @@ def check_file(name: str, data: bytes, limits: Limits) -> CheckedFile:
     suffix = PurePath(name).suffix.lower()
     if data.startswith(b"%PDF-"):
         return _pdf(name, data, limits)
+    if data.startswith(IMAGE_SIGNATURES):  # the start of an image Pillow could not open
+        raise _damaged(name)
     if suffix in IMAGE_SUFFIXES:
         raise UploadRefused(
             "invalid_image", f"{name} is named like an image but its bytes are not {IMAGE_KINDS}."

@@ -85,6 +85,19 @@ def test_missing_file_field_is_refused(member_client):
     assert response.json()["error"]["code"] == "missing_file"
 
 
+def test_two_files_in_one_request_are_refused(member_client, uploads_dir):
+    first, second = io.BytesIO(b"one"), io.BytesIO(b"two")
+    first.name, second.name = "a.txt", "b.txt"
+    response = member_client.post("/api/uploads/", {"file": [first, second]})
+    assert response.status_code == 400
+    assert response.json()["error"] == {
+        "code": "invalid",
+        "message": "Send one file per request: each upload gets its own id.",
+        "field": "file",
+    }
+    assert not Upload.objects.exists() and stored_files(uploads_dir) == []
+
+
 def test_team_quota_refuses_an_upload_that_would_pass_it(
     member_client, post_upload, settings, uploads_dir
 ):

@@ -84,6 +84,15 @@ def test_truncated_image_is_refused(fmt):
     assert refused(f"cut.{fmt.lower()}", data[: len(data) // 2]) == "invalid_image"
 
 
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "GIF"])
+def test_an_image_cut_short_before_its_header_ends_says_so(fmt):
+    data = files.image_bytes(300, 300, fmt)[:12]
+    with pytest.raises(UploadRefused) as caught:
+        check_file("photo.png", data, LIMITS)
+    assert caught.value.code == "invalid_image"
+    assert "is damaged or cut short" in caught.value.message
+
+
 def test_png_declaring_a_huge_canvas_is_refused_before_decoding():
     assert refused("bomb.png", files.png_declaring(100_000, 100_000)) == "image_too_large"
 
