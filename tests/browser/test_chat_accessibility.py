@@ -28,11 +28,39 @@ def test_live_region_announces_milestones_not_tokens(logged_in_page):
     assert region.bounding_box()["height"] <= 1  # visually hidden, still read out
 
 
-def test_live_region_announces_an_error(logged_in_page):
-    chat = ChatPage(logged_in_page)
+# Anything in the message list that a screen reader would read out by itself.
+LIVE = "[aria-live], [role=log], [role=status], [role=alert]"
+
+
+def test_live_region_announces_an_error_once(logged_in_page):
+    page = logged_in_page
+    chat = ChatPage(page)
     chat.send("[sim:fault=401] Hello")
     chat.wait_for_status("error")
-    expect(announcer(logged_in_page)).to_contain_text("Error:")
+    expect(announcer(page)).to_contain_text("Error:")
+    notice = chat.last_answer().locator(".message-notice")
+    expect(notice).to_be_visible()  # shown under the answer, not said a second time
+    expect(notice).not_to_have_attribute("role", "alert")
+    expect(page.locator("#chat-notice")).to_be_hidden()
+    expect(page.locator("#messages").locator(LIVE)).to_have_count(0)
+
+
+def test_the_message_list_is_a_region_and_opening_a_conversation_is_not_read_out(
+    logged_in_page,
+):
+    page = logged_in_page
+    chat = ChatPage(page)
+    messages = page.get_by_role("region", name="Messages")
+    expect(messages).not_to_have_attribute("aria-live", "polite")
+    expect(messages).not_to_have_attribute("role", "log")
+    chat.send("[sim:long tokens=200] Tell me a long story")
+    chat.wait_for_status("complete")
+    expect(messages.locator(LIVE)).to_have_count(0)  # nor is the streamed answer
+    page.reload()
+    page.wait_for_selector("html[data-socket=open]")
+    chat.wait_for_status("complete")
+    expect(messages).to_contain_text("Tell me a long story")
+    expect(announcer(page)).to_have_text("")
 
 
 def test_composer_grows_with_its_text_then_scrolls(logged_in_page):

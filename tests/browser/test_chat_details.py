@@ -292,7 +292,7 @@ def test_a_refused_key_is_explained_by_role_without_retry(
     chat = ChatPage(page)
     chat.send("[sim:fault=401] Hello")
     chat.wait_for_status("error")
-    notice = chat.last_answer().get_by_role("alert")
+    notice = chat.last_answer().locator(".message-notice")
     if role == "member":
         expect(notice).to_have_text(
             "The team's Llama API key was refused; your team admins have been told."

@@ -127,7 +127,7 @@ def test_upstream_failure_shows_retrying_then_an_error_with_retry(logged_in_page
     expect(chat.last_answer().get_by_text("Retrying…")).to_be_visible()
     chat.wait_for_status("error")
     answer = chat.last_answer()
-    expect(answer.get_by_role("alert")).to_be_visible()
+    expect(answer.locator(".message-notice")).to_be_visible()
     answer.get_by_role("button", name="Retry").click()
     chat.wait_for_status("complete")
     expect(chat.answers).to_have_count(1)

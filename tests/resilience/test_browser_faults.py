@@ -27,8 +27,8 @@ def test_a_cut_answer_keeps_its_text_says_why_and_regenerates(browser, launch, s
         chat.send("[sim:fault=cut after=8 times=1] Tell me everything")
         chat.wait_for_status("interrupted")
         answer = chat.last_answer()
-        alert = answer.get_by_role("alert")
-        expect(alert).to_have_text(
+        notice = answer.locator(".message-notice")
+        expect(notice).to_have_text(
             "The answer was cut off: the connection to the Llama API dropped."
             " Regenerate to try again."
         )
@@ -36,7 +36,7 @@ def test_a_cut_answer_keeps_its_text_says_why_and_regenerates(browser, launch, s
         assert shown and shown == stored_answer(chat)["content"]
         page.reload()  # the reason is stored with the answer, and survives a reload
         chat.wait_for_status("interrupted")
-        expect(chat.last_answer().get_by_role("alert")).to_contain_text("connection")
+        expect(chat.last_answer().locator(".message-notice")).to_contain_text("connection")
         answer = chat.last_answer()
         answer.get_by_role("button", name="Regenerate").click()
         chat.wait_for_status("complete")

@@ -121,7 +121,7 @@ def test_stored_payloads_run_nothing_and_load_nothing(browser, live, poisoned):
     page, watch = open_chat_page(browser, live, poisoned["session"], f"/c/{poisoned['id']}/")
     try:
         page.locator(".message-assistant .markdown h1").wait_for()
-        page.locator(".message-assistant[data-status=error] [role=alert]").wait_for()
+        page.locator(".message-assistant[data-status=error] .message-notice").wait_for()
         # Touch everything a handler could hang on, then look.
         touched = 0
         for element in page.locator(".message-assistant *, .message-user *").all():

@@ -543,7 +543,6 @@ export class MessageView {
     }
     this.notice.hidden = text === "";
     this.notice.className = `message-notice ${kind}`;
-    this.notice.setAttribute("role", kind === "error" || kind === "blocked" ? "alert" : "status");
   }
 }
 
@@ -601,7 +600,6 @@ export class MessageList {
       previous = view;
     }
     this.emptyState.hidden = messages.length > 0;
-    this.container.setAttribute("aria-busy", String(busy));
     if (this.stickToBottom) this.container.scrollTop = this.container.scrollHeight;
     this.showJump();
   }

@@ -376,9 +376,10 @@ export class ConversationState {
 
   messageError(frame) {
     const error = frame.error || {};
-    this.announcement = `Error: ${error.message || "the answer failed."}`;
     const message = this.message(frame.message_id ?? null);
     if (message) {
+      // The answer's notice is part of the message, not a live region: this says it once.
+      this.announcement = `Error: ${error.message || "the answer failed."}`;
       touch(message, { status: "error", error, replacing: false, retrying: null });
       return null;
     }
@@ -413,11 +414,11 @@ export class ConversationState {
     this.announcement = "Retrying…";
   }
 
-  /** A refused frame. Returns the text of a send given back, if any. */
+  /** A refused frame (the notice above the composer, an alert, says why). Returns the text
+   * of a send given back, if any. */
   refused(frame) {
     const error = frame.error || {};
     const text = error.message || "The server refused the request.";
-    this.announcement = `Error: ${text}`;
     if (this.isMine(frame)) {
       // The server says whether a second try can succeed (never for a refused setting).
       return this.failPending(text, { retry: error.retryable === true && this.lastSent !== null });
