@@ -36,6 +36,20 @@ def test_escape_stops_the_answer(logged_in_page):
     expect(chat.input).to_be_focused()
 
 
+def test_regenerate_from_the_keyboard_leaves_focus_in_the_composer(logged_in_page):
+    page = logged_in_page
+    chat = ChatPage(page)
+    chat.send("Hello")
+    chat.wait_for_status("complete")
+    regenerate = chat.last_answer().get_by_role("button", name="Regenerate")
+    regenerate.focus()
+    page.keyboard.press("Enter")
+    expect(regenerate).to_be_hidden()  # gone while the new answer streams
+    expect(chat.input).to_be_focused()
+    chat.wait_for_status("complete")
+    expect(chat.input).to_be_focused()
+
+
 def test_shortcuts_are_listed_in_a_dialog_and_work(logged_in_page):
     page = logged_in_page
     chat = ChatPage(page)

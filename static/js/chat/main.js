@@ -610,6 +610,7 @@ class ChatPage {
     }
     this.regenerated = { requestId, settings }; // the settings hold once its answer starts
     this.update(() => this.state.regenerating(message));
+    this.input.focus(); // the Regenerate (or Retry) button goes away while the answer streams
   }
 
   /** Send a new version of a question: it goes beside the old one, with a new answer. */
