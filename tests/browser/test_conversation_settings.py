@@ -114,6 +114,33 @@ def test_an_out_of_range_setting_keeps_the_panel_open_with_the_error_inline(logg
     assert native_params(sim.requests[-1])["temperature"] == 0.5
 
 
+def test_tabbing_out_of_the_panel_closes_it_unless_a_value_is_out_of_range(logged_in_page):
+    page = logged_in_page
+    panel = SettingsPanel(page)
+    done = panel.dialog.get_by_role("button", name="Done")
+    panel.open()
+    panel.temperature.fill("0.3")
+    done.focus()
+    page.keyboard.press("Tab")
+    expect(panel.dialog).to_be_hidden()  # it would cover where focus went
+    expect(panel.toggle).to_have_attribute("aria-expanded", "false")
+    expect(panel.toggle).not_to_be_focused()  # focus stays where Tab took it
+    assert page.evaluate("document.activeElement !== document.body")
+    panel.open()
+    expect(panel.temperature).to_have_value("0.3")  # kept for the next message
+
+    panel.temperature.fill("1.1")
+    done.focus()
+    page.keyboard.press("Tab")
+    expect(panel.dialog).to_be_visible()
+    expect(page.locator("#setting-temperature-error")).to_have_text(
+        "Temperature must be a number from 0 to 1."
+    )
+    assert page.evaluate(
+        "!document.getElementById('settings-panel').contains(document.activeElement)"
+    )
+
+
 def test_a_setting_the_server_refuses_shows_on_its_field_without_retry(
     logged_in_page, sim, app_server, user
 ):

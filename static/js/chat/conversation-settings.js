@@ -55,6 +55,12 @@ export class ConversationSettings {
       }
     });
     panel.addEventListener("input", (event) => this.clearError(event.target.name));
+    // Tab past Done (or a click on another control): the panel would cover where focus went.
+    // The toggle is left out: its own click closes the panel.
+    panel.addEventListener("focusout", (event) => {
+      const to = event.relatedTarget;
+      if (to && !panel.contains(to) && to !== toggle) this.close({ focus: false });
+    });
   }
 
   get isOpen() {
@@ -67,12 +73,13 @@ export class ConversationSettings {
     this.fields.temperature.focus();
   }
 
-  /** Close when every value is in range; otherwise stay open with the errors shown. */
-  close() {
-    if (!this.isOpen || !this.validate()) return false;
+  /** Close when every value is in range; otherwise stay open with the errors shown. Focus
+   * goes back to the toggle unless it already went elsewhere ({focus: false}). */
+  close({ focus = true } = {}) {
+    if (!this.isOpen || !this.validate({ focus })) return false;
     this.panel.hidden = true;
     this.toggle.setAttribute("aria-expanded", "false");
-    this.toggle.focus();
+    if (focus) this.toggle.focus();
     return true;
   }
 
@@ -160,12 +167,13 @@ export class ConversationSettings {
     return found;
   }
 
-  /** Show every problem on its field; true when there are none. */
-  validate() {
+  /** Show every problem on its field (focusing the first, unless told not to); true when
+   * there are none. */
+  validate({ focus = true } = {}) {
     const found = this.problems();
     for (const name of FIELDS) this.setError(name, found[name] || "");
     const first = NAMES.find((name) => found[name]);
-    if (first) this.fields[first].focus();
+    if (first && focus) this.fields[first].focus();
     return first === undefined;
   }
 
