@@ -19,6 +19,15 @@ function isTyping(target) {
   return target.closest?.("input, textarea, select, [contenteditable]") != null;
 }
 
+/** The page behind the open drawer: inert, so Tab and screen readers stay in the drawer.
+ * Dialogs are left alone (a modal one makes the rest inert itself). */
+function setBehindDrawerInert(inert) {
+  const behind = document.querySelectorAll(
+    "body > :not(.chat-app, dialog, script), .chat-app > :not(#sidebar, #drawer-backdrop)",
+  );
+  for (const element of behind) element.inert = inert;
+}
+
 function newRequestId() {
   if (window.crypto?.randomUUID) return window.crypto.randomUUID();
   return `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
@@ -831,6 +840,10 @@ class ChatPage {
     $("open-sidebar").addEventListener("click", () => this.toggleSidebar());
     $("close-sidebar").addEventListener("click", () => this.closeDrawer());
     $("drawer-backdrop").addEventListener("click", () => this.closeDrawer());
+    // Wider than a phone the sidebar is a column again: nothing stays inert behind it.
+    phoneWidth.addEventListener("change", () => {
+      if (!phoneWidth.matches) this.closeDrawer();
+    });
   }
 
   /** The conversations: a drawer at phone width, a column that folds away on wider screens. */
@@ -850,6 +863,7 @@ class ChatPage {
     document.body.classList.add("drawer-open");
     $("open-sidebar").setAttribute("aria-expanded", "true");
     $("drawer-backdrop").hidden = false;
+    setBehindDrawerInert(true);
     $("new-chat").focus();
   }
 
@@ -858,6 +872,7 @@ class ChatPage {
     document.body.classList.remove("drawer-open");
     $("open-sidebar").setAttribute("aria-expanded", "false");
     $("drawer-backdrop").hidden = true;
+    setBehindDrawerInert(false);
     $("open-sidebar").focus();
   }
 }
