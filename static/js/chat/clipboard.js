@@ -17,12 +17,14 @@ export async function copyText(text) {
   }
 }
 
-/** Copy, then say so on the button for a moment (label and aria-live text). */
-export async function copyWithFeedback(button, text) {
+/** Copy, then say so: on the button for a moment, and to screen readers through `announce`. */
+export async function copyWithFeedback(button, text, announce) {
   const label = button.dataset.label || button.textContent;
   button.dataset.label = label;
   const copied = await copyText(text);
-  setButtonLabel(button, copied ? "Copied" : "Copy failed");
+  const outcome = copied ? "Copied" : "Copy failed";
+  setButtonLabel(button, outcome);
+  announce(outcome);
   button.classList.toggle("is-done", copied);
   clearTimeout(button.copyTimer);
   button.copyTimer = setTimeout(() => {

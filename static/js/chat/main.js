@@ -84,6 +84,7 @@ class ChatPage {
         jumped: () => this.input.focus(),
         viewImage: (attachment, opener) => this.viewer.open(attachment, opener),
         decideTool: (message, callId, approve) => this.decideTool(message, callId, approve),
+        announce: (text) => this.announce(text),
       },
     });
     this.budget = new BudgetMeters($("budget-meters"));
@@ -101,7 +102,7 @@ class ChatPage {
           if (id === this.state.conversationId) this.update(() => (this.state.title = title));
         },
         notify: (text) => this.update(() => (this.state.notice = { text, retry: false })),
-        announce: (text) => this.update(() => (this.state.announcement = text)),
+        announce: (text) => this.announce(text),
       },
     });
     this.socket = new ChatSocket(config.socketPath);
@@ -138,6 +139,11 @@ class ChatPage {
       this.renderQueued = false;
       this.render();
     });
+  }
+
+  /** Say something to screen readers (#chat-announcer), politely. */
+  announce(text) {
+    this.update(() => (this.state.announcement = text));
   }
 
   // ---- websocket -------------------------------------------------------------------------

@@ -89,13 +89,15 @@ function formatUsage(usage, status) {
 }
 
 /** Wrap each rendered code block with a header: its language and a copy button. */
-function decorateCodeBlocks(root) {
+function decorateCodeBlocks(root, announce) {
   for (const pre of root.querySelectorAll("pre")) {
     const code = pre.querySelector("code");
     const language = code?.className.match(/\blanguage-(\S+)/)?.[1] || "text";
     const copy = iconButton("copy", "Copy", { className: "icon-text-button code-copy" });
     copy.setAttribute("aria-label", "Copy code");
-    copy.addEventListener("click", () => copyWithFeedback(copy, code ? code.textContent : ""));
+    copy.addEventListener("click", () =>
+      copyWithFeedback(copy, code ? code.textContent : "", announce),
+    );
     const header = h(
       "div",
       { className: "code-header" },
@@ -410,7 +412,7 @@ export class MessageView {
     this.copyButton = iconButton("copy", "Copy", { className: "icon-text-button answer-copy" });
     this.copyButton.setAttribute("aria-label", "Copy answer");
     this.copyButton.addEventListener("click", () =>
-      copyWithFeedback(this.copyButton, this.message.content),
+      copyWithFeedback(this.copyButton, this.message.content, this.handlers.announce),
     );
     this.regenerateButton = iconButton("retry", "Regenerate", {
       className: "icon-text-button regenerate",
@@ -465,7 +467,7 @@ export class MessageView {
     const streaming = isStreaming(message);
     const asJson = message.format && !streaming && message.content !== "";
     const fragment = asJson ? jsonFragment(message.content) : renderMarkdown(message.content);
-    decorateCodeBlocks(fragment);
+    decorateCodeBlocks(fragment, this.handlers.announce);
     wrapTables(fragment);
     if (streaming && message.content !== "") appendCaret(fragment);
     this.body.replaceChildren(fragment);
