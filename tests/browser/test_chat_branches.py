@@ -61,7 +61,8 @@ def test_edit_a_question_see_the_new_answer_and_switch_back(logged_in_page, page
 
 
 def test_up_arrow_in_an_empty_composer_edits_the_last_question(logged_in_page):
-    chat = ChatPage(logged_in_page)
+    page = logged_in_page
+    chat = ChatPage(page)
     answered(chat, "First", 1)
     answered(chat, "Second", 2)
     chat.input.focus()
@@ -71,8 +72,14 @@ def test_up_arrow_in_an_empty_composer_edits_the_last_question(logged_in_page):
     expect(editor).to_have_value("Second")
     editor.press("Escape")
     expect(editor).to_be_hidden()
-    expect(chat.input).to_be_focused()
+    # The keyboard goes back to the question's Edit button, not to the message box.
+    edit = chat.questions.nth(1).get_by_role("button", name="Edit this question")
+    expect(edit).to_be_focused()
     expect(chat.questions.nth(1).locator(".bubble")).to_have_text("Second")
+    page.keyboard.press("Enter")
+    expect(editor).to_be_focused()
+    chat.questions.nth(1).get_by_role("button", name="Cancel").click()
+    expect(edit).to_be_focused()
 
 
 def test_regenerate_keeps_the_earlier_answer_as_a_version(logged_in_page):

@@ -52,6 +52,7 @@ class ChatPage {
     this.renderQueued = false;
     this.switching = null; // {target, step}: a chat.switch from the version arrows, until drawn
     this.regenerated = null; // {requestId, settings}: a chat.regenerate until its answer starts
+    this.editCancelled = null; // a question whose edit was cancelled, until its Edit button shows
     this.shownPrompt = undefined; // the system prompt last drawn (redrawing would fold it)
     this.composer = $("composer");
     this.input = $("composer-input");
@@ -78,7 +79,7 @@ class ChatPage {
       handlers: {
         regenerate: (message) => this.regenerate(message),
         edit: (message) => this.update(() => this.state.startEditing(message)),
-        cancelEdit: () => this.cancelEdit(),
+        cancelEdit: (message) => this.cancelEdit(message),
         saveEdit: (message, text) => this.saveEdit(message, text),
         switchVersion: (message, step) => this.switchVersion(message, step),
         jumped: () => this.input.focus(),
@@ -641,7 +642,7 @@ class ChatPage {
     const text = content.trim();
     if (!text || this.state.busy || message.id === null) return;
     if (text === message.content) {
-      this.cancelEdit();
+      this.cancelEdit(message);
       return;
     }
     if (this.refusedAsTooLong(text)) return;
@@ -664,9 +665,9 @@ class ChatPage {
     this.input.focus();
   }
 
-  cancelEdit() {
+  cancelEdit(message) {
+    this.editCancelled = message; // the keyboard goes back to its Edit button once drawn
     this.update(() => this.state.stopEditing());
-    this.input.focus();
   }
 
   /** Show the previous (-1) or next (+1) version of a message, and the branch below it. */
@@ -729,6 +730,11 @@ class ChatPage {
     const switched = this.switching && state.message(this.switching.target);
     if (switched && this.messages.focusSwitcher(switched, this.switching.step)) {
       this.switching = null;
+    }
+    if (this.editCancelled) {
+      // A button disabled meanwhile (an answer streams) cannot take it: the message box does.
+      if (!this.messages.focusEditButton(this.editCancelled)) this.input.focus();
+      this.editCancelled = null;
     }
     this.renderComposer();
     this.renderNotice(state.notice);

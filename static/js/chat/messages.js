@@ -341,12 +341,12 @@ export class MessageView {
     this.editInput.setAttribute("aria-label", "Edit your question");
     const send = h("button", { type: "submit", className: "primary", text: "Send" });
     const cancel = h("button", { type: "button", text: "Cancel" });
-    cancel.addEventListener("click", () => this.handlers.cancelEdit());
+    cancel.addEventListener("click", () => this.handlers.cancelEdit(this.message));
     this.editInput.addEventListener("keydown", (event) => {
       if (event.key === "Escape") {
         event.preventDefault();
         event.stopPropagation();
-        this.handlers.cancelEdit();
+        this.handlers.cancelEdit(this.message);
       } else if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
         event.preventDefault();
         this.handlers.saveEdit(this.message, this.editInput.value);
@@ -621,6 +621,13 @@ export class MessageList {
     if (!view?.switcher || view.switcher.element.hidden) return false;
     view.switcher.focus(step);
     return true;
+  }
+
+  /** Focus a question's Edit button (its editor just closed); false when it cannot. */
+  focusEditButton(message) {
+    const button = this.views.get(message.key)?.editButton;
+    button?.focus();
+    return button !== undefined && document.activeElement === button;
   }
 
   elementOf(message) {
