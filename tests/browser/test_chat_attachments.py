@@ -1,6 +1,7 @@
 """Files in the chat page: paste, drop and pick them, see them sent, view an image large."""
 
 import base64
+import re
 
 import pytest
 from playwright.sync_api import expect
@@ -208,6 +209,23 @@ def test_caps_on_count_and_size_are_enforced_with_a_message(logged_in_page, app_
     )
     expect(notice).to_contain_text("huge.txt is too large: files may be at most 10 MB.")
     wait_until_attached(page, 4)
+
+
+def test_files_added_together_are_announced_together(logged_in_page):
+    page = logged_in_page
+    announcer = page.locator("#chat-announcer")
+    drop(page, png("red.png"), text_file("notes.txt"))
+    wait_until_attached(page, 2)
+    expect(announcer).to_have_text("2 files attached: red.png, notes.txt")
+    paste(page, text_file("more.txt"))
+    wait_until_attached(page, 3)
+    expect(announcer).to_have_text("more.txt attached")
+    fake = {"name": "fake.png", "type": "image/png", "data": encoded(b"not an image at all")}
+    drop(page, text_file("last.txt"), fake)
+    wait_until_attached(page, 4)
+    expect(announcer).to_have_text(re.compile(r"^last\.txt attached\. Error: fake\.png is named"))
+    # The tray shows each file's state without reading it out a second time.
+    expect(tray(page).locator("[role=status], [role=alert]")).to_have_count(0)
 
 
 def test_a_file_the_server_refuses_shows_its_error_and_blocks_sending(logged_in_page):

@@ -111,8 +111,8 @@ class DraftView {
     this.element.toggleAttribute("data-blocked", kind === "image" && imagesRefused);
     this.element.dataset.status = draft.status;
     this.element.dataset.kind = kind;
+    // Not a live region: #chat-announcer says once what a batch of files came to.
     this.detail.textContent = draftDetail(draft);
-    this.detail.setAttribute("role", draft.status === "failed" ? "alert" : "status");
     this.progress.hidden = draft.status !== "uploading";
     this.progress.value = draft.progress;
     // An image shows itself once stored: the server's copy, without its metadata.

@@ -522,15 +522,17 @@ class ChatPage {
     });
     this.update(() => {
       if (refusals.length) this.state.notice = { text: refusals.join(" "), retry: false };
-      for (const file of accepted) this.startUpload(file);
+      const batch = this.state.newBatch();
+      for (const file of accepted) this.startUpload(file, batch);
     });
   }
 
-  startUpload(file) {
+  startUpload(file, batch) {
     const draft = this.state.addDraft({
       name: file.name || "pasted-image.png",
       kind: guessKind(file),
       bytes: file.size,
+      batch,
     });
     const upload = uploadFile(file, (progress) =>
       this.update(() => this.state.draftProgress(draft.key, progress)),

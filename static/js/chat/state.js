@@ -36,12 +36,13 @@ function record(data) {
 }
 
 /** A file in the composer, uploading until the server has checked and stored it. */
-function draftOf({ name, kind, bytes }) {
+function draftOf({ name, kind, bytes, batch = null }) {
   return {
     key: nextKey++,
     name,
     kind,
     bytes,
+    batch, // the files added together (picked, pasted or dropped at once) share one
     status: "uploading",
     progress: 0,
     upload: null,
@@ -250,9 +251,14 @@ export class ConversationState {
 
   // ---- files in the composer -------------------------------------------------------------
 
+  /** A new batch: files added together, announced together once all have arrived. */
+  newBatch() {
+    return nextKey++;
+  }
+
   /** A file starts uploading; returns its draft. */
-  addDraft({ name, kind, bytes }) {
-    const draft = draftOf({ name, kind, bytes });
+  addDraft({ name, kind, bytes, batch }) {
+    const draft = draftOf({ name, kind, bytes, batch });
     this.drafts.push(draft);
     return draft;
   }
@@ -270,14 +276,27 @@ export class ConversationState {
     const draft = this.draft(key);
     if (!draft) return;
     Object.assign(draft, { status: "ready", progress: 1, upload, kind: upload.kind });
-    this.announcement = `${upload.name} attached`;
+    this.announceBatch(draft.batch);
   }
 
   draftFailed(key, error) {
     const draft = this.draft(key);
     if (!draft) return;
     Object.assign(draft, { status: "failed", error });
-    this.announcement = `Error: ${error}`;
+    this.announceBatch(draft.batch);
+  }
+
+  /** Once every file of a batch is stored or refused, say so in one announcement:
+   * "2 files attached: red.png, notes.txt", then why any failed. */
+  announceBatch(batch) {
+    const together = this.drafts.filter((d) => d.batch === batch);
+    if (together.some((d) => d.status === "uploading")) return;
+    const names = together.filter((d) => d.status === "ready").map((d) => d.upload.name);
+    const failed = together.filter((d) => d.status === "failed");
+    const errors = failed.map((d) => `Error: ${d.error}`).join(" ");
+    let attached = names.length === 1 ? `${names[0]} attached` : "";
+    if (names.length > 1) attached = `${names.length} files attached: ${names.join(", ")}`;
+    this.announcement = attached && errors ? `${attached}. ${errors}` : attached || errors;
   }
 
   removeDraft(key) {
