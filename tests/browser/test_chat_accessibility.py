@@ -3,7 +3,8 @@
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.chat_page import ChatPage
+from tests.browser.chat_page import ChatPage, log_in
+from tests.e2e.contrast import placeholder_contrast
 
 pytestmark = pytest.mark.browser
 
@@ -93,3 +94,15 @@ def test_composer_grows_with_its_text_then_scrolls(logged_in_page):
     assert chat.input.bounding_box()["height"] <= cap + 1
     chat.input.fill("")
     assert abs(chat.input.bounding_box()["height"] - one_line) < 1  # back to one line
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_placeholders_are_readable_in_both_themes(browser, app_server, user, sim, scheme):
+    context = browser.new_context(base_url=app_server.url, color_scheme=scheme)
+    try:
+        page = context.new_page()
+        log_in(page, user)
+        for field in ("#composer-input", "#conversation-search"):
+            assert placeholder_contrast(page, field) >= 4.5, field
+    finally:
+        context.close()

@@ -26,18 +26,18 @@ HELPERS = """
         const linear = (v) => (v /= 255) <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
         return 0.2126 * linear(r) + 0.7152 * linear(g) + 0.0722 * linear(b);
     };
-    const contrast = (element) => {
+    const contrast = (element, pseudo = null) => {
         const background = behind(element);
-        const text = over(parse(getComputedStyle(element).color), background);
+        const text = over(parse(getComputedStyle(element, pseudo).color), background);
         const [light, dark] = [luminance(text), luminance(background)].sort((x, y) => y - x);
         return {ratio: (light + 0.05) / (dark + 0.05), background: luminance(background)};
     };
 """
 
-CONTRAST = f"""(selector) => {{
+CONTRAST = f"""({{selector, pseudo}}) => {{
     {HELPERS}
     const element = document.querySelector(selector);
-    return element ? contrast(element) : null;
+    return element ? contrast(element, pseudo) : null;
 }}"""
 
 # Every element on the page that shows text of its own; large text needs 3:1, the rest 4.5:1.
@@ -67,7 +67,15 @@ AUDIT = f"""() => {{
 
 def contrast_of(page, selectors: dict[str, str]) -> dict[str, dict | None]:
     """{name: {"ratio", "background" (its luminance)}} for the first match of each selector."""
-    return {name: page.evaluate(CONTRAST, selector) for name, selector in selectors.items()}
+    return {
+        name: page.evaluate(CONTRAST, {"selector": selector, "pseudo": None})
+        for name, selector in selectors.items()
+    }
+
+
+def placeholder_contrast(page, selector: str) -> float:
+    """The contrast of a field's placeholder text with what is behind the field."""
+    return page.evaluate(CONTRAST, {"selector": selector, "pseudo": "::placeholder"})["ratio"]
 
 
 def unreadable_text(page) -> list[str]:
