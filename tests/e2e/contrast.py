@@ -4,7 +4,10 @@
 HELPERS = """
     const parse = (css) => {
         const parts = css.match(/[\\d.]+/g).map(Number);
-        return {r: parts[0], g: parts[1], b: parts[2], a: parts.length > 3 ? parts[3] : 1};
+        // color-mix() computes to color(srgb r g b [/ a]), its channels from 0 to 1.
+        const scale = css.startsWith("color(srgb") ? 255 : 1;
+        const [r, g, b] = parts.slice(0, 3).map((v) => v * scale);
+        return {r, g, b, a: parts.length > 3 ? parts[3] : 1};
     };
     const over = (top, bottom) => ({
         r: top.r * top.a + bottom.r * (1 - top.a),

@@ -5,6 +5,7 @@ import re
 import pytest
 
 from tests.browser.chat_page import BrowserUser, log_in
+from tests.e2e.contrast import contrast_of
 
 pytestmark = pytest.mark.browser
 SECTIONS = ["", "members/", "prompts/", "policy/", "provider/", "usage/", "audit/"]
@@ -27,6 +28,17 @@ def test_every_team_page_renders_without_console_errors(page, page_watch, user, 
         assert page_watch.console_errors == [], section
         assert page_watch.page_errors == [], section
     assert page_watch.offsite_requests == []
+
+
+def test_muted_text_in_the_current_teams_row_is_readable_in_both_themes(page, user, sim):
+    log_in(page, user)
+    for theme in ["light", "dark"]:
+        page.evaluate(f"localStorage.setItem('theme', {theme!r})")
+        page.goto("/teams/")
+        personal = "tr.is-current .muted"
+        assert page.locator(personal).inner_text() == "(personal)"
+        ratio = contrast_of(page, {"personal": personal})["personal"]["ratio"]
+        assert ratio >= 4.5, (theme, ratio)
 
 
 def test_invite_accept_and_remove_with_confirmation(page, context, browser, app_server, user, sim):
