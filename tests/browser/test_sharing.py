@@ -54,8 +54,9 @@ def test_share_with_a_teammate_who_continues_it(
 
     page.get_by_role("link", name="Share in the team").click()
     page.wait_for_url("**/share/")
-    page.get_by_label("Chosen members").check()
-    page.get_by_label(teammate.username).check()
+    # Each group of choices is a fieldset named by its legend.
+    page.get_by_role("group", name="Share with").get_by_label("Chosen members").check()
+    page.get_by_role("group", name="Members").get_by_label(teammate.username).check()
     page.get_by_role("button", name="Share", exact=True).click()
     page.wait_for_url("**/settings/shares/**")
     link = page.locator(".share-link").first
