@@ -1,5 +1,7 @@
 """The conversation sidebar: newest first, paged, searchable, rename and delete."""
 
+import re
+
 import pytest
 from playwright.sync_api import expect
 
@@ -63,9 +65,16 @@ def test_newest_first_and_more_load_on_scroll(sidebar_page):
 def test_search_matches_titles_and_message_content(sidebar_page):
     page = sidebar_page
     search = page.get_by_label("Search conversations")
+    status = page.get_by_role("status").and_(page.locator("#conversation-status"))
     search.fill("zebra")
     expect(page.locator(".conversation-item")).to_have_count(1)
     assert titles(page) == ["Alpha plan"]
+    expect(status).to_have_text("1 conversation matches")  # said to screen readers
+    expect(status).to_have_class(re.compile(r"\bvisually-hidden\b"))  # the results show it
+    search.fill("filler")
+    expect(status).to_have_text("More than 20 conversations match")  # a page at a time
+    page.locator(".conversation-scroll").evaluate("(el) => el.scrollTo(0, el.scrollHeight)")
+    expect(status).to_have_text(f"{FILLERS} conversations match")
     search.fill("beta")
     page.get_by_role("link", name="Beta notes").wait_for()
     expect(page.locator(".conversation-item")).to_have_count(1)

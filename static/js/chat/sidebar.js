@@ -110,7 +110,7 @@ export class Sidebar {
       for (const conversation of data.results || []) this.add(conversation);
       this.render();
       this.next = nextPath(data.next, this.query);
-      this.setStatus(this.emptyMessage());
+      this.showStatus();
     } catch (error) {
       if (generation === this.generation) this.setStatus(error.message);
     } finally {
@@ -126,14 +126,28 @@ export class Sidebar {
     return this.sentinel.getBoundingClientRect().top < root.getBoundingClientRect().bottom;
   }
 
-  emptyMessage() {
-    if (this.order.length > 0) return "";
-    return this.query ? `No conversations match “${this.query}”.` : "No conversations yet.";
+  /** Why the list is empty; or, for a search, how many match (said, not shown: the results
+   * show themselves). */
+  showStatus() {
+    const count = this.order.length;
+    if (count === 0) {
+      this.setStatus(
+        this.query ? `No conversations match “${this.query}”.` : "No conversations yet.",
+      );
+    } else if (!this.query) {
+      this.setStatus("");
+    } else if (this.next) {
+      this.setStatus(`More than ${count} conversations match`, { heardOnly: true });
+    } else {
+      const matches = count === 1 ? "1 conversation matches" : `${count} conversations match`;
+      this.setStatus(matches, { heardOnly: true });
+    }
   }
 
-  setStatus(text) {
-    this.status.textContent = text;
+  setStatus(text, { heardOnly = false } = {}) {
+    if (this.status.textContent !== text) this.status.textContent = text; // said once
     this.status.hidden = text === "";
+    this.status.classList.toggle("visually-hidden", heardOnly);
   }
 
   item(id) {
@@ -216,7 +230,7 @@ export class Sidebar {
         this.sections.delete(key);
       }
     }
-    this.setStatus(this.emptyMessage());
+    this.showStatus();
     this.markActive();
   }
 
