@@ -64,22 +64,6 @@ def test_the_message_list_is_a_region_and_opening_a_conversation_is_not_read_out
     expect(announcer(page)).to_have_text("")
 
 
-def test_copy_buttons_say_copied_to_screen_readers(logged_in_page, context, app_server):
-    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=app_server.url)
-    page = logged_in_page
-    chat = ChatPage(page)
-    chat.send("Copy this please")
-    chat.wait_for_status("complete")
-    expect(announcer(page)).to_have_text("Answer complete")
-    answer = chat.last_answer()
-    answer.get_by_role("button", name="Copy code").click()
-    expect(announcer(page)).to_have_text("Copied")
-    page.evaluate("window.chatPage.announce('')")
-    expect(announcer(page)).to_have_text("")
-    answer.get_by_role("button", name="Copy answer").click()
-    expect(announcer(page)).to_have_text("Copied")
-
-
 def test_composer_grows_with_its_text_then_scrolls(logged_in_page):
     chat = ChatPage(logged_in_page)
     one_line = chat.input.bounding_box()["height"]

@@ -1,6 +1,7 @@
 """Rendering answers: markdown, highlighted code, copy buttons, and nothing unsafe."""
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.browser.chat_page import ChatPage
 
@@ -34,17 +35,24 @@ def test_markdown_renders_with_highlighted_code(logged_in_page):
 
 
 def test_copy_buttons_copy_the_code_and_the_whole_answer(logged_in_page, context, app_server):
+    """And say so to screen readers, through the page's announcer."""
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=app_server.url)
     page = logged_in_page
+    announcer = page.locator("#chat-announcer")
     chat = ChatPage(page)
     chat.send("Copy this please")
     chat.wait_for_status("complete")
+    expect(announcer).to_have_text("Answer complete")
     answer = chat.last_answer()
     answer.get_by_role("button", name="Copy code").click()
+    expect(announcer).to_have_text("Copied")
     code = answer.locator(".code-block code").inner_text()
     assert page.evaluate("navigator.clipboard.readText()") == code
     assert code.startswith("question = 'Copy this please'")
+    page.evaluate("window.chatPage.announce('')")
+    expect(announcer).to_have_text("")
     answer.get_by_role("button", name="Copy answer").click()
+    expect(announcer).to_have_text("Copied")
     assert page.evaluate("navigator.clipboard.readText()") == chat.answer_content()
     assert "```python" in chat.answer_content()
 
