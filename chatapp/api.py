@@ -14,7 +14,7 @@ from chatapp.chat.api import router as chat_router
 from chatapp.chat.completions import OpenAIError
 from chatapp.chat.export_api import router as export_router
 from chatapp.chat.share_api import router as share_router
-from chatapp.core.api import error_response, new_api
+from chatapp.core.api import UNREADABLE_BODY, error_response, new_api
 from chatapp.teams.api import router as teams_router
 from chatapp.tools.api import router as tools_router
 from chatapp.uploads.api import router as uploads_router
@@ -35,11 +35,11 @@ api = new_api(
 def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
     """A body Django could not parse (a multipart form without its boundary, a part's headers
     over its limit) or one over DATA_UPLOAD_MAX_MEMORY_SIZE."""
-    message = "The request's body could not be read: send it well-formed and within the limits."
     if request.path.startswith("/api/"):
-        return error_response(400, "invalid", message)
+        return error_response(400, "invalid", UNREADABLE_BODY)
     if request.path.startswith("/v1/"):
-        return openai_api.error_response(OpenAIError(400, message, code="invalid_request"))
+        error = OpenAIError(400, UNREADABLE_BODY, code="invalid_request")
+        return openai_api.error_response(error)
     return defaults.bad_request(request, exception)
 
 

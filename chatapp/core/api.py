@@ -18,8 +18,14 @@ from functools import wraps
 from typing import Annotated, Any, TypeVar
 
 from django.conf import settings
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import (
+    PermissionDenied,
+    RequestDataTooBig,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+)
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonResponse
+from django.http.multipartparser import MultiPartParserError
 from django.urls import URLPattern, URLResolver
 from django.utils.cache import add_never_cache_headers
 from ninja import NinjaAPI, Router, Schema
@@ -140,6 +146,15 @@ class SessionUser(SessionAuth):
         super().__init__(csrf=False)
 
 
+UNREADABLE_BODY = "The request's body could not be read: send it well-formed and within the limits."
+UNREADABLE_BODY_ERRORS = (
+    MultiPartParserError,
+    RequestDataTooBig,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+)
+
+
 def new_api(routers: Iterable[Router]) -> NinjaAPI:
     api = NinjaAPI(
         title="Llama team chat",
@@ -156,6 +171,15 @@ def new_api(routers: Iterable[Router]) -> NinjaAPI:
     api.add_exception_handler(AuthenticationError, _not_authenticated)
     api.add_exception_handler(Http404, _not_found)
     api.add_exception_handler(PermissionDenied, _forbidden)
+    # Met while ninja reads the body; with DEBUG off Django's handler400 answers them the same
+    # way (chatapp/api.py), with DEBUG on ninja would answer a 500 with the traceback.
+    for unreadable in (
+        MultiPartParserError,
+        RequestDataTooBig,
+        TooManyFieldsSent,
+        TooManyFilesSent,
+    ):
+        api.add_exception_handler(unreadable, _unreadable_body)
     return api
 
 
@@ -168,6 +192,10 @@ def _refused(request: HttpRequest, error: object) -> HttpResponse:
 def _invalid_params(request: HttpRequest, error: object) -> HttpResponse:
     assert isinstance(error, NinjaValidationError)
     return _refused(request, _invalid(error.errors))
+
+
+def _unreadable_body(request: HttpRequest, error: object) -> HttpResponse:
+    return error_response(400, "invalid", UNREADABLE_BODY)
 
 
 def _not_authenticated(request: HttpRequest, error: object) -> HttpResponse:

@@ -99,7 +99,10 @@ def test_json_nested_past_the_parser_is_400_and_changes_nothing(member_client, c
     assert chat.title == "Tax questions"
 
 
-def test_bodies_django_cannot_parse_are_400_in_the_envelope(member_client, chat, settings):
+@pytest.mark.parametrize("debug", [False, True])
+def test_bodies_django_cannot_parse_are_400_in_the_envelope(member_client, chat, settings, debug):
+    """With DEBUG on too (make run), where ninja would answer them with a traceback."""
+    settings.DEBUG = debug
     no_boundary = member_client.post("/api/uploads/", b"x", content_type="multipart/form-data")
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
     too_big = send(member_client, "patch", f"/api/conversations/{chat.pk}/", {"title": "x" * 2000})
