@@ -43,12 +43,13 @@ PDF_HEADER_WINDOW = 1024
 MARKUP = re.compile(rb"<\s*(?:script|html|svg|iframe|object|embed|body)[\s/>]|<\?php", re.I)
 NAME_LENGTH = 200
 UNSAFE_NAME_CHARACTERS = re.compile(r"[\x00-\x1f\x7f/\\\"<>]")
-# What reading a PDF's text may cost, so that a small file cannot hold a server thread for
-# minutes: operands and operators in one page's content (pypdf's parsing budget; some 5,000
-# for a dense page of text, about a second of work at the limit), and CPU seconds for the
-# whole document, checked between pages.
-PDF_PAGE_OPERATIONS = 400_000
-PDF_CPU_SECONDS = 5.0
+# What reading a PDF's text may cost, so that a few kilobytes cannot hold a server thread for
+# minutes: operands and operators in one page's content (pypdf's parsing budget; a dense page
+# of text has some 5,000, and parsing 200,000 takes about a second here), and CPU seconds for
+# the whole document, checked at every operator (a document of the longest text any model
+# takes, set as Word or LaTeX set it, needs a few).
+PDF_PAGE_OPERATIONS = 200_000
+PDF_CPU_SECONDS = 10.0
 IMAGE_KINDS = "a PNG, JPEG, WebP or GIF image"
 DOCUMENT_KINDS = "a text, Markdown, CSV, source code or PDF file"
 
@@ -264,14 +265,19 @@ def _pdf(name: str, data: bytes, limits: Limits) -> CheckedFile:
 def _pdf_pages(name: str, reader: PdfReader, limits: Limits) -> list[str]:
     """Each page's text, read within the budgets above; stops once it is more than any model
     takes."""
-    started = time.thread_time()
+    deadline = time.thread_time() + PDF_CPU_SECONDS
+
+    def within_budget(*_operation) -> None:
+        if time.thread_time() > deadline:
+            raise _too_complex(name)
+
     pages: list[str] = []
     length = 0
     with apply_configuration(stream_parsing_work_maximum_count=PDF_PAGE_OPERATIONS):
         for page in reader.pages:
-            if time.thread_time() - started > PDF_CPU_SECONDS:
-                raise _too_complex(name)
-            pages.append((page.extract_text() or "").strip())
+            within_budget()
+            text = page.extract_text(visitor_operand_before=within_budget)
+            pages.append((text or "").strip())
             length += len(pages[-1])
             if length > limits.max_text_chars:
                 raise UploadRefused(
