@@ -22,7 +22,7 @@ What the fixtures give you (all documented below, reuse them for end-to-end suit
 - `user` (per test): a new account (unique name, password PASSWORD) in the live server's DB;
   every test gets its own user, so tests never see each other's conversations.
 - `logged_in_page` (per test): `page`, signed in as `user` through the login form, on `/` with
-  the chat websocket open.
+  the chat websocket open. `phone_page`: the same at phone width, in a context of its own.
 - `screenshot(page, name)`: save a PNG into $BROWSER_SCREENSHOTS (default: a pytest temp dir)
   and return its path.
 
@@ -312,3 +312,15 @@ def user(app_server) -> BrowserUser:
 def logged_in_page(page, user, sim):
     log_in(page, user)
     return page
+
+
+@pytest.fixture
+def phone_page(browser, app_server, user, sim):
+    """A page at phone width (PHONE), signed in as `user`, in a browser context of its own."""
+    context = browser.new_context(base_url=app_server.url, viewport=PHONE)
+    try:
+        page = context.new_page()
+        log_in(page, user)
+        yield page
+    finally:
+        context.close()

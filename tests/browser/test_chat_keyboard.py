@@ -3,8 +3,7 @@
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.chat_page import ChatPage, json_from, log_in
-from tests.browser.conftest import PHONE
+from tests.browser.chat_page import ChatPage, json_from
 
 pytestmark = pytest.mark.browser
 
@@ -87,32 +86,25 @@ def test_shortcuts_are_listed_in_a_dialog_and_work(logged_in_page):
     expect(chat.input).to_be_focused()
 
 
-def test_tab_stays_in_the_open_drawer_at_phone_width(browser, app_server, user, sim):
-    context = browser.new_context(base_url=app_server.url, viewport=PHONE)
-    try:
-        page = context.new_page()
-        log_in(page, user)
-        opener = page.get_by_role("button", name="Open conversations")
-        opener.click()
-        expect(page.get_by_role("button", name="New chat")).to_be_focused()
-        where = "(() => { const el = document.activeElement;"
-        where += (
-            " return el === document.body ? 'page' : el.closest('#sidebar') ? 'drawer' : el.id;"
-        )
-        where += " })()"
-        stops = set()
-        for _ in range(30):  # more than the drawer's controls: round and round it
-            page.keyboard.press("Tab")
-            stops.add(page.evaluate(where))
-        assert stops <= {"drawer", "page"}, stops  # "page": past the last, before the first
-        expect(page.locator("#main")).to_have_attribute("inert", "")
-        page.keyboard.press("Escape")
-        expect(opener).to_be_focused()
-        expect(page.locator("#main")).not_to_have_attribute("inert", "")
+def test_tab_stays_in_the_open_drawer_at_phone_width(phone_page):
+    page = phone_page
+    opener = page.get_by_role("button", name="Open conversations")
+    opener.click()
+    expect(page.get_by_role("button", name="New chat")).to_be_focused()
+    where = "(() => { const el = document.activeElement;"
+    where += " return el === document.body ? 'page' : el.closest('#sidebar') ? 'drawer' : el.id;"
+    where += " })()"
+    stops = set()
+    for _ in range(30):  # more than the drawer's controls: round and round it
         page.keyboard.press("Tab")
-        assert page.evaluate(where) not in ("drawer", "page")
-    finally:
-        context.close()
+        stops.add(page.evaluate(where))
+    assert stops <= {"drawer", "page"}, stops  # "page": past the last, before the first
+    expect(page.locator("#main")).to_have_attribute("inert", "")
+    page.keyboard.press("Escape")
+    expect(opener).to_be_focused()
+    expect(page.locator("#main")).not_to_have_attribute("inert", "")
+    page.keyboard.press("Tab")
+    assert page.evaluate(where) not in ("drawer", "page")
 
 
 @pytest.fixture

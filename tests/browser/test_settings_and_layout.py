@@ -112,31 +112,26 @@ def test_system_dark_preference_applies_without_a_choice(browser, app_server, us
         context.close()
 
 
-def test_phone_width_sidebar_is_a_drawer(browser, app_server, user, sim):
-    context = browser.new_context(base_url=app_server.url, viewport=PHONE)
-    try:
-        page = context.new_page()
-        log_in(page, user)
-        sidebar = page.get_by_role("complementary", name="Conversations")
-        expect(sidebar).to_be_hidden()
-        opener = page.get_by_role("button", name="Open conversations")
-        opener.click()
-        expect(sidebar).to_be_visible()
-        expect(opener).to_have_attribute("aria-expanded", "true")
-        expect(page.get_by_role("button", name="New chat")).to_be_focused()
-        page.keyboard.press("Escape")
-        expect(sidebar).to_be_hidden()
-        expect(opener).to_be_focused()
-        chat = ChatPage(page)
-        chat.send("Hello from a phone")
-        chat.wait_for_status("complete")
-        # The title has the first row to itself, beside the menu; the chat's controls wrap.
-        title = page.locator("#conversation-title").bounding_box()
-        assert title is not None and title["width"] > 0.6 * PHONE["width"]
-        opener.click()
-        expect(sidebar.get_by_role("link", name="Hello from a phone")).to_be_visible()
-    finally:
-        context.close()
+def test_phone_width_sidebar_is_a_drawer(phone_page):
+    page = phone_page
+    sidebar = page.get_by_role("complementary", name="Conversations")
+    expect(sidebar).to_be_hidden()
+    opener = page.get_by_role("button", name="Open conversations")
+    opener.click()
+    expect(sidebar).to_be_visible()
+    expect(opener).to_have_attribute("aria-expanded", "true")
+    expect(page.get_by_role("button", name="New chat")).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(sidebar).to_be_hidden()
+    expect(opener).to_be_focused()
+    chat = ChatPage(page)
+    chat.send("Hello from a phone")
+    chat.wait_for_status("complete")
+    # The title has the first row to itself, beside the menu; the chat's controls wrap.
+    title = page.locator("#conversation-title").bounding_box()
+    assert title is not None and title["width"] > 0.6 * PHONE["width"]
+    opener.click()
+    expect(sidebar.get_by_role("link", name="Hello from a phone")).to_be_visible()
 
 
 def test_a_new_api_key_is_shown_whole_with_a_copy_button(logged_in_page, context, app_server):

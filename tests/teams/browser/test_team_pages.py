@@ -122,36 +122,27 @@ def rgb(css_colour: str) -> tuple[int, ...]:
 
 
 def test_usage_chart_bars_differ_and_its_labels_stay_readable_on_a_phone(
-    browser, app_server, user, sim, screenshot
+    phone_page, app_server, user, screenshot
 ):
-    from tests.browser.conftest import PHONE
-
-    context = browser.new_context(base_url=app_server.url, viewport=PHONE)
-    try:
-        page = context.new_page()
-        log_in(page, user)
-        team_url = create_team(page, "Usage team")
-        team = int(re.search(r"/teams/(\d+)/", team_url).group(1))
-        app_server.run_python(USAGE_SEED.format(team=team, username=user.username))
-        for theme in ["light", "dark"]:
-            page.evaluate(f"localStorage.setItem('theme', {theme!r})")
-            page.goto(team_url + "usage/")
-            prompt, completion = (
-                rgb(
-                    page.locator(f".bar-{part}").first.evaluate("(el) => getComputedStyle(el).fill")
-                )
-                for part in ["prompt", "completion"]
-            )
-            distance = sum((a - b) ** 2 for a, b in zip(prompt, completion, strict=True)) ** 0.5
-            assert distance > 120, (theme, prompt, completion)
-            labels = page.locator(".usage-chart .chart-label")
-            assert labels.count() > 5
-            sizes = labels.evaluate_all(
-                "(els) => els.map((el) => parseFloat(getComputedStyle(el).fontSize))"
-            )
-            assert min(sizes) >= 11, (theme, sizes)
-            day_one = page.locator(".chart-days li").first.bounding_box()
-            assert day_one["height"] >= 11
-            screenshot(page, f"usage-phone-{theme}", full_page=True)
-    finally:
-        context.close()
+    page = phone_page
+    team_url = create_team(page, "Usage team")
+    team = int(re.search(r"/teams/(\d+)/", team_url).group(1))
+    app_server.run_python(USAGE_SEED.format(team=team, username=user.username))
+    for theme in ["light", "dark"]:
+        page.evaluate(f"localStorage.setItem('theme', {theme!r})")
+        page.goto(team_url + "usage/")
+        prompt, completion = (
+            rgb(page.locator(f".bar-{part}").first.evaluate("(el) => getComputedStyle(el).fill"))
+            for part in ["prompt", "completion"]
+        )
+        distance = sum((a - b) ** 2 for a, b in zip(prompt, completion, strict=True)) ** 0.5
+        assert distance > 120, (theme, prompt, completion)
+        labels = page.locator(".usage-chart .chart-label")
+        assert labels.count() > 5
+        sizes = labels.evaluate_all(
+            "(els) => els.map((el) => parseFloat(getComputedStyle(el).fontSize))"
+        )
+        assert min(sizes) >= 11, (theme, sizes)
+        day_one = page.locator(".chart-days li").first.bounding_box()
+        assert day_one["height"] >= 11
+        screenshot(page, f"usage-phone-{theme}", full_page=True)
