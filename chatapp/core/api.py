@@ -173,12 +173,7 @@ def new_api(routers: Iterable[Router]) -> NinjaAPI:
     api.add_exception_handler(PermissionDenied, _forbidden)
     # Met while ninja reads the body; with DEBUG off Django's handler400 answers them the same
     # way (chatapp/api.py), with DEBUG on ninja would answer a 500 with the traceback.
-    for unreadable in (
-        MultiPartParserError,
-        RequestDataTooBig,
-        TooManyFieldsSent,
-        TooManyFilesSent,
-    ):
+    for unreadable in UNREADABLE_BODY_ERRORS:
         api.add_exception_handler(unreadable, _unreadable_body)
     return api
 
