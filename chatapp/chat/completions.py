@@ -171,7 +171,10 @@ def _settings(data: dict[str, Any]) -> dict[str, Any]:
     for name in ("temperature", "top_p"):
         value = values[name]
         is_number = isinstance(value, int | float) and not isinstance(value, bool)
-        if value is not None and (not is_number or not math.isfinite(value)):
+        # Only a float can be infinite or NaN; an int may be too large to convert to one.
+        if isinstance(value, float) and not math.isfinite(value):
+            is_number = False
+        if value is not None and not is_number:
             raise invalid(f"{name} must be a number.", name)
     return {name: value for name, value in values.items() if value is not None}
 

@@ -5,7 +5,6 @@ Saved defaults the team's policy does not allow are skipped; a request that brea
 is refused with a PolicyError naming the field.
 """
 
-import math
 from dataclasses import dataclass
 
 from django.conf import settings as django_settings
@@ -145,7 +144,9 @@ def _check(rules: TeamRules, name: str, value, model: str) -> None:
         return
     high = rules.limits.temperature if name == "temperature" else 1.0
     is_number = isinstance(value, int | float) and not isinstance(value, bool)
-    if not is_number or math.isnan(value) or not 0 <= value <= high:
+    # Compared, not converted: a whole number too large for a float is just out of range,
+    # and NaN fails the comparison.
+    if not is_number or not 0 <= value <= high:
         message = f"{SETTING_LABELS[name]} must be a number from 0 to {high:g}."
         raise PolicyError("invalid_setting", message, name)
 

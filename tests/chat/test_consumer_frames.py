@@ -37,6 +37,7 @@ BAD_FRAMES = [
     ({**SEND, "content": "hi", "settings": {"colour": "red"}}, "invalid_frame"),
     ({**SEND, "content": "hi", "settings": {"temperature": 9}}, "invalid_setting"),
     ({**SEND, "content": "hi", "settings": {"top_p": "high"}}, "invalid_setting"),
+    ({**SEND, "content": "hi", "settings": {"temperature": 10**400}}, "invalid_setting"),
     ({**SEND, "content": "hi", "settings": {"model": "gpt-4"}}, "model_not_allowed"),
     ({**SEND, "content": "hi", "settings": {"system_prompt": 3}}, "invalid_frame"),
     # Text no database or upstream takes: lone surrogates, NUL (PostgreSQL refuses it).

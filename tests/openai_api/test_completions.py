@@ -242,6 +242,9 @@ async def test_a_key_whose_owner_left_its_team_falls_back_to_their_other_team(
         ({"messages": QUESTION, "stream": "yes"}, "stream"),
         ({"messages": QUESTION, "temperature": "hot"}, "temperature"),
         ({"messages": QUESTION, "temperature": 7}, "temperature"),
+        # Whole numbers too large for a float.
+        ({"messages": QUESTION, "temperature": 10**400}, "temperature"),
+        ({"messages": QUESTION, "top_p": -(10**400)}, "top_p"),
         ({"messages": QUESTION, "bogus": 1}, "bogus"),
         ({"messages": [{"role": "user", "content": "a\x00b"}]}, "messages[0].content"),
         # Blank questions, as on the chat page.
