@@ -465,6 +465,8 @@ def upstream_error(error: StreamError) -> OpenAIError:
         return OpenAIError(
             429, error.message, kind="rate_limit_error", code="upstream_rate_limited", retry_after=5
         )
+    if error.code == "context_too_long":  # the caller's messages: sending them again cannot help
+        return OpenAIError(400, error.message, code=error.code, param="messages")
     message = KEY_REFUSED_FOR_MEMBERS if error.code == "auth_failed" else error.message
     status = 504 if error.code == "timeout" else 502
     return OpenAIError(status, message, kind="api_error", code=error.code)

@@ -327,3 +327,18 @@ async def test_ones_own_monthly_limit_is_429_for_that_person_only(
     assert "your monthly limit" in refused.value.body["message"]
     owners_key = await database_sync_to_async(make_key)(owner, team)
     await sdk(owners_key).chat.completions.create(model=MODEL, messages=QUESTION)
+
+
+async def test_messages_too_long_for_the_model_are_a_400_the_sdk_does_not_retry(
+    sim, member, team, make_key
+):
+    key = await database_sync_to_async(make_key)(member, team)
+    client = sdk(key).with_options(max_retries=2)  # the SDK's default: it retries 5xx
+    with pytest.raises(openai.BadRequestError) as refused:
+        await client.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "[sim:fault=context_too_long] hi"}]
+        )
+    assert refused.value.body["code"] == "context_too_long"
+    assert refused.value.body["type"] == "invalid_request_error"
+    assert refused.value.body["param"] == "messages"
+    assert len(sim.requests) == 1
