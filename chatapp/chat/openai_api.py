@@ -290,8 +290,7 @@ class Answer:
         while isinstance(event, TextDelta):
             event = await self._read()
             held.append(event)
-        if isinstance(event, Finish):
-            await self.screen_answer()
+        await self.screen_answer()  # an answer cut off upstream is judged too
         self.held = held[1:]
         return first
 
@@ -325,8 +324,7 @@ class Answer:
         event = first
         while isinstance(event, TextDelta):
             event = await self._next()
-        if isinstance(event, Finish):
-            await self.screen_answer()
+        await self.screen_answer()
         usage = await self.finish(event)
         if isinstance(event, StreamError):
             raise upstream_error(event)
@@ -349,8 +347,7 @@ class Answer:
                     yield self.completion.chunk({"content": event.text}, with_usage=include_usage)
                 event = await self._next()
             ended = True
-            if isinstance(event, Finish):
-                await self.screen_answer()  # held answers were screened before any chunk
+            await self.screen_answer()  # held answers were screened before any chunk
             usage = await self.finish(event)
             if isinstance(event, StreamError):
                 yield sse_event(upstream_error(event).body())

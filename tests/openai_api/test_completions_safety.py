@@ -1,5 +1,7 @@
 """The team's Llama Guard policy holds for the OpenAI-compatible API as on the chat page."""
 
+import json
+
 import openai
 import pytest
 from channels.db import database_sync_to_async
@@ -107,3 +109,27 @@ async def test_a_saved_blocked_answer_reaches_the_review_queue(
     assert answer.status == "blocked" and answer.safety["categories"] == ["S10"]
     flag = await SafetyFlag.objects.aget()
     assert (flag.message_id, flag.stage, flag.blocked) == (answer.pk, "output", True)
+
+
+async def test_a_flagged_answer_cut_off_upstream_is_withheld_too(
+    sim, member, team, make_key, safety_settings
+):
+    """The Llama API failing mid-answer does not let held text out unjudged."""
+    await policy(team, safety_output="block")
+    key = await database_sync_to_async(make_key)(member, team)
+    async with raw(key) as http:
+        response = await http.post(
+            "/v1/chat/completions",
+            headers={"X-Save-Conversation": "1"},
+            json={
+                "stream": True,
+                "messages": [
+                    {"role": "user", "content": f"{FLAGGED_ANSWER} [sim:fault=cut after=8]"}
+                ],
+            },
+        )
+    events = [json.loads(line[6:]) for line in response.text.splitlines() if line[6:]]
+    assert "".join(e["choices"][0]["delta"].get("content", "") for e in events[:-1]) == ""
+    assert events[-1]["error"]["code"] == "interrupted"
+    answer = await Message.objects.aget(role="assistant")
+    assert answer.status == "blocked" and answer.safety["categories"] == ["S10"]
