@@ -195,18 +195,18 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     answer = Answer(plan, caller.key, save, events, rules, question)
     try:
         first = await answer.first_event()
-        if stream and rules.mode("output") == SafetyMode.BLOCK:
+        if not stream:
+            return await answer.whole(first)
+        if rules.mode("output") == SafetyMode.BLOCK:
             first = await answer.held_until_screened(first)
-    except BaseException:
-        await answer.close()
+    except BaseException:  # the client went away too (CancelledError): free its place, count
+        await answer.abandon()
         raise
-    if stream:
-        return StreamingHttpResponse(
-            answer.chunks(first, include_usage),
-            content_type="text/event-stream",
-            headers=STREAM_HEADERS,
-        )
-    return await answer.whole(first)
+    return StreamingHttpResponse(
+        answer.chunks(first, include_usage),
+        content_type="text/event-stream",
+        headers=STREAM_HEADERS,
+    )
 
 
 def admit(caller: Caller, completion_request: Any) -> ReplyPlan:
@@ -377,6 +377,11 @@ class Answer:
         except Exception:
             log.exception("Recording an API answer's usage failed")
         return usage
+
+    async def abandon(self) -> None:
+        """The request ended before the answer did: count what was read, unless counted."""
+        if not self._closed:
+            await self.finish(None)
 
     async def close(self) -> None:
         if not self._closed:

@@ -105,3 +105,22 @@ def test_pieces_arrive_while_the_answer_is_written_and_a_closed_stream_is_counte
         lambda: sum(row["requests"] for row in usage_rows(live)) == before + 1,
         "the stopped answer's usage",
     )
+
+
+def test_a_client_that_gives_up_on_a_whole_answer_is_counted_and_frees_its_place(live, key):
+    """Each answer holds one of the person's places (CHAT_MAX_CONCURRENT_GENERATIONS, 3) until
+    it ends: a client timing out ends it, and what was read upstream is counted."""
+    before = sum(row["requests"] for row in usage_rows(live))
+    impatient = openai.OpenAI(api_key=key, base_url=live.url + "/v1", max_retries=0, timeout=1)
+    slow = [{"role": "user", "content": "[sim:pace tps=2] [sim:long tokens=200] Go slowly"}]
+    for _ in range(3):
+        with pytest.raises(openai.APITimeoutError):
+            impatient.chat.completions.create(model=MODEL, messages=slow)
+    wait_for(
+        lambda: sum(row["requests"] for row in usage_rows(live)) == before + 3,
+        "the abandoned answers' usage",
+    )
+    answer = client(live, key).chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "Still there?"}]
+    )
+    assert answer.choices[0].message.content
