@@ -336,7 +336,6 @@ class Answer:
         return JsonResponse(body)
 
     async def chunks(self, first: StreamEvent, include_usage: bool) -> AsyncIterator[bytes]:
-        ended = False
         try:
             yield self.completion.chunk(
                 {"role": "assistant", "content": ""}, with_usage=include_usage
@@ -346,7 +345,6 @@ class Answer:
                 if not self.blocked:
                     yield self.completion.chunk({"content": event.text}, with_usage=include_usage)
                 event = await self._next()
-            ended = True
             await self.screen_answer()  # held answers were screened before any chunk
             usage = await self.finish(event)
             if isinstance(event, StreamError):
@@ -358,9 +356,8 @@ class Answer:
             if include_usage:
                 yield self.completion.usage_chunk(usage)
             yield DONE
-        finally:
-            if not ended:  # the client went away: count what it was sent
-                await self.finish(None)
+        finally:  # the client went away (while the answer is judged, too): count what it read
+            await self.abandon()
 
     def extra(self) -> dict[str, Any]:
         return {"conversation_id": self.conversation_id} if self.conversation_id else {}

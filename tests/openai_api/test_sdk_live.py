@@ -2,6 +2,7 @@
 upstream: what a script holding a personal key sees, streaming included."""
 
 import json
+import time
 
 import openai
 import pytest
@@ -124,3 +125,30 @@ def test_a_client_that_gives_up_on_a_whole_answer_is_counted_and_frees_its_place
         model=MODEL, messages=[{"role": "user", "content": "Still there?"}]
     )
     assert answer.choices[0].message.content
+
+
+def test_a_stream_closed_while_its_answer_is_judged_is_counted(live, key):
+    """Under answer screening the stream's end waits for Llama Guard (3 s here): a client
+    leaving meanwhile still has the answer counted."""
+    team_policy = (
+        "from chatapp.teams.models import TeamPolicy, Team\n"
+        "team = Team.objects.get(personal_owner__username='scripter')\n"
+        "TeamPolicy.objects.update_or_create(team=team, defaults={{'safety_output': {!r}}})"
+    )
+    live.run_python(team_policy.format("flag"))
+    try:
+        before = sum(row["requests"] for row in usage_rows(live))
+        stream = client(live, key).chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": "[sim:guard_delay=3] [sim:long tokens=5] Hi"}],
+            stream=True,
+        )
+        next(iter(stream))
+        time.sleep(1)  # the text is all out by now; Llama Guard has not answered
+        stream.close()
+        wait_for(
+            lambda: sum(row["requests"] for row in usage_rows(live)) == before + 1,
+            "the closed stream's usage",
+        )
+    finally:
+        live.run_python(team_policy.format("off"))
