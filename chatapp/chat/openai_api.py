@@ -31,7 +31,7 @@ from chatapp.chat import generation, planning
 # connections when the request ends. (channels' database_sync_to_async closes them around each
 # call, which suits a long-lived consumer, not a view inside a request's transaction.)
 from chatapp.chat.actions import replies
-from chatapp.chat.actions.replies import KEY_REFUSED_FOR_MEMBERS, ReplyResult
+from chatapp.chat.actions.replies import ReplyResult
 from chatapp.chat.completions import (
     DONE,
     Completion,
@@ -67,6 +67,12 @@ TEAM_HEADER = "X-Team-Id"
 TEAM_ID = re.compile(r"[0-9]{1,19}")  # ASCII digits: "²".isdigit(), and int() refuses it
 SAVE_HEADER = "X-Save-Conversation"
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+# The chat page's admins hear of a refused key through the failed answer it keeps; an API
+# request keeps none, so the caller is the one to tell them.
+KEY_REFUSED = (
+    "The team's Llama API key was refused: ask your team's owners or admins to check it on"
+    " the team's provider page."
+)
 
 
 @dataclass(frozen=True)
@@ -466,6 +472,6 @@ def upstream_error(error: StreamError) -> OpenAIError:
         )
     if error.code == "context_too_long":  # the caller's messages: sending them again cannot help
         return OpenAIError(400, error.message, code=error.code, param="messages")
-    message = KEY_REFUSED_FOR_MEMBERS if error.code == "auth_failed" else error.message
+    message = KEY_REFUSED if error.code == "auth_failed" else error.message
     status = 504 if error.code == "timeout" else 502
     return OpenAIError(status, message, kind="api_error", code=error.code)

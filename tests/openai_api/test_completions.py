@@ -342,3 +342,19 @@ async def test_messages_too_long_for_the_model_are_a_400_the_sdk_does_not_retry(
     assert refused.value.body["type"] == "invalid_request_error"
     assert refused.value.body["param"] == "messages"
     assert len(sim.requests) == 1
+
+
+async def test_a_refused_provider_key_sends_the_caller_to_the_teams_admins(
+    sim, member, team, make_key
+):
+    """Nothing tells the admins of an API request's failure (no answer is kept to warn them
+    by), so the caller is not told that they were."""
+    key = await database_sync_to_async(make_key)(member, team)
+    with pytest.raises(openai.APIStatusError) as failed:
+        await sdk(key).chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "[sim:fault=401] hi"}]
+        )
+    assert failed.value.status_code == 502
+    assert failed.value.body["code"] == "auth_failed"
+    assert "have been told" not in failed.value.body["message"]
+    assert "ask your team's owners or admins" in failed.value.body["message"]
