@@ -54,6 +54,7 @@ from chatapp.llm import (
     StreamError,
     StreamEvent,
     TextDelta,
+    ToolCalls,
     Usage,
     count_message_tokens,
 )
@@ -317,7 +318,9 @@ class Answer:
 
     async def _read(self) -> StreamEvent:
         async for event in self.events:
-            if isinstance(event, Retrying):
+            # Calls the model makes though no tools were offered are dropped, as on the chat
+            # page: nothing may run unoffered.
+            if isinstance(event, Retrying | ToolCalls):
                 continue
             if isinstance(event, TextDelta):
                 self.parts.append(event.text)
@@ -335,7 +338,7 @@ class Answer:
         if isinstance(event, StreamError):
             raise upstream_error(event)
         assert isinstance(event, Finish)
-        text, reason = "".join(self.parts), event.finish_reason
+        text, reason = "".join(self.parts), finish_reason(event)
         if self.blocked:
             text, reason = "", "content_filter"
         body = self.completion.whole(text, reason, usage, self.extra())
@@ -357,7 +360,7 @@ class Answer:
                 yield sse_event(upstream_error(event).body())
                 return
             assert isinstance(event, Finish)
-            reason = "content_filter" if self.blocked else event.finish_reason or "stop"
+            reason = "content_filter" if self.blocked else finish_reason(event)
             yield self.completion.chunk({}, reason, with_usage=include_usage, extra=self.extra())
             if include_usage:
                 yield self.completion.usage_chunk(usage)
@@ -458,6 +461,12 @@ class Answer:
         prompt = count_message_tokens(self.plan.messages)
         answer = count_message_tokens([{"role": "assistant", "content": text}]) if text else 0
         return Usage(prompt_tokens=prompt, completion_tokens=answer)
+
+
+def finish_reason(event: Finish) -> str:
+    """Why the answer ended, as the client is told: calls were dropped (no tools are offered
+    here), so an answer that ended on them just stopped."""
+    return "stop" if event.finish_reason in (None, "tool_calls") else event.finish_reason
 
 
 def _category_order(code: str) -> int:

@@ -358,3 +358,26 @@ async def test_a_refused_provider_key_sends_the_caller_to_the_teams_admins(
     assert failed.value.body["code"] == "auth_failed"
     assert "have been told" not in failed.value.body["message"]
     assert "ask your team's owners or admins" in failed.value.body["message"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_tool_calls_though_no_tools_were_offered_are_dropped(
+    sim, member, team, make_key, stream
+):
+    """A model (or server) that calls a tool anyway: nothing runs, as on the chat page, and
+    the client gets the answer's end, not a 500 or a broken stream."""
+    key = await database_sync_to_async(make_key)(member, team)
+    messages = [{"role": "user", "content": "[sim:call=get_weather anyway] Weather in Nice?"}]
+    client = sdk(key)
+    if stream:
+        response = await client.chat.completions.create(model=MODEL, messages=messages, stream=True)
+        chunks = [chunk async for chunk in response]
+        assert not any(chunk.choices[0].delta.tool_calls for chunk in chunks)
+        reason = chunks[-1].choices[0].finish_reason
+    else:
+        answer = await client.chat.completions.create(model=MODEL, messages=messages)
+        assert answer.choices[0].message.tool_calls is None
+        reason = answer.choices[0].finish_reason
+    assert reason == "stop"  # "tool_calls" promises calls the client never gets
+    assert "tools" not in sim.requests[-1]
+    assert (await db(lambda: TeamUsage.objects.get())).requests == 1
