@@ -96,3 +96,23 @@ async def test_a_retry_notice_refreshes_the_heartbeat(connect, member, sim, monk
         "stopped",
         "error",
     )
+
+
+async def test_retrying_an_earlier_failed_answer_keeps_the_turns_after_it(connect, member, sim):
+    socket = await connect(member)
+    failed = await socket.send_message("First [sim:fault=400 times=1]")
+    await socket.until_type("message.error", failed["message_id"])
+    conversation_id = failed["conversation_id"]
+    later = await socket.send_message("Later question", conversation_id=conversation_id)
+    await socket.until_type("message.done", later["message_id"])
+
+    await socket.send({"type": "chat.regenerate", "message_id": failed["message_id"]})
+    created = (await socket.until_type("message.created"))[-1]
+    assert created["replaces"] == failed["message_id"]
+    # The failed answer stays as a version: the question and answer below it are kept.
+    assert created["message"]["sibling_ids"] == [failed["message_id"], created["message"]["id"]]
+    await socket.until_type("message.done", created["message"]["id"])
+    kept = Message.objects.filter(conversation_id=conversation_id).values_list("id", flat=True)
+    assert {failed["message_id"], later["user_message_id"], later["message_id"]} <= {
+        message_id async for message_id in kept
+    }
