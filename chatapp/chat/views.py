@@ -210,6 +210,12 @@ class ShareForm(forms.Form):
 @require_http_methods(["GET", "POST"])
 def share_create(request: AuthenticatedHttpRequest, conversation_id: int) -> HttpResponse:
     conversation = get_conversation_for_user(request.user, conversation_id, ["team"])
+    try:
+        sharing.check_shareable(request.user, conversation)
+    except ChatError as error:  # nothing to choose: the team's members are not listed
+        status = 403 if error.code == "forbidden" else 400
+        context = {"conversation": conversation, "refusal": error.message}
+        return render(request, "chat/share_create.html", context, status=status)
     teammates = (
         get_user_model()
         .objects.filter(memberships__team=conversation.team)

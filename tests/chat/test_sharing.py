@@ -99,6 +99,25 @@ def test_a_member_who_leaves_the_team_loses_the_share(member, teammate, conversa
     assert client_for(Client(), teammate).get(url).status_code == 404
 
 
+def test_after_leaving_the_team_its_conversations_are_not_shared_nor_its_members_shown(
+    member, teammate, conversation
+):
+    Membership.objects.filter(user=member).delete()
+    client = client_for(Client(), member)
+    response = share(client, conversation)
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "forbidden"
+    page = client.get(f"/c/{conversation.pk}/share/")
+    assert page.status_code == 403
+    assert b"no longer in this conversation" in page.content
+    assert b"tina" not in page.content  # the team's members are not the former member's to see
+    posted = client.post(
+        f"/c/{conversation.pk}/share/", {"audience": "members", "members": [teammate.pk]}
+    )
+    assert posted.status_code == 403 and b"tina" not in posted.content
+    assert not Share.objects.exists()
+
+
 def test_bad_shares_are_refused_and_change_nothing(member, other_team_user, conversation, owner):
     client = client_for(Client(), member)
     cases = [
@@ -232,9 +251,13 @@ def test_the_share_pages_for_the_owner(member, teammate, conversation):
 
 def test_a_temporary_chat_cannot_be_shared(member, conversation):
     Conversation.objects.filter(pk=conversation.pk).update(temporary=True)
-    response = share(client_for(Client(), member), conversation)
+    client = client_for(Client(), member)
+    response = share(client, conversation)
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "temporary_chat"
+    page = client.get(f"/c/{conversation.pk}/share/")
+    assert page.status_code == 400 and b"cannot be shared" in page.content
+    assert client.post(f"/c/{conversation.pk}/share/", {"audience": "team"}).status_code == 400
     assert not Share.objects.exists()
 
 

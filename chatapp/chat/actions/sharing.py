@@ -46,15 +46,20 @@ def snapshot(conversation: Conversation) -> list[dict[str, Any]]:
     ]
 
 
+def check_shareable(actor: Any, conversation: Conversation) -> None:
+    """Refuse a temporary chat, and a conversation of a team its owner has left."""
+    if conversation.temporary:
+        raise ChatError("temporary_chat", "A temporary chat is not kept, so it cannot be shared.")
+    if not Membership.objects.filter(team=conversation.team_id, user=actor).exists():
+        raise ChatError("forbidden", "You are no longer in this conversation's team.")
+
+
 def share_conversation(
     actor: Any, conversation: Conversation, audience: str, member_ids: Iterable[int] = ()
 ) -> Share:
     """Share the owner's conversation with its team or with chosen members of that team."""
     team = conversation.team
-    if conversation.temporary:
-        raise ChatError("temporary_chat", "A temporary chat is not kept, so it cannot be shared.")
-    if not Membership.objects.filter(team=team, user=actor).exists():
-        raise ChatError("forbidden", "You are no longer in this conversation's team.")
+    check_shareable(actor, conversation)
     members: list[int] = []
     if audience == ShareAudience.MEMBERS:
         members = sorted(set(member_ids) - {actor.pk})
