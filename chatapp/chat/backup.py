@@ -63,6 +63,8 @@ def export_conversations(*, user=None, team=None) -> dict:
     teams = {c.team_id: c.team for c in chosen}
     if team is not None:
         teams[team.pk] = team
+    missing: list[str] = []
+    entries = [_conversation_entry(c, missing) for c in chosen]
     return {
         "format": FORMAT,
         "version": VERSION,
@@ -70,7 +72,9 @@ def export_conversations(*, user=None, team=None) -> dict:
         "scope": scope,
         "users": [_user_entry(u) for u in _users_of(chosen, teams.values())],
         "teams": [_team_entry(t) for t in sorted(teams.values(), key=lambda t: t.pk)],
-        "conversations": [_conversation_entry(c) for c in chosen],
+        "conversations": entries,
+        # Files lost from the storage: left out, so the rest of the backup is still made.
+        "missing_files": missing,
     }
 
 
@@ -95,7 +99,7 @@ def _team_entry(team: Team) -> dict:
     }
 
 
-def _conversation_entry(conversation: Conversation) -> dict:
+def _conversation_entry(conversation: Conversation, missing: list[str]) -> dict:
     entry = _values(conversation, data_fields(Conversation, CONVERSATION_LINKS))
     prompt = conversation.system_prompt
     messages = list(conversation.messages.all())
@@ -106,15 +110,20 @@ def _conversation_entry(conversation: Conversation) -> dict:
         system_prompt=prompt.name if prompt else None,
         json_schema=conversation.json_schema.name if conversation.json_schema else None,
         active_leaf=position.get(conversation.active_leaf_id),
-        messages=[_message_entry(m, position) for m in messages],
+        messages=[_message_entry(m, position, missing) for m in messages],
     )
     return entry
 
 
-def _message_entry(message: Message, position: dict[int | None, int]) -> dict:
+def _message_entry(message: Message, position: dict[int | None, int], missing: list[str]) -> dict:
     entry = _values(message, data_fields(Message, MESSAGE_LINKS))
     entry["parent"] = position.get(message.parent_id)
-    entry["attachments"] = [_attachment_entry(u) for u in message.attachments.all()]
+    entry["attachments"] = []
+    for upload in message.attachments.all():
+        try:
+            entry["attachments"].append(_attachment_entry(upload))
+        except OSError:
+            missing.append(f"{upload.name} (conversation {message.conversation_id})")
     return entry
 
 

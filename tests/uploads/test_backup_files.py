@@ -91,3 +91,18 @@ def test_broken_base64_is_refused(tmp_path, sent):
     with pytest.raises(CommandError, match="not valid base64"):
         restore(tmp_path, data)
     assert not Conversation.objects.exists()
+
+
+def test_a_file_missing_from_storage_is_left_out_and_named(tmp_path, sent, uploads_dir):
+    lost = Upload.objects.get(name="photo.png")
+    lost.file.storage.delete(lost.file.name)
+    out, err = io.StringIO(), io.StringIO()
+    call_command("export_conversations", "--user", "max", stdout=out, stderr=err)
+    data = json.loads(out.getvalue())
+    attached = data["conversations"][0]["messages"][0]["attachments"]
+    assert [a["name"] for a in attached] == ["report.pdf"]
+    assert data["missing_files"] == [f"photo.png (conversation {sent.pk})"]
+    assert "1 file(s) were not found in storage" in err.getvalue()
+    assert "photo.png" in err.getvalue()
+    sent.delete()
+    assert "(2 messages, 1 files)" in restore(tmp_path, data)

@@ -31,6 +31,11 @@ class Command(BaseCommand):
         self.stderr.write(
             f"Exported {len(data['conversations'])} conversations ({messages} messages)."
         )
+        if data["missing_files"]:
+            self.stderr.write(
+                f"{len(data['missing_files'])} file(s) were not found in storage and are left"
+                f" out: {', '.join(data['missing_files'])}."
+            )
 
     def _user(self, username):
         if username is None:
