@@ -175,21 +175,30 @@ def plan_regenerate(
     )
 
 
-def check_concurrency(user: Any) -> tuple[int, ...]:
-    """The user's streaming answers; refused when they are already the most that may stream."""
+def check_concurrency(user: Any, conversation_id: int | None = None) -> tuple[int, ...]:
+    """The user's streaming answers; refused when they are already the most that may stream,
+    or when one streams in `conversation_id` (a send planned at the same moment elsewhere)."""
     # Plain SQL: it runs as every answer is admitted, and building the ORM's join cost
     # several times running it (bench/README.md).
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT m.id FROM {Message._meta.db_table} m"
+            f"SELECT m.id, m.conversation_id FROM {Message._meta.db_table} m"
             f" INNER JOIN {Conversation._meta.db_table} c ON c.id = m.conversation_id"
             " WHERE c.owner_id = %s AND m.role = %s AND m.status = %s",
             [user.pk, MessageRole.ASSISTANT.value, MessageStatus.STREAMING.value],
         )
-        streaming = tuple(row[0] for row in cursor.fetchall())
-    if len(streaming) >= settings.CHAT_MAX_CONCURRENT_GENERATIONS:
-        raise concurrency_refusal(len(streaming))
-    return streaming
+        rows = cursor.fetchall()
+    if conversation_id is not None and any(row[1] == conversation_id for row in rows):
+        raise conversation_busy()
+    if len(rows) >= settings.CHAT_MAX_CONCURRENT_GENERATIONS:
+        raise concurrency_refusal(len(rows))
+    return tuple(row[0] for row in rows)
+
+
+def conversation_busy() -> ChatError:
+    return ChatError(
+        "conversation_busy", "An answer is still streaming here: wait for it or stop it."
+    )
 
 
 def concurrency_refusal(streaming: int) -> ChatError:
@@ -341,9 +350,7 @@ def _conversation_for_reply(user: Any, conversation_id: int) -> Conversation:
         )
     conversation.team = team
     if conversation.messages.filter(status=MessageStatus.STREAMING).exists():
-        raise ChatError(
-            "conversation_busy", "An answer is still streaming here: wait for it or stop it."
-        )
+        raise conversation_busy()
     return conversation
 
 

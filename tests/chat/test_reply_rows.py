@@ -1,10 +1,12 @@
 """An answer's own rows: what starting and ending one writes, and what it need not read again."""
 
+import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from chatapp.chat.actions import conversations, replies
+from chatapp.chat.errors import ChatError
 from chatapp.chat.models import Conversation, Message, MessageStatus
 from chatapp.chat.requests import SendRequest
 from chatapp.llm import Usage
@@ -127,3 +129,20 @@ def test_a_title_and_its_tokens_are_one_transaction(member, team):
     assert not [s for s in statements if s.startswith("SELECT")]
     assert Conversation.objects.get(pk=exchange.conversation_id).title == "Filing Taxes"
     assert TeamUsage.objects.get(team=team, user=member).completion_tokens == 4
+
+
+def test_sends_planned_at_once_in_one_conversation_stream_one_answer(member, team):
+    """Two server processes may plan sends to one conversation at the same moment: the one
+    that writes second finds the first answer streaming and is refused, writing nothing."""
+    _, first = started(member)
+    Message.objects.filter(pk=first.assistant_id).update(status=MessageStatus.COMPLETE)
+    request = SendRequest(content="Again", conversation_id=first.conversation_id)
+    one = replies.admit_send(member, None, request, "r2")
+    two = replies.admit_send(member, None, request, "r3")
+    replies.start_reply(one)
+    with pytest.raises(ChatError) as refused:
+        replies.start_reply(two)
+    assert refused.value.code == "conversation_busy"
+    messages = Message.objects.filter(conversation_id=first.conversation_id)
+    assert messages.count() == 4
+    assert messages.filter(status=MessageStatus.STREAMING).count() == 1

@@ -123,14 +123,17 @@ def start_reply(plan: ReplyPlan, admitted: Callable[[ReplyPlan], None] | None = 
     """Admit the answer, then save the question (unless regenerating) and the answer to stream,
     on the plan's branch, and make that branch the one shown.
 
-    Admission checks the user's answers streaming and counts the request against the team's
-    rate limit; `admitted` gets the plan with those answers (`streaming_ids`) before any row is
-    written, and may still refuse it. A refusal writes nothing and counts nothing.
+    Admission checks the user's answers streaming (none may stream in this conversation
+    already: a send planned at the same moment in another process) and counts the request
+    against the team's rate limit; `admitted` gets the plan with those answers
+    (`streaming_ids`) before any row is written, and may still refuse it. A refusal writes
+    nothing and counts nothing.
     """
     with transaction.atomic():
         # Sends racing on other sockets or processes queue here, so the cap holds for them too.
         lock_rows(get_user_model().objects.filter(pk=plan.user.pk))
-        plan = replace(plan, streaming_ids=planning.check_concurrency(plan.user))
+        streaming = planning.check_concurrency(plan.user, plan.conversation.pk)
+        plan = replace(plan, streaming_ids=streaming)
         admit(plan)
         if admitted is not None:
             admitted(plan)
