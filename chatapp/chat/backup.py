@@ -9,12 +9,16 @@ keys never are. Imported files are checked again as if uploaded.
 import base64
 import binascii
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, models, transaction
 from django.utils import timezone
+from pydantic import TypeAdapter
+from pydantic import ValidationError as ShapeError
 
+from chatapp.chat.api import FormatOut, RedactionOut, SafetyOut, ToolCallOut
 from chatapp.chat.models import Conversation, Message
 from chatapp.teams.actions import ensure_personal_team
 from chatapp.teams.models import JsonSchema, Membership, Role, SystemPrompt, Team
@@ -30,6 +34,14 @@ VERSION = 1
 CONVERSATION_LINKS = ("id", "team", "owner", "system_prompt", "json_schema", "active_leaf")
 MESSAGE_LINKS = ("id", "conversation", "parent")
 USER_FIELDS = ("username", "email", "first_name", "last_name")
+# A message's JSON in the shapes the conversation API answers with: a file holding anything
+# else is refused, rather than imported to fail every later read of the conversation.
+MESSAGE_JSON: dict[str, TypeAdapter[Any]] = {
+    "tool_calls": TypeAdapter(list[ToolCallOut]),
+    "redactions": TypeAdapter(list[RedactionOut]),
+    "safety": TypeAdapter(SafetyOut | None),
+    "format": TypeAdapter(FormatOut | None),
+}
 
 
 class BackupError(Exception):
@@ -236,6 +248,8 @@ def _map_teams(entries, users, create_missing, into_team, result) -> dict:
     teams = {}
     for entry in entries:
         name = _required(entry, "name", "teams")
+        if not isinstance(entry.get("key"), int | str | None):
+            raise BackupError(f"Team {name!r}: key must be a number.")
         owner = entry.get("personal_owner")
         if owner:
             teams[entry.get("key")] = _personal_team(_user(owner, users, f"team {name!r}"))
@@ -275,7 +289,7 @@ def _import_conversation(index, entry, users, teams, result) -> None:
     if not isinstance(entry, dict):
         raise BackupError(f"{where} is not an object.")
     owner = _user(entry.get("owner"), users, where)
-    if entry.get("team") not in teams:
+    if not isinstance(entry.get("team"), int | str) or entry["team"] not in teams:
         raise BackupError(f"{where}: its team is not in the export's team list.")
     team = teams[entry["team"]]
     values = _clean(Conversation, CONVERSATION_LINKS, entry, where)
@@ -355,10 +369,24 @@ def _clean(model, links, entry, where) -> dict:
             if f.has_default() or f.null:
                 continue
             raise BackupError(f"{where}: {f.name} is missing.")
+        value = entry[f.name]
+        if isinstance(value, str) and "\x00" in value:
+            raise BackupError(f"{where}: {f.name} holds a NUL character.")
         try:
-            values[f.name] = f.clean(entry[f.name], None)
+            values[f.name] = f.clean(value, None)
         except ValidationError as exc:
             raise BackupError(f"{where}: {f.name}: {' '.join(exc.messages)}") from None
+        except (TypeError, ValueError):  # a number where a date goes, and the like
+            raise BackupError(f"{where}: {f.name}: {value!r} is not a valid value.") from None
+        if model is Message and f.name in MESSAGE_JSON:
+            try:
+                MESSAGE_JSON[f.name].validate_python(values[f.name])
+            except ShapeError as exc:
+                problem = exc.errors()[0]
+                place = ".".join(str(part) for part in problem["loc"])
+                raise BackupError(
+                    f"{where}: {f.name}{'.' + place if place else ''}: {problem['msg']}."
+                ) from None
     return values
 
 
@@ -390,7 +418,7 @@ def _required(entry, key: str, where: str) -> str:
 
 
 def _user(username, users: dict, where: str):
-    if username not in users:
+    if not isinstance(username, str) or username not in users:
         raise BackupError(f"{where} names the user {username!r}, who is not in the export.")
     return users[username]
 

@@ -280,6 +280,17 @@ def test_missing_users_are_refused_and_nothing_changes(tmp_path, history, owner)
         (lambda d: d["conversations"][-1]["messages"][1].update(parent=1), "an earlier message"),
         (lambda d: d["conversations"][-1]["messages"][1].update(parent="0"), "an earlier message"),
         (lambda d: d["conversations"][-1].update(active_leaf=99), "active_leaf must be one"),
+        (lambda d: d["conversations"][-1].update(team=[1]), "team is not in the export"),
+        (lambda d: d["teams"][0].update(key={}), "key must be a number"),
+        (lambda d: d["conversations"][-1].update(owner=["olivia"]), "names the user"),
+        (lambda d: d["conversations"][-1].update(created_at=5), "created_at: 5 is not a valid"),
+        (lambda d: d["conversations"][-1].update(title="a\x00b"), "title holds a NUL"),
+        (lambda d: d["conversations"][-1]["messages"][2].update(tool_calls="x"), "tool_calls"),
+        (
+            lambda d: d["conversations"][-1]["messages"][2]["tool_calls"][0].pop("name"),
+            "tool_calls.0.name",
+        ),
+        (lambda d: d["conversations"][-1]["messages"][2].update(safety=[]), "safety"),
     ],
 )
 def test_a_damaged_file_is_refused_whole(tmp_path, history, damage, message):
