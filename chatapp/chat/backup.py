@@ -234,6 +234,8 @@ def _map_users(entries: list, create_missing: bool, result: ImportResult) -> dic
         raise BackupError("Create the site admin first (manage.py createsuperuser).")
     for entry in missing:
         extra = {k: entry.get(k) or "" for k in USER_FIELDS if k != "username"}
+        if unstorable := _unstorable(list(extra.values())):
+            raise BackupError(f"User {entry['username']!r}: a name or email holds {unstorable}.")
         user = user_model.objects.create_user(username=entry["username"], password=None, **extra)
         users[user.get_username()] = user
         result.created_users.append(user.get_username())
@@ -370,8 +372,8 @@ def _clean(model, links, entry, where) -> dict:
                 continue
             raise BackupError(f"{where}: {f.name} is missing.")
         value = entry[f.name]
-        if isinstance(value, str) and "\x00" in value:
-            raise BackupError(f"{where}: {f.name} holds a NUL character.")
+        if unstorable := _unstorable(value):
+            raise BackupError(f"{where}: {f.name} holds {unstorable}.")
         try:
             values[f.name] = f.clean(value, None)
         except ValidationError as exc:
@@ -414,7 +416,26 @@ def _required(entry, key: str, where: str) -> str:
     value = entry.get(key) if isinstance(entry, dict) else None
     if not isinstance(value, str) or not value:
         raise BackupError(f"An entry in {where!r} has no {key}.")
+    if unstorable := _unstorable(value):
+        raise BackupError(f"The {key} {value!r} in {where!r} holds {unstorable}.")
     return value
+
+
+def _unstorable(value) -> str | None:
+    """What in the value no database stores as text (NUL, a lone surrogate), if anything."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return "a NUL character"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return "a lone surrogate"
+        return None
+    if isinstance(value, dict):
+        value = [*value, *value.values()]
+    if isinstance(value, list):
+        return next((found for item in value if (found := _unstorable(item))), None)
+    return None
 
 
 def _user(username, users: dict, where: str):

@@ -291,6 +291,14 @@ def test_missing_users_are_refused_and_nothing_changes(tmp_path, history, owner)
             "tool_calls.0.name",
         ),
         (lambda d: d["conversations"][-1]["messages"][2].update(safety=[]), "safety"),
+        (lambda d: d["conversations"][-1].update(title="a\ud800"), "title holds a lone surr"),
+        (
+            lambda d: d["conversations"][-1]["messages"][2]["tool_calls"][0].update(
+                content="\ud800"
+            ),
+            "tool_calls holds a lone surrogate",
+        ),
+        (lambda d: d["users"][0].update(username="a\x00"), "in 'users' holds a NUL"),
     ],
 )
 def test_a_damaged_file_is_refused_whole(tmp_path, history, damage, message):
