@@ -33,7 +33,6 @@ def active_grant(admin, conversation: Conversation) -> AdminAccessGrant | None:
 
 
 def grants_on_conversations_of(user):
-    """Every grant on the user's own conversations, newest first, for their own pages."""
-    return AdminAccessGrant.objects.filter(conversation__owner=user).select_related(
-        "admin", "conversation"
-    )
+    """Every grant on the user's own conversations (deleted ones too), newest first, for their
+    own pages."""
+    return AdminAccessGrant.objects.filter(owner=user).select_related("admin", "conversation")

@@ -257,11 +257,17 @@ class AdminAccessGrant(models.Model):
     """A site admin's time-limited read access to one conversation, with the reason given.
 
     Conversations are private to their owner; this is the only way anyone else reads one, and
-    its owner sees every grant on their settings page."""
+    its owner sees every grant on their settings page, also once the conversation is gone."""
 
+    # Null once the conversation is deleted (a temporary chat ends, retention): the grant stays.
     conversation = models.ForeignKey(
-        Conversation, on_delete=models.CASCADE, related_name="admin_access_grants"
+        Conversation,
+        null=True,
+        on_delete=models.SET_NULL,
+        related_name="admin_access_grants",
     )
+    # The conversation's owner, who is shown the grant.
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     admin = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     reason = models.TextField(max_length=1000)
     created_at = models.DateTimeField(default=timezone.now)

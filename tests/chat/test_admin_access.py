@@ -151,6 +151,18 @@ def test_the_owner_sees_who_read_when_and_why(member_client, admin_client, conve
     assert "/settings/admin-access/" in member_client.get("/settings/").content.decode()
 
 
+def test_the_owner_still_sees_the_grant_once_the_conversation_is_gone(
+    member_client, admin_client, conversation
+):
+    """A temporary chat ends, retention purges, the owner deletes: the record of the read stays."""
+    admin_client.post(request_url(conversation), {"reason": REASON, "minutes": "15"})
+    assert member_client.delete(f"/api/conversations/{conversation.pk}/").status_code == 204
+    log = member_client.get("/settings/admin-access/").content.decode()
+    assert REASON in log and "siteadmin" in log and "deleted" in log
+    assert SECRET not in log
+    assert AdminAccessGrant.objects.get().conversation_id is None
+
+
 def test_nobody_sees_grants_on_conversations_they_do_not_own(
     owner_client, admin_client, conversation
 ):

@@ -23,6 +23,7 @@ def grant_read_access(
     with transaction.atomic():
         grant = AdminAccessGrant.objects.create(
             conversation=conversation,
+            owner=conversation.owner,
             admin=admin,
             reason=reason,
             created_at=now,
