@@ -31,9 +31,14 @@ class ConversationAdmin(admin.ModelAdmin):
 
 @admin.register(AdminAccessGrant)
 class AdminAccessGrantAdmin(admin.ModelAdmin):
-    list_display = ["created_at", "admin", "conversation_id", "expires_at", "reason"]
-    list_select_related = ["admin"]
-    fields = readonly_fields = ("conversation_id", "admin", "reason", "created_at", "expires_at")
+    list_display = ["created_at", "admin_name", "conversation_id", "expires_at", "reason"]
+    fields = readonly_fields = (
+        "conversation_id",
+        "admin_name",
+        "reason",
+        "created_at",
+        "expires_at",
+    )
 
     def has_add_permission(self, request) -> bool:
         return False

@@ -268,7 +268,11 @@ class AdminAccessGrant(models.Model):
     )
     # The conversation's owner, who is shown the grant.
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
-    admin = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    # Null once the admin's account is deleted; the name they had stays with the grant.
+    admin = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    admin_name = models.CharField(max_length=150)
     reason = models.TextField(max_length=1000)
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField()

@@ -163,6 +163,17 @@ def test_the_owner_still_sees_the_grant_once_the_conversation_is_gone(
     assert AdminAccessGrant.objects.get().conversation_id is None
 
 
+def test_the_owner_still_sees_the_grant_once_the_admin_s_account_is_deleted(
+    member_client, admin_client, conversation, site_admin
+):
+    admin_client.post(request_url(conversation), {"reason": REASON, "minutes": "15"})
+    site_admin.delete()
+    log = member_client.get("/settings/admin-access/").content.decode()
+    assert REASON in log and "siteadmin" in log
+    page = member_client.get(f"/c/{conversation.pk}/").content.decode()
+    assert REASON in page and "siteadmin" in page
+
+
 def test_nobody_sees_grants_on_conversations_they_do_not_own(
     owner_client, admin_client, conversation
 ):

@@ -25,6 +25,7 @@ def grant_read_access(
             conversation=conversation,
             owner=conversation.owner,
             admin=admin,
+            admin_name=admin.get_username(),
             reason=reason,
             created_at=now,
             expires_at=now + timedelta(minutes=minutes),
