@@ -12,6 +12,7 @@ import requests
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model
+from django.contrib.auth.backends import ModelBackend
 from django.core.exceptions import SuspiciousOperation
 from django.db import transaction
 from django.utils import timezone
@@ -73,6 +74,10 @@ class OIDCBackend(OIDCAuthenticationBackend):
             # A refused code (used twice, expired) or an unreachable provider.
             log.warning("OpenID Connect sign-in failed: %s", type(exc).__name__)
             return None
+
+    def get_user(self, user_id):
+        # Django's check, which the library's get_user skips: a deactivated account is signed out.
+        return ModelBackend.get_user(self, user_id)
 
     def verify_token(self, token, **kwargs):
         payload = super().verify_token(token, **kwargs)

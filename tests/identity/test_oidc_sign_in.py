@@ -125,6 +125,15 @@ def test_a_local_username_is_never_taken_over(client, sso, person, make_user):
     assert user != local and user.username == f"{name}2"
 
 
+def test_deactivating_an_account_ends_its_provider_sign_in_sessions(client, sso, person):
+    sign_in(client, sso, person())
+    user = signed_in_user(client)
+    user.is_active = False
+    user.save()
+    assert client.get("/settings/").status_code == 302
+    assert client.get("/api/me/").status_code == 401
+
+
 # ---- refused callbacks --------------------------------------------------------------------
 
 

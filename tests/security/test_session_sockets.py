@@ -21,9 +21,9 @@ chat_settings, clean_layer = chat.chat_settings, chat.clean_layer
 class Session:
     """A logged-in browser: its own session cookie, and the sockets it opened with it."""
 
-    def __init__(self, user):
+    def __init__(self, user, backend: str | None = None):
         self.client = Client()
-        self.client.force_login(user)
+        self.client.force_login(user, backend=backend)
         self.cookie = self.client.cookies[django_settings.SESSION_COOKIE_NAME].value
         self.sockets: list[WebsocketCommunicator] = []
 
@@ -48,8 +48,8 @@ class Session:
 async def sessions():
     opened: list[Session] = []
 
-    async def log_in(user) -> Session:
-        session = await database_sync_to_async(Session)(user)
+    async def log_in(user, backend: str | None = None) -> Session:
+        session = await database_sync_to_async(Session)(user, backend)
         opened.append(session)
         return session
 
@@ -103,6 +103,19 @@ async def test_deactivation_closes_all_of_the_users_sockets(sessions, member, ou
         assert await is_closed_as_logged_out(socket)
     assert await is_closed_as_logged_out(await laptop.open_socket())
     assert await still_works(someone_else)
+
+
+async def test_deactivation_ends_a_single_sign_on_session_too(sessions, member, settings):
+    backend = "chatapp.identity.backends.OIDCBackend"
+    settings.AUTHENTICATION_BACKENDS = [*settings.AUTHENTICATION_BACKENDS, backend]
+    browser = await sessions(member, backend)
+    socket = await browser.open_socket()
+
+    member.is_active = False
+    await member.asave(update_fields=["is_active"])
+
+    assert await is_closed_as_logged_out(socket)
+    assert await is_closed_as_logged_out(await browser.open_socket())
 
 
 async def test_deletion_closes_all_of_the_users_sockets(sessions, member):
