@@ -334,6 +334,7 @@ AXES_RESET_ON_SUCCESS = True
 AXES_DISABLE_ACCESS_LOG = True  # failures are what matter; successes would only pile up
 AXES_LOCKOUT_CALLABLE = "chatapp.accounts.views.login_locked_out"
 AXES_VERBOSE = False  # no start-up banner; failures and lockouts are still logged
+AXES_WHITELIST_CALLABLE = "chatapp.identity.backends.is_provider_callback"
 
 # Sign-in with an OpenID Connect provider (mozilla-django-oidc; see docs/identity.md).
 # Local passwords off: no signup and no password login; createsuperuser still works, and the

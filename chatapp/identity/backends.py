@@ -43,6 +43,12 @@ def claimed_groups(claims: dict) -> list[str]:
     return [g for g in groups if isinstance(g, str)]
 
 
+def is_provider_callback(request, credentials: dict | None) -> bool:
+    """django-axes' whitelist: a callback's failure is no password guess, so it is neither
+    counted nor locked (else a few refused codes would lock everyone behind that address out)."""
+    return "nonce" in (credentials or {})
+
+
 class OIDCBackend(OIDCAuthenticationBackend):
     def __init__(self, *args, **kwargs):
         # The library reads the endpoints here; they come from discovery, when a sign-in needs

@@ -176,6 +176,20 @@ def test_a_used_code_is_refused_by_the_provider_even_with_a_fresh_state(client, 
     assert signed_in_user(other) is None
 
 
+def test_refused_codes_do_not_lock_anyone_out_of_the_provider_sign_in(
+    client, sso, person, settings
+):
+    # A callback carries no password to guess: login throttling must not count or block it.
+    for _ in range(settings.AXES_FAILURE_LIMIT + 1):
+        stranger = Client()
+        state = parse_qs(urlsplit(start(stranger)).query)["state"][0]
+        refused = stranger.get("/oidc/callback/", {"code": "made-up", "state": state})
+        assert refused["Location"] == "/accounts/login/" and FAILED in messages_of(refused)
+    response = sign_in(client, sso, person())
+    assert response.status_code == 302 and response["Location"] == "/"
+    assert signed_in_user(client) is not None
+
+
 def test_a_nonce_that_does_not_match_the_id_token_is_refused(client, sso, person):
     name = person()
     authorize_url = start(client)
