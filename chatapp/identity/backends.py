@@ -8,6 +8,7 @@ the groups claim applied to team memberships at every sign-in."""
 import logging
 import re
 
+import jwt
 import requests
 from django.conf import settings
 from django.contrib import messages
@@ -26,6 +27,9 @@ from chatapp.identity.oidc import ProviderUnavailable, provider_metadata
 from chatapp.teams.actions import apply_group_roles
 
 log = logging.getLogger(__name__)
+
+# How far the provider's clock may run ahead of ours (or an ID token be past its expiry).
+CLOCK_SKEW_SECONDS = 60
 
 
 def verified_email(claims: dict) -> str:
@@ -76,14 +80,27 @@ class OIDCBackend(OIDCAuthenticationBackend):
             return None  # a password login, or sign-in turned off
         try:
             return super().authenticate(request, **kwargs)
-        except (requests.RequestException, ProviderUnavailable) as exc:
-            # A refused code (used twice, expired) or an unreachable provider.
+        except (requests.RequestException, ProviderUnavailable, jwt.PyJWTError) as exc:
+            # A refused code (used twice, expired), an unreachable provider, an expired token.
             log.warning("OpenID Connect sign-in failed: %s", type(exc).__name__)
             return None
 
     def get_user(self, user_id):
         # Django's check, which the library's get_user skips: a deactivated account is signed out.
         return ModelBackend.get_user(self, user_id)
+
+    def get_payload_data(self, token, key):
+        # The library's check, with leeway: PyJWT refuses an `iat` a second in its future.
+        algorithm = jwt.get_unverified_header(token).get("alg")
+        if algorithm != self.OIDC_RP_SIGN_ALGO:
+            raise SuspiciousOperation(f"The ID token is signed with {algorithm!r}.")
+        return jwt.decode(
+            token,
+            key,
+            algorithms=[algorithm],
+            options={"verify_aud": False},  # checked in verify_token
+            leeway=CLOCK_SKEW_SECONDS,
+        )
 
     def verify_token(self, token, **kwargs):
         payload = super().verify_token(token, **kwargs)

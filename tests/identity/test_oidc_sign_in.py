@@ -2,8 +2,10 @@
 provider_process.py): the code flow with state, nonce and PKCE, account matching, group
 mapping, turning local passwords off, and signing out."""
 
+from datetime import datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
+import jwt
 import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -198,6 +200,42 @@ def test_a_nonce_that_does_not_match_the_id_token_is_refused(client, sso, person
     session["oidc_states"][state]["nonce"] = "x" * 32
     session.save()
     _, response = come_back(client, sso, name, authorize_url)
+    assert response["Location"] == "/accounts/login/" and FAILED in messages_of(response)
+    assert signed_in_user(client) is None
+
+
+@pytest.fixture
+def app_clock(monkeypatch):
+    """Moves the clock the app checks ID tokens against by some seconds from the provider's."""
+
+    def shift(seconds: float) -> None:
+        class Shifted(datetime):
+            @classmethod
+            def now(cls, tz=None):
+                return datetime.now(tz) + timedelta(seconds=seconds)
+
+        monkeypatch.setattr(jwt.api_jwt, "datetime", Shifted)
+
+    return shift
+
+
+def test_an_expired_id_token_is_refused_not_an_error(client, sso, person, app_clock):
+    app_clock(+2 * 24 * 3600)  # the provider makes ID tokens that last hours
+    response = sign_in(client, sso, person())
+    assert response["Location"] == "/accounts/login/" and FAILED in messages_of(response)
+    assert signed_in_user(client) is None
+
+
+def test_a_provider_clock_a_little_ahead_still_signs_in(client, sso, person, app_clock):
+    app_clock(-30)  # the ID token's iat is 30 seconds in the app's future
+    response = sign_in(client, sso, person())
+    assert response.status_code == 302 and response["Location"] == "/"
+    assert signed_in_user(client) is not None
+
+
+def test_a_provider_clock_far_ahead_is_refused_not_an_error(client, sso, person, app_clock):
+    app_clock(-3600)
+    response = sign_in(client, sso, person())
     assert response["Location"] == "/accounts/login/" and FAILED in messages_of(response)
     assert signed_in_user(client) is None
 
