@@ -1,3 +1,5 @@
+from urllib.parse import urlsplit
+
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.auth import login
@@ -40,6 +42,11 @@ class LoginView(auth_views.LoginView):
 
     def get_context_data(self, **kwargs):
         return {**super().get_context_data(**kwargs), **sign_in_options()}
+
+    def get_redirect_url(self):
+        # This page as next would send a signed-in person round in a loop: the default instead.
+        url = super().get_redirect_url()
+        return "" if urlsplit(url).path == self.request.path else url
 
     def post(self, request, *args, **kwargs):
         if not settings.LOCAL_PASSWORDS:

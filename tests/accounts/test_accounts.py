@@ -92,6 +92,14 @@ def test_login_with_good_credentials_redirects_to_next(client, make_user):
     assert response["Location"] == "/settings/"
 
 
+def test_a_signed_in_person_sent_to_the_login_page_goes_on_to_next(client, member):
+    client.force_login(member)
+    assert client.get("/accounts/login/?next=/settings/")["Location"] == "/settings/"
+    # The login page itself as next would loop: the default page instead, not a 500.
+    response = client.get("/accounts/login/?next=/accounts/login/")
+    assert response.status_code == 302 and response["Location"] == "/"
+
+
 def test_login_with_a_wrong_password_says_so(client, make_user):
     make_user("ada")
     response = client.post("/accounts/login/", {"username": "ada", "password": "wrong"})
