@@ -56,6 +56,12 @@ class SignInCallback(OIDCAuthenticationCallbackView):
 
     def get(self, request):
         _require_enabled()
+        if request.GET.get("error"):
+            # The provider's refusal, or a crafted link: that flow ends, but nobody is signed
+            # out (the library would; signing out takes a POST with the CSRF token).
+            if request.session.get("oidc_states", {}).pop(request.GET.get("state"), None):
+                request.session.modified = True
+            return self.login_failure()
         try:
             return super().get(request)
         except SuspiciousOperation as exc:

@@ -156,6 +156,20 @@ def test_a_callback_with_no_flow_started_signs_nobody_in(client, sso):
     assert response.status_code == 302 and signed_in_user(client) is None
 
 
+def test_a_sign_in_cancelled_at_the_provider_ends_on_the_login_page(client, sso):
+    state = parse_qs(urlsplit(start(client)).query)["state"][0]
+    response = client.get("/oidc/callback/", {"error": "access_denied", "state": state})
+    assert response["Location"] == "/accounts/login/" and FAILED in messages_of(response)
+    assert state not in client.session["oidc_states"]  # that flow cannot be finished later
+
+
+def test_a_link_to_the_callback_with_an_error_does_not_sign_anyone_out(client, sso, member):
+    # Signing out takes a POST with the CSRF token; a link must not do it.
+    client.force_login(member)
+    client.get("/oidc/callback/", {"error": "access_denied"})
+    assert signed_in_user(client) == member
+
+
 def test_a_replayed_callback_is_refused(client, sso, person):
     name = person()
     path, response = come_back(client, sso, name, start(client))
