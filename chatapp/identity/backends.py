@@ -153,6 +153,8 @@ class OIDCBackend(OIDCAuthenticationBackend):
         return self.update_user(user, claims)
 
     def update_user(self, user, claims):
+        if not user.is_active:
+            return user  # refused by the callback: its claims change nothing
         issuer = provider_metadata()["issuer"]
         OIDCIdentity.objects.update_or_create(
             issuer=issuer,

@@ -302,6 +302,22 @@ def test_groups_add_change_and_remove_memberships_at_each_sign_in(client, sso, p
     ]
 
 
+def test_a_deactivated_account_signing_in_is_refused_and_changes_nothing(client, sso, person):
+    name = person(groups=[])
+    sign_in(client, sso, name)
+    user = signed_in_user(client)
+    client.logout()
+    user.is_active = False
+    user.save()
+    sso.set_claims(name, email="new@corp.example", email_verified=True, groups=["engineering"])
+    response = sign_in(client, sso, name)
+    assert response["Location"] == "/accounts/login/" and signed_in_user(client) is None
+    user.refresh_from_db()
+    assert roles(user) == {} and user.email == f"{name}@corp.example"
+    assert not Team.objects.filter(name="Engineering").exists()
+    assert not AuditEvent.objects.filter(actor=user).exists()
+
+
 def test_teams_outside_the_map_are_left_alone(client, sso, person, team):
     name = person(groups=[])
     sign_in(client, sso, name)
