@@ -9,7 +9,9 @@ urlpatterns = [
     path("signup/", views.signup, name="signup"),
     path(
         "password/",
-        auth_views.PasswordChangeView.as_view(success_url=reverse_lazy("password_change_done")),
+        auth_views.PasswordChangeView.as_view(
+            http_method_names=["get", "post"], success_url=reverse_lazy("password_change_done")
+        ),
         name="password_change",
     ),
     path(

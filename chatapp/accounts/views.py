@@ -38,6 +38,7 @@ def sign_in_options() -> dict:
 
 
 class LoginView(auth_views.LoginView):
+    http_method_names = ["get", "post"]  # Django's FormView would treat a PUT as a POST
     redirect_authenticated_user = True
 
     def get_context_data(self, **kwargs):
@@ -64,6 +65,7 @@ def admin_login(request):
     return redirect_to_login(safe_next(request, "/admin/"))
 
 
+@require_http_methods(["GET", "POST"])
 def signup(request):
     if not settings.LOCAL_PASSWORDS:
         raise Http404("Sign-up is turned off: people sign in through the identity provider")

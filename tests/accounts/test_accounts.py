@@ -171,3 +171,15 @@ def test_the_password_change_page_needs_a_login(client, db):
     response = client.get("/accounts/password/")
     assert response.status_code == 302
     assert response["Location"].startswith("/accounts/login/")
+
+
+@pytest.mark.parametrize("path", ["/accounts/login/", "/accounts/signup/"])
+@pytest.mark.parametrize("method", ["put", "patch", "delete"])
+def test_the_sign_in_pages_answer_other_methods_with_405(client, db, path, method):
+    assert getattr(client, method)(path).status_code == 405
+    assert not User.objects.exists()
+
+
+@pytest.mark.parametrize("method", ["put", "patch", "delete"])
+def test_the_password_change_page_answers_other_methods_with_405(member_client, method):
+    assert getattr(member_client, method)("/accounts/password/").status_code == 405
