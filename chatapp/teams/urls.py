@@ -46,9 +46,9 @@ urlpatterns = [
     path(team + "safety/<int:flag_id>/review/", views.safety_review, name="safety_review"),
     path(team + "audit/", views.audit, name="audit"),
     path("site/audit/", views.site_audit, name="site_audit"),
-    path("invite/<str:token>/", views.accept_invitation, name="accept"),
+    path("invite/<slug:token>/", views.accept_invitation, name="accept"),
     path(
-        "invite/<str:token>/confirm/<str:signature>/",
+        "invite/<slug:token>/confirm/<str:signature>/",
         views.accept_confirmed,
         name="accept_confirmed",
     ),

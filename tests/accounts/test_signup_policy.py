@@ -90,3 +90,10 @@ def test_a_new_personal_team_starts_with_the_site_budget(make_user, settings):
     settings.PERSONAL_TEAM_MONTHLY_TOKEN_BUDGET = None
     other = ensure_personal_team(make_user("quinn"))
     assert not TeamPolicy.objects.filter(team=other).exists()
+
+
+def test_a_next_naming_no_possible_invitation_is_no_invitation(client, site_admin, invite_only):
+    # A NUL is no text PostgreSQL can compare: the page refuses, it does not fail.
+    response = signup(client, "stranger", "stranger@example.com", next_url="/invite/a%00b/")
+    assert response.status_code == 403
+    assert not User.objects.filter(username="stranger").exists()

@@ -244,6 +244,13 @@ def test_an_unknown_token_is_404(outsider_client):
     assert outsider_client.post("/invite/not-a-token/").status_code == 404
 
 
+@pytest.mark.parametrize("path", ["/invite/a%00b/", "/invite/a%00b/confirm/sig/"])
+def test_a_token_no_invitation_could_have_is_404_not_a_500(outsider_client, path):
+    # A NUL is no text PostgreSQL can compare: the token must not reach the query.
+    assert outsider_client.get(path).status_code == 404
+    assert outsider_client.post(path).status_code == 404
+
+
 def test_accept_refuses_other_methods(outsider_client, link):
     assert outsider_client.delete(accept_url(link)).status_code == 405
 
