@@ -87,6 +87,14 @@ def signup(request):
     return render(request, "registration/signup.html", context, status=status)
 
 
+def throttled_username(request: HttpRequest, credentials: dict | None) -> str | None:
+    """The username django-axes counts failures for, cut to its column's 255 characters (more
+    than any account's): Django's login forms do not enforce the username's max_length."""
+    source = credentials or getattr(request, "data", request.POST)
+    username = source.get("username")
+    return username[:255] if isinstance(username, str) else username
+
+
 def login_locked_out(request: HttpRequest, response=None, credentials=None) -> HttpResponse:
     """The login page again, saying why the login was refused (django-axes' lockout hook)."""
     minutes = int(settings.AXES_COOLOFF_TIME.total_seconds() // 60)

@@ -96,3 +96,12 @@ def test_the_admin_login_is_throttled_too(client, ada, settings):
 def test_unknown_usernames_are_throttled_like_real_ones(client, db, settings):
     """The answer never tells whether an account exists."""
     lock_out(client, "nobody", settings.AXES_FAILURE_LIMIT)
+
+
+@pytest.mark.parametrize("path", [LOGIN, "/admin/login/"])
+def test_a_username_longer_than_any_account_is_counted_not_an_error(client, db, settings, path):
+    # Stored cut to the throttle's column (255), which no username reaches (150).
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        response = client.post(path, {"username": "a" * 10_000, "password": "nope"})
+    assert response.status_code == 429
+    assert AccessAttempt.objects.get().username == "a" * 255
