@@ -158,6 +158,15 @@ def test_the_password_change_page_is_linked_from_settings_and_works(member_clien
     assert member.check_password(new)
 
 
+def test_an_account_without_a_password_is_not_offered_a_password_change(member_client, member):
+    member.set_unusable_password()  # as for accounts made by single sign-on
+    member.save()
+    member_client.force_login(member)
+    assert b'href="/accounts/password/"' not in member_client.get("/settings/").content
+    page = member_client.get("/accounts/password/").content.decode()
+    assert "has no password here" in page and 'name="old_password"' not in page
+
+
 def test_a_bad_password_change_says_why_and_keeps_the_old_password(member_client, member):
     data = {"old_password": PASSWORD, "new_password1": "short", "new_password2": "other"}
     response = member_client.post("/accounts/password/", data)
