@@ -14,7 +14,8 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend
-from django.core.exceptions import SuspiciousOperation
+from django.core.exceptions import SuspiciousOperation, ValidationError
+from django.core.validators import validate_email
 from django.db import transaction
 from django.utils import timezone
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
@@ -30,20 +31,27 @@ log = logging.getLogger(__name__)
 
 # How far the provider's clock may run ahead of ours (or an ID token be past its expiry).
 CLOCK_SKEW_SECONDS = 60
+EMAIL_MAX_LENGTH = 254  # User.email's
 
 
 def verified_email(claims: dict) -> str:
-    """The e-mail address, only when the provider says it verified it; else ""."""
+    """The e-mail address, only when the provider says it verified it and an account can hold
+    it; else ""."""
     email = claims.get("email")
-    if isinstance(email, str) and email and claims.get("email_verified") is True:
-        return email.strip().lower()
-    return ""
+    if not (isinstance(email, str) and claims.get("email_verified") is True):
+        return ""
+    email = email.strip().lower()
+    try:
+        validate_email(email)
+    except ValidationError:
+        return ""
+    return email if len(email) <= EMAIL_MAX_LENGTH else ""
 
 
 def claimed_groups(claims: dict) -> list[str]:
-    groups = claims.get(settings.OIDC_GROUPS_CLAIM) or []
-    if isinstance(groups, str):
-        groups = [groups]
+    groups = claims.get(settings.OIDC_GROUPS_CLAIM)
+    if not isinstance(groups, list):
+        groups = [groups]  # one group as a plain string; anything else names none
     return [g for g in groups if isinstance(g, str)]
 
 

@@ -119,6 +119,22 @@ def test_an_unverified_email_never_matches_an_account(client, sso, person, make_
     assert not OIDCIdentity.objects.filter(user=existing).exists()
 
 
+@pytest.mark.parametrize(
+    "email",
+    ["x" * 64 + "@" + "y" * 250 + ".example", "not an address"],  # the first is too long
+)
+def test_a_verified_email_that_is_no_usable_address_is_not_kept(client, sso, person, email):
+    response = sign_in(client, sso, person(email=email))
+    assert response.status_code == 302 and response["Location"] == "/"
+    assert signed_in_user(client).email == ""
+
+
+def test_a_groups_claim_that_is_no_list_gives_no_memberships(client, sso, person):
+    response = sign_in(client, sso, person(groups=5))
+    assert response.status_code == 302 and response["Location"] == "/"
+    assert roles(signed_in_user(client)) == {}
+
+
 def test_a_local_username_is_never_taken_over(client, sso, person, make_user):
     name = person(email_verified=False)
     local = make_user(name)
