@@ -12,8 +12,8 @@ from django.core.exceptions import ImproperlyConfigured
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from chatapp.core.group_map import parse_group_map
 from chatapp.core.logs import logging_config
-from chatapp.identity.group_map import parse_group_map
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 

@@ -21,8 +21,8 @@ from django.utils import timezone
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 
 from chatapp.accounts.signup import FIRST_ACCOUNT_NOTICE
+from chatapp.core.group_map import managed_teams, parse_group_map, roles_for
 from chatapp.core.permissions import is_site_admin
-from chatapp.identity.group_map import managed_teams, parse_group_map, roles_for
 from chatapp.identity.models import OIDCIdentity
 from chatapp.identity.oidc import ProviderUnavailable, provider_metadata
 from chatapp.teams.actions import apply_group_roles

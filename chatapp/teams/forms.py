@@ -3,6 +3,8 @@ from urllib.parse import urlsplit
 from django import forms
 from django.conf import settings
 
+from chatapp.core.group_map import managed_teams, parse_group_map
+from chatapp.core.permissions import is_site_admin
 from chatapp.llm import GUARD_CATEGORIES, MODEL_MAX_OUTPUT, url_problem
 from chatapp.teams import json_schemas, network
 from chatapp.teams.datafilter import (
@@ -32,6 +34,24 @@ from chatapp.teams.policy import (
 
 class TeamForm(forms.Form):
     name = forms.CharField(max_length=100, strip=True)
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.user = user
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"]
+        # Its creator would own the team that sign-in then joins the provider's group to.
+        if settings.OIDC_ENABLED and not is_site_admin(self.user):
+            managed = {
+                team.casefold() for team in managed_teams(parse_group_map(settings.OIDC_GROUP_MAP))
+            }
+            if name.casefold() in managed:
+                raise forms.ValidationError(
+                    f"Single sign-on manages the team {name}: its members come from your"
+                    " identity provider's groups. Pick another name, or ask a site admin."
+                )
+        return name
 
 
 class InviteForm(forms.Form):

@@ -80,7 +80,7 @@ def _render(request, template: str, membership: Membership, section: str, status
 @login_required
 @require_http_methods(GET_POST)
 def team_list(request):
-    form = TeamForm(request.POST or None)
+    form = TeamForm(request.POST or None, user=request.user)
     if request.method == "POST" and form.is_valid():
         team = actions.create_team(request.user, form.cleaned_data["name"])
         services.switch_team(request, team)

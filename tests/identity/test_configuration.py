@@ -2,7 +2,7 @@
 
 import pytest
 
-from chatapp.identity.group_map import managed_teams, parse_group_map, roles_for
+from chatapp.core.group_map import managed_teams, parse_group_map, roles_for
 from tests.core.test_settings import load_settings
 
 SSO = {

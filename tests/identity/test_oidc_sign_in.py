@@ -353,6 +353,25 @@ def test_an_existing_team_is_joined_not_duplicated(client, sso, person, make_use
     assert engineering.memberships.count() == 2
 
 
+@pytest.mark.parametrize("name", ["Design", "design"])
+def test_a_member_cannot_take_the_name_of_a_team_the_groups_manage(
+    client, sso, person, member_client, member, name
+):
+    # Else its creator would own the team the provider's group then joins people to.
+    response = member_client.post("/teams/", {"name": name})
+    assert response.status_code == 400 and "Single sign-on manages" in response.content.decode()
+    assert not Team.objects.filter(name__iexact="Design").exists()
+    sign_in(client, sso, person(groups=["design"]))
+    design = Team.objects.get(name="Design")
+    assert list(design.memberships.values_list("user", flat=True)) == [signed_in_user(client).pk]
+
+
+def test_a_site_admin_may_create_a_team_the_groups_manage(client, sso, site_admin):
+    client.force_login(site_admin)
+    assert client.post("/teams/", {"name": "Design"}).status_code == 302
+    assert roles(site_admin) == {"Design": "owner"}
+
+
 def test_the_last_owner_is_kept_and_the_refusal_audited(client, sso, person):
     name = person(groups=["eng-owners"])
     sign_in(client, sso, name)
