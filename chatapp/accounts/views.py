@@ -7,6 +7,7 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.views import redirect_to_login
+from django.db import transaction
 from django.forms.utils import ErrorDict
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -21,8 +22,9 @@ from chatapp.core.redirects import safe_next
 from chatapp.core.requests import AuthenticatedHttpRequest
 from chatapp.teams import actions as team_actions
 from chatapp.teams import api_keys, budgets
+from chatapp.teams.models import Invitation
 from chatapp.teams.policy import SETTING_NAMES
-from chatapp.teams.services import current_team
+from chatapp.teams.services import current_team, switch_team
 
 # The key forms (their `once` field) that made a key in this session, and the key each made.
 KEY_FORMS_SESSION_KEY = "api_key_forms"
@@ -77,11 +79,20 @@ def signup(request):
     status = 200
     if request.method == "POST":
         if form.is_valid():
-            user = form.save()
-            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-            if is_site_admin(user):
-                messages.info(request, FIRST_ACCOUNT_NOTICE)
-            return redirect(safe_next(request))
+            try:
+                user, membership = _create_account(form, invitation)
+            except team_actions.InvitationError as error:  # the link was used meanwhile
+                form.add_error(None, error.message)
+                form.refused = True
+            else:
+                login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+                if is_site_admin(user):
+                    messages.info(request, FIRST_ACCOUNT_NOTICE)
+                if membership is None:
+                    return redirect(safe_next(request))
+                switch_team(request, membership.team)
+                messages.success(request, f"Welcome to {membership.team.name}.")
+                return redirect("teams:detail", membership.team_id)
         status = 403 if form.refused else 200
     context = {"form": form, "next": next_url, "notice": signup_notice(invitation)}
     return render(request, "registration/signup.html", context, status=status)
@@ -93,6 +104,17 @@ def throttled_username(request: HttpRequest, credentials: dict | None) -> str | 
     source = credentials or getattr(request, "data", request.POST)
     username = source.get("username")
     return username[:255] if isinstance(username, str) else username
+
+
+def _create_account(form: SignupForm, invitation: Invitation | None):
+    """The new account, and its membership when it came through a shareable link: joining at
+    once uses the link up, so that it admits one person, not any number of accounts."""
+    with transaction.atomic():
+        user = form.save()
+        if invitation is None or invitation.email:
+            return user, None  # an address-bound invitation needs proof of the address first
+        membership, _ = team_actions.accept_invitation(user, invitation.token)
+    return user, membership
 
 
 def login_locked_out(request: HttpRequest, response=None, credentials=None) -> HttpResponse:

@@ -3,7 +3,8 @@
 import pytest
 from django.contrib.auth import get_user_model
 
-from chatapp.teams.actions import ensure_personal_team
+from chatapp.accounts import views
+from chatapp.teams.actions import accept_invitation, ensure_personal_team
 from chatapp.teams.models import Invitation, TeamPolicy
 from tests.conftest import PASSWORD
 
@@ -48,6 +49,33 @@ def test_invite_only_admits_whoever_holds_a_usable_link(client, team, owner, inv
     response = signup(client, "nina", next_url=f"/invite/{link.token}/")
     assert response.status_code == 302
     assert User.objects.filter(username="nina").exists()
+
+
+def test_a_shareable_link_admits_one_signup_which_joins_its_team(client, team, owner, invite_only):
+    # Else one link would open any number of accounts, each spending the site's key.
+    link = Invitation.objects.create(team=team, invited_by=owner)
+    response = signup(client, "nina", next_url=f"/invite/{link.token}/")
+    assert response.status_code == 302 and response["Location"] == f"/teams/{team.pk}/"
+    nina = User.objects.get(username="nina")
+    assert team.memberships.get(user=nina).role == "member"
+    assert "Welcome to Acme." in [
+        str(m) for m in client.get(response["Location"]).context["messages"]
+    ]
+    client.logout()
+    again = signup(client, "sock", next_url=f"/invite/{link.token}/")
+    assert again.status_code == 403 and b"by invitation only" in again.content
+    assert not User.objects.filter(username="sock").exists()
+
+
+def test_a_link_used_meanwhile_creates_no_account(
+    client, team, owner, make_user, invite_only, monkeypatch
+):
+    link = Invitation.objects.create(team=team, invited_by=owner)
+    monkeypatch.setattr(views, "invitation_in", lambda next_url: link)  # read while usable
+    accept_invitation(make_user("quicker"), link.token)
+    response = signup(client, "late", next_url=f"/invite/{link.token}/")
+    assert response.status_code == 403 and b"already been used" in response.content
+    assert not User.objects.filter(username="late").exists()
 
 
 def test_a_used_or_address_bound_invitation_admits_only_its_own_use(

@@ -86,10 +86,21 @@ def test_anonymous_visitor_is_sent_to_log_in_and_back(client, link):
     )
 
 
-def test_signing_up_from_an_invitation_comes_back_to_it(client, link):
+def test_signing_up_from_a_link_joins_its_team_and_uses_the_link(client, link):
     data = {"username": "nina", "email": "", "password1": PASSWORD, "password2": PASSWORD}
     response = client.post(f"/accounts/signup/?next=/invite/{link.token}/", data)
-    assert response["Location"] == f"/invite/{link.token}/"
+    assert response["Location"] == f"/teams/{link.team_id}/"
+    assert Membership.objects.get(user__username="nina", team=link.team).role == Role.MEMBER
+    link.refresh_from_db()
+    assert link.accepted_by.username == "nina"
+
+
+def test_signing_up_from_an_address_bound_invitation_comes_back_to_it(client, team, owner):
+    bound = Invitation.objects.create(team=team, invited_by=owner, email="nina@example.com")
+    data = {"username": "nina", "email": "nina@example.com"}
+    data |= {"password1": PASSWORD, "password2": PASSWORD}
+    response = client.post(f"/accounts/signup/?next=/invite/{bound.token}/", data)
+    assert response["Location"] == f"/invite/{bound.token}/"
     page = client.get(response["Location"])
     assert page.status_code == 200 and b"Accept and join" in page.content
 
