@@ -40,8 +40,8 @@ urlpatterns = [
     path("c/<int:conversation_id>/", chat_views.chat, name="conversation"),
     path("settings/shares/", chat_views.shares, name="shares"),
     path("settings/shares/<int:share_id>/revoke/", chat_views.share_revoke, name="share_revoke"),
-    path("s/<str:share_token>/", chat_views.shared, name="shared"),
-    path("s/<str:share_token>/fork/", chat_views.shared_fork, name="shared_fork"),
+    path("s/<slug:share_token>/", chat_views.shared, name="shared"),
+    path("s/<slug:share_token>/fork/", chat_views.shared_fork, name="shared_fork"),
     path("", chat_views.chat, name="home"),
 ]
 

@@ -91,6 +91,14 @@ def test_other_teams_and_anonymous_visitors_never_see_it(member, other_team_user
     assert client_for(Client(), member).get("/s/not-a-token/").status_code == 404
 
 
+@pytest.mark.parametrize("path", ["/s/a%00b/", "/s/a%00b/fork/"])
+def test_a_token_no_share_could_have_is_404_not_a_500(member, path):
+    # A NUL is no text PostgreSQL can compare: the token must not reach the query.
+    member_client = client_for(Client(), member)
+    assert member_client.get(path).status_code == 404
+    assert member_client.post(path).status_code == 404
+
+
 def test_a_member_who_leaves_the_team_loses_the_share(member, teammate, conversation):
     url = share(
         client_for(Client(), member), conversation, audience="members", members=[teammate.pk]
