@@ -146,3 +146,18 @@ def test_usage_chart_bars_differ_and_its_labels_stay_readable_on_a_phone(
         day_one = page.locator(".chart-days li").first.bounding_box()
         assert day_one["height"] >= 11
         screenshot(page, f"usage-phone-{theme}", full_page=True)
+
+
+def test_members_api_keys_fit_a_phone(phone_page):
+    page = phone_page
+    team_url = create_team(page, "Phone team")
+    page.goto("/settings/")
+    page.get_by_label("Name").fill("a script with a long name")
+    page.get_by_role("button", name="Create key").click()
+    page.get_by_label("The new API key").wait_for()
+    page.goto(team_url + "members/")
+    row = page.locator("#member-keys").get_by_role("row").filter(has_text="a script")
+    assert row.get_by_role("button", name="Revoke").is_visible()
+    width = page.evaluate("document.documentElement.clientWidth")
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    assert row.get_by_role("button", name="Revoke").bounding_box()["x"] + 10 < width
