@@ -161,3 +161,11 @@ def test_members_api_keys_fit_a_phone(phone_page):
     width = page.evaluate("document.documentElement.clientWidth")
     assert page.evaluate("document.documentElement.scrollWidth") <= width
     assert row.get_by_role("button", name="Revoke").bounding_box()["x"] + 10 < width
+
+
+def test_the_current_team_badge_stays_on_one_line_on_a_phone(phone_page):
+    page = phone_page
+    page.goto("/teams/")
+    badge = page.locator(".badge", has_text="Current")
+    line = float(badge.evaluate("(el) => parseFloat(getComputedStyle(el).lineHeight)"))
+    assert badge.bounding_box()["height"] < 1.5 * line
