@@ -1,5 +1,6 @@
 """Token usage per team, user, model and day, and the usage page."""
 
+import re
 import threading
 from datetime import date, timedelta
 
@@ -133,6 +134,30 @@ def test_the_budget_is_shown_against_this_months_usage(owner_client, team, membe
     response = owner_client.get(usage_url(team))
     assert response.context["used_this_month"] == 125
     assert b'<meter min="0" max="500" value="125"' in response.content
+
+
+def meter_region(html: str) -> str:
+    """How a browser shades the page's first <meter> (the HTML spec's gauge regions)."""
+    tag = html.split("<meter", 1)[1].split(">", 1)[0]
+    attrs = {k: float(v) for k, v in re.findall(r'(\w+)="([\d.]+)"', tag)}
+    low_end, high_end = attrs["min"], attrs["max"]
+    value = min(max(attrs["value"], low_end), high_end)
+    low, high = attrs.get("low", low_end), attrs.get("high", high_end)
+    optimum = attrs.get("optimum", (low_end + high_end) / 2)
+    if optimum < low:
+        return "good" if value <= low else "average" if value <= high else "bad"
+    if optimum > high:
+        return "good" if value >= high else "average" if value >= low else "bad"
+    return "good" if low <= value <= high else "average"
+
+
+@pytest.mark.parametrize(("used", "region"), [(100, "good"), (450, "bad"), (900, "bad")])
+def test_the_budget_meter_turns_red_near_and_over_the_budget(
+    owner_client, team, member, used, region
+):
+    TeamPolicy.objects.create(team=team, monthly_token_budget=500)
+    record_usage(team, member, SMALL, used, 0)
+    assert meter_region(owner_client.get(usage_url(team)).content.decode()) == region
 
 
 @pytest.mark.parametrize("value", [None, "", "2026", "2026-13", "abc-def", "2026-11-05"])
