@@ -139,3 +139,16 @@ def test_reset_without_csrf_token_is_refused(member):
     strict.force_login(member)
     assert strict.post("/settings/", {"reset": "1"}).status_code == 403
     assert UserSettings.objects.get(user=member).temperature == 0.2
+
+
+@pytest.mark.parametrize("path", ["/settings/", "/settings/shares/", "/settings/admin-access/"])
+def test_the_settings_pages_mark_settings_as_the_current_section(member_client, path):
+    page = member_client.get(path).content.decode()
+    assert '<a href="/settings/" aria-current="page">Settings</a>' in page
+    assert page.count('aria-current="page"') == 1
+
+
+def test_a_new_key_keeps_settings_marked_as_the_current_section(member_client):
+    page = member_client.post("/settings/keys/", {"key-name": "laptop"}).content.decode()
+    assert "ltc_" in page
+    assert '<a href="/settings/" aria-current="page">Settings</a>' in page
