@@ -1,5 +1,5 @@
 // Behaviour shared by every page: the light/dark theme toggle, remembered in localStorage,
-// and the dismiss button of a flashed message.
+// the dismiss button of a flashed message, and a refused form's first error brought into view.
 
 const STORAGE_KEY = "theme";
 const systemDark = window.matchMedia("(prefers-color-scheme: dark)");
@@ -55,3 +55,10 @@ document.addEventListener("click", (event) => {
   const button = event.target.closest("[data-flash-dismiss]");
   if (button) dismissFlash(button);
 });
+
+// A form the server refused comes back scrolled to the top, its errors possibly far below
+// (the policy page is long): the first refused field takes the focus, so it is in view and a
+// screen reader reads its error; a form-wide error is scrolled to instead.
+const problem = document.querySelector("main form [aria-invalid='true'], main form .form-error");
+if (problem?.matches("[aria-invalid]")) problem.focus();
+else problem?.scrollIntoView({ block: "center" });

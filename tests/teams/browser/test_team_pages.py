@@ -169,3 +169,18 @@ def test_the_current_team_badge_stays_on_one_line_on_a_phone(phone_page):
     badge = page.locator(".badge", has_text="Current")
     line = float(badge.evaluate("(el) => parseFloat(getComputedStyle(el).lineHeight)"))
     assert badge.bounding_box()["height"] < 1.5 * line
+
+
+def test_a_refused_form_brings_its_first_error_into_view(page, user, sim):
+    from playwright.sync_api import expect
+
+    log_in(page, user)
+    team_url = create_team(page, "Policy team")
+    page.goto(team_url + "policy/")
+    field = page.get_by_label("Messages per minute per person")
+    field.fill("-1")
+    page.get_by_role("button", name="Save policy").click()
+    expect(field).to_have_attribute("aria-invalid", "true")
+    expect(field).to_be_focused()
+    expect(field).to_be_in_viewport()
+    expect(page.get_by_text("Ensure this value is greater than or equal to 1.")).to_be_in_viewport()
