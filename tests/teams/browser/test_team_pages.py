@@ -184,3 +184,12 @@ def test_a_refused_form_brings_its_first_error_into_view(page, user, sim):
     expect(field).to_be_focused()
     expect(field).to_be_in_viewport()
     expect(page.get_by_text("Ensure this value is greater than or equal to 1.")).to_be_in_viewport()
+
+
+def test_the_audit_trail_keeps_words_whole_on_a_phone(phone_page):
+    page = phone_page
+    team_url = create_team(page, "Audit team")
+    page.goto(team_url + "audit/")
+    what = page.locator("td", has_text="Team created")
+    line = float(what.evaluate("(el) => parseFloat(getComputedStyle(el).lineHeight)"))
+    assert what.bounding_box()["height"] < 1.5 * line
