@@ -106,3 +106,20 @@ def test_share_with_a_teammate_who_continues_it(
     finally:
         context.close()
     assert page_watch.page_errors == [] and page_watch.offsite_requests == []
+
+
+def test_the_shares_list_fits_a_phone(phone_page):
+    page = phone_page
+    chat = ChatPage(page)
+    chat.send("Something worth sharing")
+    chat.wait_for_status("complete")
+    page.goto(f"/c/{chat.conversation_id()}/share/")
+    page.get_by_role("button", name="Share", exact=True).click()
+    page.wait_for_url("**/settings/shares/**")
+    width = page.evaluate("document.documentElement.clientWidth")
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    revoke = page.get_by_role("button", name="Revoke").bounding_box()
+    assert revoke["x"] + revoke["width"] <= width
+    link = page.locator(".share-link")
+    line = float(link.evaluate("(el) => parseFloat(getComputedStyle(el).lineHeight)"))
+    assert link.bounding_box()["height"] < 3.5 * line  # wraps, but not a letter a line
