@@ -68,3 +68,17 @@ def test_keys_and_meters_in_chromium(browser, app_server, user, sim):
         assert_clean(watch)
     finally:
         context.close()
+
+
+def test_the_meters_line_up_with_the_composer(logged_in_page, app_server, user):
+    seed_team(app_server, user.username)
+    page = logged_in_page
+    page.goto("/teams/")
+    page.get_by_role("row").filter(has_text="Budgeted").get_by_role("button").click()
+    page.goto("/")
+    meters = page.locator("#budget-meters")
+    expect(meters.locator(".budget-meter").first).to_be_visible()
+    composer = page.locator("#composer").bounding_box()
+    box = meters.bounding_box()
+    assert abs(box["x"] - composer["x"]) <= 8, (box, composer)
+    assert box["x"] + box["width"] <= composer["x"] + composer["width"] + 8
