@@ -12,6 +12,8 @@ from django.utils import timezone
 from chatapp.teams.actions import record_usage
 from chatapp.teams.models import TeamPolicy, TeamUsage
 from chatapp.teams.usage import parse_month
+from chatapp.uploads.actions import create_upload
+from tests.uploads.files import image_bytes
 
 SMALL, BIG = "Llama-3.3-8B-Instruct", "Llama-3.3-70B-Instruct"
 
@@ -158,6 +160,15 @@ def test_the_budget_meter_turns_red_near_and_over_the_budget(
     TeamPolicy.objects.create(team=team, monthly_token_budget=500)
     record_usage(team, member, SMALL, used, 0)
     assert meter_region(owner_client.get(usage_url(team)).content.decode()) == region
+
+
+def test_the_storage_meter_turns_red_when_the_team_is_near_its_quota(
+    owner_client, team, member, settings
+):
+    upload = create_upload(member, team, "photo.png", image_bytes())
+    settings.UPLOAD_TEAM_QUOTA_BYTES = upload.size + 10
+    html = owner_client.get(usage_url(team)).content.decode()
+    assert meter_region(html[html.index('class="usage-storage"') :]) == "bad"
 
 
 @pytest.mark.parametrize("value", [None, "", "2026", "2026-13", "abc-def", "2026-11-05"])
