@@ -173,8 +173,9 @@ def admin_access_read(request: HttpRequest, conversation_id: int) -> HttpRespons
     grant = admin_access.active_grant(request.user, conversation)
     if grant is None:
         return redirect("admin_access_request", conversation.pk)
-    messages = conversation.messages.order_by("id").only("role", "content", "status", "created_at")
-    context = {"conversation": conversation, "grant": grant, "messages": messages}
+    # Not `messages`: that name is the flashed notices' (base.html), which it would replace.
+    entries = conversation.messages.order_by("id").only("role", "content", "status", "created_at")
+    context = {"conversation": conversation, "grant": grant, "entries": entries}
     return render(request, "chat/admin_access_read.html", context)
 
 

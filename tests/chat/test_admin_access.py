@@ -89,6 +89,13 @@ def test_a_reason_gives_time_limited_access_to_that_conversation_only(
     assert timedelta(minutes=14) < grant.expires_at - grant.created_at <= timedelta(minutes=15)
 
 
+def test_the_read_page_shows_the_messages_once_and_no_flashed_notices(admin_client, conversation):
+    admin_client.post(request_url(conversation), {"reason": REASON, "minutes": "15"})
+    page = admin_client.get(read_url(conversation)).content.decode()
+    assert page.count(SECRET) == 2  # the title and the message, not a flashed copy too
+    assert 'class="flash' not in page
+
+
 def test_the_access_ends_when_the_grant_expires(admin_client, conversation):
     admin_client.post(request_url(conversation), {"reason": REASON, "minutes": "60"})
     AdminAccessGrant.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
