@@ -155,3 +155,27 @@ def test_header_links_and_logout(logged_in_page, user):
     page.wait_for_url("**/accounts/login/")
     page.goto("/")
     page.wait_for_url("**/accounts/login/?next=/")
+
+
+GRANT_SEED = """
+from django.contrib.auth import get_user_model
+from chatapp.chat.actions.admin_access import grant_read_access
+from chatapp.chat.models import Conversation
+from chatapp.teams.models import Membership
+User = get_user_model()
+owner = User.objects.get(username={username!r})
+admin = User.objects.create(username={username!r} + "_admin", is_superuser=True, is_staff=True)
+team = Membership.objects.filter(user=owner).first().team
+conversation = Conversation.objects.create(team=team, owner=owner, title="Planning", model="m")
+grant_read_access(admin, conversation, "An abuse report names this conversation", 15)
+"""
+
+
+def test_the_admin_access_log_is_a_styled_table(logged_in_page, app_server, user):
+    app_server.run_python(GRANT_SEED.format(username=user.username))
+    page = logged_in_page
+    page.goto("/settings/admin-access/")
+    header = page.get_by_role("columnheader", name="Reason")
+    expect(header).to_have_css("text-transform", "uppercase")  # as every other table
+    cell = page.get_by_role("cell", name="An abuse report names this conversation")
+    expect(cell).to_have_css("border-bottom-style", "solid")
