@@ -179,3 +179,17 @@ def test_the_admin_access_log_is_a_styled_table(logged_in_page, app_server, user
     expect(header).to_have_css("text-transform", "uppercase")  # as every other table
     cell = page.get_by_role("cell", name="An abuse report names this conversation")
     expect(cell).to_have_css("border-bottom-style", "solid")
+
+
+def test_form_buttons_keep_their_words_on_one_line_on_a_phone(phone_page):
+    page = phone_page
+    page.goto("/accounts/password/")
+    button = page.get_by_role("button", name="Change password")
+    lines = button.evaluate(
+        """(el) => {
+            const range = document.createRange();
+            range.selectNodeContents(el);
+            return new Set([...range.getClientRects()].map((r) => Math.round(r.top))).size;
+        }"""
+    )
+    assert lines == 1
