@@ -134,6 +134,9 @@ def _overview(request, membership: Membership, error: str = "", status: int = 20
         "member_count": team.memberships.count(),
         "prompts": SystemPrompt.objects.for_team(team),
         "is_current": request.session.get(services.SESSION_TEAM_KEY) == team.pk,
+        # The last owner cannot leave (actions.leave_team): say so rather than offer the button.
+        "last_owner": membership.role == Role.OWNER
+        and not team.memberships.filter(role=Role.OWNER).exclude(pk=membership.pk).exists(),
         "error": error,
     }
     return _render(request, "teams/detail.html", membership, "overview", status, **context)

@@ -151,6 +151,15 @@ def test_the_last_owner_cannot_leave(owner_client, team, owner, member):
     assert not AuditEvent.objects.exists()
 
 
+def test_the_last_owner_is_told_why_instead_of_offered_a_leave_button(owner_client, team, member):
+    url = reverse("teams:detail", args=[team.pk])
+    page = owner_client.get(url).content.decode()
+    assert "Leave team" not in page
+    assert "make someone else an owner before you can leave" in page
+    Membership.objects.filter(user=member).update(role=Role.OWNER)
+    assert "Leave team" in owner_client.get(url).content.decode()
+
+
 def test_an_owner_may_leave_when_another_owner_remains(owner_client, team, owner, member):
     Membership.objects.filter(user=member).update(role=Role.OWNER)
     assert owner_client.post(reverse("teams:leave", args=[team.pk])).status_code == 302
