@@ -193,3 +193,18 @@ def test_the_audit_trail_keeps_words_whole_on_a_phone(phone_page):
     what = page.locator("td", has_text="Team created")
     line = float(what.evaluate("(el) => parseFloat(getComputedStyle(el).lineHeight)"))
     assert what.bounding_box()["height"] < 1.5 * line
+
+
+def test_the_usage_tables_show_every_column_on_a_phone(phone_page, app_server, user):
+    page = phone_page
+    team_url = create_team(page, "Usage phone team")
+    team = int(re.search(r"/teams/(\d+)/", team_url).group(1))
+    app_server.run_python(USAGE_SEED.format(team=team, username=user.username))
+    page.goto(team_url + "usage/")
+    for region in page.locator(".table-scroll").all():
+        assert region.evaluate("(el) => el.scrollWidth <= el.clientWidth"), region.get_attribute(
+            "aria-label"
+        )
+    total = page.get_by_role("region", name="Person usage").get_by_text("10,000")
+    box = total.bounding_box()
+    assert box["x"] + box["width"] <= page.evaluate("document.documentElement.clientWidth")
