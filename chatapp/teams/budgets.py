@@ -103,7 +103,8 @@ def crossed(team: Team, policy: TeamPolicy, today: date) -> tuple[int, int, list
 
 
 def notices_for_owner(user, team: Team) -> list[BudgetNotice]:
-    """This month's budget notices of a team the user owns (empty for anyone else)."""
+    """This month's highest budget notice of a team the user owns (empty for anyone else):
+    once the whole budget is used, "passed 80%" only repeats it."""
     from_month = month_start(timezone.now().date())
     return list(
         BudgetNotice.objects.filter(
@@ -111,5 +112,5 @@ def notices_for_owner(user, team: Team) -> list[BudgetNotice]:
             month=from_month,
             team__memberships__user=user,
             team__memberships__role="owner",
-        ).order_by("-percent")
+        ).order_by("-percent")[:1]
     )

@@ -88,6 +88,16 @@ def test_the_notice_shows_to_owners_only(client, owner, member, team):
     assert "passed 80%" not in client.get("/settings/").content.decode()
 
 
+def test_past_the_whole_budget_only_that_notice_shows(client, owner, member, team):
+    TeamPolicy.objects.create(team=team, monthly_token_budget=100)
+    use(team, member, 90)
+    use(team, member, 20)
+    client.force_login(owner)
+    page = client.get("/settings/").content.decode()
+    assert "used its whole monthly token budget" in page
+    assert "passed 80%" not in page
+
+
 def test_without_email_the_notice_is_still_made(
     owner, member, team, settings, django_capture_on_commit_callbacks
 ):
