@@ -3,6 +3,7 @@ from django.db import connections
 from django.db.models.signals import post_migrate
 
 from chatapp.chat.search_index import repair_sqlite_index
+from chatapp.core import stopping
 
 
 def repair_search_index(using: str = "default", **kwargs) -> None:
@@ -16,3 +17,7 @@ class ChatConfig(AppConfig):
     def ready(self) -> None:
         # A migration that alters a table on SQLite rebuilds it without the search triggers.
         post_migrate.connect(repair_search_index, sender=self)
+        # A deploy or restart (SIGTERM) saves the answers streaming here before the exit.
+        from chatapp.chat import generation  # it reads the models: only once apps are loaded
+
+        stopping.when_stopping(generation.end_all)

@@ -173,6 +173,7 @@ class Generation:
         self.frames: list[str] = []
         self._framed_at = 0.0  # when the last frame went out (time.monotonic)
         self.stop_requested = False
+        self._process_stopping = False  # set by `end_all`
         self.started = time.monotonic()
         self.first_token_at: float | None = None
         self.token_count = 0
@@ -248,6 +249,11 @@ class Generation:
     def stop(self) -> None:
         self.stop_requested = True
         self._pump_task.cancel()  # closes the upstream response and cancels running tools
+
+    def interrupt(self) -> None:
+        """This process is stopping: end the answer here as interrupted, its text saved."""
+        self._process_stopping = True
+        self._pump_task.cancel()
 
     def decide(self, call_id: str, approve: bool) -> None:
         """The user approved or denied a call waiting for them (from any process)."""
@@ -679,7 +685,10 @@ class Generation:
             usage = _added(self._tool_usage, Usage(0, self.token_count))
             ended.update(status=MessageStatus.STOPPED, usage=usage)
         else:
-            error = event if isinstance(event, StreamError) else _ended_early()
+            if isinstance(event, StreamError):
+                error = event
+            else:
+                error = _server_stopped() if self._process_stopping else _ended_early()
             status = MessageStatus.INTERRUPTED if self.frames else MessageStatus.ERROR
             ended.update(error=error, upstream_request_id=error.request_id, status=status)
         first_token_ms = None
@@ -745,6 +754,21 @@ def _refusal(screening: Screening) -> StreamError:
 def _ended_early() -> StreamError:
     message = "The answer stopped before it finished: regenerate to try again."
     return StreamError("interrupted", message, retryable=True)
+
+
+def _server_stopped() -> StreamError:
+    message = "The server restarted while answering: regenerate to try again."
+    return StreamError("interrupted", message, retryable=True)
+
+
+async def end_all() -> None:
+    """The process is stopping (SIGTERM): end every answer it streams as interrupted, its text
+    saved and its watchers told, instead of leaving the last second's text unsaved and the
+    answer streaming until another process's reaper finds it stale."""
+    running = list(RUNNING.values())
+    for generation in running:
+        generation.interrupt()
+    await asyncio.gather(*(generation.wait() for generation in running))
 
 
 class _Inbox:
