@@ -44,12 +44,12 @@ def main() -> None:
     except (KeyboardInterrupt, subprocess.CalledProcessError):
         pass
     finally:
-        for child in children:
+        # The app before the simulator: it saves the answers it streams while that still serves.
+        for child in reversed(children):
             if child.poll() is None:
                 child.terminate()
-        for child in children:
             try:
-                child.wait(timeout=10)
+                child.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 child.kill()
 
