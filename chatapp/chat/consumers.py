@@ -237,7 +237,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         """Approve or deny a tool call waiting on the user; its answer may run in any process."""
         conversation_id, message_id, call_id, approve = frames.tool_decision(frame)
         await database_sync_to_async(lookups.check_awaiting_approval)(
-            self.user, conversation_id, message_id, call_id
+            self.user, conversation_id, message_id, call_id, approve
         )
         await replies.request_tool_decision(message_id, call_id, approve)
 

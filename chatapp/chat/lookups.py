@@ -17,6 +17,7 @@ from chatapp.chat.models import (
     get_message_for_user,
     usage_dict,
 )
+from chatapp.teams.models import Membership
 from chatapp.uploads.models import Upload
 
 # How an answer ended, shown under it: read for the state and for the conversation API.
@@ -69,10 +70,11 @@ def message_is_streaming(user: Any, message_id: int) -> bool:
 
 
 def check_awaiting_approval(
-    user: Any, conversation_id: int | None, message_id: int, call_id: str
+    user: Any, conversation_id: int | None, message_id: int, call_id: str, approve: bool
 ) -> None:
     """The user's streaming answer (in that conversation, if named) has this call waiting for
-    approval; not_found otherwise."""
+    approval; not_found otherwise. Only a member of the conversation's team may approve a
+    call (it runs on the team's tool server); anyone may decline their own."""
     message = owned_message(user, message_id)
     if conversation_id is not None and message.conversation_id != conversation_id:
         raise ChatError("not_found", "No such message in this conversation.", "message_id")
@@ -82,6 +84,11 @@ def check_awaiting_approval(
     )
     if not waiting:
         raise ChatError("not_found", "No call of this answer is waiting for you.", "call_id")
+    team_id = message.conversation.team_id
+    if approve and not Membership.objects.filter(team_id=team_id, user=user).exists():
+        raise ChatError(
+            "forbidden", "You are no longer in this conversation's team: the call cannot run."
+        )
 
 
 def conversation_messages(user: Any, conversation_id: int) -> list[StateMessage]:

@@ -7,7 +7,7 @@ from prometheus_client import REGISTRY
 
 from chatapp.chat import tooling
 from chatapp.chat.models import Conversation, Message
-from chatapp.teams.models import TeamUsage
+from chatapp.teams.models import Membership, TeamUsage
 from llama_simulator.models import count_prompt_tokens
 from tests.support.polling import await_for
 
@@ -251,6 +251,28 @@ async def test_decisions_on_calls_not_yours_or_not_waiting_are_refused(
     assert frames[-1]["status"] == "stopped"  # stop ends the wait too
     (result,) = of_type(frames, "message.tool_result")
     assert result["is_error"] and toolbox.calls == []
+
+
+async def test_someone_no_longer_in_the_team_cannot_approve_a_waiting_call(
+    connect, member, team, sim, toolbox
+):
+    socket = await connect(member)
+    ids = await socket.send_message("File it [sim:call=create_ticket]")
+    call = (await socket.until_type("message.tool_call", ids["message_id"]))[-1]["call"]
+    await await_for(awaiting(ids["message_id"]), "the call to be saved")
+    await Membership.objects.filter(team=team, user=member).adelete()  # removed, socket open
+    decision = {
+        "type": "chat.tool_decision",
+        "message_id": ids["message_id"],
+        "call_id": call["id"],
+        "approve": True,
+    }
+    refused = await socket.expect_error(decision)
+    assert refused["error"]["code"] == "forbidden"
+    await socket.send({**decision, "approve": False})  # declining still ends the wait
+    frames = await socket.until_type("message.done", ids["message_id"])
+    (result,) = of_type(frames, "message.tool_result")
+    assert result["content"] == tooling.DECLINED and toolbox.calls == []
 
 
 async def test_reload_mid_loop_shows_the_calls_so_far(connect, member, sim, toolbox):
