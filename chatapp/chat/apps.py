@@ -17,7 +17,9 @@ class ChatConfig(AppConfig):
     def ready(self) -> None:
         # A migration that alters a table on SQLite rebuilds it without the search triggers.
         post_migrate.connect(repair_search_index, sender=self)
-        # A deploy or restart (SIGTERM) saves the answers streaming here before the exit.
-        from chatapp.chat import generation  # it reads the models: only once apps are loaded
+        # Both read the models: only once apps are loaded. The signals stop the answers of a
+        # team or user deleted under them.
+        from chatapp.chat import generation, signals  # noqa: F401
 
+        # A deploy or restart (SIGTERM) saves the answers streaming here before the exit.
         stopping.when_stopping(generation.end_all)

@@ -5,11 +5,13 @@ import time
 import pytest
 from channels.db import database_sync_to_async
 from django.conf import settings as django_settings
+from django.contrib.auth import get_user_model
 from django.test import Client
 from django.utils import timezone
 
 from chatapp.chat.generation import CHECKPOINT_SECONDS
 from chatapp.chat.models import Conversation, Message
+from chatapp.teams.models import Team
 from tests.support.polling import await_for
 
 from .conftest import joined_text
@@ -148,6 +150,25 @@ async def test_deleting_a_conversation_stops_its_answer(connect, member, sim):
     assert done[-1]["status"] == "stopped"
     assert not await Message.objects.filter(pk=ids["message_id"]).aexists()
     await await_for(lambda: sim.active_streams == 0, "the upstream stream to close")
+
+
+async def test_deleting_a_team_stops_the_answers_of_its_conversations(connect, member, team, sim):
+    socket = await connect(member)
+    ids = await socket.send_message(f"Doomed {SLOW}")
+    await socket.until_type("message.delta", ids["message_id"])
+    await Team.objects.filter(pk=team.pk).adelete()  # a site admin deletes the team
+    done = await socket.until_type("message.done", ids["message_id"])
+    assert done[-1]["status"] == "stopped"
+    await await_for(lambda: sim.active_streams == 0, "the upstream stream to close")
+
+
+async def test_deleting_a_user_stops_their_answers(connect, member, sim):
+    socket = await connect(member)
+    ids = await socket.send_message(f"Doomed {SLOW}")
+    await socket.until_type("message.delta", ids["message_id"])
+    await get_user_model().objects.filter(pk=member.pk).adelete()
+    # At once, not once the answer (10 s) ends on its own.
+    await await_for(lambda: sim.active_streams == 0, "the upstream stream to close", 3)
 
 
 @pytest.mark.skipif(not django_settings.REDIS_URL, reason="about the Redis channel layer")

@@ -1,0 +1,50 @@
+"""Answers stop when what they belong to is deleted under them: a team (its conversations go
+with it) or a user (theirs go too), as when a conversation is deleted through the API.
+
+Without this an answer would keep streaming upstream to its end, spending tokens no usage row
+counts, and keep showing its text to the open tabs of a conversation that is gone.
+"""
+
+import logging
+
+from asgiref.sync import async_to_sync
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.db.models import Q
+from django.db.models.signals import pre_delete
+from django.dispatch import receiver
+
+from chatapp.chat.actions import replies
+from chatapp.chat.models import Message, MessageStatus
+from chatapp.teams.models import Team
+
+log = logging.getLogger(__name__)
+
+
+def stop_answers_of(conversations: Q) -> None:
+    """Once the deletion commits, stop the answers streaming in these conversations."""
+    streaming = list(
+        Message.objects.filter(conversations, status=MessageStatus.STREAMING).values_list(
+            "id", flat=True
+        )
+    )
+
+    def stop() -> None:
+        for message_id in streaming:  # wherever they run
+            try:
+                async_to_sync(replies.request_stop)(message_id)
+            except Exception:  # channel layer down: the answer ends on its own, unsaved
+                log.warning("Could not stop answer %s of a deleted conversation", message_id)
+
+    if streaming:
+        transaction.on_commit(stop)
+
+
+@receiver(pre_delete, sender=Team)
+def stop_answers_of_team(sender, instance: Team, **kwargs) -> None:
+    stop_answers_of(Q(conversation__team=instance))
+
+
+@receiver(pre_delete, sender=get_user_model())
+def stop_answers_of_user(sender, instance, **kwargs) -> None:
+    stop_answers_of(Q(conversation__owner=instance))
