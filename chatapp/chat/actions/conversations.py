@@ -1,22 +1,38 @@
 """Conversation edits made through the JSON API, and the branch a conversation shows."""
 
+import logging
 from datetime import datetime
 from typing import Any
 
+from asgiref.sync import async_to_sync
 from django.db import transaction
 
-from chatapp.chat import tree
+from chatapp.accounts.sockets import user_group
+from chatapp.chat import events, tree
 from chatapp.chat.errors import ChatError
 from chatapp.chat.lookups import owned_message
 from chatapp.chat.models import Conversation, MessageStatus
+from chatapp.core.layers import channel_layer
 from chatapp.teams import actions as team_actions
 from chatapp.teams.models import Team, TeamPolicy
+
+log = logging.getLogger(__name__)
 
 
 def rename_conversation(conversation: Conversation, title: str) -> None:
     # A rename is not activity: the conversation keeps its place in the list.
     Conversation.objects.filter(pk=conversation.pk).update(title=title)
     conversation.title = title
+    transaction.on_commit(lambda: _announce_title(conversation.owner_id, conversation.pk, title))
+
+
+def _announce_title(owner_id: int, conversation_id: int, title: str) -> None:
+    """Every tab of the owner shows the new title, in its list and its header."""
+    event = dict(events.conversation_updated(conversation_id, title))
+    try:
+        async_to_sync(channel_layer().group_send)(user_group(owner_id), event)
+    except Exception:  # the rename is saved; the other tabs see it when they reload
+        log.warning("Could not announce the new title of conversation %s", conversation_id)
 
 
 def keep_generated_title(

@@ -1,0 +1,35 @@
+"""One person, several tabs: what one tab does, the others show."""
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.chat_page import ChatPage
+from tests.browser.test_sidebar import click_row_action
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def second_tab(context, logged_in_page):
+    """Another tab of the same signed-in browser (it shares the session)."""
+    tab = context.new_page()
+    yield tab
+    tab.close()
+
+
+def test_a_rename_in_one_tab_shows_in_the_others(logged_in_page, second_tab, page_watch):
+    first = ChatPage(logged_in_page)
+    first.send("Plan the offsite")
+    first.wait_for_status("complete")
+    conversation_id = first.conversation_id()
+    second_tab.goto(f"/c/{conversation_id}/")
+    second_tab.wait_for_selector("html[data-socket=open]")
+    click_row_action(second_tab, "Plan the offsite", "Rename")
+    title_box = second_tab.get_by_label("New title")
+    title_box.fill("Offsite agenda")
+    title_box.press("Enter")
+    second_tab.get_by_role("link", name="Offsite agenda").wait_for()
+    # The first tab's list and header follow, without a reload.
+    logged_in_page.get_by_role("link", name="Offsite agenda").wait_for()
+    expect(logged_in_page.locator("#conversation-title")).to_have_text("Offsite agenda")
+    assert page_watch.console_errors == [] and page_watch.page_errors == []
