@@ -256,8 +256,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.subscription = asyncio.create_task(self.send_state(conversation_id))
 
     async def conversation_updated(self, event: dict[str, Any]) -> None:
-        """One of the user's conversations was named (chatapp.chat.titles): every tab's
-        list shows the new title."""
+        """One of the user's conversations was named (chatapp.chat.titles) or renamed: every
+        tab's list shows the new title."""
+        await self.send_json(event)
+
+    async def conversation_deleted(self, event: dict[str, Any]) -> None:
+        """The owner deleted one of their conversations (in any tab): every tab's list drops
+        it, and a tab showing it leaves it."""
         await self.send_json(event)
 
     async def user_sessions_ended(self, event: dict[str, Any]) -> None:

@@ -153,10 +153,19 @@ class ConversationCreated(TypedDict):
 
 @with_config(STRICT)
 class ConversationUpdated(TypedDict):
-    """The model named a conversation (chatapp.chat.titles): sent to all its owner's sockets."""
+    """The model named a conversation (chatapp.chat.titles) or its owner renamed it: sent to
+    all its owner's sockets."""
 
     type: Literal["conversation.updated"]
     conversation: ConversationRef
+
+
+@with_config(STRICT)
+class ConversationDeleted(TypedDict):
+    """Its owner deleted a conversation: sent to all their sockets."""
+
+    type: Literal["conversation.deleted"]
+    conversation_id: int
 
 
 @with_config(STRICT)
@@ -265,12 +274,18 @@ ConversationEvent = (
     | ConversationSwitched
 )
 ServerEvent = (
-    ConversationCreated | ConversationUpdated | ConversationEvent | ConversationState | Error
+    ConversationCreated
+    | ConversationUpdated
+    | ConversationDeleted
+    | ConversationEvent
+    | ConversationState
+    | Error
 )
 
 SCHEMAS: dict[str, type[Any]] = {
     "conversation.created": ConversationCreated,
     "conversation.updated": ConversationUpdated,
+    "conversation.deleted": ConversationDeleted,
     "message.created": MessageCreated,
     "message.delta": MessageDelta,
     "message.retrying": MessageRetrying,

@@ -9,6 +9,7 @@ from typing import Any, cast
 from chatapp.chat.event_schema import (
     AnswerError,
     ConversationCreated,
+    ConversationDeleted,
     ConversationState,
     ConversationSwitched,
     ConversationUpdated,
@@ -44,6 +45,10 @@ def conversation_created(
 
 def conversation_updated(conversation_id: int, title: str) -> ConversationUpdated:
     return {"type": "conversation.updated", "conversation": {"id": conversation_id, "title": title}}
+
+
+def conversation_deleted(conversation_id: int) -> ConversationDeleted:
+    return {"type": "conversation.deleted", "conversation_id": conversation_id}
 
 
 def message_created(

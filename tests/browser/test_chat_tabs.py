@@ -33,3 +33,28 @@ def test_a_rename_in_one_tab_shows_in_the_others(logged_in_page, second_tab, pag
     logged_in_page.get_by_role("link", name="Offsite agenda").wait_for()
     expect(logged_in_page.locator("#conversation-title")).to_have_text("Offsite agenda")
     assert page_watch.console_errors == [] and page_watch.page_errors == []
+
+
+def test_a_conversation_deleted_in_one_tab_leaves_the_others(
+    logged_in_page, second_tab, page_watch
+):
+    first = ChatPage(logged_in_page)
+    first.send("[sim:pace tps=15] [sim:long tokens=200] Draft the budget")
+    first.answers.last.wait_for()
+    conversation_id = first.conversation_id()
+    first.input.fill("and the travel costs")  # a draft in the first tab
+    second_tab.goto(f"/c/{conversation_id}/")
+    second_tab.wait_for_selector("html[data-socket=open]")
+    title = first.page.locator("#conversation-title").inner_text()
+    click_row_action(second_tab, title, "Delete")
+    second_tab.get_by_role("dialog").get_by_role("button", name="Delete").click()
+    second_tab.wait_for_url("**/")
+    # The first tab leaves the deleted conversation for a new chat, keeping its draft.
+    logged_in_page.wait_for_url("**/")
+    expect(first.sidebar_items).to_have_count(0)
+    expect(first.answers).to_have_count(0)
+    expect(first.input).to_have_value("and the travel costs")
+    first.input.press("Enter")
+    first.wait_for_status("complete")
+    assert first.conversation_id() != conversation_id
+    assert page_watch.console_errors == [] and page_watch.page_errors == []

@@ -2,6 +2,7 @@
 
 import pytest
 from channels.db import database_sync_to_async
+from django.test import Client
 
 from chatapp.chat.models import Conversation, Message
 from chatapp.llm import MODEL_CONTEXT_LIMITS
@@ -287,3 +288,43 @@ async def test_sends_refused_by_the_cap_never_reach_upstream(connect, member, si
     for socket in accepted:  # each accepted answer is under way upstream
         await socket.until_type("message.delta")
     assert len(sim.requests) == 3
+
+
+def delete_as(user, conversation_id: int) -> int:
+    client = Client()
+    client.force_login(user)
+    return client.delete(f"/api/conversations/{conversation_id}/").status_code
+
+
+def rename_as(user, conversation_id: int, title: str) -> int:
+    client = Client()
+    client.force_login(user)
+    path = f"/api/conversations/{conversation_id}/"
+    return client.patch(path, {"title": title}, content_type="application/json").status_code
+
+
+async def test_a_rename_reaches_every_socket_of_the_owner_only(connect, member, outsider, sim):
+    socket = await connect(member)
+    other_tab = await connect(member)
+    stranger = await connect(outsider)
+    ids = await finish(socket, "Plan the offsite")
+    assert await database_sync_to_async(rename_as)(member, ids["conversation_id"], "Agenda") == 200
+    expected = {
+        "type": "conversation.updated",
+        "conversation": {"id": ids["conversation_id"], "title": "Agenda"},
+    }
+    assert (await socket.until_type("conversation.updated"))[-1] == expected
+    assert (await other_tab.until_type("conversation.updated"))[-1] == expected
+    assert await stranger.nothing_more()
+
+
+async def test_a_delete_reaches_every_socket_of_the_owner_only(connect, member, outsider, sim):
+    socket = await connect(member)
+    other_tab = await connect(member)
+    stranger = await connect(outsider)
+    ids = await finish(socket, "Plan the offsite")
+    assert await database_sync_to_async(delete_as)(member, ids["conversation_id"]) == 204
+    expected = {"type": "conversation.deleted", "conversation_id": ids["conversation_id"]}
+    assert (await socket.until_type("conversation.deleted"))[-1] == expected
+    assert (await other_tab.until_type("conversation.deleted"))[-1] == expected
+    assert await stranger.nothing_more()

@@ -35,6 +35,7 @@ def test_every_builder_makes_an_event_its_schema_accepts():
     built = [
         events.conversation_created("r1", 1, "Hi"),
         events.conversation_updated(1, "Greetings"),
+        events.conversation_deleted(1),
         events.message_created("r1", message),
         events.message_created(None, {**message, "role": "assistant"}, replaces=3),
         events.message_delta(1, 2, 1, "Hel"),

@@ -23,16 +23,21 @@ def rename_conversation(conversation: Conversation, title: str) -> None:
     # A rename is not activity: the conversation keeps its place in the list.
     Conversation.objects.filter(pk=conversation.pk).update(title=title)
     conversation.title = title
-    transaction.on_commit(lambda: _announce_title(conversation.owner_id, conversation.pk, title))
+    # Every tab of the owner shows the new title, in its list and its header.
+    _announce_to_owner(conversation, dict(events.conversation_updated(conversation.pk, title)))
 
 
-def _announce_title(owner_id: int, conversation_id: int, title: str) -> None:
-    """Every tab of the owner shows the new title, in its list and its header."""
-    event = dict(events.conversation_updated(conversation_id, title))
-    try:
-        async_to_sync(channel_layer().group_send)(user_group(owner_id), event)
-    except Exception:  # the rename is saved; the other tabs see it when they reload
-        log.warning("Could not announce the new title of conversation %s", conversation_id)
+def _announce_to_owner(conversation: Conversation, event: dict[str, Any]) -> None:
+    """Once the change commits, send the event to every chat socket of the owner."""
+    owner_id, conversation_id = conversation.owner_id, conversation.pk
+
+    def send() -> None:
+        try:
+            async_to_sync(channel_layer().group_send)(user_group(owner_id), event)
+        except Exception:  # the change is saved; the other tabs see it when they reload
+            log.warning("Could not announce a change to conversation %s", conversation_id)
+
+    transaction.on_commit(send)
 
 
 def keep_generated_title(
@@ -73,6 +78,8 @@ def delete_conversation(conversation: Conversation) -> list[int]:
                 "id", flat=True
             )
         )
+        # The tabs showing it leave it, and their lists drop it.
+        _announce_to_owner(conversation, dict(events.conversation_deleted(conversation.pk)))
         conversation.delete()
     return streaming
 

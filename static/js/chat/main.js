@@ -192,6 +192,7 @@ class ChatPage {
     const handler = {
       "conversation.created": () => this.onConversationCreated(frame),
       "conversation.updated": () => this.onConversationUpdated(frame),
+      "conversation.deleted": () => this.onConversationDeleted(frame),
       "conversation.state": () => this.onConversationState(frame),
       "message.created": () => this.onMessageCreated(frame),
       "message.delta": () => this.onDelta(frame),
@@ -229,6 +230,12 @@ class ChatPage {
     const { id, title } = frame.conversation;
     this.sidebar.retitle(id, title);
     if (id === this.state.conversationId) this.state.title = title;
+  }
+
+  /** Deleted in this tab or another: the list drops it, and the page leaves it (a draft stays). */
+  onConversationDeleted(frame) {
+    this.sidebar.remove(frame.conversation_id);
+    if (frame.conversation_id === this.state.conversationId) this.startNew({ push: true });
   }
 
   onConversationState(frame) {
