@@ -216,11 +216,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         try:
             await self.follow(exchange.conversation_id)
             if exchange.created:
-                await self.send_event(
-                    events.conversation_created(
-                        plan.request_id, exchange.conversation_id, exchange.title
-                    )
-                )
+                created = (exchange.conversation_id, exchange.title, plan.team.pk)
+                await self.send_event(events.conversation_created(plan.request_id, *created))
+                if not plan.conversation.temporary:  # the owner's other tabs list it
+                    await self.announce_elsewhere(events.conversation_created(None, *created))
             await replies.announce_reply(exchange, plan.request_id)
         finally:
             generation.announced()
@@ -259,6 +258,19 @@ class ChatConsumer(AsyncWebsocketConsumer):
         """One of the user's conversations was named (chatapp.chat.titles) or renamed: every
         tab's list shows the new title."""
         await self.send_json(event)
+
+    async def announce_elsewhere(self, event: ServerEvent) -> None:
+        """Send the event to the user's other sockets (conversation_listed)."""
+        message = {"type": "conversation.listed", "origin": self.channel_name, "event": event}
+        try:
+            await self.channel_layer.group_send(account_sockets.user_group(self.user.pk), message)
+        except Exception:  # the layer is down: the other tabs list it when they reload
+            log.warning("Could not announce a new conversation to the other tabs")
+
+    async def conversation_listed(self, event: dict[str, Any]) -> None:
+        """Another socket of the user started a conversation: this tab's list shows it."""
+        if event["origin"] != self.channel_name:
+            await self.send_json(event["event"])
 
     async def conversation_deleted(self, event: dict[str, Any]) -> None:
         """The owner deleted one of their conversations (in any tab): every tab's list drops

@@ -145,10 +145,17 @@ class FrameError(TypedDict):
 
 
 @with_config(STRICT)
+class NewConversation(TypedDict):
+    id: int
+    title: str
+    team_id: int
+
+
+@with_config(STRICT)
 class ConversationCreated(TypedDict):
     type: Literal["conversation.created"]
     request_id: str | None
-    conversation: ConversationRef
+    conversation: NewConversation
 
 
 @with_config(STRICT)

@@ -34,12 +34,12 @@ from chatapp.llm import Usage
 
 
 def conversation_created(
-    request_id: str | None, conversation_id: int, title: str
+    request_id: str | None, conversation_id: int, title: str, team_id: int
 ) -> ConversationCreated:
     return {
         "type": "conversation.created",
         "request_id": request_id,
-        "conversation": {"id": conversation_id, "title": title},
+        "conversation": {"id": conversation_id, "title": title, "team_id": team_id},
     }
 
 

@@ -58,3 +58,24 @@ def test_a_conversation_deleted_in_one_tab_leaves_the_others(
     first.wait_for_status("complete")
     assert first.conversation_id() != conversation_id
     assert page_watch.console_errors == [] and page_watch.page_errors == []
+
+
+def test_a_conversation_started_in_one_tab_is_listed_in_the_others(
+    logged_in_page, second_tab, page_watch
+):
+    first = ChatPage(logged_in_page)
+    second_tab.goto("/")
+    second_tab.wait_for_selector("html[data-socket=open]")
+    second = ChatPage(second_tab)
+    second.send("Book the venue")
+    second.wait_for_status("complete")
+    logged_in_page.get_by_role("link", name="Book the venue").wait_for()
+    # A temporary chat stays out of the other tabs' lists too.
+    second_tab.get_by_role("button", name="New chat").click()
+    second_tab.get_by_role("button", name="Temporary chat").click()
+    second.send("Just between us")
+    second.wait_for_status("complete")
+    first.send("Order the catering")
+    first.wait_for_status("complete")
+    expect(first.sidebar_items).to_have_count(2)
+    assert page_watch.console_errors == [] and page_watch.page_errors == []

@@ -328,3 +328,26 @@ async def test_a_delete_reaches_every_socket_of_the_owner_only(connect, member, 
     assert (await socket.until_type("conversation.deleted"))[-1] == expected
     assert (await other_tab.until_type("conversation.deleted"))[-1] == expected
     assert await stranger.nothing_more()
+
+
+async def test_a_new_conversation_is_listed_on_the_owners_other_sockets(
+    connect, member, outsider, team, sim
+):
+    socket = await connect(member)
+    other_tab = await connect(member)
+    stranger = await connect(outsider)
+    ids = await finish(socket, "Plan the offsite")
+    await finish(socket, "Between us", temporary=True)
+    listed = (await other_tab.until_type("conversation.created"))[-1]
+    assert listed == {
+        "type": "conversation.created",
+        "request_id": None,
+        "conversation": {
+            "id": ids["conversation_id"],
+            "title": "Plan the offsite",
+            "team_id": team.pk,
+        },
+    }
+    assert await other_tab.nothing_more()  # not the temporary chat
+    assert await socket.nothing_more()  # the asking socket had it once, before its messages
+    assert await stranger.nothing_more()

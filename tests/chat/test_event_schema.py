@@ -33,7 +33,7 @@ def test_every_builder_makes_an_event_its_schema_accepts():
         "status": "complete",
     }
     built = [
-        events.conversation_created("r1", 1, "Hi"),
+        events.conversation_created("r1", 1, "Hi", 7),
         events.conversation_updated(1, "Greetings"),
         events.conversation_deleted(1),
         events.message_created("r1", message),

@@ -217,6 +217,8 @@ class ChatPage {
       this.state.conversationCreated(frame);
       return;
     }
+    // Another tab's new conversation is listed only by the tabs listing its team.
+    if (!mine && this.sidebar.team && frame.conversation.team_id !== this.sidebar.team) return;
     this.sidebar.upsert(frame.conversation);
     if (!mine) return;
     this.state.conversationCreated(frame);
