@@ -272,6 +272,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if event["origin"] != self.channel_name:
             await self.send_json(event["event"])
 
+    async def conversation_pinned(self, event: dict[str, Any]) -> None:
+        """The owner pinned or unpinned one of their conversations: every tab's list follows."""
+        await self.send_json(event)
+
     async def conversation_deleted(self, event: dict[str, Any]) -> None:
         """The owner deleted one of their conversations (in any tab): every tab's list drops
         it, and a tab showing it leaves it."""

@@ -168,6 +168,15 @@ class ConversationUpdated(TypedDict):
 
 
 @with_config(STRICT)
+class ConversationPinned(TypedDict):
+    """Its owner pinned or unpinned a conversation: sent to all their sockets."""
+
+    type: Literal["conversation.pinned"]
+    conversation_id: int
+    pinned: bool
+
+
+@with_config(STRICT)
 class ConversationDeleted(TypedDict):
     """Its owner deleted a conversation: sent to all their sockets."""
 
@@ -283,6 +292,7 @@ ConversationEvent = (
 ServerEvent = (
     ConversationCreated
     | ConversationUpdated
+    | ConversationPinned
     | ConversationDeleted
     | ConversationEvent
     | ConversationState
@@ -292,6 +302,7 @@ ServerEvent = (
 SCHEMAS: dict[str, type[Any]] = {
     "conversation.created": ConversationCreated,
     "conversation.updated": ConversationUpdated,
+    "conversation.pinned": ConversationPinned,
     "conversation.deleted": ConversationDeleted,
     "message.created": MessageCreated,
     "message.delta": MessageDelta,

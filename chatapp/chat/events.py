@@ -10,6 +10,7 @@ from chatapp.chat.event_schema import (
     AnswerError,
     ConversationCreated,
     ConversationDeleted,
+    ConversationPinned,
     ConversationState,
     ConversationSwitched,
     ConversationUpdated,
@@ -45,6 +46,10 @@ def conversation_created(
 
 def conversation_updated(conversation_id: int, title: str) -> ConversationUpdated:
     return {"type": "conversation.updated", "conversation": {"id": conversation_id, "title": title}}
+
+
+def conversation_pinned(conversation_id: int, pinned: bool) -> ConversationPinned:
+    return {"type": "conversation.pinned", "conversation_id": conversation_id, "pinned": pinned}
 
 
 def conversation_deleted(conversation_id: int) -> ConversationDeleted:

@@ -79,3 +79,23 @@ def test_a_conversation_started_in_one_tab_is_listed_in_the_others(
     first.wait_for_status("complete")
     expect(first.sidebar_items).to_have_count(2)
     assert page_watch.console_errors == [] and page_watch.page_errors == []
+
+
+def test_a_pin_in_one_tab_moves_the_conversation_in_the_others(
+    logged_in_page, second_tab, page_watch
+):
+    first = ChatPage(logged_in_page)
+    for question in ("Older plan", "Newer plan"):
+        first.page.get_by_role("button", name="New chat").click()
+        first.send(question)
+        first.wait_for_status("complete")
+    names = logged_in_page.locator(".conversation-name")
+    expect(names).to_have_text(["Newer plan", "Older plan"])
+    second_tab.goto("/")
+    second_tab.wait_for_selector("html[data-socket=open]")
+    click_row_action(second_tab, "Older plan", "Pin")
+    expect(names).to_have_text(["Older plan", "Newer plan"])
+    expect(logged_in_page.get_by_role("heading", name="Pinned")).to_be_visible()
+    click_row_action(second_tab, "Older plan", "Unpin")
+    expect(names).to_have_text(["Newer plan", "Older plan"])
+    assert page_watch.console_errors == [] and page_watch.page_errors == []

@@ -351,3 +351,27 @@ async def test_a_new_conversation_is_listed_on_the_owners_other_sockets(
     assert await other_tab.nothing_more()  # not the temporary chat
     assert await socket.nothing_more()  # the asking socket had it once, before its messages
     assert await stranger.nothing_more()
+
+
+def pin_as(user, conversation_id: int, pinned: bool) -> int:
+    client = Client()
+    client.force_login(user)
+    path = f"/api/conversations/{conversation_id}/"
+    return client.patch(path, {"pinned": pinned}, content_type="application/json").status_code
+
+
+async def test_a_pin_reaches_every_socket_of_the_owner_only(connect, member, outsider, sim):
+    socket = await connect(member)
+    other_tab = await connect(member)
+    stranger = await connect(outsider)
+    ids = await finish(socket, "Plan the offsite")
+    await other_tab.until_type("conversation.created")
+    assert await database_sync_to_async(pin_as)(member, ids["conversation_id"], True) == 200
+    expected = {
+        "type": "conversation.pinned",
+        "conversation_id": ids["conversation_id"],
+        "pinned": True,
+    }
+    assert (await socket.until_type("conversation.pinned"))[-1] == expected
+    assert (await other_tab.until_type("conversation.pinned"))[-1] == expected
+    assert await stranger.nothing_more()

@@ -35,6 +35,7 @@ def test_every_builder_makes_an_event_its_schema_accepts():
     built = [
         events.conversation_created("r1", 1, "Hi", 7),
         events.conversation_updated(1, "Greetings"),
+        events.conversation_pinned(1, True),
         events.conversation_deleted(1),
         events.message_created("r1", message),
         events.message_created(None, {**message, "role": "assistant"}, replaces=3),

@@ -68,6 +68,7 @@ def pin_conversation(conversation: Conversation, pinned: bool) -> None:
     # Pinning is not activity either.
     Conversation.objects.filter(pk=conversation.pk).update(pinned=pinned)
     conversation.pinned = pinned
+    _announce_to_owner(conversation, dict(events.conversation_pinned(conversation.pk, pinned)))
 
 
 def delete_conversation(conversation: Conversation) -> list[int]:

@@ -192,6 +192,7 @@ class ChatPage {
     const handler = {
       "conversation.created": () => this.onConversationCreated(frame),
       "conversation.updated": () => this.onConversationUpdated(frame),
+      "conversation.pinned": () => this.sidebar.setPinned(frame.conversation_id, frame.pinned),
       "conversation.deleted": () => this.onConversationDeleted(frame),
       "conversation.state": () => this.onConversationState(frame),
       "message.created": () => this.onMessageCreated(frame),

@@ -189,6 +189,14 @@ export class Sidebar {
     this.setTitle(entry.li, title);
   }
 
+  /** Pinned or unpinned (in this tab or another): the row moves to its place. */
+  setPinned(id, pinned) {
+    const entry = this.entries.get(id);
+    if (!entry || entry.data.pinned === pinned) return;
+    entry.data.pinned = pinned;
+    this.render();
+  }
+
   remove(id) {
     const entry = this.entries.get(id);
     if (!entry) return;
