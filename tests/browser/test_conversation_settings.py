@@ -4,6 +4,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser.chat_page import ChatPage
+from tests.support.polling import wait_for
 
 pytestmark = pytest.mark.browser
 
@@ -184,11 +185,14 @@ def test_an_answer_cut_at_max_tokens_says_so_and_keeps_saying_it(logged_in_page,
     panel.max_tokens.fill("2000")
     panel.max_tokens.press("Escape")
     # The notice's advice: more tokens, then Regenerate (which takes the panel's settings).
+    asked = len(sim.requests)
     chat.last_answer().get_by_role("button", name="Regenerate").click()
+    # The old answer reads "complete" until the new one replaces it: wait for its request.
+    wait_for(lambda: len(sim.requests) > asked, "the regenerated answer's request")
+    assert sim.requests[asked]["max_completion_tokens"] == 2000
     chat.wait_for_status("complete")
     expect(chat.answers).to_have_count(1)
     expect(notice).to_be_hidden()
-    assert sim.requests[-1]["max_completion_tokens"] == 2000
     chat.last_answer().get_by_role("group", name="Version 2 of 2").get_by_role(
         "button", name="Previous version"
     ).click()

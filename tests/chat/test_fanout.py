@@ -68,6 +68,8 @@ async def test_a_subscribe_sends_the_state_first_while_the_layer_is_slow_to_add_
     ids = await first.send_message(f"Slow join {SLOW}")
     message_id = ids["message_id"]
     await first.receive_until(lambda f: f["type"] == "message.delta" and f["seq"] >= 3)
+    listed = await second.until_type("conversation.created")  # the other tab's list shows it
+    assert listed[-1]["request_id"] is None
     layer = get_channel_layer()
     group_add = layer.group_add
 
