@@ -1,5 +1,7 @@
 """One person, several tabs: what one tab does, the others show."""
 
+import re
+
 import pytest
 from playwright.sync_api import expect
 
@@ -40,6 +42,9 @@ def test_a_conversation_deleted_in_one_tab_leaves_the_others(
 ):
     first = ChatPage(logged_in_page)
     first.send("[sim:pace tps=15] [sim:long tokens=200] Draft the budget")
+    # The answer's bubble shows at once; the conversation has its id once the server
+    # says so (conversation.created), which moves the address to it.
+    logged_in_page.wait_for_url(re.compile(r"/c/\d+/$"))
     first.answers.last.wait_for()
     conversation_id = first.conversation_id()
     first.input.fill("and the travel costs")  # a draft in the first tab
