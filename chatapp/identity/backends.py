@@ -16,7 +16,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend
 from django.core.exceptions import SuspiciousOperation, ValidationError
 from django.core.validators import validate_email
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 
@@ -149,13 +149,25 @@ class OIDCBackend(OIDCAuthenticationBackend):
         )
 
     def get_or_create_user(self, access_token, id_token, payload):
-        with transaction.atomic():
-            return super().get_or_create_user(access_token, id_token, payload)
+        try:
+            with transaction.atomic():
+                return super().get_or_create_user(access_token, id_token, payload)
+        except IntegrityError:
+            # The same person's first sign-in in another request (a second tab, a double
+            # click) made the account between our lookup and our insert: the identity's or
+            # the username's unique constraint refused ours. Look again and take theirs.
+            with transaction.atomic():
+                return super().get_or_create_user(access_token, id_token, payload)
 
     def create_user(self, claims):
         user = self.UserModel(username=self._free_username(claims), email=verified_email(claims))
         user.set_unusable_password()
         user.save()
+        # A plain insert, so that of two first sign-ins at once one wins and the other
+        # raises (see get_or_create_user) rather than moving the identity to a second account.
+        OIDCIdentity.objects.create(
+            issuer=provider_metadata()["issuer"], subject=claims["sub"], user=user
+        )
         if is_site_admin(user) and getattr(self, "request", None) is not None:
             messages.info(self.request, FIRST_ACCOUNT_NOTICE)
         return self.update_user(user, claims)

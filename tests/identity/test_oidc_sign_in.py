@@ -15,6 +15,7 @@ from django.test import Client
 
 from chatapp.accounts.signup import FIRST_ACCOUNT_NOTICE
 from chatapp.accounts.sockets import SESSIONS_ENDED, user_group
+from chatapp.identity.backends import OIDCBackend
 from chatapp.identity.models import OIDCIdentity
 from chatapp.teams.models import AuditEvent, Membership, Role, Team
 from tests.conftest import PASSWORD
@@ -141,6 +142,34 @@ def test_a_local_username_is_never_taken_over(client, sso, person, make_user):
     sign_in(client, sso, name)
     user = signed_in_user(client)
     assert user != local and user.username == f"{name}2"
+
+
+@pytest.mark.parametrize("same_username", [False, True])
+def test_two_first_sign_ins_at_once_end_in_one_account(
+    client, sso, person, monkeypatch, same_username
+):
+    """The second callback looked for the account just before the first one made it."""
+    name = person()
+    other_tab = Client()
+    other_start = start(other_tab)
+    sign_in(client, sso, name)
+    account = signed_in_user(client)
+    lookups = []
+    find = OIDCBackend.filter_users_by_claims
+
+    def looked_before_the_other_committed(backend, claims):
+        lookups.append(claims["sub"])
+        return [] if len(lookups) == 1 else find(backend, claims)
+
+    monkeypatch.setattr(OIDCBackend, "filter_users_by_claims", looked_before_the_other_committed)
+    if same_username:  # it also chose its username before the other's was taken
+        monkeypatch.setattr(OIDCBackend, "_free_username", lambda backend, claims: name)
+    _, response = come_back(other_tab, sso, name, other_start)
+    assert response.status_code == 302 and response["Location"] == "/"
+    assert len(lookups) == 2  # refused by a unique constraint, then found
+    assert signed_in_user(other_tab) == account
+    assert get_user_model().objects.filter(username__startswith=name).count() == 1
+    assert OIDCIdentity.objects.get().user == account
 
 
 def test_deactivating_an_account_ends_its_provider_sign_in_sessions(client, sso, person):
