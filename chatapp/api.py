@@ -5,8 +5,9 @@ Also the answers Django gives itself, before or around a view (an unknown URL, a
 parse, an unexpected error): JSON in the API's envelope under /api/, in OpenAI's under /v1/,
 and Django's own pages everywhere else."""
 
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.views import defaults
+from django.views.decorators.csrf import csrf_exempt
 
 from chatapp.accounts.api import router as accounts_router
 from chatapp.chat import openai_api
@@ -45,12 +46,23 @@ def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
 
 def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     if request.path.startswith("/api/"):
-        return error_response(404, "not_found", "Not found: it does not exist or is not yours.")
+        message = "Not found: it does not exist or is not yours."
+        if not request.path.endswith("/"):
+            message += f" This API's addresses end with a slash: {request.path}/"
+        return error_response(404, "not_found", message)
     if request.path.startswith("/v1/"):
         message = f"Invalid URL ({request.method} {request.path}): this API has /v1/models and"
         message += " /v1/chat/completions."
         return openai_api.error_response(OpenAIError(404, message, code="unknown_url"))
     return defaults.page_not_found(request, exception)
+
+
+@csrf_exempt  # a POST to an unknown /v1/ address is told so, not refused for its CSRF token
+def unknown_url(request: HttpRequest) -> HttpResponse:
+    """Any other address under /api/ or /v1/ (the last URL patterns there): the JSON 404 in
+    every mode. Without it, DEBUG answers with Django's HTML page, and APPEND_SLASH redirects
+    a URL without its final slash, which turns a POST into a GET (or a 500 under DEBUG)."""
+    return page_not_found(request, Http404())
 
 
 def server_error(request: HttpRequest) -> HttpResponse:

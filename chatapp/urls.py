@@ -1,6 +1,7 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 
+from chatapp import api as api_errors
 from chatapp.accounts import views as accounts_views
 from chatapp.api import api
 from chatapp.chat import openai_api
@@ -19,6 +20,7 @@ urlpatterns = [
     path("api/", include((api_urls(api), "api"))),
     path("v1/models", openai_api.models, name="openai_models"),
     path("v1/chat/completions", openai_api.chat_completions, name="openai_chat_completions"),
+    re_path(r"^(?:api|v1)/", api_errors.unknown_url),  # after every /api/ and /v1/ address
     path("oidc/", include("chatapp.identity.urls")),
     path("", include("chatapp.teams.urls")),
     path("", include("chatapp.tools.urls")),

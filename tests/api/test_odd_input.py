@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from chatapp.api import server_error
 from chatapp.chat.api import MAX_PAGE
+from chatapp.chat.models import Conversation
 from chatapp.teams.models import SystemPrompt
 from chatapp.teams.services import SESSION_TEAM_KEY
 
@@ -114,13 +115,41 @@ def test_bodies_django_cannot_parse_are_400_in_the_envelope(member_client, chat,
     assert chat.title == "Tax questions"
 
 
+@pytest.mark.parametrize("debug", [False, True])  # make run has DEBUG on
 @pytest.mark.parametrize("path", ["/api/no-such-thing/", "/api/uploads/abc/"])
-def test_unknown_api_urls_are_404_in_the_envelope(member_client, path):
+def test_unknown_api_urls_are_404_in_the_envelope(member_client, settings, path, debug):
+    settings.DEBUG = debug
     response = member_client.get(path)
     assert response.status_code == 404
     assert response.json() == {
         "error": {"code": "not_found", "message": "Not found: it does not exist or is not yours."}
     }
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_an_api_url_without_its_slash_is_a_404_naming_it_not_a_redirect(
+    member_client, settings, debug
+):
+    """A redirect would turn the POST into a GET; under DEBUG Django refuses it with a 500."""
+    settings.DEBUG = debug
+    response = send(member_client, "post", "/api/conversations", {"title": "Budget"})
+    assert response.status_code == 404
+    assert response.json()["error"] == {
+        "code": "not_found",
+        "message": "Not found: it does not exist or is not yours. This API's addresses end"
+        " with a slash: /api/conversations/",
+    }
+    assert not Conversation.objects.exists()
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_unknown_v1_urls_are_404_in_openai_s_envelope(member_client, settings, debug):
+    settings.DEBUG = debug
+    response = member_client.post("/v1/chat/completions/", {}, content_type="application/json")
+    assert response.status_code == 404
+    error = response.json()["error"]
+    assert (error["type"], error["code"]) == ("invalid_request_error", "unknown_url")
+    assert error["message"].startswith("Invalid URL (POST /v1/chat/completions/)")
 
 
 def test_unknown_pages_are_still_the_html_404(member_client):
