@@ -6,6 +6,7 @@ parse, an unexpected error): JSON in the API's envelope under /api/, in OpenAI's
 and Django's own pages everywhere else."""
 
 from django.http import Http404, HttpRequest, HttpResponse
+from django.urls import Resolver404, resolve
 from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
 
@@ -47,7 +48,7 @@ def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
 def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     if request.path.startswith("/api/"):
         message = "Not found: it does not exist or is not yours."
-        if not request.path.endswith("/"):
+        if not request.path.endswith("/") and _is_an_address(request.path + "/"):
             message += f" This API's addresses end with a slash: {request.path}/"
         return error_response(404, "not_found", message)
     if request.path.startswith("/v1/"):
@@ -63,6 +64,13 @@ def unknown_url(request: HttpRequest) -> HttpResponse:
     every mode. Without it, DEBUG answers with Django's HTML page, and APPEND_SLASH redirects
     a URL without its final slash, which turns a POST into a GET (or a 500 under DEBUG)."""
     return page_not_found(request, Http404())
+
+
+def _is_an_address(path: str) -> bool:
+    try:
+        return resolve(path).func is not unknown_url
+    except Resolver404:
+        return False
 
 
 def server_error(request: HttpRequest) -> HttpResponse:

@@ -116,7 +116,7 @@ def test_bodies_django_cannot_parse_are_400_in_the_envelope(member_client, chat,
 
 
 @pytest.mark.parametrize("debug", [False, True])  # make run has DEBUG on
-@pytest.mark.parametrize("path", ["/api/no-such-thing/", "/api/uploads/abc/"])
+@pytest.mark.parametrize("path", ["/api/no-such-thing/", "/api/uploads/abc/", "/api/nothing"])
 def test_unknown_api_urls_are_404_in_the_envelope(member_client, settings, path, debug):
     settings.DEBUG = debug
     response = member_client.get(path)
