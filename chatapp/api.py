@@ -48,7 +48,7 @@ def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
 def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     if request.path.startswith("/api/"):
         message = "Not found: it does not exist or is not yours."
-        if not request.path.endswith("/") and _is_an_address(request.path + "/"):
+        if not request.path.endswith("/") and _is_an_address(request.path_info + "/"):
             message += f" This API's addresses end with a slash: {request.path}/"
         return error_response(404, "not_found", message)
     if request.path.startswith("/v1/"):
@@ -66,9 +66,9 @@ def unknown_url(request: HttpRequest) -> HttpResponse:
     return page_not_found(request, Http404())
 
 
-def _is_an_address(path: str) -> bool:
+def _is_an_address(path_info: str) -> bool:
     try:
-        return resolve(path).func is not unknown_url
+        return resolve(path_info).func is not unknown_url
     except Resolver404:
         return False
 
