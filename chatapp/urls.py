@@ -20,7 +20,8 @@ urlpatterns = [
     path("api/", include((api_urls(api), "api"))),
     path("v1/models", openai_api.models, name="openai_models"),
     path("v1/chat/completions", openai_api.chat_completions, name="openai_chat_completions"),
-    re_path(r"^(?:api|v1)/", api_errors.unknown_url),  # after every /api/ and /v1/ address
+    # After every /api/ and /v1/ address: the JSON 404 for any other.
+    re_path(r"^(?:api|v1)/", api_errors.unknown_url, name="unknown_api_url"),
     path("oidc/", include("chatapp.identity.urls")),
     path("", include("chatapp.teams.urls")),
     path("", include("chatapp.tools.urls")),
