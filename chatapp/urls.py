@@ -1,9 +1,8 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
 
-from chatapp import api as api_errors
 from chatapp.accounts import views as accounts_views
-from chatapp.api import api
+from chatapp.api import api, unknown_url
 from chatapp.chat import openai_api
 from chatapp.chat import views as chat_views
 from chatapp.core import views as core_views
@@ -21,7 +20,7 @@ urlpatterns = [
     path("v1/models", openai_api.models, name="openai_models"),
     path("v1/chat/completions", openai_api.chat_completions, name="openai_chat_completions"),
     # After every /api/ and /v1/ address: the JSON 404 for any other.
-    re_path(r"^(?:api|v1)/", api_errors.unknown_url, name="unknown_api_url"),
+    re_path(r"^(?:api|v1)/", unknown_url, name="unknown_api_url"),
     path("oidc/", include("chatapp.identity.urls")),
     path("", include("chatapp.teams.urls")),
     path("", include("chatapp.tools.urls")),
