@@ -129,13 +129,18 @@ def read_request(data: dict[str, Any]) -> tuple[CompletionRequest, bool, bool]:
                 name,
                 code="unsupported_parameter",
             )
-    if data.get("n") not in (None, 1):
+    count = data.get("n")
+    if count is not None and (isinstance(count, bool) or not isinstance(count, int)):
+        raise invalid("n must be an integer.", "n")
+    if count not in (None, 1):
         raise invalid("Only n=1 is supported.", "n", code="unsupported_parameter")
     stream = _flag(data, "stream")
-    options = data.get("stream_options") or {}
-    if not isinstance(options, dict):
+    options = data.get("stream_options")
+    if options is not None and not stream:
+        raise invalid("stream_options is only allowed when stream is true.", "stream_options")
+    if options is not None and not isinstance(options, dict):
         raise invalid("stream_options must be an object.", "stream_options")
-    include_usage = _flag(options, "include_usage", "stream_options.include_usage")
+    include_usage = _flag(options or {}, "include_usage", "stream_options.include_usage")
     system, turns = _messages(data.get("messages"))
     request = CompletionRequest(
         turns=tuple(turns),
