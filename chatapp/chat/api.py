@@ -180,6 +180,7 @@ class MessageOut(Schema):
 
 
 class ConversationOut(ConversationSummary):
+    team_id: int = Field(description="The team it was started in (its prompts, models, files)")
     temporary: bool = Field(
         description="Not saved in history: absent from lists, search and exports, deleted"
         " when it ends or after 24 hours."
@@ -330,6 +331,7 @@ def conversation_data(conversation: Conversation, *, whole_tree: bool = False) -
     data = {
         **conversation_summary(conversation),
         "temporary": conversation.temporary,
+        "team_id": conversation.team_id,
         "settings": {**conversation.settings, "tools": conversation.tools_enabled},
         "system_prompt": {
             "id": conversation.system_prompt_id,

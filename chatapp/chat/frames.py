@@ -72,7 +72,7 @@ def optional_object_id(frame: dict[str, Any], name: str) -> int | None:
     value = frame.get(name)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_ID:
         raise ChatError("invalid_frame", f"{name} must be a positive integer.", name)
     return value
 
@@ -101,11 +101,19 @@ def send_request(frame: dict[str, Any], max_content_bytes: int) -> SendRequest:
             "Only a new conversation can be made temporary (conversation_id null).",
             "temporary",
         )
+    team_id = optional_object_id(frame, "team_id")
+    if team_id is not None and conversation_id is not None:
+        raise ChatError(
+            "invalid_frame",
+            "team_id names where a new conversation starts (conversation_id null).",
+            "team_id",
+        )
     return SendRequest(
         tools=tools,
         content=content,
         conversation_id=conversation_id,
         temporary=temporary,
+        team_id=team_id,
         system_prompt_id=optional_object_id(frame, "system_prompt_id"),
         settings=settings,
         system_prompt_text=prompt_text,
@@ -117,7 +125,7 @@ def send_request(frame: dict[str, Any], max_content_bytes: int) -> SendRequest:
 def edit_request(frame: dict[str, Any], max_content_bytes: int) -> tuple[int, SendRequest]:
     """A chat.edit: the question edited and its new version (text, files, settings)."""
     message_id = object_id(frame, "message_id")
-    unknown = {"conversation_id", "system_prompt_id", "temporary"} & set(frame)
+    unknown = {"conversation_id", "system_prompt_id", "temporary", "team_id"} & set(frame)
     if unknown:
         name = sorted(unknown)[0]
         raise ChatError("invalid_frame", f"chat.edit takes no {name}.", name)

@@ -18,6 +18,7 @@ class SendRequest:
     attachments: tuple[int, ...] = ()  # upload ids, in the order the user attached them
     tools: bool | None = None  # settings.tools: offer the team's tools here (None: unchanged)
     temporary: bool = False  # start a temporary chat (a new conversation only)
+    team_id: int | None = None  # the team a new conversation starts in (None: the session's)
     # settings.response_format: ("text" | "json_object" | "json_schema", schema id or None)
     response_format: tuple[str, int | None] | None = None
 

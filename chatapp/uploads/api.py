@@ -7,9 +7,10 @@ The conventions (errors, auth, CSRF) are chatapp.core.api's.
 from typing import Annotated, Literal
 
 from django.http import FileResponse, HttpRequest, HttpResponse
-from ninja import Field, File, Path, Router, Schema, Status, UploadedFile
+from ninja import Field, File, Form, Path, Router, Schema, Status, UploadedFile
 
 from chatapp.core.api import MAX_ID, ApiError, responses
+from chatapp.teams.models import Team
 from chatapp.teams.services import current_team
 from chatapp.uploads import actions
 from chatapp.uploads.models import get_upload_for_user
@@ -17,6 +18,11 @@ from chatapp.uploads.validation import UploadRefused
 
 router = Router(tags=["uploads"])
 FILE_FIELD = File(None, description="The image or document")
+TEAM_FIELD = Form(
+    None,
+    description="One of your teams, the one of the chat the file is for (default: your"
+    " current team)",
+)
 UploadId = Annotated[int, Path(ge=1, le=MAX_ID)]
 FILE_ANSWER = {
     200: {
@@ -38,7 +44,9 @@ class UploadOut(Schema):
 
 
 @router.post("/uploads/", response=responses({201: UploadOut}))
-def upload_create(request: HttpRequest, file: UploadedFile | None = FILE_FIELD):
+def upload_create(
+    request: HttpRequest, file: UploadedFile | None = FILE_FIELD, team: str | None = TEAM_FIELD
+):
     if file is None:
         raise ApiError(
             400, "missing_file", "Send the file as multipart form data in the field 'file'.", "file"
@@ -47,12 +55,24 @@ def upload_create(request: HttpRequest, file: UploadedFile | None = FILE_FIELD):
         raise ApiError(
             400, "invalid", "Send one file per request: each upload gets its own id.", "file"
         )
+    into = current_team(request) if team is None else _team_named(request, team)
     try:
         data = actions.read_limited(file, actions.limits().max_bytes)
-        upload = actions.create_upload(request.user, current_team(request), file.name or "", data)
+        upload = actions.create_upload(request.user, into, file.name or "", data)
     except UploadRefused as refused:
         raise ApiError(400, refused.code, refused.message, "file") from None
     return Status(201, upload.summary())
+
+
+def _team_named(request: HttpRequest, value: str) -> Team:
+    """The team a page names for its chat, which is not the session's once another tab has
+    switched team."""
+    if not (value.isascii() and value.isdecimal()) or not 0 < int(value) <= MAX_ID:
+        raise ApiError(400, "invalid", "team must be the id of one of your teams.", "team")
+    team = Team.objects.for_user(request.user).filter(pk=int(value)).first()
+    if team is None:
+        raise ApiError(404, "not_found", "You are not in that team.", "team")
+    return team
 
 
 @router.get(

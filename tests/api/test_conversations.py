@@ -100,6 +100,7 @@ def test_detail_has_settings_and_messages(member_client, chat):
     data = member_client.get(detail_url(chat)).json()
     assert data["id"] == chat.pk
     assert data["title"] == "Tax questions"
+    assert data["team_id"] == chat.team_id  # a page shows that team's files and prompts
     assert data["settings"]["model"] == "Llama-3.3-70B-Instruct"
     assert data["system_prompt"]["content"] == "Be brief."
     assert [(m["role"], m["content"]) for m in data["messages"]] == [

@@ -5,7 +5,8 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.chat_page import ChatPage
+from tests.browser.chat_page import ChatPage, json_from
+from tests.browser.test_chat_attachments import drop, text_file, wait_until_attached
 from tests.browser.test_sidebar import click_row_action
 
 pytestmark = pytest.mark.browser
@@ -103,4 +104,53 @@ def test_a_pin_in_one_tab_moves_the_conversation_in_the_others(
     expect(logged_in_page.get_by_role("heading", name="Pinned")).to_be_visible()
     click_row_action(second_tab, "Older plan", "Unpin")
     expect(names).to_have_text(["Newer plan", "Older plan"])
+    assert page_watch.console_errors == [] and page_watch.page_errors == []
+
+
+def test_a_tab_left_on_one_team_keeps_its_new_chats_and_files_there(
+    logged_in_page, second_tab, app_server, user, page_watch
+):
+    """Switching team in one tab leaves another tab showing the team it showed: a chat and a
+    file started there go to that team, not to the session's new one."""
+    app_server.run_python(f"""
+from django.contrib.auth import get_user_model
+from chatapp.teams.models import Membership, Team
+person = get_user_model().objects.get(username={user.username!r})
+Membership.objects.create(team=Team.objects.create(name="Zeta crew"), user=person)
+""")
+    first = ChatPage(logged_in_page)
+    shown = logged_in_page.locator("#team-picker option:checked").inner_text()
+    assert shown != "Zeta crew"
+    second_tab.goto("/")
+    second_tab.wait_for_selector("html[data-socket=open]")
+    second_tab.get_by_label("Team", exact=True).select_option(label="Zeta crew")
+    expect(second_tab.locator("#team-picker option:checked")).to_have_text("Zeta crew")
+    drop(logged_in_page, text_file("notes.txt"))
+    wait_until_attached(logged_in_page, 1)
+    first.send("Which team is this in?")
+    first.wait_for_status("complete")
+    conversation_id = first.conversation_id()
+    # The other tab lists only its own team's conversations.
+    expect(ChatPage(second_tab).sidebar_items).to_have_count(0)
+    # Opened there by its address, the conversation takes files for its own team.
+    second_tab.goto(f"/c/{conversation_id}/")
+    second_tab.wait_for_selector("html[data-socket=open]")
+    second = ChatPage(second_tab)
+    expect(second.answers).to_have_count(1)
+    drop(second_tab, text_file("more-notes.txt"))
+    wait_until_attached(second_tab, 1)
+    second.send("And this one?")
+    expect(second.answers).to_have_count(2)
+    second.wait_for_status("complete", second.answers.last)
+    placed = json_from(
+        app_server.run_python(f"""
+import json
+from chatapp.chat.models import Conversation
+from chatapp.uploads.models import Upload
+chat = Conversation.objects.select_related("team").get(pk={conversation_id})
+files = [u.team.name for u in Upload.objects.filter(message__conversation=chat)]
+print(json.dumps({{"chat": chat.team.name, "files": files}}))
+""")
+    )
+    assert placed == {"chat": shown, "files": [shown, shown]}
     assert page_watch.console_errors == [] and page_watch.page_errors == []

@@ -270,6 +270,7 @@ async def test_edit_and_switch_refusals_change_nothing(connect, member, outsider
             frame("chat.edit", second["user_message_id"], content="x", conversation_id=1),
             "invalid_frame",
         ),
+        (frame("chat.edit", second["user_message_id"], content="x", team_id=1), "invalid_frame"),
         (
             frame(
                 "chat.edit", second["user_message_id"], content="x", settings={"system_prompt": ""}

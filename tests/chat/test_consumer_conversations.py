@@ -1,12 +1,16 @@
 """Conversations over the socket: titles, prompts, settings, history, regenerate, limits."""
 
+import io
+
 import pytest
 from channels.db import database_sync_to_async
+from django.core.management import call_command
 from django.test import Client
 
 from chatapp.chat.models import Conversation, Message
 from chatapp.llm import MODEL_CONTEXT_LIMITS
-from chatapp.teams.models import Membership, SystemPrompt, TeamPolicy, TeamUsage
+from chatapp.teams.models import Membership, Role, SystemPrompt, Team, TeamPolicy, TeamUsage
+from tests.chat.test_retention import aged
 
 from .conftest import MODEL, joined_text
 
@@ -254,6 +258,35 @@ async def test_new_conversations_go_to_the_sessions_team(connect, member, team, 
     assert (await team_of(ids["conversation_id"])).pk == team.pk
 
 
+async def test_a_new_conversation_starts_in_the_team_the_page_names(connect, member, team, sim):
+    """A tab still showing one team after another tab switched the session to another: its
+    new chat goes where the tab shows, with that team's prompts."""
+    beta = await Team.objects.acreate(name="Beta")
+    await Membership.objects.acreate(team=beta, user=member, role=Role.MEMBER)
+    prompt = await SystemPrompt.objects.acreate(team=beta, name="Beta's", content="Speak Beta.")
+    socket = await connect(member)  # the session's team is Acme, the first
+    ids = await finish(socket, "Which team?", team_id=beta.pk, system_prompt_id=prompt.pk)
+    conversation = await Conversation.objects.select_related("team").aget(pk=ids["conversation_id"])
+    assert (conversation.team.name, conversation.system_prompt_text) == ("Beta", "Speak Beta.")
+    ids = await finish(socket, "And without?")
+    assert (await team_of(ids["conversation_id"])).pk == team.pk
+
+
+async def test_a_team_one_is_not_in_is_not_found_and_nothing_is_written(
+    connect, make_user, member, sim
+):
+    elsewhere = await Team.objects.acreate(name="Elsewhere")
+    stranger = await database_sync_to_async(make_user)("stranger")
+    await Membership.objects.acreate(team=elsewhere, user=stranger, role=Role.OWNER)
+    socket = await connect(member)
+    error = await socket.expect_error(
+        {"type": "chat.send", "content": "Let me in", "team_id": elsewhere.pk}
+    )
+    assert (error["error"]["code"], error["error"]["field"]) == ("not_found", "team_id")
+    assert await Conversation.objects.acount() == 0
+    assert sim.requests == []
+
+
 async def test_the_cap_holds_for_sends_at_the_same_moment(connect, member, sim, settings):
     settings.CHAT_MAX_CONCURRENT_GENERATIONS = 1
     sockets = [await connect(member) for _ in range(3)]
@@ -327,6 +360,26 @@ async def test_a_delete_reaches_every_socket_of_the_owner_only(connect, member, 
     expected = {"type": "conversation.deleted", "conversation_id": ids["conversation_id"]}
     assert (await socket.until_type("conversation.deleted"))[-1] == expected
     assert (await other_tab.until_type("conversation.deleted"))[-1] == expected
+    assert await stranger.nothing_more()
+
+
+async def test_conversations_deleted_by_the_sweeps_leave_their_owners_tabs(
+    connect, member, outsider, team, sim
+):
+    """Retention and the temporary-chat sweep tell the owner's tabs, as a delete does."""
+    await TeamPolicy.objects.acreate(team=team, retention_days=30)
+    socket = await connect(member)
+    stranger = await connect(outsider)
+    expired = await database_sync_to_async(aged)(member, team, 31)
+    fleeting = await database_sync_to_async(aged)(member, team, 2, temporary=True)
+    kept = await database_sync_to_async(aged)(member, team, 1)
+    await database_sync_to_async(call_command)("purge_expired", stdout=io.StringIO())
+    frames = await socket.until_type("conversation.deleted")
+    frames += await socket.until_type("conversation.deleted")
+    deleted = {f["conversation_id"] for f in frames if f["type"] == "conversation.deleted"}
+    assert deleted == {expired.pk, fleeting.pk}
+    assert await Conversation.objects.filter(pk=kept.pk).aexists()
+    assert await socket.nothing_more()
     assert await stranger.nothing_more()
 
 

@@ -3,9 +3,11 @@
 import io
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image
 
 from chatapp.chat.models import Conversation, Message
+from chatapp.teams.models import Membership, Role, Team
 from chatapp.uploads.models import Upload
 from tests.uploads import files
 from tests.uploads.conftest import stored_files
@@ -33,6 +35,40 @@ def test_image_upload_answers_201_with_its_size(member_client, member, post_uplo
 def test_upload_counts_against_the_current_team(member_client, member, team, post_upload):
     post_upload(member_client)
     assert Upload.objects.get().team == team
+
+
+def test_upload_goes_to_the_team_the_form_names(member_client, member, team):
+    """A page still showing one team after another tab switched names that team."""
+    beta = Team.objects.create(name="Beta")
+    Membership.objects.create(team=beta, user=member, role=Role.MEMBER)
+    upload = SimpleUploadedFile("photo.png", files.image_bytes(), content_type="image/png")
+    response = member_client.post("/api/uploads/", {"file": upload, "team": str(beta.pk)})
+    assert response.status_code == 201
+    assert Upload.objects.get().team == beta
+    assert member_client.get("/api/me/").json()["current_team"]["id"] == team.pk
+
+
+@pytest.mark.parametrize("value", ["", "x", "0", "-1", "1.5", str(2**63), "١"])
+def test_a_bad_team_field_is_400_and_stores_nothing(member_client, value):
+    upload = SimpleUploadedFile("photo.png", files.image_bytes(), content_type="image/png")
+    response = member_client.post("/api/uploads/", {"file": upload, "team": value})
+    assert response.status_code == 400
+    assert response.json()["error"]["field"] == "team"
+    assert not Upload.objects.exists()
+
+
+def test_a_team_you_are_not_in_is_404_and_stores_nothing(member_client, site_admin):
+    elsewhere = Team.objects.create(name="Elsewhere")
+    Membership.objects.create(team=elsewhere, user=site_admin, role=Role.OWNER)
+    upload = SimpleUploadedFile("photo.png", files.image_bytes(), content_type="image/png")
+    response = member_client.post("/api/uploads/", {"file": upload, "team": str(elsewhere.pk)})
+    assert response.status_code == 404
+    assert response.json()["error"] == {
+        "code": "not_found",
+        "message": "You are not in that team.",
+        "field": "team",
+    }
+    assert not Upload.objects.exists()
 
 
 def test_document_upload_answers_with_its_pages(member_client, post_upload):

@@ -29,15 +29,33 @@ def rename_conversation(conversation: Conversation, title: str) -> None:
 
 def _announce_to_owner(conversation: Conversation, event: dict[str, Any]) -> None:
     """Once the change commits, send the event to every chat socket of the owner."""
-    owner_id, conversation_id = conversation.owner_id, conversation.pk
+    _announce([(conversation.owner_id, conversation.pk, event)])
+
+
+def _announce(changes: list[tuple[int, int, dict[str, Any]]]) -> None:
+    """Once the change commits, send each (owner, conversation, event) to the owner's sockets."""
+
+    async def send_all() -> None:
+        layer = channel_layer()
+        for owner_id, conversation_id, event in changes:
+            try:
+                await layer.group_send(user_group(owner_id), event)
+            except Exception:  # the change is saved; the other tabs see it when they reload
+                log.warning("Could not announce a change to conversation %s", conversation_id)
 
     def send() -> None:
         try:
-            async_to_sync(channel_layer().group_send)(user_group(owner_id), event)
-        except Exception:  # the change is saved; the other tabs see it when they reload
-            log.warning("Could not announce a change to conversation %s", conversation_id)
+            async_to_sync(send_all)()
+        except Exception:
+            log.warning("Could not announce changes to %d conversation(s)", len(changes))
 
     transaction.on_commit(send)
+
+
+def announce_deletions(owned: list[tuple[int, int]]) -> None:
+    """Conversations deleted in bulk, as (id, owner id): once the deletion commits, their
+    owners' tabs drop them from their lists, and a tab showing one leaves it."""
+    _announce([(owner, pk, dict(events.conversation_deleted(pk))) for pk, owner in owned])
 
 
 def keep_generated_title(
@@ -93,10 +111,12 @@ def purge_temporary(now: datetime) -> int:
     expired = list(
         Conversation.objects.temporary_expired(now)
         .exclude(messages__status=MessageStatus.STREAMING)
-        .values_list("pk", flat=True)
+        .values_list("pk", "owner_id")
     )
     if expired:  # an empty delete would still open a write transaction
-        Conversation.objects.filter(pk__in=expired).delete()
+        with transaction.atomic():
+            announce_deletions(expired)
+            Conversation.objects.filter(pk__in=[pk for pk, _ in expired]).delete()
     return len(expired)
 
 

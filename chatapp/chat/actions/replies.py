@@ -34,6 +34,7 @@ from chatapp.core.layers import channel_layer
 from chatapp.core.locking import lock_rows
 from chatapp.llm import StreamError, Usage
 from chatapp.teams import actions as team_actions
+from chatapp.teams import reads
 from chatapp.teams.models import MANAGER_ROLES, Membership, Team, TeamPolicy
 from chatapp.teams.policy import RULES_RELATED, PolicyError
 from chatapp.teams.safety import Finding
@@ -62,11 +63,26 @@ def session_team(user: Any, session_key: str | None) -> Team:
     return current_team(SimpleNamespace(user=user, session=store), RULES_RELATED)
 
 
+def chosen_team(user: Any, team_id: int) -> Team:
+    """The team a page asks a new conversation to start in: the one it shows, which is not
+    the session's once another tab has switched team."""
+    team = reads.team_with_rules(user, team_id)
+    if team is None:
+        raise ChatError(
+            "not_found", "You are not in that team: reload the page to chat in yours.", "team_id"
+        )
+    return team
+
+
 def admit_send(
     user: Any, session_key: str | None, request: SendRequest, request_id: str | None
 ) -> ReplyPlan:
     """Plan a chat.send; `start_reply` admits it (the caps) and writes its rows."""
-    team = session_team(user, session_key) if request.conversation_id is None else None
+    team = None
+    if request.conversation_id is None and request.team_id is not None:
+        team = chosen_team(user, request.team_id)
+    elif request.conversation_id is None:
+        team = session_team(user, session_key)
     plan = planning.plan_send(user, request, team=team, request_id=request_id)
     return with_tools(plan)
 

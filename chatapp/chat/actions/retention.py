@@ -8,7 +8,7 @@ from datetime import datetime
 from django.db import transaction
 
 from chatapp.chat import retention
-from chatapp.chat.actions.conversations import purge_temporary
+from chatapp.chat.actions.conversations import announce_deletions, purge_temporary
 from chatapp.chat.models import Conversation
 from chatapp.teams.actions import audit
 from chatapp.teams.models import AuditAction
@@ -49,9 +49,10 @@ def _count(window: retention.TeamWindow) -> int:
 
 def _delete(window: retention.TeamWindow, now: datetime) -> int:
     deleted = 0
-    while batch := list(retention.expired(window).values_list("pk", flat=True)[:BATCH]):
+    while batch := list(retention.expired(window).values_list("pk", "owner_id")[:BATCH]):
         with transaction.atomic():
-            Conversation.objects.filter(pk__in=batch).delete()
+            announce_deletions(batch)
+            Conversation.objects.filter(pk__in=[pk for pk, _ in batch]).delete()
         deleted += len(batch)
     if deleted:
         audit(

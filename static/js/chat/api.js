@@ -54,11 +54,12 @@ export async function api(path, { method = "GET", body, keepalive = false } = {}
 }
 
 /**
- * Upload one file to `POST /api/uploads/` (multipart field `file`), reporting progress.
+ * Upload one file to `POST /api/uploads/` (multipart field `file`) for a chat of `team`,
+ * reporting progress.
  * Returns {promise, abort}: the promise resolves to the upload's summary or rejects with an
  * ApiError carrying the server's words (an aborted upload rejects with `aborted` set).
  */
-export function uploadFile(file, onProgress) {
+export function uploadFile(file, team, onProgress) {
   const request = new XMLHttpRequest();
   const promise = new Promise((resolve, reject) => {
     request.open("POST", "/api/uploads/");
@@ -87,6 +88,7 @@ export function uploadFile(file, onProgress) {
     });
     const form = new FormData();
     form.append("file", file, file.name || "pasted-image.png");
+    if (team) form.append("team", String(team));
     request.send(form);
   });
   return { promise, abort: () => request.abort() };

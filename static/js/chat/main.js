@@ -452,6 +452,7 @@ class ChatPage {
     if (settings === null) return;
     if (Object.keys(settings).length) frame.settings = settings;
     const promptId = this.promptPicker?.value;
+    if (this.state.conversationId === null) frame.team_id = config.currentTeamId; // this page's
     if (this.state.conversationId === null && this.state.temporary) frame.temporary = true;
     if (this.state.conversationId === null && promptId) frame.system_prompt_id = Number(promptId);
     else if (this.state.conversationId === null && hasDefaultPrompt && this.promptPicker) {
@@ -544,7 +545,9 @@ class ChatPage {
       bytes: file.size,
       batch,
     });
-    const upload = uploadFile(file, (progress) =>
+    // Stored in the team of the chat it is for, whatever team another tab switched to since.
+    const team = this.state.teamId ?? config.currentTeamId;
+    const upload = uploadFile(file, team, (progress) =>
       this.update(() => this.state.draftProgress(draft.key, progress)),
     );
     this.uploads.set(draft.key, upload);
