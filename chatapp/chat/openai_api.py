@@ -8,6 +8,7 @@ and key. It is saved as a conversation only when the request says `X-Save-Conver
 The wire format (OpenAI's shapes) is `chatapp.chat.completions`.
 """
 
+import asyncio
 import logging
 import re
 import time
@@ -209,11 +210,38 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     except BaseException:  # the client went away too (CancelledError): free its place, count
         await answer.abandon()
         raise
-    return StreamingHttpResponse(
-        answer.chunks(first, include_usage),
-        content_type="text/event-stream",
-        headers=STREAM_HEADERS,
-    )
+    return await AnswerStream.start(answer, answer.chunks(first, include_usage))
+
+
+class AnswerStream(StreamingHttpResponse):
+    """A streamed answer that ends with its response, read or not.
+
+    A client gone before the response's first byte leaves the stream unread, and the
+    stream's `finally` (which frees the answer's place and counts it) never runs in a
+    generator that never started. So the response's close ends the answer, and the stream
+    starts here: should the request end before Django closes the response, the collector
+    closes the started stream, and its `finally` runs then.
+    """
+
+    def __init__(self, answer: "Answer", chunks: AsyncIterator[bytes]):
+        super().__init__(chunks, content_type="text/event-stream", headers=STREAM_HEADERS)
+        self.answer = answer
+        self.loop = asyncio.get_running_loop()
+
+    @classmethod
+    async def start(cls, answer: "Answer", chunks: AsyncIterator[bytes]) -> "AnswerStream":
+        opening = await anext(chunks)
+
+        async def stream() -> AsyncIterator[bytes]:
+            yield opening
+            async for part in chunks:
+                yield part
+
+        return cls(answer, stream())
+
+    def close(self) -> None:
+        super().close()  # Django calls it from a worker thread
+        asyncio.run_coroutine_threadsafe(self.answer.abandon(), self.loop)
 
 
 def admit(caller: Caller, completion_request: Any) -> ReplyPlan:

@@ -1,14 +1,21 @@
 """POST /v1/chat/completions and GET /v1/models under the chat page's rules, through the
 official openai SDK (and plain HTTP where the SDK hides what matters)."""
 
+import asyncio
+import gc
+import json
 from datetime import timedelta
 
 import openai
 import pytest
 from channels.db import database_sync_to_async
+from django.test import AsyncRequestFactory
 from django.utils import timezone
 
+from chatapp.asgi import application
+from chatapp.chat.generation import LIVE_PER_USER
 from chatapp.chat.models import Conversation, Message
+from chatapp.chat.openai_api import chat_completions
 from chatapp.teams.models import (
     ApiKey,
     Membership,
@@ -386,3 +393,77 @@ async def test_tool_calls_though_no_tools_were_offered_are_dropped(
     assert reason == "stop"  # "tool_calls" promises calls the client never gets
     assert "tools" not in sim.requests[-1]
     assert (await db(lambda: TeamUsage.objects.get())).requests == 1
+
+
+async def test_a_client_gone_before_the_first_byte_frees_its_place_and_is_counted(
+    sim, member, team, make_key
+):
+    """The client leaves between the view's return and the response's first byte: the stream
+    is never read, yet the answer's place is freed and the request counted."""
+    key = await database_sync_to_async(make_key)(member, team)
+    body = json.dumps({"model": MODEL, "messages": QUESTION, "stream": True}).encode()
+    gone = asyncio.Event()
+    requests = iter([{"type": "http.request", "body": body, "more_body": False}])
+
+    async def receive() -> dict:
+        request = next(requests, None)
+        if request is not None:
+            return request
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        if message["type"] == "http.response.start":
+            gone.set()  # the connection drops as the headers go out
+            await asyncio.Event().wait()
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/chat/completions",
+        "raw_path": b"/v1/chat/completions",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"testserver"),
+            (b"authorization", f"Bearer {key}".encode()),
+            (b"content-type", b"application/json"),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+    }
+    await application(scope, receive, send)
+    await until_ended(member)  # when Django closes the response
+
+
+async def test_a_stream_dropped_unread_and_unclosed_frees_its_place_once_collected(
+    sim, member, team, make_key
+):
+    """Should the request end before Django closes the response (cancelled in a middleware),
+    the collector's close of the stream ends the answer."""
+    key = await database_sync_to_async(make_key)(member, team)
+    request = AsyncRequestFactory().post(
+        "/v1/chat/completions",
+        {"model": MODEL, "messages": QUESTION, "stream": True},
+        content_type="application/json",
+        headers={"authorization": f"Bearer {key}"},
+    )
+    response = await chat_completions(request)
+    assert LIVE_PER_USER[member.pk] == 1
+    del response
+    gc.collect()
+    await until_ended(member)
+
+
+async def until_ended(member) -> None:
+    """The answer's place is free and its request counted."""
+    for _ in range(500):  # a ceiling for a busy machine, never an expectation
+        if member.pk not in LIVE_PER_USER and await db(lambda: TeamUsage.objects.exists()):
+            break
+        await asyncio.sleep(0.01)
+    assert member.pk not in LIVE_PER_USER
+    usage = await db(lambda: TeamUsage.objects.get())
+    assert (usage.user_id, usage.requests) == (member.pk, 1)
