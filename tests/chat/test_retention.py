@@ -10,6 +10,7 @@ from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
 
+from chatapp.chat.actions import retention as retention_actions
 from chatapp.chat.actions.sharing import share_conversation
 from chatapp.chat.models import Conversation, Message, Share
 from chatapp.teams.models import AuditEvent, Membership, Role, Team, TeamPolicy
@@ -95,6 +96,29 @@ def test_purging_again_deletes_nothing_and_writes_no_second_receipt(member, team
     purge()
     assert "Deleted 0 conversation(s)" in purge()
     assert AuditEvent.objects.filter(action="retention.purge").count() == 1
+
+
+def test_a_pin_or_a_message_landing_as_the_purge_runs_keeps_the_conversation(
+    member, team, keep_30_days, monkeypatch
+):
+    """The purge has read its batch when the owner pins one conversation and writes in
+    another: both stay, the rest of the batch goes, and the receipt counts what went."""
+    pinned, written, gone = aged(member, team, 40), aged(member, team, 40), aged(member, team, 40)
+    read_batch = retention_actions._next_batch
+
+    def batch_then_the_owner_acts(window):
+        batch = read_batch(window)
+        if batch:
+            Conversation.objects.filter(pk=pinned.pk).update(pinned=True)
+            Message.objects.create(conversation=written, role="user", content="Still needed")
+        return batch
+
+    monkeypatch.setattr(retention_actions, "_next_batch", batch_then_the_owner_acts)
+    purge()
+    assert set(Conversation.objects.values_list("pk", flat=True)) == {pinned.pk, written.pk}
+    assert not Conversation.objects.filter(pk=gone.pk).exists()
+    receipt = AuditEvent.objects.get(action="retention.purge")
+    assert receipt.details["conversations"] == 1
 
 
 def test_a_dry_run_only_counts(member, team, keep_30_days):

@@ -10,6 +10,7 @@ from django.db import transaction
 from chatapp.chat import retention
 from chatapp.chat.actions.conversations import announce_deletions, purge_temporary
 from chatapp.chat.models import Conversation
+from chatapp.core.locking import lock_rows
 from chatapp.teams.actions import audit
 from chatapp.teams.models import AuditAction
 
@@ -47,13 +48,22 @@ def _count(window: retention.TeamWindow) -> int:
     return retention.expired(window).count()
 
 
+def _next_batch(window: retention.TeamWindow) -> list[int]:
+    return list(retention.expired(window).values_list("pk", flat=True)[:BATCH])
+
+
 def _delete(window: retention.TeamWindow, now: datetime) -> int:
     deleted = 0
-    while batch := list(retention.expired(window).values_list("pk", "owner_id")[:BATCH]):
+    while batch := _next_batch(window):
         with transaction.atomic():
-            announce_deletions(batch)
-            Conversation.objects.filter(pk__in=[pk for pk, _ in batch]).delete()
-        deleted += len(batch)
+            # Checked again under lock: one pinned or written in since the batch was read
+            # stays, and a pin or a new message waits for this transaction.
+            rows = retention.expired(window).filter(pk__in=batch)
+            lock_rows(rows)
+            expired = list(rows.values_list("pk", "owner_id"))
+            announce_deletions(expired)
+            Conversation.objects.filter(pk__in=[pk for pk, _ in expired]).delete()
+        deleted += len(expired)
     if deleted:
         audit(
             window.team,
