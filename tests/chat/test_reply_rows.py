@@ -1,5 +1,7 @@
 """An answer's own rows: what starting and ending one writes, and what it need not read again."""
 
+import threading
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -146,3 +148,48 @@ def test_sends_planned_at_once_in_one_conversation_stream_one_answer(member, tea
     messages = Message.objects.filter(conversation_id=first.conversation_id)
     assert messages.count() == 4
     assert messages.filter(status=MessageStatus.STREAMING).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_send_starting_during_a_branch_switch_keeps_its_answer_shown(member, team, monkeypatch):
+    """Two processes: one switches the branch shown while the other starts a send in the
+    same conversation. The send waits for the switch, so its streaming answer ends up shown;
+    the switch never sets the branch back under it."""
+    if connection.vendor == "sqlite":
+        pytest.skip("the in-memory SQLite test database refuses a second writer at once")
+    _, first = started(member, "First")
+    Message.objects.filter(pk=first.assistant_id).update(status=MessageStatus.COMPLETE)
+    question_id = Message.objects.get(pk=first.assistant_id).parent_id
+    newer = Message.objects.create(
+        conversation_id=first.conversation_id,
+        parent_id=question_id,
+        role="assistant",
+        status=MessageStatus.COMPLETE,
+        content="Another version",
+    )
+    Conversation.objects.filter(pk=first.conversation_id).update(active_leaf=newer)
+    request = SendRequest(content="Go on", conversation_id=first.conversation_id)
+    send = replies.admit_send(member, None, request, "r2")  # below the newer version
+    sent: dict[str, replies.Exchange] = {}
+
+    def start_the_send() -> None:
+        try:
+            sent["exchange"] = replies.start_reply(send)
+        finally:
+            connection.close()
+
+    other_process = threading.Thread(target=start_the_send)
+    branch = conversations.tree.conversation_branch
+
+    def branch_as_a_send_starts(*args):
+        if not other_process.is_alive() and "exchange" not in sent:
+            other_process.start()
+            other_process.join(1)  # it waits for the switch, as long as the switch holds it
+        return branch(*args)
+
+    monkeypatch.setattr(conversations.tree, "conversation_branch", branch_as_a_send_starts)
+    conversations.switch_branch(member, first.assistant_id)
+    other_process.join(30)
+    answer_id = sent["exchange"].assistant_id
+    assert Conversation.objects.get(pk=first.conversation_id).active_leaf_id == answer_id
+    assert Message.objects.get(pk=answer_id).status == MessageStatus.STREAMING

@@ -5,6 +5,7 @@ from datetime import datetime
 from typing import Any
 
 from asgiref.sync import async_to_sync
+from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from chatapp.accounts.sockets import user_group
@@ -13,6 +14,7 @@ from chatapp.chat.errors import ChatError
 from chatapp.chat.lookups import owned_message
 from chatapp.chat.models import Conversation, MessageStatus
 from chatapp.core.layers import channel_layer
+from chatapp.core.locking import lock_rows
 from chatapp.teams import actions as team_actions
 from chatapp.teams.models import Team, TeamPolicy
 
@@ -124,12 +126,16 @@ def switch_branch(user: Any, message_id: int) -> tuple[int, int]:
     """Show the branch through this message of the user's; returns (conversation, leaf)."""
     message = owned_message(user, message_id)
     conversation = message.conversation
-    if conversation.messages.filter(status=MessageStatus.STREAMING).exists():
-        raise ChatError(
-            "conversation_busy", "An answer is still streaming here: wait for it or stop it."
-        )
-    leaf = tree.conversation_branch(conversation.pk, message.pk).leaf
-    assert leaf is not None  # the branch runs through the message
-    # Choosing a branch is not activity: the conversation keeps its place in the list.
-    Conversation.objects.filter(pk=conversation.pk).update(active_leaf_id=leaf)
+    with transaction.atomic():
+        # A send starting meanwhile, in any process, waits here (start_reply takes this lock
+        # too): the branch shown is never set back under an answer that began streaming.
+        lock_rows(get_user_model().objects.filter(pk=user.pk))
+        if conversation.messages.filter(status=MessageStatus.STREAMING).exists():
+            raise ChatError(
+                "conversation_busy", "An answer is still streaming here: wait for it or stop it."
+            )
+        leaf = tree.conversation_branch(conversation.pk, message.pk).leaf
+        assert leaf is not None  # the branch runs through the message
+        # Choosing a branch is not activity: the conversation keeps its place in the list.
+        Conversation.objects.filter(pk=conversation.pk).update(active_leaf_id=leaf)
     return conversation.pk, leaf
