@@ -1,5 +1,7 @@
 """Answers stop when what they belong to is deleted under them: a team (its conversations go
-with it) or a user (theirs go too), as when a conversation is deleted through the API.
+with it) or a user (theirs go too), as when a conversation is deleted through the API; and when
+their owner leaves the conversation's team, or is removed from it, as no new question may be
+asked there then (`forbidden`).
 
 Without this an answer would keep streaming upstream to its end, spending tokens no usage row
 counts, and keep showing its text to the open tabs of a conversation that is gone.
@@ -16,7 +18,7 @@ from django.dispatch import receiver
 
 from chatapp.chat.actions import replies
 from chatapp.chat.models import Message, MessageStatus
-from chatapp.teams.models import Team
+from chatapp.teams.models import Membership, Team
 
 log = logging.getLogger(__name__)
 
@@ -48,3 +50,10 @@ def stop_answers_of_team(sender, instance: Team, **kwargs) -> None:
 @receiver(pre_delete, sender=get_user_model())
 def stop_answers_of_user(sender, instance, **kwargs) -> None:
     stop_answers_of(Q(conversation__owner=instance))
+
+
+@receiver(pre_delete, sender=Membership)
+def stop_answers_of_former_member(sender, instance: Membership, **kwargs) -> None:
+    stop_answers_of(
+        Q(conversation__team_id=instance.team_id, conversation__owner_id=instance.user_id)
+    )

@@ -11,7 +11,8 @@ from django.utils import timezone
 
 from chatapp.chat.generation import CHECKPOINT_SECONDS
 from chatapp.chat.models import Conversation, Message
-from chatapp.teams.models import Team
+from chatapp.teams.actions import remove_member
+from chatapp.teams.models import Membership, Role, Team
 from tests.support.polling import await_for
 
 from .conftest import joined_text
@@ -160,6 +161,33 @@ async def test_deleting_a_team_stops_the_answers_of_its_conversations(connect, m
     done = await socket.until_type("message.done", ids["message_id"])
     assert done[-1]["status"] == "stopped"
     await await_for(lambda: sim.active_streams == 0, "the upstream stream to close")
+
+
+async def test_leaving_the_team_stops_ones_answers_in_its_conversations(
+    connect, member, owner, team, sim
+):
+    """Removed from a team (or leaving it), one's answers there stop and are kept, as no new
+    question may be asked there any more; answers in one's other teams go on."""
+    elsewhere = await Team.objects.acreate(name="Elsewhere")
+    await Membership.objects.acreate(team=elsewhere, user=member, role=Role.MEMBER)
+    socket, other_tab = await connect(member), await connect(member)
+    here = await socket.send_message(f"Doomed {SLOW}", team_id=team.pk)
+    there = await other_tab.send_message(f"Kept {SLOW}", team_id=elsewhere.pk)
+    await socket.until_type("message.delta", here["message_id"])
+
+    def remove() -> None:
+        remove_member(
+            Membership.objects.get(team=team, user=owner),
+            Membership.objects.get(team=team, user=member),
+        )
+
+    await database_sync_to_async(remove)()
+    done = await socket.until_type("message.done", here["message_id"])
+    assert done[-1]["status"] == "stopped"
+    stopped = await Message.objects.aget(pk=here["message_id"])
+    assert stopped.status == "stopped" and stopped.content  # what was shown is kept
+    await other_tab.until_type("message.delta", there["message_id"])  # still streaming
+    assert await Message.objects.filter(pk=there["message_id"], status="streaming").aexists()
 
 
 async def test_deleting_a_user_stops_their_answers(connect, member, sim):
