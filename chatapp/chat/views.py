@@ -19,6 +19,7 @@ from chatapp.chat.actions import sharing
 from chatapp.chat.actions.admin_access import grant_read_access
 from chatapp.chat.errors import ChatError
 from chatapp.chat.models import (
+    Conversation,
     Message,
     Share,
     ShareAudience,
@@ -86,13 +87,21 @@ def key_refused_recently(team) -> bool:
     return failed.exists()
 
 
+def conversation_team(user, conversation: Conversation | None) -> Team | None:
+    if conversation is None:
+        return None
+    return Team.objects.for_user(user).filter(pk=conversation.team_id).first()
+
+
 @require_GET
 @login_required
 def chat(request: HttpRequest, conversation_id: int | None = None) -> HttpResponse:
     conversation = None
     if conversation_id is not None:
         conversation = get_conversation_for_user(request.user, conversation_id)
-    team = current_team(request)
+    # A conversation shows in its own team (its list, prompts, models and limits, where its
+    # next question goes), while the user is in it; anything else in the session's team.
+    team = conversation_team(request.user, conversation) or current_team(request)
     rules = policy.team_rules(team)
     prompts = system_prompt_choices(team)
     is_team_admin = team.memberships.filter(user=request.user.pk, role__in=MANAGER_ROLES).exists()

@@ -132,10 +132,12 @@ Membership.objects.create(team=Team.objects.create(name="Zeta crew"), user=perso
     conversation_id = first.conversation_id()
     # The other tab lists only its own team's conversations.
     expect(ChatPage(second_tab).sidebar_items).to_have_count(0)
-    # Opened there by its address, the conversation takes files for its own team.
+    # Opened there by its address, the conversation shows in its own team, and takes files.
     second_tab.goto(f"/c/{conversation_id}/")
     second_tab.wait_for_selector("html[data-socket=open]")
+    expect(second_tab.locator("#team-picker option:checked")).to_have_text(shown)
     second = ChatPage(second_tab)
+    expect(second.sidebar_items).to_have_count(1)
     expect(second.answers).to_have_count(1)
     drop(second_tab, text_file("more-notes.txt"))
     wait_until_attached(second_tab, 1)

@@ -6,7 +6,7 @@ import pytest
 
 from chatapp.chat.models import Conversation
 from chatapp.core.middleware import CONTENT_SECURITY_POLICY
-from chatapp.teams.models import SystemPrompt, TeamPolicy
+from chatapp.teams.models import Membership, Role, SystemPrompt, Team, TeamPolicy
 
 pytestmark = pytest.mark.django_db
 
@@ -151,3 +151,27 @@ def test_team_admins_are_told_about_a_refused_key(owner_client, owner, team):
 def test_members_are_not_shown_the_key_warning(member_client, member, team):
     refused_answer(team, member)
     assert "refused this team" not in member_client.get("/").content.decode()
+
+
+def test_a_conversation_shows_in_its_own_team(member_client, member, team):
+    """Opened by its address while the session is in another team, a conversation shows
+    with its own team's list, prompts and suggestions, and the page's new chats go there."""
+    beta = Team.objects.create(name="Beta")
+    Membership.objects.create(team=beta, user=member, role=Role.MEMBER)
+    SystemPrompt.objects.create(team=beta, name="Beta's prompt", content="Speak Beta.")
+    TeamPolicy.objects.create(team=beta, starter_suggestions=["Plan the Beta launch"])
+    there = Conversation.objects.create(team=beta, owner=member, title="Beta plans", model="m")
+    config = chat_config(member_client.get(f"/c/{there.pk}/"))
+    assert config["currentTeamId"] == beta.pk
+    assert [prompt["name"] for prompt in config["systemPrompts"]] == ["Beta's prompt"]
+    assert config["starters"] == ["Plan the Beta launch"]
+    # The session's team is unchanged: a plain page shows it.
+    assert chat_config(member_client.get("/"))["currentTeamId"] == team.pk
+
+
+def test_a_conversation_of_a_team_one_left_shows_in_the_sessions_team(member_client, member, team):
+    beta = Team.objects.create(name="Beta")
+    there = Conversation.objects.create(team=beta, owner=member, title="Old plans", model="m")
+    response = member_client.get(f"/c/{there.pk}/")
+    assert response.status_code == 200
+    assert chat_config(response)["currentTeamId"] == team.pk

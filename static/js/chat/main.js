@@ -545,9 +545,8 @@ class ChatPage {
       bytes: file.size,
       batch,
     });
-    // Stored in the team of the chat it is for, whatever team another tab switched to since.
-    const team = this.state.teamId ?? config.currentTeamId;
-    const upload = uploadFile(file, team, (progress) =>
+    // Stored in this page's team, whatever team another tab switched to since.
+    const upload = uploadFile(file, config.currentTeamId, (progress) =>
       this.update(() => this.state.draftProgress(draft.key, progress)),
     );
     this.uploads.set(draft.key, upload);

@@ -69,8 +69,6 @@ export class ConversationState {
     this.systemPrompt = null; // {content, locked} of the conversation, once known
     // A temporary chat: not saved in history; the page deletes it when the user leaves it.
     this.temporary = false;
-    // The team of the conversation shown, once known; null: the page's team (a new chat's).
-    this.teamId = null;
     this.messages = [];
     this.pending = null; // {requestId, content, attachments, settings, user, assistant, cut}
     this.editing = null; // the key of the question being edited in place
@@ -139,7 +137,6 @@ export class ConversationState {
       loaded: true,
       title: "",
       temporary: false,
-      teamId: null,
       model: this.defaultModel,
       systemPrompt: null,
       messages: [],
@@ -156,7 +153,6 @@ export class ConversationState {
       loaded: false,
       title: "Loading…",
       temporary: false,
-      teamId: null,
       systemPrompt: null,
       messages: [],
       pending: null,
@@ -171,7 +167,6 @@ export class ConversationState {
     this.loaded = true;
     this.title = data.title;
     this.temporary = data.temporary === true;
-    this.teamId = data.team_id ?? null;
     this.systemPrompt = data.system_prompt?.content ? data.system_prompt : null;
     if (data.settings?.model) this.model = data.settings.model;
     this.messages = (data.messages || []).filter((m) => m.role !== "system").map(record);
@@ -312,7 +307,6 @@ export class ConversationState {
 
   conversationCreated(frame) {
     this.conversationId = frame.conversation.id;
-    this.teamId = frame.conversation.team_id ?? null;
     this.loaded = true;
     this.title = frame.conversation.title;
   }
