@@ -241,7 +241,8 @@ class AnswerStream(StreamingHttpResponse):
 
     def close(self) -> None:
         super().close()  # Django calls it from a worker thread
-        asyncio.run_coroutine_threadsafe(self.answer.abandon(), self.loop)
+        if not self.loop.is_closed():  # else the process is ending, and its answers with it
+            asyncio.run_coroutine_threadsafe(self.answer.abandon(), self.loop)
 
 
 def admit(caller: Caller, completion_request: Any) -> ReplyPlan:
