@@ -3,6 +3,8 @@
 import json
 
 import pytest
+from channels.db import database_sync_to_async
+from django.db import connection
 from prometheus_client import REGISTRY
 
 from chatapp.chat import tooling
@@ -253,14 +255,39 @@ async def test_decisions_on_calls_not_yours_or_not_waiting_are_refused(
     assert result["is_error"] and toolbox.calls == []
 
 
-async def test_someone_no_longer_in_the_team_cannot_approve_a_waiting_call(
+async def test_leaving_the_team_ends_a_call_waiting_for_approval(
     connect, member, team, sim, toolbox
 ):
+    """Removed from the team, one's answers there stop (chatapp.chat.signals): a call waiting
+    for approval ends unrun, and an approval arriving later finds nothing to approve."""
     socket = await connect(member)
     ids = await socket.send_message("File it [sim:call=create_ticket]")
     call = (await socket.until_type("message.tool_call", ids["message_id"]))[-1]["call"]
     await await_for(awaiting(ids["message_id"]), "the call to be saved")
-    await Membership.objects.filter(team=team, user=member).adelete()  # removed, socket open
+    await database_sync_to_async(Membership.objects.filter(team=team, user=member).delete)()
+    frames = await socket.until_type("message.done", ids["message_id"])
+    assert frames[-1]["status"] == "stopped"
+    decision = {
+        "type": "chat.tool_decision",
+        "message_id": ids["message_id"],
+        "call_id": call["id"],
+        "approve": True,
+    }
+    refused = await socket.expect_error(decision)
+    assert refused["error"]["code"] == "not_found"
+    assert toolbox.calls == []
+
+
+async def test_an_approval_before_the_removal_stops_the_answer_is_refused(
+    connect, member, team, sim, toolbox
+):
+    """The membership is gone but the answer has not stopped yet (the stop follows the
+    deletion's commit): approving is refused, declining still ends the wait."""
+    socket = await connect(member)
+    ids = await socket.send_message("File it [sim:call=create_ticket]")
+    call = (await socket.until_type("message.tool_call", ids["message_id"]))[-1]["call"]
+    await await_for(awaiting(ids["message_id"]), "the call to be saved")
+    await database_sync_to_async(remove_without_signals)(team, member)  # removed, socket open
     decision = {
         "type": "chat.tool_decision",
         "message_id": ids["message_id"],
@@ -273,6 +300,15 @@ async def test_someone_no_longer_in_the_team_cannot_approve_a_waiting_call(
     frames = await socket.until_type("message.done", ids["message_id"])
     (result,) = of_type(frames, "message.tool_result")
     assert result["content"] == tooling.DECLINED and toolbox.calls == []
+
+
+def remove_without_signals(team, member) -> None:
+    """The membership row gone, as the database sees it before anything reacts to it."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"DELETE FROM {Membership._meta.db_table} WHERE team_id = %s AND user_id = %s",
+            [team.pk, member.pk],
+        )
 
 
 async def test_reload_mid_loop_shows_the_calls_so_far(connect, member, sim, toolbox):
