@@ -8,6 +8,7 @@ A tool's result is untrusted text: it is cut to a size and only ever goes upstre
 """
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -19,6 +20,8 @@ APPROVAL_SECONDS = 600.0  # an unanswered approval counts as denied after this
 RESULT_MAX_CHARS = 16_000  # of one tool result, kept and sent back to the model
 DECLINED = "The user declined this call."
 STOPPED = "The call was stopped before it finished."
+# NUL (which PostgreSQL cannot store) and lone surrogates (not UTF-8: no request can carry them)
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 class OfferedTool(Protocol):
@@ -68,6 +71,8 @@ class Outcome:
 
 
 def capped(content: str) -> str:
+    """A result as kept and sent upstream: storable text, cut to RESULT_MAX_CHARS."""
+    content = UNSTORABLE.sub("\ufffd", content)
     if len(content) <= RESULT_MAX_CHARS:
         return content
     cut = len(content) - RESULT_MAX_CHARS

@@ -173,6 +173,21 @@ async def test_a_huge_result_is_cut_and_kept_as_text(connect, member, sim, toolb
     assert all("<b>x</b>" not in m["content"] for m in system)
 
 
+async def test_a_result_holding_nul_or_lone_surrogates_is_kept_as_storable_text(
+    connect, member, sim, toolbox
+):
+    socket = await connect(member)
+    ids = await socket.send_message("Read it [sim:call=raw_bytes]")
+    frames = await socket.until_type("message.done", ids["message_id"])
+    assert frames[-1]["status"] == "complete"
+    (result,) = of_type(frames, "message.tool_result")
+    assert result["content"] == "PK\x03\x04\ufffd\ufffd \ufffd end"
+    message = await Message.objects.aget(pk=ids["message_id"])
+    assert message.status == "complete"
+    assert message.tool_calls[0]["content"] == result["content"]
+    assert sim.requests[-1]["messages"][-1]["content"] == result["content"]
+
+
 async def test_approval_granted_runs_the_call(connect, member, sim, toolbox):
     socket = await connect(member)
     ids = await socket.send_message("File it [sim:call=create_ticket args=title:Printer]")

@@ -41,6 +41,7 @@ TOOLS = (
     FakeTool("slow_lookup", timeout=30.0),
     FakeTool("broken"),
     FakeTool("huge"),
+    FakeTool("raw_bytes"),
 )
 
 
@@ -69,6 +70,8 @@ class Toolbox:
                 return FakeResult("The server said: boom", True, time.monotonic() - started)
             if tool.name == "huge":
                 return FakeResult("<b>x</b>" * 10_000, False, time.monotonic() - started)
+            if tool.name == "raw_bytes":  # what a tool reading a binary file may send
+                return FakeResult("PK\x03\x04\x00\x00 \ud800 end", False, 0.0)
             if tool.name == "create_ticket":
                 return FakeResult("Ticket T-1 created", False, time.monotonic() - started)
             city = arguments.get("city", "nowhere")
