@@ -21,6 +21,8 @@ from chatapp.tools.models import MAX_TIMEOUT, MIN_TIMEOUT, ServerStatus, Tool, T
 from chatapp.tools.network import refusal
 
 MAX_TOOL_NAME = 128  # Tool.name's max_length
+# NUL (which PostgreSQL cannot store) and lone surrogates (not UTF-8), in a server's listing
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,39}$")
 
 
@@ -110,6 +112,17 @@ async def fetch_listing(url: str, token: str, timeout: float) -> Listing:
         return Listing([], exc.message)
 
 
+def _storable(value):
+    """A listed description or schema with its unstorable characters as U+FFFD."""
+    if isinstance(value, str):
+        return UNSTORABLE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_storable(item) for item in value]
+    if isinstance(value, dict):
+        return {_storable(key): _storable(item) for key, item in value.items()}
+    return value
+
+
 def store_listing(server: ToolServer, listing: Listing) -> None:
     """Save a refresh's outcome; the admins' choices (enabled, ask first) stay as they were."""
     server.refreshed_at = timezone.now()
@@ -122,12 +135,16 @@ def store_listing(server: ToolServer, listing: Listing) -> None:
     known = {tool.name: tool for tool in server.tools.all()}
     seen: set[str] = set()
     for listed in listing.tools:
-        if listed.name in seen or len(listed.name) > MAX_TOOL_NAME:
-            continue  # a server's list with a name twice, or too long to be a name
+        if (
+            listed.name in seen
+            or len(listed.name) > MAX_TOOL_NAME
+            or UNSTORABLE.search(listed.name)
+        ):
+            continue  # a server's list with a name twice, or one that cannot be a name
         seen.add(listed.name)
         tool = known.pop(listed.name, None) or Tool(server=server, name=listed.name)
-        tool.description = listed.description
-        tool.input_schema = listed.input_schema
+        tool.description = _storable(listed.description)
+        tool.input_schema = _storable(listed.input_schema)
         tool.read_only = listed.read_only
         tool.save()
     Tool.objects.filter(pk__in=[tool.pk for tool in known.values()]).delete()

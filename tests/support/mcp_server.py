@@ -5,6 +5,7 @@ Its tools: get_weather(city) (read-only), create_ticket(title) (changes things: 
 slow_lookup(seconds) (sleeps: for timeouts and cancellation) and broken() (raises). It records
 the calls it ran and the Authorization headers it received; with `token` set it answers 401 to
 any request without that bearer token. `stop()` takes it away (connections are then refused).
+With `odd_text` it also lists read_dump(path), whose description and schema hold NUL characters.
 """
 
 import asyncio
@@ -14,10 +15,12 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Annotated
 
 import uvicorn
 from mcp.server.mcpserver import MCPServer
 from mcp.types import ToolAnnotations
+from pydantic import Field
 from starlette.responses import PlainTextResponse
 
 from .polling import wait_for
@@ -31,8 +34,14 @@ class ToolServerRecord:
     finished_lookups: int = 0
 
 
-def build_server(record: ToolServerRecord) -> MCPServer:
+def build_server(record: ToolServerRecord, odd_text: bool = False) -> MCPServer:
     server = MCPServer("test-tools", log_level="WARNING")
+
+    if odd_text:
+
+        @server.tool(description="Read a dump (its header is PK\x03\x04\x00\x00).")
+        def read_dump(path: Annotated[str, Field(description="where\x00it is")]) -> str:
+            return path
 
     @server.tool(annotations=ToolAnnotations(read_only_hint=True))
     def get_weather(city: str) -> str:
@@ -82,9 +91,9 @@ class _Gate:
 
 
 class RunningToolServer:
-    def __init__(self, token: str | None = None):
+    def __init__(self, token: str | None = None, odd_text: bool = False):
         self.record = ToolServerRecord()
-        app = build_server(self.record).streamable_http_app()
+        app = build_server(self.record, odd_text).streamable_http_app()
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", 0))
@@ -132,8 +141,10 @@ class RunningToolServer:
 
 
 @contextlib.contextmanager
-def run_tool_server(token: str | None = None) -> Iterator[RunningToolServer]:
-    server = RunningToolServer(token)
+def run_tool_server(
+    token: str | None = None, odd_text: bool = False
+) -> Iterator[RunningToolServer]:
+    server = RunningToolServer(token, odd_text)
     try:
         yield server
     finally:

@@ -68,6 +68,19 @@ def test_owner_adds_a_server_and_gets_its_tools(clients, team, mcp_server):
     assert ToolServer.objects.get(pk=body["id"]).team == team
 
 
+def test_a_listing_holding_nul_characters_is_stored_as_text(clients, team):
+    with run_tool_server(odd_text=True) as server:
+        response = send(clients["owner"], "post", base(team), {"name": "dumps", "url": server.url})
+    assert response.status_code == 201
+    tools = {tool["name"]: tool for tool in response.json()["tools"]}
+    dump = tools["read_dump"]
+    assert dump["description"] == "Read a dump (its header is PK\x03\x04\ufffd\ufffd)."
+    assert dump["input_schema"]["properties"]["path"]["description"] == "where\ufffdit is"
+    stored = Tool.objects.get(name="read_dump")
+    assert stored.description == dump["description"]
+    assert stored.input_schema == dump["input_schema"]
+
+
 @pytest.mark.parametrize("who", ["owner", "admin"])
 def test_managers_change_refresh_and_remove(clients, who, team, team_tool_server):
     client, url = clients[who], f"{base(team)}{team_tool_server.pk}/"
