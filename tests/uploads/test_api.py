@@ -79,6 +79,14 @@ def test_document_upload_answers_with_its_pages(member_client, post_upload):
     assert response.json()["pages"] == 3
 
 
+def test_a_pdf_whose_text_reads_as_nul_characters_is_stored(member_client, post_upload):
+    # A font without a character map: pypdf reads code 0 as a NUL, which PostgreSQL refuses.
+    pdf = files.pdf_with_contents(b"BT /F1 12 Tf 72 720 Td (Total\\000: 12) Tj ET")
+    response = post_upload(member_client, "report.pdf", pdf, "application/pdf")
+    assert response.status_code == 201
+    assert Upload.objects.get().text == "[Page 1]\nTotal\ufffd: 12"
+
+
 def test_header_content_type_is_not_trusted(member_client, post_upload):
     response = post_upload(member_client, "cat.png", b"plain text", content_type="image/png")
     assert response.status_code == 400
