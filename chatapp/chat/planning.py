@@ -162,6 +162,14 @@ def plan_regenerate(
         raise ChatError("invalid_frame", "There is no question to answer again.", "message_id")
     rules = policy.team_rules(conversation.team)
     fields = _apply_choices(user, conversation, request, rules)
+    images = [upload for upload in turns[-1].uploads if upload.is_image]
+    if images and not attachments.sees_images(conversation.model):  # the question is about them
+        raise ChatError(
+            "model_cannot_see_images",
+            f"{conversation.model} does not understand images: regenerate with a model that"
+            " does (Llama 4).",
+            "settings",
+        )
     return _plan(
         user,
         conversation,

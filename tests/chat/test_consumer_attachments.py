@@ -152,6 +152,29 @@ async def test_text_only_model_refuses_images_and_nothing_is_written(connect, me
     assert list(sim.requests) == []
 
 
+async def test_regenerating_an_image_question_with_a_text_only_model_is_refused(
+    connect, member, sim, upload
+):
+    shot = await upload(member)
+    socket = await connect(member)
+    ids = await socket.send_message("What is this?", attachments=[shot.pk])
+    await answer_of(socket, ids)
+    asked = len(sim.requests)
+    error = await socket.expect_error(
+        {
+            "type": "chat.regenerate",
+            "message_id": ids["message_id"],
+            "settings": {"model": TEXT_ONLY},
+        }
+    )
+    assert error["error"]["code"] == "model_cannot_see_images"
+    assert TEXT_ONLY in error["error"]["message"]
+    conversation = await Conversation.objects.aget(pk=ids["conversation_id"])
+    assert conversation.model != TEXT_ONLY
+    assert await Message.objects.acount() == 2
+    assert len(sim.requests) == asked
+
+
 async def test_text_only_model_still_reads_documents(connect, member, sim, upload):
     notes = await upload(member, "notes.txt", b"Budget: 12 apples")
     socket = await connect(member)
