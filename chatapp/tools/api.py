@@ -177,6 +177,9 @@ def server_change(request: HttpRequest, team_id: TeamId, server_id: ServerId):
         actions.check_tool_names(server, picked)  # before any change: a bad body changes nothing
         if changes:
             server = async_to_sync(actions.change_server)(request.user, server, **changes)
+            listed = set(server.tools.values_list("name", flat=True))
+            # A new URL or token lists the tools again: choices apply to those still listed.
+            picked = {name: c for name, c in picked.items() if name in listed}
         if picked:
             actions.set_tool_choices(request.user, server, picked)
     except actions.ToolActionError as error:

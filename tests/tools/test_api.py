@@ -227,6 +227,20 @@ def test_a_bad_change_changes_nothing(clients, team, team_tool_server):
     assert (list(ToolServer.objects.values()), list(Tool.objects.values())) == before
 
 
+def test_choices_sent_with_a_new_url_apply_to_the_tools_it_lists(clients, team, mcp_server):
+    with run_tool_server(odd_text=True) as dumps:
+        added = send(clients["owner"], "post", base(team), {"name": "dumps", "url": dumps.url})
+    url = f"{base(team)}{added.json()['id']}/"
+    choices = {"read_dump": {"enabled": False}, "get_weather": {"enabled": False}}
+    body = {"url": mcp_server.url, "token": "", "tools": choices}
+    response = send(clients["owner"], "patch", url, body)
+    assert response.status_code == 200, response.json()
+    tools = {tool["name"]: tool for tool in response.json()["tools"]}
+    assert response.json()["url"] == mcp_server.url and "read_dump" not in tools
+    assert tools["get_weather"]["enabled"] is False
+    assert Tool.objects.get(name="get_weather").enabled is False
+
+
 def test_the_token_is_never_answered_audited_or_logged(clients, team, caplog):
     caplog.set_level(logging.DEBUG)
     with run_tool_server(token=TOKEN) as protected:
