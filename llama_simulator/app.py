@@ -399,7 +399,9 @@ class Reply:
             return []
         return [
             {
-                "id": f"call_{self.reply_id[-12:]}_{index}",
+                "id": f"call_{index}"
+                if self.plan.same_ids
+                else f"call_{self.reply_id[-12:]}_{index}",
                 "function": {"name": name, "arguments": self.plan.call_args},
             }
             for index, name in enumerate(self.plan.calls)

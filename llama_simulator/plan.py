@@ -27,6 +27,7 @@ NUMBER_OPTIONS = {
 }
 FLAG_OPTIONS = (
     "anyway",
+    "same_ids",
     "long",
     "pace",
     "flag",
@@ -68,6 +69,7 @@ class Plan:
     rounds: int = 1  # how many turns in a row the model calls tools before answering
     title_fault: int | None = None  # a request for the conversation's title fails with this
     anyway: bool = False  # call the tools even when the request offers none (a bad server)
+    same_ids: bool = False  # call ids numbered per turn (call_0, ...), the same every turn
 
     @property
     def calls(self) -> tuple[str, ...]:
@@ -135,6 +137,7 @@ def _build_plan(options: dict[str, str]) -> Plan:
         rounds=max(1, int(numbers.get("rounds", 1))),
         title_fault=_status("title_fault", numbers.get("title_fault")),
         anyway="anyway" in options,
+        same_ids="same_ids" in options,
         bad_json="bad_json" in options,
         off_schema="off_schema" in options,
     )

@@ -162,6 +162,7 @@ class Generation:
         self._params = plan.params
         self.tool_calls: list[dict[str, Any]] = []  # as relayed: the sockets know these
         self._decisions: dict[str, asyncio.Future[bool]] = {}  # calls awaiting approval
+        self._call_ids: set[str] = set()  # of this answer's calls, all rounds
         self._pumped_chars = 0  # of text read from upstream so far, all rounds
         self._tool_usage = Usage(0, 0)  # the tokens of the turns that called tools
         self._released = False
@@ -308,7 +309,7 @@ class Generation:
                     text.append(event.text)
                     self._pumped_chars += len(event.text)
                 elif isinstance(event, ToolCalls):
-                    calls = event.calls if offering else ()
+                    calls = self._with_unique_ids(event.calls) if offering else ()
                     continue
                 elif isinstance(event, Finish):
                     if calls:
@@ -319,6 +320,18 @@ class Generation:
                         event = replace(event, usage=_added(self._tool_usage, event.usage))
                 self._queue.put_nowait(event)
         return None
+
+    def _with_unique_ids(self, calls: tuple[ToolCall, ...]) -> tuple[ToolCall, ...]:
+        """The calls, each with an id no other call of this answer has: some servers number
+        calls per turn (call_0 every turn), and calls are kept and answered by id."""
+        unique = []
+        for call in calls:
+            call_id, n = call.id, 1
+            while call_id in self._call_ids:
+                call_id, n = f"{call.id}_{n}", n + 1
+            self._call_ids.add(call_id)
+            unique.append(replace(call, id=call_id))
+        return tuple(unique)
 
     async def _run_tools(self, calls: tuple[ToolCall, ...], round_: int, deadline: float) -> None:
         """Run one turn's calls together; their results go upstream in the calls' order."""

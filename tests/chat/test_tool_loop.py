@@ -115,6 +115,25 @@ async def test_the_rounds_are_capped_and_the_last_turn_gets_no_tools(
     assert joined_text(frames, ids["message_id"]).startswith("The tool answered")
 
 
+async def test_calls_of_each_round_are_kept_when_the_model_reuses_their_ids(
+    connect, member, sim, toolbox
+):
+    socket = await connect(member)
+    ids = await socket.send_message("Twice [sim:call=get_weather rounds=2 same_ids args=city:Oslo]")
+    frames = await socket.until_type("message.done", ids["message_id"])
+    assert frames[-1]["status"] == "complete"
+    results = of_type(frames, "message.tool_result")
+    assert len(results) == 2 and len({result["call_id"] for result in results}) == 2
+    message = await Message.objects.aget(pk=ids["message_id"])
+    assert [call["round"] for call in message.tool_calls] == [1, 2]
+    assert [call["id"] for call in message.tool_calls] == [r["call_id"] for r in results]
+    # Upstream, each result answers the call it belongs to.
+    sent = sim.requests[-1]["messages"]
+    asked = [c["id"] for m in sent if m["role"] == "assistant" for c in m.get("tool_calls", [])]
+    answered = [m["tool_call_id"] for m in sent if m["role"] == "tool"]
+    assert asked == answered == [r["call_id"] for r in results]
+
+
 async def test_calls_in_a_turn_offered_no_tools_never_run(
     connect, member, sim, toolbox, monkeypatch
 ):
