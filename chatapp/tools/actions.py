@@ -113,7 +113,7 @@ async def fetch_listing(url: str, token: str, timeout: float) -> Listing:
 
 
 def _storable(value):
-    """A listed description or schema with its unstorable characters as U+FFFD."""
+    """A listed description or schema (or an error) with its unstorable characters as U+FFFD."""
     if isinstance(value, str):
         return UNSTORABLE.sub("\ufffd", value)
     if isinstance(value, list):
@@ -127,7 +127,7 @@ def store_listing(server: ToolServer, listing: Listing) -> None:
     """Save a refresh's outcome; the admins' choices (enabled, ask first) stay as they were."""
     server.refreshed_at = timezone.now()
     if listing.error:
-        server.status, server.last_error = ServerStatus.DOWN, listing.error[:500]
+        server.status, server.last_error = ServerStatus.DOWN, _storable(listing.error)[:500]
         server.save(update_fields=["status", "last_error", "refreshed_at"])
         return  # the last known list stays, for the page; a down server offers nothing
     server.status, server.last_error = ServerStatus.UP, ""

@@ -5,11 +5,13 @@ Its tools: get_weather(city) (read-only), create_ticket(title) (changes things: 
 slow_lookup(seconds) (sleeps: for timeouts and cancellation) and broken() (raises). It records
 the calls it ran and the Authorization headers it received; with `token` set it answers 401 to
 any request without that bearer token. `stop()` takes it away (connections are then refused).
-With `odd_text` it also lists read_dump(path), whose description and schema hold NUL characters.
+With `odd_text` it also lists read_dump(path), whose description and schema hold NUL characters;
+with `error` it answers every request with a JSON-RPC error of that message.
 """
 
 import asyncio
 import contextlib
+import json
 import socket
 import threading
 import time
@@ -21,7 +23,7 @@ import uvicorn
 from mcp.server.mcpserver import MCPServer
 from mcp.types import ToolAnnotations
 from pydantic import Field
-from starlette.responses import PlainTextResponse
+from starlette.responses import JSONResponse, PlainTextResponse
 
 from .polling import wait_for
 
@@ -76,8 +78,8 @@ def build_server(record: ToolServerRecord, odd_text: bool = False) -> MCPServer:
 class _Gate:
     """ASGI middleware: records each request's Authorization header and checks the token."""
 
-    def __init__(self, app, record: ToolServerRecord, token: str | None):
-        self.app, self.record, self.token = app, record, token
+    def __init__(self, app, record: ToolServerRecord, token: str | None, error: str | None):
+        self.app, self.record, self.token, self.error = app, record, token, error
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http":
@@ -87,11 +89,26 @@ class _Gate:
             if self.token is not None and authorization != f"Bearer {self.token}":
                 await PlainTextResponse("unauthorised", status_code=401)(scope, receive, send)
                 return
+            if self.error is not None:
+                await self._refuse(scope, receive, send)
+                return
         await self.app(scope, receive, send)
+
+    async def _refuse(self, scope, receive, send):
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        request_id = json.loads(body or b"{}").get("id")
+        error = {"code": -32000, "message": self.error}
+        answer = JSONResponse({"jsonrpc": "2.0", "id": request_id, "error": error})
+        await answer(scope, receive, send)
 
 
 class RunningToolServer:
-    def __init__(self, token: str | None = None, odd_text: bool = False):
+    def __init__(self, token: str | None = None, odd_text: bool = False, error: str | None = None):
         self.record = ToolServerRecord()
         app = build_server(self.record, odd_text).streamable_http_app()
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -100,7 +117,7 @@ class RunningToolServer:
         self.port = self._sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}/mcp"
         config = uvicorn.Config(
-            _Gate(app, self.record, token),
+            _Gate(app, self.record, token, error),
             log_level="warning",
             lifespan="on",
             timeout_graceful_shutdown=1,
@@ -142,9 +159,9 @@ class RunningToolServer:
 
 @contextlib.contextmanager
 def run_tool_server(
-    token: str | None = None, odd_text: bool = False
+    token: str | None = None, odd_text: bool = False, error: str | None = None
 ) -> Iterator[RunningToolServer]:
-    server = RunningToolServer(token, odd_text)
+    server = RunningToolServer(token, odd_text, error)
     try:
         yield server
     finally:

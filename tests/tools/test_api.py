@@ -126,6 +126,15 @@ def test_members_read_but_may_not_change(clients, team, team_tool_server, mcp_se
     assert ToolServer.objects.count() == 1
 
 
+def test_a_server_error_holding_nul_characters_is_stored_as_text(clients, team):
+    with run_tool_server(error="no\x00such method") as server:
+        response = send(clients["owner"], "post", base(team), {"name": "odd", "url": server.url})
+    assert response.status_code == 201
+    assert response.json()["status"] == "down"
+    assert response.json()["last_error"].endswith("answered with an error: no\ufffdsuch method")
+    assert ToolServer.objects.get().last_error == response.json()["last_error"]
+
+
 def test_managers_see_can_manage(clients, team, team_tool_server):
     assert send(clients["admin"], "get", base(team)).json()["can_manage"] is True
 
