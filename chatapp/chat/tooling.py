@@ -8,10 +8,10 @@ A tool's result is untrusted text: it is cut to a size and only ever goes upstre
 """
 
 import json
-import re
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from chatapp.core.text import storable
 from chatapp.tools import registry
 
 MAX_TOOL_ROUNDS = 8  # model turns that may call tools in one answer; the next must answer
@@ -20,8 +20,6 @@ APPROVAL_SECONDS = 600.0  # an unanswered approval counts as denied after this
 RESULT_MAX_CHARS = 16_000  # of one tool result, kept and sent back to the model
 DECLINED = "The user declined this call."
 STOPPED = "The call was stopped before it finished."
-# NUL (which PostgreSQL cannot store) and lone surrogates (not UTF-8: no request can carry them)
-UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 class OfferedTool(Protocol):
@@ -72,7 +70,7 @@ class Outcome:
 
 def capped(content: str) -> str:
     """A result as kept and sent upstream: storable text, cut to RESULT_MAX_CHARS."""
-    content = UNSTORABLE.sub("\ufffd", content)
+    content = storable(content)
     if len(content) <= RESULT_MAX_CHARS:
         return content
     cut = len(content) - RESULT_MAX_CHARS

@@ -12,6 +12,7 @@ from asgiref.sync import sync_to_async
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from chatapp.core.text import storable
 from chatapp.teams import crypto
 from chatapp.teams.actions import audit
 from chatapp.teams.models import AuditAction, Team
@@ -21,8 +22,6 @@ from chatapp.tools.models import MAX_TIMEOUT, MIN_TIMEOUT, ServerStatus, Tool, T
 from chatapp.tools.network import refusal
 
 MAX_TOOL_NAME = 128  # Tool.name's max_length
-# NUL (which PostgreSQL cannot store) and lone surrogates (not UTF-8), in a server's listing
-UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,39}$")
 
 
@@ -115,7 +114,7 @@ async def fetch_listing(url: str, token: str, timeout: float) -> Listing:
 def _storable(value):
     """A listed description or schema (or an error) with its unstorable characters as U+FFFD."""
     if isinstance(value, str):
-        return UNSTORABLE.sub("\ufffd", value)
+        return storable(value)
     if isinstance(value, list):
         return [_storable(item) for item in value]
     if isinstance(value, dict):
@@ -138,7 +137,7 @@ def store_listing(server: ToolServer, listing: Listing) -> None:
         if (
             listed.name in seen
             or len(listed.name) > MAX_TOOL_NAME
-            or UNSTORABLE.search(listed.name)
+            or storable(listed.name) != listed.name
         ):
             continue  # a server's list with a name twice, or one that cannot be a name
         seen.add(listed.name)

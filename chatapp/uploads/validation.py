@@ -18,6 +18,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from pypdf import PdfReader, apply_configuration
 from pypdf.errors import LimitReachedError
 
+from chatapp.core.text import storable
+
 IMAGE_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
 # How the bytes of a PNG, a JPEG and a GIF start, however little of them arrived.
 IMAGE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a")
@@ -43,9 +45,6 @@ PDF_HEADER_WINDOW = 1024
 MARKUP = re.compile(rb"<\s*(?:script|html|svg|iframe|object|embed|body)[\s/>]|<\?php", re.I)
 NAME_LENGTH = 200
 UNSAFE_NAME_CHARACTERS = re.compile(r"[\x00-\x1f\x7f/\\\"<>]")
-# What a PDF's text may read as without being text: NUL (a font without a character map's code
-# 0, which PostgreSQL cannot store) and unpaired surrogates (not UTF-8)
-UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 # What reading a PDF's text may cost, so that a few kilobytes cannot hold a server thread for
 # minutes: operands and operators in one page's content (pypdf's parsing budget; a dense page
 # of text has some 5,000, and parsing 200,000 takes about a second here), and CPU seconds for
@@ -280,7 +279,8 @@ def _pdf_pages(name: str, reader: PdfReader, limits: Limits) -> list[str]:
         for page in reader.pages:
             within_budget()
             text = page.extract_text(visitor_operand_before=within_budget)
-            pages.append(UNSTORABLE.sub("\ufffd", text or "").strip())
+            # A font without a character map reads its code 0 as NUL: storable() replaces it.
+            pages.append(storable(text or "").strip())
             length += len(pages[-1])
             if length > limits.max_text_chars:
                 raise UploadRefused(
