@@ -55,4 +55,6 @@ def parse_schema_text(text: str) -> tuple[Any, str | None]:
         return None, "The schema is nested too deeply to read."
     except json.JSONDecodeError as error:
         return None, f"This is not JSON: {error.msg} (line {error.lineno}, column {error.colno})."
+    except ValueError:  # an integer past Python's 4,300 digits
+        return None, "The schema holds a number too long to read: shorten it."
     return value, schema_problem(value)

@@ -179,6 +179,14 @@ def test_the_team_page_lists_adds_edits_and_deletes(owner_client, team, saved):
     assert list(JsonSchema.objects.values_list("name", flat=True)) == ["ticket"]
 
 
+def test_the_team_page_refuses_a_number_too_long_to_read(owner_client, team, saved):
+    text = '{"type": "string", "maxLength": ' + "9" * 5000 + "}"
+    refused = owner_client.post(f"/teams/{team.pk}/json-schemas/", {"name": "long", "schema": text})
+    assert refused.status_code == 400
+    assert b"number too long to read" in refused.content
+    assert list(JsonSchema.objects.values_list("name", flat=True)) == ["ticket"]
+
+
 def test_members_see_the_page_without_forms_and_cannot_post(member_client, team, saved):
     page = member_client.get(f"/teams/{team.pk}/json-schemas/")
     assert page.status_code == 200
