@@ -32,9 +32,11 @@ def _problem(schema: Any) -> str | None:
     if not isinstance(schema, dict):
         return 'A schema is a JSON object, such as {"type": "object", "properties": {...}}.'
     try:
-        size = len(json.dumps(schema, ensure_ascii=False).encode())
+        size = len(json.dumps(schema, ensure_ascii=False, allow_nan=False).encode())
     except UnicodeEncodeError:
         return "The schema holds an unpaired surrogate (\\ud800-\\udfff), which is not text."
+    except ValueError:  # Python reads NaN and Infinity (and 1e999) that JSON has no room for
+        return "The schema holds NaN or an infinite number, which JSON cannot store."
     if "\\u0000" in json.dumps(schema):
         return "The schema holds a NUL character: remove it."
     if size > MAX_SCHEMA_BYTES:

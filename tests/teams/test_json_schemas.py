@@ -124,6 +124,8 @@ def test_another_teams_schema_is_404_even_to_an_owner(owner_client, team):
         ({"name": "big", "schema": {"description": "x" * MAX_SCHEMA_BYTES}}, "schema"),
         ({"name": "nul", "schema": {"description": "a\u0000b"}}, "schema"),
         ({"name": "list", "schema": [1, 2]}, "schema"),
+        ('{"name": "nan", "schema": {"maximum": NaN}}', "schema"),
+        ('{"name": "inf", "schema": {"maximum": 1e999}}', "schema"),
         ({"name": "deep", "schema": nested(300)}, "schema"),
         ({"name": "ticket", "schema": SCHEMA}, "name"),  # the name is taken
         ({"name": "extra", "schema": SCHEMA, "owner": 1}, "owner"),
@@ -153,6 +155,7 @@ def test_the_team_page_lists_adds_edits_and_deletes(owner_client, team, saved):
     assert b"This is not JSON" in refused.content
     for text, problem in [
         ("[" * 5000 + "]" * 5000, b"nested too deeply to read"),
+        ('{"type": "number", "maximum": Infinity}', b"JSON cannot store"),
         (json.dumps(nested(300)), b"nested too deeply to check"),
     ]:
         refused = owner_client.post(
