@@ -151,6 +151,8 @@ def prompt_change(request: HttpRequest, prompt_id: PromptId):
     membership = _manager_of_current_team(request)
     changes = read_body(request, PromptChange).model_dump(exclude_unset=True)
     fields = {name: changes.get(name, getattr(prompt, name)) for name in PromptChange.model_fields}
+    # The answer format is set on the prompts page; a change here keeps it.
+    fields.update(response_format=prompt.response_format, json_schema=prompt.json_schema)
     return prompt_json(_save_prompt(request, membership.team, prompt, fields))
 
 

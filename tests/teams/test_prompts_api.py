@@ -5,7 +5,15 @@ import json
 import pytest
 from django.test import Client
 
-from chatapp.teams.models import AuditEvent, Membership, Role, SystemPrompt, Team
+from chatapp.teams.models import (
+    AuditEvent,
+    JsonSchema,
+    Membership,
+    ResponseFormat,
+    Role,
+    SystemPrompt,
+    Team,
+)
 from chatapp.teams.services import SESSION_TEAM_KEY
 
 LIST = "/api/system-prompts/"
@@ -90,6 +98,17 @@ def test_admin_patches_a_prompt_and_the_version_is_kept(admin_client, in_team, p
     assert response.status_code == 200
     assert response.json()["version"] == 2 and response.json()["content"] == "Be kind."
     assert prompt.versions.get().content == "Be helpful."
+
+
+def test_a_patch_keeps_the_prompts_answer_format(admin_client, in_team, team, prompt):
+    schema = JsonSchema.objects.create(team=team, name="ticket", schema={"type": "object"})
+    prompt.response_format, prompt.json_schema = ResponseFormat.JSON_SCHEMA, schema
+    prompt.save()
+    response = send(in_team(admin_client), "patch", detail(prompt), {"locked": True})
+    assert response.status_code == 200
+    prompt.refresh_from_db()
+    assert prompt.locked
+    assert (prompt.response_format, prompt.json_schema) == (ResponseFormat.JSON_SCHEMA, schema)
 
 
 def test_owner_deletes_a_prompt(owner_client, in_team, prompt):
