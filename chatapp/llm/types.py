@@ -15,11 +15,12 @@ def url_problem(url: str) -> str | None:
         return "contains spaces or control characters"
     try:
         parsed = httpx.URL(url)
-    except httpx.InvalidURL:
+        host = parsed.host  # decodes an xn-- label, which may not be valid punycode
+    except (httpx.InvalidURL, UnicodeError):
         return "is not a valid URL"
     if parsed.scheme not in ("http", "https"):
         return "must start with http:// or https://"
-    if not parsed.host:
+    if not host:
         return "has no host name"
     return None
 

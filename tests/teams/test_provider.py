@@ -158,6 +158,7 @@ def test_back_to_the_site_server(owner_client, team, team_server):
         ("https:///v1", b"https://"),
         ("https://[::1", b"https://"),
         ("https://[9.9.9.9]/v1", b"https://"),
+        ("https://xn--a.example.com/v1", b"not a valid URL"),
     ],
 )
 def test_bad_server_addresses_are_refused(owner_client, team, owner, settings, url, error):
