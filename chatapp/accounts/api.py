@@ -6,7 +6,7 @@ from typing import Annotated
 
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
-from ninja import Field, Path, Router, Schema, Status
+from ninja import Field, Path, Query, Router, Schema, Status
 from pydantic import StringConstraints
 
 from chatapp.accounts import keys, preferences
@@ -162,14 +162,26 @@ class BudgetOut(Schema):
     meters: list[BudgetMeter]
 
 
+BUDGET_TEAM = Query(
+    None, ge=1, le=MAX_ID, description="One of your teams (the chat page's); else the current team"
+)
+
+
 @router.get("/budget/", response=responses({200: BudgetOut}), tags=["account"])
-def budget(request: AuthenticatedHttpRequest):
-    """The current team's monthly budget and the user's own limit in it, as the meters show."""
-    team = current_team(request)
+def budget(request: AuthenticatedHttpRequest, team: int | None = BUDGET_TEAM):
+    """A team's monthly budget and the user's own limit in it, as the meters show."""
+    shown = current_team(request) if team is None else _own_team(request.user, team)
     return {
-        "team_id": team.pk,
-        "meters": [meter.as_json() for meter in budgets.meters(team, request.user)],
+        "team_id": shown.pk,
+        "meters": [meter.as_json() for meter in budgets.meters(shown, request.user)],
     }
+
+
+def _own_team(user, team_id: int) -> Team:
+    found = Team.objects.for_user(user).filter(pk=team_id).first()
+    if found is None:
+        raise ApiError(404, "not_found", "You are not in that team.", "team")
+    return found
 
 
 # --- personal API keys ---------------------------------------------------------------------

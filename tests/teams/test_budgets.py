@@ -48,6 +48,26 @@ def test_a_warning_at_80_percent_and_a_clear_message_at_100(member_client, membe
     assert "budget-full" in member_client.get("/").content.decode()
 
 
+def test_the_meters_of_the_team_asked_for_not_the_sessions(member_client, member, team):
+    """A chat page of another team than the session's current one refreshes its own meters."""
+    TeamPolicy.objects.create(team=team, monthly_token_budget=100)
+    use(team, member, 85)
+    other = actions.create_team(member, "Side project")
+    member_client.post(f"/teams/{other.pk}/switch/")
+    assert member_client.get("/api/budget/").json() == {"team_id": other.pk, "meters": []}
+    answer = member_client.get("/api/budget/", {"team": team.pk}).json()
+    assert answer["team_id"] == team.pk
+    assert [(m["kind"], m["used"]) for m in answer["meters"]] == [("team", 85)]
+
+
+def test_the_meters_of_a_team_one_is_not_in_are_404(member_client, outsider):
+    elsewhere = actions.create_team(outsider, "Elsewhere")
+    TeamPolicy.objects.create(team=elsewhere, monthly_token_budget=100)
+    response = member_client.get("/api/budget/", {"team": elsewhere.pk})
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+
+
 def test_ones_own_limit_refuses_only_that_person(member, owner, team):
     policy = TeamPolicy.objects.create(team=team, member_monthly_token_budget=100)
     use(team, member, 100)

@@ -6,8 +6,9 @@ import { api } from "./api.js";
 const REFRESH_DELAY_MS = 500; // answers ending close together cause one fetch
 
 export class BudgetMeters {
-  constructor(container) {
+  constructor(container, team) {
     this.container = container;
+    this.team = team; // this page's team, whatever team another tab switched to since
     this.timer = null;
   }
 
@@ -21,7 +22,7 @@ export class BudgetMeters {
   async refresh() {
     let data;
     try {
-      data = await api("/api/budget/");
+      data = await api(`/api/budget/?team=${this.team}`);
     } catch {
       return; // the meters keep their last numbers; the next answer tries again
     }

@@ -88,7 +88,7 @@ class ChatPage {
         announce: (text) => this.announce(text),
       },
     });
-    this.budget = new BudgetMeters($("budget-meters"));
+    this.budget = new BudgetMeters($("budget-meters"), config.currentTeamId);
     this.sidebar = new Sidebar({
       list: $("conversation-list"),
       search: $("conversation-search"),
