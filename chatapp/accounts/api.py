@@ -110,9 +110,16 @@ def me_data(request: AuthenticatedHttpRequest) -> dict:
     }
 
 
+PAGE_TEAM = Query(
+    None, ge=1, le=MAX_ID, description="One of your teams (the chat page's); else the current team"
+)
+
+
 @router.get("/settings/", response=responses({200: SettingsOut}), tags=["settings"])
-def settings_read(request: AuthenticatedHttpRequest):
-    return settings_data(request.user, current_team(request))
+def settings_read(request: AuthenticatedHttpRequest, team: int | None = PAGE_TEAM):
+    """The user's own defaults, and what they come to in a team (`effective`)."""
+    shown = current_team(request) if team is None else _own_team(request.user, team)
+    return settings_data(request.user, shown)
 
 
 @router.put(
@@ -162,13 +169,8 @@ class BudgetOut(Schema):
     meters: list[BudgetMeter]
 
 
-BUDGET_TEAM = Query(
-    None, ge=1, le=MAX_ID, description="One of your teams (the chat page's); else the current team"
-)
-
-
 @router.get("/budget/", response=responses({200: BudgetOut}), tags=["account"])
-def budget(request: AuthenticatedHttpRequest, team: int | None = BUDGET_TEAM):
+def budget(request: AuthenticatedHttpRequest, team: int | None = PAGE_TEAM):
     """A team's monthly budget and the user's own limit in it, as the meters show."""
     shown = current_team(request) if team is None else _own_team(request.user, team)
     return {

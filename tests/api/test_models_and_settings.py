@@ -4,6 +4,7 @@ import pytest
 from django.test import Client
 
 from chatapp.accounts.models import UserSettings
+from chatapp.teams import actions
 from chatapp.teams.models import TeamPolicy
 from tests.conftest import client_for
 
@@ -39,6 +40,23 @@ def test_settings_start_empty_with_effective_values(member_client, settings):
         ("model", "temperature", "max_tokens", "top_p")
     )
     assert data["effective"]["model"] == settings.LLAMA_DEFAULT_MODEL
+
+
+def test_settings_in_a_team_asked_for_not_the_sessions(member_client, member, team):
+    """A chat page of another team than the session's current one prefills that team's."""
+    TeamPolicy.objects.create(team=team, allowed_models=[SMALL], default_temperature=0.2)
+    other = actions.create_team(member, "Side project")
+    member_client.post(f"/teams/{other.pk}/switch/")
+    assert member_client.get("/api/settings/").json()["effective"]["model"] != SMALL
+    effective = member_client.get("/api/settings/", {"team": team.pk}).json()["effective"]
+    assert (effective["model"], effective["temperature"]) == (SMALL, 0.2)
+
+
+def test_settings_in_a_team_one_is_not_in_are_404(member_client, outsider):
+    elsewhere = actions.create_team(outsider, "Elsewhere")
+    response = member_client.get("/api/settings/", {"team": elsewhere.pk})
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
 
 
 def test_put_saves_the_users_defaults(member_client, member):

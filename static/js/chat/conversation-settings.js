@@ -23,10 +23,11 @@ function formatSetting(choice) {
 }
 
 export class ConversationSettings {
-  constructor({ toggle, panel, modelPicker, limits, onModel }) {
+  constructor({ toggle, panel, modelPicker, limits, team, onModel }) {
     this.toggle = toggle;
     this.panel = panel;
     this.limits = limits;
+    this.team = team; // this page's team: a new chat starts from the defaults it allows
     this.fields = {
       model: modelPicker,
       temperature: panel.elements.temperature,
@@ -89,7 +90,7 @@ export class ConversationSettings {
     this.base = null;
     this.clearErrors();
     try {
-      const values = settings ?? (await api("/api/settings/")).effective;
+      const values = settings ?? (await api(`/api/settings/?team=${this.team}`)).effective;
       if (generation !== this.generation || !values) return;
       this.fill(values);
     } catch {

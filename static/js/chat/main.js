@@ -70,6 +70,7 @@ class ChatPage {
       panel: $("settings-panel"),
       modelPicker: this.modelPicker,
       limits: config.limits,
+      team: config.currentTeamId,
       onModel: (model) => this.update(() => (this.state.model = model)),
     });
     this.messages = new MessageList({
