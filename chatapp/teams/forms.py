@@ -456,6 +456,15 @@ def clean_provider_url(value: str) -> str:
     return url
 
 
+def validate_provider_key(key: str) -> None:
+    """A key goes in an HTTP header, which holds only printable ASCII."""
+    if not key.isascii() or not key.isprintable() or any(c.isspace() for c in key):
+        raise forms.ValidationError(
+            "The key can hold only ASCII letters, digits and punctuation, without spaces:"
+            " paste it exactly as the provider shows it."
+        )
+
+
 class ProviderForm(forms.Form):
     base_url = forms.CharField(
         max_length=500,
@@ -470,6 +479,7 @@ class ProviderForm(forms.Form):
         required=False,
         strip=True,
         label="API key",
+        validators=[validate_provider_key],
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
         help_text="Write-only: leave empty to keep the stored key.",
     )
@@ -477,9 +487,3 @@ class ProviderForm(forms.Form):
 
     def clean_base_url(self) -> str:
         return clean_provider_url(self.cleaned_data["base_url"])
-
-    def clean_api_key(self) -> str:
-        key = self.cleaned_data["api_key"]
-        if any(c.isspace() for c in key) or not key.isprintable():
-            raise forms.ValidationError("The key cannot contain spaces or control characters.")
-        return key

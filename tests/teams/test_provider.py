@@ -106,6 +106,23 @@ def test_site_admin_replaces_the_key_in_the_admin(client, site_admin, team, team
     assert response.status_code == 200 and b"Enter the API key again" in response.content
 
 
+@pytest.mark.parametrize("key", ["sk-abc…", "clé-secrète", "sk abc"])
+def test_a_key_no_request_header_can_carry_is_refused(client, owner, site_admin, team, key):
+    """Page and admin alike: such a key would fail every request of the team."""
+    client.force_login(owner)
+    response = client.post(
+        provider_url(team), {"base_url": "", "protocol": "llama", "api_key": key}
+    )
+    assert response.status_code == 400
+    assert b"only ASCII" in response.content
+    client.force_login(site_admin)
+    data = {"team": team.pk, "base_url": "", "protocol": "llama", "api_key": key}
+    response = client.post("/admin/teams/teamprovider/add/", data)
+    assert response.status_code == 200 and b"only ASCII" in response.content
+    assert not TeamProvider.objects.exists()
+    assert not AuditEvent.objects.exists()
+
+
 def test_an_empty_key_field_keeps_the_stored_key(owner_client, team, team_server):
     data = {"base_url": team_server.base_url, "protocol": "openai", "api_key": ""}
     assert owner_client.post(provider_url(team), data).status_code == 302
