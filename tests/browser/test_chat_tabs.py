@@ -156,3 +156,38 @@ print(json.dumps({{"chat": chat.team.name, "files": files}}))
     )
     assert placed == {"chat": shown, "files": [shown, shown]}
     assert page_watch.console_errors == [] and page_watch.page_errors == []
+
+
+def test_a_tab_left_on_one_team_keeps_showing_that_teams_budget_and_defaults(
+    logged_in_page, second_tab, app_server, user, page_watch
+):
+    """After each answer the composer's meters are redrawn, and a new chat's settings are
+    prefilled: both for the team the page shows, not the one another tab switched to."""
+    app_server.run_python(f"""
+from django.contrib.auth import get_user_model
+from chatapp.teams import actions
+from chatapp.teams.models import Membership, Team, TeamPolicy
+person = get_user_model().objects.get(username={user.username!r})
+home = actions.ensure_personal_team(person)
+TeamPolicy.objects.update_or_create(team=home, defaults={{"monthly_token_budget": 1_000_000}})
+spent = Team.objects.create(name="Spent crew")
+Membership.objects.create(team=spent, user=person)
+TeamPolicy.objects.create(team=spent, monthly_token_budget=50, default_temperature=0.15)
+actions.record_usage(spent, person, "Llama-3.3-70B-Instruct", 100, 0)
+""")
+    logged_in_page.goto("/")
+    first = ChatPage(logged_in_page)
+    team_meter = logged_in_page.locator('.budget-meter[data-kind="team"] .budget-text')
+    expect(team_meter).to_have_text("0 of 1,000,000 tokens used.")
+    second_tab.goto("/")
+    second_tab.wait_for_selector("html[data-socket=open]")
+    second_tab.get_by_label("Team", exact=True).select_option(label="Spent crew")
+    expect(second_tab.locator("#team-picker option:checked")).to_have_text("Spent crew")
+    first.send("How much have we used?")
+    first.wait_for_status("complete")
+    expect(team_meter).to_have_text(re.compile(r"^[1-9][\d,]* of 1,000,000 tokens used\.$"))
+    logged_in_page.get_by_role("button", name="New chat").click()
+    logged_in_page.get_by_role("button", name="This chat settings").click()
+    temperature = logged_in_page.get_by_role("dialog", name="This chat").get_by_label("Temperature")
+    expect(temperature).to_have_value("0.6")  # the site's default: the page's team sets none
+    assert page_watch.console_errors == [] and page_watch.page_errors == []
