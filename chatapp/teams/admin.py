@@ -69,6 +69,10 @@ class SystemPromptAdmin(admin.ModelAdmin):
     exclude = ["response_format", "json_schema"]  # the team's Prompts page sets the format
     inlines = [SystemPromptVersionInline]
 
+    def get_readonly_fields(self, request, obj=None):
+        # A prompt's versions, audit and chats belong to its team: it never moves.
+        return [*self.readonly_fields, "team"] if obj is not None else self.readonly_fields
+
     def save_model(self, request, obj, form, change):
         stored = SystemPrompt.objects.get(pk=obj.pk) if change else None
         names = ("name", "content", "is_default", "locked", "position")

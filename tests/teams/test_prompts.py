@@ -4,7 +4,7 @@ import pytest
 from django.urls import reverse
 
 from chatapp.chat.models import Conversation
-from chatapp.teams.models import AuditEvent, SystemPrompt, SystemPromptVersion
+from chatapp.teams.models import AuditEvent, SystemPrompt, SystemPromptVersion, Team
 
 GOOD = {"name": "Reviewer", "content": "Review code carefully."}
 
@@ -155,6 +155,25 @@ def test_site_admin_edits_in_the_admin_keep_versions(client, site_admin, team, p
     assert (prompt.content, prompt.version) == ("Admin text.", 2)
     assert prompt.versions.get().content == "Be helpful."
     assert AuditEvent.objects.get(action="prompt.update").actor == site_admin
+
+
+def test_a_prompt_stays_in_its_team_in_the_admin(client, site_admin, team, prompt):
+    """Its versions, audit and the chats started from it belong to its team."""
+    client.force_login(site_admin)
+    other = Team.objects.create(name="Other")
+    data = {
+        "team": other.pk,
+        "name": "Helper",
+        "content": "Moved?",
+        "position": 0,
+        "versions-TOTAL_FORMS": 0,
+        "versions-INITIAL_FORMS": 0,
+    }
+    response = client.post(f"/admin/teams/systemprompt/{prompt.pk}/change/", data)
+    assert response.status_code == 302
+    prompt.refresh_from_db()
+    assert (prompt.team, prompt.content) == (team, "Moved?")
+    assert AuditEvent.objects.get(action="prompt.update").team == team
 
 
 def test_site_admin_adds_a_prompt_in_the_admin(client, site_admin, team):
