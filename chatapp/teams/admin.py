@@ -56,8 +56,15 @@ class SystemPromptVersionInline(admin.TabularInline):
         return False
 
 
+class StaysInItsTeam(admin.ModelAdmin):
+    """The team is read-only once the row exists: its saves, versions and audit are the team's."""
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*self.readonly_fields, "team"] if obj is not None else self.readonly_fields
+
+
 @admin.register(SystemPrompt)
-class SystemPromptAdmin(admin.ModelAdmin):
+class SystemPromptAdmin(StaysInItsTeam):
     """Saves go through actions.save_prompt, so admin edits keep versions and are audited."""
 
     list_display = ["name", "team", "is_default", "locked", "position", "version", "updated_at"]
@@ -68,10 +75,6 @@ class SystemPromptAdmin(admin.ModelAdmin):
     readonly_fields = ["version"]
     exclude = ["response_format", "json_schema"]  # the team's Prompts page sets the format
     inlines = [SystemPromptVersionInline]
-
-    def get_readonly_fields(self, request, obj=None):
-        # A prompt's versions, audit and chats belong to its team: it never moves.
-        return [*self.readonly_fields, "team"] if obj is not None else self.readonly_fields
 
     def save_model(self, request, obj, form, change):
         stored = SystemPrompt.objects.get(pk=obj.pk) if change else None
@@ -89,7 +92,7 @@ class SystemPromptAdmin(admin.ModelAdmin):
 
 
 @admin.register(TeamPolicy)
-class TeamPolicyAdmin(admin.ModelAdmin):
+class TeamPolicyAdmin(StaysInItsTeam):
     """Saves go through actions.set_policy, so admin changes are audited."""
 
     list_display = ["team", "default_model", "monthly_token_budget", "rate_limit_per_minute"]
@@ -124,7 +127,7 @@ class ProviderAdminForm(forms.ModelForm):
 
 
 @admin.register(TeamProvider)
-class TeamProviderAdmin(admin.ModelAdmin):
+class TeamProviderAdmin(StaysInItsTeam):
     form = ProviderAdminForm
     list_display = ["team", "base_url", "protocol", "has_key", "updated_at"]
     list_select_related = ["team"]

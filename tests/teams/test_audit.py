@@ -3,7 +3,7 @@
 from django.urls import reverse
 
 from chatapp.teams import actions
-from chatapp.teams.models import AuditEvent, Membership
+from chatapp.teams.models import AuditEvent, Membership, TeamPolicy
 
 
 def test_admin_actions_are_recorded_with_their_actor(team, owner, admin_member, member):
@@ -58,3 +58,20 @@ def test_policy_edits_in_the_admin_are_audited(client, site_admin, team):
     event = AuditEvent.objects.get(action="policy.update")
     assert event.actor == site_admin
     assert event.details["changes"]["rate_limit_per_minute"] == [None, 7]
+
+
+def test_a_policy_stays_with_its_team_in_the_admin(client, site_admin, team, make_user):
+    """Naming another team on a policy's change page neither moves it nor overwrites theirs."""
+    client.force_login(site_admin)
+    actions.set_policy(site_admin, team, {"rate_limit_per_minute": 3})
+    other = actions.create_team(make_user("zed"), "Other")
+    actions.set_policy(site_admin, other, {"rate_limit_per_minute": 50})
+    data = {"team": other.pk, "allowed_models": "[]", "rate_limit_per_minute": "7"}
+    data |= {"safety_input": "off", "safety_output": "off", "safety_categories": "[]"}
+    data |= {"safety_on_error": "fail_open", "data_patterns": "[]"}
+    data |= {f"data_{kind}": "off" for kind in ("card", "iban", "email", "phone", "api_key")}
+    data |= {"data_private_key": "off"}
+    response = client.post(f"/admin/teams/teampolicy/{team.pk}/change/", data)
+    assert response.status_code == 302, response.content[:2000]
+    assert TeamPolicy.objects.get(team=team).rate_limit_per_minute == 7
+    assert TeamPolicy.objects.get(team=other).rate_limit_per_minute == 50

@@ -6,7 +6,7 @@ from django.db import connection
 from django.urls import reverse
 
 from chatapp.teams import crypto
-from chatapp.teams.models import AuditEvent, TeamProvider
+from chatapp.teams.models import AuditEvent, Team, TeamProvider
 from chatapp.teams.network import GuardedLlamaClient
 from chatapp.teams.policy import PolicyError
 from chatapp.teams.providers import llama_client
@@ -121,6 +121,17 @@ def test_a_key_no_request_header_can_carry_is_refused(client, owner, site_admin,
     assert response.status_code == 200 and b"only ASCII" in response.content
     assert not TeamProvider.objects.exists()
     assert not AuditEvent.objects.exists()
+
+
+def test_a_provider_stays_with_its_team_in_the_admin(client, site_admin, team, team_server):
+    client.force_login(site_admin)
+    other = Team.objects.create(name="Other")
+    data = {"team": other.pk, "base_url": TEAM_SERVER, "protocol": "openai"}
+    response = client.post(f"/admin/teams/teamprovider/{team.pk}/change/", data)
+    assert response.status_code == 302
+    stored = TeamProvider.objects.get()
+    assert (stored.team, stored.protocol) == (team, "openai")
+    assert crypto.decrypt(stored.api_key_encrypted) == TEAM_KEY
 
 
 def test_an_empty_key_field_keeps_the_stored_key(owner_client, team, team_server):
