@@ -24,8 +24,8 @@ from chatapp.core.api import (
 from chatapp.core.requests import AuthenticatedHttpRequest
 from chatapp.teams import actions as team_actions
 from chatapp.teams import api_keys, budgets, policy
-from chatapp.teams.models import Membership, Team
-from chatapp.teams.services import current_team, switch_team
+from chatapp.teams.models import Membership
+from chatapp.teams.services import current_team, named_team, switch_team
 
 router = Router(tags=["account"])
 
@@ -85,10 +85,7 @@ def me(request: AuthenticatedHttpRequest):
 def me_switch_team(request: AuthenticatedHttpRequest):
     """Switch the session's current team (as the Teams page's "Make current" does)."""
     body = read_body(request, MeIn)
-    team = Team.objects.for_user(request.user).filter(pk=body.current_team).first()
-    if team is None:
-        raise ApiError(404, "not_found", "You are not in that team.", "current_team")
-    switch_team(request, team)
+    switch_team(request, named_team(request.user, body.current_team, "current_team"))
     return me_data(request)
 
 
@@ -118,7 +115,7 @@ PAGE_TEAM = Query(
 @router.get("/settings/", response=responses({200: SettingsOut}), tags=["settings"])
 def settings_read(request: AuthenticatedHttpRequest, team: int | None = PAGE_TEAM):
     """The user's own defaults, and what they come to in a team (`effective`)."""
-    shown = current_team(request) if team is None else _own_team(request.user, team)
+    shown = current_team(request) if team is None else named_team(request.user, team, "team")
     return settings_data(request.user, shown)
 
 
@@ -172,18 +169,11 @@ class BudgetOut(Schema):
 @router.get("/budget/", response=responses({200: BudgetOut}), tags=["account"])
 def budget(request: AuthenticatedHttpRequest, team: int | None = PAGE_TEAM):
     """A team's monthly budget and the user's own limit in it, as the meters show."""
-    shown = current_team(request) if team is None else _own_team(request.user, team)
+    shown = current_team(request) if team is None else named_team(request.user, team, "team")
     return {
         "team_id": shown.pk,
         "meters": [meter.as_json() for meter in budgets.meters(shown, request.user)],
     }
-
-
-def _own_team(user, team_id: int) -> Team:
-    found = Team.objects.for_user(user).filter(pk=team_id).first()
-    if found is None:
-        raise ApiError(404, "not_found", "You are not in that team.", "team")
-    return found
 
 
 # --- personal API keys ---------------------------------------------------------------------

@@ -19,7 +19,6 @@ from chatapp.chat.actions import sharing
 from chatapp.chat.actions.admin_access import grant_read_access
 from chatapp.chat.errors import ChatError
 from chatapp.chat.models import (
-    Conversation,
     Message,
     Share,
     ShareAudience,
@@ -29,7 +28,7 @@ from chatapp.chat.models import (
 from chatapp.core.requests import AuthenticatedHttpRequest
 from chatapp.teams import budgets, policy
 from chatapp.teams.models import MANAGER_ROLES, JsonSchema, SystemPrompt, Team
-from chatapp.teams.services import current_team
+from chatapp.teams.services import current_team, user_team
 from chatapp.uploads.validation import accepted_suffixes
 
 # How long team admins are shown that the provider refused the team's key.
@@ -87,12 +86,6 @@ def key_refused_recently(team) -> bool:
     return failed.exists()
 
 
-def conversation_team(user, conversation: Conversation | None) -> Team | None:
-    if conversation is None:
-        return None
-    return Team.objects.for_user(user).filter(pk=conversation.team_id).first()
-
-
 @require_GET
 @login_required
 def chat(request: HttpRequest, conversation_id: int | None = None) -> HttpResponse:
@@ -101,7 +94,8 @@ def chat(request: HttpRequest, conversation_id: int | None = None) -> HttpRespon
         conversation = get_conversation_for_user(request.user, conversation_id)
     # A conversation shows in its own team (its list, prompts, models and limits, where its
     # next question goes), while the user is in it; anything else in the session's team.
-    team = conversation_team(request.user, conversation) or current_team(request)
+    shown = user_team(request.user, conversation.team_id) if conversation else None
+    team = shown or current_team(request)
     rules = policy.team_rules(team)
     prompts = system_prompt_choices(team)
     is_team_admin = team.memberships.filter(user=request.user.pk, role__in=MANAGER_ROLES).exists()

@@ -3,6 +3,7 @@
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 
+from chatapp.core.api import ApiError
 from chatapp.teams import reads
 from chatapp.teams.actions import ensure_personal_team
 from chatapp.teams.models import Membership, Role, Team
@@ -48,6 +49,19 @@ def current_team(request, related: tuple[str, ...] = ()) -> Team:
     team = find_current_team(request, related) or ensure_personal_team(request.user)
     if request.session.get(SESSION_TEAM_KEY) != team.pk:
         request.session[SESSION_TEAM_KEY] = team.pk
+    return team
+
+
+def user_team(user, team_id: int) -> Team | None:
+    """The team, if the user is in it."""
+    return Team.objects.for_user(user).filter(pk=team_id).first()
+
+
+def named_team(user, team_id: int, field: str) -> Team:
+    """The team a JSON API request names in `field`: one of the user's, else a 404."""
+    team = user_team(user, team_id)
+    if team is None:
+        raise ApiError(404, "not_found", "You are not in that team.", field)
     return team
 
 

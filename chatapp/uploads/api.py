@@ -10,8 +10,7 @@ from django.http import FileResponse, HttpRequest, HttpResponse
 from ninja import Field, File, Form, Path, Router, Schema, Status, UploadedFile
 
 from chatapp.core.api import MAX_ID, ApiError, responses
-from chatapp.teams.models import Team
-from chatapp.teams.services import current_team
+from chatapp.teams.services import current_team, named_team
 from chatapp.uploads import actions
 from chatapp.uploads.models import get_upload_for_user
 from chatapp.uploads.validation import UploadRefused
@@ -20,6 +19,8 @@ router = Router(tags=["uploads"])
 FILE_FIELD = File(None, description="The image or document")
 TEAM_FIELD = Form(
     None,
+    ge=1,
+    le=MAX_ID,
     description="One of your teams, the one of the chat the file is for (default: your"
     " current team)",
 )
@@ -45,7 +46,7 @@ class UploadOut(Schema):
 
 @router.post("/uploads/", response=responses({201: UploadOut}))
 def upload_create(
-    request: HttpRequest, file: UploadedFile | None = FILE_FIELD, team: str | None = TEAM_FIELD
+    request: HttpRequest, file: UploadedFile | None = FILE_FIELD, team: int | None = TEAM_FIELD
 ):
     if file is None:
         raise ApiError(
@@ -55,24 +56,13 @@ def upload_create(
         raise ApiError(
             400, "invalid", "Send one file per request: each upload gets its own id.", "file"
         )
-    into = current_team(request) if team is None else _team_named(request, team)
+    into = current_team(request) if team is None else named_team(request.user, team, "team")
     try:
         data = actions.read_limited(file, actions.limits().max_bytes)
         upload = actions.create_upload(request.user, into, file.name or "", data)
     except UploadRefused as refused:
         raise ApiError(400, refused.code, refused.message, "file") from None
     return Status(201, upload.summary())
-
-
-def _team_named(request: HttpRequest, value: str) -> Team:
-    """The team a page names for its chat, which is not the session's once another tab has
-    switched team."""
-    if not (value.isascii() and value.isdecimal()) or not 0 < int(value) <= MAX_ID:
-        raise ApiError(400, "invalid", "team must be the id of one of your teams.", "team")
-    team = Team.objects.for_user(request.user).filter(pk=int(value)).first()
-    if team is None:
-        raise ApiError(404, "not_found", "You are not in that team.", "team")
-    return team
 
 
 @router.get(
