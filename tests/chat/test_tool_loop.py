@@ -295,18 +295,10 @@ async def test_leaving_the_team_ends_a_call_waiting_for_approval(
     """Removed from the team, one's answers there stop (chatapp.chat.signals): a call waiting
     for approval ends unrun, and an approval arriving later finds nothing to approve."""
     socket = await connect(member)
-    ids = await socket.send_message("File it [sim:call=create_ticket]")
-    call = (await socket.until_type("message.tool_call", ids["message_id"]))[-1]["call"]
-    await await_for(awaiting(ids["message_id"]), "the call to be saved")
+    ids, decision = await an_approval_awaited(socket)
     await database_sync_to_async(Membership.objects.filter(team=team, user=member).delete)()
     frames = await socket.until_type("message.done", ids["message_id"])
     assert frames[-1]["status"] == "stopped"
-    decision = {
-        "type": "chat.tool_decision",
-        "message_id": ids["message_id"],
-        "call_id": call["id"],
-        "approve": True,
-    }
     refused = await socket.expect_error(decision)
     assert refused["error"]["code"] == "not_found"
     assert toolbox.calls == []
@@ -318,22 +310,23 @@ async def test_an_approval_before_the_removal_stops_the_answer_is_refused(
     """The membership is gone but the answer has not stopped yet (the stop follows the
     deletion's commit): approving is refused, declining still ends the wait."""
     socket = await connect(member)
-    ids = await socket.send_message("File it [sim:call=create_ticket]")
-    call = (await socket.until_type("message.tool_call", ids["message_id"]))[-1]["call"]
-    await await_for(awaiting(ids["message_id"]), "the call to be saved")
+    ids, decision = await an_approval_awaited(socket)
     await database_sync_to_async(remove_without_signals)(team, member)  # removed, socket open
-    decision = {
-        "type": "chat.tool_decision",
-        "message_id": ids["message_id"],
-        "call_id": call["id"],
-        "approve": True,
-    }
     refused = await socket.expect_error(decision)
     assert refused["error"]["code"] == "forbidden"
     await socket.send({**decision, "approve": False})  # declining still ends the wait
     frames = await socket.until_type("message.done", ids["message_id"])
     (result,) = of_type(frames, "message.tool_result")
     assert result["content"] == tooling.DECLINED and toolbox.calls == []
+
+
+async def an_approval_awaited(socket) -> tuple[dict, dict]:
+    """A call of a new answer waiting for approval: the answer's ids and the approving frame."""
+    ids = await socket.send_message("File it [sim:call=create_ticket]")
+    call = (await socket.until_type("message.tool_call", ids["message_id"]))[-1]["call"]
+    await await_for(awaiting(ids["message_id"]), "the call to be saved")
+    decision = {"type": "chat.tool_decision", "message_id": ids["message_id"], "approve": True}
+    return ids, {**decision, "call_id": call["id"]}
 
 
 def remove_without_signals(team, member) -> None:
