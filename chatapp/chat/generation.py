@@ -174,6 +174,7 @@ class Generation:
         self.frames: list[str] = []
         self._framed_at = 0.0  # when the last frame went out (time.monotonic)
         self.stop_requested = False
+        self._stop_error: StreamError | None = None  # why, when not the user's own stop
         self._process_stopping = False  # set by `end_all`
         self.started = time.monotonic()
         self.first_token_at: float | None = None
@@ -247,8 +248,9 @@ class Generation:
             self._released = True
             release(self.user.pk)
 
-    def stop(self) -> None:
+    def stop(self, error: StreamError | None = None) -> None:
         self.stop_requested = True
+        self._stop_error = error
         self._pump_task.cancel()  # closes the upstream response and cancels running tools
 
     def interrupt(self) -> None:
@@ -501,7 +503,7 @@ class Generation:
             if kind == "generation.exit":
                 return
             if kind == "generation.stop":
-                self.stop()
+                self.stop(_left_team() if event.get("reason") == replies.LEFT_TEAM else None)
             elif kind == "generation.tool_decision":
                 self.decide(str(event.get("call_id")), event.get("approve") is True)
             elif kind == "generation.snapshot_request":
@@ -696,7 +698,7 @@ class Generation:
         elif event is _END and self.stop_requested:
             # A cut stream reports no usage: count the tokens it sent (prompt tokens unknown).
             usage = _added(self._tool_usage, Usage(0, self.token_count))
-            ended.update(status=MessageStatus.STOPPED, usage=usage)
+            ended.update(status=MessageStatus.STOPPED, usage=usage, error=self._stop_error)
         else:
             if isinstance(event, StreamError):
                 error = event
@@ -767,6 +769,11 @@ def _refusal(screening: Screening) -> StreamError:
 def _ended_early() -> StreamError:
     message = "The answer stopped before it finished: regenerate to try again."
     return StreamError("interrupted", message, retryable=True)
+
+
+def _left_team() -> StreamError:
+    message = "You are no longer a member of this team, so the answer stopped here."
+    return StreamError("forbidden", message, retryable=False)
 
 
 def _server_stopped() -> StreamError:

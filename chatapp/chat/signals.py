@@ -23,7 +23,7 @@ from chatapp.teams.models import Membership, Team
 log = logging.getLogger(__name__)
 
 
-def stop_answers_of(conversations: Q) -> None:
+def stop_answers_of(conversations: Q, reason: str = "") -> None:
     """Once the deletion commits, stop the answers streaming in these conversations."""
     streaming = list(
         Message.objects.filter(conversations, status=MessageStatus.STREAMING).values_list(
@@ -34,7 +34,7 @@ def stop_answers_of(conversations: Q) -> None:
     def stop() -> None:
         for message_id in streaming:  # wherever they run
             try:
-                async_to_sync(replies.request_stop)(message_id)
+                async_to_sync(replies.request_stop)(message_id, reason)
             except Exception:  # channel layer down: the answer ends on its own, unsaved
                 log.warning("Could not stop answer %s of a deleted conversation", message_id)
 
@@ -55,5 +55,6 @@ def stop_answers_of_user(sender, instance, **kwargs) -> None:
 @receiver(pre_delete, sender=Membership)
 def stop_answers_of_former_member(sender, instance: Membership, **kwargs) -> None:
     stop_answers_of(
-        Q(conversation__team_id=instance.team_id, conversation__owner_id=instance.user_id)
+        Q(conversation__team_id=instance.team_id, conversation__owner_id=instance.user_id),
+        replies.LEFT_TEAM,  # the page says why the answer stopped
     )

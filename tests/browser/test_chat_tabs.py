@@ -191,3 +191,38 @@ actions.record_usage(spent, person, "Llama-3.3-70B-Instruct", 100, 0)
     temperature = logged_in_page.get_by_role("dialog", name="This chat").get_by_label("Temperature")
     expect(temperature).to_have_value("0.6")  # the site's default: the page's team sets none
     assert page_watch.console_errors == [] and page_watch.page_errors == []
+
+
+def test_leaving_a_team_in_one_tab_stops_its_answer_in_another_and_says_why(
+    logged_in_page, second_tab, app_server, user, page_watch
+):
+    app_server.run_python(f"""
+from django.contrib.auth import get_user_model
+from chatapp.teams.models import Membership, Role, Team
+person = get_user_model().objects.get(username={user.username!r})
+herd = Team.objects.create(name="Herd")
+boss = get_user_model().objects.create(username={user.username + "-boss"!r})
+Membership.objects.create(team=herd, user=boss, role=Role.OWNER)
+Membership.objects.create(team=herd, user=person, role=Role.MEMBER)
+""")
+    first = ChatPage(logged_in_page)
+    logged_in_page.reload()
+    logged_in_page.wait_for_selector("html[data-socket=open]")
+    logged_in_page.get_by_label("Team", exact=True).select_option(label="Herd")
+    expect(logged_in_page.locator("#team-picker option:checked")).to_have_text("Herd")
+    first.send("[sim:pace tps=8] [sim:long tokens=400] Count slowly")
+    first.wait_for_text_longer_than(0)
+    second_tab.goto("/teams/")
+    second_tab.get_by_role("region", name="Your teams").get_by_role("link", name="Herd").click()
+    second_tab.once("dialog", lambda dialog: dialog.accept())
+    second_tab.get_by_role("button", name="Leave team").click()
+    first.wait_for_status("stopped")
+    why = "You are no longer a member of this team, so the answer stopped here."
+    expect(first.last_answer().locator(".message-notice")).to_have_text(why)
+    shown = first.answer_content()
+    logged_in_page.reload()  # the stored answer says why too
+    logged_in_page.wait_for_selector("html[data-socket=open]")
+    first.wait_for_status("stopped")
+    expect(first.last_answer().locator(".message-notice")).to_have_text(why)
+    assert first.answer_content() == shown
+    assert page_watch.page_errors == []

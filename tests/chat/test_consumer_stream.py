@@ -30,9 +30,10 @@ async def test_stop_keeps_the_partial_answer(connect, member, sim):
     await socket.send({"type": "chat.stop", "message_id": message_id})
     frames = await socket.until_type("message.done", message_id)
     assert frames[-1]["status"] == "stopped"
+    assert "message.error" not in [f["type"] for f in frames]  # one's own stop needs no reason
     shown = joined_text(socket.received, message_id)
     message = await Message.objects.aget(pk=message_id)
-    assert message.status == "stopped"
+    assert message.status == "stopped" and message.error_code == ""
     assert message.content == shown
     assert 0 < message.seq < 400
     await await_for(lambda: sim.active_streams == 0, "the upstream stream to close")
@@ -184,8 +185,12 @@ async def test_leaving_the_team_stops_ones_answers_in_its_conversations(
     await database_sync_to_async(remove)()
     done = await socket.until_type("message.done", here["message_id"])
     assert done[-1]["status"] == "stopped"
+    said = [f["error"] for f in done if f["type"] == "message.error"]  # why, before the end
+    assert [e["code"] for e in said] == ["forbidden"] and said[0]["retryable"] is False
+    assert "no longer a member of this team" in said[0]["message"]
     stopped = await Message.objects.aget(pk=here["message_id"])
     assert stopped.status == "stopped" and stopped.content  # what was shown is kept
+    assert (stopped.error_code, stopped.error_message) == ("forbidden", said[0]["message"])
     await other_tab.until_type("message.delta", there["message_id"])  # still streaming
     assert await Message.objects.filter(pk=there["message_id"], status="streaming").aexists()
 

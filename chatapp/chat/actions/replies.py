@@ -572,10 +572,13 @@ async def broadcast(
     return delivered
 
 
-async def request_stop(message_id: int) -> None:
-    await channel_layer().group_send(
-        generation_group(message_id), {"type": "generation.stop", "message_id": message_id}
-    )
+LEFT_TEAM = "left_team"  # a stop's reason: its owner is no longer in the conversation's team
+
+
+async def request_stop(message_id: int, reason: str = "") -> None:
+    """Stop the answer wherever it runs; with no reason it ends as the user's own stop."""
+    event = {"type": "generation.stop", "message_id": message_id, "reason": reason}
+    await channel_layer().group_send(generation_group(message_id), event)
 
 
 async def request_snapshot(message_id: int, reply_channel: str) -> None:

@@ -522,8 +522,12 @@ export class MessageView {
     } else if (message.status === "error") {
       text = "The answer failed.";
       kind = "error";
-    } else if (message.status === "interrupted" && message.error?.message) {
-      text = message.error.message; // the server's words already say it was cut off, and why
+    } else if (
+      (message.status === "interrupted" || message.status === "stopped") &&
+      message.error?.message
+    ) {
+      // The server's words say why it was cut off (a restart, the owner left the team).
+      text = message.error.message;
       kind = "error";
     } else if (!streaming && message.status === "complete" && message.finishReason === "length") {
       text =

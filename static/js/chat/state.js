@@ -385,6 +385,7 @@ export class ConversationState {
       replacing: false,
       retrying: null,
     });
+    if (message.error?.message) return; // its message.error has said why it ended
     const said = {
       complete: "Answer complete",
       stopped: "Stopped",
@@ -484,7 +485,7 @@ export class ConversationState {
       if (data.parent_id !== undefined) changes.parentId = data.parent_id;
       touch(message, changes);
       // A failed or cut-off answer keeps saying why, whatever state arrives later.
-      if (message.status !== "error" && message.status !== "interrupted") message.error = null;
+      if (!["error", "interrupted", "stopped"].includes(message.status)) message.error = null;
     }
     const order = (m) => m.id ?? Number.MAX_SAFE_INTEGER;
     this.messages.sort((a, b) => order(a) - order(b));
