@@ -235,10 +235,31 @@ def _content(content: Any, redactor: _Redactor) -> Any:
     return parts
 
 
+def _matches_single_bytes(pattern: str) -> bool:
+    """Whether the pattern uses RE2's `\\C` (any one byte) outside a `\\Q...\\E` quote."""
+    i, quoted = 0, False
+    while i < len(pattern):
+        if quoted:
+            quoted = not pattern.startswith("\\E", i)
+            i += 1 if quoted else 2
+        elif pattern[i] == "\\":
+            if pattern[i + 1 : i + 2] == "C":
+                return True
+            quoted = pattern[i + 1 : i + 2] == "Q"
+            i += 2
+        else:
+            i += 1
+    return False
+
+
 def pattern_problem(pattern: str) -> str | None:
     """Why a team's regular expression cannot be used, or None."""
     if not pattern or len(pattern) > MAX_PATTERN_LENGTH:
         return f"a pattern is 1 to {MAX_PATTERN_LENGTH} characters"
+    # Text is matched as UTF-8: one byte may be part of a letter, so what a match covers (and
+    # what its placeholder replaces) would not follow the pattern.
+    if _matches_single_bytes(pattern):
+        return "\\C (any single byte) is not supported: use . for any character"
     try:
         compiled = compile_pattern(pattern)
     except re2.error as exc:

@@ -145,3 +145,18 @@ def test_the_policy_page_saves_patterns_as_lines(owner_client, team):
     ]
     page = owner_client.get(f"/teams/{team.pk}/policy/").content.decode()
     assert "PROJECT redact PRJ-\\d{4}" in page
+
+
+def test_a_pattern_matching_single_bytes_is_refused_by_the_api_and_the_page(owner_client, team):
+    pattern = {"name": "CODE", "pattern": "ID-\\C+", "action": "redact"}
+    response = patch(owner_client, team, {"data_patterns": [pattern]})
+
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["field"] == "data_patterns" and "\\C (any single byte)" in error["message"]
+    response = owner_client.post(
+        f"/teams/{team.pk}/policy/", {"data_patterns": "CODE redact ID-\\C+"}
+    )
+    assert response.status_code == 400
+    assert b"any single byte" in response.content
+    assert not TeamPolicy.objects.filter(team=team).exclude(data_patterns=[]).exists()

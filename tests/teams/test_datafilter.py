@@ -81,6 +81,25 @@ def test_pattern_problems(pattern, bad):
     assert (pattern_problem(pattern) is not None) == bad
 
 
+@pytest.mark.parametrize(
+    ("pattern", "bad"),
+    [
+        ("x\\C", True),
+        ("(?i)\\C{4}", True),
+        ("[\\C]", True),
+        ("\\\\C", False),  # a backslash, then C
+        ("\\pC", False),  # the Unicode category C
+        ("\\Qa\\C\\E", False),  # quoted: the text a\C
+        ("\\Qa\\E\\C", True),
+    ],
+)
+def test_single_byte_matches_are_refused(pattern, bad):
+    """`\\C` matches one byte of the UTF-8 text, part of a letter: `\\C` alone replaced "é" by
+    two placeholders, and `\\C\\C\\C\\C` dropped the end of a question with emoji."""
+    problem = pattern_problem(pattern)
+    assert (problem is not None and "single byte" in problem) == bad
+
+
 def test_lookaround_is_refused_with_the_reason():
     problem = pattern_problem("(?<!\\d)\\d{6}")
     assert problem is not None and "lookaround and backreferences are not supported" in problem
