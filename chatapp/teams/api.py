@@ -173,9 +173,19 @@ CategoryCode = Annotated[str, StringConstraints(min_length=2, max_length=3), Sto
 DataActionName = Literal["off", "redact", "block"]
 
 
+def _one_line(value: str) -> str:
+    # The policy page keeps patterns one per line, trimmed: anything else would be saved as
+    # other patterns than the ones sent.
+    if value.splitlines() != [value] or value != value.strip():
+        raise ValueError("cannot hold a line break or start or end with a space")
+    return value
+
+
 class DataPattern(Schema):
     name: Annotated[str, StringConstraints(min_length=1, max_length=20), Storable]
-    pattern: Annotated[str, StringConstraints(min_length=1, max_length=300), Storable]
+    pattern: Annotated[
+        str, StringConstraints(min_length=1, max_length=300), Storable, AfterValidator(_one_line)
+    ]
     action: Literal["redact", "block"]
 
 

@@ -160,3 +160,15 @@ def test_a_pattern_matching_single_bytes_is_refused_by_the_api_and_the_page(owne
     assert response.status_code == 400
     assert b"any single byte" in response.content
     assert not TeamPolicy.objects.filter(team=team).exclude(data_patterns=[]).exists()
+
+
+@pytest.mark.parametrize("pattern", ["PRJ-\\d+\nLEAK redact secret", "PRJ-\\d+\u2028", " PRJ-\\d+"])
+def test_a_pattern_the_page_could_not_keep_as_one_line_is_refused(owner_client, team, pattern):
+    """The page keeps patterns one per line, trimmed: such a pattern was saved as others."""
+    body = {"data_patterns": [{"name": "PROJECT", "pattern": pattern, "action": "block"}]}
+    response = patch(owner_client, team, body)
+
+    assert response.status_code == 400
+    assert response.json()["error"]["field"] == "pattern"
+    assert "line break" in response.json()["error"]["message"]
+    assert not TeamPolicy.objects.filter(team=team).exclude(data_patterns=[]).exists()
