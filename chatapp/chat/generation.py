@@ -761,7 +761,9 @@ def _category_order(code: str) -> int:
 def _refusal(screening: Screening) -> StreamError:
     """The error a question the input screening stopped ends with."""
     if screening.unscreened:
-        return StreamError("safety_unavailable", safety.UNSCREENED_QUESTION, retryable=True)
+        return StreamError(
+            safety.UNSCREENED_QUESTION_CODE, safety.UNSCREENED_QUESTION, retryable=True
+        )
     message = safety.blocked_question_message(screening.categories)
     return StreamError("safety_blocked", message, retryable=False)
 

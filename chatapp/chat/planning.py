@@ -18,7 +18,7 @@ from chatapp.chat.lookups import owned_conversation, owned_message
 from chatapp.chat.models import Conversation, Message, MessageRole, MessageStatus
 from chatapp.chat.requests import CompletionRequest, RegenerateRequest, SendRequest
 from chatapp.llm import ChatParams, LlamaClient, count_message_tokens
-from chatapp.teams import datafilter, policy, providers, quota, reads
+from chatapp.teams import datafilter, policy, providers, quota, reads, safety
 from chatapp.teams.models import Membership, SafetyFlag, SystemPrompt, Team
 from chatapp.uploads import context as attachments
 from chatapp.uploads.models import Upload
@@ -372,9 +372,14 @@ def _turns(conversation: Conversation, path: tuple[int, ...]) -> list[Turn]:
     rows = rows.exclude(status__in=[MessageStatus.ERROR, MessageStatus.BLOCKED]).exclude(
         role=MessageRole.ASSISTANT, content="", tool_calls=[]
     )
-    # Questions the safety policy blocked never go upstream, later turns included.
+    # Questions the safety policy blocked never go upstream, later turns included; nor do
+    # those refused unscreened (failing closed): only the newest question is screened.
     rows = rows.exclude(
         pk__in=SafetyFlag.objects.filter(blocked=True, stage="input").values("message")
+    ).exclude(
+        pk__in=conversation.messages.filter(
+            pk__in=path, error_code=safety.UNSCREENED_QUESTION_CODE
+        ).values("parent_id")
     )
     files = Upload.objects.filter(message__in=path).by_message()
     return [

@@ -25,6 +25,8 @@ BLOCKED_QUESTION = (
     "Your team's safety policy blocks questions Llama Guard flags as {categories}:"
     " this one was not sent to the model. Your team's admins can review it."
 )
+# The error a question ends with when it is refused unscreened (failing closed).
+UNSCREENED_QUESTION_CODE = "safety_unavailable"
 UNSCREENED_QUESTION = (
     "Your team's safety policy holds questions until Llama Guard has checked them, and"
     " Llama Guard could not be reached: try again in a moment."

@@ -240,6 +240,31 @@ async def test_a_blocked_question_stays_out_of_later_requests(connect, member, t
     assert sent == ["Something else"]
 
 
+async def test_a_question_refused_unscreened_stays_out_of_later_requests(
+    connect, member, team, sim
+):
+    """Failing closed, a question Llama Guard could not judge is not sent: not with the next
+    question either, which alone is screened."""
+    await aset_policy(team, safety_input="block", safety_on_error="fail_closed")
+    socket = await connect(member)
+    ids = await socket.send_message("[sim:guard_fault=503] The question nobody screened")
+    error = (await socket.until_type("message.error", ids["message_id"]))[-1]["error"]
+    assert error["code"] == "safety_unavailable"
+
+    await socket.send(
+        {
+            "type": "chat.send",
+            "request_id": "r2",
+            "conversation_id": ids["conversation_id"],
+            "content": "Something else",
+        }
+    )
+    frames = await socket.receive_until(lambda f: f["type"] == "message.done")
+    assert frames[-1]["status"] == "complete"
+    sent = [m["content"] for m in sim.requests[-1]["messages"]]
+    assert sent == ["Something else"]
+
+
 async def test_redacted_data_never_reaches_the_simulator(connect, member, team, sim, protocol):
     await aset_policy(team, data_email="redact", data_card="redact", safety_input="flag")
     socket = await connect(member)
