@@ -87,8 +87,10 @@ def read_moderation(body: dict[str, Any]) -> Verdict:
     if not isinstance(results, list) or not results or not isinstance(results[-1], dict):
         raise LlmError("moderation_unreadable", UNREADABLE, retryable=False)
     last = results[-1]
-    categories = last.get("flagged_categories") or []
-    if not isinstance(categories, list):
+    flagged, categories = last.get("flagged"), last.get("flagged_categories") or []
+    # No verdict is not a "safe" one: the team's fail_open or fail_closed decides.
+    if not isinstance(flagged, bool) or not isinstance(categories, list):
         raise LlmError("moderation_unreadable", UNREADABLE, retryable=False)
-    codes = tuple(str(code) for code in categories)
-    return Verdict(bool(last.get("flagged")), codes)
+    if not all(isinstance(code, str) for code in categories):
+        raise LlmError("moderation_unreadable", UNREADABLE, retryable=False)
+    return Verdict(flagged, tuple(categories))

@@ -5,7 +5,7 @@ import pytest
 from llama_api_client import LlamaAPIClient
 
 from chatapp.llm import LlmError
-from chatapp.llm.moderation import guard_prompt, read_guard_reply
+from chatapp.llm.moderation import guard_prompt, read_guard_reply, read_moderation
 from llama_simulator.guard import GUARD_MODELS
 
 from .conftest import KEY
@@ -122,6 +122,30 @@ def test_an_unreadable_guard_reply_is_an_error():
         read_guard_reply("I cannot help with that")
 
     assert raised.value.code == "moderation_unreadable"
+
+
+@pytest.mark.parametrize(
+    "result",
+    [
+        {},  # was read as safe
+        {"flagged": "false"},  # was read as flagged
+        {"flagged": None, "flagged_categories": []},
+        {"flagged": True, "flagged_categories": [{"code": "S1"}]},  # was read as safe
+        {"flagged": True, "flagged_categories": "S1"},
+    ],
+)
+def test_a_moderation_result_without_a_verdict_is_an_error(result):
+    with pytest.raises(LlmError) as raised:
+        read_moderation({"model": GUARD, "results": [result]})
+
+    assert raised.value.code == "moderation_unreadable"
+
+
+def test_read_moderation_takes_the_verdict_of_the_last_message():
+    body = {"results": [{"flagged": False}, {"flagged": True, "flagged_categories": ["S10"]}]}
+    verdict = read_moderation(body)
+
+    assert (verdict.flagged, verdict.categories) == (True, ("S10",))
 
 
 async def screen(client, messages, categories=ALL, timeout=5.0):
