@@ -9,7 +9,9 @@ anything is written or sent). Only user messages are filtered: answers came from
 A team's own patterns are matched by RE2 (google-re2), in time linear in the text: Python's
 `re` backtracks, and a pattern such as `(a+)+$` takes seconds, then minutes, as a question
 grows, holding the whole process. RE2 has Python's syntax without lookaround and
-backreferences; the built-in detectors, written here, stay on `re`.
+backreferences; the built-in detectors, written here, stay on `re` (with lookaround and
+Unicode `\\w`) where each is written to match in linear time too, and use RE2 where `re`
+cannot (the private key's search for its END line).
 """
 
 import re
@@ -70,7 +72,7 @@ def _phone(text: str) -> bool:
 class Detector:
     kind: str  # the placeholder's name: [EMAIL_1]
     label: str  # in words, for the user
-    pattern: re.Pattern[str]
+    pattern: Any  # a compiled `re` or RE2 pattern
     check: Callable[[str], bool] = lambda _: True
 
 
@@ -79,10 +81,11 @@ DETECTORS: dict[str, Detector] = {
     "private_key": Detector(
         "PRIVATE_KEY",
         "private key",
-        re.compile(
-            r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----.*?"
-            r"-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----",
-            re.S,
+        # In `re`, each BEGIN line with no END after it searched to the end of the text: a
+        # document of such lines took quadratic time.
+        compile_pattern(
+            r"(?s)-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----.*?"
+            r"-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----"
         ),
     ),
     "api_key": Detector(
@@ -94,8 +97,12 @@ DETECTORS: dict[str, Detector] = {
             r"|LLM\|[A-Za-z0-9|_-]{20,})"
         ),
     ),
+    # Starting only where a run of name characters starts, each read once: from every
+    # position of a long word without @, the search took quadratic time.
     "email": Detector(
-        "EMAIL", "e-mail address", re.compile(r"[\w.%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+        "EMAIL",
+        "e-mail address",
+        re.compile(r"(?<![\w.%+-])[\w.%+-]++@[A-Za-z0-9-]++(?:\.[A-Za-z0-9-]++)+"),
     ),
     "card": Detector(
         "CARD", "card number", re.compile(r"(?<!\d)\d(?:[ -]?\d){12,18}(?!\d)"), _card
