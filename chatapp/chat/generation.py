@@ -619,8 +619,13 @@ class Generation:
         if self._safety.screens("output") and result.content and not self.blocked:
             if self._screen_task is not None:
                 self._screen_task.cancel()
-            self.output_screening = await self._screen_output(result.content)
-            self.blocked = self.output_screening.blocked
+            final = await self._screen_output(result.content)
+            earlier = self.output_screening
+            if final.unscreened and earlier is not None and earlier.flagged:
+                # What a check mid-answer flagged stands: it is for the team's reviewers.
+                final = replace(earlier, unscreened=True, blocked=final.blocked)
+            self.output_screening = final
+            self.blocked = final.blocked
         if not self._safety.active:
             return result
         changes: dict[str, Any] = {"safety": self._summary(), "findings": self._findings()}

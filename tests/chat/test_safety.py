@@ -196,6 +196,33 @@ async def test_fail_open_answers_and_says_it_was_not_screened(connect, member, t
     )
 
 
+async def test_a_flag_mid_answer_stands_when_the_check_at_the_end_fails(
+    connect, member, team, sim, settings
+):
+    """Only flagging, the answer was flagged mid-stream; Llama Guard failing at the end
+    leaves it flagged and on the review queue, marked unscreened as well."""
+    settings.LLAMA_MAX_ATTEMPTS = 1
+    await aset_policy(team, safety_output="flag")
+    socket = await connect(member)
+    ids = await socket.send_message(
+        "[sim:flag_answer categories=S10 at=5] [sim:long tokens=200] [sim:pace tps=40]"
+    )
+    # A second check starts only once the first has its verdict.
+    await await_for(lambda: len(sim.moderations) >= 2, "two checks mid-answer")
+    sim.app.api_key = "another-key"  # from now on Llama Guard refuses every check
+
+    done = (await socket.until_type("message.done", ids["message_id"]))[-1]
+    assert done["status"] == "complete"
+    assert done["safety"] == {
+        "flagged": True,
+        "categories": ["S10"],
+        "stages": ["output"],
+        "unscreened": ["output"],
+    }
+    flag = await SafetyFlag.objects.aget()
+    assert (flag.message_id, flag.stage, flag.blocked) == (ids["message_id"], "output", False)
+
+
 async def test_fail_closed_refuses_an_unscreened_question(connect, member, team, sim, protocol):
     await aset_policy(team, safety_input="flag", safety_on_error="fail_closed")
     socket = await connect(member)
