@@ -133,3 +133,18 @@ async def test_a_flagged_answer_cut_off_upstream_is_withheld_too(
     assert events[-1]["error"]["code"] == "interrupted"
     answer = await Message.objects.aget(role="assistant")
     assert answer.status == "blocked" and answer.safety["categories"] == ["S10"]
+
+
+async def test_a_saved_exchange_lists_what_the_data_filter_sent_instead(
+    sim, member, team, make_key, safety_settings
+):
+    """As a question sent on the chat page: it keeps the original and says what went upstream."""
+    await policy(team, data_email="redact")
+    key = await database_sync_to_async(make_key)(member, team)
+    await sdk(key, **{"X-Save-Conversation": "1"}).chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "Mail ann@example.com today"}]
+    )
+    assert sim.requests[-1]["messages"][-1]["content"] == "Mail [EMAIL_1] today"
+    question = await Message.objects.aget(role="user")
+    assert question.content == "Mail ann@example.com today"
+    assert question.redactions == [{"placeholder": "[EMAIL_1]", "label": "e-mail address"}]

@@ -477,6 +477,7 @@ def _save_completion(plan: ReplyPlan, result: ReplyResult) -> int:
     conversation.save()
     turns = [*plan.earlier_turns, (MessageRole.USER, plan.user_content or "")]
     rows = [Message(conversation=conversation, role=role, content=text) for role, text in turns]
+    rows[-1].redactions = list(plan.redactions)  # what the question sent upstream instead
     usage = result.usage
     rows.append(
         Message(
