@@ -1,7 +1,9 @@
 from django import forms
 from django.contrib import admin
 
+from chatapp.llm import GUARD_CATEGORIES
 from chatapp.teams import actions
+from chatapp.teams.datafilter import MAX_PATTERNS, PATTERN_NAME, pattern_problem
 from chatapp.teams.forms import ProviderForm, clean_provider_url
 from chatapp.teams.models import (
     AuditEvent,
@@ -91,10 +93,53 @@ class SystemPromptAdmin(StaysInItsTeam):
         actions.delete_prompt(request.user, obj)
 
 
+PATTERN_SHAPE = (
+    'Write a list of {"name": "PROJECT", "pattern": "<regular expression>", "action": "redact"'
+    ' or "block"}: a NAME in capitals, a pattern of one line.'
+)
+
+
+class TeamPolicyAdminForm(forms.ModelForm):
+    """The JSON fields as the policy page accepts them: in another shape, every question of
+    the team would fail (a pattern) or be judged by other categories ("S10" counted S1)."""
+
+    def clean_safety_categories(self) -> list:
+        value = self.cleaned_data["safety_categories"]
+        if not isinstance(value, list) or any(code not in GUARD_CATEGORIES for code in value):
+            raise forms.ValidationError('Write a list of category codes, such as ["S1", "S10"].')
+        return value
+
+    def clean_data_patterns(self) -> list:
+        value = self.cleaned_data["data_patterns"]
+        if not isinstance(value, list) or len(value) > MAX_PATTERNS:
+            raise forms.ValidationError(f"{PATTERN_SHAPE} At most {MAX_PATTERNS}.")
+        for item in value:
+            if not _pattern_shaped(item):
+                raise forms.ValidationError(PATTERN_SHAPE)
+            if problem := pattern_problem(item["pattern"]):
+                raise forms.ValidationError(f"{item['name']}: {problem}.")
+        return value
+
+
+def _pattern_shaped(item: object) -> bool:
+    if not isinstance(item, dict) or set(item) != {"name", "pattern", "action"}:
+        return False
+    name, pattern = item["name"], item["pattern"]
+    return (
+        isinstance(name, str)
+        and PATTERN_NAME.fullmatch(name) is not None
+        and item["action"] in ("redact", "block")
+        and isinstance(pattern, str)
+        and pattern.splitlines() == [pattern]
+        and pattern == pattern.strip()
+    )
+
+
 @admin.register(TeamPolicy)
 class TeamPolicyAdmin(StaysInItsTeam):
     """Saves go through actions.set_policy, so admin changes are audited."""
 
+    form = TeamPolicyAdminForm
     list_display = ["team", "default_model", "monthly_token_budget", "rate_limit_per_minute"]
     list_select_related = ["team"]
     raw_id_fields = ["team"]

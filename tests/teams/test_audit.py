@@ -1,5 +1,6 @@
 """The audit trail: what admin actions write, and the owners' audit page."""
 
+import pytest
 from django.urls import reverse
 
 from chatapp.teams import actions
@@ -75,3 +76,30 @@ def test_a_policy_stays_with_its_team_in_the_admin(client, site_admin, team, mak
     assert response.status_code == 302, response.content[:2000]
     assert TeamPolicy.objects.get(team=team).rate_limit_per_minute == 7
     assert TeamPolicy.objects.get(team=other).rate_limit_per_minute == 50
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("data_patterns", '[{"name": "PROJECT", "pattern": "PRJ-\\\\d+"}]'),
+        ("data_patterns", '["PRJ-\\\\d+"]'),
+        ("data_patterns", '{"PROJECT": "PRJ-\\\\d+"}'),
+        ("data_patterns", '[{"name": "PROJECT", "pattern": "(", "action": "redact"}]'),
+        ("safety_categories", '"S10"'),
+        ("safety_categories", "[10]"),
+    ],
+)
+def test_the_admin_refuses_a_filter_the_policy_page_would_refuse(
+    client, site_admin, team, field, value
+):
+    """Saved, a pattern without its action made every question of the team fail."""
+    client.force_login(site_admin)
+    data = {"team": team.pk, "allowed_models": "[]"}
+    data |= {"safety_input": "off", "safety_output": "off", "safety_categories": "[]"}
+    data |= {"safety_on_error": "fail_open", "data_patterns": "[]"}
+    data |= {f"data_{kind}": "off" for kind in ("card", "iban", "email", "phone", "api_key")}
+    data |= {"data_private_key": "off", field: value}
+    response = client.post("/admin/teams/teampolicy/add/", data)
+    assert response.status_code == 200
+    assert field in response.context["adminform"].form.errors
+    assert not TeamPolicy.objects.exists()
