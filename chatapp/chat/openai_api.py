@@ -192,12 +192,14 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
         raise invalid(error.message, error.field) from None
     rules = safety.SafetyRules.of(plan.rules.policy)
     try:
-        question = await screen_question(plan, rules)
         generation.admit(plan)  # the cap on answers at once, shared with the chat page
     except ChatError as error:
         await events.aclose()
         raise from_chat_error(error, retry_after=1) from None
-    except OpenAIError:
+    try:
+        question = await screen_question(plan, rules)  # in its place, as on the chat page
+    except BaseException:  # refused, or the client went away meanwhile
+        generation.release(plan.user.pk)
         await events.aclose()
         raise
     answer = Answer(plan, caller.key, save, events, rules, question)

@@ -1,5 +1,6 @@
 """The team's Llama Guard policy holds for the OpenAI-compatible API as on the chat page."""
 
+import asyncio
 import json
 
 import openai
@@ -9,6 +10,7 @@ from channels.db import database_sync_to_async
 from chatapp.chat.models import Message
 from chatapp.teams.models import SafetyFlag, TeamPolicy, TeamUsage
 from tests.openai_api.conftest import MODEL, raw, sdk
+from tests.support.polling import await_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -148,3 +150,38 @@ async def test_a_saved_exchange_lists_what_the_data_filter_sent_instead(
     question = await Message.objects.aget(role="user")
     assert question.content == "Mail ann@example.com today"
     assert question.redactions == [{"placeholder": "[EMAIL_1]", "label": "e-mail address"}]
+
+
+async def test_a_question_is_screened_only_once_it_has_a_place(
+    sim, member, team, make_key, safety_settings, settings
+):
+    """As on the chat page, the cap on answers at once comes before Llama Guard: a request
+    past it costs no screening, and one being screened holds its place."""
+    settings.CHAT_MAX_CONCURRENT_GENERATIONS = 1
+    await policy(team, safety_input="flag")
+    key = await database_sync_to_async(make_key)(member, team)
+    client = sdk(key)
+    slow = asyncio.ensure_future(
+        client.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "[sim:guard_delay=2] Hi"}]
+        )
+    )
+    await await_for(lambda: len(sim.moderations) == 1, "the first question's screening")
+
+    with pytest.raises(openai.RateLimitError) as refused:
+        await client.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "Hello"}]
+        )
+    assert refused.value.body["code"] == "rate_limited"
+    assert len(sim.moderations) == 1
+    assert (await slow).choices[0].message.content
+
+    await policy(team, safety_input="block")  # a refused question gives its place back
+    with pytest.raises(openai.BadRequestError):
+        await client.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": FLAGGED_QUESTION}]
+        )
+    answer = await client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "Hello"}]
+    )
+    assert answer.choices[0].message.content
