@@ -197,7 +197,7 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
         await events.aclose()
         raise from_chat_error(error, retry_after=1) from None
     try:
-        question = await screen_question(plan, rules)  # in its place, as on the chat page
+        question = await screen_question(plan, rules, caller.key, save)  # in its place
     except BaseException:  # refused, or the client went away meanwhile
         generation.release(plan.user.pk)
         await events.aclose()
@@ -269,7 +269,9 @@ def _retry_after(error: ChatError, key: ApiKey, team: Team) -> int | None:
     return None
 
 
-async def screen_question(plan: ReplyPlan, rules: safety.SafetyRules) -> safety.Screening | None:
+async def screen_question(
+    plan: ReplyPlan, rules: safety.SafetyRules, key: ApiKey, save: bool
+) -> safety.Screening | None:
     """Llama Guard on the question before it goes upstream, as on the chat page."""
     if not rules.screens("input"):
         return None
@@ -281,8 +283,30 @@ async def screen_question(plan: ReplyPlan, rules: safety.SafetyRules) -> safety.
         )
     if screening.blocked:
         message = safety.blocked_question_message(screening.categories)
+        if save:  # kept with its refusal, as on the chat page: on the team's review queue
+            try:
+                refusal = refused_question(plan, screening, message)
+                await sync_to_async(replies.record_completion)(plan, refusal, key, save)
+            except Exception:
+                log.exception("Saving a question the safety policy blocked failed")
         raise OpenAIError(400, message, code="safety_blocked", param="messages")
     return screening
+
+
+def refused_question(plan: ReplyPlan, screening: safety.Screening, message: str) -> ReplyResult:
+    """The end of an answer to a question the safety policy blocked: nothing was sent."""
+    categories = sorted(screening.categories, key=_category_order)
+    return ReplyResult(
+        message_id=0,
+        conversation_id=0,
+        status=MessageStatus.ERROR,
+        content="",
+        seq=0,
+        model=plan.params.model,
+        error=StreamError("safety_blocked", message, retryable=False),
+        safety={"flagged": True, "categories": categories, "stages": ["input"], "unscreened": []},
+        findings=(safety.Finding("input", screening.categories, True),),
+    )
 
 
 def newest_question(plan: ReplyPlan) -> dict[str, Any]:

@@ -185,3 +185,25 @@ async def test_a_question_is_screened_only_once_it_has_a_place(
         model=MODEL, messages=[{"role": "user", "content": "Hello"}]
     )
     assert answer.choices[0].message.content
+
+
+async def test_a_saved_exchange_keeps_a_blocked_question_for_the_review_queue(
+    sim, member, team, make_key, safety_settings
+):
+    """As on the chat page: the question stays, with its refusal, and goes on the queue."""
+    await policy(team, safety_input="block")
+    key = await database_sync_to_async(make_key)(member, team)
+    with pytest.raises(openai.BadRequestError) as refused:
+        await sdk(key, **{"X-Save-Conversation": "1"}).chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": FLAGGED_QUESTION}]
+        )
+    assert refused.value.body["code"] == "safety_blocked"
+    assert sim.requests == []
+    question = await Message.objects.aget(role="user")
+    answer = await Message.objects.aget(role="assistant")
+    assert question.content == FLAGGED_QUESTION
+    assert (answer.status, answer.error_code) == ("error", "safety_blocked")
+    assert answer.safety["categories"] == ["S1", "S10"]
+    flag = await SafetyFlag.objects.aget()
+    assert (flag.message_id, flag.stage, flag.blocked) == (question.pk, "input", True)
+    assert not await TeamUsage.objects.aexists()

@@ -457,7 +457,8 @@ def record_completion(plan: ReplyPlan, result: ReplyResult, api_key: Any, save: 
     keep it as a new conversation too. Returns the conversation's id, if saved."""
     conversation_id = None
     with transaction.atomic():
-        if save and result.status != MessageStatus.ERROR:  # a refusal before any text
+        # A failure before any text is not kept, unless the team's reviewers are to see it.
+        if save and (result.status != MessageStatus.ERROR or result.findings):
             conversation_id = _save_completion(plan, result)
         if result.usage:
             team_actions.record_usage(
