@@ -104,13 +104,13 @@ class TeamPolicyAdminForm(forms.ModelForm):
     the team would fail (a pattern) or be judged by other categories ("S10" counted S1)."""
 
     def clean_safety_categories(self) -> list:
-        value = self.cleaned_data["safety_categories"]
+        value = self.cleaned_data["safety_categories"] or []  # left blank: all of them
         if not isinstance(value, list) or any(code not in GUARD_CATEGORIES for code in value):
             raise forms.ValidationError('Write a list of category codes, such as ["S1", "S10"].')
         return value
 
     def clean_data_patterns(self) -> list:
-        value = self.cleaned_data["data_patterns"]
+        value = self.cleaned_data["data_patterns"] or []
         if not isinstance(value, list) or len(value) > MAX_PATTERNS:
             raise forms.ValidationError(f"{PATTERN_SHAPE} At most {MAX_PATTERNS}.")
         for item in value:
