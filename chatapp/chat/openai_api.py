@@ -429,6 +429,8 @@ class Answer:
     async def finish(self, event: StreamEvent | None) -> Usage:
         """Close upstream, then count the answer (and save it when asked); returns its usage."""
         await self.close()
+        if self.save:  # one the client left before it was judged (held, say) is judged now
+            await self.screen_answer()
         result = self.result(event)
         usage = result.usage or Usage(0, 0)
         try:

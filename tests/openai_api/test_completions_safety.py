@@ -7,6 +7,7 @@ import openai
 import pytest
 from channels.db import database_sync_to_async
 
+from chatapp.asgi import application
 from chatapp.chat.models import Message
 from chatapp.teams.models import SafetyFlag, TeamPolicy, TeamUsage
 from tests.openai_api.conftest import MODEL, raw, sdk
@@ -207,3 +208,47 @@ async def test_a_saved_exchange_keeps_a_blocked_question_for_the_review_queue(
     flag = await SafetyFlag.objects.aget()
     assert (flag.message_id, flag.stage, flag.blocked) == (question.pk, "input", True)
     assert not await TeamUsage.objects.aexists()
+
+
+async def test_a_saved_answer_the_client_left_while_it_was_held_is_judged_first(
+    sim, member, team, make_key, safety_settings
+):
+    """Under `block` a streamed answer is held until judged; a client leaving meanwhile must
+    not find the unjudged text in the saved conversation."""
+    await policy(team, safety_output="block")
+    key = await database_sync_to_async(make_key)(member, team)
+    question = "[sim:flag_answer categories=S10 at=1] [sim:long tokens=2000] [sim:pace tps=200]"
+    body = json.dumps({"stream": True, "messages": [{"role": "user", "content": question}]})
+    gone, received = asyncio.Event(), []
+
+    async def receive() -> dict:
+        if not received:
+            received.append(body)
+            return {"type": "http.request", "body": body.encode(), "more_body": False}
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        pass
+
+    headers = {"authorization": f"Bearer {key}", "x-save-conversation": "1"}
+    headers |= {"content-type": "application/json", "host": "testserver"}
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/chat/completions",
+        "query_string": b"",
+        "headers": [(name.encode(), value.encode()) for name, value in headers.items()],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+    }
+    request = asyncio.ensure_future(application(scope, receive, send))
+    await await_for(lambda: sim.active_streams == 1, "the answer to stream upstream")
+    await asyncio.sleep(0.3)  # some text read, and held
+    gone.set()
+    await request
+    answer = await await_for(
+        lambda: Message.objects.filter(role="assistant").afirst(), "the saved answer"
+    )
+    assert answer.content  # what was read is kept for the team's reviewers
+    assert answer.status == "blocked" and answer.safety["categories"] == ["S10"]
