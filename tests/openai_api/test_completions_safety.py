@@ -217,7 +217,7 @@ async def test_a_saved_answer_the_client_left_while_it_was_held_is_judged_first(
     not find the unjudged text in the saved conversation."""
     await policy(team, safety_output="block")
     key = await database_sync_to_async(make_key)(member, team)
-    question = "[sim:flag_answer categories=S10 at=1] [sim:long tokens=2000] [sim:pace tps=200]"
+    question = "[sim:flag_answer categories=S10 at=1] [sim:fault=stall_after after=5] Hi"
     body = json.dumps({"stream": True, "messages": [{"role": "user", "content": question}]})
     gone, received = asyncio.Event(), []
 
@@ -244,7 +244,7 @@ async def test_a_saved_answer_the_client_left_while_it_was_held_is_judged_first(
     }
     request = asyncio.ensure_future(application(scope, receive, send))
     await await_for(lambda: sim.active_streams == 1, "the answer to stream upstream")
-    await asyncio.sleep(0.3)  # some text read, and held
+    await asyncio.sleep(0.3)  # its five tokens read (at 2000 a second) and held
     gone.set()
     await request
     answer = await await_for(
