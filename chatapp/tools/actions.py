@@ -209,8 +209,15 @@ def _token(server: ToolServer) -> str:
         ) from None
 
 
+def _hold(server: ToolServer) -> None:
+    """Hold the server's row until the transaction ends; it may have gone while we connected."""
+    if not ToolServer.objects.select_for_update().filter(pk=server.pk).exists():
+        raise ToolActionError("not_found", f"The tool server {server.name} has been removed.")
+
+
 def _refresh(actor, server: ToolServer, listing: Listing) -> None:
     with transaction.atomic():
+        _hold(server)
         store_listing(server, listing)
         audit(
             server.team,
@@ -268,6 +275,7 @@ def _change(actor, server, name, url, token, timeout, listing: Listing | None) -
         changes["token"] = "set" if token else "removed"  # never the token itself
     try:
         with transaction.atomic():
+            _hold(server)
             server.save(update_fields=["name", "url", "timeout", "token_encrypted"])
             if listing is not None:
                 store_listing(server, listing)

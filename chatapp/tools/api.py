@@ -124,7 +124,8 @@ def _server(membership: Membership, server_id: int) -> ToolServer:
 
 
 def _refused(error: actions.ToolActionError) -> ApiError:
-    return ApiError(400, error.code, error.message, error.field)
+    status = 404 if error.code == "not_found" else 400
+    return ApiError(status, error.code, error.message, error.field)
 
 
 @router.get("/teams/{int:team_id}/tool-servers/", response=responses({200: ServerList}))

@@ -1,11 +1,15 @@
 """Adding, refreshing and changing tool servers: what is stored, kept and audited."""
 
+import threading
+
 import pytest
 from asgiref.sync import async_to_sync
+from django.db import connection
 
 from chatapp.teams.models import AuditEvent
 from chatapp.tools import actions
 from chatapp.tools.models import ServerStatus, Tool, ToolServer
+from tests.databases import uses_postgres
 from tests.support.mcp_server import run_tool_server
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -117,3 +121,43 @@ def test_removing_a_server_is_audited(owner, team, mcp_server):
     actions.delete_server(owner, server)
     assert not ToolServer.objects.exists() and not Tool.objects.exists()
     assert AuditEvent.objects.get(action="tool_server.remove").details["server"] == "helpdesk"
+
+
+@pytest.mark.skipif(not uses_postgres(), reason="two connections at once need PostgreSQL")
+def test_two_refreshes_at_once_store_each_tool_once(owner, team, mcp_server):
+    server = add(owner, team, mcp_server.url)
+    listing = async_to_sync(actions.fetch_listing)(mcp_server.url, "", 10)
+    barrier = threading.Barrier(2)
+    errors = []
+
+    def refresh_in_a_tab():
+        try:
+            barrier.wait()
+            actions._refresh(owner, ToolServer.objects.get(pk=server.pk), listing)
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    server.tools.all().delete()  # both refreshes find every tool new
+    tabs = [threading.Thread(target=refresh_in_a_tab) for _ in range(2)]
+    for tab in tabs:
+        tab.start()
+    for tab in tabs:
+        tab.join()
+    assert errors == []
+    assert server.tools.count() == 4
+    assert AuditEvent.objects.filter(action="tool_server.refresh").count() == 2
+
+
+def test_a_server_removed_while_it_was_refreshed_is_not_found(owner, team, mcp_server):
+    server = add(owner, team, mcp_server.url)
+    ToolServer.objects.filter(pk=server.pk).delete()  # by another admin, while connecting
+    with pytest.raises(actions.ToolActionError) as refused:
+        async_to_sync(actions.refresh_server)(owner, server)
+    assert refused.value.code == "not_found"
+    with pytest.raises(actions.ToolActionError) as refused:
+        async_to_sync(actions.change_server)(owner, server, name="renamed", token="")
+    assert refused.value.code == "not_found"
+    assert not ToolServer.objects.exists() and not Tool.objects.exists()
+    assert not AuditEvent.objects.filter(action__in=["tool_server.refresh", "tool_server.update"])
