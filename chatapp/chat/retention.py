@@ -37,6 +37,13 @@ def windows(now: datetime) -> list[TeamWindow]:
     ]
 
 
+def still_applies(window: TeamWindow) -> bool:
+    """Whether the team's policy still says what it said when the window was read: a legal
+    hold put on, or a window widened or lifted, while the purge runs stops it there."""
+    policy = TeamPolicy.objects.filter(team=window.team).first()
+    return policy is not None and not policy.legal_hold and policy.retention_days == window.days
+
+
 def expired(window: TeamWindow) -> QuerySet[Conversation]:
     """The team's conversations the window deletes: untouched since the cutoff, not pinned,
     not temporary (those go by purge_temporary), no answer still streaming."""

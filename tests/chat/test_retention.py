@@ -121,6 +121,28 @@ def test_a_pin_or_a_message_landing_as_the_purge_runs_keeps_the_conversation(
     assert receipt.details["conversations"] == 1
 
 
+@pytest.mark.parametrize(
+    "change", [{"legal_hold": True}, {"retention_days": None}, {"retention_days": 365}]
+)
+def test_a_policy_changed_as_the_purge_runs_stops_it(
+    member, team, keep_30_days, monkeypatch, change
+):
+    """The owner puts a legal hold on (or lifts or widens the window) once the purge has
+    read the team's window: nothing more of the team goes, and no receipt is written."""
+    chats = [aged(member, team, 40), aged(member, team, 40)]
+    read_batch = retention_actions._next_batch
+
+    def batch_then_the_owner_changes_the_policy(window):
+        batch = read_batch(window)
+        TeamPolicy.objects.filter(pk=keep_30_days.pk).update(**change)
+        return batch
+
+    monkeypatch.setattr(retention_actions, "_next_batch", batch_then_the_owner_changes_the_policy)
+    purge()
+    assert Conversation.objects.filter(pk__in=[c.pk for c in chats]).count() == 2
+    assert not AuditEvent.objects.filter(action="retention.purge").exists()
+
+
 def test_a_dry_run_only_counts(member, team, keep_30_days):
     chat = aged(member, team, 40)
     output = purge("--dry-run")

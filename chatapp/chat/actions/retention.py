@@ -12,7 +12,7 @@ from chatapp.chat.actions.conversations import announce_deletions, purge_tempora
 from chatapp.chat.models import Conversation
 from chatapp.core.locking import lock_rows
 from chatapp.teams.actions import audit
-from chatapp.teams.models import AuditAction
+from chatapp.teams.models import AuditAction, TeamPolicy
 
 BATCH = 500  # conversations deleted per transaction: memory stays bounded
 
@@ -56,6 +56,10 @@ def _delete(window: retention.TeamWindow, now: datetime) -> int:
     deleted = 0
     while batch := _next_batch(window):
         with transaction.atomic():
+            # A change of the policy waits for this batch, and the next one stops there.
+            lock_rows(TeamPolicy.objects.filter(team=window.team))
+            if not retention.still_applies(window):
+                break
             # Checked again under lock: one pinned or written in since the batch was read
             # stays, and a pin or a new message waits for this transaction.
             rows = retention.expired(window).filter(pk__in=batch)
