@@ -389,6 +389,11 @@ def save_prompt(
     """
     try:
         with transaction.atomic():
+            if is_default:
+                # Two prompts made default at once queue here, so the second clears the
+                # first instead of meeting the one-default constraint. NO KEY: new rows of
+                # the team (conversations, audit events) do not wait for it.
+                list(Team.objects.select_for_update(no_key=True).filter(pk=team.pk))
             prompt, summary = _apply_prompt(actor, team, prompt, name, content)
             if is_default:  # one default per team: clear the old one first
                 team.system_prompts.filter(is_default=True).exclude(pk=prompt.pk).update(

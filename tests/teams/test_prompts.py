@@ -1,10 +1,15 @@
 """System prompt pages: create, edit (versions kept), default, lock, order, delete; the admin."""
 
+import threading
+
 import pytest
+from django.db import connection
 from django.urls import reverse
 
 from chatapp.chat.models import Conversation
+from chatapp.teams import actions
 from chatapp.teams.models import AuditEvent, SystemPrompt, SystemPromptVersion, Team
+from tests.databases import uses_postgres
 
 GOOD = {"name": "Reviewer", "content": "Review code carefully."}
 
@@ -116,6 +121,38 @@ def test_one_default_at_a_time(owner_client, team, prompt):
     owner_client.post(prompts_url(team), {**GOOD, "is_default": "on"})
     defaults = list(SystemPrompt.objects.filter(is_default=True).values_list("name", flat=True))
     assert defaults == ["Reviewer"]
+
+
+@pytest.mark.skipif(not uses_postgres(), reason="two connections at once need PostgreSQL")
+@pytest.mark.django_db(transaction=True)
+def test_two_admins_making_two_prompts_default_at_once_leave_one_default(owner, team):
+    prompts = [
+        SystemPrompt.objects.create(team=team, name=f"Prompt {n}", content="Be brief.")
+        for n in range(2)
+    ]
+    errors = []
+
+    def make_default(prompt):
+        try:
+            barrier.wait()
+            actions.save_prompt(
+                owner, team, prompt, name=prompt.name, content=prompt.content, is_default=True
+            )
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    for _ in range(5):  # the two saves overlap in some of the rounds at least
+        SystemPrompt.objects.update(is_default=False)
+        barrier = threading.Barrier(2)
+        admins = [threading.Thread(target=make_default, args=(p,)) for p in prompts]
+        for admin in admins:
+            admin.start()
+        for admin in admins:
+            admin.join()
+        assert errors == []
+        assert SystemPrompt.objects.filter(is_default=True).count() == 1
 
 
 def test_prompts_are_reordered(owner_client, team, prompt):
