@@ -5,6 +5,7 @@ from datetime import timedelta
 from django.test import Client
 from django.utils import timezone
 
+from chatapp.chat.actions import conversations
 from chatapp.chat.actions.conversations import purge_temporary
 from chatapp.chat.backup import export_conversations
 from chatapp.chat.models import Conversation, Message
@@ -76,3 +77,25 @@ def test_purge_temporary_leaves_a_chat_whose_answer_is_streaming(member, make_co
     Conversation.objects.filter(pk=chat.pk).update(created_at=now - timedelta(days=2))
     assert purge_temporary(now) == 0
     assert Conversation.objects.filter(pk=chat.pk).exists()
+
+
+def test_an_answer_starting_as_the_purge_runs_keeps_the_temporary_chat(
+    member, make_conversation, monkeypatch
+):
+    """The purge has read the expired chats when the owner sends in one of them: it stays,
+    the other goes."""
+    now = timezone.now()
+    busy = make_conversation(member, "Busy", temporary=True)
+    idle = make_conversation(member, "Idle", temporary=True)
+    Conversation.objects.update(created_at=now - timedelta(days=2))
+    read_expired = conversations._expired_temporary
+
+    def expired_then_the_owner_sends(now):
+        found = read_expired(now)
+        Message.objects.create(conversation=busy, role="assistant", status="streaming")
+        return found
+
+    monkeypatch.setattr(conversations, "_expired_temporary", expired_then_the_owner_sends)
+    assert purge_temporary(now) == 1
+    assert list(Conversation.objects.values_list("pk", flat=True)) == [busy.pk]
+    assert idle.pk not in Conversation.objects.values_list("pk", flat=True)

@@ -7,6 +7,7 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.db.models import QuerySet
 
 from chatapp.accounts.sockets import user_group
 from chatapp.chat import events, tree
@@ -110,16 +111,27 @@ def purge_temporary(now: datetime) -> int:
 
     Run by the reaper's sweep and by the retention command; a chat whose owner left it is
     deleted through the API at once, this catches the ones nobody closed."""
-    expired = list(
-        Conversation.objects.temporary_expired(now)
-        .exclude(messages__status=MessageStatus.STREAMING)
-        .values_list("pk", "owner_id")
-    )
-    if expired:  # an empty delete would still open a write transaction
-        with transaction.atomic():
-            announce_deletions(expired)
-            Conversation.objects.filter(pk__in=[pk for pk, _ in expired]).delete()
+    found = _expired_temporary(now)
+    if not found:  # an empty delete would still open a write transaction
+        return 0
+    with transaction.atomic():
+        # Checked again under lock: a chat whose answer started streaming since stays, and a
+        # send starting now waits for this transaction.
+        rows = _temporary_to_purge(now).filter(pk__in=found)
+        lock_rows(rows)
+        expired = list(rows.values_list("pk", "owner_id"))
+        announce_deletions(expired)
+        Conversation.objects.filter(pk__in=[pk for pk, _ in expired]).delete()
     return len(expired)
+
+
+def _temporary_to_purge(now: datetime) -> QuerySet[Conversation]:
+    expired = Conversation.objects.temporary_expired(now)
+    return expired.exclude(messages__status=MessageStatus.STREAMING)
+
+
+def _expired_temporary(now: datetime) -> list[int]:
+    return list(_temporary_to_purge(now).values_list("pk", flat=True))
 
 
 def switch_branch(user: Any, message_id: int) -> tuple[int, int]:
