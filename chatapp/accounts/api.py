@@ -131,7 +131,8 @@ def settings_write(request: AuthenticatedHttpRequest):
     values = {name: getattr(body, name) for name in policy.SETTING_NAMES}
     values["model"] = values["model"] or None
     try:
-        preferences.effective_settings(request.user, team, values)
+        # Checked as they will apply: a null model is the team's default, not the one stored.
+        policy.validate_settings(team, values)
     except policy.PolicyError as error:
         raise ApiError(400, error.code, error.message, error.field) from None
     # A blank model is stored as "", the other fields as NULL: both mean "use the default".

@@ -4,8 +4,8 @@ import pytest
 from django.test import Client
 
 from chatapp.accounts.models import UserSettings
-from chatapp.teams import actions
-from chatapp.teams.models import TeamPolicy
+from chatapp.teams import actions, crypto
+from chatapp.teams.models import TeamPolicy, TeamProvider
 from tests.conftest import client_for
 
 SCOUT = "Llama-4-Scout-17B-16E-Instruct-FP8"
@@ -100,6 +100,25 @@ def test_bad_settings_are_400_and_change_nothing(member_client, member, body, fi
     assert error["message"]
     assert error.get("field") == field
     assert UserSettings.objects.get(user=member).temperature == 0.4
+
+
+def test_max_tokens_are_checked_against_the_model_the_new_settings_choose(
+    member_client, member, team
+):
+    """A team's own server: its own model may answer longer than a Llama model. Setting the
+    model back to the team's default (a Llama model) with the old, longer max tokens is
+    refused, as on the settings page, rather than stored and then ignored."""
+    TeamProvider.objects.create(
+        team=team, base_url="https://llm.example.com/v1", api_key_encrypted=crypto.encrypt("k")
+    )
+    TeamPolicy.objects.create(team=team, allowed_models=[SMALL, "local-big"], default_model=SMALL)
+    UserSettings.objects.create(user=member, model="local-big", max_tokens=100_000)
+    response = put(member_client, {"model": None, "max_tokens": 100_000})
+    assert response.status_code == 400
+    assert response.json()["error"]["field"] == "max_tokens"
+    assert UserSettings.objects.get(user=member).model == "local-big"
+    page = member_client.post("/settings/", {"model": "", "max_tokens": "100000"})
+    assert "between 1 and 16384" in page.content.decode()
 
 
 def test_a_model_the_team_does_not_allow_is_refused(member_client, member, team):
