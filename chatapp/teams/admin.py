@@ -65,10 +65,24 @@ class StaysInItsTeam(admin.ModelAdmin):
         return [*self.readonly_fields, "team"] if obj is not None else self.readonly_fields
 
 
+class SystemPromptAdminForm(forms.ModelForm):
+    def clean(self) -> dict:
+        data = super().clean() or {}
+        # The team is read-only once the prompt exists, so the form's own check of the
+        # team's unique names leaves it out: checked here, before save_model.
+        name = data.get("name")
+        if self.instance.pk and name:
+            taken = SystemPrompt.objects.filter(team_id=self.instance.team_id, name=name)
+            if taken.exclude(pk=self.instance.pk).exists():
+                self.add_error("name", f"A prompt named {name!r} already exists in this team.")
+        return data
+
+
 @admin.register(SystemPrompt)
 class SystemPromptAdmin(StaysInItsTeam):
     """Saves go through actions.save_prompt, so admin edits keep versions and are audited."""
 
+    form = SystemPromptAdminForm
     list_display = ["name", "team", "is_default", "locked", "position", "version", "updated_at"]
     list_filter = ["is_default", "locked"]
     list_select_related = ["team"]

@@ -213,6 +213,26 @@ def test_a_prompt_stays_in_its_team_in_the_admin(client, site_admin, team, promp
     assert AuditEvent.objects.get(action="prompt.update").team == team
 
 
+def test_a_name_the_team_has_is_a_form_error_in_the_admin(client, site_admin, team, prompt):
+    SystemPrompt.objects.create(team=team, name="Reviewer", content="Review.", position=1)
+    client.force_login(site_admin)
+    data = {
+        "name": "Reviewer",
+        "content": "Renamed?",
+        "position": 0,
+        "versions-TOTAL_FORMS": 0,
+        "versions-INITIAL_FORMS": 0,
+    }
+    response = client.post(f"/admin/teams/systemprompt/{prompt.pk}/change/", data)
+    assert response.status_code == 200
+    assert "A prompt named &#x27;Reviewer&#x27; already exists in this team." in (
+        response.content.decode()
+    )
+    prompt.refresh_from_db()
+    assert (prompt.name, prompt.content, prompt.version) == ("Helper", "Be helpful.", 1)
+    assert not AuditEvent.objects.exists()
+
+
 def test_site_admin_adds_a_prompt_in_the_admin(client, site_admin, team):
     client.force_login(site_admin)
     data = {
