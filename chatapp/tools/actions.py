@@ -304,10 +304,12 @@ def check_tool_names(server: ToolServer, names) -> None:
 
 def set_tool_choices(actor, server: ToolServer, choices: dict[str, dict[str, bool]]) -> None:
     """choices: tool name -> {"enabled"?, "ask_first"?}; every name must be the server's."""
-    check_tool_names(server, choices)
-    tools = {tool.name: tool for tool in server.tools.all()}
     changed = {}
     with transaction.atomic():
+        # A refresh storing a new list meanwhile finishes first: the tools are read after it.
+        _hold(server)
+        check_tool_names(server, choices)
+        tools = {tool.name: tool for tool in server.tools.all()}
         for name, settings in choices.items():
             tool = tools[name]
             before = (tool.enabled, tool.ask_first)

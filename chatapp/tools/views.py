@@ -116,8 +116,12 @@ def tool_choices(request, team_id: int, server_id: int):
         }
         for tool in server.tools.all()
     }
-    actions.set_tool_choices(request.user, server, choices)
-    messages.success(request, f"Saved the tools of {server.name}.")
+    try:
+        actions.set_tool_choices(request.user, server, choices)
+    except actions.ToolActionError as error:  # a refresh changed the list meanwhile
+        messages.error(request, error.message)
+    else:
+        messages.success(request, f"Saved the tools of {server.name}.")
     return redirect("tools:page", team_id)
 
 

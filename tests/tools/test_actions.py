@@ -4,13 +4,14 @@ import threading
 
 import pytest
 from asgiref.sync import async_to_sync
-from django.db import connection
+from django.db import connection, transaction
 
 from chatapp.teams.models import AuditEvent
 from chatapp.tools import actions
 from chatapp.tools.models import ServerStatus, Tool, ToolServer
 from tests.databases import uses_postgres
 from tests.support.mcp_server import run_tool_server
+from tests.support.polling import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -148,6 +149,44 @@ def test_two_refreshes_at_once_store_each_tool_once(owner, team, mcp_server):
     assert errors == []
     assert server.tools.count() == 4
     assert AuditEvent.objects.filter(action="tool_server.refresh").count() == 2
+
+
+@pytest.mark.skipif(not uses_postgres(), reason="two connections at once need PostgreSQL")
+def test_choices_saved_as_a_refresh_drops_that_tool_change_nothing(owner, team, mcp_server):
+    """An admin saves a choice for a tool while a refresh, in another tab, is storing a list
+    without it: the choice waits for the refresh, then is refused as naming no tool."""
+    server = add(owner, team, mcp_server.url)
+    outcome = []
+
+    def save_choice_in_another_tab():
+        try:
+            actions.set_tool_choices(owner, server, {"broken": {"enabled": False}})
+            outcome.append("saved")
+        except Exception as exc:
+            outcome.append(exc)
+        finally:
+            connection.close()
+
+    tab = threading.Thread(target=save_choice_in_another_tab)
+    with transaction.atomic():  # the refresh, as _refresh holds it
+        actions._hold(server)
+        server.tools.filter(name="broken").delete()
+        tab.start()
+
+        def tab_waits_for_a_lock():
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_stat_clear_snapshot()")  # else read once per transaction
+                cursor.execute(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+                return cursor.fetchone()[0]
+
+        wait_for(tab_waits_for_a_lock, "the other tab to wait for the refresh")
+    tab.join()
+    assert len(outcome) == 1 and isinstance(outcome[0], actions.ToolActionError), outcome
+    assert outcome[0].code == "invalid" and outcome[0].field == "tools"
+    assert not AuditEvent.objects.filter(action="tool.update").exists()
 
 
 def test_a_server_removed_while_it_was_refreshed_is_not_found(owner, team, mcp_server):
