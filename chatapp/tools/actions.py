@@ -209,15 +209,25 @@ def _token(server: ToolServer) -> str:
         ) from None
 
 
-def _hold(server: ToolServer) -> None:
-    """Hold the server's row until the transaction ends; it may have gone while we connected."""
-    if not ToolServer.objects.select_for_update().filter(pk=server.pk).exists():
+def _hold(server: ToolServer) -> ToolServer:
+    """Hold the server's row until the transaction ends and return it as stored now; it may
+    have gone, or changed, while we connected."""
+    held = ToolServer.objects.select_for_update().filter(pk=server.pk).first()
+    if held is None:
         raise ToolActionError("not_found", f"The tool server {server.name} has been removed.")
+    return held
 
 
 def _refresh(actor, server: ToolServer, listing: Listing) -> None:
     with transaction.atomic():
-        _hold(server)
+        held = _hold(server)
+        if (held.url, held.token_encrypted) != (server.url, server.token_encrypted):
+            # The list came from the old address or token; the change listed the new one.
+            raise ToolActionError(
+                "changed",
+                f"The URL or token of {server.name} changed while it was refreshed:"
+                " reload the page and refresh it again.",
+            )
         store_listing(server, listing)
         audit(
             server.team,

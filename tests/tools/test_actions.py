@@ -189,6 +189,20 @@ def test_choices_saved_as_a_refresh_drops_that_tool_change_nothing(owner, team, 
     assert not AuditEvent.objects.filter(action="tool.update").exists()
 
 
+def test_a_refresh_never_stores_the_list_of_an_address_changed_meanwhile(owner, team, mcp_server):
+    server = add(owner, team, mcp_server.url)
+    stale = ToolServer.objects.get(pk=server.pk)  # a refresh started here, at the old address
+    old_list = async_to_sync(actions.fetch_listing)(mcp_server.url, "", 10)
+    with run_tool_server(token=TOKEN) as moved:
+        async_to_sync(actions.change_server)(owner, server, url=moved.url, token=TOKEN)
+    Tool.objects.filter(server=server).update(description="listed at the new address")
+    with pytest.raises(actions.ToolActionError) as refused:
+        actions._refresh(owner, stale, old_list)
+    assert refused.value.code == "changed"
+    assert set(server.tools.values_list("description", flat=True)) == {"listed at the new address"}
+    assert not AuditEvent.objects.filter(action="tool_server.refresh").exists()
+
+
 def test_a_server_removed_while_it_was_refreshed_is_not_found(owner, team, mcp_server):
     server = add(owner, team, mcp_server.url)
     ToolServer.objects.filter(pk=server.pk).delete()  # by another admin, while connecting
