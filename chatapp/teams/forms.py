@@ -371,7 +371,8 @@ class PolicyForm(forms.Form):
 
     def clean_allowed_models(self) -> list[str]:
         value = self.cleaned_data["allowed_models"]
-        return _model_ids(value) if self.own_server else list(value)
+        # A model ticked twice (or named twice in the API) is allowed once.
+        return _model_ids(value) if self.own_server else list(dict.fromkeys(value))
 
     def clean(self) -> dict:
         data = super().clean() or {}

@@ -82,7 +82,8 @@ class TeamRules:
 
 def team_rules(team) -> TeamRules:
     policy, provider = _policy_and_provider(team)
-    chosen = [m for m in policy.allowed_models or [] if isinstance(m, str) and m]
+    # Once each, in order: a list saved before duplicates were refused may hold one twice.
+    chosen = list(dict.fromkeys(m for m in policy.allowed_models or [] if isinstance(m, str) and m))
     protocol = django_settings.LLAMA_API_PROTOCOL
     if provider is not None and provider.uses_own_server:
         models = chosen or site_models()  # a team's own server may name models freely

@@ -5,7 +5,7 @@ import json
 import pytest
 from django.test import Client
 
-from chatapp.teams import actions
+from chatapp.teams import actions, policy
 from chatapp.teams.models import AuditEvent, Membership, Role, Team, TeamPolicy
 from chatapp.teams.services import SESSION_TEAM_KEY
 from tests.conftest import client_for
@@ -167,6 +167,24 @@ def test_a_team_server_may_name_its_own_models(owner_client, owner, team):
     response = patch(owner_client, policy_url(team), body)
     assert response.status_code == 200
     assert TeamPolicy.objects.get(team=team).allowed_models == ["qwen-7b", "mistral"]
+
+
+def test_a_model_named_twice_is_allowed_once(owner_client, owner, team):
+    body = {"allowed_models": [SMALL, SCOUT, SMALL]}
+    assert patch(owner_client, policy_url(team), body).json()["allowed_models"] == [SMALL, SCOUT]
+    actions.set_provider(
+        owner, team, base_url="https://9.9.9.8/v1", protocol="openai", api_key="k-123"
+    )
+    body = {"allowed_models": ["qwen-7b", "mistral", "qwen-7b"]}
+    assert patch(owner_client, policy_url(team), body).json()["allowed_models"] == [
+        "qwen-7b",
+        "mistral",
+    ]
+
+
+def test_a_list_saved_with_a_model_twice_offers_it_once(team):
+    TeamPolicy.objects.create(team=team, allowed_models=[SMALL, SCOUT, SMALL])
+    assert policy.allowed_models(team) == [SMALL, SCOUT]
 
 
 def test_members_get_403_and_change_nothing(member_client, team):

@@ -174,6 +174,11 @@ def test_bad_policies_are_form_errors_and_change_nothing(
     assert not AuditEvent.objects.exists()
 
 
+def test_a_model_ticked_twice_is_stored_once(owner_client, team):
+    owner_client.post(policy_url(team), {"allowed_models": [SMALL, SCOUT, SMALL]})
+    assert TeamPolicy.objects.get(team=team).allowed_models == [SMALL, SCOUT]
+
+
 def test_saving_an_unchanged_policy_writes_no_audit_event(owner_client, team, owner):
     owner_client.post(policy_url(team), {"rate_limit_per_minute": "3"})
     owner_client.post(policy_url(team), {"rate_limit_per_minute": "3"})
