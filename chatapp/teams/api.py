@@ -26,7 +26,7 @@ from chatapp.core.api import (
 from chatapp.llm import GUARD_CATEGORIES
 from chatapp.teams import actions, json_schemas, services
 from chatapp.teams.datafilter import MAX_PATTERNS
-from chatapp.teams.forms import PolicyForm, patterns_text, policy_form_options
+from chatapp.teams.forms import PolicyForm, is_model_id, patterns_text, policy_form_options
 from chatapp.teams.models import JsonSchema, Role, SystemPrompt
 from chatapp.teams.policy import team_policy
 
@@ -166,6 +166,7 @@ def prompt_delete(request: HttpRequest, prompt_id: PromptId):
 
 # --- model policy --------------------------------------------------------------------------
 
+
 ModelId = Annotated[str, StringConstraints(min_length=1, max_length=200), Storable]
 CategoryCode = Annotated[str, StringConstraints(min_length=2, max_length=3), Storable]
 
@@ -244,6 +245,19 @@ def policy_json(team) -> dict:
     return values
 
 
+def _check_model_ids(changes: dict) -> None:
+    """One id a line on the policy page: an id holding a line break would become two."""
+    for field in ("allowed_models", "default_model"):
+        value = changes.get(field) or []
+        for model_id in [value] if isinstance(value, str) else value:
+            if not is_model_id(model_id):
+                message = (
+                    f"{model_id[:40]!r} is not a model id: it must have no spaces, line breaks"
+                    " or control characters."
+                )
+                raise ApiError(400, "invalid", message, field)
+
+
 def _policy_form(team, values: dict) -> PolicyForm:
     """The policy page's form, bound to the policy's JSON values."""
     options = policy_form_options(team)
@@ -270,6 +284,7 @@ def policy_change(request: HttpRequest, team_id: TeamId):
     membership = services.get_team_access(request.user, team_id, "manage_policy")
     team = membership.team
     changes = read_body(request, PolicyChange).model_dump(exclude_unset=True)
+    _check_model_ids(changes)
     held = team_policy(team).legal_hold
     if bool(changes.get("legal_hold", held)) != held and membership.role != Role.OWNER:
         raise ApiError(403, "forbidden", "Only the team's owners can set a legal hold.")

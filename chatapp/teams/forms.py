@@ -195,10 +195,15 @@ class StartersForm(forms.Form):
         return lines
 
 
+def is_model_id(text: str) -> bool:
+    """No spaces, line breaks or control characters: the policy page lists one id a line."""
+    return text.isprintable() and not any(c.isspace() for c in text)
+
+
 def _model_ids(text: str) -> list[str]:
     ids = [line.strip() for line in text.splitlines() if line.strip()]
     for model_id in ids:
-        if len(model_id) > 200 or any(c.isspace() for c in model_id):
+        if len(model_id) > 200 or not is_model_id(model_id):
             raise forms.ValidationError(f"{model_id[:40]!r} is not a model id (one per line).")
     return list(dict.fromkeys(ids))
 

@@ -187,6 +187,18 @@ def test_a_list_saved_with_a_model_twice_offers_it_once(team):
     assert policy.allowed_models(team) == [SMALL, SCOUT]
 
 
+@pytest.mark.parametrize("model", ["qwen\nmistral", "qwen\u2028mistral", "qwen\u0001", "qwen 7b"])
+def test_a_model_id_with_a_line_break_or_control_character_is_400(owner_client, owner, team, model):
+    actions.set_provider(
+        owner, team, base_url="https://9.9.9.8/v1", protocol="openai", api_key="k-123"
+    )
+    response = patch(owner_client, policy_url(team), {"allowed_models": [model]})
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["field"] == "allowed_models" and "model id" in error["message"]
+    assert not TeamPolicy.objects.filter(team=team).exists()
+
+
 def test_members_get_403_and_change_nothing(member_client, team):
     assert member_client.get(policy_url(team)).status_code == 403
     response = patch(member_client, policy_url(team), {"monthly_token_budget": 1})

@@ -6,7 +6,7 @@ from django.urls import reverse
 
 from chatapp.accounts.models import UserSettings
 from chatapp.accounts.preferences import effective_settings, user_defaults
-from chatapp.teams import policy
+from chatapp.teams import actions, policy
 from chatapp.teams.models import AuditEvent, TeamPolicy
 from chatapp.teams.policy import PolicyError, allowed_models, validate_settings
 
@@ -177,6 +177,16 @@ def test_bad_policies_are_form_errors_and_change_nothing(
 def test_a_model_ticked_twice_is_stored_once(owner_client, team):
     owner_client.post(policy_url(team), {"allowed_models": [SMALL, SCOUT, SMALL]})
     assert TeamPolicy.objects.get(team=team).allowed_models == [SMALL, SCOUT]
+
+
+def test_a_team_server_model_id_with_a_control_character_is_a_form_error(owner_client, team, owner):
+    actions.set_provider(
+        owner, team, base_url="https://9.9.9.8/v1", protocol="openai", api_key="k-123"
+    )
+    response = owner_client.post(policy_url(team), {"allowed_models": "qwen\nmis\x01tral"})
+    assert response.status_code == 400
+    assert "allowed_models" in response.context["form"].errors
+    assert not TeamPolicy.objects.filter(team=team).exists()
 
 
 def test_saving_an_unchanged_policy_writes_no_audit_event(owner_client, team, owner):
