@@ -291,6 +291,21 @@ def _owner_count(team: Team | int) -> int:
     )
 
 
+def _lock_members(team: Team | int) -> None:
+    """Queue changes to the team's roles and members, in this process or another, before any
+    of its membership rows is locked: two owners changing each other at once wait in turn
+    rather than each lock one row and deadlock on the other's."""
+    lock_rows(Team.objects.filter(pk=getattr(team, "pk", team)))
+
+
+def _current(membership: Membership) -> Membership:
+    """The membership as it is now (its role may have changed since the page read it)."""
+    current = Membership.objects.select_related("team", "user").filter(pk=membership.pk).first()
+    if current is None:
+        raise ActionError("That membership has just changed or ended: reload the page.")
+    return current
+
+
 def _check_can_act_on(actor_membership: Membership, target: Membership) -> None:
     if actor_membership.role != Role.OWNER and target.role == Role.OWNER:
         raise ActionError("Only owners can change or remove an owner.", forbidden=True)
@@ -299,11 +314,12 @@ def _check_can_act_on(actor_membership: Membership, target: Membership) -> None:
 def change_role(actor_membership: Membership, target: Membership, role: str) -> Membership:
     if role not in Role.values:
         raise ActionError("Choose a role: owner, admin or member.")
-    _check_can_act_on(actor_membership, target)
-    if role == Role.OWNER and actor_membership.role != Role.OWNER:
-        raise ActionError("Only owners can make someone an owner.", forbidden=True)
     with transaction.atomic():
-        target = Membership.objects.select_for_update().select_related("user").get(pk=target.pk)
+        _lock_members(target.team_id)
+        actor_membership, target = _current(actor_membership), _current(target)
+        _check_can_act_on(actor_membership, target)
+        if role == Role.OWNER and actor_membership.role != Role.OWNER:
+            raise ActionError("Only owners can make someone an owner.", forbidden=True)
         old = target.role
         if old == role:
             return target
@@ -326,8 +342,10 @@ def change_role(actor_membership: Membership, target: Membership, role: str) -> 
 def remove_member(actor_membership: Membership, target: Membership) -> None:
     if target.pk == actor_membership.pk:
         raise ActionError("To leave the team, use Leave team.")
-    _check_can_act_on(actor_membership, target)
     with transaction.atomic():
+        _lock_members(target.team_id)
+        actor_membership, target = _current(actor_membership), _current(target)
+        _check_can_act_on(actor_membership, target)
         if target.role == Role.OWNER and _owner_count(target.team_id) <= 1:
             raise ActionError("A team needs an owner: make someone else an owner first.")
         audit(
@@ -343,6 +361,8 @@ def remove_member(actor_membership: Membership, target: Membership) -> None:
 
 def leave_team(membership: Membership) -> None:
     with transaction.atomic():
+        _lock_members(membership.team_id)
+        membership = _current(membership)
         if membership.role == Role.OWNER and _owner_count(membership.team_id) <= 1:
             raise ActionError(
                 "You are the last owner: make someone else an owner before you leave."
@@ -803,6 +823,7 @@ def apply_group_roles(user, roles: dict[str, str], managed: set[str]) -> None:
             team = _team_named(name, create=role is not None, user=user)
             if team is None:
                 continue
+            _lock_members(team)
             membership = Membership.objects.select_for_update().filter(team=team, user=user).first()
             if membership is None and role is not None:
                 Membership.objects.create(team=team, user=user, role=role)

@@ -1,11 +1,17 @@
 """Creating and switching teams; roles, removing members, leaving; the last-owner rules."""
 
+import threading
+import time
+
 import pytest
+from django.db import connection, transaction
 from django.urls import reverse
 
+from chatapp.core.locking import lock_rows
 from chatapp.teams import actions
 from chatapp.teams.models import AuditEvent, Membership, Role, Team
 from chatapp.teams.services import SESSION_TEAM_KEY
+from tests.databases import uses_postgres
 
 
 def role_url(team, user) -> str:
@@ -112,6 +118,78 @@ def test_the_action_refuses_to_demote_the_last_owner(team, owner):
     with pytest.raises(actions.ActionError, match="needs an owner"):
         actions.change_role(membership, membership, Role.MEMBER)
     assert role_of(team, owner) == Role.OWNER
+
+
+def test_an_admin_cannot_demote_someone_made_an_owner_a_moment_ago(
+    team, owner, admin_member, member
+):
+    acting = Membership.objects.get(user=admin_member)
+    target = Membership.objects.get(user=member)  # read as a member, as the page did
+    Membership.objects.filter(user=member).update(role=Role.OWNER)
+    with pytest.raises(actions.ActionError, match="Only owners") as refused:
+        actions.change_role(acting, target, Role.MEMBER)
+    assert refused.value.forbidden
+    assert role_of(team, member) == Role.OWNER
+
+
+def test_an_owner_demoted_a_moment_ago_cannot_demote_another(team, owner, admin_member, member):
+    Membership.objects.filter(user__in=[admin_member, member]).update(role=Role.OWNER)
+    acting = Membership.objects.get(user=member)  # read as an owner, as the page did
+    Membership.objects.filter(user=member).update(role=Role.MEMBER)
+    with pytest.raises(actions.ActionError, match="Only owners"):
+        actions.change_role(acting, Membership.objects.get(user=admin_member), Role.MEMBER)
+    assert role_of(team, admin_member) == Role.OWNER
+
+
+@pytest.mark.skipif(not uses_postgres(), reason="SQLite already queues every writer")
+@pytest.mark.django_db(transaction=True)
+def test_two_owners_demoting_each_other_at_once_leave_one_owner(team, owner, member):
+    Membership.objects.filter(user=member).update(role=Role.OWNER)
+    ours, theirs = Membership.objects.get(user=owner), Membership.objects.get(user=member)
+    outcomes = []
+
+    def demote(acting, target):
+        try:
+            actions.change_role(acting, target, Role.MEMBER)
+            outcomes.append("demoted")
+        except actions.ActionError as error:
+            outcomes.append(error.message)
+        except Exception as error:  # a deadlock, say: the page would answer 500
+            outcomes.append(repr(error))
+        finally:
+            connection.close()
+
+    threads = [
+        threading.Thread(target=demote, args=(ours, theirs)),
+        threading.Thread(target=demote, args=(theirs, ours)),
+    ]
+    with transaction.atomic():
+        # Both changes start, then wait here, and go on together once this ends.
+        lock_rows(Team.objects.filter(pk=team.pk))
+        lock_rows(Membership.objects.filter(team=team))
+        for thread in threads:
+            thread.start()
+        wait_for_lock_waiters(2)
+    for thread in threads:
+        thread.join()
+    # The second change finds its actor no longer an owner.
+    assert sorted(outcomes) == ["Only owners can change or remove an owner.", "demoted"]
+    assert Membership.objects.filter(team=team, role=Role.OWNER).count() == 1
+
+
+def wait_for_lock_waiters(count: int) -> None:
+    """Until `count` sessions of this database wait on a lock (PostgreSQL)."""
+    with connection.cursor() as cursor:
+        while True:
+            # Inside a transaction the statistics are read once unless this clears them.
+            cursor.execute("SELECT pg_stat_clear_snapshot()")
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            if cursor.fetchone()[0] >= count:
+                return
+            time.sleep(0.01)
 
 
 def test_an_owner_removes_another_owner(owner_client, team, owner, member):
