@@ -692,7 +692,9 @@ class Generation:
         if self.input_screening is not None and self.input_screening.blocked:
             ended.update(status=MessageStatus.ERROR, error=_refusal(self.input_screening))
         elif self.blocked:
-            usage = Usage(prompt_tokens=0, completion_tokens=self.token_count)
+            usage = _added(
+                self._tool_usage, Usage(prompt_tokens=0, completion_tokens=self.token_count)
+            )
             ended.update(status=MessageStatus.BLOCKED, usage=usage)
         elif isinstance(event, Finish):
             ended.update(
@@ -711,6 +713,10 @@ class Generation:
                 error = _server_stopped() if self._process_stopping else _ended_early()
             status = MessageStatus.INTERRUPTED if self.frames else MessageStatus.ERROR
             ended.update(error=error, upstream_request_id=error.request_id, status=status)
+            # Tokens already spent count however the answer ended (estimated, like a stop).
+            spent = _added(self._tool_usage, Usage(0, self.token_count))
+            if spent.prompt_tokens or spent.completion_tokens:
+                ended.update(usage=spent)
         first_token_ms = None
         if self.first_token_at is not None:
             first_token_ms = int((self.first_token_at - self.started) * 1000)

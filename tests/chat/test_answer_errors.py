@@ -5,6 +5,7 @@ from django.urls import reverse
 
 from chatapp.chat.actions.replies import KEY_REFUSED_FOR_MEMBERS
 from chatapp.chat.models import Message
+from chatapp.teams.models import TeamUsage
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -63,3 +64,18 @@ async def test_a_refused_setting_is_not_offered_for_retry(connect, member, sim):
     assert error["field"] == "temperature"
     assert error["message"] == "Temperature must be a number from 0 to 1."
     assert error["retryable"] is False
+
+
+@pytest.mark.parametrize("fault", ["error_after after=5", "cut after=5"])
+async def test_an_answer_cut_by_the_llama_api_counts_the_tokens_it_streamed(
+    connect, member, team, sim, fault
+):
+    socket = await connect(member)
+    ids = await socket.send_message(f"Count [sim:fault={fault}]")
+    done = (await socket.until_type("message.done", ids["message_id"]))[-1]
+    assert done["status"] == "interrupted"
+    assert done["usage"]["completion_tokens"] >= 5
+    answer = await Message.objects.aget(pk=ids["message_id"])
+    assert answer.completion_tokens == done["usage"]["completion_tokens"]
+    row = await TeamUsage.objects.aget(team=team, user=member)
+    assert (row.completion_tokens, row.requests) == (answer.completion_tokens, 1)

@@ -82,6 +82,24 @@ async def test_every_rounds_tokens_count(connect, member, team, sim, toolbox):
     assert usage.completion_tokens == done["usage"]["completion_tokens"]
 
 
+async def test_a_tool_turns_tokens_count_when_the_next_turn_is_cut(
+    connect, member, team, sim, toolbox
+):
+    socket = await connect(member)
+    question = "Weather? [sim:call=get_weather args=city:Oslo] [sim:fault=error_after after=3]"
+    ids = await socket.send_message(question)
+    done = (await socket.until_type("message.done", ids["message_id"]))[-1]
+    assert done["status"] == "interrupted"
+    first = sim.requests[-2]
+    assert done["usage"]["prompt_tokens"] == count_prompt_tokens(first["messages"])
+    assert done["usage"]["completion_tokens"] > 3  # the calls' tokens and the text's
+    usage = await TeamUsage.objects.aget(team=team, user=member)
+    assert (usage.prompt_tokens, usage.completion_tokens) == (
+        done["usage"]["prompt_tokens"],
+        done["usage"]["completion_tokens"],
+    )
+
+
 async def test_one_turns_calls_run_together(connect, member, sim, toolbox):
     socket = await connect(member)
     ids = await socket.send_message("Both [sim:call=slow_lookup+get_weather args=city:Rome]")
