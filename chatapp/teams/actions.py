@@ -502,6 +502,12 @@ def move_prompt(actor, prompt: SystemPrompt, offset: int) -> None:
 # Model policy and provider.
 
 
+def hold_policy(team: Team) -> None:
+    """Hold the team's policy until the transaction ends: a change read, checked and saved
+    within it goes in turn with any other, rather than saving over it what it read before."""
+    TeamPolicy.objects.select_for_update().get_or_create(team=team)
+
+
 def set_policy(actor, team: Team, values: dict) -> TeamPolicy:
     """Save the team's model policy; the audit event lists what changed."""
     with transaction.atomic():

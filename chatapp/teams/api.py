@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from annotated_types import Len
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from ninja import Path, Router, Schema, Status
 from pydantic import AfterValidator, Field, StringConstraints, create_model
@@ -285,15 +286,17 @@ def policy_change(request: HttpRequest, team_id: TeamId):
     team = membership.team
     changes = read_body(request, PolicyChange).model_dump(exclude_unset=True)
     _check_model_ids(changes)
-    held = team_policy(team).legal_hold
-    if bool(changes.get("legal_hold", held)) != held and membership.role != Role.OWNER:
-        raise ApiError(403, "forbidden", "Only the team's owners can set a legal hold.")
-    form = _policy_form(team, {**policy_json(team), **changes})
-    if not form.is_valid():
-        field, errors = next(iter(form.errors.items()))
-        field_name = None if field == "__all__" else field
-        raise ApiError(400, "invalid", str(errors[0]), field_name)
-    actions.set_policy(request.user, team, form.policy_values())
+    with transaction.atomic():  # a change made meanwhile is read, not saved over
+        actions.hold_policy(team)
+        held = team_policy(team).legal_hold
+        if bool(changes.get("legal_hold", held)) != held and membership.role != Role.OWNER:
+            raise ApiError(403, "forbidden", "Only the team's owners can set a legal hold.")
+        form = _policy_form(team, {**policy_json(team), **changes})
+        if not form.is_valid():
+            field, errors = next(iter(form.errors.items()))
+            field_name = None if field == "__all__" else field
+            raise ApiError(400, "invalid", str(errors[0]), field_name)
+        actions.set_policy(request.user, team, form.policy_values())
     return policy_json(team)
 
 

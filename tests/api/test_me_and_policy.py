@@ -1,14 +1,18 @@
 """`GET /api/me/` and `GET|PATCH /api/teams/<id>/policy/`."""
 
 import json
+import threading
 
 import pytest
+from django.db import connection, transaction
 from django.test import Client
 
+from chatapp.core.locking import lock_rows
 from chatapp.teams import actions, policy
 from chatapp.teams.models import AuditEvent, Membership, Role, Team, TeamPolicy
 from chatapp.teams.services import SESSION_TEAM_KEY
 from tests.conftest import client_for
+from tests.databases import uses_postgres, wait_for_lock_waiters
 
 SCOUT = "Llama-4-Scout-17B-16E-Instruct-FP8"
 SMALL = "Llama-3.3-8B-Instruct"
@@ -118,6 +122,34 @@ def test_admin_patches_the_policy_and_it_is_audited_like_the_page(admin_client, 
         "default_model",
         "default_temperature",
     }
+
+
+@pytest.mark.skipif(not uses_postgres(), reason="SQLite already queues every writer")
+@pytest.mark.django_db(transaction=True)
+def test_two_changes_at_once_keep_both(owner, admin_member, team):
+    """Two admins change two fields of the policy at the same moment: neither change saves the
+    other's field back to what it read before."""
+    TeamPolicy.objects.create(team=team, rate_limit_per_minute=5)
+    answers = []
+
+    def change_the_budget_in_another_tab():
+        try:
+            tab = client_for(Client(), admin_member)
+            answers.append(patch(tab, policy_url(team), {"monthly_token_budget": 1000}))
+        finally:
+            connection.close()
+
+    tab = threading.Thread(target=change_the_budget_in_another_tab)
+    with transaction.atomic():  # the first change, saving as set_policy does
+        lock_rows(TeamPolicy.objects.filter(team=team))
+        TeamPolicy.objects.filter(team=team).update(rate_limit_per_minute=7)
+        tab.start()
+        wait_for_lock_waiters()  # the other change has reached the policy
+    tab.join()
+    assert [answer.status_code for answer in answers] == [200]
+    assert answers[0].json()["rate_limit_per_minute"] == 7
+    stored = TeamPolicy.objects.get(team=team)
+    assert (stored.rate_limit_per_minute, stored.monthly_token_budget) == (7, 1000)
 
 
 def test_null_clears_a_field(owner_client, team):

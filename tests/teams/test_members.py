@@ -1,7 +1,6 @@
 """Creating and switching teams; roles, removing members, leaving; the last-owner rules."""
 
 import threading
-import time
 
 import pytest
 from django.db import connection, transaction
@@ -11,7 +10,7 @@ from chatapp.core.locking import lock_rows
 from chatapp.teams import actions
 from chatapp.teams.models import AuditEvent, Membership, Role, Team
 from chatapp.teams.services import SESSION_TEAM_KEY
-from tests.databases import uses_postgres
+from tests.databases import uses_postgres, wait_for_lock_waiters
 
 
 def role_url(team, user) -> str:
@@ -175,21 +174,6 @@ def test_two_owners_demoting_each_other_at_once_leave_one_owner(team, owner, mem
     # The second change finds its actor no longer an owner.
     assert sorted(outcomes) == ["Only owners can change or remove an owner.", "demoted"]
     assert Membership.objects.filter(team=team, role=Role.OWNER).count() == 1
-
-
-def wait_for_lock_waiters(count: int) -> None:
-    """Until `count` sessions of this database wait on a lock (PostgreSQL)."""
-    with connection.cursor() as cursor:
-        while True:
-            # Inside a transaction the statistics are read once unless this clears them.
-            cursor.execute("SELECT pg_stat_clear_snapshot()")
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            )
-            if cursor.fetchone()[0] >= count:
-                return
-            time.sleep(0.01)
 
 
 def test_an_owner_removes_another_owner(owner_client, team, owner, member):

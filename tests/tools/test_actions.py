@@ -9,9 +9,8 @@ from django.db import connection, transaction
 from chatapp.teams.models import AuditEvent
 from chatapp.tools import actions
 from chatapp.tools.models import ServerStatus, Tool, ToolServer
-from tests.databases import uses_postgres
+from tests.databases import uses_postgres, wait_for_lock_waiters
 from tests.support.mcp_server import run_tool_server
-from tests.support.polling import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -172,17 +171,7 @@ def test_choices_saved_as_a_refresh_drops_that_tool_change_nothing(owner, team, 
         actions._hold(server)
         server.tools.filter(name="broken").delete()
         tab.start()
-
-        def tab_waits_for_a_lock():
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_stat_clear_snapshot()")  # else read once per transaction
-                cursor.execute(
-                    "SELECT count(*) FROM pg_stat_activity"
-                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-                )
-                return cursor.fetchone()[0]
-
-        wait_for(tab_waits_for_a_lock, "the other tab to wait for the refresh")
+        wait_for_lock_waiters()  # the other tab waits for the refresh
     tab.join()
     assert len(outcome) == 1 and isinstance(outcome[0], actions.ToolActionError), outcome
     assert outcome[0].code == "invalid" and outcome[0].field == "tools"
