@@ -55,6 +55,7 @@ from chatapp.llm import (
     ToolCall,
     ToolCalls,
     Usage,
+    count_message_tokens,
 )
 from chatapp.teams import safety
 from chatapp.teams.safety import Screening, Stage
@@ -692,9 +693,7 @@ class Generation:
         if self.input_screening is not None and self.input_screening.blocked:
             ended.update(status=MessageStatus.ERROR, error=_refusal(self.input_screening))
         elif self.blocked:
-            usage = _added(
-                self._tool_usage, Usage(prompt_tokens=0, completion_tokens=self.token_count)
-            )
+            usage = _added(self._tool_usage, self._cut_turn_usage())
             ended.update(status=MessageStatus.BLOCKED, usage=usage)
         elif isinstance(event, Finish):
             ended.update(
@@ -703,8 +702,7 @@ class Generation:
                 upstream_request_id=event.request_id,
             )
         elif event is _END and self.stop_requested:
-            # A cut stream reports no usage: count the tokens it sent (prompt tokens unknown).
-            usage = _added(self._tool_usage, Usage(0, self.token_count))
+            usage = _added(self._tool_usage, self._cut_turn_usage())
             ended.update(status=MessageStatus.STOPPED, usage=usage, error=self._stop_error)
         else:
             if isinstance(event, StreamError):
@@ -714,7 +712,7 @@ class Generation:
             status = MessageStatus.INTERRUPTED if self.frames else MessageStatus.ERROR
             ended.update(error=error, upstream_request_id=error.request_id, status=status)
             # Tokens already spent count however the answer ended (estimated, like a stop).
-            spent = _added(self._tool_usage, Usage(0, self.token_count))
+            spent = _added(self._tool_usage, self._cut_turn_usage())
             if spent.prompt_tokens or spent.completion_tokens:
                 ended.update(usage=spent)
         first_token_ms = None
@@ -732,6 +730,13 @@ class Generation:
             requested_format=self._requested_format,
             **ended,
         )
+
+    def _cut_turn_usage(self) -> Usage:
+        """A cut stream reports no usage: the tokens it sent and, once it sent some, its
+        prompt by the estimate the history uses (the provider bills it, long or not)."""
+        if not self.token_count:
+            return Usage(0, 0)
+        return Usage(count_message_tokens(self._messages), self.token_count)
 
     def _observe(self, result: ReplyResult) -> None:
         for stage, screening in (

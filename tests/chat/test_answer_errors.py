@@ -6,6 +6,7 @@ from django.urls import reverse
 from chatapp.chat.actions.replies import KEY_REFUSED_FOR_MEMBERS
 from chatapp.chat.models import Message
 from chatapp.teams.models import TeamUsage
+from llama_simulator.models import count_prompt_tokens
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -75,7 +76,14 @@ async def test_an_answer_cut_by_the_llama_api_counts_the_tokens_it_streamed(
     done = (await socket.until_type("message.done", ids["message_id"]))[-1]
     assert done["status"] == "interrupted"
     assert done["usage"]["completion_tokens"] >= 5
+    # The provider bills the prompt of a cut stream too: counted by the history's estimate.
+    assert done["usage"]["prompt_tokens"] == count_prompt_tokens(sim.requests[-1]["messages"])
     answer = await Message.objects.aget(pk=ids["message_id"])
     assert answer.completion_tokens == done["usage"]["completion_tokens"]
+    assert answer.prompt_tokens == done["usage"]["prompt_tokens"]
     row = await TeamUsage.objects.aget(team=team, user=member)
-    assert (row.completion_tokens, row.requests) == (answer.completion_tokens, 1)
+    assert (row.prompt_tokens, row.completion_tokens, row.requests) == (
+        answer.prompt_tokens,
+        answer.completion_tokens,
+        1,
+    )

@@ -12,7 +12,8 @@ from django.utils import timezone
 from chatapp.chat.generation import CHECKPOINT_SECONDS
 from chatapp.chat.models import Conversation, Message
 from chatapp.teams.actions import remove_member
-from chatapp.teams.models import Membership, Role, Team
+from chatapp.teams.models import Membership, Role, Team, TeamUsage
+from llama_simulator.models import count_prompt_tokens
 from tests.support.polling import await_for
 
 from .conftest import joined_text
@@ -20,6 +21,25 @@ from .conftest import joined_text
 pytestmark = pytest.mark.django_db(transaction=True)
 
 SLOW = "[sim:long tokens=400] [sim:pace tps=40]"
+
+
+async def test_a_stopped_answer_counts_its_prompt_and_the_tokens_it_sent(
+    connect, member, team, sim
+):
+    """The provider bills a long question stopped at its first token: so does the budget."""
+    socket = await connect(member)
+    ids = await socket.send_message(f"{'Read this closely. ' * 500} {SLOW}")
+    await socket.until_type("message.delta", ids["message_id"])
+    await socket.send({"type": "chat.stop", "message_id": ids["message_id"]})
+    done = (await socket.until_type("message.done", ids["message_id"]))[-1]
+    prompt = count_prompt_tokens(sim.requests[-1]["messages"])
+    assert prompt > 2000
+    assert done["usage"]["prompt_tokens"] == prompt and done["usage"]["completion_tokens"] > 0
+    row = await TeamUsage.objects.aget(team=team, user=member)
+    assert (row.prompt_tokens, row.completion_tokens) == (
+        prompt,
+        done["usage"]["completion_tokens"],
+    )
 
 
 async def test_stop_keeps_the_partial_answer(connect, member, sim):
