@@ -2,6 +2,7 @@
 
 import importlib.util
 import ipaddress
+import math
 import secrets
 import warnings
 from datetime import timedelta
@@ -39,12 +40,21 @@ def env_bool(name: str, default: bool) -> bool:
 
 def env_number(name: str, default, cast=int, minimum=None, maximum=None):
     raw = env.str(name, default=str(default))
+    kind = "a whole number" if cast is int else "a number"
     try:
         value = cast(raw)
     except ValueError:
-        raise ImproperlyConfigured(f"{name} must be a {cast.__name__} (got {raw!r})") from None
+        raise ImproperlyConfigured(f"{name} must be {kind} (got {raw!r})") from None
+    if not math.isfinite(value):  # nan passes every comparison below
+        raise ImproperlyConfigured(f"{name} must be a finite number (got {raw!r})")
     if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
-        raise ImproperlyConfigured(f"{name} must be between {minimum} and {maximum} (got {value})")
+        if maximum is None:
+            allowed = f"at least {minimum}"
+        elif minimum is None:
+            allowed = f"at most {maximum}"
+        else:
+            allowed = f"between {minimum} and {maximum}"
+        raise ImproperlyConfigured(f"{name} must be {allowed} (got {value})")
     return value
 
 

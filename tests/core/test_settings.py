@@ -123,6 +123,10 @@ def test_allowed_hosts_and_protocol_are_read():
             {"SECRET_KEY": "x" * 50, "PERSONAL_TEAM_MONTHLY_TOKEN_BUDGET": "lots"},
             "PERSONAL_TEAM_MONTHLY_TOKEN_BUDGET",
         ),
+        # nan compares false with every bound, so it used to pass them all.
+        ({"SECRET_KEY": "x" * 50, "LLAMA_CONNECT_TIMEOUT": "nan"}, "LLAMA_CONNECT_TIMEOUT"),
+        ({"SECRET_KEY": "x" * 50, "LLAMA_FIRST_TOKEN_TIMEOUT": "nan"}, "LLAMA_FIRST_TOKEN"),
+        ({"SECRET_KEY": "x" * 50, "UPLOAD_UNATTACHED_HOURS": "inf"}, "UPLOAD_UNATTACHED_HOURS"),
     ],
 )
 def test_bad_values_fail_naming_the_variable(overrides, named):
@@ -146,3 +150,17 @@ def test_the_stale_window_outlasts_a_retrying_answers_quietest_stretch():
     assert loaded_setting("CHAT_STALE_GENERATION_SECONDS", **one_attempt) == 60
     custom = {**one_attempt, "CHAT_STALE_GENERATION_SECONDS": "15"}
     assert loaded_setting("CHAT_STALE_GENERATION_SECONDS", **custom) == 15
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("CHAT_MAX_CONTENT_BYTES", "0", "CHAT_MAX_CONTENT_BYTES must be at least 1 (got 0)"),
+        ("LLAMA_MAX_ATTEMPTS", "2.5", "LLAMA_MAX_ATTEMPTS must be a whole number (got '2.5')"),
+        ("LLAMA_GUARD_TIMEOUT", "NaN", "LLAMA_GUARD_TIMEOUT must be a finite number (got 'NaN')"),
+    ],
+)
+def test_a_bad_number_is_refused_with_the_values_it_may_take(name, value, message):
+    result = load_settings(SECRET_KEY="x" * 50, **{name: value})
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1].endswith(message)
