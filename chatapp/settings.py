@@ -291,8 +291,9 @@ LLAMA_RETRY_WAIT_CAP_SECONDS = 60  # chatapp.llm.errors.RETRY_AFTER_CAP
 _quiet = LLAMA_TIMEOUTS["first_token_timeout"]
 if LLAMA_MAX_ATTEMPTS > 1:
     _quiet += LLAMA_RETRY_WAIT_CAP_SECONDS
+# At most a day: the reaper subtracts it from now, which a much larger value cannot do.
 CHAT_STALE_GENERATION_SECONDS = env_number(
-    "CHAT_STALE_GENERATION_SECONDS", max(60, int(_quiet) + 30), minimum=15
+    "CHAT_STALE_GENERATION_SECONDS", max(60, int(_quiet) + 30), minimum=15, maximum=86_400
 )
 if CHAT_STALE_GENERATION_SECONDS <= _quiet:
     raise ImproperlyConfigured(
@@ -318,7 +319,10 @@ if SIGNUP_POLICY == "domain" and not all(SIGNUP_ALLOWED_DOMAINS or [""]):
 # Monthly token budget a new personal team starts with (its owner may change it); unset: none.
 _budget = env.str("PERSONAL_TEAM_MONTHLY_TOKEN_BUDGET", default="").strip()
 PERSONAL_TEAM_MONTHLY_TOKEN_BUDGET = (
-    env_number("PERSONAL_TEAM_MONTHLY_TOKEN_BUDGET", 0, minimum=0) if _budget else None
+    # The policy page's own ceiling; a larger number does not fit the budget's column.
+    env_number("PERSONAL_TEAM_MONTHLY_TOKEN_BUDGET", 0, minimum=0, maximum=10**15)
+    if _budget
+    else None
 )
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -338,7 +342,10 @@ AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",
 ]
 AXES_FAILURE_LIMIT = env_number("LOGIN_FAILURE_LIMIT", 5, minimum=1)
-AXES_COOLOFF_TIME = timedelta(minutes=env_number("LOGIN_LOCKOUT_MINUTES", 15, minimum=1))
+# At most a year: django-axes subtracts it from the time of each failed login.
+AXES_COOLOFF_TIME = timedelta(
+    minutes=env_number("LOGIN_LOCKOUT_MINUTES", 15, minimum=1, maximum=525_600)
+)
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_DISABLE_ACCESS_LOG = True  # failures are what matter; successes would only pile up
@@ -469,8 +476,8 @@ UPLOAD_MAX_IMAGE_PIXELS = env_number("UPLOAD_MAX_IMAGE_PIXELS", 40_000_000, mini
 UPLOAD_IMAGE_MAX_SIDE = env_number("UPLOAD_IMAGE_MAX_SIDE", 2048, minimum=64)
 # Images of earlier turns sent again with a question, newest first, at most this many.
 UPLOAD_CONTEXT_MAX_IMAGES = env_number("UPLOAD_CONTEXT_MAX_IMAGES", 8, minimum=1)
-# Uploads never attached to a message are deleted after this many hours.
-UPLOAD_UNATTACHED_HOURS = env_number("UPLOAD_UNATTACHED_HOURS", 24, float, minimum=0.01)
+# Uploads never attached to a message are deleted after this many hours (at most a year).
+UPLOAD_UNATTACHED_HOURS = env_number("UPLOAD_UNATTACHED_HOURS", 24, float, 0.01, 8_760)
 # Bytes of uploads a team may keep; 0 means no limit.
 UPLOAD_TEAM_QUOTA_BYTES = env_number("UPLOAD_TEAM_QUOTA_BYTES", 1024**3, minimum=0)
 # Models that understand images; the model list does not say, so the site keeps the list.

@@ -127,6 +127,14 @@ def test_allowed_hosts_and_protocol_are_read():
         ({"SECRET_KEY": "x" * 50, "LLAMA_CONNECT_TIMEOUT": "nan"}, "LLAMA_CONNECT_TIMEOUT"),
         ({"SECRET_KEY": "x" * 50, "LLAMA_FIRST_TOKEN_TIMEOUT": "nan"}, "LLAMA_FIRST_TOKEN"),
         ({"SECRET_KEY": "x" * 50, "UPLOAD_UNATTACHED_HOURS": "inf"}, "UPLOAD_UNATTACHED_HOURS"),
+        # Beyond what date arithmetic or the budget's column can hold: crashes once running.
+        ({"SECRET_KEY": "x" * 50, "LOGIN_LOCKOUT_MINUTES": "10000000000"}, "LOGIN_LOCKOUT"),
+        ({"SECRET_KEY": "x" * 50, "UPLOAD_UNATTACHED_HOURS": "1e300"}, "UPLOAD_UNATTACHED"),
+        ({"SECRET_KEY": "x" * 50, "CHAT_STALE_GENERATION_SECONDS": "100000000000"}, "CHAT_STALE"),
+        (
+            {"SECRET_KEY": "x" * 50, "PERSONAL_TEAM_MONTHLY_TOKEN_BUDGET": str(10**19)},
+            "PERSONAL_TEAM_MONTHLY_TOKEN_BUDGET",
+        ),
     ],
 )
 def test_bad_values_fail_naming_the_variable(overrides, named):
