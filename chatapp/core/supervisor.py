@@ -58,6 +58,8 @@ def check_processes(processes: int, redis_url: str) -> None:
 
 def listen(host: str, port: int, backlog: int = 2048) -> socket.socket:
     """The one listening socket every server process accepts from."""
+    if not 0 <= port <= 65535:  # getaddrinfo would take 65536 as 0 (any port), 99999 as 34463
+        raise ServeError(f"Cannot listen on {host}:{port}: a port is a number from 0 to 65535")
     try:
         family, kind, proto, _, address = socket.getaddrinfo(
             host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE

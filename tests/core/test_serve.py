@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from chatapp.core.supervisor import ServeError, Supervisor, check_processes, cpu_count
+from chatapp.core.supervisor import ServeError, Supervisor, check_processes, cpu_count, listen
 from tests.deploy.files import ROOT, clean_env
 
 
@@ -33,6 +33,26 @@ def test_a_web_concurrency_that_is_not_a_positive_number_stops_start_up():
     result = serve(WEB_CONCURRENCY="0")
     assert result.returncode != 0
     assert "WEB_CONCURRENCY must be between 1 and 256 (got 0)" in result.stderr
+
+
+@pytest.mark.parametrize("port", [-1, 65536, 65536 + 8000, 99999])
+def test_a_port_out_of_range_is_refused_not_wrapped_around(port):
+    with pytest.raises(ServeError, match="a port is a number from 0 to 65535"):
+        listen("127.0.0.1", port).close()
+
+
+def test_serve_says_which_port_it_cannot_use():
+    result = subprocess.run(
+        [sys.executable, "manage.py", "serve", "--port", "-1"],
+        cwd=ROOT,
+        env=clean_env(SECRET_KEY="serve-test-only"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "Cannot listen on 127.0.0.1:-1: a port is a number from 0 to 65535" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_one_process_needs_no_redis_and_several_need_it():
