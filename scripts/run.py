@@ -30,6 +30,13 @@ def wait_for_port(port: int, process: subprocess.Popen, seconds: float = 60) -> 
     sys.exit(f"The Llama API simulator did not open port {port}.")
 
 
+def port_setting(env: dict[str, str], name: str, default: str) -> int:
+    value = env.get(name, default).strip()
+    if not (value.isascii() and value.isdigit()) or not 0 < int(value) < 65536:
+        sys.exit(f"{name} must be a port number from 1 to 65535 (got {value!r}).")
+    return int(value)
+
+
 def stop(signum, frame):
     raise KeyboardInterrupt
 
@@ -63,9 +70,9 @@ def start(command: list[str], env: dict[str, str]) -> subprocess.Popen:
 def serve(children: list[subprocess.Popen]) -> None:
     env = dict(os.environ)
     env.setdefault("DEBUG", "1")
-    port = int(env.get("PORT", "8000"))
+    port = port_setting(env, "PORT", "8000")
+    sim_port = port_setting(env, "SIMULATOR_PORT", "8100")
     if not env.get("LLAMA_API_KEY"):
-        sim_port = int(env.get("SIMULATOR_PORT", "8100"))
         simulator = start(["llama_simulator", "--port", str(sim_port)], env)
         children.append(simulator)
         try:
@@ -89,7 +96,8 @@ def serve(children: list[subprocess.Popen]) -> None:
     # WEB_CONCURRENCY server processes on the port (one unless set; more need REDIS_URL).
     server = start(["serve", "--bind", "127.0.0.1", "--port", str(port)], env)
     children.append(server)
-    server.wait()
+    if server.wait() != 0:  # it said why (a busy port, WEB_CONCURRENCY without REDIS_URL...)
+        sys.exit(server.returncode)
 
 
 if __name__ == "__main__":

@@ -49,3 +49,34 @@ def test_ctrl_c_stops_make_run_and_its_simulator_without_a_traceback(tmp_path):
     for listening in (port, sim_port):  # nothing it started is still serving
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", listening), timeout=1).close()
+
+
+def run_script(tmp_path, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "scripts/run.py"],
+        cwd=ROOT,
+        env=clean_env(
+            DATABASE_URL=f"sqlite:///{tmp_path / 'run.sqlite3'}",
+            MEDIA_ROOT=str(tmp_path / "media"),
+            SECRET_KEY="make-run-test-only",
+            **env,
+        ),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+
+
+@pytest.mark.parametrize("name", ["PORT", "SIMULATOR_PORT"])
+def test_a_port_that_is_not_a_number_stops_make_run_naming_it(tmp_path, name):
+    result = run_script(tmp_path, **{name: "80a"})
+    assert result.returncode != 0
+    assert f"{name} must be a port number from 1 to 65535 (got '80a')." in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run.sqlite3").exists()  # stopped before anything started
+
+
+def test_a_server_that_cannot_start_fails_make_run(tmp_path):
+    result = run_script(tmp_path, PORT=str(free_port()), LLAMA_API_KEY="k", WEB_CONCURRENCY="2")
+    assert "WEB_CONCURRENCY=2 needs REDIS_URL" in result.stderr
+    assert result.returncode != 0
