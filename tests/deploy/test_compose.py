@@ -254,6 +254,16 @@ def test_replicas_share_the_uploads_volume_and_nginx_lets_attachments_through():
     assert "proxy_pass $app;" in uploads
 
 
+def test_nginx_lets_through_every_body_the_app_takes():
+    """The app answers a body over its limit with its own JSON error (413 on /v1); nginx
+    refusing a smaller one would answer in HTML a request the app would have served."""
+    from django.conf import settings
+
+    conf = (ROOT / "deploy/nginx.conf").read_text()
+    (megabytes,) = re.findall(r"^    client_max_body_size (\d+)m;$", conf, re.MULTILINE)
+    assert int(megabytes) * 1024 * 1024 > settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+
+
 def test_the_purge_runs_every_hour_from_the_app_image_with_its_settings_and_files():
     services = compose()["services"]
     purge, app = services["purge"], services["app"]
