@@ -18,6 +18,7 @@ from django.http import Http404, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from chatapp.core.permissions import require_site_admin
@@ -174,7 +175,9 @@ def _members(request, membership, invite_form=None, error: str = "", status: int
         context["invitations"] = team.invitations.filter(
             accepted_at__isnull=True, expires_at__gt=timezone.now()
         ).select_related("invited_by", "claimed_by")
-    return _render(request, "teams/members.html", membership, "members", status, **context)
+    response = _render(request, "teams/members.html", membership, "members", status, **context)
+    add_never_cache_headers(response)  # invitation links let anyone join: kept in no cache
+    return response
 
 
 def _member_target(membership: Membership, membership_id: int) -> Membership:

@@ -38,6 +38,17 @@ def test_owner_creates_a_shareable_link_shown_on_the_members_page(owner_client, 
     assert AuditEvent.objects.get(action="invitation.create").details["role"] == "member"
 
 
+def test_the_page_showing_invitation_links_is_kept_out_of_caches(owner_client, team, link):
+    """A link lets whoever holds it join: the page must not stay in the browser's cache (or a
+    proxy's) for the next person at that computer."""
+    page = owner_client.get(reverse("teams:members", args=[team.pk]))
+    assert link.token in page.content.decode()
+    assert "no-store" in page["Cache-Control"] and "private" in page["Cache-Control"]
+    refused = invite(owner_client, team, email="not-an-email")  # the page again, with the error
+    assert refused.status_code == 400 and link.token in refused.content.decode()
+    assert "no-store" in refused["Cache-Control"]
+
+
 def test_admin_invites_by_email(admin_client, team, owner, admin_member):
     invite(admin_client, team, email="New.Person@Example.com", role="admin")
     invitation = Invitation.objects.get(team=team)
