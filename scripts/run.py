@@ -1,9 +1,9 @@
 """`make run`: migrate, start the Llama API simulator when no key is set, then serve with daphne
 (`manage.py serve`: WEB_CONCURRENCY processes, one unless set).
 
-Ctrl+C stops every process this script started. The children run in sessions of their own,
-so the terminal's Ctrl+C reaches this script alone, and each child gets one SIGTERM from it:
-they stop cleanly, without a KeyboardInterrupt traceback.
+Ctrl+C (or closing the terminal) stops every process this script started. The children run in
+sessions of their own, so the terminal's Ctrl+C reaches this script alone, and each child gets
+one SIGTERM from it: they stop cleanly, without a KeyboardInterrupt traceback.
 """
 
 import os
@@ -42,9 +42,10 @@ def stop(signum, frame):
 
 
 def main() -> None:
-    # Ctrl+C, and a plain `kill`, stop everything even when started with SIGINT ignored.
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
+    # Ctrl+C, a plain `kill` and a closed terminal stop everything (the children, in sessions
+    # of their own, would outlive it), even when started with SIGINT ignored.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, stop)
     children: list[subprocess.Popen] = []
     try:
         serve(children)

@@ -1,20 +1,52 @@
-"""`make run` (scripts/run.py) stops on Ctrl+C quietly: every process it started, no traceback."""
+"""`make run` (scripts/run.py) stops on Ctrl+C (or a closed terminal) quietly: every process it
+started, no traceback."""
 
 import os
 import signal
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from tests.deploy.files import ROOT, clean_env
+from tests.support.polling import wait_for
 from tests.support.ports import free_port, wait_for_http
 
 pytestmark = pytest.mark.slow
 
 
-def test_ctrl_c_stops_make_run_and_its_simulator_without_a_traceback(tmp_path):
+def descendants(pid: int) -> list[int]:
+    """Every process below pid, children first (Linux /proc)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for child in map(int, children):
+            found += [child, *descendants(child)]
+    return found
+
+
+def running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.parametrize(
+    "signum",
+    [
+        signal.SIGINT,  # Ctrl+C
+        signal.SIGHUP,  # the terminal closed, or the ssh session dropped
+    ],
+    ids=["ctrl-c", "hangup"],
+)
+def test_make_run_stops_everything_it_started_without_a_traceback(tmp_path, signum):
     port, sim_port = free_port(), free_port()
     env = clean_env(
         PORT=str(port),
@@ -25,8 +57,9 @@ def test_ctrl_c_stops_make_run_and_its_simulator_without_a_traceback(tmp_path):
         PYTHONUNBUFFERED="1",
     )
     stderr = tmp_path / "stderr.txt"
+    started: list[int] = []
     with stderr.open("w") as errors:
-        # Its own process group, as a shell gives a foreground job: Ctrl+C signals the group.
+        # Its own process group, as a shell gives a foreground job: the terminal signals it.
         run = subprocess.Popen(
             [sys.executable, "scripts/run.py"],
             cwd=ROOT,
@@ -38,11 +71,16 @@ def test_ctrl_c_stops_make_run_and_its_simulator_without_a_traceback(tmp_path):
         try:
             # A ceiling for a busy machine: migrating a new database comes first.
             wait_for_http(f"http://127.0.0.1:{port}/healthz", run, "make run", seconds=240)
-            os.killpg(run.pid, signal.SIGINT)
+            started = descendants(run.pid)
+            os.killpg(run.pid, signum)
             assert run.wait(timeout=60) == 0
+            wait_for(lambda: not any(map(running, started)), "every process it started to end")
         finally:
             if run.poll() is None:
                 os.killpg(run.pid, signal.SIGKILL)
+            for pid in started:  # what it left behind, if it did
+                if running(pid):
+                    os.kill(pid, signal.SIGKILL)
     output = stderr.read_text()
     assert "Traceback" not in output, output
     assert "KeyboardInterrupt" not in output, output
