@@ -102,6 +102,12 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = [h.strip() for h in env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])]
 if not ALLOWED_HOSTS or any(not h for h in ALLOWED_HOSTS):
     raise ImproperlyConfigured("ALLOWED_HOSTS must be a comma-separated list of host names")
+for _host in ALLOWED_HOSTS:  # Django compares the Host header's name alone: no scheme, no port
+    if "/" in _host or (":" in _host and not (_host.startswith("[") and _host.endswith("]"))):
+        raise ImproperlyConfigured(
+            "ALLOWED_HOSTS must list host names without scheme or port, such as chat.example.com,"
+            f" .example.com (and its subdomains) or [::1] (got {_host!r})"
+        )
 if "*" in ALLOWED_HOSTS and not DEBUG:  # it would also let any site open websockets to this one
     raise ImproperlyConfigured("ALLOWED_HOSTS must list host names, not '*', when DEBUG is off")
 

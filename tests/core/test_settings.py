@@ -91,6 +91,8 @@ def test_allowed_hosts_and_protocol_are_read():
     )
     assert values["hosts"] == ["chat.example.com", "10.0.0.5"]
     assert values["protocol"] == "openai"
+    patterns = loaded(SECRET_KEY="x" * 50, ALLOWED_HOSTS=".example.com,[::1],localhost")
+    assert patterns["hosts"] == [".example.com", "[::1]", "localhost"]
 
 
 @pytest.mark.parametrize(
@@ -104,6 +106,10 @@ def test_allowed_hosts_and_protocol_are_read():
         ({"SECRET_KEY": "x" * 50, "LLAMA_API_PROTOCOL": "grpc"}, "LLAMA_API_PROTOCOL"),
         ({"SECRET_KEY": "x" * 50, "LLAMA_API_BASE_URL": "api.llama.com/v1"}, "LLAMA_API_BASE_URL"),
         ({"SECRET_KEY": "x" * 50, "ALLOWED_HOSTS": ","}, "ALLOWED_HOSTS"),
+        # Never equal to a request's host name: every page would be a 400.
+        ({"SECRET_KEY": "x" * 50, "ALLOWED_HOSTS": "https://chat.example.com"}, "ALLOWED_HOSTS"),
+        ({"SECRET_KEY": "x" * 50, "ALLOWED_HOSTS": "chat.example.com:8443"}, "ALLOWED_HOSTS"),
+        ({"SECRET_KEY": "x" * 50, "ALLOWED_HOSTS": "chat.example.com/"}, "ALLOWED_HOSTS"),
         ({"SECRET_KEY": "x" * 50, "LLAMA_IDLE_TIMEOUT": "soon"}, "LLAMA_IDLE_TIMEOUT"),
         ({"SECRET_KEY": "x" * 50, "LLAMA_MAX_ATTEMPTS": "9"}, "LLAMA_MAX_ATTEMPTS"),
         ({"SECRET_KEY": "x" * 50, "CSRF_TRUSTED_ORIGINS": "chat.example.com"}, "CSRF_TRUSTED"),
