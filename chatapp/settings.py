@@ -7,6 +7,7 @@ import secrets
 import warnings
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -72,7 +73,19 @@ def env_url(name: str, default: str, schemes: tuple[str, ...]) -> str:
         raise ImproperlyConfigured(
             f"{name} must start with {' or '.join(s + '://' for s in schemes)}"
         )
+    if scheme in ("http", "https") and not _host_of(value):
+        raise ImproperlyConfigured(f"{name} must name a host: {scheme}://host[:port]/path")
     return value
+
+
+def _host_of(url: str) -> str | None:
+    """The URL's host name; None when it has none or a port that is not one (":abc")."""
+    try:
+        parts = urlsplit(url)
+        _port = parts.port  # raises for ":abc" or ":99999"
+    except ValueError:
+        return None
+    return parts.hostname
 
 
 def env_networks(name: str) -> list:

@@ -105,6 +105,9 @@ def test_allowed_hosts_and_protocol_are_read():
         ({"SECRET_KEY": "x" * 50, "REDIS_URL": "http://127.0.0.1:6379"}, "REDIS_URL"),
         ({"SECRET_KEY": "x" * 50, "LLAMA_API_PROTOCOL": "grpc"}, "LLAMA_API_PROTOCOL"),
         ({"SECRET_KEY": "x" * 50, "LLAMA_API_BASE_URL": "api.llama.com/v1"}, "LLAMA_API_BASE_URL"),
+        # A host left empty, say by a variable in a template that was not set.
+        ({"SECRET_KEY": "x" * 50, "LLAMA_API_BASE_URL": "https:///v1"}, "LLAMA_API_BASE_URL"),
+        ({"SECRET_KEY": "x" * 50, "LLAMA_API_BASE_URL": "http://vllm:port/v1"}, "LLAMA_API_BASE"),
         ({"SECRET_KEY": "x" * 50, "ALLOWED_HOSTS": ","}, "ALLOWED_HOSTS"),
         # Never equal to a request's host name: every page would be a 400.
         ({"SECRET_KEY": "x" * 50, "ALLOWED_HOSTS": "https://chat.example.com"}, "ALLOWED_HOSTS"),
