@@ -264,6 +264,25 @@ def test_nginx_lets_through_every_body_the_app_takes():
     assert int(megabytes) * 1024 * 1024 > settings.DATA_UPLOAD_MAX_MEMORY_SIZE
 
 
+def nginx_location(prefix: str) -> str:
+    conf = (ROOT / "deploy/nginx.conf").read_text()
+    return conf.split(f"location {prefix} {{", 1)[1].split("}", 1)[0]
+
+
+def test_nginx_waits_for_a_whole_v1_answer_as_long_as_the_app_may_take():
+    """A /v1 answer asked for without streaming sends nothing until it is complete."""
+    from django.conf import settings
+
+    v1 = nginx_location("/v1/")
+    (minutes,) = re.findall(r"proxy_read_timeout (\d+)m;", v1)
+    assert int(minutes) * 60 > settings.LLAMA_TIMEOUTS["total_timeout"]
+    # A location with headers of its own inherits none: the same as every other page's.
+    headers = {line.strip() for line in v1.splitlines() if "proxy_set_header" in line}
+    assert headers == {
+        line.strip() for line in nginx_location("/").splitlines() if "proxy_set_header" in line
+    }
+
+
 def test_the_purge_runs_every_hour_from_the_app_image_with_its_settings_and_files():
     services = compose()["services"]
     purge, app = services["purge"], services["app"]

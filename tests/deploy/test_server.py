@@ -290,7 +290,7 @@ def test_nginx_forwards_pages_with_its_request_id_and_hides_metrics(nginx, serve
 def test_nginx_passes_the_host_with_its_port_to_every_page(nginx, server):
     """Django's CSRF check compares a form's or a script's Origin with scheme, host and port:
     an address that lost its port (a site on :8443, or localhost:8080) refused every write."""
-    for path in ("/accounts/login/", "/api/uploads/", "/api/keys/"):
+    for path in ("/accounts/login/", "/api/uploads/", "/api/keys/", "/v1/models"):
         redirect = httpx.get(f"http://{nginx}{path}", headers={"Host": f"{HOST}:8443"})
         assert redirect.status_code == 301, path
         assert redirect.headers["location"] == f"https://{HOST}:8443{path}", path
