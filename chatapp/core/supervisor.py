@@ -112,7 +112,10 @@ class Supervisor:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._stop_requested)
         workers = [Worker(index) for index in range(self.processes)]
-        own_metrics_dir = self.processes > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        # The operator's folder, or one of our own for several processes: either way a dead
+        # process's live gauges are taken out of the sums.
+        self.metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+        own_metrics_dir = self.processes > 1 and not self.metrics_dir
         if own_metrics_dir:
             self.metrics_dir = tempfile.mkdtemp(prefix="llama-team-chat-metrics-")
         try:

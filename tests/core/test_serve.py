@@ -1,5 +1,7 @@
 """`manage.py serve`: the settings it refuses, before any server process starts."""
 
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -8,6 +10,8 @@ import pytest
 
 from chatapp.core.supervisor import ServeError, Supervisor, check_processes, cpu_count, listen
 from tests.deploy.files import ROOT, clean_env
+from tests.resilience.servers import Supervised
+from tests.support.polling import wait_for
 
 
 def serve(**env: str) -> subprocess.CompletedProcess:
@@ -89,3 +93,28 @@ def test_the_supervisor_starts_the_uvloop_server_on_the_shared_socket():
     with socket.socket() as listener:
         command = Supervisor(listener, processes=1).command()
         assert command[1:5] == ["-m", "chatapp.core.server", "--fd", str(listener.fileno())]
+
+
+@pytest.mark.slow
+def test_a_dead_process_leaves_the_metrics_sums_in_a_folder_the_operator_chose(tmp_path):
+    """Its live gauges (open sockets, streams) leave the sums, as with the supervisor's own
+    folder: otherwise /metrics counts a dead process's sockets for as long as it runs."""
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    env = clean_env(
+        SECRET_KEY="serve-test-only",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        PROMETHEUS_MULTIPROC_DIR=str(metrics),
+    )
+    served = Supervised(env, tmp_path / "serve.log")
+    try:
+        served.start(ready=1)
+        (first,) = served.children()
+        gauges = metrics / f"gauge_livesum_{first}.db"
+        wait_for(gauges.exists, "the server process's gauges")
+        os.kill(first, signal.SIGKILL)
+        served.wait_listening(2)  # started again
+        assert not gauges.exists()
+    finally:
+        assert served.stop() == 0
+    assert list(metrics.iterdir())  # the operator's folder itself stays, with the counters
