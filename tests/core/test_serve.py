@@ -59,6 +59,21 @@ def test_serve_says_which_port_it_cannot_use():
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("processes", ["0", "257", "²", "two"])
+def test_a_processes_option_out_of_range_is_refused_as_web_concurrency_is(processes):
+    result = subprocess.run(
+        [sys.executable, "manage.py", "serve", "--port", "0", "--processes", processes],
+        cwd=ROOT,
+        env=clean_env(SECRET_KEY="serve-test-only", REDIS_URL="redis://127.0.0.1:1/0"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "--processes must be a number from 1 to 256, or 'auto'" in result.stderr
+    assert "Traceback" not in result.stderr and "Serving on" not in result.stderr
+
+
 def test_one_process_needs_no_redis_and_several_need_it():
     check_processes(1, "")
     check_processes(4, "redis://127.0.0.1:6379/0")

@@ -7,6 +7,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from chatapp.core.supervisor import ServeError, Supervisor, check_processes, cpu_count, listen
 
+MAX_PROCESSES = 256  # as WEB_CONCURRENCY
+
 
 class Command(BaseCommand):
     help = "Serve the app with WEB_CONCURRENCY daphne processes sharing one listening socket."
@@ -54,6 +56,8 @@ class Command(BaseCommand):
             return int(settings.WEB_CONCURRENCY)
         if value == "auto":
             return cpu_count()
-        if not value.isdigit() or int(value) < 1:
-            raise CommandError(f"--processes must be a positive number or 'auto' (got {value!r})")
+        if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= MAX_PROCESSES:
+            raise CommandError(
+                f"--processes must be a number from 1 to {MAX_PROCESSES}, or 'auto' (got {value!r})"
+            )
         return int(value)
