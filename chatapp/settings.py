@@ -261,7 +261,9 @@ WEB_CONCURRENCY = (
     else 1
 )
 
-LLAMA_API_KEY = env.str("LLAMA_API_KEY", default="")
+# Stripped: a key read from a file (a Kubernetes or Docker secret) often ends in a newline,
+# which no HTTP header may carry.
+LLAMA_API_KEY = env.str("LLAMA_API_KEY", default="").strip()
 LLAMA_API_BASE_URL = env_url(
     "LLAMA_API_BASE_URL", "https://api.llama.com/v1", ("http", "https")
 ).rstrip("/")
@@ -432,7 +434,7 @@ if env_bool("TRUST_X_FORWARDED_PROTO", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 # Prometheus /metrics: off (404) until a bearer token and/or client networks are set.
-METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="").strip()  # as LLAMA_API_KEY
 METRICS_ALLOWED_NETWORKS = env_networks("METRICS_ALLOWED_NETWORKS")
 
 LANGUAGE_CODE = "en-us"

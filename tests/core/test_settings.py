@@ -181,3 +181,11 @@ def test_a_bad_number_is_refused_with_the_values_it_may_take(name, value, messag
     result = load_settings(SECRET_KEY="x" * 50, **{name: value})
     assert result.returncode != 0
     assert result.stderr.strip().splitlines()[-1].endswith(message)
+
+
+def test_a_key_or_token_read_from_a_file_loses_its_line_break():
+    """A secret mounted from a file ends in a newline: as a Bearer header the key broke every
+    request upstream (an illegal header value), and the metrics token never matched."""
+    key = loaded_setting("LLAMA_API_KEY", SECRET_KEY="x" * 50, LLAMA_API_KEY="llama-key\n")
+    token = loaded_setting("METRICS_TOKEN", SECRET_KEY="x" * 50, METRICS_TOKEN=" scrape\r\n")
+    assert (key, token) == ("llama-key", "scrape")
