@@ -73,19 +73,19 @@ def env_url(name: str, default: str, schemes: tuple[str, ...]) -> str:
         raise ImproperlyConfigured(
             f"{name} must start with {' or '.join(s + '://' for s in schemes)}"
         )
-    if scheme in ("http", "https") and not _host_of(value):
-        raise ImproperlyConfigured(f"{name} must name a host: {scheme}://host[:port]/path")
-    return value
-
-
-def _host_of(url: str) -> str | None:
-    """The URL's host name; None when it has none or a port that is not one (":abc")."""
+    if scheme == "unix":
+        return value
     try:
-        parts = urlsplit(url)
+        parts = urlsplit(value)
         _port = parts.port  # raises for ":abc" or ":99999"
     except ValueError:
-        return None
-    return parts.hostname
+        parts = None
+    if parts is None or (scheme in ("http", "https") and not parts.hostname):
+        raise ImproperlyConfigured(
+            f"{name} must name a host, and any port as a number up to 65535:"
+            f" {scheme}://host[:port]/path"
+        )
+    return value
 
 
 def env_networks(name: str) -> list:

@@ -103,6 +103,7 @@ def test_allowed_hosts_and_protocol_are_read():
         ({"SECRET_KEY": "x" * 50, "DATABASE_URL": "mysql://root@localhost/chat"}, "DATABASE_URL"),
         ({"SECRET_KEY": "x" * 50, "DATABASE_URL": "not a url"}, "DATABASE_URL"),
         ({"SECRET_KEY": "x" * 50, "REDIS_URL": "http://127.0.0.1:6379"}, "REDIS_URL"),
+        ({"SECRET_KEY": "x" * 50, "REDIS_URL": "redis://:pw@redis:port/0"}, "REDIS_URL"),
         ({"SECRET_KEY": "x" * 50, "LLAMA_API_PROTOCOL": "grpc"}, "LLAMA_API_PROTOCOL"),
         ({"SECRET_KEY": "x" * 50, "LLAMA_API_BASE_URL": "api.llama.com/v1"}, "LLAMA_API_BASE_URL"),
         # A host left empty, say by a variable in a template that was not set.
