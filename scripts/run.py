@@ -37,6 +37,11 @@ def port_setting(env: dict[str, str], name: str, default: str) -> int:
     return int(value)
 
 
+def in_use(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
 def stop(signum, frame):
     raise KeyboardInterrupt
 
@@ -74,6 +79,12 @@ def serve(children: list[subprocess.Popen]) -> None:
     port = port_setting(env, "PORT", "8000")
     sim_port = port_setting(env, "SIMULATOR_PORT", "8100")
     if not env.get("LLAMA_API_KEY"):
+        # Else the wait below would find that other server and point the app at it.
+        if in_use(sim_port):
+            sys.exit(
+                f"SIMULATOR_PORT {sim_port} is in use: stop what listens there,"
+                " or set SIMULATOR_PORT to a free port."
+            )
         simulator = start(["llama_simulator", "--port", str(sim_port)], env)
         children.append(simulator)
         try:

@@ -118,3 +118,42 @@ def test_a_server_that_cannot_start_fails_make_run(tmp_path):
     result = run_script(tmp_path, PORT=str(free_port()), LLAMA_API_KEY="k", WEB_CONCURRENCY="2")
     assert "WEB_CONCURRENCY=2 needs REDIS_URL" in result.stderr
     assert result.returncode != 0
+
+
+def test_a_busy_simulator_port_stops_make_run_instead_of_using_what_listens_there(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        sim_port = taken.getsockname()[1]
+        env = clean_env(
+            PORT=str(free_port()),
+            SIMULATOR_PORT=str(sim_port),
+            DATABASE_URL=f"sqlite:///{tmp_path / 'run.sqlite3'}",
+            MEDIA_ROOT=str(tmp_path / "media"),
+            SECRET_KEY="make-run-test-only",
+        )
+        errors = tmp_path / "stderr.txt"
+        with errors.open("w") as stderr:
+            run = subprocess.Popen(
+                [sys.executable, "scripts/run.py"],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                start_new_session=True,
+            )
+        try:
+            code = run.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            code = None  # it went on serving, its app pointed at this socket
+        finally:
+            started = descendants(run.pid)
+            if run.poll() is None:
+                run.terminate()
+                run.wait(timeout=60)
+            for pid in started:
+                if running(pid):
+                    os.kill(pid, signal.SIGKILL)
+    assert code not in (None, 0)
+    assert f"SIMULATOR_PORT {sim_port} is in use" in errors.read_text()
+    assert not (tmp_path / "run.sqlite3").exists()
