@@ -88,6 +88,16 @@ def env_url(name: str, default: str, schemes: tuple[str, ...]) -> str:
     return value
 
 
+def env_model(name: str, default: str) -> str:
+    """A model id: not empty, without spaces or control characters (as team policies take)."""
+    value = env.str(name, default=default).strip()
+    if not value or not value.isprintable() or any(c.isspace() for c in value):
+        raise ImproperlyConfigured(
+            f"{name} must be a model id without spaces or control characters, such as {default}"
+        )
+    return value
+
+
 def env_networks(name: str) -> list:
     """A comma-separated list of networks such as 10.0.0.0/8,127.0.0.1."""
     try:
@@ -268,12 +278,10 @@ LLAMA_API_BASE_URL = env_url(
     "LLAMA_API_BASE_URL", "https://api.llama.com/v1", ("http", "https")
 ).rstrip("/")
 LLAMA_API_PROTOCOL = env_choice("LLAMA_API_PROTOCOL", "llama", ("llama", "openai"))
-LLAMA_DEFAULT_MODEL = env.str(
-    "LLAMA_DEFAULT_MODEL", default="Llama-4-Maverick-17B-128E-Instruct-FP8"
-)
+LLAMA_DEFAULT_MODEL = env_model("LLAMA_DEFAULT_MODEL", "Llama-4-Maverick-17B-128E-Instruct-FP8")
 # Llama Guard (docs/safety.md): the Guard model an OpenAI-compatible provider serves, and how
 # long one screening attempt may take (attempts follow LLAMA_MAX_ATTEMPTS).
-LLAMA_GUARD_MODEL = env.str("LLAMA_GUARD_MODEL", default="Llama-Guard-4-12B").strip()
+LLAMA_GUARD_MODEL = env_model("LLAMA_GUARD_MODEL", "Llama-Guard-4-12B")
 LLAMA_GUARD_TIMEOUT = env_number("LLAMA_GUARD_TIMEOUT", 5.0, float, 0.1, 120)
 # Set by `make run` when it starts the built-in simulator; the UI shows an "offline demo" banner.
 LLAMA_OFFLINE_DEMO = env_bool("LLAMA_OFFLINE_DEMO", False)

@@ -116,6 +116,10 @@ def test_allowed_hosts_and_protocol_are_read():
         ({"SECRET_KEY": "x" * 50, "ALLOWED_HOSTS": "chat.example.com/"}, "ALLOWED_HOSTS"),
         ({"SECRET_KEY": "x" * 50, "LLAMA_IDLE_TIMEOUT": "soon"}, "LLAMA_IDLE_TIMEOUT"),
         ({"SECRET_KEY": "x" * 50, "LLAMA_MAX_ATTEMPTS": "9"}, "LLAMA_MAX_ATTEMPTS"),
+        # Blank (a template's empty line): every chat asked the upstream for model "".
+        ({"SECRET_KEY": "x" * 50, "LLAMA_DEFAULT_MODEL": ""}, "LLAMA_DEFAULT_MODEL"),
+        ({"SECRET_KEY": "x" * 50, "LLAMA_DEFAULT_MODEL": "Llama 3.3"}, "LLAMA_DEFAULT_MODEL"),
+        ({"SECRET_KEY": "x" * 50, "LLAMA_GUARD_MODEL": " "}, "LLAMA_GUARD_MODEL"),
         ({"SECRET_KEY": "x" * 50, "CSRF_TRUSTED_ORIGINS": "chat.example.com"}, "CSRF_TRUSTED"),
         ({"SECRET_KEY": "x" * 50, "SIGNUP_POLICY": "closed"}, "SIGNUP_POLICY"),
         ({"SECRET_KEY": "x" * 50, "CHAT_STALE_GENERATION_SECONDS": "60"}, "CHAT_STALE_GENERATION"),
