@@ -98,6 +98,14 @@ def env_model(name: str, default: str) -> str:
     return value
 
 
+def env_folder(name: str, default: Path) -> Path:
+    """A folder; blank would be Path(""), the working directory, which nobody means."""
+    value = env.str(name, default=str(default)).strip()
+    if not value:
+        raise ImproperlyConfigured(f"{name} must be a folder path, such as {default} (got '')")
+    return Path(value)
+
+
 def env_networks(name: str) -> list:
     """A comma-separated list of networks such as 10.0.0.0/8,127.0.0.1."""
     try:
@@ -452,7 +460,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
+STATIC_ROOT = env_folder("STATIC_ROOT", BASE_DIR / "staticfiles")
 # Hashed, compressed names in production (collectstatic at build time); plain files while
 # developing and testing, served straight from static/ by WhiteNoise's finders.
 STATIC_MANIFEST = env_bool("STATIC_MANIFEST", not DEBUG)
@@ -469,7 +477,7 @@ if not STATIC_MANIFEST:  # nothing is collected into STATIC_ROOT in that mode
 
 # Uploaded images and documents. Never served from a public URL: only through the
 # access-checked /api/uploads/<id>/, so there is no MEDIA_URL.
-MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(BASE_DIR / "media")))
+MEDIA_ROOT = env_folder("MEDIA_ROOT", BASE_DIR / "media")
 UPLOADS_S3_BUCKET = env.str("UPLOADS_S3_BUCKET", default="")
 if UPLOADS_S3_BUCKET:
     # S3 or any S3-compatible store (MinIO, R2...): needs the `s3` extra (django-storages).
