@@ -28,6 +28,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllow
 from django.http.multipartparser import MultiPartParserError
 from django.urls import URLPattern, URLResolver
 from django.utils.cache import add_never_cache_headers
+from django.views.decorators.http import require_safe
 from ninja import NinjaAPI, Router, Schema
 from ninja.errors import AuthenticationError
 from ninja.errors import ValidationError as NinjaValidationError
@@ -163,6 +164,7 @@ def new_api(routers: Iterable[Router]) -> NinjaAPI:
         auth=SessionUser(),
         urls_namespace="api",
         docs_url="/docs" if settings.DEBUG else None,
+        docs_decorator=require_safe,  # the document (and the docs page) are read, never written
     )
     for router in routers:
         api.add_router("", router)

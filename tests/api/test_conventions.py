@@ -182,6 +182,10 @@ def test_the_openapi_document_is_served_to_anyone(client):
     body = edit["requestBody"]["content"]["application/json"]["schema"]
     assert set(body["properties"]) == {"title", "pinned"} and body["additionalProperties"] is False
     assert "ErrorOut" in document["components"]["schemas"]
+    for method in ("post", "put", "patch", "delete"):  # it is read, as every address here
+        refused = send(client, method, "/api/openapi.json")
+        assert_envelope(refused, 405, "method_not_allowed")
+        assert set(refused["Allow"].split(", ")) == {"GET", "HEAD"}
 
 
 def test_the_docs_page_is_not_served_without_debug(client):
