@@ -10,8 +10,8 @@ import json
 import random
 import time
 import weakref
-from collections.abc import AsyncGenerator, Awaitable, Callable
-from contextlib import aclosing
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
+from contextlib import aclosing, contextmanager
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -292,7 +292,9 @@ class LlamaClient:
     async def _read_reply(
         self, response: httpx.Response, deadline: float
     ) -> AsyncGenerator[TextDelta | ToolCalls | Finish, None]:
-        text, state = self._protocol.read_reply(await self._read_json(response, deadline))
+        body = await self._read_json(response, deadline)
+        with _readable():
+            text, state = self._protocol.read_reply(body)
         yield TextDelta(text)
         if calls := state.tool_calls():
             yield ToolCalls(calls)
@@ -303,7 +305,8 @@ class LlamaClient:
         chunk = _parse_json(data)
         if name == "error" or "error" in chunk:
             raise error_from_stream_chunk(chunk, self.config)
-        return self._protocol.read_chunk(chunk, state)
+        with _readable():
+            return self._protocol.read_chunk(chunk, state)
 
     def _stream_failure(
         self, exc: BaseException | None, text_sent: bool, hit_total: bool, response: httpx.Response
@@ -395,6 +398,17 @@ async def _within(deadline: float, awaitable: Awaitable[T]) -> T:
     # A fresh timeout per read: never held across a yield, so it cannot fire in the consumer.
     async with asyncio.timeout_at(deadline):
         return await awaitable
+
+
+@contextmanager
+def _readable() -> Iterator[None]:
+    """A reply in another shape than its protocol's (text that is a number, choices that are
+    not a list) is an upstream failure like one that is not JSON."""
+    try:
+        yield
+    except (TypeError, AttributeError) as exc:
+        message = "The Llama API sent a reply in a shape this app cannot read: try again."
+        raise LlmError("upstream_unavailable", message, retryable=True) from exc
 
 
 def _parse_json(raw: str | bytes) -> dict[str, Any]:

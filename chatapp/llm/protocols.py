@@ -1,5 +1,10 @@
-"""Request bodies and response shapes of the native Llama API and the OpenAI-compatible API."""
+"""Request bodies and response shapes of the native Llama API and the OpenAI-compatible API.
 
+Replies are read as they should be shaped; a value of another type where an object, a list or
+text belongs raises TypeError or AttributeError, which the client reports as an unreadable
+reply. Token counts are read leniently (see `token_count`)."""
+
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,12 +58,12 @@ class NativeProtocol:
         return body
 
     def read_chunk(self, chunk: dict[str, Any], state: ReplyState) -> str:
-        state.response_id = state.response_id or chunk.get("id")
+        state.response_id = state.response_id or _string(chunk.get("id"))
         event = chunk.get("event") or {}
         if event.get("metrics"):
             state.usage = usage_from_metrics(event["metrics"])
         if event.get("event_type") == "complete":
-            state.finish_reason = event.get("stop_reason") or "stop"
+            state.finish_reason = _text(event.get("stop_reason")) or "stop"
         delta = event.get("delta") or {}
         if delta.get("type") == "tool_call":
             # A piece with an id starts the next call; pieces without one continue the last.
@@ -70,14 +75,15 @@ class NativeProtocol:
             return ""
         if delta.get("type") != "text":
             return ""
-        return delta.get("text") or ""
+        return _text(delta.get("text"))
 
     def read_reply(self, body: dict[str, Any]) -> tuple[str, ReplyState]:
         message = body.get("completion_message") or {}
         content = message.get("content") or ""
-        text = content if isinstance(content, str) else content.get("text") or ""
+        text = _text(content if isinstance(content, str) else content.get("text"))
         usage = usage_from_metrics(body["metrics"]) if body.get("metrics") else None
-        state = ReplyState(message.get("stop_reason") or "stop", usage, body.get("id"))
+        reason = _text(message.get("stop_reason")) or "stop"
+        state = ReplyState(reason, usage, _string(body.get("id")))
         _read_whole_calls(message.get("tool_calls"), state)
         return text, state
 
@@ -103,16 +109,16 @@ class OpenAIProtocol:
         return body
 
     def read_chunk(self, chunk: dict[str, Any], state: ReplyState) -> str:
-        state.response_id = state.response_id or chunk.get("id")
+        state.response_id = state.response_id or _string(chunk.get("id"))
         if chunk.get("usage"):
             state.usage = usage_from_openai(chunk["usage"])
         text = ""
-        for choice in chunk.get("choices") or []:
+        for choice in _list(chunk.get("choices")):
             if choice.get("index", 0) != 0:
                 continue
             delta = choice.get("delta") or {}
-            text = delta.get("content") or ""
-            for piece in delta.get("tool_calls") or []:
+            text = _text(delta.get("content"))
+            for piece in _list(delta.get("tool_calls")):
                 if isinstance(piece, dict) and isinstance(piece.get("index", 0), int):
                     function = piece.get("function") or {}
                     state.add_call_piece(
@@ -121,15 +127,16 @@ class OpenAIProtocol:
                         function.get("name"),
                         function.get("arguments"),
                     )
-            state.finish_reason = choice.get("finish_reason") or state.finish_reason
+            state.finish_reason = _text(choice.get("finish_reason")) or state.finish_reason
         return text
 
     def read_reply(self, body: dict[str, Any]) -> tuple[str, ReplyState]:
-        choice = (body.get("choices") or [{}])[0]
+        choice = (_list(body.get("choices")) or [{}])[0]
         message = choice.get("message") or {}
-        text = message.get("content") or ""
+        text = _text(message.get("content"))
         usage = usage_from_openai(body["usage"]) if body.get("usage") else None
-        state = ReplyState(choice.get("finish_reason") or "stop", usage, body.get("id"))
+        reason = _text(choice.get("finish_reason")) or "stop"
+        state = ReplyState(reason, usage, _string(body.get("id")))
         _read_whole_calls(message.get("tool_calls"), state)
         return text, state
 
@@ -173,14 +180,52 @@ def native_response_format(response_format: dict[str, Any]) -> dict[str, Any]:
 
 
 def usage_from_metrics(metrics: list[dict[str, Any]]) -> Usage:
-    values = {item.get("metric"): item.get("value") or 0 for item in metrics}
+    values = {item.get("metric"): item.get("value") for item in _list(metrics)}
     return Usage(
-        int(values.get("num_prompt_tokens", 0)), int(values.get("num_completion_tokens", 0))
+        token_count(values.get("num_prompt_tokens")),
+        token_count(values.get("num_completion_tokens")),
     )
 
 
 def usage_from_openai(usage: dict[str, Any]) -> Usage:
-    return Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
+    return Usage(
+        token_count(usage.get("prompt_tokens")), token_count(usage.get("completion_tokens"))
+    )
+
+
+MAX_TOKEN_COUNT = 2**31 - 1  # what a message row stores
+
+
+def token_count(value: Any) -> int:
+    """A reported token count as a whole number a row can store: what is not a finite number
+    counts 0, a fraction is rounded down, and a count out of range is brought into it."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0
+    if isinstance(value, float) and not math.isfinite(value):
+        return 0
+    return min(max(int(value), 0), MAX_TOKEN_COUNT)
+
+
+def _text(value: Any) -> str:
+    """Text where the protocol puts text (absent is empty); another type is a broken reply."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise TypeError(f"text expected, got {type(value).__name__}")
+    return value
+
+
+def _list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise TypeError(f"a list expected, got {type(value).__name__}")
+    return value
+
+
+def _string(value: Any) -> str | None:
+    """An id: kept when it is text, ignored otherwise."""
+    return value if isinstance(value, str) and value else None
 
 
 def _native_message(message: dict[str, Any]) -> dict[str, Any]:

@@ -530,3 +530,59 @@ async def test_an_error_body_nested_past_the_json_parser_is_still_an_error():
         events = await collect(LlamaClient(config, http=http), "hi")
 
     assert [(type(event), event.code) for event in events] == [(StreamError, "bad_request")]
+
+
+@pytest.mark.parametrize(
+    ("protocol", "chunk"),
+    [
+        ("openai", '{"choices":5}'),
+        ("openai", '{"choices":["x"]}'),
+        ("openai", '{"choices":[{"index":0,"delta":{"content":5},"finish_reason":"stop"}]}'),
+        ("openai", '{"choices":[{"index":0,"delta":{},"finish_reason":["stop"]}]}'),
+        ("openai", '{"choices":[],"usage":[1]}'),
+        ("llama", '{"event":"complete"}'),
+        ("llama", '{"event":{"delta":{"type":"text","text":5}}}'),
+        ("llama", '{"event":{"event_type":"complete","metrics":{"num_prompt_tokens":1}}}'),
+    ],
+)
+async def test_a_chunk_of_another_shape_is_upstream_unavailable(protocol, chunk):
+    def upstream(request: httpx.Request) -> httpx.Response:
+        return sse_response(f"data: {chunk}\n\n")
+
+    config = ProviderConfig("http://upstream.test/v1", KEY, protocol=protocol, max_attempts=1)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(upstream)) as http:
+        events = await collect(LlamaClient(config, http=http), "hi")
+
+    assert [(type(event), event.code) for event in events] == [
+        (StreamError, "upstream_unavailable")
+    ]
+    assert "cannot read" in events[0].message
+
+
+@pytest.mark.parametrize("protocol", ["llama", "openai"])
+async def test_a_whole_reply_of_another_shape_raises_upstream_unavailable(protocol):
+    body = {"completion_message": "hi"} if protocol == "llama" else {"choices": {"0": "hi"}}
+
+    def upstream(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=body)
+
+    config = ProviderConfig("http://upstream.test/v1", KEY, protocol=protocol, max_attempts=1)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(upstream)) as http:
+        with pytest.raises(LlmError) as raised:
+            await LlamaClient(config, http=http).complete_chat(user("hi"), ChatParams(MODEL))
+
+    assert raised.value.code == "upstream_unavailable"
+
+
+async def test_ids_that_are_not_text_are_ignored():
+    chunk = '{"id":{"a":1},"choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":"stop"}]}'
+
+    def upstream(request: httpx.Request) -> httpx.Response:
+        return sse_response(f"data: {chunk}\n\n")
+
+    config = ProviderConfig("http://upstream.test/v1", KEY, protocol="openai")
+    async with httpx.AsyncClient(transport=httpx.MockTransport(upstream)) as http:
+        events = await collect(LlamaClient(config, http=http), "hi")
+
+    assert text_of(events) == "Hi"
+    assert events[-1].request_id is None

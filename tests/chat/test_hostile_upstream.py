@@ -1,0 +1,83 @@
+"""Answers from a Llama API that sends what no Llama API should: each ends clearly and is kept."""
+
+import json
+
+import pytest
+from aiohttp import web
+
+from chatapp.chat.models import Message
+from tests.llm.conftest import MODEL
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+async def upstream(settings):
+    """An OpenAI-compatible server of the test's own on a loopback port, as the site's
+    provider: every chat request is answered with the SSE body in `replies[0]`."""
+    replies: list[str] = []
+
+    async def chat(request: web.Request) -> web.Response:
+        return web.Response(body=replies[0].encode(), content_type="text/event-stream")
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    settings.LLAMA_API_BASE_URL = f"http://127.0.0.1:{port}/v1"
+    settings.LLAMA_API_KEY = "hostile-test-key"
+    settings.LLAMA_API_PROTOCOL = "openai"
+    settings.LLAMA_DEFAULT_MODEL = MODEL
+    yield replies
+    await runner.cleanup()
+
+
+def sse(*chunks: dict) -> str:
+    return "".join(f"data: {json.dumps(chunk)}\n\n" for chunk in chunks) + "data: [DONE]\n\n"
+
+
+def text_chunk(text: str, finish_reason: str | None = None) -> dict:
+    choice = {"index": 0, "delta": {"content": text}, "finish_reason": finish_reason}
+    return {"id": "chatcmpl-1", "choices": [choice]}
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        {"choices": {"0": {"index": 0, "delta": {"content": " world"}}}},  # not a list
+        {"choices": [{"index": 0, "delta": {"content": 42}}]},  # text that is a number
+        {"choices": [{"index": 0, "delta": {}, "finish_reason": {"why": "stop"}}]},
+        {"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": "f"}]}}]},
+    ],
+)
+async def test_a_chunk_of_another_shape_ends_the_answer_keeping_its_text(
+    connect, member, upstream, broken
+):
+    upstream.append(sse(text_chunk("Hello"), broken, text_chunk("", "stop")))
+    socket = await connect(member)
+    ids = await socket.send_message("Hi")
+    error = (await socket.until_type("message.error", ids["message_id"]))[-1]["error"]
+    assert error["code"] == "interrupted"
+    answer = await Message.objects.aget(pk=ids["message_id"])
+    assert (answer.status, answer.content, answer.error_code) == (
+        "interrupted",
+        "Hello",
+        "interrupted",
+    )
+
+
+async def test_token_counts_out_of_range_are_brought_into_it_and_the_answer_is_kept(
+    connect, member, upstream
+):
+    usage = {"choices": [], "usage": {"prompt_tokens": -5, "completion_tokens": 10**30}}
+    upstream.append(sse(text_chunk("Hello", "x" * 100), usage))
+    socket = await connect(member)
+    ids = await socket.send_message("Hi")
+    done = (await socket.until_type("message.done", ids["message_id"]))[-1]
+    assert done["usage"] == {"prompt_tokens": 0, "completion_tokens": 2**31 - 1}
+    answer = await Message.objects.aget(pk=ids["message_id"])
+    assert (answer.status, answer.content, answer.prompt_tokens) == ("complete", "Hello", 0)
+    assert answer.finish_reason == "x" * 32
