@@ -8,5 +8,11 @@ UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 def storable(text: str) -> str:
-    """The text with each character no database or request can carry replaced by U+FFFD."""
+    """The text with each character no database or request can carry replaced by U+FFFD.
+
+    The two halves of a surrogate pair that arrived apart (a model's answer streams a JSON
+    escape per token) are the one character they stand for."""
+    if not UNSTORABLE.search(text):
+        return text
+    text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
     return UNSTORABLE.sub("\ufffd", text)

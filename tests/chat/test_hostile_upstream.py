@@ -81,3 +81,17 @@ async def test_token_counts_out_of_range_are_brought_into_it_and_the_answer_is_k
     answer = await Message.objects.aget(pk=ids["message_id"])
     assert (answer.status, answer.content, answer.prompt_tokens) == ("complete", "Hello", 0)
     assert answer.finish_reason == "x" * 32
+
+
+async def test_nul_and_lone_surrogates_in_the_text_are_replaced_and_the_answer_is_kept(
+    connect, member, upstream
+):
+    # Half a pair in one chunk and its other half in the next still make one character.
+    chunks = [text_chunk("Hel\x00lo \ud83d"), text_chunk("\ude00 \ud83d!", "stop")]
+    upstream.append(sse(*chunks))
+    socket = await connect(member)
+    ids = await socket.send_message("Hi")
+    done = (await socket.until_type("message.done", ids["message_id"]))[-1]
+    assert done["status"] == "complete"
+    answer = await Message.objects.aget(pk=ids["message_id"])
+    assert answer.content == "Hel\ufffdlo \U0001f600 \ufffd!"

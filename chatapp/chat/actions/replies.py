@@ -32,6 +32,7 @@ from chatapp.chat.planning import ReplyPlan
 from chatapp.chat.requests import RegenerateRequest, SendRequest
 from chatapp.core.layers import channel_layer
 from chatapp.core.locking import lock_rows
+from chatapp.core.text import storable
 from chatapp.llm import StreamError, Usage
 from chatapp.teams import actions as team_actions
 from chatapp.teams import reads
@@ -292,7 +293,10 @@ def checkpoint_replies(checkpoints: list[Checkpoint]) -> None:
             f"UPDATE {connection.ops.quote_name(Message._meta.db_table)}"
             ' SET "content" = %s, "seq" = %s, "heartbeat_at" = %s'
             ' WHERE "id" = %s AND "status" = %s',
-            [(c.content, c.seq, now, c.message_id, MessageStatus.STREAMING) for c in in_id_order],
+            [
+                (storable(c.content), c.seq, now, c.message_id, MessageStatus.STREAMING)
+                for c in in_id_order
+            ],
         )
 
 
@@ -370,7 +374,7 @@ def save_reply(
     checked = json_output.check_answer(result.requested_format, result.content, result.status)
     values = {
         "status": result.status,
-        "content": result.content,
+        "content": storable(result.content),  # the model's NUL or half a surrogate pair
         "seq": result.seq,
         "model": result.model,
         "finish_reason": (result.finish_reason or "")[:32],
@@ -485,7 +489,7 @@ def _save_completion(plan: ReplyPlan, result: ReplyResult) -> int:
             conversation=conversation,
             role=MessageRole.ASSISTANT,
             status=result.status,
-            content=result.content,
+            content=storable(result.content),
             model=result.model,
             finish_reason=(result.finish_reason or "")[:32],
             prompt_tokens=usage.prompt_tokens if usage else None,
