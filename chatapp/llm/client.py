@@ -30,7 +30,7 @@ from .errors import (
 from .moderation import Verdict, guard_prompt, read_guard_reply, read_moderation
 from .network import AiohttpTransport
 from .protocols import PROTOCOL_ADAPTERS, ReplyState
-from .sse import sse_stream
+from .sse import EVENT_LIMIT, EventTooLarge, sse_stream
 from .types import (
     ChatParams,
     Finish,
@@ -276,7 +276,7 @@ class LlamaClient:
                     yield TextDelta(text)
                 if text_sent or state.calls:
                     read_deadline.move(min(loop.time() + self.config.idle_timeout, deadline))
-        except (TimeoutError, httpx.HTTPError, LlmError) as exc:
+        except (TimeoutError, httpx.HTTPError, LlmError, EventTooLarge) as exc:
             # Trouble after the finish reason arrived costs at most the trailing usage.
             if state.finish_reason is None:
                 hit_total = read_deadline.when >= deadline
@@ -313,9 +313,15 @@ class LlamaClient:
     ) -> LlmError:
         """Before any text: a (retryable) error; after text: an interruption, never retried."""
         request_id = request_id_from(response.headers)
+        too_large = f"the Llama API sent an event longer than {EVENT_LIMIT >> 20} MiB"
         if not text_sent:
             if isinstance(exc, LlmError):
                 return exc
+            if isinstance(exc, EventTooLarge):
+                message = f"The reply could not be read: {too_large}."
+                return LlmError(
+                    "upstream_unavailable", message, retryable=True, request_id=request_id
+                )
             if exc is None:
                 message = "The Llama API ended the reply before answering: try again."
                 return LlmError(
@@ -330,6 +336,8 @@ class LlamaClient:
             reason = f"the Llama API sent nothing for {self.config.idle_timeout:g} s"
         elif isinstance(exc, LlmError):
             reason = "the Llama API reported an error mid-answer"
+        elif isinstance(exc, EventTooLarge):
+            reason = too_large
         elif exc is None:
             reason = "the Llama API ended the stream without finishing"
         else:

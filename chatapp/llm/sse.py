@@ -13,12 +13,21 @@ import httpx
 
 Event = tuple[str, str]  # (event name, data)
 
+# A chunk is a token or a few: no event of a working server comes near this. Past it the body
+# is refused rather than held, so a line that never ends cannot fill the memory.
+EVENT_LIMIT = 1 << 20
+
+
+class EventTooLarge(ValueError):
+    """An event (or a line) longer than EVENT_LIMIT bytes."""
+
 
 class SSEDecoder:
     """Incremental SSE parsing: `feed` the body's bytes as they come, `end` at the close.
 
     Lines end at CR, LF or CRLF (even split across chunks); data is UTF-8, an invalid byte
-    becomes U+FFFD. Comments, ids and retry hints are ignored.
+    becomes U+FFFD. Comments, ids and retry hints are ignored. An event or line longer than
+    EVENT_LIMIT bytes raises EventTooLarge.
     """
 
     def __init__(self) -> None:
@@ -26,6 +35,7 @@ class SSEDecoder:
         self._skip_lf = False  # the last chunk ended with CR: a LF that follows ends nothing
         self._event = ""
         self._data: list[str] = []
+        self._size = 0  # bytes of the data lines of the event being read
 
     def feed(self, chunk: bytes) -> list[Event]:
         if self._skip_lf and chunk:
@@ -39,6 +49,8 @@ class SSEDecoder:
             chunk = self._partial + chunk
         lines = chunk.split(b"\n")
         self._partial = lines.pop()
+        if len(self._partial) > EVENT_LIMIT:
+            raise EventTooLarge(f"a line longer than {EVENT_LIMIT} bytes")
         events: list[Event] = []
         for line in lines:
             self._line(line, events)
@@ -57,8 +69,11 @@ class SSEDecoder:
         if not line:
             if self._data:
                 events.append((self._event or "message", "\n".join(self._data)))
-            self._event, self._data = "", []
+            self._event, self._data, self._size = "", [], 0
         elif line.startswith(b"data:"):
+            self._size += len(line)
+            if self._size > EVENT_LIMIT:
+                raise EventTooLarge(f"an event longer than {EVENT_LIMIT} bytes")
             self._data.append(_field_value(line, 5))
         elif line.startswith(b"event:"):
             self._event = _field_value(line, 6)

@@ -22,7 +22,7 @@ from chatapp.llm import (
 )
 from chatapp.llm.client import BACKOFF_BASE, BACKOFF_JITTER
 from chatapp.llm.errors import RETRY_AFTER_CAP, retry_after_from
-from chatapp.llm.sse import sse_events
+from chatapp.llm.sse import EventTooLarge, SSEDecoder, sse_events
 from llama_simulator.answers import tokenize
 from tests.support.polling import await_for
 from tests.support.ports import free_port
@@ -586,3 +586,35 @@ async def test_ids_that_are_not_text_are_ignored():
 
     assert text_of(events) == "Hi"
     assert events[-1].request_id is None
+
+
+@pytest.mark.parametrize("after_text", [False, True])
+async def test_a_line_that_never_ends_is_refused_before_it_fills_the_memory(after_text):
+    """10 MB without a line end (or data lines without the blank line that ends the event)."""
+    sent: list[int] = []
+    first = b'data: {"choices":[{"index":0,"delta":{"content":"Hi"}}]}\n\n' if after_text else b""
+
+    async def endless():
+        yield first + b"data: "
+        for _ in range(160):
+            sent.append(1)
+            yield b"a" * 65_536
+
+    def upstream(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=endless())
+
+    config = ProviderConfig("http://upstream.test/v1", KEY, protocol="openai", max_attempts=1)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(upstream)) as http:
+        events = await collect(LlamaClient(config, http=http), "hi")
+
+    assert isinstance(events[-1], StreamError)
+    assert events[-1].code == ("interrupted" if after_text else "upstream_unavailable")
+    assert "longer than 1 MiB" in events[-1].message
+    assert len(sent) < 20  # about 1 MiB of the 10 read
+
+
+def test_data_lines_without_the_end_of_their_event_are_refused():
+    decoder = SSEDecoder()
+    with pytest.raises(EventTooLarge):
+        for _ in range(20):
+            decoder.feed(b"data: " + b"a" * 65_536 + b"\n")
