@@ -20,6 +20,7 @@ import orjson
 
 from .deadline import ReadDeadline
 from .errors import (
+    SCAN_LIMIT,
     error_from_exception,
     error_from_response,
     error_from_stream_chunk,
@@ -45,6 +46,7 @@ from .types import (
 from .validation import validate_chat, validate_messages
 
 MODELS_CACHE_SECONDS = 300.0
+REPLY_LIMIT = 8 << 20  # a whole reply (not streamed): a long answer is well under 1 MiB
 BACKOFF_BASE, BACKOFF_MAX, BACKOFF_JITTER = 0.5, 8.0, 0.25  # the same curve as Meta's SDKs
 USER_AGENT = "llama-team-chat"
 
@@ -375,7 +377,7 @@ class LlamaClient:
         if response.is_success:
             return response
         try:
-            raw = await _within(deadline, response.aread())
+            raw, _ = await _within(deadline, _read_body(response, SCAN_LIMIT))
         except (TimeoutError, httpx.HTTPError):
             raw = b""  # the status alone still says what went wrong
         finally:
@@ -384,9 +386,12 @@ class LlamaClient:
 
     async def _read_json(self, response: httpx.Response, deadline: float) -> dict[str, Any]:
         try:
-            raw = await _within(deadline, response.aread())
+            raw, cut = await _within(deadline, _read_body(response, REPLY_LIMIT))
         except (TimeoutError, httpx.HTTPError) as exc:
             raise error_from_exception(exc, self.config) from None
+        if cut:
+            message = f"The Llama API sent a reply longer than {REPLY_LIMIT >> 20} MiB: try again."
+            raise LlmError("upstream_unavailable", message, retryable=True)
         return _parse_json(raw)
 
     async def _call_json(
@@ -400,6 +405,19 @@ class LlamaClient:
             return await self._read_json(response, deadline)
         finally:
             await response.aclose()
+
+
+async def _read_body(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
+    """The body (decoded) up to `limit` bytes, and whether it went on past them: what is not
+    read is never held."""
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        parts.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            return b"".join(parts)[:limit], True
+    return b"".join(parts), False
 
 
 async def _within(deadline: float, awaitable: Awaitable[T]) -> T:

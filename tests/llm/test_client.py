@@ -618,3 +618,46 @@ def test_data_lines_without_the_end_of_their_event_are_refused():
     with pytest.raises(EventTooLarge):
         for _ in range(20):
             decoder.feed(b"data: " + b"a" * 65_536 + b"\n")
+
+
+def endless_body(sent: list[int], start: bytes):
+    """A body that goes on for 20 MB, counting the 64 KiB pieces taken from it."""
+
+    async def pieces():
+        yield start
+        for _ in range(320):
+            sent.append(1)
+            yield b" " * 65_536
+
+    return pieces()
+
+
+async def test_a_whole_reply_past_the_limit_is_refused_unread():
+    sent: list[int] = []
+
+    def upstream(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=endless_body(sent, b'{"choices":['))
+
+    config = ProviderConfig("http://upstream.test/v1", KEY, protocol="openai", max_attempts=1)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(upstream)) as http:
+        with pytest.raises(LlmError) as raised:
+            await LlamaClient(config, http=http).complete_chat(user("hi"), ChatParams(MODEL))
+
+    assert raised.value.code == "upstream_unavailable"
+    assert "longer than 8 MiB" in raised.value.message
+    assert len(sent) < 140  # about 8 MiB of the 20
+
+
+async def test_an_endless_error_body_is_read_only_as_far_as_its_details():
+    sent: list[int] = []
+
+    def upstream(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(400, content=endless_body(sent, b"bad request"))
+
+    config = ProviderConfig("http://upstream.test/v1", KEY, protocol="openai", max_attempts=1)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(upstream)) as http:
+        events = await collect(LlamaClient(config, http=http), "hi")
+
+    assert [(type(event), event.code) for event in events] == [(StreamError, "bad_request")]
+    assert "bad request" in events[0].message
+    assert len(sent) < 5
