@@ -117,8 +117,12 @@ def retry_after_from(headers: httpx.Headers) -> float | None:
     try:
         return _capped(float(value))
     except ValueError:
-        parsed = email.utils.parsedate_tz(value)
+        pass
+    parsed = email.utils.parsedate_tz(value)
+    try:
         return _capped(email.utils.mktime_tz(parsed) - time.time()) if parsed else None
+    except (OverflowError, ValueError):  # a date no clock reaches
+        return None
 
 
 def _capped(seconds: float) -> float | None:

@@ -3,36 +3,25 @@
 import json
 
 import pytest
-from aiohttp import web
 
 from chatapp.chat.models import Message
 from tests.llm.conftest import MODEL
+from tests.support.upstream import Reply, hostile_upstream
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
 async def upstream(settings):
-    """An OpenAI-compatible server of the test's own on a loopback port, as the site's
-    provider: every chat request is answered with the SSE body in `replies[0]`."""
-    replies: list[str] = []
-
-    async def chat(request: web.Request) -> web.Response:
-        return web.Response(body=replies[0].encode(), content_type="text/event-stream")
-
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", chat)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    settings.LLAMA_API_BASE_URL = f"http://127.0.0.1:{port}/v1"
-    settings.LLAMA_API_KEY = "hostile-test-key"
-    settings.LLAMA_API_PROTOCOL = "openai"
-    settings.LLAMA_DEFAULT_MODEL = MODEL
-    yield replies
-    await runner.cleanup()
+    """The test's own OpenAI-compatible server as the site's provider: every chat request is
+    answered with the first Reply the test appends."""
+    replies: list[Reply] = []
+    async with hostile_upstream(replies) as url:
+        settings.LLAMA_API_BASE_URL = url
+        settings.LLAMA_API_KEY = "hostile-test-key"
+        settings.LLAMA_API_PROTOCOL = "openai"
+        settings.LLAMA_DEFAULT_MODEL = MODEL
+        yield replies
 
 
 def sse(*chunks: dict) -> str:
@@ -56,7 +45,7 @@ def text_chunk(text: str, finish_reason: str | None = None) -> dict:
 async def test_a_chunk_of_another_shape_ends_the_answer_keeping_its_text(
     connect, member, upstream, broken
 ):
-    upstream.append(sse(text_chunk("Hello"), broken, text_chunk("", "stop")))
+    upstream.append(Reply(sse(text_chunk("Hello"), broken, text_chunk("", "stop"))))
     socket = await connect(member)
     ids = await socket.send_message("Hi")
     error = (await socket.until_type("message.error", ids["message_id"]))[-1]["error"]
@@ -73,7 +62,7 @@ async def test_token_counts_out_of_range_are_brought_into_it_and_the_answer_is_k
     connect, member, upstream
 ):
     usage = {"choices": [], "usage": {"prompt_tokens": -5, "completion_tokens": 10**30}}
-    upstream.append(sse(text_chunk("Hello", "x" * 100), usage))
+    upstream.append(Reply(sse(text_chunk("Hello", "x" * 100), usage)))
     socket = await connect(member)
     ids = await socket.send_message("Hi")
     done = (await socket.until_type("message.done", ids["message_id"]))[-1]
@@ -88,7 +77,7 @@ async def test_nul_and_lone_surrogates_in_the_text_are_replaced_and_the_answer_i
 ):
     # Half a pair in one chunk and its other half in the next still make one character.
     chunks = [text_chunk("Hel\x00lo \ud83d"), text_chunk("\ude00 \ud83d!", "stop")]
-    upstream.append(sse(*chunks))
+    upstream.append(Reply(sse(*chunks)))
     socket = await connect(member)
     ids = await socket.send_message("Hi")
     done = (await socket.until_type("message.done", ids["message_id"]))[-1]

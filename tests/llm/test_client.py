@@ -452,6 +452,10 @@ def test_count_tokens_estimate_is_about_four_characters_a_token():
         ({"retry-after": "0.5", "retry-after-ms": "1500"}, 1.5),
         ({"retry-after": "3600"}, None),  # beyond the cap: fall back to our own backoff
         ({"retry-after": "soon"}, None),
+        ({"retry-after": "-1"}, None),
+        ({"retry-after": "1e400"}, None),
+        ({"retry-after": "nan", "retry-after-ms": "-5"}, None),
+        ({"retry-after": "Fri, 31 Dec 99999999999 23:59:59 GMT"}, None),  # past any clock
         ({}, None),
     ],
 )

@@ -1,0 +1,43 @@
+"""/v1 answers from a Llama API that misbehaves: an error in OpenAI's shape, never a 500."""
+
+import openai
+import pytest
+from channels.db import database_sync_to_async
+
+from tests.openai_api.conftest import MODEL, sdk
+from tests.support.upstream import Reply, hostile_upstream
+
+pytestmark = pytest.mark.django_db(transaction=True)
+QUESTION = [{"role": "user", "content": "Say hello"}]
+
+
+@pytest.fixture
+async def upstream(settings):
+    replies: list[Reply] = []
+    async with hostile_upstream(replies) as url:
+        settings.LLAMA_API_BASE_URL = url
+        settings.LLAMA_API_KEY = "hostile-test-key"
+        settings.LLAMA_API_PROTOCOL = "openai"
+        settings.LLAMA_MAX_ATTEMPTS = 1
+        yield replies
+
+
+async def test_a_rate_limit_with_a_retry_date_past_any_clock_is_a_429(
+    upstream, member, team, make_key
+):
+    date = "Fri, 31 Dec 99999999999 23:59:59 GMT"
+    upstream.append(Reply('{"error": "slow down"}', status=429, headers={"Retry-After": date}))
+    key = await database_sync_to_async(make_key)(member, team)
+    with pytest.raises(openai.RateLimitError) as raised:
+        await sdk(key).chat.completions.create(model=MODEL, messages=QUESTION)
+    assert raised.value.code == "upstream_rate_limited"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_reply_of_another_shape_is_a_502(upstream, member, team, make_key, stream):
+    upstream.append(Reply('data: {"choices": {"0": "Hello"}}\n\ndata: [DONE]\n\n'))
+    key = await database_sync_to_async(make_key)(member, team)
+    with pytest.raises(openai.APIStatusError) as raised:
+        await sdk(key).chat.completions.create(model=MODEL, messages=QUESTION, stream=stream)
+    assert raised.value.status_code == 502
+    assert raised.value.code == "upstream_unavailable"

@@ -1,0 +1,38 @@
+"""A Llama API of a test's own: an OpenAI-compatible server on a loopback port that answers
+every chat request with the reply the test queued, as no well-behaved server would."""
+
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+
+@dataclass
+class Reply:
+    body: str
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@asynccontextmanager
+async def hostile_upstream(replies: list[Reply]):
+    """Serve `replies[0]` to every POST /v1/chat/completions; yields the base URL."""
+
+    async def chat(request: web.Request) -> web.Response:
+        reply = replies[0]
+        return web.Response(
+            status=reply.status,
+            body=reply.body.encode(),
+            headers={"Content-Type": "text/event-stream", **reply.headers},
+        )
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
+    finally:
+        await runner.cleanup()
