@@ -46,6 +46,7 @@ from chatapp.core.metrics import (
     UPSTREAM_ERRORS,
     UPSTREAM_RETRIES,
 )
+from chatapp.core.text import storable
 from chatapp.llm import (
     Finish,
     Retrying,
@@ -317,7 +318,7 @@ class Generation:
                 elif isinstance(event, Finish):
                     if calls:
                         self._tool_usage = _added(self._tool_usage, event.usage)
-                        self._messages.append(_calls_message("".join(text), calls))
+                        self._messages.append(_calls_message(storable("".join(text)), calls))
                         return calls
                     if self._tool_usage.prompt_tokens or self._tool_usage.completion_tokens:
                         event = replace(event, usage=_added(self._tool_usage, event.usage))
@@ -326,14 +327,17 @@ class Generation:
 
     def _with_unique_ids(self, calls: tuple[ToolCall, ...]) -> tuple[ToolCall, ...]:
         """The calls, each with an id no other call of this answer has: some servers number
-        calls per turn (call_0 every turn), and calls are kept and answered by id."""
+        calls per turn (call_0 every turn), and calls are kept and answered by id. Their text
+        is made storable: they are saved, and sent upstream again with their results."""
         unique = []
         for call in calls:
-            call_id, n = call.id, 1
+            first = storable(call.id)
+            call_id, n = first, 1
             while call_id in self._call_ids:
-                call_id, n = f"{call.id}_{n}", n + 1
+                call_id, n = f"{first}_{n}", n + 1
             self._call_ids.add(call_id)
-            unique.append(replace(call, id=call_id))
+            name, arguments = storable(call.name), storable(call.arguments)
+            unique.append(replace(call, id=call_id, name=name, arguments=arguments))
         return tuple(unique)
 
     async def _run_tools(self, calls: tuple[ToolCall, ...], round_: int, deadline: float) -> None:

@@ -84,3 +84,26 @@ async def test_nul_and_lone_surrogates_in_the_text_are_replaced_and_the_answer_i
     assert done["status"] == "complete"
     answer = await Message.objects.aget(pk=ids["message_id"])
     assert answer.content == "Hel\ufffdlo \U0001f600 \ufffd!"
+
+
+async def test_a_tool_call_holding_a_nul_or_half_a_pair_runs_and_the_answer_is_saved(
+    connect, member, upstream, toolbox
+):
+    call = {"index": 0, "id": "call\x00one", "function": {"name": "get_weather"}}
+    call["function"]["arguments"] = '{"city": "Pa\x00ris \ud800"}'  # raw, not escaped
+    # Text before the calls goes back upstream with them: half a pair there too.
+    delta = {"content": "Let me see \ud83d", "tool_calls": [call]}
+    calling = {"choices": [{"index": 0, "delta": delta}]}
+    ended = {"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}
+    upstream.append(Reply(sse(calling, ended)))
+    upstream.append(Reply(sse(text_chunk("Sunny.", "stop"))))
+    socket = await connect(member)
+    ids = await socket.send_message("Weather?")
+    done = (await socket.until_type("message.done", ids["message_id"]))[-1]
+    assert done["status"] == "complete"
+    answer = await Message.objects.aget(pk=ids["message_id"])
+    assert answer.content == "Let me see \ufffdSunny."
+    (kept,) = answer.tool_calls
+    assert kept["id"] == "call\ufffdone"
+    assert json.loads(kept["arguments"]) == {"city": "Pa\ufffdris \ufffd"}
+    assert toolbox.calls == [("get_weather", {"city": "Pa\ufffdris \ufffd"})]

@@ -16,10 +16,14 @@ class Reply:
 
 @asynccontextmanager
 async def hostile_upstream(replies: list[Reply]):
-    """Serve `replies[0]` to every POST /v1/chat/completions; yields the base URL."""
+    """Serve the replies to the POST /v1/chat/completions requests in turn, the last one to
+    every request after; yields the base URL."""
+    served = 0
 
     async def chat(request: web.Request) -> web.Response:
-        reply = replies[0]
+        nonlocal served
+        reply = replies[min(served, len(replies) - 1)]
+        served += 1
         return web.Response(
             status=reply.status,
             body=reply.body.encode(),
