@@ -303,7 +303,8 @@ class Generation:
     ) -> tuple[ToolCall, ...] | None:
         """Queue one model turn; returns its tool calls if it asked for some (and ended well).
 
-        Calls of a turn that was offered no tools are dropped: nothing may run unoffered."""
+        Calls of a turn that was offered no tools are dropped: nothing may run unoffered; so
+        are those past MAX_TURN_CALLS, which would each hold a task, a row update and a frame."""
         calls: tuple[ToolCall, ...] = ()
         text: list[str] = []
         async with aclosing(stream) as turn:
@@ -313,7 +314,8 @@ class Generation:
                     text.append(event.text)
                     self._pumped_chars += len(event.text)
                 elif isinstance(event, ToolCalls):
-                    calls = self._with_unique_ids(event.calls) if offering else ()
+                    turn_calls = event.calls[: tooling.MAX_TURN_CALLS]
+                    calls = self._with_unique_ids(turn_calls) if offering else ()
                     continue
                 elif isinstance(event, Finish):
                     if calls:

@@ -15,6 +15,7 @@ from chatapp.core.text import storable
 from chatapp.tools import registry
 
 MAX_TOOL_ROUNDS = 8  # model turns that may call tools in one answer; the next must answer
+MAX_TURN_CALLS = 32  # calls of one turn that run (and go back upstream); the rest are dropped
 TOOL_LOOP_SECONDS = 600.0  # one answer's tool calls all finish within this
 APPROVAL_SECONDS = 600.0  # an unanswered approval counts as denied after this
 RESULT_MAX_CHARS = 16_000  # of one tool result, kept and sent back to the model

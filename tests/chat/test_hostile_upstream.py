@@ -5,6 +5,7 @@ import json
 import pytest
 
 from chatapp.chat.models import Message
+from chatapp.chat.tooling import MAX_TURN_CALLS
 from tests.llm.conftest import MODEL
 from tests.support.upstream import Reply, hostile_upstream
 
@@ -107,3 +108,25 @@ async def test_a_tool_call_holding_a_nul_or_half_a_pair_runs_and_the_answer_is_s
     assert kept["id"] == "call\ufffdone"
     assert json.loads(kept["arguments"]) == {"city": "Pa\ufffdris \ufffd"}
     assert toolbox.calls == [("get_weather", {"city": "Pa\ufffdris \ufffd"})]
+
+
+async def test_only_the_first_calls_of_a_turn_that_asks_for_hundreds_run(
+    connect, member, upstream, toolbox
+):
+    calls = [
+        {"index": n, "id": f"call_{n}", "function": {"name": "get_weather", "arguments": "{}"}}
+        for n in range(500)
+    ]
+    calling = {"choices": [{"index": 0, "delta": {"tool_calls": calls}}]}
+    ended = {"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}
+    upstream.append(Reply(sse(calling, ended)))
+    upstream.append(Reply(sse(text_chunk("Sunny.", "stop"))))
+    socket = await connect(member)
+    ids = await socket.send_message("Weather everywhere?")
+    done = (await socket.until_type("message.done", ids["message_id"]))[-1]
+    assert done["status"] == "complete"
+    assert len(toolbox.calls) == MAX_TURN_CALLS
+    answer = await Message.objects.aget(pk=ids["message_id"])
+    assert [call["id"] for call in answer.tool_calls] == [
+        f"call_{n}" for n in range(MAX_TURN_CALLS)
+    ]
