@@ -8,7 +8,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from .types import ChatParams, ToolCall, Usage
+from .types import ChatParams, LlmError, ToolCall, Usage
+
+# Far past what a model writes in one reply; also keeps the joining of the pieces cheap.
+ARGUMENTS_LIMIT = 1 << 20
 
 
 @dataclass
@@ -28,6 +31,9 @@ class ReplyState:
         if isinstance(name, str) and name and not call["name"]:
             call["name"] = name
         if isinstance(arguments, str):
+            if len(call["arguments"]) + len(arguments) > ARGUMENTS_LIMIT:
+                message = "The Llama API sent a tool call longer than 1 MiB: try again."
+                raise LlmError("upstream_unavailable", message, retryable=True)
             call["arguments"] += arguments
 
     def tool_calls(self) -> tuple[ToolCall, ...]:

@@ -1,5 +1,6 @@
 import asyncio
 import email.utils
+import json
 import time
 from contextlib import aclosing
 
@@ -665,3 +666,29 @@ async def test_an_endless_error_body_is_read_only_as_far_as_its_details():
     assert [(type(event), event.code) for event in events] == [(StreamError, "bad_request")]
     assert "bad request" in events[0].message
     assert len(sent) < 5
+
+
+@pytest.mark.parametrize("protocol", ["llama", "openai"])
+async def test_a_tool_call_growing_past_1_mib_is_refused(protocol):
+    piece = "a" * 65_536
+    if protocol == "openai":
+        calls = [{"index": 0, "id": "c1", "function": {"name": "f", "arguments": piece}}]
+        chunk = json.dumps({"choices": [{"index": 0, "delta": {"tool_calls": calls}}]})
+        end = {"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}
+    else:
+        delta = {"type": "tool_call", "function": {"name": "f", "arguments": piece}}
+        chunk = json.dumps({"event": {"event_type": "progress", "delta": delta}})
+        end = {"event": {"event_type": "complete", "stop_reason": "tool_calls"}}
+    body = f"data: {chunk}\n\n" * 20 + f"data: {json.dumps(end)}\n\n"
+
+    def upstream(request: httpx.Request) -> httpx.Response:
+        return sse_response(body)
+
+    config = ProviderConfig("http://upstream.test/v1", KEY, protocol=protocol, max_attempts=1)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(upstream)) as http:
+        events = await collect(LlamaClient(config, http=http), "hi")
+
+    assert [(type(event), event.code) for event in events] == [
+        (StreamError, "upstream_unavailable")
+    ]
+    assert "longer than 1 MiB" in events[0].message
