@@ -130,3 +130,28 @@ async def test_only_the_first_calls_of_a_turn_that_asks_for_hundreds_run(
     assert [call["id"] for call in answer.tool_calls] == [
         f"call_{n}" for n in range(MAX_TURN_CALLS)
     ]
+
+
+async def test_an_error_detail_holding_a_nul_is_shown_and_saved(connect, member, upstream):
+    detail = json.dumps({"error": {"message": "bad\x00 thing \ud800"}})
+    upstream.append(Reply(detail, status=400))
+    socket = await connect(member)
+    ids = await socket.send_message("Hi")
+    error = (await socket.until_type("message.error", ids["message_id"]))[-1]["error"]
+    assert error["code"] == "bad_request"
+    answer = await Message.objects.aget(pk=ids["message_id"])
+    assert answer.status == "error"
+    assert answer.error_message.endswith("bad\ufffd thing \ufffd")
+
+
+async def test_an_id_and_finish_reason_holding_a_nul_are_saved(connect, member, upstream):
+    chunk = text_chunk("Hello", "st\x00op")
+    chunk["id"] = "chatcmpl-\x00"
+    upstream.append(Reply(sse(chunk)))
+    socket = await connect(member)
+    ids = await socket.send_message("Hi")
+    done = (await socket.until_type("message.done", ids["message_id"]))[-1]
+    assert done["status"] == "complete"
+    answer = await Message.objects.aget(pk=ids["message_id"])
+    assert (answer.content, answer.finish_reason) == ("Hello", "st\ufffdop")
+    assert answer.upstream_request_id == "chatcmpl-\ufffd"

@@ -377,14 +377,14 @@ def save_reply(
         "content": storable(result.content),  # the model's NUL or half a surrogate pair
         "seq": result.seq,
         "model": result.model,
-        "finish_reason": (result.finish_reason or "")[:32],
+        "finish_reason": storable((result.finish_reason or "")[:32]),
         "prompt_tokens": result.usage.prompt_tokens if result.usage else None,
         "completion_tokens": result.usage.completion_tokens if result.usage else None,
         "time_to_first_token_ms": result.time_to_first_token_ms,
         "duration_ms": result.duration_ms,
-        "upstream_request_id": (result.upstream_request_id or "")[:200],
+        "upstream_request_id": storable((result.upstream_request_id or "")[:200]),
         "error_code": error.code[:40] if error else "",
-        "error_message": error.message[:500] if error else "",
+        "error_message": storable(error.message[:500]) if error else "",  # upstream's details
         "heartbeat_at": timezone.now(),
         "updated_at": timezone.now(),
         "safety": result.safety,
@@ -491,14 +491,14 @@ def _save_completion(plan: ReplyPlan, result: ReplyResult) -> int:
             status=result.status,
             content=storable(result.content),
             model=result.model,
-            finish_reason=(result.finish_reason or "")[:32],
+            finish_reason=storable((result.finish_reason or "")[:32]),
             prompt_tokens=usage.prompt_tokens if usage else None,
             completion_tokens=usage.completion_tokens if usage else None,
             time_to_first_token_ms=result.time_to_first_token_ms,
             duration_ms=result.duration_ms,
-            upstream_request_id=(result.upstream_request_id or "")[:200],
+            upstream_request_id=storable((result.upstream_request_id or "")[:200]),
             error_code=result.error.code[:40] if result.error else "",
-            error_message=result.error.message[:500] if result.error else "",
+            error_message=storable(result.error.message[:500]) if result.error else "",
         )
     )
     rows[-1].safety = result.safety
