@@ -18,6 +18,7 @@ from chatapp.accounts.sockets import user_group
 from chatapp.chat import events
 from chatapp.chat.actions import conversations
 from chatapp.core.layers import channel_layer
+from chatapp.core.text import storable
 from chatapp.llm import ChatParams, LlamaClient, LlmError
 from chatapp.teams.models import Team, TeamPolicy
 
@@ -89,13 +90,14 @@ async def name_conversation(job: TitleJob) -> str | None:
     """Ask the model for a title and keep it; returns the title kept, or None."""
     params = ChatParams(model=job.model, max_tokens=TITLE_MAX_TOKENS)
     try:
+        # The answer as stored: half a surrogate pair cannot go upstream.
         text, finish = await job.client.complete_chat(
-            title_messages(job.question, job.answer), params
+            title_messages(job.question, storable(job.answer)), params
         )
     except LlmError as error:
         log.info("No title for conversation %s: %s", job.conversation_id, error.code)
         return None
-    title = clean_title(text)
+    title = clean_title(storable(text))
     usage = finish.usage
     kept = await database_sync_to_async(conversations.keep_generated_title)(
         job.conversation_id,

@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from chatapp.chat.models import Message
+from chatapp.chat.generation import RUNNING
+from chatapp.chat.models import Conversation, Message
 from chatapp.chat.tooling import MAX_TURN_CALLS
 from tests.llm.conftest import MODEL
 from tests.support.upstream import Reply, hostile_upstream
@@ -155,3 +156,19 @@ async def test_an_id_and_finish_reason_holding_a_nul_are_saved(connect, member, 
     answer = await Message.objects.aget(pk=ids["message_id"])
     assert (answer.content, answer.finish_reason) == ("Hello", "st\ufffdop")
     assert answer.upstream_request_id == "chatcmpl-\ufffd"
+
+
+async def test_a_title_holding_a_nul_after_an_answer_holding_half_a_pair_is_kept(
+    connect, member, upstream, settings
+):
+    settings.LLAMA_GENERATE_TITLES = True
+    upstream.append(Reply(sse(text_chunk("Sunny \ud83d", "stop"))))
+    title = {"index": 0, "message": {"role": "assistant", "content": "Wea\x00ther"}}
+    upstream.append(Reply(json.dumps({"choices": [{**title, "finish_reason": "stop"}]})))
+    socket = await connect(member)
+    ids = await socket.send_message("Weather?")
+    generation = RUNNING[ids["message_id"]]
+    await socket.until_type("message.done", ids["message_id"])
+    await generation.wait()
+    conversation = await Conversation.objects.aget(pk=ids["conversation_id"])
+    assert conversation.title == "Wea\ufffdther"
