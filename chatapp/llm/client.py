@@ -315,7 +315,7 @@ class LlamaClient:
     ) -> LlmError:
         """Before any text: a (retryable) error; after text: an interruption, never retried."""
         request_id = request_id_from(response.headers)
-        too_large = f"the Llama API sent an event longer than {EVENT_LIMIT >> 20} MiB"
+        too_large = f"the Llama API sent more than {EVENT_LIMIT >> 20} MiB without an event"
         if not text_sent:
             if isinstance(exc, LlmError):
                 return exc

@@ -14,20 +14,21 @@ import httpx
 Event = tuple[str, str]  # (event name, data)
 
 # A chunk is a token or a few: no event of a working server comes near this. Past it the body
-# is refused rather than held, so a line that never ends cannot fill the memory.
+# is refused rather than held, so a line that never ends cannot fill the memory, nor a flood of
+# blank lines (200 MB of them are 200 kB gzipped) hold the event loop.
 EVENT_LIMIT = 1 << 20
 
 
 class EventTooLarge(ValueError):
-    """An event (or a line) longer than EVENT_LIMIT bytes."""
+    """More than EVENT_LIMIT bytes without an event."""
 
 
 class SSEDecoder:
     """Incremental SSE parsing: `feed` the body's bytes as they come, `end` at the close.
 
     Lines end at CR, LF or CRLF (even split across chunks); data is UTF-8, an invalid byte
-    becomes U+FFFD. Comments, ids and retry hints are ignored. An event or line longer than
-    EVENT_LIMIT bytes raises EventTooLarge.
+    becomes U+FFFD. Comments, ids and retry hints are ignored. More than EVENT_LIMIT bytes
+    without an event (one long line or event, or lines that make none) raise EventTooLarge.
     """
 
     def __init__(self) -> None:
@@ -35,9 +36,19 @@ class SSEDecoder:
         self._skip_lf = False  # the last chunk ended with CR: a LF that follows ends nothing
         self._event = ""
         self._data: list[str] = []
-        self._size = 0  # bytes of the data lines of the event being read
+        self._since = 0  # bytes of the lines read since the last event
 
     def feed(self, chunk: bytes) -> list[Event]:
+        if len(chunk) <= EVENT_LIMIT:
+            return self._feed(chunk)
+        # A burst a compressed body decoded to: a slice at a time, so that one without events
+        # is refused after its first slice, not split into millions of lines first.
+        events: list[Event] = []
+        for start in range(0, len(chunk), EVENT_LIMIT):
+            events += self._feed(chunk[start : start + EVENT_LIMIT])
+        return events
+
+    def _feed(self, chunk: bytes) -> list[Event]:
         if self._skip_lf and chunk:
             self._skip_lf = False
             if chunk[:1] == b"\n":
@@ -66,14 +77,15 @@ class SSEDecoder:
         return events
 
     def _line(self, line: bytes, events: list[Event]) -> None:
+        self._since += len(line) + 1
+        if self._since > EVENT_LIMIT:
+            raise EventTooLarge(f"{EVENT_LIMIT} bytes without an event")
         if not line:
             if self._data:
                 events.append((self._event or "message", "\n".join(self._data)))
-            self._event, self._data, self._size = "", [], 0
+                self._since = 0
+            self._event, self._data = "", []
         elif line.startswith(b"data:"):
-            self._size += len(line)
-            if self._size > EVENT_LIMIT:
-                raise EventTooLarge(f"an event longer than {EVENT_LIMIT} bytes")
             self._data.append(_field_value(line, 5))
         elif line.startswith(b"event:"):
             self._event = _field_value(line, 6)

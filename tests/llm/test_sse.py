@@ -1,8 +1,9 @@
 import gzip
 
 import httpx
+import pytest
 
-from chatapp.llm.sse import SSEDecoder, sse_stream
+from chatapp.llm.sse import EventTooLarge, SSEDecoder, sse_stream
 
 
 def decode(*chunks: bytes) -> list[tuple[str, str]]:
@@ -71,3 +72,26 @@ async def test_a_plain_body_is_read_as_it_arrives():
     response = httpx.Response(200, content=pieces())
 
     assert [event async for event in sse_stream(response)] == [("message", "a"), ("message", "b")]
+
+
+async def test_a_compressed_flood_of_blank_lines_is_refused_after_its_first_mib():
+    """200 MB of line ends, 200 kB gzipped: refused, not split into 200 million lines."""
+    body = gzip.compress(b"\n" * 200_000_000)
+    sent: list[int] = []
+
+    async def pieces():
+        for start in range(0, len(body), 65_536):
+            sent.append(1)
+            yield body[start : start + 65_536]
+
+    response = httpx.Response(200, headers={"content-encoding": "gzip"}, content=pieces())
+
+    with pytest.raises(EventTooLarge):
+        [event async for event in sse_stream(response)]
+    assert len(sent) == 1
+
+
+def test_events_keep_coming_however_long_the_stream():
+    decoder = SSEDecoder()
+    event = b"data: " + b"a" * 1000 + b"\n\n"
+    assert len(decoder.feed(event * 5000)) == 5000  # 5 MB in one chunk, an event per kB
