@@ -13,6 +13,7 @@ from typing import Any, Literal
 from django.conf import settings
 
 from chatapp.core.metrics import SAFETY_FAILURES, SAFETY_VERDICTS
+from chatapp.core.text import storable
 from chatapp.llm import GUARD_CATEGORIES, LlamaClient
 from chatapp.llm.moderation import text_of
 from chatapp.teams.models import SafetyMode, SafetyOnError, TeamPolicy, describe_categories
@@ -88,7 +89,9 @@ async def screen(
     """Ask Llama Guard about the last message; failures follow the team's fail_open/closed."""
     try:
         verdict = await client.screen(
-            [{"role": m["role"], "content": text_of(m)} for m in messages],
+            # As stored: the halves of a pair streamed apart are one character, what cannot
+            # go upstream (a lone half) is U+FFFD.
+            [{"role": m["role"], "content": storable(text_of(m))} for m in messages],
             categories=list(rules.categories),
             guard_model=settings.LLAMA_GUARD_MODEL,
             timeout=settings.LLAMA_GUARD_TIMEOUT,

@@ -7,6 +7,7 @@ import pytest
 from chatapp.chat.generation import RUNNING
 from chatapp.chat.models import Conversation, Message
 from chatapp.chat.tooling import MAX_TURN_CALLS
+from chatapp.teams.models import TeamPolicy
 from tests.llm.conftest import MODEL
 from tests.support.upstream import Reply, hostile_upstream
 
@@ -172,3 +173,19 @@ async def test_a_title_holding_a_nul_after_an_answer_holding_half_a_pair_is_kept
     await generation.wait()
     conversation = await Conversation.objects.aget(pk=ids["conversation_id"])
     assert conversation.title == "Wea\ufffdther"
+
+
+async def test_an_answer_with_an_emoji_split_between_chunks_is_screened(
+    connect, member, team, upstream
+):
+    await TeamPolicy.objects.aupdate_or_create(
+        team=team, defaults={"safety_output": "flag", "safety_on_error": "fail_closed"}
+    )
+    upstream.append(Reply(sse(text_chunk("Hi \ud83d"), text_chunk("\ude00 there", "stop"))))
+    verdict = {"index": 0, "message": {"role": "assistant", "content": "safe"}}
+    upstream.append(Reply(json.dumps({"choices": [{**verdict, "finish_reason": "stop"}]})))
+    socket = await connect(member)
+    ids = await socket.send_message("Hi")
+    done = (await socket.until_type("message.done", ids["message_id"]))[-1]
+    assert done["status"] == "complete"
+    assert done["safety"]["unscreened"] == []
