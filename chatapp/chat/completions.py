@@ -339,7 +339,10 @@ def usage_body(usage: Usage) -> dict[str, int]:
 
 
 def event(body: dict[str, Any]) -> bytes:
-    return f"data: {json.dumps(body, ensure_ascii=False)}\n\n".encode()
+    try:
+        return f"data: {json.dumps(body, ensure_ascii=False)}\n\n".encode()
+    except UnicodeEncodeError:  # half a surrogate pair (an emoji streamed in two): escaped
+        return f"data: {json.dumps(body)}\n\n".encode()
 
 
 DONE = b"data: [DONE]\n\n"

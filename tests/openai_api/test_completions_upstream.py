@@ -1,5 +1,7 @@
 """/v1 answers from a Llama API that misbehaves: an error in OpenAI's shape, never a 500."""
 
+import json
+
 import openai
 import pytest
 from channels.db import database_sync_to_async
@@ -41,3 +43,17 @@ async def test_a_reply_of_another_shape_is_a_502(upstream, member, team, make_ke
         await sdk(key).chat.completions.create(model=MODEL, messages=QUESTION, stream=stream)
     assert raised.value.status_code == 502
     assert raised.value.code == "upstream_unavailable"
+
+
+async def test_a_stream_relays_an_emoji_split_between_chunks(upstream, member, team, make_key):
+    chunks = [
+        {"choices": [{"index": 0, "delta": {"content": "Hi \ud83d"}}]},
+        {"choices": [{"index": 0, "delta": {"content": "\ude00 there"}, "finish_reason": "stop"}]},
+    ]
+    upstream.append(Reply("".join(f"data: {json.dumps(c)}\n\n" for c in chunks)))
+    key = await database_sync_to_async(make_key)(member, team)
+    stream = await sdk(key).chat.completions.create(model=MODEL, messages=QUESTION, stream=True)
+    received = [chunk async for chunk in stream]
+    text = "".join(c.choices[0].delta.content or "" for c in received if c.choices)
+    assert text == "Hi \ud83d\ude00 there"  # each half as its own escape, as it came
+    assert [c.choices[0].finish_reason for c in received if c.choices][-1] == "stop"
