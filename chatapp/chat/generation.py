@@ -174,6 +174,7 @@ class Generation:
         self.message_id = 0  # both set by attach, once the rows exist
         self.conversation_id = 0
         self.frames: list[str] = []
+        self._half = ""  # the first half of a surrogate pair, held for its second
         self._framed_at = 0.0  # when the last frame went out (time.monotonic)
         self.stop_requested = False
         self._stop_error: StreamError | None = None  # why, when not the user's own stop
@@ -537,7 +538,11 @@ class Generation:
                 event = await self._queue.get()
             if isinstance(event, TextDelta):
                 event = await self._relay_text(event.text)
-            elif isinstance(event, Retrying):
+                continue
+            if self._half:  # the first half of a pair whose second half never came
+                half, self._half = self._half, ""
+                await self._emit(storable(half))
+            if isinstance(event, Retrying):
                 await self._announce_retry(event)
                 event = None
             elif isinstance(event, ToolUpdate):
@@ -581,7 +586,13 @@ class Generation:
                 parts.append(event.text)
             else:
                 following = event
-        frame = "".join(parts)
+        frame, self._half = self._half + "".join(parts), ""
+        if following is None and "\ud800" <= frame[-1:] <= "\udbff":
+            # The first half of a surrogate pair (an emoji the model streamed in two chunks)
+            # waits for the second: frames, the text and snapshots hold whole characters, which
+            # the channel layer and the database can carry.
+            frame, self._half = frame[:-1], frame[-1]
+        frame = storable(frame)
         if frame:
             await self._emit(frame)
             self._framed_at = time.monotonic()

@@ -8,6 +8,7 @@ from chatapp.chat.generation import RUNNING
 from chatapp.chat.models import Conversation, Message
 from chatapp.chat.tooling import MAX_TURN_CALLS
 from chatapp.teams.models import TeamPolicy
+from tests.chat.conftest import joined_text
 from tests.llm.conftest import MODEL
 from tests.support.upstream import Reply, hostile_upstream
 
@@ -189,3 +190,18 @@ async def test_an_answer_with_an_emoji_split_between_chunks_is_screened(
     done = (await socket.until_type("message.done", ids["message_id"]))[-1]
     assert done["status"] == "complete"
     assert done["safety"]["unscreened"] == []
+
+
+async def test_an_emoji_streamed_in_two_halves_is_relayed_as_one_character(
+    connect, member, upstream
+):
+    chunks = [text_chunk("Hi \ud83d"), text_chunk("\ude00 there \ud83d"), text_chunk("", "stop")]
+    upstream.append(Reply(sse(*chunks)))
+    socket = await connect(member)
+    ids = await socket.send_message("Hi")
+    frames = await socket.until_type("message.done", ids["message_id"])
+    # Whole characters in every frame: UTF-8, as a channel layer between processes carries text.
+    for frame in frames:
+        if frame["type"] == "message.delta":
+            frame["text"].encode()
+    assert joined_text(frames, ids["message_id"]) == "Hi \U0001f600 there \ufffd"
