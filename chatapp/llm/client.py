@@ -10,8 +10,8 @@ import json
 import random
 import time
 import weakref
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
-from contextlib import aclosing, contextmanager
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from contextlib import aclosing
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -295,8 +295,10 @@ class LlamaClient:
         self, response: httpx.Response, deadline: float
     ) -> AsyncGenerator[TextDelta | ToolCalls | Finish, None]:
         body = await self._read_json(response, deadline)
-        with _readable():
+        try:
             text, state = self._protocol.read_reply(body)
+        except (TypeError, AttributeError) as exc:
+            raise _unreadable() from exc
         yield TextDelta(text)
         if calls := state.tool_calls():
             yield ToolCalls(calls)
@@ -307,8 +309,10 @@ class LlamaClient:
         chunk = _parse_json(data)
         if name == "error" or "error" in chunk:
             raise error_from_stream_chunk(chunk, self.config)
-        with _readable():
+        try:  # no context manager here: at chat pace this runs for every token
             return self._protocol.read_chunk(chunk, state)
+        except (TypeError, AttributeError) as exc:
+            raise _unreadable() from exc
 
     def _stream_failure(
         self, exc: BaseException | None, text_sent: bool, hit_total: bool, response: httpx.Response
@@ -426,15 +430,11 @@ async def _within(deadline: float, awaitable: Awaitable[T]) -> T:
         return await awaitable
 
 
-@contextmanager
-def _readable() -> Iterator[None]:
+def _unreadable() -> LlmError:
     """A reply in another shape than its protocol's (text that is a number, choices that are
     not a list) is an upstream failure like one that is not JSON."""
-    try:
-        yield
-    except (TypeError, AttributeError) as exc:
-        message = "The Llama API sent a reply in a shape this app cannot read: try again."
-        raise LlmError("upstream_unavailable", message, retryable=True) from exc
+    message = "The Llama API sent a reply in a shape this app cannot read: try again."
+    return LlmError("upstream_unavailable", message, retryable=True)
 
 
 def _parse_json(raw: str | bytes) -> dict[str, Any]:
