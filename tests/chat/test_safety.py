@@ -247,24 +247,27 @@ async def test_fail_closed_withholds_an_answer_that_could_not_be_screened(
     assert done["safety"]["flagged"] is False
 
 
-async def test_a_blocked_question_stays_out_of_later_requests(connect, member, team, sim):
-    await aset_policy(team, safety_input="block")
-    socket = await connect(member)
-    ids = await socket.send_message(FLAGGED_QUESTION)
-    await socket.until_type("message.error", ids["message_id"])
-
+async def questions_sent_next(socket, conversation_id: int, sim) -> list[str]:
+    """Ask "Something else" in the conversation; the questions its request sent upstream."""
     await socket.send(
         {
             "type": "chat.send",
             "request_id": "r2",
-            "conversation_id": ids["conversation_id"],
+            "conversation_id": conversation_id,
             "content": "Something else",
         }
     )
     frames = await socket.receive_until(lambda f: f["type"] == "message.done")
     assert frames[-1]["status"] == "complete"
-    sent = [m["content"] for m in sim.requests[-1]["messages"]]
-    assert sent == ["Something else"]
+    return [m["content"] for m in sim.requests[-1]["messages"]]
+
+
+async def test_a_blocked_question_stays_out_of_later_requests(connect, member, team, sim):
+    await aset_policy(team, safety_input="block")
+    socket = await connect(member)
+    ids = await socket.send_message(FLAGGED_QUESTION)
+    await socket.until_type("message.error", ids["message_id"])
+    assert await questions_sent_next(socket, ids["conversation_id"], sim) == ["Something else"]
 
 
 async def test_a_question_refused_unscreened_stays_out_of_later_requests(
@@ -277,19 +280,7 @@ async def test_a_question_refused_unscreened_stays_out_of_later_requests(
     ids = await socket.send_message("[sim:guard_fault=503] The question nobody screened")
     error = (await socket.until_type("message.error", ids["message_id"]))[-1]["error"]
     assert error["code"] == "safety_unavailable"
-
-    await socket.send(
-        {
-            "type": "chat.send",
-            "request_id": "r2",
-            "conversation_id": ids["conversation_id"],
-            "content": "Something else",
-        }
-    )
-    frames = await socket.receive_until(lambda f: f["type"] == "message.done")
-    assert frames[-1]["status"] == "complete"
-    sent = [m["content"] for m in sim.requests[-1]["messages"]]
-    assert sent == ["Something else"]
+    assert await questions_sent_next(socket, ids["conversation_id"], sim) == ["Something else"]
 
 
 async def test_redacted_data_never_reaches_the_simulator(connect, member, team, sim, protocol):
