@@ -34,6 +34,7 @@ def test_a_json_answer_is_formatted_and_a_broken_one_is_noted(
     schema_id = save_schema(app_server, user.username)
     page = logged_in_page
     page.reload()  # the panel lists the team's schemas
+    page.wait_for_selector("html[data-socket=open]")  # the page's script has set it up
     chat = ChatPage(page)
     page.get_by_role("button", name="This chat settings").click()
     dialog = page.get_by_role("dialog", name="This chat")
