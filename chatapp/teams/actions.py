@@ -295,7 +295,8 @@ def _lock_members(team: Team | int) -> None:
     """Queue changes to the team's roles and members, in this process or another, before any
     of its membership rows is locked: two owners changing each other at once wait in turn
     rather than each lock one row and deadlock on the other's."""
-    lock_rows(Team.objects.filter(pk=getattr(team, "pk", team)))
+    # NO KEY: new conversations and audit events of the team do not wait for it.
+    lock_rows(Team.objects.filter(pk=getattr(team, "pk", team)), no_key=True)
 
 
 def _current(membership: Membership) -> Membership:
@@ -413,7 +414,7 @@ def save_prompt(
                 # Two prompts made default at once queue here, so the second clears the
                 # first instead of meeting the one-default constraint. NO KEY: new rows of
                 # the team (conversations, audit events) do not wait for it.
-                list(Team.objects.select_for_update(no_key=True).filter(pk=team.pk))
+                lock_rows(Team.objects.filter(pk=team.pk), no_key=True)
             prompt, summary = _apply_prompt(actor, team, prompt, name, content)
             if is_default:  # one default per team: clear the old one first
                 team.system_prompts.filter(is_default=True).exclude(pk=prompt.pk).update(
