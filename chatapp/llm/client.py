@@ -47,6 +47,14 @@ from .validation import validate_chat, validate_messages
 
 MODELS_CACHE_SECONDS = 300.0
 REPLY_LIMIT = 8 << 20  # a whole reply (not streamed): a long answer is well under 1 MiB
+# A streamed answer's text, in characters: the longest outputs offered are well under a million.
+STREAM_TEXT_LIMIT = 8_000_000
+
+
+class AnswerTooLong(Exception):
+    """A streamed answer passed STREAM_TEXT_LIMIT characters."""
+
+
 BACKOFF_BASE, BACKOFF_MAX, BACKOFF_JITTER = 0.5, 8.0, 0.25  # the same curve as Meta's SDKs
 USER_AGENT = "llama-team-chat"
 
@@ -268,17 +276,20 @@ class LlamaClient:
         loop = asyncio.get_running_loop()
         state = ReplyState()
         events = sse_stream(response)
-        read_deadline, text_sent = ReadDeadline(first_deadline), False
+        read_deadline, text_sent, length = ReadDeadline(first_deadline), False, 0
         try:
             while item := await read_deadline.read(anext(events, None)):
                 if item[1] == "[DONE]":
                     break
                 if text := self._read_chunk(item, state):
                     text_sent = True
+                    length += len(text)
+                    if length > STREAM_TEXT_LIMIT:
+                        raise AnswerTooLong
                     yield TextDelta(text)
                 if text_sent or state.calls:
                     read_deadline.move(min(loop.time() + self.config.idle_timeout, deadline))
-        except (TimeoutError, httpx.HTTPError, LlmError, EventTooLarge) as exc:
+        except (TimeoutError, httpx.HTTPError, LlmError, EventTooLarge, AnswerTooLong) as exc:
             # Trouble after the finish reason arrived costs at most the trailing usage.
             if state.finish_reason is None:
                 hit_total = read_deadline.when >= deadline
@@ -344,6 +355,8 @@ class LlamaClient:
             reason = "the Llama API reported an error mid-answer"
         elif isinstance(exc, EventTooLarge):
             reason = too_large
+        elif isinstance(exc, AnswerTooLong):
+            reason = f"the answer passed {STREAM_TEXT_LIMIT:,} characters"
         elif exc is None:
             reason = "the Llama API ended the stream without finishing"
         else:

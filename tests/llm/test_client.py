@@ -692,3 +692,27 @@ async def test_a_tool_call_growing_past_1_mib_is_refused(protocol):
         (StreamError, "upstream_unavailable")
     ]
     assert "longer than 1 MiB" in events[0].message
+
+
+async def test_a_streamed_answer_past_8_million_characters_is_cut_and_keeps_its_text():
+    """A provider streaming text without end: the answer stops at the limit, what came is kept."""
+    sent: list[int] = []
+    piece = json.dumps({"choices": [{"index": 0, "delta": {"content": "a" * 65_536}}]})
+
+    async def endless():
+        for _ in range(320):  # 20 million characters
+            sent.append(1)
+            yield f"data: {piece}\n\n".encode()
+
+    def upstream(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=endless())
+
+    config = ProviderConfig("http://upstream.test/v1", KEY, protocol="openai", max_attempts=1)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(upstream)) as http:
+        events = await collect(LlamaClient(config, http=http), "hi")
+
+    assert isinstance(events[-1], StreamError)
+    assert events[-1].code == "interrupted"
+    assert "passed 8,000,000 characters" in events[-1].message
+    assert len(text_of(events)) == 122 * 65_536  # every piece that fit, whole
+    assert len(sent) < 130
