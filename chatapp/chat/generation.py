@@ -57,6 +57,7 @@ from chatapp.llm import (
     ToolCalls,
     Usage,
     count_message_tokens,
+    count_tokens_estimate_of_length,
 )
 from chatapp.teams import safety
 from chatapp.teams.safety import Screening, Stage
@@ -166,6 +167,7 @@ class Generation:
         self._decisions: dict[str, asyncio.Future[bool]] = {}  # calls awaiting approval
         self._call_ids: set[str] = set()  # of this answer's calls, all rounds
         self._pumped_chars = 0  # of text read from upstream so far, all rounds
+        self._turn_began = (0, 0)  # token_count and _pumped_chars when the current turn began
         self._tool_usage = Usage(0, 0)  # the tokens of the turns that called tools
         self._released = False
         self.team, self.user, self.model = plan.team, plan.user, plan.params.model
@@ -308,6 +310,7 @@ class Generation:
         are those past MAX_TURN_CALLS, which would each hold a task, a row update and a frame."""
         calls: tuple[ToolCall, ...] = ()
         text: list[str] = []
+        self._turn_began = (self.token_count, self._pumped_chars)
         async with aclosing(stream) as turn:
             async for event in turn:
                 if isinstance(event, TextDelta):
@@ -750,10 +753,14 @@ class Generation:
 
     def _cut_turn_usage(self) -> Usage:
         """A cut stream reports no usage: the tokens it sent and, once it sent some, its
-        prompt by the estimate the history uses (the provider bills it, long or not)."""
-        if not self.token_count:
+        prompt by the estimate the history uses (the provider bills it, long or not). A
+        chunk may carry several tokens: its text counts at least as the history estimates."""
+        tokens_before, chars_before = self._turn_began
+        deltas = self.token_count - tokens_before
+        if not deltas:
             return Usage(0, 0)
-        return Usage(count_message_tokens(self._messages), self.token_count)
+        by_length = count_tokens_estimate_of_length(self._pumped_chars - chars_before)
+        return Usage(count_message_tokens(self._messages), max(deltas, by_length))
 
     def _observe(self, result: ReplyResult) -> None:
         for stage, screening in (

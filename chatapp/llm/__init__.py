@@ -10,6 +10,7 @@ from .limits import (
     MODEL_MAX_OUTPUT,
     count_message_tokens,
     count_tokens_estimate,
+    count_tokens_estimate_of_length,
 )
 from .moderation import GUARD_CATEGORIES, Verdict
 from .types import (
@@ -49,6 +50,7 @@ __all__ = [
     "Verdict",
     "count_message_tokens",
     "count_tokens_estimate",
+    "count_tokens_estimate_of_length",
     "shared_http_client",
     "url_problem",
 ]

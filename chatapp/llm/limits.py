@@ -23,7 +23,11 @@ IMAGE_TOKENS_ESTIMATE = 1500
 
 def count_tokens_estimate(text: str) -> int:
     """About four characters per token, rounded up: close enough for Llama's tokenizer."""
-    return (len(text) + 3) // 4
+    return count_tokens_estimate_of_length(len(text))
+
+
+def count_tokens_estimate_of_length(characters: int) -> int:
+    return (characters + 3) // 4
 
 
 def message_text(message: dict[str, Any]) -> str:

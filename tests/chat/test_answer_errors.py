@@ -5,6 +5,7 @@ from django.urls import reverse
 
 from chatapp.chat.actions.replies import KEY_REFUSED_FOR_MEMBERS
 from chatapp.chat.models import Message
+from chatapp.llm import count_tokens_estimate
 from chatapp.teams.models import TeamUsage
 from llama_simulator.models import count_prompt_tokens
 
@@ -88,3 +89,20 @@ async def test_an_answer_cut_by_the_llama_api_counts_the_tokens_it_streamed(
         answer.completion_tokens,
         1,
     )
+
+
+async def test_a_cut_answer_read_in_chunks_of_many_tokens_counts_its_text_not_its_chunks(
+    connect, member, team, sim
+):
+    """A provider (or a busy simulator) may put many tokens in one chunk: 60 tokens of text
+    count as the history's estimate of that text, not as the handful of chunks they came in."""
+    socket = await connect(member)
+    ids = await socket.send_message("Count [sim:fault=cut after=60] [sim:pace tps=1000000]")
+    done = (await socket.until_type("message.done", ids["message_id"]))[-1]
+    assert done["status"] == "interrupted"
+    answer = await Message.objects.aget(pk=ids["message_id"])
+    shown = count_tokens_estimate(answer.content)
+    assert shown >= 60
+    assert done["usage"]["completion_tokens"] >= shown
+    row = await TeamUsage.objects.aget(team=team, user=member)
+    assert row.completion_tokens == done["usage"]["completion_tokens"]
