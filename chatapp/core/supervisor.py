@@ -18,6 +18,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from prometheus_client import multiprocess
 
@@ -54,6 +55,13 @@ def check_processes(processes: int, redis_url: str) -> None:
             " subscribe, resume) through the Redis channel layer. Set REDIS_URL=redis://host:6379/0,"
             " or WEB_CONCURRENCY=1."
         )
+
+
+def _clear_metrics(folder: str) -> None:
+    """An earlier run's values (prometheus_client's `*.db` files) would be summed with this
+    run's, its live gauges for processes long gone: the folder starts empty of them."""
+    for path in Path(folder).glob("*.db"):
+        path.unlink(missing_ok=True)
 
 
 def listen(host: str, port: int, backlog: int = 2048) -> socket.socket:
@@ -118,6 +126,8 @@ class Supervisor:
         own_metrics_dir = self.processes > 1 and not self.metrics_dir
         if own_metrics_dir:
             self.metrics_dir = tempfile.mkdtemp(prefix="llama-team-chat-metrics-")
+        elif self.metrics_dir:
+            _clear_metrics(self.metrics_dir)
         try:
             for worker in workers:
                 self._start(worker)

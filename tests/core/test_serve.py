@@ -113,9 +113,15 @@ def test_the_supervisor_starts_the_uvloop_server_on_the_shared_socket():
 @pytest.mark.slow
 def test_a_dead_process_leaves_the_metrics_sums_in_a_folder_the_operator_chose(tmp_path):
     """Its live gauges (open sockets, streams) leave the sums, as with the supervisor's own
-    folder: otherwise /metrics counts a dead process's sockets for as long as it runs."""
+    folder: otherwise /metrics counts a dead process's sockets for as long as it runs. An
+    earlier run's values go at start; the operator's other files stay."""
     metrics = tmp_path / "metrics"
     metrics.mkdir()
+    # An earlier run's files: its gauges would count sockets of processes long gone.
+    stale = [metrics / "gauge_livesum_999999.db", metrics / "counter_999999.db"]
+    for path in stale:
+        path.write_bytes(b"\0" * 8)
+    (metrics / "README").write_text("the operator's own file")
     env = clean_env(
         SECRET_KEY="serve-test-only",
         DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
@@ -125,6 +131,7 @@ def test_a_dead_process_leaves_the_metrics_sums_in_a_folder_the_operator_chose(t
     try:
         served.start(ready=1)
         (first,) = served.children()
+        assert not any(path.exists() for path in stale)
         gauges = metrics / f"gauge_livesum_{first}.db"
         wait_for(gauges.exists, "the server process's gauges")
         os.kill(first, signal.SIGKILL)
@@ -133,3 +140,4 @@ def test_a_dead_process_leaves_the_metrics_sums_in_a_folder_the_operator_chose(t
     finally:
         assert served.stop() == 0
     assert list(metrics.iterdir())  # the operator's folder itself stays, with the counters
+    assert (metrics / "README").read_text() == "the operator's own file"
