@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+from chatapp.core.supervisor import die_with_parent
+
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 
@@ -69,7 +71,11 @@ def main() -> None:
 
 def start(command: list[str], env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen(
-        [PYTHON, "manage.py", *command], cwd=ROOT, env=env, start_new_session=True
+        [PYTHON, "manage.py", *command],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+        preexec_fn=die_with_parent,  # a SIGKILLed run.py leaves nothing serving
     )
 
 

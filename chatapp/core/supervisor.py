@@ -81,8 +81,8 @@ def listen(host: str, port: int, backlog: int = 2048) -> socket.socket:
     return sock
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: SIGTERM when the supervisor dies, even by SIGKILL (Linux)."""
+def die_with_parent() -> None:
+    """In the child before exec: SIGTERM when its parent dies, even by SIGKILL (Linux)."""
     try:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     except (OSError, AttributeError):
@@ -155,7 +155,7 @@ class Supervisor:
             stdin=subprocess.DEVNULL,
             # Its own process group: Ctrl+C reaches the supervisor, which stops each once.
             process_group=0,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         worker.started = time.monotonic()
         worker.restart_at = None

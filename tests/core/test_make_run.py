@@ -1,5 +1,5 @@
 """`make run` (scripts/run.py) stops on Ctrl+C (or a closed terminal) quietly: every process it
-started, no traceback."""
+started, no traceback; killed outright, it leaves nothing running either."""
 
 import os
 import signal
@@ -43,8 +43,9 @@ def running(pid: int) -> bool:
     [
         signal.SIGINT,  # Ctrl+C
         signal.SIGHUP,  # the terminal closed, or the ssh session dropped
+        signal.SIGKILL,  # killed outright: its children see it go and stop themselves
     ],
-    ids=["ctrl-c", "hangup"],
+    ids=["ctrl-c", "hangup", "kill"],
 )
 def test_make_run_stops_everything_it_started_without_a_traceback(tmp_path, signum):
     port, sim_port = free_port(), free_port()
@@ -73,7 +74,7 @@ def test_make_run_stops_everything_it_started_without_a_traceback(tmp_path, sign
             wait_for_http(f"http://127.0.0.1:{port}/healthz", run, "make run", seconds=240)
             started = descendants(run.pid)
             os.killpg(run.pid, signum)
-            assert run.wait(timeout=60) == 0
+            assert run.wait(timeout=60) == (-signum if signum == signal.SIGKILL else 0)
             wait_for(lambda: not any(map(running, started)), "every process it started to end")
         finally:
             if run.poll() is None:
