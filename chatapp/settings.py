@@ -181,6 +181,8 @@ if DEBUG:
 MIDDLEWARE = [
     "chatapp.core.middleware.RequestIdMiddleware",
     "chatapp.core.middleware.ProbeMiddleware",
+    # Outside everything that answers on its own (static files, a refused Host): every page.
+    "chatapp.core.middleware.ContentSecurityPolicyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -190,7 +192,6 @@ MIDDLEWARE = [
     "chatapp.accounts.sockets.CurrentSessionMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "chatapp.core.middleware.ContentSecurityPolicyMiddleware",
     # Last, as django-axes asks: turns a refused login into the lockout page.
     "axes.middleware.AxesMiddleware",
 ]

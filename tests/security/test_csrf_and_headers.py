@@ -11,6 +11,7 @@ from django.test import Client
 
 from chatapp.chat.actions.sharing import share_conversation
 from chatapp.chat.models import Conversation, Message
+from chatapp.core.middleware import CONTENT_SECURITY_POLICY
 from chatapp.teams.actions import create_api_key
 from chatapp.teams.models import Invitation, JsonSchema, Membership, SafetyFlag, SystemPrompt
 from chatapp.tools.models import ToolServer
@@ -195,3 +196,17 @@ def test_every_page_has_a_csp_without_inline_scripts(client, owner, own_ids, who
             parser = InlineScripts()
             parser.feed(response.content.decode())
             assert (parser.inline, parser.handlers) == (0, []), url
+
+
+@pytest.mark.parametrize(
+    "url, host, status",
+    [
+        ("/static/css/chat.css", "testserver", 200),  # answered by whitenoise, before the views
+        ("/accounts/login/", "evil.example", 400),  # a Host not in ALLOWED_HOSTS
+    ],
+    ids=["static-file", "disallowed-host"],
+)
+def test_responses_made_before_the_views_have_the_csp_too(client, url, host, status):
+    response = client.get(url, HTTP_HOST=host)
+    assert response.status_code == status
+    assert response["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
