@@ -11,6 +11,7 @@ newest RANKED_MATCHES matching messages are ranked (docs/search.md).
 
 import re
 from dataclasses import dataclass
+from datetime import UTC
 from typing import Any
 
 from django.db import connection
@@ -224,6 +225,8 @@ def _sqlite(alternatives, mine, mine_params, searched, offset, limit) -> list[di
         snippets = _sqlite_snippets(cursor, match, [r["message_id"] for r in rows])
     for row in rows:
         row["snippet"] = snippets.get(row["message_id"])
+        for name in ("created_at", "updated_at"):  # SQLite keeps UTC without its zone
+            row[name] = row[name].replace(tzinfo=UTC)
     return rows
 
 

@@ -251,6 +251,17 @@ def test_results_paginate_in_rank_order(member_client, member, make_conversation
     assert sorted(seen) == sorted(f"Chat {n}" for n in range(45))
 
 
+def test_found_conversations_carry_their_times_in_utc_as_the_list_does(
+    member_client, member, make_conversation
+):
+    make_conversation(member, "Yak facts", messages=[("user", "how heavy is a yak?")])
+    listed = member_client.get(URL).json()["results"][0]
+    found = search(member_client, "yak")["results"][0]
+    assert found["created_at"] == listed["created_at"]
+    assert found["updated_at"] == listed["updated_at"]
+    assert found["created_at"].endswith("Z")  # UTC, not a local time left to the reader
+
+
 def test_search_takes_the_same_queries_however_many_results(
     member_client, member, make_conversation, django_assert_max_num_queries
 ):
