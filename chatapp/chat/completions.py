@@ -93,12 +93,17 @@ CHAT_ERRORS: dict[str, tuple[int, str]] = {
     "quota_exceeded": (429, "insufficient_quota"),
     "provider_refused": (502, "api_error"),
 }
-SETTING_PARAMS = {"max_tokens": "max_completion_tokens"}
+# The chat's field names as this API's parameters: the question and the prompt are messages.
+CHAT_FIELD_PARAMS = {
+    "max_tokens": "max_completion_tokens",
+    "content": "messages",
+    "system_prompt": "messages",
+}
 
 
 def from_chat_error(error: ChatError, retry_after: int | None = None) -> OpenAIError:
     status, kind = CHAT_ERRORS.get(error.code, (400, "invalid_request_error"))
-    param = SETTING_PARAMS.get(error.field or "", error.field)
+    param = CHAT_FIELD_PARAMS.get(error.field or "", error.field)
     return OpenAIError(
         status, error.message, kind=kind, code=error.code, param=param, retry_after=retry_after
     )

@@ -153,6 +153,24 @@ async def test_a_saved_exchange_lists_what_the_data_filter_sent_instead(
     assert question.redactions == [{"placeholder": "[EMAIL_1]", "label": "e-mail address"}]
 
 
+async def test_a_question_the_data_filter_blocks_is_refused_naming_the_messages(
+    sim, member, team, make_key, safety_settings
+):
+    await policy(team, data_email="block")
+    key = await database_sync_to_async(make_key)(member, team)
+    with pytest.raises(openai.BadRequestError) as refused:
+        await sdk(key).chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "Mail ann@example.com today"}]
+        )
+    error = refused.value.body
+    assert (error["type"], error["code"], error["param"]) == (
+        "invalid_request_error",
+        "data_blocked",
+        "messages",  # OpenAI's name for where it is: this API has no field called content
+    )
+    assert sim.requests == []
+
+
 async def test_a_question_is_screened_only_once_it_has_a_place(
     sim, member, team, make_key, safety_settings, settings
 ):
