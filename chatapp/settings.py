@@ -357,8 +357,8 @@ if SIGNUP_POLICY == "domain" and not all(SIGNUP_ALLOWED_DOMAINS or [""]):
 # Monthly token budget a new personal team starts with (its owner may change it); unset: none.
 _budget = env.str("PERSONAL_TEAM_MONTHLY_TOKEN_BUDGET", default="").strip()
 PERSONAL_TEAM_MONTHLY_TOKEN_BUDGET = (
-    # The policy page's own ceiling; a larger number does not fit the budget's column.
-    env_number("PERSONAL_TEAM_MONTHLY_TOKEN_BUDGET", 0, minimum=0, maximum=10**15)
+    # The policy page's own range; a larger number does not fit the budget's column.
+    env_number("PERSONAL_TEAM_MONTHLY_TOKEN_BUDGET", 1, minimum=1, maximum=10**15)
     if _budget
     else None
 )

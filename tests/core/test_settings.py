@@ -183,6 +183,13 @@ def test_the_stale_window_outlasts_a_retrying_answers_quietest_stretch():
         ("CHAT_MAX_CONTENT_BYTES", "0", "CHAT_MAX_CONTENT_BYTES must be at least 1 (got 0)"),
         ("LLAMA_MAX_ATTEMPTS", "2.5", "LLAMA_MAX_ATTEMPTS must be a whole number (got '2.5')"),
         ("LLAMA_GUARD_TIMEOUT", "NaN", "LLAMA_GUARD_TIMEOUT must be a finite number (got 'NaN')"),
+        # A budget of 0 is one the policy page and API cannot hold: every change the owner
+        # made there was refused, naming a budget they had not touched.
+        (
+            "PERSONAL_TEAM_MONTHLY_TOKEN_BUDGET",
+            "0",
+            "PERSONAL_TEAM_MONTHLY_TOKEN_BUDGET must be between 1 and 1000000000000000 (got 0)",
+        ),
     ],
 )
 def test_a_bad_number_is_refused_with_the_values_it_may_take(name, value, message):
