@@ -3,7 +3,7 @@
 import re
 from pathlib import Path
 
-from tests.deploy.files import documented_variables
+from tests.deploy.files import clean_env, documented_variables, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 # A variable read through django-environ or one of the settings module's env_* helpers.
@@ -35,6 +35,24 @@ def test_every_documented_variable_is_read_by_the_settings_or_the_tools_that_sta
     sources += [*(ROOT / "scripts").glob("*.py"), *(ROOT / "deploy").rglob("*.sh")]
     text = "\n".join(path.read_text() for path in sources)
     assert sorted(n for n in launched if not re.search(rf"\b{n}\b", text)) == []
+
+
+def test_documented_number_defaults_are_the_settings_own():
+    """Each variable documented with a plain number as its default, read as the settings
+    module of the same name holds it, from an environment that sets none of them."""
+    doc = (ROOT / "docs/configuration.md").read_text()
+    rows = re.findall(r"^\| `([A-Z][A-Z0-9_]+)` \| `?([0-9]+)`?(?: \([^)]*\))? \|", doc, re.M)
+    documented = {name: int(default) for name, default in rows}
+    assert {"CHAT_MAX_CONTENT_BYTES", "UPLOAD_MAX_FILE_BYTES"} <= set(documented)
+    names = sorted(documented)
+    result = load_settings(clean_env(SECRET_KEY="x" * 50), *names)
+    assert result.returncode == 0, result.stderr
+    loaded = dict(zip(names, result.stdout.splitlines(), strict=True))
+    named_alike = {name: value for name, value in loaded.items() if value != "None"}
+    assert len(named_alike) >= 15  # the rest have settings of other names (LLAMA_TIMEOUTS...)
+    assert {name: float(value) for name, value in named_alike.items()} == {
+        name: documented[name] for name in named_alike
+    }
 
 
 def test_relative_links_in_the_docs_point_at_files_that_exist():
