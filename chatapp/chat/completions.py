@@ -326,11 +326,12 @@ class Completion:
             body["usage"] = None  # as OpenAI does: only the last chunk carries the numbers
         return event(body)
 
-    def usage_chunk(self, usage: Usage) -> bytes:
+    def usage_chunk(self, usage: Usage, extra: dict[str, Any]) -> bytes:
         body = {
             **self._envelope("chat.completion.chunk"),
             "choices": [],
             "usage": usage_body(usage),
+            **extra,
         }
         return event(body)
 

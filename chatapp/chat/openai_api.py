@@ -418,7 +418,7 @@ class Answer:
             reason = "content_filter" if self.blocked else finish_reason(event)
             yield self.completion.chunk({}, reason, with_usage=include_usage, extra=self.extra())
             if include_usage:
-                yield self.completion.usage_chunk(usage)
+                yield self.completion.usage_chunk(usage, self.extra())
             yield DONE
         finally:  # the client went away (while the answer is judged, too): count what it read
             await self.abandon()

@@ -97,6 +97,22 @@ async def test_the_save_header_keeps_the_exchange_as_a_conversation(sim, member,
     ]
 
 
+@pytest.mark.parametrize("include_usage", [False, True])
+async def test_a_saved_streams_last_chunk_names_the_conversation(
+    sim, member, team, make_key, include_usage
+):
+    key = await database_sync_to_async(make_key)(member, team)
+    stream = await sdk(key, **{"X-Save-Conversation": "1"}).chat.completions.create(
+        model=MODEL,
+        messages=QUESTION,
+        stream=True,
+        stream_options={"include_usage": True} if include_usage else None,
+    )
+    chunks = [chunk async for chunk in stream]
+    conversation = await db(lambda: Conversation.objects.get())
+    assert chunks[-1].model_extra["conversation_id"] == conversation.pk
+
+
 @pytest.mark.parametrize("state", ["wrong", "revoked", "expired", "missing", "deactivated"])
 async def test_a_bad_key_is_401_in_openais_error_shape(sim, member, team, make_key, state):
     key = await database_sync_to_async(make_key)(member, team)
