@@ -109,6 +109,14 @@ def from_chat_error(error: ChatError, retry_after: int | None = None) -> OpenAIE
     )
 
 
+def as_sent(error: OpenAIError, body: dict[str, Any]) -> OpenAIError:
+    """The error naming max tokens by the name the request used (OpenAI takes two)."""
+    if error.param in ("max_tokens", "max_completion_tokens"):
+        sent_old_name = body.get("max_tokens") is not None
+        error.param = "max_tokens" if sent_old_name else "max_completion_tokens"
+    return error
+
+
 # --- the request -------------------------------------------------------------------------
 
 

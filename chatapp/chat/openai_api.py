@@ -37,6 +37,7 @@ from chatapp.chat.completions import (
     DONE,
     Completion,
     OpenAIError,
+    as_sent,
     from_chat_error,
     invalid,
     parse_body,
@@ -185,11 +186,14 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
         raise OpenAIError(413, "The request body is too large.", code="request_too_large") from None
     completion_request, stream, include_usage = read_request(body)
     save = request.headers.get(SAVE_HEADER, "").strip().lower() in ("1", "true", "yes")
-    plan = await sync_to_async(admit)(caller, completion_request)
+    try:
+        plan = await sync_to_async(admit)(caller, completion_request)
+    except OpenAIError as error:
+        raise as_sent(error, body) from None
     try:
         events = plan.client.stream_chat(plan.messages, plan.params)  # sent on the first read
     except LlmValidationError as error:
-        raise invalid(error.message, error.field) from None
+        raise as_sent(invalid(error.message, error.field), body) from None
     rules = safety.SafetyRules.of(plan.rules.policy)
     try:
         generation.admit(plan)  # the cap on answers at once, shared with the chat page

@@ -159,6 +159,9 @@ async def test_the_teams_ceiling_holds(sim, member, team, make_key):
             model=MODEL, messages=QUESTION, max_completion_tokens=101
         )
     assert refused.value.body["param"] == "max_completion_tokens"
+    with pytest.raises(openai.BadRequestError) as refused:  # named as the request named it
+        await sdk(key).chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=101)
+    assert refused.value.body["param"] == "max_tokens"
     await sdk(key).chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=100)
     assert sim.requests[-1]["max_completion_tokens"] == 100
 
