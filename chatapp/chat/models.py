@@ -5,11 +5,11 @@ from typing import Any
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.http import Http404
 from django.utils import timezone
 
-from chatapp.teams.models import JsonSchema, SystemPrompt, Team
+from chatapp.teams.models import JsonSchema, Membership, SystemPrompt, Team
 
 # How long a temporary chat outlives its start when nobody ends it (see purge_temporary).
 TEMPORARY_LIFETIME = timedelta(hours=24)
@@ -306,10 +306,14 @@ class ShareAudience(models.TextChoices):
 
 class ShareQuerySet(models.QuerySet):
     def visible_to(self, user):
-        """Shares the user may read: their own, and those of a team they are still in that
-        name the whole team or them."""
-        in_team = Q(team__memberships__user=user) & (
-            Q(audience=ShareAudience.TEAM) | Q(members=user)
+        """Shares the user may read: their own, and those that name the whole team or them,
+        of a team both they and the share's author are still in (an author who leaves stops
+        sharing there; the share comes back if they rejoin)."""
+        author_in_team = Membership.objects.filter(team=OuterRef("team"), user=OuterRef("owner"))
+        in_team = (
+            Q(team__memberships__user=user)
+            & Q(Exists(author_in_team))
+            & (Q(audience=ShareAudience.TEAM) | Q(members=user))
         )
         matching = self.filter(Q(owner=user) | in_team).values("pk")
         return self.filter(pk__in=matching)

@@ -248,7 +248,9 @@ def shares(request: AuthenticatedHttpRequest) -> HttpResponse:
     """The owner's shares, newest first, each with its link and a revoke button."""
     listed = Share.objects.filter(owner=request.user).select_related("team")
     listed = listed.prefetch_related("members").defer("messages")
-    return render(request, "chat/shares.html", {"shares": listed})
+    # A share of a team its author left is shown to nobody else until they rejoin.
+    teams = set(request.user.memberships.values_list("team_id", flat=True))
+    return render(request, "chat/shares.html", {"shares": listed, "member_of": teams})
 
 
 @login_required

@@ -107,6 +107,27 @@ def test_a_member_who_leaves_the_team_loses_the_share(member, teammate, conversa
     assert client_for(Client(), teammate).get(url).status_code == 404
 
 
+@pytest.mark.parametrize("audience", ["team", "members"])
+def test_a_share_stops_showing_to_the_team_when_its_author_leaves(
+    audience, member, owner, teammate, team, conversation
+):
+    author = client_for(Client(), member)
+    body = {"audience": audience, "members": [teammate.pk]}
+    url = share(author, conversation, **body).json()["url"]
+    assert author.post(f"/teams/{team.pk}/leave/").status_code == 302
+    for reader in (teammate, owner):
+        response = client_for(Client(), reader).get(url)
+        assert response.status_code == 404 and SECRET.encode() not in response.content
+        assert client_for(Client(), reader).post(url + "fork/").status_code == 404
+    assert not Conversation.objects.exclude(owner=member).exists()  # nothing was copied
+    # Its author still has it, to read and revoke; back in the team, the team reads it again.
+    assert author.get(url).status_code == 200
+    assert author.get("/api/shares/").json()["results"][0]["url"] == url
+    assert b"hidden: you left this team" in author.get("/settings/shares/").content
+    Membership.objects.create(team=team, user=member, role=Role.MEMBER)
+    assert client_for(Client(), teammate).get(url).status_code == 200
+
+
 def test_after_leaving_the_team_its_conversations_are_not_shared_nor_its_members_shown(
     member, teammate, conversation
 ):
