@@ -357,7 +357,7 @@ def remove_member(actor_membership: Membership, target: Membership) -> None:
             user=_name(target.user),
             role=target.role,
         )
-        target.delete()
+        _end_membership(target)
 
 
 def leave_team(membership: Membership) -> None:
@@ -375,7 +375,16 @@ def leave_team(membership: Membership) -> None:
             f"{_name(membership.user)} left the team",
             user=_name(membership.user),
         )
-        membership.delete()
+        _end_membership(membership)
+
+
+def _end_membership(membership: Membership) -> None:
+    membership.delete()
+    # A personal team its owner handed over and left is the others' team now; its former
+    # owner gets a new personal team when they need one (ensure_personal_team).
+    Team.objects.filter(pk=membership.team_id, personal_owner=membership.user_id).update(
+        personal_owner=None
+    )
 
 
 # System prompts.

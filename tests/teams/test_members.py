@@ -228,6 +228,34 @@ def test_an_owner_may_leave_when_another_owner_remains(owner_client, team, owner
     assert role_of(team, owner) is None
 
 
+@pytest.mark.parametrize("how", ["leaves", "is removed"])
+def test_whoever_hands_over_their_personal_team_gets_a_new_one(how, client, make_user, member):
+    """Someone made an owner of Max's personal team, Max leaves it or is removed: it stays
+    the others' ordinary team, and Max gets a personal team of his own again when he needs
+    one, not the team he is no longer in (nor a 500)."""
+    personal = actions.ensure_personal_team(member)
+    Membership.objects.filter(user=member).exclude(team=personal).delete()
+    heir = make_user("hana")
+    Membership.objects.create(team=personal, user=heir, role=Role.OWNER)
+    if how == "leaves":
+        client.force_login(member)
+        response = client.post(reverse("teams:leave", args=[personal.pk]))
+    else:
+        client.force_login(heir)
+        response = client.post(remove_url(personal, member))
+        client.force_login(member)
+    assert response.status_code == 302
+    personal.refresh_from_db()
+    assert not personal.is_personal and role_of(personal, heir) == Role.OWNER
+    me = client.get("/api/me/")
+    assert me.status_code == 200
+    current = me.json()["current_team"]
+    assert current["id"] != personal.pk and current["role"] == Role.OWNER
+    assert Team.objects.get(pk=current["id"]).personal_owner == member
+    page = client.get("/")
+    assert page.context["current_team"].pk == current["id"]
+
+
 def test_members_page_shows_people_without_n_plus_one(
     owner_client, team, owner, make_user, django_assert_max_num_queries
 ):
