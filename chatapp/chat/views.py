@@ -99,9 +99,12 @@ def chat(request: HttpRequest, conversation_id: int | None = None) -> HttpRespon
     rules = policy.team_rules(team)
     prompts = system_prompt_choices(team)
     is_team_admin = team.memberships.filter(user=request.user.pk, role__in=MANAGER_ROLES).exists()
+    teams = list(Team.objects.for_user(request.user).order_by("name", "id"))
     config = {
         "conversationId": conversation.pk if conversation else None,
         "currentTeamId": team.pk,  # the sidebar lists this team's conversations
+        # A conversation of any other team (one the user left) is shown to read only.
+        "teamIds": [member_of.pk for member_of in teams],
         "socketPath": "/ws/chat/",
         "defaultModel": default_model(request.user, team),
         "maxContentBytes": settings.CHAT_MAX_CONTENT_BYTES,
@@ -115,7 +118,8 @@ def chat(request: HttpRequest, conversation_id: int | None = None) -> HttpRespon
         "budget_notices": budgets.notices_for_owner(request.user, team),
         "conversation": conversation,
         "current_team": team,
-        "teams": Team.objects.for_user(request.user).order_by("name", "id"),
+        "teams": teams,
+        "former_team": conversation is not None and shown is None,
         "chat_config": config,
         "json_schemas": JsonSchema.objects.filter(team=team).only("pk", "name"),
         "is_team_admin": is_team_admin,

@@ -228,3 +228,43 @@ Membership.objects.create(team=herd, user=person, role=Role.MEMBER)
     expect(first.last_answer().locator(".message-notice")).to_have_text(why)
     assert first.answer_content() == shown
     assert page_watch.page_errors == []
+
+
+def test_a_conversation_of_a_team_left_opens_read_only_and_says_why(
+    logged_in_page, app_server, user, page_watch
+):
+    """Opened by its address after leaving its team, a conversation is there to read: the page
+    says so, and offers neither a message box nor sharing (both would be refused)."""
+    page = logged_in_page
+    chat = ChatPage(page)
+    chat.send("Notes for the retro")
+    chat.wait_for_status("complete")
+    kept_id = chat.conversation_id()
+    app_server.run_python(f"""
+from django.contrib.auth import get_user_model
+from chatapp.chat.models import Conversation
+from chatapp.teams.models import Membership, Role, Team
+person = get_user_model().objects.get(username={user.username!r})
+left = Conversation.objects.get(owner=person).team
+boss = get_user_model().objects.create(username={user.username + "-heir"!r})
+Membership.objects.create(team=left, user=boss, role=Role.OWNER)
+Membership.objects.filter(team=left, user=person).delete()
+Team.objects.filter(pk=left.pk).update(personal_owner=None)
+""")
+    page.goto(f"/c/{kept_id}/")
+    page.wait_for_selector("html[data-socket=open]")
+    chat.wait_for_status("complete")
+    notice = page.locator("#former-team-notice")
+    expect(notice).to_be_visible()
+    expect(notice).to_contain_text("no longer a member of this conversation's team")
+    expect(chat.input).to_be_disabled()
+    expect(page.locator("#share-link")).to_be_hidden()
+    expect(page.locator("#export-link")).to_be_visible()  # still theirs to download
+    # A conversation of a team they are in is theirs to go on with, as always.
+    page.get_by_role("button", name="New chat").click()
+    expect(notice).to_be_hidden()
+    expect(chat.input).to_be_enabled()
+    chat.send("A new question")
+    chat.wait_for_status("complete")
+    expect(page.locator("#share-link")).to_be_visible()
+    assert page_watch.console_errors == [] and page_watch.page_errors == []

@@ -170,8 +170,19 @@ def test_a_conversation_shows_in_its_own_team(member_client, member, team):
 
 
 def test_a_conversation_of_a_team_one_left_shows_in_the_sessions_team(member_client, member, team):
+    """Read only: none of the team's prompts or list (no longer the person's to see), and the
+    page says why nothing more can be asked there (tests/browser/test_chat_tabs.py)."""
     beta = Team.objects.create(name="Beta")
+    SystemPrompt.objects.create(team=beta, name="Beta's prompt", content="Speak Beta.")
     there = Conversation.objects.create(team=beta, owner=member, title="Old plans", model="m")
     response = member_client.get(f"/c/{there.pk}/")
     assert response.status_code == 200
-    assert chat_config(response)["currentTeamId"] == team.pk
+    config = chat_config(response)
+    assert config["currentTeamId"] == team.pk and config["teamIds"] == [team.pk]
+    assert b"Beta's prompt" not in response.content
+    page = response.content.decode()
+    assert '<p class="former-team-notice" id="former-team-notice" role="note">' in page
+    # In a team of theirs, the notice is there for the page to show, hidden.
+    here = Conversation.objects.create(team=team, owner=member, title="New plans", model="m")
+    page = member_client.get(f"/c/{here.pk}/").content.decode()
+    assert '<p class="former-team-notice" id="former-team-notice" role="note" hidden>' in page

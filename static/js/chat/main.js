@@ -763,11 +763,17 @@ class ChatPage {
     const exportLink = $("export-link");
     exportLink.hidden = state.conversationId === null || state.temporary; // never exported
     const shareLink = $("share-link");
-    shareLink.hidden = state.conversationId === null || state.temporary;
+    shareLink.hidden = state.conversationId === null || state.temporary || this.formerTeam;
+    $("former-team-notice").hidden = !this.formerTeam;
     if (state.conversationId !== null) {
       exportLink.href = `/api/conversations/${state.conversationId}/export?format=md`;
       shareLink.href = `/c/${state.conversationId}/share/`;
     }
+  }
+
+  /** Whether the conversation shown is of a team the user is no longer in: read only. */
+  get formerTeam() {
+    return this.state.teamId !== null && !config.teamIds.includes(this.state.teamId);
   }
 
   /** The toggle on a new chat, and the notice while the chat is temporary. */
@@ -815,8 +821,9 @@ class ChatPage {
     this.stopButton.hidden = !busy;
     this.stopButton.disabled = state.streaming === null || state.streaming.id === null;
     const empty = this.input.value.trim() === "" && state.readyUploads.length === 0;
+    this.input.disabled = this.formerTeam; // nothing more is asked there (forbidden)
     this.sendButton.disabled =
-      !state.socketOpen || !state.loaded || empty || this.draftsWaiting() !== "";
+      !state.socketOpen || !state.loaded || empty || this.draftsWaiting() !== "" || this.formerTeam;
     this.renderAttaching(state);
   }
 

@@ -69,6 +69,7 @@ export class ConversationState {
     this.systemPrompt = null; // {content, locked} of the conversation, once known
     // A temporary chat: not saved in history; the page deletes it when the user leaves it.
     this.temporary = false;
+    this.teamId = null; // the team the conversation belongs to, once known
     this.messages = [];
     this.pending = null; // {requestId, content, attachments, settings, user, assistant, cut}
     this.editing = null; // the key of the question being edited in place
@@ -137,6 +138,7 @@ export class ConversationState {
       loaded: true,
       title: "",
       temporary: false,
+      teamId: null,
       model: this.defaultModel,
       systemPrompt: null,
       messages: [],
@@ -153,6 +155,7 @@ export class ConversationState {
       loaded: false,
       title: "Loading…",
       temporary: false,
+      teamId: null,
       systemPrompt: null,
       messages: [],
       pending: null,
@@ -167,6 +170,7 @@ export class ConversationState {
     this.loaded = true;
     this.title = data.title;
     this.temporary = data.temporary === true;
+    this.teamId = data.team_id ?? null;
     this.systemPrompt = data.system_prompt?.content ? data.system_prompt : null;
     if (data.settings?.model) this.model = data.settings.model;
     this.messages = (data.messages || []).filter((m) => m.role !== "system").map(record);
