@@ -146,6 +146,11 @@ def email_invitation(invitation: Invitation, link: str) -> None:
 
 def revoke_invitation(actor, invitation: Invitation) -> None:
     with transaction.atomic():
+        # Accepting locks it too: one used since the page listed it is not revoked.
+        rows = Invitation.objects.filter(pk=invitation.pk)
+        lock_rows(rows)
+        if rows.filter(accepted_at__isnull=False).exists():
+            raise ActionError("This invitation has already been used: nothing to revoke.")
         target = invitation.email or "a shareable link"
         audit(
             invitation.team,

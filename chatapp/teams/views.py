@@ -277,7 +277,10 @@ def invitation_revoke(request, team_id: int, invitation_id: int):
     invitation = get_object_or_404(
         Invitation, pk=invitation_id, team=membership.team, accepted_at__isnull=True
     )
-    actions.revoke_invitation(request.user, invitation)
+    try:
+        actions.revoke_invitation(request.user, invitation)
+    except actions.ActionError as error:
+        return _members(request, membership, error=error.message, status=400)
     messages.success(request, "Invitation revoked.")
     return redirect("teams:members", team_id)
 

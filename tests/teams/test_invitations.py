@@ -9,6 +9,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from chatapp.teams import actions
 from chatapp.teams.models import AuditEvent, Invitation, Membership, Role
 from chatapp.teams.services import SESSION_TEAM_KEY
 from tests.conftest import PASSWORD
@@ -282,6 +283,21 @@ def test_revoking_an_invitation_deletes_it(owner_client, team, owner, link):
     assert owner_client.post(url).status_code == 302
     assert not Invitation.objects.filter(pk=link.pk).exists()
     assert AuditEvent.objects.filter(action="invitation.revoke").exists()
+
+
+def test_an_invitation_used_while_the_page_showed_it_is_not_revoked(
+    owner_client, team, owner, outsider, link
+):
+    """Accepted after the members page listed it: revoking then says it is used, and neither
+    deletes it nor writes a revocation of an invitation someone joined with."""
+    shown = Invitation.objects.get(pk=link.pk)  # as the members page read it
+    actions.accept_invitation(outsider, link.token)
+    with pytest.raises(actions.ActionError, match="already been used"):
+        actions.revoke_invitation(owner, shown)
+    url = reverse("teams:invitation_revoke", args=[team.pk, link.pk])
+    assert owner_client.post(url).status_code == 404  # the page's button, once it is used
+    assert Invitation.objects.get(pk=link.pk).accepted_by == outsider
+    assert not AuditEvent.objects.filter(action="invitation.revoke").exists()
 
 
 def test_invitations_of_another_team_cannot_be_revoked(owner_client, team, owner, make_user):
