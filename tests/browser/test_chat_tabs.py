@@ -235,32 +235,30 @@ def test_a_conversation_of_a_team_left_opens_read_only_and_says_why(
 ):
     """Opened by its address after leaving its team, a conversation is there to read: the page
     says so, and offers neither a message box nor sharing (both would be refused)."""
-    page = logged_in_page
-    chat = ChatPage(page)
-    chat.send("Notes for the retro")
-    chat.wait_for_status("complete")
-    kept_id = chat.conversation_id()
-    app_server.run_python(f"""
+    kept_id = app_server.run_python(f"""
 from django.contrib.auth import get_user_model
-from chatapp.chat.models import Conversation
+from chatapp.chat.models import Conversation, Message
 from chatapp.teams.models import Membership, Role, Team
 person = get_user_model().objects.get(username={user.username!r})
-left = Conversation.objects.get(owner=person).team
-boss = get_user_model().objects.create(username={user.username + "-heir"!r})
-Membership.objects.create(team=left, user=boss, role=Role.OWNER)
-Membership.objects.filter(team=left, user=person).delete()
-Team.objects.filter(pk=left.pk).update(personal_owner=None)
-""")
+crew = Team.objects.create(name="Crew")
+chat = Conversation.objects.create(team=crew, owner=person, title="Retro notes", model="m")
+Message.objects.create(conversation=chat, role="user", content="Notes for the retro")
+Message.objects.create(conversation=chat, role="assistant", content="Went well: the demo.")
+print(chat.pk)
+""").strip()
+    page = logged_in_page
+    chat = ChatPage(page)
     page.goto(f"/c/{kept_id}/")
     page.wait_for_selector("html[data-socket=open]")
     chat.wait_for_status("complete")
     notice = page.locator("#former-team-notice")
     expect(notice).to_be_visible()
     expect(notice).to_contain_text("no longer a member of this conversation's team")
+    expect(page.get_by_text("Went well: the demo.")).to_be_visible()
     expect(chat.input).to_be_disabled()
     expect(page.locator("#share-link")).to_be_hidden()
     expect(page.locator("#export-link")).to_be_visible()  # still theirs to download
-    # A conversation of a team they are in is theirs to go on with, as always.
+    # A new chat, in a team of theirs, is theirs to go on with, as always.
     page.get_by_role("button", name="New chat").click()
     expect(notice).to_be_hidden()
     expect(chat.input).to_be_enabled()
