@@ -152,6 +152,8 @@ def _settings(request, form, team, key_form=None, new_key: str = "", status: int
         "current_team": team,
         "fallback": form.fallback,
         "keys": api_keys.keys_of(request.user),
+        # A key of a team the person left sends its requests to their first team instead.
+        "member_of": set(request.user.memberships.values_list("team_id", flat=True)),
         "key_form": key_form or ApiKeyForm(user=request.user),
         "new_key": new_key,
         "meters": budgets.meters(team, request.user),

@@ -144,3 +144,14 @@ def test_another_persons_once_value_is_just_a_new_form(member_client, outsider):
     other.force_login(outsider)
     assert other.post("/settings/keys/", {"key-name": "b", "key-once": once}).status_code == 201
     assert ApiKey.objects.filter(user=outsider).count() == 1
+
+
+def test_a_key_of_a_team_one_left_says_where_its_requests_go(member_client, member, team):
+    member_client.post("/settings/keys/", {"key-name": "laptop"})
+    assert ApiKey.objects.get(user=member).team == team
+    page = member_client.get("/settings/").content.decode()
+    assert "Acme" in page and "you left it" not in page
+    create_team(member, "Second")  # a team to stay in
+    member_client.post(f"/teams/{team.pk}/leave/")
+    page = member_client.get("/settings/").content.decode()
+    assert "Acme (you left it: requests go to your first team)" in page
