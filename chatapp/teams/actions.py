@@ -606,8 +606,10 @@ def _audit_provider(actor, team, provider, old_url, old_protocol, api_key, clear
 def ensure_personal_team(user) -> Team:
     """The user's personal team, created (with the user as owner) the first time it is needed."""
     team = Team.objects.filter(personal_owner=user).first()
-    if team:
+    if team and Membership.objects.filter(team=team, user=user).exists():
         return team
+    if team:  # its owner's membership ended outside leave_team (the admin site): not theirs
+        Team.objects.filter(pk=team.pk).update(personal_owner=None)
     try:
         with transaction.atomic():
             team = Team.objects.create(name=f"{user.get_username()}'s team", personal_owner=user)

@@ -256,6 +256,19 @@ def test_whoever_hands_over_their_personal_team_gets_a_new_one(how, client, make
     assert page.context["current_team"].pk == current["id"]
 
 
+def test_a_personal_team_left_outside_the_team_pages_is_not_handed_back(client, member):
+    """The owner's membership deleted in /admin/: the person gets a new personal team rather
+    than a session's team they are not in (and /api/me/ answers, not a 500)."""
+    personal = actions.ensure_personal_team(member)
+    Membership.objects.filter(user=member).delete()
+    client.force_login(member)
+    me = client.get("/api/me/")
+    assert me.status_code == 200
+    assert me.json()["current_team"]["id"] != personal.pk
+    assert Team.objects.get(pk=me.json()["current_team"]["id"]).personal_owner == member
+    assert not Team.objects.get(pk=personal.pk).is_personal
+
+
 def test_members_page_shows_people_without_n_plus_one(
     owner_client, team, owner, make_user, django_assert_max_num_queries
 ):
