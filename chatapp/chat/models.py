@@ -186,6 +186,9 @@ class Message(models.Model):
     # JSON output: while streaming, the format asked for (with the schema to check against);
     # once ended, the outcome message.done carries: {"type", "valid", "error"?, "name"?}.
     format = models.JSONField(null=True, blank=True)
+    # While streaming, the tokens the answer may spend (its prompt and max tokens), held
+    # against the team's monthly budgets until its usage is recorded (`teams.quota`).
+    reserved_tokens = models.PositiveIntegerField(default=0)
     # Refreshed by the process generating the answer; a stale one means that process died.
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -2,9 +2,10 @@
 for scripts holding a personal API key (`Authorization: Bearer <key>`).
 
 An answer goes through the chat's own planning (`planning.plan_completion`: the team's
-prompt, models, ceilings and budget), its admission (the per-minute limit and the per-person
-cap on answers at once) and the team's Llama API client; usage is counted per person, model
-and key. It is saved as a conversation only when the request says `X-Save-Conversation: 1`.
+prompt, models and ceilings), its admission (the budgets, counting what answers still
+streaming may spend; the per-minute limit; the per-person cap on answers at once) and the
+team's Llama API client; usage is counted per person, model and key. It is saved as a
+conversation only when the request says `X-Save-Conversation: 1`.
 The wire format (OpenAI's shapes) is `chatapp.chat.completions`.
 """
 
@@ -191,6 +192,27 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     except OpenAIError as error:
         raise as_sent(error, body) from None
     try:
+        answer = await start_answer(plan, caller.key, save)
+    except BaseException:  # refused after all, or the client went away: nothing to count
+        if plan.budget_hold is not None:
+            await sync_to_async(team_actions.release_hold)(plan.budget_hold)
+        raise
+    try:
+        first = await answer.first_event()
+        if not stream:
+            return await answer.whole(first)
+        if answer.rules.mode("output") == SafetyMode.BLOCK:
+            first = await answer.held_until_screened(first)
+    except BaseException:  # the client went away too (CancelledError): free its place, count
+        await answer.abandon()
+        raise
+    return await AnswerStream.start(answer, answer.chunks(first, include_usage))
+
+
+async def start_answer(plan: ReplyPlan, key: ApiKey, save: bool) -> "Answer":
+    """Take the answer's place among the user's answers at once and screen the question;
+    from the Answer on, its end counts it (and releases what it holds)."""
+    try:
         events = plan.client.stream_chat(plan.messages, plan.params)  # sent on the first read
     except LlmValidationError as error:
         raise as_sent(invalid(error.message, error.field), body) from None
@@ -201,22 +223,12 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
         await events.aclose()
         raise from_chat_error(error, retry_after=1) from None
     try:
-        question = await screen_question(plan, rules, caller.key, save)  # in its place
+        question = await screen_question(plan, rules, key, save)  # in its place
     except BaseException:  # refused, or the client went away meanwhile
         generation.release(plan.user.pk)
         await events.aclose()
         raise
-    answer = Answer(plan, caller.key, save, events, rules, question)
-    try:
-        first = await answer.first_event()
-        if not stream:
-            return await answer.whole(first)
-        if rules.mode("output") == SafetyMode.BLOCK:
-            first = await answer.held_until_screened(first)
-    except BaseException:  # the client went away too (CancelledError): free its place, count
-        await answer.abandon()
-        raise
-    return await AnswerStream.start(answer, answer.chunks(first, include_usage))
+    return Answer(plan, key, save, events, rules, question)
 
 
 class AnswerStream(StreamingHttpResponse):
@@ -252,11 +264,12 @@ class AnswerStream(StreamingHttpResponse):
 
 
 def admit(caller: Caller, completion_request: Any) -> ReplyPlan:
-    """Plan the answer under the team's rules and count it against the per-minute limit."""
+    """Plan the answer under the team's rules, check its budgets (holding what it may spend)
+    and count it against the per-minute limit."""
     key, team = caller.key, caller.team
     try:
         plan = planning.plan_completion(key.user, team, completion_request)
-        replies.admit(plan)
+        plan = replies.admit_completion(plan)
     except ChatError as error:
         raise from_chat_error(error, retry_after=_retry_after(error, key, team)) from None
     return plan

@@ -1,6 +1,6 @@
 """Planning a reply: everything needed to ask the model for an answer, worked out by reads only.
 
-The writes that follow (admission against the team's rate limit, the rows) are in
+The writes that follow (admission against the team's budgets and rate limit, the rows) are in
 `chatapp.chat.actions.replies`.
 """
 
@@ -9,6 +9,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
+from django.db.models import Q, Sum
 
 from chatapp.accounts import preferences
 from chatapp.chat import json_output, tooling, tree
@@ -18,7 +19,7 @@ from chatapp.chat.lookups import owned_conversation, owned_message
 from chatapp.chat.models import Conversation, Message, MessageRole, MessageStatus
 from chatapp.chat.requests import CompletionRequest, RegenerateRequest, SendRequest
 from chatapp.llm import ChatParams, LlamaClient, count_message_tokens
-from chatapp.teams import datafilter, policy, providers, quota, reads, safety
+from chatapp.teams import datafilter, policy, providers, reads, safety
 from chatapp.teams.models import Membership, SafetyFlag, SystemPrompt, Team
 from chatapp.uploads import context as attachments
 from chatapp.uploads.models import Upload
@@ -49,6 +50,12 @@ class ReplyPlan:
     earlier_turns: tuple[tuple[str, str], ...] = ()
     answer_format: json_output.AnswerFormat | None = None  # JSON output asked for; None: text
     tools: tuple[tooling.OfferedTool, ...] = ()  # the team's tools offered, listed at admission
+    budget_hold: int | None = None  # an API answer's BudgetHold, released with its usage
+
+    @property
+    def reserved_tokens(self) -> int:
+        """What the answer may spend, held against the team's budgets while it streams."""
+        return count_message_tokens(self.messages) + (self.params.max_tokens or 0)
 
     @property
     def requested_format(self) -> dict[str, Any] | None:
@@ -203,6 +210,18 @@ def check_concurrency(user: Any, conversation_id: int | None = None) -> tuple[in
     return tuple(row[0] for row in rows)
 
 
+def reserved_by_streaming(team_id: int, user_id: int) -> tuple[int, int]:
+    """What the team's answers streaming on the chat page may still spend: all of them, and
+    the user's."""
+    totals = Message.objects.filter(
+        conversation__team_id=team_id, status=MessageStatus.STREAMING
+    ).aggregate(
+        team=Sum("reserved_tokens"),
+        own=Sum("reserved_tokens", filter=Q(conversation__owner_id=user_id)),
+    )
+    return totals["team"] or 0, totals["own"] or 0
+
+
 def conversation_busy() -> ChatError:
     return ChatError(
         "conversation_busy", "An answer is still streaming here: wait for it or stop it."
@@ -244,7 +263,6 @@ def _plan(
     messages, redactions = _filter_data(messages, rules)
     try:
         client = providers.llama_client(team, rules)
-        quota.check_budget(team, rules.policy, user)
     except policy.PolicyError as error:
         raise ChatError(error.code, error.message, error.field) from None
     return ReplyPlan(

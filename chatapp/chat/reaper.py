@@ -3,7 +3,8 @@
 A generation refreshes its message's heartbeat with every checkpoint (at least every ~10 s),
 so a streaming message with an old heartbeat has nobody writing it any more. The same periodic
 check deletes uploads that were never sent (see chatapp.uploads.actions.sweep_unattached) and
-temporary chats past their lifetime (chatapp.chat.actions.conversations.purge_temporary).
+temporary chats past their lifetime (chatapp.chat.actions.conversations.purge_temporary) and
+the budget holds of API answers whose process died (chatapp.teams.actions.delete_expired_holds).
 """
 
 import asyncio
@@ -18,6 +19,7 @@ from django.utils import timezone
 
 from chatapp.chat.actions import conversations, replies
 from chatapp.chat.generation import RUNNING
+from chatapp.teams import actions as team_actions
 from chatapp.uploads.actions import sweep_unattached
 
 log = logging.getLogger(__name__)
@@ -59,6 +61,10 @@ async def _run_periodically(interval: float) -> None:
             await database_sync_to_async(conversations.purge_temporary)(timezone.now())
         except Exception:
             log.exception("Deleting expired temporary chats failed")
+        try:
+            await database_sync_to_async(team_actions.delete_expired_holds)(timezone.now())
+        except Exception:
+            log.exception("Deleting expired budget holds failed")
         await asyncio.sleep(interval)
 
 

@@ -1,14 +1,15 @@
 """Every change to a team goes through one of these functions.
 
 Changes a person makes (members, prompts, policy, provider) also write their audit event;
-the bookkeeping of answers (admission against the rate limit, token usage) does not.
+the bookkeeping of answers (admission against the rate limit, the tokens API answers hold
+against the budgets while they stream, token usage) does not.
 
 Callers check that the actor may act in the team at all (chatapp.teams.services); the rules
 that depend on the target (owners, the last owner) are checked here and raise ActionError.
 """
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 
 from django.conf import settings
@@ -25,6 +26,7 @@ from chatapp.teams.models import (
     ApiKey,
     AuditAction,
     AuditEvent,
+    BudgetHold,
     BudgetNotice,
     Invitation,
     JsonSchema,
@@ -646,6 +648,25 @@ def admit_request(user, team: Team, policy: TeamPolicy) -> None:
             )
             raise PolicyError("rate_limited", message)
         RecentRequest.objects.create(user=user, team=team, created_at=now)
+
+
+def hold_tokens(team: Team, user, tokens: int, lifetime: float) -> int:
+    """Hold an API answer's tokens against the team's budgets while it streams (`quota`);
+    returns the hold's id. It counts for `lifetime` seconds at most, should its process die."""
+    expires_at = timezone.now() + timedelta(seconds=lifetime)
+    return BudgetHold.objects.create(team=team, user=user, tokens=tokens, expires_at=expires_at).pk
+
+
+def release_hold(hold_id: int) -> None:
+    BudgetHold.objects.filter(pk=hold_id).delete()
+
+
+def delete_expired_holds(now: datetime) -> int:
+    """Delete the holds of answers whose process died (they count no more already)."""
+    expired = BudgetHold.objects.filter(expires_at__lte=now)
+    if not expired.exists():  # an empty delete would still open a write transaction
+        return 0
+    return expired.delete()[0]
 
 
 # TeamUsage's row for the day (its unique key, team_usage_unique_day_key), made or added to.

@@ -455,6 +455,24 @@ class RecentRequest(models.Model):
         return f"Request by {self.user_id} in {self.team_id} at {self.created_at}"
 
 
+class BudgetHold(models.Model):
+    """The tokens an API answer still streaming may spend, held against the team's monthly
+    budgets from its admission until its usage is recorded (`teams.quota`). Answers on the
+    chat page hold theirs on their streaming row instead. A hold past `expires_at` (its
+    process died) counts no more, and the reaper deletes it."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    tokens = models.PositiveBigIntegerField()
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["team", "expires_at"], name="budget_hold_team")]
+
+    def __str__(self) -> str:
+        return f"{self.tokens} tokens held by {self.user_id} in {self.team_id}"
+
+
 class AuditAction(models.TextChoices):
     TEAM_CREATE = "team.create", "Team created"
     INVITE = "invitation.create", "Invitation created"

@@ -1,7 +1,9 @@
 """A team's monthly token budget: how much it used, and whether a request may still go.
 
-Reads only; admitting a request against the per-minute limit and recording usage are writes,
-in `chatapp.teams.actions`.
+Answers still streaming count at admission for what they may still spend (their prompt and
+max tokens): on their streaming row on the chat page, in a BudgetHold for the API. Reads
+only; admitting a request against the per-minute limit, holding tokens and recording usage
+are writes, in `chatapp.teams.actions`.
 """
 
 import math
@@ -11,7 +13,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from chatapp.core.dates import month_start, next_month
-from chatapp.teams.models import RecentRequest, Team, TeamPolicy, TeamUsage
+from chatapp.teams.models import BudgetHold, RecentRequest, Team, TeamPolicy, TeamUsage
 from chatapp.teams.policy import PolicyError
 
 RATE_WINDOW = timedelta(minutes=1)  # the per-minute limit's window
@@ -26,31 +28,57 @@ def tokens_used(team: Team, since: date, user=None) -> int:
     return (totals["prompt"] or 0) + (totals["completion"] or 0)
 
 
-def check_budget(team: Team, policy: TeamPolicy, user=None) -> None:
-    """Raise PolicyError(quota_exceeded) once the team has used its monthly budget, or
-    `user` their own monthly limit in it."""
+def tokens_held(team: Team, user=None) -> int:
+    """The tokens API answers still streaming in the team may spend; only `user`'s when given."""
+    rows = BudgetHold.objects.filter(team=team, expires_at__gt=timezone.now())
+    if user is not None:
+        rows = rows.filter(user=user)
+    return rows.aggregate(tokens=Sum("tokens"))["tokens"] or 0
+
+
+def check_budget(
+    team: Team, policy: TeamPolicy, user=None, streaming: tuple[int, int] = (0, 0)
+) -> None:
+    """Raise PolicyError(quota_exceeded) once the team's tokens this month, with those that
+    answers still streaming may spend, reach its monthly budget, or `user`'s their own
+    monthly limit in it.
+
+    `streaming` is what the chat page's answers streaming may spend: the team's and `user`'s.
+    Run under the lock that queues the team's admissions, in the transaction that holds the
+    new answer's tokens, so answers that start together cannot each pass the same gate.
+    """
     today = timezone.now().date()
-    resets = f"{next_month(today):%B} 1"
+    since, resets = month_start(today), f"{next_month(today):%B} 1"
     budget = policy.monthly_token_budget
     if budget is not None:
-        used = tokens_used(team, month_start(today))
-        if used >= budget:
-            message = (
-                f"This team has used its monthly budget of {budget:,} tokens ({used:,} used)."
-                f" It resets on {resets}; a team owner or admin can raise it on the team's"
-                " policy page."
-            )
-            raise PolicyError("quota_exceeded", message)
+        # What is held before what is used: an answer ending in between (its hold released as
+        # its usage is recorded, in one transaction) is then counted twice, never missed.
+        held = streaming[0] + tokens_held(team)
+        used = tokens_used(team, since)
+        if used + held >= budget:
+            message = f"This team has used its monthly budget of {budget:,} tokens"
+            raise PolicyError("quota_exceeded", _refusal(message, used, held, resets))
     limit = policy.member_monthly_token_budget
     if limit is not None and user is not None:
-        used = tokens_used(team, month_start(today), user)
-        if used >= limit:
-            message = (
-                f"You have used your monthly limit of {limit:,} tokens in this team"
-                f" ({used:,} used). It resets on {resets}; a team owner or admin can raise it"
-                " on the team's policy page."
-            )
-            raise PolicyError("quota_exceeded", message)
+        held = streaming[1] + tokens_held(team, user)
+        used = tokens_used(team, since, user)
+        if used + held >= limit:
+            message = f"You have used your monthly limit of {limit:,} tokens in this team"
+            raise PolicyError("quota_exceeded", _refusal(message, used, held, resets))
+
+
+def _refusal(message: str, used: int, held: int, resets: str) -> str:
+    if held:
+        message += (
+            f" ({used:,} used, and up to {held:,} held by answers still streaming: try again"
+            " once they finish)."
+        )
+    else:
+        message += f" ({used:,} used)."
+    return (
+        f"{message} It resets on {resets}; a team owner or admin can raise it on the team's"
+        " policy page."
+    )
 
 
 def seconds_until_admitted(user, team: Team) -> int:

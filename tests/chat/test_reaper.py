@@ -11,6 +11,7 @@ from django.utils import timezone
 from chatapp.asgi import application
 from chatapp.chat import reaper
 from chatapp.chat.models import Conversation, Message
+from chatapp.teams.models import BudgetHold
 from chatapp.uploads.actions import create_upload
 from chatapp.uploads.models import Upload
 from tests.support.polling import await_for
@@ -162,3 +163,25 @@ async def test_the_periodic_check_also_deletes_expired_temporary_chats(team, mem
         await asyncio.sleep(0.05)
     await reaper.stop()
     assert {c.pk async for c in Conversation.objects.all()} == {young.pk, kept.pk}
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_periodic_check_also_deletes_expired_budget_holds(team, member, settings):
+    """An API answer's hold outlives its process only until it expires: then it counts no
+    more (teams.quota), and this deletes it."""
+    settings.CHAT_REAPER_INTERVAL_SECONDS = 60
+    now = timezone.now()
+    expired = await BudgetHold.objects.acreate(
+        team=team, user=member, tokens=100, expires_at=now - timedelta(seconds=1)
+    )
+    live = await BudgetHold.objects.acreate(
+        team=team, user=member, tokens=100, expires_at=now + timedelta(minutes=10)
+    )
+    health = HttpCommunicator(application, "GET", "/healthz")
+    assert (await health.get_response(timeout=10))["status"] == 200
+    for _ in range(200):  # the first run starts in the background
+        if not await BudgetHold.objects.filter(pk=expired.pk).aexists():
+            break
+        await asyncio.sleep(0.05)
+    await reaper.stop()
+    assert [h.pk async for h in BudgetHold.objects.all()] == [live.pk]

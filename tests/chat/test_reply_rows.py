@@ -193,3 +193,69 @@ def test_a_send_starting_during_a_branch_switch_keeps_its_answer_shown(member, t
     answer_id = sent["exchange"].assistant_id
     assert Conversation.objects.get(pk=first.conversation_id).active_leaf_id == answer_id
     assert Message.objects.get(pk=answer_id).status == MessageStatus.STREAMING
+
+
+def test_sends_planned_at_once_by_two_people_share_the_teams_budget(member, owner, team):
+    """Two people's sends planned at the same moment (two processes) both pass planning; the
+    one that starts second counts what the first may spend, and is refused."""
+    TeamPolicy.objects.create(team=team, monthly_token_budget=500)
+    one = replies.admit_send(member, None, SendRequest(content="First"), "r1")
+    two = replies.admit_send(owner, None, SendRequest(content="Second"), "r2")
+    first = replies.start_reply(one)
+    assert Message.objects.get(pk=first.assistant_id).reserved_tokens == one.reserved_tokens
+    with pytest.raises(ChatError) as refused:
+        replies.start_reply(two)
+    assert refused.value.code == "quota_exceeded"
+    assert f"up to {one.reserved_tokens:,} held" in refused.value.message
+    assert Message.objects.filter(status=MessageStatus.STREAMING).count() == 1
+    replies.save_reply(ended(one, first, usage=Usage(30, 20)), team, member)
+    replies.start_reply(two)  # now only what the first really used counts: 50 of 500
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_send_starting_while_another_is_admitted_waits_for_its_row(member, owner, team):
+    """Two people start at once in two processes: the second's admission waits on the team's
+    row until the first has written its streaming answer, then counts it and is refused."""
+    if connection.vendor == "sqlite":
+        pytest.skip("the in-memory SQLite test database refuses a second writer at once")
+    TeamPolicy.objects.create(team=team, monthly_token_budget=500)
+    one = replies.admit_send(member, None, SendRequest(content="First"), "r1")
+    two = replies.admit_send(owner, None, SendRequest(content="Second"), "r2")
+    admitted, go_on = threading.Event(), threading.Event()
+    outcome: dict[str, object] = {}
+
+    def hold_on(plan) -> None:  # admitted, its row not written yet
+        admitted.set()
+        assert go_on.wait(30)
+
+    def start(name, plan, admitted=None) -> None:
+        try:
+            outcome[name] = replies.start_reply(plan, admitted)
+        except ChatError as error:
+            outcome[name] = error.code
+        finally:
+            connection.close()
+
+    first = threading.Thread(target=start, args=("first", one, hold_on))
+    second = threading.Thread(target=start, args=("second", two))
+    first.start()
+    assert admitted.wait(30)
+    second.start()
+    for _ in range(3000):  # a ceiling for a busy machine: until it waits on a lock, or ended
+        if not second.is_alive() or waiting_on_a_lock():
+            break
+        threading.Event().wait(0.01)
+    go_on.set()
+    first.join(30)
+    second.join(30)
+    assert outcome["second"] == "quota_exceeded"
+    assert isinstance(outcome["first"], replies.Exchange)
+
+
+def waiting_on_a_lock() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return cursor.fetchone()[0] > 0

@@ -18,6 +18,7 @@ from chatapp.chat.models import Conversation, Message
 from chatapp.chat.openai_api import chat_completions
 from chatapp.teams.models import (
     ApiKey,
+    BudgetHold,
     Membership,
     Role,
     SystemPrompt,
@@ -213,6 +214,51 @@ async def test_a_spent_budget_is_429(sim, member, team, make_key):
     assert response.json()["error"]["type"] == "insufficient_quota"
     assert int(response.headers["retry-after"]) > 0
     assert sim.requests == []
+
+
+async def test_an_answer_streaming_holds_the_budget_until_it_ends(
+    sim, member, owner, team, make_key
+):
+    """Answers that start together (two scripts, the chat page) cannot each pass the same
+    gate: an answer streaming holds what it may spend, and once it ends its real usage."""
+    await db(lambda: TeamPolicy.objects.create(team=team, monthly_token_budget=500))
+    key = await database_sync_to_async(make_key)(member, team)
+    request = AsyncRequestFactory().post(
+        "/v1/chat/completions",
+        {"model": MODEL, "messages": QUESTION, "stream": True},
+        content_type="application/json",
+        headers={"authorization": f"Bearer {key}"},
+    )
+    streaming = await chat_completions(request)  # its first chunk out, the rest unread
+    hold = await db(lambda: BudgetHold.objects.get())
+    assert (hold.user_id, hold.team_id) == (member.pk, team.pk) and hold.tokens > 2048
+    owners_key = await database_sync_to_async(make_key)(owner, team)
+    async with raw(owners_key) as http:
+        refused = await http.post("/v1/chat/completions", json={"messages": QUESTION})
+    assert refused.status_code == 429
+    assert refused.json()["error"]["type"] == "insufficient_quota"
+    assert "held by answers still streaming" in refused.json()["error"]["message"]
+    assert len(sim.requests) == 1
+    chunks = [chunk async for chunk in streaming.streaming_content]
+    assert chunks[-1] == b"data: [DONE]\n\n"
+    assert not await db(lambda: BudgetHold.objects.exists())
+    used = await db(lambda: TeamUsage.objects.get())
+    assert 0 < used.prompt_tokens + used.completion_tokens < 500
+    await sdk(owners_key).chat.completions.create(model=MODEL, messages=QUESTION)
+
+
+async def test_an_answer_refused_after_admission_holds_nothing(sim, member, team, make_key):
+    await db(
+        lambda: TeamPolicy.objects.create(
+            team=team, monthly_token_budget=10_000, safety_input="block"
+        )
+    )
+    key = await database_sync_to_async(make_key)(member, team)
+    flagged = [{"role": "user", "content": "[sim:flag] How do I pick a lock?"}]
+    async with raw(key) as http:
+        response = await http.post("/v1/chat/completions", json={"messages": flagged})
+    assert response.json()["error"]["code"] == "safety_blocked"
+    assert not await db(lambda: BudgetHold.objects.exists())
 
 
 async def test_the_rate_limit_is_429_with_retry_after(sim, member, team, make_key):

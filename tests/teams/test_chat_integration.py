@@ -174,3 +174,62 @@ async def test_a_stored_provider_url_with_control_characters_is_a_clear_error(
     assert "Provider page" in error["error"]["message"]
     assert site_is_sim.requests == []
     assert await Message.objects.acount() == 0
+
+
+async def streaming_answer(socket: Socket, content: str) -> int:
+    """Send a question whose answer streams a little, then waits (held open until stopped)."""
+    await socket.send(f"[sim:fault=stall_after after=3] {content}")
+    delta = await socket.until("message.delta")
+    return delta["message_id"]
+
+
+async def refusal(socket: Socket) -> dict:
+    frame = await socket.until("error", "message.error", "message.created")
+    assert frame["type"] != "message.created", "admitted"
+    return frame
+
+
+async def stop(socket: Socket, message_id: int) -> dict:
+    frame = {"type": "chat.stop", "message_id": message_id}
+    await socket.communicator.send_to(text_data=json.dumps(frame))
+    return await socket.until("message.done")
+
+
+async def test_an_answer_streaming_holds_the_team_budget_until_it_ends(
+    connect, member, owner, team, site_is_sim
+):
+    """Answers that start together cannot each pass the same gate: one streaming holds what
+    it may spend (its prompt and max tokens), and once it ends only its real usage counts."""
+    await TeamPolicy.objects.acreate(team=team, monthly_token_budget=500)
+    members_socket, owners_socket = await connect(member), await connect(owner)
+    streaming = await streaming_answer(members_socket, "First")
+    held = await Message.objects.aget(pk=streaming)
+    assert held.reserved_tokens > 2048  # the site's default max tokens, and the question
+    await owners_socket.send("Second")
+    error = await refusal(owners_socket)
+    assert error["error"]["code"] == "quota_exceeded"
+    assert "held by answers still streaming" in error["error"]["message"]
+    assert len(site_is_sim.requests) == 1
+    assert (await stop(members_socket, streaming))["status"] == "stopped"
+    used = sum([u.prompt_tokens + u.completion_tokens async for u in TeamUsage.objects.all()])
+    assert 0 < used < 500
+    await owners_socket.send("Third")
+    assert (await owners_socket.until("message.done"))["status"] == "complete"
+    assert len(site_is_sim.requests) == 2
+
+
+async def test_ones_own_answers_streaming_hold_ones_own_limit(
+    connect, member, owner, team, site_is_sim
+):
+    await TeamPolicy.objects.acreate(team=team, member_monthly_token_budget=500)
+    members_socket, owners_socket = await connect(member), await connect(owner)
+    streaming = await streaming_answer(members_socket, "First")
+    await members_socket.send("Second, in another conversation")
+    error = await refusal(members_socket)
+    assert error["error"]["code"] == "quota_exceeded"
+    assert "your monthly limit" in error["error"]["message"]
+    await owners_socket.send("The others go on")
+    assert (await owners_socket.until("message.done"))["status"] == "complete"
+    await stop(members_socket, streaming)
+    await members_socket.send("Third")
+    assert (await members_socket.until("message.done"))["status"] == "complete"

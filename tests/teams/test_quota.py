@@ -8,7 +8,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from chatapp.teams.actions import admit_request, record_usage
-from chatapp.teams.models import RecentRequest, Team, TeamPolicy, TeamUsage
+from chatapp.teams.models import BudgetHold, RecentRequest, Team, TeamPolicy, TeamUsage
 from chatapp.teams.policy import PolicyError, team_policy
 from chatapp.teams.quota import check_budget
 
@@ -119,3 +119,31 @@ def test_admission_locks_the_membership_only_where_the_database_has_row_locks(te
     else:
         assert locks == []
     assert RecentRequest.objects.count() == 1
+
+
+def test_what_answers_streaming_may_spend_counts_against_the_budget(team, member, owner):
+    """The chat page's answers streaming (`streaming`: the team's, the person's) and the
+    API's held tokens count with the tokens used; a hold whose process died, no more."""
+    policy = TeamPolicy.objects.create(team=team, monthly_token_budget=1000)
+    used(team, member, 400)
+    check_budget(team, policy, member, streaming=(599, 0))
+    with pytest.raises(PolicyError) as refused:
+        check_budget(team, policy, member, streaming=(600, 0))
+    assert "(400 used, and up to 600 held by answers still streaming" in refused.value.message
+    hold = BudgetHold.objects.create(
+        team=team, user=owner, tokens=600, expires_at=timezone.now() + timedelta(minutes=5)
+    )
+    with pytest.raises(PolicyError, match="monthly budget"):
+        check_budget(team, policy, member)
+    BudgetHold.objects.filter(pk=hold.pk).update(expires_at=timezone.now())
+    check_budget(team, policy, member)
+
+
+def test_only_ones_own_answers_streaming_count_against_ones_own_limit(team, member, owner):
+    policy = TeamPolicy.objects.create(team=team, member_monthly_token_budget=100)
+    later = timezone.now() + timedelta(minutes=5)
+    BudgetHold.objects.create(team=team, user=owner, tokens=500, expires_at=later)
+    check_budget(team, policy, member, streaming=(500, 0))
+    BudgetHold.objects.create(team=team, user=member, tokens=60, expires_at=later)
+    with pytest.raises(PolicyError, match="your monthly limit"):
+        check_budget(team, policy, member, streaming=(500, 40))

@@ -35,7 +35,7 @@ from chatapp.core.locking import lock_rows
 from chatapp.core.text import storable
 from chatapp.llm import StreamError, Usage
 from chatapp.teams import actions as team_actions
-from chatapp.teams import reads
+from chatapp.teams import quota, reads
 from chatapp.teams.models import MANAGER_ROLES, Membership, Team, TeamPolicy
 from chatapp.teams.policy import RULES_RELATED, PolicyError
 from chatapp.teams.safety import Finding
@@ -99,11 +99,48 @@ def admit_regenerate(user: Any, request: RegenerateRequest, request_id: str | No
 
 
 def admit(plan: ReplyPlan) -> None:
-    """Count the request against the team's rate limit, last, once everything else passed."""
+    """Check the team's monthly budgets, then count the request against its rate limit, last,
+    once everything else passed. In the transaction that holds the answer's tokens, under the
+    user's row lock (start_reply's, or admit_completion's)."""
     try:
+        check_budget(plan)
         team_actions.admit_request(plan.user, plan.team, plan.rules.policy)
     except PolicyError as error:
         raise ChatError(error.code, error.message, error.field) from None
+
+
+def check_budget(plan: ReplyPlan) -> None:
+    """The team's budget and the user's limit, with what answers still streaming may spend:
+    answers that start together see each other, so together they cannot pass the budget by
+    more than one answer could on its own."""
+    policy = plan.rules.policy
+    if not has_budget(policy):
+        return
+    if policy.monthly_token_budget is not None:
+        # The team's admissions queue here, each seeing the answers admitted before it (the
+        # user's own queue on the user's row). NO KEY: new rows of the team do not wait.
+        lock_rows(Team.objects.filter(pk=plan.team.pk), no_key=True)
+    streaming = planning.reserved_by_streaming(plan.team.pk, plan.user.pk)
+    quota.check_budget(plan.team, policy, plan.user, streaming)
+
+
+def has_budget(policy: TeamPolicy) -> bool:
+    return policy.monthly_token_budget is not None or policy.member_monthly_token_budget is not None
+
+
+def admit_completion(plan: ReplyPlan) -> ReplyPlan:
+    """Admit an API answer as start_reply admits a chat.send. It has no streaming row, so
+    what it may spend is held in a BudgetHold until `record_completion` counts its usage."""
+    if not has_budget(plan.rules.policy):
+        admit(plan)
+        return plan
+    with transaction.atomic():
+        lock_rows(get_user_model().objects.filter(pk=plan.user.pk))
+        admit(plan)
+        # Past the longest an answer may run upstream, and the reaper's wait on top.
+        lifetime = plan.client.config.total_timeout + settings.CHAT_STALE_GENERATION_SECONDS
+        hold = team_actions.hold_tokens(plan.team, plan.user, plan.reserved_tokens, lifetime)
+    return replace(plan, budget_hold=hold)
 
 
 def with_tools(plan: ReplyPlan) -> ReplyPlan:
@@ -195,6 +232,7 @@ def _write_reply(plan: ReplyPlan) -> Exchange:
             model=plan.params.model,
             heartbeat_at=timezone.now(),
             format=plan.requested_format,
+            reserved_tokens=plan.reserved_tokens,
         )
     )
     Conversation.objects.filter(pk=conversation.pk).update(active_leaf=assistant)
@@ -461,6 +499,8 @@ def record_completion(plan: ReplyPlan, result: ReplyResult, api_key: Any, save: 
     keep it as a new conversation too. Returns the conversation's id, if saved."""
     conversation_id = None
     with transaction.atomic():
+        if plan.budget_hold is not None:  # its usage takes its place, in this transaction
+            team_actions.release_hold(plan.budget_hold)
         # A failure before any text is not kept, unless the team's reviewers are to see it.
         if save and (result.status != MessageStatus.ERROR or result.findings):
             conversation_id = _save_completion(plan, result)
