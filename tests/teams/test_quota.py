@@ -126,13 +126,14 @@ def test_what_answers_streaming_may_spend_counts_against_the_budget(team, member
     API's held tokens count with the tokens used; a hold whose process died, no more."""
     policy = TeamPolicy.objects.create(team=team, monthly_token_budget=1000)
     used(team, member, 400)
+    later = timezone.now() + timedelta(minutes=5)
+    other = Team.objects.create(name="Other")
+    BudgetHold.objects.create(team=other, user=member, tokens=10**6, expires_at=later)
     check_budget(team, policy, member, streaming=(599, 0))
     with pytest.raises(PolicyError) as refused:
         check_budget(team, policy, member, streaming=(600, 0))
     assert "(400 used, and up to 600 held by answers still streaming" in refused.value.message
-    hold = BudgetHold.objects.create(
-        team=team, user=owner, tokens=600, expires_at=timezone.now() + timedelta(minutes=5)
-    )
+    hold = BudgetHold.objects.create(team=team, user=owner, tokens=600, expires_at=later)
     with pytest.raises(PolicyError, match="monthly budget"):
         check_budget(team, policy, member)
     BudgetHold.objects.filter(pk=hold.pk).update(expires_at=timezone.now())
