@@ -192,7 +192,7 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     except OpenAIError as error:
         raise as_sent(error, body) from None
     try:
-        answer = await start_answer(plan, caller.key, save)
+        answer = await start_answer(plan, caller.key, save, body)
     except BaseException:  # refused after all, or the client went away: nothing to count
         if plan.budget_hold is not None:
             await sync_to_async(team_actions.release_hold)(plan.budget_hold)
@@ -209,9 +209,10 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     return await AnswerStream.start(answer, answer.chunks(first, include_usage))
 
 
-async def start_answer(plan: ReplyPlan, key: ApiKey, save: bool) -> "Answer":
+async def start_answer(plan: ReplyPlan, key: ApiKey, save: bool, body: dict[str, Any]) -> "Answer":
     """Take the answer's place among the user's answers at once and screen the question;
-    from the Answer on, its end counts it (and releases what it holds)."""
+    from the Answer on, its end counts it (and releases what it holds). A refusal names the
+    parameters as `body` sent them."""
     try:
         events = plan.client.stream_chat(plan.messages, plan.params)  # sent on the first read
     except LlmValidationError as error:
