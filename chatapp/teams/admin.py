@@ -66,6 +66,12 @@ class StaysInItsTeam(admin.ModelAdmin):
 
 
 class SystemPromptAdminForm(forms.ModelForm):
+    def _get_validation_exclusions(self) -> set[str]:
+        # One default per team is not checked here: actions.save_prompt moves the default
+        # from the old prompt to this one, as the team's Prompts page does.
+        exclusions = super()._get_validation_exclusions()  # type: ignore[misc]  # not in the stubs
+        return {*exclusions, "is_default"}
+
     def clean(self) -> dict:
         data = super().clean() or {}
         # The team is read-only once the prompt exists, so the form's own check of the

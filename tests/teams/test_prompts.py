@@ -248,3 +248,23 @@ def test_site_admin_adds_a_prompt_in_the_admin(client, site_admin, team):
     assert response.status_code == 302, response.content[:2000]
     prompt = SystemPrompt.objects.get(name="From admin")
     assert prompt.is_default and prompt.position == 3
+
+
+def test_a_new_default_in_the_admin_takes_over_from_the_old_one(client, site_admin, team, prompt):
+    """As on the team's Prompts page: the default moves, rather than the constraint refusing."""
+    SystemPrompt.objects.filter(pk=prompt.pk).update(is_default=True)
+    client.force_login(site_admin)
+    data = {
+        "team": team.pk,
+        "name": "New default",
+        "content": "Hi.",
+        "position": 1,
+        "is_default": "on",
+        "versions-TOTAL_FORMS": 0,
+        "versions-INITIAL_FORMS": 0,
+    }
+    response = client.post("/admin/teams/systemprompt/add/", data)
+    assert response.status_code == 302, response.content[:2000]
+    defaults = SystemPrompt.objects.filter(team=team, is_default=True)
+    assert list(defaults.values_list("name", flat=True)) == ["New default"]
+    assert AuditEvent.objects.get(action="prompt.create").details["is_default"] is True
