@@ -83,6 +83,10 @@ class ActionError(Exception):
         self.forbidden = forbidden
 
 
+class Gone(ActionError):
+    """What the change is about was deleted (by someone else) since the page read it."""
+
+
 def audit(team: Team, actor, action: str, summary: str, **details) -> AuditEvent:
     return AuditEvent.objects.create(
         team=team, actor=actor, action=action, summary=summary[:300], details=details
@@ -467,7 +471,12 @@ def _apply_prompt(actor, team, prompt, name, content) -> tuple[SystemPrompt, str
         new = SystemPrompt(team=team, position=0 if last is None else last + 1)
         new.name, new.content = name, content
         return new, ""
-    prompt = SystemPrompt.objects.select_for_update().get(pk=prompt.pk, team=team)
+    stored = SystemPrompt.objects.select_for_update().filter(pk=prompt.pk, team=team).first()
+    if stored is None:
+        raise Gone(
+            "This prompt was deleted meanwhile, by someone else: your changes were not saved."
+        )
+    prompt = stored
     if (prompt.name, prompt.content) != (name, content):
         SystemPromptVersion.objects.create(
             prompt=prompt,
@@ -499,7 +508,9 @@ def move_prompt(actor, prompt: SystemPrompt, offset: int) -> None:
     """Move a prompt up (-1) or down (+1) in the team's list."""
     with transaction.atomic():
         prompts = list(SystemPrompt.objects.for_team(prompt.team).select_for_update())
-        index = next(i for i, p in enumerate(prompts) if p.pk == prompt.pk)
+        index = next((i for i, p in enumerate(prompts) if p.pk == prompt.pk), None)
+        if index is None:
+            raise Gone(f"The prompt {prompt.name} was deleted meanwhile, by someone else.")
         target = index + offset
         if not 0 <= target < len(prompts):
             return

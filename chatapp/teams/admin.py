@@ -1,5 +1,6 @@
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.http import HttpResponseRedirect
 
 from chatapp.llm import GUARD_CATEGORIES
 from chatapp.teams import actions
@@ -59,10 +60,18 @@ class SystemPromptVersionInline(admin.TabularInline):
 
 
 class StaysInItsTeam(admin.ModelAdmin):
-    """The team is read-only once the row exists: its saves, versions and audit are the team's."""
+    """The team is read-only once the row exists: its saves, versions and audit are the team's.
+    Saves go through the team's actions; a change they refuse is said as the page's message."""
 
     def get_readonly_fields(self, request, obj=None):
         return [*self.readonly_fields, "team"] if obj is not None else self.readonly_fields
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except actions.ActionError as error:  # the save's transaction was rolled back
+            self.message_user(request, error.message, messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
 
 
 class SystemPromptAdminForm(forms.ModelForm):
@@ -99,14 +108,11 @@ class SystemPromptAdmin(StaysInItsTeam):
     inlines = [SystemPromptVersionInline]
 
     def save_model(self, request, obj, form, change):
-        stored = SystemPrompt.objects.get(pk=obj.pk) if change else None
         names = ("name", "content", "is_default", "locked", "position")
         names += ("response_format", "json_schema")  # kept as they are: not on this form
         fields = {name: getattr(obj, name) for name in names}
-        try:
-            saved = actions.save_prompt(request.user, obj.team, stored, **fields)
-        except actions.ActionError as error:
-            raise forms.ValidationError(error.message) from None
+        # save_prompt reads the stored prompt itself (and says so when it has gone).
+        saved = actions.save_prompt(request.user, obj.team, obj if change else None, **fields)
         obj.pk, obj.version = saved.pk, saved.version
 
     def delete_model(self, request, obj):
@@ -200,17 +206,14 @@ class TeamProviderAdmin(StaysInItsTeam):
 
     def save_model(self, request, obj, form, change):
         data = form.cleaned_data
-        try:
-            actions.set_provider(
-                request.user,
-                obj.team,
-                base_url=data["base_url"],
-                protocol=data["protocol"],
-                api_key=data["api_key"],
-                clear_key=data["clear_key"],
-            )
-        except actions.ActionError as error:
-            raise forms.ValidationError(error.message) from None
+        actions.set_provider(
+            request.user,
+            obj.team,
+            base_url=data["base_url"],
+            protocol=data["protocol"],
+            api_key=data["api_key"],
+            clear_key=data["clear_key"],
+        )
 
 
 @admin.register(TeamUsage)

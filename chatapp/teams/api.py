@@ -113,6 +113,8 @@ def _current_team_prompt(request: HttpRequest, prompt_id: int) -> SystemPrompt:
 def _save_prompt(request: HttpRequest, team, prompt: SystemPrompt | None, fields: dict):
     try:
         return actions.save_prompt(request.user, team, prompt, **fields)
+    except actions.Gone as error:
+        raise ApiError(404, "not_found", error.message) from None
     except actions.ActionError as error:
         raise ApiError(400, "invalid", error.message, "name") from None
 

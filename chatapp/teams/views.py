@@ -456,6 +456,8 @@ def prompt_edit(request, team_id: int, prompt_id: int):
     if request.method == "POST" and form.is_valid():
         try:
             actions.save_prompt(request.user, membership.team, prompt, **form.cleaned_data)
+        except actions.Gone as error:  # the text typed stays on the page, to be kept
+            form.add_error(None, error.message)
         except actions.ActionError as error:
             form.add_error("name", error.message)
         else:
@@ -488,7 +490,10 @@ def prompt_move(request, team_id: int, prompt_id: int):
     offsets = {"up": -1, "down": 1}
     if request.POST.get("direction") not in offsets:
         return HttpResponseBadRequest("Move a prompt up or down.")
-    actions.move_prompt(request.user, prompt, offsets[request.POST["direction"]])
+    try:
+        actions.move_prompt(request.user, prompt, offsets[request.POST["direction"]])
+    except actions.Gone as error:
+        messages.error(request, error.message)
     return redirect("teams:prompts", team_id)
 
 

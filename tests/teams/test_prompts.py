@@ -7,7 +7,8 @@ from django.db import connection
 from django.urls import reverse
 
 from chatapp.chat.models import Conversation
-from chatapp.teams import actions
+from chatapp.teams import actions, views
+from chatapp.teams.admin import SystemPromptAdmin
 from chatapp.teams.models import AuditEvent, SystemPrompt, SystemPromptVersion, Team
 from tests.databases import uses_postgres
 
@@ -268,3 +269,66 @@ def test_a_new_default_in_the_admin_takes_over_from_the_old_one(client, site_adm
     defaults = SystemPrompt.objects.filter(team=team, is_default=True)
     assert list(defaults.values_list("name", flat=True)) == ["New default"]
     assert AuditEvent.objects.get(action="prompt.create").details["is_default"] is True
+
+
+@pytest.fixture
+def deleted_once_read(monkeypatch):
+    """Another admin deletes the prompt just after the page read it, before the save."""
+
+    def deleting(owner, name):
+        read = getattr(owner, name)
+
+        def read_then_deleted(*args):
+            found = read(*args)
+            if found is not None and not deleted:
+                deleted.append(found.pk)
+                SystemPrompt.objects.filter(pk=found.pk).delete()
+            return found
+
+        deleted: list[int] = []
+
+        monkeypatch.setattr(owner, name, read_then_deleted)
+
+    return deleting
+
+
+def test_an_edit_of_a_prompt_deleted_meanwhile_says_so(
+    owner_client, team, prompt, deleted_once_read
+):
+    deleted_once_read(views, "_prompt_target")
+    response = owner_client.post(edit_url(prompt), {"name": "Helper", "content": "Kept typing."})
+    assert response.status_code == 400
+    assert b"This prompt was deleted meanwhile" in response.content
+    assert b"Kept typing." in response.content  # the text typed, to copy
+    assert not SystemPrompt.objects.exists()
+    assert not AuditEvent.objects.exists()
+
+
+def test_moving_a_prompt_deleted_meanwhile_says_so(owner_client, team, prompt, deleted_once_read):
+    deleted_once_read(views, "_prompt_target")
+    move = reverse("teams:prompt_move", args=[team.pk, prompt.pk])
+    response = owner_client.post(move, {"direction": "down"}, follow=True)
+    assert response.status_code == 200
+    assert b"The prompt Helper was deleted meanwhile" in response.content
+    assert not AuditEvent.objects.exists()
+
+
+def test_an_admin_site_edit_of_a_prompt_deleted_meanwhile_says_so(
+    client, site_admin, team, prompt, deleted_once_read
+):
+    deleted_once_read(SystemPromptAdmin, "get_object")
+    client.force_login(site_admin)
+    url = f"/admin/teams/systemprompt/{prompt.pk}/change/"
+    data = {
+        "name": "Helper",
+        "content": "Admin text.",
+        "position": 0,
+        "versions-TOTAL_FORMS": 0,
+        "versions-INITIAL_FORMS": 0,
+    }
+    response = client.post(url, data)
+    assert response.status_code == 302
+    assert "This prompt was deleted meanwhile" in client.get(url).content.decode()
+    # Nothing was saved (the deletion here rolled back with the admin's own transaction).
+    assert not SystemPromptVersion.objects.exists()
+    assert not AuditEvent.objects.exists()

@@ -5,6 +5,7 @@ import json
 import pytest
 from django.test import Client
 
+from chatapp.teams import api as prompts_api
 from chatapp.teams.models import (
     AuditEvent,
     JsonSchema,
@@ -220,3 +221,18 @@ def test_a_fresh_client_uses_no_session_state(db, prompt, owner):
     client.force_login(owner)
     # No current team chosen yet: the user's first team is used.
     assert [p["id"] for p in client.get(LIST).json()["results"]] == [prompt.pk]
+
+
+def test_a_patch_of_a_prompt_deleted_meanwhile_is_404(admin_client, in_team, prompt, monkeypatch):
+    read = prompts_api._current_team_prompt
+
+    def read_then_deleted(request, prompt_id):
+        found = read(request, prompt_id)
+        SystemPrompt.objects.filter(pk=found.pk).delete()
+        return found
+
+    monkeypatch.setattr(prompts_api, "_current_team_prompt", read_then_deleted)
+    response = send(in_team(admin_client), "patch", detail(prompt), {"content": "New."})
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+    assert not SystemPrompt.objects.exists()
