@@ -968,6 +968,11 @@ def save_json_schema(
     try:
         with transaction.atomic():
             created = saved is None
+            if saved is not None and not _still_there(saved):
+                raise Gone(
+                    f"The schema {saved.name} was deleted meanwhile, by someone else:"
+                    " your changes were not saved."
+                )
             target = saved or JsonSchema(team=team)
             target.name, target.schema = name, schema
             target.save()
@@ -984,6 +989,12 @@ def save_json_schema(
     except IntegrityError:
         raise ActionError(f"A schema named {name!r} already exists in this team.") from None
     return target
+
+
+def _still_there(saved: JsonSchema) -> bool:
+    """Lock the stored schema; False when it was deleted meanwhile (its save() would insert
+    it again, under its old id, as if never deleted)."""
+    return JsonSchema.objects.select_for_update().filter(pk=saved.pk).first() is not None
 
 
 def delete_json_schema(actor, saved: JsonSchema) -> None:

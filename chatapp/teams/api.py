@@ -369,6 +369,8 @@ def _save_schema(request: HttpRequest, membership, saved: JsonSchema | None, nam
         return actions.save_json_schema(
             request.user, membership.team, saved, name=name, schema=schema
         )
+    except actions.Gone as error:
+        raise ApiError(404, "not_found", error.message) from None
     except actions.ActionError as error:
         field: str | None = "name" if "already exists" in error.message else None
         raise ApiError(400, "invalid", error.message, field) from None

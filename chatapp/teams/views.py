@@ -708,11 +708,15 @@ def json_schemas(request, team_id: int):
     return _render(request, "teams/json_schemas.html", membership, "schemas", status, **context)
 
 
+def _schema_target(membership: Membership, schema_id: int) -> JsonSchema:
+    return get_object_or_404(JsonSchema, pk=schema_id, team=membership.team)
+
+
 @login_required
 @require_http_methods(GET_POST)
 def json_schema_edit(request, team_id: int, schema_id: int):
     membership = services.get_team_access(request.user, team_id, "manage_prompts")
-    saved = get_object_or_404(JsonSchema, pk=schema_id, team=membership.team)
+    saved = _schema_target(membership, schema_id)
     initial = {"name": saved.name, "schema": json.dumps(saved.schema, indent=2)}
     form = JsonSchemaForm(request.POST or None, initial=initial, team=saved.team, saved=saved)
     if request.method == "POST" and form.is_valid():
@@ -732,7 +736,7 @@ def json_schema_edit(request, team_id: int, schema_id: int):
 @require_POST
 def json_schema_delete(request, team_id: int, schema_id: int):
     membership = services.get_team_access(request.user, team_id, "manage_prompts")
-    saved = get_object_or_404(JsonSchema, pk=schema_id, team=membership.team)
+    saved = _schema_target(membership, schema_id)
     actions.delete_json_schema(request.user, saved)
     messages.success(request, f"Deleted the schema {saved.name}.")
     return redirect("teams:json_schemas", team_id)

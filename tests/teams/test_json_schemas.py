@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from chatapp.teams import api, views
 from chatapp.teams.json_schemas import MAX_SCHEMA_BYTES
 from chatapp.teams.models import AuditEvent, JsonSchema, SystemPrompt, Team
 
@@ -230,3 +231,41 @@ def test_a_prompt_cannot_take_another_teams_schema(owner_client, team):
     )
     assert response.status_code == 400
     assert not SystemPrompt.objects.filter(name="Tickets").exists()
+
+
+@pytest.fixture
+def deleted_once_read(monkeypatch):
+    """Another admin deletes the schema just after the page read it, before the save."""
+
+    def deleting(owner, name):
+        read = getattr(owner, name)
+
+        def read_then_deleted(*args):
+            found = read(*args)
+            JsonSchema.objects.filter(pk=found.pk).delete()
+            return found
+
+        monkeypatch.setattr(owner, name, read_then_deleted)
+
+    return deleting
+
+
+def test_an_edit_of_a_schema_deleted_meanwhile_says_so_and_adds_nothing(
+    owner_client, team, saved, deleted_once_read
+):
+    deleted_once_read(views, "_schema_target")
+    response = owner_client.post(
+        f"/teams/{team.pk}/json-schemas/{saved.pk}/", {"name": "ticket", "schema": "{}"}
+    )
+    assert response.status_code == 400
+    assert b"The schema ticket was deleted meanwhile" in response.content
+    assert not JsonSchema.objects.exists()
+    assert not AuditEvent.objects.exists()
+
+
+def test_a_patch_of_a_schema_deleted_meanwhile_is_404(owner_client, team, saved, deleted_once_read):
+    deleted_once_read(api, "_team_schema")
+    response = send(owner_client, "patch", detail(saved), {"schema": {"type": "object"}})
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+    assert not JsonSchema.objects.exists()
