@@ -67,11 +67,18 @@ def is_public_address(address: str) -> bool:
     return ip.is_global
 
 
-def refusal(host: str, address: str) -> str:
+def not_public(host: str) -> str:
+    """The host as the admin typed it, and why it is refused: never the addresses it
+    resolved to, which would map the site's own network for whoever may enter a URL."""
+    if _literal_address(host):
+        return f"{host} is not a public address"
+    return f"{host} resolves to a private or reserved address, not a public address"
+
+
+def refusal(host: str) -> str:
     return (
-        f"The provider address {host} resolves to {address}, which is not a public address:"
-        f" team provider URLs must reach the internet (a site admin can allow private"
-        f" addresses with {ALLOW_SETTING})."
+        f"The provider address {not_public(host)}: team provider URLs must reach the internet"
+        f" (a site admin can allow private addresses with {ALLOW_SETTING})."
     )
 
 
@@ -94,8 +101,7 @@ def check_url_host(host: str, port: int) -> str | None:
         addresses = resolve(host, port)
     except (OSError, UnicodeError):
         return f"The host {host} could not be resolved: check the address."
-    bad = blocked_address(host, addresses)
-    return refusal(host, bad) if bad else None
+    return refusal(host) if blocked_address(host, addresses) else None
 
 
 async def connect_checked(
@@ -103,11 +109,11 @@ async def connect_checked(
     port: int,
     timeout: float | None,
     connect: typing.Callable[[str], typing.Awaitable[T]],
-    refuse: typing.Callable[[str, str], Exception],
+    refuse: typing.Callable[[str], Exception],
     errors: typing.Any,
 ) -> T:
-    """Resolve `host`, refuse it when any address may not be reached (`refuse(host, address)`
-    is raised), then `connect(address)` to exactly the addresses that were checked, in order.
+    """Resolve `host`, refuse it when any address may not be reached (`refuse(host)` is
+    raised), then `connect(address)` to exactly the addresses that were checked, in order.
 
     `errors` is the httpcore module of the caller's HTTP stack (the MCP SDK's httpcore2):
     resolution failures become its ConnectTimeout / ConnectError."""
@@ -119,8 +125,8 @@ async def connect_checked(
     except (OSError, UnicodeError) as exc:
         raise errors.ConnectError(f"Could not resolve {host}: {exc}") from None
     addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
-    if bad := blocked_address(host, addresses):
-        raise refuse(host, bad)
+    if blocked_address(host, addresses):
+        raise refuse(host)
     error: Exception = errors.ConnectError(f"No address found for {host}")
     for address in addresses:
         try:
@@ -142,8 +148,8 @@ class GuardedResolver(aiohttp.abc.AbstractResolver):
             infos = await loop.getaddrinfo(host, port, family=family, type=socket.SOCK_STREAM)
         except UnicodeError as exc:
             raise OSError(f"Could not resolve {host}: {exc}") from None
-        if bad := blocked_address(host, [str(info[4][0]) for info in infos]):
-            raise BlockedAddressError(refusal(host, bad))
+        if blocked_address(host, [str(info[4][0]) for info in infos]):
+            raise BlockedAddressError(refusal(host))
         return [
             ResolveResult(
                 hostname=host,
@@ -178,8 +184,8 @@ class GuardedTransport(AiohttpTransport):
         refused: DestinationRefused | None = None
         if request.url.scheme != "https" and not private_allowed():
             refused = DestinationRefused("Team provider URLs must use https.")
-        elif _literal_address(host) and (bad := blocked_address(host, [host])):
-            refused = BlockedAddressError(refusal(host, bad))  # no lookup: nothing to resolve
+        elif _literal_address(host) and blocked_address(host, [host]):
+            refused = BlockedAddressError(refusal(host))  # no lookup: nothing to resolve
         if refused is not None:
             raise httpx.ConnectError(str(refused), request=request) from refused
         return await super().handle_async_request(request)

@@ -99,8 +99,8 @@ def check_url(url: str) -> str:
         raise ToolActionError(
             "invalid", f"The host {host} could not be resolved: check the address.", "url"
         ) from None
-    if bad := blocked_address(host, addresses):
-        raise ToolActionError("url_refused", refusal(host, bad), "url")
+    if blocked_address(host, addresses):
+        raise ToolActionError("url_refused", refusal(host), "url")
     return url
 
 

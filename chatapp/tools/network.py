@@ -16,18 +16,17 @@ import httpcore2
 import httpx2
 
 from chatapp.llm.client import USER_AGENT
-from chatapp.teams.network import ALLOW_SETTING, connect_checked, private_allowed
+from chatapp.teams.network import ALLOW_SETTING, connect_checked, not_public, private_allowed
 
 
 class ToolServerRefused(Exception):
     """The tool server's address may not be reached from this site; nothing was sent."""
 
 
-def refusal(host: str, address: str) -> str:
+def refusal(host: str) -> str:
     return (
-        f"The tool server {host} resolves to {address}, which is not a public address:"
-        f" tool servers must be reachable on the internet (a site admin can allow private"
-        f" addresses with {ALLOW_SETTING})."
+        f"The tool server {not_public(host)}: tool servers must be reachable on the internet"
+        f" (a site admin can allow private addresses with {ALLOW_SETTING})."
     )
 
 
@@ -46,8 +45,8 @@ class GuardedNetworkBackend(httpcore2.AsyncNetworkBackend):
         def connect(address: str) -> typing.Awaitable[httpcore2.AsyncNetworkStream]:
             return self._inner.connect_tcp(address, port, timeout, local_address, socket_options)
 
-        def refuse(host: str, address: str) -> Exception:
-            return ToolServerRefused(refusal(host, address))
+        def refuse(host: str) -> Exception:
+            return ToolServerRefused(refusal(host))
 
         return await connect_checked(host, port, timeout, connect, refuse, httpcore2)
 

@@ -200,6 +200,16 @@ def test_bad_server_addresses_are_refused(owner_client, team, owner, settings, u
     assert not AuditEvent.objects.exists()
 
 
+def test_a_refused_host_name_is_named_as_typed_without_its_addresses(owner_client, team, settings):
+    settings.LLAMA_ALLOW_PRIVATE_PROVIDER_URLS = False
+    data = {"base_url": "https://localhost:8443/v1", "protocol": "llama", "api_key": "k"}
+    response = owner_client.post(provider_url(team), data)
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert "The provider address localhost resolves to a private or reserved address" in page
+    assert "127.0.0.1" not in page and "::1" not in page
+
+
 def test_private_addresses_and_http_when_the_site_allows_them(owner_client, team, settings):
     settings.LLAMA_ALLOW_PRIVATE_PROVIDER_URLS = True
     data = {"base_url": "http://127.0.0.1:8080/v1", "protocol": "openai", "api_key": "k"}

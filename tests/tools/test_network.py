@@ -13,6 +13,16 @@ def private_refused(settings):
     settings.LLAMA_ALLOW_PRIVATE_PROVIDER_URLS = False
 
 
+def test_a_refused_host_name_is_named_without_its_addresses():
+    with pytest.raises(ToolActionError) as refused:
+        check_url("https://localhost:8443/mcp")
+    message = refused.value.message
+    assert message.startswith(
+        "The tool server localhost resolves to a private or reserved address, not a public address"
+    )
+    assert "127.0.0.1" not in message and "::1" not in message
+
+
 @pytest.mark.parametrize(
     "url",
     [
@@ -75,7 +85,7 @@ async def test_the_guard_refuses_at_connect_time_without_sending(mcp_server):
     https_url = mcp_server.url.replace("http://", "https://")
     with pytest.raises(mcp_client.ToolServerError) as refused:
         await mcp_client.list_tools(https_url, "a-token", 5)
-    assert "127.0.0.1, which is not a public address" in refused.value.message
+    assert "The tool server 127.0.0.1 is not a public address: " in refused.value.message
     assert mcp_server.record.authorizations == []
 
 

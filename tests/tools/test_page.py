@@ -46,7 +46,7 @@ def test_a_refused_url_is_shown_on_the_form_and_stores_nothing(owner_client, tea
         page_of(team), {"name": "meta", "url": "https://169.254.169.254/", "timeout": "30"}
     )
     assert response.status_code == 400
-    assert b"169.254.169.254, which is not a public address" in response.content
+    assert b"The tool server 169.254.169.254 is not a public address" in response.content
     assert not ToolServer.objects.exists()
 
 

@@ -67,7 +67,7 @@ def test_tools_page_lists_toggles_refuses_refreshes_and_removes(
     add.get_by_label("Name").fill("local")
     add.get_by_label("URL").fill("https://127.0.0.1:9/mcp")
     add.get_by_role("button", name="Add server").click()
-    expect(page.get_by_text("127.0.0.1, which is not a public address")).to_be_visible()
+    expect(page.get_by_text("The tool server 127.0.0.1 is not a public address")).to_be_visible()
     expect(page.get_by_role("region", name="local")).to_have_count(0)
 
     # A refresh under the guard (plain http is refused here) shows the server as down.
