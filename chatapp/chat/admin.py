@@ -6,6 +6,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from chatapp.chat.models import AdminAccessGrant, Conversation
+from chatapp.core.admin import NotDeletedHere
 
 METADATA = ("id", "owner", "team", "model", "created_at", "updated_at")
 
@@ -30,7 +31,9 @@ class ConversationAdmin(admin.ModelAdmin):
 
 
 @admin.register(AdminAccessGrant)
-class AdminAccessGrantAdmin(admin.ModelAdmin):
+class AdminAccessGrantAdmin(NotDeletedHere):
+    """The owner's record of who read their conversation, and why."""
+
     list_display = ["created_at", "admin_name", "conversation_id", "expires_at", "reason"]
     fields = readonly_fields = (
         "conversation_id",

@@ -2,6 +2,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.http import HttpResponseRedirect
 
+from chatapp.core.admin import NotDeletedHere
 from chatapp.llm import GUARD_CATEGORIES
 from chatapp.teams import actions
 from chatapp.teams.datafilter import MAX_PATTERNS, PATTERN_NAME, pattern_problem
@@ -162,8 +163,9 @@ def _pattern_shaped(item: object) -> bool:
 
 
 @admin.register(TeamPolicy)
-class TeamPolicyAdmin(StaysInItsTeam):
-    """Saves go through actions.set_policy, so admin changes are audited."""
+class TeamPolicyAdmin(StaysInItsTeam, NotDeletedHere):
+    """Saves go through actions.set_policy, so admin changes are audited; emptied fields are
+    the site's defaults again (a deletion here would not be audited)."""
 
     form = TeamPolicyAdminForm
     list_display = ["team", "default_model", "monthly_token_budget", "rate_limit_per_minute"]
@@ -198,7 +200,9 @@ class ProviderAdminForm(forms.ModelForm):
 
 
 @admin.register(TeamProvider)
-class TeamProviderAdmin(StaysInItsTeam):
+class TeamProviderAdmin(StaysInItsTeam, NotDeletedHere):
+    """An empty URL with the key removed is the site's server (a deletion would not be audited)."""
+
     form = ProviderAdminForm
     list_display = ["team", "base_url", "protocol", "has_key", "updated_at"]
     list_select_related = ["team"]
@@ -217,7 +221,9 @@ class TeamProviderAdmin(StaysInItsTeam):
 
 
 @admin.register(TeamUsage)
-class TeamUsageAdmin(admin.ModelAdmin):
+class TeamUsageAdmin(NotDeletedHere):
+    """The month's budgets and chargeback count these rows."""
+
     list_display = ["day", "team", "user", "model", "prompt_tokens", "completion_tokens"]
     list_filter = ["day"]
     list_select_related = ["team", "user"]
@@ -241,3 +247,6 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # the trail of who changed what: nobody edits it away

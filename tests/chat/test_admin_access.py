@@ -229,3 +229,22 @@ def test_the_grant_needs_the_csrf_token(site_admin, conversation):
     response = client.post(request_url(conversation), {"reason": REASON, "minutes": "15"})
     assert response.status_code == 403
     assert not AdminAccessGrant.objects.exists()
+
+
+def test_the_admin_site_cannot_delete_a_grant(admin_client, conversation):
+    admin_client.post(request_url(conversation), {"reason": REASON, "minutes": "15"})
+    grant = AdminAccessGrant.objects.get()
+    url = f"/admin/chat/adminaccessgrant/{grant.pk}/delete/"
+    assert admin_client.post(url, {"post": "yes"}).status_code == 403
+    bulk = {"action": "delete_selected", "_selected_action": [grant.pk], "post": "yes"}
+    admin_client.post("/admin/chat/adminaccessgrant/", bulk)
+    assert AdminAccessGrant.objects.filter(pk=grant.pk).exists()
+
+
+def test_the_admin_site_still_deletes_an_account_with_grants_on_it(
+    admin_client, conversation, member
+):
+    admin_client.post(request_url(conversation), {"reason": REASON, "minutes": "15"})
+    response = admin_client.post(f"/admin/auth/user/{member.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302
+    assert not AdminAccessGrant.objects.exists()  # the owner's own record, gone with them

@@ -4,7 +4,7 @@ import pytest
 from django.urls import reverse
 
 from chatapp.teams import actions
-from chatapp.teams.models import AuditEvent, Membership, TeamPolicy
+from chatapp.teams.models import AuditEvent, Membership, TeamPolicy, TeamProvider, TeamUsage
 
 
 def test_admin_actions_are_recorded_with_their_actor(team, owner, admin_member, member):
@@ -103,3 +103,40 @@ def test_the_admin_refuses_a_filter_the_policy_page_would_refuse(
     assert response.status_code == 200
     assert field in response.context["adminform"].form.errors
     assert not TeamPolicy.objects.exists()
+
+
+def test_the_admin_site_deletes_no_record_or_setting_one_by_one(client, site_admin, team, owner):
+    """Deleting these would not be audited: the trail, usage, a team's policy and provider."""
+    actions.save_prompt(owner, team, name="P", content="one")
+    actions.record_usage(team, owner, "Llama-3.3-8B-Instruct", 5, 7)
+    actions.set_policy(owner, team, {"rate_limit_per_minute": 3})
+    actions.set_provider(owner, team, base_url="", protocol="llama")
+    events = AuditEvent.objects.count()
+    client.force_login(site_admin)
+    rows = [
+        ("auditevent", AuditEvent.objects.first()),
+        ("teamusage", TeamUsage.objects.get()),
+        ("teampolicy", TeamPolicy.objects.get()),
+        ("teamprovider", TeamProvider.objects.get()),
+    ]
+    for model, row in rows:
+        url = f"/admin/teams/{model}/{row.pk}/delete/"
+        assert client.post(url, {"post": "yes"}).status_code == 403, model
+        listing = client.get(f"/admin/teams/{model}/").content.decode()
+        assert "delete_selected" not in listing, model
+        bulk = {"action": "delete_selected", "_selected_action": [row.pk], "post": "yes"}
+        client.post(f"/admin/teams/{model}/", bulk)
+        assert type(row).objects.filter(pk=row.pk).exists(), model
+    assert AuditEvent.objects.count() == events
+
+
+def test_the_admin_site_still_deletes_a_whole_team(client, site_admin, team, owner):
+    actions.record_usage(team, owner, "Llama-3.3-8B-Instruct", 5, 7)
+    actions.set_policy(owner, team, {"rate_limit_per_minute": 3})
+    actions.set_provider(owner, team, base_url="", protocol="llama")
+    events = AuditEvent.objects.count()
+    client.force_login(site_admin)
+    response = client.post(f"/admin/teams/team/{team.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302
+    assert not TeamUsage.objects.exists() and not TeamPolicy.objects.exists()
+    assert AuditEvent.objects.count() == events  # kept, as the chain needs
