@@ -119,6 +119,10 @@ class SystemPromptAdmin(StaysInItsTeam):
     def delete_model(self, request, obj):
         actions.delete_prompt(request.user, obj)
 
+    def delete_queryset(self, request, queryset):
+        for prompt in queryset.select_related("team"):  # each one audited, as one by one
+            actions.delete_prompt(request.user, prompt)
+
 
 PATTERN_SHAPE = (
     'Write a list of {"name": "PROJECT", "pattern": "<regular expression>", "action": "redact"'

@@ -332,3 +332,13 @@ def test_an_admin_site_edit_of_a_prompt_deleted_meanwhile_says_so(
     # Nothing was saved (the deletion here rolled back with the admin's own transaction).
     assert not SystemPromptVersion.objects.exists()
     assert not AuditEvent.objects.exists()
+
+
+def test_prompts_deleted_together_in_the_admin_are_each_audited(client, site_admin, team, prompt):
+    other = SystemPrompt.objects.create(team=team, name="Other", content="2", position=1)
+    client.force_login(site_admin)
+    bulk = {"action": "delete_selected", "_selected_action": [prompt.pk, other.pk], "post": "yes"}
+    assert client.post("/admin/teams/systemprompt/", bulk).status_code == 302
+    assert not SystemPrompt.objects.exists()
+    deleted = AuditEvent.objects.filter(action="prompt.delete", actor=site_admin)
+    assert sorted(deleted.values_list("details__name", flat=True)) == ["Helper", "Other"]
