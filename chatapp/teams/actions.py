@@ -398,6 +398,45 @@ def _end_membership(membership: Membership) -> None:
     )
 
 
+# Memberships in the admin site (chatapp.teams.admin): audited as on the team's pages; the
+# owner rules are a site admin's to break, to mend a team that has lost its owners.
+
+
+def admin_save_membership(actor, membership: Membership) -> None:
+    with transaction.atomic():
+        stored = Membership.objects.filter(pk=membership.pk) if membership.pk else None
+        old = stored.values_list("role", flat=True).first() if stored is not None else None
+        membership.save()
+        who, role = _name(membership.user), membership.role
+        if old is None:
+            summary = f"{_name(actor)} added {who} as {role} in the admin site"
+            audit(membership.team, actor, AuditAction.MEMBER_ADD, summary, user=who, role=role)
+        elif old != role:
+            audit(
+                membership.team,
+                actor,
+                AuditAction.ROLE_CHANGE,
+                f"{_name(actor)} changed {who} from {old} to {role} in the admin site",
+                user=who,
+                old=old,
+                new=role,
+            )
+
+
+def admin_remove_membership(actor, membership: Membership) -> None:
+    with transaction.atomic():
+        who, role = _name(membership.user), membership.role
+        audit(
+            membership.team,
+            actor,
+            AuditAction.MEMBER_REMOVE,
+            f"{_name(actor)} removed {who} ({role}) in the admin site",
+            user=who,
+            role=role,
+        )
+        membership.delete()
+
+
 # System prompts.
 
 

@@ -21,9 +21,20 @@ from chatapp.teams.models import (
 
 
 class MembershipInline(admin.TabularInline):
+    """Shown only: people are added, changed and removed on Memberships, where it is audited."""
+
     model = Membership
     extra = 0
     raw_id_fields = ["user"]
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
 
 
 @admin.register(Team)
@@ -36,18 +47,50 @@ class TeamAdmin(admin.ModelAdmin):
 
 @admin.register(Membership)
 class MembershipAdmin(admin.ModelAdmin):
+    """Saves and deletions go through the actions, so they are audited."""
+
     list_display = ["user", "team", "role", "created_at"]
     list_filter = ["role"]
     list_select_related = ["user", "team"]
     raw_id_fields = ["user", "team"]
 
+    def get_readonly_fields(self, request, obj=None):
+        # A membership is one person's in one team: changing either is another membership.
+        return ["user", "team"] if obj is not None else []
+
+    def save_model(self, request, obj, form, change):
+        actions.admin_save_membership(request.user, obj)
+
+    def delete_model(self, request, obj):
+        actions.admin_remove_membership(request.user, obj)
+
+    def delete_queryset(self, request, queryset):
+        for membership in queryset.select_related("team", "user"):
+            actions.admin_remove_membership(request.user, membership)
+
 
 @admin.register(Invitation)
 class InvitationAdmin(admin.ModelAdmin):
+    """Invitations are made on the team's Members page (members or admins, audited); here they
+    are shown and revoked (audited too)."""
+
     list_display = ["team", "email", "role", "expires_at", "accepted_at"]
     list_select_related = ["team"]
     raw_id_fields = ["team", "invited_by", "accepted_by"]
     exclude = ["token"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def delete_model(self, request, obj):
+        actions.revoke_invitation(request.user, obj)
+
+    def delete_queryset(self, request, queryset):
+        for invitation in queryset.select_related("team"):
+            actions.revoke_invitation(request.user, invitation)
 
 
 class SystemPromptVersionInline(admin.TabularInline):

@@ -289,3 +289,55 @@ def test_members_see_no_emails_or_controls(member_client, team, owner, member):
 def test_team_pages_show_the_current_team_in_the_header(owner_client, team):
     page = owner_client.get(f"/teams/{team.pk}/").content.decode()
     assert f'class="team-chip" href="/teams/" title="Your current team">{team.name}<' in page
+
+
+# The admin site: memberships changed there are audited too.
+
+
+def test_site_admin_membership_changes_are_audited(client, site_admin, team, member, outsider):
+    client.force_login(site_admin)
+    membership = Membership.objects.get(user=member)
+    url = f"/admin/teams/membership/{membership.pk}/change/"
+    response = client.post(url, {"user": outsider.pk, "team": team.pk, "role": Role.ADMIN})
+    assert response.status_code == 302, response.content[:2000]
+    assert (role_of(team, member), role_of(team, outsider)) == (Role.ADMIN, None)
+    changed = AuditEvent.objects.get(action="member.role")
+    assert (changed.actor, changed.details["old"], changed.details["new"]) == (
+        site_admin,
+        Role.MEMBER,
+        Role.ADMIN,
+    )
+
+    added = {"user": outsider.pk, "team": team.pk, "role": Role.MEMBER}
+    assert client.post("/admin/teams/membership/add/", added).status_code == 302
+    assert AuditEvent.objects.get(action="member.add").actor == site_admin
+
+    bulk = {
+        "action": "delete_selected",
+        "_selected_action": list(
+            Membership.objects.filter(user__in=[member, outsider]).values_list("pk", flat=True)
+        ),
+        "post": "yes",
+    }
+    assert client.post("/admin/teams/membership/", bulk).status_code == 302
+    assert role_of(team, member) is None and role_of(team, outsider) is None
+    removed = AuditEvent.objects.filter(action="member.remove", actor=site_admin)
+    assert removed.count() == 2
+
+
+def test_the_team_page_of_the_admin_site_only_shows_its_people(client, site_admin, team, member):
+    client.force_login(site_admin)
+    page = client.get(f"/admin/teams/team/{team.pk}/change/").content.decode()
+    assert member.username in page
+    assert 'name="memberships-0-role"' not in page
+
+
+def test_site_admin_revokes_invitations_audited_and_cannot_make_them(
+    client, site_admin, team, owner
+):
+    invitation = actions.invite(owner, team, email="new@example.com")
+    client.force_login(site_admin)
+    assert client.get("/admin/teams/invitation/add/").status_code == 403
+    url = f"/admin/teams/invitation/{invitation.pk}/delete/"
+    assert client.post(url, {"post": "yes"}).status_code == 302
+    assert AuditEvent.objects.get(action="invitation.revoke").actor == site_admin
