@@ -6,7 +6,7 @@ from chatapp.core.admin import NotDeletedHere
 from chatapp.llm import GUARD_CATEGORIES
 from chatapp.teams import actions
 from chatapp.teams.datafilter import MAX_PATTERNS, PATTERN_NAME, pattern_problem
-from chatapp.teams.forms import ProviderForm, clean_provider_url
+from chatapp.teams.forms import ProviderForm, clean_provider_url, is_model_id
 from chatapp.teams.models import (
     AuditEvent,
     Invitation,
@@ -176,6 +176,18 @@ PATTERN_SHAPE = (
 class TeamPolicyAdminForm(forms.ModelForm):
     """The JSON fields as the policy page accepts them: in another shape, every question of
     the team would fail (a pattern) or be judged by other categories ("S10" counted S1)."""
+
+    def clean_allowed_models(self) -> list:
+        value = self.cleaned_data["allowed_models"]
+        if value is None:  # left blank: every model the site offers
+            return []
+        if not isinstance(value, list) or not all(
+            isinstance(model, str) and len(model) <= 200 and is_model_id(model) for model in value
+        ):
+            raise forms.ValidationError(
+                'Write a list of model ids, such as ["Llama-3.3-70B-Instruct"]; [] for every model.'
+            )
+        return list(dict.fromkeys(value))
 
     def clean_safety_categories(self) -> list:
         value = self.cleaned_data["safety_categories"] or []  # left blank: all of them

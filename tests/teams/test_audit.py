@@ -87,6 +87,12 @@ def test_a_policy_stays_with_its_team_in_the_admin(client, site_admin, team, mak
         ("data_patterns", '[{"name": "PROJECT", "pattern": "(", "action": "redact"}]'),
         ("safety_categories", '"S10"'),
         ("safety_categories", "[10]"),
+        ("allowed_models", "NaN"),
+        ("allowed_models", "1e309"),
+        ("allowed_models", '{"Llama-3.3-70B-Instruct": true}'),
+        ("allowed_models", "[1, 2]"),
+        ("allowed_models", '["two words"]'),
+        ("allowed_models", '"Llama-3.3-70B-Instruct"'),
     ],
 )
 def test_the_admin_refuses_a_filter_the_policy_page_would_refuse(
@@ -103,6 +109,19 @@ def test_the_admin_refuses_a_filter_the_policy_page_would_refuse(
     assert response.status_code == 200
     assert field in response.context["adminform"].form.errors
     assert not TeamPolicy.objects.exists()
+
+
+@pytest.mark.parametrize("value", ["", "null"])
+def test_allowed_models_left_blank_in_the_admin_are_every_model(client, site_admin, team, value):
+    client.force_login(site_admin)
+    data = {"team": team.pk, "allowed_models": value}
+    data |= {"safety_input": "off", "safety_output": "off", "safety_categories": "[]"}
+    data |= {"safety_on_error": "fail_open", "data_patterns": "[]"}
+    data |= {f"data_{kind}": "off" for kind in ("card", "iban", "email", "phone", "api_key")}
+    data |= {"data_private_key": "off", "rate_limit_per_minute": "7"}
+    response = client.post("/admin/teams/teampolicy/add/", data)
+    assert response.status_code == 302, response.content[:2000]
+    assert TeamPolicy.objects.get(team=team).allowed_models == []
 
 
 def test_the_admin_site_deletes_no_record_or_setting_one_by_one(client, site_admin, team, owner):
