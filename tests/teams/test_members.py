@@ -338,6 +338,8 @@ def test_site_admin_revokes_invitations_audited_and_cannot_make_them(
     invitation = actions.invite(owner, team, email="new@example.com")
     client.force_login(site_admin)
     assert client.get("/admin/teams/invitation/add/").status_code == 403
+    shown = client.get(f"/admin/teams/invitation/{invitation.pk}/change/")
+    assert shown.status_code == 200 and invitation.token not in shown.content.decode()
     url = f"/admin/teams/invitation/{invitation.pk}/delete/"
     assert client.post(url, {"post": "yes"}).status_code == 302
     assert AuditEvent.objects.get(action="invitation.revoke").actor == site_admin
