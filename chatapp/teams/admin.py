@@ -1,6 +1,7 @@
 from django import forms
 from django.contrib import admin, messages
 from django.http import HttpResponseRedirect
+from django.urls import reverse
 
 from chatapp.core.admin import NotDeletedHere
 from chatapp.llm import GUARD_CATEGORIES
@@ -88,9 +89,20 @@ class InvitationAdmin(admin.ModelAdmin):
     def delete_model(self, request, obj):
         actions.revoke_invitation(request.user, obj)
 
+    def delete_view(self, request, object_id, extra_context=None):
+        try:
+            return super().delete_view(request, object_id, extra_context)
+        except actions.ActionError as error:  # used already: it is the record of who joined
+            self.message_user(request, error.message, messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:teams_invitation_changelist"))
+
     def delete_queryset(self, request, queryset):
         for invitation in queryset.select_related("team"):
-            actions.revoke_invitation(request.user, invitation)
+            try:
+                actions.revoke_invitation(request.user, invitation)
+            except actions.ActionError as error:
+                target = invitation.email or "a shareable link"
+                self.message_user(request, f"{target}: {error.message}", messages.ERROR)
 
 
 class SystemPromptVersionInline(admin.TabularInline):

@@ -8,7 +8,7 @@ from django.urls import reverse
 
 from chatapp.core.locking import lock_rows
 from chatapp.teams import actions
-from chatapp.teams.models import AuditEvent, Membership, Role, Team
+from chatapp.teams.models import AuditEvent, Invitation, Membership, Role, Team
 from chatapp.teams.services import SESSION_TEAM_KEY
 from tests.databases import uses_postgres, wait_for_lock_waiters
 
@@ -343,3 +343,21 @@ def test_site_admin_revokes_invitations_audited_and_cannot_make_them(
     url = f"/admin/teams/invitation/{invitation.pk}/delete/"
     assert client.post(url, {"post": "yes"}).status_code == 302
     assert AuditEvent.objects.get(action="invitation.revoke").actor == site_admin
+
+
+def test_site_admin_deleting_a_used_invitation_is_told_why_not(
+    client, site_admin, team, owner, make_user
+):
+    invitation = actions.invite(owner, team)
+    actions.accept_invitation(make_user("newcomer"), invitation.token)
+    client.force_login(site_admin)
+    url = f"/admin/teams/invitation/{invitation.pk}/delete/"
+    response = client.post(url, {"post": "yes"}, follow=True)
+    assert response.status_code == 200
+    assert "already been used" in response.content.decode()
+    bulk = {"action": "delete_selected", "_selected_action": [invitation.pk], "post": "yes"}
+    response = client.post("/admin/teams/invitation/", bulk, follow=True)
+    assert response.status_code == 200
+    assert "already been used" in response.content.decode()
+    assert Invitation.objects.filter(pk=invitation.pk).exists()
+    assert not AuditEvent.objects.filter(action="invitation.revoke").exists()
