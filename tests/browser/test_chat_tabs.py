@@ -234,7 +234,7 @@ def test_a_conversation_of_a_team_left_opens_read_only_and_says_why(
     logged_in_page, app_server, user, page_watch
 ):
     """Opened by its address after leaving its team, a conversation is there to read: the page
-    says so, and offers neither a message box nor sharing (both would be refused)."""
+    says so, and offers neither a message box, edits, regenerating nor sharing (all refused)."""
     kept_id = app_server.run_python(f"""
 from django.contrib.auth import get_user_model
 from chatapp.chat.models import Conversation, Message
@@ -257,6 +257,8 @@ print(chat.pk)
     expect(page.get_by_text("Went well: the demo.")).to_be_visible()
     expect(chat.input).to_be_disabled()
     expect(page.locator("#share-link")).to_be_hidden()
+    expect(page.get_by_role("button", name="Regenerate")).to_be_hidden()
+    expect(page.get_by_role("button", name="Edit this question")).to_be_hidden()
     expect(page.locator("#export-link")).to_be_visible()  # still theirs to download
     # A new chat, in a team of theirs, is theirs to go on with, as always.
     page.get_by_role("button", name="New chat").click()
@@ -265,4 +267,5 @@ print(chat.pk)
     chat.send("A new question")
     chat.wait_for_status("complete")
     expect(page.locator("#share-link")).to_be_visible()
+    expect(page.get_by_role("button", name="Regenerate")).to_be_visible()
     assert page_watch.console_errors == [] and page_watch.page_errors == []

@@ -765,6 +765,8 @@ class ChatPage {
     const shareLink = $("share-link");
     shareLink.hidden = state.conversationId === null || state.temporary || this.formerTeam;
     $("former-team-notice").hidden = !this.formerTeam;
+    // Edit, Regenerate and Retry would only be refused there: read only.
+    $("messages").classList.toggle("read-only", this.formerTeam);
     if (state.conversationId !== null) {
       exportLink.href = `/api/conversations/${state.conversationId}/export?format=md`;
       shareLink.href = `/c/${state.conversationId}/share/`;
