@@ -39,3 +39,24 @@ def team_server(team, owner, settings):
     provider.api_key_encrypted = actions.crypto.encrypt(TEAM_KEY)
     provider.save()
     return provider
+
+
+@pytest.fixture
+def deleted_once_read(monkeypatch):
+    """Another admin deletes the row just after the page read it, before the save:
+    `deleted_once_read(module, "reader")` wraps that module's reading function."""
+
+    def deleting(owner, name):
+        read = getattr(owner, name)
+        deleted: list[int] = []
+
+        def read_then_deleted(*args):
+            found = read(*args)
+            if found is not None and not deleted:
+                deleted.append(found.pk)
+                type(found).objects.filter(pk=found.pk).delete()
+            return found
+
+        monkeypatch.setattr(owner, name, read_then_deleted)
+
+    return deleting

@@ -233,23 +233,6 @@ def test_a_prompt_cannot_take_another_teams_schema(owner_client, team):
     assert not SystemPrompt.objects.filter(name="Tickets").exists()
 
 
-@pytest.fixture
-def deleted_once_read(monkeypatch):
-    """Another admin deletes the schema just after the page read it, before the save."""
-
-    def deleting(owner, name):
-        read = getattr(owner, name)
-
-        def read_then_deleted(*args):
-            found = read(*args)
-            JsonSchema.objects.filter(pk=found.pk).delete()
-            return found
-
-        monkeypatch.setattr(owner, name, read_then_deleted)
-
-    return deleting
-
-
 def test_an_edit_of_a_schema_deleted_meanwhile_says_so_and_adds_nothing(
     owner_client, team, saved, deleted_once_read
 ):

@@ -271,27 +271,6 @@ def test_a_new_default_in_the_admin_takes_over_from_the_old_one(client, site_adm
     assert AuditEvent.objects.get(action="prompt.create").details["is_default"] is True
 
 
-@pytest.fixture
-def deleted_once_read(monkeypatch):
-    """Another admin deletes the prompt just after the page read it, before the save."""
-
-    def deleting(owner, name):
-        read = getattr(owner, name)
-
-        def read_then_deleted(*args):
-            found = read(*args)
-            if found is not None and not deleted:
-                deleted.append(found.pk)
-                SystemPrompt.objects.filter(pk=found.pk).delete()
-            return found
-
-        deleted: list[int] = []
-
-        monkeypatch.setattr(owner, name, read_then_deleted)
-
-    return deleting
-
-
 def test_an_edit_of_a_prompt_deleted_meanwhile_says_so(
     owner_client, team, prompt, deleted_once_read
 ):
