@@ -307,8 +307,17 @@ LLAMA_MAX_ATTEMPTS = env_number("LLAMA_MAX_ATTEMPTS", 3, int, 1, 5)
 
 # Teams. Team-entered provider URLs may reach private addresses (and plain http) only when on.
 LLAMA_ALLOW_PRIVATE_PROVIDER_URLS = env_bool("LLAMA_ALLOW_PRIVATE_PROVIDER_URLS", False)
-# Encrypts team provider keys at rest; unset: a key derived from SECRET_KEY.
+# Encrypts team provider keys at rest; unset: a key derived from SECRET_KEY. Any text works
+# (HKDF derives the Fernet key from its UTF-8 bytes), and it is used exactly as given: stripping
+# it would change the key and leave stored provider keys unreadable.
 FIELD_ENCRYPTION_KEY = env.str("FIELD_ENCRYPTION_KEY", default="")
+try:
+    FIELD_ENCRYPTION_KEY.encode()
+except UnicodeEncodeError:  # bytes that are not UTF-8: every key saved or read would be a 500
+    raise ImproperlyConfigured(
+        "FIELD_ENCRYPTION_KEY must be text (UTF-8), such as the output of"
+        " `openssl rand -base64 32` (got bytes that are not UTF-8)"
+    ) from None
 # Unset: invitations are shared as links; set (smtp+tls://user:pass@host:587): also emailed.
 EMAIL_URL = env.str("EMAIL_URL", default="")
 if EMAIL_URL:
@@ -486,11 +495,15 @@ if UPLOADS_S3_BUCKET:
         raise ImproperlyConfigured(
             "UPLOADS_S3_BUCKET needs django-storages: pip install 'llama-team-chat[s3]'"
         )
+    # boto3 refuses an endpoint without http(s):// only at the first upload (a 500 there).
+    UPLOADS_S3_ENDPOINT_URL = env.str("UPLOADS_S3_ENDPOINT_URL", default="").strip()
+    if UPLOADS_S3_ENDPOINT_URL:
+        env_url("UPLOADS_S3_ENDPOINT_URL", "", ("http", "https"))
     UPLOADS_STORAGE = {
         "BACKEND": "storages.backends.s3.S3Storage",
         "OPTIONS": {
             "bucket_name": UPLOADS_S3_BUCKET,
-            "endpoint_url": env.str("UPLOADS_S3_ENDPOINT_URL", default="") or None,
+            "endpoint_url": UPLOADS_S3_ENDPOINT_URL or None,
             "region_name": env.str("UPLOADS_S3_REGION", default="") or None,
             "access_key": env.str("UPLOADS_S3_ACCESS_KEY_ID", default="") or None,
             "secret_key": env.str("UPLOADS_S3_SECRET_ACCESS_KEY", default="") or None,
@@ -527,6 +540,12 @@ LLAMA_IMAGE_MODELS = [
     )
     if name.strip()
 ]
+for _model in LLAMA_IMAGE_MODELS:  # such an id never equals a model's, so it never sees images
+    if not _model.isprintable() or any(c.isspace() for c in _model):
+        raise ImproperlyConfigured(
+            "LLAMA_IMAGE_MODELS must be comma-separated model ids without spaces or control"
+            f" characters, such as Llama-4-Scout-17B-16E-Instruct-FP8,llava:13b (got {_model!r})"
+        )
 
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},

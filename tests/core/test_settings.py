@@ -152,6 +152,24 @@ def test_allowed_hosts_and_protocol_are_read():
             {"SECRET_KEY": "x" * 50, "PERSONAL_TEAM_MONTHLY_TOKEN_BUDGET": str(10**19)},
             "PERSONAL_TEAM_MONTHLY_TOKEN_BUDGET",
         ),
+        # Not UTF-8 (a byte copied from a binary file): each provider key saved or read was a 500.
+        ({"SECRET_KEY": "x" * 50, "FIELD_ENCRYPTION_KEY": "key-\udcff-bytes"}, "FIELD_ENCRYPTION"),
+        # boto3 refused these only at the first upload.
+        (
+            {
+                "SECRET_KEY": "x" * 50,
+                "UPLOADS_S3_BUCKET": "b",
+                "UPLOADS_S3_ENDPOINT_URL": "minio:9000",
+            },
+            "UPLOADS_S3_ENDPOINT_URL",
+        ),
+        (
+            {"SECRET_KEY": "x" * 50, "UPLOADS_S3_BUCKET": "b", "UPLOADS_S3_ENDPOINT_URL": "s3://b"},
+            "UPLOADS_S3_ENDPOINT_URL",
+        ),
+        # Never equal to a model's id, so that model silently never saw images.
+        ({"SECRET_KEY": "x" * 50, "LLAMA_IMAGE_MODELS": "Llama 4 Scout"}, "LLAMA_IMAGE_MODELS"),
+        ({"SECRET_KEY": "x" * 50, "LLAMA_IMAGE_MODELS": "a,llava\x0713b"}, "LLAMA_IMAGE_MODELS"),
     ],
 )
 def test_bad_values_fail_naming_the_variable(overrides, named):
@@ -204,3 +222,17 @@ def test_a_key_or_token_read_from_a_file_loses_its_line_break():
     key = loaded_setting("LLAMA_API_KEY", SECRET_KEY="x" * 50, LLAMA_API_KEY="llama-key\n")
     token = loaded_setting("METRICS_TOKEN", SECRET_KEY="x" * 50, METRICS_TOKEN=" scrape\r\n")
     assert (key, token) == ("llama-key", "scrape")
+
+
+def test_values_that_worked_keep_working():
+    base = {"SECRET_KEY": "x" * 50}
+    # Any text is a key (HKDF derives the cipher's key from it), kept exactly as given.
+    key = " a short key, with spaces and ünïcode "
+    assert loaded_setting("FIELD_ENCRYPTION_KEY", **base, FIELD_ENCRYPTION_KEY=key) == key
+    s3 = {**base, "UPLOADS_S3_BUCKET": "chat-files"}
+    for url in ("http://minio:9000", " https://s3.eu-west-1.amazonaws.com ", ""):
+        uploads = loaded_setting("UPLOADS_STORAGE", **s3, UPLOADS_S3_ENDPOINT_URL=url)
+        assert uploads["OPTIONS"]["endpoint_url"] == (url.strip() or None)
+    models = loaded_setting("LLAMA_IMAGE_MODELS", **base, LLAMA_IMAGE_MODELS="llava:13b, ,m/v1")
+    assert models == ["llava:13b", "m/v1"]
+    assert loaded_setting("LLAMA_IMAGE_MODELS", **base, LLAMA_IMAGE_MODELS="") == []
