@@ -61,10 +61,12 @@ class OpenAIError(Exception):
         code: str | None = None,
         param: str | None = None,
         retry_after: int | None = None,
+        allow: str | None = None,
     ):
         super().__init__(message)
         self.status, self.message, self.kind = status, message, kind
         self.code, self.param, self.retry_after = code, param, retry_after
+        self.allow = allow  # a 405's Allow header: the methods the address takes
 
     def body(self) -> dict[str, Any]:
         return {

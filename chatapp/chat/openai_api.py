@@ -105,12 +105,16 @@ def error_response(error: OpenAIError) -> JsonResponse:
         response["Retry-After"] = str(error.retry_after)
     if error.status == 401:
         response["WWW-Authenticate"] = 'Bearer realm="api"'
+    if error.allow is not None:
+        response["Allow"] = error.allow  # HTTP requires it on a 405
     return response
 
 
 def only(method: str, request: HttpRequest) -> None:
     if request.method != method:
-        raise OpenAIError(405, f"Use {method} on this address.", code="method_not_allowed")
+        raise OpenAIError(
+            405, f"Use {method} on this address.", code="method_not_allowed", allow=method
+        )
 
 
 # --- who is asking -----------------------------------------------------------------------

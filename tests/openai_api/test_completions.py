@@ -362,6 +362,9 @@ async def test_not_json_and_wrong_methods(sim, member, team, make_key):
     assert broken.status_code == deep.status_code == 400
     assert broken.json()["error"]["type"] == deep.json()["error"]["type"] == "invalid_request_error"
     assert wrong.status_code == wrong_models.status_code == 405
+    # HTTP requires a 405 to say which methods the address takes.
+    assert (wrong.headers.get("allow"), wrong_models.headers.get("allow")) == ("POST", "GET")
+    assert wrong.json()["error"]["code"] == "method_not_allowed"
     assert unknown.status_code == 404
     assert unknown.json()["error"]["type"] == "invalid_request_error"
     assert "/v1/embeddings" in unknown.json()["error"]["message"]
