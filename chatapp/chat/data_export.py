@@ -1,5 +1,9 @@
-"""Download all my data: one ZIP archive of everything a person keeps here, built in a
-temporary file one conversation and one file at a time, so memory stays bounded.
+"""Download all my data: one ZIP archive of everything a person keeps here, streamed as it is
+built, one conversation and one file chunk at a time, so memory stays bounded and the first
+bytes leave at once (a large account's archive is not held back until a proxy's read timeout).
+Each step is one short query in autocommit mode: no transaction or cursor stays open while the
+download runs. Should a step fail, the archive ends without its central directory, which every
+unzip tool refuses, rather than looking complete with entries missing.
 
 - `conversations/<id>-<title>.json`: each conversation the user owns, as its JSON export
   (the shown branch and the whole tree); `.md` beside it: the Markdown export.
@@ -10,12 +14,14 @@ temporary file one conversation and one file at a time, so memory stays bounded.
 Temporary chats, and the files sent in them, are left out. Nothing of anyone else is read.
 """
 
+import io
 import json
+import logging
 import re
-import tempfile
 import zipfile
+from collections.abc import Iterator
 from pathlib import PurePath
-from typing import IO, Any
+from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
@@ -26,24 +32,60 @@ from chatapp.chat.models import Conversation, Share
 from chatapp.teams.models import ApiKey, Membership
 from chatapp.uploads.models import Upload
 
+log = logging.getLogger(__name__)
+
 COPY_CHUNK = 1024 * 1024
 SETTING_FIELDS = ("model", "temperature", "max_tokens", "top_p")
 
 
-def build_archive(user: Any) -> IO[bytes]:
-    """The user's archive in a temporary file, rewound; the caller closes it."""
-    archive = tempfile.TemporaryFile()
-    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for conversation in Conversation.objects.for_user(user).saved().order_by("pk").iterator():
+class _Pipe(io.RawIOBase):
+    """Where the archive is written: its bytes wait here until the next chunk is handed on.
+    Not seekable, so zipfile writes each entry's sizes after its data."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self.parts.append(bytes(data))
+        return len(data)
+
+    def take(self) -> bytes:
+        data = b"".join(self.parts)
+        self.parts.clear()
+        return data
+
+
+def archive_chunks(user: Any) -> Iterator[bytes]:
+    """The user's archive, chunk by chunk as it is built."""
+    pipe = _Pipe()
+    zf = zipfile.ZipFile(pipe, "w", compression=zipfile.ZIP_DEFLATED)
+    try:
+        conversations = Conversation.objects.for_user(user).saved().order_by("pk")
+        for pk in list(conversations.values_list("pk", flat=True)):
+            conversation = conversations.filter(pk=pk).first()
+            if conversation is None:  # deleted while the archive was being built
+                continue
             data = conversation_data(conversation, whole_tree=True)
             name = f"conversations/{conversation.pk}-{_slug(conversation.title) or 'conversation'}"
             zf.writestr(f"{name}.json", _json(data))
             zf.writestr(f"{name}.md", markdown_export(data))
-        for upload in _own_files(user):
-            _copy_file(zf, upload)
+            yield pipe.take()
+        files = _own_files(user)
+        for pk in list(files.values_list("pk", flat=True)):
+            upload = files.filter(pk=pk).first()
+            if upload is not None:
+                yield from _copy_file(zf, upload, pipe)
         zf.writestr("account.json", _json(account_data(user)))
-    archive.seek(0)
-    return archive
+        zf.close()  # the central directory: only now does the archive read as complete
+    except Exception:
+        # The response has started: its status can no longer change. Without the central
+        # directory, the download cannot pass for a whole archive.
+        log.exception("data export failed part way for user %s", user.pk)
+        return
+    yield pipe.take()
 
 
 def archive_name(user: Any) -> str:
@@ -52,10 +94,10 @@ def archive_name(user: Any) -> str:
 
 def _own_files(user: Any):
     files = Upload.objects.filter(owner=user).exclude(message__conversation__temporary=True)
-    return files.order_by("pk").iterator()
+    return files.order_by("pk")
 
 
-def _copy_file(zf: zipfile.ZipFile, upload: Upload) -> None:
+def _copy_file(zf: zipfile.ZipFile, upload: Upload, pipe: _Pipe) -> Iterator[bytes]:
     safe = re.sub(r"[^\w.-]+", "_", PurePath(upload.name).name)[:100] or "file"
     try:
         source = upload.file.open("rb")
@@ -65,6 +107,7 @@ def _copy_file(zf: zipfile.ZipFile, upload: Upload) -> None:
     with source, zf.open(f"files/{upload.pk}-{safe}", "w") as target:
         while chunk := source.read(COPY_CHUNK):
             target.write(chunk)
+            yield pipe.take()
 
 
 def account_data(user: Any) -> dict:

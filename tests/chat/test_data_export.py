@@ -1,13 +1,19 @@
 """Download all my data: `GET /api/me/export/` answers one ZIP archive of the user's own
 conversations (JSON with the whole tree, and Markdown), files, settings and API key names."""
 
+import asyncio
 import io
 import json
 import zipfile
 
+import pytest
+from channels.db import database_sync_to_async as db
+from django.conf import settings
 from django.test import Client
 
 from chatapp.accounts.models import UserSettings
+from chatapp.asgi import application
+from chatapp.chat import data_export
 from chatapp.chat.actions.sharing import share_conversation
 from chatapp.chat.models import Conversation, Message
 from chatapp.teams.actions import create_api_key
@@ -111,3 +117,62 @@ def test_anonymous_gets_401_and_writes_405(member):
 def test_the_settings_page_offers_the_download(member):
     page = client_for(Client(), member).get("/settings/")
     assert b'href="/api/me/export/"' in page.content and b"Download all my data" in page.content
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_archive_is_sent_while_it_is_built(member, team):
+    """Behind a proxy's read timeout (nginx: 60 s), nothing may wait for the whole archive."""
+    await db(conversation)(member, team, "First", "one")
+    second = await db(conversation)(member, team, "Second", "two")
+    session = (await db(client_for)(Client(), member)).cookies[settings.SESSION_COOKIE_NAME]
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/api/me/export/",
+        "raw_path": b"/api/me/export/",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"testserver"), (b"cookie", f"sessionid={session.value}".encode())],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+    }
+    requested = False
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        nonlocal requested
+        if not requested:
+            requested = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await asyncio.Future()  # the client stays connected
+        raise AssertionError
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+        if message["type"] == "http.response.body" and message.get("body") and len(sent) == 2:
+            # The first bytes are out: the second conversation is not in the archive yet.
+            await db(Conversation.objects.filter(pk=second.pk).update)(title="Renamed")
+
+    await application(scope, receive, send)
+    assert sent[0]["status"] == 200
+    body = b"".join(message.get("body", b"") for message in sent[1:])
+    names = zipfile.ZipFile(io.BytesIO(body)).namelist()
+    assert f"conversations/{second.pk}-renamed.json" in names
+
+
+def test_a_failure_part_way_leaves_an_archive_no_tool_takes_for_whole(member, team, monkeypatch):
+    conversation(member, team, "Kept", "a question")
+
+    def fails(user):
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(data_export, "account_data", fails)
+    response = client_for(Client(), member).get("/api/me/export/")
+    assert response.status_code == 200  # sent before the failure
+    body = b"".join(response.streaming_content)
+    assert body.startswith(b"PK\x03\x04")  # the first entries went out
+    with pytest.raises(zipfile.BadZipFile):
+        zipfile.ZipFile(io.BytesIO(body))
