@@ -437,6 +437,43 @@ def admin_remove_membership(actor, membership: Membership) -> None:
         membership.delete()
 
 
+# Teams in the admin site: created, renamed and deleted there, audited as on the team pages.
+
+
+def admin_save_team(actor, team: Team) -> None:
+    with transaction.atomic():
+        stored = Team.objects.filter(pk=team.pk) if team.pk else None
+        old = stored.values_list("name", flat=True).first() if stored is not None else None
+        team.save()
+        if old is None:
+            summary = f"{_name(actor)} created the team {team.name} in the admin site"
+            audit(team, actor, AuditAction.TEAM_CREATE, summary)
+        elif old != team.name:
+            audit(
+                team,
+                actor,
+                AuditAction.TEAM_RENAME,
+                f"{_name(actor)} renamed the team {old} to {team.name} in the admin site",
+                old=old,
+                new=team.name,
+            )
+
+
+def admin_delete_team(actor, team: Team) -> None:
+    """The event keeps the team's name; deleting the team empties only its link."""
+    with transaction.atomic():
+        members = team.memberships.count()
+        audit(
+            team,
+            actor,
+            AuditAction.TEAM_DELETE,
+            f"{_name(actor)} deleted the team {team.name} ({members} members) in the admin site",
+            name=team.name,
+            members=members,
+        )
+        team.delete()
+
+
 # System prompts.
 
 

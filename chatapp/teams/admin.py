@@ -40,10 +40,22 @@ class MembershipInline(admin.TabularInline):
 
 @admin.register(Team)
 class TeamAdmin(admin.ModelAdmin):
+    """Creating, renaming and deleting go through the actions, so they are audited."""
+
     list_display = ["name", "personal_owner", "created_at"]
     search_fields = ["name"]
     raw_id_fields = ["personal_owner"]
     inlines = [MembershipInline]
+
+    def save_model(self, request, obj, form, change):
+        actions.admin_save_team(request.user, obj)
+
+    def delete_model(self, request, obj):
+        actions.admin_delete_team(request.user, obj)
+
+    def delete_queryset(self, request, queryset):
+        for team in queryset:  # each one audited, as one by one
+            actions.admin_delete_team(request.user, team)
 
 
 @admin.register(Membership)

@@ -475,6 +475,8 @@ class BudgetHold(models.Model):
 
 class AuditAction(models.TextChoices):
     TEAM_CREATE = "team.create", "Team created"
+    TEAM_RENAME = "team.rename", "Team renamed"
+    TEAM_DELETE = "team.delete", "Team deleted"
     INVITE = "invitation.create", "Invitation created"
     INVITE_REVOKE = "invitation.revoke", "Invitation revoked"
     INVITE_ACCEPT = "invitation.accept", "Invitation accepted"

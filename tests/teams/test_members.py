@@ -7,7 +7,7 @@ from django.db import connection, transaction
 from django.urls import reverse
 
 from chatapp.core.locking import lock_rows
-from chatapp.teams import actions
+from chatapp.teams import actions, audit_trail
 from chatapp.teams.models import AuditEvent, Invitation, Membership, Role, Team
 from chatapp.teams.services import SESSION_TEAM_KEY
 from tests.databases import uses_postgres, wait_for_lock_waiters
@@ -361,3 +361,42 @@ def test_site_admin_deleting_a_used_invitation_is_told_why_not(
     assert "already been used" in response.content.decode()
     assert Invitation.objects.filter(pk=invitation.pk).exists()
     assert not AuditEvent.objects.filter(action="invitation.revoke").exists()
+
+
+def test_site_admin_team_creation_renaming_and_deletion_are_audited(
+    client, site_admin, team, member
+):
+    client.force_login(site_admin)
+    form = {
+        "name": "Research",
+        "memberships-TOTAL_FORMS": "0",
+        "memberships-INITIAL_FORMS": "0",
+    }
+    assert client.post("/admin/teams/team/add/", form).status_code == 302
+    created = AuditEvent.objects.get(action="team.create", actor=site_admin)
+    assert (created.team.name, created.team_name) == ("Research", "Research")
+
+    form["memberships-INITIAL_FORMS"] = "1"
+    form["memberships-TOTAL_FORMS"] = "1"
+    form["memberships-0-id"] = str(Membership.objects.get(user=member).pk)
+    form["memberships-0-team"] = str(team.pk)
+    form["name"] = "Platform"
+    response = client.post(f"/admin/teams/team/{team.pk}/change/", form)
+    assert response.status_code == 302, response.content[:2000]
+    renamed = AuditEvent.objects.get(action="team.rename")
+    assert (renamed.actor, renamed.team, renamed.details) == (
+        site_admin,
+        team,
+        {"old": "Acme", "new": "Platform"},
+    )
+
+    bulk = {"action": "delete_selected", "_selected_action": [team.pk], "post": "yes"}
+    assert client.post("/admin/teams/team/", bulk).status_code == 302
+    deleted = AuditEvent.objects.get(action="team.delete")
+    assert (deleted.actor, deleted.team, deleted.team_name) == (site_admin, None, "Platform")
+    research = created.team
+    assert (
+        client.post(f"/admin/teams/team/{research.pk}/delete/", {"post": "yes"}).status_code == 302
+    )
+    assert AuditEvent.objects.filter(action="team.delete", team_name="Research").count() == 1
+    assert audit_trail.verify_chain()[1] is None
