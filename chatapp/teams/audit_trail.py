@@ -70,7 +70,7 @@ def export_json(stream: io.TextIOBase) -> int:
 
 
 def export_csv(stream: io.TextIOBase) -> int:
-    writer = csv.DictWriter(stream, fieldnames=EXPORT_FIELDS)
+    writer = spreadsheet_writer(stream, EXPORT_FIELDS)
     writer.writeheader()
     count = 0
     for event in events_in_order():
@@ -79,6 +79,12 @@ def export_csv(stream: io.TextIOBase) -> int:
         writer.writerow({name: spreadsheet_safe(value) for name, value in row.items()})
         count += 1
     return count
+
+
+def spreadsheet_writer(stream, fields) -> csv.DictWriter:
+    """Every cell in double quotes (OWASP's advice): a spreadsheet that splits on ";" (the list
+    separator in many locales) would otherwise start a new cell, maybe a formula, inside one."""
+    return csv.DictWriter(stream, fieldnames=fields, quoting=csv.QUOTE_ALL)
 
 
 def spreadsheet_safe(value):

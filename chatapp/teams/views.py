@@ -2,7 +2,6 @@
 provider; usage; the safety review queue; audit. Every team id goes through
 services.get_team_access (404 / 403)."""
 
-import csv
 import io
 import json
 import logging
@@ -584,7 +583,7 @@ def usage_csv(request, team_id: int):
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     filename = f"usage-team{team.pk}-{month:%Y-%m}.csv"
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    writer = csv.DictWriter(response, fieldnames=CHARGEBACK_FIELDS)
+    writer = audit_trail.spreadsheet_writer(response, CHARGEBACK_FIELDS)
     writer.writeheader()
     for row in chargeback_rows(team, month):
         writer.writerow({k: audit_trail.spreadsheet_safe(v) for k, v in row.items()})

@@ -102,6 +102,18 @@ def test_csv_cells_never_start_a_spreadsheet_formula(team, make_user, client, si
     assert table[0]["actor_name"] == "'=cmd|calc" and table[0]["team_name"] == "'+SUM(A1)"
 
 
+def test_csv_cells_are_quoted_so_a_semicolon_cannot_start_a_new_cell(
+    team, owner, client, site_admin
+):
+    # A spreadsheet whose list separator is ";" splits unquoted text there: "Acme;=1+2" would
+    # be two cells, the second a formula. Every cell is quoted, as OWASP advises.
+    actions.create_team(owner, "Acme;=1+2")
+    client.force_login(site_admin)
+    text = client.post(EXPORT_URL, {"format": "csv"}).content.decode()
+    assert '"Acme;=1+2"' in text
+    assert text.startswith('"id","created_at",')
+
+
 # ---- the site admins' page ----------------------------------------------------------------
 
 

@@ -39,6 +39,19 @@ def test_usage_by_person_model_and_key(client, owner, member, team):
     assert rows[1]["key_prefix"] == key.prefix
 
 
+def test_cells_are_quoted_so_a_semicolon_cannot_start_a_new_cell(client, owner, team):
+    # A spreadsheet whose list separator is ";" splits unquoted text there: "Acme;=1+2" would
+    # be two cells, the second a formula. Every cell is quoted, as OWASP advises.
+    team.name = "Acme;=1+2"
+    team.save()
+    key, _ = actions.create_api_key(owner, team, "nightly;@SUM(1)")
+    actions.record_usage(team, owner, MODEL, 10, 5, api_key=key)
+    client.force_login(owner)
+    text = client.get(f"/teams/{team.pk}/usage/chargeback.csv").content.decode()
+    assert '"Acme;=1+2"' in text and '"nightly;@SUM(1)"' in text
+    assert text.splitlines()[1].endswith('"1","10","5","15"')
+
+
 def test_another_month_and_its_link_on_the_usage_page(client, admin_member, member, team):
     TeamUsage.objects.create(
         team=team, user=member, model=MODEL, day=date(2026, 1, 5), prompt_tokens=3, requests=1
