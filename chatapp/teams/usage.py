@@ -68,9 +68,10 @@ def parse_month(value: str | None, today: date) -> date:
     return chosen
 
 
-def months_with_usage(team, today: date) -> list[date]:
+def months_with_usage(team, today: date, shown: date) -> list[date]:
+    """The months to choose from: those with usage, this month and the one shown."""
     months = set(TeamUsage.objects.filter(team=team).dates("day", "month"))
-    months.add(month_start(today))
+    months.update((month_start(today), shown))
     return sorted(months, reverse=True)
 
 

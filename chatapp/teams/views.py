@@ -564,7 +564,7 @@ def usage(request, team_id: int):
     budget = team_policy(team).monthly_token_budget
     context = {
         "report": month_report(team, month),
-        "months": months_with_usage(team, today),
+        "months": months_with_usage(team, today, month),
         "budget": budget,
         "used_this_month": tokens_used(team, today.replace(day=1)) if budget else None,
         "storage": storage_use(team),

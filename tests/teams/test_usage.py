@@ -108,6 +108,13 @@ def test_past_months_are_listed_and_shown(owner_client, team, november):
     assert date(2026, 10, 1) in months and date(2026, 11, 1) in months
 
 
+def test_a_month_without_usage_is_the_one_chosen_in_the_list(owner_client, team, november):
+    # Reached by its URL: the list must not say another month than the page shows.
+    html = owner_client.get(usage_url(team, "2025-03")).content.decode()
+    assert "Usage in March 2025" in html
+    assert '<option value="2025-03" selected>March 2025</option>' in html
+
+
 def test_usage_page_query_count_does_not_grow(
     owner_client, team, make_user, django_assert_max_num_queries
 ):
