@@ -2,6 +2,7 @@
 it has served: each HTTP request runs its synchronous code in a thread made for it alone."""
 
 import os
+import time
 from pathlib import Path
 
 import httpx
@@ -13,8 +14,11 @@ from tests.databases import uses_postgres
 pytestmark = pytest.mark.slow
 
 REQUESTS = 40
-# The database thread's connection, and one that a request still running may hold.
+# The database thread's connection, and one or two that the process opened at start.
 KEPT_AT_MOST = 3
+# A request closes its connections just after its response is sent, so the last requests'
+# may still be open when the client has its answers: the count is read until it settles.
+SETTLE_SECONDS = 30
 
 
 @pytest.fixture(scope="module")
@@ -54,4 +58,13 @@ def test_requests_leave_no_connection_open_behind_them(server):
         for _ in range(REQUESTS):
             assert client.get("/healthz").status_code == 200
             assert client.get("/accounts/login/").status_code == 200
-    assert open_connections(server) <= KEPT_AT_MOST
+    assert settled_connections(server) <= KEPT_AT_MOST
+
+
+def settled_connections(server) -> int:
+    """The open connections once they fall to KEPT_AT_MOST, or as many as are still open
+    after SETTLE_SECONDS: connections left behind stay open however long one waits."""
+    deadline = time.monotonic() + SETTLE_SECONDS
+    while (count := open_connections(server)) > KEPT_AT_MOST and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return count
