@@ -14,7 +14,8 @@ from tests.databases import uses_postgres
 pytestmark = pytest.mark.slow
 
 REQUESTS = 40
-# The database thread's connection, and one or two that the process opened at start.
+# The connections of the server's long-lived threads (the database thread's among them;
+# two on this suite's server), with one to spare.
 KEPT_AT_MOST = 3
 # A request closes its connections just after its response is sent, so the last requests'
 # may still be open when the client has its answers: the count is read until it settles.
