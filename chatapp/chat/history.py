@@ -1,5 +1,6 @@
 """What goes upstream: the system prompt plus as many recent turns as the model's context holds."""
 
+from dataclasses import dataclass
 from typing import Any
 
 from chatapp.llm import MODEL_CONTEXT_LIMITS, count_message_tokens
@@ -17,18 +18,27 @@ def context_budget(model: str, max_tokens: int | None) -> int:
     return window - reserve
 
 
+@dataclass(frozen=True)
+class History:
+    messages: list[dict[str, Any]]
+    tokens: int  # the messages' estimated size, as trimming counted it
+
+
 def build_history(
     system_prompt: str, turns: list[dict[str, Any]], model: str, max_tokens: int | None
-) -> list[dict[str, Any]]:
+) -> History:
     """Drop the oldest turns until the prompt fits; the system prompt and last turn always stay."""
     system = [{"role": "system", "content": system_prompt}] if system_prompt.strip() else []
     budget = context_budget(model, max_tokens) - count_message_tokens(system)
-    kept = list(turns)
-    while len(kept) > 1 and count_message_tokens(kept) > budget:
-        kept.pop(0)
-        while len(kept) > 1 and kept[0]["role"] != "user":
-            kept.pop(0)  # a conversation sent upstream starts with a question
-    return system + kept
+    sizes = [count_message_tokens([turn]) for turn in turns]  # each counted once, however long
+    first, size = 0, sum(sizes)
+    while len(turns) - first > 1 and size > budget:
+        size -= sizes[first]
+        first += 1
+        while len(turns) - first > 1 and turns[first]["role"] != "user":
+            size -= sizes[first]  # a conversation sent upstream starts with a question
+            first += 1
+    return History(system + turns[first:], count_message_tokens(system) + size)
 
 
 def title_from(content: str) -> str:

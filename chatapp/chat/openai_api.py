@@ -537,7 +537,7 @@ class Answer:
 
     def estimate(self, text: str) -> Usage:
         """An answer cut short reports no usage: count it by the estimate the history uses."""
-        prompt = count_message_tokens(self.plan.messages)
+        prompt = self.plan.prompt_tokens
         answer = count_message_tokens([{"role": "assistant", "content": text}]) if text else 0
         return Usage(prompt_tokens=prompt, completion_tokens=answer)
 

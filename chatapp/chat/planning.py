@@ -14,11 +14,11 @@ from django.db.models import Q, Sum
 from chatapp.accounts import preferences
 from chatapp.chat import json_output, tooling, tree
 from chatapp.chat.errors import ChatError
-from chatapp.chat.history import build_history, context_budget, title_from
+from chatapp.chat.history import History, build_history, context_budget, title_from
 from chatapp.chat.lookups import owned_conversation, owned_message
 from chatapp.chat.models import Conversation, Message, MessageRole, MessageStatus
 from chatapp.chat.requests import CompletionRequest, RegenerateRequest, SendRequest
-from chatapp.llm import ChatParams, LlamaClient, count_message_tokens
+from chatapp.llm import ChatParams, LlamaClient
 from chatapp.teams import datafilter, policy, providers, reads, safety
 from chatapp.teams.models import Membership, SafetyFlag, SystemPrompt, Team
 from chatapp.uploads import context as attachments
@@ -34,6 +34,7 @@ class ReplyPlan:
     team: Team
     conversation: Conversation  # unsaved for a new conversation; changed fields not yet saved
     messages: list[dict[str, Any]]
+    prompt_tokens: int  # the messages' estimated size, before the data filter's placeholders
     params: ChatParams
     client: LlamaClient
     rules: policy.TeamRules
@@ -55,7 +56,7 @@ class ReplyPlan:
     @property
     def reserved_tokens(self) -> int:
         """What the answer may spend, held against the team's budgets while it streams."""
-        return count_message_tokens(self.messages) + (self.params.max_tokens or 0)
+        return self.prompt_tokens + (self.params.max_tokens or 0)
 
     @property
     def requested_format(self) -> dict[str, Any] | None:
@@ -253,14 +254,14 @@ def _plan(
         max_tokens=conversation.max_tokens,
         response_format=answer_format.upstream() if answer_format else None,
     )
-    messages = build_history(
+    history = build_history(
         conversation.system_prompt_text,
         _upstream(turns, params.model),
         params.model,
         params.max_tokens,
     )
-    _check_documents_fit(messages, turns[-1], params)
-    messages, redactions = _filter_data(messages, rules)
+    _check_documents_fit(history, turns[-1], params)
+    messages, redactions = _filter_data(history.messages, rules)
     try:
         client = providers.llama_client(team, rules)
     except policy.PolicyError as error:
@@ -270,6 +271,7 @@ def _plan(
         team,
         conversation,
         messages,
+        history.tokens,
         params,
         client,
         rules,
@@ -437,11 +439,11 @@ def _upstream(turns: list[Turn], model: str) -> list[dict[str, Any]]:
     return messages
 
 
-def _check_documents_fit(messages: list[dict[str, Any]], last: Turn, params: ChatParams) -> None:
+def _check_documents_fit(history: History, last: Turn, params: ChatParams) -> None:
     """History makes room by dropping old turns; documents too long for the window say so."""
     documents = [upload.name for upload in last.uploads if not upload.is_image]
     budget = context_budget(params.model, params.max_tokens)
-    needed = count_message_tokens(messages)
+    needed = history.tokens
     if documents and needed > budget:
         raise ChatError(
             "document_too_large",

@@ -11,32 +11,35 @@ def turns(count: int, words: int = 50) -> list[dict]:
 
 def test_everything_is_sent_when_it_fits():
     history = turns(5)
-    assert build_history("Be kind.", history, MODEL, 1000) == [
-        {"role": "system", "content": "Be kind."},
-        *history,
-    ]
+    sent = build_history("Be kind.", history, MODEL, 1000)
+    assert sent.messages == [{"role": "system", "content": "Be kind."}, *history]
+    assert sent.tokens == count_message_tokens(sent.messages)
 
 
 def test_no_system_message_without_a_prompt():
-    assert build_history("  ", turns(1), MODEL, None)[0]["role"] == "user"
+    assert build_history("  ", turns(1), MODEL, None).messages[0]["role"] == "user"
 
 
 def test_oldest_turns_go_first_and_the_prompt_stays(monkeypatch):
     monkeypatch.setitem(MODEL_CONTEXT_LIMITS, MODEL, 1000)
     history = turns(21)
-    sent = build_history("System rules.", history, MODEL, 200)
+    history_sent = build_history("System rules.", history, MODEL, 200)
+    sent = history_sent.messages
     assert sent[0] == {"role": "system", "content": "System rules."}
     assert sent[-1] == history[-1]
     assert sent[1]["role"] == "user"
     assert sent[1:] == history[len(history) - len(sent) + 1 :]
     assert count_message_tokens(sent) <= context_budget(MODEL, 200)
+    assert history_sent.tokens == count_message_tokens(sent)
     assert len(sent) < len(history)
 
 
 def test_the_last_question_is_sent_even_when_too_long(monkeypatch):
     monkeypatch.setitem(MODEL_CONTEXT_LIMITS, MODEL, 100)
     history = turns(3, words=500)
-    assert build_history("", history, MODEL, 10) == [history[-1]]
+    sent = build_history("", history, MODEL, 10)
+    assert sent.messages == [history[-1]]
+    assert sent.tokens == count_message_tokens([history[-1]])
 
 
 def test_unknown_models_get_a_small_window():

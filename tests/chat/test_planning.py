@@ -7,7 +7,7 @@ from chatapp.chat import planning, tooling
 from chatapp.chat.actions import replies
 from chatapp.chat.models import Conversation, Message, MessageStatus
 from chatapp.chat.requests import SendRequest
-from chatapp.llm import KNOWN_MODELS
+from chatapp.llm import KNOWN_MODELS, count_message_tokens
 from chatapp.teams.models import RecentRequest, TeamPolicy
 
 
@@ -89,3 +89,14 @@ def test_an_answer_is_admitted_without_tools_when_they_cannot_be_listed(member, 
     assert plan.tools == ()
     assert plan.user_content == "Hello"
     assert f"Listing the tools of team {team.pk} failed" in caplog.text
+
+
+def test_an_answer_reserves_the_prompt_it_sends_and_its_max_tokens(member, team):
+    """The reservation is the trimmed history's estimate, the one trimming counted."""
+    conversation = Conversation.objects.create(
+        team=team, owner=member, model=KNOWN_MODELS[0], max_tokens=500
+    )
+    request = SendRequest(content="Hello " * 200, conversation_id=conversation.pk)
+    plan = planning.plan_send(member, request, team=None)
+    assert plan.prompt_tokens == count_message_tokens(plan.messages) > 200
+    assert plan.reserved_tokens == plan.prompt_tokens + 500
