@@ -1,4 +1,5 @@
-"""Django's ASGI handler, closing a request's database connections as the request ends.
+"""Django's ASGI handler, closing a request's database connections as the request ends, and
+streaming responses whose chunks are made in that request's thread.
 
 Django runs each request's synchronous code (middleware, views, the ORM calls of async views)
 in a thread made for that request alone (asgiref's `ThreadSensitiveContext`), gone when the
@@ -10,9 +11,13 @@ closes them as the request finishes, in the request's own thread. The websockets
 thread lives as long as the process and keeps its connection for `DB_CONN_MAX_AGE` seconds.
 """
 
-from django.core.handlers.asgi import ASGIHandler
+from collections.abc import AsyncIterator, Iterator
+
+from asgiref.sync import sync_to_async
+from django.core.handlers.asgi import ASGIHandler, ASGIRequest
 from django.core.signals import request_finished
 from django.db import connections
+from django.http import HttpRequest, StreamingHttpResponse
 
 
 class HttpHandler(ASGIHandler):
@@ -26,3 +31,24 @@ def close_request_connections(**kwargs) -> None:
 
 
 request_finished.connect(close_request_connections, sender=HttpHandler)
+
+
+def streaming_response(
+    request: HttpRequest, chunks: Iterator[bytes], content_type: str
+) -> StreamingHttpResponse:
+    """A response sent as `chunks` are made, which may read the database as they go."""
+    body = in_request_thread(chunks) if isinstance(request, ASGIRequest) else chunks
+    return StreamingHttpResponse(body, content_type=content_type)
+
+
+async def in_request_thread(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
+    """Served by ASGI, a synchronous iterator would be read whole before the first byte is
+    sent; each chunk is built instead in the request's thread, where its ORM calls belong."""
+    step = sync_to_async(_next_chunk, thread_sensitive=True)
+    while (chunk := await step(chunks)) is not None:
+        if chunk:
+            yield chunk
+
+
+def _next_chunk(chunks: Iterator[bytes]) -> bytes | None:
+    return next(chunks, None)

@@ -3,7 +3,7 @@
 import csv
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from chatapp.teams.models import AuditEvent
@@ -57,28 +57,60 @@ def export_row(event: AuditEvent) -> dict:
     return row
 
 
-def export_json(stream: io.TextIOBase) -> int:
-    """Write the whole trail as one JSON array (oldest first); returns the number of events."""
+def write_export(format: str, stream: io.TextIOBase) -> int:
+    """Write the whole trail (oldest first) to `stream`; returns the number of events."""
     count = 0
-    stream.write("[")
-    for event in events_in_order():
-        stream.write(",\n" if count else "\n")
-        stream.write(json.dumps(export_row(event), ensure_ascii=False))
-        count += 1
-    stream.write("\n]\n")
+
+    def counted() -> Iterator[AuditEvent]:
+        nonlocal count
+        for event in events_in_order():
+            count += 1
+            yield event
+
+    stream.writelines(EXPORTERS[format](counted()))
     return count
 
 
-def export_csv(stream: io.TextIOBase) -> int:
-    writer = spreadsheet_writer(stream, EXPORT_FIELDS)
+def export_chunks(format: str, size: int = 64 * 1024) -> Iterator[bytes]:
+    """The whole trail (oldest first) as UTF-8, in chunks of about `size` bytes."""
+    pieces: list[str] = []
+    length = 0
+    for piece in EXPORTERS[format](events_in_order()):
+        pieces.append(piece)
+        length += len(piece)
+        if length >= size:
+            yield "".join(pieces).encode()
+            pieces, length = [], 0
+    yield "".join(pieces).encode()
+
+
+def json_pieces(events: Iterable[AuditEvent]) -> Iterator[str]:
+    """One JSON array, an event per line."""
+    yield "["
+    separator = "\n"
+    for event in events:
+        yield separator + json.dumps(export_row(event), ensure_ascii=False)
+        separator = ",\n"
+    yield "\n]\n"
+
+
+def csv_pieces(events: Iterable[AuditEvent]) -> Iterator[str]:
+    line = io.StringIO()
+    writer = spreadsheet_writer(line, EXPORT_FIELDS)
     writer.writeheader()
-    count = 0
-    for event in events_in_order():
+    for event in events:
         row = export_row(event)
         row["details"] = json.dumps(row["details"], sort_keys=True, ensure_ascii=False)
         writer.writerow({name: spreadsheet_safe(value) for name, value in row.items()})
-        count += 1
-    return count
+        yield _taken(line)
+    yield _taken(line)  # the header alone when there are no events
+
+
+def _taken(line: io.StringIO) -> str:
+    text = line.getvalue()
+    line.seek(0)
+    line.truncate()
+    return text
 
 
 def spreadsheet_writer(stream, fields) -> csv.DictWriter:
@@ -95,4 +127,4 @@ def spreadsheet_safe(value):
     return value
 
 
-EXPORTERS = {"csv": export_csv, "json": export_json}
+EXPORTERS = {"csv": csv_pieces, "json": json_pieces}

@@ -2,7 +2,6 @@
 provider; usage; the safety review queue; audit. Every team id goes through
 services.get_team_access (404 / 403)."""
 
-import io
 import json
 import logging
 
@@ -20,6 +19,7 @@ from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from chatapp.core.http import streaming_response
 from chatapp.core.permissions import require_site_admin
 from chatapp.core.redirects import safe_next
 from chatapp.teams import actions, api_keys, audit_trail, services
@@ -669,10 +669,10 @@ def _export_audit(request):
         f"{request.user.get_username()} exported the audit trail as {format}",
         format=format,
     )
-    buffer = io.StringIO()
-    audit_trail.EXPORTERS[format](buffer)
     content_type = "text/csv" if format == "csv" else "application/json"
-    response = HttpResponse(buffer.getvalue(), content_type=f"{content_type}; charset=utf-8")
+    response = streaming_response(
+        request, audit_trail.export_chunks(format), f"{content_type}; charset=utf-8"
+    )
     stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
     response["Content-Disposition"] = f'attachment; filename="audit-{stamp}.{format}"'
     return response

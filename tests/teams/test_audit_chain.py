@@ -12,7 +12,7 @@ from django.test import Client
 from django.urls import reverse
 
 from chatapp.teams import actions
-from chatapp.teams.audit_trail import verify_chain
+from chatapp.teams.audit_trail import EXPORT_FIELDS, export_chunks, verify_chain
 from chatapp.teams.models import AuditEvent, Team
 from tests.databases import uses_postgres
 
@@ -79,9 +79,15 @@ def test_an_event_cannot_be_saved_again(trail):
         trail[0].save()
 
 
+def body(response) -> bytes:
+    assert response.streaming  # written as it is read, never whole in memory
+    return b"".join(response.streaming_content)
+
+
 def test_export_command_writes_json_and_csv(trail, tmp_path):
-    out = io.StringIO()
-    call_command("audit_export", "--format", "json", stdout=out, stderr=io.StringIO())
+    out, said = io.StringIO(), io.StringIO()
+    call_command("audit_export", "--format", "json", stdout=out, stderr=said)
+    assert said.getvalue().strip() == f"Exported {len(trail)} audit events as json."
     rows = json.loads(out.getvalue())
     assert [r["id"] for r in rows] == [e.pk for e in trail]
     assert rows[1]["prev_hash"] == rows[0]["hash"] and rows[0]["team_name"] == "Acme"
@@ -93,12 +99,28 @@ def test_export_command_writes_json_and_csv(trail, tmp_path):
     assert json.loads(table[1]["details"]) == trail[1].details
 
 
+@pytest.mark.parametrize("format", ["json", "csv"])
+def test_the_page_s_export_comes_in_chunks_holding_what_the_command_writes(trail, format):
+    out = io.StringIO()
+    call_command("audit_export", "--format", format, stdout=out, stderr=io.StringIO())
+    chunks = list(export_chunks(format, size=100))
+    assert len(chunks) > len(trail) // 2
+    assert b"".join(chunks).decode() == out.getvalue()
+
+
+@pytest.mark.django_db
+def test_an_empty_trail_exports_as_an_empty_list_or_a_header():
+    assert json.loads(b"".join(export_chunks("json"))) == []
+    header = b"".join(export_chunks("csv")).decode()
+    assert list(csv.reader(io.StringIO(header))) == [list(EXPORT_FIELDS)]
+
+
 def test_csv_cells_never_start_a_spreadsheet_formula(team, make_user, client, site_admin):
     evil = make_user("=cmd|calc")
     actions.create_team(evil, "+SUM(A1)")
     client.force_login(site_admin)
     response = client.post(EXPORT_URL, {"format": "csv"})
-    table = list(csv.DictReader(io.StringIO(response.content.decode())))
+    table = list(csv.DictReader(io.StringIO(body(response).decode())))
     assert table[0]["actor_name"] == "'=cmd|calc" and table[0]["team_name"] == "'+SUM(A1)"
 
 
@@ -109,7 +131,7 @@ def test_csv_cells_are_quoted_so_a_semicolon_cannot_start_a_new_cell(
     # be two cells, the second a formula. Every cell is quoted, as OWASP advises.
     actions.create_team(owner, "Acme;=1+2")
     client.force_login(site_admin)
-    text = client.post(EXPORT_URL, {"format": "csv"}).content.decode()
+    text = body(client.post(EXPORT_URL, {"format": "csv"})).decode()
     assert '"Acme;=1+2"' in text
     assert text.startswith('"id","created_at",')
 
@@ -132,7 +154,7 @@ def test_site_admin_downloads_json_and_the_export_is_audited(client, site_admin,
     assert response.status_code == 200
     assert response["Content-Type"].startswith("application/json")
     assert "attachment" in response["Content-Disposition"]
-    rows = json.loads(response.content)
+    rows = json.loads(body(response))
     assert rows[-1]["action"] == "audit.export" and rows[-1]["actor_name"] == "siteadmin"
     assert verify_chain() == (len(trail) + 1, None)
 

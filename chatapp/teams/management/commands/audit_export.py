@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from chatapp.teams.audit_trail import EXPORTERS
+from chatapp.teams.audit_trail import EXPORTERS, write_export
 
 
 class Command(BaseCommand):
@@ -12,9 +12,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, format: str, output: str | None, **options):
         if output is None:
-            self.stdout.ending = ""  # the exporters write whole lines themselves
-            count = EXPORTERS[format](self.stdout)
+            count = write_export(format, self.stdout)
         else:
             with open(output, "w", encoding="utf-8", newline="") as stream:
-                count = EXPORTERS[format](stream)
+                count = write_export(format, stream)
         self.stderr.write(f"Exported {count} audit events as {format}.")
