@@ -1,6 +1,41 @@
 from django.contrib import admin
+from django.contrib.admin.utils import NestedObjects
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
+from django.db import router
 
+from chatapp.accounts import actions
 from chatapp.accounts.models import UserSettings
+from chatapp.teams.actions import personal_teams_deleted_with
+
+User = get_user_model()
+admin.site.unregister(User)
+
+
+@admin.register(User)
+class AccountAdmin(UserAdmin):
+    """Deleting goes through actions.delete_users: a personal team with other people in it is
+    handed over to them rather than deleted with its owner."""
+
+    def delete_model(self, request, obj):
+        actions.delete_users(request.user, [obj])
+
+    def delete_queryset(self, request, queryset):
+        actions.delete_users(request.user, queryset)
+
+    def get_deleted_objects(self, objs, request):
+        # The confirmation lists the personal teams that go too (their key only empties).
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        teams = personal_teams_deleted_with(objs)
+        if not teams:
+            return deleted, counts, perms_needed, protected
+        more, _, more_perms, more_protected = super().get_deleted_objects(teams, request)
+        # Counted once over both: a user's conversations in their team are the team's too.
+        collector = NestedObjects(using=router.db_for_write(User))
+        collector.collect(list(objs))
+        collector.collect(teams)
+        counts = {m._meta.verbose_name_plural: len(o) for m, o in collector.model_objs.items()}
+        return deleted + more, counts, perms_needed | more_perms, protected + more_protected
 
 
 @admin.register(UserSettings)

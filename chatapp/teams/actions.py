@@ -16,7 +16,7 @@ from django.conf import settings
 from django.core import signing
 from django.core.mail import send_mail
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Max
+from django.db.models import Exists, Max, OuterRef, Q
 from django.utils import timezone
 
 from chatapp.core.locking import lock_rows
@@ -472,6 +472,68 @@ def admin_delete_team(actor, team: Team) -> None:
             members=members,
         )
         team.delete()
+
+
+# People deleted in the admin site: the teams they leave behind.
+
+
+def personal_teams_deleted_with(users) -> list[Team]:
+    """The personal teams of these users that nobody else is in: they go with their owners."""
+    ids = [user.pk for user in users]
+    others = Membership.objects.filter(team=OuterRef("pk")).exclude(user__in=ids)
+    return list(Team.objects.filter(personal_owner__in=ids).exclude(Exists(others)).order_by("pk"))
+
+
+def admin_release_teams(actor, users) -> None:
+    """Before these users are deleted, in the same transaction: a personal team with other
+    people in it is handed over to them, as when its owner leaves it, and every team they
+    leave keeps an owner. (Their memberships go with them.)"""
+    ids = {user.pk for user in users}
+    involved = Team.objects.filter(Q(personal_owner__in=ids) | Q(memberships__user__in=ids))
+    teams = list(involved.distinct().order_by("pk"))
+    for team in teams:  # in one order, so two deletions cannot each hold a team the other waits for
+        _lock_members(team)
+    lonely = {team.pk for team in personal_teams_deleted_with(users)}
+    for team in teams:
+        if team.pk in lonely:
+            team.delete()
+        else:
+            _leave_deleted(actor, team, ids)
+
+
+def _leave_deleted(actor, team: Team, ids: set[int]) -> None:
+    leaving = list(team.memberships.filter(user__in=ids).select_related("user").order_by("pk"))
+    handed_over = team.personal_owner_id in ids
+    for membership in leaving:
+        who, role = _name(membership.user), membership.role
+        summary = f"{_name(actor)} deleted the user {who} ({role}) in the admin site"
+        if membership.user_id == team.personal_owner_id:
+            summary += ": the team is no longer their personal team"
+        audit(team, actor, AuditAction.MEMBER_REMOVE, summary, user=who, role=role)
+    if handed_over:  # the others' team now, as _end_membership leaves it
+        Team.objects.filter(pk=team.pk).update(personal_owner=None)
+    staying = team.memberships.exclude(user__in=ids).select_related("user")
+    if not any(m.role == Role.OWNER for m in leaving) or staying.filter(role=Role.OWNER).exists():
+        return
+    # The team's last owners are deleted: its longest-standing admin, else member, owns it now.
+    heir = (
+        staying.filter(role=Role.ADMIN).order_by("created_at", "pk").first()
+        or staying.order_by("created_at", "pk").first()
+    )
+    if heir is None:
+        return
+    old, heir.role = heir.role, Role.OWNER
+    heir.save(update_fields=["role"])
+    who = _name(heir.user)
+    audit(
+        team,
+        actor,
+        AuditAction.ROLE_CHANGE,
+        f"{_name(actor)} deleted the team's last owner in the admin site: {who} is an owner now",
+        user=who,
+        old=old,
+        new=Role.OWNER,
+    )
 
 
 # System prompts.

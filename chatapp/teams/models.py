@@ -27,12 +27,13 @@ class TeamQuerySet(models.QuerySet):
 
 class Team(models.Model):
     name = models.CharField(max_length=100)
-    # Set only on the team created automatically for a user with no team.
+    # Set only on the team created automatically for a user with no team. Deleting the user
+    # never deletes the team by itself: accounts.actions.delete_users decides (others may be in it).
     personal_owner = models.OneToOneField(
         settings.AUTH_USER_MODEL,
         null=True,
         blank=True,
-        on_delete=models.CASCADE,
+        on_delete=models.SET_NULL,
         related_name="personal_team",
     )
     members = models.ManyToManyField(

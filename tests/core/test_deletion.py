@@ -6,6 +6,7 @@ import pytest
 from django.apps import apps
 from django.contrib.auth import get_user_model
 
+from chatapp.accounts.actions import delete_users
 from chatapp.accounts.models import UserSettings
 from chatapp.chat.models import Conversation, Message
 from chatapp.teams.actions import ensure_personal_team
@@ -63,12 +64,12 @@ def footprint(team, owner, member):
 
 
 def test_deleting_a_user_removes_their_conversations_and_personal_team(
-    footprint, team, owner, member
+    footprint, team, owner, member, site_admin
 ):
     kept = chat(team, owner, "the owner's own")
     member_id, personal_id = member.pk, footprint.pk
 
-    member.delete()
+    delete_users(site_admin, [member])  # as the admin site does
 
     assert references(get_user_model(), member_id) == {}
     assert not Team.objects.filter(pk=personal_id).exists()

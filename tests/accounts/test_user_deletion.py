@@ -1,0 +1,110 @@
+"""Deleting a user in the admin site: the teams they leave keep everyone else's data."""
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from chatapp.chat.models import Conversation
+from chatapp.teams.actions import ensure_personal_team
+from chatapp.teams.models import AuditEvent, Membership, Role, Team
+
+
+def delete_one(client, user):
+    return client.post(f"/admin/auth/user/{user.pk}/delete/", {"post": "yes"})
+
+
+def delete_selected(client, *users):
+    selected = [user.pk for user in users]
+    form = {"action": "delete_selected", "_selected_action": selected, "post": "yes"}
+    return client.post("/admin/auth/user/", form)
+
+
+def chat(team, owner) -> Conversation:
+    return Conversation.objects.create(team=team, owner=owner, model="Llama-3.3-8B-Instruct")
+
+
+def role_of(team, user) -> str | None:
+    membership = Membership.objects.filter(team=team, user=user).first()
+    return membership.role if membership else None
+
+
+@pytest.fixture
+def staff_client(client, site_admin):
+    client.force_login(site_admin)
+    return client
+
+
+@pytest.fixture
+def shared_personal_team(make_user, member):
+    """paula's personal team, which max joined; both chatted in it."""
+    paula = make_user("paula")
+    team = ensure_personal_team(paula)
+    Membership.objects.create(team=team, user=member, role=Role.MEMBER)
+    chat(team, paula)
+    chat(team, member)
+    return team
+
+
+@pytest.mark.parametrize("delete", [delete_one, delete_selected])
+def test_a_personal_team_others_are_in_is_handed_over_not_deleted(
+    staff_client, site_admin, shared_personal_team, member, delete
+):
+    paula = shared_personal_team.personal_owner
+    response = delete(staff_client, paula)
+    assert response.status_code == 302, response.content[:2000]
+
+    assert not get_user_model().objects.filter(username="paula").exists()
+    team = Team.objects.get(pk=shared_personal_team.pk)
+    assert team.personal_owner is None
+    assert [c.owner for c in Conversation.objects.filter(team=team)] == [member]
+    assert role_of(team, member) == Role.OWNER  # the team keeps an owner
+    removed = AuditEvent.objects.get(team=team, action="member.remove")
+    assert (removed.actor, removed.details) == (site_admin, {"user": "paula", "role": "owner"})
+    promoted = AuditEvent.objects.get(team=team, action="member.role")
+    assert promoted.details == {"user": "max", "old": "member", "new": "owner"}
+
+
+def test_a_personal_team_goes_with_its_owner_when_nobody_else_stays(
+    staff_client, shared_personal_team, member, make_user
+):
+    paula = shared_personal_team.personal_owner
+    lonely = make_user("lena")
+    team = ensure_personal_team(lonely)
+    chat(team, lonely)
+    shared_link = f"/admin/teams/team/{shared_personal_team.pk}/change/"
+    lonely_link = f"/admin/teams/team/{team.pk}/change/"
+    shown = staff_client.get(f"/admin/auth/user/{paula.pk}/delete/").content.decode()
+    assert shared_link not in shown
+    shown = staff_client.get(f"/admin/auth/user/{lonely.pk}/delete/").content.decode()
+    assert lonely_link in shown
+    form = {"action": "delete_selected", "_selected_action": [paula.pk, member.pk]}
+    shown = staff_client.post("/admin/auth/user/", form).content.decode()
+    assert shared_link in shown  # its only other member goes too
+
+    assert delete_selected(staff_client, lonely, paula, member).status_code == 302
+    assert not Team.objects.filter(pk__in=[team.pk, shared_personal_team.pk]).exists()
+    assert not Conversation.objects.exists()
+
+
+def test_a_team_whose_last_owner_is_deleted_gets_its_longest_standing_admin_as_owner(
+    staff_client, site_admin, team, owner, admin_member, member
+):
+    other = Team.objects.create(name="Beta")  # another owner stays there: nobody is promoted
+    Membership.objects.create(team=other, user=owner, role=Role.OWNER)
+    Membership.objects.create(team=other, user=member, role=Role.OWNER)
+    Membership.objects.create(team=other, user=admin_member, role=Role.ADMIN)
+
+    assert delete_one(staff_client, owner).status_code == 302
+
+    assert (role_of(team, admin_member), role_of(team, member)) == (Role.OWNER, Role.MEMBER)
+    assert (role_of(other, admin_member), role_of(other, member)) == (Role.ADMIN, Role.OWNER)
+    promoted = AuditEvent.objects.get(action="member.role")
+    assert (promoted.team, promoted.actor, promoted.details["user"]) == (team, site_admin, "adam")
+
+
+def test_a_user_deleted_outside_the_admin_site_never_takes_a_team_others_are_in(
+    shared_personal_team, member
+):
+    shared_personal_team.personal_owner.delete()
+    team = Team.objects.get(pk=shared_personal_team.pk)
+    assert team.personal_owner is None
+    assert [c.owner for c in Conversation.objects.filter(team=team)] == [member]
