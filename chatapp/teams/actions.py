@@ -490,15 +490,31 @@ def admin_release_teams(actor, users) -> None:
     leave keeps an owner. (Their memberships go with them.)"""
     ids = {user.pk for user in users}
     involved = Team.objects.filter(Q(personal_owner__in=ids) | Q(memberships__user__in=ids))
-    teams = list(involved.distinct().order_by("pk"))
+    teams = list(involved.distinct().select_related("personal_owner").order_by("pk"))
     for team in teams:  # in one order, so two deletions cannot each hold a team the other waits for
         _lock_members(team)
     lonely = {team.pk for team in personal_teams_deleted_with(users)}
     for team in teams:
         if team.pk in lonely:
-            team.delete()
+            _delete_with_owner(actor, team)
         else:
             _leave_deleted(actor, team, ids)
+
+
+def _delete_with_owner(actor, team: Team) -> None:
+    """Audited as admin_delete_team is; the event keeps the team's name."""
+    owner, members = _name(team.personal_owner), team.memberships.count()
+    audit(
+        team,
+        actor,
+        AuditAction.TEAM_DELETE,
+        f"{_name(actor)} deleted the user {owner} in the admin site, and their personal team"
+        f" {team.name} ({members} members) with them",
+        name=team.name,
+        members=members,
+        user=owner,
+    )
+    team.delete()
 
 
 def _leave_deleted(actor, team: Team, ids: set[int]) -> None:

@@ -5,6 +5,7 @@ from django.contrib.auth import get_user_model
 
 from chatapp.chat.models import Conversation
 from chatapp.teams.actions import ensure_personal_team
+from chatapp.teams.audit_trail import verify_chain
 from chatapp.teams.models import AuditEvent, Membership, Role, Team
 
 
@@ -83,6 +84,20 @@ def test_a_personal_team_goes_with_its_owner_when_nobody_else_stays(
     assert delete_selected(staff_client, lonely, paula, member).status_code == 302
     assert not Team.objects.filter(pk__in=[team.pk, shared_personal_team.pk]).exists()
     assert not Conversation.objects.exists()
+
+
+@pytest.mark.parametrize("delete", [delete_one, delete_selected])
+def test_a_personal_team_deleted_with_its_owner_is_audited(
+    staff_client, site_admin, make_user, delete
+):
+    lonely = make_user("lena")
+    team = ensure_personal_team(lonely)
+    assert delete(staff_client, lonely).status_code == 302
+    deleted = AuditEvent.objects.get(action="team.delete")
+    assert (deleted.actor, deleted.team, deleted.team_name) == (site_admin, None, "lena's team")
+    assert deleted.details == {"name": "lena's team", "members": 1, "user": "lena"}
+    assert not Team.objects.filter(pk=team.pk).exists()
+    assert verify_chain() == (1, None)
 
 
 def test_a_team_whose_last_owner_is_deleted_gets_its_longest_standing_admin_as_owner(
