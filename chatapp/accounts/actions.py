@@ -9,6 +9,7 @@ from django.db import transaction
 
 from chatapp.accounts.models import UserSettings
 from chatapp.teams import actions as team_actions
+from chatapp.teams.models import AuditAction
 from chatapp.teams.policy import SETTING_NAMES
 
 
@@ -24,6 +25,45 @@ def reset_defaults(user: Any) -> None:
     """Clear the user's defaults, so the team's apply again."""
     blank = {name: None for name in SETTING_NAMES}
     UserSettings.objects.filter(user=user).update(**{**blank, "model": ""})
+
+
+def admin_save_settings(actor: Any, settings: UserSettings) -> None:
+    """A user's defaults saved in the admin site: audited on the site, with what changed."""
+    with transaction.atomic():
+        stored = UserSettings.objects.filter(pk=settings.pk).first() if settings.pk else None
+        settings.save()
+        _audit_settings(actor, settings.user, "changed", _values(stored), _values(settings))
+
+
+def admin_delete_settings(actor: Any, rows: Iterable[UserSettings]) -> None:
+    """Each one audited, as one by one; all or none."""
+    with transaction.atomic():
+        for settings in rows:
+            _audit_settings(actor, settings.user, "cleared", _values(settings), _values(None))
+            settings.delete()
+
+
+def _values(settings: UserSettings | None) -> dict[str, Any]:
+    """As stored; no row is the same as blank fields (the team's defaults apply)."""
+    if settings is None:
+        return {name: "" if name == "model" else None for name in SETTING_NAMES}
+    return {name: getattr(settings, name) for name in SETTING_NAMES}
+
+
+def _audit_settings(actor: Any, user: Any, verb: str, old: dict, new: dict) -> None:
+    changed = [name for name in SETTING_NAMES if old[name] != new[name]]
+    if not changed:
+        return
+    who = user.get_username()
+    team_actions.audit(
+        None,
+        actor,
+        AuditAction.USER_SETTINGS,
+        f"{actor.get_username()} {verb} the settings of {who} in the admin site",
+        user=who,
+        old={name: old[name] for name in changed},
+        new={name: new[name] for name in changed},
+    )
 
 
 def delete_users(actor: Any, users: Iterable[Any]) -> None:

@@ -40,6 +40,21 @@ class AccountAdmin(UserAdmin):
 
 @admin.register(UserSettings)
 class UserSettingsAdmin(admin.ModelAdmin):
+    """Saves and deletions go through the actions, so they are audited."""
+
     list_display = ["user", "model", "temperature", "max_tokens", "top_p", "updated_at"]
     list_select_related = ["user"]
     raw_id_fields = ["user"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # One user's settings: moving them to another user is not a change to audit as one.
+        return ["user"] if obj is not None else []
+
+    def save_model(self, request, obj, form, change):
+        actions.admin_save_settings(request.user, obj)
+
+    def delete_model(self, request, obj):
+        actions.admin_delete_settings(request.user, [obj])
+
+    def delete_queryset(self, request, queryset):
+        actions.admin_delete_settings(request.user, queryset.select_related("user"))

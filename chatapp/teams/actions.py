@@ -87,7 +87,7 @@ class Gone(ActionError):
     """What the change is about was deleted (by someone else) since the page read it."""
 
 
-def audit(team: Team, actor, action: str, summary: str, **details) -> AuditEvent:
+def audit(team: Team | None, actor, action: str, summary: str, **details) -> AuditEvent:
     return AuditEvent.objects.create(
         team=team, actor=actor, action=action, summary=summary[:300], details=details
     )
@@ -442,21 +442,39 @@ def admin_remove_membership(actor, membership: Membership) -> None:
 
 def admin_save_team(actor, team: Team) -> None:
     with transaction.atomic():
-        stored = Team.objects.filter(pk=team.pk) if team.pk else None
-        old = stored.values_list("name", flat=True).first() if stored is not None else None
+        stored = Team.objects.filter(pk=team.pk).select_related("personal_owner").first()
         team.save()
-        if old is None:
+        if stored is None:
             summary = f"{_name(actor)} created the team {team.name} in the admin site"
             audit(team, actor, AuditAction.TEAM_CREATE, summary)
-        elif old != team.name:
+        elif stored.name != team.name:
             audit(
                 team,
                 actor,
                 AuditAction.TEAM_RENAME,
-                f"{_name(actor)} renamed the team {old} to {team.name} in the admin site",
-                old=old,
+                f"{_name(actor)} renamed the team {stored.name} to {team.name} in the admin site",
+                old=stored.name,
                 new=team.name,
             )
+        old_owner = stored.personal_owner if stored is not None else None
+        if team.personal_owner_id != getattr(old_owner, "pk", None):
+            _audit_personal_owner(actor, team, old_owner, team.personal_owner)
+
+
+def _audit_personal_owner(actor, team: Team, old, new) -> None:
+    old_name, new_name = (user.get_username() if user else None for user in (old, new))
+    if new_name is None:
+        change = f"no longer the personal team of {old_name}"
+    else:
+        change = f"the personal team of {new_name}" + (f" instead of {old_name}" if old else "")
+    audit(
+        team,
+        actor,
+        AuditAction.TEAM_PERSONAL_OWNER,
+        f"{_name(actor)} made the team {team.name} {change} in the admin site",
+        old=old_name,
+        new=new_name,
+    )
 
 
 def admin_delete_team(actor, team: Team) -> None:

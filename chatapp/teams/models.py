@@ -478,6 +478,7 @@ class AuditAction(models.TextChoices):
     TEAM_CREATE = "team.create", "Team created"
     TEAM_RENAME = "team.rename", "Team renamed"
     TEAM_DELETE = "team.delete", "Team deleted"
+    TEAM_PERSONAL_OWNER = "team.personal_owner", "Whose personal team changed"
     INVITE = "invitation.create", "Invitation created"
     INVITE_REVOKE = "invitation.revoke", "Invitation revoked"
     INVITE_ACCEPT = "invitation.accept", "Invitation accepted"
@@ -512,6 +513,7 @@ class AuditAction(models.TextChoices):
     SCHEMA_CREATE = "json_schema.create", "JSON schema created"
     SCHEMA_UPDATE = "json_schema.update", "JSON schema edited"
     SCHEMA_DELETE = "json_schema.delete", "JSON schema deleted"
+    USER_SETTINGS = "user.settings", "User settings changed"
 
 
 # Any constant: the advisory lock that serialises audit writes on PostgreSQL.

@@ -400,3 +400,46 @@ def test_site_admin_team_creation_renaming_and_deletion_are_audited(
     )
     assert AuditEvent.objects.filter(action="team.delete", team_name="Research").count() == 1
     assert audit_trail.verify_chain()[1] is None
+
+
+def test_site_admin_changing_whose_personal_team_it_is_is_audited(
+    client, site_admin, team, member, outsider
+):
+    client.force_login(site_admin)
+    form = {
+        "name": "Acme",
+        "memberships-TOTAL_FORMS": "1",
+        "memberships-INITIAL_FORMS": "1",
+        "memberships-0-id": str(Membership.objects.get(user=member).pk),
+        "memberships-0-team": str(team.pk),
+    }
+    url = f"/admin/teams/team/{team.pk}/change/"
+    for owner in (member.pk, outsider.pk, ""):
+        response = client.post(url, {**form, "personal_owner": owner})
+        assert response.status_code == 302, response.content[:2000]
+    assert client.post(url, form).status_code == 302  # unchanged: no event
+
+    events = AuditEvent.objects.filter(action="team.personal_owner").order_by("id")
+    assert [(e.actor, e.team, e.summary, e.details) for e in events] == [
+        (
+            site_admin,
+            team,
+            "siteadmin made the team Acme the personal team of max in the admin site",
+            {"old": None, "new": "max"},
+        ),
+        (
+            site_admin,
+            team,
+            "siteadmin made the team Acme the personal team of eve instead of max"
+            " in the admin site",
+            {"old": "max", "new": "eve"},
+        ),
+        (
+            site_admin,
+            team,
+            "siteadmin made the team Acme no longer the personal team of eve in the admin site",
+            {"old": "eve", "new": None},
+        ),
+    ]
+    assert Team.objects.get(pk=team.pk).personal_owner is None
+    assert audit_trail.verify_chain() == (3, None)
