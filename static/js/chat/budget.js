@@ -6,27 +6,38 @@ import { api } from "./api.js";
 const REFRESH_DELAY_MS = 500; // answers ending close together cause one fetch
 
 export class BudgetMeters {
-  constructor(container, team) {
+  constructor(container, team, { onNotFound } = {}) {
     this.container = container;
     this.team = team; // this page's team, whatever team another tab switched to since
+    this.onNotFound = onNotFound; // the team is not the user's (any more): the page checks why
     this.timer = null;
+    this.stopped = false;
   }
 
   /** Ask for the numbers again a moment after an answer ended. */
   refreshSoon() {
-    if (!this.container) return;
+    if (!this.container || this.stopped) return;
     clearTimeout(this.timer);
     this.timer = setTimeout(() => this.refresh(), REFRESH_DELAY_MS);
   }
 
   async refresh() {
+    if (this.stopped) return;
     let data;
     try {
       data = await api(`/api/budget/?team=${this.team}`);
-    } catch {
+    } catch (error) {
+      if (error.status === 404) this.onNotFound?.();
       return; // the meters keep their last numbers; the next answer tries again
     }
-    this.render(data.meters);
+    if (!this.stopped) this.render(data.meters);
+  }
+
+  /** No more refreshes, and no meters: the user left the team, so each would be refused. */
+  stop() {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    if (this.container) this.container.hidden = true;
   }
 
   render(meters) {

@@ -89,7 +89,12 @@ class ChatPage {
         announce: (text) => this.announce(text),
       },
     });
-    this.budget = new BudgetMeters($("budget-meters"), config.currentTeamId);
+    this.teamIds = new Set(config.teamIds); // the user's teams (one may be left meanwhile)
+    this.teamLeft = null; // {current: {id, name}}: the page's team is no longer the user's
+    this.checkingTeam = false;
+    this.budget = new BudgetMeters($("budget-meters"), config.currentTeamId, {
+      onNotFound: () => this.checkTeam(),
+    });
     this.sidebar = new Sidebar({
       list: $("conversation-list"),
       search: $("conversation-search"),
@@ -105,6 +110,7 @@ class ChatPage {
         },
         notify: (text) => this.update(() => (this.state.notice = { text, retry: false })),
         announce: (text) => this.announce(text),
+        teamNotFound: () => this.checkTeam(),
       },
     });
     this.socket = new ChatSocket(config.socketPath);
@@ -202,7 +208,10 @@ class ChatPage {
         this.budget.refreshSoon();
         return this.state.done(frame);
       },
-      "message.error": () => this.givenBack(this.state.messageError(frame)),
+      "message.error": () => {
+        if (frame.error?.code === "forbidden") this.checkTeam(); // its owner left the team?
+        return this.givenBack(this.state.messageError(frame));
+      },
       "message.retrying": () => this.state.retrying(frame),
       "message.tool_call": () => this.state.toolCall(frame),
       "message.tool_result": () => this.state.toolCall(frame),
@@ -271,6 +280,7 @@ class ChatPage {
 
   onError(frame) {
     const error = frame.error || {};
+    if (error.code === "not_found" && this.state.isMine(frame)) this.checkTeam(); // left it?
     this.switching = null; // a refused switch leaves the keyboard where it is
     const regenerate = frame.request_id && frame.request_id === this.regenerated?.requestId;
     if (regenerate) this.regenerated = null;
@@ -371,7 +381,28 @@ class ChatPage {
 
   // ---- teams ------------------------------------------------------------------------------
 
+  /** Something of the page's team was refused: if the user has left it (or was removed, or it
+   * was deleted), say so, offer their current team, and ask nothing more that can only fail. */
+  async checkTeam() {
+    if (this.teamLeft || this.checkingTeam) return;
+    this.checkingTeam = true;
+    let me;
+    try {
+      me = await api("/api/me/");
+    } catch {
+      return; // unreachable now: the next refusal asks again
+    } finally {
+      this.checkingTeam = false;
+    }
+    if (me.teams.some((team) => team.id === config.currentTeamId)) return;
+    this.budget.stop();
+    this.teamIds.delete(config.currentTeamId);
+    this.update(() => (this.teamLeft = { current: me.current_team }));
+  }
+
   bindTeamPicker() {
+    // The session's team is the user's current one: the page reloads into it.
+    $("team-left-go").addEventListener("click", () => window.location.assign("/"));
     const picker = $("team-picker");
     if (!picker) return;
     picker.addEventListener("change", async () => {
@@ -763,10 +794,11 @@ class ChatPage {
     const exportLink = $("export-link");
     exportLink.hidden = state.conversationId === null || state.temporary; // never exported
     const shareLink = $("share-link");
-    shareLink.hidden = state.conversationId === null || state.temporary || this.formerTeam;
-    $("former-team-notice").hidden = !this.formerTeam;
+    shareLink.hidden = state.conversationId === null || state.temporary || this.readOnly;
+    this.renderTeamLeft();
+    $("former-team-notice").hidden = !this.formerTeam || this.teamLeft !== null; // said above
     // Edit, Regenerate and Retry would only be refused there: read only.
-    $("messages").classList.toggle("read-only", this.formerTeam);
+    $("messages").classList.toggle("read-only", this.readOnly);
     if (state.conversationId !== null) {
       exportLink.href = `/api/conversations/${state.conversationId}/export?format=md`;
       shareLink.href = `/c/${state.conversationId}/share/`;
@@ -775,7 +807,19 @@ class ChatPage {
 
   /** Whether the conversation shown is of a team the user is no longer in: read only. */
   get formerTeam() {
-    return this.state.teamId !== null && !config.teamIds.includes(this.state.teamId);
+    return this.state.teamId !== null && !this.teamIds.has(this.state.teamId);
+  }
+
+  /** Whether nothing more can be asked here: the conversation's team, or the page's, is left. */
+  get readOnly() {
+    return this.formerTeam || this.teamLeft !== null;
+  }
+
+  renderTeamLeft() {
+    $("team-left-notice").hidden = this.teamLeft === null;
+    if (this.teamLeft === null) return;
+    const name = this.teamLeft.current?.name;
+    $("team-left-go").textContent = name ? `Go to ${name}` : "Go to your current team";
   }
 
   /** The toggle on a new chat, and the notice while the chat is temporary. */
@@ -823,9 +867,9 @@ class ChatPage {
     this.stopButton.hidden = !busy;
     this.stopButton.disabled = state.streaming === null || state.streaming.id === null;
     const empty = this.input.value.trim() === "" && state.readyUploads.length === 0;
-    this.input.disabled = this.formerTeam; // nothing more is asked there (forbidden)
+    this.input.disabled = this.readOnly; // nothing more is asked there (forbidden)
     this.sendButton.disabled =
-      !state.socketOpen || !state.loaded || empty || this.draftsWaiting() !== "" || this.formerTeam;
+      !state.socketOpen || !state.loaded || empty || this.draftsWaiting() !== "" || this.readOnly;
     this.renderAttaching(state);
   }
 

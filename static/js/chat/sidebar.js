@@ -60,7 +60,7 @@ export class Sidebar {
     this.sentinel = sentinel;
     this.status = status;
     this.dialog = dialog;
-    this.handlers = handlers; // {open(id), deleted(id), renamed(id, title)}
+    this.handlers = handlers; // {open(id), deleted(id), renamed(id, title), teamNotFound()}
     this.entries = new Map(); // id -> {data: the API's summary, li}
     this.order = []; // ids, in the order shown
     this.sections = new Map(); // heading key -> {section, heading, ul}
@@ -113,6 +113,7 @@ export class Sidebar {
       this.showStatus();
     } catch (error) {
       if (generation === this.generation) this.setStatus(error.message);
+      if (error.status === 404 && this.team) this.handlers.teamNotFound?.(); // left it?
     } finally {
       if (generation === this.generation) this.loading = false;
     }
