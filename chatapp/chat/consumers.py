@@ -281,6 +281,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         it, and a tab showing it leaves it."""
         await self.send_json(event)
 
+    async def team_left(self, event: dict[str, Any]) -> None:
+        """The user is no longer in a team (chatapp.chat.signals): a page showing it says so."""
+        await self.send_json(event)
+
     async def user_sessions_ended(self, event: dict[str, Any]) -> None:
         """Logout or deactivation ended this socket's session: close it, read nothing more."""
         if account_sockets.ends_session(event, self.session_fingerprint):

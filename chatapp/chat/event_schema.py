@@ -185,6 +185,15 @@ class ConversationDeleted(TypedDict):
 
 
 @with_config(STRICT)
+class TeamLeft(TypedDict):
+    """The user's membership of a team ended (left, removed, or the team deleted): sent to all
+    their sockets, so a page showing that team can say so."""
+
+    type: Literal["team.left"]
+    team_id: int
+
+
+@with_config(STRICT)
 class MessageCreated(TypedDict):
     type: Literal["message.created"]
     conversation_id: int
@@ -294,6 +303,7 @@ ServerEvent = (
     | ConversationUpdated
     | ConversationPinned
     | ConversationDeleted
+    | TeamLeft
     | ConversationEvent
     | ConversationState
     | Error
@@ -304,6 +314,7 @@ SCHEMAS: dict[str, type[Any]] = {
     "conversation.updated": ConversationUpdated,
     "conversation.pinned": ConversationPinned,
     "conversation.deleted": ConversationDeleted,
+    "team.left": TeamLeft,
     "message.created": MessageCreated,
     "message.delta": MessageDelta,
     "message.retrying": MessageRetrying,

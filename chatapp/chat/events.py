@@ -28,6 +28,7 @@ from chatapp.chat.event_schema import (
     MessageToolResult,
     SafetyFields,
     StateMessage,
+    TeamLeft,
     ToolCallFields,
     UsageFields,
 )
@@ -54,6 +55,10 @@ def conversation_pinned(conversation_id: int, pinned: bool) -> ConversationPinne
 
 def conversation_deleted(conversation_id: int) -> ConversationDeleted:
     return {"type": "conversation.deleted", "conversation_id": conversation_id}
+
+
+def team_left(team_id: int) -> TeamLeft:
+    return {"type": "team.left", "team_id": team_id}
 
 
 def message_created(

@@ -1,7 +1,8 @@
 """Answers stop when what they belong to is deleted under them: a team (its conversations go
 with it) or a user (theirs go too), as when a conversation is deleted through the API; and when
 their owner leaves the conversation's team, or is removed from it, as no new question may be
-asked there then (`forbidden`).
+asked there then (`forbidden`). A membership that ends is also announced to the user's sockets
+(`team.left`), so a page still showing that team says so.
 
 Without this an answer would keep streaming upstream to its end, spending tokens no usage row
 counts, and keep showing its text to the open tabs of a conversation that is gone.
@@ -16,8 +17,11 @@ from django.db.models import Q
 from django.db.models.signals import pre_delete
 from django.dispatch import receiver
 
+from chatapp.accounts.sockets import user_group
+from chatapp.chat import events
 from chatapp.chat.actions import replies
 from chatapp.chat.models import Message, MessageStatus
+from chatapp.core.layers import channel_layer
 from chatapp.teams.models import Membership, Team
 
 log = logging.getLogger(__name__)
@@ -58,3 +62,21 @@ def stop_answers_of_former_member(sender, instance: Membership, **kwargs) -> Non
         Q(conversation__team_id=instance.team_id, conversation__owner_id=instance.user_id),
         replies.LEFT_TEAM,  # the page says why the answer stopped
     )
+
+
+@receiver(pre_delete, sender=Membership)
+def announce_team_left(sender, instance: Membership, **kwargs) -> None:
+    """Once the membership's end commits, tell the user's open pages (a team deleted too)."""
+    user_id, team_id = instance.user_id, instance.team_id
+
+    def send() -> None:
+        if not get_user_model().objects.filter(pk=user_id, is_active=True).exists():
+            return  # a deleted or deactivated user's sockets close instead
+        try:
+            async_to_sync(channel_layer().group_send)(
+                user_group(user_id), dict(events.team_left(team_id))
+            )
+        except Exception:  # the page finds out at its next refused request
+            log.warning("Could not tell user %s they left team %s", user_id, team_id)
+
+    transaction.on_commit(send)

@@ -11,7 +11,8 @@ pytestmark = pytest.mark.browser
 @pytest.fixture
 def herd(app_server, user):
     """A team "Herd" with a monthly budget (the composer shows its meter), owned by `boss`, with
-    `user` a member of it and of their personal team; returns the boss, the team's id and the personal team's name."""
+    `user` a member of it and of their personal team; returns the boss, the team's id and the
+    personal team's name."""
     boss = BrowserUser(f"{user.username}-boss")
     app_server.create_user(boss.username)
     home = app_server.run_python(f"""
@@ -31,61 +32,99 @@ print(actions.ensure_personal_team(person).name)
     return {"boss": boss, "id": int(team_id), "personal": personal}
 
 
-def test_a_tab_of_a_team_the_user_was_removed_from_says_so_and_offers_their_team(
-    browser, app_server, logged_in_page, user, herd, screenshot, page_watch
-):
-    page = logged_in_page
-    chat = ChatPage(page)
-    page.reload()  # the team picker lists the team joined since
+def open_herd(page) -> None:
+    """Reload (the picker lists the team joined since), then switch the page to Herd."""
+    page.reload()
     page.wait_for_selector("html[data-socket=open]")
     with page.expect_navigation():  # the page opens a new chat in the team chosen
         page.get_by_label("Team", exact=True).select_option(label="Herd")
     page.wait_for_selector("html[data-socket=open]")
     expect(page.locator('.budget-meter[data-kind="team"]')).to_be_visible()
-    budget_requests = []
-    page.on(
-        "response",
-        lambda response: "/api/budget/" in response.url and budget_requests.append(response),
-    )
-    chat.send("[sim:pace tps=8] [sim:long tokens=400] Count slowly")
-    chat.wait_for_text_longer_than(0)
 
-    # Another owner removes the user from the team while the answer streams.
-    owner = browser.new_context(base_url=app_server.url)
-    try:
-        owner_page = owner.new_page()
-        log_in(owner_page, herd["boss"])
-        owner_page.goto(f"/teams/{herd['id']}/members/")
-        owner_page.once("dialog", lambda dialog: dialog.accept())
-        member = owner_page.get_by_role("row").filter(
-            has=owner_page.get_by_role("cell", name=user.username, exact=True)
-        )
-        member.get_by_role("button", name="Remove").click()
-        expect(member).to_have_count(0)
-    finally:
-        owner.close()
 
+def watch_budget_requests(page) -> list:
+    seen: list = []
+    page.on("request", lambda request: "/api/budget/" in request.url and seen.append(request))
+    return seen
+
+
+def expect_team_left_notice(page, herd):
+    """The notice, the message box closed and the meters gone; returns the notice's button."""
     notice = page.locator("#team-left-notice")
     expect(notice).to_be_visible()
     expect(notice).to_contain_text("You are no longer a member of Herd.")
     go = notice.get_by_role("button", name=f"Go to {herd['personal']}")
     expect(go).to_be_visible()
-    expect(chat.input).to_be_disabled()  # nothing more can be asked in the team
+    expect(page.get_by_label("Message", exact=True)).to_be_disabled()
     expect(page.locator("#former-team-notice")).to_be_hidden()  # said once, above
     expect(page.locator("#budget-meters")).to_be_hidden()  # the team's numbers are not theirs
+    return go
+
+
+def remove_as_owner(browser, app_server, herd, username: str) -> None:
+    """The team's owner removes the user on the Members page, in a browser of their own."""
+    owner = browser.new_context(base_url=app_server.url)
+    try:
+        page = owner.new_page()
+        log_in(page, herd["boss"])
+        page.goto(f"/teams/{herd['id']}/members/")
+        page.once("dialog", lambda dialog: dialog.accept())
+        row = page.get_by_role("row").filter(
+            has=page.get_by_role("cell", name=username, exact=True)
+        )
+        row.get_by_role("button", name="Remove").click()
+        expect(row).to_have_count(0)
+    finally:
+        owner.close()
+
+
+def test_an_idle_tab_of_a_team_the_user_was_removed_from_says_so_and_offers_their_team(
+    browser, app_server, logged_in_page, user, herd, screenshot, page_watch
+):
+    page = logged_in_page
+    open_herd(page)
+    budget_requests = watch_budget_requests(page)
+    remove_as_owner(browser, app_server, herd, user.username)
+    go = expect_team_left_notice(page, herd)
     path = screenshot(page, "team-left-notice")
     print(f"screenshot: {path}")
-
-    # Another answer ending would redraw the meters: the page no longer asks for them.
-    asked = len(budget_requests)
-    assert all(response.status == 404 for response in budget_requests)
+    # An answer ending would redraw the meters: the page no longer asks for them.
     page.evaluate("window.chatPage.budget.refresh()")
-    assert len(budget_requests) == asked
+    assert budget_requests == []
 
     with page.expect_navigation():
         go.click()
     page.wait_for_selector("html[data-socket=open]")
     expect(page.locator(".team-chip")).to_have_text(herd["personal"])
     expect(page.locator("#team-left-notice")).to_be_hidden()
-    expect(chat.input).to_be_enabled()
+    expect(ChatPage(page).input).to_be_enabled()
+    assert page_watch.page_errors == []
+
+
+def test_a_budget_refresh_refused_for_a_team_left_unannounced_brings_the_notice(
+    app_server, logged_in_page, user, herd, page_watch
+):
+    """With no event about it (the channel layer was down), the first refused refresh tells
+    the page; it then asks no more."""
+    page = logged_in_page
+    chat = ChatPage(page)
+    open_herd(page)
+    budget_requests = watch_budget_requests(page)
+    chat.send("[sim:pace tps=20] [sim:long tokens=60] Count slowly")
+    chat.wait_for_text_longer_than(0)
+    # Behind the app's back: no signal, so no event and the answer goes on.
+    app_server.run_python(f"""
+from django.db import connection
+with connection.cursor() as cursor:
+    cursor.execute(
+        "DELETE FROM teams_membership WHERE team_id = %s AND user_id ="
+        " (SELECT id FROM auth_user WHERE username = %s)",
+        [{herd["id"]}, {user.username!r}],
+    )
+""")
+    chat.wait_for_status("complete")
+    expect_team_left_notice(page, herd)
+    assert [r.response().status for r in budget_requests] == [404]
+    page.evaluate("window.chatPage.budget.refresh()")
+    assert len(budget_requests) == 1
     assert page_watch.page_errors == []

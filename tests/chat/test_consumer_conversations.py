@@ -186,6 +186,7 @@ async def test_a_conversation_of_a_team_one_has_left_takes_no_more_questions(
     socket = await connect(member)
     first = await finish(socket, "Before leaving")
     await database_sync_to_async(Membership.objects.filter(team=team, user=member).delete)()
+    assert (await socket.until_type("team.left"))[-1]["team_id"] == team.pk
     sent = len(sim.requests)
     frame = {"type": "chat.send", "content": "After", "conversation_id": first["conversation_id"]}
     reply = await socket.expect_error(frame)

@@ -37,6 +37,7 @@ def test_every_builder_makes_an_event_its_schema_accepts():
         events.conversation_updated(1, "Greetings"),
         events.conversation_pinned(1, True),
         events.conversation_deleted(1),
+        events.team_left(7),
         events.message_created("r1", message),
         events.message_created(None, {**message, "role": "assistant"}, replaces=3),
         events.message_delta(1, 2, 1, "Hel"),

@@ -201,6 +201,7 @@ class ChatPage {
       "conversation.updated": () => this.onConversationUpdated(frame),
       "conversation.pinned": () => this.sidebar.setPinned(frame.conversation_id, frame.pinned),
       "conversation.deleted": () => this.onConversationDeleted(frame),
+      "team.left": () => frame.team_id === config.currentTeamId && this.checkTeam(),
       "conversation.state": () => this.onConversationState(frame),
       "message.created": () => this.onMessageCreated(frame),
       "message.delta": () => this.onDelta(frame),
