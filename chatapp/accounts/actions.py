@@ -66,10 +66,57 @@ def _audit_settings(actor: Any, user: Any, verb: str, old: dict, new: dict) -> N
     )
 
 
+# What decides whether an account can sign in, and reach the admin site and the site's pages.
+ACCESS_FIELDS = ("is_active", "is_staff", "is_superuser")
+
+
+def admin_save_user(actor: Any, user: Any) -> None:
+    """An account added or changed in the admin site: its creation, and any change to what it
+    may reach, are audited on the site."""
+    with transaction.atomic():
+        model = get_user_model()
+        stored = model.objects.filter(pk=user.pk).values(*ACCESS_FIELDS).first()
+        user.save()
+        who, by = user.get_username(), actor.get_username()
+        if stored is None:
+            access = {name: getattr(user, name) for name in ACCESS_FIELDS}
+            summary = f"{by} created the user {who} in the admin site"
+            team_actions.audit(None, actor, AuditAction.USER_CREATE, summary, user=who, **access)
+            return
+        changed = [name for name in ACCESS_FIELDS if stored[name] != getattr(user, name)]
+        if changed:
+            team_actions.audit(
+                None,
+                actor,
+                AuditAction.USER_ACCESS,
+                f"{by} changed {', '.join(changed)} of {who} in the admin site",
+                user=who,
+                old={name: stored[name] for name in changed},
+                new={name: getattr(user, name) for name in changed},
+            )
+
+
+def audit_password_set(actor: Any, user: Any) -> None:
+    """A password set, or password sign-in turned off, for someone in the admin site."""
+    done = (
+        "set the password of" if user.has_usable_password() else "turned off password sign-in for"
+    )
+    who = user.get_username()
+    summary = f"{actor.get_username()} {done} {who} in the admin site"
+    team_actions.audit(
+        None, actor, AuditAction.USER_PASSWORD, summary, user=who, usable=user.has_usable_password()
+    )
+
+
 def delete_users(actor: Any, users: Iterable[Any]) -> None:
-    """Delete these accounts with what is theirs, all or none. Their personal team goes with
-    them only when nobody else is in it; otherwise it is handed over to the others."""
+    """Delete these accounts with what is theirs, all or none, each audited on the site. Their
+    personal team goes with them only when nobody else is in it; otherwise it is handed over
+    to the others."""
     users = list(users)
     with transaction.atomic():
         team_actions.admin_release_teams(actor, users)
+        for user in users:
+            who = user.get_username()
+            summary = f"{actor.get_username()} deleted the user {who} in the admin site"
+            team_actions.audit(None, actor, AuditAction.USER_DELETE, summary, user=who)
         get_user_model().objects.filter(pk__in=[user.pk for user in users]).delete()

@@ -1,8 +1,8 @@
 from django.contrib import admin
-from django.contrib.admin.utils import NestedObjects
+from django.contrib.admin.utils import NestedObjects, unquote
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
-from django.db import router
+from django.db import router, transaction
 
 from chatapp.accounts import actions
 from chatapp.accounts.models import UserSettings
@@ -14,8 +14,23 @@ admin.site.unregister(User)
 
 @admin.register(User)
 class AccountAdmin(UserAdmin):
-    """Deleting goes through actions.delete_users: a personal team with other people in it is
-    handed over to them rather than deleted with its owner."""
+    """Saving and deleting go through the actions, so they are audited; a personal team with
+    other people in it is handed over to them rather than deleted with its owner."""
+
+    def save_model(self, request, obj, form, change):
+        actions.admin_save_user(request.user, obj)
+
+    def user_change_password(self, request, id, form_url=""):
+        # Django's view saves the form itself: the audit compares the stored hash around it.
+        with transaction.atomic():
+            user = self.get_object(request, unquote(id))
+            before = user.password if user is not None else None
+            response = super().user_change_password(request, id, form_url)
+            if user is not None:
+                user.refresh_from_db(fields=["password"])
+                if user.password != before:
+                    actions.audit_password_set(request.user, user)
+        return response
 
     def delete_model(self, request, obj):
         actions.delete_users(request.user, [obj])

@@ -514,6 +514,10 @@ class AuditAction(models.TextChoices):
     SCHEMA_UPDATE = "json_schema.update", "JSON schema edited"
     SCHEMA_DELETE = "json_schema.delete", "JSON schema deleted"
     USER_SETTINGS = "user.settings", "User settings changed"
+    USER_CREATE = "user.create", "User created"
+    USER_ACCESS = "user.access", "User's access changed"
+    USER_PASSWORD = "user.password", "User's password set"
+    USER_DELETE = "user.delete", "User deleted"
 
 
 # Any constant: the advisory lock that serialises audit writes on PostgreSQL.

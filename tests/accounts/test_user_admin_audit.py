@@ -1,0 +1,109 @@
+"""Accounts added, given or refused access, and deleted in the admin site are in the audit
+trail, as the site's events: who may sign in, reach /admin/ or the site's pages is audited."""
+
+from django.contrib.auth import get_user_model
+
+from chatapp.teams.audit_trail import verify_chain
+from chatapp.teams.models import AuditEvent
+
+URL = "/admin/auth/user/"
+
+
+def events(action: str) -> list[tuple]:
+    found = AuditEvent.objects.filter(action=action).order_by("id")
+    return [(e.team, e.actor_name, e.summary, e.details) for e in found]
+
+
+def change_form(user, **access) -> dict:
+    """The admin's change form as the page sends it back, with `access` changed."""
+    form = {
+        "username": user.username,
+        "first_name": user.first_name,
+        "last_name": user.last_name,
+        "email": user.email,
+        "date_joined_0": user.date_joined.strftime("%Y-%m-%d"),
+        "date_joined_1": user.date_joined.strftime("%H:%M:%S"),
+    }
+    flags = {"is_active": user.is_active, "is_staff": user.is_staff, **access}
+    flags["is_superuser"] = access.get("is_superuser", user.is_superuser)
+    return {**form, **{name: "on" for name, on in flags.items() if on}}
+
+
+def test_creating_a_user_is_audited(client, site_admin):
+    client.force_login(site_admin)
+    form = {"username": "newbie", "password1": "a-long-pass-phrase-9"}
+    form["password2"] = form["password1"]
+    assert client.post(f"{URL}add/", form).status_code == 302
+    assert get_user_model().objects.filter(username="newbie").exists()
+    assert events("user.create") == [
+        (
+            None,
+            "siteadmin",
+            "siteadmin created the user newbie in the admin site",
+            {"user": "newbie", "is_active": True, "is_staff": False, "is_superuser": False},
+        )
+    ]
+
+
+def test_making_someone_a_site_admin_or_blocking_them_is_audited(client, site_admin, member):
+    client.force_login(site_admin)
+    change = f"{URL}{member.pk}/change/"
+    assert (
+        client.post(change, change_form(member, is_staff=True, is_superuser=True)).status_code
+        == 302
+    )
+    member.refresh_from_db()
+    assert member.is_superuser
+    assert client.post(change, change_form(member, first_name="Max")).status_code == 302  # no event
+    assert client.post(change, change_form(member, is_active=False)).status_code == 302
+    assert events("user.access") == [
+        (
+            None,
+            "siteadmin",
+            "siteadmin changed is_staff, is_superuser of max in the admin site",
+            {
+                "user": "max",
+                "old": {"is_staff": False, "is_superuser": False},
+                "new": {"is_staff": True, "is_superuser": True},
+            },
+        ),
+        (
+            None,
+            "siteadmin",
+            "siteadmin changed is_active of max in the admin site",
+            {"user": "max", "old": {"is_active": True}, "new": {"is_active": False}},
+        ),
+    ]
+    assert verify_chain()[1] is None
+
+
+def test_deleting_a_user_with_no_team_is_audited_too(client, site_admin, make_user):
+    loner = make_user("loner")
+    client.force_login(site_admin)
+    assert client.post(f"{URL}{loner.pk}/delete/", {"post": "yes"}).status_code == 302
+    assert not get_user_model().objects.filter(pk=loner.pk).exists()
+    assert events("user.delete") == [
+        (None, "siteadmin", "siteadmin deleted the user loner in the admin site", {"user": "loner"})
+    ]
+
+
+def test_setting_someone_s_password_is_audited_without_the_password(client, site_admin, member):
+    client.force_login(site_admin)
+    page = f"{URL}{member.pk}/password/"
+    secret = "another-long-phrase-7"
+    form = {"password1": secret, "password2": secret, "usable_password": "true"}
+    assert client.post(page, form).status_code == 302
+    member.refresh_from_db()
+    assert member.check_password(secret)
+    mismatched = {**form, "password2": "not-the-same-phrase-7"}
+    assert client.post(page, mismatched).status_code == 200  # refused: nothing set, no event
+    assert client.post(f"{URL}0/password/", form).status_code == 404  # no such user
+    assert events("user.password") == [
+        (
+            None,
+            "siteadmin",
+            "siteadmin set the password of max in the admin site",
+            {"user": "max", "usable": True},
+        )
+    ]
+    assert secret not in str(AuditEvent.objects.values_list("summary", "details"))
