@@ -485,7 +485,7 @@ def admin_delete_team(actor, team: Team) -> None:
             team,
             actor,
             AuditAction.TEAM_DELETE,
-            f"{_name(actor)} deleted the team {team.name} ({members} members) in the admin site",
+            f"{_name(actor)} deleted the team {team.name} ({_members(members)}) in the admin site",
             name=team.name,
             members=members,
         )
@@ -519,6 +519,10 @@ def admin_release_teams(actor, users) -> None:
             _leave_deleted(actor, team, ids)
 
 
+def _members(count: int) -> str:
+    return "1 member" if count == 1 else f"{count} members"
+
+
 def _delete_with_owner(actor, team: Team) -> None:
     """Audited as admin_delete_team is; the event keeps the team's name."""
     owner, members = _name(team.personal_owner), team.memberships.count()
@@ -527,7 +531,7 @@ def _delete_with_owner(actor, team: Team) -> None:
         actor,
         AuditAction.TEAM_DELETE,
         f"{_name(actor)} deleted the user {owner} in the admin site, and their personal team"
-        f" {team.name} ({members} members) with them",
+        f" {team.name} ({_members(members)}) with them",
         name=team.name,
         members=members,
         user=owner,

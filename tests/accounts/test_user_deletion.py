@@ -96,6 +96,7 @@ def test_a_personal_team_deleted_with_its_owner_is_audited(
     deleted = AuditEvent.objects.get(action="team.delete")
     assert (deleted.actor, deleted.team, deleted.team_name) == (site_admin, None, "lena's team")
     assert deleted.details == {"name": "lena's team", "members": 1, "user": "lena"}
+    assert deleted.summary.endswith("their personal team lena's team (1 member) with them")
     assert not Team.objects.filter(pk=team.pk).exists()
     assert AuditEvent.objects.filter(action="user.delete").count() == 1
     assert verify_chain() == (2, None)
