@@ -58,6 +58,8 @@ def expect_team_left_notice(page, herd):
     expect(page.get_by_label("Message", exact=True)).to_be_disabled()
     expect(page.locator("#former-team-notice")).to_be_hidden()  # said once, above
     expect(page.locator("#budget-meters")).to_be_hidden()  # the team's numbers are not theirs
+    left = page.locator("#team-picker option", has_text="Herd (left)")
+    expect(left).to_be_disabled()  # shown as the page's team, not one to switch to
     return go
 
 

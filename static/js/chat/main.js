@@ -398,7 +398,16 @@ class ChatPage {
     if (me.teams.some((team) => team.id === config.currentTeamId)) return;
     this.budget.stop();
     this.teamIds.delete(config.currentTeamId);
+    this.markTeamLeft(config.currentTeamId);
     this.update(() => (this.teamLeft = { current: me.current_team }));
+  }
+
+  /** The picker keeps the team shown, marked, and offers only the user's teams to switch to. */
+  markTeamLeft(teamId) {
+    const option = $("team-picker")?.querySelector(`option[value="${teamId}"]`);
+    if (!option || option.disabled) return;
+    option.textContent = `${option.textContent} (left)`;
+    option.disabled = true;
   }
 
   bindTeamPicker() {
