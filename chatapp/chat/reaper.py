@@ -4,7 +4,8 @@ A generation refreshes its message's heartbeat with every checkpoint (at least e
 so a streaming message with an old heartbeat has nobody writing it any more. The same periodic
 check deletes uploads that were never sent (see chatapp.uploads.actions.sweep_unattached) and
 temporary chats past their lifetime (chatapp.chat.actions.conversations.purge_temporary) and
-the budget holds of API answers whose process died (chatapp.teams.actions.delete_expired_holds).
+the budget holds of API answers whose process died (chatapp.teams.actions.delete_expired_holds)
+and the rate limit's rows older than its minute (chatapp.teams.actions.delete_old_requests).
 """
 
 import asyncio
@@ -65,6 +66,10 @@ async def _run_periodically(interval: float) -> None:
             await database_sync_to_async(team_actions.delete_expired_holds)(timezone.now())
         except Exception:
             log.exception("Deleting expired budget holds failed")
+        try:
+            await database_sync_to_async(team_actions.delete_old_requests)(timezone.now())
+        except Exception:
+            log.exception("Deleting the rate limit's old requests failed")
         await asyncio.sleep(interval)
 
 

@@ -837,6 +837,15 @@ def admit_request(user, team: Team, policy: TeamPolicy) -> None:
         RecentRequest.objects.create(user=user, team=team, created_at=now)
 
 
+def delete_old_requests(now: datetime) -> int:
+    """Delete the rate limit's rows older than its window: a user who stops sending would
+    otherwise keep theirs, which `admit_request` prunes only on that user's next request."""
+    old = RecentRequest.objects.filter(created_at__lte=now - RATE_WINDOW)
+    if not old.exists():  # an empty delete would still open a write transaction
+        return 0
+    return old.delete()[0]
+
+
 def hold_tokens(team: Team, user, tokens: int, lifetime: float) -> int:
     """Hold an API answer's tokens against the team's budgets while it streams (`quota`);
     returns the hold's id. It counts for `lifetime` seconds at most, should its process die."""

@@ -11,7 +11,7 @@ from django.utils import timezone
 from chatapp.asgi import application
 from chatapp.chat import reaper
 from chatapp.chat.models import Conversation, Message
-from chatapp.teams.models import BudgetHold
+from chatapp.teams.models import BudgetHold, RecentRequest
 from chatapp.uploads.actions import create_upload
 from chatapp.uploads.models import Upload
 from tests.support.polling import await_for
@@ -185,3 +185,24 @@ async def test_the_periodic_check_also_deletes_expired_budget_holds(team, member
         await asyncio.sleep(0.05)
     await reaper.stop()
     assert [h.pk async for h in BudgetHold.objects.all()] == [live.pk]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_periodic_check_also_forgets_requests_older_than_the_rate_limits_minute(
+    team, member, settings
+):
+    """A user who stops sending keeps no rows: admission prunes only the sender's own."""
+    settings.CHAT_REAPER_INTERVAL_SECONDS = 60
+    now = timezone.now()
+    old = await RecentRequest.objects.acreate(
+        team=team, user=member, created_at=now - timedelta(minutes=2)
+    )
+    recent = await RecentRequest.objects.acreate(team=team, user=member, created_at=now)
+    health = HttpCommunicator(application, "GET", "/healthz")
+    assert (await health.get_response(timeout=10))["status"] == 200
+    for _ in range(200):  # the first run starts in the background
+        if not await RecentRequest.objects.filter(pk=old.pk).aexists():
+            break
+        await asyncio.sleep(0.05)
+    await reaper.stop()
+    assert [r.pk async for r in RecentRequest.objects.all()] == [recent.pk]
