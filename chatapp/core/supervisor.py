@@ -57,6 +57,17 @@ def check_processes(processes: int, redis_url: str) -> None:
         )
 
 
+def database_note(processes: int, vendor: str) -> str | None:
+    """What several processes on SQLite cost, said at start: it works (one file, its lock),
+    but every write of every process queues on that one lock."""
+    if processes > 1 and vendor == "sqlite":
+        return (
+            f"Note: the {processes} server processes share one SQLite file, and each write waits"
+            " for the others' to finish. For more than a trial, use PostgreSQL (DATABASE_URL)."
+        )
+    return None
+
+
 def _clear_metrics(folder: str) -> None:
     """An earlier run's values (prometheus_client's `*.db` files) would be summed with this
     run's, its live gauges for processes long gone: the folder starts empty of them."""

@@ -8,7 +8,14 @@ import sys
 
 import pytest
 
-from chatapp.core.supervisor import ServeError, Supervisor, check_processes, cpu_count, listen
+from chatapp.core.supervisor import (
+    ServeError,
+    Supervisor,
+    check_processes,
+    cpu_count,
+    database_note,
+    listen,
+)
 from tests.deploy.files import ROOT, clean_env
 from tests.resilience.servers import Supervised
 from tests.support.polling import wait_for
@@ -141,3 +148,26 @@ def test_a_dead_process_leaves_the_metrics_sums_in_a_folder_the_operator_chose(t
         assert served.stop() == 0
     assert list(metrics.iterdir())  # the operator's folder itself stays, with the counters
     assert (metrics / "README").read_text() == "the operator's own file"
+
+
+def test_several_processes_on_sqlite_are_told_what_it_costs():
+    assert "use PostgreSQL (DATABASE_URL)" in database_note(2, "sqlite")
+    assert database_note(1, "sqlite") is None
+    assert database_note(2, "postgresql") is None
+
+
+@pytest.mark.slow
+def test_serve_says_so_when_several_processes_share_an_sqlite_file(tmp_path):
+    env = clean_env(
+        SECRET_KEY="serve-test-only",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        WEB_CONCURRENCY="2",
+        REDIS_URL="redis://127.0.0.1:1/0",  # never reached: no socket connects
+    )
+    served = Supervised(env, tmp_path / "serve.log")
+    try:
+        served.start(ready=2)
+        log = served.log_path.read_text()
+        assert "the 2 server processes share one SQLite file" in log
+    finally:
+        served.stop()

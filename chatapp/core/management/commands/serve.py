@@ -4,8 +4,16 @@ import socket
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import connection
 
-from chatapp.core.supervisor import ServeError, Supervisor, check_processes, cpu_count, listen
+from chatapp.core.supervisor import (
+    ServeError,
+    Supervisor,
+    check_processes,
+    cpu_count,
+    database_note,
+    listen,
+)
 
 MAX_PROCESSES = 256  # as WEB_CONCURRENCY
 
@@ -46,6 +54,9 @@ class Command(BaseCommand):
         self.stderr.write(
             f"Serving on {host}:{port} with {processes} server {noun} ({layer} channel layer)."
         )
+        note = database_note(processes, connection.vendor)
+        if note:
+            self.stderr.write(note)
         daphne_args = ["--verbosity", str(options["daphne_verbosity"])]
         if options["proxy_headers"]:
             daphne_args.append("--proxy-headers")
