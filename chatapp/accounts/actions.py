@@ -5,6 +5,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.db import transaction
 
 from chatapp.accounts.models import UserSettings
@@ -94,6 +95,57 @@ def admin_save_user(actor: Any, user: Any) -> None:
                 old={name: stored[name] for name in changed},
                 new={name: getattr(user, name) for name in changed},
             )
+
+
+def permissions_of(subject: Any) -> dict[str, list[str]]:
+    """A user's groups and own permissions, or a group's permissions, by name."""
+    held = subject.permissions if isinstance(subject, Group) else subject.user_permissions
+    names = held.values_list("content_type__app_label", "codename")
+    found = {"permissions": sorted(f"{app}.{codename}" for app, codename in names)}
+    if not isinstance(subject, Group):
+        found["groups"] = sorted(subject.groups.values_list("name", flat=True))
+    return found
+
+
+def audit_permissions(actor: Any, subject: Any, old: dict[str, list[str]]) -> None:
+    """What a user or a group may do in the admin site changed there: audited on the site
+    with the old and new names of what changed; a save that changes nothing writes nothing."""
+    new = permissions_of(subject)
+    changed = [name for name in new if old.get(name, []) != new[name]]
+    if not changed:
+        return
+    if isinstance(subject, Group):
+        action, whose, named = AuditAction.GROUP_PERMISSIONS, f"group {subject.name}", "group"
+        name = subject.name
+    else:
+        name = subject.get_username()
+        action, whose, named = AuditAction.USER_PERMISSIONS, name, "user"
+    summary = f"{actor.get_username()} changed the {' and '.join(changed)} of {whose}"
+    details = {
+        named: name,
+        "old": {field: old.get(field, []) for field in changed},
+        "new": {field: new[field] for field in changed},
+    }
+    team_actions.audit(None, actor, action, f"{summary} in the admin site", **details)
+
+
+def delete_groups(actor: Any, groups: Iterable[Group]) -> None:
+    """Each deleted group audited with the permissions its members lose; all or none."""
+    with transaction.atomic():
+        for group in groups:
+            summary = f"{actor.get_username()} deleted group {group.name} in the admin site"
+            members = sorted(group.user_set.values_list("username", flat=True))
+            permissions = permissions_of(group)["permissions"]
+            team_actions.audit(
+                None,
+                actor,
+                AuditAction.GROUP_DELETE,
+                summary,
+                group=group.name,
+                members=members,
+                permissions=permissions,
+            )
+            group.delete()
 
 
 def audit_password_set(actor: Any, user: Any) -> None:

@@ -1,7 +1,8 @@
 from django.contrib import admin
 from django.contrib.admin.utils import NestedObjects, unquote
 from django.contrib.auth import get_user_model
-from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.admin import GroupAdmin, UserAdmin
+from django.contrib.auth.models import Group
 from django.db import router, transaction
 
 from chatapp.accounts import actions
@@ -10,6 +11,7 @@ from chatapp.teams.actions import personal_teams_deleted_with
 
 User = get_user_model()
 admin.site.unregister(User)
+admin.site.unregister(Group)
 
 
 @admin.register(User)
@@ -19,6 +21,13 @@ class AccountAdmin(UserAdmin):
 
     def save_model(self, request, obj, form, change):
         actions.admin_save_user(request.user, obj)
+
+    def save_related(self, request, form, formsets, change):
+        # The groups and permissions are saved here, after save_model.
+        before = actions.permissions_of(form.instance) if change else {}
+        super().save_related(request, form, formsets, change)
+        if change:
+            actions.audit_permissions(request.user, form.instance, before)
 
     def user_change_password(self, request, id, form_url=""):
         # Django's view saves the form itself: the audit compares the stored hash around it.
@@ -51,6 +60,22 @@ class AccountAdmin(UserAdmin):
         collector.collect(teams)
         counts = {m._meta.verbose_name_plural: len(o) for m, o in collector.model_objs.items()}
         return deleted + more, counts, perms_needed | more_perms, protected + more_protected
+
+
+@admin.register(Group)
+class AuditedGroupAdmin(GroupAdmin):
+    """A group's permissions are its members': their changes and its deletion are audited."""
+
+    def save_related(self, request, form, formsets, change):
+        before = actions.permissions_of(form.instance) if change else {}
+        super().save_related(request, form, formsets, change)
+        actions.audit_permissions(request.user, form.instance, before)
+
+    def delete_model(self, request, obj):
+        actions.delete_groups(request.user, [obj])
+
+    def delete_queryset(self, request, queryset):
+        actions.delete_groups(request.user, queryset)
 
 
 @admin.register(UserSettings)

@@ -518,6 +518,9 @@ class AuditAction(models.TextChoices):
     USER_ACCESS = "user.access", "User's access changed"
     USER_PASSWORD = "user.password", "User's password set"
     USER_DELETE = "user.delete", "User deleted"
+    USER_PERMISSIONS = "user.permissions", "User's groups or permissions changed"
+    GROUP_PERMISSIONS = "group.permissions", "Group's permissions changed"
+    GROUP_DELETE = "group.delete", "Group deleted"
 
 
 # Any constant: the advisory lock that serialises audit writes on PostgreSQL.

@@ -2,6 +2,7 @@
 trail, as the site's events: who may sign in, reach /admin/ or the site's pages is audited."""
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group, Permission
 
 from chatapp.teams.audit_trail import verify_chain
 from chatapp.teams.models import AuditEvent
@@ -107,3 +108,80 @@ def test_setting_someone_s_password_is_audited_without_the_password(client, site
         )
     ]
     assert secret not in str(AuditEvent.objects.values_list("summary", "details"))
+
+
+def permission(codename: str) -> Permission:
+    return Permission.objects.get(codename=codename)
+
+
+def test_a_users_groups_and_permissions_changed_there_are_audited(client, site_admin, member):
+    """They decide what a staff account may do in the admin site, as is_staff decides whether
+    it may reach it."""
+    editors = Group.objects.create(name="editors")
+    client.force_login(site_admin)
+    change = f"{URL}{member.pk}/change/"
+    form = change_form(member, is_staff=True)
+    granted = {**form, "groups": [editors.pk], "user_permissions": [permission("change_user").pk]}
+    assert client.post(change, granted).status_code == 302
+    assert set(member.groups.all()) == {editors}
+    assert client.post(change, {**granted, "first_name": "Max"}).status_code == 302  # no event
+    assert client.post(change, {**form, "groups": [editors.pk]}).status_code == 302
+    assert events("user.permissions") == [
+        (
+            None,
+            "siteadmin",
+            "siteadmin changed the permissions and groups of max in the admin site",
+            {
+                "user": "max",
+                "old": {"permissions": [], "groups": []},
+                "new": {"permissions": ["auth.change_user"], "groups": ["editors"]},
+            },
+        ),
+        (
+            None,
+            "siteadmin",
+            "siteadmin changed the permissions of max in the admin site",
+            {
+                "user": "max",
+                "old": {"permissions": ["auth.change_user"]},
+                "new": {"permissions": []},
+            },
+        ),
+    ]
+    assert verify_chain()[1] is None
+
+
+def test_a_groups_permissions_and_its_deletion_are_audited(client, site_admin, member):
+    client.force_login(site_admin)
+    groups = "/admin/auth/group/"
+    viewer = permission("view_user").pk
+    assert (
+        client.post(f"{groups}add/", {"name": "helpdesk", "permissions": [viewer]}).status_code
+        == 302
+    )
+    helpdesk = Group.objects.get(name="helpdesk")
+    member.groups.add(helpdesk)
+    change = f"{groups}{helpdesk.pk}/change/"
+    assert client.post(change, {"name": "helpdesk", "permissions": [viewer]}).status_code == 302
+    assert client.post(f"{groups}{helpdesk.pk}/delete/", {"post": "yes"}).status_code == 302
+    assert not Group.objects.filter(pk=helpdesk.pk).exists()
+    assert events("group.permissions") == [
+        (
+            None,
+            "siteadmin",
+            "siteadmin changed the permissions of group helpdesk in the admin site",
+            {
+                "group": "helpdesk",
+                "old": {"permissions": []},
+                "new": {"permissions": ["auth.view_user"]},
+            },
+        )
+    ]
+    assert events("group.delete") == [
+        (
+            None,
+            "siteadmin",
+            "siteadmin deleted group helpdesk in the admin site",
+            {"group": "helpdesk", "members": ["max"], "permissions": ["auth.view_user"]},
+        )
+    ]
