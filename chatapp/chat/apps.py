@@ -20,6 +20,11 @@ class ChatConfig(AppConfig):
         # Both read the models: only once apps are loaded. The signals stop the answers of a
         # team or user deleted under them.
         from chatapp.chat import generation, signals  # noqa: F401
+        from chatapp.chat.actions.conversations import teams_holding_others
+        from chatapp.teams.actions import keep_teams_holding
+
+        # Deleting a user keeps their personal team while it holds former members' chats.
+        keep_teams_holding(teams_holding_others)
 
         # A deploy or restart (SIGTERM) saves the answers streaming here before the exit.
         stopping.when_stopping(generation.end_all)

@@ -9,6 +9,7 @@ that depend on the target (owners, the last owner) are checked here and raise Ac
 """
 
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import partial
 
@@ -495,11 +496,27 @@ def admin_delete_team(actor, team: Team) -> None:
 # People deleted in the admin site: the teams they leave behind.
 
 
+# Checks the apps above this one register (in their AppConfig.ready): given teams' ids and
+# the users about to be deleted, the ids of the teams that hold something of someone else,
+# such as the conversations a former member keeps to read after leaving.
+_KEEPERS: list[Callable[[list[int], set[int]], set[int]]] = []
+
+
+def keep_teams_holding(check: Callable[[list[int], set[int]], set[int]]) -> None:
+    """A personal team that holds something of someone else stays when its owner is deleted."""
+    _KEEPERS.append(check)
+
+
 def personal_teams_deleted_with(users) -> list[Team]:
-    """The personal teams of these users that nobody else is in: they go with their owners."""
-    ids = [user.pk for user in users]
+    """The personal teams of these users that nobody else is in, and that hold nothing of
+    anyone else's: they go with their owners."""
+    ids = {user.pk for user in users}
     others = Membership.objects.filter(team=OuterRef("pk")).exclude(user__in=ids)
-    return list(Team.objects.filter(personal_owner__in=ids).exclude(Exists(others)).order_by("pk"))
+    teams = list(Team.objects.filter(personal_owner__in=ids).exclude(Exists(others)).order_by("pk"))
+    kept: set[int] = set()
+    for holds in _KEEPERS:
+        kept |= holds([team.pk for team in teams], ids)
+    return [team for team in teams if team.pk not in kept]
 
 
 def admin_release_teams(actor, users) -> None:

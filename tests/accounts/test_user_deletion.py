@@ -2,6 +2,7 @@
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.test import Client
 
 from chatapp.chat.models import Conversation
 from chatapp.teams.actions import ensure_personal_team
@@ -125,3 +126,28 @@ def test_a_user_deleted_outside_the_admin_site_never_takes_a_team_others_are_in(
     team = Team.objects.get(pk=shared_personal_team.pk)
     assert team.personal_owner is None
     assert [c.owner for c in Conversation.objects.filter(team=team)] == [member]
+
+
+@pytest.mark.parametrize("delete", [delete_one, delete_selected])
+def test_a_personal_team_holding_a_former_members_conversations_is_kept_for_them(
+    staff_client, shared_personal_team, member, delete
+):
+    """Leaving a team keeps one's conversations in it to read: deleting the team's owner,
+    the only member left, must not delete them."""
+    paula = shared_personal_team.personal_owner
+    Membership.objects.filter(team=shared_personal_team, user=member).delete()
+    (kept,) = Conversation.objects.filter(team=shared_personal_team, owner=member)
+    link = f"/admin/teams/team/{shared_personal_team.pk}/change/"
+    assert link not in staff_client.get(f"/admin/auth/user/{paula.pk}/delete/").content.decode()
+
+    assert delete(staff_client, paula).status_code == 302
+
+    team = Team.objects.get(pk=shared_personal_team.pk)
+    assert (team.personal_owner, team.memberships.count()) == (None, 0)
+    assert [c.pk for c in Conversation.objects.filter(team=team)] == [kept.pk]
+    reader = Client()
+    reader.force_login(member)
+    assert reader.get(f"/api/conversations/{kept.pk}/").status_code == 200
+    assert not AuditEvent.objects.filter(action="team.delete").exists()
+    removed = AuditEvent.objects.get(team=team, action="member.remove")
+    assert removed.details == {"user": "paula", "role": "owner"}

@@ -151,3 +151,10 @@ def switch_branch(user: Any, message_id: int) -> tuple[int, int]:
         # Choosing a branch is not activity: the conversation keeps its place in the list.
         Conversation.objects.filter(pk=conversation.pk).update(active_leaf_id=leaf)
     return conversation.pk, leaf
+
+
+def teams_holding_others(team_ids: list[int], user_ids: set[int]) -> set[int]:
+    """Of these teams, those with conversations of people other than these users (who keep
+    them to read after leaving): a personal team deleted with its owner must not take them."""
+    others = Conversation.objects.filter(team_id__in=team_ids).exclude(owner_id__in=user_ids)
+    return set(others.values_list("team_id", flat=True).distinct())
