@@ -131,19 +131,27 @@ async def test_a_tab_watching_the_answer_hears_it_was_interrupted(connect, membe
     assert (done["type"], done["status"], done["model"]) == ("message.done", "interrupted", "m")
 
 
+async def first_periodic_run_deletes(gone) -> None:
+    """Start the periodic check with a request (its first run is in the background) and wait
+    until the row `gone` (a queryset) is deleted, for at most 10 s; then stop it."""
+    health = HttpCommunicator(application, "GET", "/healthz")
+    assert (await health.get_response(timeout=10))["status"] == 200
+    try:
+        for _ in range(200):
+            if not await gone.aexists():
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await reaper.stop()
+
+
 @pytest.mark.django_db(transaction=True)
 async def test_the_periodic_check_also_deletes_uploads_never_sent(team, member, settings):
     settings.CHAT_REAPER_INTERVAL_SECONDS = 60
     old = await database_sync_to_async(create_upload)(member, team, "old.md", b"# old")
     fresh = await database_sync_to_async(create_upload)(member, team, "new.md", b"# new")
     await Upload.objects.filter(pk=old.pk).aupdate(created_at=timezone.now() - timedelta(days=2))
-    health = HttpCommunicator(application, "GET", "/healthz")
-    assert (await health.get_response(timeout=10))["status"] == 200
-    for _ in range(200):  # the first run starts in the background
-        if not await Upload.objects.filter(pk=old.pk).aexists():
-            break
-        await asyncio.sleep(0.05)
-    await reaper.stop()
+    await first_periodic_run_deletes(Upload.objects.filter(pk=old.pk))
     assert [u.pk async for u in Upload.objects.all()] == [fresh.pk]
 
 
@@ -155,13 +163,7 @@ async def test_the_periodic_check_also_deletes_expired_temporary_chats(team, mem
     kept = await Conversation.objects.acreate(team=team, owner=member, model="m")
     two_days_ago = timezone.now() - timedelta(days=2)
     await Conversation.objects.filter(pk__in=[old.pk, kept.pk]).aupdate(created_at=two_days_ago)
-    health = HttpCommunicator(application, "GET", "/healthz")
-    assert (await health.get_response(timeout=10))["status"] == 200
-    for _ in range(200):  # the first run starts in the background
-        if not await Conversation.objects.filter(pk=old.pk).aexists():
-            break
-        await asyncio.sleep(0.05)
-    await reaper.stop()
+    await first_periodic_run_deletes(Conversation.objects.filter(pk=old.pk))
     assert {c.pk async for c in Conversation.objects.all()} == {young.pk, kept.pk}
 
 
@@ -177,13 +179,7 @@ async def test_the_periodic_check_also_deletes_expired_budget_holds(team, member
     live = await BudgetHold.objects.acreate(
         team=team, user=member, tokens=100, expires_at=now + timedelta(minutes=10)
     )
-    health = HttpCommunicator(application, "GET", "/healthz")
-    assert (await health.get_response(timeout=10))["status"] == 200
-    for _ in range(200):  # the first run starts in the background
-        if not await BudgetHold.objects.filter(pk=expired.pk).aexists():
-            break
-        await asyncio.sleep(0.05)
-    await reaper.stop()
+    await first_periodic_run_deletes(BudgetHold.objects.filter(pk=expired.pk))
     assert [h.pk async for h in BudgetHold.objects.all()] == [live.pk]
 
 
@@ -198,11 +194,5 @@ async def test_the_periodic_check_also_forgets_requests_older_than_the_rate_limi
         team=team, user=member, created_at=now - timedelta(minutes=2)
     )
     recent = await RecentRequest.objects.acreate(team=team, user=member, created_at=now)
-    health = HttpCommunicator(application, "GET", "/healthz")
-    assert (await health.get_response(timeout=10))["status"] == 200
-    for _ in range(200):  # the first run starts in the background
-        if not await RecentRequest.objects.filter(pk=old.pk).aexists():
-            break
-        await asyncio.sleep(0.05)
-    await reaper.stop()
+    await first_periodic_run_deletes(RecentRequest.objects.filter(pk=old.pk))
     assert [r.pk async for r in RecentRequest.objects.all()] == [recent.pk]
