@@ -32,6 +32,7 @@ from chatapp.chat import events, fanout, titles, tooling
 from chatapp.chat.actions import replies
 from chatapp.chat.actions.replies import Checkpoint, Exchange, ReplyResult
 from chatapp.chat.checkpoints import CHECKPOINT_SECONDS, checkpoints
+from chatapp.chat.errors import ChatError
 from chatapp.chat.event_schema import ConversationEvent, SafetyFields
 from chatapp.chat.groups import generation_group
 from chatapp.chat.models import MessageStatus
@@ -291,6 +292,9 @@ class Generation:
                 more = rounds < tooling.MAX_TOOL_ROUNDS and time.monotonic() < deadline
                 # Past the cap or the time budget the model gets no tools: it must answer.
                 offered = self._tool_specs if more else None
+                if refusal := await self._admit_next_turn():
+                    self._queue.put_nowait(refusal)
+                    return
                 events = self._client.stream_chat(self._messages, self._params, offered)
         except asyncio.CancelledError:
             pass  # stopped or abandoned; aclosing has closed the upstream response
@@ -300,6 +304,22 @@ class Generation:
             self._queue.put_nowait(StreamError("internal_error", message, retryable=True))
         finally:
             self._queue.put_nowait(_END)
+
+    async def _admit_next_turn(self) -> StreamError | None:
+        """The team's budgets checked again before the model reads the tools' results."""
+        self._turn_began = (self.token_count, self._pumped_chars)  # its tokens are counted
+        spent = self._tool_usage.prompt_tokens + self._tool_usage.completion_tokens
+        reserve = count_message_tokens(self._messages) + (self._params.max_tokens or 0)
+        try:
+            await database_sync_to_async(replies.admit_next_turn)(
+                self.message_id, self.team, self.user, spent, reserve
+            )
+        except ChatError as error:
+            message = (
+                f"{error.message} The answer stopped before the model read its tools' results."
+            )
+            return StreamError(error.code, message, retryable=False)
+        return None
 
     async def _pump_turn(
         self, stream: AsyncGenerator[StreamEvent, None], offering: bool

@@ -5,11 +5,12 @@ import json
 import pytest
 from channels.db import database_sync_to_async
 from django.db import connection
+from django.utils import timezone
 from prometheus_client import REGISTRY
 
 from chatapp.chat import tooling
 from chatapp.chat.models import Conversation, Message
-from chatapp.teams.models import Membership, TeamUsage
+from chatapp.teams.models import Membership, TeamPolicy, TeamUsage
 from llama_simulator.models import count_prompt_tokens
 from tests.support.polling import await_for
 
@@ -478,3 +479,58 @@ async def test_tools_off_from_the_settings_of_a_send_is_kept(connect, member, si
         {"type": "chat.send", "conversation_id": None, "content": "x", "settings": {"tools": 1}}
     )
     assert error["error"]["field"] == "tools"
+
+
+async def spent_before(team, member, **budget) -> None:
+    """The team's budget (or the member's limit) with one token left this month."""
+    await TeamPolicy.objects.acreate(team=team, **budget)
+    (limit,) = budget.values()
+    today = timezone.now().date()
+    await TeamUsage.objects.acreate(
+        team=team, user=member, model="m", day=today, prompt_tokens=limit - 1
+    )
+
+
+@pytest.mark.parametrize("budget", ["monthly_token_budget", "member_monthly_token_budget"])
+async def test_an_answer_whose_tools_ran_past_the_budget_stops_before_its_next_turn(
+    connect, member, team, sim, toolbox, budget
+):
+    """Admitted with one token left, its first turn spends more: the model's next turn,
+    which would read the results, is not asked for, and what the first cost is counted."""
+    await spent_before(team, member, **{budget: 10_000})
+    socket = await connect(member)
+    ids = await socket.send_message("Weather? [sim:call=get_weather args=city:Oslo]")
+    frames = await socket.until_type("message.error", ids["message_id"])
+    assert frames[-1]["error"]["code"] == "quota_exceeded"
+    assert "before the model read its tools' results" in frames[-1]["error"]["message"]
+    assert of_type(frames, "message.tool_result")[0]["content"] == "Sunny in Oslo"
+    assert len(sim.requests) == 1  # the turn that called the tool, and no other
+    message = await Message.objects.aget(pk=ids["message_id"])
+    assert message.status == "error"
+    first_turn = count_prompt_tokens(sim.requests[0]["messages"])
+    usage = await TeamUsage.objects.exclude(prompt_tokens=9_999).aget(team=team)
+    assert usage.prompt_tokens == first_turn and usage.completion_tokens > 0
+
+
+async def test_an_answer_whose_tools_ran_within_the_budget_goes_on_holding_what_it_spent(
+    connect, member, team, sim, toolbox
+):
+    """Its reservation grows by what the turn that called the tools spent, and the results
+    the next turn reads: other answers of the team are admitted against that."""
+    await TeamPolicy.objects.acreate(team=team, monthly_token_budget=1_000_000)
+    socket = await connect(member)
+    question = "File it [sim:call=create_ticket args=title:Printer] [sim:pace tps=20]"
+    ids = await socket.send_message(f"{question} [sim:long tokens=40]")
+    call = (await socket.until_type("message.tool_call", ids["message_id"]))[-1]["call"]
+    assert call["status"] == "awaiting_approval"  # the answer waits: its first reservation
+    await await_for(awaiting(ids["message_id"]), "the call to be saved")
+    answer = Message.objects.filter(pk=ids["message_id"])
+    first = (await answer.aget()).reserved_tokens
+    decision = {"message_id": ids["message_id"], "call_id": call["id"], "approve": True}
+    await socket.send({"type": "chat.tool_decision", **decision})
+    await socket.until_type("message.delta", ids["message_id"])  # the next turn streams
+    assert len(sim.requests) == 2
+    spent_and_results = (await answer.aget()).reserved_tokens - first
+    assert spent_and_results >= count_prompt_tokens(sim.requests[0]["messages"])
+    done = (await socket.until_type("message.done", ids["message_id"]))[-1]
+    assert done["status"] == "complete"

@@ -124,6 +124,31 @@ def check_budget(plan: ReplyPlan) -> None:
     quota.check_budget(plan.team, policy, plan.user, streaming)
 
 
+def admit_next_turn(answer_id: int, team: Team, user: Any, spent: int, reserve: int) -> None:
+    """Before an answer's next model turn, once its tools have run: the team's budgets must
+    still have room with what the answer has spent so far, as a new answer must at its start,
+    so an answer that calls tools passes a budget by at most one turn. Its reservation then
+    covers what it spent and what the next turn may (`reserve`). Raises ChatError
+    (quota_exceeded); under the locks and in the order start_reply admits."""
+    with transaction.atomic():
+        policy = TeamPolicy.objects.filter(team_id=team.pk).first()
+        if policy is not None and has_budget(policy):
+            lock_rows(get_user_model().objects.filter(pk=user.pk))
+            if policy.monthly_token_budget is not None:
+                lock_rows(Team.objects.filter(pk=team.pk), no_key=True)
+            answer = Message.objects.filter(pk=answer_id, status=MessageStatus.STREAMING)
+            mine = answer.values_list("reserved_tokens", flat=True).first() or 0
+            others, own = planning.reserved_by_streaming(team.pk, user.pk)
+            streaming = (others - mine + spent, own - mine + spent)
+            try:
+                quota.check_budget(team, policy, user, streaming)
+            except PolicyError as error:
+                raise ChatError(error.code, error.message, error.field) from None
+        Message.objects.filter(pk=answer_id, status=MessageStatus.STREAMING).update(
+            reserved_tokens=spent + reserve
+        )
+
+
 def has_budget(policy: TeamPolicy) -> bool:
     return policy.monthly_token_budget is not None or policy.member_monthly_token_budget is not None
 
