@@ -1,11 +1,15 @@
 """A tab still showing a team the user was removed from says so, and stops asking for it."""
 
+from urllib.parse import urlsplit
+
 import pytest
 from playwright.sync_api import expect
 
+from chatapp.llm import KNOWN_MODELS
 from tests.browser.chat_page import BrowserUser, ChatPage, log_in
 
 pytestmark = pytest.mark.browser
+MODEL = KNOWN_MODELS[0]
 
 
 @pytest.fixture
@@ -30,6 +34,78 @@ print(actions.ensure_personal_team(person).name)
 """).strip()
     team_id, personal = home.splitlines()
     return {"boss": boss, "id": int(team_id), "personal": personal}
+
+
+def herd_conversation(app_server, user, herd, title: str, answer: str) -> int:
+    """A conversation of `user` in Herd, one question and its answer; returns its id."""
+    return int(
+        app_server.run_python(f"""
+from django.contrib.auth import get_user_model
+from chatapp.chat.models import Conversation, Message
+person = get_user_model().objects.get(username={user.username!r})
+chat = Conversation.objects.create(team_id={herd["id"]}, owner=person, title={title!r},
+    model={MODEL!r})
+question = Message.objects.create(conversation=chat, role="user", content="Notes, please")
+Message.objects.create(conversation=chat, role="assistant", content={answer!r}, parent=question)
+print(chat.pk)
+""").strip()
+    )
+
+
+def leave_herd(page, herd) -> None:
+    """The user leaves Herd on its team page, in another tab: every tab of theirs is told."""
+    tab = page.context.new_page()
+    try:
+        tab.goto(f"/teams/{herd['id']}/")
+        tab.once("dialog", lambda dialog: dialog.accept())
+        with tab.expect_navigation():
+            tab.get_by_role("button", name="Leave team").click()
+    finally:
+        tab.close()
+
+
+def delete_herd_in_the_admin_site(browser, app_server, herd) -> None:
+    """A site admin deletes Herd in /admin/, in a browser of their own."""
+    admin = BrowserUser(f"{herd['boss'].username}-admin")
+    app_server.run_python(f"""
+from django.contrib.auth import get_user_model
+get_user_model().objects.create_superuser({admin.username!r}, password={admin.password!r})
+""")
+    context = browser.new_context(base_url=app_server.url)
+    try:
+        page = context.new_page()
+        log_in(page, admin)
+        page.goto(f"/admin/teams/team/{herd['id']}/delete/")
+        with page.expect_navigation():
+            page.get_by_role("button", name="Yes, I’m sure").click()
+    finally:
+        context.close()
+
+
+def watch_api(page) -> list:
+    """The API requests the page sends from now on."""
+    seen: list = []
+    page.on(
+        "request",
+        lambda request: urlsplit(request.url).path.startswith("/api/") and seen.append(request),
+    )
+    return seen
+
+
+def settle(page) -> None:
+    """A request of the test's own, sent after any the page has sent so far: once it is
+    answered, the watchers have seen those."""
+    page.evaluate("async () => (await fetch('/api/me/')).status")
+
+
+def refused(requests) -> list[str]:
+    """Those answered with an error, as "404 GET /api/settings/?team=2"."""
+    statuses = [(request, request.response()) for request in requests]
+    return [
+        f"{response.status if response else 'unanswered'} {request.method} {request.url}"
+        for request, response in statuses
+        if response is None or response.status >= 400
+    ]
 
 
 def open_herd(page) -> None:
@@ -129,4 +205,79 @@ with connection.cursor() as cursor:
     assert [r.response().status for r in budget_requests] == [404]
     page.evaluate("window.chatPage.budget.refresh()")
     assert len(budget_requests) == 1
+    assert page_watch.page_errors == []
+
+
+def test_a_team_left_keeps_its_conversations_listed_to_read(
+    app_server, logged_in_page, user, herd, screenshot, page_watch
+):
+    """Leaving a team leaves its conversations to their author, to read, download and delete:
+    the page asks its list again and keeps them, and each opens read only."""
+    herd_conversation(app_server, user, herd, "Retro notes", "Went well: the demo.")
+    herd_conversation(app_server, user, herd, "Budget plan", "Spend less on hay.")
+    page = logged_in_page
+    chat = ChatPage(page)
+    open_herd(page)
+    expect(chat.sidebar_items).to_have_text(["Budget plan", "Retro notes"])
+    chat.sidebar_items.get_by_role("link", name="Budget plan").focus()
+    requests = watch_api(page)
+    with page.expect_response(lambda response: "/api/conversations/?" in response.url):
+        leave_herd(page, herd)
+    expect_team_left_notice(page, herd)
+    expect(chat.sidebar_items).to_have_text(["Budget plan", "Retro notes"])
+    # Listed anew, the rows are new: the keyboard is back on the one it was on.
+    expect(chat.sidebar_items.get_by_role("link", name="Budget plan")).to_be_focused()
+
+    chat.sidebar_items.get_by_role("link", name="Retro notes").click()
+    expect(page.get_by_text("Went well: the demo.")).to_be_visible()
+    expect(chat.input).to_be_disabled()
+    expect(page.locator("#share-link")).to_be_hidden()
+    expect(page.locator("#export-link")).to_be_visible()
+    print(f"screenshot: {screenshot(page, 'team-left-list')}")
+    settle(page)
+    assert refused(requests) == []
+    assert page_watch.page_errors == []
+
+
+def test_conversations_deleted_with_the_team_drop_out_of_its_page_list(
+    browser, app_server, logged_in_page, user, herd, screenshot, page_watch
+):
+    """A team deleted in the admin site takes its conversations with it: the page's list shows
+    none of them, rather than rows that could only answer "not found"."""
+    herd_conversation(app_server, user, herd, "Retro notes", "Went well: the demo.")
+    page = logged_in_page
+    chat = ChatPage(page)
+    open_herd(page)
+    expect(chat.sidebar_items).to_have_text(["Retro notes"])
+    delete_herd_in_the_admin_site(browser, app_server, herd)
+    expect_team_left_notice(page, herd)
+    expect(chat.sidebar_items).to_have_count(0)
+    status = page.locator("#conversation-status")
+    expect(status).to_have_text("You have no conversations left in this team.")
+    print(f"screenshot: {screenshot(page, 'team-left-deleted')}")
+    assert page_watch.page_errors == []
+
+
+def test_search_on_a_page_of_a_team_left_finds_the_conversations_it_lists(
+    app_server, logged_in_page, user, herd, page_watch
+):
+    """The search box searches the list shown: the user's conversations of the team left,
+    still theirs to read; a result opens read only, at the message found."""
+    herd_conversation(app_server, user, herd, "Retro notes", "Went well: the demo.")
+    herd_conversation(app_server, user, herd, "Budget plan", "Spend less on hay.")
+    page = logged_in_page
+    chat = ChatPage(page)
+    open_herd(page)
+    requests = watch_api(page)
+    leave_herd(page, herd)
+    expect_team_left_notice(page, herd)
+    page.get_by_label("Search conversations").fill("hay")
+    result = chat.sidebar_items.get_by_role("link", name="Budget plan")
+    expect(result).to_contain_text("Spend less on hay.")
+    expect(chat.sidebar_items).to_have_count(1)
+    result.click()
+    expect(page.locator(".message.is-landed")).to_contain_text("Spend less on hay.")
+    expect(chat.input).to_be_disabled()
+    settle(page)
+    assert refused(requests) == []
     assert page_watch.page_errors == []

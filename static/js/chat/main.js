@@ -400,6 +400,7 @@ class ChatPage {
     this.teamIds.delete(config.currentTeamId);
     this.markTeamLeft(config.currentTeamId);
     this.update(() => (this.teamLeft = { current: me.current_team }));
+    this.sidebar.teamLeft();
   }
 
   /** The picker keeps the team shown, marked, and offers only the user's teams to switch to. */

@@ -69,6 +69,7 @@ export class Sidebar {
     this.loading = false;
     this.generation = 0;
     this.activeId = null;
+    this.left = false; // the user is no longer in the team: only what stays theirs is listed
     search.addEventListener("input", () => {
       clearTimeout(this.searchTimer);
       this.searchTimer = setTimeout(() => this.reload(), SEARCH_DELAY_MS);
@@ -97,6 +98,18 @@ export class Sidebar {
     this.next = `/api/conversations/?q=${encodeURIComponent(this.query)}&page=1${team}`;
     this.loading = false;
     return this.loadMore();
+  }
+
+  /** The user left the team, was removed from it, or it was deleted: ask the list again, so
+   * that conversations deleted with the team drop out (the others stay theirs to read). The
+   * keyboard stays on the row it was on. */
+  async teamLeft() {
+    this.left = true;
+    const row = document.activeElement?.closest(".conversation-item");
+    const focused = row && this.list.contains(row) ? Number(row.dataset.conversationId) : null;
+    await this.reload();
+    if (focused === null || document.activeElement !== document.body) return; // moved on
+    (this.item(focused)?.querySelector(".conversation-link") || this.search).focus();
   }
 
   async loadMore() {
@@ -132,9 +145,10 @@ export class Sidebar {
   showStatus() {
     const count = this.order.length;
     if (count === 0) {
-      this.setStatus(
-        this.query ? `No conversations match “${this.query}”.` : "No conversations yet.",
-      );
+      const none = this.left
+        ? "You have no conversations left in this team."
+        : "No conversations yet.";
+      this.setStatus(this.query ? `No conversations match “${this.query}”.` : none);
     } else if (!this.query) {
       this.setStatus("");
     } else if (this.next) {
