@@ -208,11 +208,12 @@ with connection.cursor() as cursor:
     assert page_watch.page_errors == []
 
 
-def test_a_team_left_keeps_its_conversations_listed_to_read(
+def test_a_team_left_keeps_its_conversations_listed_to_read_and_delete(
     app_server, logged_in_page, user, herd, screenshot, page_watch
 ):
     """Leaving a team leaves its conversations to their author, to read, download and delete:
-    the page asks its list again and keeps them, and each opens read only."""
+    the page asks its list again and keeps them, each opens read only, and deleting the one
+    shown leaves a blank page that asks nothing of the team (its defaults would be refused)."""
     herd_conversation(app_server, user, herd, "Retro notes", "Went well: the demo.")
     herd_conversation(app_server, user, herd, "Budget plan", "Spend less on hay.")
     page = logged_in_page
@@ -234,8 +235,17 @@ def test_a_team_left_keeps_its_conversations_listed_to_read(
     expect(page.locator("#share-link")).to_be_hidden()
     expect(page.locator("#export-link")).to_be_visible()
     print(f"screenshot: {screenshot(page, 'team-left-list')}")
+
+    chat.sidebar_items.get_by_role("button", name="Actions for “Retro notes”").click()
+    page.get_by_role("menuitem", name="Delete").click()
+    page.get_by_role("dialog").get_by_role("button", name="Delete").click()
+    expect(chat.sidebar_items).to_have_text(["Budget plan"])
+    expect(page.locator("#conversation-title")).to_have_text("New chat")
+    expect(page.locator("#team-left-notice")).to_be_visible()
+    expect(chat.input).to_be_disabled()
     settle(page)
     assert refused(requests) == []
+    assert not [r.url for r in requests if "/api/settings/" in r.url]
     assert page_watch.page_errors == []
 
 
@@ -256,6 +266,54 @@ def test_conversations_deleted_with_the_team_drop_out_of_its_page_list(
     expect(status).to_have_text("You have no conversations left in this team.")
     print(f"screenshot: {screenshot(page, 'team-left-deleted')}")
     assert page_watch.page_errors == []
+
+
+def test_new_chat_on_a_page_of_a_team_left_goes_to_the_current_team(
+    app_server, logged_in_page, user, herd, page_watch
+):
+    """A new chat cannot start in the team left: New chat goes where one can, the user's
+    current team, as the notice's button does, rather than asking for the team's defaults."""
+    page = logged_in_page
+    open_herd(page)
+    requests = watch_api(page)
+    leave_herd(page, herd)
+    expect_team_left_notice(page, herd)
+    new_chat = page.get_by_role("button", name="New chat")
+    expect(new_chat).to_have_attribute("title", f"New chat in {herd['personal']}")
+    with page.expect_navigation():
+        new_chat.click()
+    page.wait_for_selector("html[data-socket=open]")
+    expect(page.locator(".team-chip")).to_have_text(herd["personal"])
+    expect(page.locator("#team-left-notice")).to_be_hidden()
+    expect(ChatPage(page).input).to_be_enabled()
+    settle(page)
+    assert refused(requests) == []
+    assert page_watch.page_errors == []
+
+
+def test_at_phone_width_a_page_of_a_team_left_keeps_its_list_and_new_chat_goes_home(
+    app_server, phone_page, user, herd, screenshot
+):
+    """A Herd conversation opened by its address shows Herd; once the user has left, the
+    drawer still lists it, and the new-chat shortcut goes to their current team."""
+    kept = herd_conversation(app_server, user, herd, "Retro notes", "Went well: the demo.")
+    page = phone_page
+    page.goto(f"/c/{kept}/")
+    page.wait_for_selector("html[data-socket=open]")
+    expect(page.get_by_text("Went well: the demo.")).to_be_visible()
+    leave_herd(page, herd)
+    expect_team_left_notice(page, herd)
+    print(f"screenshot: {screenshot(page, 'team-left-phone')}")
+    page.get_by_role("button", name="Open conversations").click()
+    drawer = page.get_by_role("complementary", name="Conversations")
+    expect(drawer.get_by_role("link", name="Retro notes")).to_be_in_viewport(ratio=1)
+    expect(drawer.get_by_role("button", name="New chat")).to_be_focused()
+    print(f"screenshot: {screenshot(page, 'team-left-phone-drawer')}")
+    with page.expect_navigation():
+        page.keyboard.press("Control+Shift+O")
+    page.wait_for_selector("html[data-socket=open]")
+    expect(page.locator(".team-chip")).to_have_text(herd["personal"])
+    expect(ChatPage(page).input).to_be_enabled()
 
 
 def test_search_on_a_page_of_a_team_left_finds_the_conversations_it_lists(

@@ -350,12 +350,20 @@ class ChatPage {
     this.leaveTemporary();
     this.state.startNew();
     this.messages.stickToBottom = true;
-    this.settings.show(null);
+    // The defaults of a team the user has left are refused, and nothing can be sent here.
+    if (this.teamLeft === null) this.settings.show(null);
     this.sidebar.setActive(null);
     this.closeDrawer();
     if (push && window.location.pathname !== "/") window.history.pushState({}, "", "/");
     this.update();
     this.input.focus();
+  }
+
+  /** New chat (the button, the shortcut): here, or once the page's team is left, in the
+   * user's current team (the page reloads into it, as the notice's button does). */
+  newChat() {
+    if (this.teamLeft === null) this.startNew({ push: true });
+    else window.location.assign("/");
   }
 
   // ---- temporary chats --------------------------------------------------------------------
@@ -461,7 +469,7 @@ class ChatPage {
       this.update();
     });
     this.stopButton.addEventListener("click", () => this.stop());
-    $("new-chat").addEventListener("click", () => this.startNew({ push: true }));
+    $("new-chat").addEventListener("click", () => this.newChat());
     $("notice-retry").addEventListener("click", () => this.resend());
     $("notice-close").addEventListener("click", () =>
       this.update(() => (this.state.notice = null)),
@@ -753,7 +761,7 @@ class ChatPage {
       const key = event.key.toLowerCase();
       if (command && key === "o") {
         event.preventDefault();
-        this.startNew({ push: true });
+        this.newChat();
       } else if (command && key === "s") {
         event.preventDefault();
         this.toggleSidebar();
@@ -831,6 +839,7 @@ class ChatPage {
     if (this.teamLeft === null) return;
     const name = this.teamLeft.current?.name;
     $("team-left-go").textContent = name ? `Go to ${name}` : "Go to your current team";
+    $("new-chat").title = name ? `New chat in ${name}` : "New chat in your current team";
   }
 
   /** The toggle on a new chat, and the notice while the chat is temporary. */
