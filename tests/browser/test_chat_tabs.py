@@ -234,7 +234,8 @@ def test_a_conversation_of_a_team_left_opens_read_only_and_says_why(
     logged_in_page, app_server, user, page_watch
 ):
     """Opened by its address after leaving its team, a conversation is there to read: the page
-    says so, and offers neither a message box, edits, regenerating nor sharing (all refused)."""
+    says so, and offers neither a message box, files, edits, regenerating nor sharing (all
+    refused)."""
     kept_id = app_server.run_python(f"""
 from django.contrib.auth import get_user_model
 from chatapp.chat.models import Conversation, Message
@@ -256,6 +257,7 @@ print(chat.pk)
     expect(notice).to_contain_text("no longer a member of this conversation's team")
     expect(page.get_by_text("Went well: the demo.")).to_be_visible()
     expect(chat.input).to_be_disabled()
+    expect(page.locator("#attach-button")).to_be_disabled()  # no files for it either
     expect(page.locator("#share-link")).to_be_hidden()
     expect(page.get_by_role("button", name="Regenerate")).to_be_hidden()
     expect(page.get_by_role("button", name="Edit this question")).to_be_hidden()
@@ -264,6 +266,7 @@ print(chat.pk)
     page.get_by_role("button", name="New chat").click()
     expect(notice).to_be_hidden()
     expect(chat.input).to_be_enabled()
+    expect(page.locator("#attach-button")).to_be_enabled()
     chat.send("A new question")
     chat.wait_for_status("complete")
     expect(page.locator("#share-link")).to_be_visible()

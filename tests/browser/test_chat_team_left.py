@@ -316,6 +316,23 @@ def test_at_phone_width_a_page_of_a_team_left_keeps_its_list_and_new_chat_goes_h
     expect(ChatPage(page).input).to_be_enabled()
 
 
+def test_a_page_of_a_team_left_takes_no_files(app_server, logged_in_page, user, herd, page_watch):
+    """Files are stored for a chat in the page's team: once it is left, the attach button is
+    disabled, and a file chosen or dropped anyway is not uploaded (it could only be refused)."""
+    page = logged_in_page
+    open_herd(page)
+    requests = watch_api(page)
+    leave_herd(page, herd)
+    expect_team_left_notice(page, herd)
+    expect(page.get_by_role("button", name="Attach files")).to_be_disabled()
+    notes = {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"Hay: 3 bales"}
+    page.set_input_files("#attach-input", files=[notes])
+    settle(page)
+    expect(page.locator("#draft-tray")).to_be_hidden()
+    assert not [r.url for r in requests if "/api/uploads/" in r.url]
+    assert page_watch.page_errors == []
+
+
 def test_search_on_a_page_of_a_team_left_finds_the_conversations_it_lists(
     app_server, logged_in_page, user, herd, page_watch
 ):

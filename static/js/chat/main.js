@@ -553,7 +553,7 @@ class ChatPage {
       if (!carriesFiles(event)) return;
       event.preventDefault();
       depth += 1;
-      this.composer.classList.add("is-drop-target");
+      this.composer.classList.toggle("is-drop-target", !this.readOnly);
     });
     zone.addEventListener("dragover", (event) => {
       if (!carriesFiles(event)) return;
@@ -576,7 +576,7 @@ class ChatPage {
 
   /** Check files against the caps and the model, then upload those that pass. */
   addFiles(files) {
-    if (files.length === 0) return;
+    if (files.length === 0 || this.readOnly) return; // a drop where nothing can be sent
     const { accepted, refusals } = checkFiles(files, {
       drafts: this.state.drafts,
       limits: config.uploads,
@@ -888,6 +888,7 @@ class ChatPage {
     this.stopButton.disabled = state.streaming === null || state.streaming.id === null;
     const empty = this.input.value.trim() === "" && state.readyUploads.length === 0;
     this.input.disabled = this.readOnly; // nothing more is asked there (forbidden)
+    this.attachButton.disabled = this.readOnly; // nor are files for it stored
     this.sendButton.disabled =
       !state.socketOpen || !state.loaded || empty || this.draftsWaiting() !== "" || this.readOnly;
     this.renderAttaching(state);
