@@ -176,6 +176,7 @@ class Generation:
         self._requested_format = plan.requested_format
         self.message_id = 0  # both set by attach, once the rows exist
         self.conversation_id = 0
+        self._attached = asyncio.Event()
         self.frames: list[str] = []
         self._half = ""  # the first half of a surrogate pair, held for its second
         self._framed_at = 0.0  # when the last frame went out (time.monotonic)
@@ -220,6 +221,7 @@ class Generation:
         """The rows exist: listen for stop and snapshot requests; relay once announced."""
         self.message_id = exchange.assistant_id
         self.conversation_id = exchange.conversation_id
+        self._attached.set()
         # A new saved conversation is named by the model once its first answer is complete.
         self._names_conversation = (
             exchange.created and not self._temporary and settings.LLAMA_GENERATE_TITLES
@@ -308,6 +310,7 @@ class Generation:
     async def _admit_next_turn(self) -> StreamError | None:
         """The team's budgets checked again before the model reads the tools' results."""
         self._turn_began = (self.token_count, self._pumped_chars)  # its tokens are counted
+        await self._attached.wait()  # its row holds the reservation: the first turn may be quicker
         spent = self._tool_usage.prompt_tokens + self._tool_usage.completion_tokens
         reserve = count_message_tokens(self._messages) + (self._params.max_tokens or 0)
         try:

@@ -37,13 +37,18 @@ def tokens_held(team: Team, user=None) -> int:
 
 
 def check_budget(
-    team: Team, policy: TeamPolicy, user=None, streaming: tuple[int, int] = (0, 0)
+    team: Team,
+    policy: TeamPolicy,
+    user=None,
+    streaming: tuple[int, int] = (0, 0),
+    spent: int = 0,
 ) -> None:
     """Raise PolicyError(quota_exceeded) once the team's tokens this month, with those that
     answers still streaming may spend, reach its monthly budget, or `user`'s their own
     monthly limit in it.
 
-    `streaming` is what the chat page's answers streaming may spend: the team's and `user`'s.
+    `streaming` is what the chat page's answers streaming may spend: the team's and `user`'s;
+    `spent`, what the answer asking to go on (a turn after its tools ran) has used so far.
     Run under the lock that queues the team's admissions, in the transaction that holds the
     new answer's tokens, so answers that start together cannot each pass the same gate.
     """
@@ -54,14 +59,14 @@ def check_budget(
         # What is held before what is used: an answer ending in between (its hold released as
         # its usage is recorded, in one transaction) is then counted twice, never missed.
         held = streaming[0] + tokens_held(team)
-        used = tokens_used(team, since)
+        used = tokens_used(team, since) + spent
         if used + held >= budget:
             message = f"This team has used its monthly budget of {budget:,} tokens"
             raise PolicyError("quota_exceeded", _refusal(message, used, held, resets))
     limit = policy.member_monthly_token_budget
     if limit is not None and user is not None:
         held = streaming[1] + tokens_held(team, user)
-        used = tokens_used(team, since, user)
+        used = tokens_used(team, since, user) + spent
         if used + held >= limit:
             message = f"You have used your monthly limit of {limit:,} tokens in this team"
             raise PolicyError("quota_exceeded", _refusal(message, used, held, resets))

@@ -125,3 +125,35 @@ def test_tools_can_be_turned_off_for_a_conversation(logged_in_page):
     chat.wait_for_status("complete")
     expect(chat.last_answer().locator(".tool-call")).to_have_count(0)
     assert chat.api(f"/api/conversations/{chat.conversation_id()}/")["settings"]["tools"] is False
+
+
+def test_an_answer_out_of_budget_after_its_tools_says_so_with_its_call_shown(
+    app_server, user, logged_in_page, page_watch, screenshot
+):
+    """The team had one token left: the model's turn after the call is not asked for."""
+    app_server.run_python(
+        "from django.contrib.auth import get_user_model\n"
+        "from django.utils import timezone\n"
+        "from chatapp.teams.models import Team, TeamPolicy, TeamUsage\n"
+        f"owner = get_user_model().objects.get(username={user.username!r})\n"
+        "team = Team.objects.get(personal_owner=owner)\n"
+        "TeamPolicy.objects.update_or_create(team=team, defaults={'monthly_token_budget': 5000})\n"
+        "TeamUsage.objects.create(team=team, user=owner, model='m', day=timezone.now().date(),"
+        " prompt_tokens=4999)\n"
+    )
+    chat = ChatPage(logged_in_page)
+    chat.send("Weather? [sim:call=get_weather args=city:Oslo]")
+    chat.wait_for_status("error")
+    answer = chat.last_answer()
+    expect(answer.locator(".tool-call")).to_have_count(1)
+    expect(answer.locator(".tool-call-state")).to_contain_text("done in")
+    refusal = re.compile(r"monthly budget of 5,000 tokens \(5,\d{3} used\).*before the model read")
+    expect(answer).to_contain_text(refusal)
+    expect(answer.get_by_role("button", name="Retry")).to_be_hidden()
+    screenshot(logged_in_page, "tool-call-out-of-budget")
+
+    logged_in_page.reload()
+    chat.wait_for_status("error")
+    expect(chat.last_answer().locator(".tool-call")).to_have_count(1)
+    expect(chat.last_answer()).to_contain_text(refusal)
+    assert page_watch.page_errors == [] and page_watch.console_errors == []

@@ -502,7 +502,9 @@ async def test_an_answer_whose_tools_ran_past_the_budget_stops_before_its_next_t
     ids = await socket.send_message("Weather? [sim:call=get_weather args=city:Oslo]")
     frames = await socket.until_type("message.error", ids["message_id"])
     assert frames[-1]["error"]["code"] == "quota_exceeded"
-    assert "before the model read its tools' results" in frames[-1]["error"]["message"]
+    refusal = frames[-1]["error"]["message"]
+    assert refusal.endswith("The answer stopped before the model read its tools' results.")
+    assert "held by answers still streaming" not in refusal  # nothing else streams
     assert of_type(frames, "message.tool_result")[0]["content"] == "Sunny in Oslo"
     assert len(sim.requests) == 1  # the turn that called the tool, and no other
     message = await Message.objects.aget(pk=ids["message_id"])
@@ -510,6 +512,8 @@ async def test_an_answer_whose_tools_ran_past_the_budget_stops_before_its_next_t
     first_turn = count_prompt_tokens(sim.requests[0]["messages"])
     usage = await TeamUsage.objects.exclude(prompt_tokens=9_999).aget(team=team)
     assert usage.prompt_tokens == first_turn and usage.completion_tokens > 0
+    spent = 9_999 + usage.prompt_tokens + usage.completion_tokens
+    assert f"({spent:,} used)" in refusal  # with what this answer spent
 
 
 async def test_an_answer_whose_tools_ran_within_the_budget_goes_on_holding_what_it_spent(

@@ -139,9 +139,8 @@ def admit_next_turn(answer_id: int, team: Team, user: Any, spent: int, reserve: 
             answer = Message.objects.filter(pk=answer_id, status=MessageStatus.STREAMING)
             mine = answer.values_list("reserved_tokens", flat=True).first() or 0
             others, own = planning.reserved_by_streaming(team.pk, user.pk)
-            streaming = (others - mine + spent, own - mine + spent)
             try:
-                quota.check_budget(team, policy, user, streaming)
+                quota.check_budget(team, policy, user, (others - mine, own - mine), spent)
             except PolicyError as error:
                 raise ChatError(error.code, error.message, error.field) from None
         Message.objects.filter(pk=answer_id, status=MessageStatus.STREAMING).update(
