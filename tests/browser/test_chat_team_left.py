@@ -136,6 +136,7 @@ def expect_team_left_notice(page, herd):
     expect(page.locator("#budget-meters")).to_be_hidden()  # the team's numbers are not theirs
     left = page.locator("#team-picker option", has_text="Herd (left)")
     expect(left).to_be_disabled()  # shown as the page's team, not one to switch to
+    expect(page.locator(".team-chip")).to_have_text("Herd (left)")  # the footer says so too
     return go
 
 
@@ -170,10 +171,14 @@ def test_an_idle_tab_of_a_team_the_user_was_removed_from_says_so_and_offers_thei
     page.evaluate("window.chatPage.budget.refresh()")
     assert budget_requests == []
 
+    chip = page.locator(".team-chip")
+    expect(chip).to_have_attribute("title", "You are no longer a member of Herd")
+
     with page.expect_navigation():
         go.click()
     page.wait_for_selector("html[data-socket=open]")
-    expect(page.locator(".team-chip")).to_have_text(herd["personal"])
+    expect(chip).to_have_text(herd["personal"])
+    expect(chip).to_have_attribute("title", "Your current team")
     expect(page.locator("#team-left-notice")).to_be_hidden()
     expect(ChatPage(page).input).to_be_enabled()
     assert page_watch.page_errors == []

@@ -411,8 +411,18 @@ class ChatPage {
     this.sidebar.teamLeft();
   }
 
-  /** The picker keeps the team shown, marked, and offers only the user's teams to switch to. */
+  /** The picker keeps the team shown, marked, and offers only the user's teams to switch to;
+   * the footer's team chip, the page's team too, is marked the same way. */
   markTeamLeft(teamId) {
+    const chip = document.querySelector(".sidebar .team-chip");
+    if (chip && !chip.classList.contains("is-left")) {
+      const name = document.createElement("span");
+      name.className = "team-chip-name";
+      name.textContent = chip.textContent;
+      chip.replaceChildren(name, " (left)"); // the name may be cut short, never "(left)"
+      chip.classList.add("is-left");
+      chip.title = `You are no longer a member of ${name.textContent}`;
+    }
     const option = $("team-picker")?.querySelector(`option[value="${teamId}"]`);
     if (!option || option.disabled) return;
     option.textContent = `${option.textContent} (left)`;
