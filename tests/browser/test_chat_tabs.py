@@ -234,8 +234,8 @@ def test_a_conversation_of_a_team_left_opens_read_only_and_says_why(
     logged_in_page, app_server, user, page_watch
 ):
     """Opened by its address after leaving its team, a conversation is there to read: the page
-    says so, and offers neither a message box, files, edits, regenerating nor sharing (all
-    refused)."""
+    says so, and offers neither a message box, files, edits, regenerating, sharing, another
+    model nor other settings (all refused, or of no use)."""
     kept_id = app_server.run_python(f"""
 from django.contrib.auth import get_user_model
 from chatapp.chat.models import Conversation, Message
@@ -262,11 +262,19 @@ print(chat.pk)
     expect(page.get_by_role("button", name="Regenerate")).to_be_hidden()
     expect(page.get_by_role("button", name="Edit this question")).to_be_hidden()
     expect(page.locator("#export-link")).to_be_visible()  # still theirs to download
+    # Its model is shown, but no answer could use another, nor other settings.
+    model = page.get_by_label("Model", exact=True)
+    this_chat = page.get_by_role("button", name="This chat settings")
+    expect(model).to_have_value("m")
+    expect(model).to_be_disabled()
+    expect(this_chat).to_be_disabled()
     # A new chat, in a team of theirs, is theirs to go on with, as always.
     page.get_by_role("button", name="New chat").click()
     expect(notice).to_be_hidden()
     expect(chat.input).to_be_enabled()
     expect(page.locator("#attach-button")).to_be_enabled()
+    expect(model).to_be_enabled()
+    expect(this_chat).to_be_enabled()
     chat.send("A new question")
     chat.wait_for_status("complete")
     expect(page.locator("#share-link")).to_be_visible()

@@ -361,3 +361,56 @@ def test_search_on_a_page_of_a_team_left_finds_the_conversations_it_lists(
     settle(page)
     assert refused(requests) == []
     assert page_watch.page_errors == []
+
+
+def test_a_blank_chat_of_a_team_left_offers_nothing_to_start_one_with(
+    app_server, logged_in_page, user, herd, screenshot, page_watch
+):
+    """No chat can start in the team left: its suggestions, the Temporary chat button, the
+    system prompt, the model and "This chat" are disabled under the notice (an open "This chat"
+    closes), and the empty page no longer says chats are saved there. In the user's current
+    team they are all theirs again."""
+    app_server.run_python(f"""
+from chatapp.teams.models import TeamPolicy
+TeamPolicy.objects.filter(team_id={herd["id"]}).update(starter_suggestions=["Plan a trip"])
+""")
+    page = logged_in_page
+    open_herd(page)
+    starter = page.get_by_role("button", name="Plan a trip")
+    temporary = page.get_by_role("button", name="Temporary chat")
+    prompt = page.get_by_label("System prompt", exact=True)
+    model = page.get_by_label("Model", exact=True)
+    this_chat = page.get_by_role("button", name="This chat settings")
+    saved_in = page.locator("#empty-state-saved")
+    controls = [starter, temporary, prompt, model, this_chat]
+    expect(saved_in).to_contain_text("saved in Herd")
+    temporary.click()
+    expect(temporary).to_have_attribute("aria-pressed", "true")
+    this_chat.click()
+    expect(page.locator("#settings-panel")).to_be_visible()
+    requests = watch_api(page)
+
+    leave_herd(page, herd)
+    go = expect_team_left_notice(page, herd)
+    for control in controls:
+        expect(control).to_be_disabled()
+    expect(page.locator("#settings-panel")).to_be_hidden()
+    expect(this_chat).to_have_attribute("aria-expanded", "false")
+    # Not pressed: no temporary chat can start here, and its notice would say one does.
+    expect(temporary).to_have_attribute("aria-pressed", "false")
+    expect(page.locator("#temporary-notice")).to_be_hidden()
+    expect(saved_in).to_be_hidden()
+    print(f"screenshot: {screenshot(page, 'team-left-blank-chat')}")
+    settle(page)
+    assert refused(requests) == []
+
+    with page.expect_navigation():
+        go.click()
+    page.wait_for_selector("html[data-socket=open]")
+    expect(page.locator("#team-left-notice")).to_be_hidden()
+    for control in [temporary, prompt, model, this_chat]:
+        expect(control).to_be_enabled()
+    expect(saved_in).to_contain_text(f"saved in {herd['personal']}")
+    this_chat.click()
+    expect(page.locator("#settings-panel")).to_be_visible()
+    assert page_watch.page_errors == []

@@ -74,6 +74,16 @@ export class ConversationSettings {
     this.fields.temperature.focus();
   }
 
+  /** Where nothing can be sent (read only), the model is only shown and the panel is shut. */
+  setDisabled(disabled) {
+    this.fields.model.disabled = disabled;
+    this.toggle.disabled = disabled;
+    if (disabled && this.isOpen) {
+      this.panel.hidden = true;
+      this.toggle.setAttribute("aria-expanded", "false");
+    }
+  }
+
   /** Close when every value is in range; otherwise stay open with the errors shown. Focus
    * goes back to the toggle unless it already went elsewhere ({focus: false}). */
   close({ focus = true } = {}) {

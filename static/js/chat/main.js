@@ -59,6 +59,7 @@ class ChatPage {
     this.sendButton = $("send-button");
     this.stopButton = $("stop-button");
     this.promptPicker = $("prompt-picker");
+    this.starters = [...document.querySelectorAll("[data-starter]")]; // the team's suggestions
     this.modelPicker = $("model-picker");
     this.attachInput = $("attach-input");
     this.attachButton = $("attach-button");
@@ -407,7 +408,10 @@ class ChatPage {
     this.budget.stop();
     this.teamIds.delete(config.currentTeamId);
     this.markTeamLeft(config.currentTeamId);
-    this.update(() => (this.teamLeft = { current: me.current_team }));
+    this.update(() => {
+      this.teamLeft = { current: me.current_team };
+      if (this.state.conversationId === null) this.state.temporary = false; // none starts here
+    });
     this.sidebar.teamLeft();
   }
 
@@ -484,7 +488,7 @@ class ChatPage {
     $("notice-close").addEventListener("click", () =>
       this.update(() => (this.state.notice = null)),
     );
-    for (const starter of document.querySelectorAll("[data-starter]")) {
+    for (const starter of this.starters) {
       starter.addEventListener("click", () => this.send(starter.textContent));
     }
   }
@@ -856,9 +860,11 @@ class ChatPage {
   renderTemporary(state) {
     const toggle = $("temporary-toggle");
     toggle.hidden = state.conversationId !== null;
+    toggle.disabled = this.readOnly;
     toggle.setAttribute("aria-pressed", String(state.temporary));
     $("temporary-notice").hidden = !state.temporary;
-    $("empty-state-saved").hidden = state.temporary; // a temporary chat is not saved
+    // A temporary chat is not saved; where nothing can be sent, no chat is.
+    $("empty-state-saved").hidden = state.temporary || this.readOnly;
     document.body.classList.toggle("is-temporary", state.temporary);
   }
 
@@ -899,6 +905,10 @@ class ChatPage {
     const empty = this.input.value.trim() === "" && state.readyUploads.length === 0;
     this.input.disabled = this.readOnly; // nothing more is asked there (forbidden)
     this.attachButton.disabled = this.readOnly; // nor are files for it stored
+    // Nor does a chat start there, with a suggestion, a prompt, a model or other settings.
+    for (const starter of this.starters) starter.disabled = this.readOnly;
+    this.promptPicker.disabled = this.readOnly;
+    this.settings.setDisabled(this.readOnly);
     this.sendButton.disabled =
       !state.socketOpen || !state.loaded || empty || this.draftsWaiting() !== "" || this.readOnly;
     this.renderAttaching(state);
