@@ -268,6 +268,7 @@ print(chat.pk)
     expect(model).to_have_value("m")
     expect(model).to_be_disabled()
     expect(this_chat).to_be_disabled()
+    expect(page.locator("#attach-note")).to_be_hidden()  # "m" sees no images: no matter here
     # A new chat, in a team of theirs, is theirs to go on with, as always.
     page.get_by_role("button", name="New chat").click()
     expect(notice).to_be_hidden()

@@ -10,6 +10,7 @@ from tests.browser.chat_page import BrowserUser, ChatPage, log_in
 
 pytestmark = pytest.mark.browser
 MODEL = KNOWN_MODELS[0]
+TEXT_ONLY_MODEL = "Llama-3.3-70B-Instruct"
 
 
 @pytest.fixture
@@ -413,4 +414,21 @@ TeamPolicy.objects.filter(team_id={herd["id"]}).update(starter_suggestions=["Pla
     expect(saved_in).to_contain_text(f"saved in {herd['personal']}")
     this_chat.click()
     expect(page.locator("#settings-panel")).to_be_visible()
+    assert page_watch.page_errors == []
+
+
+def test_a_page_of_a_team_left_says_nothing_about_images_it_could_not_take(
+    app_server, logged_in_page, user, herd, page_watch
+):
+    """With a model that does not see images the composer says so beside the attach button;
+    once the team is left no file can be attached at all, and the note goes."""
+    page = logged_in_page
+    open_herd(page)
+    page.get_by_label("Model", exact=True).select_option(TEXT_ONLY_MODEL)
+    note = page.locator("#attach-note")
+    expect(note).to_have_text("This model does not see images: documents only.")
+    leave_herd(page, herd)
+    expect_team_left_notice(page, herd)
+    expect(note).to_be_hidden()
+    expect(page.get_by_role("button", name="Attach files", exact=True)).to_be_disabled()
     assert page_watch.page_errors == []

@@ -919,6 +919,8 @@ class ChatPage {
     const refusal = imageRefusal(state.model, config.uploads);
     this.tray.render(state.drafts, { imagesRefused: refusal !== "" });
     const blocking = refusal !== "" && state.drafts.some((d) => d.kind === "image");
+    // Where nothing can be sent no file is attached either: images are no matter there.
+    const noted = refusal !== "" && !this.readOnly;
     const note = $("attach-note");
     note.textContent = blocking
       ? "This model does not see images: remove them or choose another model."
@@ -926,11 +928,11 @@ class ChatPage {
         ? "This model does not see images: documents only."
         : "";
     note.title = refusal;
-    note.hidden = !refusal;
+    note.hidden = !noted;
     note.classList.toggle("is-blocking", blocking);
     this.attachButton.setAttribute(
       "aria-label",
-      refusal ? "Attach documents (this model does not see images)" : "Attach files",
+      noted ? "Attach documents (this model does not see images)" : "Attach files",
     );
     const accept = config.uploads.accept.split(",");
     const documents = accept.filter((suffix) => !/^\.(png|jpe?g|jpe|webp|gif)$/.test(suffix));
