@@ -425,3 +425,35 @@ def test_a_file_dropped_on_the_sidebar_is_attached_too(logged_in_page):
     wait_until_attached(page, 1)
     assert page.url.endswith("/")
     expect(tray(page)).to_contain_text("report.pdf")
+
+
+def overlap(one: dict, other: dict) -> bool:
+    return not (
+        one["x"] + one["width"] <= other["x"]
+        or other["x"] + other["width"] <= one["x"]
+        or one["y"] + one["height"] <= other["y"]
+        or other["y"] + other["height"] <= one["y"]
+    )
+
+
+def test_a_new_chats_composer_at_phone_width_fits_the_note_of_a_text_only_model(
+    phone_page, screenshot
+):
+    """The note, the system prompt picker and the send button each keep their own place."""
+    page = phone_page
+    page.get_by_label("Model", exact=True).select_option(TEXT_ONLY_MODEL)
+    note = page.locator("#attach-note")
+    expect(note).to_be_visible()
+    picker = page.get_by_label("System prompt", exact=True)
+    expect(picker).to_be_visible()
+    screenshot(page, "composer-phone-text-only")
+    boxes = [
+        page.locator("#attach-button").bounding_box(),
+        note.bounding_box(),
+        picker.bounding_box(),
+        page.get_by_role("button", name="Send message").bounding_box(),
+    ]
+    for box in boxes:
+        assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], box
+    for i, one in enumerate(boxes):
+        assert not any(overlap(one, other) for other in boxes[i + 1 :]), boxes
