@@ -1,5 +1,6 @@
 """Answers stop when what they belong to is deleted under them: a team (its conversations go
-with it) or a user (theirs go too), as when a conversation is deleted through the API; and when
+with it, and their owners' tabs are told) or a user (theirs go too), as when a conversation is
+deleted through the API; and when
 their owner leaves the conversation's team, or is removed from it, as no new question may be
 asked there then (`forbidden`). A membership that ends is also announced to the user's sockets
 (`team.left`), so a page still showing that team says so.
@@ -19,8 +20,8 @@ from django.dispatch import receiver
 
 from chatapp.accounts.sockets import user_group
 from chatapp.chat import events
-from chatapp.chat.actions import replies
-from chatapp.chat.models import Message, MessageStatus
+from chatapp.chat.actions import conversations, replies
+from chatapp.chat.models import Conversation, Message, MessageStatus
 from chatapp.core.layers import channel_layer
 from chatapp.teams.models import Membership, Team
 
@@ -49,6 +50,9 @@ def stop_answers_of(conversations: Q, reason: str = "") -> None:
 @receiver(pre_delete, sender=Team)
 def stop_answers_of_team(sender, instance: Team, **kwargs) -> None:
     stop_answers_of(Q(conversation__team=instance))
+    # Their owners' tabs drop them, and a tab showing one leaves it.
+    owned = Conversation.objects.filter(team=instance).values_list("pk", "owner_id")
+    conversations.announce_deletions(list(owned))
 
 
 @receiver(pre_delete, sender=get_user_model())

@@ -274,6 +274,27 @@ def test_conversations_deleted_with_the_team_drop_out_of_its_page_list(
     assert page_watch.page_errors == []
 
 
+def test_a_conversation_open_when_its_team_is_deleted_leaves_the_page(
+    browser, app_server, logged_in_page, user, herd, page_watch
+):
+    """It went with the team: the page leaves it, as when it is deleted in another tab,
+    rather than showing text whose download could only answer "not found"."""
+    herd_conversation(app_server, user, herd, "Retro notes", "Went well: the demo.")
+    page = logged_in_page
+    chat = ChatPage(page)
+    open_herd(page)
+    chat.sidebar_items.first.get_by_role("link").click()
+    expect(chat.last_answer()).to_contain_text("Went well: the demo.")
+    requests = watch_api(page)
+    delete_herd_in_the_admin_site(browser, app_server, herd)
+    expect_team_left_notice(page, herd)
+    expect(chat.answers).to_have_count(0)
+    expect(page.get_by_text("Went well: the demo.")).to_have_count(0)
+    settle(page)
+    assert refused(requests) == []
+    assert page_watch.page_errors == []
+
+
 def test_new_chat_on_a_page_of_a_team_left_goes_to_the_current_team(
     app_server, logged_in_page, user, herd, page_watch
 ):

@@ -3,6 +3,7 @@
 import pytest
 from channels.db import database_sync_to_async
 
+from chatapp.chat.models import Conversation
 from chatapp.teams import actions
 from chatapp.teams.models import Membership, Role
 
@@ -46,6 +47,20 @@ async def test_a_deleted_team_reaches_each_of_its_members(connect, owner, member
             "type": "team.left",
             "team_id": team_id,
         }
+
+
+async def test_a_deleted_teams_conversations_leave_their_owners_tabs(connect, owner, member, team):
+    """A tab showing one of them leaves it, as for a conversation deleted in another tab."""
+    mine = await Conversation.objects.acreate(team=team, owner=member, model="m")
+    await Conversation.objects.acreate(team=team, owner=owner, model="m")
+    socket = await connect(member)
+    await team.adelete()
+    frames = [await socket.receive(), await socket.receive()]
+    assert sorted((f["type"], f.get("conversation_id", 0)) for f in frames) == [
+        ("conversation.deleted", mine.pk),
+        ("team.left", 0),
+    ]
+    assert await socket.nothing_more()  # not the owner's conversation
 
 
 async def test_a_role_change_is_no_leaving(connect, owner, member, team):

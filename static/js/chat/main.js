@@ -92,6 +92,7 @@ class ChatPage {
     });
     this.teamIds = new Set(config.teamIds); // the user's teams (one may be left meanwhile)
     this.teamLeft = null; // {current: {id, name}}: the page's team is no longer the user's
+    this.teamGone = false; // the server said so (team.left), before the page checked
     this.checkingTeam = false;
     this.budget = new BudgetMeters($("budget-meters"), config.currentTeamId, {
       onNotFound: () => this.checkTeam(),
@@ -202,7 +203,7 @@ class ChatPage {
       "conversation.updated": () => this.onConversationUpdated(frame),
       "conversation.pinned": () => this.sidebar.setPinned(frame.conversation_id, frame.pinned),
       "conversation.deleted": () => this.onConversationDeleted(frame),
-      "team.left": () => frame.team_id === config.currentTeamId && this.checkTeam(),
+      "team.left": () => frame.team_id === config.currentTeamId && this.onTeamLeft(),
       "conversation.state": () => this.onConversationState(frame),
       "message.created": () => this.onMessageCreated(frame),
       "message.delta": () => this.onDelta(frame),
@@ -352,7 +353,7 @@ class ChatPage {
     this.state.startNew();
     this.messages.stickToBottom = true;
     // The defaults of a team the user has left are refused, and nothing can be sent here.
-    if (this.teamLeft === null) this.settings.show(null);
+    if (this.teamLeft === null && !this.teamGone) this.settings.show(null);
     this.sidebar.setActive(null);
     this.closeDrawer();
     if (push && window.location.pathname !== "/") window.history.pushState({}, "", "/");
@@ -393,6 +394,14 @@ class ChatPage {
 
   /** Something of the page's team was refused: if the user has left it (or was removed, or it
    * was deleted), say so, offer their current team, and ask nothing more that can only fail. */
+  /** The server says the page's team is no longer the user's: until `checkTeam` has asked
+   * who they are, nothing more is asked of the team (a conversation deleted with it leaves
+   * the page meanwhile). */
+  onTeamLeft() {
+    this.teamGone = true;
+    return this.checkTeam();
+  }
+
   async checkTeam() {
     if (this.teamLeft || this.checkingTeam) return;
     this.checkingTeam = true;
@@ -404,7 +413,10 @@ class ChatPage {
     } finally {
       this.checkingTeam = false;
     }
-    if (me.teams.some((team) => team.id === config.currentTeamId)) return;
+    if (me.teams.some((team) => team.id === config.currentTeamId)) {
+      this.teamGone = false; // joined again meanwhile
+      return;
+    }
     this.budget.stop();
     this.teamIds.delete(config.currentTeamId);
     this.markTeamLeft(config.currentTeamId);
