@@ -103,25 +103,27 @@ def admit(plan: ReplyPlan) -> None:
     once everything else passed. In the transaction that holds the answer's tokens, under the
     user's row lock (start_reply's, or admit_completion's)."""
     try:
-        check_budget(plan)
+        check_budget(plan.team, plan.user, plan.rules.policy)
         team_actions.admit_request(plan.user, plan.team, plan.rules.policy)
     except PolicyError as error:
         raise ChatError(error.code, error.message, error.field) from None
 
 
-def check_budget(plan: ReplyPlan) -> None:
+def check_budget(
+    team: Team, user: Any, policy: TeamPolicy | None, spent: int = 0, own_hold: int = 0
+) -> None:
     """The team's budget and the user's limit, with what answers still streaming may spend:
     answers that start together see each other, so together they cannot pass the budget by
-    more than one answer could on its own."""
-    policy = plan.rules.policy
-    if not has_budget(policy):
+    more than one answer could on its own. An answer going on after its tools ran counts what
+    it `spent` as used, and its own reservation (`own_hold`) not as another answer's."""
+    if policy is None or not has_budget(policy):
         return
     if policy.monthly_token_budget is not None:
         # The team's admissions queue here, each seeing the answers admitted before it (the
         # user's own queue on the user's row). NO KEY: new rows of the team do not wait.
-        lock_rows(Team.objects.filter(pk=plan.team.pk), no_key=True)
-    streaming = planning.reserved_by_streaming(plan.team.pk, plan.user.pk)
-    quota.check_budget(plan.team, policy, plan.user, streaming)
+        lock_rows(Team.objects.filter(pk=team.pk), no_key=True)
+    others, own = planning.reserved_by_streaming(team.pk, user.pk)
+    quota.check_budget(team, policy, user, (others - own_hold, own - own_hold), spent)
 
 
 def admit_next_turn(answer_id: int, team: Team, user: Any, spent: int, reserve: int) -> None:
@@ -130,22 +132,16 @@ def admit_next_turn(answer_id: int, team: Team, user: Any, spent: int, reserve: 
     so an answer that calls tools passes a budget by at most one turn. Its reservation then
     covers what it spent and what the next turn may (`reserve`). Raises ChatError
     (quota_exceeded); under the locks and in the order start_reply admits."""
+    answer = Message.objects.filter(pk=answer_id, status=MessageStatus.STREAMING)
     with transaction.atomic():
+        lock_rows(get_user_model().objects.filter(pk=user.pk))
         policy = TeamPolicy.objects.filter(team_id=team.pk).first()
-        if policy is not None and has_budget(policy):
-            lock_rows(get_user_model().objects.filter(pk=user.pk))
-            if policy.monthly_token_budget is not None:
-                lock_rows(Team.objects.filter(pk=team.pk), no_key=True)
-            answer = Message.objects.filter(pk=answer_id, status=MessageStatus.STREAMING)
-            mine = answer.values_list("reserved_tokens", flat=True).first() or 0
-            others, own = planning.reserved_by_streaming(team.pk, user.pk)
-            try:
-                quota.check_budget(team, policy, user, (others - mine, own - mine), spent)
-            except PolicyError as error:
-                raise ChatError(error.code, error.message, error.field) from None
-        Message.objects.filter(pk=answer_id, status=MessageStatus.STREAMING).update(
-            reserved_tokens=spent + reserve
-        )
+        held = answer.values_list("reserved_tokens", flat=True).first() or 0
+        try:
+            check_budget(team, user, policy, spent, held)
+        except PolicyError as error:
+            raise ChatError(error.code, error.message, error.field) from None
+        answer.update(reserved_tokens=spent + reserve)
 
 
 def has_budget(policy: TeamPolicy) -> bool:
