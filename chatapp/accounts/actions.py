@@ -69,14 +69,18 @@ def _audit_settings(actor: Any, user: Any, verb: str, old: dict, new: dict) -> N
 
 # What decides whether an account can sign in, and reach the admin site and the site's pages.
 ACCESS_FIELDS = ("is_active", "is_staff", "is_superuser")
+# What an account is known by: the name one signs in with and the audit trail shows, and the
+# address company sign-in matches a verified email against.
+IDENTITY_FIELDS = ("username", "email")
 
 
 def admin_save_user(actor: Any, user: Any) -> None:
     """An account added or changed in the admin site: its creation, and any change to what it
-    may reach, are audited on the site."""
+    may reach or what it is known by, are audited on the site."""
     with transaction.atomic():
         model = get_user_model()
-        stored = model.objects.filter(pk=user.pk).values(*ACCESS_FIELDS).first()
+        fields = ACCESS_FIELDS + IDENTITY_FIELDS
+        stored = model.objects.filter(pk=user.pk).values(*fields).first()
         user.save()
         who, by = user.get_username(), actor.get_username()
         if stored is None:
@@ -84,17 +88,21 @@ def admin_save_user(actor: Any, user: Any) -> None:
             summary = f"{by} created the user {who} in the admin site"
             team_actions.audit(None, actor, AuditAction.USER_CREATE, summary, user=who, **access)
             return
-        changed = [name for name in ACCESS_FIELDS if stored[name] != getattr(user, name)]
-        if changed:
-            team_actions.audit(
-                None,
-                actor,
-                AuditAction.USER_ACCESS,
-                f"{by} changed {', '.join(changed)} of {who} in the admin site",
-                user=who,
-                old={name: stored[name] for name in changed},
-                new={name: getattr(user, name) for name in changed},
-            )
+        for action, names in (
+            (AuditAction.USER_IDENTITY, IDENTITY_FIELDS),
+            (AuditAction.USER_ACCESS, ACCESS_FIELDS),
+        ):
+            changed = [name for name in names if stored[name] != getattr(user, name)]
+            if changed:
+                team_actions.audit(
+                    None,
+                    actor,
+                    action,
+                    f"{by} changed {', '.join(changed)} of {who} in the admin site",
+                    user=who,
+                    old={name: stored[name] for name in changed},
+                    new={name: getattr(user, name) for name in changed},
+                )
 
 
 def permissions_of(subject: Any) -> dict[str, list[str]]:

@@ -516,6 +516,7 @@ class AuditAction(models.TextChoices):
     USER_SETTINGS = "user.settings", "User settings changed"
     USER_CREATE = "user.create", "User created"
     USER_ACCESS = "user.access", "User's access changed"
+    USER_IDENTITY = "user.identity", "User's username or email changed"
     USER_PASSWORD = "user.password", "User's password set"
     USER_DELETE = "user.delete", "User deleted"
     USER_PERMISSIONS = "user.permissions", "User's groups or permissions changed"

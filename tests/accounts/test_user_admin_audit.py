@@ -78,6 +78,45 @@ def test_making_someone_a_site_admin_or_blocking_them_is_audited(client, site_ad
     assert verify_chain()[1] is None
 
 
+def test_renaming_a_user_or_changing_their_email_is_audited(client, site_admin, member):
+    # The email is what company sign-in matches; the username is what the trail names.
+    client.force_login(site_admin)
+    change = f"{URL}{member.pk}/change/"
+    old_email = member.email
+    form = {**change_form(member), "username": "maxine", "email": "maxine@example.com"}
+    assert client.post(change, form).status_code == 302
+    member.refresh_from_db()
+    assert (member.username, member.email) == ("maxine", "maxine@example.com")
+    assert client.post(change, change_form(member)).status_code == 302  # no event
+    form = {**change_form(member, is_active=False), "email": "max@example.org"}
+    assert client.post(change, form).status_code == 302
+    assert events("user.identity") == [
+        (
+            None,
+            "siteadmin",
+            "siteadmin changed username, email of maxine in the admin site",
+            {
+                "user": "maxine",
+                "old": {"username": "max", "email": old_email},
+                "new": {"username": "maxine", "email": "maxine@example.com"},
+            },
+        ),
+        (
+            None,
+            "siteadmin",
+            "siteadmin changed email of maxine in the admin site",
+            {
+                "user": "maxine",
+                "old": {"email": "maxine@example.com"},
+                "new": {"email": "max@example.org"},
+            },
+        ),
+    ]
+    # The same save's change of access is its own event.
+    assert [details["new"] for *_, details in events("user.access")] == [{"is_active": False}]
+    assert verify_chain()[1] is None
+
+
 def test_deleting_a_user_with_no_team_is_audited_too(client, site_admin, make_user):
     loner = make_user("loner")
     client.force_login(site_admin)
