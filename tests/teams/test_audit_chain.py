@@ -148,6 +148,13 @@ def test_site_admin_sees_the_chain_status_and_the_trail(client, site_admin, trai
     assert f"broken at event {trail[0].pk}" in client.get(EXPORT_URL).content.decode()
 
 
+def test_an_empty_site_trail_says_so_instead_of_an_empty_table(client, site_admin):
+    client.force_login(site_admin)
+    page = client.get(EXPORT_URL).content.decode()
+    assert "Nothing yet." in page
+    assert "<table" not in page
+
+
 def test_site_admin_downloads_json_and_the_export_is_audited(client, site_admin, trail):
     client.force_login(site_admin)
     response = client.post(EXPORT_URL, {"format": "json"})
