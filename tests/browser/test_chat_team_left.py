@@ -390,7 +390,7 @@ def test_a_blank_chat_of_a_team_left_offers_nothing_to_start_one_with(
 ):
     """No chat can start in the team left: its suggestions, the Temporary chat button, the
     system prompt, the model and "This chat" are disabled under the notice (an open "This chat"
-    closes), and the empty page no longer says chats are saved there. In the user's current
+    closes), and the blank page no longer invites a question. In the user's current
     team they are all theirs again."""
     app_server.run_python(f"""
 from chatapp.teams.models import TeamPolicy
@@ -399,11 +399,14 @@ TeamPolicy.objects.filter(team_id={herd["id"]}).update(starter_suggestions=["Pla
     page = logged_in_page
     open_herd(page)
     starter = page.get_by_role("button", name="Plan a trip")
+    expect(starter).to_be_enabled()
+    starter = page.locator("[data-starter]", has_text="Plan a trip")  # hidden below, too
     temporary = page.get_by_role("button", name="Temporary chat")
     prompt = page.get_by_label("System prompt", exact=True)
     model = page.get_by_label("Model", exact=True)
     this_chat = page.get_by_role("button", name="This chat settings")
     saved_in = page.locator("#empty-state-saved")
+    invitation = page.get_by_role("heading", name="How can Llama help?")
     controls = [starter, temporary, prompt, model, this_chat]
     expect(saved_in).to_contain_text("saved in Herd")
     temporary.click()
@@ -422,6 +425,10 @@ TeamPolicy.objects.filter(team_id={herd["id"]}).update(starter_suggestions=["Pla
     expect(temporary).to_have_attribute("aria-pressed", "false")
     expect(page.locator("#temporary-notice")).to_be_hidden()
     expect(saved_in).to_be_hidden()
+    expect(invitation).to_be_hidden()  # the notice above says what is left to do
+    message = page.get_by_label("Message", exact=True)
+    expect(message).to_have_attribute("placeholder", "Nothing more can be asked here")
+    expect(page.locator("#composer-hint")).to_be_hidden()
     print(f"screenshot: {screenshot(page, 'team-left-blank-chat')}")
     settle(page)
     assert refused(requests) == []
@@ -433,6 +440,9 @@ TeamPolicy.objects.filter(team_id={herd["id"]}).update(starter_suggestions=["Pla
     for control in [temporary, prompt, model, this_chat]:
         expect(control).to_be_enabled()
     expect(saved_in).to_contain_text(f"saved in {herd['personal']}")
+    expect(invitation).to_be_visible()
+    expect(message).to_have_attribute("placeholder", "Message Llama…")
+    expect(page.locator("#composer-hint")).to_be_visible()
     this_chat.click()
     expect(page.locator("#settings-panel")).to_be_visible()
     assert page_watch.page_errors == []

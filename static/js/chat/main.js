@@ -56,6 +56,7 @@ class ChatPage {
     this.shownPrompt = undefined; // the system prompt last drawn (redrawing would fold it)
     this.composer = $("composer");
     this.input = $("composer-input");
+    this.invitation = this.input.placeholder;
     this.sendButton = $("send-button");
     this.stopButton = $("stop-button");
     this.promptPicker = $("prompt-picker");
@@ -875,8 +876,10 @@ class ChatPage {
     toggle.disabled = this.readOnly;
     toggle.setAttribute("aria-pressed", String(state.temporary));
     $("temporary-notice").hidden = !state.temporary;
-    // A temporary chat is not saved; where nothing can be sent, no chat is.
+    // A temporary chat is not saved; where nothing can be sent, no chat is, and a blank chat
+    // keeps only the notice that says so, not an invitation to ask.
     $("empty-state-saved").hidden = state.temporary || this.readOnly;
+    $("empty-state").classList.toggle("is-closed", this.readOnly);
     document.body.classList.toggle("is-temporary", state.temporary);
   }
 
@@ -916,6 +919,8 @@ class ChatPage {
     this.stopButton.disabled = state.streaming === null || state.streaming.id === null;
     const empty = this.input.value.trim() === "" && state.readyUploads.length === 0;
     this.input.disabled = this.readOnly; // nothing more is asked there (forbidden)
+    this.input.placeholder = this.readOnly ? "Nothing more can be asked here" : this.invitation;
+    $("composer-hint").hidden = this.readOnly; // how to send, where nothing can be
     this.attachButton.disabled = this.readOnly; // nor are files for it stored
     // Nor does a chat start there, with a suggestion, a prompt, a model or other settings.
     for (const starter of this.starters) starter.disabled = this.readOnly;
