@@ -4,7 +4,7 @@ from chatapp.teams import views
 
 app_name = "teams"
 
-team = "teams/<int:team_id>/"
+team = "teams/<id:team_id>/"
 
 urlpatterns = [
     path("teams/", views.team_list, name="list"),
@@ -12,29 +12,29 @@ urlpatterns = [
     path(team + "switch/", views.switch, name="switch"),
     path(team + "leave/", views.leave, name="leave"),
     path(team + "members/", views.members, name="members"),
-    path(team + "members/<int:membership_id>/role/", views.member_role, name="member_role"),
-    path(team + "members/<int:membership_id>/remove/", views.member_remove, name="member_remove"),
-    path(team + "keys/<int:key_id>/revoke/", views.member_key_revoke, name="member_key_revoke"),
+    path(team + "members/<id:membership_id>/role/", views.member_role, name="member_role"),
+    path(team + "members/<id:membership_id>/remove/", views.member_remove, name="member_remove"),
+    path(team + "keys/<id:key_id>/revoke/", views.member_key_revoke, name="member_key_revoke"),
     path(team + "invitations/", views.invite, name="invite"),
     path(
-        team + "invitations/<int:invitation_id>/revoke/",
+        team + "invitations/<id:invitation_id>/revoke/",
         views.invitation_revoke,
         name="invitation_revoke",
     ),
     path(
-        team + "invitations/<int:invitation_id>/confirm/",
+        team + "invitations/<id:invitation_id>/confirm/",
         views.invitation_confirm,
         name="invitation_confirm",
     ),
     path(team + "prompts/", views.prompts, name="prompts"),
     path(team + "prompts/starters/", views.starters, name="starters"),
-    path(team + "prompts/<int:prompt_id>/", views.prompt_edit, name="prompt_edit"),
-    path(team + "prompts/<int:prompt_id>/delete/", views.prompt_delete, name="prompt_delete"),
-    path(team + "prompts/<int:prompt_id>/move/", views.prompt_move, name="prompt_move"),
+    path(team + "prompts/<id:prompt_id>/", views.prompt_edit, name="prompt_edit"),
+    path(team + "prompts/<id:prompt_id>/delete/", views.prompt_delete, name="prompt_delete"),
+    path(team + "prompts/<id:prompt_id>/move/", views.prompt_move, name="prompt_move"),
     path(team + "json-schemas/", views.json_schemas, name="json_schemas"),
-    path(team + "json-schemas/<int:schema_id>/", views.json_schema_edit, name="json_schema_edit"),
+    path(team + "json-schemas/<id:schema_id>/", views.json_schema_edit, name="json_schema_edit"),
     path(
-        team + "json-schemas/<int:schema_id>/delete/",
+        team + "json-schemas/<id:schema_id>/delete/",
         views.json_schema_delete,
         name="json_schema_delete",
     ),
@@ -43,7 +43,7 @@ urlpatterns = [
     path(team + "usage/", views.usage, name="usage"),
     path(team + "usage/chargeback.csv", views.usage_csv, name="usage_csv"),
     path(team + "safety/", views.safety_queue, name="safety"),
-    path(team + "safety/<int:flag_id>/review/", views.safety_review, name="safety_review"),
+    path(team + "safety/<id:flag_id>/review/", views.safety_review, name="safety_review"),
     path(team + "audit/", views.audit, name="audit"),
     path("site/audit/", views.site_audit, name="site_audit"),
     path("invite/<slug:token>/", views.accept_invitation, name="accept"),

@@ -4,10 +4,10 @@ from chatapp.tools import views
 
 app_name = "tools"
 
-server = "teams/<int:team_id>/tools/<int:server_id>/"
+server = "teams/<id:team_id>/tools/<id:server_id>/"
 
 urlpatterns = [
-    path("teams/<int:team_id>/tools/", views.tools_page, name="page"),
+    path("teams/<id:team_id>/tools/", views.tools_page, name="page"),
     path(server, views.server_change, name="server_change"),
     path(server + "tools/", views.tool_choices, name="tool_choices"),
     path(server + "refresh/", views.server_refresh, name="server_refresh"),

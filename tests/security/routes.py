@@ -14,7 +14,7 @@ PARAMETER = re.compile(r"<(?:(?P<converter>\w+):)?(?P<name>\w+)>")
 
 @dataclass(frozen=True)
 class Route:
-    template: str  # "teams/<int:team_id>/members/"
+    template: str  # "teams/<id:team_id>/members/"
     name: str | None
 
     @property

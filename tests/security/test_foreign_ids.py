@@ -162,6 +162,25 @@ def test_other_peoples_ids_are_404_everywhere_and_change_nothing(owner_client, i
     assert snapshot() == before
 
 
+def test_ids_past_the_databases_bigint_are_not_found_everywhere(owner_client, ids):
+    """A number no key can hold, in place of each id in turn: refused as not found (or, in
+    the JSON API, as an invalid path), never a failed query, and nothing changes."""
+    before = snapshot()
+    checked = 0
+    for route in project_routes():
+        names = [n for n in route.parameters if n not in NOT_IDS and n != "share_token"]
+        if not names or len(names) != len(route.parameters):
+            continue
+        own = {n: ids[n]["mine"][0] for n in names}
+        for name, number in itertools.product(names, (2**63, 10**30)):
+            url = route.url(**{**own, name: number})
+            statuses = {m: request(owner_client, m, url).status_code for m in METHODS}
+            assert set(statuses.values()) <= {400, 404, 405}, (url, statuses)
+            checked += 1
+    assert checked >= 60
+    assert snapshot() == before
+
+
 @pytest.mark.django_db(transaction=True)
 async def test_a_teammates_conversation_is_not_found_over_the_socket(connect, owner, member, team):
     from channels.db import database_sync_to_async
