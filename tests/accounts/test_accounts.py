@@ -39,6 +39,10 @@ def test_signup_follows_a_safe_next_only(client, db):
     other = dict(GOOD, username="bob", email="bob@example.com")
     response = client.post("/accounts/signup/?next=https://evil.example/", other)
     assert response["Location"] == "/"
+    # Signed in, the sign-up page sends one on to a next that is an address, and only then.
+    assert client.get("/accounts/signup/?next=/settings/")["Location"] == "/settings/"
+    for target in ("abc", "0", "settings"):
+        assert client.get(f"/accounts/signup/?next={target}")["Location"] == "/"
 
 
 @pytest.mark.parametrize(

@@ -63,10 +63,10 @@ def test_switching_keeps_the_team_in_the_session(member_client, member, team):
     assert member_client.session[SESSION_TEAM_KEY] == team.pk
 
 
-def test_switching_ignores_an_unsafe_next(member_client, team, member):
-    response = member_client.post(
-        reverse("teams:switch", args=[team.pk]), {"next": "https://evil.example/"}
-    )
+@pytest.mark.parametrize("target", ["https://evil.example/", "home", "-1", "http://["])
+def test_switching_ignores_an_unsafe_or_unreadable_next(member_client, team, member, target):
+    # A bare word would be looked up as a view's name.
+    response = member_client.post(reverse("teams:switch", args=[team.pk]), {"next": target})
     assert response["Location"] == "/teams/"
 
 
