@@ -1,5 +1,6 @@
 from django import forms
 from django.contrib import admin, messages
+from django.db.models import Count
 from django.http import HttpResponseRedirect
 from django.urls import reverse
 
@@ -38,14 +39,41 @@ class MembershipInline(admin.TabularInline):
         return False
 
 
+class MembersFilter(admin.SimpleListFilter):
+    """A team nobody is in is kept only for former members' conversations: a site admin finds
+    those here, to delete them when they are no longer wanted."""
+
+    title = "members"
+    parameter_name = "members"
+
+    def lookups(self, request, model_admin):
+        return [("none", "None (kept for former members' chats)"), ("some", "Some")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "none":
+            return queryset.filter(member_count=0)
+        if self.value() == "some":
+            return queryset.filter(member_count__gt=0)
+        return queryset
+
+
 @admin.register(Team)
 class TeamAdmin(admin.ModelAdmin):
     """Creating, renaming and deleting go through the actions, so they are audited."""
 
-    list_display = ["name", "personal_owner", "created_at"]
+    list_display = ["name", "personal_owner", "members", "created_at"]
+    list_filter = [MembersFilter]
+    list_select_related = ["personal_owner"]
     search_fields = ["name"]
     raw_id_fields = ["personal_owner"]
     inlines = [MembershipInline]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(member_count=Count("memberships"))
+
+    @admin.display(description="members", ordering="member_count")
+    def members(self, team: Team) -> int:
+        return team.member_count  # type: ignore[attr-defined]
 
     def save_model(self, request, obj, form, change):
         actions.admin_save_team(request.user, obj)

@@ -151,3 +151,11 @@ def test_a_personal_team_holding_a_former_members_conversations_is_kept_for_them
     assert not AuditEvent.objects.filter(action="team.delete").exists()
     removed = AuditEvent.objects.get(team=team, action="member.remove")
     assert removed.details == {"user": "paula", "role": "owner"}
+
+    # The admin site's team list finds such teams, to delete them when no longer wanted.
+    def listed(members: str) -> dict[int, int]:
+        page = staff_client.get(f"/admin/teams/team/?members={members}")
+        return {t.pk: t.member_count for t in page.context["cl"].result_list}
+
+    assert listed("none") == {team.pk: 0}
+    assert team.pk not in listed("some")
