@@ -164,8 +164,10 @@ def test_an_idle_tab_of_a_team_the_user_was_removed_from_says_so_and_offers_thei
     page = logged_in_page
     open_herd(page)
     budget_requests = watch_budget_requests(page)
+    ChatPage(page).input.focus()
     remove_as_owner(browser, app_server, herd, user.username)
     go = expect_team_left_notice(page, herd)
+    expect(go).to_be_focused()  # the message box it was in is disabled
     path = screenshot(page, "team-left-notice")
     print(f"screenshot: {path}")
     # An answer ending would redraw the meters: the page no longer asks for them.
@@ -421,6 +423,7 @@ TeamPolicy.objects.filter(team_id={herd["id"]}).update(starter_suggestions=["Pla
         expect(control).to_be_disabled()
     expect(page.locator("#settings-panel")).to_be_hidden()
     expect(this_chat).to_have_attribute("aria-expanded", "false")
+    expect(go).to_be_focused()  # the keyboard was in "This chat", now closed
     # Not pressed: no temporary chat can start here, and its notice would say one does.
     expect(temporary).to_have_attribute("aria-pressed", "false")
     expect(page.locator("#temporary-notice")).to_be_hidden()

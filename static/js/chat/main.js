@@ -421,9 +421,19 @@ class ChatPage {
     this.budget.stop();
     this.teamIds.delete(config.currentTeamId);
     this.markTeamLeft(config.currentTeamId);
+    const focused = document.activeElement;
     this.update(() => {
       this.teamLeft = { current: me.current_team };
       if (this.state.conversationId === null) this.state.temporary = false; // none starts here
+    });
+    // Once that is drawn (the frame's callbacks run in order): the keyboard was on what is
+    // now disabled or hidden (the message box, "This chat"), so it goes to the notice's way
+    // out rather than to the page's start.
+    requestAnimationFrame(() => {
+      const stranded =
+        focused instanceof HTMLElement &&
+        (focused.matches(":disabled") || focused.closest("[hidden]") !== null);
+      if (stranded) $("team-left-go").focus();
     });
     this.sidebar.teamLeft();
   }
