@@ -110,6 +110,8 @@ def test_login_with_a_wrong_password_says_so(client, make_user):
     assert response.status_code == 200
     assert b"Please enter a correct username and password" in response.content
     assert "_auth_user_id" not in client.session
+    # There is no reset by email: the page says who sets a new password (audited there).
+    assert b"Forgot your password? A site admin can set a new one for you." in response.content
 
 
 def test_logout_needs_post_and_ends_the_session(client, make_user):

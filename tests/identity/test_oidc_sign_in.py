@@ -430,6 +430,7 @@ def test_without_local_passwords_the_login_page_offers_only_the_provider(client,
     page = client.get("/accounts/login/?next=/settings/").content.decode()
     assert "Sign in with Acme SSO" in page and "/oidc/authenticate/?next=/settings/" in page
     assert 'name="password"' not in page and "/accounts/signup/" not in page
+    assert "Forgot your password?" not in page
 
 
 def test_without_local_passwords_password_login_and_signup_are_gone(client, sso_only, member):
