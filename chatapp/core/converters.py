@@ -1,6 +1,6 @@
 """`<id:name>` in a page's address: a whole number that a database key can hold.
 
-Django's `<id:...>` takes any length of digits, and a number past the databases' bigint fails
+Django's `<int:...>` takes any length of digits, and a number past the databases' bigint fails
 the query (SQLite raises `OverflowError`, a 500) where the page would answer 404 for an id that
 names nothing. Such a number does not match the address at all, so it is that 404."""
 
