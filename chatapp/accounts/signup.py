@@ -24,8 +24,27 @@ def invitation_in(next_url: str) -> Invitation | None:
         return None
     if match.view_name != "teams:accept":
         return None
-    invitation = Invitation.objects.filter(token=match.kwargs.get("token", "")).first()
+    token = match.kwargs.get("token", "")
+    invitation = Invitation.objects.select_related("team").filter(token=token).first()
     return invitation if invitation is not None and invitation.is_usable else None
+
+
+def invitation_notice(invitation: Invitation | None, page: str) -> str:
+    """What the login or signup `page` says of the invitation its `next` leads to: whoever
+    holds the link should know what signing in is for."""
+    if invitation is None:
+        return ""
+    role = {"owner": "an owner", "admin": "an admin"}.get(invitation.role, "a member")
+    notice = f"You are invited to join {invitation.team.name} as {role}."
+    if page == "signup":
+        notice += " Create your account to accept it."
+        if invitation.email:
+            notice += f" It is for {invitation.email}: sign up with that address."
+    else:
+        notice += " Log in to accept it."
+        if invitation.email:
+            notice += f" It is for {invitation.email}: use the account with that address."
+    return notice
 
 
 def signup_refusal(email: str, invitation: Invitation | None) -> str | None:

@@ -16,7 +16,12 @@ from django.views.decorators.http import require_http_methods, require_POST
 from chatapp.accounts import actions
 from chatapp.accounts.forms import ApiKeyForm, ChatSettingsForm, SignupForm
 from chatapp.accounts.models import UserSettings
-from chatapp.accounts.signup import FIRST_ACCOUNT_NOTICE, invitation_in, signup_notice
+from chatapp.accounts.signup import (
+    FIRST_ACCOUNT_NOTICE,
+    invitation_in,
+    invitation_notice,
+    signup_notice,
+)
 from chatapp.core.permissions import is_site_admin
 from chatapp.core.redirects import safe_next
 from chatapp.core.requests import AuthenticatedHttpRequest
@@ -44,7 +49,10 @@ class LoginView(auth_views.LoginView):
     redirect_authenticated_user = True
 
     def get_context_data(self, **kwargs):
-        return {**super().get_context_data(**kwargs), **sign_in_options()}
+        context = {**super().get_context_data(**kwargs), **sign_in_options()}
+        invitation = invitation_in(context.get("next") or "")
+        context["invitation"] = invitation_notice(invitation, "login")
+        return context
 
     def get_redirect_url(self):
         # This page as next would send a signed-in person round in a loop: the default instead.
@@ -94,7 +102,12 @@ def signup(request):
                 messages.success(request, f"Welcome to {membership.team.name}.")
                 return redirect("teams:detail", membership.team_id)
         status = 403 if form.refused else 200
-    context = {"form": form, "next": next_url, "notice": signup_notice(invitation)}
+    context = {
+        "form": form,
+        "next": next_url,
+        "notice": signup_notice(invitation),
+        "invitation": invitation_notice(invitation, "signup"),
+    }
     return render(request, "registration/signup.html", context, status=status)
 
 

@@ -125,3 +125,33 @@ def test_a_next_naming_no_possible_invitation_is_no_invitation(client, site_admi
     response = signup(client, "stranger", "stranger@example.com", next_url="/invite/a%00b/")
     assert response.status_code == 403
     assert not User.objects.filter(username="stranger").exists()
+
+
+def test_the_login_and_signup_pages_say_what_an_invitation_link_is_for(
+    client, team, owner, invite_only
+):
+    """Someone opening a link while signed out is sent to log in: both pages name the team and
+    the role, and an address-bound invitation's address; a used link names nothing."""
+    link = Invitation.objects.create(team=team, invited_by=owner, role="admin")
+    login = client.get(f"/invite/{link.token}/", follow=True)
+    assert login.request["PATH_INFO"] == "/accounts/login/"
+    assert "You are invited to join Acme as an admin. Log in to accept it." in (
+        login.content.decode()
+    )
+    page = client.get(f"/accounts/signup/?next=/invite/{link.token}/").content.decode()
+    assert "You are invited to join Acme as an admin. Create your account to accept it." in page
+
+    bound = Invitation.objects.create(team=team, invited_by=owner, email="bob@example.com")
+    page = client.get(f"/accounts/signup/?next=/invite/{bound.token}/").content.decode()
+    assert "as a member. Create your account to accept it." in page
+    assert "It is for bob@example.com: sign up with that address." in page
+    page = client.get(f"/accounts/login/?next=/invite/{bound.token}/").content.decode()
+    assert "It is for bob@example.com: use the account with that address." in page
+
+    signup(client, "nina", next_url=f"/invite/{link.token}/")  # uses the link up
+    client.logout()
+    for url in ("/accounts/login/", "/accounts/signup/"):
+        assert (
+            "You are invited"
+            not in client.get(f"{url}?next=/invite/{link.token}/").content.decode()
+        )
