@@ -19,4 +19,25 @@ urlpatterns = [
         auth_views.PasswordChangeDoneView.as_view(),
         name="password_change_done",
     ),
+    # A forgotten password, by email (only where EMAIL_URL is set and passwords are on).
+    path(
+        "password/reset/",
+        views.when_reset_offered(views.PasswordResetView.as_view()),
+        name="password_reset",
+    ),
+    path(
+        "password/reset/sent/",
+        views.when_reset_offered(views.PasswordResetDoneView.as_view()),
+        name="password_reset_done",
+    ),
+    path(
+        "password/reset/<uidb64>/<token>/",
+        views.when_reset_offered(views.PasswordResetConfirmView.as_view()),
+        name="password_reset_confirm",
+    ),
+    path(
+        "password/reset/done/",
+        views.when_reset_offered(auth_views.PasswordResetCompleteView.as_view()),
+        name="password_reset_complete",
+    ),
 ]

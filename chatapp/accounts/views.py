@@ -1,3 +1,5 @@
+import hashlib
+from functools import wraps
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -7,10 +9,12 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.views import redirect_to_login
+from django.core.cache import cache
 from django.db import transaction
 from django.forms.utils import ErrorDict
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse_lazy
 from django.views.decorators.http import require_http_methods, require_POST
 
 from chatapp.accounts import actions
@@ -36,12 +40,69 @@ KEY_FORMS_SESSION_KEY = "api_key_forms"
 KEY_FORMS_KEPT = 20
 
 
+# One reset mail an address per this many seconds, however often the form is sent.
+RESET_MAIL_SECONDS = 5 * 60
+
+
 def sign_in_options() -> dict:
     """What the login page offers: the password form, the provider's button, or both."""
     return {
         "local_passwords": settings.LOCAL_PASSWORDS,
+        "password_reset": password_reset_offered(),
         "sso_label": settings.OIDC_BUTTON_LABEL if settings.OIDC_ENABLED else "",
     }
+
+
+def password_reset_offered() -> bool:
+    """A forgotten password is reset by email where people sign in with passwords and the
+    site can send mail (EMAIL_URL); elsewhere a site admin sets a new one in /admin/."""
+    return settings.LOCAL_PASSWORDS and bool(settings.EMAIL_URL)
+
+
+def when_reset_offered(view):
+    @wraps(view)
+    def offered(request, *args, **kwargs):
+        if not password_reset_offered():
+            raise Http404("Passwords are not reset by email here: a site admin sets a new one")
+        return view(request, *args, **kwargs)
+
+    return offered
+
+
+class PasswordResetView(auth_views.PasswordResetView):
+    """Asks for an address and mails a one-time link to the accounts with it (active, with a
+    password). The page after it reads the same whether or not an account has the address."""
+
+    http_method_names = ["get", "post"]
+    email_template_name = "registration/password_reset_email.txt"
+    subject_template_name = "registration/password_reset_subject.txt"
+    success_url = reverse_lazy("password_reset_done")
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.extra_email_context = {"valid_days": reset_link_days()}
+
+    def form_valid(self, form):
+        # The form cannot be used to flood someone's inbox: one mail an address a while.
+        address = form.cleaned_data["email"].strip().lower()
+        key = "password-reset:" + hashlib.sha256(address.encode()).hexdigest()
+        if not cache.add(key, True, RESET_MAIL_SECONDS):
+            return redirect(self.get_success_url())
+        return super().form_valid(form)
+
+
+def reset_link_days() -> int:
+    return settings.PASSWORD_RESET_TIMEOUT // (24 * 3600)
+
+
+class PasswordResetDoneView(auth_views.PasswordResetDoneView):
+    def get_context_data(self, **kwargs):
+        return {**super().get_context_data(**kwargs), "valid_days": reset_link_days()}
+
+
+class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
+    http_method_names = ["get", "post"]
+    success_url = reverse_lazy("password_reset_complete")
 
 
 class LoginView(auth_views.LoginView):

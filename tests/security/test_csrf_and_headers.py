@@ -8,6 +8,7 @@ import pytest
 from django.apps import apps
 from django.conf import settings
 from django.test import Client
+from django.utils.http import urlsafe_base64_encode
 
 from chatapp.chat.actions.sharing import share_conversation
 from chatapp.chat.models import Conversation, Message
@@ -27,8 +28,10 @@ APPS = ("accounts", "teams", "chat", "uploads", "tools")
 
 
 @pytest.fixture
-def own_ids(owner, member, team) -> dict:
-    """A real value for every route parameter, all belonging to the owner."""
+def own_ids(owner, member, team, settings) -> dict:
+    """A real value for every route parameter, all belonging to the owner. Mail is on, so the
+    password reset's pages are there to be swept too."""
+    settings.EMAIL_URL = "smtp://mail.example.com:25"
     conversation = Conversation.objects.create(team=team, owner=owner, model="m")
     question = Message.objects.create(conversation=conversation, role="user", content="q")
     shared = share_conversation(owner, conversation, "team")
@@ -47,6 +50,7 @@ def own_ids(owner, member, team) -> dict:
         "share_token": shared.token,
         "server_id": ToolServer.objects.create(team=team, name="t", url="https://9.9.9.9/").pk,
         "schema_id": JsonSchema.objects.create(team=team, name="s", schema={"type": "object"}).pk,
+        "uidb64": urlsafe_base64_encode(str(owner.pk).encode()),  # a reset link's, with token
     }
 
 

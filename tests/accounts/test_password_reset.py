@@ -1,0 +1,132 @@
+"""A forgotten password is reset by email where the site sends mail (EMAIL_URL) and people sign
+in with passwords; elsewhere the login page says a site admin sets a new one."""
+
+import re
+from urllib.parse import urlsplit
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core import mail
+from django.core.cache import cache
+
+from tests.conftest import PASSWORD
+
+NEW_PASSWORD = "a-new-long-pass-phrase-7"
+ROUTES = (
+    "/accounts/password/reset/",
+    "/accounts/password/reset/sent/",
+    "/accounts/password/reset/MQ/set-password/",
+    "/accounts/password/reset/done/",
+)
+
+
+@pytest.fixture
+def mail_on(settings):
+    settings.EMAIL_URL = "smtp://mail.example.com:25"
+    cache.clear()  # the per-address pause between mails
+    yield settings
+    cache.clear()
+
+
+def ask_reset(client, address: str):
+    return client.post("/accounts/password/reset/", {"email": address})
+
+
+def link_in(message) -> str:
+    """The path of the one link in a mail."""
+    (link,) = re.findall(r"https?://\S+", message.body)
+    return urlsplit(link).path
+
+
+def test_without_mail_the_login_page_sends_people_to_a_site_admin(client, db, settings):
+    settings.EMAIL_URL = ""
+    page = client.get("/accounts/login/").content.decode()
+    assert "Forgot your password? A site admin can set a new one for you." in page
+    assert "/accounts/password/reset/" not in page
+    for url in ROUTES:
+        assert client.get(url).status_code == 404
+    assert client.post(ROUTES[0], {"email": "max@example.com"}).status_code == 404
+    assert mail.outbox == []
+
+
+def test_a_forgotten_password_is_set_again_through_the_mailed_link(client, make_user, mail_on):
+    max_ = make_user("max")
+    page = client.get("/accounts/login/").content.decode()
+    assert 'href="/accounts/password/reset/"' in page
+
+    response = ask_reset(client, "MAX@example.com")  # the address in any case
+    assert response.status_code == 302 and response["Location"] == "/accounts/password/reset/sent/"
+    assert "Check your email" in client.get(response["Location"]).content.decode()
+    (message,) = mail.outbox
+    assert message.to == ["max@example.com"]
+    assert "max" in message.body and "for 3 days" in message.body
+    assert PASSWORD not in message.body
+
+    form = client.get(link_in(message), follow=True)
+    assert form.status_code == 200 and "Set a new password" in form.content.decode()
+    set_url = form.request["PATH_INFO"]
+    done = client.post(set_url, {"new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD})
+    assert done.status_code == 302 and done["Location"] == "/accounts/password/reset/done/"
+    max_.refresh_from_db()
+    assert max_.check_password(NEW_PASSWORD) and not max_.check_password(PASSWORD)
+
+    # The link works once.
+    again = client.get(link_in(message), follow=True).content.decode()
+    assert "This link does not work any more" in again
+
+
+def test_the_answer_is_the_same_whether_or_not_an_account_has_the_address(
+    client, make_user, mail_on
+):
+    make_user("max")
+    known = ask_reset(client, "max@example.com")
+    unknown = ask_reset(client, "nobody@example.com")
+    assert (known.status_code, known["Location"]) == (unknown.status_code, unknown["Location"])
+    assert [m.to for m in mail.outbox] == [["max@example.com"]]
+
+
+def test_one_mail_an_address_however_often_the_form_is_sent(client, make_user, mail_on):
+    make_user("max")
+    for _ in range(3):
+        assert ask_reset(client, "max@example.com").status_code == 302
+    assert len(mail.outbox) == 1
+
+
+def test_accounts_without_a_password_or_blocked_get_no_link(client, make_user, mail_on):
+    sso = make_user("sso")
+    sso.set_unusable_password()
+    sso.save()
+    make_user("blocked", is_active=False)
+    ask_reset(client, "sso@example.com")
+    ask_reset(client, "blocked@example.com")
+    assert mail.outbox == []
+
+
+def test_a_bad_or_tampered_link_says_so(client, make_user, mail_on):
+    max_ = make_user("max")
+    ask_reset(client, "max@example.com")
+    link = link_in(mail.outbox[0])
+    page = client.get(link[:-3] + "xyz/", follow=True)
+    assert page.status_code == 200
+    assert "This link does not work any more" in page.content.decode()
+    odd = client.get("/accounts/password/reset/%%%/x/")
+    assert odd.status_code == 200 and "This link does not work any more" in odd.content.decode()
+    max_.refresh_from_db()
+    assert max_.check_password(PASSWORD)
+
+
+def test_a_bad_address_is_a_clear_error_and_sends_nothing(client, db, mail_on):
+    response = ask_reset(client, "not an address")
+    assert response.status_code == 200
+    assert "Enter a valid email address." in response.content.decode()
+    assert mail.outbox == []
+
+
+def test_with_passwords_off_there_is_no_reset(client, make_user, mail_on):
+    make_user("max")
+    mail_on.LOCAL_PASSWORDS = False
+    for url in ROUTES:
+        assert client.get(url).status_code == 404
+    assert ask_reset(client, "max@example.com").status_code == 404
+    assert mail.outbox == []
+    assert get_user_model().objects.get(username="max").check_password(PASSWORD)
