@@ -8,10 +8,13 @@ from django.conf import settings
 from django.middleware.gzip import GZipMiddleware
 
 from chatapp.core import views
-from chatapp.core.logs import new_request_id, request_id_var
+from chatapp.core.logs import REDACTED, new_request_id, request_id_var
 
 access_log = logging.getLogger("chatapp.access")
 PROBES = {"/healthz": views.healthz, "/readyz": views.readyz, "/metrics": views.metrics}
+# Address parts that are credentials (whoever holds the address may use it): an invitation's
+# token and its confirmation's signature, a share link's token, a password reset link's token.
+CREDENTIAL_PARAMETERS = ("token", "signature", "share_token")
 
 # Scripts and styles only from our own origin: no inline script, no remote images.
 CONTENT_SECURITY_POLICY = "; ".join(
@@ -80,20 +83,33 @@ class RequestIdMiddleware:
     def _finish(self, request, response, started: float):
         response["X-Request-ID"] = request.request_id
         level = logging.DEBUG if request.path_info in PROBES else logging.INFO
+        path = loggable_path(request)
         access_log.log(
             level,
             "%s %s %s",
             request.method,
-            request.path,
+            path,
             response.status_code,
             extra={
                 "method": request.method,
-                "path": request.path,
+                "path": path,
                 "status": response.status_code,
                 "duration_ms": round((time.perf_counter() - started) * 1000, 1),
             },
         )
         return response
+
+
+def loggable_path(request) -> str:
+    """The request's path with the credentials in it blanked out, as the route named them."""
+    path = request.path
+    match = getattr(request, "resolver_match", None)
+    named = match.kwargs if match is not None else {}
+    for name in CREDENTIAL_PARAMETERS:
+        value = named.get(name)
+        if isinstance(value, str) and value:
+            path = path.replace(value, REDACTED)
+    return path
 
 
 class ProbeMiddleware:

@@ -85,6 +85,32 @@ def test_every_response_carries_a_request_id_and_an_access_line(client, db, log_
     assert "secret-search" not in json.dumps(access)
 
 
+def test_credentials_in_an_address_are_blanked_out_of_the_access_line(
+    client, team, owner, log_lines
+):
+    """An invitation's token, a share link's and a password reset link's are each enough to
+    use the address: the access log names the route, not the credential."""
+    from chatapp.chat.actions.sharing import share_conversation
+    from chatapp.chat.models import Conversation
+    from chatapp.teams.models import Invitation
+
+    invitation = Invitation.objects.create(team=team, invited_by=owner).token
+    share = share_conversation(
+        owner, Conversation.objects.create(team=team, owner=owner, model="m"), "team"
+    ).token
+    reset = "cw2h9t-0123456789abcdef0123456789abcdef"
+    client.force_login(owner)
+    client.get(f"/invite/{invitation}/")
+    client.get(f"/s/{share}/")
+    client.logout()
+    client.get(f"/accounts/password/reset/MQ/{reset}/")  # 404 without mail: still blanked
+    paths = [line["path"] for line in log_lines() if line["logger"] == "chatapp.access"]
+    assert paths[:2] == ["/invite/[redacted]/", "/s/[redacted]/"]
+    text = json.dumps(log_lines())
+    for secret in (invitation, share, reset):
+        assert secret not in text
+
+
 def test_a_well_formed_proxy_request_id_is_kept(client, db, log_lines):
     response = client.get("/accounts/login/", HTTP_X_REQUEST_ID="edge-7f3a.42")
     assert response["X-Request-ID"] == "edge-7f3a.42"

@@ -158,3 +158,44 @@ def test_a_busy_simulator_port_stops_make_run_instead_of_using_what_listens_ther
     assert code not in (None, 0)
     assert f"SIMULATOR_PORT {sim_port} is in use" in errors.read_text()
     assert not (tmp_path / "run.sqlite3").exists()
+
+
+def test_the_server_output_never_names_a_credential_in_an_address(tmp_path):
+    """The app's access line blanks an invitation's token (tests/core/test_logging.py); the
+    server under it writes no access line of its own that would name it whole."""
+    port, sim_port = free_port(), free_port()
+    env = clean_env(
+        PORT=str(port),
+        SIMULATOR_PORT=str(sim_port),
+        DATABASE_URL=f"sqlite:///{tmp_path / 'run.sqlite3'}",
+        MEDIA_ROOT=str(tmp_path / "media"),
+        SECRET_KEY="make-run-test-only",
+        PYTHONUNBUFFERED="1",
+    )
+    token = "invitation-token-that-must-stay-out-of-logs"
+    output = tmp_path / "output.txt"
+    with output.open("w") as written:
+        run = subprocess.Popen(
+            [sys.executable, "scripts/run.py"],
+            cwd=ROOT,
+            env=env,
+            stdout=written,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            wait_for_http(f"http://127.0.0.1:{port}/healthz", run, "make run", seconds=240)
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+                connection.sendall(
+                    f"GET /invite/{token}/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                    "Connection: close\r\n\r\n".encode()
+                )
+                assert connection.recv(64).startswith(b"HTTP/1.1 302")  # to the login page
+            os.killpg(run.pid, signal.SIGINT)
+            run.wait(timeout=60)
+        finally:
+            if run.poll() is None:
+                os.killpg(run.pid, signal.SIGKILL)
+    text = output.read_text()
+    assert "GET /invite/[redacted]/ 302" in text  # the app's own line
+    assert token not in text

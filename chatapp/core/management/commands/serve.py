@@ -1,5 +1,6 @@
 """`manage.py serve`: WEB_CONCURRENCY daphne processes on one port (chatapp.core.supervisor)."""
 
+import os
 import socket
 
 from django.conf import settings
@@ -57,7 +58,9 @@ class Command(BaseCommand):
         note = database_note(processes, connection.vendor)
         if note:
             self.stderr.write(note)
-        daphne_args = ["--verbosity", str(options["daphne_verbosity"])]
+        # The app writes its own access log (chatapp.access: the request id, credentials in
+        # the path blanked out); daphne's would repeat each line with the whole path.
+        daphne_args = ["--verbosity", str(options["daphne_verbosity"]), "--access-log", os.devnull]
         if options["proxy_headers"]:
             daphne_args.append("--proxy-headers")
         Supervisor(listener, processes, daphne_args, say=self.stderr.write).run()
