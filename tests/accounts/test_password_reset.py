@@ -8,6 +8,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core import mail
 from django.core.cache import cache
+from django.test import Client
 
 from tests.conftest import PASSWORD
 
@@ -51,6 +52,9 @@ def test_without_mail_the_login_page_sends_people_to_a_site_admin(client, db, se
 
 def test_a_forgotten_password_is_set_again_through_the_mailed_link(client, make_user, mail_on):
     max_ = make_user("max")
+    elsewhere = Client()
+    elsewhere.force_login(max_)
+    assert elsewhere.get("/").status_code == 200
     page = client.get("/accounts/login/").content.decode()
     assert 'href="/accounts/password/reset/"' in page
 
@@ -69,6 +73,7 @@ def test_a_forgotten_password_is_set_again_through_the_mailed_link(client, make_
     assert done.status_code == 302 and done["Location"] == "/accounts/password/reset/done/"
     max_.refresh_from_db()
     assert max_.check_password(NEW_PASSWORD) and not max_.check_password(PASSWORD)
+    assert elsewhere.get("/")["Location"].startswith("/accounts/login/")  # signed out there
 
     # The link works once.
     again = client.get(link_in(message), follow=True).content.decode()
