@@ -38,6 +38,18 @@ def running(pid: int) -> bool:
     return state != "Z"
 
 
+def run_env(tmp_path, port: int, sim_port: int) -> dict[str, str]:
+    """`make run`'s environment on these ports, with a database and media of the test's own."""
+    return clean_env(
+        PORT=str(port),
+        SIMULATOR_PORT=str(sim_port),
+        DATABASE_URL=f"sqlite:///{tmp_path / 'run.sqlite3'}",
+        MEDIA_ROOT=str(tmp_path / "media"),
+        SECRET_KEY="make-run-test-only",
+        PYTHONUNBUFFERED="1",
+    )
+
+
 @pytest.mark.parametrize(
     "signum",
     [
@@ -49,14 +61,7 @@ def running(pid: int) -> bool:
 )
 def test_make_run_stops_everything_it_started_without_a_traceback(tmp_path, signum):
     port, sim_port = free_port(), free_port()
-    env = clean_env(
-        PORT=str(port),
-        SIMULATOR_PORT=str(sim_port),
-        DATABASE_URL=f"sqlite:///{tmp_path / 'run.sqlite3'}",
-        MEDIA_ROOT=str(tmp_path / "media"),
-        SECRET_KEY="make-run-test-only",
-        PYTHONUNBUFFERED="1",
-    )
+    env = run_env(tmp_path, port, sim_port)
     stderr = tmp_path / "stderr.txt"
     started: list[int] = []
     with stderr.open("w") as errors:
@@ -164,14 +169,7 @@ def test_the_server_output_never_names_a_credential_in_an_address(tmp_path):
     """The app's access line blanks an invitation's token (tests/core/test_logging.py); the
     server under it writes no access line of its own that would name it whole."""
     port, sim_port = free_port(), free_port()
-    env = clean_env(
-        PORT=str(port),
-        SIMULATOR_PORT=str(sim_port),
-        DATABASE_URL=f"sqlite:///{tmp_path / 'run.sqlite3'}",
-        MEDIA_ROOT=str(tmp_path / "media"),
-        SECRET_KEY="make-run-test-only",
-        PYTHONUNBUFFERED="1",
-    )
+    env = run_env(tmp_path, port, sim_port)
     token = "invitation-token-that-must-stay-out-of-logs"
     output = tmp_path / "output.txt"
     with output.open("w") as written:
