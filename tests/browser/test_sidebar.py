@@ -95,6 +95,34 @@ def test_opening_a_conversation_shows_it_and_names_it_in_the_url(sidebar_page, c
     assert page.get_by_role("link", name="Alpha plan").get_attribute("aria-current") == "page"
 
 
+def test_a_conversation_loading_slowly_leaves_the_keyboard_where_the_user_put_it(
+    sidebar_page, conversations
+):
+    """Opening a conversation hands the keyboard to the message box once it has loaded, unless
+    the user went elsewhere meanwhile: a row's menu opened then stays open, its item focused."""
+    page = sidebar_page
+    held = []
+    address = re.compile(rf"/api/conversations/{conversations['Alpha plan']}/$")
+    page.route(address, lambda route: held.append(route))  # answered when let go, below
+    page.get_by_role("link", name="Alpha plan").click()
+    page.wait_for_url(f"**/c/{conversations['Alpha plan']}/")
+    while not held:
+        page.wait_for_timeout(50)
+    page.get_by_role("link", name="Beta notes").focus()
+    page.keyboard.press("ArrowRight")  # the row's menu, its first item focused
+    rename = page.get_by_role("menuitem", name="Rename")
+    expect(rename).to_be_focused()
+    held[0].continue_()
+    ChatPage(page).answers.first.get_by_text("A zebra.").wait_for()
+    expect(rename).to_be_focused()
+    page.unroute(address)
+
+    # Nothing focused elsewhere: the message box has it, as before.
+    page.keyboard.press("Escape")
+    page.get_by_role("link", name="Gamma ideas").click()
+    expect(ChatPage(page).input).to_be_focused()
+
+
 def test_rename_with_the_keyboard_is_saved(sidebar_page, conversations):
     page = sidebar_page
     page.get_by_role("link", name="Gamma ideas").focus()

@@ -307,6 +307,7 @@ class ChatPage {
   // ---- conversations ----------------------------------------------------------------------
 
   async open(id, { push, messageId = null }) {
+    const focused = document.activeElement;
     if (id !== this.state.conversationId) this.leaveTemporary();
     this.state.opening(id);
     this.state.landing = messageId;
@@ -335,7 +336,10 @@ class ChatPage {
     if (landing !== null && !this.state.message(landing)) {
       this.socket.send({ type: "chat.switch", message_id: landing });
     }
-    this.input.focus();
+    // The message box takes the keyboard, unless the user put it elsewhere while the
+    // conversation loaded (a row's menu, the search box).
+    const moved = document.activeElement !== focused && document.activeElement !== document.body;
+    if (!moved) this.input.focus();
   }
 
   /** The prompt a new conversation started with (sent once, when it was created). */
