@@ -29,21 +29,24 @@ def invitation_in(next_url: str) -> Invitation | None:
     return invitation if invitation is not None and invitation.is_usable else None
 
 
+# How the login and signup pages ask the holder of an invitation link to accept it, and which
+# account an invitation for one address needs.
+ACCEPTING = {
+    "login": ("Log in to accept it.", "use the account with that address"),
+    "signup": ("Create your account to accept it.", "sign up with that address"),
+}
+
+
 def invitation_notice(invitation: Invitation | None, page: str) -> str:
     """What the login or signup `page` says of the invitation its `next` leads to: whoever
     holds the link should know what signing in is for."""
     if invitation is None:
         return ""
     role = {"owner": "an owner", "admin": "an admin"}.get(invitation.role, "a member")
-    notice = f"You are invited to join {invitation.team.name} as {role}."
-    if page == "signup":
-        notice += " Create your account to accept it."
-        if invitation.email:
-            notice += f" It is for {invitation.email}: sign up with that address."
-    else:
-        notice += " Log in to accept it."
-        if invitation.email:
-            notice += f" It is for {invitation.email}: use the account with that address."
+    accept, account = ACCEPTING[page]
+    notice = f"You are invited to join {invitation.team.name} as {role}. {accept}"
+    if invitation.email:
+        notice += f" It is for {invitation.email}: {account}."
     return notice
 
 
