@@ -56,7 +56,7 @@ class ChatPage {
     this.shownPrompt = undefined; // the system prompt last drawn (redrawing would fold it)
     this.composer = $("composer");
     this.input = $("composer-input");
-    this.invitation = this.input.placeholder;
+    this.askPlaceholder = this.input.placeholder; // "Message Llama…"
     this.sendButton = $("send-button");
     this.stopButton = $("stop-button");
     this.promptPicker = $("prompt-picker");
@@ -933,7 +933,7 @@ class ChatPage {
     this.stopButton.disabled = state.streaming === null || state.streaming.id === null;
     const empty = this.input.value.trim() === "" && state.readyUploads.length === 0;
     this.input.disabled = this.readOnly; // nothing more is asked there (forbidden)
-    this.input.placeholder = this.readOnly ? "Nothing more can be asked here" : this.invitation;
+    this.input.placeholder = this.readOnly ? "Nothing more can be asked here" : this.askPlaceholder;
     $("composer-hint").hidden = this.readOnly; // how to send, where nothing can be
     this.attachButton.disabled = this.readOnly; // nor are files for it stored
     // Nor does a chat start there, with a suggestion, a prompt, a model or other settings.
