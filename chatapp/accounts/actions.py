@@ -168,6 +168,20 @@ def audit_password_set(actor: Any, user: Any) -> None:
     )
 
 
+# How a user set their own password: the audit's `how`, and the summary's words for it.
+OWN_PASSWORD = {
+    "change": "changed their password",
+    "reset": "set a new password with a reset link mailed to them",
+}
+
+
+def audit_own_password(user: Any, how: str) -> None:
+    """A password the user set themselves: changed while signed in, or reset by email."""
+    who = user.get_username()
+    summary = f"{who} {OWN_PASSWORD[how]}"
+    team_actions.audit(None, user, AuditAction.USER_PASSWORD, summary, user=who, how=how)
+
+
 def delete_users(actor: Any, users: Iterable[Any]) -> None:
     """Delete these accounts with what is theirs, all or none, each audited on the site. Their
     personal team goes with them only when nobody else is in it; otherwise it is handed over

@@ -1,5 +1,5 @@
 from django.contrib.auth import views as auth_views
-from django.urls import path, reverse_lazy
+from django.urls import path
 
 from chatapp.accounts import views
 
@@ -9,9 +9,7 @@ urlpatterns = [
     path("signup/", views.signup, name="signup"),
     path(
         "password/",
-        auth_views.PasswordChangeView.as_view(
-            http_method_names=["get", "post"], success_url=reverse_lazy("password_change_done")
-        ),
+        views.PasswordChangeView.as_view(),
         name="password_change",
     ),
     path(

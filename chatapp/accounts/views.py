@@ -104,6 +104,23 @@ class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
     http_method_names = ["get", "post"]
     success_url = reverse_lazy("password_reset_complete")
 
+    def form_valid(self, form):
+        with transaction.atomic():
+            response = super().form_valid(form)
+            actions.audit_own_password(form.user, "reset")
+        return response
+
+
+class PasswordChangeView(auth_views.PasswordChangeView):
+    http_method_names = ["get", "post"]
+    success_url = reverse_lazy("password_change_done")
+
+    def form_valid(self, form):
+        with transaction.atomic():
+            response = super().form_valid(form)
+            actions.audit_own_password(form.user, "change")
+        return response
+
 
 class LoginView(auth_views.LoginView):
     http_method_names = ["get", "post"]  # Django's FormView would treat a PUT as a POST

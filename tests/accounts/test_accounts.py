@@ -3,7 +3,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
 from chatapp.teams.actions import ensure_personal_team
-from chatapp.teams.models import Membership, Role, Team
+from chatapp.teams.models import AuditEvent, Membership, Role, Team
 from chatapp.teams.services import current_team
 from tests.conftest import PASSWORD
 
@@ -162,6 +162,10 @@ def test_the_password_change_page_is_linked_from_settings_and_works(member_clien
     assert member_client.get(response["Location"]).status_code == 200
     member.refresh_from_db()
     assert member.check_password(new)
+    (event,) = AuditEvent.objects.filter(action="user.password")
+    assert (event.team, event.actor, event.summary) == (None, member, "max changed their password")
+    assert event.details == {"user": "max", "how": "change"}
+    assert new not in str(event.details) and PASSWORD not in str(event.details)
 
 
 def test_an_account_without_a_password_is_not_offered_a_password_change(member_client, member):
@@ -180,6 +184,7 @@ def test_a_bad_password_change_says_why_and_keeps_the_old_password(member_client
     assert b"field-error" in response.content
     member.refresh_from_db()
     assert member.check_password(PASSWORD)
+    assert not AuditEvent.objects.filter(action="user.password").exists()
 
 
 def test_the_password_change_page_needs_a_login(client, db):

@@ -10,6 +10,7 @@ from django.core import mail
 from django.core.cache import cache
 from django.test import Client
 
+from chatapp.teams.models import AuditEvent
 from tests.conftest import PASSWORD
 
 NEW_PASSWORD = "a-new-long-pass-phrase-7"
@@ -69,11 +70,17 @@ def test_a_forgotten_password_is_set_again_through_the_mailed_link(client, make_
     form = client.get(link_in(message), follow=True)
     assert form.status_code == 200 and "Set a new password" in form.content.decode()
     set_url = form.request["PATH_INFO"]
+    mismatched = {"new_password1": NEW_PASSWORD, "new_password2": "not-the-same-phrase-7"}
+    assert client.post(set_url, mismatched).status_code == 200
+    assert not AuditEvent.objects.filter(action="user.password").exists()
     done = client.post(set_url, {"new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD})
     assert done.status_code == 302 and done["Location"] == "/accounts/password/reset/done/"
     max_.refresh_from_db()
     assert max_.check_password(NEW_PASSWORD) and not max_.check_password(PASSWORD)
     assert elsewhere.get("/")["Location"].startswith("/accounts/login/")  # signed out there
+    (event,) = AuditEvent.objects.filter(action="user.password")
+    assert (event.team, event.actor, event.details) == (None, max_, {"user": "max", "how": "reset"})
+    assert event.summary == "max set a new password with a reset link mailed to them"
 
     # The link works once.
     again = client.get(link_in(message), follow=True).content.decode()
