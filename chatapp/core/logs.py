@@ -7,6 +7,7 @@ import logging
 import re
 import uuid
 from contextvars import ContextVar
+from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
 
@@ -18,6 +19,9 @@ _INCOMING_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # Settings whose values must never reach a log line, whatever a caller passes in.
 SECRET_SETTINGS = ("LLAMA_API_KEY", "SECRET_KEY", "METRICS_TOKEN")
 REDACTED = "[redacted]"
+# Address parts that are credentials (whoever holds the address may use it): an invitation's
+# token and its confirmation's signature, a share link's token, a password reset link's token.
+CREDENTIAL_PARAMETERS = ("token", "signature", "share_token")
 
 
 def new_request_id(incoming: str | None = None) -> str:
@@ -33,6 +37,37 @@ class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "request_id"):
             record.request_id = request_id_var.get()
+        return True
+
+
+def loggable_path(request) -> str:
+    """The request's path with the credentials in it blanked out, as the route named them."""
+    path = request.path
+    match = getattr(request, "resolver_match", None)
+    named = match.kwargs if match is not None else {}
+    for name in CREDENTIAL_PARAMETERS:
+        value = named.get(name)
+        if isinstance(value, str) and value:
+            path = path.replace(value, REDACTED)
+    return path
+
+
+class RequestPathFilter(logging.Filter):
+    """Django's own lines about a request (a 500 from `django.request`, `django.security`) name
+    its path and carry the request: both as the access log writes them, credentials blanked
+    and no query string."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        request: Any = getattr(record, "request", None)
+        path = getattr(request, "path", None)
+        if not isinstance(path, str):
+            return True
+        safe = loggable_path(request)
+        record.request = f"{request.method} {safe}"
+        if safe != path and isinstance(record.args, tuple):
+            # Django passes the path escaped (log_response's unicode_escape) as an argument.
+            escaped, blanked = (p.encode("unicode_escape").decode("ascii") for p in (path, safe))
+            record.args = tuple(blanked if arg in (path, escaped) else arg for arg in record.args)
         return True
 
 
@@ -82,14 +117,17 @@ def logging_config(level: str, fmt: str) -> dict:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"request_id": {"()": RequestIdFilter}},
+        "filters": {
+            "request_id": {"()": RequestIdFilter},
+            "request_path": {"()": RequestPathFilter},
+        },
         "formatters": {fmt: formatters[fmt]},
         "handlers": {
             "stdout": {
                 "class": "logging.StreamHandler",
                 "stream": "ext://sys.stdout",
                 "formatter": fmt,
-                "filters": ["request_id"],
+                "filters": ["request_id", "request_path"],
             }
         },
         "root": {"handlers": ["stdout"], "level": level},

@@ -8,13 +8,10 @@ from django.conf import settings
 from django.middleware.gzip import GZipMiddleware
 
 from chatapp.core import views
-from chatapp.core.logs import REDACTED, new_request_id, request_id_var
+from chatapp.core.logs import loggable_path, new_request_id, request_id_var
 
 access_log = logging.getLogger("chatapp.access")
 PROBES = {"/healthz": views.healthz, "/readyz": views.readyz, "/metrics": views.metrics}
-# Address parts that are credentials (whoever holds the address may use it): an invitation's
-# token and its confirmation's signature, a share link's token, a password reset link's token.
-CREDENTIAL_PARAMETERS = ("token", "signature", "share_token")
 
 # Scripts and styles only from our own origin: no inline script, no remote images.
 CONTENT_SECURITY_POLICY = "; ".join(
@@ -98,18 +95,6 @@ class RequestIdMiddleware:
             },
         )
         return response
-
-
-def loggable_path(request) -> str:
-    """The request's path with the credentials in it blanked out, as the route named them."""
-    path = request.path
-    match = getattr(request, "resolver_match", None)
-    named = match.kwargs if match is not None else {}
-    for name in CREDENTIAL_PARAMETERS:
-        value = named.get(name)
-        if isinstance(value, str) and value:
-            path = path.replace(value, REDACTED)
-    return path
 
 
 class ProbeMiddleware:

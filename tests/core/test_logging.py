@@ -18,7 +18,8 @@ def log_lines():
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(config["formatters"]["json"]["()"](**options))
-    handler.addFilter(config["filters"]["request_id"]["()"]())
+    for name in config["handlers"]["stdout"]["filters"]:
+        handler.addFilter(config["filters"][name]["()"]())
     root = logging.getLogger()
     previous_level = root.level
     root.addHandler(handler)
@@ -109,6 +110,29 @@ def test_credentials_in_an_address_are_blanked_out_of_the_access_line(
     text = json.dumps(log_lines())
     for secret in (invitation, share, reset):
         assert secret not in text
+
+
+def test_a_failed_request_s_error_line_blanks_the_credential_in_its_address(
+    client, team, owner, log_lines, monkeypatch
+):
+    """Django's own line for a 500 names the path too, and carries the request."""
+    from chatapp.teams import views
+    from chatapp.teams.models import Invitation
+
+    def fails(*args, **kwargs):
+        raise RuntimeError("the page could not be built")
+
+    monkeypatch.setattr(views, "_invitation_page", fails)
+    token = Invitation.objects.create(team=team, invited_by=owner).token
+    client.raise_request_exception = False
+    client.force_login(owner)
+    assert client.get(f"/invite/{token}/?next=/secret-search").status_code == 500
+    lines = log_lines()
+    (error,) = [line for line in lines if line["logger"] == "django.request"]
+    assert error["message"] == "Internal Server Error: /invite/[redacted]/"
+    assert "RuntimeError: the page could not be built" in error["exc_info"]
+    assert error["request"] == "GET /invite/[redacted]/"
+    assert token not in json.dumps(lines) and "secret-search" not in json.dumps(lines)
 
 
 def test_a_well_formed_proxy_request_id_is_kept(client, db, log_lines):
