@@ -228,6 +228,15 @@ def test_files_added_together_are_announced_together(logged_in_page):
     expect(tray(page).locator("[role=status], [role=alert]")).to_have_count(0)
 
 
+def test_the_tray_gives_each_file_s_size(logged_in_page):
+    page = logged_in_page
+    one = {"name": "one.txt", "type": "text/plain", "data": encoded(b"x")}
+    drop(page, one, text_file("notes.txt"))
+    wait_until_attached(page, 2)
+    details = tray(page).locator(".draft-detail")
+    expect(details).to_have_text(["1 byte", "16 bytes"])
+
+
 def test_a_file_the_server_refuses_shows_its_error_and_blocks_sending(logged_in_page):
     page = logged_in_page
     fake = {"name": "fake.png", "type": "image/png", "data": encoded(b"not an image at all")}

@@ -44,6 +44,15 @@ def test_verify_passes_on_an_untouched_trail(trail):
     assert verify() == f"The audit trail is intact: {len(trail)} events checked.\n"
 
 
+def test_one_event_is_counted_in_the_singular(trail):
+    AuditEvent.objects.exclude(pk=trail[0].pk).delete()
+    assert verify() == "The audit trail is intact: 1 event checked.\n"
+    actions.create_team(trail[0].actor, "Second")
+    AuditEvent.objects.filter(pk=AuditEvent.objects.latest("id").pk).update(summary="x")
+    with pytest.raises(CommandError, match="The 1 event before it is intact.$"):
+        verify()
+
+
 def test_verify_fails_naming_the_first_edited_row(trail):
     AuditEvent.objects.filter(pk=trail[1].pk).update(summary="nothing happened")
     with pytest.raises(CommandError, match=f"broken at event {trail[1].pk}: its content"):
@@ -145,7 +154,12 @@ def test_site_admin_sees_the_chain_status_and_the_trail(client, site_admin, trai
     assert response.status_code == 200
     assert f"The hash chain is intact: {len(trail)} events checked." in response.content.decode()
     AuditEvent.objects.filter(pk=trail[0].pk).update(summary="x")
-    assert f"broken at event {trail[0].pk}" in client.get(EXPORT_URL).content.decode()
+    broken = client.get(EXPORT_URL).content.decode()
+    assert f"broken at event {trail[0].pk}" in broken
+    assert "The 0 events before it are intact." in broken
+    AuditEvent.objects.exclude(pk=trail[0].pk).delete()
+    AuditEvent.objects.filter(pk=trail[0].pk).update(summary=trail[0].summary)
+    assert "The hash chain is intact: 1 event checked." in client.get(EXPORT_URL).content.decode()
 
 
 def test_an_empty_site_trail_says_so_instead_of_an_empty_table(client, site_admin):

@@ -13,9 +13,9 @@ export function uploadUrl(id) {
   return `/api/uploads/${id}/`;
 }
 
-/** "512 bytes", "48 KB", "1.5 MB" */
+/** "1 byte", "512 bytes", "48 KB", "1.5 MB" */
 export function formatBytes(bytes) {
-  if (bytes < 1024) return `${bytes} bytes`;
+  if (bytes < 1024) return bytes === 1 ? "1 byte" : `${bytes} bytes`;
   if (bytes < 1024 * 1024) return `${Math.round(bytes / 1024)} KB`;
   const megabytes = bytes / (1024 * 1024);
   return `${megabytes < 10 ? megabytes.toFixed(1).replace(/\.0$/, "") : Math.round(megabytes)} MB`;
@@ -58,7 +58,8 @@ export function checkFiles(files, { drafts, limits, model }) {
         `${name} is too large: files may be at most ${formatBytes(limits.maxFileBytes)}.`,
       );
     } else if (count + 1 > limits.maxFiles) {
-      refusals.push(`${name} was not attached: a message takes at most ${limits.maxFiles} files.`);
+      const most = limits.maxFiles === 1 ? "1 file" : `${limits.maxFiles} files`;
+      refusals.push(`${name} was not attached: a message takes at most ${most}.`);
     } else if (total + file.size > limits.maxMessageBytes) {
       refusals.push(
         `${name} was not attached: the files of one message may be at most ${formatBytes(limits.maxMessageBytes)} together.`,

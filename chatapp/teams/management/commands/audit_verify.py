@@ -11,6 +11,10 @@ class Command(BaseCommand):
         if problem is not None:
             raise CommandError(
                 f"The audit trail is broken at event {problem.event_id}: {problem.reason}."
-                f" The {checked} events before it are intact."
+                f" The {events(checked)} before it {'is' if checked == 1 else 'are'} intact."
             )
-        self.stdout.write(f"The audit trail is intact: {checked} events checked.")
+        self.stdout.write(f"The audit trail is intact: {events(checked)} checked.")
+
+
+def events(count: int) -> str:
+    return f"{count} event" if count == 1 else f"{count} events"
