@@ -7,6 +7,7 @@ class CoreConfig(AppConfig):
     label = "core"
 
     def ready(self) -> None:
+        from chatapp.core import checks  # noqa: F401 (registers them)
         from chatapp.core.converters import IdConverter
 
         register_converter(IdConverter, "id")

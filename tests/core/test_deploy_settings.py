@@ -38,6 +38,23 @@ def test_turning_the_https_redirect_off_is_reported_by_check_deploy():
     assert "security.W008" in result.stderr
 
 
+@pytest.mark.parametrize("key", ["field-key", "a" * 40])
+def test_a_guessable_field_encryption_key_is_reported_by_check_deploy(key):
+    result = manage("check", "--deploy", **PRODUCTION, FIELD_ENCRYPTION_KEY=key)
+    assert result.returncode == 0  # a warning: the key still works
+    assert "chatapp.W001" in result.stderr and "FIELD_ENCRYPTION_KEY has" in result.stderr
+    assert key not in result.stderr
+    strong = manage(
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        **PRODUCTION,
+        FIELD_ENCRYPTION_KEY=secrets.token_urlsafe(32),
+    )
+    assert strong.returncode == 0, strong.stderr
+
+
 def test_a_missing_secret_key_stops_start_up_naming_it():
     result = manage("check", ALLOWED_HOSTS="chat.example.com")
     assert result.returncode != 0

@@ -1,0 +1,30 @@
+"""`manage.py check --deploy` findings of our own, beside Django's security checks."""
+
+from django.conf import settings
+from django.core.checks import Tags, Warning, register
+
+# As Django's security.W009 asks of SECRET_KEY, scaled to what HKDF needs of a secret.
+FIELD_KEY_MIN_LENGTH = 32
+FIELD_KEY_MIN_UNIQUE = 5
+
+
+@register(Tags.security, deploy=True)
+def field_encryption_key_strength(app_configs, **kwargs) -> list[Warning]:
+    """A short or repetitive FIELD_ENCRYPTION_KEY is guessable, and with it every team's
+    provider key in a copy of the database. It still works: refusing it would leave the keys
+    encrypted with it unreadable."""
+    key = settings.FIELD_ENCRYPTION_KEY
+    if not key or (len(key) >= FIELD_KEY_MIN_LENGTH and len(set(key)) >= FIELD_KEY_MIN_UNIQUE):
+        return []
+    return [
+        Warning(
+            f"FIELD_ENCRYPTION_KEY has {len(key)} characters ({len(set(key))} different): it is"
+            " easy to guess, and with it the team provider keys stored in the database.",
+            hint=(
+                f"Use at least {FIELD_KEY_MIN_LENGTH} random characters (`openssl rand -base64"
+                " 32`). The provider keys saved under the old value must then be entered again"
+                " by their teams' owners."
+            ),
+            id="chatapp.W001",
+        )
+    ]
