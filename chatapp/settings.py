@@ -129,6 +129,11 @@ if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
     SECRET_KEY = dev_secret_key()
+# Earlier SECRET_KEYs while rotating it, comma-separated: sessions, password reset links and
+# team provider keys made with one still work. Remove them once the provider keys are saved again.
+SECRET_KEY_FALLBACKS = [
+    k.strip() for k in env.list("SECRET_KEY_FALLBACKS", default=[]) if k.strip()
+]
 
 ALLOWED_HOSTS = [h.strip() for h in env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])]
 if not ALLOWED_HOSTS or any(not h for h in ALLOWED_HOSTS):

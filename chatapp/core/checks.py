@@ -22,8 +22,8 @@ def field_encryption_key_strength(app_configs, **kwargs) -> list[Warning]:
             " easy to guess, and with it the team provider keys stored in the database.",
             hint=(
                 f"Use at least {FIELD_KEY_MIN_LENGTH} random characters (`openssl rand -base64"
-                " 32`). The provider keys saved under the old value must then be entered again"
-                " by their teams' owners."
+                " 32`), then move the stored secrets to it with `manage.py reencrypt_secrets`"
+                " (docs/operations.md, Rotating SECRET_KEY)."
             ),
             id="chatapp.W001",
         )

@@ -17,7 +17,7 @@ request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 # Ids from a proxy are reused only when they are short and plain, so they cannot forge log lines.
 _INCOMING_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # Settings whose values must never reach a log line, whatever a caller passes in.
-SECRET_SETTINGS = ("LLAMA_API_KEY", "SECRET_KEY", "METRICS_TOKEN")
+SECRET_SETTINGS = ("LLAMA_API_KEY", "SECRET_KEY", "SECRET_KEY_FALLBACKS", "METRICS_TOKEN")
 REDACTED = "[redacted]"
 # Address parts that are credentials (whoever holds the address may use it): an invitation's
 # token and its confirmation's signature, a share link's token, a password reset link's token.
@@ -88,7 +88,10 @@ def configured_secrets() -> list[str]:
 
     if not settings.configured:
         return []
-    values = (getattr(settings, name, "") for name in SECRET_SETTINGS)
+    values: list = []
+    for name in SECRET_SETTINGS:
+        value = getattr(settings, name, "")
+        values.extend(value if isinstance(value, list) else [value])
     # Short values would blank out ordinary words; real keys are long.
     return [value for value in values if isinstance(value, str) and len(value) >= 8]
 

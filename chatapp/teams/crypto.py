@@ -2,7 +2,8 @@
 
 The key is derived with HKDF from FIELD_ENCRYPTION_KEY when set, else from SECRET_KEY.
 Decryption also tries the other secrets (and SECRET_KEY_FALLBACKS), so setting
-FIELD_ENCRYPTION_KEY later, or rotating SECRET_KEY with a fallback, keeps stored keys readable.
+FIELD_ENCRYPTION_KEY later, or rotating SECRET_KEY with a fallback, keeps stored keys readable;
+`manage.py reencrypt_secrets` then encrypts them all with the current one.
 """
 
 import base64
@@ -37,15 +38,27 @@ def _secrets() -> list[str]:
     return list(dict.fromkeys(secret for secret in candidates if secret))
 
 
+def _keys() -> MultiFernet:
+    return MultiFernet([_fernet(secret) for secret in _secrets()])
+
+
 def encrypt(plain: str) -> str:
-    return MultiFernet([_fernet(secret) for secret in _secrets()]).encrypt(plain.encode()).decode()
+    return _keys().encrypt(plain.encode()).decode()
 
 
 def decrypt(token: str) -> str:
     try:
-        return MultiFernet([_fernet(s) for s in _secrets()]).decrypt(token.encode()).decode()
+        return _keys().decrypt(token.encode()).decode()
     except InvalidToken:
         raise KeyUnreadable(
             "The team's provider key can no longer be read (the server's secret changed):"
             " a team owner must enter it again."
         ) from None
+
+
+def reencrypt(token: str) -> str:
+    """The same secret, encrypted with the current key (the first of `_secrets`)."""
+    try:
+        return _keys().rotate(token.encode()).decode()
+    except InvalidToken:
+        raise KeyUnreadable("encrypted with a secret this server no longer has") from None

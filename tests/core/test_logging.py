@@ -57,15 +57,21 @@ def test_exceptions_stay_on_one_line(log_lines):
     assert "ValueError: boom" in line["exc_info"]
 
 
-@override_settings(LLAMA_API_KEY="llm-live-key-0123456789", METRICS_TOKEN="scrape-token-99887766")
+@override_settings(
+    LLAMA_API_KEY="llm-live-key-0123456789",
+    METRICS_TOKEN="scrape-token-99887766",
+    SECRET_KEY_FALLBACKS=["the-old-secret-key-5566"],
+)
 def test_configured_secrets_never_reach_a_line(log_lines):
     log = logging.getLogger("chatapp.test")
     log.error("upstream said: bad key llm-live-key-0123456789")
     log.info("token", extra={"header": "Bearer scrape-token-99887766"})
+    log.warning("signed with the-old-secret-key-5566")
     text = json.dumps(log_lines())
     assert "llm-live-key-0123456789" not in text
     assert "scrape-token-99887766" not in text
-    assert text.count("[redacted]") == 2
+    assert "the-old-secret-key-5566" not in text
+    assert text.count("[redacted]") == 3
 
 
 def test_every_response_carries_a_request_id_and_an_access_line(client, db, log_lines):

@@ -224,6 +224,15 @@ def test_a_key_or_token_read_from_a_file_loses_its_line_break():
     assert (key, token) == ("llama-key", "scrape")
 
 
+def test_earlier_secret_keys_are_a_comma_separated_list():
+    base = {"SECRET_KEY": "x" * 50}
+    assert loaded_setting("SECRET_KEY_FALLBACKS", **base) == []
+    fallbacks = loaded_setting(
+        "SECRET_KEY_FALLBACKS", **base, SECRET_KEY_FALLBACKS=" old-1, old-2,"
+    )
+    assert fallbacks == ["old-1", "old-2"]
+
+
 def test_values_that_worked_keep_working():
     base = {"SECRET_KEY": "x" * 50}
     # Any text is a key (HKDF derives the cipher's key from it), kept exactly as given.

@@ -1,6 +1,7 @@
 """Provider keys at rest: Fernet with a key derived from FIELD_ENCRYPTION_KEY or SECRET_KEY."""
 
 import pytest
+from django.test import Client
 
 from chatapp.teams import crypto
 
@@ -42,3 +43,16 @@ def test_keys_stay_readable_after_rotating_secret_key_with_a_fallback(settings):
 def test_a_damaged_token_is_unreadable():
     with pytest.raises(crypto.KeyUnreadable):
         crypto.decrypt("not-a-token")
+
+
+def test_sessions_outlive_a_rotated_secret_key_only_with_it_as_a_fallback(member, settings):
+    kept, lost = Client(), Client()
+    kept.force_login(member)
+    lost.force_login(member)
+    old = settings.SECRET_KEY
+    settings.SECRET_KEY = "the-new-secret-key-0123456789"
+    settings.SECRET_KEY_FALLBACKS = [old]
+    assert kept.get("/settings/").status_code == 200  # and re-signed with the new key
+    settings.SECRET_KEY_FALLBACKS = []
+    assert kept.get("/settings/").status_code == 200
+    assert lost.get("/settings/")["Location"].startswith("/accounts/login/")
