@@ -34,3 +34,14 @@ class UserSettings(models.Model):
 
     def __str__(self) -> str:
         return f"Settings of {self.user}"
+
+
+class PasswordResetMail(models.Model):
+    """When a reset link last went to an address (its SHA-256, not the address): one a while
+    per address, however many server processes take the form."""
+
+    address_digest = models.CharField(max_length=64, unique=True)
+    sent_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"Reset mail at {self.sent_at:%Y-%m-%d %H:%M}"

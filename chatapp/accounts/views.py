@@ -1,4 +1,3 @@
-import hashlib
 from functools import wraps
 from urllib.parse import urlsplit
 
@@ -9,7 +8,6 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.views import redirect_to_login
-from django.core.cache import cache
 from django.db import transaction
 from django.forms.utils import ErrorDict
 from django.http import Http404, HttpRequest, HttpResponse
@@ -84,9 +82,7 @@ class PasswordResetView(auth_views.PasswordResetView):
 
     def form_valid(self, form):
         # The form cannot be used to flood someone's inbox: one mail an address a while.
-        address = form.cleaned_data["email"].strip().lower()
-        key = "password-reset:" + hashlib.sha256(address.encode()).hexdigest()
-        if not cache.add(key, True, RESET_MAIL_SECONDS):
+        if not actions.reset_mail_due(form.cleaned_data["email"], RESET_MAIL_SECONDS):
             return redirect(self.get_success_url())
         return super().form_valid(form)
 
