@@ -519,6 +519,14 @@ if UPLOADS_S3_BUCKET:
         },
     }
 else:
+    # The bucket's other settings without it: files would go to the local disk unnoticed.
+    s3_settings = ("ENDPOINT_URL", "REGION", "PREFIX", "ACCESS_KEY_ID", "SECRET_ACCESS_KEY")
+    if given := [f"UPLOADS_S3_{n}" for n in s3_settings if env.str(f"UPLOADS_S3_{n}", default="")]:
+        raise ImproperlyConfigured(
+            f"{' and '.join(given)} {'is' if len(given) == 1 else 'are'} set but"
+            " UPLOADS_S3_BUCKET is not: set the bucket to store files there, or unset"
+            f" {'it' if len(given) == 1 else 'them'} to keep files on this disk (MEDIA_ROOT)"
+        )
     UPLOADS_STORAGE = {
         "BACKEND": "django.core.files.storage.FileSystemStorage",
         "OPTIONS": {"location": str(MEDIA_ROOT), "file_permissions_mode": 0o600},

@@ -167,6 +167,12 @@ def test_allowed_hosts_and_protocol_are_read():
             {"SECRET_KEY": "x" * 50, "UPLOADS_S3_BUCKET": "b", "UPLOADS_S3_ENDPOINT_URL": "s3://b"},
             "UPLOADS_S3_ENDPOINT_URL",
         ),
+        # Without the bucket, its other settings were ignored: files stayed on the local disk.
+        ({"SECRET_KEY": "x" * 50, "UPLOADS_S3_ENDPOINT_URL": "https://minio:9000"}, "BUCKET"),
+        (
+            {"SECRET_KEY": "x" * 50, "UPLOADS_S3_REGION": "eu", "UPLOADS_S3_PREFIX": "chat"},
+            "UPLOADS_S3_REGION and UPLOADS_S3_PREFIX are set but UPLOADS_S3_BUCKET is not",
+        ),
         # Never equal to a model's id, so that model silently never saw images.
         ({"SECRET_KEY": "x" * 50, "LLAMA_IMAGE_MODELS": "Llama 4 Scout"}, "LLAMA_IMAGE_MODELS"),
         ({"SECRET_KEY": "x" * 50, "LLAMA_IMAGE_MODELS": "a,llava\x0713b"}, "LLAMA_IMAGE_MODELS"),
