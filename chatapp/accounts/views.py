@@ -27,6 +27,7 @@ from chatapp.accounts.signup import (
 from chatapp.core.permissions import is_site_admin
 from chatapp.core.redirects import safe_next
 from chatapp.core.requests import AuthenticatedHttpRequest
+from chatapp.core.words import counted
 from chatapp.teams import actions as team_actions
 from chatapp.teams import api_keys, budgets
 from chatapp.teams.models import Invitation
@@ -209,7 +210,7 @@ def login_locked_out(request: HttpRequest, response=None, credentials=None) -> H
     minutes = int(settings.AXES_COOLOFF_TIME.total_seconds() // 60)
     message = (
         "Too many failed logins for this account from your address:"
-        f" wait {minutes} minutes and try again, or ask an admin to reset your password."
+        f" wait {counted(minutes, 'minute')} and try again, or ask an admin to reset your password."
     )
     form = AuthenticationForm(request, initial={"username": request.POST.get("username", "")})
     errors = ErrorDict({"__all__": form.error_class([message], error_class="nonfield")})

@@ -18,6 +18,7 @@ from chatapp.chat.history import History, build_history, context_budget, title_f
 from chatapp.chat.lookups import owned_conversation, owned_message
 from chatapp.chat.models import Conversation, Message, MessageRole, MessageStatus
 from chatapp.chat.requests import CompletionRequest, RegenerateRequest, SendRequest
+from chatapp.core.words import counted
 from chatapp.llm import ChatParams, LlamaClient
 from chatapp.teams import datafilter, policy, providers, reads, safety
 from chatapp.teams.models import Membership, SafetyFlag, SystemPrompt, Team
@@ -233,7 +234,7 @@ def concurrency_refusal(streaming: int) -> ChatError:
     cap = settings.CHAT_MAX_CONCURRENT_GENERATIONS
     return ChatError(
         "rate_limited",
-        f"You already have {streaming} answers streaming (the limit is {cap}):"
+        f"You already have {counted(streaming, 'answer')} streaming (the limit is {cap}):"
         " wait for one to finish or stop it.",
     )
 

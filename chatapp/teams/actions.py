@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from chatapp.core.locking import lock_rows
 from chatapp.core.metrics import SAFETY_REVIEWS
+from chatapp.core.words import counted
 from chatapp.teams import api_keys, budgets, crypto, json_schemas
 from chatapp.teams.models import (
     ApiKey,
@@ -486,7 +487,8 @@ def admin_delete_team(actor, team: Team) -> None:
             team,
             actor,
             AuditAction.TEAM_DELETE,
-            f"{_name(actor)} deleted the team {team.name} ({_members(members)}) in the admin site",
+            f"{_name(actor)} deleted the team {team.name} ({counted(members, 'member')})"
+            " in the admin site",
             name=team.name,
             members=members,
         )
@@ -536,10 +538,6 @@ def admin_release_teams(actor, users) -> None:
             _leave_deleted(actor, team, ids)
 
 
-def _members(count: int) -> str:
-    return "1 member" if count == 1 else f"{count} members"
-
-
 def _delete_with_owner(actor, team: Team) -> None:
     """Audited as admin_delete_team is; the event keeps the team's name."""
     owner, members = _name(team.personal_owner), team.memberships.count()
@@ -548,7 +546,7 @@ def _delete_with_owner(actor, team: Team) -> None:
         actor,
         AuditAction.TEAM_DELETE,
         f"{_name(actor)} deleted the user {owner} in the admin site, and their personal team"
-        f" {team.name} ({_members(members)}) with them",
+        f" {team.name} ({counted(members, 'member')}) with them",
         name=team.name,
         members=members,
         user=owner,

@@ -8,6 +8,7 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
+from chatapp.core.words import counted
 from chatapp.teams import services
 from chatapp.teams.models import Membership
 from chatapp.teams.network import private_allowed
@@ -77,7 +78,7 @@ def tools_page(request, team_id: int):
 
 def _said(request, server: ToolServer, done: str) -> None:
     if server.is_up:
-        messages.success(request, f"{done}: {server.tools.count()} tools.")
+        messages.success(request, f"{done}: {counted(server.tools.count(), 'tool')}.")
     else:
         messages.warning(request, f"{done}, but it is down: {server.last_error}")
 

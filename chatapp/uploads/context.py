@@ -11,6 +11,7 @@ from typing import Any
 
 from django.conf import settings
 
+from chatapp.core.words import counted
 from chatapp.uploads.models import Upload
 from chatapp.uploads.validation import UploadRefused
 
@@ -61,7 +62,9 @@ def uploads_to_send(user: Any, upload_ids: Sequence[int], model: str, team_id: i
     storage they count against), in the order given; UploadRefused else."""
     cap = settings.UPLOAD_MAX_FILES_PER_MESSAGE
     if len(upload_ids) > cap:
-        raise UploadRefused("too_many_files", f"Attach at most {cap} files to one message.")
+        raise UploadRefused(
+            "too_many_files", f"Attach at most {counted(cap, 'file')} to one message."
+        )
     found = {u.pk: u for u in Upload.objects.filter(owner=user, pk__in=upload_ids)}
     if len(found) != len(set(upload_ids)):
         raise UploadRefused(

@@ -91,7 +91,7 @@ async def test_a_send_refused_by_the_per_person_cap_counts_nothing_against_the_r
     socket = await connect(member)
     reply = await socket.expect_error({"type": "chat.send", "content": "Hello"})
     assert reply["error"]["code"] == "rate_limited"
-    assert "1 answers streaming" in reply["error"]["message"]
+    assert "1 answer streaming" in reply["error"]["message"]
     assert not await RecentRequest.objects.aexists()
     assert await Message.objects.acount() == 1
     assert sim.requests == []

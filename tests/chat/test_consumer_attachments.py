@@ -256,11 +256,12 @@ async def test_an_upload_already_sent_is_refused(connect, member, sim, upload):
 
 
 async def test_too_many_files_are_refused(connect, member, sim, settings, upload):
-    settings.UPLOAD_MAX_FILES_PER_MESSAGE = 2
-    shots = [await upload(member) for _ in range(3)]
+    settings.UPLOAD_MAX_FILES_PER_MESSAGE = 1
+    shots = [await upload(member) for _ in range(2)]
     socket = await connect(member)
     error = await refused(socket, send([s.pk for s in shots]), sim)
     assert error["code"] == "too_many_files"
+    assert error["message"] == "Attach at most 1 file to one message."
     assert not await Upload.objects.filter(message__isnull=False).aexists()
 
 

@@ -64,7 +64,7 @@ def test_old_conversations_go_and_the_rest_stay(member, owner, team, keep_30_day
     Membership.objects.create(team=elsewhere, user=stranger, role=Role.OWNER)
     forever = aged(stranger, elsewhere, 4000)
     output = purge()
-    assert "Deleted 1 conversation(s) of team" in output
+    assert "Deleted 1 conversation of team" in output
     left = set(Conversation.objects.values_list("pk", flat=True))
     assert left == {recent.pk, pinned.pk, touched.pk, forever.pk}
     assert old.pk not in left and not Message.objects.filter(conversation_id=old.pk).exists()
@@ -74,7 +74,7 @@ def test_a_legal_hold_deletes_nothing(member, team, keep_30_days):
     keep_30_days.legal_hold = True
     keep_30_days.save()
     chat = aged(member, team, 1000)
-    assert "Deleted 0 conversation(s) in 0 team(s)" in purge()
+    assert "Deleted 0 conversations in 0 teams" in purge()
     assert Conversation.objects.filter(pk=chat.pk).exists()
     assert not AuditEvent.objects.filter(action="retention.purge").exists()
 
@@ -87,14 +87,14 @@ def test_the_receipt_counts_and_names_the_window_without_content(member, team, k
     assert receipt.team == team and receipt.actor is None
     assert receipt.details["conversations"] == 2 and receipt.details["retention_days"] == 30
     assert receipt.details["cutoff"] and receipt.details["run_at"]
-    assert "2 conversation(s) untouched for 30 days" in receipt.summary
+    assert "2 conversations untouched for 30 days" in receipt.summary
     assert SECRET not in receipt.summary + json.dumps(receipt.details)
 
 
 def test_purging_again_deletes_nothing_and_writes_no_second_receipt(member, team, keep_30_days):
     aged(member, team, 40)
     purge()
-    assert "Deleted 0 conversation(s)" in purge()
+    assert "Deleted 0 conversations" in purge()
     assert AuditEvent.objects.filter(action="retention.purge").count() == 1
 
 
@@ -146,7 +146,7 @@ def test_a_policy_changed_as_the_purge_runs_stops_it(
 def test_a_dry_run_only_counts(member, team, keep_30_days):
     chat = aged(member, team, 40)
     output = purge("--dry-run")
-    assert "Would delete 1 conversation(s) of team" in output
+    assert "Would delete 1 conversation of team" in output
     assert Conversation.objects.filter(pk=chat.pk).exists()
     assert not AuditEvent.objects.filter(action="retention.purge").exists()
 
@@ -170,9 +170,9 @@ def test_files_and_shares_go_with_the_conversation(
 
 def test_expired_temporary_chats_go_too(member, team):
     chat = aged(member, team, 2, temporary=True)
-    assert "and 1 expired temporary chat(s)" in purge("--dry-run")
+    assert "and 1 expired temporary chat." in purge("--dry-run")
     assert Conversation.objects.filter(pk=chat.pk).exists()
-    assert "and 1 expired temporary chat(s)" in purge()
+    assert "and 1 expired temporary chat." in purge()
     assert not Conversation.objects.filter(pk=chat.pk).exists()
 
 
@@ -229,5 +229,5 @@ def test_the_receipt_shows_on_the_teams_audit_page(owner, member, team, keep_30_
     purge()
     page = client_for(Client(), owner).get(f"/teams/{team.pk}/audit/")
     assert page.status_code == 200
-    assert b"Retention deleted 1 conversation(s) untouched for 30 days" in page.content
+    assert b"Retention deleted 1 conversation untouched for 30 days" in page.content
     assert SECRET.encode() not in page.content

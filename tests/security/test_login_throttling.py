@@ -40,10 +40,12 @@ def is_logged_in(client: Client) -> bool:
 
 
 def test_the_limit_locks_the_username_even_for_the_right_password(client, ada, settings):
+    settings.AXES_COOLOFF_TIME = timedelta(minutes=1)
     lock_out(client, "ada", settings.AXES_FAILURE_LIMIT)
     response = log_in(client, "ada", PASSWORD)
     assert response.status_code == 429
     assert b"Too many failed logins" in response.content
+    assert b"wait 1 minute and try again" in response.content
     assert b'name="csrfmiddlewaretoken"' in response.content  # the login page, ready to retry
     assert not is_logged_in(client)
 

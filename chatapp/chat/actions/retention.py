@@ -11,6 +11,7 @@ from chatapp.chat import retention
 from chatapp.chat.actions.conversations import announce_deletions, purge_temporary
 from chatapp.chat.models import Conversation
 from chatapp.core.locking import lock_rows
+from chatapp.core.words import counted
 from chatapp.teams.actions import audit
 from chatapp.teams.models import AuditAction, TeamPolicy
 
@@ -73,7 +74,8 @@ def _delete(window: retention.TeamWindow, now: datetime) -> int:
             window.team,
             None,
             AuditAction.RETENTION_PURGE,
-            f"Retention deleted {deleted} conversation(s) untouched for {window.days} days"
+            f"Retention deleted {counted(deleted, 'conversation')} untouched for"
+            f" {counted(window.days, 'day')}"
             f" (since before {window.cutoff:%Y-%m-%d %H:%M} UTC)",
             conversations=deleted,
             retention_days=window.days,

@@ -2,6 +2,7 @@ from django.core.management.base import BaseCommand
 from django.utils import timezone
 
 from chatapp.chat.actions.retention import purge_expired
+from chatapp.core.words import counted
 
 
 class Command(BaseCommand):
@@ -21,12 +22,12 @@ class Command(BaseCommand):
         verb = "Would delete" if dry_run else "Deleted"
         for team in purged:
             self.stdout.write(
-                f"{verb} {team.conversations} conversation(s) of team {team.team_id}"
-                f" ({team.team_name}) untouched for {team.days} days"
+                f"{verb} {counted(team.conversations, 'conversation')} of team {team.team_id}"
+                f" ({team.team_name}) untouched for {counted(team.days, 'day')}"
                 f" (since before {team.cutoff:%Y-%m-%d %H:%M} UTC)."
             )
         total = sum(team.conversations for team in purged)
         self.stdout.write(
-            f"{verb} {total} conversation(s) in {len(purged)} team(s)"
-            f" and {temporary} expired temporary chat(s)."
+            f"{verb} {counted(total, 'conversation')} in {counted(len(purged), 'team')}"
+            f" and {counted(temporary, 'expired temporary chat')}."
         )

@@ -1,5 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from chatapp.core.words import counted
 from chatapp.teams.audit_trail import verify_chain
 
 
@@ -11,10 +12,7 @@ class Command(BaseCommand):
         if problem is not None:
             raise CommandError(
                 f"The audit trail is broken at event {problem.event_id}: {problem.reason}."
-                f" The {events(checked)} before it {'is' if checked == 1 else 'are'} intact."
+                f" The {counted(checked, 'event')} before it"
+                f" {'is' if checked == 1 else 'are'} intact."
             )
-        self.stdout.write(f"The audit trail is intact: {events(checked)} checked.")
-
-
-def events(count: int) -> str:
-    return f"{count} event" if count == 1 else f"{count} events"
+        self.stdout.write(f"The audit trail is intact: {counted(checked, 'event')} checked.")
