@@ -20,6 +20,7 @@ from pydantic import ValidationError as ShapeError
 
 from chatapp.chat.api import FormatOut, RedactionOut, SafetyOut, ToolCallOut
 from chatapp.chat.models import Conversation, Message
+from chatapp.core.words import counted
 from chatapp.teams.actions import ensure_personal_team
 from chatapp.teams.models import JsonSchema, Membership, Role, SystemPrompt, Team
 from chatapp.uploads import actions as upload_actions
@@ -167,8 +168,9 @@ class ImportResult:
 
     def summary(self) -> str:
         lines = [
-            f"Imported {self.conversations} conversations ({self.messages} messages,"
-            f" {len(self.files)} files); skipped {self.skipped} already present."
+            f"Imported {counted(self.conversations, 'conversation')}"
+            f" ({counted(self.messages, 'message')}, {counted(len(self.files), 'file')});"
+            f" skipped {self.skipped} already present."
         ]
         if self.created_users:
             lines.append(f"Created users (no password yet): {', '.join(self.created_users)}")

@@ -7,6 +7,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from chatapp.chat.backup import export_conversations
+from chatapp.core.words import counted
 from chatapp.teams.models import Team
 
 
@@ -29,7 +30,8 @@ class Command(BaseCommand):
             write_private(output, text)
         messages = sum(len(c["messages"]) for c in data["conversations"])
         self.stderr.write(
-            f"Exported {len(data['conversations'])} conversations ({messages} messages)."
+            f"Exported {counted(len(data['conversations']), 'conversation')}"
+            f" ({counted(messages, 'message')})."
         )
         if data["missing_files"]:
             self.stderr.write(

@@ -1,5 +1,6 @@
 from django.core.management.base import BaseCommand
 
+from chatapp.core.words import counted
 from chatapp.teams.audit_trail import EXPORTERS, write_export
 
 
@@ -16,4 +17,4 @@ class Command(BaseCommand):
         else:
             with open(output, "w", encoding="utf-8", newline="") as stream:
                 count = write_export(format, stream)
-        self.stderr.write(f"Exported {count} audit events as {format}.")
+        self.stderr.write(f"Exported {counted(count, 'audit event')} as {format}.")
