@@ -14,6 +14,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse_lazy
 from django.views.decorators.http import require_http_methods, require_POST
+from django.views.generic import FormView
 
 from chatapp.accounts import actions
 from chatapp.accounts.forms import ApiKeyForm, ChatSettingsForm, SignupForm
@@ -97,26 +98,27 @@ class PasswordResetDoneView(auth_views.PasswordResetDoneView):
         return {**super().get_context_data(**kwargs), "valid_days": reset_link_days()}
 
 
-class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
+class AuditsOwnPassword(FormView):
+    """A password the user sets themselves is in the site's audit trail, saved with it."""
+
+    how: str  # a key of actions.OWN_PASSWORD
     http_method_names = ["get", "post"]
+
+    def form_valid(self, form):
+        with transaction.atomic():
+            response = super().form_valid(form)
+            actions.audit_own_password(form.user, self.how)
+        return response
+
+
+class PasswordResetConfirmView(AuditsOwnPassword, auth_views.PasswordResetConfirmView):
+    how = "reset"
     success_url = reverse_lazy("password_reset_complete")
 
-    def form_valid(self, form):
-        with transaction.atomic():
-            response = super().form_valid(form)
-            actions.audit_own_password(form.user, "reset")
-        return response
 
-
-class PasswordChangeView(auth_views.PasswordChangeView):
-    http_method_names = ["get", "post"]
+class PasswordChangeView(AuditsOwnPassword, auth_views.PasswordChangeView):
+    how = "change"
     success_url = reverse_lazy("password_change_done")
-
-    def form_valid(self, form):
-        with transaction.atomic():
-            response = super().form_valid(form)
-            actions.audit_own_password(form.user, "change")
-        return response
 
 
 class LoginView(auth_views.LoginView):
