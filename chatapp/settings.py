@@ -130,7 +130,7 @@ if not SECRET_KEY:
         raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
     SECRET_KEY = dev_secret_key()
 # Earlier SECRET_KEYs while rotating it, comma-separated: sessions, password reset links and
-# team provider keys made with one still work. Remove them once the provider keys are saved again.
+# team provider keys made with one still work. Remove them after `manage.py reencrypt_secrets`.
 SECRET_KEY_FALLBACKS = [
     k.strip() for k in env.list("SECRET_KEY_FALLBACKS", default=[]) if k.strip()
 ]
