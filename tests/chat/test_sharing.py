@@ -78,6 +78,8 @@ def test_chosen_members_only(member, owner, teammate, conversation):
     # The team's owner is not among the chosen: not found, whatever their role.
     response = client_for(Client(), owner).get(data["url"])
     assert response.status_code == 404 and SECRET.encode() not in response.content
+    event = AuditEvent.objects.get(action="conversation.share")
+    assert event.summary.endswith(f"shared conversation {conversation.pk} with 1 member")
 
 
 def test_other_teams_and_anonymous_visitors_never_see_it(member, other_team_user, conversation):

@@ -102,7 +102,7 @@ def test_a_file_missing_from_storage_is_left_out_and_named(tmp_path, sent, uploa
     attached = data["conversations"][0]["messages"][0]["attachments"]
     assert [a["name"] for a in attached] == ["report.pdf"]
     assert data["missing_files"] == [f"photo.png (conversation {sent.pk})"]
-    assert "1 file(s) were not found in storage" in err.getvalue()
+    assert "1 file not found in storage, left out: photo.png" in err.getvalue()
     assert "photo.png" in err.getvalue()
     sent.delete()
-    assert "(2 messages, 1 files)" in restore(tmp_path, data)
+    assert "(2 messages, 1 file)" in restore(tmp_path, data)

@@ -18,6 +18,7 @@ from chatapp.chat.models import (
     Share,
     ShareAudience,
 )
+from chatapp.core.words import counted
 from chatapp.teams import policy
 from chatapp.teams.actions import audit
 from chatapp.teams.models import AuditAction, Membership, SystemPrompt, Team
@@ -81,7 +82,7 @@ def share_conversation(
             messages=snapshot(conversation),
         )
         share.members.set(members)
-        who = "the team" if audience == ShareAudience.TEAM else f"{len(members)} member(s)"
+        who = "the team" if audience == ShareAudience.TEAM else counted(len(members), "member")
         audit(
             team,
             actor,

@@ -35,8 +35,8 @@ class Command(BaseCommand):
         )
         if data["missing_files"]:
             self.stderr.write(
-                f"{len(data['missing_files'])} file(s) were not found in storage and are left"
-                f" out: {', '.join(data['missing_files'])}."
+                f"{counted(len(data['missing_files']), 'file')} not found in storage, left out:"
+                f" {', '.join(data['missing_files'])}."
             )
 
     def _user(self, username):
