@@ -38,6 +38,19 @@ def running(pid: int) -> bool:
     return state != "Z"
 
 
+def start_make_run(env: dict[str, str], stdout, stderr) -> subprocess.Popen:
+    """`make run` in its own process group, as a shell starts a foreground job: the terminal
+    signals the whole group."""
+    return subprocess.Popen(
+        [sys.executable, "scripts/run.py"],
+        cwd=ROOT,
+        env=env,
+        stdout=stdout,
+        stderr=stderr,
+        start_new_session=True,
+    )
+
+
 def run_env(tmp_path, port: int, sim_port: int) -> dict[str, str]:
     """`make run`'s environment on these ports, with a database and media of the test's own."""
     return clean_env(
@@ -65,15 +78,7 @@ def test_make_run_stops_everything_it_started_without_a_traceback(tmp_path, sign
     stderr = tmp_path / "stderr.txt"
     started: list[int] = []
     with stderr.open("w") as errors:
-        # Its own process group, as a shell gives a foreground job: the terminal signals it.
-        run = subprocess.Popen(
-            [sys.executable, "scripts/run.py"],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=errors,
-            start_new_session=True,
-        )
+        run = start_make_run(env, stdout=subprocess.DEVNULL, stderr=errors)
         try:
             # A ceiling for a busy machine: migrating a new database comes first.
             wait_for_http(f"http://127.0.0.1:{port}/healthz", run, "make run", seconds=240)
@@ -131,23 +136,10 @@ def test_a_busy_simulator_port_stops_make_run_instead_of_using_what_listens_ther
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         sim_port = taken.getsockname()[1]
-        env = clean_env(
-            PORT=str(free_port()),
-            SIMULATOR_PORT=str(sim_port),
-            DATABASE_URL=f"sqlite:///{tmp_path / 'run.sqlite3'}",
-            MEDIA_ROOT=str(tmp_path / "media"),
-            SECRET_KEY="make-run-test-only",
-        )
+        env = run_env(tmp_path, free_port(), sim_port)
         errors = tmp_path / "stderr.txt"
         with errors.open("w") as stderr:
-            run = subprocess.Popen(
-                [sys.executable, "scripts/run.py"],
-                cwd=ROOT,
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-                start_new_session=True,
-            )
+            run = start_make_run(env, stdout=subprocess.DEVNULL, stderr=stderr)
         try:
             code = run.wait(timeout=60)
         except subprocess.TimeoutExpired:
@@ -173,14 +165,7 @@ def test_the_server_output_never_names_a_credential_in_an_address(tmp_path):
     token = "invitation-token-that-must-stay-out-of-logs"
     output = tmp_path / "output.txt"
     with output.open("w") as written:
-        run = subprocess.Popen(
-            [sys.executable, "scripts/run.py"],
-            cwd=ROOT,
-            env=env,
-            stdout=written,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        run = start_make_run(env, stdout=written, stderr=subprocess.STDOUT)
         try:
             wait_for_http(f"http://127.0.0.1:{port}/healthz", run, "make run", seconds=240)
             with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
