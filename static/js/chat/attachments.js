@@ -13,9 +13,14 @@ export function uploadUrl(id) {
   return `/api/uploads/${id}/`;
 }
 
+/** "1 page", "3 pages": as chatapp.core.words.counted, for nouns that take an s. */
+function counted(count, noun) {
+  return count === 1 ? `1 ${noun}` : `${count} ${noun}s`;
+}
+
 /** "1 byte", "512 bytes", "48 KB", "1.5 MB" */
 export function formatBytes(bytes) {
-  if (bytes < 1024) return bytes === 1 ? "1 byte" : `${bytes} bytes`;
+  if (bytes < 1024) return counted(bytes, "byte");
   if (bytes < 1024 * 1024) return `${Math.round(bytes / 1024)} KB`;
   const megabytes = bytes / (1024 * 1024);
   return `${megabytes < 10 ? megabytes.toFixed(1).replace(/\.0$/, "") : Math.round(megabytes)} MB`;
@@ -58,7 +63,7 @@ export function checkFiles(files, { drafts, limits, model }) {
         `${name} is too large: files may be at most ${formatBytes(limits.maxFileBytes)}.`,
       );
     } else if (count + 1 > limits.maxFiles) {
-      const most = limits.maxFiles === 1 ? "1 file" : `${limits.maxFiles} files`;
+      const most = counted(limits.maxFiles, "file");
       refusals.push(`${name} was not attached: a message takes at most ${most}.`);
     } else if (total + file.size > limits.maxMessageBytes) {
       refusals.push(
@@ -76,7 +81,7 @@ export function checkFiles(files, { drafts, limits, model }) {
 function documentDetail(attachment) {
   const size = formatBytes(attachment.bytes);
   if (!attachment.pages) return size;
-  return `${size} · ${attachment.pages} ${attachment.pages === 1 ? "page" : "pages"}`;
+  return `${size} · ${counted(attachment.pages, "page")}`;
 }
 
 // ---- the composer's tray -------------------------------------------------------------------
