@@ -11,8 +11,8 @@ FIELD_KEY_MIN_UNIQUE = 5
 @register(Tags.security, deploy=True)
 def field_encryption_key_strength(app_configs, **kwargs) -> list[Warning]:
     """A short or repetitive FIELD_ENCRYPTION_KEY is guessable, and with it every team's
-    provider key in a copy of the database. It still works: refusing it would leave the keys
-    encrypted with it unreadable."""
+    provider key in a copy of the database. It still works: refusing it at start-up would also
+    stop `reencrypt_secrets`, which moves the stored secrets off it."""
     key = settings.FIELD_ENCRYPTION_KEY
     if not key or (len(key) >= FIELD_KEY_MIN_LENGTH and len(set(key)) >= FIELD_KEY_MIN_UNIQUE):
         return []

@@ -1,6 +1,7 @@
 from django.apps import apps
 from django.core.management.base import BaseCommand, CommandError
 
+from chatapp.core.words import counted
 from chatapp.teams import crypto
 
 # Every model field holding a crypto token is named so: team provider keys, tool server tokens.
@@ -36,9 +37,7 @@ class Command(BaseCommand):
                     continue
                 # Only if unchanged meanwhile: a key entered since is already current.
                 done += model.objects.filter(pk=pk, **{name: token}).update(**{name: fresh})
-        self.stdout.write(
-            f"{done} stored secret{'s' if done != 1 else ''} encrypted with the current key."
-        )
+        self.stdout.write(f"{counted(done, 'stored secret')} encrypted with the current key.")
         if unreadable:
             raise CommandError(
                 f"{len(unreadable)} could not be read with any key this server has, and stay as"
