@@ -15,7 +15,7 @@ from chatapp.teams.models import ApiKey, SafetyFlag, TeamUsage
 CHART_WIDTH, CHART_HEIGHT = 720, 180
 # Named apart from the model's fields, which they sum.
 SUMS = {
-    "answers": Sum("requests"),
+    "model_requests": Sum("requests"),
     "prompt": Sum("prompt_tokens"),
     "completion": Sum("completion_tokens"),
     "total": Sum(F("prompt_tokens") + F("completion_tokens")),
@@ -185,7 +185,7 @@ def chargeback_rows(team, month: date) -> list[dict]:
                 "model": row["model"],
                 "key": name,
                 "key_prefix": prefix,
-                "requests": row["answers"],
+                "requests": row["model_requests"],
                 "prompt_tokens": row["prompt"],
                 "completion_tokens": row["completion"],
                 "total_tokens": row["total"],

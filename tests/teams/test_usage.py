@@ -91,14 +91,24 @@ def test_usage_page_totals_by_user_and_by_model(owner_client, team, november):
     response = owner_client.get(usage_url(team, "2026-11"))
     assert response.status_code == 200
     report = response.context["report"]
-    assert report.totals == {"answers": 4, "prompt": 1110, "completion": 555, "total": 1665}
-    by_user = [(r["user__username"], r["answers"], r["total"]) for r in report.by_user]
+    assert report.totals == {"model_requests": 4, "prompt": 1110, "completion": 555, "total": 1665}
+    by_user = [(r["user__username"], r["model_requests"], r["total"]) for r in report.by_user]
     assert by_user == [("max", 3, 1650), ("olivia", 1, 15)]
     by_model = [(r["model"], r["prompt"], r["completion"]) for r in report.by_model]
     assert by_model == [(BIG, 1000, 500), (SMALL, 110, 55)]
     assert len(report.bars) == 30 and report.peak == 1515
     assert b"<svg" in response.content and b"style=" not in response.content
     assert b">1,665<" in response.content and b">1,650<" in response.content
+
+
+def test_usage_counts_requests_to_the_model_not_answers(owner_client, team, november):
+    # A new conversation's title is a request of its own: counting it as an answer would
+    # show two answers for one question.
+    html = owner_client.get(usage_url(team, "2026-11")).content.decode()
+    assert "in 4 requests to the model. Each answer is one request" in html
+    assert '<th scope="col" class="num">Requests</th>' in html and "Answers" not in html
+    html = owner_client.get(usage_url(team, "2026-10")).content.decode()
+    assert "in 1 request to the model." in html
 
 
 def test_past_months_are_listed_and_shown(owner_client, team, november):
