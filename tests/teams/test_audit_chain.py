@@ -53,6 +53,14 @@ def test_one_event_is_counted_in_the_singular(trail):
         verify()
 
 
+def test_an_empty_trail_or_a_broken_first_event_is_said_without_a_count_of_none(trail):
+    AuditEvent.objects.filter(pk=trail[0].pk).update(summary="x")
+    with pytest.raises(CommandError, match=f"broken at event {trail[0].pk}: .* the first event.$"):
+        verify()
+    AuditEvent.objects.all().delete()
+    assert verify() == "The audit trail is empty: there is nothing to check yet.\n"
+
+
 def test_verify_fails_naming_the_first_edited_row(trail):
     AuditEvent.objects.filter(pk=trail[1].pk).update(summary="nothing happened")
     with pytest.raises(CommandError, match=f"broken at event {trail[1].pk}: its content"):
@@ -156,7 +164,7 @@ def test_site_admin_sees_the_chain_status_and_the_trail(client, site_admin, trai
     AuditEvent.objects.filter(pk=trail[0].pk).update(summary="x")
     broken = client.get(EXPORT_URL).content.decode()
     assert f"broken at event {trail[0].pk}" in broken
-    assert "The 0 events before it are intact." in broken
+    assert f"broken at event {trail[0].pk}: its content does not match its hash (edited). It is the first event." in broken
     AuditEvent.objects.exclude(pk=trail[0].pk).delete()
     AuditEvent.objects.filter(pk=trail[0].pk).update(summary=trail[0].summary)
     assert "The hash chain is intact: 1 event checked." in client.get(EXPORT_URL).content.decode()
@@ -165,8 +173,8 @@ def test_site_admin_sees_the_chain_status_and_the_trail(client, site_admin, trai
 def test_an_empty_site_trail_says_so_instead_of_an_empty_table(client, site_admin):
     client.force_login(site_admin)
     page = client.get(EXPORT_URL).content.decode()
-    assert "Nothing yet." in page
-    assert "<table" not in page
+    assert "Nothing is recorded yet: the hash chain starts with the first event." in page
+    assert "<table" not in page and "0 events" not in page
 
 
 def test_site_admin_downloads_json_and_the_export_is_audited(client, site_admin, trail):

@@ -10,9 +10,15 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         checked, problem = verify_chain()
         if problem is not None:
-            raise CommandError(
-                f"The audit trail is broken at event {problem.event_id}: {problem.reason}."
-                f" The {counted(checked, 'event')} before it"
-                f" {'is' if checked == 1 else 'are'} intact."
+            before = (
+                f"The {counted(checked, 'event')} before it {'is' if checked == 1 else 'are'} intact."
+                if checked
+                else "It is the first event."
             )
-        self.stdout.write(f"The audit trail is intact: {counted(checked, 'event')} checked.")
+            raise CommandError(
+                f"The audit trail is broken at event {problem.event_id}: {problem.reason}. {before}"
+            )
+        if not checked:
+            self.stdout.write("The audit trail is empty: there is nothing to check yet.")
+        else:
+            self.stdout.write(f"The audit trail is intact: {counted(checked, 'event')} checked.")
