@@ -24,3 +24,12 @@ def test_other_teams_files_do_not_count(owner_client, owner, team, make_upload):
     make_upload(owner, in_team=Team.objects.create(name="Elsewhere"))
     response = owner_client.get(reverse("teams:usage", args=[team.pk]))
     assert (response.context["storage"].files, response.context["storage"].used) == (0, 0)
+    assert b"No files are attached in this team yet: they may take up to" in response.content
+
+
+def test_one_file_takes_in_the_singular(owner_client, owner, team, make_upload, settings):
+    settings.UPLOAD_TEAM_QUOTA_BYTES = 0
+    upload = make_upload(owner)
+    response = owner_client.get(reverse("teams:usage", args=[team.pk]))
+    html = response.content.decode()
+    assert f"1 file attached in this team takes {upload.size}\xa0bytes (no limit)." in html
