@@ -219,3 +219,25 @@ SystemPrompt.objects.create(team=team, name="Pirate", content="Talk like a pirat
     page.wait_for_url(lambda url: "/c/" not in url)
     assert picker.is_visible()
     expect(chat.answers).to_have_count(0)
+
+
+
+def test_a_snippet_marks_the_searched_words_and_starts_near_the_first(
+    sidebar_page, conversations, app_server
+):
+    page = sidebar_page
+    answer = " ".join(["Plain filler words here."] * 12) + " Then the Zebra crossed the road."
+    app_server.run_python(
+        "from chatapp.chat.models import Message\n"
+        f"Message.objects.create(conversation_id={conversations['Beta notes']},"
+        f" role='assistant', content={answer!r})"
+    )
+    # Alpha's answer holds a zebra too, but nothing crossed; a word left out is not marked.
+    page.get_by_label("Search conversations").fill('ZEBRA crossed -"giraffe"')
+    page.get_by_role("link", name="Beta notes").wait_for()
+    snippet = page.locator(".conversation-item .conversation-snippet")
+    expect(snippet).to_have_count(1)
+    expect(snippet.locator("mark")).to_have_text(["Zebra", "crossed"])
+    text = snippet.inner_text()
+    assert text.startswith("…") and text.index("Zebra") < 40, text
+    assert text.endswith("the road.")

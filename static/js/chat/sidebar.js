@@ -4,6 +4,7 @@
 
 import { api } from "./api.js";
 import { h, icon } from "./dom.js";
+import { snippetElement } from "./snippet.js";
 
 const SEARCH_DELAY_MS = 250;
 const DAY_MS = 24 * 60 * 60 * 1000;
@@ -314,7 +315,7 @@ export class Sidebar {
     link.append(h("span", { className: "conversation-name" }));
     if (conversation.snippet && conversation.message_id) {
       li.dataset.messageId = conversation.message_id;
-      link.append(h("span", { className: "conversation-snippet", text: conversation.snippet }));
+      link.append(snippetElement(conversation.snippet, this.query));
     }
     this.setTitle(li, conversation.title);
     return li;
