@@ -10,8 +10,9 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         checked, problem = verify_chain()
         if problem is not None:
+            verb = "is" if checked == 1 else "are"
             before = (
-                f"The {counted(checked, 'event')} before it {'is' if checked == 1 else 'are'} intact."
+                f"The {counted(checked, 'event')} before it {verb} intact."
                 if checked
                 else "It is the first event."
             )
