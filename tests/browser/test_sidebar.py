@@ -221,7 +221,6 @@ SystemPrompt.objects.create(team=team, name="Pirate", content="Talk like a pirat
     expect(chat.answers).to_have_count(0)
 
 
-
 def test_a_snippet_marks_the_searched_words_and_starts_near_the_first(
     sidebar_page, conversations, app_server
 ):

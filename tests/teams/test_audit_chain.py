@@ -164,7 +164,7 @@ def test_site_admin_sees_the_chain_status_and_the_trail(client, site_admin, trai
     AuditEvent.objects.filter(pk=trail[0].pk).update(summary="x")
     broken = client.get(EXPORT_URL).content.decode()
     assert f"broken at event {trail[0].pk}" in broken
-    assert f"broken at event {trail[0].pk}: its content does not match its hash (edited). It is the first event." in broken
+    assert "(edited). It is the first event." in broken  # no count of the none before it
     AuditEvent.objects.exclude(pk=trail[0].pk).delete()
     AuditEvent.objects.filter(pk=trail[0].pk).update(summary=trail[0].summary)
     assert "The hash chain is intact: 1 event checked." in client.get(EXPORT_URL).content.decode()
