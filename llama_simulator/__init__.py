@@ -40,7 +40,8 @@ the answer) or, with the same text, in an `X-Sim-Fault` header (several joined w
     [sim:guard_delay=2]               moderations (and Guard model chats) answer after 2 s
     [sim:call=get_weather args=city:Paris]  when the request offers tools: call that tool
                                       (arguments streamed in pieces, stop reason tool_calls);
-                                      once a `tool` message is last, answer from its content
+                                      once a `tool` message is last, answer from its content;
+                                      with `tool_choice: "none"`, answer without calling
     [sim:call=a+b rounds=3]           call a and b together in one turn, for 3 turns in a row
     [sim:call=a anyway]               call a even when the request offers no tools
     [sim:call=a same_ids]             call ids numbered per turn: call_0 in every turn

@@ -391,9 +391,12 @@ class Reply:
     @property
     def tool_calls(self) -> list[dict]:
         """[sim:call=NAME rounds=N]: call those tools when the request offers tools, until N
-        turns of tool results have come back since the question."""
+        turns of tool results have come back since the question. `tool_choice: "none"` asks
+        for text: no calls then."""
         messages = self.body["messages"]
         if not self.plan.calls or not (self.body.get("tools") or self.plan.anyway):
+            return []
+        if self.body.get("tool_choice") == "none" and not self.plan.anyway:
             return []
         if _tool_rounds_since_question(messages) >= self.plan.rounds:
             return []

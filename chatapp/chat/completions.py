@@ -6,13 +6,14 @@ Plain functions with no I/O; the views (`chatapp.chat.openai_api`) do the rest.
 
 import json
 import math
+import re
 import time
 import uuid
 from typing import Any
 
 from chatapp.chat.errors import ChatError
 from chatapp.chat.json_output import AnswerFormat
-from chatapp.chat.requests import CompletionRequest
+from chatapp.chat.requests import ClientTurn, CompletionRequest
 from chatapp.llm import Usage
 from chatapp.teams import json_schemas
 from chatapp.teams.models import ResponseFormat
@@ -24,8 +25,6 @@ IGNORED_FIELDS = frozenset(
 # Accepted only when empty (null, false, or the default), refused otherwise.
 UNSUPPORTED_FIELDS = frozenset(
     {
-        "tools",
-        "tool_choice",
         "functions",
         "function_call",
         "logprobs",
@@ -41,12 +40,15 @@ UNSUPPORTED_FIELDS = frozenset(
 )
 SETTING_FIELDS = ("model", "temperature", "top_p", "max_tokens", "max_completion_tokens")
 KNOWN_FIELDS = frozenset(
-    {"messages", "stream", "stream_options", "n", "response_format", *SETTING_FIELDS}
+    {"messages", "stream", "stream_options", "n", "response_format", "tools", "tool_choice"}
+    | {*SETTING_FIELDS}
     | IGNORED_FIELDS
     | UNSUPPORTED_FIELDS
 )
 SYSTEM_ROLES = ("system", "developer")
-TURN_ROLES = ("user", "assistant")
+MAX_TOOLS = 128  # as OpenAI's API
+FUNCTION_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+TOOL_CHOICES = ("none", "auto", "required")
 
 
 class OpenAIError(Exception):
@@ -157,11 +159,14 @@ def read_request(data: dict[str, Any]) -> tuple[CompletionRequest, bool, bool]:
         raise invalid("stream_options must be an object.", "stream_options")
     include_usage = _flag(options or {}, "include_usage", "stream_options.include_usage")
     system, turns = _messages(data.get("messages"))
+    tools = _tools(data.get("tools"))
     request = CompletionRequest(
         turns=tuple(turns),
         system_prompt_text=system,
         settings=_settings(data),
         answer_format=_response_format(data.get("response_format")),
+        tools=tools,
+        tool_choice=_tool_choice(data.get("tool_choice"), tools),
     )
     return request, stream, include_usage
 
@@ -222,33 +227,171 @@ def _response_format(value: Any) -> AnswerFormat | None:
     return AnswerFormat(ResponseFormat.JSON_SCHEMA, name, None, schema)
 
 
-def _messages(messages: Any) -> tuple[str | None, list[tuple[str, str]]]:
-    """(the system messages joined, or None; the user and assistant turns)."""
+def _messages(messages: Any) -> tuple[str | None, list[ClientTurn]]:
+    """(the system messages joined, or None; the user and assistant turns, the results of an
+    assistant turn's calls in it)."""
     if not isinstance(messages, list) or not messages:
         raise invalid("messages must be a non-empty list of {role, content}.", "messages")
     system: list[str] = []
-    turns: list[tuple[str, str]] = []
+    turns: list[ClientTurn] = []
+    unanswered: dict[str, dict[str, str]] = {}  # the last assistant turn's calls, by id
     for index, message in enumerate(messages):
         param = f"messages[{index}]"
         if not isinstance(message, dict):
             raise invalid(f"{param} must be an object with role and content.", param)
         role = message.get("role")
+        if unanswered and role != "tool":
+            raise _unanswered(unanswered, param)
         text = _text(message.get("content"), f"{param}.content")
-        if role in SYSTEM_ROLES:
+        if role == "tool":
+            call_id = message.get("tool_call_id")
+            if not isinstance(call_id, str) or call_id not in unanswered:
+                raise invalid(
+                    f"{param}.tool_call_id must name a call of the assistant message before it"
+                    " that has no tool message yet.",
+                    f"{param}.tool_call_id",
+                )
+            unanswered.pop(call_id)["content"] = text
+        elif role in SYSTEM_ROLES:
             system.append(text)
-        elif role in TURN_ROLES:
-            turns.append((role, text))
+        elif role == "user":
+            turns.append(ClientTurn(role, text))
+        elif role == "assistant":
+            calls = _calls(message.get("tool_calls"), param)
+            turns.append(ClientTurn(role, text, calls))
+            unanswered = {call["id"]: call for call in calls}
         else:
             raise invalid(
-                f"{param}.role must be system, developer, user or assistant.", f"{param}.role"
+                f"{param}.role must be system, developer, user, assistant or tool.",
+                f"{param}.role",
             )
-    if not turns or turns[-1][0] != "user":
-        raise invalid("The last message (after any system ones) must be the user's.", "messages")
-    if not turns[-1][1].strip():  # as on the chat page
+    if unanswered:
+        raise _unanswered(unanswered, "messages")
+    last = turns[-1] if turns else None
+    if last is None or not (last.role == "user" or last.tool_calls):
+        raise invalid(
+            "The last message (after any system ones) must be the user's, or the results of"
+            " the tool calls before it.",
+            "messages",
+        )
+    if not any(turn.role == "user" for turn in turns):
+        raise invalid("messages must hold a user message.", "messages")
+    if last.role == "user" and not last.content.strip():  # as on the chat page
         raise invalid(
             "The last user message is empty: write a question.", "messages", "empty_content"
         )
     return ("\n\n".join(system) if system else None), turns
+
+
+def _unanswered(calls: dict[str, dict[str, str]], param: str) -> OpenAIError:
+    return invalid(
+        f"{param}: each tool call of the assistant message before it needs a tool message"
+        f" first; none answers {', '.join(calls)}.",
+        param,
+    )
+
+
+def _calls(value: Any, param: str) -> tuple[dict[str, str], ...]:
+    """An assistant message's tool_calls: [{"id", "type": "function", "function": {"name",
+    "arguments"}}], as {"id", "name", "arguments"}."""
+    if value is None or value == []:
+        return ()
+    if not isinstance(value, list):
+        raise invalid(f"{param}.tool_calls must be a list.", f"{param}.tool_calls")
+    calls: dict[str, dict[str, str]] = {}
+    for index, call in enumerate(value):
+        where = f"{param}.tool_calls[{index}]"
+        function = call.get("function") if isinstance(call, dict) else None
+        fields = (
+            call.get("id") if isinstance(call, dict) else None,
+            function.get("name") if isinstance(function, dict) else None,
+            function.get("arguments") if isinstance(function, dict) else None,
+        )
+        if not all(isinstance(field, str) for field in fields) or not all(fields[:2]):
+            raise invalid(
+                f'{where} must be {{"id", "type": "function", "function": {{"name",'
+                ' "arguments"}} with text values.',
+                where,
+            )
+        call_id, name, arguments = (_storable(str(field), where) for field in fields)
+        if call_id in calls:
+            raise invalid(f"{where}: two calls have the id {call_id}.", where)
+        calls[call_id] = {"id": call_id, "name": name, "arguments": arguments}
+    return tuple(calls.values())
+
+
+def _tools(value: Any) -> tuple[dict[str, Any], ...]:
+    """The client's functions, as OpenAI's tools: [{"type": "function", "function": {"name",
+    "description"?, "parameters"?, "strict"?}}]."""
+    if value is None or value == []:
+        return ()
+    if not isinstance(value, list):
+        raise invalid("tools must be a list of functions.", "tools")
+    if len(value) > MAX_TOOLS:
+        raise invalid(f"tools may hold at most {MAX_TOOLS} functions.", "tools")
+    tools: dict[str, dict[str, Any]] = {}
+    for index, tool in enumerate(value):
+        param = f"tools[{index}]"
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(function, dict) or tool.get("type") != "function":
+            raise invalid(
+                f'{param} must be {{"type": "function", "function": {{"name", "description",'
+                ' "parameters"}}.',
+                param,
+            )
+        name = function.get("name")
+        if not isinstance(name, str) or not FUNCTION_NAME.fullmatch(name):
+            raise invalid(
+                f"{param}.function.name must be 1 to 64 letters, digits, _ or -.",
+                f"{param}.function.name",
+            )
+        if name in tools:
+            raise invalid(f"{param}: two tools are called {name}.", f"{param}.function.name")
+        spec: dict[str, Any] = {"name": name}
+        description = function.get("description")
+        if description is not None:
+            if not isinstance(description, str):
+                raise invalid(f"{param}.function.description must be text.", f"{param}.function")
+            spec["description"] = _storable(description, f"{param}.function.description")
+        parameters = function.get("parameters")
+        if parameters is not None:
+            if not isinstance(parameters, dict):
+                raise invalid(
+                    f"{param}.function.parameters must be a JSON Schema object.",
+                    f"{param}.function.parameters",
+                )
+            spec["parameters"] = parameters
+        strict = function.get("strict")
+        if strict is not None:
+            if not isinstance(strict, bool):
+                raise invalid(f"{param}.function.strict must be true or false.", param)
+            spec["strict"] = strict
+        tools[name] = {"type": "function", "function": spec}
+    return tuple(tools.values())
+
+
+def _tool_choice(value: Any, tools: tuple[dict[str, Any], ...]) -> str | dict[str, Any] | None:
+    """OpenAI's tool_choice: "none", "auto", "required", or one function by name."""
+    if value is None:
+        return None
+    names = [tool["function"]["name"] for tool in tools]
+    if value in TOOL_CHOICES:
+        if not names:  # nothing offered: "none" is what happens anyway
+            if value == "none":
+                return None
+            raise invalid(f'tool_choice "{value}" needs tools.', "tool_choice")
+        return value
+    function = value.get("function") if isinstance(value, dict) else None
+    name = function.get("name") if isinstance(function, dict) else None
+    if not isinstance(name, str) or value.get("type") != "function":
+        raise invalid(
+            'tool_choice must be "none", "auto", "required" or {"type": "function",'
+            ' "function": {"name"}}.',
+            "tool_choice",
+        )
+    if name not in names:
+        raise invalid(f"tool_choice names {name}, which is not among the tools.", "tool_choice")
+    return {"type": "function", "function": {"name": name}}
 
 
 def _text(content: Any, param: str) -> str:
@@ -299,14 +442,22 @@ class Completion:
         return {"id": self.id, "object": kind, "created": self.created, "model": self.model}
 
     def whole(
-        self, text: str, finish_reason: str | None, usage: Usage, extra: dict[str, Any]
+        self,
+        text: str,
+        finish_reason: str | None,
+        usage: Usage,
+        extra: dict[str, Any],
+        tool_calls: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
+        if tool_calls:  # as OpenAI's: no text is null beside calls
+            message.update(content=text or None, tool_calls=tool_calls)
         return {
             **self._envelope("chat.completion"),
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": text, "refusal": None},
+                    "message": message,
                     "logprobs": None,
                     "finish_reason": finish_reason or "stop",
                 }

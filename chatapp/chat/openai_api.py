@@ -57,6 +57,7 @@ from chatapp.llm import (
     StreamError,
     StreamEvent,
     TextDelta,
+    ToolCall,
     ToolCalls,
     Usage,
     count_message_tokens,
@@ -191,6 +192,13 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
         raise OpenAIError(413, "The request body is too large.", code="request_too_large") from None
     completion_request, stream, include_usage = read_request(body)
     save = request.headers.get(SAVE_HEADER, "").strip().lower() in ("1", "true", "yes")
+    if save and completion_request.uses_tools:
+        raise invalid(
+            "An exchange with tools is not saved as a conversation: send it without"
+            f" {SAVE_HEADER}.",
+            "tools" if completion_request.tools else "messages",
+            code="unsupported_parameter",
+        )
     try:
         plan = await sync_to_async(admit)(caller, completion_request)
     except OpenAIError as error:
@@ -218,7 +226,12 @@ async def start_answer(plan: ReplyPlan, key: ApiKey, save: bool, body: dict[str,
     from the Answer on, its end counts it (and releases what it holds). A refusal names the
     parameters as `body` sent them."""
     try:
-        events = plan.client.stream_chat(plan.messages, plan.params)  # sent on the first read
+        events = plan.client.stream_chat(  # sent on the first read
+            plan.messages,
+            plan.params,
+            tools=list(plan.client_tools) or None,
+            tool_choice=plan.tool_choice,
+        )
     except LlmValidationError as error:
         raise as_sent(invalid(error.message, error.field), body) from None
     rules = safety.SafetyRules.of(plan.rules.policy)
@@ -354,13 +367,15 @@ class Answer:
         self.held: list[StreamEvent] = []  # a held answer's events, relayed once screened
         self.completion = Completion(plan.params.model)
         self.parts: list[str] = []
+        self.calls: tuple[ToolCall, ...] = ()  # of the client's own functions, for it to run
         self.started = time.monotonic()
         self.first_token_at: float | None = None
         self.conversation_id: int | None = None
         self._closed = False
 
     async def first_event(self) -> StreamEvent:
-        """The first text (or the end): a failure before any text is an error response."""
+        """The first text (or the end): a failure before any text is an error response. Tool
+        calls are gathered on the way (`calls`) and told at the end."""
         event = await self._next()
         if isinstance(event, StreamError):
             await self.finish(event)
@@ -395,9 +410,13 @@ class Answer:
 
     async def _read(self) -> StreamEvent:
         async for event in self.events:
-            # Calls the model makes though no tools were offered are dropped, as on the chat
-            # page: nothing may run unoffered.
-            if isinstance(event, Retrying | ToolCalls):
+            if isinstance(event, ToolCalls):
+                # Calls the model makes though no tools were offered are dropped, as on the
+                # chat page: nothing may run unoffered.
+                if self.plan.client_tools:
+                    self.calls += event.calls
+                continue
+            if isinstance(event, Retrying):
                 continue
             if isinstance(event, TextDelta):
                 self.parts.append(event.text)
@@ -415,10 +434,10 @@ class Answer:
         if isinstance(event, StreamError):
             raise upstream_error(event)
         assert isinstance(event, Finish)
-        text, reason = "".join(self.parts), finish_reason(event)
+        text, calls = "".join(self.parts), [call_body(call) for call in self.told_calls]
+        body = self.completion.whole(text, self.finish_reason(event), usage, self.extra(), calls)
         if self.blocked:
-            text, reason = "", "content_filter"
-        body = self.completion.whole(text, reason, usage, self.extra())
+            body["choices"][0]["message"]["content"] = ""
         return JsonResponse(body)
 
     async def chunks(self, first: StreamEvent, include_usage: bool) -> AsyncIterator[bytes]:
@@ -437,13 +456,30 @@ class Answer:
                 yield sse_event(upstream_error(event).body())
                 return
             assert isinstance(event, Finish)
-            reason = "content_filter" if self.blocked else finish_reason(event)
+            if self.told_calls:  # whole, in one chunk: they are known only once the turn ends
+                calls = [{"index": i, **call_body(c)} for i, c in enumerate(self.told_calls)]
+                yield self.completion.chunk({"tool_calls": calls}, with_usage=include_usage)
+            reason = self.finish_reason(event)
             yield self.completion.chunk({}, reason, with_usage=include_usage, extra=self.extra())
             if include_usage:
                 yield self.completion.usage_chunk(usage, self.extra())
             yield DONE
         finally:  # the client went away (while the answer is judged, too): count what it read
             await self.abandon()
+
+    @property
+    def told_calls(self) -> tuple[ToolCall, ...]:
+        """The calls the client is given: none of an answer the safety policy withheld."""
+        return () if self.blocked else self.calls
+
+    def finish_reason(self, event: Finish) -> str:
+        """Why the answer ended, as the client is told. Calls of functions the client did not
+        offer were dropped, so an answer that ended on them just stopped."""
+        if self.blocked:
+            return "content_filter"
+        if self.told_calls:
+            return "tool_calls"
+        return "stop" if event.finish_reason in (None, "tool_calls") else event.finish_reason
 
     def extra(self) -> dict[str, Any]:
         return {"conversation_id": self.conversation_id} if self.conversation_id else {}
@@ -542,10 +578,12 @@ class Answer:
         return Usage(prompt_tokens=prompt, completion_tokens=answer)
 
 
-def finish_reason(event: Finish) -> str:
-    """Why the answer ended, as the client is told: calls were dropped (no tools are offered
-    here), so an answer that ended on them just stopped."""
-    return "stop" if event.finish_reason in (None, "tool_calls") else event.finish_reason
+def call_body(call: ToolCall) -> dict[str, Any]:
+    return {
+        "id": call.id,
+        "type": "function",
+        "function": {"name": call.name, "arguments": call.arguments},
+    }
 
 
 def _category_order(code: str) -> int:

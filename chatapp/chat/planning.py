@@ -4,7 +4,8 @@ The writes that follow (admission against the team's budgets and rate limit, the
 `chatapp.chat.actions.replies`.
 """
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, replace
 from typing import Any
 
 from django.conf import settings
@@ -19,7 +20,7 @@ from chatapp.chat.lookups import owned_conversation, owned_message
 from chatapp.chat.models import Conversation, Message, MessageRole, MessageStatus
 from chatapp.chat.requests import CompletionRequest, RegenerateRequest, SendRequest
 from chatapp.core.words import counted
-from chatapp.llm import ChatParams, LlamaClient
+from chatapp.llm import ChatParams, LlamaClient, count_tokens_estimate
 from chatapp.teams import datafilter, policy, providers, reads, safety
 from chatapp.teams.models import Membership, SafetyFlag, SystemPrompt, Team
 from chatapp.uploads import context as attachments
@@ -52,6 +53,9 @@ class ReplyPlan:
     earlier_turns: tuple[tuple[str, str], ...] = ()
     answer_format: json_output.AnswerFormat | None = None  # JSON output asked for; None: text
     tools: tuple[tooling.OfferedTool, ...] = ()  # the team's tools offered, listed at admission
+    # An API client's own functions, offered upstream as sent; the client runs them.
+    client_tools: tuple[dict[str, Any], ...] = ()
+    tool_choice: str | dict[str, Any] | None = None
     budget_hold: int | None = None  # an API answer's BudgetHold, released with its usage
 
     @property
@@ -138,23 +142,33 @@ def plan_completion(user: Any, team: Team, request: CompletionRequest) -> ReplyP
     holding the client's turns, under the same rules as a chat.send that starts one."""
     if not Membership.objects.filter(team=team, user=user).exists():
         raise ChatError("forbidden", "You are not a member of this team.")
-    *earlier, (_, question) = request.turns
+    question = request.turns[request.question].content
     send = SendRequest(content=question, system_prompt_text=request.system_prompt_text)
     conversation = _new_conversation(user, team, send)
     rules = policy.team_rules(team)
     fields = _apply_settings(user, conversation, request.settings, rules)
-    turns = [Turn(role, text) for role, text in request.turns]
-    return _plan(
+    turns = [
+        Turn(t.role, t.content, tool_calls=tooling.client_calls(t.content, t.tool_calls))
+        for t in request.turns
+    ]
+    plan = _plan(
         user,
         conversation,
         turns,
         rules,
         user_content=question,
         conversation_fields=fields,
-        earlier_turns=tuple(earlier),
+        earlier_turns=tuple((t.role, t.content) for t in request.turns[: request.question]),
         answer_format=request.answer_format,
         streaming_ids=check_concurrency(user),  # a chat.send checks them as it writes its rows
+        client_tools=request.tools,
+        tool_choice=request.tool_choice,
     )
+    if not request.tools:
+        return plan
+    # The functions' descriptions go upstream with the messages, and count as prompt.
+    described = count_tokens_estimate(json.dumps(request.tools))
+    return replace(plan, prompt_tokens=plan.prompt_tokens + described)
 
 
 def plan_regenerate(

@@ -35,10 +35,37 @@ class RegenerateRequest:
 
 
 @dataclass(frozen=True)
-class CompletionRequest:
-    """A validated POST /v1/chat/completions body: the client brings the whole history."""
+class ClientTurn:
+    """A user or assistant message of an API request. An assistant turn may hold the calls of
+    the client's own functions, each with the result its tool message gave:
+    {"id", "name", "arguments", "content"}."""
 
-    turns: tuple[tuple[str, str], ...]  # (role, text), user and assistant, ending with user
+    role: str
+    content: str
+    tool_calls: tuple[dict[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class CompletionRequest:
+    """A validated POST /v1/chat/completions body: the client brings the whole history.
+
+    The turns end with the question (a user turn), or with an assistant turn whose calls the
+    client has answered: the model goes on from their results."""
+
+    turns: tuple[ClientTurn, ...]
     system_prompt_text: str | None = None  # the client's system messages, joined
     settings: dict[str, Any] = field(default_factory=dict)
     answer_format: AnswerFormat | None = None  # the body's response_format, when JSON
+    # The client's functions ({"type": "function", "function": {...}}), offered upstream as
+    # they are; the client runs them. tool_choice as OpenAI's, None when not sent.
+    tools: tuple[dict[str, Any], ...] = ()
+    tool_choice: str | dict[str, Any] | None = None
+
+    @property
+    def uses_tools(self) -> bool:
+        return bool(self.tools) or any(turn.tool_calls for turn in self.turns)
+
+    @property
+    def question(self) -> int:
+        """The index of the newest user turn."""
+        return max(i for i, turn in enumerate(self.turns) if turn.role == "user")

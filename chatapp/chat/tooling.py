@@ -118,6 +118,12 @@ def upstream_messages(content: str, calls: list[dict[str, Any]]) -> list[dict[st
     return messages
 
 
+def client_calls(content: str, calls: tuple[dict[str, str], ...]) -> tuple[dict[str, Any], ...]:
+    """The calls an API client ran itself, with their results, as a stored answer keeps its
+    calls: one round, after the turn's text."""
+    return tuple({**call, "round": 0, "offset": len(content), "status": "done"} for call in calls)
+
+
 def call_spec(call_id: str, name: str, arguments: str) -> dict[str, Any]:
     return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
 

@@ -109,14 +109,17 @@ class LlamaClient:
         messages: list[dict[str, Any]],
         params: ChatParams,
         tools: list[dict[str, Any]] | None = None,
+        tool_choice: str | dict[str, Any] | None = None,
     ) -> AsyncGenerator[StreamEvent, None]:
         """Validate now; stream TextDelta/Retrying events ending in one Finish or StreamError.
 
         With `tools` (function specs) offered, a turn in which the model calls some yields
-        one ToolCalls just before its Finish.
+        one ToolCalls just before its Finish; `tool_choice` (OpenAI's) goes with them.
         """
         validate_chat(messages, params, self.config.protocol)
         body = self._protocol.chat_body(messages, params, stream=True, tools=tools)
+        if tools and tool_choice is not None:
+            body["tool_choice"] = tool_choice
         return self._run(body, params.model, stream=True)
 
     async def complete_chat(
