@@ -6,12 +6,17 @@ import time
 
 import openai
 import pytest
+from pydantic import BaseModel
 
 from tests.browser.conftest import SIMULATOR, serve_app
 from tests.openai_api.conftest import MODEL
 from tests.support.polling import wait_for
 
 pytestmark = pytest.mark.slow
+
+
+class Weather(BaseModel):
+    city: str
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +79,25 @@ def test_a_streamed_answer_arrives_in_pieces_with_usage(live, key):
     rows = usage_rows(live)
     assert sum(row["requests"] for row in rows) == before + 1
     assert all(row["api_key_ref"] > 0 for row in rows)
+
+
+def test_the_sdks_stream_helper_pieces_a_call_together_and_its_result_is_answered(live, key):
+    """The SDK's own accumulation of streamed tool calls (`chat.completions.stream`), and the
+    function's result sent back as a `tool` message, over HTTP."""
+    sdk = client(live, key)
+    weather = openai.pydantic_function_tool(Weather, name="get_weather")
+    question = {"role": "user", "content": "[sim:call=get_weather args=city:Oslo] And Oslo?"}
+    with sdk.chat.completions.stream(model=MODEL, messages=[question], tools=[weather]) as stream:
+        called = stream.get_final_completion().choices[0]
+    assert called.finish_reason == "tool_calls"
+    [call] = called.message.tool_calls
+    assert call.function.name == "get_weather"
+    assert call.function.parsed_arguments == Weather(city="Oslo")
+    result = {"role": "tool", "tool_call_id": call.id, "content": "Snow, -3 °C"}
+    answer = sdk.chat.completions.create(
+        model=MODEL, messages=[question, called.message.model_dump(), result], tools=[weather]
+    )
+    assert answer.choices[0].message.content == "The tool answered: Snow, -3 °C"
 
 
 def test_a_wrong_key_is_refused(live, key):
