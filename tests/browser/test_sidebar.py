@@ -240,3 +240,7 @@ def test_a_snippet_marks_the_searched_words_and_starts_near_the_first(
     text = snippet.inner_text()
     assert text.startswith("…") and text.index("Zebra") < 40, text
     assert text.endswith("the road.")
+    # A title holding a searched word shows it too.
+    page.get_by_label("Search conversations").fill("notes")
+    expect(page.locator(".conversation-item .conversation-name mark")).to_have_text(["notes"])
+    expect(page.locator(".conversation-name")).to_have_text(["Beta notes"])

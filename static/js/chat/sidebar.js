@@ -4,7 +4,7 @@
 
 import { api } from "./api.js";
 import { h, icon } from "./dom.js";
-import { snippetElement } from "./snippet.js";
+import { markedText, snippetElement } from "./snippet.js";
 
 const SEARCH_DELAY_MS = 250;
 const DAY_MS = 24 * 60 * 60 * 1000;
@@ -390,7 +390,9 @@ export class Sidebar {
   setTitle(li, title) {
     const text = title || "New chat";
     li.dataset.title = text;
-    li.querySelector(".conversation-name").textContent = text;
+    // A search result's title shows the searched words, wherever they are in it.
+    const name = this.query ? markedText(text, this.query, Number.POSITIVE_INFINITY) : [text];
+    li.querySelector(".conversation-name").replaceChildren(...name);
     li.querySelector(".item-menu-button").setAttribute("aria-label", `Actions for “${text}”`);
   }
 

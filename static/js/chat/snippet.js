@@ -1,5 +1,6 @@
-// A search result's snippet with the searched words marked, starting a few words before the
-// first of them: the sidebar shows two lines of it, and the match has to be among them.
+// Search results' titles and snippets with the searched words marked; a snippet starts a few
+// words before the first of them: the sidebar shows two lines of it, and the match has to be
+// among them.
 
 import { h } from "./dom.js";
 
@@ -24,28 +25,33 @@ export function searchedWords(query) {
   return words;
 }
 
-/** [text, marked] pieces of the snippet, its lead shortened to whole words before a match. */
-export function snippetPieces(snippet, query) {
+/** [text, marked] pieces of the text; a lead longer than `lead` characters before the first
+ * match is shortened to whole words. */
+export function markedPieces(text, query, lead = LEAD) {
   const words = searchedWords(query);
   const pieces = [];
   let end = 0;
-  for (const match of snippet.matchAll(WORD)) {
+  for (const match of text.matchAll(WORD)) {
     if (!words.has(folded(match[0]))) continue;
-    pieces.push([snippet.slice(end, match.index), false], [match[0], true]);
+    pieces.push([text.slice(end, match.index), false], [match[0], true]);
     end = match.index + match[0].length;
   }
-  pieces.push([snippet.slice(end), false]);
-  const lead = pieces[0][0];
-  if (pieces.length > 1 && lead.length > LEAD) {
-    const space = lead.indexOf(" ", lead.length - LEAD);
-    pieces[0][0] = `…${lead.slice(space < 0 ? lead.length - LEAD : space + 1)}`;
+  pieces.push([text.slice(end), false]);
+  const before = pieces[0][0];
+  if (pieces.length > 1 && before.length > lead) {
+    const space = before.indexOf(" ", before.length - lead);
+    pieces[0][0] = `…${before.slice(space < 0 ? before.length - lead : space + 1)}`;
   }
-  return pieces.filter(([text]) => text);
+  return pieces.filter(([piece]) => piece);
+}
+
+/** The text as nodes to append, the searched words in <mark>. */
+export function markedText(text, query, lead = LEAD) {
+  return markedPieces(text, query, lead).map(([piece, marked]) =>
+    marked ? h("mark", { text: piece }) : piece,
+  );
 }
 
 export function snippetElement(snippet, query) {
-  const parts = snippetPieces(snippet, query).map(([text, marked]) =>
-    marked ? h("mark", { text }) : text,
-  );
-  return h("span", { className: "conversation-snippet" }, ...parts);
+  return h("span", { className: "conversation-snippet" }, ...markedText(snippet, query));
 }
