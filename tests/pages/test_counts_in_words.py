@@ -15,13 +15,13 @@ def text_of(response) -> str:
     return " ".join(re.sub(r"<[^>]+>", " ", response.content.decode()).split())
 
 
-@pytest.mark.parametrize(("answers", "words"), [(1, "1 token ("), (2, "2 tokens (")])
-def test_the_usage_total_counts_tokens_and_answers(owner_client, owner, team, answers, words):
-    for _ in range(answers):
+@pytest.mark.parametrize(("requests", "words"), [(1, "1 token ("), (2, "2 tokens (")])
+def test_the_usage_total_counts_tokens_and_requests(owner_client, owner, team, requests, words):
+    for _ in range(requests):
         actions.record_usage(team, owner, MODEL, 1, 0)
     page = text_of(owner_client.get(f"/teams/{team.pk}/usage/"))
     assert words in page
-    assert f"in {answers} answer{'s' if answers > 1 else ''}." in page
+    assert f"in {requests} request{'s' if requests > 1 else ''} to the model." in page
 
 
 @pytest.mark.parametrize(("limit", "words"), [(1, "1 message"), (3, "3 messages")])
