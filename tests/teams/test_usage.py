@@ -105,7 +105,8 @@ def test_usage_counts_requests_to_the_model_not_answers(owner_client, team, nove
     # A new conversation's title is a request of its own: counting it as an answer would
     # show two answers for one question.
     html = owner_client.get(usage_url(team, "2026-11")).content.decode()
-    assert "in 4 requests to the model. Each answer is one request" in html
+    assert "in 4 requests to the model.</p>" in html
+    assert "Each answer is one request, its tool calls included; the title" in html
     assert '<th scope="col" class="num">Requests</th>' in html and "Answers" not in html
     html = owner_client.get(usage_url(team, "2026-10")).content.decode()
     assert "in 1 request to the model." in html
