@@ -27,7 +27,7 @@ from django.http.response import HttpResponseBase
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from chatapp.chat import generation, planning
+from chatapp.chat import generation, planning, tooling
 
 # Database work runs through asgiref's sync_to_async, as in any Django view: Django closes the
 # connections when the request ends. (channels' database_sync_to_async closes them around each
@@ -579,11 +579,7 @@ class Answer:
 
 
 def call_body(call: ToolCall) -> dict[str, Any]:
-    return {
-        "id": call.id,
-        "type": "function",
-        "function": {"name": call.name, "arguments": call.arguments},
-    }
+    return tooling.call_spec(call.id, call.name, call.arguments)
 
 
 def _category_order(code: str) -> int:
