@@ -16,7 +16,7 @@ function folded(word) {
 }
 
 /** The words a query looks for, folded (case and accents), without the ones it leaves out. */
-export function searchedWords(query) {
+function searchedWords(query) {
   const words = new Set();
   for (const [, minus, phrase, bareMinus, bare] of query.matchAll(CHUNK)) {
     if (minus || bareMinus || bare?.toLowerCase() === "or") continue;
@@ -27,7 +27,7 @@ export function searchedWords(query) {
 
 /** [text, marked] pieces of the text; a lead longer than `lead` characters before the first
  * match is shortened to whole words. */
-export function markedPieces(text, query, lead = LEAD) {
+function markedPieces(text, query, lead = LEAD) {
   const words = searchedWords(query);
   const pieces = [];
   let end = 0;
