@@ -29,16 +29,17 @@ _task: asyncio.Task[None] | None = None
 
 
 def reap_stale_generations(max_age_seconds: float | None = None) -> dict[str, Any]:
-    """Mark streaming messages with a stale heartbeat interrupted; returns counts and ids."""
+    """Mark streaming messages with a stale heartbeat interrupted; returns counts and the
+    answers this call marked."""
     if max_age_seconds is None:
         max_age_seconds = settings.CHAT_STALE_GENERATION_SECONDS
     cutoff = timezone.now() - timedelta(seconds=max_age_seconds)
-    abandoned, interrupted = replies.interrupt_stale_replies(cutoff, alive=list(RUNNING))
+    found = replies.stale_replies(cutoff, alive=list(RUNNING))
+    marked = replies.mark_interrupted(found)
     return {
-        "checked": len(abandoned),
-        "interrupted": interrupted,
-        "messages": [(answer.message_id, answer.conversation_id) for answer in abandoned],
-        "abandoned": abandoned,
+        "checked": len(found),
+        "interrupted": len(marked),
+        "abandoned": marked,
     }
 
 

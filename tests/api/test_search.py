@@ -8,7 +8,12 @@ from django.db import connection
 from django.utils import timezone
 
 from chatapp.chat import search as search_module
-from chatapp.chat.actions.replies import Checkpoint, checkpoint_replies, interrupt_stale_replies
+from chatapp.chat.actions.replies import (
+    Checkpoint,
+    checkpoint_replies,
+    mark_interrupted,
+    stale_replies,
+)
 from chatapp.chat.models import Message, MessageStatus
 from chatapp.chat.search import Alternative, fts5_match, parse
 from chatapp.chat.search_index import repair_sqlite_index
@@ -361,8 +366,8 @@ def test_an_answer_its_process_left_is_found_with_the_text_it_kept(
 ):
     answer = streaming_answer(member, make_conversation, "a llama")
     checkpoint_replies([Checkpoint(answer.pk, "a llama, then an alpaca", seq=2)])
-    _, marked = interrupt_stale_replies(timezone.now() + timedelta(seconds=1), alive=[])
-    assert marked == 1
+    found = stale_replies(timezone.now() + timedelta(seconds=1), alive=[])
+    assert len(mark_interrupted(found)) == 1
     assert [r["message_id"] for r in search(member_client, "alpaca")["results"]] == [answer.pk]
 
 

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from chatapp.asgi import application
 from chatapp.chat import reaper
+from chatapp.chat.actions import replies
 from chatapp.chat.models import Conversation, Message
 from chatapp.teams.models import BudgetHold, RecentRequest
 from chatapp.uploads.actions import create_upload
@@ -47,6 +48,18 @@ def test_stale_streaming_answers_are_marked_interrupted(conversation):
     fresh.refresh_from_db()
     done.refresh_from_db()
     assert (fresh.status, done.status) == ("streaming", "complete")
+
+
+def test_answers_another_process_marked_first_are_left_to_it(conversation):
+    """Two processes reaping at once both find the stale answers; each answer is marked, and
+    so announced, by only one of them."""
+    first, second = streaming(conversation, 300), streaming(conversation, 300)
+    found = replies.stale_replies(timezone.now() - timedelta(seconds=60), alive=[])
+    assert sorted(answer.message_id for answer in found) == [first.pk, second.pk]
+    assert replies.mark_interrupted(found[:1]) == found[:1]  # the other process, in between
+    assert replies.mark_interrupted(found) == found[1:]
+    assert replies.mark_interrupted(found) == []
+    assert set(Message.objects.values_list("status", flat=True)) == {"interrupted"}
 
 
 def test_management_command_prints_counts(conversation):

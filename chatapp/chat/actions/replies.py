@@ -584,30 +584,40 @@ class Abandoned:
     model: str
 
 
-def interrupt_stale_replies(cutoff: datetime, alive: list[int]) -> tuple[list[Abandoned], int]:
-    """Mark interrupted the streaming answers whose heartbeat is older than cutoff.
-
-    `alive` are answers this very process is running; they are left alone. Returns the
-    answers found and how many of them this call marked (another process may race it).
-    """
+def stale_replies(cutoff: datetime, alive: list[int]) -> list[Abandoned]:
+    """The streaming answers whose heartbeat is older than cutoff, but for those in `alive`
+    (answers this very process is running)."""
     stale = Message.objects.filter(status=MessageStatus.STREAMING).filter(
         Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, created_at__lt=cutoff)
     )
-    found = list(stale.exclude(pk__in=alive).values_list("id", "conversation_id", "model"))
-    ids = [message_id for message_id, _, _ in found]
-    updated = Message.objects.filter(pk__in=ids, status=MessageStatus.STREAMING).update(
-        status=MessageStatus.INTERRUPTED,
-        error_code=INTERRUPTED_CODE,
-        error_message=INTERRUPTED_MESSAGE,
-        updated_at=timezone.now(),
-    )
-    if updated:
-        log.warning("Marked %d abandoned streaming answers interrupted", updated)
-    return [Abandoned(*row) for row in found], updated
+    rows = stale.exclude(pk__in=alive).values_list("id", "conversation_id", "model")
+    return [Abandoned(*row) for row in rows]
+
+
+def mark_interrupted(found: list[Abandoned]) -> list[Abandoned]:
+    """Mark the answers found interrupted; returns those this call marked.
+
+    Each is its own conditional update, so when several processes reap at once every answer
+    is marked, and announced, by exactly one of them.
+    """
+    marked = [
+        answer
+        for answer in found
+        if Message.objects.filter(pk=answer.message_id, status=MessageStatus.STREAMING).update(
+            status=MessageStatus.INTERRUPTED,
+            error_code=INTERRUPTED_CODE,
+            error_message=INTERRUPTED_MESSAGE,
+            updated_at=timezone.now(),
+        )
+    ]
+    if marked:
+        log.warning("Marked %d abandoned streaming answers interrupted", len(marked))
+    return marked
 
 
 async def announce_interrupted(abandoned: list[Abandoned]) -> None:
-    """Tell the tabs watching those conversations that the answers ended."""
+    """Tell the tabs watching those conversations that the answers ended (call it with the
+    answers `mark_interrupted` marked, so each is announced once)."""
     for answer in abandoned:
         ids = (answer.conversation_id, answer.message_id)
         await broadcast(
