@@ -30,7 +30,6 @@ UNSUPPORTED_FIELDS = frozenset(
         "logprobs",
         "top_logprobs",
         "logit_bias",
-        "stop",
         "audio",
         "modalities",
         "prediction",
@@ -40,7 +39,7 @@ UNSUPPORTED_FIELDS = frozenset(
 )
 SETTING_FIELDS = ("model", "temperature", "top_p", "max_tokens", "max_completion_tokens")
 KNOWN_FIELDS = frozenset(
-    {"messages", "stream", "stream_options", "n", "response_format", "tools", "tool_choice"}
+    {"messages", "stream", "stream_options", "n", "response_format", "tools", "tool_choice", "stop"}
     | {*SETTING_FIELDS}
     | IGNORED_FIELDS
     | UNSUPPORTED_FIELDS
@@ -49,6 +48,7 @@ SYSTEM_ROLES = ("system", "developer")
 MAX_TOOLS = 128  # as OpenAI's API
 FUNCTION_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 TOOL_CHOICES = ("none", "auto", "required")
+MAX_STOP_SEQUENCES = 4  # as OpenAI's API
 
 
 class OpenAIError(Exception):
@@ -167,6 +167,7 @@ def read_request(data: dict[str, Any]) -> tuple[CompletionRequest, bool, bool]:
         answer_format=_response_format(data.get("response_format")),
         tools=tools,
         tool_choice=_tool_choice(data.get("tool_choice"), tools),
+        stop=_stop(data.get("stop")),
     )
     return request, stream, include_usage
 
@@ -202,6 +203,23 @@ def _settings(data: dict[str, Any]) -> dict[str, Any]:
         if value is not None and not is_number:
             raise invalid(f"{name} must be a number.", name)
     return {name: value for name, value in values.items() if value is not None}
+
+
+def _stop(value: Any) -> tuple[str, ...]:
+    """OpenAI's stop: a string or a list of up to 4, where the answer ends."""
+    sequences = [value] if isinstance(value, str) else value
+    if value is None or sequences == []:
+        return ()
+    if (
+        not isinstance(sequences, list)
+        or len(sequences) > MAX_STOP_SEQUENCES
+        or not all(isinstance(s, str) and s for s in sequences)
+    ):
+        raise invalid(
+            f"stop must be a non-empty string or a list of at most {MAX_STOP_SEQUENCES} of them.",
+            "stop",
+        )
+    return tuple(dict.fromkeys(sequences))
 
 
 def _response_format(value: Any) -> AnswerFormat | None:

@@ -49,6 +49,7 @@ from chatapp.chat.errors import ChatError
 from chatapp.chat.event_schema import SafetyFields
 from chatapp.chat.models import MessageStatus
 from chatapp.chat.planning import ReplyPlan
+from chatapp.chat.stop_sequences import cut_at_stops
 from chatapp.core.dates import next_month
 from chatapp.llm import (
     Finish,
@@ -204,7 +205,7 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     except OpenAIError as error:
         raise as_sent(error, body) from None
     try:
-        answer = await start_answer(plan, caller.key, save, body)
+        answer = await start_answer(plan, caller.key, save, body, completion_request.stop)
     except BaseException:  # refused after all, or the client went away: nothing to count
         if plan.budget_hold is not None:
             await sync_to_async(team_actions.release_hold)(plan.budget_hold)
@@ -221,10 +222,12 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     return await AnswerStream.start(answer, answer.chunks(first, include_usage))
 
 
-async def start_answer(plan: ReplyPlan, key: ApiKey, save: bool, body: dict[str, Any]) -> "Answer":
+async def start_answer(
+    plan: ReplyPlan, key: ApiKey, save: bool, body: dict[str, Any], stops: tuple[str, ...]
+) -> "Answer":
     """Take the answer's place among the user's answers at once and screen the question;
     from the Answer on, its end counts it (and releases what it holds). A refusal names the
-    parameters as `body` sent them."""
+    parameters as `body` sent them; the answer ends at the first of `stops`."""
     try:
         events = plan.client.stream_chat(  # sent on the first read
             plan.messages,
@@ -234,6 +237,8 @@ async def start_answer(plan: ReplyPlan, key: ApiKey, save: bool, body: dict[str,
         )
     except LlmValidationError as error:
         raise as_sent(invalid(error.message, error.field), body) from None
+    if stops:
+        events = cut_at_stops(events, stops)
     rules = safety.SafetyRules.of(plan.rules.policy)
     try:
         generation.admit(plan)  # the cap on answers at once, shared with the chat page

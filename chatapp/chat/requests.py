@@ -60,6 +60,7 @@ class CompletionRequest:
     # they are; the client runs them. tool_choice as OpenAI's, None when not sent.
     tools: tuple[dict[str, Any], ...] = ()
     tool_choice: str | dict[str, Any] | None = None
+    stop: tuple[str, ...] = ()  # where the relay cuts the answer (stop_sequences)
 
     @property
     def uses_tools(self) -> bool:
