@@ -18,6 +18,7 @@ urlpatterns = [
     path("accounts/", include("chatapp.accounts.urls")),
     path("api/", include((api_urls(api), "api"))),
     path("v1/models", openai_api.models, name="openai_models"),
+    path("v1/models/<path:model_name>", openai_api.model, name="openai_model"),
     path("v1/chat/completions", openai_api.chat_completions, name="openai_chat_completions"),
     # After every /api/ and /v1/ address: the JSON 404 for any other.
     re_path(r"^(?:api|v1)/", unknown_url, name="unknown_api_url"),

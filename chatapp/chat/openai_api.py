@@ -176,8 +176,26 @@ async def models(request: HttpRequest) -> HttpResponse:
     only("GET", request)
     caller = await caller_of(request)
     names = await sync_to_async(policy.allowed_models)(caller.team)
-    data = [{"id": name, "object": "model", "created": 0, "owned_by": "llama"} for name in names]
-    return JsonResponse({"object": "list", "data": data})
+    return JsonResponse({"object": "list", "data": [model_object(name) for name in names]})
+
+
+@openai_errors
+async def model(request: HttpRequest, model_name: str) -> HttpResponse:
+    """`GET /v1/models/<id>`: one of the team's models, 404 for any other."""
+    only("GET", request)
+    caller = await caller_of(request)
+    if model_name not in await sync_to_async(policy.allowed_models)(caller.team):
+        raise OpenAIError(
+            404,
+            f"The model {model_name} is not one your team may use: see GET /v1/models.",
+            code="model_not_found",
+            param="model",
+        )
+    return JsonResponse(model_object(model_name))
+
+
+def model_object(name: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": 0, "owned_by": "llama"}
 
 
 # --- POST /v1/chat/completions -------------------------------------------------------------

@@ -152,6 +152,19 @@ async def test_models_are_the_teams_allowed_ones(sim, member, team, make_key):
     assert sim.requests == []
 
 
+async def test_a_model_is_retrieved_only_when_the_team_may_use_it(sim, member, team, make_key):
+    await db(lambda: TeamPolicy.objects.create(team=team, allowed_models=[OTHER_MODEL]))
+    client = sdk(await database_sync_to_async(make_key)(member, team))
+    found = await client.models.retrieve(OTHER_MODEL)
+    assert (found.id, found.object, found.owned_by) == (OTHER_MODEL, "model", "llama")
+    for name in (MODEL, "meta-llama/Nowhere-1B"):
+        with pytest.raises(openai.NotFoundError) as refused:
+            await client.models.retrieve(name)
+        assert refused.value.body["code"] == "model_not_found"
+    with pytest.raises(openai.AuthenticationError):
+        await sdk("not-a-key").models.retrieve(OTHER_MODEL)
+
+
 async def test_the_teams_ceiling_holds(sim, member, team, make_key):
     await db(lambda: TeamPolicy.objects.create(team=team, max_tokens_limit=100))
     key = await database_sync_to_async(make_key)(member, team)

@@ -23,7 +23,8 @@ from tests.security.routes import project_routes
 WRITES = ("post", "put", "patch", "delete")
 PROBES = {"/healthz"}  # answered before the CSRF check, and they refuse every write (405)
 # The OpenAI-compatible API reads no cookie: a session without a bearer key gets 401 (or 405).
-BEARER_ONLY = {"/v1/models", "/v1/chat/completions"}
+MODEL = "Llama-3.3-70B-Instruct"
+BEARER_ONLY = {"/v1/models", f"/v1/models/{MODEL}", "/v1/chat/completions"}
 APPS = ("accounts", "teams", "chat", "uploads", "tools")
 
 
@@ -51,6 +52,7 @@ def own_ids(owner, member, team, settings) -> dict:
         "server_id": ToolServer.objects.create(team=team, name="t", url="https://9.9.9.9/").pk,
         "schema_id": JsonSchema.objects.create(team=team, name="s", schema={"type": "object"}).pk,
         "uidb64": urlsafe_base64_encode(str(owner.pk).encode()),  # a reset link's, with token
+        "model_name": MODEL,
     }
 
 
