@@ -4,6 +4,7 @@ answers (a whole completion, stream chunks) and its errors, in OpenAI's shapes.
 Plain functions with no I/O; the views (`chatapp.chat.openai_api`) do the rest.
 """
 
+import base64
 import json
 import math
 import re
@@ -260,7 +261,11 @@ def _messages(messages: Any) -> tuple[str | None, list[ClientTurn]]:
         role = message.get("role")
         if unanswered and role != "tool":
             raise _unanswered(unanswered, param)
-        text = _text(message.get("content"), f"{param}.content")
+        content = message.get("content")
+        images: tuple[tuple[str, bytes], ...] = ()
+        if role == "user":
+            content, images = _images(content, f"{param}.content")
+        text = _text(content, f"{param}.content")
         if role == "tool":
             call_id = message.get("tool_call_id")
             if not isinstance(call_id, str) or call_id not in unanswered:
@@ -273,7 +278,7 @@ def _messages(messages: Any) -> tuple[str | None, list[ClientTurn]]:
         elif role in SYSTEM_ROLES:
             system.append(text)
         elif role == "user":
-            turns.append(ClientTurn(role, text))
+            turns.append(ClientTurn(role, text, images=images))
         elif role == "assistant":
             calls = _calls(message.get("tool_calls"), param)
             turns.append(ClientTurn(role, text, calls))
@@ -294,7 +299,7 @@ def _messages(messages: Any) -> tuple[str | None, list[ClientTurn]]:
         )
     if not any(turn.role == "user" for turn in turns):
         raise invalid("messages must hold a user message.", "messages")
-    if last.role == "user" and not last.content.strip():  # as on the chat page
+    if last.role == "user" and not (last.content.strip() or last.images):  # as on the chat page
         raise invalid(
             "The last user message is empty: write a question.", "messages", "empty_content"
         )
@@ -412,6 +417,41 @@ def _tool_choice(value: Any, tools: tuple[dict[str, Any], ...]) -> str | dict[st
     return {"type": "function", "function": {"name": name}}
 
 
+def _images(content: Any, param: str) -> tuple[Any, tuple[tuple[str, bytes], ...]]:
+    """(the other parts; a user message's image parts, {"type": "image_url", "image_url":
+    {"url"}} with a base64 data URL, as (where each was, its bytes)): the server fetches no
+    address."""
+    if not isinstance(content, list):
+        return content, ()
+    images, rest = [], []
+    for index, part in enumerate(content):
+        if not isinstance(part, dict) or part.get("type") != "image_url":
+            rest.append(part)
+            continue
+        where = f"{param}[{index}].image_url"
+        value = part.get("image_url")
+        url = value.get("url") if isinstance(value, dict) else None
+        if not isinstance(url, str):
+            raise invalid(f'{where} must be {{"url": "data:image/png;base64,..."}}.', where)
+        header, comma, encoded = url.partition(",")
+        if not header.startswith("data:"):
+            raise invalid(
+                f"{where}: send the image itself, as a data URL (data:image/png;base64,...):"
+                " this API fetches no address.",
+                where,
+                code="unsupported_content",
+            )
+        if not comma or not header.endswith(";base64"):
+            raise invalid(
+                f"{where}: the data URL must be base64 (data:image/png;base64,...).", where
+            )
+        try:
+            images.append((where, base64.b64decode(encoded, validate=True)))
+        except ValueError:  # binascii.Error
+            raise invalid(f"{where}: the data URL's base64 is damaged.", where) from None
+    return rest, tuple(images)
+
+
 def _text(content: Any, param: str) -> str:
     """A message's content: a string, or a list of text parts (joined)."""
     if content is None:
@@ -424,7 +464,8 @@ def _text(content: Any, param: str) -> str:
     for part in content:
         if not isinstance(part, dict) or part.get("type") != "text":
             raise invalid(
-                f"{param}: only text parts are supported here (attach files on the chat page).",
+                f"{param}: only text parts, and images in user messages, are supported here"
+                " (attach files on the chat page).",
                 param,
                 code="unsupported_content",
             )

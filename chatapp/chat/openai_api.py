@@ -11,6 +11,7 @@ The wire format (OpenAI's shapes) is `chatapp.chat.completions`.
 
 import asyncio
 import logging
+import math
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -21,7 +22,7 @@ from functools import wraps
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.core.exceptions import RequestDataTooBig
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.utils import timezone
@@ -205,16 +206,13 @@ def model_object(name: str) -> dict[str, Any]:
 async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     only("POST", request)
     caller = await caller_of(request)
-    try:
-        body = parse_body(request.body)
-    except RequestDataTooBig:
-        raise OpenAIError(413, "The request body is too large.", code="request_too_large") from None
+    body = parse_body(read_body(request))
     completion_request, stream, include_usage = read_request(body)
     save = request.headers.get(SAVE_HEADER, "").strip().lower() in ("1", "true", "yes")
-    if save and completion_request.uses_tools:
+    if save and (completion_request.uses_tools or completion_request.images):
         raise invalid(
-            "An exchange with tools is not saved as a conversation: send it without"
-            f" {SAVE_HEADER}.",
+            f"An exchange with {'tools' if completion_request.uses_tools else 'images'} is not"
+            f" saved as a conversation: send it without {SAVE_HEADER}.",
             "tools" if completion_request.tools else "messages",
             code="unsupported_parameter",
         )
@@ -238,6 +236,22 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
         await answer.abandon()
         raise
     return await AnswerStream.start(answer, answer.chunks(first, include_usage))
+
+
+def body_limit() -> int:
+    """The most a request body may hold: Django's limit for any body, plus a chat message's
+    attachments as base64 (the images a request may carry inline)."""
+    base64_images = 4 * math.ceil(settings.UPLOAD_MAX_MESSAGE_BYTES / 3)
+    return (settings.DATA_UPLOAD_MAX_MEMORY_SIZE or 0) + base64_images
+
+
+def read_body(request: HttpRequest) -> bytes:
+    limit = body_limit()
+    data = request.read(limit + 1)  # not request.body: that stops at Django's smaller limit
+    if len(data) > limit:
+        message = f"The request body is over {limit / 1024**2:.0f} MB."
+        raise OpenAIError(413, message, code="request_too_large")
+    return data
 
 
 async def start_answer(

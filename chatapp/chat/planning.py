@@ -77,6 +77,7 @@ class Turn:
     content: str
     uploads: tuple[Upload, ...] = ()
     tool_calls: tuple[dict[str, Any], ...] = ()  # an answer's calls, with their results
+    images: tuple[dict[str, Any], ...] = ()  # image parts an API client sent inline
 
 
 def plan_send(
@@ -147,9 +148,15 @@ def plan_completion(user: Any, team: Team, request: CompletionRequest) -> ReplyP
     conversation = _new_conversation(user, team, send)
     rules = policy.team_rules(team)
     fields = _apply_settings(user, conversation, request.settings, rules)
+    images = _inline_images(request, conversation.model)
     turns = [
-        Turn(t.role, t.content, tool_calls=tooling.client_calls(t.content, t.tool_calls))
-        for t in request.turns
+        Turn(
+            t.role,
+            t.content,
+            tool_calls=tooling.client_calls(t.content, t.tool_calls),
+            images=turn_images,
+        )
+        for t, turn_images in zip(request.turns, images, strict=True)
     ]
     plan = _plan(
         user,
@@ -169,6 +176,25 @@ def plan_completion(user: Any, team: Team, request: CompletionRequest) -> ReplyP
     # The functions' descriptions go upstream with the messages, and count as prompt.
     described = count_tokens_estimate(json.dumps(request.tools))
     return replace(plan, prompt_tokens=plan.prompt_tokens + described)
+
+
+def _inline_images(request: CompletionRequest, model: str) -> list[tuple[dict[str, Any], ...]]:
+    """Each turn's images as the model gets them (refused with the parameter at fault)."""
+    try:
+        attachments.check_inline_images(request.images, model)
+    except UploadRefused as refused:
+        field = "model" if refused.code == "model_cannot_see_images" else "messages"
+        raise ChatError(refused.code, refused.message, field) from None
+    per_turn = []
+    for turn in request.turns:
+        parts = []
+        for where, data in turn.images:
+            try:
+                parts.append(attachments.inline_image_part(where, data))
+            except UploadRefused as refused:
+                raise ChatError(refused.code, refused.message, where) from None
+        per_turn.append(tuple(parts))
+    return per_turn
 
 
 def plan_regenerate(
@@ -450,6 +476,7 @@ def _upstream(turns: list[Turn], model: str) -> list[dict[str, Any]]:
             messages.extend(tooling.upstream_messages(turn.content, list(turn.tool_calls)))
             continue
         content = attachments.message_content(turn.content, turn.uploads, shown)
+        content = attachments.with_images(content, turn.images)
         messages.append({"role": turn.role, "content": content})
     return messages
 

@@ -38,11 +38,13 @@ class RegenerateRequest:
 class ClientTurn:
     """A user or assistant message of an API request. An assistant turn may hold the calls of
     the client's own functions, each with the result its tool message gave:
-    {"id", "name", "arguments", "content"}."""
+    {"id", "name", "arguments", "content"}. A user turn may hold images sent inline, each
+    (where it was in the body, its bytes as sent): planning checks and cleans them."""
 
     role: str
     content: str
     tool_calls: tuple[dict[str, str], ...] = ()
+    images: tuple[tuple[str, bytes], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,10 @@ class CompletionRequest:
     @property
     def uses_tools(self) -> bool:
         return bool(self.tools) or any(turn.tool_calls for turn in self.turns)
+
+    @property
+    def images(self) -> tuple[tuple[str, bytes], ...]:
+        return tuple(image for turn in self.turns for image in turn.images)
 
     @property
     def question(self) -> int:

@@ -12,8 +12,9 @@ from typing import Any
 from django.conf import settings
 
 from chatapp.core.words import counted
+from chatapp.uploads.actions import limits as upload_limits
 from chatapp.uploads.models import Upload
-from chatapp.uploads.validation import UploadRefused
+from chatapp.uploads.validation import UploadRefused, check_image
 
 
 def sees_images(model: str) -> bool:
@@ -29,9 +30,55 @@ def document_block(upload: Upload) -> str:
 
 def image_part(upload: Upload) -> dict[str, Any]:
     with upload.file.open("rb") as file:
-        encoded = base64.b64encode(file.read()).decode("ascii")
-    url = f"data:{upload.content_type};base64,{encoded}"
+        return data_url_part(upload.content_type, file.read())
+
+
+def data_url_part(content_type: str, data: bytes) -> dict[str, Any]:
+    url = f"data:{content_type};base64,{base64.b64encode(data).decode('ascii')}"
     return {"type": "image_url", "image_url": {"url": url}}
+
+
+def with_images(
+    content: str | list[dict[str, Any]], images: Sequence[dict[str, Any]]
+) -> str | list[dict[str, Any]]:
+    """A message's content with image parts after its text (images sent inline, already
+    cleaned: see inline_images)."""
+    if not images:
+        return content
+    if isinstance(content, str):
+        content = [{"type": "text", "text": content}] if content.strip() else []
+    return [*content, *images]
+
+
+def check_inline_images(images: Sequence[tuple[str, bytes]], model: str) -> None:
+    """Images a client sent inline, each (where it was, its bytes), against the model and the
+    limits of a chat message's attachments; UploadRefused else."""
+    if images and not sees_images(model):
+        raise UploadRefused(
+            "model_cannot_see_images",
+            f"{model} does not understand images: choose a model that does (Llama 4), or"
+            " send the question without them.",
+        )
+    cap = settings.UPLOAD_CONTEXT_MAX_IMAGES
+    if len(images) > cap:
+        raise UploadRefused(
+            "too_many_images",
+            f"The messages carry {len(images)} images; one request may carry"
+            f" {counted(cap, 'image')}: send the newest ones.",
+        )
+    total, most = sum(len(data) for _, data in images), settings.UPLOAD_MAX_MESSAGE_BYTES
+    if total > most:
+        raise UploadRefused(
+            "attachments_too_large",
+            f"The images come to {total / 1024**2:.1f} MB; one request may carry"
+            f" {most / 1024**2:.0f} MB.",
+        )
+
+
+def inline_image_part(where: str, data: bytes) -> dict[str, Any]:
+    """An image sent inline as the model gets it: cleaned as an uploaded image is."""
+    checked = check_image(where, data, upload_limits())
+    return data_url_part(checked.content_type, checked.data)
 
 
 def message_content(

@@ -321,7 +321,7 @@ async def test_a_key_whose_owner_left_its_team_falls_back_to_their_other_team(
         ({"messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
         (
             {"messages": [{"role": "user", "content": [{"type": "image_url"}]}]},
-            "messages[0].content",
+            "messages[0].content[0].image_url",
         ),
         ({"messages": QUESTION, "functions": [{"name": "f"}]}, "functions"),
         ({"messages": QUESTION, "n": 2}, "n"),

@@ -1,0 +1,170 @@
+"""Images on /v1/chat/completions, sent inline as data URLs as OpenAI's vision requests send
+them: checked and cleaned as uploads are, then given to a model that sees images."""
+
+import base64
+import io
+import random
+
+import openai
+import pytest
+from channels.db import database_sync_to_async
+from PIL import Image, PngImagePlugin
+
+from chatapp.chat.openai_api import body_limit
+from chatapp.teams.models import TeamUsage
+from tests.openai_api.conftest import MODEL, raw, sdk
+
+pytestmark = pytest.mark.django_db(transaction=True)
+SEES_IMAGES = "Llama-4-Scout-17B-16E-Instruct-FP8"
+
+
+def png(width: int = 40, height: int = 30, comment: str = "") -> bytes:
+    """A PNG; `comment` goes in a text chunk, which cleaning drops."""
+    info = PngImagePlugin.PngInfo()
+    if comment:
+        info.add_text("Comment", comment)
+    output = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 30, 30)).save(output, "PNG", pnginfo=info)
+    return output.getvalue()
+
+
+def data_url(data: bytes, kind: str = "image/png") -> str:
+    return f"data:{kind};base64,{base64.b64encode(data).decode()}"
+
+
+def question(*urls: str, text: str = "What is in this picture?") -> list[dict]:
+    parts = [{"type": "text", "text": text}] if text else []
+    parts += [{"type": "image_url", "image_url": {"url": url}} for url in urls]
+    return [{"role": "user", "content": parts}]
+
+
+def sent_images(sim) -> list[bytes]:
+    """The images the last upstream request carried, decoded."""
+    content = sim.requests[-1]["messages"][-1]["content"]
+    urls = [part["image_url"]["url"] for part in content if part["type"] == "image_url"]
+    return [base64.b64decode(url.partition(",")[2]) for url in urls]
+
+
+@pytest.fixture
+async def key(sim, member, team, make_key):
+    return await database_sync_to_async(make_key)(member, team)
+
+
+async def test_an_image_reaches_the_model_cleaned(sim, key):
+    messages = question(data_url(png(comment="GPS 48.85,2.35")))
+    answer = await sdk(key).chat.completions.create(model=SEES_IMAGES, messages=messages)
+    assert "1 image (40×30)" in answer.choices[0].message.content  # what the model was sent
+    (sent,) = sent_images(sim)
+    assert b"GPS" not in sent and Image.open(io.BytesIO(sent)).size == (40, 30)
+    text_part = sim.requests[-1]["messages"][-1]["content"][0]
+    assert text_part == {"type": "text", "text": "What is in this picture?"}
+    # An image costs its estimate in the prompt the answer held against the budgets.
+    usage = await database_sync_to_async(TeamUsage.objects.get)()
+    assert usage.prompt_tokens == answer.usage.prompt_tokens
+
+
+async def test_a_question_may_be_images_alone_and_earlier_turns_keep_theirs(sim, key):
+    messages = [
+        *question(data_url(png(10, 10)), text=""),
+        {"role": "assistant", "content": "A red square."},
+        *question(data_url(png(20, 10)), data_url(png(30, 10)), text=""),
+    ]
+    stream = await sdk(key).chat.completions.create(
+        model=SEES_IMAGES, messages=messages, stream=True
+    )
+    text = "".join([chunk.choices[0].delta.content or "" async for chunk in stream])
+    assert "3 images (10×10, 20×10, 30×10)" in text
+    first, _, last = sim.requests[-1]["messages"]
+    assert [part["type"] for part in first["content"]] == ["image_url"]
+    assert [part["type"] for part in last["content"]] == ["image_url", "image_url"]
+
+
+async def test_a_large_photo_fits_where_other_bodies_do_not(sim, key):
+    noise = Image.frombytes("RGB", (1200, 1000), random.Random(1).randbytes(1200 * 1000 * 3))
+    output = io.BytesIO()
+    noise.save(output, "PNG")
+    assert len(output.getvalue()) > 3 * 1024**2  # over Django's 2.5 MB for other bodies
+    messages = question(data_url(output.getvalue()))
+    answer = await sdk(key).chat.completions.create(model=SEES_IMAGES, messages=messages)
+    assert "1 image (1200×1000)" in answer.choices[0].message.content
+
+
+async def test_a_body_over_the_limit_is_413(sim, key):
+    padding = "x" * (body_limit() + 1)
+    async with raw(key) as http:
+        response = await http.post(
+            "/v1/chat/completions",
+            content=b'{"messages": [{"role": "user", "content": "' + padding.encode() + b'"}]}',
+        )
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "request_too_large"
+    assert sim.requests == []
+
+
+@pytest.mark.parametrize(
+    ("messages", "code", "param"),
+    [
+        (
+            question("https://example.com/cat.png"),
+            "unsupported_content",
+            "messages[0].content[1].image_url",
+        ),
+        (
+            question("data:image/png,rawbytes"),
+            "invalid_request",
+            "messages[0].content[1].image_url",
+        ),
+        (
+            question("data:image/png;base64,@@@"),
+            "invalid_request",
+            "messages[0].content[1].image_url",
+        ),
+        (
+            question(data_url(b"%PDF-1.7 not a picture")),
+            "invalid_image",
+            "messages[0].content[1].image_url",
+        ),
+        (question(data_url(png()[:60])), "invalid_image", "messages[0].content[1].image_url"),
+        (question(data_url(b"")), "empty_file", "messages[0].content[1].image_url"),
+        (question(*[data_url(png())] * 9), "too_many_images", "messages"),
+        (
+            [
+                {"role": "system", "content": [{"type": "image_url", "image_url": {"url": "x"}}]},
+                *question(text="hi"),
+            ],
+            "unsupported_content",
+            "messages[0].content",
+        ),
+    ],
+)
+async def test_images_it_cannot_take_are_400_and_nothing_goes_upstream(
+    sim, key, messages, code, param
+):
+    async with raw(key) as http:
+        response = await http.post(
+            "/v1/chat/completions", json={"model": SEES_IMAGES, "messages": messages}
+        )
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert (error["code"], error["param"]) == (code, param)
+    assert sim.requests == []
+    assert not await database_sync_to_async(TeamUsage.objects.exists)()
+
+
+async def test_a_model_that_sees_no_images_is_refused_them(sim, key):
+    with pytest.raises(openai.BadRequestError) as refused:
+        await sdk(key).chat.completions.create(model=MODEL, messages=question(data_url(png())))
+    assert (refused.value.body["code"], refused.value.body["param"]) == (
+        "model_cannot_see_images",
+        "model",
+    )
+    assert sim.requests == []
+
+
+async def test_an_exchange_with_images_is_not_saved(sim, key):
+    client = sdk(key, **{"X-Save-Conversation": "1"})
+    with pytest.raises(openai.BadRequestError) as refused:
+        await client.chat.completions.create(model=SEES_IMAGES, messages=question(data_url(png())))
+    assert refused.value.body["code"] == "unsupported_parameter"
+    assert "images" in refused.value.body["message"]
+    assert sim.requests == []
