@@ -209,15 +209,15 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     body = parse_body(read_body(request))
     completion_request, stream, include_usage = read_request(body)
     save = request.headers.get(SAVE_HEADER, "").strip().lower() in ("1", "true", "yes")
-    if save and (completion_request.uses_tools or completion_request.images):
+    if save and completion_request.uses_tools:
         raise invalid(
-            f"An exchange with {'tools' if completion_request.uses_tools else 'images'} is not"
-            f" saved as a conversation: send it without {SAVE_HEADER}.",
+            "An exchange with tools is not saved as a conversation: send it without"
+            f" {SAVE_HEADER}.",
             "tools" if completion_request.tools else "messages",
             code="unsupported_parameter",
         )
     try:
-        plan = await sync_to_async(admit)(caller, completion_request)
+        plan = await sync_to_async(admit)(caller, completion_request, save)
     except OpenAIError as error:
         raise as_sent(error, body) from None
     try:
@@ -318,12 +318,12 @@ class AnswerStream(StreamingHttpResponse):
             asyncio.run_coroutine_threadsafe(self.answer.abandon(), self.loop)
 
 
-def admit(caller: Caller, completion_request: Any) -> ReplyPlan:
+def admit(caller: Caller, completion_request: Any, save: bool) -> ReplyPlan:
     """Plan the answer under the team's rules, check its budgets (holding what it may spend)
     and count it against the per-minute limit."""
     key, team = caller.key, caller.team
     try:
-        plan = planning.plan_completion(key.user, team, completion_request)
+        plan = planning.plan_completion(key.user, team, completion_request, save)
         plan = replies.admit_completion(plan)
     except ChatError as error:
         raise from_chat_error(error, retry_after=_retry_after(error, key, team)) from None

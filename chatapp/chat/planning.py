@@ -24,8 +24,9 @@ from chatapp.llm import ChatParams, LlamaClient, count_tokens_estimate
 from chatapp.teams import datafilter, policy, providers, reads, safety
 from chatapp.teams.models import Membership, SafetyFlag, SystemPrompt, Team
 from chatapp.uploads import context as attachments
+from chatapp.uploads.actions import check_room
 from chatapp.uploads.models import Upload
-from chatapp.uploads.validation import UploadRefused
+from chatapp.uploads.validation import CheckedFile, UploadRefused
 
 
 @dataclass(frozen=True)
@@ -49,8 +50,10 @@ class ReplyPlan:
     streaming_ids: tuple[int, ...] = ()  # the user's answers streaming when this was planned
     attachments: tuple[Upload, ...] = ()  # the uploads the question carries
     redactions: tuple[dict[str, str], ...] = ()  # what the data filter replaced in the question
-    # (role, text) before the question, for an API answer saved as a new conversation
+    # (role, text) before the question, for an API answer saved as a new conversation, and
+    # the images each of them and the question carried inline
     earlier_turns: tuple[tuple[str, str], ...] = ()
+    saved_images: tuple[tuple[CheckedFile, ...], ...] = ()
     answer_format: json_output.AnswerFormat | None = None  # JSON output asked for; None: text
     tools: tuple[tooling.OfferedTool, ...] = ()  # the team's tools offered, listed at admission
     # An API client's own functions, offered upstream as sent; the client runs them.
@@ -77,7 +80,7 @@ class Turn:
     content: str
     uploads: tuple[Upload, ...] = ()
     tool_calls: tuple[dict[str, Any], ...] = ()  # an answer's calls, with their results
-    images: tuple[dict[str, Any], ...] = ()  # image parts an API client sent inline
+    images: tuple[CheckedFile, ...] = ()  # images an API client sent inline, cleaned
 
 
 def plan_send(
@@ -138,9 +141,12 @@ def _plan_question(
     )
 
 
-def plan_completion(user: Any, team: Team, request: CompletionRequest) -> ReplyPlan:
+def plan_completion(
+    user: Any, team: Team, request: CompletionRequest, save: bool = False
+) -> ReplyPlan:
     """Plan an answer for the OpenAI-compatible API: a new, unsaved conversation in `team`
-    holding the client's turns, under the same rules as a chat.send that starts one."""
+    holding the client's turns, under the same rules as a chat.send that starts one (`save`:
+    the exchange is to be kept as a conversation when the answer ends)."""
     if not Membership.objects.filter(team=team, user=user).exists():
         raise ChatError("forbidden", "You are not a member of this team.")
     question = request.turns[request.question].content
@@ -148,7 +154,7 @@ def plan_completion(user: Any, team: Team, request: CompletionRequest) -> ReplyP
     conversation = _new_conversation(user, team, send)
     rules = policy.team_rules(team)
     fields = _apply_settings(user, conversation, request.settings, rules)
-    images = _inline_images(request, conversation.model)
+    images = _inline_images(request, conversation.model, team, save)
     turns = [
         Turn(
             t.role,
@@ -166,6 +172,7 @@ def plan_completion(user: Any, team: Team, request: CompletionRequest) -> ReplyP
         user_content=question,
         conversation_fields=fields,
         earlier_turns=tuple((t.role, t.content) for t in request.turns[: request.question]),
+        saved_images=tuple(images[: request.question + 1]),
         answer_format=request.answer_format,
         streaming_ids=check_concurrency(user),  # a chat.send checks them as it writes its rows
         client_tools=request.tools,
@@ -178,8 +185,11 @@ def plan_completion(user: Any, team: Team, request: CompletionRequest) -> ReplyP
     return replace(plan, prompt_tokens=plan.prompt_tokens + described)
 
 
-def _inline_images(request: CompletionRequest, model: str) -> list[tuple[dict[str, Any], ...]]:
-    """Each turn's images as the model gets them (refused with the parameter at fault)."""
+def _inline_images(
+    request: CompletionRequest, model: str, team: Team, save: bool
+) -> list[tuple[CheckedFile, ...]]:
+    """Each turn's images, cleaned (refused with the parameter at fault); an exchange to be
+    saved keeps them as attachments, so they must fit in the team's storage."""
     try:
         attachments.check_inline_images(request.images, model)
     except UploadRefused as refused:
@@ -187,13 +197,18 @@ def _inline_images(request: CompletionRequest, model: str) -> list[tuple[dict[st
         raise ChatError(refused.code, refused.message, field) from None
     per_turn = []
     for turn in request.turns:
-        parts = []
+        cleaned = []
         for where, data in turn.images:
             try:
-                parts.append(attachments.inline_image_part(where, data))
+                cleaned.append(attachments.inline_image(where, data))
             except UploadRefused as refused:
                 raise ChatError(refused.code, refused.message, where) from None
-        per_turn.append(tuple(parts))
+        per_turn.append(tuple(cleaned))
+    if save:
+        try:
+            check_room(team, sum(len(image.data) for images in per_turn for image in images))
+        except UploadRefused as refused:
+            raise ChatError(refused.code, refused.message, "messages") from None
     return per_turn
 
 

@@ -15,6 +15,8 @@ from chatapp.uploads.validation import CheckedFile, Limits, UploadRefused, check
 
 log = logging.getLogger(__name__)
 
+IMAGE_SUFFIXES = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif"}
+
 # About four characters per token: no document longer than the largest window can be read.
 CHARS_PER_TOKEN = 4
 
@@ -51,12 +53,17 @@ def create_upload(user, team, name: str, data: bytes) -> Upload:
             pages=checked.pages,
             text=checked.text,
         )
-        upload.file.save(checked.name, ContentFile(checked.data), save=False)
-        try:
-            upload.save()
-        except Exception:  # a failed insert leaves no file behind
-            upload.file.delete(save=False)
-            raise
+        return _stored(upload, checked.data)
+
+
+def _stored(upload: Upload, data: bytes) -> Upload:
+    """The upload saved with its file; a failed insert leaves no file behind."""
+    upload.file.save(upload.name, ContentFile(data), save=False)
+    try:
+        upload.save()
+    except Exception:
+        upload.file.delete(save=False)
+        raise
     return upload
 
 
@@ -65,14 +72,43 @@ def _check_quota(team, checked: CheckedFile) -> None:
         return
     # Uploads of one team queue here, so two at once cannot both squeeze under the quota.
     type(team).objects.select_for_update().only("pk").get(pk=team.pk)
+    check_room(team, len(checked.data))
+
+
+def check_room(team, size: int) -> None:
+    """UploadRefused when `size` more bytes of files would take the team over its quota."""
+    if not settings.UPLOAD_TEAM_QUOTA_BYTES:
+        return
     use = storage_use(team)
     used, quota = use.used, use.quota
-    if used + len(checked.data) > quota:
+    if used + size > quota:
         raise UploadRefused(
             "storage_quota_exceeded",
             f"Your team has used {used / 1024**2:.1f} MB of its {quota / 1024**2:.0f} MB for"
             " files: delete old conversations with attachments, or ask an admin for more.",
         )
+
+
+def store_images(user, team, images: list[CheckedFile], message) -> list[Upload]:
+    """Keep images an API client sent inline as the saved message's attachments (checked
+    and cleaned already, the team's room for them too); call inside its transaction."""
+    return [
+        _stored(
+            Upload(
+                owner=user,
+                team=team,
+                message=message,
+                kind=checked.kind,
+                name=f"image-{number}.{IMAGE_SUFFIXES[checked.content_type]}",
+                content_type=checked.content_type,
+                size=len(checked.data),
+                width=checked.width,
+                height=checked.height,
+            ),
+            checked.data,
+        )
+        for number, checked in enumerate(images, 1)
+    ]
 
 
 def delete_upload(upload: Upload) -> None:

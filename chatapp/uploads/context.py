@@ -14,7 +14,7 @@ from django.conf import settings
 from chatapp.core.words import counted
 from chatapp.uploads.actions import limits as upload_limits
 from chatapp.uploads.models import Upload
-from chatapp.uploads.validation import UploadRefused, check_image
+from chatapp.uploads.validation import CheckedFile, UploadRefused, check_image
 
 
 def sees_images(model: str) -> bool:
@@ -39,15 +39,14 @@ def data_url_part(content_type: str, data: bytes) -> dict[str, Any]:
 
 
 def with_images(
-    content: str | list[dict[str, Any]], images: Sequence[dict[str, Any]]
+    content: str | list[dict[str, Any]], images: Sequence[CheckedFile]
 ) -> str | list[dict[str, Any]]:
-    """A message's content with image parts after its text (images sent inline, already
-    cleaned: see inline_images)."""
+    """A message's content with images sent inline (see inline_image) after its text."""
     if not images:
         return content
     if isinstance(content, str):
         content = [{"type": "text", "text": content}] if content.strip() else []
-    return [*content, *images]
+    return [*content, *(data_url_part(image.content_type, image.data) for image in images)]
 
 
 def check_inline_images(images: Sequence[tuple[str, bytes]], model: str) -> None:
@@ -75,10 +74,9 @@ def check_inline_images(images: Sequence[tuple[str, bytes]], model: str) -> None
         )
 
 
-def inline_image_part(where: str, data: bytes) -> dict[str, Any]:
-    """An image sent inline as the model gets it: cleaned as an uploaded image is."""
-    checked = check_image(where, data, upload_limits())
-    return data_url_part(checked.content_type, checked.data)
+def inline_image(where: str, data: bytes) -> CheckedFile:
+    """An image sent inline, cleaned as an uploaded image is."""
+    return check_image(where, data, upload_limits())
 
 
 def message_content(

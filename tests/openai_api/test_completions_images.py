@@ -12,6 +12,7 @@ from PIL import Image, PngImagePlugin
 
 from chatapp.chat.openai_api import body_limit
 from chatapp.teams.models import TeamUsage
+from chatapp.uploads.models import Upload
 from tests.openai_api.conftest import MODEL, raw, sdk
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -161,10 +162,44 @@ async def test_a_model_that_sees_no_images_is_refused_them(sim, key):
     assert sim.requests == []
 
 
-async def test_an_exchange_with_images_is_not_saved(sim, key):
-    client = sdk(key, **{"X-Save-Conversation": "1"})
+async def test_a_saved_exchange_keeps_its_images_as_the_questions_attachments(
+    sim, member, team, key, client
+):
+    messages = [
+        *question(data_url(png(10, 10)), text="First"),
+        {"role": "assistant", "content": "A red square."},
+        *question(data_url(png(20, 10, comment="secret")), data_url(png(30, 10)), text=""),
+    ]
+    saved = sdk(key, **{"X-Save-Conversation": "1"})
+    answer = await saved.chat.completions.create(model=SEES_IMAGES, messages=messages)
+    conversation_id = answer.model_extra["conversation_id"]
+
+    # The chat page's view of it: the questions with their images, as if attached there.
+    def read():
+        client.force_login(member)
+        rows = client.get(f"/api/conversations/{conversation_id}/").json()["messages"]
+        image = client.get(f"/api/uploads/{rows[2]['attachments'][0]['id']}/")
+        return rows, b"".join(image.streaming_content)
+
+    rows, image = await database_sync_to_async(read)()
+    assert [(m["role"], m["content"]) for m in rows] == [
+        ("user", "First"),
+        ("assistant", "A red square."),
+        ("user", ""),
+        ("assistant", answer.choices[0].message.content),
+    ]
+    attached = [[(a["name"], a["width"]) for a in m.get("attachments") or []] for m in rows]
+    assert attached == [[("image-1.png", 10)], [], [("image-1.png", 20), ("image-2.png", 30)], []]
+    assert image.startswith(b"\x89PNG") and b"secret" not in image
+    assert await database_sync_to_async(Upload.objects.filter(team=team, owner=member).count)() == 3
+
+
+async def test_images_to_keep_must_fit_in_the_teams_storage(sim, key, settings):
+    settings.UPLOAD_TEAM_QUOTA_BYTES = 100  # smaller than any PNG
+    saved = sdk(key, **{"X-Save-Conversation": "1"})
     with pytest.raises(openai.BadRequestError) as refused:
-        await client.chat.completions.create(model=SEES_IMAGES, messages=question(data_url(png())))
-    assert refused.value.body["code"] == "unsupported_parameter"
-    assert "images" in refused.value.body["message"]
+        await saved.chat.completions.create(model=SEES_IMAGES, messages=question(data_url(png())))
+    assert refused.value.body["code"] == "storage_quota_exceeded"
     assert sim.requests == []
+    # Not kept, they take no room: the same question unsaved is answered.
+    await sdk(key).chat.completions.create(model=SEES_IMAGES, messages=question(data_url(png())))

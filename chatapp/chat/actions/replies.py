@@ -566,6 +566,8 @@ def _save_completion(plan: ReplyPlan, result: ReplyResult) -> int:
     for row in rows:  # one straight branch, in order
         row.parent_id = parent_id
         parent_id = _placed(row).pk
+    for row, images in zip(rows, plan.saved_images, strict=False):  # the turns, not the answer
+        upload_actions.store_images(plan.user, plan.team, list(images), row)
     conversation.active_leaf_id = parent_id
     conversation.save(update_fields=["active_leaf"])
     if result.findings:
