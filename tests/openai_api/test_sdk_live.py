@@ -1,11 +1,15 @@
 """The official openai SDK against a live daphne serving the app, the Llama API simulator
 upstream: what a script holding a personal key sees, streaming included."""
 
+import base64
+import io
 import json
+import random
 import time
 
 import openai
 import pytest
+from PIL import Image
 from pydantic import BaseModel
 
 from tests.browser.conftest import SIMULATOR, serve_app
@@ -176,3 +180,27 @@ def test_a_stream_closed_while_its_answer_is_judged_is_counted(live, key):
         )
     finally:
         live.run_python(team_policy.format("off"))
+
+
+def test_a_photo_too_large_for_other_bodies_and_a_stop_sequence(live, key):
+    """A body over Django's 2.5 MB, read through daphne; the answer cut before "short"."""
+    pixels = random.Random(2).randbytes(1200 * 1000 * 3)
+    output = io.BytesIO()
+    Image.frombytes("RGB", (1200, 1000), pixels).save(output, "PNG")
+    url = "data:image/png;base64," + base64.b64encode(output.getvalue()).decode()
+    assert len(url) > 4 * 1024**2
+    answer = client(live, key).chat.completions.create(
+        model="Llama-4-Scout-17B-16E-Instruct-FP8",
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "Describe it"},
+                    {"type": "image_url", "image_url": {"url": url}},
+                ],
+            }
+        ],
+        stop=["short"],
+    )
+    assert answer.choices[0].message.content == "You asked: *Describe it*\n\nHere is a "
+    assert answer.choices[0].finish_reason == "stop"
