@@ -50,6 +50,7 @@ MAX_TOOLS = 128  # as OpenAI's API
 FUNCTION_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 TOOL_CHOICES = ("none", "auto", "required")
 MAX_STOP_SEQUENCES = 4  # as OpenAI's API
+MAX_STOP_LENGTH = 256  # characters: the relay looks for each in every piece of text
 
 
 class OpenAIError(Exception):
@@ -214,10 +215,11 @@ def _stop(value: Any) -> tuple[str, ...]:
     if (
         not isinstance(sequences, list)
         or len(sequences) > MAX_STOP_SEQUENCES
-        or not all(isinstance(s, str) and s for s in sequences)
+        or not all(isinstance(s, str) and 0 < len(s) <= MAX_STOP_LENGTH for s in sequences)
     ):
         raise invalid(
-            f"stop must be a non-empty string or a list of at most {MAX_STOP_SEQUENCES} of them.",
+            f"stop must be a string of 1 to {MAX_STOP_LENGTH} characters, or a list of at most"
+            f" {MAX_STOP_SEQUENCES} of them.",
             "stop",
         )
     return tuple(dict.fromkeys(sequences))

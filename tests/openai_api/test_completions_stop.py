@@ -75,7 +75,7 @@ async def test_a_saved_exchange_keeps_the_answer_as_it_was_cut(sim, member, team
 
 @pytest.mark.parametrize(
     "stop",
-    ["", [""], ["a", 1], ["a", "b", "c", "d", "e"], {"a": 1}, 5, True],
+    ["", [""], ["a", 1], ["a", "b", "c", "d", "e"], ["a", "x" * 257], {"a": 1}, 5, True],
 )
 async def test_bad_stop_values_are_400_and_nothing_goes_upstream(sim, member, team, make_key, stop):
     key = await database_sync_to_async(make_key)(member, team)
