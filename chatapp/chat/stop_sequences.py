@@ -72,5 +72,5 @@ async def cut_at_stops(
             if isinstance(event, Finish | StreamError) and cutter.held:
                 yield TextDelta(cutter.flush())
             yield event
-        if cutter.held:  # upstream ended without a word: the relay tells it was cut
+        if cutter.held:  # upstream stopped with no final event: what was held is still text
             yield TextDelta(cutter.flush())
