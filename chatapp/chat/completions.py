@@ -20,8 +20,10 @@ from chatapp.teams import json_schemas
 from chatapp.teams.models import ResponseFormat
 
 # Accepted and ignored: they change nothing a team's rules decide, or have no upstream meaning.
+# (safety_identifier and prompt_cache_key are what OpenAI's newer SDKs send instead of user.)
 IGNORED_FIELDS = frozenset(
     {"user", "seed", "store", "metadata", "service_tier", "parallel_tool_calls"}
+    | {"safety_identifier", "prompt_cache_key"}
 )
 # Accepted only when empty (null, false, or the default), refused otherwise.
 UNSUPPORTED_FIELDS = frozenset(

@@ -310,6 +310,25 @@ async def test_a_key_whose_owner_left_its_team_falls_back_to_their_other_team(
     assert usage.team_id != team.pk and usage.team.personal_owner_id == member.pk
 
 
+async def test_fields_with_no_upstream_meaning_are_accepted_and_not_sent(
+    sim, member, team, make_key
+):
+    ignored = {
+        "user": "u-1",
+        "safety_identifier": "u-1",
+        "prompt_cache_key": "chat-7",
+        "seed": 7,
+        "store": False,
+        "metadata": {"run": "nightly"},
+        "service_tier": "auto",
+        "parallel_tool_calls": True,
+    }
+    key = await database_sync_to_async(make_key)(member, team)
+    answer = await sdk(key).chat.completions.create(model=MODEL, messages=QUESTION, **ignored)
+    assert answer.choices[0].message.content
+    assert not ignored.keys() & sim.requests[-1].keys()
+
+
 @pytest.mark.parametrize(
     ("body", "param"),
     [
