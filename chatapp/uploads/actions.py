@@ -15,8 +15,6 @@ from chatapp.uploads.validation import CheckedFile, Limits, UploadRefused, check
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif"}
-
 # About four characters per token: no document longer than the largest window can be read.
 CHARS_PER_TOKEN = 4
 
@@ -99,7 +97,8 @@ def store_images(user, team, images: list[CheckedFile], message) -> list[Upload]
                 team=team,
                 message=message,
                 kind=checked.kind,
-                name=f"image-{number}.{IMAGE_SUFFIXES[checked.content_type]}",
+                # image/png -> image-1.png: each of the types a cleaned image has is a suffix
+                name=f"image-{number}.{checked.content_type.partition('/')[2]}",
                 content_type=checked.content_type,
                 size=len(checked.data),
                 width=checked.width,

@@ -92,13 +92,7 @@ class CheckedFile:
 
 def check_file(name: str, data: bytes, limits: Limits) -> CheckedFile:
     name = clean_name(name)
-    if not data:
-        raise UploadRefused("empty_file", f"{name} is empty: choose a file with something in it.")
-    if len(data) > limits.max_bytes:
-        raise UploadRefused(
-            "file_too_large",
-            f"{name} is {_sizes(len(data), limits.max_bytes)}.",
-        )
+    _check_size(name, data, limits)
     image = _open_image(name, data, limits)
     if image is not None:
         return _clean_image(name, data, image, limits)
@@ -120,16 +114,20 @@ def check_file(name: str, data: bytes, limits: Limits) -> CheckedFile:
 
 def check_image(name: str, data: bytes, limits: Limits) -> CheckedFile:
     """An image's bytes, cleaned as an uploaded image is; anything else is refused."""
-    if not data:
-        raise UploadRefused("empty_file", f"{name} is empty: send an image with something in it.")
-    if len(data) > limits.max_bytes:
-        raise UploadRefused("file_too_large", f"{name} is {_sizes(len(data), limits.max_bytes)}.")
+    _check_size(name, data, limits)
     image = _open_image(name, data, limits)
     if image is None:
         if data.startswith(IMAGE_SIGNATURES):
             raise _damaged(name)
         raise UploadRefused("invalid_image", f"{name} is not {IMAGE_KINDS}.")
     return _clean_image(name, data, image, limits)
+
+
+def _check_size(name: str, data: bytes, limits: Limits) -> None:
+    if not data:
+        raise UploadRefused("empty_file", f"{name} is empty: choose a file with something in it.")
+    if len(data) > limits.max_bytes:
+        raise UploadRefused("file_too_large", f"{name} is {_sizes(len(data), limits.max_bytes)}.")
 
 
 def clean_name(name: str) -> str:
