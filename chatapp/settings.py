@@ -545,11 +545,16 @@ UPLOAD_UNATTACHED_HOURS = env_number("UPLOAD_UNATTACHED_HOURS", 24, float, 0.01,
 # Bytes of uploads a team may keep; 0 means no limit.
 UPLOAD_TEAM_QUOTA_BYTES = env_number("UPLOAD_TEAM_QUOTA_BYTES", 1024**3, minimum=0)
 # Models that understand images; the model list does not say, so the site keeps the list.
+# A Guard model on it (LLAMA_GUARD_MODEL) is shown the images of the questions it screens.
 LLAMA_IMAGE_MODELS = [
     name.strip()
     for name in env.list(
         "LLAMA_IMAGE_MODELS",
-        default=["Llama-4-Maverick-17B-128E-Instruct-FP8", "Llama-4-Scout-17B-16E-Instruct-FP8"],
+        default=[
+            "Llama-4-Maverick-17B-128E-Instruct-FP8",
+            "Llama-4-Scout-17B-16E-Instruct-FP8",
+            "Llama-Guard-4-12B",
+        ],
     )
     if name.strip()
 ]

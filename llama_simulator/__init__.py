@@ -36,6 +36,7 @@ the answer) or, with the same text, in an `X-Sim-Fault` header (several joined w
     [sim:stamp]                       each streamed chunk starts with ⟦<send time, epoch s>⟧
     [sim:flag categories=S1,S10]      moderations: flag this user message (S1 without categories)
     [sim:flag_answer categories=S10 at=20]  moderations: flag the answer once it has 20 tokens
+    [sim:flag_image categories=S12]   moderations: flag this user message if it carries an image
     [sim:guard_fault=503]             moderations (and Guard model chats) fail with that status
     [sim:guard_delay=2]               moderations (and Guard model chats) answer after 2 s
     [sim:call=get_weather args=city:Paris]  when the request offers tools: call that tool

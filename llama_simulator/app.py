@@ -9,7 +9,16 @@ from collections import Counter, deque
 
 from .answers import compose_answer, compose_title, is_title_request, long_answer, tokenize
 from .attachments import ContentError, Received, question_text, received
-from .guard import GUARD_MODELS, guard_answer, guard_plan, is_guard_model, prompt_text, verdicts
+from .guard import (
+    GUARD_MODELS,
+    IMAGE_GUARD_MODELS,
+    guard_answer,
+    guard_plan,
+    is_guard_model,
+    prompt_images,
+    prompt_text,
+    verdicts,
+)
 from .models import CONTEXT_WINDOW, IMAGE_MODELS, MODELS, count_prompt_tokens
 from .plan import (
     STAMP_CLOSE,
@@ -233,10 +242,13 @@ class Call:
         ):
             return await self.error(400, "messages: send at least one message.", "invalid_request")
         try:
+            received(messages)  # an image that does not decode is a 400, as in a chat
             plan = guard_plan(self.exchange.headers.get("x-sim-fault"), messages)
             results = verdicts(self.exchange.headers.get("x-sim-fault"), messages)
         except DirectiveError as exc:
             return await self.error(400, f"Bad simulator directive: {exc}", "invalid_request")
+        except ContentError as exc:
+            return await self.error(400, str(exc), "invalid_request")
         if await self.guard_trouble(plan, body):
             return
         await self.exchange.json(
@@ -245,13 +257,19 @@ class Call:
 
     async def guard(self, body: dict) -> None:
         """The Guard model through chat completions: `safe` or `unsafe` and its categories."""
-        prompt = prompt_text(body)
+        prompt, images = prompt_text(body), prompt_images(body)
+        if images and body["model"] not in IMAGE_GUARD_MODELS:
+            detail = f"Model '{body['model']}' does not accept images."
+            return await self.error(400, detail, "invalid_request")
         header = self.exchange.headers.get("x-sim-fault")
         try:
+            received(body["messages"])
             plan = guard_plan(header, [{"role": "user", "content": prompt}])
-            answer = guard_answer(header, prompt)
+            answer = guard_answer(header, prompt, images)
         except DirectiveError as exc:
             return await self.error(400, f"Bad simulator directive: {exc}", "invalid_request")
+        except ContentError as exc:
+            return await self.error(400, str(exc), "invalid_request")
         if await self.guard_trouble(plan, body):
             return
         usage = usage_numbers(count_prompt_tokens(body["messages"]), len(tokenize(answer)))

@@ -32,6 +32,7 @@ FLAG_OPTIONS = (
     "pace",
     "flag",
     "flag_answer",
+    "flag_image",
     "echo_auth",
     "stamp",
     "bad_json",
@@ -60,6 +61,7 @@ class Plan:
     flag_categories: tuple[str, ...] = ()  # moderations: the question is flagged with these
     answer_categories: tuple[str, ...] = ()  # moderations: the answer is flagged with these
     answer_flagged_at: int = 0  # ... once it is at least this many tokens long
+    image_categories: tuple[str, ...] = ()  # moderations: the question, if it has an image
     guard_fault: int | None = None  # moderations (and the Guard model) fail with this status
     guard_delay: float | None = None  # moderations answer after this many seconds
     echo_auth_after: int | None = None  # an error detail echoing the Authorization header
@@ -128,6 +130,7 @@ def _build_plan(options: dict[str, str]) -> Plan:
         flag_categories=categories if "flag" in options else (),
         answer_categories=categories if "flag_answer" in options else (),
         answer_flagged_at=int(numbers.get("at", 0)),
+        image_categories=categories if "flag_image" in options else (),
         guard_fault=int(guard_fault) if guard_fault else None,
         guard_delay=numbers.get("guard_delay"),
         echo_auth_after=numbers.get("pad", 0) if "echo_auth" in options else None,

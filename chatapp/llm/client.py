@@ -28,7 +28,7 @@ from .errors import (
     rate_limits_from,
     request_id_from,
 )
-from .moderation import Verdict, guard_prompt, read_guard_reply, read_moderation
+from .moderation import Verdict, guard_prompt, images_of, read_guard_reply, read_moderation
 from .network import AiohttpTransport
 from .protocols import PROTOCOL_ADAPTERS, ReplyState
 from .sse import EVENT_LIMIT, EventTooLarge, sse_stream
@@ -175,18 +175,23 @@ class LlamaClient:
         *,
         categories: list[str],
         guard_model: str,
+        guard_sees_images: bool,
         timeout: float,
     ) -> Verdict:
         """Llama Guard's verdict on the last message, retried like a chat request.
 
-        Native: `POST /moderations`. OpenAI-compatible: `guard_model` through chat completions
-        with Llama Guard's prompt listing `categories`. Each attempt gets `timeout` seconds;
-        raises LlmError when no verdict can be had.
+        Native: `POST /moderations`, the messages as they are, images too. OpenAI-compatible:
+        `guard_model` through chat completions with Llama Guard's prompt listing `categories`,
+        and the messages' images after it when `guard_sees_images`. Each attempt gets `timeout`
+        seconds; raises LlmError when no verdict can be had.
         """
         validate_messages(messages)
         screener = self._limited_to(timeout)
         if self.config.protocol == "openai":
-            prompt = [{"role": "user", "content": guard_prompt(messages, categories)}]
+            text = guard_prompt(messages, categories)
+            images = [p for m in messages for p in images_of(m)] if guard_sees_images else []
+            content = [{"type": "text", "text": text}, *images] if images else text
+            prompt = [{"role": "user", "content": content}]
             params = ChatParams(model=guard_model, temperature=0.0, max_tokens=20)
             text, _ = await screener.complete_chat(prompt, params)
             return read_guard_reply(text)

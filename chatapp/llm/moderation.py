@@ -3,7 +3,8 @@ completions, and reading its verdicts from either protocol.
 
 The native API screens with `POST {base}/moderations` (one result per message); an
 OpenAI-compatible server runs a Guard model through chat completions, which answers `safe`, or
-`unsafe` and a line of category codes such as `S1,S10`.
+`unsafe` and a line of category codes such as `S1,S10`. Images go to Llama Guard 4 as they go
+to a chat model: image_url parts, after the prompt's text when it is Llama Guard's own.
 """
 
 from dataclasses import dataclass
@@ -68,6 +69,14 @@ def text_of(message: dict[str, Any]) -> str:
     return "\n".join(
         part.get("text") or "" for part in content if isinstance(part, dict) and "text" in part
     )
+
+
+def images_of(message: dict[str, Any]) -> list[dict[str, Any]]:
+    """A message's image_url parts, in order."""
+    content = message.get("content")
+    if isinstance(content, str) or not content:
+        return []
+    return [part for part in content if isinstance(part, dict) and part.get("type") == "image_url"]
 
 
 def read_guard_reply(text: str) -> Verdict:

@@ -15,7 +15,7 @@ from django.conf import settings
 from chatapp.core.metrics import SAFETY_FAILURES, SAFETY_VERDICTS
 from chatapp.core.text import storable
 from chatapp.llm import GUARD_CATEGORIES, LlamaClient
-from chatapp.llm.moderation import text_of
+from chatapp.llm.moderation import images_of, text_of
 from chatapp.teams.models import SafetyMode, SafetyOnError, TeamPolicy, describe_categories
 
 log = logging.getLogger(__name__)
@@ -86,14 +86,14 @@ class Finding:
 async def screen(
     client: LlamaClient, messages: list[dict[str, Any]], rules: SafetyRules, stage: Stage
 ) -> Screening:
-    """Ask Llama Guard about the last message; failures follow the team's fail_open/closed."""
+    """Ask Llama Guard about the last message; failures follow the team's fail_open/closed.
+    A question's images are screened with it; an answer is judged by its text."""
     try:
         verdict = await client.screen(
-            # As stored: the halves of a pair streamed apart are one character, what cannot
-            # go upstream (a lone half) is U+FFFD.
-            [{"role": m["role"], "content": storable(text_of(m))} for m in messages],
+            [_screened(m, with_images=stage == "input") for m in messages],
             categories=list(rules.categories),
             guard_model=settings.LLAMA_GUARD_MODEL,
+            guard_sees_images=settings.LLAMA_GUARD_MODEL in settings.LLAMA_IMAGE_MODELS,
             timeout=settings.LLAMA_GUARD_TIMEOUT,
         )
     except Exception as exc:  # LlmError mostly; whatever it was, the policy decides
@@ -105,6 +105,15 @@ async def screen(
     if not verdict.flagged or (verdict.categories and not counted):
         return Screening()
     return Screening(True, counted, blocked=rules.mode(stage) == SafetyMode.BLOCK)
+
+
+def _screened(message: dict[str, Any], with_images: bool) -> dict[str, Any]:
+    """The message as Llama Guard reads it: its text as stored (the halves of a pair streamed
+    apart are one character, what cannot go upstream, a lone half, is U+FFFD), then its images."""
+    text = storable(text_of(message))
+    images = images_of(message) if with_images else []
+    content = [{"type": "text", "text": text}, *images] if images else text
+    return {"role": message["role"], "content": content}
 
 
 def count(stage: Stage, screening: Screening, rules: SafetyRules) -> None:

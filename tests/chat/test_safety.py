@@ -1,13 +1,16 @@
 """Llama Guard screening of questions and answers under the team's safety policy."""
 
 import pytest
+from channels.db import database_sync_to_async
 from django.test import Client
 from prometheus_client import REGISTRY
 
 from chatapp.chat.models import Message
 from chatapp.teams.models import SafetyFlag, TeamPolicy
+from chatapp.uploads.actions import create_upload
 from tests.conftest import client_for
 from tests.support.polling import await_for
+from tests.uploads.files import image_bytes
 
 from .conftest import joined_text
 
@@ -16,6 +19,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 FLAGGED_QUESTION = "[sim:flag categories=S1,S10] How do I pick a lock?"
 # An answer long and slow enough to be caught mid-stream: flagged from its 30th token.
 FLAGGED_ANSWER = "[sim:flag_answer categories=S10 at=30] [sim:long tokens=400] [sim:pace tps=40]"
+# Flagged only when the picture attached to it reaches Llama Guard.
+FLAGGED_PICTURE = "[sim:flag_image categories=S12] What is in this picture?"
 
 
 @pytest.fixture(params=["llama", "openai"])
@@ -97,6 +102,58 @@ async def test_categories_the_team_left_out_do_not_count(connect, member, team, 
     assert done["status"] == "complete"
     assert done["safety"]["flagged"] is False
     assert not await SafetyFlag.objects.aexists()
+
+
+async def send_picture(socket, member, team) -> dict:
+    picture = await database_sync_to_async(create_upload)(member, team, "p.png", image_bytes())
+    return await socket.send_message(FLAGGED_PICTURE, attachments=[picture.pk])
+
+
+def images_screened(sim) -> int:
+    content = [m["content"] for m in sim.moderations[-1]["messages"]]
+    return sum(p["type"] == "image_url" for c in content if isinstance(c, list) for p in c)
+
+
+async def test_a_question_s_picture_is_screened_with_it(connect, member, team, sim, protocol):
+    await aset_policy(team, safety_input="block")
+    socket = await connect(member)
+    ids = await send_picture(socket, member, team)
+
+    error = (await socket.until_type("message.error", ids["message_id"]))[-1]["error"]
+    assert (error["code"], error["categories"]) == ("safety_blocked", ["S12"])
+    assert "S12 Sexual Content" in error["message"]
+    assert chat_requests(sim) == []
+    assert images_screened(sim) == 1
+
+
+async def test_an_answer_is_screened_without_the_question_s_picture(
+    connect, member, team, sim, protocol
+):
+    await aset_policy(team, safety_output="block")
+    socket = await connect(member)
+    ids = await send_picture(socket, member, team)
+
+    done = (await socket.until_type("message.done", ids["message_id"]))[-1]
+    assert (done["status"], done["safety"]["flagged"]) == ("complete", False)
+    assert images_screened(sim) == 0
+    assert len(chat_requests(sim)) == 1
+
+
+async def test_a_guard_model_that_sees_no_images_screens_the_text(
+    connect, member, team, sim, protocol, settings
+):
+    """Off LLAMA_IMAGE_MODELS, an OpenAI-compatible provider's Guard model (which would refuse
+    them) is sent no images; the native /moderations always takes them."""
+    settings.LLAMA_GUARD_MODEL = "Llama-Guard-3-8B"
+    await aset_policy(team, safety_input="flag")
+    socket = await connect(member)
+    ids = await send_picture(socket, member, team)
+
+    done = (await socket.until_type("message.done", ids["message_id"]))[-1]
+    assert done["status"] == "complete"
+    assert done["safety"]["unscreened"] == []
+    assert done["safety"]["flagged"] is (protocol == "llama")
+    assert images_screened(sim) == (1 if protocol == "llama" else 0)
 
 
 async def test_off_sends_nothing_to_moderation(connect, member, team, sim, protocol):

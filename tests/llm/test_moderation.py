@@ -6,7 +6,9 @@ from llama_api_client import LlamaAPIClient
 
 from chatapp.llm import LlmError
 from chatapp.llm.moderation import guard_prompt, read_guard_reply, read_moderation
+from chatapp.uploads.context import data_url_part
 from llama_simulator.guard import GUARD_MODELS
+from tests.uploads.files import image_bytes
 
 from .conftest import KEY
 
@@ -15,8 +17,14 @@ GUARD = GUARD_MODELS[0]
 ALL = [f"S{n}" for n in range(1, 15)]
 
 
-def turns(question: str, answer: str | None = None) -> list[dict]:
-    messages = [{"role": "user", "content": question}]
+PICTURE = data_url_part("image/png", image_bytes(32, 24))
+BROKEN_PICTURE = {"type": "image_url", "image_url": {"url": "data:image/png;base64,bm90IGEgcG5n"}}
+IMAGE_FLAG = "[sim:flag_image categories=S12] what is this?"
+
+
+def turns(question: str, answer: str | None = None, images: tuple = ()) -> list[dict]:
+    content = [{"type": "text", "text": question}, *images] if images else question
+    messages = [{"role": "user", "content": content}]
     if answer is not None:
         messages.append({"role": "assistant", "content": answer})
     return messages
@@ -54,6 +62,17 @@ def test_flag_answer_flags_the_answer_once_it_is_long_enough(api):
     ]
 
 
+def test_flag_image_flags_a_question_only_when_its_image_reaches_llama_guard(api):
+    with_image = api.post("/v1/moderations", json={"messages": turns(IMAGE_FLAG, images=[PICTURE])})
+    without = api.post("/v1/moderations", json={"messages": turns(IMAGE_FLAG)})
+    broken = api.post("/v1/moderations", json={"messages": turns("hi", images=[BROKEN_PICTURE])})
+
+    assert with_image.json()["results"] == [{"flagged": True, "flagged_categories": ["S12"]}]
+    assert without.json()["results"] == [{"flagged": False, "flagged_categories": []}]
+    assert broken.status_code == 400
+    assert "image" in broken.text
+
+
 def test_guard_fault_fails_moderations_but_not_chats(api):
     question = "[sim:guard_fault=503] hello"
     moderation = api.post("/v1/moderations", json={"messages": turns(question)})
@@ -76,6 +95,13 @@ def test_the_official_sdk_reads_a_verdict_per_message(sim):
     assert verdict.results[1].flagged_categories == ["S2"]
 
 
+def test_the_official_sdk_sends_a_question_s_image_to_moderations(sim):
+    with LlamaAPIClient(api_key=KEY, base_url=sim.native_url, max_retries=0) as client:
+        verdict = client.moderations.create(messages=turns(IMAGE_FLAG, images=[PICTURE]))
+
+    assert verdict.results[0].flagged_categories == ["S12"]
+
+
 @pytest.mark.parametrize(
     ("messages", "answer"),
     [
@@ -95,6 +121,27 @@ def test_the_guard_model_answers_llama_guards_prompt(api, messages, answer):
 
     assert reply.status_code == 200
     assert reply.json()["choices"][0]["message"]["content"] == answer
+
+
+def guard_chat(api, model: str, prompt: str, images: list) -> httpx.Response:
+    content = [{"type": "text", "text": prompt}, *images]
+    return api.post(
+        "/compat/v1/chat/completions",
+        json={"model": model, "messages": [{"role": "user", "content": content}]},
+    )
+
+
+def test_llama_guard_4_sees_the_images_beside_its_prompt_and_guard_3_refuses_them(api):
+    prompt = guard_prompt(turns(IMAGE_FLAG), ALL)
+
+    seen = guard_chat(api, "Llama-Guard-4-12B", prompt, [PICTURE])
+    unseen = guard_chat(api, "Llama-Guard-4-12B", prompt, [])
+    refused = guard_chat(api, "Llama-Guard-3-8B", prompt, [PICTURE])
+
+    assert seen.json()["choices"][0]["message"]["content"] == "unsafe\nS12"
+    assert unseen.json()["choices"][0]["message"]["content"] == "safe"
+    assert refused.status_code == 400
+    assert "does not accept images" in refused.text
 
 
 def test_the_guard_model_names_only_the_categories_the_prompt_lists(api):
@@ -148,8 +195,41 @@ def test_read_moderation_takes_the_verdict_of_the_last_message():
     assert (verdict.flagged, verdict.categories) == (True, ("S10",))
 
 
-async def screen(client, messages, categories=ALL, timeout=5.0):
-    return await client.screen(messages, categories=categories, guard_model=GUARD, timeout=timeout)
+async def screen(client, messages, categories=ALL, timeout=5.0, sees_images=True, guard=GUARD):
+    return await client.screen(
+        messages,
+        categories=categories,
+        guard_model=guard,
+        guard_sees_images=sees_images,
+        timeout=timeout,
+    )
+
+
+def images_sent(moderation: dict) -> int:
+    """How many image parts one moderation request carried (either protocol)."""
+    parts = [
+        p for m in moderation["messages"] if isinstance(m["content"], list) for p in m["content"]
+    ]
+    return sum(part["type"] == "image_url" for part in parts)
+
+
+async def test_screen_shows_llama_guard_the_question_s_images(make_client, sim):
+    verdict = await screen(make_client(), turns(IMAGE_FLAG, images=[PICTURE, PICTURE]))
+
+    assert (verdict.flagged, verdict.categories) == (True, ("S12",))
+    assert images_sent(sim.moderations[-1]) == 2
+
+
+async def test_a_guard_model_that_sees_no_images_judges_the_text(make_client, sim, protocol):
+    """OpenAI-compatible: a Guard model off LLAMA_IMAGE_MODELS gets the prompt alone (it would
+    refuse the images); the native /moderations always takes them."""
+    messages = turns(IMAGE_FLAG, images=[PICTURE])
+    verdict = await screen(make_client(), messages, sees_images=False, guard="Llama-Guard-3-8B")
+
+    if protocol == "openai":
+        assert (verdict.flagged, images_sent(sim.moderations[-1])) == (False, 0)
+    else:
+        assert (verdict.flagged, images_sent(sim.moderations[-1])) == (True, 1)
 
 
 async def test_screen_reads_the_verdict_of_the_last_message(make_client, sim):

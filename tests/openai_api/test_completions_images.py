@@ -11,7 +11,7 @@ from channels.db import database_sync_to_async
 from PIL import Image, PngImagePlugin
 
 from chatapp.chat.openai_api import body_limit
-from chatapp.teams.models import TeamUsage
+from chatapp.teams.models import TeamPolicy, TeamUsage
 from chatapp.uploads.models import Upload
 from tests.openai_api.conftest import MODEL, raw, sdk
 
@@ -203,3 +203,19 @@ async def test_images_to_keep_must_fit_in_the_teams_storage(sim, key, settings):
     assert sim.requests == []
     # Not kept, they take no room: the same question unsaved is answered.
     await sdk(key).chat.completions.create(model=SEES_IMAGES, messages=question(data_url(png())))
+
+
+async def test_llama_guard_is_shown_the_question_s_images(sim, key, member, team, settings):
+    """The image is screened cleaned, as the model would see it, and a block stops it there."""
+    settings.LLAMA_MAX_ATTEMPTS = 1
+    await TeamPolicy.objects.aupdate_or_create(team=team, defaults={"safety_input": "block"})
+    messages = question(data_url(png(comment="GPS")), text="[sim:flag_image categories=S12] Hm?")
+    with pytest.raises(openai.BadRequestError) as refused:
+        await sdk(key).chat.completions.create(model=SEES_IMAGES, messages=messages)
+
+    assert refused.value.body["code"] == "safety_blocked"
+    assert "S12" in refused.value.body["message"]
+    assert sim.requests == []
+    (screened,) = sim.moderations[-1]["messages"]
+    url = screened["content"][1]["image_url"]["url"]
+    assert b"GPS" not in base64.b64decode(url.partition(",")[2])
