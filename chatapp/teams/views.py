@@ -603,6 +603,7 @@ def safety_queue(request, team_id: int):
     flags = (
         SafetyFlag.objects.filter(team=membership.team, **REVIEW_FILTERS[show])
         .select_related("author", "decided_by", "message")
+        .prefetch_related("message__attachments")
         .order_by("-id")
     )
     page = Paginator(flags, 50).get_page(request.GET.get("page"))

@@ -7,7 +7,8 @@ from django.db import models
 from django.db.models import Q
 from django.http import Http404
 
-from chatapp.teams.models import Team
+from chatapp.teams.models import Membership, SafetyFlag, Team
+from chatapp.teams.services import PERMISSIONS
 
 
 class UploadKind(models.TextChoices):
@@ -27,8 +28,13 @@ def stored_name(upload: "Upload", filename: str) -> str:
 
 class UploadQuerySet(models.QuerySet["Upload"]):
     def readable_by(self, user):
-        """The user's own uploads and those in conversations the user may read (their own)."""
-        return self.filter(Q(owner=user) | Q(message__conversation__owner=user))
+        """The user's own uploads, those in conversations the user may read (their own), and
+        those of messages Llama Guard flagged in a team whose flags the user reviews."""
+        reviews = Membership.objects.filter(user=user, role__in=PERMISSIONS["review_safety"])
+        flagged = SafetyFlag.objects.filter(team__in=reviews.values("team")).values("message")
+        return self.filter(
+            Q(owner=user) | Q(message__conversation__owner=user) | Q(message__in=flagged)
+        )
 
     def unattached(self):
         return self.filter(message__isnull=True)

@@ -7,9 +7,12 @@ from prometheus_client import REGISTRY
 
 from chatapp.chat.models import Conversation, Message
 from chatapp.teams import actions
-from chatapp.teams.models import AuditEvent, SafetyFlag, Team
+from chatapp.teams.models import AuditEvent, Membership, Role, SafetyFlag, Team
 from chatapp.teams.safety import Finding
+from chatapp.uploads.actions import create_upload
+from chatapp.uploads.models import Upload
 from tests.conftest import client_for
+from tests.uploads.files import image_bytes, pdf_with_text
 
 ANSWER = "A withheld answer about zebras"
 
@@ -116,3 +119,72 @@ def test_the_usage_page_counts_flags(owner_client, team, flagged):
 
     assert "Llama Guard flagged 1 message" in page
     assert "1 answer blocked" in page
+
+
+@pytest.fixture
+def flagged_files(team, member):
+    """A question flagged with a picture and a report attached, and a file of another question
+    that was not flagged."""
+    conversation = Conversation.objects.create(team=team, owner=member, title="Pictures")
+    question = Message.objects.create(conversation=conversation, role="user", content="Look")
+    other = Message.objects.create(conversation=conversation, role="user", content="And this")
+    picture = create_upload(member, team, "beach.png", image_bytes(60, 40))
+    report = create_upload(member, team, "report.pdf", pdf_with_text("Q3"))
+    unflagged = create_upload(member, team, "other.png", image_bytes())
+    Upload.objects.filter(pk__in=[picture.pk, report.pk]).update(message=question)
+    Upload.objects.filter(pk=unflagged.pk).update(message=other)
+    actions.flag_message(team, member, question.pk, Finding("input", ("S12",), True))
+    return picture, report, unflagged
+
+
+def test_reviewers_see_and_open_the_files_sent_with_a_flagged_question(
+    admin_member, team, flagged_files
+):
+    picture, report, unflagged = flagged_files
+    client = client_for(Client(), admin_member)
+    page = client.get(queue_url(team)).content.decode()
+
+    assert f'<img src="/api/uploads/{picture.pk}/" alt="beach.png" width="60" height="40"' in page
+    assert "<summary>Show beach.png" in page  # closed until the reviewer opens it
+    assert f'href="/api/uploads/{report.pk}/" download>report.pdf</a>' in page
+    assert "other.png" not in page
+    image = client.get(f"/api/uploads/{picture.pk}/")
+    assert (image.status_code, image["Content-Type"]) == (200, "image/png")
+    assert client.get(f"/api/uploads/{report.pk}/")["Content-Disposition"].startswith("attachment")
+    assert client.get(f"/api/uploads/{unflagged.pk}/").status_code == 404
+    assert client.delete(f"/api/uploads/{picture.pk}/").status_code == 403
+    assert Upload.objects.filter(pk=picture.pk).exists()
+
+
+@pytest.mark.parametrize("role", [Role.MEMBER, None])
+def test_other_members_and_outsiders_cannot_open_a_flagged_question_s_files(
+    make_user, team, role, flagged_files
+):
+    someone = make_user("sam")
+    if role:
+        Membership.objects.create(team=team, user=someone, role=role)
+    client = client_for(Client(), someone)
+    picture, report, _ = flagged_files
+    for upload in (picture, report):
+        assert client.get(f"/api/uploads/{upload.pk}/").status_code == 404
+
+
+def test_a_reviewer_who_left_the_team_or_became_a_member_can_no_longer_open_them(
+    admin_member, team, flagged_files
+):
+    picture, _, _ = flagged_files
+    client = client_for(Client(), admin_member)
+    membership = Membership.objects.get(team=team, user=admin_member)
+    membership.role = Role.MEMBER
+    membership.save()
+    assert client.get(f"/api/uploads/{picture.pk}/").status_code == 404
+    membership.delete()
+    assert client.get(f"/api/uploads/{picture.pk}/").status_code == 404
+
+
+def test_reviewers_of_another_team_cannot_open_them(outsider, flagged_files):
+    theirs = Team.objects.create(name="Elsewhere")
+    Membership.objects.create(team=theirs, user=outsider, role=Role.OWNER)
+    picture, _, _ = flagged_files
+    client = client_for(Client(), outsider)
+    assert client.get(f"/api/uploads/{picture.pk}/").status_code == 404
