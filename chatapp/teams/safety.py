@@ -112,8 +112,10 @@ def _screened(message: dict[str, Any], with_images: bool) -> dict[str, Any]:
     apart are one character, what cannot go upstream, a lone half, is U+FFFD), then its images."""
     text = storable(text_of(message))
     images = images_of(message) if with_images else []
-    content = [{"type": "text", "text": text}, *images] if images else text
-    return {"role": message["role"], "content": content}
+    if not images:
+        return {"role": message["role"], "content": text}
+    words = [{"type": "text", "text": text}] if text else []  # a question may be images alone
+    return {"role": message["role"], "content": [*words, *images]}
 
 
 def count(stage: Stage, screening: Screening, rules: SafetyRules) -> None:

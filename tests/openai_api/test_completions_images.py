@@ -219,3 +219,14 @@ async def test_llama_guard_is_shown_the_question_s_images(sim, key, member, team
     (screened,) = sim.moderations[-1]["messages"]
     url = screened["content"][1]["image_url"]["url"]
     assert b"GPS" not in base64.b64decode(url.partition(",")[2])
+
+
+async def test_a_question_of_images_alone_is_screened_as_images(sim, key, team, settings):
+    settings.LLAMA_MAX_ATTEMPTS = 1
+    await TeamPolicy.objects.aupdate_or_create(team=team, defaults={"safety_input": "flag"})
+    messages = question(data_url(png()), data_url(png(20, 10)), text="")
+    await sdk(key).chat.completions.create(model=SEES_IMAGES, messages=messages)
+
+    (screened,) = sim.moderations[-1]["messages"]
+    assert [part["type"] for part in screened["content"]] == ["image_url", "image_url"]
+    assert len(sim.requests) == 1
