@@ -26,5 +26,18 @@ def message_text(message: dict) -> str:
 
 
 def count_prompt_tokens(messages: list[dict]) -> int:
-    """About four characters per token, rounded up, plus the role markers of each message."""
-    return sum((len(message_text(m)) + 3) // 4 + MESSAGE_OVERHEAD_TOKENS for m in messages)
+    """About four characters per token, rounded up, plus the role markers of each message; an
+    assistant turn's tool calls (names and arguments) count as its text does."""
+    return sum(
+        (len(message_text(m)) + _calls_length(m) + 3) // 4 + MESSAGE_OVERHEAD_TOKENS
+        for m in messages
+    )
+
+
+def _calls_length(message: dict) -> int:
+    functions = [c.get("function") for c in message.get("tool_calls") or () if isinstance(c, dict)]
+    return sum(
+        len(str(f.get("name") or "")) + len(str(f.get("arguments") or ""))
+        for f in functions
+        if isinstance(f, dict)
+    )

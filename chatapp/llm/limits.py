@@ -45,9 +45,25 @@ def image_count(message: dict[str, Any]) -> int:
     return sum(1 for part in content if isinstance(part, dict) and part.get("type") == "image_url")
 
 
+def tool_calls_length(message: dict[str, Any]) -> int:
+    """The characters of the calls an assistant turn asked for: each function's name and its
+    arguments, which go back upstream with the turn."""
+    calls = message.get("tool_calls")
+    if not isinstance(calls, list):
+        return 0
+    length = 0
+    for call in calls:
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict):
+            length += len(str(function.get("name") or "")) + len(
+                str(function.get("arguments") or "")
+            )
+    return length
+
+
 def count_message_tokens(messages: list[dict[str, Any]]) -> int:
     return sum(
-        count_tokens_estimate(message_text(message))
+        count_tokens_estimate_of_length(len(message_text(message)) + tool_calls_length(message))
         + IMAGE_TOKENS_ESTIMATE * image_count(message)
         + MESSAGE_OVERHEAD_TOKENS
         for message in messages

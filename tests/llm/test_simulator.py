@@ -275,8 +275,12 @@ def _wait_until_listening(port: int, process: subprocess.Popen) -> None:
 
 def test_serves_the_models_the_client_knows_and_counts_prompts_alike():
     assert MODELS == KNOWN_MODELS
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": '{"q": 1}'}}
     messages = [
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": [{"type": "text", "text": "hello there, simulator"}]},
+        {"role": "assistant", "content": None, "tool_calls": [call] * 3},
+        {"role": "tool", "tool_call_id": "c1", "content": "42"},
     ]
     assert count_prompt_tokens(messages) == count_message_tokens(messages) > 0
+    assert count_message_tokens(messages[2:3]) == (3 * 9 + 3) // 4 + 4  # 9 characters a call

@@ -205,3 +205,18 @@ def test_the_functions_count_toward_the_prompt_an_answer_holds(sim, member, team
     extra = plan_completion(member, team, offered).prompt_tokens
     extra -= plan_completion(member, team, bare).prompt_tokens
     assert extra == count_tokens_estimate(json.dumps([WEATHER])) > 0
+
+
+def test_earlier_calls_count_toward_the_prompt_an_answer_holds(sim, member, team):
+    """A history's calls go back upstream: their arguments are prompt as their results are."""
+    arguments = json.dumps({"city": "Paris " * 400})
+    called = {
+        **CALLED,
+        "tool_calls": [{**CALL, "function": {**CALL["function"], "arguments": arguments}}],
+    }
+    short, _, _ = read_request({"model": MODEL, "messages": [ASKED, CALLED, RESULT]})
+    long, _, _ = read_request({"model": MODEL, "messages": [ASKED, called, RESULT]})
+    extra = plan_completion(member, team, long).prompt_tokens
+    extra -= plan_completion(member, team, short).prompt_tokens
+    added = len(arguments) - len(CALL["function"]["arguments"])
+    assert abs(extra - added / 4) <= 1 and extra > 500
