@@ -602,7 +602,7 @@ def safety_queue(request, team_id: int):
     show = request.GET.get("show") if request.GET.get("show") in REVIEW_FILTERS else "pending"
     flags = (
         SafetyFlag.objects.filter(team=membership.team, **REVIEW_FILTERS[show])
-        .select_related("author", "decided_by", "message")
+        .select_related("author", "decided_by", "message", "message__parent")
         .prefetch_related("message__attachments")
         .order_by("-id")
     )

@@ -44,6 +44,7 @@ def test_owners_and_admins_see_the_flagged_text(request, role, team, flagged):
     page = response.content.decode()
     assert ANSWER in page
     assert "Blocked answer" in page and "by max" in page and "S10 Hate" in page
+    assert "In answer to:" in page and "Tell me" in page  # what Llama Guard judged it with
 
 
 def test_members_get_403_and_never_see_the_text(member_client, team, flagged):
@@ -148,6 +149,7 @@ def test_reviewers_see_and_open_the_files_sent_with_a_flagged_question(
     assert "<summary>Show beach.png" in page  # closed until the reviewer opens it
     assert f'href="/api/uploads/{report.pk}/" download>report.pdf</a>' in page
     assert "other.png" not in page
+    assert "In answer to" not in page  # a question is judged alone
     image = client.get(f"/api/uploads/{picture.pk}/")
     assert (image.status_code, image["Content-Type"]) == (200, "image/png")
     assert client.get(f"/api/uploads/{report.pk}/")["Content-Disposition"].startswith("attachment")
