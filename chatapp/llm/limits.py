@@ -55,9 +55,8 @@ def tool_calls_length(message: dict[str, Any]) -> int:
     for call in calls:
         function = call.get("function") if isinstance(call, dict) else None
         if isinstance(function, dict):
-            length += len(str(function.get("name") or "")) + len(
-                str(function.get("arguments") or "")
-            )
+            name, arguments = function.get("name") or "", function.get("arguments") or ""
+            length += len(str(name)) + len(str(arguments))
     return length
 
 
