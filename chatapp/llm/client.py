@@ -28,7 +28,8 @@ from .errors import (
     rate_limits_from,
     request_id_from,
 )
-from .moderation import Verdict, guard_prompt, images_of, read_guard_reply, read_moderation
+from .limits import images_of
+from .moderation import Verdict, guard_prompt, read_guard_reply, read_moderation
 from .network import AiohttpTransport
 from .protocols import PROTOCOL_ADAPTERS, ReplyState
 from .sse import EVENT_LIMIT, EventTooLarge, sse_stream

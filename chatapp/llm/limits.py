@@ -38,11 +38,12 @@ def message_text(message: dict[str, Any]) -> str:
     return "".join(part.get("text", "") for part in content if isinstance(part, dict))
 
 
-def image_count(message: dict[str, Any]) -> int:
+def images_of(message: dict[str, Any]) -> list[dict[str, Any]]:
+    """A message's image_url parts, in order."""
     content = message.get("content")
     if not isinstance(content, list):
-        return 0
-    return sum(1 for part in content if isinstance(part, dict) and part.get("type") == "image_url")
+        return []
+    return [part for part in content if isinstance(part, dict) and part.get("type") == "image_url"]
 
 
 def tool_calls_length(message: dict[str, Any]) -> int:
@@ -63,7 +64,7 @@ def tool_calls_length(message: dict[str, Any]) -> int:
 def count_message_tokens(messages: list[dict[str, Any]]) -> int:
     return sum(
         count_tokens_estimate_of_length(len(message_text(message)) + tool_calls_length(message))
-        + IMAGE_TOKENS_ESTIMATE * image_count(message)
+        + IMAGE_TOKENS_ESTIMATE * len(images_of(message))
         + MESSAGE_OVERHEAD_TOKENS
         for message in messages
     )

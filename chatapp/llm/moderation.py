@@ -71,14 +71,6 @@ def text_of(message: dict[str, Any]) -> str:
     )
 
 
-def images_of(message: dict[str, Any]) -> list[dict[str, Any]]:
-    """A message's image_url parts, in order."""
-    content = message.get("content")
-    if isinstance(content, str) or not content:
-        return []
-    return [part for part in content if isinstance(part, dict) and part.get("type") == "image_url"]
-
-
 def read_guard_reply(text: str) -> Verdict:
     """`safe`, or `unsafe` then a line of categories; anything else is an LlmError."""
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]

@@ -15,7 +15,8 @@ from django.conf import settings
 from chatapp.core.metrics import SAFETY_FAILURES, SAFETY_VERDICTS
 from chatapp.core.text import storable
 from chatapp.llm import GUARD_CATEGORIES, LlamaClient
-from chatapp.llm.moderation import images_of, text_of
+from chatapp.llm.limits import images_of
+from chatapp.llm.moderation import text_of
 from chatapp.teams.models import SafetyMode, SafetyOnError, TeamPolicy, describe_categories
 
 log = logging.getLogger(__name__)
