@@ -257,19 +257,13 @@ class Call:
 
     async def guard(self, body: dict) -> None:
         """The Guard model through chat completions: `safe` or `unsafe` and its categories."""
-        prompt, images = prompt_text(body), prompt_images(body)
-        if images and body["model"] not in IMAGE_GUARD_MODELS:
-            detail = f"Model '{body['model']}' does not accept images."
-            return await self.error(400, detail, "invalid_request")
+        prompt = prompt_text(body)
         header = self.exchange.headers.get("x-sim-fault")
         try:
-            received(body["messages"])
             plan = guard_plan(header, [{"role": "user", "content": prompt}])
-            answer = guard_answer(header, prompt, images)
+            answer = guard_answer(header, prompt, prompt_images(body))
         except DirectiveError as exc:
             return await self.error(400, f"Bad simulator directive: {exc}", "invalid_request")
-        except ContentError as exc:
-            return await self.error(400, str(exc), "invalid_request")
         if await self.guard_trouble(plan, body):
             return
         usage = usage_numbers(count_prompt_tokens(body["messages"]), len(tokenize(answer)))
@@ -294,7 +288,11 @@ class Call:
             return
         if is_guard_model(body.get("model")):
             self.sim.moderations.append(body)
-            if await self.authorized() and await self.valid_guard(body):
+            if (
+                await self.authorized()
+                and await self.valid_guard(body)
+                and await self.attachments(body, IMAGE_GUARD_MODELS) is not None
+            ):
                 await self.guard(body)
             return
         self.sim.requests.append(body)
@@ -339,14 +337,15 @@ class Call:
             return False
         return True
 
-    async def attachments(self, body: dict) -> Received | None:
-        """The images and documents the request carries; None once a 400 has been sent."""
+    async def attachments(self, body: dict, sees_images=IMAGE_MODELS) -> Received | None:
+        """The images and documents the request carries (images only for a model that
+        `sees_images`); None once a 400 has been sent."""
         try:
             found = received(body["messages"])
         except ContentError as exc:
             await self.error(400, str(exc), "invalid_request")
             return None
-        if found.images and body["model"] not in IMAGE_MODELS:
+        if found.images and body["model"] not in sees_images:
             detail = f"Model '{body['model']}' does not accept images."
             await self.error(400, detail, "invalid_request")
             return None
