@@ -125,16 +125,19 @@ def documented_body(schema: type[RequestBody]) -> dict:
 
 
 def _invalid(errors: Iterable[Mapping[str, Any]]) -> ApiError:
-    """The first schema error as an ApiError naming the field (location words dropped)."""
+    """The first schema error as an ApiError. `field` is the body's own field, as the app's
+    own checks name it; the message says where inside it: `data_patterns[0].pattern`."""
     first = next(iter(errors))
-    location = [str(part) for part in first["loc"] if part not in ("body", "query", "path")]
-    field = location[-1] if location else None
+    location = [part for part in first["loc"] if part not in ("body", "query", "path")]
+    field = next((part for part in location if isinstance(part, str)), None)
+    where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in location)
+    where = where.removeprefix(".")
     if first["type"] == "extra_forbidden":
-        return ApiError(400, "invalid", f"Unknown field: {field}.", field)
+        return ApiError(400, "invalid", f"Unknown field: {where}.", field)
     if first["type"] == "missing":
-        return ApiError(400, "invalid", f"{field} is required.", field)
+        return ApiError(400, "invalid", f"{where} is required.", field)
     message = first["msg"].removeprefix("Value error, ")
-    return ApiError(400, "invalid", f"{field}: {message}." if field else f"{message}.", field)
+    return ApiError(400, "invalid", f"{where}: {message}." if where else f"{message}.", field)
 
 
 # --- the API -------------------------------------------------------------------------------

@@ -174,6 +174,10 @@ def test_null_clears_a_field(owner_client, team):
         ({"rate_limit_per_minute": "3"}, "rate_limit_per_minute"),
         ({"rate_limit_per_minute": 2.5}, "rate_limit_per_minute"),
         ({"allowed_models": SMALL}, "allowed_models"),
+        ({"allowed_models": [5]}, "allowed_models"),  # an item is named by its list
+        ({"allowed_models": ["\ud800"]}, "allowed_models"),
+        ({"safety_categories": [7]}, "safety_categories"),
+        ({"data_patterns": [{"name": "X", "pattern": 5, "action": "block"}]}, "data_patterns"),
         ({"safety": "off"}, "safety"),
         ("[]", None),
         ("{oops", None),
