@@ -382,11 +382,9 @@ def _tools(value: Any) -> tuple[dict[str, Any], ...]:
             spec["description"] = _storable(description, f"{param}.function.description")
         parameters = function.get("parameters")
         if parameters is not None:
-            if not isinstance(parameters, dict):
-                raise invalid(
-                    f"{param}.function.parameters must be a JSON Schema object.",
-                    f"{param}.function.parameters",
-                )
+            if problem := json_schemas.parameters_problem(parameters):
+                where = f"{param}.function.parameters"
+                raise invalid(f"{where}: {problem}", where)
             spec["parameters"] = parameters
         strict = function.get("strict")
         if strict is not None:

@@ -28,19 +28,39 @@ def schema_problem(schema: Any) -> str | None:
         return "The schema is nested too deeply to check."
 
 
+def parameters_problem(schema: Any) -> str | None:
+    """Why a function's `parameters` (sent by an API client) cannot go upstream, or None.
+    Not kept, so no size limit but the request's, and a NUL goes escaped as any text does."""
+    try:
+        return _not_json(schema) or _not_a_schema(schema)
+    except RecursionError:
+        return "The schema is nested too deeply to check."
+
+
 def _problem(schema: Any) -> str | None:
+    if problem := _not_json(schema):
+        return problem
+    if "\\u0000" in json.dumps(schema):
+        return "The schema holds a NUL character: remove it."
+    size = len(json.dumps(schema, ensure_ascii=False).encode())
+    if size > MAX_SCHEMA_BYTES:
+        return f"The schema is {size:,} bytes; the limit is {MAX_SCHEMA_BYTES:,}: shorten it."
+    return _not_a_schema(schema)
+
+
+def _not_json(schema: Any) -> str | None:
     if not isinstance(schema, dict):
         return 'A schema is a JSON object, such as {"type": "object", "properties": {...}}.'
     try:
-        size = len(json.dumps(schema, ensure_ascii=False, allow_nan=False).encode())
+        json.dumps(schema, ensure_ascii=False, allow_nan=False).encode()
     except UnicodeEncodeError:
         return "The schema holds an unpaired surrogate (\\ud800-\\udfff), which is not text."
     except ValueError:  # Python reads NaN and Infinity (and 1e999) that JSON has no room for
         return "The schema holds NaN or an infinite number, which JSON cannot store."
-    if "\\u0000" in json.dumps(schema):
-        return "The schema holds a NUL character: remove it."
-    if size > MAX_SCHEMA_BYTES:
-        return f"The schema is {size:,} bytes; the limit is {MAX_SCHEMA_BYTES:,}: shorten it."
+    return None
+
+
+def _not_a_schema(schema: dict) -> str | None:
     try:
         Draft202012Validator.check_schema(schema)
     except SchemaError as error:

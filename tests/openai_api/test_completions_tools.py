@@ -180,6 +180,37 @@ async def test_bad_tools_and_tool_messages_are_400_and_nothing_goes_upstream(
     assert not await db(lambda: TeamUsage.objects.exists())
 
 
+@pytest.mark.parametrize("stream", ["false", "true"])
+@pytest.mark.parametrize(
+    ("parameters", "says"),
+    [
+        ('{"type": "object", "default": NaN}', "NaN or an infinite number"),
+        ('{"type": "object", "maximum": Infinity}', "NaN or an infinite number"),
+        ('{"type": "object", "maximum": 1e999}', "NaN or an infinite number"),
+        ('{"type": "object", "description": "\\ud800"}', "unpaired surrogate"),
+        ('{"type": "object", "required": "city"}', "Not a valid JSON Schema at required"),
+    ],
+    ids=["nan", "infinity", "1e999", "lone-surrogate", "not-a-schema"],
+)
+async def test_parameters_that_are_not_a_json_schema_are_400_before_anything_counts(
+    sim, member, team, make_key, parameters, says, stream
+):
+    """Python reads NaN, Infinity and lone surrogates that no JSON request upstream can carry."""
+    key = await key_for(make_key, member, team)
+    tool = f'{{"type": "function", "function": {{"name": "f", "parameters": {parameters}}}}}'
+    body = f'{{"model": "{MODEL}", "stream": {stream}, "messages": {json.dumps([ASKED])},'
+    body += f' "tools": [{tool}]}}'
+    async with raw(key) as http:
+        response = await http.post(
+            "/v1/chat/completions", content=body, headers={"content-type": "application/json"}
+        )
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["param"] == "tools[0].function.parameters" and says in error["message"]
+    assert sim.requests == []
+    assert not await db(lambda: TeamUsage.objects.exists())
+
+
 @pytest.mark.parametrize(
     "fields", [{"tools": [WEATHER]}, {"messages": [ASKED, CALLED, RESULT]}], ids=["tools", "calls"]
 )
