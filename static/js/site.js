@@ -1,5 +1,6 @@
 // Behaviour shared by every page: the light/dark theme toggle, remembered in localStorage,
-// the dismiss button of a flashed message, and a refused form's first error brought into view.
+// the dismiss button of a flashed message, a refused form's first error brought into view,
+// and forms with data-confirm (revoking, removing, deleting) asking before they submit.
 
 const STORAGE_KEY = "theme";
 const systemDark = window.matchMedia("(prefers-color-scheme: dark)");
@@ -62,3 +63,8 @@ document.addEventListener("click", (event) => {
 const problem = document.querySelector("main form [aria-invalid='true'], main form .form-error");
 if (problem?.matches("[aria-invalid]")) problem.focus();
 else problem?.scrollIntoView({ block: "center" });
+
+document.addEventListener("submit", (event) => {
+  const message = event.target.dataset?.confirm;
+  if (message && !window.confirm(message)) event.preventDefault();
+});

@@ -147,6 +147,28 @@ def test_a_new_api_key_is_shown_whole_with_a_copy_button(logged_in_page, context
     assert page.evaluate("navigator.clipboard.readText()") == secret
 
 
+def test_revoking_a_key_asks_first(logged_in_page):
+    page = logged_in_page
+    page.goto("/settings/")
+    page.get_by_label("Name").fill("laptop")
+    page.get_by_role("button", name="Create key").click()
+    revoke = page.get_by_role("button", name="Revoke")
+    asked = []
+
+    def answer(dialog, accept: bool) -> None:
+        asked.append(dialog.message)
+        dialog.accept() if accept else dialog.dismiss()
+
+    page.once("dialog", lambda dialog: answer(dialog, False))
+    revoke.click()
+    expect(revoke).to_be_visible()  # still listed: nothing was sent
+    assert asked == ["Revoke the key laptop? Scripts using it stop working at once."]
+    page.once("dialog", lambda dialog: answer(dialog, True))
+    revoke.click()
+    expect(page.get_by_role("button", name="Revoke")).to_have_count(0)
+    assert len(asked) == 2
+
+
 def test_header_links_and_logout(logged_in_page, user):
     page = logged_in_page
     expect(page.get_by_role("link", name="Teams")).to_have_attribute("href", "/teams/")
