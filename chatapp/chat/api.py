@@ -7,7 +7,7 @@ import json
 import logging
 import re
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
 from asgiref.sync import async_to_sync
@@ -17,7 +17,7 @@ from ninja import Field, Path, Query, Router, Schema
 from chatapp.accounts import preferences
 from chatapp.chat import json_output, search, tree
 from chatapp.chat.actions import conversations, replies
-from chatapp.chat.lookups import ENDING_FIELDS, ended_calls, stored_error, withheld
+from chatapp.chat.lookups import ENDING_FIELDS, ended_calls, key_help, stored_error, withheld
 from chatapp.chat.models import (
     Conversation,
     Message,
@@ -117,6 +117,10 @@ class Usage(Schema):
 class MessageError(Schema):
     code: str
     message: str
+    retryable: bool = Field(description="Whether regenerating the answer may help.")
+    help_url: str | None = Field(
+        None, description="A refused key: where the team's owners and admins change it."
+    )
 
 
 class SafetyOut(Schema):
@@ -245,7 +249,8 @@ def conversation_list(
 
 @router.get("/conversations/{int:conversation_id}/", response=responses({200: ConversationOut}))
 def conversation_detail(request: HttpRequest, conversation_id: ConversationId):
-    return conversation_data(get_conversation_for_user(request.user, conversation_id))
+    conversation = get_conversation_for_user(request.user, conversation_id)
+    return conversation_data(conversation, viewer=request.user)
 
 
 @router.patch(
@@ -315,8 +320,12 @@ MESSAGE_FIELDS = (
 )
 
 
-def conversation_data(conversation: Conversation, *, whole_tree: bool = False) -> dict:
-    """The conversation with its shown branch, root to leaf (and every message: whole_tree)."""
+def conversation_data(
+    conversation: Conversation, *, whole_tree: bool = False, viewer: Any = None
+) -> dict:
+    """The conversation with its shown branch, root to leaf (and every message: whole_tree).
+    A `viewer` who may change the team's key is told where, under an answer that failed on a
+    refused key; an export names no viewer."""
     branch = tree.conversation_branch(conversation.pk, conversation.active_leaf_id)
     # Plain rows, not model instances: a long conversation is thousands of messages.
     messages = Message.objects.filter(conversation=conversation)
@@ -324,8 +333,10 @@ def conversation_data(conversation: Conversation, *, whole_tree: bool = False) -
         messages = messages.filter(pk__in=branch.path)
     rows = list(messages.values(*MESSAGE_FIELDS))
     files = Upload.objects.filter(message__in=[row["id"] for row in rows]).by_message()
+    help_url = key_help(viewer, conversation.team_id, rows) if viewer else None
     listed = [
-        message_data(row, files.get(row["id"], []), branch.siblings(row["id"])) for row in rows
+        message_data(row, files.get(row["id"], []), branch.siblings(row["id"]), help_url)
+        for row in rows
     ]
     shown = set(branch.path)
     data = {
@@ -346,7 +357,9 @@ def conversation_data(conversation: Conversation, *, whole_tree: bool = False) -
     return data
 
 
-def message_data(row: dict, uploads: list[Upload], sibling_ids: list[int]) -> dict:
+def message_data(
+    row: dict, uploads: list[Upload], sibling_ids: list[int], help_url: str | None = None
+) -> dict:
     data = {
         "id": row["id"],
         "parent_id": row["parent_id"],
@@ -357,7 +370,7 @@ def message_data(row: dict, uploads: list[Upload], sibling_ids: list[int]) -> di
         "model": row["model"],
         "usage": usage_dict(row["prompt_tokens"], row["completion_tokens"]),
         "finish_reason": row["finish_reason"] or None,
-        "error": stored_error(row),
+        "error": stored_error(row, help_url),
         "created_at": row["created_at"],
         "safety": row["safety"],
         "format": json_output.shown_format(row["format"]),

@@ -101,10 +101,12 @@ class UsageFields(TypedDict):
 
 @with_config(STRICT)
 class StoredError(TypedDict):
-    """Why an answer failed, as kept with it (a live message.error says more)."""
+    """Why an answer failed, as kept with it."""
 
     code: str
     message: str
+    retryable: bool  # whether regenerating may help, as its message.error said
+    help_url: NotRequired[str]  # a refused key, shown to the team's owners and admins
 
 
 @with_config(STRICT)

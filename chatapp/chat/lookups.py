@@ -4,6 +4,7 @@ from collections.abc import Iterable
 from typing import Any, cast
 
 from django.http import Http404
+from django.urls import reverse
 
 from chatapp.chat import json_output, tooling, tree
 from chatapp.chat.errors import ChatError
@@ -17,7 +18,7 @@ from chatapp.chat.models import (
     get_message_for_user,
     usage_dict,
 )
-from chatapp.teams.models import Membership
+from chatapp.teams.models import MANAGER_ROLES, Membership
 from chatapp.uploads.models import Upload
 
 # How an answer ended, shown under it: read for the state and for the conversation API.
@@ -95,11 +96,12 @@ def conversation_messages(user: Any, conversation_id: int) -> list[StateMessage]
     """The shown branch of the user's conversation, as conversation.state lists it."""
     conversation = owned_conversation(user, conversation_id)
     branch = tree.conversation_branch(conversation_id, conversation.active_leaf_id)
-    rows = Message.objects.filter(pk__in=branch.path).values(*STATE_FIELDS)
+    rows = list(Message.objects.filter(pk__in=branch.path).values(*STATE_FIELDS))
     files = Upload.objects.filter(message__in=branch.path).by_message()
+    help_url = key_help(user, conversation.team_id, rows)
     messages = []
     for row in rows:
-        message = _state_message(row, branch.siblings(row["id"]))
+        message = _state_message(row, branch.siblings(row["id"]), help_url)
         if row["role"] == MessageRole.USER:
             message["attachments"] = attachment_list(files.get(row["id"], ()))
             message["redactions"] = row["redactions"]
@@ -120,7 +122,9 @@ def stored_messages(message_ids: list[int]) -> dict[int, dict[str, Any]]:
     return {row["id"]: {**row, "content": withheld(dict(row))} for row in rows}
 
 
-def _state_message(row: dict[str, Any], sibling_ids: list[int]) -> StateMessage:
+def _state_message(
+    row: dict[str, Any], sibling_ids: list[int], help_url: str | None = None
+) -> StateMessage:
     message: StateMessage = {
         "id": row["id"],
         "parent_id": row["parent_id"],
@@ -144,16 +148,58 @@ def _state_message(row: dict[str, Any], sibling_ids: list[int]) -> StateMessage:
             message["usage"] = cast(UsageFields, usage)
         if row["finish_reason"]:
             message["finish_reason"] = row["finish_reason"]
-        if (error := stored_error(row)) is not None:
+        if (error := stored_error(row, help_url)) is not None:
             message["error"] = error
     return message
 
 
-def stored_error(row: dict[str, Any]) -> StoredError | None:
-    """Why an answer failed or was cut off, as kept with it; None for one that did not."""
-    if not row["error_code"]:
+# Why an answer failed, when regenerating it cannot help: its message.error said
+# "retryable": false, which a stored error says again by its code.
+FINAL_ERRORS = frozenset(
+    {
+        "auth_failed",
+        "bad_request",
+        "context_too_long",
+        "model_not_found",
+        "provider_refused",
+        "forbidden",
+        "safety_blocked",
+        "quota_exceeded",
+    }
+)
+
+
+def stored_error(row: dict[str, Any], help_url: str | None = None) -> StoredError | None:
+    """Why an answer failed or was cut off, as kept with it; None for one that did not.
+    `help_url` is where the viewer fixes a refused key (see provider_page)."""
+    code = row["error_code"]
+    if not code:
         return None
-    return {"code": row["error_code"], "message": row["error_message"]}
+    error: StoredError = {
+        "code": code,
+        "message": row["error_message"],
+        "retryable": code not in FINAL_ERRORS,
+    }
+    if help_url and code == "auth_failed":
+        error["help_url"] = help_url
+    return error
+
+
+def provider_page(user: Any, team_id: int | None) -> str | None:
+    """Where a refused key is changed, the team's provider page: for its owners and admins."""
+    if team_id is None:
+        return None
+    managers = Membership.objects.filter(team_id=team_id, role__in=MANAGER_ROLES)
+    return (
+        reverse("teams:provider", args=[team_id]) if managers.filter(user=user).exists() else None
+    )
+
+
+def key_help(user: Any, team_id: int | None, rows: Iterable[dict[str, Any]]) -> str | None:
+    """provider_page, asked only when one of these answers failed on a refused key."""
+    if any(row["error_code"] == "auth_failed" for row in rows):
+        return provider_page(user, team_id)
+    return None
 
 
 def ended_calls(row: dict[str, Any]) -> list[Any]:

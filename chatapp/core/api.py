@@ -124,11 +124,15 @@ def documented_body(schema: type[RequestBody]) -> dict:
     }
 
 
+# Where django-ninja read a value from, first in each error's location: not a field.
+LOCATION_WORDS = frozenset({"body", "query", "path", "form", "file", "header", "cookie"})
+
+
 def _invalid(errors: Iterable[Mapping[str, Any]]) -> ApiError:
     """The first schema error as an ApiError. `field` is the body's own field, as the app's
     own checks name it; the message says where inside it: `data_patterns[0].pattern`."""
     first = next(iter(errors))
-    location = [part for part in first["loc"] if part not in ("body", "query", "path")]
+    location = [part for part in first["loc"] if part not in LOCATION_WORDS]
     field = next((part for part in location if isinstance(part, str)), None)
     where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in location)
     where = where.removeprefix(".")

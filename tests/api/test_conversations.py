@@ -219,3 +219,57 @@ def test_export_unknown_format_is_400(member_client, chat):
     response = member_client.get(detail_url(chat) + "export", {"format": "pdf"})
     assert response.status_code == 400
     assert response.json()["error"]["field"] == "format"
+
+
+def failed_chat(owner, team, code: str) -> Conversation:
+    conversation = Conversation.objects.create(team=team, owner=owner, title="Failed")
+    question = Message.objects.create(conversation=conversation, role="user", content="Hi")
+    answer = Message.objects.create(
+        conversation=conversation,
+        role="assistant",
+        parent=question,
+        status="error",
+        error_code=code,
+        error_message="Why it failed.",
+    )
+    conversation.active_leaf = answer
+    conversation.save()
+    return conversation
+
+
+@pytest.mark.parametrize(
+    ("code", "retryable"),
+    [
+        ("auth_failed", False),
+        ("context_too_long", False),
+        ("safety_blocked", False),
+        ("quota_exceeded", False),
+        ("upstream_unavailable", True),
+        ("rate_limited", True),
+        ("internal_error", True),
+    ],
+)
+def test_a_failed_answer_says_whether_regenerating_may_help(
+    member_client, member, team, code, retryable
+):
+    """As its message.error said: a reloaded page offers Retry only where it may succeed."""
+    data = member_client.get(detail_url(failed_chat(member, team, code))).json()
+    error = data["messages"][-1]["error"]
+    assert error == {
+        "code": code,
+        "message": "Why it failed.",
+        "retryable": retryable,
+        "help_url": None,
+    }
+
+
+def test_a_refused_key_shows_the_provider_page_to_the_teams_admins_only(owner, member, team):
+    owner_client, member_client = client_for(Client(), owner), client_for(Client(), member)
+    owners = failed_chat(owner, team, "auth_failed")
+    error = owner_client.get(detail_url(owners)).json()["messages"][-1]["error"]
+    assert error["help_url"] == f"/teams/{team.pk}/provider/"
+    members = failed_chat(member, team, "auth_failed")
+    error = member_client.get(detail_url(members)).json()["messages"][-1]["error"]
+    assert error["help_url"] is None
+    other = failed_chat(owner, team, "upstream_unavailable")
+    assert owner_client.get(detail_url(other)).json()["messages"][-1]["error"]["help_url"] is None

@@ -292,17 +292,23 @@ def test_a_refused_key_is_explained_by_role_without_retry(
     chat = ChatPage(page)
     chat.send("[sim:fault=401] Hello")
     chat.wait_for_status("error")
-    notice = chat.last_answer().locator(".message-notice")
-    if role == "member":
-        expect(notice).to_have_text(
-            "The team's Llama API key was refused; your team admins have been told."
-        )
-        expect(notice.get_by_role("link")).to_have_count(0)
-    else:
-        expect(notice).to_contain_text("LLAMA_API_KEY")
-        link = notice.get_by_role("link", name="Open the provider settings")
-        expect(link).to_have_attribute("href", re.compile(r"^/teams/\d+/provider/$"))
-    expect(chat.last_answer().get_by_role("button", name="Retry")).to_be_hidden()
-    page.reload()  # admins are told on the chat page too
+
+    def explained() -> None:
+        notice = chat.last_answer().locator(".message-notice")
+        if role == "member":
+            expect(notice).to_have_text(
+                "The team's Llama API key was refused; your team admins have been told."
+            )
+            expect(notice.get_by_role("link")).to_have_count(0)
+        else:
+            expect(notice).to_contain_text("LLAMA_API_KEY")
+            link = notice.get_by_role("link", name="Open the provider settings")
+            expect(link).to_have_attribute("href", re.compile(r"^/teams/\d+/provider/$"))
+        expect(chat.last_answer().get_by_role("button", name="Retry")).to_be_hidden()
+
+    explained()
+    page.reload()  # the answer says the same; admins are told on the chat page too
+    chat.wait_for_status("error")
+    explained()
     warning = page.get_by_text("The Llama API refused this team's key")
     expect(warning).to_have_count(0 if role == "member" else 1)

@@ -1,11 +1,14 @@
 """What the owner of a failed answer is told: a refused key in members' and admins' terms."""
 
+import httpx
 import pytest
 from django.urls import reverse
 
 from chatapp.chat.actions.replies import KEY_REFUSED_FOR_MEMBERS
+from chatapp.chat.lookups import FINAL_ERRORS
 from chatapp.chat.models import Message
-from chatapp.llm import count_tokens_estimate
+from chatapp.llm import ProviderConfig, count_tokens_estimate
+from chatapp.llm.errors import error_from_response
 from chatapp.teams.models import TeamUsage
 from llama_simulator.models import count_prompt_tokens
 
@@ -24,7 +27,7 @@ async def test_a_refused_key_tells_a_member_the_admins_were_told_and_offers_no_r
     await socket.send({"type": "chat.subscribe", "conversation_id": ids["conversation_id"]})
     state = (await socket.until_type("conversation.state"))[-1]["messages"]
     assert state[-1]["status"] == "error"
-    assert state[-1]["error"] == {"code": "auth_failed", "message": KEY_REFUSED_FOR_MEMBERS}
+    assert state[-1]["error"] == error  # a reload offers no Retry either
 
 
 async def test_a_refused_key_gives_an_admin_the_reason_and_the_provider_page(
@@ -37,6 +40,21 @@ async def test_a_refused_key_gives_an_admin_the_reason_and_the_provider_page(
     assert "LLAMA_API_KEY" in error["message"]
     assert error["retryable"] is False
     assert error["help_url"] == reverse("teams:provider", args=[team.pk])
+    await socket.send({"type": "chat.subscribe", "conversation_id": ids["conversation_id"]})
+    state = (await socket.until_type("conversation.state"))[-1]["messages"]
+    assert state[-1]["error"] == error  # after a reload: the same words, link and no Retry
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 408, 409, 413, 422, 429, 500, 503])
+@pytest.mark.parametrize(
+    "detail", ["", "The model 'x' does not exist", "maximum context length is 8192 tokens"]
+)
+def test_a_stored_error_offers_retry_as_its_live_error_did(status, detail):
+    """A reload reads whether to retry from the stored code alone."""
+    body = f'{{"detail": "{detail}"}}'.encode()
+    config = ProviderConfig("https://llm.example.com/v1", "key")
+    live = error_from_response(httpx.Response(status, content=body), body, config, "x")
+    assert (live.code not in FINAL_ERRORS) == live.retryable, live.code
 
 
 async def test_a_stopped_answer_reports_the_tokens_it_streamed(connect, member, sim):

@@ -157,7 +157,7 @@ def test_bad_shares_are_refused_and_change_nothing(member, other_team_user, conv
         ({"audience": "members", "members": [member.pk]}, "members"),  # only yourself
         ({"audience": "members", "members": [other_team_user.pk]}, "members"),
         ({"audience": "members", "members": [2**40]}, "members"),
-        ({"audience": "members", "members": ["1"]}, "0"),  # the list's first item
+        ({"audience": "members", "members": ["1"]}, "members"),  # an item: its list
         ({"audience": "team", "extra": 1}, "extra"),
     ]
     for body, field in cases:

@@ -19,14 +19,13 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.db.models import Q
-from django.urls import reverse
 from django.utils import timezone
 
 from chatapp.chat import events, fanout, json_output, planning, tooling
 from chatapp.chat.errors import ChatError
 from chatapp.chat.event_schema import ConversationEvent, CreatedMessage, SafetyFields
 from chatapp.chat.groups import generation_group
-from chatapp.chat.lookups import attachment_list
+from chatapp.chat.lookups import attachment_list, provider_page
 from chatapp.chat.models import Conversation, Message, MessageRole, MessageStatus
 from chatapp.chat.planning import ReplyPlan
 from chatapp.chat.requests import RegenerateRequest, SendRequest
@@ -36,7 +35,7 @@ from chatapp.core.text import storable
 from chatapp.llm import StreamError, Usage
 from chatapp.teams import actions as team_actions
 from chatapp.teams import quota, reads
-from chatapp.teams.models import MANAGER_ROLES, Membership, Team, TeamPolicy
+from chatapp.teams.models import Team, TeamPolicy
 from chatapp.teams.policy import RULES_RELATED, PolicyError
 from chatapp.teams.safety import Finding
 from chatapp.teams.services import current_team
@@ -415,8 +414,7 @@ def answer_failure(error: StreamError, team: Team, user: Any) -> AnswerFailure:
     technical message and the page where they change the key."""
     if error.code != "auth_failed":
         return AnswerFailure(error.code, error.message, error.retryable)
-    if Membership.objects.filter(team=team, user=user, role__in=MANAGER_ROLES).exists():
-        help_url = reverse("teams:provider", args=[team.pk])
+    if help_url := provider_page(user, team.pk):
         return AnswerFailure(error.code, error.message, False, help_url)
     return AnswerFailure(error.code, KEY_REFUSED_FOR_MEMBERS, False)
 

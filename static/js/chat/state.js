@@ -478,7 +478,7 @@ export class ConversationState {
       if (data.model) changes.model = data.model;
       if (data.usage !== undefined) changes.usage = data.usage;
       if (data.role === "assistant") changes.finishReason = data.finish_reason ?? null;
-      // A live message.error says more (whether to retry, where to fix it) than the stored one.
+      // The first word on why it ended stays (the live message.error and the stored one agree).
       if (data.error && !message.error) changes.error = data.error;
       if (data.attachments) changes.attachments = data.attachments;
       if (data.safety !== undefined) changes.safety = data.safety;
