@@ -205,6 +205,12 @@ class Message(models.Model):
                 condition=Q(status="streaming"),
                 name="message_streaming_heartbeat",
             ),
+            # The chat page tells a team's admins of a key refused in the last day.
+            models.Index(
+                fields=["conversation", "updated_at"],
+                condition=Q(error_code="auth_failed"),
+                name="message_key_refused",
+            ),
         ]
         constraints = [
             models.CheckConstraint(

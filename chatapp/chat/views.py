@@ -20,6 +20,8 @@ from chatapp.chat.actions.admin_access import grant_read_access
 from chatapp.chat.errors import ChatError
 from chatapp.chat.models import (
     Message,
+    MessageRole,
+    MessageStatus,
     Share,
     ShareAudience,
     get_conversation_for_user,
@@ -74,16 +76,28 @@ def upload_limits() -> dict:
     }
 
 
-def key_refused_recently(team) -> bool:
-    """Whether an answer in the team failed on a refused key since the key last changed."""
+def refused_key(team) -> str | None:
+    """Whose key the Llama API refused, "team" (its provider's) or "site" (LLAMA_API_KEY),
+    when an answer in the team failed on it in the last day, since the key last changed, and
+    no answer has been completed since; None otherwise."""
     provider = policy.team_provider(team)
     since = timezone.now() - KEY_WARNING_WINDOW
     if provider is not None and provider.updated_at > since:
         since = provider.updated_at
-    failed = Message.objects.filter(
-        conversation__team=team, error_code="auth_failed", updated_at__gte=since
+    failed = Message.objects.filter(error_code="auth_failed", updated_at__gte=since)
+    in_team = failed.filter(conversation__team=team).order_by("-updated_at")
+    last = in_team.values_list("pk", flat=True).first()
+    if last is None:
+        return None
+    answered = Message.objects.filter(
+        pk__gt=last,
+        conversation__team=team,
+        role=MessageRole.ASSISTANT,
+        status=MessageStatus.COMPLETE,
     )
-    return failed.exists()
+    if answered.exists():  # the key works again
+        return None
+    return "site" if provider is None else "team"
 
 
 @require_GET
@@ -125,7 +139,7 @@ def chat(request: HttpRequest, conversation_id: int | None = None) -> HttpRespon
         "is_team_admin": is_team_admin,
         # A locked default prompt applies to every new chat: there is nothing to choose.
         "locked_prompt": next((p for p in prompts if p["is_default"] and p["locked"]), None),
-        "key_refused": is_team_admin and key_refused_recently(team),
+        "key_refused": refused_key(team) if is_team_admin else None,
         "admin_access_grants": admin_access.grants_on_conversations_of(request.user).filter(
             conversation=conversation
         )[:5]

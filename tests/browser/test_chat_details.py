@@ -310,5 +310,5 @@ def test_a_refused_key_is_explained_by_role_without_retry(
     page.reload()  # the answer says the same; admins are told on the chat page too
     chat.wait_for_status("error")
     explained()
-    warning = page.get_by_text("The Llama API refused this team's key")
+    warning = page.get_by_text("The Llama API refused the site's key")
     expect(warning).to_have_count(0 if role == "member" else 1)

@@ -6,6 +6,7 @@ import pytest
 
 from chatapp.chat.models import Conversation
 from chatapp.core.middleware import CONTENT_SECURITY_POLICY
+from chatapp.teams import actions
 from chatapp.teams.models import Membership, Role, SystemPrompt, Team, TeamPolicy
 
 pytestmark = pytest.mark.django_db
@@ -138,14 +139,33 @@ def test_a_locked_default_prompt_replaces_the_no_prompt_choice(member_client, te
     assert "Your team's prompt “House rules” applies" in html
 
 
-def refused_answer(team, owner) -> None:
+def refused_answer(team, owner) -> Conversation:
     conversation = Conversation.objects.create(team=team, owner=owner, title="t", model="m")
     conversation.messages.create(role="assistant", status="error", error_code="auth_failed")
+    return conversation
 
 
-def test_team_admins_are_told_about_a_refused_key(owner_client, owner, team):
+def test_team_admins_are_told_whose_key_was_refused(owner_client, owner, team):
     refused_answer(team, owner)
-    assert "refused this team's key" in owner_client.get("/").content.decode()
+    html = owner_client.get("/").content.decode()
+    assert "refused the site's key (<code>LLAMA_API_KEY</code>)" in html
+    assert "give the team a provider key of its own" in html
+    actions.set_provider(owner, team, base_url="https://9.9.9.8/v1", protocol="openai", api_key="k")
+    assert "refused this team" not in owner_client.get("/").content.decode()  # a new key
+    refused_answer(team, owner)
+    html = owner_client.get("/").content.decode()
+    assert "refused this team's key" in html and "LLAMA_API_KEY" not in html
+
+
+def test_the_key_warning_goes_once_an_answer_is_completed(owner_client, owner, member, team):
+    refused_answer(team, owner)
+    later = Conversation.objects.create(team=team, owner=member, title="t", model="m")
+    later.messages.create(role="assistant", status="stopped", content="Hi")
+    assert "refused the site" in owner_client.get("/").content.decode()  # stopped: not proof
+    later.messages.create(role="assistant", status="complete", content="Hello")
+    assert "refused the site" not in owner_client.get("/").content.decode()
+    refused_answer(team, owner)  # refused again after that
+    assert "refused the site" in owner_client.get("/").content.decode()
 
 
 def test_members_are_not_shown_the_key_warning(member_client, member, team):
