@@ -11,6 +11,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
+from referencing import Registry
 
 from chatapp.chat.errors import ChatError
 from chatapp.chat.models import Conversation, MessageStatus
@@ -20,6 +21,9 @@ FORMATS = tuple(ResponseFormat.values)
 # An answer longer than this is not checked against a schema (reported as not checked).
 MAX_CHECKED_CHARS = 1_000_000
 ERROR_LENGTH = 300
+# Where a schema's $refs are looked up: in the schema itself and nowhere else. Without it,
+# jsonschema fetches any other $ref with urllib (any address, file:// too, no time limit).
+SCHEMA_ITSELF: Registry = Registry()
 
 
 @dataclass(frozen=True)
@@ -174,7 +178,8 @@ def _problem(requested: dict[str, Any], text: str) -> str | None:
     if requested["type"] != ResponseFormat.JSON_SCHEMA or not isinstance(schema, dict):
         return None if isinstance(value, dict) else "The answer is JSON but not an object."
     try:
-        found = best_match(Draft202012Validator(schema).iter_errors(value))
+        validator = Draft202012Validator(schema, registry=SCHEMA_ITSELF)
+        found = best_match(validator.iter_errors(value))
     except Exception as error:  # an unresolvable $ref, a nesting too deep for the validator
         return f"The answer could not be checked against the schema: {type(error).__name__}."
     if found is None:

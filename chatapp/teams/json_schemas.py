@@ -2,6 +2,7 @@
 
 import json
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -45,7 +46,27 @@ def _problem(schema: Any) -> str | None:
     size = len(json.dumps(schema, ensure_ascii=False).encode())
     if size > MAX_SCHEMA_BYTES:
         return f"The schema is {size:,} bytes; the limit is {MAX_SCHEMA_BYTES:,}: shorten it."
+    if outside := next(_refs_outside(schema), None):
+        return (
+            f"The schema refers outside itself ({outside[:100]}): a $ref here points inside"
+            ' the schema, as "#/$defs/step" does; copy what it refers to into $defs.'
+        )
     return _not_a_schema(schema)
+
+
+def _refs_outside(value: Any) -> Iterator[str]:
+    """$ref and $dynamicRef values that do not start with #: answers are checked against the
+    schema alone, so anything else cannot be checked (nothing is fetched)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key in ("$ref", "$dynamicRef") and isinstance(item, str):
+                if not item.startswith("#"):
+                    yield item
+            else:
+                yield from _refs_outside(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _refs_outside(item)
 
 
 def _not_json(schema: Any) -> str | None:

@@ -1,7 +1,9 @@
 """JSON output in the chat: the format asked for goes upstream in each protocol's shape, the
 answer is checked when it ends, and message.done, conversation.state and the API say so."""
 
+import http.server
 import json
+import threading
 
 import pytest
 from channels.db import database_sync_to_async
@@ -260,3 +262,56 @@ async def test_a_deleted_schema_still_asks_for_json(connect, member, sim, recipe
     frames = await socket.receive_until(lambda f: f["type"] == "message.done")
     assert sim.requests[-1]["response_format"]["json_schema"]["schema"] == {"type": "object"}
     assert frames[-1]["format"] == {"type": "json_object", "valid": True}
+
+
+class Recorder(http.server.BaseHTTPRequestHandler):
+    """A server inside the network: it must never hear from the app."""
+
+    paths: list[str] = []
+
+    def do_GET(self) -> None:
+        Recorder.paths.append(self.path)
+        body = b'{"type": "object"}'
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def inside_url():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    Recorder.paths = []
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+async def test_an_answer_is_checked_against_its_schema_alone_and_nothing_is_fetched(
+    connect, member, sim, team, inside_url, tmp_path
+):
+    """A schema saved before $refs outside it were refused: its answers cannot be checked, and
+    neither a server inside the network nor a file on the server's disk is read."""
+    on_disk = tmp_path / "schema.json"
+    on_disk.write_text('{"type": "object"}')
+    schema = {
+        "type": "object",
+        "properties": {
+            "a": {"$ref": f"{inside_url}/latest/meta-data"},
+            "b": {"$ref": on_disk.as_uri()},
+        },
+    }
+    saved = await JsonSchema.objects.acreate(team=team, name="outside", schema=schema)
+    socket = await connect(member)
+    ids = await socket.send_message(
+        "Anything", settings={"response_format": {"type": "json_schema", "schema_id": saved.pk}}
+    )
+    done, _ = await finished(socket, ids)
+    assert done["status"] == "complete"
+    assert done["format"]["valid"] is False
+    assert done["format"]["error"].startswith("The answer could not be checked against the")
+    assert Recorder.paths == []

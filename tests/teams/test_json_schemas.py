@@ -128,6 +128,9 @@ def test_another_teams_schema_is_404_even_to_an_owner(owner_client, team):
         ('{"name": "nan", "schema": {"maximum": NaN}}', "schema"),
         ('{"name": "inf", "schema": {"maximum": 1e999}}', "schema"),
         ({"name": "deep", "schema": nested(300)}, "schema"),
+        ({"name": "far", "schema": {"$ref": "http://169.254.169.254/latest/"}}, "schema"),
+        ({"name": "disk", "schema": {"items": [{"$ref": "file:///srv/a.json"}]}}, "schema"),
+        ({"name": "dyn", "schema": {"$dynamicRef": "https://example.com/s"}}, "schema"),
         ({"name": "ticket", "schema": SCHEMA}, "name"),  # the name is taken
         ({"name": "extra", "schema": SCHEMA, "owner": 1}, "owner"),
     ],
@@ -142,6 +145,21 @@ def test_bad_schemas_are_refused_with_a_field_and_change_nothing(
     assert error.get("field") == field
     assert JsonSchema.objects.count() == 1
     assert not AuditEvent.objects.filter(action="json_schema.create").exists()
+
+
+def test_refs_inside_the_schema_are_kept_and_others_are_explained(owner_client, team):
+    inside = {
+        "type": "object",
+        "properties": {"step": {"$ref": "#/$defs/step"}, "$ref": {"type": "string"}},
+        "$defs": {"step": {"type": "string"}},
+    }
+    created = send(owner_client, "post", listing(team), {"name": "inside", "schema": inside})
+    assert created.status_code == 201, created.content
+    outside = {"properties": {"step": {"$ref": "https://example.com/step.json"}}}
+    refused = send(owner_client, "post", listing(team), {"name": "outside", "schema": outside})
+    message = refused.json()["error"]["message"]
+    assert "refers outside itself (https://example.com/step.json)" in message
+    assert "copy what it refers to into $defs" in message
 
 
 def test_the_team_page_lists_adds_edits_and_deletes(owner_client, team, saved):
