@@ -5,6 +5,7 @@ when the team crosses a threshold are written by `actions.note_budget_thresholds
 from dataclasses import dataclass
 from datetime import date
 
+from django.db.models import F
 from django.utils import timezone
 
 from chatapp.core.dates import month_start, next_month
@@ -96,20 +97,21 @@ def crossed(team: Team, policy: TeamPolicy, today: date) -> tuple[int, int, list
     reached = [p for p in THRESHOLDS if used * 100 >= budget * p]
     if not reached:
         return used, budget, []
-    noted = set(
-        BudgetNotice.objects.filter(team=team, month=month).values_list("percent", flat=True)
-    )
+    notices = BudgetNotice.objects.filter(team=team, month=month, budget=budget)
+    noted = set(notices.values_list("percent", flat=True))
     return used, budget, [p for p in reached if p not in noted]
 
 
 def notices_for_owner(user, team: Team) -> list[BudgetNotice]:
     """This month's highest budget notice of a team the user owns (empty for anyone else):
-    once the whole budget is used, "passed 80%" only repeats it."""
+    once the whole budget is used, "passed 80%" only repeats it. A notice of a budget the
+    owners have since changed or removed is over: the meter tells the rest."""
     from_month = month_start(timezone.now().date())
     return list(
         BudgetNotice.objects.filter(
             team=team,
             month=from_month,
+            budget=F("team__policy__monthly_token_budget"),
             team__memberships__user=user,
             team__memberships__role="owner",
         ).order_by("-percent")[:1]

@@ -418,8 +418,9 @@ class ApiKey(models.Model):
 
 
 class BudgetNotice(models.Model):
-    """The team crossed `percent` (80 or 100) of its monthly token budget in `month`; at most
-    one per team, month and threshold, so owners hear of each crossing once."""
+    """The team crossed `percent` (80 or 100) of its monthly token `budget` in `month`; at
+    most one per team, month, budget and threshold, so owners hear of each crossing once (and
+    again of a new budget's)."""
 
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="budget_notices")
     month = models.DateField()  # the first day of the month
@@ -432,7 +433,7 @@ class BudgetNotice(models.Model):
         ordering = ["-created_at", "-id"]
         constraints = [
             models.UniqueConstraint(
-                fields=["team", "month", "percent"], name="budget_notice_once_a_month"
+                fields=["team", "month", "budget", "percent"], name="budget_notice_once_a_month"
             ),
         ]
 

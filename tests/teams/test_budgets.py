@@ -118,6 +118,27 @@ def test_past_the_whole_budget_only_that_notice_shows(client, owner, member, tea
     assert "passed 80%" not in page
 
 
+def test_a_notice_goes_with_its_budget_and_a_new_budget_is_told_again(client, owner, member, team):
+    policy = TeamPolicy.objects.create(team=team, monthly_token_budget=100)
+    use(team, member, 110)
+    client.force_login(owner)
+    assert "used its whole monthly token budget" in client.get("/").content.decode()
+    policy.monthly_token_budget = None  # lifted: nothing is over any more
+    policy.save()
+    assert "monthly token budget on" not in client.get("/").content.decode()
+    policy.monthly_token_budget = 1000  # raised: its own 80% is news
+    policy.save()
+    assert "monthly token budget on" not in client.get("/").content.decode()
+    use(team, member, 700)
+    page = client.get("/settings/").content.decode()
+    assert "passed 80% of its monthly token budget" in page and "(810 of 1,000 tokens)" in page
+    assert sorted(BudgetNotice.objects.values_list("budget", "percent")) == [
+        (100, 80),
+        (100, 100),
+        (1000, 80),
+    ]
+
+
 def test_without_email_the_notice_is_still_made(
     owner, member, team, settings, django_capture_on_commit_callbacks
 ):
