@@ -56,7 +56,8 @@ class ChatSettingsForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.team = team
         self.models = policy.allowed_models(team)
-        self.fallback = team_fallback(team, self.models)
+        # What a blank field means: the team's default, else the site's, under its limits.
+        self.fallback = policy.resolve_settings(team, {})
         limits = policy.setting_limits(team)
         self.fields["model"].choices = [
             ("", f"Team default ({self.fallback['model']})"),
@@ -101,15 +102,6 @@ class ChatSettingsForm(forms.Form):
             "model": chosen.get("model", ""),
             **{name: chosen.get(name) for name in ("temperature", "max_tokens", "top_p")},
         }
-
-
-def team_fallback(team, models: list[str]) -> dict:
-    """What a blank field means: the team's default, else the site's (within the team's models)."""
-    values = policy.site_defaults()
-    if values["model"] not in models:
-        values["model"] = models[0]
-    values.update(policy.team_defaults(team))
-    return values
 
 
 class ApiKeyForm(forms.Form):

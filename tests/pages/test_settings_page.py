@@ -103,6 +103,14 @@ def test_team_token_ceiling_is_enforced(member_client, member, team):
     assert UserSettings.objects.get(user=member).max_tokens == 500
 
 
+def test_a_blank_field_shows_the_value_the_team_will_use(member_client, team):
+    """The site's default of 2048 tokens is over this team's ceiling: 500 is what applies."""
+    TeamPolicy.objects.update_or_create(team=team, defaults={"max_tokens_limit": 500})
+    page = member_client.get("/settings/").content.decode()
+    assert 'placeholder="Default: 500"' in page
+    assert "1 to 500 in this team" in page
+
+
 def test_post_without_csrf_token_is_refused(client, member):
     strict = Client(enforce_csrf_checks=True)
     strict.force_login(member)
