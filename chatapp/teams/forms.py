@@ -2,6 +2,7 @@ from urllib.parse import urlsplit
 
 from django import forms
 from django.conf import settings
+from django.core.validators import MaxValueValidator
 
 from chatapp.core.group_map import managed_teams, parse_group_map
 from chatapp.core.permissions import is_site_admin
@@ -226,13 +227,7 @@ class PolicyForm(forms.Form):
     """The team's model policy; which models it lists depends on the team's provider."""
 
     default_model = forms.CharField(max_length=200, required=False)
-    default_temperature = forms.FloatField(
-        min_value=0,
-        max_value=2,
-        required=False,
-        help_text="0 to 1 (to 2 with an OpenAI-compatible server)."
-        f" Site default: {SITE_DEFAULTS['temperature']}.",
-    )
+    default_temperature = forms.FloatField(min_value=0, required=False)  # max: the provider's
     default_top_p = forms.FloatField(
         min_value=0,
         max_value=1,
@@ -328,6 +323,15 @@ class PolicyForm(forms.Form):
     def __init__(self, *args, own_server: bool, protocol: str, is_owner: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
         self.own_server, self.protocol = own_server, protocol
+        # One range, the provider's, in the page's limits and in the one message it refuses with.
+        high = MAX_TEMPERATURE[protocol]
+        temperature = self.fields["default_temperature"]
+        temperature.validators.append(
+            MaxValueValidator(high, f"This provider accepts 0 to {high:g}.")
+        )
+        temperature.widget.attrs["max"] = high
+        site = SITE_DEFAULTS["temperature"]
+        temperature.help_text = f"0 to {high:g} with this team's provider. Site default: {site}."
         # Admins see the hold but cannot change it: a disabled field keeps its stored value.
         self.fields["legal_hold"].disabled = not is_owner
         for name in DETECTORS:
@@ -385,10 +389,6 @@ class PolicyForm(forms.Form):
         model = data.get("default_model")
         if model and "allowed_models" in data and model not in models:
             self.add_error("default_model", "Pick a model the team is allowed to use.")
-        high = MAX_TEMPERATURE[self.protocol]
-        temperature = data.get("default_temperature")
-        if temperature is not None and temperature > high:
-            self.add_error("default_temperature", f"This provider accepts 0 to {high:g}.")
         self._check_max_tokens(data, model)
         return data
 

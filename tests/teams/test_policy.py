@@ -174,6 +174,16 @@ def test_bad_policies_are_form_errors_and_change_nothing(
     assert not AuditEvent.objects.exists()
 
 
+@pytest.mark.parametrize("value", ["1.5", "5"])
+def test_a_temperature_over_the_providers_range_names_that_range(owner_client, team, value):
+    """One message whatever the value: before, 5 was told "at most 2" and then 1.5 "0 to 1"."""
+    response = owner_client.post(policy_url(team), {"default_temperature": value})
+    assert response.context["form"].errors["default_temperature"] == [
+        "This provider accepts 0 to 1."
+    ]
+    assert 'max="1"' in response.content.decode()
+
+
 def test_a_model_ticked_twice_is_stored_once(owner_client, team):
     owner_client.post(policy_url(team), {"allowed_models": [SMALL, SCOUT, SMALL]})
     assert TeamPolicy.objects.get(team=team).allowed_models == [SMALL, SCOUT]
