@@ -29,6 +29,9 @@ class MembershipInline(admin.TabularInline):
     extra = 0
     raw_id_fields = ["user"]
 
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("user", "team")  # named per row
+
     def has_add_permission(self, request, obj=None) -> bool:
         return False
 
@@ -150,6 +153,9 @@ class SystemPromptVersionInline(admin.TabularInline):
     extra = 0
     readonly_fields = ["version", "name", "content", "edited_by", "created_at"]
     can_delete = False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("edited_by")
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False

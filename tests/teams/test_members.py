@@ -3,7 +3,9 @@
 import threading
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from chatapp.core.locking import lock_rows
@@ -330,6 +332,19 @@ def test_the_team_page_of_the_admin_site_only_shows_its_people(client, site_admi
     page = client.get(f"/admin/teams/team/{team.pk}/change/").content.decode()
     assert member.username in page
     assert 'name="memberships-0-role"' not in page
+
+
+def test_the_admin_sites_team_page_reads_its_people_at_once(client, site_admin, team, member):
+    client.force_login(site_admin)
+    url = f"/admin/teams/team/{team.pk}/change/"
+    with CaptureQueriesContext(connection) as few:
+        client.get(url)
+    for number in range(10):
+        person = get_user_model().objects.create_user(f"person{number}", password="x")
+        Membership.objects.create(team=team, user=person, role=Role.MEMBER)
+    with CaptureQueriesContext(connection) as many:
+        assert "person9" in client.get(url).content.decode()
+    assert len(many) == len(few)
 
 
 def test_site_admin_revokes_invitations_audited_and_cannot_make_them(

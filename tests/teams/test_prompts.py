@@ -4,6 +4,7 @@ import threading
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from chatapp.chat.models import Conversation
@@ -193,6 +194,23 @@ def test_site_admin_edits_in_the_admin_keep_versions(client, site_admin, team, p
     assert (prompt.content, prompt.version) == ("Admin text.", 2)
     assert prompt.versions.get().content == "Be helpful."
     assert AuditEvent.objects.get(action="prompt.update").actor == site_admin
+
+
+def test_the_admin_reads_a_prompts_versions_at_once(client, site_admin, owner, prompt):
+    client.force_login(site_admin)
+    url = f"/admin/teams/systemprompt/{prompt.pk}/change/"
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get(url).status_code == 200
+        return len(captured)
+
+    SystemPromptVersion.objects.create(prompt=prompt, version=1, name="H", edited_by=owner)
+    queries()  # the first view of a session reads more than the page
+    one = queries()
+    for version in range(2, 8):
+        SystemPromptVersion.objects.create(prompt=prompt, version=version, edited_by=site_admin)
+    assert queries() == one
 
 
 def test_a_prompt_stays_in_its_team_in_the_admin(client, site_admin, team, prompt):
