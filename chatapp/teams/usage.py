@@ -3,11 +3,12 @@ and the room its uploaded files take."""
 
 import calendar
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime, time
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, F, Sum
+from django.db.models import Count, F, Min, Sum
+from django.utils.timezone import make_aware
 
 from chatapp.core.dates import month_start, next_month
 from chatapp.teams.models import ApiKey, SafetyFlag, TeamUsage
@@ -68,10 +69,15 @@ def parse_month(value: str | None, today: date) -> date:
     return chosen
 
 
-def months_with_usage(team, today: date, shown: date) -> list[date]:
-    """The months to choose from: those with usage, this month and the one shown."""
-    months = set(TeamUsage.objects.filter(team=team).dates("day", "month"))
-    months.update((month_start(today), shown))
+def months_to_choose(team, today: date, shown: date) -> list[date]:
+    """Every month since the team's first usage (one look at the team's index, not a pass
+    over its rows), this month and the one shown; newest first."""
+    first = TeamUsage.objects.filter(team=team).aggregate(first=Min("day"))["first"]
+    months = {month_start(today), shown}
+    month = month_start(first or today)
+    while month < month_start(today):
+        months.add(month)
+        month = next_month(month)
     return sorted(months, reverse=True)
 
 
@@ -129,8 +135,9 @@ class SafetyCounts:
 
 
 def safety_counts(team, month: date) -> SafetyCounts:
+    midnight = [make_aware(datetime.combine(day, time.min)) for day in (month, next_month(month))]
     flags = SafetyFlag.objects.filter(
-        team=team, created_at__date__gte=month, created_at__date__lt=next_month(month)
+        team=team, created_at__gte=midnight[0], created_at__lt=midnight[1]
     )
     counts = SafetyCounts()
     for row in flags.values("stage", "blocked", "decision").annotate(n=Count("id")):

@@ -53,7 +53,7 @@ from chatapp.teams.usage import (
     CHARGEBACK_FIELDS,
     chargeback_rows,
     month_report,
-    months_with_usage,
+    months_to_choose,
     parse_month,
     safety_counts,
     storage_use,
@@ -564,7 +564,7 @@ def usage(request, team_id: int):
     budget = team_policy(team).monthly_token_budget
     context = {
         "report": month_report(team, month),
-        "months": months_with_usage(team, today, month),
+        "months": months_to_choose(team, today, month),
         "budget": budget,
         "used_this_month": tokens_used(team, today.replace(day=1)) if budget else None,
         "storage": storage_use(team),

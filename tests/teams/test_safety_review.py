@@ -1,8 +1,11 @@
 """The safety review queue: who may see flagged text, decisions, the audit trail, usage counts."""
 
+from datetime import datetime, timedelta
+
 import pytest
 from django.test import Client
 from django.urls import reverse
+from django.utils.timezone import make_aware
 from prometheus_client import REGISTRY
 
 from chatapp.chat.models import Conversation, Message
@@ -120,6 +123,18 @@ def test_the_usage_page_counts_flags(owner_client, team, flagged):
 
     assert "Llama Guard flagged 1 message" in page
     assert "1 answer blocked" in page
+
+
+def test_the_usage_page_counts_the_flags_of_the_month_shown(owner_client, team, flagged):
+    """From the month's first instant to the last, in the site's time zone."""
+    first = make_aware(datetime(2026, 11, 1))
+    SafetyFlag.objects.filter(pk=flagged.pk).update(created_at=first)
+    november = reverse("teams:usage", args=[team.pk]) + "?month=2026-11"
+    assert "Llama Guard flagged 1 message" in owner_client.get(november).content.decode()
+    SafetyFlag.objects.filter(pk=flagged.pk).update(created_at=first - timedelta(microseconds=1))
+    assert "Nothing flagged in November 2026" in owner_client.get(november).content.decode()
+    october = november.replace("2026-11", "2026-10")
+    assert "Llama Guard flagged 1 message" in owner_client.get(october).content.decode()
 
 
 @pytest.fixture

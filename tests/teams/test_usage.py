@@ -119,6 +119,14 @@ def test_past_months_are_listed_and_shown(owner_client, team, november):
     assert date(2026, 10, 1) in months and date(2026, 11, 1) in months
 
 
+def test_every_month_since_the_first_usage_is_offered_newest_first(owner_client, team, november):
+    months = owner_client.get(usage_url(team, "2026-10")).context["months"]
+    this_month = timezone.now().date().replace(day=1)
+    assert months[0] == this_month and months[-1] == date(2026, 10, 1)
+    assert len(months) == (this_month.year - 2026) * 12 + this_month.month - 10 + 1
+    assert months == sorted(set(months), reverse=True)
+
+
 def test_a_month_without_usage_is_the_one_chosen_in_the_list(owner_client, team, november):
     # Reached by its URL: the list must not say another month than the page shows.
     html = owner_client.get(usage_url(team, "2025-03")).content.decode()
