@@ -313,7 +313,21 @@ class ShareAudience(models.TextChoices):
     MEMBERS = "members", "Chosen members"
 
 
+class JSONArrayLength(models.Func):
+    """The length of a JSON array column, counted by the database (SQLite, PostgreSQL)."""
+
+    function = "json_array_length"
+    output_field = models.IntegerField()
+
+    def as_postgresql(self, compiler, connection, **extra):
+        return self.as_sql(compiler, connection, function="jsonb_array_length", **extra)
+
+
 class ShareQuerySet(models.QuerySet):
+    def listed(self):
+        """Without their snapshots, each counted instead: a list never reads the messages."""
+        return self.defer("messages").annotate(message_count=JSONArrayLength("messages"))
+
     def visible_to(self, user):
         """Shares the user may read: their own, and those that name the whole team or them,
         of a team both they and the share's author are still in (an author who leaves stops

@@ -45,7 +45,7 @@ class ShareList(Schema):
     results: list[ShareOut]
 
 
-def share_json(share: Share) -> dict:
+def share_json(share: Share, message_count: int) -> dict:
     return {
         "id": share.pk,
         "url": f"/s/{share.token}/",
@@ -54,7 +54,7 @@ def share_json(share: Share) -> dict:
         "title": share.title,
         "audience": share.audience,
         "members": sorted(user.pk for user in share.members.all()),
-        "messages": len(share.messages),
+        "messages": message_count,
         "created_at": share.created_at,
     }
 
@@ -79,13 +79,13 @@ def share_create(request: HttpRequest, conversation_id: ConversationId):
     except ChatError as error:
         status = 403 if error.code == "forbidden" else 400
         raise ApiError(status, error.code, error.message, error.field) from None
-    return Status(201, share_json(share))
+    return Status(201, share_json(share, len(share.messages)))
 
 
 @router.get("/shares/", response=responses({200: ShareList}))
 def share_list(request: AuthenticatedHttpRequest):
-    shares = Share.objects.filter(owner=request.user).prefetch_related("members")
-    return {"results": [share_json(share) for share in shares]}
+    shares = Share.objects.filter(owner=request.user).listed().prefetch_related("members")
+    return {"results": [share_json(share, share.message_count) for share in shares]}
 
 
 @router.delete("/shares/{int:share_id}/", response=responses({204: None}))

@@ -55,10 +55,12 @@ def share(client: Client, conversation, **body):
 def test_the_owner_shares_with_the_team_and_everyone_in_it_reads_it(
     member, owner, teammate, conversation, client
 ):
-    response = share(client_for(Client(), member), conversation)
+    author = client_for(Client(), member)
+    response = share(author, conversation)
     assert response.status_code == 201, response.content
     data = response.json()
     assert data["audience"] == "team" and data["messages"] == 2
+    assert author.get("/api/shares/").json()["results"] == [data]  # counted by the database
     assert data["conversation_id"] == conversation.pk and data["url"].startswith("/s/")
     for reader in (member, owner, teammate):
         page = client_for(Client(), reader).get(data["url"])
