@@ -75,7 +75,7 @@ def capped(content: str) -> str:
     if len(content) <= RESULT_MAX_CHARS:
         return content
     cut = len(content) - RESULT_MAX_CHARS
-    return content[:RESULT_MAX_CHARS] + f"\n[… {cut} more characters cut]"
+    return content[:RESULT_MAX_CHARS] + f"\n[The tool's result was cut: {cut:,} more characters]"
 
 
 def parse_arguments(text: str) -> dict[str, Any] | None:

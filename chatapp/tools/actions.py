@@ -39,6 +39,7 @@ class ToolActionError(Exception):
 class Listing:
     tools: list[mcp_client.ListedTool]
     error: str  # empty when the server answered
+    note: str = ""  # what the admins should know of an answer: a list cut short
 
 
 def _who(user) -> str:
@@ -106,9 +107,16 @@ def check_url(url: str) -> str:
 
 async def fetch_listing(url: str, token: str, timeout: float) -> Listing:
     try:
-        return Listing(await mcp_client.list_tools(url, token, timeout), "")
+        tools, more = await mcp_client.list_tools(url, token, timeout)
     except mcp_client.ToolServerError as exc:
         return Listing([], exc.message)
+    if more:
+        note = (
+            f"The server lists more than {mcp_client.MAX_TOOLS} tools: only the first"
+            f" {mcp_client.MAX_TOOLS} are offered."
+        )
+        return Listing(tools, "", note)
+    return Listing(tools, "")
 
 
 def _storable(value):
@@ -129,7 +137,7 @@ def store_listing(server: ToolServer, listing: Listing) -> None:
         server.status, server.last_error = ServerStatus.DOWN, _storable(listing.error)[:500]
         server.save(update_fields=["status", "last_error", "refreshed_at"])
         return  # the last known list stays, for the page; a down server offers nothing
-    server.status, server.last_error = ServerStatus.UP, ""
+    server.status, server.last_error = ServerStatus.UP, listing.note
     server.save(update_fields=["status", "last_error", "refreshed_at"])
     known = {tool.name: tool for tool in server.tools.all()}
     seen: set[str] = set()

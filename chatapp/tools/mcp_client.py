@@ -15,7 +15,13 @@ import anyio
 import httpx2
 from mcp import ClientSession, MCPError
 from mcp.client.streamable_http import streamable_http_client
-from mcp.types import CallToolResult, PaginatedRequestParams, Tool
+from mcp.types import (
+    CallToolRequest,
+    CallToolRequestParams,
+    CallToolResult,
+    PaginatedRequestParams,
+    Tool,
+)
 
 from chatapp.tools.network import ToolServerRefused, Trouble, guarded_client
 
@@ -23,6 +29,9 @@ log = logging.getLogger(__name__)
 
 MAX_TOOLS = 200  # per server: a longer list is cut (and said so in the server's status)
 MAX_PAGES = 20
+# One message from a server (a tool's result, a page of its list) is read whole up to this;
+# a result is then cut to what goes back to the model (chatapp.chat.tooling.capped).
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 
 
 class ToolServerError(Exception):
@@ -44,7 +53,8 @@ def is_read_only(tool: Tool) -> bool:
     return bool(hints and hints.read_only_hint is True and hints.destructive_hint is not True)
 
 
-async def list_tools(url: str, token: str, timeout: float) -> list[ListedTool]:
+async def list_tools(url: str, token: str, timeout: float) -> tuple[list[ListedTool], bool]:
+    """The server's tools, at most MAX_TOOLS, and whether it listed more."""
     listed: list[ListedTool] = []
     async with _session(url, token, timeout) as session:
         cursor = None
@@ -61,14 +71,18 @@ async def list_tools(url: str, token: str, timeout: float) -> list[ListedTool]:
                 for tool in page.tools
             )
             cursor = page.next_cursor
-            if not cursor or len(listed) >= MAX_TOOLS:
+            if not cursor or len(listed) > MAX_TOOLS:
                 break
-    return listed[:MAX_TOOLS]
+    return listed[:MAX_TOOLS], len(listed) > MAX_TOOLS or bool(cursor)
 
 
 async def call(url: str, token: str, name: str, arguments: dict, timeout: float) -> CallToolResult:
+    """The tool's result as the server sent it. The SDK's call_tool would then check it
+    against the tool's outputSchema, listing the tools again to find it, and turn a result
+    that does not match into an error: the model would be told a tool failed that had run."""
+    request = CallToolRequest(params=CallToolRequestParams(name=name, arguments=arguments))
     async with _session(url, token, timeout) as session:
-        return await session.call_tool(name, arguments)
+        return await session.send_request(request, CallToolResult)
 
 
 @asynccontextmanager
@@ -79,7 +93,9 @@ async def _session(url: str, token: str, timeout: float) -> AsyncIterator[Client
         with anyio.fail_after(timeout):
             async with (
                 guarded_client(token, timeout, trouble) as http,
-                streamable_http_client(url, http_client=http) as (read, write),
+                streamable_http_client(
+                    url, http_client=http, max_sse_event_size=MAX_MESSAGE_BYTES
+                ) as (read, write),
                 ClientSession(read, write) as session,
             ):
                 await session.initialize()

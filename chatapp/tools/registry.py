@@ -20,7 +20,6 @@ from chatapp.teams import crypto
 from chatapp.tools import mcp_client
 from chatapp.tools.models import ServerStatus, Tool, ToolServer
 
-MAX_RESULT_CHARS = 16_000
 NAME_PATTERN = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
 
@@ -120,7 +119,7 @@ async def call_tool(tool: AvailableTool, arguments: dict) -> ToolResult:
     started = time.monotonic()
 
     def done(content: str, is_error: bool) -> ToolResult:
-        return ToolResult(_capped(content), is_error, time.monotonic() - started)
+        return ToolResult(content, is_error, time.monotonic() - started)
 
     try:
         target = await sync_to_async(_server_of)(tool)
@@ -154,10 +153,3 @@ def result_text(result: CallToolResult) -> str:
         if result.structured_content is not None:
             parts.insert(0, json.dumps(result.structured_content, ensure_ascii=False))
     return "\n".join(parts)
-
-
-def _capped(content: str) -> str:
-    if len(content) <= MAX_RESULT_CHARS:
-        return content
-    cut = len(content) - MAX_RESULT_CHARS
-    return content[:MAX_RESULT_CHARS] + f"\n[The tool's result was cut: {cut:,} more characters]"

@@ -3,10 +3,13 @@ served by uvicorn in a background thread on a loopback port.
 
 Its tools: get_weather(city) (read-only), create_ticket(title) (changes things: needs approval),
 slow_lookup(seconds) (sleeps: for timeouts and cancellation) and broken() (raises). It records
-the calls it ran and the Authorization headers it received; with `token` set it answers 401 to
-any request without that bearer token. `stop()` takes it away (connections are then refused).
-With `odd_text` it also lists read_dump(path), whose description and schema hold NUL characters;
-with `error` it answers every request with a JSON-RPC error of that message.
+the calls it ran, the JSON-RPC methods and the Authorization headers it received; with `token`
+set it answers 401 to any request without that bearer token. `stop()` takes it away
+(connections are then refused). With `odd_text` it also lists read_dump(path), whose
+description and schema hold NUL characters; with `error` it answers every request with a
+JSON-RPC error of that message. With `extras` it also lists report(size) (a text of that many
+characters) and count_tickets(), whose declared output schema its results do not follow, as a
+server not built on the SDK may; `filler` lists that many more tools (tool_1, tool_2, ...).
 """
 
 import asyncio
@@ -31,13 +34,36 @@ from .polling import wait_for
 @dataclass
 class ToolServerRecord:
     calls: list[tuple[str, dict]] = field(default_factory=list)
+    methods: list[str] = field(default_factory=list)
     authorizations: list[str] = field(default_factory=list)
     tickets: list[str] = field(default_factory=list)
     finished_lookups: int = 0
 
 
-def build_server(record: ToolServerRecord, odd_text: bool = False) -> MCPServer:
+def build_server(
+    record: ToolServerRecord, odd_text: bool = False, extras: bool = False, filler: int = 0
+) -> MCPServer:
     server = MCPServer("test-tools", log_level="WARNING")
+
+    if extras:
+
+        @server.tool(annotations=ToolAnnotations(read_only_hint=True))
+        def report(size: int) -> str:
+            """A report of `size` characters."""
+            record.calls.append(("report", {"size": size}))
+            return "r" * size
+
+        @server.tool(annotations=ToolAnnotations(read_only_hint=True))
+        def count_tickets() -> str:
+            """How many tickets are open."""
+            record.calls.append(("count_tickets", {}))
+            return "3 tickets are open"
+
+        promised = {"type": "object", "properties": {"open": {"type": "integer"}}}
+        server._tool_manager.get_tool("count_tickets").fn_metadata.output_schema = promised
+
+    for number in range(1, filler + 1):
+        server.add_tool(lambda: "filler", name=f"tool_{number}", description="A filler tool.")
 
     if odd_text:
 
@@ -83,6 +109,7 @@ class _Gate:
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http":
+            receive = self._recording(receive)
             headers = dict(scope["headers"])
             authorization = headers.get(b"authorization", b"").decode()
             self.record.authorizations.append(authorization)
@@ -93,6 +120,22 @@ class _Gate:
                 await self._refuse(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+    def _recording(self, receive):
+        """receive, noting the JSON-RPC method of each request body as it is read whole."""
+        parts: list[bytes] = []
+
+        async def recorded():
+            message = await receive()
+            parts.append(message.get("body", b""))
+            if message["type"] == "http.request" and not message.get("more_body"):
+                with contextlib.suppress(ValueError):
+                    body = json.loads(b"".join(parts) or b"null")
+                    if isinstance(body, dict) and "method" in body:
+                        self.record.methods.append(body["method"])
+            return message
+
+        return recorded
 
     async def _refuse(self, scope, receive, send):
         body = b""
@@ -108,9 +151,16 @@ class _Gate:
 
 
 class RunningToolServer:
-    def __init__(self, token: str | None = None, odd_text: bool = False, error: str | None = None):
+    def __init__(
+        self,
+        token: str | None = None,
+        odd_text: bool = False,
+        error: str | None = None,
+        extras: bool = False,
+        filler: int = 0,
+    ):
         self.record = ToolServerRecord()
-        app = build_server(self.record, odd_text).streamable_http_app()
+        app = build_server(self.record, odd_text, extras, filler).streamable_http_app()
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", 0))
@@ -159,9 +209,13 @@ class RunningToolServer:
 
 @contextlib.contextmanager
 def run_tool_server(
-    token: str | None = None, odd_text: bool = False, error: str | None = None
+    token: str | None = None,
+    odd_text: bool = False,
+    error: str | None = None,
+    extras: bool = False,
+    filler: int = 0,
 ) -> Iterator[RunningToolServer]:
-    server = RunningToolServer(token, odd_text, error)
+    server = RunningToolServer(token, odd_text, error, extras, filler)
     try:
         yield server
     finally:

@@ -3,13 +3,16 @@
 import asyncio
 
 import pytest
-from asgiref.sync import sync_to_async
+from asgiref.sync import async_to_sync, sync_to_async
 from django.db import connections
 from mcp.types import CallToolResult, ImageContent, TextContent
 
+from chatapp.chat import tooling
 from chatapp.tools import registry
+from chatapp.tools.actions import fetch_listing, store_listing
 from chatapp.tools.models import ServerStatus, Tool, ToolServer
 from chatapp.tools.registry import NAME_PATTERN, AvailableTool, available_tools, call_tool
+from tests.support.mcp_server import run_tool_server
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -148,11 +151,55 @@ async def test_calls_go_through_the_network_guard(team, team_tool_server, settin
     assert mcp_server.calls == []
 
 
-def test_long_results_are_cut_with_a_note():
-    text = registry._capped("x" * 20_000)
-    assert text.startswith("x" * registry.MAX_RESULT_CHARS)
-    assert text.endswith("[The tool's result was cut: 4,000 more characters]")
-    assert registry._capped("short") == "short"
+@pytest.fixture
+def extras_server(settings, team, owner):
+    """The test MCP server with its extra tools, added to `team`."""
+    settings.LLAMA_ALLOW_PRIVATE_PROVIDER_URLS = True
+    with run_tool_server(extras=True) as running:
+        server = ToolServer.objects.create(
+            team=team, name="reports", url=running.url, created_by=owner
+        )
+        store_listing(server, async_to_sync(fetch_listing)(running.url, "", server.timeout))
+        yield running
+
+
+async def test_a_result_is_returned_as_sent_even_if_it_breaks_its_output_schema(
+    team, extras_server
+):
+    """The tool ran: the model reads what it said, not "not an MCP server", and the call is
+    the one request (no second list of the tools to check the result against)."""
+    tool = by_name(await tools_for_team(team.pk))["count_tickets"]
+    extras_server.record.methods.clear()
+    result = await call_tool(tool, {})
+    assert (result.content, result.is_error) == ("3 tickets are open", False)
+    assert "tools/list" not in extras_server.record.methods
+    assert "tools/call" in extras_server.record.methods
+
+
+@pytest.mark.parametrize("size", [20_000, 1_500_000])
+async def test_a_long_result_is_cut_once_saying_how_much(team, extras_server, size):
+    """Past the SDK's 1 MiB for one message too: read whole, then cut to what the model gets."""
+    tool = by_name(await tools_for_team(team.pk))["report"]
+    result = await call_tool(tool, {"size": size})
+    assert result.is_error is False and len(result.content) == size
+    kept = tooling.capped(result.content)
+    assert kept.startswith("r" * tooling.RESULT_MAX_CHARS)
+    cut = size - tooling.RESULT_MAX_CHARS
+    assert kept.endswith(f"\n[The tool's result was cut: {cut:,} more characters]")
+    assert tooling.capped("short") == "short"
+
+
+def test_a_list_of_more_than_200_tools_is_cut_and_the_admins_are_told(settings, team, owner):
+    settings.LLAMA_ALLOW_PRIVATE_PROVIDER_URLS = True
+    with run_tool_server(filler=250) as running:
+        server = ToolServer.objects.create(
+            team=team, name="many", url=running.url, created_by=owner
+        )
+        store_listing(server, async_to_sync(fetch_listing)(running.url, "", server.timeout))
+    assert server.status == ServerStatus.UP and server.tools.count() == 200
+    assert (
+        server.last_error == "The server lists more than 200 tools: only the first 200 are offered."
+    )
 
 
 def test_result_text_joins_text_and_uses_structured_content_only_without_text():
