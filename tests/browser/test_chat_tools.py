@@ -3,6 +3,7 @@
 The team's tools come from a real MCP server on loopback (tests/support/mcp_server.py), added as
 the team's tool server; the live site is told that private addresses are allowed."""
 
+import json
 import re
 
 import pytest
@@ -13,6 +14,8 @@ from tests.browser.conftest import SIMULATOR, WAIT_MS, serve_app
 from tests.support.mcp_server import run_tool_server
 
 pytestmark = pytest.mark.browser
+
+TOO_FAST = "You are sending messages too fast: wait a minute and retry."
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +103,41 @@ def test_approval_granted_runs_the_call(logged_in_page, page_watch, screenshot, 
     expect(chat.last_answer().locator(".markdown")).to_contain_text(created)
     assert ("create_ticket", {"title": "<b>Printer</b>"}) in tool_server.calls
     assert page_watch.page_errors == [] and page_watch.console_errors == []
+
+
+def test_a_refused_decision_gives_the_buttons_back(logged_in_page, tool_server):
+    """The server refuses the first approval (as it does past the frames-per-minute limit):
+    the call still waits, and Approve works again."""
+    page = logged_in_page
+    refused: list[dict] = []
+
+    def refuse_the_first_decision(route) -> None:
+        server = route.connect_to_server()
+
+        def from_page(message) -> None:
+            frame = json.loads(message) if isinstance(message, str) else {}
+            if frame.get("type") == "chat.tool_decision" and not refused:
+                refused.append(frame)
+                error = {"code": "rate_limited", "message": TOO_FAST, "retryable": True}
+                route.send(json.dumps({"type": "error", "request_id": None, "error": error}))
+                return
+            server.send(message)
+
+        route.on_message(from_page)
+
+    page.route_web_socket(re.compile(r"/ws/chat/$"), refuse_the_first_decision)
+    page.reload()
+    chat = ChatPage(page)
+    chat.send("File it [sim:call=create_ticket args=title:Again]")
+    call = chat.last_answer().locator(".tool-call")
+    expect(call).to_have_attribute("data-status", "awaiting_approval", timeout=WAIT_MS)
+    approve = call.get_by_role("button", name="Approve")
+    approve.click()
+    expect(page.get_by_text(TOO_FAST)).to_be_visible()
+    expect(approve).to_be_enabled()
+    approve.click()
+    chat.wait_for_status("complete")
+    assert len(refused) == 1 and ("create_ticket", {"title": "Again"}) in tool_server.calls
 
 
 def test_approval_denied_tells_the_model(logged_in_page, page_watch, tool_server):

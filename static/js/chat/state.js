@@ -451,13 +451,22 @@ export class ConversationState {
     if (replacing) {
       touch(replacing, { ...replacing.previous, replacing: false, previous: null });
     }
+    this.undecide(); // a refused decision: its call still waits, and its buttons work again
     this.notice = { text, retry: false };
     return null;
+  }
+
+  /** Calls whose decision is still unanswered get their buttons back. */
+  undecide() {
+    for (const message of this.messages) {
+      if (message.deciding.size) touch(message, { deciding: new Set() });
+    }
   }
 
   /** conversation.state: the server's list replaces ours. */
   snapshot(frame) {
     this.resyncing = false;
+    this.undecide(); // the calls' statuses below are the server's word
     if (this.pending) {
       // The server's list already holds whatever the connection drop left unconfirmed.
       const { user, assistant } = this.pending;
