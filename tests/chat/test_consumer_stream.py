@@ -42,6 +42,27 @@ async def test_a_stopped_answer_counts_its_prompt_and_the_tokens_it_sent(
     )
 
 
+async def test_an_answer_whose_chat_is_deleted_mid_stream_counts_what_it_spent(
+    connect, member, team, sim
+):
+    """Another tab deletes the conversation (or the page leaves a temporary chat): the answer
+    stops, and its tokens count against the budgets as a stopped answer's do."""
+    socket = await connect(member)
+    ids = await socket.send_message(f"Count slowly {SLOW}", temporary=True)
+    await socket.until_type("message.delta", ids["message_id"])
+    client = Client()
+    await database_sync_to_async(client.force_login)(member)
+    url = f"/api/conversations/{ids['conversation_id']}/"
+    assert (await database_sync_to_async(client.delete)(url)).status_code == 204
+    done = (await socket.until_type("message.done", ids["message_id"]))[-1]
+    assert done["status"] == "stopped" and done["usage"]["completion_tokens"] > 0
+    row = await TeamUsage.objects.aget(team=team, user=member)
+    assert (row.prompt_tokens, row.completion_tokens) == (
+        done["usage"]["prompt_tokens"],
+        done["usage"]["completion_tokens"],
+    )
+
+
 async def test_stop_keeps_the_partial_answer(connect, member, sim):
     socket = await connect(member)
     ids = await socket.send_message(f"Count slowly {SLOW}")

@@ -103,11 +103,25 @@ def test_the_budget_is_checked_against_the_policy_the_answer_was_planned_with(me
     assert list(BudgetNotice.objects.values_list("percent", flat=True)) == [80]
 
 
-def test_an_answer_deleted_while_streaming_is_not_checked_or_counted(member, team):
+def test_an_answer_deleted_while_streaming_is_not_checked_but_its_tokens_count(member, team):
+    """A conversation deleted mid-answer (another tab, a temporary chat left) stops the answer;
+    the tokens it streamed were spent, and count against the budgets."""
     plan, exchange = started(member)
     Conversation.objects.filter(pk=exchange.conversation_id).delete()
     result = ended(plan, exchange, requested_format={"type": "json_object"}, content="{}")
     assert replies.save_reply(result, team, member, plan.rules.policy) == (None, None)
+    usage = TeamUsage.objects.get(team=team, user=member)
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.requests) == (30, 20, 1)
+
+
+@pytest.mark.parametrize("gone", ["team", "user"])
+def test_an_answer_of_a_team_or_person_deleted_meanwhile_counts_nowhere(member, team, gone):
+    plan, exchange = started(member)
+    (team if gone == "team" else member).delete()
+    assert replies.save_reply(ended(plan, exchange), team, member, plan.rules.policy) == (
+        None,
+        None,
+    )
     assert not TeamUsage.objects.exists()
 
 

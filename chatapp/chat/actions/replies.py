@@ -451,10 +451,17 @@ def save_reply(
         saved = Message.objects.filter(pk=result.message_id).update(**values) == 1
         if saved and result.findings:
             _record_findings(result, team, user)
-        if saved and result.usage:
+        # An answer whose conversation was deleted while it streamed spent its tokens all the
+        # same: they count while the team and the person are there to count them against.
+        if result.usage and (saved or _still_there(team, user)):
             tokens = (result.usage.prompt_tokens, result.usage.completion_tokens)
             team_actions.record_usage(team, user, result.model, *tokens, policy=policy)
     return error, checked if saved else None
+
+
+def _still_there(team: Team, user: Any) -> bool:
+    people = get_user_model().objects.filter(pk=user.pk)
+    return Team.objects.filter(pk=team.pk).exists() and people.exists()
 
 
 def _record_findings(result: ReplyResult, team: Team, user: Any) -> None:
