@@ -170,6 +170,9 @@ class ChatPage {
           ),
         );
         this.sidebar.reload();
+      } else if (this.state.pending) {
+        // Sent before the drop: the state the subscription brings says whether it arrived.
+        this.state.pending.dropped = true;
       }
       this.subscribe();
       this.update();
@@ -256,7 +259,9 @@ class ChatPage {
   }
 
   onConversationState(frame) {
-    if (frame.conversation_id === this.state.conversationId) this.state.snapshot(frame);
+    if (frame.conversation_id === this.state.conversationId) {
+      this.givenBack(this.state.snapshot(frame));
+    }
   }
 
   onMessageCreated(frame) {

@@ -463,17 +463,24 @@ export class ConversationState {
     }
   }
 
-  /** conversation.state: the server's list replaces ours. */
+  /** conversation.state: the server's list replaces ours. Returns the text of a question the
+   * connection dropped before the server had it, given back to be sent again. */
   snapshot(frame) {
     this.resyncing = false;
     this.undecide(); // the calls' statuses below are the server's word
-    if (this.pending) {
+    const listed = frame.messages.filter((m) => m.role !== "system");
+    let lost = null;
+    if (this.pending?.dropped && this.pending.user.id === null && !this.arrived(listed)) {
+      lost = this.failPending(
+        "The connection dropped before your message reached the server: send it again.",
+        { retry: true },
+      );
+    } else if (this.pending) {
       // The server's list already holds whatever the connection drop left unconfirmed.
       const { user, assistant } = this.pending;
       this.messages = this.messages.filter((m) => m !== user && m !== assistant);
       this.pending = null;
     }
-    const listed = frame.messages.filter((m) => m.role !== "system");
     const ids = new Set(listed.map((m) => m.id));
     this.messages = this.messages.filter((m) => m.id === null || ids.has(m.id));
     for (const data of listed) {
@@ -502,6 +509,15 @@ export class ConversationState {
     }
     const order = (m) => m.id ?? Number.MAX_SAFE_INTEGER;
     this.messages.sort((a, b) => order(a) - order(b));
+    return lost;
+  }
+
+  /** Whether the server's list holds the pending question: a question of its text this page
+   * has not seen yet (its message.created was lost with the connection). */
+  arrived(listed) {
+    const known = new Set(this.messages.map((m) => m.id));
+    const { content } = this.pending;
+    return listed.some((m) => m.role === "user" && !known.has(m.id) && m.content === content);
   }
 
   connectionDropped() {
