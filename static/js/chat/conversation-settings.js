@@ -23,19 +23,19 @@ function formatSetting(choice) {
 }
 
 export class ConversationSettings {
-  constructor({ toggle, panel, modelPicker, limits, team, onModel }) {
+  constructor({ toggle, panel, form, modelPicker, limits, team, onModel }) {
     this.toggle = toggle;
-    this.panel = panel;
+    this.panel = panel; // the dialog; its form holds the fields
     this.limits = limits;
     this.team = team; // this page's team: a new chat starts from the defaults it allows
     this.fields = {
       model: modelPicker,
-      temperature: panel.elements.temperature,
-      max_tokens: panel.elements.max_tokens,
-      top_p: panel.elements.top_p,
-      response_format: panel.elements.response_format,
+      temperature: form.elements.temperature,
+      max_tokens: form.elements.max_tokens,
+      top_p: form.elements.top_p,
+      response_format: form.elements.response_format,
     };
-    this.tools = panel.elements.tools; // a checkbox, not one of the numbers
+    this.tools = form.elements.tools; // a checkbox, not one of the numbers
     this.base = null; // the conversation's (or, for a new chat, the user's) settings
     this.generation = 0; // a newer load wins over a slower older one
     modelPicker.replaceChildren(...limits.models.map((model) => new Option(model.id, model.id)));
@@ -44,7 +44,7 @@ export class ConversationSettings {
       onModel(modelPicker.value);
     });
     toggle.addEventListener("click", () => (this.isOpen ? this.close() : this.open()));
-    panel.addEventListener("submit", (event) => {
+    form.addEventListener("submit", (event) => {
       event.preventDefault();
       this.close();
     });

@@ -70,6 +70,7 @@ class ChatPage {
     this.settings = new ConversationSettings({
       toggle: $("settings-toggle"),
       panel: $("settings-panel"),
+      form: $("settings-form"),
       modelPicker: this.modelPicker,
       limits: config.limits,
       team: config.currentTeamId,
