@@ -34,6 +34,7 @@ from .wire import NativeWire, OpenAIWire, usage_numbers
 
 ROUTES = (("/compat/v1", OpenAIWire()), ("/v1", NativeWire()))
 REJECTED_KEY = "bad-key"
+PREFACE = "Let me check that. "  # [sim:call=... preface]: said before the calls
 GUARD_MODEL = GUARD_MODELS[0]
 RATE_LIMIT_REQUESTS, RATE_LIMIT_TOKENS = 3000, 1_000_000
 RECORDED_REQUESTS = 5000  # bounded; the 500-answer benchmark level makes about 1,050 (titles too)
@@ -429,15 +430,17 @@ class Reply:
 
     async def send_tool_calls(self, calls: list[dict]) -> None:
         wire, model = self.call.wire, self.body["model"]
+        text = PREFACE if self.plan.preface else ""
         if not self.body.get("stream"):
-            reply = wire.tool_reply(self.reply_id, model, calls, self.usage)
+            reply = wire.tool_reply(self.reply_id, model, calls, self.usage, text)
             return await self.exchange.json(200, reply)
         await self.exchange.start(200, b"text/event-stream", [(b"cache-control", b"no-cache")])
         stream = wire.stream(self.reply_id, model)
         include_usage = bool((self.body.get("stream_options") or {}).get("include_usage"))
         ending = stream.end("tool_calls", self.usage, include_usage)
         pieces = b"".join(stream.tool_pieces(call, index) for index, call in enumerate(calls))
-        await self.exchange.end(stream.start() + pieces + ending)
+        said = stream.delta(text) if text else b""
+        await self.exchange.end(stream.start() + said + pieces + ending)
 
     async def send(self) -> None:
         calls = self.tool_calls

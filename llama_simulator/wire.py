@@ -41,13 +41,15 @@ class NativeWire:
             "metrics": _metrics(usage),
         }
 
-    def tool_reply(self, reply_id: str, model: str, calls: list[dict], usage: dict) -> dict:
+    def tool_reply(
+        self, reply_id: str, model: str, calls: list[dict], usage: dict, text: str = ""
+    ) -> dict:
         native_calls = [{"id": call["id"], "function": dict(call["function"])} for call in calls]
         return {
             "id": reply_id,
             "completion_message": {
                 "role": "assistant",
-                "content": {"type": "text", "text": ""},
+                "content": {"type": "text", "text": text},
                 "stop_reason": "tool_calls",
                 "tool_calls": native_calls,
             },
@@ -131,10 +133,12 @@ class OpenAIWire:
             "usage": usage,
         }
 
-    def tool_reply(self, reply_id: str, model: str, calls: list[dict], usage: dict) -> dict:
-        reply = self.reply(reply_id, model, "", "tool_calls", usage)
+    def tool_reply(
+        self, reply_id: str, model: str, calls: list[dict], usage: dict, text: str = ""
+    ) -> dict:
+        reply = self.reply(reply_id, model, text, "tool_calls", usage)
         message = reply["choices"][0]["message"]
-        message["content"] = None
+        message["content"] = text or None
         message["tool_calls"] = [
             {"id": call["id"], "type": "function", "function": call["function"]} for call in calls
         ]

@@ -346,7 +346,11 @@ class Generation:
                     continue
                 elif isinstance(event, Finish):
                     if calls:
-                        self._tool_usage = _added(self._tool_usage, event.usage)
+                        spent = event.usage or self._cut_turn_usage()  # reported, or estimated
+                        self._tool_usage = _added(self._tool_usage, spent)
+                        # Counted: an answer stopped while its calls wait or run adds nothing
+                        # more of this turn (its text before the calls is not a cut turn).
+                        self._turn_began = (self.token_count, self._pumped_chars)
                         self._messages.append(_calls_message(storable("".join(text)), calls))
                         return calls
                     if self._tool_usage.prompt_tokens or self._tool_usage.completion_tokens:

@@ -309,6 +309,28 @@ async def test_decisions_on_calls_not_yours_or_not_waiting_are_refused(
     assert result["is_error"] and toolbox.calls == []
 
 
+@pytest.mark.parametrize("protocol", ["llama", "openai"])
+async def test_a_stop_while_a_call_waits_counts_the_turn_that_called_once(
+    connect, member, team, sim, toolbox, settings, protocol
+):
+    """The model says a few words, then calls: that turn's usage is the provider's report,
+    and stopping while the call waits for approval adds no estimate of the same turn."""
+    if protocol == "openai":
+        settings.LLAMA_API_PROTOCOL, settings.LLAMA_API_BASE_URL = "openai", sim.openai_url
+    socket = await connect(member)
+    ids = await socket.send_message("File it [sim:call=create_ticket preface]")
+    await socket.until_type("message.tool_call", ids["message_id"])
+    await await_for(awaiting(ids["message_id"]), "the call to be saved")
+    await socket.send({"type": "chat.stop", "message_id": ids["message_id"]})
+    frames = await socket.until_type("message.done", ids["message_id"])
+    assert frames[-1]["status"] == "stopped"
+    assert joined_text(socket.received, ids["message_id"]).startswith("Let me check that.")
+    (request,) = sim.requests
+    assert frames[-1]["usage"]["prompt_tokens"] == count_prompt_tokens(request["messages"])
+    row = await TeamUsage.objects.aget(team=team, user=member)
+    assert row.prompt_tokens == frames[-1]["usage"]["prompt_tokens"]
+
+
 async def test_leaving_the_team_ends_a_call_waiting_for_approval(
     connect, member, team, sim, toolbox
 ):

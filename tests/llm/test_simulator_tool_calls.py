@@ -111,3 +111,31 @@ def test_openai_sdk_reads_a_whole_tool_call(compat):
     assert choice.finish_reason == "tool_calls"
     assert choice.message.tool_calls[0].function.name == "get_weather"
     assert json.loads(choice.message.tool_calls[0].function.arguments) == ARGS
+
+
+PREFACED = [{"role": "user", "content": "Weather? [sim:call=get_weather preface]"}]
+
+
+def test_a_preface_comes_before_the_call_in_both_sdks_streamed_and_whole(llama, compat):
+    native = llama.chat.completions.create(model=MODEL, messages=PREFACED, tools=TOOLS)
+    assert native.completion_message.content.text == "Let me check that. "
+    assert native.completion_message.tool_calls[0].function.name == "get_weather"
+    events = [
+        chunk.event
+        for chunk in llama.chat.completions.create(
+            model=MODEL, messages=PREFACED, tools=TOOLS, stream=True
+        )
+    ]
+    progress = [e.delta for e in events if e.event_type == "progress"]
+    assert progress[0].type == "text" and progress[0].text == "Let me check that. "
+    assert {piece.type for piece in progress[1:]} == {"tool_call"}
+
+    whole = compat.chat.completions.create(model=MODEL, messages=PREFACED, tools=TOOLS)
+    assert whole.choices[0].message.content == "Let me check that. "
+    assert whole.choices[0].message.tool_calls[0].function.name == "get_weather"
+    chunks = list(
+        compat.chat.completions.create(model=MODEL, messages=PREFACED, tools=TOOLS, stream=True)
+    )
+    said = "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices)
+    assert said == "Let me check that. "
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"
