@@ -166,6 +166,7 @@ class Generation:
         self._params = plan.params
         self.tool_calls: list[dict[str, Any]] = []  # as relayed: the sockets know these
         self._decisions: dict[str, asyncio.Future[bool]] = {}  # calls awaiting approval
+        self._waited: dict[str, float] = {}  # seconds a call waited for its approval
         self._call_ids: set[str] = set()  # of this answer's calls, all rounds
         self._pumped_chars = 0  # of text read from upstream so far, all rounds
         self._turn_began = (0, 0)  # token_count and _pumped_chars when the current turn began
@@ -290,7 +291,8 @@ class Generation:
             events, offered, rounds = self._events, self._tool_specs, 0
             while (calls := await self._pump_turn(events, offered is not None)) is not None:
                 rounds += 1
-                await self._run_tools(calls, rounds, deadline)
+                # A person's time to approve is not the tools' time: the budget moves with it.
+                deadline += await self._run_tools(calls, rounds, deadline)
                 more = rounds < tooling.MAX_TOOL_ROUNDS and time.monotonic() < deadline
                 # Past the cap or the time budget the model gets no tools: it must answer.
                 offered = self._tool_specs if more else None
@@ -373,8 +375,9 @@ class Generation:
             unique.append(replace(call, id=call_id, name=name, arguments=arguments))
         return tuple(unique)
 
-    async def _run_tools(self, calls: tuple[ToolCall, ...], round_: int, deadline: float) -> None:
-        """Run one turn's calls together; their results go upstream in the calls' order."""
+    async def _run_tools(self, calls: tuple[ToolCall, ...], round_: int, deadline: float) -> float:
+        """Run one turn's calls together; their results go upstream in the calls' order.
+        Returns the longest wait for an approval among them."""
         records: list[dict[str, Any]] = [
             {
                 "id": call.id,
@@ -392,6 +395,7 @@ class Generation:
         outcomes = await asyncio.gather(*(self._call(record, deadline) for record in records))
         for call, outcome in zip(calls, outcomes, strict=True):
             self._messages.append(tooling.result_message(call.id, outcome.content))
+        return max((self._waited.pop(record["id"], 0.0) for record in records), default=0.0)
 
     async def _call(self, record: dict[str, Any], deadline: float) -> tooling.Outcome:
         started = time.monotonic()
@@ -406,6 +410,7 @@ class Generation:
                 approved = False
             finally:
                 self._decisions.pop(record["id"], None)
+            self._waited[record["id"]] = time.monotonic() - started
             started = time.monotonic()
             if not approved:
                 outcome = tooling.Outcome(tooling.DECLINED, True, 0.0)
@@ -417,7 +422,10 @@ class Generation:
         if arguments is None:
             message = "The arguments are not a JSON object: call the tool again with one."
             return self._answered(record, tooling.Outcome(message, True, 0.0))
-        remaining = max(0.0, deadline - time.monotonic())
+        remaining = deadline + self._waited.get(record["id"], 0.0) - time.monotonic()
+        if remaining <= 0:  # the other calls of the answer spent its time for tools
+            message = "The answer's time for tools ran out before this call could run."
+            return self._answered(record, tooling.Outcome(message, True, 0.0))
         try:
             async with asyncio.timeout(min(remaining, tool.timeout)):
                 result = await tooling.TOOLBOX.call_tool(tool, arguments)

@@ -1,5 +1,6 @@
 """The tool loop over the websocket: calls, results, rounds, approvals, stop, reload, context."""
 
+import asyncio
 import json
 
 import pytest
@@ -250,6 +251,21 @@ async def test_approval_granted_runs_the_call(connect, member, sim, toolbox):
     # Decided already: the call waits no more, so a second decision is refused.
     refused = await socket.expect_error(decision)
     assert refused["error"]["code"] == "not_found"
+
+
+async def test_the_time_spent_approving_is_not_taken_from_the_tools_time(
+    connect, member, sim, toolbox, monkeypatch
+):
+    """Approved after the answer's whole time for tools has passed: the call still runs."""
+    monkeypatch.setattr(tooling, "TOOL_LOOP_SECONDS", 0.5)
+    socket = await connect(member)
+    ids, decision = await an_approval_awaited(socket)
+    await asyncio.sleep(1)  # a person reading the call before approving it
+    await socket.send(decision)
+    frames = await socket.until_type("message.done", ids["message_id"])
+    (result,) = of_type(frames, "message.tool_result")
+    assert not result["is_error"] and result["content"] == "Ticket T-1 created"
+    assert toolbox.calls == [("create_ticket", {})]
 
 
 async def test_approval_denied_tells_the_model(connect, member, sim, toolbox):

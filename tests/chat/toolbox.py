@@ -63,6 +63,7 @@ class Toolbox:
         self.calls.append((tool.name, arguments))
         self.running += 1
         try:
+            await asyncio.sleep(0)  # a call takes a turn of the loop at least, as a real one does
             if tool.name == "slow_lookup":
                 self.slow_started.set()
                 await asyncio.Event().wait()  # until the answer is stopped or times out
