@@ -40,6 +40,6 @@ async def test_a_stopped_servers_answer_is_saved_with_every_token_it_sent(launch
     saved = next(m for m in data["messages"] if m["id"] == message_id)
     assert saved["status"] == "interrupted"
     assert saved["content"] == shown  # every token a socket was sent, none lost
-    assert saved["error"] == {"code": "interrupted", "message": done[0]["error"]["message"]}
+    assert saved["error"] == {**done[0]["error"], "help_url": None}  # as the socket said it
     # The stopped process closed its upstream request on its way out.
     await await_for(lambda: sim.active_streams == 0, "the upstream stream to close")
