@@ -33,19 +33,19 @@ def parameters_problem(schema: Any) -> str | None:
     """Why a function's `parameters` (sent by an API client) cannot go upstream, or None.
     Not kept, so no size limit but the request's, and a NUL goes escaped as any text does."""
     try:
-        return _not_json(schema) or _not_a_schema(schema)
+        return _as_json(schema)[1] or _not_a_schema(schema)
     except RecursionError:
         return "The schema is nested too deeply to check."
 
 
 def _problem(schema: Any) -> str | None:
-    if problem := _not_json(schema):
+    data, problem = _as_json(schema)
+    if problem:
         return problem
-    if "\\u0000" in json.dumps(schema):
+    if b"\\u0000" in data:  # JSON writes a NUL escaped, whatever ensure_ascii says
         return "The schema holds a NUL character: remove it."
-    size = len(json.dumps(schema, ensure_ascii=False).encode())
-    if size > MAX_SCHEMA_BYTES:
-        return f"The schema is {size:,} bytes; the limit is {MAX_SCHEMA_BYTES:,}: shorten it."
+    if len(data) > MAX_SCHEMA_BYTES:
+        return f"The schema is {len(data):,} bytes; the limit is {MAX_SCHEMA_BYTES:,}: shorten it."
     if outside := next(_refs_outside(schema), None):
         return (
             f"The schema refers outside itself ({outside[:100]}): a $ref here points inside"
@@ -69,16 +69,16 @@ def _refs_outside(value: Any) -> Iterator[str]:
             yield from _refs_outside(item)
 
 
-def _not_json(schema: Any) -> str | None:
+def _as_json(schema: Any) -> tuple[bytes, str | None]:
+    """The schema as UTF-8 JSON text, or why it cannot be JSON."""
     if not isinstance(schema, dict):
-        return 'A schema is a JSON object, such as {"type": "object", "properties": {...}}.'
+        return b"", 'A schema is a JSON object, such as {"type": "object", "properties": {...}}.'
     try:
-        json.dumps(schema, ensure_ascii=False, allow_nan=False).encode()
+        return json.dumps(schema, ensure_ascii=False, allow_nan=False).encode(), None
     except UnicodeEncodeError:
-        return "The schema holds an unpaired surrogate (\\ud800-\\udfff), which is not text."
+        return b"", "The schema holds an unpaired surrogate (\\ud800-\\udfff), which is not text."
     except ValueError:  # Python reads NaN and Infinity (and 1e999) that JSON has no room for
-        return "The schema holds NaN or an infinite number, which JSON cannot store."
-    return None
+        return b"", "The schema holds NaN or an infinite number, which JSON cannot store."
 
 
 def _not_a_schema(schema: dict) -> str | None:
