@@ -49,6 +49,24 @@ class ChatPage:
     def last_answer(self):
         return self.answers.last
 
+    def drop_the_connection_at_the_next_send(self, delivered: bool = False) -> None:
+        """The network drops as the next question leaves: its frame is lost, or (delivered)
+        gets through just before the socket closes."""
+        self.page.evaluate(
+            """(delivered) => {
+                const socket = window.chatPage.socket;
+                const send = socket.send.bind(socket);
+                socket.send = (frame) => {
+                    if (frame.type !== "chat.send") return send(frame);
+                    socket.send = send;
+                    const sent = delivered && send(frame);
+                    socket.ws.close();
+                    return delivered ? sent : true;
+                };
+            }""",
+            delivered,
+        )
+
     def wait_for_status(self, status: str, answer=None) -> None:
         """Wait until the answer (default: the last) has this status (complete, stopped...)."""
         (answer or self.last_answer()).and_(self.page.locator(f"[data-status={status}]")).wait_for()

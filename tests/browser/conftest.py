@@ -15,6 +15,9 @@ What the fixtures give you (all documented below, reuse them for end-to-end suit
   process against that DB, returns what it printed), `app_server.create_user(username)`,
   `app_server.log_tail()`. `serve_app(upstream, tmp_dir)` starts another such server on a
   database of its own, for a test that needs an empty site (no accounts yet).
+- `tool_server` (module): a real MCP tool server (tests/support/mcp_server.py);
+  `tools_app_server` (module): a live site that allows its loopback address, for a module to
+  take as its `app_server`.
 - `browser` (module): Chromium from /usr/bin/chromium (or $CHROMIUM), headless.
 - `context` / `page` (per test): a fresh browser context (desktop viewport, base_url set), and
   a page whose console errors, page errors and off-site requests are recorded in
@@ -49,6 +52,7 @@ from chatapp.llm import KNOWN_MODELS
 from llama_simulator import RunningSimulator
 from tests.browser.chat_page import PASSWORD, BrowserUser, log_in
 from tests.databases import create_database
+from tests.support.mcp_server import RunningToolServer, run_tool_server
 from tests.support.ports import listening_socket, wait_for_http
 from tests.support.simulator import SimulatorOptions
 
@@ -213,6 +217,23 @@ def serve_app(
 @pytest.fixture(scope="session")
 def app_server(simulators, tmp_path_factory):
     with serve_app(simulators.get(SIMULATOR), tmp_path_factory.mktemp("app_server")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def tool_server() -> Iterator[RunningToolServer]:
+    """get_weather, create_ticket (changes things: asks first), slow_lookup, broken."""
+    with run_tool_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def tools_app_server(simulators, tmp_path_factory):
+    """A live site for a module's tool servers: their loopback address is allowed. A module
+    makes it its `app_server`."""
+    allow = {"LLAMA_ALLOW_PRIVATE_PROVIDER_URLS": "1"}
+    tmp_dir = tmp_path_factory.mktemp("tools_app")
+    with serve_app(simulators.get(SIMULATOR), tmp_dir, extra_env=allow) as server:
         yield server
 
 

@@ -336,19 +336,7 @@ def test_retry_after_a_dropped_connection_sends_the_files_again(logged_in_page):
     paste(page, png())
     drop(page, pdf())
     wait_until_attached(page, 2)
-    # The network drops as the question leaves: the frame is lost, then the socket closes.
-    page.evaluate(
-        """() => {
-            const socket = window.chatPage.socket;
-            const send = socket.send.bind(socket);
-            socket.send = (frame) => {
-                if (frame.type !== "chat.send") return send(frame);
-                socket.send = send;
-                socket.ws.close();
-                return true;
-            };
-        }"""
-    )
+    chat.drop_the_connection_at_the_next_send()  # the frame is lost, then the socket closes
     chat.send("What is in these?")
     notice = page.locator("#chat-notice")
     expect(notice).to_contain_text("The connection dropped while sending")

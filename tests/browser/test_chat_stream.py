@@ -94,29 +94,12 @@ def test_dropped_socket_reconnects_and_resumes_the_answer(logged_in_page):
     assert chat.answer_content() == stored["content"]
 
 
-# The network drops as the next question leaves: its frame is lost (LOSE_THE_NEXT_SEND) or
-# it gets through just before the socket closes (CLOSE_AFTER_THE_NEXT_SEND).
-LOSE_THE_NEXT_SEND = """() => {
-    const socket = window.chatPage.socket;
-    const send = socket.send.bind(socket);
-    socket.send = (frame) => {
-        if (frame.type !== "chat.send") return send(frame);
-        socket.send = send;
-        socket.ws.close();
-        return true;
-    };
-}"""
-CLOSE_AFTER_THE_NEXT_SEND = LOSE_THE_NEXT_SEND.replace(
-    "socket.ws.close();", "const sent = send(frame); socket.ws.close(); return sent;"
-)
-
-
 def test_a_follow_up_lost_with_the_connection_comes_back_to_be_sent_again(logged_in_page):
     page = logged_in_page
     chat = ChatPage(page)
     chat.send("First question")
     chat.wait_for_status("complete")
-    page.evaluate(LOSE_THE_NEXT_SEND)
+    chat.drop_the_connection_at_the_next_send()
     chat.send("A follow-up typed with care")
     expect(page.locator("#chat-notice")).to_contain_text("before your message reached the server")
     expect(chat.input).to_have_value("A follow-up typed with care")
@@ -136,7 +119,7 @@ def test_a_follow_up_that_reached_the_server_before_the_drop_is_shown_once(logge
     chat = ChatPage(page)
     chat.send("First question")
     chat.wait_for_status("complete")
-    page.evaluate(CLOSE_AFTER_THE_NEXT_SEND)
+    chat.drop_the_connection_at_the_next_send(delivered=True)
     chat.send("[sim:pace tps=20] [sim:long tokens=40] It got there")
     page.wait_for_selector("html[data-socket=open]", state="attached")
     chat.wait_for_status("complete")

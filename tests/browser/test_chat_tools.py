@@ -10,8 +10,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser.chat_page import ChatPage
-from tests.browser.conftest import SIMULATOR, WAIT_MS, serve_app
-from tests.support.mcp_server import run_tool_server
+from tests.browser.conftest import WAIT_MS
 
 pytestmark = pytest.mark.browser
 
@@ -19,19 +18,8 @@ TOO_FAST = "You are sending messages too fast: wait a minute and retry."
 
 
 @pytest.fixture(scope="module")
-def tool_server():
-    """get_weather, create_ticket (changes things: asks first), slow_lookup, broken."""
-    with run_tool_server() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def app_server(simulators, tmp_path_factory):
-    upstream = simulators.get(SIMULATOR)
-    tmp_dir = tmp_path_factory.mktemp("tool_app")
-    allow = {"LLAMA_ALLOW_PRIVATE_PROVIDER_URLS": "1"}
-    with serve_app(upstream, tmp_dir, extra_env=allow) as server:
-        yield server
+def app_server(tools_app_server):
+    return tools_app_server
 
 
 @pytest.fixture(autouse=True)

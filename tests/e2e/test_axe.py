@@ -8,11 +8,10 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser.chat_page import ChatPage, json_from, log_in
-from tests.browser.conftest import PHONE, SIMULATOR, serve_app
+from tests.browser.conftest import PHONE
 from tests.browser.test_chat_attachments import drop, paste, pdf, png, wait_until_attached
 from tests.e2e.axe import violations
 from tests.e2e.journeys import assert_clean, new_context, watched_page
-from tests.support.mcp_server import run_tool_server
 
 pytestmark = pytest.mark.browser
 
@@ -70,19 +69,8 @@ print(json.dumps({"theirs": theirs.pk, "mine": mine.pk, "invitation": invitation
 
 
 @pytest.fixture(scope="module")
-def tool_server():
-    """get_weather, create_ticket (changes things: asks first), slow_lookup, broken."""
-    with run_tool_server() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def app_server(simulators, tmp_path_factory):
-    """The suite's live site, told that the tool server's loopback address is allowed."""
-    allow = {"LLAMA_ALLOW_PRIVATE_PROVIDER_URLS": "1"}
-    tmp_dir = tmp_path_factory.mktemp("axe_app")
-    with serve_app(simulators.get(SIMULATOR), tmp_dir, extra_env=allow) as server:
-        yield server
+def app_server(tools_app_server):
+    return tools_app_server
 
 
 def test_every_page_and_chat_state_has_no_axe_violations_in_either_theme(
