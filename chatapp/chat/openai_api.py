@@ -17,7 +17,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
-from datetime import datetime
 from functools import wraps
 from typing import Any
 
@@ -51,7 +50,7 @@ from chatapp.chat.event_schema import SafetyFields
 from chatapp.chat.models import MessageStatus
 from chatapp.chat.planning import ReplyPlan
 from chatapp.chat.stop_sequences import cut_at_stops
-from chatapp.core.dates import next_month
+from chatapp.core.dates import first_instant, next_month
 from chatapp.llm import (
     Finish,
     LlmValidationError,
@@ -334,9 +333,7 @@ def _retry_after(error: ChatError, key: ApiKey, team: Team) -> int | None:
     if error.code == "rate_limited":
         return quota.seconds_until_admitted(key.user, team)
     if error.code == "quota_exceeded":
-        resets = timezone.make_aware(
-            datetime.combine(next_month(timezone.localdate()), datetime.min.time())
-        )
+        resets = first_instant(next_month(timezone.localdate()))
         return max(1, int((resets - timezone.now()).total_seconds()))
     return None
 

@@ -3,14 +3,13 @@ and the room its uploaded files take."""
 
 import calendar
 from dataclasses import dataclass, field
-from datetime import date, datetime, time
+from datetime import date
 from typing import Any
 
 from django.conf import settings
 from django.db.models import Count, F, Min, Sum
-from django.utils.timezone import make_aware
 
-from chatapp.core.dates import month_start, next_month
+from chatapp.core.dates import first_instant, month_start, next_month
 from chatapp.teams.models import ApiKey, SafetyFlag, TeamUsage
 
 CHART_WIDTH, CHART_HEIGHT = 720, 180
@@ -135,9 +134,10 @@ class SafetyCounts:
 
 
 def safety_counts(team, month: date) -> SafetyCounts:
-    midnight = [make_aware(datetime.combine(day, time.min)) for day in (month, next_month(month))]
     flags = SafetyFlag.objects.filter(
-        team=team, created_at__gte=midnight[0], created_at__lt=midnight[1]
+        team=team,
+        created_at__gte=first_instant(month),
+        created_at__lt=first_instant(next_month(month)),
     )
     counts = SafetyCounts()
     for row in flags.values("stage", "blocked", "decision").annotate(n=Count("id")):
