@@ -55,10 +55,11 @@ class ChatSettingsForm(forms.Form):
     def __init__(self, *args, team, **kwargs):
         super().__init__(*args, **kwargs)
         self.team = team
-        self.models = policy.allowed_models(team)
+        rules = policy.team_rules(team)
+        self.models = rules.models
         # What a blank field means: the team's default, else the site's, under its limits.
-        self.fallback = policy.resolve_settings(team, {})
-        limits = policy.setting_limits(team)
+        self.fallback = policy.resolve_settings(team, {}, rules=rules)
+        limits = rules.limits
         self.fields["model"].choices = [
             ("", f"Team default ({self.fallback['model']})"),
             *[(name, name) for name in self.models],
