@@ -460,6 +460,7 @@ class Generation:
 
     async def _run(self, channel: str) -> None:
         listener = asyncio.create_task(self._listen(channel))
+        missed = asyncio.create_task(self._stop_if_missed())
         ACTIVE_STREAMS.inc()
         result: ReplyResult | None = None
         tracked = False  # by the followers' `elsewhere`, for whether deltas go on the layer
@@ -487,6 +488,7 @@ class Generation:
             if tracked:
                 self._followers.elsewhere.end(self.conversation_id)
             checkpoints().discard(self)
+            missed.cancel()
             self._pump_task.cancel()
             if self._screen_task is not None:
                 self._screen_task.cancel()
@@ -495,6 +497,16 @@ class Generation:
             await self._stop_listening(listener, channel)
         if result is not None and result.status == MessageStatus.COMPLETE:
             await self._name_conversation(result)
+
+    async def _stop_if_missed(self) -> None:
+        """Stop as a stop sent before the generation joined its group would have."""
+        try:
+            reason = await database_sync_to_async(replies.reason_to_stop)(self.message_id)
+        except Exception:  # the database is down: the answer's end will say so
+            log.exception("Checking whether answer %s should stop failed", self.message_id)
+            return
+        if reason is not None:
+            self.stop(_left_team() if reason == replies.LEFT_TEAM else None)
 
     async def _name_conversation(self, result: ReplyResult) -> None:
         """After the answer has ended and released its slot: it no longer counts as streaming."""

@@ -4,6 +4,7 @@ import time
 
 import pytest
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 from django.test import Client
@@ -234,6 +235,54 @@ async def test_leaving_the_team_stops_ones_answers_in_its_conversations(
     assert (stopped.error_code, stopped.error_message) == ("forbidden", said[0]["message"])
     await other_tab.until_type("message.delta", there["message_id"])  # still streaming
     assert await Message.objects.filter(pk=there["message_id"], status="streaming").aexists()
+
+
+def before_an_answer_joins_its_group(monkeypatch, act) -> None:
+    """Run `act` (in the database thread) once an answer's rows are committed and before its
+    generation has joined the group its stops are sent to."""
+    layer = get_channel_layer()
+    join = layer.group_add
+
+    async def act_first(group: str, channel: str) -> None:
+        if group.startswith("chat.generation."):
+            await database_sync_to_async(act)()  # its stop goes out as it commits
+        await join(group, channel)
+
+    monkeypatch.setattr(layer, "group_add", act_first)
+
+
+async def test_a_removal_before_the_answer_joins_its_group_still_stops_it(
+    connect, member, owner, team, sim, monkeypatch
+):
+    before_an_answer_joins_its_group(
+        monkeypatch,
+        lambda: remove_member(
+            Membership.objects.get(team=team, user=owner),
+            Membership.objects.get(team=team, user=member),
+        ),
+    )
+    socket = await connect(member)
+    ids = await socket.send_message(f"Doomed {SLOW}", team_id=team.pk)
+    done = await socket.until_type("message.done", ids["message_id"])
+    assert done[-1]["status"] == "stopped"
+    said = [f["error"]["code"] for f in done if f["type"] == "message.error"]
+    assert said == ["forbidden"]
+    stopped = await Message.objects.aget(pk=ids["message_id"])
+    assert (stopped.status, stopped.error_code) == ("stopped", "forbidden")
+    assert stopped.seq < 400
+    await await_for(lambda: sim.active_streams == 0, "the upstream stream to close")
+
+
+async def test_a_deletion_before_the_answer_joins_its_group_still_stops_it(
+    connect, member, sim, monkeypatch
+):
+    before_an_answer_joins_its_group(monkeypatch, lambda: Conversation.objects.all().delete())
+    socket = await connect(member)
+    ids = await socket.send_message(f"Doomed {SLOW}")
+    done = await socket.until_type("message.done", ids["message_id"])
+    assert done[-1]["status"] == "stopped"
+    assert not await Message.objects.filter(pk=ids["message_id"]).aexists()
+    await await_for(lambda: sim.active_streams == 0, "the upstream stream to close")
 
 
 async def test_deleting_a_user_stops_their_answers(connect, member, sim):

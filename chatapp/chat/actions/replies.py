@@ -18,7 +18,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from chatapp.chat import events, fanout, json_output, planning, tooling
@@ -35,7 +35,7 @@ from chatapp.core.text import storable
 from chatapp.llm import StreamError, Usage
 from chatapp.teams import actions as team_actions
 from chatapp.teams import quota, reads
-from chatapp.teams.models import Team, TeamPolicy
+from chatapp.teams.models import Membership, Team, TeamPolicy
 from chatapp.teams.policy import RULES_RELATED, PolicyError
 from chatapp.teams.safety import Finding
 from chatapp.teams.services import current_team
@@ -662,6 +662,22 @@ async def request_stop(message_id: int, reason: str = "") -> None:
     """Stop the answer wherever it runs; with no reason it ends as the user's own stop."""
     event = {"type": "generation.stop", "message_id": message_id, "reason": reason}
     await channel_layer().group_send(generation_group(message_id), event)
+
+
+def reason_to_stop(message_id: int) -> str | None:
+    """Why an answer that has just joined its group must stop after all, or None.
+
+    A stop sent between the commit of its rows and its joining reached no one. What stops an
+    answer other than its user (who learns its id only once it has joined) is in the database:
+    its conversation deleted (with its team, or its owner), or its owner out of the team.
+    """
+    member = Membership.objects.filter(
+        team=OuterRef("conversation__team"), user=OuterRef("conversation__owner")
+    )
+    row = Message.objects.filter(pk=message_id).values_list(Exists(member), flat=True).first()
+    if row is None:
+        return ""
+    return None if row else LEFT_TEAM
 
 
 async def request_snapshot(message_id: int, reply_channel: str) -> None:
