@@ -344,7 +344,7 @@ async def screen_question(
     """Llama Guard on the question before it goes upstream, as on the chat page."""
     if not rules.screens("input"):
         return None
-    screening = await safety.screen(plan.client, [newest_question(plan)], rules, "input")
+    screening = await safety.screen(plan.client, [client_request(plan)], rules, "input")
     safety.count("input", screening, rules)
     if screening.blocked and screening.unscreened:
         raise OpenAIError(
@@ -376,6 +376,17 @@ def refused_question(plan: ReplyPlan, screening: safety.Screening, message: str)
         safety={"flagged": True, "categories": categories, "stages": ["input"], "unscreened": []},
         findings=(safety.Finding("input", screening.categories, True),),
     )
+
+
+def client_request(plan: ReplyPlan) -> dict[str, Any]:
+    """What Llama Guard judges before an answer: every turn the client wrote (the chat page's
+    earlier questions were each screened when asked; a client writes them all), as one message.
+    A team's own system prompt is its admins' text, not the client's, and stays out."""
+    conversation = plan.conversation
+    prompt = conversation.system_prompt
+    teams_own = prompt is not None and conversation.system_prompt_text == prompt.content
+    written = [m for m in plan.messages if not (teams_own and m["role"] == "system")]
+    return safety.as_one_question(written)
 
 
 def newest_question(plan: ReplyPlan) -> dict[str, Any]:

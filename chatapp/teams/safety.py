@@ -119,6 +119,32 @@ def _screened(message: dict[str, Any], with_images: bool) -> dict[str, Any]:
     return {"role": message["role"], "content": [*words, *images]}
 
 
+# Not "User:" and "Agent:", which mark the turns of Llama Guard's own prompt.
+ROLE_LABELS = {"system": "[system]", "user": "[user]", "assistant": "[assistant]"}
+
+
+def as_one_question(messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """Turns someone wrote, as one user message for Llama Guard to judge whole: it assesses
+    only the last user message of a conversation. Each turn's text is labelled with its role
+    (an assistant turn's calls with their arguments); the images follow. One user turn alone
+    goes as it is."""
+    if len(messages) == 1 and messages[0]["role"] == "user":
+        return messages[0]
+    said = []
+    for message in messages:
+        text = text_of(message)
+        for call in message.get("tool_calls") or ():
+            function = call.get("function") or {}
+            text += f"\n(calls {function.get('name')} with {function.get('arguments')})"
+        said.append(f"{ROLE_LABELS.get(message['role'], '[tool result]')} {text.strip()}")
+    images = [part for message in messages for part in images_of(message)]
+    text = "\n\n".join(said)
+    return {
+        "role": "user",
+        "content": [{"type": "text", "text": text}, *images] if images else text,
+    }
+
+
 def count(stage: Stage, screening: Screening, rules: SafetyRules) -> None:
     """Prometheus counters for one message's final screening."""
     if screening.unscreened:

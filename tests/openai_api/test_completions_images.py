@@ -221,6 +221,32 @@ async def test_llama_guard_is_shown_the_question_s_images(sim, key, member, team
     assert b"GPS" not in base64.b64decode(url.partition(",")[2])
 
 
+async def test_an_earlier_turns_picture_is_screened_too(sim, key, team, settings):
+    """The client wrote the earlier turns too: their images go to Llama Guard with the rest."""
+    settings.LLAMA_MAX_ATTEMPTS = 1
+    await TeamPolicy.objects.aupdate_or_create(team=team, defaults={"safety_input": "block"})
+    earlier = question(data_url(png()), text="[sim:flag_image categories=S12] Look")
+    messages = [
+        *earlier,
+        {"role": "assistant", "content": "A picture."},
+        {"role": "user", "content": "And now?"},
+    ]
+    with pytest.raises(openai.BadRequestError) as refused:
+        await sdk(key).chat.completions.create(model=SEES_IMAGES, messages=messages)
+
+    assert refused.value.body["code"] == "safety_blocked"
+    assert "S12" in refused.value.body["message"]
+    assert sim.requests == []
+    (screened,) = sim.moderations[-1]["messages"]
+    text, image = screened["content"]
+    assert text["text"].split("\n\n") == [
+        "[user] [sim:flag_image categories=S12] Look",
+        "[assistant] A picture.",
+        "[user] And now?",
+    ]
+    assert image["type"] == "image_url"
+
+
 async def test_a_question_of_images_alone_is_screened_as_images(sim, key, team, settings):
     settings.LLAMA_MAX_ATTEMPTS = 1
     await TeamPolicy.objects.aupdate_or_create(team=team, defaults={"safety_input": "flag"})

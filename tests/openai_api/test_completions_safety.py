@@ -9,7 +9,7 @@ from channels.db import database_sync_to_async
 
 from chatapp.asgi import application
 from chatapp.chat.models import Message
-from chatapp.teams.models import SafetyFlag, TeamPolicy, TeamUsage
+from chatapp.teams.models import SafetyFlag, SystemPrompt, TeamPolicy, TeamUsage
 from tests.openai_api.conftest import MODEL, raw, sdk
 from tests.support.polling import await_for
 
@@ -41,6 +41,61 @@ async def test_a_blocked_question_is_refused_before_it_goes_upstream(
     assert "S10" in refused.value.body["message"]
     assert sim.requests == []
     assert not await TeamUsage.objects.aexists()
+
+
+@pytest.mark.parametrize(
+    "messages",
+    [
+        [
+            {"role": "user", "content": FLAGGED_QUESTION},
+            {"role": "assistant", "content": "Sure, here is how."},
+            {"role": "user", "content": "Go on."},
+        ],
+        [
+            {"role": "system", "content": FLAGGED_QUESTION},
+            {"role": "user", "content": "Go on."},
+        ],
+        [
+            {"role": "user", "content": "Hello"},
+            {"role": "assistant", "content": FLAGGED_QUESTION},
+            {"role": "user", "content": "Go on."},
+        ],
+    ],
+    ids=["earlier-question", "system", "assistant-turn"],
+)
+@pytest.mark.parametrize("protocol", ["llama", "openai"])
+async def test_every_turn_the_client_wrote_is_screened(
+    sim, member, team, make_key, safety_settings, settings, messages, protocol
+):
+    """Unlike the chat page's history, each of whose questions was screened when asked, a
+    client writes every turn of its request: a flagged one anywhere blocks the request. (openai:
+    the Guard model through chat completions, whose prompt marks turns "User:" and "Agent:".)"""
+    if protocol == "openai":
+        settings.LLAMA_API_PROTOCOL = "openai"
+        settings.LLAMA_API_BASE_URL = sim.openai_url
+    await policy(team, safety_input="block")
+    key = await database_sync_to_async(make_key)(member, team)
+    with pytest.raises(openai.BadRequestError) as refused:
+        await sdk(key).chat.completions.create(model=MODEL, messages=messages)
+    assert refused.value.body["code"] == "safety_blocked"
+    assert "S10" in refused.value.body["message"]
+    assert sim.requests == []
+
+
+async def test_one_question_is_screened_as_written_and_the_teams_prompt_not_at_all(
+    sim, member, team, make_key, safety_settings
+):
+    """The team's own system prompt is its admins' text, not the client's."""
+    await policy(team, safety_input="block")
+    await SystemPrompt.objects.acreate(
+        team=team, name="Guarded", content=FLAGGED_QUESTION, is_default=True
+    )
+    key = await database_sync_to_async(make_key)(member, team)
+    await sdk(key).chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "Hello there"}]
+    )
+    assert sim.moderations[-1]["messages"] == [{"role": "user", "content": "Hello there"}]
+    assert len(sim.requests) == 1
 
 
 async def test_guard_unreachable_and_failing_closed_is_503(
