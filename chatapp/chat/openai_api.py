@@ -205,8 +205,11 @@ def model_object(name: str) -> dict[str, Any]:
 async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     only("POST", request)
     caller = await caller_of(request)
-    body = parse_body(read_body(request))
-    completion_request, stream, include_usage = read_request(body)
+    raw = read_body(request)
+    if len(raw) > READ_ON_THE_LOOP_BYTES:  # a 40 MB body of images keeps a thread 175 ms
+        body, (completion_request, stream, include_usage) = await asyncio.to_thread(_read, raw)
+    else:
+        body, (completion_request, stream, include_usage) = _read(raw)
     save = request.headers.get(SAVE_HEADER, "").strip().lower() in ("1", "true", "yes")
     if save and completion_request.uses_tools:
         raise invalid(
@@ -235,6 +238,16 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
         await answer.abandon()
         raise
     return await AnswerStream.start(answer, answer.chunks(first, include_usage))
+
+
+# Larger bodies are parsed, and their images decoded, in a worker thread: the event loop
+# relays every answer of the process, and would hold them all meanwhile (bench/README.md).
+READ_ON_THE_LOOP_BYTES = 256 * 1024
+
+
+def _read(raw: bytes) -> tuple[dict[str, Any], tuple[Any, bool, bool]]:
+    body = parse_body(raw)
+    return body, read_request(body)
 
 
 def body_limit() -> int:

@@ -4,12 +4,14 @@ them: checked and cleaned as uploads are, then given to a model that sees images
 import base64
 import io
 import random
+import threading
 
 import openai
 import pytest
 from channels.db import database_sync_to_async
 from PIL import Image, PngImagePlugin
 
+from chatapp.chat import openai_api
 from chatapp.chat.openai_api import body_limit
 from chatapp.teams.models import TeamPolicy, TeamUsage
 from chatapp.uploads.models import Upload
@@ -192,6 +194,26 @@ async def test_a_saved_exchange_keeps_its_images_as_the_questions_attachments(
     assert attached == [[("image-1.png", 10)], [], [("image-1.png", 20), ("image-2.png", 30)], []]
     assert image.startswith(b"\x89PNG") and b"secret" not in image
     assert await database_sync_to_async(Upload.objects.filter(team=team, owner=member).count)() == 3
+
+
+async def test_a_large_body_is_read_in_a_worker_thread(sim, key, monkeypatch):
+    """The event loop relays every answer of the process: a body of images is parsed and its
+    images decoded elsewhere, a plain question where it arrives."""
+    readers: list[threading.Thread] = []
+    real = openai_api.parse_body
+
+    def parse_body(raw: bytes):
+        readers.append(threading.current_thread())
+        return real(raw)
+
+    monkeypatch.setattr(openai_api, "parse_body", parse_body)
+    loop_thread = threading.current_thread()  # the test's loop, serving the app in process
+    big = png(comment="x" * 400_000)  # cleaning drops the comment: the request stays valid
+    await sdk(key).chat.completions.create(model=SEES_IMAGES, messages=question(data_url(big)))
+    await sdk(key).chat.completions.create(model=SEES_IMAGES, messages=question())
+    assert readers[0] is not loop_thread
+    assert readers[1] is loop_thread
+    assert len(sim.requests) == 2
 
 
 async def test_images_to_keep_must_fit_in_the_teams_storage(sim, key, settings):
