@@ -18,7 +18,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from chatapp.chat import events, fanout, json_output, planning, tooling
@@ -670,14 +670,23 @@ def reason_to_stop(message_id: int) -> str | None:
     A stop sent between the commit of its rows and its joining reached no one. What stops an
     answer other than its user (who learns its id only once it has joined) is in the database:
     its conversation deleted (with its team, or its owner), or its owner out of the team.
+    Plain SQL, as every answer runs it on the database thread: the ORM's version took 0.7 ms
+    to build and run, this one 0.1 ms (bench/README.md).
     """
-    member = Membership.objects.filter(
-        team=OuterRef("conversation__team"), user=OuterRef("conversation__owner")
-    )
-    row = Message.objects.filter(pk=message_id).values_list(Exists(member), flat=True).first()
+    table = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT EXISTS (SELECT 1 FROM {table(Membership._meta.db_table)} AS mb"
+            " WHERE mb.team_id = c.team_id AND mb.user_id = c.owner_id)"
+            f" FROM {table(Message._meta.db_table)} AS m"
+            f" JOIN {table(Conversation._meta.db_table)} AS c ON c.id = m.conversation_id"
+            " WHERE m.id = %s",
+            [message_id],
+        )
+        row = cursor.fetchone()
     if row is None:
         return ""
-    return None if row else LEFT_TEAM
+    return None if row[0] else LEFT_TEAM
 
 
 async def request_snapshot(message_id: int, reply_channel: str) -> None:
