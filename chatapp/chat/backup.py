@@ -370,7 +370,8 @@ def _clean(model, links, entry, where) -> dict:
     values = {}
     for f in data_fields(model, links):
         if f.name not in entry:
-            if f.has_default() or f.null:
+            # A text field left blank is "" (a file from before the field was added has none).
+            if f.has_default() or f.null or (f.blank and f.empty_strings_allowed):
                 continue
             raise BackupError(f"{where}: {f.name} is missing.")
         value = entry[f.name]

@@ -385,3 +385,21 @@ def test_unreadable_input(tmp_path, db):
     bad.write_text("{not json")
     with pytest.raises(CommandError, match="is not JSON"):
         call_command("import_conversations", str(bad))
+
+
+def test_an_older_file_from_before_json_output_imports(tmp_path, history, owner):
+    """A version-1 file written before conversations had versions (docs/operations.md) was
+    written before JSON output too: it has no response_format, json_schema or format."""
+    data = export("--user", "olivia")
+    for conversation in data["conversations"]:
+        for name in ("active_leaf", "response_format", "json_schema"):
+            conversation.pop(name)
+        for message in conversation["messages"]:
+            message.pop("parent")
+            message.pop("format")
+    before = snapshot(Conversation.objects.filter(owner=owner))
+    Conversation.objects.filter(owner=owner).delete()
+
+    import_file(tmp_path, data)
+
+    assert snapshot(Conversation.objects.filter(owner=owner)) == before
