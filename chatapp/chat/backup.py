@@ -22,7 +22,16 @@ from chatapp.chat.api import FormatOut, RedactionOut, SafetyOut, ToolCallOut
 from chatapp.chat.models import Conversation, Message
 from chatapp.core.words import counted
 from chatapp.teams.actions import ensure_personal_team
-from chatapp.teams.models import JsonSchema, Membership, Role, SystemPrompt, Team
+from chatapp.teams.models import (
+    JsonSchema,
+    Membership,
+    Role,
+    SafetyDecision,
+    SafetyFlag,
+    SafetyStage,
+    SystemPrompt,
+    Team,
+)
 from chatapp.uploads import actions as upload_actions
 from chatapp.uploads.models import Upload
 from chatapp.uploads.validation import UploadRefused
@@ -71,7 +80,9 @@ def export_conversations(*, user=None, team=None) -> dict:
     else:
         scope = {"all": True}
     chosen = list(
-        conversations.order_by("created_at", "id").prefetch_related("messages__attachments")
+        conversations.order_by("created_at", "id").prefetch_related(
+            "messages__attachments", "messages__safety_flags"
+        )
     )
     teams = {c.team_id: c.team for c in chosen}
     if team is not None:
@@ -131,6 +142,19 @@ def _conversation_entry(conversation: Conversation, missing: list[str]) -> dict:
 def _message_entry(message: Message, position: dict[int | None, int], missing: list[str]) -> dict:
     entry = _values(message, data_fields(Message, MESSAGE_LINKS))
     entry["parent"] = position.get(message.parent_id)
+    # What Llama Guard flagged: a blocked question never goes upstream again (planning reads
+    # the flag), and the team's reviewers keep it on their queue.
+    entry["safety_flags"] = [
+        {
+            "stage": flag.stage,
+            "blocked": flag.blocked,
+            "categories": flag.categories,
+            "created_at": flag.created_at.isoformat(),
+            "decision": flag.decision,
+            "decided_at": flag.decided_at.isoformat() if flag.decided_at else None,
+        }
+        for flag in sorted(message.safety_flags.all(), key=lambda flag: flag.pk)
+    ]
     entry["attachments"] = []
     for upload in message.attachments.all():
         try:
@@ -319,6 +343,9 @@ def _import_conversation(index, entry, users, teams, result) -> None:
     _insert(Message, messages, message_values, where)
     _link_tree(conversation, messages, entry, where)
     for i, (message, message_entry) in enumerate(zip(messages, entry["messages"], strict=True)):
+        flags = message_entry.get("safety_flags", [])  # none in files from before they were
+        for flag_entry in _list(flags, f"{where}, message {i + 1}", "safety_flags"):
+            _import_flag(flag_entry, message, conversation, f"{where}, message {i + 1}")
         files = message_entry.get("attachments", [])
         for file_entry in _list(files, f"{where}, message {i + 1}", "attachments"):
             _import_file(file_entry, message, conversation, f"{where}, message {i + 1}", result)
@@ -342,6 +369,42 @@ def _link_tree(conversation: Conversation, messages: list[Message], entry: dict,
             raise BackupError(f"{where}: active_leaf must be one of its messages.")
         conversation.active_leaf_id = messages[leaf].pk
         conversation.save(update_fields=["active_leaf"])
+
+
+DATETIME = models.DateTimeField()  # for reading a time as the model's own fields do
+
+
+def _import_flag(entry, message: Message, conversation: Conversation, where: str) -> None:
+    if not isinstance(entry, dict):
+        raise BackupError(f"{where}: a safety flag is not an object.")
+    categories = entry.get("categories", [])
+    valid = (
+        entry.get("stage") in SafetyStage.values
+        and isinstance(entry.get("blocked"), bool)
+        and isinstance(categories, list)
+        and all(isinstance(c, str) and not _unstorable(c) for c in categories)
+        and entry.get("decision", "") in SafetyDecision.values
+    )
+    if not valid:
+        raise BackupError(f"{where}: a safety flag needs a stage, blocked and categories.")
+    times = {}
+    for name in ("created_at", "decided_at"):
+        if entry.get(name) is None:
+            continue
+        try:
+            times[name] = DATETIME.clean(entry[name], None)
+        except (ValidationError, TypeError, ValueError):
+            raise BackupError(f"{where}: a safety flag's {name} is not a time.") from None
+    SafetyFlag.objects.create(
+        team=conversation.team,
+        author=conversation.owner,
+        message=message,
+        stage=entry["stage"],
+        blocked=entry["blocked"],
+        categories=categories,
+        decision=entry.get("decision", ""),
+        **times,
+    )
 
 
 def _import_file(entry, message: Message, conversation: Conversation, where: str, result) -> None:

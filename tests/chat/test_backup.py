@@ -9,11 +9,14 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 
-from chatapp.chat import tree
+from chatapp.chat import planning, tree
 from chatapp.chat.backup import CONVERSATION_LINKS, MESSAGE_LINKS, data_fields
 from chatapp.chat.models import Conversation, Message
-from chatapp.teams.actions import ensure_personal_team
-from chatapp.teams.models import Membership, Role, SystemPrompt, Team
+from chatapp.chat.requests import SendRequest
+from chatapp.llm import KNOWN_MODELS
+from chatapp.teams.actions import ensure_personal_team, flag_message
+from chatapp.teams.models import Membership, Role, SafetyFlag, SystemPrompt, Team
+from chatapp.teams.safety import Finding
 
 T0 = datetime(2025, 3, 4, 5, 6, 7, 123456, tzinfo=UTC)
 
@@ -403,3 +406,36 @@ def test_an_older_file_from_before_json_output_imports(tmp_path, history, owner)
     import_file(tmp_path, data)
 
     assert snapshot(Conversation.objects.filter(owner=owner)) == before
+
+
+def test_a_blocked_question_stays_out_of_later_requests_after_a_round_trip(tmp_path, owner, team):
+    """docs/safety.md: a blocked question "never goes upstream again, in later turns either"; a
+    restored conversation keeps that, and its question stays on the review queue."""
+    model = KNOWN_MODELS[0]
+    convo = Conversation.objects.create(team=team, owner=owner, title="locks", model=model)
+    question = Message.objects.create(conversation=convo, role="user", content="Pick a lock?")
+    Message.objects.create(
+        conversation=convo,
+        role="assistant",
+        status="error",
+        error_code="safety_blocked",
+        error_message="Your team's safety policy blocks questions ...",
+        safety={"flagged": True, "categories": ["S1"], "stages": ["input"], "unscreened": []},
+    )
+    flag_message(team, owner, question.pk, Finding("input", ("S1",), True))
+
+    def sent_next(conversation) -> list[str]:
+        request = SendRequest(content="Something else", conversation_id=conversation.pk)
+        plan = planning.plan_send(owner, request, team=None)
+        return [m["content"] for m in plan.messages if m["role"] == "user"]
+
+    assert sent_next(convo) == ["Something else"]
+    data = export("--user", "olivia")
+    convo.delete()
+
+    import_file(tmp_path, data)
+
+    restored = Conversation.objects.get(owner=owner, title="locks")
+    assert sent_next(restored) == ["Something else"]
+    flag = SafetyFlag.objects.get(message__conversation=restored)
+    assert (flag.stage, flag.blocked, flag.categories) == ("input", True, ["S1"])
