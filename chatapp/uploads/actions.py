@@ -8,6 +8,7 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 from django.utils import timezone
 
+from chatapp.core.locking import lock_rows
 from chatapp.llm import MODEL_CONTEXT_LIMITS
 from chatapp.teams.usage import storage_use
 from chatapp.uploads.models import Upload
@@ -121,8 +122,15 @@ def sweep_unattached(max_age_hours: float | None = None) -> int:
     cutoff = timezone.now() - timedelta(hours=max_age_hours)
     stale = Upload.objects.unattached().filter(created_at__lt=cutoff)
     count = 0
-    for upload in list(stale):  # one by one, so each file goes with its row
-        upload.delete()
+    for pk in list(stale.values_list("pk", flat=True)):  # one by one, each file with its row
+        with transaction.atomic():
+            # Read again under lock: one sent with a message since the list was read stays,
+            # and a send attaching it now waits for this transaction (then finds it gone).
+            lock_rows(stale.filter(pk=pk))
+            upload = stale.filter(pk=pk).first()
+            if upload is None:
+                continue
+            upload.delete()
         count += 1
     if count:
         log.info("Deleted %d uploads that were never sent", count)

@@ -4,9 +4,11 @@ from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
+from django.db.models.signals import pre_delete
 from django.utils import timezone
 
 from chatapp.chat.models import Conversation, Message
+from chatapp.uploads.actions import attach
 from chatapp.uploads.models import Upload
 from tests.uploads.conftest import stored_files
 
@@ -75,3 +77,26 @@ def test_sweep_takes_a_max_age(member, make_upload):
     age(upload, 2)
     call_command("sweep_uploads", max_age_hours=1)
     assert not Upload.objects.exists()
+
+
+def test_sweep_keeps_an_upload_sent_while_it_runs(member, team, make_upload, uploads_dir):
+    """The sweep reads the stale uploads, then deletes them one by one: one sent with a message
+    meanwhile (a composer left open overnight) is no longer "never sent", and stays."""
+    first, second = make_upload(member), make_upload(member)
+    age(first, 25)
+    age(second, 25)
+    conversation = Conversation.objects.create(team=team, owner=member, model="m")
+    question = Message.objects.create(conversation=conversation, role="user", content="look")
+
+    def send_second(sender, instance, **kwargs):  # the send lands while the sweep runs
+        if instance.pk == first.pk:
+            attach([Upload.objects.get(pk=second.pk)], question)
+
+    pre_delete.connect(send_second, sender=Upload)
+    try:
+        call_command("sweep_uploads")
+    finally:
+        pre_delete.disconnect(send_second, sender=Upload)
+
+    assert list(question.attachments.values_list("pk", flat=True)) == [second.pk]
+    assert stored_files(uploads_dir) == [uploads_dir / second.file.name]
