@@ -449,12 +449,13 @@ def _turns(conversation: Conversation, path: tuple[int, ...]) -> list[Turn]:
         role=MessageRole.ASSISTANT, content="", tool_calls=[]
     )
     # Questions the safety policy blocked never go upstream, later turns included; nor do
-    # those refused unscreened (failing closed): only the newest question is screened.
+    # those refused unscreened (failing closed): only the newest question is screened. The
+    # refused answer below one tells it too, where no flag is (a copy of a shared snapshot).
     rows = rows.exclude(
         pk__in=SafetyFlag.objects.filter(blocked=True, stage="input").values("message")
     ).exclude(
         pk__in=conversation.messages.filter(
-            pk__in=path, error_code=safety.UNSCREENED_QUESTION_CODE
+            pk__in=path, error_code__in=safety.REFUSED_QUESTION_CODES
         ).values("parent_id")
     )
     files = Upload.objects.filter(message__in=path).by_message()

@@ -29,6 +29,8 @@ BLOCKED_QUESTION = (
 )
 # The error a question ends with when it is refused unscreened (failing closed).
 UNSCREENED_QUESTION_CODE = "safety_unavailable"
+# The error codes of an answer whose question was never sent: it never goes upstream later.
+REFUSED_QUESTION_CODES = (UNSCREENED_QUESTION_CODE, "safety_blocked")
 UNSCREENED_QUESTION = (
     "Your team's safety policy holds questions until Llama Guard has checked them, and"
     " Llama Guard could not be reached: try again in a moment."

@@ -6,8 +6,12 @@ import json
 import pytest
 from django.test import Client
 
+from chatapp.chat import planning
 from chatapp.chat.models import Conversation, Message, Share
+from chatapp.chat.requests import SendRequest
+from chatapp.teams.actions import flag_message
 from chatapp.teams.models import AuditEvent, Membership, Role, SystemPrompt, Team
+from chatapp.teams.safety import Finding
 from chatapp.uploads.actions import create_upload
 from tests.conftest import client_for
 
@@ -317,3 +321,27 @@ def test_every_role_and_outsider(
         assert response.status_code == status, (audience, user.username)
         assert (SECRET.encode() in response.content) == (status == 200)
     assert Client().get(url).status_code == 302  # anonymous: log in first
+
+
+def test_a_blocked_question_does_not_go_upstream_from_a_copy(member, teammate, team):
+    """docs/safety.md: a blocked question "never goes upstream again, in later turns either";
+    only the newest question is screened, so a copy made with Continue in my chats must not
+    send it as history either (whoever continues it: the author too)."""
+    chat = Conversation.objects.create(team=team, owner=member, title="Locks", model="m")
+    question = Message.objects.create(conversation=chat, role="user", content=f"{SECRET} lock?")
+    Message.objects.create(
+        conversation=chat,
+        role="assistant",
+        status="error",
+        error_code="safety_blocked",
+        error_message="Your team's safety policy blocks questions ...",
+    )
+    flag_message(team, member, question.pk, Finding("input", ("S1",), True))
+    url = share(client_for(Client(), member), chat).json()["url"]
+
+    for reader in (teammate, member):
+        client_for(Client(), reader).post(url + "fork/")
+        copy = Conversation.objects.filter(owner=reader).exclude(pk=chat.pk).get()
+        request = SendRequest(content="Something else", conversation_id=copy.pk)
+        plan = planning.plan_send(reader, request, team=None)
+        assert SECRET not in json.dumps(plan.messages)

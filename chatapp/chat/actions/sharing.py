@@ -32,7 +32,7 @@ def snapshot(conversation: Conversation) -> list[dict[str, Any]]:
     """The shown branch as a share keeps it; a blocked answer's withheld text is left out."""
     branch = tree.conversation_branch(conversation.pk, conversation.active_leaf_id)
     rows = Message.objects.filter(pk__in=branch.path, role__in=SHARED_ROLES).values(
-        "id", "role", "content", "status", "created_at"
+        "id", "role", "content", "status", "created_at", "error_code"
     )
     files = Upload.objects.filter(message__in=branch.path).by_message()
     return [
@@ -42,6 +42,8 @@ def snapshot(conversation: Conversation) -> list[dict[str, Any]]:
             "status": row["status"],
             "created_at": row["created_at"].isoformat(),
             "files": [upload.name for upload in files.get(row["id"], [])],
+            # A question refused by the safety policy stays out of a copy's later requests.
+            "error_code": row["error_code"],
         }
         for row in rows
     ]
@@ -141,6 +143,7 @@ def fork_share(viewer: Any, share: Share, team: Team) -> Conversation:
                 role=entry["role"],
                 content=entry["content"],
                 status=status,
+                error_code=entry.get("error_code", ""),
             )
             parent.explicit_parent = True
             parent.save()
