@@ -8,6 +8,7 @@ keys never are. Imported files are checked again as if uploaded.
 
 import base64
 import binascii
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -250,6 +251,8 @@ def _check_header(data) -> None:
 def _map_users(entries: list, create_missing: bool, result: ImportResult) -> dict:
     user_model = get_user_model()
     names = [_required(e, "username", "users") for e in entries]
+    if twice := [name for name, times in Counter(names).items() if times > 1]:
+        raise BackupError(f"The user {twice[0]!r} is listed twice in 'users'.")
     users = {u.get_username(): u for u in user_model.objects.filter(username__in=names)}
     missing = [e for e in entries if e["username"] not in users]
     if missing and not create_missing:
@@ -302,11 +305,15 @@ def _shared_team(entry, users, create_missing, result) -> Team:
     if not create_missing:
         raise BackupError(f"No team named {name!r} here. Pass --team ID, or --create-missing.")
     team = Team.objects.create(name=name)
+    seen = set()
     for member in _list(entry.get("members", []), f"team {name!r}", "members"):
         role = member.get("role") if isinstance(member, dict) else None
         if role not in Role.values:
             raise BackupError(f"Team {name!r}: unknown role {role!r}.")
         user = _user(member.get("username"), users, f"team {name!r}")
+        if user.pk in seen:
+            raise BackupError(f"Team {name!r}: {user.get_username()!r} is listed twice.")
+        seen.add(user.pk)
         Membership.objects.create(team=team, user=user, role=role)
     result.created_teams.append(name)
     return team

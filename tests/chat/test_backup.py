@@ -439,3 +439,33 @@ def test_a_blocked_question_stays_out_of_later_requests_after_a_round_trip(tmp_p
     assert sent_next(restored) == ["Something else"]
     flag = SafetyFlag.objects.get(message__conversation=restored)
     assert (flag.stage, flag.blocked, flag.categories) == ("input", True, ["S1"])
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda d: d["users"].extend([{"username": "zed"}, {"username": "zed"}]), "zed"),
+        (
+            lambda d: d["teams"].append(
+                {
+                    "key": 77,
+                    "name": "New",
+                    "members": [
+                        {"username": "olivia", "role": "owner"},
+                        {"username": "olivia", "role": "member"},
+                    ],
+                }
+            ),
+            "olivia",
+        ),
+    ],
+)
+def test_a_person_listed_twice_is_refused_not_a_traceback(tmp_path, history, damage, message):
+    data = export("--all")
+    Conversation.objects.all().delete()
+    damage(data)
+
+    with pytest.raises(CommandError, match=f"{message}.*twice"):
+        import_file(tmp_path, data, "--create-missing")
+    assert not Conversation.objects.exists()
+    assert not get_user_model().objects.filter(username="zed").exists()
