@@ -355,6 +355,10 @@ class Generation:
                         self._turn_began = (self.token_count, self._pumped_chars)
                         self._messages.append(_calls_message(storable("".join(text)), calls))
                         return calls
+                    if event.usage is None and (estimate := self._cut_turn_usage()).prompt_tokens:
+                        # No usage came (a server that sends none, or a drop after the finish
+                        # reason): the turn counts by estimate, as a cut one does.
+                        event = replace(event, usage=estimate)
                     if self._tool_usage.prompt_tokens or self._tool_usage.completion_tokens:
                         event = replace(event, usage=_added(self._tool_usage, event.usage))
                 self._queue.put_nowait(event)

@@ -7,7 +7,7 @@ import pytest
 from chatapp.chat.generation import RUNNING
 from chatapp.chat.models import Conversation, Message
 from chatapp.chat.tooling import MAX_TURN_CALLS
-from chatapp.teams.models import TeamPolicy
+from chatapp.teams.models import TeamPolicy, TeamUsage
 from tests.chat.conftest import joined_text
 from tests.llm.conftest import MODEL
 from tests.support.upstream import Reply, hostile_upstream
@@ -205,3 +205,41 @@ async def test_an_emoji_streamed_in_two_halves_is_relayed_as_one_character(
         if frame["type"] == "message.delta":
             frame["text"].encode()
     assert joined_text(frames, ids["message_id"]) == "Hi \U0001f600 there \ufffd"
+
+
+async def test_an_answer_whose_usage_never_arrives_still_counts(connect, member, team, upstream):
+    """A server that sends no usage chunk (one that ignores stream_options, or a connection
+    that drops after the finish reason, before the trailing usage): the answer's tokens count
+    all the same, estimated as a stopped answer's are (the /v1 path estimates them too)."""
+    words = "Paris is the capital of France, and has been for a long time. " * 4
+    upstream.append(Reply(sse(text_chunk(words), text_chunk("", "stop"))))
+    socket = await connect(member)
+    ids = await socket.send_message("What is the capital of France?")
+    done = (await socket.until_type("message.done", ids["message_id"]))[-1]
+    assert done["status"] == "complete"
+    usage = [
+        (u.prompt_tokens, u.completion_tokens)
+        async for u in TeamUsage.objects.filter(team=team, user=member)
+    ]
+    assert len(usage) == 1 and usage[0][0] > 0 and usage[0][1] >= len(words) // 4
+
+
+async def test_the_last_turn_after_tools_counts_when_its_usage_never_arrives(
+    connect, member, team, upstream, toolbox
+):
+    """An answer that called tools: its last turn's tokens count even when the server reports
+    none for it, as its earlier turns' do."""
+    call = {"index": 0, "id": "call_1", "function": {"name": "get_weather", "arguments": "{}"}}
+    calling = {"choices": [{"index": 0, "delta": {"tool_calls": [call]}}]}
+    ended = {"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}
+    reported = {"choices": [], "usage": {"prompt_tokens": 50, "completion_tokens": 10}}
+    upstream.append(Reply(sse(calling, ended, reported)))
+    words = "It is sunny in Paris today, with a light breeze from the west. " * 4
+    upstream.append(Reply(sse(text_chunk(words), text_chunk("", "stop"))))
+    socket = await connect(member)
+    ids = await socket.send_message("Weather?")
+    done = (await socket.until_type("message.done", ids["message_id"]))[-1]
+    assert done["status"] == "complete"
+    usage = await TeamUsage.objects.aget(team=team, user=member)
+    assert usage.prompt_tokens > 50  # the last turn read the question and the tool's result
+    assert usage.completion_tokens >= 10 + len(words) // 4
