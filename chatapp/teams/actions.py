@@ -905,8 +905,9 @@ def record_usage(
 
     One statement whichever process writes first: an insert that adds to the day's row when
     it is there already (`INSERT ... ON CONFLICT DO UPDATE`, in SQLite and PostgreSQL alike).
-    Answers through the OpenAI-compatible API are counted per key as well. `policy` is the
-    team's, when the caller read it already (the budget check reads it otherwise)."""
+    Answers through the OpenAI-compatible API are counted per key as well. `policy`: the
+    team's as the answer was planned under, when the caller has it (see
+    `note_budget_thresholds`)."""
     prompt_tokens = max(0, int(prompt_tokens or 0))
     completion_tokens = max(0, int(completion_tokens or 0))
     day = connection.ops.adapt_datefield_value(timezone.now().date())
@@ -918,11 +919,16 @@ def record_usage(
     note_budget_thresholds(team, policy)
 
 
-def note_budget_thresholds(team: Team, policy: TeamPolicy | None = None) -> list[BudgetNotice]:
+def note_budget_thresholds(team: Team, planned: TeamPolicy | None = None) -> list[BudgetNotice]:
     """Tell the owners, once a month per threshold, that the team crossed 80% or 100% of its
-    monthly budget: a notice on their pages, an audit event, and an e-mail when e-mail is set."""
-    if policy is None:
-        policy = TeamPolicy.objects.filter(team=team).first()
+    monthly budget: a notice on their pages, an audit event, and an e-mail when e-mail is set.
+
+    `planned`: the team's policy when the answer began. Its budget may have changed since, so
+    a team that had one reads it again; one that had none pays no read (a budget set while the
+    answer ran is first read when a later answer ends)."""
+    if planned is not None and not planned.monthly_token_budget:
+        return []
+    policy = TeamPolicy.objects.filter(team=team).first()
     if policy is None or not policy.monthly_token_budget:
         return []
     today = timezone.now().date()

@@ -10,12 +10,21 @@ from channels.testing import WebsocketCommunicator
 from django.conf import settings as django_settings
 from django.db import connections
 from django.test import Client
+from django.utils import timezone
 
 from chatapp.asgi import application
 from chatapp.chat.generation import RUNNING
 from chatapp.chat.models import Message
+from chatapp.teams import actions as team_actions
 from chatapp.teams import crypto
-from chatapp.teams.models import TeamPolicy, TeamProvider, TeamUsage
+from chatapp.teams.models import (
+    AuditAction,
+    AuditEvent,
+    BudgetNotice,
+    TeamPolicy,
+    TeamProvider,
+    TeamUsage,
+)
 
 from .conftest import TEAM_KEY
 
@@ -233,3 +242,46 @@ async def test_ones_own_answers_streaming_hold_ones_own_limit(
     await stop(members_socket, streaming)
     await members_socket.send("Third")
     assert (await members_socket.until("message.done"))["status"] == "complete"
+
+
+async def test_the_budget_an_answer_crosses_is_the_one_set_when_it_ends(
+    connect, member, owner, team, site_is_sim
+):
+    """An owner lowers the budget while an answer streams: the answer that passes the new
+    budget tells the owners, even though the budget was higher when the answer started (and
+    the messages refused next never would)."""
+    policy = await TeamPolicy.objects.acreate(team=team, monthly_token_budget=100_000)
+    socket = await connect(member)
+    streaming = await streaming_answer(socket, "First")
+    await database_sync_to_async(team_actions.set_policy)(owner, team, {"monthly_token_budget": 5})
+    assert (await stop(socket, streaming))["status"] == "stopped"
+    noted = [(n.budget, n.percent) async for n in BudgetNotice.objects.order_by("percent")]
+    assert noted == [(5, 80), (5, 100)]
+    await policy.arefresh_from_db()
+    assert policy.monthly_token_budget == 5
+
+
+async def test_a_budget_raised_while_an_answer_streams_is_not_told_as_crossed(
+    connect, member, owner, team, site_is_sim, settings, mailoutbox
+):
+    """An owner raises the budget while an answer streams: its end is measured against the
+    new budget, not the old one (no notice, no audit event, no e-mail about a budget that is
+    no longer the team's)."""
+    settings.EMAIL_URL = "locmem://"
+    await TeamPolicy.objects.acreate(
+        team=team, monthly_token_budget=1000, default_max_tokens=100, max_tokens_limit=100
+    )
+    await TeamUsage.objects.acreate(
+        team=team, user=owner, model=MODEL, day=timezone.now().date(), prompt_tokens=790
+    )
+    socket = await connect(member)
+    streaming = await streaming_answer(socket, "First")
+    await database_sync_to_async(team_actions.set_policy)(
+        owner, team, {"monthly_token_budget": 1_000_000}
+    )
+    assert (await stop(socket, streaming))["status"] == "stopped"
+    used = sum([u.prompt_tokens + u.completion_tokens async for u in TeamUsage.objects.all()])
+    assert used >= 800  # past 80% of the budget the answer started under
+    assert not await BudgetNotice.objects.aexists()
+    assert not await AuditEvent.objects.filter(action=AuditAction.BUDGET_THRESHOLD).aexists()
+    assert mailoutbox == []
