@@ -15,7 +15,7 @@ import math
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import aclosing
+from contextlib import aclosing, suppress
 from dataclasses import dataclass
 from functools import wraps
 from typing import Any
@@ -218,10 +218,14 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
             "tools" if completion_request.tools else "messages",
             code="unsupported_parameter",
         )
+    admission = asyncio.ensure_future(sync_to_async(admit)(caller, completion_request, save))
     try:
-        plan = await sync_to_async(admit)(caller, completion_request, save)
+        plan = await asyncio.shield(admission)
     except OpenAIError as error:
         raise as_sent(error, body) from None
+    except asyncio.CancelledError:  # the client went away: the admission's thread goes on
+        await release_when_admitted(admission)
+        raise
     try:
         answer = await start_answer(plan, caller.key, save, body, completion_request.stop)
     except BaseException:  # refused after all, or the client went away: nothing to count
@@ -238,6 +242,15 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
         await answer.abandon()
         raise
     return await AnswerStream.start(answer, answer.chunks(first, include_usage))
+
+
+async def release_when_admitted(admission: "asyncio.Future[ReplyPlan]") -> None:
+    """An admission whose client has gone: once it is through, what it held is let go (it
+    would otherwise count against the budgets until it expires)."""
+    with suppress(Exception):
+        plan = await admission
+        if plan.budget_hold is not None:
+            await sync_to_async(team_actions.release_hold)(plan.budget_hold)
 
 
 # Larger bodies are parsed, and their images decoded, in a worker thread: the event loop

@@ -568,3 +568,44 @@ async def until_ended(member) -> None:
     assert member.pk not in LIVE_PER_USER
     usage = await db(lambda: TeamUsage.objects.get())
     assert (usage.user_id, usage.requests) == (member.pk, 1)
+
+
+async def test_a_client_gone_while_its_request_is_admitted_holds_nothing(
+    sim, member, team, make_key, monkeypatch
+):
+    """The client leaves while its admission runs (queued behind the team's other admissions,
+    say): the admission finishes in its thread all the same, and the tokens it held must not
+    stay held against the budget until the hold expires (LLAMA_TOTAL_TIMEOUT plus the stale
+    window: 12 minutes by default), refusing the team's other answers meanwhile."""
+    import threading
+
+    from chatapp.chat.actions import replies
+
+    await db(lambda: TeamPolicy.objects.create(team=team, monthly_token_budget=100_000))
+    key = await database_sync_to_async(make_key)(member, team)
+    admitted, go = threading.Event(), threading.Event()
+    admit_completion = replies.admit_completion
+
+    def slow_admission(plan):
+        plan = admit_completion(plan)
+        admitted.set()
+        go.wait(10)  # the client leaves meanwhile
+        return plan
+
+    monkeypatch.setattr(replies, "admit_completion", slow_admission)
+    request = AsyncRequestFactory().post(
+        "/v1/chat/completions",
+        {"model": MODEL, "messages": QUESTION},
+        content_type="application/json",
+        headers={"authorization": f"Bearer {key}"},
+    )
+    view = asyncio.ensure_future(chat_completions(request))
+    await asyncio.to_thread(admitted.wait, 10)
+    view.cancel()  # as Django cancels a view whose client has disconnected
+    go.set()
+    with pytest.raises(asyncio.CancelledError):
+        await view
+    for _ in range(100):  # the admission's thread, and whatever it left to do, has finished
+        await asyncio.sleep(0.02)
+    assert not await db(lambda: BudgetHold.objects.exists())
+    assert sim.requests == []
