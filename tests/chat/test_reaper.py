@@ -12,7 +12,7 @@ from chatapp.asgi import application
 from chatapp.chat import reaper
 from chatapp.chat.actions import replies
 from chatapp.chat.models import Conversation, Message
-from chatapp.teams.models import BudgetHold, RecentRequest
+from chatapp.teams.models import BudgetHold, RecentRequest, TeamUsage
 from chatapp.uploads.actions import create_upload
 from chatapp.uploads.models import Upload
 from tests.support.polling import await_for
@@ -48,6 +48,20 @@ def test_stale_streaming_answers_are_marked_interrupted(conversation):
     fresh.refresh_from_db()
     done.refresh_from_db()
     assert (fresh.status, done.status) == ("streaming", "complete")
+
+
+def test_an_answer_the_reaper_interrupts_counts_what_it_streamed(conversation, team, member):
+    """Its process died mid-answer: the provider billed what it streamed (its text is kept,
+    up to the last checkpoint) and its prompt. When its hold ends, what it used counts, as
+    for an answer stopped or cut off mid-stream: a crash is no way around the budget."""
+    conversation.max_tokens = 2048
+    conversation.save(update_fields=["max_tokens"])
+    stale = streaming(conversation, 300, "word " * 800)  # 4,000 characters: about 1,000 tokens
+    Message.objects.filter(pk=stale.pk).update(reserved_tokens=2048 + 300)
+    assert reaper.reap_stale_generations(max_age_seconds=60)["interrupted"] == 1
+    usage = TeamUsage.objects.get(team=team, user=member)
+    assert usage.completion_tokens >= 1000
+    assert usage.prompt_tokens > 0
 
 
 def test_answers_another_process_marked_first_are_left_to_it(conversation):

@@ -32,7 +32,7 @@ from chatapp.chat.requests import RegenerateRequest, SendRequest
 from chatapp.core.layers import channel_layer
 from chatapp.core.locking import lock_rows
 from chatapp.core.text import storable
-from chatapp.llm import StreamError, Usage
+from chatapp.llm import StreamError, Usage, count_tokens_estimate
 from chatapp.teams import actions as team_actions
 from chatapp.teams import quota, reads
 from chatapp.teams.models import Membership, Team, TeamPolicy
@@ -607,19 +607,43 @@ def mark_interrupted(found: list[Abandoned]) -> list[Abandoned]:
     Each is its own conditional update, so when several processes reap at once every answer
     is marked, and announced, by exactly one of them.
     """
-    marked = [
-        answer
-        for answer in found
-        if Message.objects.filter(pk=answer.message_id, status=MessageStatus.STREAMING).update(
-            status=MessageStatus.INTERRUPTED,
-            error_code=INTERRUPTED_CODE,
-            error_message=INTERRUPTED_MESSAGE,
-            updated_at=timezone.now(),
-        )
-    ]
+    marked = []
+    for answer in found:
+        with transaction.atomic():  # its hold gives way to what it used, in one transaction
+            if Message.objects.filter(pk=answer.message_id, status=MessageStatus.STREAMING).update(
+                status=MessageStatus.INTERRUPTED,
+                error_code=INTERRUPTED_CODE,
+                error_message=INTERRUPTED_MESSAGE,
+                updated_at=timezone.now(),
+            ):
+                _count_interrupted(answer.message_id)
+                marked.append(answer)
     if marked:
         log.warning("Marked %d abandoned streaming answers interrupted", len(marked))
     return marked
+
+
+def _count_interrupted(message_id: int) -> None:
+    """What an answer whose process died had streamed counts, as a stopped answer's does: its
+    text as checkpointed, at about four characters a token, and once it streamed some, its
+    prompt (what it held, less the max tokens it held for the answer)."""
+    message = (
+        Message.objects.select_related("conversation__team", "conversation__owner")
+        .filter(pk=message_id)
+        .first()
+    )
+    if message is None or not message.content:
+        return
+    conversation = message.conversation
+    prompt = max(0, message.reserved_tokens - (conversation.max_tokens or 0))
+    completion = count_tokens_estimate(message.content)
+    team_actions.record_usage(
+        conversation.team,
+        conversation.owner,
+        message.model or conversation.model,
+        prompt,
+        completion,
+    )
 
 
 async def announce_interrupted(abandoned: list[Abandoned]) -> None:
