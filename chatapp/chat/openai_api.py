@@ -236,7 +236,7 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
         first = await answer.first_event()
         if not stream:
             return await answer.whole(first)
-        if answer.rules.mode("output") == SafetyMode.BLOCK:
+        if answer.may_withhold:
             first = await answer.held_until_screened(first)
     except BaseException:  # the client went away too (CancelledError): free its place, count
         await answer.abandon()
@@ -471,6 +471,15 @@ class Answer:
                 self.plan.client, [newest_question(self.plan), answer], self.rules, "output"
             )
             safety.count("output", self.output_screening, self.rules)
+
+    @property
+    def may_withhold(self) -> bool:
+        """Whether the answer's verdict may withhold it: under `block`, and under `flag` when
+        failing closed (an answer Llama Guard cannot judge is withheld)."""
+        rules = self.rules
+        return rules.mode("output") == SafetyMode.BLOCK or (
+            rules.screens("output") and rules.fail_closed
+        )
 
     @property
     def blocked(self) -> bool:

@@ -325,3 +325,20 @@ async def test_a_saved_answer_the_client_left_while_it_was_held_is_judged_first(
     )
     assert answer.content  # what was read is kept for the team's reviewers
     assert answer.status == "blocked" and answer.safety["categories"] == ["S10"]
+
+
+async def test_failing_closed_a_streamed_answer_is_held_until_judged_under_flag_too(
+    sim, member, team, make_key, safety_settings
+):
+    """Failing closed, an answer Llama Guard cannot judge is withheld whatever the mode: the
+    stream must not have handed its text to the client before the verdict."""
+    await policy(team, safety_output="flag", safety_on_error="fail_closed")
+    key = await database_sync_to_async(make_key)(member, team)
+    stream = await sdk(key).chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "[sim:guard_fault=503] Hello"}],
+        stream=True,
+    )
+    chunks = [chunk async for chunk in stream]
+    assert chunks[-1].choices[0].finish_reason == "content_filter"
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == ""
