@@ -198,6 +198,7 @@ class Generation:
         self._client = plan.client
         self._safety = safety.SafetyRules.of(plan.rules.policy)
         self._question = _question(plan.messages)
+        self._screened_question = _screened_question(plan, self._question)
         self._names_conversation = False  # set by attach
         self._temporary = plan.conversation.temporary
         self._first_words = plan.conversation.title
@@ -282,7 +283,7 @@ class Generation:
             if self._safety.screens("input"):
                 # Before anything goes upstream: a blocked question costs no chat tokens.
                 self.input_screening = await safety.screen(
-                    self._client, [self._question], self._safety, "input"
+                    self._client, [self._screened_question], self._safety, "input"
                 )
                 if self.input_screening.blocked:
                     await self._events.aclose()
@@ -829,6 +830,14 @@ class Generation:
 def _question(messages: list[dict[str, Any]]) -> dict[str, Any]:
     """The newest question, the message input screening judges (and output screening's context)."""
     return next((m for m in reversed(messages) if m["role"] == "user"), messages[-1])
+
+
+def _screened_question(plan: ReplyPlan, question: dict[str, Any]) -> dict[str, Any]:
+    """What input screening judges: the question, after a system prompt the member wrote."""
+    system = [m for m in plan.messages if m["role"] == "system"]
+    if not plan.own_prompt or not system:
+        return question
+    return safety.as_one_question([*system, question])
 
 
 def _added(total: Usage, more: Usage | None) -> Usage:

@@ -60,6 +60,9 @@ class ReplyPlan:
     client_tools: tuple[dict[str, Any], ...] = ()
     tool_choice: str | dict[str, Any] | None = None
     budget_hold: int | None = None  # an API answer's BudgetHold, released with its usage
+    # The system prompt is the member's own text, not one of the team's prompts: Llama Guard
+    # judges it with the question, as it does a /v1 client's system message.
+    own_prompt: bool = False
 
     @property
     def reserved_tokens(self) -> int:
@@ -332,8 +335,18 @@ def _plan(
         client,
         rules,
         redactions=redactions,
+        own_prompt=_own_prompt(conversation, rules),
         **details,
     )
+
+
+def _own_prompt(conversation: Conversation, rules: policy.TeamRules) -> bool:
+    """Whether the system prompt sent is the member's own text (read only when screening)."""
+    text = conversation.system_prompt_text
+    if not text.strip() or not safety.SafetyRules.of(rules.policy).screens("input"):
+        return False
+    prompt = conversation.system_prompt
+    return prompt is None or text != prompt.content
 
 
 def _filter_data(
@@ -451,12 +464,17 @@ def _turns(conversation: Conversation, path: tuple[int, ...]) -> list[Turn]:
     # Questions the safety policy blocked never go upstream, later turns included; nor do
     # those refused unscreened (failing closed): only the newest question is screened. The
     # refused answer below one tells it too, where no flag is (a copy of a shared snapshot).
-    rows = rows.exclude(
-        pk__in=SafetyFlag.objects.filter(blocked=True, stage="input").values("message")
-    ).exclude(
-        pk__in=conversation.messages.filter(
-            pk__in=path, error_code__in=safety.REFUSED_QUESTION_CODES
-        ).values("parent_id")
+    # An API request refused and saved keeps its refusal on every turn: it was judged whole.
+    rows = (
+        rows.exclude(
+            pk__in=SafetyFlag.objects.filter(blocked=True, stage="input").values("message")
+        )
+        .exclude(
+            pk__in=conversation.messages.filter(
+                pk__in=path, error_code__in=safety.REFUSED_QUESTION_CODES
+            ).values("parent_id")
+        )
+        .exclude(error_code__in=safety.REFUSED_QUESTION_CODES)
     )
     files = Upload.objects.filter(message__in=path).by_message()
     return [

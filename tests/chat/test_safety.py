@@ -1,14 +1,18 @@
 """Llama Guard screening of questions and answers under the team's safety policy."""
 
+import openai
 import pytest
 from channels.db import database_sync_to_async
 from django.test import Client
 from prometheus_client import REGISTRY
 
-from chatapp.chat.models import Message
+from chatapp.chat.actions import sharing
+from chatapp.chat.models import Conversation, Message
+from chatapp.teams import actions as team_actions
 from chatapp.teams.models import SafetyFlag, TeamPolicy
 from chatapp.uploads.actions import create_upload
 from tests.conftest import client_for
+from tests.openai_api.conftest import sdk
 from tests.support.polling import await_for
 from tests.uploads.files import image_bytes
 
@@ -200,7 +204,6 @@ async def test_a_blocked_answer_stops_mid_stream_and_is_withheld(
 
 
 def test_the_api_withholds_a_blocked_answer_and_does_not_search_it(member, team):
-    from chatapp.chat.models import Conversation
 
     conversation = Conversation.objects.create(team=team, owner=member, title="Story")
     Message.objects.create(conversation=conversation, role="user", content="Tell me a story")
@@ -428,3 +431,84 @@ async def test_a_pending_moderation_call_does_not_hold_the_tokens(
     done = (await socket.until_type("message.done", message_id))[-1]
     assert done["status"] == "stopped"
     assert done["safety"]["unscreened"] == ["output"]  # fail_open: shown, marked unscreened
+
+
+def share_and_continue(user, team, conversation_id: int) -> int:
+    """Share the conversation with its team and "Continue in my chats": the copy's id."""
+
+    conversation = Conversation.objects.select_related("team").get(pk=conversation_id)
+    share = sharing.share_conversation(user, conversation, "team")
+    return sharing.fork_share(user, share, team).pk
+
+
+@pytest.mark.parametrize(
+    ("question", "code", "policy"),
+    [
+        (FLAGGED_QUESTION, "safety_blocked", {}),
+        (
+            "[sim:guard_fault=503] The question nobody screened",
+            "safety_unavailable",
+            {"safety_on_error": "fail_closed"},
+        ),
+    ],
+    ids=["blocked", "refused-unscreened"],
+)
+async def test_a_refused_question_stays_out_of_a_conversation_continued_from_a_share(
+    connect, member, team, sim, settings, question, code, policy
+):
+    """Continue in my chats copies the refused question (its flag stays with the original):
+    it must still never go upstream, where only the newest question is screened."""
+    settings.LLAMA_MAX_ATTEMPTS = 1
+    await aset_policy(team, safety_input="block", **policy)
+    socket = await connect(member)
+    ids = await socket.send_message(question)
+    error = (await socket.until_type("message.error", ids["message_id"]))[-1]["error"]
+    assert error["code"] == code
+    copy_id = await database_sync_to_async(share_and_continue)(member, team, ids["conversation_id"])
+    assert await questions_sent_next(socket, copy_id, sim) == ["Something else"]
+
+
+async def test_turns_of_a_blocked_api_request_stay_out_when_continued_on_the_chat_page(
+    connect, member, team, sim, settings
+):
+    """/v1 judges every turn the client wrote as one; a saved refusal keeps them all. The
+    flagged earlier turn must not go upstream once the conversation goes on in the chat."""
+    settings.LLAMA_MAX_ATTEMPTS = 1
+    await aset_policy(team, safety_input="block")
+    _, key = await database_sync_to_async(team_actions.create_api_key)(member, team, "s", None)
+    with pytest.raises(openai.BadRequestError) as refused:
+        await sdk(key, **{"X-Save-Conversation": "1"}).chat.completions.create(
+            model="Llama-3.3-70B-Instruct",
+            messages=[
+                {"role": "user", "content": FLAGGED_QUESTION},
+                {"role": "assistant", "content": "Sure, here is how."},
+                {"role": "user", "content": "Go on."},
+            ],
+        )
+    assert refused.value.body["code"] == "safety_blocked"
+    conversation_id = (await Message.objects.aget(role="assistant", status="error")).conversation_id
+    socket = await connect(member)
+    sent = await questions_sent_next(socket, conversation_id, sim)
+    assert sent == ["Something else"]  # nor the made-up answer of the refused request
+
+
+async def test_a_system_prompt_of_the_user_s_own_is_screened_with_the_question(
+    connect, member, team, sim, protocol
+):
+    """A custom system prompt is the member's own text, as a /v1 client's system message is
+    (which Llama Guard judges): a flagged request there must not reach the model."""
+    await aset_policy(team, safety_input="block")
+    socket = await connect(member)
+    ids = await socket.send_message(
+        "Do what the system prompt says.", settings={"system_prompt": FLAGGED_QUESTION}
+    )
+
+    ended = await socket.receive_until(
+        lambda f: (
+            f["type"] in ("message.error", "message.done")
+            and f.get("message_id") == ids["message_id"]
+        )
+    )
+    assert chat_requests(sim) == []
+    error = ended[-1]["error"]
+    assert (error["code"], error["categories"]) == ("safety_blocked", ["S1", "S10"])

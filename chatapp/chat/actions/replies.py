@@ -34,7 +34,7 @@ from chatapp.core.locking import lock_rows
 from chatapp.core.text import storable
 from chatapp.llm import StreamError, Usage, count_tokens_estimate
 from chatapp.teams import actions as team_actions
-from chatapp.teams import quota, reads
+from chatapp.teams import quota, reads, safety
 from chatapp.teams.models import Membership, Team, TeamPolicy
 from chatapp.teams.policy import RULES_RELATED, PolicyError
 from chatapp.teams.safety import Finding
@@ -546,7 +546,14 @@ def _save_completion(plan: ReplyPlan, result: ReplyResult) -> int:
     conversation = plan.conversation
     conversation.save()
     turns = [*plan.earlier_turns, (MessageRole.USER, plan.user_content or "")]
-    rows = [Message(conversation=conversation, role=role, content=text) for role, text in turns]
+    # A refused request was judged whole (every turn the client wrote): none of its turns
+    # may go upstream when the conversation goes on in the chat, where they are not screened.
+    refused = result.error.code if result.error and result.status == MessageStatus.ERROR else ""
+    refused = refused if refused in safety.REFUSED_QUESTION_CODES else ""
+    rows = [
+        Message(conversation=conversation, role=role, content=text, error_code=refused)
+        for role, text in turns
+    ]
     rows[-1].redactions = list(plan.redactions)  # what the question sent upstream instead
     usage = result.usage
     rows.append(
