@@ -208,7 +208,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
             self.user, message_id
         )
         await self.subscribe(conversation_id)
-        await replies.broadcast(events.conversation_switched(conversation_id, leaf_id))
+        # This process's sockets hear it within the broadcast (the layer's copy of it comes
+        # back to none of them): this one, answered with the state, lets its own go by.
+        self.feed.own_switch = (conversation_id, leaf_id)
+        try:
+            await replies.broadcast(events.conversation_switched(conversation_id, leaf_id))
+        finally:
+            self.feed.own_switch = None
 
     async def generate(self, admission: Callable[[], ReplyPlan]) -> None:
         """Start the answer, follow its conversation, announce, then let it relay."""

@@ -22,6 +22,9 @@ class ConversationFeed:
         self._known: dict[int, set[int]] = {}  # conversation -> message ids its state listed
         self._seq_floor: dict[int, int] = {}  # message -> last seq the client already has
         self._snapshots: dict[int, asyncio.Future[dict[str, Any] | None]] = {}
+        # (conversation, leaf) of the chat.switch this socket is announcing: its own
+        # conversation.switched is for the other sockets, this one gets conversation.state.
+        self.own_switch: tuple[int, int] | None = None
 
     # --- following -------------------------------------------------------------------------
 
@@ -56,6 +59,11 @@ class ConversationFeed:
     def receive(self, event: dict[str, Any]) -> dict[str, Any] | None:
         """A conversation event arrived: the event to send now, or None (held or dropped)."""
         conversation_id = event.get("conversation_id")
+        if event["type"] == "conversation.switched" and self.own_switch == (
+            conversation_id,
+            event.get("leaf_id"),
+        ):
+            return None
         held = self._held.get(conversation_id) if isinstance(conversation_id, int) else None
         if held is not None:
             held.append(event)
