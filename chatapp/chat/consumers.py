@@ -51,6 +51,10 @@ RELAYED_EVENTS = frozenset(
 )
 # How long a subscribe waits for the process running an answer to report its text.
 SNAPSHOT_TIMEOUT_SECONDS = 1.0
+# What a state lists about how an answer ended, taken from its row once it ended.
+ENDED_FIELDS = frozenset(
+    {"model", "usage", "finish_reason", "error", "safety", "format", "tool_calls"}
+)
 UNAUTHENTICATED = 4401
 
 
@@ -377,6 +381,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 message["status"] = snapshot.get("status", "streaming")
                 if snapshot.get("tool_calls"):
                     message["tool_calls"] = snapshot["tool_calls"]
+                for key, value in snapshot.get("ended", {}).items():  # as the API lists it
+                    if key in ENDED_FIELDS:
+                        message[key] = value  # type: ignore[literal-required]
 
     # --- relaying --------------------------------------------------------------------------
 

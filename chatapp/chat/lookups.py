@@ -116,10 +116,14 @@ def attachment_list(uploads: Iterable[Upload]) -> list[Attachment]:
 
 def stored_messages(message_ids: list[int]) -> dict[int, dict[str, Any]]:
     """Where these answers stand in the database: their text, seq and status."""
-    rows = Message.objects.filter(pk__in=message_ids).values(
-        "id", "status", "content", "seq", "tool_calls"
-    )
-    return {row["id"]: {**row, "content": withheld(dict(row))} for row in rows}
+    stored = {}
+    for row in Message.objects.filter(pk__in=message_ids).values(*STATE_FIELDS):
+        entry = {key: row[key] for key in ("id", "status", "seq", "tool_calls")}
+        entry["content"] = withheld(row)
+        if row["status"] != MessageStatus.STREAMING:  # ended meanwhile: what ended it
+            entry["ended"] = _state_message(row, [])
+        stored[row["id"]] = entry
+    return stored
 
 
 def _state_message(

@@ -322,3 +322,37 @@ async def test_closing_the_tab_does_not_stop_the_answer(connect, member, sim):
         assert answer["content"] + joined_text(rest, message_id) == stored.content
     else:  # it finished before the subscribe arrived
         assert answer["content"] == stored.content
+
+
+async def test_an_answer_ending_while_a_subscribe_builds_its_state_is_listed_as_it_ended(
+    connect, member, sim, monkeypatch
+):
+    """protocol.md: in conversation.state, answers carry what ended them (model, usage,
+    finish_reason, error) as the conversation API lists them: also one that ended between the
+    state's read and its snapshot, whose stored row the state takes."""
+    from chatapp.chat import consumers
+    from chatapp.chat.generation import RUNNING
+
+    socket = await connect(member)
+    ids = await socket.send_message(f"Count slowly {SLOW}")
+    await socket.until_type("message.delta", ids["message_id"])
+
+    async def stopped_first(message_id, reply_channel):  # the answer ends before it is asked
+        generation = RUNNING[message_id]
+        generation.stop()
+        await generation.wait()
+
+    monkeypatch.setattr(consumers.replies, "request_snapshot", stopped_first)
+    reloaded = await connect(member)
+    await reloaded.send({"type": "chat.subscribe", "conversation_id": ids["conversation_id"]})
+    state = (await reloaded.until_type("conversation.state"))[-1]["messages"][-1]
+    answer = await Message.objects.aget(pk=ids["message_id"])
+    assert (state["status"], state["seq"]) == ("stopped", answer.seq)
+    assert state["usage"] == {
+        "prompt_tokens": answer.prompt_tokens,
+        "completion_tokens": answer.completion_tokens,
+    }
+    assert (state["model"], state.get("finish_reason")) == (
+        answer.model,
+        answer.finish_reason or None,
+    )
