@@ -14,11 +14,13 @@ from contextvars import ContextVar
 from asgiref.sync import async_to_sync
 from django.contrib.auth import get_user_model
 from django.contrib.auth.signals import user_logged_out
+from django.contrib.sessions.models import Session
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 
 from chatapp.core.layers import channel_layer
+from chatapp.core.sessions import SessionStore
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +77,18 @@ def close_sockets_on_logout(sender, request, user, **kwargs) -> None:
 def close_sockets_on_deactivation(sender, instance, created, **kwargs) -> None:
     if not created and not instance.is_active:
         close_user_sockets(instance.pk)
+    if getattr(instance, "_deactivated", False):
+        end_sessions(instance.pk)
+
+
+def end_sessions(user_id: int) -> None:
+    """Delete the user's sessions: a deactivated account's sessions end, rather than wait,
+    refused, to be valid again should the account be given access again."""
+    store, ended = SessionStore(), []
+    for key, data in Session.objects.values_list("session_key", "session_data").iterator():
+        if store.decode(data).get("_auth_user_id") == str(user_id):
+            ended.append(key)
+    Session.objects.filter(session_key__in=ended).delete()
 
 
 @receiver(post_delete, sender=get_user_model())
@@ -99,11 +113,16 @@ class CurrentSessionMiddleware:
 
 @receiver(pre_save, sender=get_user_model())
 def note_password_change(sender, instance, update_fields=None, **kwargs) -> None:
-    instance._password_changed = False
-    if instance.pk is None or (update_fields is not None and "password" not in update_fields):
+    instance._password_changed = instance._deactivated = False
+    if instance.pk is None:
         return
-    stored = sender.objects.filter(pk=instance.pk).values_list("password", flat=True).first()
-    instance._password_changed = stored is not None and stored != instance.password
+    stored = sender.objects.filter(pk=instance.pk).values("password", "is_active").first()
+    if stored is None:
+        return
+    if update_fields is None or "password" in update_fields:
+        instance._password_changed = stored["password"] != instance.password
+    if update_fields is None or "is_active" in update_fields:
+        instance._deactivated = stored["is_active"] and not instance.is_active
 
 
 @receiver(post_save, sender=get_user_model())

@@ -1,11 +1,12 @@
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
+from django.test import Client
 
 from chatapp.teams.actions import ensure_personal_team
 from chatapp.teams.models import AuditEvent, Membership, Role, Team
 from chatapp.teams.services import current_team
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, client_for
 
 User = get_user_model()
 GOOD = {"username": "ada", "email": "ada@example.com", "password1": PASSWORD, "password2": PASSWORD}
@@ -203,3 +204,22 @@ def test_the_sign_in_pages_answer_other_methods_with_405(client, db, path, metho
 @pytest.mark.parametrize("method", ["put", "patch", "delete"])
 def test_the_password_change_page_answers_other_methods_with_405(member_client, method):
     assert getattr(member_client, method)("/accounts/password/").status_code == 405
+
+
+def test_a_deactivated_accounts_sessions_stay_ended_when_it_is_reactivated(client, member):
+    """Deactivation ends the account's sessions (docs/identity.md): giving the account access
+    again later (a lost laptop found, a leaver rehired) signs in only who signs in anew."""
+    laptop = client_for(client, member)
+    assert laptop.get("/settings/").status_code == 200
+    member.is_active = False
+    member.save()
+    assert laptop.get("/settings/").status_code == 302
+    member.is_active = True
+    member.save()
+    assert laptop.get("/settings/").status_code == 302  # that session ended for good
+    assert laptop.get("/api/me/").status_code == 401
+    fresh = Client()
+    assert (
+        fresh.post("/accounts/login/", {"username": "max", "password": PASSWORD}).status_code == 302
+    )
+    assert fresh.get("/settings/").status_code == 200
