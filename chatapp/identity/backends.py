@@ -20,7 +20,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 
-from chatapp.accounts.signup import FIRST_ACCOUNT_NOTICE
+from chatapp.accounts.signup import FIRST_ACCOUNT_NOTICE, invitation_in, signup_refusal
 from chatapp.core.group_map import managed_teams, parse_group_map, roles_for
 from chatapp.core.permissions import is_site_admin
 from chatapp.identity.models import OIDCIdentity
@@ -160,6 +160,8 @@ class OIDCBackend(OIDCAuthenticationBackend):
                 return super().get_or_create_user(access_token, id_token, payload)
 
     def create_user(self, claims):
+        if self._signup_refused(claims):
+            return None  # authenticate answers None: the callback's failure page
         user = self.UserModel(username=self._free_username(claims), email=verified_email(claims))
         user.set_unusable_password()
         user.save()
@@ -189,6 +191,19 @@ class OIDCBackend(OIDCAuthenticationBackend):
         if rules:
             apply_group_roles(user, roles_for(rules, claimed_groups(claims)), managed_teams(rules))
         return user
+
+    def _signup_refused(self, claims: dict) -> bool:
+        """SIGNUP_POLICY=domain holds for accounts made here too: a verified address at
+        SIGNUP_ALLOWED_DOMAINS, or the invitation the sign-in is on its way to accept. (The
+        provider itself is what invite_only trusts: its people are the company's.)"""
+        if settings.SIGNUP_POLICY != "domain":
+            return False
+        request = getattr(self, "request", None)
+        next_url = request.session.get("oidc_login_next") if request is not None else None
+        refusal = signup_refusal(verified_email(claims), invitation_in(next_url or ""))
+        if refusal:
+            log.info("OpenID Connect sign-in refused by SIGNUP_POLICY=domain")
+        return bool(refusal)
 
     def _free_username(self, claims: dict) -> str:
         base = claims.get("preferred_username") or verified_email(claims).split("@")[0] or "user"

@@ -363,6 +363,26 @@ def test_a_deactivated_account_signing_in_is_refused_and_changes_nothing(client,
     assert not AuditEvent.objects.filter(actor=user).exists()
 
 
+def test_the_domain_signup_policy_holds_for_accounts_made_at_sign_in(
+    client, sso, person, site_admin, settings
+):
+    """SIGNUP_POLICY=domain admits accounts at SIGNUP_ALLOWED_DOMAINS only (or by invitation):
+    a provider's verified address elsewhere (a provider shared with the public) makes none."""
+    settings.SIGNUP_POLICY = "domain"
+    settings.SIGNUP_ALLOWED_DOMAINS = ["corp.example"]
+    stranger = person(email="stranger@elsewhere.example", groups=["engineering"])
+    response = sign_in(client, sso, stranger)
+    assert response["Location"] == "/accounts/login/" and FAILED in messages_of(response)
+    assert signed_in_user(client) is None
+    assert not get_user_model().objects.filter(username=stranger).exists()
+    assert (
+        not OIDCIdentity.objects.exists() and not Team.objects.filter(name="Engineering").exists()
+    )
+    colleague = person()  # at corp.example
+    sign_in(client, sso, colleague)
+    assert signed_in_user(client).username == colleague
+
+
 def test_teams_outside_the_map_are_left_alone(client, sso, person, team):
     name = person(groups=[])
     sign_in(client, sso, name)
