@@ -50,8 +50,11 @@ def invitation_notice(invitation: Invitation | None, page: str) -> str:
     return notice
 
 
-def signup_refusal(email: str, invitation: Invitation | None) -> str | None:
-    """Why this signup may not go ahead, or None when it may."""
+def signup_refusal(
+    email: str, invitation: Invitation | None, *, address_verified: bool = False
+) -> str | None:
+    """Why this signup may not go ahead, or None when it may. `address_verified`: the
+    identity provider verified the address, so no mail needs to prove it."""
     if not get_user_model().objects.exists():
         return None  # the first account: the site needs its admin
     if invitation is not None:
@@ -63,10 +66,19 @@ def signup_refusal(email: str, invitation: Invitation | None) -> str | None:
         return None
     if policy == "domain":
         domains = settings.SIGNUP_ALLOWED_DOMAINS
-        if email.rpartition("@")[2].lower() in domains:
-            return None
         listed = ", ".join(domains)
-        return f"Sign up with an email address at {listed}, or ask a team admin for an invitation."
+        if email.rpartition("@")[2].lower() not in domains:
+            return (
+                f"Sign up with an email address at {listed}, or ask a team admin for an invitation."
+            )
+        if not (
+            address_verified or settings.EMAIL_URL
+        ):  # anyone can type an address: it is proved by a mail
+            return (
+                f"An address at {listed} is confirmed by email, which this site does not send:"
+                " ask a team admin for an invitation."
+            )
+        return None
     return "Signing up is by invitation only: ask a team admin for an invitation link."
 
 
@@ -80,3 +92,13 @@ def signup_notice(invitation: Invitation | None) -> str:
         listed = ", ".join(settings.SIGNUP_ALLOWED_DOMAINS)
         return f"Accounts are for email addresses at {listed}, or by invitation."
     return "Accounts are by invitation only: open the invitation link a team admin sent you."
+
+
+def address_proof_needed(invitation: Invitation | None) -> bool:
+    """Whether a signup's address is what admits it (SIGNUP_POLICY=domain): then the account
+    works once a link mailed to the address is opened, as anyone can type any address."""
+    return (
+        settings.SIGNUP_POLICY == "domain"
+        and invitation is None
+        and get_user_model().objects.exists()
+    )

@@ -7,6 +7,7 @@ from chatapp.accounts import views
 urlpatterns = [
     path("login/", views.LoginView.as_view(), name="login"),
     path("signup/", views.signup, name="signup"),
+    path("signup/confirm/<str:signature>/", views.signup_confirm, name="signup_confirm"),
     path(
         "password/",
         views.PasswordChangeView.as_view(),

@@ -3,16 +3,18 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib import admin, messages
-from django.contrib.auth import login
+from django.contrib.auth import get_user_model, login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.views import redirect_to_login
+from django.core import signing
+from django.core.mail import send_mail
 from django.db import transaction
 from django.forms.utils import ErrorDict
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse_lazy
+from django.urls import reverse, reverse_lazy
 from django.views.decorators.http import require_http_methods, require_POST
 from django.views.generic import FormView
 
@@ -21,6 +23,7 @@ from chatapp.accounts.forms import ApiKeyForm, ChatSettingsForm, SignupForm
 from chatapp.accounts.models import UserSettings
 from chatapp.accounts.signup import (
     FIRST_ACCOUNT_NOTICE,
+    address_proof_needed,
     invitation_in,
     invitation_notice,
     signup_notice,
@@ -163,6 +166,8 @@ def signup(request):
     form = SignupForm(request.POST or None, invitation=invitation)
     status = 200
     if request.method == "POST":
+        if form.is_valid() and address_proof_needed(invitation):
+            return _signup_to_confirm(request, form)
         if form.is_valid():
             try:
                 user, membership = _create_account(form, invitation)
@@ -186,6 +191,58 @@ def signup(request):
         "invitation": invitation_notice(invitation, "signup"),
     }
     return render(request, "registration/signup.html", context, status=status)
+
+
+SIGNUP_SALT = "chatapp.accounts.signup-address"
+SIGNUP_LINK_MAX_AGE = 3 * 24 * 3600
+
+
+def _signup_to_confirm(request, form: SignupForm) -> HttpResponse:
+    """An account admitted by its address's domain: made inactive, and a link mailed to the
+    address activates it (anyone can type an address at the company's domain)."""
+    with transaction.atomic():
+        user = form.save(commit=False)
+        user.is_active = False
+        user.save()
+        value = {"u": user.pk, "e": user.email}
+        path = reverse("signup_confirm", args=[signing.dumps(value, salt=SIGNUP_SALT)])
+        send_mail(
+            "Confirm your email to use Llama team chat",
+            f"Someone signed up as {user.get_username()} with this address. Open this link to"
+            f" confirm it and sign in (valid for 3 days):\n{request.build_absolute_uri(path)}\n\n"
+            "If that was not you, ignore this email.",
+            None,
+            [user.email],
+        )
+    messages.info(request, f"Open the link mailed to {user.email} to confirm it and sign in.")
+    return redirect("login")
+
+
+@require_http_methods(["GET"])
+def signup_confirm(request, signature: str) -> HttpResponse:
+    if not settings.LOCAL_PASSWORDS:
+        raise Http404("Sign-up is turned off: people sign in through the identity provider")
+    try:
+        value = signing.loads(signature, salt=SIGNUP_SALT, max_age=SIGNUP_LINK_MAX_AGE)
+    except signing.BadSignature:
+        value = None
+    user = None
+    if isinstance(value, dict):
+        # Only a signup never confirmed: not an account a site admin has since deactivated.
+        user = (
+            get_user_model()
+            .objects.filter(
+                pk=value.get("u"), email=value.get("e"), is_active=False, last_login__isnull=True
+            )
+            .first()
+        )
+    if user is None:
+        messages.error(request, "This confirmation link is not valid (or has expired).")
+        return redirect("login")
+    user.is_active = True
+    user.save(update_fields=["is_active"])
+    login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+    return redirect("home")
 
 
 def throttled_username(request: HttpRequest, credentials: dict | None) -> str | None:

@@ -200,7 +200,8 @@ class OIDCBackend(OIDCAuthenticationBackend):
             return False
         request = getattr(self, "request", None)
         next_url = request.session.get("oidc_login_next") if request is not None else None
-        refusal = signup_refusal(verified_email(claims), invitation_in(next_url or ""))
+        email, invitation = verified_email(claims), invitation_in(next_url or "")
+        refusal = signup_refusal(email, invitation, address_verified=True)
         if refusal:
             log.info("OpenID Connect sign-in refused by SIGNUP_POLICY=domain")
         return bool(refusal)

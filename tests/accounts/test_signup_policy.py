@@ -1,7 +1,11 @@
 """SIGNUP_POLICY: who may create an account, and the budget a new personal team starts with."""
 
+import re
+from urllib.parse import urlsplit
+
 import pytest
 from django.contrib.auth import get_user_model
+from django.core import mail
 
 from chatapp.accounts import views
 from chatapp.teams.actions import accept_invitation, ensure_personal_team
@@ -97,6 +101,7 @@ def test_a_used_or_address_bound_invitation_admits_only_its_own_use(
 def test_domain_policy_admits_only_listed_domains(client, site_admin, settings):
     settings.SIGNUP_POLICY = "domain"
     settings.SIGNUP_ALLOWED_DOMAINS = ["example.com"]
+    settings.EMAIL_URL = "smtp://mail.example.com:25"
     assert b"example.com" in client.get("/accounts/signup/").content
     for email in ("eve@evil.example", "eve@example.com.evil.example", ""):
         assert signup(client, "eve", email).status_code == 403
@@ -104,6 +109,30 @@ def test_domain_policy_admits_only_listed_domains(client, site_admin, settings):
     assert list(User.objects.exclude(pk=site_admin.pk).values_list("username", flat=True)) == [
         "ada"
     ]
+
+
+def test_domain_policy_admits_an_address_only_once_a_mail_to_it_is_opened(
+    client, site_admin, settings
+):
+    """Anyone can type an address at the company's domain: the account works once the link
+    mailed there is opened, and without email the domain admits nobody."""
+    settings.SIGNUP_POLICY = "domain"
+    settings.SIGNUP_ALLOWED_DOMAINS = ["example.com"]
+    assert signup(client, "eve", "not-eves@example.com").status_code == 403
+    settings.EMAIL_URL = "smtp://mail.example.com:25"
+    response = signup(client, "eve", "not-eves@example.com")
+    assert "_auth_user_id" not in client.session
+    assert client.get("/settings/").status_code == 302
+    assert (
+        client.post("/accounts/login/", {"username": "eve", "password": PASSWORD}).status_code
+        == 200
+    )
+    (message,) = mail.outbox
+    assert message.to == ["not-eves@example.com"]
+    (link,) = re.findall(r"https?://\S+", message.body)
+    assert client.get(urlsplit(link).path)["Location"] == "/"
+    assert client.get("/settings/").status_code == 200
+    assert response.status_code == 302
 
 
 def test_open_signup_admits_anyone(client, site_admin, settings):
