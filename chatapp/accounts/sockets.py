@@ -18,6 +18,7 @@ from django.contrib.sessions.models import Session
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
+from django.utils import timezone
 
 from chatapp.core.layers import channel_layer
 from chatapp.core.sessions import SessionStore
@@ -85,7 +86,8 @@ def end_sessions(user_id: int) -> None:
     """Delete the user's sessions: a deactivated account's sessions end, rather than wait,
     refused, to be valid again should the account be given access again."""
     store, ended = SessionStore(), []
-    for key, data in Session.objects.values_list("session_key", "session_data").iterator():
+    live = Session.objects.filter(expire_date__gt=timezone.now())
+    for key, data in live.values_list("session_key", "session_data").iterator():
         if store.decode(data).get("_auth_user_id") == str(user_id):
             ended.append(key)
     Session.objects.filter(session_key__in=ended).delete()
@@ -114,8 +116,9 @@ class CurrentSessionMiddleware:
 @receiver(pre_save, sender=get_user_model())
 def note_password_change(sender, instance, update_fields=None, **kwargs) -> None:
     instance._password_changed = instance._deactivated = False
-    if instance.pk is None:
-        return
+    watched = {"password", "is_active"}
+    if instance.pk is None or (update_fields is not None and not watched & set(update_fields)):
+        return  # a new account, or a save of other fields (last_login at every sign-in)
     stored = sender.objects.filter(pk=instance.pk).values("password", "is_active").first()
     if stored is None:
         return

@@ -227,15 +227,10 @@ def signup_confirm(request, signature: str) -> HttpResponse:
     except signing.BadSignature:
         value = None
     user = None
-    if isinstance(value, dict):
+    if isinstance(value, dict) and isinstance(value.get("u"), int):
         # Only a signup never confirmed: not an account a site admin has since deactivated.
-        user = (
-            get_user_model()
-            .objects.filter(
-                pk=value.get("u"), email=value.get("e"), is_active=False, last_login__isnull=True
-            )
-            .first()
-        )
+        unconfirmed = get_user_model().objects.filter(is_active=False, last_login__isnull=True)
+        user = unconfirmed.filter(pk=value["u"], email=value.get("e")).first()
     if user is None:
         messages.error(request, "This confirmation link is not valid (or has expired).")
         return redirect("login")
