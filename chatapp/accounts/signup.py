@@ -90,7 +90,10 @@ def signup_notice(invitation: Invitation | None) -> str:
         return ""
     if settings.SIGNUP_POLICY == "domain":
         listed = ", ".join(settings.SIGNUP_ALLOWED_DOMAINS)
-        return f"Accounts are for email addresses at {listed}, or by invitation."
+        return (
+            f"Accounts are for email addresses at {listed} (a link mailed to yours confirms it),"
+            " or by invitation."
+        )
     return "Accounts are by invitation only: open the invitation link a team admin sent you."
 
 
