@@ -200,9 +200,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.generate(partial(replies.admit_regenerate, self.user, request, request_id))
 
     async def chat_edit(self, frame: dict[str, Any]) -> None:
-        message_id, request = frames.edit_request(frame, settings.CHAT_MAX_CONTENT_BYTES)
+        message_id, request, keeps_files = frames.edit_request(
+            frame, settings.CHAT_MAX_CONTENT_BYTES
+        )
         request_id = frames.request_id_of(frame)
-        await self.generate(partial(replies.admit_edit, self.user, message_id, request, request_id))
+        admission = partial(
+            replies.admit_edit, self.user, message_id, request, request_id, keeps_files
+        )
+        await self.generate(admission)
 
     async def chat_switch(self, frame: dict[str, Any]) -> None:
         """Show another branch: this socket gets its state, the conversation's other tabs

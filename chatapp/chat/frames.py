@@ -122,8 +122,9 @@ def send_request(frame: dict[str, Any], max_content_bytes: int) -> SendRequest:
     )
 
 
-def edit_request(frame: dict[str, Any], max_content_bytes: int) -> tuple[int, SendRequest]:
-    """A chat.edit: the question edited and its new version (text, files, settings)."""
+def edit_request(frame: dict[str, Any], max_content_bytes: int) -> tuple[int, SendRequest, bool]:
+    """A chat.edit: the question edited, its new version (text, files, settings), and whether
+    that keeps the question's files (no `attachments` given: all of them)."""
     message_id = object_id(frame, "message_id")
     unknown = {"conversation_id", "system_prompt_id", "temporary", "team_id"} & set(frame)
     if unknown:
@@ -134,7 +135,7 @@ def edit_request(frame: dict[str, Any], max_content_bytes: int) -> tuple[int, Se
         raise ChatError(
             "invalid_frame", "An edit keeps the conversation's system prompt.", "system_prompt"
         )
-    return message_id, request
+    return message_id, request, "attachments" not in frame
 
 
 def regenerate_request(frame: dict[str, Any]) -> RegenerateRequest:

@@ -106,16 +106,25 @@ def plan_send(
 
 
 def plan_edit(
-    user: Any, message_id: int, request: SendRequest, request_id: str | None = None
+    user: Any,
+    message_id: int,
+    request: SendRequest,
+    request_id: str | None = None,
+    keeps_files: bool = False,
 ) -> ReplyPlan:
-    """Plan a chat.edit: a new version of a question, beside it, and an answer to it."""
+    """Plan a chat.edit: a new version of a question, beside it, and an answer to it. Its
+    `attachments` may name the question's own files, which it keeps (copied onto the new
+    version); with `keeps_files` (no `attachments` given) it keeps them all."""
     edited = owned_message(user, message_id)
     if edited.role != MessageRole.USER:
         raise ChatError("invalid_frame", "Only a question can be edited.", "message_id")
     conversation = _conversation_for_reply(user, edited.conversation_id)
     path = tree.conversation_branch(conversation.pk, edited.parent_id).up_to(edited.parent_id)
     turns = _turns(conversation, path)
-    return _plan_question(user, conversation, turns, request, request_id, edited.parent_id)
+    carried = tuple(Upload.objects.filter(message=edited).order_by("id"))
+    if keeps_files and carried:
+        request = replace(request, attachments=tuple(upload.pk for upload in carried))
+    return _plan_question(user, conversation, turns, request, request_id, edited.parent_id, carried)
 
 
 def _plan_question(
@@ -125,10 +134,11 @@ def _plan_question(
     request: SendRequest,
     request_id: str | None,
     parent_id: int | None,
+    carried: tuple[Upload, ...] = (),
 ) -> ReplyPlan:
     rules = policy.team_rules(conversation.team)  # read once for settings, provider and quota
     fields = _apply_choices(user, conversation, request, rules)
-    uploads = _uploads_to_send(user, request, conversation)
+    uploads = _uploads_to_send(user, request, conversation, carried)
     turns.append(Turn(MessageRole.USER, request.content, uploads))
     return _plan(
         user,
@@ -486,13 +496,13 @@ def _turns(conversation: Conversation, path: tuple[int, ...]) -> list[Turn]:
 
 
 def _uploads_to_send(
-    user: Any, request: SendRequest, conversation: Conversation
+    user: Any, request: SendRequest, conversation: Conversation, carried: tuple[Upload, ...]
 ) -> tuple[Upload, ...]:
     if not request.attachments:
         return ()
     try:
         uploads = attachments.uploads_to_send(
-            user, request.attachments, conversation.model, conversation.team_id
+            user, request.attachments, conversation.model, conversation.team_id, carried
         )
     except UploadRefused as refused:
         raise ChatError(refused.code, refused.message, "attachments") from None

@@ -67,11 +67,15 @@ def _stored(upload: Upload, data: bytes) -> Upload:
 
 
 def _check_quota(team, checked: CheckedFile) -> None:
+    _check_room_locked(team, len(checked.data))
+
+
+def _check_room_locked(team, size: int) -> None:
     if not settings.UPLOAD_TEAM_QUOTA_BYTES:
         return
     # Uploads of one team queue here, so two at once cannot both squeeze under the quota.
     type(team).objects.select_for_update().only("pk").get(pk=team.pk)
-    check_room(team, len(checked.data))
+    check_room(team, size)
 
 
 def check_room(team, size: int) -> None:
@@ -108,6 +112,44 @@ def store_images(user, team, images: list[CheckedFile], message) -> list[Upload]
             checked.data,
         )
         for number, checked in enumerate(images, 1)
+    ]
+
+
+def copy_onto(uploads: list[Upload], message) -> list[Upload]:
+    """Copies of files another message carries, for this one (a new version of an edited
+    question keeps its files): each message's files go with it, so each has its own, and
+    they count against the team's storage again. Call inside the message's transaction."""
+    if not uploads:
+        return []
+    copies = []
+    for upload in uploads:
+        try:
+            with upload.file.open("rb") as stored:
+                data = stored.read()
+        except OSError:
+            raise UploadRefused(
+                "not_found", f"{upload.name} is no longer stored: attach it again."
+            ) from None
+        copies.append((upload, data))
+    _check_room_locked(message.conversation.team, sum(len(data) for _, data in copies))
+    return [
+        _stored(
+            Upload(
+                owner=upload.owner,
+                team_id=message.conversation.team_id,
+                message=message,
+                kind=upload.kind,
+                name=upload.name,
+                content_type=upload.content_type,
+                size=len(data),
+                width=upload.width,
+                height=upload.height,
+                pages=upload.pages,
+                text=upload.text,
+            ),
+            data,
+        )
+        for upload, data in copies
     ]
 
 

@@ -102,9 +102,16 @@ def message_content(
     return parts
 
 
-def uploads_to_send(user: Any, upload_ids: Sequence[int], model: str, team_id: int) -> list[Upload]:
+def uploads_to_send(
+    user: Any,
+    upload_ids: Sequence[int],
+    model: str,
+    team_id: int,
+    carried: Sequence[Upload] = (),
+) -> list[Upload]:
     """The user's unsent uploads for a new message in a conversation of the team (whose
-    storage they count against), in the order given; UploadRefused else."""
+    storage they count against), in the order given; UploadRefused else. `carried`: the
+    files of a question being edited, which its new version may carry again."""
     cap = settings.UPLOAD_MAX_FILES_PER_MESSAGE
     if len(upload_ids) > cap:
         raise UploadRefused(
@@ -121,7 +128,8 @@ def uploads_to_send(user: Any, upload_ids: Sequence[int], model: str, team_id: i
         raise UploadRefused(
             "not_found", f"{elsewhere.name} was attached in another team: attach it again here."
         )
-    sent = next((u for u in uploads if u.message_id is not None), None)
+    again = {u.pk for u in carried}
+    sent = next((u for u in uploads if u.message_id is not None and u.pk not in again), None)
     if sent is not None:
         raise UploadRefused(
             "attachment_used", f"{sent.name} was already sent with a message: attach it again."

@@ -88,9 +88,13 @@ def admit_send(
 
 
 def admit_edit(
-    user: Any, message_id: int, request: SendRequest, request_id: str | None
+    user: Any,
+    message_id: int,
+    request: SendRequest,
+    request_id: str | None,
+    keeps_files: bool = False,
 ) -> ReplyPlan:
-    return with_tools(planning.plan_edit(user, message_id, request, request_id))
+    return with_tools(planning.plan_edit(user, message_id, request, request_id, keeps_files))
 
 
 def admit_regenerate(user: Any, request: RegenerateRequest, request_id: str | None) -> ReplyPlan:
@@ -240,7 +244,7 @@ def _write_reply(plan: ReplyPlan) -> Exchange:
                 redactions=list(plan.redactions),
             )
         )
-        _attach(plan, user_message)
+        uploads = _attach(plan, user_message)
         parent_id = user_message.pk
     assistant = _placed(
         Message(
@@ -261,7 +265,7 @@ def _write_reply(plan: ReplyPlan) -> Exchange:
         title=conversation.title,
         created=created,
         user_message=(
-            created_message(user_message, plan.attachments, first=created) if user_message else None
+            created_message(user_message, uploads, first=created) if user_message else None
         ),
         # An answer to the question just saved is that question's only child.
         assistant_message=created_message(assistant, first=user_message is not None),
@@ -276,13 +280,19 @@ def _placed(message: Message) -> Message:
     return message
 
 
-def _attach(plan: ReplyPlan, message: Message) -> None:
+def _attach(plan: ReplyPlan, message: Message) -> list[Upload]:
+    """The question's files: new uploads given to it, and copies of those an edited question
+    carried (already another message's); in the order the question lists them."""
     if not plan.attachments:
-        return
+        return []
+    new = [upload for upload in plan.attachments if upload.message_id is None]
+    kept = [upload for upload in plan.attachments if upload.message_id is not None]
     try:
-        upload_actions.attach(list(plan.attachments), message)
+        upload_actions.attach(new, message)
+        copies = dict(zip(kept, upload_actions.copy_onto(kept, message), strict=True))
     except UploadRefused as refused:  # deleted or sent from another tab since the plan
         raise ChatError(refused.code, refused.message, "attachments") from None
+    return [copies.get(upload, upload) for upload in plan.attachments]
 
 
 def created_message(
