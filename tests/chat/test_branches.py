@@ -200,6 +200,8 @@ async def test_a_regenerate_with_refused_settings_changes_nothing(
 
 
 async def test_another_tab_hears_the_switch(connect, member, sim):
+    """chat.switch answers conversation.state; the conversation's other sockets get
+    conversation.switched, and the switching one no switch of its own."""
     socket = await connect(member)
     first, second = await two_turns(socket)
     made = await edit(socket, second["user_message_id"], "Edited")
@@ -213,6 +215,9 @@ async def test_another_tab_hears_the_switch(connect, member, sim):
         "conversation_id": first["conversation_id"],
         "leaf_id": second["message_id"],
     }
+    state = (await socket.until_type("conversation.state"))[-1]
+    assert state["messages"][-1]["id"] == second["message_id"]
+    assert await socket.nothing_more(), socket.received[-1]
 
 
 async def test_another_tab_sees_an_edit_stream(connect, member, sim):
@@ -299,21 +304,3 @@ async def test_no_edit_or_switch_while_an_answer_streams(connect, member, sim):
     assert (await socket.expect_error(switching))["error"]["code"] == "conversation_busy"
     await socket.send({"type": "chat.stop", "message_id": slow["message_id"]})
     await socket.until_type("message.done", slow["message_id"])
-
-
-async def test_the_switching_socket_gets_the_state_and_only_the_other_tabs_the_switch(
-    connect, member, sim
-):
-    """protocol.md: chat.switch "answers conversation.state; the conversation's other sockets
-    get conversation.switched"."""
-    socket = await connect(member)
-    first, second = await two_turns(socket)
-    made = await edit(socket, second["user_message_id"], "Edited")
-    await socket.until_type("message.done", made["answer"]["id"])
-    other = await connect(member)
-    await state_of(other, first["conversation_id"])
-    await socket.send({"type": "chat.switch", "message_id": second["message_id"]})
-    state = (await socket.until_type("conversation.state"))[-1]
-    assert state["messages"][-1]["id"] == second["message_id"]
-    assert (await other.until_type("conversation.switched"))[-1]["leaf_id"] == second["message_id"]
-    assert await socket.nothing_more(), socket.received[-1]
