@@ -105,7 +105,9 @@ def check_file(name: str, data: bytes, limits: Limits) -> CheckedFile:
         raise UploadRefused(
             "invalid_image", f"{name} is named like an image but its bytes are not {IMAGE_KINDS}."
         )
-    if suffix in TEXT_SUFFIXES or PurePath(name).stem.lower() in TEXT_NAMES:
+    # By the name's ending, not PurePath's suffix: a dot file (.gitignore) has none, and
+    # .env.example has two.
+    if name.lower().endswith(tuple(TEXT_SUFFIXES)) or PurePath(name).stem.lower() in TEXT_NAMES:
         return _text(name, data, limits)
     raise UploadRefused(
         "unsupported_type", f"{name} cannot be attached: attach {IMAGE_KINDS}, or {DOCUMENT_KINDS}."

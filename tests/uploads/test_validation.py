@@ -149,6 +149,14 @@ def test_text_documents_keep_their_text(name, content_type):
     assert checked.data == data
 
 
+@pytest.mark.parametrize("name", [".gitignore", ".env.example", "local.env.example"])
+def test_text_files_named_by_the_endings_offered_are_taken(name):
+    # The file picker offers these (accepted_suffixes), so the server takes them.
+    assert name.rsplit("/", 1)[-1].endswith(tuple(validation.accepted_suffixes()))
+    checked = check_file(name, b"node_modules/\nSECRET=changeme\n", LIMITS)
+    assert (checked.kind, checked.content_type) == ("document", "text/plain")
+
+
 def test_binary_named_as_text_is_refused():
     assert refused("notes.txt", b"\x00\x01\x02binary\xff\xfe") == "unsupported_type"
 
