@@ -268,6 +268,33 @@ def test_regenerating_an_answer_sends_the_questions_files_again(logged_in_page, 
     assert "Received 1 image (64×48) and 1 document: report.pdf (1 page)" in content, content
 
 
+def test_an_edited_question_keeps_its_files(logged_in_page):
+    page = logged_in_page
+    chat = ChatPage(page)
+    paste(page, png())
+    drop(page, pdf())
+    wait_until_attached(page, 2)
+    chat.send("What is this?")
+    chat.wait_for_status("complete")
+    question = chat.questions.last
+    question.hover()
+    question.get_by_role("button", name="Edit this question").click()
+    editor = question.get_by_label("Edit your question")
+    editor.fill("And what is in the report?")
+    editor.press("Enter")
+
+    edited = chat.questions.last
+    expect(edited.locator(".bubble")).to_have_text("And what is in the report?")
+    expect(edited.get_by_role("group", name="Version 2 of 2")).to_be_visible()
+    chat.wait_for_status("complete")
+    content = chat.answer_content()
+    assert "Received 1 image (64×48) and 1 document: report.pdf (1 page)" in content, content
+    expect(edited.get_by_role("button", name="View image screenshot.png")).to_be_visible()
+    expect(edited.get_by_role("link", name="Download report.pdf")).to_be_visible()
+    page.reload()  # the new version's files are its own
+    expect(chat.questions.last.get_by_role("link", name="Download report.pdf")).to_be_visible()
+
+
 def test_a_refused_send_gives_its_files_back_to_the_composer(logged_in_page):
     page = logged_in_page
     chat = ChatPage(page)
