@@ -174,6 +174,8 @@ def _problem(requested: dict[str, Any], text: str) -> str | None:
         if not text.strip():
             return "The answer is empty, not JSON."
         return f"The answer is not JSON: {error.msg} (line {error.lineno}, column {error.colno})."
+    except ValueError:  # an integer past Python's 4,300 digits (JSONDecodeError is caught above)
+        return "The answer holds a number too long to read: not checked."
     schema = requested.get("schema")
     if requested["type"] != ResponseFormat.JSON_SCHEMA or not isinstance(schema, dict):
         return None if isinstance(value, dict) else "The answer is JSON but not an object."

@@ -273,3 +273,19 @@ def waiting_on_a_lock() -> bool:
             " WHERE datname = current_database() AND wait_event_type = 'Lock'"
         )
         return cursor.fetchone()[0] > 0
+
+
+def test_a_json_answer_with_a_number_too_long_to_read_is_saved_and_marked_invalid(member, team):
+    """docs/json-output.md: when an answer asked for JSON ends, the server parses it and says
+    plainly when it does not parse; an integer past Python's 4,300 digits must not stop the
+    answer's final write (its status, its text, its usage)."""
+    plan, exchange = started(member)
+    text = '{"digits": ' + "7" * 5000 + "}"
+    result = ended(plan, exchange, content=text, requested_format={"type": "json_object"})
+    error, checked = replies.save_reply(result, team, member, plan.rules.policy)
+    assert error is None
+    assert checked is not None and checked["valid"] is False
+    assert "too long" in checked["error"]
+    answer = Message.objects.get(pk=exchange.assistant_id)
+    assert (answer.status, answer.format) == ("complete", checked)
+    assert TeamUsage.objects.get(team=team, user=member).completion_tokens == 20
