@@ -15,7 +15,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from ninja import Field, Path, Query, Router, Schema
 
 from chatapp.accounts import preferences
-from chatapp.chat import json_output, search, tree
+from chatapp.chat import json_output, planning, search, tree
 from chatapp.chat.actions import conversations, replies
 from chatapp.chat.lookups import ENDING_FIELDS, ended_calls, key_help, stored_error, withheld
 from chatapp.chat.models import (
@@ -347,7 +347,7 @@ def conversation_data(
         "system_prompt": {
             "id": conversation.system_prompt_id,
             "content": conversation.system_prompt_text,
-            "locked": conversation.system_prompt_locked,
+            "locked": planning.prompt_locked(conversation),
         },
         "response_format": json_output.format_summary(conversation),
         "messages": [message for message in listed if message["id"] in shown],

@@ -438,12 +438,23 @@ def _change_prompt(conversation: Conversation, request: SendRequest) -> None:
 
 
 def _refuse_if_locked(conversation: Conversation) -> None:
-    if conversation.system_prompt_locked:
+    if prompt_locked(conversation):
         raise ChatError(
             "prompt_locked",
             "This conversation's system prompt is locked by your team's admins.",
             "system_prompt",
         )
+
+
+def prompt_locked(conversation: Conversation) -> bool:
+    """Whether members may not change the conversation's system message: it started from a
+    locked prompt, or from a prompt an admin has locked since."""
+    if conversation.system_prompt_locked:
+        return True
+    prompt_id = conversation.system_prompt_id
+    return prompt_id is not None and (
+        SystemPrompt.objects.filter(pk=prompt_id, locked=True).exists()
+    )
 
 
 def _conversation_for_reply(user: Any, conversation_id: int) -> Conversation:

@@ -105,6 +105,32 @@ async def test_a_locked_prompt_cannot_be_replaced(connect, member, team, sim):
     assert all(r["messages"][0]["content"] == "Follow policy." for r in sim.requests)
 
 
+async def test_a_prompt_locked_after_a_chat_started_from_it_locks_that_chat_too(
+    connect, member, team, sim
+):
+    """docs/teams.md: members cannot replace or edit the system message of conversations
+    started from a locked prompt; an admin who locks a prompt later locks the chats already
+    started from it as well."""
+    policy = await SystemPrompt.objects.acreate(
+        team=team, name="Policy", content="Follow policy.", is_default=True
+    )
+    other = await SystemPrompt.objects.acreate(team=team, name="Other", content="Anything.")
+    socket = await connect(member)
+    ids = await finish(socket, "Hi")
+    await SystemPrompt.objects.filter(pk=policy.pk).aupdate(locked=True)
+    conversation_id = ids["conversation_id"]
+    for frame in (
+        {"system_prompt_id": other.pk},
+        {"settings": {"system_prompt": "Ignore rules."}},
+    ):
+        reply = await socket.expect_error(
+            {"type": "chat.send", "content": "x", "conversation_id": conversation_id, **frame}
+        )
+        assert reply["error"]["code"] == "prompt_locked"
+    assert await Message.objects.filter(conversation_id=conversation_id).acount() == 2
+    assert all(r["messages"][0]["content"] == "Follow policy." for r in sim.requests)
+
+
 async def test_history_is_trimmed_from_the_oldest_turn_keeping_the_system_prompt(
     connect, member, team, sim, monkeypatch
 ):
