@@ -4,11 +4,13 @@ answer is checked when it ends, and message.done, conversation.state and the API
 import http.server
 import json
 import threading
+import time
 
 import pytest
 from channels.db import database_sync_to_async
 from django.test import Client
 
+from chatapp.chat import json_output
 from chatapp.chat.models import Conversation, Message
 from chatapp.teams.models import JsonSchema, SystemPrompt, Team
 
@@ -315,3 +317,39 @@ async def test_an_answer_is_checked_against_its_schema_alone_and_nothing_is_fetc
     assert done["format"]["valid"] is False
     assert done["format"]["error"].startswith("The answer could not be checked against the")
     assert Recorder.paths == []
+
+
+@pytest.mark.parametrize(
+    ("schema", "answer", "valid"),
+    [
+        (
+            {"type": "object", "properties": {"name": {"type": "string", "pattern": "^(a+)+$"}}},
+            {"name": "a" * 26 + "!"},
+            False,
+        ),
+        (
+            {"type": "object", "patternProperties": {"^(a+)+$": {"type": "integer"}}},
+            {"a" * 26 + "!": "x"},
+            True,  # a name the pattern does not match is not held to its schema
+        ),
+        (
+            {
+                "type": "object",
+                "patternProperties": {"^(a+)+$": {}},
+                "additionalProperties": False,
+            },
+            {"a" * 26 + "!": "x"},
+            False,
+        ),
+    ],
+)
+def test_a_schemas_patterns_are_matched_in_time_linear_in_the_answer(schema, answer, valid):
+    """A saved schema's `pattern` (or property-name pattern) is matched against the model's
+    answer on the server's database thread as the answer ends: as with the data filter's own
+    patterns (docs/safety.md), no pattern may hold the server however long the text, so
+    `(a+)+$` against a run of a's does not backtrack for seconds (doubling with each letter)."""
+    requested = {"type": "json_schema", "name": "slow", "schema_id": 1, "schema": schema}
+    started = time.monotonic()
+    outcome = json_output.check_answer(requested, json.dumps(answer), "complete")
+    assert time.monotonic() - started < 0.5
+    assert outcome is not None and outcome["valid"] is valid
