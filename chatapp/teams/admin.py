@@ -8,7 +8,12 @@ from chatapp.core.admin import NotDeletedHere
 from chatapp.llm import GUARD_CATEGORIES
 from chatapp.teams import actions
 from chatapp.teams.datafilter import MAX_PATTERNS, PATTERN_NAME, pattern_problem
-from chatapp.teams.forms import ProviderForm, clean_provider_url, is_model_id
+from chatapp.teams.forms import (
+    MAX_RETENTION_DAYS,
+    ProviderForm,
+    clean_provider_url,
+    is_model_id,
+)
 from chatapp.teams.models import (
     AuditEvent,
     Invitation,
@@ -251,6 +256,15 @@ class TeamPolicyAdminForm(forms.ModelForm):
         value = self.cleaned_data["safety_categories"] or []  # left blank: all of them
         if not isinstance(value, list) or any(code not in GUARD_CATEGORIES for code in value):
             raise forms.ValidationError('Write a list of category codes, such as ["S1", "S10"].')
+        return value
+
+    def clean_retention_days(self) -> int | None:
+        # Past a hundred years the purge's cutoff falls before year 1: it failed for every team.
+        value = self.cleaned_data["retention_days"]
+        if value is not None and not 1 <= value <= MAX_RETENTION_DAYS:
+            raise forms.ValidationError(
+                f"Write a number of days from 1 to {MAX_RETENTION_DAYS}; empty: keep forever."
+            )
         return value
 
     def clean_data_patterns(self) -> list:

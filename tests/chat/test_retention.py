@@ -192,6 +192,26 @@ def test_owners_and_admins_set_the_window_within_bounds(owner, admin_member, tea
     assert "retention_days" in event.details["changes"]
 
 
+@pytest.mark.parametrize("days", ["36501", "1000000", "2000000000"])
+def test_the_admin_site_keeps_the_window_within_the_policy_pages_bounds(
+    client, site_admin, team, member, days
+):
+    """A window the policy page refuses (past a hundred years) is refused in /admin/ too: saved,
+    it made the hourly purge fail for every team (a cutoff before year 1), temporary chats
+    included."""
+    client.force_login(site_admin)
+    data = {"team": team.pk, "allowed_models": "[]", "retention_days": days}
+    data |= {"safety_input": "off", "safety_output": "off", "safety_categories": "[]"}
+    data |= {"safety_on_error": "fail_open", "data_patterns": "[]"}
+    data |= {f"data_{kind}": "off" for kind in ("card", "iban", "email", "phone", "api_key")}
+    data |= {"data_private_key": "off"}
+    client.post("/admin/teams/teampolicy/add/", data)
+    assert not TeamPolicy.objects.filter(retention_days__gt=36_500).exists()
+    chat = aged(member, team, 2, temporary=True)
+    assert "and 1 expired temporary chat." in purge()
+    assert not Conversation.objects.filter(pk=chat.pk).exists()
+
+
 def test_only_owners_set_or_lift_a_legal_hold(owner, admin_member, member, team):
     admin = client_for(Client(), admin_member)
     assert patch(admin, team, {"legal_hold": True}).status_code == 403
