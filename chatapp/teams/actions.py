@@ -89,6 +89,10 @@ class Gone(ActionError):
     """What the change is about was deleted (by someone else) since the page read it."""
 
 
+class Changed(ActionError):
+    """What the change is about was changed (by someone else) since the page read it."""
+
+
 def audit(team: Team | None, actor, action: str, summary: str, **details) -> AuditEvent:
     return AuditEvent.objects.create(
         team=team, actor=actor, action=action, summary=summary[:300], details=details
@@ -614,10 +618,12 @@ def save_prompt(
     position: int | None = None,
     response_format: str = ResponseFormat.TEXT,
     json_schema: JsonSchema | None = None,
+    seen: str = "",
 ) -> SystemPrompt:
     """Create a prompt, or edit one keeping its previous text as a SystemPromptVersion.
 
     `position` places it in the team's list (the admin site sets it; pages use move_prompt).
+    `seen`: the prompt's state() as the edit page read it; changed since, nothing is saved.
     """
     try:
         with transaction.atomic():
@@ -626,7 +632,7 @@ def save_prompt(
                 # first instead of meeting the one-default constraint. NO KEY: new rows of
                 # the team (conversations, audit events) do not wait for it.
                 lock_rows(Team.objects.filter(pk=team.pk), no_key=True)
-            prompt, summary = _apply_prompt(actor, team, prompt, name, content)
+            prompt, summary = _apply_prompt(actor, team, prompt, name, content, seen)
             if is_default:  # one default per team: clear the old one first
                 team.system_prompts.filter(is_default=True).exclude(pk=prompt.pk).update(
                     is_default=False
@@ -656,7 +662,7 @@ def save_prompt(
     return prompt
 
 
-def _apply_prompt(actor, team, prompt, name, content) -> tuple[SystemPrompt, str]:
+def _apply_prompt(actor, team, prompt, name, content, seen="") -> tuple[SystemPrompt, str]:
     if prompt is None:
         last = team.system_prompts.aggregate(last=Max("position"))["last"]
         new = SystemPrompt(team=team, position=0 if last is None else last + 1)
@@ -666,6 +672,11 @@ def _apply_prompt(actor, team, prompt, name, content) -> tuple[SystemPrompt, str
     if stored is None:
         raise Gone(
             "This prompt was deleted meanwhile, by someone else: your changes were not saved."
+        )
+    if seen and stored.state() != seen:
+        raise Changed(
+            "This prompt was changed meanwhile, by someone else (its text, default, lock or"
+            " answer format): nothing was saved. Check the fields below, then save again."
         )
     prompt = stored
     if (prompt.name, prompt.content) != (name, content):

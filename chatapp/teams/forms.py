@@ -82,6 +82,9 @@ class PromptForm(forms.Form):
         help_text="Members cannot replace or edit the system message of chats started from it.",
     )
 
+    # The prompt's state() as the edit page read it (chatapp.teams.actions.save_prompt).
+    seen = forms.CharField(required=False, max_length=64, widget=forms.HiddenInput)
+
     answer_format = forms.ChoiceField(
         label="Answer format",
         required=False,

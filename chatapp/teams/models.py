@@ -192,6 +192,19 @@ class SystemPrompt(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def state(self) -> str:
+        """A token of what an edit page shows and saves: a save from a page read before
+        another change of them is refused rather than saved over it."""
+        shown = [
+            self.name,
+            self.content,
+            self.is_default,
+            self.locked,
+            self.response_format,
+            self.json_schema_id,
+        ]
+        return hashlib.sha256(json.dumps(shown).encode()).hexdigest()[:32]
+
 
 class SystemPromptVersion(models.Model):
     """A previous text of a prompt, kept on every edit."""

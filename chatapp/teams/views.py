@@ -444,6 +444,13 @@ def _prompt_target(membership: Membership, prompt_id: int) -> SystemPrompt:
     return get_object_or_404(SystemPrompt, pk=prompt_id, team=membership.team)
 
 
+def seen_now(request, state: str):
+    """The page's data as sent, with the state the page has now shown (a save goes through)."""
+    data = request.POST.copy()
+    data["seen"] = state
+    return data
+
+
 @login_required
 @require_http_methods(GET_POST)
 def prompt_edit(request, team_id: int, prompt_id: int):
@@ -451,11 +458,16 @@ def prompt_edit(request, team_id: int, prompt_id: int):
     prompt = _prompt_target(membership, prompt_id)
     initial = {f: getattr(prompt, f) for f in ("name", "content", "is_default", "locked")}
     initial["answer_format"] = answer_format_value(prompt.response_format, prompt.json_schema_id)
+    initial["seen"] = prompt.state()
     form = PromptForm(request.POST or None, initial=initial, team=membership.team, prompt=prompt)
     if request.method == "POST" and form.is_valid():
         try:
             actions.save_prompt(request.user, membership.team, prompt, **form.cleaned_data)
         except actions.Gone as error:  # the text typed stays on the page, to be kept
+            form.add_error(None, error.message)
+        except actions.Changed as error:  # seen now: saving the page again saves it
+            prompt.refresh_from_db()
+            form.data = seen_now(request, prompt.state())
             form.add_error(None, error.message)
         except actions.ActionError as error:
             form.add_error("name", error.message)

@@ -102,6 +102,29 @@ def test_a_bad_edit_changes_nothing(owner_client, prompt):
     assert not SystemPromptVersion.objects.exists()
 
 
+def test_a_save_from_a_page_read_before_another_admins_change_saves_nothing(
+    owner_client, admin_member, team, prompt
+):
+    """Another admin locked the prompt while this edit page was open: saving the page (its
+    Locked box unticked, as it was read) must not silently unlock it. Nothing is saved, the
+    page says so and keeps the text typed; saving again, once seen, goes through."""
+    page = owner_client.get(edit_url(prompt))
+    seen = {name: page.context["form"][name].value() for name in page.context["form"].fields}
+    actions.save_prompt(
+        admin_member, team, prompt, name="Helper", content="Be helpful.", locked=True
+    )
+    typed = {**{k: v for k, v in seen.items() if v not in (None, False)}, "content": "Be brief."}
+    response = owner_client.post(edit_url(prompt), typed)
+    assert response.status_code == 400
+    assert b"changed meanwhile" in response.content and b"Be brief." in response.content
+    prompt.refresh_from_db()
+    assert (prompt.locked, prompt.content) == (True, "Be helpful.")
+    again = {name: response.context["form"][name].value() for name in ("seen",)}
+    assert owner_client.post(edit_url(prompt), {**typed, **again}).status_code == 302
+    prompt.refresh_from_db()
+    assert prompt.content == "Be brief."
+
+
 def test_a_conversation_keeps_the_text_it_started_with(owner_client, team, owner, prompt):
     convo = Conversation.objects.create(
         team=team,
