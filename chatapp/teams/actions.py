@@ -8,6 +8,8 @@ Callers check that the actor may act in the team at all (chatapp.teams.services)
 that depend on the target (owners, the last owner) are checked here and raise ActionError.
 """
 
+import hashlib
+import json
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -738,10 +740,23 @@ def hold_policy(team: Team) -> None:
     TeamPolicy.objects.select_for_update().get_or_create(team=team)
 
 
-def set_policy(actor, team: Team, values: dict) -> TeamPolicy:
-    """Save the team's model policy; the audit event lists what changed."""
+def policy_state(policy: TeamPolicy) -> str:
+    """A token of the policy as a page shows it: a save from a page read before another
+    change of it is refused rather than saved over it."""
+    shown = json.dumps([getattr(policy, name) for name in POLICY_FIELDS], default=str)
+    return hashlib.sha256(shown.encode()).hexdigest()[:32]
+
+
+def set_policy(actor, team: Team, values: dict, seen: str = "") -> TeamPolicy:
+    """Save the team's model policy; the audit event lists what changed. `seen`: the
+    policy_state the page read; changed since, nothing is saved."""
     with transaction.atomic():
         policy, _ = TeamPolicy.objects.select_for_update().get_or_create(team=team)
+        if seen and policy_state(policy) != seen:
+            raise Changed(
+                "The policy was changed meanwhile, by someone else: nothing was saved. Check"
+                " the fields below (they show what you sent), then save again."
+            )
         changes = {}
         for name in POLICY_FIELDS:
             old, new = getattr(policy, name), values.get(name, getattr(policy, name))

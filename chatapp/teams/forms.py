@@ -315,6 +315,9 @@ class PolicyForm(forms.Form):
         help_text="While on, the purge deletes no conversation of the team. Owners only.",
     )
 
+    # actions.policy_state as the page read it: a save over a change made meanwhile is refused.
+    seen = forms.CharField(required=False, max_length=64, widget=forms.HiddenInput)
+
     data_patterns = forms.CharField(
         required=False,
         label="Your own patterns",
@@ -405,7 +408,7 @@ class PolicyForm(forms.Form):
 
     def policy_values(self) -> dict:
         """The cleaned values as the policy stores them (no default model: "")."""
-        data = self.cleaned_data
+        data = {k: v for k, v in self.cleaned_data.items() if k != "seen"}
         return dict(
             data,
             default_model=data["default_model"] or "",

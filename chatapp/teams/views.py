@@ -521,12 +521,20 @@ def policy(request, team_id: int):
     if options["own_server"]:
         initial["allowed_models"] = "\n".join(stored.allowed_models or [])
     initial["data_patterns"] = patterns_text(stored.data_patterns or [])
+    initial["seen"] = actions.policy_state(stored)
     is_owner = membership.role == Role.OWNER
     form = PolicyForm(request.POST or None, initial=initial, is_owner=is_owner, **options)
     if request.method == "POST" and form.is_valid():
-        actions.set_policy(request.user, team, form.policy_values())
-        messages.success(request, "Saved the model policy.")
-        return redirect("teams:policy", team_id)
+        try:
+            actions.set_policy(
+                request.user, team, form.policy_values(), seen=form.cleaned_data["seen"]
+            )
+        except actions.Changed as error:  # seen now: saving the page again saves it
+            form.data = seen_now(request, actions.policy_state(team_policy(team)))
+            form.add_error(None, error.message)
+        else:
+            messages.success(request, "Saved the model policy.")
+            return redirect("teams:policy", team_id)
     context = {
         "form": form,
         "own_server": options["own_server"],

@@ -203,3 +203,25 @@ def test_saving_an_unchanged_policy_writes_no_audit_event(owner_client, team, ow
     owner_client.post(policy_url(team), {"rate_limit_per_minute": "3"})
     owner_client.post(policy_url(team), {"rate_limit_per_minute": "3"})
     assert AuditEvent.objects.filter(action="policy.update").count() == 1
+
+
+def test_a_save_from_a_policy_page_read_before_another_admins_change_saves_nothing(
+    owner_client, admin_member, team
+):
+    """Another admin set a monthly budget while this page was open: saving the page (its
+    budget field empty, as it was read) must not silently lift the budget. Nothing is saved
+    and the page says so; saving again, once seen, goes through."""
+    page = owner_client.get(policy_url(team))
+    form = page.context["form"]
+    shown = {name: form[name].value() for name in form.fields}
+    actions.set_policy(admin_member, team, {"monthly_token_budget": 50_000})
+    typed = {k: v for k, v in shown.items() if v not in (None, "", [], False)}
+    typed["rate_limit_per_minute"] = "5"
+    response = owner_client.post(policy_url(team), typed)
+    assert response.status_code == 400
+    assert b"changed meanwhile" in response.content
+    stored = TeamPolicy.objects.get(team=team)
+    assert (stored.monthly_token_budget, stored.rate_limit_per_minute) == (50_000, None)
+    again = {"seen": response.context["form"]["seen"].value()}
+    assert owner_client.post(policy_url(team), {**typed, **again}).status_code == 302
+    assert TeamPolicy.objects.get(team=team).rate_limit_per_minute == 5
