@@ -330,7 +330,7 @@ def _plan(
         params.max_tokens,
     )
     _check_documents_fit(history, turns[-1], params)
-    messages, redactions = _filter_data(history.messages, rules)
+    messages, redactions = _filter_data(history.messages, rules, conversation)
     try:
         client = providers.llama_client(team, rules)
     except policy.PolicyError as error:
@@ -352,17 +352,25 @@ def _plan(
 
 def _own_prompt(conversation: Conversation, rules: policy.TeamRules) -> bool:
     """Whether the system prompt sent is the member's own text (read only when screening)."""
+    if not safety.SafetyRules.of(rules.policy).screens("input"):
+        return False
+    return _prompt_is_own(conversation)
+
+
+def _prompt_is_own(conversation: Conversation) -> bool:
+    """Whether the system prompt sent is the member's own text, not one of the team's."""
     text = conversation.system_prompt_text
-    if not text.strip() or not safety.SafetyRules.of(rules.policy).screens("input"):
+    if not text.strip():
         return False
     prompt = conversation.system_prompt
     return prompt is None or text != prompt.content
 
 
 def _filter_data(
-    messages: list[dict[str, Any]], rules: policy.TeamRules
+    messages: list[dict[str, Any]], rules: policy.TeamRules, conversation: Conversation
 ) -> tuple[list[dict[str, Any]], tuple[dict[str, str], ...]]:
-    """The team's data filter over every question sent: refuse, or replace with placeholders."""
+    """The team's data filter over every question sent, and the member's own system prompt:
+    refuse, or replace with placeholders."""
     try:
         data_rules = datafilter.DataRules.of(rules.policy)
     except datafilter.UnusablePattern as unusable:
@@ -372,7 +380,8 @@ def _filter_data(
             " used: nothing was sent. Ask a team admin to correct it.",
             "content",
         ) from None
-    filtered = datafilter.apply(messages, data_rules)
+    own_prompt = data_rules.active and _prompt_is_own(conversation)  # reads only if needed
+    filtered = datafilter.apply(messages, data_rules, own_system=own_prompt)
     if filtered.blocked:
         found = " and ".join(filtered.blocked)
         raise ChatError(

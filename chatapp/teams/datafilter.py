@@ -209,14 +209,23 @@ def _always(_: str) -> bool:
     return True
 
 
-def apply(messages: list[dict[str, Any]], rules: DataRules) -> Filtered:
-    """The messages as they may go upstream, and what the newest question had redacted."""
+def apply(messages: list[dict[str, Any]], rules: DataRules, own_system: bool = False) -> Filtered:
+    """The messages as they may go upstream, and what the newest question had redacted.
+
+    `own_system`: the system message is the member's own text (not one of the team's
+    prompts): it is filtered as the newest question is, sent with it as it is."""
     if not rules.active:
         return Filtered(messages, [], [])
     redactor = _Redactor(rules)
     last_user = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=-1)
     filtered, redactions, blocked = [], [], []
+    system_blocked: list[str] = []
     for i, message in enumerate(messages):
+        if message["role"] == "system" and own_system and isinstance(message["content"], str):
+            redactor.newest = True
+            filtered.append({**message, "content": redactor.text(message["content"])})
+            system_blocked += redactor.blocked
+            continue
         if message["role"] != "user":
             filtered.append(message)
             continue
@@ -224,7 +233,7 @@ def apply(messages: list[dict[str, Any]], rules: DataRules) -> Filtered:
         filtered.append({**message, "content": _content(message["content"], redactor)})
         if i == last_user:
             redactions, blocked = list(redactor.found), list(redactor.blocked)
-    return Filtered(filtered, redactions, blocked)
+    return Filtered(filtered, redactions, list(dict.fromkeys(system_blocked + blocked)))
 
 
 def _content(content: Any, redactor: _Redactor) -> Any:

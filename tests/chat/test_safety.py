@@ -377,6 +377,30 @@ async def test_a_blocked_data_kind_refuses_the_question_before_anything(connect,
     assert not await Message.objects.aexists()
 
 
+async def test_a_members_own_system_prompt_meets_the_data_filter_too(connect, member, team, sim):
+    """docs/safety.md: the filter "runs before anything is sent upstream". A system prompt the
+    member wrote is their text as a question is: a `block` kind in it refuses the message
+    before anything is sent, a `redact` kind goes upstream as its placeholder. The team's own
+    prompts, written by its admins, go as they are."""
+    await aset_policy(team, data_private_key="block", data_email="redact")
+    socket = await connect(member)
+    pem = "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----"
+    error = await socket.expect_error(
+        {
+            "type": "chat.send",
+            "request_id": "r1",
+            "conversation_id": None,
+            "content": "Hello",
+            "settings": {"system_prompt": f"Sign with {pem}"},
+        }
+    )
+    assert error["error"]["code"] == "data_blocked"
+    assert sim.requests == [] and sim.moderations == []
+    ids = await socket.send_message("Hello", settings={"system_prompt": "Reply to ann@example.com"})
+    await socket.until_type("message.done", ids["message_id"])
+    assert sim.requests[-1]["messages"][0] == {"role": "system", "content": "Reply to [EMAIL_1]"}
+
+
 async def test_a_team_pattern_matches_in_linear_time_and_an_unusable_one_refuses(
     connect, member, team, sim
 ):
