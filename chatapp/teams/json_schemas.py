@@ -5,8 +5,11 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+import re2
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
+
+from chatapp.teams.datafilter import compile_pattern
 
 MAX_SCHEMA_BYTES = 16_384
 MAX_SCHEMAS_PER_TEAM = 100
@@ -51,7 +54,36 @@ def _problem(schema: Any) -> str | None:
             f"The schema refers outside itself ({outside[:100]}): a $ref here points inside"
             ' the schema, as "#/$defs/step" does; copy what it refers to into $defs.'
         )
+    if slow := next((p for p in _patterns(schema) if not _linear(p)), None):
+        return (
+            f"The schema's pattern {slow[:100]!r} uses what answers cannot be checked with"
+            " (lookaround or a backreference): answers are matched in time linear in their"
+            " length (RE2), so write it without."
+        )
     return _not_a_schema(schema)
+
+
+def _patterns(value: Any) -> Iterator[str]:
+    """The schema's `pattern`s and `patternProperties` names, which answers are matched with."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key == "pattern" and isinstance(item, str):
+                yield item
+                continue
+            if key == "patternProperties" and isinstance(item, dict):
+                yield from (name for name in item if isinstance(name, str))
+            yield from _patterns(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _patterns(item)
+
+
+def _linear(pattern: str) -> bool:
+    try:
+        compile_pattern(pattern)
+    except re2.error:
+        return False
+    return True
 
 
 def _refs_outside(value: Any) -> Iterator[str]:

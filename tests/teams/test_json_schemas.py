@@ -162,6 +162,21 @@ def test_refs_inside_the_schema_are_kept_and_others_are_explained(owner_client, 
     assert "copy what it refers to into $defs" in message
 
 
+def test_patterns_answers_cannot_be_matched_with_are_refused(owner_client, team):
+    """Answers are matched with RE2 (linear time), which runs no lookaround or backreference."""
+    plain = {"properties": {"code": {"pattern": "^[A-Z]{3}-\\d+$"}, "pattern": {}}}
+    created = send(owner_client, "post", listing(team), {"name": "plain", "schema": plain})
+    assert created.status_code == 201, created.content
+    for name, schema in [
+        ("ahead", {"properties": {"code": {"pattern": "^(?=A)\\w+$"}}}),
+        ("named", {"patternProperties": {"^(a)\\1$": {}}}),
+    ]:
+        refused = send(owner_client, "post", listing(team), {"name": name, "schema": schema})
+        assert refused.status_code == 400, refused.content
+        assert "lookaround or a backreference" in refused.json()["error"]["message"]
+    assert list(JsonSchema.objects.filter(team=team).values_list("name", flat=True)) == ["plain"]
+
+
 def test_the_team_page_lists_adds_edits_and_deletes(owner_client, team, saved):
     page = owner_client.get(f"/teams/{team.pk}/json-schemas/")
     assert page.status_code == 200
