@@ -193,7 +193,11 @@ def _settings(data: dict[str, Any]) -> dict[str, Any]:
         "model": data.get("model"),
         "temperature": data.get("temperature"),
         "top_p": data.get("top_p"),
-        "max_tokens": data.get("max_completion_tokens", data.get("max_tokens")),
+        # One of the two names, whichever is not null (a client may send both, one null).
+        "max_tokens": next(
+            (data[n] for n in ("max_completion_tokens", "max_tokens") if data.get(n) is not None),
+            None,
+        ),
     }
     model = values["model"]
     if model is not None and (not isinstance(model, str) or not model):

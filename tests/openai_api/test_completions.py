@@ -180,6 +180,18 @@ async def test_the_teams_ceiling_holds(sim, member, team, make_key):
     assert sim.requests[-1]["max_completion_tokens"] == 100
 
 
+async def test_max_tokens_holds_beside_a_null_max_completion_tokens(sim, member, team, make_key):
+    """A client library may send both names, the newer one null: the number given counts."""
+    key = await database_sync_to_async(make_key)(member, team)
+    async with raw(key) as http:
+        response = await http.post(
+            "/v1/chat/completions",
+            json={"messages": QUESTION, "max_tokens": 77, "max_completion_tokens": None},
+        )
+    assert response.status_code == 200, response.text
+    assert sim.requests[-1]["max_completion_tokens"] == 77
+
+
 async def test_a_locked_default_prompt_goes_first_and_cannot_be_replaced(
     sim, member, team, make_key
 ):
