@@ -1,8 +1,11 @@
 """Llama Guard screening of questions and answers under the team's safety policy."""
 
+from importlib import import_module
+
 import openai
 import pytest
 from channels.db import database_sync_to_async
+from django.apps import apps
 from django.test import Client
 from prometheus_client import REGISTRY
 
@@ -489,6 +492,30 @@ async def test_a_refused_question_stays_out_of_a_conversation_continued_from_a_s
     error = (await socket.until_type("message.error", ids["message_id"]))[-1]["error"]
     assert error["code"] == code
     copy_id = await database_sync_to_async(share_and_continue)(member, team, ids["conversation_id"])
+    assert await questions_sent_next(socket, copy_id, sim) == ["Something else"]
+
+
+async def test_a_share_taken_before_shares_kept_refusals_gets_them_from_its_conversation(
+    connect, member, team, sim, settings
+):
+    """Migration chat 0016 gives a share of the older shape its messages' refusal codes."""
+    settings.LLAMA_MAX_ATTEMPTS = 1
+    await aset_policy(team, safety_input="block")
+    socket = await connect(member)
+    ids = await socket.send_message(FLAGGED_QUESTION)
+    await socket.until_type("message.error", ids["message_id"])
+
+    def share_of_the_older_shape() -> int:
+        conversation = Conversation.objects.select_related("team").get(pk=ids["conversation_id"])
+        share = sharing.share_conversation(member, conversation, "team")
+        for entry in share.messages:
+            del entry["error_code"]
+        share.save(update_fields=["messages"])
+        import_module("chatapp.chat.migrations.0016_share_refusals").add_refusals(apps, None)
+        share.refresh_from_db()
+        return sharing.fork_share(member, share, team).pk
+
+    copy_id = await database_sync_to_async(share_of_the_older_shape)()
     assert await questions_sent_next(socket, copy_id, sim) == ["Something else"]
 
 
