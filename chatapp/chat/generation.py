@@ -406,7 +406,12 @@ class Generation:
         started = time.monotonic()
         tool = self._tools.get(record["name"])
         arguments = tooling.parse_arguments(record["arguments"])
-        if tool is not None and tool.needs_approval and arguments is not None:
+        # The tool's settings as they are now: an admin may have set "ask first" meanwhile.
+        if (
+            tool is not None
+            and arguments is not None
+            and (tool.needs_approval or await tooling.TOOLBOX.needs_approval(tool))
+        ):
             waiter = self._decisions[record["id"]] = asyncio.get_running_loop().create_future()
             self._queue.put_nowait(ToolUpdate({**record, "status": "awaiting_approval"}))
             try:

@@ -44,6 +44,7 @@ class CallOutcome(Protocol):
 
 class Toolbox(Protocol):
     def available_tools(self, team_id: int) -> list[Any]: ...  # in the database thread
+    async def needs_approval(self, tool: Any) -> bool: ...  # as it stands now
     async def call_tool(self, tool: Any, arguments: dict[str, Any]) -> CallOutcome: ...
 
 

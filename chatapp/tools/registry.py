@@ -115,6 +115,18 @@ def _server_of(tool: AvailableTool) -> tuple[str, str, str] | None:
     return server.url, token, found.name
 
 
+def _needs_approval_now(tool: AvailableTool) -> bool:
+    found = Tool.objects.filter(pk=tool.tool_id, server_id=tool.server_id).first()
+    return tool.needs_approval if found is None else found.needs_approval
+
+
+async def needs_approval(tool: AvailableTool) -> bool:
+    """Whether a call of the tool waits for the user, as its server and the team's admins say
+    now: "ask first" set, or a refresh finding it changes things, since the list was read
+    holds the answer's next call of it."""
+    return await sync_to_async(_needs_approval_now)(tool)
+
+
 async def call_tool(tool: AvailableTool, arguments: dict) -> ToolResult:
     started = time.monotonic()
 

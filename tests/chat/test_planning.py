@@ -63,6 +63,9 @@ class FailingToolbox:
     def available_tools(self, team_id: int) -> list:
         raise RuntimeError("the tool list cannot be read")
 
+    async def needs_approval(self, tool) -> bool:
+        raise AssertionError("nothing is called")
+
     async def call_tool(self, tool, arguments: dict):
         raise AssertionError("nothing is called")
 

@@ -3,6 +3,7 @@
 import pytest
 
 from chatapp.chat.models import Message
+from chatapp.tools.models import Tool
 from tests.support.polling import await_for
 
 from .conftest import joined_text
@@ -117,3 +118,20 @@ async def test_failures_of_the_tool_and_of_its_server_go_back_to_the_model(
     assert gone["is_error"] and gone["content"]
     assert frames[-1]["status"] == "complete"
     assert gone["content"] in joined_text(frames, frames[-1]["message_id"])
+
+
+async def test_a_tool_marked_ask_first_during_the_answer_waits_for_approval(
+    connect, member, sim, team_tool_server, mcp_server
+):
+    """The tools are listed when the answer starts; "ask first" set by an admin while it runs
+    holds its later calls of that tool for the user's approval."""
+    socket = await connect(member)
+    ids = await socket.send_message("Twice [sim:call=slow_lookup rounds=2 args=seconds:1]")
+    await await_for(lambda: mcp_server.calls, "the first call to run")
+    await Tool.objects.filter(server=team_tool_server, name="slow_lookup").aupdate(ask_first=True)
+    await socket.until_type("message.tool_result", ids["message_id"])
+    call = (await socket.until_type("message.tool_call", ids["message_id"]))[-1]["call"]
+    assert (call["round"], call["status"]) == (2, "awaiting_approval")
+    await socket.send({"type": "chat.stop", "message_id": ids["message_id"]})
+    await socket.until_type("message.done", ids["message_id"])
+    assert len(mcp_server.calls) == 1

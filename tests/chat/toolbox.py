@@ -58,6 +58,9 @@ class Toolbox:
         self.teams_asked.append(team_id)
         return list(self.tools)
 
+    async def needs_approval(self, tool: FakeTool) -> bool:
+        return tool.needs_approval
+
     async def call_tool(self, tool: FakeTool, arguments: dict) -> FakeResult:
         started = time.monotonic()
         self.calls.append((tool.name, arguments))
