@@ -554,10 +554,12 @@ class Answer:
 
     def finish_reason(self, event: Finish) -> str:
         """Why the answer ended, as the client is told. Calls of functions the client did not
-        offer were dropped, so an answer that ended on them just stopped."""
+        offer were dropped, so an answer that ended on them just stopped; one the token limit cut
+        while it wrote its calls ended on `length`, as OpenAI's says (their arguments are
+        unfinished)."""
         if self.blocked:
             return "content_filter"
-        if self.told_calls:
+        if self.told_calls and event.finish_reason != "length":
             return "tool_calls"
         return "stop" if event.finish_reason in (None, "tool_calls") else event.finish_reason
 

@@ -57,3 +57,28 @@ async def test_a_stream_relays_an_emoji_split_between_chunks(upstream, member, t
     text = "".join(c.choices[0].delta.content or "" for c in received if c.choices)
     assert text == "Hi \ud83d\ude00 there"  # each half as its own escape, as it came
     assert [c.choices[0].finish_reason for c in received if c.choices][-1] == "stop"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_call_cut_off_by_max_tokens_ends_on_length(
+    upstream, member, team, make_key, stream
+):
+    """As OpenAI's: a turn the token limit cut while the model wrote a call ends `length`
+    (its unfinished arguments are not a call to run), never `tool_calls`."""
+    function = {"name": "get_weather", "arguments": '{"city": "Pa'}
+    piece = {"index": 0, "id": "call_1", "type": "function", "function": function}
+    chunks = [
+        {"choices": [{"index": 0, "delta": {"tool_calls": [piece]}}]},
+        {"choices": [{"index": 0, "delta": {}, "finish_reason": "length"}]},
+    ]
+    upstream.append(Reply("".join(f"data: {json.dumps(c)}\n\n" for c in chunks)))
+    key = await database_sync_to_async(make_key)(member, team)
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {}}}]
+    answer = await sdk(key).chat.completions.create(
+        model=MODEL, messages=QUESTION, tools=tools, max_tokens=5, stream=stream
+    )
+    if stream:
+        reasons = [c.choices[0].finish_reason async for c in answer if c.choices]
+        assert reasons[-1] == "length"
+    else:
+        assert answer.choices[0].finish_reason == "length"
