@@ -1,3 +1,4 @@
+import logging
 from functools import wraps
 from urllib.parse import urlsplit
 
@@ -37,6 +38,8 @@ from chatapp.teams import api_keys, budgets
 from chatapp.teams.models import Invitation
 from chatapp.teams.policy import SETTING_NAMES
 from chatapp.teams.services import current_team, switch_team
+
+log = logging.getLogger(__name__)
 
 # The key forms (their `once` field) that made a key in this session, and the key each made.
 KEY_FORMS_SESSION_KEY = "api_key_forms"
@@ -167,8 +170,17 @@ def signup(request):
     status = 200
     if request.method == "POST":
         if form.is_valid() and address_proof_needed(invitation):
-            return _signup_to_confirm(request, form)
-        if form.is_valid():
+            try:
+                return _signup_to_confirm(request, form)
+            except OSError as exc:  # smtplib's errors are OSErrors too; the account went back
+                log.warning("Could not mail a signup confirmation: %s", type(exc).__name__)
+                form.add_error(
+                    None,
+                    "The confirmation email could not be sent: nothing was saved. Try again in"
+                    " a while, or ask a team admin for an invitation.",
+                )
+                status = 503
+        if form.is_valid():  # not after the mail above failed: that added an error
             try:
                 user, membership = _create_account(form, invitation)
             except team_actions.InvitationError as error:  # the link was used meanwhile
@@ -183,7 +195,7 @@ def signup(request):
                 switch_team(request, membership.team)
                 messages.success(request, f"Welcome to {membership.team.name}.")
                 return redirect("teams:detail", membership.team_id)
-        status = 403 if form.refused else 200
+        status = 403 if form.refused else status
     context = {
         "form": form,
         "next": next_url,

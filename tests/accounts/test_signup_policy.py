@@ -135,6 +135,23 @@ def test_domain_policy_admits_an_address_only_once_a_mail_to_it_is_opened(
     assert response.status_code == 302
 
 
+def test_a_confirmation_mail_that_cannot_be_sent_makes_no_account(
+    client, site_admin, settings, monkeypatch
+):
+    settings.SIGNUP_POLICY = "domain"
+    settings.SIGNUP_ALLOWED_DOMAINS = ["example.com"]
+    settings.EMAIL_URL = "smtp://mail.example.com:25"
+
+    def mail_server_down(*args, **kwargs):
+        raise ConnectionRefusedError("mail server down")
+
+    monkeypatch.setattr(views, "send_mail", mail_server_down)
+    response = signup(client, "eve", "eve@example.com")
+    assert response.status_code == 503
+    assert "could not be sent" in response.content.decode()
+    assert not get_user_model().objects.filter(username="eve").exists()
+
+
 def test_open_signup_admits_anyone(client, site_admin, settings):
     settings.SIGNUP_POLICY = "open"
     assert signup(client, "anyone").status_code == 302
