@@ -407,11 +407,9 @@ def refused_question(plan: ReplyPlan, screening: safety.Screening, message: str)
 def client_request(plan: ReplyPlan) -> dict[str, Any]:
     """What Llama Guard judges before an answer: every turn the client wrote (the chat page's
     earlier questions were each screened when asked; a client writes them all), as one message.
-    A team's own system prompt is its admins' text, not the client's, and stays out."""
-    conversation = plan.conversation
-    prompt = conversation.system_prompt
-    teams_own = prompt is not None and conversation.system_prompt_text == prompt.content
-    written = [m for m in plan.messages if not (teams_own and m["role"] == "system")]
+    A team's own system prompt is its admins' text, not the client's, and stays out (planning
+    tells which, `own_prompt`, whenever questions are screened)."""
+    written = [m for m in plan.messages if plan.own_prompt or m["role"] != "system"]
     return safety.as_one_question(written)
 
 
