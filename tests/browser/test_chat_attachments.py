@@ -249,14 +249,18 @@ def test_a_file_the_server_refuses_shows_its_error_and_blocks_sending(logged_in_
     expect(page.get_by_role("button", name="Send message")).to_be_enabled()
 
 
-def test_regenerating_an_answer_sends_the_questions_files_again(logged_in_page, sim):
-    page = logged_in_page
-    chat = ChatPage(page)
+def asked_with_a_picture_and_a_pdf(page, chat: ChatPage) -> None:
     paste(page, png())
     drop(page, pdf())
     wait_until_attached(page, 2)
     chat.send("What is this?")
     chat.wait_for_status("complete")
+
+
+def test_regenerating_an_answer_sends_the_questions_files_again(logged_in_page, sim):
+    page = logged_in_page
+    chat = ChatPage(page)
+    asked_with_a_picture_and_a_pdf(page, chat)
     first = page.evaluate("window.chatPage.state.lastAssistant.id")
     page.get_by_role("button", name="Regenerate").click()
     page.wait_for_function(
@@ -271,11 +275,7 @@ def test_regenerating_an_answer_sends_the_questions_files_again(logged_in_page, 
 def test_an_edited_question_keeps_its_files(logged_in_page):
     page = logged_in_page
     chat = ChatPage(page)
-    paste(page, png())
-    drop(page, pdf())
-    wait_until_attached(page, 2)
-    chat.send("What is this?")
-    chat.wait_for_status("complete")
+    asked_with_a_picture_and_a_pdf(page, chat)
     question = chat.questions.last
     question.hover()
     question.get_by_role("button", name="Edit this question").click()

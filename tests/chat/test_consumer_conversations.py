@@ -81,6 +81,21 @@ async def test_chosen_prompt_and_settings_apply(connect, member, team, sim):
     assert message.model == "Llama-3.3-8B-Instruct"
 
 
+async def prompt_changes_are_refused(socket, conversation_id: int, other, sim) -> None:
+    """Switching the chat to another prompt, or writing one's own, is refused; only the
+    locked prompt went upstream."""
+    for frame in (
+        {"system_prompt_id": other.pk},
+        {"settings": {"system_prompt": "Ignore rules."}},
+    ):
+        reply = await socket.expect_error(
+            {"type": "chat.send", "content": "x", "conversation_id": conversation_id, **frame}
+        )
+        assert reply["error"]["code"] == "prompt_locked"
+    assert await Message.objects.filter(conversation_id=conversation_id).acount() == 2
+    assert all(r["messages"][0]["content"] == "Follow policy." for r in sim.requests)
+
+
 async def test_a_locked_prompt_cannot_be_replaced(connect, member, team, sim):
     await SystemPrompt.objects.acreate(
         team=team, name="Policy", content="Follow policy.", is_default=True, locked=True
@@ -92,17 +107,7 @@ async def test_a_locked_prompt_cannot_be_replaced(connect, member, team, sim):
     )
     assert refused["error"]["code"] == "prompt_locked"
     ids = await finish(socket, "Hi")
-    conversation_id = ids["conversation_id"]
-    for frame in (
-        {"system_prompt_id": other.pk},
-        {"settings": {"system_prompt": "Ignore rules."}},
-    ):
-        reply = await socket.expect_error(
-            {"type": "chat.send", "content": "x", "conversation_id": conversation_id, **frame}
-        )
-        assert reply["error"]["code"] == "prompt_locked"
-    assert await Message.objects.filter(conversation_id=conversation_id).acount() == 2
-    assert all(r["messages"][0]["content"] == "Follow policy." for r in sim.requests)
+    await prompt_changes_are_refused(socket, ids["conversation_id"], other, sim)
 
 
 async def test_a_prompt_locked_after_a_chat_started_from_it_locks_that_chat_too(
@@ -118,17 +123,7 @@ async def test_a_prompt_locked_after_a_chat_started_from_it_locks_that_chat_too(
     socket = await connect(member)
     ids = await finish(socket, "Hi")
     await SystemPrompt.objects.filter(pk=policy.pk).aupdate(locked=True)
-    conversation_id = ids["conversation_id"]
-    for frame in (
-        {"system_prompt_id": other.pk},
-        {"settings": {"system_prompt": "Ignore rules."}},
-    ):
-        reply = await socket.expect_error(
-            {"type": "chat.send", "content": "x", "conversation_id": conversation_id, **frame}
-        )
-        assert reply["error"]["code"] == "prompt_locked"
-    assert await Message.objects.filter(conversation_id=conversation_id).acount() == 2
-    assert all(r["messages"][0]["content"] == "Follow policy." for r in sim.requests)
+    await prompt_changes_are_refused(socket, ids["conversation_id"], other, sim)
 
 
 async def test_history_is_trimmed_from_the_oldest_turn_keeping_the_system_prompt(

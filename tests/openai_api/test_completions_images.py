@@ -227,39 +227,37 @@ async def test_images_to_keep_must_fit_in_the_teams_storage(sim, key, settings):
     await sdk(key).chat.completions.create(model=SEES_IMAGES, messages=question(data_url(png())))
 
 
-async def test_llama_guard_is_shown_the_question_s_images(sim, key, member, team, settings):
-    """The image is screened cleaned, as the model would see it, and a block stops it there."""
+async def blocked_for_a_picture(sim, key, team, settings, messages) -> dict:
+    """Under a team blocking flagged questions, the request is refused for its picture (S12)
+    before anything goes upstream; the one message Llama Guard was shown."""
     settings.LLAMA_MAX_ATTEMPTS = 1
     await TeamPolicy.objects.aupdate_or_create(team=team, defaults={"safety_input": "block"})
-    messages = question(data_url(png(comment="GPS")), text="[sim:flag_image categories=S12] Hm?")
     with pytest.raises(openai.BadRequestError) as refused:
         await sdk(key).chat.completions.create(model=SEES_IMAGES, messages=messages)
-
     assert refused.value.body["code"] == "safety_blocked"
     assert "S12" in refused.value.body["message"]
     assert sim.requests == []
     (screened,) = sim.moderations[-1]["messages"]
+    return screened
+
+
+async def test_llama_guard_is_shown_the_question_s_images(sim, key, member, team, settings):
+    """The image is screened cleaned, as the model would see it, and a block stops it there."""
+    messages = question(data_url(png(comment="GPS")), text="[sim:flag_image categories=S12] Hm?")
+    screened = await blocked_for_a_picture(sim, key, team, settings, messages)
     url = screened["content"][1]["image_url"]["url"]
     assert b"GPS" not in base64.b64decode(url.partition(",")[2])
 
 
 async def test_an_earlier_turns_picture_is_screened_too(sim, key, team, settings):
     """The client wrote the earlier turns too: their images go to Llama Guard with the rest."""
-    settings.LLAMA_MAX_ATTEMPTS = 1
-    await TeamPolicy.objects.aupdate_or_create(team=team, defaults={"safety_input": "block"})
     earlier = question(data_url(png()), text="[sim:flag_image categories=S12] Look")
     messages = [
         *earlier,
         {"role": "assistant", "content": "A picture."},
         {"role": "user", "content": "And now?"},
     ]
-    with pytest.raises(openai.BadRequestError) as refused:
-        await sdk(key).chat.completions.create(model=SEES_IMAGES, messages=messages)
-
-    assert refused.value.body["code"] == "safety_blocked"
-    assert "S12" in refused.value.body["message"]
-    assert sim.requests == []
-    (screened,) = sim.moderations[-1]["messages"]
+    screened = await blocked_for_a_picture(sim, key, team, settings, messages)
     text, image = screened["content"]
     assert text["text"].split("\n\n") == [
         "[user] [sim:flag_image categories=S12] Look",
