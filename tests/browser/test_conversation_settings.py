@@ -167,6 +167,28 @@ def test_a_setting_the_server_refuses_shows_on_its_field_without_retry(
     assert sim.requests == []
 
 
+def test_a_setting_changed_while_the_defaults_load_is_kept_and_sent(logged_in_page, sim):
+    page = logged_in_page
+    chat = ChatPage(page)
+    panel = SettingsPanel(page)
+    held = []
+    # The new chat's defaults are held back until the question has gone.
+    page.route("**/api/settings/**", lambda route: held.append(route))
+    page.reload()
+    page.wait_for_selector("html[data-socket=open]")
+    wait_for(lambda: held, "the request for the defaults")
+    panel.open()
+    panel.max_tokens.fill("5")
+    panel.max_tokens.press("Escape")
+    chat.send("Tell me everything about llamas")  # before the defaults arrive
+    wait_for(lambda: sim.requests, "the question's request")
+    assert sim.requests[0]["max_completion_tokens"] == 5
+    held[0].continue_()  # the defaults arrive late: the user's value stays
+    chat.wait_for_status("complete")
+    panel.open()
+    expect(panel.max_tokens).to_have_value("5")
+
+
 def test_an_answer_cut_at_max_tokens_says_so_and_keeps_saying_it(logged_in_page, sim):
     page = logged_in_page
     chat = ChatPage(page)

@@ -37,9 +37,11 @@ export class ConversationSettings {
     };
     this.tools = form.elements.tools; // a checkbox, not one of the numbers
     this.base = null; // the conversation's (or, for a new chat, the user's) settings
+    this.edited = new Set(); // fields the user changed since the last show(): fill() keeps them
     this.generation = 0; // a newer load wins over a slower older one
     modelPicker.replaceChildren(...limits.models.map((model) => new Option(model.id, model.id)));
     modelPicker.addEventListener("change", () => {
+      this.edited.add("model");
       this.clearError("model");
       onModel(modelPicker.value);
     });
@@ -55,7 +57,10 @@ export class ConversationSettings {
         this.close();
       }
     });
-    panel.addEventListener("input", (event) => this.clearError(event.target.name));
+    panel.addEventListener("input", (event) => {
+      this.edited.add(event.target.name);
+      this.clearError(event.target.name);
+    });
     // Tab past Done (or a click on another control): the panel would cover where focus went.
     // The toggle is left out: its own click closes the panel.
     panel.addEventListener("focusout", (event) => {
@@ -98,6 +103,7 @@ export class ConversationSettings {
   async show(settings) {
     const generation = ++this.generation;
     this.base = null;
+    this.edited.clear();
     this.clearErrors();
     try {
       const values = settings ?? (await api(`/api/settings/?team=${this.team}`)).effective;
@@ -108,32 +114,41 @@ export class ConversationSettings {
     }
   }
 
+  /** The fields take `values`, except those the user changed while they loaded. */
   fill(values) {
     this.base = { ...values, formatChoice: formatChoice(values.response_format) };
     for (const name of NAMES) {
+      if (this.edited.has(name)) continue;
       const value = values[name];
       this.fields[name].value = value === null || value === undefined ? "" : String(value);
     }
-    this.tools.checked = values.tools !== false;
+    if (!this.edited.has("tools")) this.tools.checked = values.tools !== false;
     const format = this.fields.response_format;
+    if (this.edited.has("response_format")) return;
     // A schema deleted since, or not listed: the prompt's choice applies.
     format.value = this.base.formatChoice;
     if (format.value !== this.base.formatChoice) format.value = "";
   }
 
-  /** The fields the user changed, as the `settings` object of a chat.send frame. */
+  /** The fields the user changed, as the `settings` object of a chat.send frame. Before the
+   * settings have loaded, that is every field the user touched. */
   changes() {
-    if (this.base === null) return {};
+    const base = this.base;
+    // Before the load, what the user touched; after it, what differs from the conversation's.
+    const differs = (name, value, key = name) =>
+      base === null ? this.edited.has(name) : value !== base[key];
     const changed = {};
     for (const name of NAMES) {
       const raw = this.fields[name].value.trim();
       if (raw === "") continue; // blank keeps what the conversation has
       const value = name === "model" ? raw : Number(raw);
-      if (value !== this.base[name]) changed[name] = value;
+      if (differs(name, value)) changed[name] = value;
     }
-    if (this.tools.checked !== (this.base.tools !== false)) changed.tools = this.tools.checked;
+    if (base === null ? this.edited.has("tools") : this.tools.checked !== (base.tools !== false)) {
+      changed.tools = this.tools.checked;
+    }
     const format = this.fields.response_format.value;
-    if (format !== "" && format !== this.base.formatChoice) {
+    if (format !== "" && differs("response_format", format, "formatChoice")) {
       changed.response_format = formatSetting(format);
     }
     return changed;
