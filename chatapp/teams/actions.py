@@ -8,8 +8,6 @@ Callers check that the actor may act in the team at all (chatapp.teams.services)
 that depend on the target (owners, the last owner) are checked here and raise ActionError.
 """
 
-import hashlib
-import json
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -45,6 +43,7 @@ from chatapp.teams.models import (
     Team,
     TeamPolicy,
     TeamProvider,
+    state_token,
 )
 from chatapp.teams.policy import PolicyError
 from chatapp.teams.quota import RATE_WINDOW
@@ -741,10 +740,8 @@ def hold_policy(team: Team) -> None:
 
 
 def policy_state(policy: TeamPolicy) -> str:
-    """A token of the policy as a page shows it: a save from a page read before another
-    change of it is refused rather than saved over it."""
-    shown = json.dumps([getattr(policy, name) for name in POLICY_FIELDS], default=str)
-    return hashlib.sha256(shown.encode()).hexdigest()[:32]
+    """The policy as its page shows it, as a state_token."""
+    return state_token(policy, POLICY_FIELDS)
 
 
 def set_policy(actor, team: Team, values: dict, seen: str = "") -> TeamPolicy:

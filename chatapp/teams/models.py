@@ -157,6 +157,14 @@ class SystemPromptQuerySet(models.QuerySet["SystemPrompt"]):
         return self.filter(team=team).order_by("position", "id")
 
 
+def state_token(row: models.Model, fields) -> str:
+    """A token of the fields of `row` an edit page shows: the page sends it back with a save,
+    and a save from a page read before another change of them is refused rather than saved
+    over it."""
+    shown = json.dumps([getattr(row, name) for name in fields], default=str)
+    return hashlib.sha256(shown.encode()).hexdigest()[:32]
+
+
 class SystemPrompt(models.Model):
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="system_prompts")
     name = models.CharField(max_length=100)
@@ -193,17 +201,9 @@ class SystemPrompt(models.Model):
         return self.name
 
     def state(self) -> str:
-        """A token of what an edit page shows and saves: a save from a page read before
-        another change of them is refused rather than saved over it."""
-        shown = [
-            self.name,
-            self.content,
-            self.is_default,
-            self.locked,
-            self.response_format,
-            self.json_schema_id,
-        ]
-        return hashlib.sha256(json.dumps(shown).encode()).hexdigest()[:32]
+        """What its edit page shows and saves, as a state_token."""
+        fields = ["name", "content", "is_default", "locked", "response_format", "json_schema_id"]
+        return state_token(self, fields)
 
 
 class SystemPromptVersion(models.Model):
