@@ -31,6 +31,7 @@ from chatapp.core.api import (
     ApiError,
     RequestBody,
     Text,
+    blank_is,
     documented_body,
     read_body,
     responses,
@@ -223,8 +224,8 @@ class ModelList(Schema):
 def conversation_list(
     request: HttpRequest,
     q: Text = SEARCH,
-    page: int = PAGE,
-    team: int | None = TEAM,
+    page: Annotated[int, blank_is(1)] = PAGE,
+    team: Annotated[int | None, blank_is(None)] = TEAM,
 ):
     query = q.strip()
     start = (page - 1) * PAGE_SIZE

@@ -34,7 +34,7 @@ from ninja.errors import AuthenticationError
 from ninja.errors import ValidationError as NinjaValidationError
 from ninja.security import SessionAuth
 from ninja.utils import check_csrf
-from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
 from pydantic import ValidationError as PydanticValidationError
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS", "TRACE")
@@ -75,6 +75,11 @@ def _storable_text(value: str) -> str:
 # Put it after any StringConstraints: Annotated[str, StringConstraints(...), Storable].
 Storable = AfterValidator(_storable_text)
 Text = Annotated[str, Storable]
+
+
+def blank_is(default: Any) -> BeforeValidator:
+    """For a query parameter: left blank (`?page=`, as a form sends an empty field) is left out."""
+    return BeforeValidator(lambda value: default if value == "" else value)
 
 
 class RequestBody(BaseModel):

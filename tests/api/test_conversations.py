@@ -92,6 +92,14 @@ def test_bad_page_is_400(member_client, page):
     assert response.json()["error"]["field"] == "page"
 
 
+def test_the_lists_address_with_its_parameters_left_blank_is_the_first_page(
+    member_client, member, make_conversation
+):
+    mine = make_conversation(member, "Mine")
+    data = member_client.get(URL + "?q=&page=&team=").json()
+    assert [c["id"] for c in data["results"]] == [mine.pk]
+
+
 def test_page_past_the_end_is_empty(member_client, chat):
     assert member_client.get(URL, {"page": 9}).json() == {"results": [], "next": None}
 
