@@ -7,6 +7,7 @@ and Django's own pages everywhere else."""
 
 from django.http import Http404, HttpRequest, HttpResponse
 from django.urls import Resolver404, resolve
+from django.utils.cache import add_never_cache_headers
 from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
 
@@ -38,7 +39,7 @@ def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
     """A body Django could not parse (a multipart form without its boundary, a part's headers
     over its limit) or one over DATA_UPLOAD_MAX_MEMORY_SIZE."""
     if request.path.startswith("/api/"):
-        return error_response(400, "invalid", UNREADABLE_BODY)
+        return _never_cached(error_response(400, "invalid", UNREADABLE_BODY))
     if request.path.startswith("/v1/"):
         error = OpenAIError(400, UNREADABLE_BODY, code="invalid_request")
         return openai_api.error_response(error)
@@ -50,7 +51,7 @@ def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
         message = "Not found: it does not exist or is not yours."
         if not request.path.endswith("/") and _is_an_address(request.path_info + "/"):
             message += f" This API's addresses end with a slash: {request.path}/"
-        return error_response(404, "not_found", message)
+        return _never_cached(error_response(404, "not_found", message))
     if request.path.startswith("/v1/"):
         message = f"Invalid URL ({request.method} {request.path}): this API has /v1/models and"
         message += " /v1/chat/completions."
@@ -76,8 +77,14 @@ def _is_an_address(path_info: str) -> bool:
 def server_error(request: HttpRequest) -> HttpResponse:
     message = "Something went wrong on the server: try again."
     if request.path.startswith("/api/"):
-        return error_response(500, "internal_error", message)
+        return _never_cached(error_response(500, "internal_error", message))
     if request.path.startswith("/v1/"):
         error = OpenAIError(500, message, kind="server_error", code="internal_error")
         return openai_api.error_response(error)
     return defaults.server_error(request)
+
+
+def _never_cached(response: HttpResponse) -> HttpResponse:
+    """As every answer of the API's own views is (chatapp.core.api)."""
+    add_never_cache_headers(response)
+    return response

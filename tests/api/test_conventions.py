@@ -8,7 +8,7 @@ import re
 import pytest
 from django.test import Client
 
-from chatapp.api import api
+from chatapp.api import api, server_error
 from chatapp.chat.actions.sharing import share_conversation
 from chatapp.chat.models import Conversation
 from chatapp.teams.actions import create_api_key
@@ -163,6 +163,18 @@ def test_every_answer_is_never_cached(member_client):
     for url in ("/api/conversations/", "/api/me/", "/api/models/", "/api/openapi.json"):
         response = member_client.get(url)
         assert response.status_code == 200, url
+        assert_never_cached(response)
+
+
+def test_the_answers_django_gives_itself_are_never_cached_either(member_client, rf):
+    """An unknown address, one without its final slash, a body Django cannot parse, a 500."""
+    for response in (
+        member_client.get("/api/no-such-thing/"),
+        member_client.get("/api/me"),
+        member_client.post("/api/uploads/", b"x", content_type="multipart/form-data"),
+        server_error(rf.get("/api/conversations/")),
+    ):
+        assert response.status_code in (400, 404, 500)
         assert_never_cached(response)
 
 
