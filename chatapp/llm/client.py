@@ -21,9 +21,9 @@ import orjson
 from .deadline import ReadDeadline
 from .errors import (
     SCAN_LIMIT,
+    error_from_body,
     error_from_exception,
     error_from_response,
-    error_from_stream_chunk,
     interrupted,
     rate_limits_from,
     request_id_from,
@@ -269,9 +269,9 @@ class LlamaClient:
         request = self._request("POST", "/chat/completions", body, stream)
         response = await self._open(request, first_deadline, model)
         try:
-            if stream:
+            if stream and not _is_json(response):
                 reply = self._read_stream(response, first_deadline, deadline)
-            else:
+            else:  # a JSON body to a stream request is a whole reply or an error object
                 reply = self._read_reply(response, first_deadline)
             async with aclosing(reply) as events:
                 async for event in events:
@@ -328,7 +328,7 @@ class LlamaClient:
         name, data = item
         chunk = _parse_json(data)
         if name == "error" or "error" in chunk:
-            raise error_from_stream_chunk(chunk, self.config)
+            raise error_from_body(chunk, self.config)
         try:  # no context manager here: at chat pace this runs for every token
             return self._protocol.read_chunk(chunk, state)
         except (TypeError, AttributeError) as exc:
@@ -418,7 +418,10 @@ class LlamaClient:
         if cut:
             message = f"The Llama API sent a reply longer than {REPLY_LIMIT >> 20} MiB: try again."
             raise LlmError("upstream_unavailable", message, retryable=True)
-        return _parse_json(raw)
+        data = _parse_json(raw)
+        if data.get("error"):  # a success status around an error object, as gateways send
+            raise error_from_body(data, self.config)
+        return data
 
     async def _call_json(
         self, method: str, path: str, body: dict[str, Any] | None = None
@@ -450,6 +453,12 @@ async def _within(deadline: float, awaitable: Awaitable[T]) -> T:
     # A fresh timeout per read: never held across a yield, so it cannot fire in the consumer.
     async with asyncio.timeout_at(deadline):
         return await awaitable
+
+
+def _is_json(response: httpx.Response) -> bool:
+    media_type: str = response.headers.get("content-type", "")
+    media_type = media_type.partition(";")[0].strip().lower()
+    return media_type == "application/json" or media_type.endswith("+json")
 
 
 def _unreadable() -> LlmError:

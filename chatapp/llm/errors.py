@@ -83,9 +83,9 @@ def error_from_exception(exc: BaseException, config: ProviderConfig) -> LlmError
     return LlmError("upstream_unavailable", message, retryable=True)
 
 
-def error_from_stream_chunk(chunk: dict[str, Any], config: ProviderConfig) -> LlmError:
-    """An error object sent inside an otherwise successful stream."""
-    detail = _detail_from_json(chunk, config.api_key)
+def error_from_body(body: dict[str, Any], config: ProviderConfig) -> LlmError:
+    """An error object sent with a success status: a stream's event or a whole body."""
+    detail = _detail_from_json(body, config.api_key)
     message = f"The Llama API reported an error while answering: {detail}"
     return LlmError("upstream_unavailable", message, retryable=True)
 

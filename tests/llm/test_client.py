@@ -27,6 +27,7 @@ from chatapp.llm.sse import EventTooLarge, SSEDecoder, sse_events
 from llama_simulator.answers import tokenize
 from tests.support.polling import await_for
 from tests.support.ports import free_port
+from tests.support.upstream import Reply, hostile_upstream
 
 from .conftest import KEY, MODEL, user
 
@@ -716,3 +717,38 @@ async def test_a_streamed_answer_past_8_million_characters_is_cut_and_keeps_its_
     assert "passed 8,000,000 characters" in events[-1].message
     assert len(text_of(events)) == 122 * 65_536  # every piece that fit, whole
     assert len(sent) < 130
+
+
+# What an overloaded gateway in front of a model server answers with a 200.
+OVERLOADED = json.dumps({"error": {"message": "The model is overloaded", "type": "server_error"}})
+
+
+@pytest.mark.parametrize("protocol", ["llama", "openai"])
+async def test_a_whole_reply_that_is_an_error_object_raises_its_detail_after_a_retry(
+    protocol, sleeps
+):
+    async def record_sleep(delay: float) -> None:
+        sleeps.append(delay)
+
+    replies = [Reply(OVERLOADED, headers={"Content-Type": "application/json"})]
+    async with hostile_upstream(replies) as url:
+        client = LlamaClient(ProviderConfig(url, KEY, protocol=protocol), sleep=record_sleep)
+        with pytest.raises(LlmError) as raised:
+            await client.complete_chat(user("hi"), ChatParams(MODEL))
+
+    assert raised.value.code == "upstream_unavailable"
+    assert "The model is overloaded" in raised.value.message
+    assert len(sleeps) == 2  # retried like any upstream failure, then given up
+
+
+@pytest.mark.parametrize("protocol", ["llama", "openai"])
+async def test_a_stream_answered_by_a_json_error_object_reports_its_detail(protocol):
+    replies = [Reply(OVERLOADED, headers={"Content-Type": "application/json"})]
+    async with hostile_upstream(replies) as url:
+        config = ProviderConfig(url, KEY, protocol=protocol, max_attempts=1)
+        events = await collect(LlamaClient(config), "hi")
+
+    assert [(type(event), event.code) for event in events] == [
+        (StreamError, "upstream_unavailable")
+    ]
+    assert "The model is overloaded" in events[0].message

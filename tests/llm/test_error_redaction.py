@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from chatapp.llm import ProviderConfig
-from chatapp.llm.errors import DETAIL_LIMIT, error_from_response, error_from_stream_chunk, redact
+from chatapp.llm.errors import DETAIL_LIMIT, error_from_body, error_from_response, redact
 
 CONFIGURED_KEY = "site-key-0042"
 # Keys of other parties (a team's, another provider's), in the shapes they come in.
@@ -31,7 +31,7 @@ def details(body: bytes) -> list[str]:
         chunk = json.loads(body)
     except ValueError:
         return shown
-    return [*shown, error_from_stream_chunk(chunk, CONFIG).message]
+    return [*shown, error_from_body(chunk, CONFIG).message]
 
 
 @pytest.mark.parametrize("key", [CONFIGURED_KEY, *FOREIGN_KEYS])
