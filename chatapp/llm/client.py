@@ -360,6 +360,8 @@ class LlamaClient:
             reason = f"it took longer than the {self.config.total_timeout:g} s limit"
         elif isinstance(exc, TimeoutError):
             reason = f"the Llama API sent nothing for {self.config.idle_timeout:g} s"
+        elif isinstance(exc, LlmError) and exc.detail is not None:
+            reason = f'the Llama API reported an error mid-answer ("{exc.detail}")'
         elif isinstance(exc, LlmError):
             reason = "the Llama API reported an error mid-answer"
         elif isinstance(exc, EventTooLarge):

@@ -87,7 +87,7 @@ def error_from_body(body: dict[str, Any], config: ProviderConfig) -> LlmError:
     """An error object sent with a success status: a stream's event or a whole body."""
     detail = _detail_from_json(body, config.api_key)
     message = f"The Llama API reported an error while answering: {detail}"
-    return LlmError("upstream_unavailable", message, retryable=True)
+    return LlmError("upstream_unavailable", message, retryable=True, detail=detail)
 
 
 def interrupted(reason: str, request_id: str | None) -> LlmError:

@@ -143,6 +143,7 @@ class LlmError(Exception):
         status: int | None = None,
         request_id: str | None = None,
         retry_after: float | None = None,
+        detail: str | None = None,
     ):
         super().__init__(message)
         self.code = code
@@ -151,6 +152,7 @@ class LlmError(Exception):
         self.status = status
         self.request_id = request_id
         self.retry_after = retry_after
+        self.detail = detail  # the upstream's own words (redacted), from an error object
 
     def as_event(self) -> StreamError:
         return StreamError(self.code, self.message, self.retryable, self.request_id, self.status)

@@ -300,6 +300,7 @@ async def test_error_event_mid_answer_is_interrupted(make_client, sim):
     assert text_of(events) == "You asked: *hi*"
     assert events[-1].code == "interrupted"
     assert "reported an error" in events[-1].message
+    assert "Simulated failure mid-answer." in events[-1].message  # the upstream's own words
     assert len(sim.requests) == 1
 
 
