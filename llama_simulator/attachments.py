@@ -1,7 +1,9 @@
-"""What a chat request carries besides text: images (data URLs) and documents (context blocks).
+"""What a chat request carries besides text: images (data URLs or http(s) URLs) and documents
+(context blocks).
 
 The simulator reads them as the real API would (an image that does not decode is a 400) and
-says what it received in its answer, so a test can tell the bytes arrived.
+says what it received in its answer, so a test can tell the bytes arrived. An image given by
+its URL is named, not fetched: the simulator stays offline.
 """
 
 import base64
@@ -13,6 +15,7 @@ from dataclasses import dataclass, field
 from PIL import Image, UnidentifiedImageError
 
 DATA_URL = re.compile(r"data:(image/[\w.+-]+);base64,(.*)", re.S)
+WEB_URL = re.compile(r"https?://\S+")
 DOCUMENT = re.compile(r'<document name="([^"]*)"(?: pages="(\d+)")?>')
 
 
@@ -22,7 +25,7 @@ class ContentError(ValueError):
 
 @dataclass
 class Received:
-    images: list[tuple[int, int]] = field(default_factory=list)  # (width, height)
+    images: list[str] = field(default_factory=list)  # "64×48", or the URL it was given by
     documents: list[str] = field(default_factory=list)  # "name (1 page)", "name (N pages)"
 
     def summary(self) -> str | None:
@@ -30,8 +33,7 @@ class Received:
             return None
         said = []
         if self.images:
-            sizes = ", ".join(f"{w}×{h}" for w, h in self.images)
-            said.append(f"{_count(len(self.images), 'image')} ({sizes})")
+            said.append(f"{_count(len(self.images), 'image')} ({', '.join(self.images)})")
         if self.documents:
             said.append(f"{_count(len(self.documents), 'document')}: {', '.join(self.documents)}")
         return "Received " + " and ".join(said)
@@ -48,7 +50,7 @@ def received(messages: list[dict]) -> Received:
             if not isinstance(part, dict):
                 raise ContentError("Each content part must be an object with a type.")
             if part.get("type") == "image_url":
-                found.images.append(_image_size(part))
+                found.images.append(_image_label(part))
             elif part.get("type") == "text":
                 for name, pages in DOCUMENT.findall(part.get("text") or ""):
                     unit = "page" if pages == "1" else "pages"
@@ -69,19 +71,23 @@ def question_text(message: dict) -> str:
     return "\n".join(t for t in texts if not DOCUMENT.match(t))
 
 
-def _image_size(part: dict) -> tuple[int, int]:
+def _image_label(part: dict) -> str:
+    """The image's size ("64×48"), or the http(s) URL it is given by."""
     url = (
         (part.get("image_url") or {}).get("url")
         if isinstance(part.get("image_url"), dict)
         else None
     )
+    if WEB_URL.fullmatch(url or ""):
+        return url
     match = DATA_URL.fullmatch(url or "")
     if match is None:
-        raise ContentError("image_url.url must be a data:image/...;base64 URL.")
+        raise ContentError("image_url.url must be an http(s) URL or a data:image/...;base64 URL.")
     try:
         data = base64.b64decode(match.group(2), validate=True)
         with Image.open(io.BytesIO(data)) as image:
-            return image.size
+            width, height = image.size
+            return f"{width}×{height}"
     except (binascii.Error, UnidentifiedImageError, OSError):
         raise ContentError("image_url: the data is not a readable image.") from None
 

@@ -70,10 +70,22 @@ def test_text_only_model_refuses_images(sim):
             client.chat.completions.create(model=TEXT_ONLY_MODEL, messages=question(data_url(8, 8)))
 
 
+def test_an_image_given_by_its_url_is_taken(sim):
+    """llama-api-client's MessageImageContentItemParam: "Either a URL of the image or the
+    base64 encoded image data". The simulator fetches nothing: it names the URL."""
+    with LlamaAPIClient(api_key=KEY, base_url=sim.native_url, max_retries=0) as client:
+        response = client.chat.completions.create(
+            model=MODEL, messages=question("https://example.com/cat.png", documents=())
+        )
+    assert (
+        "Received 1 image (https://example.com/cat.png)" in response.completion_message.content.text
+    )
+
+
 @pytest.mark.parametrize(
     "url",
     [
-        "https://example.com/cat.png",
+        "ftp://example.com/cat.png",
         "data:image/png;base64,bm90IGFuIGltYWdl",
         "data:image/png;base64,%%%",
     ],
