@@ -7,6 +7,7 @@ from playwright.sync_api import expect
 
 from tests.browser.chat_page import ChatPage
 from tests.browser.conftest import MODEL
+from tests.support.polling import wait_for
 
 pytestmark = pytest.mark.browser
 
@@ -186,3 +187,29 @@ def test_replayed_deltas_are_dropped_by_seq(logged_in_page):
     assert "REPLAYED" not in chat.answer_content()
     chat.stop_button.click()
     chat.wait_for_status("stopped")
+
+
+def test_an_answer_failing_after_the_user_left_its_conversation_says_nothing_there(
+    logged_in_page,
+):
+    page = logged_in_page
+    chat = ChatPage(page)
+    chat.send("[sim:pace tps=3] [sim:fault=error_after after=4] Tell me slowly")
+    chat.wait_for_text_longer_than(0)
+    page.evaluate(
+        """() => {
+            window.framesSeen = [];
+            window.chatPage.socket.addEventListener(
+                "frame", (event) => window.framesSeen.push(event.detail.type));
+        }"""
+    )
+    page.get_by_role("button", name="New chat").first.click()
+    # The socket still follows the conversation left: its answer's error reaches the page.
+    wait_for(
+        lambda: page.evaluate("window.framesSeen.includes('message.error')"),
+        "the error of the answer left",
+    )
+    # The new chat neither shows it nor offers a Retry that would send that question here.
+    assert page.evaluate("window.chatPage.state.notice") is None
+    expect(page.locator("#chat-notice")).to_be_hidden()
+    expect(chat.questions).to_have_count(0)

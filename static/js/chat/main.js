@@ -203,6 +203,14 @@ class ChatPage {
   }
 
   handleFrame(frame) {
+    // The socket still follows a conversation the page has left (for a new chat, or another
+    // still loading) until it follows the next: its answers' events are not about this one.
+    const elsewhere =
+      frame.type.startsWith("message.") && frame.conversation_id !== this.state.conversationId;
+    if (elsewhere) {
+      if (frame.type === "message.done") this.budget.refreshSoon(); // it counted all the same
+      return;
+    }
     const handler = {
       "conversation.created": () => this.onConversationCreated(frame),
       "conversation.updated": () => this.onConversationUpdated(frame),
