@@ -189,6 +189,38 @@ def test_a_setting_changed_while_the_defaults_load_is_kept_and_sent(logged_in_pa
     expect(panel.max_tokens).to_have_value("5")
 
 
+def test_settings_changed_while_a_conversation_loads_are_kept_and_sent(logged_in_page, sim):
+    page = logged_in_page
+    chat = ChatPage(page)
+    panel = SettingsPanel(page)
+    models = [m["id"] for m in chat.api("/api/models/")["models"]]
+    chat.send("First question")
+    chat.wait_for_status("complete")
+    conversation_id = chat.conversation_id()
+    stored = chat.api(f"/api/conversations/{conversation_id}/")["settings"]
+    other = next(m for m in models if m != stored["model"])
+    held = []
+    # The conversation is held back while the user changes its settings.
+    page.route(f"**/api/conversations/{conversation_id}/", lambda route: held.append(route))
+    page.reload()
+    page.wait_for_selector("html[data-socket=open]")
+    wait_for(lambda: held, "the request for the conversation")
+    panel.model.select_option(other)
+    panel.open()
+    panel.temperature.fill("0.15")
+    panel.temperature.press("Escape")
+    held[0].continue_()  # it arrives: the user's choices stay
+    expect(chat.answers).to_have_count(1)
+    expect(panel.model).to_have_value(other)
+    panel.open()
+    expect(panel.temperature).to_have_value("0.15")
+    panel.temperature.press("Escape")
+    chat.send("Second question")
+    chat.wait_for_status("complete", chat.answers.nth(1))
+    sent = native_params(sim.requests[-1])
+    assert (sent["model"], sent["temperature"]) == (other, 0.15)
+
+
 def test_an_answer_cut_at_max_tokens_says_so_and_keeps_saying_it(logged_in_page, sim):
     page = logged_in_page
     chat = ChatPage(page)

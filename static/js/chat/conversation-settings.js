@@ -99,14 +99,15 @@ export class ConversationSettings {
     return true;
   }
 
-  /** Prefill from a conversation's settings, or (null) from the user's effective defaults. */
+  /** Prefill from a conversation's settings (or the promise of them, as it loads), or (null)
+   * from the user's effective defaults. */
   async show(settings) {
     const generation = ++this.generation;
     this.base = null;
     this.edited.clear();
     this.clearErrors();
     try {
-      const values = settings ?? (await api(`/api/settings/?team=${this.team}`)).effective;
+      const values = (await settings) ?? (await api(`/api/settings/?team=${this.team}`)).effective;
       if (generation !== this.generation || !values) return;
       this.fill(values);
     } catch {

@@ -330,18 +330,25 @@ class ChatPage {
     this.closeDrawer();
     if (push) window.history.pushState({}, "", `/c/${id}/`);
     this.update();
+    const request = api(`/api/conversations/${id}/`);
+    // Its settings fill the panel once loaded, but for those the user changes meanwhile.
+    this.settings.show(
+      request.then(
+        (data) => data.settings && { ...data.settings, response_format: data.response_format },
+      ),
+    );
     let data;
     try {
-      data = await api(`/api/conversations/${id}/`);
+      data = await request;
     } catch (error) {
       if (this.state.conversationId === id)
         this.update(() => this.state.unavailable(error.message));
       return;
     }
     if (this.state.conversationId !== id) return; // the user moved on meanwhile
+    const model = this.state.model;
     this.state.opened(data);
-    const format = { response_format: data.response_format };
-    this.settings.show(data.settings ? { ...data.settings, ...format } : null);
+    if (this.settings.edited.has("model")) this.state.model = model; // picked while it loaded
     this.messages.stickToBottom = this.state.landing === null;
     this.update();
     this.subscribe();
