@@ -1,5 +1,7 @@
 """The sidebar's pinned group and date headings, temporary chats, and the team switcher."""
 
+import json
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -145,6 +147,51 @@ def test_temporary_chat_is_marked_kept_out_of_the_list_and_deleted_on_leaving(
         conversation_id,
     )
     assert gone == 404
+
+
+def test_a_chat_sent_as_saved_stays_saved_whatever_the_toggle_meanwhile(logged_in_page):
+    page = logged_in_page
+    chat = ChatPage(page)
+    toggle = page.get_by_role("button", name="Temporary chat")
+    relay = {"page": None, "held": None}  # the server's frames wait here once a question goes
+
+    def route(ws):
+        server = ws.connect_to_server()
+        relay["page"] = ws
+
+        def from_page(message):
+            if json.loads(message).get("type") == "chat.send":
+                relay["held"] = []
+            server.send(message)
+
+        def from_server(message):
+            if relay["held"] is None:
+                ws.send(message)
+            else:
+                relay["held"].append(message)
+
+        server.on_message(from_server)
+        ws.on_message(from_page)
+
+    page.route_web_socket(re.compile(r"/ws/chat/$"), route)
+    page.reload()
+    page.wait_for_selector("html[data-socket=open]")
+    chat.send("Keep this one")
+    # Sent as a saved chat: until the server has it, the toggle can no longer change that.
+    expect(toggle).to_be_disabled()
+    toggle.click(force=True)
+    held, relay["held"] = relay["held"], None
+    for message in held:
+        relay["page"].send(message)
+    chat.wait_for_status("complete")
+    conversation_id = chat.conversation_id()
+    assert page.url.endswith(f"/c/{conversation_id}/")
+    expect(chat.sidebar_items).to_have_count(1)
+    page.get_by_role("button", name="New chat").click()
+    expect(toggle).to_be_enabled()
+    page.reload()
+    expect(chat.sidebar_items).to_have_count(1)  # not deleted on leaving it
+    assert chat.api(f"/api/conversations/{conversation_id}/")["temporary"] is False
 
 
 def test_team_switcher_lists_the_chosen_team_s_conversations(logged_in_page, app_server, user):

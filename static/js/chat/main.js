@@ -398,7 +398,8 @@ class ChatPage {
 
   bindTemporary() {
     $("temporary-toggle").addEventListener("click", () => {
-      if (this.state.conversationId !== null) return; // only a new chat can become one
+      // Only a new chat can become one, and one being sent is created as it was sent.
+      if (this.state.conversationId !== null || this.state.pending) return;
       this.update(() => (this.state.temporary = !this.state.temporary));
       this.input.focus();
     });
@@ -908,7 +909,7 @@ class ChatPage {
   renderTemporary(state) {
     const toggle = $("temporary-toggle");
     toggle.hidden = state.conversationId !== null;
-    toggle.disabled = this.readOnly;
+    toggle.disabled = this.readOnly || state.pending !== null;
     toggle.setAttribute("aria-pressed", String(state.temporary));
     $("temporary-notice").hidden = !state.temporary;
     // A temporary chat is not saved; where nothing can be sent, no chat is, and a blank chat
