@@ -8,6 +8,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser.chat_page import ChatPage, json_from
+from tests.support.polling import wait_for
 
 pytestmark = pytest.mark.browser
 
@@ -149,40 +150,62 @@ def test_temporary_chat_is_marked_kept_out_of_the_list_and_deleted_on_leaving(
     assert gone == 404
 
 
-def test_a_chat_sent_as_saved_stays_saved_whatever_the_toggle_meanwhile(logged_in_page):
-    page = logged_in_page
-    chat = ChatPage(page)
-    toggle = page.get_by_role("button", name="Temporary chat")
-    relay = {"page": None, "held": None}  # the server's frames wait here once a question goes
+class HeldAnswers:
+    """The chat socket through a relay: once a question goes, the server's frames wait until
+    `release()`."""
 
-    def route(ws):
+    def __init__(self, page):
+        self.page = page
+        self.socket = None
+        self.held = None
+        page.route_web_socket(re.compile(r"/ws/chat/$"), self.route)
+        page.reload()
+        page.wait_for_selector("html[data-socket=open]")
+
+    def route(self, ws):
         server = ws.connect_to_server()
-        relay["page"] = ws
+        self.socket = ws
 
         def from_page(message):
             if json.loads(message).get("type") == "chat.send":
-                relay["held"] = []
+                self.held = []
             server.send(message)
 
         def from_server(message):
-            if relay["held"] is None:
+            if self.held is None:
                 ws.send(message)
             else:
-                relay["held"].append(message)
+                self.held.append(message)
 
         server.on_message(from_server)
         ws.on_message(from_page)
 
-    page.route_web_socket(re.compile(r"/ws/chat/$"), route)
-    page.reload()
-    page.wait_for_selector("html[data-socket=open]")
+    def first(self, kind: str) -> dict:
+        """The first frame of this type held (waiting for it: the page's calls pass them)."""
+
+        def held():
+            self.page.evaluate("0")
+            frames = (json.loads(message) for message in self.held or [])
+            return next((frame for frame in frames if frame["type"] == kind), None)
+
+        return wait_for(held, kind)
+
+    def release(self) -> None:
+        held, self.held = self.held, None
+        for message in held:
+            self.socket.send(message)
+
+
+def test_a_chat_sent_as_saved_stays_saved_whatever_the_toggle_meanwhile(logged_in_page):
+    page = logged_in_page
+    chat = ChatPage(page)
+    toggle = page.get_by_role("button", name="Temporary chat")
+    answers = HeldAnswers(page)
     chat.send("Keep this one")
     # Sent as a saved chat: until the server has it, the toggle can no longer change that.
     expect(toggle).to_be_disabled()
     toggle.click(force=True)
-    held, relay["held"] = relay["held"], None
-    for message in held:
-        relay["page"].send(message)
+    answers.release()
     chat.wait_for_status("complete")
     conversation_id = chat.conversation_id()
     assert page.url.endswith(f"/c/{conversation_id}/")
@@ -192,6 +215,21 @@ def test_a_chat_sent_as_saved_stays_saved_whatever_the_toggle_meanwhile(logged_i
     page.reload()
     expect(chat.sidebar_items).to_have_count(1)  # not deleted on leaving it
     assert chat.api(f"/api/conversations/{conversation_id}/")["temporary"] is False
+
+
+def test_a_temporary_chat_left_before_the_server_has_it_is_deleted_unlisted(logged_in_page):
+    page = logged_in_page
+    chat = ChatPage(page)
+    answers = HeldAnswers(page)
+    page.get_by_role("button", name="Temporary chat").click()
+    chat.send("A passing thought")
+    page.get_by_role("button", name="New chat").click()  # before the server has created it
+    created = answers.first("conversation.created")
+    answers.release()
+    status = "async (id) => (await fetch(`/api/conversations/${id}/`)).status"
+    wait_for(lambda: page.evaluate(status, created["conversation"]["id"]) == 404, "its deletion")
+    expect(chat.sidebar_items).to_have_count(0)
+    expect(page.locator("#conversation-status")).to_have_text("No conversations yet.")
 
 
 def test_team_switcher_lists_the_chosen_team_s_conversations(logged_in_page, app_server, user):

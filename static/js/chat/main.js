@@ -54,6 +54,7 @@ class ChatPage {
     this.regenerated = null; // {requestId, settings}: a chat.regenerate until its answer starts
     this.editCancelled = null; // a question whose edit was cancelled, until its Edit button shows
     this.shownPrompt = undefined; // the system prompt last drawn (redrawing would fold it)
+    this.temporarySends = new Set(); // request ids of temporary chats not yet created
     this.composer = $("composer");
     this.input = $("composer-input");
     this.askPlaceholder = this.input.placeholder; // "Message Llama…"
@@ -239,6 +240,13 @@ class ChatPage {
 
   onConversationCreated(frame) {
     const mine = this.state.isMine(frame);
+    if (this.temporarySends.delete(frame.request_id) && !mine) {
+      // A temporary chat the user left before it existed: it ends now, never listed.
+      api(`/api/conversations/${frame.conversation.id}/`, { method: "DELETE" }).catch(() => {
+        // Left behind, it is deleted 24 hours after it started.
+      });
+      return;
+    }
     // A temporary chat stays out of the list, and out of the address: a reload starts anew.
     if (mine && this.state.temporary) {
       this.state.conversationCreated(frame);
@@ -578,6 +586,7 @@ class ChatPage {
       this.update(() => (this.state.notice = { text: notice, retry: false }));
       return;
     }
+    if (frame.temporary) this.temporarySends.add(requestId);
     this.update(() =>
       this.state.sending({ requestId, content: text, settings, attachments: files }),
     );
