@@ -150,6 +150,37 @@ def test_escape_cancels_a_rename(sidebar_page):
     assert "Should not stick" not in titles(page)
 
 
+def test_a_rename_from_elsewhere_while_renaming_shows_and_is_not_undone(
+    sidebar_page, conversations, page_watch
+):
+    page = sidebar_page
+    page.get_by_role("link", name="Alpha plan").click()
+    expect(page.locator("#conversation-title")).to_have_text("Alpha plan")
+    click_row_action(page, "Alpha plan", "Rename")
+    title_box = page.get_by_label("New title")
+    # Meanwhile another tab renames it: every tab hears of it.
+    page.evaluate(
+        """async (id) => {
+            const csrf = document.cookie.match(/csrftoken=([^;]+)/)[1];
+            await fetch(`/api/conversations/${id}/`, {
+                method: "PATCH",
+                headers: {"Content-Type": "application/json", "X-CSRFToken": csrf},
+                body: JSON.stringify({title: "Alpha renamed elsewhere"}),
+            });
+        }""",
+        conversations["Alpha plan"],
+    )
+    expect(page.locator("#conversation-title")).to_have_text("Alpha renamed elsewhere")
+    expect(title_box).to_have_value("Alpha plan")  # the box keeps what the user has there
+    title_box.press("Enter")  # unchanged: nothing to save, the other rename stays
+    expect(page.get_by_role("link", name="Alpha renamed elsewhere")).to_be_focused()
+    page.reload()
+    page.get_by_role("link", name="Alpha renamed elsewhere").wait_for()
+    stored = ChatPage(page).api(f"/api/conversations/{conversations['Alpha plan']}/")
+    assert stored["title"] == "Alpha renamed elsewhere"
+    assert page_watch.page_errors == []
+
+
 def test_delete_asks_first_then_deletes(sidebar_page, conversations):
     page = sidebar_page
     dialog = page.get_by_role("dialog")

@@ -441,13 +441,15 @@ export class Sidebar {
       maxlength: "200",
       "aria-label": "New title",
     });
+    const before = li.dataset.title; // a rename from elsewhere meanwhile is not undone
     let done = false;
     const finish = async (save) => {
       if (done) return;
       done = true;
       const title = input.value.trim();
-      input.replaceWith(link);
-      if (!save || !title || title === li.dataset.title) {
+      input.remove();
+      link.hidden = false;
+      if (!save || !title || title === before) {
         link.focus();
         return;
       }
@@ -474,7 +476,9 @@ export class Sidebar {
       }
     });
     input.addEventListener("blur", () => finish(true));
-    link.replaceWith(input);
+    // The link stays, hidden: a new title or the active mark from elsewhere still reach it.
+    link.hidden = true;
+    link.before(input);
     input.focus();
     input.select();
   }
