@@ -3,6 +3,7 @@
 
 import io
 import json
+import re
 from datetime import timedelta
 
 import pytest
@@ -251,3 +252,15 @@ def test_the_receipt_shows_on_the_teams_audit_page(owner, member, team, keep_30_
     assert page.status_code == 200
     assert b"Retention deleted 1 conversation untouched for 30 days" in page.content
     assert SECRET.encode() not in page.content
+
+
+def test_every_link_on_the_policy_page_opens_for_an_admin(owner, admin_member, team):
+    """The retention help names the audit trail; only owners may open it, so only they get
+    a link there."""
+    admin = client_for(Client(), admin_member)
+    page = admin.get(f"/teams/{team.pk}/policy/").content.decode()
+    links = set(re.findall(rf'href="(/teams/{team.pk}/[^"]*)"', page))
+    assert f"/teams/{team.pk}/safety/" in links  # the page's own links are found
+    assert {link: admin.get(link).status_code for link in links} == dict.fromkeys(links, 200)
+    owners_page = client_for(Client(), owner).get(f"/teams/{team.pk}/policy/").content.decode()
+    assert "in the <a href" in owners_page and f'href="/teams/{team.pk}/audit/"' in owners_page
