@@ -11,9 +11,26 @@ READ_FROM_ENV = re.compile(r"\benv(?:_\w+|\.\w+)\(\s*\"([A-Z][A-Z0-9_]+)\"")
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 
 
+HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*$", re.M)
+FENCE = re.compile(r"^```.*?^```", re.M | re.S)
+
+
 def markdown_files() -> list[Path]:
     files = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    files += sorted((ROOT / "chatapp").glob("*/README.md"))
     return files + [ROOT / d / "README.md" for d in ("bench", "tests", "llama_simulator")]
+
+
+def anchors(page: Path) -> set[str]:
+    """The ids GitHub gives a page's headings: lower case, punctuation dropped, spaces as
+    dashes, a repeated one numbered."""
+    ids: set[str] = set()
+    counts: dict[str, int] = {}
+    for heading in HEADING.findall(FENCE.sub("", page.read_text())):
+        slug = re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+        ids.add(f"{slug}-{counts[slug]}" if slug in counts else slug)
+        counts[slug] = counts.get(slug, 0) + 1
+    return ids
 
 
 def test_every_variable_the_settings_read_is_in_the_configuration_doc():
@@ -55,15 +72,25 @@ def test_documented_number_defaults_are_the_settings_own():
     }
 
 
-def test_relative_links_in_the_docs_point_at_files_that_exist():
+def test_relative_links_in_the_docs_point_at_files_and_headings_that_exist():
     broken = []
     for page in markdown_files():
-        for target in LINK.findall(page.read_text()):
-            path = target.split("#")[0]
-            if path and "://" not in path and not path.startswith("mailto:"):
-                if not (page.parent / path).exists():
-                    broken.append(f"{page.relative_to(ROOT)} -> {target}")
+        for target in LINK.findall(FENCE.sub("", page.read_text())):
+            path, _, anchor = target.partition("#")
+            if "://" in target or target.startswith("mailto:"):
+                continue
+            linked = page.parent / path if path else page
+            if not linked.exists() or (
+                anchor and linked.suffix == ".md" and anchor not in anchors(linked)
+            ):
+                broken.append(f"{page.relative_to(ROOT)} -> {target}")
     assert broken == []
+
+
+def test_heading_anchors_are_githubs():
+    page = ROOT / "docs/operations.md"
+    assert {"rotating-secret_key", "scaling", "backups-and-data"} <= anchors(page)
+    assert "managepy-purge_expired" in anchors(ROOT / "docs/sharing-retention.md")
 
 
 def test_the_readme_is_a_front_door():
