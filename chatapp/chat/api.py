@@ -120,7 +120,7 @@ class MessageError(Schema):
     message: str
     retryable: bool = Field(description="Whether regenerating the answer may help.")
     help_url: str | None = Field(
-        None, description="A refused key: where the team's owners and admins change it."
+        None, description="A refused key: where the team's owners change it, shown to them."
     )
 
 

@@ -106,7 +106,7 @@ class StoredError(TypedDict):
     code: str
     message: str
     retryable: bool  # whether regenerating may help, as its message.error said
-    help_url: NotRequired[str]  # a refused key, shown to the team's owners and admins
+    help_url: NotRequired[str]  # a refused key, shown to the team's owners
 
 
 @with_config(STRICT)
@@ -134,7 +134,7 @@ class AnswerError(TypedDict):
     code: str
     message: str
     retryable: bool
-    help_url: NotRequired[str]  # where a team admin fixes it (a refused key: the provider page)
+    help_url: NotRequired[str]  # where a team owner fixes it (a refused key: the provider page)
     categories: NotRequired[list[str]]  # safety_blocked: the Llama Guard codes that counted
 
 

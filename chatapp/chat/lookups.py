@@ -18,7 +18,8 @@ from chatapp.chat.models import (
     get_message_for_user,
     usage_dict,
 )
-from chatapp.teams.models import MANAGER_ROLES, Membership
+from chatapp.teams.models import Membership
+from chatapp.teams.services import PERMISSIONS
 from chatapp.uploads.models import Upload
 
 # How an answer ended, shown under it: read for the state and for the conversation API.
@@ -190,13 +191,12 @@ def stored_error(row: dict[str, Any], help_url: str | None = None) -> StoredErro
 
 
 def provider_page(user: Any, team_id: int | None) -> str | None:
-    """Where a refused key is changed, the team's provider page: for its owners and admins."""
+    """Where a refused key is changed, the team's provider page: for its owners, the only
+    ones who may open it."""
     if team_id is None:
         return None
-    managers = Membership.objects.filter(team_id=team_id, role__in=MANAGER_ROLES)
-    return (
-        reverse("teams:provider", args=[team_id]) if managers.filter(user=user).exists() else None
-    )
+    owners = Membership.objects.filter(team_id=team_id, role__in=PERMISSIONS["manage_provider"])
+    return reverse("teams:provider", args=[team_id]) if owners.filter(user=user).exists() else None
 
 
 def key_help(user: Any, team_id: int | None, rows: Iterable[dict[str, Any]]) -> str | None:

@@ -18,6 +18,7 @@ from chatapp.chat import admin_access
 from chatapp.chat.actions import sharing
 from chatapp.chat.actions.admin_access import grant_read_access
 from chatapp.chat.errors import ChatError
+from chatapp.chat.lookups import provider_page
 from chatapp.chat.models import (
     Message,
     MessageRole,
@@ -113,6 +114,7 @@ def chat(request: HttpRequest, conversation_id: int | None = None) -> HttpRespon
     rules = policy.team_rules(team)
     prompts = system_prompt_choices(team)
     is_team_admin = team.memberships.filter(user=request.user.pk, role__in=MANAGER_ROLES).exists()
+    key_refused = refused_key(team) if is_team_admin else None
     teams = list(Team.objects.for_user(request.user).order_by("name", "id"))
     config = {
         "conversationId": conversation.pk if conversation else None,
@@ -139,7 +141,8 @@ def chat(request: HttpRequest, conversation_id: int | None = None) -> HttpRespon
         "is_team_admin": is_team_admin,
         # A locked default prompt applies to every new chat: there is nothing to choose.
         "locked_prompt": next((p for p in prompts if p["is_default"] and p["locked"]), None),
-        "key_refused": refused_key(team) if is_team_admin else None,
+        "key_refused": key_refused,
+        "key_page": provider_page(request.user, team.pk) if key_refused else None,
         "admin_access_grants": admin_access.grants_on_conversations_of(request.user).filter(
             conversation=conversation
         )[:5]

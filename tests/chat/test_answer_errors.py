@@ -45,6 +45,21 @@ async def test_a_refused_key_gives_an_admin_the_reason_and_the_provider_page(
     assert state[-1]["error"] == error  # after a reload: the same words, link and no Retry
 
 
+async def test_a_refused_key_gives_a_team_admin_the_reason_without_the_owners_page(
+    connect, admin_member, sim
+):
+    """The provider page is the owners' (403 for an admin): an admin is told the reason and
+    that an owner changes the key, with no link to a page they cannot open."""
+    socket = await connect(admin_member)
+    ids = await socket.send_message("Hello [sim:fault=401]")
+    error = (await socket.until_type("message.error", ids["message_id"]))[-1]["error"]
+    assert error["code"] == "auth_failed" and "LLAMA_API_KEY" in error["message"]
+    assert "help_url" not in error and error["retryable"] is False
+    await socket.send({"type": "chat.subscribe", "conversation_id": ids["conversation_id"]})
+    state = (await socket.until_type("conversation.state"))[-1]["messages"]
+    assert state[-1]["error"] == error  # after a reload too
+
+
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 408, 409, 413, 422, 429, 500, 503])
 @pytest.mark.parametrize(
     "detail", ["", "The model 'x' does not exist", "maximum context length is 8192 tokens"]

@@ -157,6 +157,21 @@ def test_team_admins_are_told_whose_key_was_refused(owner_client, owner, team):
     assert "refused this team's key" in html and "LLAMA_API_KEY" not in html
 
 
+def test_a_team_admin_is_warned_without_a_link_to_the_owners_provider_page(
+    client, admin_member, owner, team
+):
+    client.force_login(admin_member)
+    refused_answer(team, owner)
+    html = client.get("/").content.decode()
+    assert "refused the site's key (<code>LLAMA_API_KEY</code>)" in html
+    assert f"/teams/{team.pk}/provider/" not in html
+    assert client.get(f"/teams/{team.pk}/provider/").status_code == 403
+    actions.set_provider(owner, team, base_url="https://9.9.9.8/v1", protocol="openai", api_key="k")
+    refused_answer(team, owner)
+    html = client.get("/").content.decode()
+    assert "refused this team's key" in html and f"/teams/{team.pk}/provider/" not in html
+
+
 def test_the_key_warning_goes_once_an_answer_is_completed(owner_client, owner, member, team):
     refused_answer(team, owner)
     later = Conversation.objects.create(team=team, owner=member, title="t", model="m")

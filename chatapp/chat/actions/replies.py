@@ -35,7 +35,7 @@ from chatapp.core.text import storable
 from chatapp.llm import StreamError, Usage, count_tokens_estimate
 from chatapp.teams import actions as team_actions
 from chatapp.teams import quota, reads, safety
-from chatapp.teams.models import Membership, Team, TeamPolicy
+from chatapp.teams.models import MANAGER_ROLES, Membership, Team, TeamPolicy
 from chatapp.teams.policy import RULES_RELATED, PolicyError
 from chatapp.teams.safety import Finding
 from chatapp.teams.services import current_team
@@ -420,13 +420,14 @@ class AnswerFailure:
 
 
 def answer_failure(error: StreamError, team: Team, user: Any) -> AnswerFailure:
-    """A refused key is the team admins' to fix: members are told so; admins get the
-    technical message and the page where they change the key."""
+    """A refused key is the team admins' to fix: members are told so; owners and admins get
+    the technical message, and owners the page where they change the key."""
     if error.code != "auth_failed":
         return AnswerFailure(error.code, error.message, error.retryable)
-    if help_url := provider_page(user, team.pk):
-        return AnswerFailure(error.code, error.message, False, help_url)
-    return AnswerFailure(error.code, KEY_REFUSED_FOR_MEMBERS, False)
+    managers = Membership.objects.filter(team=team, role__in=MANAGER_ROLES)
+    if not managers.filter(user=user).exists():
+        return AnswerFailure(error.code, KEY_REFUSED_FOR_MEMBERS, False)
+    return AnswerFailure(error.code, error.message, False, provider_page(user, team.pk))
 
 
 def save_reply(
