@@ -28,6 +28,15 @@ class SettingsPanel:
         expect(self.dialog).to_be_visible()
 
 
+def restrict_to_the_first_model(app_server, user, models: list[str]) -> None:
+    app_server.run_python(
+        "from chatapp.teams.models import Membership, TeamPolicy\n"
+        f"team = Membership.objects.get(user__username={user.username!r}).team\n"
+        f"allowed = {{'allowed_models': [{models[0]!r}]}}\n"
+        "TeamPolicy.objects.update_or_create(team=team, defaults=allowed)"
+    )
+
+
 def test_changed_settings_go_with_the_next_message_and_a_new_chat_uses_defaults(
     logged_in_page, sim
 ):
@@ -150,13 +159,7 @@ def test_a_setting_the_server_refuses_shows_on_its_field_without_retry(
     panel = SettingsPanel(page)
     models = [m["id"] for m in chat.api("/api/models/")["models"]]
     panel.model.select_option(models[1])
-    # Meanwhile the team's admins allow only the first model.
-    app_server.run_python(
-        "from chatapp.teams.models import Membership, TeamPolicy\n"
-        f"team = Membership.objects.get(user__username={user.username!r}).team\n"
-        f"allowed = {{'allowed_models': [{models[0]!r}]}}\n"
-        "TeamPolicy.objects.update_or_create(team=team, defaults=allowed)"
-    )
+    restrict_to_the_first_model(app_server, user, models)  # meanwhile, by the team's admins
     chat.send("Use the other model")
     error = page.locator("#model-picker-error")
     expect(error).to_contain_text("is not available in this team")
@@ -219,6 +222,29 @@ def test_settings_changed_while_a_conversation_loads_are_kept_and_sent(logged_in
     chat.wait_for_status("complete", chat.answers.nth(1))
     sent = native_params(sim.requests[-1])
     assert (sent["model"], sent["temperature"]) == (other, 0.15)
+
+
+def test_a_model_refused_before_the_defaults_load_goes_back_to_the_default(
+    logged_in_page, sim, app_server, user
+):
+    page = logged_in_page
+    chat = ChatPage(page)
+    panel = SettingsPanel(page)
+    models = [m["id"] for m in chat.api("/api/models/")["models"]]
+    held = []
+    page.route("**/api/settings/**", lambda route: held.append(route))
+    page.reload()
+    page.wait_for_selector("html[data-socket=open]")
+    wait_for(lambda: held, "the request for the defaults")
+    panel.model.select_option(models[1])
+    restrict_to_the_first_model(app_server, user, models)
+    chat.send("Use the other model")  # before the defaults arrive
+    expect(page.locator("#model-picker-error")).to_contain_text("is not available in this team")
+    expect(panel.model).to_have_value(models[0])  # the new chat's model, not the refused one
+    held[0].continue_()
+    chat.input.press("Enter")
+    chat.wait_for_status("complete")
+    assert sim.requests[-1]["model"] == models[0]
 
 
 def test_an_answer_cut_at_max_tokens_says_so_and_keeps_saying_it(logged_in_page, sim):

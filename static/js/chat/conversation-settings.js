@@ -162,9 +162,14 @@ export class ConversationSettings {
     if (sent.response_format) this.base.formatChoice = formatChoice(sent.response_format);
   }
 
-  /** Give the model picker back the conversation's model (after a refused send). */
-  resetModel() {
-    if (this.base?.model) this.fields.model.value = this.base.model;
+  /** Give the model picker back the conversation's model (after a refused send): before a new
+   * chat's defaults have loaded, `fallback` (the page's default), which they then replace.
+   * Returns the model now picked. */
+  resetModel(fallback) {
+    this.edited.delete("model");
+    const model = this.base?.model ?? fallback;
+    this.fields.model.value = model;
+    return model;
   }
 
   // ---- checking ---------------------------------------------------------------------------

@@ -311,9 +311,10 @@ class ChatPage {
     const regenerate = frame.request_id && frame.request_id === this.regenerated?.requestId;
     if (regenerate) this.regenerated = null;
     if ((this.state.isMine(frame) || regenerate) && error.field) {
-      if (error.field === "model") this.settings.resetModel();
+      const reset =
+        error.field === "model" ? this.settings.resetModel(this.state.defaultModel) : null;
       this.settings.showError(error.field, error.message || "");
-      this.state.model = this.settings.base?.model ?? this.state.model;
+      this.state.model = this.settings.base?.model ?? reset ?? this.state.model;
     }
     this.givenBack(this.state.refused(frame));
   }
