@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 from chatapp.llm import KNOWN_MODELS
 from llama_simulator import RunningSimulator
@@ -291,6 +292,14 @@ def context(browser, app_server):
     ctx.set_default_timeout(WAIT_MS)
     yield ctx
     ctx.close()
+
+
+@pytest.fixture(autouse=True)
+def generous_expect_timeout():
+    """`expect` waits as long as every other wait here: a busy CI machine is not a failure."""
+    expect.set_options(timeout=WAIT_MS)
+    yield
+    expect.set_options(timeout=5_000)  # Playwright's default, for the other suites
 
 
 @dataclass

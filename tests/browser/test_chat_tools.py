@@ -10,7 +10,6 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser.chat_page import ChatPage
-from tests.browser.conftest import WAIT_MS
 
 pytestmark = pytest.mark.browser
 
@@ -74,7 +73,7 @@ def test_approval_granted_runs_the_call(logged_in_page, page_watch, screenshot, 
     chat = ChatPage(logged_in_page)
     chat.send("File it [sim:call=create_ticket args=title:<b>Printer</b>]")
     call = chat.last_answer().locator(".tool-call")
-    expect(call).to_have_attribute("data-status", "awaiting_approval", timeout=WAIT_MS)
+    expect(call).to_have_attribute("data-status", "awaiting_approval")
     expect(call).to_have_attribute("open", "")
     expect(call.locator(".tool-call-arguments")).to_contain_text('"title": "<b>Printer</b>"')
     screenshot(logged_in_page, "tool-call-approval")
@@ -82,7 +81,7 @@ def test_approval_granted_runs_the_call(logged_in_page, page_watch, screenshot, 
     # A reload while it waits shows the question again.
     logged_in_page.reload()
     call = chat.last_answer().locator(".tool-call")
-    expect(call).to_have_attribute("data-status", "awaiting_approval", timeout=WAIT_MS)
+    expect(call).to_have_attribute("data-status", "awaiting_approval")
     call.get_by_role("button", name="Approve").click()
     chat.wait_for_status("complete")
     created = re.compile(r"Created ticket #\d+: <b>Printer</b>")
@@ -118,7 +117,7 @@ def test_a_refused_decision_gives_the_buttons_back(logged_in_page, tool_server):
     chat = ChatPage(page)
     chat.send("File it [sim:call=create_ticket args=title:Again]")
     call = chat.last_answer().locator(".tool-call")
-    expect(call).to_have_attribute("data-status", "awaiting_approval", timeout=WAIT_MS)
+    expect(call).to_have_attribute("data-status", "awaiting_approval")
     approve = call.get_by_role("button", name="Approve")
     approve.click()
     expect(page.get_by_text(TOO_FAST)).to_be_visible()
@@ -132,7 +131,7 @@ def test_approval_denied_tells_the_model(logged_in_page, page_watch, tool_server
     chat = ChatPage(logged_in_page)
     chat.send("File it [sim:call=create_ticket args=title:Denied_printer]")
     call = chat.last_answer().locator(".tool-call")
-    expect(call).to_have_attribute("data-status", "awaiting_approval", timeout=WAIT_MS)
+    expect(call).to_have_attribute("data-status", "awaiting_approval")
     call.get_by_role("button", name="Deny").click()
     chat.wait_for_status("complete")
     expect(call).to_have_class("tool-call is-error")

@@ -7,18 +7,9 @@ journey that starts with the site's very first signup.
 """
 
 import pytest
-from playwright.sync_api import expect
 
 from tests.browser.conftest import *  # noqa: F403
-from tests.browser.conftest import SIMULATOR, WAIT_MS, serve_app
-
-
-@pytest.fixture(autouse=True)
-def generous_expect_timeout():
-    """`expect` waits as long as every other wait here: a busy CI machine is not a failure."""
-    expect.set_options(timeout=WAIT_MS)
-    yield
-    expect.set_options(timeout=5_000)  # Playwright's default, for the other suites
+from tests.browser.conftest import SIMULATOR, serve_app
 
 
 @pytest.fixture
