@@ -6,6 +6,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser.chat_page import ChatPage, json_from
+from tests.support.polling import wait_for
 
 pytestmark = pytest.mark.browser
 
@@ -275,3 +276,35 @@ def test_a_snippet_marks_the_searched_words_and_starts_near_the_first(
     page.get_by_label("Search conversations").fill("notes")
     expect(page.locator(".conversation-item .conversation-name mark")).to_have_text(["notes"])
     expect(page.locator(".conversation-name")).to_have_text(["Beta notes"])
+
+
+def test_changes_heard_while_the_list_loads_are_not_undone_by_it(logged_in_page, conversations):
+    page = logged_in_page
+    held = []
+    page.route("**/api/conversations/?*", lambda route: held.append(route))  # the list's pages
+    page.reload()
+    page.wait_for_selector("html[data-socket=open]")
+    wait_for(lambda: held, "the list's first page")
+    first_page = held[0].fetch()  # read now, answered after what follows
+    page.evaluate(
+        """() => {
+            window.framesSeen = [];
+            window.chatPage.socket.addEventListener(
+                "frame", (event) => window.framesSeen.push(event.detail.type));
+        }"""
+    )
+    # Another tab renames, pins and deletes, after the list was asked for: every tab hears it.
+    csrf = next(c["value"] for c in page.context.cookies() if c["name"] == "csrftoken")
+    headers = {"X-CSRFToken": csrf}
+    url = "/api/conversations/{}/".format
+    page.request.patch(
+        url(conversations["Alpha plan"]), data={"title": "Alpha renamed"}, headers=headers
+    )
+    page.request.patch(url(conversations["Gamma ideas"]), data={"pinned": True}, headers=headers)
+    page.request.delete(url(conversations["Beta notes"]), headers=headers)
+    heard = {"conversation.updated", "conversation.pinned", "conversation.deleted"}
+    wait_for(lambda: heard <= set(page.evaluate("window.framesSeen")), "the three changes")
+    held[0].fulfill(response=first_page)  # the list as it was before them
+    expect(page.locator(".conversation-item").first).to_be_visible()
+    assert titles(page)[:2] == ["Gamma ideas", "Alpha renamed"]  # pinned first
+    assert "Beta notes" not in titles(page)

@@ -68,6 +68,9 @@ export class Sidebar {
     this.query = "";
     this.next = null;
     this.loading = false;
+    // Renames, pins and deletions heard while a page of the list loads, for rows not listed
+    // yet: that page may have been read before them.
+    this.meanwhile = new Map();
     this.generation = 0;
     this.activeId = null;
     this.left = false; // the user is no longer in the team: only what stays theirs is listed
@@ -95,6 +98,7 @@ export class Sidebar {
     this.entries.clear();
     this.sections.clear();
     this.order = [];
+    this.meanwhile.clear();
     const team = this.team ? `&team=${this.team}` : "";
     this.next = `/api/conversations/?q=${encodeURIComponent(this.query)}&page=1${team}`;
     this.loading = false;
@@ -172,8 +176,9 @@ export class Sidebar {
 
   /** A conversation from a page of the list, after those already listed. */
   add(conversation) {
-    if (this.entries.has(conversation.id)) return;
-    const data = { pinned: false, ...conversation };
+    const heard = this.meanwhile.get(conversation.id);
+    if (this.entries.has(conversation.id) || heard?.deleted) return;
+    const data = { pinned: false, ...conversation, ...heard };
     this.entries.set(data.id, { data, li: this.buildItem(data) });
     this.order.push(data.id);
   }
@@ -200,7 +205,7 @@ export class Sidebar {
   /** A new title from elsewhere (the model named it, another tab renamed it). */
   retitle(id, title) {
     const entry = this.entries.get(id);
-    if (!entry) return;
+    if (!entry) return this.heard(id, { title });
     entry.data.title = title;
     this.setTitle(entry.li, title);
   }
@@ -208,18 +213,24 @@ export class Sidebar {
   /** Pinned or unpinned (in this tab or another): the row moves to its place. */
   setPinned(id, pinned) {
     const entry = this.entries.get(id);
-    if (!entry || entry.data.pinned === pinned) return;
+    if (!entry) return this.heard(id, { pinned });
+    if (entry.data.pinned === pinned) return;
     entry.data.pinned = pinned;
     this.render();
   }
 
   remove(id) {
     const entry = this.entries.get(id);
-    if (!entry) return;
+    if (!entry) return this.heard(id, { deleted: true });
     entry.li.remove();
     this.entries.delete(id);
     this.order = this.order.filter((other) => other !== id);
     this.render();
+  }
+
+  /** A change to a conversation not listed: kept for the page of the list loading now. */
+  heard(id, change) {
+    if (this.loading) this.meanwhile.set(id, { ...this.meanwhile.get(id), ...change });
   }
 
   /** Draw the list: rows under their headings, in order. Rows already in place stay put, so
