@@ -97,6 +97,20 @@ class ChatPage:
     def conversation_id(self) -> int:
         return self.page.evaluate("window.chatPage.conversationId")
 
+    def record_frames(self) -> None:
+        """From now on, note the type of every frame the page's socket receives."""
+        self.page.evaluate(
+            """() => {
+                window.framesSeen = [];
+                window.chatPage.socket.addEventListener(
+                    "frame", (event) => window.framesSeen.push(event.detail.type));
+            }"""
+        )
+
+    def frames_seen(self) -> list[str]:
+        """The types of the frames received since record_frames()."""
+        return self.page.evaluate("window.framesSeen")
+
     def api(self, path: str):
         """GET a JSON API path with the page's session."""
         return self.page.evaluate(

@@ -196,17 +196,11 @@ def test_an_answer_failing_after_the_user_left_its_conversation_says_nothing_the
     chat = ChatPage(page)
     chat.send("[sim:pace tps=3] [sim:fault=error_after after=4] Tell me slowly")
     chat.wait_for_text_longer_than(0)
-    page.evaluate(
-        """() => {
-            window.framesSeen = [];
-            window.chatPage.socket.addEventListener(
-                "frame", (event) => window.framesSeen.push(event.detail.type));
-        }"""
-    )
+    chat.record_frames()
     page.get_by_role("button", name="New chat").first.click()
     # The socket still follows the conversation left: its answer's error reaches the page.
     wait_for(
-        lambda: page.evaluate("window.framesSeen.includes('message.error')"),
+        lambda: "message.error" in chat.frames_seen(),
         "the error of the answer left",
     )
     # The new chat neither shows it nor offers a Retry that would send that question here.

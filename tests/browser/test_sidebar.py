@@ -286,13 +286,7 @@ def test_changes_heard_while_the_list_loads_are_not_undone_by_it(logged_in_page,
     page.wait_for_selector("html[data-socket=open]")
     wait_for(lambda: held, "the list's first page")
     first_page = held[0].fetch()  # read now, answered after what follows
-    page.evaluate(
-        """() => {
-            window.framesSeen = [];
-            window.chatPage.socket.addEventListener(
-                "frame", (event) => window.framesSeen.push(event.detail.type));
-        }"""
-    )
+    ChatPage(page).record_frames()
     # Another tab renames, pins and deletes, after the list was asked for: every tab hears it.
     csrf = next(c["value"] for c in page.context.cookies() if c["name"] == "csrftoken")
     headers = {"X-CSRFToken": csrf}
@@ -303,7 +297,7 @@ def test_changes_heard_while_the_list_loads_are_not_undone_by_it(logged_in_page,
     page.request.patch(url(conversations["Gamma ideas"]), data={"pinned": True}, headers=headers)
     page.request.delete(url(conversations["Beta notes"]), headers=headers)
     heard = {"conversation.updated", "conversation.pinned", "conversation.deleted"}
-    wait_for(lambda: heard <= set(page.evaluate("window.framesSeen")), "the three changes")
+    wait_for(lambda: heard <= set(ChatPage(page).frames_seen()), "the three changes")
     held[0].fulfill(response=first_page)  # the list as it was before them
     expect(page.locator(".conversation-item").first).to_be_visible()
     assert titles(page)[:2] == ["Gamma ideas", "Alpha renamed"]  # pinned first
