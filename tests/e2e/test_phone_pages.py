@@ -1,10 +1,11 @@
-"""Every server-rendered page fits a phone: nothing scrolls sideways at 390x844."""
+"""Every server-rendered page fits a phone: nothing scrolls sideways at 390x844; on a desktop
+the tables of a crowded team show all their columns."""
 
 import pytest
 from playwright.sync_api import expect
 
 from tests.browser.chat_page import ChatPage, json_from, log_in
-from tests.browser.conftest import MODEL, PHONE
+from tests.browser.conftest import DESKTOP, MODEL, PHONE
 from tests.e2e.journeys import assert_clean, new_context, tab_to, watched_page
 from tests.support.polling import wait_for
 
@@ -108,6 +109,35 @@ def test_every_server_rendered_page_fits_a_phone(browser, app_server, user, sim,
         screenshot(page, "phone-members", full_page=True)
         page.goto(team + "policy/")
         screenshot(page, "phone-policy", full_page=True)
+        assert_clean(watch)
+    finally:
+        context.close()
+
+
+def test_tables_show_every_column_at_desktop_width(browser, app_server, user, sim):
+    """Long addresses and names wrap: the role pickers, buttons and details stay in view."""
+    seeded = json_from(
+        app_server.run_python(f"USERNAME = {user.username!r}\nMODEL = {MODEL!r}\n" + SEED)
+    )
+    team = f"/teams/{seeded['team']}/"
+    context = new_context(browser, app_server.url)
+    try:
+        page, watch = watched_page(context, app_server.url)
+        log_in(page, user)
+        too_wide = {}
+        for path in [team + "members/", team + "audit/", "/site/audit/"]:
+            page.goto(path)
+            extra, culprits = overflow(page)
+            if extra > 0:
+                too_wide[path] = (extra, culprits)
+            for region in page.locator(".table-scroll").all():
+                if region.evaluate("(box) => box.scrollWidth > box.clientWidth"):
+                    too_wide[f"{path} {region.get_attribute('aria-label')}"] = "scrolls"
+        assert too_wide == {}
+        page.goto(team + "members/")
+        for button in page.get_by_role("button", name="Remove").all():
+            box = button.bounding_box()
+            assert box["x"] + box["width"] <= DESKTOP["width"]
         assert_clean(watch)
     finally:
         context.close()
