@@ -1,10 +1,12 @@
 """Every server-rendered page fits a phone: nothing scrolls sideways at 390x844; on a desktop
 the tables of a crowded team show all their columns."""
 
+import uuid
+
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.chat_page import ChatPage, json_from, log_in
+from tests.browser.chat_page import BrowserUser, ChatPage, json_from, log_in
 from tests.browser.conftest import DESKTOP, MODEL, PHONE
 from tests.e2e.journeys import assert_clean, new_context, tab_to, watched_page
 from tests.support.polling import wait_for
@@ -157,6 +159,40 @@ def test_a_wide_code_block_on_a_phone_is_a_named_tab_stop(browser, app_server, u
         expect(code).to_be_focused()
         page.keyboard.press("ArrowRight")
         wait_for(lambda: code.evaluate("(pre) => pre.scrollLeft") > 0, "the arrow key scrolling it")
+        assert_clean(watch)
+    finally:
+        context.close()
+
+
+def test_the_tools_table_fits_a_phone(browser, tools_app_server, tool_server, sim):
+    """Both checkbox columns stay in view beside a tool whose badge says it changes things."""
+    server, user = tools_app_server, BrowserUser(f"user_{uuid.uuid4().hex[:10]}")
+    server.create_user(user.username)
+    team = server.run_python(
+        "import logging\n"
+        "logging.disable(logging.CRITICAL)\n"  # the worker answers on stdout, where the site logs
+        "from asgiref.sync import async_to_sync\n"
+        "from django.contrib.auth import get_user_model\n"
+        "from chatapp.teams.actions import ensure_personal_team\n"
+        "from chatapp.tools.actions import fetch_listing, store_listing\n"
+        "from chatapp.tools.models import ToolServer\n"
+        f"team = ensure_personal_team(get_user_model().objects.get(username={user.username!r}))\n"
+        f"tools = ToolServer.objects.create(team=team, name='helpdesk', url={tool_server.url!r})\n"
+        "store_listing(tools, async_to_sync(fetch_listing)(tools.url, '', 30))\n"
+        "logging.disable(logging.NOTSET)\n"
+        "print(team.pk)\n"
+    ).strip()
+    context = new_context(browser, server.url, viewport=PHONE, has_touch=True)
+    try:
+        page, watch = watched_page(context, server.url)
+        log_in(page, user)
+        page.goto(f"/teams/{team}/tools/")
+        table = page.get_by_role("region", name="Tools of helpdesk")
+        expect(table.get_by_text("changes things: always asks")).to_be_visible()
+        assert table.evaluate("(box) => box.scrollWidth <= box.clientWidth")
+        edge = table.bounding_box()["x"] + table.bounding_box()["width"]
+        for checkbox in table.get_by_role("checkbox").all():
+            assert checkbox.bounding_box()["x"] + checkbox.bounding_box()["width"] <= edge
         assert_clean(watch)
     finally:
         context.close()
