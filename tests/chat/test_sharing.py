@@ -210,6 +210,17 @@ def test_withheld_text_is_not_shared(member, teammate, conversation):
     assert b"Withheld by the team" in page.content
 
 
+@pytest.mark.parametrize(
+    "status, note",
+    [("error", b"No answer was written."), ("streaming", b"Nothing was written yet when")],
+)
+def test_an_answer_without_text_says_so(member, teammate, conversation, status, note):
+    Message.objects.filter(content__startswith=SECRET).update(content="", status=status)
+    url = share(client_for(Client(), member), conversation).json()["url"]
+    page = client_for(Client(), teammate).get(url)
+    assert note in page.content
+
+
 def test_file_names_are_listed_not_shared(member, teammate, team, conversation):
     upload = create_upload(member, team, "notes.txt", b"private notes")
     Message.objects.filter(role="user").update()
