@@ -225,3 +225,9 @@ def test_a_save_from_a_policy_page_read_before_another_admins_change_saves_nothi
     again = {"seen": response.context["form"]["seen"].value()}
     assert owner_client.post(policy_url(team), {**typed, **again}).status_code == 302
     assert TeamPolicy.objects.get(team=team).rate_limit_per_minute == 5
+
+
+def test_the_overview_writes_the_limits_with_thousands_separated(team, member_client):
+    TeamPolicy.objects.create(team=team, monthly_token_budget=5_000_000, max_tokens_limit=16384)
+    page = member_client.get(reverse("teams:detail", args=[team.pk]))
+    assert b"5,000,000 tokens" in page.content and b"16,384 tokens" in page.content
