@@ -302,3 +302,27 @@ def test_changes_heard_while_the_list_loads_are_not_undone_by_it(logged_in_page,
     expect(page.locator(".conversation-item").first).to_be_visible()
     assert titles(page)[:2] == ["Gamma ideas", "Alpha renamed"]  # pinned first
     assert "Beta notes" not in titles(page)
+
+
+def test_a_title_too_long_for_its_row_and_the_header_shows_whole_on_hover(
+    logged_in_page, app_server, user
+):
+    long_title = "Migrating the billing service to the new cluster, and all that could go wrong"
+    app_server.run_python(
+        "from django.contrib.auth import get_user_model\n"
+        "from chatapp.chat.models import Conversation\n"
+        "from chatapp.teams.actions import ensure_personal_team\n"
+        f"owner = get_user_model().objects.get(username={user.username!r})\n"
+        "Conversation.objects.create(team=ensure_personal_team(owner), owner=owner,"
+        f" title={long_title!r}, model='m')\n"
+    )
+    page = logged_in_page
+    page.reload()
+    link = page.get_by_role("link", name=long_title)
+    link.click()
+    header = page.locator("#conversation-title")
+    expect(header).to_have_text(long_title)
+    # Both end in an ellipsis; the tooltip has the rest.
+    for cut, tooltip in ((link.locator(".conversation-name"), link), (header, header)):
+        assert cut.evaluate("(el) => el.scrollWidth > el.clientWidth")
+        expect(tooltip).to_have_attribute("title", long_title)

@@ -860,6 +860,7 @@ class ChatPage {
     const state = this.state;
     const title = state.title || "New chat";
     $("conversation-title").textContent = title;
+    $("conversation-title").title = title; // the whole of a title cut short
     document.title = `${title} · Llama team chat`;
     this.renderModel(state.model);
     this.renderSystemPrompt(state.systemPrompt);

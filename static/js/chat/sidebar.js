@@ -404,6 +404,7 @@ export class Sidebar {
     // A search result's title shows the searched words, wherever they are in it.
     const name = this.query ? markedText(text, this.query, Number.POSITIVE_INFINITY) : [text];
     li.querySelector(".conversation-name").replaceChildren(...name);
+    li.querySelector(".conversation-link").title = text; // the whole of a title cut short
     li.querySelector(".item-menu-button").setAttribute("aria-label", `Actions for “${text}”`);
   }
 
