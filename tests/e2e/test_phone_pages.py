@@ -196,3 +196,43 @@ def test_the_tools_table_fits_a_phone(browser, tools_app_server, tool_server, si
         assert_clean(watch)
     finally:
         context.close()
+
+
+def test_roles_stay_whole_words_in_the_lists_a_member_sees_on_a_phone(
+    browser, app_server, user, sim
+):
+    seeded = json_from(
+        app_server.run_python(f"USERNAME = {user.username!r}\nMODEL = {MODEL!r}\n" + SEED)
+    )
+    member = BrowserUser(user.username + "katherine_johnson")
+    app_server.run_python(
+        "from django.contrib.auth import get_user_model\n"
+        f"person = get_user_model().objects.get(username={member.username!r})\n"
+        f"person.set_password({member.password!r})\n"
+        "person.save()\n"
+    )
+    context = new_context(browser, app_server.url, viewport=PHONE, has_touch=True)
+    try:
+        page, watch = watched_page(context, app_server.url)
+        log_in(page, member)
+        lines = {}
+        for path, table, column, count in [
+            (f"/teams/{seeded['team']}/members/", "Members", 3, 4),  # after the hidden email
+            ("/teams/", "Your teams", 2, 1),
+        ]:
+            page.goto(path)
+            cells = f"tbody td:nth-child({column})"
+            roles = page.get_by_role("region", name=table).locator(cells)
+            expect(roles).to_have_count(count)
+            # Each role is one line: "Member", never "Membe" over "r".
+            lines[table] = roles.evaluate_all(
+                """(cells) => cells.map((cell) => {
+                    const range = document.createRange();
+                    range.selectNodeContents(cell);
+                    return new Set([...range.getClientRects()].map((r) => Math.round(r.top))).size;
+                })"""
+            )
+        assert lines == {"Members": [1, 1, 1, 1], "Your teams": [1]}
+        assert_clean(watch)
+    finally:
+        context.close()
