@@ -71,6 +71,7 @@ def test_saved_settings_reach_the_model_for_new_chats_only(logged_in_page, sim):
     # A conversation keeps the settings it started with.
     page.goto(first_chat)
     expect_socket_open(page)
+    expect(chat.questions).to_have_count(1)  # loaded: ask() counts the questions shown
     expect(page.locator("#model-picker")).to_have_value(MODEL)
     ask(chat, "And here?")
     assert arrived(sim) == SITE
