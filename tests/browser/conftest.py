@@ -152,6 +152,29 @@ class LiveServer:
             f"password={self.password_hashes[password]!r})"
         )
 
+    def add_tool_server(self, username: str, url: str) -> int:
+        """The MCP server at `url` becomes the tool server of the user's personal team, its
+        tools listed; returns the team's id. Logging is off meanwhile: the worker answers on
+        stdout, where the site logs."""
+        return int(
+            self.run_python(
+                "import logging\n"
+                "logging.disable(logging.CRITICAL)\n"
+                "from asgiref.sync import async_to_sync\n"
+                "from django.contrib.auth import get_user_model\n"
+                "from chatapp.teams.actions import ensure_personal_team\n"
+                "from chatapp.tools.actions import fetch_listing, store_listing\n"
+                "from chatapp.tools.models import ToolServer\n"
+                f"owner = get_user_model().objects.get(username={username!r})\n"
+                "team = ensure_personal_team(owner)\n"
+                f"server = ToolServer.objects.create(team=team, name='helpdesk', url={url!r})\n"
+                "store_listing(server, async_to_sync(fetch_listing)(server.url, '', 30))\n"
+                "assert server.is_up, server.last_error\n"
+                "logging.disable(logging.NOTSET)\n"
+                "print(team.pk)\n"
+            ).strip()
+        )
+
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 

@@ -24,21 +24,7 @@ def app_server(tools_app_server):
 @pytest.fixture(autouse=True)
 def team_tools(app_server, user, tool_server):
     """The user's team has the MCP server as its tool server, its tools listed."""
-    app_server.run_python(
-        "import logging\n"
-        "logging.disable(logging.CRITICAL)\n"  # the worker answers on stdout, where the site logs
-        "from asgiref.sync import async_to_sync\n"
-        "from django.contrib.auth import get_user_model\n"
-        "from chatapp.teams.actions import ensure_personal_team\n"
-        "from chatapp.tools.actions import fetch_listing, store_listing\n"
-        "from chatapp.tools.models import ToolServer\n"
-        f"owner = get_user_model().objects.get(username={user.username!r})\n"
-        "team = ensure_personal_team(owner)\n"
-        f"server = ToolServer.objects.create(team=team, name='helpdesk', url={tool_server.url!r})\n"
-        "store_listing(server, async_to_sync(fetch_listing)(server.url, '', 30))\n"
-        "assert server.is_up, server.last_error\n"
-        "logging.disable(logging.NOTSET)\n"
-    )
+    app_server.add_tool_server(user.username, tool_server.url)
 
 
 def test_a_call_and_its_result_show_as_a_block_that_survives_a_reload(

@@ -28,6 +28,17 @@ class SettingsPanel:
         expect(self.dialog).to_be_visible()
 
 
+def reload_holding(page, pattern: str) -> list:
+    """Reload the page with the requests matching `pattern` held back, once the first has
+    been made; the test lets each go on (`route.continue_()`) when it chooses."""
+    held = []
+    page.route(pattern, lambda route: held.append(route))
+    page.reload()
+    page.wait_for_selector("html[data-socket=open]")
+    wait_for(lambda: held, f"a request for {pattern}")
+    return held
+
+
 def restrict_to_the_first_model(app_server, user, models: list[str]) -> None:
     app_server.run_python(
         "from chatapp.teams.models import Membership, TeamPolicy\n"
@@ -174,12 +185,7 @@ def test_a_setting_changed_while_the_defaults_load_is_kept_and_sent(logged_in_pa
     page = logged_in_page
     chat = ChatPage(page)
     panel = SettingsPanel(page)
-    held = []
-    # The new chat's defaults are held back until the question has gone.
-    page.route("**/api/settings/**", lambda route: held.append(route))
-    page.reload()
-    page.wait_for_selector("html[data-socket=open]")
-    wait_for(lambda: held, "the request for the defaults")
+    held = reload_holding(page, "**/api/settings/**")  # until the question has gone
     panel.open()
     panel.max_tokens.fill("5")
     panel.max_tokens.press("Escape")
@@ -202,12 +208,8 @@ def test_settings_changed_while_a_conversation_loads_are_kept_and_sent(logged_in
     conversation_id = chat.conversation_id()
     stored = chat.api(f"/api/conversations/{conversation_id}/")["settings"]
     other = next(m for m in models if m != stored["model"])
-    held = []
     # The conversation is held back while the user changes its settings.
-    page.route(f"**/api/conversations/{conversation_id}/", lambda route: held.append(route))
-    page.reload()
-    page.wait_for_selector("html[data-socket=open]")
-    wait_for(lambda: held, "the request for the conversation")
+    held = reload_holding(page, f"**/api/conversations/{conversation_id}/")
     panel.model.select_option(other)
     panel.open()
     panel.temperature.fill("0.15")
@@ -231,11 +233,7 @@ def test_a_model_refused_before_the_defaults_load_goes_back_to_the_default(
     chat = ChatPage(page)
     panel = SettingsPanel(page)
     models = [m["id"] for m in chat.api("/api/models/")["models"]]
-    held = []
-    page.route("**/api/settings/**", lambda route: held.append(route))
-    page.reload()
-    page.wait_for_selector("html[data-socket=open]")
-    wait_for(lambda: held, "the request for the defaults")
+    held = reload_holding(page, "**/api/settings/**")
     panel.model.select_option(models[1])
     restrict_to_the_first_model(app_server, user, models)
     chat.send("Use the other model")  # before the defaults arrive

@@ -168,20 +168,7 @@ def test_the_tools_table_fits_a_phone(browser, tools_app_server, tool_server, si
     """Both checkbox columns stay in view beside a tool whose badge says it changes things."""
     server, user = tools_app_server, BrowserUser(f"user_{uuid.uuid4().hex[:10]}")
     server.create_user(user.username)
-    team = server.run_python(
-        "import logging\n"
-        "logging.disable(logging.CRITICAL)\n"  # the worker answers on stdout, where the site logs
-        "from asgiref.sync import async_to_sync\n"
-        "from django.contrib.auth import get_user_model\n"
-        "from chatapp.teams.actions import ensure_personal_team\n"
-        "from chatapp.tools.actions import fetch_listing, store_listing\n"
-        "from chatapp.tools.models import ToolServer\n"
-        f"team = ensure_personal_team(get_user_model().objects.get(username={user.username!r}))\n"
-        f"tools = ToolServer.objects.create(team=team, name='helpdesk', url={tool_server.url!r})\n"
-        "store_listing(tools, async_to_sync(fetch_listing)(tools.url, '', 30))\n"
-        "logging.disable(logging.NOTSET)\n"
-        "print(team.pk)\n"
-    ).strip()
+    team = server.add_tool_server(user.username, tool_server.url)
     context = new_context(browser, server.url, viewport=PHONE, has_touch=True)
     try:
         page, watch = watched_page(context, server.url)
