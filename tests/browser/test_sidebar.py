@@ -148,6 +148,7 @@ def test_escape_cancels_a_rename(sidebar_page):
     page.get_by_label("New title").press("Escape")
     assert page.get_by_role("link", name="Beta notes").is_visible()
     page.reload()
+    expect(page.get_by_role("link", name="Beta notes")).to_be_visible()  # the list is back
     assert "Should not stick" not in titles(page)
 
 
