@@ -312,6 +312,11 @@ def _settings(request, form, team, key_form=None, new_key: str = "", status: int
         "new_key": new_key,
         "meters": budgets.meters(team, request.user),
         "budget_notices": budgets.notices_for_owner(request.user, team),
+        # Without a password, either the identity provider signs the person in or nothing does
+        # yet (an account made by import_conversations --create-missing).
+        "single_sign_on": (
+            not request.user.has_usable_password() and request.user.oidc_identities.exists()
+        ),
     }
     return render(request, "accounts/settings.html", context, status=status)
 

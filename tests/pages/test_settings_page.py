@@ -4,6 +4,7 @@ import pytest
 from django.test import Client
 
 from chatapp.accounts.models import UserSettings
+from chatapp.identity.models import OIDCIdentity
 from chatapp.teams import policy
 from chatapp.teams.models import TeamPolicy
 
@@ -160,3 +161,16 @@ def test_a_new_key_keeps_settings_marked_as_the_current_section(member_client):
     page = member_client.post("/settings/keys/", {"key-name": "laptop"}).content.decode()
     assert "ltc_" in page
     assert '<a href="/settings/" aria-current="page">Settings</a>' in page
+
+
+def test_an_account_without_a_password_is_told_how_it_signs_in(client, member):
+    member.set_unusable_password()  # as import_conversations --create-missing makes them
+    member.save()
+    client.force_login(member)
+    page = client.get("/settings/").content.decode()
+    assert "no password yet: a site admin can set one" in page
+    assert "single sign-on" not in page
+    OIDCIdentity.objects.create(user=member, issuer="https://sso.example.com", subject="max")
+    page = client.get("/settings/").content.decode()
+    assert "You sign in through your organisation's single sign-on" in page
+    assert "Change your password" not in page
