@@ -19,6 +19,7 @@ from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from chatapp.core.group_map import managed_teams, parse_group_map
 from chatapp.core.http import streaming_response
 from chatapp.core.permissions import require_site_admin
 from chatapp.core.redirects import safe_next
@@ -137,6 +138,10 @@ def _overview(request, membership: Membership, error: str = "", status: int = 20
         # The last owner cannot leave (actions.leave_team): say so rather than offer the button.
         "last_owner": membership.role == Role.OWNER
         and not team.memberships.filter(role=Role.OWNER).exclude(pk=membership.pk).exists(),
+        # Whom its groups join to the team, single sign-on joins again at their next sign-in.
+        "joined_by_sign_in": settings.OIDC_ENABLED
+        and team.personal_owner_id is None
+        and team.name in managed_teams(parse_group_map(settings.OIDC_GROUP_MAP)),
         "error": error,
     }
     return _render(request, "teams/detail.html", membership, "overview", status, **context)

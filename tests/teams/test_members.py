@@ -224,6 +224,18 @@ def test_the_last_owner_is_told_why_instead_of_offered_a_leave_button(owner_clie
     assert "Leave team" in owner_client.get(url).content.decode()
 
 
+def test_leaving_a_team_single_sign_on_joins_people_to_says_so(
+    member_client, team, member, settings
+):
+    url = reverse("teams:detail", args=[team.pk])
+    assert "You will need a new invitation to come back" in member_client.get(url).content.decode()
+    settings.OIDC_ENABLED = True
+    settings.OIDC_GROUP_MAP = f"engineering={team.name}:member"
+    page = member_client.get(url).content.decode()
+    assert "Single sign-on joins you to it again at your next sign-in" in page
+    assert "new invitation" not in page
+
+
 def test_an_owner_may_leave_when_another_owner_remains(owner_client, team, owner, member):
     Membership.objects.filter(user=member).update(role=Role.OWNER)
     assert owner_client.post(reverse("teams:leave", args=[team.pk])).status_code == 302
