@@ -3,6 +3,8 @@
 import json
 from dataclasses import dataclass
 
+from tests.support.polling import wait_for
+
 PASSWORD = "browser-test-password-42"
 
 
@@ -20,6 +22,30 @@ def log_in(page, user: BrowserUser) -> None:
     page.get_by_role("button", name="Log in").click()
     page.wait_for_url("**/")
     page.wait_for_selector("html[data-socket=open]")
+
+
+def hold_requests(page, pattern: str) -> list:
+    """Hold back the page's requests matching `pattern`: each route joins the list, and goes
+    on when the test chooses (`route.continue_()`, or `fulfill`)."""
+    held: list = []
+    page.route(pattern, lambda route: held.append(route))
+    return held
+
+
+def wait_until_held(page, held: list, what: str) -> None:
+    """Wait until a request is held. Route handlers run only while Playwright is given the
+    page's events, so the wait hands them over between looks."""
+    wait_for(lambda: held or page.wait_for_timeout(50), what)
+
+
+def reload_holding(page, pattern: str) -> list:
+    """Reload the page with the requests matching `pattern` held back, once the first has
+    been made."""
+    held = hold_requests(page, pattern)
+    page.reload()
+    page.wait_for_selector("html[data-socket=open]")
+    wait_until_held(page, held, f"a request for {pattern}")
+    return held
 
 
 def json_from(output: str):

@@ -6,7 +6,7 @@ import pytest
 from playwright.sync_api import expect
 
 from chatapp.llm import KNOWN_MODELS
-from tests.browser.chat_page import BrowserUser, ChatPage, log_in
+from tests.browser.chat_page import BrowserUser, ChatPage, hold_requests, log_in, wait_until_held
 
 pytestmark = pytest.mark.browser
 MODEL = KNOWN_MODELS[0]
@@ -196,9 +196,10 @@ def test_a_budget_refresh_refused_for_a_team_left_unannounced_brings_the_notice(
     chat = ChatPage(page)
     open_herd(page)
     budget_requests = watch_budget_requests(page)
-    chat.send("[sim:pace tps=20] [sim:long tokens=60] Count slowly")
-    chat.wait_for_text_longer_than(0)
-    # Behind the app's back: no signal, so no event and the answer goes on.
+    held = hold_requests(page, "**/api/budget/**")
+    chat.send("Count")
+    wait_until_held(page, held, "the meters' refresh after the answer")
+    # Before the refresh is answered, behind the app's back: no signal, so no event.
     app_server.run_python(f"""
 from django.db import connection
 with connection.cursor() as cursor:
@@ -208,7 +209,7 @@ with connection.cursor() as cursor:
         [{herd["id"]}, {user.username!r}],
     )
 """)
-    chat.wait_for_status("complete")
+    held[0].continue_()
     expect_team_left_notice(page, herd)
     assert [r.response().status for r in budget_requests] == [404]
     page.evaluate("window.chatPage.budget.refresh()")

@@ -3,7 +3,7 @@
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.chat_page import ChatPage
+from tests.browser.chat_page import ChatPage, reload_holding
 from tests.support.polling import wait_for
 
 pytestmark = pytest.mark.browser
@@ -26,17 +26,6 @@ class SettingsPanel:
     def open(self) -> None:
         self.toggle.click()
         expect(self.dialog).to_be_visible()
-
-
-def reload_holding(page, pattern: str) -> list:
-    """Reload the page with the requests matching `pattern` held back, once the first has
-    been made; the test lets each go on (`route.continue_()`) when it chooses."""
-    held = []
-    page.route(pattern, lambda route: held.append(route))
-    page.reload()
-    page.wait_for_selector("html[data-socket=open]")
-    wait_for(lambda: held, f"a request for {pattern}")
-    return held
 
 
 def restrict_to_the_first_model(app_server, user, models: list[str]) -> None:

@@ -5,7 +5,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.chat_page import ChatPage, json_from
+from tests.browser.chat_page import ChatPage, json_from, reload_holding
 from tests.support.polling import wait_for
 
 pytestmark = pytest.mark.browser
@@ -281,11 +281,7 @@ def test_a_snippet_marks_the_searched_words_and_starts_near_the_first(
 
 def test_changes_heard_while_the_list_loads_are_not_undone_by_it(logged_in_page, conversations):
     page = logged_in_page
-    held = []
-    page.route("**/api/conversations/?*", lambda route: held.append(route))  # the list's pages
-    page.reload()
-    page.wait_for_selector("html[data-socket=open]")
-    wait_for(lambda: held, "the list's first page")
+    held = reload_holding(page, "**/api/conversations/?*")  # the list's pages
     first_page = held[0].fetch()  # read now, answered after what follows
     ChatPage(page).record_frames()
     # Another tab renames, pins and deletes, after the list was asked for: every tab hears it.
