@@ -7,7 +7,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.chat_page import ChatPage
+from tests.browser.chat_page import ChatPage, reload_holding
 from tests.browser.conftest import MODEL
 
 pytestmark = pytest.mark.browser
@@ -72,3 +72,25 @@ def test_a_lost_delta_makes_the_page_resubscribe_and_the_snapshot_fills_the_gap(
     stored = chat.api(f"/api/conversations/{chat.conversation_id()}/")["messages"][-1]
     assert dropped[0]["text"] in chat.answer_content()
     assert chat.answer_content() == stored["content"]
+
+
+def test_enter_while_the_conversation_loads_keeps_the_question_until_it_has_loaded(
+    logged_in_page,
+):
+    """Like the Send button, which is disabled meanwhile: a question sent before the
+    conversation is shown would be drawn over by it."""
+    page = logged_in_page
+    chat = ChatPage(page)
+    chat.send("First question")
+    chat.wait_for_status("complete")
+    held = reload_holding(page, f"**/api/conversations/{chat.conversation_id()}/")
+    chat.send("Second question")
+    expect(chat.send_button).to_be_disabled()
+    expect(chat.input).to_have_value("Second question")
+    held[0].continue_()
+    expect(chat.questions).to_have_count(1)
+    expect(chat.send_button).to_be_enabled()
+    chat.input.press("Enter")
+    expect(chat.questions.nth(1)).to_contain_text("Second question")
+    chat.wait_for_status("complete", chat.answers.nth(1))
+    expect(chat.input).to_have_value("")

@@ -557,6 +557,9 @@ class ChatPage {
     const fromComposer = attachments === null;
     const files = fromComposer ? this.state.readyUploads : attachments;
     if ((!text && files.length === 0) || this.state.busy) return;
+    // As the Send button, disabled meanwhile: the conversation, once shown, would replace the
+    // question; the box keeps it.
+    if (!this.state.loaded || this.readOnly) return;
     const waiting = fromComposer ? this.draftsWaiting() : "";
     if (waiting) {
       this.update(() => (this.state.notice = { text: waiting, retry: false }));
