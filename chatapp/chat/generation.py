@@ -33,10 +33,11 @@ from chatapp.chat.actions import replies
 from chatapp.chat.actions.replies import Checkpoint, Exchange, ReplyResult
 from chatapp.chat.checkpoints import CHECKPOINT_SECONDS, checkpoints
 from chatapp.chat.errors import ChatError
-from chatapp.chat.event_schema import ConversationEvent, SafetyFields
+from chatapp.chat.event_schema import ConversationEvent
 from chatapp.chat.groups import generation_group
 from chatapp.chat.models import MessageStatus
 from chatapp.chat.planning import ReplyPlan, concurrency_refusal
+from chatapp.chat.screening import safety_findings, safety_summary
 from chatapp.core.layers import channel_layer
 from chatapp.core.metrics import (
     ACTIVE_STREAMS,
@@ -61,7 +62,7 @@ from chatapp.llm import (
     count_tokens_estimate_of_length,
 )
 from chatapp.teams import safety
-from chatapp.teams.safety import Screening, Stage
+from chatapp.teams.safety import Screening
 
 log = logging.getLogger(__name__)
 
@@ -706,34 +707,14 @@ class Generation:
             self.blocked = final.blocked
         if not self._safety.active:
             return result
-        changes: dict[str, Any] = {"safety": self._summary(), "findings": self._findings()}
+        question, answer = self.input_screening, self.output_screening
+        changes: dict[str, Any] = {
+            "safety": safety_summary(question, answer),
+            "findings": safety_findings(question, answer),
+        }
         if self.blocked:
             changes.update(status=MessageStatus.BLOCKED, error=None)
         return replace(result, **changes)
-
-    def _screenings(self) -> list[tuple[Stage, Screening]]:
-        screened: list[tuple[Stage, Screening | None]] = [
-            ("input", self.input_screening),
-            ("output", self.output_screening),
-        ]
-        return [(stage, s) for stage, s in screened if s is not None]
-
-    def _findings(self) -> tuple[safety.Finding, ...]:
-        return tuple(
-            safety.Finding(stage, s.categories, s.blocked)
-            for stage, s in self._screenings()
-            if s.flagged
-        )
-
-    def _summary(self) -> SafetyFields:
-        flagged = [(stage, s) for stage, s in self._screenings() if s.flagged]
-        categories = {c for _, s in flagged for c in s.categories}
-        return {
-            "flagged": bool(flagged),
-            "categories": sorted(categories, key=_category_order),
-            "stages": [stage for stage, _ in flagged],
-            "unscreened": [stage for stage, s in self._screenings() if s.unscreened],
-        }
 
     async def _announce_retry(self, event: Retrying) -> None:
         UPSTREAM_RETRIES.inc()
@@ -857,10 +838,6 @@ def _calls_message(text: str, calls: tuple[ToolCall, ...]) -> dict[str, Any]:
     """The model's turn that asked for tools, as it goes back upstream."""
     specs = [tooling.call_spec(call.id, call.name, call.arguments) for call in calls]
     return {"role": "assistant", "content": text, "tool_calls": specs}
-
-
-def _category_order(code: str) -> int:
-    return int(code[1:]) if code[1:].isdigit() else 0  # S2 before S10
 
 
 def _refusal(screening: Screening) -> StreamError:

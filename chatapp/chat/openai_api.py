@@ -46,9 +46,9 @@ from chatapp.chat.completions import (
 )
 from chatapp.chat.completions import event as sse_event
 from chatapp.chat.errors import ChatError
-from chatapp.chat.event_schema import SafetyFields
 from chatapp.chat.models import MessageStatus
 from chatapp.chat.planning import ReplyPlan
+from chatapp.chat.screening import category_order, safety_findings, safety_summary
 from chatapp.chat.stop_sequences import cut_at_stops
 from chatapp.core.dates import first_instant, next_month
 from chatapp.llm import (
@@ -390,7 +390,7 @@ async def screen_question(
 
 def refused_question(plan: ReplyPlan, screening: safety.Screening, message: str) -> ReplyResult:
     """The end of an answer to a question the safety policy blocked: nothing was sent."""
-    categories = sorted(screening.categories, key=_category_order)
+    categories = sorted(screening.categories, key=category_order)
     return ReplyResult(
         message_id=0,
         conversation_id=0,
@@ -610,7 +610,11 @@ class Answer:
         if self.blocked:
             ended.update(status=MessageStatus.BLOCKED, error=None)
         if self.rules.active:
-            ended.update(safety=self.summary(), findings=self.findings())
+            question, answer = self.input_screening, self.output_screening
+            ended.update(
+                safety=safety_summary(question, answer),
+                findings=safety_findings(question, answer),
+            )
         first_token_ms = None
         if self.first_token_at is not None:
             first_token_ms = int((self.first_token_at - self.started) * 1000)
@@ -625,32 +629,6 @@ class Answer:
             **ended,
         )
 
-    def screenings(self) -> list[tuple[safety.Stage, safety.Screening]]:
-        found: list[tuple[safety.Stage, safety.Screening | None]] = [
-            ("input", self.input_screening),
-            ("output", self.output_screening),
-        ]
-        return [(stage, screening) for stage, screening in found if screening is not None]
-
-    def findings(self) -> tuple[safety.Finding, ...]:
-        return tuple(
-            safety.Finding(stage, s.categories, s.blocked)
-            for stage, s in self.screenings()
-            if s.flagged
-        )
-
-    def summary(self) -> SafetyFields:
-        """The answer's safety, in the chat's own words (stored with a saved answer)."""
-        flagged = [(stage, s) for stage, s in self.screenings() if s.flagged]
-        return {
-            "flagged": bool(flagged),
-            "categories": sorted(
-                {c for _, s in flagged for c in s.categories}, key=_category_order
-            ),
-            "stages": [stage for stage, _ in flagged],
-            "unscreened": [stage for stage, s in self.screenings() if s.unscreened],
-        }
-
     def estimate(self, text: str) -> Usage:
         """An answer cut short reports no usage: count it by the estimate the history uses."""
         prompt = self.plan.prompt_tokens
@@ -660,10 +638,6 @@ class Answer:
 
 def call_body(call: ToolCall) -> dict[str, Any]:
     return tooling.call_spec(call.id, call.name, call.arguments)
-
-
-def _category_order(code: str) -> int:
-    return int(code[1:]) if code[1:].isdigit() else 0  # S2 before S10
 
 
 def upstream_error(error: StreamError) -> OpenAIError:
