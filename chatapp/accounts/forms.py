@@ -29,6 +29,8 @@ class SignupForm(UserCreationForm):
 
     def clean(self):
         cleaned = super().clean()
+        if "email" in self.errors:
+            return cleaned  # the policy judges an address, not its absence
         refusal = signup_refusal(cleaned.get("email", ""), self.invitation)
         if refusal:
             self.refused = True

@@ -105,3 +105,10 @@ def address_proof_needed(invitation: Invitation | None) -> bool:
         and invitation is None
         and get_user_model().objects.exists()
     )
+
+
+def unconfirmed_signups():
+    """Accounts a signup made whose address was never proved (SIGNUP_POLICY=domain): inactive,
+    never signed in, in no team. A deactivated account has signed in, or is in a team."""
+    users = get_user_model().objects
+    return users.filter(is_active=False, last_login__isnull=True, memberships__isnull=True)

@@ -1,7 +1,9 @@
 import logging
+from datetime import timedelta
 from functools import wraps
 from urllib.parse import urlsplit
 
+from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model, login
@@ -10,12 +12,15 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.views import redirect_to_login
 from django.core import signing
+from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.db import transaction
+from django.db.models import Q
 from django.forms.utils import ErrorDict
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse, reverse_lazy
+from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 from django.views.generic import FormView
 
@@ -28,6 +33,7 @@ from chatapp.accounts.signup import (
     invitation_in,
     invitation_notice,
     signup_notice,
+    unconfirmed_signups,
 )
 from chatapp.core.permissions import is_site_admin
 from chatapp.core.redirects import safe_next
@@ -166,36 +172,59 @@ def signup(request):
         return redirect(safe_next(request))
     next_url = safe_next(request, "")
     invitation = invitation_in(next_url)
-    form = SignupForm(request.POST or None, invitation=invitation)
-    status = 200
     if request.method == "POST":
-        if form.is_valid() and address_proof_needed(invitation):
-            try:
-                return _signup_to_confirm(request, form)
-            except OSError as exc:  # smtplib's errors are OSErrors too; the account went back
-                log.warning("Could not mail a signup confirmation: %s", type(exc).__name__)
-                form.add_error(
-                    None,
-                    "The confirmation email could not be sent: nothing was saved. Try again in"
-                    " a while, or ask a team admin for an invitation.",
-                )
-                status = 503
-        if form.is_valid():  # not after the mail above failed: that added an error
-            try:
-                user, membership = _create_account(form, invitation)
-            except team_actions.InvitationError as error:  # the link was used meanwhile
-                form.add_error(None, error.message)
-                form.refused = True
-            else:
-                login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-                if is_site_admin(user):
-                    messages.info(request, FIRST_ACCOUNT_NOTICE)
-                if membership is None:
-                    return redirect(safe_next(request))
-                switch_team(request, membership.team)
-                messages.success(request, f"Welcome to {membership.team.name}.")
-                return redirect("teams:detail", membership.team_id)
-        status = 403 if form.refused else status
+        with transaction.atomic():
+            response = _signup_post(request, invitation, next_url)
+            if response.status_code != 302:
+                transaction.set_rollback(True)  # nothing changes, unconfirmed signups neither
+            return response
+    return _signup_page(request, SignupForm(invitation=invitation), invitation, next_url, 200)
+
+
+def _signup_post(request, invitation: Invitation | None, next_url: str) -> HttpResponse:
+    # An address, or a name, is an account's once the address is proved: a signup that was
+    # never confirmed gives way to the next with its address, and to anyone once its link
+    # has expired. Whoever opens the link mailed last has the account.
+    try:
+        address = forms.EmailField().clean(request.POST.get("email", ""))
+    except ValidationError:
+        address = ""  # the form says what is wrong with it
+    expired = timezone.now() - timedelta(seconds=SIGNUP_LINK_MAX_AGE)
+    held = Q(email__iexact=address) if address else Q()
+    unconfirmed_signups().filter(held | Q(date_joined__lt=expired)).delete()
+    form = SignupForm(request.POST, invitation=invitation)
+    status = 200
+    if form.is_valid() and address_proof_needed(invitation):
+        try:
+            return _signup_to_confirm(request, form)
+        except OSError as exc:  # smtplib's errors are OSErrors too; the account went back
+            log.warning("Could not mail a signup confirmation: %s", type(exc).__name__)
+            form.add_error(
+                None,
+                "The confirmation email could not be sent: nothing was saved. Try again in"
+                " a while, or ask a team admin for an invitation.",
+            )
+            status = 503
+    if form.is_valid():  # not after the mail above failed: that added an error
+        try:
+            user, membership = _create_account(form, invitation)
+        except team_actions.InvitationError as error:  # the link was used meanwhile
+            form.add_error(None, error.message)
+            form.refused = True
+        else:
+            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+            if is_site_admin(user):
+                messages.info(request, FIRST_ACCOUNT_NOTICE)
+            if membership is None:
+                return redirect(safe_next(request))
+            switch_team(request, membership.team)
+            messages.success(request, f"Welcome to {membership.team.name}.")
+            return redirect("teams:detail", membership.team_id)
+    status = 403 if form.refused else status
+    return _signup_page(request, form, invitation, next_url, status)
+
+
+def _signup_page(request, form, invitation, next_url: str, status: int) -> HttpResponse:
     context = {
         "form": form,
         "next": next_url,

@@ -1,11 +1,13 @@
 """SIGNUP_POLICY: who may create an account, and the budget a new personal team starts with."""
 
 import re
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.core import mail
+from django.utils import timezone
 
 from chatapp.accounts import views
 from chatapp.teams.actions import accept_invitation, ensure_personal_team
@@ -133,6 +135,76 @@ def test_domain_policy_admits_an_address_only_once_a_mail_to_it_is_opened(
     assert client.get(urlsplit(link).path)["Location"] == "/"
     assert client.get("/settings/").status_code == 200
     assert response.status_code == 302
+
+
+@pytest.fixture
+def by_domain(settings):
+    settings.SIGNUP_POLICY = "domain"
+    settings.SIGNUP_ALLOWED_DOMAINS = ["example.com"]
+    settings.EMAIL_URL = "smtp://mail.example.com:25"
+    return settings
+
+
+def mailed_link(message) -> str:
+    (link,) = re.findall(r"https?://\S+", message.body)
+    return urlsplit(link).path
+
+
+def test_signing_up_again_before_confirming_mails_a_new_link_that_replaces_the_first(
+    client, site_admin, by_domain
+):
+    """The first mail was lost, or went to spam: the same signup again works."""
+    assert signup(client, "eve", "eve@example.com").status_code == 302
+    assert signup(client, "eve", "Eve@example.com").status_code == 302
+    first, second = mail.outbox
+    assert User.objects.filter(username="eve").count() == 1
+    client.get(mailed_link(first))
+    assert "_auth_user_id" not in client.session  # its signup is gone
+    assert client.get(mailed_link(second))["Location"] == "/"
+    assert User.objects.get(username="eve").is_active
+
+
+def test_an_address_someone_typed_but_never_confirmed_does_not_keep_its_owner_out(
+    client, site_admin, by_domain
+):
+    assert signup(client, "mallory", "ada@example.com").status_code == 302
+    assert signup(client, "ada", "ada@example.com").status_code == 302
+    assert not User.objects.filter(username="mallory").exists()
+    assert client.get(mailed_link(mail.outbox[-1]))["Location"] == "/"
+    assert User.objects.get(email="ada@example.com").username == "ada"
+
+
+def test_a_name_held_by_a_signup_whose_link_expired_is_free_again(client, site_admin, by_domain):
+    assert signup(client, "sam", "sam@example.com").status_code == 302
+    expired = timezone.now() - timedelta(seconds=views.SIGNUP_LINK_MAX_AGE + 60)
+    User.objects.filter(username="sam").update(date_joined=expired)
+    assert signup(client, "sam", "samuel@example.com").status_code == 302
+    assert User.objects.get(username="sam").email == "samuel@example.com"
+
+
+def test_a_refused_signup_leaves_the_unconfirmed_one_it_would_replace(
+    client, site_admin, by_domain
+):
+    assert signup(client, "eve", "eve@example.com").status_code == 302
+    data = {"username": "eve", "email": "eve@example.com", "password1": PASSWORD, "password2": "x"}
+    assert client.post("/accounts/signup/", data).status_code == 200
+    assert client.get(mailed_link(mail.outbox[0]))["Location"] == "/"
+
+
+def test_an_address_no_database_can_compare_is_refused_by_the_form(client, site_admin, by_domain):
+    response = signup(client, "eve", "eve\x00@example.com")
+    assert response.status_code == 200
+    assert not User.objects.filter(username="eve").exists()
+
+
+def test_a_deactivated_members_address_and_name_stay_theirs(client, site_admin, by_domain, member):
+    member.email = "member@example.com"
+    member.is_active = False
+    member.save()
+    response = signup(client, member.username, "member@example.com")
+    assert response.status_code == 200
+    assert b"already exists" in response.content
+    assert User.objects.filter(pk=member.pk).exists()
 
 
 def test_a_confirmation_mail_that_cannot_be_sent_makes_no_account(
