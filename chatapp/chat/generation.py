@@ -767,7 +767,10 @@ class Generation:
                 error = event
             else:
                 error = _server_stopped() if self._process_stopping else _ended_early()
-            status = MessageStatus.INTERRUPTED if self.frames else MessageStatus.ERROR
+            # Text or tool calls the page showed stay, marked cut short, not failed (deleted
+            # by a retry).
+            shown = self.frames or self.tool_calls
+            status = MessageStatus.INTERRUPTED if shown else MessageStatus.ERROR
             ended.update(error=error, upstream_request_id=error.request_id, status=status)
             # Tokens already spent count however the answer ended (estimated, like a stop).
             spent = _added(self._tool_usage, self._cut_turn_usage())

@@ -154,7 +154,7 @@ def test_an_answer_out_of_budget_after_its_tools_says_so_with_its_call_shown(
     )
     chat = ChatPage(logged_in_page)
     chat.send("Weather? [sim:call=get_weather args=city:Oslo]")
-    chat.wait_for_status("error")
+    chat.wait_for_status("interrupted")
     answer = chat.last_answer()
     expect(answer.locator(".tool-call")).to_have_count(1)
     expect(answer.locator(".tool-call-state")).to_contain_text("done in")
@@ -164,7 +164,7 @@ def test_an_answer_out_of_budget_after_its_tools_says_so_with_its_call_shown(
     screenshot(logged_in_page, "tool-call-out-of-budget")
 
     logged_in_page.reload()
-    chat.wait_for_status("error")
+    chat.wait_for_status("interrupted")
     expect(chat.last_answer().locator(".tool-call")).to_have_count(1)
     expect(chat.last_answer()).to_contain_text(refusal)
     assert page_watch.page_errors == [] and page_watch.console_errors == []

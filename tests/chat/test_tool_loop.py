@@ -103,6 +103,44 @@ async def test_a_tool_turns_tokens_count_when_the_next_turn_is_cut(
     )
 
 
+async def test_calls_shown_before_the_next_turn_fails_are_kept_when_it_is_regenerated(
+    connect, member, sim, toolbox
+):
+    socket = await connect(member)
+    # The call runs; the turn that reads its result fails before any text.
+    question = "Ticket? [sim:call=get_weather args=city:Oslo] [sim:fault=error_after after=0]"
+    ids = await socket.send_message(question)
+    frames = await socket.until_type("message.done", ids["message_id"])
+    assert of_type(frames, "message.tool_result")[0]["content"] == "Sunny in Oslo"
+    assert frames[-1]["status"] == "interrupted"  # what the page shows stays, marked cut
+    answer = await Message.objects.aget(pk=ids["message_id"])
+    assert answer.status == "interrupted" and answer.tool_calls[0]["content"] == "Sunny in Oslo"
+
+    await socket.send(
+        {"type": "chat.regenerate", "request_id": "r2", "message_id": ids["message_id"]}
+    )
+    again = (await socket.until_type("message.done"))[-1]["message_id"]
+    assert again != ids["message_id"]
+    kept = await Message.objects.aget(pk=ids["message_id"])  # the earlier version stays
+    assert kept.tool_calls[0]["content"] == "Sunny in Oslo"
+
+
+async def test_an_answer_saved_failed_with_its_calls_is_kept_when_it_is_regenerated(
+    connect, member, sim, toolbox
+):
+    """Earlier versions saved such an answer as failed: its calls stay all the same."""
+    socket = await connect(member)
+    ids = await socket.send_message("Weather? [sim:call=get_weather args=city:Oslo]")
+    await socket.until_type("message.done", ids["message_id"])
+    await Message.objects.filter(pk=ids["message_id"]).aupdate(status="error", content="")
+    await socket.send(
+        {"type": "chat.regenerate", "request_id": "r2", "message_id": ids["message_id"]}
+    )
+    await socket.until_type("message.done")
+    kept = await Message.objects.aget(pk=ids["message_id"])
+    assert kept.tool_calls[0]["content"] == "Sunny in Oslo"
+
+
 async def test_one_turns_calls_run_together(connect, member, sim, toolbox):
     socket = await connect(member)
     ids = await socket.send_message("Both [sim:call=slow_lookup+get_weather args=city:Rome]")
@@ -546,7 +584,7 @@ async def test_an_answer_whose_tools_ran_past_the_budget_stops_before_its_next_t
     assert of_type(frames, "message.tool_result")[0]["content"] == "Sunny in Oslo"
     assert len(sim.requests) == 1  # the turn that called the tool, and no other
     message = await Message.objects.aget(pk=ids["message_id"])
-    assert message.status == "error"
+    assert message.status == "interrupted"  # its call was shown, and stays
     first_turn = count_prompt_tokens(sim.requests[0]["messages"])
     usage = await TeamUsage.objects.exclude(prompt_tokens=9_999).aget(team=team)
     assert usage.prompt_tokens == first_turn and usage.completion_tokens > 0

@@ -229,9 +229,9 @@ def _write_reply(plan: ReplyPlan) -> Exchange:
     replaces = plan.replaces.pk if plan.replaces is not None else None
     failed = plan.replaces
     if failed is not None and failed.status == MessageStatus.ERROR and not failed.content:
-        # A retry of an answer that failed before any text leaves no version, unless the
-        # conversation went on below it: deleting it would delete those turns too.
-        if not failed.children.exists():
+        # A retry of an answer that failed before any text or tool call leaves no version,
+        # unless the conversation went on below it: deleting it would delete those turns too.
+        if not failed.tool_calls and not failed.children.exists():
             failed.delete()
     user_message = None
     if plan.user_content is not None:
