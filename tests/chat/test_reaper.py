@@ -64,6 +64,24 @@ def test_an_answer_the_reaper_interrupts_counts_what_it_streamed(conversation, t
     assert usage.prompt_tokens > 0
 
 
+def test_an_answer_the_reaper_interrupts_while_its_tool_runs_counts_the_turn_that_called(
+    conversation, team, member
+):
+    """Its process died while the tool ran, before any text: the turn that asked for the
+    call was billed (its prompt and the call), and counts though the answer has no text."""
+    conversation.max_tokens = 2048
+    conversation.save(update_fields=["max_tokens"])
+    stale = streaming(conversation, 300, "")
+    call = {"id": "c1", "name": "get_weather", "arguments": '{"city": "Oslo"}'}
+    Message.objects.filter(pk=stale.pk).update(
+        reserved_tokens=2048 + 300, tool_calls=[{**call, "status": "running", "round": 1}]
+    )
+    assert reaper.reap_stale_generations(max_age_seconds=60)["interrupted"] == 1
+    usage = TeamUsage.objects.get(team=team, user=member)
+    assert usage.prompt_tokens == 300
+    assert usage.completion_tokens > 0
+
+
 def test_answers_another_process_marked_first_are_left_to_it(conversation):
     """Two processes reaping at once both find the stale answers; each answer is marked, and
     so announced, by only one of them."""

@@ -643,18 +643,21 @@ def mark_interrupted(found: list[Abandoned]) -> list[Abandoned]:
 
 def _count_interrupted(message_id: int) -> None:
     """What an answer whose process died had streamed counts, as a stopped answer's does: its
-    text as checkpointed, at about four characters a token, and once it streamed some, its
-    prompt (what it held, less the max tokens it held for the answer)."""
+    text as checkpointed and the calls it made, at about four characters a token, and once it
+    streamed either, its prompt (what it held, less the max tokens it held for the answer)."""
     message = (
         Message.objects.select_related("conversation__team", "conversation__owner")
         .filter(pk=message_id)
         .first()
     )
-    if message is None or not message.content:
+    if message is None or not (message.content or message.tool_calls):
         return
     conversation = message.conversation
     prompt = max(0, message.reserved_tokens - (conversation.max_tokens or 0))
-    completion = count_tokens_estimate(message.content)
+    calls = "".join(
+        f"{call.get('name', '')}{call.get('arguments', '')}" for call in message.tool_calls
+    )
+    completion = count_tokens_estimate(message.content + calls)
     team_actions.record_usage(
         conversation.team,
         conversation.owner,
