@@ -201,6 +201,7 @@ class Generation:
         self._question = _question(plan.messages)
         self._screened_question = _screened_question(plan, self._question)
         self._names_conversation = False  # set by attach
+        self._answers_unnamed = plan.names_conversation
         self._temporary = plan.conversation.temporary
         self._first_words = plan.conversation.title
         self.input_screening: Screening | None = None
@@ -225,9 +226,12 @@ class Generation:
         self.message_id = exchange.assistant_id
         self.conversation_id = exchange.conversation_id
         self._attached.set()
-        # A new saved conversation is named by the model once its first answer is complete.
+        # A new saved conversation is named by the model once an answer to its first question
+        # is complete (a regenerated one, or one to an edit of it, when the first was not).
         self._names_conversation = (
-            exchange.created and not self._temporary and settings.LLAMA_GENERATE_TITLES
+            (exchange.created or self._answers_unnamed)
+            and not self._temporary
+            and settings.LLAMA_GENERATE_TITLES
         )
         channel = self._channel = await self._layer.new_channel()
         await self._layer.group_add(generation_group(self.message_id), channel)

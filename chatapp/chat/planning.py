@@ -63,6 +63,9 @@ class ReplyPlan:
     # The system prompt is the member's own text, not one of the team's prompts: Llama Guard
     # judges it with the question, as it does a /v1 client's system message.
     own_prompt: bool = False
+    # Another answer to the first question (regenerated, or to an edit of it) while the model
+    # has not named the conversation: its earlier answers were cut short, failed or stopped.
+    names_conversation: bool = False
 
     @property
     def reserved_tokens(self) -> int:
@@ -124,7 +127,10 @@ def plan_edit(
     carried = tuple(Upload.objects.filter(message=edited).order_by("id"))
     if keeps_files and carried:
         request = replace(request, attachments=tuple(upload.pk for upload in carried))
-    return _plan_question(user, conversation, turns, request, request_id, edited.parent_id, carried)
+    plan = _plan_question(user, conversation, turns, request, request_id, edited.parent_id, carried)
+    if edited.parent_id is None and _unnamed(conversation):
+        plan = replace(plan, names_conversation=True)
+    return plan
 
 
 def _plan_question(
@@ -257,7 +263,24 @@ def plan_regenerate(
         conversation_fields=fields,
         parent_id=message.parent_id,
         answer_format=json_output.conversation_format(conversation),
+        names_conversation=len(path) == 1 and _unnamed(conversation),
     )
+
+
+def _unnamed(conversation: Conversation) -> bool:
+    """Whether the title is still the first words of the first question (or of its first
+    file's name), as the conversation started: neither the model nor the user named it."""
+    first = (
+        conversation.messages.filter(parent__isnull=True, role=MessageRole.USER)
+        .order_by("id")
+        .first()
+    )
+    if first is None:
+        return False
+    if first.content.strip():
+        return conversation.title == title_from(first.content)
+    name = Upload.objects.filter(message=first).order_by("id").values_list("name", flat=True)
+    return conversation.title == title_from(name.first() or "")
 
 
 def check_concurrency(user: Any, conversation_id: int | None = None) -> tuple[int, ...]:

@@ -1,11 +1,12 @@
 """Conversation titles written by the model, in the background after the first answer.
 
 A new conversation starts with the first words of its question (`history.title_from`); once
-its first answer is complete, one short non-streamed request to the same provider and model
-asks for a title. It replaces the first words only if nobody renamed the conversation
-meanwhile, its tokens count as the team's usage, and every tab of the owner hears of it
-(`conversation.updated`). A failure leaves the first words, silently. LLAMA_GENERATE_TITLES
-turns it off.
+an answer to its first question is complete (the first one, or while it still has its first
+words, a regenerated one or one to an edit of that question), one short non-streamed
+request to the same provider and model asks for a title. It replaces the first words only
+if nobody renamed the conversation meanwhile, its tokens count as the team's usage, and
+every tab of the owner hears of it (`conversation.updated`). A failure leaves the first
+words, silently. LLAMA_GENERATE_TITLES turns it off.
 """
 
 import logging

@@ -147,3 +147,61 @@ def test_the_question_comes_before_its_documents_in_the_title_request():
     }
     [_, quoted] = titles.title_messages(titles.question_text(message), "The third.")
     assert quoted["content"].startswith("Question:\nWhich quarter was best?\n<document")
+
+
+async def stop_first_answer(socket, content: str) -> dict:
+    """Send a slow question and stop its answer once text has streamed."""
+    ids = await socket.send_message(f"{SLOW} {content}")
+    await socket.until_type("message.delta", ids["message_id"])
+    await socket.send({"type": "chat.stop", "message_id": ids["message_id"]})
+    done = await socket.until_type("message.done", ids["message_id"])
+    assert done[-1]["status"] == "stopped"
+    return ids
+
+
+async def settle_next_answer(socket, frame: dict) -> None:
+    """Send a regenerate or an edit, then wait for its answer and whatever follows it."""
+    await socket.send(frame)
+    frames = await socket.receive_until(
+        lambda f: f["type"] == "message.created" and f["message"]["role"] == "assistant"
+    )
+    answer = frames[-1]["message"]["id"]
+    generation = RUNNING.get(answer)
+    done = await socket.until_type("message.done", answer)
+    assert done[-1]["status"] == "complete"
+    if generation is not None:
+        await generation.wait()
+
+
+async def test_a_first_answer_stopped_then_regenerated_names_it(connect, member, sim):
+    socket = await connect(member)
+    ids = await stop_first_answer(socket, QUESTION)
+    assert title_requests(sim) == []  # a stopped answer does not name it
+    await settle_next_answer(socket, {"type": "chat.regenerate", "message_id": ids["message_id"]})
+    assert len(title_requests(sim)) == 1
+    conversation = await Conversation.objects.aget(pk=ids["conversation_id"])
+    assert conversation.title == "File Taxes Spain"
+    updated = await socket.until_type("conversation.updated")
+    assert updated[-1]["conversation"]["title"] == "File Taxes Spain"
+
+
+async def test_a_first_answer_stopped_then_the_question_edited_names_it(connect, member, sim):
+    socket = await connect(member)
+    ids = await stop_first_answer(socket, "How do I file taxes?")
+    edit = {"type": "chat.edit", "message_id": ids["user_message_id"], "content": QUESTION}
+    await settle_next_answer(socket, edit)
+    assert len(title_requests(sim)) == 1
+    conversation = await Conversation.objects.aget(pk=ids["conversation_id"])
+    assert conversation.title == "File Taxes Spain"
+
+
+async def test_regenerating_a_named_conversations_first_answer_keeps_its_title(
+    connect, member, sim
+):
+    socket = await connect(member)
+    ids = await answer_and_settle(socket, QUESTION)
+    await Conversation.objects.filter(pk=ids["conversation_id"]).aupdate(title="My taxes")
+    await settle_next_answer(socket, {"type": "chat.regenerate", "message_id": ids["message_id"]})
+    assert len(title_requests(sim)) == 1  # the first answer's only
+    conversation = await Conversation.objects.aget(pk=ids["conversation_id"])
+    assert conversation.title == "My taxes"
