@@ -430,6 +430,8 @@ def markdown_export(data: dict) -> str:
         if message["status"] not in (MessageStatus.COMPLETE, MessageStatus.STREAMING):
             heading += f" ({message['status']})"
         lines += [f"## {heading}", ""]
+        if files := message.get("attachments"):  # named, as a share names them
+            lines += ["Files: " + ", ".join(file["name"] for file in files), ""]
         for call in message.get("tool_calls") or []:
             lines += _markdown_call(call)
         lines += [message["content"], ""]

@@ -4,7 +4,9 @@ import pytest
 from django.test import Client
 
 from chatapp.chat.models import Conversation, Message
+from chatapp.uploads.actions import attach, create_upload
 from tests.conftest import client_for
+from tests.uploads import files
 
 URL = "/api/conversations/"
 
@@ -281,3 +283,16 @@ def test_a_refused_key_shows_the_provider_page_to_the_teams_admins_only(owner, m
     assert error["help_url"] is None
     other = failed_chat(owner, team, "upstream_unavailable")
     assert owner_client.get(detail_url(other)).json()["messages"][-1]["error"]["help_url"] is None
+
+
+def test_markdown_export_names_the_files_sent_with_each_question(
+    member_client, member, team, make_conversation
+):
+    chat = make_conversation(member, "Pictures", messages=[("user", ""), ("assistant", "A cat.")])
+    question = chat.messages.get(role="user")
+    for name in ("cat.png", "dog.png"):
+        upload = create_upload(member, team, name, files.image_bytes())
+        attach([upload], question)
+    text = member_client.get(detail_url(chat) + "export", {"format": "md"}).content.decode()
+    assert "## You\n\nFiles: cat.png, dog.png\n" in text
+    assert text.index("cat.png") < text.index("A cat.")
