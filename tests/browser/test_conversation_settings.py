@@ -264,3 +264,34 @@ def test_an_answer_cut_at_max_tokens_says_so_and_keeps_saying_it(logged_in_page,
         "button", name="Previous version"
     ).click()
     expect(notice).to_contain_text("length limit")  # the first version keeps its notice
+
+
+def test_an_edited_question_is_answered_with_the_settings_picked_meanwhile(logged_in_page, sim):
+    page = logged_in_page
+    chat = ChatPage(page)
+    panel = SettingsPanel(page)
+    chat.send("How tall are llamas?")
+    chat.wait_for_status("complete")
+    first_model = chat.api(f"/api/conversations/{chat.conversation_id()}/")["settings"]["model"]
+    other = next(m["id"] for m in chat.api("/api/models/")["models"] if m["id"] != first_model)
+    panel.model.select_option(other)
+    panel.open()
+    panel.temperature.fill("0.3")
+    panel.temperature.press("Escape")
+
+    question = chat.questions.first
+    question.hover()
+    question.get_by_role("button", name="Edit this question").click()
+    editor = question.get_by_label("Edit your question")
+    editor.fill("How heavy are llamas?")
+    asked = len(sim.requests)
+    editor.press("Enter")
+    wait_for(lambda: len(sim.requests) > asked, "the edited question's request")
+    chat.wait_for_status("complete")
+    assert native_params(sim.requests[asked])["model"] == other
+    assert native_params(sim.requests[asked])["temperature"] == 0.3
+    expect(panel.model).to_have_value(other)
+    data = chat.api(f"/api/conversations/{chat.conversation_id()}/")
+    assert (data["settings"]["model"], data["settings"]["temperature"]) == (other, 0.3)
+    assert data["messages"][-1]["model"] == other
+    expect(chat.last_answer().locator(".message-meta")).to_contain_text(other)

@@ -787,6 +787,9 @@ class ChatPage {
       return;
     }
     if (this.refusedAsTooLong(text)) return;
+    // The new version is answered as a send would be: with what the settings panel changed.
+    const settings = this.panelSettings();
+    if (settings === null) return;
     const requestId = newRequestId();
     const frame = {
       type: "chat.edit",
@@ -794,14 +797,13 @@ class ChatPage {
       message_id: message.id,
       content: text,
     };
+    if (Object.keys(settings).length) frame.settings = settings;
     if (!this.socket.send(frame)) {
       const notice = "Not connected to the server yet; your edit was not sent.";
       this.update(() => (this.state.notice = { text: notice, retry: false }));
       return;
     }
-    this.update(() =>
-      this.state.sending({ requestId, content: text, settings: {}, edits: message }),
-    );
+    this.update(() => this.state.sending({ requestId, content: text, settings, edits: message }));
     this.messages.stickToBottom = true;
     this.input.focus();
   }
