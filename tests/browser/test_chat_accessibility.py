@@ -90,3 +90,34 @@ def test_placeholders_are_readable_in_both_themes(browser, app_server, user, sim
             assert placeholder_contrast(page, field) >= 4.5, field
     finally:
         context.close()
+
+
+# Each change of a live region is read out, a text put back as it was included: what each of
+# the chat page's live regions said, change by change.
+RECORD_LIVE_CHANGES = """() => {
+    window.liveChanges = {};
+    for (const id of ["chat-announcer", "chat-notice", "connection-status"]) {
+        const region = document.getElementById(id);
+        window.liveChanges[id] = [];
+        new MutationObserver(() => window.liveChanges[id].push(region.textContent.trim()))
+            .observe(region, {childList: true, characterData: true, subtree: true});
+    }
+}"""
+
+
+def test_live_regions_are_rewritten_only_when_what_they_say_changes(logged_in_page):
+    page = logged_in_page
+    chat = ChatPage(page)
+    page.evaluate(RECORD_LIVE_CHANGES)
+    chat.send("[sim:pace tps=20] [sim:long tokens=80] Count for me")
+    chat.wait_for_text_longer_than(0)
+    # A notice shown while the answer streams on.
+    empty = {"name": "empty.txt", "mimeType": "text/plain", "buffer": b""}
+    page.set_input_files("#attach-input", files=[empty])
+    expect(page.locator("#chat-notice")).to_contain_text("empty.txt is empty")
+    chat.wait_for_status("complete")
+    changes = page.evaluate("window.liveChanges")
+    assert changes["chat-announcer"] == ["Answering…", "Answer complete"]
+    said = changes["chat-notice"]
+    assert said and all(text.startswith("empty.txt is empty") for text in said)
+    assert len(said) == 1, said

@@ -15,6 +15,12 @@ export function h(tag, props = {}, ...children) {
   return element;
 }
 
+/** Set an element's text only when it differs: a live region reads out every rewrite, the same
+ * words included. */
+export function setText(element, text) {
+  if (element.textContent !== text) element.textContent = text;
+}
+
 const ICONS = {
   copy: "M8 4v12h12V4H8zm10 10h-8V6h8v8zM4 8v12h12v-2H6V8H4z",
   check: "M9 16.2 4.8 12l-1.4 1.4L9 19 21 7l-1.4-1.4L9 16.2z",

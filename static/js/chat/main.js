@@ -4,6 +4,7 @@ import { api, uploadFile } from "./api.js";
 import { checkFiles, DraftTray, guessKind, ImageViewer, imageRefusal } from "./attachments.js";
 import { BudgetMeters } from "./budget.js";
 import { ConversationSettings } from "./conversation-settings.js";
+import { setText } from "./dom.js";
 import { MessageList } from "./messages.js";
 import { Sidebar } from "./sidebar.js";
 import { ChatSocket } from "./socket.js";
@@ -154,8 +155,10 @@ class ChatPage {
     });
   }
 
-  /** Say something to screen readers (#chat-announcer), politely. */
+  /** Say something to screen readers (#chat-announcer), politely; the same words again too
+   * (a second "Copied"): emptied first, the region hears them as new. */
   announce(text) {
+    $("chat-announcer").textContent = "";
     this.update(() => (this.state.announcement = text));
   }
 
@@ -882,10 +885,10 @@ class ChatPage {
     }
     this.renderComposer();
     this.renderNotice(state.notice);
-    $("chat-announcer").textContent = state.announcement;
+    setText($("chat-announcer"), state.announcement);
     const connection = CONNECTION_TEXT[state.connection.state];
     const status = $("connection-status");
-    status.textContent = connection ? connection(state.connection.delay) : "";
+    setText(status, connection ? connection(state.connection.delay) : "");
     status.hidden = !connection;
     $("prompt-row").hidden = state.conversationId !== null;
     this.renderTemporary(state);
@@ -1022,7 +1025,7 @@ class ChatPage {
   renderNotice(notice) {
     $("chat-notice").hidden = notice === null;
     if (notice === null) return;
-    $("chat-notice-text").textContent = notice.text;
+    setText($("chat-notice-text"), notice.text);
     $("notice-retry").hidden = !notice.retry;
   }
 
