@@ -6,6 +6,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser.chat_page import ChatPage, json_from, reload_holding
+from tests.e2e.contrast import contrast_of
 from tests.support.polling import wait_for
 
 pytestmark = pytest.mark.browser
@@ -277,6 +278,30 @@ def test_a_snippet_marks_the_searched_words_and_starts_near_the_first(
     page.get_by_label("Search conversations").fill("notes")
     expect(page.locator(".conversation-item .conversation-name mark")).to_have_text(["notes"])
     expect(page.locator(".conversation-name")).to_have_text(["Beta notes"])
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_snippets_stay_readable_on_the_open_row_and_the_focused_one(
+    sidebar_page, conversations, theme
+):
+    page = sidebar_page
+    page.evaluate(f"localStorage.setItem('theme', {theme!r})")
+    page.goto(f"/c/{conversations['Alpha plan']}/")
+    expect(page.locator("html")).to_have_attribute("data-theme", theme)
+    page.get_by_label("Search conversations").fill("About")  # in every first message
+    expect(page.locator(".conversation-item .conversation-snippet").first).to_be_visible()
+    page.get_by_role("link", name="Beta notes").focus()
+    snippets = contrast_of(
+        page,
+        {
+            "open": ".conversation-item:has([aria-current=page]) .conversation-snippet",
+            "focused": ".conversation-item:focus-within .conversation-snippet",
+        },
+    )
+    assert {name: found["ratio"] >= 4.5 for name, found in snippets.items()} == {
+        "open": True,
+        "focused": True,
+    }, snippets
 
 
 def test_changes_heard_while_the_list_loads_are_not_undone_by_it(logged_in_page, conversations):
