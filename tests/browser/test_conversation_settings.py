@@ -124,6 +124,21 @@ def test_an_out_of_range_setting_keeps_the_panel_open_with_the_error_inline(logg
     assert native_params(sim.requests[-1])["temperature"] == 0.5
 
 
+def test_an_out_of_range_value_is_announced_where_the_keyboard_already_is(logged_in_page):
+    page = logged_in_page
+    panel = SettingsPanel(page)
+    panel.open()
+    expect(panel.temperature).to_be_focused()
+    panel.temperature.fill("1.1")
+    page.keyboard.press("Enter")  # Done, from the field: the focus does not move
+    expect(panel.dialog).to_be_visible()
+    expect(panel.temperature).to_be_focused()
+    # Nothing is read out on a focus that stays: the error says itself.
+    expect(panel.dialog.get_by_role("alert")).to_have_text(
+        "Temperature must be a number from 0 to 1."
+    )
+
+
 def test_tabbing_out_of_the_panel_closes_it_unless_a_value_is_out_of_range(logged_in_page):
     page = logged_in_page
     panel = SettingsPanel(page)
