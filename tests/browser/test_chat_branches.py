@@ -97,6 +97,26 @@ def test_regenerate_keeps_the_earlier_answer_as_a_version(logged_in_page):
     expect(chat.answers).to_have_count(1)
 
 
+def test_switching_versions_from_the_keyboard_says_which_version_is_shown(logged_in_page):
+    page = logged_in_page
+    chat = ChatPage(page)
+    answered(chat, "Say something", 1)
+    chat.last_answer().get_by_role("button", name="Regenerate").click()
+    versions = chat.last_answer().get_by_role("group", name="Version 2 of 2")
+    expect(versions).to_be_visible()
+    chat.wait_for_status("complete")
+    announcer = page.locator("#chat-announcer")
+    expect(announcer).to_have_text("Answer complete")
+    versions.get_by_role("button", name="Previous version").focus()
+    page.keyboard.press("Enter")
+    expect(chat.last_answer().get_by_role("group", name="Version 1 of 2")).to_be_visible()
+    # The focus stays on the switcher, whose own name does not change: the page says it.
+    expect(announcer).to_have_text("Version 1 of 2")
+    expect(chat.last_answer().get_by_role("button", name="Next version")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(announcer).to_have_text("Version 2 of 2")
+
+
 def test_a_search_result_lands_on_the_message_in_its_version(logged_in_page):
     page = logged_in_page
     chat = ChatPage(page)

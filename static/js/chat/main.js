@@ -877,6 +877,9 @@ class ChatPage {
     const switched = this.switching && state.message(this.switching.target);
     if (switched && this.messages.focusSwitcher(switched, this.switching.step)) {
       this.switching = null;
+      // The focused arrow's name stays the same: say which version is shown now.
+      const { siblingIds } = switched;
+      this.announce(`Version ${siblingIds.indexOf(switched.id) + 1} of ${siblingIds.length}`);
     }
     if (this.editCancelled) {
       // A button disabled meanwhile (an answer streams) cannot take it: the message box does.
