@@ -158,3 +158,16 @@ def test_each_conversation_is_one_tab_stop_after_the_header(logged_in_page, thre
     page.keyboard.press("Escape")
     expect(menu).to_be_hidden()
     expect(page.get_by_role("link", name="Second")).to_be_focused()
+
+
+def test_dismissing_the_notice_from_the_keyboard_leaves_focus_in_the_composer(logged_in_page):
+    page = logged_in_page
+    chat = ChatPage(page)
+    empty = {"name": "empty.txt", "mimeType": "text/plain", "buffer": b""}
+    page.set_input_files("#attach-input", files=[empty])
+    notice = page.locator("#chat-notice")
+    expect(notice).to_contain_text("empty.txt is empty")
+    notice.get_by_role("button", name="Dismiss").focus()
+    page.keyboard.press("Enter")
+    expect(notice).to_be_hidden()
+    expect(chat.input).to_be_focused()  # not lost to the top of the page with the notice

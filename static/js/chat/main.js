@@ -1026,7 +1026,10 @@ class ChatPage {
   }
 
   renderNotice(notice) {
-    $("chat-notice").hidden = notice === null;
+    const box = $("chat-notice");
+    // Its Dismiss or Retry, gone under the keyboard's focus, hands it to the message box.
+    if (notice === null && box.contains(document.activeElement)) this.input.focus();
+    box.hidden = notice === null;
     if (notice === null) return;
     setText($("chat-notice-text"), notice.text);
     $("notice-retry").hidden = !notice.retry;
