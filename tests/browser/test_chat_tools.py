@@ -78,6 +78,21 @@ def test_approval_granted_runs_the_call(logged_in_page, page_watch, screenshot, 
     assert page_watch.page_errors == [] and page_watch.console_errors == []
 
 
+@pytest.mark.parametrize("decision", ["Approve", "Deny"])
+def test_deciding_from_the_keyboard_leaves_focus_in_the_composer(logged_in_page, decision):
+    page = logged_in_page
+    chat = ChatPage(page)
+    chat.send("File it [sim:call=create_ticket args=title:Printer]")
+    call = chat.last_answer().locator(".tool-call")
+    expect(call).to_have_attribute("data-status", "awaiting_approval")
+    call.get_by_role("button", name=decision).focus()
+    page.keyboard.press("Enter")
+    # The buttons are disabled, then gone: the keyboard is not lost to the top of the page.
+    expect(chat.input).to_be_focused()
+    chat.wait_for_status("complete")
+    expect(chat.input).to_be_focused()
+
+
 def test_a_refused_decision_gives_the_buttons_back(logged_in_page, tool_server):
     """The server refuses the first approval (as it does past the frames-per-minute limit):
     the call still waits, and Approve works again."""

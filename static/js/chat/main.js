@@ -742,6 +742,7 @@ class ChatPage {
       return;
     }
     this.update(() => this.state.deciding(message, callId));
+    this.input.focus(); // Approve and Deny are disabled, then gone; typing goes on here
   }
 
   /** What the settings panel changed, for a send or a regenerate; null (the panel open) when a
