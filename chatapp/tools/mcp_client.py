@@ -107,7 +107,14 @@ async def _session(url: str, token: str, timeout: float) -> AsyncIterator[Client
     except ToolServerError:
         raise
     except Exception as exc:  # the SDK's errors, often wrapped in exception groups
-        raise ToolServerError(_describe(url, exc, trouble)) from None
+        raise ToolServerError(_describe(url, token, exc, trouble)) from None
+
+
+def _without_token(text: str, token: str) -> str:
+    """The server's words as members and the audit trail see them: a server that quotes the
+    token back (an error naming the session it refused) does not show it. Before any cut, so
+    no piece of it is left either."""
+    return text.replace(token, "[redacted]") if token else text
 
 
 def _first_leaf(exc: BaseException) -> BaseException:
@@ -116,7 +123,7 @@ def _first_leaf(exc: BaseException) -> BaseException:
     return exc
 
 
-def _describe(url: str, exc: Exception, trouble: Trouble) -> str:
+def _describe(url: str, token: str, exc: Exception, trouble: Trouble) -> str:
     host = urlsplit(url).hostname or url
     cause = _first_leaf(trouble.error or exc)
     if isinstance(cause, ToolServerRefused):
@@ -136,6 +143,7 @@ def _describe(url: str, exc: Exception, trouble: Trouble) -> str:
             " check the URL and that the server is running."
         )
     if isinstance(cause, MCPError):
-        return f"The tool server at {host} answered with an error: {cause.error.message[:200]}"
+        said = _without_token(cause.error.message, token)[:200]
+        return f"The tool server at {host} answered with an error: {said}"
     log.warning("Tool server %s failed: %s", host, type(cause).__name__)
     return f"The tool server at {host} did not answer as an MCP server: check the URL."

@@ -279,6 +279,40 @@ def test_the_token_is_never_answered_audited_or_logged(clients, team, caplog):
     assert TOKEN not in caplog.text
 
 
+@pytest.mark.parametrize(
+    "said, shown",
+    [
+        (f"session for {TOKEN} has expired", "session for [redacted] has expired"),
+        ("." * 190 + TOKEN, "." * 190 + "[redacted]"),  # where the message is cut
+    ],
+)
+def test_a_server_error_quoting_the_token_never_shows_it(clients, team, said, shown):
+    """tools.md: the token is write-only, whatever the server says back."""
+    with run_tool_server(token=TOKEN, error=said) as server:
+        created = send(
+            clients["owner"],
+            "post",
+            base(team),
+            {"name": "echoing", "url": server.url, "token": TOKEN},
+        )
+        url = f"{base(team)}{created.json()['id']}/"
+        refreshed = send(clients["owner"], "post", url + "refresh/")
+    assert created.status_code == 201 and created.json()["status"] == "down"
+    assert created.json()["last_error"].endswith(f"answered with an error: {shown}")
+    answers = [
+        created,
+        refreshed,
+        send(clients["member"], "get", base(team)),
+        clients["owner"].get(f"/teams/{team.pk}/tools/"),
+    ]
+    for answer in answers:
+        assert answer.status_code == 200 or answer.status_code == 201
+        assert TOKEN[:10].encode() not in answer.content
+    assert TOKEN[:10] not in ToolServer.objects.get().last_error
+    for event in AuditEvent.objects.all():
+        assert TOKEN[:10] not in f"{event.summary} {event.details}"
+
+
 def test_the_list_takes_the_same_queries_whatever_the_servers(clients, team, team_tool_server):
     def count() -> int:
         with CaptureQueriesContext(connection) as queries:
