@@ -7,8 +7,10 @@ import logging
 import re
 import uuid
 from contextvars import ContextVar
+from functools import cache
 from typing import Any
 
+from django.urls import URLResolver, get_resolver
 from pythonjsonlogger.json import JsonFormatter
 
 # The request being served in this context (HTTP request or websocket connection), or None.
@@ -41,15 +43,46 @@ class RequestIdFilter(logging.Filter):
 
 
 def loggable_path(request) -> str:
-    """The request's path with the credentials in it blanked out, as the route named them."""
+    """The request's path with the credentials in it blanked out, as the route named them.
+
+    A path that matched no route (a link that lost its final slash, or gained a character)
+    keeps only the start of a credential's route: all after it is blanked."""
     path = request.path
     match = getattr(request, "resolver_match", None)
-    named = match.kwargs if match is not None else {}
+    if match is None:
+        return _unmatched(path, request.path_info)
     for name in CREDENTIAL_PARAMETERS:
-        value = named.get(name)
+        value = match.kwargs.get(name)
         if isinstance(value, str) and value:
             path = path.replace(value, REDACTED)
     return path
+
+
+def _unmatched(path: str, path_info: str) -> str:
+    for start in _credential_routes():
+        if path_info.startswith(start) and len(path_info) > len(start):
+            return path[: len(path) - len(path_info)] + start + REDACTED
+    return path
+
+
+@cache
+def _credential_routes() -> tuple[str, ...]:
+    """Where each route holding a credential starts: "/s/", "/invite/"..."""
+    starts = set()
+    for template in _templates(get_resolver().url_patterns, "/"):
+        first = template.find("<")
+        named = re.findall(r"<(?:\w+:)?(\w+)>", template)
+        if first > 0 and any(name in CREDENTIAL_PARAMETERS for name in named):
+            starts.add(template[:first])
+    return tuple(sorted(starts, key=len, reverse=True))
+
+
+def _templates(patterns, prefix: str):
+    for pattern in patterns:
+        if isinstance(pattern, URLResolver):
+            yield from _templates(pattern.url_patterns, prefix + str(pattern.pattern))
+        else:
+            yield prefix + str(pattern.pattern)
 
 
 class RequestPathFilter(logging.Filter):

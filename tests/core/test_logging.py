@@ -118,6 +118,38 @@ def test_credentials_in_an_address_are_blanked_out_of_the_access_line(
         assert secret not in text
 
 
+def test_a_credential_address_that_matches_no_route_is_blanked_too(client, team, owner, log_lines):
+    """A link that lost its final slash (answered by a redirect) or gained a character (a
+    404), as links pasted into mail and chat often do, is still the credential."""
+    from chatapp.chat.actions.sharing import share_conversation
+    from chatapp.chat.models import Conversation
+    from chatapp.teams.models import Invitation
+
+    invitation = Invitation.objects.create(team=team, invited_by=owner).token
+    share = share_conversation(
+        owner, Conversation.objects.create(team=team, owner=owner, model="m"), "team"
+    ).token
+    reset = "cw2h9t-0123456789abcdef0123456789abcdef"
+    client.force_login(owner)
+    assert client.get(f"/invite/{invitation}").status_code == 301
+    assert client.get(f"/s/{share}").status_code == 301
+    assert client.get(f"/s/{share}/fork").status_code == 301
+    assert client.get(f"/s/{share}./").status_code == 404
+    client.logout()
+    assert client.get(f"/accounts/password/reset/MQ/{reset}").status_code == 301
+    paths = [line["path"] for line in log_lines() if line["logger"] == "chatapp.access"]
+    assert paths == [
+        "/invite/[redacted]",
+        "/s/[redacted]",
+        "/s/[redacted]",
+        "/s/[redacted]",
+        "/accounts/password/reset/[redacted]",
+    ]
+    text = json.dumps(log_lines())
+    for secret in (invitation, share, reset):
+        assert secret not in text
+
+
 def test_a_failed_request_s_error_line_blanks_the_credential_in_its_address(
     client, team, owner, log_lines, monkeypatch
 ):
