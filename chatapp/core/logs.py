@@ -59,14 +59,14 @@ def loggable_path(request) -> str:
 
 
 def _unmatched(path: str, path_info: str) -> str:
-    for start in _credential_routes():
+    for start in credential_route_starts():
         if path_info.startswith(start) and len(path_info) > len(start):
             return path[: len(path) - len(path_info)] + start + REDACTED
     return path
 
 
 @cache
-def _credential_routes() -> tuple[str, ...]:
+def credential_route_starts() -> tuple[str, ...]:
     """Where each route holding a credential starts: "/s/", "/invite/"..."""
     starts = set()
     for template in _templates(get_resolver().url_patterns, "/"):

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from chatapp.core.logs import credential_route_starts
 from chatapp.llm import KNOWN_MODELS
 from tests.deploy.files import ROOT, clean_env
 from tests.support.polling import wait_for
@@ -249,14 +250,21 @@ def test_other_commands_run_as_given():
 
 
 @pytest.fixture(scope="module")
-def nginx(server, tmp_path_factory):
+def nginx_dir(tmp_path_factory) -> Path:
+    """Where the nginx below keeps its files: its access log is access.log."""
+    return tmp_path_factory.mktemp("nginx")
+
+
+@pytest.fixture(scope="module")
+def nginx(server, nginx_dir):
     """deploy/nginx.conf for real, in front of the server (the compose names swapped for ours)."""
     if shutil.which("nginx") is None:
         pytest.skip("nginx is not installed")
-    tmp = tmp_path_factory.mktemp("nginx")
+    tmp = nginx_dir
     port = free_port()
     conf = (ROOT / "deploy/nginx.conf").read_text()
     conf = conf.replace("listen 80;", f"listen 127.0.0.1:{port};")
+    conf = conf.replace("/var/log/nginx/access.log", f"{tmp}/access.log")
     conf = re.sub(r"\n\s*resolver [^\n]+\n", "\n", conf)
     conf = conf.replace("http://app:8000", f"http://127.0.0.1:{server.port}")
     (tmp / "site.conf").write_text(conf)
@@ -264,9 +272,15 @@ def nginx(server, tmp_path_factory):
         f"{name}_temp_path {tmp}/{name};"
         for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
     )
+    # The http block as the nginx image has it: its access log in the "main" format.
+    main_log = (
+        'log_format main \'$remote_addr - $remote_user [$time_local] "$request" $status'
+        ' $body_bytes_sent "$http_referer" "$http_user_agent"\';'
+        f" access_log {tmp}/access.log main;"
+    )
     (tmp / "nginx.conf").write_text(
         f"pid {tmp}/nginx.pid; error_log {tmp}/error.log; daemon off;\n"
-        f"events {{}}\nhttp {{ access_log off; {temp_paths} include {tmp}/site.conf; }}\n"
+        f"events {{}}\nhttp {{ {main_log} {temp_paths} include {tmp}/site.conf; }}\n"
     )
     process = subprocess.Popen(["nginx", "-c", str(tmp / "nginx.conf"), "-p", str(tmp)])
     wait_for_port(port, process, "nginx")
@@ -294,6 +308,29 @@ def test_nginx_passes_the_host_with_its_port_to_every_page(nginx, server):
         redirect = httpx.get(f"http://{nginx}{path}", headers={"Host": f"{HOST}:8443"})
         assert redirect.status_code == 301, path
         assert redirect.headers["location"] == f"https://{HOST}:8443{path}", path
+
+
+def test_nginx_logs_no_credential_query_or_referrer(nginx, nginx_dir):
+    """The proxy's access log, like the app's: a link that is itself a credential (any route
+    the app blanks in its own log) is named by its route, and query strings (searches) and
+    referrers (a share page's address, sent with every file the page loads) are left out."""
+    secret = "Cred3ntial-0123456789abcdef"
+    paths = [f"{start}{secret}/" for start in credential_route_starts()]
+    paths += [f"/s/{secret}", f"/api/conversations/?q={secret}"]
+    log = nginx_dir / "access.log"
+    before = len(log.read_text().splitlines())
+    for path in paths:
+        referrer = f"https://{HOST}/s/{secret}/"
+        httpx.get(f"http://{nginx}{path}", headers={"Host": HOST, "Referer": referrer})
+
+    def logged() -> list[str] | None:
+        found = log.read_text().splitlines()[before:]
+        return found if len(found) == len(paths) else None
+
+    lines = wait_for(logged, "nginx to log every request")
+    assert secret not in "\n".join(lines)
+    assert "/invite/[redacted]" in lines[paths.index(f"/invite/{secret}/")]
+    assert '"GET /api/conversations/ HTTP/1.1"' in lines[-1]
 
 
 async def test_nginx_upgrades_the_chat_websocket(nginx):
