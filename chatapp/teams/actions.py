@@ -294,6 +294,12 @@ def check_usable(invitation: Invitation, user) -> None:
         raise InvitationError("This invitation has already been used: ask for a new one.", 410)
     if invitation.expires_at <= timezone.now():
         raise InvitationError("This invitation has expired: ask for a new one.", 410)
+    if not invitation.maker_still_invites():
+        raise InvitationError(
+            "This invitation was made by someone who is no longer an owner or admin of the"
+            " team: ask for a new one.",
+            410,
+        )
     if invitation.email and invitation.email.lower() != (user.email or "").strip().lower():
         raise InvitationError(
             "This invitation was sent to a different email address:"

@@ -124,7 +124,24 @@ class Invitation(models.Model):
 
     @property
     def is_usable(self) -> bool:
-        return self.accepted_at is None and self.expires_at > timezone.now()
+        return (
+            self.accepted_at is None
+            and self.expires_at > timezone.now()
+            and self.maker_still_invites()
+        )
+
+    def maker_still_invites(self) -> bool:
+        """Whether its maker is still an owner or admin of its team, with an active account:
+        one made by someone who has since left, been removed, lost the role or been deactivated
+        lets nobody in (until they are an owner or admin there again)."""
+        if self.invited_by_id is None:  # its maker's account was deleted
+            return False
+        return Membership.objects.filter(
+            team_id=self.team_id,
+            user_id=self.invited_by_id,
+            user__is_active=True,
+            role__in=MANAGER_ROLES,
+        ).exists()
 
 
 class ResponseFormat(models.TextChoices):

@@ -38,6 +38,7 @@ from chatapp.teams.forms import (
     policy_form_options,
 )
 from chatapp.teams.models import (
+    MANAGER_ROLES,
     AuditAction,
     AuditEvent,
     Invitation,
@@ -176,6 +177,10 @@ def _members(request, membership, invite_form=None, error: str = "", status: int
     }
     if manages:
         context["member_keys"] = api_keys.member_keys(team)
+        # Invitations made by anyone else (who left, lost the role...) let nobody in.
+        context["inviters"] = {
+            p.user_id for p in people if p.role in MANAGER_ROLES and p.user.is_active
+        }
         context["invitations"] = team.invitations.filter(
             accepted_at__isnull=True, expires_at__gt=timezone.now()
         ).select_related("invited_by", "claimed_by")

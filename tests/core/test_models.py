@@ -29,9 +29,9 @@ def test_membership_role_must_be_known(team, outsider):
     assert violates(lambda: Membership.objects.create(team=team, user=outsider, role="king"))
 
 
-def test_invitations_cannot_make_owners(team):
+def test_invitations_cannot_make_owners(team, owner):
     assert violates(lambda: Invitation.objects.create(team=team, role=Role.OWNER))
-    assert Invitation.objects.create(team=team, email="x@example.com").is_usable
+    assert Invitation.objects.create(team=team, invited_by=owner, email="x@example.com").is_usable
 
 
 def test_one_default_prompt_per_team(team):

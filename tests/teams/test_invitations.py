@@ -159,7 +159,9 @@ def with_email(settings):
 
 
 def test_an_email_invitation_needs_the_matching_account(team, owner, make_user, client, no_email):
-    invitation = Invitation.objects.create(team=team, email="nina@example.com", role=Role.ADMIN)
+    invitation = Invitation.objects.create(
+        team=team, invited_by=owner, email="nina@example.com", role=Role.ADMIN
+    )
     client.force_login(make_user("eve"))  # eve@example.com
     response = client.post(accept_url(invitation))
     assert response.status_code == 403
@@ -169,7 +171,9 @@ def test_an_email_invitation_needs_the_matching_account(team, owner, make_user, 
 
 def test_an_unverified_address_is_not_enough_to_join(team, owner, make_user, client, no_email):
     """Anyone can sign up with someone else's address: the address must be proven first."""
-    invitation = Invitation.objects.create(team=team, email="nina@example.com", role=Role.ADMIN)
+    invitation = Invitation.objects.create(
+        team=team, invited_by=owner, email="nina@example.com", role=Role.ADMIN
+    )
     nina = make_user("nina")  # nina@example.com, never verified
     client.force_login(nina)
     response = client.post(accept_url(invitation))
@@ -184,7 +188,9 @@ def test_an_unverified_address_is_not_enough_to_join(team, owner, make_user, cli
 def test_without_email_a_team_admin_confirms_the_account(
     team, owner, owner_client, make_user, no_email
 ):
-    invitation = Invitation.objects.create(team=team, email="nina@example.com", role=Role.ADMIN)
+    invitation = Invitation.objects.create(
+        team=team, invited_by=owner, email="nina@example.com", role=Role.ADMIN
+    )
     nina = Client()
     nina.force_login(make_user("nina"))
     nina.post(accept_url(invitation))
@@ -200,7 +206,7 @@ def test_without_email_a_team_admin_confirms_the_account(
 def test_only_the_teams_admins_confirm_an_account(
     team, owner, member, outsider, make_user, no_email
 ):
-    invitation = Invitation.objects.create(team=team, email="nina@example.com")
+    invitation = Invitation.objects.create(team=team, invited_by=owner, email="nina@example.com")
     nina = Client()
     nina.force_login(make_user("nina"))
     nina.post(accept_url(invitation))
@@ -213,7 +219,7 @@ def test_only_the_teams_admins_confirm_an_account(
 
 
 def test_confirming_before_anyone_asked_changes_nothing(owner_client, team, owner, no_email):
-    invitation = Invitation.objects.create(team=team, email="nina@example.com")
+    invitation = Invitation.objects.create(team=team, invited_by=owner, email="nina@example.com")
     confirm = reverse("teams:invitation_confirm", args=[team.pk, invitation.pk])
     assert owner_client.post(confirm).status_code == 400
     assert Invitation.objects.get(pk=invitation.pk).accepted_at is None
@@ -225,7 +231,9 @@ def confirmation_link() -> str:
 
 
 def test_with_email_a_link_to_the_address_confirms_it(team, owner, make_user, client, with_email):
-    invitation = Invitation.objects.create(team=team, email="nina@example.com", role=Role.ADMIN)
+    invitation = Invitation.objects.create(
+        team=team, invited_by=owner, email="nina@example.com", role=Role.ADMIN
+    )
     nina = make_user("nina")
     nina.email = "Nina@Example.COM"  # the address matches whatever its case
     nina.save()
@@ -242,7 +250,7 @@ def test_with_email_a_link_to_the_address_confirms_it(team, owner, make_user, cl
 
 
 def test_a_confirmation_link_works_only_for_its_account(team, owner, make_user, client, with_email):
-    invitation = Invitation.objects.create(team=team, email="nina@example.com")
+    invitation = Invitation.objects.create(team=team, invited_by=owner, email="nina@example.com")
     client.force_login(make_user("nina"))
     client.post(accept_url(invitation))
     link = confirmation_link()
@@ -306,3 +314,42 @@ def test_invitations_of_another_team_cannot_be_revoked(owner_client, team, owner
     url = reverse("teams:invitation_revoke", args=[team.pk, theirs.pk])
     assert owner_client.post(url).status_code == 404
     assert Invitation.objects.filter(pk=theirs.pk).exists()
+
+
+@pytest.mark.parametrize("ending", ["removed", "left", "demoted", "deactivated"])
+def test_an_admin_who_lost_their_place_cannot_come_back_by_their_own_link(
+    team, owner, admin_member, owner_client, make_user, ending
+):
+    """Removing an admin ends their access at once: the links they made let nobody in, them
+    included, until they are an owner or admin of the team again."""
+    made = actions.invite(admin_member, team, role=Role.ADMIN)
+    membership = Membership.objects.get(team=team, user=admin_member)
+    owners = Membership.objects.get(team=team, user=owner)
+    if ending == "removed":
+        actions.remove_member(owners, membership)
+    elif ending == "left":
+        actions.leave_team(membership)
+    elif ending == "demoted":
+        actions.change_role(owners, membership, Role.MEMBER)
+    else:
+        admin_member.is_active = False
+        admin_member.save()
+    returning = Client()
+    gone = ending in ("removed", "left")  # else someone they passed the link to
+    returning.force_login(admin_member if gone else make_user("nina"))
+    page = returning.get(accept_url(made))
+    assert page.status_code == 410
+    assert b"no longer an owner or admin" in page.content
+    assert returning.post(accept_url(made)).status_code == 410
+    assert not Membership.objects.filter(team=team, role=Role.ADMIN, user__is_active=True).exists()
+    assert Invitation.objects.get(pk=made.pk).accepted_at is None
+    members_page = owner_client.get(reverse("teams:members", args=[team.pk]))
+    assert b"lets nobody in" in members_page.content
+
+
+def test_a_link_works_again_once_its_maker_is_an_admin_again(team, owner, admin_member, client):
+    made = actions.invite(admin_member, team)
+    Membership.objects.filter(team=team, user=admin_member).update(role=Role.MEMBER)
+    assert not Invitation.objects.get(pk=made.pk).is_usable
+    Membership.objects.filter(team=team, user=admin_member).update(role=Role.ADMIN)
+    assert Invitation.objects.get(pk=made.pk).is_usable
