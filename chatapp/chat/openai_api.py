@@ -229,6 +229,7 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     try:
         answer = await start_answer(plan, caller.key, save, body, completion_request.stop)
     except BaseException:  # refused after all, or the client went away: nothing to count
+        generation.release(plan.user.pk)
         if plan.budget_hold is not None:
             await sync_to_async(team_actions.release_hold)(plan.budget_hold)
         raise
@@ -246,9 +247,11 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
 
 async def release_when_admitted(admission: "asyncio.Future[ReplyPlan]") -> None:
     """An admission whose client has gone: once it is through, what it held is let go (it
-    would otherwise count against the budgets until it expires)."""
+    would otherwise count against the budgets until it expires, and its place among the
+    person's answers at once for good)."""
     with suppress(Exception):
         plan = await admission
+        generation.release(plan.user.pk)
         if plan.budget_hold is not None:
             await sync_to_async(team_actions.release_hold)(plan.budget_hold)
 
@@ -282,9 +285,9 @@ def read_body(request: HttpRequest) -> bytes:
 async def start_answer(
     plan: ReplyPlan, key: ApiKey, save: bool, body: dict[str, Any], stops: tuple[str, ...]
 ) -> "Answer":
-    """Take the answer's place among the user's answers at once and screen the question;
-    from the Answer on, its end counts it (and releases what it holds). A refusal names the
-    parameters as `body` sent them; the answer ends at the first of `stops`."""
+    """Screen the question of an admitted answer (its place among the user's answers at once
+    taken); from the Answer on, its end counts it (and releases what it holds). A refusal
+    names the parameters as `body` sent them; the answer ends at the first of `stops`."""
     try:
         events = plan.client.stream_chat(  # sent on the first read
             plan.messages,
@@ -298,14 +301,8 @@ async def start_answer(
         events = cut_at_stops(events, stops)
     rules = safety.SafetyRules.of(plan.rules.policy)
     try:
-        generation.admit(plan)  # the cap on answers at once, shared with the chat page
-    except ChatError as error:
-        await events.aclose()
-        raise from_chat_error(error, retry_after=1) from None
-    try:
         question = await screen_question(plan, rules, key, save)  # in its place
     except BaseException:  # refused, or the client went away meanwhile
-        generation.release(plan.user.pk)
         await events.aclose()
         raise
     return Answer(plan, key, save, events, rules, question)
@@ -344,14 +341,29 @@ class AnswerStream(StreamingHttpResponse):
 
 
 def admit(caller: Caller, completion_request: Any, save: bool) -> ReplyPlan:
-    """Plan the answer under the team's rules, check its budgets (holding what it may spend)
-    and count it against the per-minute limit."""
+    """Plan the answer under the team's rules, check its budgets (holding what it may spend),
+    count it against the per-minute limit and take its place among the person's answers at
+    once: refused there, it counts nothing, as on the chat page."""
     key, team = caller.key, caller.team
+    taken: list[ReplyPlan] = []
+
+    def take_place(plan: ReplyPlan) -> None:
+        """The cap on answers at once, shared with the chat page."""
+        try:
+            generation.admit(plan)
+        except ChatError as error:
+            raise from_chat_error(error, retry_after=1) from None
+        taken.append(plan)
+
     try:
         plan = planning.plan_completion(key.user, team, completion_request, save)
-        plan = replies.admit_completion(plan)
-    except ChatError as error:
-        raise from_chat_error(error, retry_after=_retry_after(error, key, team)) from None
+        plan = replies.admit_completion(plan, take_place)
+    except BaseException as error:
+        if taken:  # its place was taken, then the admission failed after all (its commit)
+            generation.release(key.user.pk)
+        if isinstance(error, ChatError):
+            raise from_chat_error(error, retry_after=_retry_after(error, key, team)) from None
+        raise
     return plan
 
 

@@ -298,6 +298,33 @@ async def test_the_rate_limit_is_429_with_retry_after(sim, member, team, make_ke
     assert len(sim.requests) == 1
 
 
+async def test_a_request_refused_for_the_answers_at_once_counts_nothing_against_the_rate_limit(
+    sim, member, team, make_key, settings
+):
+    """As on the chat page: a request refused because the person's answers already stream
+    (Retry-After: 1, which the SDK retries) is not one of their requests this minute."""
+    settings.CHAT_MAX_CONCURRENT_GENERATIONS = 1
+    await db(lambda: TeamPolicy.objects.create(team=team, rate_limit_per_minute=2))
+    key = await database_sync_to_async(make_key)(member, team)
+    request = AsyncRequestFactory().post(
+        "/v1/chat/completions",
+        {"model": MODEL, "messages": QUESTION, "stream": True},
+        content_type="application/json",
+        headers={"authorization": f"Bearer {key}"},
+    )
+    streaming = await chat_completions(request)  # its first chunk out, the rest unread
+    client = sdk(key)
+    for _ in range(2):
+        with pytest.raises(openai.RateLimitError) as refused:
+            await client.chat.completions.create(model=MODEL, messages=QUESTION)
+        assert "streaming (the limit is 1)" in refused.value.body["message"]
+    chunks = [chunk async for chunk in streaming.streaming_content]
+    assert chunks[-1] == b"data: [DONE]\n\n"
+    answer = await client.chat.completions.create(model=MODEL, messages=QUESTION)
+    assert answer.choices[0].message.content
+    assert len(sim.requests) == 2
+
+
 async def test_a_team_header_picks_another_of_ones_teams(sim, member, team, make_key):
     other = await db(lambda: Team.objects.create(name="Labs"))
     await db(lambda: Membership.objects.create(team=other, user=member, role=Role.MEMBER))
@@ -598,8 +625,8 @@ async def test_a_client_gone_while_its_request_is_admitted_holds_nothing(
     admitted, go = threading.Event(), threading.Event()
     admit_completion = replies.admit_completion
 
-    def slow_admission(plan):
-        plan = admit_completion(plan)
+    def slow_admission(plan, take_place):
+        plan = admit_completion(plan, take_place)
         admitted.set()
         go.wait(10)  # the client leaves meanwhile
         return plan
@@ -620,4 +647,5 @@ async def test_a_client_gone_while_its_request_is_admitted_holds_nothing(
     for _ in range(100):  # the admission's thread, and whatever it left to do, has finished
         await asyncio.sleep(0.02)
     assert not await db(lambda: BudgetHold.objects.exists())
+    assert member.pk not in LIVE_PER_USER
     assert sim.requests == []

@@ -151,18 +151,24 @@ def has_budget(policy: TeamPolicy) -> bool:
     return policy.monthly_token_budget is not None or policy.member_monthly_token_budget is not None
 
 
-def admit_completion(plan: ReplyPlan) -> ReplyPlan:
+def admit_completion(
+    plan: ReplyPlan, admitted: Callable[[ReplyPlan], None] | None = None
+) -> ReplyPlan:
     """Admit an API answer as start_reply admits a chat.send. It has no streaming row, so
-    what it may spend is held in a BudgetHold until `record_completion` counts its usage."""
-    if not has_budget(plan.rules.policy):
-        admit(plan)
-        return plan
+    what it may spend is held in a BudgetHold until `record_completion` counts its usage.
+    `admitted` (the cap on answers at once) may still refuse it: a refusal counts nothing."""
+    budget = has_budget(plan.rules.policy)
+    hold = None
     with transaction.atomic():
-        lock_rows(get_user_model().objects.filter(pk=plan.user.pk))
+        if budget:
+            lock_rows(get_user_model().objects.filter(pk=plan.user.pk))
         admit(plan)
-        # Past the longest an answer may run upstream, and the reaper's wait on top.
-        lifetime = plan.client.config.total_timeout + settings.CHAT_STALE_GENERATION_SECONDS
-        hold = team_actions.hold_tokens(plan.team, plan.user, plan.reserved_tokens, lifetime)
+        if budget:
+            # Past the longest an answer may run upstream, and the reaper's wait on top.
+            lifetime = plan.client.config.total_timeout + settings.CHAT_STALE_GENERATION_SECONDS
+            hold = team_actions.hold_tokens(plan.team, plan.user, plan.reserved_tokens, lifetime)
+        if admitted is not None:
+            admitted(plan)
     return replace(plan, budget_hold=hold)
 
 
