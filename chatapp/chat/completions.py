@@ -169,6 +169,7 @@ def read_request(data: dict[str, Any]) -> tuple[CompletionRequest, bool, bool]:
         system_prompt_text=system,
         settings=_settings(data),
         answer_format=_response_format(data.get("response_format")),
+        format_given=data.get("response_format") is not None,
         tools=tools,
         tool_choice=_tool_choice(data.get("tool_choice"), tools),
         stop=_stop(data.get("stop")),

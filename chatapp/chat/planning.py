@@ -174,6 +174,10 @@ def plan_completion(
     rules = policy.team_rules(team)
     fields = _apply_settings(user, conversation, request.settings, rules)
     images = _inline_images(request, conversation.model, team, save)
+    answer_format = request.answer_format
+    if not request.format_given and request.system_prompt_text is None:
+        # The team's prompt is sent: it asks for its format, as a chat started from it does.
+        answer_format = json_output.conversation_format(conversation)
     turns = [
         Turn(
             t.role,
@@ -192,7 +196,7 @@ def plan_completion(
         conversation_fields=fields,
         earlier_turns=tuple((t.role, t.content) for t in request.turns[: request.question]),
         saved_images=tuple(images[: request.question + 1]),
-        answer_format=request.answer_format,
+        answer_format=answer_format,
         streaming_ids=check_concurrency(user),  # a chat.send checks them as it writes its rows
         client_tools=request.tools,
         tool_choice=request.tool_choice,

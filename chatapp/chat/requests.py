@@ -58,6 +58,7 @@ class CompletionRequest:
     system_prompt_text: str | None = None  # the client's system messages, joined
     settings: dict[str, Any] = field(default_factory=dict)
     answer_format: AnswerFormat | None = None  # the body's response_format, when JSON
+    format_given: bool = False  # the body sent a response_format (text too): the prompt's yields
     # The client's functions ({"type": "function", "function": {...}}), offered upstream as
     # they are; the client runs them. tool_choice as OpenAI's, None when not sent.
     tools: tuple[dict[str, Any], ...] = ()

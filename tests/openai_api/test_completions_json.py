@@ -6,6 +6,7 @@ import json
 import pytest
 from channels.db import database_sync_to_async
 
+from chatapp.teams.models import JsonSchema, ResponseFormat, SystemPrompt
 from tests.openai_api.conftest import MODEL, raw, sdk
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -75,3 +76,35 @@ async def test_a_bad_format_is_400_and_nothing_goes_upstream(
     assert response.status_code == 400, response.text
     assert response.json()["error"]["param"].startswith("response_format")
     assert sim.requests == []
+
+
+@pytest.fixture
+def prompt_asking_json(team):
+    """The team's default prompt, locked, asking for JSON that follows a saved schema."""
+    schema = JsonSchema.objects.create(team=team, name="colour", schema=COLOUR)
+    return SystemPrompt.objects.create(
+        team=team,
+        name="Colours",
+        content="Answer with a colour.",
+        is_default=True,
+        locked=True,
+        response_format=ResponseFormat.JSON_SCHEMA,
+        json_schema=schema,
+    )
+
+
+async def test_the_teams_prompt_asks_for_its_format_as_on_the_chat_page(
+    sim, member, team, make_key, prompt_asking_json
+):
+    key = await database_sync_to_async(make_key)(member, team)
+    answer = await sdk(key).chat.completions.create(model=MODEL, messages=QUESTION)
+    assert sim.requests[-1]["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "colour", "schema": COLOUR},
+    }
+    assert json.loads(answer.choices[0].message.content).keys() == {"name", "hex"}
+    # The request's own format wins over the prompt's, as a conversation's does.
+    await sdk(key).chat.completions.create(
+        model=MODEL, messages=QUESTION, response_format={"type": "text"}
+    )
+    assert "response_format" not in sim.requests[-1]
