@@ -10,7 +10,10 @@ from django.db import connections
 
 from chatapp.asgi import application
 from chatapp.teams import actions as team_actions
-from tests.chat.conftest import SIMULATOR
+from tests.chat.conftest import (
+    SIMULATOR,
+    connect,  # noqa: F401  (the chat page's sockets, as a fixture)
+)
 
 MODEL = "Llama-3.3-70B-Instruct"
 

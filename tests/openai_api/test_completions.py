@@ -98,6 +98,27 @@ async def test_the_save_header_keeps_the_exchange_as_a_conversation(sim, member,
     ]
 
 
+async def test_a_saved_exchange_is_listed_on_the_callers_open_chat_pages(
+    sim, member, outsider, team, make_key, connect
+):
+    """As a conversation started in another tab is: the owner's sockets list it at once."""
+    tab = await connect(member)
+    stranger = await connect(outsider)
+    key = await database_sync_to_async(make_key)(member, team)
+    client = sdk(key, **{"X-Save-Conversation": "1"})
+    await client.chat.completions.create(model=MODEL, messages=QUESTION)
+    conversation = await db(lambda: Conversation.objects.get())
+    listed = (await tab.until_type("conversation.created"))[-1]
+    assert listed == {
+        "type": "conversation.created",
+        "request_id": None,
+        "conversation": {"id": conversation.pk, "title": "Say hello", "team_id": team.pk},
+    }
+    await sdk(key).chat.completions.create(model=MODEL, messages=QUESTION)  # not saved
+    assert await tab.nothing_more()
+    assert await stranger.nothing_more()
+
+
 @pytest.mark.parametrize("include_usage", [False, True])
 async def test_a_saved_streams_last_chunk_names_the_conversation(
     sim, member, team, make_key, include_usage

@@ -55,6 +55,16 @@ def _announce(changes: list[tuple[int, int, dict[str, Any]]]) -> None:
     transaction.on_commit(send)
 
 
+def announce_created(conversation: Conversation) -> None:
+    """A conversation saved away from the chat page (an API exchange): once it commits, every
+    chat socket of the owner lists it, as the other tabs list one a tab started."""
+    created = events.conversation_created(
+        None, conversation.pk, conversation.title, conversation.team_id
+    )
+    listed = {"type": "conversation.listed", "origin": None, "event": dict(created)}
+    _announce([(conversation.owner_id, conversation.pk, listed)])
+
+
 def announce_deletions(owned: list[tuple[int, int]]) -> None:
     """Conversations deleted in bulk, as (id, owner id): once the deletion commits, their
     owners' tabs drop them from their lists, and a tab showing one leaves it."""

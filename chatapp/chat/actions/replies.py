@@ -22,6 +22,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from chatapp.chat import events, fanout, json_output, planning, tooling
+from chatapp.chat.actions import conversations
 from chatapp.chat.errors import ChatError
 from chatapp.chat.event_schema import ConversationEvent, CreatedMessage, SafetyFields
 from chatapp.chat.groups import generation_group
@@ -599,6 +600,7 @@ def _save_completion(plan: ReplyPlan, result: ReplyResult) -> int:
         upload_actions.store_images(plan.user, plan.team, list(images), row)
     conversation.active_leaf_id = parent_id
     conversation.save(update_fields=["active_leaf"])
+    conversations.announce_created(conversation)
     if result.findings:
         saved = replace(result, message_id=rows[-1].pk, conversation_id=conversation.pk)
         _record_findings(saved, plan.team, plan.user)
