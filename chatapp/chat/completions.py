@@ -40,6 +40,8 @@ UNSUPPORTED_FIELDS = frozenset(
         "frequency_penalty",
     }
 )
+# Their defaults that are not empty: what this API does anyway.
+DEFAULTS: dict[str, Any] = {"modalities": ["text"]}
 SETTING_FIELDS = ("model", "temperature", "top_p", "max_tokens", "max_completion_tokens")
 KNOWN_FIELDS = frozenset(
     {"messages", "stream", "stream_options", "n", "response_format", "tools", "tool_choice", "stop"}
@@ -144,7 +146,7 @@ def read_request(data: dict[str, Any]) -> tuple[CompletionRequest, bool, bool]:
         if name not in KNOWN_FIELDS:
             raise invalid(f"Unrecognized request argument supplied: {name}.", name)
     for name in UNSUPPORTED_FIELDS & data.keys():
-        if data[name] not in (None, False, 0, [], {}):
+        if data[name] not in (None, False, 0, [], {}) and data[name] != DEFAULTS.get(name):
             raise invalid(
                 f"{name} is not supported here: this API answers plain chat completions.",
                 name,

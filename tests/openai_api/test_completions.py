@@ -389,6 +389,30 @@ async def test_fields_with_no_upstream_meaning_are_accepted_and_not_sent(
     assert not ignored.keys() & sim.requests[-1].keys()
 
 
+async def test_unsupported_fields_set_to_their_defaults_are_accepted(sim, member, team, make_key):
+    """Clients that spell out OpenAI's defaults ask for nothing this API does not do."""
+    defaults = {
+        "modalities": ["text"],
+        "logprobs": False,
+        "presence_penalty": 0,
+        "frequency_penalty": 0.0,
+        "logit_bias": {},
+        "audio": None,
+    }
+    key = await database_sync_to_async(make_key)(member, team)
+    answer = await sdk(key).chat.completions.create(model=MODEL, messages=QUESTION, **defaults)
+    assert answer.choices[0].message.content
+    assert not defaults.keys() & sim.requests[-1].keys()
+    with pytest.raises(openai.BadRequestError) as refused:
+        await sdk(key).chat.completions.create(
+            model=MODEL, messages=QUESTION, modalities=["text", "audio"]
+        )
+    assert (refused.value.body["code"], refused.value.body["param"]) == (
+        "unsupported_parameter",
+        "modalities",
+    )
+
+
 @pytest.mark.parametrize(
     ("body", "param"),
     [
