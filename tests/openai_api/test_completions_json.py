@@ -108,3 +108,30 @@ async def test_the_teams_prompt_asks_for_its_format_as_on_the_chat_page(
         model=MODEL, messages=QUESTION, response_format={"type": "text"}
     )
     assert "response_format" not in sim.requests[-1]
+
+
+async def test_a_saved_json_answer_carries_its_check_as_on_the_chat_page(
+    sim, member, team, make_key, client
+):
+    """The saved exchange's answer says whether it kept to its format, so the chat page shows
+    it as JSON, with its note when it breaks the schema."""
+    key = await database_sync_to_async(make_key)(member, team)
+    saved = sdk(key, **{"X-Save-Conversation": "1"})
+    off_schema = [{"role": "user", "content": "[sim:off_schema] Name a colour"}]
+    answer = await saved.chat.completions.create(
+        model=MODEL,
+        messages=off_schema,
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "colour", "schema": COLOUR},
+        },
+    )
+
+    def read():
+        client.force_login(member)
+        path = f"/api/conversations/{answer.model_extra['conversation_id']}/"
+        return client.get(path).json()["messages"][-1]
+
+    checked = (await database_sync_to_async(read)())["format"]
+    assert checked["type"] == "json_schema" and checked["name"] == "colour"
+    assert checked["valid"] is False and "breaks the schema" in checked["error"]

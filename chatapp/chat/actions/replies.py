@@ -589,6 +589,8 @@ def _save_completion(plan: ReplyPlan, result: ReplyResult) -> int:
             upstream_request_id=storable((result.upstream_request_id or "")[:200]),
             error_code=result.error.code[:40] if result.error else "",
             error_message=storable(result.error.message[:500]) if result.error else "",
+            # Checked as a chat answer is, when it was asked for JSON.
+            format=json_output.check_answer(plan.requested_format, result.content, result.status),
         )
     )
     rows[-1].safety = result.safety
