@@ -654,9 +654,14 @@ def call_body(call: ToolCall) -> dict[str, Any]:
 
 def upstream_error(error: StreamError) -> OpenAIError:
     """The Llama API's failure, told as the chat page tells a member."""
-    if error.code == "rate_limited":
+    if error.code == "rate_limited":  # when the Llama API said, else a guess
+        wait = math.ceil(error.retry_after) if error.retry_after is not None else 5
         return OpenAIError(
-            429, error.message, kind="rate_limit_error", code="upstream_rate_limited", retry_after=5
+            429,
+            error.message,
+            kind="rate_limit_error",
+            code="upstream_rate_limited",
+            retry_after=max(1, wait),
         )
     if error.code == "context_too_long":  # the caller's messages: sending them again cannot help
         return OpenAIError(400, error.message, code=error.code, param="messages")

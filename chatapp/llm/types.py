@@ -126,6 +126,7 @@ class StreamError:
     retryable: bool
     request_id: str | None = None
     status: int | None = None
+    retry_after: float | None = None  # seconds the server asked to wait, when it said
 
 
 StreamEvent = TextDelta | ToolCalls | Retrying | Finish | StreamError
@@ -155,4 +156,6 @@ class LlmError(Exception):
         self.detail = detail  # the upstream's own words (redacted), from an error object
 
     def as_event(self) -> StreamError:
-        return StreamError(self.code, self.message, self.retryable, self.request_id, self.status)
+        return StreamError(
+            self.code, self.message, self.retryable, self.request_id, self.status, self.retry_after
+        )

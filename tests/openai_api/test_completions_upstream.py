@@ -36,6 +36,21 @@ async def test_a_rate_limit_with_a_retry_date_past_any_clock_is_a_429(
 
 
 @pytest.mark.parametrize("stream", [False, True])
+async def test_an_upstream_rate_limit_passes_on_when_to_try_again(
+    upstream, member, team, make_key, stream
+):
+    """The Llama API's own wait, so that a client honouring Retry-After does not come back
+    (and count against the team's rate limit) while upstream still refuses."""
+    reply = Reply('{"error": "slow down"}', status=429, headers={"Retry-After": "30"})
+    upstream.append(reply)
+    key = await database_sync_to_async(make_key)(member, team)
+    with pytest.raises(openai.RateLimitError) as raised:
+        await sdk(key).chat.completions.create(model=MODEL, messages=QUESTION, stream=stream)
+    assert raised.value.code == "upstream_rate_limited"
+    assert raised.value.response.headers["retry-after"] == "30"
+
+
+@pytest.mark.parametrize("stream", [False, True])
 async def test_a_reply_of_another_shape_is_a_502(upstream, member, team, make_key, stream):
     upstream.append(Reply('data: {"choices": {"0": "Hello"}}\n\ndata: [DONE]\n\n'))
     key = await database_sync_to_async(make_key)(member, team)
