@@ -10,6 +10,7 @@ from chatapp.teams import actions
 from chatapp.teams.datafilter import MAX_PATTERNS, PATTERN_NAME, pattern_problem
 from chatapp.teams.forms import (
     MAX_RETENTION_DAYS,
+    PolicyForm,
     ProviderForm,
     clean_provider_url,
     is_model_id,
@@ -236,9 +237,31 @@ PATTERN_SHAPE = (
 )
 
 
+# Numbers kept within the policy page's ranges: a budget of 0 refused every message while no
+# meter showed it (0 reads as no budget there), and the page could not save over it.
+PAGE_RANGES = (
+    "default_top_p",
+    "default_max_tokens",
+    "max_tokens_limit",
+    "monthly_token_budget",
+    "member_monthly_token_budget",
+    "rate_limit_per_minute",
+)
+
+
 class TeamPolicyAdminForm(forms.ModelForm):
     """The JSON fields as the policy page accepts them: in another shape, every question of
     the team would fail (a pattern) or be judged by other categories ("S10" counted S1)."""
+
+    def clean(self) -> dict:
+        data = super().clean() or {}
+        for name in PAGE_RANGES:
+            if data.get(name) is not None:
+                try:
+                    PolicyForm.base_fields[name].run_validators(data[name])
+                except forms.ValidationError as error:
+                    self.add_error(name, error)
+        return data
 
     def clean_allowed_models(self) -> list:
         value = self.cleaned_data["allowed_models"]

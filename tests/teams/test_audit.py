@@ -111,6 +111,32 @@ def test_the_admin_refuses_a_filter_the_policy_page_would_refuse(
     assert not TeamPolicy.objects.exists()
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("monthly_token_budget", "0"),
+        ("member_monthly_token_budget", "0"),
+        ("monthly_token_budget", str(10**15 + 1)),
+        ("default_max_tokens", "0"),
+        ("max_tokens_limit", "131073"),
+        ("rate_limit_per_minute", "10001"),
+    ],
+)
+def test_the_admin_keeps_the_policy_pages_ranges(client, site_admin, team, field, value):
+    """A budget of 0 saved there refused every message of the team, while no meter showed
+    (a budget of 0 reads as none) and the policy page could not save until it was changed."""
+    client.force_login(site_admin)
+    data = {"team": team.pk, "allowed_models": "[]"}
+    data |= {"safety_input": "off", "safety_output": "off", "safety_categories": "[]"}
+    data |= {"safety_on_error": "fail_open", "data_patterns": "[]"}
+    data |= {f"data_{kind}": "off" for kind in ("card", "iban", "email", "phone", "api_key")}
+    data |= {"data_private_key": "off", field: value}
+    response = client.post("/admin/teams/teampolicy/add/", data)
+    assert response.status_code == 200
+    assert field in response.context["adminform"].form.errors
+    assert not TeamPolicy.objects.exists()
+
+
 @pytest.mark.parametrize("value", ["", "null"])
 def test_allowed_models_left_blank_in_the_admin_are_every_model(client, site_admin, team, value):
     client.force_login(site_admin)
