@@ -9,7 +9,7 @@ hash is the right one: nobody can guess through it, and a lookup costs one index
 import hashlib
 import secrets
 
-from chatapp.teams.models import ApiKey, ApiKeyQuerySet, Membership, Team
+from chatapp.teams.models import ApiKey, ApiKeyQuerySet, Membership, Role, Team
 
 KEY_START = "ltc_"
 MAX_KEY_LENGTH = 200  # anything longer is not one of ours: refused before hashing
@@ -45,16 +45,20 @@ def keys_of(user) -> ApiKeyQuerySet:
     return ApiKey.objects.filter(user=user, revoked_at__isnull=True).select_related("team")
 
 
-def member_keys(team: Team) -> ApiKeyQuerySet:
-    """The unrevoked keys of the team's members, for the team's admins (never the secrets)."""
-    members = Membership.objects.filter(team=team).values("user_id")
+def member_keys(team: Team, role: str) -> ApiKeyQuerySet:
+    """The unrevoked keys of the team's members that someone of `role` there may revoke, for
+    the team's owners and admins (never the secrets): admins act on members and admins only,
+    as they do on the members themselves."""
+    members = Membership.objects.filter(team=team)
+    if role != Role.OWNER:
+        members = members.exclude(role=Role.OWNER)
     return (
-        ApiKey.objects.filter(user__in=members, revoked_at__isnull=True)
+        ApiKey.objects.filter(user__in=members.values("user_id"), revoked_at__isnull=True)
         .select_related("user", "team")
         .order_by("user__username", "-created_at", "-id")
     )
 
 
-def member_key(team: Team, key_id: int) -> ApiKey | None:
-    """One unrevoked key of one of the team's members, or None."""
-    return member_keys(team).filter(pk=key_id).first()
+def member_key(team: Team, role: str, key_id: int) -> ApiKey | None:
+    """One unrevoked key of one of the team's members that `role` may revoke, or None."""
+    return member_keys(team, role).filter(pk=key_id).first()

@@ -176,7 +176,7 @@ def _members(request, membership, invite_form=None, error: str = "", status: int
         "error": error,
     }
     if manages:
-        context["member_keys"] = api_keys.member_keys(team)
+        context["member_keys"] = api_keys.member_keys(team, membership.role)
         # Invitations made by anyone else (who left, lost the role...) let nobody in.
         context["inviters"] = {
             p.user_id for p in people if p.role in MANAGER_ROLES and p.user.is_active
@@ -236,7 +236,7 @@ def member_remove(request, team_id: int, membership_id: int):
 def member_key_revoke(request, team_id: int, key_id: int):
     """An owner or admin revokes a member's personal API key (never seeing its secret)."""
     membership = services.get_team_access(request.user, team_id, "manage_members")
-    key = api_keys.member_key(membership.team, key_id)
+    key = api_keys.member_key(membership.team, membership.role, key_id)
     if key is None:
         raise Http404("No such key among this team's members")
     actions.revoke_api_key(request.user, key, membership.team)

@@ -84,6 +84,20 @@ def test_members_neither_see_nor_revoke_each_others_keys(
     assert key.revoked_at is None
 
 
+def test_admins_neither_see_nor_revoke_an_owners_keys(client, owner, admin_member, team, make_key):
+    """Admins act on members and admins only: an owner's scripts are not theirs to stop."""
+    make_key(owner, team, name="nightly backup job")
+    key = ApiKey.objects.get()
+    client.force_login(admin_member)
+    assert "nightly backup job" not in client.get(f"/teams/{team.pk}/members/").content.decode()
+    assert client.post(f"/teams/{team.pk}/keys/{key.pk}/revoke/").status_code == 404
+    key.refresh_from_db()
+    assert key.revoked_at is None
+    client.force_login(owner)  # another owner may, as they may remove them
+    page = client.get(f"/teams/{team.pk}/members/").content.decode()
+    assert "nightly backup job" in page
+
+
 def test_an_admin_of_another_team_gets_404(client, make_user, member, team, make_key):
     stranger = make_user("sam")
     elsewhere = create_team(stranger, "Elsewhere")
