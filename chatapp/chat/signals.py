@@ -1,6 +1,6 @@
 """Answers stop when what they belong to is deleted under them: a team (its conversations go
 with it, and their owners' tabs are told) or a user (theirs go too), as when a conversation is
-deleted through the API; and when
+deleted through the API; when their owner is deactivated; and when
 their owner leaves the conversation's team, or is removed from it, as no new question may be
 asked there then (`forbidden`). A membership that ends is also announced to the user's sockets
 (`team.left`), so a page still showing that team says so.
@@ -15,7 +15,7 @@ from asgiref.sync import async_to_sync
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import Q
-from django.db.models.signals import pre_delete
+from django.db.models.signals import post_save, pre_delete
 from django.dispatch import receiver
 
 from chatapp.accounts.sockets import user_group
@@ -58,6 +58,13 @@ def stop_answers_of_team(sender, instance: Team, **kwargs) -> None:
 @receiver(pre_delete, sender=get_user_model())
 def stop_answers_of_user(sender, instance, **kwargs) -> None:
     stop_answers_of(Q(conversation__owner=instance))
+
+
+@receiver(post_save, sender=get_user_model())
+def stop_answers_of_deactivated_user(sender, instance, created, **kwargs) -> None:
+    """Shut out by a site admin: their answers end with their sessions (accounts.sockets)."""
+    if getattr(instance, "_deactivated", False):
+        stop_answers_of(Q(conversation__owner=instance))
 
 
 @receiver(pre_delete, sender=Membership)

@@ -294,6 +294,19 @@ async def test_deleting_a_user_stops_their_answers(connect, member, sim):
     await await_for(lambda: sim.active_streams == 0, "the upstream stream to close", 3)
 
 
+async def test_deactivating_a_user_stops_their_answers(connect, member, sim):
+    """A site admin shuts an account out: its answers (and the tools they would call) stop
+    with its sessions, rather than go on spending the team's tokens to their end."""
+    socket = await connect(member)
+    ids = await socket.send_message(f"Doomed {SLOW}")
+    await socket.until_type("message.delta", ids["message_id"])
+    member.is_active = False
+    await member.asave()
+    await await_for(lambda: sim.active_streams == 0, "the upstream stream to close", 3)
+    stopped = await Message.objects.aget(pk=ids["message_id"])
+    assert stopped.status == "stopped" and stopped.seq < 400
+
+
 @pytest.mark.skipif(not django_settings.REDIS_URL, reason="about the Redis channel layer")
 async def test_an_idle_socket_outlives_the_redis_read_timeout(connect, member, sim):
     socket = await connect(member)
