@@ -18,7 +18,12 @@ def user_defaults(user) -> dict:
 
 
 def effective_settings(
-    user, team: Team, requested: dict | None = None, rules: TeamRules | None = None
+    user,
+    team: Team,
+    requested: dict | None = None,
+    rules: TeamRules | None = None,
+    stored: dict | None = None,
 ) -> dict:
-    """Site -> team -> user defaults -> request, under the team's policy (PolicyError if not)."""
-    return resolve_settings(team, user_defaults(user), requested, rules)
+    """Site -> team -> user defaults -> a conversation's `stored` settings -> request, under
+    the team's policy (PolicyError if the request breaks it)."""
+    return resolve_settings(team, user_defaults(user), requested, rules, stored)

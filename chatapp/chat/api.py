@@ -251,7 +251,10 @@ def conversation_list(
 @router.get("/conversations/{int:conversation_id}/", response=responses({200: ConversationOut}))
 def conversation_detail(request: HttpRequest, conversation_id: ConversationId):
     conversation = get_conversation_for_user(request.user, conversation_id)
-    return conversation_data(conversation, viewer=request.user)
+    data = conversation_data(conversation, viewer=request.user)
+    # What the next message will use: the team's policy may have changed since it was set.
+    data["settings"].update(planning.next_settings(request.user, conversation))
+    return data
 
 
 @router.patch(

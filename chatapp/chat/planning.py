@@ -603,6 +603,12 @@ def _apply_choices(
     return fields
 
 
+def next_settings(user: Any, conversation: Conversation) -> dict[str, Any]:
+    """The model settings the conversation's next message will use unless it asks for others:
+    its own, but for what the team's policy no longer allows (see _apply_settings)."""
+    return preferences.effective_settings(user, conversation.team, stored=conversation.settings)
+
+
 def _apply_settings(
     user: Any, conversation: Conversation, requested: dict[str, Any], rules: policy.TeamRules
 ) -> tuple[str, ...]:
@@ -610,10 +616,14 @@ def _apply_settings(
 
     Returns the fields that changed, for the write that saves them.
     """
-    current = conversation.settings if conversation.pk else {}
-    merged = {**current, **{k: v for k, v in requested.items() if v is not None}}
+    # What the conversation holds was checked when it was set: a policy changed since skips
+    # what it no longer allows, as it does a saved default; only the request is refused.
+    stored = conversation.settings if conversation.pk else {}
+    asked = {k: v for k, v in requested.items() if v is not None}
     try:
-        resolved = preferences.effective_settings(user, conversation.team, merged, rules)
+        resolved = preferences.effective_settings(
+            user, conversation.team, asked, rules, stored=stored
+        )
     except policy.PolicyError as error:
         raise ChatError(error.code, error.message, error.field) from None
     changed = []

@@ -180,18 +180,24 @@ def _default_model(rules: TeamRules) -> str:
 
 
 def resolve_settings(
-    team, user_layer: dict, requested: dict | None = None, rules: TeamRules | None = None
+    team,
+    user_layer: dict,
+    requested: dict | None = None,
+    rules: TeamRules | None = None,
+    stored: dict | None = None,
 ) -> dict:
-    """Merge site, team and user defaults and the request under the team's policy.
+    """Merge site, team and user defaults, a conversation's stored settings and the request
+    under the team's policy.
 
-    Saved defaults the policy refuses are skipped; a request that breaks it raises
-    PolicyError. `user_layer` is the user's own saved defaults (chatapp.accounts.preferences).
+    Saved values the policy refuses (defaults, and a conversation's settings from before the
+    policy changed) are skipped; a request that breaks it raises PolicyError. `user_layer` is
+    the user's own saved defaults (chatapp.accounts.preferences).
     """
     rules = rules or team_rules(team)
     values = site_defaults()
     if values["model"] not in rules.models:
         values["model"] = rules.models[0]
-    for layer in (team_defaults(team, rules.policy), user_layer):
+    for layer in (team_defaults(team, rules.policy), user_layer, stored or {}):
         for name, value in layer.items():
             try:
                 values.update(_checked(rules, {name: value}, values["model"]))

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from chatapp.asgi import application
 from chatapp.chat.generation import RUNNING
-from chatapp.chat.models import Message
+from chatapp.chat.models import Conversation, Message
 from chatapp.teams import actions as team_actions
 from chatapp.teams import crypto
 from chatapp.teams.models import (
@@ -125,6 +125,50 @@ async def test_rate_limited_before_anything_goes_upstream(connect, member, team,
     assert "1 message a minute" in error["error"]["message"]
     assert len(site_is_sim.requests) == 1
     assert await Message.objects.acount() == 2
+
+
+async def test_a_chat_started_before_the_policy_tightened_goes_on_under_the_new_one(
+    connect, member, team, site_is_sim
+):
+    """Its stored model and max tokens were the defaults of the time, not the member's
+    request: the team no longer allowing them, they give way to what it allows now (as a
+    saved default would) instead of refusing every message of every older chat."""
+    socket = await connect(member)
+    await socket.send("First")
+    assert (await socket.until("message.done"))["status"] == "complete"
+    conversation = await Conversation.objects.aget()
+    assert (conversation.model, conversation.max_tokens) == (MODEL, 2048)
+    await TeamPolicy.objects.acreate(
+        team=team, allowed_models=["Llama-3.3-70B-Instruct"], max_tokens_limit=100
+    )
+    client = Client()
+    await database_sync_to_async(client.force_login)(member)
+    url = f"/api/conversations/{conversation.pk}/"
+    shown = (await database_sync_to_async(client.get)(url)).json()["settings"]
+    # The page's settings panel shows (and checks) what the next message will use.
+    assert (shown["model"], shown["max_tokens"]) == ("Llama-3.3-70B-Instruct", 100)
+    frame = {"type": "chat.send", "request_id": "r2", "conversation_id": conversation.pk}
+    await socket.communicator.send_to(text_data=json.dumps({**frame, "content": "Again"}))
+    done = await socket.until("message.done", "message.error", "error")
+    assert done["type"] == "message.done" and done["status"] == "complete", done
+    sent = site_is_sim.requests[-1]
+    assert (sent["model"], sent["max_completion_tokens"]) == ("Llama-3.3-70B-Instruct", 100)
+    await conversation.arefresh_from_db()
+    assert (conversation.model, conversation.max_tokens) == ("Llama-3.3-70B-Instruct", 100)
+
+
+async def test_a_setting_asked_for_outside_the_policy_is_still_refused(
+    connect, member, team, site_is_sim
+):
+    await TeamPolicy.objects.acreate(team=team, max_tokens_limit=100)
+    socket = await connect(member)
+    frame = {"type": "chat.send", "request_id": "r", "conversation_id": None, "content": "Hi"}
+    await socket.communicator.send_to(
+        text_data=json.dumps({**frame, "settings": {"max_tokens": 101}})
+    )
+    error = await socket.until("error", "message.error", "message.done")
+    assert error["error"]["code"] == "invalid_setting" and error["error"]["field"] == "max_tokens"
+    assert site_is_sim.requests == []
 
 
 async def test_over_budget_nothing_goes_upstream(connect, member, team, site_is_sim):
