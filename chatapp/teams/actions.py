@@ -334,6 +334,9 @@ def _current(membership: Membership) -> Membership:
 def _check_can_act_on(actor_membership: Membership, target: Membership) -> None:
     if actor_membership.role != Role.OWNER and target.role == Role.OWNER:
         raise ActionError("Only owners can change or remove an owner.", forbidden=True)
+    # As they are now: the page that let them act may predate their own demotion.
+    if actor_membership.role not in (Role.OWNER, Role.ADMIN):
+        raise ActionError("Only the team's owners and admins can do this.", forbidden=True)
 
 
 def change_role(actor_membership: Membership, target: Membership, role: str) -> Membership:

@@ -142,6 +142,22 @@ def test_an_owner_demoted_a_moment_ago_cannot_demote_another(team, owner, admin_
     assert role_of(team, admin_member) == Role.OWNER
 
 
+@pytest.mark.parametrize("change", ["promote", "remove"])
+def test_an_admin_demoted_a_moment_ago_changes_nobody(team, owner, admin_member, member, change):
+    """The page let them act as an admin; an owner made them a member before it was saved."""
+    acting = Membership.objects.get(user=admin_member)  # read as an admin, as the page did
+    target = Membership.objects.get(user=member)
+    Membership.objects.filter(user=admin_member).update(role=Role.MEMBER)
+    with pytest.raises(actions.ActionError) as refused:
+        if change == "promote":
+            actions.change_role(acting, target, Role.ADMIN)
+        else:
+            actions.remove_member(acting, target)
+    assert refused.value.forbidden
+    assert role_of(team, member) == Role.MEMBER
+    assert not AuditEvent.objects.filter(action__in=["member.role", "member.remove"]).exists()
+
+
 @pytest.mark.skipif(not uses_postgres(), reason="SQLite already queues every writer")
 @pytest.mark.django_db(transaction=True)
 def test_two_owners_demoting_each_other_at_once_leave_one_owner(team, owner, member):
