@@ -276,9 +276,15 @@ def confirm_claim(actor, invitation: Invitation) -> Membership:
     """A team admin vouches that the claiming account owns the invitation's address."""
     if invitation.claimed_by is None:
         raise InvitationError("Nobody has asked to join with this invitation yet.", 400)
-    membership, _ = accept_invitation(
+    membership, joined = accept_invitation(
         invitation.claimed_by, invitation.token, address_verified=True
     )
+    if not joined:  # joined another way since: this invitation changes nothing
+        raise InvitationError(
+            f"{_name(invitation.claimed_by)} is already a member of this team: nothing to"
+            " confirm. Revoke the invitation if it is no longer needed.",
+            400,
+        )
     audit(
         invitation.team,
         actor,

@@ -218,6 +218,27 @@ def test_only_the_teams_admins_confirm_an_account(
     assert not Membership.objects.filter(team=team, user__username="nina").exists()
 
 
+def test_confirming_someone_who_joined_meanwhile_says_so_and_records_nothing(
+    team, owner, owner_client, make_user, no_email
+):
+    """nina asked with the admin invitation, then joined through a member link: confirming
+    her would neither make her an admin nor use the invitation, so it is not said to have."""
+    invitation = Invitation.objects.create(
+        team=team, email="nina@example.com", role=Role.ADMIN, invited_by=owner
+    )
+    nina = make_user("nina")
+    browser = Client()
+    browser.force_login(nina)
+    browser.post(accept_url(invitation))
+    Membership.objects.create(team=team, user=nina, role=Role.MEMBER)
+    confirm = reverse("teams:invitation_confirm", args=[team.pk, invitation.pk])
+    response = owner_client.post(confirm)
+    assert response.status_code == 400
+    assert b"already a member" in response.content
+    assert not AuditEvent.objects.filter(action="invitation.confirm").exists()
+    assert Membership.objects.get(team=team, user=nina).role == Role.MEMBER
+
+
 def test_confirming_before_anyone_asked_changes_nothing(owner_client, team, owner, no_email):
     invitation = Invitation.objects.create(team=team, invited_by=owner, email="nina@example.com")
     confirm = reverse("teams:invitation_confirm", args=[team.pk, invitation.pk])
