@@ -231,3 +231,11 @@ def test_the_overview_writes_the_limits_with_thousands_separated(team, member_cl
     TeamPolicy.objects.create(team=team, monthly_token_budget=5_000_000, max_tokens_limit=16384)
     page = member_client.get(reverse("teams:detail", args=[team.pk]))
     assert b"5,000,000 tokens" in page.content and b"16,384 tokens" in page.content
+
+
+def test_the_overview_tells_members_of_their_own_monthly_limit(team, member_client):
+    """With no team budget it said "Monthly budget: none", though each person is refused at
+    their own limit."""
+    TeamPolicy.objects.create(team=team, member_monthly_token_budget=200_000)
+    page = member_client.get(reverse("teams:detail", args=[team.pk])).content.decode()
+    assert "Monthly budget per person</dt><dd>200,000 tokens" in page
