@@ -81,6 +81,11 @@ KEY_REFUSED = (
 )
 
 
+# How often a streaming answer checks that its caller may still ask in the team (in it, the
+# key not revoked, the account active): an answer has no row here that a removal could stop.
+ACCESS_CHECK_SECONDS = 2.0
+
+
 @dataclass(frozen=True)
 class Caller:
     key: ApiKey
@@ -160,6 +165,19 @@ def team_for(key: ApiKey, team_header: str | None) -> Team:
         return key.team  # type: ignore[return-value]  # team_id is set
     team = teams.order_by("created_at", "id").first()
     return team or team_actions.ensure_personal_team(key.user)
+
+
+def access_ended(key: ApiKey, team: Team) -> StreamError | None:
+    """Why an answer streaming for this key in this team must stop now, or None."""
+    if not ApiKey.objects.active().filter(pk=key.pk, user__is_active=True).exists():
+        message = (
+            "Your API key was revoked or your account deactivated, so the answer stopped here."
+        )
+    elif not Membership.objects.filter(team=team, user_id=key.user_id).exists():
+        message = "You are no longer a member of this team, so the answer stopped here."
+    else:
+        return None
+    return StreamError("forbidden", message, retryable=False)
 
 
 async def caller_of(request: HttpRequest) -> Caller:
@@ -453,6 +471,7 @@ class Answer:
         self.first_token_at: float | None = None
         self.conversation_id: int | None = None
         self._closed = False
+        self._access_checked = time.monotonic()
 
     async def first_event(self) -> StreamEvent:
         """The first text (or the end): a failure before any text is an error response. Tool
@@ -509,11 +528,21 @@ class Answer:
             if isinstance(event, Retrying):
                 continue
             if isinstance(event, TextDelta):
+                if ended := await self._access_ended():
+                    return ended
                 self.parts.append(event.text)
                 if self.first_token_at is None:
                     self.first_token_at = time.monotonic()
             return event
         return StreamError("interrupted", "The answer stopped before it finished.", True)
+
+    async def _access_ended(self) -> StreamError | None:
+        """Every ACCESS_CHECK_SECONDS: whether the caller has lost the right to ask here."""
+        now = time.monotonic()
+        if now - self._access_checked < ACCESS_CHECK_SECONDS:
+            return None
+        self._access_checked = now
+        return await sync_to_async(access_ended)(self.key, self.plan.team)
 
     async def whole(self, first: StreamEvent) -> HttpResponse:
         event = first
@@ -665,6 +694,8 @@ def upstream_error(error: StreamError) -> OpenAIError:
         )
     if error.code == "context_too_long":  # the caller's messages: sending them again cannot help
         return OpenAIError(400, error.message, code=error.code, param="messages")
+    if error.code == "forbidden":  # the caller lost access while it streamed
+        return OpenAIError(403, error.message, kind="permission_error", code=error.code)
     message = KEY_REFUSED if error.code == "auth_failed" else error.message
     status = 504 if error.code == "timeout" else 502
     return OpenAIError(status, message, kind="api_error", code=error.code)

@@ -694,3 +694,52 @@ async def test_a_client_gone_while_its_request_is_admitted_holds_nothing(
     assert not await db(lambda: BudgetHold.objects.exists())
     assert member.pk not in LIVE_PER_USER
     assert sim.requests == []
+
+
+SLOW = "[sim:long tokens=400] [sim:pace tps=40]"
+
+
+@pytest.mark.parametrize("how", ["removed", "left", "key revoked", "deactivated"])
+async def test_a_streaming_answer_stops_when_its_caller_loses_access(
+    sim, member, owner, team, make_key, monkeypatch, how
+):
+    """As on the chat page, an answer of someone removed from the team (or whose key is
+    revoked, or account deactivated) stops there, rather than spend the team's tokens to its
+    end; what it streamed counts."""
+    from chatapp.chat import openai_api
+    from chatapp.teams import actions as team_actions
+
+    monkeypatch.setattr(openai_api, "ACCESS_CHECK_SECONDS", 0)  # each chunk checks
+    key = await database_sync_to_async(make_key)(member, team)
+    request = AsyncRequestFactory().post(
+        "/v1/chat/completions",
+        {"model": MODEL, "messages": [{"role": "user", "content": SLOW}], "stream": True},
+        content_type="application/json",
+        headers={"authorization": f"Bearer {key}"},
+    )
+    response = await chat_completions(request)
+    chunks = aiter(response.streaming_content)
+    for _ in range(3):
+        await anext(chunks)
+
+    def lose_access() -> None:
+        mine = Membership.objects.get(team=team, user=member)
+        if how == "removed":
+            team_actions.remove_member(Membership.objects.get(team=team, user=owner), mine)
+        elif how == "left":
+            team_actions.leave_team(mine)
+        elif how == "key revoked":
+            team_actions.revoke_api_key(member, ApiKey.objects.get())
+        else:
+            member.is_active = False
+            member.save()
+
+    await db(lose_access)
+    rest = [chunk.decode() async for chunk in chunks]
+    assert "[DONE]" not in rest[-1]
+    error = json.loads(rest[-1].removeprefix("data: "))["error"]
+    assert error["code"] == "forbidden" and error["type"] == "permission_error"
+    texts = [c for c in rest if c.startswith("data: ") and '"content"' in c]
+    assert len(texts) < 390
+    usage = await db(lambda: TeamUsage.objects.get())
+    assert usage.completion_tokens > 0
