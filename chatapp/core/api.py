@@ -24,7 +24,14 @@ from django.core.exceptions import (
     TooManyFieldsSent,
     TooManyFilesSent,
 )
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonResponse
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseNotAllowed,
+    JsonResponse,
+    RawPostDataException,
+)
 from django.http.multipartparser import MultiPartParserError
 from django.urls import URLPattern, URLResolver
 from django.utils.cache import add_never_cache_headers
@@ -108,7 +115,14 @@ Body = TypeVar("Body", bound=RequestBody)
 
 def read_body(request: HttpRequest, schema: type[Body]) -> Body:
     try:
-        data = json.loads(request.body or b"null")
+        body = request.body
+    except RawPostDataException:
+        # A POST sent as a multipart form: the CSRF check has read it for its token already.
+        raise ApiError(
+            400, "invalid", "The body must be a JSON object, sent as application/json."
+        ) from None
+    try:
+        data = json.loads(body or b"null")
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise ApiError(400, "invalid", "The body must be a JSON object.") from None
     if not isinstance(data, dict):

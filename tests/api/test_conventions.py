@@ -202,3 +202,29 @@ def test_the_openapi_document_is_served_to_anyone(client):
 
 def test_the_docs_page_is_not_served_without_debug(client):
     assert client.get("/api/docs").status_code == 404
+
+
+CSRF_TOKEN = "csrfcsrfcsrfcsrfcsrfcsrfcsrfcsrf"
+
+
+def json_posts() -> list[str]:
+    paths = api.get_openapi_schema(path_prefix="/api/")["paths"]
+    return [
+        path
+        for path, item in paths.items()
+        if "application/json" in item.get("post", {}).get("requestBody", {}).get("content", {})
+    ]
+
+
+@pytest.mark.parametrize("path", json_posts())
+def test_a_multipart_form_sent_to_a_json_write_is_400_and_stores_nothing(outsider, own_ids, path):
+    """The CSRF check reads a POST's form for its token, which leaves the body unreadable as
+    JSON afterwards: the answer is still the envelope's 400, not a 500."""
+    client = client_for(Client(enforce_csrf_checks=True, raise_request_exception=False), outsider)
+    client.cookies["csrftoken"] = CSRF_TOKEN
+    counts = [model.objects.count() for model in (SystemPrompt, JsonSchema, ToolServer)]
+    response = client.post(
+        fill(path, own_ids), {"name": "From a form", "content": "x"}, HTTP_X_CSRFTOKEN=CSRF_TOKEN
+    )
+    assert "application/json" in assert_envelope(response, 400, "invalid")["message"]
+    assert [model.objects.count() for model in (SystemPrompt, JsonSchema, ToolServer)] == counts
