@@ -8,11 +8,19 @@ Django's.
 
 from asgiref.sync import sync_to_async
 from django.contrib.sessions.backends import db
+from django.contrib.sessions.backends.base import VALID_KEY_CHARS
 from django.db import connections, router
 from django.utils import timezone
 
+KEY_CHARACTERS = frozenset(VALID_KEY_CHARS)
+
 
 class SessionStore(db.SessionStore):
+    def _validate_session_key(self, key):
+        # Only the characters Django makes keys of: a cookie may carry any other (a NUL, as a
+        # quoted value's octal escape), which PostgreSQL refuses as a query parameter.
+        return super()._validate_session_key(key) and set(key) <= KEY_CHARACTERS
+
     def _get_session_from_db(self):
         if self.session_key is None:  # Django's setter leaves None for a malformed key
             return None

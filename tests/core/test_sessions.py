@@ -41,7 +41,9 @@ def test_the_async_read_matches():
     assert async_to_sync(SessionStore(key).aload)() == {"current_team_id": 3}
 
 
-@pytest.mark.parametrize("key", ["no-such-session-key-at-all", "short", None])
+@pytest.mark.parametrize(
+    "key", ["no-such-session-key-at-all", "short", None, "abcdefgh\x00ijklmnop", "ключ-сессии-abc"]
+)
 def test_an_unknown_or_malformed_key_reads_as_a_new_empty_session(key):
     session = SessionStore(key)
     assert session.load() == {}
@@ -67,3 +69,13 @@ def test_a_logged_in_client_stays_logged_in(client, django_user_model):
     client.force_login(user)
     assert client.session["_auth_user_id"] == str(user.pk)
     assert client.get("/").status_code == 200
+
+
+@pytest.mark.parametrize("cookie", ['"\\000abcdefghijklmnop"', '"abcdefgh\\000"'])
+def test_a_session_cookie_holding_a_nul_is_no_session_not_a_500(client, cookie):
+    """A quoted cookie value may spell a NUL as an octal escape, which PostgreSQL cannot take
+    as text: such a key names no session, as any other key Django never made."""
+    client.raise_request_exception = False
+    cookie_header = f"{settings.SESSION_COOKIE_NAME}={cookie}"
+    assert client.get("/accounts/login/", HTTP_COOKIE=cookie_header).status_code == 200
+    assert client.get("/api/me/", HTTP_COOKIE=cookie_header).status_code == 401

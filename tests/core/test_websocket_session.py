@@ -43,3 +43,21 @@ async def test_a_socket_gets_its_users_session_and_sends_straight_to_the_server(
     assert seen["session_key"] == session_key
     # No wrapper around send: a websocket never sends the message a session save rides on.
     assert seen["send"] is server_send
+
+
+async def test_a_session_cookie_holding_a_nul_opens_an_anonymous_socket():
+    """As on pages (tests/core/test_sessions.py): no session, an anonymous user."""
+    cookie = f'{settings.SESSION_COOKIE_NAME}="\\000abcdefghijklmnop"'.encode()
+    seen = {}
+
+    async def consumer(scope, receive, send):
+        seen["session_key"] = scope["session"].session_key
+        seen["authenticated"] = scope["user"].is_authenticated
+
+    scope = {"type": "websocket", "path": "/ws/chat/", "headers": [(b"cookie", cookie)]}
+    try:
+        await websocket_auth_stack(consumer)(scope, None, None)
+    finally:
+        await database_sync_to_async(connections.close_all)()
+
+    assert seen == {"session_key": None, "authenticated": False}
