@@ -23,11 +23,17 @@ from django.db.backends.utils import CursorWrapper
 
 STREAMING = "'streaming'"  # MessageStatus.STREAMING, as SQL
 
+# PostgreSQL: how much of a message is searched. A tsvector holds at most 1 MB of words and
+# their positions, about 4 bytes a character at worst (one-character words of 3-byte letters):
+# a longer message, such as a long history an API client saves, would not be stored at all.
+# 100,000 characters is about three times the chat's own limit on a question.
+INDEXED_CHARS = 100_000
+
 POSTGRESQL_UP = [
     # Stored, so ranking and matching read the words instead of parsing the text each time.
     "ALTER TABLE chat_message ADD COLUMN IF NOT EXISTS search_vector tsvector"
     f" GENERATED ALWAYS AS (CASE WHEN status = {STREAMING} THEN NULL"
-    " ELSE to_tsvector('simple'::regconfig, content) END) STORED",
+    f" ELSE to_tsvector('simple'::regconfig, left(content, {INDEXED_CHARS})) END) STORED",
     "CREATE INDEX IF NOT EXISTS message_search_vector ON chat_message USING gin (search_vector)",
     "CREATE INDEX IF NOT EXISTS conversation_title_search ON chat_conversation"
     " USING gin (to_tsvector('simple'::regconfig, title))",

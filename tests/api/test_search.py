@@ -421,3 +421,27 @@ def test_postgresql_answers_from_the_gin_index(member, make_conversation):
         plan = "\n".join(row[0] for row in cursor.fetchall())
         cursor.execute("SET enable_seqscan = on")
     assert "message_search_vector" in plan
+
+
+def distinct_words(count: int) -> str:
+    """Words that are all different: five letters each, as a..z in base 26."""
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    words = []
+    for n in range(count):
+        word = ""
+        for _ in range(5):
+            n, digit = divmod(n, 26)
+            word += letters[digit]
+        words.append(word)
+    return " ".join(words)
+
+
+def test_a_message_longer_than_an_index_can_hold_is_saved_and_found_by_its_start(
+    member_client, member, make_conversation
+):
+    """PostgreSQL's tsvector holds at most 1 MB of words and positions: the index reads a
+    message's first characters (search_index.INDEXED_CHARS), so a longer one, such as an API
+    client's saved history, is saved all the same."""
+    text = "llamacorn " + distinct_words(150_000)  # 900,000 characters: a 1.5 MB tsvector
+    make_conversation(member, "Long", messages=[("user", text)])
+    assert titles(member_client, "llamacorn") == ["Long"]
