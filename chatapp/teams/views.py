@@ -4,6 +4,7 @@ services.get_team_access (404 / 403)."""
 
 import json
 import logging
+import re
 
 from django.conf import settings
 from django.contrib import messages
@@ -150,6 +151,8 @@ def _overview(request, membership: Membership, error: str = "", status: int = 20
 
 # Members and invitations.
 
+MEMBERS_PER_PAGE = 100
+
 
 @login_required
 @require_GET
@@ -159,7 +162,9 @@ def members(request, team_id: int):
 
 def _members(request, membership, invite_form=None, error: str = "", status: int = 200):
     team = membership.team
-    people = list(team.memberships.select_related("user").order_by("user__username"))
+    everyone = team.memberships.select_related("user").order_by("user__username", "pk")
+    page = Paginator(everyone, MEMBERS_PER_PAGE).get_page(request.GET.get("page"))
+    people = list(page.object_list)
     manages = services.can(membership, "manage_members")
     for person in people:
         # Owners act on anyone; admins on admins and members; nobody here on themselves.
@@ -170,23 +175,36 @@ def _members(request, membership, invite_form=None, error: str = "", status: int
         )
     context = {
         "members": people,
+        "page": page,
+        # Changes made on a later page come back to it (_back_to_members).
+        "on_page": f"?page={page.number}" if page.number > 1 else "",
         "invitations": [],
         "invite_form": invite_form or InviteForm(),
         "roles": Role.choices,
         "error": error,
     }
     if manages:
-        context["member_keys"] = api_keys.member_keys(team, membership.role)
+        # The keys of the people on this page, in the same order.
+        shown = [person.user_id for person in people]
+        context["member_keys"] = api_keys.member_keys(team, membership.role).filter(
+            user_id__in=shown
+        )
         # Invitations made by anyone else (who left, lost the role...) let nobody in.
-        context["inviters"] = {
-            p.user_id for p in people if p.role in MANAGER_ROLES and p.user.is_active
-        }
+        managers = team.memberships.filter(role__in=MANAGER_ROLES, user__is_active=True)
+        context["inviters"] = set(managers.values_list("user_id", flat=True))
         context["invitations"] = team.invitations.filter(
             accepted_at__isnull=True, expires_at__gt=timezone.now()
         ).select_related("invited_by", "claimed_by")
     response = _render(request, "teams/members.html", membership, "members", status, **context)
     add_never_cache_headers(response)  # invitation links let anyone join: kept in no cache
     return response
+
+
+def _back_to_members(request, team_id: int):
+    """The Members page the change was made on (its ?page=, when a number)."""
+    url = reverse("teams:members", args=[team_id])
+    number = request.GET.get("page", "")
+    return redirect(f"{url}?page={number}" if re.fullmatch(r"[0-9]{1,9}", number) else url)
 
 
 def _member_target(membership: Membership, membership_id: int) -> Membership:
@@ -215,7 +233,7 @@ def member_role(request, team_id: int, membership_id: int):
     except actions.ActionError as error:
         return _member_change_refused(request, membership, error)
     messages.success(request, f"{target.user.get_username()} is now {form.cleaned_data['role']}.")
-    return redirect("teams:members", team_id)
+    return _back_to_members(request, team_id)
 
 
 @login_required
@@ -228,7 +246,7 @@ def member_remove(request, team_id: int, membership_id: int):
     except actions.ActionError as error:
         return _member_change_refused(request, membership, error)
     messages.success(request, f"Removed {target.user.get_username()} from the team.")
-    return redirect("teams:members", team_id)
+    return _back_to_members(request, team_id)
 
 
 @login_required
@@ -241,7 +259,7 @@ def member_key_revoke(request, team_id: int, key_id: int):
         raise Http404("No such key among this team's members")
     actions.revoke_api_key(request.user, key, membership.team)
     messages.success(request, f"Revoked {key.user.get_username()}'s key {key.name}.")
-    return redirect("teams:members", team_id)
+    return _back_to_members(request, team_id)
 
 
 @login_required

@@ -10,8 +10,9 @@ from django.urls import reverse
 
 from chatapp.core.locking import lock_rows
 from chatapp.teams import actions, audit_trail
-from chatapp.teams.models import AuditEvent, Invitation, Membership, Role, Team
+from chatapp.teams.models import ApiKey, AuditEvent, Invitation, Membership, Role, Team
 from chatapp.teams.services import SESSION_TEAM_KEY
+from chatapp.teams.views import MEMBERS_PER_PAGE
 from tests.databases import uses_postgres, wait_for_lock_waiters
 
 
@@ -307,6 +308,40 @@ def test_members_page_shows_people_without_n_plus_one(
     with django_assert_max_num_queries(10):
         response = owner_client.get(reverse("teams:members", args=[team.pk]))
     assert response.content.count(b"teams/%d/members/" % team.pk) >= 15
+
+
+def test_a_large_teams_members_page_lists_people_a_page_at_a_time(owner_client, owner, team):
+    people = [
+        get_user_model().objects.create_user(f"person{n:03}", email=f"p{n}@example.com")
+        for n in range(MEMBERS_PER_PAGE + 5)
+    ]
+    Membership.objects.bulk_create(Membership(team=team, user=p) for p in people)
+    ApiKey.objects.create(user=people[-1], team=team, name="ci", prefix="k1", secret_hash="h1")
+    url = reverse("teams:members", args=[team.pk])
+
+    # olivia, then person000 to person098; person099 to person104 on the next page.
+    first = owner_client.get(url).content.decode()
+    assert "olivia" in first and "person098" in first and "person099" not in first
+    assert "<code>k1…</code>" not in first
+    assert 'href="?page=2"' in first
+
+    second = owner_client.get(url, {"page": 2}).content.decode()
+    assert "person099" in second and "person104" in second and "person098" not in second
+    assert "<code>k1…</code>" in second  # the keys of the people on the page
+
+
+def test_a_role_changed_on_a_later_page_returns_to_that_page(owner_client, owner, team):
+    people = [
+        get_user_model().objects.create_user(f"person{n:03}") for n in range(MEMBERS_PER_PAGE)
+    ]
+    Membership.objects.bulk_create(Membership(team=team, user=p) for p in people)
+    page = owner_client.get(reverse("teams:members", args=[team.pk]), {"page": 2})
+    last = people[-1]  # alone on the second page, after olivia and 99 others
+    action = f"{role_url(team, last)}?page=2"
+    assert f'action="{action}"' in page.content.decode()
+    response = owner_client.post(action, {"role": Role.ADMIN})
+    assert response["Location"] == f"/teams/{team.pk}/members/?page=2"
+    assert role_of(team, last) == Role.ADMIN
 
 
 def test_members_see_no_emails_or_controls(member_client, team, owner, member):
