@@ -4,7 +4,9 @@ outsider, revoking, the snapshot, "Continue in my chats", and the audit trail.""
 import json
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from chatapp.chat import planning
 from chatapp.chat.models import Conversation, Message, Share
@@ -231,6 +233,32 @@ def test_file_names_are_listed_not_shared(member, teammate, team, conversation):
     assert b"notes.txt" in page.content and b"private notes" not in page.content
     # The share does not open the file to the reader.
     assert client_for(Client(), teammate).get(f"/api/uploads/{upload.pk}/").status_code == 404
+
+
+def test_continuing_a_long_share_writes_its_messages_at_once(member, teammate, team):
+    """The copy costs the same statements whatever the length of the shared branch."""
+    reader = client_for(Client(), teammate)
+
+    def fork_with(turns: int) -> tuple[int, list]:
+        chat = Conversation.objects.create(team=team, owner=member, title="Long", model="m")
+        for number in range(turns):
+            Message.objects.create(conversation=chat, role="user", content=f"q{number}")
+            Message.objects.create(conversation=chat, role="assistant", content=f"a{number}")
+        url = share(client_for(Client(), member), chat).json()["url"]
+        with CaptureQueriesContext(connection) as queries:
+            copy_url = reader.post(url + "fork/")["Location"]
+        copy = Conversation.objects.get(pk=copy_url.strip("/").split("/")[-1])
+        rows = list(copy.messages.order_by("id").values_list("pk", "parent_id", "content"))
+        return len(queries), rows
+
+    fork_with(1)  # the reader's first copy also sets their session's current team
+    few, _ = fork_with(2)
+    many, rows = fork_with(10)
+    assert many == few
+    assert [content for _, _, content in rows] == [
+        text for number in range(10) for text in (f"q{number}", f"a{number}")
+    ]
+    assert [parent for _, parent, _ in rows] == [None] + [pk for pk, _, _ in rows[:-1]]
 
 
 def test_continue_in_my_chats_copies_the_snapshot_into_the_viewers_own_conversation(

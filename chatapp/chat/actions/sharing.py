@@ -2,6 +2,7 @@
 by deleting it, and "Continue in my chats", which copies a snapshot into the viewer's own
 conversation. Sharing and revoking are audited in the conversation's team (never its text)."""
 
+import itertools
 from collections.abc import Iterable
 from typing import Any
 
@@ -132,19 +133,22 @@ def fork_share(viewer: Any, share: Share, team: Team) -> Conversation:
             system_prompt_text=prompt.content if prompt else "",
             system_prompt_locked=bool(prompt and prompt.locked),
         )
-        parent: Message | None = None
-        for entry in share.messages:
-            status = entry["status"]
-            if status == MessageStatus.STREAMING:  # copied mid-answer: it ends here
-                status = MessageStatus.INTERRUPTED
-            parent = Message(
+        copies = [
+            Message(
                 conversation=conversation,
-                parent=parent,
                 role=entry["role"],
                 content=entry["content"],
-                status=status,
+                # Copied mid-answer: it ends here.
+                status=MessageStatus.INTERRUPTED
+                if entry["status"] == MessageStatus.STREAMING
+                else entry["status"],
                 error_code=entry.get("error_code", ""),
             )
-            parent.explicit_parent = True
-            parent.save()
+            for entry in share.messages
+        ]
+        # Two statements for any length: the rows, then each one's link to the one before.
+        Message.objects.bulk_create(copies)
+        for parent, message in itertools.pairwise(copies):
+            message.parent = parent
+        Message.objects.bulk_update(copies[1:], ["parent"])
     return conversation
