@@ -1,12 +1,13 @@
 from django.contrib import admin
-from django.contrib.admin.utils import NestedObjects, unquote
+from django.contrib.admin.utils import unquote
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group
-from django.db import router, transaction
+from django.db import transaction
 
 from chatapp.accounts import actions
 from chatapp.accounts.models import UserSettings
+from chatapp.core.admin import deletion_summary
 from chatapp.teams.actions import personal_teams_deleted_with
 
 User = get_user_model()
@@ -48,18 +49,8 @@ class AccountAdmin(UserAdmin):
         actions.delete_users(request.user, queryset)
 
     def get_deleted_objects(self, objs, request):
-        # The confirmation lists the personal teams that go too (their key only empties).
-        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
-        teams = personal_teams_deleted_with(objs)
-        if not teams:
-            return deleted, counts, perms_needed, protected
-        more, _, more_perms, more_protected = super().get_deleted_objects(teams, request)
-        # Counted once over both: a user's conversations in their team are the team's too.
-        collector = NestedObjects(using=router.db_for_write(User))
-        collector.collect(list(objs))
-        collector.collect(teams)
-        counts = {m._meta.verbose_name_plural: len(o) for m, o in collector.model_objs.items()}
-        return deleted + more, counts, perms_needed | more_perms, protected + more_protected
+        # The confirmation names the personal teams that go too (their key only empties).
+        return deletion_summary(self.admin_site, request, objs, personal_teams_deleted_with(objs))
 
 
 @admin.register(Group)

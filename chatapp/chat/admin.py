@@ -6,13 +6,13 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from chatapp.chat.models import AdminAccessGrant, Conversation
-from chatapp.core.admin import NotDeletedHere
+from chatapp.core.admin import CountsWhatGoes, NotDeletedHere
 
 METADATA = ("id", "owner", "team", "model", "created_at", "updated_at")
 
 
 @admin.register(Conversation)
-class ConversationAdmin(admin.ModelAdmin):
+class ConversationAdmin(CountsWhatGoes):
     list_display = (*METADATA, "read_access")
     list_select_related = ["owner", "team"]
     search_fields = ["owner__username"]

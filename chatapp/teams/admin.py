@@ -4,7 +4,7 @@ from django.db.models import Count
 from django.http import HttpResponseRedirect
 from django.urls import reverse
 
-from chatapp.core.admin import NotDeletedHere
+from chatapp.core.admin import CountsWhatGoes, NotDeletedHere
 from chatapp.llm import GUARD_CATEGORIES
 from chatapp.teams import actions
 from chatapp.teams.datafilter import MAX_PATTERNS, PATTERN_NAME, pattern_problem
@@ -67,7 +67,7 @@ class MembersFilter(admin.SimpleListFilter):
 
 
 @admin.register(Team)
-class TeamAdmin(admin.ModelAdmin):
+class TeamAdmin(CountsWhatGoes):
     """Creating, renaming and deleting go through the actions, so they are audited."""
 
     list_display = ["name", "personal_owner", "members", "created_at"]

@@ -4,7 +4,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 
-from chatapp.chat.models import Conversation
+from chatapp.chat.models import Conversation, Message
 from chatapp.teams.actions import ensure_personal_team
 from chatapp.teams.audit_trail import verify_chain
 from chatapp.teams.models import AuditEvent, Membership, Role, Team
@@ -159,3 +159,16 @@ def test_a_personal_team_holding_a_former_members_conversations_is_kept_for_them
 
     assert listed("none") == {team.pk: 0}
     assert team.pk not in listed("some")
+
+
+def test_the_deletion_page_counts_a_persons_messages_rather_than_listing_them(
+    staff_client, make_user
+):
+    lena = make_user("lena")
+    conversation = chat(ensure_personal_team(lena), lena)
+    for _ in range(30):
+        Message.objects.create(conversation=conversation, role="user", content="Hello")
+    shown = staff_client.get(f"/admin/auth/user/{lena.pk}/delete/").content.decode()
+    assert "<li>Messages: 30</li>" in shown and "<li>Conversations: 1</li>" in shown
+    assert "user message" not in shown  # no line per message
+    assert f"/admin/teams/team/{lena.memberships.get().team_id}/change/" in shown

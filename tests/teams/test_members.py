@@ -8,6 +8,7 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from chatapp.chat.models import Conversation, Message
 from chatapp.core.locking import lock_rows
 from chatapp.teams import actions, audit_trail
 from chatapp.teams.models import ApiKey, AuditEvent, Invitation, Membership, Role, Team
@@ -478,6 +479,29 @@ def test_site_admin_team_creation_renaming_and_deletion_are_audited(
     )
     assert AuditEvent.objects.filter(action="team.delete", team_name="Research").count() == 1
     assert audit_trail.verify_chain()[1] is None
+
+
+def test_the_admin_sites_team_deletion_page_counts_what_goes_rather_than_listing_it(
+    client, site_admin, make_user
+):
+    """A team's every message would be a line of the page (and read whole to make it)."""
+    client.force_login(site_admin)
+
+    def confirmation_of_team_with(size: int) -> str:
+        team = Team.objects.create(name=f"Team of {size}")
+        person = make_user(f"person{size}")
+        Membership.objects.create(team=team, user=person, role=Role.OWNER)
+        for _ in range(size):
+            chat = Conversation.objects.create(team=team, owner=person, model="m")
+            for _ in range(size):
+                Message.objects.create(conversation=chat, role="user", content="Hello")
+        return client.get(f"/admin/teams/team/{team.pk}/delete/").content.decode()
+
+    small, large = confirmation_of_team_with(2), confirmation_of_team_with(10)
+    assert "<li>Messages: 100</li>" in large and "<li>Conversations: 10</li>" in large
+    assert "<li>Memberships: 1</li>" in large
+    assert large.count("<li") == small.count("<li")
+    assert "Team: <a href=" in large
 
 
 def test_site_admin_changing_whose_personal_team_it_is_is_audited(
