@@ -14,7 +14,7 @@ import logging
 from asgiref.sync import async_to_sync
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.db.models.signals import post_save, pre_delete
 from django.dispatch import receiver
 
@@ -47,12 +47,18 @@ def stop_answers_of(conversations: Q, reason: str = "") -> None:
         transaction.on_commit(stop)
 
 
+def _team_deleted(origin) -> bool:
+    """Whether a deletion started from a team (or teams): its members were handled at once."""
+    return isinstance(origin, Team) or (isinstance(origin, QuerySet) and origin.model is Team)
+
+
 @receiver(pre_delete, sender=Team)
 def stop_answers_of_team(sender, instance: Team, **kwargs) -> None:
     stop_answers_of(Q(conversation__team=instance))
     # Their owners' tabs drop them, and a tab showing one leaves it.
     owned = Conversation.objects.filter(team=instance).values_list("pk", "owner_id")
     conversations.announce_deletions(list(owned))
+    announce_left(instance.pk, list(instance.memberships.values_list("user_id", flat=True)))
 
 
 @receiver(pre_delete, sender=get_user_model())
@@ -68,7 +74,9 @@ def stop_answers_of_deactivated_user(sender, instance, created, **kwargs) -> Non
 
 
 @receiver(pre_delete, sender=Membership)
-def stop_answers_of_former_member(sender, instance: Membership, **kwargs) -> None:
+def stop_answers_of_former_member(sender, instance: Membership, origin=None, **kwargs) -> None:
+    if _team_deleted(origin):
+        return  # stop_answers_of_team stopped them all
     stop_answers_of(
         Q(conversation__team_id=instance.team_id, conversation__owner_id=instance.user_id),
         replies.LEFT_TEAM,  # the page says why the answer stopped
@@ -76,18 +84,30 @@ def stop_answers_of_former_member(sender, instance: Membership, **kwargs) -> Non
 
 
 @receiver(pre_delete, sender=Membership)
-def announce_team_left(sender, instance: Membership, **kwargs) -> None:
-    """Once the membership's end commits, tell the user's open pages (a team deleted too)."""
-    user_id, team_id = instance.user_id, instance.team_id
+def announce_team_left(sender, instance: Membership, origin=None, **kwargs) -> None:
+    if not _team_deleted(origin):  # else stop_answers_of_team told every member
+        announce_left(instance.team_id, [instance.user_id])
+
+
+def announce_left(team_id: int, user_ids: list[int]) -> None:
+    """Once the memberships' end commits, tell the users' open pages (a team deleted too)."""
 
     def send() -> None:
-        if not get_user_model().objects.filter(pk=user_id, is_active=True).exists():
-            return  # a deleted or deactivated user's sockets close instead
+        # A deleted or deactivated user's sockets close instead.
+        active = get_user_model().objects.filter(pk__in=user_ids, is_active=True)
         try:
-            async_to_sync(channel_layer().group_send)(
-                user_group(user_id), dict(events.team_left(team_id))
-            )
+            async_to_sync(_send_left)(team_id, list(active.values_list("pk", flat=True)))
+        except Exception:  # the page finds out at its next refused request
+            log.warning("Could not tell the members of team %s they left it", team_id)
+
+    if user_ids:
+        transaction.on_commit(send)
+
+
+async def _send_left(team_id: int, user_ids: list[int]) -> None:
+    layer = channel_layer()
+    for user_id in user_ids:
+        try:
+            await layer.group_send(user_group(user_id), dict(events.team_left(team_id)))
         except Exception:  # the page finds out at its next refused request
             log.warning("Could not tell user %s they left team %s", user_id, team_id)
-
-    transaction.on_commit(send)

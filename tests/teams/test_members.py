@@ -481,6 +481,29 @@ def test_site_admin_team_creation_renaming_and_deletion_are_audited(
     assert audit_trail.verify_chain()[1] is None
 
 
+def test_deleting_a_team_costs_the_same_statements_whatever_its_number_of_members(
+    site_admin, make_user, django_capture_on_commit_callbacks
+):
+    """Its members' answers stop and their pages hear of it together, not one by one."""
+
+    def statements_deleting_team_of(size: int) -> int:
+        team = Team.objects.create(name=f"Team of {size}")
+        for number in range(size):
+            person = make_user(f"person{size}_{number}")
+            role = Role.OWNER if number == 0 else Role.MEMBER
+            Membership.objects.create(team=team, user=person, role=role)
+            Conversation.objects.create(team=team, owner=person, model="m")
+        with (
+            CaptureQueriesContext(connection) as queries,
+            django_capture_on_commit_callbacks(execute=True),
+        ):
+            actions.admin_delete_team(site_admin, team)
+        assert not Team.objects.filter(pk=team.pk).exists()
+        return len(queries)
+
+    assert statements_deleting_team_of(10) == statements_deleting_team_of(2)
+
+
 def test_the_admin_sites_team_deletion_page_counts_what_goes_rather_than_listing_it(
     client, site_admin, make_user
 ):
