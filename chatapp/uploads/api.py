@@ -72,9 +72,13 @@ def upload_create(
 )
 def upload_file(request: HttpRequest, upload_id: UploadId):
     upload = get_upload_for_user(request.user, upload_id)
+    try:
+        stored = upload.file.open("rb")
+    except OSError:  # the row outlived its file (media not restored with the database...)
+        raise ApiError(404, "not_found", f"{upload.name} is no longer stored.") from None
     # Images show in the page; documents always download, so no file is ever rendered as HTML.
     return FileResponse(
-        upload.file.open("rb"),
+        stored,
         as_attachment=not upload.is_image,
         filename=upload.name,
         content_type=upload.content_type,

@@ -28,9 +28,13 @@ def document_block(upload: Upload) -> str:
     return f'<document name="{upload.name}"{pages}>\n{upload.text}\n</document>'
 
 
-def image_part(upload: Upload) -> dict[str, Any]:
-    with upload.file.open("rb") as file:
-        return data_url_part(upload.content_type, file.read())
+def image_part(upload: Upload) -> dict[str, Any] | None:
+    """The image as a data URL part; None when the storage no longer holds its file."""
+    try:
+        with upload.file.open("rb") as file:
+            return data_url_part(upload.content_type, file.read())
+    except OSError:
+        return None
 
 
 def data_url_part(content_type: str, data: bytes) -> dict[str, Any]:
@@ -84,8 +88,8 @@ def message_content(
 ) -> str | list[dict[str, Any]]:
     """The content of a user message: its text alone, or its parts when it has attachments.
 
-    `show_images` holds the ids of the images the model gets; the others are named in a line of
-    text, so the model knows an image was there.
+    `show_images` holds the ids of the images the model gets; the others, and those whose file
+    the storage lost, are named in a line of text, so the model knows an image was there.
     """
     uploads = list(uploads)
     if not uploads:
@@ -96,9 +100,16 @@ def message_content(
     if hidden:
         names = ", ".join(hidden)
         parts.append({"type": "text", "text": f"[Images no longer shown to you: {names}]"})
+    images = [(u, image_part(u)) for u in uploads if u.is_image and u.pk in shown]
+    lost = [u.name for u, part in images if part is None]
+    if lost:
+        names = ", ".join(lost)
+        parts.append(
+            {"type": "text", "text": f"[Images no longer stored, not shown to you: {names}]"}
+        )
     if text.strip():
         parts.append({"type": "text", "text": text})
-    parts += [image_part(u) for u in uploads if u.is_image and u.pk in shown]
+    parts += [part for _, part in images if part is not None]
     return parts
 
 

@@ -216,6 +216,25 @@ async def refused(socket, frame: dict, sim) -> dict:
     return error["error"]
 
 
+async def test_an_image_gone_from_storage_is_named_and_the_conversation_goes_on(
+    connect, member, sim, upload
+):
+    """A sent image whose file the storage lost is named to the model, as an image past the cap
+    is: the conversation's next questions are still answered."""
+    shot = await upload(member, "chart.png")
+    socket = await connect(member)
+    ids = await socket.send_message("See this", attachments=[shot.pk])
+    await answer_of(socket, ids)
+    shot.file.storage.delete(shot.file.name)
+    ids = await socket.send_message("Go on", conversation_id=ids["conversation_id"])
+    await answer_of(socket, ids)
+    first = sim.requests[-1]["messages"][0]["content"]
+    assert first == [
+        {"type": "text", "text": "[Images no longer stored, not shown to you: chart.png]"},
+        {"type": "text", "text": "See this"},
+    ]
+
+
 async def test_someone_elses_upload_is_not_found(connect, member, owner, sim, upload):
     theirs = await upload(owner)
     socket = await connect(member)

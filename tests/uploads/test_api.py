@@ -223,6 +223,17 @@ def test_missing_id_gets_404(member_client):
     assert member_client.get("/api/uploads/999999/").status_code == 404
 
 
+def test_a_file_gone_from_storage_is_404_and_says_so(member_client, member, make_upload):
+    """A row whose file the storage no longer holds (media not restored with the database, a
+    bucket's lifecycle rule): the reader is told, as a copy or an export is, not a 500."""
+    upload = make_upload(member, "chart.png")
+    upload.file.storage.delete(upload.file.name)
+    response = member_client.get(f"/api/uploads/{upload.pk}/")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+    assert "chart.png is no longer stored" in response.json()["error"]["message"]
+
+
 def test_uploader_deletes_the_upload_and_its_file(
     member_client, member, make_upload, uploads_dir, django_capture_on_commit_callbacks
 ):
