@@ -6,7 +6,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.chat_page import ChatPage, log_in
+from tests.browser.chat_page import ChatPage, hold_requests, json_from, log_in, wait_until_held
 from tests.browser.conftest import DESKTOP, PHONE
 from tests.e2e.axe import violations
 from tests.uploads import files
@@ -188,6 +188,26 @@ def test_images_in_the_composer_block_sending_to_a_text_only_model(logged_in_pag
     page.get_by_role("button", name="Remove screenshot.png").click()
     expect(tray(page)).to_be_hidden()
     expect(send).to_be_enabled()
+
+
+def test_a_file_taken_out_while_it_uploads_is_not_kept(logged_in_page, app_server, user):
+    """The server may have the whole file by then (it is still checking it): once it answers,
+    the page deletes what it stored, as it does for a file taken out after its upload."""
+    page = logged_in_page
+    held = hold_requests(page, "**/api/uploads/")
+    paste(page, png("wrong.png"))
+    wait_until_held(page, held, "the upload")
+    page.get_by_role("button", name="Remove wrong.png").click()
+    expect(tray(page)).to_be_hidden()
+    route = held[0]
+    with page.expect_response(lambda r: r.request.method == "DELETE") as deleted:
+        route.fulfill(response=route.fetch())  # the server stores it, as it would meanwhile
+    assert deleted.value.status == 204
+    code = (
+        "from chatapp.uploads.models import Upload\n"
+        f"print(Upload.objects.filter(owner__username={user.username!r}).count())"
+    )
+    assert json_from(app_server.run_python(code)) == 0
 
 
 def test_caps_on_count_and_size_are_enforced_with_a_message(logged_in_page, app_server):

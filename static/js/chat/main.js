@@ -66,7 +66,6 @@ class ChatPage {
     this.modelPicker = $("model-picker");
     this.attachInput = $("attach-input");
     this.attachButton = $("attach-button");
-    this.uploads = new Map(); // draft key -> {abort} of an upload in flight
     this.tray = new DraftTray({ list: $("draft-tray"), onRemove: (key) => this.removeDraft(key) });
     this.viewer = new ImageViewer($("image-viewer"));
     this.settings = new ConversationSettings({
@@ -679,30 +678,33 @@ class ChatPage {
     const upload = uploadFile(file, config.currentTeamId, (progress) =>
       this.update(() => this.state.draftProgress(draft.key, progress)),
     );
-    this.uploads.set(draft.key, upload);
     upload.promise
-      .then((data) => this.update(() => this.state.draftUploaded(draft.key, data)))
-      .catch((error) => {
-        if (!error.aborted) this.update(() => this.state.draftFailed(draft.key, error.message));
+      .then((data) => {
+        if (this.state.draft(draft.key))
+          this.update(() => this.state.draftUploaded(draft.key, data));
+        else this.deleteUpload(data.id); // taken out of the composer while it uploaded
       })
-      .finally(() => this.uploads.delete(draft.key));
+      .catch((error) => this.update(() => this.state.draftFailed(draft.key, error.message)));
   }
 
-  /** Take a file out of the composer; a stored one is deleted (it was never sent). */
+  /** Take a file out of the composer; a stored one is deleted (it was never sent). An upload
+   * still going is not cancelled: the server may have the whole file already (it is checking
+   * it) and store it anyway, so its copy is deleted once it answers. */
   removeDraft(key) {
     const draft = this.state.draft(key);
     if (!draft) return;
-    this.uploads.get(key)?.abort();
-    if (draft.status === "ready") {
-      api(`/api/uploads/${draft.upload.id}/`, { method: "DELETE" }).catch(() => {
-        // Left behind, an unsent upload is swept after a day.
-      });
-    }
+    if (draft.status === "ready") this.deleteUpload(draft.upload.id);
     this.update(() => {
       this.state.removeDraft(key);
       this.state.announcement = `${draft.name} removed`;
     });
     this.input.focus();
+  }
+
+  deleteUpload(id) {
+    api(`/api/uploads/${id}/`, { method: "DELETE" }).catch(() => {
+      // Left behind, an unsent upload is swept after a day.
+    });
   }
 
   /** Why the composer's files cannot go yet, or "". */
