@@ -231,6 +231,30 @@ def test_caps_on_count_and_size_are_enforced_with_a_message(logged_in_page, app_
     wait_until_attached(page, 4)
 
 
+# A small PNG with megabytes of zeros after it: big as picked, a few hundred bytes once cleaned.
+PADDED_PNG = """({name, data, padding}) => {
+    const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+    const transfer = new DataTransfer();
+    transfer.items.add(new File([bytes, new Uint8Array(padding)], name, {type: "image/png"}));
+    document.querySelector("#composer-input").dispatchEvent(new ClipboardEvent("paste", {
+        clipboardData: transfer, bubbles: true, cancelable: true}));
+}"""
+
+
+def test_the_message_size_cap_counts_stored_files_at_their_stored_size(logged_in_page):
+    """The tray shows a cleaned image's stored size, and the server counts that size against
+    UPLOAD_MAX_MESSAGE_BYTES (30 MB): so does the page's check before the next file."""
+    page = logged_in_page
+    image = encoded(files.image_bytes())
+    for number in range(4):  # 8 MB each as picked: 32 MB together
+        args = {"name": f"photo{number}.png", "data": image, "padding": 8 * 1024 * 1024}
+        page.evaluate(PADDED_PNG, args)
+        wait_until_attached(page, number + 1)
+    expect(tray(page).locator(".draft-detail").last).to_have_text(re.compile(r"^\d+ bytes$"))
+    ChatPage(page).send("Four photos")
+    expect(ChatPage(page).questions.last.locator(".attachment-thumb")).to_have_count(4)
+
+
 def test_files_added_together_are_announced_together(logged_in_page):
     page = logged_in_page
     announcer = page.locator("#chat-announcer")

@@ -279,7 +279,15 @@ export class ConversationState {
   draftUploaded(key, upload) {
     const draft = this.draft(key);
     if (!draft) return;
-    Object.assign(draft, { status: "ready", progress: 1, upload, kind: upload.kind });
+    // Its stored size from now on (a cleaned image is often much smaller than the file
+    // picked): the server counts that against the message's cap, and so do the page's checks.
+    Object.assign(draft, {
+      status: "ready",
+      progress: 1,
+      upload,
+      kind: upload.kind,
+      bytes: upload.bytes,
+    });
     this.announceBatch(draft.batch);
   }
 
