@@ -13,7 +13,7 @@ from chatapp.core.api import MAX_ID, ApiError, responses
 from chatapp.teams.services import current_team, named_team
 from chatapp.uploads import actions
 from chatapp.uploads.models import get_upload_for_user
-from chatapp.uploads.validation import UploadRefused
+from chatapp.uploads.validation import UploadRefused, check_size, clean_name
 
 router = Router(tags=["uploads"])
 FILE_FIELD = File(None, description="The image or document")
@@ -58,6 +58,8 @@ def upload_create(
         )
     into = current_team(request) if team is None else named_team(request.user, team, "team")
     try:
+        # Refused by its size as received: only one byte over the cap is read.
+        check_size(clean_name(file.name or ""), file.size or 0, actions.limits())
         data = actions.read_limited(file, actions.limits().max_bytes)
         upload = actions.create_upload(request.user, into, file.name or "", data)
     except UploadRefused as refused:

@@ -128,8 +128,13 @@ def check_image(name: str, data: bytes, limits: Limits) -> CheckedFile:
 def _check_size(name: str, data: bytes, limits: Limits) -> None:
     if not data:
         raise UploadRefused("empty_file", f"{name} is empty: choose a file with something in it.")
-    if len(data) > limits.max_bytes:
-        raise UploadRefused("file_too_large", f"{name} is {_sizes(len(data), limits.max_bytes)}.")
+    check_size(name, len(data), limits)
+
+
+def check_size(name: str, size: int, limits: Limits) -> None:
+    """UploadRefused for a file of `size` bytes over the cap (known before it is read)."""
+    if size > limits.max_bytes:
+        raise UploadRefused("file_too_large", f"{name} is {_sizes(size, limits.max_bytes)}.")
 
 
 def clean_name(name: str) -> str:

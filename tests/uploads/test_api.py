@@ -123,6 +123,17 @@ def test_file_over_the_size_cap_is_refused(member_client, post_upload, settings,
     assert not Upload.objects.exists()
 
 
+def test_a_file_over_the_size_cap_is_told_its_own_size(member_client, post_upload, settings):
+    """Only one byte more than the cap is read, but the refusal gives the file's real size."""
+    settings.UPLOAD_MAX_FILE_BYTES = 1024 * 1024
+    response = post_upload(member_client, "scan.txt", b"x" * (3 * 1024 * 1024))
+    assert response.json()["error"] == {
+        "code": "file_too_large",
+        "message": "scan.txt is 3.0 MB; files may be at most 1.0 MB.",
+        "field": "file",
+    }
+
+
 def test_missing_file_field_is_refused(member_client):
     response = member_client.post("/api/uploads/", {"other": "x"})
     assert response.status_code == 400
