@@ -97,7 +97,10 @@ def check_file(name: str, data: bytes, limits: Limits) -> CheckedFile:
     if image is not None:
         return _clean_image(name, data, image, limits)
     suffix = PurePath(name).suffix.lower()
-    if data.startswith(b"%PDF-"):
+    # A file named .pdf is the PDF reader's to judge: readers find the header anywhere in the
+    # first kilobyte (after a blank line or a byte order mark), and one that is no PDF is
+    # refused as such.
+    if data.startswith(b"%PDF-") or suffix == ".pdf":
         return _pdf(name, data, limits)
     if data.startswith(IMAGE_SIGNATURES):  # the start of an image Pillow could not open
         raise _damaged(name)

@@ -180,6 +180,27 @@ def test_broken_pdf_is_refused():
     assert refused("broken.pdf", b"%PDF-1.4\nnot really a pdf") == "invalid_pdf"
 
 
+@pytest.mark.parametrize("before", [b"\n", b"\xef\xbb\xbf", b"\r\n\r\n"])
+def test_a_pdf_with_bytes_before_its_header_is_read(before):
+    """PDF readers look for the header in the first kilobyte; some files start with a blank
+    line or a byte order mark, and open everywhere else."""
+    checked = check_file("report.pdf", before + files.pdf_with_text("Revenue grew"), LIMITS)
+    assert (checked.kind, checked.content_type, checked.pages) == ("document", "application/pdf", 1)
+    assert checked.text == "[Page 1]\nRevenue grew"
+
+
+def test_a_file_named_pdf_that_is_not_one_is_refused_as_a_pdf():
+    with pytest.raises(UploadRefused) as caught:
+        check_file("report.pdf", b"just some words", LIMITS)
+    assert caught.value.code == "invalid_pdf"
+    assert caught.value.message == "report.pdf is not a readable PDF: save it again and retry."
+
+
+def test_text_mentioning_a_pdf_header_stays_text():
+    checked = check_file("make_pdf.py", b'HEADER = b"%PDF-1.4"\n', LIMITS)
+    assert (checked.kind, checked.content_type) == ("document", "text/plain")
+
+
 def test_password_protected_pdf_is_refused():
     writer = PdfWriter(clone_from=PdfReader(io.BytesIO(files.pdf_with_text("Secret"))))
     writer.encrypt("hunter2")
