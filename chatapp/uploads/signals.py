@@ -1,5 +1,6 @@
 """A deleted upload's file goes too, however the row went (its message, conversation, team
-or user deleted, or the sweep), once the deletion has committed."""
+or user deleted, or the sweep), once the deletion has committed; a file the storage fails to
+delete is logged (django.db.backends) and stays behind."""
 
 from django.db import transaction
 from django.db.models.signals import post_delete
@@ -12,4 +13,6 @@ from chatapp.uploads.models import Upload
 def delete_stored_file(sender, instance: Upload, **kwargs) -> None:
     name, storage = instance.file.name, instance.file.storage
     if name:
-        transaction.on_commit(lambda: storage.delete(name))
+        # Robust: a storage failing for one file (an S3 outage) is logged, and the other files
+        # and whatever else waits for the commit (the deletion told to other tabs) still go.
+        transaction.on_commit(lambda: storage.delete(name), robust=True)

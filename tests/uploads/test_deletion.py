@@ -32,6 +32,23 @@ def test_deleting_the_conversation_deletes_its_files(member_client, sent, upload
     assert stored_files(uploads_dir) == []
 
 
+def test_a_file_the_storage_fails_to_delete_leaves_the_rest_going(
+    member, member_client, sent, make_upload, uploads_dir
+):
+    """The conversation is deleted whatever the storage answers for one file: the others go
+    too, and the person deleting it is told it worked, not an internal error."""
+    stuck = Upload.objects.get()
+    other = make_upload(member, "notes.md", b"# notes")
+    Upload.objects.filter(pk=other.pk).update(message=Message.objects.get())
+    path = uploads_dir / stuck.file.name  # now a folder with something in it: not removable
+    path.unlink()
+    path.mkdir()
+    (path / "inside").write_bytes(b"x")
+    assert member_client.delete(f"/api/conversations/{sent.pk}/").status_code == 204
+    assert not Conversation.objects.exists()
+    assert not (uploads_dir / other.file.name).exists()
+
+
 def test_deleting_the_team_deletes_its_files(team, member, make_upload, sent, uploads_dir):
     make_upload(member)  # not sent yet
     team.delete()
