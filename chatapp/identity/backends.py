@@ -20,7 +20,12 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 
-from chatapp.accounts.signup import FIRST_ACCOUNT_NOTICE, invitation_in, signup_refusal
+from chatapp.accounts.signup import (
+    FIRST_ACCOUNT_NOTICE,
+    invitation_in,
+    signup_refusal,
+    unconfirmed_signups,
+)
 from chatapp.core.group_map import managed_teams, parse_group_map, roles_for
 from chatapp.core.permissions import is_site_admin
 from chatapp.identity.models import OIDCIdentity
@@ -141,6 +146,9 @@ class OIDCBackend(OIDCAuthenticationBackend):
         email = verified_email(claims)
         if not email:
             return []  # never matched through an address the provider did not verify
+        # A signup that typed this address but never opened the link mailed to it gives way, as
+        # it does to the next signup with the address: the provider has proved whose it is.
+        unconfirmed_signups().filter(email__iexact=email).delete()
         # An account already linked to another subject of this provider is not taken over.
         return list(
             self.UserModel.objects.filter(email__iexact=email)

@@ -120,6 +120,25 @@ def test_an_unverified_email_never_matches_an_account(client, sso, person, make_
     assert not OIDCIdentity.objects.filter(user=existing).exists()
 
 
+def test_an_address_typed_at_signup_but_never_confirmed_does_not_keep_its_owner_out(
+    client, sso, person, site_admin, settings
+):
+    """Under SIGNUP_POLICY=domain anyone may type a colleague's address at signup: until the
+    mailed link is opened the address is not theirs, and the colleague's sign-in goes on."""
+    settings.SIGNUP_POLICY = "domain"
+    settings.SIGNUP_ALLOWED_DOMAINS = ["corp.example"]
+    settings.EMAIL_URL = "smtp://mail.example.com:25"
+    name = person()
+    typed = {"username": "mallory", "email": f"{name}@corp.example"}
+    data = {**typed, "password1": PASSWORD, "password2": PASSWORD}
+    assert Client().post("/accounts/signup/", data).status_code == 302
+    response = sign_in(client, sso, name)
+    assert response.status_code == 302 and response["Location"] == "/"
+    user = signed_in_user(client)
+    assert user.username == name and user.email == f"{name}@corp.example"
+    assert not get_user_model().objects.filter(username="mallory").exists()
+
+
 @pytest.mark.parametrize(
     "email",
     ["x" * 64 + "@" + "y" * 250 + ".example", "not an address"],  # the first is too long
