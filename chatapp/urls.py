@@ -13,6 +13,7 @@ urlpatterns = [
     path("favicon.ico", core_views.favicon, name="favicon"),
     # With local passwords off the admin has no password form: people sign in on our page.
     path("admin/login/", accounts_views.admin_login),
+    path("admin/password_change/", accounts_views.admin_password_change),
     path("admin/", admin.site.urls),
     path("accounts/logout/", identity_views.sign_out, name="logout"),
     path("accounts/", include("chatapp.accounts.urls")),

@@ -10,12 +10,12 @@ urlpatterns = [
     path("signup/confirm/<str:signature>/", views.signup_confirm, name="signup_confirm"),
     path(
         "password/",
-        views.PasswordChangeView.as_view(),
+        views.when_passwords_on(views.PasswordChangeView.as_view()),
         name="password_change",
     ),
     path(
         "password/done/",
-        auth_views.PasswordChangeDoneView.as_view(),
+        views.when_passwords_on(auth_views.PasswordChangeDoneView.as_view()),
         name="password_change_done",
     ),
     # A forgotten password, by email (only where EMAIL_URL is set and passwords are on).

@@ -71,6 +71,19 @@ def password_reset_offered() -> bool:
     return settings.LOCAL_PASSWORDS and bool(settings.EMAIL_URL)
 
 
+def when_passwords_on(view):
+    """A page about the account's own password: none while passwords are off (the provider
+    only), where no password the account may have would sign anyone in."""
+
+    @wraps(view)
+    def on(request, *args, **kwargs):
+        if not settings.LOCAL_PASSWORDS:
+            raise Http404("Password sign-in is turned off: people sign in through the provider")
+        return view(request, *args, **kwargs)
+
+    return on
+
+
 def when_reset_offered(view):
     @wraps(view)
     def offered(request, *args, **kwargs):
@@ -155,6 +168,9 @@ class LoginView(auth_views.LoginView):
             form._errors = ErrorDict({"__all__": form.error_class([message])})
             return self.render_to_response(self.get_context_data(form=form), status=403)
         return super().post(request, *args, **kwargs)
+
+
+admin_password_change = when_passwords_on(admin.site.admin_view(admin.site.password_change))
 
 
 def admin_login(request):
@@ -341,10 +357,12 @@ def _settings(request, form, team, key_form=None, new_key: str = "", status: int
         "new_key": new_key,
         "meters": budgets.meters(team, request.user),
         "budget_notices": budgets.notices_for_owner(request.user, team),
-        # Without a password, either the identity provider signs the person in or nothing does
-        # yet (an account made by import_conversations --create-missing).
+        "local_passwords": settings.LOCAL_PASSWORDS,
+        # Without a password (or with passwords off), either the identity provider signs the
+        # person in or nothing does yet (an account made by import_conversations --create-missing).
         "single_sign_on": (
-            not request.user.has_usable_password() and request.user.oidc_identities.exists()
+            not (settings.LOCAL_PASSWORDS and request.user.has_usable_password())
+            and request.user.oidc_identities.exists()
         ),
     }
     return render(request, "accounts/settings.html", context, status=status)

@@ -506,6 +506,27 @@ def test_createsuperuser_still_works_and_is_linked_at_sign_in(
     assert client.get("/admin/").status_code == 200
 
 
+def test_without_local_passwords_no_page_offers_to_change_a_password(
+    client, sso_only, person, monkeypatch
+):
+    """The account createsuperuser made has a password, which nothing here accepts."""
+    monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", PASSWORD)
+    call_command("createsuperuser", interactive=False, username="root", email="root@corp.example")
+    sign_in(client, sso_only, person(email="root@corp.example"))
+    page = client.get("/settings/").content.decode()
+    assert "Change your password" not in page and "/accounts/password/" not in page
+    assert "You sign in through your organisation's single sign-on" in page
+    for url in ("/accounts/password/", "/accounts/password/done/", "/admin/password_change/"):
+        assert client.get(url).status_code == 404, url
+    data = {
+        "old_password": PASSWORD,
+        "new_password1": "x" + PASSWORD,
+        "new_password2": "x" + PASSWORD,
+    }
+    assert client.post("/accounts/password/", data).status_code == 404
+    assert get_user_model().objects.get(username="root").check_password(PASSWORD)
+
+
 def test_with_local_passwords_the_login_form_keeps_working(client, sso, member):
     page = client.get("/accounts/login/").content.decode()
     assert "Sign in with Acme SSO" in page and 'name="password"' in page
