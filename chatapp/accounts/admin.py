@@ -1,7 +1,9 @@
+from django import forms
 from django.contrib import admin
 from django.contrib.admin.utils import unquote
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
+from django.contrib.auth.forms import UserChangeForm
 from django.contrib.auth.models import Group
 from django.db import transaction
 
@@ -15,10 +17,30 @@ admin.site.unregister(User)
 admin.site.unregister(Group)
 
 
+class AccountChangeForm(UserChangeForm):
+    """A name or an email another account has, in any letter case, is refused, as at signup:
+    company sign-in matches the address, and people and the trail know the account by name."""
+
+    def _taken(self, field: str) -> str:
+        value = self.cleaned_data.get(field) or ""
+        others = User.objects.exclude(pk=self.instance.pk)
+        if value and others.filter(**{f"{field}__iexact": value}).exists():
+            raise forms.ValidationError(f"Another account already has this {field}.")
+        return value
+
+    def clean_username(self):
+        return self._taken("username")
+
+    def clean_email(self):
+        return self._taken("email")
+
+
 @admin.register(User)
 class AccountAdmin(UserAdmin):
     """Saving and deleting go through the actions, so they are audited; a personal team with
     other people in it is handed over to them rather than deleted with its owner."""
+
+    form = AccountChangeForm
 
     def save_model(self, request, obj, form, change):
         actions.admin_save_user(request.user, obj)

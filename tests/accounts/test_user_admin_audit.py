@@ -117,6 +117,27 @@ def test_renaming_a_user_or_changing_their_email_is_audited(client, site_admin, 
     assert verify_chain()[1] is None
 
 
+def test_a_name_or_an_email_another_account_has_is_refused_in_any_letter_case(
+    client, site_admin, member
+):
+    """As at signup: two accounts told apart by letter case only would read as one person in
+    the teams and the trail, and company sign-in could not tell which one an address is."""
+    client.force_login(site_admin)
+    change = f"{URL}{member.pk}/change/"
+    for field, taken in (("username", "SiteAdmin"), ("email", "SITEADMIN@example.com")):
+        response = client.post(change, {**change_form(member), field: taken})
+        assert response.status_code == 200, field
+        assert "already" in response.content.decode()
+    member.refresh_from_db()
+    assert (member.username, member.email) == ("max", "max@example.com")
+    assert not events("user.identity")
+    # Its own name and address in another case, or no address, are still fine.
+    form = {**change_form(member), "username": "Max", "email": "MAX@example.com"}
+    assert client.post(change, form).status_code == 302
+    get_user_model().objects.filter(pk=site_admin.pk).update(email="")
+    assert client.post(change, {**change_form(member), "email": ""}).status_code == 302
+
+
 def test_deleting_a_user_with_no_team_is_audited_too(client, site_admin, make_user):
     loner = make_user("loner")
     client.force_login(site_admin)
