@@ -7,6 +7,7 @@ checks the variable with it at start-up."""
 from dataclasses import dataclass
 
 ROLES = ("member", "admin", "owner")  # lowest to highest
+TEAM_NAME_MAX = 100  # Team.name's max_length
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,11 @@ def parse_group_map(text: str) -> list[GroupRule]:
             raise ValueError(
                 f"OIDC_GROUP_MAP entry {entry!r} must look like group=Team name:role,"
                 f" with role one of {', '.join(ROLES)}"
+            )
+        if len(team.strip()) > TEAM_NAME_MAX:
+            raise ValueError(
+                f"OIDC_GROUP_MAP entry {entry!r} names a longer team than a team may have:"
+                f" team names have at most {TEAM_NAME_MAX} characters"
             )
         rules.append(GroupRule(group.strip(), team.strip(), role.strip()))
     return rules

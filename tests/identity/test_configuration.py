@@ -37,12 +37,23 @@ def test_a_malformed_entry_is_named(text):
         parse_group_map(text)
 
 
+def test_a_team_name_longer_than_a_team_can_have_is_named():
+    # Else every sign-in of that group's people failed (PostgreSQL refuses the team's name).
+    assert parse_group_map("g=" + "T" * 100 + ":member")[0].team == "T" * 100
+    with pytest.raises(ValueError, match="team names have at most 100 characters"):
+        parse_group_map("g=" + "T" * 101 + ":member")
+
+
 @pytest.mark.parametrize(
     "overrides, message",
     [
         (
             {"OIDC_GROUP_MAP": "engineering=Engineering"},
             "OIDC_GROUP_MAP entry 'engineering=Engineering'",
+        ),
+        (
+            {"OIDC_GROUP_MAP": "g=" + "T" * 101 + ":member"},
+            "team names have at most 100 characters",
         ),
         ({"OIDC_CLIENT_SECRET": ""}, "set OIDC_CLIENT_ID and OIDC_CLIENT_SECRET"),
         ({"OIDC_ISSUER_URL": "id.example.com"}, "OIDC_ISSUER_URL must start with"),
