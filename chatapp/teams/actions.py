@@ -43,6 +43,7 @@ from chatapp.teams.models import (
     Team,
     TeamPolicy,
     TeamProvider,
+    lock_audit_chain,
     state_token,
 )
 from chatapp.teams.policy import PolicyError
@@ -1140,7 +1141,13 @@ def apply_group_roles(user, roles: dict[str, str], managed: set[str]) -> None:
 
 
 def _team_named(name: str, *, create: bool, user) -> Team | None:
-    team = Team.objects.filter(name=name, personal_owner=None).order_by("pk").first()
+    named = Team.objects.filter(name=name, personal_owner=None).order_by("pk")
+    team = named.first()
+    if team is None and create:
+        # Another sign-in may be making it right now: theirs holds the audit trail's lock, which
+        # its team.create takes, until it commits; after it, look again rather than make a second.
+        lock_audit_chain()
+        team = named.first()
     if team is None and create:
         team = Team.objects.create(name=name)
         audit(

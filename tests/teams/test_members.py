@@ -196,6 +196,39 @@ def test_two_owners_demoting_each_other_at_once_leave_one_owner(team, owner, mem
     assert Membership.objects.filter(team=team, role=Role.OWNER).count() == 1
 
 
+@pytest.mark.skipif(not uses_postgres(), reason="SQLite already queues every writer")
+@pytest.mark.django_db(transaction=True)
+def test_two_first_sign_ins_to_a_team_the_groups_name_make_one_team(make_user):
+    """Two people of one group sign in at once, before the team their group names exists."""
+    people = [make_user("ann"), make_user("bob")]
+    outcomes = []
+
+    def sign_in(user):
+        try:
+            actions.apply_group_roles(user, {"Engineering": Role.MEMBER}, {"Engineering"})
+            outcomes.append("joined")
+        except Exception as error:  # the sign-in would answer 500
+            outcomes.append(repr(error))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=sign_in, args=(user,)) for user in people]
+    with transaction.atomic():
+        # Both look for the team and go on together once this ends (the audit trail's lock).
+        AuditEvent.objects.create(action="team.create", summary="holds the chain's lock")
+        for thread in threads:
+            thread.start()
+        wait_for_lock_waiters(2)
+    for thread in threads:
+        thread.join()
+    assert outcomes == ["joined", "joined"]
+    (engineering,) = Team.objects.filter(name="Engineering")
+    assert sorted(engineering.memberships.values_list("user__username", flat=True)) == [
+        "ann",
+        "bob",
+    ]
+
+
 def test_an_owner_removes_another_owner(owner_client, team, owner, member):
     Membership.objects.filter(user=member).update(role=Role.OWNER)
     assert owner_client.post(remove_url(team, member)).status_code == 302
