@@ -102,6 +102,29 @@ class OIDCBackend(OIDCAuthenticationBackend):
         # Django's check, which the library's get_user skips: a deactivated account is signed out.
         return ModelBackend.get_user(self, user_id)
 
+    def retrieve_matching_jwk(self, token):
+        """The provider's key for the ID token: the one with its key id or, for a token that
+        names none (a key id is optional, RFC 7515), the provider's one key for our algorithm.
+        A key set that is none, or has no such key, refuses the sign-in rather than fail."""
+        response = requests.get(self.OIDC_OP_JWKS_ENDPOINT, timeout=settings.OIDC_TIMEOUT)
+        response.raise_for_status()
+        jwks = response.json()
+        keys = jwks.get("keys") if isinstance(jwks, dict) else None
+        key_id = jwt.get_unverified_header(token).get("kid")
+        key_type = "RSA" if self.OIDC_RP_SIGN_ALGO.startswith("RS") else "EC"
+        found = [
+            key
+            for key in (keys if isinstance(keys, list) else [])
+            if isinstance(key, dict)
+            and key.get("kty") == key_type
+            and key.get("use", "sig") == "sig"
+            and key.get("alg", self.OIDC_RP_SIGN_ALGO) == self.OIDC_RP_SIGN_ALGO
+            and (key_id is None or key.get("kid") == key_id)
+        ]
+        if len(found) != 1:
+            raise SuspiciousOperation("The provider's key set has no one key for the ID token.")
+        return jwt.PyJWK(found[0])
+
     def get_payload_data(self, token, key):
         # The library's check, with leeway: PyJWT refuses an `iat` a second in its future.
         algorithm = jwt.get_unverified_header(token).get("alg")

@@ -318,6 +318,13 @@ def test_a_provider_clock_far_ahead_is_refused_not_an_error(client, sso, person,
     assert signed_in_user(client) is None
 
 
+def test_an_id_token_without_a_key_id_is_checked_against_the_providers_one_key(client, sso, person):
+    # A key id is optional in a signed token (RFC 7515): a provider with one key may omit it.
+    response = sign_in(client, sso, person(_key_id=False))
+    assert response.status_code == 302 and response["Location"] == "/"
+    assert signed_in_user(client) is not None
+
+
 def test_an_unreachable_provider_is_a_message_not_an_error(client, settings, db):
     from tests.identity.conftest import sso_settings
 

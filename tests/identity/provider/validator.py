@@ -1,7 +1,13 @@
 import json
 import os
 
+from jwcrypto import jwt
 from oauth2_provider.oauth2_validators import OAuth2Validator
+
+
+def person_claims(request) -> dict:
+    with open(os.environ["OIDC_PROVIDER_CLAIMS"]) as stream:
+        return json.load(stream).get(request.user.username, {})
 
 
 class ClaimsValidator(OAuth2Validator):
@@ -9,6 +15,17 @@ class ClaimsValidator(OAuth2Validator):
     oidc_claim_scope = None
 
     def get_additional_claims(self, request):
-        with open(os.environ["OIDC_PROVIDER_CLAIMS"]) as stream:
-            claims = json.load(stream).get(request.user.username, {})
+        # Names starting with "_" say how the provider behaves for this person: no claims.
+        claims = {k: v for k, v in person_claims(request).items() if not k.startswith("_")}
         return {"preferred_username": request.user.username, **claims}
+
+    def finalize_id_token(self, id_token, token, token_handler, request):
+        signed = super().finalize_id_token(id_token, token, token_handler, request)
+        if person_claims(request).get("_key_id", True):
+            return signed
+        # A provider with a single signing key may leave the key id out of the header.
+        key = request.client.jwk_key
+        claims = jwt.JWT(jwt=signed, key=key).claims
+        unnamed = jwt.JWT(header={"typ": "JWT", "alg": request.client.algorithm}, claims=claims)
+        unnamed.make_signed_token(key)
+        return unnamed.serialize()
