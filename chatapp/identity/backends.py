@@ -41,9 +41,11 @@ EMAIL_MAX_LENGTH = 254  # User.email's
 
 def verified_email(claims: dict) -> str:
     """The e-mail address, only when the provider says it verified it and an account can hold
-    it; else ""."""
-    email = claims.get("email")
-    if not (isinstance(email, str) and claims.get("email_verified") is True):
+    it; else "". Verified is true, or the string "true" (Amazon Cognito's userinfo answer)."""
+    email, verified = claims.get("email"), claims.get("email_verified")
+    if isinstance(verified, str):
+        verified = verified.lower() == "true"
+    if not (isinstance(email, str) and verified is True):
         return ""
     email = email.strip().lower()
     try:

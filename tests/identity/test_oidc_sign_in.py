@@ -109,6 +109,22 @@ def test_a_verified_email_links_an_existing_account(client, sso, person, make_us
     assert OIDCIdentity.objects.get(user=existing).issuer == sso.issuer
 
 
+@pytest.mark.parametrize("verified", ["true", "True"])
+def test_email_verified_as_the_string_true_links_too(client, sso, person, make_user, verified):
+    # Amazon Cognito's userinfo answers "email_verified": "true", a string.
+    existing = make_user("erin")
+    sign_in(client, sso, person(email="erin@example.com", email_verified=verified))
+    assert signed_in_user(client) == existing
+
+
+@pytest.mark.parametrize("verified", ["false", "yes", 1, None])
+def test_anything_but_true_is_an_unverified_email(client, sso, person, make_user, verified):
+    existing = make_user("fred")
+    sign_in(client, sso, person(email="fred@example.com", email_verified=verified))
+    user = signed_in_user(client)
+    assert user != existing and user.email == ""
+
+
 def test_an_unverified_email_never_matches_an_account(client, sso, person, make_user):
     existing = make_user("dave")
     name = person(email="dave@example.com", email_verified=False)
