@@ -12,7 +12,7 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.views import redirect_to_login
 from django.core import signing
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.mail import send_mail
 from django.db import transaction
 from django.db.models import Q
@@ -174,9 +174,15 @@ admin_password_change = when_passwords_on(admin.site.admin_view(admin.site.passw
 
 
 def admin_login(request):
-    """/admin/login/: Django's own form while passwords are on, else our sign-in page."""
+    """/admin/login/: Django's own form while passwords are on, else our sign-in page; and
+    for someone signed in whom the admin site refused, a refusal (our sign-in page would send
+    them straight back to the admin site, which sends them here)."""
     if settings.LOCAL_PASSWORDS:
         return admin.site.login(request)
+    if admin.site.has_permission(request):
+        return redirect(safe_next(request, "/admin/"))
+    if request.user.is_authenticated:
+        raise PermissionDenied("The admin site is for site admins")
     return redirect_to_login(safe_next(request, "/admin/"))
 
 

@@ -22,6 +22,7 @@ from tests.conftest import PASSWORD
 from tests.identity.provider_process import CLIENT_ID
 
 FAILED = "did not complete, so you are not signed in"
+OIDC_BACKEND = "chatapp.identity.backends.OIDCBackend"
 
 
 def start(client: Client, next_url: str = "/") -> str:
@@ -509,6 +510,19 @@ def test_without_local_passwords_password_login_and_signup_are_gone(client, sso_
     admin_login = client.get("/admin/login/?next=/admin/")
     assert admin_login.status_code == 302
     assert admin_login["Location"].startswith("/accounts/login/?next=/admin/")
+
+
+def test_without_local_passwords_a_member_opening_the_admin_site_is_refused_not_looped(
+    client, sso_only, person, site_admin
+):
+    # The admin site sends a signed-in non-admin to its login page, which sent them to ours,
+    # which sent a signed-in person back to next: round and round.
+    sign_in(client, sso_only, person())
+    response = client.get("/admin/", follow=True)
+    assert response.status_code == 403
+    assert [url for url, _ in response.redirect_chain] == ["/admin/login/?next=/admin/"]
+    client.force_login(site_admin, backend=OIDC_BACKEND)
+    assert client.get("/admin/login/?next=/admin/")["Location"] == "/admin/"
 
 
 def test_createsuperuser_still_works_and_is_linked_at_sign_in(
