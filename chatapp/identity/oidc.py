@@ -32,7 +32,11 @@ def provider_metadata() -> dict:
     except (httpx.HTTPError, ValueError) as exc:
         log.warning("OpenID Connect discovery at %s failed: %s", url, exc)
         raise ProviderUnavailable(f"could not read {url}") from None
-    missing = [name for name in REQUIRED if not metadata.get(name)]
+    if not isinstance(metadata, dict):
+        raise ProviderUnavailable(f"{url} answers no discovery document")
+    missing = [
+        name for name in REQUIRED if not (metadata.get(name) and isinstance(metadata[name], str))
+    ]
     if missing:
         raise ProviderUnavailable(f"the discovery document lacks {', '.join(missing)}")
     # The issuer must name itself exactly as configured (OpenID Connect Discovery 1.0, 4.3).

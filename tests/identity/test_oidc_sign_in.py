@@ -2,7 +2,10 @@
 provider_process.py): the code flow with state, nonce and PKCE, account matching, group
 mapping, turning local passwords off, and signing out."""
 
+import json
+import threading
 from datetime import datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import jwt
@@ -349,6 +352,49 @@ def test_an_unreachable_provider_is_a_message_not_an_error(client, settings, db)
     response = client.get("/oidc/authenticate/")
     assert response.status_code == 302 and response["Location"] == "/accounts/login/"
     assert "could not be reached" in messages_of(response)
+
+
+class WrongDiscovery(BaseHTTPRequestHandler):
+    """Something at OIDC_ISSUER_URL that answers JSON, but no discovery document."""
+
+    body = b"[]"
+
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, *args):
+        pass
+
+
+ENDPOINTS = ("authorization_endpoint", "token_endpoint", "jwks_uri", "userinfo_endpoint")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"[]", b'"issuer"', json.dumps({"issuer": 7, **dict.fromkeys(ENDPOINTS, "/x")}).encode()],
+)
+def test_a_discovery_answer_that_is_no_document_is_a_message_not_an_error(
+    client, settings, member, body, monkeypatch
+):
+    from tests.identity.conftest import sso_settings
+
+    monkeypatch.setattr(WrongDiscovery, "body", body)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), WrongDiscovery)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        sso_settings(settings, f"http://127.0.0.1:{server.server_address[1]}/o")
+        response = client.get("/oidc/authenticate/")
+        assert response.status_code == 302 and response["Location"] == "/accounts/login/"
+        assert "could not be reached" in messages_of(response)
+        client.force_login(member, backend=OIDC_BACKEND)
+        signed_out = client.post("/accounts/logout/")
+        assert signed_out.status_code == 302 and signed_in_user(client) is None
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 # ---- group mapping ------------------------------------------------------------------------
