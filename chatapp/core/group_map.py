@@ -53,3 +53,8 @@ def roles_for(rules: list[GroupRule], groups: list[str]) -> dict[str, str]:
 def managed_teams(rules: list[GroupRule]) -> set[str]:
     """The teams the map decides membership of: anyone not in their groups is taken out."""
     return {rule.team for rule in rules}
+
+
+def manages(rules: list[GroupRule], team_name: str) -> bool:
+    """Whether the map decides who is in the team of this name (in any letter case)."""
+    return team_name.casefold() in {team.casefold() for team in managed_teams(rules)}

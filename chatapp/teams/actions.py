@@ -1141,13 +1141,19 @@ def apply_group_roles(user, roles: dict[str, str], managed: set[str]) -> None:
 
 
 def _team_named(name: str, *, create: bool, user) -> Team | None:
-    named = Team.objects.filter(name=name, personal_owner=None).order_by("pk")
-    team = named.first()
+    """The team the map names, in any letter case (the name as written first), as the team
+    form takes the two for one; made when `create` and there is none."""
+    teams = Team.objects.filter(personal_owner=None).order_by("pk")
+
+    def named() -> Team | None:
+        return teams.filter(name=name).first() or teams.filter(name__iexact=name).first()
+
+    team = named()
     if team is None and create:
         # Another sign-in may be making it right now: theirs holds the audit trail's lock, which
         # its team.create takes, until it commits; after it, look again rather than make a second.
         lock_audit_chain()
-        team = named.first()
+        team = named()
     if team is None and create:
         team = Team.objects.create(name=name)
         audit(

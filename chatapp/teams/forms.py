@@ -4,7 +4,7 @@ from django import forms
 from django.conf import settings
 from django.core.validators import MaxValueValidator
 
-from chatapp.core.group_map import managed_teams, parse_group_map
+from chatapp.core.group_map import manages, parse_group_map
 from chatapp.core.permissions import is_site_admin
 from chatapp.llm import GUARD_CATEGORIES, MODEL_MAX_OUTPUT, url_problem
 from chatapp.teams import json_schemas, network
@@ -44,10 +44,7 @@ class TeamForm(forms.Form):
         name = self.cleaned_data["name"]
         # Its creator would own the team that sign-in then joins the provider's group to.
         if settings.OIDC_ENABLED and not is_site_admin(self.user):
-            managed = {
-                team.casefold() for team in managed_teams(parse_group_map(settings.OIDC_GROUP_MAP))
-            }
-            if name.casefold() in managed:
+            if manages(parse_group_map(settings.OIDC_GROUP_MAP), name):
                 raise forms.ValidationError(
                     f"Single sign-on manages the team {name}: its members come from your"
                     " identity provider's groups. Pick another name, or ask a site admin."

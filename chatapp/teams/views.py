@@ -20,7 +20,7 @@ from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from chatapp.core.group_map import managed_teams, parse_group_map
+from chatapp.core.group_map import manages, parse_group_map
 from chatapp.core.http import streaming_response
 from chatapp.core.permissions import require_site_admin
 from chatapp.core.redirects import safe_next
@@ -143,7 +143,7 @@ def _overview(request, membership: Membership, error: str = "", status: int = 20
         # Whom its groups join to the team, single sign-on joins again at their next sign-in.
         "joined_by_sign_in": settings.OIDC_ENABLED
         and team.personal_owner_id is None
-        and team.name in managed_teams(parse_group_map(settings.OIDC_GROUP_MAP)),
+        and manages(parse_group_map(settings.OIDC_GROUP_MAP), team.name),
         "error": error,
     }
     return _render(request, "teams/detail.html", membership, "overview", status, **context)

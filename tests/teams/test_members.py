@@ -601,3 +601,12 @@ def test_site_admin_changing_whose_personal_team_it_is_is_audited(
     ]
     assert Team.objects.get(pk=team.pk).personal_owner is None
     assert audit_trail.verify_chain() == (3, None)
+
+
+def test_a_sign_in_joins_the_team_its_group_names_in_another_letter_case(make_user):
+    """A site admin made "engineering" before the map named "Engineering": one team, as the
+    team form already treats the two names as one."""
+    made = Team.objects.create(name="engineering")
+    actions.apply_group_roles(make_user("ann"), {"Engineering": Role.MEMBER}, {"Engineering"})
+    assert list(Team.objects.filter(name__iexact="engineering")) == [made]
+    assert list(made.memberships.values_list("user__username", flat=True)) == ["ann"]
