@@ -681,6 +681,21 @@ def call_body(call: ToolCall) -> dict[str, Any]:
     return tooling.call_spec(call.id, call.name, call.arguments)
 
 
+CONTEXT_TOO_LONG = (
+    "The messages are too long for the model's context window: send fewer or shorter"
+    " messages, or a lower max_tokens."
+)
+
+
+def _api_advice(message: str) -> str:
+    """The chat page's advice to regenerate an answer, as an API caller takes it."""
+    return re.sub(
+        r"\b([Rr])egenerate to try again\.",
+        lambda found: f"{'S' if found[1] == 'R' else 's'}end the request again.",
+        message,
+    )
+
+
 def upstream_error(error: StreamError) -> OpenAIError:
     """The Llama API's failure, told as the chat page tells a member."""
     if error.code == "rate_limited":  # when the Llama API said, else a guess
@@ -693,9 +708,9 @@ def upstream_error(error: StreamError) -> OpenAIError:
             retry_after=max(1, wait),
         )
     if error.code == "context_too_long":  # the caller's messages: sending them again cannot help
-        return OpenAIError(400, error.message, code=error.code, param="messages")
+        return OpenAIError(400, CONTEXT_TOO_LONG, code=error.code, param="messages")
     if error.code == "forbidden":  # the caller lost access while it streamed
         return OpenAIError(403, error.message, kind="permission_error", code=error.code)
-    message = KEY_REFUSED if error.code == "auth_failed" else error.message
+    message = KEY_REFUSED if error.code == "auth_failed" else _api_advice(error.message)
     status = 504 if error.code == "timeout" else 502
     return OpenAIError(status, message, kind="api_error", code=error.code)

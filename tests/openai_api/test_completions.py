@@ -541,6 +541,32 @@ async def test_messages_too_long_for_the_model_are_a_400_the_sdk_does_not_retry(
     assert len(sim.requests) == 1
 
 
+@pytest.mark.parametrize(
+    ("fault", "stream"), [("context_too_long", False), ("cut after=3", True), ("500", False)]
+)
+async def test_errors_tell_an_api_caller_what_to_do_in_the_apis_words(
+    sim, member, team, make_key, fault, stream
+):
+    """Not the chat page's: an API caller regenerates nothing and has no conversation."""
+    key = await database_sync_to_async(make_key)(member, team)
+    async with raw(key) as http:
+        response = await http.post(
+            "/v1/chat/completions",
+            json={
+                "model": MODEL,
+                "stream": stream,
+                "messages": [{"role": "user", "content": f"[sim:fault={fault}] hi"}],
+            },
+        )
+    if stream:
+        error = json.loads(response.text.strip().splitlines()[-1].removeprefix("data: "))["error"]
+    else:
+        error = response.json()["error"]
+    assert error["message"]
+    for words in ("regenerate", "conversation"):
+        assert words not in error["message"].lower()
+
+
 async def test_a_refused_provider_key_sends_the_caller_to_the_teams_admins(
     sim, member, team, make_key
 ):
