@@ -356,7 +356,14 @@ def test_a_refused_send_gives_its_files_back_to_the_composer(logged_in_page):
     expect(page.locator("#chat-notice")).to_be_visible()
     expect(chat.questions).to_have_count(0)
     expect(page.get_by_label("Message", exact=True)).to_have_value("Read this")
-    expect(tray(page)).to_contain_text("report.pdf")
+    # Back as a file that cannot go (the server no longer has it), not one to send again and
+    # again: it is to be removed, or attached anew.
+    failed = tray(page).locator(".draft[data-status=failed]")
+    expect(failed).to_contain_text("report.pdf")
+    expect(failed).to_contain_text("attach it again")
+    expect(chat.send_button).to_be_disabled()
+    page.get_by_role("button", name="Remove report.pdf").click()
+    expect(chat.send_button).to_be_enabled()
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])

@@ -50,6 +50,12 @@ function draftOf({ name, kind, bytes, batch = null }) {
   };
 }
 
+/** Whether a refused send's files can never go: deleted (the day-old sweep of files never
+ * sent, another tab) or sent with another message meanwhile. */
+function filesGone(error) {
+  return error.field === "attachments" && ["not_found", "attachment_used"].includes(error.code);
+}
+
 function touch(message, changes) {
   Object.assign(message, changes);
   message.rev += 1;
@@ -206,7 +212,7 @@ export class ConversationState {
    * files go back into the composer (unless others were attached meanwhile), so editing and
    * sending again keeps them.
    */
-  failPending(text, { retry }) {
+  failPending(text, { retry, filesGone = false }) {
     let content = null;
     if (this.pending) {
       const { user, assistant, attachments, cut } = this.pending;
@@ -216,9 +222,12 @@ export class ConversationState {
       if (user.id === null) this.messages.push(...cut); // a refused edit: the branch returns
       content = this.pending.content;
       if (this.drafts.length === 0) {
+        // Files the server no longer has (or that went with another message) come back
+        // failed, to be removed or attached anew: sent again, they would be refused again.
         this.drafts = attachments.map((upload) => ({
           ...draftOf({ name: upload.name, kind: upload.kind, bytes: upload.bytes }),
-          status: "ready",
+          status: filesGone ? "failed" : "ready",
+          error: filesGone ? text : "",
           progress: 1,
           upload,
         }));
@@ -417,6 +426,7 @@ export class ConversationState {
     }
     return this.failPending(error.message || "The message could not be sent.", {
       retry: error.retryable === true && this.lastSent !== null,
+      filesGone: filesGone(error),
     });
   }
 
@@ -453,7 +463,10 @@ export class ConversationState {
     const text = error.message || "The server refused the request.";
     if (this.isMine(frame)) {
       // The server says whether a second try can succeed (never for a refused setting).
-      return this.failPending(text, { retry: error.retryable === true && this.lastSent !== null });
+      return this.failPending(text, {
+        retry: error.retryable === true && this.lastSent !== null,
+        filesGone: filesGone(error),
+      });
     }
     const replacing = this.messages.find((m) => m.replacing);
     if (replacing) {
