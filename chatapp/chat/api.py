@@ -433,6 +433,8 @@ def markdown_export(data: dict) -> str:
         if message["status"] not in (MessageStatus.COMPLETE, MessageStatus.STREAMING):
             heading += f" ({message['status']})"
         lines += [f"## {heading}", ""]
+        if message.get("error") and message["error"]["message"]:  # why it failed or was cut off
+            lines += [f"_{message['error']['message']}_", ""]
         if files := message.get("attachments"):  # named, as a share names them
             lines += ["Files: " + ", ".join(file["name"] for file in files), ""]
         for call in message.get("tool_calls") or []:

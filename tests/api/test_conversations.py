@@ -296,3 +296,10 @@ def test_markdown_export_names_the_files_sent_with_each_question(
     text = member_client.get(detail_url(chat) + "export", {"format": "md"}).content.decode()
     assert "## You\n\nFiles: cat.png, dog.png\n" in text
     assert text.index("cat.png") < text.index("A cat.")
+
+
+def test_markdown_export_says_why_an_answer_failed(member_client, member, team):
+    """As the page and the JSON export do: "(error)" alone leaves the reader guessing."""
+    chat = failed_chat(member, team, "upstream_unavailable")
+    text = member_client.get(detail_url(chat) + "export", {"format": "md"}).content.decode()
+    assert "## Assistant (error)\n\n_Why it failed._\n" in text
