@@ -1,5 +1,7 @@
 """Editing a question, the versions of questions and answers (`‹ 2/3 ›`) and switching."""
 
+import re
+
 import pytest
 from playwright.sync_api import expect
 
@@ -143,6 +145,26 @@ def test_a_search_result_lands_on_the_message_in_its_version(logged_in_page):
     expect(landed).to_have_attribute("data-message-id", str(found))
     expect(landed).to_be_in_viewport()
     expect(chat.questions.nth(1).locator(".bubble")).to_have_text("And their wool?")
+
+
+def test_a_search_results_address_opened_in_a_new_tab_lands_on_its_message(logged_in_page):
+    """Ctrl+click or a middle click opens the result's link in a new tab: the address itself
+    names the message."""
+    page = logged_in_page
+    chat = ChatPage(page)
+    answered(chat, "Tell me about alpacas", 1)
+    answered(chat, "And their wool?", 2)
+    found = chat.api("/api/conversations/?q=wool")["results"][0]["message_id"]
+    page.get_by_role("button", name="New chat").click()
+    page.get_by_label("Search conversations").fill("wool")
+    link = page.locator(".conversation-item").first.locator(".conversation-link")
+    expect(link).to_have_attribute("href", re.compile(rf"#message-{found}$"))
+    tab = page.context.new_page()
+    tab.goto(link.get_attribute("href"))
+    landed = tab.locator(".message.is-landed")
+    expect(landed).to_have_attribute("data-message-id", str(found))
+    expect(landed).to_contain_text("And their wool?")
+    tab.close()
 
 
 def test_a_question_or_an_edit_over_the_size_limit_is_refused_before_sending(logged_in_page):

@@ -44,6 +44,12 @@ const CONNECTION_TEXT = {
   closed: () => "Disconnected",
 };
 
+/** The message a search result's address names (`/c/<id>/#message-<id>`), to land on. */
+function messageInAddress() {
+  const found = window.location.hash.match(/^#message-(\d+)$/);
+  return found ? Number(found[1]) : null;
+}
+
 class ChatPage {
   constructor() {
     this.state = new ConversationState({
@@ -139,7 +145,8 @@ class ChatPage {
     this.sidebar.setActive(this.state.conversationId);
     this.sidebar.reload();
     this.socket.connect();
-    if (this.state.conversationId !== null) this.open(this.state.conversationId, { push: false });
+    const id = this.state.conversationId;
+    if (id !== null) this.open(id, { push: false, messageId: messageInAddress() });
     else this.startNew({ push: false });
   }
 
@@ -514,7 +521,7 @@ class ChatPage {
 
   followLocation() {
     const match = window.location.pathname.match(/^\/c\/(\d+)\/$/);
-    if (match) this.open(Number(match[1]), { push: false });
+    if (match) this.open(Number(match[1]), { push: false, messageId: messageInAddress() });
     else this.startNew({ push: false });
   }
 

@@ -39,8 +39,10 @@ function listOrder(a, b) {
   return byTime || b.id - a.id;
 }
 
-function conversationUrl(id) {
-  return `/c/${id}/`;
+/** A conversation's address; a search result's names the message found (`#message-<id>`),
+ * so a result opened in a new tab lands on it too. */
+function conversationUrl(id, messageId = null) {
+  return messageId ? `/c/${id}/#message-${messageId}` : `/c/${id}/`;
 }
 
 /** The API's `next` may be a URL or a page number; either becomes a same-origin path. */
@@ -285,7 +287,11 @@ export class Sidebar {
   }
 
   buildItem(conversation) {
-    const link = h("a", { className: "conversation-link", href: conversationUrl(conversation.id) });
+    const found = conversation.snippet ? conversation.message_id : null;
+    const link = h("a", {
+      className: "conversation-link",
+      href: conversationUrl(conversation.id, found),
+    });
     link.addEventListener("click", (event) => {
       if (event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey || event.altKey) {
         return; // let the browser open a new tab or window
