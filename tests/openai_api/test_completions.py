@@ -37,6 +37,18 @@ def db(function):
     return database_sync_to_async(function)()
 
 
+def completion_request(key: str, messages: list[dict] = QUESTION, *, stream: bool = True):
+    """A request for the view itself, called in the test: its response is read as the test
+    chooses (a stream left unread holds its answer open)."""
+    body = {"model": MODEL, "messages": messages, **({"stream": True} if stream else {})}
+    return AsyncRequestFactory().post(
+        "/v1/chat/completions",
+        body,
+        content_type="application/json",
+        headers={"authorization": f"Bearer {key}"},
+    )
+
+
 async def test_an_answer_in_openais_shape_counted_for_the_key_and_not_stored(
     sim, member, team, make_key
 ):
@@ -269,12 +281,7 @@ async def test_an_answer_streaming_holds_the_budget_until_it_ends(
     gate: an answer streaming holds what it may spend, and once it ends its real usage."""
     await db(lambda: TeamPolicy.objects.create(team=team, monthly_token_budget=500))
     key = await database_sync_to_async(make_key)(member, team)
-    request = AsyncRequestFactory().post(
-        "/v1/chat/completions",
-        {"model": MODEL, "messages": QUESTION, "stream": True},
-        content_type="application/json",
-        headers={"authorization": f"Bearer {key}"},
-    )
+    request = completion_request(key)
     streaming = await chat_completions(request)  # its first chunk out, the rest unread
     hold = await db(lambda: BudgetHold.objects.get())
     assert (hold.user_id, hold.team_id) == (member.pk, team.pk) and hold.tokens > 2048
@@ -327,12 +334,7 @@ async def test_a_request_refused_for_the_answers_at_once_counts_nothing_against_
     settings.CHAT_MAX_CONCURRENT_GENERATIONS = 1
     await db(lambda: TeamPolicy.objects.create(team=team, rate_limit_per_minute=2))
     key = await database_sync_to_async(make_key)(member, team)
-    request = AsyncRequestFactory().post(
-        "/v1/chat/completions",
-        {"model": MODEL, "messages": QUESTION, "stream": True},
-        content_type="application/json",
-        headers={"authorization": f"Bearer {key}"},
-    )
+    request = completion_request(key)
     streaming = await chat_completions(request)  # its first chunk out, the rest unread
     client = sdk(key)
     for _ in range(2):
@@ -656,12 +658,7 @@ async def test_a_stream_dropped_unread_and_unclosed_frees_its_place_once_collect
     """Should the request end before Django closes the response (cancelled in a middleware),
     the collector's close of the stream ends the answer."""
     key = await database_sync_to_async(make_key)(member, team)
-    request = AsyncRequestFactory().post(
-        "/v1/chat/completions",
-        {"model": MODEL, "messages": QUESTION, "stream": True},
-        content_type="application/json",
-        headers={"authorization": f"Bearer {key}"},
-    )
+    request = completion_request(key)
     response = await chat_completions(request)
     assert LIVE_PER_USER[member.pk] == 1
     del response
@@ -703,12 +700,7 @@ async def test_a_client_gone_while_its_request_is_admitted_holds_nothing(
         return plan
 
     monkeypatch.setattr(replies, "admit_completion", slow_admission)
-    request = AsyncRequestFactory().post(
-        "/v1/chat/completions",
-        {"model": MODEL, "messages": QUESTION},
-        content_type="application/json",
-        headers={"authorization": f"Bearer {key}"},
-    )
+    request = completion_request(key, stream=False)
     view = asyncio.ensure_future(chat_completions(request))
     await asyncio.to_thread(admitted.wait, 10)
     view.cancel()  # as Django cancels a view whose client has disconnected
@@ -737,12 +729,7 @@ async def test_a_streaming_answer_stops_when_its_caller_loses_access(
 
     monkeypatch.setattr(openai_api, "ACCESS_CHECK_SECONDS", 0)  # each chunk checks
     key = await database_sync_to_async(make_key)(member, team)
-    request = AsyncRequestFactory().post(
-        "/v1/chat/completions",
-        {"model": MODEL, "messages": [{"role": "user", "content": SLOW}], "stream": True},
-        content_type="application/json",
-        headers={"authorization": f"Bearer {key}"},
-    )
+    request = completion_request(key, [{"role": "user", "content": SLOW}])
     response = await chat_completions(request)
     chunks = aiter(response.streaming_content)
     for _ in range(3):
