@@ -92,11 +92,9 @@ def test_every_response_carries_a_request_id_and_an_access_line(client, db, log_
     assert "secret-search" not in json.dumps(access)
 
 
-def test_credentials_in_an_address_are_blanked_out_of_the_access_line(
-    client, team, owner, log_lines
-):
-    """An invitation's token, a share link's and a password reset link's are each enough to
-    use the address: the access log names the route, not the credential."""
+@pytest.fixture
+def credentials(team, owner) -> tuple[str, str, str]:
+    """An invitation's token, a share's and a password reset link's (shaped as Django's)."""
     from chatapp.chat.actions.sharing import share_conversation
     from chatapp.chat.models import Conversation
     from chatapp.teams.models import Invitation
@@ -105,7 +103,15 @@ def test_credentials_in_an_address_are_blanked_out_of_the_access_line(
     share = share_conversation(
         owner, Conversation.objects.create(team=team, owner=owner, model="m"), "team"
     ).token
-    reset = "cw2h9t-0123456789abcdef0123456789abcdef"
+    return invitation, share, "cw2h9t-0123456789abcdef0123456789abcdef"
+
+
+def test_credentials_in_an_address_are_blanked_out_of_the_access_line(
+    client, owner, credentials, log_lines
+):
+    """An invitation's token, a share link's and a password reset link's are each enough to
+    use the address: the access log names the route, not the credential."""
+    invitation, share, reset = credentials
     client.force_login(owner)
     client.get(f"/invite/{invitation}/")
     client.get(f"/s/{share}/")
@@ -118,18 +124,12 @@ def test_credentials_in_an_address_are_blanked_out_of_the_access_line(
         assert secret not in text
 
 
-def test_a_credential_address_that_matches_no_route_is_blanked_too(client, team, owner, log_lines):
+def test_a_credential_address_that_matches_no_route_is_blanked_too(
+    client, owner, credentials, log_lines
+):
     """A link that lost its final slash (answered by a redirect) or gained a character (a
     404), as links pasted into mail and chat often do, is still the credential."""
-    from chatapp.chat.actions.sharing import share_conversation
-    from chatapp.chat.models import Conversation
-    from chatapp.teams.models import Invitation
-
-    invitation = Invitation.objects.create(team=team, invited_by=owner).token
-    share = share_conversation(
-        owner, Conversation.objects.create(team=team, owner=owner, model="m"), "team"
-    ).token
-    reset = "cw2h9t-0123456789abcdef0123456789abcdef"
+    invitation, share, reset = credentials
     client.force_login(owner)
     assert client.get(f"/invite/{invitation}").status_code == 301
     assert client.get(f"/s/{share}").status_code == 301
