@@ -37,6 +37,7 @@ from chatapp.core.api import (
     responses,
 )
 from chatapp.teams import policy
+from chatapp.teams.models import Membership
 from chatapp.teams.services import current_team
 from chatapp.uploads.api import UploadOut
 from chatapp.uploads.context import sees_images
@@ -252,8 +253,11 @@ def conversation_list(
 def conversation_detail(request: HttpRequest, conversation_id: ConversationId):
     conversation = get_conversation_for_user(request.user, conversation_id)
     data = conversation_data(conversation, viewer=request.user)
-    # What the next message will use: the team's policy may have changed since it was set.
-    data["settings"].update(planning.next_settings(request.user, conversation))
+    # What the next message will use: the team's policy may have changed since it was set. A
+    # conversation of a team the user left has no next message: it shows what it used.
+    member = Membership.objects.filter(team_id=conversation.team_id, user_id=conversation.owner_id)
+    if member.exists():
+        data["settings"].update(planning.next_settings(request.user, conversation))
     return data
 
 

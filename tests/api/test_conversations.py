@@ -4,6 +4,7 @@ import pytest
 from django.test import Client
 
 from chatapp.chat.models import Conversation, Message
+from chatapp.teams.models import Membership
 from chatapp.uploads.actions import attach, create_upload
 from tests.conftest import client_for
 from tests.uploads import files
@@ -303,3 +304,14 @@ def test_markdown_export_says_why_an_answer_failed(member_client, member, team):
     chat = failed_chat(member, team, "upstream_unavailable")
     text = member_client.get(detail_url(chat) + "export", {"format": "md"}).content.decode()
     assert "## Assistant (error)\n\n_Why it failed._\n" in text
+
+
+def test_a_conversation_of_a_team_left_shows_the_settings_it_used(member_client, member, team):
+    """No next message there: the team's policy of today, or the defaults of the user's next
+    team, say nothing about it (the page shows it read only, with its own model)."""
+    chat = Conversation.objects.create(
+        team=team, owner=member, title="Kept", model="Llama-2-retired", max_tokens=777
+    )
+    Membership.objects.filter(team=team, user=member).delete()
+    settings = member_client.get(detail_url(chat)).json()["settings"]
+    assert (settings["model"], settings["max_tokens"]) == ("Llama-2-retired", 777)
