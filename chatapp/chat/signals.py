@@ -55,10 +55,11 @@ def _team_deleted(origin) -> bool:
 @receiver(pre_delete, sender=Team)
 def stop_answers_of_team(sender, instance: Team, **kwargs) -> None:
     stop_answers_of(Q(conversation__team=instance))
-    # Their owners' tabs drop them, and a tab showing one leaves it.
+    # Its members' pages hear first that the team is gone, so that one leaving a conversation
+    # of it does not start a new chat there; then their tabs drop its conversations.
+    announce_left(instance.pk, list(instance.memberships.values_list("user_id", flat=True)))
     owned = Conversation.objects.filter(team=instance).values_list("pk", "owner_id")
     conversations.announce_deletions(list(owned))
-    announce_left(instance.pk, list(instance.memberships.values_list("user_id", flat=True)))
 
 
 @receiver(pre_delete, sender=get_user_model())
