@@ -56,12 +56,11 @@ export async function api(path, { method = "GET", body, keepalive = false } = {}
 /**
  * Upload one file to `POST /api/uploads/` (multipart field `file`) for a chat of `team`,
  * reporting progress.
- * Returns {promise, abort}: the promise resolves to the upload's summary or rejects with an
- * ApiError carrying the server's words (an aborted upload rejects with `aborted` set).
+ * Resolves to the upload's summary, or rejects with an ApiError carrying the server's words.
  */
 export function uploadFile(file, team, onProgress) {
   const request = new XMLHttpRequest();
-  const promise = new Promise((resolve, reject) => {
+  return new Promise((resolve, reject) => {
     request.open("POST", "/api/uploads/");
     request.setRequestHeader("Accept", "application/json");
     request.setRequestHeader("X-CSRFToken", csrfToken());
@@ -81,15 +80,9 @@ export function uploadFile(file, team, onProgress) {
     request.addEventListener("error", () => {
       reject(new ApiError(0, "The upload failed: check your connection and try again."));
     });
-    request.addEventListener("abort", () => {
-      const error = new ApiError(0, "The upload was cancelled.");
-      error.aborted = true;
-      reject(error);
-    });
     const form = new FormData();
     form.append("file", file, file.name || "pasted-image.png");
     if (team) form.append("team", String(team));
     request.send(form);
   });
-  return { promise, abort: () => request.abort() };
 }

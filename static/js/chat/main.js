@@ -682,10 +682,9 @@ class ChatPage {
       batch,
     });
     // Stored in this page's team, whatever team another tab switched to since.
-    const upload = uploadFile(file, config.currentTeamId, (progress) =>
+    uploadFile(file, config.currentTeamId, (progress) =>
       this.update(() => this.state.draftProgress(draft.key, progress)),
-    );
-    upload.promise
+    )
       .then((data) => {
         if (this.state.draft(draft.key))
           this.update(() => this.state.draftUploaded(draft.key, data));
