@@ -119,3 +119,29 @@ def test_long_links_break_in_their_cell_and_unnamed_code_stays_plain(logged_in_p
     block = chat.last_answer().locator(".code-block")
     assert block.locator(".code-language").inner_text() == "text"  # no guessed language
     assert block.locator("code [class^='hljs-']").count() == 0
+
+
+# A few kilobytes nested deeper than the renderer's recursion goes (marked throws "Maximum call
+# stack size exceeded"): quotes inside quotes, emphasis inside emphasis.
+TOO_DEEP = ">" * 5000 + " quoted\n\n" + "*" * 20000 + "starred" + "*" * 20000
+
+
+def test_an_answer_nested_too_deep_for_markdown_shows_as_text(logged_in_page, app_server):
+    page = logged_in_page
+    chat = ChatPage(page)
+    chat.send("First question")
+    chat.wait_for_status("complete")
+    chat.send("Second **question**")
+    chat.wait_for_status("complete", chat.answers.nth(1))
+    first = int(chat.answers.nth(0).get_attribute("data-message-id"))
+    app_server.run_python(
+        "from chatapp.chat.models import Message\n"
+        f"Message.objects.filter(pk={first}).update(content={TOO_DEEP!r})\n"
+    )
+    page.reload()
+    chat.wait_for_status("complete", chat.answers.nth(1))
+    # The answer after it still renders as Markdown; this one is shown as the text it is.
+    expect(chat.answers.nth(1).locator(".markdown strong")).to_have_text("question")
+    text = chat.answers.nth(0).locator(".markdown").inner_text()
+    assert "quoted" in text
+    assert "starred" in text

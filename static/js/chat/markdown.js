@@ -2,7 +2,8 @@
 //
 // The model's text is untrusted. Raw HTML in it is shown as text, images are never loaded,
 // links keep only http(s)/mailto targets and open in a new tab without a referrer, and SVG,
-// MathML, forms, styles and event handlers never reach the page.
+// MathML, forms, styles and event handlers never reach the page. Text nested too deep to
+// render is shown as plain text.
 
 import DOMPurify from "../../vendor/dompurify/purify.es.min.js";
 import hljs from "../../vendor/highlight/highlight.min.js";
@@ -105,8 +106,28 @@ DOMPurify.addHook("afterSanitizeAttributes", (node) => {
   }
 });
 
+/** The text as it is, its lines kept: for what the renderer cannot take. */
+function plainText(text) {
+  const paragraph = document.createElement("p");
+  String(text)
+    .split("\n")
+    .forEach((line, index) => {
+      if (index) paragraph.append(document.createElement("br"));
+      paragraph.append(line);
+    });
+  const fragment = document.createDocumentFragment();
+  fragment.append(paragraph);
+  return fragment;
+}
+
 /** Markdown text to a sanitized DocumentFragment, ready to insert. */
 export function renderMarkdown(text) {
-  const html = marked.parse(String(text ?? ""), { async: false });
-  return DOMPurify.sanitize(html, PURIFY_CONFIG);
+  const source = String(text ?? "");
+  try {
+    return DOMPurify.sanitize(marked.parse(source, { async: false }), PURIFY_CONFIG);
+  } catch {
+    // A few kilobytes of quotes or emphasis nested thousands deep overflow the renderer's
+    // stack: shown as text, so that answer and the rest of the conversation still show.
+    return plainText(source);
+  }
 }
