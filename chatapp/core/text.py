@@ -1,6 +1,9 @@
-"""Text from outside (a tool server, a PDF, a tool's result) made storable and sendable."""
+"""Text from outside (a tool server, a PDF, a tool's result) made storable and sendable, and
+names held to one line."""
 
 import re
+
+from django.core.exceptions import ValidationError
 
 # NUL, which PostgreSQL cannot store, and unpaired surrogates, which are not UTF-8: no request
 # or row can carry them.
@@ -16,3 +19,25 @@ def storable(text: str) -> str:
         return text
     text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
     return UNSTORABLE.sub("\ufffd", text)
+
+
+# Line breaks, tabs and other control characters, and the invisible marks that reorder the
+# text around them (direction overrides and isolates): a name others see, or that heads a mail,
+# is one line that reads as it was typed.
+NOT_ONE_LINE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def validate_one_line(value: str) -> None:
+    """A form field's validator: ValidationError for a value of more than one line of text."""
+    if NOT_ONE_LINE.search(value):
+        raise ValidationError(
+            "Write it as one line of text, without line breaks, tabs, control characters or"
+            " marks that change the text's direction.",
+            code="not_one_line",
+        )
+
+
+def one_line(text: str) -> str:
+    """The text as one line: each run of spaces and of what validate_one_line refuses, one space
+    (for a mail's subject, which a line break would make two headers)."""
+    return " ".join(NOT_ONE_LINE.sub(" ", text).split())

@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from chatapp.core.locking import lock_rows
 from chatapp.core.metrics import SAFETY_REVIEWS
+from chatapp.core.text import one_line
 from chatapp.core.words import counted
 from chatapp.teams import api_keys, budgets, crypto, json_schemas
 from chatapp.teams.models import (
@@ -149,7 +150,7 @@ def invite(
 def email_invitation(invitation: Invitation, link: str) -> None:
     """Send the invitation link by email; raises OSError when the mail server fails."""
     send_mail(
-        f"You are invited to {invitation.team.name} on Llama team chat",
+        f"You are invited to {one_line(invitation.team.name)} on Llama team chat",
         f"{_name(invitation.invited_by)} invited you to join {invitation.team.name}"
         f" as {invitation.role}.\n\nAccept the invitation (valid until"
         f" {invitation.expires_at:%Y-%m-%d %H:%M} UTC, once):\n{link}\n",
@@ -247,7 +248,7 @@ def address_verified(invitation: Invitation, user, signature: str) -> bool:
 def email_address_confirmation(invitation: Invitation, user, link: str) -> None:
     """Mail the confirmation link to the invitation's address; OSError when the server fails."""
     send_mail(
-        f"Confirm your email to join {invitation.team.name} on Llama team chat",
+        f"Confirm your email to join {one_line(invitation.team.name)} on Llama team chat",
         f"{user.get_username()} asked to join {invitation.team.name} with the invitation sent"
         f" to this address. Open this link while signed in as {user.get_username()} to"
         f" confirm the address and join (valid for 3 days):\n{link}\n\n"
@@ -1007,7 +1008,7 @@ def email_budget_notice(notice: BudgetNotice) -> None:
     state = "has used its whole" if notice.percent >= 100 else f"has used {notice.percent}% of its"
     try:
         send_mail(
-            f"{notice.team.name} {state} monthly token budget",
+            f"{one_line(notice.team.name)} {state} monthly token budget",
             f"{notice.team.name} {state} monthly token budget on Llama team chat:"
             f" {notice.used:,} of {notice.budget:,} tokens."
             + (

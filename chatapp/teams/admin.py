@@ -5,6 +5,7 @@ from django.http import HttpResponseRedirect
 from django.urls import reverse
 
 from chatapp.core.admin import CountsWhatGoes, NotDeletedHere
+from chatapp.core.text import validate_one_line
 from chatapp.llm import GUARD_CATEGORIES
 from chatapp.teams import actions
 from chatapp.teams.datafilter import MAX_PATTERNS, PATTERN_NAME, pattern_problem
@@ -66,10 +67,22 @@ class MembersFilter(admin.SimpleListFilter):
         return queryset
 
 
+class TeamAdminForm(forms.ModelForm):
+    class Meta:
+        model = Team
+        fields = ["name", "personal_owner"]
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"]
+        validate_one_line(name)  # as on the Teams page: it heads mails and every member's pages
+        return name
+
+
 @admin.register(Team)
 class TeamAdmin(CountsWhatGoes):
     """Creating, renaming and deleting go through the actions, so they are audited."""
 
+    form = TeamAdminForm
     list_display = ["name", "personal_owner", "members", "created_at"]
     list_filter = [MembersFilter]
     list_select_related = ["personal_owner"]

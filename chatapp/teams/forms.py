@@ -6,6 +6,7 @@ from django.core.validators import MaxValueValidator
 
 from chatapp.core.group_map import manages, parse_group_map
 from chatapp.core.permissions import is_site_admin
+from chatapp.core.text import validate_one_line
 from chatapp.llm import GUARD_CATEGORIES, MODEL_MAX_OUTPUT, url_problem
 from chatapp.teams import json_schemas, network
 from chatapp.teams.datafilter import (
@@ -34,7 +35,7 @@ from chatapp.teams.policy import (
 
 
 class TeamForm(forms.Form):
-    name = forms.CharField(max_length=100, strip=True)
+    name = forms.CharField(max_length=100, strip=True, validators=[validate_one_line])
 
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)

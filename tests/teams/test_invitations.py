@@ -10,7 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from chatapp.teams import actions
-from chatapp.teams.models import AuditEvent, Invitation, Membership, Role
+from chatapp.teams.models import AuditEvent, Invitation, Membership, Role, Team
 from chatapp.teams.services import SESSION_TEAM_KEY
 from tests.conftest import PASSWORD
 
@@ -64,6 +64,21 @@ def test_invitation_is_emailed_when_email_is_configured(owner_client, team, owne
     assert len(mail.outbox) == 1
     assert mail.outbox[0].to == ["new@example.com"]
     assert f"/invite/{invitation.token}/" in mail.outbox[0].body
+
+
+def test_a_team_name_stored_with_a_line_break_still_mails_its_invitations(
+    owner_client, team, owner, settings
+):
+    """A name saved before names were checked (or straight into the database) would make the
+    mail's subject two header lines: the mail is refused, and the invitation page failed."""
+    settings.EMAIL_URL = "smtp://mail.example.com"
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    Team.objects.filter(pk=team.pk).update(name="Acme\nBcc: all@example.com")
+    response = invite(owner_client, team, email="new@example.com")
+    assert response.status_code == 302
+    (message,) = mail.outbox
+    assert message.subject == "You are invited to Acme Bcc: all@example.com on Llama team chat"
+    assert message.recipients() == ["new@example.com"]
 
 
 def test_no_email_is_sent_without_email_configured(owner_client, team, owner, settings):

@@ -48,6 +48,26 @@ def test_creating_a_team_without_a_name_is_a_form_error(owner_client, owner):
     assert Team.objects.count() == before
 
 
+@pytest.mark.parametrize(
+    "name",
+    ["Acme\nBcc: all@example.com", "Acme\r\nX: y", "Acme\tOps", "gro\u202epuor", "a\u2066b"],
+)
+def test_a_team_name_is_one_line_without_control_or_direction_characters(
+    owner_client, owner, client, site_admin, name
+):
+    """A line break reaches the subject of every mail naming the team; a direction override
+    shows the name reversed to everyone in it."""
+    before = Team.objects.count()
+    response = owner_client.post("/teams/", {"name": name})
+    assert response.status_code == 400
+    assert b"one line of text" in response.content
+    client.force_login(site_admin)
+    form = {"name": name, "memberships-TOTAL_FORMS": "0", "memberships-INITIAL_FORMS": "0"}
+    response = client.post("/admin/teams/team/add/", form)
+    assert response.status_code == 200 and b"one line of text" in response.content
+    assert Team.objects.count() == before
+
+
 def test_team_list_shows_every_team_of_the_user_and_the_current_one(
     owner_client, owner, team, django_assert_max_num_queries
 ):
