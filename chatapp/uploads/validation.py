@@ -18,7 +18,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from pypdf import PdfReader, apply_configuration
 from pypdf.errors import LimitReachedError
 
-from chatapp.core.text import storable
+from chatapp.core.text import NOT_ONE_LINE, storable
 
 IMAGE_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
 # How the bytes of a PNG, a JPEG and a GIF start, however little of them arrived.
@@ -44,7 +44,9 @@ TEXT_NAMES = {"dockerfile", "makefile", "readme", "license", "changelog"}
 PDF_HEADER_WINDOW = 1024
 MARKUP = re.compile(rb"<\s*(?:script|html|svg|iframe|object|embed|body)[\s/>]|<\?php", re.I)
 NAME_LENGTH = 200
-UNSAFE_NAME_CHARACTERS = re.compile(r"[\x00-\x1f\x7f/\\\"<>]")
+# Paths and markup, and what does not read as one line as typed: control characters and the
+# marks that reverse the text around them ("a\u202efdp.txt" shows as "atxt.pdf").
+UNSAFE_NAME_CHARACTERS = re.compile(rf"{NOT_ONE_LINE.pattern}|[/\\\"<>]")
 # What reading a PDF's text may cost, so that a few kilobytes cannot hold a server thread for
 # minutes: operands and operators in one page's content (pypdf's parsing budget; a dense page
 # of text has some 5,000, and parsing 200,000 takes about a second here), and CPU seconds for

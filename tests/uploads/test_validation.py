@@ -251,3 +251,18 @@ def test_document_longer_than_any_context_is_refused():
 )
 def test_names_lose_paths_and_markup(given, kept):
     assert clean_name(given) == kept
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"),
+    [
+        ("invoice\u202efdp.txt", "invoicefdp.txt"),  # would read "invoicetxt.pdf"
+        ("report\u2067gpj.\u2069md", "reportgpj.md"),
+        ("a\u202a\u202b\u202c\u202d\u2066\u2068b.csv", "ab.csv"),
+        ("next\x85line.txt", "nextline.txt"),  # a C1 control: a line break to some readers
+    ],
+)
+def test_names_lose_marks_that_change_how_they_read(given, kept):
+    """A file's name is shown to the team's reviewers, and in a share, beside its download:
+    a direction override would show a .txt as a .pdf."""
+    assert clean_name(given) == kept
