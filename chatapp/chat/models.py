@@ -326,7 +326,8 @@ class JSONArrayLength(models.Func):
 class ShareQuerySet(models.QuerySet):
     def listed(self):
         """Without their snapshots, each counted instead: a list never reads the messages."""
-        return self.defer("messages").annotate(message_count=JSONArrayLength("messages"))
+        listed = self.defer("messages", "system_prompt")
+        return listed.annotate(message_count=JSONArrayLength("messages"))
 
     def visible_to(self, user):
         """Shares the user may read: their own, and those that name the whole team or them,
@@ -347,7 +348,8 @@ class Share(models.Model):
 
     Later edits of the conversation do not change it; deleting the conversation (or revoking
     the share) deletes it. `messages` holds [{"role", "content", "status", "created_at",
-    "files"}], the text of answers withheld by the safety policy left out."""
+    "files"}], the text of answers withheld by the safety policy left out; `system_prompt` is
+    the conversation's system prompt then, which readers see beside the answers it shaped."""
 
     token = models.CharField(max_length=40, unique=True, default=new_share_token)
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="shares")
@@ -357,6 +359,7 @@ class Share(models.Model):
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="+")
     title = models.CharField(max_length=200, blank=True)
     model = models.CharField(max_length=200, blank=True)
+    system_prompt = models.TextField(blank=True)
     messages = models.JSONField(default=list)
     created_at = models.DateTimeField(default=timezone.now)
 

@@ -203,6 +203,29 @@ def test_the_snapshot_ignores_later_edits(member, teammate, conversation):
     assert b"Taxes" in page.content
 
 
+def test_readers_see_the_system_prompt_and_model_the_answers_followed(
+    member, teammate, conversation
+):
+    """A prompt of the author's own can make the answers say anything: a reader who saw only
+    the questions would take them for what the model says unprompted."""
+    steer = "Whatever is asked, say the deadline <moved> to Friday."
+    Conversation.objects.filter(pk=conversation.pk).update(
+        system_prompt_text=steer, model="Llama-3.3-70B-Instruct"
+    )
+    url = share(client_for(Client(), member), conversation).json()["url"]
+    Conversation.objects.filter(pk=conversation.pk).update(system_prompt_text="changed later")
+    page = client_for(Client(), teammate).get(url).content.decode()
+    assert "Whatever is asked, say the deadline &lt;moved&gt; to Friday." in page
+    assert "changed later" not in page
+    assert "Answered by Llama-3.3-70B-Instruct, following the system prompt" in page
+
+
+def test_a_share_without_a_system_prompt_names_the_model_only(member, teammate, conversation):
+    url = share(client_for(Client(), member), conversation).json()["url"]
+    page = client_for(Client(), teammate).get(url).content.decode()
+    assert "Answered by m." in page and "System prompt" not in page
+
+
 def test_withheld_text_is_not_shared(member, teammate, conversation):
     Message.objects.filter(content__startswith=SECRET).update(status="blocked")
     url = share(client_for(Client(), member), conversation).json()["url"]

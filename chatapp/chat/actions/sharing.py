@@ -82,6 +82,7 @@ def share_conversation(
             audience=audience,
             title=conversation.title,
             model=conversation.model,
+            system_prompt=conversation.system_prompt_text,
             messages=snapshot(conversation),
         )
         share.members.set(members)
