@@ -145,3 +145,28 @@ def test_an_answer_nested_too_deep_for_markdown_shows_as_text(logged_in_page, ap
     text = chat.answers.nth(0).locator(".markdown").inner_text()
     assert "quoted" in text
     assert "starred" in text
+
+
+# Some grammars take time growing with the square of a block's length on inputs like these
+# (40,000 characters of quotes in an INI block: seconds of the page's only thread, per render).
+SLOW_TO_COLOUR = "```ini\n[section]\n" + '"\\' * 20000 + "\n```\n\n```python\nprint(1)\n```\n"
+
+
+def test_code_past_the_answers_highlighting_budget_stays_plain(logged_in_page, app_server):
+    page = logged_in_page
+    chat = ChatPage(page)
+    chat.send("Some code, please")
+    chat.wait_for_status("complete")
+    answer_id = int(chat.last_answer().get_attribute("data-message-id"))
+    app_server.run_python(
+        "from chatapp.chat.models import Message\n"
+        f"Message.objects.filter(pk={answer_id}).update(content={SLOW_TO_COLOUR!r})\n"
+    )
+    page.reload()
+    chat.wait_for_status("complete")
+    blocks = chat.last_answer().locator(".code-block")
+    expect(blocks).to_have_count(2)
+    assert blocks.nth(0).locator(".code-language").inner_text() == "ini"
+    assert blocks.nth(0).locator("code [class^='hljs-']").count() == 0  # shown as it is
+    assert blocks.nth(0).locator("code").inner_text().startswith('[section]\n"\\"\\')
+    assert blocks.nth(1).locator("code .hljs-built_in").inner_text() == "print"  # small: coloured

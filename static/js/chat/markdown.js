@@ -3,7 +3,7 @@
 // The model's text is untrusted. Raw HTML in it is shown as text, images are never loaded,
 // links keep only http(s)/mailto targets and open in a new tab without a referrer, and SVG,
 // MathML, forms, styles and event handlers never reach the page. Text nested too deep to
-// render is shown as plain text.
+// render is shown as plain text, and code past 20,000 characters an answer without colours.
 
 import DOMPurify from "../../vendor/dompurify/purify.es.min.js";
 import hljs from "../../vendor/highlight/highlight.min.js";
@@ -20,12 +20,20 @@ export function escapeHtml(text) {
     .replaceAll("'", "&#39;");
 }
 
+// Characters of code an answer may have coloured. Real code colours in a few milliseconds per
+// 10,000, but some grammars take time growing with the square of a block's length on text made
+// for it (40,000 characters: seconds of the page's only thread, at every render).
+const HIGHLIGHT_BUDGET = 20_000;
+let highlightLeft = 0; // of the answer being rendered (rendering is synchronous)
+
 /**
  * Highlighted HTML and the language, as the fence names it. A block that names none is shown
- * as plain text: guessing from a few lines colours prose as SQL and Python as CSS.
+ * as plain text: guessing from a few lines colours prose as SQL and Python as CSS. So is a
+ * block past what is left of the answer's budget.
  */
 function highlight(code, language) {
-  if (language && hljs.getLanguage(language)) {
+  if (language && hljs.getLanguage(language) && code.length <= highlightLeft) {
+    highlightLeft -= code.length;
     return { html: hljs.highlight(code, { language, ignoreIllegals: true }).value, language };
   }
   return { html: escapeHtml(code), language };
@@ -123,6 +131,7 @@ function plainText(text) {
 /** Markdown text to a sanitized DocumentFragment, ready to insert. */
 export function renderMarkdown(text) {
   const source = String(text ?? "");
+  highlightLeft = HIGHLIGHT_BUDGET;
   try {
     return DOMPurify.sanitize(marked.parse(source, { async: false }), PURIFY_CONFIG);
   } catch {
