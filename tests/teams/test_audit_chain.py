@@ -9,9 +9,10 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from chatapp.teams import actions
+from chatapp.teams import actions, audit_trail
 from chatapp.teams.audit_trail import EXPORT_FIELDS, export_chunks, verify_chain
 from chatapp.teams.models import AuditEvent, Team
 from tests.databases import uses_postgres
@@ -168,6 +169,40 @@ def test_site_admin_sees_the_chain_status_and_the_trail(client, site_admin, trai
     AuditEvent.objects.exclude(pk=trail[0].pk).delete()
     AuditEvent.objects.filter(pk=trail[0].pk).update(summary=trail[0].summary)
     assert "The hash chain is intact: 1 event checked." in client.get(EXPORT_URL).content.decode()
+
+
+def test_the_page_checks_the_newest_events_and_the_whole_chain_on_demand(
+    client, site_admin, trail, monkeypatch
+):
+    monkeypatch.setattr(audit_trail, "RECENT_EVENTS", 2)
+    client.force_login(site_admin)
+    # An edit older than the window is not read on every view of the page...
+    AuditEvent.objects.filter(pk=trail[0].pk).update(summary="x")
+    page = client.get(EXPORT_URL).content.decode()
+    assert f"The newest 2 of {len(trail)} events are intact" in page
+    assert "This page checks the newest 2 events" in page
+    assert "?check=all" in page and "manage.py audit_verify" in page
+    # ...but asking for the whole chain finds it.
+    whole = client.get(EXPORT_URL, {"check": "all"}).content.decode()
+    assert f"broken at event {trail[0].pk}" in whole
+    # A link into the window that does not hold shows at once.
+    AuditEvent.objects.filter(pk=trail[0].pk).update(summary=trail[0].summary)
+    AuditEvent.objects.filter(pk=trail[1].pk).delete()
+    monkeypatch.setattr(audit_trail, "RECENT_EVENTS", 1)
+    page = client.get(EXPORT_URL).content.decode()
+    assert f"broken at event {trail[2].pk}: its previous-hash" in page
+    assert "It is the first event checked." in page
+
+
+def test_the_page_checks_no_more_than_its_window(site_admin, trail, monkeypatch):
+    monkeypatch.setattr(audit_trail, "RECENT_EVENTS", 2)
+    client = Client()
+    client.force_login(site_admin)
+    with CaptureQueriesContext(connection) as queries:
+        client.get(EXPORT_URL)
+    # Every read of the events is bounded: the page's 50 rows and the checked window.
+    reads = [q["sql"] for q in queries if '"prev_hash"' in q["sql"]]
+    assert reads and all("LIMIT" in sql for sql in reads)
 
 
 def test_an_empty_site_trail_says_so_instead_of_an_empty_table(client, site_admin):
