@@ -122,6 +122,33 @@ def test_a_pin_or_a_message_landing_as_the_purge_runs_keeps_the_conversation(
     assert receipt.details["conversations"] == 1
 
 
+def test_a_run_stopped_part_way_leaves_a_receipt_for_what_it_deleted(
+    member, team, keep_30_days, monkeypatch
+):
+    """Stopped (Ctrl+C, a killed container) after its first batch: what went is receipted,
+    and the next run receipts the rest."""
+    chats = [aged(member, team, 40) for _ in range(3)]
+    monkeypatch.setattr(retention_actions, "BATCH", 2)
+    read_batch, calls = retention_actions._next_batch, []
+
+    def stopped_after_the_first_batch(window):
+        calls.append(window)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return read_batch(window)
+
+    monkeypatch.setattr(retention_actions, "_next_batch", stopped_after_the_first_batch)
+    with pytest.raises(KeyboardInterrupt):
+        purge()
+    assert Conversation.objects.filter(pk__in=[c.pk for c in chats]).count() == 1
+    receipts = AuditEvent.objects.filter(action="retention.purge")
+    assert [r.details["conversations"] for r in receipts] == [2]
+    monkeypatch.setattr(retention_actions, "_next_batch", read_batch)
+    purge()
+    assert not Conversation.objects.filter(pk__in=[c.pk for c in chats]).exists()
+    assert sorted(r.details["conversations"] for r in receipts.all()) == [1, 2]
+
+
 @pytest.mark.parametrize(
     "change", [{"legal_hold": True}, {"retention_days": None}, {"retention_days": 365}]
 )

@@ -1,6 +1,7 @@
 """Deleting what the teams' retention policies say (chatapp.chat.retention plans it), with
-the conversations' messages, shares and uploaded files, and a receipt per team in its audit
-trail: how many conversations, which window; never a title or a word of content."""
+the conversations' messages, shares and uploaded files, and a receipt in the team's audit
+trail for each batch deleted: how many conversations, which window; never a title or a word
+of content."""
 
 from dataclasses import dataclass
 from datetime import datetime
@@ -68,18 +69,23 @@ def _delete(window: retention.TeamWindow, now: datetime) -> int:
             expired = list(rows.values_list("pk", "owner_id"))
             announce_deletions(expired)
             Conversation.objects.filter(pk__in=[pk for pk, _ in expired]).delete()
+            # In the deletion's transaction: a run stopped part way leaves no deletion unreceipted.
+            if expired:
+                _receipt(window, now, len(expired))
         deleted += len(expired)
-    if deleted:
-        audit(
-            window.team,
-            None,
-            AuditAction.RETENTION_PURGE,
-            f"Retention deleted {counted(deleted, 'conversation')} untouched for"
-            f" {counted(window.days, 'day')}"
-            f" (since before {window.cutoff:%Y-%m-%d %H:%M} UTC)",
-            conversations=deleted,
-            retention_days=window.days,
-            cutoff=window.cutoff.isoformat(),
-            run_at=now.isoformat(),
-        )
     return deleted
+
+
+def _receipt(window: retention.TeamWindow, now: datetime, count: int) -> None:
+    audit(
+        window.team,
+        None,
+        AuditAction.RETENTION_PURGE,
+        f"Retention deleted {counted(count, 'conversation')} untouched for"
+        f" {counted(window.days, 'day')}"
+        f" (since before {window.cutoff:%Y-%m-%d %H:%M} UTC)",
+        conversations=count,
+        retention_days=window.days,
+        cutoff=window.cutoff.isoformat(),
+        run_at=now.isoformat(),
+    )
