@@ -388,6 +388,11 @@ def test_unreadable_input(tmp_path, db):
     bad.write_text("{not json")
     with pytest.raises(CommandError, match="is not JSON"):
         call_command("import_conversations", str(bad))
+    # A file saved in another encoding (Windows' UTF-16, Latin-1), or not text at all.
+    for name, content in (("utf16.json", '{"a": 1}'.encode("utf-16")), ("latin.json", b'"\xe9"')):
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(CommandError, match=f"{name} is not JSON in UTF-8"):
+            call_command("import_conversations", str(tmp_path / name))
 
 
 def test_an_older_file_from_before_json_output_imports(tmp_path, history, owner):

@@ -102,11 +102,12 @@ def test_management_command_prints_counts(conversation):
     assert not Message.objects.filter(status="streaming").exists()
 
 
-def test_management_command_refuses_a_bad_max_age(conversation):
+@pytest.mark.parametrize("value", ["0", "-5", "nan", "inf", "1e300", "soon"])
+def test_management_command_refuses_a_bad_max_age(conversation, value):
     from django.core.management.base import CommandError
 
-    with pytest.raises(CommandError):
-        call_command("reap_generations", "--max-age", "0")
+    with pytest.raises(CommandError, match="--max-age: .*seconds above 0"):
+        call_command("reap_generations", "--max-age", value)
 
 
 @pytest.fixture

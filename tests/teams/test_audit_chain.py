@@ -117,6 +117,11 @@ def test_export_command_writes_json_and_csv(trail, tmp_path):
     assert json.loads(table[1]["details"]) == trail[1].details
 
 
+def test_export_command_says_when_it_cannot_write_its_file(trail, tmp_path):
+    with pytest.raises(CommandError, match="Cannot write .*missing/audit.json: No such file"):
+        call_command("audit_export", "--output", str(tmp_path / "missing" / "audit.json"))
+
+
 @pytest.mark.parametrize("format", ["json", "csv"])
 def test_the_page_s_export_comes_in_chunks_holding_what_the_command_writes(trail, format):
     out = io.StringIO()

@@ -3,7 +3,7 @@
 from datetime import timedelta
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db.models.signals import pre_delete
 from django.utils import timezone
 
@@ -94,6 +94,14 @@ def test_sweep_takes_a_max_age(member, make_upload):
     age(upload, 2)
     call_command("sweep_uploads", max_age_hours=1)
     assert not Upload.objects.exists()
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "1e300", "a day"])
+def test_sweep_refuses_a_bad_max_age(member, make_upload, value):
+    make_upload(member)
+    with pytest.raises(CommandError, match="--max-age-hours: .*hours above 0"):
+        call_command("sweep_uploads", "--max-age-hours", value)
+    assert Upload.objects.count() == 1
 
 
 def test_sweep_keeps_an_upload_sent_while_it_runs(member, team, make_upload, uploads_dir):

@@ -61,3 +61,8 @@ class Command(BaseCommand):
             raise CommandError(f"Cannot read {path}: {exc.strerror}.") from None
         except json.JSONDecodeError as exc:
             raise CommandError(f"{path} is not JSON: {exc}.") from None
+        except UnicodeDecodeError:
+            raise CommandError(
+                f"{path} is not JSON in UTF-8, as export_conversations writes it: convert it,"
+                " or export it again."
+            ) from None

@@ -1,8 +1,11 @@
 from asgiref.sync import async_to_sync
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
 from chatapp.chat import reaper
 from chatapp.chat.actions import replies
+from chatapp.core.management.arguments import positive_number
+
+TEN_YEARS_IN_SECONDS = 10 * 365 * 24 * 3600
 
 
 class Command(BaseCommand):
@@ -11,15 +14,13 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument(
             "--max-age",
-            type=float,
+            type=positive_number("seconds", TEN_YEARS_IN_SECONDS),
             default=None,
             help="Seconds without a heartbeat before an answer counts as abandoned "
             "(default: CHAT_STALE_GENERATION_SECONDS).",
         )
 
     def handle(self, *args, max_age=None, **options):
-        if max_age is not None and max_age <= 0:
-            raise CommandError("--max-age must be a positive number of seconds.")
         counts = reaper.reap_stale_generations(max_age)
         async_to_sync(replies.announce_interrupted)(counts["abandoned"])
         self.stdout.write(

@@ -1,4 +1,4 @@
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from chatapp.core.words import counted
 from chatapp.teams.audit_trail import EXPORTERS, write_export
@@ -15,6 +15,9 @@ class Command(BaseCommand):
         if output is None:
             count = write_export(format, self.stdout)
         else:
-            with open(output, "w", encoding="utf-8", newline="") as stream:
-                count = write_export(format, stream)
+            try:
+                with open(output, "w", encoding="utf-8", newline="") as stream:
+                    count = write_export(format, stream)
+            except OSError as exc:
+                raise CommandError(f"Cannot write {output}: {exc.strerror}.") from None
         self.stderr.write(f"Exported {counted(count, 'audit event')} as {format}.")
