@@ -96,6 +96,8 @@ def end_sessions(user_id: int) -> None:
 @receiver(post_delete, sender=get_user_model())
 def close_sockets_on_deletion(sender, instance, **kwargs) -> None:
     close_user_sockets(instance.pk)
+    # Its rows hold the account's id and a credential: they go with the account, not at expiry.
+    end_sessions(instance.pk)
 
 
 class CurrentSessionMiddleware:

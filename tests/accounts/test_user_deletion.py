@@ -2,9 +2,11 @@
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.sessions.models import Session
 from django.test import Client
 
 from chatapp.chat.models import Conversation, Message
+from chatapp.core.sessions import SessionStore
 from chatapp.teams.actions import ensure_personal_team
 from chatapp.teams.audit_trail import verify_chain
 from chatapp.teams.models import AuditEvent, Membership, Role, Team
@@ -172,3 +174,18 @@ def test_the_deletion_page_counts_a_persons_messages_rather_than_listing_them(
     assert "<li>Messages: 30</li>" in shown and "<li>Conversations: 1</li>" in shown
     assert "user message" not in shown  # no line per message
     assert f"/admin/teams/team/{lena.memberships.get().team_id}/change/" in shown
+
+
+@pytest.mark.parametrize("delete", [delete_one, delete_selected])
+def test_a_deleted_users_sessions_are_deleted_with_them(staff_client, member, owner, delete):
+    """A session is the account's data too (its key a credential): none outlives it."""
+    for person in (member, member, owner):
+        Client().force_login(person)
+    assert delete(staff_client, member).status_code == 302
+    store = SessionStore()
+    signed_in = [
+        store.decode(data).get("_auth_user_id")
+        for data in Session.objects.values_list("session_data", flat=True)
+    ]
+    assert str(member.pk) not in signed_in
+    assert signed_in.count(str(owner.pk)) == 1  # everyone else's stay
