@@ -42,7 +42,7 @@ from chatapp.core.words import counted
 from chatapp.teams import actions as team_actions
 from chatapp.teams import api_keys, budgets
 from chatapp.teams.models import Invitation
-from chatapp.teams.policy import SETTING_NAMES
+from chatapp.teams.policy import SETTING_NAMES, retention_of
 from chatapp.teams.services import current_team, switch_team
 
 log = logging.getLogger(__name__)
@@ -362,6 +362,8 @@ def _settings(request, form, team, key_form=None, new_key: str = "", status: int
         "key_form": key_form or ApiKeyForm(user=request.user),
         "new_key": new_key,
         "meters": budgets.meters(team, request.user),
+        # Not whether a legal hold is on: that is the team owners' matter.
+        "retention": retention_of(request.user),
         "budget_notices": budgets.notices_for_owner(request.user, team),
         "local_passwords": settings.LOCAL_PASSWORDS,
         # Without a password (or with passwords off), either the identity provider signs the

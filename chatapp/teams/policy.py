@@ -57,6 +57,16 @@ def team_policy(team) -> TeamPolicy:
     return TeamPolicy.objects.filter(team=team).first() or TeamPolicy(team=team)
 
 
+def retention_of(user) -> list[tuple[str, int]]:
+    """(team name, days) for each of the user's teams whose policy deletes old conversations."""
+    policies = TeamPolicy.objects.filter(
+        team__memberships__user=user, retention_days__isnull=False
+    ).order_by("team__name")
+    return [
+        (name, days) for name, days in policies.values_list("team__name", "retention_days") if days
+    ]
+
+
 def team_provider(team) -> TeamProvider | None:
     return TeamProvider.objects.filter(team=team).first()
 

@@ -291,3 +291,21 @@ def test_every_link_on_the_policy_page_opens_for_an_admin(owner, admin_member, t
     assert {link: admin.get(link).status_code for link in links} == dict.fromkeys(links, 200)
     owners_page = client_for(Client(), owner).get(f"/teams/{team.pk}/policy/").content.decode()
     assert "in the <a href" in owners_page and f'href="/teams/{team.pk}/audit/"' in owners_page
+
+
+def test_members_read_on_their_settings_page_how_long_their_teams_keep_conversations(
+    member_client, member, team, keep_30_days, make_user
+):
+    elsewhere = Team.objects.create(name="Elsewhere")
+    TeamPolicy.objects.create(team=elsewhere, retention_days=7)
+    page = member_client.get("/settings/").content.decode()
+    assert "Acme deletes conversations nobody wrote in for 30 days" in page
+    assert "pinned ones are kept" in page
+    assert "Elsewhere" not in page  # a team they are not in
+    TeamPolicy.objects.filter(pk=keep_30_days.pk).update(legal_hold=True)
+    held = member_client.get("/settings/").content.decode()
+    # Whether a hold is on is the owners' matter.
+    assert "for 30 days" in held and "legal hold" not in held.lower()
+    TeamPolicy.objects.filter(pk=keep_30_days.pk).update(retention_days=None)
+    kept = member_client.get("/settings/").content.decode()
+    assert "deletes conversations" not in kept
