@@ -5,6 +5,7 @@ import io
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import TextIO
 
 from chatapp.teams.models import AuditEvent
 
@@ -75,7 +76,7 @@ def export_row(event: AuditEvent) -> dict:
     return row
 
 
-def write_export(format: str, stream: io.TextIOBase) -> int:
+def write_export(format: str, stream: io.TextIOBase | TextIO) -> int:
     """Write the whole trail (oldest first) to `stream`; returns the number of events."""
     count = 0
 

@@ -332,6 +332,15 @@ def test_the_output_file_is_private(tmp_path, history):
     assert len(json.loads(path.read_text())["conversations"]) == 4
 
 
+def test_an_output_file_that_was_readable_by_others_is_made_private(tmp_path, history):
+    path = tmp_path / "backup.json"
+    path.write_text("last week's")
+    path.chmod(0o644)
+    call_command("export_conversations", "--all", "--output", str(path), stderr=io.StringIO())
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    assert len(json.loads(path.read_text())["conversations"]) == 4
+
+
 def test_scopes(history, owner, member, team):
     by_user = export("--user", "max")
     assert [c["title"] for c in by_user["conversations"]] == ["max's"]

@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+import os
 import threading
 
 import pytest
@@ -115,6 +116,19 @@ def test_export_command_writes_json_and_csv(trail, tmp_path):
         table = list(csv.DictReader(stream))
     assert [int(r["id"]) for r in table] == [e.pk for e in trail]
     assert json.loads(table[1]["details"]) == trail[1].details
+
+
+def test_export_command_s_file_is_readable_by_its_owner_only(trail, tmp_path):
+    """The trail names people, their addresses and admins' reasons for reading conversations."""
+    fresh, earlier = tmp_path / "audit.json", tmp_path / "earlier.csv"
+    earlier.write_text("old")
+    earlier.chmod(0o644)
+    for target, format in ((fresh, "json"), (earlier, "csv")):
+        call_command(
+            "audit_export", "--format", format, "--output", str(target), stderr=io.StringIO()
+        )
+        assert os.stat(target).st_mode & 0o777 == 0o600
+    assert len(json.loads(fresh.read_text())) == len(trail)
 
 
 def test_export_command_says_when_it_cannot_write_its_file(trail, tmp_path):

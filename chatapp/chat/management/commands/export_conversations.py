@@ -1,12 +1,12 @@
 """`manage.py export_conversations --user NAME | --team ID | --all [--output FILE]`."""
 
 import json
-import os
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from chatapp.chat.backup import export_conversations
+from chatapp.core.management.private_files import open_private
 from chatapp.core.words import counted
 from chatapp.teams.models import Team
 
@@ -57,10 +57,8 @@ class Command(BaseCommand):
 
 
 def write_private(path: str, text: str) -> None:
-    """Conversations are private: the file is readable by its owner only."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with open(fd, "w", encoding="utf-8") as file:
+        with open_private(path) as file:
             file.write(text)
     except OSError as exc:
         raise CommandError(f"Cannot write {path}: {exc.strerror}.") from None

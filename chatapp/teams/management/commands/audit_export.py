@@ -1,5 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from chatapp.core.management.private_files import open_private
 from chatapp.core.words import counted
 from chatapp.teams.audit_trail import EXPORTERS, write_export
 
@@ -16,7 +17,7 @@ class Command(BaseCommand):
             count = write_export(format, self.stdout)
         else:
             try:
-                with open(output, "w", encoding="utf-8", newline="") as stream:
+                with open_private(output) as stream:
                     count = write_export(format, stream)
             except OSError as exc:
                 raise CommandError(f"Cannot write {output}: {exc.strerror}.") from None
