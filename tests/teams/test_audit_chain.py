@@ -131,6 +131,24 @@ def test_export_command_s_file_is_readable_by_its_owner_only(trail, tmp_path):
     assert len(json.loads(fresh.read_text())) == len(trail)
 
 
+def test_an_export_that_fails_part_way_leaves_the_earlier_file_whole(trail, tmp_path, monkeypatch):
+    """The database goes away half way through: last night's export is still there, whole,
+    and no partial file lies beside it."""
+    target = tmp_path / "audit.json"
+    call_command("audit_export", "--output", str(target), stderr=io.StringIO())
+    earlier = target.read_text()
+
+    def lost_connection():
+        yield AuditEvent.objects.order_by("id").first()
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(audit_trail, "events_in_order", lost_connection)
+    with pytest.raises(RuntimeError):
+        call_command("audit_export", "--output", str(target), stderr=io.StringIO())
+    assert target.read_text() == earlier
+    assert [p.name for p in tmp_path.iterdir()] == ["audit.json"]
+
+
 def test_export_command_says_when_it_cannot_write_its_file(trail, tmp_path):
     with pytest.raises(CommandError, match="Cannot write .*missing/audit.json: No such file"):
         call_command("audit_export", "--output", str(tmp_path / "missing" / "audit.json"))

@@ -1,17 +1,24 @@
 """Files the management commands write hold people's conversations or the audit trail: they
-are readable by their owner only."""
+are readable by their owner only, and appear whole or not at all."""
 
 import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from typing import TextIO
 
 
-def open_private(path: str) -> TextIO:
-    """`path` opened for writing text, made readable by its owner alone, also when it existed
-    before with wider permissions (the mode given to os.open applies only to a new file)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+@contextmanager
+def private_file(path: str) -> Iterator[TextIO]:
+    """Text written to a new file beside `path` (mode 0600) that replaces it once complete: a
+    run that fails part way leaves an earlier file at `path` as it was, and no partial one."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, partial = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.")
     try:
-        os.fchmod(fd, 0o600)
-    except OSError:
-        os.close(fd)
+        with open(fd, "w", encoding="utf-8", newline="") as file:
+            yield file
+        os.replace(partial, path)
+    except BaseException:
+        with suppress(OSError):
+            os.unlink(partial)
         raise
-    return open(fd, "w", encoding="utf-8", newline="")

@@ -6,7 +6,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from chatapp.chat.backup import export_conversations
-from chatapp.core.management.private_files import open_private
+from chatapp.core.management.private_files import private_file
 from chatapp.core.words import counted
 from chatapp.teams.models import Team
 
@@ -58,7 +58,7 @@ class Command(BaseCommand):
 
 def write_private(path: str, text: str) -> None:
     try:
-        with open_private(path) as file:
+        with private_file(path) as file:
             file.write(text)
     except OSError as exc:
-        raise CommandError(f"Cannot write {path}: {exc.strerror}.") from None
+        raise CommandError(f"Cannot write {path}: {exc.strerror or exc}.") from None

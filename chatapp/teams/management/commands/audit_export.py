@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from chatapp.core.management.private_files import open_private
+from chatapp.core.management.private_files import private_file
 from chatapp.core.words import counted
 from chatapp.teams.audit_trail import EXPORTERS, write_export
 
@@ -17,8 +17,8 @@ class Command(BaseCommand):
             count = write_export(format, self.stdout)
         else:
             try:
-                with open_private(output) as stream:
+                with private_file(output) as stream:
                     count = write_export(format, stream)
             except OSError as exc:
-                raise CommandError(f"Cannot write {output}: {exc.strerror}.") from None
+                raise CommandError(f"Cannot write {output}: {exc.strerror or exc}.") from None
         self.stderr.write(f"Exported {counted(count, 'audit event')} as {format}.")
