@@ -254,6 +254,10 @@ def _map_users(entries: list, create_missing: bool, result: ImportResult) -> dic
     if twice := [name for name, times in Counter(names).items() if times > 1]:
         raise BackupError(f"The user {twice[0]!r} is listed twice in 'users'.")
     users = {u.get_username(): u for u in user_model.objects.filter(username__in=names)}
+    for name in names:
+        # The site knows an account by its name in any letter case (signup, the admin site).
+        if name not in users and (found := _account_named(name)) is not None:
+            users[name] = found
     missing = [e for e in entries if e["username"] not in users]
     if missing and not create_missing:
         listed = ", ".join(e["username"] for e in missing)
@@ -265,10 +269,27 @@ def _map_users(entries: list, create_missing: bool, result: ImportResult) -> dic
         extra = {k: entry.get(k) or "" for k in USER_FIELDS if k != "username"}
         if unstorable := _unstorable(list(extra.values())):
             raise BackupError(f"User {entry['username']!r}: a name or email holds {unstorable}.")
+        # Company sign-in finds an account by its address: one address, one account.
+        if extra["email"] and user_model.objects.filter(email__iexact=extra["email"]).exists():
+            raise BackupError(
+                f"User {entry['username']!r}: the email {extra['email']} is another account's"
+                " here. Change it in the file, or create the account by hand."
+            )
         user = user_model.objects.create_user(username=entry["username"], password=None, **extra)
         users[user.get_username()] = user
         result.created_users.append(user.get_username())
     return users
+
+
+def _account_named(name: str):
+    """The one account whose name is `name` in another letter case, if there is just one."""
+    found = list(get_user_model().objects.filter(username__iexact=name)[:2])
+    if len(found) > 1:
+        raise BackupError(
+            f"Several accounts here are named {name!r} in different letter cases:"
+            " rename the user in the file to the one meant."
+        )
+    return found[0] if found else None
 
 
 def _map_teams(entries, users, create_missing, into_team, result) -> dict:

@@ -268,6 +268,36 @@ def test_missing_users_are_refused_and_nothing_changes(tmp_path, history, owner)
     assert not get_user_model().objects.filter(username="ghost").exists()
 
 
+def renamed(data: dict, old: str, new: str) -> dict:
+    """The document with a username changed wherever it names the user."""
+    return json.loads(json.dumps(data).replace(f'"{old}"', f'"{new}"'))
+
+
+def test_a_name_in_another_letter_case_is_the_account_of_that_name(tmp_path, history, member):
+    """The site knows one account by a name in any letter case (signup and the admin site
+    refuse "Max" beside "max"): an import does not make a second one."""
+    data = renamed(export("--user", "max"), "max", "Max")
+    Conversation.objects.filter(owner=member).delete()
+
+    output = import_file(tmp_path, data, "--create-missing")
+
+    assert "Imported 1 conversation" in output and "Created users" not in output
+    assert not get_user_model().objects.filter(username="Max").exists()
+    assert Conversation.objects.filter(owner=member).count() == 1
+
+
+def test_a_new_account_with_another_accounts_address_is_refused(tmp_path, history, member):
+    """Company sign-in finds an account by its address: two accounts must not share one."""
+    data = renamed(export("--user", "max"), "max", "maxine")
+    assert data["users"][0]["email"] == "max@example.com"
+    data["users"][0]["email"] = "MAX@example.com"
+    counts = (Conversation.objects.count(), get_user_model().objects.count())
+
+    with pytest.raises(CommandError, match="'maxine': the email MAX@example.com is another acc"):
+        import_file(tmp_path, data, "--create-missing")
+    assert (Conversation.objects.count(), get_user_model().objects.count()) == counts
+
+
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
