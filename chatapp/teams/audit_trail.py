@@ -41,6 +41,12 @@ RECENT_EVENTS = 1000
 
 def verify_chain() -> tuple[int, ChainProblem | None]:
     """(events checked, the first broken one or None)."""
+    checked, problem, _ = check_whole_chain()
+    return checked, problem
+
+
+def check_whole_chain() -> tuple[int, ChainProblem | None, AuditEvent | None]:
+    """(events checked, the first broken one or None, the newest event checked)."""
     return _verify(events_in_order(), "")
 
 
@@ -50,24 +56,33 @@ def verify_recent(count: int) -> tuple[int, ChainProblem | None]:
     newest = list(AuditEvent.objects.order_by("-id")[: count + 1])
     newest.reverse()
     if len(newest) <= count:
-        return _verify(newest, "")
-    return _verify(newest[1:], newest[0].hash)
+        checked, problem, _ = _verify(newest, "")
+    else:
+        checked, problem, _ = _verify(newest[1:], newest[0].hash)
+    return checked, problem
 
 
-def _verify(events: Iterable[AuditEvent], previous: str) -> tuple[int, ChainProblem | None]:
-    checked = 0
+def _verify(
+    events: Iterable[AuditEvent], previous: str
+) -> tuple[int, ChainProblem | None, AuditEvent | None]:
+    checked, last = 0, None
     for event in events:
         if event.prev_hash != previous:
-            return checked, ChainProblem(
-                event.pk,
-                "its previous-hash does not match the event before it"
-                " (an event was removed, inserted or edited before it)",
+            return (
+                checked,
+                ChainProblem(
+                    event.pk,
+                    "its previous-hash does not match the event before it"
+                    " (an event was removed, inserted or edited before it)",
+                ),
+                last,
             )
         if event.compute_hash() != event.hash:
-            return checked, ChainProblem(event.pk, "its content does not match its hash (edited)")
-        previous = event.hash
+            problem = ChainProblem(event.pk, "its content does not match its hash (edited)")
+            return checked, problem, last
+        previous, last = event.hash, event
         checked += 1
-    return checked, None
+    return checked, None, last
 
 
 def export_row(event: AuditEvent) -> dict:

@@ -43,12 +43,15 @@ def test_each_event_carries_the_hash_of_the_one_before(trail):
 
 
 def test_verify_passes_on_an_untouched_trail(trail):
-    assert verify() == f"The audit trail is intact: {len(trail)} events checked.\n"
+    assert verify() == (
+        f"The audit trail is intact: {len(trail)} events checked."
+        f" The newest is event {trail[-1].pk}, hash {trail[-1].hash}.\n"
+    )
 
 
 def test_one_event_is_counted_in_the_singular(trail):
     AuditEvent.objects.exclude(pk=trail[0].pk).delete()
-    assert verify() == "The audit trail is intact: 1 event checked.\n"
+    assert verify().startswith("The audit trail is intact: 1 event checked. The newest")
     actions.create_team(trail[0].actor, "Second")
     AuditEvent.objects.filter(pk=AuditEvent.objects.latest("id").pk).update(summary="x")
     with pytest.raises(CommandError, match="The 1 event before it is intact.$"):
@@ -82,6 +85,26 @@ def test_verify_fails_when_details_are_edited_even_with_a_rehashed_row(trail):
     AuditEvent.objects.filter(pk=event.pk).update(details=event.details, hash=event.compute_hash())
     with pytest.raises(CommandError, match=f"broken at event {trail[1].pk}"):
         verify()
+
+
+def test_events_removed_from_the_end_are_found_against_an_earlier_check_s_hash(trail):
+    """Nothing follows the newest events to break: removing them leaves a shorter chain that
+    holds. The hash an earlier check printed is the anchor that shows it."""
+    said = verify()
+    newest = trail[-1]
+    assert f"The newest is event {newest.pk}, hash {newest.hash}." in said
+    out = io.StringIO()
+    call_command("audit_verify", "--expect", newest.hash, stdout=out)
+    assert "intact" in out.getvalue()
+    AuditEvent.objects.filter(pk=newest.pk).delete()
+    assert "is intact" in verify()  # the chain alone cannot tell
+    with pytest.raises(CommandError, match=f"No event has the hash {newest.hash}: .*removed"):
+        call_command("audit_verify", "--expect", newest.hash, stdout=io.StringIO())
+
+
+def test_an_expected_hash_that_is_no_hash_is_a_usage_error(trail):
+    with pytest.raises(CommandError, match="--expect: .*64 hexadecimal"):
+        call_command("audit_verify", "--expect", "abc", stdout=io.StringIO())
 
 
 def test_deleting_a_team_or_a_user_keeps_the_chain_intact(trail, team, owner):
