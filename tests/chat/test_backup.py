@@ -434,6 +434,17 @@ def test_unreadable_input(tmp_path, db):
             call_command("import_conversations", str(tmp_path / name))
 
 
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_no_file_and_nothing_piped_in_says_so_instead_of_waiting(db, monkeypatch):
+    monkeypatch.setattr("sys.stdin", Terminal())
+    with pytest.raises(CommandError, match="Name the export file, or pipe it in"):
+        call_command("import_conversations")
+
+
 def test_an_older_file_from_before_json_output_imports(tmp_path, history, owner):
     """A version-1 file written before conversations had versions (docs/operations.md) was
     written before JSON output too: it has no response_format, json_schema or format."""

@@ -54,6 +54,11 @@ class Command(BaseCommand):
     def _read(self, path: str):
         try:
             if path == "-":
+                if sys.stdin.isatty():  # nothing piped in: json.load would wait for typing
+                    raise CommandError(
+                        "Name the export file, or pipe it in: import_conversations FILE,"
+                        " or import_conversations < FILE."
+                    )
                 return json.load(sys.stdin)
             with open(path, encoding="utf-8") as file:
                 return json.load(file)
