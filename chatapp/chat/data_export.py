@@ -8,8 +8,8 @@ unzip tool refuses, rather than looking complete with entries missing.
 - `conversations/<id>-<title>.json`: each conversation the user owns, as its JSON export
   (the shown branch and the whole tree); `.md` beside it: the Markdown export.
 - `files/<id>-<name>`: every file the user uploaded, as stored.
-- `account.json`: the account, its teams and roles, chat settings, API key names (never key
-  material), and the user's shares.
+- `account.json`: the account, the company sign-ins linked to it, its teams and roles, chat
+  settings, API key names (never key material), and the user's shares.
 
 Temporary chats, and the files sent in them, are left out. Nothing of anyone else is read.
 """
@@ -29,6 +29,7 @@ from django.utils import timezone
 from chatapp.accounts.models import UserSettings
 from chatapp.chat.api import conversation_data, markdown_export
 from chatapp.chat.models import Conversation, Share
+from chatapp.identity.models import OIDCIdentity
 from chatapp.teams.models import ApiKey, Membership
 from chatapp.uploads.models import Upload
 
@@ -124,7 +125,18 @@ def account_data(user: Any) -> dict:
             "first_name": user.first_name,
             "last_name": user.last_name,
             "date_joined": user.date_joined,
+            "last_login": user.last_login,
         },
+        # The company sign-ins that open this account: who the person is at their provider.
+        "sign_in_identities": [
+            {
+                "issuer": identity.issuer,
+                "subject": identity.subject,
+                "linked_at": identity.created_at,
+                "last_sign_in_at": identity.last_sign_in_at,
+            }
+            for identity in OIDCIdentity.objects.filter(user=user).order_by("pk")
+        ],
         "teams": [
             {"id": m.team_id, "name": m.team.name, "role": m.role, "joined_at": m.created_at}
             for m in memberships

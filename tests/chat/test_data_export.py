@@ -16,6 +16,7 @@ from chatapp.asgi import application
 from chatapp.chat import data_export
 from chatapp.chat.actions.sharing import share_conversation
 from chatapp.chat.models import Conversation, Message
+from chatapp.identity.models import OIDCIdentity
 from chatapp.teams.actions import create_api_key
 from chatapp.uploads.actions import create_upload
 from tests.conftest import client_for
@@ -102,6 +103,17 @@ def test_nobody_elses_data_and_no_temporary_chat_is_in_it(member, owner, outside
     assert [n for n in archive.namelist() if n.startswith("conversations/")] == [
         n for n in archive.namelist() if "-mine." in n
     ]
+
+
+def test_the_company_sign_ins_linked_to_the_account_are_in_it(member, owner):
+    """What identifies the person at their identity provider is their data too."""
+    OIDCIdentity.objects.create(user=member, issuer="https://id.example.com", subject="u-123")
+    OIDCIdentity.objects.create(user=owner, issuer="https://id.example.com", subject=SECRET)
+    account = json.loads(download(member).read("account.json"))
+    [linked] = account["sign_in_identities"]
+    assert (linked["issuer"], linked["subject"]) == ("https://id.example.com", "u-123")
+    assert linked["linked_at"] and "last_sign_in_at" in linked
+    assert "last_login" in account["account"]
 
 
 def test_an_empty_account_gets_an_archive_too(outsider):
