@@ -4,7 +4,14 @@ import pytest
 from django.urls import reverse
 
 from chatapp.teams import actions
-from chatapp.teams.models import AuditEvent, Membership, TeamPolicy, TeamProvider, TeamUsage
+from chatapp.teams.models import (
+    AuditEvent,
+    Membership,
+    Team,
+    TeamPolicy,
+    TeamProvider,
+    TeamUsage,
+)
 
 
 def test_admin_actions_are_recorded_with_their_actor(team, owner, admin_member, member):
@@ -173,6 +180,24 @@ def test_the_admin_site_deletes_no_record_or_setting_one_by_one(client, site_adm
         client.post(f"/admin/teams/{model}/", bulk)
         assert type(row).objects.filter(pk=row.pk).exists(), model
     assert AuditEvent.objects.count() == events
+
+
+def test_a_team_under_legal_hold_is_not_deleted_until_the_hold_is_lifted(
+    client, site_admin, team, owner
+):
+    """The hold keeps the team's conversations from every deletion, the whole team's too."""
+    TeamPolicy.objects.create(team=team, legal_hold=True)
+    client.force_login(site_admin)
+    url = f"/admin/teams/team/{team.pk}/delete/"
+    assert "under legal hold" in client.get(url).content.decode()
+    client.post(url, {"post": "yes"})
+    bulk = {"action": "delete_selected", "_selected_action": [team.pk], "post": "yes"}
+    assert "under legal hold" in client.post("/admin/teams/team/", bulk).content.decode()
+    assert Team.objects.filter(pk=team.pk).exists()
+    assert not AuditEvent.objects.filter(action="team.delete").exists()
+    TeamPolicy.objects.filter(team=team).update(legal_hold=False)
+    assert client.post(url, {"post": "yes"}).status_code == 302
+    assert not Team.objects.filter(pk=team.pk).exists()
 
 
 def test_the_admin_site_still_deletes_a_whole_team(client, site_admin, team, owner):
