@@ -213,6 +213,7 @@ class ChatPage {
   }
 
   handleFrame(frame) {
+    if (frame.type === "message.created") this.state.leftSendTaken(frame);
     // The socket still follows a conversation the page has left (for a new chat, or another
     // still loading) until it follows the next: its answers' events are not about this one.
     const elsewhere =
@@ -328,12 +329,13 @@ class ChatPage {
     this.givenBack(this.state.refused(frame));
   }
 
-  /** A send the server never took: its text goes back into an empty composer. */
+  /** A send the server never took: its text goes back into the composer, below anything
+   * typed since (nothing the user wrote is lost). */
   givenBack(content) {
-    if (content && !this.input.value) {
-      this.input.value = content;
-      this.autosize();
-    }
+    if (!content || this.input.value.trim() === content) return;
+    const typed = this.input.value.trim();
+    this.input.value = typed ? `${typed}\n\n${content}` : content;
+    this.autosize();
   }
 
   // ---- conversations ----------------------------------------------------------------------

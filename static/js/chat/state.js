@@ -81,6 +81,8 @@ export class ConversationState {
     this.editing = null; // the key of the question being edited in place
     this.landing = null; // the id of a message a search result named, until it is shown
     this.lastSent = null; // {content, attachments}: what a Retry in the notice sends again
+    // Sends the user left before the server took them, by request id: a refusal gives them back.
+    this.leftSends = new Map(); // requestId -> {content, attachments, title}
     // Files in the composer (kept when another conversation opens, as the typed text is):
     // {key, name, kind, bytes, status: "uploading" | "ready" | "failed", progress, upload, error}
     this.drafts = [];
@@ -138,7 +140,21 @@ export class ConversationState {
 
   // ---- conversations ----------------------------------------------------------------------
 
+  /** The user goes elsewhere: a send the server has not taken yet is remembered, so that its
+   * refusal, arriving later, still gives its text and files back. */
+  leave() {
+    if (this.pending === null || this.pending.user.id !== null) return;
+    const { requestId, content, attachments } = this.pending;
+    this.leftSends.set(requestId, { content, attachments, title: this.title });
+  }
+
+  /** The server took a send the user had left (its question exists): nothing to give back. */
+  leftSendTaken(frame) {
+    if (frame.message?.role === "user") this.leftSends.delete(frame.request_id);
+  }
+
   startNew() {
+    this.leave();
     Object.assign(this, {
       conversationId: null,
       loaded: true,
@@ -156,6 +172,7 @@ export class ConversationState {
   }
 
   opening(id) {
+    this.leave();
     Object.assign(this, {
       conversationId: id,
       loaded: false,
@@ -221,21 +238,25 @@ export class ConversationState {
       );
       if (user.id === null) this.messages.push(...cut); // a refused edit: the branch returns
       content = this.pending.content;
-      if (this.drafts.length === 0) {
-        // Files the server no longer has (or that went with another message) come back
-        // failed, to be removed or attached anew: sent again, they would be refused again.
-        this.drafts = attachments.map((upload) => ({
-          ...draftOf({ name: upload.name, kind: upload.kind, bytes: upload.bytes }),
-          status: filesGone ? "failed" : "ready",
-          error: filesGone ? text : "",
-          progress: 1,
-          upload,
-        }));
-      }
+      this.giveFilesBack(attachments, filesGone ? text : "");
       this.pending = null;
     }
     this.notice = { text, retry };
     return content;
+  }
+
+  /** A refused send's files go back into the composer, unless others were attached meanwhile.
+   * Files the server no longer has (or that went with another message) come back failed, with
+   * `error`, to be removed or attached anew: sent again, they would be refused again. */
+  giveFilesBack(attachments, error) {
+    if (this.drafts.length > 0) return;
+    this.drafts = attachments.map((upload) => ({
+      ...draftOf({ name: upload.name, kind: upload.kind, bytes: upload.bytes }),
+      status: error ? "failed" : "ready",
+      error,
+      progress: 1,
+      upload,
+    }));
   }
 
   regenerating(message) {
@@ -467,6 +488,15 @@ export class ConversationState {
         retry: error.retryable === true && this.lastSent !== null,
         filesGone: filesGone(error),
       });
+    }
+    const left = this.leftSends.get(frame.request_id ?? null);
+    if (left) {
+      // Sent from elsewhere: the notice says where, and Retry would send it here instead.
+      this.leftSends.delete(frame.request_id);
+      this.giveFilesBack(left.attachments, filesGone(error) ? text : "");
+      const where = left.title ? `in “${left.title}”` : "in a new chat";
+      this.notice = { text: `Your message ${where} was not sent: ${text}`, retry: false };
+      return left.content;
     }
     const replacing = this.messages.find((m) => m.replacing);
     if (replacing) {
