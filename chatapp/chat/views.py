@@ -118,6 +118,7 @@ def chat(request: HttpRequest, conversation_id: int | None = None) -> HttpRespon
     teams = list(Team.objects.for_user(request.user).order_by("name", "id"))
     config = {
         "conversationId": conversation.pk if conversation else None,
+        "userId": request.user.pk,  # names the composer's kept draft: one user's only
         "currentTeamId": team.pk,  # the sidebar lists this team's conversations
         # A conversation of any other team (one the user left) is shown to read only.
         "teamIds": [member_of.pk for member_of in teams],

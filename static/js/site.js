@@ -1,6 +1,9 @@
 // Behaviour shared by every page: the light/dark theme toggle, remembered in localStorage,
 // the dismiss button of a flashed message, a refused form's first error brought into view,
-// and forms with data-confirm (revoking, removing, deleting) asking before they submit.
+// forms with data-confirm (revoking, removing, deleting) asking before they submit, and signing
+// out forgetting the chat's unsent drafts.
+
+import { forgetDrafts } from "./chat/composer-draft.js";
 
 const STORAGE_KEY = "theme";
 const systemDark = window.matchMedia("(prefers-color-scheme: dark)");
@@ -67,4 +70,9 @@ else problem?.scrollIntoView({ block: "center" });
 document.addEventListener("submit", (event) => {
   const message = event.target.dataset?.confirm;
   if (message && !window.confirm(message)) event.preventDefault();
+});
+
+// Signing out leaves no unsent chat text behind in the tab for the next person.
+document.addEventListener("submit", (event) => {
+  if (event.target.matches?.(".logout-form") && !event.defaultPrevented) forgetDrafts();
 });

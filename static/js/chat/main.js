@@ -3,6 +3,7 @@
 import { api, uploadFile } from "./api.js";
 import { checkFiles, DraftTray, guessKind, ImageViewer, imageRefusal } from "./attachments.js";
 import { BudgetMeters } from "./budget.js";
+import { ComposerDraft } from "./composer-draft.js";
 import { ConversationSettings } from "./conversation-settings.js";
 import { setText } from "./dom.js";
 import { MessageList } from "./messages.js";
@@ -73,6 +74,9 @@ class ChatPage {
     this.attachInput = $("attach-input");
     this.attachButton = $("attach-button");
     this.tray = new DraftTray({ list: $("draft-tray"), onRemove: (key) => this.removeDraft(key) });
+    this.kept = new ComposerDraft(config.userId);
+    this.restoreNotice = ""; // what restoring the kept draft could not bring back
+    this.restoreDraft();
     this.viewer = new ImageViewer($("image-viewer"));
     this.settings = new ConversationSettings({
       toggle: $("settings-toggle"),
@@ -148,6 +152,7 @@ class ChatPage {
     const id = this.state.conversationId;
     if (id !== null) this.open(id, { push: false, messageId: messageInAddress() });
     else this.startNew({ push: false });
+    if (this.restoreNotice) this.state.notice = { text: this.restoreNotice, retry: false };
   }
 
   /** Change the state, then draw it (once per animation frame, however many changes). */
@@ -551,6 +556,10 @@ class ChatPage {
       this.autosize();
       this.update();
     });
+    // Typed just before a reload, the text may not have been drawn (and kept) yet.
+    window.addEventListener("pagehide", () =>
+      this.kept.save(this.input.value, this.state.readyUploads, config.currentTeamId),
+    );
     this.stopButton.addEventListener("click", () => this.stop());
     $("new-chat").addEventListener("click", () => this.newChat());
     $("notice-retry").addEventListener("click", () => this.resend());
@@ -613,6 +622,22 @@ class ChatPage {
   resend() {
     const last = this.state.lastSent;
     if (last) this.send(last.content, last.attachments);
+  }
+
+  /** What the box held when the tab was reloaded (or closed and reopened), unsent. Its files
+   * come back as stored; one swept since is refused at send, and comes back to attach again. */
+  restoreDraft() {
+    const saved = this.kept.load();
+    if (!saved) return;
+    this.input.value = saved.text;
+    this.autosize();
+    if (saved.team === config.currentTeamId) {
+      this.state.giveFilesBack(saved.files, "");
+    } else if (saved.files.length) {
+      // Stored in the team the page showed then: a message here could not carry them.
+      this.restoreNotice =
+        "The files you attached in your other team were not kept: attach them again.";
+    }
   }
 
   // ---- files ------------------------------------------------------------------------------
@@ -998,6 +1023,7 @@ class ChatPage {
     this.sendButton.disabled =
       !state.socketOpen || !state.loaded || empty || this.draftsWaiting() !== "" || this.readOnly;
     this.renderAttaching(state);
+    this.kept.save(this.input.value, state.readyUploads, config.currentTeamId);
   }
 
   /** The tray of files, and whether this model takes images (the site's capability map). */
