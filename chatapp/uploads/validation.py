@@ -26,7 +26,7 @@ IMAGE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a")
 # Pillow's name for a JPEG that carries more pictures after the first (MPF), as many phone
 # cameras write their photos: taken as a JPEG of its first picture.
 IMAGE_ALIASES = {"MPO": "JPEG"}
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jpe", ".webp", ".gif"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".webp", ".gif"}
 PDF_TYPE = "application/pdf"
 TEXT_TYPES = {".md": "text/markdown", ".markdown": "text/markdown", ".csv": "text/csv"}
 TEXT_SUFFIXES = {

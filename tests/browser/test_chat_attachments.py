@@ -156,7 +156,7 @@ def test_text_only_model_refuses_images_and_says_why_but_takes_documents(logged_
     attach = page.locator("#attach-button")
     expect(attach).to_have_accessible_name("Attach documents (this model does not see images)")
     accept = page.locator("#attach-input").get_attribute("accept")
-    assert ".pdf" in accept and ".png" not in accept
+    assert ".pdf" in accept and ".png" not in accept and ".jfif" not in accept
     paste(page, png())
     notice = page.locator("#chat-notice")
     expect(notice).to_be_visible()

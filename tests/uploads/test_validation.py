@@ -157,6 +157,13 @@ def test_text_files_named_by_the_endings_offered_are_taken(name):
     assert (checked.kind, checked.content_type) == ("document", "text/plain")
 
 
+@pytest.mark.parametrize("name", ["photo.jpg", "photo.jpeg", "photo.jpe", "photo.jfif"])
+def test_each_jpeg_ending_is_offered_and_taken_as_a_jpeg(name):
+    assert name.endswith(tuple(validation.accepted_suffixes()))
+    checked = check_file(name, files.image_bytes(64, 48, "JPEG"), LIMITS)
+    assert (checked.kind, checked.content_type) == ("image", "image/jpeg")
+
+
 def test_binary_named_as_text_is_refused():
     assert refused("notes.txt", b"\x00\x01\x02binary\xff\xfe") == "unsupported_type"
 

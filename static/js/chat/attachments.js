@@ -7,7 +7,7 @@
 import { h, icon } from "./dom.js";
 
 const IMAGE_TYPES = new Set(["image/png", "image/jpeg", "image/webp", "image/gif"]);
-const IMAGE_SUFFIX = /\.(png|jpe?g|jpe|webp|gif)$/i;
+export const IMAGE_SUFFIX = /\.(png|jpe?g|jpe|jfif|webp|gif)$/i;
 
 export function uploadUrl(id) {
   return `/api/uploads/${id}/`;

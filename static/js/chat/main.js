@@ -1,7 +1,14 @@
 // The chat page: frames and clicks change the conversation state, `render` draws it.
 
 import { api, uploadFile } from "./api.js";
-import { checkFiles, DraftTray, guessKind, ImageViewer, imageRefusal } from "./attachments.js";
+import {
+  checkFiles,
+  DraftTray,
+  guessKind,
+  IMAGE_SUFFIX,
+  ImageViewer,
+  imageRefusal,
+} from "./attachments.js";
 import { BudgetMeters } from "./budget.js";
 import { ComposerDraft } from "./composer-draft.js";
 import { ConversationSettings } from "./conversation-settings.js";
@@ -1047,7 +1054,7 @@ class ChatPage {
       noted ? "Attach documents (this model does not see images)" : "Attach files",
     );
     const accept = config.uploads.accept.split(",");
-    const documents = accept.filter((suffix) => !/^\.(png|jpe?g|jpe|webp|gif)$/.test(suffix));
+    const documents = accept.filter((suffix) => !IMAGE_SUFFIX.test(suffix));
     this.attachInput.accept = (refusal ? documents : accept).join(",");
   }
 
