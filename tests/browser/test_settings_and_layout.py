@@ -145,6 +145,19 @@ def test_a_new_api_key_is_shown_whole_with_a_copy_button(logged_in_page, context
     page.get_by_role("button", name="Copy key").click()
     expect(page.locator("#new-key-status")).to_have_text("Key copied.")
     assert page.evaluate("navigator.clipboard.readText()") == secret
+    # A second copy is said again: the status (a live region) is emptied before it is filled,
+    # as screen readers read a change, not the same words set anew.
+    page.evaluate(
+        """() => {
+            const status = document.getElementById("new-key-status");
+            window.statusTexts = [];
+            new MutationObserver(() => window.statusTexts.push(status.textContent))
+                .observe(status, {childList: true, characterData: true, subtree: true});
+        }"""
+    )
+    page.get_by_role("button", name="Copy key").click()
+    page.wait_for_function("() => window.statusTexts.at(-1) === 'Key copied.'")
+    assert page.evaluate("window.statusTexts") == ["", "Key copied."]
 
 
 def test_revoking_a_key_asks_first(logged_in_page):
