@@ -128,7 +128,8 @@ def copy_onto(uploads: list[Upload], message) -> list[Upload]:
                 data = stored.read()
         except OSError:
             raise UploadRefused(
-                "not_found", f"{upload.name} is no longer stored: attach it again."
+                "not_found",
+                f"{upload.name} is no longer stored: edit the question again without it.",
             ) from None
         copies.append((upload, data))
     _check_room_locked(message.conversation.team, sum(len(data) for _, data in copies))

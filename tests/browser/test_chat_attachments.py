@@ -339,6 +339,41 @@ def test_an_edited_question_keeps_its_files(logged_in_page):
     expect(chat.questions.last.get_by_role("link", name="Download report.pdf")).to_be_visible()
 
 
+def test_an_edit_can_drop_a_file_the_server_no_longer_stores(logged_in_page, app_server):
+    page = logged_in_page
+    chat = ChatPage(page)
+    asked_with_a_picture_and_a_pdf(page, chat)
+    question = chat.questions.last
+    question_id = page.evaluate("window.chatPage.state.lastQuestion.id")
+    # The stored PDF is lost (a storage failure): an edit keeping it would be refused.
+    app_server.run_python(f"""
+from chatapp.uploads.models import Upload
+lost = Upload.objects.get(message_id={question_id}, name="report.pdf")
+lost.file.storage.delete(lost.file.name)
+""")
+    question.hover()
+    question.get_by_role("button", name="Edit this question").click()
+    question.get_by_label("Edit your question").fill("And the report?")
+    question.get_by_label("Edit your question").press("Enter")
+    expect(page.locator("#chat-notice")).to_contain_text(
+        "report.pdf is no longer stored: edit the question again without it."
+    )
+    question = chat.questions.last
+    question.hover()
+    question.get_by_role("button", name="Edit this question").click()
+    editor_files = question.get_by_role("list", name="Files this version keeps")
+    expect(editor_files.get_by_role("listitem")).to_have_count(2)
+    question.get_by_role("button", name="Remove report.pdf").click()
+    expect(editor_files.get_by_role("listitem")).to_have_text(["screenshot.png"])
+    question.get_by_label("Edit your question").press("Enter")
+    edited = chat.questions.last
+    expect(edited.get_by_role("group", name="Version 2 of 2")).to_be_visible()
+    chat.wait_for_status("complete")
+    assert "Received 1 image (64×48)" in chat.answer_content()
+    expect(edited.get_by_role("button", name="View image screenshot.png")).to_be_visible()
+    expect(edited.get_by_role("link", name="Download report.pdf")).to_have_count(0)
+
+
 def test_a_refused_send_gives_its_files_back_to_the_composer(logged_in_page):
     page = logged_in_page
     chat = ChatPage(page)

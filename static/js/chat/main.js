@@ -102,7 +102,7 @@ class ChatPage {
         regenerate: (message) => this.regenerate(message),
         edit: (message) => this.update(() => this.state.startEditing(message)),
         cancelEdit: (message) => this.cancelEdit(message),
-        saveEdit: (message, text) => this.saveEdit(message, text),
+        saveEdit: (message, text, files) => this.saveEdit(message, text, files),
         switchVersion: (message, step) => this.switchVersion(message, step),
         jumped: () => this.input.focus(),
         viewImage: (attachment, opener) => this.viewer.open(attachment, opener),
@@ -816,7 +816,6 @@ class ChatPage {
     this.input.focus(); // the Regenerate (or Retry) button goes away while the answer streams
   }
 
-  /** Send a new version of a question: it goes beside the old one, with a new answer. */
   /** Says so and answers true when text is over the server's limit for one message. */
   refusedAsTooLong(text) {
     if (byteLength(text) <= config.maxContentBytes) return false;
@@ -825,10 +824,13 @@ class ChatPage {
     return true;
   }
 
-  saveEdit(message, content) {
+  /** Send a new version of a question (with `files`, those of its files it keeps): it goes
+   * beside the old one, with a new answer. */
+  saveEdit(message, content, files = message.attachments) {
     const text = content.trim();
     if (!text || this.state.busy || message.id === null) return;
-    if (text === message.content) {
+    const dropped = files.length !== message.attachments.length;
+    if (text === message.content && !dropped) {
       this.cancelEdit(message);
       return;
     }
@@ -843,6 +845,7 @@ class ChatPage {
       message_id: message.id,
       content: text,
     };
+    if (dropped) frame.attachments = files.map((file) => file.id); // without: it keeps them all
     if (Object.keys(settings).length) frame.settings = settings;
     if (!this.socket.send(frame)) {
       const notice = "Not connected to the server yet; your edit was not sent.";

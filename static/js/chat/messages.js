@@ -2,7 +2,7 @@
 
 import { attachmentList } from "./attachments.js";
 import { copyWithFeedback } from "./clipboard.js";
-import { h, iconButton } from "./dom.js";
+import { h, icon, iconButton } from "./dom.js";
 import { renderMarkdown } from "./markdown.js";
 import { isStreaming } from "./state.js";
 
@@ -339,6 +339,9 @@ export class MessageView {
   buildEditor() {
     this.editInput = h("textarea", { className: "edit-input", rows: "3" });
     this.editInput.setAttribute("aria-label", "Edit your question");
+    // The question's files, which the new version keeps unless taken out here.
+    this.editFiles = h("ul", { className: "draft-tray", "aria-label": "Files this version keeps" });
+    this.keptFiles = [];
     const send = h("button", { type: "submit", className: "primary", text: "Send" });
     const cancel = h("button", { type: "button", text: "Cancel" });
     cancel.addEventListener("click", () => this.handlers.cancelEdit(this.message));
@@ -349,20 +352,48 @@ export class MessageView {
         this.handlers.cancelEdit(this.message);
       } else if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
         event.preventDefault();
-        this.handlers.saveEdit(this.message, this.editInput.value);
+        this.handlers.saveEdit(this.message, this.editInput.value, this.keptFiles);
       }
     });
     const form = h(
       "form",
       { className: "message-editor" },
+      this.editFiles,
       this.editInput,
       h("div", { className: "editor-buttons" }, cancel, send),
     );
     form.addEventListener("submit", (event) => {
       event.preventDefault();
-      this.handlers.saveEdit(this.message, this.editInput.value);
+      this.handlers.saveEdit(this.message, this.editInput.value, this.keptFiles);
     });
     return form;
+  }
+
+  /** The files the edited version keeps, each with a button that takes it out. */
+  renderKeptFiles() {
+    const items = this.keptFiles.map((file) => {
+      const remove = h(
+        "button",
+        { type: "button", className: "draft-remove", "aria-label": `Remove ${file.name}` },
+        icon("close"),
+      );
+      remove.addEventListener("click", () => {
+        this.keptFiles = this.keptFiles.filter((kept) => kept !== file);
+        this.renderKeptFiles();
+        this.handlers.announce(`${file.name} removed`);
+        this.editInput.focus(); // the button is gone
+      });
+      const name = h("span", { className: "draft-name", text: file.name, title: file.name });
+      return h(
+        "li",
+        { className: "draft", dataset: { kind: file.kind, status: "ready" } },
+        h("span", { className: "draft-preview" }, icon(file.kind === "image" ? "image" : "file")),
+        h("span", { className: "draft-text" }, name),
+        remove,
+      );
+    });
+    this.editFiles.replaceChildren(...items);
+    this.editFiles.hidden = items.length === 0;
   }
 
   renderUser(message, { busy, editing }) {
@@ -372,6 +403,8 @@ export class MessageView {
     this.footer.hidden = editing;
     if (editing && !wasEditing) {
       this.editInput.value = message.content;
+      this.keptFiles = [...message.attachments];
+      this.renderKeptFiles();
       this.editInput.focus();
       this.editInput.setSelectionRange(message.content.length, message.content.length);
     }
