@@ -258,6 +258,25 @@ def test_file_names_are_listed_not_shared(member, teammate, team, conversation):
     assert client_for(Client(), teammate).get(f"/api/uploads/{upload.pk}/").status_code == 404
 
 
+def test_continuing_a_share_names_the_questions_files_in_the_copy(
+    member, teammate, team, conversation
+):
+    question = conversation.messages.get(role="user")
+    for name in ("notes.txt", "plan.md"):
+        upload = create_upload(member, team, name, b"private notes")
+        upload.message = question
+        upload.save()
+    url = share(client_for(Client(), member), conversation).json()["url"]
+    client_for(Client(), teammate).post(url + "fork/")
+    copy = Conversation.objects.get(owner=teammate)
+    copied = copy.messages.get(role="user")
+    # Named, so the reader and the model know the question came with files; never opened.
+    assert copied.content == (
+        "How do I **file**?\n\n[Files not included in the share: notes.txt, plan.md]"
+    )
+    assert not copied.attachments.exists()
+
+
 def test_continuing_a_long_share_writes_its_messages_at_once(member, teammate, team):
     """The copy costs the same statements whatever the length of the shared branch."""
     reader = client_for(Client(), teammate)

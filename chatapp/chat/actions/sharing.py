@@ -115,6 +115,17 @@ def revoke_share(actor: Any, share: Share) -> None:
         share.delete()
 
 
+def copied_content(entry: dict[str, Any]) -> str:
+    """A shared message's text as its copy holds it: a question's files are not copied, so
+    they are named, for the reader and for the model's later answers."""
+    content = str(entry["content"])
+    files = entry.get("files") or []
+    if not files:
+        return content
+    named = f"[Files not included in the share: {', '.join(files)}]"
+    return f"{content}\n\n{named}" if content else named
+
+
 def fork_share(viewer: Any, share: Share, team: Team) -> Conversation:
     """A new conversation of the viewer's, in their current team, holding the snapshot as
     one straight branch. It starts as a new chat there would: the team's default prompt and
@@ -138,7 +149,7 @@ def fork_share(viewer: Any, share: Share, team: Team) -> Conversation:
             Message(
                 conversation=conversation,
                 role=entry["role"],
-                content=entry["content"],
+                content=copied_content(entry),
                 # Copied mid-answer: it ends here.
                 status=MessageStatus.INTERRUPTED
                 if entry["status"] == MessageStatus.STREAMING
