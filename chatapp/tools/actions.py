@@ -105,6 +105,13 @@ def check_url(url: str) -> str:
     return url
 
 
+def _check_name_free(team_id: int, name: str, server_id: int = 0) -> None:
+    """Before any lookup or connection; the unique constraint still settles a race."""
+    taken = ToolServer.objects.filter(team_id=team_id, name=name).exclude(pk=server_id)
+    if taken.exists():
+        raise ToolActionError("name_taken", f"The team already has a server named {name}.", "name")
+
+
 async def fetch_listing(url: str, token: str, timeout: float) -> Listing:
     try:
         tools, more = await mcp_client.list_tools(url, token, timeout)
@@ -162,6 +169,7 @@ async def add_server(
 ) -> ToolServer:
     """Check, connect and store a server; one that cannot be reached is stored as down."""
     name, timeout = check_name(name), check_timeout(timeout)
+    await sync_to_async(_check_name_free)(team.pk, name)
     url = await sync_to_async(check_url, thread_sensitive=False)(url)
     listing = await fetch_listing(url, token, timeout)
     return await sync_to_async(_create)(actor, team, name, url, token, timeout, listing)
@@ -264,6 +272,8 @@ async def change_server(
     (or removed), so a stored token never goes to a server it was not entered for."""
     new_name = check_name(name) if name is not None else server.name
     new_timeout = check_timeout(timeout) if timeout is not None else server.timeout
+    if new_name != server.name:
+        await sync_to_async(_check_name_free)(server.team_id, new_name, server.pk)
     new_url = server.url
     if url is not None and url.strip() != server.url:
         new_url = await sync_to_async(check_url, thread_sensitive=False)(url)

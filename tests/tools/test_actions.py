@@ -109,6 +109,32 @@ def test_names_are_unique_in_a_team(owner, team, mcp_server):
     assert ToolServer.objects.count() == 1
 
 
+def test_a_taken_name_is_refused_before_connecting(owner, team, mcp_server):
+    add(owner, team, mcp_server.url)
+    with run_tool_server() as other:
+        with pytest.raises(actions.ToolActionError) as refused:
+            add(owner, team, other.url)
+        assert refused.value.code == "name_taken" and refused.value.field == "name"
+        assert other.record.methods == [] and other.record.authorizations == []
+    assert ToolServer.objects.count() == 1
+
+
+def test_renaming_to_a_taken_name_is_refused_before_connecting(owner, team, mcp_server):
+    add(owner, team, mcp_server.url)
+    second = async_to_sync(actions.add_server)(
+        owner, team, name="weather", url=mcp_server.url, timeout=10
+    )
+    with run_tool_server() as other:
+        with pytest.raises(actions.ToolActionError) as refused:
+            async_to_sync(actions.change_server)(
+                owner, second, name=" helpdesk ", url=other.url, token=""
+            )
+        assert refused.value.code == "name_taken"
+        assert other.record.methods == []
+    second.refresh_from_db()
+    assert (second.name, second.url) == ("weather", mcp_server.url)
+
+
 def test_unknown_tool_names_change_nothing(owner, team, mcp_server):
     server = add(owner, team, mcp_server.url)
     with pytest.raises(actions.ToolActionError):
