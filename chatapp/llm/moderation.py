@@ -7,6 +7,7 @@ OpenAI-compatible server runs a Guard model through chat completions, which answ
 to a chat model: image_url parts, after the prompt's text when it is Llama Guard's own.
 """
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,14 +72,22 @@ def text_of(message: dict[str, Any]) -> str:
     )
 
 
+def _known(codes: list[str]) -> tuple[str, ...]:
+    """A flagged verdict's categories; one Llama Guard does not have means the verdict was
+    misread, and would otherwise count as a category the team left out: no verdict."""
+    if not all(code in GUARD_CATEGORIES for code in codes):
+        raise LlmError("moderation_unreadable", UNREADABLE, retryable=False)
+    return tuple(codes)
+
+
 def read_guard_reply(text: str) -> Verdict:
     """`safe`, or `unsafe` then a line of categories; anything else is an LlmError."""
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     if lines and lines[0].lower() == "safe":
         return Verdict(False)
     if lines and lines[0].lower() == "unsafe":
-        codes = lines[1].replace(" ", "").split(",") if len(lines) > 1 else []
-        return Verdict(True, tuple(code for code in codes if code))
+        codes = re.split(r"[,\s]+", lines[1].upper()) if len(lines) > 1 else []
+        return Verdict(True, _known([code for code in codes if code]))
     raise LlmError("moderation_unreadable", UNREADABLE, retryable=False)
 
 
@@ -94,4 +103,4 @@ def read_moderation(body: dict[str, Any]) -> Verdict:
         raise LlmError("moderation_unreadable", UNREADABLE, retryable=False)
     if not all(isinstance(code, str) for code in categories):
         raise LlmError("moderation_unreadable", UNREADABLE, retryable=False)
-    return Verdict(flagged, tuple(categories))
+    return Verdict(flagged, _known(categories) if flagged else ())

@@ -297,6 +297,18 @@ async def test_fail_closed_refuses_an_unscreened_question(connect, member, team,
     assert chat_requests(sim) == []
 
 
+async def test_fail_closed_refuses_a_question_flagged_in_categories_llama_guard_has_not(
+    connect, member, team, sim
+):
+    await aset_policy(team, safety_input="block", safety_on_error="fail_closed")
+    socket = await connect(member)
+    ids = await socket.send_message("[sim:flag categories=violent_crimes] Hello")
+
+    error = (await socket.until_type("message.error", ids["message_id"]))[-1]["error"]
+    assert error["code"] == "safety_unavailable"
+    assert chat_requests(sim) == []
+
+
 async def test_fail_closed_withholds_an_answer_that_could_not_be_screened(
     connect, member, team, sim, protocol
 ):

@@ -164,9 +164,16 @@ def test_read_guard_reply(text, flagged, categories):
     assert (verdict.flagged, verdict.categories) == (flagged, categories)
 
 
-def test_an_unreadable_guard_reply_is_an_error():
+def test_categories_may_be_split_by_commas_or_spaces_in_either_case():
+    verdict = read_guard_reply("unsafe\nS1, s10 S11")
+
+    assert verdict.categories == ("S1", "S10", "S11")
+
+
+@pytest.mark.parametrize("text", ["I cannot help with that", "unsafe\nS1S10", "unsafe\nviolence"])
+def test_an_unreadable_guard_reply_is_an_error(text):
     with pytest.raises(LlmError) as raised:
-        read_guard_reply("I cannot help with that")
+        read_guard_reply(text)
 
     assert raised.value.code == "moderation_unreadable"
 
@@ -179,6 +186,7 @@ def test_an_unreadable_guard_reply_is_an_error():
         {"flagged": None, "flagged_categories": []},
         {"flagged": True, "flagged_categories": [{"code": "S1"}]},  # was read as safe
         {"flagged": True, "flagged_categories": "S1"},
+        {"flagged": True, "flagged_categories": ["violent_crimes"]},  # was read as safe
     ],
 )
 def test_a_moderation_result_without_a_verdict_is_an_error(result):
