@@ -23,15 +23,18 @@ from mcp.types import (
     Tool,
 )
 
-from chatapp.tools.network import ToolServerRefused, Trouble, guarded_client
+from chatapp.tools.network import (
+    MAX_MESSAGE_BYTES,
+    MessageTooLarge,
+    ToolServerRefused,
+    Trouble,
+    guarded_client,
+)
 
 log = logging.getLogger(__name__)
 
 MAX_TOOLS = 200  # per server: a longer list is cut (and said so in the server's status)
 MAX_PAGES = 20
-# One message from a server (a tool's result, a page of its list) is read whole up to this;
-# a result is then cut to what goes back to the model (chatapp.chat.tooling.capped).
-MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 
 
 class ToolServerError(Exception):
@@ -128,6 +131,8 @@ def _describe(url: str, token: str, exc: Exception, trouble: Trouble) -> str:
     cause = _first_leaf(trouble.error or exc)
     if isinstance(cause, ToolServerRefused):
         return str(cause)
+    if isinstance(cause, MessageTooLarge):
+        return f"The tool server at {host} {cause}"
     if trouble.status in (401, 403):
         return (
             f"The tool server at {host} refused the request (HTTP {trouble.status}):"

@@ -18,9 +18,20 @@ import httpx2
 from chatapp.llm.client import USER_AGENT
 from chatapp.teams.network import ALLOW_SETTING, connect_checked, not_public, private_allowed
 
+# One message from a server (a tool's result, a page of its list) is read whole up to this;
+# a result is then cut to what goes back to the model (chatapp.chat.tooling.capped).
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+TOO_LARGE = "sent a message larger than 8 MiB: ask for less."
+COMPRESSED = "sent a compressed answer, which this site asks not to get (its size is unknown)."
+
 
 class ToolServerRefused(Exception):
     """The tool server's address may not be reached from this site; nothing was sent."""
+
+
+class MessageTooLarge(Exception):
+    """A tool server's answer ran past MAX_MESSAGE_BYTES (the rest was not read), or came
+    compressed though asked not to be, when its size would be known only once inflated."""
 
 
 def refusal(host: str) -> str:
@@ -65,6 +76,25 @@ class Trouble:
         self.status: int | None = None
 
 
+class LimitedStream(httpx2.AsyncByteStream):
+    """A body read whole (JSON): the SDK would read it all into memory, however large."""
+
+    def __init__(self, stream: httpx2.AsyncByteStream, trouble: Trouble) -> None:
+        self._stream, self._trouble = stream, trouble
+
+    async def __aiter__(self) -> typing.AsyncIterator[bytes]:
+        read = 0
+        async for chunk in self._stream:
+            read += len(chunk)
+            if read > MAX_MESSAGE_BYTES:
+                self._trouble.error = MessageTooLarge(TOO_LARGE)
+                raise self._trouble.error
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
 @functools.cache
 def tls_context() -> ssl.SSLContext:
     """One TLS context for every tool server connection of the process, made by the first:
@@ -94,12 +124,23 @@ class GuardedTransport(httpx2.AsyncHTTPTransport):
             raise
         if response.status_code >= 400:
             self.trouble.status = response.status_code
+        stream = response.stream
+        if isinstance(stream, httpx2.AsyncByteStream) and not response.headers.get(
+            "content-type", ""
+        ).startswith("text/event-stream"):
+            # An event stream's events are bounded by the SDK (max_sse_event_size).
+            if response.headers.get("content-encoding", "identity").lower() != "identity":
+                await response.aclose()
+                self.trouble.error = MessageTooLarge(COMPRESSED)
+                raise self.trouble.error
+            response.stream = LimitedStream(stream, self.trouble)
         return response
 
 
 def guarded_client(token: str, timeout: float, trouble: Trouble) -> httpx2.AsyncClient:
     """A client for one tool server connection; the caller closes it."""
-    headers = {"User-Agent": USER_AGENT}
+    # Uncompressed: the size read is the size kept (LimitedStream).
+    headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
     return httpx2.AsyncClient(

@@ -3,17 +3,20 @@ served by uvicorn in a background thread on a loopback port.
 
 Its tools: get_weather(city) (read-only), create_ticket(title) (changes things: needs approval),
 slow_lookup(seconds) (sleeps: for timeouts and cancellation) and broken() (raises). It records
-the calls it ran, the JSON-RPC methods and the Authorization headers it received; with `token`
-set it answers 401 to any request without that bearer token. `stop()` takes it away
-(connections are then refused). With `odd_text` it also lists read_dump(path), whose
+the calls it ran, the JSON-RPC methods and the Authorization and Accept-Encoding headers it
+received; with `token` set it answers 401 to any request without that bearer token. `stop()`
+takes it away (connections are then refused). With `odd_text` it also lists read_dump(path), whose
 description and schema hold NUL characters; with `error` it answers every request with a
 JSON-RPC error of that message. With `extras` it also lists report(size) (a text of that many
 characters) and count_tickets(), whose declared output schema its results do not follow, as a
 server not built on the SDK may; `filler` lists that many more tools (tool_1, tool_2, ...).
+With `json_response` it answers each request with one JSON body instead of an event stream,
+gzipped, whatever the request accepts, with `gzip` too.
 """
 
 import asyncio
 import contextlib
+import gzip
 import json
 import socket
 import threading
@@ -36,6 +39,7 @@ class ToolServerRecord:
     calls: list[tuple[str, dict]] = field(default_factory=list)
     methods: list[str] = field(default_factory=list)
     authorizations: list[str] = field(default_factory=list)
+    encodings: list[str] = field(default_factory=list)  # the Accept-Encoding of each request
     tickets: list[str] = field(default_factory=list)
     finished_lookups: int = 0
 
@@ -113,6 +117,7 @@ class _Gate:
             headers = dict(scope["headers"])
             authorization = headers.get(b"authorization", b"").decode()
             self.record.authorizations.append(authorization)
+            self.record.encodings.append(headers.get(b"accept-encoding", b"").decode())
             if self.token is not None and authorization != f"Bearer {self.token}":
                 await PlainTextResponse("unauthorised", status_code=401)(scope, receive, send)
                 return
@@ -150,6 +155,35 @@ class _Gate:
         await answer(scope, receive, send)
 
 
+def _gzipped(app):
+    """ASGI middleware: every response body gzipped, as a server ignoring Accept-Encoding."""
+
+    async def gzipped(scope, receive, send):
+        if scope["type"] != "http":
+            return await app(scope, receive, send)
+        start: dict = {}
+        body: list[bytes] = []
+
+        async def collect(message):
+            if message["type"] == "http.response.start":
+                start.update(message)
+            elif message["type"] == "http.response.body":
+                body.append(message.get("body", b""))
+                if not message.get("more_body"):
+                    packed = gzip.compress(b"".join(body))
+                    headers = [(k, v) for k, v in start["headers"] if k != b"content-length"]
+                    headers += [
+                        (b"content-encoding", b"gzip"),
+                        (b"content-length", b"%d" % len(packed)),
+                    ]
+                    await send({**start, "headers": headers})
+                    await send({"type": "http.response.body", "body": packed})
+
+        await app(scope, receive, collect)
+
+    return gzipped
+
+
 class RunningToolServer:
     def __init__(
         self,
@@ -158,9 +192,14 @@ class RunningToolServer:
         error: str | None = None,
         extras: bool = False,
         filler: int = 0,
+        json_response: bool = False,
+        gzip: bool = False,
     ):
         self.record = ToolServerRecord()
-        app = build_server(self.record, odd_text, extras, filler).streamable_http_app()
+        built = build_server(self.record, odd_text, extras, filler)
+        app = built.streamable_http_app(json_response=json_response)
+        if gzip:
+            app = _gzipped(app)
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", 0))
@@ -214,8 +253,10 @@ def run_tool_server(
     error: str | None = None,
     extras: bool = False,
     filler: int = 0,
+    json_response: bool = False,
+    gzip: bool = False,
 ) -> Iterator[RunningToolServer]:
-    server = RunningToolServer(token, odd_text, error, extras, filler)
+    server = RunningToolServer(token, odd_text, error, extras, filler, json_response, gzip)
     try:
         yield server
     finally:

@@ -8,7 +8,7 @@ from django.db import connections
 from mcp.types import CallToolResult, ImageContent, TextContent
 
 from chatapp.chat import tooling
-from chatapp.tools import registry
+from chatapp.tools import mcp_client, registry
 from chatapp.tools.actions import fetch_listing, store_listing
 from chatapp.tools.models import ServerStatus, Tool, ToolServer
 from chatapp.tools.registry import NAME_PATTERN, AvailableTool, available_tools, call_tool
@@ -151,11 +151,12 @@ async def test_calls_go_through_the_network_guard(team, team_tool_server, settin
     assert mcp_server.calls == []
 
 
-@pytest.fixture
-def extras_server(settings, team, owner):
-    """The test MCP server with its extra tools, added to `team`."""
+@pytest.fixture(params=[False, True], ids=["event-stream", "json"])
+def extras_server(request, settings, team, owner):
+    """The test MCP server with its extra tools, added to `team`; it answers in an event
+    stream or in plain JSON bodies."""
     settings.LLAMA_ALLOW_PRIVATE_PROVIDER_URLS = True
-    with run_tool_server(extras=True) as running:
+    with run_tool_server(extras=True, json_response=request.param) as running:
         server = ToolServer.objects.create(
             team=team, name="reports", url=running.url, created_by=owner
         )
@@ -187,6 +188,46 @@ async def test_a_long_result_is_cut_once_saying_how_much(team, extras_server, si
     cut = size - tooling.RESULT_MAX_CHARS
     assert kept.endswith(f"\n[The tool's result was cut: {cut:,} more characters]")
     assert tooling.capped("short") == "short"
+
+
+async def test_a_result_past_the_size_read_whole_is_an_error_result(team, extras_server):
+    """A JSON body is read no further than an event of an event stream is."""
+    tool = by_name(await tools_for_team(team.pk))["report"]
+    result = await call_tool(tool, {"size": mcp_client.MAX_MESSAGE_BYTES + 1000})
+    assert result.is_error is True
+    assert len(result.content) < 200 and "8" in result.content
+
+
+def test_tool_servers_are_asked_for_uncompressed_answers(settings, mcp_server):
+    settings.LLAMA_ALLOW_PRIVATE_PROVIDER_URLS = True
+    assert async_to_sync(fetch_listing)(mcp_server.url, "", 10).error == ""
+    assert mcp_server.record.encodings and set(mcp_server.record.encodings) == {"identity"}
+
+
+def test_a_compressed_answer_is_refused_unread(settings):
+    settings.LLAMA_ALLOW_PRIVATE_PROVIDER_URLS = True
+    with run_tool_server(json_response=True, gzip=True) as running:
+        listing = async_to_sync(fetch_listing)(running.url, "", 10)
+    assert listing.error == (
+        "The tool server at 127.0.0.1 sent a compressed answer, which this site asks not to get"
+        " (its size is unknown)."
+    )
+
+
+async def test_a_json_body_past_the_size_says_so(settings, team, owner):
+    settings.LLAMA_ALLOW_PRIVATE_PROVIDER_URLS = True
+    with run_tool_server(extras=True, json_response=True) as running:
+        server = await ToolServer.objects.acreate(
+            team=team, name="reports", url=running.url, created_by=owner
+        )
+        listing = await fetch_listing(running.url, "", server.timeout)
+        await sync_to_async(store_listing)(server, listing)
+        tool = by_name(await tools_for_team(team.pk))["report"]
+        result = await call_tool(tool, {"size": 3 * mcp_client.MAX_MESSAGE_BYTES})
+    assert (result.content, result.is_error) == (
+        "The tool server at 127.0.0.1 sent a message larger than 8 MiB: ask for less.",
+        True,
+    )
 
 
 def test_a_list_of_more_than_200_tools_is_cut_and_the_admins_are_told(settings, team, owner):
