@@ -13,8 +13,10 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from chatapp.core.text import storable
+from chatapp.core.words import counted
 from chatapp.teams import crypto
 from chatapp.teams.actions import audit
+from chatapp.teams.json_schemas import parameters_problem
 from chatapp.teams.models import AuditAction, Team
 from chatapp.teams.network import blocked_address, private_allowed, resolve
 from chatapp.tools import mcp_client
@@ -148,6 +150,7 @@ def store_listing(server: ToolServer, listing: Listing) -> None:
     server.save(update_fields=["status", "last_error", "refreshed_at"])
     known = {tool.name: tool for tool in server.tools.all()}
     seen: set[str] = set()
+    unusable: list[str] = []
     for listed in listing.tools:
         if (
             listed.name in seen
@@ -156,12 +159,24 @@ def store_listing(server: ToolServer, listing: Listing) -> None:
         ):
             continue  # a server's list with a name twice, or one that cannot be a name
         seen.add(listed.name)
+        schema = _storable(listed.input_schema)
+        if parameters_problem(schema):
+            # NaN or a broken schema: no database stores it, no model API takes it.
+            unusable.append(listed.name)
+            continue
         tool = known.pop(listed.name, None) or Tool(server=server, name=listed.name)
         tool.description = _storable(listed.description)
-        tool.input_schema = _storable(listed.input_schema)
+        tool.input_schema = schema
         tool.read_only = listed.read_only
         tool.save()
     Tool.objects.filter(pk__in=[tool.pk for tool in known.values()]).delete()
+    if unusable:
+        left_out = (
+            f"Left out {counted(len(unusable), 'tool')} whose input schema is not a valid"
+            f" JSON Schema: {', '.join(sorted(unusable))}."
+        )
+        server.last_error = storable(f"{listing.note} {left_out}".strip())[:500]
+        server.save(update_fields=["last_error"])
 
 
 async def add_server(

@@ -11,7 +11,8 @@ JSON-RPC error of that message. With `extras` it also lists report(size) (a text
 characters) and count_tickets(), whose declared output schema its results do not follow, as a
 server not built on the SDK may; `filler` lists that many more tools (tool_1, tool_2, ...).
 With `json_response` it answers each request with one JSON body instead of an event stream,
-gzipped, whatever the request accepts, with `gzip` too.
+gzipped, whatever the request accepts, with `gzip` too. `tools` (JSON text) is its answer to
+tools/list instead of its own tools.
 """
 
 import asyncio
@@ -155,6 +156,39 @@ class _Gate:
         await answer(scope, receive, send)
 
 
+def _listing(app, tools: str):
+    """ASGI middleware: tools/list answered with `tools`, JSON text as a server not built on
+    the SDK may write it (NaN included); every other request goes on to the server."""
+
+    async def listing(scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "POST":
+            return await app(scope, receive, send)
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        request = json.loads(body or b"{}")
+        if isinstance(request, dict) and request.get("method") == "tools/list":
+            request_id = json.dumps(request["id"])
+            text = f'{{"jsonrpc": "2.0", "id": {request_id}, "result": {{"tools": {tools}}}}}'
+            answer = PlainTextResponse(text, media_type="application/json")
+            return await answer(scope, receive, send)
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await app(scope, replay, send)
+
+    return listing
+
+
 def _gzipped(app):
     """ASGI middleware: every response body gzipped, as a server ignoring Accept-Encoding."""
 
@@ -194,12 +228,15 @@ class RunningToolServer:
         filler: int = 0,
         json_response: bool = False,
         gzip: bool = False,
+        tools: str | None = None,
     ):
         self.record = ToolServerRecord()
         built = build_server(self.record, odd_text, extras, filler)
         app = built.streamable_http_app(json_response=json_response)
         if gzip:
             app = _gzipped(app)
+        if tools is not None:
+            app = _listing(app, tools)
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", 0))
@@ -255,8 +292,9 @@ def run_tool_server(
     filler: int = 0,
     json_response: bool = False,
     gzip: bool = False,
+    tools: str | None = None,
 ) -> Iterator[RunningToolServer]:
-    server = RunningToolServer(token, odd_text, error, extras, filler, json_response, gzip)
+    server = RunningToolServer(token, odd_text, error, extras, filler, json_response, gzip, tools)
     try:
         yield server
     finally:

@@ -135,6 +135,24 @@ def test_renaming_to_a_taken_name_is_refused_before_connecting(owner, team, mcp_
     assert (second.name, second.url) == ("weather", mcp_server.url)
 
 
+ODD_SCHEMAS = """[
+    {"name": "lookup", "inputSchema": {"type": "object", "properties": {"q": {"type": "string"}}}},
+    {"name": "bounded", "inputSchema": {"type": "object", "properties": {"n": {"maximum": NaN}}}},
+    {"name": "huge", "inputSchema": {"type": "object", "properties": {"n": {"minimum": 1e999}}}},
+    {"name": "wrong", "inputSchema": {"type": "object", "properties": {"q": {"type": 7}}}}
+]"""
+
+
+def test_tools_whose_schema_is_not_valid_are_left_out_and_named(owner, team):
+    with run_tool_server(tools=ODD_SCHEMAS) as odd:
+        server = add(owner, team, odd.url)
+    assert server.status == ServerStatus.UP
+    assert [tool.name for tool in server.tools.all()] == ["lookup"]
+    assert server.last_error == (
+        "Left out 3 tools whose input schema is not a valid JSON Schema: bounded, huge, wrong."
+    )
+
+
 def test_unknown_tool_names_change_nothing(owner, team, mcp_server):
     server = add(owner, team, mcp_server.url)
     with pytest.raises(actions.ToolActionError):
