@@ -12,7 +12,8 @@ characters) and count_tickets(), whose declared output schema its results do not
 server not built on the SDK may; `filler` lists that many more tools (tool_1, tool_2, ...).
 With `json_response` it answers each request with one JSON body instead of an event stream,
 gzipped, whatever the request accepts, with `gzip` too. `tools` (JSON text) is its answer to
-tools/list instead of its own tools.
+tools/list instead of its own tools. With `hang_on_close` it never answers the DELETE that ends
+a session.
 """
 
 import asyncio
@@ -109,8 +110,16 @@ def build_server(
 class _Gate:
     """ASGI middleware: records each request's Authorization header and checks the token."""
 
-    def __init__(self, app, record: ToolServerRecord, token: str | None, error: str | None):
+    def __init__(
+        self,
+        app,
+        record: ToolServerRecord,
+        token: str | None,
+        error: str | None,
+        hang_on_close: bool = False,
+    ):
         self.app, self.record, self.token, self.error = app, record, token, error
+        self.hang_on_close = hang_on_close
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http":
@@ -125,6 +134,8 @@ class _Gate:
             if self.error is not None:
                 await self._refuse(scope, receive, send)
                 return
+            if self.hang_on_close and scope["method"] == "DELETE":
+                await asyncio.Event().wait()  # the session's end is never answered
         await self.app(scope, receive, send)
 
     def _recording(self, receive):
@@ -229,6 +240,7 @@ class RunningToolServer:
         json_response: bool = False,
         gzip: bool = False,
         tools: str | None = None,
+        hang_on_close: bool = False,
     ):
         self.record = ToolServerRecord()
         built = build_server(self.record, odd_text, extras, filler)
@@ -243,7 +255,7 @@ class RunningToolServer:
         self.port = self._sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}/mcp"
         config = uvicorn.Config(
-            _Gate(app, self.record, token, error),
+            _Gate(app, self.record, token, error, hang_on_close),
             log_level="warning",
             lifespan="on",
             timeout_graceful_shutdown=1,
@@ -293,8 +305,11 @@ def run_tool_server(
     json_response: bool = False,
     gzip: bool = False,
     tools: str | None = None,
+    hang_on_close: bool = False,
 ) -> Iterator[RunningToolServer]:
-    server = RunningToolServer(token, odd_text, error, extras, filler, json_response, gzip, tools)
+    server = RunningToolServer(
+        token, odd_text, error, extras, filler, json_response, gzip, tools, hang_on_close
+    )
     try:
         yield server
     finally:

@@ -198,6 +198,20 @@ async def test_a_result_past_the_size_read_whole_is_an_error_result(team, extras
     assert len(result.content) < 200 and "8" in result.content
 
 
+async def test_a_server_that_never_ends_the_session_still_gives_its_answer(settings, team, owner):
+    settings.LLAMA_ALLOW_PRIVATE_PROVIDER_URLS = True
+    with run_tool_server(hang_on_close=True) as running:
+        server = await ToolServer.objects.acreate(
+            team=team, name="sticky", url=running.url, created_by=owner, timeout=5
+        )
+        listing = await fetch_listing(running.url, "", server.timeout)
+        assert listing.error == ""
+        await sync_to_async(store_listing)(server, listing)
+        tool = by_name(await tools_for_team(team.pk))["get_weather"]
+        result = await call_tool(tool, {"city": "Paris"})
+    assert (result.content, result.is_error) == ("Sunny in Paris, 21 °C", False)
+
+
 def test_tool_servers_are_asked_for_uncompressed_answers(settings, mcp_server):
     settings.LLAMA_ALLOW_PRIVATE_PROVIDER_URLS = True
     assert async_to_sync(fetch_listing)(mcp_server.url, "", 10).error == ""
