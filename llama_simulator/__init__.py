@@ -46,6 +46,7 @@ the answer) or, with the same text, in an `X-Sim-Fault` header (several joined w
     [sim:call=a+b rounds=3]           call a and b together in one turn, for 3 turns in a row
     [sim:call=a anyway]               call a even when the request offers no tools
     [sim:call=a same_ids]             call ids numbered per turn: call_0 in every turn
+    [sim:call=a long_ids]             call ids of over 300 characters
     [sim:call=a preface]              say "Let me check that. " before calling
     [sim:bad_json]                    with a JSON response_format: an answer cut mid-JSON
     [sim:off_schema]                  with a JSON response_format: JSON that breaks the schema

@@ -418,11 +418,12 @@ class Reply:
             return []
         if _tool_rounds_since_question(messages) >= self.plan.rounds:
             return []
+        long = "x" * 300 if self.plan.long_ids else ""
         return [
             {
-                "id": f"call_{index}"
+                "id": f"call_{long}{index}"
                 if self.plan.same_ids
-                else f"call_{self.reply_id[-12:]}_{index}",
+                else f"call_{long}{self.reply_id[-12:]}_{index}",
                 "function": {"name": name, "arguments": self.plan.call_args},
             }
             for index, name in enumerate(self.plan.calls)

@@ -28,6 +28,7 @@ NUMBER_OPTIONS = {
 FLAG_OPTIONS = (
     "anyway",
     "same_ids",
+    "long_ids",
     "preface",
     "long",
     "pace",
@@ -73,6 +74,7 @@ class Plan:
     title_fault: int | None = None  # a request for the conversation's title fails with this
     anyway: bool = False  # call the tools even when the request offers none (a bad server)
     same_ids: bool = False  # call ids numbered per turn (call_0, ...), the same every turn
+    long_ids: bool = False  # call ids of 300 characters, as no client should have to carry
     preface: bool = False  # a turn that calls tools says PREFACE first, as models often do
 
     @property
@@ -143,6 +145,7 @@ def _build_plan(options: dict[str, str]) -> Plan:
         title_fault=_status("title_fault", numbers.get("title_fault")),
         anyway="anyway" in options,
         same_ids="same_ids" in options,
+        long_ids="long_ids" in options,
         preface="preface" in options,
         bad_json="bad_json" in options,
         off_schema="off_schema" in options,

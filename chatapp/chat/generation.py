@@ -372,11 +372,12 @@ class Generation:
 
     def _with_unique_ids(self, calls: tuple[ToolCall, ...]) -> tuple[ToolCall, ...]:
         """The calls, each with an id no other call of this answer has: some servers number
-        calls per turn (call_0 every turn), and calls are kept and answered by id. Their text
-        is made storable: they are saved, and sent upstream again with their results."""
+        calls per turn (call_0 every turn), and calls are kept and answered by id (cut to
+        CALL_ID_CHARS). Their text is made storable: they are saved, and sent upstream again
+        with their results."""
         unique = []
         for call in calls:
-            first = storable(call.id)
+            first = storable(call.id)[: tooling.CALL_ID_CHARS]
             call_id, n = first, 1
             while call_id in self._call_ids:
                 call_id, n = f"{first}_{n}", n + 1

@@ -19,6 +19,9 @@ MAX_TURN_CALLS = 32  # calls of one turn that run (and go back upstream); the re
 TOOL_LOOP_SECONDS = 600.0  # one answer's tool calls all finish within this
 APPROVAL_SECONDS = 600.0  # an unanswered approval counts as denied after this
 RESULT_MAX_CHARS = 16_000  # of one tool result, kept and sent back to the model
+# Of a call's id as the model gave it: the page names the call in a decision frame, which
+# takes at most frames.CALL_ID_LENGTH characters, suffix for uniqueness included.
+CALL_ID_CHARS = 100
 DECLINED = "The user declined this call."
 STOPPED = "The call was stopped before it finished."
 

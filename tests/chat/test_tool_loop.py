@@ -291,6 +291,29 @@ async def test_approval_granted_runs_the_call(connect, member, sim, toolbox):
     assert refused["error"]["code"] == "not_found"
 
 
+async def test_a_call_given_a_long_id_can_be_approved(connect, member, sim, toolbox):
+    socket = await connect(member)
+    ids = await socket.send_message("File it [sim:call=create_ticket long_ids args=title:Fax]")
+    frames = await socket.until_type("message.tool_call", ids["message_id"])
+    call = frames[-1]["call"]
+    await await_for(awaiting(ids["message_id"]), "the call to be saved")
+
+    await socket.send(
+        {
+            "type": "chat.tool_decision",
+            "message_id": ids["message_id"],
+            "call_id": call["id"],
+            "approve": True,
+        }
+    )
+    frames = await socket.until_type("message.done", ids["message_id"])
+    (result,) = of_type(frames, "message.tool_result")
+    assert result["content"] == "Ticket T-1 created"
+    assert toolbox.calls == [("create_ticket", {"title": "Fax"})]
+    tool_message = sim.requests[-1]["messages"][-1]
+    assert (tool_message["role"], tool_message["tool_call_id"]) == ("tool", call["id"])
+
+
 async def test_the_time_spent_approving_is_not_taken_from_the_tools_time(
     connect, member, sim, toolbox, monkeypatch
 ):
