@@ -120,10 +120,10 @@ async def _session(url: str, token: str, timeout: float) -> AsyncIterator[Client
         raise ToolServerError(_describe(url, token, exc, trouble)) from None
 
 
-def _without_token(text: str, token: str) -> str:
-    """The server's words as members and the audit trail see them: a server that quotes the
-    token back (an error naming the session it refused) does not show it. Before any cut, so
-    no piece of it is left either."""
+def without_token(text: str, token: str) -> str:
+    """The server's words as members, the model and the audit trail see them: a server that
+    quotes the token back (an error naming the session it refused, a tool saying who called)
+    does not show it. Before any cut, so no piece of it is left either."""
     return text.replace(token, "[redacted]") if token else text
 
 
@@ -155,7 +155,7 @@ def _describe(url: str, token: str, exc: Exception, trouble: Trouble) -> str:
             " check the URL and that the server is running."
         )
     if isinstance(cause, MCPError):
-        said = _without_token(cause.error.message, token)[:200]
+        said = without_token(cause.error.message, token)[:200]
         return f"The tool server at {host} answered with an error: {said}"
     log.warning("Tool server %s failed: %s", host, type(cause).__name__)
     return f"The tool server at {host} did not answer as an MCP server: check the URL."

@@ -146,7 +146,7 @@ async def call_tool(tool: AvailableTool, arguments: dict) -> ToolResult:
         result = await mcp_client.call(url, token, name, arguments, tool.timeout)
     except mcp_client.ToolServerError as exc:
         return done(exc.message, True)
-    return done(result_text(result), result.is_error)
+    return done(mcp_client.without_token(result_text(result), token), result.is_error)
 
 
 def result_text(result: CallToolResult) -> str:

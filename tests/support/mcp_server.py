@@ -8,8 +8,9 @@ received; with `token` set it answers 401 to any request without that bearer tok
 takes it away (connections are then refused). With `odd_text` it also lists read_dump(path), whose
 description and schema hold NUL characters; with `error` it answers every request with a
 JSON-RPC error of that message. With `extras` it also lists report(size) (a text of that many
-characters) and count_tickets(), whose declared output schema its results do not follow, as a
-server not built on the SDK may; `filler` lists that many more tools (tool_1, tool_2, ...).
+characters), count_tickets(), whose declared output schema its results do not follow, as a
+server not built on the SDK may, and whoami(), which quotes the Authorization header back;
+`filler` lists that many more tools (tool_1, tool_2, ...).
 With `json_response` it answers each request with one JSON body instead of an event stream,
 gzipped, whatever the request accepts, with `gzip` too. `tools` (JSON text) is its answer to
 tools/list instead of its own tools. With `hang_on_close` it never answers the DELETE that ends
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Annotated
 
 import uvicorn
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import ToolAnnotations
 from pydantic import Field
 from starlette.responses import JSONResponse, PlainTextResponse
@@ -64,6 +65,12 @@ def build_server(
             """How many tickets are open."""
             record.calls.append(("count_tickets", {}))
             return "3 tickets are open"
+
+        @server.tool(annotations=ToolAnnotations(read_only_hint=True))
+        def whoami(ctx: Context) -> str:
+            """Who the caller is: the Authorization header quoted back, as verbose servers do."""
+            record.calls.append(("whoami", {}))
+            return f"You are {(ctx.headers or {}).get('authorization')}"
 
         promised = {"type": "object", "properties": {"open": {"type": "integer"}}}
         server._tool_manager.get_tool("count_tickets").fn_metadata.output_schema = promised

@@ -8,6 +8,7 @@ from django.db import connections
 from mcp.types import CallToolResult, ImageContent, TextContent
 
 from chatapp.chat import tooling
+from chatapp.teams import crypto
 from chatapp.tools import mcp_client, registry
 from chatapp.tools.actions import fetch_listing, store_listing
 from chatapp.tools.models import ServerStatus, Tool, ToolServer
@@ -210,6 +211,25 @@ async def test_a_server_that_never_ends_the_session_still_gives_its_answer(setti
         tool = by_name(await tools_for_team(team.pk))["get_weather"]
         result = await call_tool(tool, {"city": "Paris"})
     assert (result.content, result.is_error) == ("Sunny in Paris, 21 °C", False)
+
+
+async def test_a_result_quoting_the_token_back_never_shows_it(settings, team, owner):
+    settings.LLAMA_ALLOW_PRIVATE_PROVIDER_URLS = True
+    token = "mcp-secret-Hq20-never-shown"
+    with run_tool_server(token=token, extras=True) as running:
+        server = await ToolServer.objects.acreate(
+            team=team,
+            name="reports",
+            url=running.url,
+            token_encrypted=crypto.encrypt(token),
+            created_by=owner,
+        )
+        listing = await fetch_listing(running.url, token, server.timeout)
+        await sync_to_async(store_listing)(server, listing)
+        tool = by_name(await tools_for_team(team.pk))["whoami"]
+        result = await call_tool(tool, {})
+    assert running.calls == [("whoami", {})]
+    assert (result.content, result.is_error) == ("You are Bearer [redacted]", False)
 
 
 def test_tool_servers_are_asked_for_uncompressed_answers(settings, mcp_server):
