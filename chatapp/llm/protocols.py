@@ -12,6 +12,7 @@ from .types import ChatParams, LlmError, ToolCall, Usage
 
 # Far past what a model writes in one reply; also keeps the joining of the pieces cheap.
 ARGUMENTS_LIMIT = 1 << 20
+CALLS_LIMIT = 8 << 20  # all the calls of one reply
 
 
 @dataclass
@@ -23,8 +24,14 @@ class ReplyState:
     response_id: str | None = None
     # Tool calls pieced together from the deltas: {"id", "name", "arguments"} by position.
     calls: dict[int, dict[str, str]] = field(default_factory=dict)
+    call_chars: int = 0  # of every piece of every call so far
 
     def add_call_piece(self, index: int, call_id: Any, name: Any, arguments: Any) -> None:
+        # Each call is bounded, but not how many come: their sum is, before they fill memory.
+        self.call_chars += sum(len(p) for p in (call_id, name, arguments) if isinstance(p, str))
+        if self.call_chars > CALLS_LIMIT:
+            message = "The Llama API sent tool calls longer than 8 MiB in all: try again."
+            raise LlmError("upstream_unavailable", message, retryable=True)
         call = self.calls.setdefault(index, {"id": "", "name": "", "arguments": ""})
         if isinstance(call_id, str) and call_id:
             call["id"] = call_id

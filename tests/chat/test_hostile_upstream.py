@@ -135,6 +135,41 @@ async def test_only_the_first_calls_of_a_turn_that_asks_for_hundreds_run(
     ]
 
 
+async def test_calls_without_end_are_refused_before_they_fill_the_memory(
+    connect, member, upstream, toolbox
+):
+    """Each call under the 1 MiB one call may hold, but no end to how many: the reply is
+    refused once its calls hold 8 MiB, and none of them runs."""
+    piece = "a" * 1_000_000
+    chunks = [
+        {
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {
+                        "tool_calls": [
+                            {
+                                "index": n,
+                                "id": f"call_{n}",
+                                "function": {"name": "get_weather", "arguments": piece},
+                            }
+                        ]
+                    },
+                }
+            ]
+        }
+        for n in range(12)
+    ]
+    ended = {"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}
+    upstream.append(Reply(sse(*chunks, ended)))
+    socket = await connect(member)
+    ids = await socket.send_message("Weather?")
+    error = (await socket.until_type("message.error", ids["message_id"]))[-1]["error"]
+    assert error["code"] == "upstream_unavailable"
+    assert "tool calls longer than 8 MiB" in error["message"]
+    assert toolbox.calls == []
+
+
 async def test_an_error_detail_holding_a_nul_is_shown_and_saved(connect, member, upstream):
     detail = json.dumps({"error": {"message": "bad\x00 thing \ud800"}})
     upstream.append(Reply(detail, status=400))
