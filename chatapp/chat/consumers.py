@@ -347,9 +347,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 self.user, conversation_id
             )
             streaming = [message for message in messages if message["status"] == "streaming"]
-            await self.fill_streaming(streaming)
+            retries = await self.fill_streaming(streaming)
             self.feed.state_ready(conversation_id, messages, streaming)
             await self.send_event(events.conversation_state(conversation_id, messages))
+            for message_id, retry in retries.items():  # announced before this socket followed
+                await self.send_event(
+                    events.message_retrying(
+                        conversation_id, message_id, retry["attempt"], retry["delay"], retry["code"]
+                    )
+                )
             while (event := self.feed.next_held(conversation_id)) is not None:
                 await self.send_json(event)
         except ChatError as error:
@@ -362,10 +368,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
         finally:
             self.feed.stop_holding(conversation_id)
 
-    async def fill_streaming(self, streaming: list[StateMessage]) -> None:
-        """Replace the stored text of streaming answers with their live text, or a fresh row."""
+    async def fill_streaming(self, streaming: list[StateMessage]) -> dict[int, dict[str, Any]]:
+        """Replace the stored text of streaming answers with their live text, or a fresh row;
+        returns the retries those answers still wait on, by answer."""
         if not streaming:
-            return
+            return {}
         ids = [message["id"] for message in streaming]
         waiters = self.feed.expect_snapshots(ids)
         try:
@@ -375,6 +382,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         finally:
             self.feed.forget_snapshots(ids)
         snapshots = {mid: w.result() for mid, w in waiters.items() if w.done() and w.result()}
+        retries = {mid: snap["retrying"] for mid, snap in snapshots.items() if snap.get("retrying")}
         missing = [mid for mid in ids if mid not in snapshots]
         # No answer (finished meanwhile, or its process died): the row says where it is.
         rows = await database_sync_to_async(lookups.stored_messages)(missing) if missing else {}
@@ -389,6 +397,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 for key, value in snapshot.get("ended", {}).items():  # as the API lists it
                     if key in ENDED_FIELDS:
                         message[key] = value  # type: ignore[literal-required]
+        return retries
 
     # --- relaying --------------------------------------------------------------------------
 

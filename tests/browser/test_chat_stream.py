@@ -169,6 +169,19 @@ def test_upstream_failure_shows_retrying_then_an_error_with_retry(logged_in_page
     assert "You asked: *Are you there?*" in chat.answer_content()
 
 
+def test_a_page_reloaded_while_the_answer_waits_to_retry_says_it_retries(logged_in_page):
+    page = logged_in_page
+    chat = ChatPage(page)
+    chat.send("[sim:fault=503 times=1 retry_after=30] Are you there?")
+    expect(chat.last_answer().get_by_text("Retrying…")).to_be_visible()
+    page.reload()
+    page.wait_for_selector("html[data-socket=open]")
+    chat.wait_for_status("streaming")
+    expect(chat.last_answer().get_by_text("Retrying…")).to_be_visible()
+    chat.stop_button.click()
+    chat.wait_for_status("stopped")
+
+
 def test_replayed_deltas_are_dropped_by_seq(logged_in_page):
     page = logged_in_page
     chat = ChatPage(page)

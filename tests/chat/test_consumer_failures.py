@@ -98,6 +98,51 @@ async def test_a_retry_notice_refreshes_the_heartbeat(connect, member, sim, monk
     )
 
 
+async def test_a_page_that_reconnects_while_the_answer_waits_to_retry_is_told_so(
+    connect, member, sim
+):
+    """The retry notice is part of where the answer stands: a reloaded page shows it too."""
+    first = await connect(member)
+    ids = await first.send_message("Later [sim:fault=503 times=1 retry_after=30]")
+    message_id = ids["message_id"]
+    announced = (await first.until_type("message.retrying", message_id))[-1]
+
+    reloaded = await connect(member)
+    await reloaded.send({"type": "chat.subscribe", "conversation_id": ids["conversation_id"]})
+    state = await reloaded.receive()
+    assert state["type"] == "conversation.state"
+    assert (state["messages"][-1]["id"], state["messages"][-1]["status"]) == (
+        message_id,
+        "streaming",
+    )
+    notice = await reloaded.receive()
+    assert notice["type"] == "message.retrying"
+    assert (notice["message_id"], notice["attempt"], notice["code"]) == (
+        message_id,
+        announced["attempt"],
+        announced["code"],
+    )
+    assert 0 <= notice["delay"] <= announced["delay"]  # what is left of the wait
+
+    await first.send({"type": "chat.stop", "message_id": message_id})
+    await reloaded.until_type("message.done", message_id)
+
+
+async def test_a_page_that_reconnects_after_the_retry_streamed_gets_no_notice(connect, member, sim):
+    first = await connect(member)
+    ids = await first.send_message(
+        "Again [sim:fault=503 times=1 retry_after=0] [sim:long tokens=400]"
+    )
+    message_id = ids["message_id"]
+    await first.until_type("message.delta", message_id)
+
+    reloaded = await connect(member)
+    await reloaded.send({"type": "chat.subscribe", "conversation_id": ids["conversation_id"]})
+    frames = await reloaded.until_type("message.done", message_id)
+    assert frames[0]["type"] == "conversation.state"
+    assert not [f for f in frames if f["type"] == "message.retrying"]
+
+
 async def test_retrying_an_earlier_failed_answer_keeps_the_turns_after_it(connect, member, sim):
     socket = await connect(member)
     failed = await socket.send_message("First [sim:fault=400 times=1]")
