@@ -385,7 +385,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         retries = {mid: snap["retrying"] for mid, snap in snapshots.items() if snap.get("retrying")}
         missing = [mid for mid in ids if mid not in snapshots]
         # No answer (finished meanwhile, or its process died): the row says where it is.
-        rows = await database_sync_to_async(lookups.stored_messages)(missing) if missing else {}
+        stored = database_sync_to_async(lookups.stored_messages)
+        rows = await stored(self.user, missing) if missing else {}
         for message in streaming:
             snapshot = snapshots.get(message["id"]) or rows.get(message["id"])
             if snapshot is not None:

@@ -115,14 +115,17 @@ def attachment_list(uploads: Iterable[Upload]) -> list[Attachment]:
     return cast(list[Attachment], [upload.summary() for upload in uploads])
 
 
-def stored_messages(message_ids: list[int]) -> dict[int, dict[str, Any]]:
-    """Where these answers stand in the database: their text, seq and status."""
+def stored_messages(user: Any, message_ids: list[int]) -> dict[int, dict[str, Any]]:
+    """Where these answers of the user's conversation stand in the database: their text, seq
+    and status (`user`: whose link to the provider page a refused key shows)."""
     stored = {}
-    for row in Message.objects.filter(pk__in=message_ids).values(*STATE_FIELDS):
+    rows = Message.objects.filter(pk__in=message_ids)
+    for row in rows.values(*STATE_FIELDS, "conversation__team_id"):
         entry = {key: row[key] for key in ("id", "status", "seq", "tool_calls")}
         entry["content"] = withheld(row)
         if row["status"] != MessageStatus.STREAMING:  # ended meanwhile: what ended it
-            entry["ended"] = _state_message(row, [])
+            help_url = key_help(user, row["conversation__team_id"], [row])
+            entry["ended"] = _state_message(row, [], help_url)
         stored[row["id"]] = entry
     return stored
 

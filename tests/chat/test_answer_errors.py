@@ -60,6 +60,36 @@ async def test_a_refused_key_gives_a_team_admin_the_reason_without_the_owners_pa
     assert state[-1]["error"] == error  # after a reload too
 
 
+async def test_a_refused_key_ending_the_answer_while_a_page_reloads_keeps_the_provider_page(
+    connect, owner, team, sim, toolbox, monkeypatch
+):
+    """The state takes the answer from its stored row when it ends between the state's read
+    and its snapshot: that error too carries the owner's link, as its message.error did."""
+    from chatapp.chat import consumers
+    from chatapp.chat.actions import replies
+    from chatapp.chat.generation import RUNNING
+
+    socket = await connect(owner)
+    ids = await socket.send_message("File it [sim:call=create_ticket]")
+    message_id = ids["message_id"]
+    call = (await socket.until_type("message.tool_call", message_id))[-1]["call"]
+    assert call["status"] == "awaiting_approval"
+
+    async def refused_first(message_id, reply_channel):  # the answer ends before it is asked
+        sim.app.api_key = "another-key"  # the next turn's request is refused
+        await replies.request_tool_decision(message_id, call["id"], True)
+        await RUNNING[message_id].wait()
+
+    monkeypatch.setattr(consumers.replies, "request_snapshot", refused_first)
+    await socket.send({"type": "chat.subscribe", "conversation_id": ids["conversation_id"]})
+    frames = await socket.until_type("message.done", message_id)
+    live = next(f for f in frames if f["type"] == "message.error")["error"]
+    assert live["help_url"] == reverse("teams:provider", args=[team.pk])
+    answer = next(f for f in frames if f["type"] == "conversation.state")["messages"][-1]
+    assert (answer["id"], answer["status"]) == (message_id, "interrupted")
+    assert answer["error"] == live
+
+
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 408, 409, 413, 422, 429, 500, 503])
 @pytest.mark.parametrize(
     "detail", ["", "The model 'x' does not exist", "maximum context length is 8192 tokens"]
