@@ -105,6 +105,8 @@ class ConversationFeed:
             return bool(event["seq"] > self._seq_floor.get(event["message_id"], 0))
         if kind == "message.created":
             return event["message"]["id"] not in known
+        if kind in ENDING_EVENTS:  # no delta of it follows: its floor would only take memory
+            self._seq_floor.pop(event["message_id"], None)
         return True
 
     # --- snapshots of streaming answers ----------------------------------------------------

@@ -117,3 +117,19 @@ async def test_an_answer_ending_while_held_sends_its_waiter_to_the_database():
     done = events.message_done(1, 10, status="complete", model="m")
     assert feed.receive(done) is None
     assert waiters[10].done() and waiters[10].result() is None
+
+
+def test_an_answer_that_ended_leaves_nothing_behind_in_a_long_lived_socket():
+    """A tab open for days subscribes mid-answer again and again: each answer's seq floor
+    goes once it ends, or the socket's memory grows by one per answer it ever resumed."""
+    feed = ConversationFeed()
+    feed.follow(1)
+    for message_id in range(10, 20):
+        feed.hold(1)
+        streaming = [state_message(message_id, "streaming", 2)]
+        feed.state_ready(1, streaming, streaming)
+        assert feed.next_held(1) is None
+        assert feed.receive(delta(1, message_id, 3)) is not None
+        done = events.message_done(1, message_id, status="complete", model="m")
+        assert feed.receive(done) == done
+    assert feed._seq_floor == {}
