@@ -12,12 +12,14 @@ import logging
 from contextvars import ContextVar
 
 from asgiref.sync import async_to_sync
-from django.contrib.auth import get_user_model
+from channels.db import database_sync_to_async
+from django.contrib.auth import get_user, get_user_model
 from django.contrib.auth.signals import user_logged_out
 from django.contrib.sessions.models import Session
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
+from django.http import HttpRequest
 from django.utils import timezone
 
 from chatapp.core.layers import channel_layer
@@ -46,6 +48,16 @@ def ends_session(event: dict, fingerprint: str | None) -> bool:
     if fingerprint is not None and event.get("kept") == fingerprint:
         return False
     return event.get("session") is None or event["session"] == fingerprint
+
+
+@database_sync_to_async
+def still_signed_in(session_key: str | None, user_id: int) -> bool:
+    """Whether the session, read again now, still signs in this user (active, same password)."""
+    if not session_key:
+        return False
+    request = HttpRequest()
+    request.session = SessionStore(session_key)
+    return bool(get_user(request).pk == user_id)
 
 
 def close_user_sockets(

@@ -89,8 +89,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.feed = ConversationFeed()
         self.subscription: asyncio.Task[None] | None = None
         self.counted = False
-        await self.accept()  # accept first so the browser sees our close code
         if self.user is None or not self.user.is_authenticated:
+            await self.accept()  # accept first so the browser sees our close code
             await self.close(code=UNAUTHENTICATED)
             return
         WEBSOCKET_CONNECTIONS.inc()
@@ -98,9 +98,19 @@ class ChatConsumer(AsyncWebsocketConsumer):
         session = self.scope.get("session")
         session_key = session.session_key if session is not None else None
         self.session_fingerprint = account_sockets.session_fingerprint(session_key)
-        await self.channel_layer.group_add(
-            account_sockets.user_group(self.user.pk), self.channel_name
-        )
+        user_group = account_sockets.user_group(self.user.pk)
+        try:
+            await self.channel_layer.group_add(user_group, self.channel_name)
+            # A logout or deactivation since the session was read was announced before we
+            # joined: read it again, before the client may send anything.
+            signed_in = await account_sockets.still_signed_in(session_key, self.user.pk)
+        finally:
+            await self.accept()  # whatever happened, so the browser sees our close code
+        if not signed_in:
+            self.forget_socket()
+            await self.channel_layer.group_discard(user_group, self.channel_name)
+            await self.close(code=UNAUTHENTICATED)
+            return
         layer_watch.follow(self)  # closed if Redis forgets this socket's groups
         layer_watch.ensure_running()
 
@@ -302,7 +312,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def user_sessions_ended(self, event: dict[str, Any]) -> None:
         """Logout or deactivation ended this socket's session: close it, read nothing more."""
-        if account_sockets.ends_session(event, self.session_fingerprint):
+        if self.counted and account_sockets.ends_session(event, self.session_fingerprint):
             await self.close(code=UNAUTHENTICATED)
             disconnect: WebSocketDisconnectEvent = {
                 "type": "websocket.disconnect",

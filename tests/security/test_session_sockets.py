@@ -7,6 +7,7 @@ from django.conf import settings as django_settings
 from django.test import Client
 
 from chatapp.asgi import application
+from chatapp.chat.consumers import ChatConsumer
 from tests.chat import conftest as chat
 from tests.chat.conftest import FRAME_TIMEOUT
 from tests.conftest import PASSWORD
@@ -89,6 +90,35 @@ async def test_a_closed_session_cannot_open_a_new_socket(sessions, member):
     await laptop.log_out()
     assert await is_closed_as_logged_out(laptop.sockets[0])
     assert await is_closed_as_logged_out(await laptop.open_socket())
+
+
+async def test_a_logout_while_a_socket_opens_still_closes_it(sessions, member, monkeypatch):
+    """The session is read before the socket joins its user's group, where a logout is
+    announced: a logout in between must not leave the socket signed in."""
+    laptop = await sessions(member)
+    connect = ChatConsumer.connect
+
+    async def logged_out_meanwhile(consumer):  # the session was read, the socket not set up
+        await laptop.log_out()
+        await connect(consumer)
+
+    monkeypatch.setattr(ChatConsumer, "connect", logged_out_meanwhile)
+    socket = await laptop.open_socket()
+    assert await is_closed_as_logged_out(socket)
+
+
+async def test_a_deactivation_while_a_socket_opens_still_closes_it(sessions, member, monkeypatch):
+    laptop = await sessions(member)
+    connect = ChatConsumer.connect
+
+    async def deactivated_meanwhile(consumer):
+        member.is_active = False
+        await member.asave(update_fields=["is_active"])
+        await connect(consumer)
+
+    monkeypatch.setattr(ChatConsumer, "connect", deactivated_meanwhile)
+    socket = await laptop.open_socket()
+    assert await is_closed_as_logged_out(socket)
 
 
 async def test_deactivation_closes_all_of_the_users_sockets(sessions, member, outsider):
