@@ -226,7 +226,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         conversation_id, leaf_id = await database_sync_to_async(conversations.switch_branch)(
             self.user, message_id
         )
-        await self.subscribe(conversation_id)
+        await self.subscribe(conversation_id, frames.request_id_of(frame))
         # This process's sockets hear it within the broadcast (the layer's copy of it comes
         # back to none of them): this one, answered with the state, lets its own go by.
         self.feed.own_switch = (conversation_id, leaf_id)
@@ -268,16 +268,17 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def chat_subscribe(self, frame: dict[str, Any]) -> None:
         conversation_id = frames.object_id(frame, "conversation_id")
         await database_sync_to_async(lookups.check_conversation)(self.user, conversation_id)
-        await self.subscribe(conversation_id)
+        await self.subscribe(conversation_id, frames.request_id_of(frame))
 
-    async def subscribe(self, conversation_id: int) -> None:
-        """Follow the conversation and send its state (the events held meanwhile after it)."""
+    async def subscribe(self, conversation_id: int, request_id: str | None) -> None:
+        """Follow the conversation and send its state (the events held meanwhile after it);
+        request_id: the frame's, for an error."""
         await self.cancel_subscription()
         # Hold first: this process's answers reach the socket as soon as it follows, which
         # is before the layer has added it to the group (an await on Redis).
         self.feed.hold(conversation_id)  # its events wait until the state is sent
         await self.follow(conversation_id)
-        self.subscription = asyncio.create_task(self.send_state(conversation_id))
+        self.subscription = asyncio.create_task(self.send_state(conversation_id, request_id))
 
     async def conversation_updated(self, event: dict[str, Any]) -> None:
         """One of the user's conversations was named (chatapp.chat.titles) or renamed: every
@@ -345,7 +346,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 await self.subscription
         self.subscription = None
 
-    async def send_state(self, conversation_id: int) -> None:
+    async def send_state(self, conversation_id: int, request_id: str | None) -> None:
         """conversation.state for a subscribe, then the events held meanwhile, in order.
 
         Streaming answers take their text from the process generating them, asked after this
@@ -369,12 +370,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
             while (event := self.feed.next_held(conversation_id)) is not None:
                 await self.send_json(event)
         except ChatError as error:
-            await self.send_event(events.error(None, error.code, error.message, error.field))
+            await self.send_error(request_id, error.code, error.message, error.field)
         except Exception:
             log.exception("Subscribing to conversation %s failed", conversation_id)
-            await self.send_event(
-                events.error(None, "internal_error", "Could not load the conversation.")
-            )
+            await self.send_error(request_id, "internal_error", "Could not load the conversation.")
         finally:
             self.feed.stop_holding(conversation_id)
 

@@ -281,3 +281,26 @@ async def test_a_frame_is_handled_while_the_database_thread_is_busy(connect, mem
     finally:
         release.set()
         await busy
+
+
+async def test_a_subscribe_refused_while_its_state_is_read_names_its_request(
+    connect, member, monkeypatch
+):
+    """The conversation deleted (in another tab) between the subscribe's check and the read of
+    its state: the error still carries the frame's request_id, as every refusal does."""
+    from chatapp.chat import consumers
+
+    conversation = await Conversation.objects.acreate(
+        team=await Team.objects.aget(memberships__user=member), owner=member, model="m"
+    )
+    check = consumers.lookups.check_conversation
+
+    def deleted_meanwhile(user, conversation_id):
+        check(user, conversation_id)
+        Conversation.objects.filter(pk=conversation_id).delete()
+
+    monkeypatch.setattr(consumers.lookups, "check_conversation", deleted_meanwhile)
+    socket = await connect(member)
+    frame = {"type": "chat.subscribe", "conversation_id": conversation.pk, "request_id": "s-1"}
+    reply = await socket.expect_error(frame)
+    assert (reply["error"]["code"], reply["request_id"]) == ("not_found", "s-1")
