@@ -62,6 +62,13 @@ def claimed_groups(claims: dict) -> list[str]:
     return [g for g in groups if isinstance(g, str)]
 
 
+def json_object(answer, name: str) -> dict:
+    """The provider's answer when it is a JSON object; anything else refuses the sign-in."""
+    if not isinstance(answer, dict):
+        raise SuspiciousOperation(f"The provider's {name} answer is no JSON object.")
+    return answer
+
+
 def is_provider_callback(request, credentials: dict | None) -> bool:
     """django-axes' whitelist: a callback's failure is no password guess, so it is neither
     counted nor locked (else a few refused codes would lock everyone behind that address out)."""
@@ -150,8 +157,11 @@ class OIDCBackend(OIDCAuthenticationBackend):
             raise SuspiciousOperation("The ID token was issued to another client.")
         return payload
 
+    def get_token(self, payload):
+        return json_object(super().get_token(payload), "token endpoint's")
+
     def get_userinfo(self, access_token, id_token, payload):
-        userinfo = super().get_userinfo(access_token, id_token, payload)
+        userinfo = json_object(super().get_userinfo(access_token, id_token, payload), "userinfo")
         if userinfo.get("sub") != payload.get("sub"):
             raise SuspiciousOperation("The userinfo answer is about another subject.")
         return {**payload, **userinfo}

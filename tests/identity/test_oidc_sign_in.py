@@ -345,6 +345,18 @@ def test_an_id_token_without_a_key_id_is_checked_against_the_providers_one_key(c
     assert signed_in_user(client) is not None
 
 
+@pytest.mark.parametrize("endpoint", ["_token_body", "_userinfo_body"])
+@pytest.mark.parametrize("body", ["[]", '"a token"', "null", "5"])
+def test_a_token_or_userinfo_answer_that_is_no_json_object_is_refused_not_an_error(
+    client, sso, person, endpoint, body
+):
+    response = sign_in(client, sso, person(**{endpoint: body}))
+    assert response.status_code == 302 and response["Location"] == "/accounts/login/"
+    assert FAILED in messages_of(response)
+    assert signed_in_user(client) is None
+    assert not OIDCIdentity.objects.exists()
+
+
 def test_an_unreachable_provider_is_a_message_not_an_error(client, settings, db):
     from tests.identity.conftest import sso_settings
 

@@ -5,9 +5,13 @@ from jwcrypto import jwt
 from oauth2_provider.oauth2_validators import OAuth2Validator
 
 
-def person_claims(request) -> dict:
+def claims_of(user) -> dict:
     with open(os.environ["OIDC_PROVIDER_CLAIMS"]) as stream:
-        return json.load(stream).get(request.user.username, {})
+        return json.load(stream).get(user.username, {})
+
+
+def person_claims(request) -> dict:
+    return claims_of(request.user)
 
 
 class ClaimsValidator(OAuth2Validator):
