@@ -155,6 +155,10 @@ class OIDCBackend(OIDCAuthenticationBackend):
             raise SuspiciousOperation("The ID token comes from another issuer.")
         if self.OIDC_RP_CLIENT_ID not in audiences:
             raise SuspiciousOperation("The ID token was issued to another client.")
+        # OpenID Connect Core 3.1.3.7: a token for several clients names the one it is for.
+        authorized = payload.get("azp", None if len(audiences) > 1 else self.OIDC_RP_CLIENT_ID)
+        if authorized != self.OIDC_RP_CLIENT_ID:
+            raise SuspiciousOperation("The ID token was authorized to another client.")
         return payload
 
     def get_token(self, payload):

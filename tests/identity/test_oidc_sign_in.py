@@ -338,6 +338,39 @@ def test_a_provider_clock_far_ahead_is_refused_not_an_error(client, sso, person,
     assert signed_in_user(client) is None
 
 
+# The provider puts a person's claims in the ID token over its own, aud and azp included.
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"aud": [CLIENT_ID, "another-client"]},  # several audiences and no azp
+        {"aud": [CLIENT_ID, "another-client"], "azp": "another-client"},
+        {"azp": "another-client"},  # one audience, ours, but authorized to another
+        {"aud": ["another-client"], "azp": CLIENT_ID},
+        {"aud": [], "azp": CLIENT_ID},
+    ],
+)
+def test_an_id_token_for_other_clients_too_is_refused(client, sso, person, claims):
+    """OpenID Connect Core 3.1.3.7: several audiences need an azp, and azp must be ours."""
+    response = sign_in(client, sso, person(**claims))
+    assert response["Location"] == "/accounts/login/" and FAILED in messages_of(response)
+    assert signed_in_user(client) is None
+    assert not OIDCIdentity.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"aud": [CLIENT_ID, "another-client"], "azp": CLIENT_ID},
+        {"aud": [CLIENT_ID]},
+        {"aud": CLIENT_ID, "azp": CLIENT_ID},
+    ],
+)
+def test_an_id_token_authorized_to_this_client_signs_in(client, sso, person, claims):
+    response = sign_in(client, sso, person(**claims))
+    assert response.status_code == 302 and response["Location"] == "/"
+    assert signed_in_user(client) is not None
+
+
 def test_an_id_token_without_a_key_id_is_checked_against_the_providers_one_key(client, sso, person):
     # A key id is optional in a signed token (RFC 7515): a provider with one key may omit it.
     response = sign_in(client, sso, person(_key_id=False))
