@@ -37,6 +37,10 @@ log = logging.getLogger(__name__)
 # How far the provider's clock may run ahead of ours (or an ID token be past its expiry).
 CLOCK_SKEW_SECONDS = 60
 EMAIL_MAX_LENGTH = 254  # User.email's
+EMAIL_HELD = (
+    "Your e-mail address at the identity provider, {email}, belongs to another account here,"
+    " so it was not given to this one. Ask a site admin if it should be yours."
+)
 
 
 def verified_email(claims: dict) -> str:
@@ -209,7 +213,7 @@ class OIDCBackend(OIDCAuthenticationBackend):
     def create_user(self, claims):
         if self._signup_refused(claims):
             return None  # authenticate answers None: the callback's failure page
-        user = self.UserModel(username=self._free_username(claims), email=verified_email(claims))
+        user = self.UserModel(username=self._free_username(claims))  # update_user sets the e-mail
         user.set_unusable_password()
         user.save()
         # A plain insert, so that of two first sign-ins at once one wins and the other
@@ -230,14 +234,27 @@ class OIDCBackend(OIDCAuthenticationBackend):
             subject=claims["sub"],
             defaults={"user": user, "last_sign_in_at": timezone.now()},
         )
-        email = verified_email(claims)
-        if email and user.email.lower() != email:
-            user.email = email
-            user.save(update_fields=["email"])
+        self._update_email(user, verified_email(claims))
         rules = parse_group_map(settings.OIDC_GROUP_MAP)
         if rules:
             apply_group_roles(user, roles_for(rules, claimed_groups(claims)), managed_teams(rules))
         return user
+
+    def _update_email(self, user, email: str) -> None:
+        """The provider's verified address, unless another account has it (in any letter case):
+        two accounts never share one, so this one keeps its own and the person is told why."""
+        if not email or user.email.lower() == email:
+            return
+        unconfirmed_signups().filter(email__iexact=email).delete()  # they give way, as above
+        if self.UserModel.objects.filter(email__iexact=email).exclude(pk=user.pk).exists():
+            log.warning(
+                "OpenID Connect sign-in kept user %s's e-mail: another has the new one", user.pk
+            )
+            if getattr(self, "request", None) is not None:
+                messages.warning(self.request, EMAIL_HELD.format(email=email))
+            return
+        user.email = email
+        user.save(update_fields=["email"])
 
     def _signup_refused(self, claims: dict) -> bool:
         """SIGNUP_POLICY=domain holds for accounts made here too: a verified address at

@@ -105,6 +105,41 @@ def test_the_next_sign_in_finds_the_account_by_sub_even_with_a_new_email(client,
     assert get_user_model().objects.filter(username__startswith=name).count() == 1
 
 
+@pytest.mark.parametrize("held_as", ["carol@example.com", "CAROL@Example.com"])
+def test_a_new_email_another_account_holds_is_not_copied(client, sso, person, make_user, held_as):
+    """Two accounts never share an address: the sign-in goes on, the old address stays."""
+    name = person()
+    sign_in(client, sso, name)
+    user = signed_in_user(client)
+    client.logout()
+    carol = make_user("carol")
+    carol.email = held_as
+    carol.save()
+    sso.set_claims(name, email="carol@example.com", email_verified=True, groups=[])
+    response = sign_in(client, sso, name)
+    assert response.status_code == 302 and response["Location"] == "/"
+    assert signed_in_user(client) == user
+    user.refresh_from_db()
+    assert user.email == f"{name}@corp.example"
+    assert get_user_model().objects.filter(email__iexact="carol@example.com").count() == 1
+    assert "belongs to another account here" in messages_of(response)
+
+
+def test_a_first_sign_in_with_an_address_another_subject_holds_makes_an_account_without_it(
+    client, sso, person
+):
+    first = person(email="shared@corp.example")
+    sign_in(client, sso, first)
+    holder = signed_in_user(client)
+    other = Client()
+    response = sign_in(other, sso, person(email="SHARED@corp.example"))
+    assert response.status_code == 302 and response["Location"] == "/"
+    newcomer = signed_in_user(other)
+    assert newcomer != holder and newcomer.email == ""
+    assert "belongs to another account here" in messages_of(response)
+    assert get_user_model().objects.filter(email__iexact="shared@corp.example").count() == 1
+
+
 def test_a_verified_email_links_an_existing_account(client, sso, person, make_user):
     existing = make_user("carol")
     name = person(email="CAROL@example.com")  # make_user gave carol carol@example.com
