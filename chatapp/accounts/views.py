@@ -140,6 +140,11 @@ class PasswordResetConfirmView(AuditsOwnPassword, auth_views.PasswordResetConfir
     how = "reset"
     success_url = reverse_lazy("password_reset_complete")
 
+    def get_user(self, uidb64):
+        # A link mailed before the account was deactivated is no longer valid: it sets nothing.
+        user = super().get_user(uidb64)
+        return user if user is not None and user.is_active else None
+
 
 class PasswordChangeView(AuditsOwnPassword, auth_views.PasswordChangeView):
     how = "change"

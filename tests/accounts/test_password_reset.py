@@ -144,6 +144,31 @@ def test_a_bad_or_tampered_link_says_so(client, make_user, mail_on):
     assert max_.check_password(PASSWORD)
 
 
+@pytest.mark.parametrize("opened_before", [False, True])
+def test_a_link_mailed_before_the_account_was_deactivated_sets_nothing(
+    client, make_user, mail_on, opened_before
+):
+    max_ = make_user("max")
+    ask_reset(client, "max@example.com")
+    link = link_in(mail.outbox[0])
+    form = client.get(link, follow=True) if opened_before else None
+    max_.is_active = False
+    max_.save()
+    if form is None:
+        page = client.get(link, follow=True)
+        assert "This link does not work any more" in page.content.decode()
+        set_url = page.request["PATH_INFO"]
+    else:
+        set_url = form.request["PATH_INFO"]
+    data = {"new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD}
+    refused = client.post(set_url, data)
+    assert refused.status_code == 200
+    assert "This link does not work any more" in refused.content.decode()
+    max_.refresh_from_db()
+    assert max_.check_password(PASSWORD) and not max_.is_active
+    assert not AuditEvent.objects.filter(action="user.password").exists()
+
+
 def test_a_bad_address_is_a_clear_error_and_sends_nothing(client, db, mail_on):
     response = ask_reset(client, "not an address")
     assert response.status_code == 200
