@@ -679,6 +679,8 @@ def test_without_local_passwords_no_page_offers_to_change_a_password(
     page = client.get("/settings/").content.decode()
     assert "Change your password" not in page and "/accounts/password/" not in page
     assert "You sign in through your organisation's single sign-on" in page
+    admin_page = client.get("/admin/").content.decode()
+    assert "Log out" in admin_page and "/admin/password_change/" not in admin_page
     for url in ("/accounts/password/", "/accounts/password/done/", "/admin/password_change/"):
         assert client.get(url).status_code == 404, url
     data = {
@@ -698,6 +700,15 @@ def test_with_local_passwords_the_login_form_keeps_working(client, sso, member):
     )
     assert response.status_code == 302 and response["Location"] == "/settings/"
     assert signed_in_user(client) == member
+
+
+def test_with_local_passwords_the_admin_site_offers_to_change_ones_password(
+    client, sso, site_admin
+):
+    client.force_login(site_admin)
+    page = client.get("/admin/").content.decode()
+    assert 'href="/admin/password_change/"' in page and "View site" in page and "Log out" in page
+    assert client.get("/admin/password_change/").status_code == 200
 
 
 # ---- signing out --------------------------------------------------------------------------
