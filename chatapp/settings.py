@@ -221,6 +221,7 @@ TEMPLATES = [
     },
 ]
 
+DATABASE_URL = env.str("DATABASE_URL", default="")  # kept so that logging redacts it
 try:
     DATABASES = {
         "default": env.db_url("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")

@@ -9,6 +9,7 @@ import uuid
 from contextvars import ContextVar
 from functools import cache
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from django.urls import URLResolver, get_resolver
 from pythonjsonlogger.json import JsonFormatter
@@ -19,7 +20,16 @@ request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 # Ids from a proxy are reused only when they are short and plain, so they cannot forge log lines.
 _INCOMING_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # Settings whose values must never reach a log line, whatever a caller passes in.
-SECRET_SETTINGS = ("LLAMA_API_KEY", "SECRET_KEY", "SECRET_KEY_FALLBACKS", "METRICS_TOKEN")
+SECRET_SETTINGS = (
+    "LLAMA_API_KEY",
+    "SECRET_KEY",
+    "SECRET_KEY_FALLBACKS",
+    "METRICS_TOKEN",
+    "OIDC_RP_CLIENT_SECRET",
+    "FIELD_ENCRYPTION_KEY",
+)
+# Service addresses that may carry a password: the whole address and its password are secret.
+SECRET_URL_SETTINGS = ("DATABASE_URL", "EMAIL_URL", "REDIS_URL")
 REDACTED = "[redacted]"
 # Address parts that are credentials (whoever holds the address may use it): an invitation's
 # token and its confirmation's signature, a share link's token, a password reset link's token.
@@ -125,8 +135,20 @@ def configured_secrets() -> list[str]:
     for name in SECRET_SETTINGS:
         value = getattr(settings, name, "")
         values.extend(value if isinstance(value, list) else [value])
+    for name in SECRET_URL_SETTINGS:
+        url = getattr(settings, name, "")
+        if isinstance(url, str) and url:
+            password = url_password(url)
+            values.extend([url, password, unquote(password)])
     # Short values would blank out ordinary words; real keys are long.
     return [value for value in values if isinstance(value, str) and len(value) >= 8]
+
+
+def url_password(url: str) -> str:
+    try:
+        return urlsplit(url).password or ""
+    except ValueError:  # a malformed address: the whole of it is redacted still
+        return ""
 
 
 def redact(line: str) -> str:

@@ -74,6 +74,33 @@ def test_configured_secrets_never_reach_a_line(log_lines):
     assert text.count("[redacted]") == 3
 
 
+SERVICE_URLS = {
+    "DATABASE_URL": "postgres://chat:db-pass-4411@db.internal:5432/chat",
+    "EMAIL_URL": "smtp+tls://mailer:mail%2Fpass-7722@smtp.internal:587",
+    "REDIS_URL": "redis://:redis-pass-9933@redis.internal:6379/0",
+}
+
+
+@override_settings(
+    **SERVICE_URLS,
+    OIDC_RP_CLIENT_SECRET="oidc-client-secret-3344",
+    FIELD_ENCRYPTION_KEY="field-encryption-key-5566",
+)
+def test_service_addresses_their_passwords_and_other_secrets_never_reach_a_line(log_lines):
+    log = logging.getLogger("chatapp.test")
+    for url in SERVICE_URLS.values():
+        log.error("could not connect to %s", url)
+    # A password may also be logged alone, as a library's own message or a dump of options.
+    for password in ("db-pass-4411", "mail/pass-7722", "mail%2Fpass-7722", "redis-pass-9933"):
+        log.warning("options: password=%s", password)
+    log.warning("token request with client_secret=oidc-client-secret-3344")
+    log.warning("key field-encryption-key-5566")
+    text = json.dumps(log_lines())
+    for secret in ("pass-4411", "pass-7722", "pass-9933", "secret-3344", "key-5566"):
+        assert secret not in text
+    assert text.count("[redacted]") == 9
+
+
 def test_every_response_carries_a_request_id_and_an_access_line(client, db, log_lines):
     response = client.get("/accounts/login/?next=/secret-search")
     request_id = response["X-Request-ID"]
