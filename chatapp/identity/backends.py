@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 # How far the provider's clock may run ahead of ours (or an ID token be past its expiry).
 CLOCK_SKEW_SECONDS = 60
 EMAIL_MAX_LENGTH = 254  # User.email's
+SUBJECT_MAX_LENGTH = 255  # OIDCIdentity.subject's
 EMAIL_HELD = (
     "Your e-mail address at the identity provider, {email}, belongs to another account here,"
     " so it was not given to this one. Ask a site admin if it should be yours."
@@ -175,7 +176,8 @@ class OIDCBackend(OIDCAuthenticationBackend):
         return {**payload, **userinfo}
 
     def verify_claims(self, claims) -> bool:
-        return isinstance(claims.get("sub"), str) and bool(claims["sub"])
+        subject = claims.get("sub")  # at most 255 characters (OpenID Connect Core 2), as kept
+        return isinstance(subject, str) and 0 < len(subject) <= SUBJECT_MAX_LENGTH
 
     def filter_users_by_claims(self, claims):
         issuer = provider_metadata()["issuer"]

@@ -373,6 +373,17 @@ def test_a_provider_clock_far_ahead_is_refused_not_an_error(client, sso, person,
     assert signed_in_user(client) is None
 
 
+@pytest.mark.parametrize("subject", ["s" * 256, ""])
+def test_a_subject_no_account_can_be_linked_to_is_refused_not_an_error(
+    client, sso, person, subject
+):
+    # OpenID Connect Core 2: sub is at most 255 characters (as OIDCIdentity keeps it).
+    response = sign_in(client, sso, person(sub=subject))
+    assert response["Location"] == "/accounts/login/" and FAILED in messages_of(response)
+    assert signed_in_user(client) is None
+    assert not OIDCIdentity.objects.exists()
+
+
 # The provider puts a person's claims in the ID token over its own, aud and azp included.
 @pytest.mark.parametrize(
     "claims",
