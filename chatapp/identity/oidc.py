@@ -58,7 +58,8 @@ def end_session_url(request) -> str:
         endpoint = provider_metadata().get("end_session_endpoint")
     except ProviderUnavailable:
         endpoint = None
-    if not endpoint:
+    # Sent to the browser as a link: a web address only, never another kind (javascript:).
+    if not (isinstance(endpoint, str) and endpoint.startswith(("https://", "http://"))):
         return ""
     query = urlencode({"client_id": settings.OIDC_RP_CLIENT_ID, "post_logout_redirect_uri": login})
     return f"{endpoint}{'&' if '?' in endpoint else '?'}{query}"

@@ -488,6 +488,31 @@ def test_a_discovery_answer_that_is_no_document_is_a_message_not_an_error(
         server.server_close()
 
 
+@pytest.mark.parametrize("end_session", [5, ["http://id.example/logout"], "javascript:alert(1)"])
+def test_an_end_session_endpoint_that_is_no_web_address_is_not_offered(
+    client, settings, member, end_session, monkeypatch
+):
+    document = {
+        **dict.fromkeys(ENDPOINTS, "http://id.example/x"),
+        "end_session_endpoint": end_session,
+    }
+    server = ThreadingHTTPServer(("127.0.0.1", 0), WrongDiscovery)
+    issuer = f"http://127.0.0.1:{server.server_address[1]}/o"
+    monkeypatch.setattr(WrongDiscovery, "body", json.dumps({**document, "issuer": issuer}).encode())
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        from tests.identity.conftest import sso_settings
+
+        sso_settings(settings, issuer)
+        client.force_login(member, backend=OIDC_BACKEND)
+        signed_out = client.post("/accounts/logout/")
+        assert signed_out.status_code == 302 and signed_out["Location"] == "/accounts/login/"
+        assert signed_in_user(client) is None
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 # ---- group mapping ------------------------------------------------------------------------
 
 
