@@ -45,3 +45,17 @@ class PasswordResetMail(models.Model):
 
     def __str__(self) -> str:
         return f"Reset mail at {self.sent_at:%Y-%m-%d %H:%M}"
+
+
+class PendingSignup(models.Model):
+    """An account a signup made (SIGNUP_POLICY=domain) whose address is not proved yet: only
+    such an account gives way to the next signup or sign-in with its address, never one a site
+    admin deactivated before it was first used."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="pending_signup"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"Signup of {self.user} to confirm"

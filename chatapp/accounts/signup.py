@@ -109,6 +109,11 @@ def address_proof_needed(invitation: Invitation | None) -> bool:
 
 def unconfirmed_signups():
     """Accounts a signup made whose address was never proved (SIGNUP_POLICY=domain): inactive,
-    never signed in, in no team. A deactivated account has signed in, or is in a team."""
+    never signed in, in no team, and marked pending by the signup (not deactivated by an admin)."""
     users = get_user_model().objects
-    return users.filter(is_active=False, last_login__isnull=True, memberships__isnull=True)
+    return users.filter(
+        is_active=False,
+        last_login__isnull=True,
+        memberships__isnull=True,
+        pending_signup__isnull=False,
+    )

@@ -26,7 +26,7 @@ from django.views.generic import FormView
 
 from chatapp.accounts import actions
 from chatapp.accounts.forms import ApiKeyForm, ChatSettingsForm, SignupForm
-from chatapp.accounts.models import UserSettings
+from chatapp.accounts.models import PendingSignup, UserSettings
 from chatapp.accounts.signup import (
     FIRST_ACCOUNT_NOTICE,
     address_proof_needed,
@@ -272,6 +272,7 @@ def _signup_to_confirm(request, form: SignupForm) -> HttpResponse:
         user = form.save(commit=False)
         user.is_active = False
         user.save()
+        PendingSignup.objects.create(user=user)
         value = {"u": user.pk, "e": user.email}
         path = reverse("signup_confirm", args=[signing.dumps(value, salt=SIGNUP_SALT)])
         send_mail(
@@ -297,13 +298,17 @@ def signup_confirm(request, signature: str) -> HttpResponse:
     user = None
     if isinstance(value, dict) and isinstance(value.get("u"), int):
         # Only a signup never confirmed: not an account a site admin has since deactivated.
-        unconfirmed = get_user_model().objects.filter(is_active=False, last_login__isnull=True)
+        unconfirmed = get_user_model().objects.filter(
+            is_active=False, last_login__isnull=True, pending_signup__isnull=False
+        )
         user = unconfirmed.filter(pk=value["u"], email=value.get("e")).first()
     if user is None:
         messages.error(request, "This confirmation link is not valid (or has expired).")
         return redirect("login")
-    user.is_active = True
-    user.save(update_fields=["is_active"])
+    with transaction.atomic():
+        PendingSignup.objects.filter(user=user).delete()
+        user.is_active = True
+        user.save(update_fields=["is_active"])
     login(request, user, backend="django.contrib.auth.backends.ModelBackend")
     return redirect("home")
 

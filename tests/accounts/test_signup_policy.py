@@ -207,6 +207,18 @@ def test_a_deactivated_members_address_and_name_stay_theirs(client, site_admin, 
     assert User.objects.filter(pk=member.pk).exists()
 
 
+def test_an_account_deactivated_before_it_ever_signed_in_is_no_unconfirmed_signup(
+    client, site_admin, by_domain, make_user
+):
+    """A site admin made it and shut it out before first use: it is not deleted to make way."""
+    dora = make_user("dora", is_active=False)  # dora@example.com, no team, never signed in
+    User.objects.filter(pk=dora.pk).update(date_joined=timezone.now() - timedelta(days=30))
+    response = signup(client, "dora", "dora@example.com")
+    assert response.status_code == 200 and b"already exists" in response.content
+    assert signup(client, "someone", "someone@example.com").status_code == 302
+    assert User.objects.filter(pk=dora.pk, is_active=False).exists()
+
+
 def test_a_confirmation_mail_that_cannot_be_sent_makes_no_account(
     client, site_admin, settings, monkeypatch
 ):

@@ -568,6 +568,18 @@ def test_a_deactivated_account_signing_in_is_refused_and_changes_nothing(client,
     assert not AuditEvent.objects.filter(actor=user).exists()
 
 
+def test_an_account_deactivated_before_it_ever_signed_in_is_not_replaced_at_sign_in(
+    client, sso, person, make_user
+):
+    dora = make_user("dora", is_active=False)
+    dora.email = "dora@corp.example"
+    dora.save()
+    response = sign_in(client, sso, person(email="dora@corp.example"))
+    assert response["Location"] == "/accounts/login/" and signed_in_user(client) is None
+    assert get_user_model().objects.filter(pk=dora.pk, is_active=False).exists()
+    assert get_user_model().objects.filter(email__iexact="dora@corp.example").count() == 1
+
+
 def test_the_domain_signup_policy_holds_for_accounts_made_at_sign_in(
     client, sso, person, site_admin, settings
 ):
