@@ -144,7 +144,10 @@ def _check(rules: TeamRules, name: str, value, model: str) -> None:
     """Raise PolicyError when one setting is out of the team's bounds."""
     if name == "model":
         if not isinstance(value, str) or value not in rules.models:
-            message = f"The model {value!r} is not available in this team: pick one of the list."
+            # Quoted short: the refusal goes back to the sender, who may have sent megabytes.
+            asked = repr(value)
+            asked = asked if len(asked) <= 80 else asked[:79] + "…"
+            message = f"The model {asked} is not available in this team: pick one of the list."
             raise PolicyError("model_not_allowed", message, "model")
         return
     if name == "max_tokens":

@@ -88,6 +88,15 @@ def test_requests_outside_the_policy_are_refused(team, member, restricted, reque
     assert caught.value.message and str(caught.value) == caught.value.message
 
 
+@pytest.mark.parametrize("model", ["x" * 100_000, ["x" * 1000] * 100, {"name": "y" * 100_000}])
+def test_a_refused_model_is_quoted_short(team, member, restricted, model):
+    """The refusal goes back to the sender: it names what was asked for, not all of it."""
+    with pytest.raises(PolicyError) as caught:
+        effective_settings(member, team, {"model": model})
+    assert caught.value.code == "model_not_allowed"
+    assert len(caught.value.message) < 300
+
+
 def test_the_openai_protocol_allows_temperature_up_to_2(team, member, settings):
     settings.LLAMA_API_PROTOCOL = "openai"
     assert effective_settings(member, team, {"temperature": 1.7})["temperature"] == 1.7
