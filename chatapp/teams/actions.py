@@ -10,14 +10,15 @@ that depend on the target (owners, the last owner) are checked here and raise Ac
 
 import logging
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from functools import partial
 
 from django.conf import settings
 from django.core import signing
 from django.core.mail import send_mail
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Exists, Max, OuterRef, Q
+from django.db.models import Exists, F, Max, OuterRef, Q
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from chatapp.core.locking import lock_rows
@@ -44,6 +45,7 @@ from chatapp.teams.models import (
     Team,
     TeamPolicy,
     TeamProvider,
+    TeamUsage,
     lock_audit_chain,
     state_token,
 )
@@ -940,8 +942,9 @@ def record_usage(
     completion_tokens: int,
     api_key: ApiKey | None = None,
     policy: TeamPolicy | None = None,
+    day: date | None = None,
 ) -> None:
-    """Add an answer's token counts to the team's usage for today.
+    """Add an answer's token counts to the team's usage for today (or `day`).
 
     One statement whichever process writes first: an insert that adds to the day's row when
     it is there already (`INSERT ... ON CONFLICT DO UPDATE`, in SQLite and PostgreSQL alike).
@@ -950,13 +953,30 @@ def record_usage(
     `note_budget_thresholds`)."""
     prompt_tokens = max(0, int(prompt_tokens or 0))
     completion_tokens = max(0, int(completion_tokens or 0))
-    day = connection.ops.adapt_datefield_value(timezone.now().date())
+    when = connection.ops.adapt_datefield_value(day or timezone.now().date())
     key_ref = api_key.pk if api_key is not None else 0
     with connection.cursor() as cursor:
         cursor.execute(
-            USAGE_UPSERT, [team.pk, user.pk, model, day, key_ref, prompt_tokens, completion_tokens]
+            USAGE_UPSERT,
+            [team.pk, user.pk, model, when, key_ref, prompt_tokens, completion_tokens],
         )
     note_budget_thresholds(team, policy)
+
+
+def take_back_usage(
+    team_id: int, user_id: int, model: str, day: date, prompt_tokens: int, completion_tokens: int
+) -> None:
+    """Take back what `record_usage` counted for a chat answer on `day`, its request with it:
+    the answer's real figures are counted in its place."""
+    rows = TeamUsage.objects.filter(
+        team_id=team_id, user_id=user_id, model=model, day=day, api_key_ref=0
+    )
+    rows.update(
+        prompt_tokens=Greatest(F("prompt_tokens") - prompt_tokens, 0),
+        completion_tokens=Greatest(F("completion_tokens") - completion_tokens, 0),
+        requests=Greatest(F("requests") - 1, 0),
+    )
+    rows.filter(requests=0, prompt_tokens=0, completion_tokens=0).delete()
 
 
 def note_budget_thresholds(team: Team, planned: TeamPolicy | None = None) -> list[BudgetNotice]:

@@ -15,6 +15,7 @@ from chatapp.chat.models import Conversation, Message
 from chatapp.teams.models import BudgetHold, RecentRequest, TeamUsage
 from chatapp.uploads.actions import create_upload
 from chatapp.uploads.models import Upload
+from tests.chat.conftest import joined_text
 from tests.support.polling import await_for
 
 
@@ -242,3 +243,39 @@ async def test_the_periodic_check_also_forgets_requests_older_than_the_rate_limi
     recent = await RecentRequest.objects.acreate(team=team, user=member, created_at=now)
     await first_periodic_run_deletes(RecentRequest.objects.filter(pk=old.pk))
     assert [r.pk async for r in RecentRequest.objects.all()] == [recent.pk]
+
+
+PACED = "[sim:long tokens=100] [sim:pace tps=40]"
+
+
+def reap_as_another_process(message_id: int) -> None:
+    """Another process's reaper, once the answer's heartbeat went stale (its process stalled
+    past CHAT_STALE_GENERATION_SECONDS) with a checkpoint of text written."""
+    message = Message.objects.get(pk=message_id)
+    Message.objects.filter(pk=message_id).update(content="Some text so far")
+    found = [replies.Abandoned(message_id, message.conversation_id, message.model)]
+    assert replies.mark_interrupted(found) == found
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_an_answer_reaped_while_its_process_lives_counts_its_real_usage_once(
+    connect, member, team, sim
+):
+    """The reaper counted an estimate; the answer then ended for real: its real figures take
+    the estimate's place, one request, and the answer is saved whole with its real status."""
+    socket = await connect(member)
+    ids = await socket.send_message(f"Count slowly {PACED}")
+    await socket.until_type("message.delta", ids["message_id"])
+    await database_sync_to_async(reap_as_another_process)(ids["message_id"])
+    frames = await socket.receive_until(
+        lambda f: f["type"] == "message.done" and f["status"] != "interrupted"
+    )
+    done = frames[-1]
+    assert done["status"] == "complete" and done["usage"]["completion_tokens"] > 0
+    rows = [row async for row in TeamUsage.objects.filter(team=team, user=member)]
+    assert [(r.prompt_tokens, r.completion_tokens, r.requests) for r in rows] == [
+        (done["usage"]["prompt_tokens"], done["usage"]["completion_tokens"], 1)
+    ]
+    message = await Message.objects.aget(pk=ids["message_id"])
+    assert (message.status, message.error_code) == ("complete", "")
+    assert message.content == joined_text(socket.received, ids["message_id"])

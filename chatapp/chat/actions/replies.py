@@ -466,7 +466,11 @@ def save_reply(
         "format": checked,
     }
     with transaction.atomic():
-        saved = Message.objects.filter(pk=result.message_id).update(**values) == 1
+        answer = Message.objects.filter(pk=result.message_id)
+        saved = answer.filter(status=MessageStatus.STREAMING).update(**values) == 1
+        if not saved:  # reaped (or deleted) meanwhile
+            _take_back_reaped(result.message_id)
+            saved = answer.update(**values) == 1
         if saved and result.findings:
             _record_findings(result, team, user)
         # An answer whose conversation was deleted while it streamed spent its tokens all the
@@ -475,6 +479,39 @@ def save_reply(
             tokens = (result.usage.prompt_tokens, result.usage.completion_tokens)
             team_actions.record_usage(team, user, result.model, *tokens, policy=policy)
     return error, checked if saved else None
+
+
+def _take_back_reaped(message_id: int) -> None:
+    """An answer another process's reaper marked interrupted while this one still ran it (its
+    heartbeat went stale) ends here all the same: its whole text is kept, its real status
+    stands, and its real usage replaces the estimate the reaper counted (`_count_interrupted`).
+    The reaper marks only streaming answers: once marked, the row is this process's alone."""
+    reaped = (
+        Message.objects.filter(
+            pk=message_id,
+            status=MessageStatus.INTERRUPTED,
+            completion_tokens__isnull=False,
+        )
+        .values(
+            "prompt_tokens",
+            "completion_tokens",
+            "model",
+            "updated_at",
+            "conversation__team_id",
+            "conversation__owner_id",
+            "conversation__model",
+        )
+        .first()
+    )
+    if reaped is not None:
+        team_actions.take_back_usage(
+            reaped["conversation__team_id"],
+            reaped["conversation__owner_id"],
+            reaped["model"] or reaped["conversation__model"],
+            reaped["updated_at"].date(),
+            reaped["prompt_tokens"] or 0,
+            reaped["completion_tokens"] or 0,
+        )
 
 
 def _still_there(team: Team, user: Any) -> bool:
@@ -638,23 +675,26 @@ def mark_interrupted(found: list[Abandoned]) -> list[Abandoned]:
     marked = []
     for answer in found:
         with transaction.atomic():  # its hold gives way to what it used, in one transaction
+            now = timezone.now()
             if Message.objects.filter(pk=answer.message_id, status=MessageStatus.STREAMING).update(
                 status=MessageStatus.INTERRUPTED,
                 error_code=INTERRUPTED_CODE,
                 error_message=INTERRUPTED_MESSAGE,
-                updated_at=timezone.now(),
+                updated_at=now,
             ):
-                _count_interrupted(answer.message_id)
+                _count_interrupted(answer.message_id, now)
                 marked.append(answer)
     if marked:
         log.warning("Marked %d abandoned streaming answers interrupted", len(marked))
     return marked
 
 
-def _count_interrupted(message_id: int) -> None:
+def _count_interrupted(message_id: int, now: datetime) -> None:
     """What an answer whose process died had streamed counts, as a stopped answer's does: its
     text as checkpointed and the calls it made, at about four characters a token, and once it
-    streamed either, its prompt (what it held, less the max tokens it held for the answer)."""
+    streamed either, its prompt (what it held, less the max tokens it held for the answer).
+    The estimate is kept on the row, so a process that was only stalled and finishes the
+    answer after all replaces it with the real figures (`_take_back_reaped`)."""
     message = (
         Message.objects.select_related("conversation__team", "conversation__owner")
         .filter(pk=message_id)
@@ -668,12 +708,14 @@ def _count_interrupted(message_id: int) -> None:
         f"{call.get('name', '')}{call.get('arguments', '')}" for call in message.tool_calls
     )
     completion = count_tokens_estimate(message.content + calls)
+    Message.objects.filter(pk=message_id).update(prompt_tokens=prompt, completion_tokens=completion)
     team_actions.record_usage(
         conversation.team,
         conversation.owner,
         message.model or conversation.model,
         prompt,
         completion,
+        day=now.date(),
     )
 
 
