@@ -81,6 +81,36 @@ async def test_stop_keeps_the_partial_answer(connect, member, sim):
     await await_for(lambda: sim.active_streams == 0, "the upstream stream to close")
 
 
+async def test_an_answer_stopped_before_any_text_is_replaced_by_its_regenerate(
+    connect, member, sim
+):
+    """Stopped before its first token, it has nothing to show: a regenerate takes its place,
+    as it does a failure's, rather than keeping an empty version beside the new answer."""
+    socket = await connect(member)
+    ids = await socket.send_message("Think first [sim:pace ttft=30]")
+    await socket.send({"type": "chat.stop", "message_id": ids["message_id"]})
+    done = (await socket.until_type("message.done", ids["message_id"]))[-1]
+    assert done["status"] == "stopped"
+    await socket.send({"type": "chat.regenerate", "message_id": ids["message_id"]})
+    created = (await socket.until_type("message.created"))[-1]
+    assert created["replaces"] == ids["message_id"]
+    assert created["message"]["sibling_ids"] == [created["message"]["id"]]
+    assert not await Message.objects.filter(pk=ids["message_id"]).aexists()
+
+
+async def test_an_answer_stopped_after_text_stays_a_version_beside_its_regenerate(
+    connect, member, sim
+):
+    socket = await connect(member)
+    ids = await socket.send_message(f"Count slowly {SLOW}")
+    await socket.until_type("message.delta", ids["message_id"])
+    await socket.send({"type": "chat.stop", "message_id": ids["message_id"]})
+    await socket.until_type("message.done", ids["message_id"])
+    await socket.send({"type": "chat.regenerate", "message_id": ids["message_id"]})
+    created = (await socket.until_type("message.created"))[-1]
+    assert created["message"]["sibling_ids"] == [ids["message_id"], created["message"]["id"]]
+
+
 async def test_subscribe_mid_stream_has_no_gap_and_no_duplicate(connect, member, sim):
     first = await connect(member)
     ids = await first.send_message(f"Long one {SLOW}")

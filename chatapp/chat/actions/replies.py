@@ -48,6 +48,8 @@ log = logging.getLogger(__name__)
 
 INTERRUPTED_CODE = "interrupted"
 INTERRUPTED_MESSAGE = "The server stopped while answering: regenerate to try again."
+# How an answer ends with nothing to show when it ends before any text or tool call.
+EMPTY_ENDS = (MessageStatus.ERROR, MessageStatus.STOPPED, MessageStatus.INTERRUPTED)
 KEY_REFUSED_FOR_MEMBERS = "The team's Llama API key was refused; your team admins have been told."
 
 
@@ -234,12 +236,13 @@ def _write_reply(plan: ReplyPlan) -> Exchange:
         conversation.save(update_fields=[*plan.conversation_fields, *prompt_fields, "updated_at"])
     parent_id = plan.parent_id
     replaces = plan.replaces.pk if plan.replaces is not None else None
-    failed = plan.replaces
-    if failed is not None and failed.status == MessageStatus.ERROR and not failed.content:
-        # A retry of an answer that failed before any text or tool call leaves no version,
-        # unless the conversation went on below it: deleting it would delete those turns too.
-        if not failed.tool_calls and not failed.children.exists():
-            failed.delete()
+    empty = plan.replaces
+    if empty is not None and empty.status in EMPTY_ENDS and not empty.content:
+        # A retry of an answer that failed, or was stopped or cut off, before any text or tool
+        # call leaves no empty version, unless the conversation went on below it: deleting it
+        # would delete those turns too.
+        if not empty.tool_calls and not empty.children.exists():
+            empty.delete()
     user_message = None
     if plan.user_content is not None:
         user_message = _placed(
