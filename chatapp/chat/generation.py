@@ -356,7 +356,7 @@ class Generation:
                     continue
                 elif isinstance(event, Finish):
                     if calls:
-                        spent = event.usage or self._cut_turn_usage()  # reported, or estimated
+                        spent = event.usage or self._cut_turn_usage(calls)  # or estimated
                         self._tool_usage = _added(self._tool_usage, spent)
                         # Counted: an answer stopped while its calls wait or run adds nothing
                         # more of this turn (its text before the calls is not a cut turn).
@@ -811,15 +811,17 @@ class Generation:
             **ended,
         )
 
-    def _cut_turn_usage(self) -> Usage:
+    def _cut_turn_usage(self, calls: tuple[ToolCall, ...] = ()) -> Usage:
         """A cut stream reports no usage: the tokens it sent and, once it sent some, its
         prompt by the estimate the history uses (the provider bills it, long or not). A
-        chunk may carry several tokens: its text counts at least as the history estimates."""
+        chunk may carry several tokens: its text counts at least as the history estimates,
+        and the `calls` it wrote (their names and arguments) with it."""
         tokens_before, chars_before = self._turn_began
         deltas = self.token_count - tokens_before
-        if not deltas:
+        called = sum(len(call.name) + len(call.arguments) for call in calls)
+        if not deltas and not called:
             return Usage(0, 0)
-        by_length = count_tokens_estimate_of_length(self._pumped_chars - chars_before)
+        by_length = count_tokens_estimate_of_length(self._pumped_chars - chars_before + called)
         return Usage(count_message_tokens(self._messages), max(deltas, by_length))
 
     def _observe(self, result: ReplyResult) -> None:

@@ -671,9 +671,12 @@ class Answer:
         )
 
     def estimate(self, text: str) -> Usage:
-        """An answer cut short reports no usage: count it by the estimate the history uses."""
+        """An answer cut short reports no usage: count it by the estimate the history uses,
+        its text and the calls it wrote."""
         prompt = self.plan.prompt_tokens
-        answer = count_message_tokens([{"role": "assistant", "content": text}]) if text else 0
+        calls = [{"function": {"name": c.name, "arguments": c.arguments}} for c in self.calls]
+        turn = {"role": "assistant", "content": text, "tool_calls": calls}
+        answer = count_message_tokens([turn]) if text or calls else 0
         return Usage(prompt_tokens=prompt, completion_tokens=answer)
 
 

@@ -259,6 +259,27 @@ async def test_an_answer_whose_usage_never_arrives_still_counts(connect, member,
     assert len(usage) == 1 and usage[0][0] > 0 and usage[0][1] >= len(words) // 4
 
 
+async def test_a_turn_that_calls_tools_counts_when_its_usage_never_arrives(
+    connect, member, team, upstream, toolbox
+):
+    """The provider bills the turn that asked for the calls, its prompt and the calls it
+    wrote, though it sent no text: with no report they count by estimate, as text does."""
+    arguments = '{"city": "' + "Paris, France, in the heart of Europe" * 8 + '"}'
+    call = {"index": 0, "id": "call_1", "function": {"name": "get_weather", "arguments": arguments}}
+    calling = {"choices": [{"index": 0, "delta": {"tool_calls": [call]}}]}
+    ended = {"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}
+    upstream.append(Reply(sse(calling, ended)))
+    reported = {"choices": [], "usage": {"prompt_tokens": 50, "completion_tokens": 10}}
+    upstream.append(Reply(sse(text_chunk("Sunny."), text_chunk("", "stop"), reported)))
+    socket = await connect(member)
+    ids = await socket.send_message("Weather?")
+    done = (await socket.until_type("message.done", ids["message_id"]))[-1]
+    assert done["status"] == "complete"
+    usage = await TeamUsage.objects.aget(team=team, user=member)
+    assert usage.prompt_tokens > 50  # the first turn's prompt: the question
+    assert usage.completion_tokens >= 10 + len(arguments) // 4  # and the call it wrote
+
+
 async def test_the_last_turn_after_tools_counts_when_its_usage_never_arrives(
     connect, member, team, upstream, toolbox
 ):

@@ -6,6 +6,7 @@ import openai
 import pytest
 from channels.db import database_sync_to_async
 
+from chatapp.teams.models import TeamUsage
 from tests.openai_api.conftest import MODEL, sdk
 from tests.support.upstream import Reply, hostile_upstream
 
@@ -97,3 +98,28 @@ async def test_a_call_cut_off_by_max_tokens_ends_on_length(
         assert reasons[-1] == "length"
     else:
         assert answer.choices[0].finish_reason == "length"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_call_whose_usage_never_arrives_counts_what_the_model_wrote(
+    upstream, member, team, make_key, stream
+):
+    """With no report, the answer counts by estimate: the call's name and arguments are what
+    the model wrote, as text would be."""
+    arguments = '{"city": "' + "Paris, France, in the heart of Europe" * 8 + '"}'
+    function = {"name": "get_weather", "arguments": arguments}
+    piece = {"index": 0, "id": "call_1", "type": "function", "function": function}
+    chunks = [
+        {"choices": [{"index": 0, "delta": {"tool_calls": [piece]}}]},
+        {"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]},
+    ]
+    upstream.append(Reply("".join(f"data: {json.dumps(c)}\n\n" for c in chunks)))
+    key = await database_sync_to_async(make_key)(member, team)
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {}}}]
+    answer = await sdk(key).chat.completions.create(
+        model=MODEL, messages=QUESTION, tools=tools, stream=stream
+    )
+    if stream:
+        [chunk async for chunk in answer]
+    usage = await TeamUsage.objects.aget(team=team, user=member)
+    assert usage.completion_tokens >= len(arguments) // 4
