@@ -20,7 +20,14 @@ from chatapp.chat import events
 from chatapp.chat.actions import conversations
 from chatapp.core.layers import channel_layer
 from chatapp.core.text import storable
-from chatapp.llm import ChatParams, LlamaClient, LlmError
+from chatapp.llm import (
+    ChatParams,
+    LlamaClient,
+    LlmError,
+    Usage,
+    count_message_tokens,
+    count_tokens_estimate,
+)
 from chatapp.teams.models import Team, TeamPolicy
 
 log = logging.getLogger(__name__)
@@ -90,21 +97,21 @@ def question_text(message: dict[str, Any]) -> str:
 async def name_conversation(job: TitleJob) -> str | None:
     """Ask the model for a title and keep it; returns the title kept, or None."""
     params = ChatParams(model=job.model, max_tokens=TITLE_MAX_TOKENS)
+    # The answer as stored: half a surrogate pair cannot go upstream.
+    messages = title_messages(job.question, storable(job.answer))
     try:
-        # The answer as stored: half a surrogate pair cannot go upstream.
-        text, finish = await job.client.complete_chat(
-            title_messages(job.question, storable(job.answer)), params
-        )
+        text, finish = await job.client.complete_chat(messages, params)
     except LlmError as error:
         log.info("No title for conversation %s: %s", job.conversation_id, error.code)
         return None
     title = clean_title(storable(text))
-    usage = finish.usage
+    # A server that reports no usage was billed all the same: counted by estimate, as answers are.
+    usage = finish.usage or Usage(count_message_tokens(messages), count_tokens_estimate(text))
     kept = await database_sync_to_async(conversations.keep_generated_title)(
         job.conversation_id,
         job.first_words,
         title,
-        usage=(usage.prompt_tokens, usage.completion_tokens) if usage else None,
+        usage=(usage.prompt_tokens, usage.completion_tokens),
         team=job.team,
         user=job.user,
         model=job.model,

@@ -299,3 +299,23 @@ async def test_the_last_turn_after_tools_counts_when_its_usage_never_arrives(
     usage = await TeamUsage.objects.aget(team=team, user=member)
     assert usage.prompt_tokens > 50  # the last turn read the question and the tool's result
     assert usage.completion_tokens >= 10 + len(words) // 4
+
+
+async def test_a_title_whose_usage_never_arrives_still_counts(
+    connect, member, team, upstream, settings
+):
+    """The title the model writes for a new conversation counts as a request of its own, its
+    tokens estimated when the server reports none, as an answer's are."""
+    settings.LLAMA_GENERATE_TITLES = True
+    reported = {"choices": [], "usage": {"prompt_tokens": 50, "completion_tokens": 10}}
+    upstream.append(Reply(sse(text_chunk("Paris."), text_chunk("", "stop"), reported)))
+    choice = {"index": 0, "message": {"role": "assistant", "content": "Capital of France"}}
+    title = {"id": "chatcmpl-2", "choices": [{**choice, "finish_reason": "stop"}]}
+    upstream.append(Reply(json.dumps(title), headers={"Content-Type": "application/json"}))
+    socket = await connect(member)
+    await socket.send_message("What is the capital of France?")
+    updated = (await socket.until_type("conversation.updated"))[-1]
+    assert updated["conversation"]["title"] == "Capital of France"
+    usage = await TeamUsage.objects.aget(team=team, user=member)
+    assert usage.requests == 2
+    assert usage.prompt_tokens > 50 and usage.completion_tokens > 10

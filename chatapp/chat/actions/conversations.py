@@ -76,7 +76,7 @@ def keep_generated_title(
     first_words: str,
     title: str,
     *,
-    usage: tuple[int, int] | None,
+    usage: tuple[int, int],
     team: Team,
     user: Any,
     model: str,
@@ -86,8 +86,7 @@ def keep_generated_title(
     the model's unless someone renamed it meanwhile, in one transaction. Returns whether the
     title changed."""
     with transaction.atomic():
-        if usage is not None:
-            team_actions.record_usage(team, user, model, *usage, policy=policy)
+        team_actions.record_usage(team, user, model, *usage, policy=policy)
         if not title or title == first_words:
             return False
         # Like a rename, a title is not activity: the conversation keeps its place in the list.
