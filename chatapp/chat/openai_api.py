@@ -642,8 +642,9 @@ class Answer:
                 usage=usage,
                 upstream_request_id=event.request_id,
             )
-        elif event is None:
-            ended.update(status=MessageStatus.STOPPED, usage=self.estimate(text))
+        elif event is None:  # as on the chat page, the prompt counts once tokens came
+            usage = self.estimate(text) if text else Usage(0, 0)
+            ended.update(status=MessageStatus.STOPPED, usage=usage)
         else:
             assert isinstance(event, StreamError)
             status = MessageStatus.INTERRUPTED if text else MessageStatus.ERROR

@@ -2,6 +2,7 @@
 official openai SDK (and plain HTTP where the SDK hides what matters)."""
 
 import asyncio
+import contextlib
 import gc
 import json
 from datetime import timedelta
@@ -27,6 +28,7 @@ from chatapp.teams.models import (
     TeamUsage,
 )
 from tests.openai_api.conftest import MODEL, raw, sdk
+from tests.support.polling import await_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 OTHER_MODEL = "Llama-4-Scout-17B-16E-Instruct-FP8"
@@ -650,6 +652,21 @@ async def test_a_client_gone_before_the_first_byte_frees_its_place_and_is_counte
     }
     await application(scope, receive, send)
     await until_ended(member)  # when Django closes the response
+
+
+async def test_a_client_gone_before_the_first_token_counts_no_prompt(sim, member, team, make_key):
+    """As on the chat page, a cut answer counts its prompt once tokens came: one stopped
+    before any counts its request alone."""
+    key = await database_sync_to_async(make_key)(member, team)
+    question = [{"role": "user", "content": "Think first [sim:pace ttft=30]"}]
+    asked = asyncio.ensure_future(chat_completions(completion_request(key, question)))
+    await await_for(lambda: sim.active_streams == 1, "the answer to start upstream")
+    asked.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await asked
+    await until_ended(member)
+    usage = await db(lambda: TeamUsage.objects.get())
+    assert (usage.prompt_tokens, usage.completion_tokens) == (0, 0)
 
 
 async def test_a_stream_dropped_unread_and_unclosed_frees_its_place_once_collected(
