@@ -100,12 +100,14 @@ def test_regenerate_keeps_the_earlier_answer_as_a_version(logged_in_page):
 
 
 def test_an_answer_stopped_before_any_text_leaves_no_empty_version(logged_in_page):
-    """Stopped before its first word, it had nothing to show: its regenerate takes its place."""
+    """Stopped before its first word, it had nothing to show: it says so, and its regenerate
+    takes its place."""
     chat = ChatPage(logged_in_page)
     chat.send("Think first [sim:pace ttft=30]")
     expect(chat.stop_button).to_be_visible()
     chat.stop_button.click()
     chat.wait_for_status("stopped")
+    expect(chat.last_answer().locator(".message-notice")).to_have_text("Stopped before answering.")
     stopped_id = chat.last_answer().get_attribute("data-message-id")
     chat.last_answer().get_by_role("button", name="Regenerate").click()
     expect(chat.last_answer()).not_to_have_attribute("data-message-id", stopped_id)

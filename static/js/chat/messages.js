@@ -562,6 +562,13 @@ export class MessageView {
       // The server's words say why it was cut off (a restart, the owner left the team).
       text = message.error.message;
       kind = "error";
+    } else if (
+      message.status === "stopped" &&
+      message.content === "" &&
+      message.toolCalls.length === 0
+    ) {
+      text = "Stopped before answering."; // else an empty bubble that says nothing
+      kind = "stopped";
     } else if (!streaming && message.status === "complete" && message.finishReason === "length") {
       text =
         "The answer reached its length limit (Max tokens) and stops here: ask it to go on, or" +
