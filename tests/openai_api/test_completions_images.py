@@ -12,8 +12,9 @@ from channels.db import database_sync_to_async
 from PIL import Image, PngImagePlugin
 
 from chatapp.chat import openai_api
+from chatapp.chat.models import Conversation
 from chatapp.chat.openai_api import body_limit
-from chatapp.teams.models import TeamPolicy, TeamUsage
+from chatapp.teams.models import BudgetHold, TeamPolicy, TeamUsage
 from chatapp.uploads.models import Upload
 from tests.openai_api.conftest import MODEL, raw, sdk
 
@@ -276,3 +277,22 @@ async def test_a_question_of_images_alone_is_screened_as_images(sim, key, team, 
     (screened,) = sim.moderations[-1]["messages"]
     assert [part["type"] for part in screened["content"]] == ["image_url", "image_url"]
     assert len(sim.requests) == 1
+
+
+async def test_an_exchange_that_cannot_be_kept_still_counts_and_holds_nothing(
+    sim, key, member, team, uploads_dir
+):
+    """Its images cannot be stored (the storage is not a directory): the answer was given,
+    so its tokens count and its budget hold goes, though no conversation is kept."""
+    await TeamPolicy.objects.aupdate_or_create(team=team, defaults={"monthly_token_budget": 10**6})
+    uploads_dir.parent.mkdir(parents=True, exist_ok=True)
+    uploads_dir.write_bytes(b"")
+    saved = sdk(key, **{"X-Save-Conversation": "1"})
+    answer = await saved.chat.completions.create(
+        model=SEES_IMAGES, messages=question(data_url(png()))
+    )
+    assert answer.choices[0].message.content
+    usage = await TeamUsage.objects.aget(team=team, user=member)
+    assert (usage.requests, usage.prompt_tokens) == (1, answer.usage.prompt_tokens)
+    assert not await BudgetHold.objects.aexists()
+    assert not await Conversation.objects.aexists()

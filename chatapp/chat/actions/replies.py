@@ -586,7 +586,11 @@ def record_completion(plan: ReplyPlan, result: ReplyResult, api_key: Any, save: 
             team_actions.release_hold(plan.budget_hold)
         # A failure before any text is not kept, unless the team's reviewers are to see it.
         if save and (result.status != MessageStatus.ERROR or result.findings):
-            conversation_id = _save_completion(plan, result)
+            try:
+                with transaction.atomic():  # the answer was given: it counts, kept or not
+                    conversation_id = _save_completion(plan, result)
+            except Exception:
+                log.exception("Keeping an API exchange as a conversation failed")
         if result.usage:
             team_actions.record_usage(
                 plan.team,
