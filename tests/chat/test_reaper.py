@@ -83,15 +83,19 @@ def test_an_answer_the_reaper_interrupts_while_its_tool_runs_counts_the_turn_tha
     assert usage.completion_tokens > 0
 
 
+def marked_ids(found: list[replies.Abandoned]) -> list[int]:
+    return [answer.message_id for answer in replies.mark_interrupted(found)]
+
+
 def test_answers_another_process_marked_first_are_left_to_it(conversation):
     """Two processes reaping at once both find the stale answers; each answer is marked, and
     so announced, by only one of them."""
     first, second = streaming(conversation, 300), streaming(conversation, 300)
     found = replies.stale_replies(timezone.now() - timedelta(seconds=60), alive=[])
     assert sorted(answer.message_id for answer in found) == [first.pk, second.pk]
-    assert replies.mark_interrupted(found[:1]) == found[:1]  # the other process, in between
-    assert replies.mark_interrupted(found) == found[1:]
-    assert replies.mark_interrupted(found) == []
+    assert marked_ids(found[:1]) == [first.pk]  # the other process, in between
+    assert marked_ids(found) == [second.pk]
+    assert marked_ids(found) == []
     assert set(Message.objects.values_list("status", flat=True)) == {"interrupted"}
 
 
@@ -176,6 +180,9 @@ async def test_a_tab_watching_the_answer_hears_it_was_interrupted(connect, membe
         "retryable": True,
     }
     assert (done["type"], done["status"], done["model"]) == ("message.done", "interrupted", "m")
+    # What it counted, as a reload shows it.
+    await message.arefresh_from_db()
+    assert done["usage"] == message.usage == {"prompt_tokens": 0, "completion_tokens": 2}
 
 
 async def first_periodic_run_deletes(gone) -> None:
@@ -254,7 +261,7 @@ def reap_as_another_process(message_id: int) -> None:
     message = Message.objects.get(pk=message_id)
     Message.objects.filter(pk=message_id).update(content="Some text so far")
     found = [replies.Abandoned(message_id, message.conversation_id, message.model)]
-    assert replies.mark_interrupted(found) == found
+    assert marked_ids(found) == [message_id]
 
 
 @pytest.mark.django_db(transaction=True)

@@ -661,6 +661,7 @@ class Abandoned:
     message_id: int
     conversation_id: int
     model: str
+    usage: Usage | None = None  # what marking it counted
 
 
 def stale_replies(cutoff: datetime, alive: list[int]) -> list[Abandoned]:
@@ -689,14 +690,14 @@ def mark_interrupted(found: list[Abandoned]) -> list[Abandoned]:
                 error_message=INTERRUPTED_MESSAGE,
                 updated_at=now,
             ):
-                _count_interrupted(answer.message_id, now)
-                marked.append(answer)
+                usage = _count_interrupted(answer.message_id, now)
+                marked.append(replace(answer, usage=usage))
     if marked:
         log.warning("Marked %d abandoned streaming answers interrupted", len(marked))
     return marked
 
 
-def _count_interrupted(message_id: int, now: datetime) -> None:
+def _count_interrupted(message_id: int, now: datetime) -> Usage | None:
     """What an answer whose process died had streamed counts, as a stopped answer's does: its
     text as checkpointed and the calls it made, at about four characters a token, and once it
     streamed either, its prompt (what it held, less the max tokens it held for the answer).
@@ -708,7 +709,7 @@ def _count_interrupted(message_id: int, now: datetime) -> None:
         .first()
     )
     if message is None or not (message.content or message.tool_calls):
-        return
+        return None
     conversation = message.conversation
     prompt = max(0, message.reserved_tokens - (conversation.max_tokens or 0))
     calls = "".join(
@@ -724,6 +725,7 @@ def _count_interrupted(message_id: int, now: datetime) -> None:
         completion,
         day=now.date(),
     )
+    return Usage(prompt, completion)
 
 
 async def announce_interrupted(abandoned: list[Abandoned]) -> None:
@@ -734,9 +736,13 @@ async def announce_interrupted(abandoned: list[Abandoned]) -> None:
         await broadcast(
             events.message_error(*ids, INTERRUPTED_CODE, INTERRUPTED_MESSAGE, retryable=True)
         )
-        await broadcast(
-            events.message_done(*ids, status=MessageStatus.INTERRUPTED, model=answer.model)  # type: ignore[arg-type]
+        done = events.message_done(
+            *ids,
+            status=MessageStatus.INTERRUPTED,  # type: ignore[arg-type]  # a MessageStatus value
+            model=answer.model,
+            usage=answer.usage,
         )
+        await broadcast(done)
 
 
 # --- sending -------------------------------------------------------------------------------
