@@ -5,6 +5,8 @@ import re
 import pytest
 from playwright.sync_api import expect
 
+from chatapp.chat import events
+from chatapp.chat.actions.replies import INTERRUPTED_CODE, INTERRUPTED_MESSAGE
 from tests.browser.chat_page import ChatPage
 from tests.browser.conftest import MODEL
 from tests.support.polling import wait_for
@@ -200,6 +202,27 @@ def test_replayed_deltas_are_dropped_by_seq(logged_in_page):
     assert "REPLAYED" not in chat.answer_content()
     chat.stop_button.click()
     chat.wait_for_status("stopped")
+
+
+def test_an_answer_marked_interrupted_that_then_finishes_ends_complete(logged_in_page):
+    """The reaper takes an answer whose process only stalled for dead; when it goes on, the
+    page follows it to its real end, and says it completed."""
+    page = logged_in_page
+    chat = ChatPage(page)
+    chat.send("[sim:pace tps=20] [sim:long tokens=60] Tell me a story")
+    chat.wait_for_text_longer_than(0)
+    ids = page.evaluate(
+        "() => [window.chatPage.state.conversationId, window.chatPage.state.streaming.id]"
+    )
+    # What the reaper sends to the conversation's sockets.
+    reaped = [
+        events.message_error(*ids, INTERRUPTED_CODE, INTERRUPTED_MESSAGE, retryable=True),
+        events.message_done(*ids, status="interrupted", model=MODEL),
+    ]
+    page.evaluate("(frames) => frames.forEach((f) => window.chatPage.handleFrame(f))", reaped)
+    chat.wait_for_status("complete")
+    expect(chat.last_answer().locator(".message-notice")).to_be_hidden()
+    expect(page.locator("#chat-announcer")).to_have_text("Answer complete")
 
 
 def test_an_answer_failing_after_the_user_left_its_conversation_says_nothing_there(

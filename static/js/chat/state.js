@@ -407,6 +407,7 @@ export class ConversationState {
       replacing: false,
       retrying: null,
       status: "streaming",
+      error: null, // text after an end: the answer the reaper took for dead goes on
     });
     return "ok";
   }
@@ -426,6 +427,8 @@ export class ConversationState {
       content: blocked ? "" : message.content,
       replacing: false,
       retrying: null,
+      // Complete after all: what ended it before (the reaper, taking it for dead) is undone.
+      error: frame.status === "complete" ? null : message.error,
     });
     if (message.error?.message) return; // its message.error has said why it ended
     const said = {
