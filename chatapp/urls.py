@@ -28,6 +28,7 @@ urlpatterns = [
     path("", include("chatapp.tools.urls")),
     path("settings/", accounts_views.settings_page, name="settings"),
     path("settings/keys/", accounts_views.key_create, name="key_create"),
+    path("settings/delete-account/", accounts_views.delete_account, name="delete_account"),
     path("settings/keys/<id:key_id>/revoke/", accounts_views.key_revoke, name="key_revoke"),
     path("settings/admin-access/", chat_views.admin_access_log, name="admin_access_log"),
     path(

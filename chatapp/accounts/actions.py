@@ -1,5 +1,5 @@
 """Changes to a user's own account data: the saved defaults for new conversations; and
-deleting accounts (the admin site)."""
+deleting accounts (the admin site, or the person themselves from their settings)."""
 
 import hashlib
 from collections.abc import Iterable
@@ -210,3 +210,15 @@ def delete_users(actor: Any, users: Iterable[Any]) -> None:
             summary = f"{actor.get_username()} deleted the user {who} in the admin site"
             team_actions.audit(None, actor, AuditAction.USER_DELETE, summary, user=who)
         get_user_model().objects.filter(pk__in=[user.pk for user in users]).delete()
+
+
+def delete_own_account(user: Any) -> None:
+    """The person deletes their own account, as a site admin would (delete_users), audited as
+    theirs. Refused with team_actions.ActionError, nothing changed, while they alone own a team
+    others are in, or a team that would go with them is under legal hold."""
+    with transaction.atomic():
+        team_actions.release_own_teams(user)
+        who = user.get_username()
+        summary = f"{who} deleted their own account"
+        team_actions.audit(None, user, AuditAction.USER_DELETE, summary, user=who)
+        get_user_model().objects.filter(pk=user.pk).delete()

@@ -144,3 +144,32 @@ class ApiKeyForm(forms.Form):
         except keys.KeyProblem as problem:
             raise forms.ValidationError(str(problem)) from None
         return cleaned
+
+
+class DeleteAccountForm(forms.Form):
+    """The person confirms deleting their account with their password, or, where no password
+    of theirs signs anyone in (single sign-on, passwords off, none set), their username."""
+
+    confirmation = forms.CharField(max_length=4096, strip=False)
+
+    def __init__(self, *args, user, by_password: bool, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.user, self.by_password = user, by_password
+        field = self.fields["confirmation"]
+        if by_password:
+            field.label, field.widget = "Your password", forms.PasswordInput()
+            field.widget.attrs["autocomplete"] = "current-password"
+        else:
+            field.label = "Your username"
+            field.widget.attrs.update(autocomplete="off", spellcheck="false")
+
+    def clean_confirmation(self):
+        typed = self.cleaned_data["confirmation"]
+        if self.by_password:
+            if not self.user.check_password(typed):
+                raise forms.ValidationError("That is not your password: nothing was deleted.")
+        elif typed.strip() != self.user.get_username():
+            raise forms.ValidationError(
+                f"Type your username, {self.user.get_username()}, exactly: nothing was deleted."
+            )
+        return typed

@@ -6,7 +6,7 @@ from urllib.parse import urlsplit
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
-from django.contrib.auth import get_user_model, login
+from django.contrib.auth import get_user_model, login, logout
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import AuthenticationForm
@@ -25,7 +25,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from django.views.generic import FormView
 
 from chatapp.accounts import actions
-from chatapp.accounts.forms import ApiKeyForm, ChatSettingsForm, SignupForm
+from chatapp.accounts.forms import ApiKeyForm, ChatSettingsForm, DeleteAccountForm, SignupForm
 from chatapp.accounts.models import PendingSignup, UserSettings
 from chatapp.accounts.signup import (
     FIRST_ACCOUNT_NOTICE,
@@ -443,3 +443,30 @@ def reset_settings(request: AuthenticatedHttpRequest) -> HttpResponse:
     actions.reset_defaults(request.user)
     messages.success(request, "Your settings were reset to the team defaults.")
     return redirect("settings")
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def delete_account(request: AuthenticatedHttpRequest) -> HttpResponse:
+    """What deleting one's own account deletes and keeps; confirmed with the password (or the
+    username, where no password of theirs signs in) it deletes it and signs them out."""
+    user = request.user
+    by_password = settings.LOCAL_PASSWORDS and user.has_usable_password()
+    form = DeleteAccountForm(request.POST or None, user=user, by_password=by_password)
+    refusal = team_actions.own_deletion_refusal(user)
+    status = 200
+    if request.method == "POST":
+        status = 400
+        if not refusal and form.is_valid():
+            try:
+                actions.delete_own_account(user)
+            except team_actions.ActionError as error:  # a team changed since the check above
+                refusal = error.message
+            else:
+                logout(request)
+                messages.success(request, "Your account and everything in it were deleted.")
+                return redirect("login")
+        if refusal:
+            status = 409
+    context = {"form": form, "refusal": refusal, "by_password": by_password}
+    return render(request, "accounts/delete_account.html", context, status=status)

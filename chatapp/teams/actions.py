@@ -519,7 +519,7 @@ def admin_delete_team(actor, team: Team) -> None:
         team.delete()
 
 
-# People deleted in the admin site: the teams they leave behind.
+# People deleted, in the admin site or by themselves: the teams they leave behind.
 
 
 # Checks the apps above this one register (in their AppConfig.ready): given teams' ids and
@@ -549,27 +549,85 @@ def admin_release_teams(actor, users) -> None:
     """Before these users are deleted, in the same transaction: a personal team with other
     people in it is handed over to them, as when its owner leaves it, and every team they
     leave keeps an owner. (Their memberships go with them.)"""
+    _lock_teams_of(users)
+    _release_teams(actor, users, own=False)
+
+
+def own_deletion_refusal(user) -> str:
+    """Why this person may not delete their own account now, or "": a team they alone own
+    would be left to others without their say, or a legal hold keeps what would go."""
+    owned = Membership.objects.filter(team=OuterRef("team"), role=Role.OWNER).exclude(user=user)
+    others = Membership.objects.filter(team=OuterRef("team")).exclude(user=user)
+    alone = (
+        user.memberships.filter(role=Role.OWNER)
+        .exclude(Exists(owned))
+        .filter(Exists(others))
+        .select_related("team")
+        .order_by("team__name", "team_id")
+    )
+    names = [membership.team.name for membership in alone]
+    if names:
+        return (
+            f"You are the only owner of {', '.join(names)}, where other people are members:"
+            " make someone else an owner there (on the team's Members page) first, or ask a"
+            " site admin to delete the team."
+        )
+    going = [team.pk for team in personal_teams_deleted_with([user])]
+    held = TeamPolicy.objects.filter(team__in=going, legal_hold=True).select_related("team")
+    policy = held.order_by("team_id").first()
+    if policy is None:
+        return ""
+    return (
+        f"Your team {policy.team.name} would be deleted with your account, and it is under"
+        " legal hold, which keeps everything in it: lift the hold in its policy first."
+    )
+
+
+def release_own_teams(user) -> None:
+    """As admin_release_teams, for a person deleting their own account; refused (ActionError,
+    nothing changed) while own_deletion_refusal gives a reason, checked under the teams' locks."""
+    _lock_teams_of([user])
+    refusal = own_deletion_refusal(user)
+    if refusal:
+        raise ActionError(refusal)
+    _release_teams(user, [user], own=True)
+
+
+def _lock_teams_of(users) -> None:
+    ids = {user.pk for user in users}
+    involved = Team.objects.filter(Q(personal_owner__in=ids) | Q(memberships__user__in=ids))
+    # In one order, so two deletions cannot each hold a team the other waits for.
+    for team_id in involved.values_list("pk", flat=True).distinct().order_by("pk"):
+        _lock_members(team_id)
+
+
+def _release_teams(actor, users, *, own: bool) -> None:
     ids = {user.pk for user in users}
     involved = Team.objects.filter(Q(personal_owner__in=ids) | Q(memberships__user__in=ids))
     teams = list(involved.distinct().select_related("personal_owner").order_by("pk"))
-    for team in teams:  # in one order, so two deletions cannot each hold a team the other waits for
-        _lock_members(team)
     lonely = {team.pk for team in personal_teams_deleted_with(users)}
     for team in teams:
         if team.pk in lonely:
-            _delete_with_owner(actor, team)
+            _delete_with_owner(actor, team, own)
         else:
-            _leave_deleted(actor, team, ids)
+            _leave_deleted(actor, team, ids, own)
 
 
-def _delete_with_owner(actor, team: Team) -> None:
+def _deleted(actor, who: str, own: bool, role: str = "") -> str:
+    """How the trail says that an account was deleted, by whom and where."""
+    if own:
+        return f"{who}{f' ({role})' if role else ''} deleted their own account"
+    return f"{_name(actor)} deleted the user {who}{f' ({role})' if role else ''} in the admin site"
+
+
+def _delete_with_owner(actor, team: Team, own: bool) -> None:
     """Audited as admin_delete_team is; the event keeps the team's name."""
     owner, members = _name(team.personal_owner), team.memberships.count()
     audit(
         team,
         actor,
         AuditAction.TEAM_DELETE,
-        f"{_name(actor)} deleted the user {owner} in the admin site, and their personal team"
+        f"{_deleted(actor, owner, own)}, and their personal team"
         f" {team.name} ({counted(members, 'member')}) with them",
         name=team.name,
         members=members,
@@ -578,12 +636,12 @@ def _delete_with_owner(actor, team: Team) -> None:
     team.delete()
 
 
-def _leave_deleted(actor, team: Team, ids: set[int]) -> None:
+def _leave_deleted(actor, team: Team, ids: set[int], own: bool) -> None:
     leaving = list(team.memberships.filter(user__in=ids).select_related("user").order_by("pk"))
     handed_over = team.personal_owner_id in ids
     for membership in leaving:
         who, role = _name(membership.user), membership.role
-        summary = f"{_name(actor)} deleted the user {who} ({role}) in the admin site"
+        summary = _deleted(actor, who, own, role)
         if membership.user_id == team.personal_owner_id:
             summary += ": the team is no longer their personal team"
         audit(team, actor, AuditAction.MEMBER_REMOVE, summary, user=who, role=role)
