@@ -228,3 +228,22 @@ def test_form_buttons_keep_their_words_on_one_line_on_a_phone(phone_page):
         }"""
     )
     assert lines == 1
+
+
+def test_a_person_deletes_their_own_account_from_settings(logged_in_page, user):
+    page = logged_in_page
+    page.goto("/settings/")
+    page.get_by_role("link", name="Delete my account…").click()
+    page.wait_for_url("**/settings/delete-account/")
+    expect(page.get_by_role("heading", name="What stays")).to_be_visible()
+    page.get_by_label("Your password").fill("not my password")
+    page.get_by_role("button", name="Delete my account").click()
+    expect(page.get_by_text("That is not your password: nothing was deleted.")).to_be_visible()
+    page.get_by_label("Your password").fill(user.password)
+    page.get_by_role("button", name="Delete my account").click()
+    page.wait_for_url("**/accounts/login/")
+    expect(page.get_by_text("Your account and everything in it were deleted.")).to_be_visible()
+    page.get_by_label("Username").fill(user.username)
+    page.get_by_label("Password").fill(user.password)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("alert")).to_contain_text("Please enter a correct username")
