@@ -103,10 +103,7 @@ class TeamAdmin(CountsWhatGoes):
     def get_deleted_objects(self, objs, request):
         """A team under legal hold is shown as protected: Django's pages then delete nothing."""
         deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
-        held = TeamPolicy.objects.filter(team__in=objs, legal_hold=True).select_related("team")
-        lift = "under legal hold (lift it in the team's policy first)"
-        protected = [*protected, *(f"{policy.team.name}: {lift}" for policy in held)]
-        return deleted, counts, perms_needed, protected
+        return deleted, counts, perms_needed, [*protected, *actions.held_notes(objs)]
 
     def delete_model(self, request, obj):
         actions.admin_delete_team(request.user, obj)

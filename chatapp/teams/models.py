@@ -24,6 +24,10 @@ class TeamQuerySet(models.QuerySet):
     def for_user(self, user):
         return self.filter(memberships__user=user)
 
+    def held(self):
+        """Under legal hold: nothing in them may be deleted, the whole team included."""
+        return self.filter(policy__legal_hold=True)
+
 
 class Team(models.Model):
     name = models.CharField(max_length=100)

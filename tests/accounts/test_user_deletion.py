@@ -9,7 +9,7 @@ from chatapp.chat.models import Conversation, Message
 from chatapp.core.sessions import SessionStore
 from chatapp.teams.actions import ensure_personal_team
 from chatapp.teams.audit_trail import verify_chain
-from chatapp.teams.models import AuditEvent, Membership, Role, Team
+from chatapp.teams.models import AuditEvent, Membership, Role, Team, TeamPolicy
 
 
 def delete_one(client, user):
@@ -87,6 +87,25 @@ def test_a_personal_team_goes_with_its_owner_when_nobody_else_stays(
     assert delete_selected(staff_client, lonely, paula, member).status_code == 302
     assert not Team.objects.filter(pk__in=[team.pk, shared_personal_team.pk]).exists()
     assert not Conversation.objects.exists()
+
+
+@pytest.mark.parametrize("delete", [delete_one, delete_selected])
+def test_a_person_whose_personal_team_is_under_legal_hold_is_not_deleted(
+    staff_client, make_user, delete
+):
+    """Their team would go with them, and the hold keeps everything in it."""
+    lonely = make_user("lena")
+    team = ensure_personal_team(lonely)
+    TeamPolicy.objects.create(team=team, legal_hold=True)
+    shown = staff_client.get(f"/admin/auth/user/{lonely.pk}/delete/").content.decode()
+    assert "under legal hold" in shown
+    assert "under legal hold" in delete(staff_client, lonely).content.decode()
+    assert get_user_model().objects.filter(pk=lonely.pk).exists()
+    assert Team.objects.filter(pk=team.pk).exists()
+    assert not AuditEvent.objects.filter(action="user.delete").exists()
+    TeamPolicy.objects.filter(team=team).update(legal_hold=False)
+    assert delete(staff_client, lonely).status_code == 302
+    assert not get_user_model().objects.filter(pk=lonely.pk).exists()
 
 
 @pytest.mark.parametrize("delete", [delete_one, delete_selected])
