@@ -4,6 +4,7 @@ Connecting to a server (to list its tools) is async network work; the database w
 through sync_to_async. Callers check that the actor manages the team (chatapp.teams.services).
 """
 
+import json
 import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -20,7 +21,15 @@ from chatapp.teams.json_schemas import parameters_problem
 from chatapp.teams.models import AuditAction, Team
 from chatapp.teams.network import blocked_address, private_allowed, resolve
 from chatapp.tools import mcp_client
-from chatapp.tools.models import MAX_TIMEOUT, MIN_TIMEOUT, ServerStatus, Tool, ToolServer
+from chatapp.tools.models import (
+    MAX_DESCRIPTION_CHARS,
+    MAX_SCHEMA_CHARS,
+    MAX_TIMEOUT,
+    MIN_TIMEOUT,
+    ServerStatus,
+    Tool,
+    ToolServer,
+)
 from chatapp.tools.network import refusal
 
 MAX_TOOL_NAME = 128  # Tool.name's max_length
@@ -139,6 +148,10 @@ def _storable(value):
     return value
 
 
+def _compact(schema: dict) -> str:
+    return json.dumps(schema, ensure_ascii=False, separators=(",", ":"))
+
+
 def store_listing(server: ToolServer, listing: Listing) -> None:
     """Save a refresh's outcome; the admins' choices (enabled, ask first) stay as they were."""
     server.refreshed_at = timezone.now()
@@ -151,6 +164,7 @@ def store_listing(server: ToolServer, listing: Listing) -> None:
     known = {tool.name: tool for tool in server.tools.all()}
     seen: set[str] = set()
     unusable: list[str] = []
+    oversized: list[str] = []
     for listed in listing.tools:
         if (
             listed.name in seen
@@ -164,18 +178,29 @@ def store_listing(server: ToolServer, listing: Listing) -> None:
             # NaN or a broken schema: no database stores it, no model API takes it.
             unusable.append(listed.name)
             continue
+        description = _storable(listed.description)
+        if len(description) > MAX_DESCRIPTION_CHARS or len(_compact(schema)) > MAX_SCHEMA_CHARS:
+            oversized.append(listed.name)  # every chat request would carry it
+            continue
         tool = known.pop(listed.name, None) or Tool(server=server, name=listed.name)
-        tool.description = _storable(listed.description)
+        tool.description = description
         tool.input_schema = schema
         tool.read_only = listed.read_only
         tool.save()
     Tool.objects.filter(pk__in=[tool.pk for tool in known.values()]).delete()
+    left_out = []
     if unusable:
-        left_out = (
+        left_out.append(
             f"Left out {counted(len(unusable), 'tool')} whose input schema is not a valid"
             f" JSON Schema: {', '.join(sorted(unusable))}."
         )
-        server.last_error = storable(f"{listing.note} {left_out}".strip())[:500]
+    if oversized:
+        left_out.append(
+            f"Left out {counted(len(oversized), 'tool')} whose description or input schema is"
+            f" too long to offer to the model: {', '.join(sorted(oversized))}."
+        )
+    if left_out:
+        server.last_error = storable(" ".join([listing.note, *left_out]).strip())[:500]
         server.save(update_fields=["last_error"])
 
 

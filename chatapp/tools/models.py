@@ -10,6 +10,10 @@ from chatapp.teams.models import Team
 DEFAULT_TIMEOUT = 30
 MIN_TIMEOUT = 1
 MAX_TIMEOUT = 300
+# What one chat request may carry: OpenAI-compatible servers refuse more than 128 tools.
+MAX_OFFERED_TOOLS = 128
+MAX_DESCRIPTION_CHARS = 4_000  # of a tool's description; a longer one is left out
+MAX_SCHEMA_CHARS = 16_000  # of a tool's input schema as compact JSON; a larger one is left out
 
 
 class ServerStatus(models.TextChoices):

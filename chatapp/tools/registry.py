@@ -18,7 +18,7 @@ from mcp.types import CallToolResult, EmbeddedResource, TextContent, TextResourc
 
 from chatapp.teams import crypto
 from chatapp.tools import mcp_client
-from chatapp.tools.models import ServerStatus, Tool, ToolServer
+from chatapp.tools.models import MAX_OFFERED_TOOLS, ServerStatus, Tool, ToolServer
 
 NAME_PATTERN = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
@@ -82,9 +82,10 @@ def _available(tools: list[Tool]) -> list[AvailableTool]:
 
 
 def available_tools(team_id: int) -> list[AvailableTool]:
-    """The team's enabled tools on its servers that are up. Every answer's start asks, and
-    most teams have no tool server: for them this is one short plain statement (the ORM's
-    version cost several times as much to build as to run), not the join."""
+    """The team's enabled tools on its servers that are up, the first MAX_OFFERED_TOOLS.
+    Every answer's start asks, and most teams have no tool server: for them this is one short
+    plain statement (the ORM's version cost several times as much to build as to run), not
+    the join."""
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT id FROM {ToolServer._meta.db_table} WHERE team_id = %s AND status = %s",
@@ -96,7 +97,7 @@ def available_tools(team_id: int) -> list[AvailableTool]:
     tools = (
         Tool.objects.filter(server_id__in=server_ids, enabled=True)
         .select_related("server")
-        .order_by("server__name", "server_id", "name", "id")
+        .order_by("server__name", "server_id", "name", "id")[:MAX_OFFERED_TOOLS]
     )
     return _available(list(tools))
 

@@ -14,7 +14,7 @@ from chatapp.teams.models import Membership
 from chatapp.teams.network import private_allowed
 from chatapp.tools import actions
 from chatapp.tools.forms import ServerChangeForm, ServerForm
-from chatapp.tools.models import ToolServer
+from chatapp.tools.models import MAX_OFFERED_TOOLS, ToolServer
 
 
 def _server(membership: Membership, server_id: int) -> ToolServer:
@@ -49,6 +49,10 @@ def _page(request, membership: Membership, add_form=None, edited=None, status=20
         "can": services.permissions_of(membership),
         "section": "tools",
         "rows": rows,
+        "enabled_count": sum(
+            tool.enabled for server in servers if server.is_up for tool in server.tools.all()
+        ),
+        "max_offered": MAX_OFFERED_TOOLS,
         "add_form": add_form or ServerForm(auto_id="add-%s"),
         "private_allowed": private_allowed(),
     }

@@ -1,5 +1,6 @@
 """Adding, refreshing and changing tool servers: what is stored, kept and audited."""
 
+import json
 import threading
 
 import pytest
@@ -8,7 +9,13 @@ from django.db import connection, transaction
 
 from chatapp.teams.models import AuditEvent
 from chatapp.tools import actions
-from chatapp.tools.models import ServerStatus, Tool, ToolServer
+from chatapp.tools.models import (
+    MAX_DESCRIPTION_CHARS,
+    MAX_SCHEMA_CHARS,
+    ServerStatus,
+    Tool,
+    ToolServer,
+)
 from tests.databases import uses_postgres, wait_for_lock_waiters
 from tests.support.mcp_server import run_tool_server
 
@@ -150,6 +157,25 @@ def test_tools_whose_schema_is_not_valid_are_left_out_and_named(owner, team):
     assert [tool.name for tool in server.tools.all()] == ["lookup"]
     assert server.last_error == (
         "Left out 3 tools whose input schema is not a valid JSON Schema: bounded, huge, wrong."
+    )
+
+
+def test_tools_past_the_size_offered_to_the_model_are_left_out_and_named(owner, team):
+    wordy = "w" * (MAX_DESCRIPTION_CHARS + 1)
+    fields = {f"f{number}": {"type": "string"} for number in range(MAX_SCHEMA_CHARS // 20)}
+    just_fits = "w" * MAX_DESCRIPTION_CHARS
+    listed = [
+        {"name": "lookup", "description": just_fits, "inputSchema": {"type": "object"}},
+        {"name": "wordy", "description": wordy, "inputSchema": {"type": "object"}},
+        {"name": "sprawling", "inputSchema": {"type": "object", "properties": fields}},
+    ]
+    with run_tool_server(tools=json.dumps(listed)) as odd:
+        server = add(owner, team, odd.url)
+    assert server.status == ServerStatus.UP
+    assert [tool.name for tool in server.tools.all()] == ["lookup"]
+    assert server.last_error == (
+        "Left out 2 tools whose description or input schema is too long to offer to the model:"
+        " sprawling, wordy."
     )
 
 

@@ -117,6 +117,19 @@ def test_a_down_server_is_shown_with_its_reason(owner_client, team, team_tool_se
     assert "status-down" in page and "Could not connect to the tool server at x" in page
 
 
+def test_the_page_says_when_more_tools_are_enabled_than_a_request_carries(
+    owner_client, team, team_tool_server
+):
+    assert "each chat request offers" not in owner_client.get(page_of(team)).content.decode()
+    Tool.objects.bulk_create(
+        Tool(server=team_tool_server, name=f"extra_{number:03}", read_only=True)
+        for number in range(130)
+    )
+    page = owner_client.get(page_of(team)).content.decode()
+    assert "134 tools are enabled on servers that are up, and each chat request offers" in page
+    assert "only the first 128" in page
+
+
 def test_the_page_takes_the_same_queries_whatever_the_servers(owner_client, team, team_tool_server):
     def count() -> int:
         with CaptureQueriesContext(connection) as queries:

@@ -11,7 +11,7 @@ from chatapp.chat import tooling
 from chatapp.teams import crypto
 from chatapp.tools import mcp_client, registry
 from chatapp.tools.actions import fetch_listing, store_listing
-from chatapp.tools.models import ServerStatus, Tool, ToolServer
+from chatapp.tools.models import MAX_OFFERED_TOOLS, ServerStatus, Tool, ToolServer
 from chatapp.tools.registry import NAME_PATTERN, AvailableTool, available_tools, call_tool
 from tests.support.mcp_server import run_tool_server
 
@@ -78,6 +78,17 @@ def test_names_clash_only_then_get_the_server_prefix(team, team_tool_server, mcp
     assert "odd_name_with_dots" in tools
     assert all(NAME_PATTERN.match(name) for name in tools)
     assert len({tool.tool_id for tool in tools.values()}) == len(tools)
+
+
+def test_at_most_the_first_128_tools_are_offered(team, team_tool_server, mcp_server):
+    second = ToolServer.objects.create(team=team, name="zz more", url=mcp_server.url)
+    Tool.objects.bulk_create(
+        Tool(server=second, name=f"extra_{number:03}", read_only=True) for number in range(200)
+    )
+    tools = registry.available_tools(team.pk)
+    assert len(tools) == MAX_OFFERED_TOOLS == 128
+    assert "get_weather" in by_name(tools)  # servers in name order: the first keeps its tools
+    assert tools[-1].name == f"extra_{128 - len(team_tool_server.tools.all()) - 1:03}"
 
 
 async def test_call_tool_returns_the_text(team, team_tool_server, mcp_server):
