@@ -14,6 +14,7 @@ from chatapp.accounts.models import UserSettings
 from chatapp.core.api import (
     MAX_ID,
     ApiError,
+    OneLine,
     RequestBody,
     Storable,
     Text,
@@ -181,7 +182,7 @@ def budget(request: AuthenticatedHttpRequest, team: int | None = PAGE_TEAM):
 
 KeyId = Annotated[int, Path(ge=1, le=MAX_ID)]
 KeyName = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), Storable
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), Storable, OneLine
 ]
 
 

@@ -6,6 +6,7 @@ from django.contrib.auth.forms import UserCreationForm
 
 from chatapp.accounts import keys
 from chatapp.accounts.signup import signup_refusal
+from chatapp.core.text import validate_one_line
 from chatapp.teams import policy
 
 
@@ -112,6 +113,7 @@ class ApiKeyForm(forms.Form):
 
     name = forms.CharField(
         max_length=100,
+        validators=[validate_one_line],
         help_text="What the key is for, such as the script that will use it.",
     )
     expires = forms.DateField(

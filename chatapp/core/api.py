@@ -24,6 +24,7 @@ from django.core.exceptions import (
     TooManyFieldsSent,
     TooManyFilesSent,
 )
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import (
     Http404,
     HttpRequest,
@@ -43,6 +44,8 @@ from ninja.security import SessionAuth
 from ninja.utils import check_csrf
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
 from pydantic import ValidationError as PydanticValidationError
+
+from chatapp.core.text import validate_one_line
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS", "TRACE")
 # Largest id a path may name: the databases' bigint.
@@ -82,6 +85,18 @@ def _storable_text(value: str) -> str:
 # Put it after any StringConstraints: Annotated[str, StringConstraints(...), Storable].
 Storable = AfterValidator(_storable_text)
 Text = Annotated[str, Storable]
+
+
+def _one_line_text(value: str) -> str:
+    try:
+        validate_one_line(value)
+    except DjangoValidationError as error:
+        raise ValueError(error.messages[0]) from None
+    return value
+
+
+# For a name others read: one line that reads as typed, as the forms' validate_one_line.
+OneLine = AfterValidator(_one_line_text)
 
 
 def blank_is(default: Any) -> BeforeValidator:

@@ -207,6 +207,11 @@ class SystemPromptAdminForm(forms.ModelForm):
         exclusions = super()._get_validation_exclusions()  # type: ignore[misc]  # not in the stubs
         return {*exclusions, "is_default"}
 
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"]
+        validate_one_line(name)  # as on the Prompts page: every member reads it
+        return name
+
     def clean(self) -> dict:
         data = super().clean() or {}
         # The team is read-only once the prompt exists, so the form's own check of the

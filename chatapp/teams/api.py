@@ -18,6 +18,7 @@ from pydantic.fields import FieldInfo
 from chatapp.core.api import (
     MAX_ID,
     ApiError,
+    OneLine,
     RequestBody,
     Storable,
     documented_body,
@@ -45,7 +46,7 @@ def _not_blank(value: str) -> str:
 
 
 PromptName = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), Storable
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), Storable, OneLine
 ]
 PromptContent = Annotated[
     str, StringConstraints(max_length=20_000), Storable, AfterValidator(_not_blank)

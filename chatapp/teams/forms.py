@@ -71,7 +71,7 @@ class RoleForm(forms.Form):
 
 
 class PromptForm(forms.Form):
-    name = forms.CharField(max_length=100, strip=True)
+    name = forms.CharField(max_length=100, strip=True, validators=[validate_one_line])
     content = forms.CharField(max_length=20_000, widget=forms.Textarea(attrs={"rows": 8}))
     is_default = forms.BooleanField(required=False, label="Default for new chats")
     locked = forms.BooleanField(

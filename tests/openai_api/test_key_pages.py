@@ -35,6 +35,14 @@ def test_a_past_expiry_or_blank_name_is_refused(member_client):
     assert not ApiKey.objects.exists()
 
 
+@pytest.mark.parametrize("name", ["ci\u202etxt.exe", "a\u2066b", "laptop\nX: y", "a\tb"])
+def test_a_key_name_is_one_line_that_reads_as_typed(member_client, name):
+    response = member_client.post("/settings/keys/", {"key-name": name})
+    assert response.status_code == 400
+    assert "one line of text" in response.content.decode()
+    assert not ApiKey.objects.exists()
+
+
 def test_revoking_on_the_settings_page(member_client, member, make_key):
     make_key(member)
     key = ApiKey.objects.get()

@@ -48,7 +48,10 @@ def test_an_expiry_date_is_kept_and_a_past_one_refused(member_client):
     assert ApiKey.objects.count() == 1
 
 
-@pytest.mark.parametrize("body", [{}, {"name": "   "}, {"name": "x" * 101}, {"name": 5}])
+@pytest.mark.parametrize(
+    "body",
+    [{}, {"name": "   "}, {"name": "x" * 101}, {"name": 5}, {"name": "ci\u202etxt.exe"}],
+)
 def test_a_bad_name_is_refused_and_nothing_made(member_client, body):
     response = member_client.post("/api/keys/", body, content_type="application/json")
     assert response.status_code == 400

@@ -56,6 +56,8 @@ def test_admin_adds_a_prompt(admin_client, team, admin_member):
         ({"name": "x" * 101, "content": "x"}, b"at most 100 characters"),
         ({"name": "x", "content": "x" * 20_001}, b"at most 20000 characters"),
         ({"name": "Helper", "content": "x"}, b"already exists"),
+        ({"name": "gro\u202epuor", "content": "x"}, b"one line of text"),
+        ({"name": "a\nb", "content": "x"}, b"one line of text"),
     ],
 )
 def test_bad_prompts_are_form_errors(owner_client, team, owner, prompt, data, error):
@@ -290,6 +292,21 @@ def test_site_admin_adds_a_prompt_in_the_admin(client, site_admin, team):
     assert response.status_code == 302, response.content[:2000]
     prompt = SystemPrompt.objects.get(name="From admin")
     assert prompt.is_default and prompt.position == 3
+
+
+def test_a_prompt_name_in_the_admin_is_one_line_that_reads_as_typed(client, site_admin, team):
+    client.force_login(site_admin)
+    data = {
+        "team": team.pk,
+        "name": "gro\u202epuor",
+        "content": "Hi.",
+        "position": 3,
+        "versions-TOTAL_FORMS": 0,
+        "versions-INITIAL_FORMS": 0,
+    }
+    response = client.post("/admin/teams/systemprompt/add/", data)
+    assert response.status_code == 200 and b"one line of text" in response.content
+    assert not SystemPrompt.objects.exists()
 
 
 def test_a_new_default_in_the_admin_takes_over_from_the_old_one(client, site_admin, team, prompt):

@@ -156,6 +156,8 @@ def test_the_list_never_shows_other_teams_prompts(outsider_client, prompt):
         ({"name": "x", "content": "y" * 20_001}, "content"),
         ({"name": "x", "content": "y", "team": 5}, "team"),
         ({"name": "Helper", "content": "y"}, "name"),
+        ({"name": "gro\u202epuor", "content": "y"}, "name"),
+        ({"name": "a\tb", "content": "y"}, "name"),
     ],
 )
 def test_bad_input_is_400_and_changes_nothing(owner_client, in_team, prompt, body, field):
@@ -170,6 +172,8 @@ def test_bad_input_is_400_and_changes_nothing(owner_client, in_team, prompt, bod
 def test_a_bad_patch_changes_nothing(owner_client, in_team, prompt):
     response = send(in_team(owner_client), "patch", detail(prompt), {"content": ""})
     assert response.status_code == 400
+    response = send(in_team(owner_client), "patch", detail(prompt), {"name": "a\u2066b"})
+    assert response.status_code == 400 and response.json()["error"]["field"] == "name"
     prompt.refresh_from_db()
     assert (prompt.content, prompt.version) == ("Be helpful.", 1)
 
