@@ -415,6 +415,13 @@ OIDC_ISSUER_URL = env.str("OIDC_ISSUER_URL", default="").strip().rstrip("/")
 OIDC_ENABLED = bool(OIDC_ISSUER_URL)
 if OIDC_ENABLED:
     env_url("OIDC_ISSUER_URL", OIDC_ISSUER_URL, ("http", "https"))
+# OIDCIdentity.issuer holds 500 characters: the provider's issuer, which may add a final slash.
+OIDC_ISSUER_MAX = 499
+if len(OIDC_ISSUER_URL) > OIDC_ISSUER_MAX:
+    raise ImproperlyConfigured(
+        f"OIDC_ISSUER_URL has {len(OIDC_ISSUER_URL)} characters: at most {OIDC_ISSUER_MAX} fit"
+        " the sign-in records (without a final slash)"
+    )
 OIDC_RP_CLIENT_ID = env.str("OIDC_CLIENT_ID", default="")
 OIDC_RP_CLIENT_SECRET = env.str("OIDC_CLIENT_SECRET", default="")
 if OIDC_ENABLED and not (OIDC_RP_CLIENT_ID and OIDC_RP_CLIENT_SECRET):

@@ -3,6 +3,7 @@
 import pytest
 
 from chatapp.core.group_map import managed_teams, parse_group_map, roles_for
+from chatapp.identity.models import OIDCIdentity
 from tests.core.test_settings import load_settings
 
 SSO = {
@@ -56,6 +57,10 @@ def test_a_team_name_longer_than_a_team_can_have_is_named():
             "team names have at most 100 characters",
         ),
         ({"OIDC_CLIENT_SECRET": ""}, "set OIDC_CLIENT_ID and OIDC_CLIENT_SECRET"),
+        (
+            {"OIDC_ISSUER_URL": "https://id.example.com/" + "r" * 477},
+            "OIDC_ISSUER_URL has 500 characters: at most 499 fit",
+        ),
         ({"OIDC_ISSUER_URL": "id.example.com"}, "OIDC_ISSUER_URL must start with"),
         ({"OIDC_SCOPES": "email profile"}, "OIDC_SCOPES must include openid"),
         ({"OIDC_SIGN_ALGO": "HS256"}, "OIDC_SIGN_ALGO must be one of"),
@@ -68,6 +73,16 @@ def test_a_team_name_longer_than_a_team_can_have_is_named():
 def test_bad_configuration_stops_start_up(overrides, message):
     result = load_settings(**{**SSO, **overrides})
     assert result.returncode != 0 and message in result.stderr
+
+
+def test_the_longest_issuer_that_fits_starts_and_fits_the_identities_column():
+    # Else every sign-in was a server error on PostgreSQL, which refuses the longer issuer.
+    longest = "https://id.example.com/" + "r" * 476
+    assert len(longest) == 499
+    result = load_settings(**{**SSO, "OIDC_ISSUER_URL": longest})
+    assert result.returncode == 0, result.stderr
+    # One more character: the slash a provider may end its issuer with, as it is stored.
+    assert OIDCIdentity._meta.get_field("issuer").max_length == len(longest) + 1
 
 
 def test_a_good_configuration_starts():
