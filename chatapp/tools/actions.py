@@ -305,11 +305,14 @@ async def change_server(
     url: str | None = None,
     token: str | None = None,
     timeout: int | None = None,
+    seen: str = "",
 ) -> ToolServer:
     """Change the server's settings; a new URL or token connects again to list the tools.
 
     token: None keeps the stored one, "" removes it. A new URL needs the token entered again
-    (or removed), so a stored token never goes to a server it was not entered for."""
+    (or removed), so a stored token never goes to a server it was not entered for.
+    seen: the server's state() as the edit form read it; changed since, nothing is saved."""
+    _check_seen(server, seen)  # before connecting anywhere
     new_name = check_name(name) if name is not None else server.name
     new_timeout = check_timeout(timeout) if timeout is not None else server.timeout
     if new_name != server.name:
@@ -328,11 +331,22 @@ async def change_server(
         plain = token if token is not None else await sync_to_async(_token)(server)
         listing = await fetch_listing(new_url, plain, new_timeout)
     return await sync_to_async(_change)(
-        actor, server, new_name, new_url, token, new_timeout, listing
+        actor, server, new_name, new_url, token, new_timeout, listing, seen
     )
 
 
-def _change(actor, server, name, url, token, timeout, listing: Listing | None) -> ToolServer:
+def _check_seen(server: ToolServer, seen: str) -> None:
+    if seen and server.state() != seen:
+        raise ToolActionError(
+            "changed",
+            f"The tool server {server.name} was changed meanwhile, by someone else (its name,"
+            " URL, timeout or token): nothing was saved. Check the fields, then save again.",
+        )
+
+
+def _change(
+    actor, server, name, url, token, timeout, listing: Listing | None, seen: str = ""
+) -> ToolServer:
     changes: dict[str, object] = {}
     for field, value in (("name", name), ("url", url), ("timeout", timeout)):
         if getattr(server, field) != value:
@@ -343,7 +357,7 @@ def _change(actor, server, name, url, token, timeout, listing: Listing | None) -
         changes["token"] = "set" if token else "removed"  # never the token itself
     try:
         with transaction.atomic():
-            _hold(server)
+            _check_seen(_hold(server), seen)  # changed while the new address was listed
             server.save(update_fields=["name", "url", "timeout", "token_encrypted"])
             if listing is not None:
                 store_listing(server, listing)

@@ -33,6 +33,8 @@ class ServerForm(forms.Form):
 
 class ServerChangeForm(ServerForm):
     clear_token = forms.BooleanField(required=False, label="Remove the stored token")
+    # The server's state() as the page read it (chatapp.tools.actions.change_server).
+    seen = forms.CharField(required=False, max_length=64, widget=forms.HiddenInput)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -47,4 +49,5 @@ class ServerChangeForm(ServerForm):
             "url": data["url"],
             "token": token,
             "timeout": data["timeout"],
+            "seen": data["seen"],
         }

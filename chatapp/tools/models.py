@@ -5,7 +5,7 @@ import json
 from django.conf import settings
 from django.db import models
 
-from chatapp.teams.models import Team
+from chatapp.teams.models import Team, state_token
 
 DEFAULT_TIMEOUT = 30
 MIN_TIMEOUT = 1
@@ -59,6 +59,10 @@ class ToolServer(models.Model):
     @property
     def is_up(self) -> bool:
         return self.status == ServerStatus.UP
+
+    def state(self) -> str:
+        """Its settings as the Tools page shows them, as a state_token (never the token)."""
+        return state_token(self, ["name", "url", "timeout", "has_token"])
 
 
 class Tool(models.Model):

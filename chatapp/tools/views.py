@@ -26,7 +26,12 @@ def _server(membership: Membership, server_id: int) -> ToolServer:
 
 def _settings_form(server: ToolServer) -> ServerChangeForm:
     return ServerChangeForm(
-        initial={"name": server.name, "url": server.url, "timeout": server.timeout},
+        initial={
+            "name": server.name,
+            "url": server.url,
+            "timeout": server.timeout,
+            "seen": server.state(),
+        },
         auto_id=f"server-{server.pk}-%s",
     )
 
@@ -99,6 +104,11 @@ def server_change(request, team_id: int, server_id: int):
         try:
             server = async_to_sync(actions.change_server)(request.user, server, **form.changes())
         except actions.ToolActionError as error:
+            if error.code == "changed":  # seen now: saving the form again saves it
+                current = ToolServer.objects.filter(pk=server.pk).first()
+                data = request.POST.copy()
+                data["seen"] = current.state() if current else ""
+                form.data = data
             form.add_error(error.field, error.message)
         else:
             _said(request, server, f"Saved {server.name}")

@@ -1,12 +1,15 @@
 """The team's Tools page: managers add and change servers; members read; outsiders 404."""
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from chatapp.teams.models import AuditEvent
+from chatapp.tools import actions
 from chatapp.tools.models import ServerStatus, Tool, ToolServer
+from tests.support.mcp_server import run_tool_server
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -77,6 +80,28 @@ def test_settings_refresh_and_remove(owner, team, team_tool_server, mcp_server):
     assert ToolServer.objects.get().status == ServerStatus.DOWN
     assert client.post(base + "remove/").status_code == 302
     assert not ToolServer.objects.exists()
+
+
+def test_a_save_from_a_page_read_before_another_admins_change_saves_nothing(
+    owner, admin_member, team, team_tool_server, mcp_server
+):
+    client, base = logged_in(owner), f"{page_of(team)}{team_tool_server.pk}/"
+    page = client.get(page_of(team))
+    seen = page.context["rows"][0]["form"]["seen"].value()
+    assert f'name="seen" value="{seen}"' in page.content.decode()
+    with run_tool_server() as moved:
+        async_to_sync(actions.change_server)(admin_member, team_tool_server, url=moved.url)
+        stale = {"name": "helpdesk", "url": mcp_server.url, "timeout": "7", "seen": seen}
+        response = client.post(base, stale)
+        assert response.status_code == 400
+        assert b"changed meanwhile, by someone else" in response.content
+        team_tool_server.refresh_from_db()
+        assert (team_tool_server.url, team_tool_server.timeout) == (moved.url, 30)
+        # The page now shows the change: saving it again is a choice made knowing it.
+        again = response.context["rows"][0]["form"]["seen"].value()
+        assert client.post(base, {**stale, "seen": again}).status_code == 302
+    team_tool_server.refresh_from_db()
+    assert (team_tool_server.url, team_tool_server.timeout) == (mcp_server.url, 7)
 
 
 def test_members_see_the_list_without_forms(member, team, team_tool_server):
