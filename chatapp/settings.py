@@ -337,6 +337,8 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="llama-team-chat@loca
 CHAT_MAX_CONTENT_BYTES = env_number("CHAT_MAX_CONTENT_BYTES", 32 * 1024, minimum=1)
 CHAT_MAX_CONCURRENT_GENERATIONS = env_number("CHAT_MAX_CONCURRENT_GENERATIONS", 3, minimum=1)
 CHAT_WS_MESSAGES_PER_MINUTE = env_number("CHAT_WS_MESSAGES_PER_MINUTE", 60, minimum=1)
+# Chat sockets one user may hold open in one server process; each holds memory here.
+CHAT_MAX_SOCKETS_PER_USER = 50
 # A streaming answer whose heartbeat is older than this belongs to a process that died. It must
 # outlast the quietest stretch of a live answer that is retrying: a first-token wait, then the
 # longest retry wait the client honours (a retry notice refreshes the heartbeat).

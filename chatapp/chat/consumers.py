@@ -9,6 +9,8 @@ closing the socket never stops them.
 
 import asyncio
 import logging
+import weakref
+from collections import Counter
 from collections.abc import Callable
 from contextlib import suppress
 from functools import partial
@@ -56,6 +58,18 @@ ENDED_FIELDS = frozenset(
     {"model", "usage", "finish_reason", "error", "safety", "format", "tool_calls"}
 )
 UNAUTHENTICATED = 4401
+TOO_MANY_SOCKETS = 4429  # the user holds CHAT_MAX_SOCKETS_PER_USER sockets in this process
+
+# Open chat sockets by user, per event loop (one per server process; one per test).
+_open_sockets: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Counter[int]]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def open_sockets() -> Counter[int]:
+    """This event loop's count of open chat sockets by user."""
+    loop = asyncio.get_running_loop()
+    return _open_sockets.setdefault(loop, Counter())
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
@@ -77,6 +91,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if getattr(self, "counted", False):
             WEBSOCKET_CONNECTIONS.dec()
             self.counted = False
+            sockets = open_sockets()
+            sockets[self.user.pk] -= 1
+            if sockets[self.user.pk] <= 0:
+                del sockets[self.user.pk]
         subscription = getattr(self, "subscription", None)
         if subscription is not None:
             subscription.cancel()
@@ -93,7 +111,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.accept()  # accept first so the browser sees our close code
             await self.close(code=UNAUTHENTICATED)
             return
+        if open_sockets()[self.user.pk] >= settings.CHAT_MAX_SOCKETS_PER_USER:
+            await self.accept()
+            await self.close(code=TOO_MANY_SOCKETS)
+            return
         WEBSOCKET_CONNECTIONS.inc()
+        open_sockets()[self.user.pk] += 1
         self.counted = True
         session = self.scope.get("session")
         session_key = session.session_key if session is not None else None

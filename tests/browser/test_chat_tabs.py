@@ -281,3 +281,32 @@ print(chat.pk)
     expect(page.locator("#share-link")).to_be_visible()
     expect(page.get_by_role("button", name="Regenerate")).to_be_visible()
     assert page_watch.console_errors == [] and page_watch.page_errors == []
+
+
+def test_a_tab_over_the_socket_cap_says_so_and_stops_reconnecting(
+    context, logged_in_page, second_tab, page_watch
+):
+    """The server holds CHAT_MAX_SOCKETS_PER_USER (50) chat sockets of one person per process:
+    a page whose socket is refused (4429) asks to close tabs instead of reconnecting."""
+    second_tab.goto("/")
+    second_tab.wait_for_selector("html[data-socket=open]")
+    # With the two pages' sockets, 51 asked for: every place is taken (the last one refused,
+    # after it opened: each of these has been counted once it opened).
+    second_tab.evaluate(
+        """() => Promise.all(Array.from({length: 49}, () => new Promise((resolve) => {
+            new WebSocket(`ws://${location.host}/ws/chat/`).onopen = resolve;
+        })))"""
+    )
+    third_tab = context.new_page()
+    third_tab.goto("/")
+    expect(third_tab.locator("#chat-notice-text")).to_have_text(
+        "Too many chat tabs are open. Close some, then reload this page."
+    )
+    expect(third_tab.locator("html")).to_have_attribute("data-socket", "closed")
+    # Places freed, the reload it asked for connects.
+    second_tab.close()
+    third_tab.reload()
+    third_tab.wait_for_selector("html[data-socket=open]")
+    expect(third_tab.locator("#chat-notice")).to_be_hidden()
+    third_tab.close()
+    assert page_watch.page_errors == []

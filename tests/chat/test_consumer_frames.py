@@ -304,3 +304,20 @@ async def test_a_subscribe_refused_while_its_state_is_read_names_its_request(
     frame = {"type": "chat.subscribe", "conversation_id": conversation.pk, "request_id": "s-1"}
     reply = await socket.expect_error(frame)
     assert (reply["error"]["code"], reply["request_id"]) == ("not_found", "s-1")
+
+
+async def test_sockets_per_user_are_capped(connect, member, owner, settings):
+    settings.CHAT_MAX_SOCKETS_PER_USER = 2
+    first, second = await connect(member), await connect(member)
+    extra = await connect(member)
+    closed = await extra.communicator.receive_output(timeout=5)
+    assert closed == {"type": "websocket.close", "code": 4429}
+    # The refused socket took no place, the others still work, and other people are not counted.
+    reply = await second.expect_error({"type": "chat.subscribe", "conversation_id": 404})
+    assert reply["error"]["code"] == "not_found"
+    await connect(owner)
+    # A closed socket frees its place.
+    await first.communicator.disconnect()
+    again = await connect(member)
+    reply = await again.expect_error({"type": "chat.subscribe", "conversation_id": 404})
+    assert reply["error"]["code"] == "not_found"

@@ -214,6 +214,14 @@ class ChatPage {
         };
       });
     });
+    this.socket.addEventListener("too-many", () => {
+      this.update(() => {
+        this.state.notice = {
+          text: "Too many chat tabs are open. Close some, then reload this page.",
+          retry: false,
+        };
+      });
+    });
     this.socket.addEventListener("frame", (event) => this.handleFrame(event.detail));
   }
 

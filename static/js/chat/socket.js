@@ -1,9 +1,11 @@
 // The chat websocket: JSON frames in and out, reconnecting with exponential backoff and jitter.
 //
 // Events: "open" (connected; re-subscribe here), "frame" (detail: a parsed server frame),
-// "status" (detail: {state, delay}) and "unauthorized" (closed with 4401: the session ended).
+// "status" (detail: {state, delay}), "unauthorized" (closed with 4401: the session ended) and
+// "too-many" (closed with 4429: the user has too many chat tabs open; reconnecting would loop).
 
 const UNAUTHORIZED = 4401;
+const TOO_MANY_SOCKETS = 4429;
 
 export class ChatSocket extends EventTarget {
   constructor(path, { baseDelay = 500, maxDelay = 15000 } = {}) {
@@ -38,10 +40,10 @@ export class ChatSocket extends EventTarget {
     ws.addEventListener("close", (event) => {
       if (this.ws !== ws) return;
       this.ws = null;
-      if (event.code === UNAUTHORIZED) {
+      if (event.code === UNAUTHORIZED || event.code === TOO_MANY_SOCKETS) {
         this.stopped = true;
         this.setStatus("closed");
-        this.dispatchEvent(new Event("unauthorized"));
+        this.dispatchEvent(new Event(event.code === UNAUTHORIZED ? "unauthorized" : "too-many"));
         return;
       }
       this.scheduleReconnect();
