@@ -339,6 +339,9 @@ CHAT_MAX_CONCURRENT_GENERATIONS = env_number("CHAT_MAX_CONCURRENT_GENERATIONS", 
 CHAT_WS_MESSAGES_PER_MINUTE = env_number("CHAT_WS_MESSAGES_PER_MINUTE", 60, minimum=1)
 # Chat sockets one user may hold open in one server process; each holds memory here.
 CHAT_MAX_SOCKETS_PER_USER = 50
+# How long a temporary chat whose last socket closed waits for its page to reconnect before it
+# is deleted: past the chat page's reconnect backoff (0.5 s doubling to 15 s) for a short drop.
+CHAT_TEMPORARY_GRACE_SECONDS = 60
 # A streaming answer whose heartbeat is older than this belongs to a process that died. It must
 # outlast the quietest stretch of a live answer that is retrying: a first-token wait, then the
 # longest retry wait the client honours (a retry notice refreshes the heartbeat).

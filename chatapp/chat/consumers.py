@@ -24,7 +24,7 @@ from django.conf import settings
 from redis.exceptions import RedisError
 
 from chatapp.accounts import sockets as account_sockets
-from chatapp.chat import events, fanout, frames, layer_watch, lookups
+from chatapp.chat import events, fanout, frames, layer_watch, lookups, temporary_chats
 from chatapp.chat.actions import conversations, replies
 from chatapp.chat.errors import ChatError
 from chatapp.chat.event_schema import ServerEvent, StateMessage
@@ -73,6 +73,8 @@ def open_sockets() -> Counter[int]:
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
+    following_temporary = False  # whether the conversation it follows is a temporary chat
+
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         try:
             await super().__call__(scope, receive, send)
@@ -101,6 +103,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         feed = getattr(self, "feed", None)
         if feed is not None and feed.following is not None:
             fanout.followers().leave(self, feed.following)
+            if self.following_temporary:  # a tab closed before it heard the chat's id
+                temporary_chats.left(feed.following)
+            self.following_temporary = False
 
     async def connect(self) -> None:
         self.user: Any = self.scope.get("user")  # an authenticated user past the check below
@@ -263,6 +268,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         plan, generation, exchange = await start_generation(admission)
         try:
             await self.follow(exchange.conversation_id)
+            self.following_temporary = plan.conversation.temporary
             if exchange.created:
                 created = (exchange.conversation_id, exchange.title, plan.team.pk)
                 await self.send_event(events.conversation_created(plan.request_id, *created))
@@ -290,8 +296,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def chat_subscribe(self, frame: dict[str, Any]) -> None:
         conversation_id = frames.object_id(frame, "conversation_id")
-        await database_sync_to_async(lookups.check_conversation)(self.user, conversation_id)
+        check = database_sync_to_async(lookups.check_conversation)
+        temporary = await check(self.user, conversation_id)
         await self.subscribe(conversation_id, frames.request_id_of(frame))
+        self.following_temporary = temporary
 
     async def subscribe(self, conversation_id: int, request_id: str | None) -> None:
         """Follow the conversation and send its state (the events held meanwhile after it);
@@ -355,6 +363,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         local = fanout.followers()
         if left is not None:
             local.leave(self, left)
+            if self.following_temporary:  # a page that left it without deleting it
+                temporary_chats.left(left)
+        self.following_temporary = False  # until the caller says
         local.follow(self, conversation_id)
         if not fanout.spans_processes():
             return

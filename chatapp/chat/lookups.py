@@ -62,8 +62,9 @@ def owned_conversation(
         raise ChatError("not_found", "No such conversation.", "conversation_id") from None
 
 
-def check_conversation(user: Any, conversation_id: int) -> None:
-    owned_conversation(user, conversation_id)
+def check_conversation(user: Any, conversation_id: int) -> bool:
+    """The user's conversation (not_found otherwise): whether it is a temporary chat."""
+    return owned_conversation(user, conversation_id).temporary
 
 
 def message_is_streaming(user: Any, message_id: int) -> bool:

@@ -134,6 +134,21 @@ def purge_temporary(now: datetime) -> int:
     return len(expired)
 
 
+def end_abandoned_temporary(conversation_id: int) -> bool:
+    """Delete a temporary chat no socket follows any more, unless an answer streams in it;
+    returns False while one does (True once it is gone, or was)."""
+    with transaction.atomic():
+        # Under lock, as purge_temporary: a send starting now waits for this transaction.
+        rows = Conversation.objects.filter(pk=conversation_id, temporary=True)
+        lock_rows(rows)
+        if rows.filter(messages__status=MessageStatus.STREAMING).exists():
+            return False
+        found = list(rows.values_list("pk", "owner_id"))
+        announce_deletions(found)
+        rows.delete()
+    return True
+
+
 def _temporary_to_purge(now: datetime) -> QuerySet[Conversation]:
     expired = Conversation.objects.temporary_expired(now)
     return expired.exclude(messages__status=MessageStatus.STREAMING)

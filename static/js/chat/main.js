@@ -273,7 +273,7 @@ class ChatPage {
     if (this.temporarySends.delete(frame.request_id) && !mine) {
       // A temporary chat the user left before it existed: it ends now, never listed.
       api(`/api/conversations/${frame.conversation.id}/`, { method: "DELETE" }).catch(() => {
-        // Left behind, it is deleted 24 hours after it started.
+        // Left behind, the server deletes it once no socket follows it.
       });
       return;
     }
@@ -453,7 +453,7 @@ class ChatPage {
     if (!this.state.temporary || id === null) return;
     this.state.temporary = false;
     api(`/api/conversations/${id}/`, { method: "DELETE", keepalive }).catch(() => {
-      // Left behind, it is deleted 24 hours after it started.
+      // Left behind, the server deletes it once no socket follows it.
     });
   }
 
