@@ -162,16 +162,20 @@ class _Gate:
         return recorded
 
     async def _refuse(self, scope, receive, send):
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await _read_body(receive)
         request_id = json.loads(body or b"{}").get("id")
         error = {"code": -32000, "message": self.error}
         answer = JSONResponse({"jsonrpc": "2.0", "id": request_id, "error": error})
         await answer(scope, receive, send)
+
+
+async def _read_body(receive) -> bytes:
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            return body
 
 
 def _listing(app, tools: str):
@@ -181,12 +185,7 @@ def _listing(app, tools: str):
     async def listing(scope, receive, send):
         if scope["type"] != "http" or scope["method"] != "POST":
             return await app(scope, receive, send)
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await _read_body(receive)
         request = json.loads(body or b"{}")
         if isinstance(request, dict) and request.get("method") == "tools/list":
             request_id = json.dumps(request["id"])
