@@ -183,8 +183,9 @@ class Generation:
         self._half = ""  # the first half of a surrogate pair, held for its second
         self._framed_at = 0.0  # when the last frame went out (time.monotonic)
         self.stop_requested = False
-        # The retry this answer waits on (and when it was announced), until text or a call.
-        self._retry: tuple[Retrying, float] | None = None
+        # The last retry announced, when, and the frames and calls there were then: it is
+        # still awaited until text or a call comes after it.
+        self._retry: tuple[Retrying, float, int, int] | None = None
         self._stop_error: StreamError | None = None  # why, when not the user's own stop
         self._process_stopping = False  # set by `end_all`
         self.started = time.monotonic()
@@ -604,7 +605,9 @@ class Generation:
         """The retry still awaited, its delay what is left of the wait (for a reloaded page)."""
         if self._retry is None:
             return None
-        retry, announced_at = self._retry
+        retry, announced_at, seq, calls = self._retry
+        if (seq, calls) != (self.seq, len(self.tool_calls)):
+            return None  # text or a call came since: the retry went through
         left = max(0.0, retry.delay - (time.monotonic() - announced_at))
         return {"attempt": retry.attempt, "delay": left, "code": retry.code}
 
@@ -631,7 +634,6 @@ class Generation:
     async def _relay_tool(self, update: ToolUpdate) -> None:
         """Record the call, save the answer's calls (once per call, not per token), tell."""
         call = update.call
-        self._retry = None
         index = next((i for i, c in enumerate(self.tool_calls) if c["id"] == call["id"]), None)
         if index is None:
             self.tool_calls.append(call)
@@ -679,7 +681,6 @@ class Generation:
     async def _emit(self, text: str) -> None:
         if self.blocked:
             return  # tokens queued before the block stopped the stream are never shown
-        self._retry = None
         self.frames.append(text)
         await self._broadcast(
             events.message_delta(self.conversation_id, self.message_id, self.seq, text)
@@ -737,7 +738,7 @@ class Generation:
     async def _announce_retry(self, event: Retrying) -> None:
         UPSTREAM_RETRIES.inc()
         self._heartbeat_due = True  # alive, though quiet: keep other processes' reapers off it
-        self._retry = (event, time.monotonic())
+        self._retry = (event, time.monotonic(), self.seq, len(self.tool_calls))
         await self._broadcast(
             events.message_retrying(
                 self.conversation_id, self.message_id, event.attempt, event.delay, event.code
