@@ -76,6 +76,9 @@ def test_a_reload_keeps_the_unsent_text_and_files(logged_in_page):
     page.wait_for_selector("html[data-socket=open]")
     expect(chat.input).to_have_value("What does the report say?")
     wait_until_attached(page, 1)
+    # The box is restored at once, the conversation when its fetch returns: until then the
+    # page sends nothing (Send is disabled, and Enter does nothing).
+    expect(chat.send_button).to_be_enabled()
     chat.input.press("Enter")
     chat.wait_for_status("complete", chat.answers.nth(1))
     expect(chat.questions.last.get_by_role("link", name="Download report.pdf")).to_be_visible()
