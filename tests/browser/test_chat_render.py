@@ -3,7 +3,8 @@
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.chat_page import ChatPage
+from tests.browser.chat_page import ChatPage, json_from
+from tests.browser.conftest import MODEL
 
 pytestmark = pytest.mark.browser
 
@@ -170,3 +171,40 @@ def test_code_past_the_answers_highlighting_budget_stays_plain(logged_in_page, a
     assert blocks.nth(0).locator("code [class^='hljs-']").count() == 0  # shown as it is
     assert blocks.nth(0).locator("code").inner_text().startswith('[section]\n"\\"\\')
     assert blocks.nth(1).locator("code .hljs-built_in").inner_text() == "print"  # small: coloured
+
+
+def test_asking_in_a_long_conversation_leaves_the_earlier_answers_as_drawn(
+    logged_in_page, app_server, user
+):
+    page = logged_in_page
+    code = f"""
+from django.contrib.auth import get_user_model
+from chatapp.chat.models import Conversation, Message
+from chatapp.teams.services import ensure_personal_team
+owner = get_user_model().objects.get(username={user.username!r})
+team = ensure_personal_team(owner)
+chat = Conversation.objects.create(team=team, owner=owner, title="Long", model={MODEL!r})
+for n in range(30):
+    Message.objects.create(conversation=chat, role="user", content=f"Question {{n}}")
+    Message.objects.create(conversation=chat, role="assistant", content=f"Answer **{{n}}**")
+print(chat.pk)
+"""
+    conversation = json_from(app_server.run_python(code))
+    page.goto(f"/c/{conversation}/")
+    chat = ChatPage(page)
+    expect(chat.answers.last.locator(".markdown strong")).to_have_text("29")
+    # Each answer's text element has its children replaced once each time it is drawn.
+    page.evaluate(
+        """() => {
+            window.redrawn = 0;
+            const observer = new MutationObserver((records) => (window.redrawn += records.length));
+            for (const body of document.querySelectorAll(".message-assistant .markdown")) {
+                observer.observe(body, { childList: true });
+            }
+        }"""
+    )
+    chat.send("One more")
+    chat.wait_for_status("complete")
+    expect(chat.answers).to_have_count(31)
+    # Becoming busy and free again, or no longer being the last answer, changes no text.
+    assert page.evaluate("window.redrawn") == 0

@@ -496,14 +496,27 @@ export class MessageView {
     else this.renderAssistant(message, { isLast, busy });
   }
 
-  renderAssistant(message, { isLast, busy }) {
-    const streaming = isStreaming(message);
-    const asJson = message.format && !streaming && message.content !== "";
+  /** The answer's text, drawn again only when it changed (Markdown of a long one is costly). */
+  renderBody(message, streaming) {
+    const asJson = Boolean(message.format) && !streaming && message.content !== "";
+    const shown = this.shownBody;
+    if (
+      shown?.content === message.content &&
+      shown.streaming === streaming &&
+      shown.asJson === asJson
+    )
+      return;
     const fragment = asJson ? jsonFragment(message.content) : renderMarkdown(message.content);
     decorateCodeBlocks(fragment, this.handlers.announce);
     wrapTables(fragment);
     if (streaming && message.content !== "") appendCaret(fragment);
     this.body.replaceChildren(fragment);
+    this.shownBody = { content: message.content, streaming, asJson };
+  }
+
+  renderAssistant(message, { isLast, busy }) {
+    const streaming = isStreaming(message);
+    this.renderBody(message, streaming);
     this.renderTools(message);
     const waiting = message.toolCalls.some((c) => c.status !== "done");
     this.typing.hidden = !(streaming && message.content === "" && !waiting);
