@@ -208,3 +208,49 @@ print(chat.pk)
     expect(chat.answers).to_have_count(31)
     # Becoming busy and free again, or no longer being the last answer, changes no text.
     assert page.evaluate("window.redrawn") == 0
+
+
+def nested_list(start: int, stop: int) -> str:
+    """Lines of a list nested one level deeper each (hundreds deep: costly to render)."""
+    return "".join(f"{'  ' * level}- level {level}\n" for level in range(start, stop))
+
+
+# Text as it streams: a list already 80 deep, then one level deeper per frame.
+DEEP_PIECES = [nested_list(0, 80)] + [nested_list(level, level + 1) for level in range(80, 120)]
+
+
+def test_a_costly_streaming_answer_is_not_redrawn_at_every_frame(logged_in_page):
+    page = logged_in_page
+    chat = ChatPage(page)
+    chat.send("[sim:fault=stall_after after=1] A deep list, please")
+    chat.wait_for_text_longer_than(0)
+    # Each piece arrives as a delta in an animation frame of its own; each time the answer's
+    # text is drawn its element's children are replaced once.
+    drawn = page.evaluate(
+        """async (pieces) => {
+            const page = window.chatPage;
+            const body = page.messages.elementOf(page.state.streaming).querySelector(".markdown");
+            let draws = 0;
+            new MutationObserver((records) => (draws += records.length)).observe(body, {
+                childList: true,
+            });
+            for (const text of pieces) {
+                await new Promise(requestAnimationFrame);
+                const { id, seq } = page.state.streaming;
+                const conversation_id = page.state.conversationId;
+                const frame = { conversation_id, message_id: id, seq: seq + 1, text };
+                page.handleFrame({ type: "message.delta", ...frame });
+            }
+            await new Promise(requestAnimationFrame);
+            return draws;
+        }""",
+        DEEP_PIECES,
+    )
+    # Between two draws the page has time to itself: far fewer draws than frames of text.
+    assert 1 <= drawn <= len(DEEP_PIECES) // 2
+    # The last text is drawn though no frame follows it, the caret after it.
+    deepest = chat.last_answer().locator(".markdown li", has_text="level 119").last
+    expect(deepest).to_have_text("level 119")
+    expect(deepest.locator(".caret")).to_have_count(1)
+    chat.stop_button.click()
+    chat.wait_for_status("stopped")

@@ -65,6 +65,7 @@ class ChatPage {
       defaultModel: config.defaultModel,
     });
     this.renderQueued = false;
+    this.renderTimer = null; // a render due when a streaming answer's newer text may be drawn
     this.switching = null; // {target, step}: a chat.switch from the version arrows, until drawn
     this.regenerated = null; // {requestId, settings}: a chat.regenerate until its answer starts
     this.editCancelled = null; // a question whose edit was cancelled, until its Edit button shows
@@ -926,7 +927,10 @@ class ChatPage {
     document.title = `${title} · Llama team chat`;
     this.renderModel(state.model);
     this.renderSystemPrompt(state.systemPrompt);
-    this.messages.render(state.messages, { busy: state.busy, editing: state.editing });
+    const due = this.messages.render(state.messages, { busy: state.busy, editing: state.editing });
+    // A streaming answer's newer text waits its turn; drawn then, even if no frame comes.
+    clearTimeout(this.renderTimer);
+    if (due) this.renderTimer = setTimeout(() => this.update(), due);
     this.land();
     const switched = this.switching && state.message(this.switching.target);
     if (switched && this.messages.focusSwitcher(switched, this.switching.step)) {

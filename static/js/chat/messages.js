@@ -9,6 +9,10 @@ import { isStreaming } from "./state.js";
 const AVATAR_URL = document.querySelector("[data-avatar]")?.dataset.avatar || "";
 // Within this many pixels of the bottom the pane follows a growing answer.
 const FOLLOW_GAP_PX = 80;
+// A streaming answer's Markdown is drawn again only once the page has had this many times the
+// last draw's time to itself: a long answer (30,000 characters, about 15 ms a draw) or one
+// nested hundreds deep (half a second) would otherwise take most of the thread at every frame.
+const STREAM_DRAW_SPACING = 3;
 
 const STATUS_LABELS = {
   stopped: "Stopped",
@@ -482,21 +486,32 @@ export class MessageView {
     );
   }
 
-  /** Draw the message; a no-op when neither it nor its place changed since the last draw. */
+  /**
+   * Draw the message; a no-op when neither it nor its place changed since the last draw.
+   * Returns 0, or the milliseconds after which a streaming answer's text is due to be drawn.
+   */
   render(message, { isLast, busy, editing = false }) {
     const stamp = `${message.rev}:${isLast}:${busy}:${message.id}:${editing}`;
-    if (this.rendered === stamp) return;
+    if (this.rendered === stamp) return 0;
     this.rendered = stamp;
     this.message = message;
     const el = this.element;
     if (message.id !== null) el.dataset.messageId = message.id;
     el.dataset.status = message.status;
     el.classList.toggle("is-streaming", isStreaming(message));
-    if (this.role === "user") this.renderUser(message, { busy, editing });
-    else this.renderAssistant(message, { isLast, busy });
+    if (this.role === "user") {
+      this.renderUser(message, { busy, editing });
+      return 0;
+    }
+    const due = this.renderAssistant(message, { isLast, busy });
+    if (due) this.rendered = null; // drawn again then
+    return due;
   }
 
-  /** The answer's text, drawn again only when it changed (Markdown of a long one is costly). */
+  /**
+   * The answer's text, drawn again only when it changed; while it streams, not before its last
+   * draw's spacing has passed: then it returns the milliseconds until it may.
+   */
   renderBody(message, streaming) {
     const asJson = Boolean(message.format) && !streaming && message.content !== "";
     const shown = this.shownBody;
@@ -505,18 +520,27 @@ export class MessageView {
       shown.streaming === streaming &&
       shown.asJson === asJson
     )
-      return;
+      return 0;
+    const due = streaming && shown ? shown.nextAt - performance.now() : 0;
+    if (due > 0) return Math.ceil(due);
+    const start = performance.now();
     const fragment = asJson ? jsonFragment(message.content) : renderMarkdown(message.content);
     decorateCodeBlocks(fragment, this.handlers.announce);
     wrapTables(fragment);
     if (streaming && message.content !== "") appendCaret(fragment);
     this.body.replaceChildren(fragment);
-    this.shownBody = { content: message.content, streaming, asJson };
+    // Laid out now, so the time counts it (a long list takes longer to lay out than to parse);
+    // the pane reads its height next to follow the answer in any case.
+    if (streaming) this.body.getBoundingClientRect();
+    const end = performance.now();
+    const nextAt = end + STREAM_DRAW_SPACING * (end - start);
+    this.shownBody = { content: message.content, streaming, asJson, nextAt };
+    return 0;
   }
 
   renderAssistant(message, { isLast, busy }) {
     const streaming = isStreaming(message);
-    this.renderBody(message, streaming);
+    const due = this.renderBody(message, streaming);
     this.renderTools(message);
     const waiting = message.toolCalls.some((c) => c.status !== "done");
     this.typing.hidden = !(streaming && message.content === "" && !waiting);
@@ -533,6 +557,7 @@ export class MessageView {
     this.switcher.render(message, busy);
     // An error that cannot succeed on a second try (a refused key, a bad setting) has no Retry.
     this.retryButton.hidden = message.status !== "error" || message.error?.retryable === false;
+    return due;
   }
 
   renderTools(message) {
@@ -626,8 +651,12 @@ export class MessageList {
     });
   }
 
-  /** Make the pane show exactly these messages, in this order. */
+  /**
+   * Make the pane show exactly these messages, in this order. Returns 0, or the milliseconds
+   * after which a streaming answer's newer text is due: render again then.
+   */
   render(messages, { busy, editing = null }) {
+    let due = 0;
     this.busy = busy;
     const keys = new Set(messages.map((m) => m.key));
     for (const [key, view] of this.views) {
@@ -644,11 +673,12 @@ export class MessageList {
         view = new MessageView(message, this.handlers);
         this.views.set(message.key, view);
       }
-      view.render(message, {
+      const wait = view.render(message, {
         isLast: message === last && message.role === "assistant",
         busy,
         editing: message.key === editing,
       });
+      if (wait) due = due ? Math.min(due, wait) : wait;
       // Keep DOM order equal to state order, moving only what is out of place.
       const expected = previous ? previous.element.nextElementSibling : this.firstSlot();
       if (view.element !== expected) {
@@ -661,6 +691,7 @@ export class MessageList {
     this.emptyState.hidden = messages.length > 0;
     if (this.stickToBottom) this.container.scrollTop = this.container.scrollHeight;
     this.showJump();
+    return due;
   }
 
   firstSlot() {
