@@ -28,6 +28,7 @@ from chatapp.chat.models import (
 )
 from chatapp.core.api import (
     MAX_ID,
+    MAX_PAGE,
     ApiError,
     RequestBody,
     Text,
@@ -47,8 +48,6 @@ log = logging.getLogger(__name__)
 router = Router(tags=["conversations"])
 
 PAGE_SIZE = 20
-# Far past any real list, and small enough that the row offset fits the databases' integers.
-MAX_PAGE = 10**9
 MAX_QUERY_LENGTH = 1000
 TITLE_MAX_LENGTH = Conversation._meta.get_field("title").max_length or 200
 

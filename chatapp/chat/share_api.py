@@ -4,16 +4,26 @@ your shares. Reading a share is its page, /s/<token>/ (chatapp.chat.views). The 
 
 from datetime import datetime
 from typing import Annotated, Literal
+from urllib.parse import urlencode
 
 from annotated_types import Len
 from django.http import HttpRequest, HttpResponse
-from ninja import Field, Path, Router, Schema, Status
+from ninja import Field, Path, Query, Router, Schema, Status
 from pydantic import conint
 
 from chatapp.chat.actions import sharing
 from chatapp.chat.errors import ChatError
 from chatapp.chat.models import Share, get_conversation_for_user
-from chatapp.core.api import MAX_ID, ApiError, RequestBody, documented_body, read_body, responses
+from chatapp.core.api import (
+    MAX_ID,
+    MAX_PAGE,
+    ApiError,
+    RequestBody,
+    blank_is,
+    documented_body,
+    read_body,
+    responses,
+)
 from chatapp.core.requests import AuthenticatedHttpRequest
 
 router = Router(tags=["shares"])
@@ -43,6 +53,7 @@ class ShareOut(Schema):
 
 class ShareList(Schema):
     results: list[ShareOut]
+    next: str | None = Field(description="The address of the next page, or null.")
 
 
 def share_json(share: Share, message_count: int) -> dict:
@@ -83,9 +94,24 @@ def share_create(request: HttpRequest, conversation_id: ConversationId):
 
 
 @router.get("/shares/", response=responses({200: ShareList}))
-def share_list(request: AuthenticatedHttpRequest):
+def share_list(
+    request: AuthenticatedHttpRequest,
+    page: Annotated[int, blank_is(1)] = Query(1, ge=1, le=MAX_PAGE),
+):
+    """Your shares, newest first, a page at a time."""
+    size = sharing.SHARES_PER_PAGE
+    start = (page - 1) * size
     shares = Share.objects.filter(owner=request.user).listed().prefetch_related("members")
-    return {"results": [share_json(share, share.message_count) for share in shares]}
+    # One row more than shown tells whether a next page exists.
+    rows = list(shares[start : start + size + 1])
+    following = None
+    if len(rows) > sharing.SHARES_PER_PAGE:
+        rows = rows[: sharing.SHARES_PER_PAGE]
+        following = request.path + "?" + urlencode({"page": page + 1})
+    return {
+        "results": [share_json(share, share.message_count) for share in rows],
+        "next": following,
+    }
 
 
 @router.delete("/shares/{int:share_id}/", response=responses({204: None}))

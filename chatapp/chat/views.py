@@ -7,6 +7,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -267,12 +268,15 @@ def share_create(request: AuthenticatedHttpRequest, conversation_id: int) -> Htt
 @login_required
 @require_GET
 def shares(request: AuthenticatedHttpRequest) -> HttpResponse:
-    """The owner's shares, newest first, each with its link and a revoke button."""
+    """The owner's shares, newest first, a page at a time, each with its link and a revoke
+    button."""
     listed = Share.objects.filter(owner=request.user).select_related("team")
-    listed = listed.prefetch_related("members").defer("messages")
+    listed = listed.prefetch_related("members").defer("messages", "system_prompt")
+    page = Paginator(listed, sharing.SHARES_PER_PAGE).get_page(request.GET.get("page"))
     # A share of a team its author left is shown to nobody else until they rejoin.
     teams = set(request.user.memberships.values_list("team_id", flat=True))
-    return render(request, "chat/shares.html", {"shares": listed, "member_of": teams})
+    context = {"shares": page.object_list, "page": page, "member_of": teams}
+    return render(request, "chat/shares.html", context)
 
 
 @login_required

@@ -50,6 +50,9 @@ from chatapp.core.text import validate_one_line
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS", "TRACE")
 # Largest id a path may name: the databases' bigint.
 MAX_ID = 2**63 - 1
+# Largest page number a list takes: far past any real list, and small enough that the row
+# offset fits the databases' integers.
+MAX_PAGE = 10**9
 ERROR_STATUSES = frozenset({400, 401, 403, 404, 405})
 
 

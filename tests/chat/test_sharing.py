@@ -9,6 +9,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from chatapp.chat import planning
+from chatapp.chat.actions.sharing import SHARES_PER_PAGE
 from chatapp.chat.models import Conversation, Message, Share
 from chatapp.chat.requests import SendRequest
 from chatapp.teams.actions import flag_message
@@ -426,3 +427,53 @@ def test_a_blocked_question_does_not_go_upstream_from_a_copy(member, teammate, t
         request = SendRequest(content="Something else", conversation_id=copy.pk)
         plan = planning.plan_send(reader, request, team=None)
         assert SECRET not in json.dumps(plan.messages)
+
+
+def test_the_list_of_shares_comes_page_by_page(member, conversation):
+    """Hundreds of shares are listed 50 at a time, newest first, each page in the same
+    number of queries; `next` leads to the following page and is null on the last."""
+    client = client_for(Client(), member)
+    share(client, conversation)
+    made = Share.objects.get()
+    Share.objects.bulk_create(
+        Share(conversation=conversation, owner=member, team=conversation.team, audience="team")
+        for _ in range(SHARES_PER_PAGE)
+    )
+    expected = list(Share.objects.filter(owner=member).values_list("pk", flat=True))
+    first = client.get("/api/shares/").json()
+    assert [item["id"] for item in first["results"]] == expected[:SHARES_PER_PAGE]
+    assert first["next"] == "/api/shares/?page=2"
+    with CaptureQueriesContext(connection) as queries:
+        second = client.get(first["next"]).json()
+    assert [item["id"] for item in second["results"]] == [made.pk] == expected[SHARES_PER_PAGE:]
+    assert second["results"][0]["messages"] == 2 and second["next"] is None
+    with CaptureQueriesContext(connection) as more_queries:
+        client.get("/api/shares/")
+    assert len(more_queries) == len(queries)  # 50 shares cost what 1 does
+    assert client.get("/api/shares/", {"page": 3}).json() == {"results": [], "next": None}
+    assert client.get("/api/shares/", {"page": ""}).json() == first
+
+
+@pytest.mark.parametrize("page", ["0", "-1", "abc", "1.5", "99999999999999999999"])
+def test_an_odd_page_of_shares_is_400(member, page):
+    response = client_for(Client(), member).get("/api/shares/", {"page": page})
+    assert response.status_code == 400
+    assert response.json()["error"]["field"] == "page"
+
+
+def test_the_shares_page_comes_page_by_page(member, conversation):
+    Share.objects.bulk_create(
+        Share(conversation=conversation, owner=member, team=conversation.team, audience="team")
+        for _ in range(SHARES_PER_PAGE + 1)
+    )
+    oldest = Share.objects.filter(owner=member).last()
+    client = client_for(Client(), member)
+    first = client.get("/settings/shares/")
+    assert first.content.count(b'class="share-link"') == SHARES_PER_PAGE
+    assert oldest.token.encode() not in first.content and b'href="?page=2"' in first.content
+    second = client.get("/settings/shares/", {"page": 2})
+    assert (
+        second.content.count(b'class="share-link"') == 1 and oldest.token.encode() in second.content
+    )
+    for odd in ("0", "abc", "99999999999999999999"):
+        assert client.get("/settings/shares/", {"page": odd}).status_code == 200

@@ -27,6 +27,8 @@ from chatapp.uploads.models import Upload
 
 # Roles a snapshot keeps: the conversation's turns (tool traffic, if any, stays private).
 SHARED_ROLES = (MessageRole.USER, MessageRole.ASSISTANT)
+# How many of a person's shares a page lists (the JSON API's and Settings -> Your shares).
+SHARES_PER_PAGE = 50
 
 
 def snapshot(conversation: Conversation) -> list[dict[str, Any]]:
