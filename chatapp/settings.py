@@ -337,6 +337,11 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="llama-team-chat@loca
 CHAT_MAX_CONTENT_BYTES = env_number("CHAT_MAX_CONTENT_BYTES", 32 * 1024, minimum=1)
 CHAT_MAX_CONCURRENT_GENERATIONS = env_number("CHAT_MAX_CONCURRENT_GENERATIONS", 3, minimum=1)
 CHAT_WS_MESSAGES_PER_MINUTE = env_number("CHAT_WS_MESSAGES_PER_MINUTE", 60, minimum=1)
+# How many of each one team may keep: each is listed on the team's pages, and the prompts and
+# schemas on every chat page load; the tools of every server are gathered for each answer.
+TEAM_MAX_SYSTEM_PROMPTS = env_number("TEAM_MAX_SYSTEM_PROMPTS", 100, minimum=1)
+TEAM_MAX_TOOL_SERVERS = env_number("TEAM_MAX_TOOL_SERVERS", 20, minimum=1)
+TEAM_MAX_JSON_SCHEMAS = env_number("TEAM_MAX_JSON_SCHEMAS", 100, minimum=1)
 # Chat sockets one user may hold open in one server process; each holds memory here.
 CHAT_MAX_SOCKETS_PER_USER = 50
 # How long a temporary chat whose last socket closed waits for its page to reconnect before it

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.core import signing
 from django.core.mail import send_mail
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Exists, F, Max, OuterRef, Q
+from django.db.models import Exists, F, Max, OuterRef, Q, QuerySet
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
@@ -96,6 +96,26 @@ class Gone(ActionError):
 
 class Changed(ActionError):
     """What the change is about was changed (by someone else) since the page read it."""
+
+
+class LimitReached(ActionError):
+    """The team keeps as many of these as the site allows (a TEAM_MAX_* setting)."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+def check_room(team: Team, kept: QuerySet, limit: int, code: str, things: str) -> None:
+    """Refuse one more of the team's `kept` rows past `limit`. Called in a transaction that
+    holds the team's row, so two additions at once cannot both pass."""
+    lock_rows(Team.objects.filter(pk=team.pk), no_key=True)
+    if kept.count() >= limit:
+        raise LimitReached(
+            code,
+            f"This team keeps at most {limit} {things} (the site's limit): delete one it no"
+            " longer uses first.",
+        )
 
 
 def audit(team: Team | None, actor, action: str, summary: str, **details) -> AuditEvent:
@@ -748,6 +768,8 @@ def save_prompt(
 
 def _apply_prompt(actor, team, prompt, name, content, seen="") -> tuple[SystemPrompt, str]:
     if prompt is None:
+        limit = settings.TEAM_MAX_SYSTEM_PROMPTS
+        check_room(team, team.system_prompts.all(), limit, "too_many_prompts", "system prompts")
         last = team.system_prompts.aggregate(last=Max("position"))["last"]
         new = SystemPrompt(team=team, position=0 if last is None else last + 1)
         new.name, new.content = name, content
@@ -1303,13 +1325,12 @@ def save_json_schema(
     problem = json_schemas.name_problem(name) or json_schemas.schema_problem(schema)
     if problem:
         raise ActionError(problem)
-    if saved is None and team.json_schemas.count() >= json_schemas.MAX_SCHEMAS_PER_TEAM:
-        raise ActionError(
-            f"A team keeps at most {json_schemas.MAX_SCHEMAS_PER_TEAM} schemas: delete one first."
-        )
     try:
         with transaction.atomic():
             created = saved is None
+            if created:
+                limit = settings.TEAM_MAX_JSON_SCHEMAS
+                check_room(team, team.json_schemas.all(), limit, "too_many_schemas", "JSON schemas")
             if saved is not None and not _still_there(saved):
                 raise Gone(
                     f"The schema {saved.name} was deleted meanwhile, by someone else:"

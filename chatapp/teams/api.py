@@ -116,6 +116,8 @@ def _save_prompt(request: HttpRequest, team, prompt: SystemPrompt | None, fields
         return actions.save_prompt(request.user, team, prompt, **fields)
     except actions.Gone as error:
         raise ApiError(404, "not_found", error.message) from None
+    except actions.LimitReached as error:
+        raise ApiError(400, error.code, error.message) from None
     except actions.ActionError as error:
         raise ApiError(400, "invalid", error.message, "name") from None
 
@@ -372,6 +374,8 @@ def _save_schema(request: HttpRequest, membership, saved: JsonSchema | None, nam
         )
     except actions.Gone as error:
         raise ApiError(404, "not_found", error.message) from None
+    except actions.LimitReached as error:
+        raise ApiError(400, error.code, error.message) from None
     except actions.ActionError as error:
         field: str | None = "name" if "already exists" in error.message else None
         raise ApiError(400, "invalid", error.message, field) from None

@@ -12,7 +12,6 @@ from jsonschema.exceptions import SchemaError
 from chatapp.teams.datafilter import compile_pattern
 
 MAX_SCHEMA_BYTES = 16_384
-MAX_SCHEMAS_PER_TEAM = 100
 # OpenAI's rule for response_format.json_schema.name, which the schema's name becomes.
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 NAME_RULE = "1 to 64 letters, digits, _ or -"

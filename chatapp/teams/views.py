@@ -432,6 +432,8 @@ def prompts(request, team_id: int):
         if form.is_valid():
             try:
                 actions.save_prompt(request.user, team, **form.cleaned_data)
+            except actions.LimitReached as error:
+                form.add_error(None, error.message)
             except actions.ActionError as error:
                 form.add_error("name", error.message)
             else:

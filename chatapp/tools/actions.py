@@ -10,13 +10,14 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from chatapp.core.text import storable
 from chatapp.core.words import counted
 from chatapp.teams import crypto
-from chatapp.teams.actions import audit
+from chatapp.teams.actions import LimitReached, audit, check_room
 from chatapp.teams.json_schemas import parameters_problem
 from chatapp.teams.models import AuditAction, Team
 from chatapp.teams.network import blocked_address, private_allowed, resolve
@@ -209,15 +210,26 @@ async def add_server(
 ) -> ToolServer:
     """Check, connect and store a server; one that cannot be reached is stored as down."""
     name, timeout = check_name(name), check_timeout(timeout)
+    await sync_to_async(_check_room)(team)  # before connecting; checked again when stored
     await sync_to_async(_check_name_free)(team.pk, name)
     url = await sync_to_async(check_url, thread_sensitive=False)(url)
     listing = await fetch_listing(url, token, timeout)
     return await sync_to_async(_create)(actor, team, name, url, token, timeout, listing)
 
 
+def _check_room(team: Team) -> None:
+    servers, limit = ToolServer.objects.filter(team=team), settings.TEAM_MAX_TOOL_SERVERS
+    try:
+        with transaction.atomic():
+            check_room(team, servers, limit, "too_many_tool_servers", "tool servers")
+    except LimitReached as error:
+        raise ToolActionError(error.code, error.message) from None
+
+
 def _create(actor, team, name, url, token, timeout, listing: Listing) -> ToolServer:
     try:
         with transaction.atomic():
+            _check_room(team)  # inside: the team's row stays held until the server is stored
             server = ToolServer.objects.create(
                 team=team,
                 name=name,
