@@ -36,6 +36,7 @@ from django.http import (
 from django.http.multipartparser import MultiPartParserError
 from django.urls import URLPattern, URLResolver
 from django.utils.cache import add_never_cache_headers
+from django.utils.http import parse_etags
 from django.views.decorators.http import require_safe
 from ninja import NinjaAPI, Router, Schema
 from ninja.errors import AuthenticationError
@@ -53,7 +54,7 @@ MAX_ID = 2**63 - 1
 # Largest page number a list takes: far past any real list, and small enough that the row
 # offset fits the databases' integers.
 MAX_PAGE = 10**9
-ERROR_STATUSES = frozenset({400, 401, 403, 404, 405})
+ERROR_STATUSES = frozenset({400, 401, 403, 404, 405, 412})
 
 
 class ApiError(Exception):
@@ -179,6 +180,35 @@ def _invalid(errors: Iterable[Mapping[str, Any]]) -> ApiError:
         return ApiError(400, "invalid", f"{where} is required.", field)
     message = first["msg"].removeprefix("Value error, ")
     return ApiError(400, "invalid", f"{where}: {message}." if where else f"{message}.", field)
+
+
+# --- preconditions (If-Match) --------------------------------------------------------------
+
+
+def etag(state: str) -> str:
+    """The ETag header of an object whose edited fields read `state` (a state_token)."""
+    return f'"{state}"'
+
+
+def check_if_match(request: HttpRequest, state: str) -> bool:
+    """412 when the request's If-Match names no current ETag (`*` matches any; a weak tag
+    never does). True when it sent one: the write then checks `state` again as it saves."""
+    header = request.headers.get("If-Match")
+    if header is None:
+        return False
+    tags = parse_etags(header)
+    if tags != ["*"] and etag(state) not in tags:
+        raise precondition_failed()
+    return True
+
+
+def precondition_failed() -> ApiError:
+    return ApiError(
+        412,
+        "precondition_failed",
+        "It was changed (by someone else) since you read it: nothing was saved. Read it again"
+        " for its current ETag, then send your change again.",
+    )
 
 
 # --- the API -------------------------------------------------------------------------------

@@ -21,7 +21,10 @@ from chatapp.core.api import (
     OneLine,
     RequestBody,
     Storable,
+    check_if_match,
     documented_body,
+    etag,
+    precondition_failed,
     read_body,
     responses,
 )
@@ -116,6 +119,8 @@ def _save_prompt(request: HttpRequest, team, prompt: SystemPrompt | None, fields
         return actions.save_prompt(request.user, team, prompt, **fields)
     except actions.Gone as error:
         raise ApiError(404, "not_found", error.message) from None
+    except actions.Changed:  # after its If-Match passed, before it was saved
+        raise precondition_failed() from None
     except actions.LimitReached as error:
         raise ApiError(400, error.code, error.message) from None
     except actions.ActionError as error:
@@ -135,16 +140,20 @@ def prompt_list(request: HttpRequest):
     response=responses({201: PromptOut}),
     openapi_extra=documented_body(PromptCreate),
 )
-def prompt_create(request: HttpRequest):
+def prompt_create(request: HttpRequest, response: HttpResponse):
     membership = _manager_of_current_team(request)
     body = read_body(request, PromptCreate)
     saved = _save_prompt(request, membership.team, None, body.model_dump())
+    response["ETag"] = etag(saved.state())
     return Status(201, prompt_json(saved))
 
 
 @router.get("/system-prompts/{int:prompt_id}/", response=responses({200: PromptOut}))
-def prompt_read(request: HttpRequest, prompt_id: PromptId):
-    return prompt_json(_current_team_prompt(request, prompt_id))
+def prompt_read(request: HttpRequest, prompt_id: PromptId, response: HttpResponse):
+    """The prompt; its ETag, sent back as If-Match, makes a change of it conditional."""
+    prompt = _current_team_prompt(request, prompt_id)
+    response["ETag"] = etag(prompt.state())
+    return prompt_json(prompt)
 
 
 @router.patch(
@@ -152,20 +161,27 @@ def prompt_read(request: HttpRequest, prompt_id: PromptId):
     response=responses({200: PromptOut}),
     openapi_extra=documented_body(PromptChange),
 )
-def prompt_change(request: HttpRequest, prompt_id: PromptId):
+def prompt_change(request: HttpRequest, prompt_id: PromptId, response: HttpResponse):
+    """With If-Match: only while the prompt is as that ETag read it (else 412)."""
     prompt = _current_team_prompt(request, prompt_id)
     membership = _manager_of_current_team(request)
+    conditional = check_if_match(request, prompt.state())
     changes = read_body(request, PromptChange).model_dump(exclude_unset=True)
     fields = {name: changes.get(name, getattr(prompt, name)) for name in PromptChange.model_fields}
     # The answer format is set on the prompts page; a change here keeps it.
     fields.update(response_format=prompt.response_format, json_schema=prompt.json_schema)
-    return prompt_json(_save_prompt(request, membership.team, prompt, fields))
+    if conditional:  # checked again holding the row: a change saved meanwhile is not undone
+        fields["seen"] = prompt.state()
+    saved = _save_prompt(request, membership.team, prompt, fields)
+    response["ETag"] = etag(saved.state())
+    return prompt_json(saved)
 
 
 @router.delete("/system-prompts/{int:prompt_id}/", response=responses({204: None}))
 def prompt_delete(request: HttpRequest, prompt_id: PromptId):
     prompt = _current_team_prompt(request, prompt_id)
     _manager_of_current_team(request)
+    check_if_match(request, prompt.state())
     actions.delete_prompt(request.user, prompt)
     return HttpResponse(status=204)
 

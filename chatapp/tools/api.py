@@ -6,6 +6,8 @@ cannot be reached is stored as down, with the reason, and answered 201/200 all t
 the network guard refuses is a 400 (`url_refused`) and stores nothing.
 """
 
+import hashlib
+import json
 from datetime import datetime
 from typing import Annotated
 
@@ -20,7 +22,10 @@ from chatapp.core.api import (
     ApiError,
     RequestBody,
     Storable,
+    check_if_match,
     documented_body,
+    etag,
+    precondition_failed,
     read_body,
     responses,
 )
@@ -114,6 +119,13 @@ def server_json(server: ToolServer) -> dict:
     }
 
 
+def server_etag_state(server: ToolServer) -> str:
+    """What a PATCH changes, its settings and each tool's choices, as its ETag holds them."""
+    tools = [[tool.name, tool.enabled, tool.ask_first] for tool in server.tools.all()]
+    shown = json.dumps([server.state(), tools])
+    return hashlib.sha256(shown.encode()).hexdigest()[:32]
+
+
 def _server(membership: Membership, server_id: int) -> ToolServer:
     server = (
         ToolServer.objects.filter(pk=server_id, team=membership.team).select_related("team").first()
@@ -143,7 +155,7 @@ def server_list(request: HttpRequest, team_id: TeamId):
     response=responses({201: ServerOut}),
     openapi_extra=documented_body(ServerCreate),
 )
-def server_create(request: HttpRequest, team_id: TeamId):
+def server_create(request: HttpRequest, team_id: TeamId, response: HttpResponse):
     membership = services.get_team_access(request.user, team_id, "manage_tools")
     body = read_body(request, ServerCreate)
     try:
@@ -152,15 +164,19 @@ def server_create(request: HttpRequest, team_id: TeamId):
         )
     except actions.ToolActionError as error:
         raise _refused(error) from None
+    response["ETag"] = etag(server_etag_state(server))
     return Status(201, server_json(server))
 
 
 @router.get(
     "/teams/{int:team_id}/tool-servers/{int:server_id}/", response=responses({200: ServerOut})
 )
-def server_read(request: HttpRequest, team_id: TeamId, server_id: ServerId):
+def server_read(request: HttpRequest, team_id: TeamId, server_id: ServerId, response: HttpResponse):
+    """The server; its ETag, sent back as If-Match, makes a change of it conditional."""
     membership = services.get_team_access(request.user, team_id)
-    return server_json(_server(membership, server_id))
+    server = _server(membership, server_id)
+    response["ETag"] = etag(server_etag_state(server))
+    return server_json(server)
 
 
 @router.patch(
@@ -168,23 +184,34 @@ def server_read(request: HttpRequest, team_id: TeamId, server_id: ServerId):
     response=responses({200: ServerOut}),
     openapi_extra=documented_body(ServerChange),
 )
-def server_change(request: HttpRequest, team_id: TeamId, server_id: ServerId):
+def server_change(
+    request: HttpRequest, team_id: TeamId, server_id: ServerId, response: HttpResponse
+):
+    """With If-Match: only while the server is as that ETag read it (else 412)."""
     membership = services.get_team_access(request.user, team_id, "manage_tools")
     server = _server(membership, server_id)
+    conditional = check_if_match(request, server_etag_state(server))
     changes = read_body(request, ServerChange).model_dump(exclude_unset=True)
     choices = changes.pop("tools", None) or {}
     picked = {name: {k: v for k, v in c.items() if v is not None} for name, c in choices.items()}
     try:
         actions.check_tool_names(server, picked)  # before any change: a bad body changes nothing
         if changes:
-            server = async_to_sync(actions.change_server)(request.user, server, **changes)
+            # Conditional: its settings are checked again as they are saved.
+            seen = server.state() if conditional else ""
+            server = async_to_sync(actions.change_server)(
+                request.user, server, **changes, seen=seen
+            )
             listed = set(server.tools.values_list("name", flat=True))
             # A new URL or token lists the tools again: choices apply to those still listed.
             picked = {name: c for name, c in picked.items() if name in listed}
         if picked:
             actions.set_tool_choices(request.user, server, picked)
     except actions.ToolActionError as error:
+        if conditional and error.code == "changed":
+            raise precondition_failed() from None
         raise _refused(error) from None
+    response["ETag"] = etag(server_etag_state(server))
     return server_json(server)
 
 
@@ -193,7 +220,9 @@ def server_change(request: HttpRequest, team_id: TeamId, server_id: ServerId):
 )
 def server_delete(request: HttpRequest, team_id: TeamId, server_id: ServerId):
     membership = services.get_team_access(request.user, team_id, "manage_tools")
-    actions.delete_server(request.user, _server(membership, server_id))
+    server = _server(membership, server_id)
+    check_if_match(request, server_etag_state(server))
+    actions.delete_server(request.user, server)
     return HttpResponse(status=204)
 
 
@@ -201,7 +230,9 @@ def server_delete(request: HttpRequest, team_id: TeamId, server_id: ServerId):
     "/teams/{int:team_id}/tool-servers/{int:server_id}/refresh/",
     response=responses({200: ServerOut}),
 )
-def server_refresh(request: HttpRequest, team_id: TeamId, server_id: ServerId):
+def server_refresh(
+    request: HttpRequest, team_id: TeamId, server_id: ServerId, response: HttpResponse
+):
     """Connect again and store the server's tool list (or that it is down, and why)."""
     membership = services.get_team_access(request.user, team_id, "manage_tools")
     server = _server(membership, server_id)
@@ -209,4 +240,5 @@ def server_refresh(request: HttpRequest, team_id: TeamId, server_id: ServerId):
         async_to_sync(actions.refresh_server)(request.user, server)
     except actions.ToolActionError as error:
         raise _refused(error) from None
+    response["ETag"] = etag(server_etag_state(server))
     return server_json(server)

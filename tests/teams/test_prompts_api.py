@@ -240,3 +240,93 @@ def test_a_patch_of_a_prompt_deleted_meanwhile_is_404(admin_client, in_team, pro
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
     assert not SystemPrompt.objects.exists()
+
+
+def test_a_patch_sent_with_the_etag_read_saves_and_answers_the_new_one(
+    admin_client, in_team, prompt
+):
+    client = in_team(admin_client)
+    read = client.get(detail(prompt))
+    tag = read["ETag"]
+    assert tag.startswith('"') and tag.endswith('"')
+    changed = client.patch(
+        detail(prompt),
+        json.dumps({"content": "Be kind."}),
+        content_type="application/json",
+        headers={"If-Match": tag},
+    )
+    assert changed.status_code == 200, changed.content
+    assert changed["ETag"] not in ("", tag)
+    assert client.get(detail(prompt))["ETag"] == changed["ETag"]
+
+
+@pytest.mark.parametrize("method", ["patch", "delete"])
+def test_a_write_with_an_etag_read_before_another_admins_change_is_412(
+    owner_client, admin_client, in_team, prompt, method
+):
+    """Two admins read the prompt; Adam saves first; Olivia's change, sent with the ETag she
+    read, saves nothing and says so instead of putting the old text back."""
+    olivia, adam = in_team(owner_client), in_team(admin_client)
+    tag = olivia.get(detail(prompt))["ETag"]
+    assert send(adam, "patch", detail(prompt), {"content": "Adam's text."}).status_code == 200
+    body = json.dumps({"name": "Olivia's name"}) if method == "patch" else None
+    response = getattr(olivia, method)(
+        detail(prompt), body, content_type="application/json", headers={"If-Match": tag}
+    )
+    assert response.status_code == 412, response.content
+    assert response.json()["error"]["code"] == "precondition_failed"
+    prompt.refresh_from_db()
+    assert (prompt.name, prompt.content, prompt.version) == ("Helper", "Adam's text.", 2)
+
+
+@pytest.mark.parametrize("header", ['"nonsense"', 'W/"x"', "garbage"])
+def test_an_if_match_naming_no_current_etag_changes_nothing(owner_client, in_team, prompt, header):
+    client = in_team(owner_client)
+    response = client.patch(
+        detail(prompt),
+        json.dumps({"content": "New."}),
+        content_type="application/json",
+        headers={"If-Match": header},
+    )
+    assert response.status_code == 412
+    prompt.refresh_from_db()
+    assert prompt.content == "Be helpful."
+
+
+def test_if_match_star_and_no_if_match_save_whatever_changed(owner_client, in_team, prompt):
+    client = in_team(owner_client)
+    for headers, content in (({"If-Match": "*"}, "One."), ({}, "Two.")):
+        response = client.patch(
+            detail(prompt),
+            json.dumps({"content": content}),
+            content_type="application/json",
+            headers=headers,
+        )
+        assert response.status_code == 200
+    prompt.refresh_from_db()
+    assert prompt.content == "Two."
+
+
+def test_a_save_racing_another_after_its_if_match_passed_is_412(
+    owner_client, in_team, prompt, monkeypatch
+):
+    """The check is made again holding the prompt's row: a change saved between the request's
+    read and its write is not saved over."""
+    client = in_team(owner_client)
+    tag = client.get(detail(prompt))["ETag"]
+    save = prompts_api.actions.save_prompt
+
+    def another_admin_first(*args, **kwargs):
+        SystemPrompt.objects.filter(pk=prompt.pk).update(content="Meanwhile.")
+        return save(*args, **kwargs)
+
+    monkeypatch.setattr(prompts_api.actions, "save_prompt", another_admin_first)
+    response = client.patch(
+        detail(prompt),
+        json.dumps({"locked": True}),
+        content_type="application/json",
+        headers={"If-Match": tag},
+    )
+    assert response.status_code == 412
+    prompt.refresh_from_db()
+    assert (prompt.content, prompt.locked) == ("Meanwhile.", False)

@@ -324,3 +324,34 @@ def test_the_list_takes_the_same_queries_whatever_the_servers(clients, team, tea
         extra = ToolServer.objects.create(team=team, name=f"more{n}", url="https://9.9.9.9/")
         Tool.objects.create(server=extra, name="lookup", input_schema={"type": "object"})
     assert count() == one
+
+
+def test_a_change_sent_with_an_etag_read_before_another_admins_is_412(
+    clients, team, team_tool_server
+):
+    """The owner and an admin read the server; the admin turns a tool off; the owner's change,
+    sent with the ETag read before, saves nothing. Sent with the new ETag, it saves."""
+    url = f"{base(team)}{team_tool_server.pk}/"
+    tag = clients["owner"].get(url)["ETag"]
+    assert tag.startswith('"')
+    turned_off = send(
+        clients["admin"], "patch", url, {"tools": {"get_weather": {"enabled": False}}}
+    )
+    assert turned_off.status_code == 200 and turned_off["ETag"] != tag
+    for body in ({"timeout": 5}, {"tools": {"get_weather": {"enabled": True}}}):
+        stale = clients["owner"].patch(
+            url, json.dumps(body), content_type="application/json", headers={"If-Match": tag}
+        )
+        assert stale.status_code == 412, stale.content
+        assert stale.json()["error"]["code"] == "precondition_failed"
+    assert clients["owner"].delete(url, headers={"If-Match": tag}).status_code == 412
+    server = ToolServer.objects.get()
+    assert server.timeout == 30 and not server.tools.get(name="get_weather").enabled
+    fresh = clients["owner"].patch(
+        url,
+        json.dumps({"timeout": 5}),
+        content_type="application/json",
+        headers={"If-Match": turned_off["ETag"]},
+    )
+    assert fresh.status_code == 200 and fresh.json()["timeout"] == 5
+    assert clients["owner"].get(url)["ETag"] == fresh["ETag"]
