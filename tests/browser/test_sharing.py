@@ -9,6 +9,7 @@ from playwright.sync_api import expect
 
 from tests.browser.chat_page import BrowserUser, ChatPage, json_from, log_in
 from tests.browser.conftest import DESKTOP, WAIT_MS
+from tests.e2e.axe import violations
 
 pytestmark = pytest.mark.browser
 
@@ -123,3 +124,61 @@ def test_the_shares_list_fits_a_phone(phone_page):
     link = page.locator(".share-link")
     line = float(link.evaluate("(el) => parseFloat(getComputedStyle(el).lineHeight)"))
     assert link.bounding_box()["height"] < 3.5 * line  # wraps, but not a letter a line
+
+
+def test_in_a_large_team_the_share_page_finds_people_by_name(browser, app_server, user):
+    """Hundreds of teammates: a search box above the list shows only those whose name holds
+    what is typed (and those already chosen), says how many it shows, and Enter in it does
+    not send the form; the boxes are picked with the keyboard; axe finds nothing."""
+    context = browser.new_context(base_url=app_server.url, viewport=DESKTOP, bypass_csp=True)
+    context.set_default_timeout(WAIT_MS)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    log_in(page, user)
+    chat = ChatPage(page)
+    chat.send("Something for one colleague")
+    chat.wait_for_status("complete")
+    tag = uuid.uuid4().hex[:6]
+    app_server.run_python(
+        "from django.contrib.auth import get_user_model\n"
+        "from chatapp.chat.models import Conversation\n"
+        "from chatapp.teams.models import Membership\n"
+        f"team = Conversation.objects.filter(owner__username='{user.username}').first().team\n"
+        "User = get_user_model()\n"
+        f"people = [User(username=f'm{tag}_{{n:03}}') for n in range(300)]\n"
+        f"people.append(User(username='zoe_{tag}'))\n"
+        "User.objects.bulk_create(people)\n"
+        f"added = User.objects.filter(username__contains='{tag}')\n"
+        "Membership.objects.bulk_create(Membership(team=team, user=u) for u in added)\n"
+        "print('{}')\n"
+    )
+    page.goto(f"/c/{chat.conversation_id()}/share/")
+    members = page.get_by_role("group", name="Members")
+    boxes = members.get_by_role("checkbox")
+    expect(boxes).to_have_count(301)
+    search = members.get_by_role("searchbox", name="Find people")
+    page.get_by_role("group", name="Share with").get_by_label("Chosen members").check()
+    search.fill(f"m{tag}_04")
+    expect(members.get_by_role("checkbox", include_hidden=False)).to_have_count(10)
+    expect(members.get_by_role("status")).to_have_text("10 of 301 people shown, 0 chosen.")
+    members.get_by_label(f"m{tag}_042").check()
+    search.fill("ZOE")  # any case
+    expect(members.get_by_role("checkbox", include_hidden=False)).to_have_count(2)  # + chosen
+    search.focus()
+    page.keyboard.press("Tab")
+    expect(members.get_by_label(f"m{tag}_042")).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(members.get_by_label(f"zoe_{tag}")).to_be_focused()
+    page.keyboard.press("Space")
+    expect(members.get_by_role("status")).to_have_text("2 of 301 people shown, 2 chosen.")
+    assert violations(page) == []
+    search.press("Enter")  # filters; does not send the form
+    assert page.url.endswith("/share/")
+    search.fill("")
+    expect(members.get_by_role("checkbox", include_hidden=False)).to_have_count(301)
+    page.get_by_role("button", name="Share", exact=True).click()
+    page.wait_for_url("**/settings/shares/**")
+    expect(page.locator("tbody tr").first).to_contain_text(f"m{tag}_042, zoe_{tag}")
+    assert errors == []
+    context.close()
