@@ -149,6 +149,9 @@ def invite(
     if email and Membership.objects.filter(team=team, user__email__iexact=email).exists():
         raise ActionError(f"{email} is already a member of this team.")
     with transaction.atomic():
+        pending = team.invitations.filter(accepted_at__isnull=True, expires_at__gt=timezone.now())
+        limit = settings.TEAM_MAX_PENDING_INVITATIONS
+        check_room(team, pending, limit, "too_many_invitations", "pending invitations")
         invitation = Invitation.objects.create(
             team=team,
             email=email,

@@ -4,10 +4,12 @@ refused, in the JSON API with its own code and on the page with a message, and n
 stored or audited; changing one the team has goes through."""
 
 import json
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
-from chatapp.teams.models import AuditEvent, JsonSchema, SystemPrompt
+from chatapp.teams.models import AuditEvent, Invitation, JsonSchema, SystemPrompt
 from chatapp.teams.services import SESSION_TEAM_KEY
 from chatapp.tools.models import ToolServer
 
@@ -111,3 +113,20 @@ def test_after_deleting_one_another_can_be_added(owner_in_team, full_team):
     assert owner_in_team.delete(f"/api/system-prompts/{prompt.pk}/").status_code == 204
     response = post_json(owner_in_team, "/api/system-prompts/", {"name": "p3", "content": "x"})
     assert response.status_code == 201
+
+
+def test_pending_invitations_past_the_limit_are_refused(settings, owner_client, team, owner):
+    """Every pending invitation is listed on the members page: a team keeps at most
+    TEAM_MAX_PENDING_INVITATIONS; used or expired ones do not count."""
+    settings.TEAM_MAX_PENDING_INVITATIONS = 2
+    expired = timezone.now() - timedelta(days=1)
+    Invitation.objects.create(team=team, invited_by=owner)
+    Invitation.objects.create(team=team, invited_by=owner, expires_at=expired)
+    Invitation.objects.create(team=team, invited_by=owner, accepted_at=timezone.now())
+    url = f"/teams/{team.pk}/invitations/"
+    assert owner_client.post(url, {"role": "member", "email": ""}).status_code == 302
+    before = (Invitation.objects.count(), AuditEvent.objects.count())
+    response = owner_client.post(url, {"role": "member", "email": "new@example.com"})
+    assert response.status_code == 400
+    assert b"keeps at most 2 pending invitations" in response.content
+    assert (Invitation.objects.count(), AuditEvent.objects.count()) == before
