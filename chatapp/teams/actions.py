@@ -1322,9 +1322,10 @@ def _sync_change(team: Team, user, membership: Membership, role: str | None) -> 
 
 
 def save_json_schema(
-    actor, team: Team, saved: JsonSchema | None = None, *, name: str, schema: dict
+    actor, team: Team, saved: JsonSchema | None = None, *, name: str, schema: dict, seen: str = ""
 ) -> JsonSchema:
-    """Create or change a team's JSON schema; ActionError for a bad name, schema or a clash."""
+    """Create or change a team's JSON schema; ActionError for a bad name, schema or a clash.
+    `seen`: the schema's state() as it was read; changed since, nothing is saved (Changed)."""
     problem = json_schemas.name_problem(name) or json_schemas.schema_problem(schema)
     if problem:
         raise ActionError(problem)
@@ -1334,10 +1335,16 @@ def save_json_schema(
             if created:
                 limit = settings.TEAM_MAX_JSON_SCHEMAS
                 check_room(team, team.json_schemas.all(), limit, "too_many_schemas", "JSON schemas")
-            if saved is not None and not _still_there(saved):
+            stored = None if saved is None else _hold_schema(saved)
+            if saved is not None and stored is None:
                 raise Gone(
                     f"The schema {saved.name} was deleted meanwhile, by someone else:"
                     " your changes were not saved."
+                )
+            if seen and stored is not None and stored.state() != seen:
+                raise Changed(
+                    f"The schema {stored.name} was changed meanwhile, by someone else: your"
+                    " changes were not saved."
                 )
             target = saved or JsonSchema(team=team)
             target.name, target.schema = name, schema
@@ -1357,10 +1364,10 @@ def save_json_schema(
     return target
 
 
-def _still_there(saved: JsonSchema) -> bool:
-    """Lock the stored schema; False when it was deleted meanwhile (its save() would insert
-    it again, under its old id, as if never deleted)."""
-    return JsonSchema.objects.select_for_update().filter(pk=saved.pk).first() is not None
+def _hold_schema(saved: JsonSchema) -> JsonSchema | None:
+    """Lock the stored schema and return it as stored; None when it was deleted meanwhile
+    (its save() would insert it again, under its old id, as if never deleted)."""
+    return JsonSchema.objects.select_for_update().filter(pk=saved.pk).first()
 
 
 def delete_json_schema(actor, saved: JsonSchema) -> None:

@@ -377,7 +377,9 @@ def _schema_manager(request: HttpRequest, team_id: int):
     return membership
 
 
-def _save_schema(request: HttpRequest, membership, saved: JsonSchema | None, name, schema):
+def _save_schema(
+    request: HttpRequest, membership, saved: JsonSchema | None, name, schema, seen: str = ""
+):
     for checked, problem in (
         ("name", json_schemas.name_problem(name)),
         ("schema", json_schemas.schema_problem(schema)),
@@ -386,10 +388,12 @@ def _save_schema(request: HttpRequest, membership, saved: JsonSchema | None, nam
             raise ApiError(400, "invalid", problem, checked)
     try:
         return actions.save_json_schema(
-            request.user, membership.team, saved, name=name, schema=schema
+            request.user, membership.team, saved, name=name, schema=schema, seen=seen
         )
     except actions.Gone as error:
         raise ApiError(404, "not_found", error.message) from None
+    except actions.Changed:  # after its If-Match passed, before it was saved
+        raise precondition_failed() from None
     except actions.LimitReached as error:
         raise ApiError(400, error.code, error.message) from None
     except actions.ActionError as error:
@@ -415,10 +419,11 @@ def json_schema_list(request: HttpRequest, team_id: TeamId):
     by_alias=True,
     openapi_extra=documented_body(JsonSchemaCreate),
 )
-def json_schema_create(request: HttpRequest, team_id: TeamId):
+def json_schema_create(request: HttpRequest, team_id: TeamId, response: HttpResponse):
     membership = _schema_manager(request, team_id)
     body = read_body(request, JsonSchemaCreate)
     saved = _save_schema(request, membership, None, body.name, body.schema_)
+    response["ETag"] = etag(saved.state())
     return Status(201, json_schema_json(saved))
 
 
@@ -427,9 +432,14 @@ def json_schema_create(request: HttpRequest, team_id: TeamId):
     response=responses({200: JsonSchemaOut}),
     by_alias=True,
 )
-def json_schema_read(request: HttpRequest, team_id: TeamId, schema_id: SchemaId):
+def json_schema_read(
+    request: HttpRequest, team_id: TeamId, schema_id: SchemaId, response: HttpResponse
+):
+    """The schema; its ETag, sent back as If-Match, makes a change of it conditional."""
     membership = services.get_membership(request.user, team_id)
-    return json_schema_json(_team_schema(membership, schema_id))
+    saved = _team_schema(membership, schema_id)
+    response["ETag"] = etag(saved.state())
+    return json_schema_json(saved)
 
 
 @router.patch(
@@ -438,14 +448,21 @@ def json_schema_read(request: HttpRequest, team_id: TeamId, schema_id: SchemaId)
     by_alias=True,
     openapi_extra=documented_body(JsonSchemaChange),
 )
-def json_schema_change(request: HttpRequest, team_id: TeamId, schema_id: SchemaId):
+def json_schema_change(
+    request: HttpRequest, team_id: TeamId, schema_id: SchemaId, response: HttpResponse
+):
+    """With If-Match: only while the schema is as that ETag read it (else 412)."""
     membership = services.get_membership(request.user, team_id)
     saved = _team_schema(membership, schema_id)
     _schema_manager(request, team_id)
+    # Checked again holding the row: a change saved meanwhile is not undone.
+    seen = saved.state() if check_if_match(request, saved.state()) else ""
     changes = read_body(request, JsonSchemaChange).model_dump(exclude_unset=True)
     name = changes.get("name", saved.name)
     schema = changes.get("schema_", saved.schema)
-    return json_schema_json(_save_schema(request, membership, saved, name, schema))
+    saved = _save_schema(request, membership, saved, name, schema, seen)
+    response["ETag"] = etag(saved.state())
+    return json_schema_json(saved)
 
 
 @router.delete(
@@ -455,5 +472,6 @@ def json_schema_delete(request: HttpRequest, team_id: TeamId, schema_id: SchemaI
     membership = services.get_membership(request.user, team_id)
     saved = _team_schema(membership, schema_id)
     _schema_manager(request, team_id)
+    check_if_match(request, saved.state())
     actions.delete_json_schema(request.user, saved)
     return HttpResponse(status=204)

@@ -172,6 +172,11 @@ class JsonSchema(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def state(self) -> str:
+        """Its name and schema as a token (keys sorted: PostgreSQL stores them in its order)."""
+        shown = json.dumps([self.name, self.schema], sort_keys=True)
+        return hashlib.sha256(shown.encode()).hexdigest()[:32]
+
 
 class SystemPromptQuerySet(models.QuerySet["SystemPrompt"]):
     def for_team(self, team: "Team") -> "SystemPromptQuerySet":

@@ -285,3 +285,33 @@ def test_a_patch_of_a_schema_deleted_meanwhile_is_404(owner_client, team, saved,
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
     assert not JsonSchema.objects.exists()
+
+
+def test_a_write_with_an_etag_read_before_another_admins_change_is_412(
+    owner_client, admin_client, team, saved
+):
+    """Olivia reads the schema; Adam changes it; Olivia's change or delete, sent with the
+    ETag she read as If-Match, changes nothing. Sent with the current ETag, it saves."""
+    tag = owner_client.get(detail(saved))["ETag"]
+    wider = {"type": "object", "properties": {"b": {"type": "string"}, "a": {"type": "number"}}}
+    adams = send(admin_client, "patch", detail(saved), {"schema": wider})
+    assert adams.status_code == 200 and adams["ETag"] != tag
+    assert owner_client.get(detail(saved))["ETag"] == adams["ETag"]  # as stored, key order too
+    stale = owner_client.patch(
+        detail(saved),
+        json.dumps({"name": "olivias"}),
+        content_type="application/json",
+        headers={"If-Match": tag},
+    )
+    assert stale.status_code == 412
+    assert stale.json()["error"]["code"] == "precondition_failed"
+    assert owner_client.delete(detail(saved), headers={"If-Match": tag}).status_code == 412
+    saved.refresh_from_db()
+    assert (saved.name, saved.schema) == ("ticket", wider)
+    fresh = owner_client.patch(
+        detail(saved),
+        json.dumps({"name": "olivias"}),
+        content_type="application/json",
+        headers={"If-Match": adams["ETag"]},
+    )
+    assert fresh.status_code == 200 and fresh.json()["name"] == "olivias"
