@@ -340,6 +340,34 @@ def conversation_data(
         messages = messages.filter(pk__in=branch.path)
     rows = list(messages.values(*MESSAGE_FIELDS))
     files = Upload.objects.filter(message__in=[row["id"] for row in rows]).by_message()
+    return _conversation_json(conversation, rows, files, branch, whole_tree, viewer)
+
+
+def whole_trees(conversations: list[Conversation]) -> list[dict]:
+    """conversation_data(whole_tree=True) of each of these conversations, their messages and
+    files read together: the same few queries for any number of conversations."""
+    rows_of: dict[int, list[dict]] = {conversation.pk: [] for conversation in conversations}
+    messages = Message.objects.filter(conversation__in=conversations)
+    for row in messages.values("conversation_id", *MESSAGE_FIELDS):
+        rows_of[row.pop("conversation_id")].append(row)
+    files = Upload.objects.filter(message__conversation__in=conversations).by_message()
+    trees = []
+    for conversation in conversations:
+        rows = rows_of[conversation.pk]
+        pairs = [(row["id"], row["parent_id"]) for row in rows]
+        branch = tree.shown_branch(pairs, conversation.active_leaf_id)
+        trees.append(_conversation_json(conversation, rows, files, branch, True, None))
+    return trees
+
+
+def _conversation_json(
+    conversation: Conversation,
+    rows: list[dict],
+    files: dict[int, list[Upload]],
+    branch: tree.Branch,
+    whole_tree: bool,
+    viewer: Any,
+) -> dict:
     help_url = key_help(viewer, conversation.team_id, rows) if viewer else None
     listed = [
         message_data(row, files.get(row["id"], []), branch.siblings(row["id"]), help_url)

@@ -1,9 +1,10 @@
 """Download all my data: one ZIP archive of everything a person keeps here, streamed as it is
 built, one conversation and one file chunk at a time, so memory stays bounded and the first
 bytes leave at once (a large account's archive is not held back until a proxy's read timeout).
-Each step is one short query in autocommit mode: no transaction or cursor stays open while the
-download runs. Should a step fail, the archive ends without its central directory, which every
-unzip tool refuses, rather than looking complete with entries missing.
+Conversations and files are read BATCH at a time, a few short queries in autocommit mode for
+each batch: no transaction or cursor stays open while the download runs. Should a step fail,
+the archive ends without its central directory, which every unzip tool refuses, rather than
+looking complete with entries missing.
 
 - `conversations/<id>-<title>.json`: each conversation the user owns, as its JSON export
   (the shown branch and the whole tree); `.md` beside it: the Markdown export.
@@ -24,10 +25,11 @@ from pathlib import PurePath
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from chatapp.accounts.models import UserSettings
-from chatapp.chat.api import conversation_data, markdown_export
+from chatapp.chat.api import markdown_export, whole_trees
 from chatapp.chat.models import Conversation, Share
 from chatapp.identity.models import OIDCIdentity
 from chatapp.teams.models import ApiKey, Membership
@@ -36,6 +38,8 @@ from chatapp.uploads.models import Upload
 log = logging.getLogger(__name__)
 
 COPY_CHUNK = 1024 * 1024
+# Conversations (or files) read together: a few queries for each batch, not for each one.
+BATCH = 20
 SETTING_FIELDS = ("model", "temperature", "max_tokens", "top_p")
 
 
@@ -65,19 +69,15 @@ def archive_chunks(user: Any) -> Iterator[bytes]:
     zf = zipfile.ZipFile(pipe, "w", compression=zipfile.ZIP_DEFLATED)
     try:
         conversations = Conversation.objects.for_user(user).saved().order_by("pk")
-        for pk in list(conversations.values_list("pk", flat=True)):
-            conversation = conversations.filter(pk=pk).first()
-            if conversation is None:  # deleted while the archive was being built
-                continue
-            data = conversation_data(conversation, whole_tree=True)
-            name = f"conversations/{conversation.pk}-{_slug(conversation.title) or 'conversation'}"
-            zf.writestr(f"{name}.json", _json(data))
-            zf.writestr(f"{name}.md", markdown_export(data))
-            yield pipe.take()
-        files = _own_files(user)
-        for pk in list(files.values_list("pk", flat=True)):
-            upload = files.filter(pk=pk).first()
-            if upload is not None:
+        for batch in _batches(conversations):  # one deleted meanwhile is not in its batch
+            for conversation, data in zip(batch, whole_trees(batch), strict=True):
+                slug = _slug(conversation.title) or "conversation"
+                name = f"conversations/{conversation.pk}-{slug}"
+                zf.writestr(f"{name}.json", _json(data))
+                zf.writestr(f"{name}.md", markdown_export(data))
+                yield pipe.take()
+        for uploads in _batches(_own_files(user)):
+            for upload in uploads:
                 yield from _copy_file(zf, upload, pipe)
         zf.writestr("account.json", _json(account_data(user)))
         zf.close()  # the central directory: only now does the archive read as complete
@@ -87,6 +87,13 @@ def archive_chunks(user: Any) -> Iterator[bytes]:
         log.exception("data export failed part way for user %s", user.pk)
         return
     yield pipe.take()
+
+
+def _batches(rows: QuerySet) -> Iterator[list]:
+    """The rows, BATCH at a time, each batch read when its turn comes."""
+    pks = list(rows.values_list("pk", flat=True))
+    for start in range(0, len(pks), BATCH):
+        yield list(rows.filter(pk__in=pks[start : start + BATCH]))
 
 
 def archive_name(user: Any) -> str:

@@ -9,7 +9,9 @@ import zipfile
 import pytest
 from channels.db import database_sync_to_async as db
 from django.conf import settings
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from chatapp.accounts.models import UserSettings
 from chatapp.asgi import application
@@ -105,6 +107,34 @@ def test_nobody_elses_data_and_no_temporary_chat_is_in_it(member, owner, outside
     ]
 
 
+def export_queries(user) -> int:
+    with CaptureQueriesContext(connection) as queries:
+        download(user)
+    return len(queries.captured_queries)
+
+
+def test_the_archive_reads_conversations_and_files_in_batches_not_one_by_one(member, team):
+    def add_conversation(number: int) -> None:
+        chat = conversation(member, team, f"Chat {number}", "question")
+        other = Message(conversation=chat, parent=chat.messages.first(), role="assistant")
+        other.explicit_parent = True  # another answer: a branch
+        other.save()
+        upload = create_upload(member, team, f"notes{number}.txt", b"my notes")
+        upload.message = chat.messages.get(role="user")
+        upload.save()
+
+    add_conversation(0)
+    one = export_queries(member)
+    for number in range(1, 5):
+        add_conversation(number)
+    assert export_queries(member) == one
+    # Read together, each conversation is exported as on its own.
+    last = Conversation.objects.get(title="Chat 4")
+    alone = client_for(Client(), member).get(f"/api/conversations/{last.pk}/export?format=json")
+    together = download(member).read(f"conversations/{last.pk}-chat-4.json")
+    assert json.loads(together) == json.loads(alone.content)
+
+
 def test_the_company_sign_ins_linked_to_the_account_are_in_it(member, owner):
     """What identifies the person at their identity provider is their data too."""
     OIDCIdentity.objects.create(user=member, issuer="https://id.example.com", subject="u-123")
@@ -134,7 +164,8 @@ def test_the_settings_page_offers_the_download(member):
 @pytest.mark.django_db(transaction=True)
 async def test_the_archive_is_sent_while_it_is_built(member, team):
     """Behind a proxy's read timeout (nginx: 60 s), nothing may wait for the whole archive."""
-    await db(conversation)(member, team, "First", "one")
+    for number in range(data_export.BATCH):  # the first batch
+        await db(conversation)(member, team, f"First {number}", "one")
     second = await db(conversation)(member, team, "Second", "two")
     session = (await db(client_for)(Client(), member)).cookies[settings.SESSION_COOKIE_NAME]
     scope = {
