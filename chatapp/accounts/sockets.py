@@ -9,6 +9,7 @@ password ends all but the session that set it (the user's own change keeps their
 
 import hashlib
 import logging
+from collections.abc import Iterable
 from contextvars import ContextVar
 
 from asgiref.sync import async_to_sync
@@ -17,7 +18,8 @@ from django.contrib.auth import get_user, get_user_model
 from django.contrib.auth.signals import user_logged_out
 from django.contrib.sessions.models import Session
 from django.db import transaction
-from django.db.models.signals import post_delete, post_save, pre_save
+from django.db.models import QuerySet
+from django.db.models.signals import post_delete, post_save, pre_delete, pre_save
 from django.dispatch import receiver
 from django.http import HttpRequest
 from django.utils import timezone
@@ -91,25 +93,35 @@ def close_sockets_on_deactivation(sender, instance, created, **kwargs) -> None:
     if not created and not instance.is_active:
         close_user_sockets(instance.pk)
     if getattr(instance, "_deactivated", False):
-        end_sessions(instance.pk)
+        end_sessions([instance.pk])
 
 
-def end_sessions(user_id: int) -> None:
-    """Delete the user's sessions: a deactivated account's sessions end, rather than wait,
-    refused, to be valid again should the account be given access again."""
-    store, ended = SessionStore(), []
+def end_sessions(user_ids: Iterable[int]) -> None:
+    """Delete these users' sessions: a deactivated account's sessions end, rather than wait,
+    refused, to be valid again should the account be given access again. Reads every live
+    session once, however many users."""
+    store, ended, users = SessionStore(), [], {str(user_id) for user_id in user_ids}
     live = Session.objects.filter(expire_date__gt=timezone.now())
     for key, data in live.values_list("session_key", "session_data").iterator():
-        if store.decode(data).get("_auth_user_id") == str(user_id):
+        if store.decode(data).get("_auth_user_id") in users:
             ended.append(key)
     Session.objects.filter(session_key__in=ended).delete()
+
+
+@receiver(pre_delete, sender=get_user_model())
+def end_sessions_on_deletion(sender, instance, origin=None, **kwargs) -> None:
+    # Its rows hold the account's id and a credential: they go with the account, not at expiry.
+    if not isinstance(origin, QuerySet) or origin.model is not sender:
+        end_sessions([instance.pk])
+    elif not getattr(origin, "_sessions_ended", False):
+        # Many accounts deleted at once (the admin's bulk delete): all their sessions together.
+        origin._sessions_ended = True  # type: ignore[attr-defined]
+        end_sessions(origin.values_list("pk", flat=True))
 
 
 @receiver(post_delete, sender=get_user_model())
 def close_sockets_on_deletion(sender, instance, **kwargs) -> None:
     close_user_sockets(instance.pk)
-    # Its rows hold the account's id and a credential: they go with the account, not at expiry.
-    end_sessions(instance.pk)
 
 
 class CurrentSessionMiddleware:

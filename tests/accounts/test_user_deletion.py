@@ -3,7 +3,9 @@
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.sessions.models import Session
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from chatapp.chat.models import Conversation, Message
 from chatapp.core.sessions import SessionStore
@@ -208,3 +210,16 @@ def test_a_deleted_users_sessions_are_deleted_with_them(staff_client, member, ow
     ]
     assert str(member.pk) not in signed_in
     assert signed_in.count(str(owner.pk)) == 1  # everyone else's stay
+
+
+def test_deleting_many_users_reads_the_sessions_once(staff_client, make_user):
+    """Finding a user's sessions reads every live one: once for all the accounts deleted."""
+    users = [make_user(f"leaving{number}") for number in range(4)]
+    for person in users:
+        Client().force_login(person)
+    with CaptureQueriesContext(connection) as queries:
+        assert delete_selected(staff_client, *users).status_code == 302
+    table = Session._meta.db_table
+    scans = [q for q in queries.captured_queries if f'"session_data" FROM "{table}"' in q["sql"]]
+    assert len(scans) == 1
+    assert Session.objects.count() == 1  # the admin's own
