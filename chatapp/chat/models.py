@@ -83,6 +83,17 @@ class Conversation(models.Model):
         indexes = [
             models.Index(fields=["owner", "-updated_at", "-id"], name="conversation_owner_recent"),
             models.Index(fields=["team", "owner", "-updated_at"], name="conversation_team_recent"),
+            # The sidebar's pages (pinned_first), read in order rather than sorted.
+            models.Index(
+                fields=["owner", "-pinned", "-updated_at", "-id"],
+                condition=Q(temporary=False),
+                name="conversation_sidebar",
+            ),
+            models.Index(
+                fields=["team", "owner", "-pinned", "-updated_at", "-id"],
+                condition=Q(temporary=False),
+                name="conversation_team_sidebar",
+            ),
             models.Index(
                 fields=["created_at"],
                 condition=Q(temporary=True),

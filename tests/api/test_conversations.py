@@ -1,7 +1,9 @@
 import json
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from chatapp.chat.models import Conversation, Message
 from chatapp.teams.models import Membership
@@ -52,6 +54,27 @@ def test_list_paginates_with_a_constant_query_count(
     second = member_client.get(first["next"]).json()
     assert second["results"][0]["title"] == "Chat 24"
     assert "page=3" in second["next"]
+
+
+def sorts_rows(sql: str) -> bool:
+    """Whether the database sorts the rows this query reads, rather than reading them in
+    order from an index (the sidebar's page must not sort all of a user's conversations)."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SET LOCAL enable_seqscan = off")  # as with many rows
+            cursor.execute(f"EXPLAIN {sql}")
+            return any("Sort" in row[0] for row in cursor.fetchall())
+        cursor.execute(f"EXPLAIN QUERY PLAN {sql}")
+        return any("TEMP B-TREE" in row[-1] for row in cursor.fetchall())
+
+
+@pytest.mark.parametrize("query", ["", "?team={team}"])
+def test_a_page_is_read_in_order_from_an_index(member_client, member, team, query):
+    with CaptureQueriesContext(connection) as queries:
+        assert member_client.get(URL + query.format(team=team.pk)).status_code == 200
+    page = queries.captured_queries[-1]["sql"]
+    assert "chat_conversation" in page
+    assert not sorts_rows(page)
 
 
 def test_search_matches_titles_and_message_text(member_client, member, make_conversation):
