@@ -378,6 +378,8 @@ class Share(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        # The owner's shares, newest first, a page at a time (Your shares).
+        indexes = [models.Index(fields=["owner", "-created_at", "-id"], name="share_owner_recent")]
         constraints = [
             models.CheckConstraint(
                 condition=Q(audience__in=ShareAudience.values), name="share_audience_valid"

@@ -9,6 +9,7 @@ from chatapp.chat.models import Conversation, Message
 from chatapp.teams.models import Membership
 from chatapp.uploads.actions import attach, create_upload
 from tests.conftest import client_for
+from tests.support.plans import sorts_rows
 from tests.uploads import files
 
 URL = "/api/conversations/"
@@ -54,18 +55,6 @@ def test_list_paginates_with_a_constant_query_count(
     second = member_client.get(first["next"]).json()
     assert second["results"][0]["title"] == "Chat 24"
     assert "page=3" in second["next"]
-
-
-def sorts_rows(sql: str) -> bool:
-    """Whether the database sorts the rows this query reads, rather than reading them in
-    order from an index (the sidebar's page must not sort all of a user's conversations)."""
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute("SET LOCAL enable_seqscan = off")  # as with many rows
-            cursor.execute(f"EXPLAIN {sql}")
-            return any("Sort" in row[0] for row in cursor.fetchall())
-        cursor.execute(f"EXPLAIN QUERY PLAN {sql}")
-        return any("TEMP B-TREE" in row[-1] for row in cursor.fetchall())
 
 
 @pytest.mark.parametrize("query", ["", "?team={team}"])

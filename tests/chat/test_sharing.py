@@ -17,6 +17,7 @@ from chatapp.teams.models import AuditEvent, Membership, Role, SystemPrompt, Tea
 from chatapp.teams.safety import Finding
 from chatapp.uploads.actions import create_upload
 from tests.conftest import client_for
+from tests.support.plans import sorts_rows
 
 SECRET = "SECRET-41d3"
 
@@ -452,6 +453,19 @@ def test_the_list_of_shares_comes_page_by_page(member, conversation):
     assert len(more_queries) == len(queries)  # 50 shares cost what 1 does
     assert client.get("/api/shares/", {"page": 3}).json() == {"results": [], "next": None}
     assert client.get("/api/shares/", {"page": ""}).json() == first
+
+
+@pytest.mark.parametrize("url", ["/settings/shares/", "/api/shares/"])
+def test_a_page_of_shares_is_read_in_order_from_an_index(member, conversation, url):
+    Share.objects.bulk_create(
+        Share(conversation=conversation, owner=member, team=conversation.team, audience="team")
+        for _ in range(2)
+    )
+    with CaptureQueriesContext(connection) as queries:
+        assert client_for(Client(), member).get(url).status_code == 200
+    shares = [q["sql"] for q in queries.captured_queries if 'FROM "chat_share"' in q["sql"]]
+    (page,) = [sql for sql in shares if "ORDER BY" in sql]  # beside the page's count, if any
+    assert not sorts_rows(page)
 
 
 @pytest.mark.parametrize("page", ["0", "-1", "abc", "1.5", "99999999999999999999"])
