@@ -69,6 +69,8 @@ def archive_chunks(user: Any) -> Iterator[bytes]:
     zf = zipfile.ZipFile(pipe, "w", compression=zipfile.ZIP_DEFLATED)
     try:
         conversations = Conversation.objects.for_user(user).saved().order_by("pk")
+        # The prompt and schema each one's JSON names, read with it.
+        conversations = conversations.select_related("system_prompt__json_schema", "json_schema")
         for batch in _batches(conversations):  # one deleted meanwhile is not in its batch
             for conversation, data in zip(batch, whole_trees(batch), strict=True):
                 slug = _slug(conversation.title) or "conversation"

@@ -17,9 +17,9 @@ from jsonschema.exceptions import best_match
 from referencing import Registry
 
 from chatapp.chat.errors import ChatError
-from chatapp.chat.models import Conversation, MessageStatus
+from chatapp.chat.models import Conversation, MessageStatus, related_or_none
 from chatapp.teams.datafilter import compile_pattern
-from chatapp.teams.models import JsonSchema, ResponseFormat, SystemPrompt
+from chatapp.teams.models import JsonSchema, ResponseFormat
 
 FORMATS = tuple(ResponseFormat.values)
 # An answer longer than this is not checked against a schema (reported as not checked).
@@ -130,11 +130,13 @@ def choose_format(conversation: Conversation, choice: tuple[str, int | None]) ->
 
 def conversation_format(conversation: Conversation) -> AnswerFormat | None:
     """The JSON format the conversation's answers are asked for, or None for text."""
-    kind, schema_id = conversation.response_format, conversation.json_schema_id
-    if not kind:
-        kind, schema_id = _prompt_format(conversation.system_prompt_id)
+    kind, chosen_by = conversation.response_format, conversation
+    if not kind:  # the format of the prompt it started from
+        prompt = related_or_none(conversation, "system_prompt")
+        kind = prompt.response_format if prompt else ResponseFormat.TEXT
+        chosen_by = prompt  # its schema, then
     if kind == ResponseFormat.JSON_SCHEMA:
-        schema = JsonSchema.objects.filter(pk=schema_id).first() if schema_id else None
+        schema = related_or_none(chosen_by, "json_schema")
         if schema is None:  # the schema was deleted: the answer is still asked to be JSON
             return AnswerFormat(ResponseFormat.JSON_OBJECT)
         return AnswerFormat(kind, schema.name, schema.pk, schema.schema)
@@ -160,13 +162,6 @@ def shown_format(stored: dict[str, Any] | None) -> dict[str, Any] | None:
     if not stored:
         return None
     return {key: value for key, value in stored.items() if key != "schema"}
-
-
-def _prompt_format(prompt_id: int | None) -> tuple[str, int | None]:
-    if prompt_id is None:
-        return ResponseFormat.TEXT, None
-    row = SystemPrompt.objects.filter(pk=prompt_id).values_list("response_format", "json_schema_id")
-    return row.first() or (ResponseFormat.TEXT, None)
 
 
 def check_answer(requested: dict[str, Any] | None, text: str, status: str) -> dict[str, Any] | None:

@@ -4,6 +4,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ObjectDoesNotExist
 from django.db import models
 from django.db.models import Exists, OuterRef, Q
 from django.http import Http404
@@ -127,6 +128,15 @@ class Conversation(models.Model):
             "max_tokens": self.max_tokens,
             "top_p": self.top_p,
         }
+
+
+def related_or_none(instance: models.Model, name: str) -> Any:
+    """`instance.<name>`, a nullable foreign key: read along with it (select_related,
+    prefetch_related) or looked up now; None also when the row went since `instance` was read."""
+    try:
+        return getattr(instance, name)
+    except ObjectDoesNotExist:
+        return None
 
 
 def get_conversation_for_user(user, conversation_id, related: Iterable[str] = ()) -> Conversation:

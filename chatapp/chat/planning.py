@@ -17,7 +17,13 @@ from chatapp.chat import json_output, tooling, tree
 from chatapp.chat.errors import ChatError
 from chatapp.chat.history import History, build_history, context_budget, title_from
 from chatapp.chat.lookups import owned_conversation, owned_message
-from chatapp.chat.models import Conversation, Message, MessageRole, MessageStatus
+from chatapp.chat.models import (
+    Conversation,
+    Message,
+    MessageRole,
+    MessageStatus,
+    related_or_none,
+)
 from chatapp.chat.requests import CompletionRequest, RegenerateRequest, SendRequest
 from chatapp.core.words import counted
 from chatapp.llm import ChatParams, LlamaClient, count_tokens_estimate
@@ -487,10 +493,8 @@ def prompt_locked(conversation: Conversation) -> bool:
     locked prompt, or from a prompt an admin has locked since."""
     if conversation.system_prompt_locked:
         return True
-    prompt_id = conversation.system_prompt_id
-    return prompt_id is not None and (
-        SystemPrompt.objects.filter(pk=prompt_id, locked=True).exists()
-    )
+    prompt = related_or_none(conversation, "system_prompt")
+    return prompt is not None and prompt.locked
 
 
 def _conversation_for_reply(user: Any, conversation_id: int) -> Conversation:

@@ -20,6 +20,7 @@ from chatapp.chat.actions.sharing import share_conversation
 from chatapp.chat.models import Conversation, Message
 from chatapp.identity.models import OIDCIdentity
 from chatapp.teams.actions import create_api_key
+from chatapp.teams.models import JsonSchema, SystemPrompt
 from chatapp.uploads.actions import create_upload
 from tests.conftest import client_for
 
@@ -114,8 +115,13 @@ def export_queries(user) -> int:
 
 
 def test_the_archive_reads_conversations_and_files_in_batches_not_one_by_one(member, team):
+    schema = JsonSchema.objects.create(team=team, name="recipe", schema={"type": "object"})
+    prompt = SystemPrompt.objects.create(
+        team=team, name="Chef", content="Cook.", response_format="json_schema", json_schema=schema
+    )
+
     def add_conversation(number: int) -> None:
-        chat = conversation(member, team, f"Chat {number}", "question")
+        chat = conversation(member, team, f"Chat {number}", "question", system_prompt=prompt)
         other = Message(conversation=chat, parent=chat.messages.first(), role="assistant")
         other.explicit_parent = True  # another answer: a branch
         other.save()
