@@ -8,6 +8,7 @@ from django.contrib.auth import get_user_model
 from django.core.files.storage import FileSystemStorage
 
 from chatapp.teams.models import Membership, Role, Team
+from chatapp.teams.services import SESSION_TEAM_KEY
 from chatapp.tools.actions import fetch_listing, store_listing
 from chatapp.tools.models import ToolServer
 from chatapp.uploads.models import Upload
@@ -140,6 +141,15 @@ def client_for(client, user):
 @pytest.fixture
 def owner_client(client, owner):
     return client_for(client, owner)
+
+
+@pytest.fixture
+def owner_in_team(owner_client, team):
+    """The owner's client, with the Acme team as the session's current team."""
+    session = owner_client.session
+    session[SESSION_TEAM_KEY] = team.pk
+    session.save()
+    return owner_client
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ from chatapp.api import server_error
 from chatapp.chat.api import MAX_PAGE
 from chatapp.chat.models import Conversation
 from chatapp.teams.models import SystemPrompt
-from chatapp.teams.services import SESSION_TEAM_KEY
 
 NUL = "a\x00b"
 SURROGATE = "a\ud800b"
@@ -52,14 +51,6 @@ def test_odd_titles_are_400_and_change_nothing(member_client, chat, text):
     assert_refused(response, "title")
     chat.refresh_from_db()
     assert chat.title == "Tax questions"
-
-
-@pytest.fixture
-def owner_in_team(owner_client, team):
-    session = owner_client.session
-    session[SESSION_TEAM_KEY] = team.pk
-    session.save()
-    return owner_client
 
 
 @ODD_TEXT

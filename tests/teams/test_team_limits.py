@@ -10,7 +10,6 @@ import pytest
 from django.utils import timezone
 
 from chatapp.teams.models import AuditEvent, Invitation, JsonSchema, SystemPrompt
-from chatapp.teams.services import SESSION_TEAM_KEY
 from chatapp.tools.models import ToolServer
 
 SCHEMA = {"type": "object"}
@@ -28,14 +27,6 @@ def full_team(settings, team, owner):
         ToolServer.objects.create(team=team, name=f"s{n}", url=f"https://t{n}.example.com/mcp")
         JsonSchema.objects.create(team=team, name=f"j{n}", schema=SCHEMA)
     return team
-
-
-@pytest.fixture
-def owner_in_team(owner_client, team):
-    session = owner_client.session
-    session[SESSION_TEAM_KEY] = team.pk
-    session.save()
-    return owner_client
 
 
 def post_json(client, url: str, body: dict):
