@@ -8,7 +8,6 @@ import logging
 import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
-from urllib.parse import urlencode
 
 from asgiref.sync import async_to_sync
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -34,6 +33,7 @@ from chatapp.core.api import (
     Text,
     blank_is,
     documented_body,
+    one_page,
     read_body,
     responses,
 )
@@ -238,13 +238,10 @@ def conversation_list(
             conversations = conversations.filter(team_id=team)
         fields = ["id", "title", "pinned", "created_at", "updated_at"]
         rows = list(conversations.values(*fields)[start : start + PAGE_SIZE + 1])
-    next_url = None
-    if len(rows) > PAGE_SIZE:
-        rows = rows[:PAGE_SIZE]
-        following = {"q": query, "page": page + 1}
-        if team is not None:
-            following["team"] = team
-        next_url = request.path + "?" + urlencode(following)
+    following: dict = {"q": query, "page": page + 1}
+    if team is not None:
+        following["team"] = team
+    rows, next_url = one_page(request, rows, PAGE_SIZE, following)
     return {"results": rows, "next": next_url}
 
 

@@ -4,7 +4,6 @@ your shares. Reading a share is its page, /s/<token>/ (chatapp.chat.views). The 
 
 from datetime import datetime
 from typing import Annotated, Literal
-from urllib.parse import urlencode
 
 from annotated_types import Len
 from django.http import HttpRequest, HttpResponse
@@ -21,6 +20,7 @@ from chatapp.core.api import (
     RequestBody,
     blank_is,
     documented_body,
+    one_page,
     read_body,
     responses,
 )
@@ -103,11 +103,9 @@ def share_list(
     start = (page - 1) * size
     shares = Share.objects.filter(owner=request.user).listed().prefetch_related("members")
     # One row more than shown tells whether a next page exists.
-    rows = list(shares[start : start + size + 1])
-    following = None
-    if len(rows) > sharing.SHARES_PER_PAGE:
-        rows = rows[: sharing.SHARES_PER_PAGE]
-        following = request.path + "?" + urlencode({"page": page + 1})
+    rows, following = one_page(
+        request, list(shares[start : start + size + 1]), size, {"page": page + 1}
+    )
     return {
         "results": [share_json(share, share.message_count) for share in rows],
         "next": following,

@@ -16,6 +16,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from functools import wraps
 from typing import Annotated, Any, TypeVar
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.core.exceptions import (
@@ -180,6 +181,16 @@ def _invalid(errors: Iterable[Mapping[str, Any]]) -> ApiError:
         return ApiError(400, "invalid", f"{where} is required.", field)
     message = first["msg"].removeprefix("Value error, ")
     return ApiError(400, "invalid", f"{where}: {message}." if where else f"{message}.", field)
+
+
+def one_page(
+    request: HttpRequest, rows: list, size: int, following: dict
+) -> tuple[list, str | None]:
+    """The rows a page shows, and the next page's address (its query: `following`) or None.
+    `rows` was read one row past `size`: that row tells whether a next page exists."""
+    if len(rows) <= size:
+        return rows, None
+    return rows[:size], request.path + "?" + urlencode(following)
 
 
 # --- preconditions (If-Match) --------------------------------------------------------------
