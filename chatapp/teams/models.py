@@ -173,9 +173,8 @@ class JsonSchema(models.Model):
         return self.name
 
     def state(self) -> str:
-        """Its name and schema as a token (keys sorted: PostgreSQL stores them in its order)."""
-        shown = json.dumps([self.name, self.schema], sort_keys=True)
-        return hashlib.sha256(shown.encode()).hexdigest()[:32]
+        """Its name and schema, as a state_token."""
+        return state_token(self, ("name", "schema"))
 
 
 class SystemPromptQuerySet(models.QuerySet["SystemPrompt"]):
@@ -183,12 +182,18 @@ class SystemPromptQuerySet(models.QuerySet["SystemPrompt"]):
         return self.filter(team=team).order_by("position", "id")
 
 
+def token_of(value) -> str:
+    """A short digest of a JSON-able value; dict keys sorted, as PostgreSQL stores a JSON
+    object's keys in its own order."""
+    shown = json.dumps(value, default=str, sort_keys=True)
+    return hashlib.sha256(shown.encode()).hexdigest()[:32]
+
+
 def state_token(row: models.Model, fields) -> str:
     """A token of the fields of `row` an edit page shows: the page sends it back with a save,
     and a save from a page read before another change of them is refused rather than saved
     over it."""
-    shown = json.dumps([getattr(row, name) for name in fields], default=str)
-    return hashlib.sha256(shown.encode()).hexdigest()[:32]
+    return token_of([getattr(row, name) for name in fields])
 
 
 class SystemPrompt(models.Model):

@@ -6,8 +6,6 @@ cannot be reached is stored as down, with the reason, and answered 201/200 all t
 the network guard refuses is a 400 (`url_refused`) and stores nothing.
 """
 
-import hashlib
-import json
 from datetime import datetime
 from typing import Annotated
 
@@ -30,7 +28,7 @@ from chatapp.core.api import (
     responses,
 )
 from chatapp.teams import services
-from chatapp.teams.models import Membership
+from chatapp.teams.models import Membership, token_of
 from chatapp.tools import actions
 from chatapp.tools.models import DEFAULT_TIMEOUT, MAX_TIMEOUT, MIN_TIMEOUT, ToolServer
 
@@ -122,8 +120,7 @@ def server_json(server: ToolServer) -> dict:
 def server_etag_state(server: ToolServer) -> str:
     """What a PATCH changes, its settings and each tool's choices, as its ETag holds them."""
     tools = [[tool.name, tool.enabled, tool.ask_first] for tool in server.tools.all()]
-    shown = json.dumps([server.state(), tools])
-    return hashlib.sha256(shown.encode()).hexdigest()[:32]
+    return token_of([server.state(), tools])
 
 
 def _server(membership: Membership, server_id: int) -> ToolServer:
