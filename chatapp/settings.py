@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.http import is_same_domain
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
@@ -155,6 +156,34 @@ for _origin in CSRF_TRUSTED_ORIGINS:
         raise ImproperlyConfigured(
             "CSRF_TRUSTED_ORIGINS must list origins like https://chat.example.com"
             f" (got {_origin!r})"
+        )
+
+# The address people open (scheme://host[:port]): every link the app mails or shows for copying
+# starts with it, never with a Host a request named. Unset: the request's scheme and Host.
+SITE_URL = env.str("SITE_URL", default="").strip().rstrip("/")
+if SITE_URL:
+    try:
+        _site = urlsplit(SITE_URL)
+        _site_port = _site.port  # raises for ":abc" or ":99999"
+    except ValueError:
+        _site = None
+    if (
+        _site is None
+        or _site.scheme not in ("http", "https")
+        or not _site.hostname
+        or "@" in _site.netloc
+        or _site.path
+        or _site.query
+        or _site.fragment
+    ):
+        raise ImproperlyConfigured(
+            "SITE_URL must be the address people open, scheme and host (and any port) only,"
+            f" such as https://chat.example.com (got {SITE_URL!r})"
+        )
+    _site_host = f"[{_site.hostname}]" if ":" in _site.hostname else _site.hostname
+    if not any(p == "*" or is_same_domain(_site_host, p) for p in ALLOWED_HOSTS):
+        raise ImproperlyConfigured(
+            f"SITE_URL names {_site_host}, which ALLOWED_HOSTS does not list: add it there"
         )
 
 INSTALLED_APPS = [

@@ -35,6 +35,7 @@ from chatapp.accounts.signup import (
     signup_notice,
     unconfirmed_signups,
 )
+from chatapp.core.links import absolute_url, site_root
 from chatapp.core.permissions import is_site_admin
 from chatapp.core.redirects import safe_next
 from chatapp.core.requests import AuthenticatedHttpRequest
@@ -111,6 +112,7 @@ class PasswordResetView(auth_views.PasswordResetView):
         # The form cannot be used to flood someone's inbox: one mail an address a while.
         if not actions.reset_mail_due(form.cleaned_data["email"], RESET_MAIL_SECONDS):
             return redirect(self.get_success_url())
+        self.extra_email_context["site_root"] = site_root(self.request)
         return super().form_valid(form)
 
 
@@ -278,7 +280,7 @@ def _signup_to_confirm(request, form: SignupForm) -> HttpResponse:
         send_mail(
             "Confirm your email to use Llama team chat",
             f"Someone signed up as {user.get_username()} with this address. Open this link to"
-            f" confirm it and sign in (valid for 3 days):\n{request.build_absolute_uri(path)}\n\n"
+            f" confirm it and sign in (valid for 3 days):\n{absolute_url(request, path)}\n\n"
             "If that was not you, ignore this email.",
             None,
             [user.email],

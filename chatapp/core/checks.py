@@ -28,3 +28,19 @@ def field_encryption_key_strength(app_configs, **kwargs) -> list[Warning]:
             id="chatapp.W001",
         )
     ]
+
+
+@register(Tags.security, deploy=True)
+def site_url_for_mail(app_configs, **kwargs) -> list[Warning]:
+    """Mailed links (password resets above all) would otherwise take the host of whoever asked
+    for the mail, from any name ALLOWED_HOSTS admits."""
+    if not settings.EMAIL_URL or settings.SITE_URL:
+        return []
+    return [
+        Warning(
+            "EMAIL_URL is set without SITE_URL: links in mails (password resets, invitations)"
+            " start with the Host header of the request that sent them.",
+            hint="Set SITE_URL to the address people open, such as https://chat.example.com.",
+            id="chatapp.W002",
+        )
+    ]

@@ -29,7 +29,7 @@ from chatapp.accounts.signup import (
 from chatapp.core.group_map import managed_teams, parse_group_map, roles_for
 from chatapp.core.permissions import is_site_admin
 from chatapp.identity.models import OIDCIdentity
-from chatapp.identity.oidc import ProviderUnavailable, provider_metadata
+from chatapp.identity.oidc import ProviderUnavailable, callback_url, provider_metadata
 from chatapp.teams.actions import apply_group_roles
 
 log = logging.getLogger(__name__)
@@ -167,6 +167,7 @@ class OIDCBackend(OIDCAuthenticationBackend):
         return payload
 
     def get_token(self, payload):
+        payload = {**payload, "redirect_uri": callback_url(self.request)}  # as sent at the start
         return json_object(super().get_token(payload), "token endpoint's")
 
     def get_userinfo(self, access_token, id_token, payload):

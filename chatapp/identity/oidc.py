@@ -8,6 +8,8 @@ import httpx
 from django.conf import settings
 from django.urls import reverse
 
+from chatapp.core.links import absolute_url
+
 log = logging.getLogger(__name__)
 
 METADATA_TTL_SECONDS = 3600
@@ -49,11 +51,16 @@ def provider_metadata() -> dict:
     return metadata
 
 
+def callback_url(request) -> str:
+    """The redirect_uri, in the authorization request and the token request alike."""
+    return absolute_url(request, reverse("oidc_authentication_callback"))
+
+
 def end_session_url(request) -> str:
     """Where to end the provider's own session too (RP-initiated logout), or our login page.
 
     Sent to the browser, so it names the client, never carries the id token."""
-    login = request.build_absolute_uri(reverse("login"))
+    login = absolute_url(request, reverse("login"))
     try:
         endpoint = provider_metadata().get("end_session_endpoint")
     except ProviderUnavailable:

@@ -13,7 +13,12 @@ from django.views.decorators.http import require_POST
 from django.views.generic import View
 from mozilla_django_oidc.views import OIDCAuthenticationCallbackView, OIDCAuthenticationRequestView
 
-from chatapp.identity.oidc import ProviderUnavailable, end_session_url, provider_metadata
+from chatapp.identity.oidc import (
+    ProviderUnavailable,
+    callback_url,
+    end_session_url,
+    provider_metadata,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +53,9 @@ class SignInStart(OIDCAuthenticationRequestView):
         except ProviderUnavailable:
             return _unavailable(request)
         return super().get(request)
+
+    def get_extra_params(self, request):
+        return {"redirect_uri": callback_url(request)}  # at SITE_URL, as the token request
 
 
 class SignInCallback(OIDCAuthenticationCallbackView):

@@ -22,6 +22,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from chatapp.core.group_map import manages, parse_group_map
 from chatapp.core.http import streaming_response
+from chatapp.core.links import absolute_url
 from chatapp.core.permissions import require_site_admin
 from chatapp.core.redirects import safe_next
 from chatapp.teams import actions, api_keys, audit_trail, services
@@ -284,7 +285,7 @@ def invite(request, team_id: int):
 
 
 def _send_invitation(request, invitation: Invitation) -> None:
-    link = request.build_absolute_uri(reverse("teams:accept", args=[invitation.token]))
+    link = absolute_url(request, reverse("teams:accept", args=[invitation.token]))
     if not invitation.email or not settings.EMAIL_URL:
         messages.success(request, "Invitation created: copy its link below and send it.")
         return
@@ -367,9 +368,7 @@ def _verify_address(request, invitation: Invitation):
     signature = actions.address_signature(invitation, request.user)
     path = reverse("teams:accept_confirmed", args=[invitation.token, signature])
     try:
-        actions.email_address_confirmation(
-            invitation, request.user, request.build_absolute_uri(path)
-        )
+        actions.email_address_confirmation(invitation, request.user, absolute_url(request, path))
     except OSError as exc:  # smtplib errors are OSErrors too
         log.warning(
             "Could not email an address confirmation for team %s: %s", invitation.team_id, exc

@@ -3,7 +3,9 @@ provider_process.py): the code flow with state, nonce and PKCE, account matching
 mapping, turning local passwords off, and signing out."""
 
 import asyncio
+import html
 import json
+import re
 import threading
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -788,6 +790,26 @@ def test_signing_out_ends_the_session_closes_sockets_and_offers_the_provider(
     assert client.get("/settings/").status_code == 302
     event = async_to_sync(next_event)(layer, channel)
     assert event["type"] == SESSIONS_ENDED and event["session"] is not None
+
+
+def test_with_site_url_the_provider_is_given_the_sites_addresses_whatever_host_asked(
+    client, sso, person, settings
+):
+    settings.ALLOWED_HOSTS = [".example.com", "testserver"]
+    settings.SITE_URL = "https://chat.example.com"
+    sso.allow_redirects_to(settings.SITE_URL)
+    client.defaults["HTTP_HOST"] = "evil.example.com"
+    authorize = start(client)
+    callback = "https://chat.example.com/oidc/callback/"
+    assert parse_qs(urlsplit(authorize).query)["redirect_uri"] == [callback]
+    back = sso.authorize(sso.browser_session(person()), authorize)
+    assert back.startswith(callback)
+    response = client.get(back.removeprefix("https://chat.example.com"))  # the token request
+    assert response.status_code == 302 and signed_in_user(client) is not None
+    page = client.post("/accounts/logout/").content.decode()
+    link = html.unescape(re.search(r'href="([^"]*/logout/[^"]*)"', page)[1])
+    logout = parse_qs(urlsplit(link).query)
+    assert logout["post_logout_redirect_uri"] == ["https://chat.example.com/accounts/login/"]
 
 
 def test_a_password_user_signs_out_as_before(client, sso, member):
