@@ -6,17 +6,20 @@ import math
 import secrets
 import warnings
 from datetime import timedelta
+from email.utils import getaddresses
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import environ
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.core.validators import validate_email
 from django.utils.http import is_same_domain
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from chatapp.core.group_map import parse_group_map
 from chatapp.core.logs import logging_config
+from chatapp.core.text import NOT_ONE_LINE
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -360,7 +363,20 @@ if EMAIL_URL:
         vars().update(env.email_url("EMAIL_URL"))
     except Exception as exc:  # django-environ raises several types for a malformed URL
         raise ImproperlyConfigured(f"EMAIL_URL is not a valid email URL: {exc}") from None
-DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="llama-team-chat@localhost")
+# Checked now: Django's SMTP backend would refuse a bad one as each mail went out.
+DEFAULT_FROM_EMAIL = (
+    env.str("DEFAULT_FROM_EMAIL", default="").strip() or "llama-team-chat@localhost"
+)
+try:
+    ((_sender_name, _sender_address),) = getaddresses([DEFAULT_FROM_EMAIL])
+    validate_email(_sender_address)
+    if NOT_ONE_LINE.search(DEFAULT_FROM_EMAIL):
+        raise ValidationError("line break")
+except (ValueError, ValidationError):
+    raise ImproperlyConfigured(
+        "DEFAULT_FROM_EMAIL must be one address, alone or with a name:"
+        f" chat@example.com or Llama team chat <chat@example.com> (got {DEFAULT_FROM_EMAIL!r})"
+    ) from None
 
 # Chat limits.
 CHAT_MAX_CONTENT_BYTES = env_number("CHAT_MAX_CONTENT_BYTES", 32 * 1024, minimum=1)

@@ -176,6 +176,16 @@ def test_allowed_hosts_and_protocol_are_read():
         # Never equal to a model's id, so that model silently never saw images.
         ({"SECRET_KEY": "x" * 50, "LLAMA_IMAGE_MODELS": "Llama 4 Scout"}, "LLAMA_IMAGE_MODELS"),
         ({"SECRET_KEY": "x" * 50, "LLAMA_IMAGE_MODELS": "a,llava\x0713b"}, "LLAMA_IMAGE_MODELS"),
+        # Refused by Django's SMTP backend as each mail went: an invitation was a 500, a
+        # password reset mail was lost with only a log line.
+        *(
+            ({"SECRET_KEY": "x" * 50, "DEFAULT_FROM_EMAIL": sender}, "DEFAULT_FROM_EMAIL")
+            for sender in (
+                "chat@example.com, ops@example.com",
+                "not an address",
+                "Llama <chat@example.com>\nBcc: all@example.com",
+            )
+        ),
     ],
 )
 def test_bad_values_fail_naming_the_variable(overrides, named):
@@ -183,6 +193,16 @@ def test_bad_values_fail_naming_the_variable(overrides, named):
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr
     assert named in result.stderr.strip().splitlines()[-1]
+
+
+def test_the_sender_may_carry_a_name():
+    sender = "Llama team chat <chat@example.com>"
+    assert loaded_setting("DEFAULT_FROM_EMAIL", SECRET_KEY="x" * 50, DEFAULT_FROM_EMAIL=sender) == (
+        sender
+    )
+    for unset in ({}, {"DEFAULT_FROM_EMAIL": ""}):  # empty, as compose passes an unset one
+        default = loaded_setting("DEFAULT_FROM_EMAIL", SECRET_KEY="x" * 50, **unset)
+        assert default == "llama-team-chat@localhost"
 
 
 def test_the_stale_window_outlasts_a_retrying_answers_quietest_stretch():
