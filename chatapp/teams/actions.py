@@ -21,6 +21,7 @@ from django.db.models import Exists, F, Max, OuterRef, Q, QuerySet
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
+from chatapp.core.dates import month_start
 from chatapp.core.locking import lock_rows
 from chatapp.core.metrics import SAFETY_REVIEWS
 from chatapp.core.text import one_line
@@ -43,6 +44,7 @@ from chatapp.teams.models import (
     SystemPrompt,
     SystemPromptVersion,
     Team,
+    TeamMonthUsage,
     TeamPolicy,
     TeamProvider,
     TeamUsage,
@@ -1021,6 +1023,14 @@ ON CONFLICT (team_id, user_id, model, day, api_key_ref) DO UPDATE SET
     completion_tokens = teams_teamusage.completion_tokens + excluded.completion_tokens,
     requests = teams_teamusage.requests + 1
 """
+# And the member's total for the month (TeamMonthUsage, its unique key team_month_usage_unique).
+MONTH_USAGE_UPSERT = """
+INSERT INTO teams_teammonthusage (team_id, month, user_id, prompt_tokens, completion_tokens)
+VALUES (%s, %s, %s, %s, %s)
+ON CONFLICT (team_id, month, user_id) DO UPDATE SET
+    prompt_tokens = teams_teammonthusage.prompt_tokens + excluded.prompt_tokens,
+    completion_tokens = teams_teammonthusage.completion_tokens + excluded.completion_tokens
+"""
 
 
 def record_usage(
@@ -1033,21 +1043,27 @@ def record_usage(
     policy: TeamPolicy | None = None,
     day: date | None = None,
 ) -> None:
-    """Add an answer's token counts to the team's usage for today (or `day`).
+    """Add an answer's token counts to the team's usage for today (or `day`), and to the
+    person's total for the month, which the budgets read.
 
-    One statement whichever process writes first: an insert that adds to the day's row when
+    One statement each whichever process writes first: an insert that adds to the row when
     it is there already (`INSERT ... ON CONFLICT DO UPDATE`, in SQLite and PostgreSQL alike).
     Answers through the OpenAI-compatible API are counted per key as well. `policy`: the
     team's as the answer was planned under, when the caller has it (see
     `note_budget_thresholds`)."""
     prompt_tokens = max(0, int(prompt_tokens or 0))
     completion_tokens = max(0, int(completion_tokens or 0))
-    when = connection.ops.adapt_datefield_value(day or timezone.now().date())
+    day = day or timezone.now().date()
+    when, month = (connection.ops.adapt_datefield_value(d) for d in (day, month_start(day)))
     key_ref = api_key.pk if api_key is not None else 0
-    with connection.cursor() as cursor:
+    # No savepoint of its own: an answer's end writes its usage in the answer's transaction.
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
         cursor.execute(
             USAGE_UPSERT,
             [team.pk, user.pk, model, when, key_ref, prompt_tokens, completion_tokens],
+        )
+        cursor.execute(
+            MONTH_USAGE_UPSERT, [team.pk, month, user.pk, prompt_tokens, completion_tokens]
         )
     note_budget_thresholds(team, policy)
 
@@ -1060,12 +1076,25 @@ def take_back_usage(
     rows = TeamUsage.objects.filter(
         team_id=team_id, user_id=user_id, model=model, day=day, api_key_ref=0
     )
-    rows.update(
-        prompt_tokens=Greatest(F("prompt_tokens") - prompt_tokens, 0),
-        completion_tokens=Greatest(F("completion_tokens") - completion_tokens, 0),
-        requests=Greatest(F("requests") - 1, 0),
-    )
-    rows.filter(requests=0, prompt_tokens=0, completion_tokens=0).delete()
+    with transaction.atomic():
+        row = rows.select_for_update().values("prompt_tokens", "completion_tokens").first()
+        if row is None:
+            return
+        # No more than the row holds, and the month's total loses just what the row loses.
+        prompt = min(prompt_tokens, row["prompt_tokens"])
+        completion = min(completion_tokens, row["completion_tokens"])
+        rows.update(
+            prompt_tokens=F("prompt_tokens") - prompt,
+            completion_tokens=F("completion_tokens") - completion,
+            requests=Greatest(F("requests") - 1, 0),
+        )
+        rows.filter(requests=0, prompt_tokens=0, completion_tokens=0).delete()
+        TeamMonthUsage.objects.filter(
+            team_id=team_id, user_id=user_id, month=month_start(day)
+        ).update(
+            prompt_tokens=Greatest(F("prompt_tokens") - prompt, 0),
+            completion_tokens=Greatest(F("completion_tokens") - completion, 0),
+        )
 
 
 def note_budget_thresholds(team: Team, planned: TeamPolicy | None = None) -> list[BudgetNotice]:

@@ -55,15 +55,15 @@ def meters(team: Team, user, policy: TeamPolicy | None = None) -> list[Meter]:
     """The team's monthly budget and the person's own limit in it, those that are set."""
     policy = policy or team_policy(team)
     today = timezone.now().date()
-    since, resets = month_start(today), f"{next_month(today):%B} 1"
+    month, resets = month_start(today), f"{next_month(today):%B} 1"
     found = []
     if policy.monthly_token_budget:
-        used = tokens_used(team, since)
+        used = tokens_used(team, month)
         found.append(
             _meter("team", "Team budget this month", used, policy.monthly_token_budget, resets)
         )
     if policy.member_monthly_token_budget:
-        used = tokens_used(team, since, user)
+        used = tokens_used(team, month, user)
         limit = policy.member_monthly_token_budget
         found.append(_meter("person", "Your limit this month", used, limit, resets))
     return found

@@ -416,6 +416,32 @@ class TeamUsage(models.Model):
         return f"{self.team} / {self.user} / {self.model} on {self.day}"
 
 
+class TeamMonthUsage(models.Model):
+    """A member's tokens in a team for a month: the sums of their TeamUsage rows, kept by the
+    statements that write those (`actions.record_usage`, `take_back_usage`), so the budget
+    check on every send reads a row per member rather than each day's row per model."""
+
+    # Its unique key, team first, is the index.
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="+", db_index=False)
+    # Kept when a user is deleted, as their TeamUsage rows are.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    month = models.DateField()  # the first day of the month
+    prompt_tokens = models.PositiveBigIntegerField(default=0)
+    completion_tokens = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["team", "month", "user"], name="team_month_usage_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.team} / {self.user} in {self.month:%Y-%m}"
+
+
 class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
     def active(self) -> "ApiKeyQuerySet":
         """Not revoked and not expired: the keys the OpenAI-compatible API accepts."""

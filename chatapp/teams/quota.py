@@ -13,15 +13,16 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from chatapp.core.dates import month_start, next_month
-from chatapp.teams.models import BudgetHold, RecentRequest, Team, TeamPolicy, TeamUsage
+from chatapp.teams.models import BudgetHold, RecentRequest, Team, TeamMonthUsage, TeamPolicy
 from chatapp.teams.policy import PolicyError
 
 RATE_WINDOW = timedelta(minutes=1)  # the per-minute limit's window
 
 
-def tokens_used(team: Team, since: date, user=None) -> int:
-    """The team's tokens since a day; only `user`'s when given."""
-    rows = TeamUsage.objects.filter(team=team, day__gte=since)
+def tokens_used(team: Team, month: date, user=None) -> int:
+    """The team's tokens in the month starting on `month`; only `user`'s when given. Read from
+    the members' totals for the month (a row each), not from each day's usage rows."""
+    rows = TeamMonthUsage.objects.filter(team=team, month=month)
     if user is not None:
         rows = rows.filter(user=user)
     totals = rows.aggregate(prompt=Sum("prompt_tokens"), completion=Sum("completion_tokens"))
@@ -53,20 +54,20 @@ def check_budget(
     new answer's tokens, so answers that start together cannot each pass the same gate.
     """
     today = timezone.now().date()
-    since, resets = month_start(today), f"{next_month(today):%B} 1"
+    month, resets = month_start(today), f"{next_month(today):%B} 1"
     budget = policy.monthly_token_budget
     if budget is not None:
         # What is held before what is used: an answer ending in between (its hold released as
         # its usage is recorded, in one transaction) is then counted twice, never missed.
         held = streaming[0] + tokens_held(team)
-        used = tokens_used(team, since) + spent
+        used = tokens_used(team, month) + spent
         if used + held >= budget:
             message = f"This team has used its monthly budget of {budget:,} tokens"
             raise PolicyError("quota_exceeded", _refusal(message, used, held, resets))
     limit = policy.member_monthly_token_budget
     if limit is not None and user is not None:
         held = streaming[1] + tokens_held(team, user)
-        used = tokens_used(team, since, user) + spent
+        used = tokens_used(team, month, user) + spent
         if used + held >= limit:
             message = f"You have used your monthly limit of {limit:,} tokens in this team"
             raise PolicyError("quota_exceeded", _refusal(message, used, held, resets))

@@ -159,13 +159,12 @@ def test_an_answer_out_of_budget_after_its_tools_says_so_with_its_call_shown(
     """The team had one token left: the model's turn after the call is not asked for."""
     app_server.run_python(
         "from django.contrib.auth import get_user_model\n"
-        "from django.utils import timezone\n"
-        "from chatapp.teams.models import Team, TeamPolicy, TeamUsage\n"
+        "from chatapp.teams.actions import record_usage\n"
+        "from chatapp.teams.models import Team, TeamPolicy\n"
         f"owner = get_user_model().objects.get(username={user.username!r})\n"
         "team = Team.objects.get(personal_owner=owner)\n"
         "TeamPolicy.objects.update_or_create(team=team, defaults={'monthly_token_budget': 5000})\n"
-        "TeamUsage.objects.create(team=team, user=owner, model='m', day=timezone.now().date(),"
-        " prompt_tokens=4999)\n"
+        "record_usage(team, owner, 'm', 4999, 0)\n"
     )
     chat = ChatPage(logged_in_page)
     chat.send("Weather? [sim:call=get_weather args=city:Oslo]")

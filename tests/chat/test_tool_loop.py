@@ -6,11 +6,11 @@ import json
 import pytest
 from channels.db import database_sync_to_async
 from django.db import connection
-from django.utils import timezone
 from prometheus_client import REGISTRY
 
 from chatapp.chat import tooling
 from chatapp.chat.models import Conversation, Message
+from chatapp.teams.actions import record_usage
 from chatapp.teams.models import Membership, TeamPolicy, TeamUsage
 from llama_simulator.models import count_prompt_tokens
 from tests.support.polling import await_for
@@ -584,10 +584,7 @@ async def spent_before(team, member, **budget) -> None:
     """The team's budget (or the member's limit) with one token left this month."""
     await TeamPolicy.objects.acreate(team=team, **budget)
     (limit,) = budget.values()
-    today = timezone.now().date()
-    await TeamUsage.objects.acreate(
-        team=team, user=member, model="m", day=today, prompt_tokens=limit - 1
-    )
+    await database_sync_to_async(record_usage)(team, member, "m", limit - 1, 0)
 
 
 @pytest.mark.parametrize("budget", ["monthly_token_budget", "member_monthly_token_budget"])

@@ -17,6 +17,7 @@ from chatapp.asgi import application
 from chatapp.chat.generation import LIVE_PER_USER
 from chatapp.chat.models import Conversation, Message
 from chatapp.chat.openai_api import chat_completions
+from chatapp.teams.actions import record_usage
 from chatapp.teams.models import (
     ApiKey,
     BudgetHold,
@@ -262,11 +263,7 @@ async def test_an_unlocked_prompt_gives_way_to_the_callers_system_message(
 
 async def test_a_spent_budget_is_429(sim, member, team, make_key):
     await db(lambda: TeamPolicy.objects.create(team=team, monthly_token_budget=10))
-    await db(
-        lambda: TeamUsage.objects.create(
-            team=team, user=member, model=MODEL, day=timezone.localdate(), prompt_tokens=10
-        )
-    )
+    await db(lambda: record_usage(team, member, MODEL, 10, 0))
     key = await database_sync_to_async(make_key)(member, team)
     async with raw(key) as http:
         response = await http.post("/v1/chat/completions", json={"messages": QUESTION})
@@ -515,11 +512,7 @@ async def test_ones_own_monthly_limit_is_429_for_that_person_only(
     sim, member, owner, team, make_key
 ):
     await db(lambda: TeamPolicy.objects.create(team=team, member_monthly_token_budget=10))
-    await db(
-        lambda: TeamUsage.objects.create(
-            team=team, user=member, model=MODEL, day=timezone.localdate(), prompt_tokens=10
-        )
-    )
+    await db(lambda: record_usage(team, member, MODEL, 10, 0))
     with pytest.raises(openai.RateLimitError) as refused:
         await sdk(await database_sync_to_async(make_key)(member, team)).chat.completions.create(
             model=MODEL, messages=QUESTION

@@ -10,7 +10,6 @@ from channels.testing import WebsocketCommunicator
 from django.conf import settings as django_settings
 from django.db import connections
 from django.test import Client
-from django.utils import timezone
 
 from chatapp.asgi import application
 from chatapp.chat.generation import RUNNING
@@ -315,9 +314,7 @@ async def test_a_budget_raised_while_an_answer_streams_is_not_told_as_crossed(
     await TeamPolicy.objects.acreate(
         team=team, monthly_token_budget=1000, default_max_tokens=100, max_tokens_limit=100
     )
-    await TeamUsage.objects.acreate(
-        team=team, user=owner, model=MODEL, day=timezone.now().date(), prompt_tokens=790
-    )
+    await database_sync_to_async(team_actions.record_usage)(team, owner, MODEL, 790, 0)
     socket = await connect(member)
     streaming = await streaming_answer(socket, "First")
     await database_sync_to_async(team_actions.set_policy)(

@@ -7,10 +7,17 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from chatapp.teams.actions import admit_request, record_usage
-from chatapp.teams.models import BudgetHold, RecentRequest, Team, TeamPolicy, TeamUsage
+from chatapp.teams.actions import admit_request, record_usage, take_back_usage
+from chatapp.teams.models import (
+    BudgetHold,
+    RecentRequest,
+    Team,
+    TeamMonthUsage,
+    TeamPolicy,
+    TeamUsage,
+)
 from chatapp.teams.policy import PolicyError, team_policy
-from chatapp.teams.quota import check_budget
+from chatapp.teams.quota import check_budget, tokens_used
 
 
 def check_quota(user, team) -> None:
@@ -21,15 +28,7 @@ def check_quota(user, team) -> None:
 
 
 def used(team, user, tokens: int, day=None) -> None:
-    TeamUsage.objects.create(
-        team=team,
-        user=user,
-        model="m",
-        day=day or timezone.now().date(),
-        prompt_tokens=tokens // 2,
-        completion_tokens=tokens - tokens // 2,
-        requests=1,
-    )
+    record_usage(team, user, "m", tokens // 2, tokens - tokens // 2, day=day)
 
 
 def test_no_policy_means_no_limits(team, member):
@@ -148,3 +147,56 @@ def test_only_ones_own_answers_streaming_count_against_ones_own_limit(team, memb
     BudgetHold.objects.create(team=team, user=member, tokens=60, expires_at=later)
     with pytest.raises(PolicyError, match="your monthly limit"):
         check_budget(team, policy, member, streaming=(500, 40))
+
+
+def test_the_budget_check_reads_the_months_totals_not_each_days_rows(team, member, owner):
+    """Every send checks the budgets: what it reads must not grow with the team's members x
+    models x days (45,000 usage rows a month for 500 members using 3 models)."""
+    policy = TeamPolicy.objects.create(
+        team=team, monthly_token_budget=10**9, member_monthly_token_budget=10**6
+    )
+    today = timezone.now().date()
+    for number in range(1, today.day + 1):
+        for model in ("a", "b", "c"):
+            record_usage(team, member, model, 1, 1, day=today.replace(day=number))
+    with CaptureQueriesContext(connection) as queries:
+        check_budget(team, policy, member)
+    assert [q["sql"] for q in queries.captured_queries if "teams_teamusage" in q["sql"]] == []
+
+
+def month_totals(team) -> dict:
+    return {
+        (row.user_id, row.month): (row.prompt_tokens, row.completion_tokens)
+        for row in TeamMonthUsage.objects.filter(team=team)
+    }
+
+
+def test_the_months_totals_are_the_sums_of_the_usage_rows(team, member, owner):
+    """What the budgets read stays the sum of what the usage page reads: per key, per model,
+    on other days, taken back, and after the person is deleted."""
+    today = timezone.now().date()
+    this_month = today.replace(day=1)
+    last_month = this_month - timedelta(days=1)
+    record_usage(team, member, "a", 10, 20)
+    record_usage(team, member, "a", 1, 2)
+    record_usage(team, member, "b", 100, 200, day=this_month)
+    record_usage(team, member, "b", 5, 5, day=last_month)
+    record_usage(team, owner, "a", 7, 0)
+    record_usage(Team.objects.create(name="Other"), member, "a", 1000, 1000)
+    take_back_usage(team.pk, member.pk, "a", today, 1, 2)
+    take_back_usage(team.pk, member.pk, "b", last_month, 50, 50)  # more than the row holds
+    expected = {
+        (member.pk, this_month): (110, 220),
+        (member.pk, last_month.replace(day=1)): (0, 0),  # its row is gone, its total is 0,
+        (owner.pk, this_month): (7, 0),
+    }
+    assert month_totals(team) == expected
+    assert tokens_used_by_rows(team, this_month) == 337
+    member.delete()
+    assert month_totals(team)[(None, this_month)] == (110, 220)
+    assert tokens_used(team, this_month) == 337
+
+
+def tokens_used_by_rows(team, month) -> int:
+    rows = TeamUsage.objects.filter(team=team, day__gte=month)
+    return sum(row.prompt_tokens + row.completion_tokens for row in rows)
