@@ -50,16 +50,59 @@ def check_whole_chain() -> tuple[int, ChainProblem | None, AuditEvent | None]:
     return _verify(events_in_order(), "")
 
 
-def verify_recent(count: int) -> tuple[int, ChainProblem | None]:
+def verify_recent(count: int) -> tuple[int, ChainProblem | None, bool]:
     """The newest `count` events, and the link of the oldest of them to the event before it
-    (or to nothing, when it is the first); fewer events than that: the whole chain."""
+    (or to nothing, when it is the first); fewer events than that: the whole chain. The last
+    value says whether older events were left unread."""
     newest = list(AuditEvent.objects.order_by("-id")[: count + 1])
     newest.reverse()
     if len(newest) <= count:
         checked, problem, _ = _verify(newest, "")
-    else:
-        checked, problem, _ = _verify(newest[1:], newest[0].hash)
-    return checked, problem
+        return checked, problem, False
+    checked, problem, _ = _verify(newest[1:], newest[0].hash)
+    return checked, problem, True
+
+
+PAGE_SIZE = 50
+LARGEST_ID = 2**63 - 1  # a bigint's
+
+
+@dataclass
+class EventPage:
+    """Some of the site's events, newest first, and whether there are newer and older ones."""
+
+    events: list[AuditEvent]
+    newer: bool
+    older: bool
+
+
+def event_page(before: str | None, after: str | None) -> EventPage:
+    """The events just older than event `before`, or just newer than event `after`, or the
+    newest: found by id rather than by counting, so a page costs the same with a million
+    events. An `after` with less than a page newer than it gives the newest page; an id that
+    is not a whole number, none."""
+    events = AuditEvent.objects.all()
+    newer_id = _event_id(after)
+    if newer_id is not None:
+        rows = list(events.filter(pk__gt=newer_id).order_by("pk")[: PAGE_SIZE + 1])
+        if len(rows) > PAGE_SIZE:
+            rows = rows[:PAGE_SIZE][::-1]
+            return EventPage(rows, True, events.filter(pk__lt=rows[-1].pk).exists())
+    older_id = _event_id(before)
+    if older_id is not None:
+        events = events.filter(pk__lt=older_id)
+    rows = list(events.order_by("-pk")[: PAGE_SIZE + 1])
+    newer = older_id is not None and bool(rows)
+    newer = newer and AuditEvent.objects.filter(pk__gt=rows[0].pk).exists()
+    return EventPage(rows[:PAGE_SIZE], newer, len(rows) > PAGE_SIZE)
+
+
+def _event_id(value: str | None) -> int | None:
+    try:
+        number = int(value or "")
+    except ValueError:
+        return None
+    return number if 0 < number <= LARGEST_ID else None
 
 
 def _verify(
