@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from chatapp.core.locking import lock_rows
 from chatapp.llm import MODEL_CONTEXT_LIMITS
+from chatapp.teams.models import Team
 from chatapp.teams.usage import storage_use
 from chatapp.uploads.models import Upload
 from chatapp.uploads.validation import CheckedFile, Limits, UploadRefused, check_file
@@ -74,7 +75,8 @@ def _check_room_locked(team, size: int) -> None:
     if not settings.UPLOAD_TEAM_QUOTA_BYTES:
         return
     # Uploads of one team queue here, so two at once cannot both squeeze under the quota.
-    type(team).objects.select_for_update().only("pk").get(pk=team.pk)
+    # NO KEY: rows that refer to the team (a send's) do not wait for the file to be stored.
+    lock_rows(Team.objects.filter(pk=team.pk), no_key=True)
     check_room(team, size)
 
 

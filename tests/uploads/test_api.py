@@ -4,6 +4,8 @@ import io
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from PIL import Image
 
 from chatapp.chat.models import Conversation, Message
@@ -256,3 +258,20 @@ def test_uploader_deletes_the_upload_and_its_file(
     assert not Upload.objects.exists()
     assert stored_files(uploads_dir) == []
     assert member_client.get(f"/api/uploads/{upload.pk}/").status_code == 404
+
+
+def test_an_upload_queues_on_the_teams_row_without_holding_up_its_new_rows(
+    member_client, post_upload, settings
+):
+    """Uploads of a team queue on its row for the quota, with a NO KEY lock: rows that refer to
+    the team (a send's conversation, rate-limit and usage rows) are written meanwhile, rather
+    than wait for the quota's sum and for the file to be stored (on S3, a request away)."""
+    settings.UPLOAD_TEAM_QUOTA_BYTES = 10**9
+    with CaptureQueriesContext(connection) as queries:
+        assert post_upload(member_client, "a.png", files.image_bytes(8, 8)).status_code == 201
+    team_reads = [q["sql"] for q in queries.captured_queries if 'FROM "teams_team"' in q["sql"]]
+    locks = [sql for sql in team_reads if " FOR " in sql]
+    if connection.features.has_select_for_update:
+        assert len(locks) == 1 and locks[0].endswith("FOR NO KEY UPDATE")
+    else:
+        assert locks == []
