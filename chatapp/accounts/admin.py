@@ -10,7 +10,7 @@ from django.db import transaction
 from chatapp.accounts import actions
 from chatapp.accounts.models import UserSettings
 from chatapp.core.admin import deletion_summary
-from chatapp.teams.actions import held_notes, personal_teams_deleted_with
+from chatapp.teams.actions import held_notes, held_teams_losing, personal_teams_deleted_with
 
 User = get_user_model()
 admin.site.unregister(User)
@@ -71,13 +71,13 @@ class AccountAdmin(UserAdmin):
         actions.delete_users(request.user, queryset)
 
     def get_deleted_objects(self, objs, request):
-        # The confirmation names the personal teams that go too (their key only empties); one
-        # under legal hold keeps its owner from being deleted, as it keeps itself.
+        # The confirmation names the personal teams that go too (their key only empties); a
+        # team under legal hold that would lose them, or their conversations, keeps them.
         going = personal_teams_deleted_with(objs)
         deleted, counts, perms_needed, protected = deletion_summary(
             self.admin_site, request, objs, going
         )
-        return deleted, counts, perms_needed, [*protected, *held_notes(going)]
+        return deleted, counts, perms_needed, [*protected, *held_notes(held_teams_losing(objs))]
 
 
 @admin.register(Group)

@@ -7,6 +7,8 @@ from django.utils.html import format_html
 
 from chatapp.chat.models import AdminAccessGrant, Conversation
 from chatapp.core.admin import CountsWhatGoes, NotDeletedHere
+from chatapp.teams.actions import held_notes
+from chatapp.teams.models import Team
 
 METADATA = ("id", "owner", "team", "model", "created_at", "updated_at")
 
@@ -23,6 +25,12 @@ class ConversationAdmin(CountsWhatGoes):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+    def get_deleted_objects(self, objs, request):
+        """A conversation of a team under legal hold is shown as protected: nothing is deleted."""
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        teams = Team.objects.filter(conversations__in=objs).distinct()
+        return deleted, counts, perms_needed, [*protected, *held_notes(teams)]
 
     @admin.display(description="Read access")
     def read_access(self, obj: Conversation) -> str:

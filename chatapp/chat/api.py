@@ -16,6 +16,7 @@ from ninja import Field, Path, Query, Router, Schema
 from chatapp.accounts import preferences
 from chatapp.chat import json_output, planning, search, tree
 from chatapp.chat.actions import conversations, replies
+from chatapp.chat.errors import ChatError
 from chatapp.chat.lookups import ENDING_FIELDS, ended_calls, key_help, stored_error, withheld
 from chatapp.chat.models import (
     Conversation,
@@ -279,7 +280,10 @@ def conversation_edit(request: HttpRequest, conversation_id: ConversationId):
 @router.delete("/conversations/{int:conversation_id}/", response=responses({204: None}))
 def conversation_delete(request: HttpRequest, conversation_id: ConversationId):
     conversation = get_conversation_for_user(request.user, conversation_id)
-    streaming = conversations.delete_conversation(conversation)
+    try:
+        streaming = conversations.delete_conversation(conversation)
+    except ChatError as error:  # a legal hold keeps it
+        raise ApiError(409, error.code, error.message) from None
     for message_id in streaming:  # the answers stop upstream too, wherever they run
         try:
             async_to_sync(replies.request_stop)(message_id)

@@ -20,11 +20,16 @@ class ChatConfig(AppConfig):
         # Both read the models: only once apps are loaded. The signals stop the answers of a
         # team or user deleted under them.
         from chatapp.chat import generation, signals  # noqa: F401
-        from chatapp.chat.actions.conversations import teams_holding_others
-        from chatapp.teams.actions import keep_teams_holding
+        from chatapp.chat.actions.conversations import (
+            teams_holding_others,
+            teams_with_conversations_of,
+        )
+        from chatapp.teams.actions import keep_teams_holding, note_teams_with_data_of
 
         # Deleting a user keeps their personal team while it holds former members' chats.
         keep_teams_holding(teams_holding_others)
+        # A legal hold on a team keeps its conversations' owners from being deleted.
+        note_teams_with_data_of(teams_with_conversations_of)
 
         # A deploy or restart (SIGTERM) saves the answers streaming here before the exit.
         stopping.when_stopping(generation.end_all)

@@ -55,7 +55,7 @@ MAX_ID = 2**63 - 1
 # Largest page number a list takes: far past any real list, and small enough that the row
 # offset fits the databases' integers.
 MAX_PAGE = 10**9
-ERROR_STATUSES = frozenset({400, 401, 403, 404, 405, 412})
+ERROR_STATUSES = frozenset({400, 401, 403, 404, 405, 409, 412})
 
 
 class ApiError(Exception):

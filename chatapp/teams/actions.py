@@ -558,6 +558,30 @@ def keep_teams_holding(check: Callable[[list[int], set[int]], set[int]]) -> None
     _KEEPERS.append(check)
 
 
+# Checks the apps above this one register too: given the users about to be deleted, the ids of
+# the teams where something of theirs goes with them, such as their conversations.
+_DATA_IN: list[Callable[[set[int]], set[int]]] = []
+
+
+def note_teams_with_data_of(check: Callable[[set[int]], set[int]]) -> None:
+    """Deleting a user takes what `check` finds of theirs from those teams: a hold keeps it."""
+    _DATA_IN.append(check)
+
+
+def _teams_losing(users) -> set[int]:
+    """The teams deleting these users would take something from (or delete whole)."""
+    ids = {user.pk for user in users}
+    teams = {team.pk for team in personal_teams_deleted_with(users)}
+    for check in _DATA_IN:
+        teams |= check(ids)
+    return teams
+
+
+def held_teams_losing(users) -> list[Team]:
+    """The teams under legal hold that deleting these users would take something from."""
+    return list(Team.objects.filter(pk__in=_teams_losing(users)).held().order_by("name", "pk"))
+
+
 def personal_teams_deleted_with(users) -> list[Team]:
     """The personal teams of these users that nobody else is in, and that hold nothing of
     anyone else's: they go with their owners."""
@@ -590,20 +614,28 @@ def own_deletion_refusal(user) -> str:
         .select_related("team")
         .order_by("team__name", "team_id")
     )
-    names = [membership.team.name for membership in alone]
-    if names:
+    alone_in = [membership.team.name for membership in alone]
+    if alone_in:
         return (
-            f"You are the only owner of {', '.join(names)}, where other people are members:"
+            f"You are the only owner of {', '.join(alone_in)}, where other people are members:"
             " make someone else an owner there (on the team's Members page) first, or ask a"
             " site admin to delete the team."
         )
-    going = [team.pk for team in personal_teams_deleted_with([user])]
-    held = Team.objects.filter(pk__in=going).held().order_by("pk").first()
-    if held is None:
+    held = held_teams_losing([user])
+    going = {team.pk for team in personal_teams_deleted_with([user])}
+    for team in held:
+        if team.pk in going:
+            return (
+                f"Your team {team.name} would be deleted with your account, and it is under"
+                " legal hold, which keeps everything in it: lift the hold in its policy first."
+            )
+    if not held:
         return ""
+    names = ", ".join(team.name for team in held)
     return (
-        f"Your team {held.name} would be deleted with your account, and it is under"
-        " legal hold, which keeps everything in it: lift the hold in its policy first."
+        f"{names} {'is' if len(held) == 1 else 'are'} under legal hold, which keeps your"
+        " conversations there: your account can be deleted once the team's owners lift the"
+        " hold in its policy."
     )
 
 
@@ -618,6 +650,8 @@ def release_own_teams(user) -> None:
     """As admin_release_teams, for a person deleting their own account; refused (ActionError,
     nothing changed) while own_deletion_refusal gives a reason, checked under the teams' locks."""
     _lock_teams_of([user])
+    # A hold put on meanwhile waits for this deletion, or stops it.
+    lock_rows(TeamPolicy.objects.filter(team_id__in=_teams_losing([user])))
     refusal = own_deletion_refusal(user)
     if refusal:
         raise ActionError(refusal)

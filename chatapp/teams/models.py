@@ -24,7 +24,7 @@ class TeamQuerySet(models.QuerySet):
     def for_user(self, user):
         return self.filter(memberships__user=user)
 
-    def held(self):
+    def held(self) -> "TeamQuerySet":
         """Under legal hold: nothing in them may be deleted, the whole team included."""
         return self.filter(policy__legal_hold=True)
 

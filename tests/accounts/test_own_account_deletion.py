@@ -183,15 +183,15 @@ def test_a_personal_team_under_legal_hold_is_not_deleted_with_its_owner(client, 
     assert exists(lena) and Team.objects.filter(pk=personal.pk).exists()
 
 
-def test_a_hold_on_a_team_one_is_only_a_member_of_does_not_keep_ones_own_conversations(
-    member_client, member, team
+def test_a_hold_on_a_team_where_one_has_no_conversations_does_not_keep_the_account(
+    member_client, member, team, owner
 ):
-    """The hold stops the purge and the team's deletion; a conversation's owner may still
-    delete it (docs/safety.md), and the page does not tell members whether a hold is on."""
+    """The hold keeps what is in the team (tests/chat/test_legal_hold.py): a member with no
+    conversation there loses it nothing."""
     TeamPolicy.objects.create(team=team, legal_hold=True)
-    mine = chat(team, member)
+    theirs = chat(team, owner)
     assert member_client.post(URL, {"confirmation": PASSWORD}).status_code == 302
-    assert not exists(member) and not Conversation.objects.filter(pk=mine.pk).exists()
+    assert not exists(member) and Conversation.objects.filter(pk=theirs.pk).exists()
 
 
 @pytest.mark.parametrize("how", ["no password", "passwords off"])

@@ -102,8 +102,17 @@ def pin_conversation(conversation: Conversation, pinned: bool) -> None:
 
 
 def delete_conversation(conversation: Conversation) -> list[int]:
-    """Delete it with its messages; returns the answers that were streaming, to stop them."""
+    """Delete it with its messages; returns the answers that were streaming, to stop them.
+    Refused (ChatError legal_hold, nothing deleted) while its team is under legal hold."""
     with transaction.atomic():
+        policy = TeamPolicy.objects.filter(team_id=conversation.team_id)
+        lock_rows(policy)  # a hold put on meanwhile waits for the deletion, or stops it
+        if policy.filter(legal_hold=True).exists():
+            raise ChatError(
+                "legal_hold",
+                "This conversation is kept: its team is under legal hold, which keeps every"
+                " conversation in it until the team's owners lift the hold in its policy.",
+            )
         streaming = list(
             conversation.messages.filter(status=MessageStatus.STREAMING).values_list(
                 "id", flat=True
@@ -127,6 +136,7 @@ def purge_temporary(now: datetime) -> int:
         # Checked again under lock: a chat whose answer started streaming since stays, and a
         # send starting now waits for this transaction.
         rows = _temporary_to_purge(now).filter(pk__in=found)
+        _hold_policies(rows)
         lock_rows(rows)
         expired = list(rows.values_list("pk", "owner_id"))
         announce_deletions(expired)
@@ -136,10 +146,13 @@ def purge_temporary(now: datetime) -> int:
 
 def end_abandoned_temporary(conversation_id: int) -> bool:
     """Delete a temporary chat no socket follows any more, unless an answer streams in it;
-    returns False while one does (True once it is gone, or was)."""
+    returns False while one does (True once it is gone, or was, or a legal hold keeps it: the
+    sweep deletes it once the hold is lifted)."""
     with transaction.atomic():
         # Under lock, as purge_temporary: a send starting now waits for this transaction.
         rows = Conversation.objects.filter(pk=conversation_id, temporary=True)
+        _hold_policies(rows)
+        rows = rows.exclude(team__in=Team.objects.held())
         lock_rows(rows)
         if rows.filter(messages__status=MessageStatus.STREAMING).exists():
             return False
@@ -150,8 +163,21 @@ def end_abandoned_temporary(conversation_id: int) -> bool:
 
 
 def _temporary_to_purge(now: datetime) -> QuerySet[Conversation]:
-    expired = Conversation.objects.temporary_expired(now)
+    expired = Conversation.objects.temporary_expired(now).exclude(team__in=Team.objects.held())
     return expired.exclude(messages__status=MessageStatus.STREAMING)
+
+
+def _hold_policies(conversations: QuerySet[Conversation]) -> None:
+    """Hold the policies of these conversations' teams until the transaction ends: a legal
+    hold put on meanwhile waits for the deletion, or stops it. (Before the conversations'
+    rows, in the order the retention purge takes them.)"""
+    lock_rows(TeamPolicy.objects.filter(team_id__in=conversations.values("team_id")))
+
+
+def teams_with_conversations_of(user_ids: set[int]) -> set[int]:
+    """The teams holding conversations of these users: deleting them takes those along."""
+    found = Conversation.objects.filter(owner_id__in=user_ids).values_list("team_id", flat=True)
+    return set(found.distinct())
 
 
 def _expired_temporary(now: datetime) -> list[int]:
