@@ -147,6 +147,8 @@ class JsonSchemaForm(forms.Form):
         help_text="A JSON Schema (draft 2020-12), such as"
         ' {"type": "object", "properties": {"title": {"type": "string"}}, "required": ["title"]}.',
     )
+    # The schema's state() as the edit page read it (chatapp.teams.actions.save_json_schema).
+    seen = forms.CharField(required=False, max_length=64, widget=forms.HiddenInput)
 
     def __init__(self, *args, team, saved: JsonSchema | None = None, **kwargs):
         super().__init__(*args, **kwargs)

@@ -772,10 +772,15 @@ def json_schema_edit(request, team_id: int, schema_id: int):
     membership = services.get_team_access(request.user, team_id, "manage_prompts")
     saved = _schema_target(membership, schema_id)
     initial = {"name": saved.name, "schema": json.dumps(saved.schema, indent=2)}
+    initial["seen"] = saved.state()
     form = JsonSchemaForm(request.POST or None, initial=initial, team=saved.team, saved=saved)
     if request.method == "POST" and form.is_valid():
         try:
             actions.save_json_schema(request.user, saved.team, saved, **form.cleaned_data)
+        except actions.Changed as error:  # seen now: saving the page again saves it
+            saved.refresh_from_db()
+            form.data = seen_now(request, saved.state())
+            form.add_error(None, error.message)
         except actions.ActionError as error:
             form.add_error(None, error.message)
         else:

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from chatapp.teams import api, views
+from chatapp.teams import actions, api, views
 from chatapp.teams.json_schemas import MAX_SCHEMA_BYTES
 from chatapp.teams.models import AuditEvent, JsonSchema, SystemPrompt, Team
 
@@ -315,3 +315,26 @@ def test_a_write_with_an_etag_read_before_another_admins_change_is_412(
         headers={"If-Match": adams["ETag"]},
     )
     assert fresh.status_code == 200 and fresh.json()["name"] == "olivias"
+
+
+def test_a_page_save_read_before_another_admins_change_saves_nothing(
+    owner_client, admin_member, team, saved
+):
+    """Adam widened the schema while Olivia's edit page was open: saving her page (the schema
+    as she read it, renamed) must not silently put his change back. Nothing is saved, the page
+    says so and keeps what she typed; saving again, once seen, goes through."""
+    url = f"/teams/{team.pk}/json-schemas/{saved.pk}/"
+    form = owner_client.get(url).context["form"]
+    read = {name: form[name].value() for name in form.fields}
+    wider = {"type": "object", "properties": {"b": {"type": "string"}}}
+    actions.save_json_schema(admin_member, team, saved, name="ticket", schema=wider)
+    typed = {**read, "name": "olivias"}
+    response = owner_client.post(url, typed)
+    assert response.status_code == 400
+    assert b"changed meanwhile" in response.content and b"olivias" in response.content
+    saved.refresh_from_db()
+    assert (saved.name, saved.schema) == ("ticket", wider)
+    again = {"seen": response.context["form"]["seen"].value()}
+    assert owner_client.post(url, {**typed, **again}).status_code == 302
+    saved.refresh_from_db()
+    assert (saved.name, saved.schema) == ("olivias", SCHEMA)
