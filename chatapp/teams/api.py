@@ -291,8 +291,10 @@ def _policy_form(team, values: dict) -> PolicyForm:
 
 
 @router.get("/teams/{int:team_id}/policy/", response=responses({200: PolicyFields}))
-def policy_read(request: HttpRequest, team_id: TeamId):
+def policy_read(request: HttpRequest, team_id: TeamId, response: HttpResponse):
+    """The policy; its ETag, sent back as If-Match, makes a change of it conditional."""
     membership = services.get_team_access(request.user, team_id, "manage_policy")
+    response["ETag"] = etag(actions.policy_state(team_policy(membership.team)))
     return policy_json(membership.team)
 
 
@@ -301,14 +303,16 @@ def policy_read(request: HttpRequest, team_id: TeamId):
     response=responses({200: PolicyFields}),
     openapi_extra=documented_body(PolicyChange),
 )
-def policy_change(request: HttpRequest, team_id: TeamId):
-    """Checked by the policy page's form, saved and audited as the page saves it."""
+def policy_change(request: HttpRequest, team_id: TeamId, response: HttpResponse):
+    """Checked by the policy page's form, saved and audited as the page saves it. With
+    If-Match: only while the policy is as that ETag read it (else 412)."""
     membership = services.get_team_access(request.user, team_id, "manage_policy")
     team = membership.team
     changes = read_body(request, PolicyChange).model_dump(exclude_unset=True)
     _check_model_ids(changes)
     with transaction.atomic():  # a change made meanwhile is read, not saved over
         actions.hold_policy(team)
+        check_if_match(request, actions.policy_state(team_policy(team)))  # holding the row
         held = team_policy(team).legal_hold
         if bool(changes.get("legal_hold", held)) != held and membership.role != Role.OWNER:
             raise ApiError(403, "forbidden", "Only the team's owners can set a legal hold.")
@@ -317,7 +321,8 @@ def policy_change(request: HttpRequest, team_id: TeamId):
             field, errors = next(iter(form.errors.items()))
             field_name = None if field == "__all__" else field
             raise ApiError(400, "invalid", str(errors[0]), field_name)
-        actions.set_policy(request.user, team, form.policy_values())
+        saved = actions.set_policy(request.user, team, form.policy_values())
+    response["ETag"] = etag(actions.policy_state(saved))
     return policy_json(team)
 
 

@@ -152,6 +152,33 @@ def test_two_changes_at_once_keep_both(owner, admin_member, team):
     assert (stored.rate_limit_per_minute, stored.monthly_token_budget) == (7, 1000)
 
 
+def test_a_patch_with_an_etag_read_before_another_change_is_412(owner_client, admin_client, team):
+    """If-Match is optional, as on prompts: without it the field-by-field merge above stands;
+    with the ETag of a read made before another admin's change, nothing is saved."""
+    TeamPolicy.objects.create(team=team, rate_limit_per_minute=5)
+    read = owner_client.get(policy_url(team))
+    tag = read["ETag"]
+    adams = patch(admin_client, policy_url(team), {"rate_limit_per_minute": 7})
+    assert adams.status_code == 200 and adams["ETag"] != tag
+    assert owner_client.get(policy_url(team))["ETag"] == adams["ETag"]
+    body = json.dumps({"monthly_token_budget": 1000})
+    for stale in (tag, f"W/{adams['ETag']}"):
+        refused = owner_client.patch(
+            policy_url(team), body, content_type="application/json", headers={"If-Match": stale}
+        )
+        assert refused.status_code == 412
+        assert refused.json()["error"]["code"] == "precondition_failed"
+    stored = TeamPolicy.objects.get(team=team)
+    assert (stored.rate_limit_per_minute, stored.monthly_token_budget) == (7, None)
+    for current in (adams["ETag"], "*"):
+        saved = owner_client.patch(
+            policy_url(team), body, content_type="application/json", headers={"If-Match": current}
+        )
+        assert saved.status_code == 200 and saved.json()["monthly_token_budget"] == 1000
+        assert saved["ETag"] == owner_client.get(policy_url(team))["ETag"]
+    assert TeamPolicy.objects.get(team=team).rate_limit_per_minute == 7
+
+
 def test_null_clears_a_field(owner_client, team):
     TeamPolicy.objects.create(team=team, default_model=SMALL, monthly_token_budget=10)
     response = patch(owner_client, policy_url(team), {"default_model": None})
