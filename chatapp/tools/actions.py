@@ -318,13 +318,17 @@ async def change_server(
     token: str | None = None,
     timeout: int | None = None,
     seen: str = "",
+    etag: str = "",
+    choices: dict[str, dict[str, bool]] | None = None,
 ) -> ToolServer:
     """Change the server's settings; a new URL or token connects again to list the tools.
 
     token: None keeps the stored one, "" removes it. A new URL needs the token entered again
     (or removed), so a stored token never goes to a server it was not entered for.
-    seen: the server's state() as the edit form read it; changed since, nothing is saved."""
-    _check_seen(server, seen)  # before connecting anywhere
+    seen: the server's state() as the edit form read it, or etag: its etag_state() as the API
+    read it; changed since, nothing is saved. choices: as set_tool_choices takes them, saved
+    with the settings, for the tools still listed once they are."""
+    _check_seen(server, seen)  # before connecting anywhere (the API checked its If-Match)
     new_name = check_name(name) if name is not None else server.name
     new_timeout = check_timeout(timeout) if timeout is not None else server.timeout
     if new_name != server.name:
@@ -343,21 +347,27 @@ async def change_server(
         plain = token if token is not None else await sync_to_async(_token)(server)
         listing = await fetch_listing(new_url, plain, new_timeout)
     return await sync_to_async(_change)(
-        actor, server, new_name, new_url, token, new_timeout, listing, seen
+        actor, server, new_name, new_url, token, new_timeout, listing, seen, etag, choices or {}
     )
 
 
-def _check_seen(server: ToolServer, seen: str) -> None:
+def _check_seen(server: ToolServer, seen: str, etag: str = "") -> None:
     if seen and server.state() != seen:
         raise ToolActionError(
             "changed",
             f"The tool server {server.name} was changed meanwhile, by someone else (its name,"
             " URL, timeout or token): nothing was saved. Check the fields, then save again.",
         )
+    if etag and server.etag_state() != etag:
+        raise ToolActionError(
+            "changed",
+            f"The tool server {server.name} or its tools' choices were changed meanwhile, by"
+            " someone else: nothing was saved. Read it again, then send your change again.",
+        )
 
 
 def _change(
-    actor, server, name, url, token, timeout, listing: Listing | None, seen: str = ""
+    actor, server, name, url, token, timeout, listing: Listing | None, seen, etag, choices
 ) -> ToolServer:
     changes: dict[str, object] = {}
     for field, value in (("name", name), ("url", url), ("timeout", timeout)):
@@ -369,7 +379,7 @@ def _change(
         changes["token"] = "set" if token else "removed"  # never the token itself
     try:
         with transaction.atomic():
-            _check_seen(_hold(server), seen)  # changed while the new address was listed
+            _check_seen(_hold(server), seen, etag)  # changed while the new address was listed
             server.save(update_fields=["name", "url", "timeout", "token_encrypted"])
             if listing is not None:
                 store_listing(server, listing)
@@ -383,6 +393,9 @@ def _change(
                     server=server.name,
                     **changes,
                 )
+            # A new URL or token listed the tools again: choices apply to those still listed.
+            listed = set(server.tools.values_list("name", flat=True))
+            _apply_choices(actor, server, {n: c for n, c in choices.items() if n in listed})
     except IntegrityError:
         raise ToolActionError(
             "name_taken", f"The team already has a server named {name}.", "name"
@@ -396,31 +409,39 @@ def check_tool_names(server: ToolServer, names) -> None:
         raise ToolActionError("invalid", f"The server has no tool named {unknown[0]}.", "tools")
 
 
-def set_tool_choices(actor, server: ToolServer, choices: dict[str, dict[str, bool]]) -> None:
-    """choices: tool name -> {"enabled"?, "ask_first"?}; every name must be the server's."""
-    changed = {}
+def set_tool_choices(
+    actor, server: ToolServer, choices: dict[str, dict[str, bool]], etag: str = ""
+) -> None:
+    """choices: tool name -> {"enabled"?, "ask_first"?}; every name must be the server's.
+    etag: the server's etag_state() as the API read it; changed since, nothing is saved."""
     with transaction.atomic():
         # A refresh storing a new list meanwhile finishes first: the tools are read after it.
-        _hold(server)
-        check_tool_names(server, choices)
-        tools = {tool.name: tool for tool in server.tools.all()}
-        for name, settings in choices.items():
-            tool = tools[name]
-            before = (tool.enabled, tool.ask_first)
-            tool.enabled = settings.get("enabled", tool.enabled)
-            tool.ask_first = settings.get("ask_first", tool.ask_first)
-            if (tool.enabled, tool.ask_first) != before:
-                tool.save(update_fields=["enabled", "ask_first"])
-                changed[name] = {"enabled": tool.enabled, "ask_first": tool.ask_first}
-        if changed:
-            audit(
-                server.team,
-                actor,
-                AuditAction.TOOL_UPDATE,
-                f"{_who(actor)} changed tools of {server.name}: {', '.join(sorted(changed))}"[:300],
-                server=server.name,
-                tools=changed,
-            )
+        _check_seen(_hold(server), "", etag)
+        _apply_choices(actor, server, choices)
+
+
+def _apply_choices(actor, server: ToolServer, choices: dict[str, dict[str, bool]]) -> None:
+    """In a transaction holding the server's row."""
+    check_tool_names(server, choices)
+    tools = {tool.name: tool for tool in server.tools.all()}
+    changed = {}
+    for name, choice in choices.items():
+        tool = tools[name]
+        before = (tool.enabled, tool.ask_first)
+        tool.enabled = choice.get("enabled", tool.enabled)
+        tool.ask_first = choice.get("ask_first", tool.ask_first)
+        if (tool.enabled, tool.ask_first) != before:
+            tool.save(update_fields=["enabled", "ask_first"])
+            changed[name] = {"enabled": tool.enabled, "ask_first": tool.ask_first}
+    if changed:
+        audit(
+            server.team,
+            actor,
+            AuditAction.TOOL_UPDATE,
+            f"{_who(actor)} changed tools of {server.name}: {', '.join(sorted(changed))}"[:300],
+            server=server.name,
+            tools=changed,
+        )
 
 
 def delete_server(actor, server: ToolServer) -> None:

@@ -28,7 +28,7 @@ from chatapp.core.api import (
     responses,
 )
 from chatapp.teams import services
-from chatapp.teams.models import Membership, token_of
+from chatapp.teams.models import Membership
 from chatapp.tools import actions
 from chatapp.tools.models import DEFAULT_TIMEOUT, MAX_TIMEOUT, MIN_TIMEOUT, ToolServer
 
@@ -117,12 +117,6 @@ def server_json(server: ToolServer) -> dict:
     }
 
 
-def server_etag_state(server: ToolServer) -> str:
-    """What a PATCH changes, its settings and each tool's choices, as its ETag holds them."""
-    tools = [[tool.name, tool.enabled, tool.ask_first] for tool in server.tools.all()]
-    return token_of([server.state(), tools])
-
-
 def _server(membership: Membership, server_id: int) -> ToolServer:
     server = (
         ToolServer.objects.filter(pk=server_id, team=membership.team).select_related("team").first()
@@ -161,7 +155,7 @@ def server_create(request: HttpRequest, team_id: TeamId, response: HttpResponse)
         )
     except actions.ToolActionError as error:
         raise _refused(error) from None
-    response["ETag"] = etag(server_etag_state(server))
+    response["ETag"] = etag(server.etag_state())
     return Status(201, server_json(server))
 
 
@@ -172,7 +166,7 @@ def server_read(request: HttpRequest, team_id: TeamId, server_id: ServerId, resp
     """The server; its ETag, sent back as If-Match, makes a change of it conditional."""
     membership = services.get_team_access(request.user, team_id)
     server = _server(membership, server_id)
-    response["ETag"] = etag(server_etag_state(server))
+    response["ETag"] = etag(server.etag_state())
     return server_json(server)
 
 
@@ -187,28 +181,25 @@ def server_change(
     """With If-Match: only while the server is as that ETag read it (else 412)."""
     membership = services.get_team_access(request.user, team_id, "manage_tools")
     server = _server(membership, server_id)
-    conditional = check_if_match(request, server_etag_state(server))
+    conditional = check_if_match(request, server.etag_state())
+    # Conditional: checked again holding the server's row, as the change is saved.
+    seen = server.etag_state() if conditional else ""
     changes = read_body(request, ServerChange).model_dump(exclude_unset=True)
     choices = changes.pop("tools", None) or {}
     picked = {name: {k: v for k, v in c.items() if v is not None} for name, c in choices.items()}
     try:
         actions.check_tool_names(server, picked)  # before any change: a bad body changes nothing
-        if changes:
-            # Conditional: its settings are checked again as they are saved.
-            seen = server.state() if conditional else ""
+        if changes:  # the settings and the choices saved together
             server = async_to_sync(actions.change_server)(
-                request.user, server, **changes, seen=seen
+                request.user, server, **changes, etag=seen, choices=picked
             )
-            listed = set(server.tools.values_list("name", flat=True))
-            # A new URL or token lists the tools again: choices apply to those still listed.
-            picked = {name: c for name, c in picked.items() if name in listed}
-        if picked:
-            actions.set_tool_choices(request.user, server, picked)
+        elif picked:
+            actions.set_tool_choices(request.user, server, picked, etag=seen)
     except actions.ToolActionError as error:
         if conditional and error.code == "changed":
             raise precondition_failed() from None
         raise _refused(error) from None
-    response["ETag"] = etag(server_etag_state(server))
+    response["ETag"] = etag(server.etag_state())
     return server_json(server)
 
 
@@ -218,7 +209,7 @@ def server_change(
 def server_delete(request: HttpRequest, team_id: TeamId, server_id: ServerId):
     membership = services.get_team_access(request.user, team_id, "manage_tools")
     server = _server(membership, server_id)
-    check_if_match(request, server_etag_state(server))
+    check_if_match(request, server.etag_state())
     actions.delete_server(request.user, server)
     return HttpResponse(status=204)
 
@@ -237,5 +228,5 @@ def server_refresh(
         async_to_sync(actions.refresh_server)(request.user, server)
     except actions.ToolActionError as error:
         raise _refused(error) from None
-    response["ETag"] = etag(server_etag_state(server))
+    response["ETag"] = etag(server.etag_state())
     return server_json(server)

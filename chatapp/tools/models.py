@@ -5,7 +5,7 @@ import json
 from django.conf import settings
 from django.db import models
 
-from chatapp.teams.models import Team, state_token
+from chatapp.teams.models import Team, state_token, token_of
 
 DEFAULT_TIMEOUT = 30
 MIN_TIMEOUT = 1
@@ -63,6 +63,11 @@ class ToolServer(models.Model):
     def state(self) -> str:
         """Its settings as the Tools page shows them, as a state_token (never the token)."""
         return state_token(self, ["name", "url", "timeout", "has_token"])
+
+    def etag_state(self) -> str:
+        """What an API PATCH changes, its settings and each tool's choices: its ETag."""
+        tools = [[tool.name, tool.enabled, tool.ask_first] for tool in self.tools.all()]
+        return token_of([self.state(), tools])
 
 
 class Tool(models.Model):

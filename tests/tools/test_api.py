@@ -9,6 +9,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from chatapp.teams.models import AuditEvent
+from chatapp.tools import actions
 from chatapp.tools.models import ServerStatus, Tool, ToolServer
 from tests.support.mcp_server import run_tool_server
 
@@ -324,6 +325,34 @@ def test_the_list_takes_the_same_queries_whatever_the_servers(clients, team, tea
         extra = ToolServer.objects.create(team=team, name=f"more{n}", url="https://9.9.9.9/")
         Tool.objects.create(server=extra, name="lookup", input_schema={"type": "object"})
     assert count() == one
+
+
+@pytest.mark.parametrize("body", [{}, {"timeout": 5}])
+def test_a_change_whose_etag_passed_just_before_another_admins_saves_nothing(
+    clients, team, admin_member, team_tool_server, monkeypatch, body
+):
+    """The owner's If-Match passes; the admin turns a tool's ask-first on before the owner's
+    change is saved. The tool choices are checked again as they are saved: 412, and the
+    admin's choice stands (with or without a change of the server's settings beside them)."""
+    url = f"{base(team)}{team_tool_server.pk}/"
+    tag = clients["owner"].get(url)["ETag"]
+    check, changed = actions.check_tool_names, []
+
+    def checked_then_changed(server, names):
+        check(server, names)
+        if not changed:  # once: the admin's own save checks names too
+            changed.append(True)
+            actions.set_tool_choices(admin_member, server, {"get_weather": {"ask_first": True}})
+
+    monkeypatch.setattr(actions, "check_tool_names", checked_then_changed)
+    change = {**body, "tools": {"get_weather": {"enabled": False, "ask_first": False}}}
+    stale = clients["owner"].patch(
+        url, json.dumps(change), content_type="application/json", headers={"If-Match": tag}
+    )
+    assert stale.status_code == 412, stale.content
+    server = ToolServer.objects.get()
+    weather = server.tools.get(name="get_weather")
+    assert (server.timeout, weather.enabled, weather.ask_first) == (30, True, True)
 
 
 def test_a_change_sent_with_an_etag_read_before_another_admins_is_412(
