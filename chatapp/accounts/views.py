@@ -14,7 +14,7 @@ from django.contrib.auth.views import redirect_to_login
 from django.core import signing
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.mail import send_mail
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.forms.utils import ErrorDict
 from django.http import Http404, HttpRequest, HttpResponse
@@ -226,6 +226,8 @@ def _signup_post(request, invitation: Invitation | None, next_url: str) -> HttpR
     if form.is_valid() and address_proof_needed(invitation):
         try:
             return _signup_to_confirm(request, form)
+        except IntegrityError:
+            _taken_meanwhile(form)
         except OSError as exc:  # smtplib's errors are OSErrors too; the account went back
             log.warning("Could not mail a signup confirmation: %s", type(exc).__name__)
             form.add_error(
@@ -237,6 +239,8 @@ def _signup_post(request, invitation: Invitation | None, next_url: str) -> HttpR
     if form.is_valid():  # not after the mail above failed: that added an error
         try:
             user, membership = _create_account(form, invitation)
+        except IntegrityError:
+            _taken_meanwhile(form)
         except team_actions.InvitationError as error:  # the link was used meanwhile
             form.add_error(None, error.message)
             form.refused = True
@@ -251,6 +255,16 @@ def _signup_post(request, invitation: Invitation | None, next_url: str) -> HttpR
             return redirect("teams:detail", membership.team_id)
     status = 403 if form.refused else status
     return _signup_page(request, form, invitation, next_url, status)
+
+
+def _taken_meanwhile(form: SignupForm) -> None:
+    """Another account took the name or the address after the form checked them (the
+    database's unique indexes refused the insert): say which, as when it was taken before."""
+    email = form.cleaned_data.get("email", "")
+    if email and get_user_model().objects.filter(email__iexact=email).exists():
+        form.add_error("email", "An account with this email already exists.")
+    else:
+        form.add_error("username", "A user with that username already exists.")
 
 
 def _signup_page(request, form, invitation, next_url: str, status: int) -> HttpResponse:

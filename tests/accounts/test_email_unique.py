@@ -1,0 +1,75 @@
+"""One e-mail address, one account, in any letter case: the database holds to it (a unique
+index on the upper-cased address, blank ones aside), so two signups or sign-ins at the same
+moment cannot both take it; the migration that adds it settles the duplicates already there."""
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError, connection, transaction
+from django.db.migrations.executor import MigrationExecutor
+
+from chatapp.accounts import forms
+from chatapp.accounts.models import PendingSignup
+from tests.conftest import PASSWORD
+
+User = get_user_model()
+BEFORE, ADDED = ("accounts", "0003_pending_signup"), ("accounts", "0004_user_email_unique")
+
+
+def test_two_accounts_never_hold_one_address_in_any_letter_case(db):
+    User.objects.create_user("sam", email="Sam@Example.com")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        User.objects.create_user("samuel", email="sam@example.COM")
+    User.objects.create_user("nobody", email="")
+    User.objects.create_user("no_one", email="")  # blank addresses are no one's
+    assert User.objects.filter(email="").count() == 2
+
+
+def test_a_signup_whose_address_is_taken_as_it_saves_is_refused_and_saves_nothing(
+    client, settings, make_user, monkeypatch
+):
+    """Another signup (or a sign-in) takes the address after this form checked it, before
+    it saved: the answer says so, as when it was taken before; not a server error."""
+    settings.SIGNUP_POLICY = "open"
+    make_user("first")  # not the site's first account
+    checked = forms.SignupForm.clean_email
+
+    def checked_then_taken(form):
+        email = checked(form)
+        User.objects.create_user("quicker", email=email.upper())
+        return email
+
+    monkeypatch.setattr(forms.SignupForm, "clean_email", checked_then_taken)
+    data = {"username": "ada", "email": "ada@example.com", "password1": PASSWORD}
+    response = client.post("/accounts/signup/", {**data, "password2": PASSWORD})
+    assert response.status_code == 200
+    assert "An account with this email already exists." in response.content.decode()
+    assert not User.objects.filter(username="ada").exists()
+    assert not User.objects.filter(username="quicker").exists()  # the request's own rollback
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_keeps_an_address_on_one_account_and_clears_it_on_the_others(db):
+    executor = MigrationExecutor(connection)
+    executor.migrate([BEFORE])
+    try:
+        old = User.objects.create_user("old", email="Sam@Example.com")
+        pending = User.objects.create_user("pending", email="sam@example.com", is_active=False)
+        newer = User.objects.create_user("newer", email="SAM@example.com")
+        waiting = User.objects.create_user("waiting", email="lee@example.com", is_active=False)
+        PendingSignup.objects.create(user=pending)
+        PendingSignup.objects.create(user=waiting)
+        later = User.objects.create_user("later", email="lee@example.com")
+        User.objects.create_user("blank1", email="")
+        User.objects.create_user("blank2", email="")
+        MigrationExecutor(connection).migrate([ADDED])
+    finally:
+        latest = MigrationExecutor(connection)
+        latest.migrate(latest.loader.graph.leaf_nodes())
+    emails = dict(User.objects.values_list("username", "email"))
+    # The oldest account keeps it; an unconfirmed signup gives way to a confirmed account.
+    assert emails["old"] == "Sam@example.com" and emails["pending"] == emails["newer"] == ""
+    assert emails["later"] == "lee@example.com" and emails["waiting"] == ""
+    assert emails["blank1"] == emails["blank2"] == ""
+    del old, pending, newer, waiting, later
+    with pytest.raises(IntegrityError), transaction.atomic():
+        User.objects.create_user("again", email="sam@EXAMPLE.com")
