@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from chatapp.core.locking import lock_rows
 from chatapp.llm import MODEL_CONTEXT_LIMITS
-from chatapp.teams.models import Team
+from chatapp.teams.models import Team, TeamPolicy
 from chatapp.teams.usage import storage_use
 from chatapp.uploads.models import Upload
 from chatapp.uploads.validation import CheckedFile, Limits, UploadRefused, check_file
@@ -157,7 +157,19 @@ def copy_onto(uploads: list[Upload], message) -> list[Upload]:
 
 
 def delete_upload(upload: Upload) -> None:
-    upload.delete()  # the file follows once committed (signals.py)
+    """Refused (UploadRefused legal_hold, nothing deleted) for a file sent in a conversation
+    of a team under legal hold: the hold keeps the conversation whole."""
+    with transaction.atomic():
+        sent_in = Team.objects.filter(conversations__messages__attachments=upload)
+        # A hold put on meanwhile waits for the deletion, or stops it.
+        lock_rows(TeamPolicy.objects.filter(team__in=sent_in))
+        if sent_in.held().exists():
+            raise UploadRefused(
+                "legal_hold",
+                f"{upload.name} was sent in a conversation of a team under legal hold, which"
+                " keeps it until the team's owners lift the hold in its policy.",
+            )
+        upload.delete()  # the file follows once committed (signals.py)
 
 
 def sweep_unattached(max_age_hours: float | None = None) -> int:

@@ -92,5 +92,8 @@ def upload_delete(request: HttpRequest, upload_id: UploadId):
     upload = get_upload_for_user(request.user, upload_id)
     if upload.owner_id != request.user.pk:
         raise ApiError(403, "forbidden", "Only the person who uploaded a file can delete it.")
-    actions.delete_upload(upload)
+    try:
+        actions.delete_upload(upload)
+    except UploadRefused as error:  # a legal hold keeps it
+        raise ApiError(409, error.code, error.message) from None
     return HttpResponse(status=204)

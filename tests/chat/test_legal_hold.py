@@ -12,7 +12,10 @@ from chatapp.chat.actions.conversations import end_abandoned_temporary, purge_te
 from chatapp.chat.models import Conversation, Message
 from chatapp.teams.actions import ensure_personal_team
 from chatapp.teams.models import TeamPolicy
+from chatapp.uploads.actions import attach, create_upload
+from chatapp.uploads.models import Upload
 from tests.conftest import PASSWORD, client_for
+from tests.uploads import files
 
 
 def chat(team, owner, **fields) -> Conversation:
@@ -99,3 +102,19 @@ def test_the_admin_site_deletes_neither_a_held_conversation_nor_its_owner(
     lift(hold)
     assert client.post(f"/admin/auth/user/{member.pk}/delete/", {"post": "yes"}).status_code == 302
     assert not kept(mine)
+
+
+def test_a_file_sent_in_a_conversation_under_hold_is_kept_until_it_is_lifted(
+    member_client, member, team, hold
+):
+    conversation = chat(team, member)
+    sent = create_upload(member, team, "chart.png", files.image_bytes())
+    attach([sent], conversation.messages.get())
+    unsent = create_upload(member, team, "draft.png", files.image_bytes())
+    refused = member_client.delete(f"/api/uploads/{sent.pk}/")
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "legal_hold"
+    assert Upload.objects.filter(pk=sent.pk).exists()
+    # One never sent is no conversation's: the hold keeps conversations.
+    assert member_client.delete(f"/api/uploads/{unsent.pk}/").status_code == 204
+    lift(hold)
+    assert member_client.delete(f"/api/uploads/{sent.pk}/").status_code == 204
