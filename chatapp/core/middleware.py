@@ -6,6 +6,8 @@ from channels.auth import AuthMiddleware
 from channels.sessions import CookieMiddleware, InstanceSessionWrapper, SessionMiddleware
 from django.conf import settings
 from django.middleware.gzip import GZipMiddleware
+from django.utils.cache import add_never_cache_headers
+from django.utils.deprecation import MiddlewareMixin
 
 from chatapp.core import views
 from chatapp.core.logs import loggable_path, new_request_id, request_id_var
@@ -37,6 +39,17 @@ class ContentSecurityPolicyMiddleware:
     def __call__(self, request):
         response = self.get_response(request)
         response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        return response
+
+
+class NeverCacheMiddleware(MiddlewareMixin):
+    """Pages are kept by no cache unless their view says otherwise: they carry a user's data,
+    which a shared proxy, or the browser's Back button after sign-out, would show again.
+    Inside WhiteNoise, so static files keep their own caching."""
+
+    def process_response(self, request, response):
+        if not response.has_header("Cache-Control"):
+            add_never_cache_headers(response)
         return response
 
 
