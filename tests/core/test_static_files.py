@@ -1,4 +1,5 @@
-"""Static files go out compressed in every mode; the vendored libraries are the minified builds.
+"""Static files go out compressed in every mode, and answer 304 to the ETag they went out with;
+the vendored libraries are the minified builds.
 
 (Collected files, with hashed names, are compressed by the manifest storage:
 tests/deploy/test_server.py::test_collected_static_files_are_served_compressed.)"""
@@ -43,3 +44,20 @@ def test_dompurify_is_the_minified_build_and_the_one_the_chat_imports():
     assert len(source.splitlines()) < 5 and len(source) < 40_000  # the readable build is 80 KB
     markdown = (ROOT / "static" / "js" / "chat" / "markdown.js").read_text()
     assert '"../../vendor/dompurify/purify.es.min.js"' in markdown
+
+
+def test_a_gzipped_file_asked_for_again_with_its_etag_answers_304(client):
+    """The page reloads of `make run` (DEBUG: every file revalidated) cost a 304, not the file."""
+    first = client.get(HIGHLIGHT, HTTP_ACCEPT_ENCODING="gzip")
+    assert first["Content-Encoding"] == "gzip"
+    again = client.get(HIGHLIGHT, HTTP_ACCEPT_ENCODING="gzip", HTTP_IF_NONE_MATCH=first["ETag"])
+    assert again.status_code == 304
+    assert body(again) == b""
+
+
+def test_a_changed_file_is_sent_again_in_full(client):
+    first = client.get(HIGHLIGHT, HTTP_ACCEPT_ENCODING="gzip")
+    stale = first["ETag"].replace('"', '"0', 1)
+    again = client.get(HIGHLIGHT, HTTP_ACCEPT_ENCODING="gzip", HTTP_IF_NONE_MATCH=stale)
+    assert again.status_code == 200
+    assert gzip.decompress(body(again)) == gzip.decompress(body(first))
