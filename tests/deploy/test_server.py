@@ -160,6 +160,8 @@ def test_static_files_have_hashed_names_and_cache_forever(server):
     asset = server.get(hashed[0], **with_proxy_headers())
     assert asset.status_code == 200
     assert "immutable" in asset.headers["cache-control"]
+    preloads = re.findall(r'<link rel="modulepreload" href="([^"]+)">', page)
+    assert preloads and all(re.search(r"\.[0-9a-f]{12}\.js$", url) for url in preloads), preloads
 
 
 def test_collected_static_files_are_served_compressed(server):
