@@ -3,7 +3,7 @@
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.chat_page import ChatPage, json_from
+from tests.browser.chat_page import ChatPage, json_from, log_in
 from tests.browser.conftest import MODEL
 
 pytestmark = pytest.mark.browser
@@ -30,9 +30,24 @@ def test_markdown_renders_with_highlighted_code(logged_in_page):
     assert answer.locator(".markdown ul > li").count() == 3
     block = answer.locator(".code-block")
     assert block.locator(".code-language").inner_text() == "python"
-    assert block.locator("code.hljs .hljs-built_in").count() >= 1  # print, len: coloured
+    expect(block.locator("code.hljs .hljs-built_in").first).to_be_visible()  # print: coloured
     assert block.get_by_role("button", name="Copy code").is_visible()
     assert answer.get_by_role("button", name="Copy answer").is_visible()
+
+
+def test_highlight_js_is_fetched_only_once_an_answer_shows_code(page, user):
+    """A third of the chat's script bytes: a chat with no code in it never needs them."""
+    fetched: list[str] = []
+    page.on("request", lambda request: fetched.append(request.url))
+    log_in(page, user)
+    assert any("/static/js/chat/markdown" in url for url in fetched)
+    assert not any("/vendor/highlight/" in url for url in fetched)
+    chat = ChatPage(page)
+    chat.send("Show me some code")
+    chat.wait_for_status("complete")
+    block = chat.last_answer().locator(".code-block")
+    expect(block.locator("code.hljs .hljs-built_in").first).to_have_text("print")
+    assert any("/vendor/highlight/" in url for url in fetched)
 
 
 def test_copy_buttons_copy_the_code_and_the_whole_answer(logged_in_page, context, app_server):

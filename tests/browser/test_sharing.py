@@ -80,6 +80,7 @@ def test_share_with_a_teammate_who_continues_it(
         expect(shared_answer).to_contain_text(answer)
         expect(shared_answer.locator("li").first).to_contain_text("Your message has")  # Markdown
         expect(shared_answer.locator("pre code")).to_contain_text("question =")
+        expect(shared_answer.locator("pre code .hljs-string").first).to_be_visible()  # coloured
         screenshot(reader, "shared-conversation", full_page=True)
         reader.get_by_role("button", name="Continue in my chats").click()
         reader.wait_for_url("**/c/*/")

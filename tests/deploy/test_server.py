@@ -180,6 +180,9 @@ def test_es_module_imports_name_the_hashed_files(static_root):
     imports = re.findall(r'from "([^"]+)"', main.read_text())
     assert imports
     assert all(re.search(r"\.[0-9a-f]{12}\.js$", name) for name in imports), imports
+    markdown = next((static_root / "js" / "chat").glob("markdown.*.js")).read_text()
+    (loaded_later,) = re.findall(r'import\("([^"]+)"\)', markdown)  # highlight.js, when needed
+    assert re.search(r"/highlight\.min\.[0-9a-f]{12}\.js$", loaded_later), loaded_later
 
 
 def test_metrics_need_the_token(server):

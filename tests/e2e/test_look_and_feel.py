@@ -40,6 +40,9 @@ READABLE |= {f"code {token}": f".code-block [data-sample={token}]" for token in 
 
 
 def add_token_samples(page) -> None:
+    # Once highlight.js (fetched with the first code shown) has coloured the block: its arrival
+    # draws the answer again, which would drop samples added before.
+    expect(page.locator(".code-block code [class^='hljs-']").first).to_be_visible()
     page.evaluate(
         """(tokens) => {
             const code = document.querySelector('.code-block code');

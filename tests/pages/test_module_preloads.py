@@ -61,7 +61,9 @@ def test_every_module_a_page_imports_is_preloaded(owner_in_team, team, path):
 
 def test_the_chat_page_preloads_its_renderers_and_nothing_twice(owner_in_team):
     tags = module_tags(owner_in_team.get("/"))
-    assert "/static/vendor/highlight/highlight.min.js" in tags.preloads
+    assert "/static/vendor/marked/marked.esm.js" in tags.preloads
+    # Imported only when an answer shows code (static/js/chat/markdown.js): not preloaded.
+    assert "/static/vendor/highlight/highlight.min.js" not in tags.preloads
     assert len(tags.preloads) == len(set(tags.preloads))
     assert not set(tags.preloads) & set(tags.scripts)
 

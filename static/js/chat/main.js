@@ -109,6 +109,7 @@ class ChatPage {
         viewImage: (attachment, opener) => this.viewer.open(attachment, opener),
         decideTool: (message, callId, approve) => this.decideTool(message, callId, approve),
         announce: (text) => this.announce(text),
+        redraw: () => this.update(),
       },
     });
     this.teamIds = new Set(config.teamIds); // the user's teams (one may be left meanwhile)

@@ -1,4 +1,6 @@
 // Model output to safe DOM: marked renders, highlight.js colours code, DOMPurify sanitizes.
+// highlight.js, a third of the chat's script, is fetched when an answer first shows code in a
+// named language; that code shows plain until it arrives, then the answer is drawn again.
 //
 // The model's text is untrusted. Raw HTML in it is shown as text, images are never loaded,
 // links keep only http(s)/mailto targets and open in a new tab without a referrer, and SVG,
@@ -6,7 +8,6 @@
 // render is shown as plain text, and code past 20,000 characters an answer without colours.
 
 import DOMPurify from "../../vendor/dompurify/purify.es.min.js";
-import hljs from "../../vendor/highlight/highlight.min.js";
 import { Marked } from "../../vendor/marked/marked.esm.js";
 
 const SAFE_LINK = /^(?:https?:|mailto:)/i;
@@ -25,6 +26,22 @@ export function escapeHtml(text) {
 // for it (40,000 characters: seconds of the page's only thread, at every render).
 const HIGHLIGHT_BUDGET = 20_000;
 let highlightLeft = 0; // of the answer being rendered (rendering is synchronous)
+let awaitingColours = false; // the answer being rendered has code highlight.js will colour
+let hljs = null;
+let hljsArrival = null;
+
+/** highlight.js, fetched once; a failed fetch is tried again at the next render that wants it. */
+function fetchHighlighter() {
+  if (!hljsArrival) {
+    hljsArrival = import("../../vendor/highlight/highlight.min.js").then((module) => {
+      hljs = module.default;
+    });
+    hljsArrival.catch(() => {
+      hljsArrival = null;
+    });
+  }
+  return hljsArrival;
+}
 
 /**
  * Highlighted HTML and the language, as the fence names it. A block that names none is shown
@@ -32,7 +49,8 @@ let highlightLeft = 0; // of the answer being rendered (rendering is synchronous
  * block past what is left of the answer's budget.
  */
 function highlight(code, language) {
-  if (language && hljs.getLanguage(language) && code.length <= highlightLeft) {
+  if (language && !hljs && code.length <= highlightLeft) awaitingColours = true;
+  if (language && hljs?.getLanguage(language) && code.length <= highlightLeft) {
     highlightLeft -= code.length;
     return { html: hljs.highlight(code, { language, ignoreIllegals: true }).value, language };
   }
@@ -128,12 +146,23 @@ function plainText(text) {
   return fragment;
 }
 
-/** Markdown text to a sanitized DocumentFragment, ready to insert. */
-export function renderMarkdown(text) {
+/**
+ * Markdown text to a sanitized DocumentFragment, ready to insert. When its code waits for
+ * highlight.js, `whenColoured` is called once that has arrived: render it again then.
+ */
+export function renderMarkdown(text, whenColoured = null) {
   const source = String(text ?? "");
   highlightLeft = HIGHLIGHT_BUDGET;
+  awaitingColours = false;
   try {
-    return DOMPurify.sanitize(marked.parse(source, { async: false }), PURIFY_CONFIG);
+    const fragment = DOMPurify.sanitize(marked.parse(source, { async: false }), PURIFY_CONFIG);
+    if (awaitingColours) {
+      fetchHighlighter().then(
+        () => whenColoured?.(),
+        () => {},
+      );
+    }
+    return fragment;
   } catch {
     // A few kilobytes of quotes or emphasis nested thousands deep overflow the renderer's
     // stack: shown as text, so that answer and the rest of the conversation still show.

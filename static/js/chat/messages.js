@@ -524,7 +524,9 @@ export class MessageView {
     const due = streaming && shown ? shown.nextAt - performance.now() : 0;
     if (due > 0) return Math.ceil(due);
     const start = performance.now();
-    const fragment = asJson ? jsonFragment(message.content) : renderMarkdown(message.content);
+    const fragment = asJson
+      ? jsonFragment(message.content)
+      : renderMarkdown(message.content, () => this.recolour());
     decorateCodeBlocks(fragment, this.handlers.announce);
     wrapTables(fragment);
     if (streaming && message.content !== "") appendCaret(fragment);
@@ -536,6 +538,13 @@ export class MessageView {
     const nextAt = end + STREAM_DRAW_SPACING * (end - start);
     this.shownBody = { content: message.content, streaming, asJson, nextAt };
     return 0;
+  }
+
+  /** highlight.js arrived for code this answer showed plain: draw the answer again. */
+  recolour() {
+    this.shownBody = null;
+    this.rendered = null;
+    this.handlers.redraw();
   }
 
   renderAssistant(message, { isLast, busy }) {

@@ -8,5 +8,6 @@ for (const item of document.querySelectorAll(".shared-message")) {
   const target = item.querySelector("[data-markdown]");
   const source = item.querySelector("template.shared-source");
   if (!target || !source) continue;
-  target.replaceChildren(renderMarkdown(source.content.textContent));
+  const text = source.content.textContent;
+  target.replaceChildren(renderMarkdown(text, () => target.replaceChildren(renderMarkdown(text))));
 }
