@@ -40,10 +40,18 @@ def test_several_processes_without_redis_are_refused_with_what_to_set():
     assert "Serving on" not in result.stderr
 
 
-def test_a_web_concurrency_that_is_not_a_positive_number_stops_start_up():
-    result = serve(WEB_CONCURRENCY="0")
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        ("0", "WEB_CONCURRENCY must be between 1 and 256 (got 0)"),
+        ("-1", "WEB_CONCURRENCY must be between 1 and 256 (got -1)"),
+        ("abc", "WEB_CONCURRENCY must be a whole number (got 'abc')"),
+    ],
+)
+def test_a_web_concurrency_that_is_not_a_positive_number_stops_start_up_in_one_line(value, said):
+    result = serve(WEB_CONCURRENCY=value)
     assert result.returncode != 0
-    assert "WEB_CONCURRENCY must be between 1 and 256 (got 0)" in result.stderr
+    assert result.stderr.splitlines() == [f"Configuration error: {said}"]
 
 
 @pytest.mark.parametrize("port", [-1, 65536, 65536 + 8000, 99999])
