@@ -94,6 +94,11 @@ LIVE_PER_USER: Counter[int] = Counter()
 # rows again as answers streaming elsewhere.
 ATTACHING: set[int] = set()
 _COUNTING = threading.Lock()  # answers are counted in the database thread and the event loop
+# Set by `end_all`: an answer that attaches from then on ends at once, as interrupted.
+STOPPING = False
+# Answers still starting (`start_generation`), and the ending of rows whose start was cancelled
+# (`_end_unattached`): `end_all` waits for them as for the answers running.
+_STARTING: set["asyncio.Future[Any]"] = set()
 
 
 def admit(plan: ReplyPlan) -> None:
@@ -244,6 +249,8 @@ class Generation:
         COALESCING.measure()
         checkpoints().add(self)
         self._task = asyncio.create_task(self._run(channel))
+        if STOPPING:  # started as the process stops, after `end_all` interrupted the others
+            self.interrupt()
 
     async def rejoin(self) -> None:
         """Join the generation's group again, after the channel layer forgot it (Redis restart)."""
@@ -893,11 +900,19 @@ def _server_stopped() -> StreamError:
 async def end_all() -> None:
     """The process is stopping (SIGTERM): end every answer it streams as interrupted, its text
     saved and its watchers told, instead of leaving the last second's text unsaved and the
-    answer streaming until another process's reaper finds it stale."""
-    running = list(RUNNING.values())
-    for generation in running:
-        generation.interrupt()
-    await asyncio.gather(*(generation.wait() for generation in running))
+    answer streaming until another process's reaper finds it stale. Answers still starting end
+    too: those that attach end at once; the rows of those whose start was cancelled (daphne
+    cancels the sockets' tasks as it stops) are marked interrupted once written."""
+    global STOPPING
+    STOPPING = True
+    streaming, starting = len(RUNNING), len(_STARTING)
+    log.info("Stopping: ending %d answers streaming here, %d starting", streaming, starting)
+    while RUNNING or _STARTING:
+        running = list(RUNNING.values())
+        for generation in running:
+            generation.interrupt()
+        ends = [asyncio.ensure_future(generation.wait()) for generation in running]
+        await asyncio.wait([*ends, *_STARTING])
 
 
 class _Inbox:
@@ -993,9 +1008,21 @@ async def start_generation(
 
     The generation relays nothing until `announced()`: the caller announces the rows
     (`replies.announce_reply`) first, so every tab hears of a message before its deltas.
-    If the rows cannot be written the request is dropped; if the caller goes away after
-    they are, they stay streaming until the reaper marks them interrupted.
+    If the rows cannot be written the request is dropped; if the caller goes away (daphne
+    cancels it as the process stops), the rows end as interrupted once written.
     """
+    starting = asyncio.get_running_loop().create_future()
+    _STARTING.add(starting)
+    try:
+        return await _start_generation(admission)
+    finally:
+        _STARTING.discard(starting)
+        starting.set_result(None)
+
+
+async def _start_generation(
+    admission: Callable[[], ReplyPlan],
+) -> tuple[ReplyPlan, Generation, Exchange]:
     handover = _Handover(asyncio.get_running_loop())
     trip = asyncio.ensure_future(database_sync_to_async(begin_reply)(admission, handover))
     trip.add_done_callback(_retrieved)
@@ -1003,7 +1030,7 @@ async def start_generation(
         await asyncio.wait((handover.plan, trip), return_when=asyncio.FIRST_COMPLETED)
     except asyncio.CancelledError:
         handover.abandon()
-        trip.add_done_callback(_never_attached)
+        _end_unattached(trip)
         raise
     if not handover.plan.done():  # refused before the handover
         handover.abandon()
@@ -1019,16 +1046,32 @@ async def start_generation(
         await generation.attach(exchange)
     except BaseException:
         generation.abandon()
-        trip.add_done_callback(_never_attached)
+        _end_unattached(trip)
         raise
     return plan, generation, exchange
 
 
-def _never_attached(trip: "asyncio.Future[Exchange]") -> None:
-    """The rows a trip wrote will have no generation here (the reaper ends them)."""
-    if not trip.cancelled() and trip.exception() is None:
-        with _COUNTING:
-            ATTACHING.discard(trip.result().assistant_id)
+def _end_unattached(trip: "asyncio.Future[Exchange]") -> None:
+    """The rows the trip writes will have no generation here: they end as interrupted once
+    written, instead of streaming on (holding their conversation and one of the user's
+    answers) until a reaper finds them."""
+    ending = asyncio.ensure_future(_end_when_written(trip))
+    _STARTING.add(ending)
+    ending.add_done_callback(_STARTING.discard)
+
+
+async def _end_when_written(trip: "asyncio.Future[Exchange]") -> None:
+    await asyncio.wait([trip])
+    if trip.cancelled() or trip.exception() is not None:
+        return  # nothing was written
+    exchange = trip.result()
+    with _COUNTING:
+        ATTACHING.discard(exchange.assistant_id)
+    try:
+        ended = await database_sync_to_async(replies.end_unstarted)(exchange.assistant_id)
+        await replies.announce_interrupted(ended)
+    except Exception:  # the reaper ends it
+        log.exception("Ending answer %s, which never started, failed", exchange.assistant_id)
 
 
 def _retrieved(trip: "asyncio.Future[Exchange]") -> None:

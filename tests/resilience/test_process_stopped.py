@@ -6,10 +6,13 @@ last checkpoint, up to a second behind, for another process's reaper to find.
 """
 
 import asyncio
+import socket
 
+import psycopg
 import pytest
 import websockets
 
+from tests.databases import uses_postgres
 from tests.resilience.servers import ChatClient, text_of
 from tests.support.polling import await_for
 
@@ -43,3 +46,61 @@ async def test_a_stopped_servers_answer_is_saved_with_every_token_it_sent(launch
     assert saved["error"] == {**done[0]["error"], "help_url": None}  # as the socket said it
     # The stopped process closed its upstream request on its way out.
     await await_for(lambda: sim.active_streams == 0, "the upstream stream to close")
+
+
+@pytest.mark.skipif(not uses_postgres(), reason="holds a row lock: PostgreSQL only")
+async def test_an_answer_still_starting_as_the_server_stops_is_ended_not_left_streaming(
+    launch, session_for, server_database, sim
+):
+    """Its rows are being written when SIGTERM comes (the database is slow: here, a lock on the
+    user's row holds start_reply). It ends interrupted, with the text its socket was sent, before
+    the process exits, instead of streaming on in the database, holding its conversation ("an
+    answer is still streaming here") and one of the user's answers, until a reaper finds it a
+    minute or two later."""
+    server = launch("stopping")
+    session = session_for()
+    user_id = (await asyncio.to_thread(server.get_json, "/api/me/", session))["id"]
+    client = await ChatClient(server, session).connect()
+    with psycopg.connect(server_database.url) as locker:
+        locker.execute("SELECT id FROM auth_user WHERE id = %s FOR UPDATE", [user_id])
+        send = {"type": "chat.send", "request_id": "r", "conversation_id": None}
+        await client.send({**send, "content": "Hello"})
+        await await_for(lambda: lock_waiters(locker), "the answer's start to wait on the lock")
+        server.process.terminate()
+        await await_for(lambda: stop_began(server), "the process to begin its stop")
+        locker.rollback()  # the rows are written now, as the process stops
+    with pytest.raises(websockets.ConnectionClosed):  # read what it sends until it closes
+        while True:
+            await client.receive()
+    assert await asyncio.to_thread(server.process.wait, 30) == 0
+
+    after = launch("after")
+    (listed,) = (await asyncio.to_thread(after.get_json, "/api/conversations/", session))["results"]
+    path = f"/api/conversations/{listed['id']}/"
+    question, answer = (await asyncio.to_thread(after.get_json, path, session))["messages"]
+    assert question["content"] == "Hello"
+    assert answer["status"] == "interrupted"
+    assert answer["content"] == text_of(client.received, answer["id"])  # what its socket got
+    # The conversation takes the next question at once.
+    again = await ChatClient(after, session).connect()
+    created = await again.send_message("Again", listed["id"])
+    done = await again.until_type("message.done", created["id"])
+    assert done[-1]["status"] == "complete"
+
+
+def stop_began(server) -> bool:
+    """The process says it stops, or has stopped listening already."""
+    if "Stopping:" in server.log_tail():
+        return True
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", server.port)) != 0
+
+
+def lock_waiters(locker: psycopg.Connection) -> bool:
+    """Whether another session of the servers' database waits on a lock."""
+    with psycopg.connect(locker.info.dsn, autocommit=True) as watcher:
+        row = watcher.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        ).fetchone()
+    return row[0] > 0

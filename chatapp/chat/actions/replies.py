@@ -674,6 +674,14 @@ def stale_replies(cutoff: datetime, alive: list[int]) -> list[Abandoned]:
     return [Abandoned(*row) for row in rows]
 
 
+def end_unstarted(message_id: int) -> list[Abandoned]:
+    """Mark interrupted an answer whose rows were written but whose generation never started
+    (its start was cancelled as the process stopped); returns it, if this call marked it."""
+    rows = Message.objects.filter(pk=message_id, status=MessageStatus.STREAMING)
+    found = [Abandoned(*row) for row in rows.values_list("id", "conversation_id", "model")]
+    return mark_interrupted(found)
+
+
 def mark_interrupted(found: list[Abandoned]) -> list[Abandoned]:
     """Mark the answers found interrupted; returns those this call marked.
 
