@@ -19,7 +19,7 @@ class ChatConfig(AppConfig):
         post_migrate.connect(repair_search_index, sender=self)
         # Both read the models: only once apps are loaded. The signals stop the answers of a
         # team or user deleted under them.
-        from chatapp.chat import generation, signals  # noqa: F401
+        from chatapp.chat import generation, openai_api, signals  # noqa: F401
         from chatapp.chat.actions.conversations import (
             teams_holding_others,
             teams_with_conversations_of,
@@ -33,3 +33,4 @@ class ChatConfig(AppConfig):
 
         # A deploy or restart (SIGTERM) saves the answers streaming here before the exit.
         stopping.when_stopping(generation.end_all)
+        stopping.when_stopping(openai_api.end_all)  # and counts the API answers relayed here

@@ -347,6 +347,7 @@ class AnswerStream(StreamingHttpResponse):
 
         async def stream() -> AsyncIterator[bytes]:
             yield opening
+            answer.task = asyncio.current_task()  # Django's response task reads on from here
             async for part in chunks:
                 yield part
 
@@ -447,6 +448,24 @@ def newest_question(plan: ReplyPlan) -> dict[str, Any]:
     return next(m for m in reversed(plan.messages) if m["role"] == "user")
 
 
+# The answers this process relays and has not counted yet (`end_all` counts them at its stop).
+_RELAYING: set["Answer"] = set()
+
+
+async def end_all() -> None:
+    """The process is stopping (SIGTERM): count every answer it relays as a client that went
+    away is counted. daphne cancels the requests, but Django runs a view and its response in a
+    task of their own, which it cancels only when the request ends: an answer's task would stop
+    with the event loop, the tokens its client read never counted."""
+    answers = list(_RELAYING)
+    tasks = {answer.task for answer in answers if answer.task is not None}
+    for task in tasks:
+        task.cancel()  # its own ending counts the answer, where it was reading upstream
+    if tasks:
+        await asyncio.wait(tasks)
+    await asyncio.gather(*(answer.abandon() for answer in answers))  # where it was not
+
+
 class Answer:
     """One answer read from upstream, relayed whole or as chunks, then counted (and saved)."""
 
@@ -472,6 +491,8 @@ class Answer:
         self.conversation_id: int | None = None
         self._closed = False
         self._access_checked = time.monotonic()
+        self.task = asyncio.current_task()  # the view's, reading the answer
+        _RELAYING.add(self)
 
     async def first_event(self) -> StreamEvent:
         """The first text (or the end): a failure before any text is an error response. Tool
@@ -618,6 +639,8 @@ class Answer:
             )
         except Exception:
             log.exception("Recording an API answer's usage failed")
+        finally:
+            _RELAYING.discard(self)
         return usage
 
     async def abandon(self) -> None:

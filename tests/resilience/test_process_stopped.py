@@ -6,14 +6,23 @@ last checkpoint, up to a second behind, for another process's reaper to find.
 """
 
 import asyncio
+import json
 import socket
 
+import httpx
 import psycopg
 import pytest
 import websockets
 
 from tests.databases import uses_postgres
-from tests.resilience.servers import ChatClient, text_of
+from tests.resilience.servers import (
+    FRAME_SECONDS,
+    MODEL,
+    ChatClient,
+    manage,
+    server_env,
+    text_of,
+)
 from tests.support.polling import await_for
 
 pytestmark = pytest.mark.slow
@@ -104,3 +113,53 @@ def lock_waiters(locker: psycopg.Connection) -> bool:
             " WHERE datname = current_database() AND wait_event_type = 'Lock'"
         ).fetchone()
     return row[0] > 0
+
+
+async def test_an_api_answer_streaming_as_the_server_stops_counts_what_its_client_read(
+    launch, server_database, sim
+):
+    """daphne cancels the request as it stops, but not the task streaming the response (Django
+    leaves that to the request's end), so the stream's own ending never ran: the tokens the
+    client had read were never counted against the team's budgets."""
+    server = launch("api")
+    env = server_env(server_database.url, sim)
+    key = manage(env, "shell", "-v", "0", "-c", NEW_KEY).strip().splitlines()[-1]
+    body = {
+        "model": MODEL,
+        "stream": True,
+        "messages": [{"role": "user", "content": "[sim:pace tps=40] [sim:long tokens=4000] Go"}],
+    }
+    read = ""
+    async with (
+        httpx.AsyncClient(base_url=server.url, timeout=FRAME_SECONDS) as client,
+        client.stream(
+            "POST", "/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"}
+        ) as response,
+    ):
+        with pytest.raises(httpx.RemoteProtocolError):  # read until the server closes
+            async for line in response.aiter_lines():
+                if line.startswith("data: {"):
+                    read += json.loads(line[6:])["choices"][0]["delta"].get("content") or ""
+                if len(read) >= 60 and server.process.returncode is None:
+                    server.process.terminate()
+    assert await asyncio.to_thread(server.process.wait, 30) == 0
+
+    counted = json.loads(manage(env, "shell", "-v", "0", "-c", USAGE).strip().splitlines()[-1])
+    assert counted["requests"] == 1
+    assert counted["completion_tokens"] >= len(read) // 4  # the history's estimate of it
+
+
+NEW_KEY = """
+from django.contrib.auth import get_user_model
+from chatapp.teams.actions import create_api_key
+user = get_user_model().objects.create_user("scripted", password="pw-scripted")
+print(create_api_key(user, None, "script")[1])
+"""
+USAGE = """
+import json
+from django.db.models import Sum
+from chatapp.teams.models import TeamUsage
+rows = TeamUsage.objects.filter(user__username="scripted")
+totals = rows.aggregate(requests=Sum("requests"), completion_tokens=Sum("completion_tokens"))
+print(json.dumps(totals))
+"""
