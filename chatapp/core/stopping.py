@@ -14,6 +14,12 @@ log = logging.getLogger(__name__)
 STOP_SECONDS = 8.0
 
 _hooks: list[Callable[[], Awaitable[None]]] = []
+_stopping = False
+
+
+def is_stopping() -> bool:
+    """Whether this process has begun to stop (its health checks then say so)."""
+    return _stopping
 
 
 def when_stopping(hook: Callable[[], Awaitable[None]]) -> None:
@@ -22,6 +28,8 @@ def when_stopping(hook: Callable[[], Awaitable[None]]) -> None:
 
 
 async def run_hooks(timeout: float = STOP_SECONDS) -> None:
+    global _stopping
+    _stopping = True
     tasks = [asyncio.ensure_future(hook()) for hook in _hooks]
     if not tasks:
         return

@@ -17,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from chatapp.core import metrics as _metrics  # noqa: F401  (registers the chat metrics)
+from chatapp.core import stopping
 from chatapp.core.health import (
     OK,
     cached_upstream_models,
@@ -35,6 +36,8 @@ def favicon(request: HttpRequest) -> HttpResponseRedirect:
 @never_cache
 async def healthz(request: HttpRequest) -> JsonResponse:
     """This process can serve: the database and the channel layer answer."""
+    if stopping.is_stopping():
+        return _stopping()
     checks = {"database": await check_database(), "channel_layer": await check_channel_layer()}
     return _report(checks)
 
@@ -48,6 +51,8 @@ async def readyz(request: HttpRequest) -> JsonResponse:
     site spend its key (and learn about its provider) by asking. It is probed at most every
     UPSTREAM_CACHE_SECONDS per process.
     """
+    if stopping.is_stopping():
+        return _stopping()
     checks = {"database": await check_database(), "channel_layer": await check_channel_layer()}
     if metrics_refusal(request) is not None:
         return _report(checks)
@@ -58,6 +63,11 @@ async def readyz(request: HttpRequest) -> JsonResponse:
         offered = settings.LLAMA_DEFAULT_MODEL in model_ids
         extra["default_model"] = OK if offered else "not offered by the upstream"
     return _report(checks, **extra)
+
+
+def _stopping() -> JsonResponse:
+    """It still accepts connections while it ends its answers: nobody new should come."""
+    return JsonResponse({"status": "stopping"}, status=503)
 
 
 def _report(checks: dict[str, str], **extra: str) -> JsonResponse:

@@ -8,6 +8,8 @@ last checkpoint, up to a second behind, for another process's reaper to find.
 import asyncio
 import json
 import socket
+import urllib.error
+import urllib.request
 
 import httpx
 import psycopg
@@ -95,6 +97,38 @@ async def test_an_answer_still_starting_as_the_server_stops_is_ended_not_left_st
     created = await again.send_message("Again", listed["id"])
     done = await again.until_type("message.done", created["id"])
     assert done[-1]["status"] == "complete"
+
+
+@pytest.mark.skipif(not uses_postgres(), reason="holds a row lock: PostgreSQL only")
+async def test_health_checks_say_stopping_while_the_process_ends_its_answers(
+    launch, session_for, server_database
+):
+    """While it waits for its answers to end it still accepts connections: /healthz and /readyz
+    answer 503 "stopping", so a load balancer or an orchestrator sends nobody new there."""
+    server = launch("stopping")
+    session = session_for()
+    user_id = (await asyncio.to_thread(server.get_json, "/api/me/", session))["id"]
+    client = await ChatClient(server, session).connect()
+    with psycopg.connect(server_database.url) as locker:  # the answer's start waits on it
+        locker.execute("SELECT id FROM auth_user WHERE id = %s FOR UPDATE", [user_id])
+        send = {"type": "chat.send", "request_id": "r", "conversation_id": None}
+        await client.send({**send, "content": "Hello"})
+        await await_for(lambda: lock_waiters(locker), "the answer's start to wait on the lock")
+        server.process.terminate()
+        await await_for(lambda: "Stopping:" in server.log_tail(), "the process to begin its stop")
+        for path in ("/healthz", "/readyz"):
+            status, body = await asyncio.to_thread(health, server.url + path)
+            assert (status, body) == (503, {"status": "stopping"})
+        locker.rollback()
+    assert await asyncio.to_thread(server.process.wait, 30) == 0
+
+
+def health(url: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(url, timeout=FRAME_SECONDS) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
 
 
 def stop_began(server) -> bool:
