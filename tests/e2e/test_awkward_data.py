@@ -1,0 +1,90 @@
+"""Real, awkward data on every page: names without a space in them, a long conversation title,
+an answer with a wide table, questions and answers in Arabic and Hebrew. Nothing pushes a page
+sideways, every button stays in view, and right-to-left text reads right to left."""
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.chat_page import json_from, log_in
+from tests.browser.conftest import DESKTOP, MODEL, PHONE
+from tests.e2e.journeys import assert_clean, new_context, watched_page
+
+pytestmark = pytest.mark.browser
+
+LONG_TEAM = "Internationaldevelopmentandplatformengineeringresearchgroup_EMEA_APAC"
+LONG_TITLE = "Quarterly_planning_" + "notes" * 30
+ARABIC = "مرحبا! هذا سؤال عن الإصدار Python 3.11 من فضلك."
+HEBREW = "שלום עולם, זו תשובה בעברית על Python 3.11."
+WIDE_TABLE = "| " + " | ".join(f"column_heading_{n}" for n in range(14)) + " |\n"
+WIDE_TABLE += "|" + "---|" * 14 + "\n| " + " | ".join(f"value_{n}" for n in range(14)) + " |\n"
+
+# A team with a long one-word name; a teammate and API keys whose names have no spaces; a
+# conversation with a long title, a wide table and right-to-left text, shared with the team;
+# an invitation from another team.
+SEED = f"""
+import json
+from django.contrib.auth import get_user_model
+from chatapp.chat.actions.admin_access import grant_read_access
+from chatapp.chat.actions.sharing import share_conversation
+from chatapp.chat.models import Conversation, Message
+from chatapp.teams import actions
+from chatapp.teams.models import Membership, Role
+
+User = get_user_model()
+me = User.objects.get(username=USERNAME)
+User.objects.filter(pk=me.pk).update(is_superuser=True, is_staff=True)
+me.refresh_from_db()
+team = actions.create_team(me, {LONG_TEAM!r})
+mate = User.objects.create(
+    username=USERNAME + "_bartholomew_fitzgerald_worthington_smythe_the_third_of_westminster")
+Membership.objects.create(team=team, user=mate, role=Role.ADMIN)
+actions.create_api_key(me, team, "laptop_" + "k" * 56)
+actions.create_api_key(mate, team, "build_server_" + "q" * 50)
+chat = Conversation.objects.create(team=team, owner=me, title={LONG_TITLE!r}, model=MODEL)
+question = Message.objects.create(conversation=chat, role="user", content={ARABIC!r})
+answer = Message.objects.create(conversation=chat, role="assistant", parent=question,
+                                status="complete", model=MODEL,
+                                content={HEBREW!r} + "\\n\\n" + {WIDE_TABLE!r})
+chat.active_leaf = answer
+chat.save()
+share = share_conversation(me, chat, "team")
+grant_read_access(me, chat, "Reason_" + "r" * 120, 15)
+other = actions.create_team(mate, "Other_" + "o" * 90)
+invitation = actions.invite(mate, other)
+print(json.dumps({{"team": team.pk, "chat": chat.pk, "share": share.token,
+                  "invitation": invitation.token}}))
+"""
+
+
+@pytest.fixture
+def awkward(app_server, user):
+    names = f"USERNAME = {user.username!r}\nMODEL = {MODEL!r}\n"
+    return json_from(app_server.run_python(names + SEED))
+
+
+def signed_in(browser, app_server, user, viewport):
+    context = new_context(browser, app_server.url, viewport=viewport, has_touch=viewport == PHONE)
+    page, watch = watched_page(context, app_server.url)
+    log_in(page, user)
+    return context, page, watch
+
+
+@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
+def test_long_names_leave_every_revoke_button_in_view(
+    browser, app_server, user, sim, awkward, viewport
+):
+    context, page, watch = signed_in(browser, app_server, user, viewport)
+    try:
+        out_of_view = {}
+        for path in ["/settings/", "/settings/shares/", f"/teams/{awkward['team']}/members/"]:
+            page.goto(path)
+            buttons = page.get_by_role("button", name="Revoke", exact=True)
+            expect(buttons.first).to_be_visible()
+            for number, button in enumerate(buttons.all()):
+                box = button.bounding_box()
+                if box["x"] + box["width"] > viewport["width"]:
+                    out_of_view[f"{path} #{number}"] = box["x"] + box["width"]
+        assert out_of_view == {}
+        assert_clean(watch)
+    finally:
+        context.close()
