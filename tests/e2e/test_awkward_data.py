@@ -8,6 +8,7 @@ from playwright.sync_api import expect
 from tests.browser.chat_page import json_from, log_in
 from tests.browser.conftest import DESKTOP, MODEL, PHONE
 from tests.e2e.journeys import assert_clean, new_context, watched_page
+from tests.e2e.test_phone_pages import overflow
 
 pytestmark = pytest.mark.browser
 
@@ -85,6 +86,30 @@ def test_long_names_leave_every_revoke_button_in_view(
                 if box["x"] + box["width"] > viewport["width"]:
                     out_of_view[f"{path} #{number}"] = box["x"] + box["width"]
         assert out_of_view == {}
+        assert_clean(watch)
+    finally:
+        context.close()
+
+
+def test_long_names_without_spaces_fit_a_phone(browser, app_server, user, sim, awkward):
+    team = f"/teams/{awkward['team']}/"
+    paths = [
+        "/settings/",
+        "/teams/",
+        *(team + section for section in ["", "members/", "prompts/", "usage/", "audit/"]),
+        f"/c/{awkward['chat']}/share/",
+        f"/site/conversations/{awkward['chat']}/access/",
+        f"/invite/{awkward['invitation']}/",
+    ]
+    context, page, watch = signed_in(browser, app_server, user, PHONE)
+    try:
+        too_wide = {}
+        for path in paths:
+            page.goto(path)
+            extra, culprits = overflow(page)
+            if extra > 0:
+                too_wide[path] = (extra, culprits)
+        assert too_wide == {}
         assert_clean(watch)
     finally:
         context.close()
