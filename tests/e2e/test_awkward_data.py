@@ -9,6 +9,7 @@ from tests.browser.chat_page import json_from, log_in
 from tests.browser.conftest import DESKTOP, MODEL, PHONE
 from tests.e2e.journeys import assert_clean, new_context, watched_page
 from tests.e2e.test_phone_pages import overflow
+from tests.support.polling import wait_for
 
 pytestmark = pytest.mark.browser
 
@@ -110,6 +111,25 @@ def test_long_names_without_spaces_fit_a_phone(browser, app_server, user, sim, a
             if extra > 0:
                 too_wide[path] = (extra, culprits)
         assert too_wide == {}
+        assert_clean(watch)
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
+def test_a_wide_table_in_a_shared_answer_scrolls_in_its_own_box(
+    browser, app_server, user, sim, awkward, viewport
+):
+    context, page, watch = signed_in(browser, app_server, user, viewport)
+    try:
+        page.goto(f"/s/{awkward['share']}/")
+        table = page.get_by_role("region", name="Table")
+        expect(table.get_by_role("columnheader", name="column_heading_13")).to_be_attached()
+        assert table.evaluate("(box) => box.scrollWidth > box.clientWidth")  # it scrolls
+        assert overflow(page)[0] == 0  # the page does not
+        table.focus()  # a keyboard scrolls it too
+        page.keyboard.press("ArrowRight")
+        wait_for(lambda: table.evaluate("(box) => box.scrollLeft") > 0, "the arrow key")
         assert_clean(watch)
     finally:
         context.close()

@@ -9,6 +9,7 @@
 
 import DOMPurify from "../../vendor/dompurify/purify.es.min.js";
 import { Marked } from "../../vendor/marked/marked.esm.js";
+import { h } from "./dom.js";
 
 const SAFE_LINK = /^(?:https?:|mailto:)/i;
 
@@ -167,5 +168,27 @@ export function renderMarkdown(text, whenColoured = null) {
     // A few kilobytes of quotes or emphasis nested thousands deep overflow the renderer's
     // stack: shown as text, so that answer and the rest of the conversation still show.
     return plainText(source);
+  }
+}
+
+/** A URL, path or identifier: a long run without spaces that is not just letters. */
+function hasLongToken(text) {
+  return text.split(/\s+/).some((run) => run.length >= 30 && /[^\p{L}]/u.test(run));
+}
+
+/**
+ * Tables scroll sideways in a box of their own (focusable, so keyboards can scroll it). A cell
+ * holding a long URL or identifier may break it, so one link does not squeeze every other
+ * column; words, however long, stay whole.
+ */
+export function wrapTables(root) {
+  for (const table of root.querySelectorAll("table")) {
+    const box = h("div", { className: "table-scroll", tabindex: "0", role: "region" });
+    box.setAttribute("aria-label", "Table");
+    table.replaceWith(box);
+    box.append(table);
+    for (const cell of table.querySelectorAll("th, td")) {
+      if (hasLongToken(cell.textContent)) cell.classList.add("cell-breaks");
+    }
   }
 }

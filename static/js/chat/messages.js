@@ -3,7 +3,7 @@
 import { attachmentList } from "./attachments.js";
 import { copyWithFeedback } from "./clipboard.js";
 import { h, icon, iconButton } from "./dom.js";
-import { renderMarkdown } from "./markdown.js";
+import { renderMarkdown, wrapTables } from "./markdown.js";
 import { isStreaming } from "./state.js";
 
 const AVATAR_URL = document.querySelector("[data-avatar]")?.dataset.avatar || "";
@@ -142,28 +142,6 @@ function formatNotice(message) {
   if (format?.valid !== false) return "";
   const expected = format.type === "json_schema" && format.name ? ` (schema ${format.name})` : "";
   return `This answer is not the JSON that was asked for${expected}: ${format.error || "it does not parse."}`;
-}
-
-/** A URL, path or identifier: a long run without spaces that is not just letters. */
-function hasLongToken(text) {
-  return text.split(/\s+/).some((run) => run.length >= 30 && /[^\p{L}]/u.test(run));
-}
-
-/**
- * Tables scroll sideways in a box of their own (focusable, so keyboards can scroll it). A cell
- * holding a long URL or identifier may break it, so one link does not squeeze every other
- * column; words, however long, stay whole.
- */
-function wrapTables(root) {
-  for (const table of root.querySelectorAll("table")) {
-    const box = h("div", { className: "table-scroll", tabindex: "0", role: "region" });
-    box.setAttribute("aria-label", "Table");
-    table.replaceWith(box);
-    box.append(table);
-    for (const cell of table.querySelectorAll("th, td")) {
-      if (hasLongToken(cell.textContent)) cell.classList.add("cell-breaks");
-    }
-  }
 }
 
 function isBlank(node) {
