@@ -133,3 +133,40 @@ def test_a_wide_table_in_a_shared_answer_scrolls_in_its_own_box(
         assert_clean(watch)
     finally:
         context.close()
+
+
+DIRECTION = "(element) => getComputedStyle(element).direction"
+
+
+def test_right_to_left_text_reads_right_to_left_in_the_chat_and_a_share(
+    browser, app_server, user, sim, awkward
+):
+    context, page, watch = signed_in(browser, app_server, user, PHONE)
+    try:
+        page.goto(f"/c/{awkward['chat']}/")
+        question = page.locator(".message-user .bubble").filter(has_text="مرحبا")
+        answer = page.locator(".message-assistant .markdown")
+        expect(answer.get_by_text("שלום עולם")).to_be_visible()
+        directions = {
+            "question": question.evaluate(DIRECTION),
+            "answer": answer.get_by_text("שלום עולם").evaluate(DIRECTION),
+            "table header": answer.get_by_role("columnheader").first.evaluate(DIRECTION),
+            "message box": page.get_by_label("Message", exact=True).evaluate(DIRECTION),
+        }
+        assert directions == {
+            "question": "rtl",
+            "answer": "rtl",
+            "table header": "ltr",  # English in the same answer stays left to right
+            "message box": "ltr",  # until Arabic is typed in it
+        }
+        page.get_by_label("Message", exact=True).fill("سؤال جديد")
+        assert page.get_by_label("Message", exact=True).evaluate(DIRECTION) == "rtl"
+
+        page.goto(f"/s/{awkward['share']}/")
+        expect(page.get_by_text("שלום עולם")).to_be_visible()
+        assert page.locator(".shared-question").evaluate(DIRECTION) == "rtl"
+        assert page.get_by_text("שלום עולם").evaluate(DIRECTION) == "rtl"
+        assert page.get_by_role("columnheader").first.evaluate(DIRECTION) == "ltr"
+        assert_clean(watch)
+    finally:
+        context.close()

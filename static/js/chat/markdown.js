@@ -147,6 +147,10 @@ function plainText(text) {
   return fragment;
 }
 
+// Blocks of text that take their direction from their own first letter: an Arabic or Hebrew
+// paragraph reads right to left beside English ones; code stays left to right.
+const TEXT_BLOCKS = "p, h1, h2, h3, h4, h5, h6, ul, ol, li, blockquote, table, th, td";
+
 /**
  * Markdown text to a sanitized DocumentFragment, ready to insert. When its code waits for
  * highlight.js, `whenColoured` is called once that has arrived: render it again then.
@@ -155,20 +159,22 @@ export function renderMarkdown(text, whenColoured = null) {
   const source = String(text ?? "");
   highlightLeft = HIGHLIGHT_BUDGET;
   awaitingColours = false;
+  let fragment;
   try {
-    const fragment = DOMPurify.sanitize(marked.parse(source, { async: false }), PURIFY_CONFIG);
+    fragment = DOMPurify.sanitize(marked.parse(source, { async: false }), PURIFY_CONFIG);
     if (awaitingColours) {
       fetchHighlighter().then(
         () => whenColoured?.(),
         () => {},
       );
     }
-    return fragment;
   } catch {
     // A few kilobytes of quotes or emphasis nested thousands deep overflow the renderer's
     // stack: shown as text, so that answer and the rest of the conversation still show.
-    return plainText(source);
+    fragment = plainText(source);
   }
+  for (const block of fragment.querySelectorAll(TEXT_BLOCKS)) block.dir = "auto";
+  return fragment;
 }
 
 /** A URL, path or identifier: a long run without spaces that is not just letters. */

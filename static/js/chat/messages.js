@@ -290,7 +290,7 @@ export class MessageView {
   }
 
   buildUser() {
-    this.body = h("div", { className: "bubble" });
+    this.body = h("div", { className: "bubble", dir: "auto" });
     this.files = h("div", { className: "message-files" });
     this.shownFiles = null; // the attachments last drawn
     this.redacted = h("p", { className: "message-redactions" });
@@ -319,7 +319,7 @@ export class MessageView {
 
   /** The question, editable in place: Enter (or Send) sends the new version, Escape cancels. */
   buildEditor() {
-    this.editInput = h("textarea", { className: "edit-input", rows: "3" });
+    this.editInput = h("textarea", { className: "edit-input", rows: "3", dir: "auto" });
     this.editInput.setAttribute("aria-label", "Edit your question");
     // The question's files, which the new version keeps unless taken out here.
     this.editFiles = h("ul", { className: "draft-tray", "aria-label": "Files this version keeps" });

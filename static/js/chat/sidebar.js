@@ -329,7 +329,7 @@ export class Sidebar {
       }
     });
     more.addEventListener("click", () => this.openMenu(li));
-    link.append(h("span", { className: "conversation-name" }));
+    link.append(h("span", { className: "conversation-name", dir: "auto" }));
     if (conversation.snippet && conversation.message_id) {
       li.dataset.messageId = conversation.message_id;
       link.append(snippetElement(conversation.snippet, this.query));
