@@ -18,11 +18,12 @@ LONG_TITLE = "Quarterly_planning_" + "notes" * 30
 ARABIC = "مرحبا! هذا سؤال عن الإصدار Python 3.11 من فضلك."
 HEBREW = "שלום עולם, זו תשובה בעברית על Python 3.11."
 WIDE_TABLE = "| " + " | ".join(f"column_heading_{n}" for n in range(14)) + " |\n"
+TOOL = "look_up_the_customer_record_by_its_identifier_in_the_crm"
 WIDE_TABLE += "|" + "---|" * 14 + "\n| " + " | ".join(f"value_{n}" for n in range(14)) + " |\n"
 
 # A team with a long one-word name; a teammate and API keys whose names have no spaces; a
-# conversation with a long title, a wide table and right-to-left text, shared with the team;
-# an invitation from another team.
+# conversation with a long title, a tool call, a wide table and right-to-left text, shared
+# with the team and read by a site admin for a long reason; an invitation from another team.
 SEED = f"""
 import json
 from django.contrib.auth import get_user_model
@@ -46,11 +47,15 @@ chat = Conversation.objects.create(team=team, owner=me, title={LONG_TITLE!r}, mo
 question = Message.objects.create(conversation=chat, role="user", content={ARABIC!r})
 answer = Message.objects.create(conversation=chat, role="assistant", parent=question,
                                 status="complete", model=MODEL,
-                                content={HEBREW!r} + "\\n\\n" + {WIDE_TABLE!r})
+                                content={HEBREW!r} + "\\n\\n" + {WIDE_TABLE!r},
+                                tool_calls=[{{"id": "call_1", "name": {TOOL!r}, "arguments": "{{}}",
+                                              "status": "done", "content": "{{}}",
+                                              "is_error": False, "round": 0, "offset": 0,
+                                              "elapsed": 1.5}}])
 chat.active_leaf = answer
 chat.save()
 share = share_conversation(me, chat, "team")
-grant_read_access(me, chat, "Reason_" + "r" * 120, 15)
+grant_read_access(me, chat, "Reason_" + "r" * 200, 15)
 other = actions.create_team(mate, "Other_" + "o" * 90)
 invitation = actions.invite(mate, other)
 print(json.dumps({{"team": team.pk, "chat": chat.pk, "share": share.token,
@@ -167,6 +172,22 @@ def test_right_to_left_text_reads_right_to_left_in_the_chat_and_a_share(
         assert page.locator(".shared-question").evaluate(DIRECTION) == "rtl"
         assert page.get_by_text("שלום עולם").evaluate(DIRECTION) == "rtl"
         assert page.get_by_role("columnheader").first.evaluate(DIRECTION) == "ltr"
+        assert_clean(watch)
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
+def test_nothing_in_a_chat_with_long_names_runs_past_the_edge(
+    browser, app_server, user, sim, awkward, viewport
+):
+    context, page, watch = signed_in(browser, app_server, user, viewport)
+    try:
+        page.goto(f"/c/{awkward['chat']}/")
+        expect(page.get_by_role("note").filter(has_text="was given read access")).to_be_visible()
+        expect(page.locator(".tool-call-name")).to_have_text(TOOL)
+        extra, culprits = overflow(page)
+        assert extra == 0, culprits
         assert_clean(watch)
     finally:
         context.close()
