@@ -21,7 +21,7 @@ WIDE_TABLE = "| " + " | ".join(f"column_heading_{n}" for n in range(14)) + " |\n
 TOOL = "look_up_the_customer_record_by_its_identifier_in_the_crm"
 WIDE_TABLE += "|" + "---|" * 14 + "\n| " + " | ".join(f"value_{n}" for n in range(14)) + " |\n"
 
-# A team with a long one-word name; a teammate and API keys whose names have no spaces; a
+# A team with a long one-word name; a teammate, API keys and a prompt named without spaces; a
 # conversation with a long title, a tool call, a wide table and right-to-left text, shared
 # with the team and read by a site admin for a long reason; an invitation from another team.
 SEED = f"""
@@ -42,6 +42,7 @@ mate = User.objects.create(
     username=USERNAME + "_bartholomew_fitzgerald_worthington_smythe_the_third_of_westminster")
 Membership.objects.create(team=team, user=mate, role=Role.ADMIN)
 actions.create_api_key(me, team, "laptop_" + "k" * 56)
+actions.save_prompt(me, team, name="Code_reviewer_for_" + "team" * 15, content="Be brief.")
 actions.create_api_key(mate, team, "build_server_" + "q" * 50)
 chat = Conversation.objects.create(team=team, owner=me, title={LONG_TITLE!r}, model=MODEL)
 question = Message.objects.create(conversation=chat, role="user", content={ARABIC!r})
