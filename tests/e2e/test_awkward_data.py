@@ -23,7 +23,7 @@ WIDE_TABLE += "|" + "---|" * 14 + "\n| " + " | ".join(f"value_{n}" for n in rang
 
 # A team with a long one-word name; a teammate, API keys and a prompt named without spaces; a
 # conversation with a long title, a tool call, a wide table and right-to-left text, shared
-# with the team and read by a site admin for a long reason; an invitation from another team.
+# with the team and read by a site admin twice, for long reasons; an invitation from another team.
 SEED = f"""
 import json
 from django.contrib.auth import get_user_model
@@ -57,6 +57,7 @@ chat.active_leaf = answer
 chat.save()
 share = share_conversation(me, chat, "team")
 grant_read_access(me, chat, "Reason_" + "r" * 200, 15)
+grant_read_access(me, chat, "An abuse report names this conversation. " * 24, 60)
 other = actions.create_team(mate, "Other_" + "o" * 90)
 invitation = actions.invite(mate, other)
 print(json.dumps({{"team": team.pk, "chat": chat.pk, "share": share.token,
@@ -185,10 +186,32 @@ def test_nothing_in_a_chat_with_long_names_runs_past_the_edge(
     context, page, watch = signed_in(browser, app_server, user, viewport)
     try:
         page.goto(f"/c/{awkward['chat']}/")
-        expect(page.get_by_role("note").filter(has_text="was given read access")).to_be_visible()
+        notices = page.get_by_role("note").filter(has_text="was given read access")
+        expect(notices).to_have_count(2)
         expect(page.locator(".tool-call-name")).to_have_text(TOOL)
         extra, culprits = overflow(page)
         assert extra == 0, culprits
+        assert_clean(watch)
+    finally:
+        context.close()
+
+
+def test_site_admin_notices_leave_room_for_the_conversation_on_a_phone(
+    browser, app_server, user, sim, awkward
+):
+    """Two grants, one with a reason of a thousand characters: the notices scroll in a box of
+    their own, and the conversation keeps most of the screen."""
+    context, page, watch = signed_in(browser, app_server, user, PHONE)
+    try:
+        page.goto(f"/c/{awkward['chat']}/")
+        expect(page.get_by_role("note").filter(has_text="was given read access")).to_have_count(2)
+        assert page.locator("#messages").bounding_box()["height"] >= PHONE["height"] / 3
+        notices = page.get_by_role("region", name="Site admin access")
+        assert notices.bounding_box()["height"] <= PHONE["height"] / 4
+        assert notices.evaluate("(box) => box.scrollHeight > box.clientHeight")  # it scrolls
+        notices.focus()  # a keyboard scrolls it too
+        page.keyboard.press("End")
+        expect(notices.get_by_role("link", name="All admin access").last).to_be_in_viewport()
         assert_clean(watch)
     finally:
         context.close()
