@@ -5,7 +5,7 @@ sideways, every button stays in view, and right-to-left text reads right to left
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.chat_page import json_from, log_in
+from tests.browser.chat_page import BrowserUser, json_from, log_in
 from tests.browser.conftest import DESKTOP, MODEL, PHONE
 from tests.e2e.journeys import assert_clean, new_context, watched_page
 from tests.e2e.test_phone_pages import overflow
@@ -212,6 +212,29 @@ def test_site_admin_notices_leave_room_for_the_conversation_on_a_phone(
         notices.focus()  # a keyboard scrolls it too
         page.keyboard.press("End")
         expect(notices.get_by_role("link", name="All admin access").last).to_be_in_viewport()
+        assert_clean(watch)
+    finally:
+        context.close()
+
+
+def test_a_long_user_name_stays_whole_in_the_site_admin_header_on_a_phone(
+    browser, app_server, user, sim, awkward
+):
+    long_name = BrowserUser(user.username + "_maximilian_alexander_schwarzenberg_hohenlohe")
+    app_server.create_user(long_name.username)
+    app_server.run_python(
+        "from django.contrib.auth import get_user_model\n"
+        f"get_user_model().objects.filter(username={long_name.username!r})"
+        ".update(is_superuser=True, is_staff=True)\n"
+    )
+    context, page, watch = signed_in(browser, app_server, long_name, PHONE)
+    try:
+        page.goto("/admin/")
+        name = page.locator("#user-tools strong")
+        expect(name).to_have_text(long_name.username)
+        box = name.bounding_box()  # centred, a name too long to fit was cut off on both sides
+        assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"]
+        assert overflow(page)[0] == 0
         assert_clean(watch)
     finally:
         context.close()
