@@ -238,3 +238,41 @@ def test_a_long_user_name_stays_whole_in_the_site_admin_header_on_a_phone(
         assert_clean(watch)
     finally:
         context.close()
+
+
+def lines_of(locator) -> list[int]:
+    """How many lines each element's text takes (its images aside)."""
+    return locator.evaluate_all(
+        """(elements) => elements.map((element) => {
+            const tops = new Set();
+            const walker = document.createTreeWalker(element, NodeFilter.SHOW_TEXT);
+            while (walker.nextNode()) {
+                const range = document.createRange();
+                range.selectNodeContents(walker.currentNode);
+                for (const r of range.getClientRects()) if (r.width) tops.add(Math.round(r.top));
+            }
+            return tops.size;
+        })"""
+    )
+
+
+def test_a_long_user_name_leaves_the_header_on_one_line_each_on_a_desktop(
+    browser, app_server, user, sim
+):
+    long_name = BrowserUser(user.username + "_maximilian_alexander_schwarzenberg_hohenlohe")
+    app_server.create_user(long_name.username)
+    app_server.run_python(
+        "from django.contrib.auth import get_user_model\n"
+        f"get_user_model().objects.filter(username={long_name.username!r})"
+        ".update(is_superuser=True, is_staff=True)\n"
+    )
+    context, page, watch = signed_in(browser, app_server, long_name, DESKTOP)
+    try:
+        page.goto("/settings/")
+        header = page.locator(".site-header")
+        expect(header.locator(".username")).to_have_text(long_name.username)
+        words = header.locator(".brand, .site-nav a, .team-chip, .logout-form button")
+        assert lines_of(words) == [1] * words.count()  # "Log out", not "Log" over "out"
+        assert_clean(watch)
+    finally:
+        context.close()
