@@ -31,7 +31,8 @@ me.refresh_from_db()
 team = actions.create_team(me, "Platform engineering and developer experience")
 for name, role in [("margaret_hamilton_longname", Role.ADMIN), ("katherine_johnson", Role.MEMBER),
                    ("grace_brewster_murray_hopper", Role.MEMBER)]:
-    person = User.objects.create(username=USERNAME + name, email=f"{name}@engineering.example.com")
+    person = User.objects.create(username=USERNAME + name,
+                                 email=f"{name}.{USERNAME}@engineering.example.com")
     Membership.objects.create(team=team, user=person, role=role)
 actions.invite(me, team, email="dorothy.vaughan@engineering.example.com", role=Role.ADMIN)
 actions.invite(me, team)
