@@ -120,7 +120,7 @@ class ApiKeyForm(forms.Form):
         required=False,
         label="Works until",
         widget=forms.DateInput(attrs={"type": "date"}),
-        help_text="Optional: the last day the key works. Empty: it does not expire.",
+        help_text="Optional: the last day the key works (to its end, UTC). Empty: never expires.",
     )
     # Names this rendering of the form, so that sending it again (a reload of the page that
     # shows the new key) is told apart from asking for a second key.

@@ -1,9 +1,10 @@
 // Behaviour shared by every page: the light/dark theme toggle, remembered in localStorage,
 // the dismiss button of a flashed message, a refused form's first error brought into view,
 // forms with data-confirm (revoking, removing, deleting) asking before they submit, and signing
-// out forgetting the chat's unsent drafts.
+// out forgetting the chat's unsent drafts. Times shown in the viewer's time zone: local-times.js.
 
 import { forgetDrafts } from "./chat/composer-draft.js";
+import "./local-times.js";
 
 const STORAGE_KEY = "theme";
 const systemDark = window.matchMedia("(prefers-color-scheme: dark)");

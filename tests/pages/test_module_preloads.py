@@ -71,4 +71,4 @@ def test_the_chat_page_preloads_its_renderers_and_nothing_twice(owner_in_team):
 def test_the_sign_in_page_preloads_what_its_script_imports(client):
     tags = module_tags(client.get("/accounts/login/"))
     assert tags.scripts == ["/static/js/site.js"]
-    assert tags.preloads == ["/static/js/chat/composer-draft.js"]
+    assert tags.preloads == ["/static/js/chat/composer-draft.js", "/static/js/local-times.js"]
