@@ -115,6 +115,7 @@ class ApiKeyForm(forms.Form):
         max_length=100,
         validators=[validate_one_line],
         help_text="What the key is for, such as the script that will use it.",
+        widget=forms.TextInput(attrs={"dir": "auto"}),
     )
     expires = forms.DateField(
         required=False,

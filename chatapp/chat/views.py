@@ -12,6 +12,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import format_html
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from chatapp.accounts import preferences
@@ -161,7 +162,7 @@ class AdminAccessForm(forms.Form):
     reason = forms.CharField(
         min_length=admin_access.REASON_MIN_LENGTH,
         max_length=1000,
-        widget=forms.Textarea(attrs={"rows": 3}),
+        widget=forms.Textarea(attrs={"rows": 3, "dir": "auto"}),
         help_text="Why you must read this conversation (abuse report, legal request...)."
         " Its owner sees this, and the audit trail keeps it.",
     )
@@ -230,7 +231,10 @@ class ShareForm(forms.Form):
 
     def __init__(self, *args, teammates, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["members"].choices = [(u.pk, u.get_username()) for u in teammates]
+        # Each name in its own direction: an Arabic name beside an English one.
+        self.fields["members"].choices = [
+            (u.pk, format_html("<bdi>{}</bdi>", u.get_username())) for u in teammates
+        ]
 
 
 @login_required

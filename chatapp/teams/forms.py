@@ -35,7 +35,12 @@ from chatapp.teams.policy import (
 
 
 class TeamForm(forms.Form):
-    name = forms.CharField(max_length=100, strip=True, validators=[validate_one_line])
+    name = forms.CharField(
+        max_length=100,
+        strip=True,
+        validators=[validate_one_line],
+        widget=forms.TextInput(attrs={"dir": "auto"}),
+    )
 
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
@@ -71,8 +76,15 @@ class RoleForm(forms.Form):
 
 
 class PromptForm(forms.Form):
-    name = forms.CharField(max_length=100, strip=True, validators=[validate_one_line])
-    content = forms.CharField(max_length=20_000, widget=forms.Textarea(attrs={"rows": 8}))
+    name = forms.CharField(
+        max_length=100,
+        strip=True,
+        validators=[validate_one_line],
+        widget=forms.TextInput(attrs={"dir": "auto"}),
+    )
+    content = forms.CharField(
+        max_length=20_000, widget=forms.Textarea(attrs={"rows": 8, "dir": "auto"})
+    )
     is_default = forms.BooleanField(required=False, label="Default for new chats")
     locked = forms.BooleanField(
         required=False,
@@ -183,7 +195,7 @@ class StartersForm(forms.Form):
         label="Starter suggestions",
         help_text=f"One per line, at most {MAX_STARTERS}: an empty chat offers them as"
         " questions to start with.",
-        widget=forms.Textarea(attrs={"rows": 4}),
+        widget=forms.Textarea(attrs={"rows": 4, "dir": "auto"}),
     )
 
     def clean_suggestions(self) -> list[str]:

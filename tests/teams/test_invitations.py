@@ -210,7 +210,7 @@ def test_without_email_a_team_admin_confirms_the_account(
     nina.force_login(make_user("nina"))
     nina.post(accept_url(invitation))
     page = owner_client.get(reverse("teams:members", args=[team.pk]))
-    assert b"nina asks to join with it" in page.content
+    assert b"<bdi>nina</bdi> asks to join with it" in page.content
     confirm = reverse("teams:invitation_confirm", args=[team.pk, invitation.pk])
     assert owner_client.post(confirm).status_code == 302
     assert Membership.objects.get(team=team, user__username="nina").role == Role.ADMIN

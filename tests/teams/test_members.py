@@ -407,7 +407,8 @@ def test_members_see_no_emails_or_controls(member_client, team, owner, member):
 
 def test_team_pages_show_the_current_team_in_the_header(owner_client, team):
     page = owner_client.get(f"/teams/{team.pk}/").content.decode()
-    assert f'class="team-chip" href="/teams/" title="Your current team">{team.name}<' in page
+    chip = f'class="team-chip" href="/teams/" title="Your current team" dir="auto">{team.name}<'
+    assert chip in page
 
 
 # The admin site: memberships changed there are audited too.
