@@ -178,4 +178,4 @@ def test_a_key_of_a_team_one_left_says_where_its_requests_go(member_client, memb
     create_team(member, "Second")  # a team to stay in
     member_client.post(f"/teams/{team.pk}/leave/")
     page = member_client.get("/settings/").content.decode()
-    assert "Acme (you left it: requests go to your first team)" in page
+    assert "<bdi>Acme</bdi> (you left it: requests go to your first team)" in page
