@@ -125,3 +125,23 @@ def test_the_operations_doc_backs_up_and_restores_database_files_and_secrets():
         "purge_expired",
     ):
         assert part in backups, part
+
+
+def test_the_v1_errors_the_docs_cite_are_in_the_protocols_table():
+    """A `status code` the API keys page or the /v1 section names is a row of the /v1 error
+    table: a client checks `error.code`, so a type (`insufficient_quota`) cited as the code
+    would send it looking for a code never sent."""
+    v1 = (ROOT / "docs/protocol.md").read_text().split("## OpenAI-compatible API: `/v1/`", 1)[1]
+    table = v1.split("- **Errors**", 1)[1].split("\n### ", 1)[0]
+    listed = set()
+    for statuses, codes in re.findall(r"^\s*\| ([\d /]+) \| `\w+` \| (.*?) \|", table, re.M):
+        codes = re.sub(r"\(`param`[^)]*\)", "", codes)  # the parameter named, not a code
+        for status in re.findall(r"\d{3}", statuses):
+            listed |= {(status, code) for code in re.findall(r"`(\w+)`", codes)}
+    assert {("429", "quota_exceeded"), ("502", "auth_failed")} <= listed  # the table is read
+    cited = set()
+    for text in ((ROOT / "docs/api-keys.md").read_text(), v1):
+        cited |= set(re.findall(r"`(\d{3})\s+([a-z_]+)`", text))
+        cited |= set(re.findall(r"`(\d{3})`\s+`([a-z_]+)`", text))
+    assert len(cited) >= 10
+    assert sorted(cited - listed) == []
