@@ -5,7 +5,9 @@ import base64
 import io
 import json
 import random
+import re
 import time
+from pathlib import Path
 
 import openai
 import pytest
@@ -204,3 +206,32 @@ def test_a_photo_too_large_for_other_bodies_and_a_stop_sequence(live, key):
     )
     assert answer.choices[0].message.content == "You asked: *Describe it*\n\nHere is a "
     assert answer.choices[0].finish_reason == "stop"
+
+
+def test_the_api_keys_docs_examples_run_as_written(live, key, tmp_path, monkeypatch):
+    """The Python examples in docs/api-keys.md, in order, with only the site's address and
+    the key put in: each gets an answer of the documented shape."""
+    doc = (Path(__file__).resolve().parents[2] / "docs/api-keys.md").read_text()
+    blocks = re.findall(r"^```python\n(.*?)^```", doc, re.M | re.S)
+    assert len(blocks) == 2  # the first answer, then one with an image
+    source = "\n".join(blocks)
+    assert source.count('"https://chat.example.com/v1"') == 1 and source.count('"ltc_…"') == 1
+    site, secret = repr(live.url + "/v1"), repr(key)
+    blocks = [
+        b.replace('"https://chat.example.com/v1"', site).replace('"ltc_…"', secret) for b in blocks
+    ]
+    image = io.BytesIO()
+    Image.new("RGB", (64, 48), "teal").save(image, "PNG")
+    (tmp_path / "chart.png").write_bytes(image.getvalue())
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    answers = []
+    for block in blocks:  # the second uses the first's client
+        exec(block, namespace)
+        answers.append(namespace.pop("answer"))
+    for answer in answers:
+        assert answer.object == "chat.completion"
+        assert answer.choices[0].message.role == "assistant"
+        assert answer.choices[0].message.content
+        assert answer.choices[0].finish_reason == "stop"
+        assert answer.usage.total_tokens > 0
