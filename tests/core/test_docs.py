@@ -145,3 +145,15 @@ def test_the_v1_errors_the_docs_cite_are_in_the_protocols_table():
         cited |= set(re.findall(r"`(\d{3})`\s+`([a-z_]+)`", text))
     assert len(cited) >= 10
     assert sorted(cited - listed) == []
+
+
+def test_every_code_the_tool_server_api_refuses_with_is_in_the_protocol_doc():
+    raised = set(
+        re.findall(
+            r'ToolActionError\(\s*"([a-z_]+)"', (ROOT / "chatapp/tools/actions.py").read_text()
+        )
+    )
+    assert {"name_taken", "url_refused", "changed"} <= raised  # the pattern finds them
+    doc = (ROOT / "docs/protocol.md").read_text()
+    section = doc.split("### Team tool servers (MCP)", 1)[1].split("\n### ", 1)[0]
+    assert sorted(raised - set(re.findall(r"`([a-z_]+)`", section))) == []

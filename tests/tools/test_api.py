@@ -384,3 +384,18 @@ def test_a_change_sent_with_an_etag_read_before_another_admins_is_412(
     )
     assert fresh.status_code == 200 and fresh.json()["timeout"] == 5
     assert clients["owner"].get(url)["ETag"] == fresh["ETag"]
+
+
+def test_a_refresh_with_a_token_no_key_reads_is_400_token_unreadable(clients, team, mcp_server):
+    """The site's secret changed since the token was stored: the refresh says to enter the
+    token again, as protocol.md has it, rather than failing or connecting without it."""
+    server = ToolServer.objects.create(
+        team=team, name="old", url=mcp_server.url, token_encrypted="gAAAAA-not-readable"
+    )
+    refreshed = send(clients["owner"], "post", f"{base(team)}{server.pk}/refresh/")
+    assert refreshed.status_code == 400
+    assert refreshed.json()["error"]["code"] == "token_unreadable"
+    assert refreshed.json()["error"]["field"] == "token"
+    entered = send(clients["owner"], "patch", f"{base(team)}{server.pk}/", {"token": ""})
+    assert entered.status_code == 200, entered.content
+    assert send(clients["owner"], "post", f"{base(team)}{server.pk}/refresh/").status_code == 200
