@@ -6,7 +6,9 @@ The names outside clients rely on (the design's contract) are pinned here too: a
 the code or in the doc fails one of these tests."""
 
 import re
+import typing
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
@@ -90,3 +92,44 @@ def test_each_event_has_the_documented_fields(kind):
 def test_the_contracts_event_fields_are_always_sent(kind):
     _, required = schema_fields(kind)
     assert CONTRACT_EVENTS[kind] <= required
+
+
+def nested_fields(cell: str) -> dict[str, set[str]]:
+    """The objects a table cell spells out, `name: {a, b?}` or `name: [{a, b?}]`: name -> the
+    fields listed inside, without their `?`."""
+    found = re.finditer(r"`([a-z_]+)\??: \[?\{([^}`]*)\}", cell)
+    return {m[1]: {field.strip().rstrip("?") for field in m[2].split(",")} for m in found}
+
+
+def object_schema(hint: object) -> type[Any]:
+    """The TypedDict inside a field's type: itself, or in a list, or beside None."""
+    for candidate in (hint, *typing.get_args(hint)):
+        if hasattr(candidate, "__required_keys__"):
+            return cast(type[Any], candidate)
+        inner = [a for a in typing.get_args(candidate) if hasattr(a, "__required_keys__")]
+        if inner:
+            return cast(type[Any], inner[0])
+    raise AssertionError(f"no object in {hint}")
+
+
+NESTED = [
+    (kind, name)
+    for kind, cell in table("### Server -> client events").items()
+    for name in nested_fields(cell)
+]
+
+
+def test_the_events_nested_objects_are_read_from_the_doc():
+    assert {("message.created", "message"), ("conversation.state", "messages")} <= set(NESTED)
+    assert ("message.tool_call", "call") in NESTED and ("error", "error") in NESTED
+
+
+@pytest.mark.parametrize(("kind", "name"), NESTED)
+def test_each_events_nested_object_has_the_documented_fields(kind, name):
+    """`message: {id, ...}` and the like: what the doc spells out is in the schema, and every
+    field the schema always sends is spelled out."""
+    documented = nested_fields(table("### Server -> client events")[kind])[name]
+    schema = object_schema(typing.get_type_hints(SCHEMAS[kind])[name])
+    every, required = set(schema.__annotations__), set(schema.__required_keys__)
+    assert documented <= every, f"documented, not in the schema: {documented - every}"
+    assert required <= documented, f"in the schema, not documented: {required - documented}"
