@@ -515,8 +515,14 @@ class Answer:
         return first
 
     async def screen_answer(self) -> None:
-        if self.rules.screens("output") and self.output_screening is None and self.parts:
-            answer = {"role": "assistant", "content": "".join(self.parts)}
+        """Llama Guard on the answer: its text and the calls of the client's functions it
+        made, whose names and arguments the client is handed as it is the text."""
+        if not self.rules.screens("output") or self.output_screening is not None:
+            return
+        if self.parts or self.calls:
+            answer: dict[str, Any] = {"role": "assistant", "content": "".join(self.parts)}
+            if self.calls:
+                answer["tool_calls"] = [call_body(call) for call in self.calls]
             self.output_screening = await safety.screen(
                 self.plan.client, [newest_question(self.plan), answer], self.rules, "output"
             )

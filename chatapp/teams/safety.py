@@ -90,7 +90,8 @@ async def screen(
     client: LlamaClient, messages: list[dict[str, Any]], rules: SafetyRules, stage: Stage
 ) -> Screening:
     """Ask Llama Guard about the last message; failures follow the team's fail_open/closed.
-    A question's images are screened with it; an answer is judged by its text."""
+    A question's images are screened with it; an answer is judged by its text and the calls it
+    made (`tool_calls`, their names and arguments, as `said` writes them)."""
     try:
         verdict = await client.screen(
             [_screened(m, with_images=stage == "input") for m in messages],
@@ -113,12 +114,22 @@ async def screen(
 def _screened(message: dict[str, Any], with_images: bool) -> dict[str, Any]:
     """The message as Llama Guard reads it: its text as stored (the halves of a pair streamed
     apart are one character, what cannot go upstream, a lone half, is U+FFFD), then its images."""
-    text = storable(text_of(message))
+    text = storable(said(message))
     images = images_of(message) if with_images else []
     if not images:
         return {"role": message["role"], "content": text}
     words = [{"type": "text", "text": text}] if text else []  # a question may be images alone
     return {"role": message["role"], "content": [*words, *images]}
+
+
+def said(message: dict[str, Any]) -> str:
+    """A message's text, then each call it makes with its arguments, a line each: what a
+    turn of the model's says, its calls included (their arguments are its words too)."""
+    lines = [text_of(message)]
+    for call in message.get("tool_calls") or ():
+        function = call.get("function") or {}
+        lines.append(f"(calls {function.get('name')} with {function.get('arguments')})")
+    return "\n".join(lines).strip()
 
 
 # Not "User:" and "Agent:", which mark the turns of Llama Guard's own prompt.
@@ -132,15 +143,9 @@ def as_one_question(messages: list[dict[str, Any]]) -> dict[str, Any]:
     goes as it is."""
     if len(messages) == 1 and messages[0]["role"] == "user":
         return messages[0]
-    said = []
-    for message in messages:
-        text = text_of(message)
-        for call in message.get("tool_calls") or ():
-            function = call.get("function") or {}
-            text += f"\n(calls {function.get('name')} with {function.get('arguments')})"
-        said.append(f"{ROLE_LABELS.get(message['role'], '[tool result]')} {text.strip()}")
+    turns = [f"{ROLE_LABELS.get(m['role'], '[tool result]')} {said(m)}" for m in messages]
     images = [part for message in messages for part in images_of(message)]
-    text = "\n\n".join(said)
+    text = "\n\n".join(turns)
     return {
         "role": "user",
         "content": [{"type": "text", "text": text}, *images] if images else text,

@@ -342,3 +342,57 @@ async def test_failing_closed_a_streamed_answer_is_held_until_judged_under_flag_
     chunks = [chunk async for chunk in stream]
     assert chunks[-1].choices[0].finish_reason == "content_filter"
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == ""
+
+
+WEATHER = {
+    "type": "function",
+    "function": {"name": "get_weather", "parameters": {"type": "object"}},
+}
+CALLED_AND_FLAGGED = (
+    "[sim:call=get_weather args=city:Paris] [sim:flag_answer categories=S10] Weather in Paris?"
+)
+
+
+async def ask_with_tools(client, stream: bool) -> tuple[list, str | None]:
+    """(the calls the client was given, as (name, arguments); the finish reason)."""
+    messages = [{"role": "user", "content": CALLED_AND_FLAGGED}]
+    fields = {"model": MODEL, "messages": messages, "tools": [WEATHER]}
+    if not stream:
+        choice = (await client.chat.completions.create(**fields)).choices[0]
+        calls = choice.message.tool_calls or []
+        return [(c.function.name, c.function.arguments) for c in calls], choice.finish_reason
+    told, reason = [], None
+    async for chunk in await client.chat.completions.create(**fields, stream=True):
+        choice = chunk.choices[0]
+        told += [(c.function.name, c.function.arguments) for c in choice.delta.tool_calls or []]
+        reason = choice.finish_reason or reason
+    return told, reason
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_an_answer_of_tool_calls_alone_is_screened_and_withheld_under_block(
+    sim, member, team, make_key, safety_settings, stream
+):
+    """The calls' names and arguments are the model's words handed to the caller: Llama Guard
+    judges them as the answer, and a flagged turn gives the caller no calls."""
+    await policy(team, safety_output="block")
+    key = await database_sync_to_async(make_key)(member, team)
+    calls, reason = await ask_with_tools(sdk(key), stream)
+    assert (calls, reason) == ([], "content_filter")
+    [screened] = [m for m in sim.moderations if m["messages"][-1]["role"] == "assistant"]
+    judged = screened["messages"][-1]["content"]
+    assert "get_weather" in judged and "Paris" in judged
+    assert (await TeamUsage.objects.aget()).requests == 1
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_an_answer_of_tool_calls_alone_is_screened_and_told_under_flag(
+    sim, member, team, make_key, safety_settings, stream
+):
+    await policy(team, safety_output="flag")
+    key = await database_sync_to_async(make_key)(member, team)
+    calls, reason = await ask_with_tools(sdk(key), stream)
+    assert reason == "tool_calls"
+    assert [name for name, _ in calls] == ["get_weather"]
+    assert json.loads("".join(arguments for _, arguments in calls)) == {"city": "Paris"}
+    assert [m["messages"][-1]["role"] for m in sim.moderations] == ["assistant"]
