@@ -5,7 +5,7 @@ import asyncio
 import contextlib
 import gc
 import json
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 import openai
 import pytest
@@ -271,6 +271,28 @@ async def test_a_spent_budget_is_429(sim, member, team, make_key):
     assert response.json()["error"]["type"] == "insufficient_quota"
     assert int(response.headers["retry-after"]) > 0
     assert sim.requests == []
+
+
+def seconds_to_next_month(moment) -> float:
+    """From `moment` to the first instant of next month, UTC: when a monthly budget resets."""
+    month = moment.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return ((month + timedelta(days=32)).replace(day=1) - moment).total_seconds()
+
+
+@pytest.mark.parametrize("budget", ["monthly_token_budget", "member_monthly_token_budget"])
+async def test_a_spent_monthly_budget_says_to_retry_when_the_month_ends(
+    sim, member, team, make_key, budget
+):
+    await db(lambda: TeamPolicy.objects.create(team=team, **{budget: 10}))
+    await db(lambda: record_usage(team, member, MODEL, 10, 0))
+    key = await database_sync_to_async(make_key)(member, team)
+    before = timezone.now()
+    async with raw(key) as http:
+        response = await http.post("/v1/chat/completions", json={"messages": QUESTION})
+    after = timezone.now()
+    assert response.json()["error"]["code"] == "quota_exceeded"
+    wait = int(response.headers["retry-after"])
+    assert seconds_to_next_month(after) - 1 <= wait <= seconds_to_next_month(before)
 
 
 async def test_an_answer_streaming_holds_the_budget_until_it_ends(
