@@ -96,10 +96,13 @@ def check_room(team, size: int) -> None:
 
 def store_images(user, team, images: list[CheckedFile], message) -> list[Upload]:
     """Keep images an API client sent inline as the saved message's attachments (checked
-    and cleaned already, the team's room for them too); call inside its transaction."""
-    return [
-        _stored(
-            Upload(
+    and cleaned already, the team's room for them too); call inside its transaction. One
+    that cannot be stored leaves none of the others' files behind; should the transaction
+    roll back later, its caller discards the files (`discard_files`)."""
+    stored: list[Upload] = []
+    try:
+        for number, checked in enumerate(images, 1):
+            upload = Upload(
                 owner=user,
                 team=team,
                 message=message,
@@ -110,11 +113,23 @@ def store_images(user, team, images: list[CheckedFile], message) -> list[Upload]
                 size=len(checked.data),
                 width=checked.width,
                 height=checked.height,
-            ),
-            checked.data,
-        )
-        for number, checked in enumerate(images, 1)
-    ]
+            )
+            stored.append(_stored(upload, checked.data))
+    except BaseException:
+        discard_files(stored)
+        raise
+    return stored
+
+
+def discard_files(uploads: list[Upload]) -> None:
+    """Delete the stored files of uploads whose rows were rolled back: no row names them any
+    more, so neither a deletion's signal nor the sweep would ever find them. A file the
+    storage fails to delete is logged and stays behind."""
+    for upload in uploads:
+        try:
+            upload.file.delete(save=False)
+        except Exception:
+            log.exception("Deleting the file of an upload that was not kept failed")
 
 
 def copy_onto(uploads: list[Upload], message) -> list[Upload]:

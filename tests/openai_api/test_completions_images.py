@@ -9,11 +9,14 @@ import threading
 import openai
 import pytest
 from channels.db import database_sync_to_async
+from django.core.files.storage import FileSystemStorage
+from django.db import DatabaseError
 from PIL import Image, PngImagePlugin
 
 from chatapp.chat import openai_api
 from chatapp.chat.models import Conversation
 from chatapp.chat.openai_api import body_limit
+from chatapp.teams import actions as team_actions
 from chatapp.teams.models import BudgetHold, TeamPolicy, TeamUsage
 from chatapp.uploads.models import Upload
 from tests.openai_api.conftest import MODEL, raw, sdk
@@ -296,3 +299,54 @@ async def test_an_exchange_that_cannot_be_kept_still_counts_and_holds_nothing(
     assert (usage.requests, usage.prompt_tokens) == (1, answer.usage.prompt_tokens)
     assert not await BudgetHold.objects.aexists()
     assert not await Conversation.objects.aexists()
+
+
+class FullAfter(FileSystemStorage):
+    """A storage that takes `room` files, then is full (OSError), as a disk fills."""
+
+    def __init__(self, location, room: int):
+        super().__init__(location=location)
+        self.room = room
+
+    def _save(self, name, content):
+        if self.room <= 0:
+            raise OSError(28, "No space left on device")
+        self.room -= 1
+        return super()._save(name, content)
+
+
+def stored_files(location) -> list:
+    return [path for path in location.rglob("*") if path.is_file()] if location.exists() else []
+
+
+async def test_images_of_an_exchange_that_cannot_be_kept_leave_no_file_behind(
+    sim, key, member, team, uploads_dir, monkeypatch
+):
+    """The first image is stored, the second finds the storage full: the conversation is not
+    kept, so neither is the first image's file, which no row would name (no sweep finds it)."""
+    monkeypatch.setattr(Upload._meta.get_field("file"), "storage", FullAfter(uploads_dir, 1))
+    saved = sdk(key, **{"X-Save-Conversation": "1"})
+    answer = await saved.chat.completions.create(
+        model=SEES_IMAGES, messages=question(data_url(png(10, 10)), data_url(png(20, 10)))
+    )
+    assert answer.choices[0].message.content and "conversation_id" not in answer.model_extra
+    assert not await Conversation.objects.aexists()
+    assert not await Upload.objects.aexists()
+    assert stored_files(uploads_dir) == []
+
+
+async def test_images_of_an_exchange_whose_usage_cannot_be_recorded_leave_no_file_behind(
+    sim, key, member, team, uploads_dir, monkeypatch
+):
+    """Counting the answer fails after its conversation was kept (the database went away, say):
+    the one transaction keeping both rolls back, and the images' files go with it."""
+
+    def fails(*args, **kwargs):
+        raise DatabaseError("the database went away")
+
+    monkeypatch.setattr(team_actions, "record_usage", fails)
+    saved = sdk(key, **{"X-Save-Conversation": "1"})
+    await saved.chat.completions.create(model=SEES_IMAGES, messages=question(data_url(png())))
+    assert not await Conversation.objects.aexists()
+    assert not await Upload.objects.aexists()
+    assert stored_files(uploads_dir) == []

@@ -579,32 +579,44 @@ def _blocked_categories(result: ReplyResult, error: AnswerFailure) -> list[str] 
 
 def record_completion(plan: ReplyPlan, result: ReplyResult, api_key: Any, save: bool) -> int | None:
     """Count an API answer's tokens against the team, the person and the key; when `save`,
-    keep it as a new conversation too. Returns the conversation's id, if saved."""
+    keep it as a new conversation too. Returns the conversation's id, if saved.
+
+    The images the conversation keeps are stored as files as their rows are written: when
+    either transaction rolls back, their files are deleted too (no row would name them)."""
     conversation_id = None
-    with transaction.atomic():
-        if plan.budget_hold is not None:  # its usage takes its place, in this transaction
-            team_actions.release_hold(plan.budget_hold)
-        # A failure before any text is not kept, unless the team's reviewers are to see it.
-        if save and (result.status != MessageStatus.ERROR or result.findings):
-            try:
-                with transaction.atomic():  # the answer was given: it counts, kept or not
-                    conversation_id = _save_completion(plan, result)
-            except Exception:
-                log.exception("Keeping an API exchange as a conversation failed")
-        if result.usage:
-            team_actions.record_usage(
-                plan.team,
-                plan.user,
-                result.model,
-                result.usage.prompt_tokens,
-                result.usage.completion_tokens,
-                api_key=api_key,
-                policy=plan.rules.policy,
-            )
+    stored: list[Upload] = []  # the images' uploads, files written
+    try:
+        with transaction.atomic():
+            if plan.budget_hold is not None:  # its usage takes its place, in this transaction
+                team_actions.release_hold(plan.budget_hold)
+            # A failure before any text is not kept, unless the team's reviewers are to see it.
+            if save and (result.status != MessageStatus.ERROR or result.findings):
+                try:
+                    with transaction.atomic():  # the answer was given: it counts, kept or not
+                        conversation_id = _save_completion(plan, result, stored)
+                except Exception:
+                    upload_actions.discard_files(stored)
+                    stored.clear()
+                    log.exception("Keeping an API exchange as a conversation failed")
+            if result.usage:
+                team_actions.record_usage(
+                    plan.team,
+                    plan.user,
+                    result.model,
+                    result.usage.prompt_tokens,
+                    result.usage.completion_tokens,
+                    api_key=api_key,
+                    policy=plan.rules.policy,
+                )
+    except BaseException:
+        upload_actions.discard_files(stored)
+        raise
     return conversation_id
 
 
-def _save_completion(plan: ReplyPlan, result: ReplyResult) -> int:
+def _save_completion(plan: ReplyPlan, result: ReplyResult, stored: list[Upload]) -> int:
+    """Keep the exchange as a new conversation; `stored` gathers the images' uploads, files
+    written, for the caller to discard should the transaction roll back."""
     conversation = plan.conversation
     conversation.save()
     turns = [*plan.earlier_turns, (MessageRole.USER, plan.user_content or "")]
@@ -643,7 +655,7 @@ def _save_completion(plan: ReplyPlan, result: ReplyResult) -> int:
         row.parent_id = parent_id
         parent_id = _placed(row).pk
     for row, images in zip(rows, plan.saved_images, strict=False):  # the turns, not the answer
-        upload_actions.store_images(plan.user, plan.team, list(images), row)
+        stored += upload_actions.store_images(plan.user, plan.team, list(images), row)
     conversation.active_leaf_id = parent_id
     conversation.save(update_fields=["active_leaf"])
     conversations.announce_created(conversation)
