@@ -490,6 +490,7 @@ class Answer:
         self.first_token_at: float | None = None
         self.conversation_id: int | None = None
         self._closed = False
+        self._finishing: asyncio.Future[Usage] | None = None  # closing and counting it
         self._access_checked = time.monotonic()
         self.task = asyncio.current_task()  # the view's, reading the answer
         _RELAYING.add(self)
@@ -633,7 +634,16 @@ class Answer:
         return {"conversation_id": self.conversation_id} if self.conversation_id else {}
 
     async def finish(self, event: StreamEvent | None) -> Usage:
-        """Close upstream, then count the answer (and save it when asked); returns its usage."""
+        """Close upstream, then count the answer (and save it when asked), once: whoever asks
+        first (the answer's end, its client going, the response's close) says how it ended,
+        and the others wait for that. Returns its usage. It runs in a task of its own, so a
+        client going while it runs (as the upstream closes, say) cancels the wait, never the
+        counting half way."""
+        if self._finishing is None:
+            self._finishing = asyncio.ensure_future(self._finish(event))
+        return await asyncio.shield(self._finishing)
+
+    async def _finish(self, event: StreamEvent | None) -> Usage:
         await self.close()
         if self.save:  # one the client left before it was judged (held, say) is judged now
             await self.screen_answer()
@@ -650,9 +660,9 @@ class Answer:
         return usage
 
     async def abandon(self) -> None:
-        """The request ended before the answer did: count what was read, unless counted."""
-        if not self._closed:
-            await self.finish(None)
+        """The request ended before the answer did: count what was read, unless counted (or
+        being counted: then once that is done)."""
+        await self.finish(None)
 
     async def close(self) -> None:
         if not self._closed:

@@ -14,6 +14,7 @@ from django.test import AsyncRequestFactory
 from django.utils import timezone
 
 from chatapp.asgi import application
+from chatapp.chat import openai_api
 from chatapp.chat.generation import LIVE_PER_USER
 from chatapp.chat.models import Conversation, Message
 from chatapp.chat.openai_api import chat_completions
@@ -788,3 +789,74 @@ async def test_a_streaming_answer_stops_when_its_caller_loses_access(
     assert len(texts) < 390
     usage = await db(lambda: TeamUsage.objects.get())
     assert usage.completion_tokens > 0
+
+
+class SlowToClose:
+    """The upstream stream, whose closing (its connection let go) takes a while: `closing` is
+    set as it starts, and it ends once `go` is."""
+
+    def __init__(self, events):
+        self.events, self.closing, self.go = events, asyncio.Event(), asyncio.Event()
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        return await anext(self.events)
+
+    async def aclose(self) -> None:
+        self.closing.set()
+        await self.go.wait()
+        await self.events.aclose()
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_client_gone_as_the_upstream_closes_is_counted_once_and_kept_whole(
+    sim, member, team, make_key, monkeypatch, stream
+):
+    """The answer has ended upstream and is being closed and counted when its client goes:
+    the cancel must not stop the counting half way (nothing counted, its place and its hold
+    kept), nor count it twice when the response is closed after."""
+    await db(lambda: TeamPolicy.objects.create(team=team, monthly_token_budget=100_000))
+    key = await database_sync_to_async(make_key)(member, team)
+    request = AsyncRequestFactory().post(
+        "/v1/chat/completions",
+        {"model": MODEL, "messages": QUESTION, "stream": stream},
+        content_type="application/json",
+        headers={"authorization": f"Bearer {key}", "x-save-conversation": "1"},
+    )
+    upstream: list[SlowToClose] = []
+    start_answer = openai_api.start_answer
+
+    async def slow_to_close(*args):
+        answer = await start_answer(*args)
+        answer.events = SlowToClose(answer.events)
+        upstream.append(answer.events)
+        return answer
+
+    monkeypatch.setattr(openai_api, "start_answer", slow_to_close)
+    response = None
+    if stream:
+        response = await chat_completions(request)
+        asked = asyncio.ensure_future(read_all(response.streaming_content))
+    else:
+        asked = asyncio.ensure_future(chat_completions(request))
+    await await_for(lambda: bool(upstream), "the answer to start")
+    await upstream[0].closing.wait()  # the answer ended upstream: it is being closed
+    asked.cancel()  # the client goes, just then
+    upstream[0].go.set()
+    with contextlib.suppress(asyncio.CancelledError):
+        await asked
+    if response is not None:
+        response.close()  # as Django closes the response: the answer is counted already
+    await until_ended(member)
+    assert not await db(lambda: BudgetHold.objects.exists())
+    saved = await db(lambda: Message.objects.get(role="assistant"))
+    assert (saved.status, saved.finish_reason) == ("complete", "stop")
+    usage = await db(lambda: TeamUsage.objects.get())
+    assert usage.completion_tokens == saved.completion_tokens > 0
+
+
+async def read_all(chunks) -> None:
+    async for _ in chunks:
+        pass
