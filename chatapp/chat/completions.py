@@ -111,11 +111,16 @@ CHAT_FIELD_PARAMS = {
 }
 
 
+# The chat's codes that OpenAI's API names otherwise, as clients (and their libraries) check.
+CHAT_CODES = {"context_too_long": "context_length_exceeded"}
+
+
 def from_chat_error(error: ChatError, retry_after: int | None = None) -> OpenAIError:
     status, kind = CHAT_ERRORS.get(error.code, (400, "invalid_request_error"))
     param = CHAT_FIELD_PARAMS.get(error.field or "", error.field)
+    code = CHAT_CODES.get(error.code, error.code)
     return OpenAIError(
-        status, error.message, kind=kind, code=error.code, param=param, retry_after=retry_after
+        status, error.message, kind=kind, code=code, param=param, retry_after=retry_after
     )
 
 

@@ -22,6 +22,7 @@ def context_budget(model: str, max_tokens: int | None) -> int:
 class History:
     messages: list[dict[str, Any]]
     tokens: int  # the messages' estimated size, as trimming counted it
+    dropped: int = 0  # the oldest turns left out to make room
 
 
 def build_history(
@@ -38,7 +39,7 @@ def build_history(
         while len(turns) - first > 1 and turns[first]["role"] != "user":
             size -= sizes[first]  # a conversation sent upstream starts with a question
             first += 1
-    return History(system + turns[first:], count_message_tokens(system) + size)
+    return History(system + turns[first:], count_message_tokens(system) + size, first)
 
 
 def title_from(content: str) -> str:

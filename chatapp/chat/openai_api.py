@@ -35,6 +35,7 @@ from chatapp.chat import generation, planning, tooling
 from chatapp.chat.actions import replies
 from chatapp.chat.actions.replies import ReplyResult
 from chatapp.chat.completions import (
+    CHAT_CODES,
     DONE,
     Completion,
     OpenAIError,
@@ -751,7 +752,8 @@ def upstream_error(error: StreamError) -> OpenAIError:
             retry_after=max(1, wait),
         )
     if error.code == "context_too_long":  # the caller's messages: sending them again cannot help
-        return OpenAIError(400, CONTEXT_TOO_LONG, code=error.code, param="messages")
+        code = CHAT_CODES[error.code]  # OpenAI's
+        return OpenAIError(400, CONTEXT_TOO_LONG, code=code, param="messages")
     if error.code == "forbidden":  # the caller lost access while it streamed
         return OpenAIError(403, error.message, kind="permission_error", code=error.code)
     message = KEY_REFUSED if error.code == "auth_failed" else _api_advice(error.message)

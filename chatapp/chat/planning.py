@@ -206,6 +206,9 @@ def plan_completion(
         streaming_ids=check_concurrency(user),  # a chat.send checks them as it writes its rows
         client_tools=request.tools,
         tool_choice=request.tool_choice,
+        # The client wrote every turn and expects the model to read them all, as OpenAI's
+        # API does: too many to fit is refused, not trimmed behind its back.
+        every_turn=True,
     )
     if not request.tools:
         return plan
@@ -363,6 +366,16 @@ def _plan(
         params.max_tokens,
     )
     _check_documents_fit(history, turns[-1], params)
+    every_turn = details.pop("every_turn", False)  # not the plan's: whether turns may go
+    if history.dropped and every_turn:
+        raise ChatError(
+            "context_too_long",
+            "The messages are too long for the model's context window: "
+            f"{params.model} reads about {context_budget(params.model, params.max_tokens):,}"
+            " tokens with room for its answer. Send fewer or shorter messages, or a lower"
+            " max_tokens.",
+            "content",
+        )
     messages, redactions = _filter_data(history.messages, rules, conversation)
     try:
         client = providers.llama_client(team, rules)

@@ -555,10 +555,41 @@ async def test_messages_too_long_for_the_model_are_a_400_the_sdk_does_not_retry(
         await client.chat.completions.create(
             model=MODEL, messages=[{"role": "user", "content": "[sim:fault=context_too_long] hi"}]
         )
-    assert refused.value.body["code"] == "context_too_long"
+    assert refused.value.body["code"] == "context_length_exceeded"  # OpenAI's code
     assert refused.value.body["type"] == "invalid_request_error"
     assert refused.value.body["param"] == "messages"
     assert len(sim.requests) == 1
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_messages_beyond_the_models_window_are_refused_not_trimmed(
+    sim, member, team, make_key, stream
+):
+    """A client wrote every turn and expects the model to read them all, as OpenAI's API
+    does: its oldest turns are not dropped behind its back (the answer would be about what is
+    left), the request is refused before anything goes upstream or counts."""
+    key = await database_sync_to_async(make_key)(member, team)
+    messages = [
+        {"role": "user", "content": "Remember this report. " + "word " * 120_000},
+        {"role": "assistant", "content": "Noted."},
+        {"role": "user", "content": "What did the report say?"},
+    ]
+    with pytest.raises(openai.BadRequestError) as refused:
+        answer = await sdk(key).chat.completions.create(
+            model=MODEL, messages=messages, stream=stream
+        )
+        if stream:
+            [chunk async for chunk in answer]
+    body = refused.value.body
+    assert (body["code"], body["type"], body["param"]) == (
+        "context_length_exceeded",
+        "invalid_request_error",
+        "messages",
+    )
+    assert "too long for the model's context window" in body["message"]
+    assert sim.requests == []
+    assert not await db(lambda: TeamUsage.objects.exists())
+    assert member.pk not in LIVE_PER_USER
 
 
 @pytest.mark.parametrize(
