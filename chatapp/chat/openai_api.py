@@ -66,7 +66,7 @@ from chatapp.llm import (
 )
 from chatapp.teams import actions as team_actions
 from chatapp.teams import api_keys, policy, quota, safety
-from chatapp.teams.models import ApiKey, Membership, SafetyMode, Team
+from chatapp.teams.models import ApiKey, Membership, SafetyMode, Team, TeamPolicy
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,8 @@ KEY_REFUSED = (
 # How often a streaming answer checks that its caller may still ask in the team (in it, the
 # key not revoked, the account active): an answer has no row here that a removal could stop.
 ACCESS_CHECK_SECONDS = 2.0
+# Retry-After on a budget refused only for what answers still streaming hold: they end soon.
+HELD_RETRY_SECONDS = 10
 
 
 @dataclass(frozen=True)
@@ -391,6 +393,9 @@ def _retry_after(error: ChatError, key: ApiKey, team: Team) -> int | None:
     if error.code == "rate_limited":
         return quota.seconds_until_admitted(key.user, team)
     if error.code == "quota_exceeded":
+        team_policy = TeamPolicy.objects.filter(team=team).first()
+        if not quota.month_spent(team, team_policy, key.user):
+            return HELD_RETRY_SECONDS  # refused for what answers streaming hold, not for use
         resets = first_instant(next_month(timezone.localdate()))
         return max(1, int((resets - timezone.now()).total_seconds()))
     return None

@@ -73,6 +73,18 @@ def check_budget(
             raise PolicyError("quota_exceeded", _refusal(message, used, held, resets))
 
 
+def month_spent(team: Team, policy: TeamPolicy | None, user=None) -> bool:
+    """Whether the team's usage alone this month has reached its budget, or `user`'s their own
+    limit: a refusal then lasts until the month ends, not until answers streaming finish."""
+    if policy is None:
+        return False
+    month = month_start(timezone.now().date())
+    budget, limit = policy.monthly_token_budget, policy.member_monthly_token_budget
+    if budget is not None and tokens_used(team, month) >= budget:
+        return True
+    return limit is not None and user is not None and tokens_used(team, month, user) >= limit
+
+
 def _refusal(message: str, used: int, held: int, resets: str) -> str:
     if held:
         message += (

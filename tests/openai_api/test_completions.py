@@ -313,6 +313,7 @@ async def test_an_answer_streaming_holds_the_budget_until_it_ends(
     assert refused.status_code == 429
     assert refused.json()["error"]["type"] == "insufficient_quota"
     assert "held by answers still streaming" in refused.json()["error"]["message"]
+    assert 1 <= int(refused.headers["retry-after"]) <= 60  # once they end, not next month
     assert len(sim.requests) == 1
     chunks = [chunk async for chunk in streaming.streaming_content]
     assert chunks[-1] == b"data: [DONE]\n\n"
