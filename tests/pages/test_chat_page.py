@@ -221,3 +221,11 @@ def test_a_conversation_of_a_team_one_left_shows_in_the_sessions_team(member_cli
     here = Conversation.objects.create(team=team, owner=member, title="New plans", model="m")
     page = member_client.get(f"/c/{here.pk}/").content.decode()
     assert '<p class="former-team-notice" id="former-team-notice" role="note" hidden>' in page
+
+
+def test_the_conversation_search_takes_the_direction_of_what_is_typed(member_client):
+    """An Arabic or Hebrew search reads right to left in the box, as the titles it finds do."""
+    html = member_client.get("/").content.decode()
+    start = html.index('id="conversation-search"')
+    field = html[html.rindex("<input", 0, start) : html.index(">", start)]
+    assert 'dir="auto"' in field
