@@ -352,11 +352,13 @@ class ShareQuerySet(models.QuerySet):
 
     def visible_to(self, user):
         """Shares the user may read: their own, and those that name the whole team or them,
-        of a team both they and the share's author are still in (an author who leaves stops
-        sharing there; the share comes back if they rejoin)."""
+        of a team both they and the share's author are still in, while the author's account
+        is active (an author who leaves or is deactivated stops sharing there; the share comes
+        back if they rejoin or are reactivated)."""
         author_in_team = Membership.objects.filter(team=OuterRef("team"), user=OuterRef("owner"))
         in_team = (
             Q(team__memberships__user=user)
+            & Q(owner__is_active=True)
             & Q(Exists(author_in_team))
             & (Q(audience=ShareAudience.TEAM) | Q(members=user))
         )

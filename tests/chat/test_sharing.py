@@ -140,6 +140,27 @@ def test_a_share_stops_showing_to_the_team_when_its_author_leaves(
     assert client_for(Client(), teammate).get(url).status_code == 200
 
 
+@pytest.mark.parametrize("audience", ["team", "members"])
+def test_a_share_stops_showing_when_its_author_is_deactivated_or_deleted(
+    audience, member, owner, teammate, conversation
+):
+    """A deactivated account speaks for no one: its shares stop showing, as when its author
+    leaves the team, and show again if a site admin reactivates it; a deleted one's are gone."""
+    body = {"audience": audience, "members": [teammate.pk]}
+    url = share(client_for(Client(), member), conversation, **body).json()["url"]
+    type(member).objects.filter(pk=member.pk).update(is_active=False)
+    for reader in (teammate, owner):
+        response = client_for(Client(), reader).get(url)
+        assert response.status_code == 404 and SECRET.encode() not in response.content
+        assert client_for(Client(), reader).post(url + "fork/").status_code == 404
+    assert not Conversation.objects.exclude(owner=member).exists()  # nothing was copied
+    type(member).objects.filter(pk=member.pk).update(is_active=True)
+    assert client_for(Client(), teammate).get(url).status_code == 200
+    member.delete()
+    assert client_for(Client(), teammate).get(url).status_code == 404
+    assert not Share.objects.exists()
+
+
 def test_after_leaving_the_team_its_conversations_are_not_shared_nor_its_members_shown(
     member, teammate, conversation
 ):
