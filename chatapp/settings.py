@@ -192,6 +192,8 @@ if SITE_URL:
 INSTALLED_APPS = [
     "daphne",
     "django.contrib.admin",
+    # Before django.contrib.auth: its createsuperuser command is the one manage.py runs.
+    "chatapp.accounts",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -200,7 +202,6 @@ INSTALLED_APPS = [
     "channels",
     "axes",
     "chatapp.core",
-    "chatapp.accounts",
     "chatapp.teams",
     "chatapp.uploads",
     "chatapp.tools",

@@ -5,7 +5,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.forms import UserChangeForm
 from django.contrib.auth.models import Group
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from chatapp.accounts import actions
 from chatapp.accounts.models import UserSettings
@@ -17,6 +17,29 @@ admin.site.unregister(User)
 admin.site.unregister(Group)
 
 
+def taken_message(field: str) -> str:
+    return f"Another account already has this {field}."
+
+
+def taken_by_another(user) -> str | None:
+    """Which of the account's name and address another account has, in any letter case."""
+    others = User.objects.exclude(pk=user.pk)
+    for field in ("email", "username"):
+        value = getattr(user, field)
+        if value and others.filter(**{f"{field}__iexact": value}).exists():
+            return field
+    return None
+
+
+class TakenMeanwhile(Exception):
+    """Another account took the name or the address after the form checked it: the
+    database's unique index refused the save."""
+
+    def __init__(self, field: str):
+        super().__init__(field)
+        self.field = field
+
+
 class AccountChangeForm(UserChangeForm):
     """A name or an email another account has, in any letter case, is refused, as at signup:
     company sign-in matches the address, and people and the trail know the account by name."""
@@ -25,7 +48,7 @@ class AccountChangeForm(UserChangeForm):
         value = self.cleaned_data.get(field) or ""
         others = User.objects.exclude(pk=self.instance.pk)
         if value and others.filter(**{f"{field}__iexact": value}).exists():
-            raise forms.ValidationError(f"Another account already has this {field}.")
+            raise forms.ValidationError(taken_message(field))
         return value
 
     def clean_username(self):
@@ -42,8 +65,38 @@ class AccountAdmin(UserAdmin):
 
     form = AccountChangeForm
 
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except TakenMeanwhile as taken:
+            # Nothing was saved (the view's transaction rolled back): the form again, saying
+            # which is taken, as when it was taken before the form checked it.
+            request.taken_meanwhile = taken.field
+            return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def get_form(self, request, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)
+        taken = getattr(request, "taken_meanwhile", None)
+        if taken is None:
+            return form
+
+        class TakenForm(form):
+            def clean(self):
+                cleaned = super().clean()
+                if taken in self.fields and taken not in self.errors:
+                    self.add_error(taken, taken_message(taken))
+                return cleaned
+
+        return TakenForm
+
     def save_model(self, request, obj, form, change):
-        actions.admin_save_user(request.user, obj)
+        try:
+            actions.admin_save_user(request.user, obj)  # in a savepoint: the check below runs
+        except IntegrityError:
+            taken = taken_by_another(obj)
+            if taken is None:
+                raise
+            raise TakenMeanwhile(taken) from None
 
     def save_related(self, request, form, formsets, change):
         # The groups and permissions are saved here, after save_model.
