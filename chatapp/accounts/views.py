@@ -388,7 +388,8 @@ def _settings(request, form, team, key_form=None, new_key: str = "", status: int
         "key_form": key_form or ApiKeyForm(user=request.user),
         "new_key": new_key,
         "meters": budgets.meters(team, request.user),
-        # Not whether a legal hold is on: that is the team owners' matter.
+        # Which teams delete old conversations, and which keep them all under legal hold (a
+        # member who tries to delete one is told so anyway).
         "retention": retention_of(request.user),
         "budget_notices": budgets.notices_for_owner(request.user, team),
         "local_passwords": settings.LOCAL_PASSWORDS,

@@ -114,6 +114,7 @@ def chat(request: HttpRequest, conversation_id: int | None = None) -> HttpRespon
     shown = user_team(request.user, conversation.team_id) if conversation else None
     team = shown or current_team(request)
     rules = policy.team_rules(team)
+    kept_by = policy.team_policy(conversation.team) if conversation and not shown else rules.policy
     prompts = system_prompt_choices(team)
     is_team_admin = team.memberships.filter(user=request.user.pk, role__in=MANAGER_ROLES).exists()
     key_refused = refused_key(team) if is_team_admin else None
@@ -139,6 +140,8 @@ def chat(request: HttpRequest, conversation_id: int | None = None) -> HttpRespon
         "current_team": team,
         "teams": teams,
         "former_team": conversation is not None and shown is None,
+        # A hold keeps temporary chats too: the notice says so rather than that they go.
+        "legal_hold": kept_by.legal_hold,
         "chat_config": config,
         "json_schemas": JsonSchema.objects.filter(team=team).only("pk", "name"),
         "is_team_admin": is_team_admin,

@@ -8,6 +8,7 @@ is refused with a PolicyError naming the field.
 from dataclasses import dataclass
 
 from django.conf import settings as django_settings
+from django.db.models import Q
 
 from chatapp.llm import KNOWN_MODELS as LLM_KNOWN_MODELS
 from chatapp.llm import MODEL_MAX_OUTPUT
@@ -57,14 +58,14 @@ def team_policy(team) -> TeamPolicy:
     return TeamPolicy.objects.filter(team=team).first() or TeamPolicy(team=team)
 
 
-def retention_of(user) -> list[tuple[str, int]]:
-    """(team name, days) for each of the user's teams whose policy deletes old conversations."""
-    policies = TeamPolicy.objects.filter(
-        team__memberships__user=user, retention_days__isnull=False
-    ).order_by("team__name")
-    return [
-        (name, days) for name, days in policies.values_list("team__name", "retention_days") if days
-    ]
+def retention_of(user) -> list[tuple[str, int | None, bool]]:
+    """(team name, days, held) for each of the user's teams whose policy deletes old
+    conversations, or keeps them all under legal hold (then it deletes nothing)."""
+    policies = TeamPolicy.objects.filter(team__memberships__user=user).filter(
+        Q(retention_days__isnull=False) | Q(legal_hold=True)
+    )
+    rows = policies.order_by("team__name").values_list("team__name", "retention_days", "legal_hold")
+    return [(name, days, held) for name, days, held in rows if days or held]
 
 
 def team_provider(team) -> TeamProvider | None:

@@ -299,13 +299,18 @@ def test_members_read_on_their_settings_page_how_long_their_teams_keep_conversat
     elsewhere = Team.objects.create(name="Elsewhere")
     TeamPolicy.objects.create(team=elsewhere, retention_days=7)
     page = member_client.get("/settings/").content.decode()
-    assert "Acme deletes conversations nobody wrote in for 30 days" in page
+    assert "<bdi>Acme</bdi> deletes conversations nobody wrote in for 30 days" in page
     assert "pinned ones are kept" in page
     assert "Elsewhere" not in page  # a team they are not in
     TeamPolicy.objects.filter(pk=keep_30_days.pk).update(legal_hold=True)
     held = member_client.get("/settings/").content.decode()
-    # Whether a hold is on is the owners' matter.
-    assert "for 30 days" in held and "legal hold" not in held.lower()
+    # Held, the team deletes nothing (a member is told why when they try to delete anything):
+    # the page says it keeps them, temporary chats too, rather than that it deletes them.
+    assert "for 30 days" not in held
+    kept_all = "<bdi>Acme</bdi> is under legal hold: it keeps every conversation, temporary chats"
+    assert kept_all in held
     TeamPolicy.objects.filter(pk=keep_30_days.pk).update(retention_days=None)
+    assert kept_all in member_client.get("/settings/").content.decode()
+    TeamPolicy.objects.filter(pk=keep_30_days.pk).update(legal_hold=False)
     kept = member_client.get("/settings/").content.decode()
-    assert "deletes conversations" not in kept
+    assert "deletes conversations" not in kept and "legal hold" not in kept

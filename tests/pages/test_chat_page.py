@@ -229,3 +229,22 @@ def test_the_conversation_search_takes_the_direction_of_what_is_typed(member_cli
     start = html.index('id="conversation-search"')
     field = html[html.rindex("<input", 0, start) : html.index(">", start)]
     assert 'dir="auto"' in field
+
+
+def temporary_notice(response) -> str:
+    html = response.content.decode()
+    start = html.index('id="temporary-notice"')
+    return html[start : html.index("</p>", start)]
+
+
+def test_the_temporary_chat_notice_says_a_legal_hold_keeps_it(member_client, member, team):
+    """Under a hold, nothing of the team's is deleted, temporary chats included: the notice
+    does not promise they go when left or after 24 hours."""
+    assert "after 24 hours" in temporary_notice(member_client.get("/"))
+    TeamPolicy.objects.create(team=team, legal_hold=True)
+    temporary = Conversation.objects.create(team=team, owner=member, model="m", temporary=True)
+    for path in ("/", f"/c/{temporary.pk}/"):
+        notice = temporary_notice(member_client.get(path))
+        assert "after 24 hours" not in notice and "deleted when you leave" not in notice
+        assert "This team is under legal hold" in notice
+        assert "kept until the hold is lifted" in notice
