@@ -3,12 +3,13 @@ from django.contrib import admin
 from django.contrib.admin.utils import unquote
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
-from django.contrib.auth.forms import UserChangeForm
+from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 from django.contrib.auth.models import Group
 from django.db import IntegrityError, transaction
 
 from chatapp.accounts import actions
 from chatapp.accounts.models import UserSettings
+from chatapp.accounts.usernames import lookalike_refusal
 from chatapp.core.admin import deletion_summary
 from chatapp.teams.actions import held_notes, held_teams_losing, personal_teams_deleted_with
 
@@ -52,10 +53,26 @@ class AccountChangeForm(UserChangeForm):
         return value
 
     def clean_username(self):
-        return self._taken("username")
+        username = self._taken("username")
+        # A name the account already has stays, whatever it looks like.
+        refusal = lookalike_refusal(username, self.instance)
+        if refusal:
+            raise forms.ValidationError(refusal)
+        return username
 
     def clean_email(self):
         return self._taken("email")
+
+
+class AccountCreationForm(AdminUserCreationForm):
+    """A new account's name may not pass for another's (chatapp.accounts.usernames)."""
+
+    def clean_username(self):
+        username = super().clean_username()  # None when another account has it
+        refusal = lookalike_refusal(username) if username else ""
+        if refusal:
+            raise forms.ValidationError(refusal)
+        return username
 
 
 @admin.register(User)
@@ -64,6 +81,7 @@ class AccountAdmin(UserAdmin):
     other people in it is handed over to them rather than deleted with its owner."""
 
     form = AccountChangeForm
+    add_form = AccountCreationForm
 
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
         try:

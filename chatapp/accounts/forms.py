@@ -6,6 +6,7 @@ from django.contrib.auth.forms import UserCreationForm
 
 from chatapp.accounts import keys
 from chatapp.accounts.signup import signup_refusal
+from chatapp.accounts.usernames import lookalike_refusal
 from chatapp.core.text import validate_one_line
 from chatapp.teams import policy
 
@@ -21,6 +22,13 @@ class SignupForm(UserCreationForm):
         super().__init__(*args, **kwargs)
         self.invitation = invitation
         self.refused = False  # the signup policy, not the input, said no
+
+    def clean_username(self):
+        username = super().clean_username()  # None when another account has it
+        refusal = lookalike_refusal(username) if username else ""
+        if refusal:
+            raise forms.ValidationError(refusal)
+        return username
 
     def clean_email(self):
         email = self.cleaned_data.get("email", "").strip().lower()

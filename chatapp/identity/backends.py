@@ -26,6 +26,7 @@ from chatapp.accounts.signup import (
     signup_refusal,
     unconfirmed_signups,
 )
+from chatapp.accounts.usernames import lookalike_refusal, mixes_scripts
 from chatapp.core.group_map import managed_teams, parse_group_map, roles_for
 from chatapp.core.permissions import is_site_admin
 from chatapp.identity.models import OIDCIdentity
@@ -274,10 +275,16 @@ class OIDCBackend(OIDCAuthenticationBackend):
         return bool(refusal)
 
     def _free_username(self, claims: dict) -> str:
-        base = claims.get("preferred_username") or verified_email(claims).split("@")[0] or "user"
-        base = re.sub(r"[^\w.@+-]", "", str(base))[:140] or "user"
+        """The provider's name for the person, else their address's, else "user"; numbered
+        while another account has it or one that could pass for it."""
+        choices = (claims.get("preferred_username"), verified_email(claims).split("@")[0])
+        bases = [re.sub(r"[^\w.@+-]", "", str(choice or ""))[:140] for choice in choices]
+        # A name mixing scripts like "mаx" (a Cyrillic а) stays one however it is numbered.
+        base = next((base for base in bases if base and not mixes_scripts(base)), "user")
         name, n = base, 1
-        while self.UserModel.objects.filter(username__iexact=name).exists():
+        while self.UserModel.objects.filter(username__iexact=name).exists() or lookalike_refusal(
+            name
+        ):
             n += 1
             name = f"{base}{n}"
         return name

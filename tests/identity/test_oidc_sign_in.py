@@ -838,3 +838,18 @@ def test_signing_out_needs_the_csrf_token(sso, member):
     csrf_client.force_login(member)
     assert csrf_client.post("/accounts/logout/").status_code == 403
     assert signed_in_user(csrf_client) == member
+
+
+def test_a_first_sign_in_never_takes_a_name_that_could_pass_for_anothers(
+    client, sso, person, make_user
+):
+    """The provider's name is the new account's unless it could pass for one already here."""
+    name = person()
+    local = make_user(name.replace("p", "\u0440", 1))  # a Cyrillic р, made before names were judged
+    sign_in(client, sso, name)
+    assert signed_in_user(client).username == f"{name}2"
+    mixed = person(preferred_username="m\u0430x_1")  # a Cyrillic а among Latin letters
+    other = Client()
+    sign_in(other, sso, mixed)
+    assert signed_in_user(other).username == mixed  # the address's name: one script
+    assert local.username != name

@@ -1,5 +1,6 @@
 """Django's createsuperuser, saying so when another account has the e-mail address (in any
-letter case, the unique index of migration accounts.0004) rather than failing on the index."""
+letter case, the unique index of migration accounts.0004) rather than failing on the index,
+and refusing a username that could pass for another's (chatapp.accounts.usernames)."""
 
 import os
 
@@ -7,6 +8,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.management.commands import createsuperuser
 from django.core.management import CommandError
 from django.db import IntegrityError
+
+from chatapp.accounts.usernames import lookalike_refusal
 
 # The unique index on UPPER(email) that migration accounts.0004 adds.
 EMAIL_INDEX = "accounts_user_email_unique_ci"
@@ -18,6 +21,13 @@ def address_taken(email: str, database: str) -> bool:
 
 
 class Command(createsuperuser.Command):
+    def _validate_username(self, username, verbose_field_name, database):
+        error = super()._validate_username(username, verbose_field_name, database)
+        if error or not username:
+            return error
+        refusal = lookalike_refusal(username)
+        return f"Error: {refusal}" if refusal else None
+
     def get_input_data(self, field, message, default=None):
         value = super().get_input_data(field, message, default)
         if field.name == "email" and value and address_taken(value, self.database):
