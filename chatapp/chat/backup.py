@@ -8,13 +8,16 @@ keys never are. Imported files are checked again as if uploaded.
 
 import base64
 import binascii
+import json
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, models, transaction
+from django.db.models import Prefetch, Q
 from django.utils import timezone
 from pydantic import TypeAdapter
 from pydantic import ValidationError as ShapeError
@@ -39,6 +42,8 @@ from chatapp.uploads.validation import UploadRefused
 
 FORMAT = "llama-team-chat/conversations"
 VERSION = 1
+# Conversations read together: four queries for each batch, its rows held until written.
+BATCH = 100
 # Relations written by reference instead of by value.
 # A message's parent and a conversation's active_leaf are written as the message's position in
 # the conversation's list (older files without them hold one straight branch).
@@ -67,47 +72,99 @@ def data_fields(model: type[models.Model], links: tuple[str, ...]) -> list[model
 # ---------------------------------------------------------------------------------- export
 
 
-def export_conversations(*, user=None, team=None) -> dict:
-    """One user's conversations (in any team), one team's (of any owner), or all of them."""
-    conversations = Conversation.objects.saved().select_related(
-        "team", "owner", "system_prompt", "json_schema"
-    )
+@dataclass
+class ExportResult:
+    conversations: int = 0
+    messages: int = 0
+    missing_files: list[str] = field(default_factory=list)
+
+
+def write_export(write: Callable[[str], Any], *, user=None, team=None) -> ExportResult:
+    """One user's conversations (in any team), one team's (of any owner), or all of them,
+    handed to `write` a conversation at a time: the document json.dumps(indent=1) would make,
+    with memory held for one batch of conversations, not for the whole export."""
+    conversations = Conversation.objects.saved()
     if user is not None:
         conversations = conversations.filter(owner=user)
-        scope = {"user": user.get_username()}
+        scope: dict[str, Any] = {"user": user.get_username()}
     elif team is not None:
         conversations = conversations.filter(team=team)
         scope = {"team": team.name}
     else:
         scope = {"all": True}
-    chosen = list(
-        conversations.order_by("created_at", "id").prefetch_related(
-            "messages__attachments", "messages__safety_flags"
-        )
-    )
-    teams = {c.team_id: c.team for c in chosen}
+    teams = Team.objects.filter(pk__in=conversations.values("team_id"))
     if team is not None:
-        teams[team.pk] = team
-    missing: list[str] = []
-    entries = [_conversation_entry(c, missing) for c in chosen]
-    return {
+        teams = teams | Team.objects.filter(pk=team.pk)
+    members = Membership.objects.select_related("user").order_by("user__username")
+    teams = teams.select_related("personal_owner").prefetch_related(
+        Prefetch("memberships", queryset=members)
+    )
+    users = get_user_model().objects.filter(
+        Q(pk__in=conversations.values("owner_id")) | Q(memberships__team__in=teams.values("pk"))
+    )
+    head = {
         "format": FORMAT,
         "version": VERSION,
         "exported_at": timezone.now().isoformat(),
         "scope": scope,
-        "users": [_user_entry(u) for u in _users_of(chosen, teams.values())],
-        "teams": [_team_entry(t) for t in sorted(teams.values(), key=lambda t: t.pk)],
-        "conversations": entries,
-        # Files lost from the storage: left out, so the rest of the backup is still made.
-        "missing_files": missing,
+        "users": [_user_entry(u) for u in sorted(users.distinct(), key=lambda u: u.get_username())],
+        "teams": [_team_entry(t) for t in teams.order_by("pk")],
     }
+    result = ExportResult()
+    # The head's closing brace gives way to the conversations, written as they are read.
+    write(_dumps(head)[: -len("\n}")] + ',\n "conversations": [')
+    for batch in _conversation_batches(conversations):
+        for conversation, messages in batch:
+            entry = _conversation_entry(conversation, messages, result.missing_files)
+            write(("\n  " if result.conversations == 0 else ",\n  ") + _dumps(entry, depth=2))
+            result.conversations += 1
+            result.messages += len(messages)
+    write("\n ]" if result.conversations else "]")
+    # Files lost from the storage: left out, so the rest of the backup is still made.
+    write(',\n "missing_files": ' + _dumps(result.missing_files, depth=1) + "\n}\n")
+    return result
 
 
-def _users_of(conversations, teams) -> list:
-    users = {c.owner_id: c.owner for c in conversations}
-    memberships = Membership.objects.filter(team__in=list(teams)).select_related("user")
-    users.update({m.user_id: m.user for m in memberships})
-    return sorted(users.values(), key=lambda u: u.get_username())
+def _dumps(value: Any, depth: int = 0) -> str:
+    """json.dumps(indent=1) of a value written `depth` levels into the document."""
+    return json.dumps(value, ensure_ascii=False, indent=1).replace("\n", "\n" + " " * depth)
+
+
+# A message with its safety flags and its files.
+Exported = tuple[Message, list[SafetyFlag], list[Upload]]
+
+
+def _conversation_batches(conversations) -> Iterator[list[tuple[Conversation, list[Exported]]]]:
+    """The conversations oldest first, BATCH at a time with their messages, flags and files:
+    the same four queries for each batch, by conversation id, whatever its messages number."""
+    ordered = conversations.select_related("team", "owner", "system_prompt", "json_schema")
+    ordered = ordered.order_by("created_at", "id")
+    last = None
+    while True:
+        page = ordered
+        if last is not None:  # keyset: the next page starts after the last one written
+            page = page.filter(
+                Q(created_at__gt=last.created_at) | Q(created_at=last.created_at, pk__gt=last.pk)
+            )
+        batch = list(page[:BATCH])
+        if not batch:
+            return
+        ids = [c.pk for c in batch]
+        flags = _grouped(SafetyFlag.objects.filter(message__conversation__in=ids), "message_id")
+        files = _grouped(Upload.objects.filter(message__conversation__in=ids), "message_id")
+        messages: dict[int, list[Exported]] = {pk: [] for pk in ids}
+        for message in Message.objects.filter(conversation__in=ids).order_by("id"):
+            exported = (message, flags.get(message.pk, []), files.get(message.pk, []))
+            messages[message.conversation_id].append(exported)
+        yield [(c, messages[c.pk]) for c in batch]
+        last = batch[-1]
+
+
+def _grouped(rows: models.QuerySet, key: str) -> dict[Any, list]:
+    grouped: dict[Any, list] = {}
+    for row in rows.order_by("pk"):
+        grouped.setdefault(getattr(row, key), []).append(row)
+    return grouped
 
 
 def _user_entry(user) -> dict:
@@ -115,32 +172,40 @@ def _user_entry(user) -> dict:
 
 
 def _team_entry(team: Team) -> dict:
-    memberships = team.memberships.select_related("user").order_by("user__username")
     return {
         "key": team.pk,
         "name": team.name,
         "personal_owner": team.personal_owner.get_username() if team.personal_owner else None,
-        "members": [{"username": m.user.get_username(), "role": m.role} for m in memberships],
+        "members": [
+            {"username": m.user.get_username(), "role": m.role} for m in team.memberships.all()
+        ],
     }
 
 
-def _conversation_entry(conversation: Conversation, missing: list[str]) -> dict:
+def _conversation_entry(
+    conversation: Conversation, messages: list[Exported], missing: list[str]
+) -> dict:
     entry = _values(conversation, data_fields(Conversation, CONVERSATION_LINKS))
     prompt = conversation.system_prompt
-    messages = list(conversation.messages.all())
-    position: dict[int | None, int] = {m.pk: index for index, m in enumerate(messages)}
+    position: dict[int | None, int] = {m.pk: index for index, (m, _, _) in enumerate(messages)}
     entry.update(
         team=conversation.team_id,
         owner=conversation.owner.get_username(),
         system_prompt=prompt.name if prompt else None,
         json_schema=conversation.json_schema.name if conversation.json_schema else None,
         active_leaf=position.get(conversation.active_leaf_id),
-        messages=[_message_entry(m, position, missing) for m in messages],
+        messages=[_message_entry(*m, position, missing) for m in messages],
     )
     return entry
 
 
-def _message_entry(message: Message, position: dict[int | None, int], missing: list[str]) -> dict:
+def _message_entry(
+    message: Message,
+    flags: list[SafetyFlag],
+    files: list[Upload],
+    position: dict[int | None, int],
+    missing: list[str],
+) -> dict:
     entry = _values(message, data_fields(Message, MESSAGE_LINKS))
     entry["parent"] = position.get(message.parent_id)
     # What Llama Guard flagged: a blocked question never goes upstream again (planning reads
@@ -154,10 +219,10 @@ def _message_entry(message: Message, position: dict[int | None, int], missing: l
             "decision": flag.decision,
             "decided_at": flag.decided_at.isoformat() if flag.decided_at else None,
         }
-        for flag in sorted(message.safety_flags.all(), key=lambda flag: flag.pk)
+        for flag in flags
     ]
     entry["attachments"] = []
-    for upload in message.attachments.all():
+    for upload in files:
         try:
             entry["attachments"].append(_attachment_entry(upload))
         except OSError:

@@ -1,6 +1,7 @@
 """export_conversations / import_conversations: lossless, idempotent, all-or-nothing."""
 
 import io
+import itertools
 import json
 import os
 from datetime import UTC, datetime, timedelta
@@ -8,8 +9,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
-from chatapp.chat import planning, tree
+from chatapp.chat import backup, planning, tree
 from chatapp.chat.backup import CONVERSATION_LINKS, MESSAGE_LINKS, data_fields
 from chatapp.chat.models import Conversation, Message
 from chatapp.chat.requests import SendRequest
@@ -343,6 +346,45 @@ def test_a_damaged_file_is_refused_whole(tmp_path, history, damage, message):
         import_file(tmp_path, data)
     assert not Conversation.objects.exists()
     assert not Message.objects.exists()
+
+
+class QueryNotingStream(io.StringIO):
+    """Output that notes, with each piece written, how many queries had run by then."""
+
+    def __init__(self, queries: CaptureQueriesContext) -> None:
+        super().__init__()
+        self.queries = queries
+        self.pieces: list[tuple[int, str]] = []
+
+    def write(self, text: str) -> int:
+        self.pieces.append((len(self.queries.captured_queries), text))
+        return super().write(text)
+
+
+def test_the_export_is_written_a_batch_at_a_time(history, monkeypatch):
+    """A year of a team's conversations is not held in memory: each batch is written before
+    the next is read, with the same few queries for each batch."""
+    monkeypatch.setattr(backup, "BATCH", 1)
+    with CaptureQueriesContext(connection) as queries:
+        out = QueryNotingStream(queries)
+        call_command("export_conversations", "--all", stdout=out, stderr=io.StringIO())
+
+    def queries_run_when_written(title: str) -> int:
+        return next(count for count, text in out.pieces if f'"title": "{title}"' in text)
+
+    counts = [queries_run_when_written(t) for t in ("first", "second", "mine", "max's")]
+    assert [later - earlier for earlier, later in itertools.pairwise(counts)] == [4, 4, 4]
+    assert len(json.loads(out.getvalue())["conversations"]) == 4
+
+
+@pytest.mark.parametrize("scope", [("--all",), ("--user", "nobody-yet")])
+def test_the_file_is_what_json_dumps_writes(history, scope):
+    """Written piece by piece, the file is byte for byte the indented document it always was."""
+    get_user_model().objects.create_user("nobody-yet")
+    out = io.StringIO()
+    call_command("export_conversations", *scope, stdout=out, stderr=io.StringIO())
+    text = out.getvalue()
+    assert text == json.dumps(json.loads(text), ensure_ascii=False, indent=1) + "\n"
 
 
 def test_stdout_and_stdin(history, owner, monkeypatch):

@@ -1,11 +1,9 @@
 """`manage.py export_conversations --user NAME | --team ID | --all [--output FILE]`."""
 
-import json
-
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from chatapp.chat.backup import export_conversations
+from chatapp.chat.backup import write_export
 from chatapp.core.management.private_files import private_file
 from chatapp.core.words import counted
 from chatapp.teams.models import Team
@@ -22,21 +20,23 @@ class Command(BaseCommand):
         parser.add_argument("--output", "-o", default="-", help="file to write (default stdout)")
 
     def handle(self, *args, user=None, team=None, output="-", **options) -> None:
-        data = export_conversations(user=self._user(user), team=self._team(team))
-        text = json.dumps(data, ensure_ascii=False, indent=1) + "\n"
+        chosen = {"user": self._user(user), "team": self._team(team)}
         if output == "-":
-            self.stdout.write(text, ending="")
+            result = write_export(lambda text: self.stdout.write(text, ending=""), **chosen)
         else:
-            write_private(output, text)
-        messages = sum(len(c["messages"]) for c in data["conversations"])
+            try:
+                with private_file(output) as file:
+                    result = write_export(file.write, **chosen)
+            except OSError as exc:
+                raise CommandError(f"Cannot write {output}: {exc.strerror or exc}.") from None
         self.stderr.write(
-            f"Exported {counted(len(data['conversations']), 'conversation')}"
-            f" ({counted(messages, 'message')})."
+            f"Exported {counted(result.conversations, 'conversation')}"
+            f" ({counted(result.messages, 'message')})."
         )
-        if data["missing_files"]:
+        if result.missing_files:
             self.stderr.write(
-                f"{counted(len(data['missing_files']), 'file')} not found in storage, left out:"
-                f" {', '.join(data['missing_files'])}."
+                f"{counted(len(result.missing_files), 'file')} not found in storage, left out:"
+                f" {', '.join(result.missing_files)}."
             )
 
     def _user(self, username):
@@ -54,11 +54,3 @@ class Command(BaseCommand):
         if team is None:
             raise CommandError(f"No team with id {team_id}.")
         return team
-
-
-def write_private(path: str, text: str) -> None:
-    try:
-        with private_file(path) as file:
-            file.write(text)
-    except OSError as exc:
-        raise CommandError(f"Cannot write {path}: {exc.strerror or exc}.") from None
