@@ -309,7 +309,8 @@ def _check_header(data) -> None:
             f"Export version {data.get('version')!r} is not supported (this one reads {VERSION})."
         )
     for key in ("users", "teams", "conversations"):
-        if not isinstance(data.get(key), list):
+        # The conversations may come as they are read (chatapp.chat.json_stream).
+        if not isinstance(data.get(key), list | Iterator if key == "conversations" else list):
             raise BackupError(f"The export has no {key!r} list.")
 
 

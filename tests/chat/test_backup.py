@@ -387,6 +387,73 @@ def test_the_file_is_what_json_dumps_writes(history, scope):
     assert text == json.dumps(json.loads(text), ensure_ascii=False, indent=1) + "\n"
 
 
+class QueryNotingInput(io.StringIO):
+    """Input that notes how far it had been read by the time each query ran."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.read_by_query: list[tuple[int, str]] = []
+
+    def isatty(self) -> bool:
+        return False
+
+
+def test_the_import_reads_conversations_as_it_imports_them(history, owner, monkeypatch):
+    """A year of a team's conversations is not read into memory at once: the first ones are
+    saved before the file has been read to its end."""
+    Message.objects.filter(role="user").update(content="A long question. " * 10_000)
+    out = io.StringIO()
+    call_command("export_conversations", "--user", "olivia", stdout=out, stderr=io.StringIO())
+    Conversation.objects.filter(owner=owner).delete()
+    stdin = QueryNotingInput(out.getvalue())
+    monkeypatch.setattr("sys.stdin", stdin)
+
+    def note(execute, sql, params, many, context):
+        stdin.read_by_query.append((stdin.tell(), sql))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(note):
+        call_command("import_conversations", stdout=io.StringIO())
+
+    inserts = [
+        read for read, sql in stdin.read_by_query if "INSERT INTO" in sql and "_conversation" in sql
+    ]
+    assert len(inserts) == 3
+    assert inserts[0] < len(out.getvalue())
+    assert Conversation.objects.filter(owner=owner).count() == 3
+
+
+def test_members_in_another_order_still_import(tmp_path, history, owner):
+    """A file whose conversations come before its users and teams (edited by hand) is read
+    whole, as before."""
+    data = export("--user", "olivia")
+    reordered = {"conversations": data.pop("conversations"), **data}
+    Conversation.objects.filter(owner=owner).delete()
+
+    output = import_file(tmp_path, reordered)
+
+    assert "Imported 3 conversations" in output
+
+
+@pytest.mark.parametrize("cut", ["end", "list", "after"])
+def test_a_file_cut_off_or_damaged_after_the_conversations_is_refused_whole(tmp_path, history, cut):
+    out = io.StringIO()
+    call_command("export_conversations", "--all", stdout=out, stderr=io.StringIO())
+    text = out.getvalue()
+    text = {
+        "end": text[: len(text) * 3 // 4],
+        "list": text.replace('\n ],\n "missing_files"', ',\n "missing_files"'),
+        "after": text + "{}",
+    }[cut]
+    Conversation.objects.all().delete()
+    path = tmp_path / "cut.json"
+    path.write_text(text)
+
+    with pytest.raises(CommandError, match="Nothing was imported"):
+        call_command("import_conversations", str(path), stdout=io.StringIO())
+    assert not Conversation.objects.exists()
+
+
 def test_stdout_and_stdin(history, owner, monkeypatch):
     out = io.StringIO()
     call_command("export_conversations", "--user", "olivia", stdout=out, stderr=io.StringIO())

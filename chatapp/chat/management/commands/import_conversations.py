@@ -2,10 +2,14 @@
 
 import json
 import sys
+from contextlib import AbstractContextManager as ContextManager
+from contextlib import nullcontext
+from typing import TextIO
 
 from django.core.management.base import BaseCommand, CommandError
 
 from chatapp.chat.backup import BackupError, import_conversations
+from chatapp.chat.json_stream import read_object
 from chatapp.teams.models import Team
 
 
@@ -33,41 +37,41 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, path="-", team=None, **options) -> None:
-        data = self._read(path)
         into_team = None
         if team is not None:
             into_team = Team.objects.filter(pk=team, personal_owner__isnull=True).first()
             if into_team is None:
                 raise CommandError(f"No shared team with id {team}.")
         try:
-            result = import_conversations(
-                data,
-                create_missing=options["create_missing"],
-                into_team=into_team,
-                dry_run=options["dry_run"],
-            )
+            with self._open(path) as file:
+                # Conversations are read one at a time as they are imported, not all at once.
+                data = read_object(file, lazy="conversations", after=("users", "teams"))
+                result = import_conversations(
+                    data,
+                    create_missing=options["create_missing"],
+                    into_team=into_team,
+                    dry_run=options["dry_run"],
+                )
         except BackupError as exc:
             raise CommandError(f"{exc} Nothing was imported.") from None
-        prefix = "Dry run, nothing saved. " if options["dry_run"] else ""
-        self.stdout.write(prefix + result.summary())
-
-    def _read(self, path: str):
-        try:
-            if path == "-":
-                if sys.stdin.isatty():  # nothing piped in: json.load would wait for typing
-                    raise CommandError(
-                        "Name the export file, or pipe it in: import_conversations FILE,"
-                        " or import_conversations < FILE."
-                    )
-                return json.load(sys.stdin)
-            with open(path, encoding="utf-8") as file:
-                return json.load(file)
         except OSError as exc:
             raise CommandError(f"Cannot read {path}: {exc.strerror}.") from None
         except json.JSONDecodeError as exc:
-            raise CommandError(f"{path} is not JSON: {exc}.") from None
+            raise CommandError(f"{path} is not JSON: {exc}. Nothing was imported.") from None
         except UnicodeDecodeError:
             raise CommandError(
                 f"{path} is not JSON in UTF-8, as export_conversations writes it: convert it,"
                 " or export it again."
             ) from None
+        prefix = "Dry run, nothing saved. " if options["dry_run"] else ""
+        self.stdout.write(prefix + result.summary())
+
+    def _open(self, path: str) -> ContextManager[TextIO]:
+        if path != "-":
+            return open(path, encoding="utf-8")
+        if sys.stdin.isatty():  # nothing piped in: reading would wait for typing
+            raise CommandError(
+                "Name the export file, or pipe it in: import_conversations FILE,"
+                " or import_conversations < FILE."
+            )
+        return nullcontext(sys.stdin)
