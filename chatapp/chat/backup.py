@@ -150,7 +150,8 @@ def _conversation_batches(conversations) -> Iterator[list[tuple[Conversation, li
         if not batch:
             return
         ids = [c.pk for c in batch]
-        flags = _grouped(SafetyFlag.objects.filter(message__conversation__in=ids), "message_id")
+        flag_rows = SafetyFlag.objects.filter(message__conversation__in=ids)
+        flags = _grouped(flag_rows.select_related("decided_by"), "message_id")
         files = _grouped(Upload.objects.filter(message__conversation__in=ids), "message_id")
         messages: dict[int, list[Exported]] = {pk: [] for pk in ids}
         for message in Message.objects.filter(conversation__in=ids).order_by("id"):
@@ -218,6 +219,7 @@ def _message_entry(
             "created_at": flag.created_at.isoformat(),
             "decision": flag.decision,
             "decided_at": flag.decided_at.isoformat() if flag.decided_at else None,
+            "decided_by": flag.decided_by.get_username() if flag.decided_by else None,
         }
         for flag in flags
     ]
@@ -439,7 +441,7 @@ def _import_conversation(index, entry, users, teams, result) -> None:
     for i, (message, message_entry) in enumerate(zip(messages, entry["messages"], strict=True)):
         flags = message_entry.get("safety_flags", [])  # none in files from before they were
         for flag_entry in _list(flags, f"{where}, message {i + 1}", "safety_flags"):
-            _import_flag(flag_entry, message, conversation, f"{where}, message {i + 1}")
+            _import_flag(flag_entry, message, conversation, users, f"{where}, message {i + 1}")
         files = message_entry.get("attachments", [])
         for file_entry in _list(files, f"{where}, message {i + 1}", "attachments"):
             _import_file(file_entry, message, conversation, f"{where}, message {i + 1}", result)
@@ -468,7 +470,7 @@ def _link_tree(conversation: Conversation, messages: list[Message], entry: dict,
 DATETIME = models.DateTimeField()  # for reading a time as the model's own fields do
 
 
-def _import_flag(entry, message: Message, conversation: Conversation, where: str) -> None:
+def _import_flag(entry, message: Message, conversation: Conversation, users, where: str) -> None:
     if not isinstance(entry, dict):
         raise BackupError(f"{where}: a safety flag is not an object.")
     categories = entry.get("categories", [])
@@ -497,8 +499,16 @@ def _import_flag(entry, message: Message, conversation: Conversation, where: str
         blocked=entry["blocked"],
         categories=categories,
         decision=entry.get("decision", ""),
+        decided_by=_reviewer(entry.get("decided_by"), users),
         **times,
     )
+
+
+def _reviewer(username, users: dict):
+    """Who decided on a flag: the account of that name here, or nobody (one since deleted)."""
+    if not isinstance(username, str) or not username:
+        return None
+    return users.get(username) or get_user_model().objects.filter(username=username).first()
 
 
 def _import_file(entry, message: Message, conversation: Conversation, where: str, result) -> None:

@@ -17,7 +17,7 @@ from chatapp.chat.backup import CONVERSATION_LINKS, MESSAGE_LINKS, data_fields
 from chatapp.chat.models import Conversation, Message
 from chatapp.chat.requests import SendRequest
 from chatapp.llm import KNOWN_MODELS
-from chatapp.teams.actions import ensure_personal_team, flag_message
+from chatapp.teams.actions import ensure_personal_team, flag_message, review_flag
 from chatapp.teams.models import Membership, Role, SafetyFlag, SystemPrompt, Team
 from chatapp.teams.safety import Finding
 
@@ -603,6 +603,31 @@ def test_a_blocked_question_stays_out_of_later_requests_after_a_round_trip(tmp_p
     assert sent_next(restored) == ["Something else"]
     flag = SafetyFlag.objects.get(message__conversation=restored)
     assert (flag.stage, flag.blocked, flag.categories) == ("input", True, ["S1"])
+
+
+def test_a_round_trip_keeps_who_reviewed_a_flag(tmp_path, owner, member, team):
+    """The review queue shows who decided on a flag: a restored flag still names them, or
+    nobody when that account is not on this site."""
+    convo = Conversation.objects.create(team=team, owner=owner, title="locks", model="m")
+    question = Message.objects.create(conversation=convo, role="user", content="Pick a lock?")
+    reviewed = flag_message(team, owner, question.pk, Finding("input", ("S1",), True))
+    review_flag(member, reviewed, "false_positive")
+    data = export("--user", "olivia")
+    convo.delete()
+
+    import_file(tmp_path, data)
+
+    flag = SafetyFlag.objects.get(message__conversation__title="locks")
+    assert (flag.decision, flag.decided_by, flag.decided_at) == (
+        "false_positive",
+        member,
+        reviewed.decided_at,
+    )
+    Conversation.objects.filter(title="locks").delete()
+    data["conversations"][0]["messages"][0]["safety_flags"][0]["decided_by"] = "left-long-ago"
+    import_file(tmp_path, data)
+    flag = SafetyFlag.objects.get(message__conversation__title="locks")
+    assert (flag.decision, flag.decided_by) == ("false_positive", None)
 
 
 @pytest.mark.parametrize(
