@@ -12,7 +12,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from chatapp.chat import backup, planning, tree
+from chatapp.chat import backup, json_stream, planning, tree
 from chatapp.chat.backup import CONVERSATION_LINKS, MESSAGE_LINKS, data_fields
 from chatapp.chat.models import Conversation, Message
 from chatapp.chat.requests import SendRequest
@@ -210,6 +210,30 @@ def test_a_round_trip_keeps_the_tree_and_the_branch_shown(tmp_path, history, own
     assert without_export_time(export("--user", "olivia")) == without_export_time(data)
 
 
+def test_a_round_trip_a_conversation_and_a_few_characters_at_a_time(tmp_path, history, monkeypatch):
+    """Batches of one (two conversations begun in the same microsecond among them) written,
+    and the file read back 7 characters at a time: the same data, the same file."""
+    monkeypatch.setattr(backup, "BATCH", 1)
+    monkeypatch.setattr(json_stream, "CHUNK", 7)
+    Conversation.objects.filter(title="max's").update(created_at=T0)  # "first"'s time
+    convo = history["olivia_acme_1"]
+    add_version(convo, convo.messages.get(role="user"), "what is 3+3?")
+
+    def by_title() -> list[dict]:  # two begun at once: their order is the database's choice
+        return sorted(snapshot(Conversation.objects.all()), key=lambda row: row["title"])
+
+    before = by_title()
+    data = export("--all")
+    assert len(data["conversations"]) == 4
+    Conversation.objects.all().delete()
+
+    output = import_file(tmp_path, data)
+
+    assert "Imported 4 conversations (18 messages, 0 files)" in output
+    assert by_title() == before
+    assert without_export_time(export("--all")) == without_export_time(data)
+
+
 def test_an_older_file_without_the_tree_imports_as_straight_branches(tmp_path, history, owner):
     data = export("--user", "olivia")
     for conversation in data["conversations"]:
@@ -377,14 +401,28 @@ def test_the_export_is_written_a_batch_at_a_time(history, monkeypatch):
     assert len(json.loads(out.getvalue())["conversations"]) == 4
 
 
-@pytest.mark.parametrize("scope", [("--all",), ("--user", "nobody-yet")])
-def test_the_file_is_what_json_dumps_writes(history, scope):
-    """Written piece by piece, the file is byte for byte the indented document it always was."""
-    get_user_model().objects.create_user("nobody-yet")
+@pytest.mark.parametrize("scope", ["--all", "--user", "--team"])
+def test_the_file_is_what_json_dumps_writes(history, owner, scope):
+    """Written piece by piece, the file is byte for byte the indented document it always was
+    (with conversations, or none: a new user's, a new team's)."""
+    newcomer = get_user_model().objects.create_user("nobody-yet")
+    empty = Team.objects.create(name="Empty")
+    Membership.objects.create(team=empty, user=owner, role=Role.OWNER)
+    chosen = {"--all": [], "--user": [newcomer.username], "--team": [str(empty.pk)]}[scope]
     out = io.StringIO()
-    call_command("export_conversations", *scope, stdout=out, stderr=io.StringIO())
+    call_command("export_conversations", scope, *chosen, stdout=out, stderr=io.StringIO())
     text = out.getvalue()
     assert text == json.dumps(json.loads(text), ensure_ascii=False, indent=1) + "\n"
+    if scope == "--team":
+        assert json.loads(text)["teams"] == [
+            {
+                "key": empty.pk,
+                "name": "Empty",
+                "personal_owner": None,
+                "members": [{"username": "olivia", "role": "owner"}],
+            }
+        ]
+        assert [user["username"] for user in json.loads(text)["users"]] == ["olivia"]
 
 
 class QueryNotingInput(io.StringIO):
