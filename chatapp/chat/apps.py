@@ -3,7 +3,7 @@ from django.db import connections
 from django.db.models.signals import post_migrate
 
 from chatapp.chat.search_index import repair_sqlite_index
-from chatapp.core import stopping
+from chatapp.core import processes, stopping
 
 
 def repair_search_index(using: str = "default", **kwargs) -> None:
@@ -19,7 +19,7 @@ class ChatConfig(AppConfig):
         post_migrate.connect(repair_search_index, sender=self)
         # Both read the models: only once apps are loaded. The signals stop the answers of a
         # team or user deleted under them.
-        from chatapp.chat import generation, openai_api, signals  # noqa: F401
+        from chatapp.chat import generation, openai_api, reaper, signals  # noqa: F401
         from chatapp.chat.actions.conversations import (
             teams_holding_others,
             teams_with_conversations_of,
@@ -34,3 +34,5 @@ class ChatConfig(AppConfig):
         # A deploy or restart (SIGTERM) saves the answers streaming here before the exit.
         stopping.when_stopping(generation.end_all)
         stopping.when_stopping(openai_api.end_all)  # and counts the API answers relayed here
+        # A server process that died (SIGKILL, a crash): its supervisor ends its answers.
+        processes.when_process_ends(reaper.end_answers_of)

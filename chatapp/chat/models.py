@@ -212,6 +212,10 @@ class Message(models.Model):
     reserved_tokens = models.PositiveIntegerField(default=0)
     # Refreshed by the process generating the answer; a stale one means that process died.
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # The server process generating the answer (chatapp.core.processes.token()): once it has
+    # exited, the supervisor ends the answers that name it without waiting for the heartbeat.
+    # Empty in the database by default: a process of the release before writes no token.
+    server_process = models.CharField(max_length=32, blank=True, default="", db_default="")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

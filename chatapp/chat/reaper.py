@@ -1,5 +1,9 @@
 """Answers left streaming by a process that died: marked interrupted, their text kept.
 
+Under `manage.py serve` the supervisor ends a dead process's answers as soon as it sees the
+process exit (`end_answers_of`); the heartbeat check below is for the rest: a server started
+otherwise, or a supervisor that died with its processes (a machine or container gone).
+
 A generation refreshes its message's heartbeat with every checkpoint (at least every ~10 s),
 so a streaming message with an old heartbeat has nobody writing it any more. The same periodic
 check deletes uploads that were never sent (see chatapp.uploads.actions.sweep_unattached) and
@@ -14,6 +18,7 @@ from contextlib import suppress
 from datetime import timedelta
 from typing import Any
 
+from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils import timezone
@@ -41,6 +46,16 @@ def reap_stale_generations(max_age_seconds: float | None = None) -> dict[str, An
         "interrupted": len(marked),
         "abandoned": marked,
     }
+
+
+def end_answers_of(server_process: str) -> None:
+    """The server process with this token has exited (its supervisor saw it): mark its
+    streaming answers interrupted now, their text as last checkpointed, and tell the sockets
+    watching them (`chatapp.core.processes`). Runs on a thread of the supervisor's."""
+    marked = replies.mark_interrupted(replies.replies_of_process(server_process))
+    if marked:
+        log.warning("A server process exited: ended its %d streaming answers", len(marked))
+        async_to_sync(replies.announce_interrupted)(marked)
 
 
 async def reap_and_announce() -> dict[str, Any]:

@@ -5,6 +5,11 @@ The supervisor opens the listening socket once and starts `WEB_CONCURRENCY` daph
 each new connection to whichever process is free to accept it first. A process that dies is
 started again (after a pause that grows while it keeps dying young); SIGTERM or SIGINT stops
 them all, each finishing its open requests as daphne does on its own.
+
+Each process started gets a token of its own (`chatapp.core.processes`); once one exits
+without a clean stop (a crash, SIGKILL, the out-of-memory killer, or the SIGKILL that ends a
+stop taking too long), the hooks registered there run with its token on a thread of the
+supervisor's: the answers it was streaming end as interrupted at once.
 """
 
 import ctypes
@@ -15,6 +20,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,11 +28,14 @@ from pathlib import Path
 
 from prometheus_client import multiprocess
 
+from chatapp.core import processes as server_processes
+
 ASGI_APPLICATION = "chatapp.asgi:application"
 POLL_SECONDS = 0.2  # how often the supervisor looks at its processes and signals
 STOP_SECONDS = 15.0  # daphne's own close timeout is 10 s; then SIGKILL
 YOUNG_SECONDS = 10.0  # a process that dies younger than this is in trouble: restart slower
 RESTART_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+ENDED_SECONDS = 10.0  # at exit, how long the ends of dead processes' work may still take
 PR_SET_PDEATHSIG = 1
 
 
@@ -104,6 +113,7 @@ def die_with_parent() -> None:
 class Worker:
     index: int
     process: subprocess.Popen[bytes] | None = None
+    token: str = ""  # chatapp.core.processes.token() in the process
     started: float = 0.0
     young_deaths: int = 0  # deaths in a row, each soon after its start
     restart_at: float | None = None
@@ -120,6 +130,7 @@ class Supervisor:
     stopping: bool = False
     # Where the processes' Prometheus values meet (prometheus_client's multiprocess mode).
     metrics_dir: str | None = None
+    ending: list[threading.Thread] = field(default_factory=list)
 
     def command(self) -> list[str]:
         fd = str(self.listener.fileno())
@@ -148,6 +159,7 @@ class Supervisor:
                 time.sleep(POLL_SECONDS)
             self._stop_all(workers)
         finally:
+            self._wait_for_ends()
             if own_metrics_dir and self.metrics_dir:
                 shutil.rmtree(self.metrics_dir, ignore_errors=True)
         return 0
@@ -157,6 +169,7 @@ class Supervisor:
 
     def _start(self, worker: Worker) -> None:
         env = dict(os.environ)
+        worker.token = env[server_processes.TOKEN_ENV] = server_processes.new_token()
         if self.metrics_dir:
             env["PROMETHEUS_MULTIPROC_DIR"] = self.metrics_dir
         worker.process = subprocess.Popen(
@@ -179,6 +192,7 @@ class Supervisor:
             return
         if process is None or process.poll() is None:
             return
+        self._end_work_of(worker)
         if self.metrics_dir:  # its live gauges leave the sums; its counters stay in them
             multiprocess.mark_process_dead(process.pid, self.metrics_dir)
         lived = time.monotonic() - worker.started
@@ -190,15 +204,38 @@ class Supervisor:
         )
         worker.restart_at = time.monotonic() + delay
 
+    def _end_work_of(self, worker: Worker) -> None:
+        """What the exited process left running ends now (chatapp.core.processes), on a
+        thread: a slow database does not hold up restarts or a stop."""
+        thread = threading.Thread(
+            target=server_processes.process_ended,
+            args=(worker.token,),
+            name=f"ended-{worker.index + 1}",
+            daemon=True,
+        )
+        self.ending = [t for t in self.ending if t.is_alive()]
+        self.ending.append(thread)
+        thread.start()
+
+    def _wait_for_ends(self) -> None:
+        deadline = time.monotonic() + ENDED_SECONDS
+        for thread in self.ending:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+
     def _stop_all(self, workers: list[Worker]) -> None:
-        running = [w.process for w in workers if w.process and w.process.poll() is None]
-        for process in running:
+        for worker in workers:  # died since they were last looked after
+            if worker.process and worker.restart_at is None and worker.process.poll() is not None:
+                self._end_work_of(worker)
+        running = [(w, w.process) for w in workers if w.process and w.process.poll() is None]
+        for _, process in running:
             process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + STOP_SECONDS
-        for process in running:
+        for worker, process in running:
             try:
                 process.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+            if process.returncode != 0:  # a clean stop ended its answers itself
+                self._end_work_of(worker)
         self.listener.close()

@@ -51,6 +51,29 @@ def test_stale_streaming_answers_are_marked_interrupted(conversation):
     assert (fresh.status, done.status) == ("streaming", "complete")
 
 
+def test_a_dead_processs_answers_end_at_once_and_no_others(conversation, team, member):
+    """The supervisor saw the process exit: its answers end whatever their heartbeat, with
+    their text and counted once (a second call finds nothing); another process's, a fresh
+    heartbeat's too, and rows naming no process stay as they are."""
+    dead, alive = streaming(conversation, 1, "kept text"), streaming(conversation, 1)
+    unnamed = streaming(conversation, 1)
+    Message.objects.filter(pk=dead.pk).update(server_process="a" * 32, reserved_tokens=10)
+    Message.objects.filter(pk=alive.pk).update(server_process="b" * 32)
+    reaper.end_answers_of("a" * 32)
+    reaper.end_answers_of("a" * 32)
+    reaper.end_answers_of("")
+    statuses = dict(Message.objects.values_list("pk", "status"))
+    assert statuses[alive.pk] == statuses[unnamed.pk] == "streaming"
+    dead.refresh_from_db()
+    assert (dead.status, dead.content, dead.error_code) == (
+        "interrupted",
+        "kept text",
+        "interrupted",
+    )
+    usage = TeamUsage.objects.get(team=team, user=member)
+    assert (usage.requests, usage.completion_tokens) == (1, dead.completion_tokens)
+
+
 def test_an_answer_the_reaper_interrupts_counts_what_it_streamed(conversation, team, member):
     """Its process died mid-answer: the provider billed what it streamed (its text is kept,
     up to the last checkpoint) and its prompt. When its hold ends, what it used counts, as

@@ -13,7 +13,14 @@ import urllib.request
 import pytest
 
 from tests.databases import uses_postgres
-from tests.resilience.servers import ChatClient, Supervised, server_env, serving_pid, text_of
+from tests.resilience.servers import (
+    ChatClient,
+    Supervised,
+    manage,
+    server_env,
+    serving_pid,
+    text_of,
+)
 from tests.support.polling import wait_for
 
 pytestmark = [
@@ -217,3 +224,95 @@ async def test_metrics_add_up_every_process_whichever_answers_the_scrape(
     await on_second.close()
     with contextlib.suppress(Exception):
         await on_first.close()
+
+
+@pytest.fixture
+def two_processes_without_reaper(tmp_path, server_database, sim):
+    """Two processes whose periodic reaper is off: only the supervisor can end a dead one's
+    answers."""
+    env = server_env(
+        server_database.url,
+        sim,
+        WEB_CONCURRENCY="2",
+        REDIS_URL=os.environ["REDIS_URL"],
+        CHAT_REAPER_INTERVAL_SECONDS="0",
+    )
+    served = Supervised(env, tmp_path / "serve.log")
+    try:
+        yield served.start(ready=2)
+    finally:
+        served.stop()
+
+
+def usage_of(served: Supervised, session: str) -> tuple[int, int, int]:
+    """The prompt and completion tokens and requests counted for the session's user today."""
+    code = (
+        "from chatapp.core.sessions import SessionStore\n"
+        "from django.db.models import Sum\n"
+        "from chatapp.teams.models import TeamUsage\n"
+        f"user_id = SessionStore({session!r}).get('_auth_user_id')\n"
+        "rows = TeamUsage.objects.filter(user_id=user_id)\n"
+        "totals = rows.aggregate(Sum('prompt_tokens'), Sum('completion_tokens'), Sum('requests'))\n"
+        "print(*(value or 0 for value in totals.values()))\n"
+    )
+    line = manage(served.env, "shell", "-v", "0", "-c", code).strip().splitlines()[-1]
+    prompt, completion, requests = (int(value) for value in line.split())
+    return prompt, completion, requests
+
+
+async def test_a_killed_processs_answers_end_at_once_and_the_others_go_on(
+    two_processes_without_reaper, session_for
+):
+    """SIGKILL one process: the supervisor ends its answers interrupted straight away (no
+    reaper runs here), with their checkpointed text and usage counted once, and tells the
+    sockets on the other process; the other process's answer is not touched."""
+    served, session = two_processes_without_reaper, session_for()
+    doomed_pid, live_pid = served.children()
+    on_doomed = await socket_on(served, session, doomed_pid)
+    on_live = await socket_on(served, session, live_pid)
+
+    created = await on_doomed.send_message(f"{SLOW} Tell me about llamas")
+    message_id, conversation_id = created["id"], created["conversation_id"]
+    other = await on_live.send_message(f"{SLOW} And about alpacas")
+    watcher = await socket_on(served, session, live_pid)
+    await watcher.send({"type": "chat.subscribe", "conversation_id": conversation_id})
+    state = (await watcher.until_type("conversation.state"))[-1]
+    seen = next(m for m in state["messages"] if m["id"] == message_id)
+
+    def checkpointed() -> bool:
+        return bool(served_answer(served, session, conversation_id)["content"])
+
+    wait_for(checkpointed, "a checkpoint of the answer")
+    os.kill(doomed_pid, signal.SIGKILL)
+
+    frames = await watcher.until_type("message.done", message_id)
+    error = next(f for f in frames if f["type"] == "message.error")["error"]
+    assert error["code"] == "interrupted" and error["retryable"] is True
+    done = frames[-1]
+    stored = served_answer(served, session, conversation_id)
+    assert done["status"] == stored["status"] == "interrupted"
+    assert stored["content"]  # the last checkpoint's text
+    watched = seen["content"] + text_of(watcher.received, message_id, seen["seq"])
+    assert watched.startswith(stored["content"])
+    assert done["usage"] == stored["usage"] and stored["usage"]["completion_tokens"] > 0
+
+    # The conversation takes a new message at once; the live process's answer goes on.
+    again = await watcher.send_message("Go on", conversation_id)
+    assert again["status"] == "streaming"
+    assert (await watcher.until_type("message.done", again["id"]))[-1]["status"] == "complete"
+    assert (await on_live.until_type("message.done", other["id"]))[-1]["status"] == "complete"
+    served_other = served_answer(served, session, other["conversation_id"])
+    assert served_other["status"] == "complete"
+    assert served_other["content"] == text_of(on_live.received, other["id"])
+
+    # Each answer is counted once: the interrupted one with its estimate.
+    answers = [served_answer(served, session, conversation_id), served_other]
+    prompt, completion, requests = usage_of(served, session)
+    assert requests == 3
+    expected = [stored["usage"], *(a["usage"] for a in answers)]
+    assert completion == sum(u["completion_tokens"] for u in expected)
+    assert prompt == sum(u["prompt_tokens"] for u in expected)
+    for client in (on_live, watcher):
+        await client.close()
+    with contextlib.suppress(Exception):
+        await on_doomed.close()

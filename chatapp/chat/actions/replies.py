@@ -30,6 +30,7 @@ from chatapp.chat.lookups import attachment_list, provider_page
 from chatapp.chat.models import Conversation, Message, MessageRole, MessageStatus
 from chatapp.chat.planning import ReplyPlan
 from chatapp.chat.requests import RegenerateRequest, SendRequest
+from chatapp.core import processes
 from chatapp.core.layers import channel_layer
 from chatapp.core.locking import lock_rows
 from chatapp.core.text import storable
@@ -264,6 +265,7 @@ def _write_reply(plan: ReplyPlan) -> Exchange:
             status=MessageStatus.STREAMING,
             model=plan.params.model,
             heartbeat_at=timezone.now(),
+            server_process=processes.token(),
             format=plan.requested_format,
             reserved_tokens=plan.reserved_tokens,
         )
@@ -684,6 +686,14 @@ def stale_replies(cutoff: datetime, alive: list[int]) -> list[Abandoned]:
     )
     rows = stale.exclude(pk__in=alive).values_list("id", "conversation_id", "model")
     return [Abandoned(*row) for row in rows]
+
+
+def replies_of_process(server_process: str) -> list[Abandoned]:
+    """The streaming answers of the server process with this token (it has exited)."""
+    if not server_process:
+        return []
+    rows = Message.objects.filter(status=MessageStatus.STREAMING, server_process=server_process)
+    return [Abandoned(*row) for row in rows.values_list("id", "conversation_id", "model")]
 
 
 def end_unstarted(message_id: int) -> list[Abandoned]:
