@@ -19,6 +19,7 @@ from django.db import connections
 log = logging.getLogger(__name__)
 
 TOKEN_ENV = "CHAT_SERVER_PROCESS"
+SUPERVISOR_ENV = "CHAT_SUPERVISOR_PID"  # the supervisor that started this process
 
 _token = os.environ.get(TOKEN_ENV) or uuid.uuid4().hex
 _hooks: list[Callable[[str], None]] = []
@@ -32,6 +33,17 @@ def token() -> str:
 def new_token() -> str:
     """A token for a process about to start."""
     return uuid.uuid4().hex
+
+
+def supervisor_gone() -> bool:
+    """Whether the supervisor that started this process (SUPERVISOR_ENV) has exited already.
+
+    It arms the process's death signal before the process runs (PR_SET_PDEATHSIG), but a
+    supervisor killed before that, or while the signal could still only reach its own handler
+    (until the exec), leaves the process to another parent with no signal to come. Checked
+    first thing after the exec: from then on the death signal ends the process."""
+    expected = os.environ.pop(SUPERVISOR_ENV, "")
+    return expected.isascii() and expected.isdigit() and os.getppid() != int(expected)
 
 
 def when_process_ends(hook: Callable[[str], None]) -> None:

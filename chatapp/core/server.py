@@ -25,6 +25,10 @@ else (compression, a close under way, bytes, a size past the limit) goes daphne'
 On SIGTERM or SIGINT, what the apps registered with `chatapp.core.stopping` runs before the
 reactor stops (`finish_before_exit`): the answers the process streams are saved and ended.
 
+A process `manage.py serve` started first checks that the supervisor which started it is still
+its parent (`processes.supervisor_gone`) and exits otherwise: a supervisor killed before the
+process's death signal was armed would leave it serving on, orphaned.
+
 The cyclic garbage collector runs less often (`collect_less_often`): with Python's thresholds it
 made four full passes of 24–86 ms during the arrival of 200 answers, each a pause of every
 stream of the process.
@@ -32,11 +36,12 @@ stream of the process.
 
 import asyncio
 import gc
+import sys
 from typing import Any
 
 from twisted.internet import tcp, unix
 
-from chatapp.core import stopping
+from chatapp.core import processes, stopping
 
 
 class EagerTCPServer(tcp.Server):
@@ -191,6 +196,9 @@ def use_uvloop() -> bool:
 
 
 def main() -> None:
+    if processes.supervisor_gone():
+        sys.stderr.write("The supervisor that started this server process has exited: stopping.\n")
+        raise SystemExit(1)
     use_uvloop()
     use_eager_writes()
     plain_debug_values()

@@ -101,12 +101,26 @@ def listen(host: str, port: int, backlog: int = 2048) -> socket.socket:
     return sock
 
 
-def die_with_parent() -> None:
-    """In the child before exec: SIGTERM when its parent dies, even by SIGKILL (Linux)."""
+def _find_prctl() -> Callable[..., int] | None:
     try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux
+        return None
+
+
+# Found in the supervisor: the child between fork and exec only calls it. Looking it up there
+# (dlopen) could wait forever on a lock a thread of the supervisor's held at the fork.
+_PRCTL = _find_prctl()
+
+
+def die_with_parent() -> None:
+    """In the child before exec: SIGTERM when its parent dies, even by SIGKILL (Linux).
+
+    A parent that died before this, or before the exec (its SIGTERM would reach the
+    supervisor's own handler, copied into the child), is caught by the server process itself
+    (`chatapp.core.processes.supervisor_gone`)."""
+    if _PRCTL is not None:
+        _PRCTL(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 @dataclass
@@ -170,6 +184,7 @@ class Supervisor:
     def _start(self, worker: Worker) -> None:
         env = dict(os.environ)
         worker.token = env[server_processes.TOKEN_ENV] = server_processes.new_token()
+        env[server_processes.SUPERVISOR_ENV] = str(os.getpid())
         if self.metrics_dir:
             env["PROMETHEUS_MULTIPROC_DIR"] = self.metrics_dir
         worker.process = subprocess.Popen(

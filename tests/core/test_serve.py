@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from chatapp.core.supervisor import (
+    ASGI_APPLICATION,
     ServeError,
     Supervisor,
     check_processes,
@@ -17,7 +18,7 @@ from chatapp.core.supervisor import (
     listen,
 )
 from tests.deploy.files import ROOT, clean_env
-from tests.resilience.servers import Supervised
+from tests.resilience.servers import READY_SECONDS, Supervised
 from tests.support.polling import wait_for
 
 
@@ -179,3 +180,39 @@ def test_serve_says_so_when_several_processes_share_an_sqlite_file(tmp_path):
         assert "the 2 server processes share one SQLite file" in log
     finally:
         served.stop()
+
+
+@pytest.mark.slow
+def test_a_server_process_whose_supervisor_died_before_it_ran_does_not_serve(tmp_path):
+    """The supervisor was killed between starting the process and the process arming its
+    death signal (or before it could take that signal as daphne's stop): the process was
+    handed to another parent. It finds its parent is not the supervisor that started it
+    (CHAT_SUPERVISOR_PID) and exits instead of serving on, orphaned."""
+    env = clean_env(
+        SECRET_KEY="serve-test-only",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        CHAT_SUPERVISOR_PID=str(os.getppid()),  # a pid that is not the process's parent
+    )
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        fd = str(listener.fileno())
+        command = [sys.executable, "-m", "chatapp.core.server", "--fd", fd, ASGI_APPLICATION]
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=env,
+            pass_fds=[listener.fileno()],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            output, _ = process.communicate(timeout=READY_SECONDS)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    assert process.returncode == 1
+    assert "The supervisor that started this server process has exited" in output
+    assert "Listening" not in output
