@@ -12,8 +12,10 @@ thread lives as long as the process and keeps its connection for `DB_CONN_MAX_AG
 """
 
 from collections.abc import AsyncIterator, Iterator
+from contextlib import suppress
 
 from asgiref.sync import sync_to_async
+from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler, ASGIRequest
 from django.core.signals import request_finished
 from django.db import connections
@@ -23,6 +25,18 @@ from django.http import HttpRequest, StreamingHttpResponse
 class HttpHandler(ASGIHandler):
     """Sends `request_finished` with itself as the sender, which `close_request_connections`
     listens for; Django's other handlers (the test client's) keep Django's behaviour."""
+
+    async def listen_for_disconnect(self, receive):
+        """Return, rather than raise RequestAborted, once the client has gone.
+
+        Django's `handle` cancels the view's task when this task ends either way, and ignores
+        the exception. But daphne, as the server stops, cancels `handle` itself mid-wait, and
+        then nobody retrieves this task's exception: asyncio logged "Task exception was never
+        retrieved ... RequestAborted" for every response still streaming (a /v1/ answer). Any
+        other exception (an ASGI message out of place) is raised as Django raises it.
+        """
+        with suppress(RequestAborted):
+            await super().listen_for_disconnect(receive)
 
 
 def close_request_connections(**kwargs) -> None:

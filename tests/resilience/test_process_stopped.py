@@ -177,6 +177,9 @@ async def test_an_api_answer_streaming_as_the_server_stops_counts_what_its_clien
                 if len(read) >= 60 and server.process.returncode is None:
                     server.process.terminate()
     assert await asyncio.to_thread(server.process.wait, 30) == 0
+    # The stop is a quiet one: the request daphne cancelled is no error of the app's.
+    log = server.log_path.read_text(errors="replace")
+    assert "Traceback" not in log and "never retrieved" not in log, log[-3000:]
 
     counted = json.loads(manage(env, "shell", "-v", "0", "-c", USAGE).strip().splitlines()[-1])
     assert counted["requests"] == 1
