@@ -97,6 +97,38 @@ def test_dropped_socket_reconnects_and_resumes_the_answer(logged_in_page):
     assert chat.answer_content() == stored["content"]
 
 
+def test_a_socket_closed_as_soon_as_it_opens_backs_off_further_each_time(logged_in_page):
+    """While Redis is down the server accepts each socket, then closes it at once (4012): the
+    page waits longer before each try, not half a second every time for as long as it lasts."""
+    page = logged_in_page
+    page.evaluate(
+        """() => {
+            const socket = window.chatPage.socket;
+            const connect = socket.connect.bind(socket);
+            window.reconnectDelays = [];
+            window.opens = 0;
+            socket.connect = () => {
+                connect();
+                const ws = socket.ws;
+                ws.addEventListener("open", () => {
+                    window.opens += 1;
+                    ws.close(4012, "service restart");
+                });
+            };
+            socket.addEventListener("status", (event) => {
+                const { state, delay } = event.detail;
+                if (state === "reconnecting") window.reconnectDelays.push(delay);
+            });
+            socket.ws.close();
+        }"""
+    )
+    wait_for(lambda: page.evaluate("window.reconnectDelays.length") >= 5, "five reconnects")
+    delays = page.evaluate("window.reconnectDelays")
+    # 0.5 s doubling: the fifth wait is 4-8 s (jittered), where each was at most 0.5 s.
+    assert page.evaluate("window.opens") >= 4
+    assert delays[4] >= 4000, delays
+
+
 def test_a_follow_up_lost_with_the_connection_comes_back_to_be_sent_again(logged_in_page):
     page = logged_in_page
     chat = ChatPage(page)

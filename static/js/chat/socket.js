@@ -1,4 +1,6 @@
 // The chat websocket: JSON frames in and out, reconnecting with exponential backoff and jitter.
+// The backoff starts over only once a connection has stayed open a while: one the server
+// accepts and closes at once (its channel layer is down: 4012) is tried less and less often.
 //
 // Events: "open" (connected; re-subscribe here), "frame" (detail: a parsed server frame),
 // "status" (detail: {state, delay}), "unauthorized" (closed with 4401: the session ended) and
@@ -6,6 +8,8 @@
 
 const UNAUTHORIZED = 4401;
 const TOO_MANY_SOCKETS = 4429;
+// A connection open this long worked: the next drop reconnects from the shortest delay again.
+const STABLE_MS = 15000;
 
 export class ChatSocket extends EventTarget {
   constructor(path, { baseDelay = 500, maxDelay = 15000 } = {}) {
@@ -16,6 +20,7 @@ export class ChatSocket extends EventTarget {
     this.attempt = 0;
     this.ws = null;
     this.timer = null;
+    this.openedAt = null; // when the current connection opened (performance.now())
     this.stopped = false;
     window.addEventListener("online", () => this.reconnectNow());
   }
@@ -32,7 +37,7 @@ export class ChatSocket extends EventTarget {
     this.ws = ws;
     this.setStatus("connecting");
     ws.addEventListener("open", () => {
-      this.attempt = 0;
+      this.openedAt = performance.now();
       this.setStatus("open");
       this.dispatchEvent(new Event("open"));
     });
@@ -40,6 +45,10 @@ export class ChatSocket extends EventTarget {
     ws.addEventListener("close", (event) => {
       if (this.ws !== ws) return;
       this.ws = null;
+      if (this.openedAt !== null && performance.now() - this.openedAt >= STABLE_MS) {
+        this.attempt = 0;
+      }
+      this.openedAt = null;
       if (event.code === UNAUTHORIZED || event.code === TOO_MANY_SOCKETS) {
         this.stopped = true;
         this.setStatus("closed");
