@@ -310,3 +310,41 @@ def test_a_tab_over_the_socket_cap_says_so_and_stops_reconnecting(
     expect(third_tab.locator("#chat-notice")).to_be_hidden()
     third_tab.close()
     assert page_watch.page_errors == []
+
+
+def test_an_answer_whose_regenerate_was_lost_stays_when_another_tab_asks(
+    logged_in_page, second_tab
+):
+    """The connection dropped as Regenerate was sent: once reconnected the answer is shown as
+    it was, and another tab's next question adds its answer below it, taking nothing away."""
+    page = logged_in_page
+    first = ChatPage(page)
+    first.send("Say something")
+    first.wait_for_status("complete")
+    page.evaluate(
+        """() => {
+            const socket = window.chatPage.socket;
+            const send = socket.send.bind(socket);
+            socket.send = (frame) => {
+                if (frame.type !== "chat.regenerate") return send(frame);
+                socket.send = send;
+                socket.ws.close(); // lost with the connection
+                return true;
+            };
+        }"""
+    )
+    first.last_answer().get_by_role("button", name="Regenerate").click()
+    page.wait_for_selector("html[data-socket=reconnecting]", state="attached")
+    page.wait_for_selector("html[data-socket=open]", state="attached")
+    first.wait_for_status("complete")
+    expect(first.last_answer().get_by_role("button", name="Regenerate")).to_be_visible()
+
+    second_tab.goto(f"/c/{first.conversation_id()}/")
+    second = ChatPage(second_tab)
+    second.send("And another thing")
+    expect(second.answers).to_have_count(2)
+    second.wait_for_status("complete")
+
+    expect(first.questions).to_have_count(2)
+    expect(first.answers).to_have_count(2)
+    first.wait_for_status("complete", first.answers.nth(1))

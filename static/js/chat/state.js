@@ -543,7 +543,14 @@ export class ConversationState {
         this.messages.push(record(data));
         continue;
       }
-      const changes = { content: data.content ?? message.content, status: data.status };
+      // The server's word on it: a regenerate asked before (lost with a dropped connection)
+      // no longer marks it as the answer the next new one replaces.
+      const changes = {
+        content: data.content ?? message.content,
+        status: data.status,
+        replacing: false,
+        previous: null,
+      };
       if (data.seq !== undefined && data.seq !== null) changes.seq = data.seq;
       if (data.model) changes.model = data.model;
       if (data.usage !== undefined) changes.usage = data.usage;
