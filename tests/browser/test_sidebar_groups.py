@@ -107,6 +107,22 @@ def test_a_new_conversation_lands_under_today(logged_in_page, dated):
     expect(group(page, "Pinned").get_by_role("link")).to_have_text(["Pinned plan"])
 
 
+def test_headings_move_on_at_midnight_in_a_tab_left_open(logged_in_page, dated):
+    """A tab open overnight: at midnight today's conversations go under Yesterday."""
+    page = logged_in_page
+    midnight_soon = page.evaluate("() => new Date().setHours(23, 59, 0, 0)")
+    page.clock.install(time=datetime.fromtimestamp(midnight_soon / 1000, UTC))
+    page.reload()
+    expect(group(page, "Today").get_by_role("link")).to_have_text(["Fresh"])
+    expect(group(page, "Yesterday").get_by_role("link")).to_have_text(["Last night"])
+    page.clock.fast_forward("02:00")  # 00:01, the tab untouched meanwhile
+    expect(group(page, "Yesterday").get_by_role("link")).to_have_text(["Fresh"])
+    expect(group(page, "Previous 7 days").get_by_role("link")).to_have_text(
+        ["Last night", "Midweek"]
+    )
+    expect(page.get_by_role("heading", name="Today")).to_have_count(0)
+
+
 def test_temporary_chat_is_marked_kept_out_of_the_list_and_deleted_on_leaving(
     logged_in_page, screenshot
 ):

@@ -8,6 +8,9 @@ import { markedText, snippetElement } from "./snippet.js";
 
 const SEARCH_DELAY_MS = 250;
 const DAY_MS = 24 * 60 * 60 * 1000;
+// How often at most a tab open overnight looks whether the day changed (a sleeping laptop's
+// timers fall behind the clock).
+const DAY_CHECK_MS = 60 * 60 * 1000;
 const MONTH = new Intl.DateTimeFormat("en", { month: "long", year: "numeric" });
 
 function startOfDay(date) {
@@ -91,6 +94,21 @@ export class Sidebar {
       },
       { root: list.closest(".conversation-scroll") },
     ).observe(sentinel);
+    this.drawnDay = startOfDay(new Date()).getTime(); // the day the headings were drawn for
+    this.watchTheDay();
+  }
+
+  /** A tab left open overnight: at midnight "Today" becomes "Yesterday", and so on. */
+  watchTheDay() {
+    const now = new Date();
+    const midnight = new Date(now.getFullYear(), now.getMonth(), now.getDate() + 1);
+    setTimeout(
+      () => {
+        if (startOfDay(new Date()).getTime() !== this.drawnDay) this.render();
+        this.watchTheDay();
+      },
+      Math.min(midnight - now + 1000, DAY_CHECK_MS),
+    );
   }
 
   reload() {
@@ -242,6 +260,7 @@ export class Sidebar {
       this.order.sort((a, b) => listOrder(this.entries.get(a).data, this.entries.get(b).data));
     }
     const now = new Date();
+    this.drawnDay = startOfDay(now).getTime();
     const groups = [];
     for (const id of this.order) {
       const group = this.query ? RESULTS : groupOf(this.entries.get(id).data, now);
