@@ -5,7 +5,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.chat_page import ChatPage, json_from, reload_holding
+from tests.browser.chat_page import ChatPage, hold_requests, json_from, reload_holding
 from tests.e2e.contrast import contrast_of
 from tests.support.polling import wait_for
 
@@ -348,3 +348,22 @@ def test_a_title_too_long_for_its_row_and_the_header_shows_whole_on_hover(
     for cut, tooltip in ((link.locator(".conversation-name"), link), (header, header)):
         assert cut.evaluate("(el) => el.scrollWidth > el.clientWidth")
         expect(tooltip).to_have_attribute("title", long_title)
+
+
+def test_opening_another_conversation_cancels_the_load_of_the_last(sidebar_page):
+    """Going down the list quickly: only the conversation landed on keeps loading, so it does
+    not wait behind those passed on the way."""
+    page = sidebar_page
+    held = hold_requests(page, "**/api/conversations/*/")
+    cancelled = []
+    page.on("requestfailed", lambda request: cancelled.append(request.url))
+    passed = ["Alpha plan", "Beta notes", "Gamma ideas", "Filler 24"]
+    for title in [*passed, "Filler 23"]:
+        page.get_by_role("link", name=title).click()
+    wait_for(lambda: len(held) == 5 or page.wait_for_timeout(50), "five loads asked for")
+    wait_for(lambda: len(cancelled) == 4 or page.wait_for_timeout(50), "four loads cancelled")
+    assert cancelled == [route.request.url for route in held[:4]]
+    held[-1].continue_()
+    expect(page.locator("#conversation-title")).to_have_text("Filler 23")
+    expect(page.locator(".message-user .bubble")).to_have_text(["About Filler 23"])
+    expect(page.locator("#chat-notice")).to_be_hidden()

@@ -22,8 +22,9 @@ function errorMessage(status, data) {
   return `The server answered ${status}: try again in a moment.`;
 }
 
-/** Call the API; resolves to the parsed JSON body (null for an empty reply). */
-export async function api(path, { method = "GET", body, keepalive = false } = {}) {
+/** Call the API; resolves to the parsed JSON body (null for an empty reply). An AbortSignal
+ * (`signal`) cancels it. */
+export async function api(path, { method = "GET", body, keepalive = false, signal } = {}) {
   const headers = { Accept: "application/json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (method !== "GET") headers["X-CSRFToken"] = csrfToken();
@@ -35,8 +36,10 @@ export async function api(path, { method = "GET", body, keepalive = false } = {}
       credentials: "same-origin",
       keepalive, // a request that must outlive the page (one sent as it is left)
       body: body === undefined ? undefined : JSON.stringify(body),
+      signal,
     });
   } catch {
+    if (signal?.aborted) throw new ApiError(0, "Cancelled.");
     throw new ApiError(0, "The server could not be reached: check your connection.");
   }
   if (response.redirected && new URL(response.url).pathname.startsWith("/accounts/login/")) {

@@ -71,6 +71,7 @@ class ChatPage {
     this.editCancelled = null; // a question whose edit was cancelled, until its Edit button shows
     this.shownPrompt = undefined; // the system prompt last drawn (redrawing would fold it)
     this.temporarySends = new Set(); // request ids of temporary chats not yet created
+    this.loading = null; // the AbortController of the conversation loading, if any
     this.composer = $("composer");
     this.input = $("composer-input");
     this.askPlaceholder = this.input.placeholder; // "Message Llama…"
@@ -372,7 +373,12 @@ class ChatPage {
     this.closeDrawer();
     if (push) window.history.pushState({}, "", `/c/${id}/`);
     this.update();
-    const request = api(`/api/conversations/${id}/`);
+    // Only the conversation landed on loads: those passed on the way stop (they would hold
+    // the browser's connections).
+    this.loading?.abort();
+    const loading = new AbortController();
+    this.loading = loading;
+    const request = api(`/api/conversations/${id}/`, { signal: loading.signal });
     // Its settings fill the panel once loaded, but for those the user changes meanwhile.
     this.settings.show(
       request.then(
@@ -383,6 +389,7 @@ class ChatPage {
     try {
       data = await request;
     } catch (error) {
+      if (loading.signal.aborted) return; // another was opened (or a new chat started)
       if (this.state.conversationId === id)
         this.update(() => this.state.unavailable(error.message));
       return;
@@ -417,6 +424,7 @@ class ChatPage {
   }
 
   startNew({ push }) {
+    this.loading?.abort();
     this.leaveTemporary();
     this.state.startNew();
     this.messages.stickToBottom = true;
