@@ -251,7 +251,7 @@ SystemPrompt.objects.create(team=team, name="Pirate", content="Talk like a pirat
     assert picker.is_hidden()  # the prompt is fixed once the conversation exists
     page.get_by_role("button", name="New chat").click()
     page.wait_for_url(lambda url: "/c/" not in url)
-    assert picker.is_visible()
+    expect(picker).to_be_visible()  # the address changes first, then the page is drawn
     expect(chat.answers).to_have_count(0)
 
 
@@ -367,3 +367,18 @@ def test_opening_another_conversation_cancels_the_load_of_the_last(sidebar_page)
     expect(page.locator("#conversation-title")).to_have_text("Filler 23")
     expect(page.locator(".message-user .bubble")).to_have_text(["About Filler 23"])
     expect(page.locator("#chat-notice")).to_be_hidden()
+
+
+def test_a_conversation_written_in_moves_to_the_top(sidebar_page, conversations):
+    """As after a reload: the list is by last activity, and a question is activity."""
+    page = sidebar_page
+    page.get_by_role("link", name="Gamma ideas").click()
+    page.wait_for_url(f"**/c/{conversations['Gamma ideas']}/")
+    chat = ChatPage(page)
+    chat.questions.first.wait_for()
+    assert titles(page)[:3] == ["Alpha plan", "Beta notes", "Gamma ideas"]
+    chat.send("One more idea?")
+    chat.wait_for_status("complete")
+    expect(page.locator(".conversation-name").first).to_have_text("Gamma ideas")
+    assert titles(page)[:3] == ["Gamma ideas", "Alpha plan", "Beta notes"]
+    assert page.get_by_role("link", name="Gamma ideas").get_attribute("aria-current") == "page"

@@ -316,6 +316,7 @@ class ChatPage {
 
   onMessageCreated(frame) {
     if (frame.message.conversation_id !== this.state.conversationId) return;
+    this.sidebar.touched(frame.message.conversation_id);
     if (frame.message.role === "user" && this.state.isMine(frame)) {
       this.settings.commit(this.state.pending.settings);
     } else if (frame.request_id && frame.request_id === this.regenerated?.requestId) {

@@ -222,6 +222,15 @@ export class Sidebar {
     this.render();
   }
 
+  /** A message was written in a listed conversation: it moves up to Today, as its place in
+   * the list after a reload (the server's updated_at) would have it. */
+  touched(id) {
+    const entry = this.entries.get(id);
+    if (!entry) return;
+    entry.data.updated_at = new Date().toISOString();
+    this.render();
+  }
+
   /** A new title from elsewhere (the model named it, another tab renamed it). */
   retitle(id, title) {
     const entry = this.entries.get(id);
