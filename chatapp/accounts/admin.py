@@ -8,6 +8,7 @@ from django.contrib.auth.models import Group
 from django.db import IntegrityError, transaction
 
 from chatapp.accounts import actions
+from chatapp.accounts.forms import NewUsernameMixin
 from chatapp.accounts.models import UserSettings
 from chatapp.accounts.usernames import lookalike_refusal
 from chatapp.core.admin import deletion_summary
@@ -64,15 +65,8 @@ class AccountChangeForm(UserChangeForm):
         return self._taken("email")
 
 
-class AccountCreationForm(AdminUserCreationForm):
-    """A new account's name may not pass for another's (chatapp.accounts.usernames)."""
-
-    def clean_username(self):
-        username = super().clean_username()  # None when another account has it
-        refusal = lookalike_refusal(username) if username else ""
-        if refusal:
-            raise forms.ValidationError(refusal)
-        return username
+class AccountCreationForm(NewUsernameMixin, AdminUserCreationForm):
+    pass
 
 
 @admin.register(User)

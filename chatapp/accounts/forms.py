@@ -11,7 +11,18 @@ from chatapp.core.text import validate_one_line
 from chatapp.teams import policy
 
 
-class SignupForm(UserCreationForm):
+class NewUsernameMixin:
+    """A new account's name may not pass for another's (chatapp.accounts.usernames)."""
+
+    def clean_username(self):
+        username = super().clean_username()  # None when another account has it
+        refusal = lookalike_refusal(username) if username else ""
+        if refusal:
+            raise forms.ValidationError(refusal)
+        return username
+
+
+class SignupForm(NewUsernameMixin, UserCreationForm):
     email = forms.EmailField(required=False, help_text="Optional; used for team invitations.")
 
     class Meta(UserCreationForm.Meta):
@@ -22,13 +33,6 @@ class SignupForm(UserCreationForm):
         super().__init__(*args, **kwargs)
         self.invitation = invitation
         self.refused = False  # the signup policy, not the input, said no
-
-    def clean_username(self):
-        username = super().clean_username()  # None when another account has it
-        refusal = lookalike_refusal(username) if username else ""
-        if refusal:
-            raise forms.ValidationError(refusal)
-        return username
 
     def clean_email(self):
         email = self.cleaned_data.get("email", "").strip().lower()
