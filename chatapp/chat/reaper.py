@@ -1,7 +1,8 @@
 """Answers left streaming by a process that died: marked interrupted, their text kept.
 
-Under `manage.py serve` the supervisor ends a dead process's answers as soon as it sees the
-process exit (`end_answers_of`); the heartbeat check below is for the rest: a server started
+Under `manage.py serve` the supervisor ends a dead process's answers, and releases the budget
+holds of the API answers it relayed, as soon as it sees the process exit (`end_answers_of`);
+the heartbeat check below and the holds' expiry are for the rest: a server started
 otherwise, or a supervisor that died with its processes (a machine or container gone).
 
 A generation refreshes its message's heartbeat with every checkpoint (at least every ~10 s),
@@ -51,11 +52,17 @@ def reap_stale_generations(max_age_seconds: float | None = None) -> dict[str, An
 def end_answers_of(server_process: str) -> None:
     """The server process with this token has exited (its supervisor saw it): mark its
     streaming answers interrupted now, their text as last checkpointed, and tell the sockets
-    watching them (`chatapp.core.processes`). Runs on a thread of the supervisor's."""
-    marked = replies.mark_interrupted(replies.replies_of_process(server_process))
-    if marked:
-        log.warning("A server process exited: ended its %d streaming answers", len(marked))
-        async_to_sync(replies.announce_interrupted)(marked)
+    watching them (`chatapp.core.processes`); release the budget holds of the API answers it
+    was relaying. Runs on a thread of the supervisor's."""
+    try:
+        marked = replies.mark_interrupted(replies.replies_of_process(server_process))
+        if marked:
+            log.warning("A server process exited: ended its %d streaming answers", len(marked))
+            async_to_sync(replies.announce_interrupted)(marked)
+    finally:
+        released = team_actions.release_holds_of(server_process)
+        if released:
+            log.warning("A server process exited: released its %d budget holds", released)
 
 
 async def reap_and_announce() -> dict[str, Any]:

@@ -21,6 +21,7 @@ from django.db.models import Exists, F, Max, OuterRef, Q, QuerySet
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
+from chatapp.core import processes
 from chatapp.core.dates import month_start
 from chatapp.core.locking import lock_rows
 from chatapp.core.metrics import SAFETY_REVIEWS
@@ -1032,11 +1033,26 @@ def hold_tokens(team: Team, user, tokens: int, lifetime: float) -> int:
     """Hold an API answer's tokens against the team's budgets while it streams (`quota`);
     returns the hold's id. It counts for `lifetime` seconds at most, should its process die."""
     expires_at = timezone.now() + timedelta(seconds=lifetime)
-    return BudgetHold.objects.create(team=team, user=user, tokens=tokens, expires_at=expires_at).pk
+    hold = BudgetHold.objects.create(
+        team=team,
+        user=user,
+        tokens=tokens,
+        expires_at=expires_at,
+        server_process=processes.token(),
+    )
+    return hold.pk
 
 
 def release_hold(hold_id: int) -> None:
     BudgetHold.objects.filter(pk=hold_id).delete()
+
+
+def release_holds_of(server_process: str) -> int:
+    """Delete the holds of the API answers the server process with this token was relaying
+    (it has exited): they held tokens, they used none that anything here counted."""
+    if not server_process:
+        return 0
+    return BudgetHold.objects.filter(server_process=server_process).delete()[0]
 
 
 def delete_expired_holds(now: datetime) -> int:

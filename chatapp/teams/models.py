@@ -531,12 +531,15 @@ class BudgetHold(models.Model):
     """The tokens an API answer still streaming may spend, held against the team's monthly
     budgets from its admission until its usage is recorded (`teams.quota`). Answers on the
     chat page hold theirs on their streaming row instead. A hold past `expires_at` (its
-    process died) counts no more, and the reaper deletes it."""
+    process died) counts no more, and the reaper deletes it; when the supervisor sees the
+    process relaying it exit (`server_process`, `chatapp.core.processes`), it goes at once."""
 
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="+")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     tokens = models.PositiveBigIntegerField()
     expires_at = models.DateTimeField()
+    # The token of the process relaying the answer ("" from a release before it was named).
+    server_process = models.CharField(max_length=32, blank=True, default="", db_default="")
 
     class Meta:
         indexes = [models.Index(fields=["team", "expires_at"], name="budget_hold_team")]

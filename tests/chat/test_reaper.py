@@ -12,7 +12,9 @@ from chatapp.asgi import application
 from chatapp.chat import reaper
 from chatapp.chat.actions import replies
 from chatapp.chat.models import Conversation, Message
-from chatapp.teams.models import BudgetHold, RecentRequest, TeamUsage
+from chatapp.core import processes
+from chatapp.teams import actions as team_actions
+from chatapp.teams.models import BudgetHold, RecentRequest, TeamMonthUsage, TeamUsage
 from chatapp.uploads.actions import create_upload
 from chatapp.uploads.models import Upload
 from tests.chat.conftest import joined_text
@@ -72,6 +74,29 @@ def test_a_dead_processs_answers_end_at_once_and_no_others(conversation, team, m
     )
     usage = TeamUsage.objects.get(team=team, user=member)
     assert (usage.requests, usage.completion_tokens) == (1, dead.completion_tokens)
+
+
+def test_a_dead_processs_budget_holds_are_released_at_once_and_no_others(team, member):
+    """An API answer's hold names the process relaying it: when that process dies its holds
+    go at once, counting nothing (a hold reserves, it is not usage); another process's holds,
+    and those naming no process (written by an older release), stay until they end."""
+    later = timezone.now() + timedelta(minutes=10)
+    held = team_actions.hold_tokens(team, member, 100, lifetime=600)
+    assert BudgetHold.objects.get(pk=held).server_process == processes.token()
+    dead = BudgetHold.objects.create(
+        team=team, user=member, tokens=200, expires_at=later, server_process="a" * 32
+    )
+    alive = BudgetHold.objects.create(
+        team=team, user=member, tokens=300, expires_at=later, server_process="b" * 32
+    )
+    unnamed = BudgetHold.objects.create(team=team, user=member, tokens=400, expires_at=later)
+    reaper.end_answers_of("a" * 32)
+    reaper.end_answers_of("")
+    assert not BudgetHold.objects.filter(pk=dead.pk).exists()
+    assert set(BudgetHold.objects.values_list("pk", flat=True)) == {held, alive.pk, unnamed.pk}
+    assert not TeamUsage.objects.exists() and not TeamMonthUsage.objects.exists()
+    reaper.end_answers_of(processes.token())
+    assert set(BudgetHold.objects.values_list("pk", flat=True)) == {alive.pk, unnamed.pk}
 
 
 def test_an_answer_the_reaper_interrupts_counts_what_it_streamed(conversation, team, member):
