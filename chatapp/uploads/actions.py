@@ -1,6 +1,8 @@
 """The uploads' write path: store a checked file, delete one, sweep the never-sent ones."""
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 from django.conf import settings
@@ -39,7 +41,8 @@ def read_limited(file, max_bytes: int) -> bytes:
 def create_upload(user, team, name: str, data: bytes) -> Upload:
     """Check the file and store it for the user in the team; UploadRefused changes nothing."""
     checked = check_file(name, data, limits())
-    with transaction.atomic():
+    stored: list[Upload] = []
+    with discard_unless_committed(stored), transaction.atomic():
         _check_quota(team, checked)
         upload = Upload(
             owner=user,
@@ -53,7 +56,8 @@ def create_upload(user, team, name: str, data: bytes) -> Upload:
             pages=checked.pages,
             text=checked.text,
         )
-        return _stored(upload, checked.data)
+        stored.append(_stored(upload, checked.data))
+    return stored[0]
 
 
 def _stored(upload: Upload, data: bytes) -> Upload:
@@ -98,9 +102,9 @@ def store_images(user, team, images: list[CheckedFile], message) -> list[Upload]
     """Keep images an API client sent inline as the saved message's attachments (checked
     and cleaned already, the team's room for them too); call inside its transaction. One
     that cannot be stored leaves none of the others' files behind; should the transaction
-    roll back later, its caller discards the files (`discard_files`)."""
+    roll back later, its caller discards the files (`discard_unless_committed`)."""
     stored: list[Upload] = []
-    try:
+    with discard_unless_committed(stored):
         for number, checked in enumerate(images, 1):
             upload = Upload(
                 owner=user,
@@ -115,9 +119,6 @@ def store_images(user, team, images: list[CheckedFile], message) -> list[Upload]
                 height=checked.height,
             )
             stored.append(_stored(upload, checked.data))
-    except BaseException:
-        discard_files(stored)
-        raise
     return stored
 
 
@@ -132,17 +133,33 @@ def discard_files(uploads: list[Upload]) -> None:
             log.exception("Deleting the file of an upload that was not kept failed")
 
 
-def copy_onto(uploads: list[Upload], message) -> list[Upload]:
+@contextmanager
+def discard_unless_committed(stored: list[Upload]) -> Iterator[list[Upload]]:
+    """Around a transaction in which uploads are saved with their files, gathered in `stored`
+    as each is written: should the block fail (the transaction rolled back, or its commit
+    failed), their files are deleted (`discard_files`) and `stored` emptied, since no row
+    names them any more. Enter it just outside the `transaction.atomic()`, so that a failed
+    commit counts too; around a savepoint, within another for the enclosing transaction."""
+    try:
+        yield stored
+    except BaseException:
+        discard_files(stored)
+        stored.clear()
+        raise
+
+
+def copy_onto(uploads: list[Upload], message, stored: list[Upload]) -> list[Upload]:
     """Copies of files another message carries, for this one (a new version of an edited
     question keeps its files): each message's files go with it, so each has its own, and
-    they count against the team's storage again. Call inside the message's transaction."""
+    they count against the team's storage again. Call inside the message's transaction,
+    within `discard_unless_committed(stored)`: each copy joins `stored` as it is written."""
     if not uploads:
         return []
     copies = []
     for upload in uploads:
         try:
-            with upload.file.open("rb") as stored:
-                data = stored.read()
+            with upload.file.open("rb") as source:
+                data = source.read()
         except OSError:
             raise UploadRefused(
                 "not_found",
@@ -150,8 +167,9 @@ def copy_onto(uploads: list[Upload], message) -> list[Upload]:
             ) from None
         copies.append((upload, data))
     _check_room_locked(message.conversation.team, sum(len(data) for _, data in copies))
-    return [
-        _stored(
+    made = []
+    for upload, data in copies:
+        copy = _stored(
             Upload(
                 owner=upload.owner,
                 team_id=message.conversation.team_id,
@@ -167,8 +185,9 @@ def copy_onto(uploads: list[Upload], message) -> list[Upload]:
             ),
             data,
         )
-        for upload, data in copies
-    ]
+        stored.append(copy)
+        made.append(copy)
+    return made
 
 
 def delete_upload(upload: Upload) -> None:

@@ -3,7 +3,9 @@ own) unless `attachments` says which to keep and what to add."""
 
 import pytest
 from channels.db import database_sync_to_async
+from django.db import DatabaseError
 
+from chatapp.chat.actions import replies
 from chatapp.chat.models import Message
 from chatapp.uploads.actions import create_upload
 from chatapp.uploads.models import Upload
@@ -118,3 +120,28 @@ async def test_kept_files_count_against_the_teams_storage(connect, member, sim, 
     assert reply["error"]["code"] == "storage_quota_exceeded"
     assert await Upload.objects.acount() == 2
     assert await Message.objects.filter(content="Again?").acount() == 0
+
+
+async def test_an_edit_whose_rows_roll_back_leaves_no_copied_file_behind(
+    connect, member, sim, upload, uploads_dir, monkeypatch
+):
+    """The copies of the question's files are stored as its rows are written: when the
+    transaction then fails (here placing the answer), no row names them, so they go too."""
+    socket = await connect(member)
+    ids, shot, notes = await asked_with_files(socket, upload, member)
+    before = sorted(path for path in uploads_dir.rglob("*") if path.is_file())
+    assert len(before) == 2
+    place = replies._placed
+
+    def fail_on_the_answer(message: Message) -> Message:
+        if message.role == "assistant":
+            raise DatabaseError("the connection was lost")
+        return place(message)
+
+    monkeypatch.setattr(replies, "_placed", fail_on_the_answer)
+    frame = {"type": "chat.edit", "request_id": "e1", "message_id": ids["user_message_id"]}
+    await socket.send({**frame, "content": "And what about this?"})
+    frames = await socket.receive_until(lambda f: f["type"] in ("error", "message.done"))
+    assert frames[-1]["type"] == "error", frames
+    assert await Upload.objects.acount() == 2
+    assert sorted(path for path in uploads_dir.rglob("*") if path.is_file()) == before

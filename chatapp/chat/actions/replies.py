@@ -214,9 +214,11 @@ def start_reply(plan: ReplyPlan, admitted: Callable[[ReplyPlan], None] | None = 
     already: a send planned at the same moment in another process) and counts the request
     against the team's rate limit; `admitted` gets the plan with those answers
     (`streaming_ids`) before any row is written, and may still refuse it. A refusal writes
-    nothing and counts nothing.
+    nothing and counts nothing. Should the transaction not commit, the copies of files it
+    stored for an edited question are deleted with it.
     """
-    with transaction.atomic():
+    copied: list[Upload] = []  # files stored for the question, deleted should it roll back
+    with upload_actions.discard_unless_committed(copied), transaction.atomic():
         # Sends racing on other sockets or processes queue here, so the cap holds for them too.
         lock_rows(get_user_model().objects.filter(pk=plan.user.pk))
         streaming = planning.check_concurrency(plan.user, plan.conversation.pk)
@@ -224,10 +226,10 @@ def start_reply(plan: ReplyPlan, admitted: Callable[[ReplyPlan], None] | None = 
         admit(plan)
         if admitted is not None:
             admitted(plan)
-        return _write_reply(plan)
+        return _write_reply(plan, copied)
 
 
-def _write_reply(plan: ReplyPlan) -> Exchange:
+def _write_reply(plan: ReplyPlan, copied: list[Upload]) -> Exchange:
     conversation = plan.conversation
     created = conversation.pk is None
     if created:
@@ -255,7 +257,7 @@ def _write_reply(plan: ReplyPlan) -> Exchange:
                 redactions=list(plan.redactions),
             )
         )
-        uploads = _attach(plan, user_message)
+        uploads = _attach(plan, user_message, copied)
         parent_id = user_message.pk
     assistant = _placed(
         Message(
@@ -292,16 +294,17 @@ def _placed(message: Message) -> Message:
     return message
 
 
-def _attach(plan: ReplyPlan, message: Message) -> list[Upload]:
+def _attach(plan: ReplyPlan, message: Message, copied: list[Upload]) -> list[Upload]:
     """The question's files: new uploads given to it, and copies of those an edited question
-    carried (already another message's); in the order the question lists them."""
+    carried (already another message's), each copy added to `copied` as its file is stored;
+    in the order the question lists them."""
     if not plan.attachments:
         return []
     new = [upload for upload in plan.attachments if upload.message_id is None]
     kept = [upload for upload in plan.attachments if upload.message_id is not None]
     try:
         upload_actions.attach(new, message)
-        copies = dict(zip(kept, upload_actions.copy_onto(kept, message), strict=True))
+        copies = dict(zip(kept, upload_actions.copy_onto(kept, message, copied), strict=True))
     except UploadRefused as refused:  # deleted or sent from another tab since the plan
         raise ChatError(refused.code, refused.message, "attachments") from None
     return [copies.get(upload, upload) for upload in plan.attachments]
@@ -587,32 +590,27 @@ def record_completion(plan: ReplyPlan, result: ReplyResult, api_key: Any, save: 
     either transaction rolls back, their files are deleted too (no row would name them)."""
     conversation_id = None
     stored: list[Upload] = []  # the images' uploads, files written
-    try:
-        with transaction.atomic():
-            if plan.budget_hold is not None:  # its usage takes its place, in this transaction
-                team_actions.release_hold(plan.budget_hold)
-            # A failure before any text is not kept, unless the team's reviewers are to see it.
-            if save and (result.status != MessageStatus.ERROR or result.findings):
-                try:
-                    with transaction.atomic():  # the answer was given: it counts, kept or not
-                        conversation_id = _save_completion(plan, result, stored)
-                except Exception:
-                    upload_actions.discard_files(stored)
-                    stored.clear()
-                    log.exception("Keeping an API exchange as a conversation failed")
-            if result.usage:
-                team_actions.record_usage(
-                    plan.team,
-                    plan.user,
-                    result.model,
-                    result.usage.prompt_tokens,
-                    result.usage.completion_tokens,
-                    api_key=api_key,
-                    policy=plan.rules.policy,
-                )
-    except BaseException:
-        upload_actions.discard_files(stored)
-        raise
+    with upload_actions.discard_unless_committed(stored), transaction.atomic():
+        if plan.budget_hold is not None:  # its usage takes its place, in this transaction
+            team_actions.release_hold(plan.budget_hold)
+        # A failure before any text is not kept, unless the team's reviewers are to see it.
+        if save and (result.status != MessageStatus.ERROR or result.findings):
+            try:
+                # The answer was given: it counts, kept or not.
+                with upload_actions.discard_unless_committed(stored), transaction.atomic():
+                    conversation_id = _save_completion(plan, result, stored)
+            except Exception:
+                log.exception("Keeping an API exchange as a conversation failed")
+        if result.usage:
+            team_actions.record_usage(
+                plan.team,
+                plan.user,
+                result.model,
+                result.usage.prompt_tokens,
+                result.usage.completion_tokens,
+                api_key=api_key,
+                policy=plan.rules.policy,
+            )
     return conversation_id
 
 
