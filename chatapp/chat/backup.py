@@ -23,7 +23,7 @@ from pydantic import TypeAdapter
 from pydantic import ValidationError as ShapeError
 
 from chatapp.chat.api import FormatOut, RedactionOut, SafetyOut, ToolCallOut
-from chatapp.chat.models import Conversation, Message
+from chatapp.chat.models import Conversation, Message, MessageRole
 from chatapp.core.words import counted
 from chatapp.teams.actions import ensure_personal_team
 from chatapp.teams.models import (
@@ -257,6 +257,8 @@ class ImportResult:
     created_users: list[str] = field(default_factory=list)
     created_teams: list[str] = field(default_factory=list)
     files: list[Upload] = field(default_factory=list, repr=False)
+    # Conversations this import wrote, or found present for an entry: none stands for two.
+    accounted: set[int] = field(default_factory=set, repr=False)
 
     def summary(self) -> str:
         lines = [
@@ -276,8 +278,9 @@ def import_conversations(
 ) -> ImportResult:
     """Restore a document from export_conversations, all or nothing.
 
-    A conversation already present (same owner and creation time) is skipped, so importing a
-    file twice changes nothing. Missing users and teams are an error unless create_missing.
+    A conversation already present (the same owner, creation time and questions) is
+    skipped, so importing a file twice changes nothing; two started in the same microsecond
+    are still two. Missing users and teams are an error unless create_missing.
     """
     _check_header(data)
     result = ImportResult()
@@ -417,7 +420,12 @@ def _import_conversation(index, entry, users, teams, result) -> None:
         raise BackupError(f"{where}: its team is not in the export's team list.")
     team = teams[entry["team"]]
     values = _clean(Conversation, CONVERSATION_LINKS, entry, where)
-    if Conversation.objects.filter(owner=owner, created_at=values["created_at"]).exists():
+    message_entries = _list(entry.get("messages"), where, "messages")
+    message_values = [
+        _clean(Message, MESSAGE_LINKS, m, f"{where}, message {i + 1}")
+        for i, m in enumerate(message_entries)
+    ]
+    if _already_present(owner, values, message_values, result):
         result.skipped += 1
         return
     prompt = _prompt(team, entry.get("system_prompt"))
@@ -431,10 +439,7 @@ def _import_conversation(index, entry, users, teams, result) -> None:
         owner=owner, team=team, system_prompt=prompt, json_schema=schema, **values
     )
     _insert(Conversation, [conversation], [values], where)
-    message_values = [
-        _clean(Message, MESSAGE_LINKS, m, f"{where}, message {i + 1}")
-        for i, m in enumerate(_list(entry.get("messages"), where, "messages"))
-    ]
+    result.accounted.add(conversation.pk)
     messages = [Message(conversation=conversation, **v) for v in message_values]
     _insert(Message, messages, message_values, where)
     _link_tree(conversation, messages, entry, where)
@@ -447,6 +452,29 @@ def _import_conversation(index, entry, users, teams, result) -> None:
             _import_file(file_entry, message, conversation, f"{where}, message {i + 1}", result)
     result.conversations += 1
     result.messages += len(messages)
+
+
+def _already_present(owner, values: dict, messages: list[dict], result: ImportResult) -> bool:
+    """Whether the entry's conversation is here already: one of the owner's, created at the
+    same instant, not written by this import nor found for another of its entries, whose
+    questions and system turns begin with the entry's, in order (their role, their text and,
+    when the file has it, their time). Those are never changed nor deleted once written, so
+    a conversation continued since the export is still found, and two started in the same
+    microsecond are two. An answer's text is not compared: it may have been streaming."""
+    turns = [m for m in messages if m.get("role") != MessageRole.ASSISTANT]
+    same_start = Conversation.objects.filter(owner=owner, created_at=values["created_at"])
+    for conversation in same_start.exclude(pk__in=result.accounted).order_by("pk"):
+        rows = conversation.messages.exclude(role=MessageRole.ASSISTANT).order_by("pk")
+        present = list(rows.values("role", "content", "created_at")[: len(turns)])
+        if len(present) == len(turns) and all(
+            row[name] == turn[name]
+            for row, turn in zip(present, turns, strict=True)
+            for name in ("role", "content", "created_at")
+            if name in turn
+        ):
+            result.accounted.add(conversation.pk)
+            return True
+    return False
 
 
 def _link_tree(conversation: Conversation, messages: list[Message], entry: dict, where) -> None:

@@ -282,6 +282,52 @@ def test_importing_twice_changes_nothing(tmp_path, history):
     assert (Conversation.objects.count(), Message.objects.count()) == counts
 
 
+@pytest.mark.parametrize("second_title", ["other", "first"])
+def test_conversations_started_in_the_same_microsecond_import_as_two(
+    tmp_path, team, owner, second_title
+):
+    """One person, two conversations created at the same instant (different questions, or
+    even the same): both come back, once each however often the file is imported, and one
+    restored beside the other present already is not taken for it."""
+    make_conversation(team, owner, "first", T0)
+    make_conversation(team, owner, second_title, T0)
+
+    def both() -> list[dict]:  # in the order of their contents: their creation time is one
+        return sorted(snapshot(Conversation.objects.all()), key=repr)
+
+    before = both()
+    data = export("--all")
+    Conversation.objects.all().delete()
+
+    output = import_file(tmp_path, data)
+
+    assert "Imported 2 conversations (8 messages, 0 files); skipped 0" in output
+    assert both() == before
+    output = import_file(tmp_path, data)
+    assert "Imported 0 conversations (0 messages, 0 files); skipped 2" in output
+    Conversation.objects.filter(pk=Conversation.objects.order_by("pk").first().pk).delete()
+    output = import_file(tmp_path, data)
+    assert "Imported 1 conversation (4 messages, 0 files); skipped 1" in output
+    assert both() == before
+
+
+def test_a_conversation_continued_since_the_export_is_still_the_one_present(tmp_path, team, owner):
+    """Re-importing an older backup: the conversation has a new turn since, and an answer
+    that was streaming at the export has more text now. It is skipped, not imported again."""
+    convo = make_conversation(team, owner, "first", T0)
+    data = export("--all")
+    last = convo.messages.order_by("pk").last()
+    Message.objects.filter(pk=last.pk).update(content="partial answer, finished later")
+    question = Message.objects.create(conversation=convo, role="user", content="And 3+3?")
+    Message.objects.create(conversation=convo, role="assistant", parent=question, content="6")
+    counts = (Conversation.objects.count(), Message.objects.count())
+
+    output = import_file(tmp_path, data)
+
+    assert "Imported 0 conversations (0 messages, 0 files); skipped 1" in output
+    assert (Conversation.objects.count(), Message.objects.count()) == counts
+
+
 def test_missing_users_are_refused_and_nothing_changes(tmp_path, history, owner):
     data = export("--all")
     Conversation.objects.filter(owner=owner).delete()
