@@ -226,6 +226,22 @@ class ChatPage {
       });
     });
     this.socket.addEventListener("frame", (event) => this.handleFrame(event.detail));
+    // Back from sleep, another network, or the back-forward cache: the connection may have
+    // died without a close. Asking for the conversation again tells (ChatSocket's reply
+    // bound) and brings what was missed meanwhile.
+    const check = () => this.checkConnection();
+    window.addEventListener("online", check);
+    window.addEventListener("pageshow", (event) => event.persisted && check());
+    document.addEventListener("visibilitychange", () => {
+      if (document.visibilityState === "visible") check();
+    });
+  }
+
+  /** Subscribe again, unless a frame sent already waits for its answer (which checks the
+   * connection as well) or there is no conversation to ask for: then the next send checks. */
+  checkConnection() {
+    if (this.socket.awaitingReply || this.state.pending) return;
+    this.subscribe();
   }
 
   subscribe() {

@@ -1,0 +1,158 @@
+"""A connection that dies without a close (a laptop asleep, a Wi-Fi change, a NAT dropping an
+idle connection): the browser goes on calling it open. The page notices when it wakes or when
+a frame it sent gets no answer, reconnects, and catches up as after any reconnect.
+
+The page's clock is Playwright's: the reply bound passes by `clock.run_for`, not by waiting."""
+
+import json
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.chat_page import ChatPage
+from tests.browser.conftest import WAIT_MS
+from tests.support.polling import wait_for
+
+pytestmark = pytest.mark.browser
+
+REPLY_MS = 10_000  # static/js/chat/socket.js
+
+
+class DeadableRelay:
+    """The chat socket through a relay; `die()` makes the open connection swallow every frame,
+    both ways, without either side hearing a close. Later connections get through."""
+
+    def __init__(self, page):
+        self.page = page
+        self.connections = 0
+        self.dead = None  # the number of the connection that died
+        self.from_page: list[tuple[int, dict]] = []
+        self.from_server: list[tuple[int, dict]] = []
+        page.route_web_socket(re.compile(r"/ws/chat/$"), self.route)
+
+    def route(self, ws):
+        self.connections += 1
+        number = self.connections
+        server = ws.connect_to_server()
+
+        def from_page(message):
+            self.from_page.append((number, json.loads(message)))
+            if number != self.dead:
+                server.send(message)
+
+        def from_server(message):
+            self.from_server.append((number, json.loads(message)))
+            if number != self.dead:
+                ws.send(message)
+
+        ws.on_message(from_page)
+        server.on_message(from_server)
+
+    def die(self) -> None:
+        self.dead = self.connections
+
+    def sent(self, kind: str, connection: int) -> list[dict]:
+        return [f for n, f in self.from_page if n == connection and f["type"] == kind]
+
+    def received(self, kind: str) -> list[dict]:
+        return [f for _, f in self.from_server if f["type"] == kind]
+
+    def wait_until(self, condition, what: str):
+        """Route handlers run only while Playwright has the page's events: hand them over."""
+        return wait_for(lambda: condition() or self.page.wait_for_timeout(50), what, WAIT_MS / 1000)
+
+
+def conversation_page_through_relay(page, chat: ChatPage) -> DeadableRelay:
+    """A conversation with one answer, reloaded with the fake clock and the relay."""
+    chat.send("First question")
+    chat.wait_for_status("complete")
+    page.clock.install()
+    relay = DeadableRelay(page)
+    page.reload()
+    page.wait_for_selector("html[data-socket=open]")
+    relay.wait_until(lambda: relay.received("conversation.state"), "the conversation's state")
+    expect(chat.answers).to_have_count(1)
+    return relay
+
+
+def wake(page, context, how: str) -> None:
+    if how == "online":
+        context.set_offline(True)
+        context.set_offline(False)
+    else:  # the tab shown again (headless Chromium never hides it: the event is what counts)
+        page.evaluate(
+            """() => {
+                for (const state of ["hidden", "visible"]) {
+                    Object.defineProperty(document, "visibilityState", {
+                        value: state, configurable: true,
+                    });
+                    document.dispatchEvent(new Event("visibilitychange"));
+                }
+            }"""
+        )
+
+
+@pytest.mark.parametrize("how", ["online", "visible"])
+def test_waking_on_a_dead_connection_reconnects_and_shows_what_was_missed(
+    logged_in_page, context, how
+):
+    page = logged_in_page
+    chat = ChatPage(page)
+    relay = conversation_page_through_relay(page, chat)
+    conversation_id = chat.conversation_id()
+
+    # A live connection answers the check and stays.
+    states = len(relay.received("conversation.state"))
+    wake(page, context, how)
+    relay.wait_until(lambda: len(relay.received("conversation.state")) > states, "an answer")
+    page.clock.run_for(REPLY_MS)
+    assert relay.connections == 1
+
+    # It dies; another tab asks a question meanwhile, and its answer never reaches this one.
+    relay.die()
+    other = context.new_page()
+    other.goto(f"/c/{conversation_id}/")
+    other_chat = ChatPage(other)
+    expect(other_chat.answers).to_have_count(1)
+    other_chat.send("Second question")
+    expect(other_chat.answers).to_have_count(2)
+    other_chat.wait_for_status("complete", other_chat.answers.nth(1))
+    assert relay.received("message.done"), "the dead connection swallowed the answer"
+    expect(chat.questions).to_have_count(1)
+    expect(page.locator("html[data-socket=open]")).to_have_count(1)  # as far as it knows
+
+    wake(page, context, how)
+    relay.wait_until(lambda: relay.sent("chat.subscribe", relay.dead), "the check")
+    page.clock.run_for(REPLY_MS)
+    relay.wait_until(lambda: relay.connections == 2, "a new connection")
+    expect(chat.questions).to_have_count(2)
+    expect(chat.answers).to_have_count(2)
+    chat.wait_for_status("complete", chat.answers.nth(1))
+    stored = chat.api(f"/api/conversations/{conversation_id}/")["messages"][-1]
+    assert chat.answer_content() == stored["content"]
+    assert relay.connections == 2
+    other.close()
+
+
+def test_a_question_sent_on_a_dead_connection_comes_back_to_be_sent_once(logged_in_page):
+    page = logged_in_page
+    chat = ChatPage(page)
+    relay = conversation_page_through_relay(page, chat)
+    relay.die()
+    chat.send("Are you there?")
+    relay.wait_until(lambda: relay.sent("chat.send", relay.dead), "the question leaving")
+    expect(chat.questions).to_have_count(2)  # shown as sending
+    page.clock.run_for(REPLY_MS)
+    # Never answered: the page reconnects, sees the server never had it, and gives it back.
+    expect(chat.input).to_have_value("Are you there?")
+    expect(chat.questions).to_have_count(1)
+    chat.input.press("Enter")
+    expect(chat.answers).to_have_count(2)
+    chat.wait_for_status("complete", chat.answers.nth(1))
+    messages = chat.api(f"/api/conversations/{chat.conversation_id()}/")["messages"]
+    assert [m["content"] for m in messages if m["role"] == "user"] == [
+        "First question",
+        "Are you there?",
+    ]
+    assert relay.connections == 2
