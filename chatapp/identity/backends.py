@@ -276,9 +276,12 @@ class OIDCBackend(OIDCAuthenticationBackend):
 
     def _free_username(self, claims: dict) -> str:
         """The provider's name for the person, else their address's, else "user"; numbered
-        while another account has it or one that could pass for it."""
+        while another account has it or one that could pass for it. In its NFKC form, as
+        every other way of naming an account stores it (half-width "ﾔﾏﾀﾞ" is "ヤマダ"): names
+        are compared for look-alikes in that form."""
         choices = (claims.get("preferred_username"), verified_email(claims).split("@")[0])
-        bases = [re.sub(r"[^\w.@+-]", "", str(choice or ""))[:140] for choice in choices]
+        normal = [self.UserModel.normalize_username(str(choice or "")) for choice in choices]
+        bases = [re.sub(r"[^\w.@+-]", "", choice)[:140] for choice in normal]
         # A name mixing scripts like "mаx" (a Cyrillic а) stays one however it is numbered.
         base = next((base for base in bases if base and not mixes_scripts(base)), "user")
         name, n = base, 1

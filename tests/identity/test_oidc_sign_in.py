@@ -853,3 +853,19 @@ def test_a_first_sign_in_never_takes_a_name_that_could_pass_for_anothers(
     sign_in(other, sso, mixed)
     assert signed_in_user(other).username == mixed  # the address's name: one script
     assert local.username != name
+
+
+def test_a_first_sign_in_stores_its_name_as_signup_would_so_look_alikes_are_caught(
+    client, sso, person, settings
+):
+    """Some directories hold names in half-width katakana: "ﾔﾏﾀﾞ" is four characters, its
+    usual form "ヤマダ" three. Stored as typed, a later signup as "ヤマダ" was not compared
+    with it (names are compared with names as long) and stood beside it."""
+    settings.SIGNUP_POLICY = "open"
+    name = person(preferred_username="\uff94\uff8f\uff80\uff9e")  # ﾔﾏﾀﾞ
+    sign_in(client, sso, name)
+    usual = "\u30e4\u30de\u30c0"  # ヤマダ
+    data = {"username": usual, "password1": PASSWORD, "password2": PASSWORD}
+    assert Client().post("/accounts/signup/", data).status_code == 200  # refused
+    assert signed_in_user(client).username == usual
+    assert get_user_model().objects.count() == 1
