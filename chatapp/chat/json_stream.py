@@ -89,9 +89,7 @@ def read_object(file: TextIO, *, lazy: str, after: tuple[str, ...]) -> Any:
         reader.expect("}")
         return _ended(reader, members)
     while True:
-        name = reader.value()
-        if not isinstance(name, str):
-            raise reader.error("Expecting a name", reader.pos)
+        name = _name(reader)
         reader.expect(":")
         if name == lazy and all(key in members for key in after) and reader.peek() == "[":
             members[name] = _items(reader, members)
@@ -117,11 +115,19 @@ def _items(reader: _Reader, members: dict) -> Iterator[Any]:
     # The rest of the object: read, so a damaged end is refused like a damaged start.
     while reader.peek() == ",":
         reader.expect(",")
-        name = reader.value()
+        name = _name(reader)
         reader.expect(":")
         members[name] = reader.value()
     reader.expect("}")
     _ended(reader, members)
+
+
+def _name(reader: _Reader) -> str:
+    """A member's name: a string, as json.loads has it."""
+    name = reader.value()
+    if not isinstance(name, str):
+        raise reader.error("Expecting a name", reader.pos)
+    return name
 
 
 def _whole(reader: _Reader) -> Any:

@@ -44,7 +44,14 @@ def test_the_list_is_read_as_it_is_iterated(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "text", ['{"a": 1, "items": [1, 2', '{"a": 1, "items": [1] "b": 2}', '{"a": 1, "items": []} x']
+    "text",
+    [
+        '{"a": 1, "items": [1, 2',
+        '{"a": 1, "items": [1] "b": 2}',
+        '{"a": 1, "items": []} x',
+        '{"a": 1, "items": [], 5: 1}',  # a name after the list that is no string
+        '{"a": 1, "items": [], [1]: 2}',
+    ],
 )
 def test_damage_anywhere_is_an_error(text):
     read = json_stream.read_object(io.StringIO(text), lazy="items", after=("a",))
