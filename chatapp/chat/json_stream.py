@@ -9,6 +9,7 @@ from typing import Any, TextIO
 CHUNK = 64 * 1024
 _DECODER = json.JSONDecoder()
 _WHITESPACE = " \t\n\r"
+_NUMBER_TAIL = set("0123456789.eE+-")
 
 
 class _Reader:
@@ -59,7 +60,7 @@ class _Reader:
                     raise self.error(exc.msg, exc.pos) from None
                 self._read_more()
                 continue
-            if end == len(self.text) and not self.ended:  # a number might go on: read on
+            if not self.ended and _may_go_on(value, self.text[end:]):  # read on
                 self._read_more()
                 continue
             self.pos = end
@@ -74,6 +75,15 @@ class _Reader:
         error.args = (f"{message}: line {line} column {column} (char {char})",)
         error.lineno, error.colno, error.pos = line, column, char
         return error
+
+
+def _may_go_on(value: Any, rest: str) -> bool:
+    """Whether a value the text held ends on might be longer with the text still to read:
+    anything at its very end, and a number whose point or exponent was cut ("1." parses as 1,
+    "2.5e" as 2.5)."""
+    if not rest:
+        return True
+    return type(value) in (int, float) and all(char in _NUMBER_TAIL for char in rest)
 
 
 def read_object(file: TextIO, *, lazy: str, after: tuple[str, ...]) -> Any:

@@ -76,3 +76,15 @@ def test_an_error_says_where_it_is_in_the_whole_file(monkeypatch, chunk):
         list(read["items"])
     assert (error.value.lineno, error.value.colno, error.value.pos) == (5, 5, expected.value.pos)
     assert str(error.value) == f"Expecting ',': line 5 column 5 (char {expected.value.pos})"
+
+
+@pytest.mark.parametrize("chunk", range(1, 40))
+def test_a_number_cut_by_a_chunk_after_its_point_or_exponent_is_read_whole(monkeypatch, chunk):
+    """A "1." or "2.5e" at the end of what was read starts a number, it is not one."""
+    monkeypatch.setattr(json_stream, "CHUNK", chunk)
+    document = {"a": 1.5, "items": [10.5, 2e-10, -3.75], "z": 123.456}
+    for indent in (None, 1):
+        text = json.dumps(document, indent=indent)
+        read = json_stream.read_object(io.StringIO(text), lazy="items", after=("a",))
+        read["items"] = list(read["items"])
+        assert read == document
