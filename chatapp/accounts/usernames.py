@@ -7,9 +7,11 @@ letters become plain ones). On top of that a new name is refused when its letter
 the way impersonation does (Unicode UTS #39's "moderately restrictive" level: one script, or
 Latin with Han and the Japanese kana, Bopomofo or Hangul, or Latin with one other script
 other than Cyrillic and Greek), or when its look-alike skeleton is another account's. The
-skeleton folds letter case and a small table of the characters most used to impersonate:
-Cyrillic and Greek letters drawn like Latin ones, 0 and o, 1 and l. It is not Unicode's whole
-confusables list, which the standard library does not carry. Existing names are not judged.
+skeleton folds letter case (before the table too: a name in capitals is the same name, whatever
+the database's case folding, SQLite's only ASCII) and a small table of the characters most used
+to impersonate: Cyrillic and Greek letters drawn like Latin ones, 0 and o, 1 and l. It is not
+Unicode's whole confusables list, which the standard library does not carry. Existing names are
+not judged.
 """
 
 import unicodedata
@@ -79,6 +81,13 @@ def skeleton(name: str) -> str:
     return unicodedata.normalize("NFKC", name).translate(LOOKS_LIKE).casefold()
 
 
+def skeletons(name: str) -> set[str]:
+    """The name's skeleton as written and in small letters: a Greek or Cyrillic capital may
+    be drawn like another Latin letter than its small letter (Ν like N, ν like v; В like B),
+    so "ΝΙΚΟΣ" and "νικος" have different skeletons as written, the same in small letters."""
+    return {skeleton(name), skeleton(unicodedata.normalize("NFKC", name).casefold())}
+
+
 def lookalike_refusal(name: str, account=None) -> str:
     """Why `name` may not be given to `account` (None: a new one), or "". A name the account
     already has is never refused: existing accounts keep theirs."""
@@ -92,7 +101,7 @@ def lookalike_refusal(name: str, account=None) -> str:
         others = others.exclude(pk=account.pk)
     # Skeletons keep the length: only names as long as this one can look like it.
     same_length = others.filter(length=len(name)).values_list("username", flat=True)
-    wanted = skeleton(name)
-    if any(skeleton(other) == wanted for other in same_length.iterator()):
+    wanted = skeletons(name)
+    if any(skeletons(other) & wanted for other in same_length.iterator()):
         return LOOKS_TAKEN
     return ""

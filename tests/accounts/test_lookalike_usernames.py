@@ -54,6 +54,24 @@ def test_a_whole_name_in_look_alike_letters_of_one_script_is_refused(client, mak
 
 
 @pytest.mark.parametrize(
+    ("held", "name"),
+    [
+        ("\u03bd\u03b9\u03ba\u03bf\u03c2", "\u039d\u0399\u039a\u039f\u03a3"),  # νικος, ΝΙΚΟΣ
+        ("\u0432\u0435\u0440\u0430", "\u0412\u0415\u0420\u0410"),  # вера, ВЕРА
+        ("\u0415\u043b\u0435\u043d\u0430", "\u0435\u043b\u0435\u043d\u0430"),  # Елена, елена
+    ],
+)
+def test_a_greek_or_cyrillic_name_in_other_letter_case_is_refused(client, make_user, held, name):
+    """The same name in capitals: whatever the database's own case folding (SQLite's covers
+    only ASCII), its capitals drawn like other Latin letters than its small letters (Ν like N,
+    ν like v) do not make it another name."""
+    make_user(held)
+    response = signup(client, name)
+    assert response.status_code == 200
+    assert User.objects.count() == 1
+
+
+@pytest.mark.parametrize(
     "name",
     [
         "alicia",
