@@ -10,6 +10,8 @@ CHUNK = 64 * 1024
 _DECODER = json.JSONDecoder()
 _WHITESPACE = " \t\n\r"
 _NUMBER_TAIL = set("0123456789.eE+-")
+# The most characters a token cut by the end of the text held can show before an error: "\\u00e".
+_LONGEST_CUT = 6
 
 
 class _Reader:
@@ -56,7 +58,7 @@ class _Reader:
             try:
                 value, end = _DECODER.raw_decode(self.text, self.pos)
             except json.JSONDecodeError as exc:
-                if self.ended:
+                if self.ended or not _cut_short(exc, len(self.text)):
                     raise self.error(exc.msg, exc.pos) from None
                 self._read_more()
                 continue
@@ -75,6 +77,14 @@ class _Reader:
         error.args = (f"{message}: line {line} column {column} (char {char})",)
         error.lineno, error.colno, error.pos = line, column, char
         return error
+
+
+def _cut_short(error: json.JSONDecodeError, held: int) -> bool:
+    """Whether the error may be only that the text held stops early, so reading on could make
+    the value whole: a string not closed yet, or an error within the last few characters (a
+    word, an escape or a number cut: "fals", "\\u00e", "-"). Any other is the file's own,
+    refused where it is rather than after reading the whole rest of the file to look."""
+    return error.msg.startswith("Unterminated string") or error.pos >= held - _LONGEST_CUT
 
 
 def _may_go_on(value: Any, rest: str) -> bool:

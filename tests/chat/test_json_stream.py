@@ -88,3 +88,19 @@ def test_a_number_cut_by_a_chunk_after_its_point_or_exponent_is_read_whole(monke
         read = json_stream.read_object(io.StringIO(text), lazy="items", after=("a",))
         read["items"] = list(read["items"])
         assert read == document
+
+
+def test_damage_is_refused_where_it_is_without_reading_the_rest(monkeypatch):
+    """A file damaged in its second item is refused there: not after the whole rest of the
+    file was read into memory looking for an end that would make the item whole."""
+    monkeypatch.setattr(json_stream, "CHUNK", 16)
+    items = ",".join(json.dumps({"text": "x" * 100}) for _ in range(200))
+    text = '{"a": 1, "items": [{"text": "y"}, {"text": "y" 1}, ' + items + "]}"
+    with pytest.raises(json.JSONDecodeError) as expected:
+        json.loads(text)
+    file = io.StringIO(text)
+    read = json_stream.read_object(file, lazy="items", after=("a",))
+    with pytest.raises(json.JSONDecodeError) as error:
+        list(read["items"])
+    assert error.value.pos == expected.value.pos
+    assert file.tell() < len(text) / 10
