@@ -23,14 +23,16 @@ def taken_message(field: str) -> str:
     return f"Another account already has this {field}."
 
 
+def another_has(field: str, value: str, account_pk) -> bool:
+    """Whether an account other than this one has the name or address, in any letter case."""
+    others = User.objects.exclude(pk=account_pk)
+    return bool(value) and others.filter(**{f"{field}__iexact": value}).exists()
+
+
 def taken_by_another(user) -> str | None:
     """Which of the account's name and address another account has, in any letter case."""
-    others = User.objects.exclude(pk=user.pk)
-    for field in ("email", "username"):
-        value = getattr(user, field)
-        if value and others.filter(**{f"{field}__iexact": value}).exists():
-            return field
-    return None
+    fields = ("email", "username")
+    return next((f for f in fields if another_has(f, getattr(user, f), user.pk)), None)
 
 
 class TakenMeanwhile(Exception):
@@ -48,8 +50,7 @@ class AccountChangeForm(UserChangeForm):
 
     def _taken(self, field: str) -> str:
         value = self.cleaned_data.get(field) or ""
-        others = User.objects.exclude(pk=self.instance.pk)
-        if value and others.filter(**{f"{field}__iexact": value}).exists():
+        if another_has(field, value, self.instance.pk):
             raise forms.ValidationError(taken_message(field))
         return value
 
