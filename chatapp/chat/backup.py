@@ -24,6 +24,7 @@ from pydantic import ValidationError as ShapeError
 
 from chatapp.chat.api import FormatOut, RedactionOut, SafetyOut, ToolCallOut
 from chatapp.chat.models import Conversation, Message, MessageRole
+from chatapp.core.batches import batches
 from chatapp.core.words import counted
 from chatapp.teams.actions import ensure_personal_team
 from chatapp.teams.models import (
@@ -138,17 +139,7 @@ def _conversation_batches(conversations) -> Iterator[list[tuple[Conversation, li
     """The conversations oldest first, BATCH at a time with their messages, flags and files:
     the same four queries for each batch, by conversation id, whatever its messages number."""
     ordered = conversations.select_related("team", "owner", "system_prompt", "json_schema")
-    ordered = ordered.order_by("created_at", "id")
-    last = None
-    while True:
-        page = ordered
-        if last is not None:  # keyset: the next page starts after the last one written
-            page = page.filter(
-                Q(created_at__gt=last.created_at) | Q(created_at=last.created_at, pk__gt=last.pk)
-            )
-        batch = list(page[:BATCH])
-        if not batch:
-            return
+    for batch in batches(ordered.order_by("created_at", "id"), BATCH):
         ids = [c.pk for c in batch]
         flag_rows = SafetyFlag.objects.filter(message__conversation__in=ids)
         flags = _grouped(flag_rows.select_related("decided_by"), "message_id")
@@ -158,7 +149,6 @@ def _conversation_batches(conversations) -> Iterator[list[tuple[Conversation, li
             exported = (message, flags.get(message.pk, []), files.get(message.pk, []))
             messages[message.conversation_id].append(exported)
         yield [(c, messages[c.pk]) for c in batch]
-        last = batch[-1]
 
 
 def _grouped(rows: models.QuerySet, key: str) -> dict[Any, list]:

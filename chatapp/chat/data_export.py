@@ -25,12 +25,12 @@ from pathlib import PurePath
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db.models import QuerySet
 from django.utils import timezone
 
 from chatapp.accounts.models import UserSettings
 from chatapp.chat.api import markdown_export, whole_trees
 from chatapp.chat.models import Conversation, Share
+from chatapp.core.batches import batches
 from chatapp.identity.models import OIDCIdentity
 from chatapp.teams.models import ApiKey, Membership
 from chatapp.uploads.models import Upload
@@ -71,14 +71,14 @@ def archive_chunks(user: Any) -> Iterator[bytes]:
         conversations = Conversation.objects.for_user(user).saved().order_by("pk")
         # The prompt and schema each one's JSON names, read with it.
         conversations = conversations.select_related("system_prompt__json_schema", "json_schema")
-        for batch in _batches(conversations):  # one deleted meanwhile is not in its batch
+        for batch in batches(conversations, BATCH):  # one deleted meanwhile is not in its batch
             for conversation, data in zip(batch, whole_trees(batch), strict=True):
                 slug = _slug(conversation.title) or "conversation"
                 name = f"conversations/{conversation.pk}-{slug}"
                 zf.writestr(f"{name}.json", _json(data))
                 zf.writestr(f"{name}.md", markdown_export(data))
                 yield pipe.take()
-        for uploads in _batches(_own_files(user)):
+        for uploads in batches(_own_files(user), BATCH):
             for upload in uploads:
                 yield from _copy_file(zf, upload, pipe)
         zf.writestr("account.json", _json(account_data(user)))
@@ -89,13 +89,6 @@ def archive_chunks(user: Any) -> Iterator[bytes]:
         log.exception("data export failed part way for user %s", user.pk)
         return
     yield pipe.take()
-
-
-def _batches(rows: QuerySet) -> Iterator[list]:
-    """The rows, BATCH at a time, each batch read when its turn comes."""
-    pks = list(rows.values_list("pk", flat=True))
-    for start in range(0, len(pks), BATCH):
-        yield list(rows.filter(pk__in=pks[start : start + BATCH]))
 
 
 def archive_name(user: Any) -> str:
