@@ -133,6 +133,10 @@ class Worker:
     restart_at: float | None = None
 
 
+def _restart_delay(worker: Worker) -> float:
+    return RESTART_DELAYS[min(worker.young_deaths, len(RESTART_DELAYS) - 1)]
+
+
 @dataclass
 class Supervisor:
     """Starts, restarts and stops the server processes sharing `listener`."""
@@ -166,7 +170,11 @@ class Supervisor:
             _clear_metrics(self.metrics_dir)
         try:
             for worker in workers:
-                self._start(worker)
+                try:
+                    self._start(worker)
+                except (OSError, subprocess.SubprocessError) as error:
+                    self._stop_all(workers)
+                    raise ServeError(f"Cannot start a server process: {error}") from None
             while not self.stopping:
                 for worker in workers:
                     self._look_after(worker)
@@ -203,7 +211,7 @@ class Supervisor:
         process = worker.process
         if worker.restart_at is not None:
             if time.monotonic() >= worker.restart_at:
-                self._start(worker)
+                self._restart(worker)
             return
         if process is None or process.poll() is None:
             return
@@ -212,12 +220,26 @@ class Supervisor:
             multiprocess.mark_process_dead(process.pid, self.metrics_dir)
         lived = time.monotonic() - worker.started
         worker.young_deaths = worker.young_deaths + 1 if lived < YOUNG_SECONDS else 0
-        delay = RESTART_DELAYS[min(worker.young_deaths, len(RESTART_DELAYS) - 1)]
+        delay = _restart_delay(worker)
         self.say(
             f"Server process {worker.index + 1} (pid {process.pid}) exited with code"
             f" {process.returncode} after {lived:.1f} s: starting it again in {delay:g} s."
         )
         worker.restart_at = time.monotonic() + delay
+
+    def _restart(self, worker: Worker) -> None:
+        """Start it again. A start that fails (no memory to fork, the program gone in a deploy)
+        is tried again later, as a process dying young is, while the others serve on."""
+        try:
+            self._start(worker)
+        except (OSError, subprocess.SubprocessError) as error:
+            worker.young_deaths += 1
+            delay = _restart_delay(worker)
+            self.say(
+                f"Server process {worker.index + 1} could not be started ({error}):"
+                f" trying again in {delay:g} s."
+            )
+            worker.restart_at = time.monotonic() + delay
 
     def _end_work_of(self, worker: Worker) -> None:
         """What the exited process left running ends now (chatapp.core.processes), on a

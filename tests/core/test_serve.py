@@ -5,6 +5,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -20,6 +21,7 @@ from chatapp.core.supervisor import (
 from tests.deploy.files import ROOT, clean_env
 from tests.resilience.servers import READY_SECONDS, Supervised
 from tests.support.polling import wait_for
+from tests.support.ports import children_of
 
 
 def serve(**env: str) -> subprocess.CompletedProcess:
@@ -216,3 +218,74 @@ def test_a_server_process_whose_supervisor_died_before_it_ran_does_not_serve(tmp
     assert process.returncode == 1
     assert "The supervisor that started this server process has exited" in output
     assert "Listening" not in output
+
+
+class Programs(Supervisor):
+    """A supervisor whose server processes are the given commands, one for each start in
+    turn (the last for every start after), instead of daphne."""
+
+    def __init__(self, listener: socket.socket, processes: int, commands: list[list[str]]):
+        self.said: list[str] = []
+        super().__init__(listener, processes, say=self.said.append)
+        self.commands = commands
+        self.starts = 0
+
+    def command(self) -> list[str]:
+        self.starts += 1
+        return self.commands[min(self.starts, len(self.commands)) - 1]
+
+
+def run_restoring_signals(supervisor: Supervisor) -> int:
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        return supervisor.run()
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+
+
+MISSING_PROGRAM = ["/nonexistent/python", "-m", "chatapp.core.server"]
+SERVING = [sys.executable, "-c", "import time; time.sleep(600)"]
+
+
+@pytest.mark.slow
+def test_a_process_that_cannot_be_started_again_is_tried_again_while_the_others_serve(
+    transactional_db,
+):
+    """A dead process whose new start fails (no memory to fork, the program replaced by a
+    deploy) is tried again later: the supervisor does not stop, and with it every process."""
+    exits_at_once = [sys.executable, "-c", "pass"]
+    with socket.socket() as listener:
+        supervisor = Programs(listener, 1, [exits_at_once, MISSING_PROGRAM, SERVING])
+
+        ended = threading.Event()
+
+        def stop_once_started_again() -> None:
+            wait_for(lambda: supervisor.starts >= 3 or ended.is_set(), "the third start")
+            if not ended.is_set():
+                os.kill(os.getpid(), signal.SIGTERM)
+
+        stopper = threading.Thread(target=stop_once_started_again)
+        stopper.start()
+        try:
+            assert run_restoring_signals(supervisor) == 0
+        finally:
+            ended.set()
+            stopper.join()
+    failed = [line for line in supervisor.said if "could not be started" in line]
+    assert len(failed) == 1, supervisor.said
+    assert "No such file or directory" in failed[0]
+    assert "trying again in" in failed[0]
+
+
+def test_a_process_that_cannot_be_started_at_start_up_stops_serve_and_the_others():
+    with socket.socket() as listener:
+        supervisor = Programs(listener, 2, [SERVING, MISSING_PROGRAM])
+        try:
+            with pytest.raises(ServeError, match="Cannot start a server process: .*No such file"):
+                run_restoring_signals(supervisor)
+            left = children_of(os.getpid())
+        finally:
+            for pid in children_of(os.getpid()):  # a failing run leaves no process behind
+                os.kill(pid, signal.SIGKILL)
+    assert left == []  # the first one was stopped, not left serving alone

@@ -63,7 +63,10 @@ class Command(BaseCommand):
         daphne_args = ["--verbosity", str(options["daphne_verbosity"]), "--access-log", os.devnull]
         if options["proxy_headers"]:
             daphne_args.append("--proxy-headers")
-        Supervisor(listener, processes, daphne_args, say=self.stderr.write).run()
+        try:
+            Supervisor(listener, processes, daphne_args, say=self.stderr.write).run()
+        except ServeError as error:
+            raise CommandError(str(error)) from None
 
     def _processes(self, value: str | None) -> int:
         if value is None:
