@@ -742,3 +742,21 @@ def test_a_person_listed_twice_is_refused_not_a_traceback(tmp_path, history, dam
         import_file(tmp_path, data, "--create-missing")
     assert not Conversation.objects.exists()
     assert not get_user_model().objects.filter(username="zed").exists()
+
+
+def test_values_nested_too_deeply_are_refused_not_a_traceback(tmp_path, history):
+    """Deeper than the parser goes (a damaged or hostile file), or than the checks of each
+    value go: refused like any damaged file, with nothing imported."""
+    data = export("--all")
+    Conversation.objects.all().delete()
+    text = json.dumps(data)
+    path = tmp_path / "deep.json"
+    nested = "[" * 100_000 + "]" * 100_000
+    too_deep_to_parse = text.replace('"title": ', f'"title": {nested}, "x": ', 1)
+    nested = "[" * 600 + "]" * 600
+    too_deep_to_check = text.replace('"title": ', f'"title": {nested}, "x": ', 1)
+    for damaged in (too_deep_to_parse, too_deep_to_check):
+        path.write_text(damaged)
+        with pytest.raises(CommandError, match="nested too deeply.*Nothing was imported"):
+            call_command("import_conversations", str(path))
+        assert not Conversation.objects.exists()

@@ -58,6 +58,10 @@ class Command(BaseCommand):
             raise CommandError(f"Cannot read {path}: {exc.strerror}.") from None
         except json.JSONDecodeError as exc:
             raise CommandError(f"{path} is not JSON: {exc}. Nothing was imported.") from None
+        except RecursionError:  # a damaged or hostile file: past the parser's or the checks'
+            raise CommandError(
+                f"{path} holds values nested too deeply to be an export. Nothing was imported."
+            ) from None
         except UnicodeDecodeError:
             raise CommandError(
                 f"{path} is not JSON in UTF-8, as export_conversations writes it: convert it,"
