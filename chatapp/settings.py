@@ -102,6 +102,31 @@ def env_model(name: str, default: str) -> str:
     return value
 
 
+def env_model_windows(name: str, minimum: int, maximum: int) -> dict[str, int]:
+    """Comma-separated model=tokens pairs: the context window of each model id."""
+    windows: dict[str, int] = {}
+    for item in filter(str.strip, env.list(name, default=[])):
+        model, _, tokens = (part.strip() for part in item.partition("="))
+        if not model or not tokens or not model.isprintable() or any(c.isspace() for c in model):
+            raise ImproperlyConfigured(
+                f"{name} must be comma-separated model=tokens pairs, model ids without spaces or"
+                f" control characters, such as qwen2.5:32b=32768,my-model=131072 (got {item!r})"
+            )
+        try:
+            window = int(tokens)
+        except ValueError:
+            window = 0
+        if not minimum <= window <= maximum:
+            raise ImproperlyConfigured(
+                f"{name} gives {model} a window of {tokens!r}: it must be a whole number of"
+                f" tokens between {minimum} and {maximum}"
+            )
+        if model in windows:
+            raise ImproperlyConfigured(f"{name} gives {model} a window twice")
+        windows[model] = window
+    return windows
+
+
 def env_folder(name: str, default: Path) -> Path:
     """A folder; blank would be Path(""), the working directory, which nobody means."""
     value = env.str(name, default=str(default)).strip()
@@ -328,6 +353,9 @@ LLAMA_API_BASE_URL = env_url(
 ).rstrip("/")
 LLAMA_API_PROTOCOL = env_choice("LLAMA_API_PROTOCOL", "llama", ("llama", "openai"))
 LLAMA_DEFAULT_MODEL = env_model("LLAMA_DEFAULT_MODEL", "Llama-4-Maverick-17B-128E-Instruct-FP8")
+# Context windows in tokens, by model id, beside (or instead of) the known models' 128K: the
+# chat trims history to them and /v1 refuses what exceeds them; other models get 8,192.
+LLAMA_MODEL_CONTEXT = env_model_windows("LLAMA_MODEL_CONTEXT", 1024, 10_000_000)
 # Llama Guard (docs/safety.md): the Guard model an OpenAI-compatible provider serves, and how
 # long one screening attempt may take (attempts follow LLAMA_MAX_ATTEMPTS).
 LLAMA_GUARD_MODEL = env_model("LLAMA_GUARD_MODEL", "Llama-Guard-4-12B")

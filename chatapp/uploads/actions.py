@@ -24,11 +24,12 @@ CHARS_PER_TOKEN = 4
 
 
 def limits() -> Limits:
+    configured = settings.LLAMA_MODEL_CONTEXT
     return Limits(
         max_bytes=settings.UPLOAD_MAX_FILE_BYTES,
         max_pixels=settings.UPLOAD_MAX_IMAGE_PIXELS,
         max_side=settings.UPLOAD_IMAGE_MAX_SIDE,
-        max_text_chars=CHARS_PER_TOKEN * max(MODEL_CONTEXT_LIMITS.values()),
+        max_text_chars=CHARS_PER_TOKEN * max({**MODEL_CONTEXT_LIMITS, **configured}.values()),
     )
 
 

@@ -47,6 +47,25 @@ def test_unknown_models_get_a_small_window():
     assert context_budget(MODEL, 2048) == MODEL_CONTEXT_LIMITS[MODEL] - 2048
 
 
+def test_an_unknown_model_gets_the_window_the_operator_gave(settings):
+    history = turns(40, words=2000)  # about 20,000 tokens
+    assert build_history("", history, "my-local-model", 2048).dropped > 0
+    settings.LLAMA_MODEL_CONTEXT = {"my-local-model": 131_072}
+    sent = build_history("", history, "my-local-model", 2048)
+    assert (sent.messages, sent.dropped) == (history, 0)
+    assert context_budget("my-local-model", 2048) == 131_072 - 2048
+
+
+def test_the_operators_window_overrides_a_known_models(settings):
+    settings.LLAMA_MODEL_CONTEXT = {MODEL: 1000}
+    history = turns(21)
+    sent = build_history("", history, MODEL, 200)
+    assert sent.dropped > 0
+    assert count_message_tokens(sent.messages) <= 1000 - 200
+    assert context_budget(MODEL, 200) == 800
+    assert context_budget("Llama-3.3-8B-Instruct", 200) == 128_000 - 200
+
+
 def test_titles():
     assert title_from("  \n How do I   file taxes?\nDetails") == "How do I file taxes?"
     long = title_from("word " * 40)

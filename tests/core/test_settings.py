@@ -19,7 +19,7 @@ VARIABLES = (
     "SECRET_KEY DEBUG ALLOWED_HOSTS DATABASE_URL REDIS_URL LLAMA_API_KEY LLAMA_API_BASE_URL "
     "LLAMA_API_PROTOCOL LLAMA_DEFAULT_MODEL CSRF_TRUSTED_ORIGINS SIGNUP_POLICY "
     "SIGNUP_ALLOWED_DOMAINS PERSONAL_TEAM_MONTHLY_TOKEN_BUDGET CHAT_STALE_GENERATION_SECONDS "
-    "LLAMA_FIRST_TOKEN_TIMEOUT LLAMA_MAX_ATTEMPTS"
+    "LLAMA_FIRST_TOKEN_TIMEOUT LLAMA_MAX_ATTEMPTS LLAMA_MODEL_CONTEXT"
 ).split()
 
 
@@ -176,6 +176,22 @@ def test_allowed_hosts_and_protocol_are_read():
         # Never equal to a model's id, so that model silently never saw images.
         ({"SECRET_KEY": "x" * 50, "LLAMA_IMAGE_MODELS": "Llama 4 Scout"}, "LLAMA_IMAGE_MODELS"),
         ({"SECRET_KEY": "x" * 50, "LLAMA_IMAGE_MODELS": "a,llava\x0713b"}, "LLAMA_IMAGE_MODELS"),
+        # A window that is no whole number of tokens, or one that is surely a slip.
+        *(
+            ({"SECRET_KEY": "x" * 50, "LLAMA_MODEL_CONTEXT": windows}, "LLAMA_MODEL_CONTEXT")
+            for windows in (
+                "my-model",
+                "my-model=",
+                "=32768",
+                "my model=32768",
+                "my-model=128k",
+                "my-model=0",
+                "my-model=-8192",
+                "my-model=32",
+                "my-model=100000000",
+                "my-model=32768,my-model=65536",
+            )
+        ),
         # Refused by Django's SMTP backend as each mail went: an invitation was a 500, a
         # password reset mail was lost with only a log line.
         *(
@@ -271,3 +287,13 @@ def test_values_that_worked_keep_working():
     models = loaded_setting("LLAMA_IMAGE_MODELS", **base, LLAMA_IMAGE_MODELS="llava:13b, ,m/v1")
     assert models == ["llava:13b", "m/v1"]
     assert loaded_setting("LLAMA_IMAGE_MODELS", **base, LLAMA_IMAGE_MODELS="") == []
+
+
+def test_operators_give_model_context_windows():
+    base = {"SECRET_KEY": "x" * 50}
+    windows = " qwen2.5:32b = 32768, ,Llama-3.3-8B-Instruct=131_072,"
+    assert loaded_setting("LLAMA_MODEL_CONTEXT", **base, LLAMA_MODEL_CONTEXT=windows) == {
+        "qwen2.5:32b": 32768,
+        "Llama-3.3-8B-Instruct": 131072,
+    }
+    assert loaded_setting("LLAMA_MODEL_CONTEXT", **base) == {}

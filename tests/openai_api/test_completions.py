@@ -593,6 +593,51 @@ async def test_messages_beyond_the_models_window_are_refused_not_trimmed(
     assert member.pk not in LIVE_PER_USER
 
 
+def report(text: str) -> list[dict]:
+    """A long report, then a question about it: a request whose every turn must fit."""
+    return [
+        {"role": "user", "content": f"Remember this report. {text}"},
+        {"role": "assistant", "content": "Noted."},
+        {"role": "user", "content": "What did the report say?"},
+    ]
+
+
+async def test_the_window_a_request_must_fit_is_the_one_the_operator_gave(
+    sim, member, team, make_key, settings
+):
+    """LLAMA_MODEL_CONTEXT overrides the known window: 8,000 tokens, 1,000 kept for the answer."""
+    settings.LLAMA_MODEL_CONTEXT = {MODEL: 8000}
+    client = sdk(await database_sync_to_async(make_key)(member, team))
+    fits = report("word " * 5000)  # about 6,250 tokens
+    answer = await client.chat.completions.create(model=MODEL, messages=fits, max_tokens=1000)
+    assert answer.choices[0].message.content
+    too_long = report("word " * 6000)  # about 7,500 tokens
+    with pytest.raises(openai.BadRequestError) as refused:
+        await client.chat.completions.create(model=MODEL, messages=too_long, max_tokens=1000)
+    assert refused.value.body["code"] == "context_length_exceeded"
+    assert "about 7,000 tokens" in refused.value.body["message"]
+    assert len(sim.requests) == 1
+
+
+async def test_an_unknown_model_reads_the_window_the_operator_gave(
+    sim, member, team, make_key, settings
+):
+    """A local model the site knows nothing of is guessed to read 8,192 tokens, unless the
+    operator says more: then a longer request goes upstream whole."""
+    settings.LLAMA_DEFAULT_MODEL = "my-local-model"
+    client = sdk(await database_sync_to_async(make_key)(member, team))
+    messages = report("word " * 20_000)  # about 25,000 tokens
+    with pytest.raises(openai.BadRequestError) as refused:
+        await client.chat.completions.create(model="my-local-model", messages=messages)
+    assert refused.value.body["code"] == "context_length_exceeded"
+    assert sim.requests == []
+    settings.LLAMA_MODEL_CONTEXT = {"my-local-model": 131_072}
+    with contextlib.suppress(openai.InternalServerError):  # the simulator serves Llama models
+        await client.chat.completions.create(model="my-local-model", messages=messages)
+    assert sim.requests[-1]["model"] == "my-local-model"
+    assert sim.requests[-1]["messages"] == messages
+
+
 @pytest.mark.parametrize(
     ("fault", "stream"), [("context_too_long", False), ("cut after=3", True), ("500", False)]
 )

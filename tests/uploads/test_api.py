@@ -89,6 +89,15 @@ def test_a_pdf_whose_text_reads_as_nul_characters_is_stored(member_client, post_
     assert Upload.objects.get().text == "[Page 1]\nTotal\ufffd: 12"
 
 
+def test_a_document_may_be_as_long_as_the_largest_window_the_operator_gave(
+    member_client, post_upload, settings
+):
+    notes = b"many words here " * 40_000  # 640,000 characters: over 128K tokens' worth
+    assert post_upload(member_client, "notes.txt", notes).status_code == 400
+    settings.LLAMA_MODEL_CONTEXT = {"my-local-model": 1_000_000}
+    assert post_upload(member_client, "notes.txt", notes).status_code == 201
+
+
 def test_header_content_type_is_not_trusted(member_client, post_upload):
     response = post_upload(member_client, "cat.png", b"plain text", content_type="image/png")
     assert response.status_code == 400
