@@ -80,12 +80,17 @@ def months_to_choose(team, today: date, shown: date) -> list[date]:
     return sorted(months, reverse=True)
 
 
-def month_report(team, month: date) -> MonthReport:
+def month_report(team, month: date, member_limit: int | None = None) -> MonthReport:
+    """With `member_limit` (the month is this one), each person's row says what they have
+    `left` of it: their monthly limit less what they used."""
     # Any: the sums are annotated from SUMS, which django-stubs cannot follow.
     rows: Any = TeamUsage.objects.filter(team=team, day__gte=month, day__lt=next_month(month))
     by_user = list(
         rows.values("user__username").annotate(**SUMS).order_by("-total", "user__username")
     )
+    if member_limit:
+        for row in by_user:  # a deleted user's has no one to use it
+            row["left"] = max(0, member_limit - row["total"]) if row["user__username"] else None
     by_model = list(rows.values("model").annotate(**SUMS).order_by("-total", "model"))
     by_day = {row["day"]: row for row in rows.values("day").annotate(**SUMS)}
     totals = {name: sum(row[name] for row in by_model) for name in SUMS}

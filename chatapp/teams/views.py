@@ -20,6 +20,7 @@ from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from chatapp.core.dates import month_start, next_month
 from chatapp.core.group_map import manages, parse_group_map
 from chatapp.core.http import streaming_response
 from chatapp.core.links import absolute_url
@@ -610,11 +611,16 @@ def usage(request, team_id: int):
     team = membership.team
     today = timezone.now().date()
     month = parse_month(request.GET.get("month"), today)
-    budget = team_policy(team).monthly_token_budget
+    policy = team_policy(team)
+    budget = policy.monthly_token_budget
+    # What each person has left means something only for the month under way.
+    member_limit = policy.member_monthly_token_budget if month == month_start(today) else None
     context = {
-        "report": month_report(team, month),
+        "report": month_report(team, month, member_limit),
         "months": months_to_choose(team, today, month),
         "budget": budget,
+        "member_limit": member_limit,
+        "resets": next_month(today),
         "used_this_month": tokens_used(team, today.replace(day=1)) if budget else None,
         "storage": storage_use(team),
         "safety": safety_counts(team, month),

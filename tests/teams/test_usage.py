@@ -137,6 +137,7 @@ def test_a_month_without_usage_is_the_one_chosen_in_the_list(owner_client, team,
 def test_usage_page_query_count_does_not_grow(
     owner_client, team, make_user, django_assert_max_num_queries
 ):
+    TeamPolicy.objects.create(team=team, monthly_token_budget=10**6, member_monthly_token_budget=99)
     today = timezone.now().date().replace(day=1)
     for n in range(30):
         user = make_user(f"user{n}")
@@ -162,6 +163,46 @@ def test_the_budget_is_shown_against_this_months_usage(owner_client, team, membe
     response = owner_client.get(usage_url(team))
     assert response.context["used_this_month"] == 125
     assert b'<meter min="0" max="500" value="125"' in response.content
+
+
+def test_what_each_person_has_left_of_their_limit_this_month_is_shown(
+    owner_client, team, owner, member
+):
+    TeamPolicy.objects.create(team=team, member_monthly_token_budget=1000)
+    record_usage(team, member, SMALL, 100, 25)
+    record_usage(team, owner, SMALL, 900, 300)
+    response = owner_client.get(usage_url(team))
+    rows = response.context["report"].by_user
+    left = [(r["user__username"], r["total"], r["left"]) for r in rows]
+    assert left == [("olivia", 1200, 0), ("max", 125, 875)]
+    html = response.content.decode()
+    assert "Each person may use 1,000 tokens a month" in html
+    assert "anyone not listed has all of it left" in html
+    assert '<th scope="col" class="num">Left this month</th>' in html
+    assert '<td class="num" data-label="Left this month">875</td>' in html
+    assert '<td class="num" data-label="Left this month">0 (limit reached)</td>' in html
+    # By model, what is left means nothing.
+    assert html.count("Left this month</th>") == 1
+
+
+def test_a_past_month_or_a_team_without_a_limit_shows_nothing_left(
+    owner_client, team, owner, member, november
+):
+    TeamPolicy.objects.create(team=team, member_monthly_token_budget=1000)
+    html = owner_client.get(usage_url(team, "2026-11")).content.decode()
+    assert "max" in html and "Left this month" not in html and "Each person may" not in html
+    TeamPolicy.objects.filter(team=team).update(member_monthly_token_budget=None)
+    record_usage(team, member, SMALL, 100, 25)
+    html = owner_client.get(usage_url(team)).content.decode()
+    assert "max" in html and "Left this month" not in html and "Each person may" not in html
+
+
+def test_a_deleted_person_has_nothing_left_to_show(owner_client, team, member):
+    TeamPolicy.objects.create(team=team, member_monthly_token_budget=1000)
+    record_usage(team, member, SMALL, 100, 25)
+    member.delete()
+    html = owner_client.get(usage_url(team)).content.decode()
+    assert '<td class="num" data-label="Left this month"></td>' in html
 
 
 def meter_region(html: str) -> str:

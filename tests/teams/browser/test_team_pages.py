@@ -116,6 +116,12 @@ TeamUsage.objects.create(team=team, user=user, model="m", day=timezone.now().dat
                          prompt_tokens=4000, completion_tokens=6000, requests=3)
 """
 
+MEMBER_LIMIT_SEED = """
+from chatapp.teams.models import TeamPolicy
+limit = {{"member_monthly_token_budget": 10**6}}
+TeamPolicy.objects.update_or_create(team_id={team}, defaults=limit)
+"""
+
 
 def rgb(css_colour: str) -> tuple[int, ...]:
     return tuple(int(part) for part in re.findall(r"\d+", css_colour)[:3])
@@ -200,11 +206,13 @@ def test_the_usage_tables_show_every_column_on_a_phone(phone_page, app_server, u
     team_url = create_team(page, "Usage phone team")
     team = int(re.search(r"/teams/(\d+)/", team_url).group(1))
     app_server.run_python(USAGE_SEED.format(team=team, username=user.username))
+    app_server.run_python(MEMBER_LIMIT_SEED.format(team=team))
     page.goto(team_url + "usage/")
     for region in page.locator(".table-scroll").all():
         assert region.evaluate("(el) => el.scrollWidth <= el.clientWidth"), region.get_attribute(
             "aria-label"
         )
-    total = page.get_by_role("region", name="Person usage").get_by_text("10,000")
-    box = total.bounding_box()
-    assert box["x"] + box["width"] <= page.evaluate("document.documentElement.clientWidth")
+    for shown in ("10,000", "990,000"):  # the total, and what is left of the person's limit
+        cell = page.get_by_role("region", name="Person usage").get_by_text(shown, exact=True)
+        box = cell.bounding_box()
+        assert box["x"] + box["width"] <= page.evaluate("document.documentElement.clientWidth")
