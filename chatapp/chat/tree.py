@@ -45,14 +45,17 @@ def shown_branch(pairs: Iterable[tuple[int, int | None]], through: int | None) -
         parents[message_id] = parent_id
         children.setdefault(parent_id, []).append(message_id)
     path: list[int] = []
+    seen: set[int] = set()  # the path's ids: a list's `in` would make the walk quadratic
     node = through if through in parents else None
-    while node is not None and node not in path:  # a cycle only in damaged data
+    while node is not None and node not in seen:  # a cycle only in damaged data
         path.append(node)
+        seen.add(node)
         node = parents.get(node)
     path.reverse()
     below = children.get(path[-1] if path else None)
-    while below and below[-1] not in path:
+    while below and below[-1] not in seen:
         path.append(below[-1])
+        seen.add(below[-1])
         below = children.get(below[-1])
     return Branch(tuple(path), parents, children)
 

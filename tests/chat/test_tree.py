@@ -37,6 +37,33 @@ def test_siblings_include_the_message_in_age_order():
     assert branch.up_to(None) == ()
 
 
+class CountedId(int):
+    """A message id that counts how often it is compared with another."""
+
+    comparisons = 0
+
+    def __eq__(self, other: object) -> bool:
+        CountedId.comparisons += 1
+        return int(self) == other
+
+    __hash__ = int.__hash__
+
+
+def comparisons_to_walk(length: int, through_leaf: bool) -> int:
+    ids = [CountedId(n) for n in range(1, length + 1)]
+    pairs = [(ids[0], None)] + [(ids[n], ids[n - 1]) for n in range(1, length)]
+    CountedId.comparisons = 0
+    branch = shown_branch(pairs, ids[-1] if through_leaf else ids[0])
+    assert branch.path == tuple(range(1, length + 1))
+    return CountedId.comparisons
+
+
+@pytest.mark.parametrize("through_leaf", [True, False], ids=["up", "down"])
+def test_walking_a_branch_twice_as_long_takes_twice_the_work(through_leaf):
+    short, long = (comparisons_to_walk(n, through_leaf) for n in (1000, 2000))
+    assert long <= 2 * short + 10
+
+
 def test_a_cycle_in_damaged_data_does_not_loop_forever():
     assert len(shown_branch([(1, 2), (2, 1)], 1).path) <= 3
 
