@@ -211,3 +211,29 @@ def test_a_question_or_an_edit_over_the_size_limit_is_refused_before_sending(log
     expect(chat.answers).to_have_count(1)
     stored = chat.api(f"/api/conversations/{chat.conversation_id()}/")["messages"]
     assert [m["content"] for m in stored if m["role"] == "user"] == ["What is a llama?"]
+
+
+def test_a_switch_redraws_only_the_messages_it_changes(logged_in_page):
+    """conversation.state after a switch leaves the messages above the switch point as drawn:
+    a long conversation's switch costs what it changes, not its whole length."""
+    page = logged_in_page
+    chat = ChatPage(page)
+    answered(chat, "What is a llama?", 1)
+    answered(chat, "How tall are they?", 2)
+    first_id = chat.last_answer().get_attribute("data-message-id")
+    chat.last_answer().get_by_role("button", name="Regenerate").click()
+    expect(chat.last_answer()).not_to_have_attribute("data-message-id", first_id)
+    chat.wait_for_status("complete")
+    page.evaluate(
+        "window.drawn = [...document.querySelectorAll('.bubble, .message-meta')]"
+        ".map((element) => element.firstChild)"
+    )
+    versions = chat.last_answer().get_by_role("group", name="Version 2 of 2")
+    versions.get_by_role("button", name="Previous version").click()
+    expect(chat.last_answer()).to_have_attribute("data-message-id", first_id)
+    kept = page.evaluate(
+        "[...document.querySelectorAll('.bubble, .message-meta')]"
+        ".map((element, n) => element.firstChild === window.drawn[n])"
+    )
+    # Both questions and the first answer as they were; the answer switched to is new.
+    assert kept == [True, True, True, False]

@@ -61,6 +61,11 @@ function touch(message, changes) {
   message.rev += 1;
 }
 
+/** Whether two values of a message's field hold the same data (the server's are new objects). */
+function same(a, b) {
+  return a === b || JSON.stringify(a) === JSON.stringify(b);
+}
+
 export function isStreaming(message) {
   return message.status === "streaming" || message.status === "pending";
 }
@@ -537,8 +542,10 @@ export class ConversationState {
     }
     const ids = new Set(listed.map((m) => m.id));
     this.messages = this.messages.filter((m) => m.id === null || ids.has(m.id));
+    // By id: looking each one up in the list would make a long conversation's state quadratic.
+    const known = new Map(this.messages.map((m) => [m.id, m]));
     for (const data of listed) {
-      const message = this.message(data.id);
+      const message = known.get(data.id);
       if (!message) {
         this.messages.push(record(data));
         continue;
@@ -564,9 +571,12 @@ export class ConversationState {
       if (data.role === "assistant") changes.toolCalls = data.tool_calls ?? [];
       if (data.sibling_ids) changes.siblingIds = data.sibling_ids;
       if (data.parent_id !== undefined) changes.parentId = data.parent_id;
-      touch(message, changes);
       // A failed or cut-off answer keeps saying why, whatever state arrives later.
-      if (!["error", "interrupted", "stopped"].includes(message.status)) message.error = null;
+      if (!["error", "interrupted", "stopped"].includes(changes.status)) changes.error = null;
+      // Only what changed is drawn again: a switch redraws the branch below it, not the rest.
+      if (Object.entries(changes).some(([field, value]) => !same(message[field], value))) {
+        touch(message, changes);
+      }
     }
     const order = (m) => m.id ?? Number.MAX_SAFE_INTEGER;
     this.messages.sort((a, b) => order(a) - order(b));
