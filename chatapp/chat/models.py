@@ -386,7 +386,9 @@ class Share(models.Model):
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="+")
     title = models.CharField(max_length=200, blank=True)
     model = models.CharField(max_length=200, blank=True)
-    system_prompt = models.TextField(blank=True)
+    # The database default lets a process of a release before it still share while the
+    # migrations of an upgrade are applied.
+    system_prompt = models.TextField(blank=True, default="", db_default="")
     messages = models.JSONField(default=list)
     created_at = models.DateTimeField(default=timezone.now)
 
