@@ -316,10 +316,14 @@ def _map_users(entries: list, create_missing: bool, result: ImportResult) -> dic
         raise BackupError(f"The user {twice[0]!r} is listed twice in 'users'.")
     users = {u.get_username(): u for u in user_model.objects.filter(username__in=names)}
     for name in names:
-        # The site knows an account by its name in any letter case (signup, the admin site).
-        if name not in users and (found := _account_named(name)) is not None:
+        # The site knows an account by its name in any letter case (signup, the admin site),
+        # and stores names in their NFKC form (a file may hold one of an earlier release).
+        if name not in users and (found := _account_named(stored_name(name))) is not None:
             users[name] = found
     missing = [e for e in entries if e["username"] not in users]
+    stored = Counter(stored_name(e["username"]) for e in missing)
+    if same := [e["username"] for e in missing if stored[stored_name(e["username"])] > 1]:
+        raise BackupError(f"The users {same[0]!r} and {same[1]!r} are one name here.")
     if missing and not create_missing:
         listed = ", ".join(e["username"] for e in missing)
         raise BackupError(f"No such users here: {listed}. Create them, or pass --create-missing.")
@@ -337,9 +341,14 @@ def _map_users(entries: list, create_missing: bool, result: ImportResult) -> dic
                 " here. Change it in the file, or create the account by hand."
             )
         user = user_model.objects.create_user(username=entry["username"], password=None, **extra)
-        users[user.get_username()] = user
+        users[entry["username"]] = user
         result.created_users.append(user.get_username())
     return users
+
+
+def stored_name(name: str) -> str:
+    """The name an account named `name` is stored under (NFKC, as create_user stores it)."""
+    return get_user_model().normalize_username(name)
 
 
 def _account_named(name: str):

@@ -359,6 +359,43 @@ def test_a_name_in_another_letter_case_is_the_account_of_that_name(tmp_path, his
     assert Conversation.objects.filter(owner=member).count() == 1
 
 
+def test_a_name_in_another_unicode_form_is_the_account_of_that_name(tmp_path, history, member):
+    """Account names are stored in their NFKC form (full-width "ｍａｘ" is "max"), as a
+    company sign-in of an earlier release may have left one in an export: it finds that
+    account, as a letter case does, rather than stopping on the unique username."""
+    data = renamed(export("--user", "max"), "max", "\uff4d\uff41\uff58")
+    Conversation.objects.filter(owner=member).delete()
+
+    output = import_file(tmp_path, data, "--create-missing")
+
+    assert "Imported 1 conversation" in output and "Created users" not in output
+    assert Conversation.objects.filter(owner=member).count() == 1
+
+
+def test_a_new_account_takes_the_nfkc_form_of_its_name(tmp_path, history, member):
+    """A half-width "ﾔﾏﾀﾞ" is created as "ヤマダ", as every way of naming an account stores it,
+    and owns its conversations."""
+    data = renamed(export("--user", "max"), "max", "\uff94\uff8f\uff80\uff9e")
+    data["users"][0]["email"] = "yamada@example.com"
+
+    output = import_file(tmp_path, data, "--create-missing")
+
+    assert "Created users (no password yet): \u30e4\u30de\u30c0" in output
+    created = get_user_model().objects.get(username="\u30e4\u30de\u30c0")
+    assert Conversation.objects.filter(owner=created).count() == 1
+
+
+def test_two_names_of_one_new_account_are_refused(tmp_path, history, member):
+    data = renamed(export("--user", "max"), "max", "maxine")
+    data["users"][0]["email"] = ""
+    data["users"].append({"username": "\uff4d\uff41\uff58\uff49\uff4e\uff45", "email": ""})
+    counts = (Conversation.objects.count(), get_user_model().objects.count())
+
+    with pytest.raises(CommandError, match="'maxine' and .* are one name here"):
+        import_file(tmp_path, data, "--create-missing")
+    assert (Conversation.objects.count(), get_user_model().objects.count()) == counts
+
+
 def test_a_new_account_with_another_accounts_address_is_refused(tmp_path, history, member):
     """Company sign-in finds an account by its address: two accounts must not share one."""
     data = renamed(export("--user", "max"), "max", "maxine")
