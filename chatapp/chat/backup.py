@@ -334,6 +334,7 @@ def _map_users(entries: list, create_missing: bool, result: ImportResult) -> dic
         extra = {k: entry.get(k) or "" for k in USER_FIELDS if k != "username"}
         if unstorable := _unstorable(list(extra.values())):
             raise BackupError(f"User {entry['username']!r}: a name or email holds {unstorable}.")
+        _check_fits(entry["username"], extra)
         # Company sign-in finds an account by its address: one address, one account.
         if extra["email"] and user_model.objects.filter(email__iexact=extra["email"]).exists():
             raise BackupError(
@@ -344,6 +345,20 @@ def _map_users(entries: list, create_missing: bool, result: ImportResult) -> dic
         users[entry["username"]] = user
         result.created_users.append(user.get_username())
     return users
+
+
+def _check_fits(username: str, extra: dict) -> None:
+    """Refuse a user to create whose fields are no text, or longer than an account holds."""
+    for key, value in {**extra, "username": stored_name(username)}.items():
+        if not isinstance(value, str):
+            raise BackupError(f"User {username[:40]!r}: the {key} is not text.")
+        field = get_user_model()._meta.get_field(key)
+        longest = field.max_length if isinstance(field, models.CharField) else None
+        if longest is not None and len(value) > longest:
+            raise BackupError(
+                f"User {username[:40]!r}: the {key} is longer than {longest} characters,"
+                " more than an account holds."
+            )
 
 
 def stored_name(name: str) -> str:

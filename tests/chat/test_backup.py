@@ -396,6 +396,27 @@ def test_two_names_of_one_new_account_are_refused(tmp_path, history, member):
     assert (Conversation.objects.count(), get_user_model().objects.count()) == counts
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("username", "m" * 151, "the username is longer than 150 characters"),
+        ("email", "m" * 250 + "@example.com", "the email is longer than 254 characters"),
+        ("first_name", 5, "the first_name is not text"),
+        ("last_name", ["Max"], "the last_name is not text"),
+    ],
+)
+def test_a_user_an_account_cannot_hold_is_refused(tmp_path, history, field, value, message):
+    data = renamed(export("--user", "max"), "max", "maxine")
+    data["users"][0].update({"email": "", field: value})
+    if field == "username":
+        data = renamed(data, "maxine", value)
+    counts = (Conversation.objects.count(), get_user_model().objects.count())
+
+    with pytest.raises(CommandError, match=message):
+        import_file(tmp_path, data, "--create-missing")
+    assert (Conversation.objects.count(), get_user_model().objects.count()) == counts
+
+
 def test_a_new_account_with_another_accounts_address_is_refused(tmp_path, history, member):
     """Company sign-in finds an account by its address: two accounts must not share one."""
     data = renamed(export("--user", "max"), "max", "maxine")
