@@ -8,6 +8,7 @@ A tool's result is untrusted text: it is cut to a size and only ever goes upstre
 """
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -83,12 +84,25 @@ def capped(content: str) -> str:
 
 
 def parse_arguments(text: str) -> dict[str, Any] | None:
-    """The model's argument text as an object, or None when it is not one."""
+    """The model's argument text as an object, or None when it is not one. Python reads NaN,
+    Infinity and numbers too large for a float (1e400) where JSON has no such values: the tool
+    server would get them as null (or refuse the request), so they are not an object either."""
     try:
-        value = json.loads(text or "{}")
+        value = json.loads(text or "{}", parse_constant=_not_json, parse_float=_finite)
     except (ValueError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
+
+
+def _not_json(constant: str) -> None:
+    raise ValueError(f"{constant} is not JSON")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"{text} is too large for a number")
+    return number
 
 
 def unfinished(call: dict[str, Any]) -> dict[str, Any]:

@@ -259,6 +259,29 @@ async def test_an_answer_whose_usage_never_arrives_still_counts(connect, member,
     assert len(usage) == 1 and usage[0][0] > 0 and usage[0][1] >= len(words) // 4
 
 
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e400"])
+async def test_arguments_holding_nan_or_an_infinite_number_are_refused_not_run(
+    connect, member, upstream, toolbox, number
+):
+    """JSON has no NaN or infinite number (the tool server would get `null`, or refuse): the
+    model is told its arguments are not a JSON object, as for any other invalid arguments,
+    and the tool is not called."""
+    arguments = '{"city": "Paris", "days": ' + number + "}"
+    call = {"index": 0, "id": "call_1", "function": {"name": "get_weather", "arguments": arguments}}
+    calling = {"choices": [{"index": 0, "delta": {"tool_calls": [call]}}]}
+    ended = {"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}
+    upstream.append(Reply(sse(calling, ended)))
+    upstream.append(Reply(sse(text_chunk("Sorry.", "stop"))))
+    socket = await connect(member)
+    ids = await socket.send_message("Weather?")
+    frames = await socket.until_type("message.done", ids["message_id"])
+    (result,) = [frame for frame in frames if frame["type"] == "message.tool_result"]
+    assert result["is_error"] and "not a JSON object" in result["content"]
+    assert toolbox.calls == []
+    (kept,) = (await Message.objects.aget(pk=ids["message_id"])).tool_calls
+    assert kept["arguments"] == arguments  # as the model wrote them, not changed
+
+
 async def test_a_turn_that_calls_tools_counts_when_its_usage_never_arrives(
     connect, member, team, upstream, toolbox
 ):
