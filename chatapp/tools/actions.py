@@ -52,6 +52,7 @@ class Listing:
     tools: list[mcp_client.ListedTool]
     error: str  # empty when the server answered
     note: str = ""  # what the admins should know of an answer: a list cut short
+    refused: tuple[str, ...] = ()  # tools listed in a form MCP does not allow, left out
 
 
 def _who(user) -> str:
@@ -126,16 +127,16 @@ def _check_name_free(team_id: int, name: str, server_id: int = 0) -> None:
 
 async def fetch_listing(url: str, token: str, timeout: float) -> Listing:
     try:
-        tools, more = await mcp_client.list_tools(url, token, timeout)
+        listed = await mcp_client.list_tools(url, token, timeout)
     except mcp_client.ToolServerError as exc:
         return Listing([], exc.message)
-    if more:
+    note = ""
+    if listed.more:
         note = (
             f"The server lists more than {mcp_client.MAX_TOOLS} tools: only the first"
             f" {mcp_client.MAX_TOOLS} are offered."
         )
-        return Listing(tools, "", note)
-    return Listing(tools, "")
+    return Listing(listed.tools, "", note, tuple(listed.refused))
 
 
 def _storable(value):
@@ -190,6 +191,12 @@ def store_listing(server: ToolServer, listing: Listing) -> None:
         tool.save()
     Tool.objects.filter(pk__in=[tool.pk for tool in known.values()]).delete()
     left_out = []
+    if listing.refused:
+        names = sorted({storable(name)[:MAX_TOOL_NAME] for name in listing.refused})
+        left_out.append(
+            f"Left out {counted(len(names), 'tool')} the server describes in a form MCP does not"
+            f" allow (a name, description or input schema of the wrong type): {', '.join(names)}."
+        )
     if unusable:
         left_out.append(
             f"Left out {counted(len(unusable), 'tool')} whose input schema is not a valid"

@@ -9,19 +9,24 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
 import httpx2
 from mcp import ClientSession, MCPError
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.message import SessionMessage
 from mcp.types import (
     CallToolRequest,
     CallToolRequestParams,
     CallToolResult,
+    JSONRPCResponse,
     PaginatedRequestParams,
     Tool,
 )
+from mcp_types.methods import validate_server_result
+from pydantic import ValidationError
 
 from chatapp.tools.network import (
     MAX_MESSAGE_BYTES,
@@ -57,10 +62,19 @@ def is_read_only(tool: Tool) -> bool:
     return bool(hints and hints.read_only_hint is True and hints.destructive_hint is not True)
 
 
-async def list_tools(url: str, token: str, timeout: float) -> tuple[list[ListedTool], bool]:
-    """The server's tools, at most MAX_TOOLS, and whether it listed more."""
+@dataclass(frozen=True)
+class ToolList:
+    tools: list[ListedTool]  # at most MAX_TOOLS
+    more: bool  # the server listed more
+    refused: list[str]  # the names of the tools listed in a form MCP does not allow
+
+
+async def list_tools(url: str, token: str, timeout: float) -> ToolList:
+    """The server's tools, at most MAX_TOOLS; whether it listed more, and which it listed in a
+    form MCP does not allow (left out)."""
     listed: list[ListedTool] = []
-    async with _session(url, token, timeout) as session:
+    refused: list[str] = []
+    async with _session(url, token, timeout, refused) as session:
         cursor = None
         for _ in range(MAX_PAGES):
             params = PaginatedRequestParams(cursor=cursor) if cursor else None
@@ -77,7 +91,7 @@ async def list_tools(url: str, token: str, timeout: float) -> tuple[list[ListedT
             cursor = page.next_cursor
             if not cursor or len(listed) > MAX_TOOLS:
                 break
-    return listed[:MAX_TOOLS], len(listed) > MAX_TOOLS or bool(cursor)
+    return ToolList(listed[:MAX_TOOLS], len(listed) > MAX_TOOLS or bool(cursor), refused)
 
 
 async def call(url: str, token: str, name: str, arguments: dict, timeout: float) -> CallToolResult:
@@ -89,9 +103,66 @@ async def call(url: str, token: str, name: str, arguments: dict, timeout: float)
         return await session.send_request(request, CallToolResult)
 
 
+class _ToolsChecked:
+    """The stream a session reads, holding back each tool of a tools/list answer that the
+    protocol does not allow (an input schema that is no object schema, a description that is
+    no text): the SDK refuses a whole list for one such tool, and all the server's tools would
+    be lost. The names of those held back go to `refused`."""
+
+    def __init__(self, stream: Any, refused: list[str] | None):
+        self._stream = stream
+        self._refused = [] if refused is None else refused
+        self.version = ""  # the protocol version negotiated, once it is
+
+    async def receive(self) -> Any:
+        item = await self._stream.receive()
+        if isinstance(item, SessionMessage) and isinstance(item.message, JSONRPCResponse):
+            self._check(item.message.result)
+        return item
+
+    def _check(self, result: dict[str, Any]) -> None:
+        tools = result.get("tools")
+        if not self.version or not isinstance(tools, list):
+            return  # not a tool list: the SDK judges it whole
+        kept = []
+        for tool in tools:
+            try:
+                validate_server_result("tools/list", self.version, {"tools": [tool]})
+            except (ValidationError, ValueError, KeyError):
+                name = tool.get("name") if isinstance(tool, dict) else None
+                self._refused.append(name if isinstance(name, str) else str(name))
+                continue
+            kept.append(tool)
+        result["tools"] = kept
+
+    def __getattr__(self, name: str) -> Any:  # last_context, as the stream has it
+        return getattr(self._stream, name)
+
+    def __aiter__(self) -> "_ToolsChecked":
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            return await self.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+    async def __aenter__(self) -> "_ToolsChecked":
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
 @asynccontextmanager
-async def _session(url: str, token: str, timeout: float) -> AsyncIterator[ClientSession]:
-    """An initialised session; the whole use (connect, initialise, work) within timeout."""
+async def _session(
+    url: str, token: str, timeout: float, refused: list[str] | None = None
+) -> AsyncIterator[ClientSession]:
+    """An initialised session; the whole use (connect, initialise, work) within timeout.
+    `refused` collects the names of listed tools the protocol does not allow (left out)."""
     trouble = Trouble()
     done = False
     try:
@@ -101,9 +172,10 @@ async def _session(url: str, token: str, timeout: float) -> AsyncIterator[Client
                 streamable_http_client(
                     url, http_client=http, max_sse_event_size=MAX_MESSAGE_BYTES
                 ) as (read, write),
-                ClientSession(read, write) as session,
+                ClientSession(checked := _ToolsChecked(read, refused), write) as session,
             ):
                 await session.initialize()
+                checked.version = session.protocol_version or ""
                 yield session
                 # Answered: ending the session (a DELETE) may take a moment, not the rest.
                 done = True

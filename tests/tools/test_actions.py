@@ -160,6 +160,27 @@ def test_tools_whose_schema_is_not_valid_are_left_out_and_named(owner, team):
     )
 
 
+def test_a_tool_whose_listing_mcp_does_not_allow_is_left_out_not_the_whole_list(owner, team):
+    """A schema that is no object (or no object schema), a description that is no text: the
+    SDK would refuse the whole list for one such tool, and every tool of the server be lost."""
+    listed = [
+        {"name": "lookup", "inputSchema": {"type": "object"}},
+        {"name": "plain", "inputSchema": "text"},
+        {"name": "listed", "inputSchema": [{"type": "object"}]},
+        {"name": "stringy", "inputSchema": {"type": "string"}},
+        {"name": "counted", "description": 5, "inputSchema": {"type": "object"}},
+        {"name": 7, "inputSchema": {"type": "object"}},
+    ]
+    with run_tool_server(tools=json.dumps(listed)) as odd:
+        server = add(owner, team, odd.url)
+    assert server.status == ServerStatus.UP
+    assert [tool.name for tool in server.tools.all()] == ["lookup"]
+    assert server.last_error == (
+        "Left out 5 tools the server describes in a form MCP does not allow (a name, description"
+        " or input schema of the wrong type): 7, counted, listed, plain, stringy."
+    )
+
+
 def test_tools_past_the_size_offered_to_the_model_are_left_out_and_named(owner, team):
     wordy = "w" * (MAX_DESCRIPTION_CHARS + 1)
     fields = {f"f{number}": {"type": "string"} for number in range(MAX_SCHEMA_CHARS // 20)}
