@@ -4,7 +4,6 @@ Connecting to a server (to list its tools) is async network work; the database w
 through sync_to_async. Callers check that the actor manages the team (chatapp.teams.services).
 """
 
-import json
 import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -23,13 +22,12 @@ from chatapp.teams.models import AuditAction, Team
 from chatapp.teams.network import blocked_address, private_allowed, resolve
 from chatapp.tools import mcp_client
 from chatapp.tools.models import (
-    MAX_DESCRIPTION_CHARS,
-    MAX_SCHEMA_CHARS,
     MAX_TIMEOUT,
     MIN_TIMEOUT,
     ServerStatus,
     Tool,
     ToolServer,
+    too_long_to_offer,
 )
 from chatapp.tools.network import refusal
 
@@ -150,10 +148,6 @@ def _storable(value):
     return value
 
 
-def _compact(schema: dict) -> str:
-    return json.dumps(schema, ensure_ascii=False, separators=(",", ":"))
-
-
 def store_listing(server: ToolServer, listing: Listing) -> None:
     """Save a refresh's outcome; the admins' choices (enabled, ask first) stay as they were."""
     server.refreshed_at = timezone.now()
@@ -181,7 +175,7 @@ def store_listing(server: ToolServer, listing: Listing) -> None:
             unusable.append(listed.name)
             continue
         description = _storable(listed.description)
-        if len(description) > MAX_DESCRIPTION_CHARS or len(_compact(schema)) > MAX_SCHEMA_CHARS:
+        if too_long_to_offer(description, schema):
             oversized.append(listed.name)  # every chat request would carry it
             continue
         tool = known.pop(listed.name, None) or Tool(server=server, name=listed.name)

@@ -16,6 +16,13 @@ MAX_DESCRIPTION_CHARS = 4_000  # of a tool's description; a longer one is left o
 MAX_SCHEMA_CHARS = 16_000  # of a tool's input schema as compact JSON; a larger one is left out
 
 
+def too_long_to_offer(description: str, input_schema: object) -> bool:
+    """Past the size a chat request may carry of one tool: its description, or its input schema
+    as compact JSON."""
+    schema = json.dumps(input_schema, ensure_ascii=False, separators=(",", ":"))
+    return len(description) > MAX_DESCRIPTION_CHARS or len(schema) > MAX_SCHEMA_CHARS
+
+
 class ServerStatus(models.TextChoices):
     UP = "up", "Up"
     DOWN = "down", "Down"

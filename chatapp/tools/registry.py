@@ -18,7 +18,13 @@ from mcp.types import CallToolResult, EmbeddedResource, TextContent, TextResourc
 
 from chatapp.teams import crypto
 from chatapp.tools import mcp_client
-from chatapp.tools.models import MAX_OFFERED_TOOLS, ServerStatus, Tool, ToolServer
+from chatapp.tools.models import (
+    MAX_OFFERED_TOOLS,
+    ServerStatus,
+    Tool,
+    ToolServer,
+    too_long_to_offer,
+)
 
 NAME_PATTERN = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
@@ -97,9 +103,18 @@ def available_tools(team_id: int) -> list[AvailableTool]:
     tools = (
         Tool.objects.filter(server_id__in=server_ids, enabled=True)
         .select_related("server")
-        .order_by("server__name", "server_id", "name", "id")[:MAX_OFFERED_TOOLS]
+        .order_by("server__name", "server_id", "name", "id")
     )
-    return _available(list(tools))
+    offered: list[Tool] = []
+    start = 0
+    while True:
+        batch = list(tools[start : start + MAX_OFFERED_TOOLS])
+        # A tool listed before the size limits existed stays until its server is refreshed:
+        # it is not offered meanwhile, and the next in order takes its place.
+        offered += [t for t in batch if not too_long_to_offer(t.description, t.input_schema)]
+        start += MAX_OFFERED_TOOLS
+        if len(offered) >= MAX_OFFERED_TOOLS or len(batch) < MAX_OFFERED_TOOLS:
+            return _available(offered[:MAX_OFFERED_TOOLS])
 
 
 def _server_of(tool: AvailableTool) -> tuple[str, str, str] | None:

@@ -11,7 +11,13 @@ from chatapp.chat import tooling
 from chatapp.teams import crypto
 from chatapp.tools import mcp_client, registry
 from chatapp.tools.actions import fetch_listing, store_listing
-from chatapp.tools.models import MAX_OFFERED_TOOLS, ServerStatus, Tool, ToolServer
+from chatapp.tools.models import (
+    MAX_OFFERED_TOOLS,
+    MAX_SCHEMA_CHARS,
+    ServerStatus,
+    Tool,
+    ToolServer,
+)
 from chatapp.tools.registry import NAME_PATTERN, AvailableTool, available_tools, call_tool
 from tests.support.mcp_server import run_tool_server
 
@@ -89,6 +95,23 @@ def test_at_most_the_first_128_tools_are_offered(team, team_tool_server, mcp_ser
     assert len(tools) == MAX_OFFERED_TOOLS == 128
     assert "get_weather" in by_name(tools)  # servers in name order: the first keeps its tools
     assert tools[-1].name == f"extra_{128 - len(team_tool_server.tools.all()) - 1:03}"
+
+
+def test_tools_stored_past_todays_size_limits_are_not_offered(team, team_tool_server):
+    """Listed before the limits existed, kept until the server is refreshed: every request
+    would still carry them, so they are left out of it, and the rest offered up to the cap."""
+    fields = {f"f{number}": {"type": "string"} for number in range(MAX_SCHEMA_CHARS // 20)}
+    Tool.objects.bulk_create(
+        [
+            Tool(server=team_tool_server, name="a_wordy", description="w" * 4_001),
+            Tool(server=team_tool_server, name="a_sprawling", input_schema={"properties": fields}),
+            Tool(server=team_tool_server, name="a_fits", description="w" * 4_000),
+            *(Tool(server=team_tool_server, name=f"extra_{n:03}") for n in range(200)),
+        ]
+    )
+    tools = by_name(registry.available_tools(team.pk))
+    assert len(tools) == MAX_OFFERED_TOOLS
+    assert "a_fits" in tools and not {"a_wordy", "a_sprawling"} & set(tools)
 
 
 async def test_call_tool_returns_the_text(team, team_tool_server, mcp_server):
