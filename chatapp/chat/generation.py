@@ -329,11 +329,10 @@ class Generation:
         """The team's budgets checked again before the model reads the tools' results."""
         self._turn_began = (self.token_count, self._pumped_chars)  # its tokens are counted
         await self._attached.wait()  # its row holds the reservation: the first turn may be quicker
-        spent = self._tool_usage.prompt_tokens + self._tool_usage.completion_tokens
         reserve = count_message_tokens(self._messages) + (self._params.max_tokens or 0)
         try:
             await database_sync_to_async(replies.admit_next_turn)(
-                self.message_id, self.team, self.user, spent, reserve
+                self.message_id, self.team, self.user, self._tool_usage, reserve
             )
         except ChatError as error:
             message = (

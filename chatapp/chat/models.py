@@ -210,6 +210,9 @@ class Message(models.Model):
     # While streaming, the tokens the answer may spend (its prompt and max tokens), held
     # against the team's monthly budgets until its usage is recorded (`teams.quota`).
     reserved_tokens = models.PositiveIntegerField(default=0)
+    # While streaming, the completion tokens of its turns that called tools, which
+    # reserved_tokens holds as spent: the reaper's estimate counts them once (as output).
+    tool_turns_completion_tokens = models.PositiveIntegerField(default=0, db_default=0)
     # Refreshed by the process generating the answer; a stale one means that process died.
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     # The server process generating the answer (chatapp.core.processes.token()): once it has

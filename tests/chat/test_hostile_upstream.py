@@ -3,13 +3,17 @@
 import json
 
 import pytest
+from channels.db import database_sync_to_async
 
+from chatapp.chat.actions import replies
 from chatapp.chat.generation import RUNNING
 from chatapp.chat.models import Conversation, Message
 from chatapp.chat.tooling import MAX_TURN_CALLS
+from chatapp.llm import count_tokens_estimate
 from chatapp.teams.models import TeamPolicy, TeamUsage
 from tests.chat.conftest import joined_text
 from tests.llm.conftest import MODEL
+from tests.support.polling import await_for
 from tests.support.upstream import Reply, hostile_upstream
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -322,6 +326,46 @@ async def test_the_last_turn_after_tools_counts_when_its_usage_never_arrives(
     usage = await TeamUsage.objects.aget(team=team, user=member)
     assert usage.prompt_tokens > 50  # the last turn read the question and the tool's result
     assert usage.completion_tokens >= 10 + len(words) // 4
+
+
+async def test_an_answer_reaped_after_a_tool_round_counts_the_earlier_turns_output_once(
+    connect, member, team, upstream, toolbox
+):
+    """Its process seems dead while a call of its second turn waits for approval: the reaper
+    counts its prompts (the first turn's as reported, the second's as its reservation holds
+    it) and all its output by estimate. The first turn's output, which its reservation holds
+    too (spent, and read again by the second turn), counts once."""
+    weather = {"index": 0, "id": "call_1", "function": {"name": "get_weather", "arguments": "{}"}}
+    ended = {"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}
+    reported = {"choices": [], "usage": {"prompt_tokens": 50, "completion_tokens": 400}}
+    upstream.append(
+        Reply(sse({"choices": [{"index": 0, "delta": {"tool_calls": [weather]}}]}, ended, reported))
+    )
+    ticket = {"index": 0, "id": "call_2", "function": {"name": "create_ticket", "arguments": "{}"}}
+    second = {"choices": [{"index": 0, "delta": {"content": "Filing it.", "tool_calls": [ticket]}}]}
+    upstream.append(Reply(sse(second, ended)))
+    socket = await connect(member)
+    ids = await socket.send_message("Weather?")
+    answer = Message.objects.filter(pk=ids["message_id"])
+
+    async def waiting() -> bool:
+        row = await answer.aget()
+        calls, checkpointed = row.tool_calls, row.content == "Filing it."
+        return checkpointed and len(calls) == 2 and calls[1]["status"] == "awaiting_approval"
+
+    await await_for(waiting, "the second turn's text and waiting call to be saved")
+    row = await answer.aget()
+    found = [replies.Abandoned(row.pk, ids["conversation_id"], row.model)]
+    (reaped,) = await database_sync_to_async(replies.mark_interrupted)(found)
+    conversation = await Conversation.objects.aget(pk=ids["conversation_id"])
+    held_for_the_answer = conversation.max_tokens or 0
+    held_for_the_second_prompt = row.reserved_tokens - (50 + 400) - held_for_the_answer
+    assert reaped.usage.prompt_tokens == 50 + held_for_the_second_prompt
+    output = "Filing it." + "get_weather{}" + "create_ticket{}"
+    assert reaped.usage.completion_tokens == count_tokens_estimate(output)
+    generation = RUNNING[ids["message_id"]]  # only stalled, in fact: it ends here
+    generation.stop()
+    await generation.wait()
 
 
 async def test_a_title_whose_usage_never_arrives_still_counts(

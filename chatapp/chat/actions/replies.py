@@ -133,22 +133,25 @@ def check_budget(
     quota.check_budget(team, policy, user, (others - own_hold, own - own_hold), spent)
 
 
-def admit_next_turn(answer_id: int, team: Team, user: Any, spent: int, reserve: int) -> None:
+def admit_next_turn(answer_id: int, team: Team, user: Any, spent: Usage, reserve: int) -> None:
     """Before an answer's next model turn, once its tools have run: the team's budgets must
     still have room with what the answer has spent so far, as a new answer must at its start,
     so an answer that calls tools passes a budget by at most one turn. Its reservation then
     covers what it spent and what the next turn may (`reserve`). Raises ChatError
     (quota_exceeded); under the locks and in the order start_reply admits."""
+    total = spent.prompt_tokens + spent.completion_tokens
     answer = Message.objects.filter(pk=answer_id, status=MessageStatus.STREAMING)
     with transaction.atomic():
         lock_rows(get_user_model().objects.filter(pk=user.pk))
         policy = TeamPolicy.objects.filter(team_id=team.pk).first()
         held = answer.values_list("reserved_tokens", flat=True).first() or 0
         try:
-            check_budget(team, user, policy, spent, held)
+            check_budget(team, user, policy, total, held)
         except PolicyError as error:
             raise ChatError(error.code, error.message, error.field) from None
-        answer.update(reserved_tokens=spent + reserve)
+        answer.update(
+            reserved_tokens=total + reserve, tool_turns_completion_tokens=spent.completion_tokens
+        )
 
 
 def has_budget(policy: TeamPolicy) -> bool:
@@ -728,7 +731,8 @@ def mark_interrupted(found: list[Abandoned]) -> list[Abandoned]:
 def _count_interrupted(message_id: int, now: datetime) -> Usage | None:
     """What an answer whose process died had streamed counts, as a stopped answer's does: its
     text as checkpointed and the calls it made, at about four characters a token, and once it
-    streamed either, its prompt (what it held, less the max tokens it held for the answer).
+    streamed either, its prompts (what it held, less the max tokens it held for the answer and
+    the output of its turns that called tools, which that text and those calls count).
     The estimate is kept on the row, so a process that was only stalled and finishes the
     answer after all replaces it with the real figures (`_take_back_reaped`)."""
     message = (
@@ -739,7 +743,8 @@ def _count_interrupted(message_id: int, now: datetime) -> Usage | None:
     if message is None or not (message.content or message.tool_calls):
         return None
     conversation = message.conversation
-    prompt = max(0, message.reserved_tokens - (conversation.max_tokens or 0))
+    held_for_output = (conversation.max_tokens or 0) + message.tool_turns_completion_tokens
+    prompt = max(0, message.reserved_tokens - held_for_output)
     calls = "".join(
         f"{call.get('name', '')}{call.get('arguments', '')}" for call in message.tool_calls
     )
