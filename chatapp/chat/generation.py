@@ -60,6 +60,7 @@ from chatapp.llm import (
     Usage,
     count_message_tokens,
     count_tokens_estimate_of_length,
+    token_count,
 )
 from chatapp.teams import safety
 from chatapp.teams.safety import Screening
@@ -858,10 +859,12 @@ def _screened_question(plan: ReplyPlan, question: dict[str, Any]) -> dict[str, A
 
 
 def _added(total: Usage, more: Usage | None) -> Usage:
+    """The sum, in the range a row stores (each turn's count is: not always their sum)."""
     if more is None:
         return total
     return Usage(
-        total.prompt_tokens + more.prompt_tokens, total.completion_tokens + more.completion_tokens
+        token_count(total.prompt_tokens + more.prompt_tokens),
+        token_count(total.completion_tokens + more.completion_tokens),
     )
 
 

@@ -13,6 +13,7 @@ from .limits import (
     count_tokens_estimate_of_length,
 )
 from .moderation import GUARD_CATEGORIES, Verdict
+from .protocols import token_count
 from .types import (
     ChatParams,
     Finish,
@@ -52,5 +53,6 @@ __all__ = [
     "count_tokens_estimate",
     "count_tokens_estimate_of_length",
     "shared_http_client",
+    "token_count",
     "url_problem",
 ]

@@ -80,6 +80,30 @@ async def test_token_counts_out_of_range_are_brought_into_it_and_the_answer_is_k
     assert answer.finish_reason == "x" * 32
 
 
+async def test_token_counts_whose_sum_over_tool_turns_is_out_of_range_keep_the_answer(
+    connect, member, team, upstream, toolbox
+):
+    """Each turn's count is brought into range; their sum over the turns of an answer that
+    called tools is too, so the answer and its usage are still saved."""
+    call = {"index": 0, "id": "call_1", "function": {"name": "get_weather", "arguments": "{}"}}
+    calling = {"choices": [{"index": 0, "delta": {"tool_calls": [call]}}]}
+    ended = {"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}
+    huge = {"choices": [], "usage": {"prompt_tokens": 10**30, "completion_tokens": 10**30}}
+    upstream.append(Reply(sse(calling, ended, huge)))
+    upstream.append(Reply(sse(text_chunk("Sunny.", "stop"), huge)))
+    socket = await connect(member)
+    ids = await socket.send_message("Weather?")
+    done = (await socket.until_type("message.done", ids["message_id"]))[-1]
+    assert done["status"] == "complete"
+    assert done["usage"] == {"prompt_tokens": 2**31 - 1, "completion_tokens": 2**31 - 1}
+    answer = await Message.objects.aget(pk=ids["message_id"])
+    assert (answer.status, answer.content, answer.completion_tokens) == (
+        "complete",
+        "Sunny.",
+        2**31 - 1,
+    )
+
+
 async def test_nul_and_lone_surrogates_in_the_text_are_replaced_and_the_answer_is_kept(
     connect, member, upstream
 ):

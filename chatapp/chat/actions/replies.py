@@ -34,7 +34,7 @@ from chatapp.core import processes
 from chatapp.core.layers import channel_layer
 from chatapp.core.locking import lock_rows
 from chatapp.core.text import storable
-from chatapp.llm import StreamError, Usage, count_tokens_estimate
+from chatapp.llm import StreamError, Usage, count_tokens_estimate, token_count
 from chatapp.teams import actions as team_actions
 from chatapp.teams import quota, reads, safety
 from chatapp.teams.models import MANAGER_ROLES, Membership, Team, TeamPolicy
@@ -150,7 +150,8 @@ def admit_next_turn(answer_id: int, team: Team, user: Any, spent: Usage, reserve
         except PolicyError as error:
             raise ChatError(error.code, error.message, error.field) from None
         answer.update(
-            reserved_tokens=total + reserve, tool_turns_completion_tokens=spent.completion_tokens
+            reserved_tokens=token_count(total + reserve),
+            tool_turns_completion_tokens=spent.completion_tokens,
         )
 
 
