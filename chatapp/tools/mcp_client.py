@@ -94,24 +94,32 @@ async def list_tools(url: str, token: str, timeout: float) -> ToolList:
     return ToolList(listed[:MAX_TOOLS], len(listed) > MAX_TOOLS or bool(cursor), refused)
 
 
-async def call(url: str, token: str, name: str, arguments: dict, timeout: float) -> CallToolResult:
-    """The tool's result as the server sent it. The SDK's call_tool would then check it
-    against the tool's outputSchema, listing the tools again to find it, and turn a result
-    that does not match into an error: the model would be told a tool failed that had run."""
+async def call(
+    url: str, token: str, name: str, arguments: dict, timeout: float
+) -> tuple[CallToolResult, list[str]]:
+    """The tool's result as the server sent it, and the types of its content blocks that the
+    protocol does not allow (left out). The SDK's call_tool would then check it against the
+    tool's outputSchema, listing the tools again to find it, and turn a result that does not
+    match into an error: the model would be told a tool failed that had run."""
     request = CallToolRequest(params=CallToolRequestParams(name=name, arguments=arguments))
-    async with _session(url, token, timeout) as session:
-        return await session.send_request(request, CallToolResult)
+    left_out: list[str] = []
+    async with _session(url, token, timeout, left_out) as session:
+        result = await session.send_request(request, CallToolResult)
+    return result, left_out
 
 
-class _ToolsChecked:
-    """The stream a session reads, holding back each tool of a tools/list answer that the
-    protocol does not allow (an input schema that is no object schema, a description that is
-    no text): the SDK refuses a whole list for one such tool, and all the server's tools would
-    be lost. The names of those held back go to `refused`."""
+class _PartsChecked:
+    """The stream a session reads, holding back each part of an answer that the protocol does
+    not allow, where the SDK would refuse the whole answer for one: a tool of a tools/list
+    answer (an input schema that is no object schema, a description that is no text), and
+    all the server's tools would be lost; a content block of a tools/call result (of a type
+    the protocol has no room for, a text block without its text), and a call that ran would
+    seem to have failed. What is held back goes to `left_out`: the tools' names, the blocks'
+    types."""
 
-    def __init__(self, stream: Any, refused: list[str] | None):
+    def __init__(self, stream: Any, left_out: list[str] | None):
         self._stream = stream
-        self._refused = [] if refused is None else refused
+        self._left_out = [] if left_out is None else left_out
         self.version = ""  # the protocol version negotiated, once it is
 
     async def receive(self) -> Any:
@@ -121,24 +129,30 @@ class _ToolsChecked:
         return item
 
     def _check(self, result: dict[str, Any]) -> None:
-        tools = result.get("tools")
-        if not self.version or not isinstance(tools, list):
-            return  # not a tool list: the SDK judges it whole
+        if not self.version:
+            return
+        if isinstance(result.get("tools"), list):
+            result["tools"] = self._allowed(result["tools"], "tools/list", "tools", "name")
+        elif isinstance(result.get("content"), list):
+            result["content"] = self._allowed(result["content"], "tools/call", "content", "type")
+        # Anything else the SDK judges whole.
+
+    def _allowed(self, parts: list[Any], method: str, key: str, label: str) -> list[Any]:
         kept = []
-        for tool in tools:
+        for part in parts:
             try:
-                validate_server_result("tools/list", self.version, {"tools": [tool]})
+                validate_server_result(method, self.version, {key: [part]})
             except (ValidationError, ValueError, KeyError):
-                name = tool.get("name") if isinstance(tool, dict) else None
-                self._refused.append(name if isinstance(name, str) else str(name))
+                said = part.get(label) if isinstance(part, dict) else None
+                self._left_out.append(said if isinstance(said, str) else str(said))
                 continue
-            kept.append(tool)
-        result["tools"] = kept
+            kept.append(part)
+        return kept
 
     def __getattr__(self, name: str) -> Any:  # last_context, as the stream has it
         return getattr(self._stream, name)
 
-    def __aiter__(self) -> "_ToolsChecked":
+    def __aiter__(self) -> "_PartsChecked":
         return self
 
     async def __anext__(self) -> Any:
@@ -150,7 +164,7 @@ class _ToolsChecked:
     async def aclose(self) -> None:
         await self._stream.aclose()
 
-    async def __aenter__(self) -> "_ToolsChecked":
+    async def __aenter__(self) -> "_PartsChecked":
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -159,10 +173,10 @@ class _ToolsChecked:
 
 @asynccontextmanager
 async def _session(
-    url: str, token: str, timeout: float, refused: list[str] | None = None
+    url: str, token: str, timeout: float, left_out: list[str] | None = None
 ) -> AsyncIterator[ClientSession]:
     """An initialised session; the whole use (connect, initialise, work) within timeout.
-    `refused` collects the names of listed tools the protocol does not allow (left out)."""
+    `left_out` collects what the protocol does not allow of an answer (see _PartsChecked)."""
     trouble = Trouble()
     done = False
     try:
@@ -172,7 +186,7 @@ async def _session(
                 streamable_http_client(
                     url, http_client=http, max_sse_event_size=MAX_MESSAGE_BYTES
                 ) as (read, write),
-                ClientSession(checked := _ToolsChecked(read, refused), write) as session,
+                ClientSession(checked := _PartsChecked(read, left_out), write) as session,
             ):
                 await session.initialize()
                 checked.version = session.protocol_version or ""

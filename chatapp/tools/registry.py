@@ -159,14 +159,16 @@ async def call_tool(tool: AvailableTool, arguments: dict) -> ToolResult:
         return done(f"The tool {tool.name} is no longer available.", True)
     url, token, name = target
     try:
-        result = await mcp_client.call(url, token, name, arguments, tool.timeout)
+        result, left_out = await mcp_client.call(url, token, name, arguments, tool.timeout)
     except mcp_client.ToolServerError as exc:
         return done(exc.message, True)
-    return done(mcp_client.without_token(result_text(result), token), result.is_error)
+    text = result_text(result, left_out)
+    return done(mcp_client.without_token(text, token), result.is_error)
 
 
-def result_text(result: CallToolResult) -> str:
-    """The text parts joined; structured content as JSON text when there is no text part."""
+def result_text(result: CallToolResult, left_out: list[str] | None = None) -> str:
+    """The text parts joined; structured content as JSON text when there is no text part;
+    a note for each block left out (`left_out`: those the protocol does not allow)."""
     parts = []
     for block in result.content:
         if isinstance(block, TextContent):
@@ -180,4 +182,5 @@ def result_text(result: CallToolResult) -> str:
     if not any(isinstance(block, TextContent) for block in result.content):
         if result.structured_content is not None:
             parts.insert(0, json.dumps(result.structured_content, ensure_ascii=False))
+    parts.extend(f"[{kind[:40]} content left out]" for kind in left_out or ())
     return "\n".join(parts)

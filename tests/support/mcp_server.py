@@ -13,8 +13,8 @@ server not built on the SDK may, and whoami(), which quotes the Authorization he
 `filler` lists that many more tools (tool_1, tool_2, ...).
 With `json_response` it answers each request with one JSON body instead of an event stream,
 gzipped, whatever the request accepts, with `gzip` too. `tools` (JSON text) is its answer to
-tools/list instead of its own tools. With `hang_on_close` it never answers the DELETE that ends
-a session.
+tools/list instead of its own tools, `call_result` (JSON text) its answer to every tools/call.
+With `hang_on_close` it never answers the DELETE that ends a session.
 """
 
 import asyncio
@@ -178,18 +178,18 @@ async def _read_body(receive) -> bytes:
             return body
 
 
-def _listing(app, tools: str):
-    """ASGI middleware: tools/list answered with `tools`, JSON text as a server not built on
+def _answering(app, method: str, result: str):
+    """ASGI middleware: `method` answered with `result`, JSON text as a server not built on
     the SDK may write it (NaN included); every other request goes on to the server."""
 
-    async def listing(scope, receive, send):
+    async def answering(scope, receive, send):
         if scope["type"] != "http" or scope["method"] != "POST":
             return await app(scope, receive, send)
         body = await _read_body(receive)
         request = json.loads(body or b"{}")
-        if isinstance(request, dict) and request.get("method") == "tools/list":
+        if isinstance(request, dict) and request.get("method") == method:
             request_id = json.dumps(request["id"])
-            text = f'{{"jsonrpc": "2.0", "id": {request_id}, "result": {{"tools": {tools}}}}}'
+            text = f'{{"jsonrpc": "2.0", "id": {request_id}, "result": {result}}}'
             answer = PlainTextResponse(text, media_type="application/json")
             return await answer(scope, receive, send)
         replayed = False
@@ -203,7 +203,7 @@ def _listing(app, tools: str):
 
         await app(scope, replay, send)
 
-    return listing
+    return answering
 
 
 def _gzipped(app):
@@ -247,6 +247,7 @@ class RunningToolServer:
         gzip: bool = False,
         tools: str | None = None,
         hang_on_close: bool = False,
+        call_result: str | None = None,
     ):
         self.record = ToolServerRecord()
         built = build_server(self.record, odd_text, extras, filler)
@@ -254,7 +255,9 @@ class RunningToolServer:
         if gzip:
             app = _gzipped(app)
         if tools is not None:
-            app = _listing(app, tools)
+            app = _answering(app, "tools/list", f'{{"tools": {tools}}}')
+        if call_result is not None:
+            app = _answering(app, "tools/call", call_result)
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", 0))
@@ -312,9 +315,19 @@ def run_tool_server(
     gzip: bool = False,
     tools: str | None = None,
     hang_on_close: bool = False,
+    call_result: str | None = None,
 ) -> Iterator[RunningToolServer]:
     server = RunningToolServer(
-        token, odd_text, error, extras, filler, json_response, gzip, tools, hang_on_close
+        token,
+        odd_text,
+        error,
+        extras,
+        filler,
+        json_response,
+        gzip,
+        tools,
+        hang_on_close,
+        call_result,
     )
     try:
         yield server

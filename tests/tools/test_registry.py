@@ -1,6 +1,7 @@
 """The tool loop's interface: the team's available tools, and calls against a real MCP server."""
 
 import asyncio
+import json
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
@@ -321,3 +322,26 @@ def test_result_text_joins_text_and_uses_structured_content_only_without_text():
     assert registry.result_text(structured) == '{"temp": 21, "city": "Lyon"}'
     image = CallToolResult(content=[ImageContent(type="image", data="AAAA", mime_type="image/png")])
     assert registry.result_text(image) == "[image content left out]"
+
+
+def test_content_of_a_form_mcp_does_not_allow_is_left_out_with_a_note_not_the_result(
+    settings, team, owner
+):
+    """The tool ran; a block of a type the protocol has no room for (a newer server's), or a
+    text block without its text, made the whole result "not an MCP server": the model, told
+    the call failed, would call a tool that changes things again. The rest is its result."""
+    settings.LLAMA_ALLOW_PRIVATE_PROVIDER_URLS = True
+    blocks = [
+        {"type": "text", "text": "Ticket T-7 created"},
+        {"type": "video", "url": "https://example.com/clip"},
+        {"type": "text"},
+    ]
+    with run_tool_server(call_result=json.dumps({"content": blocks})) as running:
+        server = ToolServer.objects.create(team=team, name="odd", url=running.url, created_by=owner)
+        store_listing(server, async_to_sync(fetch_listing)(running.url, "", server.timeout))
+        tool = by_name(registry.available_tools(team.pk))["create_ticket"]
+        result = async_to_sync(call_tool)(tool, {"title": "Printer"})
+    assert result.is_error is False
+    assert result.content == (
+        "Ticket T-7 created\n[video content left out]\n[text content left out]"
+    )
