@@ -278,7 +278,11 @@ def test_a_process_that_cannot_be_started_again_is_tried_again_while_the_others_
     assert "trying again in" in failed[0]
 
 
-def test_a_process_that_cannot_be_started_at_start_up_stops_serve_and_the_others():
+def test_a_process_that_cannot_be_started_at_start_up_stops_serve_and_the_others(
+    transactional_db,
+):
+    """The process already started is stopped; as it did not stop cleanly (it has no
+    handler), its answers are ended on a thread that reads the database."""
     with socket.socket() as listener:
         supervisor = Programs(listener, 2, [SERVING, MISSING_PROGRAM])
         try:
