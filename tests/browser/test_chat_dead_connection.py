@@ -10,7 +10,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.chat_page import ChatPage
+from tests.browser.chat_page import ChatPage, json_from
 from tests.browser.conftest import WAIT_MS
 from tests.support.polling import wait_for
 
@@ -156,3 +156,60 @@ def test_a_question_sent_on_a_dead_connection_comes_back_to_be_sent_once(logged_
         "Are you there?",
     ]
     assert relay.connections == 2
+
+
+def test_after_a_reconnect_the_list_shows_what_other_tabs_did_meanwhile(
+    logged_in_page, app_server, user
+):
+    page = logged_in_page
+    chat = ChatPage(page)
+    code = f"""
+import json
+from django.contrib.auth import get_user_model
+from chatapp.chat.models import Conversation
+from chatapp.teams.actions import ensure_personal_team
+owner = get_user_model().objects.get(username={user.username!r})
+team = ensure_personal_team(owner)
+titles = [f"Filler {{n:02d}}" for n in range(25)] + ["Gamma ideas", "Beta notes"]
+ids = {{t: Conversation.objects.create(team=team, owner=owner, title=t).pk for t in titles}}
+print(json.dumps(ids))
+"""
+    ids = json_from(app_server.run_python(code))
+    relay = conversation_page_through_relay(page, chat)
+    scroller = page.locator(".conversation-scroll")
+    scroller.evaluate("(el) => el.scrollTo(0, el.scrollHeight)")  # the second page loads
+    page.get_by_role("link", name="Filler 00").wait_for()
+    in_view = page.get_by_role("link", name="Filler 08")
+    in_view.scroll_into_view_if_needed()
+    expect(in_view).to_be_in_viewport()
+    assert scroller.evaluate("(el) => el.scrollTop") > 0
+
+    # Another tab renames, deletes and starts conversations; none of it reaches this one.
+    relay.die()
+    csrf = next(c["value"] for c in page.context.cookies() if c["name"] == "csrftoken")
+    headers = {"X-CSRFToken": csrf}
+    url = "/api/conversations/{}/".format
+    page.request.patch(url(ids["Beta notes"]), data={"title": "Beta renamed"}, headers=headers)
+    page.request.delete(url(ids["Gamma ideas"]), headers=headers)
+    app_server.run_python(f"""
+from django.contrib.auth import get_user_model
+from chatapp.chat.models import Conversation
+from chatapp.teams.actions import ensure_personal_team
+owner = get_user_model().objects.get(username={user.username!r})
+Conversation.objects.create(team=ensure_personal_team(owner), owner=owner, title="Made elsewhere")
+""")
+    relay.wait_until(lambda: relay.received("conversation.deleted"), "the deletion, swallowed")
+    expect(chat.sidebar_items.filter(has_text="Gamma ideas")).to_have_count(1)
+
+    wake(page, context=None, how="visible")
+    relay.wait_until(lambda: relay.sent("chat.subscribe", relay.dead), "the check")
+    page.clock.run_for(REPLY_MS)
+    relay.wait_until(lambda: relay.connections == 2, "a new connection")
+    expect(page.get_by_role("link", name="Made elsewhere")).to_have_count(1)
+    expect(page.get_by_role("link", name="Beta renamed")).to_have_count(1)
+    expect(page.get_by_role("link", name="Beta notes")).to_have_count(0)
+    expect(page.get_by_role("link", name="Gamma ideas")).to_have_count(0)
+    # The list was brought up to date where it stood, not drawn again from its top.
+    expect(in_view).to_be_in_viewport()
+    assert scroller.evaluate("(el) => el.scrollTop") > 0
+    assert len(page.locator(".conversation-name").all_inner_texts()) > 20  # page 2 still there

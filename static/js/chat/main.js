@@ -72,6 +72,7 @@ class ChatPage {
     this.shownPrompt = undefined; // the system prompt last drawn (redrawing would fold it)
     this.temporarySends = new Set(); // request ids of temporary chats not yet created
     this.loading = null; // the AbortController of the conversation loading, if any
+    this.connectedBefore = false; // a connection opened once: the next one is a reconnect
     this.composer = $("composer");
     this.input = $("composer-input");
     this.askPlaceholder = this.input.placeholder; // "Message Llama…"
@@ -195,11 +196,13 @@ class ChatPage {
             { retry: true },
           ),
         );
-        this.sidebar.reload();
       } else if (this.state.pending) {
         // Sent before the drop: the state the subscription brings says whether it arrived.
         this.state.pending.dropped = true;
       }
+      // What the list missed while the connection was down (the first time, it is loading).
+      if (this.connectedBefore) this.sidebar.refresh();
+      this.connectedBefore = true;
       this.subscribe();
       this.update();
     });

@@ -125,6 +125,47 @@ export class Sidebar {
     return this.loadMore();
   }
 
+  /** What other tabs did while the connection was down (conversations started, renamed,
+   * pinned, deleted) was never heard: the first page of the list is asked again and merged
+   * in, so the rows loaded, the scroll and the search stay. */
+  async refresh() {
+    const generation = this.generation;
+    const team = this.team ? `&team=${this.team}` : "";
+    let data;
+    try {
+      data = await api(`/api/conversations/?q=${encodeURIComponent(this.query)}&page=1${team}`);
+    } catch {
+      return; // the list stays as it was: the next reconnect asks again
+    }
+    if (generation !== this.generation) return; // a newer search replaced the list
+    const results = data.results || [];
+    const fetched = new Set(results.map((conversation) => conversation.id));
+    const last = results.at(-1);
+    for (const id of this.order) {
+      if (fetched.has(id)) continue;
+      // Not on the first page: gone, unless the list goes on and it would come after it.
+      const gone =
+        !data.next || (!this.query && last && listOrder(this.entries.get(id).data, last) < 0);
+      if (gone) {
+        this.entries.get(id).li.remove();
+        this.entries.delete(id);
+      }
+    }
+    for (const conversation of results) {
+      const entry = this.entries.get(conversation.id);
+      if (!entry) {
+        this.add(conversation);
+        continue;
+      }
+      Object.assign(entry.data, conversation);
+      this.setTitle(entry.li, entry.data.title);
+    }
+    // A search's results keep the server's order: the first page's, then those loaded after.
+    const rest = this.order.filter((id) => this.entries.has(id) && !fetched.has(id));
+    this.order = [...results.map((conversation) => conversation.id), ...rest];
+    this.render();
+  }
+
   /** The user left the team, was removed from it, or it was deleted: ask the list again, so
    * that conversations deleted with the team drop out (the others stay theirs to read). The
    * keyboard stays on the row it was on. */
