@@ -213,3 +213,30 @@ Conversation.objects.create(team=ensure_personal_team(owner), owner=owner, title
     expect(in_view).to_be_in_viewport()
     assert scroller.evaluate("(el) => el.scrollTop") > 0
     assert len(page.locator(".conversation-name").all_inner_texts()) > 20  # page 2 still there
+
+
+@pytest.mark.parametrize("how", ["online", "visible"])
+def test_waking_on_a_new_chat_checks_the_connection_too(logged_in_page, context, how):
+    page = logged_in_page  # a new chat: no conversation to subscribe to
+    chat = ChatPage(page)
+    page.clock.install()
+    relay = DeadableRelay(page)
+    page.reload()
+    page.wait_for_selector("html[data-socket=open]")
+
+    # A live connection answers the check (a refusal that changes nothing), said nowhere.
+    wake(page, context, how)
+    relay.wait_until(lambda: relay.received("error"), "the check's answer")
+    page.clock.run_for(REPLY_MS)
+    assert relay.connections == 1
+    expect(page.locator("#chat-notice")).to_be_hidden()
+
+    relay.die()
+    wake(page, context, how)
+    relay.wait_until(lambda: len(relay.sent("chat.subscribe", relay.dead)) == 2, "the check")
+    page.clock.run_for(REPLY_MS)
+    relay.wait_until(lambda: relay.connections == 2, "a new connection")
+    expect(page.locator("html[data-socket=open]")).to_have_count(1)
+    chat.send("Still there?")
+    chat.wait_for_status("complete")
+    expect(page.locator("#chat-notice")).to_be_hidden()

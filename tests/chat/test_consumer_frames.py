@@ -62,6 +62,8 @@ BAD_FRAMES = [
     ({"type": "chat.regenerate", "message_id": 999_999}, "not_found"),
     ({"type": "chat.subscribe"}, "invalid_frame"),
     ({"type": "chat.subscribe", "conversation_id": 1.5}, "invalid_frame"),
+    # A page showing no conversation checks its connection with this one.
+    ({"type": "chat.subscribe", "conversation_id": None, "request_id": "c"}, "invalid_frame"),
     ({"type": "chat.subscribe", "conversation_id": 999_999}, "not_found"),
     ({"type": "chat.subscribe", "conversation_id": 1, "request_id": {"x": 1}}, "invalid_frame"),
     ({"type": "chat.switch", "message_id": 1, "request_id": ["r"]}, "invalid_frame"),

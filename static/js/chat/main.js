@@ -240,11 +240,12 @@ class ChatPage {
     });
   }
 
-  /** Subscribe again, unless a frame sent already waits for its answer (which checks the
-   * connection as well) or there is no conversation to ask for: then the next send checks. */
+  /** Subscribe again (on a new chat: a check that changes nothing), unless a frame sent
+   * already waits for its answer, which checks the connection as well. */
   checkConnection() {
     if (this.socket.awaitingReply || this.state.pending) return;
-    this.subscribe();
+    if (this.state.conversationId === null) this.socket.check();
+    else this.subscribe();
   }
 
   subscribe() {

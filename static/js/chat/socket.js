@@ -21,6 +21,9 @@ const ANSWERED = new Set([
   "chat.switch",
   "chat.subscribe",
 ]);
+// What a page showing no conversation checks with: a subscribe to none, which the server
+// refuses at once (an error, nothing changed). The refusal is the answer, not passed on.
+const CHECK = { type: "chat.subscribe", conversation_id: null, request_id: "connection-check" };
 // A connection that answers none of them this long is taken for dead (a server under load
 // still answers within a second or two).
 const REPLY_MS = 10000;
@@ -92,6 +95,11 @@ export class ChatSocket extends EventTarget {
     return true;
   }
 
+  /** Check the connection with a frame that changes nothing (no conversation to ask for). */
+  check() {
+    return this.send(CHECK);
+  }
+
   /** Whether a frame sent waits for the server's first word back (the bound is armed). */
   get awaitingReply() {
     return this.replyTimer !== null;
@@ -139,6 +147,7 @@ export class ChatSocket extends EventTarget {
     } catch {
       return; // Not ours to interpret: the server only sends JSON.
     }
+    if (frame?.type === "error" && frame.request_id === CHECK.request_id) return;
     if (frame && typeof frame.type === "string") {
       this.dispatchEvent(new CustomEvent("frame", { detail: frame }));
     }
