@@ -5,6 +5,7 @@ from playwright.sync_api import expect
 
 from tests.browser.chat_page import ChatPage, log_in
 from tests.e2e.contrast import placeholder_contrast
+from tests.support.polling import wait_for
 
 pytestmark = pytest.mark.browser
 
@@ -121,3 +122,43 @@ def test_live_regions_are_rewritten_only_when_what_they_say_changes(logged_in_pa
     said = changes["chat-notice"]
     assert said and all(text.startswith("empty.txt is empty") for text in said)
     assert len(said) == 1, said
+
+
+# What the announcer held each time the page was drawn (the accessibility tree is updated with
+# the drawing: a text emptied and filled again before it is drawn is not a change to hear).
+RECORD_DRAWN_ANNOUNCEMENTS = """() => {
+    window.drawnAnnouncements = [];
+    const region = document.getElementById("chat-announcer");
+    // A resize observer is called as each frame is drawn, after every animation frame
+    // callback and the layout: a box that changes size every frame calls it every frame.
+    const box = document.createElement("div");
+    document.body.append(box);
+    new ResizeObserver(() => {
+        const said = window.drawnAnnouncements;
+        if (said.at(-1) !== region.textContent) said.push(region.textContent);
+    }).observe(box);
+    const frame = () => {
+        box.style.width = box.style.width === "1px" ? "2px" : "1px";
+        requestAnimationFrame(frame);
+    };
+    requestAnimationFrame(frame);
+}"""
+
+
+def test_a_second_copy_is_announced_again(logged_in_page):
+    page = logged_in_page
+    chat = ChatPage(page)
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    chat.send("Hello")
+    chat.wait_for_status("complete")
+    page.evaluate(RECORD_DRAWN_ANNOUNCEMENTS)
+    copy = chat.last_answer().get_by_role("button", name="Copy answer")
+
+    def drawn() -> list[str]:
+        return page.evaluate("window.drawnAnnouncements")
+
+    copy.click()
+    wait_for(lambda: drawn()[-1:] == ["Copied"], "Copied, drawn")
+    copy.click()
+    # Emptied, drawn so, then filled again: heard as new words.
+    wait_for(lambda: drawn()[-3:] == ["Copied", "", "Copied"], "Copied, drawn again")

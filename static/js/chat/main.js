@@ -178,10 +178,13 @@ class ChatPage {
   }
 
   /** Say something to screen readers (#chat-announcer), politely; the same words again too
-   * (a second "Copied"): emptied first, the region hears them as new. */
+   * (a second "Copied"): the region is emptied and drawn so first, then hears them as new
+   * (emptied and filled within one frame, it would not have changed). */
   announce(text) {
-    $("chat-announcer").textContent = "";
-    this.update(() => (this.state.announcement = text));
+    this.update(() => (this.state.announcement = ""));
+    requestAnimationFrame(() =>
+      requestAnimationFrame(() => this.update(() => (this.state.announcement = text))),
+    );
   }
 
   // ---- websocket -------------------------------------------------------------------------
