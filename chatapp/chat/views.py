@@ -301,10 +301,20 @@ def share_revoke(request: AuthenticatedHttpRequest, share_id: int) -> HttpRespon
 @require_GET
 def shared(request: AuthenticatedHttpRequest, share_token: str) -> HttpResponse:
     share = get_share_for_viewer(request.user, share_token)
+    # What "Continue in my chats" leaves behind, said before it is pressed.
+    team = current_team(request)
+    prompt = sharing.fork_prompt(team)
+    fork = {
+        "team": team,
+        "files": [name for entry in share.messages for name in entry.get("files") or []],
+        "prompt": prompt,
+        "prompt_differs": share.system_prompt != (prompt.content if prompt else ""),
+    }
     context = {
         "share": share,
         "entries": share.messages,
         "is_owner": share.owner_id == request.user.pk,
+        "fork": fork,
     }
     return render(request, "chat/shared.html", context)
 

@@ -512,3 +512,28 @@ def test_the_shares_page_comes_page_by_page(member, conversation):
     )
     for odd in ("0", "abc", "99999999999999999999"):
         assert client.get("/settings/shares/", {"page": odd}).status_code == 200
+
+
+def test_the_share_page_says_what_continuing_it_leaves_behind(member, teammate, team, conversation):
+    Conversation.objects.filter(pk=conversation.pk).update(system_prompt_text="Talk like a pirate.")
+    upload = create_upload(member, team, "notes.txt", b"private notes")
+    upload.message = conversation.messages.get(role="user")
+    upload.save()
+    url = share(client_for(Client(), member), conversation).json()["url"]
+    reader = client_for(Client(), teammate)
+    note = reader.get(url).context["fork"]
+    assert (note["files"], note["prompt_differs"], note["prompt"]) == (["notes.txt"], True, None)
+    page = reader.get(url).content.decode()
+    assert 'aria-describedby="fork-note"' in page
+    assert "without its files (notes.txt)" in page
+    assert "with no system prompt, not the one above" in page
+
+    # Continued with the same prompt, and nothing attached: nothing is left behind to mention.
+    SystemPrompt.objects.create(
+        team=team, name="Pirate", content="Talk like a pirate.", is_default=True
+    )
+    upload.delete()
+    url = share(client_for(Client(), member), conversation).json()["url"]
+    page = reader.get(url).content.decode()
+    assert "without its files" not in page and "not the one above" not in page
+    assert "into a new chat of yours in Acme" in page

@@ -128,11 +128,17 @@ def copied_content(entry: dict[str, Any]) -> str:
     return f"{content}\n\n{named}" if content else named
 
 
+def fork_prompt(team: Team) -> SystemPrompt | None:
+    """The system prompt a conversation continued from a share starts with: the team's
+    default, as a new chat there would."""
+    return SystemPrompt.objects.for_team(team).filter(is_default=True).first()
+
+
 def fork_share(viewer: Any, share: Share, team: Team) -> Conversation:
     """A new conversation of the viewer's, in their current team, holding the snapshot as
     one straight branch. It starts as a new chat there would: the team's default prompt and
     the viewer's default model."""
-    prompt = SystemPrompt.objects.for_team(team).filter(is_default=True).first()
+    prompt = fork_prompt(team)
     try:
         model = preferences.effective_settings(viewer, team)["model"]
     except policy.PolicyError:
