@@ -237,3 +237,26 @@ def test_a_switch_redraws_only_the_messages_it_changes(logged_in_page):
     )
     # Both questions and the first answer as they were; the answer switched to is new.
     assert kept == [True, True, True, False]
+
+
+@pytest.mark.parametrize("size", ["phone", "desktop"])
+def test_the_edit_box_opens_whole_and_fits_its_question(request, size):
+    page = request.getfixturevalue("phone_page" if size == "phone" else "logged_in_page")
+    chat = ChatPage(page)
+    question = "\n".join(f"Line {n} of a question long enough to need some room" for n in range(5))
+    chat.send(question)
+    chat.wait_for_status("complete")
+    chat.input.fill("")
+    answered(chat, "[sim:long tokens=300] And a long answer below it", 2)
+
+    first = chat.questions.first
+    first.hover()
+    first.get_by_role("button", name="Edit this question").click()
+    editor = first.get_by_label("Edit your question")
+    expect(editor).to_be_focused()
+    expect(editor).to_have_value(question)
+    # Every line shows, with nothing hidden under the header or scrolled away in the box.
+    expect(editor).to_be_in_viewport(ratio=1)
+    header = page.locator(".chat-header").bounding_box()
+    assert editor.bounding_box()["y"] >= header["y"] + header["height"]
+    assert editor.evaluate("(el) => el.scrollHeight <= el.clientHeight")

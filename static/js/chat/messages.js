@@ -327,6 +327,7 @@ export class MessageView {
     const send = h("button", { type: "submit", className: "primary", text: "Send" });
     const cancel = h("button", { type: "button", text: "Cancel" });
     cancel.addEventListener("click", () => this.handlers.cancelEdit(this.message));
+    this.editInput.addEventListener("input", () => this.fitEditor());
     this.editInput.addEventListener("keydown", (event) => {
       if (event.key === "Escape") {
         event.preventDefault();
@@ -349,6 +350,14 @@ export class MessageView {
       this.handlers.saveEdit(this.message, this.editInput.value, this.keptFiles);
     });
     return form;
+  }
+
+  /** The edit box as tall as its text, up to half the window (then it scrolls). */
+  fitEditor() {
+    const input = this.editInput;
+    input.style.height = "auto";
+    const borders = input.offsetHeight - input.clientHeight;
+    input.style.height = `${Math.min(input.scrollHeight + borders, window.innerHeight / 2)}px`;
   }
 
   /** The files the edited version keeps, each with a button that takes it out. */
@@ -387,6 +396,7 @@ export class MessageView {
       this.editInput.value = message.content;
       this.keptFiles = [...message.attachments];
       this.renderKeptFiles();
+      this.fitEditor();
       this.editInput.focus();
       this.editInput.setSelectionRange(message.content.length, message.content.length);
     }
