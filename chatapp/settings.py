@@ -20,6 +20,7 @@ from redis.backoff import NoBackoff
 from chatapp.core.group_map import parse_group_map
 from chatapp.core.logs import logging_config
 from chatapp.core.text import NOT_ONE_LINE
+from chatapp.llm.limits import KNOWN_MODELS
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -100,6 +101,22 @@ def env_model(name: str, default: str) -> str:
             f"{name} must be a model id without spaces or control characters, such as {default}"
         )
     return value
+
+
+def env_models(name: str, default: tuple[str, ...]) -> list[str]:
+    """Comma-separated model ids, each once; empty is unset (compose passes it on either way)."""
+    models: list[str] = []
+    for model in filter(None, (item.strip() for item in env.list(name, default=[]))):
+        # Longer than a conversation's model field: every chat on it would fail to save.
+        if not model.isprintable() or any(c.isspace() for c in model) or len(model) > 200:
+            raise ImproperlyConfigured(
+                f"{name} must be comma-separated model ids of at most 200 characters, without"
+                f" spaces or control characters, such as qwen2.5:32b,llama3.1:8b (got {model!r})"
+            )
+        if model in models:
+            raise ImproperlyConfigured(f"{name} names {model} twice")
+        models.append(model)
+    return models or list(default)
 
 
 def env_model_windows(name: str, minimum: int, maximum: int) -> dict[str, int]:
@@ -353,6 +370,9 @@ LLAMA_API_BASE_URL = env_url(
 ).rstrip("/")
 LLAMA_API_PROTOCOL = env_choice("LLAMA_API_PROTOCOL", "llama", ("llama", "openai"))
 LLAMA_DEFAULT_MODEL = env_model("LLAMA_DEFAULT_MODEL", "Llama-4-Maverick-17B-128E-Instruct-FP8")
+# The models the site's provider offers (LLAMA_DEFAULT_MODEL always is, first): the pickers,
+# /api/models/, /v1/models and team allow-lists list these, and requests may name only these.
+LLAMA_MODELS = env_models("LLAMA_MODELS", KNOWN_MODELS)
 # Context windows in tokens, by model id, beside (or instead of) the known models' 128K: the
 # chat trims history to them and /v1 refuses what exceeds them; other models get 8,192.
 LLAMA_MODEL_CONTEXT = env_model_windows("LLAMA_MODEL_CONTEXT", 1024, 10_000_000)

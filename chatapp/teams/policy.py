@@ -10,11 +10,9 @@ from dataclasses import dataclass
 from django.conf import settings as django_settings
 from django.db.models import Q
 
-from chatapp.llm import KNOWN_MODELS as LLM_KNOWN_MODELS
 from chatapp.llm import MODEL_MAX_OUTPUT
 from chatapp.teams.models import Team, TeamPolicy, TeamProvider
 
-KNOWN_MODELS = list(LLM_KNOWN_MODELS)
 SITE_DEFAULTS = {"temperature": 0.6, "top_p": 0.9, "max_tokens": 2048}
 SETTING_NAMES = ("model", "temperature", "max_tokens", "top_p")
 # How the settings forms label them; error messages use the same words.
@@ -73,8 +71,10 @@ def team_provider(team) -> TeamProvider | None:
 
 
 def site_models() -> list[str]:
-    """The models offered with the site's provider; the site's default model comes first."""
-    return list(dict.fromkeys([django_settings.LLAMA_DEFAULT_MODEL, *KNOWN_MODELS]))
+    """The models offered with the site's provider (LLAMA_MODELS); the site's default model
+    comes first, listed there or not."""
+    models = [django_settings.LLAMA_DEFAULT_MODEL, *django_settings.LLAMA_MODELS]
+    return list(dict.fromkeys(models))
 
 
 def site_defaults() -> dict:

@@ -222,6 +222,17 @@ def test_bad_policies_are_400_and_change_nothing(owner_client, team, body, field
     assert not AuditEvent.objects.filter(action="policy.update").exists()
 
 
+def test_an_allow_list_takes_only_models_the_operator_lists(owner_client, team, settings):
+    settings.LLAMA_DEFAULT_MODEL = "qwen2.5:32b"
+    settings.LLAMA_MODELS = ["qwen2.5:32b", "llama3.1:8b"]
+    response = patch(owner_client, policy_url(team), {"allowed_models": [SCOUT]})
+    assert response.status_code == 400
+    assert response.json()["error"]["field"] == "allowed_models"
+    assert not TeamPolicy.objects.filter(team=team).exists()
+    body = {"allowed_models": ["llama3.1:8b"], "default_model": "llama3.1:8b"}
+    assert patch(owner_client, policy_url(team), body).json()["allowed_models"] == ["llama3.1:8b"]
+
+
 def test_a_team_server_may_name_its_own_models(owner_client, owner, team):
     actions.set_provider(
         owner, team, base_url="https://9.9.9.8/v1", protocol="openai", api_key="k-123"

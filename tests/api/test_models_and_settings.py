@@ -29,6 +29,22 @@ def test_models_default_follows_the_users_own_choice(member_client, member):
     assert member_client.get("/api/models/").json()["default"] == SCOUT
 
 
+@pytest.mark.parametrize(
+    ("listed", "offered"),
+    [
+        (["llama3.1:8b", "qwen2.5:32b"], ["qwen2.5:32b", "llama3.1:8b"]),
+        (["llama3.1:8b"], ["qwen2.5:32b", "llama3.1:8b"]),  # the default is always offered
+    ],
+)
+def test_models_are_the_ones_the_operator_lists(member_client, settings, listed, offered):
+    settings.LLAMA_API_PROTOCOL = "openai"
+    settings.LLAMA_DEFAULT_MODEL = "qwen2.5:32b"
+    settings.LLAMA_MODELS = listed
+    data = member_client.get("/api/models/").json()
+    assert [m["id"] for m in data["models"]] == offered
+    assert data["default"] == "qwen2.5:32b"
+
+
 def test_models_rejects_writes_and_anonymous(member_client):
     assert member_client.post("/api/models/").status_code == 405
     assert Client().get("/api/models/").status_code == 401

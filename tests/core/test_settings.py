@@ -19,7 +19,7 @@ VARIABLES = (
     "SECRET_KEY DEBUG ALLOWED_HOSTS DATABASE_URL REDIS_URL LLAMA_API_KEY LLAMA_API_BASE_URL "
     "LLAMA_API_PROTOCOL LLAMA_DEFAULT_MODEL CSRF_TRUSTED_ORIGINS SIGNUP_POLICY "
     "SIGNUP_ALLOWED_DOMAINS PERSONAL_TEAM_MONTHLY_TOKEN_BUDGET CHAT_STALE_GENERATION_SECONDS "
-    "LLAMA_FIRST_TOKEN_TIMEOUT LLAMA_MAX_ATTEMPTS LLAMA_MODEL_CONTEXT"
+    "LLAMA_FIRST_TOKEN_TIMEOUT LLAMA_MAX_ATTEMPTS LLAMA_MODEL_CONTEXT LLAMA_MODELS"
 ).split()
 
 
@@ -176,6 +176,16 @@ def test_allowed_hosts_and_protocol_are_read():
         # Never equal to a model's id, so that model silently never saw images.
         ({"SECRET_KEY": "x" * 50, "LLAMA_IMAGE_MODELS": "Llama 4 Scout"}, "LLAMA_IMAGE_MODELS"),
         ({"SECRET_KEY": "x" * 50, "LLAMA_IMAGE_MODELS": "a,llava\x0713b"}, "LLAMA_IMAGE_MODELS"),
+        # An id no model has (or one no conversation can store), or one named twice.
+        *(
+            ({"SECRET_KEY": "x" * 50, "LLAMA_MODELS": models}, "LLAMA_MODELS")
+            for models in (
+                "Llama 4 Scout",
+                "qwen2.5:32b,llava\x0713b",
+                "qwen2.5:32b, llama3.1:8b ,qwen2.5:32b",
+                "m" * 201,
+            )
+        ),
         # A window that is no whole number of tokens, or one that is surely a slip.
         *(
             ({"SECRET_KEY": "x" * 50, "LLAMA_MODEL_CONTEXT": windows}, "LLAMA_MODEL_CONTEXT")
@@ -297,3 +307,18 @@ def test_operators_give_model_context_windows():
         "Llama-3.3-8B-Instruct": 131072,
     }
     assert loaded_setting("LLAMA_MODEL_CONTEXT", **base) == {}
+
+
+def test_operators_give_the_models_the_site_offers():
+    base = {"SECRET_KEY": "x" * 50}
+    models = loaded_setting("LLAMA_MODELS", **base, LLAMA_MODELS=" qwen2.5:32b, ,meta-llama/x,")
+    assert models == ["qwen2.5:32b", "meta-llama/x"]
+    llama_api = [
+        "Llama-4-Maverick-17B-128E-Instruct-FP8",
+        "Llama-4-Scout-17B-16E-Instruct-FP8",
+        "Llama-3.3-70B-Instruct",
+        "Llama-3.3-8B-Instruct",
+    ]
+    assert loaded_setting("LLAMA_MODELS", **base) == llama_api
+    # Empty is unset: compose passes the variable on either way.
+    assert loaded_setting("LLAMA_MODELS", **base, LLAMA_MODELS="") == llama_api

@@ -189,6 +189,23 @@ async def test_models_are_the_teams_allowed_ones(sim, member, team, make_key):
     assert sim.requests == []
 
 
+async def test_models_are_the_ones_the_operator_lists(sim, member, team, make_key, settings):
+    """A site on its own OpenAI-compatible server offers its models, not the Llama API's."""
+    settings.LLAMA_API_PROTOCOL = "openai"
+    settings.LLAMA_API_BASE_URL = sim.openai_url
+    settings.LLAMA_DEFAULT_MODEL = "qwen2.5:32b"
+    settings.LLAMA_MODELS = ["qwen2.5:32b", "llama3.1:8b"]
+    client = sdk(await database_sync_to_async(make_key)(member, team))
+    listed = await client.models.list()
+    assert [model.id for model in listed.data] == ["qwen2.5:32b", "llama3.1:8b"]
+    with pytest.raises(openai.NotFoundError):
+        await client.models.retrieve(MODEL)
+    with pytest.raises(openai.BadRequestError) as refused:
+        await client.chat.completions.create(model=MODEL, messages=QUESTION)
+    assert refused.value.body["code"] == "model_not_allowed"
+    assert sim.requests == []
+
+
 async def test_a_model_is_retrieved_only_when_the_team_may_use_it(sim, member, team, make_key):
     await db(lambda: TeamPolicy.objects.create(team=team, allowed_models=[OTHER_MODEL]))
     client = sdk(await database_sync_to_async(make_key)(member, team))

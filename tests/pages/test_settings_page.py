@@ -1,5 +1,7 @@
 """The settings page: model, temperature, max tokens and top_p within the team's policy."""
 
+import re
+
 import pytest
 from django.test import Client
 
@@ -94,6 +96,20 @@ def test_only_models_the_team_allows_are_offered_and_accepted(member_client, mem
     response = member_client.post("/settings/", {"model": "Llama-3.3-70B-Instruct"})
     assert response.status_code == 200
     assert not UserSettings.objects.filter(user=member).exists()
+
+
+def test_the_picker_offers_the_models_the_operator_lists(member_client, member, settings):
+    """A site on its own vLLM or Ollama server offers its models, not the Llama API's."""
+    settings.LLAMA_API_PROTOCOL = "openai"
+    settings.LLAMA_DEFAULT_MODEL = "qwen2.5:32b"
+    settings.LLAMA_MODELS = ["llama3.1:8b", "qwen2.5:32b"]
+    page = member_client.get("/settings/").content.decode()
+    offered = re.findall(r'<option value="([^"]+)"', page)
+    assert offered == ["qwen2.5:32b", "llama3.1:8b"]  # the default first
+    assert member_client.post("/settings/", {"model": "Llama-3.3-70B-Instruct"}).status_code == 200
+    assert not UserSettings.objects.filter(user=member).exists()
+    assert member_client.post("/settings/", {"model": "llama3.1:8b"}).status_code == 302
+    assert UserSettings.objects.get(user=member).model == "llama3.1:8b"
 
 
 def test_team_token_ceiling_is_enforced(member_client, member, team):

@@ -125,6 +125,16 @@ def test_allow_list_entries_the_site_does_not_offer_are_ignored(team):
     assert allowed_models(team) == policy.site_models()
 
 
+def test_an_allow_list_holds_only_models_the_operator_lists(team, settings):
+    settings.LLAMA_DEFAULT_MODEL = "qwen2.5:32b"
+    settings.LLAMA_MODELS = ["qwen2.5:32b", "llama3.1:8b"]
+    # Saved while the site offered the Llama API's models: the team gets the site's list.
+    TeamPolicy.objects.create(team=team, allowed_models=[SCOUT, "llama3.1:8b"])
+    assert allowed_models(team) == ["llama3.1:8b"]
+    TeamPolicy.objects.filter(team=team).update(allowed_models=[SCOUT])
+    assert allowed_models(team) == ["qwen2.5:32b", "llama3.1:8b"]
+
+
 def test_team_and_user_default_helpers(team, member, restricted):
     assert policy.team_defaults(team) == {"model": SMALL, "temperature": 0.3}
     assert user_defaults(member) == {}
@@ -191,6 +201,20 @@ def test_a_temperature_over_the_providers_range_names_that_range(owner_client, t
         "This provider accepts 0 to 1."
     ]
     assert 'max="1"' in response.content.decode()
+
+
+def test_the_policy_page_offers_the_models_the_operator_lists(owner_client, team, settings):
+    settings.LLAMA_DEFAULT_MODEL = "qwen2.5:32b"
+    settings.LLAMA_MODELS = ["qwen2.5:32b", "llama3.1:8b"]
+    page = owner_client.get(policy_url(team)).content.decode()
+    assert 'value="llama3.1:8b"' in page and SCOUT not in page
+    response = owner_client.post(policy_url(team), {"allowed_models": [SCOUT]})
+    assert "allowed_models" in response.context["form"].errors
+    response = owner_client.post(policy_url(team), {"default_model": SCOUT})
+    assert "default_model" in response.context["form"].errors
+    assert not TeamPolicy.objects.filter(team=team).exists()
+    owner_client.post(policy_url(team), {"allowed_models": ["llama3.1:8b"]})
+    assert TeamPolicy.objects.get(team=team).allowed_models == ["llama3.1:8b"]
 
 
 def test_a_model_ticked_twice_is_stored_once(owner_client, team):
