@@ -18,6 +18,7 @@ MISSING_MODEL_HINTS = ("not found", "does not exist", "unknown model", "invalid 
 # is first cut here, and a secret split at this point lies far past DETAIL_LIMIT anyway.
 SCAN_LIMIT = 65_536
 REDACTED = "[redacted]"
+LLAMA_API_HOST = "api.llama.com"  # its OpenAI-compatible endpoint too (/compat/v1)
 # Anything that looks like a credential, whoever's it is: bearer tokens, prefixed API keys
 # (sk-..., LLM|...), and long unbroken runs mixing letters and digits such as raw tokens
 # (model names such as Llama-4-Maverick-17B-128E-Instruct-FP8 are short pieces, and stay).
@@ -43,7 +44,7 @@ def error_from_response(
 ) -> LlmError:
     status = response.status_code
     detail = _detail_from_body(body, config.api_key)
-    code, message = _classify(status, detail, model)
+    code, message = _classify(status, detail, model, server_name(config))
     return LlmError(
         code,
         message,
@@ -52,6 +53,15 @@ def error_from_response(
         request_id=request_id_from(response.headers),
         retry_after=retry_after_from(response.headers),
     )
+
+
+def server_name(config: ProviderConfig) -> str:
+    """The server as a message names it: the Llama API, or another OpenAI-compatible one
+    (vLLM, Ollama...) by its host, so that nobody looks for the fault at Meta."""
+    host = httpx.URL(config.base_url).host
+    if config.protocol == "llama" or host == LLAMA_API_HOST:
+        return "The Llama API"
+    return f"The model server at {host}"
 
 
 class DestinationRefused(Exception):
@@ -129,7 +139,7 @@ def _capped(seconds: float) -> float | None:
     return seconds if 0 <= seconds <= RETRY_AFTER_CAP else None
 
 
-def _classify(status: int, detail: str, model: str | None) -> tuple[str, str]:
+def _classify(status: int, detail: str, model: str | None, server: str) -> tuple[str, str]:
     lowered = detail.lower()
     if status in (401, 403):
         return "auth_failed", (
@@ -144,7 +154,7 @@ def _classify(status: int, detail: str, model: str | None) -> tuple[str, str]:
     names_model = "model" in lowered and any(h in lowered for h in MISSING_MODEL_HINTS)
     if (status == 404 and "model" in lowered) or (status in (400, 422) and names_model):
         return "model_not_found", (
-            f"The Llama API does not offer the model '{model or '?'}': pick another model."
+            f"{server} does not offer the model '{model or '?'}': pick another model."
         )
     if status == 404:
         return (

@@ -178,12 +178,14 @@ async def test_client_errors_map_to_codes_and_are_not_retried(make_client, sim, 
     assert len(sim.requests) == 1
 
 
-async def test_unknown_model_is_model_not_found(make_client, sim):
+async def test_unknown_model_is_model_not_found(make_client, sim, protocol):
     client = make_client()
     events = [e async for e in client.stream_chat(user("hi"), ChatParams("Llama-9-Imaginary"))]
 
     assert events[0].code == "model_not_found"
-    assert "Llama-9-Imaginary" in events[0].message
+    # Only the Llama API speaks the native protocol; an OpenAI-compatible server is named.
+    server = "The Llama API" if protocol == "llama" else "The model server at 127.0.0.1"
+    assert events[0].message.startswith(f"{server} does not offer the model 'Llama-9-Imaginary'")
 
 
 async def test_conversation_beyond_the_context_window_is_context_too_long(make_client, sim):

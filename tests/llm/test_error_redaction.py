@@ -34,6 +34,22 @@ def details(body: bytes) -> list[str]:
     return [*shown, error_from_body(chunk, CONFIG).message]
 
 
+@pytest.mark.parametrize(
+    ("base_url", "protocol", "server"),
+    [
+        ("https://api.llama.com/v1", "llama", "The Llama API"),
+        ("https://api.llama.com/compat/v1", "openai", "The Llama API"),
+        ("http://ollama.internal:11434/v1", "openai", "The model server at ollama.internal"),
+    ],
+)
+def test_a_missing_model_names_the_server_that_lacks_it(base_url, protocol, server):
+    config = ProviderConfig(base_url, CONFIGURED_KEY, protocol)
+    body = b'{"error": {"message": "model \'qwen2.5:32b\' not found"}}'
+    error = error_from_response(httpx.Response(404, content=body), body, config, "qwen2.5:32b")
+    assert error.code == "model_not_found"
+    assert error.message == f"{server} does not offer the model 'qwen2.5:32b': pick another model."
+
+
 @pytest.mark.parametrize("key", [CONFIGURED_KEY, *FOREIGN_KEYS])
 @pytest.mark.parametrize("prefix", ["Bearer ", "key=", ""])
 def test_a_key_at_every_cut_point_is_redacted(key, prefix):

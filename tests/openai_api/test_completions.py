@@ -206,6 +206,24 @@ async def test_models_are_the_ones_the_operator_lists(sim, member, team, make_ke
     assert sim.requests == []
 
 
+async def test_a_listed_model_its_server_lacks_is_a_502_naming_that_server(
+    sim, member, team, make_key, settings
+):
+    settings.LLAMA_API_PROTOCOL = "openai"
+    settings.LLAMA_API_BASE_URL = sim.openai_url
+    settings.LLAMA_DEFAULT_MODEL = "qwen2.5:32b"
+    settings.LLAMA_MODELS = ["qwen2.5:32b"]
+    client = sdk(await database_sync_to_async(make_key)(member, team))
+    with pytest.raises(openai.APIStatusError) as failed:
+        await client.chat.completions.create(model="qwen2.5:32b", messages=QUESTION)
+    assert failed.value.status_code == 502
+    assert failed.value.body["code"] == "model_not_found"
+    assert failed.value.body["message"].startswith(
+        "The model server at 127.0.0.1 does not offer the model 'qwen2.5:32b'"
+    )
+    assert len(sim.requests) == 1
+
+
 async def test_a_model_is_retrieved_only_when_the_team_may_use_it(sim, member, team, make_key):
     await db(lambda: TeamPolicy.objects.create(team=team, allowed_models=[OTHER_MODEL]))
     client = sdk(await database_sync_to_async(make_key)(member, team))
