@@ -94,11 +94,13 @@ def env_url(name: str, default: str, schemes: tuple[str, ...]) -> str:
 
 
 def env_model(name: str, default: str) -> str:
-    """A model id: not empty, without spaces or control characters (as team policies take)."""
+    """A model id: not empty, at most 200 characters (what a conversation stores), without
+    spaces or control characters (as team policies take)."""
     value = env.str(name, default=default).strip()
-    if not value or not value.isprintable() or any(c.isspace() for c in value):
+    if not value or not value.isprintable() or any(c.isspace() for c in value) or len(value) > 200:
         raise ImproperlyConfigured(
-            f"{name} must be a model id without spaces or control characters, such as {default}"
+            f"{name} must be a model id of at most 200 characters, without spaces or control"
+            f" characters, such as {default}"
         )
     return value
 

@@ -120,6 +120,9 @@ def test_allowed_hosts_and_protocol_are_read():
         ({"SECRET_KEY": "x" * 50, "LLAMA_DEFAULT_MODEL": ""}, "LLAMA_DEFAULT_MODEL"),
         ({"SECRET_KEY": "x" * 50, "LLAMA_DEFAULT_MODEL": "Llama 3.3"}, "LLAMA_DEFAULT_MODEL"),
         ({"SECRET_KEY": "x" * 50, "LLAMA_GUARD_MODEL": " "}, "LLAMA_GUARD_MODEL"),
+        # Longer than a conversation (or a team policy) stores: every chat on it failed to save.
+        ({"SECRET_KEY": "x" * 50, "LLAMA_DEFAULT_MODEL": "m" * 201}, "LLAMA_DEFAULT_MODEL"),
+        ({"SECRET_KEY": "x" * 50, "LLAMA_GUARD_MODEL": "m" * 201}, "LLAMA_GUARD_MODEL"),
         # Blank: uploads (or collectstatic) went to whatever the working directory was.
         ({"SECRET_KEY": "x" * 50, "MEDIA_ROOT": ""}, "MEDIA_ROOT"),
         ({"SECRET_KEY": "x" * 50, "STATIC_ROOT": " "}, "STATIC_ROOT"),
