@@ -321,8 +321,9 @@ def _map_users(entries: list, create_missing: bool, result: ImportResult) -> dic
         if name not in users and (found := _account_named(stored_name(name))) is not None:
             users[name] = found
     missing = [e for e in entries if e["username"] not in users]
-    stored = Counter(stored_name(e["username"]) for e in missing)
-    if same := [e["username"] for e in missing if stored[stored_name(e["username"])] > 1]:
+    # Signup and the admin site refuse a name another account holds in another letter case.
+    held = Counter(stored_name(e["username"]).casefold() for e in missing)
+    if same := [e["username"] for e in missing if held[stored_name(e["username"]).casefold()] > 1]:
         raise BackupError(f"The users {same[0]!r} and {same[1]!r} are one name here.")
     if missing and not create_missing:
         listed = ", ".join(e["username"] for e in missing)

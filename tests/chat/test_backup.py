@@ -396,6 +396,19 @@ def test_two_names_of_one_new_account_are_refused(tmp_path, history, member):
     assert (Conversation.objects.count(), get_user_model().objects.count()) == counts
 
 
+def test_two_new_names_in_two_letter_cases_are_refused(tmp_path, history, member):
+    """Signup and the admin site refuse "Maxine" beside "maxine": an import does not make
+    both either."""
+    data = renamed(export("--user", "max"), "max", "maxine")
+    data["users"][0]["email"] = ""
+    data["users"].append({"username": "Maxine", "email": ""})
+    counts = (Conversation.objects.count(), get_user_model().objects.count())
+
+    with pytest.raises(CommandError, match="'maxine' and .* are one name here"):
+        import_file(tmp_path, data, "--create-missing")
+    assert (Conversation.objects.count(), get_user_model().objects.count()) == counts
+
+
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
