@@ -215,6 +215,48 @@ Conversation.objects.create(team=ensure_personal_team(owner), owner=owner, title
     assert len(page.locator(".conversation-name").all_inner_texts()) > 20  # page 2 still there
 
 
+def test_a_conversation_unpinned_meanwhile_stays_in_the_list_after_a_reconnect(
+    logged_in_page, app_server, user
+):
+    """Unpinned in another tab, the oldest conversation falls past the first page: the list
+    asked again after a reconnect lacks it, yet it is there, where an unpinned one goes."""
+    page = logged_in_page
+    chat = ChatPage(page)
+    code = f"""
+import json
+from django.contrib.auth import get_user_model
+from chatapp.chat.models import Conversation
+from chatapp.teams.actions import ensure_personal_team
+owner = get_user_model().objects.get(username={user.username!r})
+team = ensure_personal_team(owner)
+old = Conversation.objects.create(team=team, owner=owner, title="Pinned long ago", pinned=True)
+for n in range(25):
+    Conversation.objects.create(team=team, owner=owner, title=f"Filler {{n:02d}}")
+print(json.dumps(old.pk))
+"""
+    pinned_id = json_from(app_server.run_python(code))
+    relay = conversation_page_through_relay(page, chat)
+    scroller = page.locator(".conversation-scroll")
+    scroller.evaluate("(el) => el.scrollTo(0, el.scrollHeight)")  # the second page loads
+    page.get_by_role("link", name="Filler 00").wait_for()
+
+    relay.die()
+    csrf = next(c["value"] for c in page.context.cookies() if c["name"] == "csrftoken")
+    page.request.patch(
+        f"/api/conversations/{pinned_id}/", data={"pinned": False}, headers={"X-CSRFToken": csrf}
+    )
+    relay.wait_until(lambda: relay.received("conversation.pinned"), "the unpinning, swallowed")
+
+    wake(page, context=None, how="visible")
+    relay.wait_until(lambda: relay.sent("chat.subscribe", relay.dead), "the check")
+    page.clock.run_for(REPLY_MS)
+    relay.wait_until(lambda: relay.connections == 2, "a new connection")
+    expect(page.locator("#conversation-group-pinned")).to_have_count(0)  # the list caught up
+    names = page.locator(".conversation-name")
+    assert names.all_inner_texts()[-1] == "Pinned long ago"
+    assert len(names.all_inner_texts()) == 27
+
+
 @pytest.mark.parametrize("how", ["online", "visible"])
 def test_waking_on_a_new_chat_checks_the_connection_too(logged_in_page, context, how):
     page = logged_in_page  # a new chat: no conversation to subscribe to

@@ -126,8 +126,8 @@ export class Sidebar {
   }
 
   /** What other tabs did while the connection was down (conversations started, renamed,
-   * pinned, deleted) was never heard: the first page of the list is asked again and merged
-   * in, so the rows loaded, the scroll and the search stay. */
+   * pinned, unpinned, deleted) was never heard: the first page of the list is asked again and
+   * merged in, so the rows loaded, the scroll and the search stay. */
   async refresh() {
     const generation = this.generation;
     const team = this.team ? `&team=${this.team}` : "";
@@ -143,9 +143,12 @@ export class Sidebar {
     const last = results.at(-1);
     for (const id of this.order) {
       if (fetched.has(id)) continue;
+      const known = this.entries.get(id).data;
+      // Pinned ones all come before the first page's last unpinned row: one missing from it
+      // was unpinned meanwhile (or deleted), and goes where an unpinned one would.
+      if (!this.query && known.pinned && last && !last.pinned) known.pinned = false;
       // Not on the first page: gone, unless the list goes on and it would come after it.
-      const gone =
-        !data.next || (!this.query && last && listOrder(this.entries.get(id).data, last) < 0);
+      const gone = !data.next || (!this.query && last && listOrder(known, last) < 0);
       if (gone) {
         this.entries.get(id).li.remove();
         this.entries.delete(id);
