@@ -13,6 +13,7 @@ from chatapp.core.supervisor import (
     ASGI_APPLICATION,
     ServeError,
     Supervisor,
+    Worker,
     check_processes,
     cpu_count,
     database_note,
@@ -21,7 +22,6 @@ from chatapp.core.supervisor import (
 from tests.deploy.files import ROOT, clean_env
 from tests.resilience.servers import READY_SECONDS, Supervised
 from tests.support.polling import wait_for
-from tests.support.ports import children_of
 
 
 def serve(**env: str) -> subprocess.CompletedProcess:
@@ -229,6 +229,12 @@ class Programs(Supervisor):
         super().__init__(listener, processes, say=self.said.append)
         self.commands = commands
         self.starts = 0
+        self.started: list[subprocess.Popen] = []
+
+    def _start(self, worker: Worker) -> None:
+        super()._start(worker)
+        assert worker.process is not None
+        self.started.append(worker.process)
 
     def command(self) -> list[str]:
         self.starts += 1
@@ -288,8 +294,11 @@ def test_a_process_that_cannot_be_started_at_start_up_stops_serve_and_the_others
         try:
             with pytest.raises(ServeError, match="Cannot start a server process: .*No such file"):
                 run_restoring_signals(supervisor)
-            left = children_of(os.getpid())
+            left = [process.pid for process in supervisor.started if process.poll() is None]
         finally:
-            for pid in children_of(os.getpid()):  # a failing run leaves no process behind
-                os.kill(pid, signal.SIGKILL)
+            for process in supervisor.started:  # a failing run leaves no process behind
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+    assert len(supervisor.started) == 1
     assert left == []  # the first one was stopped, not left serving alone
