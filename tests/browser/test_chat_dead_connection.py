@@ -282,3 +282,33 @@ def test_waking_on_a_new_chat_checks_the_connection_too(logged_in_page, context,
     chat.send("Still there?")
     chat.wait_for_status("complete")
     expect(page.locator("#chat-notice")).to_be_hidden()
+
+
+def test_the_open_conversation_deleted_while_the_connection_was_dead_leaves_the_page(
+    logged_in_page,
+):
+    """Its deletion was never heard: the reconnect's subscribe is refused, and the page leaves
+    the conversation as when the deletion arrives live (for a new chat, keeping the draft)."""
+    page = logged_in_page
+    chat = ChatPage(page)
+    relay = conversation_page_through_relay(page, chat)
+    conversation_id = chat.conversation_id()
+    chat.input.fill("and one more thing")
+    relay.die()
+    csrf = next(c["value"] for c in page.context.cookies() if c["name"] == "csrftoken")
+    page.request.delete(f"/api/conversations/{conversation_id}/", headers={"X-CSRFToken": csrf})
+    relay.wait_until(lambda: relay.received("conversation.deleted"), "the deletion, swallowed")
+    expect(chat.answers).to_have_count(1)
+
+    wake(page, context=None, how="visible")
+    relay.wait_until(lambda: relay.sent("chat.subscribe", relay.dead), "the check")
+    page.clock.run_for(REPLY_MS)
+    relay.wait_until(lambda: relay.connections == 2, "a new connection")
+    page.wait_for_url(re.compile(r"://[^/]+/$"))
+    expect(chat.answers).to_have_count(0)
+    expect(chat.sidebar_items).to_have_count(0)
+    expect(chat.input).to_have_value("and one more thing")
+    expect(page.locator("#chat-notice")).to_be_hidden()
+    chat.input.press("Enter")
+    chat.wait_for_status("complete")
+    assert chat.conversation_id() != conversation_id

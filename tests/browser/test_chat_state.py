@@ -68,7 +68,14 @@ def test_a_lost_delta_makes_the_page_resubscribe_and_the_snapshot_fills_the_gap(
     chat.wait_for_status("complete")
     assert dropped, "the test meant to drop delta 3"
     subscribes = [f for f in sent if f["type"] == "chat.subscribe"]
-    assert subscribes == [{"type": "chat.subscribe", "conversation_id": chat.conversation_id()}]
+    conversation_id = chat.conversation_id()
+    assert subscribes == [
+        {
+            "type": "chat.subscribe",
+            "conversation_id": conversation_id,
+            "request_id": f"subscribe-{conversation_id}",
+        }
+    ]
     stored = chat.api(f"/api/conversations/{chat.conversation_id()}/")["messages"][-1]
     assert dropped[0]["text"] in chat.answer_content()
     assert chat.answer_content() == stored["content"]

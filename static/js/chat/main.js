@@ -42,6 +42,11 @@ function newRequestId() {
   return `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
 }
 
+/** A subscribe's request id: a refusal naming it is about that conversation. */
+function subscribeRequestId(conversationId) {
+  return `subscribe-${conversationId}`;
+}
+
 function byteLength(text) {
   return new TextEncoder().encode(text).length;
 }
@@ -254,7 +259,11 @@ class ChatPage {
   subscribe() {
     const { conversationId, loaded } = this.state;
     if (conversationId !== null && loaded) {
-      this.socket.send({ type: "chat.subscribe", conversation_id: conversationId });
+      this.socket.send({
+        type: "chat.subscribe",
+        conversation_id: conversationId,
+        request_id: subscribeRequestId(conversationId),
+      });
     }
   }
 
@@ -363,6 +372,13 @@ class ChatPage {
 
   onError(frame) {
     const error = frame.error || {};
+    const id = this.state.conversationId;
+    if (error.code === "not_found" && id !== null && frame.request_id === subscribeRequestId(id)) {
+      // Deleted while the connection was down (its conversation.deleted never came).
+      this.checkTeam(); // or deleted with its team?
+      this.onConversationDeleted({ conversation_id: id });
+      return;
+    }
     if (error.code === "not_found" && this.state.isMine(frame)) this.checkTeam(); // left it?
     this.switching = null; // a refused switch leaves the keyboard where it is
     const regenerate = frame.request_id && frame.request_id === this.regenerated?.requestId;
