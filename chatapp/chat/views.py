@@ -304,11 +304,15 @@ def shared(request: AuthenticatedHttpRequest, share_token: str) -> HttpResponse:
     # What "Continue in my chats" leaves behind, said before it is pressed.
     team = current_team(request)
     prompt = sharing.fork_prompt(team)
+    model = sharing.fork_model(request.user, team)
     fork = {
         "team": team,
         "files": [name for entry in share.messages for name in entry.get("files") or []],
         "prompt": prompt,
         "prompt_differs": share.system_prompt != (prompt.content if prompt else ""),
+        "model": model,
+        # A share naming no model (shown as "the team's model") has none to compare.
+        "model_differs": bool(share.model) and share.model != model,
     }
     context = {
         "share": share,

@@ -12,6 +12,7 @@ from chatapp.chat import planning
 from chatapp.chat.actions.sharing import SHARES_PER_PAGE
 from chatapp.chat.models import Conversation, Message, Share
 from chatapp.chat.requests import SendRequest
+from chatapp.teams import policy
 from chatapp.teams.actions import flag_message
 from chatapp.teams.models import AuditEvent, Membership, Role, SystemPrompt, Team
 from chatapp.teams.safety import Finding
@@ -537,3 +538,21 @@ def test_the_share_page_says_what_continuing_it_leaves_behind(member, teammate, 
     page = reader.get(url).content.decode()
     assert "without its files" not in page and "not the one above" not in page
     assert "into a new chat of yours in Acme" in page
+
+
+def test_the_share_page_says_the_copy_goes_on_with_the_viewers_default_model(
+    member, teammate, conversation
+):
+    reader = client_for(Client(), teammate)
+    default = policy.site_defaults()["model"]
+    url = share(client_for(Client(), member), conversation).json()["url"]  # answered by "m"
+    note = reader.get(url).context["fork"]
+    assert (note["model"], note["model_differs"]) == (default, True)
+    page = reader.get(url).content.decode()
+    assert f"its next answers come from {default}, your default model, not m" in page
+
+    # Answered by the model the copy goes on with: nothing to say.
+    Conversation.objects.filter(pk=conversation.pk).update(model=default)
+    url = share(client_for(Client(), member), conversation).json()["url"]
+    assert reader.get(url).context["fork"]["model_differs"] is False
+    assert "your default model" not in reader.get(url).content.decode()

@@ -134,15 +134,22 @@ def fork_prompt(team: Team) -> SystemPrompt | None:
     return SystemPrompt.objects.for_team(team).filter(is_default=True).first()
 
 
+def fork_model(viewer: Any, team: Team) -> str:
+    """The model a conversation continued from a share goes on with: the viewer's default
+    there, as a new chat would."""
+    try:
+        model = preferences.effective_settings(viewer, team)["model"]
+    except policy.PolicyError:
+        model = policy.site_defaults()["model"]
+    return str(model)
+
+
 def fork_share(viewer: Any, share: Share, team: Team) -> Conversation:
     """A new conversation of the viewer's, in their current team, holding the snapshot as
     one straight branch. It starts as a new chat there would: the team's default prompt and
     the viewer's default model."""
     prompt = fork_prompt(team)
-    try:
-        model = preferences.effective_settings(viewer, team)["model"]
-    except policy.PolicyError:
-        model = policy.site_defaults()["model"]
+    model = fork_model(viewer, team)
     with transaction.atomic():
         conversation = Conversation.objects.create(
             team=team,
