@@ -76,6 +76,19 @@ def check_timeout(timeout: int) -> int:
     return timeout
 
 
+def check_token(token: str) -> str:
+    """A token to store: empty (none), or long enough to be hidden wherever a server quotes
+    it back (mcp_client.without_token)."""
+    if token and len(token) < mcp_client.MIN_TOKEN_CHARS:
+        raise ToolActionError(
+            "invalid",
+            f"The token must be at least {mcp_client.MIN_TOKEN_CHARS} characters long:"
+            " enter the one the server expects.",
+            "token",
+        )
+    return token
+
+
 def url_form_problem(url: str) -> str | None:
     """Why the URL's form is refused (before any lookup), or None."""
     if not url or any(not c.isprintable() or c.isspace() for c in url):
@@ -210,7 +223,7 @@ async def add_server(
     actor, team: Team, *, name: str, url: str, token: str = "", timeout: int
 ) -> ToolServer:
     """Check, connect and store a server; one that cannot be reached is stored as down."""
-    name, timeout = check_name(name), check_timeout(timeout)
+    name, timeout, token = check_name(name), check_timeout(timeout), check_token(token)
     await sync_to_async(_check_room)(team)  # before connecting; checked again when stored
     await sync_to_async(_check_name_free)(team.pk, name)
     url = await sync_to_async(check_url, thread_sensitive=False)(url)
@@ -332,6 +345,8 @@ async def change_server(
     _check_seen(server, seen)  # before connecting anywhere (the API checked its If-Match)
     new_name = check_name(name) if name is not None else server.name
     new_timeout = check_timeout(timeout) if timeout is not None else server.timeout
+    if token is not None:
+        check_token(token)
     if new_name != server.name:
         await sync_to_async(_check_name_free)(server.team_id, new_name, server.pk)
     new_url = server.url

@@ -20,7 +20,7 @@ class ServerForm(forms.Form):
         strip=True,
         label="Bearer token",
         widget=TOKEN_WIDGET,
-        help_text="Optional; write-only: it is never shown again.",
+        help_text="Optional, at least 8 characters; write-only: it is never shown again.",
     )
     timeout = forms.IntegerField(
         min_value=MIN_TIMEOUT,

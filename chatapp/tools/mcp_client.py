@@ -6,6 +6,7 @@ on, never a stack trace or the token. Cancellation is not a failure: it propagat
 """
 
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -41,6 +42,8 @@ log = logging.getLogger(__name__)
 MAX_TOOLS = 200  # per server: a longer list is cut (and said so in the server's status)
 MAX_PAGES = 20
 CLOSE_SECONDS = 2.0  # for ending a session once the server has answered
+# Of a token: a shorter one hidden wherever it stands would hide those letters in every result.
+MIN_TOKEN_CHARS = 8
 
 
 class ToolServerError(Exception):
@@ -209,8 +212,14 @@ async def _session(
 def without_token(text: str, token: str) -> str:
     """The server's words as members, the model and the audit trail see them: a server that
     quotes the token back (an error naming the session it refused, a tool saying who called)
-    does not show it. Before any cut, so no piece of it is left either."""
-    return text.replace(token, "[redacted]") if token else text
+    does not show it. Before any cut, so no piece of it is left either. A token shorter than
+    MIN_TOKEN_CHARS (stored before there was one) only where it stands alone, not inside the
+    words and numbers of every result."""
+    if len(token) >= MIN_TOKEN_CHARS:
+        return text.replace(token, "[redacted]")
+    if token:
+        return re.sub(rf"(?<!\w){re.escape(token)}(?!\w)", "[redacted]", text)
+    return text
 
 
 def _first_leaf(exc: BaseException) -> BaseException:

@@ -62,7 +62,7 @@ def test_the_token_is_sent_encrypted_at_rest_and_never_audited(owner, team):
 
 def test_a_wrong_token_marks_the_server_down_with_the_reason(owner, team):
     with run_tool_server(token=TOKEN) as protected:
-        server = add(owner, team, protected.url, token="wrong")
+        server = add(owner, team, protected.url, token="wrong-token")
     assert server.status == ServerStatus.DOWN
     assert "refused the request (HTTP 401): check the server's token" in server.last_error
     assert not server.tools.exists()

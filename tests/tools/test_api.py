@@ -212,6 +212,7 @@ def test_a_server_that_is_down_is_stored_down(clients, team, mcp_server):
         ({"name": "x", "url": "https://9.9.9.9/mcp", "timeout": 301}, "timeout"),
         ({"name": "x", "url": "https://9.9.9.9/mcp", "timeout": "5"}, "timeout"),
         ({"name": "x", "url": "https://9.9.9.9/mcp", "token": 5}, "token"),
+        ({"name": "x", "url": "https://9.9.9.9/mcp", "token": "1234567"}, "token"),
         ({"name": "x", "url": "https://9.9.9.9/mcp", "extra": 1}, "extra"),
         ({"name": "x\x00", "url": "https://9.9.9.9/mcp"}, "name"),
     ],
@@ -232,6 +233,7 @@ def test_a_bad_change_changes_nothing(clients, team, team_tool_server):
         {"tools": {"get_weather": {"enabled": False}}, "timeout": 9999},
         {"tools": {"get_weather": {"enabled": False}}, "url": "file:///etc/passwd"},
         {"name": "bad/name!"},
+        {"token": "ab"},
     ]:
         assert send(clients["owner"], "patch", url, body).status_code == 400, body
     assert (list(ToolServer.objects.values()), list(Tool.objects.values())) == before

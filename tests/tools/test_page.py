@@ -53,6 +53,25 @@ def test_a_refused_url_is_shown_on_the_form_and_stores_nothing(owner_client, tea
     assert not ToolServer.objects.exists()
 
 
+def test_a_token_too_short_to_hide_is_refused_on_the_form(owner, team, team_tool_server):
+    """Every place a result or an error quotes the token is hidden: a token of a character
+    or two would hide those characters wherever they stand."""
+    client = logged_in(owner)
+    added = client.post(
+        page_of(team),
+        {"name": "short", "url": team_tool_server.url, "timeout": "30", "token": "ab"},
+    )
+    assert added.status_code == 400
+    assert b"The token must be at least 8 characters long" in added.content
+    assert ToolServer.objects.count() == 1
+    base = f"{page_of(team)}{team_tool_server.pk}/"
+    edit = {"name": "helpdesk", "url": team_tool_server.url, "timeout": "30", "token": "1"}
+    changed = client.post(base, edit)
+    assert changed.status_code == 400
+    assert b"The token must be at least 8 characters long" in changed.content
+    assert not ToolServer.objects.get().has_token
+
+
 def test_tool_toggles_save_and_are_audited(owner, team, team_tool_server):
     tools = {tool.name: tool for tool in team_tool_server.tools.all()}
     checked = {f"enabled-{tool.pk}": "on" for name, tool in tools.items() if name != "broken"}

@@ -267,6 +267,29 @@ async def test_a_result_quoting_the_token_back_never_shows_it(settings, team, ow
     assert (result.content, result.is_error) == ("You are Bearer [redacted]", False)
 
 
+async def test_a_short_token_stored_before_the_minimum_is_hidden_only_as_a_whole_word(
+    settings, team, owner
+):
+    """Tokens are at least 8 characters now; one stored before is still sent, and hidden
+    where it stands alone, not inside the words and numbers of every result."""
+    settings.LLAMA_ALLOW_PRIVATE_PROVIDER_URLS = True
+    with run_tool_server(token="ab", extras=True) as running:
+        server = await ToolServer.objects.acreate(
+            team=team,
+            name="reports",
+            url=running.url,
+            token_encrypted=crypto.encrypt("ab"),
+            created_by=owner,
+        )
+        listing = await fetch_listing(running.url, "ab", server.timeout)
+        await sync_to_async(store_listing)(server, listing)
+        tools = by_name(await tools_for_team(team.pk))
+        weather = await call_tool(tools["get_weather"], {"city": "Kabul"})
+        who = await call_tool(tools["whoami"], {})
+    assert (weather.content, weather.is_error) == ("Sunny in Kabul, 21 °C", False)
+    assert (who.content, who.is_error) == ("You are Bearer [redacted]", False)
+
+
 def test_tool_servers_are_asked_for_uncompressed_answers(settings, mcp_server):
     settings.LLAMA_ALLOW_PRIVATE_PROVIDER_URLS = True
     assert async_to_sync(fetch_listing)(mcp_server.url, "", 10).error == ""
