@@ -8,7 +8,7 @@ on, never a stack trace or the token. Cancellation is not a failure: it propagat
 import logging
 import re
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -101,13 +101,21 @@ async def call(
     url: str, token: str, name: str, arguments: dict, timeout: float
 ) -> tuple[CallToolResult, list[str]]:
     """The tool's result as the server sent it, and the types of its content blocks that the
-    protocol does not allow (left out). The SDK's call_tool would then check it against the
-    tool's outputSchema, listing the tools again to find it, and turn a result that does not
-    match into an error: the model would be told a tool failed that had run."""
+    protocol does not allow (left out); a result it does not allow as a whole is a
+    ToolServerError that says the server answered. The SDK's call_tool would then check it
+    against the tool's outputSchema, listing the tools again to find it, and turn a result that
+    does not match into an error: the model would be told a tool failed that had run."""
     request = CallToolRequest(params=CallToolRequestParams(name=name, arguments=arguments))
     left_out: list[str] = []
+    result = None
     async with _session(url, token, timeout, left_out) as session:
-        result = await session.send_request(request, CallToolResult)
+        with suppress(ValidationError):  # the server answered: not a failure to reach it
+            result = await session.send_request(request, CallToolResult)
+    if result is None:
+        raise ToolServerError(
+            f"The tool server at {urlsplit(url).hostname or url} answered, but its result is in"
+            " a form MCP does not allow, so it was left out: the tool may have run all the same."
+        )
     return result, left_out
 
 
@@ -117,8 +125,9 @@ class _PartsChecked:
     answer (an input schema that is no object schema, a description that is no text), and
     all the server's tools would be lost; a content block of a tools/call result (of a type
     the protocol has no room for, a text block without its text), and a call that ran would
-    seem to have failed. What is held back goes to `left_out`: the tools' names, the blocks'
-    types."""
+    seem to have failed; so is a result's structured content that is no object. What is held
+    back goes to `left_out`: the tools' names, the blocks' types ("structured" for the
+    structured content)."""
 
     def __init__(self, stream: Any, left_out: list[str] | None):
         self._stream = stream
@@ -138,19 +147,29 @@ class _PartsChecked:
             result["tools"] = self._allowed(result["tools"], "tools/list", "tools", "name")
         elif isinstance(result.get("content"), list):
             result["content"] = self._allowed(result["content"], "tools/call", "content", "type")
+            if "structuredContent" in result and not self._fits(
+                "tools/call", {"content": [], "structuredContent": result["structuredContent"]}
+            ):
+                del result["structuredContent"]
+                self._left_out.append("structured")
         # Anything else the SDK judges whole.
 
     def _allowed(self, parts: list[Any], method: str, key: str, label: str) -> list[Any]:
         kept = []
         for part in parts:
-            try:
-                validate_server_result(method, self.version, {key: [part]})
-            except (ValidationError, ValueError, KeyError):
+            if not self._fits(method, {key: [part]}):
                 said = part.get(label) if isinstance(part, dict) else None
                 self._left_out.append(said if isinstance(said, str) else str(said))
                 continue
             kept.append(part)
         return kept
+
+    def _fits(self, method: str, result: dict[str, Any]) -> bool:
+        try:
+            validate_server_result(method, self.version, result)
+        except (ValidationError, ValueError, KeyError):
+            return False
+        return True
 
     def __getattr__(self, name: str) -> Any:  # last_context, as the stream has it
         return getattr(self._stream, name)

@@ -368,3 +368,47 @@ def test_content_of_a_form_mcp_does_not_allow_is_left_out_with_a_note_not_the_re
     assert result.content == (
         "Ticket T-7 created\n[video content left out]\n[text content left out]"
     )
+
+
+def call_answered_with(settings, team, owner, answer: dict):
+    """create_ticket called on a server answering every tools/call with `answer`."""
+    settings.LLAMA_ALLOW_PRIVATE_PROVIDER_URLS = True
+    with run_tool_server(call_result=json.dumps(answer)) as running:
+        server = ToolServer.objects.create(team=team, name="odd", url=running.url, created_by=owner)
+        store_listing(server, async_to_sync(fetch_listing)(running.url, "", server.timeout))
+        tool = by_name(registry.available_tools(team.pk))["create_ticket"]
+        return async_to_sync(call_tool)(tool, {"title": "Printer"})
+
+
+@pytest.mark.parametrize("structured", ["T-7", [1, 2], 7])
+def test_structured_content_that_is_no_object_is_left_out_with_a_note_not_the_result(
+    settings, team, owner, structured
+):
+    """As a content block MCP does not allow: the tool ran and the rest of its result stands."""
+    answer = {"content": [{"type": "text", "text": "Ticket T-7 created"}]}
+    result = call_answered_with(settings, team, owner, {**answer, "structuredContent": structured})
+    assert (result.content, result.is_error) == (
+        "Ticket T-7 created\n[structured content left out]",
+        False,
+    )
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"content": "Ticket T-7 created"},
+        {"content": [{"type": "text", "text": "Ticket T-7 created"}], "isError": "maybe"},
+        {"structuredContent": {"ticket": "T-7"}, "content": {"type": "text"}},
+    ],
+)
+def test_a_result_malformed_as_a_whole_says_so_not_that_the_server_is_unreachable(
+    settings, team, owner, answer
+):
+    """The server answered the call: the tool may well have run, and the model must not be
+    sent to check a URL (or to run a tool that changes things again as if it had failed)."""
+    result = call_answered_with(settings, team, owner, answer)
+    assert result.is_error is True
+    assert result.content == (
+        "The tool server at 127.0.0.1 answered, but its result is in a form MCP does not allow,"
+        " so it was left out: the tool may have run all the same."
+    )
