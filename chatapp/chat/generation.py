@@ -452,12 +452,15 @@ class Generation:
         if remaining <= 0:  # the other calls of the answer spent its time for tools
             message = "The answer's time for tools ran out before this call could run."
             return self._answered(record, tooling.Outcome(message, True, 0.0))
+        limit = min(remaining, tool.timeout)
         try:
-            async with asyncio.timeout(min(remaining, tool.timeout)):
-                result = await tooling.TOOLBOX.call_tool(tool, arguments)
+            # The toolbox keeps the limit itself: cut here too, an answer that came just in
+            # time would be lost while the call ended its session.
+            async with asyncio.timeout(limit + tooling.CALL_GRACE_SECONDS):
+                result = await tooling.TOOLBOX.call_tool(tool, arguments, limit)
             outcome = tooling.Outcome(result.content, result.is_error, result.elapsed)
         except TimeoutError:
-            message = f"The tool did not answer within {min(remaining, tool.timeout):g} s."
+            message = f"The tool did not answer within {limit:g} s."
             outcome = tooling.Outcome(message, True, time.monotonic() - started)
         except Exception:
             log.exception("Calling tool %s failed", record["name"])

@@ -19,6 +19,8 @@ MAX_TOOL_ROUNDS = 8  # model turns that may call tools in one answer; the next m
 MAX_TURN_CALLS = 32  # calls of one turn that run (and go back upstream); the rest are dropped
 TOOL_LOOP_SECONDS = 600.0  # one answer's tool calls all finish within this
 APPROVAL_SECONDS = 600.0  # an unanswered approval counts as denied after this
+# Past a call's timeout, for a toolbox that does not keep it; the team's MCP servers do.
+CALL_GRACE_SECONDS = 5.0
 RESULT_MAX_CHARS = 16_000  # of one tool result, kept and sent back to the model
 # Of a call's id as the model gave it: the page names the call in a decision frame, which
 # takes at most frames.CALL_ID_LENGTH characters, suffix for uniqueness included.
@@ -49,7 +51,10 @@ class CallOutcome(Protocol):
 class Toolbox(Protocol):
     def available_tools(self, team_id: int) -> list[Any]: ...  # in the database thread
     async def needs_approval(self, tool: Any) -> bool: ...  # as it stands now
-    async def call_tool(self, tool: Any, arguments: dict[str, Any]) -> CallOutcome: ...
+    # Within timeout seconds: a call answered in time keeps its answer, however its end goes.
+    async def call_tool(
+        self, tool: Any, arguments: dict[str, Any], timeout: float
+    ) -> CallOutcome: ...
 
 
 TOOLBOX: Toolbox = registry  # the team's MCP servers

@@ -143,7 +143,10 @@ async def needs_approval(tool: AvailableTool) -> bool:
     return await sync_to_async(_needs_approval_now)(tool)
 
 
-async def call_tool(tool: AvailableTool, arguments: dict) -> ToolResult:
+async def call_tool(
+    tool: AvailableTool, arguments: dict, timeout: float | None = None
+) -> ToolResult:
+    """The call, connecting included, within timeout seconds (the tool's own by default)."""
     started = time.monotonic()
 
     def done(content: str, is_error: bool) -> ToolResult:
@@ -159,7 +162,8 @@ async def call_tool(tool: AvailableTool, arguments: dict) -> ToolResult:
         return done(f"The tool {tool.name} is no longer available.", True)
     url, token, name = target
     try:
-        result, left_out = await mcp_client.call(url, token, name, arguments, tool.timeout)
+        limit = tool.timeout if timeout is None else timeout
+        result, left_out = await mcp_client.call(url, token, name, arguments, limit)
     except mcp_client.ToolServerError as exc:
         return done(exc.message, True)
     text = result_text(result, left_out)

@@ -66,7 +66,7 @@ class FailingToolbox:
     async def needs_approval(self, tool) -> bool:
         raise AssertionError("nothing is called")
 
-    async def call_tool(self, tool, arguments: dict):
+    async def call_tool(self, tool, arguments: dict, timeout: float):
         raise AssertionError("nothing is called")
 
 

@@ -1,9 +1,12 @@
 """The tool loop against a real MCP server added to the team (tests/support/mcp_server.py)."""
 
 import pytest
+from asgiref.sync import sync_to_async
 
 from chatapp.chat.models import Message
-from chatapp.tools.models import Tool
+from chatapp.tools.actions import fetch_listing, store_listing
+from chatapp.tools.models import Tool, ToolServer
+from tests.support.mcp_server import run_tool_server
 from tests.support.polling import await_for
 
 from .conftest import joined_text
@@ -135,3 +138,23 @@ async def test_a_tool_marked_ask_first_during_the_answer_waits_for_approval(
     await socket.send({"type": "chat.stop", "message_id": ids["message_id"]})
     await socket.until_type("message.done", ids["message_id"])
     assert len(mcp_server.calls) == 1
+
+
+async def test_the_answer_of_a_server_that_never_ends_its_session_is_kept(
+    connect, member, team, owner, settings, sim
+):
+    """The server answers at once, then never confirms the session's end: ending it waits
+    until the call's timeout, and what the server answered is the call's result, not a
+    timeout (tools.md)."""
+    settings.LLAMA_ALLOW_PRIVATE_PROVIDER_URLS = True
+    with run_tool_server(hang_on_close=True) as running:
+        server = await ToolServer.objects.acreate(
+            team=team, name="sticky", url=running.url, created_by=owner, timeout=1
+        )
+        await sync_to_async(store_listing)(server, await fetch_listing(running.url, "", 5))
+        socket = await connect(member)
+        ids = await socket.send_message("Weather? [sim:call=get_weather args=city:Paris]")
+        frames = await socket.until_type("message.done", ids["message_id"])
+    assert running.calls == [("get_weather", {"city": "Paris"})]
+    (result,) = of_type(frames, "message.tool_result")
+    assert (result["content"], result["is_error"]) == ("Sunny in Paris, 21 °C", False)

@@ -61,27 +61,32 @@ class Toolbox:
     async def needs_approval(self, tool: FakeTool) -> bool:
         return tool.needs_approval
 
-    async def call_tool(self, tool: FakeTool, arguments: dict) -> FakeResult:
-        started = time.monotonic()
+    async def call_tool(self, tool: FakeTool, arguments: dict, timeout: float) -> FakeResult:
         self.calls.append((tool.name, arguments))
         self.running += 1
+        try:
+            async with asyncio.timeout(timeout):  # as the team's MCP servers keep it
+                return await self._answer(tool, arguments)
+        finally:
+            self.running -= 1
+
+    async def _answer(self, tool: FakeTool, arguments: dict) -> FakeResult:
+        started = time.monotonic()
         try:
             await asyncio.sleep(0)  # a call takes a turn of the loop at least, as a real one does
             if tool.name == "slow_lookup":
                 self.slow_started.set()
                 await asyncio.Event().wait()  # until the answer is stopped or times out
-            if tool.name == "broken":
-                return FakeResult("The server said: boom", True, time.monotonic() - started)
-            if tool.name == "huge":
-                return FakeResult("<b>x</b>" * 10_000, False, time.monotonic() - started)
-            if tool.name == "raw_bytes":  # what a tool reading a binary file may send
-                return FakeResult("PK\x03\x04\x00\x00 \ud800 end", False, 0.0)
-            if tool.name == "create_ticket":
-                return FakeResult("Ticket T-1 created", False, time.monotonic() - started)
-            city = arguments.get("city", "nowhere")
-            return FakeResult(f"Sunny in {city}", False, time.monotonic() - started)
         except asyncio.CancelledError:
             self.cancelled += 1
             raise
-        finally:
-            self.running -= 1
+        if tool.name == "broken":
+            return FakeResult("The server said: boom", True, time.monotonic() - started)
+        if tool.name == "huge":
+            return FakeResult("<b>x</b>" * 10_000, False, time.monotonic() - started)
+        if tool.name == "raw_bytes":  # what a tool reading a binary file may send
+            return FakeResult("PK\x03\x04\x00\x00 \ud800 end", False, 0.0)
+        if tool.name == "create_ticket":
+            return FakeResult("Ticket T-1 created", False, time.monotonic() - started)
+        city = arguments.get("city", "nowhere")
+        return FakeResult(f"Sunny in {city}", False, time.monotonic() - started)
