@@ -5,7 +5,8 @@ import json
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
-from django.db import connections
+from django.db import connection, connections
+from django.db.migrations.executor import MigrationExecutor
 from mcp.types import CallToolResult, ImageContent, TextContent
 
 from chatapp.chat import tooling
@@ -113,6 +114,29 @@ def test_tools_stored_past_todays_size_limits_are_not_offered(team, team_tool_se
     tools = by_name(registry.available_tools(team.pk))
     assert len(tools) == MAX_OFFERED_TOOLS
     assert "a_fits" in tools and not {"a_wordy", "a_sprawling"} & set(tools)
+
+
+def test_tools_stored_with_an_invalid_schema_before_it_was_checked_are_dropped_once(team, owner):
+    """A refresh leaves out a tool whose input schema is no valid JSON Schema (a model API
+    refuses the whole request with it); one stored before that check is checked once, as
+    the site is upgraded (not on every answer: a JSON Schema check costs more), and dropped,
+    as a refresh would drop it, the server's status naming it."""
+    executor = MigrationExecutor(connection)
+    executor.migrate([("tools", "0001_initial")])
+    try:
+        server = ToolServer.objects.create(team=team, name="old", url="https://9.9.9.9/mcp")
+        Tool.objects.create(server=server, name="fine", input_schema={"type": "object"})
+        wrong = {"type": "object", "properties": {"city": {"type": "town"}}}
+        Tool.objects.create(server=server, name="odd", input_schema=wrong)
+    finally:
+        latest = MigrationExecutor(connection)
+        latest.migrate(latest.loader.graph.leaf_nodes())
+    assert [tool.name for tool in registry.available_tools(team.pk)] == ["fine"]
+    server.refresh_from_db()
+    assert list(server.tools.values_list("name", flat=True)) == ["fine"]
+    assert server.last_error == (
+        "Left out 1 tool whose input schema is not a valid JSON Schema: odd."
+    )
 
 
 async def test_call_tool_returns_the_text(team, team_tool_server, mcp_server):
