@@ -1,11 +1,13 @@
 """The team's Tools page in real Chromium against a live daphne and a real MCP server."""
 
+import json
 import re
 
 import pytest
 from playwright.sync_api import expect
 
 from tests.browser.chat_page import log_in
+from tests.support.mcp_server import run_tool_server
 
 pytestmark = pytest.mark.browser
 
@@ -87,3 +89,54 @@ def test_tools_page_lists_toggles_refuses_refreshes_and_removes(
         "Failed to load resource: the server responded with a status of 400 (Bad Request)"
     ]
     assert page_watch.page_errors == []
+
+
+def many_tools() -> str:
+    """A tools/list answer of 120 tools, every third with a description of 3,000 characters."""
+    tools = [
+        {
+            "name": f"tool_{number:03}",
+            "description": "Looks things up. " * 180 if number % 3 == 0 else "Looks things up.",
+            "inputSchema": {"type": "object", "properties": {}},
+            "annotations": {"readOnlyHint": True},
+        }
+        for number in range(120)
+    ]
+    return json.dumps(tools)
+
+
+@pytest.mark.parametrize("width", [390, 1280])
+def test_a_server_with_many_long_described_tools_stays_usable(
+    page, app_server, user, sim, screenshot, width
+):
+    """Long descriptions are folded after their start (each whole one would make the page
+    tens of screens long), and Save tools stays in sight while the list scrolls."""
+    page.set_viewport_size({"width": width, "height": 844})
+    with run_tool_server(tools=many_tools()) as running:
+        log_in(page, user)
+        page.goto("/teams/")
+        page.get_by_label("Name").fill("Tools team")
+        page.get_by_role("button", name="Create team").click()
+        page.wait_for_url(re.compile(r"/teams/\d+/$"))
+        team_id = int(page.url.rstrip("/").rsplit("/", 1)[1])
+        add_server_in_the_database(app_server, team_id, running.url)
+    page.goto(f"/teams/{team_id}/tools/")
+    server = page.get_by_role("region", name="helpdesk")
+    first = server.get_by_role("row").filter(has_text="tool_000")
+    first.scroll_into_view_if_needed()
+    expect(server.get_by_role("button", name="Save tools")).to_be_in_viewport()
+    whole = first.get_by_text("Looks things up. " * 180, exact=True)
+    expect(whole).to_be_hidden()
+    expect(first).to_contain_text("Looks things up. Looks things up.")
+    screenshot(page, f"tools-page-many-{width}-folded")
+    first.get_by_text("Full description").click()
+    expect(whole).to_be_visible()
+    screenshot(page, f"tools-page-many-{width}")
+    short = server.get_by_role("row").filter(has_text="tool_001")
+    expect(short.get_by_text("Looks things up.", exact=True)).to_be_visible()
+    expect(short.get_by_text("Full description")).to_have_count(0)
+    # The rest of the page is still reached: the last tool, then the server's other actions.
+    server.get_by_role("row").filter(has_text="tool_119").get_by_label("tool_119 enabled").uncheck()
+    server.get_by_role("button", name="Save tools").click()
+    expect(page.get_by_text("Saved the tools of helpdesk.")).to_be_visible()
+    expect(page.get_by_label("tool_119 enabled")).not_to_be_checked()
