@@ -64,6 +64,7 @@ from chatapp.llm import (
     Usage,
     count_message_tokens,
 )
+from chatapp.llm.errors import server_name
 from chatapp.teams import actions as team_actions
 from chatapp.teams import api_keys, policy, quota, safety
 from chatapp.teams.models import ApiKey, Membership, SafetyMode, Team, TeamPolicy
@@ -77,8 +78,8 @@ STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 # The chat page's admins hear of a refused key through the failed answer it keeps; an API
 # request keeps none, so the caller is the one to tell them.
 KEY_REFUSED = (
-    "The team's Llama API key was refused: ask your team's owners or admins to check it on"
-    " the team's provider page."
+    "{server} refused the team's key: ask your team's owners or admins to check it on the"
+    " team's provider page."
 )
 
 
@@ -507,7 +508,7 @@ class Answer:
         event = await self._next()
         if isinstance(event, StreamError):
             await self.finish(event)
-            raise upstream_error(event)
+            raise upstream_error(event, server_name(self.plan.client.config))
         return event
 
     async def held_until_screened(self, first: StreamEvent) -> StreamEvent:
@@ -585,7 +586,7 @@ class Answer:
         await self.screen_answer()
         usage = await self.finish(event)
         if isinstance(event, StreamError):
-            raise upstream_error(event)
+            raise upstream_error(event, server_name(self.plan.client.config))
         assert isinstance(event, Finish)
         text, calls = "".join(self.parts), [call_body(call) for call in self.told_calls]
         body = self.completion.whole(text, self.finish_reason(event), usage, self.extra(), calls)
@@ -606,7 +607,7 @@ class Answer:
             await self.screen_answer()  # held answers were screened before any chunk
             usage = await self.finish(event)
             if isinstance(event, StreamError):
-                yield sse_event(upstream_error(event).body())
+                yield sse_event(upstream_error(event, server_name(self.plan.client.config)).body())
                 return
             assert isinstance(event, Finish)
             if self.told_calls:  # whole, in one chunk: they are known only once the turn ends
@@ -745,9 +746,9 @@ def _api_advice(message: str) -> str:
     )
 
 
-def upstream_error(error: StreamError) -> OpenAIError:
-    """The Llama API's failure, told as the chat page tells a member."""
-    if error.code == "rate_limited":  # when the Llama API said, else a guess
+def upstream_error(error: StreamError, server: str) -> OpenAIError:
+    """The upstream's failure, told as the chat page tells a member; `server` names it."""
+    if error.code == "rate_limited":  # when the server said, else a guess
         wait = math.ceil(error.retry_after) if error.retry_after is not None else 5
         return OpenAIError(
             429,
@@ -761,6 +762,9 @@ def upstream_error(error: StreamError) -> OpenAIError:
         return OpenAIError(400, CONTEXT_TOO_LONG, code=code, param="messages")
     if error.code == "forbidden":  # the caller lost access while it streamed
         return OpenAIError(403, error.message, kind="permission_error", code=error.code)
-    message = KEY_REFUSED if error.code == "auth_failed" else _api_advice(error.message)
+    if error.code == "auth_failed":
+        message = KEY_REFUSED.format(server=server)
+    else:
+        message = _api_advice(error.message)
     status = 504 if error.code == "timeout" else 502
     return OpenAIError(status, message, kind="api_error", code=error.code)

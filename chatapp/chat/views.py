@@ -31,7 +31,7 @@ from chatapp.chat.models import (
     get_share_for_viewer,
 )
 from chatapp.core.requests import AuthenticatedHttpRequest
-from chatapp.teams import budgets, policy
+from chatapp.teams import budgets, policy, providers
 from chatapp.teams.models import MANAGER_ROLES, JsonSchema, SystemPrompt, Team
 from chatapp.teams.services import current_team, user_team
 from chatapp.uploads.validation import accepted_suffixes
@@ -148,6 +148,7 @@ def chat(request: HttpRequest, conversation_id: int | None = None) -> HttpRespon
         # A locked default prompt applies to every new chat: there is nothing to choose.
         "locked_prompt": next((p for p in prompts if p["is_default"] and p["locked"]), None),
         "key_refused": key_refused,
+        "key_refused_by": providers.provider_name(team) if key_refused else None,
         "key_page": provider_page(request.user, team.pk) if key_refused else None,
         "admin_access_grants": admin_access.grants_on_conversations_of(request.user).filter(
             conversation=conversation

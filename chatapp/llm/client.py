@@ -27,11 +27,13 @@ from .errors import (
     interrupted,
     rate_limits_from,
     request_id_from,
+    server_in_sentence,
+    server_name,
 )
 from .limits import images_of
 from .moderation import Verdict, guard_prompt, read_guard_reply, read_moderation
 from .network import AiohttpTransport
-from .protocols import PROTOCOL_ADAPTERS, ReplyState
+from .protocols import PROTOCOL_ADAPTERS, CallsTooLong, ReplyState
 from .sse import EVENT_LIMIT, EventTooLarge, sse_stream
 from .types import (
     ChatParams,
@@ -90,6 +92,7 @@ class LlamaClient:
         self._sleep = sleep  # the backoff clock: tests pass a recorder instead of waiting
         self._own_http = http
         self._protocol = PROTOCOL_ADAPTERS[config.protocol]
+        self._server = server_name(config)  # as every message about the server names it
         self._timeout = httpx.Timeout(
             connect=config.connect_timeout,
             read=None,  # reads are bounded by our first-token, idle and total deadlines
@@ -318,7 +321,9 @@ class LlamaClient:
         try:
             text, state = self._protocol.read_reply(body)
         except (TypeError, AttributeError) as exc:
-            raise _unreadable() from exc
+            raise _unreadable(self._server) from exc
+        except CallsTooLong as exc:
+            raise _too_long(self._server, exc) from None
         yield TextDelta(text)
         if calls := state.tool_calls():
             yield ToolCalls(calls)
@@ -326,20 +331,23 @@ class LlamaClient:
 
     def _read_chunk(self, item: tuple[str, str], state: ReplyState) -> str:
         name, data = item
-        chunk = _parse_json(data)
+        chunk = _parse_json(data, self._server)
         if name == "error" or "error" in chunk:
             raise error_from_body(chunk, self.config)
         try:  # no context manager here: at chat pace this runs for every token
             return self._protocol.read_chunk(chunk, state)
         except (TypeError, AttributeError) as exc:
-            raise _unreadable() from exc
+            raise _unreadable(self._server) from exc
+        except CallsTooLong as exc:
+            raise _too_long(self._server, exc) from None
 
     def _stream_failure(
         self, exc: BaseException | None, text_sent: bool, hit_total: bool, response: httpx.Response
     ) -> LlmError:
         """Before any text: a (retryable) error; after text: an interruption, never retried."""
         request_id = request_id_from(response.headers)
-        too_large = f"the Llama API sent more than {EVENT_LIMIT >> 20} MiB without an event"
+        server = server_in_sentence(self.config)
+        too_large = f"{server} sent more than {EVENT_LIMIT >> 20} MiB without an event"
         if not text_sent:
             if isinstance(exc, LlmError):
                 return exc
@@ -349,7 +357,7 @@ class LlamaClient:
                     "upstream_unavailable", message, retryable=True, request_id=request_id
                 )
             if exc is None:
-                message = "The Llama API ended the reply before answering: try again."
+                message = f"{self._server} ended the reply before answering: try again."
                 return LlmError(
                     "upstream_unavailable", message, retryable=True, request_id=request_id
                 )
@@ -359,19 +367,19 @@ class LlamaClient:
         if isinstance(exc, TimeoutError) and hit_total:
             reason = f"it took longer than the {self.config.total_timeout:g} s limit"
         elif isinstance(exc, TimeoutError):
-            reason = f"the Llama API sent nothing for {self.config.idle_timeout:g} s"
+            reason = f"{server} sent nothing for {self.config.idle_timeout:g} s"
         elif isinstance(exc, LlmError) and exc.detail is not None:
-            reason = f'the Llama API reported an error mid-answer ("{exc.detail}")'
+            reason = f'{server} reported an error mid-answer ("{exc.detail}")'
         elif isinstance(exc, LlmError):
-            reason = "the Llama API reported an error mid-answer"
+            reason = f"{server} reported an error mid-answer"
         elif isinstance(exc, EventTooLarge):
             reason = too_large
         elif isinstance(exc, AnswerTooLong):
             reason = f"the answer passed {STREAM_TEXT_LIMIT:,} characters"
         elif exc is None:
-            reason = "the Llama API ended the stream without finishing"
+            reason = f"{server} ended the stream without finishing"
         else:
-            reason = "the connection to the Llama API dropped"
+            reason = f"the connection to {server} dropped"
         return interrupted(reason, request_id)
 
     def _finish(self, response: httpx.Response, state: ReplyState) -> Finish:
@@ -418,9 +426,9 @@ class LlamaClient:
         except (TimeoutError, httpx.HTTPError) as exc:
             raise error_from_exception(exc, self.config) from None
         if cut:
-            message = f"The Llama API sent a reply longer than {REPLY_LIMIT >> 20} MiB: try again."
+            message = f"{self._server} sent a reply longer than {REPLY_LIMIT >> 20} MiB: try again."
             raise LlmError("upstream_unavailable", message, retryable=True)
-        data = _parse_json(raw)
+        data = _parse_json(raw, self._server)
         if data.get("error"):  # a success status around an error object, as gateways send
             raise error_from_body(data, self.config)
         return data
@@ -463,14 +471,18 @@ def _is_json(response: httpx.Response) -> bool:
     return media_type == "application/json" or media_type.endswith("+json")
 
 
-def _unreadable() -> LlmError:
+def _unreadable(server: str) -> LlmError:
     """A reply in another shape than its protocol's (text that is a number, choices that are
     not a list) is an upstream failure like one that is not JSON."""
-    message = "The Llama API sent a reply in a shape this app cannot read: try again."
+    message = f"{server} sent a reply in a shape this app cannot read: try again."
     return LlmError("upstream_unavailable", message, retryable=True)
 
 
-def _parse_json(raw: str | bytes) -> dict[str, Any]:
+def _too_long(server: str, exc: CallsTooLong) -> LlmError:
+    return LlmError("upstream_unavailable", f"{server} sent {exc}: try again.", retryable=True)
+
+
+def _parse_json(raw: str | bytes, server: str) -> dict[str, Any]:
     """A JSON object from upstream; at chat pace one per token, so orjson (a third of the time
     `json.loads` takes) reads it, and `json` what orjson refuses but Python's JSON reads (NaN,
     a lone surrogate, an integer past 64 bits)."""
@@ -482,6 +494,6 @@ def _parse_json(raw: str | bytes) -> dict[str, Any]:
         except (ValueError, RecursionError):
             data = None
     if not isinstance(data, dict):
-        message = "The Llama API sent a reply that is not valid JSON: try again."
+        message = f"{server} sent a reply that is not valid JSON: try again."
         raise LlmError("upstream_unavailable", message, retryable=True)
     return data

@@ -64,39 +64,47 @@ def server_name(config: ProviderConfig) -> str:
     return f"The model server at {host}"
 
 
+def server_in_sentence(config: ProviderConfig) -> str:
+    """`server_name` after the start of a sentence: "the Llama API", "the model server at h"."""
+    return "t" + server_name(config)[1:]
+
+
 class DestinationRefused(Exception):
     """A network policy refused the destination before connecting; retrying cannot help."""
 
 
 def error_from_exception(exc: BaseException, config: ProviderConfig) -> LlmError:
-    host = httpx.URL(config.base_url).host
+    server = server_in_sentence(config)
+    if server == "the Llama API":  # another server's name carries its host already
+        server += f" at {httpx.URL(config.base_url).host}"
     if isinstance(exc.__cause__, DestinationRefused):
         return LlmError("provider_refused", str(exc.__cause__), retryable=False)
     if isinstance(exc, httpx.ConnectTimeout):
         message = (
-            f"Could not connect to the Llama API at {host} within {config.connect_timeout:g} s:"
+            f"Could not connect to {server} within {config.connect_timeout:g} s:"
             " check LLAMA_API_BASE_URL and the network."
         )
         return LlmError("timeout", message, retryable=True)
     if isinstance(exc, TimeoutError | httpx.TimeoutException):
         message = (
-            f"The Llama API did not start answering within {config.first_token_timeout:g} s:"
-            " try again in a moment."
+            f"{server_name(config)} did not start answering within"
+            f" {config.first_token_timeout:g} s: try again in a moment."
         )
         return LlmError("timeout", message, retryable=True)
     if isinstance(exc, httpx.ConnectError):
-        message = (
-            f"Could not reach the Llama API at {host}: check LLAMA_API_BASE_URL and the network."
-        )
+        message = f"Could not reach {server}: check LLAMA_API_BASE_URL and the network."
         return LlmError("upstream_unavailable", message, retryable=True)
-    message = "The connection to the Llama API dropped before the answer started: try again."
+    message = (
+        f"The connection to {server_in_sentence(config)} dropped before the answer started:"
+        " try again."
+    )
     return LlmError("upstream_unavailable", message, retryable=True)
 
 
 def error_from_body(body: dict[str, Any], config: ProviderConfig) -> LlmError:
     """An error object sent with a success status: a stream's event or a whole body."""
     detail = _detail_from_json(body, config.api_key)
-    message = f"The Llama API reported an error while answering: {detail}"
+    message = f"{server_name(config)} reported an error while answering: {detail}"
     return LlmError("upstream_unavailable", message, retryable=True, detail=detail)
 
 
@@ -143,7 +151,7 @@ def _classify(status: int, detail: str, model: str | None, server: str) -> tuple
     lowered = detail.lower()
     if status in (401, 403):
         return "auth_failed", (
-            f"The Llama API rejected the key (HTTP {status}):"
+            f"{server} rejected the key (HTTP {status}):"
             " check LLAMA_API_KEY or the team's provider key."
         )
     if status == 413 or (status in (400, 422) and any(h in lowered for h in CONTEXT_HINTS)):
@@ -159,17 +167,19 @@ def _classify(status: int, detail: str, model: str | None, server: str) -> tuple
     if status == 404:
         return (
             "bad_request",
-            "The Llama API has no such endpoint (HTTP 404): check LLAMA_API_BASE_URL.",
+            f"{server} has no such endpoint (HTTP 404): check LLAMA_API_BASE_URL.",
         )
     if status == 429:
-        return "rate_limited", "The Llama API rate limit was reached: wait a moment and try again."
+        return "rate_limited", (
+            f"{server} said its rate limit was reached: wait a moment and try again."
+        )
     if status == 408:
-        return "timeout", "The Llama API timed out handling the request: try again."
+        return "timeout", f"{server} timed out handling the request: try again."
     if status == 409 or status >= 500:
         return "upstream_unavailable", (
-            f"The Llama API is unavailable right now (HTTP {status}): try again in a moment."
+            f"{server} is unavailable right now (HTTP {status}): try again in a moment."
         )
-    return "bad_request", f"The Llama API refused the request (HTTP {status}): {detail}"
+    return "bad_request", f"{server} refused the request (HTTP {status}): {detail}"
 
 
 def _detail_from_body(body: bytes, api_key: str) -> str:

@@ -8,11 +8,15 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from .types import ChatParams, LlmError, ToolCall, Usage
+from .types import ChatParams, ToolCall, Usage
 
 # Far past what a model writes in one reply; also keeps the joining of the pieces cheap.
 ARGUMENTS_LIMIT = 1 << 20
 CALLS_LIMIT = 8 << 20  # all the calls of one reply
+
+
+class CallsTooLong(ValueError):
+    """The reply's tool calls passed their bounds; the message says what the server sent."""
 
 
 @dataclass
@@ -30,8 +34,7 @@ class ReplyState:
         # Each call is bounded, but not how many come: their sum is, before they fill memory.
         self.call_chars += sum(len(p) for p in (call_id, name, arguments) if isinstance(p, str))
         if self.call_chars > CALLS_LIMIT:
-            message = "The Llama API sent tool calls longer than 8 MiB in all: try again."
-            raise LlmError("upstream_unavailable", message, retryable=True)
+            raise CallsTooLong("tool calls longer than 8 MiB in all")
         call = self.calls.setdefault(index, {"id": "", "name": "", "arguments": ""})
         if isinstance(call_id, str) and call_id:
             call["id"] = call_id
@@ -39,8 +42,7 @@ class ReplyState:
             call["name"] = name
         if isinstance(arguments, str):
             if len(call["arguments"]) + len(arguments) > ARGUMENTS_LIMIT:
-                message = "The Llama API sent a tool call longer than 1 MiB: try again."
-                raise LlmError("upstream_unavailable", message, retryable=True)
+                raise CallsTooLong("a tool call longer than 1 MiB")
             call["arguments"] += arguments
 
     def tool_calls(self) -> tuple[ToolCall, ...]:

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from django.conf import settings as django_settings
 
 from chatapp.llm import LlamaClient, LlmValidationError, ProviderConfig
+from chatapp.llm.errors import server_name
 from chatapp.teams import crypto
 from chatapp.teams.models import Team
 from chatapp.teams.network import GuardedLlamaClient
@@ -39,6 +40,16 @@ def llama_client(team: Team, rules: TeamRules | None = None) -> LlamaClient:
         if provider.base_url:
             return GuardedLlamaClient(_config(provider.base_url, key, provider.protocol))
         return LlamaClient(_config(site_url, key, site_protocol))
+
+
+def provider_name(team: Team) -> str:
+    """The server the team's requests go to, as messages name it: "The Llama API", or
+    "The model server at <host>" for an OpenAI-compatible one of the site's or the team's."""
+    provider = team_provider(team)
+    if provider is not None and provider.has_key and provider.base_url:
+        return server_name(ProviderConfig(provider.base_url, "", provider.protocol))
+    site = django_settings.LLAMA_API_BASE_URL
+    return server_name(ProviderConfig(site, "", django_settings.LLAMA_API_PROTOCOL))
 
 
 @contextmanager

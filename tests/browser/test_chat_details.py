@@ -297,7 +297,7 @@ def test_a_refused_key_is_explained_by_role_without_retry(
         notice = chat.last_answer().locator(".message-notice")
         if role == "member":
             expect(notice).to_have_text(
-                "The team's Llama API key was refused; your team admins have been told."
+                "The Llama API refused the team's key; your team admins have been told."
             )
             expect(notice.get_by_role("link")).to_have_count(0)
         else:

@@ -21,13 +21,27 @@ async def test_a_refused_key_tells_a_member_the_admins_were_told_and_offers_no_r
     socket = await connect(member)
     ids = await socket.send_message("Hello [sim:fault=401]")
     error = (await socket.until_type("message.error", ids["message_id"]))[-1]["error"]
-    assert error == {"code": "auth_failed", "message": KEY_REFUSED_FOR_MEMBERS, "retryable": False}
+    told = KEY_REFUSED_FOR_MEMBERS.format(server="The Llama API")
+    assert error == {"code": "auth_failed", "message": told, "retryable": False}
     answer = await Message.objects.aget(pk=ids["message_id"])
-    assert answer.error_message == KEY_REFUSED_FOR_MEMBERS  # what a reload shows too
+    assert answer.error_message == told  # what a reload shows too
     await socket.send({"type": "chat.subscribe", "conversation_id": ids["conversation_id"]})
     state = (await socket.until_type("conversation.state"))[-1]["messages"]
     assert state[-1]["status"] == "error"
     assert state[-1]["error"] == error  # a reload offers no Retry either
+
+
+async def test_a_member_of_a_site_on_its_own_model_server_is_told_that_server_refused_the_key(
+    connect, member, sim, settings
+):
+    settings.LLAMA_API_PROTOCOL = "openai"
+    settings.LLAMA_API_BASE_URL = sim.openai_url
+    socket = await connect(member)
+    ids = await socket.send_message("Hello [sim:fault=401]")
+    error = (await socket.until_type("message.error", ids["message_id"]))[-1]["error"]
+    assert error["message"] == (
+        "The model server at 127.0.0.1 refused the team's key; your team admins have been told."
+    )
 
 
 async def test_a_refused_key_gives_an_admin_the_reason_and_the_provider_page(

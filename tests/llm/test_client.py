@@ -188,6 +188,36 @@ async def test_unknown_model_is_model_not_found(make_client, sim, protocol):
     assert events[0].message.startswith(f"{server} does not offer the model 'Llama-9-Imaginary'")
 
 
+@pytest.mark.parametrize(
+    "directive",
+    [
+        "fault=401",
+        "fault=429",
+        "fault=408",
+        "fault=503",
+        "fault=400",
+        "fault=stall",
+        "fault=cut after=0",
+        "fault=cut after=2",
+        "fault=error_after after=0",
+        "fault=error_after after=2",
+        "fault=stall_after after=2",
+    ],
+)
+async def test_every_failure_names_the_server_that_failed(make_client, sim, protocol, directive):
+    client = make_client(max_attempts=1, first_token_timeout=2, idle_timeout=2)
+    events = await collect(client, f"hi [sim:{directive}]")
+
+    assert isinstance(events[-1], StreamError)
+    if protocol == "llama":
+        assert "the Llama API" in events[-1].message.replace("The Llama", "the Llama")
+    else:  # a vLLM, Ollama or llama.cpp server is not Meta's
+        assert "the model server at 127.0.0.1" in events[-1].message.replace(
+            "The model", "the model"
+        )
+        assert "Llama API" not in events[-1].message
+
+
 async def test_conversation_beyond_the_context_window_is_context_too_long(make_client, sim):
     huge = "word " * 110_000
     events = await collect(make_client(), huge, max_tokens=MODEL_MAX_OUTPUT[MODEL])
@@ -357,6 +387,17 @@ async def test_unreachable_server_is_upstream_unavailable(http):
 
     assert [event.code for event in events] == ["upstream_unavailable"]
     assert "LLAMA_API_BASE_URL" in events[0].message
+
+
+@pytest.mark.parametrize("protocol", ["llama", "openai"])
+async def test_an_unreachable_server_is_named_by_its_kind_and_host(http, protocol):
+    config = ProviderConfig(f"http://127.0.0.1:{free_port()}/v1", KEY, protocol, max_attempts=1)
+    events = [e async for e in LlamaClient(config, http).stream_chat(user("hi"), ChatParams(MODEL))]
+
+    server = "the Llama API" if protocol == "llama" else "the model server"
+    assert events[0].message == (
+        f"Could not reach {server} at 127.0.0.1: check LLAMA_API_BASE_URL and the network."
+    )
 
 
 async def test_cancelling_the_consumer_closes_the_upstream_stream(make_client, sim):

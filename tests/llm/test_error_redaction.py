@@ -6,7 +6,13 @@ import httpx
 import pytest
 
 from chatapp.llm import ProviderConfig
-from chatapp.llm.errors import DETAIL_LIMIT, error_from_body, error_from_response, redact
+from chatapp.llm.errors import (
+    DETAIL_LIMIT,
+    error_from_body,
+    error_from_exception,
+    error_from_response,
+    redact,
+)
 
 CONFIGURED_KEY = "site-key-0042"
 # Keys of other parties (a team's, another provider's), in the shapes they come in.
@@ -48,6 +54,31 @@ def test_a_missing_model_names_the_server_that_lacks_it(base_url, protocol, serv
     error = error_from_response(httpx.Response(404, content=body), body, config, "qwen2.5:32b")
     assert error.code == "model_not_found"
     assert error.message == f"{server} does not offer the model 'qwen2.5:32b': pick another model."
+
+
+@pytest.mark.parametrize("status", [401, 403, 404, 408, 409, 422, 429, 500, 503])
+def test_an_own_servers_error_names_that_server_not_the_llama_api(status):
+    config = ProviderConfig("http://vllm.internal:8000/v1", CONFIGURED_KEY, "openai")
+    body = b'{"error": {"message": "no"}}'
+    error = error_from_response(httpx.Response(status, content=body), body, config, "qwen")
+    assert error.message.startswith("The model server at vllm.internal ")
+    assert "Llama API" not in error.message
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        httpx.ConnectTimeout("slow"),
+        httpx.ReadTimeout("slow"),
+        httpx.ConnectError("refused"),
+        httpx.RemoteProtocolError("dropped"),
+    ],
+)
+def test_an_own_servers_connection_failure_names_that_server(exc):
+    config = ProviderConfig("http://vllm.internal:8000/v1", CONFIGURED_KEY, "openai")
+    for error in (error_from_exception(exc, config), error_from_body({"error": "x"}, config)):
+        assert "the model server at vllm.internal" in error.message.replace("The m", "the m")
+        assert "Llama API" not in error.message
 
 
 @pytest.mark.parametrize("key", [CONFIGURED_KEY, *FOREIGN_KEYS])

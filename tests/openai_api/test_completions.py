@@ -715,6 +715,26 @@ async def test_a_refused_provider_key_sends_the_caller_to_the_teams_admins(
     assert "ask your team's owners or admins" in failed.value.body["message"]
 
 
+@pytest.mark.parametrize(
+    ("directive", "status"), [("fault=401", 502), ("fault=503", 502), ("fault=stall", 504)]
+)
+async def test_an_own_servers_failure_names_that_server_not_the_llama_api(
+    sim, member, team, make_key, settings, directive, status
+):
+    settings.LLAMA_API_PROTOCOL = "openai"
+    settings.LLAMA_API_BASE_URL = sim.openai_url
+    settings.LLAMA_MAX_ATTEMPTS = 1
+    settings.LLAMA_TIMEOUTS = {**settings.LLAMA_TIMEOUTS, "first_token_timeout": 1}
+    key = await database_sync_to_async(make_key)(member, team)
+    with pytest.raises(openai.APIStatusError) as failed:
+        await sdk(key).chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": f"[sim:{directive}] hi"}]
+        )
+    assert failed.value.status_code == status
+    assert "The model server at 127.0.0.1" in failed.value.body["message"]
+    assert "Llama API" not in failed.value.body["message"]
+
+
 @pytest.mark.parametrize("stream", [False, True])
 async def test_tool_calls_though_no_tools_were_offered_are_dropped(
     sim, member, team, make_key, stream

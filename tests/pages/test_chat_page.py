@@ -157,6 +157,19 @@ def test_team_admins_are_told_whose_key_was_refused(owner_client, owner, team):
     assert "refused this team's key" in html and "LLAMA_API_KEY" not in html
 
 
+def test_the_key_warning_names_the_server_that_refused_the_key(owner_client, owner, team, settings):
+    settings.LLAMA_API_PROTOCOL = "openai"
+    settings.LLAMA_API_BASE_URL = "http://10.0.0.5:8000/v1"
+    refused_answer(team, owner)
+    html = owner_client.get("/").content.decode()
+    assert "The model server at 10.0.0.5 refused the site's key" in html
+    assert "Llama API" not in html
+    actions.set_provider(owner, team, base_url="https://9.9.9.8/v1", protocol="llama", api_key="k")
+    refused_answer(team, owner)
+    html = owner_client.get("/").content.decode()
+    assert "The Llama API refused this team's key" in html
+
+
 def test_a_team_admin_is_warned_without_a_link_to_the_owners_provider_page(
     client, admin_member, owner, team
 ):

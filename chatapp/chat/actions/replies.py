@@ -36,7 +36,7 @@ from chatapp.core.locking import lock_rows
 from chatapp.core.text import storable
 from chatapp.llm import StreamError, Usage, count_tokens_estimate, token_count
 from chatapp.teams import actions as team_actions
-from chatapp.teams import quota, reads, safety
+from chatapp.teams import providers, quota, reads, safety
 from chatapp.teams.models import MANAGER_ROLES, Membership, Team, TeamPolicy
 from chatapp.teams.policy import RULES_RELATED, PolicyError
 from chatapp.teams.safety import Finding
@@ -51,7 +51,7 @@ INTERRUPTED_CODE = "interrupted"
 INTERRUPTED_MESSAGE = "The server stopped while answering: regenerate to try again."
 # How an answer ends with nothing to show when it ends before any text or tool call.
 EMPTY_ENDS = (MessageStatus.ERROR, MessageStatus.STOPPED, MessageStatus.INTERRUPTED)
-KEY_REFUSED_FOR_MEMBERS = "The team's Llama API key was refused; your team admins have been told."
+KEY_REFUSED_FOR_MEMBERS = "{server} refused the team's key; your team admins have been told."
 
 
 # --- admission ---------------------------------------------------------------------------
@@ -445,7 +445,8 @@ def answer_failure(error: StreamError, team: Team, user: Any) -> AnswerFailure:
         return AnswerFailure(error.code, error.message, error.retryable)
     managers = Membership.objects.filter(team=team, role__in=MANAGER_ROLES)
     if not managers.filter(user=user).exists():
-        return AnswerFailure(error.code, KEY_REFUSED_FOR_MEMBERS, False)
+        message = KEY_REFUSED_FOR_MEMBERS.format(server=providers.provider_name(team))
+        return AnswerFailure(error.code, message, False)
     return AnswerFailure(error.code, error.message, False, provider_page(user, team.pk))
 
 
