@@ -54,17 +54,18 @@ def compose() -> dict:
 
 
 def interpolate(value: str, env: dict[str, str]) -> str:
-    """Compose's ${VAR}, ${VAR:-default} and ${VAR:?error}, for the forms this repo uses."""
+    """Compose's ${VAR}, ${VAR:-default}, ${VAR-default} (only when unset, not when empty) and
+    ${VAR:?error}, for the forms this repo uses."""
 
     def one(match: re.Match) -> str:
         name, op, arg = match.group(1), match.group(2), match.group(3)
-        if env.get(name):
+        if env.get(name) or (op == "-" and name in env):
             return env[name]
         if op == ":?":
             raise KeyError(f"{name}: {arg}")
         return arg or ""
 
-    return re.sub(r"\$\{(\w+)(?:(:-|:\?)([^}]*))?\}", one, value)
+    return re.sub(r"\$\{(\w+)(?:(:-|:\?|-)([^}]*))?\}", one, value)
 
 
 def documented_variables() -> set[str]:

@@ -104,6 +104,28 @@ def test_the_app_environment_loads_as_production_settings():
     assert interpolate(subnet, {}) in networks
 
 
+def test_the_model_settings_reach_the_app_as_the_operator_gives_them():
+    names = ("LLAMA_MODELS", "LLAMA_MODEL_CONTEXT", "LLAMA_IMAGE_MODELS")
+    without_compose = load_settings(clean_env(**OPERATOR_ENV), *names)
+    unset = load_settings(clean_env(**app_env()), *names)
+    assert unset.returncode == 0, unset.stderr
+    assert unset.stdout == without_compose.stdout  # unset in .env: the settings' own defaults
+    own_server = app_env(
+        LLAMA_MODELS="qwen2.5:32b,llava:13b",
+        LLAMA_MODEL_CONTEXT="qwen2.5:32b=32768",
+        LLAMA_IMAGE_MODELS="llava:13b",
+    )
+    given = load_settings(clean_env(**own_server), *names)
+    assert given.stdout.splitlines() == [
+        "['qwen2.5:32b', 'llava:13b']",
+        "{'qwen2.5:32b': 32768}",
+        "['llava:13b']",
+    ]
+    # LLAMA_IMAGE_MODELS= in .env: no model sees images (unset: the Llama 4 ones do)
+    empty = load_settings(clean_env(**app_env(LLAMA_IMAGE_MODELS="")), "LLAMA_IMAGE_MODELS")
+    assert empty.stdout == "[]\n"
+
+
 def test_every_variable_the_stack_sets_is_documented():
     documented = documented_variables()
     for name in app_env():
