@@ -216,8 +216,12 @@ async def model(request: HttpRequest, model_name: str) -> HttpResponse:
     return JsonResponse(model_object(model_name))
 
 
+# The site offers the models, as vLLM says "vllm": who made one (Meta? Alibaba?) it cannot know.
+MODELS_OWNED_BY = "llama-team-chat"
+
+
 def model_object(name: str) -> dict[str, Any]:
-    return {"id": name, "object": "model", "created": 0, "owned_by": "llama"}
+    return {"id": name, "object": "model", "created": 0, "owned_by": MODELS_OWNED_BY}
 
 
 # --- POST /v1/chat/completions -------------------------------------------------------------

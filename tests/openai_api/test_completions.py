@@ -198,6 +198,8 @@ async def test_models_are_the_ones_the_operator_lists(sim, member, team, make_ke
     client = sdk(await database_sync_to_async(make_key)(member, team))
     listed = await client.models.list()
     assert [model.id for model in listed.data] == ["qwen2.5:32b", "llama3.1:8b"]
+    # Offered by this site; who made a model it cannot know, and Qwen is not Llama.
+    assert {model.owned_by for model in listed.data} == {"llama-team-chat"}
     with pytest.raises(openai.NotFoundError):
         await client.models.retrieve(MODEL)
     with pytest.raises(openai.BadRequestError) as refused:
@@ -228,7 +230,7 @@ async def test_a_model_is_retrieved_only_when_the_team_may_use_it(sim, member, t
     await db(lambda: TeamPolicy.objects.create(team=team, allowed_models=[OTHER_MODEL]))
     client = sdk(await database_sync_to_async(make_key)(member, team))
     found = await client.models.retrieve(OTHER_MODEL)
-    assert (found.id, found.object, found.owned_by) == (OTHER_MODEL, "model", "llama")
+    assert (found.id, found.object, found.owned_by) == (OTHER_MODEL, "model", "llama-team-chat")
     for name in (MODEL, "meta-llama/Nowhere-1B"):
         with pytest.raises(openai.NotFoundError) as refused:
             await client.models.retrieve(name)
