@@ -45,7 +45,8 @@ async def healthz(request: HttpRequest) -> JsonResponse:
 @require_GET
 @never_cache
 async def readyz(request: HttpRequest) -> JsonResponse:
-    """Ready for users: as /healthz, and the configured Llama API lists its models.
+    """Ready for users: as /healthz, and the configured Llama API lists its models (those of
+    LLAMA_DEFAULT_MODEL and LLAMA_MODELS it lacks are named, without failing).
 
     The upstream part is only for callers that may read /metrics: anyone else would make the
     site spend its key (and learn about its provider) by asking. It is probed at most every
@@ -59,9 +60,15 @@ async def readyz(request: HttpRequest) -> JsonResponse:
     checks["upstream"], model_ids = await cached_upstream_models()
     extra = {}
     if checks["upstream"] == OK:
-        # Informational: a missing default model breaks new chats, not the whole site.
+        # Informational: a missing model breaks the chats on it, not the whole site.
         offered = settings.LLAMA_DEFAULT_MODEL in model_ids
         extra["default_model"] = OK if offered else "not offered by the upstream"
+        missing = [
+            model
+            for model in settings.LLAMA_MODELS
+            if model not in model_ids and model != settings.LLAMA_DEFAULT_MODEL
+        ]
+        extra["models"] = f"not offered by the upstream: {', '.join(missing)}" if missing else OK
     return _report(checks, **extra)
 
 

@@ -80,6 +80,7 @@ def test_readyz_checks_the_upstream_models(client, db, sim):
         "channel_layer": "ok",
         "upstream": "ok",
         "default_model": "ok",
+        "models": "ok",
     }
 
 
@@ -105,6 +106,17 @@ def test_readyz_points_out_a_default_model_the_upstream_lacks(client, db, sim):
         response = client.get("/readyz", **GUARDED)
     assert response.status_code == 200
     assert response.json()["default_model"] == "not offered by the upstream"
+
+
+def test_readyz_names_the_listed_models_the_upstream_lacks_without_failing(client, db, sim):
+    """A model the server has not loaded fails the chats on it, not the whole site."""
+    models = ["Llama-3.3-8B-Instruct", "qwen2.5:32b", "Llama-3.3-70B-Instruct", "llama3.1:8b"]
+    with override_settings(LLAMA_MODELS=models, LLAMA_DEFAULT_MODEL="mistral:7b"):
+        response = client.get("/readyz", **GUARDED)
+    assert response.status_code == 200
+    assert response.json()["status"] == "ok"
+    assert response.json()["default_model"] == "not offered by the upstream"
+    assert response.json()["models"] == "not offered by the upstream: qwen2.5:32b, llama3.1:8b"
 
 
 def test_liveness_does_not_depend_on_the_upstream(client, db):
