@@ -52,7 +52,7 @@ from chatapp.teams.models import (
     SafetyFlag,
     SystemPrompt,
 )
-from chatapp.teams.policy import site_models, team_policy, team_provider, team_rules
+from chatapp.teams.policy import team_policy, team_provider, team_rules
 from chatapp.teams.quota import tokens_used
 from chatapp.teams.usage import (
     CHARGEBACK_FIELDS,
@@ -568,7 +568,6 @@ def policy(request, team_id: int):
     context = {
         "form": form,
         "own_server": options["own_server"],
-        "site_models": site_models(),
         "rules": team_rules(team),
     }
     status = 400 if form.errors else 200
