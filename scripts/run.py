@@ -105,6 +105,12 @@ def serve(children: list[subprocess.Popen]) -> None:
             LLAMA_OFFLINE_DEMO="1",
         )
         print(f"No LLAMA_API_KEY set: offline demo with the simulator on port {sim_port}.")
+        if os.environ.get("LLAMA_API_BASE_URL"):  # a server of one's own that takes no key
+            print(
+                "LLAMA_API_BASE_URL is not used without LLAMA_API_KEY: for a server that takes"
+                " no key (vLLM, Ollama, llama.cpp), set LLAMA_API_KEY to any word.",
+                file=sys.stderr,
+            )
 
     migrate = start(["migrate", "--noinput"], env)
     children.append(migrate)

@@ -182,3 +182,25 @@ def test_the_server_output_never_names_a_credential_in_an_address(tmp_path):
     text = output.read_text()
     assert "GET /invite/[redacted]/ 302" in text  # the app's own line
     assert token not in text
+
+
+def test_a_server_named_without_a_key_is_said_to_be_left_for_the_simulator(tmp_path, sim):
+    """Without LLAMA_API_KEY make run is the offline demo; an operator who named a server of
+    their own that takes no key (vLLM, Ollama) is told why it is not used, and what to set."""
+    port, sim_port = free_port(), free_port()
+    env = run_env(tmp_path, port, sim_port)
+    env.update(LLAMA_API_PROTOCOL="openai", LLAMA_API_BASE_URL=sim.openai_url)
+    output = tmp_path / "output.txt"
+    with output.open("w") as written:
+        run = start_make_run(env, stdout=written, stderr=subprocess.STDOUT)
+        try:
+            wait_for_http(f"http://127.0.0.1:{port}/healthz", run, "make run", seconds=240)
+            os.killpg(run.pid, signal.SIGINT)
+            run.wait(timeout=60)
+        finally:
+            if run.poll() is None:
+                os.killpg(run.pid, signal.SIGKILL)
+    assert (
+        "LLAMA_API_BASE_URL is not used without LLAMA_API_KEY: for a server that takes no key"
+        " (vLLM, Ollama, llama.cpp), set LLAMA_API_KEY to any word." in output.read_text()
+    )
