@@ -52,12 +52,16 @@ class Simulator:
         tokens_per_second: float = 40.0,
         first_token_delay: float = 0.3,
         api_key: str | None = None,
+        models: tuple[str, ...] = MODELS,
+        image_models: tuple[str, ...] = IMAGE_MODELS,
     ):
         if tokens_per_second <= 0 or first_token_delay < 0:
             raise ValueError("tokens_per_second must be positive and first_token_delay >= 0")
         self.tokens_per_second = tokens_per_second
         self.first_token_delay = first_token_delay
         self.api_key = api_key  # None: any Bearer key except "bad-key" is accepted
+        # The models it serves (a vLLM or Ollama server's ids, say) and those that see images.
+        self.models, self.image_models = models, image_models
         self.requests: deque[dict] = deque(maxlen=RECORDED_REQUESTS)
         # Moderation requests: POST /moderations bodies and chat requests to a Guard model.
         self.moderations: deque[dict] = deque(maxlen=RECORDED_REQUESTS)
@@ -221,12 +225,13 @@ class Call:
 
     async def models(self) -> None:
         if await self.authorized():
-            await self.exchange.json(200, {"object": "list", "data": [_model(m) for m in MODELS]})
+            models = [_model(m) for m in self.sim.models]
+            await self.exchange.json(200, {"object": "list", "data": models})
 
     async def model(self, model_id: str) -> None:
         if not await self.authorized():
             return
-        if model_id in MODELS:
+        if model_id in self.sim.models:
             return await self.exchange.json(200, _model(model_id))
         await self.error(404, f"Model '{model_id}' not found.", "model_not_found")
 
@@ -333,12 +338,14 @@ class Call:
         if problem:
             await self.error(400, problem, "invalid_request")
             return False
-        if body["model"] not in MODELS:
+        if body["model"] not in self.sim.models:
             await self.error(404, f"Model '{body['model']}' not found.", "model_not_found")
             return False
         return True
 
-    async def attachments(self, body: dict, sees_images=IMAGE_MODELS) -> Received | None:
+    async def attachments(
+        self, body: dict, sees_images: tuple[str, ...] | None = None
+    ) -> Received | None:
         """The images and documents the request carries (images only for a model that
         `sees_images`); None once a 400 has been sent."""
         try:
@@ -346,7 +353,7 @@ class Call:
         except ContentError as exc:
             await self.error(400, str(exc), "invalid_request")
             return None
-        if found.images and body["model"] not in sees_images:
+        if found.images and body["model"] not in (sees_images or self.sim.image_models):
             detail = f"Model '{body['model']}' does not accept images."
             await self.error(400, detail, "invalid_request")
             return None

@@ -3,6 +3,7 @@
 import argparse
 
 from .app import Simulator
+from .models import IMAGE_MODELS, MODELS
 from .server import serve
 
 DESCRIPTION = (
@@ -21,13 +22,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help='accept only this Bearer key (default: any key except "bad-key")',
     )
+    parser.add_argument(
+        "--models",
+        type=_ids,
+        default=MODELS,
+        help="comma-separated model ids to serve, as a vLLM or Ollama server would"
+        " (default: the Llama API's four)",
+    )
+    parser.add_argument(
+        "--image-models",
+        type=_ids,
+        default=IMAGE_MODELS,
+        help="comma-separated ids of the models that take images (default: the Llama 4 two)",
+    )
+
+
+def _ids(text: str) -> tuple[str, ...]:
+    return tuple(filter(None, (item.strip() for item in text.split(","))))
 
 
 def run(
-    *, host: str, port: int, tokens_per_second: float, first_token_delay: float, api_key: str | None
+    *,
+    host: str,
+    port: int,
+    tokens_per_second: float,
+    first_token_delay: float,
+    api_key: str | None,
+    models: tuple[str, ...] = MODELS,
+    image_models: tuple[str, ...] = IMAGE_MODELS,
 ) -> None:
     app = Simulator(
-        tokens_per_second=tokens_per_second, first_token_delay=first_token_delay, api_key=api_key
+        tokens_per_second=tokens_per_second,
+        first_token_delay=first_token_delay,
+        api_key=api_key,
+        models=models,
+        image_models=image_models,
     )
     print(f"Llama API simulator on http://{host}:{port}/v1 and /compat/v1", flush=True)
     serve(host, port, app)

@@ -13,6 +13,8 @@ from chatapp.tools.actions import fetch_listing, store_listing
 from chatapp.tools.models import ToolServer
 from chatapp.uploads.models import Upload
 from llama_simulator import RunningSimulator
+from llama_simulator.models import IMAGE_MODELS as SIM_IMAGE_MODELS
+from llama_simulator.models import MODELS as SIM_MODELS
 from tests.support.mcp_server import RunningToolServer, run_tool_server
 from tests.support.polling import wait_for
 from tests.support.simulator import MODEL, SimulatorOptions, SimulatorPool
@@ -191,6 +193,7 @@ def sim(request, simulators, simulator_options) -> RunningSimulator:
             wait_for(lambda: not server.active_streams, "earlier streams to end", seconds=5)
     server.reset()
     server.app.api_key = simulator_options.api_key
+    server.app.models, server.app.image_models = SIM_MODELS, SIM_IMAGE_MODELS  # a test may swap
     if simulator_options.site_provider:
         settings = request.getfixturevalue("settings")
         settings.LLAMA_API_BASE_URL = server.native_url

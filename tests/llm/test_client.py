@@ -218,6 +218,16 @@ async def test_every_failure_names_the_server_that_failed(make_client, sim, prot
         assert "Llama API" not in events[-1].message
 
 
+async def test_the_simulator_serves_the_models_it_is_given_like_a_vllm_server(make_client, sim):
+    sim.app.models = ("qwen2.5:32b", "llava:13b")
+    client = make_client()
+    assert await client.list_models() == ["qwen2.5:32b", "llava:13b"]
+    answered = [e async for e in client.stream_chat(user("hi"), ChatParams("qwen2.5:32b"))]
+    assert isinstance(answered[-1], Finish)
+    refused = [e async for e in client.stream_chat(user("hi"), ChatParams(MODEL))]
+    assert refused[0].code == "model_not_found"
+
+
 async def test_conversation_beyond_the_context_window_is_context_too_long(make_client, sim):
     huge = "word " * 110_000
     events = await collect(make_client(), huge, max_tokens=MODEL_MAX_OUTPUT[MODEL])

@@ -9,11 +9,6 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         add_arguments(parser)
 
-    def handle(self, *args, host, port, tokens_per_second, first_token_delay, api_key, **options):
-        run(
-            host=host,
-            port=port,
-            tokens_per_second=tokens_per_second,
-            first_token_delay=first_token_delay,
-            api_key=api_key,
-        )
+    def handle(self, *args, **options):
+        names = ("tokens_per_second", "first_token_delay", "api_key", "models", "image_models")
+        run(host=options["host"], port=options["port"], **{name: options[name] for name in names})
