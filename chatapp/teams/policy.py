@@ -48,7 +48,15 @@ class Limits:
     max_tokens: int
 
     def max_tokens_for(self, model: str) -> int:
-        return min(self.max_tokens, MODEL_MAX_OUTPUT.get(model, MAX_TOKENS_CAP))
+        return min(self.max_tokens, output_ceiling(model))
+
+
+def output_ceiling(model: str) -> int:
+    """The most a model may be asked to write: its own limit where the site knows it, and
+    never more than the context window the operator gave it (LLAMA_MODEL_CONTEXT)."""
+    ceiling = MODEL_MAX_OUTPUT.get(model, MAX_TOKENS_CAP)
+    window = django_settings.LLAMA_MODEL_CONTEXT.get(model)
+    return min(ceiling, window) if window else ceiling
 
 
 def team_policy(team) -> TeamPolicy:

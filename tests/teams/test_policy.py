@@ -110,6 +110,16 @@ def test_max_tokens_also_stays_under_the_models_own_limit(team, member):
         effective_settings(member, team, {"model": SMALL, "max_tokens": 20_000})
 
 
+def test_max_tokens_stays_within_the_window_the_operator_gave_a_model(team, member, settings):
+    settings.LLAMA_DEFAULT_MODEL = "qwen2.5:32b"
+    settings.LLAMA_MODELS = ["qwen2.5:32b"]
+    settings.LLAMA_MODEL_CONTEXT = {"qwen2.5:32b": 32_768}
+    with pytest.raises(PolicyError, match="between 1 and 32768"):
+        effective_settings(member, team, {"model": "qwen2.5:32b", "max_tokens": 40_000})
+    asked = effective_settings(member, team, {"model": "qwen2.5:32b", "max_tokens": 32_768})
+    assert asked["max_tokens"] == 32_768
+
+
 def test_validate_settings_checks_only_what_is_given(team, restricted):
     assert validate_settings(team, {"model": None, "temperature": 0.2}) == {
         "model": None,
