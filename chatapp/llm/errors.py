@@ -44,7 +44,7 @@ def error_from_response(
 ) -> LlmError:
     status = response.status_code
     detail = _detail_from_body(body, config.api_key)
-    code, message = _classify(status, detail, model, server_name(config))
+    code, message = _classify(status, detail, model, server_name(config), config.address_set_in)
     return LlmError(
         code,
         message,
@@ -82,7 +82,7 @@ def error_from_exception(exc: BaseException, config: ProviderConfig) -> LlmError
     if isinstance(exc, httpx.ConnectTimeout):
         message = (
             f"Could not connect to {server} within {config.connect_timeout:g} s:"
-            " check LLAMA_API_BASE_URL and the network."
+            f" check {config.address_set_in} and the network."
         )
         return LlmError("timeout", message, retryable=True)
     if isinstance(exc, TimeoutError | httpx.TimeoutException):
@@ -92,7 +92,7 @@ def error_from_exception(exc: BaseException, config: ProviderConfig) -> LlmError
         )
         return LlmError("timeout", message, retryable=True)
     if isinstance(exc, httpx.ConnectError):
-        message = f"Could not reach {server}: check LLAMA_API_BASE_URL and the network."
+        message = f"Could not reach {server}: check {config.address_set_in} and the network."
         return LlmError("upstream_unavailable", message, retryable=True)
     message = (
         f"The connection to {server_in_sentence(config)} dropped before the answer started:"
@@ -147,7 +147,9 @@ def _capped(seconds: float) -> float | None:
     return seconds if 0 <= seconds <= RETRY_AFTER_CAP else None
 
 
-def _classify(status: int, detail: str, model: str | None, server: str) -> tuple[str, str]:
+def _classify(
+    status: int, detail: str, model: str | None, server: str, address_set_in: str
+) -> tuple[str, str]:
     lowered = detail.lower()
     if status in (401, 403):
         return "auth_failed", (
@@ -167,7 +169,7 @@ def _classify(status: int, detail: str, model: str | None, server: str) -> tuple
     if status == 404:
         return (
             "bad_request",
-            f"{server} has no such endpoint (HTTP 404): check LLAMA_API_BASE_URL.",
+            f"{server} has no such endpoint (HTTP 404): check {address_set_in}.",
         )
     if status == 429:
         return "rate_limited", (

@@ -44,6 +44,8 @@ class ProviderConfig:
     idle_timeout: float = 30.0
     total_timeout: float = 600.0
     max_attempts: int = 3
+    # Where an operator sets base_url, as messages about an unreachable server point to it.
+    address_set_in: str = "LLAMA_API_BASE_URL"
 
     def __post_init__(self) -> None:
         if problem := url_problem(self.base_url):

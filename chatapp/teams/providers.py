@@ -3,6 +3,7 @@
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 
 from django.conf import settings as django_settings
 
@@ -38,7 +39,9 @@ def llama_client(team: Team, rules: TeamRules | None = None) -> LlamaClient:
         "The team's provider settings", "a team owner must correct them on the team's Provider page"
     ):
         if provider.base_url:
-            return GuardedLlamaClient(_config(provider.base_url, key, provider.protocol))
+            config = _config(provider.base_url, key, provider.protocol)
+            where = "the address on the team's Provider page"
+            return GuardedLlamaClient(replace(config, address_set_in=where))
         return LlamaClient(_config(site_url, key, site_protocol))
 
 

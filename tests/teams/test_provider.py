@@ -10,6 +10,7 @@ from chatapp.teams.models import AuditEvent, Team, TeamProvider
 from chatapp.teams.network import GuardedLlamaClient
 from chatapp.teams.policy import PolicyError
 from chatapp.teams.providers import llama_client
+from tests.support.ports import free_port
 
 from .conftest import SITE_KEY, TEAM_KEY, TEAM_SERVER
 from .helpers import ask, failure, finished
@@ -248,6 +249,21 @@ def test_the_site_key_is_never_sent_to_a_team_server(team, sim, site, settings):
     assert client.config.base_url == "http://127.0.0.1:9/v1"
     assert failure(ask(client)).code == "upstream_unavailable"
     assert sim.requests == []
+
+
+def test_a_team_server_out_of_reach_points_at_the_teams_provider_page(team, site, settings):
+    """The fix is on the team's Provider page, not in the site's LLAMA_API_BASE_URL."""
+    settings.LLAMA_ALLOW_PRIVATE_PROVIDER_URLS = True
+    TeamProvider.objects.create(
+        team=team,
+        base_url=f"http://127.0.0.1:{free_port()}/v1",  # nothing listens there
+        protocol="openai",
+        api_key_encrypted=crypto.encrypt(TEAM_KEY),
+    )
+    error = failure(ask(llama_client(team)))
+    assert error.code == "upstream_unavailable"
+    assert "the team's Provider page" in error.message
+    assert "LLAMA_API_BASE_URL" not in error.message
 
 
 def test_a_team_server_on_loopback_answers_when_the_site_allows_it(team, sim, site, settings):
