@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+import environ
+
 from chatapp.core.supervisor import die_with_parent
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,12 +81,26 @@ def start(command: list[str], env: dict[str, str]) -> subprocess.Popen:
     )
 
 
-def serve(children: list[subprocess.Popen]) -> None:
+def environment(root: Path = ROOT) -> dict[str, str]:
+    """This process's environment with what the project's .env adds, read as the settings
+    read it (the environment wins): make run decides on the key the app will see."""
     env = dict(os.environ)
+
+    class Into(environ.Env):
+        ENVIRON = env
+
+    if (root / ".env").exists():
+        Into.read_env(root / ".env", overwrite=False)
+    return env
+
+
+def serve(children: list[subprocess.Popen]) -> None:
+    env = environment()
     env.setdefault("DEBUG", "1")
     port = port_setting(env, "PORT", "8000")
     sim_port = port_setting(env, "SIMULATOR_PORT", "8100")
     if not env.get("LLAMA_API_KEY"):
+        base_url = env.get("LLAMA_API_BASE_URL")
         # Else the wait below would find that other server and point the app at it.
         if in_use(sim_port):
             sys.exit(
@@ -105,7 +121,7 @@ def serve(children: list[subprocess.Popen]) -> None:
             LLAMA_OFFLINE_DEMO="1",
         )
         print(f"No LLAMA_API_KEY set: offline demo with the simulator on port {sim_port}.")
-        if os.environ.get("LLAMA_API_BASE_URL"):  # a server of one's own that takes no key
+        if base_url:  # a server of one's own that takes no key
             print(
                 "LLAMA_API_BASE_URL is not used without LLAMA_API_KEY: for a server that takes"
                 " no key (vLLM, Ollama, llama.cpp), set LLAMA_API_KEY to any word.",
