@@ -31,16 +31,22 @@ def add_server_in_the_database(app_server, team_id: int, url: str) -> None:
     )
 
 
-def test_tools_page_lists_toggles_refuses_refreshes_and_removes(
-    page, page_watch, app_server, user, sim, mcp_server, screenshot
-):
+def team_with_a_server(page, app_server, user, url: str) -> int:
+    """Signs in, creates a team on its page and adds the tool server at url to it."""
     log_in(page, user)
     page.goto("/teams/")
     page.get_by_label("Name").fill("Tools team")
     page.get_by_role("button", name="Create team").click()
     page.wait_for_url(re.compile(r"/teams/\d+/$"))
     team_id = int(page.url.rstrip("/").rsplit("/", 1)[1])
-    add_server_in_the_database(app_server, team_id, mcp_server.url)
+    add_server_in_the_database(app_server, team_id, url)
+    return team_id
+
+
+def test_tools_page_lists_toggles_refuses_refreshes_and_removes(
+    page, page_watch, app_server, user, sim, mcp_server, screenshot
+):
+    team_with_a_server(page, app_server, user, mcp_server.url)
 
     page.get_by_role("navigation", name="Team sections").get_by_role("link", name="Tools").click()
     server = page.get_by_role("region", name="helpdesk")
@@ -113,13 +119,7 @@ def test_a_server_with_many_long_described_tools_stays_usable(
     tens of screens long), and Save tools stays in sight while the list scrolls."""
     page.set_viewport_size({"width": width, "height": 844})
     with run_tool_server(tools=many_tools()) as running:
-        log_in(page, user)
-        page.goto("/teams/")
-        page.get_by_label("Name").fill("Tools team")
-        page.get_by_role("button", name="Create team").click()
-        page.wait_for_url(re.compile(r"/teams/\d+/$"))
-        team_id = int(page.url.rstrip("/").rsplit("/", 1)[1])
-        add_server_in_the_database(app_server, team_id, running.url)
+        team_id = team_with_a_server(page, app_server, user, running.url)
     page.goto(f"/teams/{team_id}/tools/")
     server = page.get_by_role("region", name="helpdesk")
     first = server.get_by_role("row").filter(has_text="tool_000")
