@@ -382,3 +382,38 @@ def test_a_conversation_written_in_moves_to_the_top(sidebar_page, conversations)
     expect(page.locator(".conversation-name").first).to_have_text("Gamma ideas")
     assert titles(page)[:3] == ["Gamma ideas", "Alpha plan", "Beta notes"]
     assert page.get_by_role("link", name="Gamma ideas").get_attribute("aria-current") == "page"
+
+
+def delete_on_the_server(app_server, conversation_id: int) -> None:
+    """Gone from the database, as a delete from elsewhere would leave it, and nothing said."""
+    app_server.run_python(
+        "from chatapp.chat.models import Conversation\n"
+        f"Conversation.objects.filter(pk={conversation_id}).delete()"
+    )
+
+
+def test_a_delete_that_fails_leaves_the_keyboard_on_its_row(
+    sidebar_page, app_server, conversations
+):
+    page = sidebar_page
+    row = page.get_by_role("link", name="Beta notes")
+    row.focus()
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowUp")  # Delete, the last item
+    page.keyboard.press("Enter")
+    delete_on_the_server(app_server, conversations["Beta notes"])
+    page.get_by_role("dialog").get_by_role("button", name="Delete").press("Enter")
+    expect(page.locator("#chat-notice")).to_contain_text("Could not delete")
+    expect(row).to_be_focused()
+
+
+def test_a_pin_that_fails_leaves_the_keyboard_on_its_row(sidebar_page, app_server, conversations):
+    page = sidebar_page
+    row = page.get_by_role("link", name="Beta notes")
+    row.focus()
+    delete_on_the_server(app_server, conversations["Beta notes"])
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowDown")  # Pin
+    page.keyboard.press("Enter")
+    expect(page.locator("#chat-notice")).to_contain_text("Could not pin")
+    expect(row).to_be_focused()

@@ -518,7 +518,13 @@ export class Sidebar {
       this.handlers.announce?.(`${pinned ? "Pinned" : "Unpinned"} “${li.dataset.title}”`);
     } catch (error) {
       this.handlers.notify(`Could not ${pinned ? "pin" : "unpin"}: ${error.message}`);
+      this.focusRow(id, li); // the menu item that had the keyboard is gone
     }
+  }
+
+  /** Back to a row's link; the list may have been redrawn (a search landing) meanwhile. */
+  focusRow(id, li) {
+    (this.item(id) || li).querySelector(".conversation-link").focus();
   }
 
   startRename(li) {
@@ -597,6 +603,7 @@ export class Sidebar {
           this.handlers.deleted(id);
         } catch (error) {
           this.handlers.notify(`Could not delete: ${error.message}`);
+          this.focusRow(id, li);
         }
       },
       { once: true },
