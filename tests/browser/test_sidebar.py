@@ -417,3 +417,21 @@ def test_a_pin_that_fails_leaves_the_keyboard_on_its_row(sidebar_page, app_serve
     page.keyboard.press("Enter")
     expect(page.locator("#chat-notice")).to_contain_text("Could not pin")
     expect(row).to_be_focused()
+
+
+def test_leaving_a_rename_saves_it_and_focus_goes_where_it_was_moved(sidebar_page):
+    page = sidebar_page
+    chat = ChatPage(page)
+    page.get_by_role("link", name="Beta notes").focus()
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("Enter")  # Rename
+    page.get_by_label("New title").fill("Beta plans")
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="Beta plans")).to_be_visible()
+    expect(page.get_by_role("link", name="Gamma ideas")).to_be_focused()  # the next row
+
+    click_row_action(page, "Alpha plan", "Rename")
+    page.get_by_label("New title").fill("Alpha plans")
+    chat.input.click()
+    expect(page.get_by_role("link", name="Alpha plans")).to_be_visible()
+    expect(chat.input).to_be_focused()  # not pulled back to the row

@@ -539,14 +539,15 @@ export class Sidebar {
     });
     const before = li.dataset.title; // a rename from elsewhere meanwhile is not undone
     let done = false;
-    const finish = async (save) => {
+    // focus: back to the row, unless the user moved it elsewhere (Tab, a click) to leave.
+    const finish = async (save, { focus = true } = {}) => {
       if (done) return;
       done = true;
       const title = input.value.trim();
       input.remove();
       link.hidden = false;
       if (!save || !title || title === before) {
-        link.focus();
+        if (focus) link.focus();
         return;
       }
       try {
@@ -560,7 +561,7 @@ export class Sidebar {
       } catch (error) {
         this.handlers.notify(`Could not rename: ${error.message}`);
       }
-      link.focus();
+      if (focus) link.focus();
     };
     input.addEventListener("keydown", (event) => {
       if (event.key === "Enter") {
@@ -571,7 +572,9 @@ export class Sidebar {
         finish(false);
       }
     });
-    input.addEventListener("blur", () => finish(true));
+    input.addEventListener("blur", (event) =>
+      finish(true, { focus: event.relatedTarget === null }),
+    );
     // The link stays, hidden: a new title or the active mark from elsewhere still reach it.
     link.hidden = true;
     link.before(input);
