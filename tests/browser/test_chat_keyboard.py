@@ -171,3 +171,16 @@ def test_dismissing_the_notice_from_the_keyboard_leaves_focus_in_the_composer(lo
     page.keyboard.press("Enter")
     expect(notice).to_be_hidden()
     expect(chat.input).to_be_focused()  # not lost to the top of the page with the notice
+
+
+def test_home_and_end_reach_the_first_and_last_items_of_a_row_menu(
+    logged_in_page, three_conversations
+):
+    page = logged_in_page
+    page.get_by_role("link", name="Second").focus()
+    page.keyboard.press("ArrowRight")
+    menu = page.get_by_role("menu", name="Actions for “Second”")
+    page.keyboard.press("End")
+    expect(menu.get_by_role("menuitem", name="Delete")).to_be_focused()
+    page.keyboard.press("Home")
+    expect(menu.get_by_role("menuitem", name="Rename")).to_be_focused()

@@ -436,6 +436,9 @@ export class Sidebar {
       if (event.key in moves) {
         event.preventDefault();
         items[(index + moves[event.key] + items.length) % items.length].focus();
+      } else if (event.key === "Home" || event.key === "End") {
+        event.preventDefault();
+        (event.key === "Home" ? items[0] : items.at(-1)).focus();
       } else if (event.key === "Escape" || event.key === "ArrowLeft") {
         event.preventDefault();
         event.stopPropagation();
