@@ -236,6 +236,21 @@ def test_an_empty_chat_offers_the_teams_starter_suggestions(logged_in_page, app_
     expect(starters).to_be_hidden()
 
 
+def test_a_starter_chosen_from_the_keyboard_leaves_focus_in_the_message_box(
+    logged_in_page, app_server, user, sim
+):
+    page = logged_in_page
+    seed_team(app_server, user, role="member", starters=["Plan a trip to Cusco"])
+    page.reload()
+    page.wait_for_selector("html[data-socket=open]", state="attached")
+    chat = ChatPage(page)
+    starter = page.get_by_role("button", name="Plan a trip to Cusco")
+    starter.focus()
+    page.keyboard.press("Enter")
+    expect(starter).to_be_hidden()  # the empty chat's suggestions go with the first question
+    expect(chat.input).to_be_focused()  # not lost with them
+
+
 def test_a_starter_clicked_before_the_socket_opens_waits_in_the_message_box(
     logged_in_page, app_server, user
 ):

@@ -632,7 +632,10 @@ class ChatPage {
       this.update(() => (this.state.notice = null)),
     );
     for (const starter of this.starters) {
-      starter.addEventListener("click", () => this.send(starter.textContent));
+      starter.addEventListener("click", () => {
+        this.send(starter.textContent);
+        this.input.focus(); // the suggestions go away with the first question
+      });
     }
   }
 
