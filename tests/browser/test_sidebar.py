@@ -435,3 +435,23 @@ def test_leaving_a_rename_saves_it_and_focus_goes_where_it_was_moved(sidebar_pag
     chat.input.click()
     expect(page.get_by_role("link", name="Alpha plans")).to_be_visible()
     expect(chat.input).to_be_focused()  # not pulled back to the row
+
+
+def test_a_focused_row_deleted_in_another_tab_hands_focus_to_its_neighbour(
+    sidebar_page, context, conversations
+):
+    page = sidebar_page
+    page.get_by_role("link", name="Beta notes").focus()
+    other_tab = context.new_page()
+    other_tab.goto("/")
+    other_tab.wait_for_selector("html[data-socket=open]")
+    other_tab.evaluate(
+        """async (id) => {
+            const token = document.cookie.match(/csrftoken=([^;]+)/)[1];
+            await fetch(`/api/conversations/${id}/`,
+                        {method: "DELETE", headers: {"X-CSRFToken": token}});
+        }""",
+        conversations["Beta notes"],
+    )
+    page.get_by_role("link", name="Beta notes").wait_for(state="detached")
+    expect(page.get_by_role("link", name="Gamma ideas")).to_be_focused()

@@ -295,10 +295,25 @@ export class Sidebar {
   remove(id) {
     const entry = this.entries.get(id);
     if (!entry) return this.heard(id, { deleted: true });
+    // Deleted elsewhere under the keyboard's focus: the next row (or the search box) takes it.
+    const focused = entry.li.contains(document.activeElement);
+    const neighbour = this.neighbourOf(id);
     entry.li.remove();
     this.entries.delete(id);
     this.order = this.order.filter((other) => other !== id);
     this.render();
+    if (focused) this.focusRowOrSearch(neighbour);
+  }
+
+  /** The row after a conversation's, or else the one before (null: it is the only one). */
+  neighbourOf(id) {
+    const at = this.order.indexOf(id);
+    const neighbourId = this.order[at + 1] ?? this.order[at - 1];
+    return neighbourId === undefined ? null : this.item(neighbourId);
+  }
+
+  focusRowOrSearch(li) {
+    (li?.querySelector(".conversation-link") || this.search).focus();
   }
 
   /** A change to a conversation not listed: kept for the page of the list loading now. */
@@ -600,12 +615,10 @@ export class Sidebar {
         try {
           await api(`/api/conversations/${id}/`, { method: "DELETE" });
           // The list may have been redrawn (a search landing) while the dialog was open.
-          const at = this.order.indexOf(id);
-          const neighbourId = this.order[at + 1] ?? this.order[at - 1];
-          if (at < 0) li.remove();
+          const neighbour = this.neighbourOf(id);
+          if (!this.order.includes(id)) li.remove();
           this.remove(id);
-          const neighbour = neighbourId === undefined ? null : this.item(neighbourId);
-          (neighbour?.querySelector(".conversation-link") || this.search).focus();
+          this.focusRowOrSearch(neighbour);
           this.handlers.deleted(id);
         } catch (error) {
           this.handlers.notify(`Could not delete: ${error.message}`);
