@@ -348,3 +348,28 @@ def test_an_answer_whose_regenerate_was_lost_stays_when_another_tab_asks(
     expect(first.questions).to_have_count(2)
     expect(first.answers).to_have_count(2)
     first.wait_for_status("complete", first.answers.nth(1))
+
+
+def test_a_button_taken_away_by_another_tab_hands_focus_to_the_message_box(
+    logged_in_page, second_tab
+):
+    first = ChatPage(logged_in_page)
+    first.send("Hello")
+    first.wait_for_status("complete")
+    second_tab.goto(f"/c/{first.conversation_id()}/")
+    second_tab.wait_for_selector("html[data-socket=open]")
+    second = ChatPage(second_tab)
+    regenerate = first.last_answer().get_by_role("button", name="Regenerate")
+    regenerate.focus()
+    second.send("[sim:pace tps=8] [sim:long tokens=200] And more")
+    expect(first.questions).to_have_count(2)
+    expect(regenerate).to_be_hidden()  # only the last answer has one
+    expect(first.input).to_be_focused()  # not lost to the page
+    second.stop_button.click()
+    first.wait_for_status("stopped")
+
+    edit = first.questions.last.get_by_role("button", name="Edit this question")
+    edit.focus()
+    second.last_answer().get_by_role("button", name="Regenerate").click()
+    expect(edit).to_be_disabled()  # while the new answer streams
+    expect(first.input).to_be_focused()

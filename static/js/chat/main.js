@@ -971,6 +971,15 @@ class ChatPage {
 
   // ---- drawing ----------------------------------------------------------------------------
 
+  /** A message's button taken away under the keyboard's focus (another tab asked, an answer
+   * streams): the message box takes it rather than the page. */
+  keepFocus(focused) {
+    if (focused === null || focused === $("messages")) return;
+    const active = document.activeElement;
+    const gone = active === focused && (focused.disabled || !focused.checkVisibility());
+    if (active === document.body || gone) this.input.focus();
+  }
+
   render() {
     const state = this.state;
     const title = state.title || "New chat";
@@ -979,6 +988,8 @@ class ChatPage {
     document.title = `${title} · Llama team chat`;
     this.renderModel(state.model);
     this.renderSystemPrompt(state.systemPrompt);
+    // The keyboard's place in the messages, before they are drawn anew.
+    const focused = $("messages").contains(document.activeElement) ? document.activeElement : null;
     const due = this.messages.render(state.messages, { busy: state.busy, editing: state.editing });
     // A streaming answer's newer text waits its turn; drawn then, even if no frame comes.
     clearTimeout(this.renderTimer);
@@ -996,6 +1007,7 @@ class ChatPage {
       if (!this.messages.focusEditButton(this.editCancelled)) this.input.focus();
       this.editCancelled = null;
     }
+    this.keepFocus(focused);
     this.renderComposer();
     this.renderNotice(state.notice);
     setText($("chat-announcer"), state.announcement);
