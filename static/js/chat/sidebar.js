@@ -111,6 +111,12 @@ export class Sidebar {
     );
   }
 
+  /** The address of the list's first page, for its search and team. */
+  firstPage() {
+    const team = this.team ? `&team=${this.team}` : "";
+    return `/api/conversations/?q=${encodeURIComponent(this.query)}&page=1${team}`;
+  }
+
   reload() {
     this.query = this.search.value.trim();
     this.generation += 1;
@@ -119,8 +125,7 @@ export class Sidebar {
     this.sections.clear();
     this.order = [];
     this.meanwhile.clear();
-    const team = this.team ? `&team=${this.team}` : "";
-    this.next = `/api/conversations/?q=${encodeURIComponent(this.query)}&page=1${team}`;
+    this.next = this.firstPage();
     this.loading = false;
     return this.loadMore();
   }
@@ -130,10 +135,9 @@ export class Sidebar {
    * merged in, so the rows loaded, the scroll and the search stay. */
   async refresh() {
     const generation = this.generation;
-    const team = this.team ? `&team=${this.team}` : "";
     let data;
     try {
-      data = await api(`/api/conversations/?q=${encodeURIComponent(this.query)}&page=1${team}`);
+      data = await api(this.firstPage());
     } catch {
       return; // the list stays as it was: the next reconnect asks again
     }
