@@ -93,11 +93,16 @@ def env_url(name: str, default: str, schemes: tuple[str, ...]) -> str:
     return value
 
 
+def is_model_id(value: str) -> bool:
+    """Printable, without spaces: what team policies take as a model id."""
+    return value.isprintable() and not any(c.isspace() for c in value)
+
+
 def env_model(name: str, default: str) -> str:
     """A model id: not empty, at most 200 characters (what a conversation stores), without
     spaces or control characters (as team policies take)."""
     value = env.str(name, default=default).strip()
-    if not value or not value.isprintable() or any(c.isspace() for c in value) or len(value) > 200:
+    if not value or not is_model_id(value) or len(value) > 200:
         raise ImproperlyConfigured(
             f"{name} must be a model id of at most 200 characters, without spaces or control"
             f" characters, such as {default}"
@@ -110,7 +115,7 @@ def env_models(name: str, default: tuple[str, ...]) -> list[str]:
     models: list[str] = []
     for model in filter(None, (item.strip() for item in env.list(name, default=[]))):
         # Longer than a conversation's model field: every chat on it would fail to save.
-        if not model.isprintable() or any(c.isspace() for c in model) or len(model) > 200:
+        if not is_model_id(model) or len(model) > 200:
             raise ImproperlyConfigured(
                 f"{name} must be comma-separated model ids of at most 200 characters, without"
                 f" spaces or control characters, such as qwen2.5:32b,llama3.1:8b (got {model!r})"
@@ -126,7 +131,7 @@ def env_model_windows(name: str, minimum: int, maximum: int) -> dict[str, int]:
     windows: dict[str, int] = {}
     for item in filter(str.strip, env.list(name, default=[])):
         model, _, tokens = (part.strip() for part in item.partition("="))
-        if not model or not tokens or not model.isprintable() or any(c.isspace() for c in model):
+        if not model or not tokens or not is_model_id(model):
             raise ImproperlyConfigured(
                 f"{name} must be comma-separated model=tokens pairs, model ids without spaces or"
                 f" control characters, such as qwen2.5:32b=32768,my-model=131072 (got {item!r})"
@@ -676,7 +681,7 @@ LLAMA_IMAGE_MODELS = [
     if name.strip()
 ]
 for _model in LLAMA_IMAGE_MODELS:  # such an id never equals a model's, so it never sees images
-    if not _model.isprintable() or any(c.isspace() for c in _model):
+    if not is_model_id(_model):
         raise ImproperlyConfigured(
             "LLAMA_IMAGE_MODELS must be comma-separated model ids without spaces or control"
             f" characters, such as Llama-4-Scout-17B-16E-Instruct-FP8,llava:13b (got {_model!r})"
