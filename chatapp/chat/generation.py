@@ -64,6 +64,7 @@ from chatapp.llm import (
 )
 from chatapp.teams import safety
 from chatapp.teams.safety import Screening
+from chatapp.tools.mcp_client import seconds_text
 
 log = logging.getLogger(__name__)
 
@@ -460,7 +461,7 @@ class Generation:
                 result = await tooling.TOOLBOX.call_tool(tool, arguments, limit)
             outcome = tooling.Outcome(result.content, result.is_error, result.elapsed)
         except TimeoutError:
-            message = f"The tool did not answer within {limit:g} s."
+            message = f"The tool did not answer within {seconds_text(limit)} seconds."
             outcome = tooling.Outcome(message, True, time.monotonic() - started)
         except Exception:
             log.exception("Calling tool %s failed", record["name"])

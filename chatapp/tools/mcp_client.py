@@ -39,6 +39,12 @@ from chatapp.tools.network import (
 
 log = logging.getLogger(__name__)
 
+
+def seconds_text(seconds: float) -> str:
+    """A time limit as people read it: "30", "2.5", "0.5", never "0.4998236"."""
+    return f"{max(round(seconds, 1 if seconds < 10 else 0), 0.1):g}"
+
+
 MAX_TOOLS = 200  # per server: a longer list is cut (and said so in the server's status)
 MAX_PAGES = 20
 CLOSE_SECONDS = 2.0  # for ending a session once the server has answered
@@ -220,7 +226,7 @@ async def _session(
         if done:
             return  # the server never said the session ended; what it answered stands
         raise ToolServerError(
-            f"The tool server did not answer within {timeout:g} seconds."
+            f"The tool server did not answer within {seconds_text(timeout)} seconds."
         ) from None
     except ToolServerError:
         raise

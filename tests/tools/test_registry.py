@@ -172,6 +172,14 @@ async def test_a_slow_tool_times_out(team, team_tool_server, mcp_server):
     assert mcp_server.record.finished_lookups == 0
 
 
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(30.0, "30"), (0.4998236, "0.5"), (2.25, "2.2"), (17.34, "17"), (0.01, "0.1")],
+)
+def test_time_limits_are_said_as_people_read_them(seconds, text):
+    assert mcp_client.seconds_text(seconds) == text
+
+
 async def test_a_server_that_went_away_is_an_error_result(team, team_tool_server, mcp_server):
     tool = by_name(await tools_for_team(team.pk))["get_weather"]
     await sync_to_async(mcp_server.stop)()
