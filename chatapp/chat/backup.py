@@ -22,8 +22,9 @@ from django.utils import timezone
 from pydantic import TypeAdapter
 from pydantic import ValidationError as ShapeError
 
+from chatapp.chat.actions.replies import INTERRUPTED_CODE
 from chatapp.chat.api import FormatOut, RedactionOut, SafetyOut, ToolCallOut
-from chatapp.chat.models import Conversation, Message, MessageRole
+from chatapp.chat.models import Conversation, Message, MessageRole, MessageStatus
 from chatapp.core.batches import batches
 from chatapp.core.words import counted
 from chatapp.teams.actions import ensure_personal_team
@@ -45,6 +46,9 @@ FORMAT = "llama-team-chat/conversations"
 VERSION = 1
 # Conversations read together: four queries for each batch, its rows held until written.
 BATCH = 100
+EXPORTED_STREAMING = (
+    "This answer was still being written when it was exported: regenerate to try again."
+)
 # Relations written by reference instead of by value.
 # A message's parent and a conversation's active_leaf are written as the message's position in
 # the conversation's list (older files without them hold one straight branch).
@@ -437,7 +441,7 @@ def _import_conversation(index, entry, users, teams, result) -> None:
     values = _clean(Conversation, CONVERSATION_LINKS, entry, where)
     message_entries = _list(entry.get("messages"), where, "messages")
     message_values = [
-        _clean(Message, MESSAGE_LINKS, m, f"{where}, message {i + 1}")
+        _ended_here(_clean(Message, MESSAGE_LINKS, m, f"{where}, message {i + 1}"))
         for i, m in enumerate(message_entries)
     ]
     if _already_present(owner, values, message_values, result):
@@ -467,6 +471,20 @@ def _import_conversation(index, entry, users, teams, result) -> None:
             _import_file(file_entry, message, conversation, f"{where}, message {i + 1}", result)
     result.conversations += 1
     result.messages += len(messages)
+
+
+def _ended_here(values: dict) -> dict:
+    """A message as this site keeps it: tied to none of its server processes, and an answer
+    that was streaming when the file was written ended, its text as written (reaping it would
+    count its tokens into this site's month; the other site counted them)."""
+    values["server_process"] = ""
+    if values.get("status") == MessageStatus.STREAMING:
+        values.update(
+            status=MessageStatus.INTERRUPTED,
+            error_code=INTERRUPTED_CODE,
+            error_message=EXPORTED_STREAMING,
+        )
+    return values
 
 
 def _already_present(owner, values: dict, messages: list[dict], result: ImportResult) -> bool:

@@ -12,13 +12,21 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from chatapp.chat import backup, json_stream, planning, tree
+from chatapp.chat import backup, json_stream, planning, reaper, tree
 from chatapp.chat.backup import CONVERSATION_LINKS, MESSAGE_LINKS, data_fields
 from chatapp.chat.models import Conversation, Message
 from chatapp.chat.requests import SendRequest
 from chatapp.llm import KNOWN_MODELS
 from chatapp.teams.actions import ensure_personal_team, flag_message, review_flag
-from chatapp.teams.models import Membership, Role, SafetyFlag, SystemPrompt, Team
+from chatapp.teams.models import (
+    Membership,
+    Role,
+    SafetyFlag,
+    SystemPrompt,
+    Team,
+    TeamMonthUsage,
+    TeamUsage,
+)
 from chatapp.teams.safety import Finding
 
 T0 = datetime(2025, 3, 4, 5, 6, 7, 123456, tzinfo=UTC)
@@ -831,3 +839,34 @@ def test_values_nested_too_deeply_are_refused_not_a_traceback(tmp_path, history)
         with pytest.raises(CommandError, match="nested too deeply.*Nothing was imported"):
             call_command("import_conversations", str(path))
         assert not Conversation.objects.exists()
+
+
+def test_an_answer_streaming_at_the_export_is_imported_ended_and_charges_nothing(
+    tmp_path, team, owner
+):
+    """The file was written while an answer streamed on the other site: it comes back
+    interrupted, with its text, tied to no process here, and reaping it counts no tokens
+    into this site's month (the other site counted them)."""
+    convo = make_conversation(team, owner, "first", T0)
+    answer = convo.messages.order_by("pk").last()
+    Message.objects.filter(pk=answer.pk).update(
+        status="streaming",
+        error_code="",
+        error_message="",
+        server_process="0123456789abcdef",
+        reserved_tokens=900,
+        prompt_tokens=None,
+        completion_tokens=None,
+    )
+    data = export("--all")
+    Conversation.objects.all().delete()
+
+    import_file(tmp_path, data)
+
+    restored = Message.objects.get(content="partial answ")
+    assert restored.status == "interrupted"
+    assert restored.error_code == "interrupted"
+    assert "exported" in restored.error_message
+    assert restored.server_process == ""
+    assert reaper.reap_stale_generations(0)["interrupted"] == 0
+    assert not TeamUsage.objects.exists() and not TeamMonthUsage.objects.exists()
