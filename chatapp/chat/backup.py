@@ -11,6 +11,7 @@ import binascii
 import json
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -566,10 +567,16 @@ def _import_flag(entry, message: Message, conversation: Conversation, users, whe
 
 
 def _reviewer(username, users: dict):
-    """Who decided on a flag: the account of that name here, or nobody (one since deleted)."""
+    """Who decided on a flag: the account of that name here, found as the file's users are
+    (`_map_users`), or nobody (one since deleted, or a name several accounts share)."""
     if not isinstance(username, str) or not username:
         return None
-    return users.get(username) or get_user_model().objects.filter(username=username).first()
+    name = stored_name(username)
+    if found := users.get(username) or get_user_model().objects.filter(username=name).first():
+        return found
+    with suppress(BackupError):
+        return _account_named(name)
+    return None
 
 
 def _import_file(entry, message: Message, conversation: Conversation, where: str, result) -> None:

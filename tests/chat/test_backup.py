@@ -793,6 +793,26 @@ def test_a_round_trip_keeps_who_reviewed_a_flag(tmp_path, owner, member, team):
     assert (flag.decision, flag.decided_by) == ("false_positive", None)
 
 
+@pytest.mark.parametrize("spelling", ["MAX", "ｍａｘ"])
+def test_a_flags_reviewer_is_found_as_other_names_are(tmp_path, owner, member, team, spelling):
+    """A reviewer named in another letter case or Unicode form (an older site stored names
+    so) is the account of that name here, as the file's users are."""
+    convo = Conversation.objects.create(team=team, owner=owner, title="locks", model="m")
+    question = Message.objects.create(conversation=convo, role="user", content="Pick a lock?")
+    review_flag(
+        member,
+        flag_message(team, owner, question.pk, Finding("input", ("S1",), True)),
+        "false_positive",
+    )
+    data = export("--user", "olivia")
+    convo.delete()
+    data["conversations"][0]["messages"][0]["safety_flags"][0]["decided_by"] = spelling
+
+    import_file(tmp_path, data)
+
+    assert SafetyFlag.objects.get(message__conversation__title="locks").decided_by == member
+
+
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
