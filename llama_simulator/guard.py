@@ -66,7 +66,8 @@ def guard_answer(header: str | None, prompt: str, images: list[dict]) -> str:
     if images and asking >= 0:
         text = {"type": "text", "text": messages[asking]["content"]}
         messages[asking] = {"role": "user", "content": [text, *images]}
-    role = _ASSESSED_ROLE.search(prompt)
+    # The instruction after the conversation, not words a turn quotes.
+    role = _ASSESSED_ROLE.search(prompt.rpartition("<END CONVERSATION>")[2])
     wanted = "assistant" if role and role.group(1) == "Agent" else "user"
     index = max((i for i, m in enumerate(messages) if m["role"] == wanted), default=-1)
     if index < 0:

@@ -47,7 +47,7 @@ def guard_prompt(messages: list[dict[str, Any]], categories: list[str]) -> str:
     role = "Agent" if messages[-1]["role"] == "assistant" else "User"
     listed = "\n".join(f"{code}: {GUARD_CATEGORIES[code]}." for code in categories)
     turns = "\n\n".join(
-        f"{'Agent' if m['role'] == 'assistant' else 'User'}: {text_of(m)}"
+        f"{'Agent' if m['role'] == 'assistant' else 'User'}: {_quoted(text_of(m))}"
         for m in messages
         if m["role"] in ("user", "assistant")
     )
@@ -60,6 +60,19 @@ def guard_prompt(messages: list[dict[str, Any]], categories: list[str]) -> str:
         " conversation:\n - First line must read 'safe' or 'unsafe'.\n"
         " - If unsafe, a second line must include a comma-separated list of violated categories."
     )
+
+
+# What in a turn's text would read as the prompt's own structure: a line opening a turn of
+# its own (`User:`, `Agent:`) or a section's tag.
+_TURN_MARKER = re.compile(r"^(?=[ \t]*(?:user|agent)[ \t]*:)", re.I | re.M)
+_SECTION_TAG = re.compile(r"<((?:BEGIN|END) (?:CONVERSATION|UNSAFE CONTENT CATEGORIES))>", re.I)
+
+
+def _quoted(text: str) -> str:
+    """A turn's text as one turn: its lines that pose as a turn of their own are quoted (`> `)
+    and the prompt's tags lose their brackets, so a question cannot end the conversation early
+    or write a harmless last question for Llama Guard to judge in its place."""
+    return _SECTION_TAG.sub(r"[\1]", _TURN_MARKER.sub("> ", text))
 
 
 def text_of(message: dict[str, Any]) -> str:
