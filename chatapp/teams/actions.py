@@ -27,6 +27,7 @@ from chatapp.core.locking import lock_rows
 from chatapp.core.metrics import SAFETY_REVIEWS
 from chatapp.core.text import one_line
 from chatapp.core.words import counted
+from chatapp.llm import GUARD_CATEGORIES
 from chatapp.teams import api_keys, budgets, crypto, json_schemas
 from chatapp.teams.models import (
     ApiKey,
@@ -1216,15 +1217,29 @@ def email_budget_notice(notice: BudgetNotice) -> None:
 
 
 def flag_message(team: Team, author, message_id: int, finding: Finding) -> SafetyFlag:
-    """Put a flagged question or answer on the team's review queue."""
-    return SafetyFlag.objects.create(
-        team=team,
-        author=author,
-        message_id=message_id,
-        stage=finding.stage,
-        blocked=finding.blocked,
-        categories=list(finding.categories),
-    )
+    """Put a flagged question or answer on the team's review queue, once: a question is
+    screened again with each answer regenerated to it. Its flag gathers the categories every
+    screening counted, and is blocked once one of them blocked it."""
+    with transaction.atomic():
+        flag = (
+            SafetyFlag.objects.select_for_update()
+            .filter(message_id=message_id, stage=finding.stage)
+            .first()
+        )
+        if flag is None:
+            return SafetyFlag.objects.create(
+                team=team,
+                author=author,
+                message_id=message_id,
+                stage=finding.stage,
+                blocked=finding.blocked,
+                categories=list(finding.categories),
+            )
+        found = {*flag.categories, *finding.categories}
+        flag.categories = [code for code in GUARD_CATEGORIES if code in found]
+        flag.blocked = flag.blocked or finding.blocked
+        flag.save(update_fields=["categories", "blocked"])
+    return flag
 
 
 def review_flag(actor, flag: SafetyFlag, decision: str) -> SafetyFlag:

@@ -100,6 +100,32 @@ async def test_a_flagged_question_is_answered_and_marked(connect, member, team, 
     assert (flag.message_id, flag.blocked) == (ids["user_message_id"], False)
 
 
+async def regenerate(socket, message_id: int) -> dict:
+    """chat.regenerate of an answer, through to the new answer's message.done."""
+    await socket.send({"type": "chat.regenerate", "request_id": "r2", "message_id": message_id})
+    created = await socket.receive_until(lambda f: f["type"] == "message.created")
+    return (await socket.until_type("message.done", created[-1]["message"]["id"]))[-1]
+
+
+async def test_a_question_screened_again_stays_one_flag_on_the_review_queue(
+    connect, member, team, sim
+):
+    await aset_policy(team, safety_input="flag")
+    socket = await connect(member)
+    ids = await socket.send_message(FLAGGED_QUESTION)
+    await socket.until_type("message.done", ids["message_id"])
+    await regenerate(socket, ids["message_id"])
+    await aset_policy(team, safety_input="block", safety_categories=["S10"])
+    await socket.send(
+        {"type": "chat.regenerate", "request_id": "r3", "message_id": ids["message_id"]}
+    )
+    await socket.until_type("message.error")
+
+    flag = await SafetyFlag.objects.aget()  # one question, one flag: blocked once it was
+    assert (flag.message_id, flag.stage, flag.blocked) == (ids["user_message_id"], "input", True)
+    assert flag.categories == ["S1", "S10"]
+
+
 async def test_categories_the_team_left_out_do_not_count(connect, member, team, sim, protocol):
     await aset_policy(team, safety_input="block", safety_categories=["S2", "S3"])
     socket = await connect(member)
