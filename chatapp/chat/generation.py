@@ -781,6 +781,11 @@ class Generation:
         ended: dict[str, Any] = {"status": MessageStatus.COMPLETE}
         if self.input_screening is not None and self.input_screening.blocked:
             ended.update(status=MessageStatus.ERROR, error=_refusal(self.input_screening))
+        elif self._safety.screens("input") and self.input_screening is None:
+            # Ended before the question's verdict, so before it went upstream: it stays out
+            # of later requests (only the newest question is screened) until regenerated.
+            status = MessageStatus.STOPPED if self.stop_requested else MessageStatus.ERROR
+            ended.update(status=status, error=self._stop_error or _unchecked())
         elif self.blocked:
             usage = _added(self._tool_usage, self._cut_turn_usage())
             ended.update(status=MessageStatus.BLOCKED, usage=usage)
@@ -886,6 +891,10 @@ def _refusal(screening: Screening) -> StreamError:
         )
     message = safety.blocked_question_message(screening.categories)
     return StreamError("safety_blocked", message, retryable=False)
+
+
+def _unchecked() -> StreamError:
+    return StreamError(safety.UNCHECKED_QUESTION_CODE, safety.UNCHECKED_QUESTION, retryable=True)
 
 
 def _ended_early() -> StreamError:

@@ -29,11 +29,18 @@ BLOCKED_QUESTION = (
 )
 # The error a question ends with when it is refused unscreened (failing closed).
 UNSCREENED_QUESTION_CODE = "safety_unavailable"
+# The error an answer ends with when it ended (stopped, the server stopping) before its
+# question had a verdict: the question was not sent.
+UNCHECKED_QUESTION_CODE = "safety_unchecked"
 # The error codes of an answer whose question was never sent: it never goes upstream later.
-REFUSED_QUESTION_CODES = (UNSCREENED_QUESTION_CODE, "safety_blocked")
+REFUSED_QUESTION_CODES = (UNSCREENED_QUESTION_CODE, "safety_blocked", UNCHECKED_QUESTION_CODE)
 UNSCREENED_QUESTION = (
     "Your team's safety policy holds questions until Llama Guard has checked them, and"
     " Llama Guard could not be reached: try again in a moment."
+)
+UNCHECKED_QUESTION = (
+    "The answer stopped before Llama Guard had checked the question, so it was not sent to"
+    " the model: regenerate to have it checked and answered."
 )
 
 

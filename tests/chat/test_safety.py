@@ -384,6 +384,25 @@ async def test_a_question_refused_unscreened_stays_out_of_later_requests(
     assert await questions_sent_next(socket, ids["conversation_id"], sim) == ["Something else"]
 
 
+async def test_a_question_stopped_before_its_verdict_stays_out_of_later_requests(
+    connect, member, team, sim
+):
+    """Stopped while Llama Guard judged it, a question was never screened, nor sent: the next
+    question, which alone is screened, does not take it upstream either."""
+    await aset_policy(team, safety_input="block")
+    socket = await connect(member)
+    ids = await socket.send_message(f"[sim:guard_delay=30] {FLAGGED_QUESTION}")
+    await await_for(lambda: len(sim.moderations) == 1, "the question's check")
+    await socket.send({"type": "chat.stop", "message_id": ids["message_id"]})
+    frames = await socket.until_type("message.done", ids["message_id"])
+    assert frames[-1]["status"] == "stopped"
+    error = next(f["error"] for f in frames if f["type"] == "message.error")
+    assert (error["code"], error["retryable"]) == ("safety_unchecked", True)
+    assert chat_requests(sim) == []
+
+    assert await questions_sent_next(socket, ids["conversation_id"], sim) == ["Something else"]
+
+
 async def test_redacted_data_never_reaches_the_simulator(connect, member, team, sim, protocol):
     await aset_policy(team, data_email="redact", data_card="redact", safety_input="flag")
     socket = await connect(member)
