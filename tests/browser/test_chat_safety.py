@@ -3,7 +3,7 @@
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.chat_page import ChatPage
+from tests.browser.chat_page import ChatPage, json_from
 
 pytestmark = pytest.mark.browser
 
@@ -63,3 +63,31 @@ def test_the_question_says_what_was_redacted(app_server, user, logged_in_page, s
     expect(chat.questions.last.locator(".bubble")).to_have_text("Write to ann@example.com please")
     assert "ann@example.com" not in chat.answer_content()  # the model only saw the placeholder
     screenshot(logged_in_page, "safety-redacted-question")
+
+
+def seeded_answer(app_server, username: str, safety: dict) -> int:
+    """A conversation whose one answer was screened as `safety` says; returns its id."""
+    return json_from(
+        app_server.run_python(
+            "from django.contrib.auth import get_user_model\n"
+            "from chatapp.chat.models import Conversation, Message\n"
+            "from chatapp.teams.actions import ensure_personal_team\n"
+            f"owner = get_user_model().objects.get(username={username!r})\n"
+            "team = ensure_personal_team(owner)\n"
+            "chat = Conversation.objects.create(team=team, owner=owner, model='m')\n"
+            "Message.objects.create(conversation=chat, role='user', content='Tell me')\n"
+            "Message.objects.create(conversation=chat, role='assistant', content='Told',"
+            f" status='complete', safety={safety!r})\n"
+            "print(chat.pk)\n"
+        )
+    )
+
+
+def test_a_flagged_answer_says_what_llama_guard_could_not_check(app_server, user, logged_in_page):
+    safety = {"flagged": True, "categories": ["S10"], "stages": ["input"], "unscreened": ["output"]}
+    conversation = seeded_answer(app_server, user.username, safety)
+    logged_in_page.goto(f"/c/{conversation}/")
+
+    notice = ChatPage(logged_in_page).last_answer().locator(".message-notice")
+    expect(notice).to_contain_text("Llama Guard flagged this question as S10 Hate")
+    expect(notice).to_contain_text("Llama Guard could not be reached to screen the answer in full")

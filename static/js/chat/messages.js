@@ -44,6 +44,9 @@ function categoryNames(codes) {
   return named.length ? named.join(", ") : "unsafe";
 }
 
+// What Llama Guard screens at each stage of the policy.
+const SCREENED = { input: "question", output: "answer" };
+
 /** What the page says about an answer's safety screening: [text, kind], or ["", ""]. */
 function safetyNotice(message) {
   const safety = message.safety;
@@ -71,9 +74,14 @@ function safetyNotice(message) {
   if (message.status === "error" || !safety) return ["", ""];
   if (safety.flagged) {
     const what = safety.stages.includes("output") ? "answer" : "question";
+    // What Llama Guard could not check stays said (fail_open), flagged or not.
+    const missed = (safety.unscreened || []).map((stage) => `the ${SCREENED[stage] ?? stage}`);
+    const unscreened = missed.length
+      ? ` Llama Guard could not be reached to screen ${missed.join(" and ")} in full.`
+      : "";
     return [
       `Llama Guard flagged this ${what} as ${categoryNames(safety.categories)};` +
-        " your team's admins can review it.",
+        ` your team's admins can review it.${unscreened}`,
       "flagged",
     ];
   }
