@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import PurePath
 
 from PIL import Image, ImageOps, UnidentifiedImageError
-from pypdf import PdfReader, apply_configuration
+from pypdf import Configuration, PdfReader, apply_configuration
 from pypdf.errors import LimitReachedError
 
 from chatapp.core.text import NOT_ONE_LINE, storable
@@ -54,6 +54,18 @@ UNSAFE_NAME_CHARACTERS = re.compile(rf"{NOT_ONE_LINE.pattern}|[/\\\"<>]")
 # takes, set as Word or LaTeX set it, needs a few).
 PDF_PAGE_OPERATIONS = 200_000
 PDF_CPU_SECONDS = 10.0
+# The most a compressed stream may unpack to. Parsing one stream cannot be stopped halfway,
+# and a few kilobytes unpack to pypdf's own cap of 75 MB, half a minute of parsing (hex
+# strings, the slowest, take about 2 s for 4 MB here); a dense page of text is some 100 KB.
+PDF_STREAM_BYTES = 4_000_000
+PDF_READING = Configuration().with_overwrites(
+    stream_parsing_work_maximum_count=PDF_PAGE_OPERATIONS,
+    zlib_maximum_output_length=PDF_STREAM_BYTES,
+    lzw_maximum_output_length=PDF_STREAM_BYTES,
+    run_length_maximum_output_length=PDF_STREAM_BYTES,
+    brotli_maximum_output_length=PDF_STREAM_BYTES,
+    array_based_stream_maximum_output_length=PDF_STREAM_BYTES,
+)
 IMAGE_KINDS = "a PNG, JPEG, WebP or GIF image"
 DOCUMENT_KINDS = "a text, Markdown, CSV, source code or PDF file"
 
@@ -260,13 +272,14 @@ def _text(name: str, data: bytes, limits: Limits) -> CheckedFile:
 
 def _pdf(name: str, data: bytes, limits: Limits) -> CheckedFile:
     try:
-        reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted and not reader.decrypt(""):
-            raise UploadRefused(
-                "pdf_encrypted",
-                f"{name} is protected by a password: save an unprotected copy and attach that.",
-            )
-        pages = _pdf_pages(name, reader, limits)
+        with apply_configuration(PDF_READING):
+            reader = PdfReader(io.BytesIO(data))
+            if reader.is_encrypted and not reader.decrypt(""):
+                raise UploadRefused(
+                    "pdf_encrypted",
+                    f"{name} is protected by a password: save an unprotected copy and attach that.",
+                )
+            pages = _pdf_pages(name, reader, limits)
     except UploadRefused:
         raise
     except LimitReachedError:
@@ -289,8 +302,8 @@ def _pdf(name: str, data: bytes, limits: Limits) -> CheckedFile:
 
 
 def _pdf_pages(name: str, reader: PdfReader, limits: Limits) -> list[str]:
-    """Each page's text, read within the budgets above; stops once it is more than any model
-    takes."""
+    """Each page's text, read within the budgets above (PDF_READING applied); stops once it is
+    more than any model takes."""
     deadline = time.thread_time() + PDF_CPU_SECONDS
 
     def within_budget(*_operation) -> None:
@@ -299,19 +312,18 @@ def _pdf_pages(name: str, reader: PdfReader, limits: Limits) -> list[str]:
 
     pages: list[str] = []
     length = 0
-    with apply_configuration(stream_parsing_work_maximum_count=PDF_PAGE_OPERATIONS):
-        for page in reader.pages:
-            within_budget()
-            text = page.extract_text(visitor_operand_before=within_budget)
-            # A font without a character map reads its code 0 as NUL: storable() replaces it.
-            pages.append(storable(text or "").strip())
-            length += len(pages[-1])
-            if length > limits.max_text_chars:
-                raise UploadRefused(
-                    "document_too_large",
-                    f"{name} holds more than {limits.max_text_chars:,} characters of text, more"
-                    " than any model here can read at once: attach the part you need.",
-                )
+    for page in reader.pages:
+        within_budget()
+        text = page.extract_text(visitor_operand_before=within_budget)
+        # A font without a character map reads its code 0 as NUL: storable() replaces it.
+        pages.append(storable(text or "").strip())
+        length += len(pages[-1])
+        if length > limits.max_text_chars:
+            raise UploadRefused(
+                "document_too_large",
+                f"{name} holds more than {limits.max_text_chars:,} characters of text, more"
+                " than any model here can read at once: attach the part you need.",
+            )
     return pages
 
 

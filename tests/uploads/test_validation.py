@@ -227,6 +227,24 @@ def test_a_page_with_too_many_operations_is_refused_without_reading_it_all():
     assert "too complex to read here" in caught.value.message
 
 
+def test_a_page_that_unpacks_to_megabytes_of_one_operand_is_refused():
+    """Few operations, but one hex string of millions of digits: a 10 KB file that unpacks to
+    75 MB took half a minute of CPU to parse before any budget was looked at."""
+    page = b"BT /F1 12 Tf 10 10 Td (Revenue grew) Tj ET <" + b"41" * 4_000_000 + b"> xx"
+    data = files.pdf_with_contents(page)
+    assert len(data) < 20_000
+    with pytest.raises(UploadRefused) as caught:
+        check_file("bomb.pdf", data, LIMITS)
+    assert caught.value.code == "document_too_large"
+    assert "too complex to read here" in caught.value.message
+
+
+def test_a_page_of_text_well_under_the_unpacked_cap_is_read():
+    page = b"BT /F1 12 Tf 10 10 Td (Revenue grew) Tj ET <" + b"41" * 500_000 + b"> xx"
+    checked = check_file("report.pdf", files.pdf_with_contents(page), LIMITS)
+    assert "Revenue grew" in checked.text
+
+
 def test_a_pdf_stops_being_read_once_its_text_is_too_long():
     pages = ["x" * 900] * 30
     with pytest.raises(UploadRefused) as caught:
