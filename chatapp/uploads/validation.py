@@ -14,7 +14,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import PurePath
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, UnidentifiedImageError
 from pypdf import Configuration, PdfReader, apply_configuration
 from pypdf.errors import LimitReachedError
 
@@ -26,6 +26,16 @@ IMAGE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a")
 # Pillow's name for a JPEG that carries more pictures after the first (MPF), as many phone
 # cameras write their photos: taken as a JPEG of its first picture.
 IMAGE_ALIASES = {"MPO": "JPEG"}
+# How to turn a photo upright, by its EXIF Orientation (2 to 8; 1 is upright already).
+ORIENTATIONS = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".webp", ".gif"}
 PDF_TYPE = "application/pdf"
 TEXT_TYPES = {".md": "text/markdown", ".markdown": "text/markdown", ".csv": "text/csv"}
@@ -198,7 +208,7 @@ def _clean_image(name: str, data: bytes, image: Image.Image, limits: Limits) -> 
     image_format = _format(image)  # one of IMAGE_TYPES: _open_image checked it
     try:
         image.load()  # decodes every byte: a truncated or corrupt image fails here
-        image = ImageOps.exif_transpose(image)  # keep the photo upright once EXIF is gone
+        image = _upright(image)  # keep the photo upright once EXIF is gone
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         raise _damaged(name) from None
     if max(image.size) > limits.max_side:
@@ -224,6 +234,14 @@ def _clean_image(name: str, data: bytes, image: Image.Image, limits: Limits) -> 
         width=image.width,
         height=image.height,
     )
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    """The image turned as its EXIF Orientation says. Not ImageOps.exif_transpose: it writes
+    the EXIF out again, which fails on many a tag a camera got wrong, and none of it is kept."""
+    orientation = image.getexif().get(ExifTags.Base.Orientation)
+    method = ORIENTATIONS.get(orientation) if isinstance(orientation, int) else None
+    return image if method is None else image.transpose(method)
 
 
 def _refuse_polyglot(name: str, data: bytes) -> None:

@@ -23,6 +23,18 @@ def jpeg_with_gps(width=40, height=30) -> bytes:
     return image_bytes(width, height, "JPEG", exif=exif)
 
 
+def jpeg_turned(width=40, height=30, *odd_tags: tuple[int, int, int, bytes]) -> bytes:
+    """A photo stored sideways whose EXIF says to turn it upright (Orientation 6), with any
+    other IFD entries given as (tag, type, count, value of at most 4 bytes), written as a
+    camera writes them, whatever Pillow would make of them."""
+    entries = [(0x0112, 3, 1, struct.pack("<H", 6)), *odd_tags]
+    ifd = struct.pack("<H", len(entries))
+    for tag, kind, count, value in entries:
+        ifd += struct.pack("<HHI", tag, kind, count) + value.ljust(4, b"\0")
+    exif = b"Exif\0\0II*\0" + struct.pack("<I", 8) + ifd + struct.pack("<I", 0)
+    return image_bytes(width, height, "JPEG", exif=exif)
+
+
 def png_declaring(width: int, height: int) -> bytes:
     """A PNG header that claims a huge canvas, followed by a tiny image stream."""
 

@@ -98,6 +98,13 @@ def test_a_document_may_be_as_long_as_the_largest_window_the_operator_gave(
     assert post_upload(member_client, "notes.txt", notes).status_code == 201
 
 
+def test_a_photo_with_an_odd_exif_tag_is_stored_upright(member_client, post_upload):
+    odd = (0x011A, 2, 4, b"abc\0")  # XResolution, a rational, as ASCII
+    response = post_upload(member_client, "photo.jpg", files.jpeg_turned(40, 30, odd))
+    assert response.status_code == 201
+    assert (response.json()["width"], response.json()["height"]) == (30, 40)
+
+
 def test_header_content_type_is_not_trusted(member_client, post_upload):
     response = post_upload(member_client, "cat.png", b"plain text", content_type="image/png")
     assert response.status_code == 400

@@ -45,6 +45,21 @@ def test_exif_and_gps_are_stripped():
     assert not Image.open(io.BytesIO(checked.data)).getexif()
 
 
+def test_a_photo_is_turned_upright_as_its_exif_said():
+    checked = check_file("photo.jpg", files.jpeg_turned(40, 30), LIMITS)
+    assert (checked.width, checked.height) == (30, 40)
+    assert not Image.open(io.BytesIO(checked.data)).getexif()
+
+
+def test_a_photo_whose_exif_holds_a_tag_of_the_wrong_type_is_still_taken():
+    """XResolution written as text: turning the photo upright once meant writing that EXIF
+    out again, which failed (a 500) on what the camera had written."""
+    odd = (0x011A, 2, 4, b"abc\0")  # XResolution, a rational, as ASCII
+    checked = check_file("photo.jpg", files.jpeg_turned(40, 30, odd), LIMITS)
+    assert (checked.width, checked.height) == (30, 40)
+    assert not Image.open(io.BytesIO(checked.data)).getexif()
+
+
 def test_png_text_chunks_are_stripped():
     info = PngImagePlugin.PngInfo()
     info.add_text("Author", "Jane Private")
