@@ -36,7 +36,13 @@ ORIENTATIONS = {
     7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_90,
 }
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".webp", ".gif"}
+IMAGE_ENDINGS = {
+    "PNG": (".png",),
+    "JPEG": (".jpg", ".jpeg", ".jpe", ".jfif"),
+    "WEBP": (".webp",),
+    "GIF": (".gif",),
+}
+IMAGE_SUFFIXES = {ending for endings in IMAGE_ENDINGS.values() for ending in endings}
 PDF_TYPE = "application/pdf"
 TEXT_TYPES = {".md": "text/markdown", ".markdown": "text/markdown", ".csv": "text/csv"}
 TEXT_SUFFIXES = {
@@ -228,12 +234,23 @@ def _clean_image(name: str, data: bytes, image: Image.Image, limits: Limits) -> 
         image.save(output, "PNG", optimize=True)
     return CheckedFile(
         kind="image",
-        name=name,
+        name=_image_name(name, image_format),
         content_type=IMAGE_TYPES[image_format],
         data=output.getvalue(),
         width=image.width,
         height=image.height,
     )
+
+
+def _image_name(name: str, image_format: str) -> str:
+    """The name ending as the image's type does, so that the file saved from the chat opens
+    as what it is: another image type's ending is replaced, any other ending kept before it."""
+    endings = IMAGE_ENDINGS[image_format]
+    suffix = PurePath(name).suffix.lower()
+    if suffix in endings:
+        return name
+    stem = PurePath(name).stem if suffix in IMAGE_SUFFIXES else name
+    return stem[: NAME_LENGTH - len(endings[0])] + endings[0]
 
 
 def _upright(image: Image.Image) -> Image.Image:

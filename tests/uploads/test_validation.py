@@ -37,6 +37,29 @@ def test_the_bytes_decide_not_the_name():
     assert checked.content_type == "image/png"
 
 
+@pytest.mark.parametrize(
+    ("given", "kept"),
+    [
+        ("photo.jpg", "photo.png"),  # a PNG named as a JPEG
+        ("Shot.JPEG", "Shot.png"),
+        ("notes.txt", "notes.txt.png"),  # a picture named as a document
+        ("report.pdf", "report.pdf.png"),
+        ("picture", "picture.png"),
+        ("diagram.PNG", "diagram.PNG"),
+        ("a" * 197 + ".gif", "a" * 196 + ".png"),
+    ],
+)
+def test_an_images_name_ends_as_its_bytes_are(given, kept):
+    """Saved or downloaded, the file then opens as what it is."""
+    checked = check_file(given, files.image_bytes(fmt="PNG"), LIMITS)
+    assert checked.name == kept
+
+
+@pytest.mark.parametrize("name", ["photo.jpg", "photo.jpeg", "photo.JPE", "photo.jfif"])
+def test_a_jpeg_keeps_any_jpeg_ending(name):
+    assert check_file(name, files.image_bytes(fmt="JPEG"), LIMITS).name == name
+
+
 def test_exif_and_gps_are_stripped():
     original = files.jpeg_with_gps()
     assert b"SecretCam" in original and Image.open(io.BytesIO(original)).getexif()
