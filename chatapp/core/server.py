@@ -24,6 +24,9 @@ else (compression, a close under way, bytes, a size past the limit) goes daphne'
 
 On SIGTERM or SIGINT, what the apps registered with `chatapp.core.stopping` runs before the
 reactor stops (`finish_before_exit`): the answers the process streams are saved and ended.
+When they could not all be (`stopping.finished`), the process exits with
+`stopping.STOP_UNFINISHED`, not 0, so that its supervisor ends them as it does a crashed
+process's.
 
 A process `manage.py serve` started first checks that the supervisor which started it is still
 its parent (`processes.supervisor_gone`) and exits otherwise: a supervisor killed before the
@@ -208,6 +211,9 @@ def main() -> None:
 
     finish_before_exit()
     CommandLineInterface.entrypoint()
+    if not stopping.finished():
+        sys.stderr.write("The answers of this server process were not all saved as it stopped.\n")
+        raise SystemExit(stopping.STOP_UNFINISHED)
 
 
 if __name__ == "__main__":

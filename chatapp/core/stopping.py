@@ -2,7 +2,9 @@
 
 Apps register a coroutine function with `when_stopping`; the server (`chatapp.core.server`)
 awaits them all before daphne's reactor stops, for at most STOP_SECONDS, well inside the
-supervisor's 15 s before SIGKILL and Docker's 10 s.
+supervisor's 15 s before SIGKILL and Docker's 10 s. A hook that runs out of that time, or
+fails, leaves work unsaved: the process then exits with STOP_UNFINISHED rather than a clean
+stop's 0, and its supervisor ends what it left streaming (`chatapp.core.processes`).
 """
 
 import asyncio
@@ -12,9 +14,12 @@ from collections.abc import Awaitable, Callable
 log = logging.getLogger(__name__)
 
 STOP_SECONDS = 8.0
+STOP_UNFINISHED = 3  # the exit code of a process whose hooks did not all finish
+
 
 _hooks: list[Callable[[], Awaitable[None]]] = []
 _stopping = False
+_unfinished = False
 
 
 def is_stopping() -> bool:
@@ -22,21 +27,29 @@ def is_stopping() -> bool:
     return _stopping
 
 
+def finished() -> bool:
+    """Whether every hook that ran finished in time and without an error."""
+    return not _unfinished
+
+
 def when_stopping(hook: Callable[[], Awaitable[None]]) -> None:
     if hook not in _hooks:
         _hooks.append(hook)
 
 
-async def run_hooks(timeout: float = STOP_SECONDS) -> None:
-    global _stopping
+async def run_hooks(timeout: float | None = None) -> None:
+    timeout = STOP_SECONDS if timeout is None else timeout
+    global _stopping, _unfinished
     _stopping = True
     tasks = [asyncio.ensure_future(hook()) for hook in _hooks]
     if not tasks:
         return
     done, pending = await asyncio.wait(tasks, timeout=timeout)
     for task in pending:
-        log.warning("Stopping: %s did not finish within %.0f s", task.get_coro(), timeout)
+        log.warning("Stopping: %s did not finish within %g s", task.get_coro(), timeout)
         task.cancel()
+        _unfinished = True
     for task in done:
         if not task.cancelled() and task.exception() is not None:
             log.error("Stopping: a hook failed", exc_info=task.exception())
+            _unfinished = True

@@ -7,9 +7,10 @@ started again (after a pause that grows while it keeps dying young); SIGTERM or 
 them all, each finishing its open requests as daphne does on its own.
 
 Each process started gets a token of its own (`chatapp.core.processes`); once one exits
-without a clean stop (a crash, SIGKILL, the out-of-memory killer, or the SIGKILL that ends a
-stop taking too long), the hooks registered there run with its token on a thread of the
-supervisor's: the answers it was streaming end as interrupted at once.
+without a clean stop (a crash, SIGKILL, the out-of-memory killer, the SIGKILL that ends a
+stop taking too long, or a stop that could not save its answers in time and says so with its
+exit code, `stopping.STOP_UNFINISHED`), the hooks registered there run with its token on a
+thread of the supervisor's: the answers it was streaming end as interrupted at once.
 """
 
 import ctypes
@@ -29,6 +30,7 @@ from pathlib import Path
 from prometheus_client import multiprocess
 
 from chatapp.core import processes as server_processes
+from chatapp.core import stopping as server_stopping
 
 ASGI_APPLICATION = "chatapp.asgi:application"
 POLL_SECONDS = 0.2  # how often the supervisor looks at its processes and signals
@@ -274,5 +276,11 @@ class Supervisor:
                 process.kill()
                 process.wait()
             if process.returncode != 0:  # a clean stop ended its answers itself
+                unsaved = process.returncode == server_stopping.STOP_UNFINISHED
+                why = " (it did not save its answers within its stop)" if unsaved else ""
+                self.say(
+                    f"Server process {worker.index + 1} (pid {process.pid}) stopped with code"
+                    f" {process.returncode}{why}: ending the answers it left streaming."
+                )
                 self._end_work_of(worker)
         self.listener.close()

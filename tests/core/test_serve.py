@@ -8,7 +8,10 @@ import sys
 import threading
 
 import pytest
+from django.db import connections
 
+from chatapp.chat.models import Conversation, Message
+from chatapp.core.stopping import STOP_UNFINISHED
 from chatapp.core.supervisor import (
     ASGI_APPLICATION,
     ServeError,
@@ -22,6 +25,7 @@ from chatapp.core.supervisor import (
 from tests.deploy.files import ROOT, clean_env
 from tests.resilience.servers import READY_SECONDS, Supervised
 from tests.support.polling import wait_for
+from tests.support.ports import wait_for_http
 
 
 def serve(**env: str) -> subprocess.CompletedProcess:
@@ -230,11 +234,13 @@ class Programs(Supervisor):
         self.commands = commands
         self.starts = 0
         self.started: list[subprocess.Popen] = []
+        self.tokens: list[str] = []
 
     def _start(self, worker: Worker) -> None:
         super()._start(worker)
         assert worker.process is not None
         self.started.append(worker.process)
+        self.tokens.append(worker.token)
 
     def command(self) -> list[str]:
         self.starts += 1
@@ -302,3 +308,74 @@ def test_a_process_that_cannot_be_started_at_start_up_stops_serve_and_the_others
                     process.wait()
     assert len(supervisor.started) == 1
     assert left == []  # the first one was stopped, not left serving alone
+
+
+# The server process with a stopping hook that never finishes: its answers' final save cannot
+# end within the stop's time (a database that does not answer, a save queued behind others).
+UNFINISHED_STOP = """
+import asyncio
+from chatapp.core import server, stopping
+
+async def never_ends():
+    await asyncio.Event().wait()
+
+stopping.STOP_SECONDS = 0.5
+stopping.when_stopping(never_ends)
+server.main()
+"""
+
+
+@pytest.mark.slow
+def test_a_process_whose_stop_ran_out_of_time_has_its_answers_ended_by_the_supervisor(
+    transactional_db, team, member, tmp_path, monkeypatch
+):
+    """Its stop did not save its answers, so it exits with a code of its own instead of a clean
+    stop's 0: the supervisor ends its streaming answers at once, their text kept, rather than
+    leaving them streaming until a reaper finds their heartbeat stale."""
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    monkeypatch.setenv("CHAT_REAPER_INTERVAL_SECONDS", "0")
+    conversation = Conversation.objects.create(team=team, owner=member, model="m")
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        fd = str(listener.fileno())
+        command = [sys.executable, "-c", UNFINISHED_STOP, "--fd", fd, ASGI_APPLICATION]
+        supervisor = Programs(listener, 1, [command])
+        answers: list[Message] = []
+        ended = threading.Event()
+
+        def stop_once_serving() -> None:
+            try:
+                wait_for(lambda: supervisor.started or ended.is_set(), "the start")
+                if ended.is_set():
+                    return
+                wait_for_http(f"http://127.0.0.1:{port}/healthz", supervisor.started[0])
+                answer = Message.objects.create(
+                    conversation=conversation,
+                    role="assistant",
+                    content="every token shown",
+                    status="streaming",
+                    server_process=supervisor.tokens[0],
+                )
+                answers.append(answer)
+                os.kill(os.getpid(), signal.SIGTERM)
+            finally:
+                connections.close_all()
+
+        stopper = threading.Thread(target=stop_once_serving)
+        stopper.start()
+        try:
+            assert run_restoring_signals(supervisor) == 0
+        finally:
+            ended.set()
+            stopper.join()
+            for process in supervisor.started:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+    (process,) = supervisor.started
+    assert process.returncode == STOP_UNFINISHED
+    (answer,) = answers
+    answer.refresh_from_db()
+    assert (answer.status, answer.content) == ("interrupted", "every token shown")
+    said = "\n".join(supervisor.said)
+    assert "(it did not save its answers within its stop)" in said, said
