@@ -32,8 +32,9 @@ from chatapp.chat.models import (
 )
 from chatapp.core.requests import AuthenticatedHttpRequest
 from chatapp.teams import budgets, policy, providers
+from chatapp.teams.actions import personal_team_to_create
 from chatapp.teams.models import MANAGER_ROLES, JsonSchema, SystemPrompt, Team
-from chatapp.teams.services import current_team, user_team
+from chatapp.teams.services import current_team, find_current_team, user_team
 from chatapp.uploads.validation import accepted_suffixes
 
 # How long team admins are shown that the provider refused the team's key.
@@ -302,8 +303,9 @@ def share_revoke(request: AuthenticatedHttpRequest, share_id: int) -> HttpRespon
 @require_GET
 def shared(request: AuthenticatedHttpRequest, share_token: str) -> HttpResponse:
     share = get_share_for_viewer(request.user, share_token)
-    # What "Continue in my chats" leaves behind, said before it is pressed.
-    team = current_team(request)
+    # What "Continue in my chats" leaves behind, said before it is pressed. Reading writes
+    # nothing: a viewer in no team is told of the personal team continuing would create.
+    team = find_current_team(request) or personal_team_to_create(request.user)
     prompt = sharing.fork_prompt(team)
     model = sharing.fork_model(request.user, team)
     fork = {

@@ -976,6 +976,12 @@ def _audit_provider(actor, team, provider, old_url, old_protocol, api_key, clear
         audit(team, actor, AuditAction.KEY_CLEAR, f"{who} removed the team's API key")
 
 
+def personal_team_to_create(user) -> Team:
+    """The personal team `ensure_personal_team` would create for the user, unsaved: for a page
+    that names it before anything creates it."""
+    return Team(name=f"{user.get_username()}'s team", personal_owner=user)
+
+
 def ensure_personal_team(user) -> Team:
     """The user's personal team, created (with the user as owner) the first time it is needed."""
     team = Team.objects.filter(personal_owner=user).first()
@@ -985,7 +991,8 @@ def ensure_personal_team(user) -> Team:
         Team.objects.filter(pk=team.pk).update(personal_owner=None)
     try:
         with transaction.atomic():
-            team = Team.objects.create(name=f"{user.get_username()}'s team", personal_owner=user)
+            team = personal_team_to_create(user)
+            team.save()
             Membership.objects.create(team=team, user=user, role=Role.OWNER)
             budget = settings.PERSONAL_TEAM_MONTHLY_TOKEN_BUDGET
             if budget is not None:  # so an open signup cannot spend the site's key unbounded

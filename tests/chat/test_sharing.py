@@ -162,6 +162,29 @@ def test_a_share_stops_showing_when_its_author_is_deactivated_or_deleted(
     assert not Share.objects.exists()
 
 
+def test_reading_a_share_in_no_team_creates_no_team_and_continuing_it_does(member, conversation):
+    """Its author left every team: the page reads (a GET writes nothing) and says where the copy
+    would go, the personal team that "Continue in my chats" then creates."""
+    author = client_for(Client(), member)
+    url = share(author, conversation).json()["url"]
+    Membership.objects.filter(user=member).delete()
+    teams = list(Team.objects.values_list("pk", flat=True))
+    response = author.get(url)
+    assert response.status_code == 200
+    assert list(Team.objects.values_list("pk", flat=True)) == teams
+    page = response.content.decode()
+    assert SECRET in page
+    assert "into a new chat of yours in max&#x27;s team" in page
+    assert response.context["fork"]["prompt"] is None
+
+    forked = author.post(url + "fork/")
+    assert forked.status_code == 302
+    personal = Team.objects.get(personal_owner=member)
+    copy = Conversation.objects.get(owner=member, team=personal)
+    assert forked.url == f"/c/{copy.pk}/"
+    assert personal.name == "max's team"
+
+
 def test_after_leaving_the_team_its_conversations_are_not_shared_nor_its_members_shown(
     member, teammate, conversation
 ):

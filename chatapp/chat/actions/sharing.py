@@ -130,7 +130,9 @@ def copied_content(entry: dict[str, Any]) -> str:
 
 def fork_prompt(team: Team) -> SystemPrompt | None:
     """The system prompt a conversation continued from a share starts with: the team's
-    default, as a new chat there would."""
+    default, as a new chat there would (a team not created yet has none)."""
+    if team.pk is None:
+        return None
     return SystemPrompt.objects.for_team(team).filter(is_default=True).first()
 
 
