@@ -2,9 +2,11 @@
 
 Apps register a coroutine function with `when_stopping`; the server (`chatapp.core.server`)
 awaits them all before daphne's reactor stops, for at most STOP_SECONDS, well inside the
-supervisor's 15 s before SIGKILL and Docker's 10 s. A hook that runs out of that time, or
-fails, leaves work unsaved: the process then exits with STOP_UNFINISHED rather than a clean
-stop's 0, and its supervisor ends what it left streaming (`chatapp.core.processes`).
+supervisor's 15 s before SIGKILL and the 30 s compose gives a container to stop (Docker's
+default, 10 s, would leave the supervisor too little time to end what a process left).
+A hook that runs out of that time, or fails, leaves work unsaved: the process then exits
+with STOP_UNFINISHED rather than a clean stop's 0, and its supervisor ends what it left
+streaming (`chatapp.core.processes`).
 """
 
 import asyncio

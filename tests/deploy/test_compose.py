@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from chatapp.core import metrics
+from chatapp.core import metrics, supervisor
 from tests.deploy.files import (
     ROOT,
     build_args,
@@ -323,3 +323,13 @@ def test_the_purge_runs_every_hour_from_the_app_image_with_its_settings_and_file
     assert purge["healthcheck"] == {"disable": True}  # no web server to probe here
     assert purge["depends_on"] == {"app": {"condition": "service_healthy"}}  # migrated first
     assert "ports" not in purge and "profiles" not in purge
+
+
+def test_the_app_is_given_the_time_its_supervisor_takes_to_stop():
+    """Docker's default is 10 s, then SIGKILL to everything in the container: a server process
+    whose stop took its 8 s would be killed with the supervisor before the supervisor ended
+    what it left streaming (its answers then wait for another replica's reaper), and a slow
+    stop never reached the supervisor's own SIGKILL at STOP_SECONDS."""
+    grace = compose()["services"]["app"]["stop_grace_period"]
+    assert re.fullmatch(r"\d+s", grace), grace
+    assert int(grace[:-1]) >= supervisor.STOP_SECONDS + supervisor.ENDED_SECONDS
