@@ -80,17 +80,25 @@ def months_to_choose(team, today: date, shown: date) -> list[date]:
     return sorted(months, reverse=True)
 
 
-def month_report(team, month: date, member_limit: int | None = None) -> MonthReport:
+def month_report(
+    team, month: date, member_limit: int | None = None, team_left: int | None = None
+) -> MonthReport:
     """With `member_limit` (the month is this one), each person's row says what they have
-    `left` of it: their monthly limit less what they used."""
+    `left` of it: their monthly limit less what they used, and no more than `team_left`, what
+    the team's monthly budget has left (None: no budget). `team_spent` says the team's budget,
+    not their own limit, is what leaves them nothing."""
     # Any: the sums are annotated from SUMS, which django-stubs cannot follow.
     rows: Any = TeamUsage.objects.filter(team=team, day__gte=month, day__lt=next_month(month))
     by_user = list(
         rows.values("user__username").annotate(**SUMS).order_by("-total", "user__username")
     )
     if member_limit:
-        for row in by_user:  # a deleted user's has no one to use it
-            row["left"] = max(0, member_limit - row["total"]) if row["user__username"] else None
+        for row in by_user:
+            own = max(0, member_limit - row["total"])
+            left = own if team_left is None else min(own, team_left)
+            named = bool(row["user__username"])  # a deleted user's has no one to use it
+            row["left"] = left if named else None
+            row["team_spent"] = named and own > 0 and left == 0
     by_model = list(rows.values("model").annotate(**SUMS).order_by("-total", "model"))
     by_day = {row["day"]: row for row in rows.values("day").annotate(**SUMS)}
     totals = {name: sum(row[name] for row in by_model) for name in SUMS}

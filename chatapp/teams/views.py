@@ -614,13 +614,19 @@ def usage(request, team_id: int):
     budget = policy.monthly_token_budget
     # What each person has left means something only for the month under way.
     member_limit = policy.member_monthly_token_budget if month == month_start(today) else None
+    used_this_month = team_left = None
+    if budget:
+        used_this_month = tokens_used(team, today.replace(day=1))
+        # Nobody can use more than the team's budget has left, whatever their own limit says.
+        team_left = max(0, budget - used_this_month)
     context = {
-        "report": month_report(team, month, member_limit),
+        "report": month_report(team, month, member_limit, team_left),
         "months": months_to_choose(team, today, month),
         "budget": budget,
         "member_limit": member_limit,
+        "team_left": team_left,
         "resets": next_month(today),
-        "used_this_month": tokens_used(team, today.replace(day=1)) if budget else None,
+        "used_this_month": used_this_month,
         "storage": storage_use(team),
         "safety": safety_counts(team, month),
     }

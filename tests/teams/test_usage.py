@@ -197,8 +197,11 @@ def test_a_past_month_or_a_team_without_a_limit_shows_nothing_left(
     assert "max" in html and "Left this month" not in html and "Each person may" not in html
 
 
-def test_a_deleted_person_has_nothing_left_to_show(owner_client, team, member):
-    TeamPolicy.objects.create(team=team, member_monthly_token_budget=1000)
+@pytest.mark.parametrize("budget", [None, 125])
+def test_a_deleted_person_has_nothing_left_to_show(owner_client, team, member, budget):
+    TeamPolicy.objects.create(
+        team=team, monthly_token_budget=budget, member_monthly_token_budget=1000
+    )
     record_usage(team, member, SMALL, 100, 25)
     member.delete()
     html = owner_client.get(usage_url(team)).content.decode()
@@ -245,3 +248,33 @@ def test_a_bad_month_shows_the_current_one(value):
 
 def test_usage_page_with_a_bad_month_is_fine(owner_client, team):
     assert owner_client.get(usage_url(team, "nonsense")).status_code == 200
+
+
+def test_nobody_has_more_left_than_the_team_budget_has(owner_client, team, owner, member):
+    TeamPolicy.objects.create(
+        team=team, monthly_token_budget=1500, member_monthly_token_budget=1000
+    )
+    record_usage(team, member, SMALL, 100, 25)
+    record_usage(team, owner, SMALL, 900, 300)
+    response = owner_client.get(usage_url(team))
+    rows = response.context["report"].by_user
+    # The team has 175 left: max's own 875 is more than he can use.
+    assert [(r["user__username"], r["left"]) for r in rows] == [("olivia", 0), ("max", 175)]
+    html = response.content.decode()
+    assert '<td class="num" data-label="Left this month">175</td>' in html
+    assert "no more than the 175 tokens the team's budget has left" in html
+    assert "anyone not listed has all of it left" not in html
+
+
+def test_when_the_team_budget_is_spent_nobody_has_anything_left(owner_client, team, owner, member):
+    TeamPolicy.objects.create(team=team, monthly_token_budget=1000, member_monthly_token_budget=900)
+    record_usage(team, member, SMALL, 100, 25)
+    record_usage(team, owner, SMALL, 700, 300)
+    response = owner_client.get(usage_url(team))
+    rows = response.context["report"].by_user
+    assert [(r["user__username"], r["left"]) for r in rows] == [("olivia", 0), ("max", 0)]
+    html = response.content.decode()
+    assert '<td class="num" data-label="Left this month">0 (limit reached)</td>' in html
+    assert '<td class="num" data-label="Left this month">0 (team budget used up)</td>' in html
+    assert "anyone not listed has all of it left" not in html
+    assert "The team has used its monthly budget" in html
