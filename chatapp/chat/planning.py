@@ -15,7 +15,13 @@ from django.db.models import Q, Sum
 from chatapp.accounts import preferences
 from chatapp.chat import json_output, tooling, tree
 from chatapp.chat.errors import ChatError
-from chatapp.chat.history import History, build_history, context_budget, title_from
+from chatapp.chat.history import (
+    History,
+    build_history,
+    context_budget,
+    context_window,
+    title_from,
+)
 from chatapp.chat.lookups import owned_conversation, owned_message
 from chatapp.chat.models import (
     Conversation,
@@ -367,15 +373,16 @@ def _plan(
     )
     _check_documents_fit(history, turns[-1], params)
     every_turn = details.pop("every_turn", False)  # not the plan's: whether turns may go
-    if history.dropped and every_turn:
+    budget = context_budget(params.model, params.max_tokens)
+    if every_turn and (history.dropped or history.tokens > budget):
         raise ChatError(
             "context_too_long",
             "The messages are too long for the model's context window: "
-            f"{params.model} reads about {context_budget(params.model, params.max_tokens):,}"
-            " tokens with room for its answer. Send fewer or shorter messages, or a lower"
-            " max_tokens.",
+            f"{params.model} reads about {budget:,} tokens with room for its answer. Send fewer"
+            " or shorter messages, or a lower max_tokens.",
             "content",
         )
+    _check_question_fits(history, params)
     messages, redactions = _filter_data(history.messages, rules, conversation)
     try:
         client = providers.llama_client(team, rules)
@@ -600,6 +607,22 @@ def _check_documents_fit(history: History, last: Turn, params: ChatParams) -> No
             f"{', '.join(documents)} and your question come to about {needed:,} tokens;"
             f" {params.model} reads {budget:,} with room for its answer: attach a shorter part.",
             "attachments",
+        )
+
+
+def _check_question_fits(history: History, params: ChatParams) -> None:
+    """History keeps the newest question however long: one the model cannot read (with the
+    max tokens asked for) is refused here rather than by the model server."""
+    window = context_window(params.model)
+    needed = history.tokens + (params.max_tokens or 0)
+    if needed > window:
+        kept = f" and {params.max_tokens:,} kept for the answer" if params.max_tokens else ""
+        raise ChatError(
+            "content_too_large",
+            f"Your message (with the system prompt) comes to about {history.tokens:,} tokens;"
+            f" with those{kept}, that is more than the {window:,} {params.model} reads."
+            " Send a shorter message, or lower max tokens.",
+            "content",
         )
 
 

@@ -56,3 +56,27 @@ async def test_streams_are_measured(connect, member, sim):
     done = (await socket.until_type("message.done", ids["message_id"]))[-1]
     assert sample(TIME_TO_FIRST_TOKEN, "_count") == started + 1
     assert sample(TOKENS_RELAYED, "_total") == relayed + done["usage"]["completion_tokens"]
+
+
+async def test_a_message_longer_than_the_models_window_is_refused_before_it_goes_upstream(
+    connect, member, sim, settings
+):
+    """History keeps the newest question however long it is: one the model cannot read is
+    refused here, with nothing written, rather than by the model server."""
+    settings.LLAMA_MODEL_CONTEXT = {MODEL: 4096}
+    socket = await connect(member)
+    frame = {
+        "type": "chat.send",
+        "request_id": "r1",
+        "conversation_id": None,
+        "content": "word " * 2000,  # about 2,500 tokens, and 2,048 for the answer
+    }
+    error = (await socket.expect_error(frame))["error"]
+    assert (error["code"], error["field"]) == ("content_too_large", "content")
+    assert "2,504 tokens" in error["message"] and f"4,096 {MODEL} reads" in error["message"]
+    assert not await Conversation.objects.aexists()
+    assert not await Message.objects.aexists()
+    assert sim.requests == []
+    ids = await socket.send_message("word " * 1500)  # about 1,900 tokens: it fits
+    assert (await socket.until_type("message.done", ids["message_id"]))[-1]["status"] == "complete"
+    assert len(sim.requests) == 1

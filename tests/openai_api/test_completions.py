@@ -630,6 +630,33 @@ async def test_messages_beyond_the_models_window_are_refused_not_trimmed(
     assert member.pk not in LIVE_PER_USER
 
 
+@pytest.mark.parametrize("stream", [False, True])
+async def test_one_message_beyond_the_models_window_is_refused_before_it_goes_upstream(
+    sim, member, team, make_key, settings, stream
+):
+    """The last turn is never dropped, so one message longer than the window alone would go
+    upstream and be refused there: it is refused here, before it goes or counts."""
+    settings.LLAMA_DEFAULT_MODEL = "my-local-model"  # 8,192 tokens
+    key = await database_sync_to_async(make_key)(member, team)
+    messages = [{"role": "user", "content": "word " * 20_000}]  # about 25,000 tokens
+    with pytest.raises(openai.BadRequestError) as refused:
+        answer = await sdk(key).chat.completions.create(
+            model="my-local-model", messages=messages, stream=stream
+        )
+        if stream:
+            [chunk async for chunk in answer]
+    body = refused.value.body
+    assert (body["code"], body["type"], body["param"]) == (
+        "context_length_exceeded",
+        "invalid_request_error",
+        "messages",
+    )
+    assert "too long for the model's context window" in body["message"]
+    assert sim.requests == []
+    assert not await db(lambda: TeamUsage.objects.exists())
+    assert member.pk not in LIVE_PER_USER
+
+
 def report(text: str) -> list[dict]:
     """A long report, then a question about it: a request whose every turn must fit."""
     return [
