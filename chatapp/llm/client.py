@@ -393,10 +393,9 @@ class LlamaClient:
     def _request(
         self, method: str, path: str, body: dict[str, Any] | None, stream: bool
     ) -> httpx.Request:
-        headers = {
-            "Authorization": f"Bearer {self.config.api_key}",
-            "Accept": "text/event-stream" if stream else "application/json",
-        }
+        headers = {"Accept": "text/event-stream" if stream else "application/json"}
+        if self.config.api_key:  # a keyless server (vLLM, Ollama) may refuse an empty "Bearer "
+            headers["Authorization"] = f"Bearer {self.config.api_key}"
         url = self.config.base_url + path
         return self.http.build_request(
             method, url, json=body, headers=headers, timeout=self._timeout

@@ -806,3 +806,27 @@ async def test_a_stream_answered_by_a_json_error_object_reports_its_detail(proto
         (StreamError, "upstream_unavailable")
     ]
     assert "The model is overloaded" in events[0].message
+
+
+WHOLE_ANSWER = json.dumps(
+    {
+        "choices": [{"message": {"role": "assistant", "content": "Hi"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
+    }
+)
+
+
+async def test_a_server_without_a_key_gets_no_authorization_header():
+    """A keyless vLLM or Ollama: an empty "Bearer " is no key, and some servers refuse it."""
+    seen: list[dict] = []
+    replies = [Reply(WHOLE_ANSWER, headers={"Content-Type": "application/json"})]
+    async with hostile_upstream(replies, seen) as url:
+        text, _ = await LlamaClient(ProviderConfig(url, "", protocol="openai")).complete_chat(
+            user("hi"), ChatParams(MODEL)
+        )
+        await LlamaClient(ProviderConfig(url, KEY, protocol="openai")).complete_chat(
+            user("hi"), ChatParams(MODEL)
+        )
+    assert text == "Hi"
+    assert "Authorization" not in seen[0]
+    assert seen[1]["Authorization"] == f"Bearer {KEY}"

@@ -15,13 +15,15 @@ class Reply:
 
 
 @asynccontextmanager
-async def hostile_upstream(replies: list[Reply]):
+async def hostile_upstream(replies: list[Reply], headers_seen: list[dict] | None = None):
     """Serve the replies to the POST /v1/chat/completions requests in turn, the last one to
-    every request after; yields the base URL."""
+    every request after; yields the base URL. Each request's headers go to `headers_seen`."""
     served = 0
 
     async def chat(request: web.Request) -> web.Response:
         nonlocal served
+        if headers_seen is not None:
+            headers_seen.append(dict(request.headers))
         reply = replies[min(served, len(replies) - 1)]
         served += 1
         return web.Response(
