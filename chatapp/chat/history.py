@@ -3,21 +3,11 @@
 from dataclasses import dataclass
 from typing import Any
 
-from django.conf import settings
+from chatapp.llm import count_message_tokens
+from chatapp.teams.policy import context_window
 
-from chatapp.llm import MODEL_CONTEXT_LIMITS, count_message_tokens
-
-# Models we know nothing about (vLLM, Ollama...) get a window most local servers offer,
-# unless the operator gives theirs (LLAMA_MODEL_CONTEXT).
-UNKNOWN_MODEL_CONTEXT = 8192
 DEFAULT_OUTPUT_RESERVE = 4096
 TITLE_LENGTH = 60
-
-
-def context_window(model: str) -> int:
-    """The tokens a model reads: the operator's word first, then what the site knows."""
-    configured = settings.LLAMA_MODEL_CONTEXT.get(model)
-    return configured or MODEL_CONTEXT_LIMITS.get(model, UNKNOWN_MODEL_CONTEXT)
 
 
 def context_budget(model: str, max_tokens: int | None) -> int:

@@ -15,13 +15,7 @@ from django.db.models import Q, Sum
 from chatapp.accounts import preferences
 from chatapp.chat import json_output, tooling, tree
 from chatapp.chat.errors import ChatError
-from chatapp.chat.history import (
-    History,
-    build_history,
-    context_budget,
-    context_window,
-    title_from,
-)
+from chatapp.chat.history import History, build_history, context_budget, title_from
 from chatapp.chat.lookups import owned_conversation, owned_message
 from chatapp.chat.models import (
     Conversation,
@@ -613,7 +607,7 @@ def _check_documents_fit(history: History, last: Turn, params: ChatParams) -> No
 def _check_question_fits(history: History, params: ChatParams) -> None:
     """History keeps the newest question however long: one the model cannot read (with the
     max tokens asked for) is refused here rather than by the model server."""
-    window = context_window(params.model)
+    window = policy.context_window(params.model)
     needed = history.tokens + (params.max_tokens or 0)
     if needed > window:
         kept = f" and {params.max_tokens:,} kept for the answer" if params.max_tokens else ""

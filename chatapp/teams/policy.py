@@ -10,9 +10,12 @@ from dataclasses import dataclass
 from django.conf import settings as django_settings
 from django.db.models import Q
 
-from chatapp.llm import MODEL_MAX_OUTPUT
+from chatapp.llm import MODEL_CONTEXT_LIMITS, MODEL_MAX_OUTPUT
 from chatapp.teams.models import Team, TeamPolicy, TeamProvider
 
+# Models we know nothing about (vLLM, Ollama...) get a window most local servers offer,
+# unless the operator gives theirs (LLAMA_MODEL_CONTEXT).
+UNKNOWN_MODEL_CONTEXT = 8192
 SITE_DEFAULTS = {"temperature": 0.6, "top_p": 0.9, "max_tokens": 2048}
 SETTING_NAMES = ("model", "temperature", "max_tokens", "top_p")
 # How the settings forms label them; error messages use the same words.
@@ -57,6 +60,12 @@ def output_ceiling(model: str) -> int:
     ceiling = MODEL_MAX_OUTPUT.get(model, MAX_TOKENS_CAP)
     window = django_settings.LLAMA_MODEL_CONTEXT.get(model)
     return min(ceiling, window) if window else ceiling
+
+
+def context_window(model: str) -> int:
+    """The tokens a model reads: the operator's word first, then what the site knows."""
+    configured = django_settings.LLAMA_MODEL_CONTEXT.get(model)
+    return configured or MODEL_CONTEXT_LIMITS.get(model, UNKNOWN_MODEL_CONTEXT)
 
 
 def team_policy(team) -> TeamPolicy:

@@ -11,25 +11,25 @@ from django.db import transaction
 from django.utils import timezone
 
 from chatapp.core.locking import lock_rows
-from chatapp.llm import MODEL_CONTEXT_LIMITS
 from chatapp.teams.models import Team, TeamPolicy
+from chatapp.teams.policy import context_window, site_models
 from chatapp.teams.usage import storage_use
 from chatapp.uploads.models import Upload
 from chatapp.uploads.validation import CheckedFile, Limits, UploadRefused, check_file
 
 log = logging.getLogger(__name__)
 
-# About four characters per token: no document longer than the largest window can be read.
+# About four characters per token: no document longer than the largest window of the models
+# the site offers can be read.
 CHARS_PER_TOKEN = 4
 
 
 def limits() -> Limits:
-    configured = settings.LLAMA_MODEL_CONTEXT
     return Limits(
         max_bytes=settings.UPLOAD_MAX_FILE_BYTES,
         max_pixels=settings.UPLOAD_MAX_IMAGE_PIXELS,
         max_side=settings.UPLOAD_IMAGE_MAX_SIDE,
-        max_text_chars=CHARS_PER_TOKEN * max({**MODEL_CONTEXT_LIMITS, **configured}.values()),
+        max_text_chars=CHARS_PER_TOKEN * max(context_window(model) for model in site_models()),
     )
 
 

@@ -94,6 +94,7 @@ def test_a_document_may_be_as_long_as_the_largest_window_the_operator_gave(
 ):
     notes = b"many words here " * 40_000  # 640,000 characters: over 128K tokens' worth
     assert post_upload(member_client, "notes.txt", notes).status_code == 400
+    settings.LLAMA_MODELS = ["my-local-model"]
     settings.LLAMA_MODEL_CONTEXT = {"my-local-model": 1_000_000}
     assert post_upload(member_client, "notes.txt", notes).status_code == 201
 
@@ -103,6 +104,22 @@ def test_a_photo_with_an_odd_exif_tag_is_stored_upright(member_client, post_uplo
     response = post_upload(member_client, "photo.jpg", files.jpeg_turned(40, 30, odd))
     assert response.status_code == 201
     assert (response.json()["width"], response.json()["height"]) == (30, 40)
+
+
+def test_a_document_is_no_longer_than_the_largest_window_of_the_models_offered(
+    member_client, post_upload, settings
+):
+    """Windows of models the site does not offer (the Llama API's, or one the operator named
+    but took out of LLAMA_MODELS) cannot read a document: they do not raise the limit."""
+    settings.LLAMA_DEFAULT_MODEL = "qwen2.5:32b"
+    settings.LLAMA_MODELS = ["qwen2.5:32b", "llama3.1:8b"]
+    settings.LLAMA_MODEL_CONTEXT = {"qwen2.5:32b": 32_768, "retired-model": 1_000_000}
+    notes = b"many words here " * 10_000  # 160,000 characters: 40,000 tokens' worth
+    response = post_upload(member_client, "notes.txt", notes)
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "document_too_large"
+    assert "(131,072)" in response.json()["error"]["message"]
+    assert post_upload(member_client, "notes.txt", notes[:131_072]).status_code == 201
 
 
 def test_header_content_type_is_not_trusted(member_client, post_upload):
