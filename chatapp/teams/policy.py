@@ -56,10 +56,8 @@ class Limits:
 
 def output_ceiling(model: str) -> int:
     """The most a model may be asked to write: its own limit where the site knows it, and
-    never more than the context window the operator gave it (LLAMA_MODEL_CONTEXT)."""
-    ceiling = MODEL_MAX_OUTPUT.get(model, MAX_TOKENS_CAP)
-    window = django_settings.LLAMA_MODEL_CONTEXT.get(model)
-    return min(ceiling, window) if window else ceiling
+    never more than its context window (LLAMA_MODEL_CONTEXT, else what the site assumes)."""
+    return min(MODEL_MAX_OUTPUT.get(model, MAX_TOKENS_CAP), context_window(model))
 
 
 def context_window(model: str) -> int:

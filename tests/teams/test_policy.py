@@ -120,6 +120,22 @@ def test_max_tokens_stays_within_the_window_the_operator_gave_a_model(team, memb
     assert asked["max_tokens"] == 32_768
 
 
+def test_max_tokens_stays_within_the_window_the_site_assumes_for_an_unknown_model(
+    team, member, settings
+):
+    """A local model the operator gave no window is read as 8,192 tokens: a longer answer
+    than that is one its server refuses to write."""
+    settings.LLAMA_DEFAULT_MODEL = "my-local-model"
+    settings.LLAMA_MODELS = ["my-local-model"]
+    with pytest.raises(PolicyError, match="between 1 and 8192"):
+        effective_settings(member, team, {"model": "my-local-model", "max_tokens": 20_000})
+    asked = effective_settings(member, team, {"model": "my-local-model", "max_tokens": 8192})
+    assert asked["max_tokens"] == 8192
+    settings.LLAMA_MODEL_CONTEXT = {"my-local-model": 65_536}
+    asked = effective_settings(member, team, {"model": "my-local-model", "max_tokens": 20_000})
+    assert asked["max_tokens"] == 20_000
+
+
 def test_validate_settings_checks_only_what_is_given(team, restricted):
     assert validate_settings(team, {"model": None, "temperature": 0.2}) == {
         "model": None,
