@@ -260,3 +260,41 @@ def test_the_edit_box_opens_whole_and_fits_its_question(request, size):
     header = page.locator(".chat-header").bounding_box()
     assert editor.bounding_box()["y"] >= header["y"] + header["height"]
     assert editor.evaluate("(el) => el.scrollHeight <= el.clientHeight")
+
+
+def test_the_edit_box_keeps_the_height_the_user_dragged_it_to(logged_in_page, screenshot):
+    """Typing refits the edit box to its text, but never below a height set with its corner
+    handle; text that needs more room than that still grows it."""
+    page = logged_in_page
+    chat = ChatPage(page)
+    answered(chat, "A short question", 1)
+    question = chat.questions.first
+    question.hover()
+    question.get_by_role("button", name="Edit this question").click()
+    editor = question.get_by_label("Edit your question")
+    expect(editor).to_be_focused()
+    opened = editor.bounding_box()
+
+    # The resize handle sits in the bottom right corner: drag it 150 px down.
+    corner_x = opened["x"] + opened["width"] - 3
+    corner_y = opened["y"] + opened["height"] - 3
+    page.mouse.move(corner_x, corner_y)
+    page.mouse.down()
+    page.mouse.move(corner_x, corner_y + 150, steps=5)
+    page.mouse.up()
+    dragged = editor.bounding_box()["height"]
+    assert dragged > opened["height"] + 100
+
+    editor.focus()
+    page.keyboard.press("End")
+    page.keyboard.type(" and more")
+    assert editor.bounding_box()["height"] == dragged
+    page.keyboard.press("Backspace")
+    assert editor.bounding_box()["height"] == dragged
+    screenshot(page, "edit-box-dragged")
+
+    for n in range(12):  # more lines than the box holds
+        page.keyboard.press("Shift+Enter")
+        page.keyboard.type(f"line {n}")
+    assert editor.bounding_box()["height"] > dragged
+    assert editor.evaluate("(el) => el.scrollHeight <= el.clientHeight")

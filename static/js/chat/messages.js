@@ -360,12 +360,35 @@ export class MessageView {
     return form;
   }
 
-  /** The edit box as tall as its text, up to half the window (then it scrolls). */
-  fitEditor() {
+  /** The edit box as tall as its text, up to half the window (then it scrolls). Once the user
+   * drags its corner, that height stays: the box grows past it only by the room text added
+   * since needs, and never shrinks below it. opening: a new edit, fitted afresh. */
+  fitEditor({ opening = false } = {}) {
     const input = this.editInput;
+    if (opening) this.userHeight = null;
+    else if (input.style.height !== this.fittedHeight) {
+      // Dragged since the last fit (the handle sets the inline height).
+      this.userHeight = { height: input.offsetHeight, needed: this.fittedNeeds };
+    }
+    const needed = this.editorNeeds();
+    this.fittedNeeds = needed;
+    const user = this.userHeight;
+    const height = user
+      ? user.height + Math.max(0, needed - Math.max(user.height, user.needed))
+      : needed;
+    input.style.height = `${height}px`;
+    this.fittedHeight = input.style.height;
+  }
+
+  /** The height the edit box's text needs, up to half the window. */
+  editorNeeds() {
+    const input = this.editInput;
+    const height = input.style.height;
     input.style.height = "auto";
     const borders = input.offsetHeight - input.clientHeight;
-    input.style.height = `${Math.min(input.scrollHeight + borders, window.innerHeight / 2)}px`;
+    const needed = Math.min(input.scrollHeight + borders, window.innerHeight / 2);
+    input.style.height = height;
+    return needed;
   }
 
   /** The files the edited version keeps, each with a button that takes it out. */
@@ -404,7 +427,7 @@ export class MessageView {
       this.editInput.value = message.content;
       this.keptFiles = [...message.attachments];
       this.renderKeptFiles();
-      this.fitEditor();
+      this.fitEditor({ opening: true });
       this.editInput.focus();
       this.editInput.setSelectionRange(message.content.length, message.content.length);
     }
