@@ -5,7 +5,13 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.chat_page import ChatPage, hold_requests, json_from, reload_holding
+from tests.browser.chat_page import (
+    ChatPage,
+    hold_requests,
+    json_from,
+    reload_holding,
+    wait_until_held,
+)
 from tests.e2e.contrast import contrast_of
 from tests.support.polling import wait_for
 
@@ -324,6 +330,66 @@ def test_changes_heard_while_the_list_loads_are_not_undone_by_it(logged_in_page,
     expect(page.locator(".conversation-item").first).to_be_visible()
     assert titles(page)[:2] == ["Gamma ideas", "Alpha renamed"]  # pinned first
     assert "Beta notes" not in titles(page)
+
+
+def reconnect_holding_the_list(page) -> tuple:
+    """Drop the chat socket; the list asked again once it is back is held, its answer read at
+    once: (the held request, that answer), to give the page after what follows."""
+    held = hold_requests(page, re.compile(r"/api/conversations/\?q=[^&]*&page=1"))
+    page.evaluate("window.chatPage.socket.ws.close()")
+    wait_until_held(page, held, "the list asked again after the reconnect")
+    page.wait_for_selector("html[data-socket=open]")
+    return held[0], held[0].fetch()
+
+
+def made_elsewhere(app_server, user) -> None:
+    """A conversation started unheard (no event): the list asked again shows it once merged."""
+    app_server.run_python(f"""
+from django.contrib.auth import get_user_model
+from chatapp.chat.models import Conversation
+from chatapp.teams.actions import ensure_personal_team
+owner = get_user_model().objects.get(username={user.username!r})
+Conversation.objects.create(team=ensure_personal_team(owner), owner=owner, title="Made elsewhere")
+""")
+
+
+def test_changes_made_here_while_the_list_is_asked_again_are_not_undone(
+    sidebar_page, app_server, user, conversations
+):
+    page = sidebar_page
+    made_elsewhere(app_server, user)
+    request, answer = reconnect_holding_the_list(page)
+    # This tab renames, pins and deletes after the server read the list.
+    click_row_action(page, "Beta notes", "Rename")
+    page.get_by_label("New title").fill("Beta renamed")
+    page.get_by_label("New title").press("Enter")
+    page.get_by_role("link", name="Beta renamed").wait_for()
+    click_row_action(page, "Gamma ideas", "Pin")
+    pinned = page.locator(".conversation-group", has=page.locator("#conversation-group-pinned"))
+    expect(pinned).to_contain_text("Gamma ideas")
+    click_row_action(page, "Alpha plan", "Delete")
+    page.get_by_role("dialog").get_by_role("button", name="Delete").click()
+    page.get_by_role("link", name="Alpha plan").wait_for(state="detached")
+
+    request.fulfill(response=answer)  # the list as it was before those changes
+    page.get_by_role("link", name="Made elsewhere").wait_for()
+    assert titles(page)[:3] == ["Gamma ideas", "Made elsewhere", "Beta renamed"]
+    assert "Alpha plan" not in titles(page)
+    assert "Beta notes" not in titles(page)
+
+
+def test_a_new_conversation_started_while_a_short_list_is_asked_again_stays(
+    logged_in_page, app_server, user
+):
+    page = logged_in_page
+    chat = ChatPage(page)
+    made_elsewhere(app_server, user)
+    request, answer = reconnect_holding_the_list(page)
+    chat.send("A question asked meanwhile")
+    expect(chat.sidebar_items).to_have_count(1)
+    request.fulfill(response=answer)  # one conversation, and no more pages
+    page.get_by_role("link", name="Made elsewhere").wait_for()
+    assert titles(page) == ["A question asked meanwhile", "Made elsewhere"]
 
 
 def test_a_title_too_long_for_its_row_and_the_header_shows_whole_on_hover(

@@ -76,6 +76,9 @@ export class Sidebar {
     // Renames, pins and deletions heard while a page of the list loads, for rows not listed
     // yet: that page may have been read before them.
     this.meanwhile = new Map();
+    // While the list is asked again after a reconnect, one map per request of what changed
+    // here meanwhile (id -> fields, or deleted): the answer may predate those changes.
+    this.changesDuring = new Set();
     this.generation = 0;
     this.activeId = null;
     this.left = false; // the user is no longer in the team: only what stays theirs is listed
@@ -135,18 +138,22 @@ export class Sidebar {
    * merged in, so the rows loaded, the scroll and the search stay. */
   async refresh() {
     const generation = this.generation;
+    const changed = new Map();
+    this.changesDuring.add(changed);
     let data;
     try {
       data = await api(this.firstPage());
     } catch {
       return; // the list stays as it was: the next reconnect asks again
+    } finally {
+      this.changesDuring.delete(changed);
     }
     if (generation !== this.generation) return; // a newer search replaced the list
     const results = data.results || [];
     const fetched = new Set(results.map((conversation) => conversation.id));
     const last = results.at(-1);
     for (const id of this.order) {
-      if (fetched.has(id)) continue;
+      if (fetched.has(id) || changed.has(id)) continue; // changed here: newer than the answer
       const known = this.entries.get(id).data;
       // Pinned ones all come before the first page's last unpinned row: one missing from it
       // was unpinned meanwhile (or deleted), and goes where an unpinned one would.
@@ -159,17 +166,21 @@ export class Sidebar {
       }
     }
     for (const conversation of results) {
+      const mine = changed.get(conversation.id);
+      if (mine?.deleted) continue;
       const entry = this.entries.get(conversation.id);
       if (!entry) {
-        this.add(conversation);
+        this.add({ ...conversation, ...mine });
         continue;
       }
-      Object.assign(entry.data, conversation);
+      Object.assign(entry.data, conversation, mine);
       this.setTitle(entry.li, entry.data.title);
     }
     // A search's results keep the server's order: the first page's, then those loaded after.
     const rest = this.order.filter((id) => this.entries.has(id) && !fetched.has(id));
-    this.order = [...results.map((conversation) => conversation.id), ...rest];
+    this.order = [...results.map((conversation) => conversation.id), ...rest].filter((id) =>
+      this.entries.has(id),
+    );
     this.render();
   }
 
@@ -253,6 +264,7 @@ export class Sidebar {
 
   /** Add or update a conversation; atTop: it was just used (it moves to Today). */
   upsert(conversation, { atTop = true } = {}) {
+    this.changedHere(conversation.id, conversation);
     const entry = this.entries.get(conversation.id);
     if (!entry) {
       if (this.query && atTop) return; // not known to match the current search
@@ -263,7 +275,9 @@ export class Sidebar {
       this.setTitle(entry.li, entry.data.title);
     }
     if (atTop) {
-      this.entries.get(conversation.id).data.updated_at = new Date().toISOString();
+      const data = this.entries.get(conversation.id).data;
+      data.updated_at = new Date().toISOString();
+      this.changedHere(conversation.id, { updated_at: data.updated_at });
       const others = this.order.filter((id) => id !== conversation.id);
       if (this.query) this.order = [conversation.id, ...others]; // results keep their order
     }
@@ -276,11 +290,13 @@ export class Sidebar {
     const entry = this.entries.get(id);
     if (!entry) return;
     entry.data.updated_at = new Date().toISOString();
+    this.changedHere(id, { updated_at: entry.data.updated_at });
     this.render();
   }
 
   /** A new title from elsewhere (the model named it, another tab renamed it). */
   retitle(id, title) {
+    this.changedHere(id, { title });
     const entry = this.entries.get(id);
     if (!entry) return this.heard(id, { title });
     entry.data.title = title;
@@ -289,6 +305,7 @@ export class Sidebar {
 
   /** Pinned or unpinned (in this tab or another): the row moves to its place. */
   setPinned(id, pinned) {
+    this.changedHere(id, { pinned });
     const entry = this.entries.get(id);
     if (!entry) return this.heard(id, { pinned });
     if (entry.data.pinned === pinned) return;
@@ -297,6 +314,7 @@ export class Sidebar {
   }
 
   remove(id) {
+    this.changedHere(id, { deleted: true });
     const entry = this.entries.get(id);
     if (!entry) return this.heard(id, { deleted: true });
     // Deleted elsewhere under the keyboard's focus: the next row (or the search box) takes it.
@@ -318,6 +336,11 @@ export class Sidebar {
 
   focusRowOrSearch(li) {
     (li?.querySelector(".conversation-link") || this.search).focus();
+  }
+
+  /** A change heard or made while the list is asked again: it wins over the answer. */
+  changedHere(id, change) {
+    for (const changed of this.changesDuring) changed.set(id, { ...changed.get(id), ...change });
   }
 
   /** A change to a conversation not listed: kept for the page of the list loading now. */
@@ -534,8 +557,7 @@ export class Sidebar {
       });
       const entry = this.entries.get(id);
       if (!entry) return; // the list was redrawn meanwhile (a search landing)
-      entry.data.pinned = updated?.pinned ?? pinned;
-      this.render();
+      this.setPinned(id, updated?.pinned ?? pinned);
       entry.li.querySelector(".conversation-link").focus();
       this.handlers.announce?.(`${pinned ? "Pinned" : "Unpinned"} “${li.dataset.title}”`);
     } catch (error) {
@@ -578,7 +600,7 @@ export class Sidebar {
           body: { title },
         });
         // The list may have been redrawn (a search landing) while the title was typed.
-        this.setTitle(this.item(id) || li, updated?.title ?? title);
+        this.retitle(id, updated?.title ?? title);
         this.handlers.renamed(id, updated?.title ?? title);
       } catch (error) {
         this.handlers.notify(`Could not rename: ${error.message}`);
