@@ -392,6 +392,29 @@ def test_a_new_conversation_started_while_a_short_list_is_asked_again_stays(
     assert titles(page) == ["A question asked meanwhile", "Made elsewhere"]
 
 
+def test_a_search_result_gone_meanwhile_leaves_the_results_after_a_reconnect(
+    sidebar_page, app_server, conversations
+):
+    """The results go on past their first page; one deleted unheard (no event reached this
+    tab) is missing from them when asked again, and leaves the list."""
+    page = sidebar_page
+    page.get_by_label("Search conversations").fill("filler")
+    expect(page.locator("#conversation-status")).to_have_text("More than 20 conversations match")
+    assert titles(page)[0] == "Filler 24"
+    assert "Filler 20" in titles(page)
+    app_server.run_python(
+        f"from chatapp.chat.models import Conversation\n"
+        f"Conversation.objects.filter(pk={conversations['Filler 20']}).delete()"
+    )
+    request, answer = reconnect_holding_the_list(page)
+    request.fulfill(response=answer)
+    page.get_by_role("link", name="Filler 04").wait_for()  # moved up to the first page
+    assert "Filler 20" not in titles(page)
+    page.locator(".conversation-scroll").evaluate("(el) => el.scrollTo(0, el.scrollHeight)")
+    page.get_by_role("link", name="Filler 00").wait_for()
+    assert sorted(titles(page)) == sorted(f"Filler {n:02d}" for n in range(25) if n != 20)
+
+
 def test_a_title_too_long_for_its_row_and_the_header_shows_whole_on_hover(
     logged_in_page, app_server, user
 ):

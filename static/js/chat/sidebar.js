@@ -134,22 +134,31 @@ export class Sidebar {
   }
 
   /** What other tabs did while the connection was down (conversations started, renamed,
-   * pinned, unpinned, deleted) was never heard: the first page of the list is asked again and
-   * merged in, so the rows loaded, the scroll and the search stay. */
+   * pinned, unpinned, deleted) was never heard: the first page of the list (of a search, as
+   * many rows as are listed) is asked again and merged in, so the rows loaded, the scroll and
+   * the search stay. */
   async refresh() {
     const generation = this.generation;
     const changed = new Map();
     this.changesDuring.add(changed);
     let data;
+    const results = [];
     try {
-      data = await api(this.firstPage());
+      // A search's order is the server's (best first): as many rows are asked as are listed,
+      // so one missing from them is gone (or comes again with the next page).
+      let next = this.firstPage();
+      const listed = this.order.length;
+      while (next) {
+        data = await api(next);
+        results.push(...(data.results || []));
+        next = this.query && results.length < listed ? nextPath(data.next, this.query) : null;
+      }
     } catch {
       return; // the list stays as it was: the next reconnect asks again
     } finally {
       this.changesDuring.delete(changed);
     }
     if (generation !== this.generation) return; // a newer search replaced the list
-    const results = data.results || [];
     const fetched = new Set(results.map((conversation) => conversation.id));
     const last = results.at(-1);
     for (const id of this.order) {
@@ -158,8 +167,8 @@ export class Sidebar {
       // Pinned ones all come before the first page's last unpinned row: one missing from it
       // was unpinned meanwhile (or deleted), and goes where an unpinned one would.
       if (!this.query && known.pinned && last && !last.pinned) known.pinned = false;
-      // Not on the first page: gone, unless the list goes on and it would come after it.
-      const gone = !data.next || (!this.query && last && listOrder(known, last) < 0);
+      // Not asked again: gone, unless the list goes on and it would come after the first page.
+      const gone = !data.next || this.query || (last && listOrder(known, last) < 0);
       if (gone) {
         this.entries.get(id).li.remove();
         this.entries.delete(id);
@@ -178,9 +187,9 @@ export class Sidebar {
     }
     // A search's results keep the server's order: the first page's, then those loaded after.
     const rest = this.order.filter((id) => this.entries.has(id) && !fetched.has(id));
-    this.order = [...results.map((conversation) => conversation.id), ...rest].filter((id) =>
-      this.entries.has(id),
-    );
+    const ids = new Set([...results.map((conversation) => conversation.id), ...rest]);
+    this.order = [...ids].filter((id) => this.entries.has(id));
+    if (this.query) this.next = nextPath(data.next, this.query); // after the rows asked again
     this.render();
   }
 
