@@ -10,7 +10,8 @@ switch: `switch_branch` then the state; edit and regenerate: their admission, wh
 writes the rows, undone afterwards), its queries counted (they must be the same on both) and
 its time taken as the median of a few runs. With --browser it also opens the large
 conversation's page in Chromium on a live server and reports the main thread's long tasks
-(PerformanceObserver) while the page draws it and while it switches branch.
+(PerformanceObserver) while the page draws it and while it switches branch, and when its first
+messages and its whole branch were in the page.
 
 Uses a new SQLite database in a temporary folder, or BENCH_TREES_DATABASE_URL (PostgreSQL:
 dropped and created anew).
@@ -247,13 +248,20 @@ Membership.objects.create(team=team, user=user, role=Role.OWNER)
 print(json.dumps(seed_tree(user, team, MAIN_TURNS, WIDE, EDITS, REGENERATED, DEEP)))
 """
 
-# Long tasks of the main thread, from the page's start (buffered) on.
+# Long tasks of the main thread, from the page's start (buffered) on; and when the number of
+# messages in the page changed (after the task that drew them), from the page's start.
 OBSERVE = """
 window.__longTasks = [];
 new PerformanceObserver((list) => {
   for (const entry of list.getEntries())
     window.__longTasks.push({start: entry.startTime, duration: entry.duration});
 }).observe({type: "longtask", buffered: true});
+window.__counts = [];
+new MutationObserver(() => {
+  const count = document.querySelectorAll("[data-message-id]").length;
+  if (count !== (window.__counts.at(-1)?.count ?? 0))
+    window.__counts.push({at: performance.now(), count});
+}).observe(document, {subtree: true, childList: true});
 """
 
 # From the click to the moment the version switched to is in the page.
@@ -287,8 +295,13 @@ def run_browser() -> dict:
             page.goto(f"{stack.app_url}/c/{ids['conversation']}/")
             selector = f'[data-message-id="{ids["leaf_answer"]}"]'
             page.wait_for_selector(selector, state="attached", timeout=60_000)
+            # The whole branch: the earlier messages are drawn after the last ones.
+            branch = 2 * MAIN_TURNS
+            last = page.locator("[data-message-id]").nth(branch - 1)
+            last.wait_for(state="attached", timeout=60_000)
             page.wait_for_timeout(1000)
             opened = page.evaluate("window.__longTasks.splice(0)")
+            counts = page.evaluate("window.__counts")
             # The 50-times answered question: its answer's next version, then back.
             timings = []
             for shown, target in (
@@ -310,6 +323,10 @@ def run_browser() -> dict:
             figures = {
                 "messages": ids["messages"],
                 "open_long_tasks_ms": [round(t["duration"]) for t in opened],
+                # From the page's start: the first messages in it, then the whole branch.
+                "open_first_drawn_ms": round(counts[0]["at"]),
+                "open_first_drawn_count": counts[0]["count"],
+                "open_all_drawn_ms": round(counts[-1]["at"]),
                 "switch_long_tasks_ms": [round(t["duration"]) for t in switched],
                 "switch_drawn_after_ms": [round(t) for t in timings],
                 "shown": page.locator("[data-message-id]").count(),

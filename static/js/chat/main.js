@@ -990,7 +990,13 @@ class ChatPage {
     this.renderSystemPrompt(state.systemPrompt);
     // The keyboard's place in the messages, before they are drawn anew.
     const focused = $("messages").contains(document.activeElement) ? document.activeElement : null;
-    const due = this.messages.render(state.messages, { busy: state.busy, editing: state.editing });
+    // A search hit, or a version switched to, is drawn now however far up it is.
+    const reach = state.message(state.landing) || state.message(this.switching?.target);
+    const due = this.messages.render(state.messages, {
+      busy: state.busy,
+      editing: state.editing,
+      reach,
+    });
     // A streaming answer's newer text waits its turn; drawn then, even if no frame comes.
     clearTimeout(this.renderTimer);
     if (due) this.renderTimer = setTimeout(() => this.update(), due);

@@ -13,6 +13,12 @@ const FOLLOW_GAP_PX = 80;
 // last draw's time to itself: a long answer (30,000 characters, about 15 ms a draw) or one
 // nested hundreds deep (half a second) would otherwise take most of the thread at every frame.
 const STREAM_DRAW_SPACING = 3;
+// A long conversation opens with its last messages drawn at once; the earlier ones are built
+// off the page meanwhile, a task of at most this many milliseconds at a time, and put above
+// them in one go (drawing 1,300 messages at once took the thread for a second or more, and
+// adding them to the page a few at a time laid the whole pane out again each time).
+const FIRST_DRAWN = 40;
+const BUILD_SLICE_MS = 30;
 
 const STATUS_LABELS = {
   stopped: "Stopped",
@@ -666,6 +672,10 @@ export class MessageList {
     this.jumpButton = jumpButton;
     this.handlers = handlers;
     this.views = new Map(); // message key -> MessageView
+    this.undrawn = 0; // how many of the first messages are not in the page yet
+    this.built = new Map(); // message key -> MessageView of those, built off the page
+    this.toBuild = null; // {messages, busy, editing, next}: those as last rendered, the next due
+    this.buildTimer = null; // the next slice of building them, due in a task of its own
     this.stickToBottom = true;
     this.busy = false;
     container.addEventListener("scroll", () => {
@@ -680,13 +690,20 @@ export class MessageList {
   }
 
   /**
-   * Make the pane show exactly these messages, in this order. Returns 0, or the milliseconds
-   * after which a streaming answer's newer text is due: render again then.
+   * Make the pane show exactly these messages, in this order (the first ones of a long list
+   * freshly opened are built off the page and come in one later render, down to `reach`, a
+   * message that must be shown now, with everything below it).
+   * Returns 0, or the milliseconds after which a streaming answer's newer text is due: render
+   * again then.
    */
-  render(messages, { busy, editing = null }) {
+  render(messages, { busy, editing = null, reach = null }) {
     let due = 0;
     this.busy = busy;
-    const keys = new Set(messages.map((m) => m.key));
+    const shown = this.drawnPart(messages, reach);
+    // Messages drawn above the first one shown keep it where the reader sees it.
+    const anchor = shown.length > this.views.size ? this.firstSlot() : null;
+    const anchorTop = anchor && !this.stickToBottom ? anchor.getBoundingClientRect().top : null;
+    const keys = new Set(shown.map((m) => m.key));
     for (const [key, view] of this.views) {
       if (!keys.has(key)) {
         view.element.remove();
@@ -695,10 +712,11 @@ export class MessageList {
     }
     const last = messages.at(-1);
     let previous = null;
-    for (const message of messages) {
+    for (const message of shown) {
       let view = this.views.get(message.key);
       if (!view) {
-        view = new MessageView(message, this.handlers);
+        view = this.built.get(message.key) ?? new MessageView(message, this.handlers);
+        this.built.delete(message.key);
         this.views.set(message.key, view);
       }
       const wait = view.render(message, {
@@ -718,8 +736,63 @@ export class MessageList {
     }
     this.emptyState.hidden = messages.length > 0;
     if (this.stickToBottom) this.container.scrollTop = this.container.scrollHeight;
+    else if (anchorTop !== null && anchor.isConnected) {
+      this.container.scrollTop += anchor.getBoundingClientRect().top - anchorTop;
+    }
     this.showJump();
+    this.buildEarlier(messages.slice(0, this.undrawn), { busy, editing });
     return due;
+  }
+
+  /** The messages to draw: all, or a list freshly opened but for its first `undrawn`. */
+  drawnPart(messages, reach) {
+    const fresh = !messages.some((m) => this.views.has(m.key));
+    if (fresh) this.undrawn = messages.length - FIRST_DRAWN;
+    let from = Math.max(0, Math.min(this.undrawn, messages.length - FIRST_DRAWN));
+    const reached = reach ? messages.indexOf(reach) : -1;
+    if (reached >= 0 && reached < from) from = reached;
+    this.undrawn = from;
+    return from ? messages.slice(from) : messages;
+  }
+
+  /**
+   * Build the views of the messages not in the page yet, off it, a slice a task (Markdown and
+   * elements, nothing laid out); once all are built, the page renders them into place at once.
+   */
+  buildEarlier(messages, options) {
+    const keys = new Set(messages.map((m) => m.key));
+    for (const key of this.built.keys()) if (!keys.has(key)) this.built.delete(key);
+    this.toBuild = messages.length ? { messages, ...options, next: 0 } : null;
+    if (this.toBuild && this.buildTimer === null) {
+      this.buildTimer = setTimeout(() => this.buildSlice());
+    }
+  }
+
+  buildSlice() {
+    this.buildTimer = null;
+    const build = this.toBuild;
+    if (!build) return;
+    const end = performance.now() + BUILD_SLICE_MS;
+    while (build.next < build.messages.length && performance.now() < end) {
+      const message = build.messages[build.next++];
+      let view = this.built.get(message.key);
+      if (!view) {
+        view = new MessageView(message, this.handlers);
+        this.built.set(message.key, view);
+      }
+      view.render(message, {
+        isLast: false,
+        busy: build.busy,
+        editing: message.key === build.editing,
+      });
+    }
+    if (build.next < build.messages.length) {
+      this.buildTimer = setTimeout(() => this.buildSlice());
+      return;
+    }
+    this.toBuild = null;
+    this.undrawn = 0;
+    this.handlers.redraw();
   }
 
   firstSlot() {
