@@ -5,14 +5,16 @@ the team prompt it was started from applies. Upstream the format goes in OpenAI'
 (`chatapp.llm` turns it into the native API's); the answer is checked once it has ended.
 """
 
+import contextvars
 import functools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import jsonschema._keywords
 import jsonschema._utils
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import best_match
 from referencing import Registry
 
@@ -25,6 +27,12 @@ FORMATS = tuple(ResponseFormat.values)
 # An answer longer than this is not checked against a schema (reported as not checked).
 MAX_CHECKED_CHARS = 1_000_000
 ERROR_LENGTH = 300
+# How many schema keywords checking an answer may apply: 100,000 plus two per character of the
+# answer. A 1 MB list of records under a typical schema takes a quarter of one per character;
+# nested anyOf branches (each tried in full when the others fail) double the work with each
+# level of the answer: 16 levels took half a minute, 40 would take years.
+CHECK_BASE_STEPS = 100_000
+CHECK_STEPS_PER_CHAR = 2
 # Where a schema's $refs are looked up: in the schema itself and nowhere else. Without it,
 # jsonschema fetches any other $ref with urllib (any address, file:// too, no time limit).
 SCHEMA_ITSELF: Registry = Registry()
@@ -49,6 +57,31 @@ class _LinearPatterns:
 
 jsonschema._keywords.re = _LinearPatterns
 jsonschema._utils.re = _LinearPatterns
+
+
+class _TooMuchWork(Exception):
+    pass
+
+
+_steps_left: contextvars.ContextVar[list[int]] = contextvars.ContextVar("steps_left")
+
+
+def _counted(keyword: Callable[..., Any]) -> Callable[..., Any]:
+    def apply(validator: Any, value: Any, instance: Any, schema: Any) -> Any:
+        left = _steps_left.get()
+        left[0] -= 1
+        if left[0] < 0:
+            raise _TooMuchWork
+        return keyword(validator, value, instance, schema)
+
+    return apply
+
+
+# Draft 2020-12 with every keyword counted against the check's steps (_steps_left).
+_BoundedValidator = validators.extend(
+    Draft202012Validator,
+    {name: _counted(keyword) for name, keyword in Draft202012Validator.VALIDATORS.items()},
+)
 
 
 @dataclass(frozen=True)
@@ -199,11 +232,16 @@ def _problem(requested: dict[str, Any], text: str) -> str | None:
     schema = requested.get("schema")
     if requested["type"] != ResponseFormat.JSON_SCHEMA or not isinstance(schema, dict):
         return None if isinstance(value, dict) else "The answer is JSON but not an object."
+    steps = _steps_left.set([CHECK_BASE_STEPS + CHECK_STEPS_PER_CHAR * len(text)])
     try:
-        validator = Draft202012Validator(schema, registry=SCHEMA_ITSELF)
+        validator = _BoundedValidator(schema, registry=SCHEMA_ITSELF)
         found = best_match(validator.iter_errors(value))
+    except _TooMuchWork:
+        return "The answer could not be checked against the schema: it takes too much work."
     except Exception as error:  # an unresolvable $ref, a nesting too deep for the validator
         return f"The answer could not be checked against the schema: {type(error).__name__}."
+    finally:
+        _steps_left.reset(steps)
     if found is None:
         return None
     where = "/".join(str(part) for part in found.absolute_path)

@@ -352,3 +352,21 @@ def test_a_schemas_patterns_run_on_re2_not_pythons_backtracking_re():
     outcome = json_output.check_answer(requested, json.dumps({"name": "aaa"}), "complete")
     assert outcome is not None and outcome["valid"] is False
     assert outcome["error"].startswith("The answer could not be checked against the schema")
+
+
+def test_an_answer_whose_check_would_take_too_long_is_reported_not_checked():
+    """Nested anyOf branches are each tried in full when the others fail: the work doubles
+    with each level of the answer (16 levels took half a minute, on the database thread every
+    socket shares). The check stops at a number of steps linear in the answer's length."""
+    branch = {"type": "array", "items": {"$ref": "#/$defs/list"}}
+    schema = {"$defs": {"list": {"anyOf": [branch, branch]}}, "$ref": "#/$defs/list"}
+    requested = {"type": "json_schema", "name": "lists", "schema_id": 1, "schema": schema}
+    outcome = json_output.check_answer(requested, "[" * 16 + "1" + "]" * 16, "complete")
+    assert outcome is not None and outcome["valid"] is False
+    assert outcome["error"] == (
+        "The answer could not be checked against the schema: it takes too much work."
+    )
+    # Shallow answers are still checked, either way.
+    assert json_output.check_answer(requested, "[[[]]]", "complete")["valid"] is True
+    outcome = json_output.check_answer(requested, "[[1]]", "complete")
+    assert outcome["error"].startswith("The answer breaks the schema")
