@@ -17,6 +17,7 @@ import jsonschema._utils
 from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError, best_match
 from referencing import Registry
+from referencing.exceptions import Unresolvable
 
 from chatapp.chat.errors import ChatError
 from chatapp.chat.models import Conversation, MessageStatus, related_or_none
@@ -266,6 +267,11 @@ def _problem(requested: dict[str, Any], text: str) -> str | None:
         found = best_match(validator.iter_errors(value))
     except _TooMuchWork:
         return "The answer could not be checked against the schema: it takes too much work."
+    except Unresolvable:  # a schema saved before such $refs were refused
+        return (
+            "The answer could not be checked against the schema: a $ref in it points to"
+            " nothing in it (saving the schema again names it)."
+        )
     except Exception as error:  # an unresolvable $ref, a nesting too deep for the validator
         return f"The answer could not be checked against the schema: {type(error).__name__}."
     finally:

@@ -8,6 +8,9 @@ from typing import Any
 import re2
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
+from referencing import Registry
+from referencing._core import Resolver
+from referencing.jsonschema import DRAFT202012
 
 from chatapp.teams.datafilter import compile_pattern
 
@@ -59,7 +62,14 @@ def _problem(schema: Any) -> str | None:
             " (lookaround or a backreference): answers are matched in time linear in their"
             " length (RE2), so write it without."
         )
-    return _not_a_schema(schema)
+    if problem := _not_a_schema(schema):
+        return problem
+    if dangling := next(_refs_to_nothing(schema), None):
+        return (
+            f"The schema's $ref {dangling[:100]!r} points to nothing in it: name one of its"
+            ' parts, as "#/$defs/step" names "step" under "$defs".'
+        )
+    return None
 
 
 def _patterns(value: Any) -> Iterator[str]:
@@ -98,6 +108,37 @@ def _refs_outside(value: Any) -> Iterator[str]:
     elif isinstance(value, list):
         for item in value:
             yield from _refs_outside(item)
+
+
+def _refs_to_nothing(schema: dict) -> Iterator[str]:
+    """$ref and $dynamicRef values nothing in the schema answers to (found as answers are
+    checked: relative to the nearest $id): every answer would go unchecked."""
+
+    def walk(value: Any, resolver: Resolver) -> Iterator[str]:
+        if isinstance(value, dict):
+            if isinstance(value.get("$id"), str):
+                resolver = resolver.in_subresource(DRAFT202012.create_resource(value))
+            for key, item in value.items():
+                if key in ("$ref", "$dynamicRef") and isinstance(item, str):
+                    if not _resolves(resolver, item):
+                        yield item
+                else:
+                    yield from walk(item, resolver)
+        elif isinstance(value, list):
+            for item in value:
+                yield from walk(item, resolver)
+
+    yield from walk(schema, Registry().resolver_with_root(DRAFT202012.create_resource(schema)))
+
+
+def _resolves(resolver: Resolver, ref: str) -> bool:
+    try:
+        found = resolver.lookup(ref).contents
+    except RecursionError:
+        raise
+    except Exception:  # Unresolvable, or a pointer through a value that is not a schema
+        return False
+    return isinstance(found, dict | bool)  # a schema, not a list or a number inside one
 
 
 def _as_json(schema: Any) -> tuple[bytes, str | None]:

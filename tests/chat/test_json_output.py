@@ -406,3 +406,14 @@ def test_unique_items_are_told_apart_as_json_schema_says_without_comparing_every
     assert valid([[1, {"a": [True]}], [1.0, {"a": [True]}]]) is False
     assert valid([[1, {"a": [True]}], [1.0, {"a": [1]}]]) is True
     assert valid([{"a": 1}, {"a": 1, "b": 2}]) is True
+
+
+def test_a_ref_to_nothing_in_a_schema_saved_earlier_is_explained_when_an_answer_is_checked():
+    schema = {"properties": {"step": {"$ref": "#/$defs/stpe"}}, "$defs": {"step": {}}}
+    requested = {"type": "json_schema", "name": "steps", "schema_id": 1, "schema": schema}
+    outcome = json_output.check_answer(requested, '{"step": 1}', "complete")
+    assert outcome is not None and outcome["valid"] is False
+    assert outcome["error"] == (
+        "The answer could not be checked against the schema: a $ref in it points to nothing"
+        " in it (saving the schema again names it)."
+    )

@@ -155,11 +155,52 @@ def test_refs_inside_the_schema_are_kept_and_others_are_explained(owner_client, 
     }
     created = send(owner_client, "post", listing(team), {"name": "inside", "schema": inside})
     assert created.status_code == 201, created.content
+    anchored = {
+        "$dynamicAnchor": "node",
+        "properties": {
+            "child": {"$dynamicRef": "#node"},
+            "part": {
+                "$id": "https://example.com/part.json",
+                "$ref": "#/$defs/p",
+                "$defs": {"p": {}},
+            },
+            "odd": {"$ref": "#/$defs/a~1b%20c"},
+        },
+        "$defs": {"a/b c": {"type": "integer"}},
+    }
+    created = send(owner_client, "post", listing(team), {"name": "anchored", "schema": anchored})
+    assert created.status_code == 201, created.content
     outside = {"properties": {"step": {"$ref": "https://example.com/step.json"}}}
     refused = send(owner_client, "post", listing(team), {"name": "outside", "schema": outside})
     message = refused.json()["error"]["message"]
     assert "refers outside itself (https://example.com/step.json)" in message
     assert "copy what it refers to into $defs" in message
+
+
+@pytest.mark.parametrize(
+    ("schema", "ref"),
+    [
+        ({"properties": {"step": {"$ref": "#/$defs/stpe"}}, "$defs": {"step": {}}}, "#/$defs/stpe"),
+        ({"properties": {"child": {"$dynamicRef": "#node"}}}, "#node"),
+        # Relative to the nearest $id, as answers are checked: that part has no $defs.
+        (
+            {"$defs": {"s": {}}, "items": {"$id": "https://example.com/i", "$ref": "#/$defs/s"}},
+            "#/$defs/s",
+        ),
+        (
+            {"properties": {"a": {"enum": [1]}, "b": {"$ref": "#/properties/a/enum"}}},
+            "#/properties/a/enum",
+        ),
+    ],
+)
+def test_a_ref_to_nothing_in_the_schema_is_refused(owner_client, team, schema, ref):
+    """Every answer would be marked "could not be checked": say so when the schema is saved."""
+    refused = send(owner_client, "post", listing(team), {"name": "dangling", "schema": schema})
+    assert refused.status_code == 400, refused.content
+    error = refused.json()["error"]
+    assert error["field"] == "schema"
+    assert error["message"].startswith(f"The schema's $ref {ref!r} points to nothing in it")
+    assert not JsonSchema.objects.filter(name="dangling").exists()
 
 
 def test_patterns_answers_cannot_be_matched_with_are_refused(owner_client, team):
