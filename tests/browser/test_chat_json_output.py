@@ -16,13 +16,13 @@ SCHEMA = {
 }
 
 
-def save_schema(app_server, username: str) -> int:
+def save_schema(app_server, username: str, schema: dict = SCHEMA) -> int:
     output = app_server.run_python(
         "from django.contrib.auth import get_user_model\n"
         "from chatapp.teams.actions import ensure_personal_team\n"
         "from chatapp.teams.models import JsonSchema\n"
         f"team = ensure_personal_team(get_user_model().objects.get(username={username!r}))\n"
-        f"saved = JsonSchema.objects.create(team=team, name='trip', schema={SCHEMA!r})\n"
+        f"saved = JsonSchema.objects.create(team=team, name='trip', schema={schema!r})\n"
         "print(saved.pk)\n"
     )
     return int(output.strip().splitlines()[-1])
@@ -73,6 +73,38 @@ def test_a_json_answer_is_formatted_and_a_broken_one_is_noted(
         "schema_id": schema_id,
         "name": "trip",
     }
+    assert page_watch.page_errors == [] and page_watch.console_errors == []
+
+
+def test_a_json_answer_is_shown_with_its_numbers_as_the_model_wrote_them(
+    app_server, user, logged_in_page, page_watch, sim
+):
+    """Pretty-printing re-indents the answer's text: read into JavaScript numbers and written
+    back, 12345678901234567890 became 12345678901234567000."""
+    schema = {
+        "type": "object",
+        "properties": {
+            "order": {"type": "integer", "const": 12345678901234567890},
+            "lines": {"type": "array", "items": {"type": "array"}, "minItems": 1},
+            "note": {"type": "object"},
+        },
+    }
+    save_schema(app_server, user.username, schema)
+    page = logged_in_page
+    page.reload()
+    page.wait_for_selector("html[data-socket=open]")
+    chat = ChatPage(page)
+    page.get_by_role("button", name="This chat settings").click()
+    dialog = page.get_by_role("dialog", name="This chat")
+    dialog.get_by_label("Answer format").select_option(label="JSON schema: trip")
+    dialog.get_by_role("button", name="Done").click()
+
+    chat.send("An order")
+    chat.wait_for_status("complete")
+    answer = {"order": 12345678901234567890, "lines": [["An order"]], "note": {}}
+    expect(chat.last_answer().locator("pre.json-answer code")).to_have_text(
+        json.dumps(answer, indent=2)
+    )
     assert page_watch.page_errors == [] and page_watch.console_errors == []
 
 

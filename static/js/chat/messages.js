@@ -139,15 +139,63 @@ function decorateCodeBlocks(root, announce) {
 function jsonFragment(content) {
   let text = content;
   try {
-    text = JSON.stringify(JSON.parse(content), null, 2);
+    JSON.parse(content);
+    text = indentedJson(content);
   } catch {
-    // Not JSON: the note under the answer says so; the text is shown as it came.
+    // Not JSON (the note under the answer says so), or nested too deeply to indent: the text
+    // is shown as it came.
   }
   const fragment = document.createDocumentFragment();
   fragment.append(
     h("pre", { className: "json-answer" }, h("code", { className: "language-json", text })),
   );
   return fragment;
+}
+
+const JSON_SPACE = " \t\n\r";
+// Deeper, each line would start with more than 128 spaces: a long answer nested a few
+// thousand deep would be indented into gigabytes.
+const MAX_INDENT_DEPTH = 64;
+
+/**
+ * Valid JSON text indented two spaces a level, as JSON.stringify(value, null, 2) lays it out,
+ * each string and number kept as written: read into JavaScript and written back,
+ * 12345678901234567890 would become 12345678901234567000 and 1.0 would become 1.
+ */
+function indentedJson(text) {
+  const parts = [];
+  let depth = 0;
+  const newline = () => `\n${"  ".repeat(depth)}`;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === '"') {
+      let end = i + 1;
+      while (text[end] !== '"') end += text[end] === "\\" ? 2 : 1;
+      parts.push(text.slice(i, end + 1));
+      i = end;
+    } else if (c === "{" || c === "[") {
+      let next = i + 1;
+      while (JSON_SPACE.includes(text[next])) next++;
+      if (text[next] === (c === "{" ? "}" : "]")) {
+        parts.push(c + text[next]); // an empty object or list stays on its line
+        i = next;
+      } else {
+        depth++;
+        if (depth > MAX_INDENT_DEPTH) throw new RangeError("nested too deeply to indent");
+        parts.push(c + newline());
+      }
+    } else if (c === "}" || c === "]") {
+      depth--;
+      parts.push(newline() + c);
+    } else if (c === ",") {
+      parts.push(`,${newline()}`);
+    } else if (c === ":") {
+      parts.push(": ");
+    } else if (!JSON_SPACE.includes(c)) {
+      parts.push(c);
+    }
+  }
+  return parts.join("");
 }
 
 /** The note under a JSON answer that does not parse or breaks its schema, or "". */
