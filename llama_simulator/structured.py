@@ -12,6 +12,10 @@ from typing import Any
 FORMATS = {"text", "json_object", "json_schema"}
 NATIVE_FORMATS = {"text", "json_schema"}  # llama-api-client's ResponseFormat: no json_object
 MAX_DEPTH = 12
+# A schema may ask for a billion items, or ten a level twelve levels down: past these the
+# instance holds nulls and shorter strings (and may break the schema) rather than fill memory.
+MAX_VALUES = 10_000
+MAX_STRING = 10_000
 STRING_FORMATS = {
     "date": "2026-01-01",
     "date-time": "2026-01-01T00:00:00Z",
@@ -61,11 +65,14 @@ def off_schema(value: Any) -> Any:
     return {"unexpected": [value]} if not isinstance(value, dict) else [value]
 
 
-def instance(schema: Any, root: dict, text: str, depth: int) -> Any:
-    if not isinstance(schema, dict) or depth > MAX_DEPTH:
+def instance(schema: Any, root: dict, text: str, depth: int, left: list[int] | None = None) -> Any:
+    """A value valid against `schema`; `left` counts the values it may still hold."""
+    left = [MAX_VALUES] if left is None else left
+    if not isinstance(schema, dict) or depth > MAX_DEPTH or left[0] <= 0:
         return None
+    left[0] -= 1
     if "$ref" in schema:
-        return instance(_resolve(schema["$ref"], root), root, text, depth + 1)
+        return instance(_resolve(schema["$ref"], root), root, text, depth + 1, left)
     for word in ("const", "default"):
         if word in schema:
             return schema[word]
@@ -73,7 +80,7 @@ def instance(schema: Any, root: dict, text: str, depth: int) -> Any:
         return schema["enum"][0]
     for word in ("anyOf", "oneOf"):
         if isinstance(schema.get(word), list) and schema[word]:
-            return instance(schema[word][0], root, text, depth + 1)
+            return instance(schema[word][0], root, text, depth + 1, left)
     if isinstance(schema.get("allOf"), list):
         merged: dict = {k: v for k, v in schema.items() if k != "allOf"}
         for part in schema["allOf"]:
@@ -87,18 +94,23 @@ def instance(schema: Any, root: dict, text: str, depth: int) -> Any:
                     merged[key] = [*merged.get(key, []), *value]
                 else:
                     merged.setdefault(key, value)
-        return instance(merged, root, text, depth + 1)
+        return instance(merged, root, text, depth + 1, left)
     kind = _type(schema)
     if kind == "object":
         properties = schema.get("properties") or {}
         names = [*properties, *[n for n in schema.get("required") or [] if n not in properties]]
-        return {name: instance(properties.get(name, {}), root, text, depth + 1) for name in names}
+        return {
+            name: instance(properties.get(name, {}), root, text, depth + 1, left) for name in names
+        }
     if kind == "array":
         items = schema.get("items") if isinstance(schema.get("items"), dict) else {}
         count = max(int(schema.get("minItems") or 0), 1)
         if isinstance(schema.get("maxItems"), int):
             count = min(count, schema["maxItems"])
-        return [instance(items, root, text, depth + 1) for _ in range(count)]
+        values: list = []
+        while len(values) < count and left[0] > 0:
+            values.append(instance(items, root, text, depth + 1, left))
+        return values
     if kind in ("integer", "number"):
         return _number(schema, kind)
     if kind == "boolean":
@@ -135,7 +147,7 @@ def _string(schema: dict, text: str) -> str:
     value = STRING_FORMATS.get(schema.get("format"), text or "simulated")
     low, high = schema.get("minLength"), schema.get("maxLength")
     if isinstance(low, int) and len(value) < low:
-        value += "x" * (low - len(value))
+        value += "x" * (min(low, MAX_STRING) - len(value))
     if isinstance(high, int):
         value = value[:high]
     return value

@@ -119,3 +119,34 @@ def test_a_malformed_response_format_is_a_400(sim, route, response_format):
     )
     assert response.status_code == 400
     assert "response_format" in response.text
+
+
+def values_in(value) -> int:
+    if isinstance(value, dict):
+        return 1 + sum(values_in(item) for item in value.values())
+    if isinstance(value, list):
+        return 1 + sum(values_in(item) for item in value)
+    return 1
+
+
+def lists_of_ten(levels: int) -> dict:
+    schema: dict = {"type": "array", "minItems": 10}
+    for _ in range(levels - 1):
+        schema = {"type": "array", "minItems": 10, "items": schema}
+    return schema
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "array", "minItems": 1_000_000},
+        {"type": "object", "properties": {"a": {"type": "string", "minLength": 10_000_000}}},
+        lists_of_ten(5),  # 100,000 values (and 10 ** 12 at twelve levels)
+    ],
+)
+def test_a_schema_asking_for_a_huge_instance_gets_a_bounded_one(schema):
+    """A team's schema may ask for millions of items (or, nested, more than memory holds):
+    the simulator builds at most 10,000 values and strings of at most 10,000 characters."""
+    value = instance(schema, schema, "a question", 0)
+    assert values_in(value) <= 10_000
+    assert len(json.dumps(value)) <= 200_000
