@@ -396,7 +396,11 @@ def admit(caller: Caller, completion_request: Any, save: bool) -> ReplyPlan:
 
 def _retry_after(error: ChatError, key: ApiKey, team: Team) -> int | None:
     if error.code == "rate_limited":
-        return quota.seconds_until_admitted(key.user, team)
+        # The cap on answers at once says rate_limited too: then the window has room (1).
+        per_minute = TeamPolicy.objects.filter(team=team).values_list(
+            "rate_limit_per_minute", flat=True
+        )
+        return quota.seconds_until_admitted(key.user, team, per_minute.first())
     if error.code == "quota_exceeded":
         team_policy = TeamPolicy.objects.filter(team=team).first()
         if not quota.month_spent(team, team_policy, key.user):

@@ -54,7 +54,7 @@ from chatapp.teams.models import (
     state_token,
 )
 from chatapp.teams.policy import PolicyError
-from chatapp.teams.quota import RATE_WINDOW
+from chatapp.teams.quota import RATE_WINDOW, seconds_until_admitted
 from chatapp.teams.safety import Finding
 
 log = logging.getLogger(__name__)
@@ -1020,9 +1020,10 @@ def admit_request(user, team: Team, policy: TeamPolicy) -> None:
         lock_rows(Membership.objects.filter(user=user, team=team))
         window.filter(created_at__lte=now - RATE_WINDOW).delete()
         if window.count() >= per_minute:
+            wait = seconds_until_admitted(user, team, per_minute)
             message = (
                 f"You can send {per_minute} message{'s' if per_minute != 1 else ''} a minute"
-                " in this team: wait a few seconds and try again."
+                f" in this team: try again in {wait} second{'s' if wait != 1 else ''}."
             )
             raise PolicyError("rate_limited", message)
         RecentRequest.objects.create(user=user, team=team, created_at=now)

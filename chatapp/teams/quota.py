@@ -99,15 +99,19 @@ def _refusal(message: str, used: int, held: int, resets: str) -> str:
     )
 
 
-def seconds_until_admitted(user, team: Team) -> int:
-    """How long until the per-minute limit admits the user's next request in the team."""
-    oldest = (
-        RecentRequest.objects.filter(user=user, team=team)
-        .order_by("created_at")
-        .values_list("created_at", flat=True)
-        .first()
-    )
-    if oldest is None:
+def seconds_until_admitted(user, team: Team, per_minute: int | None) -> int:
+    """How long until the per-minute limit admits the user's next request in the team: until
+    one fewer than `per_minute` of their requests are left in the window (more may be there
+    when the limit was lowered). 1 when it admits one now."""
+    if not per_minute:
         return 1
-    wait = (oldest + RATE_WINDOW - timezone.now()).total_seconds()
+    newest = (
+        RecentRequest.objects.filter(user=user, team=team)
+        .order_by("-created_at")
+        .values_list("created_at", flat=True)
+    )
+    leaving = newest[per_minute - 1 : per_minute].first()
+    if leaving is None:
+        return 1
+    wait = (leaving + RATE_WINDOW - timezone.now()).total_seconds()
     return max(1, math.ceil(wait))

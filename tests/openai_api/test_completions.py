@@ -23,6 +23,7 @@ from chatapp.teams.models import (
     ApiKey,
     BudgetHold,
     Membership,
+    RecentRequest,
     Role,
     SystemPrompt,
     Team,
@@ -406,6 +407,34 @@ async def test_a_request_refused_for_the_answers_at_once_counts_nothing_against_
     answer = await client.chat.completions.create(model=MODEL, messages=QUESTION)
     assert answer.choices[0].message.content
     assert len(sim.requests) == 2
+
+
+async def test_retry_after_tells_the_wait_of_the_limit_that_refused(
+    sim, member, team, make_key, settings
+):
+    """The per-minute limit and the cap on answers at once both say rate_limited: a request
+    refused for the answers streaming (on the chat page, say) waits for one of them, not
+    for the per-minute window, which has room; one refused by the window waits for it."""
+    settings.CHAT_MAX_CONCURRENT_GENERATIONS = 1
+    await db(lambda: TeamPolicy.objects.create(team=team, rate_limit_per_minute=2))
+    now = timezone.now()
+    await db(lambda: RecentRequest.objects.create(user=member, team=team, created_at=now))
+    chat = await db(lambda: Conversation.objects.create(team=team, owner=member, model=MODEL))
+    await db(
+        lambda: Message.objects.create(conversation=chat, role="assistant", status="streaming")
+    )
+    key = await database_sync_to_async(make_key)(member, team)
+    async with raw(key) as http:
+        refused = await http.post("/v1/chat/completions", json={"messages": QUESTION})
+    assert "streaming (the limit is 1)" in refused.json()["error"]["message"]
+    assert refused.headers["retry-after"] == "1"
+    await db(lambda: Message.objects.update(status="complete"))
+    await db(lambda: RecentRequest.objects.create(user=member, team=team, created_at=now))
+    async with raw(key) as http:
+        refused = await http.post("/v1/chat/completions", json={"messages": QUESTION})
+    assert "2 messages a minute" in refused.json()["error"]["message"]
+    assert 50 <= int(refused.headers["retry-after"]) <= 60
+    assert not sim.requests
 
 
 async def test_a_team_header_picks_another_of_ones_teams(sim, member, team, make_key):

@@ -17,7 +17,7 @@ from chatapp.teams.models import (
     TeamUsage,
 )
 from chatapp.teams.policy import PolicyError, team_policy
-from chatapp.teams.quota import check_budget, tokens_used
+from chatapp.teams.quota import check_budget, seconds_until_admitted, tokens_used
 
 
 def check_quota(user, team) -> None:
@@ -96,6 +96,31 @@ def test_the_window_moves_on(team, member):
     RecentRequest.objects.update(created_at=timezone.now() - timedelta(seconds=61))
     check_quota(member, team)
     assert RecentRequest.objects.count() == 1  # the old one was pruned
+
+
+def sent_ago(user, team, *seconds: int) -> None:
+    now = timezone.now()
+    for ago in seconds:
+        RecentRequest.objects.create(user=user, team=team, created_at=now - timedelta(seconds=ago))
+
+
+def test_the_refusal_says_when_the_next_request_is_admitted(team, member):
+    TeamPolicy.objects.create(team=team, rate_limit_per_minute=2)
+    sent_ago(member, team, 50, 20)
+    with pytest.raises(PolicyError) as caught:
+        check_quota(member, team)
+    assert caught.value.code == "rate_limited"
+    wait = int(caught.value.message.split("try again in ")[1].split(" ")[0])
+    assert 9 <= wait <= 10  # once the request of 50 seconds ago is a minute old
+
+
+def test_after_the_limit_is_lowered_the_wait_is_until_one_fewer_than_it_remain(team, member):
+    """Sent under a limit of 3, then lowered to 1: the oldest leaving the window still
+    leaves two, so the next request is admitted only once all three are a minute old."""
+    sent_ago(member, team, 50, 40, 5)
+    assert 54 <= seconds_until_admitted(member, team, 1) <= 55
+    assert 19 <= seconds_until_admitted(member, team, 2) <= 20
+    assert seconds_until_admitted(member, team, 4) == 1  # admitted now: room in the window
 
 
 def test_the_budget_is_checked_before_the_rate_limit_counts(team, member):
