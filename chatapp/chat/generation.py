@@ -314,7 +314,7 @@ class Generation:
                 more = rounds < tooling.MAX_TOOL_ROUNDS and time.monotonic() < deadline
                 # Past the cap or the time budget the model gets no tools: it must answer.
                 offered = self._tool_specs if more else None
-                if refusal := await self._admit_next_turn():
+                if refusal := await self._admit_next_turn(offered):
                     self._queue.put_nowait(refusal)
                     return
                 events = self._client.stream_chat(self._messages, self._params, offered)
@@ -327,11 +327,13 @@ class Generation:
         finally:
             self._queue.put_nowait(_END)
 
-    async def _admit_next_turn(self) -> StreamError | None:
-        """The team's budgets checked again before the model reads the tools' results."""
+    async def _admit_next_turn(self, offered: list[dict[str, Any]] | None) -> StreamError | None:
+        """The team's budgets checked again before the model reads the tools' results (and
+        the tools `offered` it again)."""
         self._turn_began = (self.token_count, self._pumped_chars)  # its tokens are counted
         await self._attached.wait()  # its row holds the reservation: the first turn may be quicker
-        reserve = count_message_tokens(self._messages) + (self._params.max_tokens or 0)
+        prompt = count_message_tokens(self._messages) + tooling.described_tokens(offered)
+        reserve = prompt + (self._params.max_tokens or 0)
         try:
             await database_sync_to_async(replies.admit_next_turn)(
                 self.message_id, self.team, self.user, self._tool_usage, reserve

@@ -4,7 +4,6 @@ The writes that follow (admission against the team's budgets and rate limit, the
 `chatapp.chat.actions.replies`.
 """
 
-import json
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -26,7 +25,7 @@ from chatapp.chat.models import (
 )
 from chatapp.chat.requests import CompletionRequest, RegenerateRequest, SendRequest
 from chatapp.core.words import counted
-from chatapp.llm import ChatParams, LlamaClient, count_tokens_estimate
+from chatapp.llm import ChatParams, LlamaClient
 from chatapp.teams import datafilter, policy, providers, reads, safety
 from chatapp.teams.models import Membership, SafetyFlag, SystemPrompt, Team
 from chatapp.uploads import context as attachments
@@ -212,8 +211,7 @@ def plan_completion(
     )
     if not request.tools:
         return plan
-    # The functions' descriptions go upstream with the messages, and count as prompt.
-    described = count_tokens_estimate(json.dumps(request.tools))
+    described = tooling.described_tokens(request.tools)
     return replace(plan, prompt_tokens=plan.prompt_tokens + described)
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from chatapp.core.text import storable
+from chatapp.llm import count_tokens_estimate
 from chatapp.tools import registry
 
 MAX_TOOL_ROUNDS = 8  # model turns that may call tools in one answer; the next must answer
@@ -65,6 +66,12 @@ def use_toolbox(toolbox: Toolbox) -> Toolbox:
     global TOOLBOX
     previous, TOOLBOX = TOOLBOX, toolbox
     return previous
+
+
+def described_tokens(specs: list[dict[str, Any]] | tuple[dict[str, Any], ...] | None) -> int:
+    """The tools' descriptions go upstream with the messages of every turn that offers them,
+    and the provider bills them as prompt: their estimated tokens."""
+    return count_tokens_estimate(json.dumps(list(specs))) if specs else 0
 
 
 def tools_for(team_id: int, enabled: bool) -> list[OfferedTool]:

@@ -10,6 +10,7 @@ from prometheus_client import REGISTRY
 
 from chatapp.chat import tooling
 from chatapp.chat.models import Conversation, Message
+from chatapp.llm import count_tokens_estimate
 from chatapp.teams.actions import record_usage
 from chatapp.teams.models import Membership, TeamPolicy, TeamUsage
 from llama_simulator.models import count_prompt_tokens
@@ -579,6 +580,25 @@ async def test_tools_off_from_the_settings_of_a_send_is_kept(connect, member, si
         {"type": "chat.send", "conversation_id": None, "content": "x", "settings": {"tools": 1}}
     )
     assert error["error"]["field"] == "tools"
+
+
+async def test_an_answers_reservation_holds_the_tools_it_offers_with_its_prompt(
+    connect, member, team, sim, toolbox
+):
+    """The team's tools go upstream described with every turn, and the provider bills them as
+    prompt: what an answer holds against the budget counts them, as an API request's holds
+    its functions, or answers starting together could pass the budget by them each."""
+    await TeamPolicy.objects.acreate(team=team, monthly_token_budget=1_000_000)
+    socket = await connect(member)
+    described = count_tokens_estimate(json.dumps([tool.spec() for tool in toolbox.tools]))
+    held = []
+    for tools in (toolbox.tools, ()):
+        toolbox.tools = tools
+        ids = await socket.send_message("Hello")
+        await socket.until_type("message.done", ids["message_id"])
+        held.append((await Message.objects.aget(pk=ids["message_id"])).reserved_tokens)
+    assert "tools" in sim.requests[0] and "tools" not in sim.requests[1]
+    assert held[0] - held[1] == described
 
 
 async def spent_before(team, member, **budget) -> None:

@@ -188,7 +188,8 @@ def with_tools(plan: ReplyPlan) -> ReplyPlan:
     except Exception:  # the tools are a help, never a reason the answer fails
         log.exception("Listing the tools of team %s failed", plan.team.pk)
         tools = []
-    return replace(plan, tools=tuple(tools))
+    described = tooling.described_tokens([tool.spec() for tool in tools])
+    return replace(plan, tools=tuple(tools), prompt_tokens=plan.prompt_tokens + described)
 
 
 # --- the rows ------------------------------------------------------------------------------
