@@ -63,14 +63,14 @@ def check_budget(
         used = tokens_used(team, month) + spent
         if used + held >= budget:
             message = f"This team has used its monthly budget of {budget:,} tokens"
-            raise PolicyError("quota_exceeded", _refusal(message, used, held, resets))
+            raise PolicyError("quota_exceeded", _refusal(message, used, held, budget, resets))
     limit = policy.member_monthly_token_budget
     if limit is not None and user is not None:
         held = streaming[1] + tokens_held(team, user)
         used = tokens_used(team, month, user) + spent
         if used + held >= limit:
             message = f"You have used your monthly limit of {limit:,} tokens in this team"
-            raise PolicyError("quota_exceeded", _refusal(message, used, held, resets))
+            raise PolicyError("quota_exceeded", _refusal(message, used, held, limit, resets))
 
 
 def month_spent(team: Team, policy: TeamPolicy | None, user=None) -> bool:
@@ -85,8 +85,8 @@ def month_spent(team: Team, policy: TeamPolicy | None, user=None) -> bool:
     return limit is not None and user is not None and tokens_used(team, month, user) >= limit
 
 
-def _refusal(message: str, used: int, held: int, resets: str) -> str:
-    if held:
+def _refusal(message: str, used: int, held: int, budget: int, resets: str) -> str:
+    if held and used < budget:  # else the month is spent, whenever those answers end
         message += (
             f" ({used:,} used, and up to {held:,} held by answers still streaming: try again"
             " once they finish)."

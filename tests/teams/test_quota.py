@@ -174,6 +174,20 @@ def test_only_ones_own_answers_streaming_count_against_ones_own_limit(team, memb
         check_budget(team, policy, member, streaming=(500, 40))
 
 
+@pytest.mark.parametrize("budget", ["monthly_token_budget", "member_monthly_token_budget"])
+def test_a_spent_month_is_not_blamed_on_answers_streaming(team, member, budget):
+    """Used past a budget lowered below it, the month is spent: waiting for the answers
+    streaming would not help, so the refusal does not tell to try again once they finish."""
+    policy = TeamPolicy.objects.create(team=team, **{budget: 100})
+    used(team, member, 150)
+    later = timezone.now() + timedelta(minutes=5)
+    BudgetHold.objects.create(team=team, user=member, tokens=500, expires_at=later)
+    with pytest.raises(PolicyError) as refused:
+        check_budget(team, policy, member, streaming=(70, 70))
+    assert "(150 used)" in refused.value.message
+    assert "streaming" not in refused.value.message
+
+
 def test_the_budget_check_reads_the_months_totals_not_each_days_rows(team, member, owner):
     """Every send checks the budgets: what it reads must not grow with the team's members x
     models x days (45,000 usage rows a month for 500 members using 3 models)."""
