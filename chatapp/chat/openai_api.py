@@ -174,9 +174,13 @@ def team_for(key: ApiKey, team_header: str | None) -> Team:
 def access_ended(key: ApiKey, team: Team) -> StreamError | None:
     """Why an answer streaming for this key in this team must stop now, or None."""
     if not ApiKey.objects.active().filter(pk=key.pk, user__is_active=True).exists():
-        message = (
-            "Your API key was revoked or your account deactivated, so the answer stopped here."
-        )
+        mine = ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True, user__is_active=True)
+        if mine.exists():  # neither revoked nor deactivated: the last day it works is over
+            message = "Your API key has expired, so the answer stopped here."
+        else:
+            message = (
+                "Your API key was revoked or your account deactivated, so the answer stopped here."
+            )
     elif not Membership.objects.filter(team=team, user_id=key.user_id).exists():
         message = "You are no longer a member of this team, so the answer stopped here."
     else:

@@ -940,7 +940,7 @@ async def test_a_client_gone_while_its_request_is_admitted_holds_nothing(
 SLOW = "[sim:long tokens=400] [sim:pace tps=40]"
 
 
-@pytest.mark.parametrize("how", ["removed", "left", "key revoked", "deactivated"])
+@pytest.mark.parametrize("how", ["removed", "left", "key revoked", "key expired", "deactivated"])
 async def test_a_streaming_answer_stops_when_its_caller_loses_access(
     sim, member, owner, team, make_key, monkeypatch, how
 ):
@@ -966,6 +966,8 @@ async def test_a_streaming_answer_stops_when_its_caller_loses_access(
             team_actions.leave_team(mine)
         elif how == "key revoked":
             team_actions.revoke_api_key(member, ApiKey.objects.get())
+        elif how == "key expired":  # the end of the last day it works passed
+            ApiKey.objects.update(expires_at=timezone.now())
         else:
             member.is_active = False
             member.save()
@@ -975,6 +977,10 @@ async def test_a_streaming_answer_stops_when_its_caller_loses_access(
     assert "[DONE]" not in rest[-1]
     error = json.loads(rest[-1].removeprefix("data: "))["error"]
     assert error["code"] == "forbidden" and error["type"] == "permission_error"
+    why = {"key revoked": "revoked", "key expired": "expired", "deactivated": "deactivated"}
+    assert why.get(how, "no longer a member") in error["message"]
+    if how == "key expired":
+        assert "revoked" not in error["message"]
     texts = [c for c in rest if c.startswith("data: ") and '"content"' in c]
     assert len(texts) < 390
     usage = await db(lambda: TeamUsage.objects.get())
