@@ -916,6 +916,10 @@ def set_policy(actor, team: Team, values: dict, seen: str = "") -> TeamPolicy:
                 f"{_name(actor)} changed {fields}",
                 changes=changes,
             )
+        if "monthly_token_budget" in changes:
+            # A budget set below what the team used refuses every answer: none would end to
+            # tell the owners it is crossed.
+            note_budget_thresholds(team)
     return policy
 
 

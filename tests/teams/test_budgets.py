@@ -139,6 +139,25 @@ def test_a_notice_goes_with_its_budget_and_a_new_budget_is_told_again(client, ow
     ]
 
 
+def test_a_budget_set_below_what_the_team_used_is_told_at_once(
+    client, owner, member, team, settings, django_capture_on_commit_callbacks
+):
+    """No answer can end under a budget already spent (every message is refused), so its
+    crossings are told as it is set, not at the next answer's end, which never comes."""
+    settings.EMAIL_URL = "locmem://"
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    TeamPolicy.objects.create(team=team, monthly_token_budget=10_000)
+    use(team, member, 500)
+    with django_capture_on_commit_callbacks(execute=True):
+        actions.set_policy(owner, team, {"monthly_token_budget": 400})
+    assert sorted(BudgetNotice.objects.values_list("budget", "percent")) == [(400, 80), (400, 100)]
+    assert len(mail.outbox) == 2 and "whole" in mail.outbox[1].subject
+    client.force_login(owner)
+    assert "used its whole monthly token budget" in client.get("/settings/").content.decode()
+    actions.set_policy(owner, team, {"monthly_token_budget": 600})  # 83%: told too
+    assert (600, 80) in BudgetNotice.objects.values_list("budget", "percent")
+
+
 def test_without_email_the_notice_is_still_made(
     owner, member, team, settings, django_capture_on_commit_callbacks
 ):
