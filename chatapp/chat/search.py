@@ -17,6 +17,7 @@ from typing import Any
 from django.db import connection
 
 from chatapp.chat.models import Conversation, MessageRole, MessageStatus
+from chatapp.chat.search_index import AS_SPACES, searched_text
 
 TITLE_WEIGHT = 2
 SNIPPET_WORDS = 24  # about 160 characters of text around the match
@@ -76,13 +77,14 @@ def fts5_match(alternatives: list[Alternative]) -> str:
 
 def tsquery_sql(alternatives: list[Alternative]) -> tuple[str, list[str]]:
     """A PostgreSQL tsquery expression and its parameters: each item parsed as a quoted
-    phrase by websearch_to_tsquery (so it is tokenised exactly as the indexed text)."""
+    phrase by websearch_to_tsquery, its punctuation made spaces as in the indexed text (so
+    it is tokenised exactly as that text)."""
     item = "websearch_to_tsquery('simple', %s)"
     parts, params = [], []
     for a in alternatives:
         terms = [item] * len(a.words) + [f"!!{item}"] * len(a.excluded)
         parts.append("(" + " && ".join(terms) + ")")
-        params += ['"' + text.replace('"', " ") + '"' for text in (*a.words, *a.excluded)]
+        params += ['"' + text.translate(AS_SPACES) + '"' for text in (*a.words, *a.excluded)]
     return "(" + " || ".join(parts) + ")", params
 
 
@@ -121,6 +123,7 @@ _NEWEST_ID = """
 
 def _postgresql(alternatives, mine, mine_params, searched, offset, limit) -> list[dict]:
     tsquery, params = tsquery_sql(alternatives)
+    title_vector = f"to_tsvector('simple', {searched_text('c.title')})"
     sql = f"""
         WITH mine AS ({mine}),
         newest AS (
@@ -143,9 +146,9 @@ def _postgresql(alternatives, mine, mine_params, searched, offset, limit) -> lis
         ),
         titled AS (
             SELECT c.id AS conversation_id,
-                ts_rank(to_tsvector('simple', c.title), {tsquery}, 1) AS rank
+                ts_rank({title_vector}, {tsquery}, 1) AS rank
             FROM chat_conversation c JOIN mine ON mine.id = c.id
-            WHERE to_tsvector('simple', c.title) @@ {tsquery}
+            WHERE {title_vector} @@ {tsquery}
         ),
         ranked AS (
             SELECT c.id, c.title, c.pinned, c.created_at, c.updated_at, hits.message_id,
@@ -160,7 +163,7 @@ def _postgresql(alternatives, mine, mine_params, searched, offset, limit) -> lis
         SELECT ranked.id, ranked.title, ranked.pinned, ranked.created_at, ranked.updated_at,
             ranked.message_id, m.content,
             CASE WHEN length(m.content) <= {SNIPPET_CHARACTERS} THEN m.content
-            ELSE ts_headline('simple', m.content, {tsquery},
+            ELSE ts_headline('simple', {searched_text("m.content")}, {tsquery},
                 'MaxFragments=1, MaxWords={SNIPPET_WORDS}, MinWords={SNIPPET_WORDS // 2},'
                 ' StartSel="", StopSel=""') END
         FROM ranked LEFT JOIN chat_message m ON m.id = ranked.message_id
@@ -179,8 +182,11 @@ def _postgresql(alternatives, mine, mine_params, searched, offset, limit) -> lis
 
 
 def _cut_marks(text: str, excerpt: str) -> str:
-    """The excerpt on one line, with … where it cuts the text."""
-    at = text.find(excerpt)
+    """The excerpt on one line, with … where it cuts the text. The excerpt is of the text
+    as searched, without punctuation: the same stretch of the text, which has it, is shown."""
+    at = text.translate(AS_SPACES).find(excerpt)
+    if at >= 0:
+        excerpt = text[at : at + len(excerpt)]
     before = "…" if at > 0 and text[:at].strip() else ""
     after = "…" if at >= 0 and text[at + len(excerpt) :].strip() else ""
     return before + " ".join(excerpt.split()) + after

@@ -105,6 +105,40 @@ def test_hyphenated_words_and_addresses_are_found_as_typed(
     assert titles(member_client, "ops@example.com") == ["Setup"]
 
 
+def test_words_inside_addresses_numbers_and_markup_are_found_on_either_database(
+    member_client, member, make_conversation
+):
+    """Both databases split text at every punctuation mark, as FTS5 does: PostgreSQL's own
+    parser would keep an address, a file path, a decimal or a tag as one token, or drop it."""
+    make_conversation(member, "Links", messages=[("user", "see https://github.com/org/repo.git")])
+    make_conversation(member, "Mail", messages=[("user", "write to ops@example.com today")])
+    make_conversation(member, "Path", messages=[("user", "it is in /usr/local/bin now")])
+    make_conversation(member, "Pi", messages=[("user", "pi is 3.14 roughly")])
+    make_conversation(member, "Markup", messages=[("assistant", "wrap it in <div>alert(1)</div>")])
+    make_conversation(member, "<section> tags", messages=[("user", "nothing here")])
+    assert titles(member_client, "github") == ["Links"]
+    assert titles(member_client, "repo") == ["Links"]
+    assert titles(member_client, "example") == ["Mail"]
+    assert titles(member_client, "example.com") == ["Mail"]
+    assert titles(member_client, "ops@example.com") == ["Mail"]
+    assert titles(member_client, "usr") == ["Path"]
+    assert titles(member_client, "/usr/local") == ["Path"]
+    assert titles(member_client, "14") == ["Pi"]
+    assert titles(member_client, "3.14") == ["Pi"]
+    assert titles(member_client, "div") == ["Markup"]
+    assert titles(member_client, "alert") == ["Markup"]
+    assert titles(member_client, "section") == ["<section> tags"]
+
+
+def test_a_snippet_keeps_the_punctuation_of_the_text(member_client, member, make_conversation):
+    filler = " ".join(f"word{n}" for n in range(60))
+    text = f"{filler} clone https://github.com/org/repo.git, then run make. {filler}"
+    make_conversation(member, "Links", messages=[("assistant", text)])
+    (result,) = search(member_client, "github")["results"]
+    assert "https://github.com/org/repo.git" in result["snippet"]
+    assert result["snippet"].startswith("…") and result["snippet"].endswith("…")
+
+
 ODD_QUERIES = [
     '"',
     '""',
