@@ -10,6 +10,7 @@ newest RANKED_MATCHES matching messages are ranked (docs/search.md).
 """
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
@@ -95,7 +96,7 @@ def search_conversations(
     first among equals): rows of id, title, created_at, updated_at, message_id (the best
     matching message, or None when only the title matches) and snippet (that message's text
     around the match)."""
-    alternatives = parse(query)
+    alternatives = parse(unicodedata.normalize("NFC", query))
     if not alternatives:
         return []
     candidates = Conversation.objects.for_user(user).saved()
@@ -183,7 +184,9 @@ def _postgresql(alternatives, mine, mine_params, searched, offset, limit) -> lis
 
 def _cut_marks(text: str, excerpt: str) -> str:
     """The excerpt on one line, with … where it cuts the text. The excerpt is of the text
-    as searched, without punctuation: the same stretch of the text, which has it, is shown."""
+    as searched, composed and without punctuation: that stretch of the composed text, with its
+    punctuation, is shown."""
+    text = unicodedata.normalize("NFC", text)
     at = text.translate(AS_SPACES).find(excerpt)
     if at >= 0:
         excerpt = text[at : at + len(excerpt)]

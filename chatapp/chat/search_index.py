@@ -23,12 +23,14 @@ from django.db.backends.utils import CursorWrapper
 
 STREAMING = "'streaming'"  # MessageStatus.STREAMING, as SQL
 
-# PostgreSQL: ASCII punctuation becomes a space before its parser reads the text, so it splits
-# words as FTS5's unicode61 does. Its own parser keeps an address, a URL, a file path, a
+# PostgreSQL: the text is read in Unicode's composed form (NFC), so an accented letter typed as
+# a letter and a combining mark is the word typed as one character, as FTS5 finds it; and
+# ASCII punctuation becomes a space before its parser reads the text, so it splits words as
+# FTS5's unicode61 does. Its own parser keeps an address, a URL, a file path, a
 # decimal or a version as one token and drops an XML tag: `github` would not find
 # `https://github.com/...`, nor `div` find `<div>`. One character for one, so a position in
-# the text read is one in the text. (`%` is a separator to both parsers already, and left out
-# so that no statement needs it escaped.)
+# the composed text is one in the text read. (`%` is a separator to both parsers already, and
+# left out so that no statement needs it escaped.)
 SEPARATORS = "!\"#$&'()*+,-./:;<=>?@[\\]^_`{|}~"
 SPACES = " " * len(SEPARATORS)
 AS_SPACES = str.maketrans(SEPARATORS, SPACES)
@@ -37,7 +39,7 @@ _SEPARATORS_SQL = "'" + SEPARATORS.replace("'", "''") + "'"
 
 def searched_text(column: str) -> str:
     """SQL: the text of `column` as PostgreSQL's parser reads it for search."""
-    return f"translate({column}, {_SEPARATORS_SQL}, '{SPACES}')"
+    return f"translate(normalize({column}, NFC), {_SEPARATORS_SQL}, '{SPACES}')"
 
 
 # PostgreSQL: how much of a message is searched. A tsvector holds at most 1 MB of words and

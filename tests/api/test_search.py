@@ -1,6 +1,7 @@
 """GET /api/conversations/?q=: ranked full-text search, on SQLite (FTS5) and PostgreSQL
 (DATABASE_URL=postgres://...: tsvector and a GIN index)."""
 
+import unicodedata
 from datetime import timedelta
 
 import pytest
@@ -93,6 +94,24 @@ def test_words_match_whole_words_in_any_case_and_script(member_client, member, m
     assert titles(member_client, "kaffee") == ["Café"]
     assert titles(member_client, "naïve") == ["Café"]
     assert titles(member_client, "Kaff") == []  # whole words, not parts of them
+
+
+def test_composed_and_decomposed_accents_find_each_other(member_client, member, make_conversation):
+    """An accented letter may be typed as one character or as a letter and a combining mark
+    (text pasted from macOS is often the second): both are the same word to search."""
+    decomposed = "cafe\u0301 au lait, nai\u0308ve"
+    filler = " ".join(f"word{n}" for n in range(60))
+    make_conversation(member, "Pasted", messages=[("user", decomposed)])
+    make_conversation(member, "Typed", messages=[("user", "un café, naïve")])
+    make_conversation(member, "Cre\u0300me brûlée", messages=[("user", "dessert")])
+    make_conversation(member, "Long", messages=[("assistant", f"{filler} ho\u0308ren {filler}")])
+    assert sorted(titles(member_client, "café")) == ["Pasted", "Typed"]
+    assert sorted(titles(member_client, "cafe\u0301")) == ["Pasted", "Typed"]
+    assert sorted(titles(member_client, "nai\u0308ve")) == ["Pasted", "Typed"]
+    assert titles(member_client, "crème") == ["Cre\u0300me brûlée"]
+    (result,) = search(member_client, "hören")["results"]
+    assert "word59 hören word0" in unicodedata.normalize("NFC", result["snippet"])
+    assert result["snippet"].startswith("…") and result["snippet"].endswith("…")
 
 
 def test_hyphenated_words_and_addresses_are_found_as_typed(

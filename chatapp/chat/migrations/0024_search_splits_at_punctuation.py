@@ -1,5 +1,5 @@
-"""PostgreSQL reads message text and titles for search with their punctuation as spaces, so
-it splits words as SQLite's FTS5 does (chatapp/chat/search_index.py)."""
+"""PostgreSQL reads message text and titles for search composed (NFC), with their punctuation as
+spaces, so it finds and splits words as SQLite's FTS5 does (chatapp/chat/search_index.py)."""
 
 from django.db import migrations
 
