@@ -286,6 +286,23 @@ def test_a_snippet_marks_the_searched_words_and_starts_near_the_first(
     expect(page.locator(".conversation-name")).to_have_text(["Beta notes"])
 
 
+def test_a_word_with_combining_marks_is_marked_whole(sidebar_page, app_server):
+    """Devanagari vowel signs and a letter typed with a combining accent belong to their word:
+    a mark around part of it would split the letters the font joins."""
+    page = sidebar_page
+    title = "नमस्ते ho\u0308ren"
+    app_server.run_python(
+        "from chatapp.chat.models import Conversation\n"
+        "c = Conversation.objects.exclude(title='').first()\n"
+        f"Conversation.objects.create(team_id=c.team_id, owner_id=c.owner_id, title={title!r},"
+        " model='m')"
+    )
+    page.get_by_label("Search conversations").fill("नमस्ते hören")
+    expect(page.locator(".conversation-item .conversation-name mark")).to_have_text(
+        ["नमस्ते", "ho\u0308ren"]
+    )
+
+
 @pytest.mark.parametrize("theme", ["light", "dark"])
 def test_snippets_stay_readable_on_the_open_row_and_the_focused_one(
     sidebar_page, conversations, theme

@@ -7,8 +7,9 @@ import { h } from "./dom.js";
 // A query's items as chatapp.chat.search reads them: a phrase in quotes or a run of anything
 // else, either may start with "-" (left out), and a bare OR between alternatives.
 const CHUNK = /(-?)"([^"]*)"?|(-?)([^\s"]+)/g;
-// What both databases index as one word: a run of letters and digits.
-const WORD = /[\p{L}\p{N}]+/gu;
+// What both databases index as one word: a run of letters and digits, with their combining
+// marks (an accent typed apart, a vowel sign of Devanagari), or a mark would split the word.
+const WORD = /[\p{L}\p{N}\p{M}]+/gu;
 const LEAD = 30; // characters of text kept before the first match
 
 function folded(word) {
