@@ -240,12 +240,14 @@ def _sqlite(alternatives, mine, mine_params, searched, offset, limit) -> list[di
 
 
 def _sqlite_snippets(cursor, match: str, message_ids: list[int | None]) -> dict[int, str]:
-    """FTS5's snippet() of each message, the match with text either side (one query)."""
+    """FTS5's snippet() of each message, the match with text either side, or a short
+    message's whole text (one query)."""
     ids = [i for i in message_ids if i is not None]
     if not ids:
         return {}
     cursor.execute(
-        f"SELECT rowid, snippet(message_fts, 0, '', '', '…', {SNIPPET_WORDS}) FROM message_fts"
+        f"SELECT rowid, CASE WHEN length(content) <= {SNIPPET_CHARACTERS} THEN content"
+        f" ELSE snippet(message_fts, 0, '', '', '…', {SNIPPET_WORDS}) END FROM message_fts"
         f" WHERE message_fts MATCH %s AND rowid IN ({', '.join(['%s'] * len(ids))})",
         [match, *ids],
     )

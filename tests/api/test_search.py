@@ -280,6 +280,12 @@ def test_a_short_message_is_its_own_snippet(member_client, member, make_conversa
     make_conversation(member, "Short", messages=[("user", "Shear\nthe  alpaca")])
     [found] = search(member_client, "alpaca")["results"]
     assert found["snippet"] == "Shear the alpaca"
+    # Under the length, whatever its number of words (more than a long message's snippet has).
+    many_words = " ".join(f"w{n}" for n in range(40)) + " then the vicuña, at last."
+    assert len(many_words) <= search_module.SNIPPET_CHARACTERS
+    make_conversation(member, "Many words", messages=[("user", many_words)])
+    [found] = search(member_client, "vicuña")["results"]
+    assert found["snippet"] == many_words
 
 
 def test_edited_and_deleted_text_is_found_as_it_now_is(member_client, member, make_conversation):
