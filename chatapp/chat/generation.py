@@ -38,6 +38,7 @@ from chatapp.chat.groups import generation_group
 from chatapp.chat.models import MessageStatus
 from chatapp.chat.planning import ReplyPlan, concurrency_refusal
 from chatapp.chat.screening import safety_findings, safety_summary
+from chatapp.core import stopping
 from chatapp.core.layers import channel_layer
 from chatapp.core.metrics import (
     ACTIVE_STREAMS,
@@ -786,7 +787,14 @@ class Generation:
         elif self._safety.screens("input") and self.input_screening is None:
             # Ended before the question's verdict, so before it went upstream: it stays out
             # of later requests (only the newest question is screened) until regenerated.
-            status = MessageStatus.STOPPED if self.stop_requested else MessageStatus.ERROR
+            # A stop says stopped; the server stopping, interrupted, as any answer it cuts.
+            status = (
+                MessageStatus.STOPPED
+                if self.stop_requested
+                else MessageStatus.INTERRUPTED
+                if stopping.is_stopping()
+                else MessageStatus.ERROR
+            )
             ended.update(status=status, error=self._stop_error or _unchecked())
         elif self.blocked:
             usage = _added(self._tool_usage, self._cut_turn_usage())
