@@ -323,7 +323,7 @@ def _map_users(entries: list, create_missing: bool, result: ImportResult) -> dic
     for name in names:
         # The site knows an account by its name in any letter case (signup, the admin site),
         # and stores names in their NFKC form (a file may hold one of an earlier release).
-        if name not in users and (found := _account_named(stored_name(name))) is not None:
+        if name not in users and (found := _existing_account(name)) is not None:
             users[name] = found
     missing = [e for e in entries if e["username"] not in users]
     # Signup and the admin site refuse a name another account holds in another letter case.
@@ -372,12 +372,16 @@ def stored_name(name: str) -> str:
     return get_user_model().normalize_username(name)
 
 
-def _account_named(name: str):
-    """The one account whose name is `name` in another letter case, if there is just one."""
-    found = list(get_user_model().objects.filter(username__iexact=name)[:2])
+def _existing_account(name: str):
+    """The account here named `name` as it would be stored, else the one account of that name
+    in another letter case (several such are refused: the file must say which is meant)."""
+    stored = stored_name(name)
+    if exact := get_user_model().objects.filter(username=stored).first():
+        return exact
+    found = list(get_user_model().objects.filter(username__iexact=stored)[:2])
     if len(found) > 1:
         raise BackupError(
-            f"Several accounts here are named {name!r} in different letter cases:"
+            f"Several accounts here are named {stored!r} in different letter cases:"
             " rename the user in the file to the one meant."
         )
     return found[0] if found else None
@@ -571,11 +575,10 @@ def _reviewer(username, users: dict):
     (`_map_users`), or nobody (one since deleted, or a name several accounts share)."""
     if not isinstance(username, str) or not username:
         return None
-    name = stored_name(username)
-    if found := users.get(username) or get_user_model().objects.filter(username=name).first():
+    if found := users.get(username):
         return found
     with suppress(BackupError):
-        return _account_named(name)
+        return _existing_account(username)
     return None
 
 

@@ -380,6 +380,33 @@ def test_a_name_in_another_unicode_form_is_the_account_of_that_name(tmp_path, hi
     assert Conversation.objects.filter(owner=member).count() == 1
 
 
+def test_a_name_several_accounts_hold_in_other_letter_cases_is_refused(tmp_path, history, member):
+    """Accounts made before names were compared in any letter case may be "Max" and "MAX":
+    a file naming "mAx" does not pick one of them."""
+    get_user_model().objects.create_user(username="MAX", password=None)
+    data = renamed(export("--user", "max"), "max", "mAx")
+    member.username = "Max"
+    member.save(update_fields=["username"])
+    counts = (Conversation.objects.count(), get_user_model().objects.count())
+
+    with pytest.raises(CommandError, match="Several accounts here are named 'mAx'"):
+        import_file(tmp_path, data, "--create-missing")
+    assert (Conversation.objects.count(), get_user_model().objects.count()) == counts
+
+
+def test_the_account_of_the_stored_name_wins_over_its_letter_cases(tmp_path, history, member):
+    """Full-width "ｍａｘ" is stored as "max": with "max" here beside an older "MAX", it is
+    "max"'s, as signup would have stored it, not a choice between the two."""
+    get_user_model().objects.create_user(username="MAX", password=None)
+    data = renamed(export("--user", "max"), "max", "\uff4d\uff41\uff58")
+    Conversation.objects.filter(owner=member).delete()
+
+    output = import_file(tmp_path, data, "--create-missing")
+
+    assert "Imported 1 conversation" in output and "Created users" not in output
+    assert Conversation.objects.filter(owner=member).count() == 1
+
+
 def test_a_new_account_takes_the_nfkc_form_of_its_name(tmp_path, history, member):
     """A half-width "ﾔﾏﾀﾞ" is created as "ヤマダ", as every way of naming an account stores it,
     and owns its conversations."""
