@@ -32,7 +32,7 @@ from chatapp.chat.feed import ConversationFeed
 from chatapp.chat.generation import start_generation
 from chatapp.chat.groups import conversation_group
 from chatapp.chat.planning import ReplyPlan
-from chatapp.chat.ratelimit import frame_limiter
+from chatapp.chat.ratelimit import frame_limiter, stop_limiter
 from chatapp.core.metrics import WEBSOCKET_CONNECTIONS
 from chatapp.llm import LlmValidationError
 
@@ -188,12 +188,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         request_id = None
         try:
-            # Every frame counts, those that are not JSON too, and an extra one is not parsed.
-            if not frame_limiter.allow(self.user.pk, settings.CHAT_WS_MESSAGES_PER_MINUTE):
+            # Every frame counts, those that are not JSON too, and an extra one is not parsed;
+            # stops count apart, so that other frames never use up the stop of an answer.
+            stop = frames.stop_frame(text_data)
+            limiter = frame_limiter if stop is None else stop_limiter
+            if not limiter.allow(self.user.pk, settings.CHAT_WS_MESSAGES_PER_MINUTE):
                 raise ChatError(
                     "rate_limited", "You are sending messages too fast: wait a minute and retry."
                 )
-            frame = frames.decode(text_data, settings.CHAT_MAX_CONTENT_BYTES)
+            frame = stop or frames.decode(text_data, settings.CHAT_MAX_CONTENT_BYTES)
             request_id = frames.request_id_of(frame)
             await self.handle(frame)
         except ChatError as error:

@@ -18,6 +18,9 @@ REQUEST_ID_LENGTH = 100
 SYSTEM_PROMPT_MAX_LENGTH: int = SystemPrompt._meta.get_field("content").max_length or 20_000
 FRAME_OVERHEAD_BYTES = 16_384  # room for the fields around the content
 JSON_ESCAPE_FACTOR = 6  # any character may arrive as a six-character \\uXXXX escape
+# The longest frame read as a possible chat.stop before the rate limit: a stop with the
+# longest request_id and id fits in under 200 characters.
+STOP_FRAME_MAX_LENGTH = 256
 
 
 def encode(event: Mapping[str, Any]) -> str:
@@ -43,6 +46,17 @@ def decode(text_data: str | None, max_content_bytes: int) -> dict[str, Any]:
     if not isinstance(frame, dict):
         raise ChatError("invalid_frame", "A frame must be a JSON object with a type.")
     return frame
+
+
+def stop_frame(text_data: str | None) -> dict[str, Any] | None:
+    """The frame, if it is a short `chat.stop`; None for any other frame, read or not."""
+    if text_data is None or len(text_data) > STOP_FRAME_MAX_LENGTH or "chat.stop" not in text_data:
+        return None
+    try:
+        frame = json.loads(text_data)
+    except (ValueError, RecursionError):
+        return None
+    return frame if isinstance(frame, dict) and frame.get("type") == "chat.stop" else None
 
 
 def request_id_of(frame: dict[str, Any]) -> str | None:

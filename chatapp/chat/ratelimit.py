@@ -1,4 +1,8 @@
-"""How many websocket frames each user may send per minute, counted in this process."""
+"""How many websocket frames each user may send per minute, counted in this process.
+
+Stops are counted apart (`stop_limiter`), with the same limit: a flood of other frames never
+refuses the stop of an answer, and a flood of stops never refuses anything else.
+"""
 
 import time
 from collections import defaultdict, deque
@@ -26,3 +30,4 @@ class FrameRateLimiter:
 
 
 frame_limiter = FrameRateLimiter()
+stop_limiter = FrameRateLimiter()

@@ -12,7 +12,7 @@ from django.test import Client
 from chatapp.asgi import application
 from chatapp.chat import tooling
 from chatapp.chat.generation import RUNNING
-from chatapp.chat.ratelimit import frame_limiter
+from chatapp.chat.ratelimit import frame_limiter, stop_limiter
 from chatapp.llm import KNOWN_MODELS
 from tests.support.simulator import SimulatorOptions
 
@@ -36,6 +36,7 @@ def simulator_options() -> SimulatorOptions:
 def chat_settings(settings):
     settings.CHAT_REAPER_INTERVAL_SECONDS = 0  # the periodic check has tests of its own
     frame_limiter.reset()
+    stop_limiter.reset()
 
 
 @pytest.fixture(autouse=True)

@@ -243,6 +243,28 @@ async def test_frames_per_minute_are_capped_per_user(connect, member, sim, setti
     assert await Conversation.objects.acount() == 0
 
 
+async def test_a_stop_is_honoured_after_a_flood_of_other_frames(connect, member, sim, settings):
+    """Stops are counted apart from the other frames: a socket over the frame limit can still
+    stop its answer, and stops have the same limit of their own."""
+    settings.CHAT_WS_MESSAGES_PER_MINUTE = 3
+    socket = await connect(member)
+    ids = await socket.send_message(f"Slow {SLOW}")
+    await socket.until_type("message.delta", ids["message_id"])
+    for _ in range(2):
+        assert (await socket.expect_error("flood"))["error"]["code"] == "invalid_json"
+    assert (await socket.expect_error("flood"))["error"]["code"] == "rate_limited"
+    await socket.send({"type": "chat.stop", "message_id": ids["message_id"]})
+    done = (await socket.until_type("message.done", ids["message_id"]))[-1]
+    assert done["status"] == "stopped"
+    # Stopping again does nothing; nonsense is refused as ever, and counts among the stops.
+    await socket.send({"type": "chat.stop", "message_id": ids["message_id"]})
+    reply = await socket.expect_error({"type": "chat.stop", "message_id": 999_999})
+    assert reply["error"]["code"] == "not_found"
+    reply = await socket.expect_error({"type": "chat.stop", "message_id": ids["message_id"]})
+    assert reply["error"]["code"] == "rate_limited"
+    assert (await socket.expect_error("flood"))["error"]["code"] == "rate_limited"
+
+
 async def test_team_quota_is_checked_before_anything_goes_upstream(connect, member, team, sim):
     await TeamPolicy.objects.acreate(team=team, monthly_token_budget=0)
     socket = await connect(member)
