@@ -3,10 +3,12 @@
 A new conversation starts with the first words of its question (`history.title_from`); once
 an answer to its first question is complete (the first one, or while it still has its first
 words, a regenerated one or one to an edit of that question), one short non-streamed
-request to the same provider and model asks for a title. It replaces the first words only
-if nobody renamed the conversation meanwhile, its tokens count as the team's usage, and
-every tab of the owner hears of it (`conversation.updated`). A failure leaves the first
-words, silently. LLAMA_GENERATE_TITLES turns it off.
+request to the same provider and model asks for a title, when the team's budgets still have
+room for it: while it runs it holds its tokens against them, as an answer does. It replaces
+the first words only if nobody renamed the conversation meanwhile, its tokens count as the
+team's usage, and every tab of the owner hears of it (`conversation.updated`). A failure, or
+a budget with no room left, leaves the first words, silently. LLAMA_GENERATE_TITLES turns it
+off.
 """
 
 import logging
@@ -14,10 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from channels.db import database_sync_to_async
+from django.conf import settings
 
 from chatapp.accounts.sockets import user_group
 from chatapp.chat import events
-from chatapp.chat.actions import conversations
+from chatapp.chat.actions import conversations, replies
 from chatapp.core.layers import channel_layer
 from chatapp.core.text import storable
 from chatapp.llm import (
@@ -28,7 +31,9 @@ from chatapp.llm import (
     count_message_tokens,
     count_tokens_estimate,
 )
+from chatapp.teams import actions as team_actions
 from chatapp.teams.models import Team, TeamPolicy
+from chatapp.teams.policy import PolicyError
 
 log = logging.getLogger(__name__)
 
@@ -99,24 +104,44 @@ async def name_conversation(job: TitleJob) -> str | None:
     params = ChatParams(model=job.model, max_tokens=TITLE_MAX_TOKENS)
     # The answer as stored: half a surrogate pair cannot go upstream.
     messages = title_messages(job.question, storable(job.answer))
+    # Held as long as an answer's request may run, and the reaper's wait on top.
+    lifetime = job.client.config.total_timeout + settings.CHAT_STALE_GENERATION_SECONDS
+    reserve = count_message_tokens(messages) + TITLE_MAX_TOKENS
     try:
-        text, finish = await job.client.complete_chat(messages, params)
-    except LlmError as error:
-        log.info("No title for conversation %s: %s", job.conversation_id, error.code)
+        hold = None
+        # A team with no budget as the answer was planned pays no trip (as for its thresholds).
+        if job.policy is None or replies.has_budget(job.policy):
+            hold = await database_sync_to_async(replies.hold_for_title)(
+                job.team, job.user, reserve, lifetime
+            )
+    except PolicyError:
+        log.info("No title for conversation %s: the team's budget is used", job.conversation_id)
         return None
-    title = clean_title(storable(text))
-    # A server that reports no usage was billed all the same: counted by estimate, as answers are.
-    usage = finish.usage or Usage(count_message_tokens(messages), count_tokens_estimate(text))
-    kept = await database_sync_to_async(conversations.keep_generated_title)(
-        job.conversation_id,
-        job.first_words,
-        title,
-        usage=(usage.prompt_tokens, usage.completion_tokens),
-        team=job.team,
-        user=job.user,
-        model=job.model,
-        policy=job.policy,
-    )
+    try:
+        try:
+            text, finish = await job.client.complete_chat(messages, params)
+        except LlmError as error:
+            log.info("No title for conversation %s: %s", job.conversation_id, error.code)
+            return None
+        title = clean_title(storable(text))
+        # A server that reports no usage was billed all the same: counted by estimate, as
+        # answers are.
+        usage = finish.usage or Usage(count_message_tokens(messages), count_tokens_estimate(text))
+        kept = await database_sync_to_async(conversations.keep_generated_title)(
+            job.conversation_id,
+            job.first_words,
+            title,
+            usage=(usage.prompt_tokens, usage.completion_tokens),
+            team=job.team,
+            user=job.user,
+            model=job.model,
+            policy=job.policy,
+            hold=hold,
+        )
+        hold = None  # released with the usage it gave way to
+    finally:
+        if hold is not None:
+            await database_sync_to_async(team_actions.release_hold)(hold)
     if not kept:
         return None
     try:

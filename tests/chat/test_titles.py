@@ -4,8 +4,8 @@ import pytest
 
 from chatapp.chat import titles
 from chatapp.chat.generation import RUNNING
-from chatapp.chat.models import Conversation
-from chatapp.teams.models import TeamUsage
+from chatapp.chat.models import Conversation, Message
+from chatapp.teams.models import BudgetHold, TeamMonthUsage, TeamPolicy, TeamUsage
 
 from .conftest import MODEL
 
@@ -205,3 +205,37 @@ async def test_regenerating_a_named_conversations_first_answer_keeps_its_title(
     assert len(title_requests(sim)) == 1  # the first answer's only
     conversation = await Conversation.objects.aget(pk=ids["conversation_id"])
     assert conversation.title == "My taxes"
+
+
+async def test_a_title_waits_for_room_in_the_teams_budget(connect, member, team, sim):
+    """An answer may pass the team's monthly budget by what it held, as any answer started
+    alone may; its title, held by nothing, would pass it by more. A title asks only while the
+    budget has room, and holds its tokens as an answer does; once the answer has used the
+    budget, the conversation keeps its first words."""
+    await TeamPolicy.objects.acreate(team=team, monthly_token_budget=30)
+    socket = await connect(member)
+    ids = await answer_and_settle(socket, QUESTION, settings={"max_tokens": 20})
+    answer = await Message.objects.aget(pk=ids["message_id"])
+    assert answer.finish_reason == "length"
+    assert title_requests(sim) == []
+    month = await TeamMonthUsage.objects.aget(team=team, user=member)
+    assert month.prompt_tokens + month.completion_tokens == answer.reserved_tokens
+    assert (await Conversation.objects.aget(pk=ids["conversation_id"])).title == QUESTION
+    assert not await BudgetHold.objects.aexists()
+
+
+async def test_a_title_under_a_budget_with_room_counts_and_leaves_no_hold(
+    connect, member, team, sim
+):
+    await TeamPolicy.objects.acreate(team=team, monthly_token_budget=100_000)
+    socket = await connect(member)
+    failed = await answer_and_settle(socket, "[sim:title_fault=400] Which bread rises best?")
+    assert not await BudgetHold.objects.aexists()  # a failed request gives its hold back
+    named = await answer_and_settle(socket, QUESTION)
+    assert len(title_requests(sim)) == 2
+    assert (await Conversation.objects.aget(pk=named["conversation_id"])).title == (
+        "File Taxes Spain"
+    )
+    assert (await Conversation.objects.aget(pk=failed["conversation_id"])).title.startswith("[sim")
+    assert not await BudgetHold.objects.aexists()
+    assert (await TeamUsage.objects.aget(team=team, user=member)).requests == 3

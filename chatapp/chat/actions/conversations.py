@@ -81,12 +81,15 @@ def keep_generated_title(
     user: Any,
     model: str,
     policy: TeamPolicy | None = None,
+    hold: int | None = None,
 ) -> bool:
-    """Count the title request's tokens, and replace the conversation's first-words title with
-    the model's unless someone renamed it meanwhile, in one transaction. Returns whether the
-    title changed."""
+    """Count the title request's tokens in place of its `hold`, and replace the conversation's
+    first-words title with the model's unless someone renamed it meanwhile, in one
+    transaction. Returns whether the title changed."""
     with transaction.atomic():
         team_actions.record_usage(team, user, model, *usage, policy=policy)
+        if hold is not None:
+            team_actions.release_hold(hold)
         if not title or title == first_words:
             return False
         # Like a rename, a title is not activity: the conversation keeps its place in the list.

@@ -180,6 +180,19 @@ def admit_completion(
     return replace(plan, budget_hold=hold)
 
 
+def hold_for_title(team: Team, user: Any, tokens: int, lifetime: float) -> int | None:
+    """Hold the tokens of a request for a conversation's title against the team's budgets, as
+    an answer's are; returns the hold's id (None: the team has no budget). Raises PolicyError
+    (quota_exceeded) when the budgets have no room left: no title is asked for then."""
+    policy = TeamPolicy.objects.filter(team_id=team.pk).first()
+    if policy is None or not has_budget(policy):
+        return None
+    with transaction.atomic():
+        lock_rows(get_user_model().objects.filter(pk=user.pk))
+        check_budget(team, user, policy)
+        return team_actions.hold_tokens(team, user, tokens, lifetime)
+
+
 def with_tools(plan: ReplyPlan) -> ReplyPlan:
     """The plan with the team's tools to offer, read in the same trip to the database thread:
     each trip waits behind everything queued there, and the upstream request waits for this."""
