@@ -530,10 +530,10 @@ class RecentRequest(models.Model):
 class BudgetHold(models.Model):
     """The tokens an API answer still streaming (or a request for a conversation's title) may
     spend, held against the team's monthly budgets from its admission until its usage is
-    recorded (`teams.quota`). Answers on the
-    chat page hold theirs on their streaming row instead. A hold past `expires_at` (its
-    process died) counts no more, and the reaper deletes it; when the supervisor sees the
-    process relaying it exit (`server_process`, `chatapp.core.processes`), it goes at once."""
+    recorded (`teams.quota`). Answers on the chat page hold theirs on their streaming row
+    instead. A hold past `expires_at` (its process died) counts no more, and the reaper
+    deletes it; when the supervisor sees the process relaying it exit (`server_process`,
+    `chatapp.core.processes`), it goes at once."""
 
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="+")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
