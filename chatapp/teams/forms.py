@@ -17,6 +17,7 @@ from chatapp.teams.datafilter import (
 )
 from chatapp.teams.models import (
     DataAction,
+    Invitation,
     JsonSchema,
     Protocol,
     ResponseFormat,
@@ -61,6 +62,7 @@ class TeamForm(forms.Form):
 class InviteForm(forms.Form):
     email = forms.EmailField(
         required=False,
+        max_length=Invitation._meta.get_field("email").max_length,  # the column's, not 320
         help_text="Leave empty for a shareable link that anyone holding it may use once.",
     )
     role = forms.ChoiceField(

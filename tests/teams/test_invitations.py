@@ -94,6 +94,8 @@ def test_no_email_is_sent_without_email_configured(owner_client, team, owner, se
         ({"role": "owner"}, b"Select a valid choice"),
         ({"days": "0"}, b"greater than or equal to 1"),
         ({"email": "max@example.com"}, b"already a member"),
+        # Longer than the invitation's column holds (PostgreSQL would refuse it with a 500).
+        ({"email": "a" * 250 + "@example.com"}, b"at most 254 characters"),
     ],
 )
 def test_bad_invitations_are_refused(owner_client, team, owner, member, data, error):
