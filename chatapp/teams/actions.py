@@ -193,6 +193,8 @@ def revoke_invitation(actor, invitation: Invitation) -> None:
         # Accepting locks it too: one used since the page listed it is not revoked.
         rows = Invitation.objects.filter(pk=invitation.pk)
         lock_rows(rows)
+        if not rows.exists():  # another admin's revocation is the one the trail records
+            raise Gone("This invitation was revoked meanwhile, by someone else.")
         if rows.filter(accepted_at__isnull=False).exists():
             raise ActionError("This invitation has already been used: nothing to revoke.")
         target = invitation.email or "a shareable link"

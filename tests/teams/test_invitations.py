@@ -343,6 +343,17 @@ def test_an_invitation_used_while_the_page_showed_it_is_not_revoked(
     assert not AuditEvent.objects.filter(action="invitation.revoke").exists()
 
 
+def test_an_invitation_two_admins_revoke_at_once_is_revoked_once(team, owner, admin_member, link):
+    """Both pages read it; the second revocation finds it gone: it says so and writes no
+    second revocation (of an invitation the other admin revoked) in the audit trail."""
+    shown = Invitation.objects.get(pk=link.pk)  # as the second admin's page read it
+    actions.revoke_invitation(owner, Invitation.objects.get(pk=link.pk))
+    with pytest.raises(actions.ActionError, match="revoked meanwhile"):
+        actions.revoke_invitation(admin_member, shown)
+    revoked = AuditEvent.objects.filter(action="invitation.revoke")
+    assert list(revoked.values_list("actor", flat=True)) == [owner.pk]
+
+
 def test_invitations_of_another_team_cannot_be_revoked(owner_client, team, owner, make_user):
     other = team.__class__.objects.create(name="Other")
     theirs = Invitation.objects.create(team=other)
