@@ -843,6 +843,8 @@ def _apply_prompt(actor, team, prompt, name, content, seen="") -> tuple[SystemPr
 
 def delete_prompt(actor, prompt: SystemPrompt) -> None:
     with transaction.atomic():
+        if not SystemPrompt.objects.filter(pk=prompt.pk).delete()[0]:
+            return  # deleted meanwhile: the trail records that deletion, by whoever made it
         audit(
             prompt.team,
             actor,
@@ -852,7 +854,6 @@ def delete_prompt(actor, prompt: SystemPrompt) -> None:
             name=prompt.name,
             version=prompt.version,
         )
-        prompt.delete()
 
 
 def move_prompt(actor, prompt: SystemPrompt, offset: int) -> None:
@@ -1481,6 +1482,8 @@ def _hold_schema(saved: JsonSchema) -> JsonSchema | None:
 def delete_json_schema(actor, saved: JsonSchema) -> None:
     """Delete a schema; conversations and prompts that asked for it fall back to json_object."""
     with transaction.atomic():
+        if not JsonSchema.objects.filter(pk=saved.pk).delete()[0]:
+            return  # deleted meanwhile: the trail records that deletion, by whoever made it
         audit(
             saved.team,
             actor,
@@ -1489,4 +1492,3 @@ def delete_json_schema(actor, saved: JsonSchema) -> None:
             schema_id=saved.pk,
             name=saved.name,
         )
-        saved.delete()

@@ -462,6 +462,8 @@ def _apply_choices(actor, server: ToolServer, choices: dict[str, dict[str, bool]
 
 def delete_server(actor, server: ToolServer) -> None:
     with transaction.atomic():
+        if not ToolServer.objects.filter(pk=server.pk).delete()[0]:
+            return  # removed meanwhile: the trail records that removal, by whoever made it
         audit(
             server.team,
             actor,
@@ -470,4 +472,3 @@ def delete_server(actor, server: ToolServer) -> None:
             server=server.name,
             url=server.url,
         )
-        server.delete()

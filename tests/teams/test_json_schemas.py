@@ -307,6 +307,15 @@ def test_a_prompt_cannot_take_another_teams_schema(owner_client, team):
     assert not SystemPrompt.objects.filter(name="Tickets").exists()
 
 
+def test_a_schema_two_admins_delete_at_once_is_deleted_once(team, owner, admin_member, saved):
+    shown = JsonSchema.objects.get(pk=saved.pk)  # as the second admin's page read it
+    actions.delete_json_schema(owner, saved)
+    actions.delete_json_schema(admin_member, shown)
+    assert not JsonSchema.objects.exists()
+    deleted = AuditEvent.objects.filter(action="json_schema.delete")
+    assert list(deleted.values_list("actor", flat=True)) == [owner.pk]
+
+
 def test_an_edit_of_a_schema_deleted_meanwhile_says_so_and_adds_nothing(
     owner_client, team, saved, deleted_once_read
 ):

@@ -371,6 +371,17 @@ def test_an_admin_site_edit_of_a_prompt_deleted_meanwhile_says_so(
     assert not AuditEvent.objects.exists()
 
 
+def test_a_prompt_two_admins_delete_at_once_is_deleted_once(team, owner, admin_member, prompt):
+    """Both pages read it; the second deletion finds it gone and writes no second deletion
+    (of a prompt the other admin deleted) in the audit trail."""
+    shown = SystemPrompt.objects.get(pk=prompt.pk)  # as the second admin's page read it
+    actions.delete_prompt(owner, prompt)
+    actions.delete_prompt(admin_member, shown)
+    assert not SystemPrompt.objects.exists()
+    deleted = AuditEvent.objects.filter(action="prompt.delete")
+    assert list(deleted.values_list("actor", flat=True)) == [owner.pk]
+
+
 def test_prompts_deleted_together_in_the_admin_are_each_audited(client, site_admin, team, prompt):
     other = SystemPrompt.objects.create(team=team, name="Other", content="2", position=1)
     client.force_login(site_admin)

@@ -214,6 +214,14 @@ def test_removing_a_server_is_audited(owner, team, mcp_server):
     assert AuditEvent.objects.get(action="tool_server.remove").details["server"] == "helpdesk"
 
 
+def test_a_server_two_admins_remove_at_once_is_removed_once(owner, team, mcp_server):
+    server = add(owner, team, mcp_server.url)
+    shown = ToolServer.objects.get(pk=server.pk)  # as the second admin's page read it
+    actions.delete_server(owner, server)
+    actions.delete_server(owner, shown)
+    assert AuditEvent.objects.filter(action="tool_server.remove").count() == 1
+
+
 @pytest.mark.skipif(not uses_postgres(), reason="two connections at once need PostgreSQL")
 def test_two_refreshes_at_once_store_each_tool_once(owner, team, mcp_server):
     server = add(owner, team, mcp_server.url)
