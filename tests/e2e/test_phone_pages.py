@@ -186,6 +186,43 @@ def test_the_tools_table_fits_a_phone(browser, tools_app_server, tool_server, si
         context.close()
 
 
+def test_tool_descriptions_take_the_whole_width_of_a_phone(
+    browser, tools_app_server, tool_server, sim
+):
+    """On a phone each tool's row is a block: its description runs the width of the table, and
+    its two checkboxes sit under it, each named by its column."""
+    server, user = tools_app_server, BrowserUser(f"user_{uuid.uuid4().hex[:10]}")
+    server.create_user(user.username)
+    team = server.add_tool_server(user.username, tool_server.url)
+    context = new_context(browser, server.url, viewport=PHONE, has_touch=True)
+    try:
+        page, watch = watched_page(context, server.url)
+        log_in(page, user)
+        page.goto(f"/teams/{team}/tools/")
+        table = page.get_by_role("region", name="Tools of helpdesk")
+        description = table.get_by_text("Today's weather in a city.")
+        expect(description).to_be_visible()
+        assert description.bounding_box()["width"] >= table.bounding_box()["width"] - 1
+        enabled = table.get_by_role("checkbox", name="get_weather enabled")
+        ask_first = table.get_by_role("checkbox", name="Ask before each call of get_weather")
+        for checkbox, column in [(enabled, "Enabled"), (ask_first, "Ask first")]:
+            expect(checkbox).to_be_visible()
+            assert checkbox.bounding_box()["y"] > description.bounding_box()["y"]
+            cell = checkbox.locator("xpath=ancestor::td")
+            expect(cell).to_have_attribute("data-label", column)
+            # The column's name shows before the checkbox (the heading row is hidden).
+            assert cell.evaluate("(td) => getComputedStyle(td, '::before').content") != "none"
+        ask_first.check()
+        page.get_by_role("button", name="Save tools").click()
+        expect(
+            page.get_by_role("checkbox", name="Ask before each call of get_weather")
+        ).to_be_checked()
+        assert table.evaluate("(box) => box.scrollWidth <= box.clientWidth")
+        assert_clean(watch)
+    finally:
+        context.close()
+
+
 def test_roles_stay_whole_words_in_the_lists_a_member_sees_on_a_phone(
     browser, app_server, user, sim
 ):
