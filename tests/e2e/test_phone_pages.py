@@ -223,6 +223,29 @@ def test_tool_descriptions_take_the_whole_width_of_a_phone(
         context.close()
 
 
+def test_a_tool_server_with_the_longest_name_fits_a_phone(
+    browser, tools_app_server, tool_server, sim
+):
+    server, user = tools_app_server, BrowserUser(f"user_{uuid.uuid4().hex[:10]}")
+    server.create_user(user.username)
+    team = server.add_tool_server(user.username, tool_server.url)
+    name = "helpdesk_and_customer_relationship_mgmt1"  # 40 characters, the most a name takes
+    server.run_python(
+        "from chatapp.tools.models import ToolServer\n"
+        f"ToolServer.objects.filter(team_id={team}).update(name={name!r})"
+    )
+    context = new_context(browser, server.url, viewport=PHONE, has_touch=True)
+    try:
+        page, watch = watched_page(context, server.url)
+        log_in(page, user)
+        page.goto(f"/teams/{team}/tools/")
+        expect(page.get_by_role("heading", name=name)).to_be_visible()
+        assert overflow(page) == [0, []]
+        assert_clean(watch)
+    finally:
+        context.close()
+
+
 def test_roles_stay_whole_words_in_the_lists_a_member_sees_on_a_phone(
     browser, app_server, user, sim
 ):
