@@ -191,6 +191,9 @@ def test_nothing_in_a_chat_with_long_names_runs_past_the_edge(
         expect(page.locator(".tool-call-name")).to_have_text(TOOL)
         extra, culprits = overflow(page)
         assert extra == 0, culprits
+        # Nor inside the conversation, which would clip it or scroll sideways.
+        messages = page.locator(".messages")
+        assert messages.evaluate("(box) => box.scrollWidth <= box.clientWidth")
         assert_clean(watch)
     finally:
         context.close()
