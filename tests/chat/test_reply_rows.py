@@ -3,14 +3,14 @@
 import threading
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from chatapp.chat.actions import conversations, replies
 from chatapp.chat.errors import ChatError
 from chatapp.chat.models import Conversation, Message, MessageStatus
-from chatapp.chat.requests import SendRequest
+from chatapp.chat.requests import RegenerateRequest, SendRequest
 from chatapp.llm import Usage
 from chatapp.teams.models import BudgetNotice, TeamPolicy, TeamUsage
 
@@ -207,6 +207,68 @@ def test_a_send_starting_during_a_branch_switch_keeps_its_answer_shown(member, t
     answer_id = sent["exchange"].assistant_id
     assert Conversation.objects.get(pk=first.conversation_id).active_leaf_id == answer_id
     assert Message.objects.get(pk=answer_id).status == MessageStatus.STREAMING
+
+
+def test_an_answer_planned_before_its_conversation_was_deleted_is_refused(member, team):
+    """Another tab deletes the conversation while a regenerate is planned: the answer is
+    refused as for any conversation that is not there, and nothing is written."""
+    _, first = started(member)
+    Message.objects.filter(pk=first.assistant_id).update(status=MessageStatus.COMPLETE)
+    plan = replies.admit_regenerate(member, RegenerateRequest(message_id=first.assistant_id), "r2")
+    conversations.delete_conversation(Conversation.objects.get(pk=first.conversation_id))
+    with pytest.raises(ChatError) as refused:
+        replies.start_reply(plan)
+    assert (refused.value.code, refused.value.field) == ("not_found", "conversation_id")
+    assert not Message.objects.filter(conversation_id=first.conversation_id).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_deleting_a_conversation_while_an_answer_s_rows_are_written_stops_that_answer(member, team):
+    """Two processes: one writes a regenerated answer's rows while the other deletes the
+    conversation. The deletion waits for the rows, then deletes them too and names the new
+    answer among those to stop, rather than fail on rows it did not see."""
+    if connection.vendor == "sqlite":
+        pytest.skip("the in-memory SQLite test database refuses a second writer at once")
+    _, first = started(member)
+    Message.objects.filter(pk=first.assistant_id).update(status=MessageStatus.COMPLETE)
+    plan = replies.admit_regenerate(member, RegenerateRequest(message_id=first.assistant_id), "r2")
+    written, go_on = threading.Event(), threading.Event()
+    outcome: dict[str, object] = {}
+
+    def write_the_rows() -> None:
+        try:
+            with transaction.atomic():  # committed only once the deletion has started
+                outcome["exchange"] = replies.start_reply(plan)
+                written.set()
+                assert go_on.wait(30)
+        finally:
+            connection.close()
+
+    def delete() -> None:
+        conversation = Conversation.objects.get(pk=first.conversation_id)
+        try:
+            outcome["streaming"] = conversations.delete_conversation(conversation)
+        except Exception as error:
+            outcome["streaming"] = repr(error)
+        finally:
+            connection.close()
+
+    writer, deleter = threading.Thread(target=write_the_rows), threading.Thread(target=delete)
+    writer.start()
+    assert written.wait(30)
+    deleter.start()
+    for _ in range(3000):  # a ceiling for a busy machine: until it waits on a lock, or ended
+        if not deleter.is_alive() or waiting_on_a_lock():
+            break
+        threading.Event().wait(0.01)
+    go_on.set()
+    writer.join(30)
+    deleter.join(30)
+    exchange = outcome["exchange"]
+    assert isinstance(exchange, replies.Exchange)
+    assert outcome["streaming"] == [exchange.assistant_id]
+    assert not Conversation.objects.filter(pk=first.conversation_id).exists()
+    assert not Message.objects.filter(conversation_id=first.conversation_id).exists()
 
 
 def test_sends_planned_at_once_by_two_people_share_the_teams_budget(member, owner, team):

@@ -116,6 +116,9 @@ def delete_conversation(conversation: Conversation) -> list[int]:
                 "This conversation is kept: its team is under legal hold, which keeps every"
                 " conversation in it until the team's owners lift the hold in its policy.",
             )
+        # A send writing its rows meanwhile holds the row (start_reply): its answer is seen,
+        # stopped and deleted with the rest, rather than left pointing at a deleted row.
+        lock_rows(Conversation.objects.filter(pk=conversation.pk))
         streaming = list(
             conversation.messages.filter(status=MessageStatus.STREAMING).values_list(
                 "id", flat=True

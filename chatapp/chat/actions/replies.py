@@ -242,9 +242,22 @@ def start_reply(plan: ReplyPlan, admitted: Callable[[ReplyPlan], None] | None = 
         streaming = planning.check_concurrency(plan.user, plan.conversation.pk)
         plan = replace(plan, streaming_ids=streaming)
         admit(plan)
+        _check_still_there(plan.conversation)  # after the team's row, the order writes took
         if admitted is not None:
             admitted(plan)
         return _write_reply(plan, copied)
+
+
+def _check_still_there(conversation: Conversation) -> None:
+    """A conversation deleted since the plan read it (in another tab, by retention) takes no
+    answer. Its row is held until the rows are written: a deletion starting meanwhile waits
+    for them, and deletes them too."""
+    if conversation.pk is None:
+        return
+    rows = Conversation.objects.filter(pk=conversation.pk)
+    lock_rows(rows, no_key=True)
+    if not rows.exists():
+        raise ChatError("not_found", "No such conversation.", "conversation_id")
 
 
 def _write_reply(plan: ReplyPlan, copied: list[Upload]) -> Exchange:
