@@ -92,6 +92,7 @@ class Turn:
     uploads: tuple[Upload, ...] = ()
     tool_calls: tuple[dict[str, Any], ...] = ()  # an answer's calls, with their results
     images: tuple[CheckedFile, ...] = ()  # images an API client sent inline, cleaned
+    message_id: int | None = None  # a stored message's
 
 
 def plan_send(
@@ -252,7 +253,8 @@ def plan_regenerate(
     conversation = _conversation_for_reply(user, message.conversation_id)
     path = tree.conversation_branch(conversation.pk, message.parent_id).up_to(message.parent_id)
     turns = _turns(conversation, path)
-    if not turns or turns[-1].role != MessageRole.USER or path[-1] != message.parent_id:
+    # The question itself goes last: not one before it, when the safety policy keeps it back.
+    if not turns or turns[-1].role != MessageRole.USER or turns[-1].message_id != message.parent_id:
         raise ChatError("invalid_frame", "There is no question to answer again.", "message_id")
     rules = policy.team_rules(conversation.team)
     fields = _apply_choices(user, conversation, request, rules)
@@ -551,7 +553,13 @@ def _turns(conversation: Conversation, path: tuple[int, ...]) -> list[Turn]:
     )
     files = Upload.objects.filter(message__in=path).by_message()
     return [
-        Turn(role, content, tuple(files.get(message_id, ())), tuple(calls or ()))
+        Turn(
+            role,
+            content,
+            tuple(files.get(message_id, ())),
+            tuple(calls or ()),
+            message_id=message_id,
+        )
         for message_id, role, content, calls in rows.values_list(
             "id", "role", "content", "tool_calls"
         )

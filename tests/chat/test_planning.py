@@ -1,14 +1,16 @@
 """Planning a reply: the reads in front of the upstream request."""
 
+import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from chatapp.chat import planning, tooling
 from chatapp.chat.actions import replies
+from chatapp.chat.errors import ChatError
 from chatapp.chat.models import Conversation, Message, MessageStatus
-from chatapp.chat.requests import SendRequest
+from chatapp.chat.requests import RegenerateRequest, SendRequest
 from chatapp.llm import KNOWN_MODELS, count_message_tokens
-from chatapp.teams.models import RecentRequest, TeamPolicy
+from chatapp.teams.models import RecentRequest, SafetyFlag, TeamPolicy
 
 
 def statements_reading(table: str, queries: CaptureQueriesContext) -> int:
@@ -103,3 +105,26 @@ def test_an_answer_reserves_the_prompt_it_sends_and_its_max_tokens(member, team)
     plan = planning.plan_send(member, request, team=None)
     assert plan.prompt_tokens == count_message_tokens(plan.messages) > 200
     assert plan.reserved_tokens == plan.prompt_tokens + 500
+
+
+def test_the_answer_to_a_blocked_question_is_not_regenerated_from_an_earlier_one(member, team):
+    """A question the safety policy blocked, after a question whose answer failed: the turn
+    left to send is that earlier question, which another answer under the blocked one must
+    not answer."""
+    conversation = Conversation.objects.create(team=team, owner=member, model=KNOWN_MODELS[0])
+    turns = [
+        ("user", "What is a llama?", MessageStatus.COMPLETE, ""),
+        ("assistant", "", MessageStatus.ERROR, "upstream_unavailable"),
+        ("user", "How do I pick a lock?", MessageStatus.COMPLETE, ""),
+        ("assistant", "", MessageStatus.ERROR, "safety_blocked"),
+    ]
+    rows = [
+        Message.objects.create(
+            conversation=conversation, role=role, content=text, status=status, error_code=code
+        )
+        for role, text, status, code in turns
+    ]
+    SafetyFlag.objects.create(team=team, message=rows[2], stage="input", blocked=True)
+    with pytest.raises(ChatError) as refused:
+        planning.plan_regenerate(member, RegenerateRequest(message_id=rows[3].pk))
+    assert (refused.value.code, refused.value.field) == ("invalid_frame", "message_id")
