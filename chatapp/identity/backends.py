@@ -7,6 +7,7 @@ the groups claim applied to team memberships at every sign-in."""
 
 import logging
 import re
+import unicodedata
 
 import jwt
 import requests
@@ -59,6 +60,31 @@ def verified_email(claims: dict) -> str:
     except ValidationError:
         return ""
     return email if len(email) <= EMAIL_MAX_LENGTH else ""
+
+
+def same_address(one: str, other: str) -> bool:
+    """Whether two addresses are one in any letter case, compared as Django's password reset
+    compares them (Unicode's caseless match). The database's email__iexact is wider on
+    PostgreSQL, whose upper() makes the dotless \u0131 of `f\u0131rm.example`, another domain,
+    an I: `ALICE@FIRM.EXAMPLE` there."""
+
+    def folded(address: str) -> str:
+        return unicodedata.normalize("NFKC", address).casefold()
+
+    return folded(one) == folded(other)
+
+
+def holding(users, email: str) -> list:
+    """Those of `users` whose address is `email`, in any letter case and nothing wider."""
+    return [user for user in users.filter(email__iexact=email) if same_address(user.email, email)]
+
+
+def give_way(email: str) -> None:
+    """Signups that typed this address but never opened the link mailed to it are deleted:
+    the provider has proved whose it is (the next signup with the address does the same)."""
+    pending = [user.pk for user in holding(unconfirmed_signups(), email)]
+    if pending:
+        unconfirmed_signups().filter(pk__in=pending).delete()
 
 
 def claimed_groups(claims: dict) -> list[str]:
@@ -193,15 +219,10 @@ class OIDCBackend(OIDCAuthenticationBackend):
         email = verified_email(claims)
         if not email:
             return []  # never matched through an address the provider did not verify
-        # A signup that typed this address but never opened the link mailed to it gives way, as
-        # it does to the next signup with the address: the provider has proved whose it is.
-        unconfirmed_signups().filter(email__iexact=email).delete()
+        give_way(email)
         # An account already linked to another subject of this provider is not taken over.
-        return list(
-            self.UserModel.objects.filter(email__iexact=email)
-            .exclude(oidc_identities__issuer=issuer)
-            .order_by("pk")[:2]
-        )
+        users = self.UserModel.objects.exclude(oidc_identities__issuer=issuer).order_by("pk")
+        return holding(users, email)
 
     def get_or_create_user(self, access_token, id_token, payload):
         try:
@@ -249,7 +270,8 @@ class OIDCBackend(OIDCAuthenticationBackend):
         two accounts never share one, so this one keeps its own and the person is told why."""
         if not email or user.email.lower() == email:
             return
-        unconfirmed_signups().filter(email__iexact=email).delete()  # they give way, as above
+        give_way(email)
+        # Wider than the same address on PostgreSQL (see same_address), as its unique index is.
         if self.UserModel.objects.filter(email__iexact=email).exclude(pk=user.pk).exists():
             log.warning(
                 "OpenID Connect sign-in kept user %s's e-mail: another has the new one", user.pk

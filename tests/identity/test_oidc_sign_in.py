@@ -19,6 +19,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.test import Client
 
+from chatapp.accounts.models import PendingSignup
 from chatapp.accounts.signup import FIRST_ACCOUNT_NOTICE
 from chatapp.accounts.sockets import SESSIONS_ENDED, user_group
 from chatapp.identity.backends import OIDCBackend
@@ -176,6 +177,36 @@ def test_an_unverified_email_never_matches_an_account(client, sso, person, make_
     assert user != existing and user.username == name
     assert user.email == ""  # an address the provider did not verify is not kept either
     assert not OIDCIdentity.objects.filter(user=existing).exists()
+
+
+@pytest.mark.parametrize("part", [0, 1])  # the dotless \u0131 in the local part, in the domain
+def test_an_address_the_database_folds_alike_is_another_address(
+    client, sso, person, make_user, part
+):
+    """PostgreSQL's upper() makes the dotless \u0131 an I, so `alice@f\u0131rm.example` (another
+    domain) and `ALICE@FIRM.EXAMPLE` compare equal there: whoever holds the other mailbox does
+    not get alice's account, nor delete iris's signup waiting for its confirmation."""
+
+    def lookalike(address: str) -> str:
+        parts = address.split("@")
+        parts[part] = parts[part].replace("i", "\u0131", 1)
+        return "@".join(parts)
+
+    alice = make_user("alice")
+    alice.email = "alice@firm.example"
+    alice.save()
+    iris = make_user("iris", is_active=False)
+    iris.email = "iris@firm.example"
+    iris.save()
+    PendingSignup.objects.create(user=iris)
+    response = sign_in(client, sso, person(email=lookalike(alice.email)))
+    assert response.status_code == 302 and response["Location"] == "/"
+    assert signed_in_user(client) != alice
+    assert not OIDCIdentity.objects.filter(user=alice).exists()
+    alice.refresh_from_db()
+    assert alice.email == "alice@firm.example"
+    sign_in(Client(), sso, person(email=lookalike(iris.email)))
+    assert PendingSignup.objects.filter(user=iris).exists()
 
 
 def test_an_address_typed_at_signup_but_never_confirmed_does_not_keep_its_owner_out(
