@@ -32,7 +32,9 @@ from chatapp.core.group_map import managed_teams, parse_group_map, roles_for
 from chatapp.core.permissions import is_site_admin
 from chatapp.identity.models import OIDCIdentity
 from chatapp.identity.oidc import ProviderUnavailable, callback_url, provider_metadata
-from chatapp.teams.actions import apply_group_roles
+from chatapp.teams.actions import InvitationError, accept_invitation, apply_group_roles
+from chatapp.teams.models import Invitation
+from chatapp.teams.services import switch_team
 
 log = logging.getLogger(__name__)
 
@@ -236,7 +238,8 @@ class OIDCBackend(OIDCAuthenticationBackend):
                 return super().get_or_create_user(access_token, id_token, payload)
 
     def create_user(self, claims):
-        if self._signup_refused(claims):
+        refused, invitation = self._admission(claims)
+        if refused:
             return None  # authenticate answers None: the callback's failure page
         user = self.UserModel(username=self._free_username(claims))  # update_user sets the e-mail
         user.set_unusable_password()
@@ -248,7 +251,25 @@ class OIDCBackend(OIDCAuthenticationBackend):
         )
         if is_site_admin(user) and getattr(self, "request", None) is not None:
             messages.info(self.request, FIRST_ACCOUNT_NOTICE)
-        return self.update_user(user, claims)
+        user = self.update_user(user, claims)
+        if invitation is not None:
+            self._join(user, invitation)
+        return user
+
+    def _join(self, user, invitation: Invitation) -> None:
+        """The account an invitation admitted joins its team at once, as at signup: that uses
+        the invitation up, so it admits one account, not everyone who holds the link."""
+        request = getattr(self, "request", None)
+        try:
+            membership, _ = accept_invitation(user, invitation.token, address_verified=True)
+        except InvitationError as error:  # used, withdrawn or expired since it was read
+            if request is not None:
+                messages.error(request, error.message)
+            # Raised through get_or_create_user's transaction: the account is not made.
+            raise SuspiciousOperation("The invitation admitting the sign-in is spent.") from None
+        if request is not None:
+            switch_team(request, membership.team)
+            messages.success(request, f"Welcome to {membership.team.name}.")
 
     def update_user(self, user, claims):
         if not user.is_active:
@@ -282,19 +303,22 @@ class OIDCBackend(OIDCAuthenticationBackend):
         user.email = email
         user.save(update_fields=["email"])
 
-    def _signup_refused(self, claims: dict) -> bool:
-        """SIGNUP_POLICY=domain holds for accounts made here too: a verified address at
-        SIGNUP_ALLOWED_DOMAINS, or the invitation the sign-in is on its way to accept. (The
-        provider itself is what invite_only trusts: its people are the company's.)"""
+    def _admission(self, claims: dict) -> tuple[bool, Invitation | None]:
+        """(refused, the invitation that admits the account). SIGNUP_POLICY=domain holds for
+        accounts made here too: a verified address at SIGNUP_ALLOWED_DOMAINS, or the invitation
+        the sign-in is on its way to accept, which the account then joins. (The provider itself
+        is what invite_only trusts: its people are the company's.)"""
         if settings.SIGNUP_POLICY != "domain":
-            return False
+            return False, None
         request = getattr(self, "request", None)
         next_url = request.session.get("oidc_login_next") if request is not None else None
         email, invitation = verified_email(claims), invitation_in(next_url or "")
-        refusal = signup_refusal(email, invitation, address_verified=True)
-        if refusal:
+        if signup_refusal(email, invitation, address_verified=True):
             log.info("OpenID Connect sign-in refused by SIGNUP_POLICY=domain")
-        return bool(refusal)
+            return True, None
+        if invitation is not None and signup_refusal(email, None, address_verified=True):
+            return False, invitation  # the domain alone would not admit it
+        return False, None
 
     def _free_username(self, claims: dict) -> str:
         """The provider's name for the person, else their address's, else "user"; numbered

@@ -22,9 +22,11 @@ from django.test import Client
 from chatapp.accounts.models import PendingSignup
 from chatapp.accounts.signup import FIRST_ACCOUNT_NOTICE
 from chatapp.accounts.sockets import SESSIONS_ENDED, user_group
+from chatapp.identity import backends
 from chatapp.identity.backends import OIDCBackend
 from chatapp.identity.models import OIDCIdentity
-from chatapp.teams.models import AuditEvent, Membership, Role, Team
+from chatapp.teams.actions import accept_invitation
+from chatapp.teams.models import AuditEvent, Invitation, Membership, Role, Team
 from tests.conftest import PASSWORD
 from tests.identity.provider_process import CLIENT_ID
 
@@ -632,6 +634,46 @@ def test_the_domain_signup_policy_holds_for_accounts_made_at_sign_in(
     colleague = person()  # at corp.example
     sign_in(client, sso, colleague)
     assert signed_in_user(client).username == colleague
+
+
+def test_a_link_that_admits_a_sign_in_under_the_domain_policy_is_used_up_by_it(
+    client, sso, person, team, owner, settings
+):
+    """A shareable link admits one account from elsewhere, as at signup: the account joins the
+    link's team at once, which uses the link up, rather than leave it for the next stranger."""
+    settings.SIGNUP_POLICY = "domain"
+    settings.SIGNUP_ALLOWED_DOMAINS = ["corp.example"]
+    link = Invitation.objects.create(team=team, invited_by=owner)
+    invited = person(email="nina@elsewhere.example")
+    response = sign_in(client, sso, invited, f"/invite/{link.token}/")
+    assert response.status_code == 302
+    nina = signed_in_user(client)
+    assert nina.username == invited and roles(nina) == {team.name: Role.MEMBER}
+    link.refresh_from_db()
+    assert link.accepted_by == nina
+    other = Client()
+    stranger = person(email="sock@elsewhere.example")
+    response = sign_in(other, sso, stranger, f"/invite/{link.token}/")
+    assert response["Location"] == "/accounts/login/" and FAILED in messages_of(response)
+    assert signed_in_user(other) is None
+    assert not get_user_model().objects.filter(username=stranger).exists()
+
+
+def test_a_link_used_up_while_it_admitted_a_sign_in_makes_no_account(
+    client, sso, person, team, owner, make_user, settings, monkeypatch
+):
+    settings.SIGNUP_POLICY = "domain"
+    settings.SIGNUP_ALLOWED_DOMAINS = ["corp.example"]
+    link = Invitation.objects.create(team=team, invited_by=owner)
+    monkeypatch.setattr(backends, "invitation_in", lambda next_url: link)  # read while usable
+    accept_invitation(make_user("first"), link.token)
+    stranger = person(email="sock@elsewhere.example")
+    response = sign_in(client, sso, stranger, f"/invite/{link.token}/")
+    assert response["Location"] == "/accounts/login/"
+    assert "already been used" in messages_of(response) and FAILED in messages_of(response)
+    assert signed_in_user(client) is None
+    assert not get_user_model().objects.filter(username=stranger).exists()
+    assert not OIDCIdentity.objects.exists()
 
 
 def test_teams_outside_the_map_are_left_alone(client, sso, person, team):
