@@ -28,6 +28,7 @@ from chatapp.chat.api import FormatOut, RedactionOut, SafetyOut, ToolCallOut
 from chatapp.chat.models import Conversation, Message, MessageRole, MessageStatus
 from chatapp.core.batches import batches
 from chatapp.core.words import counted
+from chatapp.teams import safety
 from chatapp.teams.actions import ensure_personal_team
 from chatapp.teams.models import (
     JsonSchema,
@@ -484,10 +485,13 @@ def _ended_here(values: dict) -> dict:
     count its tokens into this site's month; the other site counted them)."""
     values["server_process"] = ""
     if values.get("status") == MessageStatus.STREAMING:
+        # One still awaiting its question's verdict keeps saying so: that question was not
+        # sent, and stays out of later requests (chatapp.chat.actions.replies.mark_interrupted).
+        unchecked = values.get("error_code") == safety.UNCHECKED_QUESTION_CODE
         values.update(
             status=MessageStatus.INTERRUPTED,
-            error_code=INTERRUPTED_CODE,
-            error_message=EXPORTED_STREAMING,
+            error_code=safety.UNCHECKED_QUESTION_CODE if unchecked else INTERRUPTED_CODE,
+            error_message=safety.UNCHECKED_QUESTION if unchecked else EXPORTED_STREAMING,
         )
     return values
 

@@ -306,6 +306,10 @@ class Generation:
                 if self.input_screening.blocked:
                     await self._events.aclose()
                     return
+                # Recorded before the question goes upstream: a process that dies before this
+                # leaves it marked unchecked (see replies.mark_interrupted).
+                await self._attached.wait()
+                await database_sync_to_async(replies.question_screened)(self.message_id)
             deadline = time.monotonic() + tooling.TOOL_LOOP_SECONDS
             events, offered, rounds = self._events, self._tool_specs, 0
             while (calls := await self._pump_turn(events, offered is not None)) is not None:

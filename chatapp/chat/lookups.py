@@ -182,7 +182,8 @@ def stored_error(row: dict[str, Any], help_url: str | None = None) -> StoredErro
     """Why an answer failed or was cut off, as kept with it; None for one that did not.
     `help_url` is where the viewer fixes a refused key (see provider_page)."""
     code = row["error_code"]
-    if not code:
+    # A streaming answer's code says only that its question awaits Llama Guard's verdict.
+    if not code or row["status"] == MessageStatus.STREAMING:
         return None
     error: StoredError = {
         "code": code,

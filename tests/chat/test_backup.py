@@ -917,3 +917,22 @@ def test_an_answer_streaming_at_the_export_is_imported_ended_and_charges_nothing
     assert restored.server_process == ""
     assert reaper.reap_stale_generations(0)["interrupted"] == 0
     assert not TeamUsage.objects.exists() and not TeamMonthUsage.objects.exists()
+
+
+def test_an_answer_awaiting_its_questions_verdict_at_the_export_keeps_the_question_out(
+    tmp_path, team, owner
+):
+    """Exported while Llama Guard judged its question (never sent): it comes back ended
+    `safety_unchecked`, so the question stays out of later requests here too."""
+    convo = make_conversation(team, owner, "first", T0)
+    answer = convo.messages.order_by("pk").last()
+    Message.objects.filter(pk=answer.pk).update(
+        status="streaming", content="", error_code="safety_unchecked", error_message=""
+    )
+    data = export("--all")
+    Conversation.objects.all().delete()
+
+    import_file(tmp_path, data)
+
+    restored = Message.objects.get(role="assistant", content="")
+    assert (restored.status, restored.error_code) == ("interrupted", "safety_unchecked")

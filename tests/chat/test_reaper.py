@@ -12,9 +12,10 @@ from chatapp.asgi import application
 from chatapp.chat import reaper
 from chatapp.chat.actions import replies
 from chatapp.chat.models import Conversation, Message
+from chatapp.chat.requests import SendRequest
 from chatapp.core import processes
 from chatapp.teams import actions as team_actions
-from chatapp.teams.models import BudgetHold, RecentRequest, TeamMonthUsage, TeamUsage
+from chatapp.teams.models import BudgetHold, RecentRequest, TeamMonthUsage, TeamPolicy, TeamUsage
 from chatapp.uploads.actions import create_upload
 from chatapp.uploads.models import Upload
 from tests.chat.conftest import joined_text
@@ -131,6 +132,50 @@ def test_an_answer_the_reaper_interrupts_while_its_tool_runs_counts_the_turn_tha
     assert usage.completion_tokens > 0
 
 
+def send(member, content: str, conversation_id: int | None = None) -> replies.Exchange:
+    """The rows a chat.send writes as its answer starts (no generation runs them here)."""
+    request = SendRequest(content=content, conversation_id=conversation_id)
+    return replies.start_reply(replies.admit_send(member, None, request, "r1"))
+
+
+def questions_planned_next(member, conversation_id: int) -> list[str]:
+    plan = replies.admit_send(member, None, SendRequest("Something else", conversation_id), "r2")
+    return [m["content"] for m in plan.messages if m["role"] == "user"]
+
+
+@pytest.mark.parametrize(
+    "reap",
+    [
+        lambda: reaper.end_answers_of(processes.token()),
+        lambda: reaper.reap_stale_generations(max_age_seconds=0),
+    ],
+    ids=["process-exited", "heartbeat-stale"],
+)
+def test_a_question_whose_process_died_before_its_verdict_stays_out_of_later_requests(
+    team, member, reap
+):
+    """The process died (SIGKILL) while Llama Guard judged the question: it never went
+    upstream. The answer ends `safety_unchecked`, as a stop or the server stopping ends it,
+    and the next question, which alone is screened, does not take it upstream either."""
+    TeamPolicy.objects.create(team=team, safety_input="block")
+    first = send(member, "The question nobody screened")
+    reap()
+    answer = Message.objects.get(pk=first.assistant_id)
+    assert (answer.status, answer.error_code) == ("interrupted", "safety_unchecked")
+    assert questions_planned_next(member, first.conversation_id) == ["Something else"]
+
+
+def test_a_question_screened_before_its_process_died_goes_on_with_the_next(team, member, sim):
+    """Without input screening, and once the verdict let the question through, an answer
+    its process left ends `interrupted` and the question stays in the conversation."""
+    first = send(member, "An unscreened team's question")
+    reaper.end_answers_of(processes.token())
+    answer = Message.objects.get(pk=first.assistant_id)
+    assert (answer.status, answer.error_code) == ("interrupted", "interrupted")
+    questions = questions_planned_next(member, first.conversation_id)
+    assert questions == ["An unscreened team's question", "Something else"]
+
+
 def marked_ids(found: list[replies.Abandoned]) -> list[int]:
     return [answer.message_id for answer in replies.mark_interrupted(found)]
 
@@ -231,6 +276,23 @@ async def test_a_tab_watching_the_answer_hears_it_was_interrupted(connect, membe
     # What it counted, as a reload shows it.
     await message.arefresh_from_db()
     assert done["usage"] == message.usage == {"prompt_tokens": 0, "completion_tokens": 2}
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_tab_watching_hears_an_answer_ended_before_its_questions_verdict(
+    connect, member, team
+):
+    """As a stop or the server stopping says it: `safety_unchecked`, then `interrupted`."""
+    await TeamPolicy.objects.acreate(team=team, safety_input="block")
+    exchange = await database_sync_to_async(send)(member, "The question nobody screened")
+    socket = await connect(member)
+    await socket.send({"type": "chat.subscribe", "conversation_id": exchange.conversation_id})
+    assert (await socket.receive())["type"] == "conversation.state"
+    await database_sync_to_async(reaper.end_answers_of)(processes.token())
+    error, done = await socket.receive(), await socket.receive()
+    assert (error["type"], error["message_id"]) == ("message.error", exchange.assistant_id)
+    assert (error["error"]["code"], error["error"]["retryable"]) == ("safety_unchecked", True)
+    assert (done["type"], done["status"], done["usage"]) == ("message.done", "interrupted", None)
 
 
 async def first_periodic_run_deletes(gone) -> None:

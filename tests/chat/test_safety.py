@@ -403,6 +403,39 @@ async def test_a_question_stopped_before_its_verdict_stays_out_of_later_requests
     assert await questions_sent_next(socket, ids["conversation_id"], sim) == ["Something else"]
 
 
+async def test_a_question_awaiting_its_verdict_is_marked_unchecked_in_its_answers_row(
+    connect, member, team, sim
+):
+    """Written with the rows, before Llama Guard is asked: a process killed now leaves the
+    question out of later requests (tests/chat/test_reaper.py). A tab loading the
+    conversation meanwhile sees an answer streaming, with no error."""
+    await aset_policy(team, safety_input="block")
+    socket = await connect(member)
+    ids = await socket.send_message("[sim:guard_delay=30] The question being judged")
+    await await_for(lambda: len(sim.moderations) == 1, "the question's check")
+    answer = await Message.objects.aget(pk=ids["message_id"])
+    assert (answer.status, answer.error_code) == ("streaming", "safety_unchecked")
+    await socket.send({"type": "chat.subscribe", "conversation_id": ids["conversation_id"]})
+    state = (await socket.until_type("conversation.state"))[-1]
+    shown = next(m for m in state["messages"] if m["id"] == ids["message_id"])
+    assert shown["status"] == "streaming" and "error" not in shown
+    await socket.send({"type": "chat.stop", "message_id": ids["message_id"]})
+    await socket.until_type("message.done", ids["message_id"])
+
+
+async def test_a_questions_verdict_is_recorded_before_it_goes_upstream(connect, member, team, sim):
+    """Once Llama Guard let it through, the answer's row no longer says unchecked by the time
+    the chat request starts: a process killed mid-answer leaves an answer `interrupted`."""
+    await aset_policy(team, safety_input="flag")
+    socket = await connect(member)
+    ids = await socket.send_message("[sim:long tokens=200] [sim:pace tps=10] Count slowly")
+    await await_for(lambda: len(chat_requests(sim)) == 1, "the chat request")
+    answer = await Message.objects.aget(pk=ids["message_id"])
+    assert (answer.status, answer.error_code) == ("streaming", "")
+    await socket.send({"type": "chat.stop", "message_id": ids["message_id"]})
+    await socket.until_type("message.done", ids["message_id"])
+
+
 async def test_redacted_data_never_reaches_the_simulator(connect, member, team, sim, protocol):
     await aset_policy(team, data_email="redact", data_card="redact", safety_input="flag")
     socket = await connect(member)

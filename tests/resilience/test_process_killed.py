@@ -9,7 +9,7 @@ import asyncio
 
 import pytest
 
-from tests.resilience.servers import ChatClient
+from tests.resilience.servers import ChatClient, manage, server_env
 from tests.support.polling import await_for
 
 pytestmark = pytest.mark.slow
@@ -71,3 +71,57 @@ async def test_a_killed_servers_answer_is_marked_interrupted_with_its_text(
     await watcher.close()
     # The killed process's upstream request died with it.
     await await_for(lambda: sim.active_streams == 0, "the upstream stream to close")
+
+
+def user_screening_questions(env: dict[str, str], username: str) -> str:
+    """A user whose personal team blocks questions Llama Guard flags; their session cookie."""
+    code = (
+        "from django.conf import settings\n"
+        "from django.contrib.auth import get_user_model\n"
+        "from django.test import Client\n"
+        "from chatapp.teams.actions import ensure_personal_team\n"
+        "from chatapp.teams.models import TeamPolicy\n"
+        f"user = get_user_model().objects.create_user({username!r}, password='pw')\n"
+        "team = ensure_personal_team(user)\n"
+        "TeamPolicy.objects.update_or_create(team=team, defaults={'safety_input': 'block'})\n"
+        "client = Client()\n"
+        "client.force_login(user)\n"
+        "print(client.cookies[settings.SESSION_COOKIE_NAME].value)\n"
+    )
+    return manage(env, "shell", "-v", "0", "-c", code).strip().splitlines()[-1]
+
+
+async def test_a_question_killed_before_its_verdict_never_goes_upstream(
+    launch, server_database, sim
+):
+    """Killed while Llama Guard judged the question: it was never sent, and the answer ends
+    `safety_unchecked`, so the next question (alone screened) does not take it upstream."""
+    session = user_screening_questions(server_env(server_database.url, sim), "screened")
+    first = launch("first", **REAPER)
+    client = await ChatClient(first, session).connect()
+    created = await client.send_message("[sim:guard_delay=60] The question nobody screened")
+    message_id, conversation_id = created["id"], created["conversation_id"]
+    await await_for(lambda: len(sim.moderations) == 1, "the question's check")
+    first.kill()
+    await client.close()
+
+    second = launch("second", **REAPER)
+    watcher = await ChatClient(second, session).connect()
+    await watcher.send({"type": "chat.subscribe", "conversation_id": conversation_id})
+    state = (await watcher.until_type("conversation.state"))[-1]
+    if next(m for m in state["messages"] if m["id"] == message_id)["status"] == "streaming":
+        frames = await watcher.until_type("message.done", message_id)
+        error = next(f for f in frames if f["type"] == "message.error")["error"]
+        assert (error["code"], error["retryable"]) == ("safety_unchecked", True)
+        assert frames[-1]["status"] == "interrupted"
+    data = await asyncio.to_thread(
+        second.get_json, f"/api/conversations/{conversation_id}/", session
+    )
+    answer = next(m for m in data["messages"] if m["id"] == message_id)
+    assert (answer["status"], answer["error"]["code"]) == ("interrupted", "safety_unchecked")
+    assert sim.requests == []
+
+    await watcher.send_message("Something else", conversation_id)
+    await watcher.until(lambda f: f["type"] == "message.done")
+    assert [m["content"] for m in sim.requests[-1]["messages"]] == ["Something else"]
+    await watcher.close()

@@ -301,6 +301,13 @@ def _write_reply(plan: ReplyPlan, copied: list[Upload]) -> Exchange:
             server_process=processes.token(),
             format=plan.requested_format,
             reserved_tokens=plan.reserved_tokens,
+            # Until Llama Guard's verdict is recorded (`question_screened`), a process that
+            # dies leaves the question unsent and out of later requests (`mark_interrupted`).
+            error_code=(
+                safety.UNCHECKED_QUESTION_CODE
+                if safety.SafetyRules.of(plan.rules.policy).screens("input")
+                else ""
+            ),
         )
     )
     Conversation.objects.filter(pk=conversation.pk).update(active_leaf=assistant)
@@ -411,6 +418,13 @@ def checkpoint_replies(checkpoints: list[Checkpoint]) -> None:
                 for c in in_id_order
             ],
         )
+
+
+def question_screened(message_id: int) -> None:
+    """Llama Guard let the answer's question through: from here it may go upstream."""
+    Message.objects.filter(
+        pk=message_id, status=MessageStatus.STREAMING, error_code=safety.UNCHECKED_QUESTION_CODE
+    ).update(error_code="")
 
 
 def store_tool_calls(message_id: int, calls: list[dict[str, Any]]) -> None:
@@ -706,6 +720,7 @@ class Abandoned:
     conversation_id: int
     model: str
     usage: Usage | None = None  # what marking it counted
+    unchecked: bool = False  # it ended before Llama Guard's verdict on its question
 
 
 def stale_replies(cutoff: datetime, alive: list[int]) -> list[Abandoned]:
@@ -744,7 +759,16 @@ def mark_interrupted(found: list[Abandoned]) -> list[Abandoned]:
     for answer in found:
         with transaction.atomic():  # its hold gives way to what it used, in one transaction
             now = timezone.now()
-            if Message.objects.filter(pk=answer.message_id, status=MessageStatus.STREAMING).update(
+            streaming = Message.objects.filter(pk=answer.message_id, status=MessageStatus.STREAMING)
+            # Its question awaited Llama Guard's verdict, so was never sent: it stays out of
+            # later requests (only the newest question is screened), as after a stop.
+            if streaming.filter(error_code=safety.UNCHECKED_QUESTION_CODE).update(
+                status=MessageStatus.INTERRUPTED,
+                error_message=safety.UNCHECKED_QUESTION,
+                updated_at=now,
+            ):
+                marked.append(replace(answer, unchecked=True))  # nothing went upstream
+            elif streaming.update(
                 status=MessageStatus.INTERRUPTED,
                 error_code=INTERRUPTED_CODE,
                 error_message=INTERRUPTED_MESSAGE,
@@ -795,9 +819,12 @@ async def announce_interrupted(abandoned: list[Abandoned]) -> None:
     answers `mark_interrupted` marked, so each is announced once)."""
     for answer in abandoned:
         ids = (answer.conversation_id, answer.message_id)
-        await broadcast(
-            events.message_error(*ids, INTERRUPTED_CODE, INTERRUPTED_MESSAGE, retryable=True)
+        code, message = (
+            (safety.UNCHECKED_QUESTION_CODE, safety.UNCHECKED_QUESTION)
+            if answer.unchecked
+            else (INTERRUPTED_CODE, INTERRUPTED_MESSAGE)
         )
+        await broadcast(events.message_error(*ids, code, message, retryable=True))
         done = events.message_done(
             *ids,
             status=MessageStatus.INTERRUPTED,  # type: ignore[arg-type]  # a MessageStatus value
