@@ -69,6 +69,12 @@ def _problem(schema: Any) -> str | None:
             f"The schema's $ref {dangling[:100]!r} points to nothing in it: name one of its"
             ' parts, as "#/$defs/step" names "step" under "$defs".'
         )
+    if looping := _ref_cycle(schema):
+        return (
+            f"The schema's $ref {looping[:100]!r} leads back to itself without a step into the"
+            " answer (a property or an item), so checking an answer would never end: let it"
+            ' refer to the schema from under "properties" or "items", as a tree\'s children do.'
+        )
     return None
 
 
@@ -129,6 +135,64 @@ def _refs_to_nothing(schema: dict) -> Iterator[str]:
                 yield from walk(item, resolver)
 
     yield from walk(schema, Registry().resolver_with_root(DRAFT202012.create_resource(schema)))
+
+
+# Keywords whose subschemas apply to the very value their schema checks (not to a part of it).
+_SAME_VALUE_ONE = ("not", "if", "then", "else")
+_SAME_VALUE_LIST = ("allOf", "anyOf", "oneOf")
+
+
+def _ref_cycle(schema: dict) -> str | None:
+    """A $ref or $dynamicRef on a loop of subschemas that all check one value (through
+    allOf, not, if, another $ref...): checking any answer would follow it forever, where a
+    loop through `properties` or `items` goes one level into the answer each time, and ends.
+    Run once every $ref resolves (`_refs_to_nothing`)."""
+    steps: dict[int, list[tuple[int, str | None]]] = {}  # subschema -> (subschema, $ref) it applies
+
+    def walk(value: Any, resolver: Resolver) -> None:
+        if isinstance(value, dict):
+            if isinstance(value.get("$id"), str):
+                resolver = resolver.in_subresource(DRAFT202012.create_resource(value))
+            applied: list[tuple[Any, str | None]] = [
+                (value.get(key), None) for key in _SAME_VALUE_ONE
+            ]
+            for key in _SAME_VALUE_LIST:
+                if isinstance(value.get(key), list):
+                    applied += [(item, None) for item in value[key]]
+            if isinstance(value.get("dependentSchemas"), dict):
+                applied += [(item, None) for item in value["dependentSchemas"].values()]
+            for key in ("$ref", "$dynamicRef"):
+                if isinstance(value.get(key), str):
+                    applied.append((resolver.lookup(value[key]).contents, value[key]))
+            steps[id(value)] = [(id(item), ref) for item, ref in applied if isinstance(item, dict)]
+            for item in value.values():
+                walk(item, resolver)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item, resolver)
+
+    walk(schema, Registry().resolver_with_root(DRAFT202012.create_resource(schema)))
+    done: set[int] = set()
+    for start in steps:
+        if start in done:
+            continue
+        path: list[tuple[int, str | None]] = [(start, None)]  # and the $ref followed to each
+        left = [iter(steps[start])]
+        while left:
+            step = next(left[-1], None)
+            if step is None:
+                done.add(path.pop()[0])
+                left.pop()
+                continue
+            target, ref = step
+            on_path = [node for node, _ in path]
+            if target in on_path:  # round again: the loop's first $ref after that subschema
+                loop = [followed for _, followed in path[on_path.index(target) + 1 :]] + [ref]
+                return next((followed for followed in loop if followed is not None), "#")
+            if target not in done:
+                path.append(step)
+                left.append(iter(steps.get(target, ())))
+    return None
 
 
 def _resolves(resolver: Resolver, ref: str) -> bool:

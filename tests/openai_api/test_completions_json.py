@@ -64,6 +64,7 @@ async def test_text_sends_no_format(sim, member, team, make_key):
         {"type": "json_schema", "json_schema": {"name": "no spaces", "schema": COLOUR}},
         {"type": "json_schema", "json_schema": {"name": "colour", "schema": {"type": "nope"}}},
         {"type": "json_schema", "json_schema": {"schema": COLOUR}},
+        {"type": "json_schema", "json_schema": {"name": "loop", "schema": {"$ref": "#"}}},
     ],
 )
 async def test_a_bad_format_is_400_and_nothing_goes_upstream(

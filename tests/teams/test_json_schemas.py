@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from chatapp.chat import json_output
 from chatapp.teams import actions, api, views
 from chatapp.teams.json_schemas import MAX_SCHEMA_BYTES
 from chatapp.teams.models import AuditEvent, JsonSchema, SystemPrompt, Team
@@ -201,6 +202,63 @@ def test_a_ref_to_nothing_in_the_schema_is_refused(owner_client, team, schema, r
     assert error["field"] == "schema"
     assert error["message"].startswith(f"The schema's $ref {ref!r} points to nothing in it")
     assert not JsonSchema.objects.filter(name="dangling").exists()
+
+
+@pytest.mark.parametrize(
+    ("schema", "ref"),
+    [
+        ({"$ref": "#"}, "#"),
+        ({"allOf": [{"type": "object"}, {"$ref": "#"}]}, "#"),
+        (
+            {
+                "$ref": "#/$defs/a",
+                "$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}},
+            },
+            "#/$defs/b",
+        ),
+        # Reached only through a property, but going round without one.
+        (
+            {
+                "properties": {"x": {"$ref": "#/$defs/a"}},
+                "$defs": {"a": {"not": {"$ref": "#/$defs/a"}}},
+            },
+            "#/$defs/a",
+        ),
+        (
+            {"$dynamicAnchor": "node", "anyOf": [{"type": "string"}, {"$dynamicRef": "#node"}]},
+            "#node",
+        ),
+    ],
+    ids=["root", "all-of", "two-defs", "under-a-property", "dynamic"],
+)
+def test_a_ref_cycle_that_never_reaches_the_answer_is_refused(owner_client, team, schema, ref):
+    """Checking an answer would follow it forever ("could not be checked: RecursionError")."""
+    refused = send(owner_client, "post", listing(team), {"name": "loop", "schema": schema})
+    assert refused.status_code == 400, refused.content
+    error = refused.json()["error"]
+    assert error["field"] == "schema"
+    assert error["message"].startswith(f"The schema's $ref {ref!r} leads back to itself")
+    assert not JsonSchema.objects.filter(name="loop").exists()
+
+
+def test_a_recursive_schema_that_steps_into_the_answer_is_kept(owner_client, team):
+    """A tree: each child is checked against the whole schema, one level deeper each time."""
+    tree = {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string"},
+            "children": {"type": "array", "items": {"$ref": "#"}},
+            "next": {"anyOf": [{"type": "null"}, {"$ref": "#/$defs/node"}]},
+        },
+        "$defs": {"node": {"allOf": [{"$ref": "#"}]}},
+    }
+    created = send(owner_client, "post", listing(team), {"name": "tree", "schema": tree})
+    assert created.status_code == 201, created.content
+    answer = {"name": "a", "children": [{"name": "b", "children": []}], "next": {"name": "c"}}
+    checked = json_output.check_answer(
+        {"type": "json_schema", "name": "tree", "schema": tree}, json.dumps(answer), "complete"
+    )
+    assert checked == {"type": "json_schema", "name": "tree", "schema_id": None, "valid": True}
 
 
 def test_patterns_answers_cannot_be_matched_with_are_refused(owner_client, team):
