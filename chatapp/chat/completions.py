@@ -240,7 +240,8 @@ def _stop(value: Any) -> tuple[str, ...]:
 
 
 def _response_format(value: Any) -> AnswerFormat | None:
-    """OpenAI's response_format: text (None), json_object, or json_schema {name, schema}."""
+    """OpenAI's response_format: text (None), json_object, or json_schema {name, schema,
+    strict?}."""
     kind = value.get("type") if isinstance(value, dict) else None
     if value is None or kind == "text":
         return None
@@ -259,7 +260,10 @@ def _response_format(value: Any) -> AnswerFormat | None:
     ) or json_schemas.schema_problem(schema)
     if problem:
         raise invalid(problem, "response_format.json_schema")
-    return AnswerFormat(ResponseFormat.JSON_SCHEMA, name, None, schema)
+    strict = spec.get("strict")
+    if strict is not None and not isinstance(strict, bool):
+        raise invalid("json_schema.strict must be true or false.", "response_format.json_schema")
+    return AnswerFormat(ResponseFormat.JSON_SCHEMA, name, None, schema, strict)
 
 
 def _messages(messages: Any) -> tuple[str | None, list[ClientTurn]]:

@@ -121,13 +121,14 @@ class AnswerFormat:
     name: str | None = None
     schema_id: int | None = None
     schema: dict[str, Any] | None = None
+    strict: bool | None = None  # OpenAI's json_schema.strict, as an API client sent it
 
     def upstream(self) -> dict[str, Any]:
         if self.type == ResponseFormat.JSON_SCHEMA:
-            return {
-                "type": "json_schema",
-                "json_schema": {"name": self.name, "schema": self.schema},
-            }
+            spec: dict[str, Any] = {"name": self.name, "schema": self.schema}
+            if self.strict is not None:
+                spec["strict"] = self.strict
+            return {"type": "json_schema", "json_schema": spec}
         return {"type": "json_object"}
 
     def requested(self) -> dict[str, Any]:

@@ -185,12 +185,16 @@ def _chat_body(
 
 def native_response_format(response_format: dict[str, Any]) -> dict[str, Any]:
     """The native API takes `text` and `json_schema` formats only (llama-api-client's
-    ResponseFormat): a JSON object is asked for as a schema of any object."""
+    ResponseFormat): a JSON object is asked for as a schema of any object. Its json_schema
+    is a name and a schema, without OpenAI's `strict`."""
     if response_format.get("type") == "json_object":
         return {
             "type": "json_schema",
             "json_schema": {"name": "json_object", "schema": {"type": "object"}},
         }
+    spec = response_format.get("json_schema")
+    if isinstance(spec, dict) and "strict" in spec:
+        return {**response_format, "json_schema": {k: v for k, v in spec.items() if k != "strict"}}
     return response_format
 
 

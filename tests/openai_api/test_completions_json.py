@@ -36,6 +36,30 @@ async def test_a_json_schema_goes_upstream_and_the_answer_follows_it(sim, member
     assert value.keys() == {"name", "hex"} and len(value["hex"]) >= 7
 
 
+async def test_strict_goes_to_an_openai_compatible_server_as_it_was_sent(
+    sim, member, team, make_key, settings
+):
+    """OpenAI's json_schema carries `strict` (adherence to the schema, off by default), which
+    such servers honour; the native Llama API's format has no such field (the test above)."""
+    settings.LLAMA_API_PROTOCOL = "openai"
+    settings.LLAMA_API_BASE_URL = sim.openai_url
+    key = await database_sync_to_async(make_key)(member, team)
+    for strict in (True, False):
+        spec = {"name": "colour", "schema": COLOUR, "strict": strict}
+        await sdk(key).chat.completions.create(
+            model=MODEL,
+            messages=QUESTION,
+            response_format={"type": "json_schema", "json_schema": spec},
+        )
+        assert sim.requests[-1]["response_format"] == {"type": "json_schema", "json_schema": spec}
+    await sdk(key).chat.completions.create(
+        model=MODEL,
+        messages=QUESTION,
+        response_format={"type": "json_schema", "json_schema": {"name": "c", "schema": COLOUR}},
+    )
+    assert "strict" not in sim.requests[-1]["response_format"]["json_schema"]
+
+
 async def test_json_object_streams_a_json_answer(sim, member, team, make_key):
     key = await database_sync_to_async(make_key)(member, team)
     stream = await sdk(key).chat.completions.create(
@@ -65,6 +89,7 @@ async def test_text_sends_no_format(sim, member, team, make_key):
         {"type": "json_schema", "json_schema": {"name": "colour", "schema": {"type": "nope"}}},
         {"type": "json_schema", "json_schema": {"schema": COLOUR}},
         {"type": "json_schema", "json_schema": {"name": "loop", "schema": {"$ref": "#"}}},
+        {"type": "json_schema", "json_schema": {"name": "c", "schema": COLOUR, "strict": "yes"}},
     ],
 )
 async def test_a_bad_format_is_400_and_nothing_goes_upstream(
