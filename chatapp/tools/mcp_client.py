@@ -133,11 +133,14 @@ class _PartsChecked:
     the protocol has no room for, a text block without its text), and a call that ran would
     seem to have failed; so is a result's structured content that is no object. What is held
     back goes to `left_out`: the tools' names, the blocks' types ("structured" for the
-    structured content)."""
+    structured content). A tool whose name an earlier one of the list had (on any of its
+    pages) is dropped before it is checked: a name's first listing decides whether it is
+    offered or left out, never a later one of another form."""
 
     def __init__(self, stream: Any, left_out: list[str] | None):
         self._stream = stream
         self._left_out = [] if left_out is None else left_out
+        self._tool_names: set[str] = set()  # of the tools listed so far, allowed or not
         self.version = ""  # the protocol version negotiated, once it is
 
     async def receive(self) -> Any:
@@ -150,7 +153,8 @@ class _PartsChecked:
         if not self.version:
             return
         if isinstance(result.get("tools"), list):
-            result["tools"] = self._allowed(result["tools"], "tools/list", "tools", "name")
+            tools = [tool for tool in result["tools"] if self._first_of_its_name(tool)]
+            result["tools"] = self._allowed(tools, "tools/list", "tools", "name")
         elif isinstance(result.get("content"), list):
             result["content"] = self._allowed(result["content"], "tools/call", "content", "type")
             if "structuredContent" in result and not self._fits(
@@ -159,6 +163,15 @@ class _PartsChecked:
                 del result["structuredContent"]
                 self._left_out.append("structured")
         # Anything else the SDK judges whole.
+
+    def _first_of_its_name(self, tool: Any) -> bool:
+        name = tool.get("name") if isinstance(tool, dict) else None
+        if not isinstance(name, str):
+            return True  # no name to share: its form is checked (and refused) as it is
+        if name in self._tool_names:
+            return False
+        self._tool_names.add(name)
+        return True
 
     def _allowed(self, parts: list[Any], method: str, key: str, label: str) -> list[Any]:
         kept = []

@@ -181,6 +181,29 @@ def test_a_tool_whose_listing_mcp_does_not_allow_is_left_out_not_the_whole_list(
     )
 
 
+def test_a_name_listed_twice_is_taken_from_its_first_listing_only(owner, team):
+    """Either offered or named as left out, never both: its first listing decides, whatever
+    is wrong with it, and a later one of the same name is not offered in its place."""
+    listed = [
+        {"name": "lookup", "inputSchema": {"type": "string"}},
+        {"name": "lookup", "inputSchema": {"type": "object"}},
+        {"name": "search", "inputSchema": {"type": "object"}, "description": "first"},
+        {"name": "search", "inputSchema": "text"},
+        {"name": "search", "inputSchema": {"type": "object"}, "description": "third"},
+        {"name": "count", "inputSchema": {"type": "object", "properties": {"n": {"type": 7}}}},
+        {"name": "count", "inputSchema": {"type": "object"}},
+    ]
+    with run_tool_server(tools=json.dumps(listed)) as odd:
+        server = add(owner, team, odd.url)
+    assert server.status == ServerStatus.UP
+    assert [(tool.name, tool.description) for tool in server.tools.all()] == [("search", "first")]
+    assert server.last_error == (
+        "Left out 1 tool the server describes in a form MCP does not allow (a name, description"
+        " or input schema of the wrong type): lookup. Left out 1 tool whose input schema is not"
+        " a valid JSON Schema: count."
+    )
+
+
 def test_tools_past_the_size_offered_to_the_model_are_left_out_and_named(owner, team):
     wordy = "w" * (MAX_DESCRIPTION_CHARS + 1)
     fields = {f"f{number}": {"type": "string"} for number in range(MAX_SCHEMA_CHARS // 20)}
