@@ -1,9 +1,9 @@
 """What an uploaded file really is, decided by its bytes: a clean image, a document's text, or
 a refusal with a stable code and a message the user can act on.
 
-Images are decoded and encoded again, so nothing but pixels survives: no EXIF or GPS, no
-comments, nothing appended after the image. Documents keep their bytes (for download) and give
-their text to the model.
+Images are decoded and encoded again, so nothing but pixels and their colour profile
+survives: no EXIF or GPS, no comments, nothing appended after the image. Documents keep their
+bytes (for download) and give their text to the model.
 """
 
 import io
@@ -14,7 +14,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import PurePath
 
-from PIL import ExifTags, Image, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageCms, UnidentifiedImageError
 from pypdf import Configuration, PdfReader, apply_configuration
 from pypdf.errors import LimitReachedError
 
@@ -36,6 +36,12 @@ ORIENTATIONS = {
     7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_90,
 }
+# A colour profile (ICC) is kept, so a photo in Display P3 or Adobe RGB shows in its own
+# colours; a camera's or screen's is a few kilobytes, and a larger one (a printer's lookup
+# tables) is dropped rather than sent to the model with every image.
+ICC_PROFILE_MAX_BYTES = 128 * 1024
+# The pixel modes a grey profile describes; every other mode saved here is RGB.
+GREY_MODES = {"1", "L", "LA", "I", "I;16"}
 IMAGE_ENDINGS = {
     "PNG": (".png",),
     "JPEG": (".jpg", ".jpeg", ".jpe", ".jfif"),
@@ -219,19 +225,22 @@ def _clean_image(name: str, data: bytes, image: Image.Image, limits: Limits) -> 
         raise _damaged(name) from None
     if max(image.size) > limits.max_side:
         image.thumbnail((limits.max_side, limits.max_side), Image.Resampling.LANCZOS)
+    profile = image.info.get("icc_profile")
     output = io.BytesIO()
     if image_format == "JPEG":
         if image.mode != "RGB":
             image = image.convert("RGB")
-        image.save(output, "JPEG", quality=90, optimize=True)
+        icc = _colour_profile(profile, image.mode)
+        image.save(output, "JPEG", quality=90, optimize=True, icc_profile=icc)
     elif image_format == "WEBP":
-        image.save(output, "WEBP", quality=90)
+        image.save(output, "WEBP", quality=90, icc_profile=_colour_profile(profile, image.mode))
     elif image_format == "GIF":
         image.save(output, "GIF")  # the first frame: the model reads one picture
     else:
         if image.mode not in ("1", "L", "LA", "P", "RGB", "RGBA", "I", "I;16"):
             image = image.convert("RGBA")
-        image.save(output, "PNG", optimize=True)
+        icc = _colour_profile(profile, image.mode)
+        image.save(output, "PNG", optimize=True, icc_profile=icc)
     return CheckedFile(
         kind="image",
         name=_image_name(name, image_format),
@@ -240,6 +249,21 @@ def _clean_image(name: str, data: bytes, image: Image.Image, limits: Limits) -> 
         width=image.width,
         height=image.height,
     )
+
+
+def _colour_profile(profile, mode: str) -> bytes | None:
+    """The image's ICC profile, kept when it is one the pixels saved in `mode` are read with
+    (an RGB one for RGB, a grey one for grey), no larger than ICC_PROFILE_MAX_BYTES, and
+    holding no PDF header: without the EXIF before it, it may come to the file's front."""
+    if not isinstance(profile, bytes) or not 0 < len(profile) <= ICC_PROFILE_MAX_BYTES:
+        return None
+    if b"%PDF-" in profile:
+        return None
+    try:
+        space = ImageCms.ImageCmsProfile(io.BytesIO(profile)).profile.xcolor_space
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
+        return None
+    return profile if space == ("GRAY" if mode in GREY_MODES else "RGB ") else None
 
 
 def _image_name(name: str, image_format: str) -> str:

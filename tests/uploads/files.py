@@ -5,7 +5,7 @@ import struct
 import zipfile
 import zlib
 
-from PIL import Image
+from PIL import Image, ImageCms
 
 
 def image_bytes(width=64, height=48, fmt="PNG", color=(200, 30, 30), **save) -> bytes:
@@ -13,6 +13,55 @@ def image_bytes(width=64, height=48, fmt="PNG", color=(200, 30, 30), **save) -> 
     mode = "RGB" if fmt == "JPEG" else "RGBA"
     Image.new(mode, (width, height), color).save(output, fmt, **save)
     return output.getvalue()
+
+
+def display_p3_profile(tail: bytes = b"") -> bytes:
+    """An ICC colour profile for Display P3 (the primaries of Apple's, a 2.2 gamma), written
+    tag by tag as ICC.1 says, with any bytes given after its tags (its size counts them)."""
+
+    def number(value: float) -> bytes:  # s15Fixed16
+        return struct.pack(">i", round(value * 65536))
+
+    def xyz(x: float, y: float, z: float) -> bytes:
+        return b"XYZ \0\0\0\0" + number(x) + number(y) + number(z)
+
+    name = b"Display P3\0"
+    description = b"desc\0\0\0\0" + struct.pack(">I", len(name)) + name + b"\0" * 79
+    curve = b"curv\0\0\0\0" + struct.pack(">IH", 1, 0x0233) + b"\0\0"
+    tags = [
+        (b"desc", description),
+        (b"wtpt", xyz(0.9642, 1.0, 0.8249)),
+        (b"rXYZ", xyz(0.5151, 0.2412, -0.0011)),
+        (b"gXYZ", xyz(0.2920, 0.6922, 0.0419)),
+        (b"bXYZ", xyz(0.1571, 0.0666, 0.7841)),
+        (b"rTRC", curve),
+        (b"gTRC", curve),
+        (b"bTRC", curve),
+        (b"cprt", b"text\0\0\0\0No copyright\0\0\0\0"),
+    ]
+    start = 128 + 4 + 12 * len(tags)
+    table, body = struct.pack(">I", len(tags)), b""
+    for signature, data in tags:
+        data += b"\0" * (-len(data) % 4)
+        table += signature + struct.pack(">II", start + len(body), len(data))
+        body += data
+    header = (
+        struct.pack(">I", start + len(body) + len(tail))
+        + b"\0\0\0\0\x02\x10\0\0mntrRGB XYZ "
+        + b"\0" * 12
+        + b"acsp"
+        + b"\0" * 28
+        + number(0.9642)
+        + number(1.0)
+        + number(0.8249)
+        + b"\0" * 48
+    )
+    return header + table + body + tail
+
+
+def lab_profile() -> bytes:
+    """A real ICC profile, for Lab colours: not one an RGB or grey image can be read with."""
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()
 
 
 def jpeg_with_gps(width=40, height=30) -> bytes:

@@ -3,7 +3,7 @@
 import io
 
 import pytest
-from PIL import Image, PngImagePlugin
+from PIL import Image, ImageCms, PngImagePlugin
 from pypdf import PdfReader, PdfWriter
 
 from chatapp.uploads import validation
@@ -66,6 +66,59 @@ def test_exif_and_gps_are_stripped():
     checked = check_file("photo.jpg", original, LIMITS)
     assert b"SecretCam" not in checked.data
     assert not Image.open(io.BytesIO(checked.data)).getexif()
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP"])
+def test_an_images_colour_profile_is_kept(fmt):
+    """Shown without its profile, a photo in Display P3 looks washed out."""
+    profile = files.display_p3_profile()
+    checked = check_file("photo", files.image_bytes(fmt=fmt, icc_profile=profile), LIMITS)
+    kept = Image.open(io.BytesIO(checked.data)).info.get("icc_profile")
+    assert kept == profile
+    assert ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(kept))).strip() == (
+        "Display P3"
+    )
+
+
+def test_a_colour_profile_survives_scaling_down_and_turning_upright():
+    profile = files.display_p3_profile()
+    sideways = files.jpeg_turned(40, 30)
+    turned = Image.open(io.BytesIO(sideways))
+    output = io.BytesIO()
+    turned.save(output, "JPEG", exif=turned.info["exif"], icc_profile=profile)
+    checked = check_file("photo.jpg", output.getvalue(), LIMITS)
+    assert (checked.width, checked.height) == (30, 40)
+    assert Image.open(io.BytesIO(checked.data)).info.get("icc_profile") == profile
+    wide = files.image_bytes(2000, 100, "PNG", icc_profile=profile)
+    checked = check_file("wide.png", wide, LIMITS)
+    assert checked.width == LIMITS.max_side
+    assert Image.open(io.BytesIO(checked.data)).info.get("icc_profile") == profile
+
+
+@pytest.mark.parametrize(
+    "profile",
+    [
+        files.display_p3_profile(b"\0" * validation.ICC_PROFILE_MAX_BYTES),  # too large to carry
+        files.lab_profile(),  # not for RGB pixels
+        b"not a colour profile" * 10,
+    ],
+    ids=["too-large", "lab", "garbage"],
+)
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP"])
+def test_a_colour_profile_that_cannot_serve_the_image_is_dropped(fmt, profile):
+    checked = check_file("photo", files.image_bytes(fmt=fmt, icc_profile=profile), LIMITS)
+    assert "icc_profile" not in Image.open(io.BytesIO(checked.data)).info
+
+
+def test_a_colour_profile_holding_a_pdf_header_is_dropped():
+    """Behind a large EXIF the header is past where PDF readers look; without the EXIF it
+    would come to the front of the cleaned file, making it a PDF too."""
+    profile = files.display_p3_profile(b"%PDF-1.7\n")
+    original = files.image_bytes(fmt="JPEG", exif=b"Exif\0\0" + b"\0" * 3000, icc_profile=profile)
+    assert b"%PDF-" not in original[: validation.PDF_HEADER_WINDOW]
+    checked = check_file("photo.jpg", original, LIMITS)
+    assert b"%PDF-" not in checked.data
+    assert "icc_profile" not in Image.open(io.BytesIO(checked.data)).info
 
 
 def test_a_photo_is_turned_upright_as_its_exif_said():
