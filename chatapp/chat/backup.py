@@ -3,7 +3,8 @@
 Users are referenced by username and teams by name (a personal team by its owner), so a file
 can be restored into another installation. Every stored field of a conversation and of its
 messages is carried, and the files sent with the messages (base64); passwords and provider
-keys never are. Imported files are checked again as if uploaded.
+keys never are. Imported files are checked again as if uploaded, and each message's as if
+sent with it.
 """
 
 import base64
@@ -15,6 +16,7 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, models, transaction
@@ -472,9 +474,10 @@ def _import_conversation(index, entry, users, teams, result) -> None:
         flags = message_entry.get("safety_flags", [])  # none in files from before they were
         for flag_entry in _list(flags, f"{where}, message {i + 1}", "safety_flags"):
             _import_flag(flag_entry, message, conversation, users, f"{where}, message {i + 1}")
-        files = message_entry.get("attachments", [])
-        for file_entry in _list(files, f"{where}, message {i + 1}", "attachments"):
-            _import_file(file_entry, message, conversation, f"{where}, message {i + 1}", result)
+        files = _list(
+            message_entry.get("attachments", []), f"{where}, message {i + 1}", "attachments"
+        )
+        _import_files(files, message, conversation, f"{where}, message {i + 1}", result)
     result.conversations += 1
     result.messages += len(messages)
 
@@ -586,7 +589,37 @@ def _reviewer(username, users: dict):
     return None
 
 
-def _import_file(entry, message: Message, conversation: Conversation, where: str, result) -> None:
+def _import_files(entries: list, message: Message, conversation: Conversation, where, result):
+    """A message's files, refused as a whole unless one message could carry them here: at
+    most UPLOAD_MAX_FILES_PER_MESSAGE (as many images as /v1 saves with a question,
+    UPLOAD_CONTEXT_MAX_IMAGES, when all are images) and UPLOAD_MAX_MESSAGE_BYTES together
+    as stored, each file checked as an upload and counted against the team's quota."""
+    most = settings.UPLOAD_MAX_FILES_PER_MESSAGE
+    most_images = max(most, settings.UPLOAD_CONTEXT_MAX_IMAGES)
+    if len(entries) > most_images:  # before storing any of them
+        raise _too_many_files(where, len(entries), most, most_images)
+    uploads = [_import_file(entry, message, conversation, where, result) for entry in entries]
+    if len(uploads) > most and not all(upload.is_image for upload in uploads):
+        raise _too_many_files(where, len(uploads), most, most_images)
+    total, most_bytes = sum(upload.size for upload in uploads), settings.UPLOAD_MAX_MESSAGE_BYTES
+    if total > most_bytes:
+        raise BackupError(
+            f"{where}: its files come to {total:,} bytes as stored; a message may carry"
+            f" {most_bytes:,} (UPLOAD_MAX_MESSAGE_BYTES): remove files from it in the export,"
+            " or raise the setting."
+        )
+
+
+def _too_many_files(where: str, count: int, most: int, most_images: int) -> BackupError:
+    images = f", or {most_images} if all are images" if most_images > most else ""
+    return BackupError(
+        f"{where} carries {count} files; a message may carry at most {most}{images}"
+        " (UPLOAD_MAX_FILES_PER_MESSAGE): remove files from it in the export, or raise the"
+        " setting."
+    )
+
+
+def _import_file(entry, message: Message, conversation: Conversation, where: str, result) -> Upload:
     name = _required(entry, "name", f"{where}'s attachments")
     try:
         data = base64.b64decode(entry.get("data") or "", validate=True)
@@ -598,6 +631,7 @@ def _import_file(entry, message: Message, conversation: Conversation, where: str
         upload_actions.attach([upload], message)
     except UploadRefused as refused:
         raise BackupError(f"{where}: the file {name!r} was refused: {refused.message}") from None
+    return upload
 
 
 def _prompt(team: Team, name):
