@@ -101,10 +101,14 @@ def check_room(team, size: int) -> None:
 
 def store_images(user, team, images: list[CheckedFile], message) -> list[Upload]:
     """Keep images an API client sent inline as the saved message's attachments (checked
-    and cleaned already, the team's room for them too); call inside its transaction. One
-    that cannot be stored leaves none of the others' files behind; should the transaction
-    roll back later, its caller discards the files (`discard_unless_committed`)."""
+    and cleaned already); call inside its transaction. The team's room for them is checked
+    again here, under its lock (UploadRefused): other files may have taken it since the
+    request was planned. One that cannot be stored leaves none of the others' files behind;
+    should the transaction roll back later, its caller discards the files
+    (`discard_unless_committed`)."""
     stored: list[Upload] = []
+    if images:
+        _check_room_locked(team, sum(len(checked.data) for checked in images))
     with discard_unless_committed(stored):
         for number, checked in enumerate(images, 1):
             upload = Upload(

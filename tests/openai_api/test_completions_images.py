@@ -1,8 +1,10 @@
 """Images on /v1/chat/completions, sent inline as data URLs as OpenAI's vision requests send
 them: checked and cleaned as uploads are, then given to a model that sees images."""
 
+import asyncio
 import base64
 import io
+import json
 import random
 import threading
 
@@ -13,13 +15,17 @@ from django.core.files.storage import FileSystemStorage
 from django.db import DatabaseError
 from PIL import Image, PngImagePlugin
 
+from chatapp.asgi import application
 from chatapp.chat import openai_api
 from chatapp.chat.models import Conversation
 from chatapp.chat.openai_api import body_limit
 from chatapp.teams import actions as team_actions
 from chatapp.teams.models import BudgetHold, TeamPolicy, TeamUsage
+from chatapp.uploads.actions import limits as upload_limits
 from chatapp.uploads.models import Upload
+from chatapp.uploads.validation import check_image
 from tests.openai_api.conftest import MODEL, raw, sdk
+from tests.support.polling import await_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 SEES_IMAGES = "Llama-4-Scout-17B-16E-Instruct-FP8"
@@ -229,6 +235,64 @@ async def test_images_to_keep_must_fit_in_the_teams_storage(sim, key, settings):
     assert sim.requests == []
     # Not kept, they take no room: the same question unsaved is answered.
     await sdk(key).chat.completions.create(model=SEES_IMAGES, messages=question(data_url(png())))
+
+
+async def test_images_kept_after_the_answer_are_checked_against_the_quota_again(
+    sim, key, owner, team, make_key, settings, caplog
+):
+    """Two saved requests each find room for their image when planned, the first still
+    streaming as the second is answered and kept: the first's is then past the quota, so its
+    exchange is not kept, though its answer was given and counted."""
+    size = len(check_image("image", png(), upload_limits()).data)
+    settings.UPLOAD_TEAM_QUOTA_BYTES = size + size // 2  # room for one image, not two
+    body = {
+        "model": SEES_IMAGES,
+        "stream": True,
+        "messages": question(data_url(png()), text="[sim:fault=stall_after after=3] Look"),
+    }
+    gone, received, sent = asyncio.Event(), [], []
+
+    async def receive() -> dict:
+        if not received:
+            received.append(body)
+            return {"type": "http.request", "body": json.dumps(body).encode()}
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    headers = {"authorization": f"Bearer {key}", "x-save-conversation": "1"}
+    headers |= {"content-type": "application/json", "host": "testserver"}
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/chat/completions",
+        "query_string": b"",
+        "headers": [(name.encode(), value.encode()) for name, value in headers.items()],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+    }
+    first = asyncio.ensure_future(application(scope, receive, send))
+    await await_for(lambda: sim.active_streams == 1, "the first answer to stream upstream")
+
+    second_key = await database_sync_to_async(make_key)(owner, team)
+    saved = sdk(second_key, **{"X-Save-Conversation": "1"})
+    answer = await saved.chat.completions.create(
+        model=SEES_IMAGES, messages=question(data_url(png()))
+    )
+    assert answer.model_extra["conversation_id"]
+    gone.set()  # the first client leaves: its answer ends, is counted and would be kept
+    await first
+
+    kept = [upload.size async for upload in Upload.objects.filter(team=team)]
+    assert sum(kept) <= settings.UPLOAD_TEAM_QUOTA_BYTES
+    assert [c.pk async for c in Conversation.objects.all()] == [
+        answer.model_extra["conversation_id"]
+    ]
+    assert await TeamUsage.objects.filter(team=team).acount() == 2  # both answers count
+    assert sent[0]["status"] == 200
+    assert "An API exchange was not kept as a conversation: Your team has used" in caplog.text
 
 
 async def blocked_for_a_picture(sim, key, team, settings, messages) -> dict:

@@ -645,6 +645,8 @@ def record_completion(plan: ReplyPlan, result: ReplyResult, api_key: Any, save: 
                 # The answer was given: it counts, kept or not.
                 with upload_actions.discard_unless_committed(stored), transaction.atomic():
                     conversation_id = _save_completion(plan, result, stored)
+            except UploadRefused as refused:  # other files took the room while it was answered
+                log.warning("An API exchange was not kept as a conversation: %s", refused.message)
             except Exception:
                 log.exception("Keeping an API exchange as a conversation failed")
         if result.usage:
