@@ -8,7 +8,6 @@ sent with it.
 """
 
 import base64
-import binascii
 import json
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -623,7 +622,7 @@ def _import_file(entry, message: Message, conversation: Conversation, where: str
     name = _required(entry, "name", f"{where}'s attachments")
     try:
         data = base64.b64decode(entry.get("data") or "", validate=True)
-    except (binascii.Error, TypeError):
+    except (ValueError, TypeError):  # binascii.Error, or characters outside ASCII
         raise BackupError(f"{where}: the file {name!r} is not valid base64.") from None
     try:
         upload = upload_actions.create_upload(conversation.owner, conversation.team, name, data)

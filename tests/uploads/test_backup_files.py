@@ -84,9 +84,11 @@ def test_a_file_that_is_not_what_it_claims_is_refused_whole(tmp_path, sent, uplo
     assert stored_files(uploads_dir) == []
 
 
-def test_broken_base64_is_refused(tmp_path, sent):
+@pytest.mark.parametrize("broken", ["%%%", "aGVsbG8=é", 12, ["aGVsbG8="]])
+def test_broken_base64_is_refused(tmp_path, sent, broken):
+    """Characters outside ASCII too: base64 has none of them."""
     data = export()
-    data["conversations"][0]["messages"][0]["attachments"][0]["data"] = "%%%"
+    data["conversations"][0]["messages"][0]["attachments"][0]["data"] = broken
     sent.delete()
     with pytest.raises(CommandError, match="not valid base64"):
         restore(tmp_path, data)
