@@ -664,6 +664,8 @@ UPLOAD_IMAGE_MAX_SIDE = env_number("UPLOAD_IMAGE_MAX_SIDE", 2048, minimum=64)
 UPLOAD_CONTEXT_MAX_IMAGES = env_number("UPLOAD_CONTEXT_MAX_IMAGES", 8, minimum=1)
 # Uploads never attached to a message are deleted after this many hours (at most a year).
 UPLOAD_UNATTACHED_HOURS = env_number("UPLOAD_UNATTACHED_HOURS", 24, float, 0.01, 8_760)
+# Uploads one person may hold without sending them: the quota counts bytes, not files.
+UPLOAD_MAX_UNSENT_FILES = env_number("UPLOAD_MAX_UNSENT_FILES", 50, minimum=1)
 # Bytes of uploads a team may keep; 0 means no limit.
 UPLOAD_TEAM_QUOTA_BYTES = env_number("UPLOAD_TEAM_QUOTA_BYTES", 1024**3, minimum=0)
 # Models that understand images; the model list does not say, so the site keeps the list.

@@ -11,6 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from chatapp.core.locking import lock_rows
+from chatapp.core.words import counted
 from chatapp.teams.models import Team, TeamPolicy
 from chatapp.teams.policy import context_window, site_models
 from chatapp.teams.usage import storage_use
@@ -37,6 +38,18 @@ def read_limited(file, max_bytes: int) -> bytes:
     """At most one byte more than allowed, so an oversized file is known without reading it all."""
     file.seek(0)
     return file.read(max_bytes + 1)
+
+
+def check_unsent(user) -> None:
+    """UploadRefused when the user holds as many files never sent as one may: the team's
+    quota counts bytes, so without it a script could store millions of one-byte files."""
+    most = settings.UPLOAD_MAX_UNSENT_FILES
+    if Upload.objects.unattached().filter(owner=user).count() >= most:
+        raise UploadRefused(
+            "too_many_unsent_files",
+            f"You have {counted(most, 'file')} uploaded and not sent yet: send them, or remove"
+            " some from the message, before attaching more.",
+        )
 
 
 def create_upload(user, team, name: str, data: bytes) -> Upload:

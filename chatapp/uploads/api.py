@@ -58,6 +58,7 @@ def upload_create(
         )
     into = current_team(request) if team is None else named_team(request.user, team, "team")
     try:
+        actions.check_unsent(request.user)
         # Refused by its size as received: only one byte over the cap is read.
         check_size(clean_name(file.name or ""), file.size or 0, actions.limits())
         data = actions.read_limited(file, actions.limits().max_bytes)

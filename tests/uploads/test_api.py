@@ -5,12 +5,14 @@ import io
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from PIL import Image
 
 from chatapp.chat.models import Conversation, Message
 from chatapp.teams.models import Membership, Role, Team
 from chatapp.uploads.models import Upload
+from tests.conftest import client_for
 from tests.uploads import files
 from tests.uploads.conftest import stored_files
 
@@ -198,6 +200,33 @@ def test_team_quota_refuses_an_upload_that_would_pass_it(
     assert response.json()["error"]["code"] == "storage_quota_exceeded"
     assert Upload.objects.count() == 1
     assert len(stored_files(uploads_dir)) == 1
+
+
+def test_files_never_sent_pile_up_only_to_a_cap(
+    member_client, member, owner, team, post_upload, settings, uploads_dir
+):
+    """The quota counts bytes: without a cap, a script could store a team's gigabyte as
+    millions of one-byte files, each a row and a file on disk."""
+    settings.UPLOAD_MAX_UNSENT_FILES = 3
+    ids = [post_upload(member_client, f"{n}.txt", b"x").json()["id"] for n in range(3)]
+    response = post_upload(member_client, "3.txt", b"x")
+    assert response.status_code == 400
+    assert response.json()["error"] == {
+        "code": "too_many_unsent_files",
+        "message": "You have 3 files uploaded and not sent yet: send them, or remove some"
+        " from the message, before attaching more.",
+        "field": "file",
+    }
+    assert Upload.objects.count() == 3 and len(stored_files(uploads_dir)) == 3
+    assert post_upload(client_for(Client(), owner), "mine.txt", b"x").status_code == 201
+
+    conversation = Conversation.objects.create(team=team, owner=member, model="m", title="t")
+    question = Message.objects.create(conversation=conversation, role="user", content="see")
+    Upload.objects.filter(pk=ids[0]).update(message=question)
+    assert post_upload(member_client, "4.txt", b"x").status_code == 201  # one was sent
+    assert member_client.delete(f"/api/uploads/{ids[1]}/").status_code == 204
+    assert post_upload(member_client, "5.txt", b"x").status_code == 201  # one was removed
+    assert post_upload(member_client, "6.txt", b"x").status_code == 400
 
 
 def test_anonymous_gets_401(client, post_upload):
