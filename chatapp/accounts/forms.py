@@ -75,10 +75,17 @@ class ChatSettingsForm(forms.Form):
         # What a blank field means: the team's default, else the site's, under its limits.
         self.fallback = policy.resolve_settings(team, {}, rules=rules)
         limits = rules.limits
-        self.fields["model"].choices = [
+        choices = [
             ("", f"Team default ({self.fallback['model']})"),
             *[(name, name) for name in self.models],
         ]
+        saved = self.initial.get("model")
+        if saved and saved not in self.models:
+            # Shown rather than hidden behind the first choice, which a save would store;
+            # clean() refuses it, so it goes only when the member picks another.
+            label = f"{saved} (not offered in this team: {self.fallback['model']} is used)"
+            choices.append((saved, label))
+        self.fields["model"].choices = choices
         max_tokens = limits.max_tokens_for(self.fallback["model"])
         help_texts = {
             "model": "Only the models your team allows are listed.",

@@ -112,6 +112,24 @@ def test_the_picker_offers_the_models_the_operator_lists(member_client, member, 
     assert UserSettings.objects.get(user=member).model == "llama3.1:8b"
 
 
+def test_a_saved_model_the_team_no_longer_offers_is_shown_and_not_dropped_unasked(
+    member_client, member, team
+):
+    """Saved while the team offered it (or in another of the member's teams): the page says
+    it is not used here, and saving the page as shown refuses it instead of clearing it."""
+    UserSettings.objects.create(user=member, model="Llama-3.3-70B-Instruct", temperature=0.2)
+    TeamPolicy.objects.create(team=team, allowed_models=["Llama-3.3-8B-Instruct"])
+    page = member_client.get("/settings/").content.decode()
+    assert re.search(r'<option value="Llama-3.3-70B-Instruct" selected>[^<]*not offered', page)
+    shown = {"model": "Llama-3.3-70B-Instruct", "temperature": "0.5"}
+    response = member_client.post("/settings/", shown)
+    assert response.status_code == 200
+    assert "Llama-3.3-70B-Instruct" in response.content.decode()
+    assert b'class="field has-error"' in response.content
+    stored = UserSettings.objects.get(user=member)
+    assert (stored.model, stored.temperature) == ("Llama-3.3-70B-Instruct", 0.2)
+
+
 def test_team_token_ceiling_is_enforced(member_client, member, team):
     TeamPolicy.objects.update_or_create(team=team, defaults={"max_tokens_limit": 500})
     response = member_client.post("/settings/", {"max_tokens": "501"})
