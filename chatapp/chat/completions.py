@@ -70,11 +70,14 @@ class OpenAIError(Exception):
         param: str | None = None,
         retry_after: int | None = None,
         allow: str | None = None,
+        retryable: bool | None = None,
     ):
         super().__init__(message)
         self.status, self.message, self.kind = status, message, kind
         self.code, self.param, self.retry_after = code, param, retry_after
         self.allow = allow  # a 405's Allow header: the methods the address takes
+        # False: sending it again cannot help, though its status (a 5xx) says it may.
+        self.retryable = retryable
 
     def body(self) -> dict[str, Any]:
         return {

@@ -118,6 +118,8 @@ def error_response(error: OpenAIError) -> JsonResponse:
         response["WWW-Authenticate"] = 'Bearer realm="api"'
     if error.allow is not None:
         response["Allow"] = error.allow  # HTTP requires it on a 405
+    if error.retryable is False:  # the official SDKs retry any 5xx twice unless told not to
+        response["X-Should-Retry"] = "false"
     return response
 
 
@@ -779,4 +781,6 @@ def upstream_error(error: StreamError, server: str) -> OpenAIError:
     else:
         message = _api_advice(error.message)
     status = 504 if error.code == "timeout" else 502
-    return OpenAIError(status, message, kind="api_error", code=error.code)
+    return OpenAIError(
+        status, message, kind="api_error", code=error.code, retryable=error.retryable
+    )

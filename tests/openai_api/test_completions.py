@@ -774,6 +774,30 @@ async def test_a_refused_provider_key_sends_the_caller_to_the_teams_admins(
 
 
 @pytest.mark.parametrize(
+    ("fault", "code", "retried"),
+    [
+        ("401", "auth_failed", False),
+        ("400", "bad_request", False),
+        ("503", "upstream_unavailable", True),
+    ],
+)
+async def test_the_sdk_retries_only_the_upstream_failures_that_trying_again_may_mend(
+    sim, member, team, make_key, settings, fault, code, retried
+):
+    """The official SDKs retry every 5xx twice unless `x-should-retry: false` says not to: a
+    refused provider key or request would go upstream three times for one call."""
+    settings.LLAMA_MAX_ATTEMPTS = 1
+    key = await database_sync_to_async(make_key)(member, team)
+    client = sdk(key).with_options(max_retries=2)
+    question = [{"role": "user", "content": f"[sim:fault={fault} retry_after=0] hi"}]
+    with pytest.raises(openai.APIStatusError) as failed:
+        await client.chat.completions.create(model=MODEL, messages=question)
+    assert (failed.value.status_code, failed.value.body["code"]) == (502, code)
+    assert failed.value.response.headers.get("x-should-retry") == (None if retried else "false")
+    assert len(sim.requests) == (3 if retried else 1)
+
+
+@pytest.mark.parametrize(
     ("directive", "status"), [("fault=401", 502), ("fault=503", 502), ("fault=stall", 504)]
 )
 async def test_an_own_servers_failure_names_that_server_not_the_llama_api(
