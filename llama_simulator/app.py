@@ -216,7 +216,7 @@ class Call:
     async def read_json(self) -> dict | None:
         try:
             data = json.loads(await self.exchange.body())
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested past the parser's depth
             data = None
         if isinstance(data, dict):
             return data
@@ -551,6 +551,8 @@ def _chat_problem(body: dict, wire) -> str | None:
         value = body.get(name)
         if value is not None and (not isinstance(value, int | float) or not 0 <= value <= high):
             return f"{name}: must be between 0 and {high:g}."
+    if not isinstance(body.get("stream_options") or {}, dict):
+        return "stream_options: must be an object."
     max_tokens = body.get(wire.max_tokens_field)
     if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
         return f"{wire.max_tokens_field}: must be a positive integer."

@@ -44,15 +44,24 @@ def received(messages: list[dict]) -> Received:
     found = Received()
     for message in messages:
         content = message.get("content")
-        if not isinstance(content, list):
+        calls = message.get("tool_calls")
+        if calls is not None and not (
+            isinstance(calls, list) and all(isinstance(call, dict) for call in calls)
+        ):
+            raise ContentError("tool_calls must be a list of objects.")
+        if content is None or isinstance(content, str):
             continue
+        if not isinstance(content, list):
+            raise ContentError("content must be a string or a list of content parts.")
         for part in content:
             if not isinstance(part, dict):
                 raise ContentError("Each content part must be an object with a type.")
             if part.get("type") == "image_url":
                 found.images.append(_image_label(part))
             elif part.get("type") == "text":
-                for name, pages in DOCUMENT.findall(part.get("text") or ""):
+                if not isinstance(part.get("text"), str):
+                    raise ContentError("A text part's text must be a string.")
+                for name, pages in DOCUMENT.findall(part["text"]):
                     unit = "page" if pages == "1" else "pages"
                     found.documents.append(f"{name} ({pages} {unit})" if pages else name)
             else:
@@ -78,9 +87,11 @@ def _image_label(part: dict) -> str:
         if isinstance(part.get("image_url"), dict)
         else None
     )
-    if WEB_URL.fullmatch(url or ""):
+    if not isinstance(url, str):
+        raise ContentError("image_url.url must be an http(s) URL or a data:image/...;base64 URL.")
+    if WEB_URL.fullmatch(url):
         return url
-    match = DATA_URL.fullmatch(url or "")
+    match = DATA_URL.fullmatch(url)
     if match is None:
         raise ContentError("image_url.url must be an http(s) URL or a data:image/...;base64 URL.")
     try:

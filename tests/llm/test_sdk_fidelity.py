@@ -1,5 +1,6 @@
 """The simulator speaks the real wire formats: Meta's and OpenAI's own SDKs can read it."""
 
+import httpx
 import llama_api_client
 import openai
 import pytest
@@ -146,3 +147,40 @@ def test_sdks_raise_on_an_error_event_mid_stream(llama, compat):
         list(llama.chat.completions.create(model=MODEL, messages=messages, stream=True))
     with pytest.raises(openai.APIError):
         list(compat.chat.completions.create(model=MODEL, messages=messages, stream=True))
+
+
+@pytest.mark.parametrize(
+    "messages",
+    [
+        [{"role": "user", "content": 5}],
+        [{"role": "user", "content": [{"type": "text", "text": 5}]}],
+        [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": 5}}]}],
+        [{"role": "user", "content": "hi"}, {"role": "assistant", "tool_calls": 5}],
+    ],
+)
+def test_malformed_messages_are_a_bad_request_the_sdks_raise_as_such(llama, compat, messages):
+    """As the real API: a 400 in its error shape, never a 500 (which the SDKs would retry)."""
+    with pytest.raises(llama_api_client.BadRequestError) as refused:
+        llama.chat.completions.create(model=MODEL, messages=messages)
+    assert refused.value.body["status"] == 400
+    with pytest.raises(llama_api_client.BadRequestError):
+        llama.moderations.create(messages=messages)
+    with pytest.raises(llama_api_client.BadRequestError):
+        llama.chat.completions.create(model="Llama-Guard-4-12B", messages=messages)
+    with pytest.raises(openai.BadRequestError) as refused:
+        compat.chat.completions.create(model=MODEL, messages=messages)
+    assert refused.value.body["type"] == "invalid_request_error"
+
+
+def test_malformed_bodies_are_a_bad_request(sim, compat):
+    with pytest.raises(openai.BadRequestError):
+        compat.chat.completions.create(
+            model=MODEL, messages=user("hi"), stream=True, stream_options=5
+        )
+    deep = httpx.post(
+        f"{sim.native_url}/chat/completions",
+        content=b"[" * 100_000,
+        headers={"Authorization": f"Bearer {KEY}"},
+    )
+    assert deep.status_code == 400
+    assert deep.json()["status"] == 400
