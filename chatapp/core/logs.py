@@ -122,8 +122,24 @@ class RedactingJsonFormatter(JsonFormatter):
 
 
 class RedactingTextFormatter(logging.Formatter):
+    """Plain lines, one per record: what the message quotes (an address, a name a client or a
+    model chose) cannot start a line of its own or send escapes to the terminal. The
+    traceback below a line keeps its own lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = _CONTROL_CHARACTERS.sub(_escaped, record.message)
+        return super().formatMessage(record)
+
     def format(self, record: logging.LogRecord) -> str:
         return redact(super().format(record))
+
+
+# C0 and C1 controls (line breaks, ESC) and Unicode's line and paragraph separators.
+_CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _escaped(match: re.Match[str]) -> str:
+    return match.group().encode("unicode_escape").decode("ascii")
 
 
 def configured_secrets() -> list[str]:

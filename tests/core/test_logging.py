@@ -222,3 +222,47 @@ def test_requests_get_different_ids(client, db):
 def test_probes_log_below_info(client, db, log_lines):
     client.get("/healthz")
     assert not [line for line in log_lines() if line["logger"] == "chatapp.access"]
+
+
+@pytest.fixture
+def text_lines():
+    """The root logger's output through the development `text` handler, as raw lines."""
+    config = logging_config("INFO", "text")
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(config["formatters"]["text"]["()"](config["formatters"]["text"]["format"]))
+    for name in config["handlers"]["stdout"]["filters"]:
+        handler.addFilter(config["filters"][name]["()"]())
+    root = logging.getLogger()
+    previous_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        yield lambda: stream.getvalue().splitlines()
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(previous_level)
+
+
+def test_a_path_or_name_cannot_forge_a_text_line_or_steer_the_terminal(client, db, text_lines):
+    """With LOG_FORMAT=text a line break in an address (%0A) would start a line of the
+    client's choosing, and an escape sequence would repaint the operator's terminal."""
+    forged = "2026-01-01 00:00:00,000 INFO chatapp.access [x] GET /admin/ 200"
+    client.get("/nothing%0D%0A" + forged.replace(" ", "%20") + "%1B[2J")
+    logging.getLogger("chatapp.test").warning("Calling tool %s failed", "t\n" + forged)
+    lines = text_lines()
+    assert len(lines) == 2
+    assert not any(line.startswith("2026-01-01") for line in lines)
+    assert all("\x1b" not in line and "\r" not in line for line in lines)
+    assert "/nothing\\r\\n2026-01-01" in lines[0] and "\\x1b[2J" in lines[0]
+
+
+def test_a_text_line_keeps_its_traceback_readable(text_lines):
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        logging.getLogger("chatapp.test").exception("it failed")
+    lines = text_lines()
+    assert lines[0].endswith("it failed")
+    assert lines[1] == "Traceback (most recent call last):"
+    assert lines[-1] == "ValueError: boom"
