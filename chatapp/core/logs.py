@@ -3,6 +3,7 @@
 Nothing here reads Django settings at import time, so settings.py can build LOGGING from it.
 """
 
+import json
 import logging
 import re
 import uuid
@@ -118,7 +119,7 @@ class RedactingJsonFormatter(JsonFormatter):
     """JSON lines, with the configured secrets blanked out of anything that slipped in."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record))
+        return redact(super().format(record), in_json=True)
 
 
 class RedactingTextFormatter(logging.Formatter):
@@ -167,10 +168,13 @@ def url_password(url: str) -> str:
         return ""
 
 
-def redact(line: str) -> str:
+def redact(line: str, in_json: bool = False) -> str:
+    """The line with every configured secret blanked out; in a JSON line also as the encoder
+    wrote it (a quote, a backslash or a letter beyond ASCII escaped)."""
     for secret in configured_secrets():
-        if secret in line:
-            line = line.replace(secret, REDACTED)
+        for written in (secret, json.dumps(secret)[1:-1]) if in_json else (secret,):
+            if written in line:
+                line = line.replace(written, REDACTED)
     return line
 
 

@@ -266,3 +266,22 @@ def test_a_text_line_keeps_its_traceback_readable(text_lines):
     assert lines[0].endswith("it failed")
     assert lines[1] == "Traceback (most recent call last):"
     assert lines[-1] == "ValueError: boom"
+
+
+@override_settings(
+    METRICS_TOKEN='scrape"token\\99887766',
+    DATABASE_URL="postgres://chat:pässwort-4411@db.internal:5432/chat",
+)
+def test_a_secret_with_characters_json_escapes_is_still_redacted(log_lines, text_lines):
+    """A quote, a backslash or a letter beyond ASCII comes out of the JSON encoder escaped
+    (`\\"`, `\\\\`, `\\u00e4`): the secret is still found in the line."""
+    log = logging.getLogger("chatapp.test")
+    log.warning('header Bearer scrape"token\\99887766')
+    log.warning("options: password=pässwort-4411")
+    lines = log_lines()
+    text = json.dumps(lines) + "\n".join(text_lines())
+    assert "99887766" not in text and "wort-4411" not in text
+    assert [line["message"] for line in lines] == [
+        "header Bearer [redacted]",
+        "options: password=[redacted]",
+    ]
