@@ -215,5 +215,11 @@ def logging_config(level: str, fmt: str) -> dict:
             # A line per upstream call would repeat the access log; failures are logged by us.
             "httpx": {"level": "WARNING"},
             "httpcore": {"level": "WARNING"},
+            # The MCP SDK's own HTTP client, beside ours.
+            "httpx2": {"level": "WARNING"},
+            "httpcore2": {"level": "WARNING"},
+            # Each tool server session's id at INFO (its credential, to some servers), and
+            # the messages, tool results included, at DEBUG.
+            "mcp.client": {"level": "WARNING"},
         },
     }

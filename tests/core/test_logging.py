@@ -22,13 +22,19 @@ def log_lines():
         handler.addFilter(config["filters"][name]["()"]())
     root = logging.getLogger()
     previous_level = root.level
+    loggers = {name: logging.getLogger(name) for name in config["loggers"]}
+    previous_levels = {name: logger.level for name, logger in loggers.items()}
     root.addHandler(handler)
     root.setLevel(logging.INFO)
+    for name, logger in loggers.items():
+        logger.setLevel(config["loggers"][name]["level"])
     try:
         yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
     finally:
         root.removeHandler(handler)
         root.setLevel(previous_level)
+        for name, logger in loggers.items():
+            logger.setLevel(previous_levels[name])
 
 
 def test_a_line_is_one_json_object_with_the_request_id(log_lines):
@@ -285,3 +291,20 @@ def test_a_secret_with_characters_json_escapes_is_still_redacted(log_lines, text
         "header Bearer [redacted]",
         "options: password=[redacted]",
     ]
+
+
+def test_a_tool_server_s_session_id_and_requests_are_not_logged(
+    db, mcp_server, settings, log_lines
+):
+    """The MCP SDK logs each session's id at INFO (a tool server may take it as the session's
+    credential) and its messages (tool results) at DEBUG; its HTTP client a line per request."""
+    from asgiref.sync import async_to_sync
+
+    from chatapp.tools import mcp_client
+
+    settings.LLAMA_ALLOW_PRIVATE_PROVIDER_URLS = True
+    assert async_to_sync(mcp_client.list_tools)(mcp_server.url, "", 10).tools
+    assert async_to_sync(mcp_client.call)(mcp_server.url, "", "get_weather", {"city": "Oslo"}, 10)
+    # The test's tool server runs in this process; a real one logs elsewhere.
+    ours = [line for line in log_lines() if not line["logger"].startswith("mcp.server")]
+    assert ours == []
