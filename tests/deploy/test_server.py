@@ -8,6 +8,7 @@ import shutil
 import signal
 import sqlite3
 import subprocess
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -260,18 +261,18 @@ def nginx_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("nginx")
 
 
-@pytest.fixture(scope="module")
-def nginx(server, nginx_dir):
-    """deploy/nginx.conf for real, in front of the server (the compose names swapped for ours)."""
+@contextmanager
+def running_nginx(tmp: Path, upstream_port: int):
+    """deploy/nginx.conf for real, in front of a loopback port (the compose names swapped for
+    ours); its access log is tmp/access.log, every error line it writes goes to tmp/error.log."""
     if shutil.which("nginx") is None:
         pytest.skip("nginx is not installed")
-    tmp = nginx_dir
     port = free_port()
     conf = (ROOT / "deploy/nginx.conf").read_text()
     conf = conf.replace("listen 80;", f"listen 127.0.0.1:{port};")
-    conf = conf.replace("/var/log/nginx/access.log", f"{tmp}/access.log")
+    conf = conf.replace("/var/log/nginx/", f"{tmp}/")
     conf = re.sub(r"\n\s*resolver [^\n]+\n", "\n", conf)
-    conf = conf.replace("http://app:8000", f"http://127.0.0.1:{server.port}")
+    conf = conf.replace("http://app:8000", f"http://127.0.0.1:{upstream_port}")
     (tmp / "site.conf").write_text(conf)
     temp_paths = " ".join(
         f"{name}_temp_path {tmp}/{name};"
@@ -283,15 +284,24 @@ def nginx(server, nginx_dir):
         ' $body_bytes_sent "$http_referer" "$http_user_agent"\';'
         f" access_log {tmp}/access.log main;"
     )
+    # The image's error log: everything from the level nginx logs at by default (error) up.
     (tmp / "nginx.conf").write_text(
         f"pid {tmp}/nginx.pid; error_log {tmp}/error.log; daemon off;\n"
         f"events {{}}\nhttp {{ {main_log} {temp_paths} include {tmp}/site.conf; }}\n"
     )
     process = subprocess.Popen(["nginx", "-c", str(tmp / "nginx.conf"), "-p", str(tmp)])
     wait_for_port(port, process, "nginx")
-    yield f"127.0.0.1:{port}"
-    process.terminate()
-    process.wait(timeout=10)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def nginx(server, nginx_dir):
+    with running_nginx(nginx_dir, server.port) as address:
+        yield address
 
 
 def test_nginx_forwards_pages_with_its_request_id_and_hides_metrics(nginx, server):
@@ -353,3 +363,24 @@ async def test_nginx_upgrades_the_chat_websocket(nginx):
             await socket_.recv()
     # Anonymous: the app itself closed it, so the upgrade went through nginx to daphne.
     assert closed.value.rcvd.code == 4401
+
+
+def test_nginx_logs_no_credential_when_the_app_is_down_or_the_body_too_large(tmp_path):
+    """nginx's own error lines (a replica restarting: connection refused; a body over the
+    limit) name the whole request line and the referrer, which the access log leaves out:
+    none may reach the proxy's output."""
+    secret = "Cred3ntial-0123456789abcdef"
+    nothing_listens = free_port()
+    with running_nginx(tmp_path, nothing_listens) as address:
+        referrer = {"Host": HOST, "Referer": f"https://{HOST}/s/{secret}/"}
+        for start in credential_route_starts():
+            down = httpx.get(f"http://{address}{start}{secret}/?next={secret}", headers=referrer)
+            assert down.status_code == 502
+        too_large = httpx.post(
+            f"http://{address}/invite/{secret}/", content=b"x" * 4 * 1024 * 1024, headers=referrer
+        )
+        assert too_large.status_code == 413
+    # nginx has exited, so every line it wrote is in its files.
+    logs = (tmp_path / "error.log").read_text() + (tmp_path / "access.log").read_text()
+    assert "/invite/[redacted]" in logs
+    assert secret not in logs
