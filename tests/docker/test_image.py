@@ -3,11 +3,12 @@
 import json
 import re
 import secrets
+import subprocess
 
 import httpx
 import pytest
 
-from tests.docker.stack import APP_IMAGE, SIMULATOR_IMAGE, docker, wait_for
+from tests.docker.stack import APP_IMAGE, ROOT, SIMULATOR_IMAGE, docker, wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -90,3 +91,78 @@ def test_it_passes_its_healthcheck_and_serves_hashed_static_files(container):
     assert "immutable" not in httpx.get(base + unhashed, timeout=10).headers.get(
         "cache-control", ""
     )
+
+
+def documented_single_container_commands() -> tuple[list[str], list[str]]:
+    """The shell lines docs/operations.md gives for a single container's backup and restore."""
+    text = (ROOT / "docs/operations.md").read_text()
+    section = text.split("### Backing up and restoring", 1)[1].split("\n### ", 1)[0]
+    blocks = [
+        re.sub(r"\\\n\s*", "", block) for block in re.findall(r"```sh\n(.*?)```", section, re.S)
+    ]
+    lines = [line.strip() for block in blocks for line in block.splitlines()]
+    backup = [line for line in lines if line.startswith("docker exec CONTAINER python")]
+    backup += [line for line in lines if line.startswith("docker cp CONTAINER:")]
+    backup += re.findall(r"^# \(single container: (docker exec .*)\)$", "\n".join(lines), re.M)
+    start = lines.index("docker stop CONTAINER") if "docker stop CONTAINER" in lines else 0
+    end = lines.index("docker start CONTAINER") + 1 if "docker start CONTAINER" in lines else 0
+    return backup, lines[start:end]
+
+
+def test_a_single_container_restored_as_documented_takes_writes_again(tmp_path):
+    backup, restore = documented_single_container_commands()
+    assert len(backup) == 3 and restore, "docs/operations.md gives every command"
+    name, volume = f"ltc-restore-{secrets.token_hex(3)}", f"ltc-restore-{secrets.token_hex(3)}"
+
+    def shell(line: str) -> None:
+        line = line.replace("CONTAINER", name).replace("chat-data", volume)
+        line = line.replace(" llama-team-chat ", f" {APP_IMAGE} ")
+        subprocess.run(["bash", "-c", line], cwd=tmp_path, check=True, timeout=120)
+
+    def create_user(username: str) -> subprocess.CompletedProcess:
+        command = ["python", "manage.py", "createsuperuser", "--noinput", "--username", username]
+        return subprocess.run(
+            ["docker", "exec", name, *command, "--email", f"{username}@example.com"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    def usernames() -> list[str]:
+        probe = (
+            "from django.contrib.auth import get_user_model; "
+            "print(*get_user_model().objects.values_list('username', flat=True))"
+        )
+        return docker("exec", name, "python", "manage.py", "shell", "-v", "0", "-c", probe).split()
+
+    docker(
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--health-interval=2s",
+        "-v",
+        f"{volume}:/data",
+        "-e",
+        f"SECRET_KEY={secrets.token_urlsafe(50)}",
+        "-e",
+        "ALLOWED_HOSTS=localhost",
+        "-e",
+        "MIGRATE_ON_START=1",
+        APP_IMAGE,
+    )
+    try:
+        wait_for(lambda: health(name) == "healthy", 180, "the container to start")
+        assert create_user("kept").returncode == 0
+        for line in backup:
+            shell(line)
+        assert create_user("after-the-backup").returncode == 0
+        for line in restore:
+            shell(line)
+        wait_for(lambda: health(name) == "healthy", 180, "the restored container to start")
+        assert usernames() == ["kept"]
+        written = create_user("after-the-restore")
+        assert written.returncode == 0, written.stderr[-2000:]
+    finally:
+        docker("rm", "-f", "-v", name, check=False)
+        docker("volume", "rm", volume, check=False)
