@@ -378,7 +378,8 @@ class Share(models.Model):
 
     Later edits of the conversation do not change it; deleting the conversation (or revoking
     the share) deletes it. `messages` holds [{"role", "content", "status", "created_at",
-    "files"}], the text of answers withheld by the safety policy left out; `system_prompt` is
+    "files", "unscreened"}], the text of answers withheld by the safety policy left out (and of
+    answers still streaming under output screening, which may yet be); `system_prompt` is
     the conversation's system prompt then, which readers see beside the answers it shaped."""
 
     token = models.CharField(max_length=40, unique=True, default=new_share_token)

@@ -67,7 +67,7 @@ from chatapp.llm import (
 from chatapp.llm.errors import server_name
 from chatapp.teams import actions as team_actions
 from chatapp.teams import api_keys, policy, quota, safety
-from chatapp.teams.models import ApiKey, Membership, SafetyMode, Team, TeamPolicy
+from chatapp.teams.models import ApiKey, Membership, Team, TeamPolicy
 
 log = logging.getLogger(__name__)
 
@@ -552,12 +552,7 @@ class Answer:
 
     @property
     def may_withhold(self) -> bool:
-        """Whether the answer's verdict may withhold it: under `block`, and under `flag` when
-        failing closed (an answer Llama Guard cannot judge is withheld)."""
-        rules = self.rules
-        return rules.mode("output") == SafetyMode.BLOCK or (
-            rules.screens("output") and rules.fail_closed
-        )
+        return self.rules.may_withhold_answers
 
     @property
     def blocked(self) -> bool:

@@ -73,6 +73,12 @@ class SafetyRules:
     def active(self) -> bool:
         return self.screens("input") or self.screens("output")
 
+    @property
+    def may_withhold_answers(self) -> bool:
+        """Whether an answer's verdict may withhold it: under `block`, and under `flag` when
+        failing closed (an answer Llama Guard cannot judge is withheld)."""
+        return self.output == SafetyMode.BLOCK or (self.screens("output") and self.fail_closed)
+
 
 @dataclass(frozen=True)
 class Screening:

@@ -14,7 +14,7 @@ from chatapp.chat.models import Conversation, Message, Share
 from chatapp.chat.requests import SendRequest
 from chatapp.teams import policy
 from chatapp.teams.actions import flag_message
-from chatapp.teams.models import AuditEvent, Membership, Role, SystemPrompt, Team
+from chatapp.teams.models import AuditEvent, Membership, Role, SystemPrompt, Team, TeamPolicy
 from chatapp.teams.safety import Finding
 from chatapp.uploads.actions import create_upload
 from tests.conftest import client_for
@@ -280,6 +280,30 @@ def test_withheld_text_is_not_shared(member, teammate, conversation):
     assert SECRET.encode() not in page.content
     assert SECRET not in json.dumps(Share.objects.get().messages)
     assert b"Withheld by the team" in page.content
+
+
+@pytest.mark.parametrize("mode, on_error", [("block", "fail_open"), ("flag", "fail_closed")])
+def test_an_answer_not_yet_screened_is_not_shared_while_it_streams(
+    member, teammate, team, conversation, mode, on_error
+):
+    """Its text may still end blocked, and the share would keep it for the whole team."""
+    TeamPolicy.objects.create(team=team, safety_output=mode, safety_on_error=on_error)
+    Message.objects.filter(content__startswith=SECRET).update(status="streaming")
+    url = share(client_for(Client(), member), conversation).json()["url"]
+    page = client_for(Client(), teammate).get(url)
+    assert SECRET.encode() not in page.content
+    assert SECRET not in json.dumps(Share.objects.get().messages)
+    assert b"Still being written and checked when this was shared" in page.content
+
+
+@pytest.mark.parametrize("mode", ["off", "flag"])
+def test_an_answer_streaming_that_nothing_may_withhold_is_shared_as_far_as_it_went(
+    member, teammate, team, conversation, mode
+):
+    TeamPolicy.objects.create(team=team, safety_output=mode, safety_on_error="fail_open")
+    Message.objects.filter(content__startswith=SECRET).update(status="streaming")
+    url = share(client_for(Client(), member), conversation).json()["url"]
+    assert SECRET.encode() in client_for(Client(), teammate).get(url).content
 
 
 @pytest.mark.parametrize(

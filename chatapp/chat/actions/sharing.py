@@ -20,7 +20,7 @@ from chatapp.chat.models import (
     ShareAudience,
 )
 from chatapp.core.words import counted
-from chatapp.teams import policy
+from chatapp.teams import policy, safety
 from chatapp.teams.actions import audit
 from chatapp.teams.models import AuditAction, Membership, SystemPrompt, Team
 from chatapp.uploads.models import Upload
@@ -32,17 +32,22 @@ SHARES_PER_PAGE = 50
 
 
 def snapshot(conversation: Conversation) -> list[dict[str, Any]]:
-    """The shown branch as a share keeps it; a blocked answer's withheld text is left out."""
+    """The shown branch as a share keeps it; a blocked answer's withheld text is left out,
+    and so is the text of an answer still streaming where its verdict may withhold it (it may
+    yet end blocked, and the share would keep it)."""
     branch = tree.conversation_branch(conversation.pk, conversation.active_leaf_id)
     rows = Message.objects.filter(pk__in=branch.path, role__in=SHARED_ROLES).values(
         "id", "role", "content", "status", "created_at", "error_code"
     )
     files = Upload.objects.filter(message__in=branch.path).by_message()
+    rules = safety.SafetyRules.of(policy.team_policy(conversation.team))
+    screened = rules.may_withhold_answers
     return [
         {
             "role": row["role"],
-            "content": "" if row["status"] == MessageStatus.BLOCKED else row["content"],
+            "content": "" if _unshared(row["status"], screened) else row["content"],
             "status": row["status"],
+            "unscreened": screened and row["status"] == MessageStatus.STREAMING,
             "created_at": row["created_at"].isoformat(),
             "files": [upload.name for upload in files.get(row["id"], [])],
             # A question refused by the safety policy stays out of a copy's later requests.
@@ -50,6 +55,12 @@ def snapshot(conversation: Conversation) -> list[dict[str, Any]]:
         }
         for row in rows
     ]
+
+
+def _unshared(status: str, screened: bool) -> bool:
+    if status == MessageStatus.BLOCKED:
+        return True
+    return screened and status == MessageStatus.STREAMING
 
 
 def check_shareable(actor: Any, conversation: Conversation) -> None:
