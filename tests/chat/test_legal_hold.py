@@ -118,3 +118,19 @@ def test_a_file_sent_in_a_conversation_under_hold_is_kept_until_it_is_lifted(
     assert member_client.delete(f"/api/uploads/{unsent.pk}/").status_code == 204
     lift(hold)
     assert member_client.delete(f"/api/uploads/{sent.pk}/").status_code == 204
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_regenerate_keeps_the_answer_it_replaces_under_hold(connect, member, team, sim):
+    """Without a hold, an answer stopped before its first token gives way to its regenerate;
+    under hold the record of it (model, error, tokens spent) is kept as a version beside it."""
+    await TeamPolicy.objects.acreate(team=team, legal_hold=True)
+    socket = await connect(member)
+    ids = await socket.send_message("Think first [sim:pace ttft=30]")
+    await socket.send({"type": "chat.stop", "message_id": ids["message_id"]})
+    assert (await socket.until_type("message.done", ids["message_id"]))[-1]["status"] == "stopped"
+    await socket.send({"type": "chat.regenerate", "message_id": ids["message_id"]})
+    created = (await socket.until_type("message.created"))[-1]
+    assert created["message"]["sibling_ids"] == [ids["message_id"], created["message"]["id"]]
+    assert await Message.objects.filter(pk=ids["message_id"]).aexists()
+    await socket.until_type("message.done", created["message"]["id"])

@@ -273,9 +273,9 @@ def _write_reply(plan: ReplyPlan, copied: list[Upload]) -> Exchange:
     empty = plan.replaces
     if empty is not None and empty.status in EMPTY_ENDS and not empty.content:
         # A retry of an answer that failed, or was stopped or cut off, before any text or tool
-        # call leaves no empty version, unless the conversation went on below it: deleting it
-        # would delete those turns too.
-        if not empty.tool_calls and not empty.children.exists():
+        # call leaves no empty version, unless the conversation went on below it (deleting it
+        # would delete those turns too) or its team is under legal hold (nothing is deleted).
+        if not empty.tool_calls and not empty.children.exists() and not _held(conversation):
             empty.delete()
     user_message = None
     if plan.user_content is not None:
@@ -323,6 +323,10 @@ def _write_reply(plan: ReplyPlan, copied: list[Upload]) -> Exchange:
         assistant_message=created_message(assistant, first=user_message is not None),
         replaces=replaces,
     )
+
+
+def _held(conversation: Conversation) -> bool:
+    return Team.objects.held().filter(pk=conversation.team_id).exists()
 
 
 def _placed(message: Message) -> Message:
