@@ -311,7 +311,9 @@ def test_nginx_forwards_pages_with_its_request_id_and_hides_metrics(nginx, serve
     )
     assert page.status_code == 200
     assert re.fullmatch(r"[0-9a-f]{32}", page.headers["x-request-id"])
-    assert httpx.get(f"http://{nginx}/metrics", headers={"Host": HOST}).status_code == 404
+    assert page.headers["server"] == "nginx"  # not its version, on pages and its own errors
+    hidden = httpx.get(f"http://{nginx}/metrics", headers={"Host": HOST})
+    assert hidden.status_code == 404 and hidden.headers["server"] == "nginx"
     redirect = httpx.get(f"http://{nginx}/accounts/login/", headers={"Host": HOST})
     assert redirect.headers["location"] == f"https://{HOST}/accounts/login/"
 
