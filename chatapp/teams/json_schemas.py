@@ -116,25 +116,32 @@ def _refs_outside(value: Any) -> Iterator[str]:
             yield from _refs_outside(item)
 
 
-def _refs_to_nothing(schema: dict) -> Iterator[str]:
-    """$ref and $dynamicRef values nothing in the schema answers to (found as answers are
-    checked: relative to the nearest $id): every answer would go unchecked."""
+def _subschemas(schema: dict) -> Iterator[tuple[dict, Resolver]]:
+    """Every object in the schema, with the resolver its $ref values are read by (relative to
+    the nearest $id, as answers are checked)."""
 
-    def walk(value: Any, resolver: Resolver) -> Iterator[str]:
+    def walk(value: Any, resolver: Resolver) -> Iterator[tuple[dict, Resolver]]:
         if isinstance(value, dict):
             if isinstance(value.get("$id"), str):
                 resolver = resolver.in_subresource(DRAFT202012.create_resource(value))
-            for key, item in value.items():
-                if key in ("$ref", "$dynamicRef") and isinstance(item, str):
-                    if not _resolves(resolver, item):
-                        yield item
-                else:
-                    yield from walk(item, resolver)
+            yield value, resolver
+            for item in value.values():
+                yield from walk(item, resolver)
         elif isinstance(value, list):
             for item in value:
                 yield from walk(item, resolver)
 
     yield from walk(schema, Registry().resolver_with_root(DRAFT202012.create_resource(schema)))
+
+
+def _refs_to_nothing(schema: dict) -> Iterator[str]:
+    """$ref and $dynamicRef values nothing in the schema answers to (found as answers are
+    checked: relative to the nearest $id): every answer would go unchecked."""
+    for value, resolver in _subschemas(schema):
+        for key in ("$ref", "$dynamicRef"):
+            ref = value.get(key)
+            if isinstance(ref, str) and not _resolves(resolver, ref):
+                yield ref
 
 
 # Keywords whose subschemas apply to the very value their schema checks (not to a part of it).
@@ -148,30 +155,17 @@ def _ref_cycle(schema: dict) -> str | None:
     loop through `properties` or `items` goes one level into the answer each time, and ends.
     Run once every $ref resolves (`_refs_to_nothing`)."""
     steps: dict[int, list[tuple[int, str | None]]] = {}  # subschema -> (subschema, $ref) it applies
-
-    def walk(value: Any, resolver: Resolver) -> None:
-        if isinstance(value, dict):
-            if isinstance(value.get("$id"), str):
-                resolver = resolver.in_subresource(DRAFT202012.create_resource(value))
-            applied: list[tuple[Any, str | None]] = [
-                (value.get(key), None) for key in _SAME_VALUE_ONE
-            ]
-            for key in _SAME_VALUE_LIST:
-                if isinstance(value.get(key), list):
-                    applied += [(item, None) for item in value[key]]
-            if isinstance(value.get("dependentSchemas"), dict):
-                applied += [(item, None) for item in value["dependentSchemas"].values()]
-            for key in ("$ref", "$dynamicRef"):
-                if isinstance(value.get(key), str):
-                    applied.append((resolver.lookup(value[key]).contents, value[key]))
-            steps[id(value)] = [(id(item), ref) for item, ref in applied if isinstance(item, dict)]
-            for item in value.values():
-                walk(item, resolver)
-        elif isinstance(value, list):
-            for item in value:
-                walk(item, resolver)
-
-    walk(schema, Registry().resolver_with_root(DRAFT202012.create_resource(schema)))
+    for value, resolver in _subschemas(schema):
+        applied: list[tuple[Any, str | None]] = [(value.get(key), None) for key in _SAME_VALUE_ONE]
+        for key in _SAME_VALUE_LIST:
+            if isinstance(value.get(key), list):
+                applied += [(item, None) for item in value[key]]
+        if isinstance(value.get("dependentSchemas"), dict):
+            applied += [(item, None) for item in value["dependentSchemas"].values()]
+        for key in ("$ref", "$dynamicRef"):
+            if isinstance(value.get(key), str):
+                applied.append((resolver.lookup(value[key]).contents, value[key]))
+        steps[id(value)] = [(id(item), ref) for item, ref in applied if isinstance(item, dict)]
     done: set[int] = set()
     for start in steps:
         if start in done:
