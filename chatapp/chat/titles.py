@@ -106,7 +106,8 @@ async def name_conversation(job: TitleJob) -> str | None:
     messages = title_messages(job.question, storable(job.answer))
     # Held as long as an answer's request may run, and the reaper's wait on top.
     lifetime = job.client.config.total_timeout + settings.CHAT_STALE_GENERATION_SECONDS
-    reserve = count_message_tokens(messages) + TITLE_MAX_TOKENS
+    prompt_tokens = count_message_tokens(messages)
+    reserve = prompt_tokens + TITLE_MAX_TOKENS
     try:
         hold = None
         # A team with no budget as the answer was planned pays no trip (as for its thresholds).
@@ -126,7 +127,7 @@ async def name_conversation(job: TitleJob) -> str | None:
         title = clean_title(storable(text))
         # A server that reports no usage was billed all the same: counted by estimate, as
         # answers are.
-        usage = finish.usage or Usage(count_message_tokens(messages), count_tokens_estimate(text))
+        usage = finish.usage or Usage(prompt_tokens, count_tokens_estimate(text))
         kept = await database_sync_to_async(conversations.keep_generated_title)(
             job.conversation_id,
             job.first_words,
