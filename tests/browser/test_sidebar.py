@@ -400,6 +400,9 @@ def test_a_new_conversation_started_while_a_short_list_is_asked_again_stays(
 ):
     page = logged_in_page
     chat = ChatPage(page)
+    # The list's first load is over before the conversation is made: it must come only
+    # with the list asked again.
+    expect(page.locator("#conversation-status")).to_have_text("No conversations yet.")
     made_elsewhere(app_server, user)
     request, answer = reconnect_holding_the_list(page)
     chat.send("A question asked meanwhile")
