@@ -153,7 +153,7 @@ def read_request(data: dict[str, Any]) -> tuple[CompletionRequest, bool, bool]:
     for name in data:
         if name not in KNOWN_FIELDS:
             raise invalid(f"Unrecognized request argument supplied: {name}.", name)
-    for name in UNSUPPORTED_FIELDS & data.keys():
+    for name in (name for name in data if name in UNSUPPORTED_FIELDS):  # the body's order
         if data[name] not in (None, False, 0, [], {}) and data[name] != DEFAULTS.get(name):
             raise invalid(
                 f"{name} is not supported here: this API answers plain chat completions.",

@@ -518,6 +518,9 @@ async def test_unsupported_fields_set_to_their_defaults_are_accepted(sim, member
             "messages[0].content[0].image_url",
         ),
         ({"messages": QUESTION, "functions": [{"name": "f"}]}, "functions"),
+        # Two refused at once: the first in the body is named, whatever the hash seed.
+        ({"messages": QUESTION, "logprobs": True, "top_logprobs": 2}, "logprobs"),
+        ({"messages": QUESTION, "top_logprobs": 2, "logprobs": True}, "top_logprobs"),
         ({"messages": QUESTION, "n": 2}, "n"),
         ({"messages": QUESTION, "n": True}, "n"),
         ({"messages": QUESTION, "n": 1.0}, "n"),
