@@ -48,9 +48,12 @@ class UploadOut(Schema):
 def upload_create(
     request: HttpRequest, file: UploadedFile | None = FILE_FIELD, team: int | None = TEAM_FIELD
 ):
-    if file is None:
+    if file is None:  # also a part whose headers are not UTF-8, which Django skips unread
         raise ApiError(
-            400, "missing_file", "Send the file as multipart form data in the field 'file'.", "file"
+            400,
+            "missing_file",
+            "Send the file as multipart form data in the field 'file', its name in UTF-8.",
+            "file",
         )
     if len(request.FILES.getlist("file")) > 1:
         raise ApiError(

@@ -177,6 +177,23 @@ def test_missing_file_field_is_refused(member_client):
     assert response.json()["error"]["code"] == "missing_file"
 
 
+def test_a_file_name_not_in_utf8_is_refused_saying_so(member_client, uploads_dir):
+    """A part whose header is not UTF-8 (a Latin-1 name sent as it is on disk) cannot be read:
+    the refusal says what to send instead of a bare "send the file"."""
+    body = (
+        b'--B\r\nContent-Disposition: form-data; name="file"; filename="caf\xe9.png"\r\n'
+        b"Content-Type: image/png\r\n\r\n" + files.image_bytes() + b"\r\n--B--\r\n"
+    )
+    response = member_client.post(
+        "/api/uploads/", body, content_type="multipart/form-data; boundary=B"
+    )
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert (error["code"], error["field"]) == ("missing_file", "file")
+    assert "UTF-8" in error["message"]
+    assert not Upload.objects.exists()
+
+
 def test_two_files_in_one_request_are_refused(member_client, uploads_dir):
     first, second = io.BytesIO(b"one"), io.BytesIO(b"two")
     first.name, second.name = "a.txt", "b.txt"
