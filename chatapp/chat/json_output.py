@@ -22,6 +22,7 @@ from referencing.exceptions import Unresolvable
 from chatapp.chat.errors import ChatError
 from chatapp.chat.models import Conversation, MessageStatus, related_or_none
 from chatapp.teams.datafilter import compile_pattern
+from chatapp.teams.json_schemas import ref_loop
 from chatapp.teams.models import JsonSchema, ResponseFormat
 
 FORMATS = tuple(ResponseFormat.values)
@@ -273,7 +274,14 @@ def _problem(requested: dict[str, Any], text: str) -> str | None:
             "The answer could not be checked against the schema: a $ref in it points to"
             " nothing in it (saving the schema again names it)."
         )
-    except Exception as error:  # an unresolvable $ref, a nesting too deep for the validator
+    except RecursionError:
+        if ref_loop(schema):  # a schema saved before such loops were refused
+            return (
+                "The answer could not be checked against the schema: a $ref in it leads back"
+                " to itself (saving the schema again names it)."
+            )
+        return "The answer is nested too deeply to check against the schema."
+    except Exception as error:  # a schema the validator cannot use, saved by an older version
         return f"The answer could not be checked against the schema: {type(error).__name__}."
     finally:
         _steps_left.reset(steps)

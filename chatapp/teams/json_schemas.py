@@ -43,6 +43,15 @@ def parameters_problem(schema: Any) -> str | None:
         return "The schema is nested too deeply to check."
 
 
+def ref_loop(schema: dict) -> str | None:
+    """The $ref on a loop that checking an answer would follow forever (see _ref_cycle), or
+    None: for a schema saved before such loops were refused."""
+    try:
+        return None if next(_refs_to_nothing(schema), None) else _ref_cycle(schema)
+    except RecursionError:
+        return None
+
+
 def _problem(schema: Any) -> str | None:
     data, problem = _as_json(schema)
     if problem:

@@ -417,3 +417,35 @@ def test_a_ref_to_nothing_in_a_schema_saved_earlier_is_explained_when_an_answer_
         "The answer could not be checked against the schema: a $ref in it points to nothing"
         " in it (saving the schema again names it)."
     )
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"$ref": "#"},
+        {"$ref": "#/$defs/a", "$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#"}}},
+    ],
+)
+def test_a_ref_loop_in_a_schema_saved_earlier_is_explained_when_an_answer_is_checked(schema):
+    requested = {"type": "json_schema", "name": "loop", "schema_id": 1, "schema": schema}
+    outcome = json_output.check_answer(requested, '{"step": 1}', "complete")
+    assert outcome is not None and outcome["valid"] is False
+    assert outcome["error"] == (
+        "The answer could not be checked against the schema: a $ref in it leads back to"
+        " itself (saving the schema again names it)."
+    )
+
+
+def test_an_answer_nested_deeper_than_the_check_goes_is_said_to_be_so():
+    """A tree schema (children refer to the root) is no loop: an answer nested too deeply for
+    the validator is named as such."""
+    schema = {
+        "type": "object",
+        "properties": {"children": {"type": "array", "items": {"$ref": "#"}}},
+    }
+    requested = {"type": "json_schema", "name": "tree", "schema_id": 1, "schema": schema}
+    depth = 400
+    text = '{"children": [' * depth + "]}" * depth
+    outcome = json_output.check_answer(requested, text, "complete")
+    assert outcome is not None and outcome["valid"] is False
+    assert outcome["error"] == "The answer is nested too deeply to check against the schema."
