@@ -254,10 +254,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         """Show another branch: this socket gets its state, the conversation's other tabs
         hear that it changed."""
         message_id = frames.object_id(frame, "message_id")
-        conversation_id, leaf_id = await database_sync_to_async(conversations.switch_branch)(
-            self.user, message_id
-        )
+        switch = database_sync_to_async(conversations.switch_branch)
+        conversation_id, leaf_id, temporary = await switch(self.user, message_id)
         await self.subscribe(conversation_id, frames.request_id_of(frame))
+        self.following_temporary = temporary  # as chat.subscribe: its last socket ends it
         # This process's sockets hear it within the broadcast (the layer's copy of it comes
         # back to none of them): this one, answered with the state, lets its own go by.
         self.feed.own_switch = (conversation_id, leaf_id)

@@ -108,3 +108,23 @@ async def test_a_temporary_chat_its_socket_moved_away_from_is_deleted(
     await socket.send({"type": "chat.subscribe", "conversation_id": saved["conversation_id"]})
     await until_gone(Conversation.objects.filter(temporary=True))
     assert [c.pk async for c in Conversation.objects.all()] == [saved["conversation_id"]]
+
+
+async def test_a_temporary_chat_a_socket_switched_branch_into_is_deleted_when_it_leaves(
+    connect, member, sim, settings
+):
+    """chat.switch follows the conversation as chat.subscribe does: the last socket to leave
+    a temporary chat ends it, whichever of the two brought it there."""
+    settings.CHAT_TEMPORARY_GRACE_SECONDS = 0
+    first = await connect(member)
+    ids = await first.send_message("Just between us", temporary=True)
+    await first.until_type("message.done", ids["message_id"])
+    second = await connect(member)
+    await second.send({"type": "chat.switch", "message_id": ids["message_id"]})
+    await second.until_type("conversation.state")
+    await first.communicator.disconnect()
+    await temporary_chats.settled()
+    assert await Conversation.objects.filter(pk=ids["conversation_id"]).aexists()
+    await second.communicator.disconnect()
+    await until_gone(Conversation.objects.filter(pk=ids["conversation_id"]))
+    assert not await Conversation.objects.filter(pk=ids["conversation_id"]).aexists()

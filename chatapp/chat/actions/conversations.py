@@ -190,8 +190,9 @@ def _expired_temporary(now: datetime) -> list[int]:
     return list(_temporary_to_purge(now).values_list("pk", flat=True))
 
 
-def switch_branch(user: Any, message_id: int) -> tuple[int, int]:
-    """Show the branch through this message of the user's; returns (conversation, leaf)."""
+def switch_branch(user: Any, message_id: int) -> tuple[int, int, bool]:
+    """Show the branch through this message of the user's; returns (conversation, leaf,
+    whether it is a temporary chat)."""
     message = owned_message(user, message_id)
     conversation = message.conversation
     with transaction.atomic():
@@ -206,7 +207,7 @@ def switch_branch(user: Any, message_id: int) -> tuple[int, int]:
         assert leaf is not None  # the branch runs through the message
         # Choosing a branch is not activity: the conversation keeps its place in the list.
         Conversation.objects.filter(pk=conversation.pk).update(active_leaf_id=leaf)
-    return conversation.pk, leaf
+    return conversation.pk, leaf, conversation.temporary
 
 
 def teams_holding_others(team_ids: list[int], user_ids: set[int]) -> set[int]:
