@@ -21,7 +21,6 @@ from functools import wraps
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.utils import timezone
@@ -51,6 +50,7 @@ from chatapp.chat.models import MessageStatus
 from chatapp.chat.planning import ReplyPlan
 from chatapp.chat.screening import category_order, safety_findings, safety_summary
 from chatapp.chat.stop_sequences import cut_at_stops
+from chatapp.core.bodies import v1_body_limit
 from chatapp.core.dates import first_instant, next_month
 from chatapp.llm import (
     Finish,
@@ -298,15 +298,8 @@ def _read(raw: bytes) -> tuple[dict[str, Any], tuple[Any, bool, bool]]:
     return body, read_request(body)
 
 
-def body_limit() -> int:
-    """The most a request body may hold: Django's limit for any body, plus a chat message's
-    attachments as base64 (the images a request may carry inline)."""
-    base64_images = 4 * math.ceil(settings.UPLOAD_MAX_MESSAGE_BYTES / 3)
-    return (settings.DATA_UPLOAD_MAX_MEMORY_SIZE or 0) + base64_images
-
-
 def read_body(request: HttpRequest) -> bytes:
-    limit = body_limit()
+    limit = v1_body_limit()
     data = request.read(limit + 1)  # not request.body: that stops at Django's smaller limit
     if len(data) > limit:
         message = f"The request body is over {limit / 1024**2:.0f} MB."

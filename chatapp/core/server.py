@@ -35,6 +35,8 @@ process's death signal was armed would leave it serving on, orphaned.
 The cyclic garbage collector runs less often (`collect_less_often`): with Python's thresholds it
 made four full passes of 24–86 ms during the arrival of 200 answers, each a pause of every
 stream of the process.
+
+A request body larger than any address takes is refused as it arrives (`chatapp.core.bodies`).
 """
 
 import asyncio
@@ -44,7 +46,7 @@ from typing import Any
 
 from twisted.internet import tcp, unix
 
-from chatapp.core import processes, stopping
+from chatapp.core import bodies, processes, stopping
 
 
 class EagerTCPServer(tcp.Server):
@@ -209,6 +211,7 @@ def main() -> None:
     send_text_at_once()
     from daphne.cli import CommandLineInterface  # imports daphne.server: after the policy
 
+    bodies.refuse_large_bodies()
     finish_before_exit()
     CommandLineInterface.entrypoint()
     if not stopping.finished():

@@ -281,14 +281,14 @@ def test_nginx_lets_through_every_body_the_app_takes():
     refusing a smaller one would answer in HTML a request the app would have served."""
     from django.conf import settings
 
-    from chatapp.chat.openai_api import body_limit
+    from chatapp.core.bodies import v1_body_limit
 
     conf = (ROOT / "deploy/nginx.conf").read_text()
     (megabytes,) = re.findall(r"^    client_max_body_size (\d+)m;$", conf, re.MULTILINE)
     assert int(megabytes) * 1024 * 1024 > settings.DATA_UPLOAD_MAX_MEMORY_SIZE
     # /v1 takes images inline, so larger bodies.
     (megabytes,) = re.findall(r"client_max_body_size (\d+)m;", nginx_location("/v1/"))
-    assert int(megabytes) * 1024 * 1024 >= body_limit()
+    assert int(megabytes) * 1024 * 1024 >= v1_body_limit()
 
 
 def nginx_location(prefix: str) -> str:

@@ -2,10 +2,12 @@
 with production settings, then probed over HTTP as the proxy, Prometheus and Docker would."""
 
 import json
+import math
 import re
 import secrets
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 from contextlib import contextmanager
@@ -135,6 +137,65 @@ def test_it_migrates_on_start_and_reports_healthy(server):
     with sqlite3.connect(server.db) as db:
         applied = {app for (app,) in db.execute("SELECT app FROM django_migrations")}
     assert {"chat", "teams", "accounts"} <= applied
+
+
+def raw_request(server: Server, head: bytes, body: bytes = b"") -> bytes:
+    """Send `head` (and `body`) over a socket of its own; everything the server answers until
+    it ends its side of the connection."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as connection:
+        connection.sendall(head + body)
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_a_body_declared_larger_than_any_address_takes_is_refused_before_it_is_sent(server):
+    """No proxy in front (the single container, `make run`): the server answers 413 as soon
+    as the headers say it, without waiting for (or keeping) any of the body."""
+    head = (
+        b"POST /api/uploads/ HTTP/1.1\r\nHost: " + HOST.encode() + b"\r\n"
+        b"Content-Type: multipart/form-data; boundary=B\r\n"
+        b"Content-Length: 10000000000\r\n\r\n"
+    )
+    answer = raw_request(server, head)
+    status, _, body = answer.partition(b"\r\n\r\n")
+    assert status.startswith(b"HTTP/1.1 413 ")
+    assert b"Connection: close" in status
+    error = json.loads(body)["error"]
+    assert error["code"] == "request_too_large"
+    assert "42.5 MB" in error["message"]
+
+
+def test_a_chunked_body_growing_past_the_limit_is_refused_and_the_server_goes_on(server):
+    head = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: " + HOST.encode() + b"\r\n"
+        b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    chunk = b"100000\r\n" + b" " * 0x100000 + b"\r\n"  # 1 MiB
+    answer = raw_request(server, head, chunk * 44 + b"0\r\n\r\n")  # 44 MiB: over 42.5 MB
+    status, _, body = answer.partition(b"\r\n\r\n")
+    assert status.startswith(b"HTTP/1.1 413 ")
+    assert json.loads(body)["error"] == {
+        "code": "request_too_large",
+        "type": "invalid_request_error",
+        "param": None,
+        "message": "The request body is over 42.5 MB, the most this server takes.",
+    }
+    assert server.get("/healthz").status_code == 200
+
+
+def test_a_body_as_large_as_the_limit_reaches_the_app(server):
+    """42.5 MB, the /v1 limit with a message's images as base64: the app answers it."""
+    limit = 2_621_440 + 4 * math.ceil(30 * 1024 * 1024 / 3)
+    response = httpx.post(
+        server.url + "/v1/chat/completions",
+        content=b" " * limit,
+        headers=with_proxy_headers(),
+        timeout=30,
+    )
+    assert response.status_code == 401  # no API key: the app read the request
+    assert response.json()["error"]["code"] == "invalid_api_key"
 
 
 def test_it_is_ready_when_the_upstream_lists_models(server):

@@ -18,7 +18,7 @@ from PIL import Image, PngImagePlugin
 from chatapp.asgi import application
 from chatapp.chat import openai_api
 from chatapp.chat.models import Conversation
-from chatapp.chat.openai_api import body_limit
+from chatapp.core.bodies import v1_body_limit
 from chatapp.teams import actions as team_actions
 from chatapp.teams.models import BudgetHold, TeamPolicy, TeamUsage
 from chatapp.uploads.actions import limits as upload_limits
@@ -103,7 +103,7 @@ async def test_a_large_photo_fits_where_other_bodies_do_not(sim, key):
 
 
 async def test_a_body_over_the_limit_is_413(sim, key):
-    padding = "x" * (body_limit() + 1)
+    padding = "x" * (v1_body_limit() + 1)
     async with raw(key) as http:
         response = await http.post(
             "/v1/chat/completions",
