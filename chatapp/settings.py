@@ -420,6 +420,8 @@ if EMAIL_URL:
         vars().update(env.email_url("EMAIL_URL"))
     except Exception as exc:  # django-environ raises several types for a malformed URL
         raise ImproperlyConfigured(f"EMAIL_URL is not a valid email URL: {exc}") from None
+# Seconds to wait on the mail server: Django's default waits forever, holding the page.
+EMAIL_TIMEOUT = env_number("EMAIL_TIMEOUT", 10, cast=float, minimum=0.1)
 # Checked now: Django's SMTP backend would refuse a bad one as each mail went out.
 DEFAULT_FROM_EMAIL = (
     env.str("DEFAULT_FROM_EMAIL", default="").strip() or "llama-team-chat@localhost"

@@ -1,6 +1,7 @@
 """SIGNUP_POLICY: who may create an account, and the budget a new personal team starts with."""
 
 import re
+import socket
 from datetime import timedelta
 from urllib.parse import urlsplit
 
@@ -13,6 +14,7 @@ from chatapp.accounts import views
 from chatapp.teams.actions import accept_invitation, ensure_personal_team
 from chatapp.teams.models import Invitation, TeamPolicy
 from tests.conftest import PASSWORD
+from tests.support.ports import free_port
 
 User = get_user_model()
 
@@ -234,6 +236,29 @@ def test_a_confirmation_mail_that_cannot_be_sent_makes_no_account(
     assert response.status_code == 503
     assert "could not be sent" in response.content.decode()
     assert not get_user_model().objects.filter(username="eve").exists()
+
+
+@pytest.fixture
+def silent_mail_server():
+    """A mail server that takes the connection and never says a word."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        yield server.getsockname()[1]
+
+
+@pytest.mark.parametrize("server", ["refusing", "silent"])
+def test_a_mail_server_that_refuses_or_never_answers_makes_no_account(
+    client, site_admin, by_domain, server, request
+):
+    by_domain.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    by_domain.EMAIL_HOST = "127.0.0.1"
+    by_domain.EMAIL_PORT = (
+        request.getfixturevalue("silent_mail_server") if server == "silent" else free_port()
+    )
+    by_domain.EMAIL_TIMEOUT = 0.5  # the site's default is longer (tests/core/test_settings.py)
+    response = signup(client, "eve", "eve@example.com")
+    assert response.status_code == 503
+    assert "could not be sent" in response.content.decode()
+    assert not User.objects.filter(username="eve").exists()
 
 
 def test_open_signup_admits_anyone(client, site_admin, settings):

@@ -19,7 +19,7 @@ VARIABLES = (
     "SECRET_KEY DEBUG ALLOWED_HOSTS DATABASE_URL REDIS_URL LLAMA_API_KEY LLAMA_API_BASE_URL "
     "LLAMA_API_PROTOCOL LLAMA_DEFAULT_MODEL CSRF_TRUSTED_ORIGINS SIGNUP_POLICY "
     "SIGNUP_ALLOWED_DOMAINS PERSONAL_TEAM_MONTHLY_TOKEN_BUDGET CHAT_STALE_GENERATION_SECONDS "
-    "LLAMA_FIRST_TOKEN_TIMEOUT LLAMA_MAX_ATTEMPTS LLAMA_MODEL_CONTEXT LLAMA_MODELS"
+    "LLAMA_FIRST_TOKEN_TIMEOUT LLAMA_MAX_ATTEMPTS LLAMA_MODEL_CONTEXT LLAMA_MODELS EMAIL_TIMEOUT"
 ).split()
 
 
@@ -232,6 +232,17 @@ def test_the_sender_may_carry_a_name():
     for unset in ({}, {"DEFAULT_FROM_EMAIL": ""}):  # empty, as compose passes an unset one
         default = loaded_setting("DEFAULT_FROM_EMAIL", SECRET_KEY="x" * 50, **unset)
         assert default == "llama-team-chat@localhost"
+
+
+def test_a_mail_server_that_never_answers_is_given_up_on():
+    """Django's SMTP backend waits forever by default: a mail server that took the connection
+    and never answered held the page that sent the mail (and a signup's transaction) for good."""
+    assert loaded_setting("EMAIL_TIMEOUT", SECRET_KEY="x" * 50) == 10
+    assert loaded_setting("EMAIL_TIMEOUT", SECRET_KEY="x" * 50, EMAIL_TIMEOUT="2.5") == 2.5
+    for bad in ("0", "never"):
+        result = load_settings(SECRET_KEY="x" * 50, EMAIL_TIMEOUT=bad)
+        assert result.returncode != 0
+        assert "EMAIL_TIMEOUT must be" in result.stderr.strip().splitlines()[-1]
 
 
 def test_the_stale_window_outlasts_a_retrying_answers_quietest_stretch():
