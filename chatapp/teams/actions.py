@@ -176,6 +176,20 @@ def invite(
     return invitation
 
 
+# One invitation mail an address per this long, however often it is invited, from any team.
+INVITATION_MAIL_PAUSE = timedelta(minutes=5)
+
+
+def invitation_mail_due(invitation: Invitation) -> bool:
+    """Whether to mail this invitation: no other invitation for its address was made within
+    the pause (inviting and revoking over and over would flood the inbox)."""
+    since = timezone.now() - INVITATION_MAIL_PAUSE
+    earlier = AuditEvent.objects.filter(
+        action=AuditAction.INVITE, created_at__gt=since, details__email=invitation.email
+    ).exclude(details__invitation_id=invitation.pk)
+    return not earlier.exists()
+
+
 def email_invitation(invitation: Invitation, link: str) -> None:
     """Send the invitation link by email; raises OSError when the mail server fails."""
     send_mail(

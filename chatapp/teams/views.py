@@ -290,6 +290,13 @@ def _send_invitation(request, invitation: Invitation) -> None:
     if not invitation.email or not settings.EMAIL_URL:
         messages.success(request, "Invitation created: copy its link below and send it.")
         return
+    if not actions.invitation_mail_due(invitation):
+        messages.info(
+            request,
+            f"{invitation.email} was invited a few minutes ago, so this invitation was not"
+            " emailed: copy its link below and send it.",
+        )
+        return
     try:
         actions.email_invitation(invitation, link)
     except OSError as exc:  # smtplib errors are OSErrors too

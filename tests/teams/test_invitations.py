@@ -66,6 +66,33 @@ def test_invitation_is_emailed_when_email_is_configured(owner_client, team, owne
     assert f"/invite/{invitation.token}/" in mail.outbox[0].body
 
 
+def test_inviting_one_address_over_and_over_mails_it_once_a_while(
+    owner_client, team, owner, settings, make_user
+):
+    """Inviting, revoking and inviting again (from any team) would flood the address's inbox
+    with mails the site sends: each invitation is still made, its link shown to copy."""
+    settings.EMAIL_URL = "smtp://mail.example.com"
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    other_team = actions.create_team(make_user("oscar"), "Other")
+    other_client = Client()
+    other_client.force_login(other_team.memberships.get().user)
+    for client, inviting in ((owner_client, team), (other_client, other_team)) * 2:
+        response = invite(client, inviting, email="New@example.com")
+        assert response.status_code == 302
+        revoke = reverse(
+            "teams:invitation_revoke", args=[inviting.pk, inviting.invitations.get().pk]
+        )
+        assert client.post(revoke).status_code == 302
+    assert [m.to for m in mail.outbox] == [["new@example.com"]]
+    page = invite(owner_client, team, email="new@example.com", role="admin")
+    assert "was not emailed" in owner_client.get(page["Location"]).content.decode()
+    assert team.invitations.filter(email="new@example.com", role="admin").exists()
+
+    AuditEvent.objects.update(created_at=timezone.now() - actions.INVITATION_MAIL_PAUSE)
+    invite(other_client, other_team, email="new@example.com")
+    assert [m.to for m in mail.outbox] == [["new@example.com"]] * 2
+
+
 def test_a_team_name_stored_with_a_line_break_still_mails_its_invitations(
     owner_client, team, owner, settings
 ):
