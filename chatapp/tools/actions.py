@@ -78,7 +78,14 @@ def check_timeout(timeout: int) -> int:
 
 def check_token(token: str) -> str:
     """A token to store: empty (none), or long enough to be hidden wherever a server quotes
-    it back (mcp_client.without_token)."""
+    it back (mcp_client.without_token), and what an HTTP header holds: printable ASCII."""
+    if token and (not token.isascii() or not token.isprintable() or " " in token):
+        raise ToolActionError(
+            "invalid",
+            "The token can hold only ASCII letters, digits and punctuation, without spaces:"
+            " enter it exactly as the server expects it.",
+            "token",
+        )
     if token and len(token) < mcp_client.MIN_TOKEN_CHARS:
         raise ToolActionError(
             "invalid",

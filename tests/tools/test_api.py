@@ -253,6 +253,27 @@ def test_choices_sent_with_a_new_url_apply_to_the_tools_it_lists(clients, team, 
     assert Tool.objects.get(name="get_weather").enabled is False
 
 
+@pytest.mark.parametrize("token", ["jeton-sécret-42", "two words-1234", "tab\there-1234"])
+def test_a_token_no_header_can_carry_is_refused_before_connecting(clients, team, mcp_server, token):
+    """A token goes in the Authorization header, which holds printable ASCII without spaces:
+    one it cannot carry is refused where it is entered, not stored to fail every call with a
+    reason that blames the URL."""
+    body = {"name": "accented", "url": mcp_server.url, "token": token}
+    added = send(clients["owner"], "post", base(team), body)
+    assert added.status_code == 400
+    assert added.json()["error"]["field"] == "token"
+    assert "ASCII" in added.json()["error"]["message"]
+    assert not ToolServer.objects.exists() and mcp_server.record.methods == []
+
+    created = send(clients["owner"], "post", base(team), {"name": "d", "url": mcp_server.url})
+    url = f"{base(team)}{created.json()['id']}/"
+    before, heard = list(ToolServer.objects.values()), len(mcp_server.record.authorizations)
+    changed = send(clients["owner"], "patch", url, {"token": token})
+    assert changed.status_code == 400 and changed.json()["error"]["field"] == "token"
+    assert list(ToolServer.objects.values()) == before
+    assert len(mcp_server.record.authorizations) == heard
+
+
 def test_the_token_is_never_answered_audited_or_logged(clients, team, caplog):
     caplog.set_level(logging.DEBUG)
     with run_tool_server(token=TOKEN) as protected:
