@@ -5,6 +5,7 @@ its one thing and closes; failures become ToolServerError with a message a team 
 on, never a stack trace or the token. Cancellation is not a failure: it propagates.
 """
 
+import json
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -252,9 +253,11 @@ def without_token(text: str, token: str) -> str:
     quotes the token back (an error naming the session it refused, a tool saying who called)
     does not show it. Before any cut, so no piece of it is left either. A token shorter than
     MIN_TOKEN_CHARS (stored before there was one) only where it stands alone, not inside the
-    words and numbers of every result."""
+    words and numbers of every result. Also as JSON text writes it (structured content, a
+    tool's JSON), its quotes and backslashes escaped."""
     if len(token) >= MIN_TOKEN_CHARS:
-        return text.replace(token, "[redacted]")
+        escaped = json.dumps(token, ensure_ascii=False)[1:-1]
+        return text.replace(token, "[redacted]").replace(escaped, "[redacted]")
     if token:
         return re.sub(rf"(?<!\w){re.escape(token)}(?!\w)", "[redacted]", text)
     return text

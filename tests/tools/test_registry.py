@@ -299,6 +299,26 @@ async def test_a_result_quoting_the_token_back_never_shows_it(settings, team, ow
     assert (result.content, result.is_error) == ("You are Bearer [redacted]", False)
 
 
+def test_a_result_quoting_the_token_back_in_json_never_shows_it(settings, team, owner):
+    """Structured content goes to the model as JSON text, which writes a quote or a backslash
+    of the token escaped (a tool's JSON text does too): hidden all the same."""
+    settings.LLAMA_ALLOW_PRIVATE_PROVIDER_URLS = True
+    token = 'mcp"secret\\Hq20'
+    answer = {"content": [], "structuredContent": {"caller": f"Bearer {token}"}}
+    with run_tool_server(token=token, call_result=json.dumps(answer)) as running:
+        server = ToolServer.objects.create(
+            team=team,
+            name="echo",
+            url=running.url,
+            token_encrypted=crypto.encrypt(token),
+            created_by=owner,
+        )
+        store_listing(server, async_to_sync(fetch_listing)(running.url, token, server.timeout))
+        tool = by_name(registry.available_tools(team.pk))["get_weather"]
+        result = async_to_sync(call_tool)(tool, {"city": "Paris"})
+    assert (result.content, result.is_error) == ('{"caller": "Bearer [redacted]"}', False)
+
+
 async def test_a_short_token_stored_before_the_minimum_is_hidden_only_as_a_whole_word(
     settings, team, owner
 ):
