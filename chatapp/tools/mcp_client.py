@@ -282,6 +282,9 @@ def _describe(url: str, token: str, exc: Exception, trouble: Trouble) -> str:
             " check the server's token."
         )
     if trouble.status is not None and trouble.status != 404:
+        if trouble.explained and isinstance(cause, MCPError):  # its reason, such as bad arguments
+            said = without_token(cause.error.message, token)[:200]
+            return f"The tool server at {host} answered with HTTP {trouble.status}: {said}"
         return f"The tool server at {host} answered with HTTP {trouble.status}."
     if isinstance(cause, httpx2.TimeoutException):
         return f"The tool server at {host} did not answer in time."

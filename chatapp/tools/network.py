@@ -74,6 +74,7 @@ class Trouble:
     def __init__(self) -> None:
         self.error: Exception | None = None
         self.status: int | None = None
+        self.explained = False  # the error status came with a JSON body (a JSON-RPC error)
 
 
 class LimitedStream(httpx2.AsyncByteStream):
@@ -124,6 +125,8 @@ class GuardedTransport(httpx2.AsyncHTTPTransport):
             raise
         if response.status_code >= 400:
             self.trouble.status = response.status_code
+            content_type = response.headers.get("content-type", "").lower()
+            self.trouble.explained = content_type.startswith("application/json")
         stream = response.stream
         if isinstance(stream, httpx2.AsyncByteStream) and not response.headers.get(
             "content-type", ""

@@ -13,7 +13,8 @@ server not built on the SDK may, and whoami(), which quotes the Authorization he
 `filler` lists that many more tools (tool_1, tool_2, ...).
 With `json_response` it answers each request with one JSON body instead of an event stream,
 gzipped, whatever the request accepts, with `gzip` too. `tools` (JSON text) is its answer to
-tools/list instead of its own tools, `call_result` (JSON text) its answer to every tools/call.
+tools/list instead of its own tools, `call_result` (JSON text) its answer to every tools/call;
+`call_error` answers every tools/call with HTTP 400 and a JSON-RPC error of that message.
 With `hang_on_close` it never answers the DELETE that ends a session.
 """
 
@@ -178,9 +179,10 @@ async def _read_body(receive) -> bytes:
             return body
 
 
-def _answering(app, method: str, result: str):
+def _answering(app, method: str, result: str, status: int = 200, field: str = "result"):
     """ASGI middleware: `method` answered with `result`, JSON text as a server not built on
-    the SDK may write it (NaN included); every other request goes on to the server."""
+    the SDK may write it (NaN included), as the JSON-RPC answer's `field` (an `error` with an
+    HTTP `status`); every other request goes on to the server."""
 
     async def answering(scope, receive, send):
         if scope["type"] != "http" or scope["method"] != "POST":
@@ -189,8 +191,8 @@ def _answering(app, method: str, result: str):
         request = json.loads(body or b"{}")
         if isinstance(request, dict) and request.get("method") == method:
             request_id = json.dumps(request["id"])
-            text = f'{{"jsonrpc": "2.0", "id": {request_id}, "result": {result}}}'
-            answer = PlainTextResponse(text, media_type="application/json")
+            text = f'{{"jsonrpc": "2.0", "id": {request_id}, "{field}": {result}}}'
+            answer = PlainTextResponse(text, status, media_type="application/json")
             return await answer(scope, receive, send)
         replayed = False
 
@@ -248,6 +250,7 @@ class RunningToolServer:
         tools: str | None = None,
         hang_on_close: bool = False,
         call_result: str | None = None,
+        call_error: str | None = None,
     ):
         self.record = ToolServerRecord()
         built = build_server(self.record, odd_text, extras, filler)
@@ -258,6 +261,9 @@ class RunningToolServer:
             app = _answering(app, "tools/list", f'{{"tools": {tools}}}')
         if call_result is not None:
             app = _answering(app, "tools/call", call_result)
+        if call_error is not None:
+            refusal = json.dumps({"code": -32602, "message": call_error})
+            app = _answering(app, "tools/call", refusal, status=400, field="error")
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", 0))
@@ -316,6 +322,7 @@ def run_tool_server(
     tools: str | None = None,
     hang_on_close: bool = False,
     call_result: str | None = None,
+    call_error: str | None = None,
 ) -> Iterator[RunningToolServer]:
     server = RunningToolServer(
         token,
@@ -328,6 +335,7 @@ def run_tool_server(
         tools,
         hang_on_close,
         call_result,
+        call_error,
     )
     try:
         yield server

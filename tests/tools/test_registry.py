@@ -464,3 +464,20 @@ def test_a_result_malformed_as_a_whole_says_so_not_that_the_server_is_unreachabl
         "The tool server at 127.0.0.1 answered, but its result is in a form MCP does not allow,"
         " so it was left out: the tool may have run all the same."
     )
+
+
+def test_a_json_rpc_error_sent_with_an_http_error_status_is_told_to_the_model(
+    settings, team, owner
+):
+    """A server may refuse a call (arguments that do not match the schema) with HTTP 400 and
+    the JSON-RPC error in the body: the model gets the server's reason, to call it better."""
+    settings.LLAMA_ALLOW_PRIVATE_PROVIDER_URLS = True
+    with run_tool_server(call_error="Invalid params: 'title' is required") as running:
+        server = ToolServer.objects.create(team=team, name="odd", url=running.url, created_by=owner)
+        store_listing(server, async_to_sync(fetch_listing)(running.url, "", server.timeout))
+        tool = by_name(registry.available_tools(team.pk))["create_ticket"]
+        result = async_to_sync(call_tool)(tool, {"name": "Printer"})
+    assert (result.content, result.is_error) == (
+        "The tool server at 127.0.0.1 answered with HTTP 400: Invalid params: 'title' is required",
+        True,
+    )
