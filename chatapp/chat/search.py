@@ -18,7 +18,7 @@ from typing import Any
 from django.db import connection
 
 from chatapp.chat.models import Conversation, MessageRole, MessageStatus
-from chatapp.chat.search_index import AS_SPACES, searched_text
+from chatapp.chat.search_index import AS_SEARCHED, searched_text
 
 TITLE_WEIGHT = 2
 SNIPPET_WORDS = 24  # about 160 characters of text around the match
@@ -85,7 +85,7 @@ def tsquery_sql(alternatives: list[Alternative]) -> tuple[str, list[str]]:
     for a in alternatives:
         terms = [item] * len(a.words) + [f"!!{item}"] * len(a.excluded)
         parts.append("(" + " && ".join(terms) + ")")
-        params += ['"' + text.translate(AS_SPACES) + '"' for text in (*a.words, *a.excluded)]
+        params += ['"' + text.translate(AS_SEARCHED) + '"' for text in (*a.words, *a.excluded)]
     return "(" + " || ".join(parts) + ")", params
 
 
@@ -187,7 +187,7 @@ def _cut_marks(text: str, excerpt: str) -> str:
     as searched, composed and without punctuation: that stretch of the composed text, with its
     punctuation, is shown."""
     text = unicodedata.normalize("NFC", text)
-    at = text.translate(AS_SPACES).find(excerpt)
+    at = text.translate(AS_SEARCHED).find(excerpt)
     if at >= 0:
         excerpt = text[at : at + len(excerpt)]
     before = "…" if at > 0 and text[:at].strip() else ""

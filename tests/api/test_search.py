@@ -114,6 +114,29 @@ def test_composed_and_decomposed_accents_find_each_other(member_client, member, 
     assert result["snippet"].startswith("…") and result["snippet"].endswith("…")
 
 
+def test_accents_on_latin_letters_are_folded_alike_on_either_database(
+    member_client, member, make_conversation
+):
+    """`cafe` finds `café` and `viet` finds `Việt` (two marks on one letter), composed or
+    not, on both databases; letters of other alphabets stay apart (`и` is not `й`)."""
+    filler = " ".join(f"word{n}" for n in range(60))
+    make_conversation(member, "Composed", messages=[("user", "Tiếng Việt, un café")])
+    decomposed = "Tie\u0302\u0301ng Vie\u0323\u0302t"
+    make_conversation(member, "Decomposed", messages=[("user", decomposed)])
+    make_conversation(member, "Plain", messages=[("user", "tieng viet, un cafe")])
+    make_conversation(member, "Crème brûlée", messages=[("user", "dessert")])
+    make_conversation(member, "Russian", messages=[("user", "мой дом")])
+    make_conversation(member, "Long", messages=[("assistant", f"{filler} Phở Hà Nội {filler}")])
+    for q in ("viet", "Việt", "Vie\u0323\u0302t", "VIỆT", "tieng viet"):
+        assert sorted(titles(member_client, q)) == ["Composed", "Decomposed", "Plain"], q
+    assert sorted(titles(member_client, "cafe")) == ["Composed", "Plain"]
+    assert sorted(titles(member_client, "café")) == ["Composed", "Plain"]
+    assert titles(member_client, "creme brulee") == ["Crème brûlée"]
+    assert titles(member_client, "мои") == []
+    (result,) = search(member_client, "pho ha noi")["results"]
+    assert "word59 Phở Hà Nội word0" in result["snippet"]
+
+
 def test_hyphenated_words_and_addresses_are_found_as_typed(
     member_client, member, make_conversation
 ):
