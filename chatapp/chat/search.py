@@ -18,7 +18,7 @@ from typing import Any
 from django.db import connection
 
 from chatapp.chat.models import Conversation, MessageRole, MessageStatus
-from chatapp.chat.search_index import AS_SEARCHED, searched_text
+from chatapp.chat.search_index import AS_SEARCHED, NARROW, WIDE, searched_text
 
 TITLE_WEIGHT = 2
 SNIPPET_WORDS = 24  # about 160 characters of text around the match
@@ -31,6 +31,7 @@ RANKED_MATCHES = 2_000
 # may start with "-" to exclude it.
 CHUNK = re.compile(r'(-?)"([^"]*)"?|(-?)([^\s"]+)')
 WORD_CHARACTER = re.compile(r"[^\W_]")  # what both databases' tokenizers keep
+AS_NARROW = str.maketrans(NARROW)
 
 
 @dataclass(frozen=True)
@@ -64,14 +65,20 @@ def parse(query: str) -> list[Alternative]:
 
 
 def fts5_match(alternatives: list[Alternative]) -> str:
-    """An FTS5 MATCH expression: every item is a quoted string, so no user input is syntax."""
+    """An FTS5 MATCH expression: every item is a quoted string, so no user input is syntax,
+    in ASCII or in full-width letters (the index holds the text as written)."""
 
     def quoted(text: str) -> str:
         return '"' + text.replace('"', '""') + '"'
 
+    def either_width(text: str) -> str:
+        narrow = text.translate(AS_NARROW)
+        wide = narrow.translate(WIDE)
+        return quoted(narrow) if wide == narrow else f"({quoted(narrow)} OR {quoted(wide)})"
+
     def alternative(a: Alternative) -> str:
-        expression = "(" + " AND ".join(quoted(w) for w in a.words) + ")"
-        return "(" + expression + "".join(f" NOT {quoted(w)}" for w in a.excluded) + ")"
+        expression = "(" + " AND ".join(either_width(w) for w in a.words) + ")"
+        return "(" + expression + "".join(f" NOT {either_width(w)}" for w in a.excluded) + ")"
 
     return " OR ".join(alternative(a) for a in alternatives)
 

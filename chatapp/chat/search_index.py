@@ -52,6 +52,12 @@ def _without_diacritics(letter: str) -> str:
 _LATIN = [chr(c) for c in (*range(0xC0, 0x250), *range(0x1E00, 0x1F00))]
 _FOLDED = {c: _without_diacritics(c) for c in _LATIN if unicodedata.category(c)[0] == "L"}
 _FOLDED = {c: base for c, base in _FOLDED.items() if base != c and len(base) == 1}
+# Full-width ASCII (`ｍａｘ`, as East Asian keyboards type Latin letters) is ASCII, and its
+# punctuation splits words as ASCII's does. SQLite's index keeps them apart: there each word of
+# a query is also searched in full-width (chatapp.chat.search.fts5_match).
+NARROW = {chr(c): chr(c - 0xFEE0) for c in range(0xFF01, 0xFF5F)}
+WIDE = str.maketrans({ascii: wide for wide, ascii in NARROW.items()})
+_FOLDED |= {wide: " " if a in f"{SEPARATORS}%" else a for wide, a in NARROW.items()}
 FOLD_FROM, FOLD_TO = "".join(_FOLDED), "".join(_FOLDED.values())
 # Python's reading of a text as PostgreSQL searches it (after NFC), one character for one.
 AS_SEARCHED = str.maketrans(SEPARATORS + FOLD_FROM, SPACES + FOLD_TO)

@@ -137,6 +137,19 @@ def test_accents_on_latin_letters_are_folded_alike_on_either_database(
     assert "word59 Phở Hà Nội word0" in result["snippet"]
 
 
+def test_full_width_letters_and_digits_are_their_ascii_letters(
+    member_client, member, make_conversation
+):
+    """Text typed with an East Asian keyboard often holds full-width Latin letters and digits
+    (`ｍａｘ`): they are the same words as `max` on either database, both ways."""
+    make_conversation(member, "Wide", messages=[("user", "ｍａｘ＿ｔｏｋｅｎｓ は ２０４８")])
+    make_conversation(member, "Narrow", messages=[("user", "set max_tokens to 2048")])
+    make_conversation(member, "ＡＩ ｎｏｔｅｓ", messages=[("user", "nothing")])
+    for q in ("ｍａｘ", "max", "ＭＡＸ", "max_tokens", "ｍａｘ＿ｔｏｋｅｎｓ", "２０４８", "2048"):
+        assert sorted(titles(member_client, q)) == ["Narrow", "Wide"], q
+    assert titles(member_client, "ai notes") == ["ＡＩ ｎｏｔｅｓ"]
+
+
 def test_hyphenated_words_and_addresses_are_found_as_typed(
     member_client, member, make_conversation
 ):
@@ -410,10 +423,11 @@ def test_parse_reads_words_phrases_exclusions_and_alternatives():
 
 
 def test_fts5_match_quotes_every_item():
-    assert fts5_match(parse('say "hi" NEAR(x) a"b')) == (
-        '(("say" AND "hi" AND "NEAR(x)" AND "a" AND "b"))'
+    assert fts5_match(parse('"hi" NEAR(x) 東京 a"b')) == (
+        '((("hi" OR "ｈｉ") AND ("NEAR(x)" OR "ＮＥＡＲ（ｘ）") AND "東京" AND ("a" OR "ａ")'
+        ' AND ("b" OR "ｂ")))'
     )
-    assert fts5_match(parse("a -b OR c")) == '(("a") NOT "b") OR (("c"))'
+    assert fts5_match(parse("ａ -b OR 東")) == '((("a" OR "ａ")) NOT ("b" OR "ｂ")) OR (("東"))'
 
 
 # --- answers enter the index when they stop streaming --------------------------------------

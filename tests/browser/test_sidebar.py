@@ -303,6 +303,22 @@ def test_a_word_with_combining_marks_is_marked_whole(sidebar_page, app_server):
     )
 
 
+def test_full_width_letters_and_accents_are_marked_as_the_search_found_them(
+    sidebar_page, app_server
+):
+    page = sidebar_page
+    app_server.run_python(
+        "from chatapp.chat.models import Conversation\n"
+        "c = Conversation.objects.exclude(title='').first()\n"
+        "Conversation.objects.create(team_id=c.team_id, owner_id=c.owner_id,"
+        " title='ＡＩ tiếng Việt', model='m')"
+    )
+    page.get_by_label("Search conversations").fill("ai viet")
+    expect(page.locator(".conversation-item .conversation-name mark")).to_have_text(
+        ["ＡＩ", "Việt"]
+    )
+
+
 @pytest.mark.parametrize("theme", ["light", "dark"])
 def test_snippets_stay_readable_on_the_open_row_and_the_focused_one(
     sidebar_page, conversations, theme

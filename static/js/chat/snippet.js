@@ -12,11 +12,15 @@ const CHUNK = /(-?)"([^"]*)"?|(-?)([^\s"]+)/g;
 const WORD = /[\p{L}\p{N}\p{M}]+/gu;
 const LEAD = 30; // characters of text kept before the first match
 
+// Full-width ASCII (ｍａｘ) is ASCII to search (chatapp/chat/search_index.py).
+const FULL_WIDTH = /[\uFF01-\uFF5E]/g;
+
 function folded(word) {
-  return word.normalize("NFD").replace(/\p{M}/gu, "").toLocaleLowerCase();
+  const narrow = word.replace(FULL_WIDTH, (c) => String.fromCharCode(c.charCodeAt(0) - 0xfee0));
+  return narrow.normalize("NFD").replace(/\p{M}/gu, "").toLocaleLowerCase();
 }
 
-/** The words a query looks for, folded (case and accents), without the ones it leaves out. */
+/** The words a query looks for, folded (case, accents and width), without the ones it leaves out. */
 function searchedWords(query) {
   const words = new Set();
   for (const [, minus, phrase, bareMinus, bare] of query.matchAll(CHUNK)) {
