@@ -19,6 +19,7 @@ class Described(HTMLParser):
         self.texts: dict[str, list[str]] = {}
         self.open_ids: list[tuple[str, str | None]] = []
         self.references: list[tuple[str, str]] = []
+        self.holding_fields: set[str] = set()  # ids of elements with a form field inside
 
     def handle_starttag(self, tag, attrs):
         attributes = dict(attrs)
@@ -26,6 +27,8 @@ class Described(HTMLParser):
             self.texts.setdefault(attributes["id"], [])
         for target in (attributes.get("aria-describedby") or "").split():
             self.references.append((attributes.get("name") or attributes.get("id", tag), target))
+        if tag in {"input", "select", "textarea"}:
+            self.holding_fields.update(element_id for _, element_id in self.open_ids if element_id)
         if tag not in {"input", "br", "img", "meta", "link", "hr", "source"}:
             self.open_ids.append((tag, attributes.get("id")))
 
@@ -63,6 +66,19 @@ def described_fields(response) -> set[str]:
     return {field for field, _ in references}
 
 
+def unnamed_notes(response) -> list[str]:
+    """The ids of help texts and errors on the page that no field's aria-describedby names."""
+    parser = Described()
+    parser.feed(response.content.decode())
+    named = {target for _, target in parser.references}
+    notes = {
+        key
+        for key in parser.texts
+        if key.endswith(("_helptext", "_error")) and key not in parser.holding_fields
+    }
+    return sorted(notes - named)
+
+
 def test_signup_help_and_errors_are_tied_to_their_fields(client, settings):
     settings.SIGNUP_POLICY = "open"
     page = client.get("/accounts/signup/")
@@ -90,15 +106,19 @@ def test_settings_help_and_errors_are_tied_to_their_fields(member_client):
     assert {"temperature", "max_tokens", "top_p"} <= described_fields(page)
     failed = member_client.post("/settings/", {"top_p": "3", "temperature": "x"})
     assert broken_references(failed) == []
+    assert unnamed_notes(failed) == []
 
 
 @pytest.mark.parametrize("section", ["", "members/", "prompts/", "policy/", "provider/"])
 def test_team_forms_tie_help_and_errors_to_their_fields(owner_client, team, section):
     url = f"/teams/{team.pk}/{section}"
-    assert broken_references(owner_client.get(url)) == []
+    page = owner_client.get(url)
+    assert broken_references(page) == []
+    assert unnamed_notes(page) == []
     if section in {"policy/", "provider/"}:
         failed = owner_client.post(url, {"default_temperature": "9", "base_url": "ftp://x"})
         assert broken_references(failed) == []
+        assert unnamed_notes(failed) == []
 
 
 def test_team_invitation_and_prompt_errors_are_tied_to_their_fields(owner_client, team):
@@ -128,3 +148,24 @@ def test_the_admin_access_reason_is_tied_to_its_help(site_admin, team, member):
     failed = client.post(url, {"reason": ""})
     assert broken_references(failed) == []
     assert described_fields(failed)
+
+
+def test_choice_groups_on_the_policy_page_are_described_by_their_help_and_errors(
+    owner_client, team
+):
+    url = f"/teams/{team.pk}/policy/"
+    page = owner_client.get(url)
+    assert unnamed_notes(page) == []
+    assert "id_safety_input_helptext" in descriptions(page.content.decode())[0]
+    failed = owner_client.post(url, {"safety_input": "sometimes", "allowed_models": ["none"]})
+    assert "id_safety_input_error" in descriptions(failed.content.decode())[0]
+    assert unnamed_notes(failed) == []
+
+
+def test_the_share_forms_choice_groups_are_described_by_their_errors(member_client, member, team):
+    conversation = Conversation.objects.create(team=team, owner=member, model="m", title="t")
+    url = f"/c/{conversation.pk}/share/"
+    failed = member_client.post(url, {"audience": "members"})
+    assert "id_members_error" in descriptions(failed.content.decode())[0]
+    assert unnamed_notes(failed) == []
+    assert broken_references(failed) == []
