@@ -29,11 +29,14 @@ HELPERS = """
         const linear = (v) => (v /= 255) <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
         return 0.2126 * linear(r) + 0.7152 * linear(g) + 0.0722 * linear(b);
     };
+    const ratio = (one, other) => {
+        const [light, dark] = [luminance(one), luminance(other)].sort((x, y) => y - x);
+        return (light + 0.05) / (dark + 0.05);
+    };
     const contrast = (element, pseudo = null) => {
         const background = behind(element);
         const text = over(parse(getComputedStyle(element, pseudo).color), background);
-        const [light, dark] = [luminance(text), luminance(background)].sort((x, y) => y - x);
-        return {ratio: (light + 0.05) / (dark + 0.05), background: luminance(background)};
+        return {ratio: ratio(text, background), background: luminance(background)};
     };
 """
 
@@ -84,3 +87,34 @@ def placeholder_contrast(page, selector: str) -> float:
 def unreadable_text(page) -> list[str]:
     """The page's visible text whose contrast falls under WCAG AA, described."""
     return page.evaluate(AUDIT)
+
+
+# Every field a person types in or picks from (its box: the message box's is the composer) must
+# stand out from what is around it by 3:1 (WCAG 1.4.11), by its edge or by its fill.
+FIELD_EDGES = f"""() => {{
+    {HELPERS}
+    const failures = [];
+    const fields = document.querySelectorAll(
+        'input:not([type=checkbox], [type=radio], [type=hidden], [type=file]), select, textarea');
+    for (const field of fields) {{
+        const box = field.closest('.composer') || field;
+        if (field.disabled || !box.checkVisibility({{visibilityProperty: true}})) continue;
+        if (field.closest('.visually-hidden')) continue;
+        const around = behind(box.parentElement);
+        const style = getComputedStyle(box);
+        const edge = parseFloat(style.borderTopWidth) > 0
+            ? over(parse(style.borderTopColor), around) : around;
+        const best = Math.max(ratio(edge, around), ratio(behind(box), around));
+        if (best < 3) {{
+            const name = box.tagName.toLowerCase() + (box.id ? '#' + box.id : '')
+                + (box.name ? `[name=${{box.name}}]` : '');
+            failures.push(`${{name}}: ${{best.toFixed(2)}}`);
+        }}
+    }}
+    return failures;
+}}"""
+
+
+def faint_field_edges(page) -> list[str]:
+    """The page's visible fields whose edge and fill stand out from around them by under 3:1."""
+    return page.evaluate(FIELD_EDGES)

@@ -7,7 +7,7 @@ from playwright.sync_api import expect
 
 from tests.browser.chat_page import ChatPage, log_in
 from tests.browser.conftest import PHONE
-from tests.e2e.contrast import contrast_of, unreadable_text
+from tests.e2e.contrast import contrast_of, faint_field_edges, unreadable_text
 from tests.e2e.journeys import (
     assert_clean,
     expect_socket_open,
@@ -158,8 +158,9 @@ def team_with_everything(page) -> str:
     return team_url
 
 
-def audit_in_both_themes(page, visits: list) -> dict[str, list[str]]:
-    """Run each visit (a path, or a function that brings the page to a state) in both themes."""
+def audit_in_both_themes(page, visits: list, audit=unreadable_text) -> dict[str, list[str]]:
+    """Run each visit (a path, or a function that brings the page to a state) in both themes,
+    then `audit` (the page's unreadable text, by default)."""
     found = {}
     for theme in ["light", "dark"]:
         page.evaluate(f"localStorage.setItem('theme', {theme!r})")
@@ -170,7 +171,7 @@ def audit_in_both_themes(page, visits: list) -> dict[str, list[str]]:
             else:
                 visit()
             expect(page.locator("html")).to_have_attribute("data-theme", theme)
-            if problems := unreadable_text(page):
+            if problems := audit(page):
                 found[f"{theme}: {label}"] = problems
     return found
 
@@ -217,6 +218,47 @@ def test_every_page_keeps_its_text_readable_in_both_themes(logged_in_page, sim):
     page.get_by_role("button", name="Log out").click()
     page.wait_for_url("**/accounts/login/")
     found |= audit_in_both_themes(page, ["/accounts/login/", signup_with_errors])
+    assert found == {}
+
+
+def test_every_field_stands_out_from_its_page_in_both_themes(logged_in_page, sim):
+    page = logged_in_page
+    chat = ChatPage(page)
+    chat.send("A question to edit")
+    chat.wait_for_status("complete")
+    answered = page.url
+    team_url = team_with_everything(page)
+
+    def chat_with_its_boxes_open():
+        """the chat with its settings panel and an edit box open"""
+        page.goto(answered)
+        chat.wait_for_status("complete")
+        page.get_by_role("button", name="This chat settings").click()
+        expect(page.get_by_label("Temperature")).to_be_visible()
+        page.keyboard.press("Escape")
+        chat.questions.last.get_by_role("button", name="Edit this question").click()
+        expect(page.locator(".edit-input")).to_be_visible()
+
+    def settings_panel():
+        """the chat's settings panel"""
+        page.goto(answered)
+        page.get_by_role("button", name="This chat settings").click()
+        expect(page.get_by_label("Temperature")).to_be_visible()
+
+    def settings_with_a_new_key():
+        """the settings page showing a new API key"""
+        page.goto("/settings/")
+        page.get_by_label("Name").fill("laptop")
+        page.get_by_role("button", name="Create key").click()
+        expect(page.get_by_label("The new API key")).to_be_visible()
+
+    sections = ["", "members/", "prompts/", "policy/"]
+    visits = [chat_with_its_boxes_open, settings_panel, settings_with_a_new_key, "/teams/"]
+    visits += [team_url + section for section in sections]
+    found = audit_in_both_themes(page, visits, audit=faint_field_edges)
+    page.get_by_role("button", name="Log out").click()
+    page.wait_for_url("**/accounts/login/")
+    found |= audit_in_both_themes(page, ["/accounts/login/"], audit=faint_field_edges)
     assert found == {}
 
 
