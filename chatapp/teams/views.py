@@ -449,6 +449,15 @@ def prompts(request, team_id: int):
     return _prompts_page(request, membership, form, _starters_form(team))
 
 
+def _moved_prompt(request) -> dict:
+    """The prompt just moved (`?moved=<id>-up|down`), whose move button takes the focus again, so
+    a keyboard user can go on moving it; anything else names none."""
+    prompt_id, _, direction = request.GET.get("moved", "").partition("-")
+    if not prompt_id.isascii() or not prompt_id.isdigit() or direction not in ("up", "down"):
+        return {}
+    return {"moved_id": int(prompt_id), "moved_direction": direction}
+
+
 def _starters_form(team, data=None) -> StartersForm:
     initial = {"suggestions": "\n".join(team_policy(team).starter_suggestions or [])}
     return StartersForm(data, initial=initial)
@@ -459,6 +468,7 @@ def _prompts_page(request, membership: Membership, form, starters_form):
         "prompts": SystemPrompt.objects.for_team(membership.team).select_related("json_schema"),
         "form": form,
         "starters_form": starters_form,
+        **_moved_prompt(request),
     }
     status = 400 if form.errors or starters_form.errors else 200
     return _render(request, "teams/prompts.html", membership, "prompts", status, **context)
@@ -542,7 +552,9 @@ def prompt_move(request, team_id: int, prompt_id: int):
         actions.move_prompt(request.user, prompt, offsets[request.POST["direction"]])
     except actions.Gone as error:
         messages.error(request, error.message)
-    return redirect("teams:prompts", team_id)
+        return redirect("teams:prompts", team_id)
+    moved = f"{prompt.pk}-{request.POST['direction']}"
+    return redirect(f"{reverse('teams:prompts', args=[team_id])}?moved={moved}")
 
 
 # Model policy and provider.

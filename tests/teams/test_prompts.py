@@ -194,6 +194,15 @@ def test_prompts_are_reordered(owner_client, team, prompt):
     assert list(SystemPrompt.objects.for_team(team))[0] == second
 
 
+@pytest.mark.parametrize("moved", ["abc-up", "\u0663-up", "1-sideways", "-up", "99-down", "1"])
+def test_a_moved_prompt_named_wrongly_in_the_address_focuses_nothing(
+    owner_client, team, prompt, moved
+):
+    page = owner_client.get(reverse("teams:prompts", args=[team.pk]), {"moved": moved})
+    assert page.status_code == 200
+    assert b"autofocus" not in page.content
+
+
 def test_deleting_a_prompt(owner_client, team, prompt):
     url = reverse("teams:prompt_delete", args=[team.pk, prompt.pk])
     assert owner_client.post(url).status_code == 302

@@ -3,6 +3,7 @@
 import re
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.browser.chat_page import BrowserUser, log_in
 from tests.e2e.contrast import contrast_of
@@ -216,3 +217,22 @@ def test_the_usage_tables_show_every_column_on_a_phone(phone_page, app_server, u
         cell = page.get_by_role("region", name="Person usage").get_by_text(shown, exact=True)
         box = cell.bounding_box()
         assert box["x"] + box["width"] <= page.evaluate("document.documentElement.clientWidth")
+
+
+def test_moving_a_prompt_from_the_keyboard_keeps_the_focus_on_its_move_button(page, user, sim):
+    log_in(page, user)
+    team_url = create_team(page, "Ordered team")
+    for name in ["Alpha", "Beta", "Gamma"]:
+        page.goto(team_url + "prompts/")
+        page.get_by_label("Name").fill(name)
+        page.get_by_label("Content").fill(f"Be {name}.")
+        page.get_by_role("button", name="Add prompt").click()
+    page.goto(team_url + "prompts/")
+    page.get_by_role("button", name="Move Gamma up").focus()
+    page.keyboard.press("Enter")
+    expect(page.locator(".prompt-item h3")).to_have_text(["Alpha", "Gamma", "Beta"])
+    expect(page.get_by_role("button", name="Move Gamma up")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator(".prompt-item h3")).to_have_text(["Gamma", "Alpha", "Beta"])
+    # First now, it has no Move up: its Move down takes the focus.
+    expect(page.get_by_role("button", name="Move Gamma down")).to_be_focused()
