@@ -118,7 +118,10 @@ Membership.objects.create(team=Team.objects.create(name="Zeta crew"), user=perso
     drop(page, pdf())
     wait_until_attached(page, 1)
     chat.input.fill("Half a thought")
-    page.get_by_label("Team", exact=True).select_option(label="Zeta crew")
+    # The picker shows the choice at once; the page reloads into the team once the server has
+    # it. What follows is about that new page, not the one left.
+    with page.expect_navigation():
+        page.get_by_label("Team", exact=True).select_option(label="Zeta crew")
     expect(page.locator("#team-picker option:checked")).to_have_text("Zeta crew")
     page.wait_for_selector("html[data-socket=open]")
     expect(chat.input).to_have_value("Half a thought")
