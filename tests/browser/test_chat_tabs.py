@@ -20,6 +20,15 @@ def second_tab(context, logged_in_page):
     tab.close()
 
 
+def switch_team(tab, name: str) -> None:
+    """Switch the tab's team, and wait until the server has it: the picker shows the choice at
+    once, the tab reloads into the team once the switch is saved."""
+    with tab.expect_navigation():
+        tab.get_by_label("Team", exact=True).select_option(label=name)
+    tab.wait_for_selector("html[data-socket=open]")
+    expect(tab.locator("#team-picker option:checked")).to_have_text(name)
+
+
 def test_a_rename_in_one_tab_shows_in_the_others(logged_in_page, second_tab, page_watch):
     first = ChatPage(logged_in_page)
     first.send("Plan the offsite")
@@ -123,8 +132,7 @@ Membership.objects.create(team=Team.objects.create(name="Zeta crew"), user=perso
     assert shown != "Zeta crew"
     second_tab.goto("/")
     second_tab.wait_for_selector("html[data-socket=open]")
-    second_tab.get_by_label("Team", exact=True).select_option(label="Zeta crew")
-    expect(second_tab.locator("#team-picker option:checked")).to_have_text("Zeta crew")
+    switch_team(second_tab, "Zeta crew")
     drop(logged_in_page, text_file("notes.txt"))
     wait_until_attached(logged_in_page, 1)
     first.send("Which team is this in?")
@@ -181,8 +189,7 @@ actions.record_usage(spent, person, "Llama-3.3-70B-Instruct", 100, 0)
     expect(team_meter).to_have_text("0 of 1,000,000 tokens used.")
     second_tab.goto("/")
     second_tab.wait_for_selector("html[data-socket=open]")
-    second_tab.get_by_label("Team", exact=True).select_option(label="Spent crew")
-    expect(second_tab.locator("#team-picker option:checked")).to_have_text("Spent crew")
+    switch_team(second_tab, "Spent crew")
     first.send("How much have we used?")
     first.wait_for_status("complete")
     expect(team_meter).to_have_text(re.compile(r"^[1-9][\d,]* of 1,000,000 tokens used\.$"))
