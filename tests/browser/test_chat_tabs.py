@@ -348,6 +348,8 @@ def test_an_answer_whose_regenerate_was_lost_stays_when_another_tab_asks(
 
     second_tab.goto(f"/c/{first.conversation_id()}/")
     second = ChatPage(second_tab)
+    # Its socket may open before the conversation is shown: Enter does nothing until then.
+    expect(second.answers).to_have_count(1)
     second.send("And another thing")
     expect(second.answers).to_have_count(2)
     second.wait_for_status("complete")
@@ -364,8 +366,8 @@ def test_a_button_taken_away_by_another_tab_hands_focus_to_the_message_box(
     first.send("Hello")
     first.wait_for_status("complete")
     second_tab.goto(f"/c/{first.conversation_id()}/")
-    second_tab.wait_for_selector("html[data-socket=open]")
     second = ChatPage(second_tab)
+    expect(second.answers).to_have_count(1)  # shown: Enter does nothing before
     regenerate = first.last_answer().get_by_role("button", name="Regenerate")
     regenerate.focus()
     second.send("[sim:pace tps=8] [sim:long tokens=200] And more")
