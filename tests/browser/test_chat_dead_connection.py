@@ -118,7 +118,8 @@ def test_waking_on_a_dead_connection_reconnects_and_shows_what_was_missed(
     other_chat.send("Second question")
     expect(other_chat.answers).to_have_count(2)
     other_chat.wait_for_status("complete", other_chat.answers.nth(1))
-    assert relay.received("message.done"), "the dead connection swallowed the answer"
+    # The relay records frames as Playwright hands it the page's events: wait for this one.
+    relay.wait_until(lambda: relay.received("message.done"), "the answer, swallowed")
     expect(chat.questions).to_have_count(1)
     expect(page.locator("html[data-socket=open]")).to_have_count(1)  # as far as it knows
 

@@ -1,6 +1,7 @@
 """Both databases search Latin letters without their accents (`cafe` finds `café`, `viet` finds
 `Việt`): PostgreSQL reads the text through search_index.FOLD_FROM, SQLite's FTS5 tables use
-unicode61's `remove_diacritics 2`, which also folds a letter with two accents."""
+unicode61's `remove_diacritics 2`, which also folds a letter with two accents. PostgreSQL also
+reads full-width ASCII (`ｍａｘ`) as ASCII; SQLite searches each word in both widths instead."""
 
 from django.db import migrations
 
