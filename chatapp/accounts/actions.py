@@ -1,17 +1,14 @@
 """Changes to a user's own account data: the saved defaults for new conversations; and
 deleting accounts (the admin site, or the person themselves from their settings)."""
 
-import hashlib
 from collections.abc import Iterable
-from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import transaction
-from django.utils import timezone
 
-from chatapp.accounts.models import PasswordResetMail, UserSettings
+from chatapp.accounts.models import UserSettings
 from chatapp.teams import actions as team_actions
 from chatapp.teams.models import AuditAction
 from chatapp.teams.policy import SETTING_NAMES
@@ -169,19 +166,6 @@ def audit_password_set(actor: Any, user: Any) -> None:
     team_actions.audit(
         None, actor, AuditAction.USER_PASSWORD, summary, user=who, usable=user.has_usable_password()
     )
-
-
-def reset_mail_due(address: str, seconds: int) -> bool:
-    """Whether a reset link may go to this address: none went in the last `seconds`. A yes is
-    noted at once, so of forms sent together (to any server process) one gets it."""
-    digest = hashlib.sha256(address.strip().lower().encode()).hexdigest()
-    now = timezone.now()
-    with transaction.atomic():
-        PasswordResetMail.objects.filter(sent_at__lte=now - timedelta(seconds=seconds)).delete()
-        _, created = PasswordResetMail.objects.get_or_create(
-            address_digest=digest, defaults={"sent_at": now}
-        )
-    return created
 
 
 # How a user set their own password: the audit's `how`, and the summary's words for it.

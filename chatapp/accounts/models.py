@@ -36,17 +36,6 @@ class UserSettings(models.Model):
         return f"Settings of {self.user}"
 
 
-class PasswordResetMail(models.Model):
-    """When a reset link last went to an address (its SHA-256, not the address): one a while
-    per address, however many server processes take the form."""
-
-    address_digest = models.CharField(max_length=64, unique=True)
-    sent_at = models.DateTimeField()
-
-    def __str__(self) -> str:
-        return f"Reset mail at {self.sent_at:%Y-%m-%d %H:%M}"
-
-
 class PendingSignup(models.Model):
     """An account a signup made (SIGNUP_POLICY=domain) whose address is not proved yet: only
     such an account gives way to the next signup or sign-in with its address, never one a site

@@ -35,6 +35,7 @@ from chatapp.accounts.signup import (
     signup_notice,
     unconfirmed_signups,
 )
+from chatapp.core import actions as core_actions
 from chatapp.core.links import absolute_url, site_root
 from chatapp.core.permissions import is_site_admin
 from chatapp.core.redirects import safe_next
@@ -53,8 +54,8 @@ KEY_FORMS_SESSION_KEY = "api_key_forms"
 KEY_FORMS_KEPT = 20
 
 
-# One reset mail an address per this many seconds, however often the form is sent.
-RESET_MAIL_SECONDS = 5 * 60
+# One reset mail an address per this long, however often the form is sent.
+RESET_MAIL_PAUSE = timedelta(minutes=5)
 
 
 def sign_in_options() -> dict:
@@ -110,7 +111,8 @@ class PasswordResetView(auth_views.PasswordResetView):
 
     def form_valid(self, form):
         # The form cannot be used to flood someone's inbox: one mail an address a while.
-        if not actions.reset_mail_due(form.cleaned_data["email"], RESET_MAIL_SECONDS):
+        address = form.cleaned_data["email"]
+        if not core_actions.address_mail_due("password_reset", address, RESET_MAIL_PAUSE):
             return redirect(self.get_success_url())
         self.extra_email_context["site_root"] = site_root(self.request)
         return super().form_valid(form)

@@ -21,6 +21,7 @@ from django.db.models import Exists, F, Max, OuterRef, Q, QuerySet
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
+from chatapp.core import actions as core_actions
 from chatapp.core import processes
 from chatapp.core.dates import month_start
 from chatapp.core.locking import lock_rows
@@ -290,17 +291,29 @@ def address_verified(invitation: Invitation, user, signature: str) -> bool:
     return value == expected and (user.email or "").strip().lower() == expected["e"]
 
 
-def email_address_confirmation(invitation: Invitation, user, link: str) -> None:
-    """Mail the confirmation link to the invitation's address; OSError when the server fails."""
-    send_mail(
-        f"Confirm your email to join {one_line(invitation.team.name)} on Llama team chat",
-        f"{user.get_username()} asked to join {invitation.team.name} with the invitation sent"
-        f" to this address. Open this link while signed in as {user.get_username()} to"
-        f" confirm the address and join (valid for 3 days):\n{link}\n\n"
-        "If that was not you, ignore this email.",
-        None,
-        [invitation.email],
-    )
+# One confirmation link an address per this long, however often Accept is pressed: anyone
+# could invite an address from their own team and press it again and again.
+ADDRESS_MAIL_PAUSE = timedelta(minutes=5)
+
+
+def email_address_confirmation(invitation: Invitation, user, link: str) -> bool:
+    """Mail the confirmation link to the invitation's address; False, nothing mailed, when one
+    went there within the pause. OSError when the mail server fails (the pause is not taken)."""
+    with transaction.atomic():
+        if not core_actions.address_mail_due(
+            "invitation_address", invitation.email, ADDRESS_MAIL_PAUSE
+        ):
+            return False
+        send_mail(
+            f"Confirm your email to join {one_line(invitation.team.name)} on Llama team chat",
+            f"{user.get_username()} asked to join {invitation.team.name} with the invitation sent"
+            f" to this address. Open this link while signed in as {user.get_username()} to"
+            f" confirm the address and join (valid for 3 days):\n{link}\n\n"
+            "If that was not you, ignore this email.",
+            None,
+            [invitation.email],
+        )
+    return True
 
 
 def claim_invitation(user, invitation: Invitation) -> None:

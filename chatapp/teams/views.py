@@ -376,14 +376,16 @@ def _verify_address(request, invitation: Invitation):
     signature = actions.address_signature(invitation, request.user)
     path = reverse("teams:accept_confirmed", args=[invitation.token, signature])
     try:
-        actions.email_address_confirmation(invitation, request.user, absolute_url(request, path))
+        mailed = actions.email_address_confirmation(
+            invitation, request.user, absolute_url(request, path)
+        )
     except OSError as exc:  # smtplib errors are OSErrors too
         log.warning(
             "Could not email an address confirmation for team %s: %s", invitation.team_id, exc
         )
         error = actions.InvitationError("The email could not be sent: try again later.", 503)
         return _invitation_page(request, invitation, error)
-    return _invitation_page(request, invitation, pending="mailed")
+    return _invitation_page(request, invitation, pending="mailed" if mailed else "mailed_before")
 
 
 @login_required

@@ -8,10 +8,12 @@ from urllib.parse import urlsplit
 import pytest
 from django.contrib.auth import get_user_model
 from django.core import mail
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 from django.test import Client
 from django.utils import timezone
 
-from chatapp.accounts.models import PasswordResetMail
+from chatapp.core.models import AddressMail
 from chatapp.teams.models import AuditEvent
 from tests.conftest import PASSWORD
 
@@ -111,14 +113,32 @@ def test_after_the_pause_another_mail_goes(client, make_user, mail_on):
     ask_reset(client, "eve@example.com")  # each address has its own pause
     assert len(mail.outbox) == 2
     four_minutes_ago = timezone.now() - timedelta(minutes=4)
-    PasswordResetMail.objects.update(sent_at=four_minutes_ago)
+    AddressMail.objects.update(sent_at=four_minutes_ago)
     ask_reset(client, "Max@Example.com")
     assert len(mail.outbox) == 2
-    PasswordResetMail.objects.update(sent_at=four_minutes_ago - timedelta(minutes=1))
+    AddressMail.objects.update(sent_at=four_minutes_ago - timedelta(minutes=1))
     ask_reset(client, "max@example.com")
     assert [m.to for m in mail.outbox[2:]] == [["max@example.com"]]
-    assert PasswordResetMail.objects.count() == 1  # the spent pauses are cleared away
-    assert "max" not in str(PasswordResetMail.objects.values_list("address_digest", flat=True))
+    assert AddressMail.objects.count() == 1  # the spent pauses are cleared away
+    assert "max" not in str(AddressMail.objects.values_list("address_digest", flat=True))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_pauses_running_when_the_mails_began_sharing_a_table_are_kept():
+    before = ("accounts", "0004_user_email_unique")
+    executor = MigrationExecutor(connection)
+    executor.migrate([before])
+    try:
+        state = executor.loader.project_state(before)
+        old_table = state.apps.get_model("accounts", "PasswordResetMail")
+        sent_at = timezone.now() - timedelta(minutes=1)
+        old_table.objects.create(address_digest="a" * 64, sent_at=sent_at)
+        MigrationExecutor(connection).migrate([("accounts", "0005_address_mail")])
+    finally:
+        latest = MigrationExecutor(connection)
+        latest.migrate(latest.loader.graph.leaf_nodes())
+    moved = AddressMail.objects.values_list("kind", "address_digest", "sent_at")
+    assert list(moved) == [("password_reset", "a" * 64, sent_at)]
 
 
 def test_accounts_without_a_password_or_blocked_get_no_link(client, make_user, mail_on):

@@ -9,6 +9,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from chatapp.core.models import AddressMail
 from chatapp.teams import actions
 from chatapp.teams.models import AuditEvent, Invitation, Membership, Role, Team
 from chatapp.teams.services import SESSION_TEAM_KEY
@@ -324,6 +325,47 @@ def test_a_confirmation_link_works_only_for_its_account(team, owner, make_user, 
     client.force_login(make_user("sam"))  # another account: not the reader
     assert client.post(link).status_code == 403
     assert not Membership.objects.filter(team=team).exclude(user=owner).exists()
+
+
+def test_accepting_over_and_over_mails_the_address_once_a_while(
+    team, owner, make_user, client, with_email
+):
+    """Anyone can invite an address from their own team and press Accept again and again: the
+    confirmation goes to the address once a while, and the page says to look for it."""
+    other_team = actions.create_team(make_user("oscar"), "Other")
+    invitations = [
+        Invitation.objects.create(team=each, invited_by=each.memberships.first().user, email=to)
+        for each, to in ((team, "nina@example.com"), (other_team, "Nina@example.com"))
+    ]
+    client.force_login(make_user("nina"))
+    for invitation in invitations * 2:
+        response = client.post(accept_url(invitation))
+        assert response.status_code == 200
+    assert [m.to for m in mail.outbox] == [["nina@example.com"]]
+    assert "mailed a confirmation link to" in response.content.decode()
+    assert "a few minutes ago" in response.content.decode()
+    assert client.post(confirmation_link()).status_code == 302  # the one mailed still works
+    assert Membership.objects.filter(team=team, user__username="nina").exists()
+
+    AddressMail.objects.update(sent_at=timezone.now() - actions.ADDRESS_MAIL_PAUSE)
+    assert client.post(accept_url(invitations[1])).status_code == 200
+    assert [m.to[0].lower() for m in mail.outbox] == ["nina@example.com"] * 2
+
+
+def test_a_confirmation_that_could_not_be_mailed_can_be_asked_again_at_once(
+    team, owner, make_user, client, with_email, monkeypatch
+):
+    invitation = Invitation.objects.create(team=team, invited_by=owner, email="nina@example.com")
+    client.force_login(make_user("nina"))
+
+    def mail_server_down(*args, **kwargs):
+        raise ConnectionRefusedError("mail server down")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(actions, "send_mail", mail_server_down)
+        assert client.post(accept_url(invitation)).status_code == 503
+    assert b"We sent a confirmation link to" in client.post(accept_url(invitation)).content
+    assert [m.to for m in mail.outbox] == [["nina@example.com"]]
 
 
 def test_a_member_following_a_link_does_not_use_it_up(member_client, member, link):
