@@ -1,6 +1,7 @@
 import logging
 from datetime import timedelta
 from functools import wraps
+from ipaddress import ip_address, ip_network
 from urllib.parse import urlsplit
 
 from django import forms
@@ -225,7 +226,16 @@ def _signup_post(request, invitation: Invitation | None, next_url: str) -> HttpR
     unconfirmed_signups().filter(held | Q(date_joined__lt=expired)).delete()
     form = SignupForm(request.POST, invitation=invitation)
     status = 200
-    if form.is_valid() and address_proof_needed(invitation):
+    proof_by_mail = form.is_valid() and address_proof_needed(invitation)
+    if proof_by_mail and not _signup_mail_due(request, form.cleaned_data["email"]):
+        form.add_error(
+            None,
+            f"A confirmation link was mailed to {form.cleaned_data['email']} a few minutes"
+            " ago: open it to sign in (look in the spam folder too), or sign up again"
+            f" in {counted(SIGNUP_MAIL_MINUTES, 'minute')} for a new one.",
+        )
+        status = 429
+    elif proof_by_mail:
         try:
             return _signup_to_confirm(request, form)
         except IntegrityError:
@@ -277,6 +287,29 @@ def _signup_page(request, form, invitation, next_url: str, status: int) -> HttpR
         "invitation": invitation_notice(invitation, "signup"),
     }
     return render(request, "registration/signup.html", context, status=status)
+
+
+# One confirmation link an address per this long from one network: a signup asked meanwhile
+# changes nothing. Per network, as a pause per address alone would let a stranger keep the
+# address's owner from signing up by asking for it again whenever the pause ends.
+SIGNUP_MAIL_MINUTES = 5
+SIGNUP_MAIL_PAUSE = timedelta(minutes=SIGNUP_MAIL_MINUTES)
+
+
+def _signup_mail_due(request: HttpRequest, address: str) -> bool:
+    return core_actions.address_mail_due(
+        "signup", address, SIGNUP_MAIL_PAUSE, asked_from=_client_network(request)
+    )
+
+
+def _client_network(request: HttpRequest) -> str:
+    remote = request.META.get("REMOTE_ADDR") or ""
+    try:
+        client = ip_address(remote)
+    except ValueError:  # not over IP (a Unix socket): the peer as the server names it
+        return remote
+    # An IPv6 client holds a /64 at least: each of its addresses is the same sender.
+    return str(ip_network(f"{client}/{64 if client.version == 6 else 32}", strict=False))
 
 
 SIGNUP_SALT = "chatapp.accounts.signup-address"

@@ -9,11 +9,13 @@ from django.utils import timezone
 from chatapp.core.models import AddressMail
 
 
-def address_mail_due(kind: str, address: str, pause: timedelta) -> bool:
-    """Whether a mail of this kind may go to this address: none went in the last `pause`. A
-    yes is noted at once, so of requests made together (to any server process) one gets it;
-    inside the caller's transaction, a mail that then fails takes the note back with it."""
-    digest = hashlib.sha256(address.strip().lower().encode()).hexdigest()
+def address_mail_due(kind: str, address: str, pause: timedelta, *, asked_from: str = "") -> bool:
+    """Whether a mail of this kind may go to this address (when asked from `asked_from`, a pause
+    of its own): none went in the last `pause`. A yes is noted at once, so of requests made
+    together (to any server process) one gets it; inside the caller's transaction, a mail that
+    then fails takes the note back with it."""
+    key = address.strip().lower() + (f" from {asked_from}" if asked_from else "")
+    digest = hashlib.sha256(key.encode()).hexdigest()
     now = timezone.now()
     with transaction.atomic():
         AddressMail.objects.filter(kind=kind, sent_at__lte=now - pause).delete()

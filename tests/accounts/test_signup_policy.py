@@ -8,9 +8,11 @@ from urllib.parse import urlsplit
 import pytest
 from django.contrib.auth import get_user_model
 from django.core import mail
+from django.test import Client
 from django.utils import timezone
 
 from chatapp.accounts import views
+from chatapp.core.models import AddressMail
 from chatapp.teams.actions import accept_invitation, ensure_personal_team
 from chatapp.teams.models import Invitation, TeamPolicy
 from tests.conftest import PASSWORD
@@ -155,8 +157,10 @@ def mailed_link(message) -> str:
 def test_signing_up_again_before_confirming_mails_a_new_link_that_replaces_the_first(
     client, site_admin, by_domain
 ):
-    """The first mail was lost, or went to spam: the same signup again works."""
+    """The first mail was lost, or went to spam: the same signup again works (once the pause
+    between two mails to the address from one place is over)."""
     assert signup(client, "eve", "eve@example.com").status_code == 302
+    AddressMail.objects.update(sent_at=timezone.now() - views.SIGNUP_MAIL_PAUSE)
     assert signup(client, "eve", "Eve@example.com").status_code == 302
     first, second = mail.outbox
     assert User.objects.filter(username="eve").count() == 1
@@ -169,11 +173,36 @@ def test_signing_up_again_before_confirming_mails_a_new_link_that_replaces_the_f
 def test_an_address_someone_typed_but_never_confirmed_does_not_keep_its_owner_out(
     client, site_admin, by_domain
 ):
-    assert signup(client, "mallory", "ada@example.com").status_code == 302
+    mallory = Client(REMOTE_ADDR="198.51.100.7")
+    assert signup(mallory, "mallory", "ada@example.com").status_code == 302
     assert signup(client, "ada", "ada@example.com").status_code == 302
     assert not User.objects.filter(username="mallory").exists()
     assert client.get(mailed_link(mail.outbox[-1]))["Location"] == "/"
     assert User.objects.get(email="ada@example.com").username == "ada"
+
+
+def test_signing_up_with_one_address_over_and_over_mails_it_once_a_while_from_one_network(
+    site_admin, by_domain
+):
+    """Each signup with an address replaced the last unconfirmed one and mailed a new link: a
+    flood. One network (an IPv4 address, an IPv6 /64) mails an address once a while; the signup
+    it asks meanwhile changes nothing, so the link mailed still works."""
+    here, next_door = Client(REMOTE_ADDR="2001:db8::1"), Client(REMOTE_ADDR="2001:db8::2")
+    assert signup(here, "eve", "eve@example.com").status_code == 302
+    for browser, name in ((next_door, "eve2"), (here, "eve3"), (next_door, "eve")):
+        response = signup(browser, name, "Eve@example.com")
+        assert response.status_code == 429
+        assert "mailed to eve@example.com a few minutes ago" in response.content.decode()
+    assert [m.to for m in mail.outbox] == [["eve@example.com"]]
+    assert list(User.objects.filter(email__iexact="eve@example.com").values_list("username")) == [
+        ("eve",)
+    ]
+
+    AddressMail.objects.update(sent_at=timezone.now() - views.SIGNUP_MAIL_PAUSE)
+    assert signup(next_door, "eve2", "eve@example.com").status_code == 302
+    assert len(mail.outbox) == 2
+    assert here.get(mailed_link(mail.outbox[1]))["Location"] == "/"
+    assert User.objects.get(email="eve@example.com").username == "eve2"
 
 
 def test_a_name_held_by_a_signup_whose_link_expired_is_free_again(client, site_admin, by_domain):
