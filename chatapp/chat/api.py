@@ -9,7 +9,6 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from asgiref.sync import async_to_sync
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from ninja import Field, Path, Query, Router, Schema
 
@@ -284,11 +283,7 @@ def conversation_delete(request: HttpRequest, conversation_id: ConversationId):
         streaming = conversations.delete_conversation(conversation)
     except ChatError as error:  # a legal hold keeps it
         raise ApiError(409, error.code, error.message) from None
-    for message_id in streaming:  # the answers stop upstream too, wherever they run
-        try:
-            async_to_sync(replies.request_stop)(message_id)
-        except Exception:  # channel layer down: the answer ends on its own, unsaved
-            log.warning("Could not stop answer %s of a deleted conversation", message_id)
+    replies.stop_deleted_answers(streaming)  # upstream too, wherever they run
     return HttpResponse(status=204)
 
 

@@ -572,6 +572,7 @@ class AuditAction(models.TextChoices):
     KEY_CLEAR = "provider.key_clear", "Provider key removed"
     MEMBER_ADD = "member.add", "Member added by sign-in"
     ADMIN_ACCESS = "conversation.admin_access", "Admin read access to a conversation"
+    CONVERSATION_DELETE = "conversation.delete", "Conversation deleted by a site admin"
     AUDIT_EXPORT = "audit.export", "Audit trail exported"
     SAFETY_REVIEW = "safety.review", "Flagged message reviewed"
     API_KEY_CREATE = "api_key.create", "API key created"

@@ -248,3 +248,28 @@ def test_the_admin_site_still_deletes_an_account_with_grants_on_it(
     response = admin_client.post(f"/admin/auth/user/{member.pk}/delete/", {"post": "yes"})
     assert response.status_code == 302
     assert not AdminAccessGrant.objects.exists()  # the owner's own record, gone with them
+
+
+# ---- deleting in the admin site -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("bulk", [False, True])
+def test_deleting_a_conversation_in_the_admin_site_is_audited_without_its_words(
+    admin_client, conversation, team, member, bulk
+):
+    """A site admin deleting a member's conversation is in the team's trail, as reading one
+    is: who, whose, which, and how many messages, never its title or text."""
+    if bulk:
+        form = {"action": "delete_selected", "_selected_action": [conversation.pk], "post": "yes"}
+        response = admin_client.post("/admin/chat/conversation/", form)
+    else:
+        url = f"/admin/chat/conversation/{conversation.pk}/delete/"
+        response = admin_client.post(url, {"post": "yes"})
+    assert response.status_code == 302
+    assert not Conversation.objects.filter(pk=conversation.pk).exists()
+    event = AuditEvent.objects.get(action="conversation.delete")
+    assert (event.team, event.actor_name) == (team, "siteadmin")
+    assert event.details == {"conversation_id": conversation.pk, "owner": "max", "messages": 2}
+    assert str(conversation.pk) in event.summary and "max" in event.summary
+    assert SECRET not in event.summary and SECRET not in str(event.details)
+    assert verify_chain()[1] is None

@@ -16,8 +16,9 @@ from chatapp.chat.lookups import owned_message
 from chatapp.chat.models import Conversation, MessageStatus
 from chatapp.core.layers import channel_layer
 from chatapp.core.locking import lock_rows
+from chatapp.core.words import counted
 from chatapp.teams import actions as team_actions
-from chatapp.teams.models import Team, TeamPolicy
+from chatapp.teams.models import AuditAction, Team, TeamPolicy
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,26 @@ def delete_conversation(conversation: Conversation) -> list[int]:
         # The tabs showing it leave it, and their lists drop it.
         _announce_to_owner(conversation, dict(events.conversation_deleted(conversation.pk)))
         conversation.delete()
+    return streaming
+
+
+def admin_delete_conversation(actor: Any, conversation: Conversation) -> list[int]:
+    """A site admin's deletion in the admin site: as the owner's own (legal hold, tabs told),
+    and in the team's audit trail with whose it was, never its words (the title included)."""
+    conversation_id, owner = conversation.pk, conversation.owner.get_username()
+    with transaction.atomic():
+        messages = conversation.messages.count()
+        streaming = delete_conversation(conversation)
+        team_actions.audit(
+            conversation.team,
+            actor,
+            AuditAction.CONVERSATION_DELETE,
+            f"{actor.get_username()} deleted conversation {conversation_id} of {owner}"
+            f" ({counted(messages, 'message')}) in the admin site",
+            conversation_id=conversation_id,
+            owner=owner,
+            messages=messages,
+        )
     return streaming
 
 

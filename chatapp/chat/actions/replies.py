@@ -14,6 +14,7 @@ from operator import attrgetter
 from types import SimpleNamespace
 from typing import Any, cast
 
+from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -867,6 +868,15 @@ async def request_stop(message_id: int, reason: str = "") -> None:
     """Stop the answer wherever it runs; with no reason it ends as the user's own stop."""
     event = {"type": "generation.stop", "message_id": message_id, "reason": reason}
     await channel_layer().group_send(generation_group(message_id), event)
+
+
+def stop_deleted_answers(message_ids: list[int]) -> None:
+    """Stop the answers that were streaming in a conversation just deleted, wherever they run."""
+    for message_id in message_ids:
+        try:
+            async_to_sync(request_stop)(message_id)
+        except Exception:  # channel layer down: the answer ends on its own, unsaved
+            log.warning("Could not stop answer %s of a deleted conversation", message_id)
 
 
 def reason_to_stop(message_id: int) -> str | None:
