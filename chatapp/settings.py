@@ -240,7 +240,7 @@ if SITE_URL:
 
 INSTALLED_APPS = [
     "daphne",
-    "django.contrib.admin",
+    "chatapp.core.admin_site.SiteAdminConfig",  # django.contrib.admin, refusing odd input
     # Before django.contrib.auth: its createsuperuser command is the one manage.py runs.
     "chatapp.accounts",
     "django.contrib.auth",
