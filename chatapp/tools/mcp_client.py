@@ -92,8 +92,12 @@ async def list_tools(url: str, token: str, timeout: float) -> ToolList:
             listed.extend(
                 ListedTool(
                     name=tool.name,
-                    description=tool.description or "",
-                    input_schema=tool.input_schema or {"type": "object", "properties": {}},
+                    # Members and the model read them: a server quoting the token back there
+                    # does not show it, as in its errors and results.
+                    description=without_token(tool.description or "", token),
+                    input_schema=_schema_without_token(
+                        tool.input_schema or {"type": "object", "properties": {}}, token
+                    ),
                     read_only=is_read_only(tool),
                 )
                 for tool in page.tools
@@ -261,6 +265,20 @@ def without_token(text: str, token: str) -> str:
     if token:
         return re.sub(rf"(?<!\w){re.escape(token)}(?!\w)", "[redacted]", text)
     return text
+
+
+def _schema_without_token(value: Any, token: str) -> Any:
+    """A listed input schema with every text in it (keys too) through `without_token`."""
+    if isinstance(value, str):
+        return without_token(value, token)
+    if isinstance(value, list):
+        return [_schema_without_token(item, token) for item in value]
+    if isinstance(value, dict):
+        return {
+            _schema_without_token(key, token): _schema_without_token(item, token)
+            for key, item in value.items()
+        }
+    return value
 
 
 def _first_leaf(exc: BaseException) -> BaseException:

@@ -319,6 +319,31 @@ def test_a_result_quoting_the_token_back_in_json_never_shows_it(settings, team, 
     assert (result.content, result.is_error) == ('{"caller": "Bearer [redacted]"}', False)
 
 
+def test_a_tool_list_quoting_the_token_back_never_shows_it(settings):
+    """A server whose tool descriptions or schemas quote the token (a help text naming the
+    header it was called with): members and the model read them, so the token is hidden."""
+    settings.LLAMA_ALLOW_PRIVATE_PROVIDER_URLS = True
+    token = "mcp-listing-secret-77"
+    listed = [
+        {
+            "name": "whoami",
+            "description": f"Says who calls: here Bearer {token}.",
+            "inputSchema": {
+                "type": "object",
+                "properties": {"as": {"type": "string", "description": f"default {token}"}},
+                "examples": [{"as": token}],
+            },
+        }
+    ]
+    with run_tool_server(token=token, tools=json.dumps(listed)) as running:
+        listing = async_to_sync(fetch_listing)(running.url, token, 10)
+    [tool] = listing.tools
+    assert tool.description == "Says who calls: here Bearer [redacted]."
+    assert token not in json.dumps(tool.input_schema)
+    assert tool.input_schema["properties"]["as"]["description"] == "default [redacted]"
+    assert tool.input_schema["examples"] == [{"as": "[redacted]"}]
+
+
 async def test_a_short_token_stored_before_the_minimum_is_hidden_only_as_a_whole_word(
     settings, team, owner
 ):
