@@ -20,6 +20,7 @@ from mcp import ClientSession, MCPError
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.message import SessionMessage
 from mcp.types import (
+    CONNECTION_CLOSED,
     CallToolRequest,
     CallToolRequestParams,
     CallToolResult,
@@ -281,6 +282,18 @@ def _schema_without_token(value: Any, token: str) -> Any:
     return value
 
 
+def _stream_ended_unanswered(cause: BaseException) -> bool:
+    """The SDK's own error for a call whose event stream ended with no answer in it: a server
+    that crashed or was cut off mid-call. Its code, CONNECTION_CLOSED, is also JSON-RPC's
+    generic server error, which servers send with words of their own; a stream that broke
+    (an event over the size limit...) has its reason, said as the server's error."""
+    return (
+        isinstance(cause, MCPError)
+        and cause.error.code == CONNECTION_CLOSED
+        and cause.error.message == "SSE stream ended without a response"
+    )
+
+
 def _first_leaf(exc: BaseException) -> BaseException:
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
@@ -310,6 +323,11 @@ def _describe(url: str, token: str, exc: Exception, trouble: Trouble) -> str:
         return (
             f"Could not connect to the tool server at {host}:"
             " check the URL and that the server is running."
+        )
+    if _stream_ended_unanswered(cause):
+        return (
+            f"The tool server at {host} closed the connection before answering: the tool may"
+            " or may not have run."
         )
     if isinstance(cause, MCPError):
         said = without_token(cause.error.message, token)[:200]

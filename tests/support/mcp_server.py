@@ -14,7 +14,9 @@ server not built on the SDK may, and whoami(), which quotes the Authorization he
 With `json_response` it answers each request with one JSON body instead of an event stream,
 gzipped, whatever the request accepts, with `gzip` too. `tools` (JSON text) is its answer to
 tools/list instead of its own tools, `call_result` (JSON text) its answer to every tools/call;
-`call_error` answers every tools/call with HTTP 400 and a JSON-RPC error of that message.
+`call_error` answers every tools/call with HTTP 400 and a JSON-RPC error of that message;
+with `drop_calls` every tools/call gets an event stream that ends with no answer in it, as a
+server that crashed (or was cut off) mid-call leaves it.
 With `hang_on_close` it never answers the DELETE that ends a session.
 """
 
@@ -208,6 +210,31 @@ def _answering(app, method: str, result: str, status: int = 200, field: str = "r
     return answering
 
 
+def _dropping_calls(app):
+    """ASGI middleware: each tools/call opens an event stream that ends with nothing in it."""
+
+    async def dropping(scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "POST":
+            return await app(scope, receive, send)
+        body = await _read_body(receive)
+        request = json.loads(body or b"{}")
+        if isinstance(request, dict) and request.get("method") == "tools/call":
+            ended = PlainTextResponse("", 200, media_type="text/event-stream")
+            return await ended(scope, receive, send)
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await app(scope, replay, send)
+
+    return dropping
+
+
 def _gzipped(app):
     """ASGI middleware: every response body gzipped, as a server ignoring Accept-Encoding."""
 
@@ -251,6 +278,7 @@ class RunningToolServer:
         hang_on_close: bool = False,
         call_result: str | None = None,
         call_error: str | None = None,
+        drop_calls: bool = False,
     ):
         self.record = ToolServerRecord()
         built = build_server(self.record, odd_text, extras, filler)
@@ -264,6 +292,8 @@ class RunningToolServer:
         if call_error is not None:
             refusal = json.dumps({"code": -32602, "message": call_error})
             app = _answering(app, "tools/call", refusal, status=400, field="error")
+        if drop_calls:
+            app = _dropping_calls(app)
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", 0))
@@ -323,6 +353,7 @@ def run_tool_server(
     hang_on_close: bool = False,
     call_result: str | None = None,
     call_error: str | None = None,
+    drop_calls: bool = False,
 ) -> Iterator[RunningToolServer]:
     server = RunningToolServer(
         token,
@@ -336,6 +367,7 @@ def run_tool_server(
         hang_on_close,
         call_result,
         call_error,
+        drop_calls,
     )
     try:
         yield server

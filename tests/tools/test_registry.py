@@ -319,6 +319,22 @@ def test_a_result_quoting_the_token_back_in_json_never_shows_it(settings, team, 
     assert (result.content, result.is_error) == ('{"caller": "Bearer [redacted]"}', False)
 
 
+def test_a_call_the_server_dropped_unanswered_says_the_tool_may_have_run(settings, team, owner):
+    """The server took the call and its stream ended with no answer (a crash, a proxy's cut):
+    not "answered with an error", which the model would read as the tool's refusal."""
+    settings.LLAMA_ALLOW_PRIVATE_PROVIDER_URLS = True
+    with run_tool_server(drop_calls=True) as running:
+        server = ToolServer.objects.create(team=team, name="odd", url=running.url, created_by=owner)
+        store_listing(server, async_to_sync(fetch_listing)(running.url, "", server.timeout))
+        tool = by_name(registry.available_tools(team.pk))["create_ticket"]
+        result = async_to_sync(call_tool)(tool, {"title": "Printer"})
+    assert (result.content, result.is_error) == (
+        "The tool server at 127.0.0.1 closed the connection before answering: the tool may"
+        " or may not have run.",
+        True,
+    )
+
+
 def test_a_tool_list_quoting_the_token_back_never_shows_it(settings):
     """A server whose tool descriptions or schemas quote the token (a help text naming the
     header it was called with): members and the model read them, so the token is hidden."""
