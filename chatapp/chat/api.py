@@ -454,7 +454,7 @@ def markdown_export(data: dict) -> str:
     settings = data["settings"]
     lines += [f"Model: {settings['model']}", ""]
     if data["system_prompt"]["content"]:
-        lines += ["## System prompt", "", data["system_prompt"]["content"], ""]
+        lines += ["## System prompt", "", _closed_code(data["system_prompt"]["content"]), ""]
     for message in data["messages"]:
         heading = {"user": "You", "assistant": "Assistant"}.get(message["role"], "System")
         if message["status"] not in (MessageStatus.COMPLETE, MessageStatus.STREAMING):
@@ -466,8 +466,30 @@ def markdown_export(data: dict) -> str:
             lines += ["Files: " + ", ".join(file["name"] for file in files), ""]
         for call in message.get("tool_calls") or []:
             lines += _markdown_call(call)
-        lines += [message["content"], ""]
+        lines += [_closed_code(message["content"]), ""]
     return "\n".join(lines)
+
+
+# A fence line as CommonMark reads it: up to 3 spaces, then 3 or more backticks or tildes.
+FENCE_LINE = re.compile(r"( {0,3})(`{3,}|~{3,})(.*)")
+
+
+def _closed_code(text: str) -> str:
+    """The text with a code block it leaves open (an answer cut off in its code) closed at its
+    end, as wide and as indented as it opened: else every later turn of the export is code."""
+    opened: re.Match[str] | None = None
+    for line in re.split(r"\r\n|\r|\n", text):
+        fence = FENCE_LINE.fullmatch(line)
+        if opened is None:
+            # A backtick fence's info string holds no backtick (else it is inline code).
+            if fence and not (fence[2][0] == "`" and "`" in fence[3]):
+                opened = fence
+        elif fence and fence[2][0] == opened[2][0] and len(fence[2]) >= len(opened[2]):
+            opened = None if not fence[3].strip(" \t") else opened
+    if opened is None:
+        return text
+    end = "" if text.endswith(("\n", "\r")) else "\n"
+    return f"{text}{end}{opened[1]}{opened[2]}"
 
 
 def _markdown_call(call: dict) -> list[str]:

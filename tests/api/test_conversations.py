@@ -311,6 +311,29 @@ def test_markdown_export_names_the_files_sent_with_each_question(
     assert text.index("cat.png") < text.index("A cat.")
 
 
+def test_a_code_block_left_open_ends_with_its_message_in_the_markdown_export(
+    member_client, member, make_conversation
+):
+    """An answer cut off inside its code (Max tokens, Stop) left the fence open: every later
+    turn read as part of that code. Each message's open block is closed at its end."""
+    chat = make_conversation(
+        member,
+        "Cut",
+        system_prompt_text="Answer in code.\n~~~~",
+        messages=[
+            ("user", "Write it"),
+            ("assistant", "Here:\n\n````python\ndef f():\n    ```\n    return 1"),
+            ("user", "  ```\nmy pasted code\n```` not a closing fence"),
+            ("assistant", "```js\nlet done = 1;\n```"),
+        ],
+    )
+    text = member_client.get(detail_url(chat) + "export", {"format": "md"}).content.decode()
+    assert "Answer in code.\n~~~~\n~~~~\n\n## You" in text
+    assert "    return 1\n````\n\n## You" in text
+    assert "```` not a closing fence\n  ```\n\n## Assistant" in text
+    assert "let done = 1;\n```\n" in text and "let done = 1;\n```\n```" not in text
+
+
 def test_markdown_export_says_why_an_answer_failed(member_client, member, team):
     """As the page and the JSON export do: "(error)" alone leaves the reader guessing."""
     chat = failed_chat(member, team, "upstream_unavailable")
