@@ -198,6 +198,8 @@ def test_every_page_has_a_csp_without_inline_scripts(client, owner, own_ids, who
         assert "'self'" in sources and "unsafe-inline" not in sources, url
         assert "unsafe-eval" not in sources and "*" not in sources.split(), url
         assert "object-src 'none'" in policy and "base-uri 'none'" in policy, url
+        # Images only from here: not even data: URLs, which nothing of the app uses.
+        assert "img-src 'self';" in policy, url
         if response.get("Content-Type", "").startswith("text/html"):
             parser = InlineScripts()
             parser.feed(response.content.decode())
