@@ -500,6 +500,10 @@ def seen_now(request, state: str):
     return data
 
 
+# A prompt keeps every earlier text (up to 20,000 characters each): its page shows a page of them.
+PROMPT_VERSIONS_PER_PAGE = 20
+
+
 @login_required
 @require_http_methods(GET_POST)
 def prompt_edit(request, team_id: int, prompt_id: int):
@@ -523,11 +527,9 @@ def prompt_edit(request, team_id: int, prompt_id: int):
         else:
             messages.success(request, f"Saved the prompt {form.cleaned_data['name']}.")
             return redirect("teams:prompts", team_id)
-    context = {
-        "prompt": prompt,
-        "form": form,
-        "versions": prompt.versions.select_related("edited_by"),
-    }
+    versions = prompt.versions.select_related("edited_by")
+    page = Paginator(versions, PROMPT_VERSIONS_PER_PAGE).get_page(request.GET.get("page"))
+    context = {"prompt": prompt, "form": form, "versions": page.object_list, "page": page}
     status = 400 if form.errors else 200
     return _render(request, "teams/prompt_edit.html", membership, "prompts", status, **context)
 

@@ -87,6 +87,42 @@ def test_editing_keeps_the_previous_text_and_bumps_the_version(owner_client, own
     assert b"Be very helpful." in page.content and b"Version 1" in page.content
 
 
+def add_versions(prompt, count: int) -> None:
+    SystemPromptVersion.objects.bulk_create(
+        SystemPromptVersion(prompt=prompt, version=n, name="Helper", content=f"Text {n}.")
+        for n in range(1, count + 1)
+    )
+    prompt.version = count + 1
+    prompt.save(update_fields=["version"])
+
+
+def test_the_edit_page_shows_a_page_of_earlier_versions_newest_first(owner_client, prompt):
+    """A prompt edited for years has hundreds of versions of up to 20,000 characters each: the
+    page reads one page of them, the older ones a link away."""
+    per_page = views.PROMPT_VERSIONS_PER_PAGE
+    add_versions(prompt, per_page + 3)
+    first = owner_client.get(edit_url(prompt))
+    shown = [v.version for v in first.context["versions"]]
+    assert shown == list(range(per_page + 3, 3, -1))
+    assert b"Text 3." not in first.content
+    older = owner_client.get(edit_url(prompt), {"page": 2})
+    assert [v.version for v in older.context["versions"]] == [3, 2, 1]
+    assert b"Text 1." in older.content and b"Older" not in older.content
+
+
+def test_the_edit_page_reads_as_many_rows_whatever_the_versions(owner_client, team, prompt):
+    other = SystemPrompt.objects.create(team=team, name="Other", content="Be other.")
+    add_versions(prompt, 2)
+    add_versions(other, 3 * views.PROMPT_VERSIONS_PER_PAGE)
+    owner_client.get(edit_url(prompt))  # the session and caches settle
+    rows = []
+    for edited in (prompt, other):
+        with CaptureQueriesContext(connection) as queries:
+            page = owner_client.get(edit_url(edited))
+        rows.append((len(queries), len(page.context["versions"])))
+    assert rows == [(rows[0][0], 2), (rows[0][0], views.PROMPT_VERSIONS_PER_PAGE)]
+
+
 def test_changing_only_flags_keeps_the_version(owner_client, prompt):
     owner_client.post(
         edit_url(prompt), {"name": "Helper", "content": "Be helpful.", "locked": "on"}
