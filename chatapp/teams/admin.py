@@ -401,6 +401,11 @@ class TeamProviderAdmin(StaysInItsTeam, NotDeletedHere):
 class TeamUsageAdmin(NotDeletedHere):
     """The month's budgets and chargeback count these rows."""
 
+    # A table that grows with use: counted once, newest first by key (its index), not sorted
+    # whole at each visit.
+    show_full_result_count = False
+    ordering = ["-id"]
+
     list_display = ["day", "team", "user", "model", "prompt_tokens", "completion_tokens"]
     list_filter = ["day"]
     list_select_related = ["team", "user"]
@@ -415,6 +420,11 @@ class TeamUsageAdmin(NotDeletedHere):
 
 @admin.register(AuditEvent)
 class AuditEventAdmin(admin.ModelAdmin):
+    # A table that grows with use: counted once, newest first by key (its index), not sorted
+    # whole at each visit.
+    show_full_result_count = False
+    ordering = ["-id"]
+
     list_display = ["created_at", "team_name", "actor_name", "action", "summary"]
     list_filter = ["action"]
     search_fields = ["summary"]

@@ -2,11 +2,16 @@
 reaches PostgreSQL's text columns, which refuse it, and a key no row can have reaches
 SQLite's integers, which overflow. Nothing is changed."""
 
+from datetime import date
+
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from chatapp.chat.models import Conversation
-from chatapp.teams.models import Membership, Team, TeamPolicy
+from chatapp.teams.actions import audit
+from chatapp.teams.models import AuditAction, Membership, Team, TeamPolicy, TeamUsage
 
 TOO_BIG = "9" * 26  # past any 64-bit key
 
@@ -61,3 +66,28 @@ def test_the_same_pages_with_ordinary_input_still_work(site_client, owner, membe
     form = {"action": "delete_selected", "_selected_action": [team.pk]}
     assert b"Are you sure" in site_client.post("/admin/teams/team/", form).content
     assert site_client.get(f"/admin/teams/team/{team.pk}/change/").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("page", "table"),
+    [
+        ("/admin/chat/conversation/", "chat_conversation"),
+        ("/admin/teams/auditevent/", "teams_auditevent"),
+        ("/admin/teams/teamusage/", "teams_teamusage"),
+    ],
+)
+def test_the_lists_of_the_largest_tables_count_once_and_sort_by_their_key(
+    site_client, owner, team, page, table
+):
+    """These tables grow with every answer or change: their lists count the rows once (not
+    again for an unfiltered total) and read them newest first by key, which its index serves,
+    not by a column no index sorts (the whole table sorted at each visit)."""
+    Conversation.objects.create(team=team, owner=owner, title="Plans")
+    audit(team, owner, AuditAction.INVITE, "owner invited someone")
+    TeamUsage.objects.create(team=team, user=owner, model="m", day=date(2026, 12, 1))
+    with CaptureQueriesContext(connection) as queries:
+        assert site_client.get(page).status_code == 200
+    reads = [q["sql"] for q in queries.captured_queries if f'FROM "{table}"' in q["sql"]]
+    assert sum("COUNT(" in sql for sql in reads) == 1
+    [listed] = [sql for sql in reads if sql.startswith(f'SELECT "{table}"."id"')]  # the rows
+    assert listed.split("ORDER BY")[1].split("LIMIT")[0].strip() == f'"{table}"."id" DESC'
