@@ -7,8 +7,9 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import transaction
+from django.db.models import F
 
-from chatapp.accounts.models import UserSettings
+from chatapp.accounts.models import PendingSignup, UserSettings
 from chatapp.teams import actions as team_actions
 from chatapp.teams.models import AuditAction
 from chatapp.teams.policy import SETTING_NAMES
@@ -206,3 +207,23 @@ def delete_own_account(user: Any) -> None:
         summary = f"{who} deleted their own account"
         team_actions.audit(None, user, AuditAction.USER_DELETE, summary, user=who)
         get_user_model().objects.filter(pk=user.pk).delete()
+
+
+def confirm_signup(user: Any) -> None:
+    """A signup whose address was proved, by whoever chose its password: the account works."""
+    with transaction.atomic():
+        PendingSignup.objects.filter(user=user).delete()
+        user.is_active = True
+        user.save(update_fields=["is_active"])
+
+
+def count_wrong_signup_password(user: Any, allowed: int) -> bool:
+    """One more wrong password on a signup's confirmation page; after `allowed` of them the
+    signup (an account never used, holding nothing) is deleted. Whether it was."""
+    with transaction.atomic():
+        pending = PendingSignup.objects.filter(user=user)
+        pending.update(wrong_passwords=F("wrong_passwords") + 1)
+        if not pending.filter(wrong_passwords__gte=allowed).exists():
+            return False
+        user.delete()
+    return True

@@ -51,6 +51,32 @@ class SignupForm(NewUsernameMixin, UserCreationForm):
         return cleaned
 
 
+class ConfirmSignupForm(forms.Form):
+    """The password a signup chose, typed where its confirmation link is opened in a browser
+    that did not sign up: whoever only reads the mail cannot activate an account someone else
+    holds the password of."""
+
+    password = forms.CharField(
+        label="Password",
+        max_length=4096,
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password", "autofocus": True}),
+    )
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.user = user
+
+    def clean_password(self):
+        typed = self.cleaned_data["password"]
+        if not self.user.check_password(typed):
+            raise forms.ValidationError(
+                f"That is not the password {self.user.get_username()} was signed up with:"
+                " nothing was confirmed."
+            )
+        return typed
+
+
 class ChatSettingsForm(forms.Form):
     """The user's own defaults; a blank field falls back to the team's (then the site's)."""
 

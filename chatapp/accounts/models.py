@@ -45,6 +45,8 @@ class PendingSignup(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="pending_signup"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    # Wrong passwords typed on its confirmation page, which ends the signup after a few.
+    wrong_passwords = models.PositiveSmallIntegerField(default=0, db_default=0)
 
     def __str__(self) -> str:
         return f"Signup of {self.user} to confirm"

@@ -26,7 +26,13 @@ from django.views.decorators.http import require_http_methods, require_POST
 from django.views.generic import FormView
 
 from chatapp.accounts import actions
-from chatapp.accounts.forms import ApiKeyForm, ChatSettingsForm, DeleteAccountForm, SignupForm
+from chatapp.accounts.forms import (
+    ApiKeyForm,
+    ChatSettingsForm,
+    ConfirmSignupForm,
+    DeleteAccountForm,
+    SignupForm,
+)
 from chatapp.accounts.models import PendingSignup, UserSettings
 from chatapp.accounts.signup import (
     FIRST_ACCOUNT_NOTICE,
@@ -216,7 +222,7 @@ def signup(request):
 def _signup_post(request, invitation: Invitation | None, next_url: str) -> HttpResponse:
     # An address, or a name, is an account's once the address is proved: a signup that was
     # never confirmed gives way to the next with its address, and to anyone once its link
-    # has expired. Whoever opens the link mailed last has the account.
+    # has expired. The link mailed last confirms the account, for whoever signed up.
     try:
         address = forms.EmailField().clean(request.POST.get("email", ""))
     except ValidationError:
@@ -314,6 +320,11 @@ def _client_network(request: HttpRequest) -> str:
 
 SIGNUP_SALT = "chatapp.accounts.signup-address"
 SIGNUP_LINK_MAX_AGE = 3 * 24 * 3600
+# The signups this browser made: their links sign in at once here, elsewhere after the password.
+SIGNUPS_SESSION_KEY = "signups_to_confirm"
+SIGNUPS_KEPT = 5
+# Wrong passwords on one signup's confirmation page before the signup is ended.
+SIGNUP_WRONG_PASSWORDS = 5
 
 
 def _signup_to_confirm(request, form: SignupForm) -> HttpResponse:
@@ -330,37 +341,72 @@ def _signup_to_confirm(request, form: SignupForm) -> HttpResponse:
             "Confirm your email to use Llama team chat",
             f"Someone signed up as {user.get_username()} with this address. Open this link to"
             f" confirm it and sign in (valid for 3 days):\n{absolute_url(request, path)}\n\n"
-            "If that was not you, ignore this email.",
+            "In the browser you signed up in it signs you in at once; anywhere else (another"
+            " browser, your phone) it asks for the password you chose.\n\n"
+            "If that was not you, ignore this email: without that password the link confirms"
+            " nothing.",
             None,
             [user.email],
         )
+    made = request.session.get(SIGNUPS_SESSION_KEY, [])
+    request.session[SIGNUPS_SESSION_KEY] = [*made, user.pk][-SIGNUPS_KEPT:]
     messages.info(request, f"Open the link mailed to {user.email} to confirm it and sign in.")
     return redirect("login")
 
 
-@require_http_methods(["GET"])
+@require_http_methods(["GET", "POST"])
 def signup_confirm(request, signature: str) -> HttpResponse:
+    """The link mailed to a signup's address. It proves the address, not who chose the
+    password: it signs in the browser that signed up, anyone else once they type the password
+    (else a stranger who typed someone's address would get the account its owner confirmed)."""
     if not settings.LOCAL_PASSWORDS:
         raise Http404("Sign-up is turned off: people sign in through the identity provider")
-    try:
-        value = signing.loads(signature, salt=SIGNUP_SALT, max_age=SIGNUP_LINK_MAX_AGE)
-    except signing.BadSignature:
-        value = None
-    user = None
-    if isinstance(value, dict) and isinstance(value.get("u"), int):
-        # Only a signup never confirmed: not an account a site admin has since deactivated.
-        unconfirmed = get_user_model().objects.filter(
-            is_active=False, last_login__isnull=True, pending_signup__isnull=False
-        )
-        user = unconfirmed.filter(pk=value["u"], email=value.get("e")).first()
+    user = _signup_of_link(signature)
     if user is None:
         messages.error(request, "This confirmation link is not valid (or has expired).")
         return redirect("login")
-    with transaction.atomic():
-        PendingSignup.objects.filter(user=user).delete()
-        user.is_active = True
-        user.save(update_fields=["is_active"])
+    if user.pk in request.session.get(SIGNUPS_SESSION_KEY, []):
+        return _confirmed(request, user)
+    form = ConfirmSignupForm(request.POST if request.method == "POST" else None, user=user)
+    if request.method == "GET":
+        return _confirm_page(request, form, user, 200)
+    if form.is_valid():
+        return _confirmed(request, user)
+    if actions.count_wrong_signup_password(user, SIGNUP_WRONG_PASSWORDS):
+        messages.error(
+            request,
+            f"The password was wrong {SIGNUP_WRONG_PASSWORDS} times, so this signup was ended"
+            " and its link no longer works: sign up again for a new one.",
+        )
+        return redirect("signup")
+    return _confirm_page(request, form, user, 400)
+
+
+def _signup_of_link(signature: str):
+    """The signup a confirmation link names, while it waits for its confirmation."""
+    try:
+        value = signing.loads(signature, salt=SIGNUP_SALT, max_age=SIGNUP_LINK_MAX_AGE)
+    except signing.BadSignature:
+        return None
+    if not (isinstance(value, dict) and isinstance(value.get("u"), int)):
+        return None
+    # Only a signup never confirmed: not an account a site admin has since deactivated.
+    unconfirmed = get_user_model().objects.filter(
+        is_active=False, last_login__isnull=True, pending_signup__isnull=False
+    )
+    return unconfirmed.filter(pk=value["u"], email=value.get("e")).first()
+
+
+def _confirm_page(request, form: ConfirmSignupForm, user, status: int) -> HttpResponse:
+    context = {"form": form, "pending": user, "valid_days": SIGNUP_LINK_MAX_AGE // (24 * 3600)}
+    return render(request, "registration/signup_confirm.html", context, status=status)
+
+
+def _confirmed(request, user) -> HttpResponse:
+    actions.confirm_signup(user)
+    made = request.session.get(SIGNUPS_SESSION_KEY, [])
     login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+    request.session[SIGNUPS_SESSION_KEY] = [pk for pk in made if pk != user.pk]
     return redirect("home")
 
 

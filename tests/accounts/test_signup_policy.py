@@ -181,6 +181,62 @@ def test_an_address_someone_typed_but_never_confirmed_does_not_keep_its_owner_ou
     assert User.objects.get(email="ada@example.com").username == "ada"
 
 
+def test_a_stranger_who_typed_someones_address_gets_nothing_when_its_owner_opens_the_link(
+    client, site_admin, by_domain
+):
+    """The stranger chose the password: the link opened by the address's owner, in a browser
+    that did not sign up, activates nothing without that password, so the stranger never holds
+    a confirmed account at the company's domain."""
+    stranger = Client(REMOTE_ADDR="198.51.100.7")
+    assert signup(stranger, "mallory", "alice@example.com").status_code == 302
+    link = mailed_link(mail.outbox[0])
+    page = client.get(link)
+    wrong = client.post(link, {"password": "not-the-strangers"})
+    assert "_auth_user_id" not in client.session
+    assert not User.objects.get(username="mallory").is_active
+    login = {"username": "mallory", "password": PASSWORD}
+    assert "_auth_user_id" not in stranger.post("/accounts/login/", login).wsgi_request.session
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "This browser did not sign up for it, so enter the password chosen at signup" in text
+    assert "Did not sign up as <bdi>mallory</bdi>? Then someone else typed your address" in text
+    assert wrong.status_code == 400
+    assert "That is not the password mallory was signed up with" in wrong.content.decode()
+
+
+def test_a_link_opened_on_another_device_confirms_with_the_signups_password(
+    client, site_admin, by_domain
+):
+    """Signed up on a laptop, the mail read on a phone: the password chosen at signup confirms
+    it there, and the mail says so."""
+    assert signup(client, "eve", "eve@example.com").status_code == 302
+    assert "anywhere else (another browser, your phone) it asks for the password you chose" in (
+        " ".join(mail.outbox[0].body.split())
+    )
+    phone = Client()
+    link = mailed_link(mail.outbox[0])
+    assert 'autocomplete="current-password"' in phone.get(link).content.decode()
+    response = phone.post(link, {"password": PASSWORD})
+    assert response.status_code == 302 and response["Location"] == "/"
+    assert phone.get("/settings/").status_code == 200
+    assert User.objects.get(username="eve").is_active
+    assert phone.get(link)["Location"] == "/accounts/login/"  # spent
+
+
+def test_wrong_passwords_on_the_confirmation_page_end_the_signup(client, site_admin, by_domain):
+    stranger = Client(REMOTE_ADDR="198.51.100.7")
+    assert signup(stranger, "mallory", "ada@example.com").status_code == 302
+    link = mailed_link(mail.outbox[0])
+    for _ in range(views.SIGNUP_WRONG_PASSWORDS - 1):
+        assert client.post(link, {"password": "guess"}).status_code == 400
+    assert User.objects.filter(username="mallory").exists()
+    ended = client.post(link, {"password": "guess"})
+    assert ended.status_code == 302 and ended["Location"] == "/accounts/signup/"
+    assert not User.objects.filter(username="mallory").exists()
+    assert client.post(link, {"password": PASSWORD})["Location"] == "/accounts/login/"
+    assert client.put(link).status_code == 405
+
+
 def test_signing_up_with_one_address_over_and_over_mails_it_once_a_while_from_one_network(
     site_admin, by_domain
 ):
@@ -201,7 +257,7 @@ def test_signing_up_with_one_address_over_and_over_mails_it_once_a_while_from_on
     AddressMail.objects.update(sent_at=timezone.now() - views.SIGNUP_MAIL_PAUSE)
     assert signup(next_door, "eve2", "eve@example.com").status_code == 302
     assert len(mail.outbox) == 2
-    assert here.get(mailed_link(mail.outbox[1]))["Location"] == "/"
+    assert next_door.get(mailed_link(mail.outbox[1]))["Location"] == "/"
     assert User.objects.get(email="eve@example.com").username == "eve2"
 
 

@@ -5,6 +5,7 @@ that release's models, rebuilt from the migration state it knew, into today's sc
 from django.db import connection
 from django.db.migrations.loader import MigrationLoader
 
+from chatapp.accounts.models import PendingSignup
 from chatapp.chat.models import Conversation, Message, Share
 from chatapp.teams.models import BudgetHold
 
@@ -42,3 +43,12 @@ def test_an_earlier_release_still_writes_messages_and_budget_holds(team, owner):
     )
     assert Message.objects.get(pk=message.pk).server_process == ""
     assert BudgetHold.objects.get(pk=hold.pk).server_process == ""
+
+
+def test_an_earlier_release_still_takes_signups_to_confirm(make_user):
+    """PendingSignup.wrong_passwords (accounts.0006) has a database default: a signup an
+    earlier release takes starts with none."""
+    old = models_as_of(("accounts", "0005_address_mail"))
+    user = make_user("eve", is_active=False)
+    old.get_model("accounts", "PendingSignup").objects.create(user_id=user.pk)
+    assert PendingSignup.objects.get(user=user).wrong_passwords == 0
