@@ -520,6 +520,8 @@ AXES_RESET_ON_SUCCESS = True
 AXES_DISABLE_ACCESS_LOG = True  # failures are what matter; successes would only pile up
 AXES_LOCKOUT_CALLABLE = "chatapp.accounts.views.login_locked_out"
 AXES_USERNAME_CALLABLE = "chatapp.accounts.views.throttled_username"
+# Its log lines name the path as the access line does: without a credential in it.
+AXES_CLIENT_STR_CALLABLE = "chatapp.accounts.views.throttled_client"
 AXES_VERBOSE = False  # no start-up banner; failures and lockouts are still logged
 AXES_WHITELIST_CALLABLE = "chatapp.identity.backends.is_provider_callback"
 

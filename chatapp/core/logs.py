@@ -33,7 +33,8 @@ SECRET_SETTINGS = (
 SECRET_URL_SETTINGS = ("DATABASE_URL", "EMAIL_URL", "REDIS_URL")
 REDACTED = "[redacted]"
 # Address parts that are credentials (whoever holds the address may use it): an invitation's
-# token and its confirmation's signature, a share link's token, a password reset link's token.
+# token and its confirmation's signature, a share link's token, a password reset link's token,
+# a signup confirmation's signature.
 CREDENTIAL_PARAMETERS = ("token", "signature", "share_token")
 
 

@@ -3,11 +3,15 @@
 import io
 import json
 import logging
+import re
+from urllib.parse import urlsplit
 
 import pytest
+from django.core import mail
 from django.test import override_settings
 
 from chatapp.core.logs import logging_config, request_id_var
+from tests.conftest import PASSWORD
 
 
 @pytest.fixture
@@ -181,6 +185,25 @@ def test_a_credential_address_that_matches_no_route_is_blanked_too(
     text = json.dumps(log_lines())
     for secret in (invitation, share, reset):
         assert secret not in text
+
+
+def test_the_sign_in_a_signup_confirmation_link_makes_names_no_credential(
+    client, site_admin, settings, log_lines
+):
+    """The link that confirms a signup's address signs in: django-axes' line about that
+    sign-in names the route as the access line does, not the link's signature."""
+    settings.SIGNUP_POLICY = "domain"
+    settings.SIGNUP_ALLOWED_DOMAINS = ["example.com"]
+    settings.EMAIL_URL = "smtp://mail.example.com:25"
+    data = {"username": "eve", "email": "eve@example.com"}
+    data |= {"password1": PASSWORD, "password2": PASSWORD}
+    assert client.post("/accounts/signup/", data).status_code == 302
+    (link,) = re.findall(r"https?://\S+", mail.outbox[0].body)
+    signature = urlsplit(link).path.split("/")[-2]
+    assert client.get(urlsplit(link).path)["Location"] == "/"
+    axes = [line["message"] for line in log_lines() if line["logger"].startswith("axes")]
+    assert any('path_info: "/accounts/signup/confirm/[redacted]/"' in m for m in axes)
+    assert signature not in json.dumps(log_lines())
 
 
 def test_a_failed_request_s_error_line_blanks_the_credential_in_its_address(
