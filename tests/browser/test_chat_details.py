@@ -206,6 +206,21 @@ def test_the_two_settings_buttons_say_which_settings(logged_in_page):
     assert page.get_by_role("button", name="Settings", exact=True).count() == 0
 
 
+def test_the_header_keeps_its_height_when_a_chat_starts_and_ends(logged_in_page):
+    """The download and share buttons join the header with the first question: the messages
+    under it must not move down as they appear, nor up when a new chat takes them away."""
+    page = logged_in_page
+    chat = ChatPage(page)
+    header = page.locator(".chat-header")
+    empty_height = header.bounding_box()["height"]
+    chat.send("Hello")
+    expect(page.get_by_role("link", name="Share in the team")).to_be_visible()
+    assert header.bounding_box()["height"] == empty_height
+    page.get_by_role("button", name="New chat").click()
+    expect(page.get_by_role("link", name="Share in the team")).to_be_hidden()
+    assert header.bounding_box()["height"] == empty_height
+
+
 def seed_team(app_server, user, *, role: str, starters=(), locked_prompt: bool = False) -> None:
     code = f"""
 from django.contrib.auth import get_user_model
