@@ -7,6 +7,7 @@ from playwright.sync_api import expect
 
 from tests.browser.chat_page import ChatPage, json_from, log_in
 from tests.browser.conftest import DESKTOP, PHONE
+from tests.browser.test_chat_attachments import drop
 
 pytestmark = pytest.mark.browser
 
@@ -176,6 +177,22 @@ def test_jump_to_latest_shows_while_scrolled_up_during_an_answer(logged_in_page)
     chat.wait_for_status("stopped")
     page.locator("#messages").evaluate("(el) => el.scrollTo(0, 0)")
     expect(jump).to_be_hidden()  # no answer growing: scrolling up is just reading
+
+
+def test_the_last_answer_stays_in_sight_as_the_message_box_grows(logged_in_page):
+    """Lines typed and files attached make the message box taller and the messages shorter:
+    read to the end, the answer's last lines and its buttons must not slip under the box."""
+    page = logged_in_page
+    chat = ChatPage(page)
+    chat.send("[sim:long tokens=150] A long answer")
+    chat.wait_for_status("complete")
+    regenerate = chat.last_answer().get_by_role("button", name="Regenerate")
+    expect(regenerate).to_be_in_viewport(ratio=1)
+    chat.input.fill("A question\nover\nseveral\nlines")
+    expect(regenerate).to_be_in_viewport(ratio=1)
+    drop(page, {"name": "notes.exe", "type": "application/x-msdownload", "data": "TVqQAAMA"})
+    expect(page.get_by_role("list", name="Attached files")).to_be_visible()
+    expect(regenerate).to_be_in_viewport(ratio=1)
 
 
 def test_the_header_model_picker_switches_the_model_at_once(logged_in_page, sim):

@@ -731,6 +731,11 @@ export class MessageList {
       this.stickToBottom = gap < FOLLOW_GAP_PX;
       this.showJump();
     });
+    // A taller message box (lines typed, files attached) makes the pane shorter: a reader
+    // at the bottom stays there, rather than the last answer's end slipping under the box.
+    new ResizeObserver(() => {
+      if (this.stickToBottom) container.scrollTop = container.scrollHeight;
+    }).observe(container);
     jumpButton.addEventListener("click", () => {
       this.scrollToBottom();
       this.handlers.jumped();
