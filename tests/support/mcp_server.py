@@ -181,6 +181,20 @@ async def _read_body(receive) -> bytes:
             return body
 
 
+def _replaying(body: bytes, receive):
+    """An ASGI receive that gives the body already read, then goes on with `receive`."""
+    replayed = False
+
+    async def replay():
+        nonlocal replayed
+        if replayed:
+            return await receive()
+        replayed = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
+
+
 def _answering(app, method: str, result: str, status: int = 200, field: str = "result"):
     """ASGI middleware: `method` answered with `result`, JSON text as a server not built on
     the SDK may write it (NaN included), as the JSON-RPC answer's `field` (an `error` with an
@@ -196,16 +210,7 @@ def _answering(app, method: str, result: str, status: int = 200, field: str = "r
             text = f'{{"jsonrpc": "2.0", "id": {request_id}, "{field}": {result}}}'
             answer = PlainTextResponse(text, status, media_type="application/json")
             return await answer(scope, receive, send)
-        replayed = False
-
-        async def replay():
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        await app(scope, replay, send)
+        await app(scope, _replaying(body, receive), send)
 
     return answering
 
@@ -221,16 +226,7 @@ def _dropping_calls(app):
         if isinstance(request, dict) and request.get("method") == "tools/call":
             ended = PlainTextResponse("", 200, media_type="text/event-stream")
             return await ended(scope, receive, send)
-        replayed = False
-
-        async def replay():
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        await app(scope, replay, send)
+        await app(scope, _replaying(body, receive), send)
 
     return dropping
 

@@ -205,3 +205,17 @@ def test_reviewers_of_another_team_cannot_open_them(outsider, flagged_files):
     picture, _, _ = flagged_files
     client = client_for(Client(), outsider)
     assert client.get(f"/api/uploads/{picture.pk}/").status_code == 404
+
+
+def test_the_queue_s_pages_keep_what_it_shows(owner_client, team, member, flagged):
+    """Past 50 flags the queue has pages; each page link keeps the choice of what it shows."""
+    conversation = flagged.message.conversation
+    for _ in range(50):
+        answer = Message.objects.create(
+            conversation=conversation, role="assistant", content=ANSWER, status="blocked"
+        )
+        actions.flag_message(team, member, answer.pk, Finding("output", ("S10",), True))
+    page = owner_client.get(queue_url(team, "all")).content.decode()
+    assert 'href="?show=all&amp;page=2">Older</a>' in page
+    newer = owner_client.get(queue_url(team, "all") + "&page=2").content.decode()
+    assert 'href="?show=all&amp;page=1">Newer</a>' in newer
