@@ -13,9 +13,8 @@ def address_mail_due(kind: str, address: str, pause: timedelta, *, asked_from: s
     """Whether a mail of this kind may go to this address (when asked from `asked_from`, a pause
     of its own): none went in the last `pause`. A yes is noted at once, so of requests made
     together (to any server process) one gets it; inside the caller's transaction, a mail that
-    then fails takes the note back with it."""
-    key = address.strip().lower() + (f" from {asked_from}" if asked_from else "")
-    digest = hashlib.sha256(key.encode()).hexdigest()
+    then fails takes the note back with it (else `forget_address_mail` does)."""
+    digest = _digest(address, asked_from)
     now = timezone.now()
     with transaction.atomic():
         AddressMail.objects.filter(kind=kind, sent_at__lte=now - pause).delete()
@@ -23,3 +22,13 @@ def address_mail_due(kind: str, address: str, pause: timedelta, *, asked_from: s
             kind=kind, address_digest=digest, defaults={"sent_at": now}
         )
     return created
+
+
+def forget_address_mail(kind: str, address: str, *, asked_from: str = "") -> None:
+    """The mail `address_mail_due` said yes to could not be sent: it may be asked again now."""
+    AddressMail.objects.filter(kind=kind, address_digest=_digest(address, asked_from)).delete()
+
+
+def _digest(address: str, asked_from: str) -> str:
+    key = address.strip().lower() + (f" from {asked_from}" if asked_from else "")
+    return hashlib.sha256(key.encode()).hexdigest()

@@ -298,12 +298,13 @@ ADDRESS_MAIL_PAUSE = timedelta(minutes=5)
 
 def email_address_confirmation(invitation: Invitation, user, link: str) -> bool:
     """Mail the confirmation link to the invitation's address; False, nothing mailed, when one
-    went there within the pause. OSError when the mail server fails (the pause is not taken)."""
-    with transaction.atomic():
-        if not core_actions.address_mail_due(
-            "invitation_address", invitation.email, ADDRESS_MAIL_PAUSE
-        ):
-            return False
+    went there within the pause. OSError when the mail server fails (the pause is not taken).
+    The pause is noted before the mail and taken back if it fails: no transaction stays open
+    while the mail server answers (on SQLite it would hold every write)."""
+    kind = "invitation_address"
+    if not core_actions.address_mail_due(kind, invitation.email, ADDRESS_MAIL_PAUSE):
+        return False
+    try:
         send_mail(
             f"Confirm your email to join {one_line(invitation.team.name)} on Llama team chat",
             f"{user.get_username()} asked to join {invitation.team.name} with the invitation sent"
@@ -313,6 +314,9 @@ def email_address_confirmation(invitation: Invitation, user, link: str) -> bool:
             None,
             [invitation.email],
         )
+    except OSError:
+        core_actions.forget_address_mail(kind, invitation.email)
+        raise
     return True
 
 

@@ -5,6 +5,7 @@ from datetime import timedelta
 
 import pytest
 from django.core import mail
+from django.db import connection
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -365,6 +366,27 @@ def test_a_confirmation_that_could_not_be_mailed_can_be_asked_again_at_once(
         patched.setattr(actions, "send_mail", mail_server_down)
         assert client.post(accept_url(invitation)).status_code == 503
     assert b"We sent a confirmation link to" in client.post(accept_url(invitation)).content
+    assert [m.to for m in mail.outbox] == [["nina@example.com"]]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_no_transaction_is_open_while_the_confirmation_is_mailed(
+    team, owner, make_user, client, with_email, monkeypatch
+):
+    """A mail server may take seconds (up to EMAIL_TIMEOUT): meanwhile no transaction holds
+    the pause's row, nor SQLite's one write lock, which every answer's checkpoint needs."""
+    invitation = Invitation.objects.create(team=team, invited_by=owner, email="nina@example.com")
+    client.force_login(make_user("nina"))
+    open_while_sending = []
+    sent = actions.send_mail
+
+    def send_mail(*args, **kwargs):
+        open_while_sending.append(connection.in_atomic_block)
+        return sent(*args, **kwargs)
+
+    monkeypatch.setattr(actions, "send_mail", send_mail)
+    assert b"We sent a confirmation link to" in client.post(accept_url(invitation)).content
+    assert open_while_sending == [False]
     assert [m.to for m in mail.outbox] == [["nina@example.com"]]
 
 
