@@ -157,22 +157,11 @@ async def fetch_listing(url: str, token: str, timeout: float) -> Listing:
     return Listing(listed.tools, "", note, tuple(listed.refused))
 
 
-def _storable(value):
-    """A listed description or schema (or an error) with its unstorable characters as U+FFFD."""
-    if isinstance(value, str):
-        return storable(value)
-    if isinstance(value, list):
-        return [_storable(item) for item in value]
-    if isinstance(value, dict):
-        return {_storable(key): _storable(item) for key, item in value.items()}
-    return value
-
-
 def store_listing(server: ToolServer, listing: Listing) -> None:
     """Save a refresh's outcome; the admins' choices (enabled, ask first) stay as they were."""
     server.refreshed_at = timezone.now()
     if listing.error:
-        server.status, server.last_error = ServerStatus.DOWN, _storable(listing.error)[:500]
+        server.status, server.last_error = ServerStatus.DOWN, storable(listing.error)[:500]
         server.save(update_fields=["status", "last_error", "refreshed_at"])
         return  # the last known list stays, for the page; a down server offers nothing
     server.status, server.last_error = ServerStatus.UP, listing.note
@@ -189,12 +178,12 @@ def store_listing(server: ToolServer, listing: Listing) -> None:
         ):
             continue  # a server's list with a name twice, or one that cannot be a name
         seen.add(listed.name)
-        schema = _storable(listed.input_schema)
+        schema = mcp_client.each_text(listed.input_schema, storable)
         if parameters_problem(schema):
             # NaN or a broken schema: no database stores it, no model API takes it.
             unusable.append(listed.name)
             continue
-        description = _storable(listed.description)
+        description = storable(listed.description)
         if too_long_to_offer(description, schema):
             oversized.append(listed.name)  # every chat request would carry it
             continue

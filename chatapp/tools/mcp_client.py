@@ -8,7 +8,7 @@ on, never a stack trace or the token. Cancellation is not a failure: it propagat
 import json
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
@@ -96,8 +96,9 @@ async def list_tools(url: str, token: str, timeout: float) -> ToolList:
                     # Members and the model read them: a server quoting the token back there
                     # does not show it, as in its errors and results.
                     description=without_token(tool.description or "", token),
-                    input_schema=_schema_without_token(
-                        tool.input_schema or {"type": "object", "properties": {}}, token
+                    input_schema=each_text(
+                        tool.input_schema or {"type": "object", "properties": {}},
+                        lambda text: without_token(text, token),
                     ),
                     read_only=is_read_only(tool),
                 )
@@ -268,17 +269,14 @@ def without_token(text: str, token: str) -> str:
     return text
 
 
-def _schema_without_token(value: Any, token: str) -> Any:
-    """A listed input schema with every text in it (keys too) through `without_token`."""
+def each_text(value: Any, change: Callable[[str], str]) -> Any:
+    """A JSON value (a listed schema) with every text in it, keys too, through `change`."""
     if isinstance(value, str):
-        return without_token(value, token)
+        return change(value)
     if isinstance(value, list):
-        return [_schema_without_token(item, token) for item in value]
+        return [each_text(item, change) for item in value]
     if isinstance(value, dict):
-        return {
-            _schema_without_token(key, token): _schema_without_token(item, token)
-            for key, item in value.items()
-        }
+        return {each_text(key, change): each_text(item, change) for key, item in value.items()}
     return value
 
 
