@@ -181,26 +181,26 @@ def invite(
 INVITATION_MAIL_PAUSE = timedelta(minutes=5)
 
 
-def invitation_mail_due(invitation: Invitation) -> bool:
-    """Whether to mail this invitation: no other invitation for its address was made within
-    the pause (inviting and revoking over and over would flood the inbox)."""
-    since = timezone.now() - INVITATION_MAIL_PAUSE
-    earlier = AuditEvent.objects.filter(
-        action=AuditAction.INVITE, created_at__gt=since, details__email=invitation.email
-    ).exclude(details__invitation_id=invitation.pk)
-    return not earlier.exists()
-
-
-def email_invitation(invitation: Invitation, link: str) -> None:
-    """Send the invitation link by email; raises OSError when the mail server fails."""
-    send_mail(
-        f"You are invited to {one_line(invitation.team.name)} on Llama team chat",
-        f"{_name(invitation.invited_by)} invited you to join {invitation.team.name}"
-        f" as {invitation.role}.\n\nAccept the invitation (valid until"
-        f" {invitation.expires_at:%Y-%m-%d %H:%M} UTC, once):\n{link}\n",
-        None,
-        [invitation.email],
-    )
+def email_invitation(invitation: Invitation, link: str) -> bool:
+    """Send the invitation link by email; False, nothing mailed, when an invitation mail went
+    to its address within the pause (inviting and revoking over and over, from any team, would
+    flood the inbox). OSError when the mail server fails (the pause is not taken)."""
+    kind = "invitation"
+    if not core_actions.address_mail_due(kind, invitation.email, INVITATION_MAIL_PAUSE):
+        return False
+    try:
+        send_mail(
+            f"You are invited to {one_line(invitation.team.name)} on Llama team chat",
+            f"{_name(invitation.invited_by)} invited you to join {invitation.team.name}"
+            f" as {invitation.role}.\n\nAccept the invitation (valid until"
+            f" {invitation.expires_at:%Y-%m-%d %H:%M} UTC, once):\n{link}\n",
+            None,
+            [invitation.email],
+        )
+    except OSError:
+        core_actions.forget_address_mail(kind, invitation.email)
+        raise
+    return True
 
 
 def revoke_invitation(actor, invitation: Invitation) -> None:

@@ -290,18 +290,18 @@ def _send_invitation(request, invitation: Invitation) -> None:
     if not invitation.email or not settings.EMAIL_URL:
         messages.success(request, "Invitation created: copy its link below and send it.")
         return
-    if not actions.invitation_mail_due(invitation):
+    try:
+        emailed = actions.email_invitation(invitation, link)
+    except OSError as exc:  # smtplib errors are OSErrors too
+        log.warning("Could not email an invitation for team %s: %s", invitation.team_id, exc)
+        messages.warning(request, "The email could not be sent: copy the link below instead.")
+        return
+    if not emailed:
         messages.info(
             request,
             f"{invitation.email} was invited a few minutes ago, so this invitation was not"
             " emailed: copy its link below and send it.",
         )
-        return
-    try:
-        actions.email_invitation(invitation, link)
-    except OSError as exc:  # smtplib errors are OSErrors too
-        log.warning("Could not email an invitation for team %s: %s", invitation.team_id, exc)
-        messages.warning(request, "The email could not be sent: copy the link below instead.")
         return
     messages.success(request, f"Invitation emailed to {invitation.email}.")
 

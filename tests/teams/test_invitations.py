@@ -90,9 +90,28 @@ def test_inviting_one_address_over_and_over_mails_it_once_a_while(
     assert "was not emailed" in owner_client.get(page["Location"]).content.decode()
     assert team.invitations.filter(email="new@example.com", role="admin").exists()
 
-    AuditEvent.objects.update(created_at=timezone.now() - actions.INVITATION_MAIL_PAUSE)
+    AddressMail.objects.update(sent_at=timezone.now() - actions.INVITATION_MAIL_PAUSE)
     invite(other_client, other_team, email="new@example.com")
     assert [m.to for m in mail.outbox] == [["new@example.com"]] * 2
+
+
+def test_an_invitation_that_could_not_be_mailed_takes_no_pause(
+    owner_client, team, owner, settings, monkeypatch
+):
+    """The mail server was down: inviting the address again mails it at once."""
+    settings.EMAIL_URL = "smtp://mail.example.com"
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+
+    def mail_server_down(*args, **kwargs):
+        raise ConnectionRefusedError("mail server down")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(actions, "send_mail", mail_server_down)
+        page = invite(owner_client, team, email="new@example.com")
+    assert "could not be sent" in owner_client.get(page["Location"]).content.decode()
+    page = invite(owner_client, team, email="new@example.com", role="admin")
+    assert "Invitation emailed to" in owner_client.get(page["Location"]).content.decode()
+    assert [m.to for m in mail.outbox] == [["new@example.com"]]
 
 
 def test_a_team_name_stored_with_a_line_break_still_mails_its_invitations(
