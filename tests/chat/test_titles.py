@@ -3,7 +3,7 @@
 import pytest
 
 from chatapp.chat import titles
-from chatapp.chat.generation import RUNNING
+from chatapp.chat.generation import Generation
 from chatapp.chat.models import Conversation, Message
 from chatapp.teams.models import BudgetHold, TeamMonthUsage, TeamPolicy, TeamUsage
 
@@ -20,13 +20,28 @@ def titles_on(settings):
     settings.LLAMA_GENERATE_TITLES = True
 
 
+# Every answer the running test started, by message id. An answer leaves RUNNING before it
+# names the conversation: waiting on the one kept here waits for its title too.
+STARTED: dict[int, Generation] = {}
+
+
+@pytest.fixture(autouse=True)
+def record_started(monkeypatch):
+    STARTED.clear()
+    attach = Generation.attach
+
+    async def recording(self, exchange):
+        STARTED[exchange.assistant_id] = self
+        await attach(self, exchange)
+
+    monkeypatch.setattr(Generation, "attach", recording)
+
+
 async def answer_and_settle(socket, content: str, **fields) -> dict:
     """Send, then wait until the answer and whatever follows it (the title) are finished."""
     ids = await socket.send_message(content, **fields)
-    generation = RUNNING.get(ids["message_id"])
     await socket.until_type("message.done", ids["message_id"])
-    if generation is not None:
-        await generation.wait()
+    await STARTED[ids["message_id"]].wait()
     return ids
 
 
@@ -83,7 +98,7 @@ async def test_upstream_failure_keeps_the_first_words_silently(connect, member, 
 async def test_a_rename_is_never_overwritten(connect, member, sim):
     socket = await connect(member)
     ids = await socket.send_message(f"{SLOW} {QUESTION}")
-    generation = RUNNING[ids["message_id"]]
+    generation = STARTED[ids["message_id"]]
     await Conversation.objects.filter(pk=ids["conversation_id"]).aupdate(title="My taxes")
     await generation.wait()
     assert len(title_requests(sim)) == 1  # asked, and its tokens counted, but not kept
@@ -166,11 +181,9 @@ async def settle_next_answer(socket, frame: dict) -> None:
         lambda f: f["type"] == "message.created" and f["message"]["role"] == "assistant"
     )
     answer = frames[-1]["message"]["id"]
-    generation = RUNNING.get(answer)
     done = await socket.until_type("message.done", answer)
     assert done[-1]["status"] == "complete"
-    if generation is not None:
-        await generation.wait()
+    await STARTED[answer].wait()
 
 
 async def test_a_first_answer_stopped_then_regenerated_names_it(connect, member, sim):
