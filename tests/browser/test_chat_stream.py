@@ -155,7 +155,8 @@ def test_a_follow_up_that_reached_the_server_before_the_drop_is_shown_once(logge
     chat.send("First question")
     chat.wait_for_status("complete")
     chat.drop_the_connection_at_the_next_send(delivered=True)
-    chat.send("[sim:pace tps=20] [sim:long tokens=40] It got there")
+    with page.expect_websocket():  # the page has connected again: what follows is after the drop
+        chat.send("[sim:pace tps=20] [sim:long tokens=40] It got there")
     page.wait_for_selector("html[data-socket=open]", state="attached")
     chat.wait_for_status("complete", chat.answers.nth(1))  # the follow-up's own answer
     expect(chat.questions).to_have_count(2)
