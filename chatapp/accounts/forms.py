@@ -215,7 +215,9 @@ class DeleteAccountForm(forms.Form):
         typed = self.cleaned_data["confirmation"]
         if self.by_password:
             if not self.user.check_password(typed):
-                raise forms.ValidationError("That is not your password: nothing was deleted.")
+                raise forms.ValidationError(
+                    "That is not your password: nothing was deleted.", code="wrong_password"
+                )
         elif typed.strip() != self.user.get_username():
             raise forms.ValidationError(
                 f"Type your username, {self.user.get_username()}, exactly: nothing was deleted."

@@ -26,7 +26,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 from django.views.generic import FormView
 
-from chatapp.accounts import actions
+from chatapp.accounts import actions, guesses
 from chatapp.accounts.forms import (
     ApiKeyForm,
     ChatSettingsForm,
@@ -162,6 +162,19 @@ class PasswordResetConfirmView(AuditsOwnPassword, auth_views.PasswordResetConfir
 class PasswordChangeView(AuditsOwnPassword, auth_views.PasswordChangeView):
     how = "change"
     success_url = reverse_lazy("password_change_done")
+
+    def post(self, request, *args, **kwargs):
+        if not guesses.may_guess(request, request.user):
+            form = self.get_form()
+            errors = form.error_class([guesses.too_many_message()])
+            form._errors = ErrorDict({"old_password": errors})  # nothing else is checked
+            return self.render_to_response(self.get_context_data(form=form), status=429)
+        return super().post(request, *args, **kwargs)
+
+    def form_invalid(self, form):
+        if form.has_error("old_password", "password_incorrect"):
+            guesses.wrong_guess(self.request, self.request.user)
+        return super().form_invalid(form)
 
 
 class LoginView(auth_views.LoginView):
@@ -570,7 +583,11 @@ def delete_account(request: AuthenticatedHttpRequest) -> HttpResponse:
     status = 200
     if request.method == "POST":
         status = 400
-        if not refusal and form.is_valid():
+        if by_password and not guesses.may_guess(request, user):
+            errors = form.error_class([guesses.too_many_message()])
+            form._errors = ErrorDict({"confirmation": errors})  # type: ignore[attr-defined]
+            status = 429
+        elif not refusal and form.is_valid():
             try:
                 actions.delete_own_account(user)
             except team_actions.ActionError as error:  # a team changed since the check above
@@ -579,6 +596,8 @@ def delete_account(request: AuthenticatedHttpRequest) -> HttpResponse:
                 logout(request)
                 messages.success(request, "Your account and everything in it were deleted.")
                 return redirect("login")
+        elif not refusal and form.has_error("confirmation", "wrong_password"):
+            guesses.wrong_guess(request, user)
         if refusal:
             status = 409
     context = {"form": form, "refusal": refusal, "by_password": by_password}

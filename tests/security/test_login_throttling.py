@@ -107,3 +107,48 @@ def test_a_username_longer_than_any_account_is_counted_not_an_error(client, db, 
         response = client.post(path, {"username": "a" * 10_000, "password": "nope"})
     assert response.status_code == 429
     assert AccessAttempt.objects.get().username == "a" * 255
+
+
+CONFIRMING = {
+    "/accounts/password/": lambda typed: {
+        "old_password": typed,
+        "new_password1": "a-brand-new-passphrase-42",
+        "new_password2": "a-brand-new-passphrase-42",
+    },
+    "/settings/delete-account/": lambda typed: {"confirmation": typed},
+}
+
+
+@pytest.mark.parametrize("path", CONFIRMING)
+def test_passwords_typed_while_signed_in_are_guesses_counted_like_logins(
+    client, ada, settings, path
+):
+    """Whoever holds a session left open cannot try passwords without end on the pages that
+    ask for the password again; past the limit the right one is refused too, the account is
+    kept, and the sign-in from that address is locked with them."""
+    settings.AXES_COOLOFF_TIME = timedelta(minutes=1)
+    client.force_login(ada)
+    form = CONFIRMING[path]
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        response = client.post(path, form("not-the-password"), REMOTE_ADDR="203.0.113.7")
+        assert response.status_code in (200, 400)
+        assert b"not your password" in response.content or b"incorrectly" in response.content
+    response = client.post(path, form(PASSWORD), REMOTE_ADDR="203.0.113.7")
+    assert response.status_code == 429
+    assert b"Too many wrong passwords for this account" in response.content
+    assert b"wait 1 minute and try again" in response.content
+    ada.refresh_from_db()
+    assert ada.check_password(PASSWORD)  # neither changed nor deleted
+    assert is_logged_in(client)
+    assert log_in(Client(), "ada", PASSWORD).status_code == 429
+    # From another address the account's owner still confirms with their password.
+    response = client.post(path, form(PASSWORD), REMOTE_ADDR="198.51.100.4")
+    assert response.status_code == 302
+
+
+@pytest.mark.parametrize("path", CONFIRMING)
+def test_a_form_missing_its_password_is_no_guess(client, ada, settings, path):
+    client.force_login(ada)
+    for _ in range(settings.AXES_FAILURE_LIMIT + 1):
+        assert client.post(path, CONFIRMING[path]("")).status_code in (200, 400)
+    assert not AccessAttempt.objects.exists()
