@@ -8,6 +8,7 @@ from axes.helpers import cleanse_parameters, get_client_parameters
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin.forms import AdminPasswordChangeForm
 from django.contrib.auth import get_user_model, login, logout
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
@@ -201,7 +202,18 @@ class LoginView(auth_views.LoginView):
         return super().post(request, *args, **kwargs)
 
 
-admin_password_change = when_passwords_on(admin.site.admin_view(admin.site.password_change))
+def _admin_password_change(request):
+    """The admin site's own page, as Django's `admin.site.password_change` makes it, through
+    the view above: the wrong current passwords count, and the change is in the audit trail."""
+    request.current_app = admin.site.name
+    return PasswordChangeView.as_view(
+        form_class=AdminPasswordChangeForm,
+        success_url=reverse("admin:password_change_done"),
+        extra_context=admin.site.each_context(request),
+    )(request)
+
+
+admin_password_change = when_passwords_on(admin.site.admin_view(_admin_password_change))
 
 
 def admin_login(request):

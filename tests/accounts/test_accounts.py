@@ -169,6 +169,19 @@ def test_the_password_change_page_is_linked_from_settings_and_works(member_clien
     assert new not in str(event.details) and PASSWORD not in str(event.details)
 
 
+def test_a_site_admin_changing_their_password_in_the_admin_site_is_audited_too(client, make_user):
+    ada = make_user("ada")
+    User.objects.filter(pk=ada.pk).update(is_staff=True, is_superuser=True)
+    client.force_login(ada)
+    new = "a-brand-new-passphrase-42"
+    data = {"old_password": PASSWORD, "new_password1": new, "new_password2": new}
+    response = client.post("/admin/password_change/", data)
+    assert response.status_code == 302
+    assert response["Location"] == "/admin/password_change/done/"
+    (event,) = AuditEvent.objects.filter(action="user.password")
+    assert (event.actor, event.summary) == (ada, "ada changed their password")
+
+
 def test_an_account_without_a_password_is_not_offered_a_password_change(member_client, member):
     member.set_unusable_password()  # as for accounts made by single sign-on
     member.save()
