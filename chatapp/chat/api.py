@@ -37,6 +37,7 @@ from chatapp.core.api import (
     read_body,
     responses,
 )
+from chatapp.core.text import one_line
 from chatapp.teams import policy
 from chatapp.teams.models import Membership
 from chatapp.teams.services import current_team
@@ -288,7 +289,7 @@ def conversation_delete(request: HttpRequest, conversation_id: ConversationId):
 
 
 def _clean_title(title: str) -> str:
-    title = " ".join(title.split())
+    title = one_line(title)  # no control characters or marks that reorder it
     if not title:
         raise ApiError(400, "invalid", "Give the conversation a title.", "title")
     if len(title) > TITLE_MAX_LENGTH:

@@ -22,7 +22,7 @@ from chatapp.accounts.sockets import user_group
 from chatapp.chat import events
 from chatapp.chat.actions import conversations, replies
 from chatapp.core.layers import channel_layer
-from chatapp.core.text import storable
+from chatapp.core.text import one_line, storable
 from chatapp.llm import (
     ChatParams,
     LlamaClient,
@@ -74,7 +74,7 @@ def clean_title(text: str) -> str:
     """The model's reply as a title: its first line, without a "Title:" label, quotes,
     Markdown marks or a full stop, at most TITLE_LENGTH characters ("" if nothing is left)."""
     line = next((line for line in text.splitlines() if line.strip()), "")
-    line = " ".join(line.split())
+    line = one_line(line)  # no control characters or marks that reorder it
     if line.lower().startswith("title:"):
         line = line[len("title:") :]
     line = line.strip().strip("\"'“”‘’«»*_#`").strip().rstrip(".").strip()

@@ -161,6 +161,18 @@ def test_rename(member_client, chat):
     assert chat.title == "Taxes 2026"
 
 
+def test_a_title_keeps_no_control_characters_or_direction_marks(member_client, chat):
+    """Whoever the conversation is shared with reads the title as it was typed."""
+    title = "Invoice \u202efdp.exe\u202c\tnotes\x1b[31m"
+    response = member_client.patch(
+        detail_url(chat), json.dumps({"title": title}), content_type="application/json"
+    )
+    assert response.status_code == 200
+    assert response.json()["title"] == "Invoice fdp.exe notes [31m"
+    chat.refresh_from_db()
+    assert chat.title == "Invoice fdp.exe notes [31m"
+
+
 @pytest.mark.parametrize(
     "body, field",
     [

@@ -71,3 +71,4 @@ def test_titles():
     long = title_from("word " * 40)
     assert long.endswith("…") and len(long) <= 61 and "  " not in long
     assert title_from("x" * 100) == "x" * 60 + "…"
+    assert title_from("Open \u2067invoice\u2069 for me") == "Open invoice for me"

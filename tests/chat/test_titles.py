@@ -132,6 +132,9 @@ async def test_temporary_chats_are_not_named(connect, member, sim):
         ("**Bread rising**", "Bread rising"),
         ("\n\n  ", ""),
         ("word " * 40, ("word " * 16).strip()),
+        # A mark that reverses what follows would make it read otherwise in the sidebar.
+        ("Invoice \u202efdp.exe\u202c review", "Invoice fdp.exe review"),
+        ("Tabs\tand\x00controls", "Tabs and controls"),
     ],
 )
 def test_clean_title(reply, title):
