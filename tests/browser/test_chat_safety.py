@@ -65,7 +65,7 @@ def test_the_question_says_what_was_redacted(app_server, user, logged_in_page, s
     screenshot(logged_in_page, "safety-redacted-question")
 
 
-def seeded_answer(app_server, username: str, safety: dict) -> int:
+def seeded_answer(app_server, username: str, safety: dict, status: str = "complete") -> int:
     """A conversation whose one answer was screened as `safety` says; returns its id."""
     return json_from(
         app_server.run_python(
@@ -77,7 +77,7 @@ def seeded_answer(app_server, username: str, safety: dict) -> int:
             "chat = Conversation.objects.create(team=team, owner=owner, model='m')\n"
             "Message.objects.create(conversation=chat, role='user', content='Tell me')\n"
             "Message.objects.create(conversation=chat, role='assistant', content='Told',"
-            f" status='complete', safety={safety!r})\n"
+            f" status={status!r}, safety={safety!r})\n"
             "print(chat.pk)\n"
         )
     )
@@ -91,3 +91,18 @@ def test_a_flagged_answer_says_what_llama_guard_could_not_check(app_server, user
     notice = ChatPage(logged_in_page).last_answer().locator(".message-notice")
     expect(notice).to_contain_text("Llama Guard flagged this question as S10 Hate")
     expect(notice).to_contain_text("Llama Guard could not be reached to screen the answer in full")
+
+
+def test_an_answer_withheld_unscreened_does_not_say_llama_guard_flagged_it(
+    app_server, user, logged_in_page
+):
+    # The question was flagged (under flag); the answer could not be screened, failing closed.
+    safety = {"flagged": True, "categories": ["S10"], "stages": ["input"], "unscreened": ["output"]}
+    conversation = seeded_answer(app_server, user.username, safety, status="blocked")
+    logged_in_page.goto(f"/c/{conversation}/")
+
+    notice = ChatPage(logged_in_page).last_answer().locator(".message-notice")
+    expect(notice).to_contain_text("This answer is withheld")
+    expect(notice).to_contain_text("Llama Guard could not be reached")
+    expect(notice).to_contain_text("Llama Guard flagged the question as S10 Hate")
+    expect(notice).not_to_contain_text("flagged it as")

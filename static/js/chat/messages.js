@@ -57,10 +57,14 @@ const SCREENED = { input: "question", output: "answer" };
 function safetyNotice(message) {
   const safety = message.safety;
   if (message.status === "blocked") {
-    if (!safety?.flagged) {
+    if (!safety?.stages?.includes("output")) {
+      // Withheld unscreened (failing closed): what Llama Guard flagged was the question.
+      const question = safety?.flagged
+        ? ` Llama Guard flagged the question as ${categoryNames(safety.categories)}.`
+        : "";
       return [
         "This answer is withheld: your team's safety policy holds answers until Llama Guard" +
-          " has checked them, and Llama Guard could not be reached.",
+          ` has checked them, and Llama Guard could not be reached.${question}`,
         "blocked",
       ];
     }
