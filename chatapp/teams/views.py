@@ -704,12 +704,19 @@ def safety_review(request, team_id: int, flag_id: int):
     except actions.ActionError as error:
         return HttpResponseBadRequest(error.message)
     messages.success(request, f"Marked as {SafetyDecision(flag.decision).label.lower()}.")
-    return redirect(f"{reverse('teams:safety', args=[team_id])}?show={_show(request)}")
+    back = f"{reverse('teams:safety', args=[team_id])}?show={_show(request)}"
+    return redirect(back + _page(request))
 
 
 def _show(request) -> str:
     show = request.POST.get("show", "")
     return show if show in REVIEW_FILTERS else "pending"
+
+
+def _page(request) -> str:
+    """The queue's page the decision was made on, for the way back (the first: nothing)."""
+    page = request.POST.get("page", "")
+    return f"&page={page}" if re.fullmatch(r"[1-9][0-9]{0,5}", page) and page != "1" else ""
 
 
 @login_required

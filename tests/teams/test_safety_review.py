@@ -219,3 +219,32 @@ def test_the_queue_s_pages_keep_what_it_shows(owner_client, team, member, flagge
     assert 'href="?show=all&amp;page=2">Older</a>' in page
     newer = owner_client.get(queue_url(team, "all") + "&page=2").content.decode()
     assert 'href="?show=all&amp;page=1">Newer</a>' in newer
+
+
+def test_a_decision_returns_the_reviewer_to_the_page_they_were_on(
+    owner_client, team, member, flagged
+):
+    conversation = flagged.message.conversation
+    for _ in range(50):
+        answer = Message.objects.create(
+            conversation=conversation, role="assistant", content=ANSWER, status="blocked"
+        )
+        actions.flag_message(team, member, answer.pk, Finding("output", ("S10",), True))
+    page = owner_client.get(queue_url(team, "all") + "&page=2").content.decode()
+    assert f'id="flag-{flagged.pk}"' in page  # the oldest flag is on the second page
+    assert '<input type="hidden" name="page" value="2">' in page
+
+    response = owner_client.post(
+        review_url(flagged), {"decision": "reviewed", "show": "all", "page": "2"}
+    )
+    assert response.status_code == 302
+    assert response["Location"] == queue_url(team, "all") + "&page=2"
+
+
+@pytest.mark.parametrize("page", ["", "0", "1", "x", "-1", "²", "9" * 30])
+def test_a_decision_with_no_usable_page_returns_to_the_first(owner_client, team, flagged, page):
+    response = owner_client.post(
+        review_url(flagged), {"decision": "reviewed", "show": "pending", "page": page}
+    )
+    assert response.status_code == 302
+    assert response["Location"] == queue_url(team, "pending")
