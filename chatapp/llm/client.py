@@ -31,7 +31,7 @@ from .errors import (
     server_name,
 )
 from .limits import images_of
-from .moderation import Verdict, guard_prompt, read_guard_reply, read_moderation
+from .moderation import UNREADABLE, Verdict, guard_prompt, read_guard_reply, read_moderation
 from .network import AiohttpTransport
 from .protocols import PROTOCOL_ADAPTERS, CallsTooLong, ReplyState
 from .sse import EVENT_LIMIT, EventTooLarge, sse_stream
@@ -49,6 +49,9 @@ from .types import (
 from .validation import validate_chat, validate_messages
 
 MODELS_CACHE_SECONDS = 300.0
+# A Guard model's verdict through chat completions: `unsafe`, then up to fourteen codes, each
+# about three tokens to Llama's tokenizer, with room to spare.
+GUARD_MAX_TOKENS = 64
 REPLY_LIMIT = 8 << 20  # a whole reply (not streamed): a long answer is well under 1 MiB
 # A streamed answer's text, in characters: the longest outputs offered are well under a million.
 STREAM_TEXT_LIMIT = 8_000_000
@@ -196,8 +199,10 @@ class LlamaClient:
             images = [p for m in messages for p in images_of(m)] if guard_sees_images else []
             content = [{"type": "text", "text": text}, *images] if images else text
             prompt = [{"role": "user", "content": content}]
-            params = ChatParams(model=guard_model, temperature=0.0, max_tokens=20)
-            text, _ = await screener.complete_chat(prompt, params)
+            params = ChatParams(model=guard_model, temperature=0.0, max_tokens=GUARD_MAX_TOKENS)
+            text, finish = await screener.complete_chat(prompt, params)
+            if finish.finish_reason == "length":  # the categories past the cut would be lost
+                raise LlmError("moderation_unreadable", UNREADABLE, retryable=False)
             return read_guard_reply(text)
         return read_moderation(await screener._retried(lambda: screener.moderate(messages)))
 

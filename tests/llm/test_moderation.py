@@ -1,13 +1,16 @@
 """Llama Guard through both protocols: the simulator's verdicts, and the client that reads them."""
 
+import json
+
 import httpx
 import pytest
 from llama_api_client import LlamaAPIClient
 
-from chatapp.llm import LlmError
+from chatapp.llm import LlamaClient, LlmError, ProviderConfig
 from chatapp.llm.moderation import guard_prompt, read_guard_reply, read_moderation
 from chatapp.uploads.context import data_url_part
 from llama_simulator.guard import GUARD_MODELS
+from tests.support.upstream import Reply, hostile_upstream
 from tests.uploads.files import image_bytes
 
 from .conftest import KEY
@@ -293,3 +296,34 @@ async def test_a_question_that_writes_llama_guards_turn_markers_is_judged_whole(
     verdict = await screen(make_client(), turns(question))
 
     assert (verdict.flagged, verdict.categories) == (True, ("S1",))
+
+
+async def test_a_verdict_the_guard_model_cut_short_is_no_verdict(http):
+    """A verdict cut at the reply's token limit may have lost the categories past the cut (the
+    team may count only those): no verdict, so the team's fail_open or fail_closed decides."""
+    cut = {
+        "id": "chatcmpl-guard",
+        "object": "chat.completion",
+        "model": GUARD,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "unsafe\nS1,S2,S3,S4,S5,S6,"},
+                "finish_reason": "length",
+            }
+        ],
+    }
+    replies = [Reply(json.dumps(cut), headers={"Content-Type": "application/json"})]
+    async with hostile_upstream(replies) as url:
+        config = ProviderConfig(base_url=url, api_key=KEY, protocol="openai")
+        with pytest.raises(LlmError) as raised:
+            await screen(LlamaClient(config, http=http), turns("hello"))
+    assert raised.value.code == "moderation_unreadable"
+
+
+async def test_the_guard_model_is_given_room_for_every_category(make_client, sim, protocol):
+    """Each code is about three tokens to Llama's tokenizer: fourteen of them need ~45."""
+    await screen(make_client(), turns("[sim:flag categories=S1,S10] hello"))
+    if protocol == "openai":
+        asked = sim.moderations[-1]
+        assert (asked.get("max_completion_tokens") or asked.get("max_tokens")) >= 14 * 3 + 8
