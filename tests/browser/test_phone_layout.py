@@ -1,0 +1,44 @@
+"""The chat and team pages on a phone held upright or sideways, with a touch screen."""
+
+from contextlib import contextmanager
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.chat_page import log_in
+from tests.browser.conftest import WAIT_MS
+
+pytestmark = pytest.mark.browser
+
+SMALL_PHONE = {"width": 360, "height": 740}
+
+
+@contextmanager
+def touch_page(browser, app_server, user, viewport):
+    """A page on a touch screen (a coarse pointer) of this size, signed in as `user`."""
+    context = browser.new_context(
+        base_url=app_server.url, viewport=viewport, has_touch=True, is_mobile=True
+    )
+    context.set_default_timeout(WAIT_MS)
+    try:
+        page = context.new_page()
+        log_in(page, user)
+        yield page
+    finally:
+        context.close()
+
+
+def test_the_team_overview_keeps_long_model_names_inside_its_card(
+    browser, app_server, user, sim, screenshot
+):
+    with touch_page(browser, app_server, user, SMALL_PHONE) as page:
+        page.goto("/teams/")
+        page.locator(".team-table a").first.click()
+        facts = page.locator(".team-facts")
+        expect(facts).to_contain_text("Llama-4-Maverick")
+        screenshot(page, "team-overview-phone")
+        card = facts.bounding_box()
+        for value in facts.locator("dd").all():
+            box = value.bounding_box()
+            assert box["x"] + box["width"] <= card["x"] + card["width"] + 0.5, value.inner_text()
+        assert page.evaluate("document.documentElement.scrollWidth") <= SMALL_PHONE["width"]
