@@ -5,12 +5,13 @@ from contextlib import contextmanager
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.chat_page import log_in
+from tests.browser.chat_page import ChatPage, log_in
 from tests.browser.conftest import WAIT_MS
 
 pytestmark = pytest.mark.browser
 
 SMALL_PHONE = {"width": 360, "height": 740}
+LANDSCAPE = {"width": 844, "height": 390}
 
 
 @contextmanager
@@ -42,3 +43,18 @@ def test_the_team_overview_keeps_long_model_names_inside_its_card(
             box = value.bounding_box()
             assert box["x"] + box["width"] <= card["x"] + card["width"] + 0.5, value.inner_text()
         assert page.evaluate("document.documentElement.scrollWidth") <= SMALL_PHONE["width"]
+
+
+def test_a_phone_on_its_side_shows_the_conversations_and_reaches_log_out(
+    browser, app_server, user, sim, screenshot
+):
+    with touch_page(browser, app_server, user, LANDSCAPE) as page:
+        chat = ChatPage(page)
+        chat.send("Kept in the sidebar")
+        chat.wait_for_status("complete")
+        sidebar = page.locator("#sidebar")
+        expect(sidebar.locator(".conversation-link").first).to_be_in_viewport(ratio=1)
+        screenshot(page, "sidebar-landscape")
+        log_out = sidebar.get_by_role("button", name="Log out")
+        log_out.scroll_into_view_if_needed()
+        expect(log_out).to_be_in_viewport(ratio=1)
