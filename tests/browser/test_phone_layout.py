@@ -12,6 +12,8 @@ pytestmark = pytest.mark.browser
 
 SMALL_PHONE = {"width": 360, "height": 740}
 LANDSCAPE = {"width": 844, "height": 390}
+# The smallest touch target Apple's and Android's guidelines ask for, in CSS pixels.
+TOUCH_TARGET = 44
 
 
 @contextmanager
@@ -58,3 +60,42 @@ def test_a_phone_on_its_side_shows_the_conversations_and_reaches_log_out(
         log_out = sidebar.get_by_role("button", name="Log out")
         log_out.scroll_into_view_if_needed()
         expect(log_out).to_be_in_viewport(ratio=1)
+
+
+def test_the_chat_controls_are_big_enough_to_tap(browser, app_server, user, sim, screenshot):
+    with touch_page(browser, app_server, user, {"width": 390, "height": 844}) as page:
+        chat = ChatPage(page)
+        chat.send("Tap targets")
+        chat.wait_for_status("complete")
+        answer = chat.last_answer()
+        controls = {
+            "menu": page.get_by_role("button", name="Open conversations"),
+            "download": page.get_by_role("link", name="Download as Markdown"),
+            "share": page.get_by_role("link", name="Share in the team"),
+            "model": page.locator("#model-picker"),
+            "chat settings": page.locator("#settings-toggle"),
+            "attach": page.get_by_role("button", name="Attach files"),
+            "send": chat.send_button,
+            "copy answer": answer.get_by_role("button", name="Copy answer"),
+            "regenerate": answer.get_by_role("button", name="Regenerate"),
+            "edit": chat.questions.last.get_by_role("button", name="Edit this question"),
+        }
+        screenshot(page, "touch-targets-phone")
+        small = {}
+        for name, control in controls.items():
+            box = control.bounding_box()
+            if box["height"] < TOUCH_TARGET or box["width"] < TOUCH_TARGET:
+                small[name] = (round(box["width"]), round(box["height"]))
+        menu, title = (
+            controls["menu"].bounding_box(),
+            page.locator("#conversation-title").bounding_box(),
+        )
+        assert menu["y"] <= title["y"] + title["height"] / 2 <= menu["y"] + menu["height"]
+        page.get_by_role("button", name="Open conversations").click()
+        row_menu = page.locator(".conversation-item .item-menu-button").first
+        expect(row_menu).to_be_in_viewport()
+        box = row_menu.bounding_box()
+        if box["height"] < TOUCH_TARGET or box["width"] < TOUCH_TARGET:
+            small["conversation actions"] = (round(box["width"]), round(box["height"]))
+        assert small == {}
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
