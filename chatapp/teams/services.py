@@ -80,9 +80,11 @@ def can(membership: Membership, permission: str) -> bool:
 
 
 def require(membership: Membership, permission: str) -> Membership:
-    """The membership, or 403 when its role does not allow the permission."""
+    """The membership, or 403 naming the roles that have the permission (whom to ask)."""
     if not can(membership, permission):
-        raise PermissionDenied("Your role in this team does not allow this.")
+        who = "owners" if PERMISSIONS[permission] == {Role.OWNER} else "owners and admins"
+        message = f"Only the team's {who} can do this: ask one of them if you need it."
+        raise PermissionDenied(message)
     return membership
 
 

@@ -1,6 +1,9 @@
 """Every team page and endpoint: who gets 200, 403, 404 and 405."""
 
+import html
+
 import pytest
+from django.test import Client
 from django.urls import reverse
 
 from chatapp.teams.models import AuditEvent, Invitation, Membership, SystemPrompt
@@ -134,3 +137,43 @@ def test_a_membership_of_another_team_is_404(owner_client, team, owner, make_use
     url = reverse("teams:member_role", args=[team.pk, theirs.pk])
     assert owner_client.post(url, {"role": "admin"}).status_code == 404
     assert Membership.objects.get(pk=theirs.pk).role == "member"
+
+
+@pytest.mark.parametrize(
+    ("role", "name", "says"),
+    [
+        ("admin_member", "teams:provider", "Only the team's owners can do this"),
+        ("admin_member", "teams:audit", "Only the team's owners can do this"),
+        ("member", "teams:policy", "Only the team's owners and admins can do this"),
+    ],
+)
+def test_a_refused_page_says_whose_role_allows_it(client, team, owner, role, name, says, request):
+    """An admin is not told to ask an admin: the refusal names the role that may do it."""
+    client.force_login(request.getfixturevalue(role))
+    response = client.get(reverse(name, args=[team.pk]))
+    assert response.status_code == 403
+    text = html.unescape(response.content.decode())
+    assert says in text
+    assert "Ask an admin of your team" not in text
+
+
+def test_a_refused_member_change_says_why(admin_member, owner, team):
+    client = Client()
+    client.force_login(admin_member)
+    theirs = Membership.objects.get(team=team, user=owner)
+    url = reverse("teams:member_role", args=[team.pk, theirs.pk])
+    response = client.post(url, {"role": "admin"})
+    assert response.status_code == 403
+    assert "Only owners can change or remove an owner." in html.unescape(response.content.decode())
+    assert Membership.objects.get(pk=theirs.pk).role == "owner"
+
+
+def test_the_json_api_names_the_roles_that_may_write(member_client, team, owner, member):
+    response = member_client.patch(
+        f"/api/teams/{team.pk}/policy/", {"rate_limit_per_minute": 5}, "application/json"
+    )
+    assert response.status_code == 403
+    assert response.json()["error"] == {
+        "code": "forbidden",
+        "message": "Only the team's owners and admins can do this: ask one of them if you need it.",
+    }
