@@ -26,6 +26,7 @@ IMAGE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a")
 # Pillow's name for a JPEG that carries more pictures after the first (MPF), as many phone
 # cameras write their photos: taken as a JPEG of its first picture.
 IMAGE_ALIASES = {"MPO": "JPEG"}
+ACCEPTED_FORMATS = tuple(IMAGE_TYPES)  # Pillow opens an MPO as a JPEG
 # How to turn a photo upright, by its EXIF Orientation (2 to 8; 1 is upright already).
 ORIENTATIONS = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
@@ -129,7 +130,10 @@ class CheckedFile:
 def check_file(name: str, data: bytes, limits: Limits) -> CheckedFile:
     name = clean_name(name)
     _check_size(name, data, limits)
-    image = _open_image(name, data, limits)
+    # A file named as text is an image only in a format taken here: a note starting "P1 ..." or
+    # "BMW ..." is no broken PPM or BMP.
+    named_as_text = _named_as_text(name)
+    image = _open_image(name, data, limits, ACCEPTED_FORMATS if named_as_text else None)
     if image is not None:
         return _clean_image(name, data, image, limits)
     suffix = PurePath(name).suffix.lower()
@@ -144,9 +148,7 @@ def check_file(name: str, data: bytes, limits: Limits) -> CheckedFile:
         raise UploadRefused(
             "invalid_image", f"{name} is named like an image but its bytes are not {IMAGE_KINDS}."
         )
-    # By the name's ending, not PurePath's suffix: a dot file (.gitignore) has none, and
-    # .env.example has two.
-    if name.lower().endswith(tuple(TEXT_SUFFIXES)) or PurePath(name).stem.lower() in TEXT_NAMES:
+    if named_as_text:
         return _text(name, data, limits)
     raise UploadRefused(
         "unsupported_type", f"{name} cannot be attached: attach {IMAGE_KINDS}, or {DOCUMENT_KINDS}."
@@ -189,12 +191,21 @@ def clean_name(name: str) -> str:
 # --- images ----------------------------------------------------------------------------
 
 
-def _open_image(name: str, data: bytes, limits: Limits) -> Image.Image | None:
-    """The image the bytes hold (header read only, nothing decoded yet), or None."""
+def _named_as_text(name: str) -> bool:
+    # By the name's ending, not PurePath's suffix: a dot file (.gitignore) has none, and
+    # .env.example has two.
+    return name.lower().endswith(tuple(TEXT_SUFFIXES)) or PurePath(name).stem.lower() in TEXT_NAMES
+
+
+def _open_image(
+    name: str, data: bytes, limits: Limits, formats: tuple[str, ...] | None = None
+) -> Image.Image | None:
+    """The image the bytes hold (header read only, nothing decoded yet), or None; only in
+    `formats` when given (else in any Pillow reads, to name one not taken)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+            image = Image.open(io.BytesIO(data), formats=formats)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise _too_many_pixels(name, limits) from None
     except UnidentifiedImageError:

@@ -255,6 +255,27 @@ def test_each_jpeg_ending_is_offered_and_taken_as_a_jpeg(name):
     assert (checked.kind, checked.content_type) == ("image", "image/jpeg")
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        b"P1 priorities for the week\nShip the release\n",  # how a PBM image starts
+        b"P6 is the plan\n",  # a PPM's
+        b"BMW service notes\nOil changed\n",  # a BMP's
+    ],
+)
+def test_a_note_starting_like_another_image_format_is_text(text):
+    """Pillow reads dozens of formats, some known by two letters: a text file is read as an
+    image only in a format taken here."""
+    checked = check_file("notes.txt", text, LIMITS)
+    assert (checked.kind, checked.content_type) == ("document", "text/plain")
+    assert checked.text.startswith(text.decode().split("\n")[0])
+
+
+def test_a_png_named_as_text_is_still_taken_as_the_image_it_is():
+    checked = check_file("notes.txt", files.image_bytes(64, 48), LIMITS)
+    assert (checked.kind, checked.content_type) == ("image", "image/png")
+
+
 def test_binary_named_as_text_is_refused():
     assert refused("notes.txt", b"\x00\x01\x02binary\xff\xfe") == "unsupported_type"
 
