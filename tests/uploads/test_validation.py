@@ -193,6 +193,48 @@ def test_image_over_the_pixel_cap_is_refused():
     assert refused("big.png", files.image_bytes(50, 50), small) == "image_too_large"
 
 
+# The site's default caps: a 40-megapixel photo, shown at most 2048 pixels wide.
+SITE = Limits(max_bytes=10 * 2**20, max_pixels=40_000_000, max_side=2048, max_text_chars=100)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "mode", "size"),
+    [("PNG", "RGBA", (4200, 4200)), ("PNG", "RGB", (6000, 3500)), ("WEBP", "RGB", (4000, 3000))],
+)
+def test_an_image_too_large_to_decode_here_is_refused(fmt, mode, size):
+    """Under the pixel cap, but its decoded pixels (four bytes each, and a WebP's several
+    copies while it is decoded) would hold hundreds of megabytes."""
+    output = io.BytesIO()
+    Image.new(mode, size, "white").save(output, fmt)
+    with pytest.raises(UploadRefused) as caught:
+        check_file(f"big.{fmt.lower()}", output.getvalue(), SITE)
+    assert caught.value.code == "image_too_large"
+    assert "save it as a JPEG" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("fmt", "mode", "size"),
+    [("PNG", "RGBA", (3840, 2160)), ("GIF", "P", (6000, 6000)), ("WEBP", "RGB", (2048, 1536))],
+)
+def test_a_large_image_that_decodes_within_bounds_is_taken(fmt, mode, size):
+    output = io.BytesIO()
+    Image.new(mode, size).save(output, fmt)
+    checked = check_file(f"big.{fmt.lower()}", output.getvalue(), SITE)
+    assert max(checked.width, checked.height) == min(2048, max(size))
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "CMYK"])
+def test_a_large_jpeg_is_decoded_at_a_scale_near_the_shown_size(mode):
+    """libjpeg decodes a 40-megapixel photo at half its size (a quarter of the memory), still
+    larger than it is shown, so it loses nothing once scaled."""
+    output = io.BytesIO()
+    Image.new(mode, (7300, 5400)).save(output, "JPEG")
+    image = validation._open_image("photo.jpg", output.getvalue(), SITE)
+    assert image is not None and image.size == (3650, 2700)
+    checked = check_file("photo.jpg", output.getvalue(), SITE)
+    assert (checked.width, checked.height) == (2048, 1515)
+
+
 def test_text_renamed_to_png_is_refused():
     assert refused("cat.png", b"just some text, not a picture") == "invalid_image"
 
