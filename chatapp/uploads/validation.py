@@ -18,6 +18,7 @@ from pathlib import PurePath
 from PIL import ExifTags, Image, ImageCms, UnidentifiedImageError
 from pypdf import Configuration, PdfReader, apply_configuration
 from pypdf.errors import LimitReachedError
+from pypdf.generic import DictionaryObject
 
 from chatapp.core.text import NOT_ONE_LINE, storable
 
@@ -90,6 +91,10 @@ PDF_CPU_SECONDS = 10.0
 # and a few kilobytes unpack to pypdf's own cap of 75 MB, half a minute of parsing (hex
 # strings, the slowest, take about 2 s for 4 MB here); a dense page of text is some 100 KB.
 PDF_STREAM_BYTES = 4_000_000
+# The most pages a PDF may have: pypdf lists them all before the first is read, some 0.1 ms
+# and 4 KB each (60,000 empty pages fit in 9 MB), and a slide deck of a few hundred pages is
+# the longest a model's context takes.
+PDF_MAX_PAGES = 2_000
 PDF_READING = Configuration().with_overwrites(
     stream_parsing_work_maximum_count=PDF_PAGE_OPERATIONS,
     zlib_maximum_output_length=PDF_STREAM_BYTES,
@@ -406,6 +411,7 @@ def _pdf_pages(name: str, reader: PdfReader, limits: Limits) -> list[str]:
         if time.thread_time() > deadline:
             raise _too_complex(name)
 
+    _check_page_count(name, reader)
     pages: list[str] = []
     length = 0
     for page in reader.pages:
@@ -421,6 +427,31 @@ def _pdf_pages(name: str, reader: PdfReader, limits: Limits) -> list[str]:
                 " than any model here can read at once: attach the part you need.",
             )
     return pages
+
+
+def _check_page_count(name: str, reader: PdfReader) -> None:
+    """Count the pages by walking the page tree (its /Count may lie) until there are more
+    than PDF_MAX_PAGES, or more nodes than a tree of that many pages has (a cycle)."""
+    pending = [reader.root_object["/Pages"]]
+    pages = nodes = 0
+    while pending:
+        node = pending.pop().get_object()
+        if not isinstance(node, DictionaryObject):  # refused as not readable, by _pdf
+            raise ValueError("A page tree node is not a dictionary")
+        nodes += 1
+        kids = node.get("/Kids")
+        if kids is None:
+            pages += 1
+        else:
+            pending.extend(kids)
+        if pages + len(pending) > PDF_MAX_PAGES:
+            raise UploadRefused(
+                "document_too_large",
+                f"{name} has more than {PDF_MAX_PAGES:,} pages, more than the chat reads:"
+                " attach the part you need.",
+            )
+        if nodes > 2 * PDF_MAX_PAGES:
+            raise _too_complex(name)
 
 
 def _too_complex(name: str) -> UploadRefused:
