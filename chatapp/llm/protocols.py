@@ -134,10 +134,15 @@ class OpenAIProtocol:
             delta = choice.get("delta") or {}
             text = _text(delta.get("content"))
             for piece in _list(delta.get("tool_calls")):
-                if isinstance(piece, dict) and isinstance(piece.get("index", 0), int):
+                if not isinstance(piece, dict):
+                    continue
+                index = piece.get("index")
+                if index is None:
+                    index = _unindexed_position(piece.get("id"), state)
+                if isinstance(index, int):
                     function = piece.get("function") or {}
                     state.add_call_piece(
-                        piece.get("index", 0),
+                        index,
                         piece.get("id"),
                         function.get("name"),
                         function.get("arguments"),
@@ -254,6 +259,17 @@ def _native_message(message: dict[str, Any]) -> dict[str, Any]:
         return message
     native_calls = [{"id": call["id"], "function": call["function"]} for call in calls]
     return {**message, "tool_calls": native_calls, "stop_reason": "tool_calls"}
+
+
+def _unindexed_position(call_id: Any, state: ReplyState) -> int:
+    """Where an OpenAI piece without its `index` (which some servers leave out) belongs: a new
+    id starts the next call; no id, or the id of the last call, continues that call."""
+    if not state.calls:
+        return 0
+    last = max(state.calls)
+    known = state.calls[last]["id"]
+    starts = isinstance(call_id, str) and call_id and known and call_id != known
+    return last + 1 if starts else last
 
 
 def _read_whole_calls(calls: Any, state: ReplyState) -> None:

@@ -148,3 +148,29 @@ def test_whole_replies_name_their_calls(protocol):
         body = {"choices": [{"message": {"content": None, "tool_calls": [call]}}]}
     _, state = adapter.read_reply(body)
     assert state.tool_calls() == (ToolCall("c1", "f", '{"x":1}'),)
+
+
+def test_openai_pieces_without_index_are_told_apart_by_their_ids():
+    # Some compatible servers leave out `index` (the OpenAI spec requires it): a piece with a
+    # new id starts the next call; one with no id, or the same id again, continues the last.
+    compat = PROTOCOL_ADAPTERS["openai"]
+    state = ReplyState()
+    pieces = [
+        [
+            {"id": "a", "type": "function", "function": {"name": "get_weather"}},
+            {"id": "a", "function": {"arguments": '{"city":'}},
+        ],
+        [{"function": {"arguments": '"Oslo"}'}}],
+        [
+            {"id": "b", "type": "function", "function": {"name": "get_time", "arguments": "{}"}},
+            {"id": "c", "type": "function", "function": {"name": "get_weather"}},
+        ],
+    ]
+    for piece in pieces:
+        chunk = {"choices": [{"index": 0, "delta": {"tool_calls": piece}}]}
+        assert compat.read_chunk(chunk, state) == ""
+    assert state.tool_calls() == (
+        ToolCall("a", "get_weather", '{"city":"Oslo"}'),
+        ToolCall("b", "get_time", "{}"),
+        ToolCall("c", "get_weather", "{}"),
+    )
