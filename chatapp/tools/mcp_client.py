@@ -8,6 +8,7 @@ on, never a stack trace or the token. Cancellation is not a failure: it propagat
 import json
 import logging
 import re
+import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
@@ -298,6 +299,17 @@ def _first_leaf(exc: BaseException) -> BaseException:
     return exc
 
 
+def _tls_error(exc: BaseException) -> ssl.SSLError | None:
+    """The TLS failure behind a connect error (httpx2 wraps httpcore2's, which wraps ssl's)."""
+    seen = 0
+    cause: BaseException | None = exc
+    while cause is not None and seen < 10:
+        if isinstance(cause, ssl.SSLError):
+            return cause
+        cause, seen = cause.__cause__ or cause.__context__, seen + 1
+    return None
+
+
 def _describe(url: str, token: str, exc: Exception, trouble: Trouble) -> str:
     host = urlsplit(url).hostname or url
     cause = _first_leaf(trouble.error or exc)
@@ -317,6 +329,18 @@ def _describe(url: str, token: str, exc: Exception, trouble: Trouble) -> str:
         return f"The tool server at {host} answered with HTTP {trouble.status}."
     if isinstance(cause, httpx2.TimeoutException):
         return f"The tool server at {host} did not answer in time."
+    if isinstance(cause, httpx2.ConnectError) and (tls := _tls_error(cause)):
+        if isinstance(tls, ssl.SSLCertVerificationError):
+            reason = str(tls.verify_message).rstrip(".")
+            return (
+                f"The tool server at {host} failed the TLS certificate check ({reason}): its"
+                " certificate must be valid for the URL's host name and signed by a public"
+                " certificate authority."
+            )
+        return (
+            f"The TLS connection to the tool server at {host} failed: check that the URL's"
+            " port serves https."
+        )
     if isinstance(cause, httpx2.TransportError):
         return (
             f"Could not connect to the tool server at {host}:"

@@ -1,11 +1,15 @@
 """Tool server URLs go through the provider's network guard: when saved and at every connection."""
 
+import asyncio
 import ssl
+from contextlib import suppress
 
 import pytest
 
 from chatapp.tools import mcp_client, network
 from chatapp.tools.actions import ToolActionError, check_url
+from tests.support.ports import free_port
+from tests.support.tls import self_signed
 
 
 @pytest.fixture(autouse=True)
@@ -102,3 +106,62 @@ def test_tool_server_connections_share_one_tls_context():
     first, second = (network.GuardedTransport(network.Trouble()) for _ in range(2))
     assert first._pool._ssl_context is second._pool._ssl_context is network.tls_context()
     assert network.tls_context().verify_mode == ssl.CERT_REQUIRED
+
+
+@pytest.fixture
+async def tls_server(tmp_path, settings):
+    """A loopback TLS server whose certificate names "localhost", signed by itself."""
+    settings.LLAMA_ALLOW_PRIVATE_PROVIDER_URLS = True
+    server_context, _ = self_signed(tmp_path)
+
+    async def connection(reader, writer):
+        with suppress(ConnectionError, ssl.SSLError):  # the client refused the handshake
+            await reader.read()
+        writer.close()
+
+    port = free_port()
+    async with await asyncio.start_server(connection, "127.0.0.1", port, ssl=server_context):
+        yield port, tmp_path / "cert.pem"
+    network.tls_context.cache_clear()
+
+
+async def test_an_untrusted_certificate_says_the_tls_check_failed(tls_server):
+    port, _ = tls_server
+    with pytest.raises(mcp_client.ToolServerError) as failed:
+        await mcp_client.list_tools(f"https://localhost:{port}/mcp", "a-secret-token", 5)
+    assert failed.value.message == (
+        "The tool server at localhost failed the TLS certificate check (self-signed"
+        " certificate): its certificate must be valid for the URL's host name and signed by a"
+        " public certificate authority."
+    )
+
+
+async def test_a_certificate_for_another_host_name_says_the_tls_check_failed(tls_server):
+    port, certificate = tls_server
+    network.tls_context.cache_clear()
+    network.tls_context().load_verify_locations(certificate)  # trusted, but for "localhost"
+    with pytest.raises(mcp_client.ToolServerError) as failed:
+        await mcp_client.list_tools(f"https://127.0.0.1:{port}/mcp", "a-secret-token", 5)
+    assert failed.value.message == (
+        "The tool server at 127.0.0.1 failed the TLS certificate check (IP address mismatch,"
+        " certificate is not valid for '127.0.0.1'): its certificate must be valid for the"
+        " URL's host name and signed by a public certificate authority."
+    )
+
+
+async def test_a_port_that_does_not_speak_tls_says_the_tls_connection_failed(settings):
+    settings.LLAMA_ALLOW_PRIVATE_PROVIDER_URLS = True
+
+    async def plain(reader, writer):
+        writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    port = free_port()
+    async with await asyncio.start_server(plain, "127.0.0.1", port):
+        with pytest.raises(mcp_client.ToolServerError) as failed:
+            await mcp_client.list_tools(f"https://127.0.0.1:{port}/mcp", "a-secret-token", 5)
+    assert failed.value.message == (
+        "The TLS connection to the tool server at 127.0.0.1 failed: check that the URL's port"
+        " serves https."
+    )
