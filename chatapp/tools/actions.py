@@ -79,7 +79,7 @@ def check_timeout(timeout: int) -> int:
 def check_token(token: str) -> str:
     """A token to store: empty (none), or long enough to be hidden wherever a server quotes
     it back (mcp_client.without_token), and what an HTTP header holds: printable ASCII."""
-    if token and (not token.isascii() or not token.isprintable() or " " in token):
+    if token and (not mcp_client.sendable_in_header(token) or " " in token):
         raise ToolActionError(
             "invalid",
             "The token can hold only ASCII letters, digits and punctuation, without spaces:"

@@ -55,6 +55,18 @@ CLOSE_SECONDS = 2.0  # for ending a session once the server has answered
 MIN_TOKEN_CHARS = 8
 
 
+UNSENDABLE_TOKEN = (
+    "The tool server's saved token cannot be sent in an HTTP header (it holds characters other"
+    " than printable ASCII): an admin must enter it again."
+)
+
+
+def sendable_in_header(token: str) -> bool:
+    """What an Authorization header can carry; a token saved before tokens were checked for it
+    may hold more."""
+    return token.isascii() and token.isprintable()
+
+
 class ToolServerError(Exception):
     def __init__(self, message: str):
         super().__init__(message)
@@ -226,6 +238,8 @@ async def _session(
 ) -> AsyncIterator[ClientSession]:
     """An initialised session; the whole use (connect, initialise, work) within timeout.
     `left_out` collects what the protocol does not allow of an answer (see _PartsChecked)."""
+    if not sendable_in_header(token):
+        raise ToolServerError(UNSENDABLE_TOKEN)
     trouble = Trouble()
     done = False
     try:

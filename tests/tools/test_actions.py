@@ -7,6 +7,7 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.db import connection, transaction
 
+from chatapp.teams import crypto
 from chatapp.teams.models import AuditEvent
 from chatapp.tools import actions
 from chatapp.tools.models import (
@@ -325,3 +326,18 @@ def test_a_server_removed_while_it_was_refreshed_is_not_found(owner, team, mcp_s
     assert refused.value.code == "not_found"
     assert not ToolServer.objects.exists() and not Tool.objects.exists()
     assert not AuditEvent.objects.filter(action__in=["tool_server.refresh", "tool_server.update"])
+
+
+def test_refreshing_with_a_token_stored_before_header_checks_says_to_enter_it_again(
+    owner, team, mcp_server
+):
+    server = add(owner, team, mcp_server.url)
+    ToolServer.objects.filter(pk=server.pk).update(token_encrypted=crypto.encrypt("jeton-é-123"))
+    server.refresh_from_db()
+    async_to_sync(actions.refresh_server)(owner, server)
+    server.refresh_from_db()
+    assert server.status == ServerStatus.DOWN
+    assert server.last_error == (
+        "The tool server's saved token cannot be sent in an HTTP header (it holds characters"
+        " other than printable ASCII): an admin must enter it again."
+    )

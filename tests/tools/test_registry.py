@@ -522,3 +522,20 @@ def test_a_json_rpc_error_sent_with_an_http_error_status_is_told_to_the_model(
         "The tool server at 127.0.0.1 answered with HTTP 400: Invalid params: 'title' is required",
         True,
     )
+
+
+async def test_a_token_stored_before_header_checks_says_to_enter_it_again(
+    team, team_tool_server, mcp_server
+):
+    """Tokens were not checked for what a header holds when they were first stored."""
+    token = "jeton-secret-é"
+    encrypted = crypto.encrypt(token)
+    await ToolServer.objects.filter(pk=team_tool_server.pk).aupdate(token_encrypted=encrypted)
+    tool = by_name(await tools_for_team(team.pk))["get_weather"]
+    result = await call_tool(tool, {"city": "Lyon"})
+    assert result.is_error is True
+    assert result.content == (
+        "The tool server's saved token cannot be sent in an HTTP header (it holds characters"
+        " other than printable ASCII): an admin must enter it again."
+    )
+    assert mcp_server.calls == []
