@@ -358,6 +358,7 @@ class Generation:
         Calls of a turn that was offered no tools are dropped: nothing may run unoffered; so
         are those past MAX_TURN_CALLS, which would each hold a task, a row update and a frame."""
         calls: tuple[ToolCall, ...] = ()
+        dropped: tuple[ToolCall, ...] = ()  # asked for though no tools were offered
         text: list[str] = []
         self._turn_began = (self.token_count, self._pumped_chars)
         async with aclosing(stream) as turn:
@@ -368,15 +369,23 @@ class Generation:
                     self._pumped_chars += len(event.text)
                 elif isinstance(event, ToolCalls):
                     turn_calls = event.calls[: tooling.MAX_TURN_CALLS]
-                    calls = self._with_unique_ids(turn_calls) if offering else ()
+                    if offering:
+                        calls = self._with_unique_ids(turn_calls)
+                    else:
+                        dropped = turn_calls
                     continue
                 elif isinstance(event, Finish):
-                    if calls:
-                        spent = event.usage or self._cut_turn_usage(calls)  # or estimated
+                    if calls or dropped:
+                        spent = event.usage or self._cut_turn_usage(calls or dropped)
                         self._tool_usage = _added(self._tool_usage, spent)
                         # Counted: an answer stopped while its calls wait or run adds nothing
                         # more of this turn (its text before the calls is not a cut turn).
                         self._turn_began = (self.token_count, self._pumped_chars)
+                    if dropped:
+                        # Its text led up to calls that will not run: no reply, and it says so.
+                        self._queue.put_nowait(self._no_more_tools())
+                        return None
+                    if calls:
                         self._messages.append(_calls_message(storable("".join(text)), calls))
                         return calls
                     if event.usage is None and (estimate := self._cut_turn_usage()).prompt_tokens:
@@ -387,6 +396,22 @@ class Generation:
                         event = replace(event, usage=_added(self._tool_usage, event.usage))
                 self._queue.put_nowait(event)
         return None
+
+    def _no_more_tools(self) -> StreamError:
+        """The end of an answer whose model asked for tools in a turn offered none."""
+        if self._tool_specs is None:
+            message = (
+                "The model asked for tools, but this conversation offers none, so its answer"
+                " stopped there: regenerate to try again."
+            )
+        else:
+            turns = tooling.MAX_TOOL_ROUNDS
+            message = (
+                "The model kept asking for tools after the"
+                f" {turns} turn{'s' if turns != 1 else ''} of tool calls an answer may take,"
+                " so its answer stopped there: regenerate, or ask for less at once."
+            )
+        return StreamError("tool_rounds_exhausted", message, retryable=True)
 
     def _with_unique_ids(self, calls: tuple[ToolCall, ...]) -> tuple[ToolCall, ...]:
         """The calls, each with an id no other call of this answer has: some servers number

@@ -194,8 +194,8 @@ async def test_calls_of_each_round_are_kept_when_the_model_reuses_their_ids(
     assert asked == answered == [r["call_id"] for r in results]
 
 
-async def test_calls_in_a_turn_offered_no_tools_never_run(
-    connect, member, sim, toolbox, monkeypatch
+async def test_calls_past_the_last_round_never_run_and_the_answer_says_why_it_ended(
+    connect, member, team, sim, toolbox, monkeypatch, protocol
 ):
     monkeypatch.setattr(tooling, "MAX_TOOL_ROUNDS", 1)
     socket = await connect(member)
@@ -204,7 +204,43 @@ async def test_calls_in_a_turn_offered_no_tools_never_run(
     assert "tools" not in sim.requests[-1]  # the model called anyway: nothing ran
     assert len(of_type(frames, "message.tool_call")) == 1
     assert toolbox.calls == [("get_weather", {"city": "Nice"})]
-    assert frames[-1]["status"] == "complete"
+    (error,) = of_type(frames, "message.error")
+    expected = (
+        "The model kept asking for tools after the 1 turn of tool calls an answer may take,"
+        " so its answer stopped there: regenerate, or ask for less at once."
+    )
+    assert error["error"] == {
+        "code": "tool_rounds_exhausted",
+        "message": expected,
+        "retryable": True,
+    }
+    done = frames[-1]
+    assert done["status"] == "interrupted"  # the call the page showed stays
+    message = await Message.objects.aget(pk=ids["message_id"])
+    assert message.status == "interrupted"
+    assert (message.error_code, message.error_message) == ("tool_rounds_exhausted", expected)
+    # Both turns' tokens as the upstream reported them, not an estimate.
+    first, second = sim.requests[-2:]
+    both = count_prompt_tokens(first["messages"]) + count_prompt_tokens(second["messages"])
+    assert done["usage"]["prompt_tokens"] == both
+
+
+async def test_calls_when_no_tools_are_offered_end_the_answer_saying_so(
+    connect, member, sim, toolbox
+):
+    socket = await connect(member)
+    ids = await socket.send_message(
+        "Again [sim:call=get_weather anyway args=city:Nice]", settings={"tools": False}
+    )
+    error = (await socket.until_type("message.error", ids["message_id"]))[-1]
+    assert "tools" not in sim.requests[-1] and toolbox.calls == []
+    assert error["error"]["code"] == "tool_rounds_exhausted"
+    assert error["error"]["message"] == (
+        "The model asked for tools, but this conversation offers none, so its answer stopped"
+        " there: regenerate to try again."
+    )
+    message = await Message.objects.aget(pk=ids["message_id"])
+    assert (message.status, message.error_code) == ("error", "tool_rounds_exhausted")
 
 
 async def test_errors_and_unknown_tools_go_back_to_the_model(connect, member, sim, toolbox):
@@ -655,3 +691,18 @@ async def test_an_answer_whose_tools_ran_within_the_budget_goes_on_holding_what_
     assert spent_and_results >= count_prompt_tokens(sim.requests[0]["messages"])
     done = (await socket.until_type("message.done", ids["message_id"]))[-1]
     assert done["status"] == "complete"
+
+
+async def test_text_before_calls_no_turn_may_make_is_kept_and_the_answer_says_why_it_ended(
+    connect, member, sim, toolbox
+):
+    socket = await connect(member)
+    question = "Again [sim:call=get_weather anyway preface args=city:Nice]"
+    ids = await socket.send_message(question, settings={"tools": False})
+    frames = await socket.until_type("message.done", ids["message_id"])
+    (error,) = of_type(frames, "message.error")
+    assert error["error"]["code"] == "tool_rounds_exhausted"
+    assert frames[-1]["status"] == "interrupted" and toolbox.calls == []
+    message = await Message.objects.aget(pk=ids["message_id"])
+    assert message.content == joined_text(frames, ids["message_id"]) != ""
+    assert (message.status, message.error_code) == ("interrupted", "tool_rounds_exhausted")
