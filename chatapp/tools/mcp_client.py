@@ -295,6 +295,11 @@ def each_text(value: Any, change: Callable[[str], str]) -> Any:
     return value
 
 
+# The SDK's words for a request whose event stream ended with no answer in it, at once or
+# after its attempts to resume the stream (refused: the server is gone) ran out.
+UNANSWERED = ("SSE stream ended without a response", "SSE stream ended and reconnection")
+
+
 def _stream_ended_unanswered(cause: BaseException) -> bool:
     """The SDK's own error for a call whose event stream ended with no answer in it: a server
     that crashed or was cut off mid-call. Its code, CONNECTION_CLOSED, is also JSON-RPC's
@@ -303,7 +308,7 @@ def _stream_ended_unanswered(cause: BaseException) -> bool:
     return (
         isinstance(cause, MCPError)
         and cause.error.code == CONNECTION_CLOSED
-        and cause.error.message == "SSE stream ended without a response"
+        and cause.error.message.startswith(UNANSWERED)
     )
 
 
@@ -331,6 +336,13 @@ def _describe(url: str, token: str, exc: Exception, trouble: Trouble) -> str:
         return str(cause)
     if isinstance(cause, MessageTooLarge):
         return f"The tool server at {host} {cause}"
+    if _stream_ended_unanswered(_first_leaf(exc)):
+        # Before what failed later: the SDK's attempts to resume the stream (refused, or
+        # answered with an error status by a server that lost the session).
+        return (
+            f"The tool server at {host} closed the connection before answering: the tool may"
+            " or may not have run."
+        )
     if trouble.status in (401, 403):
         return (
             f"The tool server at {host} refused the request (HTTP {trouble.status}):"
@@ -359,11 +371,6 @@ def _describe(url: str, token: str, exc: Exception, trouble: Trouble) -> str:
         return (
             f"Could not connect to the tool server at {host}:"
             " check the URL and that the server is running."
-        )
-    if _stream_ended_unanswered(cause):
-        return (
-            f"The tool server at {host} closed the connection before answering: the tool may"
-            " or may not have run."
         )
     if isinstance(cause, MCPError):
         said = without_token(cause.error.message, token)[:200]

@@ -188,6 +188,24 @@ async def test_a_server_that_went_away_is_an_error_result(team, team_tool_server
     assert result.content.startswith("Could not connect to the tool server at 127.0.0.1")
 
 
+async def test_a_server_that_goes_away_mid_call_says_the_tool_may_have_run(
+    team, team_tool_server, mcp_server
+):
+    """Not "could not connect" (its reconnection attempts, refused): the call went out, and
+    the model must not take it that the tool did not run."""
+    tool = by_name(await tools_for_team(team.pk))["slow_lookup"]
+    task = asyncio.create_task(call_tool(tool, {"seconds": 20}))
+    while not mcp_server.calls:
+        await asyncio.sleep(0.02)
+    await sync_to_async(mcp_server.stop)()
+    result = await task
+    assert (result.content, result.is_error) == (
+        "The tool server at 127.0.0.1 closed the connection before answering: the tool may"
+        " or may not have run.",
+        True,
+    )
+
+
 async def test_cancelling_a_call_propagates(team, team_tool_server, mcp_server):
     tool = by_name(await tools_for_team(team.pk))["slow_lookup"]
     task = asyncio.create_task(call_tool(tool, {"seconds": 20}))
