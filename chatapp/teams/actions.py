@@ -1236,7 +1236,9 @@ def email_budget_notice(notice: BudgetNotice) -> None:
     """E-mail the team's owners about a crossed threshold, when the site sends e-mail."""
     if not settings.EMAIL_URL:
         return
-    owners = Membership.objects.filter(team=notice.team, role=Role.OWNER).select_related("user")
+    owners = Membership.objects.filter(
+        team=notice.team, role=Role.OWNER, user__is_active=True
+    ).select_related("user")
     addresses = [m.user.email for m in owners if m.user.email]
     if not addresses:
         return

@@ -6,7 +6,14 @@ from django.core import mail
 from django.utils import timezone
 
 from chatapp.teams import actions
-from chatapp.teams.models import AuditAction, AuditEvent, BudgetNotice, TeamPolicy
+from chatapp.teams.models import (
+    AuditAction,
+    AuditEvent,
+    BudgetNotice,
+    Membership,
+    Role,
+    TeamPolicy,
+)
 from chatapp.teams.policy import PolicyError
 from chatapp.teams.quota import check_budget
 
@@ -97,6 +104,21 @@ def test_owners_are_told_once_per_threshold_a_month(
     assert sorted(BudgetNotice.objects.values_list("percent", flat=True)) == [80, 100]
     assert len(mail.outbox) == 2 and "whole" in mail.outbox[1].subject
     assert AuditEvent.objects.filter(action=AuditAction.BUDGET_THRESHOLD).count() == 2
+
+
+def test_a_deactivated_owner_is_not_mailed(
+    owner, member, team, settings, make_user, django_capture_on_commit_callbacks
+):
+    """An owner whose account was deactivated (they left the company) gets no more mail."""
+    settings.EMAIL_URL = "locmem://"
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    former = make_user("former")
+    Membership.objects.create(team=team, user=former, role=Role.OWNER)
+    type(former).objects.filter(pk=former.pk).update(is_active=False)
+    TeamPolicy.objects.create(team=team, monthly_token_budget=100)
+    with django_capture_on_commit_callbacks(execute=True):
+        use(team, member, 90)
+    assert [m.to for m in mail.outbox] == [[owner.email]]
 
 
 def test_the_notice_shows_to_owners_only(client, owner, member, team):
