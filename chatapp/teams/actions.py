@@ -1313,19 +1313,29 @@ def review_flag(actor, flag: SafetyFlag, decision: str) -> SafetyFlag:
 
 # Personal API keys (chatapp.teams.api_keys).
 
+# A new key's random prefix may already be another key's (32 bits: rare, not impossible).
+PREFIX_TRIES = 5
+
 
 def create_api_key(user, team: Team | None, name: str, expires_at=None) -> tuple[ApiKey, str]:
     """A new key for `user`; returns it with the whole key, which is never stored or shown again."""
-    secret, prefix = api_keys.new_secret()
     with transaction.atomic():
-        key = ApiKey.objects.create(
-            user=user,
-            team=team,
-            name=name,
-            prefix=prefix,
-            secret_hash=api_keys.hash_key(secret),
-            expires_at=expires_at,
-        )
+        for attempt in range(1, PREFIX_TRIES + 1):
+            secret, prefix = api_keys.new_secret()
+            try:
+                with transaction.atomic():  # a savepoint: a taken prefix undoes only this
+                    key = ApiKey.objects.create(
+                        user=user,
+                        team=team,
+                        name=name,
+                        prefix=prefix,
+                        secret_hash=api_keys.hash_key(secret),
+                        expires_at=expires_at,
+                    )
+                break
+            except IntegrityError:
+                if attempt == PREFIX_TRIES or not ApiKey.objects.filter(prefix=prefix).exists():
+                    raise
         summary = f"{_name(user)} created the API key {name!r} ({prefix})"
         if team is not None:
             audit(team, user, AuditAction.API_KEY_CREATE, summary, key=key.pk, prefix=prefix)

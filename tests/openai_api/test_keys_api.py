@@ -3,7 +3,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from chatapp.teams.api_keys import hash_key
+from chatapp.teams import api_keys
+from chatapp.teams.api_keys import hash_key, new_secret
 from chatapp.teams.models import ApiKey, AuditAction, AuditEvent
 
 pytestmark = pytest.mark.django_db
@@ -25,6 +26,19 @@ def test_a_new_key_is_shown_once_and_stored_only_as_its_hash(member_client, memb
     assert body["key"] not in str(ApiKey.objects.filter(pk=body["id"]).values().get())
     event = AuditEvent.objects.get(action=AuditAction.API_KEY_CREATE)
     assert body["key"] not in str(event.details) + event.summary
+
+
+def test_a_new_key_whose_random_prefix_is_taken_gets_another(member_client, monkeypatch):
+    """A prefix is 32 random bits and unique: drawing one already used is rare, not impossible,
+    and made a 500."""
+    first = create(member_client, name="first").json()
+    drawn = [(f"{first['prefix']}_{'x' * 43}", first["prefix"]), new_secret()]
+    monkeypatch.setattr(api_keys, "new_secret", lambda: drawn.pop(0))
+    response = create(member_client, name="second")
+    assert response.status_code == 201
+    assert response.json()["prefix"] != first["prefix"]
+    assert ApiKey.objects.count() == 2
+    assert AuditEvent.objects.filter(action=AuditAction.API_KEY_CREATE).count() == 2
 
 
 def test_the_list_never_holds_a_secret(member_client):
