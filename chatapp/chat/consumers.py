@@ -254,8 +254,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         """Show another branch: this socket gets its state, the conversation's other tabs
         hear that it changed."""
         message_id = frames.object_id(frame, "message_id")
+        shown = frames.optional_object_id(frame, "conversation_id")
         switch = database_sync_to_async(conversations.switch_branch)
-        conversation_id, leaf_id, temporary = await switch(self.user, message_id)
+        conversation_id, leaf_id, temporary = await switch(self.user, message_id, shown)
         await self.subscribe(conversation_id, frames.request_id_of(frame))
         self.following_temporary = temporary  # as chat.subscribe: its last socket ends it
         # This process's sockets hear it within the broadcast (the layer's copy of it comes

@@ -304,3 +304,39 @@ async def test_no_edit_or_switch_while_an_answer_streams(connect, member, sim):
     assert (await socket.expect_error(switching))["error"]["code"] == "conversation_busy"
     await socket.send({"type": "chat.stop", "message_id": slow["message_id"]})
     await socket.until_type("message.done", slow["message_id"])
+
+
+async def test_a_switch_naming_another_conversation_is_not_found_and_changes_nothing(
+    connect, member, sim
+):
+    """The page sends the conversation it shows (a search link's message id may be of
+    another): the switch neither moves the socket nor changes the other one's branch."""
+    socket = await connect(member)
+    first, second = await two_turns(socket)
+    made = await edit(socket, second["user_message_id"], "Edited")
+    await socket.until_type("message.done", made["answer"]["id"])
+    shown = await finish(socket, "Another conversation")
+    await state_of(socket, shown["conversation_id"])
+
+    frame = {
+        "type": "chat.switch",
+        "request_id": "s1",
+        "conversation_id": shown["conversation_id"],
+        "message_id": second["message_id"],
+    }
+    error = (await socket.expect_error(frame))["error"]
+    assert (error["code"], error["field"]) == ("not_found", "message_id")
+    conversation = await Conversation.objects.aget(pk=first["conversation_id"])
+    assert conversation.active_leaf_id == made["answer"]["id"]
+    # The socket still follows the conversation it shows: another tab's send there reaches it.
+    other = await connect(member)
+    more = await other.send_message("More", conversation_id=shown["conversation_id"])
+    frames = await socket.until_type("message.done", more["message_id"])
+    assert frames[-1]["conversation_id"] == shown["conversation_id"]
+
+    await socket.send({**frame, "conversation_id": first["conversation_id"]})
+    state = (await socket.until_type("conversation.state"))[-1]
+    assert state["conversation_id"] == first["conversation_id"]
+    assert state["messages"][-1]["id"] == second["message_id"]
+    bad = {**frame, "conversation_id": "1"}
+    assert (await socket.expect_error(bad))["error"]["field"] == "conversation_id"

@@ -211,10 +211,14 @@ def _expired_temporary(now: datetime) -> list[int]:
     return list(_temporary_to_purge(now).values_list("pk", flat=True))
 
 
-def switch_branch(user: Any, message_id: int) -> tuple[int, int, bool]:
-    """Show the branch through this message of the user's; returns (conversation, leaf,
-    whether it is a temporary chat)."""
+def switch_branch(
+    user: Any, message_id: int, conversation_id: int | None = None
+) -> tuple[int, int, bool]:
+    """Show the branch through this message of the user's (in `conversation_id`, when named);
+    returns (conversation, leaf, whether it is a temporary chat)."""
     message = owned_message(user, message_id)
+    if conversation_id is not None and message.conversation_id != conversation_id:
+        raise ChatError("not_found", "No such message in this conversation.", "message_id")
     conversation = message.conversation
     with transaction.atomic():
         # A send starting meanwhile, in any process, waits here (start_reply takes this lock

@@ -444,7 +444,7 @@ class ChatPage {
     const landing = this.state.landing;
     // A search hit in another version: show the branch it is on (conversation.state follows).
     if (landing !== null && !this.state.message(landing)) {
-      this.socket.send({ type: "chat.switch", message_id: landing });
+      this.socket.send({ type: "chat.switch", conversation_id: id, message_id: landing });
     }
     // The message box takes the keyboard, unless the user put it elsewhere while the
     // conversation loaded (a row's menu, the search box).
@@ -927,7 +927,8 @@ class ChatPage {
   switchVersion(message, step) {
     const target = this.state.siblingStep(message, step);
     if (target === null || this.state.busy) return;
-    if (!this.socket.send({ type: "chat.switch", message_id: target })) {
+    const frame = { type: "chat.switch", conversation_id: this.state.conversationId };
+    if (!this.socket.send({ ...frame, message_id: target })) {
       const notice = "Not connected to the server yet; try again in a moment.";
       this.update(() => (this.state.notice = { text: notice, retry: false }));
       return;
