@@ -91,7 +91,11 @@ def optional_object_id(frame: dict[str, Any], name: str) -> int | None:
     return value
 
 
-def send_request(frame: dict[str, Any], max_content_bytes: int) -> SendRequest:
+def send_request(
+    frame: dict[str, Any], max_content_bytes: int, *, files_elsewhere: bool = False
+) -> SendRequest:
+    """A chat.send (or the new version a chat.edit sends). `files_elsewhere`: files the frame
+    does not list may come with it (an edit keeping its question's), so blank text may do."""
     content = frame.get("content")
     if not isinstance(content, str):
         raise ChatError(
@@ -101,7 +105,7 @@ def send_request(frame: dict[str, Any], max_content_bytes: int) -> SendRequest:
         raise _too_large(max_content_bytes)
     check_text(content, "content", "The message")
     attachments = _attachments(frame.get("attachments"))
-    if not content.strip() and not attachments:
+    if not content.strip() and not attachments and not files_elsewhere:
         raise ChatError("empty_content", "Write a message first.", "content")
     settings, prompt_text = _settings(frame.get("settings"))
     tools, response_format = _tools_and_format(frame)
@@ -144,12 +148,13 @@ def edit_request(frame: dict[str, Any], max_content_bytes: int) -> tuple[int, Se
     if unknown:
         name = sorted(unknown)[0]
         raise ChatError("invalid_frame", f"chat.edit takes no {name}.", name)
-    request = send_request(frame, max_content_bytes)
+    keeps_files = "attachments" not in frame
+    request = send_request(frame, max_content_bytes, files_elsewhere=keeps_files)
     if request.system_prompt_text is not None:
         raise ChatError(
             "invalid_frame", "An edit keeps the conversation's system prompt.", "system_prompt"
         )
-    return message_id, request, "attachments" not in frame
+    return message_id, request, keeps_files
 
 
 def regenerate_request(frame: dict[str, Any]) -> RegenerateRequest:

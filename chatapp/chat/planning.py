@@ -133,6 +133,8 @@ def plan_edit(
     carried = tuple(Upload.objects.filter(message=edited).order_by("id"))
     if keeps_files and carried:
         request = replace(request, attachments=tuple(upload.pk for upload in carried))
+    if not request.content.strip() and not request.attachments:  # no words, and no files kept
+        raise ChatError("empty_content", "Write a message first.", "content")
     plan = _plan_question(user, conversation, turns, request, request_id, edited.parent_id, carried)
     if edited.parent_id is None and _unnamed(conversation):
         plan = replace(plan, names_conversation=True)

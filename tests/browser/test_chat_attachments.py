@@ -339,6 +339,25 @@ def test_an_edited_question_keeps_its_files(logged_in_page):
     expect(chat.questions.last.get_by_role("link", name="Download report.pdf")).to_be_visible()
 
 
+def test_an_edit_with_no_words_asks_about_the_files_it_keeps(logged_in_page):
+    page = logged_in_page
+    chat = ChatPage(page)
+    asked_with_a_picture_and_a_pdf(page, chat)
+    question = chat.questions.last
+    question.hover()
+    question.get_by_role("button", name="Edit this question").click()
+    question.get_by_role("button", name="Remove screenshot.png").click()
+    editor = question.get_by_label("Edit your question")
+    editor.fill("")
+    editor.press("Enter")
+
+    edited = chat.questions.last
+    expect(edited.get_by_role("group", name="Version 2 of 2")).to_be_visible()
+    chat.wait_for_status("complete")
+    assert "Received 1 document: report.pdf (1 page)" in chat.answer_content()
+    expect(edited.get_by_role("link", name="Download report.pdf")).to_be_visible()
+
+
 def test_an_edit_can_drop_a_file_the_server_no_longer_stores(logged_in_page, app_server):
     page = logged_in_page
     chat = ChatPage(page)

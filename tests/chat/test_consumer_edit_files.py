@@ -93,6 +93,28 @@ async def test_an_edit_with_no_attachments_drops_them_all(connect, member, sim, 
     assert user_content(sim.requests[-1]) == "Just words now"
 
 
+async def test_a_blank_edit_keeping_the_questions_files_asks_about_them_alone(
+    connect, member, sim, upload
+):
+    socket = await connect(member)
+    ids, _, _ = await asked_with_files(socket, upload, member)
+    question = await edit(socket, ids["user_message_id"], "  ")
+    assert [a["name"] for a in question["attachments"]] == ["shot.png", "notes.md"]
+    content = user_content(sim.requests[-1])
+    assert image_sizes(content) == [(64, 48)]
+
+
+async def test_a_blank_edit_of_a_question_without_files_is_refused(connect, member, sim):
+    socket = await connect(member)
+    ids = await socket.send_message("Words only")
+    await answer_of(socket, ids)
+    for fields in ({}, {"attachments": []}):
+        frame = {"type": "chat.edit", "message_id": ids["user_message_id"], "content": " "}
+        reply = await socket.expect_error({**frame, **fields})
+        assert (reply["error"]["code"], reply["error"]["field"]) == ("empty_content", "content")
+    assert await Message.objects.filter(role="user").acount() == 1
+
+
 async def test_files_of_another_question_are_not_kept(connect, member, sim, upload):
     socket = await connect(member)
     first, shot, _ = await asked_with_files(socket, upload, member)

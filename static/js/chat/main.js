@@ -889,7 +889,8 @@ class ChatPage {
    * beside the old one, with a new answer. */
   saveEdit(message, content, files = message.attachments) {
     const text = content.trim();
-    if (!text || this.state.busy || message.id === null) return;
+    // Blank text asks about the files it keeps alone, as a question sent with files may.
+    if ((!text && !files.length) || this.state.busy || message.id === null) return;
     const dropped = files.length !== message.attachments.length;
     if (text === message.content && !dropped) {
       this.cancelEdit(message);
