@@ -3,6 +3,7 @@
 import hashlib
 from datetime import timedelta
 
+from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
 
@@ -27,6 +28,21 @@ def address_mail_due(kind: str, address: str, pause: timedelta, *, asked_from: s
 def forget_address_mail(kind: str, address: str, *, asked_from: str = "") -> None:
     """The mail `address_mail_due` said yes to could not be sent: it may be asked again now."""
     AddressMail.objects.filter(kind=kind, address_digest=_digest(address, asked_from)).delete()
+
+
+def mail_unless_paused(kind: str, address: str, pause: timedelta, subject: str, body: str) -> bool:
+    """Mail `address` unless a mail of this kind went there within `pause`: False, nothing
+    sent. OSError when the mail server fails, and then the pause is not taken. The pause is
+    noted before the mail and taken back if it fails, so no transaction stays open while the
+    mail server answers (on SQLite it would hold every write meanwhile)."""
+    if not address_mail_due(kind, address, pause):
+        return False
+    try:
+        send_mail(subject, body, None, [address])
+    except OSError:
+        forget_address_mail(kind, address)
+        raise
+    return True
 
 
 def _digest(address: str, asked_from: str) -> str:

@@ -185,22 +185,15 @@ def email_invitation(invitation: Invitation, link: str) -> bool:
     """Send the invitation link by email; False, nothing mailed, when an invitation mail went
     to its address within the pause (inviting and revoking over and over, from any team, would
     flood the inbox). OSError when the mail server fails (the pause is not taken)."""
-    kind = "invitation"
-    if not core_actions.address_mail_due(kind, invitation.email, INVITATION_MAIL_PAUSE):
-        return False
-    try:
-        send_mail(
-            f"You are invited to {one_line(invitation.team.name)} on Llama team chat",
-            f"{_name(invitation.invited_by)} invited you to join {invitation.team.name}"
-            f" as {invitation.role}.\n\nAccept the invitation (valid until"
-            f" {invitation.expires_at:%Y-%m-%d %H:%M} UTC, once):\n{link}\n",
-            None,
-            [invitation.email],
-        )
-    except OSError:
-        core_actions.forget_address_mail(kind, invitation.email)
-        raise
-    return True
+    return core_actions.mail_unless_paused(
+        "invitation",
+        invitation.email,
+        INVITATION_MAIL_PAUSE,
+        f"You are invited to {one_line(invitation.team.name)} on Llama team chat",
+        f"{_name(invitation.invited_by)} invited you to join {invitation.team.name}"
+        f" as {invitation.role}.\n\nAccept the invitation (valid until"
+        f" {invitation.expires_at:%Y-%m-%d %H:%M} UTC, once):\n{link}\n",
+    )
 
 
 def revoke_invitation(actor, invitation: Invitation) -> None:
@@ -298,26 +291,17 @@ ADDRESS_MAIL_PAUSE = timedelta(minutes=5)
 
 def email_address_confirmation(invitation: Invitation, user, link: str) -> bool:
     """Mail the confirmation link to the invitation's address; False, nothing mailed, when one
-    went there within the pause. OSError when the mail server fails (the pause is not taken).
-    The pause is noted before the mail and taken back if it fails: no transaction stays open
-    while the mail server answers (on SQLite it would hold every write)."""
-    kind = "invitation_address"
-    if not core_actions.address_mail_due(kind, invitation.email, ADDRESS_MAIL_PAUSE):
-        return False
-    try:
-        send_mail(
-            f"Confirm your email to join {one_line(invitation.team.name)} on Llama team chat",
-            f"{user.get_username()} asked to join {invitation.team.name} with the invitation sent"
-            f" to this address. Open this link while signed in as {user.get_username()} to"
-            f" confirm the address and join (valid for 3 days):\n{link}\n\n"
-            "If that was not you, ignore this email.",
-            None,
-            [invitation.email],
-        )
-    except OSError:
-        core_actions.forget_address_mail(kind, invitation.email)
-        raise
-    return True
+    went there within the pause. OSError when the mail server fails (the pause is not taken)."""
+    return core_actions.mail_unless_paused(
+        "invitation_address",
+        invitation.email,
+        ADDRESS_MAIL_PAUSE,
+        f"Confirm your email to join {one_line(invitation.team.name)} on Llama team chat",
+        f"{user.get_username()} asked to join {invitation.team.name} with the invitation sent"
+        f" to this address. Open this link while signed in as {user.get_username()} to"
+        f" confirm the address and join (valid for 3 days):\n{link}\n\n"
+        "If that was not you, ignore this email.",
+    )
 
 
 def claim_invitation(user, invitation: Invitation) -> None:

@@ -10,6 +10,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from chatapp.core import actions as core_actions
 from chatapp.core.models import AddressMail
 from chatapp.teams import actions
 from chatapp.teams.models import AuditEvent, Invitation, Membership, Role, Team
@@ -106,7 +107,7 @@ def test_an_invitation_that_could_not_be_mailed_takes_no_pause(
         raise ConnectionRefusedError("mail server down")
 
     with monkeypatch.context() as patched:
-        patched.setattr(actions, "send_mail", mail_server_down)
+        patched.setattr(core_actions, "send_mail", mail_server_down)
         page = invite(owner_client, team, email="new@example.com")
     assert "could not be sent" in owner_client.get(page["Location"]).content.decode()
     page = invite(owner_client, team, email="new@example.com", role="admin")
@@ -382,7 +383,7 @@ def test_a_confirmation_that_could_not_be_mailed_can_be_asked_again_at_once(
         raise ConnectionRefusedError("mail server down")
 
     with monkeypatch.context() as patched:
-        patched.setattr(actions, "send_mail", mail_server_down)
+        patched.setattr(core_actions, "send_mail", mail_server_down)
         assert client.post(accept_url(invitation)).status_code == 503
     assert b"We sent a confirmation link to" in client.post(accept_url(invitation)).content
     assert [m.to for m in mail.outbox] == [["nina@example.com"]]
@@ -397,13 +398,13 @@ def test_no_transaction_is_open_while_the_confirmation_is_mailed(
     invitation = Invitation.objects.create(team=team, invited_by=owner, email="nina@example.com")
     client.force_login(make_user("nina"))
     open_while_sending = []
-    sent = actions.send_mail
+    sent = core_actions.send_mail
 
     def send_mail(*args, **kwargs):
         open_while_sending.append(connection.in_atomic_block)
         return sent(*args, **kwargs)
 
-    monkeypatch.setattr(actions, "send_mail", send_mail)
+    monkeypatch.setattr(core_actions, "send_mail", send_mail)
     assert b"We sent a confirmation link to" in client.post(accept_url(invitation)).content
     assert open_while_sending == [False]
     assert [m.to for m in mail.outbox] == [["nina@example.com"]]
