@@ -351,3 +351,22 @@ def test_a_json_answer_with_a_number_too_long_to_read_is_saved_and_marked_invali
     answer = Message.objects.get(pk=exchange.assistant_id)
     assert (answer.status, answer.format) == ("complete", checked)
     assert TeamUsage.objects.get(team=team, user=member).completion_tokens == 20
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_send_below_an_answer_a_retry_replaced_meanwhile_is_not_found(member, team):
+    """Tab B plans a question below an answer that failed before any text; tab A retries that
+    answer, whose empty version goes, and its new answer ends before B writes: B's question
+    would follow a message that is gone."""
+    _, first = started(member)
+    Message.objects.filter(pk=first.assistant_id).update(status=MessageStatus.ERROR)
+    request = SendRequest(content="Go on", conversation_id=first.conversation_id)
+    below = replies.admit_send(member, None, request, "r2")  # below the failed answer
+    retry = replies.admit_regenerate(member, RegenerateRequest(first.assistant_id), "r3")
+    retried = replies.start_reply(retry)
+    Message.objects.filter(pk=retried.assistant_id).update(status=MessageStatus.COMPLETE)
+    assert not Message.objects.filter(pk=first.assistant_id).exists()
+    with pytest.raises(ChatError) as refused:
+        replies.start_reply(below)
+    assert refused.value.code == "not_found" and "retried meanwhile" in refused.value.message
+    assert not Message.objects.filter(content="Go on").exists()

@@ -244,6 +244,7 @@ def start_reply(plan: ReplyPlan, admitted: Callable[[ReplyPlan], None] | None = 
         plan = replace(plan, streaming_ids=streaming)
         admit(plan)
         _check_still_there(plan.conversation)  # after the team's row, the order writes took
+        _check_parent_still_there(plan.parent_id)
         if admitted is not None:
             admitted(plan)
         return _write_reply(plan, copied)
@@ -259,6 +260,18 @@ def _check_still_there(conversation: Conversation) -> None:
     lock_rows(rows, no_key=True)
     if not rows.exists():
         raise ChatError("not_found", "No such conversation.", "conversation_id")
+
+
+def _check_parent_still_there(parent_id: int | None) -> None:
+    """The message the question follows may have gone since the plan read it: an answer that
+    ended before any text goes when it is retried, here in another tab, under the user's row
+    lock this start now holds (so it cannot go before these rows are written)."""
+    if parent_id is not None and not Message.objects.filter(pk=parent_id).exists():
+        raise ChatError(
+            "not_found",
+            "The answer your message followed was retried meanwhile, in another tab or window:"
+            " send your message again.",
+        )
 
 
 def _write_reply(plan: ReplyPlan, copied: list[Upload]) -> Exchange:
