@@ -88,7 +88,7 @@ def share_create(request: HttpRequest, conversation_id: ConversationId):
     try:
         share = sharing.share_conversation(request.user, conversation, body.audience, body.members)
     except ChatError as error:
-        status = 403 if error.code == "forbidden" else 400
+        status = {"forbidden": 403, "not_found": 404}.get(error.code, 400)
         raise ApiError(status, error.code, error.message, error.field) from None
     return Status(201, share_json(share, len(share.messages)))
 

@@ -9,6 +9,8 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from chatapp.chat import planning
+from chatapp.chat.actions import sharing
+from chatapp.chat.actions.conversations import delete_conversation
 from chatapp.chat.actions.sharing import SHARES_PER_PAGE
 from chatapp.chat.models import Conversation, Message, Share
 from chatapp.chat.requests import SendRequest
@@ -417,6 +419,26 @@ def test_deleting_the_conversation_deletes_its_shares(member, teammate, conversa
     assert client.delete(f"/api/conversations/{conversation.pk}/").status_code == 204
     assert client_for(Client(), teammate).get(url).status_code == 404
     assert not Share.objects.exists()
+
+
+def test_a_conversation_deleted_as_it_is_shared_is_404_and_leaves_no_share(
+    member, conversation, monkeypatch
+):
+    """The owner deletes the conversation in another tab (or retention does) after the share
+    request found it: the share is refused as for any conversation that is gone, rather than
+    left pointing at a deleted row (or failing at commit with a server error)."""
+    checked = sharing.check_shareable
+
+    def checked_then_deleted_elsewhere(actor, found):
+        checked(actor, found)
+        delete_conversation(Conversation.objects.get(pk=found.pk))
+
+    monkeypatch.setattr(sharing, "check_shareable", checked_then_deleted_elsewhere)
+    response = share(client_for(Client(), member), conversation)
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+    assert not Share.objects.exists()
+    assert not AuditEvent.objects.filter(action="conversation.share").exists()
 
 
 def test_the_share_pages_for_the_owner(member, teammate, conversation):

@@ -19,6 +19,7 @@ from chatapp.chat.models import (
     Share,
     ShareAudience,
 )
+from chatapp.core.locking import lock_rows
 from chatapp.core.words import counted
 from chatapp.teams import policy, safety
 from chatapp.teams.actions import audit
@@ -88,6 +89,7 @@ def share_conversation(
                 "invalid", "Choose people who are members of this conversation's team.", "members"
             )
     with transaction.atomic():
+        _check_still_there(conversation)
         share = Share.objects.create(
             conversation=conversation,
             owner=actor,
@@ -112,6 +114,16 @@ def share_conversation(
             messages=len(share.messages),
         )
     return share
+
+
+def _check_still_there(conversation: Conversation) -> None:
+    """A conversation deleted since the request found it (in another tab, by retention) is not
+    shared. Its row is held until the share is written: a deletion starting meanwhile waits,
+    and deletes the share with it."""
+    rows = Conversation.objects.filter(pk=conversation.pk)
+    lock_rows(rows, no_key=True)
+    if not rows.exists():
+        raise ChatError("not_found", "No such conversation.")
 
 
 def revoke_share(actor: Any, share: Share) -> None:
