@@ -30,8 +30,9 @@ from chatapp.chat.models import Conversation, Message, MessageRole, MessageStatu
 from chatapp.core.batches import batches
 from chatapp.core.words import counted
 from chatapp.teams import safety
-from chatapp.teams.actions import ensure_personal_team
+from chatapp.teams.actions import audit, ensure_personal_team
 from chatapp.teams.models import (
+    AuditAction,
     JsonSchema,
     Membership,
     Role,
@@ -352,6 +353,10 @@ def _map_users(entries: list, create_missing: bool, result: ImportResult) -> dic
         user = user_model.objects.create_user(username=entry["username"], password=None, **extra)
         users[entry["username"]] = user
         result.created_users.append(user.get_username())
+        access = {name: getattr(user, name) for name in ("is_active", "is_staff", "is_superuser")}
+        summary = f"import_conversations created the user {user.get_username()}"
+        who = user.get_username()
+        audit(None, None, AuditAction.USER_CREATE, summary, user=who, source="import", **access)
     return users
 
 
@@ -423,6 +428,13 @@ def _shared_team(entry, users, create_missing, result) -> Team:
     if not create_missing:
         raise BackupError(f"No team named {name!r} here. Pass --team ID, or --create-missing.")
     team = Team.objects.create(name=name)
+    audit(
+        team,
+        None,
+        AuditAction.TEAM_CREATE,
+        f"import_conversations created the team {name}",
+        source="import",
+    )
     seen = set()
     for member in _list(entry.get("members", []), f"team {name!r}", "members"):
         role = member.get("role") if isinstance(member, dict) else None
@@ -433,6 +445,9 @@ def _shared_team(entry, users, create_missing, result) -> Team:
             raise BackupError(f"Team {name!r}: {user.get_username()!r} is listed twice.")
         seen.add(user.pk)
         Membership.objects.create(team=team, user=user, role=role)
+        who = user.get_username()
+        summary = f"import_conversations added {who} as {role}"
+        audit(team, None, AuditAction.MEMBER_ADD, summary, user=who, role=role, source="import")
     result.created_teams.append(name)
     return team
 

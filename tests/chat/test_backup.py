@@ -18,7 +18,9 @@ from chatapp.chat.models import Conversation, Message
 from chatapp.chat.requests import SendRequest
 from chatapp.llm import KNOWN_MODELS
 from chatapp.teams.actions import ensure_personal_team, flag_message, review_flag
+from chatapp.teams.audit_trail import check_whole_chain
 from chatapp.teams.models import (
+    AuditEvent,
     Membership,
     Role,
     SafetyFlag,
@@ -278,6 +280,35 @@ def test_a_team_round_trip_into_an_installation_without_the_team(tmp_path, histo
     for row in before:
         row["system_prompt"] = None
     assert after == before
+
+
+def test_users_teams_and_members_an_import_creates_are_in_the_audit_trail(tmp_path, history, team):
+    """As when made in the admin site or by a sign-in: a team that appears with its owners
+    shows who made it and how, and the chain still verifies."""
+    data = export("--team", str(team.pk))
+    team.delete()
+    get_user_model().objects.filter(username="max").delete()
+    AuditEvent.objects.all().delete()
+
+    import_file(tmp_path, data, "--dry-run", "--create-missing")
+    assert not AuditEvent.objects.exists()
+    import_file(tmp_path, data, "--create-missing")
+
+    restored = Team.objects.get(name="Acme")
+    events = {
+        (e.action, e.team_id, e.details.get("user"), e.details.get("role"))
+        for e in AuditEvent.objects.all()
+    }
+    assert events == {
+        ("user.create", None, "max", None),
+        ("team.create", restored.pk, None, None),
+        ("member.add", restored.pk, "olivia", Role.OWNER),
+        ("member.add", restored.pk, "max", Role.MEMBER),
+    }
+    assert {e.details["source"] for e in AuditEvent.objects.all()} == {"import"}
+    assert check_whole_chain()[1] is None
+    import_file(tmp_path, data, "--create-missing")  # present now: nothing more recorded
+    assert AuditEvent.objects.count() == 4
 
 
 def test_importing_twice_changes_nothing(tmp_path, history):
