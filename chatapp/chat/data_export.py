@@ -10,7 +10,8 @@ looking complete with entries missing.
   (the shown branch and the whole tree); `.md` beside it: the Markdown export.
 - `files/<id>-<name>`: every file the user uploaded, as stored.
 - `account.json`: the account, the company sign-ins linked to it, its teams and roles, chat
-  settings, API key names (never key material), and the user's shares.
+  settings, API key names (never key material), the site admins' reads of the user's
+  conversations (who, why, when), and the user's shares.
 
 Temporary chats, and the files sent in them, are left out. Nothing of anyone else is read.
 """
@@ -29,7 +30,7 @@ from django.utils import timezone
 
 from chatapp.accounts.models import UserSettings
 from chatapp.chat.api import markdown_export, whole_trees
-from chatapp.chat.models import Conversation, Share
+from chatapp.chat.models import AdminAccessGrant, Conversation, Share
 from chatapp.core.batches import batches
 from chatapp.identity.models import OIDCIdentity
 from chatapp.teams.models import ApiKey, Membership
@@ -155,6 +156,17 @@ def account_data(user: Any) -> dict:
                 "revoked_at": key.revoked_at,
             }
             for key in keys
+        ],
+        # Site admins' reads of the user's conversations, as their settings page lists them.
+        "admin_access": [
+            {
+                "conversation_id": grant.conversation_id,
+                "admin": grant.admin_name,
+                "reason": grant.reason,
+                "granted_at": grant.created_at,
+                "expires_at": grant.expires_at,
+            }
+            for grant in AdminAccessGrant.objects.filter(owner=user).order_by("created_at", "pk")
         ],
         "shares": [
             {

@@ -16,6 +16,7 @@ from django.test.utils import CaptureQueriesContext
 from chatapp.accounts.models import UserSettings
 from chatapp.asgi import application
 from chatapp.chat import data_export
+from chatapp.chat.actions.admin_access import grant_read_access
 from chatapp.chat.actions.sharing import share_conversation
 from chatapp.chat.models import Conversation, Message
 from chatapp.identity.models import OIDCIdentity
@@ -150,6 +151,27 @@ def test_the_company_sign_ins_linked_to_the_account_are_in_it(member, owner):
     assert (linked["issuer"], linked["subject"]) == ("https://id.example.com", "u-123")
     assert linked["linked_at"] and "last_sign_in_at" in linked
     assert "last_login" in account["account"]
+
+
+def test_the_site_admins_reads_of_the_users_conversations_are_in_it(
+    member, owner, team, site_admin
+):
+    """Who read the person's conversations and why, as their settings page lists it (a
+    deleted conversation's grant included); never a grant on someone else's."""
+    kept = conversation(member, team, "Kept", "q")
+    gone = conversation(member, team, "Gone", "q")
+    grant_read_access(site_admin, kept, "Abuse report 42 about this chat", 15)
+    grant_read_access(site_admin, gone, "Legal request from the regulator", 60)
+    grant_read_access(site_admin, conversation(owner, team, "Theirs", "q"), f"{SECRET} case", 15)
+    gone.delete()
+    account = json.loads(download(member).read("account.json"))
+    reads = {(g["conversation_id"], g["admin"], g["reason"]) for g in account["admin_access"]}
+    assert reads == {
+        (kept.pk, site_admin.get_username(), "Abuse report 42 about this chat"),
+        (None, site_admin.get_username(), "Legal request from the regulator"),
+    }
+    assert all(g["granted_at"] and g["expires_at"] for g in account["admin_access"])
+    assert SECRET not in json.dumps(account)
 
 
 def test_an_empty_account_gets_an_archive_too(outsider):
