@@ -30,11 +30,20 @@ def windows(now: datetime) -> list[TeamWindow]:
         .select_related("team")
         .order_by("team_id")
     )
-    return [
-        TeamWindow(p.team, p.retention_days, now - timedelta(days=p.retention_days))
-        for p in policies
-        if p.retention_days
-    ]
+    found = []
+    for p in policies:
+        if p.retention_days and (cutoff := _cutoff(now, p.retention_days)) is not None:
+            found.append(TeamWindow(p.team, p.retention_days, cutoff))
+    return found
+
+
+def _cutoff(now: datetime, days: int) -> datetime | None:
+    """`days` before `now`; None for a window reaching before year 1 (stored past the policy
+    pages' bound): nothing is that old, so the team keeps everything, and other teams purge."""
+    try:
+        return now - timedelta(days=days)
+    except OverflowError:
+        return None
 
 
 def still_applies(window: TeamWindow) -> bool:

@@ -71,6 +71,25 @@ def test_old_conversations_go_and_the_rest_stay(member, owner, team, keep_30_day
     assert old.pk not in left and not Message.objects.filter(conversation_id=old.pk).exists()
 
 
+def test_a_window_longer_than_the_calendar_keeps_that_team_and_the_rest_still_purge(
+    member, team, keep_30_days, make_user
+):
+    """A window stored past what the policy pages take (written before they bounded it, or
+    straight into the database) reaches before year 1: that team keeps everything, and every
+    other team's purge still runs."""
+    old = aged(member, team, 40)
+    elsewhere = Team.objects.create(name="Ages")
+    stranger = make_user("stan")
+    Membership.objects.create(team=elsewhere, user=stranger, role=Role.OWNER)
+    TeamPolicy.objects.create(team=elsewhere, retention_days=10**9)
+    ancient = aged(stranger, elsewhere, 4000)
+    assert "Would delete 1 conversation of team" in purge("--dry-run")
+    output = purge()
+    assert "Deleted 1 conversation in 1 team" in output
+    assert set(Conversation.objects.values_list("pk", flat=True)) == {ancient.pk}
+    assert not Conversation.objects.filter(pk=old.pk).exists()
+
+
 def test_a_legal_hold_deletes_nothing(member, team, keep_30_days):
     keep_30_days.legal_hold = True
     keep_30_days.save()
