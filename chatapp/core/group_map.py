@@ -18,8 +18,10 @@ class GroupRule:
 
 
 def parse_group_map(text: str) -> list[GroupRule]:
-    """The rules in the variable; ValueError naming the bad entry and the expected shape."""
+    """The rules in the variable; ValueError naming the bad entry and the expected shape.
+    A team named in several letter cases is one team, under the spelling written first."""
     rules = []
+    spellings: dict[str, str] = {}
     for entry in (part.strip() for part in text.split(",")):
         if not entry:
             continue
@@ -35,7 +37,8 @@ def parse_group_map(text: str) -> list[GroupRule]:
                 f"OIDC_GROUP_MAP entry {entry!r} names a longer team than a team may have:"
                 f" team names have at most {TEAM_NAME_MAX} characters"
             )
-        rules.append(GroupRule(group.strip(), team.strip(), role.strip()))
+        team = spellings.setdefault(team.strip().casefold(), team.strip())
+        rules.append(GroupRule(group.strip(), team, role.strip()))
     return rules
 
 

@@ -30,6 +30,13 @@ def test_the_highest_role_of_a_persons_groups_wins():
     assert roles_for(rules, []) == {}
 
 
+def test_a_team_written_in_two_letter_cases_is_one_team_under_its_first_spelling():
+    rules = parse_group_map("a=Eng:member,b=ENG:admin")
+    assert managed_teams(rules) == {"Eng"}
+    assert roles_for(rules, ["a"]) == {"Eng": "member"}
+    assert roles_for(rules, ["a", "b"]) == {"Eng": "admin"}
+
+
 @pytest.mark.parametrize(
     "text", ["engineering", "g=Team", "g=Team:boss", "=Team:member", "g=:admin"]
 )

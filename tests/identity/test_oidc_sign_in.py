@@ -695,6 +695,21 @@ def test_an_existing_team_is_joined_not_duplicated(client, sso, person, make_use
     assert engineering.memberships.count() == 2
 
 
+@pytest.mark.parametrize("groups", [["engineering"], ["eng-leads"], ["engineering", "eng-leads"]])
+def test_a_team_the_map_spells_two_ways_is_one_team(client, sso, person, settings, groups):
+    """Each group keeps the person in the team, whichever spelling of its name it uses."""
+    settings.OIDC_GROUP_MAP = "engineering=Engineering:member,eng-leads=ENGINEERING:admin"
+    name = person(groups=groups)
+    for _ in range(2):
+        sign_in(client, sso, name)
+        client.logout()
+    user = get_user_model().objects.get(username=name)
+    role = "admin" if "eng-leads" in groups else "member"
+    assert roles(user) == {"Engineering": role}
+    removed = AuditEvent.objects.filter(actor=user, action="member.remove")
+    assert not removed.exists()
+
+
 @pytest.mark.parametrize("name", ["Design", "design"])
 def test_a_member_cannot_take_the_name_of_a_team_the_groups_manage(
     client, sso, person, member_client, member, name
