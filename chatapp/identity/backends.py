@@ -177,7 +177,8 @@ class OIDCBackend(OIDCAuthenticationBackend):
             token,
             key,
             algorithms=[algorithm],
-            options={"verify_aud": False},  # checked in verify_token
+            # checked in verify_token; exp and iat are required (OpenID Connect Core 2)
+            options={"verify_aud": False, "require": ["exp", "iat"]},
             leeway=CLOCK_SKEW_SECONDS,
         )
 

@@ -409,6 +409,22 @@ def test_a_provider_clock_far_ahead_is_refused_not_an_error(client, sso, person,
     assert signed_in_user(client) is None
 
 
+@pytest.mark.parametrize("claim", ["exp", "iat"])
+def test_an_id_token_without_an_expiry_or_issue_time_is_refused(client, sso, person, claim):
+    """OpenID Connect Core 2: exp and iat are required; a token without exp would never expire."""
+    response = sign_in(client, sso, person(_drop_claims=[claim]))
+    assert response["Location"] == "/accounts/login/" and FAILED in messages_of(response)
+    assert signed_in_user(client) is None
+    assert not OIDCIdentity.objects.exists()
+
+
+def test_an_id_token_the_provider_signs_again_with_its_key_id_still_signs_in(client, sso, person):
+    # The test provider's own re-signing, which the test above relies on, makes good tokens.
+    response = sign_in(client, sso, person(_drop_claims=["auth_time"]))
+    assert response.status_code == 302 and response["Location"] == "/"
+    assert signed_in_user(client) is not None
+
+
 @pytest.mark.parametrize("subject", ["s" * 256, ""])
 def test_a_subject_no_account_can_be_linked_to_is_refused_not_an_error(
     client, sso, person, subject

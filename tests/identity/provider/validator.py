@@ -25,11 +25,18 @@ class ClaimsValidator(OAuth2Validator):
 
     def finalize_id_token(self, id_token, token, token_handler, request):
         signed = super().finalize_id_token(id_token, token, token_handler, request)
-        if person_claims(request).get("_key_id", True):
+        behaviour = person_claims(request)
+        named, dropped = behaviour.get("_key_id", True), behaviour.get("_drop_claims", [])
+        if named and not dropped:
             return signed
-        # A provider with a single signing key may leave the key id out of the header.
         key = request.client.jwk_key
-        claims = jwt.JWT(jwt=signed, key=key).claims
-        unnamed = jwt.JWT(header={"typ": "JWT", "alg": request.client.algorithm}, claims=claims)
-        unnamed.make_signed_token(key)
-        return unnamed.serialize()
+        claims = json.loads(jwt.JWT(jwt=signed, key=key).claims)
+        # A provider with a single signing key may leave the key id out of the header.
+        header = {"typ": "JWT", "alg": request.client.algorithm}
+        if named:
+            header["kid"] = key.thumbprint()
+        resigned = jwt.JWT(
+            header=header, claims={k: v for k, v in claims.items() if k not in dropped}
+        )
+        resigned.make_signed_token(key)
+        return resigned.serialize()
