@@ -77,6 +77,15 @@ class SignInCallback(OIDCAuthenticationCallbackView):
             return self.login_failure()
 
     def login_failure(self):
+        user = self.request.user
+        if user.is_authenticated:
+            # The callback again (a second click, the back button): the session signed in before.
+            messages.info(
+                self.request,
+                f"{settings.OIDC_BUTTON_LABEL} did not complete;"
+                f" you are still signed in as {user.get_username()}.",
+            )
+            return redirect(settings.LOGIN_REDIRECT_URL)
         messages.error(
             self.request,
             f"{settings.OIDC_BUTTON_LABEL} did not complete, so you are not signed in."

@@ -335,6 +335,19 @@ def test_a_replayed_callback_is_refused(client, sso, person):
     assert signed_in_user(client) is None
 
 
+def test_the_callback_again_while_signed_in_says_so_and_signs_nobody_out(client, sso, person):
+    """A second click, the back button: the used state is refused, but the page says who is
+    still signed in rather than that nobody is."""
+    name = person()
+    path, _ = come_back(client, sso, name, start(client, "/settings/"))
+    user = signed_in_user(client)
+    for again in (client.get(path), client.get("/oidc/callback/", {"error": "access_denied"})):
+        assert again.status_code == 302 and again["Location"] == "/"
+        said = messages_of(again)
+        assert FAILED not in said and f"you are still signed in as {name}" in said
+        assert signed_in_user(client) == user
+
+
 def test_a_used_code_is_refused_by_the_provider_even_with_a_fresh_state(client, sso, person):
     name = person()
     path, _ = come_back(client, sso, name, start(client))
