@@ -89,6 +89,14 @@ def give_way(email: str) -> None:
         unconfirmed_signups().filter(pk__in=pending).delete()
 
 
+def groups_listed_elsewhere(claims: dict) -> bool:
+    """Whether the provider names where the groups are instead of listing them (a distributed
+    claim, as Microsoft Entra ID sends past about 200 groups): no sign of leaving them all."""
+    names = claims.get("_claim_names")
+    listed = settings.OIDC_GROUPS_CLAIM in claims
+    return not listed and isinstance(names, dict) and settings.OIDC_GROUPS_CLAIM in names
+
+
 def claimed_groups(claims: dict) -> list[str]:
     groups = claims.get(settings.OIDC_GROUPS_CLAIM)
     if not isinstance(groups, list):
@@ -283,7 +291,13 @@ class OIDCBackend(OIDCAuthenticationBackend):
         )
         self._update_email(user, verified_email(claims))
         rules = parse_group_map(settings.OIDC_GROUP_MAP)
-        if rules:
+        if rules and groups_listed_elsewhere(claims):
+            log.warning(
+                "OpenID Connect sign-in of user %s kept their teams: the provider lists the"
+                " groups elsewhere (a distributed claim), not in the token",
+                user.pk,
+            )
+        elif rules:
             apply_group_roles(user, roles_for(rules, claimed_groups(claims)), managed_teams(rules))
         return user
 

@@ -617,6 +617,30 @@ def test_groups_add_change_and_remove_memberships_at_each_sign_in(client, sso, p
     ]
 
 
+def test_groups_the_provider_only_points_to_leave_memberships_as_they_are(
+    client, sso, person, caplog
+):
+    """Past about 200 groups Microsoft Entra ID names where to fetch them (a distributed claim,
+    `_claim_names`) instead of listing them: that is no sign the person left every group."""
+    name = person(groups=["engineering"])
+    sign_in(client, sso, name)
+    user = signed_in_user(client)
+    client.logout()
+    sso.set_claims(
+        name,
+        email=f"{name}@corp.example",
+        email_verified=True,
+        _distributed={
+            "_claim_names": {"groups": "src1"},
+            "_claim_sources": {"src1": {"endpoint": "https://graph.example/v1.0/me/memberOf"}},
+        },
+    )
+    sign_in(client, sso, name)
+    assert signed_in_user(client) == user
+    assert roles(user) == {"Engineering": "member"}
+    assert "lists the groups elsewhere" in caplog.text
+
+
 def test_a_deactivated_account_signing_in_is_refused_and_changes_nothing(client, sso, person):
     name = person(groups=[])
     sign_in(client, sso, name)

@@ -19,8 +19,12 @@ class ClaimsValidator(OAuth2Validator):
     oidc_claim_scope = None
 
     def get_additional_claims(self, request):
-        # Names starting with "_" say how the provider behaves for this person: no claims.
-        claims = {k: v for k, v in person_claims(request).items() if not k.startswith("_")}
+        # Names starting with "_" say how the provider behaves for this person: no claims,
+        # but those `_distributed` holds (`_claim_names` and `_claim_sources`, as a provider
+        # names claims it keeps elsewhere).
+        behaviour = person_claims(request)
+        claims = {k: v for k, v in behaviour.items() if not k.startswith("_")}
+        claims.update(behaviour.get("_distributed", {}))
         return {"preferred_username": request.user.username, **claims}
 
     def finalize_id_token(self, id_token, token, token_handler, request):
