@@ -10,6 +10,7 @@ from tests.browser.conftest import WAIT_MS
 
 pytestmark = pytest.mark.browser
 
+PHONE = {"width": 390, "height": 844}
 SMALL_PHONE = {"width": 360, "height": 740}
 LANDSCAPE = {"width": 844, "height": 390}
 # The smallest touch target Apple's and Android's guidelines ask for, in CSS pixels.
@@ -18,17 +19,29 @@ TOUCH_TARGET = 44
 
 @contextmanager
 def touch_page(browser, app_server, user, viewport):
-    """A page on a touch screen (a coarse pointer) of this size, signed in as `user`."""
+    """A page on a touch screen (a coarse pointer) of this size, signed in as `user` (or not
+    signed in, for None)."""
     context = browser.new_context(
         base_url=app_server.url, viewport=viewport, has_touch=True, is_mobile=True
     )
     context.set_default_timeout(WAIT_MS)
     try:
         page = context.new_page()
-        log_in(page, user)
+        if user is not None:
+            log_in(page, user)
         yield page
     finally:
         context.close()
+
+
+def too_small(controls: dict) -> dict:
+    """The controls (by name) narrower or shorter than a touch target, with their sizes."""
+    small = {}
+    for name, control in controls.items():
+        box = control.bounding_box()
+        if box["height"] < TOUCH_TARGET or box["width"] < TOUCH_TARGET:
+            small[name] = (round(box["width"]), round(box["height"]))
+    return small
 
 
 def test_the_team_overview_keeps_long_model_names_inside_its_card(
@@ -97,5 +110,61 @@ def test_the_chat_controls_are_big_enough_to_tap(browser, app_server, user, sim,
         box = row_menu.bounding_box()
         if box["height"] < TOUCH_TARGET or box["width"] < TOUCH_TARGET:
             small["conversation actions"] = (round(box["width"]), round(box["height"]))
+        links = page.locator(".sidebar-links")
+        small |= too_small(
+            {
+                "teams link": links.get_by_role("link", name="Teams"),
+                "shortcuts": links.get_by_role("button", name="Shortcuts"),
+            }
+        )
         assert small == {}
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
+
+
+def test_the_sign_in_pages_are_big_enough_to_tap(browser, app_server, screenshot):
+    with touch_page(browser, app_server, None, PHONE) as page:
+        page.goto("/accounts/login/")
+        screenshot(page, "log-in-phone")
+        small = too_small(
+            {
+                "log in": page.get_by_role("button", name="Log in"),
+                "sign up link": page.get_by_role("link", name="Sign up"),
+            }
+        )
+        page.goto("/accounts/signup/")
+        small |= too_small(
+            {
+                "sign up": page.get_by_role("button", name="Sign up"),
+                "log in link": page.get_by_role("link", name="Log in"),
+            }
+        )
+        assert small == {}
+
+
+def test_the_site_pages_are_big_enough_to_tap(browser, app_server, user, screenshot):
+    with touch_page(browser, app_server, user, PHONE) as page:
+        page.goto("/settings/")
+        header = page.locator(".site-header")
+        controls = {
+            "chat": header.get_by_role("link", name="Chat", exact=True),
+            "teams": header.get_by_role("link", name="Teams", exact=True),
+            "settings": header.get_by_role("link", name="Settings"),
+            "current team": header.locator(".team-chip"),
+            "theme": header.get_by_role("button", name="Dark theme"),
+            "log out": header.get_by_role("button", name="Log out"),
+            "model": page.get_by_label("Model"),
+            "save": page.get_by_role("button", name="Save settings"),
+            "back to chat": page.get_by_role("link", name="Back to chat"),
+            "your shares": page.get_by_role("link", name="Your shares"),
+        }
+        screenshot(page, "settings-phone")
+        small = too_small(controls)
+        page.goto("/teams/")
+        page.locator(".team-table a").first.click()
+        tabs = page.get_by_role("navigation", name="Team sections")
+        small |= too_small({"members tab": tabs.get_by_role("link", name="Members")})
+        page.goto("/teams/0/")
+        expect(page.get_by_role("heading", name="Not found")).to_be_visible()
+        small |= too_small({"back": page.get_by_role("link", name="Back to your chats")})
+        assert small == {}
+        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
