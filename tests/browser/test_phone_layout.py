@@ -168,3 +168,26 @@ def test_the_site_pages_are_big_enough_to_tap(browser, app_server, user, screens
         small |= too_small({"back": page.get_by_role("link", name="Back to your chats")})
         assert small == {}
         assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+
+
+def test_the_team_list_keeps_long_names_whole_on_a_small_phone(
+    browser, app_server, user, screenshot
+):
+    app_server.run_python(
+        "from django.contrib.auth import get_user_model\n"
+        "from chatapp.teams.actions import create_team, ensure_personal_team\n"
+        f"owner = get_user_model().objects.get(username={user.username!r})\n"
+        "ensure_personal_team(owner)\n"
+        "create_team(owner, 'Research and Development Group of the Northern Region')\n"
+    )
+    with touch_page(browser, app_server, user, SMALL_PHONE) as page:
+        page.goto("/teams/")
+        region = page.get_by_role("region", name="Your teams")
+        name = region.get_by_role("link", name="Research and Development Group")
+        expect(name).to_be_visible()
+        screenshot(page, "team-list-small-phone")
+        # The name has the width to wrap between its words (not a column of word pieces), and
+        # every row's action is in sight: nothing scrolls sideways.
+        assert name.bounding_box()["width"] >= SMALL_PHONE["width"] / 2
+        assert region.evaluate("box => box.scrollWidth <= box.clientWidth")
+        expect(region.get_by_role("button", name="Make current")).to_be_in_viewport(ratio=1)
