@@ -7,12 +7,15 @@ from playwright.sync_api import expect
 
 from tests.browser.chat_page import ChatPage, log_in
 from tests.browser.conftest import WAIT_MS
+from tests.browser.test_chat_attachments import encoded, paste, tray
 
 pytestmark = pytest.mark.browser
 
 PHONE = {"width": 390, "height": 844}
 SMALL_PHONE = {"width": 360, "height": 740}
 LANDSCAPE = {"width": 844, "height": 390}
+# A phone held upright with its on-screen keyboard open.
+KEYBOARD_OPEN = {"width": 390, "height": 400}
 # The smallest touch target Apple's and Android's guidelines ask for, in CSS pixels.
 TOUCH_TARGET = 44
 
@@ -191,3 +194,19 @@ def test_the_team_list_keeps_long_names_whole_on_a_small_phone(
         assert name.bounding_box()["width"] >= SMALL_PHONE["width"] / 2
         assert region.evaluate("box => box.scrollWidth <= box.clientWidth")
         expect(region.get_by_role("button", name="Make current")).to_be_in_viewport(ratio=1)
+
+
+def test_a_refused_files_reason_takes_two_lines_until_tapped(browser, app_server, user, screenshot):
+    with touch_page(browser, app_server, user, KEYBOARD_OPEN) as page:
+        paste(page, {"name": "fake.png", "type": "image/png", "data": encoded(b"not an image")})
+        reason = tray(page).locator(".draft[data-status=failed] .draft-detail")
+        expect(reason).to_contain_text("fake.png is named like an image but its bytes are not")
+        screenshot(page, "refused-file-keyboard-open")
+        line = float(reason.evaluate("span => parseFloat(getComputedStyle(span).lineHeight)"))
+        assert reason.bounding_box()["height"] <= 2 * line + 1
+        # The composer leaves the chat's header and its controls uncovered.
+        header = page.locator(".chat-header").bounding_box()
+        assert page.locator("#composer").bounding_box()["y"] >= header["y"] + header["height"]
+        reason.click()
+        assert reason.evaluate("span => span.scrollHeight <= span.clientHeight")
+        assert reason.bounding_box()["height"] > 2 * line + 1

@@ -99,6 +99,8 @@ class DraftView {
     this.preview = h("span", { className: "draft-preview" });
     this.name = h("span", { className: "draft-name", text: draft.name, title: draft.name });
     this.detail = h("span", { className: "draft-detail" });
+    // On a phone a refused file's reason is cut to two lines (chat.css): a tap shows it all.
+    this.detail.addEventListener("click", () => this.detail.classList.toggle("is-open"));
     this.progress = h("progress", { className: "draft-progress", max: "1" });
     this.progress.setAttribute("aria-label", `Uploading ${draft.name}`);
     const remove = h(
@@ -119,6 +121,7 @@ class DraftView {
     this.element.dataset.kind = kind;
     // Not a live region: #chat-announcer says once what a batch of files came to.
     this.detail.textContent = draftDetail(draft);
+    this.detail.title = draft.status === "failed" ? draft.error : "";
     this.progress.hidden = draft.status !== "uploading";
     this.progress.value = draft.progress;
     // An image shows itself once stored: the server's copy, without its metadata.
