@@ -148,7 +148,7 @@ def test_unknown_pages_are_still_the_html_404(member_client):
     assert response.status_code == 404
     assert response["Content-Type"].startswith("text/html")
     page = response.content.decode()
-    assert "<h1>Not found</h1>" in page and 'href="/">Back to your chats' in page
+    assert "<h1>Not found</h1>" in page and ">Back to your chats</a>" in page and 'href="/"' in page
 
 
 def test_an_unexpected_error_is_json_under_the_api_and_a_page_elsewhere(rf):
