@@ -24,11 +24,15 @@ def wrong_guess(request: HttpRequest, user) -> None:
     request.axes_locked_out = False  # type: ignore[attr-defined]
 
 
+def lockout_wait() -> str:
+    """How long a lock lasts, in words: "15 minutes"."""
+    return counted(int(settings.AXES_COOLOFF_TIME.total_seconds() // 60), "minute")
+
+
 def too_many_message() -> str:
-    minutes = int(settings.AXES_COOLOFF_TIME.total_seconds() // 60)
     return (
         "Too many wrong passwords for this account from your address: wait"
-        f" {counted(minutes, 'minute')} and try again."
+        f" {lockout_wait()} and try again."
     )
 
 

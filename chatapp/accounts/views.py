@@ -471,10 +471,9 @@ def _create_account(form: SignupForm, invitation: Invitation | None):
 
 def login_locked_out(request: HttpRequest, response=None, credentials=None) -> HttpResponse:
     """The login page again, saying why the login was refused (django-axes' lockout hook)."""
-    minutes = int(settings.AXES_COOLOFF_TIME.total_seconds() // 60)
     message = (
         "Too many failed logins for this account from your address:"
-        f" wait {counted(minutes, 'minute')} and try again, or ask an admin to reset your password."
+        f" wait {guesses.lockout_wait()} and try again, or ask an admin to reset your password."
     )
     form = AuthenticationForm(request, initial={"username": request.POST.get("username", "")})
     errors = ErrorDict({"__all__": form.error_class([message], error_class="nonfield")})
