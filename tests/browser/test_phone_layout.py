@@ -210,3 +210,18 @@ def test_a_refused_files_reason_takes_two_lines_until_tapped(browser, app_server
         reason.click()
         assert reason.evaluate("span => span.scrollHeight <= span.clientHeight")
         assert reason.bounding_box()["height"] > 2 * line + 1
+
+
+def test_a_files_remove_button_is_big_enough_to_tap(browser, app_server, user, screenshot):
+    with touch_page(browser, app_server, user, PHONE) as page:
+        paste(page, {"name": "notes.txt", "type": "text/plain", "data": encoded(b"Some notes")})
+        draft = tray(page).locator(".draft[data-status=ready]")
+        expect(draft).to_contain_text("notes.txt")
+        screenshot(page, "file-in-composer-phone")
+        remove = draft.get_by_role("button", name="Remove notes.txt")
+        assert too_small({"remove": remove}) == {}
+        # The button stays inside its card, over the card's padding.
+        card, button = draft.bounding_box(), remove.bounding_box()
+        assert card["y"] <= button["y"]
+        assert button["y"] + button["height"] <= card["y"] + card["height"]
+        assert button["x"] + button["width"] <= card["x"] + card["width"]
