@@ -142,13 +142,13 @@ def send_request(
 
 def edit_request(frame: dict[str, Any], max_content_bytes: int) -> tuple[int, SendRequest, bool]:
     """A chat.edit: the question edited, its new version (text, files, settings), and whether
-    that keeps the question's files (no `attachments` given: all of them)."""
+    that keeps the question's files (`attachments` left out or null: all of them)."""
     message_id = object_id(frame, "message_id")
     unknown = {"conversation_id", "system_prompt_id", "temporary", "team_id"} & set(frame)
     if unknown:
         name = sorted(unknown)[0]
         raise ChatError("invalid_frame", f"chat.edit takes no {name}.", name)
-    keeps_files = "attachments" not in frame
+    keeps_files = frame.get("attachments") is None  # left out or null: "as they are"
     request = send_request(frame, max_content_bytes, files_elsewhere=keeps_files)
     if request.system_prompt_text is not None:
         raise ChatError(

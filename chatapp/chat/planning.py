@@ -123,7 +123,7 @@ def plan_edit(
 ) -> ReplyPlan:
     """Plan a chat.edit: a new version of a question, beside it, and an answer to it. Its
     `attachments` may name the question's own files, which it keeps (copied onto the new
-    version); with `keeps_files` (no `attachments` given) it keeps them all."""
+    version); with `keeps_files` (`attachments` left out or null) it keeps them all."""
     edited = owned_message(user, message_id)
     if edited.role != MessageRole.USER:
         raise ChatError("invalid_frame", "Only a question can be edited.", "message_id")

@@ -85,6 +85,16 @@ async def test_attachments_name_the_files_an_edit_keeps_and_adds(connect, member
     assert (await Upload.objects.aget(pk=more.pk)).message_id == question["id"]
 
 
+async def test_attachments_null_keeps_the_questions_files_as_leaving_it_out_does(
+    connect, member, sim, upload
+):
+    socket = await connect(member)
+    ids, _, _ = await asked_with_files(socket, upload, member)
+    question = await edit(socket, ids["user_message_id"], "", attachments=None)
+    assert [a["name"] for a in question["attachments"]] == ["shot.png", "notes.md"]
+    assert image_sizes(user_content(sim.requests[-1])) == [(64, 48)]
+
+
 async def test_an_edit_with_no_attachments_drops_them_all(connect, member, sim, upload):
     socket = await connect(member)
     ids, _, _ = await asked_with_files(socket, upload, member)
