@@ -2,9 +2,10 @@
 
 A socket follows one conversation at a time. While a subscribe builds the conversation's
 state, that conversation's events are held; once the state is sent, the held events follow in
-order, less what the state already contains: deltas at or under a streaming answer's `seq`
-(the seq floor) and message.created for messages the state lists. Plain Python, no Channels:
-the consumer does the sending and the channel-layer calls, this class decides.
+order, less what the state already contains: deltas at or under the `seq` the state lists
+for their answer (the seq floor) and message.created for messages the state lists. Plain
+Python, no Channels: the consumer does the sending and the channel-layer calls, this class
+decides.
 """
 
 import asyncio
@@ -79,9 +80,14 @@ class ConversationFeed:
     def state_ready(
         self, conversation_id: int, messages: list[StateMessage], streaming: list[StateMessage]
     ) -> None:
-        """The state about to be sent; the answers that were streaming set the seq floors."""
-        for message in streaming:
-            self._seq_floor[message["id"]] = message["seq"]
+        """The state about to be sent; the answers that were streaming set the seq floors, and
+        so do those that ended after their deltas were held, before the state was read (it
+        lists their whole text)."""
+        floored: set[object] = {message["id"] for message in streaming}
+        floored |= {event.get("message_id") for event in self._held.get(conversation_id, ())}
+        for message in messages:
+            if message["id"] in floored:
+                self._seq_floor[message["id"]] = message["seq"]
         self._known[conversation_id] = {message["id"] for message in messages}
 
     def next_held(self, conversation_id: int) -> dict[str, Any] | None:

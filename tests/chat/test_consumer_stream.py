@@ -399,3 +399,39 @@ async def test_an_answer_ending_while_a_subscribe_builds_its_state_is_listed_as_
         answer.model,
         answer.finish_reason or None,
     )
+
+
+async def test_an_answer_ending_before_a_subscribe_reads_its_state_is_not_streamed_again(
+    connect, member, sim, monkeypatch
+):
+    """Deltas held while the subscribe joined, of an answer that then ended before the state
+    was read: the state lists it whole, so none of them follows it (no duplicate text)."""
+    from chatapp.chat import consumers
+    from chatapp.chat.generation import RUNNING
+
+    socket = await connect(member)
+    ids = await socket.send_message(f"Count slowly {SLOW}")
+    await socket.until_type("message.delta", ids["message_id"])
+    generation = RUNNING[ids["message_id"]]
+    follow = consumers.ChatConsumer.follow
+
+    async def follow_then_end(consumer, conversation_id):  # held: deltas, then the end
+        await follow(consumer, conversation_id)
+        seq = generation.seq
+        await await_for(lambda: generation.seq >= seq + 2, "two more deltas")
+        generation.stop()
+        await generation.wait()
+
+    monkeypatch.setattr(consumers.ChatConsumer, "follow", follow_then_end)
+    reloaded = await connect(member)
+    await reloaded.send({"type": "chat.subscribe", "conversation_id": ids["conversation_id"]})
+    frames = await reloaded.until_type("message.done", ids["message_id"])
+    state = next(f for f in frames if f["type"] == "conversation.state")["messages"][-1]
+    stored = await Message.objects.aget(pk=ids["message_id"])
+    assert (state["status"], state["content"], state["seq"]) == (
+        "stopped",
+        stored.content,
+        stored.seq,
+    )
+    after = frames[frames.index(next(f for f in frames if f["type"] == "conversation.state")) :]
+    assert [f for f in after if f["type"] == "message.delta"] == []
