@@ -188,11 +188,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         request_id = None
         try:
-            # Every frame counts, those that are not JSON too, and an extra one is not parsed;
-            # stops count apart, so that other frames never use up the stop of an answer.
+            # Every frame counts, those that are not JSON too, and an extra one is read only
+            # for its request_id; stops count apart, so that other frames never use up the
+            # stop of an answer.
             stop = frames.stop_frame(text_data)
             limiter = frame_limiter if stop is None else stop_limiter
             if not limiter.allow(self.user.pk, settings.CHAT_WS_MESSAGES_PER_MINUTE):
+                with suppress(ChatError):  # the refusal names the frame it refuses
+                    frame = stop or frames.decode(text_data, settings.CHAT_MAX_CONTENT_BYTES)
+                    request_id = frames.request_id_of(frame)
                 raise ChatError(
                     "rate_limited", "You are sending messages too fast: wait a minute and retry."
                 )

@@ -270,6 +270,17 @@ async def test_frames_that_are_not_json_count_against_the_rate_limit(connect, me
     assert limited["error"]["code"] == "rate_limited"
 
 
+async def test_a_frame_refused_for_the_frame_rate_names_its_request(connect, member, settings):
+    """The chat page matches a refusal to its send by request_id: without it, a send refused
+    for the rate stayed pending, its text out of the composer and the page busy."""
+    settings.CHAT_WS_MESSAGES_PER_MINUTE = 1
+    socket = await connect(member)
+    assert (await socket.expect_error("not json"))["error"]["code"] == "invalid_json"
+    limited = await socket.expect_error({**SEND, "content": "Hello", "request_id": "send-9"})
+    assert (limited["error"]["code"], limited["request_id"]) == ("rate_limited", "send-9")
+    assert await counts() == (0, 0)
+
+
 async def test_a_frame_is_handled_while_the_database_thread_is_busy(connect, member):
     """A frame waits for the database only when its handler needs it: nothing in front of
     the handler queues behind the thread that runs every ORM call."""
