@@ -3,6 +3,7 @@ import secrets
 from django import forms
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import UserCreationForm
+from django.forms.utils import ErrorDict
 
 from chatapp.accounts import keys
 from chatapp.accounts.signup import signup_refusal
@@ -40,15 +41,18 @@ class SignupForm(NewUsernameMixin, UserCreationForm):
             raise forms.ValidationError("An account with this email already exists.")
         return email
 
-    def clean(self):
-        cleaned = super().clean()
-        if "email" in self.errors:
-            return cleaned  # the policy judges an address, not its absence
-        refusal = signup_refusal(cleaned.get("email", ""), self.invitation)
-        if refusal:
-            self.refused = True
-            raise forms.ValidationError(refusal)
-        return cleaned
+    def full_clean(self):
+        """The signup policy first: a signup it refuses is told that alone, never which names
+        or addresses other accounts hold (nor is the password reset page). Under the domain
+        policy an address is judged by its domain as typed; the fields check the rest."""
+        typed = str(self.data.get("email", "")).strip()
+        refusal = signup_refusal(typed, self.invitation) if self.is_bound else None
+        if not refusal:
+            super().full_clean()
+            return
+        self._errors, self.cleaned_data = ErrorDict(), {}
+        self.refused = True
+        self.add_error(None, refusal)
 
 
 class ConfirmSignupForm(forms.Form):

@@ -54,6 +54,33 @@ def test_invite_only_refuses_a_stranger_and_says_why(client, site_admin, invite_
     assert not User.objects.filter(username="stranger").exists()
 
 
+@pytest.mark.parametrize(
+    ("username", "email"),
+    [
+        ("ada", "new@elsewhere.example"),  # a name an account has
+        ("newcomer", "ada@elsewhere.example"),  # an address an account has
+        ("a1ice", "new@elsewhere.example"),  # a name that could pass for an account's
+    ],
+)
+def test_a_signup_the_policy_refuses_says_nothing_of_the_accounts_there(
+    client, site_admin, make_user, settings, username, email
+):
+    """Whoever may not sign up learns only that: not which names and addresses have accounts
+    (the password reset page does not tell either), whatever the form holds."""
+    User.objects.create_user("ada", "ada@elsewhere.example", PASSWORD)
+    make_user("alice")
+    for policy in ("invite_only", "domain"):
+        settings.SIGNUP_POLICY = policy
+        settings.SIGNUP_ALLOWED_DOMAINS = ["example.com"]
+        settings.EMAIL_URL = "smtp://mail.example.com:25"
+        response = signup(client, username, email)
+        page = response.content.decode()
+        assert response.status_code == 403, policy
+        assert "already exists" not in page and "another account" not in page, policy
+        assert "ask a team admin for an invitation" in page, policy
+    assert User.objects.count() == 3
+
+
 def test_invite_only_admits_whoever_holds_a_usable_link(client, team, owner, invite_only):
     link = Invitation.objects.create(team=team, invited_by=owner)
     response = signup(client, "nina", next_url=f"/invite/{link.token}/")

@@ -210,10 +210,10 @@ def test_every_page_keeps_its_text_readable_in_both_themes(logged_in_page, sim):
     found = audit_in_both_themes(page, visits + [team_url + section for section in sections])
 
     def signup_with_errors():
-        """the signup page with errors"""
+        """the signup page with errors (invitation only here: the policy's refusal alone)"""
         page.goto("/accounts/signup/")
         page.get_by_role("button", name="Sign up").click()
-        expect(page.locator(".field-error").first).to_be_visible()
+        expect(page.locator(".form-error").first).to_be_visible()
 
     page.get_by_role("button", name="Log out").click()
     page.wait_for_url("**/accounts/login/")
