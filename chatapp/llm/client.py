@@ -304,7 +304,7 @@ class LlamaClient:
                     if length > STREAM_TEXT_LIMIT:
                         raise AnswerTooLong
                     yield TextDelta(text)
-                if text_sent or state.calls:
+                if text_sent or state.calls or state.thinking:
                     read_deadline.move(min(loop.time() + self.config.idle_timeout, deadline))
         except (TimeoutError, httpx.HTTPError, LlmError, EventTooLarge, AnswerTooLong) as exc:
             # Trouble after the finish reason arrived costs at most the trailing usage.

@@ -29,6 +29,8 @@ class ReplyState:
     # Tool calls pieced together from the deltas: {"id", "name", "arguments"} by position.
     calls: dict[int, dict[str, str]] = field(default_factory=dict)
     call_chars: int = 0  # of every piece of every call so far
+    # A reasoning model's thoughts came (not shown): the server is answering, text or not.
+    thinking: bool = False
 
     def add_call_piece(self, index: int, call_id: Any, name: Any, arguments: Any) -> None:
         # Each call is bounded, but not how many come: their sum is, before they fill memory.
@@ -133,6 +135,10 @@ class OpenAIProtocol:
                 continue
             delta = choice.get("delta") or {}
             text = _text(delta.get("content"))
+            # vLLM, llama.cpp (reasoning_content) and Ollama (reasoning) stream thoughts apart.
+            state.thinking = state.thinking or bool(
+                delta.get("reasoning_content") or delta.get("reasoning")
+            )
             for piece in _list(delta.get("tool_calls")):
                 if not isinstance(piece, dict):
                     continue

@@ -830,3 +830,25 @@ async def test_a_server_without_a_key_gets_no_authorization_header():
     assert text == "Hi"
     assert "Authorization" not in seen[0]
     assert seen[1]["Authorization"] == f"Bearer {KEY}"
+
+
+def openai_chunk(finish_reason: str | None = None, **delta) -> str:
+    choice = {"index": 0, "delta": delta, "finish_reason": finish_reason}
+    return "data: " + json.dumps({"id": "c1", "choices": [choice]}) + "\n\n"
+
+
+@pytest.mark.parametrize("field", ["reasoning_content", "reasoning"])
+async def test_a_model_thinking_past_the_first_token_timeout_still_answers(field):
+    """vLLM, llama.cpp and Ollama stream a reasoning model's thoughts before its answer: the
+    server is answering, so its silence is what times out, not the first text's absence."""
+    thoughts = "".join(openai_chunk(**{"content": None, field: "Hmm. "}) for _ in range(10))
+    body = thoughts + openai_chunk("stop", content="Hi") + "data: [DONE]\n\n"
+    # Two seconds of thinking against a one-second first-token timeout.
+    async with hostile_upstream([Reply(body, pause=0.2)]) as url:
+        config = ProviderConfig(
+            url, KEY, protocol="openai", first_token_timeout=1, idle_timeout=10, max_attempts=1
+        )
+        events = await collect(LlamaClient(config), "hi")
+
+    assert text_of(events) == "Hi"
+    assert isinstance(events[-1], Finish)
