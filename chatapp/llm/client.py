@@ -337,7 +337,7 @@ class LlamaClient:
     def _read_chunk(self, item: tuple[str, str], state: ReplyState) -> str:
         name, data = item
         chunk = _parse_json(data, self._server)
-        if name == "error" or "error" in chunk:
+        if name == "error" or chunk.get("error"):  # "error": null is none (as in the SDKs)
             raise error_from_body(chunk, self.config)
         try:  # no context manager here: at chat pace this runs for every token
             return self._protocol.read_chunk(chunk, state)

@@ -852,3 +852,17 @@ async def test_a_model_thinking_past_the_first_token_timeout_still_answers(field
 
     assert text_of(events) == "Hi"
     assert isinstance(events[-1], Finish)
+
+
+async def test_chunks_that_carry_a_null_error_field_are_an_answer():
+    """A gateway that writes every field of its chunk type sends `"error": null` with each: no
+    error, as the openai SDK reads it."""
+    choices = [{"delta": {"content": "Hi"}}, {"delta": {}, "finish_reason": "stop"}]
+    chunks = [{"id": "c1", "error": None, "choices": [{"index": 0, **c}]} for c in choices]
+    body = "".join(f"data: {json.dumps(chunk)}\n\n" for chunk in chunks) + "data: [DONE]\n\n"
+    async with hostile_upstream([Reply(body)]) as url:
+        config = ProviderConfig(url, KEY, protocol="openai", max_attempts=1)
+        events = await collect(LlamaClient(config), "hi")
+
+    assert text_of(events) == "Hi"
+    assert isinstance(events[-1], Finish)
