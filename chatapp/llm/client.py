@@ -294,9 +294,11 @@ class LlamaClient:
         state = ReplyState()
         events = sse_stream(response)
         read_deadline, text_sent, length = ReadDeadline(first_deadline), False, 0
+        done = False  # `[DONE]` after an answer: whole, even without a finish reason
         try:
             while item := await read_deadline.read(anext(events, None)):
                 if item[1] == "[DONE]":
+                    done = text_sent or bool(state.calls)
                     break
                 if text := self._read_chunk(item, state):
                     text_sent = True
@@ -313,7 +315,7 @@ class LlamaClient:
                 raise self._stream_failure(exc, text_sent, hit_total, response) from None
         finally:
             read_deadline.close()
-        if state.finish_reason is None:
+        if state.finish_reason is None and not done:
             raise self._stream_failure(None, text_sent, False, response)
         if calls := state.tool_calls():
             yield ToolCalls(calls)

@@ -866,3 +866,16 @@ async def test_chunks_that_carry_a_null_error_field_are_an_answer():
 
     assert text_of(events) == "Hi"
     assert isinstance(events[-1], Finish)
+
+
+async def test_a_stream_that_says_done_without_a_finish_reason_is_a_whole_answer():
+    """Some OpenAI-compatible proxies leave finish_reason null to the very end of the stream:
+    `[DONE]` still says the answer is whole, so it is not shown as cut off."""
+    body = openai_chunk(content="Hi") + openai_chunk(content=" there") + "data: [DONE]\n\n"
+    async with hostile_upstream([Reply(body)]) as url:
+        config = ProviderConfig(url, KEY, protocol="openai", max_attempts=1)
+        events = await collect(LlamaClient(config), "hi")
+
+    assert text_of(events) == "Hi there"
+    assert isinstance(events[-1], Finish)
+    assert events[-1].finish_reason is None  # the server did not say why it ended
