@@ -1,6 +1,7 @@
 """Upstream failures mapped to stable codes with messages a user can act on."""
 
 import email.utils
+import html
 import json
 import re
 import time
@@ -189,8 +190,23 @@ def _detail_from_body(body: bytes, api_key: str) -> str:
     try:
         data = json.loads(text)
     except (ValueError, RecursionError):
+        if text.lstrip().startswith("<"):  # a proxy's error page: its words, not its markup
+            text = _page_text(text)
         return _shown(text.strip(), api_key) or "no details given"
     return _detail_from_json(data, api_key) if isinstance(data, dict) else _shown(text, api_key)
+
+
+# A run of anything but angle brackets between them: linear, however the brackets come.
+HTML_TAG = re.compile(r"<[^<>]*>")
+
+
+def _page_text(page: str) -> str:
+    """An HTML page's title, or else its text, on one line."""
+    lowered = page.lower()
+    start = lowered.find(">", lowered.find("<title") + 1) if "<title" in lowered else -1
+    end = lowered.find("</title", start)
+    text = page[start + 1 : end] if start != -1 and end != -1 else HTML_TAG.sub(" ", page)
+    return " ".join(html.unescape(text).split())
 
 
 def _detail_from_json(data: dict[str, Any], api_key: str) -> str:

@@ -879,3 +879,30 @@ async def test_a_stream_that_says_done_without_a_finish_reason_is_a_whole_answer
     assert text_of(events) == "Hi there"
     assert isinstance(events[-1], Finish)
     assert events[-1].finish_reason is None  # the server did not say why it ended
+
+
+NGINX_405 = (
+    "<html>\r\n<head><title>405 Not Allowed</title></head>\r\n<body>\r\n"
+    "<center><h1>405 Not Allowed</h1></center>\r\n<hr><center>nginx</center>\r\n"
+    "</body>\r\n</html>\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("page", "shown"),
+    [
+        (NGINX_405, "405 Not Allowed"),
+        (
+            "<!DOCTYPE html><html><body><h1>Method &amp; path refused</h1></body></html>",
+            "Method & path refused",
+        ),
+    ],
+)
+async def test_an_html_error_page_from_a_proxy_is_shown_as_its_words_not_its_markup(page, shown):
+    replies = [Reply(page, status=405, headers={"Content-Type": "text/html"})]
+    async with hostile_upstream(replies) as url:
+        config = ProviderConfig(url, KEY, protocol="openai", max_attempts=1)
+        events = await collect(LlamaClient(config), "hi")
+
+    assert [(type(event), event.code) for event in events] == [(StreamError, "bad_request")]
+    assert events[0].message.endswith(f"refused the request (HTTP 405): {shown}")
