@@ -216,7 +216,18 @@ def _detail_from_json(data: dict[str, Any], api_key: str) -> str:
         detail = error.get("message") or error.get("code")
     else:
         detail = error or data.get("detail") or data.get("title") or data.get("message")
+    if isinstance(detail, list):  # FastAPI's validation errors
+        detail = "; ".join(_problem(item) for item in detail)
     return _shown(str(detail or "no details given")[:SCAN_LIMIT], api_key)
+
+
+def _problem(item: Any) -> str:
+    """One of FastAPI's validation errors as where and what, without the values it quotes."""
+    if not isinstance(item, dict) or "msg" not in item:
+        return str(item)
+    where = item.get("loc")
+    where = ".".join(map(str, where)) if isinstance(where, list) else ""
+    return f"{where}: {item['msg']}" if where else str(item["msg"])
 
 
 def _shown(text: str, api_key: str) -> str:

@@ -906,3 +906,27 @@ async def test_an_html_error_page_from_a_proxy_is_shown_as_its_words_not_its_mar
 
     assert [(type(event), event.code) for event in events] == [(StreamError, "bad_request")]
     assert events[0].message.endswith(f"refused the request (HTTP 405): {shown}")
+
+
+async def test_fastapi_validation_errors_are_quoted_as_where_and_what():
+    """llama-cpp-python's server and LiteLLM's proxy (FastAPI) refuse a request with a list of
+    problems, each with the request's own values: the fields and what is wrong with them."""
+    problems = [
+        {
+            "type": "missing",
+            "loc": ["body", "messages", 0, "content"],
+            "msg": "Field required",
+            "input": {"role": "user", "conten": "hi"},
+        },
+        {"type": "float_type", "loc": ["body", "temperature"], "msg": "Input should be a number"},
+    ]
+    replies = [Reply(json.dumps({"detail": problems}), status=422)]
+    async with hostile_upstream(replies) as url:
+        config = ProviderConfig(url, KEY, protocol="openai", max_attempts=1)
+        events = await collect(LlamaClient(config), "hi")
+
+    assert [(type(event), event.code) for event in events] == [(StreamError, "bad_request")]
+    assert events[0].message.endswith(
+        "(HTTP 422): body.messages.0.content: Field required;"
+        " body.temperature: Input should be a number"
+    )
