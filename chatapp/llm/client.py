@@ -10,7 +10,7 @@ import json
 import random
 import time
 import weakref
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import replace
 from typing import Any, TypeVar
@@ -277,10 +277,18 @@ class LlamaClient:
         request = self._request("POST", "/chat/completions", body, stream)
         response = await self._open(request, first_deadline, model)
         try:
-            if stream and not _is_json(response):
-                reply = self._read_stream(response, first_deadline, deadline)
-            else:  # a JSON body to a stream request is a whole reply or an error object
-                reply = self._read_reply(response, first_deadline)
+            chunks = None  # the whole body, as it comes
+            if stream and _is_json(response):
+                # A whole reply or an error object; or events a server labelled JSON, which
+                # the openai SDK reads as events too: the body's first byte tells.
+                rest = response.aiter_bytes()
+                start = await _within(first_deadline, _body_start(rest))
+                chunks = _chained(start, rest)
+                stream = not start.lstrip().startswith((b"{", b"["))
+            if stream:
+                reply = self._read_stream(response, first_deadline, deadline, chunks)
+            else:
+                reply = self._read_reply(response, first_deadline, chunks)
             async with aclosing(reply) as events:
                 async for event in events:
                     yield event
@@ -288,11 +296,15 @@ class LlamaClient:
             await response.aclose()
 
     async def _read_stream(
-        self, response: httpx.Response, first_deadline: float, deadline: float
+        self,
+        response: httpx.Response,
+        first_deadline: float,
+        deadline: float,
+        chunks: AsyncIterator[bytes] | None,
     ) -> AsyncGenerator[TextDelta | ToolCalls | Finish, None]:
         loop = asyncio.get_running_loop()
         state = ReplyState()
-        events = sse_stream(response)
+        events = sse_stream(response, chunks)
         read_deadline, text_sent, length = ReadDeadline(first_deadline), False, 0
         done = False  # `[DONE]` after an answer: whole, even without a finish reason
         try:
@@ -322,9 +334,9 @@ class LlamaClient:
         yield self._finish(response, state)
 
     async def _read_reply(
-        self, response: httpx.Response, deadline: float
+        self, response: httpx.Response, deadline: float, chunks: AsyncIterator[bytes] | None
     ) -> AsyncGenerator[TextDelta | ToolCalls | Finish, None]:
-        body = await self._read_json(response, deadline)
+        body = await self._read_json(response, deadline, chunks)
         try:
             text, state = self._protocol.read_reply(body)
         except (TypeError, AttributeError) as exc:
@@ -419,16 +431,20 @@ class LlamaClient:
         if response.is_success:
             return response
         try:
-            raw, _ = await _within(deadline, _read_body(response, SCAN_LIMIT))
+            raw, _ = await _within(deadline, _read_body(response.aiter_bytes(), SCAN_LIMIT))
         except (TimeoutError, httpx.HTTPError):
             raw = b""  # the status alone still says what went wrong
         finally:
             await response.aclose()
         raise error_from_response(response, raw, self.config, model)
 
-    async def _read_json(self, response: httpx.Response, deadline: float) -> dict[str, Any]:
+    async def _read_json(
+        self, response: httpx.Response, deadline: float, chunks: AsyncIterator[bytes] | None
+    ) -> dict[str, Any]:
+        """The body (or the rest of it, `chunks`) as a JSON object."""
+        chunks = response.aiter_bytes() if chunks is None else chunks
         try:
-            raw, cut = await _within(deadline, _read_body(response, REPLY_LIMIT))
+            raw, cut = await _within(deadline, _read_body(chunks, REPLY_LIMIT))
         except (TimeoutError, httpx.HTTPError) as exc:
             raise error_from_exception(exc, self.config) from None
         if cut:
@@ -447,22 +463,40 @@ class LlamaClient:
         deadline = loop.time() + min(self.config.first_token_timeout, self.config.total_timeout)
         response = await self._open(self._request(method, path, body, False), deadline, None)
         try:
-            return await self._read_json(response, deadline)
+            return await self._read_json(response, deadline, None)
         finally:
             await response.aclose()
 
 
-async def _read_body(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
+async def _read_body(chunks: AsyncIterator[bytes], limit: int) -> tuple[bytes, bool]:
     """The body (decoded) up to `limit` bytes, and whether it went on past them: what is not
     read is never held."""
     parts: list[bytes] = []
     size = 0
-    async for chunk in response.aiter_bytes():
+    async for chunk in chunks:
         parts.append(chunk)
         size += len(chunk)
         if size > limit:
             return b"".join(parts)[:limit], True
     return b"".join(parts), False
+
+
+async def _body_start(chunks: AsyncIterator[bytes]) -> bytes:
+    """The body's first chunks, up to its first byte that is not white space (or its end, or
+    a mebibyte of white space: what follows is for the reader to refuse)."""
+    start = b""
+    async for chunk in chunks:
+        start += chunk
+        if start.strip() or len(start) > EVENT_LIMIT:
+            break
+    return start
+
+
+async def _chained(start: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    if start:
+        yield start
+    async for chunk in rest:
+        yield chunk
 
 
 async def _within(deadline: float, awaitable: Awaitable[T]) -> T:

@@ -91,12 +91,15 @@ class SSEDecoder:
             self._event = _field_value(line, 6)
 
 
-async def sse_stream(response: httpx.Response) -> AsyncIterator[Event]:
-    """The events of a streaming response, read as they arrive."""
+async def sse_stream(
+    response: httpx.Response, chunks: AsyncIterator[bytes] | None = None
+) -> AsyncIterator[Event]:
+    """The events of a streaming response (or of `chunks` of its body), read as they arrive."""
     decoder = SSEDecoder()
-    encoded = response.headers.get("content-encoding", "identity").lower() != "identity"
-    # Undecoded chunks straight from the transport unless the body is compressed.
-    chunks = response.aiter_bytes() if encoded else response.aiter_raw()
+    if chunks is None:
+        encoded = response.headers.get("content-encoding", "identity").lower() != "identity"
+        # Undecoded chunks straight from the transport unless the body is compressed.
+        chunks = response.aiter_bytes() if encoded else response.aiter_raw()
     async for chunk in chunks:
         for event in decoder.feed(chunk):
             yield event

@@ -930,3 +930,16 @@ async def test_fastapi_validation_errors_are_quoted_as_where_and_what():
         "(HTTP 422): body.messages.0.content: Field required;"
         " body.temperature: Input should be a number"
     )
+
+
+async def test_a_stream_labelled_as_json_is_read_as_the_stream_it_is():
+    """Some local servers label their event stream `application/json`: the openai SDK reads
+    the events whatever the label, and so does the app."""
+    body = openai_chunk(content="Hi") + openai_chunk("stop", content=" there") + "data: [DONE]\n\n"
+    replies = [Reply(body, headers={"Content-Type": "application/json"}, pause=0)]
+    async with hostile_upstream(replies) as url:
+        config = ProviderConfig(url, KEY, protocol="openai", max_attempts=1)
+        events = await collect(LlamaClient(config), "hi")
+
+    assert text_of(events) == "Hi there"
+    assert isinstance(events[-1], Finish)
