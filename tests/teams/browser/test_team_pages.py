@@ -236,3 +236,17 @@ def test_moving_a_prompt_from_the_keyboard_keeps_the_focus_on_its_move_button(pa
     expect(page.locator(".prompt-item h3")).to_have_text(["Gamma", "Alpha", "Beta"])
     # First now, it has no Move up: its Move down takes the focus.
     expect(page.get_by_role("button", name="Move Gamma down")).to_be_focused()
+
+
+def test_the_audit_trail_does_not_call_the_viewers_local_times_utc(browser, app_server, user, sim):
+    context = browser.new_context(base_url=app_server.url, timezone_id="Asia/Tokyo", locale="en-US")
+    try:
+        page = context.new_page()
+        log_in(page, user)
+        team_url = create_team(page, "Time zone team")
+        page.goto(team_url + "audit/")
+        created = page.locator("tbody tr").filter(has_text="Team created").locator("td").first
+        expect(created).to_contain_text("GMT+9")
+        expect(page.get_by_role("columnheader").first).to_have_text("When")
+    finally:
+        context.close()
