@@ -570,7 +570,7 @@ class AuditAction(models.TextChoices):
     PROVIDER_UPDATE = "provider.update", "Provider changed"
     KEY_SET = "provider.key_set", "Provider key set"
     KEY_CLEAR = "provider.key_clear", "Provider key removed"
-    MEMBER_ADD = "member.add", "Member added by sign-in"
+    MEMBER_ADD = "member.add", "Member added"
     ADMIN_ACCESS = "conversation.admin_access", "Admin read access to a conversation"
     CONVERSATION_DELETE = "conversation.delete", "Conversation deleted by a site admin"
     AUDIT_EXPORT = "audit.export", "Audit trail exported"

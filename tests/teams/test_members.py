@@ -631,3 +631,16 @@ def test_a_sign_in_joins_the_team_its_group_names_in_another_letter_case(make_us
     actions.apply_group_roles(make_user("ann"), {"Engineering": Role.MEMBER}, {"Engineering"})
     assert list(Team.objects.filter(name__iexact="engineering")) == [made]
     assert list(made.memberships.values_list("user__username", flat=True)) == ["ann"]
+
+
+def test_a_member_a_site_admin_adds_is_not_labelled_added_by_sign_in(
+    client, site_admin, team, owner, outsider
+):
+    client.force_login(site_admin)
+    added = {"user": outsider.pk, "team": team.pk, "role": Role.MEMBER}
+    assert client.post("/admin/teams/membership/add/", added).status_code == 302
+    client.force_login(owner)
+    page = client.get(reverse("teams:audit", args=[team.pk])).content.decode()
+    row = next(line for line in page.splitlines() if "in the admin site" in line)
+    assert "by sign-in" not in row
+    assert ">Member added<" in row
