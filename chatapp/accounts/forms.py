@@ -127,6 +127,20 @@ class ChatSettingsForm(forms.Form):
             self.fields[name].help_text = text
             if name != "model":
                 self.fields[name].widget.attrs["placeholder"] = f"Default: {self.fallback[name]}"
+        if not self.is_bound:
+            self._note_unused(rules)
+
+    def _note_unused(self, rules: policy.TeamRules) -> None:
+        """A saved value the team does not allow (its policy changed since, or it was saved in
+        another team) stays shown as saved, saying what is used instead."""
+        saved = {k: v for k, v in self.initial.items() if k in policy.SETTING_NAMES}
+        saved = {k: v for k, v in saved.items() if v not in (None, "")}
+        used = policy.resolve_settings(self.team, saved, rules=rules)
+        for name in ("temperature", "max_tokens", "top_p"):
+            value = saved.get(name)
+            if value is not None and value != used[name]:
+                note = f"Your saved {value} is not allowed in this team: {used[name]} is used."
+                self.fields[name].help_text += " " + note
 
     def clean(self):
         cleaned = super().clean()

@@ -130,6 +130,21 @@ def test_a_saved_model_the_team_no_longer_offers_is_shown_and_not_dropped_unaske
     assert (stored.model, stored.temperature) == ("Llama-3.3-70B-Instruct", 0.2)
 
 
+def test_saved_values_the_team_no_longer_allows_say_what_is_used_instead(
+    member_client, member, team, settings
+):
+    """The team lowered its ceiling (or its provider's temperature range) after the member
+    saved their defaults: the page shows what they saved and says it is not what applies."""
+    settings.LLAMA_API_PROTOCOL = "llama"  # temperatures from 0 to 1
+    TeamPolicy.objects.create(team=team, max_tokens_limit=500, default_max_tokens=400)
+    UserSettings.objects.create(user=member, max_tokens=4000, temperature=1.5, top_p=0.5)
+    page = member_client.get("/settings/").content.decode()
+    assert 'name="max_tokens" value="4000"' in page
+    assert "Your saved 4000 is not allowed in this team: 400 is used." in page
+    assert "Your saved 1.5 is not allowed in this team: 0.6 is used." in page
+    assert "Your saved 0.5" not in page  # allowed, and used
+
+
 def test_team_token_ceiling_is_enforced(member_client, member, team):
     TeamPolicy.objects.update_or_create(team=team, defaults={"max_tokens_limit": 500})
     response = member_client.post("/settings/", {"max_tokens": "501"})
