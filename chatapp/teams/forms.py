@@ -7,7 +7,7 @@ from django.core.validators import MaxValueValidator
 from chatapp.core.group_map import manages, parse_group_map
 from chatapp.core.permissions import is_site_admin
 from chatapp.core.text import validate_one_line
-from chatapp.llm import GUARD_CATEGORIES, MODEL_MAX_OUTPUT, url_problem
+from chatapp.llm import GUARD_CATEGORIES, url_problem
 from chatapp.teams import json_schemas, network
 from chatapp.teams.datafilter import (
     DETECTORS,
@@ -30,6 +30,7 @@ from chatapp.teams.policy import (
     MAX_TEMPERATURE,
     MAX_TOKENS_CAP,
     SITE_DEFAULTS,
+    output_ceiling,
     site_models,
     team_provider,
 )
@@ -409,15 +410,19 @@ class PolicyForm(forms.Form):
         model = data.get("default_model")
         if model and "allowed_models" in data and model not in models:
             self.add_error("default_model", "Pick a model the team is allowed to use.")
-        self._check_max_tokens(data, model)
+        # No default picked: new chats use the site's default if allowed, else the first.
+        site_default = settings.LLAMA_DEFAULT_MODEL
+        self._check_max_tokens(
+            data, model or (site_default if site_default in models else models[0])
+        )
         return data
 
-    def _check_max_tokens(self, data: dict, model: str | None) -> None:
+    def _check_max_tokens(self, data: dict, model: str) -> None:
         default, limit = data.get("default_max_tokens"), data.get("max_tokens_limit")
         if default and limit and default > limit:
             self.add_error("default_max_tokens", "Keep the default at or under the largest.")
-        model_limit = MODEL_MAX_OUTPUT.get(model or "")
-        if default and model_limit and default > model_limit:
+        model_limit = output_ceiling(model)
+        if default and default > model_limit:
             self.add_error("default_max_tokens", f"{model} answers at most {model_limit} tokens.")
 
     def policy_values(self) -> dict:

@@ -219,6 +219,39 @@ def test_bad_policies_are_form_errors_and_change_nothing(
     assert not AuditEvent.objects.exists()
 
 
+def test_a_default_max_tokens_the_site_default_model_cannot_write_is_refused(
+    owner_client, team, settings
+):
+    """No default model picked: new chats use the site's default, and a default max tokens
+    over what it writes would be saved and never apply."""
+    settings.LLAMA_DEFAULT_MODEL = MAVERICK
+    response = owner_client.post(policy_url(team), {"default_max_tokens": "20000"})
+    assert response.context["form"].errors["default_max_tokens"] == [
+        f"{MAVERICK} answers at most 16384 tokens."
+    ]
+    assert not TeamPolicy.objects.filter(team=team).exists()
+
+
+def test_a_default_max_tokens_over_the_own_servers_model_window_is_refused(
+    owner_client, team, team_server
+):
+    """A model of the team's own server reads 8,192 tokens unless the operator says otherwise:
+    the first model listed is the one new chats use when no default is picked."""
+    for data in (
+        {"allowed_models": "llama3.1:8b", "default_max_tokens": "10000"},
+        {
+            "allowed_models": "llama3.1:8b",
+            "default_model": "llama3.1:8b",
+            "default_max_tokens": "10000",
+        },
+    ):
+        response = owner_client.post(policy_url(team), data)
+        assert response.context["form"].errors["default_max_tokens"] == [
+            "llama3.1:8b answers at most 8192 tokens."
+        ]
+    assert not TeamPolicy.objects.filter(team=team).exists()
+
+
 @pytest.mark.parametrize("value", ["1.5", "5"])
 def test_a_temperature_over_the_providers_range_names_that_range(owner_client, team, value):
     """One message whatever the value: before, 5 was told "at most 2" and then 1.5 "0 to 1"."""
