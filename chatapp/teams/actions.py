@@ -124,8 +124,10 @@ def check_room(team: Team, kept: QuerySet, limit: int, code: str, things: str) -
 
 
 def audit(team: Team | None, actor, action: str, summary: str, **details) -> AuditEvent:
+    if len(summary) > 300:  # the column's size; the details keep the whole of it
+        summary = summary[:299] + "…"
     return AuditEvent.objects.create(
-        team=team, actor=actor, action=action, summary=summary[:300], details=details
+        team=team, actor=actor, action=action, summary=summary, details=details
     )
 
 
@@ -926,7 +928,7 @@ def set_policy(actor, team: Team, values: dict, seen: str = "") -> TeamPolicy:
                 setattr(policy, name, new)
         if changes:
             policy.save()
-            fields = ", ".join(name.replace("_", " ") for name in changes)
+            fields = ", ".join(_policy_change(name, *values) for name, values in changes.items())
             audit(
                 team,
                 actor,
@@ -939,6 +941,24 @@ def set_policy(actor, team: Team, values: dict, seen: str = "") -> TeamPolicy:
             # tell the owners it is crossed.
             note_budget_thresholds(team)
     return policy
+
+
+def _policy_change(name: str, old, new) -> str:
+    """One changed setting for the audit page, which shows only the summary: "monthly token
+    budget from 100,000 to 200,000"; a list (models, categories, patterns) by its name alone,
+    the details holding it."""
+    label = name.replace("_", " ")
+    if isinstance(old, list | dict) or isinstance(new, list | dict):
+        return label
+    return f"{label} from {_policy_value(old)} to {_policy_value(new)}"
+
+
+def _policy_value(value) -> str:
+    if value is None or value == "":
+        return "none"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return f"{value:,}" if isinstance(value, int) else str(value)
 
 
 def set_provider(

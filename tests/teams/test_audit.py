@@ -54,6 +54,33 @@ def test_the_trail_is_per_team(owner_client, team, owner, make_user):
     assert b"Theirs" not in response.content
 
 
+def test_the_audit_page_says_what_a_policy_change_changed_to(owner_client, team, owner):
+    """Owners see only the summary: "changed monthly token budget" alone hides the budget."""
+    actions.set_policy(owner, team, {"monthly_token_budget": 100_000, "rate_limit_per_minute": 5})
+    actions.set_policy(owner, team, {"monthly_token_budget": 5_000_000, "safety_input": "block"})
+    actions.set_policy(owner, team, {"allowed_models": ["Llama-3.3-8B-Instruct"]})
+    page = owner_client.get(reverse("teams:audit", args=[team.pk])).content.decode()
+    assert (
+        "olivia changed monthly token budget from none to 100,000, rate limit per minute"
+        " from none to 5" in page
+    )
+    assert (
+        "olivia changed monthly token budget from 100,000 to 5,000,000, safety input from off"
+        " to block" in page
+    )
+    assert "olivia changed allowed models<" in page  # a list: the details hold it
+
+
+def test_a_summary_too_long_for_the_trail_says_it_was_cut(team, owner):
+    values = {f"data_{kind}": "redact" for kind in ("card", "iban", "email", "phone", "api_key")}
+    values |= {"data_private_key": "block", "safety_input": "flag", "safety_output": "flag"}
+    values |= {"monthly_token_budget": 10**15, "member_monthly_token_budget": 10**14}
+    actions.set_policy(owner, team, values)
+    event = AuditEvent.objects.get(action="policy.update")
+    assert len(event.summary) == 300 and event.summary.endswith("…")
+    assert event.details["changes"]["member_monthly_token_budget"] == [None, 10**14]
+
+
 def test_policy_edits_in_the_admin_are_audited(client, site_admin, team):
     client.force_login(site_admin)
     data = {"team": team.pk, "allowed_models": "[]", "rate_limit_per_minute": "7"}
