@@ -132,6 +132,8 @@ def test_a_month_without_usage_is_the_one_chosen_in_the_list(owner_client, team,
     html = owner_client.get(usage_url(team, "2025-03")).content.decode()
     assert "Usage in March 2025" in html
     assert '<option value="2025-03" selected>March 2025</option>' in html
+    assert "No requests to the model in March 2025." in html
+    assert "this month" not in html  # March 2025 is not the month under way
 
 
 def test_usage_page_query_count_does_not_grow(
