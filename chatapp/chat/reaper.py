@@ -11,6 +11,11 @@ check deletes uploads that were never sent (see chatapp.uploads.actions.sweep_un
 temporary chats past their lifetime (chatapp.chat.actions.conversations.purge_temporary) and
 the budget holds of API answers whose process died (chatapp.teams.actions.delete_expired_holds)
 and the rate limit's rows older than its minute (chatapp.teams.actions.delete_old_requests).
+
+An answer whose team screens answers (`safety_output`) and that kept text is marked unscreened
+in the same transaction (failing closed: withheld), then screened whole, as an answer's end
+is; its verdict replaces the mark, and its watchers hear of it once that is in. The sweep waits
+SCREENING_SECONDS for the verdicts in all: those later stand unscreened (docs/safety.md).
 """
 
 import asyncio
@@ -30,6 +35,10 @@ from chatapp.teams import actions as team_actions
 from chatapp.uploads.actions import sweep_unattached
 
 log = logging.getLogger(__name__)
+
+# How long a sweep, or the supervisor, waits for Llama Guard's verdicts on the answers it
+# marked: two attempts at the default LLAMA_GUARD_TIMEOUT.
+SCREENING_SECONDS = 10.0
 
 _task: asyncio.Task[None] | None = None
 
@@ -58,16 +67,22 @@ def end_answers_of(server_process: str) -> None:
         marked = replies.mark_interrupted(replies.replies_of_process(server_process))
         if marked:
             log.warning("A server process exited: ended its %d streaming answers", len(marked))
-            async_to_sync(replies.announce_interrupted)(marked)
+            async_to_sync(announce)(marked)
     finally:
         released = team_actions.release_holds_of(server_process)
         if released:
             log.warning("A server process exited: released its %d budget holds", released)
 
 
+async def announce(marked: list[replies.Abandoned]) -> None:
+    """Have the marked answers' text screened where their team screens answers (for
+    SCREENING_SECONDS at most), then tell the sockets watching them how they ended."""
+    await replies.announce_interrupted(await replies.screen_interrupted(marked, SCREENING_SECONDS))
+
+
 async def reap_and_announce() -> dict[str, Any]:
     counts = await database_sync_to_async(reap_stale_generations)()
-    await replies.announce_interrupted(counts["abandoned"])
+    await announce(counts["abandoned"])
     return counts
 
 

@@ -3,6 +3,7 @@ from datetime import timedelta
 from io import StringIO
 
 import pytest
+from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.testing import HttpCommunicator
 from django.core.management import call_command
@@ -15,7 +16,14 @@ from chatapp.chat.models import Conversation, Message
 from chatapp.chat.requests import SendRequest
 from chatapp.core import processes
 from chatapp.teams import actions as team_actions
-from chatapp.teams.models import BudgetHold, RecentRequest, TeamMonthUsage, TeamPolicy, TeamUsage
+from chatapp.teams.models import (
+    BudgetHold,
+    RecentRequest,
+    SafetyFlag,
+    TeamMonthUsage,
+    TeamPolicy,
+    TeamUsage,
+)
 from chatapp.uploads.actions import create_upload
 from chatapp.uploads.models import Upload
 from tests.chat.conftest import joined_text
@@ -396,3 +404,222 @@ async def test_an_answer_reaped_while_its_process_lives_counts_its_real_usage_on
     message = await Message.objects.aget(pk=ids["message_id"])
     assert (message.status, message.error_code) == ("complete", "")
     assert message.content == joined_text(socket.received, ids["message_id"])
+
+
+# --- answers whose output screening the process's death cut short ---------------------------
+
+TAIL = "Once upon a time there was a story that went on and on and on."
+FLAGGED_TAIL = "[sim:flag_answer categories=S10 at=5] Tell me a story"
+
+
+def left_unscreened(member, team, question: str, **policy) -> Message:
+    """An answer whose process died with its last checkpoint's text not yet screened (its
+    checks mid-answer and at the end never ran): its heartbeat long stale."""
+    TeamPolicy.objects.update_or_create(team=team, defaults=policy)
+    exchange = send(member, question)
+    Message.objects.filter(pk=exchange.assistant_id).update(
+        content=TAIL, seq=3, heartbeat_at=timezone.now() - timedelta(hours=1)
+    )
+    return Message.objects.get(pk=exchange.assistant_id)
+
+
+REAPS = [
+    lambda: reaper.end_answers_of(processes.token()),
+    lambda: async_to_sync(reaper.reap_and_announce)(),
+]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("reap", REAPS, ids=["process-exited", "heartbeat-stale"])
+def test_a_reaped_answer_s_flagged_tail_is_blocked_and_withheld(team, member, sim, reap):
+    answer = left_unscreened(member, team, FLAGGED_TAIL, safety_output="block")
+    reap()
+    answer.refresh_from_db()
+    assert (answer.status, answer.content, answer.error_code) == ("blocked", TAIL, "")
+    assert answer.safety == {
+        "flagged": True,
+        "categories": ["S10"],
+        "stages": ["output"],
+        "unscreened": [],
+    }
+    flag = SafetyFlag.objects.get()
+    assert (flag.message_id, flag.stage, flag.blocked) == (answer.pk, "output", True)
+    assert flag.categories == ["S10"]
+    plan = replies.admit_send(member, None, SendRequest("More", answer.conversation_id), "r2")
+    assert all(TAIL not in str(m["content"]) for m in plan.messages)  # never upstream again
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("reap", REAPS, ids=["process-exited", "heartbeat-stale"])
+def test_a_reaped_answer_s_flagged_tail_goes_on_the_review_queue(team, member, sim, reap):
+    answer = left_unscreened(member, team, FLAGGED_TAIL, safety_output="flag")
+    reap()
+    answer.refresh_from_db()
+    assert (answer.status, answer.content, answer.error_code) == (
+        "interrupted",
+        TAIL,
+        "interrupted",
+    )
+    assert answer.safety["flagged"] is True and answer.safety["stages"] == ["output"]
+    flag = SafetyFlag.objects.get()
+    assert (flag.message_id, flag.stage, flag.blocked) == (answer.pk, "output", False)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_reaped_answer_is_screened_whole_with_its_question(team, member, sim):
+    answer = left_unscreened(member, team, "Tell me a story", safety_output="block")
+    reaper.end_answers_of(processes.token())
+    answer.refresh_from_db()
+    assert (answer.status, answer.error_code) == ("interrupted", "interrupted")
+    assert answer.safety == {"flagged": False, "categories": [], "stages": [], "unscreened": []}
+    (screened,) = sim.moderations
+    assert [m["role"] for m in screened["messages"]] == ["user", "assistant"]
+    assert screened["messages"][-1]["content"] == TAIL
+    assert not SafetyFlag.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_reaped_answer_of_a_team_not_screening_answers_is_not_screened(team, member, sim):
+    answer = left_unscreened(member, team, FLAGGED_TAIL, safety_output="off")
+    reaper.end_answers_of(processes.token())
+    assert not sim.moderations
+    answer.refresh_from_db()
+    assert (answer.status, answer.safety) == ("interrupted", None)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_reaped_answer_without_text_is_not_screened(team, member, sim):
+    TeamPolicy.objects.create(team=team, safety_output="block")
+    exchange = send(member, FLAGGED_TAIL)
+    reaper.end_answers_of(processes.token())
+    assert not sim.moderations
+    answer = Message.objects.get(pk=exchange.assistant_id)
+    assert (answer.status, answer.safety) == ("interrupted", None)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("on_error", "status"), [("fail_open", "interrupted"), ("fail_closed", "blocked")]
+)
+def test_a_reaped_answer_llama_guard_cannot_judge_follows_the_team_s_failure_policy(
+    team, member, sim, settings, on_error, status
+):
+    settings.LLAMA_MAX_ATTEMPTS = 1
+    answer = left_unscreened(
+        member,
+        team,
+        "[sim:guard_fault=503] Tell me a story",
+        safety_output="flag",
+        safety_on_error=on_error,
+    )
+    reaper.end_answers_of(processes.token())
+    answer.refresh_from_db()
+    assert (answer.status, answer.content) == (status, TAIL)
+    assert answer.safety == {
+        "flagged": False,
+        "categories": [],
+        "stages": [],
+        "unscreened": ["output"],
+    }
+    assert not SafetyFlag.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("on_error", "status"), [("fail_open", "interrupted"), ("fail_closed", "blocked")]
+)
+def test_an_answer_marked_but_never_screened_stands_as_unscreened(
+    team, member, sim, on_error, status
+):
+    """The process that marked it died before Llama Guard's verdict (or could not save it):
+    the answer is as if Llama Guard had not answered, from the marking on."""
+    answer = left_unscreened(
+        member, team, FLAGGED_TAIL, safety_output="block", safety_on_error=on_error
+    )
+    replies.mark_interrupted(replies.replies_of_process(processes.token()))
+    answer.refresh_from_db()
+    assert (answer.status, answer.content) == (status, TAIL)
+    assert answer.safety["unscreened"] == ["output"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_slow_llama_guard_does_not_hold_the_reaper(team, member, sim, monkeypatch):
+    """The sweep waits SCREENING_SECONDS for the verdicts, then goes on; the answers it has
+    none for stand unscreened (failing open here: shown, and said so)."""
+    monkeypatch.setattr(reaper, "SCREENING_SECONDS", 0.1)
+    answer = left_unscreened(
+        member, team, f"[sim:guard_delay=1] {FLAGGED_TAIL}", safety_output="block"
+    )
+    async_to_sync(reaper.reap_and_announce)()
+    answer.refresh_from_db()
+    assert (answer.status, answer.error_code) == ("interrupted", "interrupted")
+    assert answer.safety["unscreened"] == ["output"]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_tab_watching_a_reaped_answer_blocked_after_the_fact_hears_it(
+    connect, member, team, sim
+):
+    answer = await database_sync_to_async(left_unscreened)(
+        member, team, FLAGGED_TAIL, safety_output="block"
+    )
+    socket = await connect(member)
+    await socket.send({"type": "chat.subscribe", "conversation_id": answer.conversation_id})
+    assert (await socket.receive())["type"] == "conversation.state"
+    await reaper.reap_and_announce()
+    done = await socket.receive()
+    assert (done["type"], done["message_id"], done["status"]) == (
+        "message.done",
+        answer.pk,
+        "blocked",
+    )
+    assert done["safety"] == {
+        "flagged": True,
+        "categories": ["S10"],
+        "stages": ["output"],
+        "unscreened": [],
+    }
+    assert done["usage"]["completion_tokens"] > 0
+    await socket.send({"type": "chat.subscribe", "conversation_id": answer.conversation_id})
+    state = await socket.receive()
+    withheld = [m for m in state["messages"] if m["id"] == answer.pk][0]
+    assert (withheld["status"], withheld["content"]) == ("blocked", "")
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_tab_watching_a_reaped_answer_flagged_after_the_fact_hears_it(
+    connect, member, team, sim
+):
+    answer = await database_sync_to_async(left_unscreened)(
+        member, team, FLAGGED_TAIL, safety_output="flag"
+    )
+    socket = await connect(member)
+    await socket.send({"type": "chat.subscribe", "conversation_id": answer.conversation_id})
+    assert (await socket.receive())["type"] == "conversation.state"
+    await database_sync_to_async(reaper.end_answers_of)(processes.token())
+    error, done = await socket.receive(), await socket.receive()
+    assert (error["type"], error["error"]["code"]) == ("message.error", "interrupted")
+    assert (done["type"], done["status"]) == ("message.done", "interrupted")
+    assert done["safety"]["categories"] == ["S10"]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_an_answer_withheld_unscreened_by_the_reaper_while_its_process_lives_counts_once(
+    connect, member, team, sim
+):
+    """Failing closed, the reaper withheld the answer it marked until a verdict; its process,
+    only stalled, then ended it: its own status and real usage stand, counted once."""
+    await TeamPolicy.objects.acreate(team=team, safety_output="flag", safety_on_error="fail_closed")
+    socket = await connect(member)
+    ids = await socket.send_message(f"Count slowly {PACED}")
+    await socket.until_type("message.delta", ids["message_id"])
+    await database_sync_to_async(reap_as_another_process)(ids["message_id"])
+    assert (await Message.objects.aget(pk=ids["message_id"])).status == "blocked"
+    frames = await socket.receive_until(
+        lambda f: f["type"] == "message.done" and f["message_id"] == ids["message_id"]
+    )
+    done = frames[-1]
+    assert done["status"] == "complete" and done["usage"]["completion_tokens"] > 0
+    rows = [row async for row in TeamUsage.objects.filter(team=team, user=member)]
+    assert [(r.prompt_tokens, r.completion_tokens, r.requests) for r in rows] == [
+        (done["usage"]["prompt_tokens"], done["usage"]["completion_tokens"], 1)
+    ]

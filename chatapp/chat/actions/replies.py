@@ -5,6 +5,7 @@ transaction has committed; the async ones call them and only then `broadcast`, s
 never hears of a row it cannot read yet.
 """
 
+import asyncio
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
@@ -31,16 +32,17 @@ from chatapp.chat.lookups import attachment_list, provider_page
 from chatapp.chat.models import Conversation, Message, MessageRole, MessageStatus
 from chatapp.chat.planning import ReplyPlan
 from chatapp.chat.requests import RegenerateRequest, SendRequest
+from chatapp.chat.screening import safety_findings, safety_summary
 from chatapp.core import processes
 from chatapp.core.layers import channel_layer
 from chatapp.core.locking import lock_rows
 from chatapp.core.text import storable
 from chatapp.llm import StreamError, Usage, count_tokens_estimate, token_count
 from chatapp.teams import actions as team_actions
-from chatapp.teams import providers, quota, reads, safety
+from chatapp.teams import datafilter, providers, quota, reads, safety
 from chatapp.teams.models import MANAGER_ROLES, Membership, Team, TeamPolicy
 from chatapp.teams.policy import RULES_RELATED, PolicyError
-from chatapp.teams.safety import Finding
+from chatapp.teams.safety import Finding, Screening
 from chatapp.teams.services import current_team
 from chatapp.uploads import actions as upload_actions
 from chatapp.uploads.models import Upload
@@ -561,7 +563,8 @@ def _take_back_reaped(message_id: int) -> None:
     reaped = (
         Message.objects.filter(
             pk=message_id,
-            status=MessageStatus.INTERRUPTED,
+            # Blocked: Llama Guard judged what the reaper kept (`screen_interrupted`).
+            status__in=[MessageStatus.INTERRUPTED, MessageStatus.BLOCKED],
             completion_tokens__isnull=False,
         )
         .values(
@@ -741,6 +744,11 @@ class Abandoned:
     model: str
     usage: Usage | None = None  # what marking it counted
     unchecked: bool = False  # it ended before Llama Guard's verdict on its question
+    status: str = MessageStatus.INTERRUPTED  # or blocked: its team's output screening withheld it
+    safety: SafetyFields | None = None  # when its team screens answers and it has text
+    # Its text awaits Llama Guard's verdict (`screen_interrupted`); the row is as this process
+    # last wrote it while its `updated_at` is still this.
+    screened_since: datetime | None = None
 
 
 def stale_replies(cutoff: datetime, alive: list[int]) -> list[Abandoned]:
@@ -795,7 +803,7 @@ def mark_interrupted(found: list[Abandoned]) -> list[Abandoned]:
                 updated_at=now,
             ):
                 usage = _count_interrupted(answer.message_id, now)
-                marked.append(replace(answer, usage=usage))
+                marked.append(_awaiting_verdict(replace(answer, usage=usage), now))
     if marked:
         log.warning("Marked %d abandoned streaming answers interrupted", len(marked))
     return marked
@@ -834,6 +842,137 @@ def _count_interrupted(message_id: int, now: datetime) -> Usage | None:
     return Usage(prompt, completion)
 
 
+def _awaiting_verdict(answer: Abandoned, marked_at: datetime) -> Abandoned:
+    """An answer of a team that screens answers, with text: what it streamed since its last
+    check mid-answer was never screened, nor was the whole at its end. Until Llama Guard's
+    verdict on the whole (`screen_interrupted`) it stands, from this very transaction, as an
+    answer Llama Guard could not judge: shown and said so, or withheld when the team fails
+    closed. A verdict that never comes (the process marking it died, Llama Guard did not
+    answer in time) leaves it as the team's policy says."""
+    with_text = Message.objects.filter(pk=answer.message_id).exclude(content="")
+    policy = TeamPolicy.objects.filter(team__conversations__messages__in=with_text).first()
+    if policy is None:
+        return answer
+    rules = safety.SafetyRules.of(policy)
+    if not rules.screens("output"):
+        return answer
+    unscreened = safety.Screening(unscreened=True, blocked=rules.fail_closed)
+    return _record_verdict(answer, unscreened, marked_at) or answer
+
+
+def _record_verdict(answer: Abandoned, verdict: Screening, since: datetime) -> Abandoned | None:
+    """Write Llama Guard's verdict on an interrupted answer as the end of an answer records
+    it: its `safety`, blocked (withheld, no error) when the verdict blocks, and what it flagged
+    on the review queue. None when the row changed `since` this process wrote it: the process
+    that was streaming it was only stalled and ended it after all, or it was deleted."""
+    now = timezone.now()
+    status = MessageStatus.BLOCKED if verdict.blocked else MessageStatus.INTERRUPTED
+    summary = safety_summary(None, verdict)
+    with transaction.atomic():
+        row = Message.objects.filter(pk=answer.message_id, updated_at=since)
+        if not row.update(
+            status=status,
+            error_code="" if verdict.blocked else INTERRUPTED_CODE,
+            error_message="" if verdict.blocked else INTERRUPTED_MESSAGE,
+            safety=summary,
+            updated_at=now,
+        ):
+            return None
+        findings = safety_findings(None, verdict)
+        if findings:
+            conversation = Conversation.objects.select_related("team", "owner").get(
+                pk=answer.conversation_id
+            )
+            for finding in findings:
+                team_actions.flag_message(
+                    conversation.team, conversation.owner, answer.message_id, finding
+                )
+    return replace(answer, status=status, safety=summary, screened_since=now)
+
+
+@dataclass(frozen=True)
+class _Screening:
+    """What Llama Guard judges of an interrupted answer, and under which rules."""
+
+    client: Any
+    messages: list[dict[str, Any]]
+    rules: safety.SafetyRules
+
+
+def _to_screen(answer: Abandoned) -> _Screening | None:
+    """The answer's question (its words, as the team's data filter sends them upstream) and
+    its text as saved; None when that cannot be had (the filter now refuses the question, the
+    team's provider settings are unusable): Llama Guard gives no verdict then."""
+    message = (
+        Message.objects.select_related("conversation__team", "parent")
+        .filter(pk=answer.message_id)
+        .first()
+    )
+    if message is None:
+        return None
+    team = message.conversation.team
+    policy = TeamPolicy.objects.filter(team=team).first()
+    if policy is None:
+        return None
+    question = {"role": "user", "content": message.parent.content if message.parent else ""}
+    try:
+        filtered = datafilter.apply([question], datafilter.DataRules.of(policy))
+        client = providers.llama_client(team)
+    except (datafilter.UnusablePattern, PolicyError):
+        return None
+    if filtered.blocked:
+        return None
+    answered = {"role": "assistant", "content": message.content}
+    return _Screening(client, [*filtered.messages, answered], safety.SafetyRules.of(policy))
+
+
+async def _verdict(answer: Abandoned) -> Screening | None:
+    """Llama Guard's verdict on the whole of an interrupted answer, as at an answer's end
+    (failures as the team's policy says); None when it cannot be asked."""
+    try:
+        job = await database_sync_to_async(_to_screen)(answer)
+        if job is None:
+            return None
+        verdict = await safety.screen(job.client, job.messages, job.rules, "output")
+        safety.count("output", verdict, job.rules)
+        return verdict
+    except Exception:
+        log.exception("Screening interrupted answer %s failed", answer.message_id)
+        return None
+
+
+def _record_verdicts(
+    awaiting: list[Abandoned], verdicts: dict[int, Screening]
+) -> dict[int, Abandoned | None]:
+    return {
+        answer.message_id: _record_verdict(answer, verdicts[answer.message_id], since)
+        for answer in awaiting
+        if answer.message_id in verdicts and (since := answer.screened_since) is not None
+    }
+
+
+async def screen_interrupted(marked: list[Abandoned], seconds: float) -> list[Abandoned]:
+    """Llama Guard's verdicts on the answers `mark_interrupted` marked awaiting one, asked
+    together and recorded as an answer's end records its verdict; `seconds` in all, then
+    those without one stand as marked (unscreened). Returns the answers to announce, as they
+    now stand: less those whose process ended them after all meanwhile (it announces them)."""
+    awaiting = [answer for answer in marked if answer.screened_since is not None]
+    if not awaiting:
+        return marked
+    asking = {asyncio.ensure_future(_verdict(answer)): answer for answer in awaiting}
+    done, late = await asyncio.wait(asking, timeout=seconds)
+    for task in late:
+        task.cancel()
+    if late:
+        log.warning("Llama Guard judged %d interrupted answers too late", len(late))
+    verdicts = {
+        asking[task].message_id: verdict for task in done if (verdict := task.result()) is not None
+    }
+    recorded = await database_sync_to_async(_record_verdicts)(awaiting, verdicts)
+    now_standing = [recorded.get(answer.message_id, answer) for answer in marked]
+    return [answer for answer in now_standing if answer is not None]
+
+
 async def announce_interrupted(abandoned: list[Abandoned]) -> None:
     """Tell the tabs watching those conversations that the answers ended (call it with the
     answers `mark_interrupted` marked, so each is announced once)."""
@@ -844,12 +983,14 @@ async def announce_interrupted(abandoned: list[Abandoned]) -> None:
             if answer.unchecked
             else (INTERRUPTED_CODE, INTERRUPTED_MESSAGE)
         )
-        await broadcast(events.message_error(*ids, code, message, retryable=True))
+        if answer.status != MessageStatus.BLOCKED:  # blocked: the notice says it all
+            await broadcast(events.message_error(*ids, code, message, retryable=True))
         done = events.message_done(
             *ids,
-            status=MessageStatus.INTERRUPTED,  # type: ignore[arg-type]  # a MessageStatus value
+            status=answer.status,  # type: ignore[arg-type]  # a MessageStatus value
             model=answer.model,
             usage=answer.usage,
+            safety=answer.safety,
         )
         await broadcast(done)
 

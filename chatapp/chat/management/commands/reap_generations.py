@@ -2,7 +2,6 @@ from asgiref.sync import async_to_sync
 from django.core.management.base import BaseCommand
 
 from chatapp.chat import reaper
-from chatapp.chat.actions import replies
 from chatapp.core.management.arguments import positive_number
 
 TEN_YEARS_IN_SECONDS = 10 * 365 * 24 * 3600
@@ -22,7 +21,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, max_age=None, **options):
         counts = reaper.reap_stale_generations(max_age)
-        async_to_sync(replies.announce_interrupted)(counts["abandoned"])
+        async_to_sync(reaper.announce)(counts["abandoned"])
         self.stdout.write(
             f"Checked {counts['checked']} stale streaming answers;"
             f" marked {counts['interrupted']} interrupted."
