@@ -310,3 +310,44 @@ def test_an_edited_question_is_answered_with_the_settings_picked_meanwhile(logge
     assert (data["settings"]["model"], data["settings"]["temperature"]) == (other, 0.3)
     assert data["messages"][-1]["model"] == other
     expect(chat.last_answer().locator(".message-meta")).to_contain_text(other)
+
+
+def test_settings_another_tab_sent_with_show_here_and_what_is_shown_is_what_is_sent(
+    logged_in_page, context, sim
+):
+    """Two tabs on one conversation: the first changes its model and temperature and sends.
+    The second's picker and panel follow (the next answer uses them), so picking back what
+    it showed before is a change that is sent, not a no-op."""
+    first = logged_in_page
+    chat = ChatPage(first)
+    chat.send("Plan the offsite")
+    chat.wait_for_status("complete")
+    defaults = chat.api("/api/settings/")["effective"]
+    models = [m["id"] for m in chat.api("/api/models/")["models"]]
+    other = next(m for m in models if m != defaults["model"])
+    second = context.new_page()
+    second.goto(f"/c/{chat.conversation_id()}/")
+    second.wait_for_selector("html[data-socket=open]")
+    there = SettingsPanel(second)
+    expect(there.model).to_have_value(defaults["model"])
+
+    here = SettingsPanel(first)
+    here.model.select_option(other)
+    here.open()
+    here.temperature.fill("0.25")
+    here.temperature.press("Escape")
+    chat.send("With another model")
+    chat.wait_for_status("complete")
+    ChatPage(second).wait_for_status("complete", ChatPage(second).answers.nth(1))
+
+    expect(there.model).to_have_value(other)
+    there.open()
+    expect(there.temperature).to_have_value("0.25")
+    there.temperature.fill(str(defaults["temperature"]))
+    there.temperature.press("Escape")
+    there.model.select_option(defaults["model"])
+    asked = len(sim.requests)
+    ChatPage(second).send("Back to the default model")
+    wait_for(lambda: len(sim.requests) > asked, "the second tab's request")
+    sent = native_params(sim.requests[asked])
+    assert (sent["model"], sent["temperature"]) == (defaults["model"], defaults["temperature"])

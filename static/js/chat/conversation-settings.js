@@ -115,6 +115,18 @@ export class ConversationSettings {
     }
   }
 
+  /** The conversation's settings changed elsewhere (another tab sent with new ones): the
+   * fields follow, but for those the user is changing here. */
+  async follow(settings) {
+    const generation = ++this.generation;
+    try {
+      const values = await settings;
+      if (generation === this.generation && values) this.fill(values);
+    } catch {
+      // The fields keep what they show; the next load tries again.
+    }
+  }
+
   /** The fields take `values`, except those the user changed while they loaded. */
   fill(values) {
     this.base = { ...values, formatChoice: formatChoice(values.response_format) };

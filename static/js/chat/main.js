@@ -354,9 +354,24 @@ class ChatPage {
     } else if (frame.request_id && frame.request_id === this.regenerated?.requestId) {
       this.settings.commit(this.regenerated.settings);
       this.regenerated = null;
+    } else if (frame.message.role === "assistant" && !this.state.isMine(frame)) {
+      this.followSettings(frame.message.conversation_id); // another tab's, with its settings
     }
     // A message on a branch this page does not show: the state brings the branch.
     if (this.state.messageCreated(frame) === null) this.subscribe();
+  }
+
+  /** Another tab sent, edited or regenerated with settings of its own: they are the
+   * conversation's now, so the picker and the panel show them (but what the user is
+   * changing here), and the next message here sends what differs from them. */
+  async followSettings(id) {
+    const request = api(`/api/conversations/${id}/`).then(
+      (data) => data.settings && { ...data.settings, response_format: data.response_format },
+    );
+    await this.settings.follow(request);
+    const model = this.settings.base?.model;
+    if (this.state.conversationId !== id || !model || this.settings.edited.has("model")) return;
+    this.update(() => (this.state.model = model));
   }
 
   /** Another tab (or this one) chose a branch: fetch it unless it is the one shown. */
