@@ -351,3 +351,40 @@ def test_settings_another_tab_sent_with_show_here_and_what_is_shown_is_what_is_s
     wait_for(lambda: len(sim.requests) > asked, "the second tab's request")
     sent = native_params(sim.requests[asked])
     assert (sent["model"], sent["temperature"]) == (defaults["model"], defaults["temperature"])
+
+
+def test_a_new_chat_starts_from_the_default_model_saved_since_the_page_opened(logged_in_page, sim):
+    """The settings page, in another tab, saves another default model: the next new chat in
+    this tab offers it in the picker and asks it, as it takes the new default temperature."""
+    page = logged_in_page
+    chat = ChatPage(page)
+    panel = SettingsPanel(page)
+    defaults = chat.api("/api/settings/")["effective"]
+    models = [m["id"] for m in chat.api("/api/models/")["models"]]
+    other = next(m for m in models if m != defaults["model"])
+    chat.send("Before the change")
+    chat.wait_for_status("complete")
+    saved = page.evaluate(
+        """async (model) => {
+            const token = document.cookie.match(/csrftoken=([^;]+)/)?.[1]
+                ?? document.querySelector("[name=csrfmiddlewaretoken]")?.value;
+            const response = await fetch("/api/settings/", {
+                method: "PUT",
+                headers: {"Content-Type": "application/json", "X-CSRFToken": token},
+                body: JSON.stringify({model, temperature: 0.3}),
+            });
+            return response.status;
+        }""",
+        other,
+    )
+    assert saved == 200
+
+    page.get_by_role("button", name="New chat").click()
+    panel.open()
+    expect(panel.temperature).to_have_value("0.3")
+    panel.temperature.press("Escape")
+    expect(panel.model).to_have_value(other)
+    asked = len(sim.requests)
+    chat.send("After the change")
+    wait_for(lambda: len(sim.requests) > asked, "the new chat's request")
+    assert native_params(sim.requests[asked])["model"] == other

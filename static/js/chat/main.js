@@ -369,6 +369,13 @@ class ChatPage {
       (data) => data.settings && { ...data.settings, response_format: data.response_format },
     );
     await this.settings.follow(request);
+    this.showLoadedModel(id);
+  }
+
+  /** The settings loaded for conversation `id` (null: a new chat, from the user's defaults,
+   * saved on the settings page since this page opened too) name the model the next answer
+   * uses: the picker shows it, unless the user picked another meanwhile. */
+  showLoadedModel(id) {
     const model = this.settings.base?.model;
     if (this.state.conversationId !== id || !model || this.settings.edited.has("model")) return;
     this.update(() => (this.state.model = model));
@@ -484,7 +491,9 @@ class ChatPage {
     this.state.startNew();
     this.messages.stickToBottom = true;
     // The defaults of a team the user has left are refused, and nothing can be sent here.
-    if (this.teamLeft === null && !this.teamGone) this.settings.show(null);
+    if (this.teamLeft === null && !this.teamGone) {
+      this.settings.show(null).then(() => this.showLoadedModel(null));
+    }
     this.sidebar.setActive(null);
     this.closeDrawer();
     if (push && window.location.pathname !== "/") window.history.pushState({}, "", "/");
