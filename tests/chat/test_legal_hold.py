@@ -133,4 +133,7 @@ async def test_a_regenerate_keeps_the_answer_it_replaces_under_hold(connect, mem
     created = (await socket.until_type("message.created"))[-1]
     assert created["message"]["sibling_ids"] == [ids["message_id"], created["message"]["id"]]
     assert await Message.objects.filter(pk=ids["message_id"]).aexists()
-    await socket.until_type("message.done", created["message"]["id"])
+    # The new answer waits as long for its first token: stop it too.
+    new_id = created["message"]["id"]
+    await socket.send({"type": "chat.stop", "message_id": new_id})
+    assert (await socket.until_type("message.done", new_id))[-1]["status"] == "stopped"
