@@ -35,3 +35,16 @@ def safety_summary(question: Screening | None, answer: Screening | None) -> Safe
         "stages": [stage for stage, _ in flagged],
         "unscreened": [stage for stage, s in screened if s.unscreened],
     }
+
+
+def question_screening(summary: SafetyFields | None) -> Screening | None:
+    """The question's verdict, from the `safety` of a streaming answer: until the answer's
+    end that holds the question's stage alone (`replies.question_screened`)."""
+    if summary is None:
+        return None
+    flagged = "input" in summary["stages"]
+    return Screening(
+        flagged=flagged,
+        categories=tuple(summary["categories"]) if flagged else (),
+        unscreened="input" in summary["unscreened"],
+    )

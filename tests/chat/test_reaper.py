@@ -12,6 +12,7 @@ from django.utils import timezone
 from chatapp.asgi import application
 from chatapp.chat import reaper
 from chatapp.chat.actions import replies
+from chatapp.chat.generation import RUNNING
 from chatapp.chat.models import Conversation, Message
 from chatapp.chat.requests import SendRequest
 from chatapp.core import processes
@@ -623,3 +624,47 @@ async def test_an_answer_withheld_unscreened_by_the_reaper_while_its_process_liv
     assert [(r.prompt_tokens, r.completion_tokens, r.requests) for r in rows] == [
         (done["usage"]["prompt_tokens"], done["usage"]["completion_tokens"], 1)
     ]
+
+
+# --- a question's verdict, when the answer's process dies after it --------------------------
+
+FLAGGED_QUESTION = (
+    "[sim:flag categories=S1,S10] Count slowly [sim:long tokens=400] [sim:pace tps=20]"
+)
+QUESTION_FLAGGED = {"flagged": True, "categories": ["S1", "S10"], "stages": ["input"]}
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("output", ["off", "flag"])
+async def test_a_flagged_question_s_verdict_outlives_the_answer_s_process(
+    connect, member, team, sim, output
+):
+    """Llama Guard flagged the question (`flag`: it went upstream), then the answer's process
+    stalled and another process reaped the answer as if it had died: the question is on the
+    review queue already, and the answer's safety says so from the reaper's message.done on
+    (its own verdict, when the team screens answers, beside it). The process, only stalled,
+    then ends the answer: the question stays one flag on the queue."""
+    await TeamPolicy.objects.acreate(team=team, safety_input="flag", safety_output=output)
+    socket = await connect(member)
+    ids = await socket.send_message(FLAGGED_QUESTION)
+    await socket.until_type("message.delta", ids["message_id"])
+    row = Message.objects.filter(pk=ids["message_id"])
+    await row.aupdate(content="Some text so far")  # a checkpoint's
+    found = [replies.Abandoned(ids["message_id"], ids["conversation_id"], "m")]
+    marked = await database_sync_to_async(replies.mark_interrupted)(found)
+    if output != "off":  # unscreened until Llama Guard's verdict on the answer replaces it
+        assert (await row.aget()).safety == {**QUESTION_FLAGGED, "unscreened": ["output"]}
+    await reaper.announce(marked)
+    done = (await socket.until_type("message.done", ids["message_id"]))[-1]
+    assert done["status"] == "interrupted"
+    expected = {**QUESTION_FLAGGED, "unscreened": []}
+    assert done["safety"] == (await row.aget()).safety == expected
+    flag = await SafetyFlag.objects.aget()
+    assert (flag.message_id, flag.stage, flag.blocked) == (ids["user_message_id"], "input", False)
+    assert flag.categories == ["S1", "S10"]
+
+    running = RUNNING[ids["message_id"]]  # only stalled, in fact: it ends here
+    running.stop()
+    await running.wait()
+    assert (await row.aget()).safety == expected
+    assert [f.pk async for f in SafetyFlag.objects.all()] == [flag.pk]

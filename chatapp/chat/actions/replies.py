@@ -32,7 +32,7 @@ from chatapp.chat.lookups import attachment_list, provider_page
 from chatapp.chat.models import Conversation, Message, MessageRole, MessageStatus
 from chatapp.chat.planning import ReplyPlan
 from chatapp.chat.requests import RegenerateRequest, SendRequest
-from chatapp.chat.screening import safety_findings, safety_summary
+from chatapp.chat.screening import question_screening, safety_findings, safety_summary
 from chatapp.core import processes
 from chatapp.core.layers import channel_layer
 from chatapp.core.locking import lock_rows
@@ -440,11 +440,18 @@ def checkpoint_replies(checkpoints: list[Checkpoint]) -> None:
         )
 
 
-def question_screened(message_id: int) -> None:
-    """Llama Guard let the answer's question through: from here it may go upstream."""
-    Message.objects.filter(
-        pk=message_id, status=MessageStatus.STREAMING, error_code=safety.UNCHECKED_QUESTION_CODE
-    ).update(error_code="")
+def question_screened(message_id: int, verdict: Screening, team: Team, user: Any) -> None:
+    """Llama Guard let the answer's question through: from here it may go upstream. Its
+    verdict is recorded now, on the answer (`safety`) and, when it flagged the question, on
+    the review queue, so a process dying before the answer's end loses none of it; the end
+    records it again, the question staying one flag on the queue (`flag_message`)."""
+    with transaction.atomic():
+        if Message.objects.filter(
+            pk=message_id,
+            status=MessageStatus.STREAMING,
+            error_code=safety.UNCHECKED_QUESTION_CODE,
+        ).update(error_code="", safety=safety_summary(verdict, None)):
+            _flag(message_id, safety_findings(verdict, None), team, user)
 
 
 def store_tool_calls(message_id: int, calls: list[dict[str, Any]]) -> None:
@@ -595,14 +602,18 @@ def _still_there(team: Team, user: Any) -> bool:
 
 
 def _record_findings(result: ReplyResult, team: Team, user: Any) -> None:
-    """Flag the question (input) or the answer (output) for the team's reviewers."""
+    _flag(result.message_id, result.findings, team, user)
+
+
+def _flag(answer_id: int, findings: Iterable[Finding], team: Team, user: Any) -> None:
+    """Flag the answer's question (input) or the answer (output) for the team's reviewers."""
     question = (
-        Message.objects.filter(children=result.message_id, role=MessageRole.USER)
+        Message.objects.filter(children=answer_id, role=MessageRole.USER)
         .values_list("pk", flat=True)
         .first()
     )
-    for finding in result.findings:
-        message_id = question if finding.stage == "input" else result.message_id
+    for finding in findings:
+        message_id = question if finding.stage == "input" else answer_id
         if message_id is not None:
             team_actions.flag_message(team, user, message_id, finding)
 
@@ -745,7 +756,9 @@ class Abandoned:
     usage: Usage | None = None  # what marking it counted
     unchecked: bool = False  # it ended before Llama Guard's verdict on its question
     status: str = MessageStatus.INTERRUPTED  # or blocked: its team's output screening withheld it
-    safety: SafetyFields | None = None  # when its team screens answers and it has text
+    # When its team screens questions (recorded by its process), or answers and it has text.
+    safety: SafetyFields | None = None
+    question: Screening | None = None  # Llama Guard's verdict on its question, as recorded
     # Its text awaits Llama Guard's verdict (`screen_interrupted`); the row is as this process
     # last wrote it while its `updated_at` is still this.
     screened_since: datetime | None = None
@@ -803,7 +816,7 @@ def mark_interrupted(found: list[Abandoned]) -> list[Abandoned]:
                 updated_at=now,
             ):
                 usage = _count_interrupted(answer.message_id, now)
-                marked.append(_awaiting_verdict(replace(answer, usage=usage), now))
+                marked.append(_awaiting_verdict(_as_screened(answer, usage), now))
     if marked:
         log.warning("Marked %d abandoned streaming answers interrupted", len(marked))
     return marked
@@ -842,6 +855,12 @@ def _count_interrupted(message_id: int, now: datetime) -> Usage | None:
     return Usage(prompt, completion)
 
 
+def _as_screened(answer: Abandoned, usage: Usage | None) -> Abandoned:
+    """The marked answer with what its process recorded of its question's verdict."""
+    summary = Message.objects.filter(pk=answer.message_id).values_list("safety", flat=True)[0]
+    return replace(answer, usage=usage, safety=summary, question=question_screening(summary))
+
+
 def _awaiting_verdict(answer: Abandoned, marked_at: datetime) -> Abandoned:
     """An answer of a team that screens answers, with text: what it streamed since its last
     check mid-answer was never screened, nor was the whole at its end. Until Llama Guard's
@@ -862,12 +881,13 @@ def _awaiting_verdict(answer: Abandoned, marked_at: datetime) -> Abandoned:
 
 def _record_verdict(answer: Abandoned, verdict: Screening, since: datetime) -> Abandoned | None:
     """Write Llama Guard's verdict on an interrupted answer as the end of an answer records
-    it: its `safety`, blocked (withheld, no error) when the verdict blocks, and what it flagged
-    on the review queue. None when the row changed `since` this process wrote it: the process
-    that was streaming it was only stalled and ended it after all, or it was deleted."""
+    it: its `safety` (beside its question's verdict), blocked (withheld, no error) when the
+    verdict blocks, and what it flagged on the review queue (its question's flag is there
+    already). None when the row changed `since` this process wrote it: the process that was
+    streaming it was only stalled and ended it after all, or it was deleted."""
     now = timezone.now()
     status = MessageStatus.BLOCKED if verdict.blocked else MessageStatus.INTERRUPTED
-    summary = safety_summary(None, verdict)
+    summary = safety_summary(answer.question, verdict)
     with transaction.atomic():
         row = Message.objects.filter(pk=answer.message_id, updated_at=since)
         if not row.update(
