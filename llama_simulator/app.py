@@ -439,13 +439,19 @@ class Reply:
     async def send_tool_calls(self, calls: list[dict]) -> None:
         wire, model = self.call.wire, self.body["model"]
         text = PREFACE if self.plan.preface else ""
+        # The turn wrote the preface and the calls, not the text answer counted for `self.usage`.
+        written = [text] + [f"{c['function']['name']} {c['function']['arguments']}" for c in calls]
+        completion_tokens = sum(len(tokenize(piece)) for piece in written)
+        usage = usage_numbers(self.usage["prompt_tokens"], completion_tokens)
+        limits = self.sim.rate_limit_headers(usage["total_tokens"])
         if not self.body.get("stream"):
-            reply = wire.tool_reply(self.reply_id, model, calls, self.usage, text)
-            return await self.exchange.json(200, reply)
-        await self.exchange.start(200, b"text/event-stream", [(b"cache-control", b"no-cache")])
+            reply = wire.tool_reply(self.reply_id, model, calls, usage, text)
+            return await self.exchange.json(200, reply, limits)
+        extra = [(b"cache-control", b"no-cache"), *limits]
+        await self.exchange.start(200, b"text/event-stream", extra)
         stream = wire.stream(self.reply_id, model)
         include_usage = bool((self.body.get("stream_options") or {}).get("include_usage"))
-        ending = stream.end("tool_calls", self.usage, include_usage)
+        ending = stream.end("tool_calls", usage, include_usage)
         pieces = b"".join(stream.tool_pieces(call, index) for index, call in enumerate(calls))
         said = stream.delta(text) if text else b""
         await self.exchange.end(stream.start() + said + pieces + ending)

@@ -139,3 +139,38 @@ def test_a_preface_comes_before_the_call_in_both_sdks_streamed_and_whole(llama, 
     said = "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices)
     assert said == "Let me check that. "
     assert chunks[-1].choices[0].finish_reason == "tool_calls"
+
+
+def test_a_tool_call_turn_counts_the_call_it_wrote_and_has_rate_limit_headers(llama, compat):
+    """The tokens of a turn that calls are those of the call, not of the text answer the
+    question would otherwise have had (which grows with the question)."""
+    asks = [
+        [{"role": "user", "content": f"{words} [sim:call=get_weather args=city:Paris]"}]
+        for words in ("Weather?", "Weather? " + "Tell me all about it. " * 30)
+    ]
+    native, openai_counts = [], []
+    for ask in asks:
+        raw = llama.chat.completions.with_raw_response.create(
+            model=MODEL, messages=ask, tools=TOOLS
+        )
+        assert raw.headers["x-ratelimit-remaining-tokens"]
+        metrics = {m.metric: m.value for m in raw.parse().metrics}
+        assert metrics["num_total_tokens"] == (
+            metrics["num_prompt_tokens"] + metrics["num_completion_tokens"]
+        )
+        streamed = llama.chat.completions.create(
+            model=MODEL, messages=ask, tools=TOOLS, stream=True
+        )
+        (last,) = [c.event for c in streamed if c.event.event_type == "metrics"]
+        streamed_metrics = {m.metric: m.value for m in last.metrics}
+        assert streamed_metrics["num_completion_tokens"] == metrics["num_completion_tokens"]
+        native.append(metrics["num_completion_tokens"])
+
+        raw = compat.chat.completions.with_raw_response.create(
+            model=MODEL, messages=ask, tools=TOOLS
+        )
+        assert raw.headers["x-ratelimit-remaining-tokens"]
+        openai_counts.append(raw.parse().usage.completion_tokens)
+
+    assert native[0] == native[1] and 0 < native[0] < 20
+    assert openai_counts == native
