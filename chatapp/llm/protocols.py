@@ -83,8 +83,9 @@ class NativeProtocol:
             state.finish_reason = _text(event.get("stop_reason")) or "stop"
         delta = event.get("delta") or {}
         if delta.get("type") == "tool_call":
-            # A piece with an id starts the next call; pieces without one continue the last.
-            index = len(state.calls) - (0 if delta.get("id") or not state.calls else 1)
+            # A piece with a new id starts the next call; pieces without one, or with the id
+            # of the last call again (the SDK types an id on every piece), continue that call.
+            index = _unindexed_position(delta.get("id"), state)
             function = delta.get("function") or {}
             state.add_call_piece(
                 index, delta.get("id"), function.get("name"), function.get("arguments")
@@ -268,8 +269,9 @@ def _native_message(message: dict[str, Any]) -> dict[str, Any]:
 
 
 def _unindexed_position(call_id: Any, state: ReplyState) -> int:
-    """Where an OpenAI piece without its `index` (which some servers leave out) belongs: a new
-    id starts the next call; no id, or the id of the last call, continues that call."""
+    """Where a native piece, or an OpenAI piece without its `index` (which some servers leave
+    out), belongs: a new id starts the next call; no id, or the id of the last call, continues
+    that call."""
     if not state.calls:
         return 0
     last = max(state.calls)

@@ -3,11 +3,21 @@
 import json
 
 import pytest
+from llama_api_client.types import CreateChatCompletionResponseStreamChunk
 
-from chatapp.llm import ChatParams, Finish, TextDelta, ToolCall, ToolCalls
+from chatapp.llm import (
+    ChatParams,
+    Finish,
+    LlamaClient,
+    ProviderConfig,
+    TextDelta,
+    ToolCall,
+    ToolCalls,
+)
 from chatapp.llm.protocols import PROTOCOL_ADAPTERS, ReplyState
+from tests.support.upstream import Reply, hostile_upstream
 
-from .conftest import MODEL, user
+from .conftest import KEY, MODEL, user
 
 TOOLS = [
     {
@@ -174,3 +184,45 @@ def test_openai_pieces_without_index_are_told_apart_by_their_ids():
         ToolCall("b", "get_time", "{}"),
         ToolCall("c", "get_weather", "{}"),
     )
+
+
+def native_event(event: dict) -> str:
+    chunk = {"id": "r1", "event": event}
+    CreateChatCompletionResponseStreamChunk.model_validate(chunk)  # as llama-api-client types it
+    return f"data: {json.dumps(chunk)}\n\n"
+
+
+def native_piece(call_id: str, **function) -> str:
+    delta = {"type": "tool_call", "id": call_id, "function": function}
+    return native_event({"event_type": "progress", "delta": delta})
+
+
+async def test_native_pieces_that_each_repeat_their_calls_id_make_one_call_each():
+    """The Llama API's stream types an `id` on every tool_call delta: a piece that repeats the
+    id of the call before it continues that call, as a new id starts the next."""
+    stream = "".join(
+        [
+            native_event({"event_type": "start", "delta": {"type": "text", "text": ""}}),
+            native_piece("a", name="get_weather", arguments=""),
+            native_piece("a", arguments='{"city": '),
+            native_piece("a", arguments='"Paris"}'),
+            native_piece("b", name="get_time", arguments="{}"),
+            native_piece("b", arguments=""),
+            native_event(
+                {
+                    "event_type": "complete",
+                    "delta": {"type": "text", "text": ""},
+                    "stop_reason": "tool_calls",
+                }
+            ),
+        ]
+    )
+    async with hostile_upstream([Reply(stream)]) as url:
+        client = LlamaClient(ProviderConfig(url, KEY, protocol="llama"))
+        events = await events_of(client, user("Weather and time?"))
+
+    *_, calls, finish = events
+    assert calls == ToolCalls(
+        (ToolCall("a", "get_weather", '{"city": "Paris"}'), ToolCall("b", "get_time", "{}"))
+    )
+    assert finish.finish_reason == "tool_calls"
