@@ -4,7 +4,8 @@ Serves, behind `Authorization: Bearer KEY`:
 - the native Llama API under /v1: POST /v1/chat/completions (streaming or not),
   GET /v1/models, GET /v1/models/{id}, POST /v1/moderations;
 - the OpenAI-compatible API under /compat/v1: the same routes with OpenAI shapes
-  (`max_tokens`, temperature 0..2, `data: [DONE]`, usage with stream_options.include_usage).
+  (`max_completion_tokens` or `max_tokens`, temperature 0..2, `data: [DONE]`, usage with
+  stream_options.include_usage).
 - test helpers: GET /_sim/requests (chat request bodies, newest last), DELETE /_sim/requests
   (forget them and the `times=` counters), GET /_sim/stats ({"active_streams": n}).
 

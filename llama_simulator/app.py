@@ -30,7 +30,7 @@ from .plan import (
     strip_directives,
 )
 from .structured import broken_json, format_problem, json_answer, off_schema
-from .wire import NativeWire, OpenAIWire, usage_numbers
+from .wire import NativeWire, OpenAIWire, max_tokens, usage_numbers
 
 ROUTES = (("/compat/v1", OpenAIWire()), ("/v1", NativeWire()))
 REJECTED_KEY = "bad-key"
@@ -315,7 +315,7 @@ class Call:
             detail, code = _injected_detail(plan.title_fault, body.get("model"))
             return await self.error(plan.title_fault, detail, code)
         prompt_tokens = count_prompt_tokens(messages)
-        requested = prompt_tokens + (body.get(self.wire.max_tokens_field) or 0)
+        requested = prompt_tokens + (max_tokens(body, self.wire) or 0)
         if plan.fault == "context_too_long" or requested > CONTEXT_WINDOW:
             detail = "The prompt exceeds the model's maximum context length."
             return await self.error(400, detail, "context_length_exceeded")
@@ -404,9 +404,9 @@ class Reply:
             tokens = long_answer(question, messages, body, plan.long_tokens, said)
         else:
             tokens = tokenize(compose_answer(question, messages, body, said))
-        max_tokens = body.get(call.wire.max_tokens_field)
-        self.stop = "length" if max_tokens is not None and len(tokens) > max_tokens else "stop"
-        self.tokens = tokens[:max_tokens] if max_tokens is not None else tokens
+        cap = max_tokens(body, call.wire)
+        self.stop = "length" if cap is not None and len(tokens) > cap else "stop"
+        self.tokens = tokens[:cap] if cap is not None else tokens
         self.usage = usage_numbers(prompt_tokens, len(self.tokens))
         self.fault = plan.fault if plan.fault in STREAM_FAULTS else None
         if self.fault and not self.sim.should_fail(plan, _fingerprint(self.exchange, body)):
@@ -559,9 +559,10 @@ def _chat_problem(body: dict, wire) -> str | None:
             return f"{name}: must be between 0 and {high:g}."
     if not isinstance(body.get("stream_options") or {}, dict):
         return "stream_options: must be an object."
-    max_tokens = body.get(wire.max_tokens_field)
-    if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
-        return f"{wire.max_tokens_field}: must be a positive integer."
+    for name in wire.max_tokens_fields:
+        cap = body.get(name)
+        if cap is not None and (not isinstance(cap, int) or cap < 1):
+            return f"{name}: must be a positive integer."
     return format_problem(body.get("response_format"), native=isinstance(wire, NativeWire))
 
 

@@ -12,6 +12,11 @@ def _dumps(value: object) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode()
 
 
+def max_tokens(body: dict, wire: "NativeWire | OpenAIWire") -> object:
+    """The cap on the answer's tokens the request set under one of its route's names, or None."""
+    return next((body[f] for f in wire.max_tokens_fields if body.get(f) is not None), None)
+
+
 def usage_numbers(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
     return {
         "prompt_tokens": prompt_tokens,
@@ -24,7 +29,7 @@ class NativeWire:
     """api.llama.com/v1 shapes, as read by Meta's llama-api-client SDK."""
 
     max_temperature = 1.0
-    max_tokens_field = "max_completion_tokens"
+    max_tokens_fields = ("max_completion_tokens",)
 
     def error_body(self, status: int, detail: str, code: str) -> dict:
         return {"title": HTTPStatus(status).phrase, "detail": detail, "status": status}
@@ -110,7 +115,8 @@ class OpenAIWire:
     """api.llama.com/compat/v1 shapes: the standard OpenAI chat.completions API."""
 
     max_temperature = 2.0
-    max_tokens_field = "max_tokens"
+    # OpenAI's current name first; `max_tokens` is the deprecated one the openai SDK still sends.
+    max_tokens_fields = ("max_completion_tokens", "max_tokens")
 
     def error_body(self, status: int, detail: str, code: str) -> dict:
         kind = "invalid_request_error" if status < 500 else "server_error"

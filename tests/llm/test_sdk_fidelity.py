@@ -184,3 +184,25 @@ def test_malformed_bodies_are_a_bad_request(sim, compat):
     )
     assert deep.status_code == 400
     assert deep.json()["status"] == 400
+
+
+def test_openai_sdk_max_completion_tokens_caps_the_answer_as_max_tokens_does(compat, sim):
+    """OpenAI's current name for the cap (max_tokens is deprecated in the openai SDK)."""
+    capped = compat.chat.completions.create(
+        model=MODEL, messages=user("hi"), max_completion_tokens=4
+    )
+    streamed = compat.chat.completions.create(
+        model=MODEL,
+        messages=user("hi"),
+        max_completion_tokens=4,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(streamed)
+
+    assert capped.choices[0].finish_reason == "length"
+    assert capped.usage.completion_tokens == 4
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "length"
+    assert chunks[-1].usage.completion_tokens == 4
+    with pytest.raises(openai.BadRequestError):
+        compat.chat.completions.create(model=MODEL, messages=user("hi"), max_completion_tokens=0)
