@@ -552,6 +552,13 @@ def _chat_problem(body: dict, wire) -> str | None:
         or not all(isinstance(m, dict) for m in messages)
     ):
         return "messages: send at least one message."
+    for index, message in enumerate(messages):
+        if message.get("role") not in wire.roles:
+            return f"messages[{index}].role: must be one of {', '.join(wire.roles)}."
+        if message["role"] == "tool" and not isinstance(message.get("tool_call_id"), str):
+            return f"messages[{index}].tool_call_id: a tool result names the call it answers."
+    if problem := _tool_choice_problem(body.get("tool_choice")):
+        return problem
     ranges = {"temperature": wire.max_temperature, "top_p": 1.0}
     for name, high in ranges.items():
         value = body.get(name)
@@ -564,6 +571,18 @@ def _chat_problem(body: dict, wire) -> str | None:
         if cap is not None and (not isinstance(cap, int) or cap < 1):
             return f"{name}: must be a positive integer."
     return format_problem(body.get("response_format"), native=isinstance(wire, NativeWire))
+
+
+def _tool_choice_problem(choice: object) -> str | None:
+    """tool_choice as both SDKs type it: none, auto, required, or one function by name."""
+    if choice is None or choice in ("none", "auto", "required"):
+        return None
+    function = choice.get("function") if isinstance(choice, dict) else None
+    if isinstance(function, dict) and isinstance(function.get("name"), str):
+        return None
+    return (
+        'tool_choice: must be none, auto, required or {"type": "function", "function": {"name"}}.'
+    )
 
 
 def _json_text(response_format: dict, question: str, messages: list, plan: Plan) -> str:

@@ -30,6 +30,7 @@ class NativeWire:
 
     max_temperature = 1.0
     max_tokens_fields = ("max_completion_tokens",)
+    roles = ("system", "user", "assistant", "tool")  # llama-api-client's MessageParam
 
     def error_body(self, status: int, detail: str, code: str) -> dict:
         return {"title": HTTPStatus(status).phrase, "detail": detail, "status": status}
@@ -117,6 +118,7 @@ class OpenAIWire:
     max_temperature = 2.0
     # OpenAI's current name first; `max_tokens` is the deprecated one the openai SDK still sends.
     max_tokens_fields = ("max_completion_tokens", "max_tokens")
+    roles = ("system", "developer", "user", "assistant", "tool")
 
     def error_body(self, status: int, detail: str, code: str) -> dict:
         kind = "invalid_request_error" if status < 500 else "server_error"

@@ -206,3 +206,22 @@ def test_openai_sdk_max_completion_tokens_caps_the_answer_as_max_tokens_does(com
     assert chunks[-1].usage.completion_tokens == 4
     with pytest.raises(openai.BadRequestError):
         compat.chat.completions.create(model=MODEL, messages=user("hi"), max_completion_tokens=0)
+
+
+@pytest.mark.parametrize(
+    "request_body",
+    [
+        {"messages": [{"role": "wizard", "content": "hi"}]},
+        {"messages": [*user("hi"), {"role": "tool", "content": "Sunny"}]},
+        {"messages": user("hi"), "tool_choice": "always"},
+        {"messages": user("hi"), "tool_choice": {"type": "function", "function": {}}},
+    ],
+    ids=["unknown role", "tool result without its call", "tool_choice", "tool_choice name"],
+)
+def test_requests_outside_the_sdks_types_are_a_bad_request(llama, compat, request_body):
+    """What llama-api-client's and openai's request types rule out is refused as the real API
+    refuses it, so a test against the simulator catches the app sending it."""
+    with pytest.raises(llama_api_client.BadRequestError):
+        llama.chat.completions.create(model=MODEL, **request_body)
+    with pytest.raises(openai.BadRequestError):
+        compat.chat.completions.create(model=MODEL, **request_body)
