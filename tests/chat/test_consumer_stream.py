@@ -315,6 +315,24 @@ async def test_a_deletion_before_the_answer_joins_its_group_still_stops_it(
     await await_for(lambda: sim.active_streams == 0, "the upstream stream to close")
 
 
+async def test_a_deactivation_before_the_answer_joins_its_group_still_stops_it(
+    connect, member, sim, monkeypatch
+):
+    """The stop a deactivation sends as it commits reaches no one while the answer's
+    generation (in this or another process) has not joined its group yet."""
+
+    def deactivate() -> None:
+        member.is_active = False
+        member.save()
+
+    before_an_answer_joins_its_group(monkeypatch, deactivate)
+    socket = await connect(member)
+    ids = await socket.send_message(f"Doomed {SLOW}")
+    await await_for(lambda: sim.active_streams == 0, "the upstream stream to close", 3)
+    stopped = await Message.objects.aget(pk=ids["message_id"])
+    assert stopped.status == "stopped" and stopped.seq < 400
+
+
 async def test_deleting_a_user_stops_their_answers(connect, member, sim):
     socket = await connect(member)
     ids = await socket.send_message(f"Doomed {SLOW}")

@@ -1058,24 +1058,25 @@ def reason_to_stop(message_id: int) -> str | None:
 
     A stop sent between the commit of its rows and its joining reached no one. What stops an
     answer other than its user (who learns its id only once it has joined) is in the database:
-    its conversation deleted (with its team, or its owner), or its owner out of the team.
-    Plain SQL, as every answer runs it on the database thread: the ORM's version took 0.7 ms
-    to build and run, this one 0.1 ms (bench/README.md).
+    its conversation deleted (with its team, or its owner), its owner deactivated, or its
+    owner out of the team. Plain SQL, as every answer runs it on the database thread: the
+    ORM's version took 0.7 ms to build and run, this one 0.1 ms (bench/README.md).
     """
     table = connection.ops.quote_name
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT EXISTS (SELECT 1 FROM {table(Membership._meta.db_table)} AS mb"
+            f"SELECT u.is_active, EXISTS (SELECT 1 FROM {table(Membership._meta.db_table)} AS mb"
             " WHERE mb.team_id = c.team_id AND mb.user_id = c.owner_id)"
             f" FROM {table(Message._meta.db_table)} AS m"
             f" JOIN {table(Conversation._meta.db_table)} AS c ON c.id = m.conversation_id"
+            f" JOIN {table(get_user_model()._meta.db_table)} AS u ON u.id = c.owner_id"
             " WHERE m.id = %s",
             [message_id],
         )
         row = cursor.fetchone()
-    if row is None:
-        return ""
-    return None if row[0] else LEFT_TEAM
+    if row is None or not row[0]:
+        return ""  # as the stop of a deletion or a deactivation
+    return None if row[1] else LEFT_TEAM
 
 
 async def request_snapshot(message_id: int, reply_channel: str) -> None:
