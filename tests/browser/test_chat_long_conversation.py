@@ -186,8 +186,19 @@ def test_a_version_switched_while_earlier_messages_are_drawn_is_drawn_once(
     page.add_init_script(RECORD_DRAWS)
     last = conversation["ids"][-1]
     next_version = f'.message-assistant[data-message-id="{last}"] [aria-label="Next version"]'
+    # The click waits for the socket when the end is drawn first (a busy machine): before it
+    # opens, the page only says it is not connected yet.
     page.add_init_script(
-        f"window.__afterFirstDraw = () => document.querySelector('{next_version}').click();"
+        f"""window.__afterFirstDraw = () => {{
+  const click = () => document.querySelector('{next_version}').click();
+  const root = document.documentElement;
+  if (root.dataset.socket === "open") return click();
+  new MutationObserver((_, watch) => {{
+    if (root.dataset.socket !== "open") return;
+    watch.disconnect();
+    click();
+  }}).observe(root, {{ attributes: true, attributeFilter: ["data-socket"] }});
+}};"""
     )
     page.goto(f"/c/{conversation['conversation']}/")
     chat = ChatPage(page)
