@@ -553,7 +553,7 @@ def save_reply(
             _take_back_reaped(result.message_id)
             saved = answer.update(**values) == 1
         if saved and result.findings:
-            _record_findings(result, team, user)
+            _flag(result.message_id, result.findings, team, user)
         # An answer whose conversation was deleted while it streamed spent its tokens all the
         # same: they count while the team and the person are there to count them against.
         if result.usage and (saved or _still_there(team, user)):
@@ -599,10 +599,6 @@ def _take_back_reaped(message_id: int) -> None:
 def _still_there(team: Team, user: Any) -> bool:
     people = get_user_model().objects.filter(pk=user.pk)
     return Team.objects.filter(pk=team.pk).exists() and people.exists()
-
-
-def _record_findings(result: ReplyResult, team: Team, user: Any) -> None:
-    _flag(result.message_id, result.findings, team, user)
 
 
 def _flag(answer_id: int, findings: Iterable[Finding], team: Team, user: Any) -> None:
@@ -741,7 +737,7 @@ def _save_completion(plan: ReplyPlan, result: ReplyResult, stored: list[Upload])
     conversations.announce_created(conversation)
     if result.findings:
         saved = replace(result, message_id=rows[-1].pk, conversation_id=conversation.pk)
-        _record_findings(saved, plan.team, plan.user)
+        _flag(saved.message_id, saved.findings, plan.team, plan.user)
     return conversation.pk
 
 
@@ -903,10 +899,7 @@ def _record_verdict(answer: Abandoned, verdict: Screening, since: datetime) -> A
             conversation = Conversation.objects.select_related("team", "owner").get(
                 pk=answer.conversation_id
             )
-            for finding in findings:
-                team_actions.flag_message(
-                    conversation.team, conversation.owner, answer.message_id, finding
-                )
+            _flag(answer.message_id, findings, conversation.team, conversation.owner)
     return replace(answer, status=status, safety=summary, screened_since=now)
 
 
