@@ -58,6 +58,11 @@ const CONNECTION_TEXT = {
 };
 
 /** The message a search result's address names (`/c/<id>/#message-<id>`), to land on. */
+/** A conversation's settings (GET /api/conversations/<id>/) as the "This chat" panel takes them. */
+function panelSettings(data) {
+  return data.settings && { ...data.settings, response_format: data.response_format };
+}
+
 function messageInAddress() {
   const found = window.location.hash.match(/^#message-(\d+)$/);
   return found ? Number(found[1]) : null;
@@ -365,10 +370,7 @@ class ChatPage {
    * conversation's now, so the picker and the panel show them (but what the user is
    * changing here), and the next message here sends what differs from them. */
   async followSettings(id) {
-    const request = api(`/api/conversations/${id}/`).then(
-      (data) => data.settings && { ...data.settings, response_format: data.response_format },
-    );
-    await this.settings.follow(request);
+    await this.settings.follow(api(`/api/conversations/${id}/`).then(panelSettings));
     this.showLoadedModel(id);
   }
 
@@ -442,11 +444,7 @@ class ChatPage {
     this.loading = loading;
     const request = api(`/api/conversations/${id}/`, { signal: loading.signal });
     // Its settings fill the panel once loaded, but for those the user changes meanwhile.
-    this.settings.show(
-      request.then(
-        (data) => data.settings && { ...data.settings, response_format: data.response_format },
-      ),
-    );
+    this.settings.show(request.then(panelSettings));
     let data;
     try {
       data = await request;
