@@ -167,6 +167,8 @@ def store_listing(server: ToolServer, listing: Listing) -> None:
     server.status, server.last_error = ServerStatus.UP, listing.note
     server.save(update_fields=["status", "last_error", "refreshed_at"])
     known = {tool.name: tool for tool in server.tools.all()}
+    added: list[Tool] = []
+    kept: list[Tool] = []
     seen: set[str] = set()
     unusable: list[str] = []
     oversized: list[str] = []
@@ -187,11 +189,18 @@ def store_listing(server: ToolServer, listing: Listing) -> None:
         if too_long_to_offer(description, schema):
             oversized.append(listed.name)  # every chat request would carry it
             continue
-        tool = known.pop(listed.name, None) or Tool(server=server, name=listed.name)
+        tool = known.pop(listed.name, None)
+        if tool is None:
+            tool = Tool(server=server, name=listed.name)
+            added.append(tool)
+        else:
+            kept.append(tool)
         tool.description = description
         tool.input_schema = schema
         tool.read_only = listed.read_only
-        tool.save()
+    # The same few statements for a list of any length (up to mcp_client.MAX_TOOLS).
+    Tool.objects.bulk_create(added)
+    Tool.objects.bulk_update(kept, ["description", "input_schema", "read_only"])
     Tool.objects.filter(pk__in=[tool.pk for tool in known.values()]).delete()
     left_out = []
     if listing.refused:
@@ -443,8 +452,8 @@ def _apply_choices(actor, server: ToolServer, choices: dict[str, dict[str, bool]
         tool.enabled = choice.get("enabled", tool.enabled)
         tool.ask_first = choice.get("ask_first", tool.ask_first)
         if (tool.enabled, tool.ask_first) != before:
-            tool.save(update_fields=["enabled", "ask_first"])
             changed[name] = {"enabled": tool.enabled, "ask_first": tool.ask_first}
+    Tool.objects.bulk_update([tools[name] for name in changed], ["enabled", "ask_first"])
     if changed:
         audit(
             server.team,

@@ -6,10 +6,11 @@ import threading
 import pytest
 from asgiref.sync import async_to_sync
 from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 
 from chatapp.teams import crypto
 from chatapp.teams.models import AuditEvent
-from chatapp.tools import actions
+from chatapp.tools import actions, mcp_client
 from chatapp.tools.models import (
     MAX_DESCRIPTION_CHARS,
     MAX_SCHEMA_CHARS,
@@ -341,3 +342,47 @@ def test_refreshing_with_a_token_stored_before_header_checks_says_to_enter_it_ag
         "The tool server's saved token cannot be sent in an HTTP header (it holds characters"
         " other than printable ASCII): an admin must enter it again."
     )
+
+
+def listing_of(count: int, description: str = "") -> actions.Listing:
+    tools = [
+        mcp_client.ListedTool(f"tool_{n:03}", description, {"type": "object"}, n % 2 == 0)
+        for n in range(count)
+    ]
+    return actions.Listing(tools=tools, error="")
+
+
+def refresh_queries(owner, team, name: str, count: int) -> tuple[int, int]:
+    """The statements of a refresh storing `count` new tools, then of one rewriting them."""
+    server = ToolServer.objects.create(team=team, name=name, url="https://9.9.9.9/")
+    counts = []
+    for description in ("first", "second"):
+        with CaptureQueriesContext(connection) as queries:
+            actions._refresh(owner, server, listing_of(count, description))
+        counts.append(len(queries))
+    return counts[0], counts[1]
+
+
+def test_a_refresh_stores_any_number_of_tools_in_the_same_statements(owner, team):
+    assert refresh_queries(owner, team, "small", 3) == refresh_queries(owner, team, "large", 30)
+    stored = Tool.objects.filter(server__name="large").order_by("name")
+    assert stored.count() == 30
+    assert {tool.description for tool in stored} == {"second"}
+    assert [tool.read_only for tool in stored[:3]] == [True, False, True]
+    assert all(tool.enabled and not tool.ask_first for tool in stored)
+
+
+def test_choices_for_any_number_of_tools_are_saved_in_the_same_statements(owner, team):
+    def choices_queries(name: str, count: int) -> int:
+        server = ToolServer.objects.create(team=team, name=name, url="https://9.9.9.9/")
+        actions._refresh(owner, server, listing_of(count))
+        choices = {f"tool_{n:03}": {"enabled": False, "ask_first": True} for n in range(count)}
+        with CaptureQueriesContext(connection) as queries:
+            actions.set_tool_choices(owner, server, choices)
+        return len(queries)
+
+    assert choices_queries("small", 3) == choices_queries("large", 30)
+    large = Tool.objects.filter(server__name="large")
+    assert large.filter(enabled=False, ask_first=True).count() == 30
+    event = AuditEvent.objects.filter(action="tool.update").latest("id")
+    assert len(event.details["tools"]) == 30
