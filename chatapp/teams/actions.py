@@ -1200,7 +1200,8 @@ def take_back_usage(
 
 def note_budget_thresholds(team: Team, planned: TeamPolicy | None = None) -> list[BudgetNotice]:
     """Tell the owners, once a month per threshold, that the team crossed 80% or 100% of its
-    monthly budget: a notice on their pages, an audit event, and an e-mail when e-mail is set.
+    monthly budget: a notice on their pages, an audit event, and an e-mail when e-mail is set
+    (one, of the highest, when both are crossed at once).
 
     `planned`: the team's policy when the answer began. Its budget may have changed since, so
     a team that had one reads it again; one that had none pays no read (a budget set while the
@@ -1232,7 +1233,8 @@ def note_budget_thresholds(team: Team, planned: TeamPolicy | None = None) -> lis
         except IntegrityError:  # another process noted it first
             continue
         made.append(notice)
-        transaction.on_commit(partial(email_budget_notice, notice))
+    if made:  # crossing 80% and 100% at once: "passed 80%" would only repeat the whole budget's
+        transaction.on_commit(partial(email_budget_notice, made[-1]))
     return made
 
 

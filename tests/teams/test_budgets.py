@@ -106,6 +106,23 @@ def test_owners_are_told_once_per_threshold_a_month(
     assert AuditEvent.objects.filter(action=AuditAction.BUDGET_THRESHOLD).count() == 2
 
 
+def test_an_answer_crossing_both_thresholds_at_once_mails_only_the_whole_budget(
+    owner, member, team, settings, django_capture_on_commit_callbacks
+):
+    """Both crossings are recorded, but "passed 80%" would only repeat the mail that says
+    the whole budget is used."""
+    settings.EMAIL_URL = "locmem://"
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    TeamPolicy.objects.create(team=team, monthly_token_budget=100)
+    use(team, member, 50)
+    with django_capture_on_commit_callbacks(execute=True):
+        use(team, member, 60)
+    assert sorted(BudgetNotice.objects.values_list("percent", flat=True)) == [80, 100]
+    assert AuditEvent.objects.filter(action=AuditAction.BUDGET_THRESHOLD).count() == 2
+    assert [m.to for m in mail.outbox] == [[owner.email]]
+    assert "whole" in mail.outbox[0].subject and "80%" not in mail.outbox[0].subject
+
+
 def test_a_deactivated_owner_is_not_mailed(
     owner, member, team, settings, make_user, django_capture_on_commit_callbacks
 ):
@@ -173,7 +190,7 @@ def test_a_budget_set_below_what_the_team_used_is_told_at_once(
     with django_capture_on_commit_callbacks(execute=True):
         actions.set_policy(owner, team, {"monthly_token_budget": 400})
     assert sorted(BudgetNotice.objects.values_list("budget", "percent")) == [(400, 80), (400, 100)]
-    assert len(mail.outbox) == 2 and "whole" in mail.outbox[1].subject
+    assert len(mail.outbox) == 1 and "whole" in mail.outbox[0].subject
     client.force_login(owner)
     assert "used its whole monthly token budget" in client.get("/settings/").content.decode()
     actions.set_policy(owner, team, {"monthly_token_budget": 600})  # 83%: told too
