@@ -133,15 +133,17 @@ class Simulator:
         self._attempts[fingerprint] = seen = self._attempts.get(fingerprint, 0) + 1
         return seen <= plan.times
 
-    def rate_limit_headers(self, tokens: int) -> list[tuple[bytes, bytes]]:
+    def rate_limit_headers(self, tokens: int, refused: bool = False) -> list[tuple[bytes, bytes]]:
+        """Meta's `x-ratelimit-*` headers of a chat reply; `refused`: a 429's, no request left."""
         minute = int(time.time() // 60)
         then, requests, used = self._minute
         if then != minute:
             requests, used = 0, 0
         self._minute = (minute, requests + 1, used + tokens)
+        left = 0 if refused else max(0, RATE_LIMIT_REQUESTS - requests - 1)
         values = {
             "x-ratelimit-limit-requests": RATE_LIMIT_REQUESTS,
-            "x-ratelimit-remaining-requests": max(0, RATE_LIMIT_REQUESTS - requests - 1),
+            "x-ratelimit-remaining-requests": left,
             "x-ratelimit-limit-tokens": RATE_LIMIT_TOKENS,
             "x-ratelimit-remaining-tokens": max(0, RATE_LIMIT_TOKENS - used - tokens),
         }
@@ -313,7 +315,9 @@ class Call:
             return
         if is_title_request(messages) and plan.title_fault is not None:
             detail, code = _injected_detail(plan.title_fault, body.get("model"))
-            return await self.error(plan.title_fault, detail, code)
+            return await self.error(
+                plan.title_fault, detail, code, self.rate_limited(plan.title_fault)
+            )
         prompt_tokens = count_prompt_tokens(messages)
         requested = prompt_tokens + (max_tokens(body, self.wire) or 0)
         if plan.fault == "context_too_long" or requested > CONTEXT_WINDOW:
@@ -373,7 +377,7 @@ class Call:
             return False
         if not self.sim.should_fail(plan, _fingerprint(self.exchange, body)):
             return False
-        headers = []
+        headers = self.rate_limited(status)
         if plan.retry_after is not None:
             headers.append((b"retry-after", f"{plan.retry_after:g}".encode()))
         if plan.retry_after_ms is not None:
@@ -384,6 +388,10 @@ class Call:
             detail = "." * plan.echo_auth_after + f" Rejected credentials: {authorization}"
         await self.error(status, detail, code, headers)
         return True
+
+    def rate_limited(self, status: int) -> list[tuple[bytes, bytes]]:
+        """A 429 tells the limits as every chat reply does (Meta's rate limits page)."""
+        return self.sim.rate_limit_headers(0, refused=True) if status == 429 else []
 
 
 class Reply:

@@ -12,6 +12,7 @@ import pytest
 
 from chatapp.llm.limits import KNOWN_MODELS, count_message_tokens
 from llama_simulator import run_simulator
+from llama_simulator.answers import TITLE_REQUEST
 from llama_simulator.models import MODELS, count_prompt_tokens
 from tests.support.ports import free_port, wait_for_port
 
@@ -126,6 +127,25 @@ def test_every_reply_has_a_request_id_and_rate_limit_headers(api):
     for name in ("requests", "tokens"):
         assert int(response.headers[f"x-ratelimit-limit-{name}"]) > 0
         assert int(response.headers[f"x-ratelimit-remaining-{name}"]) >= 0
+
+
+@pytest.mark.parametrize("prefix", ["/v1", "/compat/v1"])
+def test_a_rate_limited_reply_says_the_limits_with_no_request_left(api, prefix):
+    """Meta's API tells its limits on every chat completion reply, the 429 that refuses one
+    too (a title request's as well)."""
+    title = [{"role": "system", "content": f"{TITLE_REQUEST}."}]
+    answer = chat(api, prefix, text="[sim:fault=429]")
+    title_answer = api.post(
+        f"{prefix}/chat/completions",
+        json={"model": MODEL, "messages": title + user("[sim:title_fault=429] Bread?")},
+    )
+
+    for response in (answer, title_answer):
+        assert response.status_code == 429
+        assert response.headers["x-ratelimit-remaining-requests"] == "0"
+        for name in ("requests", "tokens"):
+            assert int(response.headers[f"x-ratelimit-limit-{name}"]) > 0
+        assert int(response.headers["x-ratelimit-remaining-tokens"]) >= 0
 
 
 def test_missing_or_wrong_key_is_401_in_each_protocols_error_shape(sim):
