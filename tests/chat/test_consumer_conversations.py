@@ -81,6 +81,28 @@ async def test_chosen_prompt_and_settings_apply(connect, member, team, sim):
     assert message.model == "Llama-3.3-8B-Instruct"
 
 
+async def test_a_later_send_with_another_prompt_switches_the_conversation_to_it(
+    connect, member, team, sim
+):
+    """The prompt a later send names becomes the conversation's: its text goes upstream on
+    that send and on the ones after it that name none."""
+    await SystemPrompt.objects.acreate(
+        team=team, name="Plain", content="Be plain.", is_default=True
+    )
+    pirate = await SystemPrompt.objects.acreate(team=team, name="Pirate", content="Arr.")
+    socket = await connect(member)
+    ids = await finish(socket, "Hi")
+    conversation_id = ids["conversation_id"]
+    await finish(
+        socket, "Now as a pirate", conversation_id=conversation_id, system_prompt_id=pirate.pk
+    )
+    assert sim.requests[-1]["messages"][0] == {"role": "system", "content": "Arr."}
+    conversation = await Conversation.objects.aget(pk=conversation_id)
+    assert (conversation.system_prompt_id, conversation.system_prompt_text) == (pirate.pk, "Arr.")
+    await finish(socket, "And again", conversation_id=conversation_id)
+    assert sim.requests[-1]["messages"][0] == {"role": "system", "content": "Arr."}
+
+
 async def prompt_changes_are_refused(socket, conversation_id: int, other, sim) -> None:
     """Switching the chat to another prompt, or writing one's own, is refused; only the
     locked prompt went upstream."""
