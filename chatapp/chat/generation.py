@@ -303,16 +303,16 @@ class Generation:
                 self.input_screening = await safety.screen(
                     self._client, [self._screened_question], self._safety, "input"
                 )
-                if self.input_screening.blocked:
-                    await self._events.aclose()
-                    return
-                # Recorded before the question goes upstream, its verdict with it: a process
-                # that dies before this leaves it marked unchecked (replies.mark_interrupted),
-                # one that dies after loses nothing of the verdict.
+                # Recorded before the question goes upstream (or is refused), its verdict with
+                # it: a process that dies before this leaves it marked unchecked
+                # (replies.mark_interrupted), one that dies after loses nothing of the verdict.
                 await self._attached.wait()
                 await database_sync_to_async(replies.question_screened)(
                     self.message_id, self.input_screening, self.team, self.user
                 )
+                if self.input_screening.blocked:
+                    await self._events.aclose()
+                    return
             deadline = time.monotonic() + tooling.TOOL_LOOP_SECONDS
             events, offered, rounds = self._events, self._tool_specs, 0
             while (calls := await self._pump_turn(events, offered is not None)) is not None:

@@ -1,5 +1,6 @@
 """Llama Guard screening of questions and answers under the team's safety policy."""
 
+import asyncio
 from importlib import import_module
 
 import openai
@@ -9,7 +10,7 @@ from django.apps import apps
 from django.test import Client
 from prometheus_client import REGISTRY
 
-from chatapp.chat.actions import sharing
+from chatapp.chat.actions import replies, sharing
 from chatapp.chat.models import Conversation, Message
 from chatapp.teams import actions as team_actions
 from chatapp.teams.models import SafetyFlag, TeamPolicy
@@ -434,6 +435,30 @@ async def test_a_questions_verdict_is_recorded_before_it_goes_upstream(connect, 
     assert (answer.status, answer.error_code) == ("streaming", "")
     await socket.send({"type": "chat.stop", "message_id": ids["message_id"]})
     await socket.until_type("message.done", ids["message_id"])
+
+
+async def test_a_blocked_questions_verdict_is_recorded_before_the_answers_end(
+    connect, member, team, sim, monkeypatch
+):
+    """As a question let through: a process that dies before the answer's end is written
+    leaves the verdict on the answer's row and the question on the review queue."""
+    await aset_policy(team, safety_input="block")
+    ended = asyncio.Event()
+
+    async def dies(*args, **kwargs):
+        ended.set()
+        raise RuntimeError("the process died before the answer's end was written")
+
+    monkeypatch.setattr(replies, "finish_reply", dies)
+    socket = await connect(member)
+    ids = await socket.send_message(FLAGGED_QUESTION)
+    await asyncio.wait_for(ended.wait(), 60)
+    answer = await Message.objects.aget(pk=ids["message_id"])
+    assert (answer.status, answer.error_code) == ("streaming", "")
+    assert (answer.safety["stages"], answer.safety["categories"]) == (["input"], ["S1", "S10"])
+    flag = await SafetyFlag.objects.aget()
+    assert (flag.message_id, flag.stage, flag.blocked) == (ids["user_message_id"], "input", True)
+    assert chat_requests(sim) == []
 
 
 async def test_redacted_data_never_reaches_the_simulator(connect, member, team, sim, protocol):

@@ -441,10 +441,11 @@ def checkpoint_replies(checkpoints: list[Checkpoint]) -> None:
 
 
 def question_screened(message_id: int, verdict: Screening, team: Team, user: Any) -> None:
-    """Llama Guard let the answer's question through: from here it may go upstream. Its
-    verdict is recorded now, on the answer (`safety`) and, when it flagged the question, on
-    the review queue, so a process dying before the answer's end loses none of it; the end
-    records it again, the question staying one flag on the queue (`flag_message`)."""
+    """Llama Guard judged the answer's question: from here it may go upstream, unless it was
+    blocked. Its verdict is recorded now, on the answer (`safety`) and, when it flagged the
+    question, on the review queue (a blocked one stays out of later requests for its flag),
+    so a process dying before the answer's end loses none of it; the end records it again,
+    the question staying one flag on the queue (`flag_message`)."""
     with transaction.atomic():
         if Message.objects.filter(
             pk=message_id,
