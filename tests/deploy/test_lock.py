@@ -71,6 +71,18 @@ def test_the_base_lock_carries_no_development_tools():
     assert via("base.txt", "uvicorn") == {"mcp"}
 
 
+def versions(lock: str) -> dict[str, str]:
+    text = (ROOT / "requirements" / lock).read_text()
+    return {normalize(n): v for n, v in re.findall(r"^([A-Za-z0-9._-]+)==(\S+)", text, re.M)}
+
+
+def test_an_image_built_from_the_s3_lock_keeps_the_base_pins():
+    # docs/uploads.md: an image for a bucket installs requirements/s3.txt in place of base.txt.
+    base, s3 = versions("base.txt"), versions("s3.txt")
+    assert {name: s3.get(name) for name in base} == base
+    assert {"django-storages", "boto3"} <= set(s3) - set(base)
+
+
 def via(lock: str, name: str) -> set[str]:
     """The packages that pull `name` into `lock`, as pip-compile's "# via" lines name them."""
     text = (ROOT / "requirements" / lock).read_text()
