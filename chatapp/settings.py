@@ -620,6 +620,7 @@ if not STATIC_MANIFEST:  # nothing is collected into STATIC_ROOT in that mode
 # access-checked /api/uploads/<id>/, so there is no MEDIA_URL.
 MEDIA_ROOT = env_folder("MEDIA_ROOT", BASE_DIR / "media")
 UPLOADS_S3_BUCKET = env.str("UPLOADS_S3_BUCKET", default="")
+UPLOADS_S3_SECRET_ACCESS_KEY = env.str("UPLOADS_S3_SECRET_ACCESS_KEY", default="")  # redacted
 if UPLOADS_S3_BUCKET:
     # S3 or any S3-compatible store (MinIO, R2...): needs the `s3` extra (django-storages).
     if importlib.util.find_spec("storages") is None:
@@ -637,7 +638,7 @@ if UPLOADS_S3_BUCKET:
             "endpoint_url": UPLOADS_S3_ENDPOINT_URL or None,
             "region_name": env.str("UPLOADS_S3_REGION", default="") or None,
             "access_key": env.str("UPLOADS_S3_ACCESS_KEY_ID", default="") or None,
-            "secret_key": env.str("UPLOADS_S3_SECRET_ACCESS_KEY", default="") or None,
+            "secret_key": UPLOADS_S3_SECRET_ACCESS_KEY or None,
             "location": env.str("UPLOADS_S3_PREFIX", default=""),
             "default_acl": "private",
             "querystring_auth": True,

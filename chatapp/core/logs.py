@@ -28,6 +28,7 @@ SECRET_SETTINGS = (
     "METRICS_TOKEN",
     "OIDC_RP_CLIENT_SECRET",
     "FIELD_ENCRYPTION_KEY",
+    "UPLOADS_S3_SECRET_ACCESS_KEY",
 )
 # Service addresses that may carry a password: the whole address and its password are secret.
 SECRET_URL_SETTINGS = ("DATABASE_URL", "EMAIL_URL", "REDIS_URL")

@@ -95,6 +95,7 @@ SERVICE_URLS = {
     **SERVICE_URLS,
     OIDC_RP_CLIENT_SECRET="oidc-client-secret-3344",
     FIELD_ENCRYPTION_KEY="field-encryption-key-5566",
+    UPLOADS_S3_SECRET_ACCESS_KEY="bucket-secret-7788",
 )
 def test_service_addresses_their_passwords_and_other_secrets_never_reach_a_line(log_lines):
     log = logging.getLogger("chatapp.test")
@@ -105,10 +106,11 @@ def test_service_addresses_their_passwords_and_other_secrets_never_reach_a_line(
         log.warning("options: password=%s", password)
     log.warning("token request with client_secret=oidc-client-secret-3344")
     log.warning("key field-encryption-key-5566")
+    log.warning("S3 client with aws_secret_access_key=bucket-secret-7788")
     text = json.dumps(log_lines())
-    for secret in ("pass-4411", "pass-7722", "pass-9933", "secret-3344", "key-5566"):
+    for secret in ("pass-4411", "pass-7722", "pass-9933", "secret-3344", "key-5566", "secret-7788"):
         assert secret not in text
-    assert text.count("[redacted]") == 9
+    assert text.count("[redacted]") == 10
 
 
 def test_every_response_carries_a_request_id_and_an_access_line(client, db, log_lines):
