@@ -527,7 +527,9 @@ class Reply:
         sent = 0
         while sent < len(tokens):
             delay = start + sent * interval - loop.time()
-            if delay > 0:
+            if delay > 0 and sent == 0:  # a first-token delay may be long: a client gone ends it
+                await self.wait(delay, disconnected)
+            elif delay > 0:
                 await asyncio.sleep(delay)
             if disconnected.done():
                 raise ClientGone

@@ -75,6 +75,11 @@ class RunningSimulator:
         """Forget recorded requests and `times=` counters."""
         self.app.reset()
 
+    def end_streams(self) -> None:
+        """End every open stream and stall, as if each client had gone (from any thread)."""
+        if self.app.loop is not None:
+            self.app.loop.call_soon_threadsafe(self.app.close)
+
 
 @contextlib.contextmanager
 def run_simulator(

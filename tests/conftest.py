@@ -186,9 +186,10 @@ def simulator_options() -> SimulatorOptions:
 def sim(request, simulators, simulator_options) -> RunningSimulator:
     """The simulator for these options, with no requests or `times=` counters from other tests."""
     server = simulators.get(simulator_options)
-    if simulator_options.wait_for_idle:
-        # A stream an earlier test closed ends at its next token; one that stays open longer
-        # (a stall the client never left) is that test's leftover, not a reason to fail here.
+    if simulator_options.wait_for_idle and server.active_streams:
+        # Streams an earlier test left open (a stall its client never left, a client whose
+        # event loop ended) are its leftovers: ended here, at their next token or at once.
+        server.end_streams()
         with contextlib.suppress(TimeoutError):
             wait_for(lambda: not server.active_streams, "earlier streams to end", seconds=5)
     server.reset()

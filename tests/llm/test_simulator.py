@@ -14,6 +14,7 @@ from chatapp.llm.limits import KNOWN_MODELS, count_message_tokens
 from llama_simulator import run_simulator
 from llama_simulator.answers import TITLE_REQUEST
 from llama_simulator.models import MODELS, count_prompt_tokens
+from tests.support.polling import wait_for
 from tests.support.ports import free_port, wait_for_port
 
 from .conftest import KEY, MODEL, user
@@ -72,6 +73,29 @@ def test_openai_stream_ends_with_done_and_usage_only_on_request(api):
     assert usage_chunk["usage"]["completion_tokens"] > 0
     finish_chunk = json.loads(sse_data(with_usage)[-3])
     assert finish_chunk["choices"][0]["finish_reason"] == "stop"
+
+
+def stream(api, text: str):
+    body = {"model": MODEL, "messages": user(text), "stream": True}
+    return api.stream("POST", "/v1/chat/completions", json=body)
+
+
+def test_a_client_gone_during_the_first_token_delay_ends_its_stream_before_that_token(api, sim):
+    with stream(api, "hi [sim:pace ttft=60]") as response:
+        assert response.status_code == 200
+        wait_for(lambda: sim.active_streams == 1, "the stream to start")
+
+    wait_for(lambda: sim.active_streams == 0, "the stream to end", seconds=15)
+
+
+def test_ending_the_streams_ends_a_stall_whose_client_stays(api, sim):
+    with stream(api, "hi [sim:fault=stall]") as response:
+        wait_for(lambda: sim.active_streams == 1, "the stream to start")
+        sim.end_streams()
+        with pytest.raises(httpx.RemoteProtocolError):
+            response.read()  # the stream ends unfinished, as a cut does
+
+    assert sim.active_streams == 0
 
 
 def test_answer_is_deterministic_markdown_that_restates_the_question(api):
