@@ -860,6 +860,9 @@ def _apply_prompt(actor, team, prompt, name, content, seen="") -> tuple[SystemPr
 
 def delete_prompt(actor, prompt: SystemPrompt) -> None:
     with transaction.atomic():
+        # Its row first, as a send naming it holds it (start_reply): the conversations naming
+        # it, then read, include that send's.
+        lock_rows(SystemPrompt.objects.filter(pk=prompt.pk))
         if not SystemPrompt.objects.filter(pk=prompt.pk).delete()[0]:
             return  # deleted meanwhile: the trail records that deletion, by whoever made it
         audit(

@@ -12,7 +12,8 @@ from chatapp.chat.errors import ChatError
 from chatapp.chat.models import Conversation, Message, MessageStatus
 from chatapp.chat.requests import RegenerateRequest, SendRequest
 from chatapp.llm import Usage
-from chatapp.teams.models import BudgetNotice, TeamPolicy, TeamUsage
+from chatapp.teams.actions import delete_prompt
+from chatapp.teams.models import BudgetNotice, SystemPrompt, TeamPolicy, TeamUsage
 
 
 def started(user, content="Hello", conversation_id=None):
@@ -370,3 +371,80 @@ def test_a_send_below_an_answer_a_retry_replaced_meanwhile_is_not_found(member, 
         replies.start_reply(below)
     assert refused.value.code == "not_found" and "retried meanwhile" in refused.value.message
     assert not Message.objects.filter(content="Go on").exists()
+
+
+@pytest.mark.django_db(transaction=True)  # the prompt's foreign key is checked at commit
+@pytest.mark.parametrize("conversation", ["new", "switched"])
+def test_a_send_naming_a_prompt_deleted_meanwhile_is_refused(member, owner, team, conversation):
+    """An admin deletes the team's prompt after a send naming it was planned (its page still
+    listed it): the send is refused as for a prompt that is not there, and nothing is written."""
+    prompt = SystemPrompt.objects.create(team=team, name="Terse", content="You are terse.")
+    conversation_id = None
+    if conversation == "switched":
+        _, first = started(member)
+        Message.objects.filter(pk=first.assistant_id).update(status=MessageStatus.COMPLETE)
+        conversation_id = first.conversation_id
+    request = SendRequest(
+        content="Be brief", conversation_id=conversation_id, system_prompt_id=prompt.pk
+    )
+    plan = replies.admit_send(member, None, request, "r2")
+    delete_prompt(owner, prompt)
+    with pytest.raises(ChatError) as refused:
+        replies.start_reply(plan)
+    assert (refused.value.code, refused.value.field) == ("not_found", "system_prompt_id")
+    assert "deleted meanwhile" in refused.value.message
+    assert not Message.objects.filter(content="Be brief").exists()
+    if conversation_id is not None:
+        assert Conversation.objects.get(pk=conversation_id).system_prompt_id is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_deleting_a_prompt_while_a_send_naming_it_writes_its_rows_unlinks_that_send(
+    member, owner, team
+):
+    """Two processes: one writes the rows of a new chat started from the team's prompt while an
+    admin deletes that prompt. The deletion waits for the rows, then unlinks the new chat from
+    the prompt too (its text stays), rather than fail on a chat it did not see."""
+    if connection.vendor == "sqlite":
+        pytest.skip("the in-memory SQLite test database refuses a second writer at once")
+    prompt = SystemPrompt.objects.create(team=team, name="Terse", content="You are terse.")
+    request = SendRequest(content="Be brief", system_prompt_id=prompt.pk)
+    plan = replies.admit_send(member, None, request, "r1")
+    written, go_on = threading.Event(), threading.Event()
+    outcome: dict[str, object] = {}
+
+    def write_the_rows() -> None:
+        try:
+            with transaction.atomic():  # committed only once the deletion has started
+                outcome["exchange"] = replies.start_reply(plan)
+                written.set()
+                assert go_on.wait(30)
+        finally:
+            connection.close()
+
+    def delete() -> None:
+        try:
+            delete_prompt(owner, SystemPrompt.objects.get(pk=prompt.pk))
+            outcome["deleted"] = True
+        except Exception as error:  # the prompt page would answer 500
+            outcome["deleted"] = repr(error)
+        finally:
+            connection.close()
+
+    writer, deleter = threading.Thread(target=write_the_rows), threading.Thread(target=delete)
+    writer.start()
+    assert written.wait(30)
+    deleter.start()
+    for _ in range(3000):  # a ceiling for a busy machine: until it waits on a lock, or ended
+        if not deleter.is_alive() or waiting_on_a_lock():
+            break
+        threading.Event().wait(0.01)
+    go_on.set()
+    writer.join(30)
+    deleter.join(30)
+    exchange = outcome["exchange"]
+    assert isinstance(exchange, replies.Exchange)
+    assert outcome["deleted"] is True
+    assert not SystemPrompt.objects.filter(pk=prompt.pk).exists()
+    chat = Conversation.objects.get(pk=exchange.conversation_id)
+    assert (chat.system_prompt_id, chat.system_prompt_text) == (None, "You are terse.")

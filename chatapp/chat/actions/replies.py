@@ -40,7 +40,7 @@ from chatapp.core.text import storable
 from chatapp.llm import StreamError, Usage, count_tokens_estimate, token_count
 from chatapp.teams import actions as team_actions
 from chatapp.teams import datafilter, providers, quota, reads, safety
-from chatapp.teams.models import MANAGER_ROLES, Membership, Team, TeamPolicy
+from chatapp.teams.models import MANAGER_ROLES, Membership, SystemPrompt, Team, TeamPolicy
 from chatapp.teams.policy import RULES_RELATED, PolicyError
 from chatapp.teams.safety import Finding, Screening
 from chatapp.teams.services import current_team
@@ -245,6 +245,7 @@ def start_reply(plan: ReplyPlan, admitted: Callable[[ReplyPlan], None] | None = 
         streaming = planning.check_concurrency(plan.user, plan.conversation.pk)
         plan = replace(plan, streaming_ids=streaming)
         admit(plan)
+        _check_prompt_still_there(plan.conversation.system_prompt_id)
         _check_still_there(plan.conversation)  # after the team's row, the order writes took
         _check_parent_still_there(plan.parent_id)
         if admitted is not None:
@@ -262,6 +263,23 @@ def _check_still_there(conversation: Conversation) -> None:
     lock_rows(rows, no_key=True)
     if not rows.exists():
         raise ChatError("not_found", "No such conversation.", "conversation_id")
+
+
+def _check_prompt_still_there(prompt_id: int | None) -> None:
+    """The team's prompt the plan read may have been deleted since, by an admin. Its row is
+    held until the conversation names it: a deletion starting meanwhile waits (it takes the
+    row first too, then the conversations naming it), and then finds this one."""
+    if prompt_id is None:
+        return
+    rows = SystemPrompt.objects.filter(pk=prompt_id)
+    lock_rows(rows, no_key=True)
+    if not rows.exists():
+        raise ChatError(
+            "not_found",
+            "That system prompt was deleted meanwhile by your team's admins: send your message"
+            " again, with another prompt if you like.",
+            "system_prompt_id",
+        )
 
 
 def _check_parent_still_there(parent_id: int | None) -> None:
