@@ -1534,6 +1534,9 @@ def _hold_schema(saved: JsonSchema) -> JsonSchema | None:
 def delete_json_schema(actor, saved: JsonSchema) -> None:
     """Delete a schema; conversations and prompts that asked for it fall back to json_object."""
     with transaction.atomic():
+        # Its row first, as a send asking for it holds it (start_reply): the conversations
+        # naming it, then read, include that send's.
+        lock_rows(JsonSchema.objects.filter(pk=saved.pk))
         if not JsonSchema.objects.filter(pk=saved.pk).delete()[0]:
             return  # deleted meanwhile: the trail records that deletion, by whoever made it
         audit(

@@ -12,8 +12,8 @@ from chatapp.chat.errors import ChatError
 from chatapp.chat.models import Conversation, Message, MessageStatus
 from chatapp.chat.requests import RegenerateRequest, SendRequest
 from chatapp.llm import Usage
-from chatapp.teams.actions import delete_prompt
-from chatapp.teams.models import BudgetNotice, SystemPrompt, TeamPolicy, TeamUsage
+from chatapp.teams.actions import delete_json_schema, delete_prompt
+from chatapp.teams.models import BudgetNotice, JsonSchema, SystemPrompt, TeamPolicy, TeamUsage
 
 
 def started(user, content="Hello", conversation_id=None):
@@ -399,16 +399,21 @@ def test_a_send_naming_a_prompt_deleted_meanwhile_is_refused(member, owner, team
 
 
 @pytest.mark.django_db(transaction=True)
-def test_deleting_a_prompt_while_a_send_naming_it_writes_its_rows_unlinks_that_send(
-    member, owner, team
+@pytest.mark.parametrize("named", ["prompt", "schema"])
+def test_deleting_a_prompt_or_schema_while_a_send_names_it_unlinks_that_send_too(
+    member, owner, team, named
 ):
-    """Two processes: one writes the rows of a new chat started from the team's prompt while an
-    admin deletes that prompt. The deletion waits for the rows, then unlinks the new chat from
-    the prompt too (its text stays), rather than fail on a chat it did not see."""
+    """Two processes: one writes the rows of a new chat started from the team's prompt (or
+    asking for its JSON schema) while an admin deletes it. The deletion waits for the rows,
+    then unlinks the new chat from it too, rather than fail on a chat it did not see."""
     if connection.vendor == "sqlite":
         pytest.skip("the in-memory SQLite test database refuses a second writer at once")
-    prompt = SystemPrompt.objects.create(team=team, name="Terse", content="You are terse.")
-    request = SendRequest(content="Be brief", system_prompt_id=prompt.pk)
+    if named == "prompt":
+        target = SystemPrompt.objects.create(team=team, name="Terse", content="You are terse.")
+        request = SendRequest(content="Be brief", system_prompt_id=target.pk)
+    else:
+        target = JsonSchema.objects.create(team=team, name="ticket", schema={"type": "object"})
+        request = SendRequest(content="Be brief", response_format=("json_schema", target.pk))
     plan = replies.admit_send(member, None, request, "r1")
     written, go_on = threading.Event(), threading.Event()
     outcome: dict[str, object] = {}
@@ -424,9 +429,12 @@ def test_deleting_a_prompt_while_a_send_naming_it_writes_its_rows_unlinks_that_s
 
     def delete() -> None:
         try:
-            delete_prompt(owner, SystemPrompt.objects.get(pk=prompt.pk))
+            if named == "prompt":
+                delete_prompt(owner, SystemPrompt.objects.get(pk=target.pk))
+            else:
+                delete_json_schema(owner, JsonSchema.objects.get(pk=target.pk))
             outcome["deleted"] = True
-        except Exception as error:  # the prompt page would answer 500
+        except Exception as error:  # the team's page would answer 500
             outcome["deleted"] = repr(error)
         finally:
             connection.close()
@@ -445,6 +453,28 @@ def test_deleting_a_prompt_while_a_send_naming_it_writes_its_rows_unlinks_that_s
     exchange = outcome["exchange"]
     assert isinstance(exchange, replies.Exchange)
     assert outcome["deleted"] is True
-    assert not SystemPrompt.objects.filter(pk=prompt.pk).exists()
+    assert not type(target).objects.filter(pk=target.pk).exists()
     chat = Conversation.objects.get(pk=exchange.conversation_id)
-    assert (chat.system_prompt_id, chat.system_prompt_text) == (None, "You are terse.")
+    assert (chat.system_prompt_id, chat.json_schema_id) == (None, None)
+
+
+@pytest.mark.django_db(transaction=True)  # the schema's foreign key is checked at commit
+def test_a_send_asking_for_a_schema_deleted_meanwhile_is_refused(member, owner, team):
+    """An admin deletes the team's JSON schema after a send asking its answer to keep to it
+    was planned: the send is refused as for a schema that is not there, and nothing is
+    written."""
+    schema = JsonSchema.objects.create(team=team, name="ticket", schema={"type": "object"})
+    _, first = started(member)
+    Message.objects.filter(pk=first.assistant_id).update(status=MessageStatus.COMPLETE)
+    request = SendRequest(
+        content="As a ticket",
+        conversation_id=first.conversation_id,
+        response_format=("json_schema", schema.pk),
+    )
+    plan = replies.admit_send(member, None, request, "r2")
+    delete_json_schema(owner, schema)
+    with pytest.raises(ChatError) as refused:
+        replies.start_reply(plan)
+    assert (refused.value.code, refused.value.field) == ("not_found", "response_format")
+    assert "deleted meanwhile" in refused.value.message
+    assert not Message.objects.filter(content="As a ticket").exists()

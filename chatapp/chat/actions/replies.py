@@ -40,7 +40,14 @@ from chatapp.core.text import storable
 from chatapp.llm import StreamError, Usage, count_tokens_estimate, token_count
 from chatapp.teams import actions as team_actions
 from chatapp.teams import datafilter, providers, quota, reads, safety
-from chatapp.teams.models import MANAGER_ROLES, Membership, SystemPrompt, Team, TeamPolicy
+from chatapp.teams.models import (
+    MANAGER_ROLES,
+    JsonSchema,
+    Membership,
+    SystemPrompt,
+    Team,
+    TeamPolicy,
+)
 from chatapp.teams.policy import RULES_RELATED, PolicyError
 from chatapp.teams.safety import Finding, Screening
 from chatapp.teams.services import current_team
@@ -246,6 +253,7 @@ def start_reply(plan: ReplyPlan, admitted: Callable[[ReplyPlan], None] | None = 
         plan = replace(plan, streaming_ids=streaming)
         admit(plan)
         _check_prompt_still_there(plan.conversation.system_prompt_id)
+        _check_schema_still_there(plan)
         _check_still_there(plan.conversation)  # after the team's row, the order writes took
         _check_parent_still_there(plan.parent_id)
         if admitted is not None:
@@ -279,6 +287,24 @@ def _check_prompt_still_there(prompt_id: int | None) -> None:
             "That system prompt was deleted meanwhile by your team's admins: send your message"
             " again, with another prompt if you like.",
             "system_prompt_id",
+        )
+
+
+def _check_schema_still_there(plan: ReplyPlan) -> None:
+    """The team's JSON schema a send newly asks for may have been deleted since, as a prompt
+    may (held the same way)."""
+    conversation = plan.conversation
+    written = conversation.pk is None or "json_schema" in plan.conversation_fields
+    if not written or conversation.json_schema_id is None:
+        return
+    rows = JsonSchema.objects.filter(pk=conversation.json_schema_id)
+    lock_rows(rows, no_key=True)
+    if not rows.exists():
+        raise ChatError(
+            "not_found",
+            "That JSON schema was deleted meanwhile by your team's admins: pick another of"
+            " the team's saved schemas and send again.",
+            "response_format",
         )
 
 
