@@ -802,8 +802,8 @@ def save_prompt(
                     is_default=False
                 )
             prompt.is_default, prompt.locked = is_default, locked
-            if json_schema is not None and json_schema.team_id != team.pk:
-                raise ActionError("That JSON schema belongs to another team.")
+            if json_schema is not None:
+                _check_schema_of(team, json_schema)
             prompt.response_format, prompt.json_schema = response_format, json_schema
             if position is not None:
                 prompt.position = position
@@ -824,6 +824,19 @@ def save_prompt(
     except IntegrityError:
         raise ActionError(f"A prompt named {name!r} already exists in this team.") from None
     return prompt
+
+
+def _check_schema_of(team: Team, json_schema: JsonSchema) -> None:
+    if json_schema.team_id != team.pk:
+        raise ActionError("That JSON schema belongs to another team.")
+    # Held until the prompt names it: a deletion starting meanwhile waits, then unlinks it.
+    rows = JsonSchema.objects.filter(pk=json_schema.pk)
+    lock_rows(rows, no_key=True)
+    if not rows.exists():
+        raise Gone(
+            f"The JSON schema {json_schema.name} was deleted meanwhile, by someone else:"
+            " choose another answer format."
+        )
 
 
 def _apply_prompt(actor, team, prompt, name, content, seen="") -> tuple[SystemPrompt, str]:

@@ -10,7 +10,14 @@ from django.urls import reverse
 from chatapp.chat.models import Conversation
 from chatapp.teams import actions, views
 from chatapp.teams.admin import SystemPromptAdmin
-from chatapp.teams.models import AuditEvent, SystemPrompt, SystemPromptVersion, Team
+from chatapp.teams.models import (
+    AuditEvent,
+    JsonSchema,
+    ResponseFormat,
+    SystemPrompt,
+    SystemPromptVersion,
+    Team,
+)
 from tests.databases import uses_postgres
 
 GOOD = {"name": "Reviewer", "content": "Review code carefully."}
@@ -435,3 +442,24 @@ def test_prompts_deleted_together_in_the_admin_are_each_audited(client, site_adm
     assert not SystemPrompt.objects.exists()
     deleted = AuditEvent.objects.filter(action="prompt.delete", actor=site_admin)
     assert sorted(deleted.values_list("details__name", flat=True)) == ["Helper", "Other"]
+
+
+@pytest.mark.django_db(transaction=True)  # the schema's foreign key is checked at commit
+def test_a_prompt_saved_with_a_schema_deleted_meanwhile_says_so(owner, team, prompt):
+    """The page listed the schema; another admin deleted it before the save: the save is
+    refused as about a deleted schema, not as a name the team has, and nothing changes."""
+    schema = JsonSchema.objects.create(team=team, name="ticket", schema={"type": "object"})
+    actions.delete_json_schema(owner, JsonSchema.objects.get(pk=schema.pk))
+    with pytest.raises(actions.Gone) as refused:
+        actions.save_prompt(
+            owner,
+            team,
+            prompt,
+            name=prompt.name,
+            content=prompt.content,
+            response_format=ResponseFormat.JSON_SCHEMA,
+            json_schema=schema,
+        )
+    assert "JSON schema ticket was deleted meanwhile" in refused.value.message
+    stored = SystemPrompt.objects.get(pk=prompt.pk)
+    assert (stored.response_format, stored.json_schema_id) == (ResponseFormat.TEXT, None)
