@@ -114,5 +114,8 @@ def share_list(
 
 @router.delete("/shares/{int:share_id}/", response=responses({204: None}))
 def share_revoke(request: HttpRequest, share_id: ShareId):
-    sharing.revoke_share(request.user, own_share(request.user, share_id))
+    try:
+        sharing.revoke_share(request.user, own_share(request.user, share_id))
+    except ChatError as error:  # revoked meanwhile, by another request
+        raise ApiError(404, error.code, error.message) from None
     return HttpResponse(status=204)

@@ -294,7 +294,10 @@ def share_revoke(request: AuthenticatedHttpRequest, share_id: int) -> HttpRespon
     share = Share.objects.filter(owner=request.user, pk=share_id).first()
     if share is None:
         raise Http404("No such share")
-    sharing.revoke_share(request.user, share)
+    try:
+        sharing.revoke_share(request.user, share)
+    except ChatError as error:  # revoked meanwhile, by another request
+        raise Http404(error.message) from None
     messages.success(request, "Revoked: the link no longer opens for anyone.")
     return redirect("shares")
 

@@ -12,11 +12,20 @@ from chatapp.chat import planning
 from chatapp.chat.actions import sharing
 from chatapp.chat.actions.conversations import delete_conversation
 from chatapp.chat.actions.sharing import SHARES_PER_PAGE
+from chatapp.chat.errors import ChatError
 from chatapp.chat.models import Conversation, Message, Share
 from chatapp.chat.requests import SendRequest
 from chatapp.teams import policy
 from chatapp.teams.actions import flag_message
-from chatapp.teams.models import AuditEvent, Membership, Role, SystemPrompt, Team, TeamPolicy
+from chatapp.teams.models import (
+    AuditAction,
+    AuditEvent,
+    Membership,
+    Role,
+    SystemPrompt,
+    Team,
+    TeamPolicy,
+)
 from chatapp.teams.safety import Finding
 from chatapp.uploads.actions import create_upload
 from tests.conftest import client_for
@@ -239,6 +248,18 @@ def test_revoke_makes_it_404_for_everyone_and_only_the_owner_may(member, teammat
     assert owner_client.get(data["url"]).status_code == 404
     assert owner_client.delete(f"/api/shares/{data['id']}/").status_code == 404
     assert owner_client.get("/api/shares/").json()["results"] == []
+
+
+def test_a_share_revoked_twice_at_once_is_revoked_once(member, conversation):
+    """A double click on Revoke: both requests found the share before either deleted it. The
+    second is told it is gone (404), and the team's trail records one revocation."""
+    made = sharing.share_conversation(member, conversation, "team")
+    first, second = Share.objects.get(pk=made.pk), Share.objects.get(pk=made.pk)
+    sharing.revoke_share(member, first)
+    with pytest.raises(ChatError) as refused:
+        sharing.revoke_share(member, second)
+    assert refused.value.code == "not_found"
+    assert AuditEvent.objects.filter(action=AuditAction.SHARE_REVOKE).count() == 1
 
 
 def test_the_snapshot_ignores_later_edits(member, teammate, conversation):

@@ -127,7 +127,13 @@ def _check_still_there(conversation: Conversation) -> None:
 
 
 def revoke_share(actor: Any, share: Share) -> None:
+    """Delete the share; not_found when it went since the request found it (a double click
+    on Revoke): the revocation that deleted it is the one the trail records."""
     with transaction.atomic():
+        rows = Share.objects.filter(pk=share.pk)
+        lock_rows(rows)
+        if not rows.exists():
+            raise ChatError("not_found", "This share was revoked meanwhile.")
         audit(
             share.team,
             actor,
