@@ -270,10 +270,13 @@ def conversation_edit(request: HttpRequest, conversation_id: ConversationId):
     if edit.title is None and edit.pinned is None:
         raise ApiError(400, "invalid", "Give the conversation a title, or pinned.", "title")
     title = None if edit.title is None else _clean_title(edit.title)
-    if title is not None:
-        conversations.rename_conversation(conversation, title)
-    if edit.pinned is not None:
-        conversations.pin_conversation(conversation, edit.pinned)
+    try:
+        if title is not None:
+            conversations.rename_conversation(conversation, title)
+        if edit.pinned is not None:
+            conversations.pin_conversation(conversation, edit.pinned)
+    except ChatError as error:  # deleted meanwhile, in another tab
+        raise ApiError(404, error.code, error.message) from None
     return conversation_summary(conversation)
 
 

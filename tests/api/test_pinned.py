@@ -4,6 +4,8 @@ import json
 
 import pytest
 
+from chatapp.chat import api
+from chatapp.chat.actions import conversations
 from chatapp.chat.models import Conversation
 
 URL = "/api/conversations/"
@@ -74,3 +76,24 @@ def test_bad_pinned_values_are_400_and_change_nothing(
     assert response.json()["error"]["field"] == field
     chat.refresh_from_db()
     assert (chat.title, chat.pinned) == ("Taxes", False)
+
+
+@pytest.mark.parametrize("body", [{"title": "Taxes 2026"}, {"pinned": True}])
+def test_a_conversation_deleted_while_an_edit_found_it_is_404(
+    member_client, make_conversation, member, monkeypatch, body
+):
+    """Another tab deletes the conversation just after this rename or pin found it: the edit
+    is told it is gone, as one sent a moment later would be, not that it was saved."""
+    chat = make_conversation(member, "Taxes")
+    found = api.get_conversation_for_user
+
+    def found_then_deleted(user, conversation_id, *args):
+        conversation = found(user, conversation_id, *args)
+        conversations.delete_conversation(Conversation.objects.get(pk=conversation_id))
+        return conversation
+
+    monkeypatch.setattr(api, "get_conversation_for_user", found_then_deleted)
+    response = patch(member_client, chat, body)
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+    assert not Conversation.objects.filter(pk=chat.pk).exists()

@@ -25,10 +25,17 @@ log = logging.getLogger(__name__)
 
 def rename_conversation(conversation: Conversation, title: str) -> None:
     # A rename is not activity: the conversation keeps its place in the list.
-    Conversation.objects.filter(pk=conversation.pk).update(title=title)
+    _check_updated(Conversation.objects.filter(pk=conversation.pk).update(title=title))
     conversation.title = title
     # Every tab of the owner shows the new title, in its list and its header.
     _announce_to_owner(conversation, dict(events.conversation_updated(conversation.pk, title)))
+
+
+def _check_updated(rows: int) -> None:
+    """An edit that found no row: the conversation was deleted since the request found it (in
+    another tab), and no tab is told of a change."""
+    if not rows:
+        raise ChatError("not_found", "No such conversation.", "conversation_id")
 
 
 def _announce_to_owner(conversation: Conversation, event: dict[str, Any]) -> None:
@@ -100,7 +107,7 @@ def keep_generated_title(
 
 def pin_conversation(conversation: Conversation, pinned: bool) -> None:
     # Pinning is not activity either.
-    Conversation.objects.filter(pk=conversation.pk).update(pinned=pinned)
+    _check_updated(Conversation.objects.filter(pk=conversation.pk).update(pinned=pinned))
     conversation.pinned = pinned
     _announce_to_owner(conversation, dict(events.conversation_pinned(conversation.pk, pinned)))
 
