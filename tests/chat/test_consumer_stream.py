@@ -150,7 +150,7 @@ async def test_two_tabs_see_the_same_stream(connect, member, sim):
             "type": "chat.send",
             "request_id": "r2",
             "conversation_id": ids["conversation_id"],
-            "content": f"More {SLOW}",
+            "content": "More [sim:long tokens=80] [sim:pace tps=40]",  # two seconds of deltas
         }
     )
     created = await second.until_type("message.created")
