@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.utils.http import content_disposition_header
 from ninja import Field, Path, Query, Router, Schema
 
 from chatapp.accounts import preferences
@@ -37,7 +38,7 @@ from chatapp.core.api import (
     read_body,
     responses,
 )
-from chatapp.core.text import one_line
+from chatapp.core.text import file_slug, one_line
 from chatapp.teams import policy
 from chatapp.teams.models import Membership
 from chatapp.teams.services import current_team
@@ -442,14 +443,14 @@ def conversation_export(
     conversation = get_conversation_for_user(request.user, conversation_id)
     if conversation.temporary:
         raise Http404("A temporary chat is not exported")
-    filename = f"{_slug(conversation.title) or 'conversation'}-{conversation.pk}.{format}"
+    filename = f"{file_slug(conversation.title) or 'conversation'}-{conversation.pk}.{format}"
     data = conversation_data(conversation, whole_tree=format == "json")
     response: HttpResponse
     if format == "json":
         response = JsonResponse(data, json_dumps_params={"indent": 2, "ensure_ascii": False})
     else:
         response = HttpResponse(markdown_export(data), content_type="text/markdown; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response["Content-Disposition"] = content_disposition_header(True, filename)
     return response
 
 
@@ -523,10 +524,6 @@ def _pretty(arguments: str) -> str:
         return json.dumps(json.loads(arguments), indent=2, ensure_ascii=False)
     except (ValueError, RecursionError):
         return arguments
-
-
-def _slug(title: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:50]
 
 
 # --- models --------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from chatapp.accounts.models import UserSettings
 from chatapp.chat.api import markdown_export, whole_trees
 from chatapp.chat.models import AdminAccessGrant, Conversation, Share
 from chatapp.core.batches import batches
+from chatapp.core.text import file_slug
 from chatapp.identity.models import OIDCIdentity
 from chatapp.teams.models import ApiKey, Membership
 from chatapp.uploads.models import Upload
@@ -74,7 +75,7 @@ def archive_chunks(user: Any) -> Iterator[bytes]:
         conversations = conversations.select_related("system_prompt__json_schema", "json_schema")
         for batch in batches(conversations, BATCH):  # one deleted meanwhile is not in its batch
             for conversation, data in zip(batch, whole_trees(batch), strict=True):
-                slug = _slug(conversation.title) or "conversation"
+                slug = file_slug(conversation.title) or "conversation"
                 name = f"conversations/{conversation.pk}-{slug}"
                 zf.writestr(f"{name}.json", _json(data))
                 zf.writestr(f"{name}.md", markdown_export(data))
@@ -93,7 +94,7 @@ def archive_chunks(user: Any) -> Iterator[bytes]:
 
 
 def archive_name(user: Any) -> str:
-    return f"llama-team-chat-{_slug(user.get_username()) or 'data'}-{timezone.now():%Y%m%d}.zip"
+    return f"llama-team-chat-{file_slug(user.get_username()) or 'data'}-{timezone.now():%Y%m%d}.zip"
 
 
 def _own_files(user: Any):
@@ -189,7 +190,3 @@ def _setting(stored: UserSettings | None, name: str) -> Any:
 
 def _json(data: dict) -> str:
     return json.dumps(data, cls=DjangoJSONEncoder, indent=2, ensure_ascii=False)
-
-
-def _slug(title: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:50]

@@ -2,6 +2,7 @@
 names held to one line."""
 
 import re
+import unicodedata
 
 from django.core.exceptions import ValidationError
 
@@ -41,3 +42,11 @@ def one_line(text: str) -> str:
     """The text as one line: each run of spaces and of what validate_one_line refuses, one space
     (for a mail's subject, which a line break would make two headers)."""
     return " ".join(NOT_ONE_LINE.sub(" ", text).split())
+
+
+def file_slug(text: str, length: int = 50) -> str:
+    """The text as part of a file name: its letters, marks and digits of any script in lower
+    case, every run of anything else (spaces, punctuation, emoji, invisible marks) one hyphen."""
+    kept = (c if unicodedata.category(c)[0] in "LMN" else " " for c in text.lower())
+    words = unicodedata.normalize("NFC", "".join(kept)).split()
+    return "-".join(words)[:length].strip("-")

@@ -1,4 +1,5 @@
 import json
+from email.message import Message as Message_
 
 import pytest
 from django.db import connection
@@ -239,6 +240,29 @@ def test_export_markdown(member_client, chat):
     assert text.startswith("# Tax questions")
     assert "Be brief." in text
     assert text.index("How do I file taxes?") < text.index("Start with **form A**.")
+
+
+def download_name(response) -> str:
+    """The file name a browser saves the download as (RFC 6266, with RFC 5987's filename*)."""
+    message = Message_()
+    message["Content-Disposition"] = response["Content-Disposition"]
+    return message.get_filename()
+
+
+@pytest.mark.parametrize("format", ["md", "json"])
+def test_an_export_is_named_after_its_title_in_any_script(member_client, chat, format):
+    chat.title = "Café \u202e日本語 👨\u200d👩\u200d👧 हिन्दी, Notes"
+    chat.save()
+    response = member_client.get(detail_url(chat) + "export", {"format": format})
+    assert response["Content-Disposition"].startswith("attachment; filename*=utf-8''")
+    assert download_name(response) == f"café-日本語-हिन्दी-notes-{chat.pk}.{format}"
+
+
+def test_an_export_with_no_letters_in_its_title_is_named_conversation(member_client, chat):
+    chat.title = "👨\u200d👩\u200d👧 🇯🇵 ?!"
+    chat.save()
+    response = member_client.get(detail_url(chat) + "export", {"format": "md"})
+    assert response["Content-Disposition"] == f'attachment; filename="conversation-{chat.pk}.md"'
 
 
 def test_export_json(member_client, chat):

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from chatapp.accounts.models import UserSettings
 from chatapp.asgi import application
@@ -21,7 +22,7 @@ from chatapp.chat.actions.sharing import share_conversation
 from chatapp.chat.models import Conversation, Message
 from chatapp.identity.models import OIDCIdentity
 from chatapp.teams.actions import create_api_key
-from chatapp.teams.models import JsonSchema, SystemPrompt
+from chatapp.teams.models import JsonSchema, Membership, SystemPrompt
 from chatapp.uploads.actions import create_upload
 from tests.conftest import client_for
 
@@ -41,6 +42,19 @@ def download(user) -> zipfile.ZipFile:
     assert response["Content-Type"] == "application/zip"
     assert response["Content-Disposition"].startswith("attachment; filename=")
     return zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))
+
+
+def test_the_archive_and_its_conversations_are_named_in_their_own_script(make_user, team):
+    user = make_user("José")
+    Membership.objects.create(team=team, user=user)
+    chat = conversation(user, team, "Café 日本語 notes", "¿Qué tal?")
+    response = client_for(Client(), user).get("/api/me/export/")
+    day = timezone.now().strftime("%Y%m%d")
+    assert response["Content-Disposition"] == (
+        f"attachment; filename*=utf-8''llama-team-chat-jos%C3%A9-{day}.zip"
+    )
+    archive = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))
+    assert f"conversations/{chat.pk}-café-日本語-notes.md" in archive.namelist()
 
 
 def test_the_archive_holds_the_users_conversations_files_and_settings(member, owner, team):
