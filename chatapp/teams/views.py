@@ -666,6 +666,7 @@ def usage_csv(request, team_id: int):
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     filename = f"usage-team{team.pk}-{month:%Y-%m}.csv"
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response.write("\ufeff")  # else Excel reads the names in the computer's legacy code page
     writer = audit_trail.spreadsheet_writer(response, CHARGEBACK_FIELDS)
     writer.writeheader()
     for row in chargeback_rows(team, month):

@@ -1,5 +1,6 @@
 """The monthly chargeback CSV: usage by person, model and API key, for owners and admins."""
 
+import codecs
 import csv
 import io
 from datetime import date
@@ -15,7 +16,7 @@ OTHER = "Llama-4-Scout-17B-16E-Instruct-FP8"
 
 
 def rows_of(response) -> list[dict]:
-    return list(csv.DictReader(io.StringIO(response.content.decode())))
+    return list(csv.DictReader(io.StringIO(response.content.decode("utf-8-sig"))))
 
 
 def test_usage_by_person_model_and_key(client, owner, member, team):
@@ -50,6 +51,21 @@ def test_cells_are_quoted_so_a_semicolon_cannot_start_a_new_cell(client, owner, 
     text = client.get(f"/teams/{team.pk}/usage/chargeback.csv").content.decode()
     assert '"Acme;=1+2"' in text and '"nightly;@SUM(1)"' in text
     assert text.splitlines()[1].endswith('"1","10","5","15"')
+
+
+def test_names_in_any_script_open_as_written_in_a_spreadsheet(client, owner, team):
+    """Excel reads a CSV without a byte order mark in the computer's legacy code page, so
+    "Équipe" would open as "Ã‰quipe": the file starts with UTF-8's."""
+    team.name = "Équipe 日本 👩\u200d💻"
+    team.save()
+    key, _ = actions.create_api_key(owner, team, "clé nocturne")
+    actions.record_usage(team, owner, MODEL, 10, 5, api_key=key)
+    client.force_login(owner)
+    content = client.get(f"/teams/{team.pk}/usage/chargeback.csv").content
+    assert content.startswith(codecs.BOM_UTF8)
+    assert content.count(codecs.BOM_UTF8) == 1
+    (row,) = list(csv.DictReader(io.StringIO(content.decode("utf-8-sig"))))
+    assert (row["month"][:2], row["team"], row["key"]) == ("20", team.name, "clé nocturne")
 
 
 def test_another_month_and_its_link_on_the_usage_page(client, admin_member, member, team):
