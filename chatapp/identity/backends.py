@@ -342,7 +342,7 @@ class OIDCBackend(OIDCAuthenticationBackend):
         are compared for look-alikes in that form."""
         choices = (claims.get("preferred_username"), verified_email(claims).split("@")[0])
         normal = [self.UserModel.normalize_username(str(choice or "")) for choice in choices]
-        bases = [re.sub(r"[^\w.@+-]", "", choice)[:140] for choice in normal]
+        bases = [re.sub(r"[^\w.@+-]", "", choice)[:140] for choice in normal if _unmarked(choice)]
         # A name mixing scripts like "mаx" (a Cyrillic а) stays one however it is numbered.
         base = next((base for base in bases if base and not mixes_scripts(base)), "user")
         name, n = base, 1
@@ -352,3 +352,9 @@ class OIDCBackend(OIDCAuthenticationBackend):
             n += 1
             name = f"{base}{n}"
         return name
+
+
+def _unmarked(name: str) -> bool:
+    """Whether the name has no combining marks, which a username may not hold (Django's rule):
+    without them a name written with them (the vowels of "राजेश") would be another name."""
+    return not any(unicodedata.category(c).startswith("M") for c in name)

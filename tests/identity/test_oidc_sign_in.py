@@ -1010,3 +1010,12 @@ def test_a_first_sign_in_stores_its_name_as_signup_would_so_look_alikes_are_caug
     assert Client().post("/accounts/signup/", data).status_code == 200  # refused
     assert signed_in_user(client).username == usual
     assert get_user_model().objects.count() == 1
+
+
+@pytest.mark.parametrize("written", ["राजेश", "தமிழ்", "מֹשֶׁה"])
+def test_a_first_sign_in_never_names_an_account_with_letters_missing(client, sso, person, written):
+    """A username holds no combining marks (Django's rule), which Indic scripts write their
+    vowels with: "राजेश" without them is "रजश", another name. The address's name is taken."""
+    name = person(preferred_username=written)
+    sign_in(client, sso, name)
+    assert signed_in_user(client).username == name
