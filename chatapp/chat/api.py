@@ -38,7 +38,7 @@ from chatapp.core.api import (
     read_body,
     responses,
 )
-from chatapp.core.text import file_slug, one_line
+from chatapp.core.text import file_slug, one_line, visible
 from chatapp.teams import policy
 from chatapp.teams.models import Membership
 from chatapp.teams.services import current_team
@@ -294,7 +294,7 @@ def conversation_delete(request: HttpRequest, conversation_id: ConversationId):
 
 def _clean_title(title: str) -> str:
     title = one_line(title)  # no control characters or marks that reorder it
-    if not title:
+    if not visible(title):
         raise ApiError(400, "invalid", "Give the conversation a title.", "title")
     if len(title) > TITLE_MAX_LENGTH:
         raise ApiError(

@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 from typing import Any
 
-from chatapp.core.text import one_line
+from chatapp.core.text import one_line, visible
 from chatapp.llm import count_message_tokens
 from chatapp.teams.policy import context_window
 
@@ -44,7 +44,7 @@ def build_history(
 
 def title_from(content: str) -> str:
     """A short title from the first line of the first question, cut at a word boundary."""
-    line = next((ln for ln in content.splitlines() if ln.strip()), "")
+    line = next((ln for ln in content.splitlines() if visible(ln)), "")
     title = one_line(line)  # no control characters or marks that reorder it
     if len(title) <= TITLE_LENGTH:
         return title or "New conversation"

@@ -22,7 +22,7 @@ from chatapp.accounts.sockets import user_group
 from chatapp.chat import events
 from chatapp.chat.actions import conversations, replies
 from chatapp.core.layers import channel_layer
-from chatapp.core.text import one_line, storable
+from chatapp.core.text import one_line, storable, visible
 from chatapp.llm import (
     ChatParams,
     LlamaClient,
@@ -73,14 +73,14 @@ def title_messages(question: str, answer: str) -> list[dict[str, str]]:
 def clean_title(text: str) -> str:
     """The model's reply as a title: its first line, without a "Title:" label, quotes,
     Markdown marks or a full stop, at most TITLE_LENGTH characters ("" if nothing is left)."""
-    line = next((line for line in text.splitlines() if line.strip()), "")
+    line = next((line for line in text.splitlines() if visible(line)), "")
     line = one_line(line)  # no control characters or marks that reorder it
     if line.lower().startswith("title:"):
         line = line[len("title:") :]
     line = line.strip().strip("\"'“”‘’«»*_#`").strip().rstrip(".").strip()
     if len(line) > TITLE_LENGTH:
         line = line[:TITLE_LENGTH].rsplit(" ", 1)[0] or line[:TITLE_LENGTH]
-    return line
+    return line if visible(line) else ""
 
 
 def question_text(message: dict[str, Any]) -> str:

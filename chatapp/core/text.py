@@ -28,13 +28,29 @@ def storable(text: str) -> str:
 NOT_ONE_LINE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
+# Letters and symbols drawn as nothing (Hangul fillers, the blank Braille pattern).
+BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+
+
+def visible(text: str) -> bool:
+    """Whether the text shows something: a letter, digit, punctuation mark or symbol, not only
+    spaces, zero-width characters, lone accents or blank letters."""
+    return any(unicodedata.category(c)[0] in "LNPS" and c not in BLANK_LETTERS for c in text)
+
+
 def validate_one_line(value: str) -> None:
-    """A form field's validator: ValidationError for a value of more than one line of text."""
+    """A form field's validator: ValidationError for a value of more than one line of text, or
+    one with nothing to see (a name every list would show as a blank)."""
     if NOT_ONE_LINE.search(value):
         raise ValidationError(
             "Write it as one line of text, without line breaks, tabs, control characters or"
             " marks that change the text's direction.",
             code="not_one_line",
+        )
+    if not visible(value):
+        raise ValidationError(
+            "This has nothing to see: write a name with letters, digits or symbols.",
+            code="invisible",
         )
 
 

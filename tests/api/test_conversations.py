@@ -174,6 +174,17 @@ def test_a_title_keeps_no_control_characters_or_direction_marks(member_client, c
     assert chat.title == "Invoice fdp.exe notes [31m"
 
 
+@pytest.mark.parametrize("title", ["\u200b", "\u2060\ufeff", "\u00ad", "\u0301", "\u3164"])
+def test_a_title_with_nothing_to_see_is_400(member_client, chat, title):
+    response = member_client.patch(
+        detail_url(chat), json.dumps({"title": title}), content_type="application/json"
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["field"] == "title"
+    chat.refresh_from_db()
+    assert chat.title == "Tax questions"
+
+
 @pytest.mark.parametrize(
     "body, field",
     [

@@ -159,3 +159,11 @@ def test_an_unexpected_error_is_json_under_the_api_and_a_page_elsewhere(rf):
     assert json.loads(openai.content)["error"]["type"] == "server_error"
     page = server_error(rf.get("/c/1/"))
     assert page.status_code == 500 and b"Something went wrong" in page.content
+
+
+@pytest.mark.parametrize("name", ["\u200b", "\u2060\u00ad", "\u3164"])
+def test_a_prompt_or_key_name_with_nothing_to_see_is_400(owner_in_team, team, name):
+    body = {"name": name, "content": "Write code."}
+    assert_refused(send(owner_in_team, "post", "/api/system-prompts/", body), "name")
+    assert not SystemPrompt.objects.exists()
+    assert_refused(send(owner_in_team, "post", "/api/keys/", {"name": name}), "name")

@@ -72,3 +72,5 @@ def test_titles():
     assert long.endswith("…") and len(long) <= 61 and "  " not in long
     assert title_from("x" * 100) == "x" * 60 + "…"
     assert title_from("Open \u2067invoice\u2069 for me") == "Open invoice for me"
+    assert title_from("\u200b\ufeff\nHow do I file taxes?") == "How do I file taxes?"
+    assert title_from("\u3164\u00ad") == "New conversation"

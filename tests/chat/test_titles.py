@@ -135,6 +135,9 @@ async def test_temporary_chats_are_not_named(connect, member, sim):
         # A mark that reverses what follows would make it read otherwise in the sidebar.
         ("Invoice \u202efdp.exe\u202c review", "Invoice fdp.exe review"),
         ("Tabs\tand\x00controls", "Tabs and controls"),
+        # Nothing to see would be a blank in the sidebar.
+        ("\u200b\u2060\nBread rising", "Bread rising"),
+        ("**\u3164**", ""),
     ],
 )
 def test_clean_title(reply, title):

@@ -68,6 +68,30 @@ def test_a_team_name_is_one_line_without_control_or_direction_characters(
     assert Team.objects.count() == before
 
 
+INVISIBLE_NAMES = ["\u200b", "\u200b\u200d\ufeff", "\u2060", "\u00ad", "\u0301", "\u3164", "\u2800"]
+
+
+@pytest.mark.parametrize("name", INVISIBLE_NAMES)
+def test_a_team_name_has_something_to_see(owner_client, client, site_admin, name):
+    """Zero-width characters, a lone accent or a Hangul or Braille blank would make a team
+    that every list and the team switcher show as nothing."""
+    before = Team.objects.count()
+    response = owner_client.post("/teams/", {"name": f" {name} "})
+    assert response.status_code == 400
+    assert b"nothing to see" in response.content
+    client.force_login(site_admin)
+    form = {"name": name, "memberships-TOTAL_FORMS": "0", "memberships-INITIAL_FORMS": "0"}
+    response = client.post("/admin/teams/team/add/", form)
+    assert response.status_code == 200 and b"nothing to see" in response.content
+    assert Team.objects.count() == before
+
+
+def test_a_team_name_may_be_emoji_or_have_invisible_joiners_among_letters(owner_client):
+    for name in ["🦙", "👨\u200d👩\u200d👧", "می\u200cخواهم", "·", "日本"]:
+        assert owner_client.post("/teams/", {"name": name}).status_code == 302, name
+    assert Team.objects.filter(name="می\u200cخواهم").exists()
+
+
 def test_team_list_shows_every_team_of_the_user_and_the_current_one(
     owner_client, owner, team, django_assert_max_num_queries
 ):
