@@ -1,6 +1,7 @@
 """An answer's own rows: what starting and ending one writes, and what it need not read again."""
 
 import threading
+from functools import partial
 
 import pytest
 from django.db import connection, transaction
@@ -254,17 +255,7 @@ def test_deleting_a_conversation_while_an_answer_s_rows_are_written_stops_that_a
         finally:
             connection.close()
 
-    writer, deleter = threading.Thread(target=write_the_rows), threading.Thread(target=delete)
-    writer.start()
-    assert written.wait(30)
-    deleter.start()
-    for _ in range(3000):  # a ceiling for a busy machine: until it waits on a lock, or ended
-        if not deleter.is_alive() or waiting_on_a_lock():
-            break
-        threading.Event().wait(0.01)
-    go_on.set()
-    writer.join(30)
-    deleter.join(30)
+    race(write_the_rows, written, go_on, delete)
     exchange = outcome["exchange"]
     assert isinstance(exchange, replies.Exchange)
     assert outcome["streaming"] == [exchange.assistant_id]
@@ -313,20 +304,25 @@ def test_a_send_starting_while_another_is_admitted_waits_for_its_row(member, own
         finally:
             connection.close()
 
-    first = threading.Thread(target=start, args=("first", one, hold_on))
-    second = threading.Thread(target=start, args=("second", two))
-    first.start()
-    assert admitted.wait(30)
-    second.start()
+    race(partial(start, "first", one, hold_on), admitted, go_on, partial(start, "second", two))
+    assert outcome["second"] == "quota_exceeded"
+    assert isinstance(outcome["first"], replies.Exchange)
+
+
+def race(first, holding: threading.Event, go_on: threading.Event, second) -> None:
+    """Two processes: `first` runs in a thread until it sets `holding` (its locks taken), then
+    `second` in another until it waits on one of them (or ends); then `first` goes on."""
+    one, two = threading.Thread(target=first), threading.Thread(target=second)
+    one.start()
+    assert holding.wait(30)
+    two.start()
     for _ in range(3000):  # a ceiling for a busy machine: until it waits on a lock, or ended
-        if not second.is_alive() or waiting_on_a_lock():
+        if not two.is_alive() or waiting_on_a_lock():
             break
         threading.Event().wait(0.01)
     go_on.set()
-    first.join(30)
-    second.join(30)
-    assert outcome["second"] == "quota_exceeded"
-    assert isinstance(outcome["first"], replies.Exchange)
+    one.join(30)
+    two.join(30)
 
 
 def waiting_on_a_lock() -> bool:
@@ -439,17 +435,7 @@ def test_deleting_a_prompt_or_schema_while_a_send_names_it_unlinks_that_send_too
         finally:
             connection.close()
 
-    writer, deleter = threading.Thread(target=write_the_rows), threading.Thread(target=delete)
-    writer.start()
-    assert written.wait(30)
-    deleter.start()
-    for _ in range(3000):  # a ceiling for a busy machine: until it waits on a lock, or ended
-        if not deleter.is_alive() or waiting_on_a_lock():
-            break
-        threading.Event().wait(0.01)
-    go_on.set()
-    writer.join(30)
-    deleter.join(30)
+    race(write_the_rows, written, go_on, delete)
     exchange = outcome["exchange"]
     assert isinstance(exchange, replies.Exchange)
     assert outcome["deleted"] is True

@@ -20,7 +20,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from chatapp.chat import events, fanout, json_output, planning, tooling
@@ -267,9 +267,7 @@ def _check_still_there(conversation: Conversation) -> None:
     for them, and deletes them too."""
     if conversation.pk is None:
         return
-    rows = Conversation.objects.filter(pk=conversation.pk)
-    lock_rows(rows, no_key=True)
-    if not rows.exists():
+    if not _locked_if_there(Conversation.objects.filter(pk=conversation.pk)):
         raise ChatError("not_found", "No such conversation.", "conversation_id")
 
 
@@ -277,11 +275,7 @@ def _check_prompt_still_there(prompt_id: int | None) -> None:
     """The team's prompt the plan read may have been deleted since, by an admin. Its row is
     held until the conversation names it: a deletion starting meanwhile waits (it takes the
     row first too, then the conversations naming it), and then finds this one."""
-    if prompt_id is None:
-        return
-    rows = SystemPrompt.objects.filter(pk=prompt_id)
-    lock_rows(rows, no_key=True)
-    if not rows.exists():
+    if prompt_id is not None and not _locked_if_there(SystemPrompt.objects.filter(pk=prompt_id)):
         raise ChatError(
             "not_found",
             "That system prompt was deleted meanwhile by your team's admins: send your message"
@@ -297,15 +291,20 @@ def _check_schema_still_there(plan: ReplyPlan) -> None:
     written = conversation.pk is None or "json_schema" in plan.conversation_fields
     if not written or conversation.json_schema_id is None:
         return
-    rows = JsonSchema.objects.filter(pk=conversation.json_schema_id)
-    lock_rows(rows, no_key=True)
-    if not rows.exists():
+    if not _locked_if_there(JsonSchema.objects.filter(pk=conversation.json_schema_id)):
         raise ChatError(
             "not_found",
             "That JSON schema was deleted meanwhile by your team's admins: pick another of"
             " the team's saved schemas and send again.",
             "response_format",
         )
+
+
+def _locked_if_there(rows: QuerySet[Any]) -> bool:
+    """Whether the row is still there, held from here to the transaction's end (FOR NO KEY
+    UPDATE: rows referring to it may still be written meanwhile)."""
+    lock_rows(rows, no_key=True)
+    return rows.exists()
 
 
 def _check_parent_still_there(parent_id: int | None) -> None:
