@@ -234,17 +234,7 @@ def test_deleting_a_conversation_while_an_answer_s_rows_are_written_stops_that_a
     _, first = started(member)
     Message.objects.filter(pk=first.assistant_id).update(status=MessageStatus.COMPLETE)
     plan = replies.admit_regenerate(member, RegenerateRequest(message_id=first.assistant_id), "r2")
-    written, go_on = threading.Event(), threading.Event()
     outcome: dict[str, object] = {}
-
-    def write_the_rows() -> None:
-        try:
-            with transaction.atomic():  # committed only once the deletion has started
-                outcome["exchange"] = replies.start_reply(plan)
-                written.set()
-                assert go_on.wait(30)
-        finally:
-            connection.close()
 
     def delete() -> None:
         conversation = Conversation.objects.get(pk=first.conversation_id)
@@ -255,9 +245,7 @@ def test_deleting_a_conversation_while_an_answer_s_rows_are_written_stops_that_a
         finally:
             connection.close()
 
-    race(write_the_rows, written, go_on, delete)
-    exchange = outcome["exchange"]
-    assert isinstance(exchange, replies.Exchange)
+    exchange = rows_written_while(plan, delete)
     assert outcome["streaming"] == [exchange.assistant_id]
     assert not Conversation.objects.filter(pk=first.conversation_id).exists()
     assert not Message.objects.filter(conversation_id=first.conversation_id).exists()
@@ -323,6 +311,27 @@ def race(first, holding: threading.Event, go_on: threading.Event, second) -> Non
     go_on.set()
     one.join(30)
     two.join(30)
+
+
+def rows_written_while(plan, other) -> replies.Exchange:
+    """The plan's rows written in one process, its transaction held open until `other` waits
+    on one of its locks in another (or ends), then committed: the exchange written."""
+    written, go_on = threading.Event(), threading.Event()
+    outcome: dict[str, object] = {}
+
+    def write_the_rows() -> None:
+        try:
+            with transaction.atomic():  # committed only once `other` has started
+                outcome["exchange"] = replies.start_reply(plan)
+                written.set()
+                assert go_on.wait(30)
+        finally:
+            connection.close()
+
+    race(write_the_rows, written, go_on, other)
+    exchange = outcome["exchange"]
+    assert isinstance(exchange, replies.Exchange)
+    return exchange
 
 
 def waiting_on_a_lock() -> bool:
@@ -411,17 +420,7 @@ def test_deleting_a_prompt_or_schema_while_a_send_names_it_unlinks_that_send_too
         target = JsonSchema.objects.create(team=team, name="ticket", schema={"type": "object"})
         request = SendRequest(content="Be brief", response_format=("json_schema", target.pk))
     plan = replies.admit_send(member, None, request, "r1")
-    written, go_on = threading.Event(), threading.Event()
     outcome: dict[str, object] = {}
-
-    def write_the_rows() -> None:
-        try:
-            with transaction.atomic():  # committed only once the deletion has started
-                outcome["exchange"] = replies.start_reply(plan)
-                written.set()
-                assert go_on.wait(30)
-        finally:
-            connection.close()
 
     def delete() -> None:
         try:
@@ -435,9 +434,7 @@ def test_deleting_a_prompt_or_schema_while_a_send_names_it_unlinks_that_send_too
         finally:
             connection.close()
 
-    race(write_the_rows, written, go_on, delete)
-    exchange = outcome["exchange"]
-    assert isinstance(exchange, replies.Exchange)
+    exchange = rows_written_while(plan, delete)
     assert outcome["deleted"] is True
     assert not type(target).objects.filter(pk=target.pk).exists()
     chat = Conversation.objects.get(pk=exchange.conversation_id)

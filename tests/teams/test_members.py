@@ -57,15 +57,7 @@ def test_a_team_name_is_one_line_without_control_or_direction_characters(
 ):
     """A line break reaches the subject of every mail naming the team; a direction override
     shows the name reversed to everyone in it."""
-    before = Team.objects.count()
-    response = owner_client.post("/teams/", {"name": name})
-    assert response.status_code == 400
-    assert b"one line of text" in response.content
-    client.force_login(site_admin)
-    form = {"name": name, "memberships-TOTAL_FORMS": "0", "memberships-INITIAL_FORMS": "0"}
-    response = client.post("/admin/teams/team/add/", form)
-    assert response.status_code == 200 and b"one line of text" in response.content
-    assert Team.objects.count() == before
+    assert_refused_on_both_pages(owner_client, client, site_admin, name, name, b"one line of text")
 
 
 INVISIBLE_NAMES = ["\u200b", "\u200b\u200d\ufeff", "\u2060", "\u00ad", "\u0301", "\u3164", "\u2800"]
@@ -75,14 +67,22 @@ INVISIBLE_NAMES = ["\u200b", "\u200b\u200d\ufeff", "\u2060", "\u00ad", "\u0301",
 def test_a_team_name_has_something_to_see(owner_client, client, site_admin, name):
     """Zero-width characters, a lone accent or a Hangul or Braille blank would make a team
     that every list and the team switcher show as nothing."""
+    assert_refused_on_both_pages(
+        owner_client, client, site_admin, f" {name} ", name, b"nothing to see"
+    )
+
+
+def assert_refused_on_both_pages(owner_client, client, site_admin, typed, admin_typed, says):
+    """The Teams page (`typed`) and /admin/ (`admin_typed`) refuse the name, saying `says`,
+    and no team is made."""
     before = Team.objects.count()
-    response = owner_client.post("/teams/", {"name": f" {name} "})
+    response = owner_client.post("/teams/", {"name": typed})
     assert response.status_code == 400
-    assert b"nothing to see" in response.content
+    assert says in response.content
     client.force_login(site_admin)
-    form = {"name": name, "memberships-TOTAL_FORMS": "0", "memberships-INITIAL_FORMS": "0"}
+    form = {"name": admin_typed, "memberships-TOTAL_FORMS": "0", "memberships-INITIAL_FORMS": "0"}
     response = client.post("/admin/teams/team/add/", form)
-    assert response.status_code == 200 and b"nothing to see" in response.content
+    assert response.status_code == 200 and says in response.content
     assert Team.objects.count() == before
 
 
