@@ -13,3 +13,10 @@ def lock_rows(rows: QuerySet, no_key: bool = False) -> None:
     """
     if connections[rows.db].features.has_select_for_update:
         list(rows.select_for_update(no_key=no_key).only("pk"))
+
+
+def locked_if_there(rows: QuerySet, no_key: bool = False) -> bool:
+    """Lock the rows (lock_rows), then whether any is still there: one deleted before the lock
+    is seen gone, one deleted after waits for this transaction."""
+    lock_rows(rows, no_key)
+    return rows.exists()

@@ -24,7 +24,7 @@ from django.utils import timezone
 from chatapp.core import actions as core_actions
 from chatapp.core import processes
 from chatapp.core.dates import month_start
-from chatapp.core.locking import lock_rows
+from chatapp.core.locking import lock_rows, locked_if_there
 from chatapp.core.metrics import SAFETY_REVIEWS
 from chatapp.core.text import one_line
 from chatapp.core.words import counted
@@ -202,8 +202,7 @@ def revoke_invitation(actor, invitation: Invitation) -> None:
     with transaction.atomic():
         # Accepting locks it too: one used since the page listed it is not revoked.
         rows = Invitation.objects.filter(pk=invitation.pk)
-        lock_rows(rows)
-        if not rows.exists():  # another admin's revocation is the one the trail records
+        if not locked_if_there(rows):  # another admin's revocation is the one the trail records
             raise Gone("This invitation was revoked meanwhile, by someone else.")
         if rows.filter(accepted_at__isnull=False).exists():
             raise ActionError("This invitation has already been used: nothing to revoke.")
@@ -830,9 +829,7 @@ def _check_schema_of(team: Team, json_schema: JsonSchema) -> None:
     if json_schema.team_id != team.pk:
         raise ActionError("That JSON schema belongs to another team.")
     # Held until the prompt names it: a deletion starting meanwhile waits, then unlinks it.
-    rows = JsonSchema.objects.filter(pk=json_schema.pk)
-    lock_rows(rows, no_key=True)
-    if not rows.exists():
+    if not locked_if_there(JsonSchema.objects.filter(pk=json_schema.pk), no_key=True):
         raise Gone(
             f"The JSON schema {json_schema.name} was deleted meanwhile, by someone else:"
             " choose another answer format."

@@ -20,7 +20,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Q
 from django.utils import timezone
 
 from chatapp.chat import events, fanout, json_output, planning, tooling
@@ -35,7 +35,7 @@ from chatapp.chat.requests import RegenerateRequest, SendRequest
 from chatapp.chat.screening import question_screening, safety_findings, safety_summary
 from chatapp.core import processes
 from chatapp.core.layers import channel_layer
-from chatapp.core.locking import lock_rows
+from chatapp.core.locking import lock_rows, locked_if_there
 from chatapp.core.text import storable
 from chatapp.llm import StreamError, Usage, count_tokens_estimate, token_count
 from chatapp.teams import actions as team_actions
@@ -267,7 +267,7 @@ def _check_still_there(conversation: Conversation) -> None:
     for them, and deletes them too."""
     if conversation.pk is None:
         return
-    if not _locked_if_there(Conversation.objects.filter(pk=conversation.pk)):
+    if not locked_if_there(Conversation.objects.filter(pk=conversation.pk), no_key=True):
         raise ChatError("not_found", "No such conversation.", "conversation_id")
 
 
@@ -275,7 +275,9 @@ def _check_prompt_still_there(prompt_id: int | None) -> None:
     """The team's prompt the plan read may have been deleted since, by an admin. Its row is
     held until the conversation names it: a deletion starting meanwhile waits (it takes the
     row first too, then the conversations naming it), and then finds this one."""
-    if prompt_id is not None and not _locked_if_there(SystemPrompt.objects.filter(pk=prompt_id)):
+    if prompt_id is None:
+        return
+    if not locked_if_there(SystemPrompt.objects.filter(pk=prompt_id), no_key=True):
         raise ChatError(
             "not_found",
             "That system prompt was deleted meanwhile by your team's admins: send your message"
@@ -291,20 +293,13 @@ def _check_schema_still_there(plan: ReplyPlan) -> None:
     written = conversation.pk is None or "json_schema" in plan.conversation_fields
     if not written or conversation.json_schema_id is None:
         return
-    if not _locked_if_there(JsonSchema.objects.filter(pk=conversation.json_schema_id)):
+    if not locked_if_there(JsonSchema.objects.filter(pk=conversation.json_schema_id), no_key=True):
         raise ChatError(
             "not_found",
             "That JSON schema was deleted meanwhile by your team's admins: pick another of"
             " the team's saved schemas and send again.",
             "response_format",
         )
-
-
-def _locked_if_there(rows: QuerySet[Any]) -> bool:
-    """Whether the row is still there, held from here to the transaction's end (FOR NO KEY
-    UPDATE: rows referring to it may still be written meanwhile)."""
-    lock_rows(rows, no_key=True)
-    return rows.exists()
 
 
 def _check_parent_still_there(parent_id: int | None) -> None:

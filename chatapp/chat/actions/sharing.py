@@ -19,7 +19,7 @@ from chatapp.chat.models import (
     Share,
     ShareAudience,
 )
-from chatapp.core.locking import lock_rows
+from chatapp.core.locking import locked_if_there
 from chatapp.core.words import counted
 from chatapp.teams import policy, safety
 from chatapp.teams.actions import audit
@@ -120,9 +120,7 @@ def _check_still_there(conversation: Conversation) -> None:
     """A conversation deleted since the request found it (in another tab, by retention) is not
     shared. Its row is held until the share is written: a deletion starting meanwhile waits,
     and deletes the share with it."""
-    rows = Conversation.objects.filter(pk=conversation.pk)
-    lock_rows(rows, no_key=True)
-    if not rows.exists():
+    if not locked_if_there(Conversation.objects.filter(pk=conversation.pk), no_key=True):
         raise ChatError("not_found", "No such conversation.")
 
 
@@ -130,9 +128,7 @@ def revoke_share(actor: Any, share: Share) -> None:
     """Delete the share; not_found when it went since the request found it (a double click
     on Revoke): the revocation that deleted it is the one the trail records."""
     with transaction.atomic():
-        rows = Share.objects.filter(pk=share.pk)
-        lock_rows(rows)
-        if not rows.exists():
+        if not locked_if_there(Share.objects.filter(pk=share.pk)):
             raise ChatError("not_found", "This share was revoked meanwhile.")
         audit(
             share.team,
