@@ -1,8 +1,9 @@
 from django.apps import AppConfig
 from django.db import connections
+from django.db.backends.signals import connection_created
 from django.db.models.signals import post_migrate
 
-from chatapp.chat.search_index import repair_sqlite_index
+from chatapp.chat.search_index import register_sqlite_function, repair_sqlite_index
 from chatapp.core import processes, stopping
 
 
@@ -15,6 +16,11 @@ class ChatConfig(AppConfig):
     label = "chat"
 
     def ready(self) -> None:
+        # SQLite's search triggers call a Python function each connection registers.
+        connection_created.connect(register_sqlite_function)
+        for connection in connections.all(initialized_only=True):
+            if connection.connection is not None:
+                register_sqlite_function(connection)
         # A migration that alters a table on SQLite rebuilds it without the search triggers.
         post_migrate.connect(repair_search_index, sender=self)
         # Both read the models: only once apps are loaded. The signals stop the answers of a

@@ -11,6 +11,7 @@ newest RANKED_MATCHES matching messages are ranked (docs/search.md).
 
 import re
 import unicodedata
+from bisect import bisect_left
 from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
@@ -18,7 +19,16 @@ from typing import Any
 from django.db import connection
 
 from chatapp.chat.models import Conversation, MessageRole, MessageStatus
-from chatapp.chat.search_index import AS_SEARCHED, NARROW, WIDE, searched_text
+from chatapp.chat.search_index import (
+    AS_SEARCHED,
+    CJK_CLASS,
+    DROPPED,
+    EMOJI_CLASS,
+    INDEXED_CHARS,
+    emoji_word,
+    searched_parts,
+    searched_text,
+)
 
 TITLE_WEIGHT = 2
 SNIPPET_WORDS = 24  # about 160 characters of text around the match
@@ -31,7 +41,6 @@ RANKED_MATCHES = 2_000
 # may start with "-" to exclude it.
 CHUNK = re.compile(r'(-?)"([^"]*)"?|(-?)([^\s"]+)')
 WORD_CHARACTER = re.compile(r"[^\W_]")  # what both databases' tokenizers keep
-AS_NARROW = str.maketrans(NARROW)
 
 
 @dataclass(frozen=True)
@@ -56,43 +65,61 @@ def parse(query: str) -> list[Alternative]:
                 alternatives.append(Alternative(tuple(words), tuple(excluded)))
             words, excluded = [], []
             continue
-        if not WORD_CHARACTER.search(text):
-            continue  # punctuation alone: nothing either database would index
+        if not searchable(text):
+            continue  # punctuation or marks alone: nothing either database would index
         (excluded if negated else words).append(text)
     if words:
         alternatives.append(Alternative(tuple(words), tuple(excluded)))
     return alternatives
 
 
+def searchable(text: str) -> tuple[str, list[str]] | None:
+    """A query's word or phrase as the index reads it: its words as a phrase (blank when it has
+    none) and the words of its emoji, which must be in the message too, anywhere; None when it
+    holds nothing either database would index."""
+    words, emoji = searched_parts(text)
+    words = " ".join(words.split()) if WORD_CHARACTER.search(words) else ""
+    return (words, emoji) if words or emoji else None
+
+
+def _terms(text: str) -> list[str]:
+    words, emoji = searchable(text) or ("", [])
+    return ([words] if words else []) + emoji
+
+
 def fts5_match(alternatives: list[Alternative]) -> str:
-    """An FTS5 MATCH expression: every item is a quoted string, so no user input is syntax,
-    in ASCII or in full-width letters (the index holds the text as written)."""
+    """An FTS5 MATCH expression: every item is a quoted string of the text as it was indexed
+    (search_index.searched), so no user input is syntax."""
 
     def quoted(text: str) -> str:
         return '"' + text.replace('"', '""') + '"'
 
-    def either_width(text: str) -> str:
-        narrow = text.translate(AS_NARROW)
-        wide = narrow.translate(WIDE)
-        return quoted(narrow) if wide == narrow else f"({quoted(narrow)} OR {quoted(wide)})"
+    def item(text: str) -> str:
+        return "(" + " AND ".join(quoted(term) for term in _terms(text)) + ")"
 
     def alternative(a: Alternative) -> str:
-        expression = "(" + " AND ".join(either_width(w) for w in a.words) + ")"
-        return "(" + expression + "".join(f" NOT {either_width(w)}" for w in a.excluded) + ")"
+        expression = "(" + " AND ".join(item(w) for w in a.words) + ")"
+        return "(" + expression + "".join(f" NOT {item(w)}" for w in a.excluded) + ")"
 
     return " OR ".join(alternative(a) for a in alternatives)
 
 
 def tsquery_sql(alternatives: list[Alternative]) -> tuple[str, list[str]]:
-    """A PostgreSQL tsquery expression and its parameters: each item parsed as a quoted
-    phrase by websearch_to_tsquery, its punctuation made spaces as in the indexed text (so
-    it is tokenised exactly as that text)."""
-    item = "websearch_to_tsquery('simple', %s)"
-    parts, params = [], []
+    """A PostgreSQL tsquery expression and its parameters: each word or phrase parsed as a
+    quoted phrase by websearch_to_tsquery, read as the indexed text was (so it is tokenised
+    exactly as that text), and each of its emoji as the word the index holds for it."""
+    term = "websearch_to_tsquery('simple', %s)"
+    parts: list[str] = []
+    params: list[str] = []
+
+    def item(text: str) -> str:
+        terms = _terms(text)
+        params.extend('"' + t + '"' for t in terms)
+        return "(" + " && ".join([term] * len(terms)) + ")"
+
     for a in alternatives:
-        terms = [item] * len(a.words) + [f"!!{item}"] * len(a.excluded)
-        parts.append("(" + " && ".join(terms) + ")")
-        params += ['"' + text.translate(AS_SEARCHED) + '"' for text in (*a.words, *a.excluded)]
+        items = [item(w) for w in a.words] + [f"!!{item(w)}" for w in a.excluded]
+        parts.append("(" + " && ".join(items) + ")")
     return "(" + " || ".join(parts) + ")", params
 
 
@@ -169,37 +196,22 @@ def _postgresql(alternatives, mine, mine_params, searched, offset, limit) -> lis
             LIMIT %s OFFSET %s
         )
         SELECT ranked.id, ranked.title, ranked.pinned, ranked.created_at, ranked.updated_at,
-            ranked.message_id, m.content,
-            CASE WHEN length(m.content) <= {SNIPPET_CHARACTERS} THEN m.content
-            ELSE ts_headline('simple', {searched_text("m.content")}, {tsquery},
-                'MaxFragments=1, MaxWords={SNIPPET_WORDS}, MinWords={SNIPPET_WORDS // 2},'
-                ' StartSel="", StopSel=""') END
+            ranked.message_id, m.content
         FROM ranked LEFT JOIN chat_message m ON m.id = ranked.message_id
         ORDER BY ranked.score DESC, ranked.updated_at DESC, ranked.id DESC
     """
-    all_params = [*mine_params, *params, RANKED_MATCHES, *params * 3, limit, offset, *params]
+    all_params = [*mine_params, *params, RANKED_MATCHES, *params * 3, limit, offset]
     with connection.cursor() as cursor:
         cursor.execute(sql, all_params)
         rows = cursor.fetchall()
-    results = []
-    for *fields, content, headline in rows:
-        row = dict(zip(COLUMNS, fields, strict=True))
-        row["snippet"] = _cut_marks(content, headline) if headline else None
-        results.append(row)
-    return results
+    return [_with_snippet(fields, alternatives) for fields in rows]
 
 
-def _cut_marks(text: str, excerpt: str) -> str:
-    """The excerpt on one line, with … where it cuts the text. The excerpt is of the text
-    as searched, composed and without punctuation: that stretch of the composed text, with its
-    punctuation, is shown."""
-    text = unicodedata.normalize("NFC", text)
-    at = text.translate(AS_SEARCHED).find(excerpt)
-    if at >= 0:
-        excerpt = text[at : at + len(excerpt)]
-    before = "…" if at > 0 and text[:at].strip() else ""
-    after = "…" if at >= 0 and text[at + len(excerpt) :].strip() else ""
-    return before + " ".join(excerpt.split()) + after
+def _with_snippet(fields: tuple, alternatives: list[Alternative]) -> dict:
+    *columns, content = fields
+    row = dict(zip(COLUMNS, columns, strict=True))
+    row["snippet"] = snippet(content, alternatives) if row["message_id"] else None
+    return row
 
 
 def _sqlite(alternatives, mine, mine_params, searched, offset, limit) -> list[dict]:
@@ -225,37 +237,96 @@ def _sqlite(alternatives, mine, mine_params, searched, offset, limit) -> list[di
             SELECT rowid AS conversation_id, bm25(conversation_fts) AS rank
             FROM conversation_fts
             WHERE conversation_fts MATCH %s AND rowid IN (SELECT id FROM mine)
+        ),
+        page AS (
+            SELECT c.id, c.title, c.pinned, c.created_at, c.updated_at, best.message_id,
+                COALESCE(best.rank, 0) + {TITLE_WEIGHT} * COALESCE(titled.rank, 0) AS score
+            FROM (SELECT conversation_id FROM best UNION SELECT conversation_id FROM titled) f
+            JOIN chat_conversation c ON c.id = f.conversation_id
+            LEFT JOIN best ON best.conversation_id = c.id
+            LEFT JOIN titled ON titled.conversation_id = c.id
+            ORDER BY score, c.updated_at DESC, c.id DESC
+            LIMIT %s OFFSET %s
         )
-        SELECT c.id, c.title, c.pinned, c.created_at, c.updated_at, best.message_id
-        FROM (SELECT conversation_id FROM best UNION SELECT conversation_id FROM titled) f
-        JOIN chat_conversation c ON c.id = f.conversation_id
-        LEFT JOIN best ON best.conversation_id = c.id
-        LEFT JOIN titled ON titled.conversation_id = c.id
-        ORDER BY COALESCE(best.rank, 0) + {TITLE_WEIGHT} * COALESCE(titled.rank, 0),
-            c.updated_at DESC, c.id DESC
-        LIMIT %s OFFSET %s
+        SELECT page.id, page.title, page.pinned, page.created_at, page.updated_at,
+            page.message_id, m.content
+        FROM page LEFT JOIN chat_message m ON m.id = page.message_id
+        ORDER BY page.score, page.updated_at DESC, page.id DESC
     """
     with connection.cursor() as cursor:
         cursor.execute(sql, [*mine_params, match, RANKED_MATCHES, match, limit, offset])
-        rows = [dict(zip(COLUMNS, row, strict=True)) for row in cursor.fetchall()]
-        snippets = _sqlite_snippets(cursor, match, [r["message_id"] for r in rows])
+        rows = [_with_snippet(fields, alternatives) for fields in cursor.fetchall()]
     for row in rows:
-        row["snippet"] = snippets.get(row["message_id"])
         for name in ("created_at", "updated_at"):  # SQLite keeps UTC without its zone
             row[name] = row[name].replace(tzinfo=UTC)
     return rows
 
 
-def _sqlite_snippets(cursor, match: str, message_ids: list[int | None]) -> dict[int, str]:
-    """FTS5's snippet() of each message, the match with text either side, or a short
-    message's whole text (one query)."""
-    ids = [i for i in message_ids if i is not None]
-    if not ids:
-        return {}
-    cursor.execute(
-        f"SELECT rowid, CASE WHEN length(content) <= {SNIPPET_CHARACTERS} THEN content"
-        f" ELSE snippet(message_fts, 0, '', '', '…', {SNIPPET_WORDS}) END FROM message_fts"
-        f" WHERE message_fts MATCH %s AND rowid IN ({', '.join(['%s'] * len(ids))})",
-        [match, *ids],
-    )
-    return {rowid: " ".join(text.split()) for rowid, text in cursor.fetchall()}
+# --- snippets: the message's text around the match, read the way the index reads it ----------
+
+# A word as the databases' parsers read one: letters and digits with their marks (any mark: a
+# Devanagari vowel sign, an accent typed apart); each CJK character and each emoji alone.
+_MARKS = "".join(
+    chr(c) for c in range(0x300, 0x1FAFF) if unicodedata.category(chr(c)).startswith("M")
+)
+_TOKEN = re.compile(
+    f"{CJK_CLASS}|{EMOJI_CLASS}|(?:(?!{CJK_CLASS})(?:[^\\W_]|[{re.escape(_MARKS + DROPPED)}]))+"
+)
+_EMOJI = re.compile(EMOJI_CLASS)
+# The composed text read as search reads it, one character for one: marks search leaves out
+# stay, inside their word (they are left out of its term).
+_ONE_FOR_ONE = AS_SEARCHED | {ord(c): c for c in DROPPED}
+_LEFT_OUT = str.maketrans("", "", DROPPED)
+SNIPPET_LEAD = SNIPPET_WORDS // 3  # words kept before the first match
+SNIPPET_CANDIDATES = 50  # the first matches, each the start of a window weighed
+
+
+def _tokens(text: str) -> list[tuple[str, int, int]]:
+    """(term, start, end) of each word of the composed `text`, as the index reads it."""
+    tokens = []
+    for match in _TOKEN.finditer(text.translate(_ONE_FOR_ONE)):
+        word = match.group()
+        term = emoji_word(word) if _EMOJI.fullmatch(word) else word.translate(_LEFT_OUT)
+        if term:
+            tokens.append((term.lower(), match.start(), match.end()))
+    return tokens
+
+
+def snippet(text: str, alternatives: list[Alternative]) -> str:
+    """The text on one line: whole when short, otherwise the SNIPPET_WORDS words around its
+    best match (the most searched words and phrases, then the first), with … where cut."""
+    text = unicodedata.normalize("NFC", text)
+    if len(text) <= SNIPPET_CHARACTERS:
+        return " ".join(text.split())
+    tokens = _tokens(text[:INDEXED_CHARS])
+    if not tokens:
+        return " ".join(text[:SNIPPET_CHARACTERS].split()) + "…"
+    terms = [t for t, _, _ in tokens]
+    sought = {
+        tuple(t for t, _, _ in _tokens(term))
+        for a in alternatives
+        for w in a.words
+        for term in _terms(w)
+    }
+    matches = [
+        (at, at + len(phrase), phrase)
+        for phrase in sought
+        if phrase
+        for at in range(len(terms) - len(phrase) + 1)
+        if tuple(terms[at : at + len(phrase)]) == phrase
+    ]
+    matches.sort()
+    starts = [at for at, _, _ in matches]
+    best, best_score = 0, 0
+    for at in starts[:SNIPPET_CANDIDATES]:
+        start = max(0, at - SNIPPET_LEAD)
+        end = start + SNIPPET_WORDS
+        inside = matches[bisect_left(starts, start) : bisect_left(starts, end)]
+        score = len({phrase for _, b, phrase in inside if b <= end})
+        if score > best_score:
+            best, best_score = start, score
+    window = tokens[best : best + SNIPPET_WORDS]
+    cut_start, cut_end = window[0][1], window[-1][2]
+    before = "…" if text[:cut_start].strip() else ""
+    after = "…" if text[cut_end:].strip() else ""
+    return before + " ".join(text[cut_start:cut_end].split()) + after

@@ -1,14 +1,18 @@
 """GET /api/conversations/?q=: ranked full-text search, on SQLite (FTS5) and PostgreSQL
 (DATABASE_URL=postgres://...: tsvector and a GIN index)."""
 
+import re
 import unicodedata
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
 from chatapp.chat import search as search_module
+from chatapp.chat import search_index
 from chatapp.chat.actions.replies import (
     Checkpoint,
     checkpoint_replies,
@@ -148,6 +152,136 @@ def test_full_width_letters_and_digits_are_their_ascii_letters(
     for q in ("ｍａｘ", "max", "ＭＡＸ", "max_tokens", "ｍａｘ＿ｔｏｋｅｎｓ", "２０４８", "2048"):
         assert sorted(titles(member_client, q)) == ["Narrow", "Wide"], q
     assert titles(member_client, "ai notes") == ["ＡＩ ｎｏｔｅｓ"]
+
+
+def test_chinese_and_japanese_words_are_found_inside_text_on_either_database(
+    member_client, member, make_conversation
+):
+    """Chinese and Japanese put no spaces between words: each CJK character is a word to
+    search, and a query's run of them a phrase, so a word is found inside a sentence, as a
+    substring would be (Korean's syllables too: its particles cling to the word before)."""
+    make_conversation(member, "Tokyo", messages=[("user", "明日は東京都に行きます。")])
+    make_conversation(member, "Kyoto", messages=[("assistant", "京都のお寺を見ました")])
+    make_conversation(member, "Beijing", messages=[("user", "我在北京大学学习中文")])
+    make_conversation(member, "Seoul", messages=[("user", "서울에서 만나요")])
+    make_conversation(member, "Katakana", messages=[("user", "新しいコンピューターを買った")])
+    make_conversation(member, "東京旅行の計画", messages=[("user", "nothing")])
+    assert sorted(titles(member_client, "東京")) == ["Tokyo", "東京旅行の計画"]
+    assert sorted(titles(member_client, "京都")) == ["Kyoto", "Tokyo"]  # 東京都 holds 京都
+    assert titles(member_client, "北京") == ["Beijing"]
+    assert titles(member_client, "中文") == ["Beijing"]
+    assert titles(member_client, "行き") == ["Tokyo"]
+    assert titles(member_client, "コンピュータ") == ["Katakana"]
+    assert titles(member_client, "서울") == ["Seoul"]
+    assert titles(member_client, "旅行") == ["東京旅行の計画"]
+    assert titles(member_client, '"都に行"') == ["Tokyo"]
+    assert titles(member_client, "京都 -東京") == ["Kyoto"]
+    assert sorted(titles(member_client, "大学 OR お寺")) == ["Beijing", "Kyoto"]
+    assert titles(member_client, "東都") == []  # the characters together, in that order
+    assert sorted(titles(member_client, "京 都")) == ["Kyoto", "Tokyo"]  # each anywhere
+
+
+def test_a_cjk_snippet_is_the_text_around_the_match(member_client, member, make_conversation):
+    filler = "。".join(["今日は天気がいいです"] * 12)
+    text = f"{filler}。私は東京都の大学で日本語を勉強しています。{filler}"
+    chat = make_conversation(member, "Long", messages=[("assistant", text)])
+    (result,) = search(member_client, "日本語")["results"]
+    assert result["message_id"] == chat.messages.get().pk
+    assert "東京都の大学で日本語を勉強" in result["snippet"]
+    assert result["snippet"].startswith("…") and result["snippet"].endswith("…")
+
+
+def test_arabic_and_hebrew_vowel_marks_are_folded_alike_on_either_database(
+    member_client, member, make_conversation
+):
+    """Most Arabic and Hebrew text leaves its vowels out, but a quotation, a lesson or a
+    dictionary writes them: a word is found either way, both ways; the tatweel that
+    stretches a word does not count either."""
+    make_conversation(member, "Vowelled", messages=[("user", "كَتَبَ الوَلَدُ الدَّرْسَ")])
+    make_conversation(member, "Plain", messages=[("assistant", "كتب الطالب الدرس")])
+    make_conversation(member, "Stretched", messages=[("user", "كتـــب")])
+    make_conversation(member, "Pointed", messages=[("user", "שָׁלוֹם עֲלֵיכֶם")])
+    make_conversation(member, "Unpointed", messages=[("user", "שלום לכולם")])
+    make_conversation(member, "Presentation form", messages=[("user", "\ufb2c\u05dc\u05d5\u05dd")])
+    for q in ("كتب", "كَتَبَ", "كَتب", "كتـب"):
+        assert sorted(titles(member_client, q)) == ["Plain", "Stretched", "Vowelled"], q
+    assert sorted(titles(member_client, "الدرس")) == ["Plain", "Vowelled"]
+    assert sorted(titles(member_client, "الدَّرْسَ")) == ["Plain", "Vowelled"]
+    assert titles(member_client, "الولد") == ["Vowelled"]
+    for q in ("שלום", "שָׁלוֹם"):  # and the letter with its points as one character (U+FB2C)
+        assert sorted(titles(member_client, q)) == ["Pointed", "Presentation form", "Unpointed"]
+    assert titles(member_client, "שלם") == []  # a letter is a letter: only the marks fold
+    assert titles(member_client, "עליכם") == ["Pointed"]
+    assert sorted(titles(member_client, "שלום -לכולם")) == ["Pointed", "Presentation form"]
+    filler = " ".join(f"word{n}" for n in range(60))
+    make_conversation(member, "Long", messages=[("user", f"{filler} مَرْحَبًا بِكُمْ {filler}")])
+    (result,) = search(member_client, "مرحبا")["results"]
+    assert "word59 مَرْحَبًا بِكُمْ word0" in result["snippet"]  # shown as written
+
+
+def test_emoji_are_found_on_either_database(member_client, member, make_conversation):
+    """Emoji are no letters to either database's parser: each is also indexed as a word of its
+    own, so a query with one finds the messages and titles holding it (anywhere in them)."""
+    make_conversation(member, "Llama", messages=[("user", "🦙 llamas are great")])
+    make_conversation(member, "Thumbs", messages=[("assistant", "great work👍🏽")])
+    make_conversation(member, "Heart", messages=[("user", "I ❤️ it")])
+    make_conversation(member, "Trip ✈️", messages=[("user", "to Lima")])
+    make_conversation(member, "Plain", messages=[("user", "no pictures, great")])
+    assert titles(member_client, "🦙") == ["Llama"]
+    assert titles(member_client, "👍") == ["Thumbs"]  # in any skin tone
+    assert titles(member_client, "👍🏽") == ["Thumbs"]
+    assert titles(member_client, "👍🏿") == []
+    assert titles(member_client, "❤") == ["Heart"]
+    assert titles(member_client, "❤️") == ["Heart"]
+    assert titles(member_client, "✈") == ["Trip ✈️"]
+    assert titles(member_client, "llamas 🦙") == ["Llama"]
+    assert titles(member_client, '"great 🦙"') == ["Llama"]
+    assert titles(member_client, "work") == ["Thumbs"]  # an emoji splits words
+    assert sorted(titles(member_client, "great -🦙")) == ["Plain", "Thumbs"]
+    assert sorted(titles(member_client, "🦙 OR ❤")) == ["Heart", "Llama"]
+    assert titles(member_client, "emojif09fa699") == ["Llama"]  # how the index spells 🦙
+
+
+def test_python_and_sql_read_text_for_search_alike(db):
+    """PostgreSQL reads text in SQL (searched_text), SQLite's triggers through Python
+    (searched): both must read every folded character, CJK range and emoji alike."""
+    samples = [
+        "Ein Kaffee im CAFÉ? Tiếng Việt, cafe\u0301, ｍａｘ＿ｔｏｋｅｎｓ ２０４８, a'b\\c %d",
+        "كَتَبَ الوَلَدُ كتـــاب שָׁלוֹם \ufb2c",
+        "明日は東京都に行きます。서울에서 ｶﾀｶﾅ 𠀋 ㄅ 々",
+        "🦙 llama👍🏽ok ❤️ ⭐ 👨\u200d👩\u200d👧 🇯🇵 ⌚",
+        "".join(search_index.DROPPED) + "x" + search_index.FOLD_FROM,
+        "".join(chr(a) + chr(b) for a, b in search_index.CJK_RANGES),
+        "".join(chr(a) + chr(b) for a, b in search_index.EMOJI_RANGES),
+        "",
+    ]
+    with connection.cursor() as cursor:
+        for text in samples:
+            if connection.vendor == "postgresql":
+                reading = search_index.searched_text("t.text")
+                cursor.execute(f"SELECT {reading} FROM (SELECT %s::text AS text) t", [text])
+            else:
+                cursor.execute(f"SELECT {search_index.SQLITE_FUNCTION}(%s)", [text])
+            assert cursor.fetchone()[0] == search_index.searched(text), text
+
+
+def test_the_browser_marks_what_search_folds_with_the_same_lists():
+    """static/js/chat/snippet.js marks the searched words in the sidebar: its lists of CJK
+    ranges, emoji, dropped marks and Latin accents are search_index's."""
+    source = (Path(__file__).parents[2] / "static/js/chat/snippet.js").read_text()
+
+    def ranges(name: str) -> list[tuple[int, int]]:
+        block = re.search(rf"const {name} = \[(.*?)\n\];", source, re.S)
+        assert block, name
+        return [(int(a, 16), int(b, 16)) for a, b in re.findall(r"\[(0x\w+), (0x\w+)\]", block[1])]
+
+    assert ranges("CJK_RANGES") == list(search_index.CJK_RANGES)
+    assert ranges("EMOJI_RANGES") == list(search_index.EMOJI_RANGES)
+    assert ranges("DROPPED_RANGES") == list(search_index.DROPPED_RANGES)
+    accents = re.search(r"const LATIN_ACCENTS = \[(.*?)\];", source, re.S)
+    assert sorted(int(c, 16) for c in re.findall(r"0x\w+", accents[1])) == sorted(
+        map(ord, search_index.DIACRITICS)
+    )
 
 
 def test_hyphenated_words_and_addresses_are_found_as_typed(
@@ -422,12 +556,14 @@ def test_parse_reads_words_phrases_exclusions_and_alternatives():
     assert parse("* ( ) -") == []
 
 
-def test_fts5_match_quotes_every_item():
+def test_fts5_match_quotes_every_item_as_the_index_reads_it():
     assert fts5_match(parse('"hi" NEAR(x) 東京 a"b')) == (
-        '((("hi" OR "ｈｉ") AND ("NEAR(x)" OR "ＮＥＡＲ（ｘ）") AND "東京" AND ("a" OR "ａ")'
-        ' AND ("b" OR "ｂ")))'
+        '((("hi") AND ("NEAR x") AND ("東 京") AND ("a") AND ("b")))'
     )
-    assert fts5_match(parse("ａ -b OR 東")) == '((("a" OR "ａ")) NOT ("b" OR "ｂ")) OR (("東"))'
+    assert fts5_match(parse("ａ -b OR 東")) == '((("a")) NOT ("b")) OR ((("東")))'
+    assert fts5_match(parse('"ok 🦙" -👍🏽')) == (
+        '((("ok" AND "emojif09fa699")) NOT ("emojif09f918d" AND "emojif09f8fbd"))'
+    )
 
 
 # --- answers enter the index when they stop streaming --------------------------------------
@@ -475,6 +611,50 @@ def test_a_streaming_answer_deleted_leaves_the_index_whole(
     assert titles(member_client, "vicuna") == ["Kept"]
 
 
+# --- upgrading: chat.0026 reads what was indexed before it ------------------------------------
+
+
+def index_as_before_0026() -> None:
+    """The search index as a release before chat.0026 built it: the text as written."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            for statement in search_index.POSTGRESQL_DOWN:
+                cursor.execute(statement)
+            cursor.execute(
+                "ALTER TABLE chat_message ADD COLUMN search_vector tsvector GENERATED ALWAYS AS"
+                " (to_tsvector('simple'::regconfig, content)) STORED"
+            )
+            return
+        search_index.sqlite_down(cursor)
+        for name, fts in search_index.SQLITE_TABLES.items():
+            cursor.execute(
+                f"CREATE VIRTUAL TABLE {name} USING fts5({fts.column}, content='{fts.table}',"
+                " content_rowid='id', tokenize='unicode61 remove_diacritics 2')"
+            )
+            cursor.execute(
+                f"CREATE TRIGGER {name}_insert AFTER INSERT ON {fts.table} BEGIN"
+                f" INSERT INTO {name}(rowid, {fts.column}) VALUES (new.id, new.{fts.column}); END"
+            )
+
+
+def test_the_upgrade_reads_again_what_an_earlier_release_indexed(
+    transactional_db, member_client, member, make_conversation
+):
+    executor = MigrationExecutor(connection)
+    executor.migrate([("chat", "0025_search_folds_latin_accents")])
+    try:
+        index_as_before_0026()
+        make_conversation(member, "Trip", messages=[("user", "كَتَبَ 🦙 明日は東京都に行く")])
+        assert titles(member_client, "東京") == []  # as that release found it
+    finally:
+        latest = MigrationExecutor(connection)
+        latest.migrate(latest.loader.graph.leaf_nodes())
+    for q in ("東京", "京都", "كتب", "🦙"):
+        assert titles(member_client, q) == ["Trip"], q
+    make_conversation(member, "Later", messages=[("user", "京都")])  # the triggers of today
+    assert sorted(titles(member_client, "京都")) == ["Later", "Trip"]
+
+
 # --- the index itself on SQLite ----------------------------------------------------------------
 
 
@@ -506,13 +686,14 @@ def test_reading_the_table_again_leaves_streaming_answers_out(
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's GIN index")
-def test_postgresql_answers_from_the_gin_index(member, make_conversation):
-    make_conversation(member, "Indexed", messages=[("user", "vicuna")])
+@pytest.mark.parametrize("q", ["vicuna", "東京", "كَتَبَ", "🦙", '"red wool" -moth'])
+def test_postgresql_answers_from_the_gin_index(member, make_conversation, q):
+    make_conversation(member, "Indexed", messages=[("user", "vicuna 東京都 كتب 🦙 red wool")])
+    tsquery, params = search_module.tsquery_sql(parse(q))
     with connection.cursor() as cursor:
         cursor.execute("SET enable_seqscan = off")
         cursor.execute(
-            "EXPLAIN SELECT id FROM chat_message"
-            " WHERE search_vector @@ websearch_to_tsquery('simple', 'vicuna')"
+            f"EXPLAIN SELECT id FROM chat_message WHERE search_vector @@ {tsquery}", params
         )
         plan = "\n".join(row[0] for row in cursor.fetchall())
         cursor.execute("SET enable_seqscan = on")

@@ -319,6 +319,31 @@ def test_full_width_letters_and_accents_are_marked_as_the_search_found_them(
     )
 
 
+def test_cjk_words_vowelled_words_and_emoji_are_marked_as_the_search_found_them(
+    sidebar_page, app_server
+):
+    """A CJK word inside a run of characters is marked alone, an Arabic word with its vowels
+    for a query without them, an emoji with its skin tone; й is not и, as search has it."""
+    page = sidebar_page
+    long_text = "今日はいい天気です。" * 15 + "私は日本語を勉強しています。" + "また明日。" * 15
+    app_server.run_python(
+        "from chatapp.chat.models import Conversation, Message\n"
+        "c = Conversation.objects.exclude(title='').first()\n"
+        "n = Conversation.objects.create(team_id=c.team_id, owner_id=c.owner_id,"
+        " title='東京都に行く كَتَبَ 👍🏽 мой й', model='m')\n"
+        f"Message.objects.create(conversation=n, role='assistant', content={long_text!r})"
+    )
+    search = page.get_by_label("Search conversations")
+    search.fill("京都 كتب 👍 й")
+    expect(page.locator(".conversation-item .conversation-name mark")).to_have_text(
+        ["京都", "كَتَبَ", "👍🏽", "й"]
+    )
+    search.fill("日本語")
+    snippet = page.locator(".conversation-item .conversation-snippet")
+    expect(snippet.locator("mark")).to_have_text(["日本語"])
+    assert "私は日本語を勉強" in snippet.inner_text()
+
+
 @pytest.mark.parametrize("theme", ["light", "dark"])
 def test_snippets_stay_readable_on_the_open_row_and_the_focused_one(
     sidebar_page, conversations, theme
