@@ -1,4 +1,5 @@
-"""Reading the audit trail as a whole: the hash chain check and the CSV / JSON export."""
+"""Reading the audit trail: its pages (the site's and a team's), the hash chain check and the CSV /
+JSON export."""
 
 import csv
 import io
@@ -6,6 +7,8 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TextIO
+
+from django.db.models import QuerySet
 
 from chatapp.teams.models import AuditEvent
 
@@ -69,32 +72,39 @@ LARGEST_ID = 2**63 - 1  # a bigint's
 
 @dataclass
 class EventPage:
-    """Some of the site's events, newest first, and whether there are newer and older ones."""
+    """Some events, newest first, and whether there are newer and older ones."""
 
     events: list[AuditEvent]
     newer: bool
     older: bool
 
 
-def event_page(before: str | None, after: str | None) -> EventPage:
+def event_page(
+    before: str | None, after: str | None, events: QuerySet[AuditEvent] | None = None
+) -> EventPage:
     """The events just older than event `before`, or just newer than event `after`, or the
-    newest: found by id rather than by counting, so a page costs the same with a million
-    events. An `after` with less than a page newer than it gives the newest page; an id that
-    is not a whole number, none."""
-    events = AuditEvent.objects.all()
+    newest, of `events` (the site's by default): found by id rather than by counting, so a
+    page costs the same with a million events. An `after` with less than a page newer than it
+    gives the newest page; an id that is not a whole number, none."""
+    if events is None:
+        events = AuditEvent.objects.all()
     newer_id = _event_id(after)
     if newer_id is not None:
         rows = list(events.filter(pk__gt=newer_id).order_by("pk")[: PAGE_SIZE + 1])
         if len(rows) > PAGE_SIZE:
             rows = rows[:PAGE_SIZE][::-1]
-            return EventPage(rows, True, events.filter(pk__lt=rows[-1].pk).exists())
+            return EventPage(rows, True, _any(events.filter(pk__lt=rows[-1].pk)))
     older_id = _event_id(before)
-    if older_id is not None:
-        events = events.filter(pk__lt=older_id)
-    rows = list(events.order_by("-pk")[: PAGE_SIZE + 1])
-    newer = older_id is not None and bool(rows)
-    newer = newer and AuditEvent.objects.filter(pk__gt=rows[0].pk).exists()
+    older = events if older_id is None else events.filter(pk__lt=older_id)
+    rows = list(older.order_by("-pk")[: PAGE_SIZE + 1])
+    newer = older_id is not None and bool(rows) and _any(events.filter(pk__gt=rows[0].pk))
     return EventPage(rows[:PAGE_SIZE], newer, len(rows) > PAGE_SIZE)
+
+
+def _any(events: QuerySet[AuditEvent]) -> bool:
+    # Asked in id order, which an index gives: unordered, PostgreSQL may look for a team's
+    # newer events by reading the whole table from its oldest rows.
+    return events.order_by("pk").values_list("pk", flat=True).first() is not None
 
 
 def _event_id(value: str | None) -> int | None:

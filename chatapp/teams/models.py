@@ -638,7 +638,8 @@ class AuditEvent(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["team", "-created_at"], name="audit_event_team_recent")]
+        # A team's events, newest first, a page at a time (its audit page).
+        indexes = [models.Index(fields=["team", "-id"], name="audit_event_team_newest")]
 
     def __str__(self) -> str:
         return f"{self.get_action_display()} in {self.team_name or 'the site'}: {self.summary}"

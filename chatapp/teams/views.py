@@ -724,8 +724,9 @@ def _page(request) -> str:
 @require_GET
 def audit(request, team_id: int):
     membership = services.get_team_access(request.user, team_id, "view_audit")
+    # Paged by event, as the site's trail is: a page number would count the team's events.
     events = AuditEvent.objects.filter(team=membership.team)
-    page = Paginator(events, 50).get_page(request.GET.get("page"))
+    page = audit_trail.event_page(request.GET.get("before"), request.GET.get("after"), events)
     return _render(request, "teams/audit.html", membership, "audit", page=page)
 
 

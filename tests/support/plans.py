@@ -4,14 +4,28 @@ QUERY PLAN): lists must read their page in order from an index, not sort every r
 from django.db import connection
 
 
-def sorts_rows(sql: str) -> bool:
-    """Whether the database sorts the rows this query reads, rather than reading them in
-    order from an index. PostgreSQL is told to avoid sorting, as it would with many rows: it
-    still sorts when no index gives the order."""
+def plan(sql: str) -> list[str]:
+    """The steps of the database's plan for this query. PostgreSQL is told to avoid sorting,
+    as it would with many rows: it still sorts when no index gives the order."""
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute("SET LOCAL enable_sort = off")  # ends with the test's transaction
             cursor.execute(f"EXPLAIN {sql}")
-            return any("Sort" in row[0] for row in cursor.fetchall())
+            return [row[0] for row in cursor.fetchall()]
         cursor.execute(f"EXPLAIN QUERY PLAN {sql}")
-        return any("TEMP B-TREE" in row[-1] for row in cursor.fetchall())
+        return [row[-1] for row in cursor.fetchall()]
+
+
+def sorts_rows(sql: str) -> bool:
+    """Whether the database sorts the rows this query reads, rather than reading them in
+    order from an index."""
+    sorting = "Sort" if connection.vendor == "postgresql" else "TEMP B-TREE"
+    return any(sorting in step for step in plan(sql))
+
+
+def finds_rows_by(sql: str, column: str) -> bool:
+    """Whether the database finds the rows this query reads by `column` in an index, rather
+    than reading others in order and leaving them out (one team's rows among everyone's)."""
+    if connection.vendor == "postgresql":
+        return any("Index Cond:" in step and column in step for step in plan(sql))
+    return any(step.startswith("SEARCH") and f"{column}=" in step for step in plan(sql))

@@ -1,6 +1,8 @@
 """The audit trail: what admin actions write, and the owners' audit page."""
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from chatapp.teams import actions
@@ -12,6 +14,7 @@ from chatapp.teams.models import (
     TeamProvider,
     TeamUsage,
 )
+from tests.support.plans import finds_rows_by, sorts_rows
 
 
 def test_admin_actions_are_recorded_with_their_actor(team, owner, admin_member, member):
@@ -37,21 +40,53 @@ def test_owners_see_the_trail_newest_first_in_pages(
 ):
     for n in range(60):
         actions.save_prompt(owner, team, name=f"Prompt {n}", content="x")
+    url = reverse("teams:audit", args=[team.pk])
     with django_assert_max_num_queries(8):
-        response = owner_client.get(reverse("teams:audit", args=[team.pk]))
+        response = owner_client.get(url)
     assert response.status_code == 200
-    rows = response.context["page"].object_list
+    rows = response.context["page"].events
     assert len(rows) == 50 and rows[0].summary == "olivia created the prompt Prompt 59"
-    older = owner_client.get(reverse("teams:audit", args=[team.pk]) + "?page=2")
-    assert len(older.context["page"].object_list) == 10
+    first = response.content.decode()
+    assert "Newer</a>" not in first and f'href="?before={rows[-1].pk}"' in first
+    older = owner_client.get(url, {"before": rows[-1].pk})
+    summaries = [event.summary for event in older.context["page"].events]
+    assert summaries == [f"olivia created the prompt Prompt {n}" for n in range(9, -1, -1)]
+    second = older.content.decode()
+    assert f'href="?after={older.context["page"].events[0].pk}"' in second
+    assert "Older</a>" not in second
 
 
 def test_the_trail_is_per_team(owner_client, team, owner, make_user):
+    actions.save_prompt(owner, team, name="Ours", content="o")
     zed = make_user("zed")
     other = actions.create_team(zed, "Other")
     actions.save_prompt(zed, other, name="Theirs", content="z")
-    response = owner_client.get(reverse("teams:audit", args=[team.pk]))
-    assert b"Theirs" not in response.content
+    url = reverse("teams:audit", args=[team.pk])
+    assert b"Theirs" not in owner_client.get(url).content
+    # Newer events of another team are not newer pages of this one.
+    newest_of_theirs = AuditEvent.objects.filter(team=other).latest("pk")
+    page = owner_client.get(url, {"before": newest_of_theirs.pk + 1}).content.decode()
+    assert "Ours" in page and "Theirs" not in page and "Newer</a>" not in page
+
+
+def test_a_page_of_the_trail_is_read_from_the_team_s_index_without_counting(
+    owner_client, team, owner
+):
+    """Each view counted the team's events for its page numbers, and a later page sorted and
+    skipped the ones before it: both grew with the team's trail."""
+    for n in range(3):
+        actions.save_prompt(owner, team, name=f"Prompt {n}", content="x")
+    events = list(AuditEvent.objects.filter(team=team).order_by("pk"))
+    url = reverse("teams:audit", args=[team.pk])
+    with CaptureQueriesContext(connection) as queries:
+        for query in ({}, {"before": events[-1].pk}, {"after": events[0].pk}):
+            assert owner_client.get(url, query).status_code == 200
+    trail = [q["sql"] for q in queries if 'FROM "teams_auditevent"' in q["sql"]]
+    assert not [sql for sql in trail if "COUNT(" in sql.upper()]
+    pages = [sql for sql in trail if "ORDER BY" in sql]
+    assert pages
+    for sql in pages:
+        assert not sorts_rows(sql) and finds_rows_by(sql, "team_id")
 
 
 def test_the_audit_page_says_what_a_policy_change_changed_to(owner_client, team, owner):
