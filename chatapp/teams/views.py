@@ -684,13 +684,18 @@ REVIEW_FILTERS = {"pending": {"decision": ""}, "all": {}}
 def safety_queue(request, team_id: int):
     membership = services.get_team_access(request.user, team_id, "review_safety")
     show = request.GET.get("show") if request.GET.get("show") in REVIEW_FILTERS else "pending"
-    flags = (
-        SafetyFlag.objects.filter(team=membership.team, **REVIEW_FILTERS[show])
+    flags = SafetyFlag.objects.filter(team=membership.team, **REVIEW_FILTERS[show])
+    page = Paginator(flags.order_by("-id").values_list("pk", flat=True), 50).get_page(
+        request.GET.get("page")
+    )
+    # The page's flags are picked by id first: the messages and people are then read for
+    # its own flags, not for every flag on the pages before it.
+    page.object_list = (
+        SafetyFlag.objects.filter(pk__in=list(page.object_list))
         .select_related("author", "decided_by", "message", "message__parent")
         .prefetch_related("message__attachments")
         .order_by("-id")
     )
-    page = Paginator(flags, 50).get_page(request.GET.get("page"))
     context = {"page": page, "show": show, "decisions": SafetyDecision}
     return _render(request, "teams/safety.html", membership, "safety", **context)
 

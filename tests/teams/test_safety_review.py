@@ -3,7 +3,9 @@
 from datetime import datetime, timedelta
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils.timezone import make_aware
 from prometheus_client import REGISTRY
@@ -219,6 +221,24 @@ def test_the_queue_s_pages_keep_what_it_shows(owner_client, team, member, flagge
     assert 'href="?show=all&amp;page=2">Older</a>' in page
     newer = owner_client.get(queue_url(team, "all") + "&page=2").content.decode()
     assert 'href="?show=all&amp;page=1">Newer</a>' in newer
+
+
+def test_a_later_page_reads_the_messages_of_its_own_flags_only(owner_client, team, member, flagged):
+    """A later page joined every flag before it to its messages and people, only to skip them
+    (a cost that grew with the page number)."""
+    conversation = flagged.message.conversation
+    for _ in range(52):
+        answer = Message.objects.create(
+            conversation=conversation, role="assistant", content=ANSWER, status="blocked"
+        )
+        actions.flag_message(team, member, answer.pk, Finding("output", ("S10",), True))
+    with CaptureQueriesContext(connection) as queries:
+        response = owner_client.get(queue_url(team, "all") + "&page=2")
+    assert [flag.pk for flag in response.context["page"].object_list] == list(
+        SafetyFlag.objects.filter(team=team).order_by("-pk").values_list("pk", flat=True)[50:]
+    )
+    read = [q["sql"] for q in queries if 'JOIN "chat_message"' in q["sql"]]
+    assert read and not [sql for sql in read if "OFFSET" in sql]
 
 
 def test_a_decision_returns_the_reviewer_to_the_page_they_were_on(
