@@ -638,8 +638,12 @@ class AuditEvent(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        # A team's events, newest first, a page at a time (its audit page).
-        indexes = [models.Index(fields=["team", "-id"], name="audit_event_team_newest")]
+        indexes = [
+            # A team's events, newest first, a page at a time (its audit page).
+            models.Index(fields=["team", "-id"], name="audit_event_team_newest"),
+            # The events of one action, newest first (the admin's filter, and its count).
+            models.Index(fields=["action", "-id"], name="audit_event_action_newest"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_action_display()} in {self.team_name or 'the site'}: {self.summary}"

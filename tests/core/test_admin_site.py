@@ -12,6 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from chatapp.chat.models import Conversation
 from chatapp.teams.actions import audit
 from chatapp.teams.models import AuditAction, Membership, Team, TeamPolicy, TeamUsage
+from tests.support.plans import finds_rows_by, sorts_rows
 
 TOO_BIG = "9" * 26  # past any 64-bit key
 
@@ -91,3 +92,17 @@ def test_the_lists_of_the_largest_tables_count_once_and_sort_by_their_key(
     assert sum("COUNT(" in sql for sql in reads) == 1
     [listed] = [sql for sql in reads if sql.startswith(f'SELECT "{table}"."id"')]  # the rows
     assert listed.split("ORDER BY")[1].split("LIMIT")[0].strip() == f'"{table}"."id" DESC'
+
+
+def test_the_audit_list_filtered_by_action_finds_its_events_by_an_index(site_client, owner, team):
+    """Its count and its page read one action's events from an index, not the whole trail."""
+    audit(team, owner, AuditAction.INVITE, "owner invited someone")
+    audit(team, owner, AuditAction.ROLE_CHANGE, "owner changed a role")
+    with CaptureQueriesContext(connection) as queries:
+        page = site_client.get("/admin/teams/auditevent/", {"action__exact": "member.role"})
+        assert page.status_code == 200
+    assert "owner changed a role" in page.content.decode()
+    reads = [q["sql"] for q in queries.captured_queries if 'FROM "teams_auditevent"' in q["sql"]]
+    assert len(reads) == 2  # the count and the page
+    for sql in reads:
+        assert finds_rows_by(sql, "action") and not sorts_rows(sql)
