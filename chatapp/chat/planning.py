@@ -9,7 +9,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Q, Sum
+from django.db.models import Exists, OuterRef, Q, Sum
 
 from chatapp.accounts import preferences
 from chatapp.chat import json_output, tooling, tree
@@ -542,9 +542,11 @@ def _turns(conversation: Conversation, path: tuple[int, ...]) -> list[Turn]:
     # those refused unscreened (failing closed): only the newest question is screened. The
     # refused answer below one tells it too, where no flag is (a copy of a shared snapshot).
     # An API request refused and saved keeps its refusal on every turn: it was judged whole.
+    # The flags are looked up by the branch's messages: NOT IN would read every blocked
+    # question of the site at each send.
     rows = (
         rows.exclude(
-            pk__in=SafetyFlag.objects.filter(blocked=True, stage="input").values("message")
+            Exists(SafetyFlag.objects.filter(message=OuterRef("pk"), blocked=True, stage="input"))
         )
         .exclude(
             pk__in=conversation.messages.filter(

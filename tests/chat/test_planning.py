@@ -11,6 +11,7 @@ from chatapp.chat.models import Conversation, Message, MessageStatus
 from chatapp.chat.requests import RegenerateRequest, SendRequest
 from chatapp.llm import KNOWN_MODELS, count_message_tokens
 from chatapp.teams.models import RecentRequest, SafetyFlag, TeamPolicy
+from tests.support.plans import finds_rows_by
 
 
 def statements_reading(table: str, queries: CaptureQueriesContext) -> int:
@@ -105,6 +106,22 @@ def test_an_answer_reserves_the_prompt_it_sends_and_its_max_tokens(member, team)
     plan = planning.plan_send(member, request, team=None)
     assert plan.prompt_tokens == count_message_tokens(plan.messages) > 200
     assert plan.reserved_tokens == plan.prompt_tokens + 500
+
+
+def test_a_send_looks_up_the_flags_of_its_own_branch_only(member, team):
+    """The blocked questions a send leaves out of its history are found by the branch's own
+    messages, not by reading every blocked question of the site at each send."""
+    conversation = Conversation.objects.create(team=team, owner=member, model=KNOWN_MODELS[0])
+    blocked = Message.objects.create(conversation=conversation, role="user", content="A lock?")
+    SafetyFlag.objects.create(team=team, message=blocked, stage="input", blocked=True)
+    Message.objects.create(conversation=conversation, role="user", content="A llama?")
+    request = SendRequest(content="An alpaca?", conversation_id=conversation.pk)
+    with CaptureQueriesContext(connection) as queries:
+        plan = planning.plan_send(member, request, team=None)
+    sent = [message["content"] for message in plan.messages]
+    assert "A llama?" in str(sent) and "A lock?" not in str(sent)
+    [history] = [q["sql"] for q in queries.captured_queries if "teams_safetyflag" in q["sql"]]
+    assert finds_rows_by(history, "message_id")
 
 
 def test_the_answer_to_a_blocked_question_is_not_regenerated_from_an_earlier_one(member, team):

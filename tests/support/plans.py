@@ -1,5 +1,8 @@
 """What the database plans for a query the app ran (PostgreSQL's EXPLAIN, SQLite's EXPLAIN
-QUERY PLAN): lists must read their page in order from an index, not sort every row."""
+QUERY PLAN): lists must read their page in order from an index, not sort every row, and a
+query must find its rows by an index, not read every other row of the table too."""
+
+import re
 
 from django.db import connection
 
@@ -29,6 +32,8 @@ def sorts_rows(sql: str) -> bool:
 def finds_rows_by(sql: str, column: str) -> bool:
     """Whether the database finds the rows this query reads by `column` in an index, rather
     than reading others in order and leaving them out (one team's rows among everyone's)."""
-    if connection.vendor == "postgresql":
-        return any("Index Cond:" in step and column in step for step in plan(sql))
-    return any(step.startswith("SEARCH") and f"{column}=" in step for step in plan(sql))
+    if connection.vendor == "postgresql":  # "(team_id = 1)", "((action)::text = ...)"
+        condition = re.compile(rf"\(\(?{column}\)?(::\w+)? [=<>]")
+        return any("Index Cond:" in step and condition.search(step) for step in plan(sql))
+    condition = re.compile(rf"[( ]{column}[=<>]")  # "(team_id=? AND rowid<?)"
+    return any(step.startswith("SEARCH") and condition.search(step) for step in plan(sql))
