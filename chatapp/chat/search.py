@@ -3,10 +3,12 @@
 The query takes web-search syntax, read here once for both databases: words (all must
 match), "quoted phrases", -word or -"phrase" to exclude, and OR between alternatives (as in
 PostgreSQL's websearch_to_tsquery, `a b OR c` is `(a AND b) OR c`). A query made only of
-exclusions finds nothing. PostgreSQL ranks with ts_rank over GIN-indexed tsvectors, SQLite
-with FTS5's bm25 (chatapp/chat/search_index.py); a title match counts double. Only user and
-assistant text is searched, never a withheld (safety-blocked) answer. Only the user's
-newest RANKED_MATCHES matching messages are ranked (docs/search.md).
+exclusions finds nothing. Each word or phrase is read as the index reads text
+(search_index.searched: folded, each CJK character a word, emoji as words of their own).
+PostgreSQL ranks with ts_rank over GIN-indexed tsvectors, SQLite with FTS5's bm25
+(chatapp/chat/search_index.py); a title match counts double. Only user and assistant text is
+searched, never a withheld (safety-blocked) answer. Only the user's newest RANKED_MATCHES
+matching messages are ranked (docs/search.md). The snippets are cut here, alike for both.
 """
 
 import re
@@ -327,6 +329,11 @@ def snippet(text: str, alternatives: list[Alternative]) -> str:
             best, best_score = start, score
     window = tokens[best : best + SNIPPET_WORDS]
     cut_start, cut_end = window[0][1], window[-1][2]
+    # with the punctuation that clings to its first and last words: `(see`, `road.`, `❤️`
+    while cut_start and not text[cut_start - 1].isspace() and not text[cut_start - 1].isalnum():
+        cut_start -= 1
+    while cut_end < len(text) and not text[cut_end].isspace() and not text[cut_end].isalnum():
+        cut_end += 1
     before = "…" if text[:cut_start].strip() else ""
     after = "…" if text[cut_end:].strip() else ""
     return before + " ".join(text[cut_start:cut_end].split()) + after
