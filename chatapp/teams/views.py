@@ -690,13 +690,13 @@ def safety_queue(request, team_id: int):
     )
     # The page's flags are picked by id first: the messages and people are then read for
     # its own flags, not for every flag on the pages before it.
-    page.object_list = (
+    on_page = (
         SafetyFlag.objects.filter(pk__in=list(page.object_list))
         .select_related("author", "decided_by", "message", "message__parent")
         .prefetch_related("message__attachments")
         .order_by("-id")
     )
-    context = {"page": page, "show": show, "decisions": SafetyDecision}
+    context = {"page": page, "flags": on_page, "show": show, "decisions": SafetyDecision}
     return _render(request, "teams/safety.html", membership, "safety", **context)
 
 
