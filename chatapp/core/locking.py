@@ -12,11 +12,20 @@ def lock_rows(rows: QuerySet, no_key: bool = False) -> None:
     IMMEDIATE, which already queues every writer: there this does nothing.
     """
     if connections[rows.db].features.has_select_for_update:
-        list(rows.select_for_update(no_key=no_key).only("pk"))
+        _lock(rows, no_key)
 
 
 def locked_if_there(rows: QuerySet, no_key: bool = False) -> bool:
     """Lock the rows (lock_rows), then whether any is still there: one deleted before the lock
-    is seen gone, one deleted after waits for this transaction."""
-    lock_rows(rows, no_key)
+    is seen gone, one deleted after waits for this transaction.
+
+    On PostgreSQL the locking statement answers that itself: it skips a row deleted before it,
+    and one deleted while it waited (read committed reads the row again once its lock is free).
+    """
+    if connections[rows.db].features.has_select_for_update:
+        return _lock(rows, no_key) > 0
     return rows.exists()
+
+
+def _lock(rows: QuerySet, no_key: bool) -> int:
+    return len(rows.select_for_update(no_key=no_key).only("pk"))
