@@ -162,6 +162,9 @@ def chat(request: HttpRequest, conversation_id: int | None = None) -> HttpRespon
 
 # Break-glass reading by site admins (chatapp.chat.admin_access); 404 for everyone else.
 
+# How many of a conversation's messages (of every branch) the admin's read shows a page.
+ADMIN_READ_PER_PAGE = 50
+
 
 class AdminAccessForm(forms.Form):
     reason = forms.CharField(
@@ -205,10 +208,14 @@ def admin_access_read(request: HttpRequest, conversation_id: int) -> HttpRespons
     grant = admin_access.active_grant(request.user, conversation)
     if grant is None:
         return redirect("admin_access_request", conversation.pk)
+    # Every branch, oldest first, a page at a time: a conversation may hold thousands. The
+    # conversation's id is read too, else each message would fetch it to be joined to it.
+    fields = ("conversation_id", "role", "content", "status", "created_at")
+    entries = conversation.messages.order_by("id").only(*fields)
+    page = Paginator(entries, ADMIN_READ_PER_PAGE).get_page(request.GET.get("page"))
     # Not `messages`: that name is the flashed notices' (base.html), which it would replace.
-    entries = conversation.messages.order_by("id").only("role", "content", "status", "created_at")
-    context = {"conversation": conversation, "grant": grant, "entries": entries}
-    return render(request, "chat/admin_access_read.html", context)
+    context = {"conversation": conversation, "grant": grant, "entries": page.object_list}
+    return render(request, "chat/admin_access_read.html", {**context, "page": page})
 
 
 @login_required

@@ -5,11 +5,14 @@ the audit trail."""
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
 from chatapp.chat.models import AdminAccessGrant, Conversation, Message
+from chatapp.chat.views import ADMIN_READ_PER_PAGE
 from chatapp.teams.audit_trail import verify_chain
 from chatapp.teams.models import AuditEvent
 
@@ -94,6 +97,44 @@ def test_the_read_page_shows_the_messages_once_and_no_flashed_notices(admin_clie
     page = admin_client.get(read_url(conversation)).content.decode()
     assert page.count(SECRET) == 2  # the title and the message, not a flashed copy too
     assert 'class="flash' not in page
+
+
+def test_a_long_conversation_is_read_a_page_at_a_time(admin_client, conversation):
+    """Every branch's messages, oldest first, ADMIN_READ_PER_PAGE a page: the first page links
+    to the next, which shows the rest; an odd page number shows a page, never a 500."""
+    Message.objects.bulk_create(
+        Message(conversation=conversation, role="user", content=f"line-{n:03}-end")
+        for n in range(ADMIN_READ_PER_PAGE)
+    )  # with the fixture's two: the last falls on page 2
+    admin_client.post(request_url(conversation), {"reason": REASON, "minutes": "15"})
+    first = admin_client.get(read_url(conversation)).content.decode()
+    assert SECRET in first and "line-047-end" in first and "line-048-end" not in first
+    assert first.count('class="admin-read-message"') == ADMIN_READ_PER_PAGE
+    assert 'href="?page=2"' in first and f"({ADMIN_READ_PER_PAGE + 2} messages)" in first
+    second = admin_client.get(read_url(conversation), {"page": 2}).content.decode()
+    assert "line-048-end" in second and "line-049-end" in second and "line-047-end" not in second
+    assert second.count('class="admin-read-message"') == 2 and 'href="?page=1"' in second
+    for odd in ("0", "-1", "abc", "99999999999999999999"):
+        response = admin_client.get(read_url(conversation), {"page": odd})
+        assert response.status_code == 200 and "admin-read-message" in response.content.decode()
+
+
+def test_the_read_page_costs_the_same_queries_however_long_the_conversation(
+    admin_client, conversation, team, member
+):
+    short = Conversation.objects.create(team=team, owner=member, model="m", title="short")
+    Message.objects.create(conversation=short, role="user", content="hello")
+    Message.objects.bulk_create(
+        Message(conversation=conversation, role="assistant", content=f"answer {n}")
+        for n in range(3 * ADMIN_READ_PER_PAGE)
+    )
+    for convo in (short, conversation):
+        admin_client.post(request_url(convo), {"reason": REASON, "minutes": "15"})
+    with CaptureQueriesContext(connection) as one_message:
+        assert admin_client.get(read_url(short)).status_code == 200
+    with CaptureQueriesContext(connection) as many:
+        assert admin_client.get(read_url(conversation), {"page": 2}).status_code == 200
+    assert len(many) == len(one_message)
 
 
 def test_the_access_ends_when_the_grant_expires(admin_client, conversation):
