@@ -446,7 +446,7 @@ CHAT_WS_MESSAGES_PER_MINUTE = env_number("CHAT_WS_MESSAGES_PER_MINUTE", 60, mini
 TEAM_MAX_SYSTEM_PROMPTS = env_number("TEAM_MAX_SYSTEM_PROMPTS", 100, minimum=1)
 TEAM_MAX_TOOL_SERVERS = env_number("TEAM_MAX_TOOL_SERVERS", 20, minimum=1)
 TEAM_MAX_JSON_SCHEMAS = env_number("TEAM_MAX_JSON_SCHEMAS", 100, minimum=1)
-# Pending invitations (not used, not expired) are listed on the members page.
+# Pending invitations (not used, not expired) are listed on the members page, 50 a page.
 TEAM_MAX_PENDING_INVITATIONS = env_number("TEAM_MAX_PENDING_INVITATIONS", 500, minimum=1)
 # Chat sockets one user may hold open in one server process; each holds memory here.
 CHAT_MAX_SOCKETS_PER_USER = 50

@@ -12,7 +12,7 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Count
+from django.db.models import Count, F
 from django.http import Http404, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -154,6 +154,8 @@ def _overview(request, membership: Membership, error: str = "", status: int = 20
 # Members and invitations.
 
 MEMBERS_PER_PAGE = 100
+# Open invitations (up to TEAM_MAX_PENDING_INVITATIONS) are listed below, a page at a time.
+INVITATIONS_PER_PAGE = 50
 
 
 @login_required
@@ -178,13 +180,12 @@ def _members(request, membership, invite_form=None, error: str = "", status: int
     context = {
         "members": people,
         "page": page,
-        # Changes made on a later page come back to it (_back_to_members).
-        "on_page": f"?page={page.number}" if page.number > 1 else "",
         "invitations": [],
         "invite_form": invite_form or InviteForm(),
         "roles": Role.choices,
         "error": error,
     }
+    invitation_page = 1
     if manages:
         # The keys of the people on this page, in the same order.
         shown = [person.user_id for person in people]
@@ -194,19 +195,43 @@ def _members(request, membership, invite_form=None, error: str = "", status: int
         # Invitations made by anyone else (who left, lost the role...) let nobody in.
         managers = team.memberships.filter(role__in=MANAGER_ROLES, user__is_active=True)
         context["inviters"] = set(managers.values_list("user_id", flat=True))
-        context["invitations"] = team.invitations.filter(
-            accepted_at__isnull=True, expires_at__gt=timezone.now()
-        ).select_related("invited_by", "claimed_by")
+        # Those asking to join (to confirm) first, then the newest.
+        pending = (
+            team.invitations.filter(accepted_at__isnull=True, expires_at__gt=timezone.now())
+            .select_related("invited_by", "claimed_by")
+            .order_by(F("claimed_at").desc(nulls_last=True), "-created_at", "-pk")
+        )
+        invitations = Paginator(pending, INVITATIONS_PER_PAGE).get_page(
+            request.GET.get("invitations")
+        )
+        invitation_page = invitations.number
+        context["invitations"] = invitations.object_list
+        context["invitation_page"] = invitations
+    # Each list's links keep the other's page, and changes made on a later page come back to
+    # it (_back_to_members).
+    context["members_query"] = _pages_query(invitations=invitation_page)
+    context["invitations_query"] = _pages_query(page=page.number)
+    both = _pages_query(page=page.number, invitations=invitation_page)
+    context["on_page"] = f"?{both[:-1]}" if both else ""
     response = _render(request, "teams/members.html", membership, "members", status, **context)
     add_never_cache_headers(response)  # invitation links let anyone join: kept in no cache
     return response
 
 
+def _pages_query(**numbers: int) -> str:
+    """`name=number&` for each list shown past its first page, for links that keep them."""
+    return "".join(f"{name}={number}&" for name, number in numbers.items() if number > 1)
+
+
 def _back_to_members(request, team_id: int):
-    """The Members page the change was made on (its ?page=, when a number)."""
+    """The Members page the change was made on (its ?page= and ?invitations=, when numbers)."""
     url = reverse("teams:members", args=[team_id])
-    number = request.GET.get("page", "")
-    return redirect(f"{url}?page={number}" if re.fullmatch(r"[0-9]{1,9}", number) else url)
+    kept = [
+        f"{name}={request.GET[name]}"
+        for name in ("page", "invitations")
+        if re.fullmatch(r"[0-9]{1,9}", request.GET.get(name, ""))
+    ]
+    return redirect(f"{url}?{'&'.join(kept)}" if kept else url)
 
 
 def _member_target(membership: Membership, membership_id: int) -> Membership:
@@ -318,7 +343,7 @@ def invitation_revoke(request, team_id: int, invitation_id: int):
     except actions.ActionError as error:
         return _members(request, membership, error=error.message, status=400)
     messages.success(request, "Invitation revoked.")
-    return redirect("teams:members", team_id)
+    return _back_to_members(request, team_id)
 
 
 @require_http_methods(GET_POST)
@@ -404,7 +429,7 @@ def invitation_confirm(request, team_id: int, invitation_id: int):
     except actions.InvitationError as error:
         return _members(request, membership, error=error.message, status=error.status)
     messages.success(request, f"{joined.user.get_username()} joined the team.")
-    return redirect("teams:members", team_id)
+    return _back_to_members(request, team_id)
 
 
 def _invitation_page(

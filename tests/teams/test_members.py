@@ -1,19 +1,21 @@
 """Creating and switching teams; roles, removing members, leaving; the last-owner rules."""
 
 import threading
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from chatapp.chat.models import Conversation, Message
 from chatapp.core.locking import lock_rows
 from chatapp.teams import actions, audit_trail
 from chatapp.teams.models import ApiKey, AuditEvent, Invitation, Membership, Role, Team
 from chatapp.teams.services import SESSION_TEAM_KEY
-from chatapp.teams.views import MEMBERS_PER_PAGE
+from chatapp.teams.views import INVITATIONS_PER_PAGE, MEMBERS_PER_PAGE
 from tests.databases import uses_postgres, wait_for_lock_waiters
 
 
@@ -420,6 +422,83 @@ def test_a_role_changed_on_a_later_page_returns_to_that_page(owner_client, owner
     response = owner_client.post(action, {"role": Role.ADMIN})
     assert response["Location"] == f"/teams/{team.pk}/members/?page=2"
     assert role_of(team, last) == Role.ADMIN
+
+
+def open_invitations(team, owner, count: int) -> list[Invitation]:
+    """`count` shareable links, made one after another: the newest is listed first."""
+    made = timezone.now() - timedelta(hours=1)
+    invitations = Invitation.objects.bulk_create(
+        Invitation(team=team, invited_by=owner, token=f"link-{n:03}", role=Role.MEMBER)
+        for n in range(count)
+    )
+    for n, invitation in enumerate(invitations):  # bulk_create sets one created_at for all
+        Invitation.objects.filter(pk=invitation.pk).update(created_at=made + timedelta(seconds=n))
+    return invitations
+
+
+def test_open_invitations_are_listed_a_page_at_a_time(owner_client, owner, team):
+    """Up to TEAM_MAX_PENDING_INVITATIONS: the newest INVITATIONS_PER_PAGE first, a link to the
+    next page, which shows the rest; odd page numbers show a page, never a 500."""
+    open_invitations(team, owner, INVITATIONS_PER_PAGE + 3)
+    url = reverse("teams:members", args=[team.pk])
+    newest, last_first = f"link-{INVITATIONS_PER_PAGE + 2:03}", "link-003"
+    first = owner_client.get(url).content.decode()
+    assert newest in first and last_first in first and "link-002" not in first
+    assert first.count('class="invite-link"') == INVITATIONS_PER_PAGE
+    assert 'href="?invitations=2"' in first
+    assert f"({INVITATIONS_PER_PAGE + 3} open invitations)" in first
+    second = owner_client.get(url, {"invitations": 2}).content.decode()
+    assert "link-000" in second and "link-002" in second and last_first not in second
+    assert second.count('class="invite-link"') == 3 and 'href="?invitations=1"' in second
+    for odd in ("0", "-1", "abc", "99999999999999999999"):
+        response = owner_client.get(url, {"invitations": odd, "page": odd})
+        assert response.status_code == 200 and 'class="invite-link"' in response.content.decode()
+
+
+def test_those_asking_to_join_are_listed_first(owner_client, owner, team, make_user):
+    invitations = open_invitations(team, owner, INVITATIONS_PER_PAGE + 3)
+    nina = make_user("nina")
+    Invitation.objects.filter(pk=invitations[0].pk).update(
+        email="nina@example.com", claimed_by=nina, claimed_at=timezone.now()
+    )
+    first = owner_client.get(reverse("teams:members", args=[team.pk])).content.decode()
+    assert "Confirm nina" in first and first.index("link-000") < first.index("link-052")
+
+
+def test_the_members_and_invitations_pages_keep_each_other(owner_client, owner, team):
+    """Each list's Previous and Next keep the other's page; a change made on a later page of
+    either comes back to it."""
+    people = [
+        get_user_model().objects.create_user(f"person{n:03}") for n in range(MEMBERS_PER_PAGE)
+    ]
+    Membership.objects.bulk_create(Membership(team=team, user=p) for p in people)
+    invitations = open_invitations(team, owner, INVITATIONS_PER_PAGE + 1)
+    url = reverse("teams:members", args=[team.pk])
+    page = owner_client.get(url, {"page": 2, "invitations": 2}).content.decode()
+    assert 'href="?invitations=2&amp;page=1"' in page  # the members' Previous
+    assert 'href="?page=2&amp;invitations=1"' in page  # the invitations' Previous
+    oldest = invitations[0]  # alone on the second page of invitations
+    revoke = reverse("teams:invitation_revoke", args=[team.pk, oldest.pk])
+    assert f'action="{revoke}?page=2&amp;invitations=2"' in page
+    assert f'action="{role_url(team, people[-1])}?page=2&amp;invitations=2"' in page
+    response = owner_client.post(f"{revoke}?page=2&invitations=2")
+    assert response["Location"] == f"{url}?page=2&invitations=2"
+    assert not Invitation.objects.filter(pk=oldest.pk).exists()
+    assert owner_client.get(response["Location"]).status_code == 200  # the last page, now
+    revoke = reverse("teams:invitation_revoke", args=[team.pk, invitations[1].pk])
+    assert owner_client.post(f"{revoke}?page=x&invitations=-1")["Location"] == url
+
+
+def test_the_members_page_costs_the_same_queries_with_many_invitations(owner_client, owner, team):
+    url = reverse("teams:members", args=[team.pk])
+    open_invitations(team, owner, 1)
+    with CaptureQueriesContext(connection) as one:
+        assert owner_client.get(url).status_code == 200
+    Invitation.objects.all().delete()
+    open_invitations(team, owner, 2 * INVITATIONS_PER_PAGE)
+    with CaptureQueriesContext(connection) as many:
+        assert owner_client.get(url, {"invitations": 2}).status_code == 200
+    assert len(many) == len(one)
 
 
 def test_members_see_no_emails_or_controls(member_client, team, owner, member):
