@@ -1,6 +1,9 @@
 """The chat page: `/` for a new conversation, `/c/<id>/` for one of the user's own."""
 
+import re
+from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from django import forms
 from django.conf import settings
@@ -8,7 +11,7 @@ from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -31,6 +34,8 @@ from chatapp.chat.models import (
     get_share_for_viewer,
 )
 from chatapp.core.requests import AuthenticatedHttpRequest
+from chatapp.core.text import one_line, storable
+from chatapp.core.words import counted
 from chatapp.teams import budgets, policy, providers
 from chatapp.teams.actions import personal_team_to_create
 from chatapp.teams.models import MANAGER_ROLES, JsonSchema, SystemPrompt, Team
@@ -230,6 +235,69 @@ def admin_access_log(request: HttpRequest) -> HttpResponse:
 # people it names, 404 for everyone else; anonymous visitors are sent to log in first.
 
 
+# The share page lists this many teammates at most: the first by name, or the first whose name
+# holds what was looked for (Find people), and beside them those already chosen.
+SHARE_PICKER_SIZE = 100
+# A user id as a form sends it (anything longer is no id: int() would refuse a huge one).
+USER_ID = re.compile(r"[0-9]{1,18}")
+
+
+@dataclass
+class SharePicker:
+    """The teammates the share page lists, and what it says of the others."""
+
+    listed: list[Any]  # those chosen from other searches first, then the first matches by name
+    matches: int  # how many of the listed match what was looked for
+    chosen: list[int]  # the ids sent as chosen that are teammates
+    find: str  # what was looked for ("" for nothing)
+    total: int  # the author's teammates
+    more: bool  # more of them match than are listed
+
+    @property
+    def complete(self) -> bool:
+        """Every teammate is listed: the page's box filters them as typed, with no Find."""
+        return not self.find and not self.more
+
+    @property
+    def note(self) -> str:
+        if self.complete:
+            return ""
+        if not self.find:
+            return (
+                f"The first {SHARE_PICKER_SIZE} of {self.total} teammates by name are listed:"
+                " type part of a name and press Find to list others."
+            )
+        holding = f"\u201c{self.find}\u201d"
+        if self.more:
+            return (
+                f"The first {SHARE_PICKER_SIZE} teammates whose name holds {holding} are listed:"
+                " type more of the name to narrow it."
+            )
+        if not self.matches:
+            return f"Nobody else in the team has a name holding {holding}."
+        return f"{counted(self.matches, 'teammate')} with a name holding {holding}."
+
+
+def share_picker(user: Any, team: Team, data: QueryDict | None) -> SharePicker:
+    """The teammates to list on the share page: a bounded number, whatever the team's size,
+    with those already chosen (sent back by Find people) kept."""
+    teammates = get_user_model().objects.filter(memberships__team=team).exclude(pk=user.pk)
+    # One line a username could hold (150 characters at most), nothing a query cannot carry.
+    find = one_line(storable(data.get("find", "") if data else ""))[:150]
+    matching = teammates.filter(username__icontains=find) if find else teammates
+    found = list(matching.order_by("username", "pk")[: SHARE_PICKER_SIZE + 1])
+    more = len(found) > SHARE_PICKER_SIZE
+    del found[SHARE_PICKER_SIZE:]
+    values = data.getlist("members") if data else []
+    sent = {int(value) for value in values if USER_ID.fullmatch(value)}
+    others = sent - {person.pk for person in found}
+    listed = list(teammates.filter(pk__in=others).order_by("username", "pk")) if others else []
+    listed += found
+    chosen = [person.pk for person in listed if person.pk in sent]
+    total = len(found) if not find and not more else teammates.count()
+    return SharePicker(listed, len(found), chosen, find, total, more)
+
+
 class ShareForm(forms.Form):
     audience = forms.ChoiceField(
         choices=ShareAudience.choices, widget=forms.RadioSelect, initial=ShareAudience.TEAM
@@ -259,14 +327,15 @@ def share_create(request: AuthenticatedHttpRequest, conversation_id: int) -> Htt
         status = 403 if error.code == "forbidden" else 400
         context = {"conversation": conversation, "refusal": error.message}
         return render(request, "chat/share_create.html", context, status=status)
-    teammates = (
-        get_user_model()
-        .objects.filter(memberships__team=conversation.team)
-        .exclude(pk=request.user.pk)
-        .order_by("username")
-    )
-    form = ShareForm(request.POST or None, teammates=teammates)
-    if request.method == "POST" and form.is_valid():
+    sent = request.POST if request.method == "POST" else None
+    picker = share_picker(request.user, conversation.team, sent)
+    finding = sent is not None and "find_people" in sent
+    if sent is not None and finding:  # Find: others listed, those chosen kept, no error
+        initial = {"audience": sent.get("audience"), "members": picker.chosen}
+        form = ShareForm(initial=initial, teammates=picker.listed)
+    else:
+        form = ShareForm(sent, teammates=picker.listed)
+    if sent is not None and not finding and form.is_valid():
         data = form.cleaned_data
         try:
             share = sharing.share_conversation(
@@ -277,7 +346,7 @@ def share_create(request: AuthenticatedHttpRequest, conversation_id: int) -> Htt
         else:
             messages.success(request, "Shared: the link below shows the conversation as it is now.")
             return redirect(f"{reverse('shares')}#share-{share.pk}")
-    context = {"conversation": conversation, "form": form}
+    context = {"conversation": conversation, "form": form, "picker": picker, "finding": finding}
     return render(request, "chat/share_create.html", context, status=400 if form.errors else 200)
 
 

@@ -1,10 +1,14 @@
-// The share page's "Find people" box: with hundreds of teammates, only the people whose name
-// holds what is typed stay listed, and those already chosen, so a choice never hides. Without
-// scripts the box stays hidden and the whole list shows.
+// The share page's "Find people" box. When the page lists every teammate, only the people whose
+// name holds what is typed stay listed, and those already chosen, so a choice never hides;
+// without scripts the box stays hidden and the whole list shows. In a team larger than the page
+// lists, the box is there without scripts too, with a Find button that asks the server for the
+// people whose name holds it (those chosen are kept): typing still narrows the list shown, and
+// Enter finds.
 
 const filter = document.querySelector("[data-member-filter]");
 if (filter) {
   const input = filter.querySelector("input");
+  const find = filter.querySelector("button[name=find_people]");
   const status = filter.querySelector("[role=status]");
   const list = document.getElementById(input.getAttribute("aria-controls"));
   const rows = [...list.querySelectorAll("input[type=checkbox]")].map((box) => ({
@@ -23,12 +27,15 @@ if (filter) {
       if (box.checked) chosen += 1;
     }
     const people = rows.length === 1 ? "person" : "people";
-    status.textContent = `${shown} of ${rows.length} ${people} shown, ${chosen} chosen.`;
+    const listed = find ? ` listed ${people}` : ` ${people}`;
+    status.textContent = `${shown} of ${rows.length}${listed} shown, ${chosen} chosen.`;
   };
 
   input.addEventListener("input", render);
   input.addEventListener("keydown", (event) => {
-    if (event.key === "Enter") event.preventDefault(); // filters as typed: Enter sends nothing
+    if (event.key !== "Enter") return;
+    event.preventDefault(); // filters as typed: Enter sends nothing, but for Find
+    if (find) input.form.requestSubmit(find);
   });
   list.addEventListener("change", render);
   filter.hidden = false;

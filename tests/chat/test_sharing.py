@@ -2,8 +2,10 @@
 outsider, revoking, the snapshot, "Continue in my chats", and the audit trail."""
 
 import json
+import re
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -15,6 +17,7 @@ from chatapp.chat.actions.sharing import SHARES_PER_PAGE
 from chatapp.chat.errors import ChatError
 from chatapp.chat.models import Conversation, Message, Share
 from chatapp.chat.requests import SendRequest
+from chatapp.chat.views import SHARE_PICKER_SIZE
 from chatapp.teams import policy
 from chatapp.teams.actions import flag_message
 from chatapp.teams.models import (
@@ -646,3 +649,107 @@ def test_the_share_page_says_the_copy_goes_on_with_the_viewers_default_model(
     url = share(client_for(Client(), member), conversation).json()["url"]
     assert reader.get(url).context["fork"]["model_differs"] is False
     assert "your default model" not in reader.get(url).content.decode()
+
+
+def teammates(team, count: int, prefix: str = "person") -> list:
+    people = get_user_model().objects.bulk_create(
+        get_user_model()(username=f"{prefix}{n:03}") for n in range(count)
+    )
+    Membership.objects.bulk_create(Membership(team=team, user=p) for p in people)
+    return people
+
+
+def boxes(response) -> list[str]:
+    """The names the share page offers to choose, in order."""
+    return re.findall(
+        r'name="members" value="\d+"[^>]*>\s*<bdi>([^<]*)</bdi>', response.content.decode()
+    )
+
+
+def test_a_small_teams_share_page_lists_everyone_and_filters_as_typed(member, owner, conversation):
+    page = client_for(Client(), member).get(f"/c/{conversation.pk}/share/")
+    assert boxes(page) == ["olivia"]
+    html = page.content.decode()
+    assert "data-member-filter hidden" in html and 'name="find_people"' not in html
+
+
+def test_a_large_teams_share_page_lists_the_first_by_name_and_finds_the_others(
+    member, owner, team, conversation
+):
+    """More teammates than SHARE_PICKER_SIZE: the first by name are listed, and Find people
+    (a button of the form, so it works without scripts) lists those whose name holds what was
+    typed, keeping those already chosen first and checked; it shares nothing."""
+    people = teammates(team, SHARE_PICKER_SIZE + 5)
+    client = client_for(Client(), member)
+    url = f"/c/{conversation.pk}/share/"
+    page = client.get(url)
+    assert boxes(page) == ["olivia", *[p.username for p in people[: SHARE_PICKER_SIZE - 1]]]
+    html = page.content.decode()
+    assert 'name="find_people"' in html and "data-member-filter hidden" not in html
+    assert f"The first {SHARE_PICKER_SIZE} of {SHARE_PICKER_SIZE + 6} teammates by name" in html
+
+    chosen = people[3]
+    found = client.post(
+        url, {"audience": "members", "members": [chosen.pk], "find": " 10", "find_people": "1"}
+    )
+    assert found.status_code == 200 and not Share.objects.exists()
+    expected = ["person010", *[f"person{n}" for n in range(100, SHARE_PICKER_SIZE + 5)]]
+    assert boxes(found) == ["person003", *expected]
+    html = found.content.decode()
+    assert re.search(rf'value="{chosen.pk}"[^>]* checked', html)
+    assert re.search(r'value="members"[^>]* checked', html)
+    assert f"{len(expected)} teammates with a name holding \u201c10\u201d" in html
+    assert 'name="find" value="10"' in html and "autofocus" in html
+
+    nobody = client.post(url, {"audience": "members", "find": "zzz", "find_people": "1"})
+    assert boxes(nobody) == []
+    assert "Nobody else in the team has a name holding \u201czzz\u201d" in nobody.content.decode()
+    narrow = client.post(url, {"audience": "members", "find": "person", "find_people": "1"})
+    assert len(boxes(narrow)) == SHARE_PICKER_SIZE
+    assert "type more of the name to narrow it" in narrow.content.decode()
+
+    last = people[-1]  # never on the first list: chosen after a Find, shared with
+    response = client.post(url, {"audience": "members", "members": [chosen.pk, last.pk]})
+    assert response.status_code == 302
+    assert set(Share.objects.get().members.values_list("pk", flat=True)) == {chosen.pk, last.pk}
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [
+        {"members": ["abc", "9" * 40, "-1", ""], "find": "x" * 10_000},
+        {"members": ["999999999999999999"], "find": "\x00"},  # no query carries a NUL
+        {"members": ["1.5", "0x1"], "find": " \t\n"},
+    ],
+)
+def test_odd_choices_and_searches_on_the_share_page_are_never_a_500(
+    member, team, conversation, other_team_user, sent
+):
+    teammates(team, SHARE_PICKER_SIZE + 1)
+    client = client_for(Client(), member)
+    url = f"/c/{conversation.pk}/share/"
+    data = {"audience": "members", **sent}
+    assert client.post(url, {**data, "find_people": "1"}).status_code == 200
+    assert client.post(url, data).status_code == 400
+    outsider = {"audience": "members", "members": [other_team_user.pk], "find_people": "1"}
+    listed = boxes(client.post(url, outsider))
+    assert "otto" not in listed and "max" not in listed and len(listed) == SHARE_PICKER_SIZE
+    assert client.post(url, {**outsider, "find_people": ""}).status_code == 200
+    assert not Share.objects.exists()
+
+
+def test_the_share_page_costs_the_same_queries_whatever_the_teams_size(
+    member, owner, team, make_user, conversation
+):
+    client = client_for(Client(), member)
+    url = f"/c/{conversation.pk}/share/"
+    with CaptureQueriesContext(connection) as small:
+        assert client.get(url).status_code == 200
+    people = teammates(team, 3 * SHARE_PICKER_SIZE)
+    with CaptureQueriesContext(connection) as large:
+        assert client.get(url).status_code == 200
+    assert len(large) <= len(small) + 1  # and the count of teammates, said on the page
+    chosen = {"members": [p.pk for p in people[-20:]], "find": "person1", "find_people": "1"}
+    with CaptureQueriesContext(connection) as found:
+        assert client.post(url, {"audience": "members", **chosen}).status_code == 200
+    assert len(found) <= len(large) + 1  # and those chosen, beside the ones found
