@@ -72,6 +72,27 @@ def open_sockets() -> Counter[int]:
     return _open_sockets.setdefault(loop, Counter())
 
 
+# Sockets' groups being left after their consumer ended without `disconnect`.
+_leaving: set["asyncio.Task[None]"] = set()
+
+
+def _leave_later(layer: Any, channel: str, groups: list[str]) -> None:
+    """Leave the groups in a task of its own: the consumer's may be cancelled again."""
+    if groups:
+        task = asyncio.get_running_loop().create_task(_leave(layer, channel, groups))
+        _leaving.add(task)
+        task.add_done_callback(_leaving.discard)
+
+
+async def _leave(layer: Any, channel: str, groups: list[str]) -> None:
+    for group in groups:
+        try:
+            await layer.group_discard(group, channel)
+        except Exception:  # the layer is down: the membership expires with the group
+            log.warning("Could not take a closed chat socket out of its groups")
+            return
+
+
 class ChatConsumer(AsyncWebsocketConsumer):
     following_temporary = False  # whether the conversation it follows is a temporary chat
 
@@ -86,6 +107,22 @@ class ChatConsumer(AsyncWebsocketConsumer):
             self.forget_socket()
             with suppress(Exception):
                 await send({"type": "websocket.close", "code": layer_watch.SERVICE_RESTART})
+        finally:
+            if getattr(self, "counted", False):
+                # Ended without `disconnect`: daphne cancelled it past its close timeout (a
+                # frame's handler still waiting), or a handler failed. Its place among the
+                # user's sockets would be taken for good, and its groups kept for a day.
+                groups = self.joined_groups()
+                self.forget_socket()
+                _leave_later(self.channel_layer, self.channel_name, groups)
+
+    def joined_groups(self) -> list[str]:
+        """The channel-layer groups this socket is in."""
+        groups = [account_sockets.user_group(self.user.pk)] if self.counted else []
+        feed = getattr(self, "feed", None)
+        if feed is not None and feed.following is not None and fanout.spans_processes():
+            groups.append(conversation_group(feed.following))
+        return groups
 
     def forget_socket(self) -> None:
         """What disconnect undoes without the channel layer."""
@@ -143,17 +180,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         layer_watch.ensure_running()
 
     async def disconnect(self, code: int) -> None:
-        counted = self.counted
+        groups = self.joined_groups()
         self.forget_socket()
-        if counted:
-            await self.channel_layer.group_discard(
-                account_sockets.user_group(self.user.pk), self.channel_name
-            )
-        feed = getattr(self, "feed", None)
-        if feed is not None and feed.following is not None and fanout.spans_processes():
-            await self.channel_layer.group_discard(
-                conversation_group(feed.following), self.channel_name
-            )
+        for group in groups:
+            await self.channel_layer.group_discard(group, self.channel_name)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Relayed events are the hot path (token rate): no ORM, no thread hop.
