@@ -32,13 +32,16 @@ class ConversationFeed:
     def follow(self, conversation_id: int) -> int | None:
         """Follow this conversation; returns the one to leave, if any.
 
-        A subscribe still holding events for the conversation left behind is dropped.
+        A subscribe still holding events for the conversation left behind is dropped, and
+        so are the seq floors of its answers.
         """
         if self.following == conversation_id:
             return None
         left = self.following
         if left is not None:
             self.stop_holding(left)
+            # The floors are of the conversation left: its answers' ends no longer reach us.
+            self._seq_floor.clear()
         self.following = conversation_id
         return left
 

@@ -133,3 +133,19 @@ def test_an_answer_that_ended_leaves_nothing_behind_in_a_long_lived_socket():
         done = events.message_done(1, message_id, status="complete", model="m")
         assert feed.receive(done) == done
     assert feed._seq_floor == {}
+
+
+def test_answers_left_behind_streaming_leave_nothing_behind_in_a_long_lived_socket():
+    """The tab goes to another conversation while the answer it resumed still streams: its
+    message.done never reaches the socket, so its seq floor goes as the socket leaves."""
+    feed = ConversationFeed()
+    for conversation_id in range(1, 11):
+        feed.follow(conversation_id)
+        feed.hold(conversation_id)
+        streaming = [state_message(conversation_id * 10, "streaming", 2)]
+        feed.state_ready(conversation_id, streaming, streaming)
+        assert feed.next_held(conversation_id) is None
+    feed.follow(11)
+    done = events.message_done(10, 100, status="complete", model="m")
+    assert feed.receive(done) is None
+    assert feed._seq_floor == {}
