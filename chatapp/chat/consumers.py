@@ -33,6 +33,7 @@ from chatapp.chat.generation import start_generation
 from chatapp.chat.groups import conversation_group
 from chatapp.chat.planning import ReplyPlan
 from chatapp.chat.ratelimit import frame_limiter, stop_limiter
+from chatapp.core.layers import channel_closed
 from chatapp.core.metrics import WEBSOCKET_CONNECTIONS
 from chatapp.llm import LlmValidationError
 
@@ -108,6 +109,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             with suppress(Exception):
                 await send({"type": "websocket.close", "code": layer_watch.SERVICE_RESTART})
         finally:
+            if hasattr(self, "channel_name"):
+                channel_closed(self.channel_name)
             if getattr(self, "counted", False):
                 # Ended without `disconnect`: daphne cancelled it past its close timeout (a
                 # frame's handler still waiting), or a handler failed. Its place among the

@@ -39,7 +39,7 @@ from chatapp.chat.models import MessageStatus
 from chatapp.chat.planning import ReplyPlan, concurrency_refusal
 from chatapp.chat.screening import safety_findings, safety_summary
 from chatapp.core import stopping
-from chatapp.core.layers import channel_layer
+from chatapp.core.layers import channel_closed, channel_layer
 from chatapp.core.metrics import (
     ACTIVE_STREAMS,
     STREAM_DURATION,
@@ -614,6 +614,9 @@ class Generation:
             await self._layer.send(channel, {"type": "generation.exit"})
             await asyncio.wait_for(asyncio.shield(listener), LISTENER_EXIT_SECONDS)
         listener.cancel()
+        with suppress(asyncio.CancelledError):
+            await listener
+        channel_closed(channel)
 
     async def _listen(self, channel: str) -> None:
         while True:

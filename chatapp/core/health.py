@@ -11,7 +11,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection
 
-from chatapp.core.layers import channel_layer
+from chatapp.core.layers import channel_closed, channel_layer
 from chatapp.llm import shared_http_client
 
 logger = logging.getLogger(__name__)
@@ -61,8 +61,11 @@ async def check_channel_layer() -> str:
 async def _layer_round_trip() -> None:
     layer = channel_layer()
     channel = await layer.new_channel("health.")  # type: ignore[call-arg]  # layers take a prefix
-    await layer.send(channel, {"type": "health.ping"})
-    message = await layer.receive(channel)
+    try:
+        await layer.send(channel, {"type": "health.ping"})
+        message = await layer.receive(channel)
+    finally:  # a ping that comes back after the check timed out is not kept
+        channel_closed(channel)
     if message.get("type") != "health.ping":
         raise RuntimeError("the channel layer returned another message")
 

@@ -14,6 +14,7 @@ from django.conf import settings as django_settings
 from chatapp.accounts.sockets import user_group
 from chatapp.asgi import application
 from chatapp.chat import fanout
+from chatapp.chat.actions import replies
 from chatapp.chat.consumers import open_sockets
 from chatapp.chat.groups import conversation_group
 from chatapp.core.metrics import WEBSOCKET_CONNECTIONS
@@ -110,3 +111,29 @@ async def test_sockets_ended_by_a_failing_handler_leave_nothing_behind(member, s
     await await_for(lambda: left(user_group(member.pk)), "the user's group to be left")
     communicator = await communicator_for(member)
     await communicator.disconnect()
+
+
+async def test_messages_for_closed_sockets_are_not_kept(connect, member, owner, sim):
+    """channels-redis keeps a message that reaches a channel of this process nobody reads
+    any more (an answer's snapshot for a tab closed as it subscribed, a delta sent as the
+    socket left its conversation's group) for as long as the process lives."""
+    if not fanout.spans_processes():
+        pytest.skip("only the Redis layer buffers messages for this process's channels")
+    layer = get_channel_layer()
+    streaming = await connect(member)
+    ids = await streaming.send_message("Take your time [sim:long tokens=400] [sim:pace tps=40]")
+    closed = []
+    for _ in range(SOCKETS):
+        communicator = await communicator_for(owner)
+        (channel,) = await group_members(user_group(owner.pk))
+        await communicator.disconnect()
+        await await_for(lambda: left(user_group(owner.pk)), "the closed socket to leave")
+        # The answer's snapshot for a subscribe the tab sent just before it closed.
+        await replies.request_snapshot(ids["message_id"], channel.decode())
+        closed.append(channel.decode())
+    # The answer handles its requests in order: once this one's snapshot is here, those
+    # for the closed sockets have reached this process too.
+    probe = await layer.new_channel()
+    await replies.request_snapshot(ids["message_id"], probe)
+    assert (await layer.receive(probe))["type"] == "generation.snapshot"
+    assert [channel for channel in closed if channel in layer.receive_buffer] == []

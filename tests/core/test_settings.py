@@ -76,7 +76,7 @@ def test_postgres_and_redis_urls_switch_backends():
         REDIS_URL="redis://127.0.0.1:6379/0",
     )
     assert values["engine"] == "django.db.backends.postgresql"
-    assert values["layer"] == "channels_redis.core.RedisChannelLayer"
+    assert values["layer"] == "chatapp.core.layers.RedisChannelLayer"
 
 
 def test_debug_generates_a_dev_secret_key_and_relaxes_cookie_security():

@@ -97,7 +97,7 @@ def test_the_app_environment_loads_as_production_settings():
     debug, databases, layers, redirect, proxy_header, networks = result.stdout.splitlines()
     assert debug == "False"
     assert "django.db.backends.postgresql" in databases
-    assert "channels_redis.core.RedisChannelLayer" in layers
+    assert "chatapp.core.layers.RedisChannelLayer" in layers
     assert redirect == "True"
     assert proxy_header == "('HTTP_X_FORWARDED_PROTO', 'https')"
     subnet = compose()["networks"]["default"]["ipam"]["config"][0]["subnet"]
