@@ -640,7 +640,10 @@ def _import_file(entry, message: Message, conversation: Conversation, where: str
     except (ValueError, TypeError):  # binascii.Error, or characters outside ASCII
         raise BackupError(f"{where}: the file {name!r} is not valid base64.") from None
     try:
-        upload = upload_actions.create_upload(conversation.owner, conversation.team, name, data)
+        # A former member's conversation keeps its files: they are restored, not uploaded.
+        upload = upload_actions.create_upload(
+            conversation.owner, conversation.team, name, data, as_member=False
+        )
         result.files.append(upload)
         upload_actions.attach([upload], message)
     except UploadRefused as refused:

@@ -10,9 +10,9 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 from django.utils import timezone
 
-from chatapp.core.locking import lock_rows
+from chatapp.core.locking import lock_rows, locked_if_there
 from chatapp.core.words import counted
-from chatapp.teams.models import Team, TeamPolicy
+from chatapp.teams.models import Membership, Team, TeamPolicy
 from chatapp.teams.policy import context_window, site_models
 from chatapp.teams.usage import storage_use
 from chatapp.uploads.models import Upload
@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 # About four characters per token: no document longer than the largest window of the models
 # the site offers can be read.
 CHARS_PER_TOKEN = 4
+NOT_IN_TEAM = "not_found"  # UploadRefused's code for an uploader no longer in the team
 
 
 def limits() -> Limits:
@@ -52,12 +53,16 @@ def check_unsent(user) -> None:
         )
 
 
-def create_upload(user, team, name: str, data: bytes) -> Upload:
-    """Check the file and store it for the user in the team; UploadRefused changes nothing."""
+def create_upload(user, team, name: str, data: bytes, *, as_member: bool = True) -> Upload:
+    """Check the file and store it for the user in the team; UploadRefused changes nothing.
+    `as_member`: the user must still be in the team when the file is written (an import
+    restores the files of former members too)."""
     checked = check_file(name, data, limits())
     stored: list[Upload] = []
     with discard_unless_committed(stored), transaction.atomic():
-        _check_quota(team, checked)
+        _check_quota(team, checked)  # the team's row first, in the order removals lock
+        if as_member:
+            _check_still_member(user, team)
         upload = Upload(
             owner=user,
             team=team,
@@ -72,6 +77,14 @@ def create_upload(user, team, name: str, data: bytes) -> Upload:
         )
         stored.append(_stored(upload, checked.data))
     return stored[0]
+
+
+def _check_still_member(user, team) -> None:
+    """A member removed while the file was on its way stores nothing in the team. The
+    membership is held until the file's row is written: a removal starting meanwhile waits,
+    and the file is then the former member's, unsent, as any they held."""
+    if not locked_if_there(Membership.objects.filter(team=team, user=user), no_key=True):
+        raise UploadRefused(NOT_IN_TEAM, "You are not in that team.")
 
 
 def _stored(upload: Upload, data: bytes) -> Upload:

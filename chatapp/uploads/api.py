@@ -67,6 +67,8 @@ def upload_create(
         data = actions.read_limited(file, actions.limits().max_bytes)
         upload = actions.create_upload(request.user, into, file.name or "", data)
     except UploadRefused as refused:
+        if refused.code == actions.NOT_IN_TEAM:  # removed from it while the file came in
+            raise ApiError(404, refused.code, refused.message, "team") from None
         raise ApiError(400, refused.code, refused.message, "file") from None
     return Status(201, upload.summary())
 

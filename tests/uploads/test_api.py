@@ -1,18 +1,24 @@
 """POST /api/uploads/ and GET|DELETE /api/uploads/<id>/: what is stored, who may read it."""
 
 import io
+import threading
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.db import connection
+from django.db import connection, transaction
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from PIL import Image
 
 from chatapp.chat.models import Conversation, Message
+from chatapp.teams.actions import remove_member
 from chatapp.teams.models import Membership, Role, Team
+from chatapp.uploads.actions import create_upload
 from chatapp.uploads.models import Upload
+from chatapp.uploads.validation import UploadRefused
 from tests.conftest import client_for
+from tests.databases import uses_postgres
+from tests.support.polling import wait_for
 from tests.uploads import files
 from tests.uploads.conftest import stored_files
 
@@ -354,3 +360,53 @@ def test_an_upload_queues_on_the_teams_row_without_holding_up_its_new_rows(
         assert len(locks) == 1 and locks[0].endswith("FOR NO KEY UPDATE")
     else:
         assert locks == []
+
+
+def test_an_upload_written_after_its_uploader_was_removed_is_refused(
+    member_client, member, owner, team, uploads_dir
+):
+    """An upload that passed the team check as the member was removed stores nothing there."""
+    remove_member(Membership.objects.get(user=owner), Membership.objects.get(user=member))
+    with pytest.raises(UploadRefused) as refused:
+        create_upload(member, team, "photo.png", files.image_bytes())
+    assert refused.value.code == "not_found"
+    assert not Upload.objects.exists()
+    assert stored_files(uploads_dir) == []
+
+
+@pytest.mark.skipif(not uses_postgres(), reason="SQLite already queues every writer")
+@pytest.mark.django_db(transaction=True)
+def test_an_upload_during_its_uploaders_removal_waits_and_is_refused(
+    member_client, member, owner, team, post_upload
+):
+    """Two processes: an admin removes the member while the member's file is being stored.
+    The upload waits for the removal, then finds the membership gone and keeps nothing."""
+    outcome: list[object] = []
+
+    def upload() -> None:
+        try:
+            response = post_upload(member_client)
+            outcome.append((response.status_code, response.json().get("error")))
+        finally:
+            connection.close()
+
+    uploading = threading.Thread(target=upload)
+    with transaction.atomic():
+        remove_member(Membership.objects.get(user=owner), Membership.objects.get(user=member))
+        uploading.start()
+        wait_for(lambda: outcome or lock_waiters() > 0, "the upload to end or wait on a lock")
+    uploading.join(30)
+    assert outcome == [
+        (404, {"code": "not_found", "message": "You are not in that team.", "field": "team"})
+    ]
+    assert not Upload.objects.exists()
+
+
+def lock_waiters() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")  # else read once a transaction
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return cursor.fetchone()[0]

@@ -3,7 +3,7 @@
 import pytest
 from django.urls import reverse
 
-from chatapp.teams.models import Team
+from chatapp.teams.models import Membership, Role, Team
 
 pytestmark = pytest.mark.django_db
 
@@ -21,7 +21,9 @@ def test_usage_page_shows_the_teams_files_against_the_quota(
 
 
 def test_other_teams_files_do_not_count(owner_client, owner, team, make_upload):
-    make_upload(owner, in_team=Team.objects.create(name="Elsewhere"))
+    elsewhere = Team.objects.create(name="Elsewhere")
+    Membership.objects.create(team=elsewhere, user=owner, role=Role.OWNER)
+    make_upload(owner, in_team=elsewhere)
     response = owner_client.get(reverse("teams:usage", args=[team.pk]))
     assert (response.context["storage"].files, response.context["storage"].used) == (0, 0)
     assert b"No files are attached in this team yet: they may take up to" in response.content
