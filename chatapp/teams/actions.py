@@ -159,6 +159,14 @@ def invite(
         pending = team.invitations.filter(accepted_at__isnull=True, expires_at__gt=timezone.now())
         limit = settings.TEAM_MAX_PENDING_INVITATIONS
         check_room(team, pending, limit, "too_many_invitations", "pending invitations")
+        # Under the team's row (check_room's lock): a double submit makes one invitation.
+        waiting = pending.filter(email__iexact=email).first() if email else None
+        if waiting is not None:
+            raise ActionError(
+                f"{email} already has an invitation to this team waiting, valid until"
+                f" {waiting.expires_at:%Y-%m-%d %H:%M} UTC: copy its link below, or revoke it"
+                " to invite them again."
+            )
         invitation = Invitation.objects.create(
             team=team,
             email=email,

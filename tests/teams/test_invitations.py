@@ -1,21 +1,24 @@
 """Inviting by email or shareable link; accepting: log in first, expiry, single use, email match."""
 
 import re
+import threading
 from datetime import timedelta
 
 import pytest
 from django.core import mail
-from django.db import connection
+from django.db import connection, transaction
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
 from chatapp.core import actions as core_actions
+from chatapp.core.locking import lock_rows
 from chatapp.core.models import AddressMail
 from chatapp.teams import actions
 from chatapp.teams.models import AuditEvent, Invitation, Membership, Role, Team
 from chatapp.teams.services import SESSION_TEAM_KEY
 from tests.conftest import PASSWORD
+from tests.databases import uses_postgres, wait_for_lock_waiters
 
 
 def invite(client, team, **data):
@@ -110,6 +113,7 @@ def test_an_invitation_that_could_not_be_mailed_takes_no_pause(
         patched.setattr(core_actions, "send_mail", mail_server_down)
         page = invite(owner_client, team, email="new@example.com")
     assert "could not be sent" in owner_client.get(page["Location"]).content.decode()
+    actions.revoke_invitation(owner, team.invitations.get())  # to invite the address again
     page = invite(owner_client, team, email="new@example.com", role="admin")
     assert "Invitation emailed to" in owner_client.get(page["Location"]).content.decode()
     assert [m.to for m in mail.outbox] == [["new@example.com"]]
@@ -510,3 +514,69 @@ def test_a_link_works_again_once_its_maker_is_an_admin_again(team, owner, admin_
     assert not Invitation.objects.get(pk=made.pk).is_usable
     Membership.objects.filter(team=team, user=admin_member).update(role=Role.ADMIN)
     assert Invitation.objects.get(pk=made.pk).is_usable
+
+
+def test_an_address_with_an_invitation_waiting_is_not_invited_twice(owner_client, team, owner):
+    """Two links for one person would both work: the page says one is waiting, and where."""
+    assert invite(owner_client, team, email="new@example.com").status_code == 302
+    waiting = Invitation.objects.get(team=team)
+    response = invite(owner_client, team, email="New@Example.com", role="admin")
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert "new@example.com already has an invitation to this team waiting" in page
+    assert "revoke it to invite them again" in page
+    assert waiting.token in page  # the link to copy instead
+    assert list(Invitation.objects.all()) == [waiting]
+    assert AuditEvent.objects.filter(action="invitation.create").count() == 1
+
+
+@pytest.mark.parametrize("gone", ["expired", "used"])
+def test_an_address_whose_invitation_expired_or_was_used_is_invited_again(
+    owner_client, team, owner, gone
+):
+    assert invite(owner_client, team, email="new@example.com").status_code == 302
+    if gone == "expired":
+        Invitation.objects.update(expires_at=timezone.now())
+    else:
+        Invitation.objects.update(accepted_at=timezone.now())
+    assert invite(owner_client, team, email="new@example.com").status_code == 302
+    assert Invitation.objects.filter(email="new@example.com").count() == 2
+
+
+def test_another_team_may_invite_an_address_this_one_has(owner_client, team, owner, make_user):
+    other_team = actions.create_team(make_user("oscar"), "Other")
+    actions.invite(owner, team, email="new@example.com")
+    actions.invite(other_team.memberships.get().user, other_team, email="new@example.com")
+    assert Invitation.objects.filter(email="new@example.com").count() == 2
+
+
+@pytest.mark.skipif(not uses_postgres(), reason="SQLite already queues every writer")
+@pytest.mark.django_db(transaction=True)
+def test_one_address_invited_twice_at_once_gets_one_invitation(team, owner, admin_member):
+    """A double click on Invite, or two admins at once: one invitation, the other refused."""
+    outcomes = []
+
+    def invite_new_person(actor):
+        try:
+            actions.invite(actor, team, email="new@example.com")
+            outcomes.append("invited")
+        except actions.ActionError as error:
+            outcomes.append(error.message.partition(" waiting")[0])
+        except Exception as error:  # the page would answer 500
+            outcomes.append(repr(error))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=invite_new_person, args=(a,)) for a in (owner, admin_member)]
+    with transaction.atomic():
+        lock_rows(Team.objects.filter(pk=team.pk))  # both start, then go on together
+        for thread in threads:
+            thread.start()
+        wait_for_lock_waiters(2)
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == [
+        "invited",
+        "new@example.com already has an invitation to this team",
+    ]
+    assert Invitation.objects.filter(team=team).count() == 1
