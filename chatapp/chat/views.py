@@ -410,5 +410,8 @@ def shared(request: AuthenticatedHttpRequest, share_token: str) -> HttpResponse:
 def shared_fork(request: AuthenticatedHttpRequest, share_token: str) -> HttpResponse:
     """Continue in my chats: the snapshot becomes the viewer's own conversation."""
     share = get_share_for_viewer(request.user, share_token)
-    conversation = sharing.fork_share(request.user, share, current_team(request))
+    try:
+        conversation = sharing.fork_share(request.user, share, current_team(request))
+    except ChatError as error:  # revoked meanwhile: as any share that is not there
+        raise Http404(error.message) from None
     return redirect("conversation", conversation.pk)

@@ -3,10 +3,11 @@ outsider, revoking, the snapshot, "Continue in my chats", and the audit trail.""
 
 import json
 import re
+import threading
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.db import connection
+from django.db import connection, transaction
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
@@ -32,7 +33,9 @@ from chatapp.teams.models import (
 from chatapp.teams.safety import Finding
 from chatapp.uploads.actions import create_upload
 from tests.conftest import client_for
+from tests.databases import uses_postgres
 from tests.support.plans import sorts_rows
+from tests.support.polling import wait_for
 
 SECRET = "SECRET-41d3"
 
@@ -423,6 +426,55 @@ def test_continue_in_my_chats_copies_the_snapshot_into_the_viewers_own_conversat
     assert reader.get(f"/api/conversations/{conversation.pk}/").status_code == 404
     assert conversation.messages.count() == 3
     assert reader.get(url + "fork/").status_code == 405
+
+
+def test_continuing_a_share_revoked_meanwhile_copies_nothing(member, teammate, team, conversation):
+    """The viewer's request found the share; its owner revoked it before the copy was made."""
+    made = sharing.share_conversation(member, conversation, "team")
+    found = Share.objects.get(pk=made.pk)  # as the viewer's request read it
+    sharing.revoke_share(member, Share.objects.get(pk=made.pk))
+    with pytest.raises(ChatError) as refused:
+        sharing.fork_share(teammate, found, team)
+    assert refused.value.code == "not_found"
+    assert not Conversation.objects.filter(owner=teammate).exists()
+
+
+@pytest.mark.skipif(not uses_postgres(), reason="SQLite already queues every writer")
+@pytest.mark.django_db(transaction=True)
+def test_continuing_a_share_as_it_is_revoked_waits_and_copies_nothing(
+    member, teammate, team, conversation
+):
+    """Two processes: the owner revokes the share while a viewer continues it. The copy waits
+    for the revocation, then finds the share gone (404): nothing revoked stays readable."""
+    url = share(client_for(Client(), member), conversation).json()["url"]
+    made = Share.objects.get()
+    reader = client_for(Client(), teammate)
+    outcome: list[int] = []
+
+    def continue_it() -> None:
+        try:
+            outcome.append(reader.post(url + "fork/").status_code)
+        finally:
+            connection.close()
+
+    continuing = threading.Thread(target=continue_it)
+    with transaction.atomic():
+        sharing.revoke_share(member, made)
+        continuing.start()
+        wait_for(lambda: outcome or lock_waiters() > 0, "the copy to end or wait on a lock")
+    continuing.join(30)
+    assert outcome == [404]
+    assert not Conversation.objects.filter(owner=teammate).exists()
+
+
+def lock_waiters() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")  # else read once a transaction
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return cursor.fetchone()[0]
 
 
 def test_share_and_revoke_are_audited_without_content(member, conversation):

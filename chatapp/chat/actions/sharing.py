@@ -174,10 +174,13 @@ def fork_model(viewer: Any, team: Team) -> str:
 def fork_share(viewer: Any, share: Share, team: Team) -> Conversation:
     """A new conversation of the viewer's, in their current team, holding the snapshot as
     one straight branch. It starts as a new chat there would: the team's default prompt and
-    the viewer's default model."""
+    the viewer's default model. not_found when the share was revoked since the request found
+    it: its row is held until the copy is written, so a revocation starting meanwhile waits."""
     prompt = fork_prompt(team)
     model = fork_model(viewer, team)
     with transaction.atomic():
+        if not locked_if_there(Share.objects.filter(pk=share.pk), no_key=True):
+            raise ChatError("not_found", "This share was revoked meanwhile.")
         conversation = Conversation.objects.create(
             team=team,
             owner=viewer,
