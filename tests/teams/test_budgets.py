@@ -1,8 +1,11 @@
 """Budgets people can see: the meters (settings page, composer, /api/budget/), the per-person
 monthly limit, and the owners' notices when the team crosses 80% and 100%."""
 
+import threading
+
 import pytest
 from django.core import mail
+from django.db import connection, transaction
 from django.utils import timezone
 
 from chatapp.teams import actions
@@ -16,6 +19,7 @@ from chatapp.teams.models import (
 )
 from chatapp.teams.policy import PolicyError
 from chatapp.teams.quota import check_budget
+from tests.databases import uses_postgres, wait_for_lock_waiters
 
 pytestmark = pytest.mark.django_db
 MODEL = "Llama-3.3-70B-Instruct"
@@ -207,3 +211,44 @@ def test_without_email_the_notice_is_still_made(
     assert BudgetNotice.objects.count() == 2
     assert mail.outbox == []
     assert BudgetNotice.objects.filter(month=timezone.now().date().replace(day=1)).count() == 2
+
+
+@pytest.mark.skipif(not uses_postgres(), reason="SQLite already queues every writer")
+@pytest.mark.django_db(transaction=True)
+def test_two_processes_noting_one_threshold_at_once_mail_the_owners_once(
+    owner, member, team, settings
+):
+    """Two answers end at the same moment in two processes, each seeing the team past 80%:
+    one notice, one audit event, one mail."""
+    settings.EMAIL_URL = "locmem://"
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    TeamPolicy.objects.create(team=team, monthly_token_budget=100)
+    use(team, member, 85)
+    BudgetNotice.objects.all().delete()  # as though neither process had noted it yet
+    mail.outbox.clear()
+    noted = AuditEvent.objects.filter(action=AuditAction.BUDGET_THRESHOLD)
+    before = noted.count()
+    outcomes = []
+
+    def note() -> None:
+        try:
+            outcomes.append(len(actions.note_budget_thresholds(team)))
+        except Exception as error:  # the answer's end would fail
+            outcomes.append(repr(error))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=note) for _ in range(2)]
+    with transaction.atomic():
+        AuditEvent.objects.create(action="team.create", summary="holds the chain's lock")
+        # Both read the usage; one notes the threshold and waits on the trail's lock, the
+        # other waits on the notice's unique index.
+        for thread in threads:
+            thread.start()
+        wait_for_lock_waiters(2)
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == [0, 1]
+    assert BudgetNotice.objects.count() == 1
+    assert noted.count() == before + 1
+    assert [m.to for m in mail.outbox] == [[owner.email]]
