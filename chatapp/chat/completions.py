@@ -25,6 +25,8 @@ IGNORED_FIELDS = frozenset(
     {"user", "seed", "store", "metadata", "service_tier", "parallel_tool_calls"}
     | {"safety_identifier", "prompt_cache_key"}
 )
+# Of those, the end user's id and its newer names: strings, as OpenAI's API takes them.
+IGNORED_STRINGS = ("user", "safety_identifier", "prompt_cache_key")
 # Accepted only when empty (null, false, or the default), refused otherwise.
 UNSUPPORTED_FIELDS = frozenset(
     {
@@ -160,6 +162,12 @@ def read_request(data: dict[str, Any]) -> tuple[CompletionRequest, bool, bool]:
                 name,
                 code="unsupported_parameter",
             )
+    for name in IGNORED_STRINGS:
+        value = data.get(name)
+        if value is not None and not isinstance(value, str):
+            raise invalid(f"{name} must be a string.", name)
+        if value is not None:
+            _storable(value, name)
     count = data.get("n")
     if count is not None and (isinstance(count, bool) or not isinstance(count, int)):
         raise invalid("n must be an integer.", "n")
@@ -239,7 +247,7 @@ def _stop(value: Any) -> tuple[str, ...]:
             f" {MAX_STOP_SEQUENCES} of them.",
             "stop",
         )
-    return tuple(dict.fromkeys(sequences))
+    return tuple(dict.fromkeys(_storable(sequence, "stop") for sequence in sequences))
 
 
 def _response_format(value: Any) -> AnswerFormat | None:

@@ -480,6 +480,29 @@ async def test_fields_with_no_upstream_meaning_are_accepted_and_not_sent(
     assert not ignored.keys() & sim.requests[-1].keys()
 
 
+@pytest.mark.parametrize("field", ["user", "safety_identifier", "prompt_cache_key"])
+@pytest.mark.parametrize("value", ['"u\\u0000-1"', '"\\ud83d"', "7", '["u-1"]'])
+async def test_an_end_user_id_that_is_not_text_is_400_and_nothing_goes_upstream(
+    sim, member, team, make_key, field, value
+):
+    """Ignored, but not whatever it holds: NUL, a lone surrogate (sent escaped: JSON can carry
+    them, UTF-8 cannot) or another type than a string is refused, as OpenAI's API does."""
+    key = await database_sync_to_async(make_key)(member, team)
+    body = json.dumps({"messages": QUESTION})[:-1] + f', "{field}": {value}}}'
+    async with raw(key) as http:
+        response = await http.post(
+            "/v1/chat/completions", content=body, headers={"Content-Type": "application/json"}
+        )
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert (error["type"], error["code"], error["param"]) == (
+        "invalid_request_error",
+        "invalid_request",
+        field,
+    )
+    assert sim.requests == []
+
+
 async def test_unsupported_fields_set_to_their_defaults_are_accepted(sim, member, team, make_key):
     """Clients that spell out OpenAI's defaults ask for nothing this API does not do."""
     defaults = {

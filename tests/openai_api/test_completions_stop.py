@@ -1,6 +1,8 @@
 """Stop sequences on /v1/chat/completions: the answer ends before the first of them, through
 the official openai SDK, with the Llama API simulator (which takes no `stop`) upstream."""
 
+import json
+
 import pytest
 from channels.db import database_sync_to_async
 
@@ -85,6 +87,30 @@ async def test_bad_stop_values_are_400_and_nothing_goes_upstream(sim, member, te
         )
     assert response.status_code == 400, response.text
     assert response.json()["error"]["param"] == "stop"
+    assert sim.requests == []
+
+
+@pytest.mark.parametrize(
+    "stop", ['"a\\u0000b"', '["ok", "\\u0000"]', '"\\ud800"', '["ok", "x\\udfffy"]']
+)
+async def test_stop_sequences_that_are_not_text_are_400_and_nothing_goes_upstream(
+    sim, member, team, make_key, stop
+):
+    """NUL and a lone surrogate (sent escaped: JSON can carry them, UTF-8 cannot)."""
+    key = await database_sync_to_async(make_key)(member, team)
+    body = json.dumps({"messages": QUESTION})[:-1] + f', "stop": {stop}}}'
+    async with raw(key) as http:
+        response = await http.post(
+            "/v1/chat/completions", content=body, headers={"Content-Type": "application/json"}
+        )
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert (error["type"], error["code"], error["param"]) == (
+        "invalid_request_error",
+        "invalid_request",
+        "stop",
+    )
+    assert "NUL" in error["message"] or "valid Unicode" in error["message"]
     assert sim.requests == []
 
 
