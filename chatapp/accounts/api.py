@@ -14,6 +14,7 @@ from chatapp.accounts.models import UserSettings
 from chatapp.core.api import (
     MAX_ID,
     ApiError,
+    Composed,
     OneLine,
     RequestBody,
     Storable,
@@ -182,7 +183,11 @@ def budget(request: AuthenticatedHttpRequest, team: int | None = PAGE_TEAM):
 
 KeyId = Annotated[int, Path(ge=1, le=MAX_ID)]
 KeyName = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), Storable, OneLine
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
+    Storable,
+    OneLine,
+    Composed,
 ]
 
 

@@ -8,7 +8,7 @@ from django.forms.utils import ErrorDict
 from chatapp.accounts import keys
 from chatapp.accounts.signup import signup_refusal
 from chatapp.accounts.usernames import lookalike_refusal
-from chatapp.core.text import validate_one_line
+from chatapp.core.text import NameField, validate_one_line
 from chatapp.teams import policy
 
 
@@ -174,7 +174,7 @@ class ChatSettingsForm(forms.Form):
 class ApiKeyForm(forms.Form):
     """A new personal API key: a name and, optionally, the last day it works."""
 
-    name = forms.CharField(
+    name = NameField(
         max_length=100,
         validators=[validate_one_line],
         help_text="What the key is for, such as the script that will use it.",

@@ -47,7 +47,7 @@ from ninja.utils import check_csrf
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
 from pydantic import ValidationError as PydanticValidationError
 
-from chatapp.core.text import validate_one_line
+from chatapp.core.text import composed, validate_one_line
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS", "TRACE")
 # Largest id a path may name: the databases' bigint.
@@ -102,6 +102,9 @@ def _one_line_text(value: str) -> str:
 
 # For a name others read: one line that reads as typed, as the forms' validate_one_line.
 OneLine = AfterValidator(_one_line_text)
+# For a name others read, last in its Annotated so that it runs first, before the length is
+# checked: composed (NFC), as the forms' NameField, so lookalike spellings are one name.
+Composed = BeforeValidator(lambda value: composed(value) if isinstance(value, str) else value)
 
 
 def blank_is(default: Any) -> BeforeValidator:

@@ -4,6 +4,7 @@ names held to one line."""
 import re
 import unicodedata
 
+from django import forms
 from django.core.exceptions import ValidationError
 
 # NUL, which PostgreSQL cannot store, and unpaired surrogates, which are not UTF-8: no request
@@ -52,6 +53,21 @@ def validate_one_line(value: str) -> None:
             "This has nothing to see: write a name with letters, digits or symbols.",
             code="invisible",
         )
+
+
+def composed(text: str) -> str:
+    """The text in Unicode's composed form (NFC): "café" typed with é and typed as e and a
+    combining accent (U+0301) look alike, and are one name once composed."""
+    return unicodedata.normalize("NFC", text)
+
+
+class NameField(forms.CharField):
+    """A name others read, composed (NFC) before its checks: its length, and whether another
+    of the same name exists."""
+
+    def to_python(self, value) -> str | None:
+        text = super().to_python(value)
+        return composed(text) if text else text
 
 
 def one_line(text: str) -> str:

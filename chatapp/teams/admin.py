@@ -5,7 +5,7 @@ from django.http import HttpResponseRedirect
 from django.urls import reverse
 
 from chatapp.core.admin import CountsWhatGoes, NotDeletedHere
-from chatapp.core.text import validate_one_line
+from chatapp.core.text import NameField, validate_one_line
 from chatapp.llm import GUARD_CATEGORIES
 from chatapp.teams import actions
 from chatapp.teams.datafilter import MAX_PATTERNS, PATTERN_NAME, pattern_problem
@@ -71,6 +71,7 @@ class TeamAdminForm(forms.ModelForm):
     class Meta:
         model = Team
         fields = ["name", "personal_owner"]
+        field_classes = {"name": NameField}  # composed, as on the Teams page
 
     def clean_name(self) -> str:
         name = self.cleaned_data["name"]
@@ -201,6 +202,9 @@ class StaysInItsTeam(admin.ModelAdmin):
 
 
 class SystemPromptAdminForm(forms.ModelForm):
+    class Meta:
+        field_classes = {"name": NameField}  # composed, as on the Prompts page
+
     def _get_validation_exclusions(self) -> set[str]:
         # One default per team is not checked here: actions.save_prompt moves the default
         # from the old prompt to this one, as the team's Prompts page does.

@@ -18,6 +18,7 @@ from pydantic.fields import FieldInfo
 from chatapp.core.api import (
     MAX_ID,
     ApiError,
+    Composed,
     OneLine,
     RequestBody,
     Storable,
@@ -49,7 +50,11 @@ def _not_blank(value: str) -> str:
 
 
 PromptName = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), Storable, OneLine
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
+    Storable,
+    OneLine,
+    Composed,
 ]
 PromptContent = Annotated[
     str, StringConstraints(max_length=20_000), Storable, AfterValidator(_not_blank)

@@ -6,7 +6,7 @@ from django.core.validators import MaxValueValidator
 
 from chatapp.core.group_map import manages, parse_group_map
 from chatapp.core.permissions import is_site_admin
-from chatapp.core.text import validate_one_line
+from chatapp.core.text import NameField, validate_one_line
 from chatapp.llm import GUARD_CATEGORIES, url_problem
 from chatapp.teams import json_schemas, network
 from chatapp.teams.datafilter import (
@@ -37,7 +37,7 @@ from chatapp.teams.policy import (
 
 
 class TeamForm(forms.Form):
-    name = forms.CharField(
+    name = NameField(
         max_length=100,
         strip=True,
         validators=[validate_one_line],
@@ -79,7 +79,7 @@ class RoleForm(forms.Form):
 
 
 class PromptForm(forms.Form):
-    name = forms.CharField(
+    name = NameField(
         max_length=100,
         strip=True,
         validators=[validate_one_line],

@@ -95,3 +95,9 @@ def test_someone_elses_key_is_a_404(client, member, outsider, make_key):
 def test_logged_out_and_wrong_method(client):
     assert client.get("/api/keys/").status_code == 401
     assert client.put("/api/keys/", {}, content_type="application/json").status_code == 405
+
+
+def test_a_key_name_is_stored_composed(member_client):
+    """Typed with a combining accent (e + U+0301), as with é: the same name, as shown."""
+    assert create(member_client, name="cafe\u0301 report").status_code == 201
+    assert ApiKey.objects.get().name == "caf\u00e9 report"

@@ -747,3 +747,9 @@ def test_a_member_a_site_admin_adds_is_not_labelled_added_by_sign_in(
     row = next(line for line in page.splitlines() if "in the admin site" in line)
     assert "by sign-in" not in row
     assert ">Member added<" in row
+
+
+def test_a_team_name_is_stored_composed(owner_client, owner):
+    """Typed with a combining accent (e + U+0301), as with é: one name, however typed."""
+    assert owner_client.post("/teams/", {"name": "Cafe\u0301"}).status_code == 302
+    assert Team.objects.filter(name="Caf\u00e9").exists()

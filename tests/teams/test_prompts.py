@@ -463,3 +463,44 @@ def test_a_prompt_saved_with_a_schema_deleted_meanwhile_says_so(owner, team, pro
     assert "JSON schema ticket was deleted meanwhile" in refused.value.message
     stored = SystemPrompt.objects.get(pk=prompt.pk)
     assert (stored.response_format, stored.json_schema_id) == (ResponseFormat.TEXT, None)
+
+
+CAFE, CAFE_DECOMPOSED = "Caf\u00e9", "Cafe\u0301"  # é as one character, and e + U+0301
+
+
+def test_a_name_spelled_with_a_combining_accent_is_the_same_name(owner_client, team, owner):
+    """Café with é and Café with e and a combining accent look alike: one name, so the second
+    is refused as taken, and names are stored composed (NFC)."""
+    assert (
+        owner_client.post(prompts_url(team), {**GOOD, "name": CAFE_DECOMPOSED}).status_code == 302
+    )
+    assert SystemPrompt.objects.get().name == CAFE
+    response = owner_client.post(prompts_url(team), {**GOOD, "name": CAFE})
+    assert response.status_code == 400
+    assert b"already exists" in response.content
+    assert SystemPrompt.objects.count() == 1
+
+
+def test_a_name_is_as_long_as_it_is_once_composed(owner_client, team, owner):
+    """100 letters typed with combining accents are 100 characters, not 200."""
+    response = owner_client.post(prompts_url(team), {**GOOD, "name": "e\u0301" * 100})
+    assert response.status_code == 302
+    assert SystemPrompt.objects.get().name == "\u00e9" * 100
+
+
+def test_the_admin_refuses_a_lookalike_prompt_name(client, site_admin, team, prompt):
+    SystemPrompt.objects.create(team=team, name=CAFE, content="x")
+    client.force_login(site_admin)
+    url = f"/admin/teams/systemprompt/{prompt.pk}/change/"
+    data = {
+        "team": team.pk,
+        "name": CAFE_DECOMPOSED,
+        "content": "Admin text.",
+        "position": 0,
+        "versions-TOTAL_FORMS": 0,
+        "versions-INITIAL_FORMS": 0,
+    }
+    response = client.post(url, data)
+    assert response.status_code == 200
+    assert b"already exists in this team" in response.content
+    assert SystemPrompt.objects.get(pk=prompt.pk).name == "Helper"

@@ -330,3 +330,19 @@ def test_a_save_racing_another_after_its_if_match_passed_is_412(
     assert response.status_code == 412
     prompt.refresh_from_db()
     assert (prompt.content, prompt.locked) == ("Meanwhile.", False)
+
+
+def test_a_name_spelled_with_a_combining_accent_is_taken_by_its_lookalike(
+    owner_client, in_team, team
+):
+    """Café with é and with e + U+0301 look alike: one name, stored composed (NFC)."""
+    client = in_team(owner_client)
+    made = send(client, "post", LIST, {"name": "Cafe\u0301", "content": "x"})
+    assert made.status_code == 201
+    assert made.json()["name"] == "Caf\u00e9"
+    again = send(client, "post", LIST, {"name": "Caf\u00e9", "content": "y"})
+    assert again.status_code == 400
+    error = again.json()["error"]
+    assert (error["code"], error["field"]) == ("invalid", "name")
+    assert "already exists" in error["message"]
+    assert SystemPrompt.objects.filter(team=team).count() == 1
