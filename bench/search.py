@@ -128,11 +128,8 @@ def seed(words: list[str], conversations: int) -> dict:
         )
         users.append(user)
     vendor = connection.vendor
-    down = {"postgresql": search_index.POSTGRESQL_DOWN, "sqlite": search_index.sqlite_down()}
-    up = {"postgresql": search_index.POSTGRESQL_UP, "sqlite": search_index.sqlite_up()}
-    with connection.cursor() as cursor:
-        for statement in down[vendor]:  # built once after the load, as a restore does
-            cursor.execute(statement)
+    with connection.cursor() as cursor:  # built once after the load, as a restore does
+        search_index_change(cursor, search_index.POSTGRESQL_DOWN, search_index.sqlite_down)
     rows = 0
     rng = random.Random(11)
     weights = [1 / rank for rank in range(1, len(words) + 1)]
@@ -173,8 +170,7 @@ def seed(words: list[str], conversations: int) -> dict:
             rows += len(batch)
     loaded = time.perf_counter() - started
     with connection.cursor() as cursor:
-        for statement in up[vendor]:
-            cursor.execute(statement)
+        search_index_change(cursor, search_index.POSTGRESQL_UP, search_index.sqlite_up)
         cursor.execute("ANALYZE")
     indexed = time.perf_counter() - started - loaded
     print(
@@ -188,6 +184,15 @@ def seed(words: list[str], conversations: int) -> dict:
         "index_seconds": indexed,
         "user_id": users[0].pk,
     }
+
+
+def search_index_change(cursor, postgresql: list[str], sqlite) -> None:
+    """The search index's PostgreSQL statements, or its SQLite function, on this cursor."""
+    if cursor.db.vendor == "postgresql":
+        for statement in postgresql:
+            cursor.execute(statement)
+    else:
+        sqlite(cursor)
 
 
 def insert_statement():
