@@ -2,7 +2,9 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count
 from django.http import HttpResponseRedirect
+from django.template.defaultfilters import pluralize
 from django.urls import reverse
+from django.utils.html import format_html
 
 from chatapp.core.admin import CountsWhatGoes, NotDeletedHere
 from chatapp.core.text import NameField, validate_one_line
@@ -27,26 +29,6 @@ from chatapp.teams.models import (
     TeamProvider,
     TeamUsage,
 )
-
-
-class MembershipInline(admin.TabularInline):
-    """Shown only: people are added, changed and removed on Memberships, where it is audited."""
-
-    model = Membership
-    extra = 0
-    raw_id_fields = ["user"]
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).select_related("user", "team")  # named per row
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 class MembersFilter(admin.SimpleListFilter):
@@ -89,7 +71,7 @@ class TeamAdmin(CountsWhatGoes):
     list_select_related = ["personal_owner"]
     search_fields = ["name"]
     raw_id_fields = ["personal_owner"]
-    inlines = [MembershipInline]
+    readonly_fields = ["people"]
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(member_count=Count("memberships"))
@@ -97,6 +79,16 @@ class TeamAdmin(CountsWhatGoes):
     @admin.display(description="members", ordering="member_count")
     def members(self, team: Team) -> int:
         return team.member_count  # type: ignore[attr-defined]
+
+    @admin.display(description="people")
+    def people(self, team: Team) -> str:
+        """A link to the team's memberships, a page at a time: a team of thousands would be
+        thousands of lines here. They are added, changed and removed there, where it is audited."""
+        if team.pk is None:
+            return "-"
+        url = reverse("admin:teams_membership_changelist") + f"?team__id__exact={team.pk}"
+        count = team.member_count  # type: ignore[attr-defined]
+        return format_html('<a href="{}">{} member{}</a>', url, count, pluralize(count))
 
     def save_model(self, request, obj, form, change):
         actions.admin_save_team(request.user, obj)

@@ -5,13 +5,25 @@ SQLite's integers, which overflow. Nothing is changed."""
 from datetime import date
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from chatapp.chat.models import Conversation
+from chatapp.accounts.models import UserSettings
+from chatapp.chat.models import AdminAccessGrant, Conversation, Message
 from chatapp.teams.actions import audit
-from chatapp.teams.models import AuditAction, Membership, Team, TeamPolicy, TeamUsage
+from chatapp.teams.models import (
+    AuditAction,
+    Invitation,
+    Membership,
+    Role,
+    SystemPrompt,
+    Team,
+    TeamPolicy,
+    TeamProvider,
+    TeamUsage,
+)
 from tests.support.plans import finds_rows_by, sorts_rows
 
 TOO_BIG = "9" * 26  # past any 64-bit key
@@ -106,3 +118,112 @@ def test_the_audit_list_filtered_by_action_finds_its_events_by_an_index(site_cli
     assert len(reads) == 2  # the count and the page
     for sql in reads:
         assert finds_rows_by(sql, "action") and not sorts_rows(sql)
+
+
+def _grow(team, size: int) -> dict:
+    """`size` of each kind of row the admin's pages show, all around `team` and one person."""
+    users = [
+        get_user_model().objects.create_user(f"grown{size}x{n}", f"g{size}x{n}@example.com")
+        for n in range(size)
+    ]
+    heavy = users[0]
+    for user in users:
+        Membership.objects.create(team=team, user=user, role=Role.MEMBER)
+        UserSettings.objects.create(user=user, model="m")
+        chat = Conversation.objects.create(team=team, owner=heavy, model="m")
+        Message.objects.create(conversation=chat, role="user", content="Hello")
+        Invitation.objects.create(team=team, email=f"{user.username}@example.com")
+        TeamUsage.objects.create(team=team, user=user, model="m", day=date(2026, 1, 1))
+        audit(team, heavy, AuditAction.INVITE, f"{heavy} invited someone")
+        AdminAccessGrant.objects.create(
+            conversation=chat,
+            owner=heavy,
+            admin_name="root",
+            reason="why",
+            expires_at=chat.created_at,
+        )
+    SystemPrompt.objects.create(team=team, name=f"Prompt {size}", content="Be brief.")
+    TeamPolicy.objects.get_or_create(team=team)
+    TeamProvider.objects.get_or_create(team=team)
+    return {"user": heavy, "team": team, "conversation": chat}
+
+
+ROW_PAGES = [
+    "/admin/",
+    *(
+        f"/admin/{model}/"
+        for model in (
+            "auth/user",
+            "auth/group",
+            "accounts/usersettings",
+            "axes/accessattempt",
+            "axes/accesslog",
+            "axes/accessfailurelog",
+            "teams/team",
+            "teams/membership",
+            "teams/invitation",
+            "teams/systemprompt",
+            "teams/teampolicy",
+            "teams/teamprovider",
+            "teams/teamusage",
+            "teams/auditevent",
+            "chat/conversation",
+            "chat/adminaccessgrant",
+        )
+    ),
+    "/admin/auth/user/?q=grown",
+    "/admin/teams/team/?members=some",
+    "/admin/teams/auditevent/?q=invited",
+    "/admin/teams/teamusage/?day__year=2026",
+]
+ADD_PAGES = [
+    "/admin/auth/user/add/",
+    "/admin/auth/group/add/",
+    "/admin/accounts/usersettings/add/",
+    "/admin/teams/team/add/",
+    "/admin/teams/membership/add/",
+    "/admin/teams/systemprompt/add/",
+    "/admin/teams/teampolicy/add/",
+    "/admin/teams/teamprovider/add/",
+]
+OBJECT_PAGES = [
+    "/admin/auth/user/{user}/change/",
+    "/admin/auth/user/{user}/delete/",
+    "/admin/teams/team/{team}/change/",
+    "/admin/teams/team/{team}/delete/",
+    "/admin/chat/conversation/{conversation}/change/",
+    "/admin/chat/conversation/{conversation}/delete/",
+]
+
+
+def _visit(client, page: str) -> tuple[int, bytes]:
+    client.get(page)  # once before: what Django caches for the process (content types) is read
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(page)
+    assert response.status_code == 200, page
+    return len(queries), response.content
+
+
+@pytest.mark.parametrize("page", ROW_PAGES)
+def test_a_list_reads_the_same_number_of_times_for_3_rows_as_for_30(site_client, page):
+    counts = []
+    for size in (3, 30):
+        _grow(Team.objects.create(name=f"Team {size}"), size)
+        counts.append(_visit(site_client, page)[0])
+    assert counts[0] == counts[1]
+
+
+@pytest.mark.parametrize("page", ADD_PAGES + OBJECT_PAGES)
+def test_a_form_or_confirmation_stays_the_same_size_for_3_rows_as_for_30(site_client, page):
+    """A change form, an add form or a deletion's confirmation reads and shows no row per
+    member, message or user: no list of every person or team to pick from (a key field and
+    its lookup instead), no line per member or per message."""
+    visits = []
+    for size in (3, 30):
+        grown = _grow(Team.objects.create(name=f"Team {size}"), size)
+        visits.append(_visit(site_client, page.format(**{k: v.pk for k, v in grown.items()})))
+    (few_reads, few), (many_reads, many) = visits
+    assert few_reads == many_reads
+    for tag in (b"<option", b"<tr", b"<li"):
+        assert few.count(tag) == many.count(tag), tag
+    assert b"grown30x29" not in many
