@@ -1,6 +1,7 @@
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import Count
+from django.db.models import Count, OuterRef, Subquery
+from django.db.models.functions import Coalesce
 from django.http import HttpResponseRedirect
 from django.template.defaultfilters import pluralize
 from django.urls import reverse
@@ -66,6 +67,9 @@ class TeamAdmin(CountsWhatGoes):
     """Creating, renaming and deleting go through the actions, so they are audited."""
 
     form = TeamAdminForm
+    # A team per person: counted once, and each team's members counted for its page only,
+    # not over a join of every team with every membership.
+    show_full_result_count = False
     list_display = ["name", "personal_owner", "members", "created_at"]
     list_filter = [MembersFilter]
     list_select_related = ["personal_owner"]
@@ -74,7 +78,9 @@ class TeamAdmin(CountsWhatGoes):
     readonly_fields = ["people"]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(member_count=Count("memberships"))
+        members = Membership.objects.filter(team=OuterRef("pk")).order_by().values("team")
+        count = Subquery(members.annotate(n=Count("pk")).values("n"))
+        return super().get_queryset(request).annotate(member_count=Coalesce(count, 0))
 
     @admin.display(description="members", ordering="member_count")
     def members(self, team: Team) -> int:

@@ -227,3 +227,19 @@ def test_a_form_or_confirmation_stays_the_same_size_for_3_rows_as_for_30(site_cl
     for tag in (b"<option", b"<tr", b"<li"):
         assert few.count(tag) == many.count(tag), tag
     assert b"grown30x29" not in many
+
+
+@pytest.mark.parametrize("page", ["/admin/teams/team/", "/admin/teams/team/?q=Acme"])
+def test_the_team_list_counts_teams_once_without_reading_their_memberships(
+    site_client, owner, member, team, page
+):
+    """A team per person and a membership per team and person: the list counted the teams
+    twice over a join with every membership. Only the shown page's members are counted."""
+    Team.objects.create(name="Nobody's")
+    with CaptureQueriesContext(connection) as queries:
+        response = site_client.get(page)
+    assert response.status_code == 200
+    counts = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT COUNT(")]
+    assert len(counts) == 1 and "teams_membership" not in counts[0]
+    shown = {row.name: row.member_count for row in response.context["cl"].result_list}
+    assert shown == ({"Acme": 2} if "q=" in page else {"Acme": 2, "Nobody's": 0})
