@@ -244,3 +244,26 @@ def test_the_team_list_counts_teams_once_without_reading_their_memberships(
     assert len(counts) == 1 and "teams_membership" not in counts[0]
     shown = {row.name: row.member_count for row in response.context["cl"].result_list}
     assert shown == ({"Acme": 2} if "q=" in page else {"Acme": 2, "Nobody's": 0})
+
+
+def test_a_users_deletion_reads_the_teams_of_their_conversations_once_each(
+    site_client, owner, member, team
+):
+    """Which teams hold a person's conversations (for a legal hold, and what their personal
+    team keeps) is one row per team: the conversations' own order made it one per conversation."""
+    personal = Team.objects.create(name="Max's", personal_owner=member)
+    Membership.objects.create(team=personal, user=member, role=Role.OWNER)
+    for chat_team in (team, personal):
+        for _ in range(3):
+            Conversation.objects.create(team=chat_team, owner=member, model="m")
+            Conversation.objects.create(team=chat_team, owner=owner, model="m")
+    with CaptureQueriesContext(connection) as queries:
+        assert site_client.get(f"/admin/auth/user/{member.pk}/delete/").status_code == 200
+    distinct = [
+        q["sql"]
+        for q in queries.captured_queries
+        if q["sql"].startswith("SELECT DISTINCT") and 'FROM "chat_conversation"' in q["sql"]
+    ]
+    assert any('"chat_conversation"."team_id" IN' in sql for sql in distinct)  # its personal team
+    assert any('"chat_conversation"."owner_id" IN' in sql for sql in distinct)
+    assert all(" ORDER BY " not in sql for sql in distinct), distinct

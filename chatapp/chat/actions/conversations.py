@@ -211,7 +211,7 @@ def _hold_policies(conversations: QuerySet[Conversation]) -> None:
 def teams_with_conversations_of(user_ids: set[int]) -> set[int]:
     """The teams holding conversations of these users: deleting them takes those along."""
     found = Conversation.objects.filter(owner_id__in=user_ids).values_list("team_id", flat=True)
-    return set(found.distinct())
+    return set(found.order_by().distinct())  # unordered: a row per team, not per conversation
 
 
 def _expired_temporary(now: datetime) -> list[int]:
@@ -246,4 +246,4 @@ def teams_holding_others(team_ids: list[int], user_ids: set[int]) -> set[int]:
     """Of these teams, those with conversations of people other than these users (who keep
     them to read after leaving): a personal team deleted with its owner must not take them."""
     others = Conversation.objects.filter(team_id__in=team_ids).exclude(owner_id__in=user_ids)
-    return set(others.values_list("team_id", flat=True).distinct())
+    return set(others.values_list("team_id", flat=True).order_by().distinct())
