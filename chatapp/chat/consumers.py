@@ -33,6 +33,7 @@ from chatapp.chat.generation import start_generation
 from chatapp.chat.groups import conversation_group
 from chatapp.chat.planning import ReplyPlan
 from chatapp.chat.ratelimit import frame_limiter, stop_limiter
+from chatapp.core import stopping
 from chatapp.core.layers import channel_closed
 from chatapp.core.metrics import WEBSOCKET_CONNECTIONS
 from chatapp.llm import LlmValidationError
@@ -111,10 +112,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
         finally:
             if hasattr(self, "channel_name"):
                 channel_closed(self.channel_name)
-            if getattr(self, "counted", False):
+            if getattr(self, "counted", False) and not stopping.is_stopping():
                 # Ended without `disconnect`: daphne cancelled it past its close timeout (a
                 # frame's handler still waiting), or a handler failed. Its place among the
                 # user's sockets would be taken for good, and its groups kept for a day.
+                # Not while the process stops: daphne cancels every socket's consumer then,
+                # beside the hooks that end its answers and still tell these sockets so
+                # (message.error); the process exits after them.
                 groups = self.joined_groups()
                 self.forget_socket()
                 _leave_later(self.channel_layer, self.channel_name, groups)

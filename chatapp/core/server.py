@@ -184,6 +184,9 @@ def finish_before_exit() -> None:
     from twisted.internet import defer, reactor  # after daphne.server installed the reactor
 
     def run_hooks() -> defer.Deferred:
+        # Said at once, before daphne's trigger cancels the sockets' consumers: those the
+        # hooks still tell of their answers' end stay registered (chatapp.chat.consumers).
+        stopping.begin()
         return defer.Deferred.fromFuture(asyncio.ensure_future(stopping.run_hooks()))
 
     installed: Any = reactor  # Twisted types the module as the IReactorCore interface itself

@@ -29,6 +29,12 @@ def is_stopping() -> bool:
     return _stopping
 
 
+def begin() -> None:
+    """The process begins to stop: is_stopping() says so from now on, before the hooks run."""
+    global _stopping
+    _stopping = True
+
+
 def finished() -> bool:
     """Whether every hook that ran finished in time and without an error."""
     return not _unfinished
@@ -41,8 +47,8 @@ def when_stopping(hook: Callable[[], Awaitable[None]]) -> None:
 
 async def run_hooks(timeout: float | None = None) -> None:
     timeout = STOP_SECONDS if timeout is None else timeout
-    global _stopping, _unfinished
-    _stopping = True
+    global _unfinished
+    begin()
     tasks = [asyncio.ensure_future(hook()) for hook in _hooks]
     if not tasks:
         return
