@@ -1,6 +1,7 @@
 """Deterministic answers: the same conversation always gets the same markdown reply."""
 
 import re
+import unicodedata
 
 TOKEN = re.compile(r"\s*\S+|\s+")
 QUESTION_LIMIT = 200
@@ -75,9 +76,20 @@ def compose_title(text: str) -> str:
     """A model-like title: the question's main words, capitalised ("How do I file taxes in
     Spain?" -> "File Taxes Spain")."""
     question = text.split("Question:", 1)[-1].split("Answer:", 1)[0]
-    words = re.findall(r"[^\W_]+(?:['’][^\W_]+)?", question)
+    words = [word for word in map(_word, question.split()) if word]
     main = [word for word in words if word.lower() not in SMALL_WORDS] or words
     return " ".join(word[:1].upper() + word[1:] for word in main[:TITLE_WORDS]) or "New Chat"
+
+
+def _word(token: str) -> str:
+    """A word as written between spaces, without the punctuation and symbols around it
+    (`"taxes?"` -> `taxes`; an emoji alone -> ""); its accents and vowel signs kept (`كَتَبَ`)."""
+    start, end = 0, len(token)
+    while start < end and unicodedata.category(token[start])[0] not in "LN":
+        start += 1
+    while end > start and unicodedata.category(token[end - 1])[0] not in "LNM":
+        end -= 1
+    return token[start:end]
 
 
 def long_answer(

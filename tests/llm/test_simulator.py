@@ -328,3 +328,19 @@ def test_serves_the_models_the_client_knows_and_counts_prompts_alike():
     ]
     assert count_prompt_tokens(messages) == count_message_tokens(messages) > 0
     assert count_message_tokens(messages[2:3]) == (3 * 9 + 3) // 4 + 4  # 9 characters a call
+
+
+@pytest.mark.parametrize(
+    ("question", "title"),
+    [
+        ("How do I file taxes in Spain?", "File Taxes Spain"),
+        ("东京 كَتَبَ 🦙 tell me about llamas", "东京 كَتَبَ Tell About Llamas"),
+        ("Où est la gare? नमस्ते दुनिया", "Où Est La Gare नमस्ते"),
+        ("🦙🦙", "New Chat"),
+    ],
+)
+def test_a_title_keeps_each_word_whole_in_any_script(question, title):
+    """Accents and vowel signs are part of their word, as a model writes them."""
+    from llama_simulator.answers import compose_title
+
+    assert compose_title(f"Question:\n{question}\n\nAnswer:\nSure.") == title
