@@ -12,23 +12,25 @@ def uses_postgres() -> bool:
     return os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://"))
 
 
+def lock_waiters() -> int:
+    """How many sessions of the suite's PostgreSQL database wait on a lock now."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")  # else read once a transaction
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return cursor.fetchone()[0]
+
+
 def wait_for_lock_waiters(count: int = 1) -> None:
     """Until `count` sessions of the suite's PostgreSQL database wait on a lock: the threads a
     test started have reached the lock it holds."""
-    from django.db import connection
-
     from tests.support.polling import wait_for
 
-    def waiting() -> bool:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_stat_clear_snapshot()")  # else read once a transaction
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            )
-            return cursor.fetchone()[0] >= count
-
-    wait_for(waiting, f"{count} sessions to wait on a lock")
+    wait_for(lambda: lock_waiters() >= count, f"{count} sessions to wait on a lock")
 
 
 @dataclass

@@ -33,7 +33,7 @@ from chatapp.teams.models import (
 from chatapp.teams.safety import Finding
 from chatapp.uploads.actions import create_upload
 from tests.conftest import client_for
-from tests.databases import uses_postgres
+from tests.databases import lock_waiters, uses_postgres
 from tests.support.plans import sorts_rows
 from tests.support.polling import wait_for
 
@@ -465,16 +465,6 @@ def test_continuing_a_share_as_it_is_revoked_waits_and_copies_nothing(
     continuing.join(30)
     assert outcome == [404]
     assert not Conversation.objects.filter(owner=teammate).exists()
-
-
-def lock_waiters() -> int:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_stat_clear_snapshot()")  # else read once a transaction
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-        )
-        return cursor.fetchone()[0]
 
 
 def test_share_and_revoke_are_audited_without_content(member, conversation):

@@ -2,6 +2,8 @@
 official openai SDK talking to the app (in-process over ASGI here; over a live daphne in
 test_sdk_live.py), with the Llama API simulator as the site's upstream."""
 
+import json
+
 import httpx
 import openai
 import pytest
@@ -51,6 +53,24 @@ def sdk(key: str, **headers: str) -> openai.AsyncOpenAI:
         max_retries=0,
         default_headers=headers or None,
     )
+
+
+async def refused_field(key: str, body: dict, field: str, value: str) -> dict:
+    """The error of a request whose `field` is `value` written as raw JSON (escapes JSON can
+    carry and UTF-8 cannot), after checking it is a 400 invalid_request naming that field."""
+    text = json.dumps(body)[:-1] + f', "{field}": {value}}}'
+    async with raw(key) as http:
+        response = await http.post(
+            "/v1/chat/completions", content=text, headers={"Content-Type": "application/json"}
+        )
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert (error["type"], error["code"], error["param"]) == (
+        "invalid_request_error",
+        "invalid_request",
+        field,
+    )
+    return error
 
 
 def raw(key: str | None = None) -> httpx.AsyncClient:

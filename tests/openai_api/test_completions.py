@@ -30,7 +30,7 @@ from chatapp.teams.models import (
     TeamPolicy,
     TeamUsage,
 )
-from tests.openai_api.conftest import MODEL, raw, sdk
+from tests.openai_api.conftest import MODEL, raw, refused_field, sdk
 from tests.support.polling import await_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -488,18 +488,7 @@ async def test_an_end_user_id_that_is_not_text_is_400_and_nothing_goes_upstream(
     """Ignored, but not whatever it holds: NUL, a lone surrogate (sent escaped: JSON can carry
     them, UTF-8 cannot) or another type than a string is refused, as OpenAI's API does."""
     key = await database_sync_to_async(make_key)(member, team)
-    body = json.dumps({"messages": QUESTION})[:-1] + f', "{field}": {value}}}'
-    async with raw(key) as http:
-        response = await http.post(
-            "/v1/chat/completions", content=body, headers={"Content-Type": "application/json"}
-        )
-    assert response.status_code == 400, response.text
-    error = response.json()["error"]
-    assert (error["type"], error["code"], error["param"]) == (
-        "invalid_request_error",
-        "invalid_request",
-        field,
-    )
+    await refused_field(key, {"messages": QUESTION}, field, value)
     assert sim.requests == []
 
 

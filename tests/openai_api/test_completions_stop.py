@@ -1,15 +1,13 @@
 """Stop sequences on /v1/chat/completions: the answer ends before the first of them, through
 the official openai SDK, with the Llama API simulator (which takes no `stop`) upstream."""
 
-import json
-
 import pytest
 from channels.db import database_sync_to_async
 
 from chatapp.chat.models import Message
 from chatapp.chat.stop_sequences import StopCutter
 from chatapp.teams.models import TeamUsage
-from tests.openai_api.conftest import MODEL, raw, sdk
+from tests.openai_api.conftest import MODEL, raw, refused_field, sdk
 from tests.support.polling import await_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -98,18 +96,7 @@ async def test_stop_sequences_that_are_not_text_are_400_and_nothing_goes_upstrea
 ):
     """NUL and a lone surrogate (sent escaped: JSON can carry them, UTF-8 cannot)."""
     key = await database_sync_to_async(make_key)(member, team)
-    body = json.dumps({"messages": QUESTION})[:-1] + f', "stop": {stop}}}'
-    async with raw(key) as http:
-        response = await http.post(
-            "/v1/chat/completions", content=body, headers={"Content-Type": "application/json"}
-        )
-    assert response.status_code == 400, response.text
-    error = response.json()["error"]
-    assert (error["type"], error["code"], error["param"]) == (
-        "invalid_request_error",
-        "invalid_request",
-        "stop",
-    )
+    error = await refused_field(key, {"messages": QUESTION}, "stop", stop)
     assert "NUL" in error["message"] or "valid Unicode" in error["message"]
     assert sim.requests == []
 

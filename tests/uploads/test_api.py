@@ -17,7 +17,7 @@ from chatapp.uploads.actions import create_upload
 from chatapp.uploads.models import Upload
 from chatapp.uploads.validation import UploadRefused
 from tests.conftest import client_for
-from tests.databases import uses_postgres
+from tests.databases import lock_waiters, uses_postgres
 from tests.support.polling import wait_for
 from tests.uploads import files
 from tests.uploads.conftest import stored_files
@@ -400,13 +400,3 @@ def test_an_upload_during_its_uploaders_removal_waits_and_is_refused(
         (404, {"code": "not_found", "message": "You are not in that team.", "field": "team"})
     ]
     assert not Upload.objects.exists()
-
-
-def lock_waiters() -> int:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_stat_clear_snapshot()")  # else read once a transaction
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-        )
-        return cursor.fetchone()[0]
